@@ -1,0 +1,81 @@
+//! What every command needs: the config (if any), the store folder, and how to open the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, DEFAULT_CONFIG};
+use crate::error::CliError;
+use crate::http::HttpClient;
+use crate::store::{self, Store};
+
+/// Resolved global settings of one invocation.
+pub struct App {
+    /// The loaded config; `None` when no file exists (allowed for `import` and `lookup`).
+    pub config: Option<Config>,
+    /// Where the config was looked for.
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl App {
+    /// Loads the config: an explicit `--config`/`$OUTWATCH_CONFIG` must exist; the default
+    /// `./outwatch.toml` may be absent.
+    pub fn new(config: Option<&Path>, data_dir: Option<&Path>) -> Result<App, CliError> {
+        let (path, explicit) = match config {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        let cfg = if explicit || path.exists() {
+            Some(Config::load(&path).map_err(CliError::config)?)
+        } else {
+            None
+        };
+        let data_dir = match &cfg {
+            Some(c) => c.data_dir(data_dir),
+            None => data_dir
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)),
+        };
+        Ok(App {
+            config: cfg,
+            config_path: path,
+            data_dir,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The config, or an error telling how to create one.
+    pub fn require_config(&self) -> Result<&Config, CliError> {
+        self.config.as_ref().ok_or_else(|| {
+            CliError::config(format!(
+                "no config file at {}: copy config.example.toml to outwatch.toml and edit it, \
+                 or pass --config PATH (or set $OUTWATCH_CONFIG)",
+                self.config_path.display()
+            ))
+        })
+    }
+
+    /// Opens the store for writing (fails when the daemon holds it).
+    pub fn open_store(&self) -> Result<Arc<dyn Store>, CliError> {
+        let s = store::open(&self.data_dir).map_err(CliError::store)?;
+        Ok(Arc::new(s))
+    }
+
+    /// Opens the store for reading: through the running daemon's socket when there is one,
+    /// else directly.
+    pub fn open_read(&self) -> Result<Arc<dyn Store>, CliError> {
+        self.open_store()
+    }
+
+    /// The HTTP client configured by `[http]`.
+    pub fn http(&self) -> Result<HttpClient, CliError> {
+        let cfg = self
+            .config
+            .as_ref()
+            .map(|c| c.http.clone())
+            .unwrap_or_default();
+        HttpClient::new(&cfg, self.clock.clone()).map_err(|e| CliError::failure(e.to_string()))
+    }
+}

@@ -1,0 +1,92 @@
+//! `outwatch export --jsonl` and `outwatch restore FILE`: every finding with its history, as
+//! JSON lines, so nothing is lost to a broken store or an upgrade.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::process::ExitCode;
+
+use crate::app::App;
+use crate::cli::{ExportArgs, RestoreArgs};
+use crate::error::CliError;
+use crate::finding::Finding;
+
+/// Findings restored per atomic batch.
+const RESTORE_BATCH: usize = 5_000;
+
+pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
+    let store = app.open_read()?;
+    let out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(
+            File::create(p)
+                .map_err(|e| CliError::failure(format!("cannot create {}: {e}", p.display())))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = BufWriter::new(out);
+    let mut n = 0usize;
+    let mut io_err = None;
+    store
+        .for_each(&mut |f| {
+            let line = serde_json::to_string(&f)
+                .map_err(|e| crate::store::StoreError::Engine(e.to_string()))?;
+            if let Err(e) = writeln!(w, "{line}") {
+                io_err = Some(e);
+                return Err(crate::store::StoreError::Engine("write failed".into()));
+            }
+            n += 1;
+            Ok(())
+        })
+        .map_err(|e| match io_err.take() {
+            Some(io) => CliError::failure(format!("writing the export failed: {io}")),
+            None => CliError::from(e),
+        })?;
+    w.flush()
+        .map_err(|e| CliError::failure(format!("writing the export failed: {e}")))?;
+    eprintln!("exported {n} findings");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
+    let store = app.open_store()?;
+    let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(File::open(&a.file).map_err(|e| {
+            CliError::failure(format!("cannot open {}: {e}", a.file.display()))
+        })?))
+    };
+    let mut batch = Vec::with_capacity(RESTORE_BATCH);
+    let mut restored = 0usize;
+    let mut bad = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| CliError::failure(format!("reading line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Finding>(&line) {
+            Ok(mut f) => {
+                // Never trust a fingerprint from a file: recompute it from the fields.
+                f.seal();
+                batch.push(f);
+            }
+            Err(e) => bad.push(format!("line {}: {e}", i + 1)),
+        }
+        if batch.len() >= RESTORE_BATCH {
+            restored += store.restore(std::mem::take(&mut batch))?;
+        }
+    }
+    restored += store.restore(batch)?;
+    store.flush()?;
+    println!("restored {restored} findings");
+    for b in bad.iter().take(20) {
+        eprintln!("skipped {b}");
+    }
+    if bad.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CliError::failure(format!(
+            "{} line(s) could not be read",
+            bad.len()
+        )))
+    }
+}

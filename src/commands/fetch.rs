@@ -1,0 +1,123 @@
+//! `outwatch fetch`: run sources once now.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::app::App;
+use crate::cli::FetchArgs;
+use crate::error::CliError;
+use crate::output::{print_json, table};
+use crate::pipeline::{Runner, SourceReport};
+use crate::scope::{self, ScopeMatcher};
+use crate::sources;
+
+/// Runs the chosen sources (all enabled ones when `names` is empty) one after another, after
+/// refreshing the ASN scope when it is due.
+pub async fn fetch_sources(
+    app: &App,
+    names: &[String],
+    progress: bool,
+) -> Result<Vec<SourceReport>, CliError> {
+    let cfg = app.require_config()?;
+    let all = sources::enabled_sources(cfg);
+    for n in names {
+        if !all.iter().any(|(name, _)| name == n) {
+            let known: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(CliError::usage(format!(
+                "no enabled source named `{n}` (enabled: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    let chosen: Vec<_> = all
+        .into_iter()
+        .filter(|(n, _)| names.is_empty() || names.contains(n))
+        .collect();
+    let store = app.open_store()?;
+    let http = app.http()?;
+    let (snap, _) = scope::refresh(cfg, store.as_ref(), &http, app.clock.now(), false).await?;
+    let runner = Runner {
+        store: store.clone(),
+        http,
+        scope: Arc::new(ScopeMatcher::new(&snap)),
+        clock: app.clock.clone(),
+    };
+    let bar = if progress {
+        let b = ProgressBar::new(chosen.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut reports = Vec::new();
+    for (name, src) in chosen {
+        bar.set_message(format!("fetching {name}"));
+        let r = match src {
+            Ok(s) => runner.run_source(s.as_ref()).await,
+            Err(e) => SourceReport::failed(&name, e.to_string()),
+        };
+        bar.inc(1);
+        reports.push(r);
+    }
+    bar.finish_and_clear();
+    Ok(reports)
+}
+
+pub async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
+    let reports = fetch_sources(app, &a.sources, !a.json).await?;
+    if a.json {
+        print_json(&json!({ "sources": reports }))?;
+    } else if reports.is_empty() {
+        println!("no source is enabled: add [sources.NAME] tables to the config");
+    } else {
+        let mut t = table(&[
+            "source", "result", "fetched", "in scope", "new", "updated", "resolved", "rejected",
+        ]);
+        for r in &reports {
+            let result = match (&r.error, r.not_modified) {
+                (Some(_), _) => "FAILED".to_string(),
+                (None, true) => "not modified".to_string(),
+                (None, false) => "ok".to_string(),
+            };
+            t.add_row(vec![
+                r.name.clone(),
+                result,
+                r.fetched.to_string(),
+                r.in_scope.to_string(),
+                r.new.to_string(),
+                r.updated.to_string(),
+                r.resolved.to_string(),
+                r.rejected.to_string(),
+            ]);
+        }
+        println!("{t}");
+        for r in &reports {
+            if let Some(e) = &r.error {
+                eprintln!("{}: {e}", r.name);
+            }
+        }
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| r.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if a.json {
+            eprintln!("failed: {}", failed.join(", "));
+        }
+        Ok(ExitCode::from(crate::error::EXIT_FAILURE))
+    }
+}

@@ -1,0 +1,14 @@
+//! One module per CLI command. Commands parse nothing (clap did) and print; the work is done by
+//! the library modules they call.
+
+pub mod check_config;
+pub mod demo;
+pub mod digest;
+pub mod export;
+pub mod fetch;
+pub mod import;
+pub mod lookup;
+pub mod run;
+pub mod scope;
+pub mod shadowserver;
+pub mod status;

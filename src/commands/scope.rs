@@ -1,0 +1,88 @@
+//! `outwatch scope`: prefixes per ASN, extra prefixes, domains.
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::cli::ScopeArgs;
+use crate::error::CliError;
+use crate::output::print_json;
+use crate::scope;
+
+pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
+    let cfg = app.require_config()?;
+    let store = if a.refresh {
+        app.open_store()?
+    } else {
+        app.open_read()?
+    };
+    let now = app.clock.now();
+    // Refresh what is due (or everything with --refresh); failures keep the cache.
+    let (snap, reports) = if a.refresh || !cfg.organisation.asns.is_empty() {
+        let http = app.http()?;
+        match app.open_store() {
+            Ok(s) => scope::refresh(cfg, s.as_ref(), &http, now, a.refresh).await?,
+            // The daemon holds the store: show what it has cached.
+            Err(_) => (scope::load(Some(cfg), store.as_ref())?, Vec::new()),
+        }
+    } else {
+        (scope::load(Some(cfg), store.as_ref())?, Vec::new())
+    };
+    let failed = reports.iter().filter(|r| r.error.is_some()).count();
+    if a.json {
+        print_json(&json!({
+            "organisation": cfg.organisation.name,
+            "asns": snap.asns.iter().map(|x| json!({
+                "asn": x.asn,
+                "prefixes": x.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                "refreshed_at": x.refreshed_at,
+                "last_error": x.last_error,
+            })).collect::<Vec<_>>(),
+            "prefixes": snap.prefixes.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "all_prefixes": snap.all_prefixes().iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "domains": snap.domains,
+            "emails": snap.emails,
+            "refresh": reports,
+        }))?;
+    } else {
+        if !cfg.organisation.name.is_empty() {
+            println!("{}", cfg.organisation.name);
+        }
+        for x in &snap.asns {
+            let when = x
+                .refreshed_at
+                .map(|t| format!("refreshed {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_else(|| "never refreshed".into());
+            println!("AS{} ({} prefixes, {when})", x.asn, x.prefixes.len());
+            for p in &x.prefixes {
+                println!("  {p}");
+            }
+            if let Some(e) = &x.last_error {
+                println!("  warning: last refresh failed: {e}");
+            }
+        }
+        if !snap.prefixes.is_empty() {
+            println!("extra prefixes:");
+            for p in &snap.prefixes {
+                println!("  {p}");
+            }
+        }
+        if !snap.domains.is_empty() {
+            println!("domains (with subdomains):");
+            for d in &snap.domains {
+                println!("  {d}");
+            }
+        }
+        if !snap.emails.is_empty() {
+            println!("mail addresses:");
+            for e in &snap.emails {
+                println!("  {e}");
+            }
+        }
+    }
+    if failed > 0 && a.refresh {
+        return Ok(ExitCode::from(crate::error::EXIT_FAILURE));
+    }
+    Ok(ExitCode::SUCCESS)
+}

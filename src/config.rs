@@ -1,0 +1,623 @@
+//! The configuration file (`outwatch.toml`) → typed settings.
+//!
+//! Every table denies unknown keys, and values are parsed into their real types while the TOML
+//! is read, so an error names the key and its line. Secrets are [`Secret`]s: `check-config`
+//! prints them redacted. Each source's own table is a struct beside that source's code
+//! (`src/sources/<name>.rs`); this file only gathers them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::secret::Secret;
+use crate::sources::{
+    hibp::HibpConfig, lists::ListSourceConfig, safebrowsing::SafeBrowsingConfig,
+    shadowserver::ShadowserverConfig, snds::SndsConfig,
+};
+
+/// Name of the config file looked for in the working directory.
+pub const DEFAULT_CONFIG: &str = "outwatch.toml";
+/// Store folder when neither the config nor `--data-dir` names one.
+pub const DEFAULT_DATA_DIR: &str = "outwatch-data";
+
+/// A configuration problem, with the file and (where known) the line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("invalid config file {path}:\n{message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who we are and what is ours.
+    #[serde(default)]
+    pub organisation: Organisation,
+    /// How ASNs are resolved to prefixes.
+    #[serde(default)]
+    pub scope: ScopeConfig,
+    /// Where the store lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// HTTP client behaviour shared by all sources.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Extra declarative feed files.
+    #[serde(default)]
+    pub feeds: FeedsConfig,
+    /// One table per source.
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    /// The daily digest.
+    #[serde(default)]
+    pub digest: Option<DigestConfig>,
+    /// The mail server the digest is sent through.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// Folder of the config file (relative paths are taken from there). Not read from the file.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[organisation]`: who we are and what is ours.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organisation {
+    #[serde(default)]
+    pub name: String,
+    /// Autonomous systems; their announced prefixes are ours.
+    #[serde(default)]
+    pub asns: Vec<Asn>,
+    /// Extra prefixes (IPv4 and IPv6) that are ours whatever BGP says.
+    #[serde(default)]
+    pub prefixes: Vec<IpNet>,
+    /// Domains; each covers its subdomains.
+    #[serde(default)]
+    pub domains: Vec<DomainName>,
+    /// Individual mail addresses to watch (besides whole domains).
+    #[serde(default)]
+    pub emails: Vec<String>,
+}
+
+/// `[scope]`: ASN resolution.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// RIPEstat Data API base URL.
+    #[serde(default = "default_ripestat")]
+    pub ripestat_url: String,
+    /// How often the ASN prefixes are refreshed.
+    #[serde(default = "default_day")]
+    pub refresh: HumanDuration,
+}
+
+fn default_ripestat() -> String {
+    "https://stat.ripe.net".into()
+}
+
+fn default_day() -> HumanDuration {
+    HumanDuration(Duration::from_secs(86_400))
+}
+
+impl Default for ScopeConfig {
+    fn default() -> Self {
+        ScopeConfig {
+            ripestat_url: default_ripestat(),
+            refresh: default_day(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Store folder; relative to the config file's folder.
+    pub path: Option<PathBuf>,
+}
+
+/// `[http]`: limits every fetch obeys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Whole-request deadline.
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Connect deadline.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Largest response body accepted, in MiB.
+    #[serde(default = "default_max_body")]
+    pub max_body_mib: u64,
+    /// User-Agent header (HIBP requires one).
+    #[serde(default = "default_user_agent")]
+    pub user_agent: String,
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(120))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15))
+}
+fn default_max_body() -> u64 {
+    512
+}
+fn default_user_agent() -> String {
+    format!("outwatch/{}", env!("CARGO_PKG_VERSION"))
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            timeout: default_timeout(),
+            connect_timeout: default_connect_timeout(),
+            max_body_mib: default_max_body(),
+            user_agent: default_user_agent(),
+        }
+    }
+}
+
+/// `[feeds]`: where to find declarative feed files besides the built-in ones.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsConfig {
+    /// A folder of extra `*.toml` feed definitions (relative to the config file).
+    pub dir: Option<PathBuf>,
+}
+
+/// `[sources.*]`: one table per source. Any name that is not one of the API sources below is a
+/// declarative list feed (built in, or from `[feeds] dir`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct SourcesConfig {
+    pub shadowserver: Option<ShadowserverConfig>,
+    pub hibp: Option<HibpConfig>,
+    pub safebrowsing: Option<SafeBrowsingConfig>,
+    pub snds: Option<SndsConfig>,
+    /// Declarative list feeds by name (`feodotracker`, `urlhaus`, ...).
+    #[serde(flatten)]
+    pub lists: BTreeMap<String, ListSourceConfig>,
+}
+
+/// `[digest]`: the daily mail.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// When to send (cron, seconds first).
+    #[serde(default = "default_digest_schedule")]
+    pub schedule: CronSchedule,
+    /// Time zone of the schedule (IANA name); UTC when absent.
+    pub timezone: Option<chrono_tz::Tz>,
+    pub from: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// Subject line prefix.
+    #[serde(default = "default_subject")]
+    pub subject: String,
+    /// Folder of templates overriding the built-in ones (relative to the config file).
+    pub templates: Option<PathBuf>,
+    /// Also mail when nothing changed.
+    #[serde(default = "default_true")]
+    pub send_empty: bool,
+    /// Extra recipients for findings in given prefixes or domains.
+    #[serde(default)]
+    pub routes: Vec<DigestRoute>,
+}
+
+fn default_digest_schedule() -> CronSchedule {
+    CronSchedule::from_str("0 0 7 * * *").expect("valid default")
+}
+fn default_subject() -> String {
+    "outwatch digest".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[[digest.routes]]`: who else hears about findings in these prefixes or domains.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestRoute {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub prefixes: Vec<IpNet>,
+    #[serde(default)]
+    pub domains: Vec<DomainName>,
+    pub recipients: Vec<String>,
+}
+
+/// `[smtp]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_env: Option<String>,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS required (port 587).
+    #[default]
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+    /// Plain text; only for loopback test servers.
+    None,
+}
+
+/// An ASN, written `64496` or `"AS64496"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Asn(pub u32);
+
+impl FromStr for Asn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let digits = t
+            .strip_prefix("AS")
+            .or_else(|| t.strip_prefix("as"))
+            .unwrap_or(t);
+        match digits.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Asn(n)),
+            _ => Err(format!(
+                "`{s}` is not an AS number (write 64496 or \"AS64496\")"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Asn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(i64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) if n > 0 && n <= u32::MAX as i64 => Ok(Asn(n as u32)),
+            Raw::N(n) => Err(serde::de::Error::custom(format!(
+                "{n} is not an AS number (1 to 4294967295)"
+            ))),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for Asn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.0)
+    }
+}
+
+/// A domain name, validated and lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct DomainName(pub String);
+
+impl FromStr for DomainName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let d = crate::finding::normalize_domain(s);
+        let ok = !d.is_empty()
+            && d.len() <= 253
+            && d.contains('.')
+            && d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if ok {
+            Ok(DomainName(d))
+        } else {
+            Err(format!(
+                "`{s}` is not a domain name (write it like example.org)"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A cron schedule. Six or seven fields (seconds first); a classic five-field crontab line is
+/// accepted and gets `0` seconds. Day-of-week numbers follow the `cron` crate (1 = Sunday), so
+/// prefer names (`Mon-Fri`).
+#[derive(Clone)]
+pub struct CronSchedule {
+    pub schedule: cron::Schedule,
+    pub source: String,
+}
+
+impl fmt::Debug for CronSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.source)
+    }
+}
+
+impl CronSchedule {
+    /// The next fire time strictly after `t`.
+    pub fn next_after(&self, t: &DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule.after(t).next()
+    }
+
+    /// The typical gap between two runs (the gap after `t`), for feed-health checks.
+    pub fn interval(&self, t: &DateTime<Utc>) -> Option<chrono::Duration> {
+        let mut it = self.schedule.after(t);
+        let a = it.next()?;
+        let b = it.next()?;
+        Some(b - a)
+    }
+}
+
+impl FromStr for CronSchedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let fields = s.split_whitespace().count();
+        let expr = if fields == 5 && !s.trim().starts_with('@') {
+            format!("0 {}", s.trim())
+        } else {
+            s.trim().to_string()
+        };
+        let schedule = cron::Schedule::from_str(&expr).map_err(|e| {
+            format!(
+                "`{s}` is not a cron expression ({e}); write `sec min hour day month weekday`, \
+                 e.g. \"0 0 7 * * *\" for 07:00 daily"
+            )
+        })?;
+        if schedule.after(&Utc::now()).next().is_none() {
+            return Err(format!("cron expression `{s}` never fires"));
+        }
+        Ok(CronSchedule {
+            schedule,
+            source: s.trim().to_string(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CronSchedule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for CronSchedule {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+/// A duration written as `"30s"`, `"15m"`, `"3d"`, `"2weeks"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration ({e}); write e.g. \"90s\", \"15m\", \"3d\""
+                ))
+            })
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl Config {
+    /// Parses a config document. `path` is used in messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        cfg.base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .unwrap_or_else(|| PathBuf::from("."));
+        cfg.validate(text).map_err(invalid)?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Checks what serde cannot: names of list feeds, consistency of credentials.
+    fn validate(&self, text: &str) -> Result<(), String> {
+        let known = crate::sources::lists::known_feed_names(self);
+        for name in self.sources.lists.keys() {
+            if !known.iter().any(|k| k == name) {
+                return Err(format!(
+                    "{}unknown source `sources.{name}`: the sources are shadowserver, hibp, \
+                     safebrowsing, snds and the list feeds {}",
+                    line_hint(text, &format!("[sources.{name}]")),
+                    known.join(", ")
+                ));
+            }
+        }
+        if let Some(d) = &self.digest
+            && (d.from.trim().is_empty() || !d.from.contains('@'))
+        {
+            return Err(format!(
+                "{}`digest.from` must be a mail address",
+                line_hint(text, "from")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store folder: `--data-dir` wins, then `[store] path`, then `./outwatch-data`.
+    pub fn data_dir(&self, override_dir: Option<&Path>) -> PathBuf {
+        if let Some(d) = override_dir {
+            return d.to_path_buf();
+        }
+        match &self.store.path {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => self.base_dir.join(p),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
+
+    /// Resolves a path given in the config relative to the config file.
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// `line N: ` for the first line of `text` that contains `needle`, or nothing.
+fn line_hint(text: &str, needle: &str) -> String {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| format!("line {}: ", i + 1))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("/etc/outwatch/outwatch.toml"))
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let c = parse(
+            r#"
+[organisation]
+name = "Example Org"
+asns = [64496, "AS64497"]
+prefixes = ["203.0.113.0/24", "2001:db8:1::/48"]
+domains = ["Example.org."]
+[scope]
+ripestat_url = "http://127.0.0.1:9"
+[store]
+path = "./outwatch-data"
+[sources.feodotracker]
+enabled = false
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.organisation.asns, vec![Asn(64496), Asn(64497)]);
+        assert_eq!(c.organisation.domains[0].0, "example.org");
+        assert_eq!(
+            c.data_dir(None),
+            PathBuf::from("/etc/outwatch/./outwatch-data")
+        );
+        assert_eq!(c.data_dir(Some(Path::new("/x"))), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let e = parse("[organisation]\nname = \"x\"\nasn = [1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("asn"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named_with_line() {
+        let e = parse("[organisation]\nprefixes = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("[digest]\nfrom = \"a@b.c\"\nschedule = \"every day\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("schedule") || e.contains("line 3"), "{e}");
+        assert!(e.contains("cron"), "{e}");
+    }
+
+    #[test]
+    fn unknown_source_is_named() {
+        let e = parse("[sources.nosuchfeed]\nenabled = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.nosuchfeed"), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn cron_accepts_five_fields() {
+        let c: CronSchedule = "*/15 * * * *".parse().unwrap();
+        let t = DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            c.next_after(&t).unwrap().to_rfc3339(),
+            "2026-01-01T00:15:00+00:00"
+        );
+        assert_eq!(c.interval(&t).unwrap(), chrono::Duration::minutes(15));
+    }
+
+    #[test]
+    fn asn_forms() {
+        assert_eq!("AS64496".parse::<Asn>().unwrap(), Asn(64496));
+        assert!("ASx".parse::<Asn>().is_err());
+        assert!("0".parse::<Asn>().is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! Errors that end a command, with the exit code scripts can rely on.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success (a lookup that finds nothing is a success) |
+//! | 1 | the work failed (a source, the digest, an import error) |
+//! | 2 | bad command line or malformed query |
+//! | 3 | configuration missing or invalid |
+//! | 4 | the store cannot be opened (locked, damaged) |
+
+use std::fmt;
+
+/// Exit code: the work failed.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code: usage error or malformed input on the command line.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: configuration missing or invalid.
+pub const EXIT_CONFIG: u8 = 3;
+/// Exit code: store unavailable.
+pub const EXIT_STORE: u8 = 4;
+
+/// An error that ends the command with `code`.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    pub fn new(code: u8, m: impl fmt::Display) -> Self {
+        CliError {
+            code,
+            message: m.to_string(),
+        }
+    }
+    pub fn failure(m: impl fmt::Display) -> Self {
+        Self::new(EXIT_FAILURE, m)
+    }
+    pub fn usage(m: impl fmt::Display) -> Self {
+        Self::new(EXIT_USAGE, m)
+    }
+    pub fn config(m: impl fmt::Display) -> Self {
+        Self::new(EXIT_CONFIG, m)
+    }
+    pub fn store(m: impl fmt::Display) -> Self {
+        Self::new(EXIT_STORE, m)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<crate::store::StoreError> for CliError {
+    fn from(e: crate::store::StoreError) -> Self {
+        CliError::store(e)
+    }
+}

@@ -1,0 +1,430 @@
+//! The normalised event model: one [`Finding`] struct for every source.
+//!
+//! Field names follow the CSIRT vocabulary of IntelMQ's harmonisation (`source.ip`,
+//! `classification.taxonomy`, ...), flattened to what a network owner asks about. A parser fills
+//! the *observation* part (what the source said); the store owns the *life cycle* part
+//! (`first_seen`, `last_seen`, `times_seen`, `status`, `history`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// How bad a finding is. Ordered from most to least severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    /// All severities, most severe first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Info,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    /// Accepts the five names in any case, plus the common aliases `crit`, `med`, `informational`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "critical" | "crit" => Ok(Severity::Critical),
+            "high" => Ok(Severity::High),
+            "medium" | "med" => Ok(Severity::Medium),
+            "low" => Ok(Severity::Low),
+            "info" | "informational" => Ok(Severity::Info),
+            other => Err(format!(
+                "unknown severity `{other}` (expected critical, high, medium, low or info)"
+            )),
+        }
+    }
+}
+
+/// Where a finding is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Reported once and not yet seen again or included in a digest.
+    New,
+    /// Re-reported, or already announced in a digest, and not resolved.
+    Open,
+    /// Not re-reported by its source within the source's window.
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "new",
+            Status::Open => "open",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// RSIT-style classification: taxonomy / type / identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Classification {
+    pub taxonomy: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub identifier: String,
+}
+
+impl Classification {
+    /// Builds a classification; the taxonomy is derived from the type when `taxonomy` is empty.
+    pub fn new(taxonomy: &str, kind: &str, identifier: &str) -> Self {
+        let taxonomy = if taxonomy.is_empty() {
+            taxonomy_for_type(kind)
+        } else {
+            taxonomy
+        };
+        Classification {
+            taxonomy: taxonomy.to_string(),
+            kind: kind.to_string(),
+            identifier: identifier.to_string(),
+        }
+    }
+}
+
+/// The RSIT taxonomy a classification type belongs to (IntelMQ's taxonomy expert table).
+/// Unknown types map to `other`.
+pub fn taxonomy_for_type(kind: &str) -> &'static str {
+    match kind {
+        "spam" | "harmful-speech" | "violence" => "abusive-content",
+        "ddos" | "dos" | "outage" | "sabotage" | "misconfiguration" => "availability",
+        "copyright" | "masquerade" | "phishing" | "unauthorized-use-of-resources" => "fraud",
+        "unauthorised-information-access"
+        | "unauthorised-information-modification"
+        | "data-loss"
+        | "data-leak" => "information-content-security",
+        "scanner" | "sniffing" | "social-engineering" => "information-gathering",
+        "brute-force" | "exploit" | "ids-alert" => "intrusion-attempts",
+        "application-compromise"
+        | "burglary"
+        | "privileged-account-compromise"
+        | "system-compromise"
+        | "unprivileged-account-compromise" => "intrusions",
+        "c2-server" | "infected-system" | "malware-configuration" | "malware-distribution" => {
+            "malicious-code"
+        }
+        "ddos-amplifier"
+        | "information-disclosure"
+        | "potentially-unwanted-accessible"
+        | "vulnerable-system"
+        | "weak-crypto" => "vulnerable",
+        "test" => "test",
+        _ => "other",
+    }
+}
+
+/// One life-cycle event of a finding, kept for `export` and for the digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    /// `new`, `reopened`, `resolved` or `reported` (announced in a digest).
+    pub event: String,
+}
+
+/// Most history entries kept per finding; older ones are dropped (counts stay exact).
+pub const HISTORY_CAP: usize = 32;
+
+/// A normalised finding: what a source said about one of our IPs, networks, domains or addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable identity (hex); see [`Finding::compute_fingerprint`]. Filled by [`Finding::seal`].
+    #[serde(default)]
+    pub fingerprint: String,
+    /// Source name as configured (`shadowserver`, `hibp`, `feodotracker`, ...).
+    pub source: String,
+    /// Feed within the source (Shadowserver report type, list name, ...).
+    pub feed: String,
+    pub classification: Classification,
+    /// The observed address (`source.ip` in IntelMQ terms).
+    pub ip: Option<IpAddr>,
+    /// A network the finding is about (blocklist CIDR, DROP entry, SNDS blocked range).
+    #[serde(default)]
+    pub network: Option<IpNet>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    pub asn: Option<u32>,
+    /// Lower-case host name without trailing dot.
+    pub domain: Option<String>,
+    pub url: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    pub severity: Severity,
+    /// When the source says it saw this (`time.source`).
+    pub time_source: Option<DateTime<Utc>>,
+    /// Life cycle: first time we received it.
+    pub first_seen: DateTime<Utc>,
+    /// Life cycle: last time we received it.
+    pub last_seen: DateTime<Utc>,
+    /// Life cycle: how many runs reported it.
+    pub times_seen: u64,
+    pub status: Status,
+    /// Whether the indicator lies inside our configured scope when it was ingested.
+    #[serde(default = "default_true")]
+    pub in_scope: bool,
+    /// Source-specific fields (tags, CVEs, breach name, counts...).
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+    /// Pointer to the raw record: `file:line`, report id and line, or URL and line.
+    #[serde(default)]
+    pub raw: Option<String>,
+    /// Extra identity parts beyond the standard ones (e.g. a HIBP breach name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity: Vec<String>,
+    /// Life-cycle transitions, newest last, capped at [`HISTORY_CAP`].
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Finding {
+    /// A new observation with every optional field empty. `first_seen`/`last_seen` are set to the
+    /// Unix epoch until the store stamps them with the run's observation time.
+    pub fn new(
+        source: &str,
+        feed: &str,
+        classification: Classification,
+        severity: Severity,
+    ) -> Self {
+        Finding {
+            fingerprint: String::new(),
+            source: source.to_string(),
+            feed: feed.to_string(),
+            classification,
+            ip: None,
+            network: None,
+            port: None,
+            protocol: None,
+            asn: None,
+            domain: None,
+            url: None,
+            email: None,
+            severity,
+            time_source: None,
+            first_seen: DateTime::<Utc>::UNIX_EPOCH,
+            last_seen: DateTime::<Utc>::UNIX_EPOCH,
+            times_seen: 0,
+            status: Status::New,
+            in_scope: true,
+            extra: BTreeMap::new(),
+            raw: None,
+            identity: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    /// The identity of a finding: source, feed, type, identifier and every indicator field, plus
+    /// [`Finding::identity`]. Times, counts, severity and extra fields are *not* part of it, so
+    /// re-ingesting the same report is idempotent.
+    pub fn compute_fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        let mut part = |s: &str| {
+            h.update((s.len() as u32).to_be_bytes());
+            h.update(s.as_bytes());
+        };
+        part(&self.source);
+        part(&self.feed);
+        part(&self.classification.kind);
+        part(&self.classification.identifier);
+        part(&self.ip.map(|i| i.to_string()).unwrap_or_default());
+        part(&self.network.map(|n| n.to_string()).unwrap_or_default());
+        part(&self.port.map(|p| p.to_string()).unwrap_or_default());
+        part(self.protocol.as_deref().unwrap_or(""));
+        part(&self.asn.map(|a| a.to_string()).unwrap_or_default());
+        part(self.domain.as_deref().unwrap_or(""));
+        part(self.url.as_deref().unwrap_or(""));
+        part(self.email.as_deref().unwrap_or(""));
+        for p in &self.identity {
+            part(p);
+        }
+        let digest = h.finalize();
+        hex::encode(&digest[..16])
+    }
+
+    /// Normalises indicator fields (lower-case domain and e-mail, no trailing dot) and fills the
+    /// fingerprint. The pipeline calls this before storing; parsers may call it early.
+    pub fn seal(&mut self) {
+        if let Some(d) = self.domain.as_mut() {
+            *d = normalize_domain(d);
+        }
+        if let Some(e) = self.email.as_mut() {
+            *e = e.trim().to_ascii_lowercase();
+        }
+        if let Some(n) = self.network {
+            self.network = Some(n.trunc());
+        }
+        self.fingerprint = self.compute_fingerprint();
+    }
+
+    /// The most specific thing this finding is about, for display.
+    pub fn indicator(&self) -> String {
+        if let Some(e) = &self.email {
+            return e.clone();
+        }
+        if let Some(u) = &self.url {
+            return u.clone();
+        }
+        if let Some(ip) = self.ip {
+            return match self.port {
+                Some(p) if ip.is_ipv6() => format!("[{ip}]:{p}"),
+                Some(p) => format!("{ip}:{p}"),
+                None => ip.to_string(),
+            };
+        }
+        if let Some(n) = self.network {
+            return n.to_string();
+        }
+        if let Some(d) = &self.domain {
+            return d.clone();
+        }
+        if let Some(a) = self.asn {
+            return format!("AS{a}");
+        }
+        String::from("-")
+    }
+
+    /// Appends a history entry, keeping at most [`HISTORY_CAP`].
+    pub fn push_history(&mut self, at: DateTime<Utc>, event: &str) {
+        self.history.push(HistoryEntry {
+            at,
+            event: event.to_string(),
+        });
+        if self.history.len() > HISTORY_CAP {
+            let drop = self.history.len() - HISTORY_CAP;
+            self.history.drain(..drop);
+        }
+    }
+
+    /// Sets an extra field from anything serialisable to JSON.
+    pub fn set_extra(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.extra.insert(key.to_string(), value.into());
+    }
+}
+
+/// Lower-cases a host name and strips surrounding white space and a trailing dot.
+pub fn normalize_domain(d: &str) -> String {
+    let t = d.trim().trim_end_matches('.');
+    t.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Finding {
+        let mut f = Finding::new(
+            "shadowserver",
+            "scan_dns",
+            Classification::new("", "vulnerable-system", "open-dns"),
+            Severity::Medium,
+        );
+        f.ip = Some("192.0.2.7".parse().unwrap());
+        f.port = Some(53);
+        f
+    }
+
+    #[test]
+    fn fingerprint_ignores_lifecycle_and_extra() {
+        let a = sample();
+        let mut b = sample();
+        b.times_seen = 9;
+        b.set_extra("tag", "x");
+        b.severity = Severity::High;
+        assert_eq!(a.compute_fingerprint(), b.compute_fingerprint());
+    }
+
+    #[test]
+    fn fingerprint_depends_on_indicators() {
+        let a = sample();
+        let mut b = sample();
+        b.port = Some(54);
+        assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
+        let mut c = sample();
+        c.identity.push("Adobe".into());
+        assert_ne!(a.compute_fingerprint(), c.compute_fingerprint());
+    }
+
+    #[test]
+    fn fingerprint_is_unambiguous_across_fields() {
+        // "ab"+"c" must differ from "a"+"bc" (length-prefixed parts).
+        let mut a = sample();
+        a.source = "ab".into();
+        a.feed = "c".into();
+        let mut b = sample();
+        b.source = "a".into();
+        b.feed = "bc".into();
+        assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
+    }
+
+    #[test]
+    fn taxonomy_is_derived() {
+        assert_eq!(
+            Classification::new("", "c2-server", "x").taxonomy,
+            "malicious-code"
+        );
+        assert_eq!(Classification::new("", "weird", "x").taxonomy, "other");
+        assert_eq!(
+            Classification::new("vulnerable", "weird", "x").taxonomy,
+            "vulnerable"
+        );
+    }
+
+    #[test]
+    fn history_is_capped() {
+        let mut f = sample();
+        for _ in 0..100 {
+            f.push_history(Utc::now(), "reported");
+        }
+        assert_eq!(f.history.len(), HISTORY_CAP);
+    }
+
+    #[test]
+    fn severity_parses_and_orders() {
+        assert_eq!("HIGH".parse::<Severity>().unwrap(), Severity::High);
+        assert!(Severity::Critical < Severity::Info);
+        assert!("bogus".parse::<Severity>().is_err());
+    }
+}

@@ -1,0 +1,399 @@
+//! The one HTTP client every source uses: timeouts, a User-Agent, gzip, a body-size cap,
+//! conditional GET, rejection of HTML error pages, and errors with secrets scrubbed.
+//!
+//! Sources build URLs and read bodies through here; none of them creates its own client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::HttpConfig;
+use crate::secret::Secret;
+
+/// Errors of one HTTP exchange; messages never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: HTTP {status}{detail}")]
+    Status {
+        url: String,
+        status: u16,
+        detail: String,
+        /// `Retry-After` in seconds, when the server sent one.
+        retry_after: Option<u64>,
+    },
+    #[error("{url}: the response is larger than the {limit_mib} MiB limit ([http] max_body_mib)")]
+    TooLarge { url: String, limit_mib: u64 },
+    #[error("{url}: expected data but got an HTML page (an error or login page?)")]
+    Html { url: String },
+    #[error("{url}: the response body is empty")]
+    Empty { url: String },
+}
+
+impl HttpError {
+    /// The HTTP status, when the server answered with an error status.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// How often and how long [`HttpClient::send_with_retry_after`] waits for a rate limit.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    /// A `Retry-After` longer than this is not waited for: the error is returned.
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+/// ETag / Last-Modified remembered between fetches of one URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// A fetched body, or "not modified".
+#[derive(Debug)]
+pub enum Fetched {
+    Body {
+        body: Bytes,
+        validators: Validators,
+        content_type: Option<String>,
+    },
+    NotModified,
+}
+
+/// The shared client.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    max_body: u64,
+    /// The clock used to wait for `Retry-After`.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("max_body", &self.max_body)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// Builds the client from the `[http]` settings.
+    pub fn new(cfg: &HttpConfig, clock: Arc<dyn Clock>) -> Result<Self, HttpError> {
+        let inner = reqwest::Client::builder()
+            .user_agent(cfg.user_agent.clone())
+            .timeout(cfg.timeout.0)
+            .connect_timeout(cfg.connect_timeout.0)
+            .read_timeout(cfg.timeout.0.min(Duration::from_secs(60)))
+            .gzip(true)
+            .build()
+            .map_err(|e| HttpError::Transport {
+                url: String::new(),
+                message: e.to_string(),
+            })?;
+        Ok(HttpClient {
+            inner,
+            max_body: cfg.max_body_mib.saturating_mul(1024 * 1024),
+            clock,
+        })
+    }
+
+    /// The underlying reqwest client, for requests this module has no helper for.
+    pub fn raw(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    /// The body-size cap in bytes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
+    }
+
+    /// Sends a request and reads the whole body (capped). Error statuses become
+    /// [`HttpError::Status`]; `secrets` are scrubbed from every message. A 304 is returned as
+    /// [`Fetched::NotModified`].
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        secrets: &[&Secret],
+    ) -> Result<Fetched, HttpError> {
+        let shown = scrub(url, secrets);
+        let mut req = self.inner.request(method, url).headers(headers);
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let resp = req.send().await.map_err(|e| HttpError::Transport {
+            url: shown.clone(),
+            message: scrub(&without_url(&e), secrets),
+        })?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::NotModified);
+        }
+        let h = resp.headers().clone();
+        let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let validators = Validators {
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+        };
+        let content_type = header("content-type");
+        if !status.is_success() {
+            let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+            // A short excerpt of the error body helps; it is attacker-controlled, so cap it.
+            let body = read_capped(resp, 4096).await.unwrap_or_default();
+            let excerpt: String = String::from_utf8_lossy(&body)
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            let detail = if excerpt.trim().is_empty() || looks_like_html(&body) {
+                String::new()
+            } else {
+                format!(": {}", scrub(excerpt.trim(), secrets))
+            };
+            return Err(HttpError::Status {
+                url: shown,
+                status: status.as_u16(),
+                detail,
+                retry_after,
+            });
+        }
+        if let Some(len) = resp.content_length()
+            && len > self.max_body
+        {
+            return Err(HttpError::TooLarge {
+                url: shown,
+                limit_mib: self.max_body / (1024 * 1024),
+            });
+        }
+        let body = read_capped(resp, self.max_body)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => HttpError::TooLarge {
+                    url: shown.clone(),
+                    limit_mib: self.max_body / (1024 * 1024),
+                },
+                ReadError::Transport(m) => HttpError::Transport {
+                    url: shown.clone(),
+                    message: scrub(&m, secrets),
+                },
+            })?;
+        Ok(Fetched::Body {
+            body,
+            validators,
+            content_type,
+        })
+    }
+
+    /// GET with optional conditional-request validators.
+    pub async fn get(
+        &self,
+        url: &str,
+        mut headers: HeaderMap,
+        validators: Option<&Validators>,
+        secrets: &[&Secret],
+    ) -> Result<Fetched, HttpError> {
+        if let Some(v) = validators {
+            if let Some(e) = v
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(reqwest::header::IF_NONE_MATCH, e);
+            }
+            if let Some(l) = v
+                .last_modified
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok())
+            {
+                headers.insert(reqwest::header::IF_MODIFIED_SINCE, l);
+            }
+        }
+        self.send(Method::GET, url, headers, None, secrets).await
+    }
+
+    /// Like [`HttpClient::send`], but waits (on the injected clock) and retries when the server
+    /// answers 429 or 503, as long as `policy` allows.
+    pub async fn send_with_retry_after(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        secrets: &[&Secret],
+        policy: RetryPolicy,
+    ) -> Result<Fetched, HttpError> {
+        let RetryPolicy {
+            max_retries,
+            max_wait,
+        } = policy;
+        let mut attempt = 0;
+        loop {
+            let r = self
+                .send(method.clone(), url, headers.clone(), body.clone(), secrets)
+                .await;
+            match r {
+                Err(HttpError::Status {
+                    status: 429 | 503,
+                    retry_after,
+                    ..
+                }) if attempt < max_retries => {
+                    let wait = Duration::from_secs(retry_after.unwrap_or(2u64 << attempt));
+                    if wait > max_wait {
+                        return r;
+                    }
+                    tracing::info!(wait_s = wait.as_secs(), "rate limited; waiting as asked");
+                    self.clock.sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(String),
+}
+
+async fn read_capped(resp: reqwest::Response, cap: u64) -> Result<Bytes, ReadError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ReadError::Transport(without_url(&e)))?;
+        if buf.len() as u64 + chunk.len() as u64 > cap {
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// reqwest errors print their URL, which may hold a key; print the cause chain without it.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else if e.is_decode() || e.is_body() {
+        "reading the response failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// Replaces each secret in `text` by the redaction marker.
+pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        out = s.scrub(&out);
+    }
+    out
+}
+
+/// Whether a body starts like an HTML document (after white space and a BOM).
+pub fn looks_like_html(body: &[u8]) -> bool {
+    let start: Vec<u8> = body
+        .iter()
+        .skip_while(|b| b.is_ascii_whitespace() || **b == 0xEF || **b == 0xBB || **b == 0xBF)
+        .take(64)
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    start.starts_with(b"<!doctype html")
+        || start.starts_with(b"<html")
+        || start.starts_with(b"<head")
+        || start.starts_with(b"<body")
+}
+
+/// Replaces scheme, host and port of `url` by those of `base` and keeps the path and query
+/// (the `base_url` override of list feeds: tests and mirrors serve the real paths).
+pub fn rebase(url: &str, base: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("bad URL `{url}`: {e}"))?;
+    let b = reqwest::Url::parse(base).map_err(|e| format!("bad base_url `{base}`: {e}"))?;
+    let mut out = b.clone();
+    let prefix = b.path().trim_end_matches('/');
+    out.set_path(&format!("{prefix}{}", u.path()));
+    out.set_query(u.query());
+    Ok(out.to_string())
+}
+
+/// Joins a base URL and a relative path with exactly one slash between them.
+pub fn join(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebase_keeps_path() {
+        assert_eq!(
+            rebase(
+                "https://feodotracker.abuse.ch/downloads/ipblocklist.csv",
+                "http://127.0.0.1:8080"
+            )
+            .unwrap(),
+            "http://127.0.0.1:8080/downloads/ipblocklist.csv"
+        );
+        assert_eq!(
+            rebase("https://x.org/a/?q=1", "http://m:1/mirror/").unwrap(),
+            "http://m:1/mirror/a/?q=1"
+        );
+    }
+
+    #[test]
+    fn html_detection() {
+        assert!(looks_like_html(b"\n  <!DOCTYPE html><html>"));
+        assert!(looks_like_html(b"<html><body>expired</body></html>"));
+        assert!(!looks_like_html(b"\"first_seen_utc\",\"dst_ip\""));
+    }
+
+    #[test]
+    fn join_slashes() {
+        assert_eq!(
+            join("http://h/api2/", "/reports/list"),
+            "http://h/api2/reports/list"
+        );
+        assert_eq!(
+            join("http://h/api2", "reports/list"),
+            "http://h/api2/reports/list"
+        );
+    }
+}

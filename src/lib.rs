@@ -1,0 +1,21 @@
+//! outwatch: collects what external watchers report about your networks, domains and mail
+//! addresses into one normalised store, one lookup and one daily digest.
+//!
+//! Start reading at `ARCHITECTURE.md`; the entry point is [`cli::main`].
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod finding;
+pub mod http;
+pub mod logging;
+pub mod output;
+pub mod pipeline;
+pub mod ripestat;
+pub mod scope;
+pub mod secret;
+pub mod sources;
+pub mod store;

@@ -1,0 +1,22 @@
+//! `tracing` set-up: human text or JSON lines on stderr; `RUST_LOG` overrides the level.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Installs the global subscriber. Safe to call once per process.
+pub fn init(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "outwatch=warn",
+        1 => "outwatch=info",
+        _ => "outwatch=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}

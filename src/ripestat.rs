@@ -1,0 +1,142 @@
+//! RIPEstat Data API client: ASN → currently announced prefixes
+//! (`GET {base}/data/announced-prefixes/data.json?resource=AS64496&sourceapp=outwatch`).
+
+use chrono::NaiveDateTime;
+use ipnet::IpNet;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+use crate::http::{Fetched, HttpClient, HttpError};
+
+/// Identifies outwatch to RIPEstat, as its usage rules ask.
+pub const SOURCEAPP: &str = "outwatch";
+
+/// How far before `latest_time` a timeline may end and still count as "currently announced"
+/// (RIS dumps are 8-hourly; a day absorbs a missed dump).
+const CURRENT_SLACK_HOURS: i64 = 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RipestatError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("RIPEstat reply is not usable: {0}")]
+    Format(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: Option<String>,
+    #[serde(default)]
+    messages: Vec<Vec<String>>,
+    data: Option<Data>,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    #[serde(default)]
+    prefixes: Vec<PrefixEntry>,
+    latest_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PrefixEntry {
+    prefix: String,
+    #[serde(default)]
+    timelines: Vec<Timeline>,
+}
+
+#[derive(Deserialize)]
+struct Timeline {
+    endtime: Option<String>,
+}
+
+fn parse_time(s: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f"))
+        .ok()
+}
+
+/// Parses an `announced-prefixes` reply into the prefixes announced at its `latest_time`
+/// (every listed prefix when the reply carries no times). Sorted, without duplicates.
+pub fn parse_announced_prefixes(body: &[u8]) -> Result<Vec<IpNet>, String> {
+    let env: Envelope =
+        serde_json::from_slice(body).map_err(|e| format!("not RIPEstat JSON: {e}"))?;
+    if let Some(s) = &env.status
+        && s != "ok"
+    {
+        let msgs: Vec<String> = env.messages.iter().map(|m| m.join(": ")).collect();
+        return Err(format!("status `{s}`: {}", msgs.join("; ")));
+    }
+    let data = env.data.ok_or("no `data` object")?;
+    let latest = data.latest_time.as_deref().and_then(parse_time);
+    let mut out = Vec::new();
+    for p in data.prefixes {
+        let net: IpNet = p
+            .prefix
+            .parse()
+            .map_err(|_| format!("`{}` is not a prefix", p.prefix))?;
+        let current = match latest {
+            None => true,
+            Some(l) => {
+                p.timelines.is_empty()
+                    || p.timelines.iter().any(|t| {
+                        t.endtime
+                            .as_deref()
+                            .and_then(parse_time)
+                            .is_none_or(|e| (l - e).num_hours() <= CURRENT_SLACK_HOURS)
+                    })
+            }
+        };
+        if current {
+            out.push(net.trunc());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Fetches the currently announced prefixes of `asn`.
+pub async fn announced_prefixes(
+    http: &HttpClient,
+    base: &str,
+    asn: u32,
+) -> Result<Vec<IpNet>, RipestatError> {
+    let url = format!(
+        "{}/data/announced-prefixes/data.json?resource=AS{asn}&sourceapp={SOURCEAPP}",
+        base.trim_end_matches('/')
+    );
+    match http.get(&url, HeaderMap::new(), None, &[]).await? {
+        Fetched::Body { body, .. } => {
+            parse_announced_prefixes(&body).map_err(RipestatError::Format)
+        }
+        Fetched::NotModified => Err(RipestatError::Format("unexpected 304".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_only_current_prefixes() {
+        let body = br#"{"status":"ok","messages":[],"data":{"prefixes":[
+          {"prefix":"192.0.2.0/24","timelines":[{"starttime":"2026-01-01T00:00:00","endtime":"2026-06-10T16:00:00"}]},
+          {"prefix":"198.51.100.0/24","timelines":[{"starttime":"2026-01-01T00:00:00","endtime":"2026-05-01T08:00:00"}]},
+          {"prefix":"2001:db8::/32","timelines":[{"starttime":"2026-01-01T00:00:00","endtime":"2026-06-10T08:00:00"}]}
+        ],"latest_time":"2026-06-10T16:00:00","resource":"64496"}}"#;
+        let p = parse_announced_prefixes(body).unwrap();
+        let s: Vec<String> = p.iter().map(|n| n.to_string()).collect();
+        assert_eq!(s, vec!["192.0.2.0/24", "2001:db8::/32"]);
+    }
+
+    #[test]
+    fn error_status_is_an_error() {
+        let e = parse_announced_prefixes(
+            br#"{"status":"error","messages":[["error","resource not found"]],"data":{}}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("resource not found"), "{e}");
+        assert!(parse_announced_prefixes(b"<html>").is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! Secrets (API keys, passwords) that never show in logs, errors, `Debug` or `check-config`.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What every redacted secret prints as.
+pub const REDACTED: &str = "***redacted***";
+
+/// A secret string. `Debug`, `Display` and `Serialize` print [`REDACTED`]; only
+/// [`Secret::expose`] gives the value, at the one place it is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret value. Call only where it goes onto the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Replaces every occurrence of the secret in `text` (e.g. a URL in an error) by [`REDACTED`].
+    pub fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, REDACTED)
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(serde::de::Error::custom("must not be empty"));
+        }
+        Ok(Secret(s))
+    }
+}
+
+/// Resolves a credential given inline (`key = "..."`) or by environment variable
+/// (`key_env = "VAR"`). `name` is the config key for messages, e.g. `sources.hibp.api_key`.
+pub fn resolve(
+    inline: &Option<Secret>,
+    env: &Option<String>,
+    name: &str,
+) -> Result<Option<Secret>, String> {
+    match (inline, env) {
+        (Some(_), Some(_)) => Err(format!("give either `{name}` or `{name}_env`, not both")),
+        (Some(s), None) => Ok(Some(s.clone())),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(Secret(v.trim().to_string()))),
+            Ok(_) => Err(format!("`{name}_env` names ${var}, which is empty")),
+            Err(_) => Err(format!("`{name}_env` names ${var}, which is not set")),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_printed() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), format!("{REDACTED} {REDACTED}"));
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!("\"{REDACTED}\"")
+        );
+        assert_eq!(
+            s.scrub("https://x/?key=hunter2"),
+            format!("https://x/?key={REDACTED}")
+        );
+    }
+
+    #[test]
+    fn resolves_from_env() {
+        // SAFETY: test-only env var with a unique name.
+        unsafe { std::env::set_var("OUTWATCH_TEST_SECRET_RESOLVE", "abc") };
+        let r = resolve(&None, &Some("OUTWATCH_TEST_SECRET_RESOLVE".into()), "k").unwrap();
+        assert_eq!(r.unwrap().expose(), "abc");
+        let e = resolve(&None, &Some("OUTWATCH_TEST_SECRET_MISSING".into()), "k").unwrap_err();
+        assert!(e.contains("OUTWATCH_TEST_SECRET_MISSING"));
+        assert!(resolve(&Some(Secret::new("a")), &Some("X".into()), "k").is_err());
+    }
+}

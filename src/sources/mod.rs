@@ -1,0 +1,148 @@
+//! Sources: each file here speaks one provider's protocol and format and turns its data into
+//! [`Finding`]s. Invariants:
+//! - a source knows nothing about the store: it reads its remembered state through
+//!   [`FetchContext::state`] and returns new state in [`FetchOutput::state`]; the pipeline writes
+//!   findings and state in one atomic batch;
+//! - a malformed record is counted in [`FetchOutput::rejected`], never a panic or an abort;
+//! - a failed fetch returns an error and no output, so the store stays as it was;
+//! - no secret reaches a log line, an error or a stored field.
+
+pub mod hibp;
+pub mod lists;
+pub mod safebrowsing;
+pub mod shadowserver;
+pub mod snds;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, CronSchedule};
+use crate::finding::Finding;
+use crate::http::{HttpClient, HttpError};
+use crate::scope::ScopeMatcher;
+use crate::store::Store;
+
+/// Why a fetch failed. Messages never contain secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("unexpected data: {0}")]
+    Format(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// A record that could not be turned into a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// `file:line`, `report-type:line`, URL and line... never a secret.
+    pub location: String,
+    pub message: String,
+}
+
+/// Read-only view of the state a source remembers between runs (ETags, ingested report ids).
+#[derive(Clone)]
+pub struct StateView {
+    store: Arc<dyn Store>,
+}
+
+impl StateView {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        StateView { store }
+    }
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        Ok(self.store.state_get(key)?)
+    }
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, FetchError> {
+        Ok(crate::store::state_get_json(self.store.as_ref(), key)?)
+    }
+}
+
+/// Everything a source may use while fetching.
+#[derive(Clone)]
+pub struct FetchContext {
+    pub http: HttpClient,
+    pub scope: Arc<ScopeMatcher>,
+    pub state: StateView,
+    /// The observation time of this run.
+    pub now: DateTime<Utc>,
+}
+
+/// What one fetch produced.
+#[derive(Debug, Default)]
+pub struct FetchOutput {
+    pub findings: Vec<Finding>,
+    /// Records read from the source (rows, list entries, API objects).
+    pub fetched: usize,
+    pub rejected: Vec<RowError>,
+    /// State to write together with the findings (`None` deletes).
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+    /// The source said nothing changed (HTTP 304): nothing to ingest, nothing to resolve.
+    pub not_modified: bool,
+    /// The source re-read its complete data, so findings it no longer reports may resolve.
+    pub complete: bool,
+}
+
+/// A source of findings.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The configured name (`shadowserver`, `feodotracker`, ...).
+    fn name(&self) -> &str;
+    /// When the daemon runs it.
+    fn schedule(&self) -> CronSchedule;
+    /// How long a finding stays open after its source stops reporting it.
+    fn resolve_after(&self) -> chrono::Duration;
+    /// Fetches and normalises. Must not write anywhere.
+    async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError>;
+}
+
+/// A source by name, or why it could not be built.
+pub type BuiltSource = (String, Result<Arc<dyn Source>, FetchError>);
+
+/// Builds every enabled source from the config. A source whose settings are unusable (a key
+/// named but missing) is reported as an error under its name rather than silently skipped.
+pub fn enabled_sources(cfg: &Config) -> Vec<BuiltSource> {
+    let mut out: Vec<BuiltSource> = Vec::new();
+    if let Some(c) = &cfg.sources.shadowserver
+        && c.enabled
+    {
+        out.push(("shadowserver".into(), shadowserver::build(c, cfg)));
+    }
+    if let Some(c) = &cfg.sources.hibp
+        && c.enabled
+    {
+        out.push(("hibp".into(), hibp::build(c, cfg)));
+    }
+    if let Some(c) = &cfg.sources.safebrowsing
+        && c.enabled
+    {
+        out.push(("safebrowsing".into(), safebrowsing::build(c, cfg)));
+    }
+    if let Some(c) = &cfg.sources.snds
+        && c.enabled
+    {
+        out.push(("snds".into(), snds::build(c, cfg)));
+    }
+    out.extend(lists::build_enabled(cfg));
+    out
+}
+
+/// Parses a default schedule literal.
+pub fn schedule(expr: &str) -> CronSchedule {
+    expr.parse().expect("built-in schedule is valid")
+}
+
+pub(crate) fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,211 @@
+//! The normalised store: findings, their indexes, the fetch-run log and small source state.
+//!
+//! Only [`sled_store`] knows sled; everything else talks to the [`Store`] trait, so another engine
+//! can follow. Invariants:
+//! - one [`Store::ingest`] call is atomic: all of its findings and state updates land, or none;
+//! - re-ingesting the same finding moves `last_seen`/`times_seen`, never duplicates it;
+//! - the store never reaches the network and knows nothing about sources.
+
+mod keys;
+pub mod sled_store;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::finding::Finding;
+
+pub use sled_store::SledStore;
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store at {path} is in use by another outwatch process (the daemon?). \
+         Stop it, or let it answer: read commands use its socket when it runs"
+    )]
+    Locked { path: String },
+    #[error(
+        "cannot open the store at {path}: {reason}. If it is damaged, move the folder aside, \
+         start afresh and `outwatch restore` your last `outwatch export --jsonl` file"
+    )]
+    Open { path: String, reason: String },
+    #[error("store error: {0}")]
+    Engine(String),
+    #[error("corrupt record in the store ({what}): {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a lookup asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum Query {
+    /// Findings about this address, or about a network containing it.
+    Ip(IpAddr),
+    /// Findings about addresses inside, or networks overlapping, this network.
+    Net(IpNet),
+    /// Findings about this domain or any of its subdomains (and e-mail addresses on them).
+    Domain(String),
+    /// Findings about this e-mail address.
+    Email(String),
+    /// Findings about this autonomous system.
+    Asn(u32),
+}
+
+/// Filters applied to a lookup.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Only findings last seen at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Include resolved findings.
+    pub include_resolved: bool,
+    /// At most this many findings (newest first); `None` for all.
+    pub limit: Option<usize>,
+}
+
+/// Options of one ingest.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Observation time: becomes `first_seen`/`last_seen`.
+    pub now: DateTime<Utc>,
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestStats {
+    /// Findings never seen before.
+    pub new: usize,
+    /// Findings seen before (still open, or reopened).
+    pub updated: usize,
+    /// Findings that were resolved and came back.
+    pub reopened: usize,
+    /// Findings repeated within the same batch (merged into one).
+    pub duplicates: usize,
+}
+
+impl IngestStats {
+    pub fn add(&mut self, o: IngestStats) {
+        self.new += o.new;
+        self.updated += o.updated;
+        self.reopened += o.reopened;
+        self.duplicates += o.duplicates;
+    }
+}
+
+/// The log entry of one fetch or import run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchRun {
+    pub source: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    /// `ok`, `not_modified` or `error`.
+    pub outcome: String,
+    /// Rows or records read from the source.
+    pub fetched: usize,
+    /// Rows accepted as findings (in or out of scope).
+    pub accepted: usize,
+    /// Rows rejected as malformed.
+    pub rejected: usize,
+    pub in_scope: usize,
+    pub new: usize,
+    pub updated: usize,
+    pub resolved: usize,
+    /// Error text (never contains secrets).
+    pub error: Option<String>,
+    /// Latest `time_source` seen in the data (for feed-health "clock ahead" checks).
+    #[serde(default)]
+    pub max_time_source: Option<DateTime<Utc>>,
+}
+
+/// The store engine interface. Implementations must be safe to share between threads.
+pub trait Store: Send + Sync {
+    /// Applies a batch atomically: every finding is merged into its stored twin (or inserted) and
+    /// every `(key, value)` state pair is written (a `None` value deletes the key).
+    fn ingest(
+        &self,
+        findings: Vec<Finding>,
+        state: Vec<(String, Option<Vec<u8>>)>,
+        opts: &IngestOptions,
+    ) -> Result<IngestStats>;
+
+    /// Resolves findings of `source` (and `feed`, when given) not seen since `cutoff`.
+    /// Returns how many were resolved.
+    fn resolve_stale(
+        &self,
+        source: &str,
+        feed: Option<&str>,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+
+    /// One finding by fingerprint.
+    fn get(&self, fingerprint: &str) -> Result<Option<Finding>>;
+
+    /// Findings matching a query, newest `last_seen` first.
+    fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>>;
+
+    /// Every finding, in fingerprint order (for export, digest and health).
+    fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;
+
+    /// Findings whose `last_seen` lies in `[from, to)`, in time order.
+    fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>>;
+
+    /// Writes findings back exactly as given (life cycle included), replacing stored twins.
+    fn restore(&self, findings: Vec<Finding>) -> Result<usize>;
+
+    /// Updates stored findings in place (e.g. marks them reported); fingerprints must exist.
+    fn update(&self, findings: Vec<Finding>) -> Result<()>;
+
+    /// Appends a run to the fetch log.
+    fn record_run(&self, run: &FetchRun) -> Result<()>;
+
+    /// The most recent runs (newest first), of one source or of all.
+    fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>>;
+
+    /// Reads a state value (ETags, ingested report ids, scope cache, digest state...).
+    fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Writes (or with `None` deletes) a state value.
+    fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()>;
+
+    /// State keys starting with `prefix`, with their values.
+    fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Number of stored findings.
+    fn count(&self) -> Result<usize>;
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Opens the default store engine at `path`, creating it when missing.
+pub fn open(path: &Path) -> Result<SledStore> {
+    SledStore::open(path)
+}
+
+/// Reads a JSON state value.
+pub fn state_get_json<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    key: &str,
+) -> Result<Option<T>> {
+    match store.state_get(key)? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                what: format!("state `{key}`"),
+                reason: e.to_string(),
+            }),
+    }
+}
+
+/// Writes a JSON state value.
+pub fn state_put_json<T: Serialize>(store: &dyn Store, key: &str, value: &T) -> Result<()> {
+    let b = serde_json::to_vec(value).map_err(|e| StoreError::Engine(e.to_string()))?;
+    store.state_put(key, Some(&b))
+}
