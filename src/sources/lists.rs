@@ -1,7 +1,5 @@
 //! Declarative list feeds from `feeds/*.toml` (issue #4). Placeholder: the config table is final.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 #[allow(unused_imports)]
