@@ -1,14 +1,14 @@
-//! `outwatch import <source> FILE...`: per-provider importers (issues #3 and #5).
+//! `outwatch import <source> FILE...`: dispatch to the provider's importer.
 use std::process::ExitCode;
 
 use crate::app::App;
 use crate::cli::{ImportArgs, ImportSource};
 use crate::error::CliError;
 
-pub async fn run(_app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
+pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     match a.source {
-        ImportSource::Shadowserver | ImportSource::Hibp | ImportSource::Safebrowsing => Err(
-            CliError::failure(format!("importing {:?} files is not built yet", a.source)),
-        ),
+        ImportSource::Shadowserver => super::import_shadowserver::run(app, a).await,
+        ImportSource::Hibp => super::import_hibp::run(app, a).await,
+        ImportSource::Safebrowsing => super::import_safebrowsing::run(app, a).await,
     }
 }
