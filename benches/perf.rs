@@ -88,7 +88,13 @@ fn bench_scope() {
 
 fn synthetic(i: u64, rng: &mut Rng) -> Finding {
     let ip = Ipv4Addr::from(0x0A00_0000u32 | (i as u32 & 0x00FF_FFFF));
-    let feeds = ["scan_http", "scan_dns", "scan_ssh", "event4_sinkhole", "blocklist"];
+    let feeds = [
+        "scan_http",
+        "scan_dns",
+        "scan_ssh",
+        "event4_sinkhole",
+        "blocklist",
+    ];
     let mut f = Finding::new(
         "shadowserver",
         feeds[(i % 5) as usize],
@@ -165,12 +171,22 @@ fn bench_cli(path: &Path) {
         let ip = format!("10.0.{}.{}", k, k * 7 % 255);
         let t0 = Instant::now();
         let out = std::process::Command::new(&exe)
-            .args(["--data-dir", path.to_str().unwrap(), "lookup", &ip, "--json"])
+            .args([
+                "--data-dir",
+                path.to_str().unwrap(),
+                "lookup",
+                &ip,
+                "--json",
+            ])
             .env_remove("OUTWATCH_CONFIG")
             .output()
             .unwrap();
         lat.push(t0.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     lat.sort();
     println!(
