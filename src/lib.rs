@@ -15,6 +15,7 @@ pub mod finding;
 pub mod health;
 pub mod http;
 pub mod logging;
+pub mod mail;
 pub mod output;
 pub mod pipeline;
 pub mod ripestat;
