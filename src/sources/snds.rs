@@ -181,6 +181,37 @@ fn csv_reader(body: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(body)
 }
 
+/// Physical line numbers (1-based) of byte offsets, counted incrementally (offsets only grow).
+/// The csv crate's own line counter lags by one on CRLF input.
+struct LineCounter<'a> {
+    body: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        LineCounter {
+            body,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the first character at or after `byte` that is not a line break.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut to = (byte as usize).min(self.body.len());
+        while to < self.body.len() && matches!(self.body[to], b'\r' | b'\n') {
+            to += 1;
+        }
+        if to >= self.at {
+            self.line += self.body[self.at..to].iter().filter(|b| **b == b'\n').count() as u64;
+            self.at = to;
+        }
+        self.line
+    }
+}
+
 fn count(field: &str, name: &str) -> Result<u64, String> {
     if field.is_empty() {
         return Ok(0);
@@ -207,14 +238,21 @@ fn parse_data_hits(body: &[u8], location: &str) -> (Vec<DataHit>, Vec<RowError>,
     let mut rejected = Vec::new();
     let mut rows = 0;
     let mut rdr = csv_reader(body);
+    let mut lines = LineCounter::new(body);
     let mut rec = csv::StringRecord::new();
     loop {
-        let line = rdr.position().line();
+        let mut line = 0;
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => {}
+            Ok(true) => {
+                line = lines.line_at(rec.position().map(|p| p.byte()).unwrap_or(0));
+            }
             Err(e) => {
                 rows += 1;
+                let line = e
+                    .position()
+                    .map(|p| lines.line_at(p.byte()))
+                    .unwrap_or(line + 1);
                 rejected.push(RowError {
                     location: format!("{location} line {line}"),
                     message: format!("unreadable CSV row ({e})"),
@@ -359,14 +397,21 @@ pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowErr
     let mut rejected = Vec::new();
     let mut rows = 0;
     let mut rdr = csv_reader(body);
+    let mut lines = LineCounter::new(body);
     let mut rec = csv::StringRecord::new();
     loop {
-        let line = rdr.position().line();
+        let mut line = 0;
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
-            Ok(true) => {}
+            Ok(true) => {
+                line = lines.line_at(rec.position().map(|p| p.byte()).unwrap_or(0));
+            }
             Err(e) => {
                 rows += 1;
+                let line = e
+                    .position()
+                    .map(|p| lines.line_at(p.byte()))
+                    .unwrap_or(line + 1);
                 rejected.push(RowError {
                     location: format!("{location} line {line}"),
                     message: format!("unreadable CSV row ({e})"),
