@@ -95,7 +95,10 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
         serde_json::json!(["Email addresses", "Passwords", "Usernames"])
     );
     assert_eq!(forum.severity, Severity::High);
-    assert_eq!(forum.classification.taxonomy, "information-content-security");
+    assert_eq!(
+        forum.classification.taxonomy,
+        "information-content-security"
+    );
     assert_eq!(forum.classification.kind, "data-leak");
     assert_eq!(forum.time_source, Some(t("2026-04-02T08:15:00Z")));
     let spam = alice
@@ -103,7 +106,10 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
         .find(|f| f.extra["breach"] == "MarketingListCo")
         .unwrap();
     assert_eq!(spam.severity, Severity::Low);
-    let bob = query(e.store.as_ref(), Query::Email("bob.smith@example.org".into()));
+    let bob = query(
+        e.store.as_ref(),
+        Query::Email("bob.smith@example.org".into()),
+    );
     assert_eq!(bob[0].severity, Severity::High, "sensitive breach");
     // A domain lookup finds every pair.
     assert_eq!(
@@ -116,7 +122,11 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!((r.new, r.updated), (0, 4));
-    assert!(all_findings(e.store.as_ref()).iter().all(|f| f.times_seen == 2));
+    assert!(
+        all_findings(e.store.as_ref())
+            .iter()
+            .all(|f| f.times_seen == 2)
+    );
 }
 
 #[tokio::test]
@@ -139,9 +149,7 @@ async fn unauthorised_key_is_a_clear_error_without_the_key() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/api/v3/subscription/status"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_bytes(fixture("hibp/unauthorised.txt")),
-        )
+        .respond_with(ResponseTemplate::new(401).set_body_bytes(fixture("hibp/unauthorised.txt")))
         .mount(&server)
         .await;
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
@@ -235,7 +243,8 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
     mount_status(&server2).await;
     mount_domain(
         &server2,
-        ResponseTemplate::new(200).set_body_string("<!DOCTYPE html><html><body>Blocked</body></html>"),
+        ResponseTemplate::new(200)
+            .set_body_string("<!DOCTYPE html><html><body>Blocked</body></html>"),
     )
     .await;
     let cfg = hibp_config(&server2);
@@ -248,10 +257,14 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
 #[test]
 fn missing_key_or_domains_are_config_errors() {
     let cfg = config("[organisation]\ndomains = [\"example.org\"]\n[sources.hibp]\n");
-    let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).err().unwrap();
+    let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("api_key"), "{e}");
     let cfg = config("[sources.hibp]\napi_key = \"x\"\n");
-    let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).err().unwrap();
+    let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("domains"), "{e}");
 }
 
@@ -282,7 +295,10 @@ fn import_reads_a_notification_mail_without_config() {
         .get_output()
         .clone();
     let v = stdout_json(&out);
-    assert_eq!((v["findings"].as_u64(), v["rejected"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(
+        (v["findings"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(0))
+    );
     let out = cli(d.path())
         .args(["--data-dir", "data", "lookup", "example.org", "--json"])
         .assert()
@@ -362,7 +378,10 @@ async fn fetch_then_lookup_shows_all_three_sources() {
     // HIBP, with a fast plan so the real clock barely waits.
     Mock::given(method("GET"))
         .and(path("/hibp/subscription/status"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"SubscriptionName":"Pwned 5","Rpm":6000}"#))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(r#"{"SubscriptionName":"Pwned 5","Rpm":6000}"#),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -423,13 +442,21 @@ base_url = "{u}/snds"
     let out = cli(d.path())
         .env("OUTWATCH_TEST_SNDS_KEY", KEY)
         .args([
-            "fetch", "--json", "--source", "hibp", "--source", "safebrowsing", "--source", "snds",
+            "fetch",
+            "--json",
+            "--source",
+            "hibp",
+            "--source",
+            "safebrowsing",
+            "--source",
+            "snds",
         ])
         .assert()
         .success()
         .get_output()
         .clone();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains(KEY), "{text}");
     let v = stdout_json(&out);
     for s in v["sources"].as_array().unwrap() {
@@ -455,13 +482,25 @@ base_url = "{u}/snds"
     };
     let dom = lookup("example.org");
     assert_eq!(dom["in_scope"], true);
-    assert_eq!(sources(&dom), ["hibp", "safebrowsing"].map(String::from).into());
+    assert_eq!(
+        sources(&dom),
+        ["hibp", "safebrowsing"].map(String::from).into()
+    );
     let addr = lookup("alice@example.org");
     assert_eq!(sources(&addr), ["hibp"].map(String::from).into());
-    assert!(addr["findings"].as_array().unwrap().iter().all(|f| f["extra"]["email"] == "alice@example.org"));
+    assert!(
+        addr["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["extra"]["email"] == "alice@example.org")
+    );
     // 192.0.2.80 serves the listed URL and lies in a range SNDS blocks.
     let ip = lookup("192.0.2.80");
-    assert_eq!(sources(&ip), ["safebrowsing", "snds"].map(String::from).into());
+    assert_eq!(
+        sources(&ip),
+        ["safebrowsing", "snds"].map(String::from).into()
+    );
     let ip = lookup("192.0.2.11");
     assert_eq!(sources(&ip), ["snds"].map(String::from).into());
     assert_eq!(ip["findings"][0]["extra"]["filter_result"], "RED");

@@ -92,7 +92,10 @@ async fn v4_matches_become_findings_in_batches_and_are_cached() {
     assert_eq!(f.extra["platform_type"], "ANY_PLATFORM");
     let ip = query(e.store.as_ref(), Query::Ip("192.0.2.80".parse().unwrap()));
     assert_eq!(ip[0].extra["threat_type"], "MALWARE");
-    assert_eq!(ip[0].extra["threat_metadata"]["malware_threat_type"], "landing");
+    assert_eq!(
+        ip[0].extra["threat_metadata"]["malware_threat_type"],
+        "landing"
+    );
     assert_eq!(ip[0].classification.kind, "malware-distribution");
 
     // Within cacheDuration (300 s) the listed URLs are not asked again but still reported;
@@ -158,7 +161,10 @@ async fn rejected_key_is_an_auth_error_and_the_key_is_scrubbed() {
         .respond_with(ResponseTemplate::new(401).set_body_string(format!("bad key {KEY}")))
         .mount(&server)
         .await;
-    let r = e.runner.run_source(build(&sb_config(&server, "")).as_ref()).await;
+    let r = e
+        .runner
+        .run_source(build(&sb_config(&server, "")).as_ref())
+        .await;
     let err = r.error.unwrap();
     assert!(err.contains("401") && !err.contains(KEY), "{err}");
     let dead = config(&format!(
@@ -166,7 +172,10 @@ async fn rejected_key_is_an_auth_error_and_the_key_is_scrubbed() {
     ));
     let r = e.runner.run_source(build(&dead).as_ref()).await;
     let err = r.error.unwrap();
-    assert!(err.contains("***redacted***") && !err.contains(KEY), "{err}");
+    assert!(
+        err.contains("***redacted***") && !err.contains(KEY),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -203,7 +212,9 @@ async fn malformed_and_error_bodies_fail_and_leave_the_store_alone() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"matches": [{"threatType": 7"#))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_string(r#"{"matches": [{"threatType": 7"#),
+        )
         .up_to_n_times(1)
         .mount(&server)
         .await;
@@ -249,7 +260,10 @@ async fn v5_urls_search() {
         .iter()
         .map(|f| f.extra["threat_type"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(types, ["MALWARE", "SOCIAL_ENGINEERING"].map(String::from).into());
+    assert_eq!(
+        types,
+        ["MALWARE", "SOCIAL_ENGINEERING"].map(String::from).into()
+    );
     assert!(fs.iter().all(|f| f.extra["api"] == "v5"));
     // v5 caches every queried URL: a second run within 300 s asks nothing (expect(1) above).
     e.clock.advance(chrono::Duration::seconds(30));
@@ -260,10 +274,16 @@ async fn v5_urls_search() {
 
 #[test]
 fn bad_settings_are_config_errors() {
-    let c = config("[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v3\"\n");
-    let e = safebrowsing::build(c.sources.safebrowsing.as_ref().unwrap(), &c).err().unwrap();
+    let c = config(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v3\"\n",
+    );
+    let e = safebrowsing::build(c.sources.safebrowsing.as_ref().unwrap(), &c)
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("v4"), "{e}");
-    let c = config("[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v5\"\nbatch_size = 51\n");
+    let c = config(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v5\"\nbatch_size = 51\n",
+    );
     assert!(safebrowsing::build(c.sources.safebrowsing.as_ref().unwrap(), &c).is_err());
 }
 
@@ -293,7 +313,12 @@ fn import_reads_a_folder_of_alert_mails_without_config() {
     assert_eq!(v["records"], 6);
     assert_eq!(v["findings"], 5);
     assert_eq!(v["rejected"], 1);
-    assert!(v["errors"][0]["location"].as_str().unwrap().contains("alert-2026-11-20.eml"));
+    assert!(
+        v["errors"][0]["location"]
+            .as_str()
+            .unwrap()
+            .contains("alert-2026-11-20.eml")
+    );
     let lookup = |q: &str| -> Value {
         let out = cli(d.path())
             .args(["--data-dir", "data", "lookup", q, "--json"])
@@ -306,10 +331,17 @@ fn import_reads_a_folder_of_alert_mails_without_config() {
     let v = lookup("192.0.2.80");
     let fs = v["findings"].as_array().unwrap();
     assert_eq!(fs.len(), 2);
-    assert!(fs.iter().all(|f| f["feed"] == "alerts" && f["classification"]["type"] == "application-compromise"));
+    assert!(
+        fs.iter()
+            .all(|f| f["feed"] == "alerts"
+                && f["classification"]["type"] == "application-compromise")
+    );
     let v = lookup("192.0.2.81");
     assert_eq!(v["findings"][0]["classification"]["type"], "phishing");
-    assert_eq!(v["findings"][0]["url"], "http://192.0.2.81:8080/secure/login.html");
+    assert_eq!(
+        v["findings"][0]["url"],
+        "http://192.0.2.81:8080/secure/login.html"
+    );
     // IPv6 host written without brackets, and an IPv6 ip attribute.
     let v = lookup("2001:db8:1:5::10");
     assert_eq!(v["findings"][0]["extra"]["list_type"], 2);
@@ -332,7 +364,9 @@ fn import_reads_a_folder_of_alert_mails_without_config() {
 
 #[tokio::test]
 async fn shared_samples_parse() {
-    let Some(dir) = samples("safebrowsing") else { return };
+    let Some(dir) = samples("safebrowsing") else {
+        return;
+    };
     for (name, ip) in [
         ("alert-ipv4.eml", "10.0.2.23"),
         ("alert-ipv6.eml", "fdf1:cb9d:f59e:19b0:ff3:567:0:30"),
@@ -341,9 +375,16 @@ async fn shared_samples_parse() {
         let mail = outwatch::mail::parse(&raw).unwrap();
         let xml = mail.bodies().find_map(alerts::extract_xml).unwrap();
         let p = alerts::parse_xml(xml, name, mail.date).unwrap();
-        assert_eq!((p.records, p.findings.len(), p.rejected.len()), (5, 5, 0), "{name}");
+        assert_eq!(
+            (p.records, p.findings.len(), p.rejected.len()),
+            (5, 5, 0),
+            "{name}"
+        );
         assert_eq!(p.findings[0].ip.unwrap().to_string(), ip);
-        assert!(p.findings[4].ip.is_some(), "{name}: host of an IP-literal URL");
+        assert!(
+            p.findings[4].ip.is_some(),
+            "{name}: host of an IP-literal URL"
+        );
     }
     // The documented v4 reply, replayed by the mock.
     let sample: Value =

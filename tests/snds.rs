@@ -68,7 +68,10 @@ async fn data_rows_and_blocked_ranges_become_findings() {
     let red = &ip("192.0.2.11")[0];
     assert_eq!(red.source, "snds");
     assert_eq!(red.severity, Severity::High);
-    assert_eq!(red.extra["filter_result"], "RED", "yesterday wins over the day before");
+    assert_eq!(
+        red.extra["filter_result"], "RED",
+        "yesterday wins over the day before"
+    );
     assert_eq!(red.extra["trap_hits"], 12);
     assert_eq!(red.extra["rcpt_commands"], 48211);
     assert_eq!(red.extra["data_commands"], 47990);
@@ -79,13 +82,19 @@ async fn data_rows_and_blocked_ranges_become_findings() {
     assert_eq!(red.extra["activity_end"], "2026-11-22T07:00:00Z");
     assert_eq!(red.time_source, Some(t("2026-11-22T07:00:00Z")));
     let complaints = &ip("192.0.2.12")[0];
-    assert_eq!(complaints.extra["reasons"], serde_json::json!(["complaints"]));
+    assert_eq!(
+        complaints.extra["reasons"],
+        serde_json::json!(["complaints"])
+    );
     assert_eq!(complaints.severity, Severity::Medium);
     assert_eq!(
         ip("192.0.2.13")[0].extra["comments"],
         "Abuse reported for: a@example.org, b@example.org"
     );
-    assert_eq!(ip("192.0.2.14")[0].extra["reasons"], serde_json::json!(["trap-hits"]));
+    assert_eq!(
+        ip("192.0.2.14")[0].extra["reasons"],
+        serde_json::json!(["trap-hits"])
+    );
 
     // One finding per range, not per address.
     let blocked = ip("192.0.2.100");
@@ -101,7 +110,10 @@ async fn data_rows_and_blocked_ranges_become_findings() {
     assert_eq!(odd[0].extra["exact_cidr"], false);
     assert_eq!(odd[0].extra["first_ip"], "192.0.2.130");
     assert_eq!(odd[0].extra["last_ip"], "192.0.2.140");
-    assert_eq!(ip("192.0.2.200")[0].network.unwrap().to_string(), "192.0.2.200/32");
+    assert_eq!(
+        ip("192.0.2.200")[0].network.unwrap().to_string(),
+        "192.0.2.200/32"
+    );
     assert_eq!(
         query(s, Query::Net("192.0.2.0/24".parse().unwrap())).len(),
         7
@@ -162,7 +174,10 @@ async fn unauthorised_is_an_auth_error() {
     let e = env();
     let r = e.runner.run_source(build(&server).as_ref()).await;
     let err = r.error.unwrap();
-    assert!(err.contains("401") && err.contains("sources.snds.key"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("sources.snds.key"),
+        "{err}"
+    );
     assert!(!err.contains(KEY), "{err}");
     assert_eq!(e.store.count().unwrap(), 0);
 }
@@ -213,7 +228,8 @@ async fn malformed_rows_are_rejected_with_their_line() {
     assert_eq!((runs[0].outcome.as_str(), runs[0].rejected), ("ok", 6));
 
     // Each rejected row names its request and line, and why.
-    let (f, rej, rows) = snds::parse_data(&fixture("snds/malformed-data.csv"), "data.aspx date=112226");
+    let (f, rej, rows) =
+        snds::parse_data(&fixture("snds/malformed-data.csv"), "data.aspx date=112226");
     assert_eq!((f.len(), rows), (1, 5));
     let locs: Vec<&str> = rej.iter().map(|e| e.location.as_str()).collect();
     assert_eq!(
@@ -233,11 +249,14 @@ async fn malformed_rows_are_rejected_with_their_line() {
 #[test]
 fn shared_samples_parse() {
     let Some(dir) = samples("snds") else { return };
-    let (f, rej, rows) = snds::parse_data(&std::fs::read(dir.join("data.csv")).unwrap(), "data.csv");
+    let (f, rej, rows) =
+        snds::parse_data(&std::fs::read(dir.join("data.csv")).unwrap(), "data.csv");
     assert_eq!((rows, rej.len()), (3, 0), "{rej:?}");
     assert_eq!(f.len(), 3, "all three rows have trap hits");
-    let (f, rej, rows) =
-        snds::parse_ip_status(&std::fs::read(dir.join("ipstatus.csv")).unwrap(), "ipstatus.csv");
+    let (f, rej, rows) = snds::parse_ip_status(
+        &std::fs::read(dir.join("ipstatus.csv")).unwrap(),
+        "ipstatus.csv",
+    );
     assert_eq!((rows, rej.len(), f.len()), (5, 0, 5));
     let nets: Vec<String> = f.iter().map(|f| f.network.unwrap().to_string()).collect();
     assert_eq!(nets[0], "1.1.1.0/31");

@@ -91,7 +91,11 @@ pub fn store_and_report(
     let accepted = imp.findings.len();
     let in_scope = imp.findings.iter().filter(|f| f.in_scope).count();
     let max_time_source = imp.findings.iter().filter_map(|f| f.time_source).max();
-    let stats = store.ingest(std::mem::take(&mut imp.findings), Vec::new(), &IngestOptions { now })?;
+    let stats = store.ingest(
+        std::mem::take(&mut imp.findings),
+        Vec::new(),
+        &IngestOptions { now },
+    )?;
     let run = FetchRun {
         source: format!("import/{source}"),
         started: now,
@@ -104,7 +108,8 @@ pub fn store_and_report(
         new: stats.new,
         updated: stats.updated,
         resolved: 0,
-        error: (imp.failed_files > 0).then(|| format!("{} file(s) could not be read", imp.failed_files)),
+        error: (imp.failed_files > 0)
+            .then(|| format!("{} file(s) could not be read", imp.failed_files)),
         max_time_source,
     };
     store.record_run(&run)?;

@@ -158,7 +158,11 @@ pub fn parse_snds_time(s: &str) -> Option<DateTime<Utc>> {
     if s.is_empty() {
         return None;
     }
-    for f in ["%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p"] {
+    for f in [
+        "%m/%d/%Y %I:%M %p",
+        "%m/%d/%Y %H:%M",
+        "%m/%d/%Y %I:%M:%S %p",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc());
         }
@@ -205,7 +209,10 @@ impl<'a> LineCounter<'a> {
             to += 1;
         }
         if to >= self.at {
-            self.line += self.body[self.at..to].iter().filter(|b| **b == b'\n').count() as u64;
+            self.line += self.body[self.at..to]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
             self.at = to;
         }
         self.line
@@ -230,7 +237,11 @@ fn clip(s: &str) -> String {
 /// many rows were read. `location` names the request (never the key).
 pub fn parse_data(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
     let (hits, rejected, rows) = parse_data_hits(body, location);
-    (hits.into_iter().map(|h| h.finding).collect(), rejected, rows)
+    (
+        hits.into_iter().map(|h| h.finding).collect(),
+        rejected,
+        rows,
+    )
 }
 
 fn parse_data_hits(body: &[u8], location: &str) -> (Vec<DataHit>, Vec<RowError>, usize) {
@@ -282,9 +293,12 @@ fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String
         return Err(format!("{} columns, expected 14 (or 13)", rec.len()));
     }
     let g = |i: usize| rec.get(i).unwrap_or("");
-    let ip: IpAddr = g(0)
-        .parse()
-        .map_err(|_| format!("`{}` is not an IP address (a header or an error page?)", clip(g(0))))?;
+    let ip: IpAddr = g(0).parse().map_err(|_| {
+        format!(
+            "`{}` is not an IP address (a header or an error page?)",
+            clip(g(0))
+        )
+    })?;
     let start = parse_snds_time(g(1));
     let end = parse_snds_time(g(2));
     if start.is_none() && !g(1).is_empty() || end.is_none() && !g(2).is_empty() {
@@ -343,7 +357,8 @@ fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String
         f.set_extra("activity_end", d);
         f.set_extra(
             "report_date",
-            end.map(|e| e.format("%Y-%m-%d").to_string()).unwrap_or_default(),
+            end.map(|e| e.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
         );
     }
     f.set_extra("rcpt_commands", rcpt);
@@ -361,7 +376,11 @@ fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String
         f.set_extra("trap_message_end", d);
     }
     f.set_extra("trap_hits", trap_hits);
-    for (k, i) in [("sample_helo", 11), ("sample_mail_from", 12), ("comments", 13)] {
+    for (k, i) in [
+        ("sample_helo", 11),
+        ("sample_mail_from", 12),
+        ("comments", 13),
+    ] {
         if !g(i).is_empty() {
             f.set_extra(k, g(i));
         }
@@ -514,7 +533,7 @@ impl SndsSource {
             .await;
         match r {
             Ok(Fetched::Body { body, .. }) => {
-                let trimmed = body.iter().skip_while(|b| b.is_ascii_whitespace()).next();
+                let trimmed = body.iter().find(|b| !b.is_ascii_whitespace());
                 if http::looks_like_html(&body) || trimmed == Some(&b'<') {
                     return Err(FetchError::Auth(format!(
                         "{shown}: SNDS answered with an HTML page instead of CSV; the key is \
@@ -557,9 +576,10 @@ impl Source for SndsSource {
         let mut per_ip: BTreeMap<IpAddr, DataHit> = BTreeMap::new();
         for days_back in [1, 2] {
             let date = snds_date(ctx.now - chrono::Duration::days(days_back));
-            let body = self.get(ctx, "data.aspx", &[("date", date.clone())]).await?;
-            let (hits, rejected, rows) =
-                parse_data_hits(&body, &format!("data.aspx date={date}"));
+            let body = self
+                .get(ctx, "data.aspx", &[("date", date.clone())])
+                .await?;
+            let (hits, rejected, rows) = parse_data_hits(&body, &format!("data.aspx date={date}"));
             out.fetched += rows;
             out.rejected.extend(rejected);
             for h in hits {
@@ -576,11 +596,7 @@ impl Source for SndsSource {
         let (blocked, rejected, rows) = parse_ip_status(&body, "ipStatus.aspx");
         out.fetched += rows;
         out.rejected.extend(rejected);
-        for mut f in per_ip
-            .into_values()
-            .map(|h| h.finding)
-            .chain(blocked)
-        {
+        for mut f in per_ip.into_values().map(|h| h.finding).chain(blocked) {
             crate::pipeline::mark_scope(&mut f, &ctx.scope);
             out.findings.push(f);
         }
@@ -613,8 +629,7 @@ mod tests {
     #[test]
     fn ranges() {
         let r = |a: &str, b: &str| {
-            range_network(a.parse().unwrap(), b.parse().unwrap())
-                .map(|(n, e)| (n.to_string(), e))
+            range_network(a.parse().unwrap(), b.parse().unwrap()).map(|(n, e)| (n.to_string(), e))
         };
         assert_eq!(r("1.1.1.3", "1.1.1.3"), Some(("1.1.1.3/32".into(), true)));
         assert_eq!(r("1.1.1.0", "1.1.1.1"), Some(("1.1.1.0/31".into(), true)));
@@ -626,9 +641,15 @@ mod tests {
             r("1.255.255.255", "2.0.0.0"),
             Some(("0.0.0.0/6".into(), false))
         );
-        assert_eq!(r("0.0.0.0", "255.255.255.255"), Some(("0.0.0.0/0".into(), true)));
+        assert_eq!(
+            r("0.0.0.0", "255.255.255.255"),
+            Some(("0.0.0.0/0".into(), true))
+        );
         assert_eq!(r("1.1.1.2", "1.1.1.1"), None);
-        assert_eq!(r("2001:db8::", "2001:db8::ff"), Some(("2001:db8::/120".into(), true)));
+        assert_eq!(
+            r("2001:db8::", "2001:db8::ff"),
+            Some(("2001:db8::/120".into(), true))
+        );
     }
 
     #[test]

@@ -317,7 +317,9 @@ impl HibpSource {
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
         if keyed {
             let mut v = HeaderValue::from_str(self.key.expose()).map_err(|_| {
-                FetchError::Config("sources.hibp.api_key contains characters not allowed in an HTTP header".into())
+                FetchError::Config(
+                    "sources.hibp.api_key contains characters not allowed in an HTTP header".into(),
+                )
             })?;
             v.set_sensitive(true);
             h.insert(HeaderName::from_static("hibp-api-key"), v);
@@ -370,7 +372,9 @@ impl HibpSource {
                     Ok(s.rpm.filter(|r| *r > 0).unwrap_or(DEFAULT_RPM))
                 }
                 Err(e) => {
-                    tracing::warn!("HIBP subscription status unreadable ({e}); assuming {DEFAULT_RPM} requests/minute");
+                    tracing::warn!(
+                        "HIBP subscription status unreadable ({e}); assuming {DEFAULT_RPM} requests/minute"
+                    );
                     Ok(DEFAULT_RPM)
                 }
             },
@@ -393,9 +397,9 @@ impl HibpSource {
     ) -> Result<(BreachCache, bool), FetchError> {
         let cached: Option<BreachCache> = ctx.state.get_json(BREACHES_STATE)?;
         if let Some(c) = &cached {
-            let fresh = c.fetched_at.is_some_and(|t| {
-                ctx.now - t < chrono::Duration::hours(BREACH_CACHE_TTL_HOURS)
-            });
+            let fresh = c
+                .fetched_at
+                .is_some_and(|t| ctx.now - t < chrono::Duration::hours(BREACH_CACHE_TTL_HOURS));
             let knows_all = needed.iter().all(|n| c.breaches.contains_key(n));
             if fresh && knows_all {
                 return Ok((c.clone(), false));
@@ -405,7 +409,9 @@ impl HibpSource {
             .get(ctx, "breaches", false)
             .await
             .map_err(|e| map_error(e, "breach list"))?
-            .ok_or_else(|| FetchError::Format("the breach list (/breaches) was not found".into()))?;
+            .ok_or_else(|| {
+                FetchError::Format("the breach list (/breaches) was not found".into())
+            })?;
         let list: Vec<Breach> = serde_json::from_slice(&body).map_err(|e| {
             FetchError::Format(format!(
                 "the breach list (/breaches) is not a JSON array of breaches ({e})"

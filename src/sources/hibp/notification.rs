@@ -107,7 +107,7 @@ pub fn parse(mail: &Mail) -> Result<Notification, String> {
     }
     let link_name = mail
         .bodies()
-        .find_map(|b| breach_link(b))
+        .find_map(breach_link)
         .filter(|s| !s.is_empty());
     n.breach = link_name
         .or_else(|| {
@@ -244,7 +244,8 @@ mod tests {
     #[test]
     fn link_names() {
         assert_eq!(
-            breach_link("read here: https://haveibeenpwned.com/PwnedWebsites#OnlinerSpambot.").as_deref(),
+            breach_link("read here: https://haveibeenpwned.com/PwnedWebsites#OnlinerSpambot.")
+                .as_deref(),
             Some("OnlinerSpambot")
         );
         assert_eq!(

@@ -44,7 +44,11 @@ pub fn list_type(t: u32) -> (&'static str, Classification, Severity) {
         ),
         2 => (
             "distribution",
-            Classification::new("malicious-code", "malware-distribution", &id("distribution")),
+            Classification::new(
+                "malicious-code",
+                "malware-distribution",
+                &id("distribution"),
+            ),
             Severity::High,
         ),
         3 => (
@@ -149,7 +153,11 @@ pub fn parse_xml(
                 });
                 continue;
             };
-            let ip = match info.attribute("ip").map(str::trim).filter(|s| !s.is_empty()) {
+            let ip = match info
+                .attribute("ip")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 None => None,
                 Some(s) => match s.parse::<IpAddr>() {
                     Ok(ip) => Some(ip),

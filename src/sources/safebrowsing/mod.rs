@@ -133,7 +133,9 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
     }
     for u in &c.urls {
         let p = reqwest::Url::parse(u.trim()).map_err(|e| {
-            FetchError::Config(format!("sources.safebrowsing.urls: `{u}` is not a URL ({e})"))
+            FetchError::Config(format!(
+                "sources.safebrowsing.urls: `{u}` is not a URL ({e})"
+            ))
         })?;
         if !matches!(p.scheme(), "http" | "https") {
             return Err(FetchError::Config(format!(
@@ -285,7 +287,10 @@ pub fn classify(threat_type: &str) -> (Classification, Severity) {
             Classification::new("malicious-code", "malware-distribution", &id),
             Severity::High,
         ),
-        "SOCIAL_ENGINEERING" => (Classification::new("fraud", "phishing", &id), Severity::High),
+        "SOCIAL_ENGINEERING" => (
+            Classification::new("fraud", "phishing", &id),
+            Severity::High,
+        ),
         "UNWANTED_SOFTWARE" | "POTENTIALLY_HARMFUL_APPLICATION" => (
             Classification::new("malicious-code", "malware-distribution", &id),
             Severity::Medium,
@@ -407,7 +412,7 @@ struct V5Threat {
 fn maybe_b64(s: &str) -> String {
     use base64::Engine;
     if s.len() >= 4
-        && s.len() % 4 == 0
+        && s.len().is_multiple_of(4)
         && let Ok(b) = base64::engine::general_purpose::STANDARD.decode(s)
         && !b.is_empty()
         && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ')
@@ -420,9 +425,8 @@ fn maybe_b64(s: &str) -> String {
 
 /// Rejects `{"error": ...}` bodies and bodies that are not JSON objects.
 fn check_body(body: &[u8], secrets: &[&Secret]) -> Result<serde_json::Value, FetchError> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        FetchError::Format(format!("the Safe Browsing reply is not JSON ({e})"))
-    })?;
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| FetchError::Format(format!("the Safe Browsing reply is not JSON ({e})")))?;
     if !v.is_object() {
         return Err(FetchError::Format(
             "the Safe Browsing reply is not a JSON object".into(),
@@ -779,7 +783,10 @@ mod tests {
 
     #[test]
     fn metadata_b64() {
-        assert_eq!(maybe_b64("bWFsd2FyZV90aHJlYXRfdHlwZQ=="), "malware_threat_type");
+        assert_eq!(
+            maybe_b64("bWFsd2FyZV90aHJlYXRfdHlwZQ=="),
+            "malware_threat_type"
+        );
         assert_eq!(maybe_b64("malware_threat_type"), "malware_threat_type");
         assert_eq!(maybe_b64("landing"), "landing");
     }
