@@ -111,6 +111,15 @@ async fn data_rows_and_blocked_ranges_become_findings() {
     assert_eq!(odd[0].extra["first_ip"], "192.0.2.130");
     assert_eq!(odd[0].extra["last_ip"], "192.0.2.140");
     assert_eq!(
+        odd[0].extra["cidrs"],
+        serde_json::json!([
+            "192.0.2.130/31",
+            "192.0.2.132/30",
+            "192.0.2.136/30",
+            "192.0.2.140/32"
+        ])
+    );
+    assert_eq!(
         ip("192.0.2.200")[0].network.unwrap().to_string(),
         "192.0.2.200/32"
     );

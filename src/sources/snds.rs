@@ -410,6 +410,43 @@ pub fn range_network(first: IpAddr, last: IpAddr) -> Option<(IpNet, bool)> {
     Some((net, exact))
 }
 
+/// The exact CIDRs that together make up an address range (at most 2 × bits of them).
+pub fn range_cidrs(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
+    let (mut a, b, bits, v6): (u128, u128, u32, bool) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32, false),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128, true),
+        _ => return Vec::new(),
+    };
+    if v6 && a == 0 && b == u128::MAX {
+        return vec![IpNet::new(first, 0).expect("len 0")];
+    }
+    let mut out = Vec::new();
+    while a <= b {
+        // Largest block aligned at `a` that does not pass `b`.
+        let align = if a == 0 {
+            bits
+        } else {
+            a.trailing_zeros().min(bits)
+        };
+        let mut size = align;
+        while size > 0 && (size >= 128 || a + ((1u128 << size) - 1) > b) {
+            size -= 1;
+        }
+        let addr = if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::from(a))
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::from(a as u32))
+        };
+        out.push(IpNet::new(addr, (bits - size) as u8).expect("valid length"));
+        let step = 1u128 << size;
+        match a.checked_add(step) {
+            Some(n) => a = n,
+            None => break,
+        }
+    }
+    out
+}
+
 /// Parses an `ipStatus.aspx` body: one finding per blocked range.
 pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
     let mut findings = Vec::new();
@@ -482,6 +519,13 @@ pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowErr
         f.set_extra("first_ip", first.to_string());
         f.set_extra("last_ip", last.to_string());
         f.set_extra("exact_cidr", exact);
+        if !exact {
+            let parts: Vec<String> = range_cidrs(first, last)
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            f.set_extra("cidrs", parts);
+        }
         f.set_extra("blocked", blocked);
         if !reason.is_empty() {
             f.set_extra("reason", reason);
@@ -598,6 +642,14 @@ impl Source for SndsSource {
         out.rejected.extend(rejected);
         for mut f in per_ip.into_values().map(|h| h.finding).chain(blocked) {
             crate::pipeline::mark_scope(&mut f, &ctx.scope);
+            // A covering prefix may reach beyond the range: judge scope on the range itself.
+            if let Some(parts) = f.extra.get("cidrs").and_then(|v| v.as_array()) {
+                let nets: Vec<IpNet> = parts
+                    .iter()
+                    .filter_map(|p| p.as_str()?.parse().ok())
+                    .collect();
+                f.in_scope = nets.iter().any(|n| ctx.scope.overlaps_net(*n));
+            }
             out.findings.push(f);
         }
         Ok(out)
@@ -649,6 +701,36 @@ mod tests {
         assert_eq!(
             r("2001:db8::", "2001:db8::ff"),
             Some(("2001:db8::/120".into(), true))
+        );
+    }
+
+    #[test]
+    fn range_decomposition() {
+        let r = |a: &str, b: &str| -> Vec<String> {
+            range_cidrs(a.parse().unwrap(), b.parse().unwrap())
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(
+            r("192.0.2.130", "192.0.2.140"),
+            [
+                "192.0.2.130/31",
+                "192.0.2.132/30",
+                "192.0.2.136/30",
+                "192.0.2.140/32"
+            ]
+        );
+        assert_eq!(r("1.1.1.254", "1.1.2.1"), ["1.1.1.254/31", "1.1.2.0/31"]);
+        assert_eq!(r("0.0.0.0", "255.255.255.255"), ["0.0.0.0/0"]);
+        assert_eq!(
+            r("255.255.255.255", "255.255.255.255"),
+            ["255.255.255.255/32"]
+        );
+        assert_eq!(r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), ["::/0"]);
+        assert_eq!(
+            r("2001:db8::1", "2001:db8::2"),
+            ["2001:db8::1/128", "2001:db8::2/128"]
         );
     }
 
