@@ -130,6 +130,41 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
 }
 
 #[tokio::test]
+async fn a_pair_no_longer_listed_resolves_after_the_window() {
+    let server = MockServer::start().await;
+    mount_status(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/breaches"))
+        .respond_with(json_body("hibp/breaches.json"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/breacheddomain/example.org"))
+        .respond_with(json_body("hibp/breacheddomain-example.org.json"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    // Later the domain search no longer lists noc@ in ExampleForum.
+    mount_domain(
+        &server,
+        ResponseTemplate::new(200).set_body_string(
+            r#"{"alice":["ExampleForum","MarketingListCo"],"bob.smith":["QuietDating"]}"#,
+        ),
+    )
+    .await;
+    let e = env();
+    let cfg = hibp_config(&server);
+    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    assert_eq!(e.runner.run_source(src.as_ref()).await.new, 4);
+    e.clock.advance(chrono::Duration::days(3));
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!((r.new, r.updated, r.resolved), (0, 3, 1));
+    let noc = query(e.store.as_ref(), Query::Email("noc@example.org".into()));
+    assert_eq!(noc[0].status, outwatch::finding::Status::Resolved);
+}
+
+#[tokio::test]
 async fn not_found_means_no_breaches() {
     let server = MockServer::start().await;
     mount_status(&server).await;

@@ -404,3 +404,32 @@ async fn shared_samples_parse() {
     assert!(r.ok, "{:?}", r.error);
     assert_eq!(r.new, 2);
 }
+
+#[tokio::test]
+async fn v4_default_batches_hold_at_most_500_entries() {
+    let server = MockServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    Mock::given(method("POST"))
+        .and(path("/v4/threatMatches:find"))
+        .respond_with(v4_responder(calls.clone(), 500))
+        .mount(&server)
+        .await;
+    let urls: Vec<String> = (0..700)
+        .map(|i| format!("\"https://example.org/page/{i}\""))
+        .collect();
+    let cfg = config(&format!(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\nbase_url = \"{}\"\nurls = [{}]\n",
+        server.uri(),
+        urls.join(", ")
+    ));
+    let e = env();
+    let r = e.runner.run_source(build(&cfg).as_ref()).await;
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!(r.fetched, 702);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "702 URLs in batches of 500"
+    );
+    assert_eq!(r.new, 1, "https://example.org/ is listed");
+}
