@@ -165,6 +165,46 @@ async fn a_pair_no_longer_listed_resolves_after_the_window() {
 }
 
 #[tokio::test]
+async fn single_addresses_outside_the_domains_use_breachedaccount() {
+    let server = MockServer::start().await;
+    mount_status(&server).await;
+    mount_breaches(&server, 1).await;
+    mount_domain(&server, ResponseTemplate::new(404)).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/breachedaccount/ceo%40example.net"))
+        .and(header("hibp-api-key", KEY))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_string(r#"[{"Name":"ExampleForum"},{"Name":"QuietDating"}]"#),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/breachedaccount/clean%40example.net"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    let cfg = config(&format!(
+        "[organisation]\ndomains = [\"example.org\"]\nemails = [\"CEO@example.net\", \"clean@example.net\", \"alice@example.org\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\n",
+        server.uri()
+    ));
+    let e = env();
+    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!(r.new, 2);
+    // Status, then the domain, then two accounts: three paced waits of 2 s.
+    assert_eq!(e.clock.slept(), vec![Duration::from_secs(2); 3]);
+    let ceo = query(e.store.as_ref(), Query::Email("ceo@example.net".into()));
+    assert_eq!(ceo.len(), 2);
+    assert!(
+        ceo.iter()
+            .all(|f| f.feed == "breachedaccount" && f.extra["email"] == "ceo@example.net")
+    );
+    assert!(ceo.iter().all(|f| f.severity == Severity::High));
+}
+
+#[tokio::test]
 async fn not_found_means_no_breaches() {
     let server = MockServer::start().await;
     mount_status(&server).await;

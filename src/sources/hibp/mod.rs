@@ -7,7 +7,8 @@
 //!    or when a domain search names a breach the cache does not know);
 //! 3. `GET /breacheddomain/{domain}` (keyed) for each `[organisation] domains` entry. The body maps
 //!    each alias (local part) to the breach names it appears in; a 404 means "no breached
-//!    addresses" (not an error).
+//!    addresses" (not an error). Addresses of `[organisation] emails` on other domains are
+//!    looked up with `GET /breachedaccount/{account}` (404 = not pwned).
 //!
 //! Every (alias@domain, breach) pair is one finding: `email` = the address, `domain` = our domain,
 //! identity = the breach name (so a new breach for an address, or a new address in a breach, is
@@ -77,9 +78,21 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
         .iter()
         .map(|d| d.0.clone())
         .collect();
-    if domains.is_empty() {
+    // Single addresses outside the searched domains are looked up one by one.
+    let mut accounts: Vec<String> = Vec::new();
+    for e in &cfg.organisation.emails {
+        let e = e.trim().to_ascii_lowercase();
+        let covered = e
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| domains.iter().any(|x| x == d));
+        if !e.is_empty() && !covered && !accounts.contains(&e) {
+            accounts.push(e);
+        }
+    }
+    if domains.is_empty() && accounts.is_empty() {
         return Err(FetchError::Config(
-            "sources.hibp searches `organisation.domains`, which is empty".into(),
+            "sources.hibp searches `organisation.domains` (and `organisation.emails`), which are empty"
+                .into(),
         ));
     }
     Ok(Arc::new(HibpSource {
@@ -89,6 +102,7 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
         key,
         domains,
+        accounts,
         schedule: c
             .schedule
             .clone()
@@ -105,6 +119,8 @@ pub struct HibpSource {
     base_url: String,
     key: Secret,
     domains: Vec<String>,
+    /// `organisation.emails` not on a searched domain (`/breachedaccount/{account}`).
+    accounts: Vec<String>,
     schedule: CronSchedule,
     resolve_after: chrono::Duration,
 }
@@ -212,6 +228,16 @@ pub fn parse_hibp_time(s: &str) -> Option<DateTime<Utc>> {
 
 /// Builds the finding of one (alias@domain, breach) pair.
 pub fn pair_finding(domain: &str, alias: &str, breach: &str, meta: Option<&Breach>) -> Finding {
+    account_finding("breacheddomain", domain, alias, breach, meta)
+}
+
+fn account_finding(
+    feed: &str,
+    domain: &str,
+    alias: &str,
+    breach: &str,
+    meta: Option<&Breach>,
+) -> Finding {
     let email = format!("{}@{}", alias.trim().to_ascii_lowercase(), domain);
     let (classes, sensitive, spam) = meta
         .map(|m| {
@@ -224,20 +250,24 @@ pub fn pair_finding(domain: &str, alias: &str, breach: &str, meta: Option<&Breac
         .unwrap_or_default();
     let mut f = Finding::new(
         "hibp",
-        "breacheddomain",
+        feed,
         classification(),
         severity(&classes, sensitive, spam),
     );
     f.email = Some(email.clone());
     f.domain = Some(domain.to_string());
     f.identity = vec![breach.to_string()];
-    f.set_extra("email", email);
+    f.set_extra("email", email.as_str());
     f.set_extra("breach", breach);
     if let Some(m) = meta {
         set_breach_extra(&mut f, m);
         f.time_source = m.added_date.as_deref().and_then(parse_hibp_time);
     }
-    f.raw = Some(format!("breacheddomain/{domain} alias {alias}"));
+    f.raw = Some(if feed == "breacheddomain" {
+        format!("breacheddomain/{domain} alias {alias}")
+    } else {
+        format!("{feed}/{email}")
+    });
     f
 }
 
@@ -287,6 +317,23 @@ pub fn parse_domain_search(body: &[u8]) -> Result<BTreeMap<String, Vec<String>>,
     serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body).map_err(|e| {
         format!("the domain search reply is not a JSON object of alias → breach names ({e})")
     })
+}
+
+/// Parses a `/breachedaccount/{account}` body: `[{"Name":"Adobe"}, ...]` (truncated or full).
+pub fn parse_account(body: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Named {
+        name: String,
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && v.get("error").is_some()
+    {
+        return Err(format!("HIBP answered with an error object: {}", clip(&v)));
+    }
+    serde_json::from_slice::<Vec<Named>>(body)
+        .map(|v| v.into_iter().map(|n| n.name).collect())
+        .map_err(|e| format!("the account reply is not a JSON array of breaches ({e})"))
 }
 
 fn clip(v: &serde_json::Value) -> String {
@@ -493,6 +540,26 @@ impl Source for HibpSource {
             };
             results.push((domain.clone(), map));
         }
+        for account in &self.accounts {
+            let Some((alias, domain)) = account.rsplit_once('@') else {
+                continue;
+            };
+            pacer.wait(clock.as_ref()).await;
+            let path = format!("breachedaccount/{}", encode_segment(account));
+            let body = self
+                .get(ctx, &path, true)
+                .await
+                .map_err(|e| map_error(e, &format!("account search for {account}")))?;
+            let names = match body {
+                None => Vec::new(),
+                Some(b) => {
+                    parse_account(&b).map_err(|m| FetchError::Format(format!("{account}: {m}")))?
+                }
+            };
+            let mut map = BTreeMap::new();
+            map.insert(alias.to_string(), names);
+            results.push((format!("@{domain}"), map));
+        }
         let needed: BTreeSet<String> = results
             .iter()
             .flat_map(|(_, m)| m.values().flatten().cloned())
@@ -516,7 +583,17 @@ impl Source for HibpSource {
                         });
                         continue;
                     }
-                    let mut f = pair_finding(domain, alias, name, cache.breaches.get(name));
+                    // Single accounts are marked `@domain` in `results`.
+                    let mut f = match domain.strip_prefix('@') {
+                        Some(d) => account_finding(
+                            "breachedaccount",
+                            d,
+                            alias,
+                            name,
+                            cache.breaches.get(name),
+                        ),
+                        None => pair_finding(domain, alias, name, cache.breaches.get(name)),
+                    };
                     crate::pipeline::mark_scope(&mut f, &ctx.scope);
                     out.findings.push(f);
                 }
