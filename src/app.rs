@@ -86,11 +86,21 @@ impl App {
     /// Opens the store for reading: through the running daemon's socket when one answers
     /// (`<data_dir>/outwatch.sock`), else directly. A stale socket file is ignored.
     pub fn open_read(&self) -> Result<Arc<dyn Store>, CliError> {
-        if let Some(r) = RemoteStore::connect(&self.data_dir) {
-            tracing::debug!("reading through the daemon's socket");
-            return Ok(Arc::new(r));
+        // A daemon that is starting holds the lock a moment before its socket answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            if let Some(r) = RemoteStore::connect(&self.data_dir) {
+                tracing::debug!("reading through the daemon's socket");
+                return Ok(Arc::new(r));
+            }
+            match store::open(&self.data_dir) {
+                Ok(s) => return Ok(Arc::new(s)),
+                Err(store::StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(_) => return self.open_store(),
+            }
         }
-        self.open_store()
     }
 
     /// The HTTP client configured by `[http]`.

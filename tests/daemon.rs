@@ -835,3 +835,111 @@ fn run_once_names_the_digest_when_it_cannot_be_delivered() {
     assert!(err.contains("failed: digest"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("digest: FAILED"));
 }
+
+// ---------------------------------------------------------------- the socket, in process
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_store_forwards_reads_and_refuses_writes() {
+    use outwatch::daemon::RemoteStore;
+    use outwatch::daemon::socket;
+    use outwatch::store::{Query, QueryOptions, StoreError};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let d = tempfile::tempdir().unwrap();
+    seed(d.path());
+    let s: Arc<dyn Store> = Arc::new(store::open(d.path()).unwrap());
+    s.state_put("scope/x", Some(b"\x00\x01binary")).unwrap();
+    let (listener, path) = socket::bind(d.path()).unwrap();
+    let (stop, rx) = watch::channel(false);
+    let info: socket::InfoFn = Arc::new(|| serde_json::json!({"pid": 1}));
+    let server = tokio::spawn(socket::serve(listener, s.clone(), info, rx));
+
+    let dir = d.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let r = RemoteStore::connect(&dir).expect("the socket answers");
+        assert_eq!(r.hello()["version"], 1);
+        assert_eq!(r.count().unwrap(), 1);
+        let all = QueryOptions {
+            include_resolved: true,
+            ..Default::default()
+        };
+        let found = r
+            .query(&Query::Ip("192.0.2.1".parse().unwrap()), &all)
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        let fp = found[0].fingerprint.clone();
+        assert_eq!(r.get(&fp).unwrap().unwrap().port, Some(443));
+        assert!(r.get("00").unwrap().is_none());
+        assert!(
+            r.query(&Query::Domain("example.org".into()), &all)
+                .unwrap()
+                .is_empty()
+        );
+        let mut n = 0;
+        r.for_each(&mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(r.runs(Some("feodotracker"), 10).unwrap().len(), 1);
+        assert_eq!(r.state_get("scope/x").unwrap().unwrap(), b"\x00\x01binary");
+        assert!(r.state_get("nope").unwrap().is_none());
+        assert_eq!(r.state_scan("scope/").unwrap().len(), 1);
+        let week = chrono::Duration::days(7);
+        assert_eq!(
+            r.seen_between(Utc::now() - week, Utc::now() + week)
+                .unwrap()
+                .len(),
+            1
+        );
+        // A callback error stops the stream; the next call still works (fresh connection).
+        let e = r.for_each(&mut |_| Err(StoreError::Engine("stop".into())));
+        assert!(e.is_err());
+        assert_eq!(r.count().unwrap(), 1);
+        // Writes are refused: the daemon is the only writer.
+        assert!(matches!(
+            r.state_put("k", None),
+            Err(StoreError::Locked { .. })
+        ));
+        assert!(matches!(
+            r.restore(Vec::new()),
+            Err(StoreError::Locked { .. })
+        ));
+        r.flush().unwrap();
+    })
+    .await
+    .unwrap();
+
+    // Raw protocol: a wrong version and an oversized request are refused with a reason.
+    let mut c = tokio::net::UnixStream::connect(&path).await.unwrap();
+    c.write_all(b"{\"v\":99,\"op\":\"count\"}\n").await.unwrap();
+    let (rd, mut wr) = c.into_split();
+    let mut lines = BufReader::new(rd).lines();
+    let l = lines.next_line().await.unwrap().unwrap();
+    assert!(l.contains("\"error\"") && l.contains("v99"), "{l}");
+    wr.write_all(b"{\"v\":1,\"op\":\"count\"}\n").await.unwrap();
+    assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"done\":1}");
+    wr.write_all(&vec![b'x'; 70 * 1024]).await.unwrap();
+    wr.write_all(b"\n").await.unwrap();
+    let l = lines.next_line().await.unwrap().unwrap();
+    assert!(l.contains("larger than"), "{l}");
+    assert!(
+        lines.next_line().await.unwrap().is_none(),
+        "closed after an oversized request"
+    );
+
+    let _ = stop.send(true);
+    server.await.unwrap();
+}
+
+#[test]
+fn no_daemon_and_a_stale_socket_means_direct_reads() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(outwatch::daemon::RemoteStore::connect(d.path()).is_none());
+    drop(std::os::unix::net::UnixListener::bind(d.path().join("outwatch.sock")).unwrap());
+    assert!(outwatch::daemon::RemoteStore::connect(d.path()).is_none());
+    std::fs::remove_file(d.path().join("outwatch.sock")).unwrap();
+    std::fs::write(d.path().join("outwatch.sock"), b"not a socket").unwrap();
+    assert!(outwatch::daemon::RemoteStore::connect(d.path()).is_none());
+}

@@ -131,10 +131,36 @@ fn remove_socket(path: &Path) {
     }
 }
 
+/// How long `run` waits for a read command that has the store open briefly (no daemon was
+/// answering, so it opened the store itself) to let go of sled's lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// Opens the store for writing, waiting up to `wait` while another process holds it, unless
+/// that process is a daemon (then it fails at once, saying so).
+pub async fn open_store_waiting(
+    app: &App,
+    wait: Duration,
+) -> Result<Arc<dyn crate::store::Store>, CliError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match crate::store::open(&app.data_dir) {
+            Ok(s) => return Ok(Arc::new(s)),
+            Err(crate::store::StoreError::Locked { .. })
+                if std::time::Instant::now() < deadline
+                    && RemoteStore::connect(&app.data_dir).is_none() =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // Let `open_store` phrase the error (it names a running daemon).
+            Err(_) => return app.open_store(),
+        }
+    }
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub async fn run(app: &App) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
-    let store = app.open_store()?;
+    let store = open_store_waiting(app, LOCK_WAIT).await?;
     let io = |e: std::io::Error| CliError::failure(format!("cannot listen for signals: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
@@ -251,7 +277,7 @@ impl OnceReport {
 /// the digest when `[digest]` is configured.
 pub async fn run_once(app: &App) -> Result<OnceReport, CliError> {
     let cfg = app.require_config()?;
-    let store = app.open_store()?;
+    let store = open_store_waiting(app, LOCK_WAIT).await?;
     let shared = shared(app, cfg, store.clone())?;
     let mut report = OnceReport::default();
     if !cfg.organisation.asns.is_empty()
