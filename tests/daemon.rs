@@ -943,3 +943,104 @@ fn no_daemon_and_a_stale_socket_means_direct_reads() {
     std::fs::write(d.path().join("outwatch.sock"), b"not a socket").unwrap();
     assert!(outwatch::daemon::RemoteStore::connect(d.path()).is_none());
 }
+
+// ---------------------------------------------------------------- graceful stop, job list
+
+/// A task that blocks until released, to stop the scheduler while it runs.
+struct Slow {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+    finished: Arc<Mutex<bool>>,
+}
+
+#[async_trait]
+impl Task for Slow {
+    async fn run(&self) -> Result<String, String> {
+        self.started.notify_one();
+        self.release.notified().await;
+        *self.finished.lock().unwrap() = true;
+        Ok("done".into())
+    }
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_run_in_flight() {
+    let clock = Arc::new(ManualClock::new(t("2026-11-23T09:59:59Z")));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(Mutex::new(false));
+    let task = Arc::new(Slow {
+        started: started.clone(),
+        release: release.clone(),
+        finished: finished.clone(),
+    });
+    let (stop, rx) = watch::channel(false);
+    let j = Job {
+        name: "slow".into(),
+        kind: "source",
+        schedule: cron("0 0 * * * *"),
+        tz: Tz::UTC,
+        max_jitter: Duration::ZERO,
+        task,
+    };
+    let c: Arc<dyn Clock> = clock.clone();
+    let handle = tokio::spawn(run_job(
+        j,
+        c,
+        Settings::default(),
+        Arc::new(Mutex::new(Default::default())),
+        rx,
+        || 0.0,
+    ));
+    started.notified().await;
+    stop.send(true).unwrap();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !handle.is_finished(),
+        "the loop must wait for the run in flight"
+    );
+    release.notify_one();
+    handle.await.unwrap();
+    assert!(
+        *finished.lock().unwrap(),
+        "the run was completed, not cut off"
+    );
+}
+
+#[tokio::test]
+async fn jobs_follow_the_config() {
+    use outwatch::daemon::tasks::Shared;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = outwatch::config::Config::parse(
+        "[organisation]\nasns = [64496]\n\n[digest]\nschedule = \"0 0 7 * * Mon-Fri\"\n\
+         timezone = \"Europe/Berlin\"\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\n\n\
+         [sources.hibp]\nenabled = true\n",
+        &d.path().join("outwatch.toml"),
+    )
+    .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t("2026-11-23T10:00:00Z")));
+    let shared = Shared {
+        cfg: Arc::new(cfg),
+        store: Arc::new(store::open(&d.path().join("data")).unwrap()),
+        http: outwatch::http::HttpClient::new(&Default::default(), clock.clone()).unwrap(),
+        clock,
+        scope: Default::default(),
+        data_dir: d.path().join("data"),
+    };
+    let jobs = outwatch::daemon::jobs(&shared);
+    let digest = jobs
+        .iter()
+        .find(|j| j.name == "digest")
+        .expect("digest job");
+    assert_eq!(digest.tz.name(), "Europe/Berlin");
+    assert_eq!(digest.max_jitter, Duration::ZERO);
+    assert_eq!(digest.schedule.source, "0 0 7 * * Mon-Fri");
+    let scope = jobs.iter().find(|j| j.name == "scope").expect("scope job");
+    assert_eq!(scope.kind, "scope");
+    // Every source job has a bounded jitter.
+    for j in jobs.iter().filter(|j| j.kind == "source") {
+        assert!(j.max_jitter <= outwatch::daemon::MAX_SOURCE_JITTER);
+    }
+}
