@@ -407,6 +407,7 @@ fn job(name: &str, schedule: &str, task: Arc<Probe>) -> Job {
         schedule: cron(schedule),
         tz: Tz::UTC,
         max_jitter: Duration::from_secs(300),
+        catch_up: false,
         task,
     }
 }
@@ -448,6 +449,48 @@ async fn job_fires_on_its_slots_with_jitter() {
     );
     // Never one sleep longer than the step: the wall clock is looked at every minute.
     assert!(clock.slept().iter().all(|d| *d <= Duration::from_secs(60)));
+}
+
+#[tokio::test]
+async fn a_job_that_missed_its_slot_catches_up_once_at_start() {
+    let clock = Arc::new(ManualClock::new(t("2026-11-23T10:20:00Z")));
+    let (tx, _rx) = watch::channel(false);
+    let stop = Arc::new(tx);
+    let p = Arc::new(probe(&clock, &stop, 0, 3));
+    let mut j = job("urlhaus", "0 0 */6 * * *", p.clone());
+    j.catch_up = true;
+    drive(j, &clock, &stop, Settings::default(), 0.0).await;
+    assert_eq!(
+        *p.times.lock().unwrap(),
+        [
+            t("2026-11-23T10:20:00Z"),
+            t("2026-11-23T12:00:00Z"),
+            t("2026-11-23T18:00:00Z")
+        ]
+    );
+}
+
+#[test]
+fn missed_slots_are_read_from_the_run_log() {
+    let d = tempfile::tempdir().unwrap();
+    let s = store::open(d.path()).unwrap();
+    let six = cron("0 0 */6 * * *");
+    let now = t("2026-11-23T10:20:00Z");
+    assert!(
+        outwatch::daemon::missed_a_slot(&s, "urlhaus", &six, now),
+        "never ran"
+    );
+    s.record_run(&run("urlhaus", "2026-11-23T06:00:10Z", "ok", 1))
+        .unwrap();
+    assert!(!outwatch::daemon::missed_a_slot(&s, "urlhaus", &six, now));
+    s.record_run(&run("feodotracker", "2026-11-23T05:00:10Z", "error", 0))
+        .unwrap();
+    assert!(outwatch::daemon::missed_a_slot(
+        &s,
+        "feodotracker",
+        &six,
+        now
+    ));
 }
 
 #[tokio::test]
@@ -981,6 +1024,7 @@ async fn shutdown_finishes_the_run_in_flight() {
         schedule: cron("0 0 * * * *"),
         tz: Tz::UTC,
         max_jitter: Duration::ZERO,
+        catch_up: false,
         task,
     };
     let c: Arc<dyn Clock> = clock.clone();

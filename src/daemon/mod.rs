@@ -50,6 +50,26 @@ pub fn source_schedule(cfg: &Config, name: &str, src: &dyn Source) -> CronSchedu
     crate::health::configured_schedule(cfg, name).unwrap_or_else(|| src.schedule())
 }
 
+/// Whether a source should run at start-up: it never ran, or a slot of its schedule passed
+/// since its last run started (the daemon was down). One catch-up run, never a burst.
+pub fn missed_a_slot(
+    store: &dyn crate::store::Store,
+    name: &str,
+    schedule: &CronSchedule,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    match store.runs(Some(name), 1) {
+        Ok(runs) => match runs.first() {
+            None => true,
+            Some(r) => schedule.next_after(&r.started).is_some_and(|n| n <= now),
+        },
+        Err(e) => {
+            tracing::warn!(source = %name, error = %e, "cannot read the run log");
+            false
+        }
+    }
+}
+
 /// Every scheduled job of this config. Sources that cannot be set up are logged and left out
 /// (feed health shows them as failing); they never keep the others from running.
 pub fn jobs(shared: &Shared) -> Vec<Job> {
@@ -63,9 +83,11 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
                 let interval = schedule
                     .interval(&now)
                     .unwrap_or(chrono::Duration::hours(1));
+                let catch_up = missed_a_slot(shared.store.as_ref(), &name, &schedule, now);
                 out.push(Job {
                     name,
                     kind: "source",
+                    catch_up,
                     max_jitter: schedule::max_jitter(interval, MAX_SOURCE_JITTER),
                     schedule,
                     tz: Tz::UTC,
@@ -87,6 +109,8 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
             schedule: d.schedule.clone(),
             tz: d.timezone.unwrap_or(Tz::UTC),
             max_jitter: Duration::ZERO,
+            // The digest covers everything since the last one: no need to catch up.
+            catch_up: false,
             task: Arc::new(DigestTask {
                 shared: shared.clone(),
             }),
@@ -99,6 +123,8 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
             schedule: sources::schedule(SCOPE_CHECK),
             tz: Tz::UTC,
             max_jitter: Duration::ZERO,
+            // `run` refreshes the scope at start-up already.
+            catch_up: false,
             task: Arc::new(ScopeTask {
                 shared: shared.clone(),
             }),

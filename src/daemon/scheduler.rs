@@ -35,6 +35,9 @@ pub struct Job {
     pub tz: Tz,
     /// Largest random delay added to each slot (spreads load on providers).
     pub max_jitter: Duration,
+    /// Run once right away (after the jitter) before following the schedule: the job missed
+    /// its last slot while no daemon ran, or never ran at all.
+    pub catch_up: bool,
     pub task: Arc<dyn Task>,
 }
 
@@ -115,21 +118,29 @@ pub async fn run_job(
         s.schedule = job.schedule.source.clone();
     });
     let mut last_slot: Option<DateTime<Utc>> = None;
+    let mut catch_up = job.catch_up;
     loop {
         // Recomputed after every wake: slots missed while asleep or busy are skipped.
         let now = clock.now();
-        let Some(slot) = next_fire(&job.schedule, job.tz, now, last_slot) else {
-            tracing::warn!(job = %name, schedule = %job.schedule.source, "the schedule never fires again");
-            return;
+        let jit = chrono::Duration::from_std(jitter(job.max_jitter, unit())).unwrap_or_default();
+        let (slot, target) = if std::mem::take(&mut catch_up) {
+            tracing::info!(job = %name, "missed its last slot (or never ran): running now");
+            (None, now + jit)
+        } else {
+            let Some(slot) = next_fire(&job.schedule, job.tz, now, last_slot) else {
+                tracing::warn!(job = %name, schedule = %job.schedule.source, "the schedule never fires again");
+                return;
+            };
+            (Some(slot), slot + jit)
         };
-        let target =
-            slot + chrono::Duration::from_std(jitter(job.max_jitter, unit())).unwrap_or_default();
         update(&board, &name, |s| s.next_run = Some(target));
         tracing::debug!(job = %name, next = %target, "waiting");
         if !wait_until(clock.as_ref(), target, settings.step, &mut shutdown).await {
             return;
         }
-        last_slot = Some(slot);
+        if slot.is_some() {
+            last_slot = slot;
+        }
         let mut retry = 0u32;
         loop {
             update(&board, &name, |s| s.running = true);
