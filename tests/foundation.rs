@@ -624,3 +624,11 @@ fn read_command_on_a_locked_store_explains() {
         .code(4)
         .stderr(predicates::str::contains("in use"));
 }
+
+#[test]
+fn config_example_is_valid() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let cfg = Config::load(&p).unwrap();
+    assert_eq!(cfg.organisation.asns[0].0, 64496);
+    assert!(cfg.digest.is_some());
+}
