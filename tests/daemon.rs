@@ -963,12 +963,15 @@ async fn remote_store_forwards_reads_and_refuses_writes() {
     assert!(l.contains("\"error\"") && l.contains("v99"), "{l}");
     wr.write_all(b"{\"v\":1,\"op\":\"count\"}\n").await.unwrap();
     assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"done\":1}");
-    wr.write_all(&vec![b'x'; 70 * 1024]).await.unwrap();
-    wr.write_all(b"\n").await.unwrap();
+    // The daemon stops reading after the cap and hangs up, so the tail may meet a closed pipe.
+    let mut big = vec![b'x'; 70 * 1024];
+    big.push(b'\n');
+    let _ = wr.write_all(&big).await;
     let l = lines.next_line().await.unwrap().unwrap();
     assert!(l.contains("larger than"), "{l}");
+    // Closed after an oversized request (EOF, or a reset for the unread tail).
     assert!(
-        lines.next_line().await.unwrap().is_none(),
+        !matches!(lines.next_line().await, Ok(Some(_))),
         "closed after an oversized request"
     );
 
