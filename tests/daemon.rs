@@ -210,7 +210,8 @@ fn assess_reads_the_run_log_of_the_store() {
         .unwrap();
     s.record_run(&run("feodotracker", "2026-11-23T06:00:10Z", "ok", 7))
         .unwrap();
-    let cfg = outwatch::config::Config::default();
+    let cfg = outwatch::config::Config::parse(&no_default_feeds(), &d.path().join("outwatch.toml"))
+        .unwrap();
     let hs = health::assess(&cfg, &s, t("2026-11-23T07:00:00Z")).unwrap();
     let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["feodotracker", "urlhaus"]);
@@ -646,12 +647,22 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_outwatch"))
 }
 
+/// `[sources.X] enabled = false` for every list feed that ships enabled: no test reaches the
+/// internet.
+fn no_default_feeds() -> String {
+    outwatch::sources::lists::known_feed_names(&outwatch::config::Config::default())
+        .iter()
+        .map(|n| format!("[sources.{n}]\nenabled = false\n\n"))
+        .collect()
+}
+
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let p = dir.join("outwatch.toml");
     std::fs::write(
         &p,
         format!(
-            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n[store]\npath = \"data\"\n\n{extra}"
+            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n[store]\npath = \"data\"\n\n{}{extra}",
+            no_default_feeds()
         ),
     )
     .unwrap();
@@ -1061,9 +1072,11 @@ async fn jobs_follow_the_config() {
     use outwatch::daemon::tasks::Shared;
     let d = tempfile::tempdir().unwrap();
     let cfg = outwatch::config::Config::parse(
-        "[organisation]\nasns = [64496]\n\n[digest]\nschedule = \"0 0 7 * * Mon-Fri\"\n\
+        &format!("[organisation]\nasns = [64496]\n\n[digest]\nschedule = \"0 0 7 * * Mon-Fri\"\n\
          timezone = \"Europe/Berlin\"\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\n\n\
-         [sources.hibp]\nenabled = true\n",
+         [sources.hibp]\nenabled = true\n\n{}",
+            no_default_feeds()
+        ),
         &d.path().join("outwatch.toml"),
     )
     .unwrap();
