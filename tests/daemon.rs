@@ -460,13 +460,14 @@ async fn a_job_that_missed_its_slot_catches_up_once_at_start() {
     let p = Arc::new(probe(&clock, &stop, 0, 3));
     let mut j = job("urlhaus", "0 0 */6 * * *", p.clone());
     j.catch_up = true;
-    drive(j, &clock, &stop, Settings::default(), 0.0).await;
+    drive(j, &clock, &stop, Settings::default(), 0.5).await;
+    // The catch-up waits at most 30 s of jitter (here half), the slots half of 300 s.
     assert_eq!(
         *p.times.lock().unwrap(),
         [
-            t("2026-11-23T10:20:00Z"),
-            t("2026-11-23T12:00:00Z"),
-            t("2026-11-23T18:00:00Z")
+            t("2026-11-23T10:20:15Z"),
+            t("2026-11-23T12:02:30Z"),
+            t("2026-11-23T18:02:30Z")
         ]
     );
 }

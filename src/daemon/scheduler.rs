@@ -41,6 +41,9 @@ pub struct Job {
     pub task: Arc<dyn Task>,
 }
 
+/// Largest jitter before a catch-up run at start-up (a new daemon should show data soon).
+pub const CATCH_UP_JITTER: Duration = Duration::from_secs(30);
+
 /// What the scheduler knows about a job right now (served by `hello` on the socket).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JobStatus {
@@ -122,10 +125,15 @@ pub async fn run_job(
     loop {
         // Recomputed after every wake: slots missed while asleep or busy are skipped.
         let now = clock.now();
-        let jit = chrono::Duration::from_std(jitter(job.max_jitter, unit())).unwrap_or_default();
+        let u = unit();
+        let jit = chrono::Duration::from_std(jitter(job.max_jitter, u)).unwrap_or_default();
         let (slot, target) = if std::mem::take(&mut catch_up) {
             tracing::info!(job = %name, "missed its last slot (or never ran): running now");
-            (None, now + jit)
+            let short = jitter(job.max_jitter.min(CATCH_UP_JITTER), u);
+            (
+                None,
+                now + chrono::Duration::from_std(short).unwrap_or_default(),
+            )
         } else {
             let Some(slot) = next_fire(&job.schedule, job.tz, now, last_slot) else {
                 tracing::warn!(job = %name, schedule = %job.schedule.source, "the schedule never fires again");
