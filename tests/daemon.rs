@@ -1105,3 +1105,81 @@ async fn jobs_follow_the_config() {
         assert!(j.max_jitter <= outwatch::daemon::MAX_SOURCE_JITTER);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_refreshes_the_asn_scope_and_serves_it() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let body = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ripestat/announced-prefixes-AS64496.json"
+    ))
+    .unwrap();
+    Mock::given(method("GET"))
+        .and(path("/data/announced-prefixes/data.json"))
+        .and(query_param("resource", "AS64496"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .expect(1..)
+        .mount(&server)
+        .await;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("outwatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nasns = [64496]\n\n[scope]\nripestat_url = \"{}\"\n\n\
+             [store]\npath = \"data\"\n\n{}",
+            server.uri(),
+            no_default_feeds()
+        ),
+    )
+    .unwrap();
+    let cfg2 = cfg.clone();
+    tokio::task::spawn_blocking(move || {
+        let cfg = cfg2;
+        let child = StdCommand::new(bin())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut daemon = Daemon(child);
+        let mut prefixes = Vec::new();
+        for _ in 0..600 {
+            let o = outwatch(&cfg, &["status", "--json"]);
+            let served = o.status.success() && json_of(&o)["daemon"]["running"] == true;
+            if served {
+                let v = json_of(&outwatch(&cfg, &["scope", "--json"]));
+                prefixes = v["asns"][0]["prefixes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                if !prefixes.is_empty() {
+                    break;
+                }
+            }
+            assert!(
+                daemon.0.try_wait().unwrap().is_none(),
+                "the daemon exited early"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            prefixes.contains(&Value::from("192.0.2.0/24")),
+            "{prefixes:?}"
+        );
+        // `scope --refresh` writes: refused while the daemon runs.
+        assert_eq!(
+            outwatch(&cfg, &["scope", "--refresh"]).status.code(),
+            Some(4)
+        );
+        let pid = daemon.0.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        assert!(daemon.0.wait().unwrap().success());
+    })
+    .await
+    .unwrap();
+}
