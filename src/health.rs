@@ -75,8 +75,20 @@ pub fn assess(
     store: &dyn Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<SourceHealth>, StoreError> {
+    assess_sources(Some(cfg), store, now)
+}
+
+/// Like [`assess`]; without a config only the sources found in the run log are judged (with
+/// no schedule to hold them to).
+pub fn assess_sources(
+    cfg: Option<&Config>,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<SourceHealth>, StoreError> {
     let mut names: Vec<(String, SourceFacts)> = Vec::new();
-    for (name, built) in crate::sources::enabled_sources(cfg) {
+    let enabled = cfg.map(crate::sources::enabled_sources).unwrap_or_default();
+    for (name, built) in enabled {
+        let cfg = cfg.expect("sources come from a config");
         let facts = match built {
             Ok(src) => SourceFacts {
                 schedule: Some(configured_schedule(cfg, &name).unwrap_or_else(|| src.schedule())),

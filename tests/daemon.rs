@@ -232,6 +232,20 @@ fn assess_reads_the_run_log_of_the_store() {
         assert!(json.get(k).is_some(), "missing {k}");
     }
     assert_eq!(json["state"], "failing");
+    // Without a config: the sources of the run log only.
+    let hs = health::assess_sources(None, &s, t("2026-11-23T07:00:00Z")).unwrap();
+    assert_eq!(hs.len(), 2);
+}
+
+#[test]
+fn a_socket_path_too_long_is_explained() {
+    let d = tempfile::tempdir().unwrap();
+    let deep = d.path().join("x".repeat(120));
+    std::fs::create_dir_all(&deep).unwrap();
+    let e = outwatch::daemon::socket::bind(&deep)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("shorter data dir"), "{e}");
 }
 
 // ---------------------------------------------------------------- schedule arithmetic (pure)
@@ -702,6 +716,18 @@ fn seed(data: &Path) {
     s.flush().unwrap();
 }
 
+/// Opens a store just closed: sled's background thread may hold the lock a moment longer.
+fn reopen(dir: &Path) -> store::SledStore {
+    for _ in 0..100 {
+        match store::open(dir) {
+            Ok(s) => return s,
+            Err(store::StoreError::Locked { .. }) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -902,7 +928,7 @@ async fn remote_store_forwards_reads_and_refuses_writes() {
 
     let d = tempfile::tempdir().unwrap();
     seed(d.path());
-    let s: Arc<dyn Store> = Arc::new(store::open(d.path()).unwrap());
+    let s: Arc<dyn Store> = Arc::new(reopen(d.path()));
     s.state_put("scope/x", Some(b"\x00\x01binary")).unwrap();
     let (listener, path) = socket::bind(d.path()).unwrap();
     let (stop, rx) = watch::channel(false);

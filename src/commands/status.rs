@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::commands::lookup::rfc3339;
-use crate::config::Config;
 use crate::daemon::RemoteStore;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
@@ -23,10 +22,8 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         }
         None => (app.open_store()?, None),
     };
-    let default_cfg = Config::default();
-    let cfg = app.config.as_ref().unwrap_or(&default_cfg);
     let now = app.clock.now();
-    let sources = health::assess(cfg, store.as_ref(), now)?;
+    let sources = health::assess_sources(app.config.as_ref(), store.as_ref(), now)?;
     let findings = store.count()?;
     if json_out {
         print_json(&json!({

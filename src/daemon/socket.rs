@@ -31,6 +31,14 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 pub fn bind(data_dir: &Path) -> io::Result<(UnixListener, PathBuf)> {
     use std::os::unix::fs::PermissionsExt;
     let path = socket_path(data_dir);
+    // sockaddr_un holds 108 bytes including the final NUL.
+    if path.as_os_str().len() > 107 {
+        return Err(io::Error::other(format!(
+            "the path is {} bytes long, more than a Unix socket allows (107): \
+             use a shorter data dir ([store] path or --data-dir)",
+            path.as_os_str().len()
+        )));
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket file"),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
