@@ -486,6 +486,65 @@ async fn a_job_that_missed_its_slot_catches_up_once_at_start() {
     );
 }
 
+struct Panics {
+    clock: Arc<ManualClock>,
+    times: Mutex<Vec<DateTime<Utc>>>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+#[async_trait]
+impl Task for Panics {
+    async fn run(&self) -> Result<String, String> {
+        let n = {
+            let mut t = self.times.lock().unwrap();
+            t.push(self.clock.now());
+            t.len()
+        };
+        if n == 1 {
+            panic!("a parser bug");
+        }
+        let _ = self.stop.send(true);
+        Ok("fine".into())
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_run_is_a_failed_run_and_is_retried() {
+    let clock = Arc::new(ManualClock::new(t("2026-11-23T09:59:00Z")));
+    let (tx, _rx) = watch::channel(false);
+    let stop = Arc::new(tx);
+    let p = Arc::new(Panics {
+        clock: clock.clone(),
+        times: Mutex::new(Vec::new()),
+        stop: stop.clone(),
+    });
+    let j = Job {
+        name: "buggy".into(),
+        kind: "source",
+        schedule: cron("0 0 * * * *"),
+        tz: Tz::UTC,
+        max_jitter: Duration::ZERO,
+        catch_up: false,
+        task: p.clone(),
+    };
+    let board = Arc::new(Mutex::new(Default::default()));
+    let c: Arc<dyn Clock> = clock.clone();
+    run_job(
+        j,
+        c,
+        Settings::default(),
+        board.clone(),
+        stop.subscribe(),
+        || 0.0,
+    )
+    .await;
+    assert_eq!(
+        *p.times.lock().unwrap(),
+        [t("2026-11-23T10:00:00Z"), t("2026-11-23T10:01:00Z")]
+    );
+    assert_eq!(board.lock().unwrap()["buggy"].last_ok, Some(true));
+}
+
 #[test]
 fn missed_slots_are_read_from_the_run_log() {
     let d = tempfile::tempdir().unwrap();

@@ -128,7 +128,7 @@ pub async fn run_job(
         let u = unit();
         let jit = chrono::Duration::from_std(jitter(job.max_jitter, u)).unwrap_or_default();
         let (slot, target) = if std::mem::take(&mut catch_up) {
-            tracing::info!(job = %name, "missed its last slot (or never ran): running now");
+            tracing::info!(job = %name, "missed its last slot (or never ran): running it at start-up");
             let short = jitter(job.max_jitter.min(CATCH_UP_JITTER), u);
             (
                 None,
@@ -153,7 +153,13 @@ pub async fn run_job(
         loop {
             update(&board, &name, |s| s.running = true);
             tracing::info!(job = %name, kind = job.kind, attempt = retry + 1, "run starts");
-            let result = job.task.run().await;
+            // Its own task, so that a panic (a bug in a parser) becomes a failed run and the
+            // schedule goes on.
+            let task = job.task.clone();
+            let result = match tokio::spawn(async move { task.run().await }).await {
+                Ok(r) => r,
+                Err(e) => Err(format!("the run panicked: {e}")),
+            };
             let finished = clock.now();
             update(&board, &name, |s| {
                 s.running = false;
