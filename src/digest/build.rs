@@ -160,6 +160,8 @@ pub fn classify(f: &Finding, w: &Window) -> Option<Section> {
 pub struct FindingView {
     /// The most specific thing it is about (e-mail, URL, ip:port, network, domain).
     pub indicator: String,
+    /// `ip`, `ip:port` or the network, when the finding has one.
+    pub address: Option<String>,
     pub ip: Option<String>,
     pub network: Option<String>,
     pub port: Option<u16>,
@@ -211,6 +213,12 @@ fn view(f: &Finding, tz: Option<Tz>) -> FindingView {
     let c = |s: &Option<String>| s.as_deref().map(|s| clean(s, MAX_VALUE));
     FindingView {
         indicator: clean(&f.indicator(), MAX_VALUE),
+        address: match (f.ip, f.port) {
+            (Some(ip), Some(p)) if ip.is_ipv6() => Some(format!("[{ip}]:{p}")),
+            (Some(ip), Some(p)) => Some(format!("{ip}:{p}")),
+            (Some(ip), None) => Some(ip.to_string()),
+            (None, _) => f.network.map(|n| n.to_string()),
+        },
         ip: f.ip.map(|i| i.to_string()),
         network: f.network.map(|n| n.to_string()),
         port: f.port,

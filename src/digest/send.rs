@@ -67,6 +67,9 @@ pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     secret: Option<Secret>,
     target: String,
+    /// Deadline of one whole send (connect, dialogue, QUIT): a hanging server never blocks the
+    /// scheduler.
+    deadline: std::time::Duration,
 }
 
 impl Mailer {
@@ -107,12 +110,19 @@ impl Mailer {
             transport: builder.build(),
             secret,
             target,
+            deadline: cfg.timeout.0 * 3,
         })
     }
 
     /// Sends one message; `Ok` only when the server accepted it.
     pub async fn send(&self, msg: Message) -> Result<(), String> {
-        let res = self.transport.send(msg).await;
+        let res = match tokio::time::timeout(self.deadline, self.transport.send(msg)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "no complete answer within {}",
+                humantime::format_duration(self.deadline)
+            )),
+        };
         res.map(|_| ()).map_err(|e| {
             let text = format!("SMTP server {} did not accept the digest: {e}", self.target);
             match &self.secret {
@@ -124,7 +134,7 @@ impl Mailer {
 
     /// Closes pooled connections.
     pub async fn close(&self) {
-        self.transport.shutdown().await;
+        let _ = tokio::time::timeout(self.deadline, self.transport.shutdown()).await;
     }
 }
 
