@@ -150,9 +150,7 @@ fn leak() -> Finding {
 }
 
 fn ingest(store: &dyn Store, f: Vec<Finding>, at: DateTime<Utc>) {
-    store
-        .ingest(f, vec![], &IngestOptions { now: at })
-        .unwrap();
+    store.ingest(f, vec![], &IngestOptions { now: at }).unwrap();
 }
 
 fn config(dir: &Path, extra: &str) -> Config {
@@ -195,7 +193,9 @@ struct Parsed {
 /// Parses a received message and checks the MIME structure: multipart/alternative with a
 /// text/plain and a text/html part, Message-ID and Date headers.
 fn parse(raw: &[u8]) -> Parsed {
-    let m = MessageParser::default().parse(raw).expect("a parsable message");
+    let m = MessageParser::default()
+        .parse(raw)
+        .expect("a parsable message");
     let ct = m.content_type().expect("Content-Type");
     assert_eq!(
         (ct.ctype(), ct.subtype()),
@@ -236,7 +236,11 @@ fn state(store: &dyn Store) -> DigestState {
 async fn smtp_end_to_end_with_route_escaping_and_no_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
-    ingest(store.as_ref(), vec![c2_with_script(), open_dns(), leak()], t(0));
+    ingest(
+        store.as_ref(),
+        vec![c2_with_script(), open_dns(), leak()],
+        t(0),
+    );
     let server = Smtp::start(false);
     let cfg = config(
         dir.path(),
@@ -258,6 +262,10 @@ async fn smtp_end_to_end_with_route_escaping_and_no_repeats() {
     assert_eq!(mails[1].to, vec!["noc@example.org"]);
 
     let main = parse(&mails[1].data);
+    if std::env::var("DIGEST_DUMP").is_ok() {
+        std::fs::write("/tmp/digest-dump.txt", &main.text).unwrap();
+        std::fs::write("/tmp/digest-dump.html", &main.html).unwrap();
+    }
     assert_eq!(main.to, vec!["noc@example.org"]);
     assert_eq!(
         main.subject,
@@ -337,14 +345,21 @@ async fn smtp_end_to_end_with_route_escaping_and_no_repeats() {
         .find(|m| m.to == vec!["noc@example.org"])
         .map(|m| parse(&m.data))
         .unwrap();
-    assert!(main.text.contains("==== Resolved since the last digest (1) ===="));
+    assert!(
+        main.text
+            .contains("==== Resolved since the last digest (1) ====")
+    );
     assert!(main.html.contains("Resolved since the last digest (1)"));
     let dmz = mails
         .iter()
         .find(|m| m.to == vec!["dmz@example.org"])
         .map(|m| parse(&m.data))
         .unwrap();
-    assert!(dmz.subject.ends_with("0 new, 0 open, 1 resolved"), "{}", dmz.subject);
+    assert!(
+        dmz.subject.ends_with("0 new, 0 open, 1 resolved"),
+        "{}",
+        dmz.subject
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +499,11 @@ async fn preview_marks_nothing_and_template_folder_overrides() {
     .unwrap();
     let cfg = config(dir.path(), "templates = \"my-templates\"\n");
     let p = digest::preview(&cfg, &store, t(1)).unwrap();
-    assert!(p.rendered.text.starts_with("CUSTOM 2 new"), "{}", p.rendered.text);
+    assert!(
+        p.rendered.text.starts_with("CUSTOM 2 new"),
+        "{}",
+        p.rendered.text
+    );
     assert!(p.rendered.text.contains("c2-server: Our own words."));
     // The built-in HTML is still used, with the overridden remediation text.
     assert!(p.rendered.html.contains("Call Alice."));
@@ -518,11 +537,16 @@ async fn a_large_store_makes_a_short_mail_with_exact_counts() {
     let p = digest::preview(&cfg, &store, t(1)).unwrap();
     assert_eq!(p.counts.new, 3000);
     assert!(p.rendered.subject.contains("3000 new"));
-    assert!(p.rendered.text.contains("[vulnerable-system] 3000 findings"));
-    assert!(p.rendered.text.contains(&format!(
-        "and {} more",
-        3000 - digest::build::LIST_NEW
-    )));
+    assert!(
+        p.rendered
+            .text
+            .contains("[vulnerable-system] 3000 findings")
+    );
+    assert!(
+        p.rendered
+            .text
+            .contains(&format!("and {} more", 3000 - digest::build::LIST_NEW))
+    );
     assert!(p.rendered.html.len() < 100_000, "{}", p.rendered.html.len());
 }
 
@@ -532,7 +556,11 @@ fn cli_setup(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = SledStore::open(&dir.path().join("data")).unwrap();
-        ingest(&store, vec![c2_with_script(), open_dns()], Utc::now() - Duration::hours(1));
+        ingest(
+            &store,
+            vec![c2_with_script(), open_dns()],
+            Utc::now() - Duration::hours(1),
+        );
         store.flush().unwrap();
     }
     config(dir.path(), extra);
@@ -612,6 +640,9 @@ fn cli_digest_preview_writes_files() {
         .stdout
         .clone();
     let s = String::from_utf8(out).unwrap();
-    assert!(s.starts_with("Subject: outwatch digest for Example Org: 2 new"), "{s}");
+    assert!(
+        s.starts_with("Subject: outwatch digest for Example Org: 2 new"),
+        "{s}"
+    );
     assert!(!dir.path().join("data/digests").exists());
 }

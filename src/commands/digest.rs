@@ -19,9 +19,8 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         let store = app.open_read()?;
         let p = digest::preview(cfg, store.as_ref(), now).map_err(CliError::failure)?;
         let write = |path: &std::path::Path, body: &str| {
-            std::fs::write(path, body).map_err(|e| {
-                CliError::failure(format!("cannot write {}: {e}", path.display()))
-            })
+            std::fs::write(path, body)
+                .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
         };
         if let Some(h) = &a.html {
             write(h, &p.rendered.html)?;
@@ -58,7 +57,10 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         println!("written to {}", p.display());
     }
     if o.skipped > 0 {
-        println!("{} digest(s) not sent: nothing changed (send_empty = false)", o.skipped);
+        println!(
+            "{} digest(s) not sent: nothing changed (send_empty = false)",
+            o.skipped
+        );
     }
     if o.reported > 0 {
         println!("{} finding(s) marked as reported", o.reported);

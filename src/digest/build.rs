@@ -83,8 +83,7 @@ fn route_matches(r: &DigestRoute, f: &Finding) -> bool {
         return true;
     }
     if let Some(n) = f.network
-        && r
-            .prefixes
+        && r.prefixes
             .iter()
             .any(|p| p.contains(&n) || n.contains(&p.network()))
     {
@@ -302,10 +301,7 @@ impl Collector {
         } else {
             f.classification.kind.clone()
         };
-        let b = self
-            .buckets
-            .entry((section, f.severity, kind))
-            .or_default();
+        let b = self.buckets.entry((section, f.severity, kind)).or_default();
         if b.count == 0 {
             b.taxonomy = f.classification.taxonomy.clone();
         }
@@ -317,10 +313,7 @@ impl Collector {
         // New: oldest first; open: oldest first; resolved: most recently resolved first.
         let key = match section {
             Section::New | Section::Open => (f.first_seen.timestamp(), f.indicator()),
-            Section::Resolved => (
-                -resolved_at(f).map_or(0, |t| t.timestamp()),
-                f.indicator(),
-            ),
+            Section::Resolved => (-resolved_at(f).map_or(0, |t| t.timestamp()), f.indicator()),
         };
         let cap = section.cap();
         // Cheap pre-check: once compacted, a key after the current worst cannot make the list.
@@ -396,7 +389,7 @@ impl Collector {
         // Largest categories first within a severity.
         for s in &mut out {
             for sev in &mut s.severities {
-                sev.categories.sort_by(|a, b| b.count.cmp(&a.count));
+                sev.categories.sort_by_key(|c| std::cmp::Reverse(c.count));
             }
         }
         out

@@ -214,7 +214,11 @@ pub fn prepare(
 }
 
 /// Renders the main digest as it would be sent now, without sending or marking anything.
-pub fn preview(cfg: &Config, store: &dyn Store, now: DateTime<Utc>) -> Result<Prepared, DigestError> {
+pub fn preview(
+    cfg: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Prepared, DigestError> {
     prepare(cfg, store, now, false)?
         .into_iter()
         .next()
@@ -329,7 +333,9 @@ pub async fn deliver(
     match tokio::task::spawn_blocking(move || mark_reported(st.as_ref(), &fps, now)).await {
         Ok(Ok(n)) => outcome.reported = n,
         // The mail is out and the delivery time is stored; only the cosmetic status lags.
-        Ok(Err(e)) => tracing::warn!(error = %e, "digest sent, but marking findings reported failed"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "digest sent, but marking findings reported failed")
+        }
         Err(e) => tracing::warn!(error = %e, "digest sent, but the marking task failed"),
     }
     store.flush()?;

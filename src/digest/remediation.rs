@@ -72,10 +72,7 @@ impl Remediation {
         self.types
             .get(kind)
             .or_else(|| self.taxonomy.get(taxonomy))
-            .or_else(|| {
-                self.taxonomy
-                    .get(crate::finding::taxonomy_for_type(kind))
-            })
+            .or_else(|| self.taxonomy.get(crate::finding::taxonomy_for_type(kind)))
             .or(self.default.as_ref())
             .cloned()
             .unwrap_or_else(|| Text {
@@ -104,7 +101,8 @@ mod tests {
         assert_eq!(v, r.taxonomy["vulnerable"]);
         // Unknown everything: the `other` taxonomy (unknown types belong to it), then the default.
         assert_eq!(r.lookup("zzz", "zzz"), r.taxonomy["other"]);
-        let empty = Remediation::parse("[default]\nmeaning = \"m\"\naction = \"a\"\n", "t").unwrap();
+        let empty =
+            Remediation::parse("[default]\nmeaning = \"m\"\naction = \"a\"\n", "t").unwrap();
         assert_eq!(empty.lookup("zzz", "zzz").meaning, "m");
         assert!(r.identifier("open-dns").is_some());
     }

@@ -88,15 +88,14 @@ impl Renderer {
                 None => text.to_string(),
             };
             env.add_template_owned(name, source).map_err(|e| {
-                let at = over.as_ref().map_or_else(
-                    || format!("built-in {name}"),
-                    |p| p.display().to_string(),
-                );
+                let at = over
+                    .as_ref()
+                    .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string());
                 format!("template {at}: {e}")
             })?;
         }
         if let Some(d) = dir {
-            env.set_loader(path_loader(d.to_path_buf()));
+            env.set_loader(path_loader(d));
         }
         Ok(Renderer { env })
     }
@@ -117,5 +116,60 @@ impl Renderer {
             html: r("digest.html", view)?,
             subject,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{HealthState, SourceHealth};
+
+    fn health(name: &str, state: HealthState, err: Option<&str>) -> SourceHealth {
+        SourceHealth {
+            name: name.into(),
+            state,
+            last_success: None,
+            last_error: err.map(str::to_string),
+            last_run: None,
+            last_rows: Some(3),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn feed_problems_come_first_and_are_escaped() {
+        let h = super::super::build::health_views(
+            vec![
+                health("aaa-ok", HealthState::Ok, None),
+                health("hibp", HealthState::Failing, Some("<b>HTTP 500</b>")),
+            ],
+            None,
+        );
+        assert_eq!(h[0].name, "hibp");
+        let mut v = DigestView {
+            organisation: "Org".into(),
+            title: "outwatch digest".into(),
+            audience: None,
+            subject: String::new(),
+            generated: "now".into(),
+            since: Some("then".into()),
+            counts: Counts::default(),
+            changed: false,
+            health_problems: 1,
+            health: h,
+            health_error: None,
+            sections: vec![],
+        };
+        let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
+        assert_eq!(
+            r.subject,
+            "outwatch digest for Org: 0 new, 0 open, 0 resolved, 1 feed problem"
+        );
+        let problems = r.text.find("FEED PROBLEMS").unwrap();
+        assert!(problems < r.text.find("Summary").unwrap());
+        assert!(r.text.contains("hibp: failing, never succeeded"));
+        assert!(r.text.contains("last error: <b>HTTP 500</b>"));
+        assert!(r.html.contains("&lt;b&gt;HTTP 500&lt;"));
+        assert!(r.html.find("Feed problems").unwrap() < r.html.find("still open").unwrap());
     }
 }

@@ -45,8 +45,7 @@ pub fn build_message(
 /// Whether `host` names this machine's loopback interface.
 pub fn is_loopback(host: &str) -> bool {
     let h = host.trim().trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks the `[smtp]` table and resolves the password (inline or `password_env`).
@@ -90,9 +89,11 @@ impl Mailer {
                     ));
                 }
                 if creds.is_some() {
-                    return Err("`smtp.tls = \"none\"` would send the password in clear text: \
+                    return Err(
+                        "`smtp.tls = \"none\"` would send the password in clear text: \
                          remove `smtp.username`/`smtp.password` or use TLS"
-                        .into());
+                            .into(),
+                    );
                 }
                 Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
                     cfg.host.clone(),
