@@ -165,7 +165,7 @@ pub fn prepare(
     let audiences: Vec<(Audience, Window)> = plans
         .iter()
         .map(|p| {
-            let since = state.last_sent.get(&p.key).copied().filter(|t| *t <= now);
+            let since = state.last_sent.get(&p.key).copied();
             (p.audience.clone(), Window { since, now })
         })
         .collect();
