@@ -646,3 +646,43 @@ fn cli_digest_preview_writes_files() {
     );
     assert!(!dir.path().join("data/digests").exists());
 }
+
+/// Not a timed assertion: prints how long building and rendering a digest over 100k findings
+/// takes. Run with `cargo test --release --test digest -- --ignored --nocapture digest_of_100k`.
+#[test]
+#[ignore]
+fn digest_of_100k_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store")).unwrap();
+    let kinds = [
+        "vulnerable-system",
+        "c2-server",
+        "scanner",
+        "data-leak",
+        "phishing",
+    ];
+    for chunk in 0..10u32 {
+        let batch: Vec<Finding> = (0..10_000u32)
+            .map(|i| {
+                let n = chunk * 10_000 + i;
+                let mut f = open_dns();
+                f.classification = Classification::new("", kinds[(n % 5) as usize], "x");
+                f.severity = Severity::ALL[(n % 4) as usize];
+                f.ip = Some(std::net::Ipv4Addr::from(0x0A00_0000 + n).into());
+                f.set_extra("tag", format!("value {n}"));
+                f
+            })
+            .collect();
+        ingest(&store, batch, t(chunk));
+    }
+    let cfg = config(dir.path(), "");
+    let started = std::time::Instant::now();
+    let p = digest::preview(&cfg, &store, t(20)).unwrap();
+    let took = started.elapsed();
+    println!(
+        "100k findings: build+render {took:?}; text {} bytes, html {} bytes",
+        p.rendered.text.len(),
+        p.rendered.html.len()
+    );
+    assert_eq!(p.counts.new, 100_000);
+}

@@ -16,11 +16,14 @@ use crate::health::{HealthState, SourceHealth};
 use crate::store::{Result, Store};
 
 /// Most findings listed per (section, severity, category) group. Counts stay exact.
-pub const LIST_NEW: usize = 25;
+pub const LIST_NEW: usize = 20;
 /// Most still-open findings listed per group (the oldest).
-pub const LIST_OPEN: usize = 10;
+pub const LIST_OPEN: usize = 5;
 /// Most resolved findings listed per group (the most recently resolved).
-pub const LIST_RESOLVED: usize = 10;
+pub const LIST_RESOLVED: usize = 5;
+/// Most findings listed in one whole digest, handed out new → open → resolved and most severe
+/// first, so the HTML part stays well below the ~100 KB at which some webmail clients clip.
+pub const LIST_TOTAL: usize = 100;
 /// Longest text shown for one attacker-controlled value (URL, extra field).
 const MAX_VALUE: usize = 160;
 /// Most extra fields shown per finding.
@@ -136,7 +139,8 @@ pub fn resolved_at(f: &Finding) -> Option<DateTime<Utc>> {
 }
 
 /// The section a finding belongs to in a window, or `None` when it is not part of the digest
-/// (out of scope, newer than `now`, or resolved before the window).
+/// (out of scope, newer than `now`, or resolved before the window). A finding that came back
+/// after being resolved counts as new again.
 pub fn classify(f: &Finding, w: &Window) -> Option<Section> {
     if !f.in_scope || f.first_seen > w.now {
         return None;
@@ -146,7 +150,13 @@ pub fn classify(f: &Finding, w: &Window) -> Option<Section> {
         let after = w.since.is_none_or(|s| at > s);
         return (after && at <= w.now).then_some(Section::Resolved);
     }
-    if w.since.is_none_or(|s| f.first_seen > s) {
+    // First seen, or back after being resolved, since the last digest: news.
+    let reopened = w.since.is_some_and(|s| {
+        f.history
+            .iter()
+            .any(|h| h.event == "reopened" && h.at > s && h.at <= w.now)
+    });
+    if reopened || w.since.is_none_or(|s| f.first_seen > s) {
         Some(Section::New)
     } else {
         Some(Section::Open)
@@ -346,9 +356,11 @@ impl Collector {
                 severities: Vec::new(),
             })
             .collect();
+        let mut budget = LIST_TOTAL;
         for ((section, severity, kind), mut b) in self.buckets {
             b.items.sort_by(|a, b| a.0.cmp(&b.0));
-            b.items.truncate(section.cap());
+            b.items.truncate(section.cap().min(budget));
+            budget -= b.items.len();
             let text = rem.lookup(&kind, &b.taxonomy);
             let specifics = b
                 .identifiers
@@ -526,6 +538,9 @@ mod tests {
         assert_eq!(classify(&r, &w), Some(Section::Resolved));
         r.history[0].at = DateTime::from_timestamp(90, 0).unwrap();
         assert_eq!(classify(&r, &w), None);
+        let mut back = f("x", "192.0.2.1", 50);
+        back.push_history(DateTime::from_timestamp(160, 0).unwrap(), "reopened");
+        assert_eq!(classify(&back, &w), Some(Section::New));
         let mut out = f("x", "192.0.2.1", 150);
         out.in_scope = false;
         assert_eq!(classify(&out, &w), None);

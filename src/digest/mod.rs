@@ -44,7 +44,6 @@ pub struct DigestOutcome {
     /// Where the main message was written when no SMTP server is configured.
     pub eml_path: Option<PathBuf>,
     /// Every `.eml` written (main and routes).
-    #[serde(default)]
     pub eml_paths: Vec<PathBuf>,
     /// Messages delivered (sent or written).
     pub messages: usize,
