@@ -677,6 +677,18 @@ fn digest_of_100k_findings() {
     }
     let cfg = config(dir.path(), "");
     let started = std::time::Instant::now();
+    let mut n = 0;
+    store
+        .for_each(&mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    println!(
+        "100k findings: reading them all (Store::for_each) {:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
     let p = digest::preview(&cfg, &store, t(20)).unwrap();
     let took = started.elapsed();
     println!(
@@ -685,4 +697,31 @@ fn digest_of_100k_findings() {
         p.rendered.html.len()
     );
     assert_eq!(p.counts.new, 100_000);
+}
+
+#[test]
+fn cli_digest_without_config_writes_an_eml() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(&dir.path().join("data")).unwrap();
+        ingest(&store, vec![open_dns()], Utc::now() - Duration::hours(1));
+        store.flush().unwrap();
+    }
+    let out = assert_cmd::Command::cargo_bin("outwatch")
+        .unwrap()
+        .current_dir(dir.path())
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .args(["--data-dir", "data", "digest"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let s = String::from_utf8(out).unwrap();
+    assert!(s.contains("1 new") && s.contains("written to"), "{s}");
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("data/digests"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 1);
 }

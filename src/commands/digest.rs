@@ -8,7 +8,15 @@ use crate::digest;
 use crate::error::CliError;
 
 pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
-    let cfg = app.require_config()?;
+    // Without a config file the digest still works: defaults, no SMTP, so `.eml` files.
+    let fallback;
+    let cfg = match app.config.as_ref() {
+        Some(c) => c,
+        None => {
+            fallback = crate::config::Config::default();
+            &fallback
+        }
+    };
     let now = app.clock.now();
     if !a.preview && (a.html.is_some() || a.text.is_some()) {
         return Err(CliError::usage(
