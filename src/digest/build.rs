@@ -150,13 +150,14 @@ pub fn classify(f: &Finding, w: &Window) -> Option<Section> {
         let after = w.since.is_none_or(|s| at > s);
         return (after && at <= w.now).then_some(Section::Resolved);
     }
-    // First seen, or back after being resolved, since the last digest: news.
+    // First seen, or back after being resolved, since the last digest: news. So is a finding
+    // never announced yet (status `new`), e.g. one written while the previous digest scanned.
     let reopened = w.since.is_some_and(|s| {
         f.history
             .iter()
             .any(|h| h.event == "reopened" && h.at > s && h.at <= w.now)
     });
-    if reopened || w.since.is_none_or(|s| f.first_seen > s) {
+    if reopened || f.status == Status::New || w.since.is_none_or(|s| f.first_seen > s) {
         Some(Section::New)
     } else {
         Some(Section::Open)
@@ -530,7 +531,11 @@ mod tests {
             now: DateTime::from_timestamp(200, 0).unwrap(),
         };
         assert_eq!(classify(&f("x", "192.0.2.1", 150), &w), Some(Section::New));
-        assert_eq!(classify(&f("x", "192.0.2.1", 50), &w), Some(Section::Open));
+        let mut old = f("x", "192.0.2.1", 50);
+        old.status = Status::Open;
+        assert_eq!(classify(&old, &w), Some(Section::Open));
+        // Never announced (still `new`): new, however old.
+        assert_eq!(classify(&f("x", "192.0.2.1", 50), &w), Some(Section::New));
         assert_eq!(classify(&f("x", "192.0.2.1", 250), &w), None);
         let mut r = f("x", "192.0.2.1", 50);
         r.status = Status::Resolved;
@@ -538,7 +543,7 @@ mod tests {
         assert_eq!(classify(&r, &w), Some(Section::Resolved));
         r.history[0].at = DateTime::from_timestamp(90, 0).unwrap();
         assert_eq!(classify(&r, &w), None);
-        let mut back = f("x", "192.0.2.1", 50);
+        let mut back = old.clone();
         back.push_history(DateTime::from_timestamp(160, 0).unwrap(), "reopened");
         assert_eq!(classify(&back, &w), Some(Section::New));
         let mut out = f("x", "192.0.2.1", 150);
