@@ -1,10 +1,69 @@
-//! `outwatch demo` (issue #6).
+//! `outwatch demo`: replay recorded feeds from a loopback server into a fresh store, then write
+//! the digest (HTML and text) to files and say where everything is.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::app::App;
 use crate::cli::DemoArgs;
+use crate::demo::{self, server::ReplayServer};
+use crate::digest;
 use crate::error::CliError;
 
-pub async fn run(_app: &App, _a: &DemoArgs) -> Result<ExitCode, CliError> {
-    Err(CliError::failure("`outwatch demo` is not built yet"))
+pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
+    let out: PathBuf = match &a.out {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "outwatch-demo-{}",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S")
+        )),
+    };
+    if out.join("data").exists() {
+        return Err(CliError::usage(format!(
+            "{} already holds a demo store; pick another --out folder or remove it",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CliError::failure(format!("cannot create {}: {e}", out.display())))?;
+    let server = ReplayServer::start(demo::routes())
+        .await
+        .map_err(|e| CliError::failure(format!("cannot start the local replay server: {e}")))?;
+    let cfg_path = out.join("outwatch.toml");
+    std::fs::write(&cfg_path, demo::config_text(&server.base_url()))
+        .map_err(|e| CliError::failure(format!("cannot write {}: {e}", cfg_path.display())))?;
+    println!(
+        "outwatch demo: recorded provider replies served on {}, store in {}\n",
+        server.base_url(),
+        out.join("data").display()
+    );
+
+    let app = App::new(Some(&cfg_path), None)?;
+    let reports = super::fetch::fetch_sources(&app, &[], true).await?;
+    super::fetch::print_table(&reports);
+
+    let cfg = app.require_config()?;
+    let store = app.open_read()?;
+    let p = digest::preview(cfg, store.as_ref(), app.clock.now()).map_err(CliError::failure)?;
+    drop(store);
+    let html = out.join("digest.html");
+    let text = out.join("digest.txt");
+    for (path, body) in [(&html, &p.rendered.html), (&text, &p.rendered.text)] {
+        std::fs::write(path, body)
+            .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
+    }
+    let c = cfg_path.display();
+    println!(
+        "\nThe digest ({}):\n  {}\n  {}\n\nTry:\n  outwatch --config {c} lookup 192.0.2.11\n  \
+         outwatch --config {c} lookup example.org\n  outwatch --config {c} scope\n  \
+         outwatch --config {c} status\n",
+        p.rendered.subject,
+        html.display(),
+        text.display()
+    );
+    if reports.iter().all(|r| r.ok) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(CliError::failure("some demo sources failed (see above)"))
+    }
 }

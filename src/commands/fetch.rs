@@ -73,39 +73,46 @@ pub async fn fetch_sources(
     Ok(reports)
 }
 
+/// Prints the per-source summary table, then each failure on stderr.
+pub fn print_table(reports: &[SourceReport]) {
+    if reports.is_empty() {
+        println!("no source is enabled: add [sources.NAME] tables to the config");
+        return;
+    }
+    let mut t = table(&[
+        "source", "result", "fetched", "in scope", "new", "updated", "resolved", "rejected",
+    ]);
+    for r in reports {
+        let result = match (&r.error, r.not_modified) {
+            (Some(_), _) => "FAILED".to_string(),
+            (None, true) => "not modified".to_string(),
+            (None, false) => "ok".to_string(),
+        };
+        t.add_row(vec![
+            r.name.clone(),
+            result,
+            r.fetched.to_string(),
+            r.in_scope.to_string(),
+            r.new.to_string(),
+            r.updated.to_string(),
+            r.resolved.to_string(),
+            r.rejected.to_string(),
+        ]);
+    }
+    println!("{t}");
+    for r in reports {
+        if let Some(e) = &r.error {
+            eprintln!("{}: {e}", r.name);
+        }
+    }
+}
+
 pub async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
     let reports = fetch_sources(app, &a.sources, !a.json).await?;
     if a.json {
         print_json(&json!({ "sources": reports }))?;
-    } else if reports.is_empty() {
-        println!("no source is enabled: add [sources.NAME] tables to the config");
     } else {
-        let mut t = table(&[
-            "source", "result", "fetched", "in scope", "new", "updated", "resolved", "rejected",
-        ]);
-        for r in &reports {
-            let result = match (&r.error, r.not_modified) {
-                (Some(_), _) => "FAILED".to_string(),
-                (None, true) => "not modified".to_string(),
-                (None, false) => "ok".to_string(),
-            };
-            t.add_row(vec![
-                r.name.clone(),
-                result,
-                r.fetched.to_string(),
-                r.in_scope.to_string(),
-                r.new.to_string(),
-                r.updated.to_string(),
-                r.resolved.to_string(),
-                r.rejected.to_string(),
-            ]);
-        }
-        println!("{t}");
-        for r in &reports {
-            if let Some(e) = &r.error {
-                eprintln!("{}: {e}", r.name);
-            }
-        }
+        print_table(&reports);
     }
     let failed: Vec<&str> = reports
         .iter()

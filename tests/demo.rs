@@ -1,0 +1,48 @@
+//! `outwatch demo` works from zero: no config, no keys, no network beyond loopback.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+#[test]
+fn demo_fetches_recorded_data_and_writes_the_digest() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("demo");
+    let run = Command::cargo_bin("outwatch")
+        .unwrap()
+        .current_dir(d.path())
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .args(["demo", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("digest.html"), "{stdout}");
+    let html = std::fs::read_to_string(out.join("digest.html")).unwrap();
+    let text = std::fs::read_to_string(out.join("digest.txt")).unwrap();
+    assert!(html.contains("alice@example.org") && text.contains("alice@example.org"));
+    assert!(!html.to_ascii_lowercase().contains("<script"));
+    // The demo's store answers lookups afterwards.
+    let cfg = out.join("outwatch.toml");
+    let look = Command::cargo_bin("outwatch")
+        .unwrap()
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["lookup", "192.0.2.11", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&look.stdout).unwrap();
+    assert_eq!(v["in_scope"], true);
+    assert!(!v["findings"].as_array().unwrap().is_empty());
+    // A second demo into the same folder is refused rather than mixed in.
+    Command::cargo_bin("outwatch")
+        .unwrap()
+        .args(["demo", "--out"])
+        .arg(&out)
+        .assert()
+        .code(2);
+}
