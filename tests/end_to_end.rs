@@ -21,7 +21,13 @@ const SCRIPT: &str = "<script>alert(1)</script>";
 struct Inbox(Arc<Mutex<Vec<Vec<u8>>>>, Vec<u8>);
 
 impl Handler for Inbox {
-    fn data_start(&mut self, _d: &str, _f: &str, _8: bool, _to: &[String]) -> Response {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> Response {
         self.1.clear();
         response::OK
     }
