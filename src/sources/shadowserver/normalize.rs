@@ -167,14 +167,20 @@ impl<'a> Normalizer<'a> {
     /// Normalises one record; `raw` is the pointer stored with the finding. `Err` is the reason
     /// the row is rejected.
     pub fn row(&self, rec: &csv::ByteRecord, raw: String) -> Result<Finding, String> {
-        if rec.len() != self.names.len() {
+        // Short rows happen in real reports (a trailing column left out): the missing fields
+        // are empty, as Python's DictReader treats them. More fields than the header is broken.
+        if rec.len() > self.names.len() {
             return Err(format!(
                 "the row has {} fields, the header has {}",
                 rec.len(),
                 self.names.len()
             ));
         }
-        let field = |i: usize| -> Cow<'_, str> { String::from_utf8_lossy(&rec[i]) };
+        let field = |i: usize| -> Cow<'_, str> {
+            rec.get(i)
+                .map(String::from_utf8_lossy)
+                .unwrap_or(Cow::Borrowed(""))
+        };
         let value = |i: Option<usize>| -> Option<Cow<'_, str>> {
             let v = field(i?);
             if is_null(&v) { None } else { Some(v) }
