@@ -27,8 +27,18 @@ const HEADER: &str = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"
 fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     w.write_all(HEADER.as_bytes())?;
-    let versions = ["dnsmasq-2.80", "9.11.4-P2-RedHat-9.11.4-26.P2.el7", "Microsoft DNS 6.1.7601", "", "unbound 1.9.0"];
-    let cities = [("NL", "NOORD-HOLLAND", "AMSTERDAM"), ("DE", "HESSEN", "FRANKFURT AM MAIN"), ("US", "VIRGINIA", "ASHBURN")];
+    let versions = [
+        "dnsmasq-2.80",
+        "9.11.4-P2-RedHat-9.11.4-26.P2.el7",
+        "Microsoft DNS 6.1.7601",
+        "",
+        "unbound 1.9.0",
+    ];
+    let cities = [
+        ("NL", "NOORD-HOLLAND", "AMSTERDAM"),
+        ("DE", "HESSEN", "FRANKFURT AM MAIN"),
+        ("US", "VIRGINIA", "ASHBURN"),
+    ];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..rows {
         x ^= x << 13;
@@ -37,12 +47,16 @@ fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
         let ip = 0x0a00_0000u32 + i as u32; // 10.0.0.0 upwards: one distinct host per row
         let (a, b, c, d) = (ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
         let (geo, region, city) = cities[(x % 3) as usize];
-        let host = if x % 4 == 0 {
+        let host = if x.is_multiple_of(4) {
             String::new()
         } else {
             format!("\"host-{b}-{c}-{d}.dyn.example.net\"")
         };
-        let tag = if x % 10 == 0 { "openresolver;bogusresolver" } else { "openresolver" };
+        let tag = if x.is_multiple_of(10) {
+            "openresolver;bogusresolver"
+        } else {
+            "openresolver"
+        };
         writeln!(
             w,
             "\"2026-11-20 {:02}:{:02}:{:02}\",\"medium\",\"{a}.{b}.{c}.{d}\",\"udp\",53,{host},\"{tag}\",{},\"{geo}\",\"{region}\",\"{city}\",{},\"ptr\",\"Communications, Service Provider, and Hosting Service\",\"{}\",{}.{}",
@@ -50,7 +64,7 @@ fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
             (x >> 16) % 60,
             (x >> 24) % 60,
             64496 + (x >> 32) % 16,
-            if x % 5 == 0 { 0 } else { 517311 },
+            if x.is_multiple_of(5) { 0 } else { 517311 },
             versions[((x >> 40) % 5) as usize],
             (x >> 44) % 60,
             (x >> 50) % 10,

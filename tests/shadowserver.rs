@@ -81,9 +81,8 @@ fn json_out(c: &mut Command) -> Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
-    })
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn lookup(dir: &Path, args: &[&str], q: &str) -> Vec<Value> {
@@ -94,7 +93,11 @@ fn lookup(dir: &Path, args: &[&str], q: &str) -> Vec<Value> {
 
 fn check_sum(s: &Value) {
     let n = |k: &str| s[k].as_u64().unwrap();
-    assert_eq!(n("rows"), n("imported") + n("duplicates") + n("rejected"), "{s}");
+    assert_eq!(
+        n("rows"),
+        n("imported") + n("duplicates") + n("rejected"),
+        "{s}"
+    );
     let by_type: u64 = s["by_type"]
         .as_object()
         .unwrap()
@@ -105,7 +108,15 @@ fn check_sum(s: &Value) {
     let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
-        ["by_type", "duplicates", "errors", "files", "imported", "rejected", "rows"]
+        [
+            "by_type",
+            "duplicates",
+            "errors",
+            "files",
+            "imported",
+            "rejected",
+            "rows"
+        ]
     );
 }
 
@@ -133,7 +144,10 @@ fn import_current_layout_fixtures() {
         .iter()
         .map(|e| e["location"].as_str().unwrap())
         .collect();
-    assert!(locs[0].ends_with("2026-11-20-scan_rdp-example-asn.csv:3"), "{locs:?}");
+    assert!(
+        locs[0].ends_with("2026-11-20-scan_rdp-example-asn.csv:3"),
+        "{locs:?}"
+    );
     assert!(locs[1].ends_with("scan_rdp-example-asn.csv:4"), "{locs:?}");
     assert!(locs[2].ends_with("scan_rdp-example-asn.csv:5"), "{locs:?}");
     assert!(errors[0]["message"].as_str().unwrap().contains("port"));
@@ -163,7 +177,12 @@ fn import_current_layout_fixtures() {
     );
     assert_eq!(f["extra"]["dns_version"], "Microsoft DNS 6.1.7601");
     assert!(f["extra"].get("naics").is_none(), "0 is null");
-    assert!(f["raw"].as_str().unwrap().ends_with("scan_dns-example-asn.csv:3"));
+    assert!(
+        f["raw"]
+            .as_str()
+            .unwrap()
+            .ends_with("scan_dns-example-asn.csv:3")
+    );
 
     let f = &lookup(dir.path(), &a, "192.0.2.53")[0];
     assert_eq!(f["domain"], "ns1.example.org");
@@ -264,8 +283,16 @@ fn import_works_without_config_and_flags_out_of_scope() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--type"));
     // --type fixes it.
     let mut c = outwatch(dir.path());
-    c.args(["--data-dir", d, "import", "shadowserver", "--type", "scan_dns", "--json"])
-        .arg(&odd);
+    c.args([
+        "--data-dir",
+        d,
+        "import",
+        "shadowserver",
+        "--type",
+        "scan_dns",
+        "--json",
+    ])
+    .arg(&odd);
     let s = json_out(&mut c);
     assert_eq!(s["duplicates"], 3);
 }
@@ -328,7 +355,11 @@ fn import_gz_zip_and_eml() {
     let zip = dir.path().join(format!("{name}.zip"));
     std::fs::write(&zip, zip_bytes(name, &csv)).unwrap();
     let eml = dir.path().join("report-mail.eml");
-    std::fs::write(&eml, eml_bytes(&format!("{name}.zip"), &zip_bytes(name, &csv))).unwrap();
+    std::fs::write(
+        &eml,
+        eml_bytes(&format!("{name}.zip"), &zip_bytes(name, &csv)),
+    )
+    .unwrap();
     for (i, (file, loc)) in [
         (&gz, format!("{name}.gz:3")),
         (&zip, format!("{name}.zip!{name}:3")),
@@ -339,8 +370,14 @@ fn import_gz_zip_and_eml() {
     {
         let data = dir.path().join(format!("store{i}"));
         let mut c = outwatch(dir.path());
-        c.args(["--data-dir", data.to_str().unwrap(), "import", "shadowserver", "--json"])
-            .arg(file);
+        c.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "import",
+            "shadowserver",
+            "--json",
+        ])
+        .arg(file);
         let s = json_out(&mut c);
         check_sum(&s);
         assert_eq!(s["rows"], 4, "{}: {s}", file.display());
@@ -349,7 +386,11 @@ fn import_gz_zip_and_eml() {
         assert_eq!(s["by_type"]["scan_rdp"], 4, "{s}");
         let first = s["errors"][0]["location"].as_str().unwrap();
         assert!(first.ends_with(&loc), "{first} vs {loc}");
-        let f = lookup(dir.path(), &["--data-dir", data.to_str().unwrap()], "192.0.2.33");
+        let f = lookup(
+            dir.path(),
+            &["--data-dir", data.to_str().unwrap()],
+            "192.0.2.33",
+        );
         assert_eq!(f[0]["feed"], "scan_rdp");
     }
     // A mail without any report attachment is an error, not a silent success.
@@ -360,21 +401,38 @@ fn import_gz_zip_and_eml() {
     )
     .unwrap();
     let out = outwatch(dir.path())
-        .args(["--data-dir", dir.path().join("s9").to_str().unwrap(), "import", "shadowserver", "--json"])
+        .args([
+            "--data-dir",
+            dir.path().join("s9").to_str().unwrap(),
+            "import",
+            "shadowserver",
+            "--json",
+        ])
         .arg(&empty)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(s["errors"][0]["message"].as_str().unwrap().contains("attachment"));
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attachment")
+    );
 }
 
 /// Every shared sample (older layouts) imports with zero rejected rows and is found by lookup.
 #[test]
 fn shared_samples_import_without_rejects() {
-    let samples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples/shadowserver"));
+    let samples = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/samples/shadowserver"
+    ));
     if !samples.is_dir() {
-        eprintln!("note: {} is absent; skipping the shared-samples check", samples.display());
+        eprintln!(
+            "note: {} is absent; skipping the shared-samples check",
+            samples.display()
+        );
         return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(samples)
@@ -415,7 +473,12 @@ fn shared_samples_import_without_rejects() {
             .unwrap_or_else(|| panic!("{ip} of {report_type} not found: {found:?}"));
         assert_eq!(f["source"], "shadowserver");
         assert!(!f["classification"]["type"].as_str().unwrap().is_empty());
-        assert!(!f["classification"]["identifier"].as_str().unwrap().is_empty());
+        assert!(
+            !f["classification"]["identifier"]
+                .as_str()
+                .unwrap()
+                .is_empty()
+        );
         assert!(!f["severity"].as_str().unwrap().is_empty());
         if let Some(pc) = header.iter().position(|h| h == "port") {
             let p: Option<u64> = rec[pc].parse().ok().filter(|p| *p != 0);
@@ -532,7 +595,11 @@ async fn fetch_lists_downloads_and_skips_ingested_reports() {
     let rdp = std::fs::read(fixture("2026-11-20-scan_rdp-example-asn.csv")).unwrap();
     let list1 = report_list(&[
         (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
-        (ID_SINK, "2026-11-21-event4_sinkhole_http-example-asn.csv", "event4_sinkhole_http"),
+        (
+            ID_SINK,
+            "2026-11-21-event4_sinkhole_http-example-asn.csv",
+            "event4_sinkhole_http",
+        ),
     ]);
     Mock::given(method("POST"))
         .and(path("/api2/reports/list"))
@@ -568,7 +635,10 @@ async fn fetch_lists_downloads_and_skips_ingested_reports() {
     let list_body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
     assert_eq!(list_body["date"], "2026-11-20:2026-11-22");
     let f = store
-        .query(&Query::Ip("192.0.2.77".parse().unwrap()), &QueryOptions::default())
+        .query(
+            &Query::Ip("192.0.2.77".parse().unwrap()),
+            &QueryOptions::default(),
+        )
         .unwrap();
     assert_eq!(f[0].feed, "event4_sinkhole_http");
     assert_eq!(
@@ -584,7 +654,11 @@ async fn fetch_lists_downloads_and_skips_ingested_reports() {
     clock.advance(chrono::Duration::days(1));
     let list2 = report_list(&[
         (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
-        (ID_SINK, "2026-11-21-event4_sinkhole_http-example-asn.csv", "event4_sinkhole_http"),
+        (
+            ID_SINK,
+            "2026-11-21-event4_sinkhole_http-example-asn.csv",
+            "event4_sinkhole_http",
+        ),
         (ID_RDP, "2026-11-22-scan_rdp-example-asn.csv", "scan_rdp"),
     ]);
     Mock::given(method("POST"))
@@ -670,7 +744,10 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
     let err = rep.error.clone().unwrap();
     assert!(err.contains("HTML"), "{err}");
     assert!(err.contains("2026-11-22-scan_rdp-example-asn.csv"), "{err}");
-    assert!(!err.contains(ID_RDP) && !err.contains(SECRET) && !err.contains(KEY), "{err}");
+    assert!(
+        !err.contains(ID_RDP) && !err.contains(SECRET) && !err.contains(KEY),
+        "{err}"
+    );
     assert_eq!(store.count().unwrap(), 0);
     assert!(store.state_get(INGESTED_STATE_KEY).unwrap().is_none());
 
@@ -753,7 +830,9 @@ async fn cli_fetch_ping_and_update_schema() {
         .await;
     Mock::given(method("POST"))
         .and(path("/api2/test/ping"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"pong": "2026-11-22 09:00:00"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"pong": "2026-11-22 09:00:00"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -811,7 +890,11 @@ async fn cli_fetch_ping_and_update_schema() {
     let args = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
 
     let out = run(args("fetch --source shadowserver --json"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &v["sources"][0];
     assert_eq!(s["name"], "shadowserver");
@@ -819,7 +902,11 @@ async fn cli_fetch_ping_and_update_schema() {
     assert_eq!(s["fetched"], 3);
     assert_eq!(s["new"], 3);
     assert_eq!(s["in_scope"], 2);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains(SECRET) && !all.contains(ID_DNS));
     // Second run: the report is known, nothing is downloaded again.
     let out = run(args("fetch --source shadowserver --json"));
@@ -827,7 +914,11 @@ async fn cli_fetch_ping_and_update_schema() {
     assert_eq!(v["sources"][0]["fetched"], 0);
 
     let out = run(args("shadowserver ping --json"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["pong"], "2026-11-22 09:00:00");
@@ -845,9 +936,15 @@ async fn cli_fetch_ping_and_update_schema() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unchanged"));
     // The configured schema_url: a new type appears and its files import by name.
     let out = run(args("shadowserver update-schema"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("scan_newservice"));
-    let f = dir.path().join("2026-11-22-scan_newservice-example-asn.csv");
+    let f = dir
+        .path()
+        .join("2026-11-22-scan_newservice-example-asn.csv");
     std::fs::write(
         &f,
         "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\"\n\
@@ -860,7 +957,11 @@ async fn cli_fetch_ping_and_update_schema() {
         "--json".into(),
         f.to_str().unwrap().into(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["by_type"]["scan_newservice"], 1);
     let out = run(args("lookup 192.0.2.5 --json"));

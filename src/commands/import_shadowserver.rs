@@ -157,14 +157,24 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     if let Some(t) = a.report_type.as_deref()
         && !schema.knows(schema.canonical(t))
     {
-        tracing::warn!(report_type = t, "the schema does not know this report type; classifying it by its name");
+        tracing::warn!(
+            report_type = t,
+            "the schema does not know this report type; classifying it by its name"
+        );
     }
     let started = app.clock.now();
     let files = a.files.clone();
     let st = store.clone();
     let rt = a.report_type.clone();
     let (summary, in_scope, unreadable) = tokio::task::spawn_blocking(move || {
-        import_files(st.as_ref(), &matcher, &schema, &files, rt.as_deref(), started)
+        import_files(
+            st.as_ref(),
+            &matcher,
+            &schema,
+            &files,
+            rt.as_deref(),
+            started,
+        )
     })
     .await
     .map_err(|e| CliError::failure(format!("the import task failed: {e}")))?
@@ -193,7 +203,12 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     } else {
         println!(
             "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope",
-            summary.files, summary.rows, summary.imported, summary.duplicates, summary.rejected, in_scope
+            summary.files,
+            summary.rows,
+            summary.imported,
+            summary.duplicates,
+            summary.rejected,
+            in_scope
         );
         for (t, n) in &summary.by_type {
             println!("  {t}: {n} row(s)");

@@ -45,9 +45,15 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
     } else {
         match (&pong, &info) {
             (Ok(p), Some(Ok(k))) => {
-                println!("Reports API at {}: key and secret accepted (server time {p})", ss.base_url());
+                println!(
+                    "Reports API at {}: key and secret accepted (server time {p})",
+                    ss.base_url()
+                );
                 for (name, v) in k {
-                    let shown = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    let shown = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
                     println!("  {name}: {}", crate::output::clip(&shown, 80));
                 }
             }
@@ -85,7 +91,10 @@ async fn update_schema(app: &App, url: Option<&str>) -> Result<ExitCode, CliErro
     let entries = schema::parse_schema(&body)
         .map_err(|e| CliError::failure(format!("{url}: {e}; the schema in use is unchanged")))?;
     let bundled = Schema::bundled();
-    let mut added: Vec<&String> = entries.keys().filter(|k| bundled.entry(k).is_none()).collect();
+    let mut added: Vec<&String> = entries
+        .keys()
+        .filter(|k| bundled.entry(k).is_none())
+        .collect();
     added.sort();
     let mut removed: Vec<&str> = bundled
         .types()
@@ -101,7 +110,11 @@ async fn update_schema(app: &App, url: Option<&str>) -> Result<ExitCode, CliErro
         entries.len(),
         added.len(),
         if added.is_empty() { "" } else { ": " },
-        added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+        added
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         removed.len()
     );
     Ok(ExitCode::SUCCESS)

@@ -93,8 +93,15 @@ impl ApiClient {
     }
 
     /// Calls an API method with `params` (plus `apikey`) and returns the JSON reply.
-    pub async fn call(&self, method: &str, mut params: Map<String, Value>) -> Result<Value, FetchError> {
-        params.insert("apikey".into(), Value::String(self.api_key.expose().to_string()));
+    pub async fn call(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+    ) -> Result<Value, FetchError> {
+        params.insert(
+            "apikey".into(),
+            Value::String(self.api_key.expose().to_string()),
+        );
         let body = serde_json::to_vec(&Value::Object(params))
             .map_err(|e| FetchError::Format(e.to_string()))?;
         let sig = sign(self.secret.expose(), &body);
@@ -118,7 +125,9 @@ impl ApiClient {
                 _ => FetchError::Http(e),
             })?;
         let Fetched::Body { body, .. } = reply else {
-            return Err(FetchError::Format(format!("{method}: unexpected 304 reply")));
+            return Err(FetchError::Format(format!(
+                "{method}: unexpected 304 reply"
+            )));
         };
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(FetchError::Format(format!("{method}: the reply is empty")));
@@ -131,7 +140,10 @@ impl ApiClient {
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| FetchError::Format(format!("{method}: the reply is not JSON: {e}")))?;
         if let Some(err) = v.as_object().and_then(|o| o.get("error")) {
-            let text = err.as_str().map(str::to_string).unwrap_or_else(|| err.to_string());
+            let text = err
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| err.to_string());
             let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
             let text = crate::http::scrub(&text, &secrets);
             let lower = text.to_ascii_lowercase();
@@ -190,9 +202,7 @@ impl ApiClient {
             .http
             .get(&url, HeaderMap::new(), None, &secrets)
             .await
-            .map_err(|e| {
-                FetchError::Format(format!("downloading report {entry} failed: {e}"))
-            })?;
+            .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
         let Fetched::Body { body, .. } = reply else {
             return Err(FetchError::Format(format!(
                 "downloading report {entry}: unexpected 304 reply"
@@ -215,7 +225,10 @@ impl ApiClient {
     pub async fn ping(&self) -> Result<String, FetchError> {
         let v = self.call("test/ping", Map::new()).await?;
         match v.get("pong") {
-            Some(p) => Ok(p.as_str().map(str::to_string).unwrap_or_else(|| p.to_string())),
+            Some(p) => Ok(p
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| p.to_string())),
             None => Err(FetchError::Format(format!(
                 "test/ping: no `pong` in the reply: {}",
                 crate::output::clip(&v.to_string(), 80)

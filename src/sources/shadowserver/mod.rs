@@ -75,15 +75,25 @@ impl ShadowserverConfig {
     }
     /// The schema URL in use.
     pub fn schema_url(&self) -> &str {
-        self.schema_url.as_deref().unwrap_or(schema::DEFAULT_SCHEMA_URL)
+        self.schema_url
+            .as_deref()
+            .unwrap_or(schema::DEFAULT_SCHEMA_URL)
     }
 
     /// Resolves key and secret (inline or from the environment).
     pub fn credentials(&self) -> Result<(Secret, Secret), FetchError> {
-        let key = secret::resolve(&self.api_key, &self.api_key_env, "sources.shadowserver.api_key")
-            .map_err(FetchError::Config)?;
-        let sec = secret::resolve(&self.secret, &self.secret_env, "sources.shadowserver.secret")
-            .map_err(FetchError::Config)?;
+        let key = secret::resolve(
+            &self.api_key,
+            &self.api_key_env,
+            "sources.shadowserver.api_key",
+        )
+        .map_err(FetchError::Config)?;
+        let sec = secret::resolve(
+            &self.secret,
+            &self.secret_env,
+            "sources.shadowserver.secret",
+        )
+        .map_err(FetchError::Config)?;
         match (key, sec) {
             (Some(k), Some(s)) => Ok((k, s)),
             _ => Err(FetchError::Config(
@@ -97,9 +107,14 @@ impl ShadowserverConfig {
     /// A signed API client.
     pub fn client(&self, http: crate::http::HttpClient) -> Result<ApiClient, FetchError> {
         let (api_key, secret) = self.credentials()?;
-        for (name, u) in [("base_url", self.base_url()), ("download_url", self.download_url())] {
+        for (name, u) in [
+            ("base_url", self.base_url()),
+            ("download_url", self.download_url()),
+        ] {
             reqwest::Url::parse(u).map_err(|e| {
-                FetchError::Config(format!("sources.shadowserver.{name} `{u}` is not a URL: {e}"))
+                FetchError::Config(format!(
+                    "sources.shadowserver.{name} `{u}` is not a URL: {e}"
+                ))
             })?;
         }
         Ok(ApiClient {
@@ -146,7 +161,10 @@ fn remember_key(e: &ReportEntry) -> String {
         Some(f) => f.clone(),
         None => {
             use sha2::{Digest, Sha256};
-            format!("id-sha256:{}", hex::encode(&Sha256::digest(e.id.as_bytes())[..12]))
+            format!(
+                "id-sha256:{}",
+                hex::encode(&Sha256::digest(e.id.as_bytes())[..12])
+            )
         }
     }
 }
@@ -181,7 +199,9 @@ impl Source for ShadowserverSource {
         };
         let today = ctx.now.date_naive();
         let from = today - chrono::Duration::days(2);
-        let entries = client.list(&format!("{from}:{today}"), &self.cfg.types).await?;
+        let entries = client
+            .list(&format!("{from}:{today}"), &self.cfg.types)
+            .await?;
         let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
         let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
         let mut out = FetchOutput {
@@ -199,7 +219,12 @@ impl Source for ShadowserverSource {
                 .report_type
                 .clone()
                 .filter(|t| !t.trim().is_empty())
-                .or_else(|| entry.file.as_deref().and_then(|f| schema.type_from_file_name(f)));
+                .or_else(|| {
+                    entry
+                        .file
+                        .as_deref()
+                        .and_then(|f| schema.type_from_file_name(f))
+                });
             let Some(report_type) = report_type else {
                 return Err(FetchError::Format(format!(
                     "reports/list: report {entry} names no type"
@@ -260,7 +285,8 @@ impl Source for ShadowserverSource {
             "reports fetched"
         );
         let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
-        out.state.push((INGESTED_STATE_KEY.to_string(), Some(state)));
+        out.state
+            .push((INGESTED_STATE_KEY.to_string(), Some(state)));
         Ok(out)
     }
 }

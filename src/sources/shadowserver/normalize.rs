@@ -212,9 +212,10 @@ impl<'a> Normalizer<'a> {
 
         // Timestamp.
         let time_source = match value(self.timestamp) {
-            Some(v) => Some(parse_time(v.trim()).ok_or_else(|| {
-                format!("bad timestamp `{}`", crate::output::clip(&v, 40))
-            })?),
+            Some(v) => Some(
+                parse_time(v.trim())
+                    .ok_or_else(|| format!("bad timestamp `{}`", crate::output::clip(&v, 40)))?,
+            ),
             None => return Err("the row has no timestamp".into()),
         };
 
@@ -325,7 +326,9 @@ impl<'a> Normalizer<'a> {
                 }
                 _ => name,
             };
-            if (Some(i) == self.url && f.url.is_some()) || (Some(i) == self.email && f.email.is_some()) {
+            if (Some(i) == self.url && f.url.is_some())
+                || (Some(i) == self.email && f.email.is_some())
+            {
                 continue;
             }
             let v = field(i);
@@ -357,7 +360,8 @@ impl<'a> Normalizer<'a> {
         if value(self.application).is_none()
             && let Some(app) = &self.info.application
         {
-            f.extra.insert("application".into(), Value::String(app.clone()));
+            f.extra
+                .insert("application".into(), Value::String(app.clone()));
         }
         crate::pipeline::mark_scope(&mut f, self.scope);
         Ok(f)
@@ -402,7 +406,8 @@ fn host_name(v: &str) -> Option<String> {
     if t.is_empty()
         || !t.contains('.')
         || t.parse::<IpAddr>().is_ok()
-        || t.bytes().any(|b| b.is_ascii_whitespace() || b == b'@' || b == b':')
+        || t.bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'@' || b == b':')
     {
         return None;
     }
@@ -452,7 +457,10 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
             nanos = n;
             rest = &r[digits..];
         }
-        let utc = matches!(rest.trim(), "" | "Z" | "z" | "+00:00" | "+00" | "+0000" | "UTC");
+        let utc = matches!(
+            rest.trim(),
+            "" | "Z" | "z" | "+00:00" | "+00" | "+0000" | "UTC"
+        );
         if utc {
             let d = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
             let t = d.and_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)?;
@@ -479,19 +487,31 @@ mod tests {
     }
 
     fn header(s: &str) -> Vec<String> {
-        rec(s).iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect()
+        rec(s)
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect()
     }
 
     #[test]
     fn times() {
         let t = |s| parse_time(s).map(|t| t.to_rfc3339());
-        assert_eq!(t("2024-01-04 08:04:37").unwrap(), "2024-01-04T08:04:37+00:00");
-        assert_eq!(t("2024-01-04 08:04:37Z").unwrap(), "2024-01-04T08:04:37+00:00");
+        assert_eq!(
+            t("2024-01-04 08:04:37").unwrap(),
+            "2024-01-04T08:04:37+00:00"
+        );
+        assert_eq!(
+            t("2024-01-04 08:04:37Z").unwrap(),
+            "2024-01-04T08:04:37+00:00"
+        );
         assert_eq!(
             t("2021-03-27T00:00:00.521730Z").unwrap(),
             "2021-03-27T00:00:00.521730+00:00"
         );
-        assert_eq!(t("2024-01-04T10:04:37+02:00").unwrap(), "2024-01-04T08:04:37+00:00");
+        assert_eq!(
+            t("2024-01-04T10:04:37+02:00").unwrap(),
+            "2024-01-04T08:04:37+00:00"
+        );
         assert!(t("2024-13-04 08:04:37").is_none());
         assert!(t("yesterday").is_none());
     }
@@ -512,7 +532,9 @@ mod tests {
             ..Default::default()
         });
         // Columns deliberately out of the usual order, plus an unknown one.
-        let h = header("\"port\",\"ip\",\"timestamp\",\"severity\",\"protocol\",\"hostname\",\"tag\",\"asn\",\"new_col\",\"naics\"");
+        let h = header(
+            "\"port\",\"ip\",\"timestamp\",\"severity\",\"protocol\",\"hostname\",\"tag\",\"asn\",\"new_col\",\"naics\"",
+        );
         let n = Normalizer::new(&schema, "scan_dns", &h, &scope).unwrap();
         let f = n
             .row(

@@ -78,7 +78,12 @@ pub struct TypeInfo {
 
 impl TypeInfo {
     /// The classification of a row given its `infection` value and tags.
-    pub fn classify(&self, report_type: &str, infection: Option<&str>, tags: &[&str]) -> Classification {
+    pub fn classify(
+        &self,
+        report_type: &str,
+        infection: Option<&str>,
+        tags: &[&str],
+    ) -> Classification {
         for (tag, c) in &self.when_tag {
             if tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
                 return c.clone();
@@ -340,10 +345,13 @@ impl Schema {
 fn strip_date(s: &str) -> &str {
     let b = s.as_bytes();
     let is_date = b.len() > 11
-        && b[..10]
-            .iter()
-            .enumerate()
-            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+        && b[..10].iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        })
         && b[10] == b'-';
     if is_date { &s[11..] } else { s }
 }
@@ -403,8 +411,14 @@ mod tests {
             let i = s.info(t);
             assert!(!i.kind.is_empty(), "{t}");
             assert!(!i.taxonomy.is_empty(), "{t}");
-            assert!(tables().rows.contains_key(t), "{t} missing from classification.tsv");
-            assert!(tables().severity.contains_key(t), "{t} missing from default-severity.json");
+            assert!(
+                tables().rows.contains_key(t),
+                "{t} missing from classification.tsv"
+            );
+            assert!(
+                tables().severity.contains_key(t),
+                "{t} missing from default-severity.json"
+            );
             let c = i.classify(t, None, &[]);
             assert!(!c.identifier.is_empty(), "{t}");
         }
@@ -414,16 +428,33 @@ mod tests {
     fn schema_classification_wins_and_table_fills_in() {
         let s = Schema::bundled();
         let b = s.info("blocklist");
-        assert_eq!((b.taxonomy.as_str(), b.kind.as_str()), ("other", "blocklist"));
+        assert_eq!(
+            (b.taxonomy.as_str(), b.kind.as_str()),
+            ("other", "blocklist")
+        );
         assert_eq!(b.severity, Severity::Low);
         let d = s.info("scan_dns");
-        assert_eq!(d.classify("scan_dns", None, &[]).identifier, "dns-open-resolver");
+        assert_eq!(
+            d.classify("scan_dns", None, &[]).identifier,
+            "dns-open-resolver"
+        );
         assert_eq!(d.severity, Severity::Medium);
         let sk = s.info("event4_sinkhole");
-        assert_eq!(sk.classify("event4_sinkhole", Some("Andromeda"), &[]).identifier, "andromeda");
+        assert_eq!(
+            sk.classify("event4_sinkhole", Some("Andromeda"), &[])
+                .identifier,
+            "andromeda"
+        );
         let ex = s.info("scan_exchange");
-        assert_eq!(ex.classify("scan_exchange", None, &["exchange", "webshell"]).kind, "system-compromise");
-        assert_eq!(ex.classify("scan_exchange", None, &["exchange"]).kind, "vulnerable-system");
+        assert_eq!(
+            ex.classify("scan_exchange", None, &["exchange", "webshell"])
+                .kind,
+            "system-compromise"
+        );
+        assert_eq!(
+            ex.classify("scan_exchange", None, &["exchange"]).kind,
+            "vulnerable-system"
+        );
         // A type nobody knows yet still gets something sensible.
         let n = s.info("scan6_newthing");
         assert_eq!(n.kind, "vulnerable-system");
@@ -433,13 +464,31 @@ mod tests {
     fn type_from_file_names() {
         let s = Schema::bundled();
         let t = |n: &str| s.type_from_file_name(n);
-        assert_eq!(t("2024-01-04-blocklist-company-ip.csv").as_deref(), Some("blocklist"));
+        assert_eq!(
+            t("2024-01-04-blocklist-company-ip.csv").as_deref(),
+            Some("blocklist")
+        );
         assert_eq!(t("scan_ssh.csv").as_deref(), Some("scan_ssh"));
-        assert_eq!(t("/x/2020-08-02-scan_smb-anarres-geo.csv.gz").as_deref(), Some("scan_smb"));
-        assert_eq!(t("2022-08-31-scan_stun_example_com-asn.csv").as_deref(), Some("scan_stun"));
-        assert_eq!(t("2015-01-01-dns_openresolver-sample-asn.csv.zip").as_deref(), Some("scan_dns"));
-        assert_eq!(t("event4_honeypot_ddos_target.csv").as_deref(), Some("event4_honeypot_ddos_target"));
-        assert_eq!(t("2023-01-01-scan_ssl_poodle-x.csv").as_deref(), Some("scan_ssl_poodle"));
+        assert_eq!(
+            t("/x/2020-08-02-scan_smb-anarres-geo.csv.gz").as_deref(),
+            Some("scan_smb")
+        );
+        assert_eq!(
+            t("2022-08-31-scan_stun_example_com-asn.csv").as_deref(),
+            Some("scan_stun")
+        );
+        assert_eq!(
+            t("2015-01-01-dns_openresolver-sample-asn.csv.zip").as_deref(),
+            Some("scan_dns")
+        );
+        assert_eq!(
+            t("event4_honeypot_ddos_target.csv").as_deref(),
+            Some("event4_honeypot_ddos_target")
+        );
+        assert_eq!(
+            t("2023-01-01-scan_ssl_poodle-x.csv").as_deref(),
+            Some("scan_ssl_poodle")
+        );
         assert_eq!(t("notes.csv"), None);
     }
 
