@@ -554,4 +554,70 @@ mod tests {
         assert_eq!(f.extra["cves"], serde_json::json!(["CVE-2020-1350"]));
         assert!(f.in_scope);
     }
+
+    #[test]
+    fn event_subject_follows_scope() {
+        let schema = Schema::bundled();
+        let h =
+            header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
+        let row = rec("2026-11-20 10:00:00,tcp,203.0.113.5,50123,64500,192.0.2.9,8080,64496,mirai");
+        // No scope: the default side (src) is the subject.
+        let empty = ScopeMatcher::default();
+        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &empty).unwrap();
+        let f = n.row(&row, "x:2".into()).unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "203.0.113.5");
+        assert_eq!(f.port, None, "client ports are not identity");
+        assert_eq!(f.extra["port"], "50123");
+        assert_eq!(f.extra["dst_ip"], "192.0.2.9");
+        assert_eq!(f.classification.identifier, "mirai");
+        assert!(!f.in_scope);
+        // Our network is on the dst side: that side becomes the subject.
+        let scope = ScopeMatcher::new(&ScopeSnapshot {
+            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+            ..Default::default()
+        });
+        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
+        let f = n.row(&row, "x:2".into()).unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.9");
+        assert_eq!(f.port, Some(8080));
+        assert_eq!(f.asn, Some(64496));
+        assert_eq!(f.extra["src_ip"], "203.0.113.5");
+        assert!(f.in_scope);
+    }
+
+    #[test]
+    fn blocklist_cidr_and_malformed_rows() {
+        let schema = Schema::bundled();
+        let scope = ScopeMatcher::default();
+        let h = header("timestamp,severity,ip,hostname,source,reason,asn");
+        let n = Normalizer::new(&schema, "blocklist", &h, &scope).unwrap();
+        let f = n
+            .row(
+                &rec("2026-11-20 08:04:37,,198.51.100.0/24,,x,y,0"),
+                "b:2".into(),
+            )
+            .unwrap();
+        assert_eq!(f.network.unwrap().to_string(), "198.51.100.0/24");
+        assert_eq!(f.ip, None);
+        assert_eq!(f.asn, None, "0 is null");
+        assert_eq!(f.severity, Severity::Low);
+        let f = n
+            .row(
+                &rec("2026-11-20 08:04:37,,198.51.100.7/32,,x,y,"),
+                "b:3".into(),
+            )
+            .unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "198.51.100.7");
+        for bad in [
+            "2026-11-20 08:04:37,,999.1.1.1,,x,y,1",
+            "not a time,,198.51.100.7,,x,y,1",
+            ",,198.51.100.7,,x,y,1",
+            "2026-11-20 08:04:37,,198.51.100.7,,x,y,ASX",
+            "2026-11-20 08:04:37,,,,x,y,1",
+            "2026-11-20 08:04:37,,198.51.100.7,,x,y,1,extra",
+        ] {
+            assert!(n.row(&rec(bad), "b:9".into()).is_err(), "{bad}");
+        }
+        assert!(Normalizer::new(&schema, "blocklist", &header("a,b,c"), &scope).is_err());
+    }
 }
