@@ -1,12 +1,121 @@
-//! `outwatch shadowserver ...` (issue #3).
+//! `outwatch shadowserver ping` (check key and secret) and `outwatch shadowserver update-schema`
+//! (refresh the report schema; the download is validated before it replaces anything).
 use std::process::ExitCode;
 
-use crate::app::App;
-use crate::cli::ShadowserverArgs;
-use crate::error::CliError;
+use reqwest::header::HeaderMap;
+use serde_json::json;
 
-pub async fn run(_app: &App, _a: &ShadowserverArgs) -> Result<ExitCode, CliError> {
-    Err(CliError::failure(
-        "`outwatch shadowserver` is not built yet",
-    ))
+use crate::app::App;
+use crate::cli::{ShadowserverArgs, ShadowserverCommand};
+use crate::error::CliError;
+use crate::http::Fetched;
+use crate::output::print_json;
+use crate::sources::shadowserver::schema::{self, SCHEMA_STATE_KEY, Schema};
+
+pub async fn run(app: &App, a: &ShadowserverArgs) -> Result<ExitCode, CliError> {
+    match &a.command {
+        ShadowserverCommand::Ping(j) => ping(app, j.json).await,
+        ShadowserverCommand::UpdateSchema { url } => update_schema(app, url.as_deref()).await,
+    }
+}
+
+async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
+    let cfg = app.require_config()?;
+    let ss = cfg.sources.shadowserver.as_ref().ok_or_else(|| {
+        CliError::config("the config has no [sources.shadowserver] table (api_key and secret)")
+    })?;
+    let client = ss
+        .client(app.http()?)
+        .map_err(|e| CliError::config(e.to_string()))?;
+    let pong = client.ping().await;
+    let info = match &pong {
+        Ok(_) => Some(client.key_info().await),
+        Err(_) => None,
+    };
+    let ok = pong.is_ok() && matches!(info, Some(Ok(_)));
+    if json {
+        print_json(&json!({
+            "ok": ok,
+            "base_url": ss.base_url(),
+            "pong": pong.as_ref().ok(),
+            "key": info.as_ref().and_then(|i| i.as_ref().ok()),
+            "error": pong.as_ref().err().map(|e| e.to_string())
+                .or_else(|| info.as_ref().and_then(|i| i.as_ref().err()).map(|e| e.to_string())),
+        }))?;
+    } else {
+        match (&pong, &info) {
+            (Ok(p), Some(Ok(k))) => {
+                println!(
+                    "Reports API at {}: key and secret accepted (server time {p})",
+                    ss.base_url()
+                );
+                for (name, v) in k {
+                    let shown = v
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string());
+                    println!("  {name}: {}", crate::output::clip(&shown, 80));
+                }
+            }
+            (Err(e), _) => eprintln!("test/ping failed: {e}"),
+            (Ok(_), Some(Err(e))) => eprintln!("key/info failed: {e}"),
+            (Ok(_), None) => {}
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::EXIT_FAILURE)
+    })
+}
+
+async fn update_schema(app: &App, url: Option<&str>) -> Result<ExitCode, CliError> {
+    let url = url
+        .map(str::to_string)
+        .or_else(|| {
+            app.config
+                .as_ref()
+                .and_then(|c| c.sources.shadowserver.as_ref())
+                .map(|s| s.schema_url().to_string())
+        })
+        .unwrap_or_else(|| schema::DEFAULT_SCHEMA_URL.to_string());
+    let http = app.http()?;
+    let body = match http
+        .get(&url, HeaderMap::new(), None, &[])
+        .await
+        .map_err(|e| CliError::failure(format!("downloading the schema failed: {e}")))?
+    {
+        Fetched::Body { body, .. } => body,
+        Fetched::NotModified => return Err(CliError::failure(format!("{url}: unexpected 304"))),
+    };
+    let entries = schema::parse_schema(&body)
+        .map_err(|e| CliError::failure(format!("{url}: {e}; the schema in use is unchanged")))?;
+    let bundled = Schema::bundled();
+    let mut added: Vec<&String> = entries
+        .keys()
+        .filter(|k| bundled.entry(k).is_none())
+        .collect();
+    added.sort();
+    let mut removed: Vec<&str> = bundled
+        .types()
+        .into_iter()
+        .filter(|t| !entries.contains_key(*t))
+        .collect();
+    removed.sort();
+    let store = app.open_store()?;
+    store.state_put(SCHEMA_STATE_KEY, Some(&body))?;
+    store.flush()?;
+    println!(
+        "saved the schema from {url}: {} report types ({} new since the bundled schema{}{}; {} gone)",
+        entries.len(),
+        added.len(),
+        if added.is_empty() { "" } else { ": " },
+        added
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        removed.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }

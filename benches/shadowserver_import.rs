@@ -1,0 +1,190 @@
+//! Shadowserver import benchmark (a plain binary, `harness = false`).
+//!
+//! Generates an N-row `scan_dns` report in the current column layout (16 columns, ~230 bytes a
+//! row, every row a distinct host, half of them in scope), then measures
+//! 1. parse + normalise only (findings dropped), and
+//! 2. the whole `outwatch import shadowserver` path (`import_files`: stream, normalise, scope,
+//!    chunked `store.ingest` into a fresh sled store, flush).
+//!
+//! Run: `cargo bench --bench shadowserver_import -- [--rows N] [--phase parse|import|both]`
+//! Peak memory: `/usr/bin/time -v target/release/deps/shadowserver_import-* --phase import`.
+//! Method and figures: docs/performance.md, "Shadowserver import".
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use outwatch::commands::import_shadowserver::import_files;
+use outwatch::finding::Finding;
+use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
+use outwatch::sources::RowError;
+use outwatch::sources::shadowserver::import::{RawNaming, RowSink, read_csv};
+use outwatch::sources::shadowserver::schema::Schema;
+use outwatch::store::{SledStore, Store};
+
+const HEADER: &str = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"dns_version\",\"min_amplification\"\n";
+
+fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    w.write_all(HEADER.as_bytes())?;
+    let versions = [
+        "dnsmasq-2.80",
+        "9.11.4-P2-RedHat-9.11.4-26.P2.el7",
+        "Microsoft DNS 6.1.7601",
+        "",
+        "unbound 1.9.0",
+    ];
+    let cities = [
+        ("NL", "NOORD-HOLLAND", "AMSTERDAM"),
+        ("DE", "HESSEN", "FRANKFURT AM MAIN"),
+        ("US", "VIRGINIA", "ASHBURN"),
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..rows {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ip = 0x0a00_0000u32 + i as u32; // 10.0.0.0 upwards: one distinct host per row
+        let (a, b, c, d) = (ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+        let (geo, region, city) = cities[(x % 3) as usize];
+        let host = if x.is_multiple_of(4) {
+            String::new()
+        } else {
+            format!("\"host-{b}-{c}-{d}.dyn.example.net\"")
+        };
+        let tag = if x.is_multiple_of(10) {
+            "openresolver;bogusresolver"
+        } else {
+            "openresolver"
+        };
+        writeln!(
+            w,
+            "\"2026-11-20 {:02}:{:02}:{:02}\",\"medium\",\"{a}.{b}.{c}.{d}\",\"udp\",53,{host},\"{tag}\",{},\"{geo}\",\"{region}\",\"{city}\",{},\"ptr\",\"Communications, Service Provider, and Hosting Service\",\"{}\",{}.{}",
+            (x >> 8) % 24,
+            (x >> 16) % 60,
+            (x >> 24) % 60,
+            64496 + (x >> 32) % 16,
+            if x.is_multiple_of(5) { 0 } else { 517311 },
+            versions[((x >> 40) % 5) as usize],
+            (x >> 44) % 60,
+            (x >> 50) % 10,
+        )?;
+    }
+    w.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+/// Counts and drops findings.
+#[derive(Default)]
+struct Count {
+    ok: usize,
+    bad: usize,
+}
+
+impl RowSink for Count {
+    fn finding(&mut self, f: Finding) -> Result<(), String> {
+        std::hint::black_box(&f);
+        self.ok += 1;
+        Ok(())
+    }
+    fn rejected(&mut self, _e: RowError) {
+        self.bad += 1;
+    }
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn main() {
+    let mut rows = 1_000_000usize;
+    let mut phase = "both".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rows" => rows = args.next().and_then(|v| v.parse().ok()).expect("--rows N"),
+            "--phase" => phase = args.next().expect("--phase parse|import|both"),
+            _ => {} // `cargo bench` passes --bench
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("2026-11-20-scan_dns-bench-asn.csv");
+    let t = Instant::now();
+    let bytes = generate(&csv, rows).expect("generate");
+    println!(
+        "generated {rows} rows, {:.1} MiB in {:.2?}",
+        bytes as f64 / 1048576.0,
+        t.elapsed()
+    );
+    let schema = Schema::bundled();
+    let scope = ScopeMatcher::new(&ScopeSnapshot {
+        prefixes: vec!["10.0.0.0/13".parse().unwrap()],
+        ..Default::default()
+    });
+    if phase == "parse" || phase == "both" {
+        let t = Instant::now();
+        let mut sink = Count::default();
+        let f = std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(&csv).unwrap());
+        let naming = RawNaming {
+            prefix: csv.display().to_string(),
+            separator: ":",
+        };
+        let o = read_csv(f, &naming, "scan_dns", &schema, &scope, &mut sink).unwrap();
+        let s = t.elapsed().as_secs_f64();
+        assert_eq!(o.rows, rows);
+        assert_eq!(sink.bad, 0);
+        println!(
+            "parse+normalise: {rows} rows in {s:.2} s = {:.0} rows/s ({:.0} MiB/s)",
+            rows as f64 / s,
+            bytes as f64 / 1048576.0 / s
+        );
+    }
+    if phase == "import" || phase == "both" {
+        let store = SledStore::open(&dir.path().join("store")).expect("store");
+        let t = Instant::now();
+        let (sum, in_scope, _) = import_files(
+            &store,
+            &scope,
+            &schema,
+            std::slice::from_ref(&csv),
+            None,
+            chrono::Utc::now(),
+        )
+        .expect("import");
+        store.flush().unwrap();
+        let s = t.elapsed().as_secs_f64();
+        assert_eq!(sum.rows, rows);
+        assert_eq!(sum.imported, rows);
+        println!(
+            "import into a fresh store: {rows} rows in {s:.2} s = {:.0} rows/s ({in_scope} in scope, {} findings stored)",
+            rows as f64 / s,
+            store.count().unwrap()
+        );
+        let mut size = 0u64;
+        for e in walk(&dir.path().join("store")) {
+            size += e;
+        }
+        println!("store size on disk: {:.0} MiB", size as f64 / 1048576.0);
+    }
+    if let Some(m) = peak_rss_mib() {
+        println!("peak RSS (VmHWM): {m:.0} MiB");
+    }
+}
+
+fn walk(p: &Path) -> Vec<u64> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(m.len());
+            }
+        }
+    }
+    out
+}

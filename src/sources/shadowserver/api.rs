@@ -1,0 +1,273 @@
+//! The Shadowserver Reports API client.
+//!
+//! Every call is a `POST {base_url}<method>` whose JSON body carries `apikey`; the `HMAC2` header
+//! is the lowercase hex HMAC-SHA256 of the exact body bytes, keyed with the API secret. The body
+//! is serialised once and those same bytes are signed and sent. Any non-200 reply, and a 200
+//! reply that is a JSON object with an `error` key, is an error. Reports are downloaded with a
+//! plain `GET {download_url}<id>`; the id works like a password, so it is scrubbed from every
+//! message like the key and the secret.
+
+use hmac::{Hmac, KeyInit, Mac};
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::http::{Fetched, HttpClient, looks_like_html};
+use crate::secret::Secret;
+use crate::sources::FetchError;
+
+/// The header carrying the signature.
+pub const HMAC_HEADER: &str = "HMAC2";
+
+/// Hex HMAC-SHA256 of `body` keyed with `secret`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// One entry of `reports/list`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportEntry {
+    /// Download token: secret, never logged.
+    pub id: String,
+    /// Report type (schema key), e.g. `scan_dns`.
+    #[serde(rename = "type", default)]
+    pub report_type: Option<String>,
+    /// Canonical file name, e.g. `2024-01-04-scan_dns-org-asn.csv`.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Report date `YYYY-MM-DD`.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// The list (subscription) name.
+    #[serde(default)]
+    pub report: Option<String>,
+}
+
+impl std::fmt::Display for ReportEntry {
+    /// The id-free name of a report (its file name, else type and date).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.file {
+            Some(file) => f.write_str(file),
+            None => write!(
+                f,
+                "{}-{}",
+                self.timestamp.as_deref().unwrap_or("?"),
+                self.report_type.as_deref().unwrap_or("unknown")
+            ),
+        }
+    }
+}
+
+/// A signed client for one key.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub http: HttpClient,
+    pub base_url: String,
+    pub download_url: String,
+    pub api_key: Secret,
+    pub secret: Secret,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base_url", &self.base_url)
+            .field("download_url", &self.download_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiClient {
+    /// `{base_url}{method}`, one slash between.
+    fn url(&self, method: &str) -> String {
+        if self.base_url.ends_with('/') {
+            format!("{}{method}", self.base_url)
+        } else {
+            format!("{}/{method}", self.base_url)
+        }
+    }
+
+    /// Calls an API method with `params` (plus `apikey`) and returns the JSON reply.
+    pub async fn call(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+    ) -> Result<Value, FetchError> {
+        params.insert(
+            "apikey".into(),
+            Value::String(self.api_key.expose().to_string()),
+        );
+        let body = serde_json::to_vec(&Value::Object(params))
+            .map_err(|e| FetchError::Format(e.to_string()))?;
+        let sig = sign(self.secret.expose(), &body);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            HeaderName::from_static("hmac2"),
+            HeaderValue::from_str(&sig).expect("hex is a valid header value"),
+        );
+        let url = self.url(method);
+        let secrets = [&self.api_key, &self.secret];
+        let reply = self
+            .http
+            .send(Method::POST, &url, headers, Some(body), &secrets)
+            .await
+            .map_err(|e| match e.status() {
+                Some(401 | 403) => FetchError::Auth(format!(
+                    "the Reports API refused the key or signature ({e}); check \
+                     sources.shadowserver.api_key and secret"
+                )),
+                _ => FetchError::Http(e),
+            })?;
+        let Fetched::Body { body, .. } = reply else {
+            return Err(FetchError::Format(format!(
+                "{method}: unexpected 304 reply"
+            )));
+        };
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(FetchError::Format(format!("{method}: the reply is empty")));
+        }
+        if looks_like_html(&body) {
+            return Err(FetchError::Format(format!(
+                "{method}: the reply is an HTML page, not JSON (wrong base_url?)"
+            )));
+        }
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Format(format!("{method}: the reply is not JSON: {e}")))?;
+        if let Some(err) = v.as_object().and_then(|o| o.get("error")) {
+            let text = err
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| err.to_string());
+            let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+            let text = crate::http::scrub(&text, &secrets);
+            let lower = text.to_ascii_lowercase();
+            return Err(
+                if lower.contains("auth") || lower.contains("key") || lower.contains("hmac") {
+                    FetchError::Auth(format!("{method}: the Reports API says: {text}"))
+                } else {
+                    FetchError::Format(format!("{method}: the Reports API says: {text}"))
+                },
+            );
+        }
+        Ok(v)
+    }
+
+    /// `reports/list` for a date (`YYYY-MM-DD` or `YYYY-MM-DD:YYYY-MM-DD`), optionally only some
+    /// report types.
+    pub async fn list(&self, date: &str, types: &[String]) -> Result<Vec<ReportEntry>, FetchError> {
+        let mut p = Map::new();
+        p.insert("date".into(), Value::String(date.to_string()));
+        if !types.is_empty() {
+            p.insert(
+                "types".into(),
+                Value::Array(types.iter().cloned().map(Value::String).collect()),
+            );
+        }
+        let v = self.call("reports/list", p).await?;
+        match v {
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.into_iter().enumerate() {
+                    let e: ReportEntry = serde_json::from_value(item).map_err(|e| {
+                        FetchError::Format(format!("reports/list entry {}: {e}", i + 1))
+                    })?;
+                    out.push(e);
+                }
+                Ok(out)
+            }
+            Value::Object(o) if o.is_empty() => Ok(Vec::new()),
+            other => Err(FetchError::Format(format!(
+                "reports/list: expected a list, got {}",
+                crate::output::clip(&other.to_string(), 80)
+            ))),
+        }
+    }
+
+    /// Downloads one report's CSV. Empty and HTML bodies are errors; the id never shows.
+    pub async fn download(&self, entry: &ReportEntry) -> Result<bytes::Bytes, FetchError> {
+        let id = Secret::new(entry.id.clone());
+        let url = if self.download_url.ends_with('/') {
+            format!("{}{}", self.download_url, entry.id)
+        } else {
+            format!("{}/{}", self.download_url, entry.id)
+        };
+        let secrets = [&id, &self.api_key, &self.secret];
+        let reply = self
+            .http
+            .get(&url, HeaderMap::new(), None, &secrets)
+            .await
+            .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
+        let Fetched::Body { body, .. } = reply else {
+            return Err(FetchError::Format(format!(
+                "downloading report {entry}: unexpected 304 reply"
+            )));
+        };
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(FetchError::Format(format!(
+                "downloading report {entry}: the body is empty"
+            )));
+        }
+        if looks_like_html(&body) {
+            return Err(FetchError::Format(format!(
+                "downloading report {entry}: got an HTML page instead of CSV (expired link?)"
+            )));
+        }
+        Ok(body)
+    }
+
+    /// `test/ping`: the server time when key and signature are accepted.
+    pub async fn ping(&self) -> Result<String, FetchError> {
+        let v = self.call("test/ping", Map::new()).await?;
+        match v.get("pong") {
+            Some(p) => Ok(p
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| p.to_string())),
+            None => Err(FetchError::Format(format!(
+                "test/ping: no `pong` in the reply: {}",
+                crate::output::clip(&v.to_string(), 80)
+            ))),
+        }
+    }
+
+    /// `key/info`: the key's status, access and quota (the key itself is dropped).
+    pub async fn key_info(&self) -> Result<Map<String, Value>, FetchError> {
+        let v = self.call("key/info", Map::new()).await?;
+        let obj = match v {
+            Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+            o @ Value::Object(_) => o,
+            other => {
+                return Err(FetchError::Format(format!(
+                    "key/info: unexpected reply {}",
+                    crate::output::clip(&other.to_string(), 80)
+                )));
+            }
+        };
+        let Value::Object(mut m) = obj else {
+            return Err(FetchError::Format("key/info: unexpected reply".into()));
+        };
+        m.remove("apikey");
+        m.remove("secret");
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_python_hmac() {
+        // python3 -c "import hmac,hashlib;print(hmac.new(b'secret',b'{\"apikey\":\"k\"}',hashlib.sha256).hexdigest())"
+        assert_eq!(
+            sign("secret", br#"{"apikey":"k"}"#),
+            "df5ba661932b1fecca2bf3b419232d80aebe139a2d1c1a806b71d21f35d3546c"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! Reading report files: plain `.csv`, `.csv.gz`, `.zip` (each CSV inside) and `.eml` (each
+//! zipped, gzipped or plain CSV attachment). Containers are recognised by their first bytes, so a
+//! misnamed file still works. CSV is streamed record by record into a reused `ByteRecord`, so
+//! memory stays constant whatever the file size (an `.eml` is read whole: it is a mail).
+//!
+//! This module knows nothing about the store: findings go to a [`RowSink`], which the import
+//! command backs with chunked `store.ingest` calls and the fetcher with a vector.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read, Seek};
+use std::path::Path;
+
+use super::normalize::Normalizer;
+use super::schema::Schema;
+use crate::finding::Finding;
+use crate::scope::ScopeMatcher;
+use crate::sources::RowError;
+
+/// Largest `.eml` read (mails are read whole).
+pub const MAX_EML_BYTES: u64 = 256 << 20;
+
+/// Where normalised rows go.
+pub trait RowSink {
+    /// A good row. An error aborts the whole import (e.g. the store failed).
+    fn finding(&mut self, f: Finding) -> Result<(), String>;
+    /// A malformed row (never aborts).
+    fn rejected(&mut self, e: RowError);
+}
+
+/// A sink that keeps everything in memory (the API fetcher; tests).
+#[derive(Debug, Default)]
+pub struct VecSink {
+    pub findings: Vec<Finding>,
+    pub rejected: Vec<RowError>,
+}
+
+impl RowSink for VecSink {
+    fn finding(&mut self, f: Finding) -> Result<(), String> {
+        self.findings.push(f);
+        Ok(())
+    }
+    fn rejected(&mut self, e: RowError) {
+        self.rejected.push(e);
+    }
+}
+
+/// How row pointers (`Finding::raw`, error locations) are written.
+#[derive(Debug, Clone)]
+pub struct RawNaming {
+    /// `path/to/file.csv` or `report 2024-01-04-scan_dns-org-asn.csv`.
+    pub prefix: String,
+    /// `:` gives `file.csv:12`; ` line ` gives `report x.csv line 12`.
+    pub separator: &'static str,
+}
+
+impl RawNaming {
+    fn at(&self, line: u64) -> String {
+        format!("{}{}{}", self.prefix, self.separator, line)
+    }
+}
+
+/// What reading one CSV report did.
+#[derive(Debug, Clone, Default)]
+pub struct CsvOutcome {
+    /// Where it was (file, `zip!entry`, ...).
+    pub location: String,
+    pub report_type: String,
+    /// Data rows read (header lines excluded).
+    pub rows: usize,
+    pub rejected: usize,
+    /// The reason the report could not be read to its end (rows read so far still count).
+    pub error: Option<String>,
+}
+
+/// Reads one CSV report, row by row, into `sink`. Errors in rows are rejected rows; an error of
+/// the stream (corrupt gzip, I/O) ends this report with `CsvOutcome::error` set. `Err` only when
+/// the sink failed.
+pub fn read_csv<R: Read>(
+    reader: R,
+    naming: &RawNaming,
+    report_type: &str,
+    schema: &Schema,
+    scope: &ScopeMatcher,
+    sink: &mut dyn RowSink,
+) -> Result<CsvOutcome, String> {
+    let mut out = CsvOutcome {
+        location: naming.prefix.clone(),
+        report_type: schema.canonical(report_type).to_string(),
+        ..Default::default()
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(256 * 1024)
+        .from_reader(reader);
+    let mut rec = csv::ByteRecord::new();
+    match rdr.read_byte_record(&mut rec) {
+        Ok(true) => {}
+        Ok(false) => {
+            out.error = Some("the report is empty (no header line)".into());
+            return Ok(out);
+        }
+        Err(e) => {
+            out.error = Some(format!("cannot read the report: {e}"));
+            return Ok(out);
+        }
+    }
+    if crate::http::looks_like_html(rec.as_slice()) {
+        out.error = Some("the report is an HTML page, not CSV".into());
+        return Ok(out);
+    }
+    let header: Vec<String> = rec
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let norm = match Normalizer::new(schema, report_type, &header, scope) {
+        Ok(n) => n,
+        Err(e) => {
+            out.error = Some(e);
+            return Ok(out);
+        }
+    };
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                out.error = Some(format!("reading stopped: {e}"));
+                break;
+            }
+        }
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        if norm.is_header_repeat(&rec) {
+            continue;
+        }
+        out.rows += 1;
+        match norm.row(&rec, naming.at(line)) {
+            Ok(f) => sink.finding(f)?,
+            Err(message) => {
+                out.rejected += 1;
+                sink.rejected(RowError {
+                    location: naming.at(line),
+                    message,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Options of a file import.
+pub struct ImportOptions<'a> {
+    pub schema: &'a Schema,
+    pub scope: &'a ScopeMatcher,
+    /// `--type`: the report type of every CSV (else taken from each file name).
+    pub report_type: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Zip,
+    Gzip,
+    Plain,
+}
+
+fn sniff(start: &[u8]) -> Kind {
+    if start.starts_with(b"PK\x03\x04") || start.starts_with(b"PK\x05\x06") {
+        Kind::Zip
+    } else if start.starts_with(&[0x1f, 0x8b]) {
+        Kind::Gzip
+    } else {
+        Kind::Plain
+    }
+}
+
+/// Imports one file of any supported kind. Problems with the file (unreadable, unknown type,
+/// not a report) are returned as outcomes with `error` set; `Err` only when the sink failed.
+pub fn import_file(
+    path: &Path,
+    opts: &ImportOptions<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<Vec<CsvOutcome>, String> {
+    let shown = path.display().to_string();
+    let fail = |msg: String| {
+        Ok(vec![CsvOutcome {
+            location: shown.clone(),
+            error: Some(msg),
+            ..Default::default()
+        }])
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot open: {e}")),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let is_eml = name.to_ascii_lowercase().ends_with(".eml");
+    if is_eml {
+        let mut bytes = Vec::new();
+        if let Err(e) = file.take(MAX_EML_BYTES + 1).read_to_end(&mut bytes) {
+            return fail(format!("cannot read: {e}"));
+        }
+        if bytes.len() as u64 > MAX_EML_BYTES {
+            return fail(format!(
+                "the mail is larger than {} MiB",
+                MAX_EML_BYTES >> 20
+            ));
+        }
+        return import_eml(&bytes, &shown, &name, opts, sink);
+    }
+    let mut buf = BufReader::with_capacity(256 * 1024, file);
+    let kind = match buf.fill_buf() {
+        Ok(b) => sniff(b),
+        Err(e) => return fail(format!("cannot read: {e}")),
+    };
+    import_stream(buf, kind, &shown, &name, None, opts, sink)
+}
+
+/// Imports a container (zip, gzip or plain CSV) given as a reader.
+fn import_stream<R: Read + Seek>(
+    reader: R,
+    kind: Kind,
+    shown: &str,
+    name: &str,
+    outer_name: Option<&str>,
+    opts: &ImportOptions<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<Vec<CsvOutcome>, String> {
+    let type_for = |inner: &str| -> Result<String, String> {
+        if let Some(t) = opts.report_type {
+            return Ok(t.to_string());
+        }
+        opts.schema
+            .type_from_file_name(inner)
+            .or_else(|| opts.schema.type_from_file_name(name))
+            .or_else(|| outer_name.and_then(|o| opts.schema.type_from_file_name(o)))
+            .ok_or_else(|| {
+                format!(
+                    "cannot tell the report type from the name `{inner}`: pass --type \
+                     (e.g. --type scan_dns)"
+                )
+            })
+    };
+    let failed = |location: String, msg: String| CsvOutcome {
+        location,
+        error: Some(msg),
+        ..Default::default()
+    };
+    let naming = |prefix: String| RawNaming {
+        prefix,
+        separator: ":",
+    };
+    match kind {
+        Kind::Plain | Kind::Gzip => {
+            let t = match type_for(name) {
+                Ok(t) => t,
+                Err(e) => return Ok(vec![failed(shown.to_string(), e)]),
+            };
+            let n = naming(shown.to_string());
+            let o = if kind == Kind::Gzip {
+                let gz = flate2::read::MultiGzDecoder::new(reader);
+                read_csv(gz, &n, &t, opts.schema, opts.scope, sink)?
+            } else {
+                read_csv(reader, &n, &t, opts.schema, opts.scope, sink)?
+            };
+            Ok(vec![o])
+        }
+        Kind::Zip => {
+            let mut zip = match zip::ZipArchive::new(reader) {
+                Ok(z) => z,
+                Err(e) => {
+                    return Ok(vec![failed(
+                        shown.to_string(),
+                        format!("not a readable zip file: {e}"),
+                    )]);
+                }
+            };
+            let names: Vec<(usize, String)> = (0..zip.len())
+                .filter_map(|i| {
+                    let f = zip.by_index(i).ok()?;
+                    (!f.is_dir()).then(|| (i, f.name().to_string()))
+                })
+                .collect();
+            let csvs: Vec<&(usize, String)> = names
+                .iter()
+                .filter(|(_, n)| {
+                    let l = n.to_ascii_lowercase();
+                    l.ends_with(".csv") || l.ends_with(".csv.gz")
+                })
+                .collect();
+            let chosen: Vec<&(usize, String)> = if csvs.is_empty() {
+                names.iter().collect()
+            } else {
+                csvs
+            };
+            if chosen.is_empty() {
+                return Ok(vec![failed(
+                    shown.to_string(),
+                    "the zip file holds no file".into(),
+                )]);
+            }
+            let mut outs = Vec::new();
+            for (i, entry_name) in chosen {
+                let loc = format!("{shown}!{entry_name}");
+                let t = match type_for(entry_name) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        outs.push(failed(loc, e));
+                        continue;
+                    }
+                };
+                let entry = match zip.by_index(*i) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        outs.push(failed(loc, format!("cannot read the zip entry: {e}")));
+                        continue;
+                    }
+                };
+                let n = naming(loc);
+                let o = if entry_name.to_ascii_lowercase().ends_with(".gz") {
+                    read_csv(
+                        flate2::read::MultiGzDecoder::new(entry),
+                        &n,
+                        &t,
+                        opts.schema,
+                        opts.scope,
+                        sink,
+                    )?
+                } else {
+                    read_csv(entry, &n, &t, opts.schema, opts.scope, sink)?
+                };
+                outs.push(o);
+            }
+            Ok(outs)
+        }
+    }
+}
+
+/// Imports every CSV, zip or gzip attachment of a mail.
+fn import_eml(
+    bytes: &[u8],
+    shown: &str,
+    name: &str,
+    opts: &ImportOptions<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<Vec<CsvOutcome>, String> {
+    use mail_parser::{MessageParser, MimeHeaders};
+    let failed = |msg: String| CsvOutcome {
+        location: shown.to_string(),
+        error: Some(msg),
+        ..Default::default()
+    };
+    let Some(msg) = MessageParser::default().parse(bytes) else {
+        return Ok(vec![failed("not a readable e-mail message".into())]);
+    };
+    let mut outs = Vec::new();
+    for (n, part) in msg.attachments().enumerate() {
+        let att_name = part
+            .attachment_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("attachment-{}", n + 1));
+        let lower = att_name.to_ascii_lowercase();
+        let content = part.contents();
+        let kind = sniff(content);
+        let looks_csv = lower.ends_with(".csv") || lower.ends_with(".txt");
+        if kind == Kind::Plain && !looks_csv {
+            continue;
+        }
+        let loc = format!("{shown}!{att_name}");
+        outs.extend(import_stream(
+            Cursor::new(content),
+            kind,
+            &loc,
+            &att_name,
+            Some(name),
+            opts,
+            sink,
+        )?);
+    }
+    if outs.is_empty() {
+        outs.push(failed(
+            "the mail has no CSV, zip or gzip attachment (reports that only link to \
+             dl.shadowserver.org are fetched by `outwatch fetch --source shadowserver`)"
+                .into(),
+        ));
+    }
+    Ok(outs)
+}

@@ -1,0 +1,292 @@
+//! Shadowserver: the Reports API fetcher and the schema-driven normaliser of all report types.
+//!
+//! - [`api`]: signed Reports API calls (`reports/list`, `test/ping`, `key/info`) and downloads;
+//! - [`schema`]: report type → classification and default severity, from data files only;
+//! - [`normalize`]: one CSV row → one finding, by header name;
+//! - [`import`]: report files (`.csv`, `.csv.gz`, `.zip`, `.eml`), streamed.
+//!
+//! A fetch lists the reports of "two days ago .. today", downloads those it has not ingested yet
+//! (remembered by file name in the source state, written atomically with the findings) and
+//! normalises them. One failed download fails the run, so the store stays as it was and the next
+//! run tries again.
+
+pub mod api;
+pub mod import;
+pub mod normalize;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::{FetchContext, FetchError, FetchOutput, Source};
+use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::secret::{self, Secret};
+use api::{ApiClient, ReportEntry};
+use import::{RawNaming, VecSink};
+use schema::{SCHEMA_STATE_KEY, Schema};
+
+/// Default Reports API base.
+pub const DEFAULT_BASE_URL: &str = "https://transform.shadowserver.org/api2/";
+/// Default download base.
+pub const DEFAULT_DOWNLOAD_URL: &str = "https://dl.shadowserver.org/";
+/// State key of the ingested-report list.
+pub const INGESTED_STATE_KEY: &str = "shadowserver/ingested";
+/// Ingested-report names are remembered this many days (the listing covers three).
+const REMEMBER_DAYS: i64 = 14;
+
+/// `[sources.shadowserver]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowserverConfig {
+    #[serde(default = "crate::sources::default_true")]
+    pub enabled: bool,
+    /// When the daemon fetches [default: "0 20 */6 * * *", every six hours].
+    pub schedule: Option<CronSchedule>,
+    /// Reports API base; methods are appended (`{base_url}reports/list`).
+    pub base_url: Option<String>,
+    /// Download base; the report id is appended.
+    pub download_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_key_env: Option<String>,
+    pub secret: Option<Secret>,
+    pub secret_env: Option<String>,
+    /// Only these report types (all when empty).
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// A finding not re-reported for this long becomes resolved [default: 7 days].
+    pub resolve_after: Option<HumanDuration>,
+    /// Where `outwatch shadowserver update-schema` downloads the schema from.
+    pub schema_url: Option<String>,
+}
+
+impl ShadowserverConfig {
+    /// The API base URL in use.
+    pub fn base_url(&self) -> &str {
+        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
+    }
+    /// The download base URL in use.
+    pub fn download_url(&self) -> &str {
+        self.download_url.as_deref().unwrap_or(DEFAULT_DOWNLOAD_URL)
+    }
+    /// The schema URL in use.
+    pub fn schema_url(&self) -> &str {
+        self.schema_url
+            .as_deref()
+            .unwrap_or(schema::DEFAULT_SCHEMA_URL)
+    }
+
+    /// Resolves key and secret (inline or from the environment).
+    pub fn credentials(&self) -> Result<(Secret, Secret), FetchError> {
+        let key = secret::resolve(
+            &self.api_key,
+            &self.api_key_env,
+            "sources.shadowserver.api_key",
+        )
+        .map_err(FetchError::Config)?;
+        let sec = secret::resolve(
+            &self.secret,
+            &self.secret_env,
+            "sources.shadowserver.secret",
+        )
+        .map_err(FetchError::Config)?;
+        match (key, sec) {
+            (Some(k), Some(s)) => Ok((k, s)),
+            _ => Err(FetchError::Config(
+                "sources.shadowserver needs `api_key` (or `api_key_env`) and `secret` (or \
+                 `secret_env`); request them at https://www.shadowserver.org/contact/"
+                    .into(),
+            )),
+        }
+    }
+
+    /// A signed API client.
+    pub fn client(&self, http: crate::http::HttpClient) -> Result<ApiClient, FetchError> {
+        let (api_key, secret) = self.credentials()?;
+        for (name, u) in [
+            ("base_url", self.base_url()),
+            ("download_url", self.download_url()),
+        ] {
+            reqwest::Url::parse(u).map_err(|e| {
+                FetchError::Config(format!(
+                    "sources.shadowserver.{name} `{u}` is not a URL: {e}"
+                ))
+            })?;
+        }
+        Ok(ApiClient {
+            http,
+            base_url: self.base_url().to_string(),
+            download_url: self.download_url().to_string(),
+            api_key,
+            secret,
+        })
+    }
+}
+
+/// The Reports API source.
+pub struct ShadowserverSource {
+    cfg: ShadowserverConfig,
+    api_key: Secret,
+    secret: Secret,
+}
+
+/// Builds the source; fails when the credentials are missing.
+pub fn build(c: &ShadowserverConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+    let (api_key, secret) = c.credentials()?;
+    for t in &c.types {
+        if !Schema::bundled().knows(t) {
+            tracing::warn!(report_type = %t, "sources.shadowserver.types names a type the bundled schema does not know");
+        }
+    }
+    Ok(Arc::new(ShadowserverSource {
+        cfg: c.clone(),
+        api_key,
+        secret,
+    }))
+}
+
+/// Report names already ingested, with their report date.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Ingested {
+    reports: BTreeMap<String, NaiveDate>,
+}
+
+/// The id-free key a report is remembered by.
+fn remember_key(e: &ReportEntry) -> String {
+    match &e.file {
+        Some(f) => f.clone(),
+        None => {
+            use sha2::{Digest, Sha256};
+            format!(
+                "id-sha256:{}",
+                hex::encode(&Sha256::digest(e.id.as_bytes())[..12])
+            )
+        }
+    }
+}
+
+#[async_trait]
+impl Source for ShadowserverSource {
+    fn name(&self) -> &str {
+        "shadowserver"
+    }
+
+    fn schedule(&self) -> CronSchedule {
+        self.cfg
+            .schedule
+            .clone()
+            .unwrap_or_else(|| super::schedule("0 20 */6 * * *"))
+    }
+
+    fn resolve_after(&self) -> chrono::Duration {
+        self.cfg
+            .resolve_after
+            .map(|d| d.chrono())
+            .unwrap_or_else(|| chrono::Duration::days(7))
+    }
+
+    async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
+        let client = ApiClient {
+            http: ctx.http.clone(),
+            base_url: self.cfg.base_url().to_string(),
+            download_url: self.cfg.download_url().to_string(),
+            api_key: self.api_key.clone(),
+            secret: self.secret.clone(),
+        };
+        let today = ctx.now.date_naive();
+        let from = today - chrono::Duration::days(2);
+        let entries = client
+            .list(&format!("{from}:{today}"), &self.cfg.types)
+            .await?;
+        let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
+        let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
+        let mut out = FetchOutput {
+            complete: true,
+            ..Default::default()
+        };
+        let (mut downloaded, mut skipped) = (0usize, 0usize);
+        for entry in entries {
+            let key = remember_key(&entry);
+            if seen.reports.contains_key(&key) {
+                skipped += 1;
+                continue;
+            }
+            let report_type = entry
+                .report_type
+                .clone()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| {
+                    entry
+                        .file
+                        .as_deref()
+                        .and_then(|f| schema.type_from_file_name(f))
+                });
+            let Some(report_type) = report_type else {
+                return Err(FetchError::Format(format!(
+                    "reports/list: report {entry} names no type"
+                )));
+            };
+            if !self.cfg.types.is_empty() && !self.cfg.types.contains(&report_type) {
+                continue;
+            }
+            let body = client.download(&entry).await?;
+            downloaded += 1;
+            let naming = RawNaming {
+                prefix: format!("report {entry}"),
+                separator: " line ",
+            };
+            let scope = ctx.scope.clone();
+            let schema2 = schema.clone();
+            let rt = report_type.clone();
+            let (sink, outcome) = tokio::task::spawn_blocking(move || {
+                let mut sink = VecSink::default();
+                let gz = body.starts_with(&[0x1f, 0x8b]);
+                let r = if gz {
+                    import::read_csv(
+                        flate2::read::MultiGzDecoder::new(Cursor::new(body)),
+                        &naming,
+                        &rt,
+                        &schema2,
+                        &scope,
+                        &mut sink,
+                    )
+                } else {
+                    import::read_csv(Cursor::new(body), &naming, &rt, &schema2, &scope, &mut sink)
+                };
+                (sink, r)
+            })
+            .await
+            .map_err(|e| FetchError::Format(format!("parsing task failed: {e}")))?;
+            let outcome = outcome.map_err(FetchError::Format)?;
+            if let Some(err) = outcome.error {
+                return Err(FetchError::Format(format!("report {entry}: {err}")));
+            }
+            out.fetched += outcome.rows;
+            out.findings.extend(sink.findings);
+            out.rejected.extend(sink.rejected);
+            let date = entry
+                .timestamp
+                .as_deref()
+                .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
+                .unwrap_or(today);
+            seen.reports.insert(key, date);
+        }
+        let cutoff = today - chrono::Duration::days(REMEMBER_DAYS);
+        seen.reports.retain(|_, d| *d >= cutoff);
+        tracing::info!(
+            source = "shadowserver",
+            downloaded,
+            skipped,
+            rows = out.fetched,
+            "reports fetched"
+        );
+        let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
+        out.state
+            .push((INGESTED_STATE_KEY.to_string(), Some(state)));
+        Ok(out)
+    }
+}

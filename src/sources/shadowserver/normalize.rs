@@ -1,0 +1,623 @@
+//! One Shadowserver CSV row → one [`Finding`], by header name, never by position.
+//!
+//! The header is analysed once per file ([`Normalizer::new`]); each row then costs one pass
+//! over its fields. Rules (the same for all report types):
+//! - the *subject* is `ip` (single-host reports) or one side of an event report: `src_*` by
+//!   default, `dst_*` for `*_ddos_target` reports, `http_referer_*` where present. When the
+//!   default side lies outside our scope but another side lies inside, that side is the subject;
+//! - `ip` holding a CIDR (blocklist) becomes `network`;
+//! - `0`, `unknown`, `-` and empty are null; null values are not kept;
+//! - `severity` column when valid, else the type's default; `timestamp` → `time_source` (UTC);
+//! - `tag` is split on `,` and `;` into `extra.tags`, CVE ids go to `extra.cves`;
+//! - every other non-null column lands in `extra` under its header name (subject-side columns
+//!   lose their prefix: `src_geo` → `geo`).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use ipnet::IpNet;
+use serde_json::Value;
+
+use super::schema::{Schema, TypeInfo};
+use crate::finding::{Finding, Severity};
+use crate::scope::ScopeMatcher;
+
+/// Source name of every Shadowserver finding.
+pub const SOURCE: &str = "shadowserver";
+
+/// Columns holding a host name to use when a row has no address at all.
+const DOMAIN_FALLBACK: &[&str] = &["website", "request", "http_host", "host", "domain"];
+
+/// The columns of one side (`src_`, `dst_`, ...) of a row.
+#[derive(Debug, Clone)]
+struct Side {
+    ip: usize,
+    port: Option<usize>,
+    asn: Option<usize>,
+    hostname: Option<usize>,
+    /// Whether the port of this side identifies a service (not an ephemeral client port).
+    port_is_service: bool,
+    /// Every column of this side with its unprefixed name.
+    members: Vec<(usize, String)>,
+}
+
+/// Per-file row normaliser.
+pub struct Normalizer<'a> {
+    report_type: String,
+    info: TypeInfo,
+    scope: &'a ScopeMatcher,
+    names: Vec<String>,
+    sides: Vec<Side>,
+    /// Column index → index into `sides` when the column belongs to a side.
+    side_of: Vec<Option<usize>>,
+    timestamp: Option<usize>,
+    severity: Option<usize>,
+    protocol: Option<usize>,
+    tag: Option<usize>,
+    infection: Option<usize>,
+    url: Option<usize>,
+    email: Option<usize>,
+    application: Option<usize>,
+    domain_fallback: Vec<usize>,
+}
+
+/// Whether a value means "nothing".
+#[inline]
+pub fn is_null(v: &str) -> bool {
+    let t = v.trim();
+    t.is_empty() || t == "0" || t == "-" || t.eq_ignore_ascii_case("unknown")
+}
+
+impl<'a> Normalizer<'a> {
+    /// Analyses the header. Fails when the header is not a Shadowserver report header.
+    pub fn new(
+        schema: &Schema,
+        report_type: &str,
+        header: &[String],
+        scope: &'a ScopeMatcher,
+    ) -> Result<Self, String> {
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+            .collect();
+        let find = |n: &str| names.iter().position(|h| h == n);
+        if find("timestamp").is_none() {
+            return Err(format!(
+                "the first line is not a Shadowserver report header (no `timestamp` column): {}",
+                crate::output::clip(&names.join(","), 120)
+            ));
+        }
+        let mut prefixes: Vec<&str> = Vec::new();
+        if find("ip").is_some() {
+            prefixes.push("");
+        }
+        let ddos_target = report_type.ends_with("_ddos_target");
+        let mut event: Vec<&str> = ["http_referer_", "src_", "dst_"]
+            .into_iter()
+            .filter(|p| find(&format!("{p}ip")).is_some())
+            .collect();
+        if ddos_target {
+            event.sort_by_key(|p| *p != "dst_");
+        }
+        prefixes.extend(event);
+        let mut sides = Vec::new();
+        let mut side_of = vec![None; names.len()];
+        for p in prefixes {
+            let ip = find(&format!("{p}ip")).expect("checked above");
+            let idx = sides.len();
+            let mut members = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                let stripped = if p.is_empty() {
+                    // Single-host reports: the host columns themselves.
+                    matches!(n.as_str(), "ip" | "port" | "asn" | "hostname").then(|| n.clone())
+                } else {
+                    n.strip_prefix(p).map(str::to_string)
+                };
+                if let Some(s) = stripped
+                    && side_of[i].is_none()
+                {
+                    side_of[i] = Some(idx);
+                    members.push((i, s));
+                }
+            }
+            sides.push(Side {
+                ip,
+                port: find(&format!("{p}port")),
+                asn: find(&format!("{p}asn")),
+                hostname: find(&format!("{p}hostname")),
+                port_is_service: p.is_empty() || p == "dst_",
+                members,
+            });
+        }
+        let canonical = schema.canonical(report_type).to_string();
+        Ok(Normalizer {
+            info: schema.info(&canonical),
+            report_type: canonical,
+            scope,
+            timestamp: find("timestamp"),
+            severity: find("severity"),
+            protocol: find("protocol"),
+            tag: find("tag"),
+            infection: find("infection"),
+            url: find("url"),
+            email: find("email"),
+            application: find("application"),
+            domain_fallback: DOMAIN_FALLBACK.iter().filter_map(|n| find(n)).collect(),
+            names,
+            sides,
+            side_of,
+        })
+    }
+
+    /// The report type findings get as `feed`.
+    pub fn report_type(&self) -> &str {
+        &self.report_type
+    }
+
+    /// Whether a record repeats the header (legacy files did that).
+    pub fn is_header_repeat(&self, rec: &csv::ByteRecord) -> bool {
+        rec.len() == self.names.len()
+            && rec
+                .iter()
+                .zip(&self.names)
+                .all(|(v, n)| v.eq_ignore_ascii_case(n.as_bytes()))
+    }
+
+    /// Normalises one record; `raw` is the pointer stored with the finding. `Err` is the reason
+    /// the row is rejected.
+    pub fn row(&self, rec: &csv::ByteRecord, raw: String) -> Result<Finding, String> {
+        // Short rows happen in real reports (a trailing column left out): the missing fields
+        // are empty, as Python's DictReader treats them. More fields than the header is broken.
+        if rec.len() > self.names.len() {
+            return Err(format!(
+                "the row has {} fields, the header has {}",
+                rec.len(),
+                self.names.len()
+            ));
+        }
+        let field = |i: usize| -> Cow<'_, str> {
+            rec.get(i)
+                .map(String::from_utf8_lossy)
+                .unwrap_or(Cow::Borrowed(""))
+        };
+        let value = |i: Option<usize>| -> Option<Cow<'_, str>> {
+            let v = field(i?);
+            if is_null(&v) { None } else { Some(v) }
+        };
+
+        // The subject side: the first in scope, else the first with an address.
+        let mut chosen: Option<(usize, Subject)> = None;
+        let mut first: Option<(usize, Subject)> = None;
+        for (si, side) in self.sides.iter().enumerate() {
+            let Some(v) = value(Some(side.ip)) else {
+                continue;
+            };
+            let subject = parse_subject(v.trim()).ok_or_else(|| {
+                format!(
+                    "`{}` is not an IP address or network: `{}`",
+                    self.names[side.ip],
+                    crate::output::clip(&v, 60)
+                )
+            })?;
+            if subject.in_scope(self.scope) {
+                chosen = Some((si, subject));
+                break;
+            }
+            if first.is_none() {
+                first = Some((si, subject));
+            }
+        }
+        let chosen = chosen.or(first);
+
+        // Timestamp.
+        let time_source = match value(self.timestamp) {
+            Some(v) => Some(
+                parse_time(v.trim())
+                    .ok_or_else(|| format!("bad timestamp `{}`", crate::output::clip(&v, 40)))?,
+            ),
+            None => return Err("the row has no timestamp".into()),
+        };
+
+        // Tags, CVEs and classification.
+        let tag_text = value(self.tag);
+        let tags: Vec<&str> = tag_text
+            .as_deref()
+            .map(|t| {
+                t.split([',', ';'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let infection = value(self.infection);
+        let classification = self
+            .info
+            .classify(&self.report_type, infection.as_deref(), &tags);
+        let severity = value(self.severity)
+            .and_then(|s| s.parse::<Severity>().ok())
+            .unwrap_or(self.info.severity);
+        let mut f = Finding::new(SOURCE, &self.report_type, classification, severity);
+        f.time_source = time_source;
+        f.raw = Some(raw);
+        if let Some(p) = value(self.protocol) {
+            f.protocol = Some(p.trim().to_ascii_lowercase());
+        }
+
+        let chosen_idx = chosen.as_ref().map(|(i, _)| *i);
+        if let Some((si, subject)) = chosen {
+            let side = &self.sides[si];
+            match subject {
+                Subject::Ip(ip) => f.ip = Some(ip),
+                Subject::Net(n) => f.network = Some(n),
+            }
+            if let Some(p) = value(side.port) {
+                let port: u16 = p
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("bad port `{}`", crate::output::clip(&p, 20)))?;
+                if side.port_is_service {
+                    f.port = Some(port);
+                }
+            }
+            if let Some(a) = value(side.asn) {
+                let a = a.trim();
+                let a = a.strip_prefix("AS").unwrap_or(a);
+                f.asn = Some(
+                    a.parse()
+                        .map_err(|_| format!("bad asn `{}`", crate::output::clip(a, 20)))?,
+                );
+            }
+            if let Some(h) = value(side.hostname) {
+                f.domain = host_name(&h);
+            }
+        }
+        if f.ip.is_none() && f.network.is_none() && f.domain.is_none() {
+            f.domain = self
+                .domain_fallback
+                .iter()
+                .find_map(|&i| value(Some(i)).and_then(|v| host_name(&v)));
+        }
+        if let Some(u) = value(self.url) {
+            let u = u.trim();
+            if u.starts_with("http://") || u.starts_with("https://") {
+                f.url = Some(u.to_string());
+            }
+        }
+        if let Some(e) = value(self.email) {
+            let e = e.trim();
+            if e.contains('@') {
+                f.email = Some(e.to_ascii_lowercase());
+            }
+        }
+        if f.ip.is_none()
+            && f.network.is_none()
+            && f.domain.is_none()
+            && f.url.is_none()
+            && f.email.is_none()
+        {
+            return Err("the row names no address, network, host name, URL or e-mail".into());
+        }
+
+        // Everything else goes to extra.
+        for (i, name) in self.names.iter().enumerate() {
+            if Some(i) == self.timestamp
+                || Some(i) == self.severity
+                || Some(i) == self.protocol
+                || Some(i) == self.tag
+            {
+                continue;
+            }
+            let key: &str = match (self.side_of[i], chosen_idx) {
+                (Some(s), Some(c)) if s == c => {
+                    let side = &self.sides[s];
+                    if i == side.ip
+                        || Some(i) == side.asn
+                        || (Some(i) == side.hostname && f.domain.is_some())
+                        || (Some(i) == side.port && side.port_is_service)
+                    {
+                        continue;
+                    }
+                    side.members
+                        .iter()
+                        .find(|(m, _)| *m == i)
+                        .map(|(_, n)| n.as_str())
+                        .unwrap_or(name)
+                }
+                _ => name,
+            };
+            if (Some(i) == self.url && f.url.is_some())
+                || (Some(i) == self.email && f.email.is_some())
+            {
+                continue;
+            }
+            let v = field(i);
+            if is_null(&v) {
+                continue;
+            }
+            f.extra
+                .insert(key.to_string(), Value::String(v.trim().to_string()));
+        }
+        if !tags.is_empty() {
+            let mut cves: Vec<String> = tags
+                .iter()
+                .filter(|t| is_cve(t))
+                .map(|t| t.to_ascii_uppercase())
+                .collect();
+            cves.sort();
+            cves.dedup();
+            f.extra.insert(
+                "tags".into(),
+                Value::Array(tags.iter().map(|t| Value::String(t.to_string())).collect()),
+            );
+            if !cves.is_empty() {
+                f.extra.insert(
+                    "cves".into(),
+                    Value::Array(cves.into_iter().map(Value::String).collect()),
+                );
+            }
+        }
+        if value(self.application).is_none()
+            && let Some(app) = &self.info.application
+        {
+            f.extra
+                .insert("application".into(), Value::String(app.clone()));
+        }
+        crate::pipeline::mark_scope(&mut f, self.scope);
+        Ok(f)
+    }
+}
+
+enum Subject {
+    Ip(IpAddr),
+    Net(IpNet),
+}
+
+impl Subject {
+    fn in_scope(&self, scope: &ScopeMatcher) -> bool {
+        match self {
+            Subject::Ip(ip) => scope.contains_ip(*ip),
+            Subject::Net(n) => scope.overlaps_net(*n),
+        }
+    }
+}
+
+fn parse_subject(v: &str) -> Option<Subject> {
+    if let Ok(ip) = v.parse::<IpAddr>() {
+        return Some(Subject::Ip(ip));
+    }
+    let n: IpNet = v.parse().ok()?;
+    if n.prefix_len() == n.max_prefix_len() {
+        Some(Subject::Ip(n.addr()))
+    } else {
+        Some(Subject::Net(n.trunc()))
+    }
+}
+
+/// A host name from a column value (scheme and path stripped); `None` for IPs and junk.
+fn host_name(v: &str) -> Option<String> {
+    let t = v.trim();
+    let t = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .unwrap_or(t);
+    let t = t.split(['/', '?', '#']).next().unwrap_or(t);
+    let t = t.trim_end_matches('.');
+    if t.is_empty()
+        || !t.contains('.')
+        || t.parse::<IpAddr>().is_ok()
+        || t.bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'@' || b == b':')
+    {
+        return None;
+    }
+    Some(t.to_ascii_lowercase())
+}
+
+/// `cve-2021-26855` in any case.
+pub fn is_cve(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() >= 13
+        && b[..4].eq_ignore_ascii_case(b"cve-")
+        && b[4..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'-'
+        && b[9..].iter().all(u8::is_ascii_digit)
+}
+
+/// Parses Shadowserver times: `2024-01-04 08:04:37` (UTC), with optional fraction, `T`, `Z`,
+/// `+00:00`/`+00` or ` UTC`; other RFC 3339 offsets are converted.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && (b[10] == b' ' || b[10] == b'T')
+        && b[13] == b':'
+        && b[16] == b':'
+    {
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let mut n = 0u32;
+            for &c in &b[r] {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + u32::from(c - b'0');
+            }
+            Some(n)
+        };
+        let mut rest = &s[19..];
+        let mut nanos = 0u32;
+        if let Some(r) = rest.strip_prefix('.') {
+            let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+            let frac = &r[..digits];
+            let mut n: u32 = 0;
+            for (i, c) in frac.bytes().take(9).enumerate() {
+                n += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+            }
+            nanos = n;
+            rest = &r[digits..];
+        }
+        let utc = matches!(
+            rest.trim(),
+            "" | "Z" | "z" | "+00:00" | "+00" | "+0000" | "UTC"
+        );
+        if utc {
+            let d = NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+            let t = d.and_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)?;
+            return Some(t.and_utc());
+        }
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::ScopeSnapshot;
+
+    fn rec(s: &str) -> csv::ByteRecord {
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(s.as_bytes());
+        let mut b = csv::ByteRecord::new();
+        r.read_byte_record(&mut b).unwrap();
+        b
+    }
+
+    fn header(s: &str) -> Vec<String> {
+        rec(s)
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn times() {
+        let t = |s| parse_time(s).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("2024-01-04 08:04:37").unwrap(),
+            "2024-01-04T08:04:37+00:00"
+        );
+        assert_eq!(
+            t("2024-01-04 08:04:37Z").unwrap(),
+            "2024-01-04T08:04:37+00:00"
+        );
+        assert_eq!(
+            t("2021-03-27T00:00:00.521730Z").unwrap(),
+            "2021-03-27T00:00:00.521730+00:00"
+        );
+        assert_eq!(
+            t("2024-01-04T10:04:37+02:00").unwrap(),
+            "2024-01-04T08:04:37+00:00"
+        );
+        assert!(t("2024-13-04 08:04:37").is_none());
+        assert!(t("yesterday").is_none());
+    }
+
+    #[test]
+    fn cves() {
+        assert!(is_cve("CVE-2024-38063"));
+        assert!(is_cve("cve-2021-26855"));
+        assert!(!is_cve("cve-21-1"));
+        assert!(!is_cve("exchange"));
+    }
+
+    #[test]
+    fn scan_row_by_header_name() {
+        let schema = Schema::bundled();
+        let scope = ScopeMatcher::new(&ScopeSnapshot {
+            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+            ..Default::default()
+        });
+        // Columns deliberately out of the usual order, plus an unknown one.
+        let h = header(
+            "\"port\",\"ip\",\"timestamp\",\"severity\",\"protocol\",\"hostname\",\"tag\",\"asn\",\"new_col\",\"naics\"",
+        );
+        let n = Normalizer::new(&schema, "scan_dns", &h, &scope).unwrap();
+        let f = n
+            .row(
+                &rec("53,\"192.0.2.7\",\"2024-01-04 08:04:37\",\"high\",\"udp\",\"ns.Example.org.\",\"openresolver;CVE-2020-1350\",64496,\"x\",0"),
+                "f.csv:2".into(),
+            )
+            .unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.7");
+        assert_eq!(f.port, Some(53));
+        assert_eq!(f.protocol.as_deref(), Some("udp"));
+        assert_eq!(f.asn, Some(64496));
+        assert_eq!(f.domain.as_deref(), Some("ns.example.org"));
+        assert_eq!(f.severity, Severity::High);
+        assert_eq!(f.classification.identifier, "dns-open-resolver");
+        assert_eq!(f.extra["new_col"], "x");
+        assert!(!f.extra.contains_key("naics"));
+        assert_eq!(f.extra["cves"], serde_json::json!(["CVE-2020-1350"]));
+        assert!(f.in_scope);
+    }
+
+    #[test]
+    fn event_subject_follows_scope() {
+        let schema = Schema::bundled();
+        let h =
+            header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
+        let row = rec("2026-11-20 10:00:00,tcp,203.0.113.5,50123,64500,192.0.2.9,8080,64496,mirai");
+        // No scope: the default side (src) is the subject.
+        let empty = ScopeMatcher::default();
+        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &empty).unwrap();
+        let f = n.row(&row, "x:2".into()).unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "203.0.113.5");
+        assert_eq!(f.port, None, "client ports are not identity");
+        assert_eq!(f.extra["port"], "50123");
+        assert_eq!(f.extra["dst_ip"], "192.0.2.9");
+        assert_eq!(f.classification.identifier, "mirai");
+        assert!(!f.in_scope);
+        // Our network is on the dst side: that side becomes the subject.
+        let scope = ScopeMatcher::new(&ScopeSnapshot {
+            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+            ..Default::default()
+        });
+        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
+        let f = n.row(&row, "x:2".into()).unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.9");
+        assert_eq!(f.port, Some(8080));
+        assert_eq!(f.asn, Some(64496));
+        assert_eq!(f.extra["src_ip"], "203.0.113.5");
+        assert!(f.in_scope);
+    }
+
+    #[test]
+    fn blocklist_cidr_and_malformed_rows() {
+        let schema = Schema::bundled();
+        let scope = ScopeMatcher::default();
+        let h = header("timestamp,severity,ip,hostname,source,reason,asn");
+        let n = Normalizer::new(&schema, "blocklist", &h, &scope).unwrap();
+        let f = n
+            .row(
+                &rec("2026-11-20 08:04:37,,198.51.100.0/24,,x,y,0"),
+                "b:2".into(),
+            )
+            .unwrap();
+        assert_eq!(f.network.unwrap().to_string(), "198.51.100.0/24");
+        assert_eq!(f.ip, None);
+        assert_eq!(f.asn, None, "0 is null");
+        assert_eq!(f.severity, Severity::Low);
+        let f = n
+            .row(
+                &rec("2026-11-20 08:04:37,,198.51.100.7/32,,x,y,"),
+                "b:3".into(),
+            )
+            .unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "198.51.100.7");
+        for bad in [
+            "2026-11-20 08:04:37,,999.1.1.1,,x,y,1",
+            "not a time,,198.51.100.7,,x,y,1",
+            ",,198.51.100.7,,x,y,1",
+            "2026-11-20 08:04:37,,198.51.100.7,,x,y,ASX",
+            "2026-11-20 08:04:37,,,,x,y,1",
+            "2026-11-20 08:04:37,,198.51.100.7,,x,y,1,extra",
+        ] {
+            assert!(n.row(&rec(bad), "b:9".into()).is_err(), "{bad}");
+        }
+        assert!(Normalizer::new(&schema, "blocklist", &header("a,b,c"), &scope).is_err());
+    }
+}

@@ -1,0 +1,975 @@
+//! Shadowserver: file import (csv, csv.gz, zip, eml), normalisation of the current column layout,
+//! the Reports API fetcher against a local mock (HMAC2 on every request, list → download, skip of
+//! ingested reports, error bodies), `shadowserver ping` / `update-schema`, and the shared samples.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use outwatch::clock::ManualClock;
+use outwatch::config::{Config, HttpConfig};
+use outwatch::http::HttpClient;
+use outwatch::pipeline::Runner;
+use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
+use outwatch::secret::Secret;
+use outwatch::sources::shadowserver::api::sign;
+use outwatch::sources::shadowserver::{INGESTED_STATE_KEY, ShadowserverConfig, build};
+use outwatch::store::{Query, QueryOptions, SledStore, Store};
+
+const KEY: &str = "test-api-key-0b5c";
+const SECRET: &str = "test-secret-9f1e77";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shadowserver")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+fn all_fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A config whose scope is 192.0.2.0/24 and 2001:db8:1::/48 (no ASNs: no RIPEstat calls).
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("outwatch.toml");
+    std::fs::write(
+        &p,
+        format!(
+            r#"[organisation]
+name = "Example Org"
+prefixes = ["192.0.2.0/24", "2001:db8:1::/48"]
+[scope]
+ripestat_url = "http://127.0.0.1:9"
+[store]
+path = "data"
+{extra}"#
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn outwatch(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("outwatch").unwrap();
+    c.current_dir(dir)
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .env_remove("RUST_LOG");
+    c
+}
+
+fn json_out(c: &mut Command) -> Value {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn lookup(dir: &Path, args: &[&str], q: &str) -> Vec<Value> {
+    let mut c = outwatch(dir);
+    c.args(args).args(["lookup", q, "--json"]);
+    json_out(&mut c)["findings"].as_array().unwrap().clone()
+}
+
+fn check_sum(s: &Value) {
+    let n = |k: &str| s[k].as_u64().unwrap();
+    assert_eq!(
+        n("rows"),
+        n("imported") + n("duplicates") + n("rejected"),
+        "{s}"
+    );
+    let by_type: u64 = s["by_type"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_type, n("rows"), "{s}");
+    let keys: Vec<&String> = s.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "by_type",
+            "duplicates",
+            "errors",
+            "files",
+            "imported",
+            "rejected",
+            "rows"
+        ]
+    );
+}
+
+#[test]
+fn import_current_layout_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let cfg = cfg.to_str().unwrap();
+    let mut c = outwatch(dir.path());
+    c.args(["--config", cfg, "import", "shadowserver", "--json"])
+        .args(all_fixtures());
+    let s = json_out(&mut c);
+    check_sum(&s);
+    assert_eq!(s["files"], 5);
+    assert_eq!(s["rows"], 12);
+    assert_eq!(s["rejected"], 3, "{s}");
+    // The two sinkhole rows are the same infected host (ephemeral client ports differ).
+    assert_eq!(s["duplicates"], 1, "{s}");
+    assert_eq!(s["imported"], 8, "{s}");
+    assert_eq!(s["by_type"]["scan_rdp"], 4);
+    assert_eq!(s["by_type"]["event4_sinkhole_http"], 2);
+    let errors = s["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3);
+    let locs: Vec<&str> = errors
+        .iter()
+        .map(|e| e["location"].as_str().unwrap())
+        .collect();
+    assert!(
+        locs[0].ends_with("2026-11-20-scan_rdp-example-asn.csv:3"),
+        "{locs:?}"
+    );
+    assert!(locs[1].ends_with("scan_rdp-example-asn.csv:4"), "{locs:?}");
+    assert!(locs[2].ends_with("scan_rdp-example-asn.csv:5"), "{locs:?}");
+    assert!(errors[0]["message"].as_str().unwrap().contains("port"));
+    assert!(errors[1]["message"].as_str().unwrap().contains("not-an-ip"));
+
+    let a = ["--config", cfg];
+    // A scan row: header-mapped fields, per-row severity, CVE from tags, unknown column kept.
+    let f = lookup(dir.path(), &a, "192.0.2.54");
+    assert_eq!(f.len(), 1);
+    let f = &f[0];
+    assert_eq!(f["source"], "shadowserver");
+    assert_eq!(f["feed"], "scan_dns");
+    assert_eq!(
+        f["classification"],
+        json!({"taxonomy": "vulnerable", "type": "vulnerable-system", "identifier": "dns-open-resolver"})
+    );
+    assert_eq!(f["port"], 53);
+    assert_eq!(f["protocol"], "udp");
+    assert_eq!(f["asn"], 64496);
+    assert_eq!(f["severity"], "high");
+    assert_eq!(f["in_scope"], true);
+    assert_eq!(f["time_source"], "2026-11-20T03:14:09Z");
+    assert_eq!(f["extra"]["cves"], json!(["CVE-2020-1350"]));
+    assert_eq!(
+        f["extra"]["tags"],
+        json!(["openresolver", "bogusresolver", "CVE-2020-1350"])
+    );
+    assert_eq!(f["extra"]["dns_version"], "Microsoft DNS 6.1.7601");
+    assert!(f["extra"].get("naics").is_none(), "0 is null");
+    assert!(
+        f["raw"]
+            .as_str()
+            .unwrap()
+            .ends_with("scan_dns-example-asn.csv:3")
+    );
+
+    let f = &lookup(dir.path(), &a, "192.0.2.53")[0];
+    assert_eq!(f["domain"], "ns1.example.org");
+    assert_eq!(f["extra"]["hostname_source"], "ptr");
+    assert_eq!(
+        f["extra"]["sector"],
+        "Communications, Service Provider, and Hosting Service"
+    );
+    assert_eq!(f["severity"], "medium");
+
+    // Outside the configured scope: kept, flagged.
+    let f = &lookup(dir.path(), &a, "198.51.100.20")[0];
+    assert_eq!(f["in_scope"], false);
+
+    // Unknown (newer) column lands in extra; CVE in a `,` separated tag list.
+    let f = &lookup(dir.path(), &a, "192.0.2.33")[0];
+    assert_eq!(f["feed"], "scan_rdp");
+    assert_eq!(f["extra"]["new_field_2026"], "added-later");
+    assert_eq!(f["extra"]["cves"], json!(["CVE-2019-0708"]));
+    assert_eq!(f["classification"]["identifier"], "open-rdp");
+
+    // Event report: the infected host is src_*, identifier from `infection`, the sinkhole side
+    // stays in extra.
+    let f = lookup(dir.path(), &a, "192.0.2.77");
+    assert_eq!(f.len(), 1);
+    let f = &f[0];
+    assert_eq!(f["feed"], "event4_sinkhole_http");
+    assert_eq!(
+        f["classification"],
+        json!({"taxonomy": "malicious-code", "type": "infected-system", "identifier": "andromeda"})
+    );
+    assert_eq!(f["severity"], "critical");
+    assert_eq!(f["times_seen"], 1);
+    assert_eq!(f["domain"], "pc77.office.example.org");
+    assert_eq!(f["port"], Value::Null);
+    assert_eq!(f["extra"]["dst_ip"], "203.0.113.80");
+    assert_eq!(f["extra"]["http_host"], "gtr.example-c2.com");
+    assert_eq!(f["extra"]["geo"], "NL");
+    assert!(lookup(dir.path(), &a, "203.0.113.80").is_empty());
+
+    // ddos_target: the victim is dst_*.
+    let f = &lookup(dir.path(), &a, "2001:db8:1::443")[0];
+    assert_eq!(f["feed"], "event4_honeypot_ddos_target");
+    assert_eq!(f["port"], 443);
+    assert_eq!(f["protocol"], "udp");
+    assert_eq!(f["severity"], "info");
+    assert_eq!(f["classification"]["type"], "ddos");
+    assert_eq!(f["extra"]["src_ip"], "203.0.113.9");
+    assert!(lookup(dir.path(), &a, "203.0.113.9").is_empty());
+
+    // Blocklist: a CIDR in `ip` becomes the finding's network; default severity when empty.
+    let f = lookup(dir.path(), &a, "192.0.2.200");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["network"], "192.0.2.128/25");
+    assert_eq!(f[0]["ip"], Value::Null);
+    assert_eq!(f[0]["feed"], "blocklist");
+    assert_eq!(f[0]["extra"]["cves"], json!(["CVE-2024-38063"]));
+    let f = &lookup(dir.path(), &a, "192.0.2.99")[0];
+    assert_eq!(f["severity"], "low");
+    assert_eq!(f["classification"]["type"], "blocklist");
+
+    // The same files again: everything is a duplicate, nothing new.
+    let mut c = outwatch(dir.path());
+    c.args(["--config", cfg, "import", "shadowserver", "--json"])
+        .args(all_fixtures());
+    let s = json_out(&mut c);
+    check_sum(&s);
+    assert_eq!(s["imported"], 0);
+    assert_eq!(s["duplicates"], 9);
+    let f = &lookup(dir.path(), &a, "192.0.2.53")[0];
+    assert_eq!(f["times_seen"], 2);
+}
+
+#[test]
+fn import_works_without_config_and_flags_out_of_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let d = data.to_str().unwrap();
+    let mut c = outwatch(dir.path());
+    c.args(["--data-dir", d, "import", "shadowserver", "--json"])
+        .arg(fixture("2026-11-20-scan_dns-example-asn.csv"));
+    let s = json_out(&mut c);
+    check_sum(&s);
+    assert_eq!(s["imported"], 3);
+    let f = &lookup(dir.path(), &["--data-dir", d], "192.0.2.53")[0];
+    assert_eq!(f["in_scope"], false);
+    assert_eq!(f["feed"], "scan_dns");
+
+    // Text output, and a file whose type cannot be told.
+    let odd = dir.path().join("notes.csv");
+    std::fs::copy(fixture("2026-11-20-scan_dns-example-asn.csv"), &odd).unwrap();
+    let out = outwatch(dir.path())
+        .args(["--data-dir", d, "import", "shadowserver"])
+        .arg(&odd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--type"));
+    // --type fixes it.
+    let mut c = outwatch(dir.path());
+    c.args([
+        "--data-dir",
+        d,
+        "import",
+        "shadowserver",
+        "--type",
+        "scan_dns",
+        "--json",
+    ])
+    .arg(&odd);
+    let s = json_out(&mut c);
+    assert_eq!(s["duplicates"], 3);
+}
+
+fn gz_bytes(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zip_bytes(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    w.start_file(name, opts).unwrap();
+    w.write_all(data).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+/// A report mail as Shadowserver sends it: text body plus a zipped CSV attachment (base64).
+fn eml_bytes(zip_name: &str, zip: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(zip);
+    let wrapped: Vec<String> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    format!(
+        "From: autoreports@shadowserver.org\r\n\
+To: abuse@example.org\r\n\
+Subject: [Example] Shadowserver Example Accessible RDP Report: 2026-11-20\r\n\
+Date: Fri, 20 Nov 2026 12:00:00 +0000\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"==sep==\"\r\n\
+\r\n\
+--==sep==\r\n\
+Content-Type: text/plain; charset=us-ascii\r\n\
+\r\n\
+Attached is the report.\r\n\
+--==sep==\r\n\
+Content-Type: application/zip; name=\"{zip_name}\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"{zip_name}\"\r\n\
+\r\n\
+{}\r\n\
+--==sep==--\r\n",
+        wrapped.join("\r\n")
+    )
+    .into_bytes()
+}
+
+#[test]
+fn import_gz_zip_and_eml() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "2026-11-20-scan_rdp-example-asn.csv";
+    let csv = std::fs::read(fixture(name)).unwrap();
+    let gz = dir.path().join(format!("{name}.gz"));
+    std::fs::write(&gz, gz_bytes(&csv)).unwrap();
+    let zip = dir.path().join(format!("{name}.zip"));
+    std::fs::write(&zip, zip_bytes(name, &csv)).unwrap();
+    let eml = dir.path().join("report-mail.eml");
+    std::fs::write(
+        &eml,
+        eml_bytes(&format!("{name}.zip"), &zip_bytes(name, &csv)),
+    )
+    .unwrap();
+    for (i, (file, loc)) in [
+        (&gz, format!("{name}.gz:3")),
+        (&zip, format!("{name}.zip!{name}:3")),
+        (&eml, format!("report-mail.eml!{name}.zip!{name}:3")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = dir.path().join(format!("store{i}"));
+        let mut c = outwatch(dir.path());
+        c.args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "import",
+            "shadowserver",
+            "--json",
+        ])
+        .arg(file);
+        let s = json_out(&mut c);
+        check_sum(&s);
+        assert_eq!(s["rows"], 4, "{}: {s}", file.display());
+        assert_eq!(s["imported"], 1, "{s}");
+        assert_eq!(s["rejected"], 3, "{s}");
+        assert_eq!(s["by_type"]["scan_rdp"], 4, "{s}");
+        let first = s["errors"][0]["location"].as_str().unwrap();
+        assert!(first.ends_with(&loc), "{first} vs {loc}");
+        let f = lookup(
+            dir.path(),
+            &["--data-dir", data.to_str().unwrap()],
+            "192.0.2.33",
+        );
+        assert_eq!(f[0]["feed"], "scan_rdp");
+    }
+    // A mail without any report attachment is an error, not a silent success.
+    let empty = dir.path().join("link-only.eml");
+    std::fs::write(
+        &empty,
+        "From: autoreports@shadowserver.org\r\nSubject: x\r\n\r\nhttps://dl.shadowserver.org/xyz\r\n",
+    )
+    .unwrap();
+    let out = outwatch(dir.path())
+        .args([
+            "--data-dir",
+            dir.path().join("s9").to_str().unwrap(),
+            "import",
+            "shadowserver",
+            "--json",
+        ])
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("attachment")
+    );
+}
+
+/// Every shared sample (older layouts) imports with zero rejected rows and is found by lookup.
+#[test]
+fn shared_samples_import_without_rejects() {
+    let samples = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/samples/shadowserver"
+    ));
+    if !samples.is_dir() {
+        eprintln!(
+            "note: {} is absent; skipping the shared-samples check",
+            samples.display()
+        );
+        return;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(samples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("store");
+    let d = d.to_str().unwrap();
+    let mut c = outwatch(dir.path());
+    c.args(["--data-dir", d, "import", "shadowserver", "--json"])
+        .args(&files);
+    let s = json_out(&mut c);
+    check_sum(&s);
+    assert_eq!(s["rejected"], 0, "{s}");
+    assert_eq!(s["errors"], json!([]), "{s}");
+    assert_eq!(s["files"], files.len());
+    assert_eq!(s["by_type"].as_object().unwrap().len(), files.len());
+
+    // For each sample with an `ip` column: the first row's IP is found with the right feed.
+    let mut checked = 0;
+    for file in &files {
+        let mut rdr = csv::Reader::from_path(file).unwrap();
+        let header = rdr.headers().unwrap().clone();
+        let Some(ip_col) = header.iter().position(|h| h == "ip") else {
+            continue;
+        };
+        let rec = rdr.records().next().unwrap().unwrap();
+        let ip = rec[ip_col].to_string();
+        let report_type = file.file_stem().unwrap().to_str().unwrap();
+        let found = lookup(dir.path(), &["--data-dir", d], &ip);
+        let f = found
+            .iter()
+            .find(|f| f["feed"] == report_type)
+            .unwrap_or_else(|| panic!("{ip} of {report_type} not found: {found:?}"));
+        assert_eq!(f["source"], "shadowserver");
+        assert!(!f["classification"]["type"].as_str().unwrap().is_empty());
+        assert!(
+            !f["classification"]["identifier"]
+                .as_str()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(!f["severity"].as_str().unwrap().is_empty());
+        if let Some(pc) = header.iter().position(|h| h == "port") {
+            let p: Option<u64> = rec[pc].parse().ok().filter(|p| *p != 0);
+            assert_eq!(f["port"].as_u64(), p, "{report_type}");
+        }
+        if let Some(pc) = header.iter().position(|h| h == "protocol") {
+            let p = rec[pc].to_string();
+            if !p.is_empty() {
+                assert_eq!(f["protocol"], p, "{report_type}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked}");
+
+    // One fixed expectation with the schema's classification and the type's default severity.
+    let f = lookup(dir.path(), &["--data-dir", d], "198.123.245.145");
+    let f = f.iter().find(|f| f["feed"] == "scan_telnet").unwrap();
+    assert_eq!(
+        f["classification"],
+        json!({"taxonomy": "vulnerable", "type": "vulnerable-system", "identifier": "open-telnet"})
+    );
+    assert_eq!(f["port"], 5678);
+    assert_eq!(f["protocol"], "tcp");
+    assert_eq!(f["severity"], "medium");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports API against a local mock.
+
+fn report_list(entries: &[(&str, &str, &str)]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .map(|(id, file, t)| {
+                json!({"report": "example-asn", "file": file, "type": t, "id": id,
+                       "timestamp": &file[..10],
+                       "url": "https://www.shadowserver.org/what-we-do/network-reporting/"})
+            })
+            .collect(),
+    )
+}
+
+const ID_DNS: &str = "xNDSuwXrKnrLrDopU926rR75CAESMWesVCKsuyI8b8ncTv7GCX";
+const ID_SINK: &str = "bQ7tYp3LmZ0aR2vK9sW4eU1hJ6cN8dF5gX3iO7kT0qA2yB9wE4";
+const ID_RDP: &str = "Zr8Lk2Pq5Wm1Xn7Bv4Cy9Td3Hf6Js0Ga2Ke5Uo8Ri1Ye4Wt7Qp";
+
+fn config_for(server: &MockServer) -> ShadowserverConfig {
+    ShadowserverConfig {
+        enabled: true,
+        schedule: None,
+        base_url: Some(format!("{}/api2/", server.uri())),
+        download_url: Some(format!("{}/dl/", server.uri())),
+        api_key: Some(Secret::new(KEY)),
+        api_key_env: None,
+        secret: Some(Secret::new(SECRET)),
+        secret_env: None,
+        types: vec![],
+        resolve_after: None,
+        schema_url: None,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-22T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn runner(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Runner {
+    let scope = ScopeSnapshot {
+        prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    Runner {
+        store,
+        http: HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap(),
+        scope: Arc::new(ScopeMatcher::new(&scope)),
+        clock,
+    }
+}
+
+/// Every POST carries `HMAC2` = hex HMAC-SHA256(secret, exact body) and the key in its body.
+async fn assert_all_signed(server: &MockServer) -> usize {
+    let reqs: Vec<Request> = server.received_requests().await.unwrap();
+    let mut n = 0;
+    for r in reqs.iter().filter(|r| r.method.as_str() == "POST") {
+        let sig = r
+            .headers
+            .get("hmac2")
+            .unwrap_or_else(|| panic!("no HMAC2 on {}", r.url))
+            .to_str()
+            .unwrap();
+        assert_eq!(sig, sign(SECRET, &r.body), "bad signature on {}", r.url);
+        assert_eq!(sig.len(), 64);
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["apikey"], KEY);
+        n += 1;
+    }
+    n
+}
+
+fn downloads(reqs: &[Request], id: &str) -> usize {
+    reqs.iter()
+        .filter(|r| r.method.as_str() == "GET" && r.url.path() == format!("/dl/{id}"))
+        .count()
+}
+
+#[tokio::test]
+async fn fetch_lists_downloads_and_skips_ingested_reports() {
+    let server = MockServer::start().await;
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    let sink = std::fs::read(fixture("2026-11-20-event4_sinkhole_http-example-asn.csv")).unwrap();
+    let rdp = std::fs::read(fixture("2026-11-20-scan_rdp-example-asn.csv")).unwrap();
+    let list1 = report_list(&[
+        (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
+        (
+            ID_SINK,
+            "2026-11-21-event4_sinkhole_http-example-asn.csv",
+            "event4_sinkhole_http",
+        ),
+    ]);
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list1))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    for (id, body) in [(ID_DNS, &dns), (ID_SINK, &sink), (ID_RDP, &rdp)] {
+        Mock::given(method("GET"))
+            .and(path(format!("/dl/{id}")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "text/csv")
+                    .set_body_bytes(body.clone()),
+            )
+            .mount(&server)
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let r = runner(store.clone(), clock.clone());
+    let src = build(&config_for(&server), &Config::default()).unwrap();
+
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(rep.ok, "{rep:?}");
+    assert_eq!(rep.fetched, 5);
+    assert_eq!(rep.new, 4);
+    assert_eq!(rep.in_scope, 4);
+    assert_eq!(store.count().unwrap(), 4);
+    // The listing asks for "two days ago .. today".
+    let reqs = server.received_requests().await.unwrap();
+    let list_body: Value = serde_json::from_slice(&reqs[0].body).unwrap();
+    assert_eq!(list_body["date"], "2026-11-20:2026-11-22");
+    let f = store
+        .query(
+            &Query::Ip("192.0.2.77".parse().unwrap()),
+            &QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(f[0].feed, "event4_sinkhole_http");
+    assert_eq!(
+        f[0].raw.as_deref(),
+        Some("report 2026-11-21-event4_sinkhole_http-example-asn.csv line 3")
+    );
+    // Remembered by file name; the download ids are never stored.
+    let state = String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
+    assert!(state.contains("2026-11-20-scan_dns-example-asn.csv"));
+    assert!(!state.contains(ID_DNS) && !state.contains(ID_SINK));
+
+    // Next day: the listing repeats both old reports and adds one; only the new one is fetched.
+    clock.advance(chrono::Duration::days(1));
+    let list2 = report_list(&[
+        (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
+        (
+            ID_SINK,
+            "2026-11-21-event4_sinkhole_http-example-asn.csv",
+            "event4_sinkhole_http",
+        ),
+        (ID_RDP, "2026-11-22-scan_rdp-example-asn.csv", "scan_rdp"),
+    ]);
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list2))
+        .mount(&server)
+        .await;
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(rep.ok, "{rep:?}");
+    assert_eq!(rep.fetched, 4);
+    assert_eq!(rep.new, 1);
+    assert_eq!(rep.rejected, 3);
+    assert!(rep.errors.is_empty() || rep.errors.len() <= 3);
+    assert_eq!(store.count().unwrap(), 5);
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(downloads(&reqs, ID_DNS), 1);
+    assert_eq!(downloads(&reqs, ID_SINK), 1);
+    assert_eq!(downloads(&reqs, ID_RDP), 1);
+    assert_eq!(assert_all_signed(&server).await, 2);
+    // Downloads carry no signature and no key.
+    for r in reqs.iter().filter(|r| r.method.as_str() == "GET") {
+        assert!(r.headers.get("hmac2").is_none());
+        assert!(!r.url.as_str().contains(KEY));
+    }
+}
+
+#[tokio::test]
+async fn error_reply_and_html_download_leave_the_store_unchanged() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let r = runner(store.clone(), clock.clone());
+    let src = build(&config_for(&server), &Config::default()).unwrap();
+
+    // A 200 reply carrying {"error": ...} is a failure.
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"error": "Invalid HMAC signature for the supplied key"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(!rep.ok);
+    let err = rep.error.clone().unwrap();
+    assert!(err.contains("Invalid HMAC"), "{err}");
+    assert!(!err.contains(SECRET) && !err.contains(KEY), "{err}");
+    assert_eq!(store.count().unwrap(), 0);
+    assert!(store.state_get(INGESTED_STATE_KEY).unwrap().is_none());
+    let runs = store.runs(Some("shadowserver"), 5).unwrap();
+    assert_eq!(runs[0].outcome, "error");
+
+    // A listed report whose download is an HTML page: the run fails, nothing is stored, and
+    // neither the id nor the credentials show in the message.
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[
+            (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
+            (ID_RDP, "2026-11-22-scan_rdp-example-asn.csv", "scan_rdp"),
+        ])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_DNS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(dns))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_RDP}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html")
+                .set_body_string("<!DOCTYPE html><html><body>Link expired</body></html>"),
+        )
+        .mount(&server)
+        .await;
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(!rep.ok);
+    let err = rep.error.clone().unwrap();
+    assert!(err.contains("HTML"), "{err}");
+    assert!(err.contains("2026-11-22-scan_rdp-example-asn.csv"), "{err}");
+    assert!(
+        !err.contains(ID_RDP) && !err.contains(SECRET) && !err.contains(KEY),
+        "{err}"
+    );
+    assert_eq!(store.count().unwrap(), 0);
+    assert!(store.state_get(INGESTED_STATE_KEY).unwrap().is_none());
+
+    // An empty download is refused too.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[(
+            ID_DNS,
+            "2026-11-20-scan_dns-example-asn.csv",
+            "scan_dns",
+        )])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_DNS}")))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(!rep.ok);
+    assert!(rep.error.unwrap().contains("empty"));
+    assert_eq!(store.count().unwrap(), 0);
+
+    // A 401 from the API is an authentication error.
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "unauthorized"})))
+        .mount(&server)
+        .await;
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(!rep.ok);
+    assert!(rep.error.unwrap().contains("authentication"));
+    assert_eq!(assert_all_signed(&server).await, 1);
+}
+
+#[test]
+fn missing_credentials_are_a_config_error() {
+    let mut c = ShadowserverConfig {
+        enabled: true,
+        schedule: None,
+        base_url: None,
+        download_url: None,
+        api_key: Some(Secret::new(KEY)),
+        api_key_env: None,
+        secret: None,
+        secret_env: Some("OUTWATCH_TEST_SS_SECRET_UNSET".into()),
+        types: vec![],
+        resolve_after: None,
+        schema_url: None,
+    };
+    let e = build(&c, &Config::default()).err().unwrap().to_string();
+    assert!(e.contains("OUTWATCH_TEST_SS_SECRET_UNSET"), "{e}");
+    c.secret_env = None;
+    let e = build(&c, &Config::default()).err().unwrap().to_string();
+    assert!(e.contains("secret"), "{e}");
+    assert!(!e.contains(KEY));
+}
+
+/// `outwatch fetch --source shadowserver --json`, `shadowserver ping` and `update-schema`
+/// through the CLI against the mock.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_fetch_ping_and_update_schema() {
+    let server = MockServer::start().await;
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[(
+            ID_DNS,
+            "2026-11-20-scan_dns-example-asn.csv",
+            "scan_dns",
+        )])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_DNS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(dns))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api2/test/ping"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"pong": "2026-11-22 09:00:00"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api2/key/info"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "query_limit": "0", "user": "***", "status": "active", "access": ["reports"],
+            "query_count": "10", "apikey": "***", "label": "***"}])))
+        .mount(&server)
+        .await;
+    let mut schema: Value =
+        serde_json::from_str(include_str!("../feeds/shadowserver/reports.json")).unwrap();
+    schema["scan_newservice"] = json!({
+        "name": "Accessible-New-Service", "classification.taxonomy": "vulnerable",
+        "classification.type": "vulnerable-system",
+        "fields": ["timestamp", "severity", "ip", "protocol", "port", "hostname", "tag", "asn"]});
+    Mock::given(method("GET"))
+        .and(path("/schema/reports.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(schema))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/schema/broken.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html><body>oops</body></html>"))
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[sources.shadowserver]\nbase_url = \"{u}/api2/\"\ndownload_url = \"{u}/dl/\"\n\
+             api_key_env = \"OUTWATCH_TEST_SS_KEY\"\nsecret_env = \"OUTWATCH_TEST_SS_SECRET\"\n\
+             schema_url = \"{u}/schema/reports.json\"\n",
+            u = server.uri()
+        ),
+    );
+    let cfg = cfg.to_str().unwrap().to_string();
+    let d = dir.path().to_path_buf();
+    let run = move |args: Vec<String>| {
+        let d = d.clone();
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            outwatch(&d)
+                .env("OUTWATCH_TEST_SS_KEY", KEY)
+                .env("OUTWATCH_TEST_SS_SECRET", SECRET)
+                .arg("--config")
+                .arg(&cfg)
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .join()
+        .unwrap()
+    };
+    let args = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+
+    let out = run(args("fetch --source shadowserver --json"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["sources"][0];
+    assert_eq!(s["name"], "shadowserver");
+    assert_eq!(s["ok"], true);
+    assert_eq!(s["fetched"], 3);
+    assert_eq!(s["new"], 3);
+    assert_eq!(s["in_scope"], 2);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(SECRET) && !all.contains(ID_DNS));
+    // Second run: the report is known, nothing is downloaded again.
+    let out = run(args("fetch --source shadowserver --json"));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["sources"][0]["fetched"], 0);
+
+    let out = run(args("shadowserver ping --json"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["pong"], "2026-11-22 09:00:00");
+    assert_eq!(v["key"]["status"], "active");
+    assert!(v["key"].get("apikey").is_none());
+
+    // A broken schema is refused and changes nothing.
+    let out = run(vec![
+        "shadowserver".into(),
+        "update-schema".into(),
+        "--url".into(),
+        format!("{}/schema/broken.json", server.uri()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unchanged"));
+    // The configured schema_url: a new type appears and its files import by name.
+    let out = run(args("shadowserver update-schema"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scan_newservice"));
+    let f = dir
+        .path()
+        .join("2026-11-22-scan_newservice-example-asn.csv");
+    std::fs::write(
+        &f,
+        "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\"\n\
+         \"2026-11-22 01:00:00\",\"high\",\"192.0.2.5\",\"tcp\",4444,,\"newservice\",64496\n",
+    )
+    .unwrap();
+    let out = run(vec![
+        "import".into(),
+        "shadowserver".into(),
+        "--json".into(),
+        f.to_str().unwrap().into(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["by_type"]["scan_newservice"], 1);
+    let out = run(args("lookup 192.0.2.5 --json"));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(f["feed"], "scan_newservice");
+    assert_eq!(f["classification"]["type"], "vulnerable-system");
+    assert_eq!(f["classification"]["identifier"], "scan-newservice");
+    assert_eq!(f["severity"], "high");
+    assert_eq!(assert_all_signed(&server).await, 4);
+}
