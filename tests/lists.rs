@@ -948,3 +948,158 @@ identifier = "spamhaus-asndrop"
     assert_eq!(p.findings[0].asn, Some(10516));
     assert_eq!(p.findings[0].severity, Severity::Critical);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The CLI, end to end: `fetch --json` then `lookup --json`
+
+fn outwatch(cfg: &Path, data: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let out = assert_cmd::Command::cargo_bin("outwatch")
+        .unwrap()
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .env_remove("ABUSECH_AUTH_KEY")
+        .arg("--config")
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {stdout}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_fetch_json_then_lookup_shows_the_feed() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/downloads/ipblocklist.csv",
+        fixture("feodotracker/ipblocklist.csv"),
+    )
+    .await;
+    serve(&server, "/drop/asndrop.json", fixture("spamhaus/asndrop.json")).await;
+    serve(
+        &server,
+        "/data/announced-prefixes/data.json",
+        fixture("ripestat/announced-prefixes_AS64496.json"),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/downloads/csv_recent/"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("outwatch.toml");
+    let base = server.uri();
+    std::fs::write(
+        &cfg,
+        format!(
+            r##"
+[organisation]
+name = "Example Org"
+asns = [64496]
+prefixes = ["203.0.113.0/24", "2001:db8:1::/48"]
+domains = ["example.org"]
+[scope]
+ripestat_url = "{base}"
+[sources.feodotracker]
+base_url = "{base}"
+[sources.spamhaus_asndrop]
+base_url = "{base}"
+[sources.urlhaus]
+base_url = "{base}"
+"##
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (cfg2, data2) = (cfg.clone(), data.clone());
+    let (code, json, stderr) = tokio::task::spawn_blocking(move || {
+        outwatch(
+            &cfg2,
+            &data2,
+            &[
+                "fetch",
+                "--source",
+                "feodotracker",
+                "--source",
+                "spamhaus_asndrop",
+                "--json",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{json}\n{stderr}");
+    let s = &json["sources"];
+    assert_eq!(s[0]["name"], "feodotracker");
+    assert_eq!(s[0]["ok"], true);
+    assert_eq!(s[0]["fetched"], 6);
+    assert_eq!(s[0]["in_scope"], 2, "198.51.100.7 is ours through AS64496");
+    assert_eq!(s[0]["new"], 2);
+    assert_eq!(s[0]["updated"], 0);
+    assert_eq!(s[0]["resolved"], 0);
+    assert!(s[0]["error"].is_null());
+    assert_eq!(s[1]["name"], "spamhaus_asndrop");
+    assert_eq!(s[1]["in_scope"], 1);
+
+    let (cfg2, data2) = (cfg.clone(), data.clone());
+    let (code, json, _) = tokio::task::spawn_blocking(move || {
+        outwatch(&cfg2, &data2, &["lookup", "203.0.113.10", "--json"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(json["in_scope"], true);
+    let f = &json["findings"][0];
+    assert_eq!(f["source"], "feodotracker");
+    assert_eq!(f["port"], 443);
+    assert_eq!(f["classification"]["type"], "c2-server");
+    assert_eq!(f["status"], "new");
+
+    let (cfg2, data2) = (cfg.clone(), data.clone());
+    let (_, json, _) = tokio::task::spawn_blocking(move || {
+        outwatch(&cfg2, &data2, &["lookup", "AS64496", "--json"])
+    })
+    .await
+    .unwrap();
+    let f = &json["findings"][0];
+    assert_eq!(f["source"], "spamhaus_asndrop");
+    assert_eq!(f["asn"], 64496);
+    assert_eq!(f["severity"], "critical");
+
+    // A failing feed: exit 1, the failure named, the key setting in the error.
+    let (cfg2, data2) = (cfg.clone(), data.clone());
+    let (code, json, stderr) = tokio::task::spawn_blocking(move || {
+        outwatch(
+            &cfg2,
+            &data2,
+            &["fetch", "--source", "urlhaus", "--source", "feodotracker", "--json"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("urlhaus"), "{stderr}");
+    let by = |n: &str| {
+        json["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    let u = by("urlhaus");
+    assert_eq!(u["ok"], false);
+    let err = u["error"].as_str().unwrap();
+    assert!(err.contains("HTTP 403") && err.contains("sources.urlhaus.auth_key"), "{err}");
+    let f = by("feodotracker");
+    assert_eq!(f["ok"], true);
+    assert_eq!(f["updated"], 2);
+}
