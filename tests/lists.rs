@@ -1103,3 +1103,32 @@ base_url = "{base}"
     assert_eq!(f["ok"], true);
     assert_eq!(f["updated"], 2);
 }
+
+#[test]
+fn docs_example_feed_file_parses() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lists.md"))
+        .unwrap();
+    let start = doc.find("# feeds.d/example_cert.toml").expect("example in docs");
+    let block: String = doc[start..]
+        .lines()
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix("   ").unwrap_or(l)))
+        .collect();
+    let def = FeedDef::parse(&block, "docs/lists.md").unwrap();
+    assert_eq!(def.name, "example_cert");
+    // And the example really reads such a list.
+    let body = "# id,first_seen,dst_ip,dst_port,family,threat,status,x,reporter\n\
+                \"1\",\"2026-11-20 10:00:00\",\"203.0.113.5\",\"443\",\"Emotet\",\"botnet_cc\",\"online\",\"\",\"me\"\n\
+                # END 1 entries\n";
+    let p = process_body(
+        &def,
+        "example_cert",
+        body.as_bytes(),
+        "doc",
+        &ScopeMatcher::new(&snapshot()),
+    )
+    .unwrap();
+    assert_eq!(p.findings.len(), 1);
+    assert_eq!(p.findings[0].extra["reporter"], "me");
+    assert_eq!(p.findings[0].classification.identifier, "emotet");
+}

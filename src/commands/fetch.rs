@@ -105,6 +105,12 @@ pub async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
             if let Some(e) = &r.error {
                 eprintln!("{}: {e}", r.name);
             }
+            if r.rejected > 0 {
+                eprintln!("{}: {} malformed entries skipped, e.g.:", r.name, r.rejected);
+                for e in r.errors.iter().take(3) {
+                    eprintln!("  {}: {}", e.location, e.message);
+                }
+            }
         }
     }
     let failed: Vec<&str> = reports
