@@ -134,7 +134,11 @@ async fn feodo_keeps_only_our_ips_with_port_and_malware() {
     let r = e.runner.run_source(src.as_ref()).await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope, r.new, r.rejected), (6, 2, 2, 0));
-    assert_eq!(e.store.count().unwrap(), 2, "out-of-scope entries are not stored");
+    assert_eq!(
+        e.store.count().unwrap(),
+        2,
+        "out-of-scope entries are not stored"
+    );
 
     let f = &all(e.store.as_ref(), ip("203.0.113.10"))[0];
     assert_eq!(f.source, "feodotracker");
@@ -363,9 +367,11 @@ async fn missing_key_401_names_the_setting() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/export/csv/recent/"))
-        .respond_with(ResponseTemplate::new(401).set_body_string(
-            "{\"query_status\":\"unauthorized\",\"msg\":\"Auth-Key required\"}",
-        ))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_string(
+                "{\"query_status\":\"unauthorized\",\"msg\":\"Auth-Key required\"}",
+            ),
+        )
         .mount(&server)
         .await;
     let e = env();
@@ -495,7 +501,11 @@ async fn urlhaus_matches_hosts_ipv4_ipv6_and_domains() {
     assert!(!v6.extra.contains_key("last_online"), "empty is absent");
 
     let d = all(e.store.as_ref(), Query::Domain("example.org".into()));
-    assert_eq!(d.len(), 1, "badexample.org and example.org.evil.example are not ours");
+    assert_eq!(
+        d.len(),
+        1,
+        "badexample.org and example.org.evil.example are not ours"
+    );
     assert_eq!(d[0].domain.as_deref(), Some("downloads.shop.example.org"));
     assert_eq!(d[0].extra["matched_domain"], "example.org");
     assert!(!d[0].extra.contains_key("tags"), "`None` is no value");
@@ -531,7 +541,10 @@ async fn threatfox_ip_port_domain_url_and_skips_hashes() {
 
     let d = all(e.store.as_ref(), Query::Domain("example.org".into()));
     assert_eq!(d.len(), 2);
-    let c2 = d.iter().find(|f| f.domain.as_deref() == Some("c2.example.org")).unwrap();
+    let c2 = d
+        .iter()
+        .find(|f| f.domain.as_deref() == Some("c2.example.org"))
+        .unwrap();
     assert_eq!(c2.classification.kind, "c2-server");
     assert_eq!(c2.extra["is_compromised"], "True");
     let dl = d.iter().find(|f| f.url.is_some()).unwrap();
@@ -553,7 +566,10 @@ async fn sslbl_data_and_deprecated_empty_list() {
     let r = e.runner.run_source(src.as_ref()).await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope), (2, 1));
-    assert_eq!(all(e.store.as_ref(), ip("203.0.113.77"))[0].port, Some(8008));
+    assert_eq!(
+        all(e.store.as_ref(), ip("203.0.113.77"))[0].port,
+        Some(8008)
+    );
 
     server.reset().await;
     serve(
@@ -573,8 +589,18 @@ async fn sslbl_data_and_deprecated_empty_list() {
 #[tokio::test]
 async fn spamhaus_drop_v4_and_v6_overlap_our_prefixes() {
     let server = MockServer::start().await;
-    serve(&server, "/drop/drop_v4.json", fixture("spamhaus/drop_v4.json")).await;
-    serve(&server, "/drop/drop_v6.json", fixture("spamhaus/drop_v6.json")).await;
+    serve(
+        &server,
+        "/drop/drop_v4.json",
+        fixture("spamhaus/drop_v4.json"),
+    )
+    .await;
+    serve(
+        &server,
+        "/drop/drop_v6.json",
+        fixture("spamhaus/drop_v6.json"),
+    )
+    .await;
     let e = env();
     let r = e
         .runner
@@ -582,7 +608,10 @@ async fn spamhaus_drop_v4_and_v6_overlap_our_prefixes() {
         .await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope), (5, 2));
-    let v4 = &all(e.store.as_ref(), Query::Net("203.0.113.0/24".parse().unwrap()))[0];
+    let v4 = &all(
+        e.store.as_ref(),
+        Query::Net("203.0.113.0/24".parse().unwrap()),
+    )[0];
     assert_eq!(v4.network.unwrap().to_string(), "203.0.113.128/25");
     assert_eq!(v4.extra["sblid"], "SBL699001");
     assert_eq!(v4.extra["matched_prefix"], "203.0.113.0/24");
@@ -600,7 +629,12 @@ async fn spamhaus_drop_truncated_is_an_error() {
         fixture("spamhaus/drop_v4_truncated.json"),
     )
     .await;
-    serve(&server, "/drop/drop_v6.json", fixture("spamhaus/drop_v6.json")).await;
+    serve(
+        &server,
+        "/drop/drop_v6.json",
+        fixture("spamhaus/drop_v6.json"),
+    )
+    .await;
     let e = env();
     let r = e
         .runner
@@ -632,7 +666,12 @@ async fn spamhaus_drop_one_part_unchanged_is_read_again() {
         .with_priority(2)
         .mount(&server)
         .await;
-    serve(&server, "/drop/drop_v6.json", fixture("spamhaus/drop_v6.json")).await;
+    serve(
+        &server,
+        "/drop/drop_v6.json",
+        fixture("spamhaus/drop_v6.json"),
+    )
+    .await;
     let e = env();
     let src = source(&based("spamhaus_drop"), &server.uri(), "spamhaus_drop");
     ok(&e.runner.run_source(src.as_ref()).await);
@@ -646,12 +685,22 @@ async fn spamhaus_drop_one_part_unchanged_is_read_again() {
 #[tokio::test]
 async fn asn_drop_listing_our_asn_is_critical() {
     let server = MockServer::start().await;
-    serve(&server, "/drop/asndrop.json", fixture("spamhaus/asndrop.json")).await;
+    serve(
+        &server,
+        "/drop/asndrop.json",
+        fixture("spamhaus/asndrop.json"),
+    )
+    .await;
     let e = env();
     let r = e
         .runner
         .run_source(
-            source(&based("spamhaus_asndrop"), &server.uri(), "spamhaus_asndrop").as_ref(),
+            source(
+                &based("spamhaus_asndrop"),
+                &server.uri(),
+                "spamhaus_asndrop",
+            )
+            .as_ref(),
         )
         .await;
     ok(&r);
@@ -708,14 +757,20 @@ fn broken_user_feed_file_fails_the_config_naming_the_file() {
 #[test]
 fn builtin_feeds_are_enabled_by_default_and_can_be_switched_off() {
     let c = Config::parse("", Path::new("/x/outwatch.toml")).unwrap();
-    let names: Vec<String> = lists::build_enabled(&c).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = lists::build_enabled(&c)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(names, lists::BUILTIN);
     let c = Config::parse(
         "[sources.sslbl]\nenabled = false\n",
         Path::new("/x/outwatch.toml"),
     )
     .unwrap();
-    let names: Vec<String> = lists::build_enabled(&c).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = lists::build_enabled(&c)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert!(!names.contains(&"sslbl".to_string()));
 }
 
@@ -726,11 +781,16 @@ fn samples() -> Option<PathBuf> {
     // `../shared/samples` beside the project; OUTWATCH_SAMPLES points elsewhere (worktrees).
     let p = std::env::var_os("OUTWATCH_SAMPLES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples"))
+        });
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("note: {} is absent; skipping sample conformance", p.display());
+        eprintln!(
+            "note: {} is absent; skipping sample conformance",
+            p.display()
+        );
         None
     }
 }
@@ -806,7 +866,11 @@ identifier = "feodo"
     let p = process_body(&json, "feodo_json", &b, "sample", &scope_of(&[], &[16276])).unwrap();
     assert!(p.rejected.is_empty(), "{:?}", p.rejected);
     assert!(p.fetched >= 3);
-    assert!(p.findings.iter().all(|f| f.asn == Some(16276) && f.in_scope));
+    assert!(
+        p.findings
+            .iter()
+            .all(|f| f.asn == Some(16276) && f.in_scope)
+    );
     assert_eq!(p.findings[0].extra["hostname"], "srv-web.ffconsulting.com");
 
     let txt = FeedDef::parse(
@@ -828,10 +892,9 @@ identifier = "feodo"
         "inline",
     )
     .unwrap();
-    let b = std::fs::read(
-        s.join("abusech/feodo_ipblocklist_recommended_txt_2022-07-08_TRUNCATED.txt"),
-    )
-    .unwrap();
+    let b =
+        std::fs::read(s.join("abusech/feodo_ipblocklist_recommended_txt_2022-07-08_TRUNCATED.txt"))
+            .unwrap();
     // The sample keeps the original trailer (244) over 8 rows: detected as cut off.
     let e = process_body(&txt, "feodo_txt", &b, "sample", &scope_of(&[], &[])).unwrap_err();
     assert!(e.contains("244") && e.contains('8'), "{e}");
@@ -859,8 +922,8 @@ fn samples_urlhaus_both_layouts() {
 fn samples_threatfox_14_columns() {
     let Some(s) = samples() else { return };
     let d = def("threatfox");
-    let b = std::fs::read(s.join("abusech/threatfox_full_csv_2024-07-16_14col_TRUNCATED.csv"))
-        .unwrap();
+    let b =
+        std::fs::read(s.join("abusech/threatfox_full_csv_2024-07-16_14col_TRUNCATED.csv")).unwrap();
     let scope = scope_of(&["91.208.73.0/24"], &[]);
     // The truncated sample keeps the full dump's trailer: the mismatch is detected...
     let e = process_body(&d, "threatfox", &b, "sample", &scope).unwrap_err();
@@ -875,7 +938,10 @@ fn samples_threatfox_14_columns() {
     let p = process_body(&d, "threatfox", body.as_bytes(), "sample", &scope).unwrap();
     assert_eq!((p.fetched, p.findings.len(), p.rejected.len()), (5, 1, 0));
     assert_eq!(p.findings[0].port, Some(82));
-    assert_eq!(p.findings[0].extra["tags"], "CobaltStrike,cs-watermark-100000");
+    assert_eq!(
+        p.findings[0].extra["tags"],
+        "CobaltStrike,cs-watermark-100000"
+    );
 }
 
 #[test]
@@ -884,7 +950,14 @@ fn samples_sslbl_and_spamhaus_legacy_text() {
     let d = def("sslbl");
     let b =
         std::fs::read(s.join("abusech/sslbl_sslipblacklist_csv_2022-07-28_TRUNCATED.csv")).unwrap();
-    let p = process_body(&d, "sslbl", &b, "sample", &scope_of(&["62.210.57.0/24"], &[])).unwrap();
+    let p = process_body(
+        &d,
+        "sslbl",
+        &b,
+        "sample",
+        &scope_of(&["62.210.57.0/24"], &[]),
+    )
+    .unwrap();
     assert_eq!((p.fetched, p.findings.len()), (2, 1));
     let b =
         std::fs::read(s.join("abusech/sslbl_sslipblacklist_DEPRECATED_2025-01-02.txt")).unwrap();
@@ -916,8 +989,14 @@ identifier = "spamhaus-drop"
     )
     .unwrap();
     let b = std::fs::read(s.join("spamhaus/drop.txt")).unwrap();
-    let p = process_body(&drop, "drop_txt", &b, "s", &scope_of(&["2a06:e480:1::/48"], &[]))
-        .unwrap();
+    let p = process_body(
+        &drop,
+        "drop_txt",
+        &b,
+        "s",
+        &scope_of(&["2a06:e480:1::/48"], &[]),
+    )
+    .unwrap();
     assert_eq!((p.fetched, p.findings.len()), (2, 1));
     assert_eq!(p.findings[0].extra["sblid"], "SBL301771");
     let asn = FeedDef::parse(
@@ -981,7 +1060,12 @@ async fn cli_fetch_json_then_lookup_shows_the_feed() {
         fixture("feodotracker/ipblocklist.csv"),
     )
     .await;
-    serve(&server, "/drop/asndrop.json", fixture("spamhaus/asndrop.json")).await;
+    serve(
+        &server,
+        "/drop/asndrop.json",
+        fixture("spamhaus/asndrop.json"),
+    )
+    .await;
     serve(
         &server,
         "/data/announced-prefixes/data.json",
@@ -1079,7 +1163,14 @@ base_url = "{base}"
         outwatch(
             &cfg2,
             &data2,
-            &["fetch", "--source", "urlhaus", "--source", "feodotracker", "--json"],
+            &[
+                "fetch",
+                "--source",
+                "urlhaus",
+                "--source",
+                "feodotracker",
+                "--json",
+            ],
         )
     })
     .await
@@ -1098,7 +1189,10 @@ base_url = "{base}"
     let u = by("urlhaus");
     assert_eq!(u["ok"], false);
     let err = u["error"].as_str().unwrap();
-    assert!(err.contains("HTTP 403") && err.contains("sources.urlhaus.auth_key"), "{err}");
+    assert!(
+        err.contains("HTTP 403") && err.contains("sources.urlhaus.auth_key"),
+        "{err}"
+    );
     let f = by("feodotracker");
     assert_eq!(f["ok"], true);
     assert_eq!(f["updated"], 2);
@@ -1106,9 +1200,11 @@ base_url = "{base}"
 
 #[test]
 fn docs_example_feed_file_parses() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lists.md"))
-        .unwrap();
-    let start = doc.find("# feeds.d/example_cert.toml").expect("example in docs");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/lists.md")).unwrap();
+    let start = doc
+        .find("# feeds.d/example_cert.toml")
+        .expect("example in docs");
     let block: String = doc[start..]
         .lines()
         .take_while(|l| l.trim() != "```")

@@ -106,7 +106,10 @@ pub async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
                 eprintln!("{}: {e}", r.name);
             }
             if r.rejected > 0 {
-                eprintln!("{}: {} malformed entries skipped, e.g.:", r.name, r.rejected);
+                eprintln!(
+                    "{}: {} malformed entries skipped, e.g.:",
+                    r.name, r.rejected
+                );
                 for e in r.errors.iter().take(3) {
                     eprintln!("  {}: {}", e.location, e.message);
                 }

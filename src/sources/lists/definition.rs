@@ -314,9 +314,9 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 impl FeedDef {
     /// Parses and checks a feed file; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str) -> Result<FeedDef, String> {
-        let def: FeedDef =
-            toml::from_str(text).map_err(|e| format!("feed file {origin}: {e}"))?;
-        def.check().map_err(|e| format!("feed file {origin}: {e}"))?;
+        let def: FeedDef = toml::from_str(text).map_err(|e| format!("feed file {origin}: {e}"))?;
+        def.check()
+            .map_err(|e| format!("feed file {origin}: {e}"))?;
         Ok(def)
     }
 
@@ -332,7 +332,9 @@ impl FeedDef {
             ));
         }
         if RESERVED.contains(&n.as_str()) {
-            return Err(format!("`name = \"{n}\"` is the name of a built-in API source"));
+            return Err(format!(
+                "`name = \"{n}\"` is the name of a built-in API source"
+            ));
         }
         if self.url.is_empty() {
             return Err("`url` must name at least one URL".into());

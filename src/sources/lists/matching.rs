@@ -94,7 +94,11 @@ impl Hit {
             .get(&self.kind)
             .copied()
             .unwrap_or(def.severity);
-        let taxonomy = if self.kind == c.kind { c.taxonomy.as_str() } else { "" };
+        let taxonomy = if self.kind == c.kind {
+            c.taxonomy.as_str()
+        } else {
+            ""
+        };
         let mut f = Finding::new(
             source,
             def.feed_name(),
@@ -360,7 +364,9 @@ pub fn url_host(u: &str) -> Option<(&str, Option<u16>)> {
     };
     let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
         let close = v6.find(']')?;
-        let port = v6[close + 1..].strip_prefix(':').and_then(|p| p.parse().ok());
+        let port = v6[close + 1..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok());
         (&v6[..close], port)
     } else {
         match auth.rsplit_once(':') {
@@ -462,7 +468,10 @@ mod tests {
         assert_eq!(detect("2001:db8::1"), Some(IndicatorKind::Ip));
         assert_eq!(detect("10.0.0.0/8"), Some(IndicatorKind::Network));
         assert_eq!(detect("http://a.example/x"), Some(IndicatorKind::Url));
-        assert_eq!(detect("mbond38982.workers.dev"), Some(IndicatorKind::Domain));
+        assert_eq!(
+            detect("mbond38982.workers.dev"),
+            Some(IndicatorKind::Domain)
+        );
         assert_eq!(detect("AS64496"), Some(IndicatorKind::Asn));
         assert_eq!(detect("d41d8cd98f00b204e9800998ecf8427e"), None);
     }

@@ -489,7 +489,9 @@ impl Source for ListSource {
                 b => b,
             };
             let Fetched::Body {
-                body, validators: v, ..
+                body,
+                validators: v,
+                ..
             } = r
             else {
                 return Err(FetchError::Format(format!(
@@ -546,10 +548,9 @@ mod tests {
                 .find(|d| d.name == "urlhaus")
                 .unwrap(),
         );
-        let t: ListSourceConfig = toml::from_str(
-            "base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key\"\n",
-        )
-        .unwrap();
+        let t: ListSourceConfig =
+            toml::from_str("base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key\"\n")
+                .unwrap();
         let s = ListSource::new(def.clone(), Some(&t)).unwrap();
         assert_eq!(
             s.shown_urls(),

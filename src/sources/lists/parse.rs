@@ -139,7 +139,10 @@ fn resolve_one(
             let Some(h) = header else {
                 return Err(format!("no header line to find column `{n}` in"));
             };
-            match h.iter().position(|x| x.trim().eq_ignore_ascii_case(n.trim())) {
+            match h
+                .iter()
+                .position(|x| x.trim().eq_ignore_ascii_case(n.trim()))
+            {
                 Some(i) => Ok(Some(Col::Idx(i))),
                 None if required => Err(format!(
                     "the header has no column `{n}` (columns: {}); did the list change its layout?",
@@ -320,12 +323,7 @@ fn read_csv(
             info.rejected.push((Pos::Line(line), m));
         }
     }
-    check_trailer(
-        body,
-        c.trailer.as_deref(),
-        c.trailer_required,
-        info.entries,
-    )?;
+    check_trailer(body, c.trailer.as_deref(), c.trailer_required, info.entries)?;
     Ok(info)
 }
 
@@ -657,8 +655,8 @@ mod tests {
 
     #[test]
     fn json_errors_are_recognised() {
-        let v: Value = serde_json::from_str(r#"{"query_status":"ratelimited","msg":"slow down"}"#)
-            .unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{"query_status":"ratelimited","msg":"slow down"}"#).unwrap();
         assert_eq!(json_error(&v).unwrap(), "ratelimited: slow down");
         let v: Value = serde_json::from_str(r#"{"error":"bad key"}"#).unwrap();
         assert_eq!(json_error(&v).unwrap(), "bad key");
