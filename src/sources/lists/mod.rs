@@ -90,9 +90,12 @@ pub fn builtin_defs() -> Vec<FeedDef> {
         .collect()
 }
 
+/// A feed file's stem and its definition, or the error naming the file.
+pub type LoadedFile = (String, Result<FeedDef, String>);
+
 /// Reads every `*.toml` in `dir` (sorted by file name). Each entry is the file's stem and its
 /// parsed definition or the error naming the file.
-pub fn load_dir(dir: &Path) -> Result<Vec<(String, Result<FeedDef, String>)>, String> {
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, String> {
     let rd = std::fs::read_dir(dir)
         .map_err(|e| format!("[feeds] dir = {}: cannot read it: {e}", dir.display()))?;
     let mut paths: Vec<_> = rd
@@ -422,14 +425,15 @@ fn check_body(def: &FeedDef, body: &[u8], shown: &str) -> Result<(), FetchError>
         def.format,
         definition::FormatDef::Json(_) | definition::FormatDef::Jsonl(_)
     );
-    if first == Some(&b'{') && !json_feed && body.len() < 64 * 1024 {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-            && let Some(e) = parse::json_error(&v)
-        {
-            return Err(FetchError::Format(format!(
-                "{shown}: the provider answered with an error: {e}"
-            )));
-        }
+    if first == Some(&b'{')
+        && !json_feed
+        && body.len() < 64 * 1024
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(e) = parse::json_error(&v)
+    {
+        return Err(FetchError::Format(format!(
+            "{shown}: the provider answered with an error: {e}"
+        )));
     }
     Ok(())
 }

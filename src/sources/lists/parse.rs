@@ -46,6 +46,9 @@ pub trait Record {
     fn width(&self) -> usize;
 }
 
+/// What a reader calls for each entry; `Err` rejects the entry with that reason.
+pub type OnRow<'a> = dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String> + 'a;
+
 /// Where an entry is: `line 12` or `record 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pos {
@@ -74,11 +77,7 @@ pub struct BodyInfo {
 }
 
 /// Reads `body` as `def` describes and calls `on_row` for each entry.
-pub fn read_body(
-    def: &FeedDef,
-    body: &[u8],
-    on_row: &mut dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String>,
-) -> Result<BodyInfo, String> {
+pub fn read_body(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<BodyInfo, String> {
     match &def.format {
         FormatDef::Csv(c) => read_csv(def, c, body, on_row),
         FormatDef::Lines(_) => read_lines(def, body, on_row),
@@ -211,7 +210,7 @@ fn read_csv(
     def: &FeedDef,
     c: &CsvDef,
     body: &[u8],
-    on_row: &mut dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String>,
+    on_row: &mut OnRow<'_>,
 ) -> Result<BodyInfo, String> {
     let normalised;
     let (body, sep) = if c.separator == ", " {
@@ -392,11 +391,7 @@ impl Record for LineRec<'_> {
     }
 }
 
-fn read_lines(
-    def: &FeedDef,
-    body: &[u8],
-    on_row: &mut dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String>,
-) -> Result<BodyInfo, String> {
+fn read_lines(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<BodyInfo, String> {
     let FormatDef::Lines(l) = &def.format else {
         unreachable!("read_lines is called for line feeds")
     };
@@ -502,7 +497,7 @@ fn read_json(
     def: &FeedDef,
     j: &JsonDef,
     body: &[u8],
-    on_row: &mut dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String>,
+    on_row: &mut OnRow<'_>,
 ) -> Result<BodyInfo, String> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| format!("not a complete JSON document (cut off?): {e}"))?;
@@ -560,7 +555,7 @@ fn read_jsonl(
     def: &FeedDef,
     j: &JsonlDef,
     body: &[u8],
-    on_row: &mut dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String>,
+    on_row: &mut OnRow<'_>,
 ) -> Result<BodyInfo, String> {
     let cols = resolve_cols(def, None, true)?;
     let mut info = BodyInfo::default();
