@@ -1228,3 +1228,73 @@ fn docs_example_feed_file_parses() {
     assert_eq!(p.findings[0].extra["reporter"], "me");
     assert_eq!(p.findings[0].classification.identifier, "emotet");
 }
+
+#[test]
+fn feed_file_mistakes_are_named() {
+    let base = r##"
+name = "x"
+url = "https://lists.example.net/x.csv"
+schedule = "0 0 * * * *"
+resolve_after = "1d"
+severity = "low"
+[classification]
+type = "blacklist"
+identifier = "x"
+"##;
+    let cases = [
+        // (extra TOML, expected words in the error)
+        (
+            "[format]\ntype = \"csv\"\nheader = \"none\"\n[fields]\nip = \"dst_ip\"\n",
+            "by number",
+        ),
+        (
+            "[format]\ntype = \"lines\"\n[fields]\nport = 2\n",
+            "no indicator",
+        ),
+        (
+            "[format]\ntype = \"csv\"\nheader = \"row\"\nseparator = \";;\"\n[fields]\nip = 1\n",
+            "separator",
+        ),
+        (
+            "[format]\ntype = \"lines\"\n[fields]\nip = 0\n",
+            "numbered from 1",
+        ),
+        ("[format]\ntype = \"xml\"\n[fields]\nip = 1\n", "xml"),
+        (
+            "[format]\ntype = \"lines\"\n[fields]\nipaddr = 1\n",
+            "ipaddr",
+        ),
+    ];
+    for (extra, want) in cases {
+        let e = FeedDef::parse(&format!("{base}{extra}"), "x.toml").unwrap_err();
+        assert!(e.contains("x.toml") && e.contains(want), "{extra}: {e}");
+    }
+    let e = FeedDef::parse(
+        &format!(
+            "{}[format]\ntype = \"lines\"\n[fields]\nip = 1\n",
+            base.replace("\"x\"\nurl", "\"hibp\"\nurl")
+        ),
+        "h.toml",
+    )
+    .unwrap_err();
+    assert!(e.contains("built-in API source"), "{e}");
+}
+
+#[tokio::test]
+async fn header_without_a_needed_column_fails_loudly() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/downloads/ipblocklist.csv",
+        b"# banner\n\"first_seen_utc\",\"ip\",\"port\"\n\"2026-11-20 10:00:00\",\"203.0.113.5\",\"80\"\n# END 1 entries".to_vec(),
+    )
+    .await;
+    let e = env();
+    let r = e
+        .runner
+        .run_source(source(&based("feodotracker"), &server.uri(), "feodotracker").as_ref())
+        .await;
+    let err = r.error.unwrap();
+    assert!(err.contains("no column `dst_ip`"), "{err}");
+    assert_eq!(e.store.count().unwrap(), 0);
+}
