@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_CONFIG};
+use crate::daemon::RemoteStore;
 use crate::error::CliError;
 use crate::http::HttpClient;
 use crate::store::{self, Store};
@@ -57,16 +58,49 @@ impl App {
         })
     }
 
-    /// Opens the store for writing (fails when the daemon holds it).
+    /// Opens the store for writing. Fails (exit 4) when another process holds it; when that is
+    /// the daemon, the message says so and how to proceed.
     pub fn open_store(&self) -> Result<Arc<dyn Store>, CliError> {
-        let s = store::open(&self.data_dir).map_err(CliError::store)?;
-        Ok(Arc::new(s))
+        match store::open(&self.data_dir) {
+            Ok(s) => Ok(Arc::new(s)),
+            Err(e @ store::StoreError::Locked { .. }) => {
+                match RemoteStore::connect(&self.data_dir) {
+                    Some(d) => {
+                        let pid = d.hello().get("pid").and_then(|p| p.as_u64()).unwrap_or(0);
+                        Err(CliError::store(format!(
+                            "the outwatch daemon (`outwatch run`, pid {pid}) holds the store at {}: \
+                             commands that write (fetch, import, restore, run) cannot run beside it. \
+                             It fetches on its own schedule; stop it first (e.g. `systemctl stop \
+                             outwatch` or `kill -TERM {pid}`) to write by hand. Read commands \
+                             (lookup, status, export, scope) work while it runs",
+                            self.data_dir.display()
+                        )))
+                    }
+                    None => Err(CliError::store(e)),
+                }
+            }
+            Err(e) => Err(CliError::store(e)),
+        }
     }
 
-    /// Opens the store for reading: through the running daemon's socket when there is one,
-    /// else directly.
+    /// Opens the store for reading: through the running daemon's socket when one answers
+    /// (`<data_dir>/outwatch.sock`), else directly. A stale socket file is ignored.
     pub fn open_read(&self) -> Result<Arc<dyn Store>, CliError> {
-        self.open_store()
+        // A daemon that is starting holds the lock a moment before its socket answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            if let Some(r) = RemoteStore::connect(&self.data_dir) {
+                tracing::debug!("reading through the daemon's socket");
+                return Ok(Arc::new(r));
+            }
+            match store::open(&self.data_dir) {
+                Ok(s) => return Ok(Arc::new(s)),
+                Err(store::StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(_) => return self.open_store(),
+            }
+        }
     }
 
     /// The HTTP client configured by `[http]`.

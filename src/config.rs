@@ -512,18 +512,26 @@ impl Config {
             return d.to_path_buf();
         }
         match &self.store.path {
-            Some(p) if p.is_absolute() => p.clone(),
-            Some(p) => self.base_dir.join(p),
+            Some(p) => self.resolve_path(p),
             None => PathBuf::from(DEFAULT_DATA_DIR),
         }
     }
 
-    /// Resolves a path given in the config relative to the config file.
+    /// Resolves a path given in the config relative to the config file (`.` parts dropped).
     pub fn resolve_path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
-            p.to_path_buf()
+            return p.to_path_buf();
+        }
+        let out: PathBuf = self
+            .base_dir
+            .join(p)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if out.as_os_str().is_empty() {
+            PathBuf::from(".")
         } else {
-            self.base_dir.join(p)
+            out
         }
     }
 }
@@ -566,7 +574,7 @@ enabled = false
         assert_eq!(c.organisation.domains[0].0, "example.org");
         assert_eq!(
             c.data_dir(None),
-            PathBuf::from("/etc/outwatch/./outwatch-data")
+            PathBuf::from("/etc/outwatch/outwatch-data")
         );
         assert_eq!(c.data_dir(Some(Path::new("/x"))), PathBuf::from("/x"));
     }

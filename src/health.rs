@@ -1,12 +1,23 @@
 //! Feed health (issue #6): per source the last success, last error and rows per run, judged
 //! against the source's schedule, so "the feed broke" is never mistaken for "all is well".
-//! Placeholder: the types are the interface the digest and `status` use.
+//!
+//! The judgement ([`judge`]) is a pure function of the run log, the schedule and "now"; [`assess`]
+//! gathers those for every enabled source and every source found in the run log.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::store::{Store, StoreError};
+use crate::config::{Config, CronSchedule};
+use crate::store::{FetchRun, Store, StoreError};
+
+/// Runs of one source looked at to judge it (newest first).
+pub const RUNS_CONSIDERED: usize = 30;
+/// Runs of all sources scanned to find sources that are no longer configured.
+const LOG_SCAN: usize = 5_000;
+/// Data timestamped this far ahead of our clock is suspicious.
+pub const CLOCK_AHEAD_LIMIT: Duration = Duration::hours(1);
 
 /// The contract states of `outwatch status --json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -23,6 +34,17 @@ pub enum HealthState {
     Never,
 }
 
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Ok => "ok",
+            HealthState::Silent => "silent",
+            HealthState::Failing => "failing",
+            HealthState::Never => "never",
+        }
+    }
+}
+
 /// Health of one source.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceHealth {
@@ -37,11 +59,205 @@ pub struct SourceHealth {
     pub warnings: Vec<String>,
 }
 
-/// Judges every enabled source.
+/// What [`judge`] needs to know about a source besides its runs.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFacts {
+    /// When the daemon runs it (`None`: not scheduled, e.g. an import-only source).
+    pub schedule: Option<CronSchedule>,
+    /// Why the source cannot be set up from the config, when it cannot.
+    pub build_error: Option<String>,
+}
+
+/// Judges every enabled source, plus every source that has runs in the log (imports, sources
+/// switched off since), newest knowledge first. Sorted by name.
 pub fn assess(
-    _cfg: &Config,
-    _store: &dyn Store,
-    _now: DateTime<Utc>,
+    cfg: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
 ) -> Result<Vec<SourceHealth>, StoreError> {
-    Ok(Vec::new())
+    assess_sources(Some(cfg), store, now)
+}
+
+/// Like [`assess`]; without a config only the sources found in the run log are judged (with
+/// no schedule to hold them to).
+pub fn assess_sources(
+    cfg: Option<&Config>,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<SourceHealth>, StoreError> {
+    let mut names: Vec<(String, SourceFacts)> = Vec::new();
+    let enabled = cfg.map(crate::sources::enabled_sources).unwrap_or_default();
+    for (name, built) in enabled {
+        let cfg = cfg.expect("sources come from a config");
+        let facts = match built {
+            Ok(src) => SourceFacts {
+                schedule: Some(configured_schedule(cfg, &name).unwrap_or_else(|| src.schedule())),
+                build_error: None,
+            },
+            Err(e) => SourceFacts {
+                schedule: configured_schedule(cfg, &name),
+                build_error: Some(e.to_string()),
+            },
+        };
+        names.push((name, facts));
+    }
+    let known: BTreeSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
+    let logged: BTreeSet<String> = store
+        .runs(None, LOG_SCAN)?
+        .into_iter()
+        .map(|r| r.source)
+        .filter(|s| !known.contains(s))
+        .collect();
+    names.extend(logged.into_iter().map(|n| (n, SourceFacts::default())));
+    let mut out = Vec::with_capacity(names.len());
+    for (name, facts) in names {
+        let runs = store.runs(Some(&name), RUNS_CONSIDERED)?;
+        out.push(judge(&name, &facts, &runs, now));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The `schedule` set in a source's config table, if any.
+pub fn configured_schedule(cfg: &Config, name: &str) -> Option<CronSchedule> {
+    let s = &cfg.sources;
+    match name {
+        "shadowserver" => s.shadowserver.as_ref().and_then(|c| c.schedule.clone()),
+        "hibp" => s.hibp.as_ref().and_then(|c| c.schedule.clone()),
+        "safebrowsing" => s.safebrowsing.as_ref().and_then(|c| c.schedule.clone()),
+        "snds" => s.snds.as_ref().and_then(|c| c.schedule.clone()),
+        other => s.lists.get(other).and_then(|c| c.schedule.clone()),
+    }
+}
+
+/// How late a run may be past its slot before it counts as missed: a quarter of the interval,
+/// at least a minute and at most an hour (jitter and run time).
+pub fn grace(interval: Duration) -> Duration {
+    (interval / 4).clamp(Duration::minutes(1), Duration::hours(1))
+}
+
+/// When a source whose last success started at `last_success` becomes silent: after the
+/// second scheduled slot that followed it (twice its interval for a regular schedule, and
+/// correct across weekends for `Mon-Fri` schedules), plus [`grace`].
+pub fn silent_after(schedule: &CronSchedule, last_success: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut it = schedule.schedule.after(&last_success);
+    let first = it.next()?;
+    let second = it.next()?;
+    Some(second + grace(second - first))
+}
+
+fn is_success(r: &FetchRun) -> bool {
+    r.outcome != "error"
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Judges one source from its runs (newest first). Pure: no store, no clock.
+pub fn judge(
+    name: &str,
+    facts: &SourceFacts,
+    runs: &[FetchRun],
+    now: DateTime<Utc>,
+) -> SourceHealth {
+    let mut h = SourceHealth {
+        name: name.to_string(),
+        state: HealthState::Ok,
+        last_success: None,
+        last_error: None,
+        last_run: runs.first().map(|r| r.finished),
+        last_rows: None,
+        warnings: Vec::new(),
+    };
+    let last_ok = runs.iter().find(|r| is_success(r));
+    h.last_success = last_ok.map(|r| r.finished);
+    // Rows of the last run that actually read data (a 304 reads none).
+    h.last_rows = runs.iter().find(|r| r.outcome == "ok").map(|r| r.fetched);
+    if let Some(e) = runs.iter().find(|r| !is_success(r)) {
+        h.last_error = e.error.clone().or_else(|| Some("failed".into()));
+    }
+    if let Some(e) = &facts.build_error {
+        h.state = HealthState::Failing;
+        h.last_error = Some(e.clone());
+        h.warnings
+            .push(format!("cannot be set up from the config: {e}"));
+        return h;
+    }
+    let Some(latest) = runs.first() else {
+        h.state = HealthState::Never;
+        h.warnings.push("has never run".into());
+        return h;
+    };
+    if !is_success(latest) {
+        h.state = HealthState::Failing;
+        let streak = runs.iter().take_while(|r| !is_success(r)).count();
+        let since = runs[streak - 1].started;
+        let more = if streak >= runs.len() && runs.len() >= RUNS_CONSIDERED {
+            "+"
+        } else {
+            ""
+        };
+        h.warnings.push(format!(
+            "the last {streak}{more} run(s) failed (since {}): {}",
+            ts(since),
+            h.last_error.clone().unwrap_or_default()
+        ));
+        match last_ok {
+            Some(ok) => h.warnings.push(format!("last success {}", ts(ok.finished))),
+            None => h.warnings.push("has never succeeded".into()),
+        }
+        return h;
+    }
+    let ok = last_ok.expect("the latest run succeeded");
+    if let Some(s) = &facts.schedule
+        && let Some(deadline) = silent_after(s, ok.started)
+        && now > deadline
+    {
+        h.warnings.push(format!(
+            "no successful run since {} although it is scheduled `{}`",
+            ts(ok.finished),
+            s.source
+        ));
+    }
+    // Suddenly empty: the last run that read data got nothing, an earlier one got rows.
+    let mut with_data = runs.iter().filter(|r| r.outcome == "ok");
+    if let Some(last) = with_data.next()
+        && last.fetched == 0
+        && let Some(before) = with_data.find(|r| r.fetched > 0)
+    {
+        h.warnings.push(format!(
+            "returned nothing at {} where it returned {} row(s) at {}",
+            ts(last.finished),
+            before.fetched,
+            ts(before.finished)
+        ));
+    }
+    if let Some(last) = runs.iter().find(|r| r.outcome == "ok")
+        && last.fetched > 0
+        && last.accepted == 0
+        && last.rejected > 0
+    {
+        h.warnings.push(format!(
+            "every row of the run at {} was rejected ({}): has the format changed?",
+            ts(last.finished),
+            last.rejected
+        ));
+    }
+    if let Some(r) = runs.iter().find(|r| r.max_time_source.is_some())
+        && let Some(t) = r.max_time_source
+        && t > r.finished + CLOCK_AHEAD_LIMIT
+    {
+        let ahead = t - r.finished;
+        h.warnings.push(format!(
+            "its data is timestamped {}, {} ahead of our clock at the run: check the feed's \
+             time zone or our clock",
+            ts(t),
+            humantime::format_duration(ahead.to_std().unwrap_or_default())
+        ));
+    }
+    if !h.warnings.is_empty() {
+        h.state = HealthState::Silent;
+    }
+    h
 }

@@ -8,6 +8,7 @@ pub mod export;
 pub mod fetch;
 pub mod import;
 pub mod import_hibp;
+pub mod import_mail;
 pub mod import_safebrowsing;
 pub mod import_shadowserver;
 pub mod lookup;

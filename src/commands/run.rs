@@ -1,10 +1,43 @@
-//! `outwatch run` (issue #6).
+//! `outwatch run` (the scheduler daemon) and `outwatch run --once` (one round, for system cron).
 use std::process::ExitCode;
 
 use crate::app::App;
 use crate::cli::RunArgs;
-use crate::error::CliError;
+use crate::daemon::{self, tasks};
+use crate::error::{CliError, EXIT_FAILURE};
+use crate::output::table;
 
-pub async fn run(_app: &App, _a: &RunArgs) -> Result<ExitCode, CliError> {
-    Err(CliError::failure("`outwatch run` is not built yet"))
+pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
+    if !a.once {
+        return daemon::run(app).await;
+    }
+    let report = daemon::run_once(app).await?;
+    if let Some(w) = &report.scope_warning {
+        eprintln!("warning: scope: {w}");
+    }
+    if report.sources.is_empty() {
+        println!("no source is enabled: add [sources.NAME] tables to the config");
+    } else {
+        let mut t = table(&["source", "result", "summary"]);
+        for r in &report.sources {
+            let (result, summary) = match &r.error {
+                Some(e) => ("FAILED", e.clone()),
+                None => ("ok", tasks::source_summary(r)),
+            };
+            t.add_row(vec![r.name.clone(), result.to_string(), summary]);
+        }
+        println!("{t}");
+    }
+    match &report.digest {
+        None => println!("digest: not configured (no [digest] table)"),
+        Some(Ok(o)) => println!("digest: {}", tasks::digest_summary(o)),
+        Some(Err(e)) => println!("digest: FAILED: {e}"),
+    }
+    let failed = report.failed();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: failed: {}", failed.join(", "));
+        Ok(ExitCode::from(EXIT_FAILURE))
+    }
 }

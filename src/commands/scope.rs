@@ -12,22 +12,19 @@ use crate::scope;
 
 pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
-    let store = if a.refresh {
-        app.open_store()?
-    } else {
-        app.open_read()?
-    };
     let now = app.clock.now();
-    // Refresh what is due (or everything with --refresh); failures keep the cache.
-    let (snap, reports) = if a.refresh || !cfg.organisation.asns.is_empty() {
-        let http = app.http()?;
-        match app.open_store() {
-            Ok(s) => scope::refresh(cfg, s.as_ref(), &http, now, a.refresh).await?,
-            // The daemon holds the store: show what it has cached.
-            Err(_) => (scope::load(Some(cfg), store.as_ref())?, Vec::new()),
+    // Refresh what is due (or everything with --refresh); failures keep the cache. When the
+    // daemon holds the store, show what it has cached (it refreshes daily by itself).
+    let (snap, reports) = match app.open_store() {
+        Ok(store) => {
+            let http = app.http()?;
+            scope::refresh(cfg, store.as_ref(), &http, now, a.refresh).await?
         }
-    } else {
-        (scope::load(Some(cfg), store.as_ref())?, Vec::new())
+        Err(e) if a.refresh => return Err(e),
+        Err(_) => {
+            let store = app.open_read()?;
+            (scope::load(Some(cfg), store.as_ref())?, Vec::new())
+        }
     };
     let failed = reports.iter().filter(|r| r.error.is_some()).count();
     if a.json {

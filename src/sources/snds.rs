@@ -1,12 +1,41 @@
-//! Microsoft SNDS (issue #5). Placeholder: the config table is final.
+//! Microsoft SNDS (Smart Network Data Services), "automated data access".
+//!
+//! One run reads three CSV bodies, keyed by `?key=K` in the query string (scrubbed from every
+//! message):
+//! - `data.aspx?key=K&date=MMDDYY` for yesterday and the day before (UTC). No header, CRLF,
+//!   14 columns (13 accepted: the trailing empty comment may be missing): IP, activity start,
+//!   activity end (`M/D/YYYY h:mm AM/PM`), RCPT commands, DATA commands, message recipients,
+//!   filter result (GREEN/YELLOW/RED), complaint rate (`< 0.1%`, `0.4%`, `1% - < 2%`), trap
+//!   message start and end, trap hits, sample HELO, sample MAIL FROM, comments.
+//!   A row is a finding when the filter result is YELLOW or RED, there are trap hits, or the
+//!   complaint rate is at least 0.1 %. One finding per IP: when both days list an IP, the later
+//!   day is reported. RED is `high`, anything else `medium`.
+//! - `ipStatus.aspx?key=K`: blocked ranges (first IP, last IP, blocked, reason). One finding per
+//!   range (`high`), with `network` = the range's exact CIDR when it is one, else the smallest
+//!   prefix covering it, and `first_ip`/`last_ip` in `extra`.
+//!
+//! SNDS answers an expired or wrong key with an HTML page and status 200: that is an error, not
+//! an empty report. Activity times carry no time zone; they are taken as UTC.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use ipnet::IpNet;
+use reqwest::Method;
+use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchError, Source};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source};
 use crate::config::{Config, CronSchedule, HumanDuration};
-use crate::secret::Secret;
+use crate::finding::{Classification, Finding, Severity};
+use crate::http::{self, Fetched, HttpError, RetryPolicy};
+use crate::secret::{self, Secret};
+
+/// Default base; `data.aspx` and `ipStatus.aspx` are appended.
+pub const DEFAULT_BASE_URL: &str = "https://sendersupport.olc.protection.outlook.com/snds";
 
 /// `[sources.snds]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -14,16 +43,718 @@ use crate::secret::Secret;
 pub struct SndsConfig {
     #[serde(default = "crate::sources::default_true")]
     pub enabled: bool,
+    /// When the daemon runs it (default daily at 05:45).
     pub schedule: Option<CronSchedule>,
     /// Base (default `https://sendersupport.olc.protection.outlook.com/snds`).
     pub base_url: Option<String>,
+    /// The automated-access key (or name it with `key_env`).
     pub key: Option<Secret>,
     pub key_env: Option<String>,
+    /// How long a finding stays open once SNDS stops reporting it (default 3 days).
     pub resolve_after: Option<HumanDuration>,
 }
 
-pub fn build(_c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-    Err(FetchError::Config(
-        "the snds source is not built yet".into(),
-    ))
+/// Builds the source; the key is required.
+pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+    let key = secret::resolve(&c.key, &c.key_env, "sources.snds.key")
+        .map_err(FetchError::Config)?
+        .ok_or_else(|| {
+            FetchError::Config(
+                "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
+                 Access\" page)"
+                    .into(),
+            )
+        })?;
+    let mut secrets = vec![key.clone()];
+    let encoded = encode_query_value(key.expose());
+    if encoded != key.expose() {
+        secrets.push(Secret::new(encoded));
+    }
+    Ok(Arc::new(SndsSource {
+        base_url: c
+            .base_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+        key,
+        secrets,
+        schedule: c
+            .schedule
+            .clone()
+            .unwrap_or_else(|| super::schedule("0 45 5 * * *")),
+        resolve_after: c
+            .resolve_after
+            .map(|d| d.chrono())
+            .unwrap_or_else(|| chrono::Duration::days(3)),
+    }))
+}
+
+fn encode_query_value(v: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", [("k", v)])
+        .ok()
+        .and_then(|u| u.query().map(|q| q.trim_start_matches("k=").to_string()))
+        .unwrap_or_else(|| v.to_string())
+}
+
+/// The SNDS source.
+pub struct SndsSource {
+    base_url: String,
+    key: Secret,
+    secrets: Vec<Secret>,
+    schedule: CronSchedule,
+    resolve_after: chrono::Duration,
+}
+
+impl std::fmt::Debug for SndsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SndsSource")
+            .field("base_url", &self.base_url)
+            .finish()
+    }
+}
+
+/// A complaint rate band in percent: `< 0.1%` is `[0, 0.1)`, `0.4%` is `[0.4, 0.4]`,
+/// `1% - < 2%` is `[1, 2)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ComplaintBand {
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Parses SNDS's complaint-rate text; `None` when it says nothing readable.
+pub fn complaint_band(s: &str) -> Option<ComplaintBand> {
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    let num = |x: &str| -> Option<f64> {
+        x.trim()
+            .trim_start_matches(['<', '>', '=', ' '])
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    if let Some((a, b)) = t.split_once('-') {
+        let (lo, hi) = (num(a)?, num(b)?);
+        return Some(ComplaintBand { min: lo, max: hi });
+    }
+    let v = num(t)?;
+    if t.starts_with('<') {
+        Some(ComplaintBand { min: 0.0, max: v })
+    } else if t.starts_with('>') {
+        Some(ComplaintBand {
+            min: v,
+            max: f64::INFINITY,
+        })
+    } else {
+        Some(ComplaintBand { min: v, max: v })
+    }
+}
+
+/// Parses an SNDS time (`M/D/YYYY h:mm AM/PM`), taken as UTC.
+pub fn parse_snds_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    for f in [
+        "%m/%d/%Y %I:%M %p",
+        "%m/%d/%Y %H:%M",
+        "%m/%d/%Y %I:%M:%S %p",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t.and_utc());
+        }
+    }
+    None
+}
+
+/// One `data.aspx` row that is worth a finding, with its report day.
+#[derive(Debug, Clone)]
+struct DataHit {
+    finding: Finding,
+    end: Option<DateTime<Utc>>,
+}
+
+fn csv_reader(body: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(body)
+}
+
+/// Physical line numbers (1-based) of byte offsets, counted incrementally (offsets only grow).
+/// The csv crate's own line counter lags by one on CRLF input.
+struct LineCounter<'a> {
+    body: &'a [u8],
+    at: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        LineCounter {
+            body,
+            at: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the first character at or after `byte` that is not a line break.
+    fn line_at(&mut self, byte: u64) -> u64 {
+        let mut to = (byte as usize).min(self.body.len());
+        while to < self.body.len() && matches!(self.body[to], b'\r' | b'\n') {
+            to += 1;
+        }
+        if to >= self.at {
+            self.line += self.body[self.at..to]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            self.at = to;
+        }
+        self.line
+    }
+}
+
+fn count(field: &str, name: &str) -> Result<u64, String> {
+    if field.is_empty() {
+        return Ok(0);
+    }
+    field
+        .replace(',', "")
+        .parse::<u64>()
+        .map_err(|_| format!("{name} `{}` is not a number", clip(field)))
+}
+
+fn clip(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(80).collect()
+}
+
+/// Parses a `data.aspx` body: the findings (rows with a problem), the rejected rows, and how
+/// many rows were read. `location` names the request (never the key).
+pub fn parse_data(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
+    let (hits, rejected, rows) = parse_data_hits(body, location);
+    (
+        hits.into_iter().map(|h| h.finding).collect(),
+        rejected,
+        rows,
+    )
+}
+
+fn parse_data_hits(body: &[u8], location: &str) -> (Vec<DataHit>, Vec<RowError>, usize) {
+    let mut hits = Vec::new();
+    let mut rejected = Vec::new();
+    let mut rows = 0;
+    let mut rdr = csv_reader(body);
+    let mut lines = LineCounter::new(body);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let mut line = 0;
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                line = lines.line_at(rec.position().map(|p| p.byte()).unwrap_or(0));
+            }
+            Err(e) => {
+                rows += 1;
+                let line = e
+                    .position()
+                    .map(|p| lines.line_at(p.byte()))
+                    .unwrap_or(line + 1);
+                rejected.push(RowError {
+                    location: format!("{location} line {line}"),
+                    message: format!("unreadable CSV row ({e})"),
+                });
+                continue;
+            }
+        }
+        if rec.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        rows += 1;
+        let at = format!("{location} line {line}");
+        match data_row(&rec, &at) {
+            Ok(Some(h)) => hits.push(h),
+            Ok(None) => {}
+            Err(m) => rejected.push(RowError {
+                location: at,
+                message: m,
+            }),
+        }
+    }
+    (hits, rejected, rows)
+}
+
+fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String> {
+    if rec.len() < 13 {
+        return Err(format!("{} columns, expected 14 (or 13)", rec.len()));
+    }
+    let g = |i: usize| rec.get(i).unwrap_or("");
+    let ip: IpAddr = g(0).parse().map_err(|_| {
+        format!(
+            "`{}` is not an IP address (a header or an error page?)",
+            clip(g(0))
+        )
+    })?;
+    let start = parse_snds_time(g(1));
+    let end = parse_snds_time(g(2));
+    if start.is_none() && !g(1).is_empty() || end.is_none() && !g(2).is_empty() {
+        return Err(format!(
+            "activity period `{}` - `{}` is not M/D/YYYY h:mm AM/PM",
+            clip(g(1)),
+            clip(g(2))
+        ));
+    }
+    let rcpt = count(g(3), "RCPT commands")?;
+    let data = count(g(4), "DATA commands")?;
+    let recipients = count(g(5), "message recipients")?;
+    let filter = g(6).to_ascii_uppercase();
+    if !matches!(filter.as_str(), "GREEN" | "YELLOW" | "RED" | "") {
+        return Err(format!(
+            "filter result `{}` is not GREEN, YELLOW or RED",
+            clip(g(6))
+        ));
+    }
+    let complaint = g(7);
+    let band = complaint_band(complaint);
+    let trap_hits = count(g(10), "trap hits")?;
+    let mut reasons = Vec::new();
+    match filter.as_str() {
+        "RED" => reasons.push("filter-red"),
+        "YELLOW" => reasons.push("filter-yellow"),
+        _ => {}
+    }
+    if trap_hits > 0 {
+        reasons.push("trap-hits");
+    }
+    if band.is_some_and(|b| b.min >= 0.1) {
+        reasons.push("complaints");
+    }
+    if reasons.is_empty() {
+        return Ok(None);
+    }
+    let severity = if filter == "RED" {
+        Severity::High
+    } else {
+        Severity::Medium
+    };
+    let mut f = Finding::new(
+        "snds",
+        "data",
+        Classification::new("abusive-content", "spam", "snds-activity"),
+        severity,
+    );
+    f.ip = Some(ip);
+    f.time_source = end.or(start);
+    let date = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    if let Some(d) = date(start) {
+        f.set_extra("activity_start", d);
+    }
+    if let Some(d) = date(end) {
+        f.set_extra("activity_end", d);
+        f.set_extra(
+            "report_date",
+            end.map(|e| e.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+        );
+    }
+    f.set_extra("rcpt_commands", rcpt);
+    f.set_extra("data_commands", data);
+    f.set_extra("message_recipients", recipients);
+    f.set_extra("filter_result", filter.as_str());
+    f.set_extra("complaint_rate", complaint);
+    if let Some(b) = band {
+        f.set_extra("complaint_rate_min_pct", b.min);
+    }
+    if let Some(d) = date(parse_snds_time(g(8))) {
+        f.set_extra("trap_message_start", d);
+    }
+    if let Some(d) = date(parse_snds_time(g(9))) {
+        f.set_extra("trap_message_end", d);
+    }
+    f.set_extra("trap_hits", trap_hits);
+    for (k, i) in [
+        ("sample_helo", 11),
+        ("sample_mail_from", 12),
+        ("comments", 13),
+    ] {
+        if !g(i).is_empty() {
+            f.set_extra(k, g(i));
+        }
+    }
+    f.set_extra("reasons", reasons);
+    f.raw = Some(at.to_string());
+    Ok(Some(DataHit { finding: f, end }))
+}
+
+/// The network of an address range: the exact CIDR when the range is one (`true`), else the
+/// smallest prefix covering it (`false`). `None` when the ends are of different families or
+/// reversed.
+pub fn range_network(first: IpAddr, last: IpAddr) -> Option<(IpNet, bool)> {
+    let (a, b, bits): (u128, u128, u32) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return None,
+    };
+    if a > b {
+        return None;
+    }
+    let diff = a ^ b;
+    let host_bits = 128 - diff.leading_zeros();
+    let len = (bits - host_bits.min(bits)) as u8;
+    let net = IpNet::new(first, len).ok()?.trunc();
+    let exact = net.network() == first && net.broadcast() == last;
+    Some((net, exact))
+}
+
+/// The exact CIDRs that together make up an address range (at most 2 × bits of them).
+pub fn range_cidrs(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
+    let (mut a, b, bits, v6): (u128, u128, u32, bool) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32, false),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128, true),
+        _ => return Vec::new(),
+    };
+    if v6 && a == 0 && b == u128::MAX {
+        return vec![IpNet::new(first, 0).expect("len 0")];
+    }
+    let mut out = Vec::new();
+    while a <= b {
+        // Largest block aligned at `a` that does not pass `b`.
+        let align = if a == 0 {
+            bits
+        } else {
+            a.trailing_zeros().min(bits)
+        };
+        let mut size = align;
+        while size > 0 && (size >= 128 || a + ((1u128 << size) - 1) > b) {
+            size -= 1;
+        }
+        let addr = if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::from(a))
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::from(a as u32))
+        };
+        out.push(IpNet::new(addr, (bits - size) as u8).expect("valid length"));
+        let step = 1u128 << size;
+        match a.checked_add(step) {
+            Some(n) => a = n,
+            None => break,
+        }
+    }
+    out
+}
+
+/// Parses an `ipStatus.aspx` body: one finding per blocked range.
+pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
+    let mut findings = Vec::new();
+    let mut rejected = Vec::new();
+    let mut rows = 0;
+    let mut rdr = csv_reader(body);
+    let mut lines = LineCounter::new(body);
+    let mut rec = csv::StringRecord::new();
+    loop {
+        let mut line = 0;
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {
+                line = lines.line_at(rec.position().map(|p| p.byte()).unwrap_or(0));
+            }
+            Err(e) => {
+                rows += 1;
+                let line = e
+                    .position()
+                    .map(|p| lines.line_at(p.byte()))
+                    .unwrap_or(line + 1);
+                rejected.push(RowError {
+                    location: format!("{location} line {line}"),
+                    message: format!("unreadable CSV row ({e})"),
+                });
+                continue;
+            }
+        }
+        if rec.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        rows += 1;
+        let at = format!("{location} line {line}");
+        let g = |i: usize| rec.get(i).unwrap_or("");
+        let reject = |m: String| RowError {
+            location: at.clone(),
+            message: m,
+        };
+        if rec.len() < 3 {
+            rejected.push(reject(format!("{} columns, expected 4", rec.len())));
+            continue;
+        }
+        let (Ok(first), Ok(last)) = (g(0).parse::<IpAddr>(), g(1).parse::<IpAddr>()) else {
+            rejected.push(reject(format!(
+                "`{}` - `{}` is not an IP range (a header or an error page?)",
+                clip(g(0)),
+                clip(g(1))
+            )));
+            continue;
+        };
+        let Some((net, exact)) = range_network(first, last) else {
+            rejected.push(reject(format!(
+                "{first} - {last} is not a range (reversed or mixed families)"
+            )));
+            continue;
+        };
+        let blocked = g(2);
+        if blocked.eq_ignore_ascii_case("no") {
+            continue;
+        }
+        let reason = g(3);
+        let mut f = Finding::new(
+            "snds",
+            "ipstatus",
+            Classification::new("abusive-content", "spam", "snds-blocked"),
+            Severity::High,
+        );
+        f.network = Some(net);
+        f.identity = vec![first.to_string(), last.to_string()];
+        f.set_extra("first_ip", first.to_string());
+        f.set_extra("last_ip", last.to_string());
+        f.set_extra("exact_cidr", exact);
+        if !exact {
+            let parts: Vec<String> = range_cidrs(first, last)
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            f.set_extra("cidrs", parts);
+        }
+        f.set_extra("blocked", blocked);
+        if !reason.is_empty() {
+            f.set_extra("reason", reason);
+        }
+        f.raw = Some(at);
+        findings.push(f);
+    }
+    (findings, rejected, rows)
+}
+
+/// `MMDDYY`, the `date` parameter of `data.aspx`.
+pub fn snds_date(t: DateTime<Utc>) -> String {
+    t.format("%m%d%y").to_string()
+}
+
+impl SndsSource {
+    async fn get(
+        &self,
+        ctx: &FetchContext,
+        page: &str,
+        params: &[(&str, String)],
+    ) -> Result<bytes::Bytes, FetchError> {
+        let mut u = reqwest::Url::parse(&http::join(&self.base_url, page)).map_err(|e| {
+            FetchError::Config(format!(
+                "sources.snds.base_url `{}` is not a URL ({e})",
+                self.base_url
+            ))
+        })?;
+        {
+            let mut q = u.query_pairs_mut();
+            q.append_pair("key", self.key.expose());
+            for (k, v) in params {
+                q.append_pair(k, v);
+            }
+        }
+        let url = u.to_string();
+        let secrets: Vec<&Secret> = self.secrets.iter().collect();
+        let shown = http::scrub(&url, &secrets);
+        let r = ctx
+            .http
+            .send_with_retry_after(
+                Method::GET,
+                &url,
+                HeaderMap::new(),
+                None,
+                &secrets,
+                RetryPolicy::default(),
+            )
+            .await;
+        match r {
+            Ok(Fetched::Body { body, .. }) => {
+                let trimmed = body.iter().find(|b| !b.is_ascii_whitespace());
+                if http::looks_like_html(&body) || trimmed == Some(&b'<') {
+                    return Err(FetchError::Auth(format!(
+                        "{shown}: SNDS answered with an HTML page instead of CSV; the key is \
+                         probably expired or wrong (renew it on the SNDS \"Automated Data \
+                         Access\" page and update sources.snds.key)"
+                    )));
+                }
+                Ok(body)
+            }
+            Ok(Fetched::NotModified) => Ok(bytes::Bytes::new()),
+            Err(HttpError::Status {
+                status: s @ (401 | 403),
+                ..
+            }) => Err(FetchError::Auth(format!(
+                "{shown}: SNDS refused the key ({s}); check sources.snds.key"
+            ))),
+            Err(e) => Err(FetchError::Http(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Source for SndsSource {
+    fn name(&self) -> &str {
+        "snds"
+    }
+    fn schedule(&self) -> CronSchedule {
+        self.schedule.clone()
+    }
+    fn resolve_after(&self) -> chrono::Duration {
+        self.resolve_after
+    }
+
+    async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
+        let mut out = FetchOutput {
+            complete: true,
+            ..Default::default()
+        };
+        // Latest row per IP wins (yesterday over the day before).
+        let mut per_ip: BTreeMap<IpAddr, DataHit> = BTreeMap::new();
+        for days_back in [1, 2] {
+            let date = snds_date(ctx.now - chrono::Duration::days(days_back));
+            let body = self
+                .get(ctx, "data.aspx", &[("date", date.clone())])
+                .await?;
+            let (hits, rejected, rows) = parse_data_hits(&body, &format!("data.aspx date={date}"));
+            out.fetched += rows;
+            out.rejected.extend(rejected);
+            for h in hits {
+                let ip = h.finding.ip.expect("data rows carry an IP");
+                match per_ip.get(&ip) {
+                    Some(old) if old.end >= h.end => {}
+                    _ => {
+                        per_ip.insert(ip, h);
+                    }
+                }
+            }
+        }
+        let body = self.get(ctx, "ipStatus.aspx", &[]).await?;
+        let (blocked, rejected, rows) = parse_ip_status(&body, "ipStatus.aspx");
+        out.fetched += rows;
+        out.rejected.extend(rejected);
+        for mut f in per_ip.into_values().map(|h| h.finding).chain(blocked) {
+            crate::pipeline::mark_scope(&mut f, &ctx.scope);
+            // A covering prefix may reach beyond the range: judge scope on the range itself.
+            if let Some(parts) = f.extra.get("cidrs").and_then(|v| v.as_array()) {
+                let nets: Vec<IpNet> = parts
+                    .iter()
+                    .filter_map(|p| p.as_str()?.parse().ok())
+                    .collect();
+                f.in_scope = nets.iter().any(|n| ctx.scope.overlaps_net(*n));
+            }
+            out.findings.push(f);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complaint_bands() {
+        assert_eq!(
+            complaint_band("< 0.1%"),
+            Some(ComplaintBand { min: 0.0, max: 0.1 })
+        );
+        assert_eq!(
+            complaint_band("0.4%"),
+            Some(ComplaintBand { min: 0.4, max: 0.4 })
+        );
+        assert_eq!(
+            complaint_band("1% - < 2%"),
+            Some(ComplaintBand { min: 1.0, max: 2.0 })
+        );
+        assert_eq!(complaint_band(""), None);
+        assert_eq!(complaint_band("n/a"), None);
+    }
+
+    #[test]
+    fn ranges() {
+        let r = |a: &str, b: &str| {
+            range_network(a.parse().unwrap(), b.parse().unwrap()).map(|(n, e)| (n.to_string(), e))
+        };
+        assert_eq!(r("1.1.1.3", "1.1.1.3"), Some(("1.1.1.3/32".into(), true)));
+        assert_eq!(r("1.1.1.0", "1.1.1.1"), Some(("1.1.1.0/31".into(), true)));
+        assert_eq!(
+            r("1.1.1.254", "1.1.2.1"),
+            Some(("1.1.0.0/22".into(), false))
+        );
+        assert_eq!(
+            r("1.255.255.255", "2.0.0.0"),
+            Some(("0.0.0.0/6".into(), false))
+        );
+        assert_eq!(
+            r("0.0.0.0", "255.255.255.255"),
+            Some(("0.0.0.0/0".into(), true))
+        );
+        assert_eq!(r("1.1.1.2", "1.1.1.1"), None);
+        assert_eq!(
+            r("2001:db8::", "2001:db8::ff"),
+            Some(("2001:db8::/120".into(), true))
+        );
+    }
+
+    #[test]
+    fn range_decomposition() {
+        let r = |a: &str, b: &str| -> Vec<String> {
+            range_cidrs(a.parse().unwrap(), b.parse().unwrap())
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(
+            r("192.0.2.130", "192.0.2.140"),
+            [
+                "192.0.2.130/31",
+                "192.0.2.132/30",
+                "192.0.2.136/30",
+                "192.0.2.140/32"
+            ]
+        );
+        assert_eq!(r("1.1.1.254", "1.1.2.1"), ["1.1.1.254/31", "1.1.2.0/31"]);
+        assert_eq!(r("0.0.0.0", "255.255.255.255"), ["0.0.0.0/0"]);
+        assert_eq!(
+            r("255.255.255.255", "255.255.255.255"),
+            ["255.255.255.255/32"]
+        );
+        assert_eq!(r("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), ["::/0"]);
+        assert_eq!(
+            r("2001:db8::1", "2001:db8::2"),
+            ["2001:db8::1/128", "2001:db8::2/128"]
+        );
+    }
+
+    #[test]
+    fn data_rows() {
+        let body = b"192.0.2.1,11/20/2026 8:00 AM,11/21/2026 7:00 AM,10,10,10,GREEN,< 0.1%,,,0,,,\r\n\
+192.0.2.2,11/20/2026 8:00 AM,11/21/2026 7:00 AM,100,90,95,RED,< 0.1%,11/20/2026 9:00 AM,11/20/2026 10:00 PM,3,mx.example.net,bounce@example.net,\"a, b\"\r\n\
+192.0.2.3,11/20/2026 8:00 AM,11/21/2026 7:00 AM,100,90,95,GREEN,0.3%,,,0,,\r\n\
+bogus,row\r\n";
+        let (f, rej, rows) = parse_data(body, "t");
+        assert_eq!(rows, 4);
+        assert_eq!(f.len(), 2);
+        assert_eq!(rej.len(), 1);
+        assert_eq!(f[0].severity, Severity::High);
+        assert_eq!(f[0].extra["comments"], "a, b");
+        assert_eq!(f[0].extra["activity_end"], "2026-11-21T07:00:00Z");
+        assert_eq!(f[1].extra["reasons"], serde_json::json!(["complaints"]));
+    }
+
+    #[test]
+    fn date_param() {
+        let t = DateTime::parse_from_rfc3339("2021-05-01T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(snds_date(t), "050121");
+    }
 }

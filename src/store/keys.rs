@@ -3,16 +3,19 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `F` | fingerprint (16 bytes) | finding (JSON) |
+//! | `F` | fingerprint (16 bytes) | header + finding (JSON), see [`encode_header`] |
 //! | `I` | family (4/6), address bytes, fingerprint | empty: index by IP |
 //! | `N` | family, prefix length, network bytes, fingerprint | empty: index by network |
 //! | `D` | reversed domain labels (`org.example.www.`), 0, fingerprint | empty |
 //! | `E` | e-mail address, 0, fingerprint | empty |
-//! | `A` | ASN (4 bytes), fingerprint | empty |
-//! | `T` | `last_seen` (8 bytes, order-preserving), fingerprint | empty |
-//! | `S` | source, 0, feed, 0, fingerprint | empty: per-source index for resolving |
+//! | `A` | ASN (4 bytes), fingerprint | empty; only for findings whose indicator *is* the ASN |
 //! | `R` | start time (8 bytes), source | fetch run (JSON) |
 //! | `M` | state key | state value |
+//!
+//! Every key costs a sled insert, and inserts bound the ingest rate, so a finding has its record
+//! plus one index key per indicator and nothing more. Filters by time, source and status
+//! (resolving, the digest) read the small binary header in front of each record instead of
+//! keeping more indexes.
 
 use std::net::IpAddr;
 
@@ -25,8 +28,6 @@ pub const BY_NET: u8 = b'N';
 pub const BY_DOMAIN: u8 = b'D';
 pub const BY_EMAIL: u8 = b'E';
 pub const BY_ASN: u8 = b'A';
-pub const BY_TIME: u8 = b'T';
-pub const BY_SOURCE: u8 = b'S';
 pub const RUN: u8 = b'R';
 pub const STATE: u8 = b'M';
 
@@ -153,38 +154,6 @@ pub fn time_bytes(t: DateTime<Utc>) -> [u8; 8] {
     ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub fn by_time(t: DateTime<Utc>, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9 + FP_LEN);
-    k.push(BY_TIME);
-    k.extend_from_slice(&time_bytes(t));
-    k.extend_from_slice(fp);
-    k
-}
-
-pub fn time_prefix(t: DateTime<Utc>) -> Vec<u8> {
-    let mut k = vec![BY_TIME];
-    k.extend_from_slice(&time_bytes(t));
-    k
-}
-
-/// `S source 0` or `S source 0 feed 0`.
-pub fn source_prefix(source: &str, feed: Option<&str>) -> Vec<u8> {
-    let mut k = vec![BY_SOURCE];
-    k.extend_from_slice(source.as_bytes());
-    k.push(0);
-    if let Some(f) = feed {
-        k.extend_from_slice(f.as_bytes());
-        k.push(0);
-    }
-    k
-}
-
-pub fn by_source(source: &str, feed: &str, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = source_prefix(source, Some(feed));
-    k.extend_from_slice(fp);
-    k
-}
-
 pub fn run(started: DateTime<Utc>, source: &str) -> Vec<u8> {
     let mut k = vec![RUN];
     k.extend_from_slice(&time_bytes(started));
@@ -226,12 +195,77 @@ pub fn index_keys(f: &crate::finding::Finding, fp: &[u8; FP_LEN]) -> Vec<Vec<u8>
             ks.push(by_domain(dom, fp));
         }
     }
-    if let Some(a) = f.asn {
+    if let Some(a) = f.asn
+        && f.ip.is_none()
+        && f.network.is_none()
+        && f.domain.is_none()
+        && f.email.is_none()
+    {
         ks.push(by_asn(a, fp));
     }
-    ks.push(by_time(f.last_seen, fp));
-    ks.push(by_source(&f.source, &f.feed, fp));
     ks
+}
+
+/// Version byte of the record header.
+const HEADER_V1: u8 = 1;
+
+/// The fixed part of a record header: version, status, `last_seen` (8 bytes, microseconds).
+const HEADER_FIXED: usize = 10;
+
+/// What a record's header tells without decoding its JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub status: u8,
+    pub last_seen_micros: i64,
+    pub source: &'a [u8],
+    pub feed: &'a [u8],
+}
+
+/// Status codes in the header.
+pub fn status_code(s: crate::finding::Status) -> u8 {
+    match s {
+        crate::finding::Status::New => 0,
+        crate::finding::Status::Open => 1,
+        crate::finding::Status::Resolved => 2,
+    }
+}
+
+/// Writes the record header: version, status, `last_seen`, source and feed (length-prefixed,
+/// each at most 255 bytes). The JSON follows it.
+pub fn encode_header(f: &crate::finding::Finding, out: &mut Vec<u8>) {
+    let src = &f.source.as_bytes()[..f.source.len().min(255)];
+    let feed = &f.feed.as_bytes()[..f.feed.len().min(255)];
+    out.push(HEADER_V1);
+    out.push(status_code(f.status));
+    out.extend_from_slice(&f.last_seen.timestamp_micros().to_be_bytes());
+    out.push(src.len() as u8);
+    out.extend_from_slice(src);
+    out.push(feed.len() as u8);
+    out.extend_from_slice(feed);
+}
+
+/// Splits a record into its header and its JSON; `None` when the header is malformed.
+pub fn decode_header(v: &[u8]) -> Option<(Header<'_>, &[u8])> {
+    if v.len() < HEADER_FIXED + 2 || v[0] != HEADER_V1 {
+        return None;
+    }
+    let status = v[1];
+    let last_seen_micros = i64::from_be_bytes(v[2..10].try_into().ok()?);
+    let sl = *v.get(HEADER_FIXED)? as usize;
+    let s_end = HEADER_FIXED + 1 + sl;
+    let source = v.get(HEADER_FIXED + 1..s_end)?;
+    let fl = *v.get(s_end)? as usize;
+    let f_end = s_end + 1 + fl;
+    let feed = v.get(s_end + 1..f_end)?;
+    Some((
+        Header {
+            status,
+            last_seen_micros,
+            source,
+            feed,
+        },
+        &v[f_end..],
+    ))
 }
 
 #[cfg(test)]
@@ -254,6 +288,30 @@ mod tests {
         let c = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap();
         assert!(time_bytes(a) < time_bytes(b));
         assert!(time_bytes(b) < time_bytes(c));
+    }
+
+    #[test]
+    fn header_round_trip() {
+        let mut f = crate::finding::Finding::new(
+            "hibp",
+            "breaches",
+            crate::finding::Classification::default(),
+            crate::finding::Severity::High,
+        );
+        f.status = crate::finding::Status::Resolved;
+        f.last_seen = DateTime::<Utc>::from_timestamp(1_800_000_000, 5_000).unwrap();
+        let mut v = Vec::new();
+        encode_header(&f, &mut v);
+        v.extend_from_slice(b"{}");
+        let (h, rest) = decode_header(&v).unwrap();
+        assert_eq!(h.status, 2);
+        assert_eq!(h.last_seen_micros, f.last_seen.timestamp_micros());
+        assert_eq!(
+            (h.source, h.feed, rest),
+            (&b"hibp"[..], &b"breaches"[..], &b"{}"[..])
+        );
+        assert!(decode_header(&v[..5]).is_none());
+        assert!(decode_header(b"{\"json\":1}").is_none());
     }
 
     #[test]

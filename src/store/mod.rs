@@ -152,7 +152,8 @@ pub trait Store: Send + Sync {
     /// Every finding, in fingerprint order (for export, digest and health).
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;
 
-    /// Findings whose `last_seen` lies in `[from, to)`, in time order.
+    /// Findings whose `last_seen` lies in `[from, to)`, in time order (a scan of record
+    /// headers: meant for the daily digest, not for hot paths).
     fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>>;
 
     /// Writes findings back exactly as given (life cycle included), replacing stored twins.

@@ -37,14 +37,20 @@ fn engine(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn decode(fp: &[u8], bytes: &[u8]) -> Result<Finding> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    let corrupt = |reason: String| StoreError::Corrupt {
         what: format!("finding {}", hex::encode(fp)),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let (_, json) =
+        keys::decode_header(bytes).ok_or_else(|| corrupt("bad record header".into()))?;
+    serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
 }
 
 fn encode(f: &Finding) -> Result<Vec<u8>> {
-    serde_json::to_vec(f).map_err(engine)
+    let mut v = Vec::with_capacity(512);
+    keys::encode_header(f, &mut v);
+    serde_json::to_writer(&mut v, f).map_err(engine)?;
+    Ok(v)
 }
 
 impl SledStore {
@@ -282,20 +288,27 @@ impl Store for SledStore {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let _g = self.lock();
-        let mut fps = HashSet::new();
-        self.scan_fps(&keys::source_prefix(source, feed), &mut fps)?;
+        let cutoff = cutoff.timestamp_micros();
+        let resolved = keys::status_code(Status::Resolved);
         let mut batch = sled::Batch::default();
         let mut n = 0;
-        for fp in fps {
-            let Some(mut f) = self.load(&fp)? else {
+        for kv in self.db.scan_prefix([keys::FINDING]) {
+            let (k, v) = kv.map_err(engine)?;
+            let Some((h, _)) = keys::decode_header(&v) else {
                 continue;
             };
-            if f.status != Status::Resolved && f.last_seen < cutoff {
-                f.status = Status::Resolved;
-                f.push_history(now, "resolved");
-                batch.insert(keys::finding(&fp), encode(&f)?);
-                n += 1;
+            if h.source != source.as_bytes()
+                || feed.is_some_and(|f| h.feed != f.as_bytes())
+                || h.status == resolved
+                || h.last_seen_micros >= cutoff
+            {
+                continue;
             }
+            let mut f = decode(&k[1..], &v)?;
+            f.status = Status::Resolved;
+            f.push_history(now, "resolved");
+            batch.insert(k, encode(&f)?);
+            n += 1;
         }
         self.db.apply_batch(batch).map_err(engine)?;
         Ok(n)
@@ -344,19 +357,22 @@ impl Store for SledStore {
     }
 
     fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>> {
+        let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
         let mut out = Vec::new();
-        for kv in self
-            .db
-            .range(keys::time_prefix(from)..keys::time_prefix(to))
-            .keys()
-        {
-            let k = kv.map_err(engine)?;
-            if let Some(fp) = keys::trailing_fp(&k)
-                && let Some(f) = self.load(&fp)?
-            {
-                out.push(f);
+        for kv in self.db.scan_prefix([keys::FINDING]) {
+            let (k, v) = kv.map_err(engine)?;
+            let Some((h, _)) = keys::decode_header(&v) else {
+                continue;
+            };
+            if h.last_seen_micros >= from && h.last_seen_micros < to {
+                out.push(decode(&k[1..], &v)?);
             }
         }
+        out.sort_by(|a, b| {
+            a.last_seen
+                .cmp(&b.last_seen)
+                .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+        });
         Ok(out)
     }
 

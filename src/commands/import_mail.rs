@@ -1,0 +1,148 @@
+//! Shared by the mail importers (`import hibp`, `import safebrowsing`): expand folders, stamp
+//! scope, ingest atomically, log the run as `import/<source>` and print a summary.
+//! Works without a config file (scope then comes from the store's cached snapshot, if any).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::error::CliError;
+use crate::finding::Finding;
+use crate::output::print_json;
+use crate::pipeline::{self, MAX_REPORTED_ERRORS};
+use crate::scope::{self, ScopeMatcher};
+use crate::sources::RowError;
+use crate::store::{FetchRun, IngestOptions};
+
+/// Largest mail file read (alert mails are small; this only guards against mistakes).
+pub const MAX_MAIL_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What the importer parsed from all files.
+#[derive(Debug, Default)]
+pub struct Imported {
+    pub findings: Vec<Finding>,
+    /// Bad records (the file still counts) and bad files (`whole file` in the message).
+    pub rejected: Vec<RowError>,
+    /// Records read.
+    pub records: usize,
+    /// Files read.
+    pub files: usize,
+    /// Files that could not be used at all.
+    pub failed_files: usize,
+}
+
+/// The files named on the command line; a folder stands for its (non-hidden) files, sorted.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| CliError::failure(format!("cannot read folder {}: {e}", p.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && !f
+                            .file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err(CliError::usage(format!("no such file: {}", p.display())));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a file, refusing huge ones.
+pub fn read_file(p: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+    if meta.len() > MAX_MAIL_BYTES {
+        return Err(format!(
+            "{} bytes is larger than the {} MiB a mail may have",
+            meta.len(),
+            MAX_MAIL_BYTES / (1024 * 1024)
+        ));
+    }
+    std::fs::read(p).map_err(|e| e.to_string())
+}
+
+/// Stamps scope, ingests in one batch, records the run and prints the summary.
+pub fn store_and_report(
+    app: &App,
+    source: &str,
+    mut imp: Imported,
+    json_out: bool,
+) -> Result<ExitCode, CliError> {
+    let store = app.open_store()?;
+    let snap = scope::load(app.config.as_ref(), store.as_ref())?;
+    let matcher = Arc::new(ScopeMatcher::new(&snap));
+    for f in &mut imp.findings {
+        pipeline::mark_scope(f, &matcher);
+    }
+    let now = app.clock.now();
+    let accepted = imp.findings.len();
+    let in_scope = imp.findings.iter().filter(|f| f.in_scope).count();
+    let max_time_source = imp.findings.iter().filter_map(|f| f.time_source).max();
+    let stats = store.ingest(
+        std::mem::take(&mut imp.findings),
+        Vec::new(),
+        &IngestOptions { now },
+    )?;
+    let run = FetchRun {
+        source: format!("import/{source}"),
+        started: now,
+        finished: app.clock.now(),
+        outcome: if imp.failed_files > 0 { "error" } else { "ok" }.into(),
+        fetched: imp.records,
+        accepted,
+        rejected: imp.rejected.len(),
+        in_scope,
+        new: stats.new,
+        updated: stats.updated,
+        resolved: 0,
+        error: (imp.failed_files > 0)
+            .then(|| format!("{} file(s) could not be read", imp.failed_files)),
+        max_time_source,
+    };
+    store.record_run(&run)?;
+    store.flush()?;
+    if json_out {
+        print_json(&json!({
+            "source": source,
+            "files": imp.files,
+            "failed_files": imp.failed_files,
+            "records": imp.records,
+            "findings": accepted,
+            "in_scope": in_scope,
+            "new": stats.new,
+            "updated": stats.updated,
+            "rejected": imp.rejected.len(),
+            "errors": imp.rejected.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!(
+            "{source}: {} file(s), {} record(s): {accepted} finding(s), {in_scope} in scope, {} new, {} updated, {} rejected",
+            imp.files,
+            imp.records,
+            stats.new,
+            stats.updated,
+            imp.rejected.len()
+        );
+        for e in imp.rejected.iter().take(MAX_REPORTED_ERRORS) {
+            eprintln!("rejected {}: {}", e.location, e.message);
+        }
+    }
+    if imp.failed_files > 0 {
+        Ok(ExitCode::from(crate::error::EXIT_FAILURE))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}

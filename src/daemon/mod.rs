@@ -1,0 +1,336 @@
+//! `outwatch run`: the long-running scheduler, its local socket, and `run --once`.
+//!
+//! - [`schedule`]: pure time arithmetic (next slot, DST de-duplication, backoff, jitter);
+//! - [`scheduler`]: one loop per job on an injected clock, retries, graceful stop;
+//! - [`tasks`]: what a job does (fetch a source, deliver the digest, refresh the scope);
+//! - [`socket`] / [`protocol`] / [`remote`]: the daemon owns the sled store (sled allows one
+//!   process), so read commands reach it through `<data_dir>/outwatch.sock` via [`RemoteStore`].
+//!
+//! Invariants: a job never runs twice at once; a failure never stops another job; a run in
+//! flight is finished on SIGINT/SIGTERM and the store is flushed before exit.
+
+pub mod protocol;
+pub mod remote;
+pub mod schedule;
+pub mod scheduler;
+pub mod socket;
+pub mod tasks;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use remote::RemoteStore;
+
+use crate::app::App;
+use crate::config::{Config, CronSchedule};
+use crate::digest::DigestOutcome;
+use crate::error::CliError;
+use crate::pipeline::SourceReport;
+use crate::scope::{self, ScopeMatcher};
+use crate::sources::{self, Source};
+use scheduler::{Board, Job, Settings};
+use tasks::{DigestTask, ScopeTask, Shared, SourceTask};
+
+/// Largest jitter added to a source's slot.
+pub const MAX_SOURCE_JITTER: Duration = Duration::from_secs(300);
+/// When the scheduler checks whether the ASN prefixes are due (`[scope] refresh`, daily by
+/// default, decides whether RIPEstat is actually asked).
+pub const SCOPE_CHECK: &str = "0 17 * * * *";
+
+/// The schedule a source runs on: `schedule` from its config table, else its default.
+pub fn source_schedule(cfg: &Config, name: &str, src: &dyn Source) -> CronSchedule {
+    crate::health::configured_schedule(cfg, name).unwrap_or_else(|| src.schedule())
+}
+
+/// Whether a source should run at start-up: it never ran, or a slot of its schedule passed
+/// since its last run started (the daemon was down). One catch-up run, never a burst.
+pub fn missed_a_slot(
+    store: &dyn crate::store::Store,
+    name: &str,
+    schedule: &CronSchedule,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    match store.runs(Some(name), 1) {
+        Ok(runs) => match runs.first() {
+            None => true,
+            Some(r) => schedule.next_after(&r.started).is_some_and(|n| n <= now),
+        },
+        Err(e) => {
+            tracing::warn!(source = %name, error = %e, "cannot read the run log");
+            false
+        }
+    }
+}
+
+/// Every scheduled job of this config. Sources that cannot be set up are logged and left out
+/// (feed health shows them as failing); they never keep the others from running.
+pub fn jobs(shared: &Shared) -> Vec<Job> {
+    let cfg = &shared.cfg;
+    let now = shared.clock.now();
+    let mut out = Vec::new();
+    for (name, built) in sources::enabled_sources(cfg) {
+        match built {
+            Ok(src) => {
+                let schedule = source_schedule(cfg, &name, src.as_ref());
+                let interval = schedule
+                    .interval(&now)
+                    .unwrap_or(chrono::Duration::hours(1));
+                let catch_up = missed_a_slot(shared.store.as_ref(), &name, &schedule, now);
+                out.push(Job {
+                    name,
+                    kind: "source",
+                    catch_up,
+                    max_jitter: schedule::max_jitter(interval, MAX_SOURCE_JITTER),
+                    schedule,
+                    tz: Tz::UTC,
+                    task: Arc::new(SourceTask {
+                        shared: shared.clone(),
+                        source: src,
+                    }),
+                });
+            }
+            Err(e) => {
+                tracing::error!(source = %name, error = %e, "source cannot be set up and will not run (see `outwatch status`)");
+            }
+        }
+    }
+    if let Some(d) = &cfg.digest {
+        out.push(Job {
+            name: "digest".into(),
+            kind: "digest",
+            schedule: d.schedule.clone(),
+            tz: d.timezone.unwrap_or(Tz::UTC),
+            max_jitter: Duration::ZERO,
+            // The digest covers everything since the last one: no need to catch up.
+            catch_up: false,
+            task: Arc::new(DigestTask {
+                shared: shared.clone(),
+            }),
+        });
+    }
+    if !cfg.organisation.asns.is_empty() {
+        out.push(Job {
+            name: "scope".into(),
+            kind: "scope",
+            schedule: sources::schedule(SCOPE_CHECK),
+            tz: Tz::UTC,
+            max_jitter: Duration::ZERO,
+            // `run` refreshes the scope at start-up already.
+            catch_up: false,
+            task: Arc::new(ScopeTask {
+                shared: shared.clone(),
+            }),
+        });
+    }
+    out
+}
+
+fn shared(
+    app: &App,
+    cfg: &Config,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<Shared, CliError> {
+    let snap = scope::load(Some(cfg), store.as_ref())?;
+    Ok(Shared {
+        cfg: Arc::new(cfg.clone()),
+        store,
+        http: app.http()?,
+        clock: app.clock.clone(),
+        scope: Arc::new(RwLock::new(Arc::new(ScopeMatcher::new(&snap)))),
+        data_dir: app.data_dir.clone(),
+    })
+}
+
+fn remove_socket(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+    }
+}
+
+/// How long `run` waits for a read command that has the store open briefly (no daemon was
+/// answering, so it opened the store itself) to let go of sled's lock.
+pub const LOCK_WAIT: Duration = Duration::from_secs(15);
+
+/// Opens the store for writing, waiting up to `wait` while another process holds it, unless
+/// that process is a daemon (then it fails at once, saying so).
+pub async fn open_store_waiting(
+    app: &App,
+    wait: Duration,
+) -> Result<Arc<dyn crate::store::Store>, CliError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match crate::store::open(&app.data_dir) {
+            Ok(s) => return Ok(Arc::new(s)),
+            Err(crate::store::StoreError::Locked { .. })
+                if std::time::Instant::now() < deadline
+                    && RemoteStore::connect(&app.data_dir).is_none() =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // Let `open_store` phrase the error (it names a running daemon).
+            Err(_) => return app.open_store(),
+        }
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub async fn run(app: &App) -> Result<ExitCode, CliError> {
+    let cfg = app.require_config()?;
+    let store = open_store_waiting(app, LOCK_WAIT).await?;
+    let io = |e: std::io::Error| CliError::failure(format!("cannot listen for signals: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let (listener, sock) = socket::bind(&app.data_dir).map_err(|e| {
+        CliError::failure(format!(
+            "cannot create the socket {}: {e}",
+            socket::socket_path(&app.data_dir).display()
+        ))
+    })?;
+    let shared = shared(app, cfg, store.clone())?;
+    let board: Board = Arc::new(Mutex::new(Default::default()));
+    let started = app.clock.now();
+    let info: socket::InfoFn = {
+        let board = board.clone();
+        let data_dir = app.data_dir.display().to_string();
+        Arc::new(move || {
+            let jobs = board.lock().map(|b| b.clone()).unwrap_or_default();
+            json!({
+                "pid": std::process::id(),
+                "started": started,
+                "data_dir": data_dir,
+                "jobs": jobs,
+            })
+        })
+    };
+    let (srv_stop, srv_rx) = watch::channel(false);
+    let server = tokio::spawn(socket::serve(listener, store.clone(), info, srv_rx));
+    tracing::info!(socket = %sock.display(), pid = std::process::id(), "daemon started; read commands are served on the socket");
+
+    let jobs = jobs(&shared);
+    if jobs.is_empty() {
+        tracing::warn!("nothing is scheduled: no source can run and there is no [digest]");
+    }
+    let (stop, stop_rx) = watch::channel(false);
+    let mut set = JoinSet::new();
+    // The scope is refreshed first (when due) so the first source runs see today's prefixes.
+    if !cfg.organisation.asns.is_empty() {
+        match tasks::refresh_scope(&shared, false).await {
+            Ok(s) => tracing::info!(summary = %s, "scope ready"),
+            Err(e) => tracing::warn!(error = %e, "scope refresh failed"),
+        }
+    }
+    for job in jobs {
+        tracing::info!(job = %job.name, kind = job.kind, schedule = %job.schedule.source, tz = %job.tz, "scheduled");
+        set.spawn(scheduler::run_job(
+            job,
+            app.clock.clone(),
+            Settings::default(),
+            board.clone(),
+            stop_rx.clone(),
+            rand::random::<f64>,
+        ));
+    }
+
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "stopping: finishing the runs in flight");
+    let _ = stop.send(true);
+    let mut forced = false;
+    tokio::select! {
+        _ = async { while set.join_next().await.is_some() {} } => {}
+        _ = term.recv() => forced = true,
+        _ = int.recv() => forced = true,
+    }
+    if forced {
+        tracing::warn!("second signal: stopping without waiting for the runs in flight");
+        set.abort_all();
+    }
+    let _ = srv_stop.send(true);
+    let _ = server.await;
+    let flushed = store.flush();
+    remove_socket(&sock);
+    if let Err(e) = flushed {
+        return Err(CliError::store(format!("flushing the store failed: {e}")));
+    }
+    tracing::info!("daemon stopped");
+    Ok(if forced {
+        ExitCode::from(crate::error::EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `run --once` did.
+#[derive(Debug, Default)]
+pub struct OnceReport {
+    /// One per enabled source, in config order.
+    pub sources: Vec<SourceReport>,
+    /// Why the scope refresh failed (cached prefixes were used); not a failure of the run.
+    pub scope_warning: Option<String>,
+    /// `None` when no `[digest]` is configured.
+    pub digest: Option<Result<DigestOutcome, String>>,
+}
+
+impl OnceReport {
+    /// Names of what failed: sources, then `digest`.
+    pub fn failed(&self) -> Vec<String> {
+        let mut f: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| r.name.clone())
+            .collect();
+        if matches!(self.digest, Some(Err(_))) {
+            f.push("digest".into());
+        }
+        f
+    }
+}
+
+/// `run --once`: the scope refresh when due, every enabled source once (concurrently), then
+/// the digest when `[digest]` is configured.
+pub async fn run_once(app: &App) -> Result<OnceReport, CliError> {
+    let cfg = app.require_config()?;
+    let store = open_store_waiting(app, LOCK_WAIT).await?;
+    let shared = shared(app, cfg, store.clone())?;
+    let mut report = OnceReport::default();
+    if !cfg.organisation.asns.is_empty()
+        && let Err(e) = tasks::refresh_scope(&shared, false).await
+    {
+        tracing::warn!(error = %e, "scope refresh failed");
+        report.scope_warning = Some(e);
+    }
+    let runner = shared.runner();
+    let runs = sources::enabled_sources(cfg)
+        .into_iter()
+        .map(|(name, built)| {
+            let runner = runner.clone();
+            async move {
+                match built {
+                    Ok(src) => runner.run_source(src.as_ref()).await,
+                    Err(e) => SourceReport::failed(&name, format!("cannot be set up: {e}")),
+                }
+            }
+        });
+    report.sources = futures_util::future::join_all(runs).await;
+    if cfg.digest.is_some() {
+        let r = crate::digest::deliver(cfg, store.clone(), &app.data_dir, app.clock.now())
+            .await
+            .map_err(|e| e.to_string());
+        report.digest = Some(r);
+    }
+    store.flush()?;
+    Ok(report)
+}

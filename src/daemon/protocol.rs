@@ -1,0 +1,132 @@
+//! The local socket protocol between `outwatch run` and the read commands.
+//!
+//! Newline-delimited JSON over a Unix socket (`<data_dir>/outwatch.sock`, mode 0600). A client
+//! sends one request per line, `{"v": 1, "op": "...", ...}`, and reads reply lines until the
+//! final one: zero or more `{"item": ...}` (for lists, streamed), then `{"done": ...}` or
+//! `{"error": {"message": ...}}`. Several requests may follow each other on one connection.
+//! Requests are capped at [`MAX_REQUEST_BYTES`]; a request with another `v` is refused, so a
+//! CLI and a daemon of different versions never misread each other. Only reads are served.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Query, QueryOptions};
+
+/// Version of this protocol; bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// File name of the socket inside the data dir.
+pub const SOCKET_NAME: &str = "outwatch.sock";
+/// Largest request line the daemon reads.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest reply line a client reads (one finding, or one scalar answer).
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
+
+/// One request line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+/// What a request asks for: the read half of [`crate::store::Store`], plus `hello`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// Who is there: protocol version, pid, data dir, the scheduler's jobs.
+    Hello,
+    Get {
+        fingerprint: String,
+    },
+    /// Streams the matching findings.
+    Query {
+        query: WireQuery,
+        since: Option<DateTime<Utc>>,
+        #[serde(default)]
+        include_resolved: bool,
+        limit: Option<usize>,
+    },
+    /// Streams every finding.
+    ForEach,
+    /// Streams findings last seen in `[from, to)`.
+    SeenBetween {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// Streams fetch runs, newest first.
+    Runs {
+        source: Option<String>,
+        limit: usize,
+    },
+    /// `done` is the value, base64, or null.
+    StateGet {
+        key: String,
+    },
+    /// Streams `[key, base64 value]` pairs.
+    StateScan {
+        prefix: String,
+    },
+    Count,
+}
+
+/// [`Query`] on the wire (same JSON shape: `{"kind": "ip", "value": "192.0.2.1"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum WireQuery {
+    Ip(IpAddr),
+    Net(IpNet),
+    Domain(String),
+    Email(String),
+    Asn(u32),
+}
+
+impl From<&Query> for WireQuery {
+    fn from(q: &Query) -> Self {
+        match q {
+            Query::Ip(a) => WireQuery::Ip(*a),
+            Query::Net(n) => WireQuery::Net(*n),
+            Query::Domain(d) => WireQuery::Domain(d.clone()),
+            Query::Email(e) => WireQuery::Email(e.clone()),
+            Query::Asn(a) => WireQuery::Asn(*a),
+        }
+    }
+}
+
+impl From<WireQuery> for Query {
+    fn from(q: WireQuery) -> Self {
+        match q {
+            WireQuery::Ip(a) => Query::Ip(a),
+            WireQuery::Net(n) => Query::Net(n),
+            WireQuery::Domain(d) => Query::Domain(d),
+            WireQuery::Email(e) => Query::Email(e),
+            WireQuery::Asn(a) => Query::Asn(a),
+        }
+    }
+}
+
+impl Op {
+    /// The request for a store query.
+    pub fn query(q: &Query, o: &QueryOptions) -> Op {
+        Op::Query {
+            query: q.into(),
+            since: o.since,
+            include_resolved: o.include_resolved,
+            limit: o.limit,
+        }
+    }
+}
+
+/// One reply line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    /// One element of a streamed list.
+    Item(serde_json::Value),
+    /// The end of the answer, with its value (`null` after a streamed list).
+    Done(serde_json::Value),
+    /// The request failed; nothing more follows for it.
+    Error { message: String },
+}

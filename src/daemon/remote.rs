@@ -1,0 +1,273 @@
+//! [`RemoteStore`]: the [`Store`] a read command gets while `outwatch run` holds the store. Reads
+//! are forwarded over the daemon's socket; writes are refused with [`StoreError::Locked`] (the
+//! daemon is the only writer), which the CLI turns into exit code 4.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::protocol::{MAX_REPLY_BYTES, Op, PROTOCOL_VERSION, Reply, Request};
+use super::socket::socket_path;
+use crate::finding::Finding;
+use crate::store::{
+    FetchRun, IngestOptions, IngestStats, Query, QueryOptions, Result, Store, StoreError,
+};
+
+/// How long a client waits for one reply line.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Conn {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+/// A store served by the running daemon.
+pub struct RemoteStore {
+    socket: PathBuf,
+    data_dir: PathBuf,
+    conn: Mutex<Option<Conn>>,
+    hello: Value,
+}
+
+impl std::fmt::Debug for RemoteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteStore")
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(format!("the daemon's socket: {e}"))
+}
+
+fn open_conn(socket: &Path) -> io::Result<Conn> {
+    let s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(READ_TIMEOUT))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    Ok(Conn {
+        reader: BufReader::new(s.try_clone()?),
+        writer: s,
+    })
+}
+
+fn b64d(v: &Value) -> Result<Vec<u8>> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| engine("expected a base64 string"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(engine)
+}
+
+fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
+    serde_json::from_value(v).map_err(engine)
+}
+
+impl RemoteStore {
+    /// Connects to the daemon serving `data_dir`, or `None` when none answers (no socket file,
+    /// a stale one, or something that does not speak the protocol).
+    pub fn connect(data_dir: &Path) -> Option<RemoteStore> {
+        let socket = socket_path(data_dir);
+        let conn = open_conn(&socket).ok()?;
+        let mut r = RemoteStore {
+            socket,
+            data_dir: data_dir.to_path_buf(),
+            conn: Mutex::new(Some(conn)),
+            hello: Value::Null,
+        };
+        match r.call(&Op::Hello, &mut |_| Ok(())) {
+            Ok(h) => {
+                r.hello = h;
+                Some(r)
+            }
+            Err(e) => {
+                tracing::warn!(socket = %r.socket.display(), error = %e, "a socket exists but no daemon answers on it");
+                None
+            }
+        }
+    }
+
+    /// What the daemon said about itself (`pid`, `started`, `jobs`, `version`).
+    pub fn hello(&self) -> &Value {
+        &self.hello
+    }
+
+    fn locked(&self) -> StoreError {
+        StoreError::Locked {
+            path: self.data_dir.display().to_string(),
+        }
+    }
+
+    /// Sends one request and reads its replies, handing streamed items to `on_item`.
+    fn call(&self, op: &Op, on_item: &mut dyn FnMut(Value) -> Result<()>) -> Result<Value> {
+        let mut guard = self.conn.lock().map_err(|_| engine("poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(open_conn(&self.socket).map_err(engine)?);
+        }
+        let conn = guard.as_mut().expect("connected");
+        let result = Self::exchange(conn, op, on_item);
+        if result.is_err() {
+            // The stream may be mid-answer: never reuse it.
+            *guard = None;
+        }
+        result
+    }
+
+    fn exchange(
+        conn: &mut Conn,
+        op: &Op,
+        on_item: &mut dyn FnMut(Value) -> Result<()>,
+    ) -> Result<Value> {
+        let req = Request {
+            v: PROTOCOL_VERSION,
+            op: op.clone(),
+        };
+        let mut line = serde_json::to_vec(&req).map_err(engine)?;
+        line.push(b'\n');
+        conn.writer.write_all(&line).map_err(engine)?;
+        conn.writer.flush().map_err(engine)?;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = (&mut conn.reader)
+                .take(MAX_REPLY_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(engine)?;
+            if n == 0 {
+                return Err(engine("the daemon closed the connection"));
+            }
+            if buf.len() > MAX_REPLY_BYTES {
+                return Err(engine(format!(
+                    "a reply larger than {MAX_REPLY_BYTES} bytes"
+                )));
+            }
+            match serde_json::from_slice::<Reply>(&buf).map_err(engine)? {
+                Reply::Item(v) => on_item(v)?,
+                Reply::Done(v) => return Ok(v),
+                Reply::Error { message } => {
+                    return Err(StoreError::Engine(format!("the daemon: {message}")));
+                }
+            }
+        }
+    }
+
+    fn list<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.call(op, &mut |v| {
+            out.push(from_value(v)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+impl Store for RemoteStore {
+    fn ingest(
+        &self,
+        _findings: Vec<Finding>,
+        _state: Vec<(String, Option<Vec<u8>>)>,
+        _opts: &IngestOptions,
+    ) -> Result<IngestStats> {
+        Err(self.locked())
+    }
+
+    fn resolve_stale(
+        &self,
+        _source: &str,
+        _feed: Option<&str>,
+        _cutoff: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> Result<usize> {
+        Err(self.locked())
+    }
+
+    fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {
+        from_value(self.call(
+            &Op::Get {
+                fingerprint: fingerprint.to_string(),
+            },
+            &mut |_| Ok(()),
+        )?)
+    }
+
+    fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>> {
+        self.list(&Op::query(q, opts))
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
+        self.call(&Op::ForEach, &mut |v| f(from_value(v)?))?;
+        Ok(())
+    }
+
+    fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>> {
+        self.list(&Op::SeenBetween { from, to })
+    }
+
+    fn restore(&self, _findings: Vec<Finding>) -> Result<usize> {
+        Err(self.locked())
+    }
+
+    fn update(&self, _findings: Vec<Finding>) -> Result<()> {
+        Err(self.locked())
+    }
+
+    fn record_run(&self, _run: &FetchRun) -> Result<()> {
+        Err(self.locked())
+    }
+
+    fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>> {
+        self.list(&Op::Runs {
+            source: source.map(str::to_string),
+            limit,
+        })
+    }
+
+    fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let v = self.call(
+            &Op::StateGet {
+                key: key.to_string(),
+            },
+            &mut |_| Ok(()),
+        )?;
+        if v.is_null() {
+            Ok(None)
+        } else {
+            b64d(&v).map(Some)
+        }
+    }
+
+    fn state_put(&self, _key: &str, _value: Option<&[u8]>) -> Result<()> {
+        Err(self.locked())
+    }
+
+    fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.call(
+            &Op::StateScan {
+                prefix: prefix.to_string(),
+            },
+            &mut |v| {
+                let (k, b): (String, Value) = from_value(v)?;
+                out.push((k, b64d(&b)?));
+                Ok(())
+            },
+        )?;
+        Ok(out)
+    }
+
+    fn count(&self) -> Result<usize> {
+        from_value(self.call(&Op::Count, &mut |_| Ok(()))?)
+    }
+
+    /// Nothing to flush here: the daemon flushes after every run.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}

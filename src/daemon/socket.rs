@@ -1,0 +1,259 @@
+//! The daemon's side of the local socket: binds `<data_dir>/outwatch.sock` (mode 0600, a stale
+//! file from a crashed daemon is replaced) and answers read requests from the store it owns.
+//! See [`super::protocol`] for the wire format.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::protocol::{MAX_REQUEST_BYTES, Op, PROTOCOL_VERSION, Reply, Request, SOCKET_NAME};
+use crate::store::{QueryOptions, Store, StoreError};
+
+/// Connections served at the same time; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 32;
+/// A connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Where the socket of the store in `data_dir` lives.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// Binds the socket, owner-only. Call after the store is open: holding sled's lock proves no
+/// other daemon serves this data dir, so an existing socket file is stale and is replaced.
+pub fn bind(data_dir: &Path) -> io::Result<(UnixListener, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = socket_path(data_dir);
+    // sockaddr_un holds 108 bytes including the final NUL.
+    if path.as_os_str().len() > 107 {
+        return Err(io::Error::other(format!(
+            "the path is {} bytes long, more than a Unix socket allows (107): \
+             use a shorter data dir ([store] path or --data-dir)",
+            path.as_os_str().len()
+        )));
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket file"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // The umask makes the socket owner-only from its first moment; chmod makes sure of it.
+    // SAFETY: umask only swaps the process's file-creation mask.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = UnixListener::bind(&path);
+    unsafe { libc::umask(old) };
+    let listener = bound?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok((listener, path))
+}
+
+/// Facts the `hello` request answers with (pid, jobs...), produced on demand.
+pub type InfoFn = Arc<dyn Fn() -> Value + Send + Sync>;
+
+/// Serves connections until `stop` turns true.
+pub async fn serve(
+    listener: UnixListener,
+    store: Arc<dyn Store>,
+    info: InfoFn,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let store = store.clone();
+                let info = info.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(stream, store, info).await {
+                        tracing::debug!(error = %e, "socket client went away");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a socket connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn write_reply<W: AsyncWriteExt + Unpin>(w: &mut W, r: &Reply) -> io::Result<()> {
+    let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await
+}
+
+async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::Result<()> {
+    let (r, w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut w = BufWriter::new(w);
+    loop {
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(
+            IDLE,
+            (&mut r)
+                .take(MAX_REQUEST_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await;
+        let n = match read {
+            Err(_) => return Ok(()), // idle
+            Ok(n) => n?,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if line.len() > MAX_REQUEST_BYTES || line.last() != Some(&b'\n') {
+            let message = if line.len() > MAX_REQUEST_BYTES {
+                format!("request larger than {MAX_REQUEST_BYTES} bytes")
+            } else {
+                "request not terminated by a newline".to_string()
+            };
+            write_reply(&mut w, &Reply::Error { message }).await?;
+            w.flush().await?;
+            return Ok(());
+        }
+        let req: Request = match serde_json::from_slice(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                // Say which version we speak even when the request is unreadable.
+                let message =
+                    format!("bad request ({e}); this daemon speaks protocol v{PROTOCOL_VERSION}");
+                write_reply(&mut w, &Reply::Error { message }).await?;
+                w.flush().await?;
+                continue;
+            }
+        };
+        if req.v != PROTOCOL_VERSION {
+            let message = format!(
+                "protocol v{} is not supported: this daemon speaks v{PROTOCOL_VERSION} \
+                 (use the outwatch binary that runs the daemon)",
+                req.v
+            );
+            write_reply(&mut w, &Reply::Error { message }).await?;
+            w.flush().await?;
+            continue;
+        }
+        answer(req.op, &store, &info, &mut w).await?;
+        w.flush().await?;
+    }
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v)
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
+/// Answers one request: single values directly, lists streamed item by item from a blocking
+/// task (sled is blocking) through a bounded channel.
+async fn answer<W: AsyncWriteExt + Unpin>(
+    op: Op,
+    store: &Arc<dyn Store>,
+    info: &InfoFn,
+    w: &mut W,
+) -> io::Result<()> {
+    if let Op::Hello = op {
+        let mut v = info();
+        if let Value::Object(m) = &mut v {
+            m.insert("version".into(), json!(PROTOCOL_VERSION));
+        }
+        return write_reply(w, &Reply::Done(v)).await;
+    }
+    let (tx, mut rx) = mpsc::channel::<Result<Reply, StoreError>>(256);
+    let store = store.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let item = |tx: &mpsc::Sender<Result<Reply, StoreError>>, v: Value| {
+            tx.blocking_send(Ok(Reply::Item(v)))
+                .map_err(|_| StoreError::Engine("client went away".into()))
+        };
+        let done: Result<Value, StoreError> = (|| match op {
+            Op::Hello => Ok(Value::Null),
+            Op::Get { fingerprint } => to_value(store.get(&fingerprint)?),
+            Op::Count => to_value(store.count()?),
+            Op::StateGet { key } => Ok(match store.state_get(&key)? {
+                Some(b) => Value::String(b64(&b)),
+                None => Value::Null,
+            }),
+            Op::Query {
+                query,
+                since,
+                include_resolved,
+                limit,
+            } => {
+                let opts = QueryOptions {
+                    since,
+                    include_resolved,
+                    limit,
+                };
+                for f in store.query(&query.into(), &opts)? {
+                    item(&tx, to_value(f)?)?;
+                }
+                Ok(Value::Null)
+            }
+            Op::ForEach => {
+                store.for_each(&mut |f| item(&tx, to_value(f)?))?;
+                Ok(Value::Null)
+            }
+            Op::SeenBetween { from, to } => {
+                for f in store.seen_between(from, to)? {
+                    item(&tx, to_value(f)?)?;
+                }
+                Ok(Value::Null)
+            }
+            Op::Runs { source, limit } => {
+                for r in store.runs(source.as_deref(), limit)? {
+                    item(&tx, to_value(r)?)?;
+                }
+                Ok(Value::Null)
+            }
+            Op::StateScan { prefix } => {
+                for (k, v) in store.state_scan(&prefix)? {
+                    item(&tx, json!([k, b64(&v)]))?;
+                }
+                Ok(Value::Null)
+            }
+        })();
+        let last = match done {
+            Ok(v) => Reply::Done(v),
+            Err(e) => Reply::Error {
+                message: e.to_string(),
+            },
+        };
+        let _ = tx.blocking_send(Ok(last));
+    });
+    let mut result = Ok(());
+    while let Some(msg) = rx.recv().await {
+        let reply = match msg {
+            Ok(r) => r,
+            Err(e) => Reply::Error {
+                message: e.to_string(),
+            },
+        };
+        if let Err(e) = write_reply(w, &reply).await {
+            result = Err(e);
+            break;
+        }
+    }
+    drop(rx); // a producer still sending sees the client gone and stops
+    let _ = job.await;
+    result
+}

@@ -1,0 +1,144 @@
+//! The scheduler's three kinds of work: fetching a source, delivering the digest and refreshing
+//! the ASN scope. Each wraps the library call the CLI commands use too.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use super::scheduler::Task;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::digest::{self, DigestOutcome};
+use crate::http::HttpClient;
+use crate::pipeline::{Runner, SourceReport};
+use crate::scope::{self, ScopeMatcher};
+use crate::sources::Source;
+use crate::store::Store;
+
+/// The scope every run uses; swapped when the daily refresh brings new prefixes.
+pub type SharedScope = Arc<RwLock<Arc<ScopeMatcher>>>;
+
+/// Things every task shares.
+#[derive(Clone)]
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub http: HttpClient,
+    pub clock: Arc<dyn Clock>,
+    pub scope: SharedScope,
+    pub data_dir: PathBuf,
+}
+
+impl Shared {
+    /// A pipeline runner with the current scope.
+    pub fn runner(&self) -> Runner {
+        let scope = self
+            .scope
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        Runner {
+            store: self.store.clone(),
+            http: self.http.clone(),
+            scope,
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+/// One line about a source run.
+pub fn source_summary(r: &SourceReport) -> String {
+    if r.not_modified {
+        return "not modified".into();
+    }
+    format!(
+        "fetched {}, in scope {}, new {}, updated {}, resolved {}, rejected {}",
+        r.fetched, r.in_scope, r.new, r.updated, r.resolved, r.rejected
+    )
+}
+
+/// One line about a digest delivery.
+pub fn digest_summary(o: &DigestOutcome) -> String {
+    let how = match (&o.eml_path, o.sent) {
+        (_, true) => format!("sent to {}", o.recipients.join(", ")),
+        (Some(p), false) => format!("written to {}", p.display()),
+        (None, false) => "nothing to send".into(),
+    };
+    format!(
+        "{how} (new {}, open {}, resolved {})",
+        o.new, o.open, o.resolved
+    )
+}
+
+/// Fetches one source.
+pub struct SourceTask {
+    pub shared: Shared,
+    pub source: Arc<dyn Source>,
+}
+
+#[async_trait]
+impl Task for SourceTask {
+    async fn run(&self) -> Result<String, String> {
+        let r = self.shared.runner().run_source(self.source.as_ref()).await;
+        match (&r.error, r.ok) {
+            (None, true) => Ok(source_summary(&r)),
+            (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
+        }
+    }
+}
+
+/// Delivers the digest.
+pub struct DigestTask {
+    pub shared: Shared,
+}
+
+#[async_trait]
+impl Task for DigestTask {
+    async fn run(&self) -> Result<String, String> {
+        let s = &self.shared;
+        digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
+            .await
+            .map(|o| digest_summary(&o))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Refreshes the ASN prefixes that are due and swaps the scope the sources use.
+pub struct ScopeTask {
+    pub shared: Shared,
+}
+
+/// Refreshes what is due and installs the result; errors name the ASNs whose refresh failed
+/// (their cached prefixes stay in use).
+pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
+    let (snap, reports) = scope::refresh(&s.cfg, s.store.as_ref(), &s.http, s.clock.now(), force)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Ok(mut m) = s.scope.write() {
+        *m = Arc::new(ScopeMatcher::new(&snap));
+    }
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("AS{}: {e}", r.asn)))
+        .collect();
+    if failed.is_empty() {
+        let refreshed = reports.iter().filter(|r| r.refreshed).count();
+        Ok(format!(
+            "{refreshed} ASN(s) refreshed, {} prefixes in scope",
+            snap.all_prefixes().len()
+        ))
+    } else {
+        Err(format!(
+            "refresh failed (cached prefixes kept): {}",
+            failed.join("; ")
+        ))
+    }
+}
+
+#[async_trait]
+impl Task for ScopeTask {
+    async fn run(&self) -> Result<String, String> {
+        refresh_scope(&self.shared, false).await
+    }
+}

@@ -1,0 +1,240 @@
+//! "Safe Browsing Alerts for Network Administrators": the XML e-mails Google sends to the
+//! registered owners of an AS (`From: Google Safe Browsing <noreply@google.com>`).
+//!
+//! ```xml
+//! <notification_message asn="64496" date="2026-11-20">
+//!  <list type="0"><url_info url="http://example.net/x/" ip="192.0.2.10" /></list>
+//! </notification_message>
+//! ```
+//! `list/@type`: 0 compromised, 1 social engineering, 2 distribution, 3 unwanted software,
+//! 4 malicious software. Each `url_info` is one finding, tied to its `ip` when given, else to
+//! the URL's host (an IP literal or a domain; IPv6 literals without brackets are understood).
+//! A `url_info` without a `url`, or with an `ip` that is not an address, is a rejected record.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{Host, url_host};
+use crate::finding::{Classification, Finding, Severity};
+use crate::sources::RowError;
+
+/// What one alert mail produced.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub findings: Vec<Finding>,
+    pub rejected: Vec<RowError>,
+    /// `url_info` records read.
+    pub records: usize,
+}
+
+/// Name, classification and severity of a list type.
+pub fn list_type(t: u32) -> (&'static str, Classification, Severity) {
+    let id = |s: &str| format!("safebrowsing-alert-{s}");
+    match t {
+        0 => (
+            "compromised",
+            Classification::new("intrusions", "application-compromise", &id("compromised")),
+            Severity::High,
+        ),
+        1 => (
+            "social engineering",
+            Classification::new("fraud", "phishing", &id("social-engineering")),
+            Severity::High,
+        ),
+        2 => (
+            "distribution",
+            Classification::new(
+                "malicious-code",
+                "malware-distribution",
+                &id("distribution"),
+            ),
+            Severity::High,
+        ),
+        3 => (
+            "unwanted software",
+            Classification::new(
+                "malicious-code",
+                "malware-distribution",
+                &id("unwanted-software"),
+            ),
+            Severity::Medium,
+        ),
+        4 => (
+            "malicious software",
+            Classification::new(
+                "malicious-code",
+                "malware-distribution",
+                &id("malicious-software"),
+            ),
+            Severity::High,
+        ),
+        _ => (
+            "unknown",
+            Classification::new("other", "undetermined", &id("unknown")),
+            Severity::Medium,
+        ),
+    }
+}
+
+/// Cuts the `<notification_message>` element out of a mail body (text around it is ignored).
+pub fn extract_xml(body: &str) -> Option<&str> {
+    let start = body.find("<notification_message")?;
+    let end_tag = "</notification_message>";
+    let rest = &body[start..];
+    if let Some(e) = rest.find(end_tag) {
+        return Some(&rest[..e + end_tag.len()]);
+    }
+    // A self-closed root (`<notification_message ... />`): an alert without lists.
+    let close = rest.find("/>")?;
+    Some(&rest[..close + 2])
+}
+
+/// Parses one `notification_message` document. `location` names the file for messages and
+/// raw pointers. `mail_date` is used when the root has no `date`.
+pub fn parse_xml(
+    xml: &str,
+    location: &str,
+    mail_date: Option<DateTime<Utc>>,
+) -> Result<Parsed, String> {
+    let doc = roxmltree::Document::parse(xml)
+        .map_err(|e| format!("the alert is not well-formed XML ({e})"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "notification_message" {
+        return Err(format!(
+            "expected a <notification_message> element, found <{}>",
+            root.tag_name().name()
+        ));
+    }
+    let asn = root.attribute("asn").and_then(|a| {
+        a.trim()
+            .trim_start_matches("AS")
+            .trim_start_matches("as")
+            .parse::<u32>()
+            .ok()
+    });
+    let report_date = root
+        .attribute("date")
+        .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok());
+    let time = report_date
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .or(mail_date);
+    let mut out = Parsed::default();
+    for (li, list) in root
+        .children()
+        .filter(|n| n.is_element() && n.tag_name().name() == "list")
+        .enumerate()
+    {
+        let type_attr = list.attribute("type").unwrap_or("");
+        let Ok(t) = type_attr.trim().parse::<u32>() else {
+            out.rejected.push(RowError {
+                location: format!("{location}: list {}", li + 1),
+                message: format!("list type `{type_attr}` is not a number 0..4"),
+            });
+            continue;
+        };
+        let (category, class, severity) = list_type(t);
+        for (ei, info) in list
+            .children()
+            .filter(|n| n.is_element() && n.tag_name().name() == "url_info")
+            .enumerate()
+        {
+            out.records += 1;
+            let at = format!("{location}: list type={t} url_info {}", ei + 1);
+            let Some(url) = info
+                .attribute("url")
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+            else {
+                out.rejected.push(RowError {
+                    location: at,
+                    message: "url_info without a url".into(),
+                });
+                continue;
+            };
+            let ip = match info
+                .attribute("ip")
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                None => None,
+                Some(s) => match s.parse::<IpAddr>() {
+                    Ok(ip) => Some(ip),
+                    Err(_) => {
+                        out.rejected.push(RowError {
+                            location: at,
+                            message: format!("ip `{}` is not an IP address", clip(s)),
+                        });
+                        continue;
+                    }
+                },
+            };
+            let host = url_host(url);
+            if ip.is_none() && host.is_none() {
+                out.rejected.push(RowError {
+                    location: at,
+                    message: format!("no ip given and no host in url `{}`", clip(url)),
+                });
+                continue;
+            }
+            let mut f = Finding::new("safebrowsing", "alerts", class.clone(), severity);
+            f.url = Some(url.to_string());
+            f.ip = ip;
+            match host {
+                Some(Host::Domain(d)) => f.domain = Some(d),
+                Some(Host::Ip(h)) if f.ip.is_none() => f.ip = Some(h),
+                _ => {}
+            }
+            f.asn = asn;
+            f.time_source = time;
+            f.set_extra("list_type", t);
+            f.set_extra("category", category);
+            if let Some(a) = asn {
+                f.set_extra("alert_asn", a);
+            }
+            if let Some(d) = report_date {
+                f.set_extra("report_date", d.format("%Y-%m-%d").to_string());
+            }
+            f.raw = Some(at);
+            out.findings.push(f);
+        }
+    }
+    Ok(out)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists_and_tolerates_missing_ip() {
+        let xml = r#"<notification_message asn="64496" date="2026-11-20">
+ <list type="0"><url_info url="http://shop.example.net/a?x=1&amp;y=2" ip="192.0.2.10" /></list>
+ <list type="1"><url_info url="http://198.51.100.7:8080/login" /><url_info ip="192.0.2.1" /></list>
+ <list type="x"><url_info url="http://a.example/" /></list>
+</notification_message>"#;
+        let p = parse_xml(xml, "m.eml", None).unwrap();
+        assert_eq!(p.records, 3);
+        assert_eq!(p.findings.len(), 2);
+        assert_eq!(p.rejected.len(), 2, "{:?}", p.rejected);
+        let a = &p.findings[0];
+        assert_eq!(a.url.as_deref(), Some("http://shop.example.net/a?x=1&y=2"));
+        assert_eq!(a.ip.unwrap().to_string(), "192.0.2.10");
+        assert_eq!(a.domain.as_deref(), Some("shop.example.net"));
+        assert_eq!(a.asn, Some(64496));
+        let b = &p.findings[1];
+        assert_eq!(b.ip.unwrap().to_string(), "198.51.100.7");
+        assert_eq!(b.classification.kind, "phishing");
+    }
+
+    #[test]
+    fn bad_xml_is_an_error() {
+        assert!(parse_xml("<notification_message><list>", "m", None).is_err());
+        assert!(parse_xml("<other/>", "m", None).is_err());
+    }
+}

@@ -1,0 +1,634 @@
+//! Foundation: store semantics, scope resolution through a RIPEstat mock, and the CLI contract
+//! of `check-config`, `scope`, `lookup`, `export` and `restore`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use chrono::{DateTime, Duration, Utc};
+use outwatch::clock::{Clock, ManualClock};
+use outwatch::config::{Config, HttpConfig};
+use outwatch::finding::{Classification, Finding, Severity, Status};
+use outwatch::http::HttpClient;
+use outwatch::store::{self, IngestOptions, Query, QueryOptions, Store};
+use serde_json::Value;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn finding(feed: &str, ip: Option<&str>, domain: Option<&str>) -> Finding {
+    let mut f = Finding::new(
+        "test",
+        feed,
+        Classification::new("", "vulnerable-system", "open-service"),
+        Severity::Medium,
+    );
+    f.ip = ip.map(|i| i.parse().unwrap());
+    f.domain = domain.map(str::to_string);
+    f.port = Some(443);
+    f.seal();
+    f
+}
+
+fn opts(now: &str) -> IngestOptions {
+    IngestOptions { now: t(now) }
+}
+
+fn all() -> QueryOptions {
+    QueryOptions {
+        include_resolved: true,
+        ..Default::default()
+    }
+}
+
+fn open(dir: &Path) -> store::SledStore {
+    store::open(dir).unwrap()
+}
+
+#[test]
+fn reingest_is_idempotent_and_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let batch = vec![finding("a", Some("192.0.2.7"), None)];
+    let st = s
+        .ingest(batch.clone(), vec![], &opts("2026-11-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!((st.new, st.updated), (1, 0));
+    let st = s
+        .ingest(batch, vec![], &opts("2026-11-02T00:00:00Z"))
+        .unwrap();
+    assert_eq!((st.new, st.updated), (0, 1));
+    let got = s
+        .query(&Query::Ip("192.0.2.7".parse().unwrap()), &all())
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let f = &got[0];
+    assert_eq!(f.times_seen, 2);
+    assert_eq!(f.first_seen, t("2026-11-01T00:00:00Z"));
+    assert_eq!(f.last_seen, t("2026-11-02T00:00:00Z"));
+    assert_eq!(f.status, Status::Open);
+    assert_eq!(s.count().unwrap(), 1);
+}
+
+#[test]
+fn duplicates_within_one_batch_count_once() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let f = finding("a", Some("192.0.2.7"), None);
+    let st = s
+        .ingest(vec![f.clone(), f], vec![], &opts("2026-11-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!((st.new, st.duplicates), (1, 1));
+    let got = s
+        .get(&finding("a", Some("192.0.2.7"), None).fingerprint)
+        .unwrap();
+    assert_eq!(got.unwrap().times_seen, 1);
+}
+
+#[test]
+fn failed_batch_leaves_no_trace() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    s.ingest(
+        vec![finding("a", Some("192.0.2.1"), None)],
+        vec![("k".into(), Some(b"before".to_vec()))],
+        &opts("2026-11-01T00:00:00Z"),
+    )
+    .unwrap();
+    // Half-way through the batch a record is broken: the whole batch must be refused.
+    let mut broken = finding("a", Some("192.0.2.3"), None);
+    broken.fingerprint = "not-hex".into();
+    let batch = vec![
+        finding("a", Some("192.0.2.1"), None),
+        finding("a", Some("192.0.2.2"), None),
+        broken,
+        finding("a", Some("192.0.2.4"), None),
+    ];
+    let r = s.ingest(
+        batch,
+        vec![("k".into(), Some(b"after".to_vec()))],
+        &opts("2026-11-02T00:00:00Z"),
+    );
+    assert!(r.is_err());
+    assert_eq!(s.count().unwrap(), 1);
+    let f = &s
+        .query(&Query::Ip("192.0.2.1".parse().unwrap()), &all())
+        .unwrap()[0];
+    assert_eq!(
+        f.times_seen, 1,
+        "the good part of the batch must not land either"
+    );
+    assert_eq!(s.state_get("k").unwrap().unwrap(), b"before");
+    assert!(
+        s.query(&Query::Net("192.0.2.0/24".parse().unwrap()), &all())
+            .unwrap()
+            .len()
+            == 1
+    );
+}
+
+#[test]
+fn ip_and_cidr_queries_v4_and_v6() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut batch = Vec::new();
+    for i in 0..=255u32 {
+        batch.push(finding("scan", Some(&format!("198.51.100.{i}")), None));
+    }
+    batch.push(finding("scan", Some("198.51.101.1"), None));
+    batch.push(finding("scan", Some("2001:db8:1::7"), None));
+    batch.push(finding("scan", Some("2001:db8:2::7"), None));
+    let mut blocknet = finding("drop", None, None);
+    blocknet.network = Some("198.51.100.0/23".parse().unwrap());
+    blocknet.seal();
+    batch.push(blocknet);
+    s.ingest(batch, vec![], &opts("2026-11-01T00:00:00Z"))
+        .unwrap();
+
+    let q = |q: Query| s.query(&q, &all()).unwrap();
+    // Exact IP: the host itself and the /23 network containing it.
+    let r = q(Query::Ip("198.51.100.77".parse().unwrap()));
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().any(|f| f.network.is_some()));
+    // CIDR: every address inside plus the overlapping network.
+    assert_eq!(q(Query::Net("198.51.100.0/24".parse().unwrap())).len(), 257);
+    assert_eq!(
+        q(Query::Net("198.51.100.128/25".parse().unwrap())).len(),
+        129
+    );
+    assert_eq!(q(Query::Net("198.51.0.0/16".parse().unwrap())).len(), 258);
+    assert_eq!(q(Query::Net("203.0.113.0/24".parse().unwrap())).len(), 0);
+    // IPv6.
+    assert_eq!(q(Query::Ip("2001:db8:1::7".parse().unwrap())).len(), 1);
+    assert_eq!(q(Query::Net("2001:db8::/32".parse().unwrap())).len(), 2);
+    assert_eq!(q(Query::Net("2001:db8:1::/48".parse().unwrap())).len(), 1);
+    // The limit keeps the newest.
+    let lim = s
+        .query(
+            &Query::Net("198.51.100.0/24".parse().unwrap()),
+            &QueryOptions {
+                limit: Some(5),
+                ..all()
+            },
+        )
+        .unwrap();
+    assert_eq!(lim.len(), 5);
+}
+
+#[test]
+fn domain_queries_match_subdomains_and_addresses() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut breach = finding("breach", None, None);
+    breach.email = Some("Alice@Example.org".into());
+    breach.port = None;
+    breach.seal();
+    s.ingest(
+        vec![
+            finding("web", None, Some("www.example.org")),
+            finding("web", None, Some("Example.ORG.")),
+            finding("web", None, Some("badexample.org")),
+            finding("web", None, Some("example.org.evil.test")),
+            breach,
+        ],
+        vec![],
+        &opts("2026-11-01T00:00:00Z"),
+    )
+    .unwrap();
+    let r = s
+        .query(&Query::Domain("example.org".into()), &all())
+        .unwrap();
+    assert_eq!(r.len(), 3, "{r:#?}");
+    let r = s
+        .query(&Query::Domain("www.example.org".into()), &all())
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    let r = s
+        .query(&Query::Email("alice@example.org".into()), &all())
+        .unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].email.as_deref(), Some("alice@example.org"));
+}
+
+#[test]
+fn stale_findings_resolve_and_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let a = finding("a", Some("192.0.2.1"), None);
+    let b = finding("a", Some("192.0.2.2"), None);
+    s.ingest(
+        vec![a.clone(), b.clone()],
+        vec![],
+        &opts("2026-11-01T00:00:00Z"),
+    )
+    .unwrap();
+    s.ingest(vec![a.clone()], vec![], &opts("2026-11-05T00:00:00Z"))
+        .unwrap();
+    let now = t("2026-11-05T00:00:00Z");
+    let n = s
+        .resolve_stale("test", None, now - Duration::days(3), now)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        s.get(&b.fingerprint).unwrap().unwrap().status,
+        Status::Resolved
+    );
+    assert_eq!(s.get(&a.fingerprint).unwrap().unwrap().status, Status::Open);
+    // Hidden from a default lookup, shown with --all.
+    let ip = Query::Ip("192.0.2.2".parse().unwrap());
+    assert!(s.query(&ip, &QueryOptions::default()).unwrap().is_empty());
+    assert_eq!(s.query(&ip, &all()).unwrap().len(), 1);
+    // Seen again: reopened, with history.
+    let st = s
+        .ingest(vec![b.clone()], vec![], &opts("2026-11-06T00:00:00Z"))
+        .unwrap();
+    assert_eq!(st.reopened, 1);
+    let f = s.get(&b.fingerprint).unwrap().unwrap();
+    assert_eq!(f.status, Status::Open);
+    let events: Vec<&str> = f.history.iter().map(|h| h.event.as_str()).collect();
+    assert_eq!(events, vec!["new", "resolved", "reopened"]);
+}
+
+#[test]
+fn time_index_follows_last_seen() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let a = finding("a", Some("192.0.2.1"), None);
+    s.ingest(vec![a.clone()], vec![], &opts("2026-11-01T00:00:00Z"))
+        .unwrap();
+    s.ingest(vec![a], vec![], &opts("2026-11-03T00:00:00Z"))
+        .unwrap();
+    let old = s
+        .seen_between(t("2026-10-31T00:00:00Z"), t("2026-11-02T00:00:00Z"))
+        .unwrap();
+    assert!(old.is_empty(), "the old time key must be gone");
+    let new = s
+        .seen_between(t("2026-11-02T00:00:00Z"), t("2026-11-04T00:00:00Z"))
+        .unwrap();
+    assert_eq!(new.len(), 1);
+}
+
+#[test]
+fn second_open_is_refused_with_a_way_out() {
+    let d = tempfile::tempdir().unwrap();
+    let _s = open(d.path());
+    let e = store::open(d.path()).unwrap_err().to_string();
+    assert!(e.contains(&d.path().display().to_string()), "{e}");
+    assert!(e.contains("daemon"), "{e}");
+}
+
+async fn mock_ripestat(server: &MockServer, asn: &str, body: String) {
+    Mock::given(method("GET"))
+        .and(path("/data/announced-prefixes/data.json"))
+        .and(query_param("resource", asn))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+        .mount(server)
+        .await;
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ripestat")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn ripestat_replies_become_prefixes_and_failures_keep_the_cache() {
+    let server = MockServer::start().await;
+    mock_ripestat(
+        &server,
+        "AS64496",
+        fixture("announced-prefixes-AS64496.json"),
+    )
+    .await;
+    let text = format!(
+        "[organisation]\nasns = [64496]\nprefixes = [\"203.0.113.0/24\"]\n[scope]\nripestat_url = \"{}\"\n",
+        server.uri()
+    );
+    let cfg = Config::parse(&text, Path::new("outwatch.toml")).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let clock = Arc::new(ManualClock::new(t("2026-11-23T06:00:00Z")));
+    let http = HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap();
+    let (snap, rep) = outwatch::scope::refresh(&cfg, &s, &http, clock.now(), false)
+        .await
+        .unwrap();
+    assert!(rep[0].refreshed);
+    let got: Vec<String> = snap.asns[0]
+        .prefixes
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    // The withdrawn prefix (timeline ended weeks before latest_time) is not current.
+    assert_eq!(
+        got,
+        vec!["192.0.2.0/24", "198.51.100.0/24", "2001:db8::/32"]
+    );
+    let m = outwatch::scope::ScopeMatcher::new(&snap);
+    assert!(m.contains_ip("198.51.100.9".parse().unwrap()));
+    assert!(m.contains_ip("203.0.113.9".parse().unwrap()));
+    assert!(!m.contains_ip("192.0.3.1".parse().unwrap()));
+
+    // Fresh cache: no request within a day.
+    let (_, rep) = outwatch::scope::refresh(&cfg, &s, &http, clock.now(), false)
+        .await
+        .unwrap();
+    assert!(rep.is_empty());
+
+    // RIPEstat breaks: the cached prefixes stay, with the error remembered.
+    server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    clock.advance(Duration::days(2));
+    let (snap, rep) = outwatch::scope::refresh(&cfg, &s, &http, clock.now(), false)
+        .await
+        .unwrap();
+    assert!(rep[0].error.is_some());
+    assert_eq!(snap.asns[0].prefixes.len(), 3);
+    assert!(snap.asns[0].last_error.as_deref().unwrap().contains("503"));
+}
+
+// ---------- CLI ----------
+
+fn cli(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("outwatch").unwrap();
+    c.current_dir(dir)
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .env_remove("RUST_LOG");
+    c
+}
+
+#[test]
+fn check_config_names_bad_keys_and_redacts_secrets() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        "[organisation]\nname = \"X\"\nasnz = [1]\n",
+    )
+    .unwrap();
+    let out = cli(d.path())
+        .arg("check-config")
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("asnz") && err.contains("line 3"), "{err}");
+
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[smtp]\nhost = \"mail.example.org\"\npassword = \"hunter2-very-secret\"\n",
+    )
+    .unwrap();
+    let out = cli(d.path())
+        .args(["check-config", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter2"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["settings"]["smtp"]["password"], "***redacted***");
+}
+
+#[tokio::test]
+async fn scope_json_lists_every_prefix() {
+    let server = MockServer::start().await;
+    mock_ripestat(
+        &server,
+        "AS64496",
+        fixture("announced-prefixes-AS64496.json"),
+    )
+    .await;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"Example Org\"\nasns = [64496]\nprefixes = [\"2001:db8:1::/48\"]\ndomains = [\"example.org\"]\n[scope]\nripestat_url = \"{}\"\n[store]\npath = \"./data\"\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        cli(&dir)
+            .args(["scope", "--refresh", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .clone()
+    })
+    .await
+    .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["asns"][0]["asn"], 64496);
+    assert_eq!(v["asns"][0]["prefixes"][0], "192.0.2.0/24");
+    assert_eq!(v["prefixes"][0], "2001:db8:1::/48");
+    assert_eq!(v["domains"][0], "example.org");
+    assert!(
+        d.path().join("data").exists(),
+        "store path is relative to the config"
+    );
+}
+
+/// Seeds a store in `dir` with a few findings.
+fn seed(dir: &Path) {
+    let s = open(dir);
+    let mut a = finding("scan_dns", Some("192.0.2.7"), None);
+    a.source = "shadowserver".into();
+    a.protocol = Some("udp".into());
+    a.port = Some(53);
+    a.set_extra("tag", "<b>open</b>");
+    a.seal();
+    let b = finding("web", None, Some("shop.example.org"));
+    s.ingest(vec![a, b], vec![], &opts("2026-11-20T08:00:00Z"))
+        .unwrap();
+}
+
+#[test]
+fn lookup_json_contract_and_exit_codes() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    seed(&data);
+    // No config file at all: lookup still works.
+    let out = cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "lookup",
+            "192.0.2.7",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["query"], "192.0.2.7");
+    assert_eq!(v["in_scope"], false);
+    let f = &v["findings"][0];
+    for key in [
+        "source",
+        "feed",
+        "classification",
+        "ip",
+        "port",
+        "protocol",
+        "asn",
+        "domain",
+        "url",
+        "severity",
+        "status",
+        "first_seen",
+        "last_seen",
+        "times_seen",
+        "extra",
+    ] {
+        assert!(f.get(key).is_some(), "missing {key}: {f}");
+    }
+    assert_eq!(f["source"], "shadowserver");
+    assert_eq!(f["classification"]["taxonomy"], "vulnerable");
+    assert_eq!(f["port"], 53);
+    assert_eq!(f["asn"], Value::Null);
+    assert_eq!(f["first_seen"], "2026-11-20T08:00:00Z");
+
+    // Domain lookups cover subdomains.
+    let out = cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "lookup",
+            "example.org",
+            "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["findings"].as_array().unwrap().len(), 1);
+
+    // Nothing found: still exit 0. The readable table is the default.
+    cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "lookup",
+            "203.0.113.1",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("nothing known"));
+    cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "lookup",
+            "192.0.2.0/24",
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("scan_dns"));
+    // Malformed query: exit 2 with a clear message.
+    cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "lookup",
+            "192.0.2.0/40",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("not a valid prefix"));
+    // --since filters.
+    let out = cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "lookup",
+            "192.0.2.7",
+            "--json",
+            "--since",
+            "2026-11-21",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["findings"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn export_and_restore_round_trip() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    seed(&data);
+    let file = d.path().join("backup.jsonl");
+    cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "export",
+            "--jsonl",
+            "-o",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    let fresh = d.path().join("fresh");
+    cli(d.path())
+        .args(["--data-dir", fresh.to_str().unwrap(), "restore"])
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("restored 2"));
+    let a = open(&data);
+    let b = open(&fresh);
+    let mut x = Vec::new();
+    a.for_each(&mut |f| {
+        x.push(f);
+        Ok(())
+    })
+    .unwrap();
+    let mut y = Vec::new();
+    b.for_each(&mut |f| {
+        y.push(f);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(x, y, "history, counts and times survive the round trip");
+}
+
+#[test]
+fn read_command_on_a_locked_store_explains() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let _held = open(&data);
+    cli(d.path())
+        .args(["--data-dir", data.to_str().unwrap(), "export"])
+        .assert()
+        .code(4)
+        .stderr(predicates::str::contains("in use"));
+}
+
+#[test]
+fn config_example_is_valid() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let cfg = Config::load(&p).unwrap();
+    assert_eq!(cfg.organisation.asns[0].0, 64496);
+    assert!(cfg.digest.is_some());
+}
