@@ -490,6 +490,14 @@ async fn urlhaus_matches_hosts_ipv4_ipv6_and_domains() {
 
     let f = &all(e.store.as_ref(), ip("203.0.113.45"))[0];
     assert_eq!(f.url.as_deref(), Some("http://203.0.113.45:43262/i"));
+    assert!(
+        f.raw
+            .as_deref()
+            .unwrap()
+            .ends_with("/downloads/csv_recent/ line 11"),
+        "{:?}",
+        f.raw
+    );
     assert_eq!(f.port, Some(43262));
     assert_eq!(f.classification.kind, "malware-distribution");
     assert_eq!(f.extra["tags"], "32-bit,elf,mips,Mozi");
@@ -530,6 +538,11 @@ async fn threatfox_ip_port_domain_url_and_skips_hashes() {
 
     let f = &all(e.store.as_ref(), ip("203.0.113.20"))[0];
     assert_eq!(f.port, Some(8888), "ip:port keeps the port");
+    assert!(
+        f.raw.as_deref().unwrap().ends_with("line 12"),
+        "{:?}",
+        f.raw
+    );
     assert_eq!(f.classification.identifier, "win.cobalt_strike");
     assert_eq!(
         f.extra["malware_alias"], "Agentemis,BEACON,CobaltStrike,cobeacon",

@@ -231,7 +231,10 @@ fn read_csv(
         }
         if t[0] == comment {
             note_deprecation(def, t, &mut info);
-            last_comment = Some(t);
+            // A bare `#` separator line is never the header.
+            if !trim_ascii(&t[1..]).is_empty() {
+                last_comment = Some(t);
+            }
             continue;
         }
         has_data = true;
@@ -301,7 +304,14 @@ fn read_csv(
                 continue;
             }
         }
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        // A record's own position is where the reader started looking for it, i.e. before any
+        // comment lines it skipped; the line is where the record ends.
+        let end = rdr.position();
+        let line = if end.byte() > 0 && body.get(end.byte() as usize - 1) == Some(&b'\n') {
+            end.line().saturating_sub(1)
+        } else {
+            end.line()
+        };
         if rec.len() == 1 && rec.get(0).is_some_and(|f| f.trim_ascii().is_empty()) {
             continue;
         }
@@ -636,6 +646,27 @@ mod tests {
             normalise_quote_comma_space(b),
             br#""2024-07-16 05:25:36","1301610","8.134.12.90:7777","A,B""#.to_vec()
         );
+    }
+
+    #[test]
+    fn comment_header_skips_bare_comment_lines() {
+        let def = crate::sources::lists::builtin_defs()
+            .into_iter()
+            .find(|d| d.name == "sslbl")
+            .unwrap();
+        let body =
+            b"# banner\n# Firstseen,DstIP,DstPort\n#\n2022-07-28 10:53:43,62.210.57.2,1284\r\n";
+        let mut seen = Vec::new();
+        let info = read_body(&def, body, &mut |cols, rec, pos| {
+            seen.push((
+                rec.get(cols.ip.as_ref().unwrap()).unwrap().into_owned(),
+                pos,
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(info.entries, 1);
+        assert_eq!(seen, vec![("62.210.57.2".to_string(), Pos::Line(4))]);
     }
 
     #[test]
