@@ -503,6 +503,16 @@ impl Config {
                 line_hint(text, "from")
             ));
         }
+        if let Some(s) = &self.smtp
+            && s.tls == SmtpTls::None
+            && !crate::digest::send::is_loopback(&s.host)
+        {
+            return Err(format!(
+                "{}`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{}`",
+                line_hint(text, "tls"),
+                s.host
+            ));
+        }
         Ok(())
     }
 

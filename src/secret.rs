@@ -22,13 +22,25 @@ impl Secret {
         &self.0
     }
 
-    /// Replaces every occurrence of the secret in `text` (e.g. a URL in an error) by [`REDACTED`].
+    /// Replaces every occurrence of the secret in `text` (e.g. a URL in an error) by [`REDACTED`],
+    /// in its raw form and in its URL-encoded forms (`%XX`, and `+` for spaces).
     pub fn scrub(&self, text: &str) -> String {
         if self.0.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.0, REDACTED)
+            return text.to_string();
         }
+        let mut out = text.replace(&self.0, REDACTED);
+        let encoded = percent_encode(&self.0);
+        if encoded != self.0 {
+            out = out.replace(&encoded, REDACTED);
+            let lower = encoded_lowercase(&encoded);
+            if lower != encoded {
+                out = out.replace(&lower, REDACTED);
+            }
+            if self.0.contains(' ') {
+                out = out.replace(&encoded.replace("%20", "+"), REDACTED);
+            }
+        }
+        out
     }
 }
 
@@ -58,6 +70,37 @@ impl<'de> Deserialize<'de> for Secret {
         }
         Ok(Secret(s))
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `%2F` → `%2f` (some encoders write lower-case hex).
+fn encoded_lowercase(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut hex_left = 0;
+    for c in s.chars() {
+        if c == '%' {
+            hex_left = 2;
+            out.push(c);
+        } else if hex_left > 0 {
+            hex_left -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Resolves a credential given inline (`key = "..."`) or by environment variable

@@ -1,10 +1,77 @@
-//! `outwatch digest` (issue #6).
+//! `outwatch digest`: `--preview` renders the digest without sending or marking anything
+//! (text to stdout, or to `--text`/`--html` files); `--send` (the default) delivers it now.
 use std::process::ExitCode;
 
 use crate::app::App;
 use crate::cli::DigestArgs;
+use crate::digest;
 use crate::error::CliError;
 
-pub async fn run(_app: &App, _a: &DigestArgs) -> Result<ExitCode, CliError> {
-    Err(CliError::failure("`outwatch digest` is not built yet"))
+pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
+    // Without a config file the digest still works: defaults, no SMTP, so `.eml` files.
+    let fallback;
+    let cfg = match app.config.as_ref() {
+        Some(c) => c,
+        None => {
+            fallback = crate::config::Config::default();
+            &fallback
+        }
+    };
+    let now = app.clock.now();
+    if !a.preview && (a.html.is_some() || a.text.is_some()) {
+        return Err(CliError::usage(
+            "--html and --text go with --preview (a sent digest is not written to files)",
+        ));
+    }
+    if a.preview {
+        let store = app.open_read()?;
+        let p = digest::preview(cfg, store.as_ref(), now).map_err(CliError::failure)?;
+        let write = |path: &std::path::Path, body: &str| {
+            std::fs::write(path, body)
+                .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
+        };
+        if let Some(h) = &a.html {
+            write(h, &p.rendered.html)?;
+            eprintln!("HTML part written to {}", h.display());
+        }
+        if let Some(t) = &a.text {
+            write(t, &p.rendered.text)?;
+            eprintln!("text part written to {}", t.display());
+        }
+        if a.html.is_none() && a.text.is_none() {
+            println!("Subject: {}\n", p.rendered.subject);
+            print!("{}", p.rendered.text);
+        } else {
+            eprintln!("Subject: {}", p.rendered.subject);
+        }
+        eprintln!("preview only: nothing was sent or marked as reported");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = app.open_store()?;
+    let o = digest::deliver(cfg, store, &app.data_dir, now)
+        .await
+        .map_err(CliError::failure)?;
+    println!(
+        "digest: {} new, {} still open, {} resolved",
+        o.new, o.open, o.resolved
+    );
+    if o.sent {
+        let mut r = o.recipients.clone();
+        r.sort();
+        r.dedup();
+        println!("sent {} message(s) to {}", o.messages, r.join(", "));
+    }
+    for p in &o.eml_paths {
+        println!("written to {}", p.display());
+    }
+    if o.skipped > 0 {
+        println!(
+            "{} digest(s) not sent: nothing changed (send_empty = false)",
+            o.skipped
+        );
+    }
+    if o.reported > 0 {
+        println!("{} finding(s) marked as reported", o.reported);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,15 +1,39 @@
 //! The digest (issue #6): what is new, still open and resolved since the last digest, plus feed
-//! health, rendered from editable templates and sent over SMTP. Placeholder: the signature of
-//! [`deliver`] is the interface the scheduler (`outwatch run`) calls.
+//! health, rendered from editable templates and sent over SMTP (or written as `.eml`).
+//!
+//! Parts: [`build`] scans the store into sections, [`remediation`] holds what each kind of
+//! finding means, [`render`] fills the templates, [`send`] speaks SMTP. [`deliver`] ties them
+//! together and is what the scheduler (`outwatch run`) and `outwatch digest` call.
+//!
+//! Invariant: a digest audience (the main recipients, or one `[[digest.routes]]` entry) is marked
+//! delivered — its time stored under [`STATE_KEY`], its new findings marked `reported` — only
+//! after the SMTP server accepted the message (or the `.eml` file was written). A failed send
+//! changes nothing, so the next digest carries the same findings; a successful one is never
+//! repeated, because "new" means first seen after the audience's last delivered digest.
 
+pub mod build;
+pub mod remediation;
+pub mod render;
+pub mod send;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::store::Store;
+use crate::config::{Config, DigestConfig};
+use crate::finding::Status;
+use crate::store::{self, Store, StoreError};
+use build::{Audience, Window};
+use remediation::Remediation;
+use render::{Counts, DigestView, Rendered, Renderer};
+
+/// State key of the digest's delivery times.
+pub const STATE_KEY: &str = "digest/state";
+/// Key of the main audience in [`DigestState`].
+pub const MAIN: &str = "main";
 
 /// What a delivery did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -17,27 +41,339 @@ pub struct DigestOutcome {
     /// The SMTP server accepted the message(s).
     pub sent: bool,
     pub recipients: Vec<String>,
-    /// Where the message was written when no SMTP server is configured.
+    /// Where the main message was written when no SMTP server is configured.
     pub eml_path: Option<PathBuf>,
+    /// Every `.eml` written (main and routes).
+    pub eml_paths: Vec<PathBuf>,
+    /// Messages delivered (sent or written).
+    pub messages: usize,
+    /// Audiences skipped because nothing changed and `send_empty = false`.
+    pub skipped: usize,
+    /// Counts of the main digest.
     pub new: usize,
     pub open: usize,
     pub resolved: usize,
+    /// Findings whose status went from `new` to `open` because a digest announced them.
+    pub reported: usize,
 }
 
-/// Why a digest could not be delivered (nothing is marked reported then).
+/// Why a digest could not be delivered (nothing is marked for the audiences that failed).
 #[derive(Debug, thiserror::Error)]
 pub enum DigestError {
     #[error("digest: {0}")]
     Failed(String),
 }
 
+impl From<StoreError> for DigestError {
+    fn from(e: StoreError) -> Self {
+        DigestError::Failed(e.to_string())
+    }
+}
+
+/// When each audience last got a digest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DigestState {
+    #[serde(default)]
+    pub last_sent: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// Reads the delivery state.
+pub fn load_state(store: &dyn Store) -> Result<DigestState, StoreError> {
+    Ok(store::state_get_json(store, STATE_KEY)?.unwrap_or_default())
+}
+
+/// The `[digest]` table, or the defaults when the config has none.
+pub fn digest_config(cfg: &Config) -> DigestConfig {
+    cfg.digest.clone().unwrap_or_else(|| {
+        toml::from_str(r#"from = "outwatch@localhost""#).expect("valid default digest table")
+    })
+}
+
+/// One digest ready to go to one audience.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// State key: [`MAIN`] or `route:<name>`.
+    pub key: String,
+    /// Route name (`None` for the main digest).
+    pub audience: Option<String>,
+    pub recipients: Vec<String>,
+    pub rendered: Rendered,
+    pub counts: Counts,
+    /// Anything new or resolved.
+    pub changed: bool,
+    pub health_problems: usize,
+    /// Findings announced as new whose status is still `new`.
+    pub new_fingerprints: Vec<String>,
+}
+
+struct Plan {
+    key: String,
+    audience_name: Option<String>,
+    recipients: Vec<String>,
+    audience: Audience,
+}
+
+fn plans(d: &DigestConfig, with_routes: bool) -> Vec<Plan> {
+    let mut out = vec![Plan {
+        key: MAIN.into(),
+        audience_name: None,
+        recipients: d.recipients.clone(),
+        audience: Audience::All,
+    }];
+    if with_routes {
+        for (i, r) in d.routes.iter().enumerate() {
+            let name = if r.name.trim().is_empty() {
+                format!("route {}", i + 1)
+            } else {
+                r.name.trim().to_string()
+            };
+            out.push(Plan {
+                key: format!("route:{name}"),
+                audience_name: Some(name),
+                recipients: r.recipients.clone(),
+                audience: Audience::Route(r.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// Builds and renders the digest of every audience (routes only when `with_routes`) as of
+/// `now`, each covering the time since its last delivered digest. Reads only.
+pub fn prepare(
+    cfg: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    with_routes: bool,
+) -> Result<Vec<Prepared>, DigestError> {
+    let d = digest_config(cfg);
+    let tz = d.timezone;
+    let tmpl_dir = d.templates.as_ref().map(|p| cfg.resolve_path(p));
+    if let Some(dir) = &tmpl_dir
+        && !dir.is_dir()
+    {
+        return Err(DigestError::Failed(format!(
+            "`digest.templates` names {}, which is not a folder",
+            dir.display()
+        )));
+    }
+    let renderer = Renderer::new(tmpl_dir.as_deref()).map_err(DigestError::Failed)?;
+    let rem = Remediation::load(tmpl_dir.as_deref()).map_err(DigestError::Failed)?;
+    let state = load_state(store)?;
+    let plans = plans(&d, with_routes);
+    let audiences: Vec<(Audience, Window)> = plans
+        .iter()
+        .map(|p| {
+            let since = state.last_sent.get(&p.key).copied();
+            (p.audience.clone(), Window { since, now })
+        })
+        .collect();
+    let collectors = build::collect(store, &audiences, tz)?;
+    let (health, health_error) = match crate::health::assess(cfg, store, now) {
+        Ok(h) => (build::health_views(h, tz), None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let health_problems = health.iter().filter(|h| !h.ok).count();
+    let mut out = Vec::new();
+    for ((plan, (_, window)), mut col) in plans.into_iter().zip(audiences).zip(collectors) {
+        let (new, open, resolved) = col.counts();
+        let counts = Counts {
+            new,
+            open,
+            resolved,
+        };
+        let new_fingerprints = std::mem::take(&mut col.new_fingerprints);
+        let mut view = DigestView {
+            organisation: cfg.organisation.name.clone(),
+            title: d.subject.clone(),
+            audience: plan.audience_name.clone(),
+            subject: String::new(),
+            generated: build::fmt_time(now, tz),
+            since: window.since.map(|t| build::fmt_time(t, tz)),
+            counts,
+            changed: new > 0 || resolved > 0,
+            health: health.clone(),
+            health_problems,
+            health_error: health_error.clone(),
+            sections: col.sections(&rem),
+        };
+        let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;
+        out.push(Prepared {
+            key: plan.key,
+            audience: plan.audience_name,
+            recipients: plan.recipients,
+            rendered,
+            counts,
+            changed: view.changed,
+            health_problems,
+            new_fingerprints,
+        });
+    }
+    Ok(out)
+}
+
+/// Renders the main digest as it would be sent now, without sending or marking anything.
+pub fn preview(
+    cfg: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> Result<Prepared, DigestError> {
+    prepare(cfg, store, now, false)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| DigestError::Failed("nothing to preview".into()))
+}
+
 /// Builds the digest since the last one delivered, sends it (or writes an `.eml` under
-/// `data_dir` when no SMTP server is configured) and, only after success, marks it delivered.
+/// `<data_dir>/digests/` when no SMTP server is configured) and, only after success, marks it
+/// delivered. Routes (`[[digest.routes]]`) get their own message and their own state; when one
+/// audience fails the others are still delivered and the error names the failed ones.
 pub async fn deliver(
-    _cfg: &Config,
-    _store: Arc<dyn Store>,
-    _data_dir: &Path,
-    _now: DateTime<Utc>,
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    now: DateTime<Utc>,
 ) -> Result<DigestOutcome, DigestError> {
-    Err(DigestError::Failed("the digest is not built yet".into()))
+    let d = digest_config(cfg);
+    let mailer = match &cfg.smtp {
+        Some(s) => Some(send::Mailer::new(s).map_err(DigestError::Failed)?),
+        None => None,
+    };
+    if mailer.is_some() && d.recipients.is_empty() && d.routes.is_empty() {
+        return Err(DigestError::Failed(
+            "`digest.recipients` is empty and there are no `[[digest.routes]]`: nobody to send to"
+                .into(),
+        ));
+    }
+    let prepared = {
+        let cfg = cfg.clone();
+        let st = store.clone();
+        tokio::task::spawn_blocking(move || prepare(&cfg, st.as_ref(), now, true))
+            .await
+            .map_err(|e| DigestError::Failed(format!("digest build task failed: {e}")))??
+    };
+
+    let mut state = load_state(store.as_ref())?;
+    let mut outcome = DigestOutcome::default();
+    if let Some(main) = prepared.first() {
+        outcome.new = main.counts.new;
+        outcome.open = main.counts.open;
+        outcome.resolved = main.counts.resolved;
+    }
+    let mut failures = Vec::new();
+    let mut to_mark = BTreeSet::new();
+    let mut state_changed = false;
+    for p in prepared {
+        let label = p.audience.as_deref().unwrap_or("main digest").to_string();
+        if !d.send_empty && !p.changed && p.health_problems == 0 {
+            tracing::info!(audience = %label, "digest: nothing changed, not sent (send_empty = false)");
+            state.last_sent.insert(p.key.clone(), now);
+            state_changed = true;
+            outcome.skipped += 1;
+            continue;
+        }
+        let result = match &mailer {
+            Some(m) => {
+                if p.recipients.is_empty() {
+                    // Only routes have recipients; the main digest has no audience.
+                    continue;
+                }
+                match send::build_message(&d.from, &p.recipients, &p.rendered, now) {
+                    Ok(msg) => m.send(msg).await.map(|_| {
+                        outcome.sent = true;
+                        outcome.recipients.extend(p.recipients.iter().cloned());
+                    }),
+                    Err(e) => Err(e),
+                }
+            }
+            None => {
+                // No SMTP server: write the message to a file. Without recipients, address it
+                // to the sender so the file is still a valid message.
+                let to = if p.recipients.is_empty() {
+                    vec![d.from.clone()]
+                } else {
+                    p.recipients.clone()
+                };
+                send::build_message(&d.from, &to, &p.rendered, now)
+                    .and_then(|msg| {
+                        send::write_eml(&data_dir.join("digests"), &msg, now, p.audience.as_deref())
+                    })
+                    .map(|path| {
+                        if p.audience.is_none() {
+                            outcome.eml_path = Some(path.clone());
+                        }
+                        outcome.eml_paths.push(path);
+                    })
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::info!(audience = %label, new = p.counts.new, open = p.counts.open,
+                    resolved = p.counts.resolved, "digest delivered");
+                outcome.messages += 1;
+                state.last_sent.insert(p.key.clone(), now);
+                state_changed = true;
+                to_mark.extend(p.new_fingerprints);
+            }
+            Err(e) => {
+                tracing::warn!(audience = %label, error = %e, "digest not delivered");
+                failures.push(format!("{label}: {e}"));
+            }
+        }
+    }
+    if let Some(m) = &mailer {
+        m.close().await;
+    }
+    if state_changed {
+        store::state_put_json(store.as_ref(), STATE_KEY, &state)?;
+    }
+    let st = store.clone();
+    let fps: Vec<String> = to_mark.into_iter().collect();
+    match tokio::task::spawn_blocking(move || mark_reported(st.as_ref(), &fps, now)).await {
+        Ok(Ok(n)) => outcome.reported = n,
+        // The mail is out and the delivery time is stored; only the cosmetic status lags.
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "digest sent, but marking findings reported failed")
+        }
+        Err(e) => tracing::warn!(error = %e, "digest sent, but the marking task failed"),
+    }
+    store.flush()?;
+    if failures.is_empty() {
+        Ok(outcome)
+    } else {
+        let mut msg = failures.join("; ");
+        if outcome.messages > 0 {
+            msg.push_str(&format!(
+                " (the other {} message(s) were delivered)",
+                outcome.messages
+            ));
+        }
+        Err(DigestError::Failed(msg))
+    }
+}
+
+/// Moves announced findings from `new` to `open` with a `reported` history entry.
+pub fn mark_reported(
+    store: &dyn Store,
+    fingerprints: &[String],
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for chunk in fingerprints.chunks(1000) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for fp in chunk {
+            if let Some(mut f) = store.get(fp)?
+                && f.status == Status::New
+            {
+                f.status = Status::Open;
+                f.push_history(now, "reported");
+                batch.push(f);
+            }
+        }
+        n += batch.len();
+        if !batch.is_empty() {
+            store.update(batch)?;
+        }
+    }
+    Ok(n)
 }

@@ -153,14 +153,8 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
                 .into(),
         ));
     }
-    let mut secrets = vec![key.clone()];
-    let encoded: String = reqwest::Url::parse_with_params("http://x/", [("k", key.expose())])
-        .ok()
-        .and_then(|u| u.query().map(|q| q.trim_start_matches("k=").to_string()))
-        .unwrap_or_default();
-    if !encoded.is_empty() && encoded != key.expose() {
-        secrets.push(Secret::new(encoded));
-    }
+    // `Secret::scrub` also removes the key's URL-encoded forms.
+    let secrets = vec![key.clone()];
     Ok(Arc::new(SafeBrowsingSource {
         base_url: c
             .base_url
@@ -186,7 +180,7 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
 pub struct SafeBrowsingSource {
     base_url: String,
     key: Secret,
-    /// The key and its URL-encoded form, scrubbed from every message.
+    /// Scrubbed from every message (raw and URL-encoded).
     secrets: Vec<Secret>,
     api: Api,
     batch: usize,

@@ -1,0 +1,175 @@
+//! Rendering the digest with minijinja: `subject.txt`, `digest.txt` and `digest.html`.
+//!
+//! The built-in templates are compiled in (`include_str!`); a file of the same name in the
+//! user's template folder (`[digest] templates`) replaces it, read at run time, so the mail can
+//! be changed without recompiling. Templates ending in `.html` are auto-escaped: feed content
+//! is attacker-controlled.
+
+use std::path::Path;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
+use minijinja::{Environment, path_loader};
+use serde::Serialize;
+
+use super::build::{HealthView, SectionView};
+
+/// The templates and their built-in text.
+pub const BUILTIN: [(&str, &str); 3] = [
+    ("subject.txt", include_str!("../../templates/subject.txt")),
+    ("digest.txt", include_str!("../../templates/digest.txt")),
+    ("digest.html", include_str!("../../templates/digest.html")),
+];
+
+/// Exact counts of one digest.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Counts {
+    pub new: usize,
+    pub open: usize,
+    pub resolved: usize,
+}
+
+/// Everything a template can use (documented in docs/digest.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestView {
+    /// `[organisation] name`.
+    pub organisation: String,
+    /// `[digest] subject`: the title / subject prefix.
+    pub title: String,
+    /// The route's name for a routed digest; `None` for the main one.
+    pub audience: Option<String>,
+    /// The rendered subject (available to the body templates).
+    pub subject: String,
+    pub generated: String,
+    /// When the previous digest to this audience was delivered; `None` for the first one.
+    pub since: Option<String>,
+    pub counts: Counts,
+    /// Whether anything is new or resolved.
+    pub changed: bool,
+    /// Feed health, problems first.
+    pub health: Vec<HealthView>,
+    /// Number of sources whose state is not `ok`.
+    pub health_problems: usize,
+    pub health_error: Option<String>,
+    /// New, still open, resolved (each with severities → categories → findings).
+    pub sections: Vec<SectionView>,
+}
+
+/// A rendered digest.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The template environment.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    /// Loads the built-in templates, replaced by same-named files in `dir` when present. Other
+    /// files in `dir` can be `{% include %}`d.
+    pub fn new(dir: Option<&Path>) -> Result<Self, String> {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        env.set_syntax(syntax);
+        for (name, text) in BUILTIN {
+            let over = dir.map(|d| d.join(name)).filter(|p| p.is_file());
+            let source = match &over {
+                Some(p) => std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read template {}: {e}", p.display()))?,
+                None => text.to_string(),
+            };
+            env.add_template_owned(name, source).map_err(|e| {
+                let at = over
+                    .as_ref()
+                    .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string());
+                format!("template {at}: {e}")
+            })?;
+        }
+        if let Some(d) = dir {
+            env.set_loader(path_loader(d));
+        }
+        Ok(Renderer { env })
+    }
+
+    /// Renders the subject (one line), the text part and the HTML part.
+    pub fn render(&self, view: &mut DigestView) -> Result<Rendered, String> {
+        let r = |name: &str, v: &DigestView| -> Result<String, String> {
+            self.env
+                .get_template(name)
+                .and_then(|t| t.render(Serde(v)))
+                .map_err(|e| format!("template {name}: {e:#}"))
+        };
+        let subject = r("subject.txt", view)?;
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        view.subject = subject.clone();
+        Ok(Rendered {
+            text: r("digest.txt", view)?,
+            html: r("digest.html", view)?,
+            subject,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{HealthState, SourceHealth};
+
+    fn health(name: &str, state: HealthState, err: Option<&str>) -> SourceHealth {
+        SourceHealth {
+            name: name.into(),
+            state,
+            last_success: None,
+            last_error: err.map(str::to_string),
+            last_run: None,
+            last_rows: Some(3),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn feed_problems_come_first_and_are_escaped() {
+        let h = super::super::build::health_views(
+            vec![
+                health("aaa-ok", HealthState::Ok, None),
+                health("hibp", HealthState::Failing, Some("<b>HTTP 500</b>")),
+            ],
+            None,
+        );
+        assert_eq!(h[0].name, "hibp");
+        let mut v = DigestView {
+            organisation: "Org".into(),
+            title: "outwatch digest".into(),
+            audience: None,
+            subject: String::new(),
+            generated: "now".into(),
+            since: Some("then".into()),
+            counts: Counts::default(),
+            changed: false,
+            health_problems: 1,
+            health: h,
+            health_error: None,
+            sections: vec![],
+        };
+        let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
+        assert_eq!(
+            r.subject,
+            "outwatch digest for Org: 0 new, 0 open, 0 resolved, 1 feed problem"
+        );
+        let problems = r.text.find("FEED PROBLEMS").unwrap();
+        assert!(problems < r.text.find("Summary").unwrap());
+        assert!(r.text.contains("hibp: failing, never succeeded"));
+        assert!(r.text.contains("last error: <b>HTTP 500</b>"));
+        assert!(r.html.contains("&lt;b&gt;HTTP 500&lt;"));
+        assert!(r.html.find("Feed problems").unwrap() < r.html.find("still open").unwrap());
+    }
+}

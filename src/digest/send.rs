@@ -1,0 +1,235 @@
+//! Turning a rendered digest into a mail and getting it out: over SMTP with lettre (STARTTLS,
+//! implicit TLS, or plain text to a loopback server only), or as an `.eml` file when no SMTP
+//! server is configured. The only module that knows SMTP.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::render::Rendered;
+use crate::config::{SmtpConfig, SmtpTls};
+use crate::secret::{self, Secret};
+
+fn mailbox(addr: &str, key: &str) -> Result<Mailbox, String> {
+    addr.trim()
+        .parse::<Mailbox>()
+        .map_err(|e| format!("`{key}`: `{addr}` is not a usable mail address ({e})"))
+}
+
+/// Builds the multipart/alternative message (text first, then HTML) with Message-ID and Date.
+pub fn build_message(
+    from: &str,
+    to: &[String],
+    r: &Rendered,
+    now: DateTime<Utc>,
+) -> Result<Message, String> {
+    let mut b = Message::builder()
+        .from(mailbox(from, "digest.from")?)
+        .subject(r.subject.clone())
+        .date(now.into())
+        .message_id(None);
+    for t in to {
+        b = b.to(mailbox(t, "digest.recipients")?);
+    }
+    b.multipart(MultiPart::alternative_plain_html(
+        r.text.clone(),
+        r.html.clone(),
+    ))
+    .map_err(|e| format!("cannot build the digest mail: {e}"))
+}
+
+/// Whether `host` names this machine's loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks the `[smtp]` table and resolves the password (inline or `password_env`).
+fn credentials(cfg: &SmtpConfig) -> Result<Option<(String, Secret)>, String> {
+    let pw = secret::resolve(&cfg.password, &cfg.password_env, "smtp.password")?;
+    match (&cfg.username, pw) {
+        (Some(u), Some(p)) => Ok(Some((u.clone(), p))),
+        (Some(_), None) => Err("`smtp.username` is set but neither `smtp.password` nor \
+             `smtp.password_env` gives a password"
+            .into()),
+        (None, Some(_)) => Err("`smtp.password` is set but `smtp.username` is not".into()),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A connection to the configured SMTP server.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    secret: Option<Secret>,
+    target: String,
+    /// Deadline of one whole send (connect, dialogue, QUIT): a hanging server never blocks the
+    /// scheduler.
+    deadline: std::time::Duration,
+}
+
+impl Mailer {
+    /// Prepares the transport. Refuses `tls = "none"` for anything but a loopback host, and
+    /// credentials over a plain connection.
+    pub fn new(cfg: &SmtpConfig) -> Result<Self, String> {
+        let creds = credentials(cfg)?;
+        let target = format!("{}:{}", cfg.host, cfg.port);
+        let builder = match cfg.tls {
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host),
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host),
+            SmtpTls::None => {
+                if !is_loopback(&cfg.host) {
+                    return Err(format!(
+                        "`smtp.tls = \"none\"` sends the digest unencrypted and is allowed only \
+                         for a loopback test server, not `{}`: use \"starttls\" or \"tls\"",
+                        cfg.host
+                    ));
+                }
+                if creds.is_some() {
+                    return Err(
+                        "`smtp.tls = \"none\"` would send the password in clear text: \
+                         remove `smtp.username`/`smtp.password` or use TLS"
+                            .into(),
+                    );
+                }
+                Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                    cfg.host.clone(),
+                ))
+            }
+        }
+        .map_err(|e| format!("SMTP server {target}: {e}"))?;
+        let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout.0));
+        let mut secret = None;
+        if let Some((user, pw)) = creds {
+            builder = builder.credentials(Credentials::new(user, pw.expose().to_string()));
+            secret = Some(pw);
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            secret,
+            target,
+            deadline: cfg.timeout.0 * 3,
+        })
+    }
+
+    /// Sends one message; `Ok` only when the server accepted it.
+    pub async fn send(&self, msg: Message) -> Result<(), String> {
+        let res = match tokio::time::timeout(self.deadline, self.transport.send(msg)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "no complete answer within {}",
+                humantime::format_duration(self.deadline)
+            )),
+        };
+        res.map(|_| ()).map_err(|e| {
+            let text = format!("SMTP server {} did not accept the digest: {e}", self.target);
+            match &self.secret {
+                Some(s) => s.scrub(&text),
+                None => text,
+            }
+        })
+    }
+
+    /// Closes pooled connections.
+    pub async fn close(&self) {
+        let _ = tokio::time::timeout(self.deadline, self.transport.shutdown()).await;
+    }
+}
+
+/// Writes a message as `<dir>/digest-<time>[-<audience>].eml` (write to a temporary name, then
+/// rename, so a half-written file never looks like a digest). Returns the path.
+pub fn write_eml(
+    dir: &Path,
+    msg: &Message,
+    now: DateTime<Utc>,
+    audience: Option<&str>,
+) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut name = format!("digest-{}", now.format("%Y%m%dT%H%M%SZ"));
+    if let Some(a) = audience {
+        let safe: String = a
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        name.push('-');
+        name.push_str(&safe);
+    }
+    let mut path = dir.join(format!("{name}.eml"));
+    let mut n = 1;
+    while path.exists() {
+        n += 1;
+        path = dir.join(format!("{name}-{n}.eml"));
+    }
+    let tmp = dir.join(format!(".{name}.eml.tmp"));
+    std::fs::write(&tmp, msg.formatted())
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HumanDuration;
+
+    fn smtp(host: &str, tls: SmtpTls) -> SmtpConfig {
+        SmtpConfig {
+            host: host.into(),
+            port: 2525,
+            tls,
+            username: None,
+            password: None,
+            password_env: None,
+            timeout: HumanDuration(std::time::Duration::from_secs(5)),
+        }
+    }
+
+    // The transport's connection pool needs a Tokio runtime.
+    #[tokio::test]
+    async fn plain_text_only_to_loopback() {
+        assert!(Mailer::new(&smtp("127.0.0.1", SmtpTls::None)).is_ok());
+        assert!(Mailer::new(&smtp("localhost", SmtpTls::None)).is_ok());
+        assert!(Mailer::new(&smtp("::1", SmtpTls::None)).is_ok());
+        let e = Mailer::new(&smtp("smtp.example.org", SmtpTls::None))
+            .err()
+            .unwrap();
+        assert!(e.contains("loopback"), "{e}");
+        assert!(Mailer::new(&smtp("smtp.example.org", SmtpTls::Starttls)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn username_needs_password_and_tls() {
+        let mut c = smtp("127.0.0.1", SmtpTls::None);
+        c.username = Some("u".into());
+        assert!(Mailer::new(&c).err().unwrap().contains("password"));
+        c.password = Some(Secret::new("pw"));
+        assert!(Mailer::new(&c).err().unwrap().contains("clear text"));
+        c.tls = SmtpTls::Tls;
+        assert!(Mailer::new(&c).is_ok());
+    }
+
+    #[test]
+    fn message_is_multipart_alternative_with_id() {
+        let r = Rendered {
+            subject: "s".into(),
+            text: "t".into(),
+            html: "<p>h</p>".into(),
+        };
+        let m = build_message("ow@example.org", &["a@example.org".into()], &r, Utc::now()).unwrap();
+        let s = String::from_utf8(m.formatted()).unwrap();
+        assert!(s.contains("Message-ID: <"), "{s}");
+        assert!(s.contains("Date: "));
+        assert!(s.contains("multipart/alternative"));
+        assert!(build_message("not an address", &[], &r, Utc::now()).is_err());
+    }
+}
