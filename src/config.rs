@@ -483,6 +483,7 @@ impl Config {
 
     /// Checks what serde cannot: names of list feeds, consistency of credentials.
     fn validate(&self, text: &str) -> Result<(), String> {
+        crate::sources::lists::validate(self)?;
         let known = crate::sources::lists::known_feed_names(self);
         for name in self.sources.lists.keys() {
             if !known.iter().any(|k| k == name) {

@@ -96,6 +96,12 @@ impl Runner {
                 run.error = Some(msg);
             }
             Ok(out) => {
+                report.errors = out
+                    .rejected
+                    .iter()
+                    .take(MAX_REPORTED_ERRORS)
+                    .cloned()
+                    .collect();
                 match self
                     .apply(src.name(), out, started, src.resolve_after(), &mut run)
                     .await

@@ -154,6 +154,11 @@ fn ingest(store: &dyn Store, f: Vec<Finding>, at: DateTime<Utc>) {
 }
 
 fn config(dir: &Path, extra: &str) -> Config {
+    // The built-in list feeds are on by default; these tests judge no fetched feed.
+    let no_feeds: String = outwatch::sources::lists::BUILTIN
+        .iter()
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect();
     let text = format!(
         r#"
 [organisation]
@@ -165,6 +170,7 @@ domains = ["example.org"]
 from = "outwatch@example.org"
 recipients = ["noc@example.org"]
 {extra}
+{no_feeds}
 "#
     );
     let p = dir.join("outwatch.toml");

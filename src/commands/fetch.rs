@@ -104,6 +104,15 @@ pub fn print_table(reports: &[SourceReport]) {
         if let Some(e) = &r.error {
             eprintln!("{}: {e}", r.name);
         }
+        if r.rejected > 0 {
+            eprintln!(
+                "{}: {} malformed entries skipped, e.g.:",
+                r.name, r.rejected
+            );
+            for e in r.errors.iter().take(3) {
+                eprintln!("  {}: {}", e.location, e.message);
+            }
+        }
     }
 }
 

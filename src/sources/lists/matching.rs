@@ -1,0 +1,500 @@
+//! Turns list entries into findings about OUR scope: IP indicators against our prefixes, URL and
+//! domain indicators by host (under our domains, or a literal IP inside our prefixes), DROP
+//! networks by overlap, ASN-DROP entries by our ASNs.
+//!
+//! The hot path (an entry that is not ours) allocates nothing: fields are borrowed from the
+//! record, addresses parsed from `&str`, and the scope answered by binary search. Only entries
+//! in scope become [`Finding`]s.
+
+use std::net::{IpAddr, SocketAddr};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use ipnet::IpNet;
+
+use super::definition::{FeedDef, IndicatorKind};
+use super::parse::{self, Col, Cols, Pos, Record};
+use crate::finding::{Classification, Finding, normalize_domain};
+use crate::scope::{Origin, ScopeMatcher};
+use crate::sources::RowError;
+
+/// The outcome of reading one list body.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Findings about our scope (every one `in_scope`).
+    pub findings: Vec<Finding>,
+    /// Entries read.
+    pub fetched: usize,
+    pub rejected: Vec<RowError>,
+    /// Deprecation notices the list carries.
+    pub notices: Vec<String>,
+}
+
+/// Parses `body` and keeps the entries inside `scope`. `source` is the configured feed name,
+/// `location` the (key-free) URL used in `raw` pointers and rejection messages. `Err` means
+/// the body as a whole is unusable (cut off, unreadable, changed layout).
+pub fn process_body(
+    def: &FeedDef,
+    source: &str,
+    body: &[u8],
+    location: &str,
+    scope: &ScopeMatcher,
+) -> Result<Processed, String> {
+    let mut findings = Vec::new();
+    let mut on_row = |cols: &Cols, rec: &dyn Record, pos: Pos| -> Result<(), String> {
+        if let Some(mut hit) = entry(def, cols, rec, scope)? {
+            findings.push(hit.finish(def, source, location, pos, scope));
+        }
+        Ok(())
+    };
+    let info = parse::read_body(def, body, &mut on_row)?;
+    let rejected = info
+        .rejected
+        .into_iter()
+        .map(|(pos, message)| RowError {
+            location: format!("{location} {pos}"),
+            message,
+        })
+        .collect();
+    Ok(Processed {
+        findings,
+        fetched: info.entries,
+        rejected,
+        notices: info.notices,
+    })
+}
+
+/// An entry inside our scope, before it becomes a [`Finding`].
+#[derive(Debug)]
+pub struct Hit {
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    network: Option<IpNet>,
+    url: Option<String>,
+    domain: Option<String>,
+    asn: Option<u32>,
+    kind: String,
+    identifier: String,
+    time: Option<DateTime<Utc>>,
+    extra: Vec<(String, String)>,
+    matched_asn: bool,
+}
+
+impl Hit {
+    fn finish(
+        &mut self,
+        def: &FeedDef,
+        source: &str,
+        location: &str,
+        pos: Pos,
+        scope: &ScopeMatcher,
+    ) -> Finding {
+        let c = &def.classification;
+        let severity = def
+            .severity_by_type
+            .get(&self.kind)
+            .copied()
+            .unwrap_or(def.severity);
+        let taxonomy = if self.kind == c.kind {
+            c.taxonomy.as_str()
+        } else {
+            ""
+        };
+        let mut f = Finding::new(
+            source,
+            def.feed_name(),
+            Classification::new(taxonomy, &self.kind, &self.identifier),
+            severity,
+        );
+        f.ip = self.ip;
+        f.port = self.port;
+        f.network = self.network;
+        f.url = self.url.take();
+        f.domain = self.domain.take();
+        f.asn = self.asn;
+        f.time_source = self.time;
+        if !def.provider.is_empty() {
+            f.set_extra("provider", def.provider.clone());
+        }
+        for (k, v) in self.extra.drain(..) {
+            f.set_extra(&k, v);
+        }
+        f.raw = Some(format!("{location} {pos}"));
+        crate::pipeline::mark_scope(&mut f, scope);
+        if let Some(n) = f.network
+            && !f.extra.contains_key("matched_prefix")
+            && let Some((p, origin)) = scope.match_ip(n.network())
+        {
+            f.set_extra("matched_prefix", p.to_string());
+            if let Origin::Asn(a) = origin {
+                f.set_extra("matched_asn", a);
+            }
+        }
+        if self.matched_asn
+            && let Some(a) = self.asn
+        {
+            f.in_scope = true;
+            f.set_extra("matched_asn", a);
+        }
+        f.seal();
+        f
+    }
+}
+
+/// Reads one entry. `Ok(None)`: fine but not ours (or not matchable); `Err`: malformed.
+pub fn entry(
+    def: &FeedDef,
+    cols: &Cols,
+    rec: &dyn Record,
+    scope: &ScopeMatcher,
+) -> Result<Option<Hit>, String> {
+    let get = |c: &Option<Col>| -> Option<std::borrow::Cow<'_, str>> {
+        let v = rec.get(c.as_ref()?)?;
+        let t = v.trim();
+        if def.is_null(t) {
+            return None;
+        }
+        Some(match v {
+            std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(b.trim()),
+            std::borrow::Cow::Owned(o) => std::borrow::Cow::Owned(o.trim().to_string()),
+        })
+    };
+    let mut ip: Option<(IpAddr, Option<u16>)> = None;
+    let mut network: Option<IpNet> = None;
+    let mut url: Option<std::borrow::Cow<'_, str>> = None;
+    let mut domain: Option<std::borrow::Cow<'_, str>> = None;
+    let mut asn: Option<u32> = None;
+    let mut any = false;
+
+    if let Some(v) = get(&cols.ip) {
+        any = true;
+        ip = Some(parse_ip_port(&v).ok_or_else(|| format!("`{v}` is not an IP address"))?);
+    }
+    if let Some(v) = get(&cols.network) {
+        any = true;
+        network = Some(parse_net(&v).ok_or_else(|| format!("`{v}` is not a network (CIDR)"))?);
+    }
+    if let Some(v) = get(&cols.url) {
+        any = true;
+        if url_host(&v).is_none() {
+            return Err(format!("`{}` is not a URL with a host", clip(&v)));
+        }
+        url = Some(v);
+    }
+    if let Some(v) = get(&cols.domain) {
+        any = true;
+        if !plausible_host(&v) {
+            return Err(format!("`{}` is not a domain name", clip(&v)));
+        }
+        domain = Some(v);
+    }
+    if let Some(v) = get(&cols.asn) {
+        any = true;
+        asn = Some(parse_asn(&v).ok_or_else(|| format!("`{v}` is not an AS number"))?);
+    }
+    if let Some(v) = get(&cols.indicator) {
+        any = true;
+        let kind = match get(&cols.indicator_type) {
+            Some(t) => def
+                .fields
+                .indicator_types
+                .get(t.as_ref())
+                .copied()
+                .unwrap_or(IndicatorKind::Auto),
+            None => IndicatorKind::Auto,
+        };
+        let kind = if kind == IndicatorKind::Auto {
+            detect(&v).ok_or_else(|| format!("cannot tell what `{}` is", clip(&v)))?
+        } else {
+            kind
+        };
+        match kind {
+            IndicatorKind::Skip => return Ok(None),
+            IndicatorKind::Ip => {
+                ip = Some(parse_ip_port(&v).ok_or_else(|| format!("`{v}` is not an IP address"))?)
+            }
+            IndicatorKind::Network => {
+                network =
+                    Some(parse_net(&v).ok_or_else(|| format!("`{v}` is not a network (CIDR)"))?)
+            }
+            IndicatorKind::Url => {
+                if url_host(&v).is_none() {
+                    return Err(format!("`{}` is not a URL with a host", clip(&v)));
+                }
+                url = Some(v);
+            }
+            IndicatorKind::Domain => {
+                if !plausible_host(&v) {
+                    return Err(format!("`{}` is not a domain name", clip(&v)));
+                }
+                domain = Some(v);
+            }
+            IndicatorKind::Asn => {
+                asn = Some(parse_asn(&v).ok_or_else(|| format!("`{v}` is not an AS number"))?)
+            }
+            IndicatorKind::Auto => unreachable!("detect() resolves auto"),
+        }
+    }
+    if !any {
+        return Err("no indicator: the IP / URL / domain / network / ASN field is empty".into());
+    }
+
+    // The URL's host stands for the URL: a literal IP is an IP, a name is a domain.
+    let mut url_port = None;
+    if let Some(u) = url.as_deref()
+        && let Some((host, port)) = url_host(u)
+    {
+        url_port = port;
+        match host.parse::<IpAddr>() {
+            Ok(a) if ip.is_none() => ip = Some((a, None)),
+            Ok(_) => {}
+            Err(_) if domain.is_none() => domain = Some(std::borrow::Cow::Borrowed(host)),
+            Err(_) => {}
+        }
+    }
+
+    // Scope test, allocation-free.
+    let by_ip = ip.is_some_and(|(a, _)| scope.contains_ip(a));
+    let by_net = network.is_some_and(|n| scope.overlaps_net(n));
+    let by_domain = domain
+        .as_deref()
+        .is_some_and(|d| scope.match_domain(d).is_some());
+    let by_asn = asn.is_some_and(|a| scope.contains_asn(a));
+    if !(by_ip || by_net || by_domain || by_asn) {
+        return Ok(None);
+    }
+
+    // Ours: build the hit.
+    let kind_value = get(&cols.kind);
+    let kind = match &kind_value {
+        Some(k) => def
+            .classification
+            .types
+            .get(k.as_ref())
+            .cloned()
+            .unwrap_or_else(|| def.classification.kind.clone()),
+        None => def.classification.kind.clone(),
+    };
+    let identifier = get(&cols.malware)
+        .map(|m| m.to_lowercase())
+        .unwrap_or_else(|| def.classification.identifier.clone());
+    let port = ip
+        .and_then(|(_, p)| p)
+        .or_else(|| get(&cols.port).and_then(|p| p.parse::<u16>().ok()))
+        .or(url_port);
+    let mut extra = Vec::with_capacity(cols.extra.len() + 1);
+    for (name, col) in &cols.extra {
+        if let Some(v) = get(&Some(col.clone())) {
+            extra.push((name.clone(), v.into_owned()));
+        }
+    }
+    if let Some(m) = get(&cols.malware) {
+        extra.push(("malware".to_string(), m.into_owned()));
+    }
+    if let Some(k) = kind_value
+        && !extra.iter().any(|(n, _)| n == "threat_type")
+    {
+        extra.push(("threat_type".to_string(), k.into_owned()));
+    }
+    let time = get(&cols.time).and_then(|t| parse_time(&t));
+    let domain = domain.map(|d| normalize_domain(&d));
+    Ok(Some(Hit {
+        ip: ip.map(|(a, _)| a),
+        port,
+        network: network.map(|n| n.trunc()),
+        url: url.map(|u| u.into_owned()),
+        domain,
+        asn,
+        kind,
+        identifier,
+        time,
+        extra,
+        matched_asn: by_asn && !(by_ip || by_net || by_domain),
+    }))
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() > 120 {
+        let t: String = s.chars().take(120).collect();
+        format!("{t}...")
+    } else {
+        s.to_string()
+    }
+}
+
+/// `192.0.2.7`, `192.0.2.7:443`, `2001:db8::1`, `[2001:db8::1]:443`.
+pub fn parse_ip_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Some((a, None));
+    }
+    s.parse::<SocketAddr>()
+        .ok()
+        .map(|sa| (sa.ip(), Some(sa.port())))
+}
+
+/// A CIDR, or a bare address as a host network.
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Some(n);
+    }
+    s.parse::<IpAddr>().ok().map(IpNet::from)
+}
+
+/// `64496` or `AS64496`.
+pub fn parse_asn(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let d = t
+        .strip_prefix("AS")
+        .or_else(|| t.strip_prefix("as"))
+        .unwrap_or(t);
+    d.parse::<u32>().ok().filter(|n| *n > 0)
+}
+
+/// The host (without brackets) and explicit port of a URL, without allocating. A URL without
+/// a scheme is read as `http://` (lists often drop it).
+pub fn url_host(u: &str) -> Option<(&str, Option<u16>)> {
+    let rest = match u.find("://") {
+        Some(i) => &u[i + 3..],
+        None => u,
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let auth = &rest[..end];
+    let auth = match auth.rfind('@') {
+        Some(i) => &auth[i + 1..],
+        None => auth,
+    };
+    let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
+        let close = v6.find(']')?;
+        let port = v6[close + 1..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok());
+        (&v6[..close], port)
+    } else {
+        match auth.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                (h, p.parse().ok())
+            }
+            Some((h, "")) => (h, None),
+            _ => (auth, None),
+        }
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((host, port))
+}
+
+fn plausible_host(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.contains(|c: char| c.is_whitespace() || c == '/' || c == '@')
+}
+
+/// The kind of a free-form indicator.
+pub fn detect(s: &str) -> Option<IndicatorKind> {
+    if parse_ip_port(s).is_some() {
+        return Some(IndicatorKind::Ip);
+    }
+    if s.contains('/') && s.parse::<IpNet>().is_ok() {
+        return Some(IndicatorKind::Network);
+    }
+    if s.contains("://") {
+        return url_host(s).map(|_| IndicatorKind::Url);
+    }
+    if parse_asn(s).is_some() && (s.starts_with("AS") || s.starts_with("as")) {
+        return Some(IndicatorKind::Asn);
+    }
+    if s.contains('.') && plausible_host(s) {
+        return Some(IndicatorKind::Domain);
+    }
+    None
+}
+
+/// Provider times: `2024-04-04 07:03:03` (UTC, optionally ` UTC` / ` (UTC)`), RFC 3339,
+/// `2024-04-04` (midnight) or Unix seconds.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("(UTC)")
+        .or_else(|| t.strip_suffix("UTC"))
+        .map(str::trim)
+        .unwrap_or(t);
+    if let Ok(d) = NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S") {
+        return Some(d.and_utc());
+    }
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S") {
+        return Some(d.and_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|d| d.and_utc());
+    }
+    if t.len() >= 9 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| DateTime::from_timestamp(n, 0));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_of_urls() {
+        assert_eq!(
+            url_host("http://182.126.120.150:58801/i"),
+            Some(("182.126.120.150", Some(58801)))
+        );
+        assert_eq!(
+            url_host("https://user@Shop.Example.org/x?y=1"),
+            Some(("Shop.Example.org", None))
+        );
+        assert_eq!(
+            url_host("http://[2001:db8::7]:8080/a"),
+            Some(("2001:db8::7", Some(8080)))
+        );
+        assert_eq!(url_host("example.org/path"), Some(("example.org", None)));
+        assert_eq!(url_host("http:///nohost"), None);
+    }
+
+    #[test]
+    fn indicators_are_detected() {
+        assert_eq!(detect("8.134.12.90:7777"), Some(IndicatorKind::Ip));
+        assert_eq!(detect("[2001:db8::1]:443"), Some(IndicatorKind::Ip));
+        assert_eq!(detect("2001:db8::1"), Some(IndicatorKind::Ip));
+        assert_eq!(detect("10.0.0.0/8"), Some(IndicatorKind::Network));
+        assert_eq!(detect("http://a.example/x"), Some(IndicatorKind::Url));
+        assert_eq!(
+            detect("mbond38982.workers.dev"),
+            Some(IndicatorKind::Domain)
+        );
+        assert_eq!(detect("AS64496"), Some(IndicatorKind::Asn));
+        assert_eq!(detect("d41d8cd98f00b204e9800998ecf8427e"), None);
+    }
+
+    #[test]
+    fn times() {
+        let want = "2024-04-04T07:03:03+00:00";
+        for s in [
+            "2024-04-04 07:03:03",
+            "2024-04-04 07:03:03 UTC",
+            "2024-04-04 07:03:03 (UTC)",
+            "2024-04-04T07:03:03Z",
+        ] {
+            assert_eq!(parse_time(s).unwrap().to_rfc3339(), want, "{s}");
+        }
+        assert_eq!(
+            parse_time("2024-04-04").unwrap().to_rfc3339(),
+            "2024-04-04T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("1790072042").unwrap().to_rfc3339(),
+            "2026-09-22T10:14:02+00:00"
+        );
+        assert!(parse_time("yesterday").is_none());
+    }
+}

@@ -1,0 +1,570 @@
+//! Declarative list feeds (abuse.ch, Spamhaus, ...): one TOML file per feed under `feeds/`,
+//! built into the binary, plus any files in the user's `[feeds] dir`. Every feed downloads a
+//! public list, keeps the entries inside our scope, and reports them as findings whose `source`
+//! is the feed name.
+//!
+//! - [`definition`]: the feed-file schema;
+//! - [`parse`]: bodies (CSV, lines, JSON, JSON lines) → records, malformed rows counted;
+//! - [`matching`]: records → in-scope findings;
+//! - this file: the registry of feeds, the `[sources.NAME]` table and the fetch (conditional
+//!   GET, keys, HTML / error-body / empty-body checks).
+
+pub mod definition;
+pub mod matching;
+pub mod parse;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use super::{FetchContext, FetchError, FetchOutput, Source};
+use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::http::{self, Fetched, HttpError, Validators};
+use crate::secret::{self, Secret};
+pub use definition::FeedDef;
+pub use matching::{Processed, process_body};
+
+/// Names of the list feeds shipped with outwatch.
+pub const BUILTIN: &[&str] = &[
+    "feodotracker",
+    "urlhaus",
+    "threatfox",
+    "sslbl",
+    "spamhaus_drop",
+    "spamhaus_asndrop",
+];
+
+/// The shipped feed files, embedded so the binary works from any folder.
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    (
+        "feodotracker",
+        include_str!("../../../feeds/feodotracker.toml"),
+    ),
+    ("urlhaus", include_str!("../../../feeds/urlhaus.toml")),
+    ("threatfox", include_str!("../../../feeds/threatfox.toml")),
+    ("sslbl", include_str!("../../../feeds/sslbl.toml")),
+    (
+        "spamhaus_drop",
+        include_str!("../../../feeds/spamhaus_drop.toml"),
+    ),
+    (
+        "spamhaus_asndrop",
+        include_str!("../../../feeds/spamhaus_asndrop.toml"),
+    ),
+];
+
+/// `[sources.<list feed>]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSourceConfig {
+    /// Public feeds are on without a table; `enabled = false` switches one off.
+    #[serde(default = "crate::sources::default_true")]
+    pub enabled: bool,
+    /// Overrides the feed file's schedule.
+    pub schedule: Option<CronSchedule>,
+    /// Replaces scheme, host and port of the feed's URLs, keeping their paths.
+    pub base_url: Option<String>,
+    /// Replaces the feed's URL whole.
+    pub url: Option<String>,
+    /// The feed's key (abuse.ch Auth-Key), inline.
+    pub auth_key: Option<Secret>,
+    /// ... or from this environment variable.
+    pub auth_key_env: Option<String>,
+    /// Overrides how long a finding stays open after its entry left the list.
+    pub resolve_after: Option<HumanDuration>,
+}
+
+/// The built-in feed definitions (parsed from the embedded files).
+pub fn builtin_defs() -> Vec<FeedDef> {
+    BUILTIN_FILES
+        .iter()
+        .map(|(name, text)| {
+            FeedDef::parse(text, &format!("feeds/{name}.toml"))
+                .unwrap_or_else(|e| panic!("built-in feed file is valid: {e}"))
+        })
+        .collect()
+}
+
+/// A feed file's stem and its definition, or the error naming the file.
+pub type LoadedFile = (String, Result<FeedDef, String>);
+
+/// Reads every `*.toml` in `dir` (sorted by file name). Each entry is the file's stem and its
+/// parsed definition or the error naming the file.
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, String> {
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| format!("[feeds] dir = {}: cannot read it: {e}", dir.display()))?;
+    let mut paths: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let def = std::fs::read_to_string(&p)
+                .map_err(|e| format!("feed file {}: {e}", p.display()))
+                .and_then(|t| FeedDef::parse(&t, &p.display().to_string()));
+            (stem, def)
+        })
+        .collect())
+}
+
+/// Every feed this config can use: built-in ones, replaced or extended by `[feeds] dir` files
+/// (a user file with a built-in name overrides it). Broken user files come back as errors
+/// under their file stem.
+pub fn all_defs(cfg: &Config) -> Vec<(String, Result<Arc<FeedDef>, String>)> {
+    let mut m: BTreeMap<String, Result<Arc<FeedDef>, String>> = builtin_defs()
+        .into_iter()
+        .map(|d| (d.name.clone(), Ok(Arc::new(d))))
+        .collect();
+    if let Some(dir) = &cfg.feeds.dir {
+        let dir = cfg.resolve_path(dir);
+        match load_dir(&dir) {
+            Ok(files) => {
+                for (stem, def) in files {
+                    match def {
+                        Ok(d) => {
+                            m.insert(d.name.clone(), Ok(Arc::new(d)));
+                        }
+                        Err(e) => {
+                            m.insert(stem, Err(e));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                m.insert("feeds".into(), Err(e));
+            }
+        }
+    }
+    // Built-ins first, in their documented order, then user feeds by name.
+    let mut out: Vec<_> = Vec::new();
+    for b in BUILTIN {
+        if let Some(v) = m.remove(*b) {
+            out.push((b.to_string(), v));
+        }
+    }
+    out.extend(m);
+    out
+}
+
+/// Every list feed name this config can use (built-in and from `[feeds] dir`).
+pub fn known_feed_names(cfg: &Config) -> Vec<String> {
+    all_defs(cfg).into_iter().map(|(n, _)| n).collect()
+}
+
+/// Checks the user's feed files (called by config validation): the first broken file's error.
+pub fn validate(cfg: &Config) -> Result<(), String> {
+    for (_, d) in all_defs(cfg) {
+        d?;
+    }
+    Ok(())
+}
+
+/// The enabled list feeds: built-in public feeds are on unless `enabled = false`.
+pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
+    let mut out: Vec<super::BuiltSource> = Vec::new();
+    for (name, def) in all_defs(cfg) {
+        let table = cfg.sources.lists.get(&name);
+        let def = match def {
+            Ok(d) => d,
+            Err(e) => {
+                out.push((name, Err(FetchError::Config(e))));
+                continue;
+            }
+        };
+        let enabled = match table {
+            Some(t) => t.enabled,
+            None => def.enabled_by_default,
+        };
+        if !enabled {
+            continue;
+        }
+        let built = ListSource::new(def, table).map(|s| Arc::new(s) as Arc<dyn Source>);
+        out.push((name, built));
+    }
+    out
+}
+
+/// One list feed, ready to fetch.
+pub struct ListSource {
+    def: Arc<FeedDef>,
+    /// URLs to fetch; the key, when in a path, is already filled in (never shown: see `shown`).
+    urls: Vec<String>,
+    key: Option<Secret>,
+    schedule: CronSchedule,
+    resolve_after: HumanDuration,
+}
+
+impl std::fmt::Debug for ListSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListSource")
+            .field("name", &self.def.name)
+            .field("urls", &self.shown_urls())
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl ListSource {
+    /// Builds a feed from its definition and its optional `[sources.NAME]` table.
+    pub fn new(def: Arc<FeedDef>, table: Option<&ListSourceConfig>) -> Result<Self, FetchError> {
+        let name = def.name.clone();
+        let key = match table {
+            Some(t) => secret::resolve(
+                &t.auth_key,
+                &t.auth_key_env,
+                &format!("sources.{name}.auth_key"),
+            )
+            .map_err(FetchError::Config)?,
+            None => None,
+        };
+        let key = key.or_else(|| {
+            let var = def.auth.env.as_deref()?;
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| Secret::new(v.trim()))
+        });
+        let templates = if key.is_some() && !def.keyed_url.is_empty() {
+            &def.keyed_url
+        } else {
+            &def.url
+        };
+        let fill = |u: &str| match &key {
+            Some(k) => u.replace("{auth_key}", k.expose()),
+            None => u.to_string(),
+        };
+        let mut urls: Vec<String> = templates.iter().map(|u| fill(u)).collect();
+        if let Some(t) = table {
+            if let Some(u) = &t.url {
+                reqwest::Url::parse(u).map_err(|e| {
+                    FetchError::Config(format!("sources.{name}.url `{u}` is not a URL: {e}"))
+                })?;
+                urls = vec![fill(u)];
+            } else if let Some(b) = &t.base_url {
+                urls = urls
+                    .iter()
+                    .map(|u| http::rebase(u, b))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        let e = key.as_ref().map(|k| k.scrub(&e)).unwrap_or(e);
+                        FetchError::Config(format!("sources.{name}.base_url: {e}"))
+                    })?;
+            }
+        }
+        Ok(ListSource {
+            schedule: table
+                .and_then(|t| t.schedule.clone())
+                .unwrap_or_else(|| def.schedule.clone()),
+            resolve_after: table
+                .and_then(|t| t.resolve_after)
+                .unwrap_or(def.resolve_after),
+            def,
+            urls,
+            key,
+        })
+    }
+
+    /// The feed definition.
+    pub fn def(&self) -> &FeedDef {
+        &self.def
+    }
+
+    /// The URLs as they may be shown (key redacted).
+    pub fn shown_urls(&self) -> Vec<String> {
+        self.urls.iter().map(|u| self.scrub(u)).collect()
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        match &self.key {
+            Some(k) => k.scrub(text),
+            None => text.to_string(),
+        }
+    }
+
+    fn state_key(&self) -> String {
+        format!("lists/{}/validators", self.def.name)
+    }
+
+    fn key_hint(&self) -> String {
+        let n = &self.def.name;
+        let mut s = format!("set sources.{n}.auth_key or sources.{n}.auth_key_env");
+        if let Some(v) = &self.def.auth.env {
+            s.push_str(&format!(" (or ${v})"));
+        }
+        if let Some(h) = &self.def.auth.help {
+            s.push_str(&format!("; {h}"));
+        }
+        s
+    }
+
+    fn key_name(&self) -> &str {
+        self.def.auth.key_name.as_deref().unwrap_or("access key")
+    }
+
+    /// Maps a 401/403 to an error that says which setting to fix.
+    fn auth_error(&self, e: HttpError) -> FetchError {
+        match e.status() {
+            Some(s @ (401 | 403)) => {
+                let url = match &e {
+                    HttpError::Status { url, .. } => url.clone(),
+                    _ => String::new(),
+                };
+                let msg = if self.key.is_none() {
+                    format!(
+                        "{url}: HTTP {s}: {} needs an {}: {}",
+                        self.def.name,
+                        self.key_name(),
+                        self.key_hint()
+                    )
+                } else {
+                    format!(
+                        "{url}: HTTP {s}: the {} of {} was refused: check sources.{}.auth_key",
+                        self.key_name(),
+                        self.def.name,
+                        self.def.name
+                    )
+                };
+                FetchError::Auth(self.scrub(&msg))
+            }
+            _ => FetchError::Http(e),
+        }
+    }
+
+    async fn get(
+        &self,
+        ctx: &FetchContext,
+        url: &str,
+        validators: Option<&Validators>,
+    ) -> Result<Fetched, FetchError> {
+        let mut headers = HeaderMap::new();
+        if let (Some(k), Some(h)) = (&self.key, &self.def.auth.header) {
+            let name = HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| FetchError::Config(format!("feed {}: bad auth header", h)))?;
+            let mut v = HeaderValue::from_str(k.expose()).map_err(|_| {
+                FetchError::Config(format!(
+                    "sources.{}.auth_key contains characters a header cannot carry",
+                    self.def.name
+                ))
+            })?;
+            v.set_sensitive(true);
+            headers.insert(name, v);
+        }
+        let secrets: Vec<&Secret> = self.key.iter().collect();
+        ctx.http
+            .get(url, headers, validators, &secrets)
+            .await
+            .map_err(|e| self.auth_error(e))
+    }
+}
+
+/// The unpacked body: a `.zip` export gives its first file, a gzip file its content.
+fn unpack(body: &[u8], cap: u64, shown: &str) -> Result<Vec<u8>, FetchError> {
+    let too_large = || {
+        FetchError::Http(HttpError::TooLarge {
+            url: shown.to_string(),
+            limit_mib: cap / (1024 * 1024),
+        })
+    };
+    if body.starts_with(b"PK\x03\x04") {
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(body))
+            .map_err(|e| FetchError::Format(format!("{shown}: broken zip archive: {e}")))?;
+        if z.is_empty() {
+            return Err(FetchError::Format(format!("{shown}: empty zip archive")));
+        }
+        let f = z
+            .by_index(0)
+            .map_err(|e| FetchError::Format(format!("{shown}: broken zip archive: {e}")))?;
+        let mut out = Vec::new();
+        f.take(cap + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| FetchError::Format(format!("{shown}: broken zip archive: {e}")))?;
+        if out.len() as u64 > cap {
+            return Err(too_large());
+        }
+        return Ok(out);
+    }
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .take(cap + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| FetchError::Format(format!("{shown}: broken gzip file: {e}")))?;
+        if out.len() as u64 > cap {
+            return Err(too_large());
+        }
+        return Ok(out);
+    }
+    Ok(body.to_vec())
+}
+
+/// Refuses bodies that are not a list: empty, HTML pages, JSON error objects.
+fn check_body(def: &FeedDef, body: &[u8], shown: &str) -> Result<(), FetchError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(FetchError::Http(HttpError::Empty {
+            url: shown.to_string(),
+        }));
+    }
+    if http::looks_like_html(body) {
+        return Err(FetchError::Http(HttpError::Html {
+            url: shown.to_string(),
+        }));
+    }
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let json_feed = matches!(
+        def.format,
+        definition::FormatDef::Json(_) | definition::FormatDef::Jsonl(_)
+    );
+    if first == Some(&b'{')
+        && !json_feed
+        && body.len() < 64 * 1024
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(e) = parse::json_error(&v)
+    {
+        return Err(FetchError::Format(format!(
+            "{shown}: the provider answered with an error: {e}"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Source for ListSource {
+    fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    fn schedule(&self) -> CronSchedule {
+        self.schedule.clone()
+    }
+
+    fn resolve_after(&self) -> chrono::Duration {
+        self.resolve_after.chrono()
+    }
+
+    async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
+        if self.def.auth.needs_key && self.key.is_none() {
+            return Err(FetchError::Auth(format!(
+                "{} needs an {}: {}",
+                self.def.name,
+                self.key_name(),
+                self.key_hint()
+            )));
+        }
+        let state_key = self.state_key();
+        let remembered: BTreeMap<String, Validators> =
+            ctx.state.get_json(&state_key)?.unwrap_or_default();
+        // Conditional GET of every URL; a list is unchanged only when all its parts are.
+        let mut bodies = Vec::with_capacity(self.urls.len());
+        for url in &self.urls {
+            let shown = self.scrub(url);
+            let r = self.get(ctx, url, remembered.get(&shown)).await?;
+            bodies.push((url, shown, r));
+        }
+        if bodies
+            .iter()
+            .all(|(_, _, r)| matches!(r, Fetched::NotModified))
+        {
+            return Ok(FetchOutput {
+                not_modified: true,
+                ..Default::default()
+            });
+        }
+        let mut out = FetchOutput {
+            complete: true,
+            ..Default::default()
+        };
+        let mut validators = BTreeMap::new();
+        for (url, shown, r) in bodies {
+            // Part of a multi-URL list unchanged while another changed: read it again whole,
+            // so the list is complete and nothing resolves by mistake.
+            let r = match r {
+                Fetched::NotModified => self.get(ctx, url, None).await?,
+                b => b,
+            };
+            let Fetched::Body {
+                body,
+                validators: v,
+                ..
+            } = r
+            else {
+                return Err(FetchError::Format(format!(
+                    "{shown}: answered 304 Not Modified to an unconditional request"
+                )));
+            };
+            let data = unpack(&body, ctx.http.max_body(), &shown)?;
+            check_body(&self.def, &data, &shown)?;
+            let def = self.def.clone();
+            let scope = ctx.scope.clone();
+            let name = self.def.name.clone();
+            let loc = shown.clone();
+            let processed =
+                tokio::task::spawn_blocking(move || process_body(&def, &name, &data, &loc, &scope))
+                    .await
+                    .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
+                    .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+            for n in &processed.notices {
+                tracing::warn!(source = %self.def.name, notice = %n, "the list says it is retired");
+            }
+            out.fetched += processed.fetched;
+            out.rejected.extend(processed.rejected);
+            out.findings.extend(processed.findings);
+            if v.etag.is_some() || v.last_modified.is_some() {
+                validators.insert(shown, v);
+            }
+        }
+        let state = if validators.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_vec(&validators).map_err(|e| FetchError::Format(e.to_string()))?)
+        };
+        out.state.push((state_key, state));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_files_parse_and_match_names() {
+        let defs = builtin_defs();
+        let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, BUILTIN);
+    }
+
+    #[test]
+    fn base_url_keeps_paths_and_key_fills_keyed_url() {
+        let def = Arc::new(
+            builtin_defs()
+                .into_iter()
+                .find(|d| d.name == "urlhaus")
+                .unwrap(),
+        );
+        let t: ListSourceConfig =
+            toml::from_str("base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key\"\n")
+                .unwrap();
+        let s = ListSource::new(def.clone(), Some(&t)).unwrap();
+        assert_eq!(
+            s.shown_urls(),
+            vec!["http://127.0.0.1:9/v2/files/exports/***redacted***/recent.csv".to_string()]
+        );
+        assert!(!format!("{s:?}").contains("sekrit"));
+        let s = ListSource::new(def, None).unwrap();
+        assert_eq!(
+            s.shown_urls(),
+            vec!["https://urlhaus.abuse.ch/downloads/csv_recent/".to_string()]
+        );
+    }
+}
