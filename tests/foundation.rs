@@ -632,3 +632,35 @@ fn config_example_is_valid() {
     assert_eq!(cfg.organisation.asns[0].0, 64496);
     assert!(cfg.digest.is_some());
 }
+
+#[test]
+fn records_survive_reopen_and_new_ones_do_not_overwrite_them() {
+    let d = tempfile::tempdir().unwrap();
+    let a = finding("a", Some("192.0.2.1"), None);
+    let b = finding("a", Some("192.0.2.2"), None);
+    {
+        let s = open(d.path());
+        s.ingest(vec![a.clone()], vec![], &opts("2026-11-01T00:00:00Z")).unwrap();
+        s.flush().unwrap();
+    }
+    // sled may hold its lock a moment after the handle is dropped.
+    let s = (0..50)
+        .find_map(|_| {
+            store::open(d.path()).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                None
+            })
+        })
+        .expect("reopen");
+    s.ingest(vec![b.clone(), a.clone()], vec![], &opts("2026-11-02T00:00:00Z")).unwrap();
+    assert_eq!(s.count().unwrap(), 2);
+    assert_eq!(s.get(&a.fingerprint).unwrap().unwrap().times_seen, 2);
+    assert_eq!(s.get(&b.fingerprint).unwrap().unwrap().times_seen, 1);
+    let mut n = 0;
+    s.for_each(&mut |_| {
+        n += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 2);
+}

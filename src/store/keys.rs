@@ -3,7 +3,8 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `F` | fingerprint (16 bytes) | header + finding (JSON), see [`encode_header`] |
+//! | `F` | fingerprint (16 bytes) | the record's sequence number (8 bytes) |
+//! | `V` | sequence number (8 bytes) | header + finding (JSON), see [`encode_header`] |
 //! | `I` | family (4/6), address bytes, fingerprint | empty: index by IP |
 //! | `N` | family, prefix length, network bytes, fingerprint | empty: index by network |
 //! | `D` | reversed domain labels (`org.example.www.`), 0, fingerprint | empty |
@@ -13,7 +14,10 @@
 //! | `M` | state key | state value |
 //!
 //! Every key costs a sled insert, and inserts bound the ingest rate, so a finding has its record
-//! plus one index key per indicator and nothing more. Filters by time, source and status
+//! plus one index key per indicator and nothing more. Records live under a *sequential* key:
+//! new ones are appended at the right edge of the tree, so sled copies small nodes of small
+//! entries (`F`, the indexes) at random places and never the big record nodes; inserting
+//! records under their random fingerprints made every write copy a node full of JSON. Filters by time, source and status
 //! (resolving, the digest) read the small binary header in front of each record instead of
 //! keeping more indexes.
 
@@ -23,6 +27,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 pub const FINDING: u8 = b'F';
+pub const RECORD: u8 = b'V';
 pub const BY_IP: u8 = b'I';
 pub const BY_NET: u8 = b'N';
 pub const BY_DOMAIN: u8 = b'D';
@@ -39,6 +44,20 @@ pub fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
     let mut out = [0u8; FP_LEN];
     hex::decode_to_slice(fp, &mut out).ok()?;
     Some(out)
+}
+
+/// `V seq`: where a record lives.
+pub fn record(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = RECORD;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The sequence number stored as the value of an `F` key (or at the end of a `V` key).
+pub fn seq_of(bytes: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = bytes.get(bytes.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
 }
 
 pub fn finding(fp: &[u8; FP_LEN]) -> Vec<u8> {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
@@ -22,6 +23,8 @@ pub struct SledStore {
     path: PathBuf,
     /// Serialises read-modify-write cycles (sled batches are atomic but not compare-and-swap).
     write_lock: Mutex<()>,
+    /// The next record sequence number (one past the highest `V` key).
+    next_seq: AtomicU64,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -79,10 +82,15 @@ impl SledStore {
                 }
             }
         })?;
+        let next_seq = match db.scan_prefix([keys::RECORD]).keys().next_back() {
+            Some(k) => keys::seq_of(&k.map_err(engine)?).map_or(0, |s| s + 1),
+            None => 0,
+        };
         Ok(SledStore {
             db,
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
+            next_seq: AtomicU64::new(next_seq),
         })
     }
 
@@ -96,10 +104,29 @@ impl SledStore {
     }
 
     fn load(&self, fp: &[u8; FP_LEN]) -> Result<Option<Finding>> {
-        match self.db.get(keys::finding(fp)).map_err(engine)? {
-            None => Ok(None),
-            Some(v) => decode(fp, &v).map(Some),
+        Ok(self.load_with_seq(fp)?.map(|(_, f)| f))
+    }
+
+    /// A finding and the sequence number of its record.
+    fn load_with_seq(&self, fp: &[u8; FP_LEN]) -> Result<Option<(u64, Finding)>> {
+        let Some(s) = self.db.get(keys::finding(fp)).map_err(engine)? else {
+            return Ok(None);
+        };
+        let seq = keys::seq_of(&s).ok_or_else(|| StoreError::Corrupt {
+            what: format!("finding {}", hex::encode(fp)),
+            reason: "bad record pointer".into(),
+        })?;
+        match self.db.get(keys::record(seq)).map_err(engine)? {
+            Some(v) => Ok(Some((seq, decode(fp, &v)?))),
+            None => Err(StoreError::Corrupt {
+                what: format!("finding {}", hex::encode(fp)),
+                reason: "record missing".into(),
+            }),
         }
+    }
+
+    fn new_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Collects the fingerprints of every key under `prefix`.
@@ -179,25 +206,31 @@ impl SledStore {
         Ok(fps)
     }
 
-    /// Writes a finding record with all its index keys, removing the stale index keys of `old`.
+    /// Writes a finding record at `seq` with all its index keys, removing the stale index keys
+    /// of `old` (the finding previously stored at the same `seq`); a new finding also gets its
+    /// `F` pointer.
     fn put_finding(
         batch: &mut sled::Batch,
         fp: &[u8; FP_LEN],
+        seq: u64,
         new: &Finding,
         old: Option<&Finding>,
     ) -> Result<()> {
         let new_keys = keys::index_keys(new, fp);
-        if let Some(old) = old {
-            for k in keys::index_keys(old, fp) {
-                if !new_keys.contains(&k) {
-                    batch.remove(k);
+        match old {
+            Some(old) => {
+                for k in keys::index_keys(old, fp) {
+                    if !new_keys.contains(&k) {
+                        batch.remove(k);
+                    }
                 }
             }
+            None => batch.insert(keys::finding(fp), &seq.to_be_bytes()),
         }
         for k in new_keys {
             batch.insert(k, &[] as &[u8]);
         }
-        batch.insert(keys::finding(fp), encode(new)?);
+        batch.insert(&keys::record(seq), encode(new)?);
         Ok(())
     }
 }
@@ -248,14 +281,14 @@ impl Store for SledStore {
         let _g = self.lock();
         let mut batch = sled::Batch::default();
         for (fp, obs) in unique {
-            match self.load(&fp)? {
-                Some(stored) => {
+            match self.load_with_seq(&fp)? {
+                Some((seq, stored)) => {
                     let (merged, reopened) = merge(&stored, obs, now);
                     if reopened {
                         stats.reopened += 1;
                     }
                     stats.updated += 1;
-                    Self::put_finding(&mut batch, &fp, &merged, Some(&stored))?;
+                    Self::put_finding(&mut batch, &fp, seq, &merged, Some(&stored))?;
                 }
                 None => {
                     let mut f = obs;
@@ -266,7 +299,7 @@ impl Store for SledStore {
                     f.history.clear();
                     f.push_history(now, "new");
                     stats.new += 1;
-                    Self::put_finding(&mut batch, &fp, &f, None)?;
+                    Self::put_finding(&mut batch, &fp, self.new_seq(), &f, None)?;
                 }
             }
         }
@@ -292,7 +325,7 @@ impl Store for SledStore {
         let resolved = keys::status_code(Status::Resolved);
         let mut batch = sled::Batch::default();
         let mut n = 0;
-        for kv in self.db.scan_prefix([keys::FINDING]) {
+        for kv in self.db.scan_prefix([keys::RECORD]) {
             let (k, v) = kv.map_err(engine)?;
             let Some((h, _)) = keys::decode_header(&v) else {
                 continue;
@@ -349,7 +382,7 @@ impl Store for SledStore {
     }
 
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
-        for kv in self.db.scan_prefix([keys::FINDING]) {
+        for kv in self.db.scan_prefix([keys::RECORD]) {
             let (k, v) = kv.map_err(engine)?;
             f(decode(&k[1..], &v)?)?;
         }
@@ -359,7 +392,7 @@ impl Store for SledStore {
     fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>> {
         let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
         let mut out = Vec::new();
-        for kv in self.db.scan_prefix([keys::FINDING]) {
+        for kv in self.db.scan_prefix([keys::RECORD]) {
             let (k, v) = kv.map_err(engine)?;
             let Some((h, _)) = keys::decode_header(&v) else {
                 continue;
@@ -385,8 +418,10 @@ impl Store for SledStore {
                 f.seal();
             }
             let fp = fp_of(&f)?;
-            let old = self.load(&fp)?;
-            Self::put_finding(&mut batch, &fp, &f, old.as_ref())?;
+            match self.load_with_seq(&fp)? {
+                Some((seq, old)) => Self::put_finding(&mut batch, &fp, seq, &f, Some(&old))?,
+                None => Self::put_finding(&mut batch, &fp, self.new_seq(), &f, None)?,
+            }
         }
         self.db.apply_batch(batch).map_err(engine)?;
         Ok(n)
@@ -397,11 +432,11 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         for f in findings {
             let fp = fp_of(&f)?;
-            let old = self.load(&fp)?.ok_or_else(|| StoreError::Corrupt {
+            let (seq, old) = self.load_with_seq(&fp)?.ok_or_else(|| StoreError::Corrupt {
                 what: format!("finding {}", f.fingerprint),
                 reason: "update of a finding that is not stored".into(),
             })?;
-            Self::put_finding(&mut batch, &fp, &f, Some(&old))?;
+            Self::put_finding(&mut batch, &fp, seq, &f, Some(&old))?;
         }
         self.db.apply_batch(batch).map_err(engine)
     }
