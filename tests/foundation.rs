@@ -640,7 +640,8 @@ fn records_survive_reopen_and_new_ones_do_not_overwrite_them() {
     let b = finding("a", Some("192.0.2.2"), None);
     {
         let s = open(d.path());
-        s.ingest(vec![a.clone()], vec![], &opts("2026-11-01T00:00:00Z")).unwrap();
+        s.ingest(vec![a.clone()], vec![], &opts("2026-11-01T00:00:00Z"))
+            .unwrap();
         s.flush().unwrap();
     }
     // sled may hold its lock a moment after the handle is dropped.
@@ -652,7 +653,12 @@ fn records_survive_reopen_and_new_ones_do_not_overwrite_them() {
             })
         })
         .expect("reopen");
-    s.ingest(vec![b.clone(), a.clone()], vec![], &opts("2026-11-02T00:00:00Z")).unwrap();
+    s.ingest(
+        vec![b.clone(), a.clone()],
+        vec![],
+        &opts("2026-11-02T00:00:00Z"),
+    )
+    .unwrap();
     assert_eq!(s.count().unwrap(), 2);
     assert_eq!(s.get(&a.fingerprint).unwrap().unwrap().times_seen, 2);
     assert_eq!(s.get(&b.fingerprint).unwrap().unwrap().times_seen, 1);

@@ -2,7 +2,8 @@
 //!
 //! A [`server::ReplayServer`] answers at the providers' real paths with the recorded replies in
 //! `feeds/demo/` (a fictitious "Example Org": AS64496, 192.0.2.0/24, 198.51.100.0/24,
-//! 2001:db8::/32, example.org). A config pointing every source's `base_url` at it is written
+//! 2001:db8::/32, example.org): RIPEstat, Shadowserver's Reports API, HIBP, Safe Browsing, SNDS
+//! and every shipped list feed. A config pointing every source's `base_url` at it is written
 //! next to a fresh store; the command then fetches everything and renders the digest to files.
 
 pub mod server;
@@ -61,6 +62,72 @@ const RECORDED: &[Recorded] = &[
         CSV,
         include_bytes!("../../feeds/demo/snds-ipstatus.csv"),
     ),
+    (
+        "GET",
+        "/downloads/ipblocklist.csv",
+        CSV,
+        include_bytes!("../../feeds/demo/feodotracker-ipblocklist.csv"),
+    ),
+    (
+        "GET",
+        "/downloads/csv_recent/",
+        CSV,
+        include_bytes!("../../feeds/demo/urlhaus-csv_recent.csv"),
+    ),
+    (
+        "GET",
+        "/export/csv/recent/",
+        CSV,
+        include_bytes!("../../feeds/demo/threatfox-recent.csv"),
+    ),
+    (
+        "GET",
+        "/blacklist/sslipblacklist.csv",
+        CSV,
+        include_bytes!("../../feeds/demo/sslbl-sslipblacklist.csv"),
+    ),
+    (
+        "GET",
+        "/drop/drop_v4.json",
+        JSON,
+        include_bytes!("../../feeds/demo/spamhaus-drop_v4.json"),
+    ),
+    (
+        "GET",
+        "/drop/drop_v6.json",
+        JSON,
+        include_bytes!("../../feeds/demo/spamhaus-drop_v6.json"),
+    ),
+    (
+        "GET",
+        "/drop/asndrop.json",
+        JSON,
+        include_bytes!("../../feeds/demo/spamhaus-asndrop.json"),
+    ),
+    (
+        "POST",
+        "/api2/reports/list",
+        JSON,
+        include_bytes!("../../feeds/demo/shadowserver-reports-list.json"),
+    ),
+    (
+        "GET",
+        "/dl/dEmOdNsR3p0rtXq7Lk2Pq5Wm1Xn7Bv4Cy9Td3Hf6Js0Ga2Ke5",
+        CSV,
+        include_bytes!("../../feeds/demo/shadowserver-scan_dns.csv"),
+    ),
+    (
+        "GET",
+        "/dl/dEmOs1nKh0l3Zr8Lk2Pq5Wm1Xn7Bv4Cy9Td3Hf6Js0Ga2Ke5",
+        CSV,
+        include_bytes!("../../feeds/demo/shadowserver-event4_sinkhole_http.csv"),
+    ),
+    (
+        "GET",
+        "/dl/dEmObL0ckL1stZr8Lk2Pq5Wm1Xn7Bv4Cy9Td3Hf6Js0Ga2K",
+        CSV,
+        include_bytes!("../../feeds/demo/shadowserver-blocklist.csv"),
+    ),
 ];
 
 /// The replay server's routing table.
@@ -99,6 +166,25 @@ base_url = "{base}"
 [sources.snds]
 key = "demo-key"
 base_url = "{base}/snds"
+
+[sources.shadowserver]
+api_key = "demo-key"
+secret = "demo-secret"
+base_url = "{base}/api2/"
+download_url = "{base}/dl/"
+
+[sources.feodotracker]
+base_url = "{base}"
+[sources.urlhaus]
+base_url = "{base}"
+[sources.threatfox]
+base_url = "{base}"
+[sources.sslbl]
+base_url = "{base}"
+[sources.spamhaus_drop]
+base_url = "{base}"
+[sources.spamhaus_asndrop]
+base_url = "{base}"
 
 [digest]
 from = "outwatch@example.org"

@@ -432,10 +432,12 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         for f in findings {
             let fp = fp_of(&f)?;
-            let (seq, old) = self.load_with_seq(&fp)?.ok_or_else(|| StoreError::Corrupt {
-                what: format!("finding {}", f.fingerprint),
-                reason: "update of a finding that is not stored".into(),
-            })?;
+            let (seq, old) = self
+                .load_with_seq(&fp)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("finding {}", f.fingerprint),
+                    reason: "update of a finding that is not stored".into(),
+                })?;
             Self::put_finding(&mut batch, &fp, seq, &f, Some(&old))?;
         }
         self.db.apply_batch(batch).map_err(engine)
