@@ -246,6 +246,22 @@ pub fn parse_data(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, 
 
 fn parse_data_hits(body: &[u8], location: &str) -> (Vec<DataHit>, Vec<RowError>, usize) {
     let mut hits = Vec::new();
+    let (rejected, rows) = csv_rows(body, location, |rec, at| {
+        if let Some(h) = data_row(rec, &at)? {
+            hits.push(h);
+        }
+        Ok(())
+    });
+    (hits, rejected, rows)
+}
+
+/// Runs `row` on every non-empty CSV row of `body` with its location (`{location} line N`),
+/// counting rows; an unreadable row, or an `Err` from `row`, becomes a [`RowError`] there.
+fn csv_rows(
+    body: &[u8],
+    location: &str,
+    mut row: impl FnMut(&csv::StringRecord, String) -> Result<(), String>,
+) -> (Vec<RowError>, usize) {
     let mut rejected = Vec::new();
     let mut rows = 0;
     let mut rdr = csv_reader(body);
@@ -276,16 +292,14 @@ fn parse_data_hits(body: &[u8], location: &str) -> (Vec<DataHit>, Vec<RowError>,
         }
         rows += 1;
         let at = format!("{location} line {line}");
-        match data_row(&rec, &at) {
-            Ok(Some(h)) => hits.push(h),
-            Ok(None) => {}
-            Err(m) => rejected.push(RowError {
+        if let Err(message) = row(&rec, at.clone()) {
+            rejected.push(RowError {
                 location: at,
-                message: m,
-            }),
+                message,
+            });
         }
     }
-    (hits, rejected, rows)
+    (rejected, rows)
 }
 
 fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String> {
@@ -450,62 +464,26 @@ pub fn range_cidrs(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
 /// Parses an `ipStatus.aspx` body: one finding per blocked range.
 pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
     let mut findings = Vec::new();
-    let mut rejected = Vec::new();
-    let mut rows = 0;
-    let mut rdr = csv_reader(body);
-    let mut lines = LineCounter::new(body);
-    let mut rec = csv::StringRecord::new();
-    loop {
-        let mut line = 0;
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {
-                line = lines.line_at(rec.position().map(|p| p.byte()).unwrap_or(0));
-            }
-            Err(e) => {
-                rows += 1;
-                let line = e
-                    .position()
-                    .map(|p| lines.line_at(p.byte()))
-                    .unwrap_or(line + 1);
-                rejected.push(RowError {
-                    location: format!("{location} line {line}"),
-                    message: format!("unreadable CSV row ({e})"),
-                });
-                continue;
-            }
-        }
-        if rec.iter().all(|f| f.is_empty()) {
-            continue;
-        }
-        rows += 1;
-        let at = format!("{location} line {line}");
+    let (rejected, rows) = csv_rows(body, location, |rec, at| {
         let g = |i: usize| rec.get(i).unwrap_or("");
-        let reject = |m: String| RowError {
-            location: at.clone(),
-            message: m,
-        };
         if rec.len() < 3 {
-            rejected.push(reject(format!("{} columns, expected 4", rec.len())));
-            continue;
+            return Err(format!("{} columns, expected 4", rec.len()));
         }
         let (Ok(first), Ok(last)) = (g(0).parse::<IpAddr>(), g(1).parse::<IpAddr>()) else {
-            rejected.push(reject(format!(
+            return Err(format!(
                 "`{}` - `{}` is not an IP range (a header or an error page?)",
                 clip(g(0)),
                 clip(g(1))
-            )));
-            continue;
+            ));
         };
         let Some((net, exact)) = range_network(first, last) else {
-            rejected.push(reject(format!(
+            return Err(format!(
                 "{first} - {last} is not a range (reversed or mixed families)"
-            )));
-            continue;
+            ));
         };
         let blocked = g(2);
         if blocked.eq_ignore_ascii_case("no") {
-            continue;
+            return Ok(());
         }
         let reason = g(3);
         let mut f = Finding::new(
@@ -532,7 +510,8 @@ pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowErr
         }
         f.raw = Some(at);
         findings.push(f);
-    }
+        Ok(())
+    });
     (findings, rejected, rows)
 }
 
