@@ -143,6 +143,19 @@ pub fn schedule(expr: &str) -> CronSchedule {
     expr.parse().expect("built-in schedule is valid")
 }
 
+/// The configured `schedule`, else the source's default (a literal).
+pub fn schedule_or(configured: &Option<CronSchedule>, default: &str) -> CronSchedule {
+    configured.clone().unwrap_or_else(|| schedule(default))
+}
+
+/// The configured `resolve_after`, else the source's default.
+pub fn window_or(
+    configured: Option<crate::config::HumanDuration>,
+    default: chrono::Duration,
+) -> chrono::Duration {
+    configured.map_or(default, |d| d.chrono())
+}
+
 pub(crate) fn default_true() -> bool {
     true
 }

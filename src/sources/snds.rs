@@ -77,14 +77,8 @@ pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchErro
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
         key,
         secrets,
-        schedule: c
-            .schedule
-            .clone()
-            .unwrap_or_else(|| super::schedule("0 45 5 * * *")),
-        resolve_after: c
-            .resolve_after
-            .map(|d| d.chrono())
-            .unwrap_or_else(|| chrono::Duration::days(3)),
+        schedule: super::schedule_or(&c.schedule, "0 45 5 * * *"),
+        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(3)),
     }))
 }
 

@@ -103,14 +103,8 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
         key,
         domains,
         accounts,
-        schedule: c
-            .schedule
-            .clone()
-            .unwrap_or_else(|| super::schedule("0 15 6 * * *")),
-        resolve_after: c
-            .resolve_after
-            .map(|d| d.chrono())
-            .unwrap_or_else(|| chrono::Duration::days(2)),
+        schedule: super::schedule_or(&c.schedule, "0 15 6 * * *"),
+        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(2)),
     }))
 }
 

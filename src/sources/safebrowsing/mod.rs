@@ -165,14 +165,8 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
         api,
         batch,
         targets,
-        schedule: c
-            .schedule
-            .clone()
-            .unwrap_or_else(|| super::schedule("0 5 * * * *")),
-        resolve_after: c
-            .resolve_after
-            .map(|d| d.chrono())
-            .unwrap_or_else(|| chrono::Duration::days(1)),
+        schedule: super::schedule_or(&c.schedule, "0 5 * * * *"),
+        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(1)),
     }))
 }
 

@@ -176,17 +176,11 @@ impl Source for ShadowserverSource {
     }
 
     fn schedule(&self) -> CronSchedule {
-        self.cfg
-            .schedule
-            .clone()
-            .unwrap_or_else(|| super::schedule("0 20 */6 * * *"))
+        super::schedule_or(&self.cfg.schedule, "0 20 */6 * * *")
     }
 
     fn resolve_after(&self) -> chrono::Duration {
-        self.cfg
-            .resolve_after
-            .map(|d| d.chrono())
-            .unwrap_or_else(|| chrono::Duration::days(7))
+        super::window_or(self.cfg.resolve_after, chrono::Duration::days(7))
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
