@@ -153,15 +153,12 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
                 .into(),
         ));
     }
-    // `Secret::scrub` also removes the key's URL-encoded forms.
-    let secrets = vec![key.clone()];
     Ok(Arc::new(SafeBrowsingSource {
         base_url: c
             .base_url
             .clone()
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
         key,
-        secrets,
         api,
         batch,
         targets,
@@ -174,8 +171,6 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
 pub struct SafeBrowsingSource {
     base_url: String,
     key: Secret,
-    /// Scrubbed from every message (raw and URL-encoded).
-    secrets: Vec<Secret>,
     api: Api,
     batch: usize,
     targets: Vec<String>,
@@ -446,10 +441,6 @@ fn expression_covers(expr: &str, checked: &str) -> bool {
 }
 
 impl SafeBrowsingSource {
-    fn secret_refs(&self) -> Vec<&Secret> {
-        self.secrets.iter().collect()
-    }
-
     fn url(&self, path: &str, params: &[(&str, &str)]) -> Result<String, FetchError> {
         let mut u = reqwest::Url::parse(&http::join(&self.base_url, path)).map_err(|e| {
             FetchError::Config(format!(
@@ -474,7 +465,8 @@ impl SafeBrowsingSource {
         url: &str,
         body: Option<Vec<u8>>,
     ) -> Result<serde_json::Value, FetchError> {
-        let secrets = self.secret_refs();
+        // `Secret::scrub` removes the raw key and its URL-encoded forms.
+        let secrets = [&self.key];
         let mut headers = HeaderMap::new();
         if body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
