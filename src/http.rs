@@ -120,11 +120,6 @@ impl HttpClient {
         })
     }
 
-    /// The underlying reqwest client, for requests this module has no helper for.
-    pub fn raw(&self) -> &reqwest::Client {
-        &self.inner
-    }
-
     /// The body-size cap in bytes.
     pub fn max_body(&self) -> u64 {
         self.max_body

@@ -6,7 +6,7 @@
 //! longest-prefix match in a prefix trie. The snapshot is cached in the store, so lookups work
 //! without a config file and a failed RIPEstat refresh keeps yesterday's prefixes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
@@ -391,18 +391,6 @@ pub async fn refresh(
     let snap = load(Some(cfg), store)?;
     store::state_put_json(store, SNAPSHOT_KEY, &snap)?;
     Ok((snap, reports))
-}
-
-/// Groups a snapshot for display: prefixes per ASN, extra prefixes, domains.
-pub fn describe(s: &ScopeSnapshot) -> BTreeMap<String, Vec<String>> {
-    let mut m = BTreeMap::new();
-    for a in &s.asns {
-        m.insert(
-            format!("AS{}", a.asn),
-            a.prefixes.iter().map(|p| p.to_string()).collect(),
-        );
-    }
-    m
 }
 
 #[cfg(test)]

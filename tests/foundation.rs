@@ -456,25 +456,31 @@ fn seed(dir: &Path) {
         .unwrap();
 }
 
+/// `outwatch --data-dir DATA lookup ARGS...` run from `dir`.
+fn lookup(dir: &Path, data: &Path, args: &[&str]) -> Command {
+    let mut c = cli(dir);
+    c.arg("--data-dir").arg(data).arg("lookup").args(args);
+    c
+}
+
+/// A successful `lookup ARGS... --json`, parsed.
+fn lookup_json(dir: &Path, data: &Path, args: &[&str]) -> Value {
+    let out = lookup(dir, data, args)
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn lookup_json_contract_and_exit_codes() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
     seed(&data);
     // No config file at all: lookup still works.
-    let out = cli(d.path())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "lookup",
-            "192.0.2.7",
-            "--json",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = lookup_json(d.path(), &data, &["192.0.2.7"]);
     assert_eq!(v["query"], "192.0.2.7");
     assert_eq!(v["in_scope"], false);
     let f = &v["findings"][0];
@@ -504,69 +510,25 @@ fn lookup_json_contract_and_exit_codes() {
     assert_eq!(f["first_seen"], "2026-11-20T08:00:00Z");
 
     // Domain lookups cover subdomains.
-    let out = cli(d.path())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "lookup",
-            "example.org",
-            "--json",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = lookup_json(d.path(), &data, &["example.org"]);
     assert_eq!(v["findings"].as_array().unwrap().len(), 1);
 
     // Nothing found: still exit 0. The readable table is the default.
-    cli(d.path())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "lookup",
-            "203.0.113.1",
-        ])
+    lookup(d.path(), &data, &["203.0.113.1"])
         .assert()
         .success()
         .stdout(predicates::str::contains("nothing known"));
-    cli(d.path())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "lookup",
-            "192.0.2.0/24",
-        ])
+    lookup(d.path(), &data, &["192.0.2.0/24"])
         .assert()
         .success()
         .stdout(predicates::str::contains("scan_dns"));
     // Malformed query: exit 2 with a clear message.
-    cli(d.path())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "lookup",
-            "192.0.2.0/40",
-        ])
+    lookup(d.path(), &data, &["192.0.2.0/40"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("not a valid prefix"));
     // --since filters.
-    let out = cli(d.path())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "lookup",
-            "192.0.2.7",
-            "--json",
-            "--since",
-            "2026-11-21",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = lookup_json(d.path(), &data, &["192.0.2.7", "--since", "2026-11-21"]);
     assert!(v["findings"].as_array().unwrap().is_empty());
 }
 
