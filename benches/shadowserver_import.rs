@@ -178,7 +178,8 @@ fn walk(p: &Path) -> Vec<u64> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
-            let m = e.metadata().unwrap();
+            // sled may remove a temporary file between listing and stat.
+            let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
                 out.extend(walk(&e.path()));
             } else {

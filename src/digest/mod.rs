@@ -358,22 +358,12 @@ pub fn mark_reported(
     fingerprints: &[String],
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let mut n = 0;
-    for chunk in fingerprints.chunks(1000) {
-        let mut batch = Vec::with_capacity(chunk.len());
-        for fp in chunk {
-            if let Some(mut f) = store.get(fp)?
-                && f.status == Status::New
-            {
-                f.status = Status::Open;
-                f.push_history(now, "reported");
-                batch.push(f);
-            }
+    store.modify(fingerprints, &mut |f| {
+        if f.status != Status::New {
+            return false;
         }
-        n += batch.len();
-        if !batch.is_empty() {
-            store.update(batch)?;
-        }
-    }
-    Ok(n)
+        f.status = Status::Open;
+        f.push_history(now, "reported");
+        true
+    })
 }

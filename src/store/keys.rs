@@ -3,41 +3,45 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `F` | fingerprint (16 bytes) | the record's sequence number (8 bytes) |
-//! | `V` | sequence number (8 bytes) | header + finding (JSON), see [`encode_header`] |
-//! | `I` | family (4/6), address bytes, fingerprint | empty: index by IP |
-//! | `N` | family, prefix length, network bytes, fingerprint | empty: index by network |
-//! | `D` | reversed domain labels (`org.example.www.`), 0, fingerprint | empty |
-//! | `E` | e-mail address, 0, fingerprint | empty |
-//! | `A` | ASN (4 bytes), fingerprint | empty; only for findings whose indicator *is* the ASN |
+//! | `B` | home of a group of findings, see [`home`] | a bucket of records (`record.rs`) |
+//! | `P` | `rev(group(d))`, 0, home | domain postings: findings with domain `d` homed elsewhere |
 //! | `R` | start time (8 bytes), source | fetch run (JSON) |
 //! | `M` | state key | state value |
 //!
-//! Every key costs a sled insert, and inserts bound the ingest rate, so a finding has its record
-//! plus one index key per indicator and nothing more. Records live under a *sequential* key:
-//! new ones are appended at the right edge of the tree, so sled copies small nodes of small
-//! entries (`F`, the indexes) at random places and never the big record nodes; inserting
-//! records under their random fingerprints made every write copy a node full of JSON. Filters by time, source and status
-//! (resolving, the digest) read the small binary header in front of each record instead of
-//! keeping more indexes.
+//! Every sled write costs about as much as a whole bucket of records, so findings are grouped by
+//! **home**, derived from their primary indicator:
+//!
+//! | finding has | home key | lookup by |
+//! |---|---|---|
+//! | `network` | `B N fam len net` | exact get per prefix length (IP), range per length (CIDR) |
+//! | `ip` | `B 4 a b c` (the /24) or `B 6` + first 6 bytes (the /48) | get, filter on the header address |
+//! | `domain` or `email` | `B D rev(group(domain))` 0 | get, filter on the decoded domain |
+//! | `asn` only | `B A asn` | get |
+//! | nothing | `B Z` | — |
+//!
+//! A finding's home is a function of its identity fields, so it never moves. Domains of findings
+//! homed by address (host names of scanned IPs, e-mail domains) are reachable through `P`
+//! postings grouped the same way, written once when the finding is new.
 
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-pub const FINDING: u8 = b'F';
-pub const RECORD: u8 = b'V';
-pub const BY_IP: u8 = b'I';
-pub const BY_NET: u8 = b'N';
-pub const BY_DOMAIN: u8 = b'D';
-pub const BY_EMAIL: u8 = b'E';
-pub const BY_ASN: u8 = b'A';
+use super::record::FP_LEN;
+use crate::finding::Finding;
+
+pub const BUCKET: u8 = b'B';
+pub const POSTING: u8 = b'P';
 pub const RUN: u8 = b'R';
 pub const STATE: u8 = b'M';
 
-/// Length of a binary fingerprint.
-pub const FP_LEN: usize = 16;
+const HOME_V4: u8 = 4;
+const HOME_V6: u8 = 6;
+const HOME_NET: u8 = b'N';
+const HOME_DOMAIN: u8 = b'D';
+const HOME_ASN: u8 = b'A';
+const HOME_NONE: u8 = b'Z';
 
 /// Decodes a hex fingerprint into its 16 bytes.
 pub fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
@@ -46,126 +50,207 @@ pub fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
     Some(out)
 }
 
-/// `V seq`: where a record lives.
-pub fn record(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = RECORD;
-    k[1..].copy_from_slice(&seq.to_be_bytes());
+/// `B 4 a b c` / `B 6 b0..b5`: the bucket of an address.
+pub fn ip_home(ip: IpAddr) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8);
+    push_ip_home(ip, &mut k);
     k
 }
 
-/// The sequence number stored as the value of an `F` key (or at the end of a `V` key).
-pub fn seq_of(bytes: &[u8]) -> Option<u64> {
-    let b: [u8; 8] = bytes.get(bytes.len().checked_sub(8)?..)?.try_into().ok()?;
-    Some(u64::from_be_bytes(b))
-}
-
-pub fn finding(fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + FP_LEN);
-    k.push(FINDING);
-    k.extend_from_slice(fp);
-    k
-}
-
-/// Family byte and address bytes (4 or 16).
-pub fn ip_parts(ip: IpAddr) -> (u8, Vec<u8>) {
+fn push_ip_home(ip: IpAddr, k: &mut Vec<u8>) {
+    k.push(BUCKET);
     match ip {
-        IpAddr::V4(a) => (4, a.octets().to_vec()),
-        IpAddr::V6(a) => (6, a.octets().to_vec()),
+        IpAddr::V4(a) => {
+            k.push(HOME_V4);
+            k.extend_from_slice(&a.octets()[..3]);
+        }
+        IpAddr::V6(a) => {
+            k.push(HOME_V6);
+            k.extend_from_slice(&a.octets()[..6]);
+        }
     }
 }
 
-/// `I fam addr` — prefix of every index key of this exact address.
-pub fn ip_prefix(ip: IpAddr) -> Vec<u8> {
-    let (fam, b) = ip_parts(ip);
-    let mut k = Vec::with_capacity(2 + b.len() + FP_LEN);
-    k.push(BY_IP);
-    k.push(fam);
-    k.extend_from_slice(&b);
+/// `B N fam len`: prefix of the buckets of all networks of one family and length.
+pub fn net_len_home(v6: bool, len: u8) -> Vec<u8> {
+    vec![BUCKET, HOME_NET, if v6 { HOME_V6 } else { HOME_V4 }, len]
+}
+
+/// `B N fam len net`: the bucket of one network (truncated to its prefix).
+pub fn net_home(net: IpNet) -> Vec<u8> {
+    let net = net.trunc();
+    let mut k = net_len_home(net.network().is_ipv6(), net.prefix_len());
+    match net.network() {
+        IpAddr::V4(a) => k.extend_from_slice(&a.octets()),
+        IpAddr::V6(a) => k.extend_from_slice(&a.octets()),
+    }
     k
 }
 
-pub fn by_ip(ip: IpAddr, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = ip_prefix(ip);
-    k.extend_from_slice(fp);
-    k
+/// The last two labels of a domain (`a.b.example.org` → `example.org`): how domains are grouped.
+pub fn group(d: &str) -> &str {
+    match d.rmatch_indices('.').nth(1) {
+        Some((i, _)) => &d[i + 1..],
+        None => d,
+    }
 }
 
-/// `N fam len net` — prefix of every index key of this exact network.
-pub fn net_prefix(net: IpNet) -> Vec<u8> {
-    let (fam, b) = ip_parts(net.network());
-    let mut k = Vec::with_capacity(3 + b.len() + FP_LEN);
-    k.push(BY_NET);
-    k.push(fam);
-    k.push(net.prefix_len());
-    k.extend_from_slice(&b);
-    k
-}
-
-/// `N fam len` — prefix of all networks of one family and length.
-pub fn net_len_prefix(v6: bool, len: u8) -> Vec<u8> {
-    vec![BY_NET, if v6 { 6 } else { 4 }, len]
-}
-
-pub fn by_net(net: IpNet, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = net_prefix(net);
-    k.extend_from_slice(fp);
-    k
-}
-
-/// Reverses a domain's labels: `www.example.org` → `org.example.www.`.
+/// Reverses a domain's labels: `www.example.org` → `org.example.www.`. NUL bytes are dropped
+/// (they end the domain part of a posting key).
 pub fn reversed_domain(d: &str) -> String {
     let mut out = String::with_capacity(d.len() + 1);
     for label in d.rsplit('.') {
         if label.is_empty() {
             continue;
         }
-        out.push_str(label);
+        out.extend(label.chars().filter(|&c| c != '\0'));
         out.push('.');
     }
     out
 }
 
-/// `D reversed` — prefix matching a domain and all its subdomains.
-pub fn domain_prefix(d: &str) -> Vec<u8> {
-    let r = reversed_domain(d);
-    let mut k = Vec::with_capacity(1 + r.len());
-    k.push(BY_DOMAIN);
+/// `B D rev(group(d)) 0`: the bucket of findings about domain `d` (or e-mail on it).
+pub fn domain_home(d: &str) -> Vec<u8> {
+    let r = reversed_domain(group(d));
+    let mut k = Vec::with_capacity(3 + r.len());
+    k.push(BUCKET);
+    k.push(HOME_DOMAIN);
     k.extend_from_slice(r.as_bytes());
-    k
-}
-
-pub fn by_domain(d: &str, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = domain_prefix(d);
-    k.push(0);
-    k.extend_from_slice(fp);
-    k
-}
-
-pub fn email_prefix(e: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(2 + e.len() + FP_LEN);
-    k.push(BY_EMAIL);
-    k.extend_from_slice(e.as_bytes());
     k.push(0);
     k
 }
 
-pub fn by_email(e: &str, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = email_prefix(e);
-    k.extend_from_slice(fp);
+/// `B D rev(tld)`: prefix of every domain bucket under a one-label name.
+pub fn domain_home_prefix(tld: &str) -> Vec<u8> {
+    let mut k = vec![BUCKET, HOME_DOMAIN];
+    k.extend_from_slice(reversed_domain(tld).as_bytes());
     k
 }
 
-pub fn asn_prefix(asn: u32) -> Vec<u8> {
-    let mut k = vec![BY_ASN];
+/// `B A asn`: the bucket of findings about an autonomous system only.
+pub fn asn_home(asn: u32) -> Vec<u8> {
+    let mut k = vec![BUCKET, HOME_ASN];
     k.extend_from_slice(&asn.to_be_bytes());
     k
 }
 
-pub fn by_asn(asn: u32, fp: &[u8; FP_LEN]) -> Vec<u8> {
-    let mut k = asn_prefix(asn);
-    k.extend_from_slice(fp);
+/// The domain part of an e-mail address.
+pub fn email_domain(e: &str) -> Option<&str> {
+    e.rsplit_once('@').map(|(_, d)| d)
+}
+
+/// The home bucket of a (sealed) finding.
+#[cfg(test)]
+pub fn home(f: &Finding) -> Vec<u8> {
+    let mut k = Vec::new();
+    home_into(f, &mut k);
     k
+}
+
+/// [`home`] written into a reused buffer (the ingest hot path).
+pub fn home_into(f: &Finding, k: &mut Vec<u8>) {
+    k.clear();
+    if let Some(n) = f.network {
+        k.extend_from_slice(&net_home(n));
+    } else if let Some(ip) = f.ip {
+        push_ip_home(ip, k);
+    } else if let Some(d) = f
+        .domain
+        .as_deref()
+        .or_else(|| f.email.as_deref().and_then(email_domain))
+    {
+        k.extend_from_slice(&domain_home(d));
+    } else if let Some(a) = f.asn {
+        k.extend_from_slice(&asn_home(a));
+    } else {
+        k.extend_from_slice(&[BUCKET, HOME_NONE]);
+    }
+}
+
+/// Whether `home` is the domain bucket of `d` (then `d` needs no posting).
+pub fn is_domain_home(d: &str, home: &[u8]) -> bool {
+    home.get(1) == Some(&HOME_DOMAIN) && domain_home(d) == home
+}
+
+/// Every domain a lookup must find this finding under: its domain and its e-mail's domain.
+pub fn domains(f: &Finding) -> impl Iterator<Item = &str> {
+    let d = f.domain.as_deref();
+    let e = f
+        .email
+        .as_deref()
+        .and_then(email_domain)
+        .filter(|e| Some(*e) != d);
+    d.into_iter().chain(e)
+}
+
+/// `P rev(group(d)) 0`: prefix of the postings of domain `d`'s group.
+pub fn posting_prefix(d: &str) -> Vec<u8> {
+    let r = reversed_domain(group(d));
+    let mut k = Vec::with_capacity(2 + r.len() + 8);
+    k.push(POSTING);
+    k.extend_from_slice(r.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `P rev(tld)`: prefix of every posting under a one-label name.
+pub fn posting_tld_prefix(tld: &str) -> Vec<u8> {
+    let mut k = vec![POSTING];
+    k.extend_from_slice(reversed_domain(tld).as_bytes());
+    k
+}
+
+/// Appends a label and a dot, without NUL bytes.
+fn push_label(label: &str, out: &mut Vec<u8>) {
+    if label.as_bytes().contains(&0) {
+        out.extend(label.bytes().filter(|&b| b != 0));
+    } else {
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(b'.');
+}
+
+/// `P rev(group(d)) 0 home`, written into a reused buffer.
+pub fn posting_key_into(d: &str, home: &[u8], k: &mut Vec<u8>) {
+    k.clear();
+    k.push(POSTING);
+    let g = group(d);
+    for label in g.rsplit('.').filter(|l| !l.is_empty()) {
+        push_label(label, k);
+    }
+    k.push(0);
+    k.extend_from_slice(home);
+}
+
+/// The home a posting key points to.
+pub fn posting_home(key: &[u8]) -> Option<&[u8]> {
+    let z = key.iter().position(|&b| b == 0)?;
+    key.get(z + 1..)
+}
+
+/// Appends a posting entry: `len`, reversed domain (at most 255 bytes), fingerprint.
+pub fn push_posting(d: &str, fp: &[u8; FP_LEN], out: &mut Vec<u8>) {
+    let at = out.len();
+    out.push(0);
+    for label in d.rsplit('.').filter(|l| !l.is_empty()) {
+        push_label(label, out);
+    }
+    let n = (out.len() - at - 1).min(255);
+    out.truncate(at + 1 + n);
+    out[at] = n as u8;
+    out.extend_from_slice(fp);
+}
+
+/// The entries of a posting value: (reversed domain, fingerprint). Stops at a damaged entry.
+pub fn postings(v: &[u8]) -> impl Iterator<Item = (&[u8], [u8; FP_LEN])> {
+    let mut rest = v;
+    std::iter::from_fn(move || {
+        let n = *rest.first()? as usize;
+        let d = rest.get(1..1 + n)?;
+        let fp: [u8; FP_LEN] = rest.get(1 + n..1 + n + FP_LEN)?.try_into().ok()?;
+        rest = &rest[1 + n + FP_LEN..];
+        Some((d, fp))
+    })
 }
 
 /// Order-preserving encoding of a time (microseconds, sign bit flipped).
@@ -186,118 +271,29 @@ pub fn state(key: &str) -> Vec<u8> {
     k
 }
 
-/// The fingerprint at the end of an index key.
-pub fn trailing_fp(key: &[u8]) -> Option<[u8; FP_LEN]> {
-    if key.len() < FP_LEN {
-        return None;
-    }
-    key[key.len() - FP_LEN..].try_into().ok()
-}
-
-/// Every index key a finding has (all but the `F` record itself).
-pub fn index_keys(f: &crate::finding::Finding, fp: &[u8; FP_LEN]) -> Vec<Vec<u8>> {
-    let mut ks = Vec::with_capacity(6);
-    if let Some(ip) = f.ip {
-        ks.push(by_ip(ip, fp));
-    }
-    if let Some(n) = f.network {
-        ks.push(by_net(n, fp));
-    }
-    if let Some(d) = &f.domain {
-        ks.push(by_domain(d, fp));
-    }
-    if let Some(e) = &f.email {
-        ks.push(by_email(e, fp));
-        if let Some((_, dom)) = e.rsplit_once('@')
-            && f.domain.as_deref() != Some(dom)
-        {
-            ks.push(by_domain(dom, fp));
-        }
-    }
-    if let Some(a) = f.asn
-        && f.ip.is_none()
-        && f.network.is_none()
-        && f.domain.is_none()
-        && f.email.is_none()
-    {
-        ks.push(by_asn(a, fp));
-    }
-    ks
-}
-
-/// Version byte of the record header.
-const HEADER_V1: u8 = 1;
-
-/// The fixed part of a record header: version, status, `last_seen` (8 bytes, microseconds).
-const HEADER_FIXED: usize = 10;
-
-/// What a record's header tells without decoding its JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'a> {
-    pub status: u8,
-    pub last_seen_micros: i64,
-    pub source: &'a [u8],
-    pub feed: &'a [u8],
-}
-
-/// Status codes in the header.
-pub fn status_code(s: crate::finding::Status) -> u8 {
-    match s {
-        crate::finding::Status::New => 0,
-        crate::finding::Status::Open => 1,
-        crate::finding::Status::Resolved => 2,
-    }
-}
-
-/// Writes the record header: version, status, `last_seen`, source and feed (length-prefixed,
-/// each at most 255 bytes). The JSON follows it.
-pub fn encode_header(f: &crate::finding::Finding, out: &mut Vec<u8>) {
-    let src = &f.source.as_bytes()[..f.source.len().min(255)];
-    let feed = &f.feed.as_bytes()[..f.feed.len().min(255)];
-    out.push(HEADER_V1);
-    out.push(status_code(f.status));
-    out.extend_from_slice(&f.last_seen.timestamp_micros().to_be_bytes());
-    out.push(src.len() as u8);
-    out.extend_from_slice(src);
-    out.push(feed.len() as u8);
-    out.extend_from_slice(feed);
-}
-
-/// Splits a record into its header and its JSON; `None` when the header is malformed.
-pub fn decode_header(v: &[u8]) -> Option<(Header<'_>, &[u8])> {
-    if v.len() < HEADER_FIXED + 2 || v[0] != HEADER_V1 {
-        return None;
-    }
-    let status = v[1];
-    let last_seen_micros = i64::from_be_bytes(v[2..10].try_into().ok()?);
-    let sl = *v.get(HEADER_FIXED)? as usize;
-    let s_end = HEADER_FIXED + 1 + sl;
-    let source = v.get(HEADER_FIXED + 1..s_end)?;
-    let fl = *v.get(s_end)? as usize;
-    let f_end = s_end + 1 + fl;
-    let feed = v.get(s_end + 1..f_end)?;
-    Some((
-        Header {
-            status,
-            last_seen_micros,
-            source,
-            feed,
-        },
-        &v[f_end..],
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finding::{Classification, Severity};
 
     #[test]
     fn reversed_domain_matches_on_label_boundary() {
         assert_eq!(reversed_domain("www.Example.org"), "org.Example.www.");
-        let parent = domain_prefix("example.org");
-        assert!(domain_prefix("a.example.org").starts_with(&parent));
-        assert!(!domain_prefix("badexample.org").starts_with(&parent));
-        assert!(!domain_prefix("example.organic").starts_with(&parent));
+        let parent = reversed_domain("example.org");
+        assert!(reversed_domain("a.example.org").starts_with(&parent));
+        assert!(!reversed_domain("badexample.org").starts_with(&parent));
+        assert!(!reversed_domain("example.organic").starts_with(&parent));
+    }
+
+    #[test]
+    fn groups_are_the_last_two_labels() {
+        assert_eq!(group("a.b.example.org"), "example.org");
+        assert_eq!(group("example.org"), "example.org");
+        assert_eq!(group("org"), "org");
+        assert_eq!(domain_home("x.example.org"), domain_home("example.org"));
+        assert_ne!(domain_home("example.org"), domain_home("example.net"));
+        assert!(domain_home("example.org").starts_with(&domain_home_prefix("org")));
+        assert!(!domain_home("example.organic").starts_with(&domain_home_prefix("org")));
     }
 
     #[test]
@@ -310,33 +306,47 @@ mod tests {
     }
 
     #[test]
-    fn header_round_trip() {
-        let mut f = crate::finding::Finding::new(
-            "hibp",
-            "breaches",
-            crate::finding::Classification::default(),
-            crate::finding::Severity::High,
-        );
-        f.status = crate::finding::Status::Resolved;
-        f.last_seen = DateTime::<Utc>::from_timestamp(1_800_000_000, 5_000).unwrap();
-        let mut v = Vec::new();
-        encode_header(&f, &mut v);
-        v.extend_from_slice(b"{}");
-        let (h, rest) = decode_header(&v).unwrap();
-        assert_eq!(h.status, 2);
-        assert_eq!(h.last_seen_micros, f.last_seen.timestamp_micros());
-        assert_eq!(
-            (h.source, h.feed, rest),
-            (&b"hibp"[..], &b"breaches"[..], &b"{}"[..])
-        );
-        assert!(decode_header(&v[..5]).is_none());
-        assert!(decode_header(b"{\"json\":1}").is_none());
+    fn homes_follow_the_primary_indicator() {
+        let mut f = Finding::new("s", "f", Classification::default(), Severity::Low);
+        f.asn = Some(64496);
+        assert_eq!(home(&f), asn_home(64496));
+        f.email = Some("a@mail.example.org".into());
+        assert_eq!(home(&f), domain_home("example.org"));
+        f.ip = Some("192.0.2.7".parse().unwrap());
+        assert_eq!(home(&f), vec![BUCKET, 4, 192, 0, 2]);
+        f.network = Some("192.0.2.0/24".parse().unwrap());
+        assert_eq!(home(&f), net_home("192.0.2.0/24".parse().unwrap()));
+        assert_eq!(domains(&f).collect::<Vec<_>>(), vec!["mail.example.org"]);
+        f.domain = Some("mail.example.org".into());
+        assert_eq!(domains(&f).collect::<Vec<_>>(), vec!["mail.example.org"]);
     }
 
     #[test]
-    fn ip_keys_sort_numerically() {
-        let a = ip_prefix("10.0.0.2".parse().unwrap());
-        let b = ip_prefix("10.0.0.10".parse().unwrap());
+    fn ip_homes_sort_numerically() {
+        let a = ip_home("10.0.2.200".parse().unwrap());
+        let b = ip_home("10.0.10.1".parse().unwrap());
         assert!(a < b);
+    }
+
+    #[test]
+    fn posting_entries_round_trip() {
+        let mut v = Vec::new();
+        push_posting("a.example.org", &[1; FP_LEN], &mut v);
+        push_posting("example.org", &[2; FP_LEN], &mut v);
+        let got: Vec<_> = postings(&v).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (&b"org.example.a."[..], [1; FP_LEN]));
+        assert_eq!(postings(&v[..5]).count(), 0);
+        let mut k = Vec::new();
+        posting_key_into(
+            "a.example.org",
+            &ip_home("192.0.2.1".parse().unwrap()),
+            &mut k,
+        );
+        assert!(k.starts_with(&posting_prefix("example.org")));
+        assert_eq!(
+            posting_home(&k),
+            Some(&ip_home("192.0.2.1".parse().unwrap())[..])
+        );
     }
 }

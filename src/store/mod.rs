@@ -7,6 +7,8 @@
 //! - the store never reaches the network and knows nothing about sources.
 
 mod keys;
+mod legacy;
+mod record;
 pub mod sled_store;
 
 use std::net::IpAddr;
@@ -143,13 +145,36 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<usize>;
 
-    /// One finding by fingerprint.
+    /// One finding by fingerprint. The store is organised by indicator, not fingerprint, so this
+    /// may scan it: use [`Store::query`] on hot paths and [`Store::modify`] for many findings.
     fn get(&self, fingerprint: &str) -> Result<Option<Finding>>;
+
+    /// Applies `change` to the stored findings with these fingerprints and writes back those for
+    /// which it returns true; returns how many it wrote. Unknown fingerprints are skipped.
+    fn modify(
+        &self,
+        fingerprints: &[String],
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        let mut changed = Vec::new();
+        for fp in fingerprints {
+            if let Some(mut f) = self.get(fp)?
+                && change(&mut f)
+            {
+                changed.push(f);
+            }
+        }
+        let n = changed.len();
+        if n > 0 {
+            self.update(changed)?;
+        }
+        Ok(n)
+    }
 
     /// Findings matching a query, newest `last_seen` first.
     fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>>;
 
-    /// Every finding, in fingerprint order (for export, digest and health).
+    /// Every finding, in store order (stable for a given store; for export, digest and health).
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;
 
     /// Findings whose `last_seen` lies in `[from, to)`, in time order (a scan of record

@@ -1,21 +1,26 @@
-//! The sled 0.34 implementation of [`Store`]: one tree, namespaced keys (see `keys.rs`), one
-//! `Batch` per write so every write is atomic. sled takes an exclusive lock on its folder, so
-//! only one process opens a store at a time; the daemon serves the others over its socket.
+//! The sled 0.34 implementation of [`Store`]: one tree, namespaced keys (see `keys.rs`), findings
+//! grouped into compressed buckets (see `record.rs`). Every write that must be atomic is one sled
+//! `Batch`. sled takes an exclusive lock on its folder, so only one process opens a store at a
+//! time; the daemon serves the others over its socket.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
-use super::keys::{self, FP_LEN};
+use super::keys;
+use super::legacy;
+use super::record::{self, BucketWriter, FP_LEN};
 use super::{FetchRun, IngestOptions, IngestStats, Query, QueryOptions, Result, Store, StoreError};
 use crate::finding::{Finding, Status};
 
 /// Cache sled may use; sled's default of 1 GiB is far more than a store of this kind needs.
-const CACHE_BYTES: u64 = 128 << 20;
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// Bulk rewrites (resolving, migration) are applied in sled batches of about this many bytes.
+const REWRITE_BATCH_BYTES: usize = 4 << 20;
 
 /// A store backed by sled.
 pub struct SledStore {
@@ -23,8 +28,6 @@ pub struct SledStore {
     path: PathBuf,
     /// Serialises read-modify-write cycles (sled batches are atomic but not compare-and-swap).
     write_lock: Mutex<()>,
-    /// The next record sequence number (one past the highest `V` key).
-    next_seq: AtomicU64,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -39,25 +42,91 @@ fn engine(e: impl std::fmt::Display) -> StoreError {
     StoreError::Engine(e.to_string())
 }
 
-fn decode(fp: &[u8], bytes: &[u8]) -> Result<Finding> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        what: format!("finding {}", hex::encode(fp)),
-        reason,
-    };
-    let (_, json) =
-        keys::decode_header(bytes).ok_or_else(|| corrupt("bad record header".into()))?;
-    serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
+fn corrupt(key: &[u8], reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("bucket {}", hex::encode(key)),
+        reason: reason.into(),
+    }
 }
 
-fn encode(f: &Finding) -> Result<Vec<u8>> {
-    let mut v = Vec::with_capacity(512);
-    keys::encode_header(f, &mut v);
-    serde_json::to_writer(&mut v, f).map_err(engine)?;
-    Ok(v)
+fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
+    keys::fp_bytes(&f.fingerprint).ok_or_else(|| StoreError::Corrupt {
+        what: "finding".into(),
+        reason: format!("bad fingerprint `{}`", f.fingerprint),
+    })
+}
+
+/// Merges a fresh observation into a stored finding: observation fields from `obs`, life cycle
+/// moved forward.
+fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>) -> (Finding, bool) {
+    let mut f = obs;
+    f.first_seen = stored.first_seen;
+    f.times_seen = stored.times_seen + 1;
+    f.last_seen = now.max(stored.last_seen);
+    f.history = stored.history;
+    let reopened = stored.status == Status::Resolved;
+    f.status = Status::Open;
+    if reopened {
+        f.push_history(now, "reopened");
+    }
+    (f, reopened)
+}
+
+/// A batch of findings grouped by home bucket. Findings stay where they are in `all` (they are
+/// large; moving them around costs more than sorting indices).
+struct Groups {
+    all: Vec<Option<Finding>>,
+    /// Home → (fingerprint, index into `all`), sorted by fingerprint, one per fingerprint.
+    by_home: BTreeMap<Vec<u8>, Vec<([u8; FP_LEN], usize)>>,
+    /// Findings that repeated a fingerprint of the batch (the last one wins).
+    duplicates: usize,
+}
+
+/// Seals findings and groups them by home.
+fn group(findings: Vec<Finding>) -> Result<Groups> {
+    let mut all = Vec::with_capacity(findings.len());
+    let mut by_home: BTreeMap<Vec<u8>, Vec<([u8; FP_LEN], usize)>> = BTreeMap::new();
+    let mut home = Vec::with_capacity(32);
+    for (i, mut f) in findings.into_iter().enumerate() {
+        if f.fingerprint.is_empty() {
+            f.seal();
+        }
+        let fp = fp_of(&f)?;
+        keys::home_into(&f, &mut home);
+        match by_home.get_mut(&home) {
+            Some(g) => g.push((fp, i)),
+            None => {
+                by_home.insert(home.clone(), vec![(fp, i)]);
+            }
+        }
+        all.push(Some(f));
+    }
+    let mut duplicates = 0;
+    for g in by_home.values_mut() {
+        // Of equal fingerprints keep the last: sort by (fp, index) descending index first.
+        g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let before = g.len();
+        g.dedup_by(|later, first| later.0 == first.0);
+        duplicates += before - g.len();
+    }
+    Ok(Groups {
+        all,
+        by_home,
+        duplicates,
+    })
+}
+
+/// How a write treats findings: merge observations (`ingest`), write them as given
+/// (`restore`), or replace stored ones that must exist (`update`).
+#[derive(Clone, Copy)]
+enum Mode {
+    Merge(DateTime<Utc>),
+    Replace,
+    Update,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in folder `path`.
+    /// Opens (or creates) the store in folder `path`, migrating a first-layout store.
     pub fn open(path: &Path) -> Result<Self> {
         if let Err(e) = std::fs::create_dir_all(path) {
             return Err(StoreError::Open {
@@ -82,16 +151,13 @@ impl SledStore {
                 }
             }
         })?;
-        let next_seq = match db.scan_prefix([keys::RECORD]).keys().next_back() {
-            Some(k) => keys::seq_of(&k.map_err(engine)?).map_or(0, |s| s + 1),
-            None => 0,
-        };
-        Ok(SledStore {
+        let store = SledStore {
             db,
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
-            next_seq: AtomicU64::new(next_seq),
-        })
+        };
+        store.migrate()?;
+        Ok(store)
     }
 
     /// The folder this store lives in.
@@ -103,159 +169,431 @@ impl SledStore {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn load(&self, fp: &[u8; FP_LEN]) -> Result<Option<Finding>> {
-        Ok(self.load_with_seq(fp)?.map(|(_, f)| f))
+    /// Rewrites a first-layout store (JSON record per finding) into buckets. Safe to interrupt:
+    /// the old keys go only after every finding was written, and writing is idempotent.
+    fn migrate(&self) -> Result<()> {
+        if self
+            .db
+            .scan_prefix([legacy::RECORD])
+            .next()
+            .transpose()
+            .map_err(engine)?
+            .is_none()
+        {
+            return Ok(());
+        }
+        tracing::info!(path = %self.path.display(), "migrating the store to the bucket layout");
+        let mut chunk = Vec::new();
+        let mut n = 0usize;
+        for kv in self.db.scan_prefix([legacy::RECORD]) {
+            let (k, v) = kv.map_err(engine)?;
+            let json = legacy::record_json(&v).ok_or_else(|| corrupt(&k, "bad legacy record"))?;
+            let f: Finding =
+                serde_json::from_slice(json).map_err(|e| corrupt(&k, e.to_string()))?;
+            chunk.push(f);
+            if chunk.len() >= 10_000 {
+                n += self.restore(std::mem::take(&mut chunk))?;
+            }
+        }
+        n += self.restore(chunk)?;
+        for p in legacy::PREFIXES {
+            let mut batch = sled::Batch::default();
+            let mut size = 0;
+            for k in self.db.scan_prefix([p]).keys() {
+                let k = k.map_err(engine)?;
+                size += k.len();
+                batch.remove(k);
+                if size > REWRITE_BATCH_BYTES {
+                    self.db
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(engine)?;
+                    size = 0;
+                }
+            }
+            self.db.apply_batch(batch).map_err(engine)?;
+        }
+        self.db.flush().map_err(engine)?;
+        tracing::info!(findings = n, "store migrated");
+        Ok(())
     }
 
-    /// A finding and the sequence number of its record.
-    fn load_with_seq(&self, fp: &[u8; FP_LEN]) -> Result<Option<(u64, Finding)>> {
-        let Some(s) = self.db.get(keys::finding(fp)).map_err(engine)? else {
-            return Ok(None);
+    /// The decompressed records of a bucket, if it exists.
+    fn load_bucket(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.db.get(key).map_err(engine)? {
+            None => Ok(None),
+            Some(v) => record::open_bucket(&v)
+                .map(Some)
+                .map_err(|e| corrupt(key, e)),
+        }
+    }
+
+    /// Every bucket, decompressed, in key order.
+    fn buckets(&self) -> impl Iterator<Item = Result<(sled::IVec, Vec<u8>)>> + '_ {
+        self.db.scan_prefix([keys::BUCKET]).map(|kv| {
+            let (k, v) = kv.map_err(engine)?;
+            let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
+            Ok((k, plain))
+        })
+    }
+
+    /// Rewrites one bucket into `w`: stored records whose fingerprint is in `incoming` (sorted
+    /// by fingerprint, indexes into `all`) are replaced by what `found(stored, given)` returns,
+    /// taking the given finding out of `all`; the other records are copied. What is left in
+    /// `all` is new.
+    fn rewrite_bucket(
+        &self,
+        key: &[u8],
+        incoming: &[([u8; FP_LEN], usize)],
+        all: &mut [Option<Finding>],
+        w: &mut BucketWriter,
+        found: &mut dyn FnMut(Finding, Finding) -> Finding,
+    ) -> Result<()> {
+        let Some(plain) = self.load_bucket(key)? else {
+            return Ok(());
         };
-        let seq = keys::seq_of(&s).ok_or_else(|| StoreError::Corrupt {
-            what: format!("finding {}", hex::encode(fp)),
-            reason: "bad record pointer".into(),
-        })?;
-        match self.db.get(keys::record(seq)).map_err(engine)? {
-            Some(v) => Ok(Some((seq, decode(fp, &v)?))),
-            None => Err(StoreError::Corrupt {
-                what: format!("finding {}", hex::encode(fp)),
-                reason: "record missing".into(),
-            }),
-        }
-    }
-
-    fn new_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Collects the fingerprints of every key under `prefix`.
-    fn scan_fps(&self, prefix: &[u8], out: &mut HashSet<[u8; FP_LEN]>) -> Result<()> {
-        for kv in self.db.scan_prefix(prefix).keys() {
-            let k = kv.map_err(engine)?;
-            if let Some(fp) = keys::trailing_fp(&k) {
-                out.insert(fp);
+        for rec in record::records(&plain) {
+            let rec = rec.map_err(|e| corrupt(key, e))?;
+            let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, "bad record header"))?;
+            let given = incoming
+                .binary_search_by(|(fp, _)| fp.cmp(&h.fp))
+                .ok()
+                .and_then(|i| all[incoming[i].1].take());
+            match given {
+                None => w.push_raw(rec),
+                Some(given) => {
+                    let stored = record::decode(rec).map_err(|e| corrupt(key, e))?;
+                    w.push(&found(stored, given), &h.fp).map_err(engine)?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Collects the fingerprints of every key in `[lo, hi]` (byte order, `hi` inclusive prefix).
-    fn range_fps(&self, lo: Vec<u8>, hi: Vec<u8>, out: &mut HashSet<[u8; FP_LEN]>) -> Result<()> {
-        let mut hi = hi;
-        hi.extend_from_slice(&[0xff; FP_LEN + 1]);
-        for kv in self.db.range(lo..=hi).keys() {
-            let k = kv.map_err(engine)?;
-            if let Some(fp) = keys::trailing_fp(&k) {
-                out.insert(fp);
+    /// Adds posting entries for a new finding homed away from (some of) its domains.
+    fn add_postings(
+        f: &Finding,
+        home: &[u8],
+        fp: &[u8; FP_LEN],
+        key: &mut Vec<u8>,
+        out: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+    ) {
+        for d in keys::domains(f) {
+            if keys::is_domain_home(d, home) {
+                continue;
+            }
+            keys::posting_key_into(d, home, key);
+            let entries = match out.get_mut(&key[..]) {
+                Some(e) => e,
+                None => out.entry(key.clone()).or_default(),
+            };
+            keys::push_posting(d, fp, entries);
+        }
+    }
+
+    /// Writes grouped findings and state in one batch.
+    fn write_groups(
+        &self,
+        groups: Groups,
+        state: Vec<(String, Option<Vec<u8>>)>,
+        mode: Mode,
+        stats: &mut IngestStats,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut key = Vec::with_capacity(64);
+        let mut w = BucketWriter::default();
+        let Groups {
+            mut all, by_home, ..
+        } = groups;
+        for (home, incoming) in by_home {
+            w.clear();
+            self.rewrite_bucket(
+                &home,
+                &incoming,
+                &mut all,
+                &mut w,
+                &mut |stored, given| match mode {
+                    Mode::Merge(now) => {
+                        let (m, reopened) = merge(stored, given, now);
+                        stats.updated += 1;
+                        stats.reopened += usize::from(reopened);
+                        m
+                    }
+                    Mode::Replace | Mode::Update => given,
+                },
+            )?;
+            for (fp, i) in incoming {
+                let Some(mut f) = all[i].take() else { continue };
+                match mode {
+                    Mode::Update => {
+                        return Err(StoreError::Corrupt {
+                            what: format!("finding {}", f.fingerprint),
+                            reason: "update of a finding that is not stored".into(),
+                        });
+                    }
+                    Mode::Merge(now) => {
+                        f.first_seen = now;
+                        f.last_seen = now;
+                        f.times_seen = 1;
+                        f.status = Status::New;
+                        f.history.clear();
+                        f.push_history(now, "new");
+                        stats.new += 1;
+                    }
+                    Mode::Replace => {}
+                }
+                Self::add_postings(&f, &home, &fp, &mut key, &mut postings);
+                w.push(&f, &fp).map_err(engine)?;
+            }
+            batch.insert(home, w.finish());
+        }
+        for (k, entries) in postings {
+            let mut v = self
+                .db
+                .get(&k)
+                .map_err(engine)?
+                .map(|v| v.to_vec())
+                .unwrap_or_default();
+            v.extend_from_slice(&entries);
+            batch.insert(k, v);
+        }
+        for (k, v) in state {
+            match v {
+                Some(v) => batch.insert(keys::state(&k), v),
+                None => batch.remove(keys::state(&k)),
+            }
+        }
+        self.db.apply_batch(batch).map_err(engine)
+    }
+
+    /// Rewrites every bucket holding a record that `pick` selects (by header), applying `change`
+    /// to those records; `change` returns false to leave a record as it was. Applied in batches
+    /// of a few MiB (each record change stands on its own). Returns how many records changed.
+    fn rewrite_where(
+        &self,
+        pick: &dyn Fn(&record::Header<'_>) -> bool,
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        let _g = self.lock();
+        let mut batch = sled::Batch::default();
+        let mut size = 0;
+        let mut n = 0;
+        for b in self.buckets() {
+            let (k, plain) = b?;
+            let mut w = BucketWriter::with_capacity(plain.len() + 64);
+            let mut changed = 0;
+            for rec in record::records(&plain) {
+                let rec = rec.map_err(|e| corrupt(&k, e))?;
+                let (h, _) = record::header(rec).ok_or_else(|| corrupt(&k, "bad record header"))?;
+                if pick(&h) {
+                    let mut f = record::decode(rec).map_err(|e| corrupt(&k, e))?;
+                    if change(&mut f) {
+                        w.push(&f, &h.fp).map_err(engine)?;
+                        changed += 1;
+                        continue;
+                    }
+                }
+                w.push_raw(rec);
+            }
+            if changed > 0 {
+                n += changed;
+                let v = w.finish();
+                size += v.len();
+                batch.insert(k, v);
+                if size > REWRITE_BATCH_BYTES {
+                    self.db
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(engine)?;
+                    size = 0;
+                }
+            }
+        }
+        self.db.apply_batch(batch).map_err(engine)?;
+        Ok(n)
+    }
+
+    /// Decodes the records of bucket `key` that `keep` selects (by header) into `out`.
+    fn collect(
+        &self,
+        key: &[u8],
+        keep: &dyn Fn(&record::Header<'_>) -> bool,
+        out: &mut HashMap<[u8; FP_LEN], Finding>,
+    ) -> Result<()> {
+        if let Some(plain) = self.load_bucket(key)? {
+            Self::collect_plain(key, &plain, keep, &|_| true, out)?;
+        }
+        Ok(())
+    }
+
+    fn collect_plain(
+        key: &[u8],
+        plain: &[u8],
+        keep: &dyn Fn(&record::Header<'_>) -> bool,
+        keep_finding: &dyn Fn(&Finding) -> bool,
+        out: &mut HashMap<[u8; FP_LEN], Finding>,
+    ) -> Result<()> {
+        for rec in record::records(plain) {
+            let rec = rec.map_err(|e| corrupt(key, e))?;
+            let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, "bad record header"))?;
+            if keep(&h) && !out.contains_key(&h.fp) {
+                let f = record::decode(rec).map_err(|e| corrupt(key, e))?;
+                if keep_finding(&f) {
+                    out.insert(h.fp, f);
+                }
             }
         }
         Ok(())
     }
 
-    fn query_fps(&self, q: &Query) -> Result<HashSet<[u8; FP_LEN]>> {
-        let mut fps = HashSet::new();
+    /// Every bucket whose key lies in `[lo, hi]`.
+    fn collect_range(
+        &self,
+        lo: Vec<u8>,
+        hi: Vec<u8>,
+        keep: &dyn Fn(&record::Header<'_>) -> bool,
+        out: &mut HashMap<[u8; FP_LEN], Finding>,
+    ) -> Result<()> {
+        for kv in self.db.range(lo..=hi) {
+            let (k, v) = kv.map_err(engine)?;
+            let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
+            Self::collect_plain(&k, &plain, keep, &|_| true, out)?;
+        }
+        Ok(())
+    }
+
+    /// Every bucket whose key starts with `prefix`, keeping findings `keep_finding` accepts.
+    fn collect_prefix(
+        &self,
+        prefix: &[u8],
+        keep_finding: &dyn Fn(&Finding) -> bool,
+        out: &mut HashMap<[u8; FP_LEN], Finding>,
+    ) -> Result<()> {
+        for kv in self.db.scan_prefix(prefix) {
+            let (k, v) = kv.map_err(engine)?;
+            let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
+            Self::collect_plain(&k, &plain, &|_| true, keep_finding, out)?;
+        }
+        Ok(())
+    }
+
+    /// Findings reached through domain postings under `prefix` whose domain passes `domain_ok`
+    /// and which pass `keep_finding`.
+    fn collect_postings(
+        &self,
+        prefix: &[u8],
+        domain_ok: &dyn Fn(&[u8]) -> bool,
+        keep_finding: &dyn Fn(&Finding) -> bool,
+        out: &mut HashMap<[u8; FP_LEN], Finding>,
+    ) -> Result<()> {
+        let mut wanted: BTreeMap<Vec<u8>, HashSet<[u8; FP_LEN]>> = BTreeMap::new();
+        for kv in self.db.scan_prefix(prefix) {
+            let (k, v) = kv.map_err(engine)?;
+            let Some(home) = keys::posting_home(&k) else {
+                continue;
+            };
+            for (d, fp) in keys::postings(&v) {
+                if domain_ok(d) {
+                    wanted.entry(home.to_vec()).or_default().insert(fp);
+                }
+            }
+        }
+        for (home, fps) in wanted {
+            if let Some(plain) = self.load_bucket(&home)? {
+                Self::collect_plain(&home, &plain, &|h| fps.contains(&h.fp), keep_finding, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn query_findings(&self, q: &Query) -> Result<HashMap<[u8; FP_LEN], Finding>> {
+        let mut out = HashMap::new();
         match q {
             Query::Ip(ip) => {
-                self.scan_fps(&keys::ip_prefix(*ip), &mut fps)?;
+                let (b, n) = record::ip_bytes(*ip);
+                self.collect(&keys::ip_home(*ip), &|h| h.ip == &b[..n], &mut out)?;
                 let max = if ip.is_ipv6() { 128 } else { 32 };
                 for len in 0..=max {
-                    let net = IpNet::new(*ip, len).expect("len within family").trunc();
-                    self.scan_fps(&keys::net_prefix(net), &mut fps)?;
+                    let net = IpNet::new(*ip, len).expect("len within family");
+                    self.collect(&keys::net_home(net), &|_| true, &mut out)?;
                 }
             }
             Query::Net(net) => {
                 let net = net.trunc();
                 // Addresses inside the network.
-                self.range_fps(
-                    keys::ip_prefix(net.network()),
-                    keys::ip_prefix(net.broadcast()),
-                    &mut fps,
+                let inside = |h: &record::Header<'_>| match h.ip.len() {
+                    4 => <[u8; 4]>::try_from(h.ip)
+                        .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
+                    16 => <[u8; 16]>::try_from(h.ip)
+                        .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
+                    _ => false,
+                };
+                self.collect_range(
+                    keys::ip_home(net.network()),
+                    keys::ip_home(net.broadcast()),
+                    &inside,
+                    &mut out,
                 )?;
-                let max = net.max_prefix_len();
+                let v6 = net.network().is_ipv6();
                 // Networks inside it (same or longer prefix)...
-                for len in net.prefix_len()..=max {
-                    let lo = IpNet::new(net.network(), len).expect("len").trunc();
-                    let hi = IpNet::new(net.broadcast(), len).expect("len").trunc();
-                    let mut lo_k = keys::net_len_prefix(net.network().is_ipv6(), len);
-                    lo_k.extend_from_slice(&keys::ip_parts(lo.network()).1);
-                    let mut hi_k = keys::net_len_prefix(net.network().is_ipv6(), len);
-                    hi_k.extend_from_slice(&keys::ip_parts(hi.network()).1);
-                    self.range_fps(lo_k, hi_k, &mut fps)?;
+                for len in net.prefix_len()..=net.max_prefix_len() {
+                    let lo = IpNet::new(net.network(), len).expect("len");
+                    let hi = IpNet::new(net.broadcast(), len).expect("len");
+                    let (lo, hi) = (keys::net_home(lo), keys::net_home(hi));
+                    debug_assert!(lo.starts_with(&keys::net_len_home(v6, len)));
+                    self.collect_range(lo, hi, &|_| true, &mut out)?;
                 }
                 // ...and networks containing it.
                 for len in 0..net.prefix_len() {
-                    let sup = IpNet::new(net.network(), len).expect("len").trunc();
-                    self.scan_fps(&keys::net_prefix(sup), &mut fps)?;
+                    let sup = IpNet::new(net.network(), len).expect("len");
+                    self.collect(&keys::net_home(sup), &|_| true, &mut out)?;
                 }
             }
             Query::Domain(d) => {
                 let d = crate::finding::normalize_domain(d);
-                if !d.is_empty() {
-                    self.scan_fps(&keys::domain_prefix(&d), &mut fps)?;
+                if d.is_empty() {
+                    return Ok(out);
                 }
+                let rd = keys::reversed_domain(&d);
+                let under = |x: &str| keys::reversed_domain(x).starts_with(&rd);
+                let about = |f: &Finding| keys::domains(f).any(under);
+                let (buckets, posts) = if d.contains('.') {
+                    (keys::domain_home(&d), keys::posting_prefix(&d))
+                } else {
+                    (keys::domain_home_prefix(&d), keys::posting_tld_prefix(&d))
+                };
+                self.collect_prefix(&buckets, &about, &mut out)?;
+                self.collect_postings(&posts, &|x| x.starts_with(rd.as_bytes()), &about, &mut out)?;
             }
             Query::Email(e) => {
-                self.scan_fps(
-                    &keys::email_prefix(&e.trim().to_ascii_lowercase()),
-                    &mut fps,
+                let e = e.trim().to_ascii_lowercase();
+                let Some(d) = keys::email_domain(&e) else {
+                    return Ok(out);
+                };
+                let d = crate::finding::normalize_domain(d);
+                let rd = keys::reversed_domain(&d);
+                let is = |f: &Finding| f.email.as_deref() == Some(e.as_str());
+                self.collect_prefix(&keys::domain_home(&d), &is, &mut out)?;
+                self.collect_postings(
+                    &keys::posting_prefix(&d),
+                    &|x| x == rd.as_bytes(),
+                    &is,
+                    &mut out,
                 )?;
             }
-            Query::Asn(a) => self.scan_fps(&keys::asn_prefix(*a), &mut fps)?,
+            Query::Asn(a) => self.collect(&keys::asn_home(*a), &|_| true, &mut out)?,
         }
-        Ok(fps)
+        Ok(out)
     }
 
-    /// Writes a finding record at `seq` with all its index keys, removing the stale index keys
-    /// of `old` (the finding previously stored at the same `seq`); a new finding also gets its
-    /// `F` pointer.
-    fn put_finding(
-        batch: &mut sled::Batch,
-        fp: &[u8; FP_LEN],
-        seq: u64,
-        new: &Finding,
-        old: Option<&Finding>,
-    ) -> Result<()> {
-        let new_keys = keys::index_keys(new, fp);
-        match old {
-            Some(old) => {
-                for k in keys::index_keys(old, fp) {
-                    if !new_keys.contains(&k) {
-                        batch.remove(k);
-                    }
-                }
-            }
-            None => batch.insert(keys::finding(fp), &seq.to_be_bytes()),
+    /// The stored findings with these fingerprints (one scan of the store).
+    fn scan_fps(&self, fps: &HashSet<[u8; FP_LEN]>) -> Result<Vec<Finding>> {
+        let mut out = HashMap::new();
+        for b in self.buckets() {
+            let (k, plain) = b?;
+            Self::collect_plain(&k, &plain, &|h| fps.contains(&h.fp), &|_| true, &mut out)?;
         }
-        for k in new_keys {
-            batch.insert(k, &[] as &[u8]);
-        }
-        batch.insert(&keys::record(seq), encode(new)?);
-        Ok(())
+        Ok(out.into_values().collect())
     }
-}
-
-fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
-    keys::fp_bytes(&f.fingerprint).ok_or_else(|| StoreError::Corrupt {
-        what: "finding".into(),
-        reason: format!("bad fingerprint `{}`", f.fingerprint),
-    })
-}
-
-/// Merges a fresh observation into a stored finding: observation fields from `obs`, life cycle
-/// moved forward.
-fn merge(stored: &Finding, obs: Finding, now: DateTime<Utc>) -> (Finding, bool) {
-    let mut f = obs;
-    f.first_seen = stored.first_seen;
-    f.times_seen = stored.times_seen + 1;
-    f.last_seen = now.max(stored.last_seen);
-    f.history = stored.history.clone();
-    let reopened = stored.status == Status::Resolved;
-    f.status = Status::Open;
-    if reopened {
-        f.push_history(now, "reopened");
-    }
-    (f, reopened)
 }
 
 impl Store for SledStore {
@@ -265,51 +603,13 @@ impl Store for SledStore {
         state: Vec<(String, Option<Vec<u8>>)>,
         opts: &IngestOptions,
     ) -> Result<IngestStats> {
-        let now = opts.now;
-        let mut stats = IngestStats::default();
-        // Merge duplicates within the batch: the last observation wins, counted once.
-        let mut unique: BTreeMap<[u8; FP_LEN], Finding> = BTreeMap::new();
-        for mut f in findings {
-            if f.fingerprint.is_empty() {
-                f.seal();
-            }
-            let fp = fp_of(&f)?;
-            if unique.insert(fp, f).is_some() {
-                stats.duplicates += 1;
-            }
-        }
+        let groups = group(findings)?;
+        let mut stats = IngestStats {
+            duplicates: groups.duplicates,
+            ..Default::default()
+        };
         let _g = self.lock();
-        let mut batch = sled::Batch::default();
-        for (fp, obs) in unique {
-            match self.load_with_seq(&fp)? {
-                Some((seq, stored)) => {
-                    let (merged, reopened) = merge(&stored, obs, now);
-                    if reopened {
-                        stats.reopened += 1;
-                    }
-                    stats.updated += 1;
-                    Self::put_finding(&mut batch, &fp, seq, &merged, Some(&stored))?;
-                }
-                None => {
-                    let mut f = obs;
-                    f.first_seen = now;
-                    f.last_seen = now;
-                    f.times_seen = 1;
-                    f.status = Status::New;
-                    f.history.clear();
-                    f.push_history(now, "new");
-                    stats.new += 1;
-                    Self::put_finding(&mut batch, &fp, self.new_seq(), &f, None)?;
-                }
-            }
-        }
-        for (k, v) in state {
-            match v {
-                Some(v) => batch.insert(keys::state(&k), v),
-                None => batch.remove(keys::state(&k)),
-            }
-        }
-        self.db.apply_batch(batch).map_err(engine)?;
+        self.write_groups(groups, state, Mode::Merge(opts.now), &mut stats)?;
         Ok(stats)
     }
 
@@ -320,55 +620,52 @@ impl Store for SledStore {
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<usize> {
-        let _g = self.lock();
         let cutoff = cutoff.timestamp_micros();
-        let resolved = keys::status_code(Status::Resolved);
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for kv in self.db.scan_prefix([keys::RECORD]) {
-            let (k, v) = kv.map_err(engine)?;
-            let Some((h, _)) = keys::decode_header(&v) else {
-                continue;
-            };
-            if h.source != source.as_bytes()
-                || feed.is_some_and(|f| h.feed != f.as_bytes())
-                || h.status == resolved
-                || h.last_seen_micros >= cutoff
-            {
-                continue;
-            }
-            let mut f = decode(&k[1..], &v)?;
-            f.status = Status::Resolved;
-            f.push_history(now, "resolved");
-            batch.insert(k, encode(&f)?);
-            n += 1;
-        }
-        self.db.apply_batch(batch).map_err(engine)?;
-        Ok(n)
+        let resolved = record::status_code(Status::Resolved);
+        self.rewrite_where(
+            &|h| {
+                h.source == source.as_bytes()
+                    && feed.is_none_or(|f| h.feed == f.as_bytes())
+                    && h.status != resolved
+                    && h.last_seen_micros < cutoff
+            },
+            &mut |f| {
+                f.status = Status::Resolved;
+                f.push_history(now, "resolved");
+                true
+            },
+        )
     }
 
     fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {
-        match keys::fp_bytes(fingerprint) {
-            None => Ok(None),
-            Some(fp) => self.load(&fp),
+        let Some(fp) = keys::fp_bytes(fingerprint) else {
+            return Ok(None);
+        };
+        Ok(self.scan_fps(&HashSet::from([fp]))?.pop())
+    }
+
+    fn modify(
+        &self,
+        fingerprints: &[String],
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        let fps: HashSet<[u8; FP_LEN]> = fingerprints
+            .iter()
+            .filter_map(|f| keys::fp_bytes(f))
+            .collect();
+        if fps.is_empty() {
+            return Ok(0);
         }
+        self.rewrite_where(&|h| fps.contains(&h.fp), change)
     }
 
     fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>> {
-        let fps = self.query_fps(q)?;
-        let mut out = Vec::with_capacity(fps.len());
-        for fp in fps {
-            let Some(f) = self.load(&fp)? else { continue };
-            if !opts.include_resolved && f.status == Status::Resolved {
-                continue;
-            }
-            if let Some(s) = opts.since
-                && f.last_seen < s
-            {
-                continue;
-            }
-            out.push(f);
-        }
+        let mut out: Vec<Finding> = self
+            .query_findings(q)?
+            .into_values()
+            .filter(|f| opts.include_resolved || f.status != Status::Resolved)
+            .filter(|f| opts.since.is_none_or(|s| f.last_seen >= s))
+            .collect();
         out.sort_by(|a, b| {
             b.last_seen
                 .cmp(&a.last_seen)
@@ -382,25 +679,30 @@ impl Store for SledStore {
     }
 
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
-        for kv in self.db.scan_prefix([keys::RECORD]) {
-            let (k, v) = kv.map_err(engine)?;
-            f(decode(&k[1..], &v)?)?;
+        for b in self.buckets() {
+            let (k, plain) = b?;
+            for rec in record::records(&plain) {
+                let rec = rec.map_err(|e| corrupt(&k, e))?;
+                f(record::decode(rec).map_err(|e| corrupt(&k, e))?)?;
+            }
         }
         Ok(())
     }
 
     fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>> {
         let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
-        let mut out = Vec::new();
-        for kv in self.db.scan_prefix([keys::RECORD]) {
-            let (k, v) = kv.map_err(engine)?;
-            let Some((h, _)) = keys::decode_header(&v) else {
-                continue;
-            };
-            if h.last_seen_micros >= from && h.last_seen_micros < to {
-                out.push(decode(&k[1..], &v)?);
-            }
+        let mut out = HashMap::new();
+        for b in self.buckets() {
+            let (k, plain) = b?;
+            Self::collect_plain(
+                &k,
+                &plain,
+                &|h| h.last_seen_micros >= from && h.last_seen_micros < to,
+                &|_| true,
+                &mut out,
+            )?;
         }
+        let mut out: Vec<Finding> = out.into_values().collect();
         out.sort_by(|a, b| {
             a.last_seen
                 .cmp(&b.last_seen)
@@ -410,37 +712,27 @@ impl Store for SledStore {
     }
 
     fn restore(&self, findings: Vec<Finding>) -> Result<usize> {
-        let _g = self.lock();
-        let mut batch = sled::Batch::default();
         let n = findings.len();
-        for mut f in findings {
-            if f.fingerprint.is_empty() {
-                f.seal();
-            }
-            let fp = fp_of(&f)?;
-            match self.load_with_seq(&fp)? {
-                Some((seq, old)) => Self::put_finding(&mut batch, &fp, seq, &f, Some(&old))?,
-                None => Self::put_finding(&mut batch, &fp, self.new_seq(), &f, None)?,
-            }
-        }
-        self.db.apply_batch(batch).map_err(engine)?;
+        let groups = group(findings)?;
+        let _g = self.lock();
+        self.write_groups(
+            groups,
+            Vec::new(),
+            Mode::Replace,
+            &mut IngestStats::default(),
+        )?;
         Ok(n)
     }
 
     fn update(&self, findings: Vec<Finding>) -> Result<()> {
+        let groups = group(findings)?;
         let _g = self.lock();
-        let mut batch = sled::Batch::default();
-        for f in findings {
-            let fp = fp_of(&f)?;
-            let (seq, old) = self
-                .load_with_seq(&fp)?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: format!("finding {}", f.fingerprint),
-                    reason: "update of a finding that is not stored".into(),
-                })?;
-            Self::put_finding(&mut batch, &fp, seq, &f, Some(&old))?;
-        }
-        self.db.apply_batch(batch).map_err(engine)
+        self.write_groups(
+            groups,
+            Vec::new(),
+            Mode::Update,
+            &mut IngestStats::default(),
+        )
     }
 
     fn record_run(&self, run: &FetchRun) -> Result<()> {
@@ -498,7 +790,12 @@ impl Store for SledStore {
     }
 
     fn count(&self) -> Result<usize> {
-        Ok(self.db.scan_prefix([keys::FINDING]).keys().count())
+        let mut n = 0;
+        for kv in self.db.scan_prefix([keys::BUCKET]) {
+            let (k, v) = kv.map_err(engine)?;
+            n += record::bucket_count(&v).ok_or_else(|| corrupt(&k, "bad bucket header"))?;
+        }
+        Ok(n)
     }
 
     fn flush(&self) -> Result<()> {
@@ -509,5 +806,177 @@ impl Store for SledStore {
 impl Drop for SledStore {
     fn drop(&mut self) {
         let _ = self.db.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Classification, Severity};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()
+    }
+
+    fn finding(feed: &str, ip: Option<&str>, domain: Option<&str>) -> Finding {
+        let mut f = Finding::new(
+            "shadowserver",
+            feed,
+            Classification::new("", "vulnerable-system", "x"),
+            Severity::Medium,
+        );
+        f.ip = ip.map(|i| i.parse().unwrap());
+        f.domain = domain.map(str::to_string);
+        f.seal();
+        f
+    }
+
+    fn fps(v: Vec<Finding>) -> Vec<String> {
+        let mut v: Vec<String> = v.into_iter().map(|f| f.fingerprint).collect();
+        v.sort();
+        v
+    }
+
+    fn all() -> QueryOptions {
+        QueryOptions {
+            include_resolved: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn domains_of_address_findings_are_found_through_postings() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let host = finding("scan_dns", Some("192.0.2.7"), Some("host-7.dyn.example.net"));
+        let other = finding("scan_dns", Some("198.51.100.1"), Some("www.example.org"));
+        let site = finding("phish", None, Some("login.example.net"));
+        let mut mail = finding("breaches", None, None);
+        mail.email = Some("alice@mail.example.net".into());
+        mail.seal();
+        let st = s
+            .ingest(
+                vec![host.clone(), other.clone(), site.clone(), mail.clone()],
+                vec![],
+                &IngestOptions { now: at(0) },
+            )
+            .unwrap();
+        assert_eq!(st.new, 4);
+        let q = |d: &str| fps(s.query(&Query::Domain(d.into()), &all()).unwrap());
+        let mut net = fps(vec![host.clone(), site.clone(), mail.clone()]);
+        net.sort();
+        assert_eq!(q("example.net"), net);
+        assert_eq!(q("EXAMPLE.net."), net);
+        assert_eq!(q("dyn.example.net"), fps(vec![host.clone()]));
+        assert_eq!(q("host-7.dyn.example.net"), fps(vec![host.clone()]));
+        assert_eq!(q("mail.example.net"), fps(vec![mail.clone()]));
+        assert!(q("xample.net").is_empty());
+        assert!(q("ost-7.dyn.example.net").is_empty());
+        let mut every = fps(vec![host.clone(), site, mail.clone(), other]);
+        every.sort();
+        let mut tld = q("net");
+        tld.extend(q("org"));
+        tld.sort();
+        assert_eq!(tld, every);
+        assert_eq!(
+            fps(s
+                .query(&Query::Email("Alice@mail.example.net".into()), &all())
+                .unwrap()),
+            fps(vec![mail])
+        );
+        // A re-ingest adds no second posting entry.
+        s.ingest(vec![host.clone()], vec![], &IngestOptions { now: at(1) })
+            .unwrap();
+        assert_eq!(q("dyn.example.net"), fps(vec![host]));
+        let posting_entries: usize = s
+            .db
+            .scan_prefix([keys::POSTING])
+            .map(|kv| keys::postings(&kv.unwrap().1).count())
+            .sum();
+        assert_eq!(posting_entries, 2);
+    }
+
+    #[test]
+    fn buckets_hold_many_findings_and_keep_their_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let batch: Vec<Finding> = (0..600)
+            .map(|i| {
+                let ip = format!("10.0.{}.{}", i / 256, i % 256);
+                finding("scan_dns", Some(&ip), None)
+            })
+            .collect();
+        s.ingest(batch.clone(), vec![], &IngestOptions { now: at(0) })
+            .unwrap();
+        assert_eq!(s.count().unwrap(), 600);
+        // Update one finding of a full bucket; its 255 neighbours stay as they were.
+        let st = s
+            .ingest(vec![batch[5].clone()], vec![], &IngestOptions { now: at(9) })
+            .unwrap();
+        assert_eq!((st.new, st.updated), (0, 1));
+        let q = s
+            .query(&Query::Net("10.0.0.0/24".parse().unwrap()), &all())
+            .unwrap();
+        assert_eq!(q.len(), 256);
+        assert_eq!(q[0].fingerprint, batch[5].fingerprint);
+        assert_eq!(q[0].times_seen, 2);
+        assert!(q[1..].iter().all(|f| f.times_seen == 1));
+        let one = s
+            .query(&Query::Ip("10.0.2.7".parse().unwrap()), &all())
+            .unwrap();
+        assert_eq!(fps(one), fps(vec![batch[512 + 7].clone()]));
+        // modify touches only the named findings; update of an unknown finding fails.
+        let n = s
+            .modify(&[batch[1].fingerprint.clone(), "00".repeat(16)], &mut |f| {
+                f.status = Status::Open;
+                true
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            s.get(&batch[1].fingerprint).unwrap().unwrap().status,
+            Status::Open
+        );
+        let stranger = finding("scan_dns", Some("10.9.9.9"), None);
+        assert!(s.update(vec![stranger]).is_err());
+        assert_eq!(s.count().unwrap(), 600);
+    }
+
+    #[test]
+    fn a_first_layout_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = finding("scan_dns", Some("192.0.2.9"), Some("ns.example.org"));
+        f.first_seen = at(0);
+        f.last_seen = at(5);
+        f.times_seen = 3;
+        f.status = Status::Open;
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            // What the first layout wrote: header (version 1, status, last_seen, source, feed),
+            // JSON, plus a pointer and an index key.
+            let mut v = vec![1, 1];
+            v.extend_from_slice(&f.last_seen.timestamp_micros().to_be_bytes());
+            v.push(f.source.len() as u8);
+            v.extend_from_slice(f.source.as_bytes());
+            v.push(f.feed.len() as u8);
+            v.extend_from_slice(f.feed.as_bytes());
+            v.extend_from_slice(&serde_json::to_vec(&f).unwrap());
+            let mut rk = vec![legacy::RECORD];
+            rk.extend_from_slice(&0u64.to_be_bytes());
+            s.db.insert(rk, v).unwrap();
+            let mut fk = vec![b'F'];
+            fk.extend_from_slice(&keys::fp_bytes(&f.fingerprint).unwrap());
+            s.db.insert(fk, &0u64.to_be_bytes()).unwrap();
+            s.db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.count().unwrap(), 1);
+        let got = s
+            .query(&Query::Domain("example.org".into()), &all())
+            .unwrap();
+        assert_eq!(got, vec![f]);
+        for p in legacy::PREFIXES {
+            assert_eq!(s.db.scan_prefix([p]).count(), 0, "prefix {}", p as char);
+        }
     }
 }
