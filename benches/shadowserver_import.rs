@@ -6,7 +6,9 @@
 //! 2. the whole `outwatch import shadowserver` path (`import_files`: stream, normalise, scope,
 //!    chunked `store.ingest` into a fresh sled store, flush).
 //!
-//! Run: `cargo bench --bench shadowserver_import -- [--rows N] [--phase parse|import|both]`
+//! Run: `cargo bench --bench shadowserver_import -- [--rows N] [--phase parse|import|both]
+//! [--shuffled]` (`--shuffled`: hosts spread over a /8 in random order, as real reports list them
+//! by time, not address).
 //! Peak memory: `/usr/bin/time -v target/release/deps/shadowserver_import-* --phase import`.
 //! Method and figures: docs/performance.md, "Shadowserver import".
 
@@ -24,7 +26,7 @@ use outwatch::store::{SledStore, Store};
 
 const HEADER: &str = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"dns_version\",\"min_amplification\"\n";
 
-fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
+fn generate(path: &Path, rows: usize, shuffled: bool) -> std::io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     w.write_all(HEADER.as_bytes())?;
     let versions = [
@@ -44,7 +46,13 @@ fn generate(path: &Path, rows: usize) -> std::io::Result<u64> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let ip = 0x0a00_0000u32 + i as u32; // 10.0.0.0 upwards: one distinct host per row
+        // 10.0.0.0 upwards, one distinct host per row; `shuffled` spreads them over 10.0.0.0/8 in
+        // random order (an odd multiplier is a bijection modulo 2^24).
+        let ip = if shuffled {
+            0x0a00_0000u32 + ((i as u32).wrapping_mul(2_654_435_761) & 0x00ff_ffff)
+        } else {
+            0x0a00_0000u32 + i as u32
+        };
         let (a, b, c, d) = (ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
         let (geo, region, city) = cities[(x % 3) as usize];
         let host = if x.is_multiple_of(4) {
@@ -102,18 +110,20 @@ fn peak_rss_mib() -> Option<f64> {
 fn main() {
     let mut rows = 1_000_000usize;
     let mut phase = "both".to_string();
+    let mut shuffled = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rows" => rows = args.next().and_then(|v| v.parse().ok()).expect("--rows N"),
             "--phase" => phase = args.next().expect("--phase parse|import|both"),
+            "--shuffled" => shuffled = true,
             _ => {} // `cargo bench` passes --bench
         }
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let csv = dir.path().join("2026-11-20-scan_dns-bench-asn.csv");
     let t = Instant::now();
-    let bytes = generate(&csv, rows).expect("generate");
+    let bytes = generate(&csv, rows, shuffled).expect("generate");
     println!(
         "generated {rows} rows, {:.1} MiB in {:.2?}",
         bytes as f64 / 1048576.0,

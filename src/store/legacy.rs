@@ -2,6 +2,7 @@
 //! key per indicator), kept only to migrate such stores when they are opened.
 
 /// Namespaces of the first layout. None of them is used by the current one.
+#[cfg(test)]
 pub const PREFIXES: [u8; 7] = [b'F', b'V', b'I', b'N', b'D', b'E', b'A'];
 
 /// Namespace of the records.

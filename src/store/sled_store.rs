@@ -134,8 +134,28 @@ impl SledStore {
                 reason: format!("cannot create the folder: {e}"),
             });
         }
+        let store = Self::open_db(path, "db")?;
+        if !store.has_legacy_records()? {
+            return Ok(store);
+        }
+        store.migrate()?;
+        // sled may hold its folder lock for a moment after the handles are gone.
+        let mut tries = 0;
+        loop {
+            match Self::open_db(path, "db") {
+                Err(StoreError::Locked { .. }) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Opens the sled database in `path/name`.
+    fn open_db(path: &Path, name: &str) -> Result<Self> {
         let cfg = sled::Config::new()
-            .path(path.join("db"))
+            .path(path.join(name))
             .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(500));
         let db = cfg.open().map_err(|e| {
@@ -151,13 +171,11 @@ impl SledStore {
                 }
             }
         })?;
-        let store = SledStore {
+        Ok(SledStore {
             db,
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     /// The folder this store lives in.
@@ -169,22 +187,47 @@ impl SledStore {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rewrites a first-layout store (JSON record per finding) into buckets. Safe to interrupt:
-    /// the old keys go only after every finding was written, and writing is idempotent.
-    fn migrate(&self) -> Result<()> {
-        if self
+    fn has_legacy_records(&self) -> Result<bool> {
+        Ok(self
             .db
             .scan_prefix([legacy::RECORD])
             .next()
             .transpose()
             .map_err(engine)?
-            .is_none()
-        {
-            return Ok(());
+            .is_some())
+    }
+
+    /// Rewrites a first-layout store (JSON record per finding) into a new database in the bucket
+    /// layout, then swaps the folders: `db` becomes `db.v1` (kept; delete it when satisfied) and
+    /// the new one becomes `db`. A fresh database rather than rewriting in place, because sled
+    /// would keep the dead records in its log and open slowly ever after. Consumes `self`; the
+    /// caller reopens. Safe to interrupt: the old database is untouched until the swap.
+    fn migrate(self) -> Result<()> {
+        let path = self.path.clone();
+        tracing::info!(path = %path.display(), "migrating the store to the bucket layout");
+        let fresh_dir = path.join("db.migrating");
+        if fresh_dir.exists() {
+            std::fs::remove_dir_all(&fresh_dir).map_err(engine)?;
         }
-        tracing::info!(path = %self.path.display(), "migrating the store to the bucket layout");
-        let mut chunk = Vec::new();
+        let fresh = Self::open_db(&path, "db.migrating")?;
+        let mut batch = sled::Batch::default();
         let mut n = 0usize;
+        for kv in self.db.iter() {
+            let (k, v) = kv.map_err(engine)?;
+            if matches!(k.first(), Some(&keys::RUN) | Some(&keys::STATE)) {
+                batch.insert(k, v);
+                n += 1;
+                if n.is_multiple_of(10_000) {
+                    fresh
+                        .db
+                        .apply_batch(std::mem::take(&mut batch))
+                        .map_err(engine)?;
+                }
+            }
+        }
+        fresh.db.apply_batch(batch).map_err(engine)?;
+        let mut chunk = Vec::new();
+        let mut findings = 0usize;
         for kv in self.db.scan_prefix([legacy::RECORD]) {
             let (k, v) = kv.map_err(engine)?;
             let json = legacy::record_json(&v).ok_or_else(|| corrupt(&k, "bad legacy record"))?;
@@ -192,28 +235,24 @@ impl SledStore {
                 serde_json::from_slice(json).map_err(|e| corrupt(&k, e.to_string()))?;
             chunk.push(f);
             if chunk.len() >= 10_000 {
-                n += self.restore(std::mem::take(&mut chunk))?;
+                findings += fresh.restore(std::mem::take(&mut chunk))?;
             }
         }
-        n += self.restore(chunk)?;
-        for p in legacy::PREFIXES {
-            let mut batch = sled::Batch::default();
-            let mut size = 0;
-            for k in self.db.scan_prefix([p]).keys() {
-                let k = k.map_err(engine)?;
-                size += k.len();
-                batch.remove(k);
-                if size > REWRITE_BATCH_BYTES {
-                    self.db
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(engine)?;
-                    size = 0;
-                }
-            }
-            self.db.apply_batch(batch).map_err(engine)?;
+        findings += fresh.restore(chunk)?;
+        fresh.db.flush().map_err(engine)?;
+        drop(fresh);
+        drop(self);
+        let backup = path.join("db.v1");
+        if backup.exists() {
+            std::fs::remove_dir_all(&backup).map_err(engine)?;
         }
-        self.db.flush().map_err(engine)?;
-        tracing::info!(findings = n, "store migrated");
+        std::fs::rename(path.join("db"), &backup).map_err(engine)?;
+        std::fs::rename(&fresh_dir, path.join("db")).map_err(engine)?;
+        tracing::warn!(
+            findings,
+            backup = %backup.display(),
+            "store migrated to the bucket layout; the old database was kept, delete it when satisfied"
+        );
         Ok(())
     }
 
@@ -848,7 +887,11 @@ mod tests {
     fn domains_of_address_findings_are_found_through_postings() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        let host = finding("scan_dns", Some("192.0.2.7"), Some("host-7.dyn.example.net"));
+        let host = finding(
+            "scan_dns",
+            Some("192.0.2.7"),
+            Some("host-7.dyn.example.net"),
+        );
         let other = finding("scan_dns", Some("198.51.100.1"), Some("www.example.org"));
         let site = finding("phish", None, Some("login.example.net"));
         let mut mail = finding("breaches", None, None);
@@ -888,11 +931,10 @@ mod tests {
         s.ingest(vec![host.clone()], vec![], &IngestOptions { now: at(1) })
             .unwrap();
         assert_eq!(q("dyn.example.net"), fps(vec![host]));
-        let posting_entries: usize = s
-            .db
-            .scan_prefix([keys::POSTING])
-            .map(|kv| keys::postings(&kv.unwrap().1).count())
-            .sum();
+        let posting_entries: usize =
+            s.db.scan_prefix([keys::POSTING])
+                .map(|kv| keys::postings(&kv.unwrap().1).count())
+                .sum();
         assert_eq!(posting_entries, 2);
     }
 
@@ -911,7 +953,11 @@ mod tests {
         assert_eq!(s.count().unwrap(), 600);
         // Update one finding of a full bucket; its 255 neighbours stay as they were.
         let st = s
-            .ingest(vec![batch[5].clone()], vec![], &IngestOptions { now: at(9) })
+            .ingest(
+                vec![batch[5].clone()],
+                vec![],
+                &IngestOptions { now: at(9) },
+            )
             .unwrap();
         assert_eq!((st.new, st.updated), (0, 1));
         let q = s
@@ -967,6 +1013,7 @@ mod tests {
             let mut fk = vec![b'F'];
             fk.extend_from_slice(&keys::fp_bytes(&f.fingerprint).unwrap());
             s.db.insert(fk, &0u64.to_be_bytes()).unwrap();
+            s.state_put("etag/x", Some(b"\"abc\"")).unwrap();
             s.db.flush().unwrap();
         }
         let s = SledStore::open(dir.path()).unwrap();
@@ -978,5 +1025,14 @@ mod tests {
         for p in legacy::PREFIXES {
             assert_eq!(s.db.scan_prefix([p]).count(), 0, "prefix {}", p as char);
         }
+        assert!(
+            dir.path().join("db.v1").is_dir(),
+            "the old database is kept"
+        );
+        assert_eq!(
+            s.state_get("etag/x").unwrap().as_deref(),
+            Some(&b"\"abc\""[..])
+        );
+        assert!(!dir.path().join("db.migrating").exists());
     }
 }
