@@ -399,6 +399,49 @@ mod tests {
         assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
     }
 
+    /// Fingerprints are stored identities: these values must never change.
+    #[test]
+    fn fingerprint_is_pinned() {
+        assert_eq!(
+            sample().compute_fingerprint(),
+            "f21d334b850248e0b950ee57efec73bd"
+        );
+
+        let mut b = Finding::new(
+            "hibp",
+            "breach",
+            Classification::new("", "data-leak", "Adobe"),
+            Severity::High,
+        );
+        b.ip = Some("2001:db8::1:0:0:7".parse().unwrap());
+        b.network = Some("2001:db8:ffff::/48".parse().unwrap());
+        b.port = Some(65535);
+        b.protocol = Some("tcp".into());
+        b.asn = Some(4_294_967_295);
+        b.domain = Some("mail.example.org".into());
+        b.url = Some("https://mail.example.org/login?x=1".into());
+        b.email = Some("jane@example.org".into());
+        b.identity = vec!["Adobe".into(), "".into(), "é ü".into()];
+        assert_eq!(b.compute_fingerprint(), "53400567e11fa0d0ed9bb4d7d8fab3fd");
+
+        let mut c = Finding::new(
+            "spamhaus",
+            "drop",
+            Classification::new("", "spam", "drop"),
+            Severity::Low,
+        );
+        c.network = Some("198.51.100.0/24".parse().unwrap());
+        c.port = Some(0);
+        c.asn = Some(0);
+        assert_eq!(c.compute_fingerprint(), "b01a579304050173685f276919a352cf");
+
+        let mut d = sample();
+        d.ip = Some("::ffff:10.0.0.1".parse().unwrap());
+        d.port = Some(8);
+        d.asn = Some(64496);
+        assert_eq!(d.compute_fingerprint(), "b4e7d1dae438acee8b6c9180135fd0f9");
+    }
+
     #[test]
     fn taxonomy_is_derived() {
         assert_eq!(
