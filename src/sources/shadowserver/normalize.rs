@@ -65,8 +65,56 @@ pub struct Normalizer<'a> {
 /// Whether a value means "nothing".
 #[inline]
 pub fn is_null(v: &str) -> bool {
-    let t = v.trim();
+    is_null_trimmed(trim(v))
+}
+
+/// [`is_null`] of a value already trimmed.
+#[inline]
+fn is_null_trimmed(t: &str) -> bool {
     t.is_empty() || t == "0" || t == "-" || t.eq_ignore_ascii_case("unknown")
+}
+
+/// `str::trim`, without decoding characters when both ends are plain ASCII (the usual case).
+#[inline]
+fn trim(v: &str) -> &str {
+    // ASCII bytes `char::is_whitespace` holds for: space, \t, \n, \x0b, \x0c, \r.
+    let plain = |b: u8| b.is_ascii() && b != b' ' && !(b'\t'..=b'\r').contains(&b);
+    match v.as_bytes() {
+        [first, .., last] if plain(*first) && plain(*last) => v,
+        [only] if plain(*only) => v,
+        _ => v.trim(),
+    }
+}
+
+/// The trimmed text of field `i` (lossy when it is not UTF-8); empty when the row is short.
+#[inline]
+fn text(rec: &csv::ByteRecord, i: usize) -> Cow<'_, str> {
+    let Some(b) = rec.get(i) else {
+        return Cow::Borrowed("");
+    };
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(trim(s)),
+        Err(_) => Cow::Owned(trim(&String::from_utf8_lossy(b)).to_string()),
+    }
+}
+
+/// The untrimmed text of field `i`, as quoted in rejected-row messages.
+fn original(rec: &csv::ByteRecord, i: usize) -> Cow<'_, str> {
+    rec.get(i)
+        .map(String::from_utf8_lossy)
+        .unwrap_or(Cow::Borrowed(""))
+}
+
+/// `s.parse::<Severity>()`, with the exact lower-case names matched without allocating.
+fn parse_severity(s: &str) -> Option<Severity> {
+    match s {
+        "critical" => Some(Severity::Critical),
+        "high" => Some(Severity::High),
+        "medium" => Some(Severity::Medium),
+        "low" => Some(Severity::Low),
+        "info" => Some(Severity::Info),
+        _ => s.parse().ok(),
+    }
 }
 
 impl<'a> Normalizer<'a> {
@@ -176,14 +224,10 @@ impl<'a> Normalizer<'a> {
                 self.names.len()
             ));
         }
-        let field = |i: usize| -> Cow<'_, str> {
-            rec.get(i)
-                .map(String::from_utf8_lossy)
-                .unwrap_or(Cow::Borrowed(""))
-        };
+        // A non-null field, trimmed.
         let value = |i: Option<usize>| -> Option<Cow<'_, str>> {
-            let v = field(i?);
-            if is_null(&v) { None } else { Some(v) }
+            let v = text(rec, i?);
+            if is_null_trimmed(&v) { None } else { Some(v) }
         };
 
         // The subject side: the first in scope, else the first with an address.
@@ -193,11 +237,11 @@ impl<'a> Normalizer<'a> {
             let Some(v) = value(Some(side.ip)) else {
                 continue;
             };
-            let subject = parse_subject(v.trim()).ok_or_else(|| {
+            let subject = parse_subject(&v).ok_or_else(|| {
                 format!(
                     "`{}` is not an IP address or network: `{}`",
                     self.names[side.ip],
-                    crate::output::clip(&v, 60)
+                    crate::output::clip(&original(rec, side.ip), 60)
                 )
             })?;
             if subject.in_scope(self.scope) {
@@ -211,12 +255,14 @@ impl<'a> Normalizer<'a> {
         let chosen = chosen.or(first);
 
         // Timestamp.
-        let time_source = match value(self.timestamp) {
-            Some(v) => Some(
-                parse_time(v.trim())
-                    .ok_or_else(|| format!("bad timestamp `{}`", crate::output::clip(&v, 40)))?,
-            ),
-            None => return Err("the row has no timestamp".into()),
+        let time_source = match (value(self.timestamp), self.timestamp) {
+            (Some(v), Some(i)) => Some(parse_time(&v).ok_or_else(|| {
+                format!(
+                    "bad timestamp `{}`",
+                    crate::output::clip(&original(rec, i), 40)
+                )
+            })?),
+            _ => return Err("the row has no timestamp".into()),
         };
 
         // Tags, CVEs and classification.
@@ -235,13 +281,13 @@ impl<'a> Normalizer<'a> {
             .info
             .classify(&self.report_type, infection.as_deref(), &tags);
         let severity = value(self.severity)
-            .and_then(|s| s.parse::<Severity>().ok())
+            .and_then(|s| parse_severity(&s))
             .unwrap_or(self.info.severity);
         let mut f = Finding::new(SOURCE, &self.report_type, classification, severity);
         f.time_source = time_source;
         f.raw = Some(raw);
         if let Some(p) = value(self.protocol) {
-            f.protocol = Some(p.trim().to_ascii_lowercase());
+            f.protocol = Some(p.to_ascii_lowercase());
         }
 
         let chosen_idx = chosen.as_ref().map(|(i, _)| *i);
@@ -251,18 +297,16 @@ impl<'a> Normalizer<'a> {
                 Subject::Ip(ip) => f.ip = Some(ip),
                 Subject::Net(n) => f.network = Some(n),
             }
-            if let Some(p) = value(side.port) {
-                let port: u16 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("bad port `{}`", crate::output::clip(&p, 20)))?;
+            if let (Some(p), Some(i)) = (value(side.port), side.port) {
+                let port: u16 = p.parse().map_err(|_| {
+                    format!("bad port `{}`", crate::output::clip(&original(rec, i), 20))
+                })?;
                 if side.port_is_service {
                     f.port = Some(port);
                 }
             }
             if let Some(a) = value(side.asn) {
-                let a = a.trim();
-                let a = a.strip_prefix("AS").unwrap_or(a);
+                let a = a.strip_prefix("AS").unwrap_or(&a);
                 f.asn = Some(
                     a.parse()
                         .map_err(|_| format!("bad asn `{}`", crate::output::clip(a, 20)))?,
@@ -279,13 +323,11 @@ impl<'a> Normalizer<'a> {
                 .find_map(|&i| value(Some(i)).and_then(|v| host_name(&v)));
         }
         if let Some(u) = value(self.url) {
-            let u = u.trim();
             if u.starts_with("http://") || u.starts_with("https://") {
                 f.url = Some(u.to_string());
             }
         }
         if let Some(e) = value(self.email) {
-            let e = e.trim();
             if e.contains('@') {
                 f.email = Some(e.to_ascii_lowercase());
             }
@@ -331,12 +373,11 @@ impl<'a> Normalizer<'a> {
             {
                 continue;
             }
-            let v = field(i);
-            if is_null(&v) {
+            let Some(v) = value(Some(i)) else {
                 continue;
-            }
+            };
             f.extra
-                .insert(key.to_string(), Value::String(v.trim().to_string()));
+                .insert(key.to_string(), Value::String(v.into_owned()));
         }
         if !tags.is_empty() {
             let mut cves: Vec<String> = tags
@@ -514,6 +555,39 @@ mod tests {
         );
         assert!(t("2024-13-04 08:04:37").is_none());
         assert!(t("yesterday").is_none());
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        let mut cases: Vec<String> = ["", "a", " a", "a ", "\u{a0}a\u{3000}", "é", " é ", "ab"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for b in 0u8..=0x7f {
+            let c = char::from(b);
+            cases.extend([
+                format!("{c}"),
+                format!("{c}x"),
+                format!("x{c}"),
+                format!("{c}x{c}"),
+            ]);
+        }
+        for c in &cases {
+            assert_eq!(trim(c), c.trim(), "{c:?}");
+            assert_eq!(is_null(c), is_null_trimmed(c.trim()), "{c:?}");
+        }
+        for s in [
+            "critical",
+            "HIGH",
+            " medium ",
+            "Low",
+            "info",
+            "informational",
+            "x",
+            "",
+        ] {
+            assert_eq!(parse_severity(s), s.parse().ok(), "{s}");
+        }
     }
 
     #[test]
