@@ -13,6 +13,7 @@
 //!   lose their prefix: `src_geo` → `geo`).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -42,6 +43,20 @@ struct Side {
     members: Vec<(usize, String)>,
 }
 
+/// A column that goes to `extra` (unless null), decided once per header and subject side.
+#[derive(Debug, Clone)]
+struct ExtraColumn {
+    col: usize,
+    key: String,
+    /// The key is that of the previous column of the plan (the later column wins).
+    repeats_key: bool,
+    /// The subject's `hostname`: left out when it became the finding's `domain`.
+    unless_domain: bool,
+    /// `url` / `email`: left out when it became the finding's `url` / `email`.
+    unless_url: bool,
+    unless_email: bool,
+}
+
 /// Per-file row normaliser.
 pub struct Normalizer<'a> {
     report_type: String,
@@ -49,8 +64,9 @@ pub struct Normalizer<'a> {
     scope: &'a ScopeMatcher,
     names: Vec<String>,
     sides: Vec<Side>,
-    /// Column index → index into `sides` when the column belongs to a side.
-    side_of: Vec<Option<usize>>,
+    /// The `extra` columns sorted by key (ties in column order): `[0]` for rows without a
+    /// subject, `[s + 1]` when `sides[s]` is the subject.
+    extra_plans: Vec<Vec<ExtraColumn>>,
     timestamp: Option<usize>,
     severity: Option<usize>,
     protocol: Option<usize>,
@@ -178,23 +194,71 @@ impl<'a> Normalizer<'a> {
                 members,
             });
         }
+        let timestamp = find("timestamp");
+        let severity = find("severity");
+        let protocol = find("protocol");
+        let tag = find("tag");
+        let url = find("url");
+        let email = find("email");
+        let extra_plans = (0..=sides.len())
+            .map(|plan| {
+                let chosen = plan.checked_sub(1);
+                let mut cols = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    if [timestamp, severity, protocol, tag].contains(&Some(i)) {
+                        continue;
+                    }
+                    let mut key = name.as_str();
+                    let mut unless_domain = false;
+                    if let Some(s) = side_of[i]
+                        && chosen == Some(s)
+                    {
+                        let side: &Side = &sides[s];
+                        if i == side.ip
+                            || Some(i) == side.asn
+                            || (Some(i) == side.port && side.port_is_service)
+                        {
+                            continue;
+                        }
+                        unless_domain = Some(i) == side.hostname;
+                        if let Some((_, n)) = side.members.iter().find(|(m, _)| *m == i) {
+                            key = n;
+                        }
+                    }
+                    cols.push(ExtraColumn {
+                        col: i,
+                        key: key.to_string(),
+                        repeats_key: false,
+                        unless_domain,
+                        unless_url: Some(i) == url,
+                        unless_email: Some(i) == email,
+                    });
+                }
+                // Stable: of two columns with one key, the later one stays later and wins.
+                cols.sort_by(|a, b| a.key.cmp(&b.key));
+                for j in 1..cols.len() {
+                    cols[j].repeats_key = cols[j].key == cols[j - 1].key;
+                }
+                cols
+            })
+            .collect();
         let canonical = schema.canonical(report_type).to_string();
         Ok(Normalizer {
             info: schema.info(&canonical),
             report_type: canonical,
             scope,
-            timestamp: find("timestamp"),
-            severity: find("severity"),
-            protocol: find("protocol"),
-            tag: find("tag"),
+            timestamp,
+            severity,
+            protocol,
+            tag,
             infection: find("infection"),
-            url: find("url"),
-            email: find("email"),
+            url,
+            email,
             application: find("application"),
             domain_fallback: DOMAIN_FALLBACK.iter().filter_map(|n| find(n)).collect(),
             names,
             sides,
-            side_of,
+            extra_plans,
         })
     }
 
@@ -341,44 +405,27 @@ impl<'a> Normalizer<'a> {
             return Err("the row names no address, network, host name, URL or e-mail".into());
         }
 
-        // Everything else goes to extra.
-        for (i, name) in self.names.iter().enumerate() {
-            if Some(i) == self.timestamp
-                || Some(i) == self.severity
-                || Some(i) == self.protocol
-                || Some(i) == self.tag
+        // Everything else goes to extra, built at once from the plan's sorted keys.
+        let plan = &self.extra_plans[chosen_idx.map_or(0, |c| c + 1)];
+        let mut extra: Vec<(String, Value)> = Vec::with_capacity(plan.len() + 4);
+        for c in plan {
+            if (c.unless_domain && f.domain.is_some())
+                || (c.unless_url && f.url.is_some())
+                || (c.unless_email && f.email.is_some())
             {
                 continue;
             }
-            let key: &str = match (self.side_of[i], chosen_idx) {
-                (Some(s), Some(c)) if s == c => {
-                    let side = &self.sides[s];
-                    if i == side.ip
-                        || Some(i) == side.asn
-                        || (Some(i) == side.hostname && f.domain.is_some())
-                        || (Some(i) == side.port && side.port_is_service)
-                    {
-                        continue;
-                    }
-                    side.members
-                        .iter()
-                        .find(|(m, _)| *m == i)
-                        .map(|(_, n)| n.as_str())
-                        .unwrap_or(name)
-                }
-                _ => name,
-            };
-            if (Some(i) == self.url && f.url.is_some())
-                || (Some(i) == self.email && f.email.is_some())
-            {
+            let Some(v) = value(Some(c.col)) else {
                 continue;
+            };
+            let v = Value::String(v.into_owned());
+            match extra.last_mut() {
+                Some((k, last)) if c.repeats_key && *k == c.key => *last = v,
+                _ => extra.push((c.key.clone(), v)),
             }
-            let Some(v) = value(Some(i)) else {
-                continue;
-            };
-            f.extra
-                .insert(key.to_string(), Value::String(v.into_owned()));
         }
+        // Keys are sorted and unique: `from_iter` builds the map without searching it.
+        f.extra = BTreeMap::from_iter(extra);
         if !tags.is_empty() {
             let mut cves: Vec<String> = tags
                 .iter()
