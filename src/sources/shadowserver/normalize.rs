@@ -103,11 +103,17 @@ fn trim(v: &str) -> &str {
 }
 
 /// The trimmed text of field `i` (lossy when it is not UTF-8); empty when the row is short.
+/// `ascii`: whether the whole record is ASCII (`rec.as_slice().is_ascii()`).
 #[inline]
-fn text(rec: &csv::ByteRecord, i: usize) -> Cow<'_, str> {
+fn text(rec: &csv::ByteRecord, i: usize, ascii: bool) -> Cow<'_, str> {
     let Some(b) = rec.get(i) else {
         return Cow::Borrowed("");
     };
+    if ascii {
+        debug_assert!(b.is_ascii());
+        // SAFETY: `b` is part of the record, whose bytes are all ASCII, hence valid UTF-8.
+        return Cow::Borrowed(trim(unsafe { std::str::from_utf8_unchecked(b) }));
+    }
     match std::str::from_utf8(b) {
         Ok(s) => Cow::Borrowed(trim(s)),
         Err(_) => Cow::Owned(trim(&String::from_utf8_lossy(b)).to_string()),
@@ -288,9 +294,10 @@ impl<'a> Normalizer<'a> {
                 self.names.len()
             ));
         }
-        // A non-null field, trimmed.
+        // A non-null field, trimmed. Real reports are nearly always ASCII: one check per row.
+        let ascii = rec.as_slice().is_ascii();
         let value = |i: Option<usize>| -> Option<Cow<'_, str>> {
-            let v = text(rec, i?);
+            let v = text(rec, i?, ascii);
             if is_null_trimmed(&v) { None } else { Some(v) }
         };
 
@@ -424,8 +431,6 @@ impl<'a> Normalizer<'a> {
                 _ => extra.push((c.key.clone(), v)),
             }
         }
-        // Keys are sorted and unique: `from_iter` builds the map without searching it.
-        f.extra = BTreeMap::from_iter(extra);
         if !tags.is_empty() {
             let mut cves: Vec<String> = tags
                 .iter()
@@ -434,13 +439,15 @@ impl<'a> Normalizer<'a> {
                 .collect();
             cves.sort();
             cves.dedup();
-            f.extra.insert(
-                "tags".into(),
+            set_sorted(
+                &mut extra,
+                "tags",
                 Value::Array(tags.iter().map(|t| Value::String(t.to_string())).collect()),
             );
             if !cves.is_empty() {
-                f.extra.insert(
-                    "cves".into(),
+                set_sorted(
+                    &mut extra,
+                    "cves",
                     Value::Array(cves.into_iter().map(Value::String).collect()),
                 );
             }
@@ -448,11 +455,21 @@ impl<'a> Normalizer<'a> {
         if value(self.application).is_none()
             && let Some(app) = &self.info.application
         {
-            f.extra
-                .insert("application".into(), Value::String(app.clone()));
+            set_sorted(&mut extra, "application", Value::String(app.clone()));
         }
+        // Keys are sorted and unique: `from_iter` builds the map without searching it.
+        f.extra = BTreeMap::from_iter(extra);
         crate::pipeline::mark_scope(&mut f, self.scope);
         Ok(f)
+    }
+}
+
+/// `BTreeMap::insert` for a vector of entries sorted by unique keys: the value replaces the
+/// one of an equal key, else the entry goes where it keeps the order.
+fn set_sorted(entries: &mut Vec<(String, Value)>, key: &str, value: Value) {
+    match entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+        Ok(i) => entries[i].1 = value,
+        Err(i) => entries.insert(i, (key.to_string(), value)),
     }
 }
 
