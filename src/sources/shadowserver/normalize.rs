@@ -21,7 +21,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use super::schema::{Schema, TypeInfo};
-use crate::finding::{Finding, Severity};
+use crate::finding::{Classification, Finding, Severity};
 use crate::scope::ScopeMatcher;
 
 /// Source name of every Shadowserver finding.
@@ -61,6 +61,9 @@ struct ExtraColumn {
 pub struct Normalizer<'a> {
     report_type: String,
     info: TypeInfo,
+    /// The classification of every row, when the type has neither tag rules nor an identifier
+    /// taken from the row (`TypeInfo::classify` then ignores the row).
+    fixed_classification: Option<Classification>,
     scope: &'a ScopeMatcher,
     names: Vec<String>,
     sides: Vec<Side>,
@@ -249,8 +252,12 @@ impl<'a> Normalizer<'a> {
             })
             .collect();
         let canonical = schema.canonical(report_type).to_string();
+        let info = schema.info(&canonical);
+        let fixed_classification = (info.when_tag.is_empty() && info.identifier.is_some())
+            .then(|| info.classify(&canonical, None, &[]));
         Ok(Normalizer {
-            info: schema.info(&canonical),
+            info,
+            fixed_classification,
             report_type: canonical,
             scope,
             timestamp,
@@ -338,19 +345,13 @@ impl<'a> Normalizer<'a> {
 
         // Tags, CVEs and classification.
         let tag_text = value(self.tag);
-        let tags: Vec<&str> = tag_text
-            .as_deref()
-            .map(|t| {
-                t.split([',', ';'])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let infection = value(self.infection);
-        let classification = self
-            .info
-            .classify(&self.report_type, infection.as_deref(), &tags);
+        let tags: Vec<&str> = tag_text.as_deref().map(split_tags).unwrap_or_default();
+        let classification = match &self.fixed_classification {
+            Some(c) => c.clone(),
+            None => self
+                .info
+                .classify(&self.report_type, value(self.infection).as_deref(), &tags),
+        };
         let severity = value(self.severity)
             .and_then(|s| parse_severity(&s))
             .unwrap_or(self.info.severity);
@@ -501,22 +502,47 @@ fn parse_subject(v: &str) -> Option<Subject> {
 
 /// A host name from a column value (scheme and path stripped); `None` for IPs and junk.
 fn host_name(v: &str) -> Option<String> {
-    let t = v.trim();
+    let t = trim(v);
     let t = t
         .strip_prefix("https://")
         .or_else(|| t.strip_prefix("http://"))
         .unwrap_or(t);
-    let t = t.split(['/', '?', '#']).next().unwrap_or(t);
+    // Up to the first `/`, `?` or `#` (ASCII: a byte search is a char search).
+    let t = match t.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')) {
+        Some(end) => &t[..end],
+        None => t,
+    };
     let t = t.trim_end_matches('.');
     if t.is_empty()
-        || !t.contains('.')
-        || t.parse::<IpAddr>().is_ok()
+        || !t.as_bytes().contains(&b'.')
         || t.bytes()
             .any(|b| b.is_ascii_whitespace() || b == b'@' || b == b':')
+        || t.parse::<IpAddr>().is_ok()
     {
         return None;
     }
     Some(t.to_ascii_lowercase())
+}
+
+/// The non-empty tags of a `tag` value, split on `,` and `;` and trimmed.
+fn split_tags(t: &str) -> Vec<&str> {
+    let mut tags = Vec::new();
+    let mut start = 0;
+    // Byte positions: `,` and `;` are ASCII, never part of a longer character.
+    for end in t
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b',' || b == b';')
+        .map(|(i, _)| i)
+        .chain([t.len()])
+    {
+        let s = trim(&t[start..end]);
+        if !s.is_empty() {
+            tags.push(s);
+        }
+        start = end + 1;
+    }
+    tags
 }
 
 /// `cve-2021-26855` in any case.
@@ -639,6 +665,14 @@ mod tests {
         for c in &cases {
             assert_eq!(trim(c), c.trim(), "{c:?}");
             assert_eq!(is_null(c), is_null_trimmed(c.trim()), "{c:?}");
+        }
+        for t in ["", "a", " a , b;;c ;", ",;", " \u{a0}x\u{a0};é, y"] {
+            let want: Vec<&str> = t
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            assert_eq!(split_tags(t), want, "{t:?}");
         }
         for s in [
             "critical",
