@@ -394,15 +394,15 @@ impl<'a> Normalizer<'a> {
                 .iter()
                 .find_map(|&i| value(Some(i)).and_then(|v| host_name(&v)));
         }
-        if let Some(u) = value(self.url) {
-            if u.starts_with("http://") || u.starts_with("https://") {
-                f.url = Some(u.to_string());
-            }
+        if let Some(u) = value(self.url)
+            && (u.starts_with("http://") || u.starts_with("https://"))
+        {
+            f.url = Some(u.into_owned());
         }
-        if let Some(e) = value(self.email) {
-            if e.contains('@') {
-                f.email = Some(e.to_ascii_lowercase());
-            }
+        if let Some(e) = value(self.email)
+            && e.contains('@')
+        {
+            f.email = Some(e.to_ascii_lowercase());
         }
         if f.ip.is_none()
             && f.network.is_none()
