@@ -260,20 +260,23 @@ impl Finding {
     /// [`Finding::identity`]. Times, counts, severity and extra fields are *not* part of it, so
     /// re-ingesting the same report is idempotent.
     pub fn compute_fingerprint(&self) -> String {
+        // Every part is hashed as its length (u32, big-endian) and its text; numbers and
+        // addresses as their `Display` text, formatted on the stack (this runs once per row).
         let mut h = Sha256::new();
         let mut part = |s: &str| {
             h.update((s.len() as u32).to_be_bytes());
             h.update(s.as_bytes());
         };
+        let mut buf = PartBuf::new();
         part(&self.source);
         part(&self.feed);
         part(&self.classification.kind);
         part(&self.classification.identifier);
-        part(&self.ip.map(|i| i.to_string()).unwrap_or_default());
-        part(&self.network.map(|n| n.to_string()).unwrap_or_default());
-        part(&self.port.map(|p| p.to_string()).unwrap_or_default());
+        part(self.ip.map_or("", |i| buf.display(i)));
+        part(self.network.map_or("", |n| buf.display(n)));
+        part(self.port.map_or("", |p| buf.number(p.into())));
         part(self.protocol.as_deref().unwrap_or(""));
-        part(&self.asn.map(|a| a.to_string()).unwrap_or_default());
+        part(self.asn.map_or("", |a| buf.number(a.into())));
         part(self.domain.as_deref().unwrap_or(""));
         part(self.url.as_deref().unwrap_or(""));
         part(self.email.as_deref().unwrap_or(""));
@@ -344,6 +347,59 @@ impl Finding {
     }
 }
 
+/// A stack buffer for the text of one fingerprint part (an address, a network or a number).
+struct PartBuf {
+    buf: [u8; 64],
+    len: usize,
+    /// Used when a text does not fit `buf` (never for `IpAddr`, `IpNet` or integers).
+    spill: String,
+}
+
+impl PartBuf {
+    fn new() -> Self {
+        PartBuf {
+            buf: [0; 64],
+            len: 0,
+            spill: String::new(),
+        }
+    }
+
+    /// The `Display` text of `v`, as `v.to_string()` gives it.
+    fn display(&mut self, v: impl fmt::Display) -> &str {
+        use fmt::Write;
+        self.len = 0;
+        if write!(self, "{v}").is_err() {
+            self.spill = v.to_string();
+            return &self.spill;
+        }
+        std::str::from_utf8(&self.buf[..self.len]).expect("only whole strs are written")
+    }
+
+    /// The decimal text of `n`, as `n.to_string()` gives it.
+    fn number(&mut self, mut n: u64) -> &str {
+        let mut i = self.buf.len();
+        loop {
+            i -= 1;
+            self.buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        std::str::from_utf8(&self.buf[i..]).expect("ASCII digits")
+    }
+}
+
+impl fmt::Write for PartBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// Lower-cases a host name and strips surrounding white space and a trailing dot.
 pub fn normalize_domain(d: &str) -> String {
     let t = d.trim().trim_end_matches('.');
@@ -397,6 +453,72 @@ mod tests {
         b.source = "a".into();
         b.feed = "bc".into();
         assert_ne!(a.compute_fingerprint(), b.compute_fingerprint());
+    }
+
+    /// Fingerprints are stored identities: these values must never change.
+    #[test]
+    fn fingerprint_is_pinned() {
+        assert_eq!(
+            sample().compute_fingerprint(),
+            "f21d334b850248e0b950ee57efec73bd"
+        );
+
+        let mut b = Finding::new(
+            "hibp",
+            "breach",
+            Classification::new("", "data-leak", "Adobe"),
+            Severity::High,
+        );
+        b.ip = Some("2001:db8::1:0:0:7".parse().unwrap());
+        b.network = Some("2001:db8:ffff::/48".parse().unwrap());
+        b.port = Some(65535);
+        b.protocol = Some("tcp".into());
+        b.asn = Some(4_294_967_295);
+        b.domain = Some("mail.example.org".into());
+        b.url = Some("https://mail.example.org/login?x=1".into());
+        b.email = Some("jane@example.org".into());
+        b.identity = vec!["Adobe".into(), "".into(), "é ü".into()];
+        assert_eq!(b.compute_fingerprint(), "53400567e11fa0d0ed9bb4d7d8fab3fd");
+
+        let mut c = Finding::new(
+            "spamhaus",
+            "drop",
+            Classification::new("", "spam", "drop"),
+            Severity::Low,
+        );
+        c.network = Some("198.51.100.0/24".parse().unwrap());
+        c.port = Some(0);
+        c.asn = Some(0);
+        assert_eq!(c.compute_fingerprint(), "b01a579304050173685f276919a352cf");
+
+        let mut d = sample();
+        d.ip = Some("::ffff:10.0.0.1".parse().unwrap());
+        d.port = Some(8);
+        d.asn = Some(64496);
+        assert_eq!(d.compute_fingerprint(), "b4e7d1dae438acee8b6c9180135fd0f9");
+    }
+
+    #[test]
+    fn part_text_is_the_display_text() {
+        let mut b = PartBuf::new();
+        for n in [0, 1, 9, 10, 99, 100, 65535, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(b.number(n), n.to_string());
+        }
+        for a in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+            "::ffff:255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(b.display(ip), ip.to_string());
+            let net = IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).unwrap();
+            assert_eq!(b.display(net), net.to_string());
+        }
+        let long = "x".repeat(100);
+        assert_eq!(b.display(&long), long);
+        assert_eq!(b.display("short"), "short");
     }
 
     #[test]

@@ -54,8 +54,25 @@ pub struct RawNaming {
 }
 
 impl RawNaming {
+    /// `{prefix}{separator}{line}`, built without the formatting machinery (once per row).
     fn at(&self, line: u64) -> String {
-        format!("{}{}{}", self.prefix, self.separator, line)
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = line;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let digits = std::str::from_utf8(&digits[i..]).expect("ASCII digits");
+        let mut s = String::with_capacity(self.prefix.len() + self.separator.len() + digits.len());
+        s.push_str(&self.prefix);
+        s.push_str(self.separator);
+        s.push_str(digits);
+        s
     }
 }
 
@@ -387,4 +404,25 @@ fn import_eml(
         ));
     }
     Ok(outs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_pointers() {
+        let n = RawNaming {
+            prefix: "dir/a.csv".into(),
+            separator: ":",
+        };
+        for line in [0, 1, 9, 10, 12345, u64::MAX] {
+            assert_eq!(n.at(line), format!("dir/a.csv:{line}"));
+        }
+        let n = RawNaming {
+            prefix: "report x.csv".into(),
+            separator: " line ",
+        };
+        assert_eq!(n.at(12), "report x.csv line 12");
+    }
 }

@@ -13,6 +13,7 @@
 //!   lose their prefix: `src_geo` → `geo`).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,7 +21,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use super::schema::{Schema, TypeInfo};
-use crate::finding::{Finding, Severity};
+use crate::finding::{Classification, Finding, Severity};
 use crate::scope::ScopeMatcher;
 
 /// Source name of every Shadowserver finding.
@@ -42,15 +43,33 @@ struct Side {
     members: Vec<(usize, String)>,
 }
 
+/// A column that goes to `extra` (unless null), decided once per header and subject side.
+#[derive(Debug, Clone)]
+struct ExtraColumn {
+    col: usize,
+    key: String,
+    /// The key is that of the previous column of the plan (the later column wins).
+    repeats_key: bool,
+    /// The subject's `hostname`: left out when it became the finding's `domain`.
+    unless_domain: bool,
+    /// `url` / `email`: left out when it became the finding's `url` / `email`.
+    unless_url: bool,
+    unless_email: bool,
+}
+
 /// Per-file row normaliser.
 pub struct Normalizer<'a> {
     report_type: String,
     info: TypeInfo,
+    /// The classification of every row, when the type has neither tag rules nor an identifier
+    /// taken from the row (`TypeInfo::classify` then ignores the row).
+    fixed_classification: Option<Classification>,
     scope: &'a ScopeMatcher,
     names: Vec<String>,
     sides: Vec<Side>,
-    /// Column index → index into `sides` when the column belongs to a side.
-    side_of: Vec<Option<usize>>,
+    /// The `extra` columns sorted by key (ties in column order): `[0]` for rows without a
+    /// subject, `[s + 1]` when `sides[s]` is the subject.
+    extra_plans: Vec<Vec<ExtraColumn>>,
     timestamp: Option<usize>,
     severity: Option<usize>,
     protocol: Option<usize>,
@@ -65,8 +84,62 @@ pub struct Normalizer<'a> {
 /// Whether a value means "nothing".
 #[inline]
 pub fn is_null(v: &str) -> bool {
-    let t = v.trim();
+    is_null_trimmed(trim(v))
+}
+
+/// [`is_null`] of a value already trimmed.
+#[inline]
+fn is_null_trimmed(t: &str) -> bool {
     t.is_empty() || t == "0" || t == "-" || t.eq_ignore_ascii_case("unknown")
+}
+
+/// `str::trim`, without decoding characters when both ends are plain ASCII (the usual case).
+#[inline]
+fn trim(v: &str) -> &str {
+    // ASCII bytes `char::is_whitespace` holds for: space, \t, \n, \x0b, \x0c, \r.
+    let plain = |b: u8| b.is_ascii() && b != b' ' && !(b'\t'..=b'\r').contains(&b);
+    match v.as_bytes() {
+        [first, .., last] if plain(*first) && plain(*last) => v,
+        [only] if plain(*only) => v,
+        _ => v.trim(),
+    }
+}
+
+/// The trimmed text of field `i` (lossy when it is not UTF-8); empty when the row is short.
+/// `ascii`: whether the whole record is ASCII (`rec.as_slice().is_ascii()`).
+#[inline]
+fn text(rec: &csv::ByteRecord, i: usize, ascii: bool) -> Cow<'_, str> {
+    let Some(b) = rec.get(i) else {
+        return Cow::Borrowed("");
+    };
+    if ascii {
+        debug_assert!(b.is_ascii());
+        // SAFETY: `b` is part of the record, whose bytes are all ASCII, hence valid UTF-8.
+        return Cow::Borrowed(trim(unsafe { std::str::from_utf8_unchecked(b) }));
+    }
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(trim(s)),
+        Err(_) => Cow::Owned(trim(&String::from_utf8_lossy(b)).to_string()),
+    }
+}
+
+/// The untrimmed text of field `i`, as quoted in rejected-row messages.
+fn original(rec: &csv::ByteRecord, i: usize) -> Cow<'_, str> {
+    rec.get(i)
+        .map(String::from_utf8_lossy)
+        .unwrap_or(Cow::Borrowed(""))
+}
+
+/// `s.parse::<Severity>()`, with the exact lower-case names matched without allocating.
+fn parse_severity(s: &str) -> Option<Severity> {
+    match s {
+        "critical" => Some(Severity::Critical),
+        "high" => Some(Severity::High),
+        "medium" => Some(Severity::Medium),
+        "low" => Some(Severity::Low),
+        "info" => Some(Severity::Info),
+        _ => s.parse().ok(),
+    }
 }
 
 impl<'a> Normalizer<'a> {
@@ -130,23 +203,75 @@ impl<'a> Normalizer<'a> {
                 members,
             });
         }
+        let timestamp = find("timestamp");
+        let severity = find("severity");
+        let protocol = find("protocol");
+        let tag = find("tag");
+        let url = find("url");
+        let email = find("email");
+        let extra_plans = (0..=sides.len())
+            .map(|plan| {
+                let chosen = plan.checked_sub(1);
+                let mut cols = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    if [timestamp, severity, protocol, tag].contains(&Some(i)) {
+                        continue;
+                    }
+                    let mut key = name.as_str();
+                    let mut unless_domain = false;
+                    if let Some(s) = side_of[i]
+                        && chosen == Some(s)
+                    {
+                        let side: &Side = &sides[s];
+                        if i == side.ip
+                            || Some(i) == side.asn
+                            || (Some(i) == side.port && side.port_is_service)
+                        {
+                            continue;
+                        }
+                        unless_domain = Some(i) == side.hostname;
+                        if let Some((_, n)) = side.members.iter().find(|(m, _)| *m == i) {
+                            key = n;
+                        }
+                    }
+                    cols.push(ExtraColumn {
+                        col: i,
+                        key: key.to_string(),
+                        repeats_key: false,
+                        unless_domain,
+                        unless_url: Some(i) == url,
+                        unless_email: Some(i) == email,
+                    });
+                }
+                // Stable: of two columns with one key, the later one stays later and wins.
+                cols.sort_by(|a, b| a.key.cmp(&b.key));
+                for j in 1..cols.len() {
+                    cols[j].repeats_key = cols[j].key == cols[j - 1].key;
+                }
+                cols
+            })
+            .collect();
         let canonical = schema.canonical(report_type).to_string();
+        let info = schema.info(&canonical);
+        let fixed_classification = (info.when_tag.is_empty() && info.identifier.is_some())
+            .then(|| info.classify(&canonical, None, &[]));
         Ok(Normalizer {
-            info: schema.info(&canonical),
+            info,
+            fixed_classification,
             report_type: canonical,
             scope,
-            timestamp: find("timestamp"),
-            severity: find("severity"),
-            protocol: find("protocol"),
-            tag: find("tag"),
+            timestamp,
+            severity,
+            protocol,
+            tag,
             infection: find("infection"),
-            url: find("url"),
-            email: find("email"),
+            url,
+            email,
             application: find("application"),
             domain_fallback: DOMAIN_FALLBACK.iter().filter_map(|n| find(n)).collect(),
             names,
             sides,
-            side_of,
+            extra_plans,
         })
     }
 
@@ -176,14 +301,11 @@ impl<'a> Normalizer<'a> {
                 self.names.len()
             ));
         }
-        let field = |i: usize| -> Cow<'_, str> {
-            rec.get(i)
-                .map(String::from_utf8_lossy)
-                .unwrap_or(Cow::Borrowed(""))
-        };
+        // A non-null field, trimmed. Real reports are nearly always ASCII: one check per row.
+        let ascii = rec.as_slice().is_ascii();
         let value = |i: Option<usize>| -> Option<Cow<'_, str>> {
-            let v = field(i?);
-            if is_null(&v) { None } else { Some(v) }
+            let v = text(rec, i?, ascii);
+            if is_null_trimmed(&v) { None } else { Some(v) }
         };
 
         // The subject side: the first in scope, else the first with an address.
@@ -193,11 +315,11 @@ impl<'a> Normalizer<'a> {
             let Some(v) = value(Some(side.ip)) else {
                 continue;
             };
-            let subject = parse_subject(v.trim()).ok_or_else(|| {
+            let subject = parse_subject(&v).ok_or_else(|| {
                 format!(
                     "`{}` is not an IP address or network: `{}`",
                     self.names[side.ip],
-                    crate::output::clip(&v, 60)
+                    crate::output::clip(&original(rec, side.ip), 60)
                 )
             })?;
             if subject.in_scope(self.scope) {
@@ -211,37 +333,33 @@ impl<'a> Normalizer<'a> {
         let chosen = chosen.or(first);
 
         // Timestamp.
-        let time_source = match value(self.timestamp) {
-            Some(v) => Some(
-                parse_time(v.trim())
-                    .ok_or_else(|| format!("bad timestamp `{}`", crate::output::clip(&v, 40)))?,
-            ),
-            None => return Err("the row has no timestamp".into()),
+        let time_source = match (value(self.timestamp), self.timestamp) {
+            (Some(v), Some(i)) => Some(parse_time(&v).ok_or_else(|| {
+                format!(
+                    "bad timestamp `{}`",
+                    crate::output::clip(&original(rec, i), 40)
+                )
+            })?),
+            _ => return Err("the row has no timestamp".into()),
         };
 
         // Tags, CVEs and classification.
         let tag_text = value(self.tag);
-        let tags: Vec<&str> = tag_text
-            .as_deref()
-            .map(|t| {
-                t.split([',', ';'])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let infection = value(self.infection);
-        let classification = self
-            .info
-            .classify(&self.report_type, infection.as_deref(), &tags);
+        let tags: Vec<&str> = tag_text.as_deref().map(split_tags).unwrap_or_default();
+        let classification = match &self.fixed_classification {
+            Some(c) => c.clone(),
+            None => self
+                .info
+                .classify(&self.report_type, value(self.infection).as_deref(), &tags),
+        };
         let severity = value(self.severity)
-            .and_then(|s| s.parse::<Severity>().ok())
+            .and_then(|s| parse_severity(&s))
             .unwrap_or(self.info.severity);
         let mut f = Finding::new(SOURCE, &self.report_type, classification, severity);
         f.time_source = time_source;
         f.raw = Some(raw);
         if let Some(p) = value(self.protocol) {
-            f.protocol = Some(p.trim().to_ascii_lowercase());
+            f.protocol = Some(p.to_ascii_lowercase());
         }
 
         let chosen_idx = chosen.as_ref().map(|(i, _)| *i);
@@ -251,18 +369,16 @@ impl<'a> Normalizer<'a> {
                 Subject::Ip(ip) => f.ip = Some(ip),
                 Subject::Net(n) => f.network = Some(n),
             }
-            if let Some(p) = value(side.port) {
-                let port: u16 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("bad port `{}`", crate::output::clip(&p, 20)))?;
+            if let (Some(p), Some(i)) = (value(side.port), side.port) {
+                let port: u16 = p.parse().map_err(|_| {
+                    format!("bad port `{}`", crate::output::clip(&original(rec, i), 20))
+                })?;
                 if side.port_is_service {
                     f.port = Some(port);
                 }
             }
             if let Some(a) = value(side.asn) {
-                let a = a.trim();
-                let a = a.strip_prefix("AS").unwrap_or(a);
+                let a = a.strip_prefix("AS").unwrap_or(&a);
                 f.asn = Some(
                     a.parse()
                         .map_err(|_| format!("bad asn `{}`", crate::output::clip(a, 20)))?,
@@ -278,17 +394,15 @@ impl<'a> Normalizer<'a> {
                 .iter()
                 .find_map(|&i| value(Some(i)).and_then(|v| host_name(&v)));
         }
-        if let Some(u) = value(self.url) {
-            let u = u.trim();
-            if u.starts_with("http://") || u.starts_with("https://") {
-                f.url = Some(u.to_string());
-            }
+        if let Some(u) = value(self.url)
+            && (u.starts_with("http://") || u.starts_with("https://"))
+        {
+            f.url = Some(u.into_owned());
         }
-        if let Some(e) = value(self.email) {
-            let e = e.trim();
-            if e.contains('@') {
-                f.email = Some(e.to_ascii_lowercase());
-            }
+        if let Some(e) = value(self.email)
+            && e.contains('@')
+        {
+            f.email = Some(e.to_ascii_lowercase());
         }
         if f.ip.is_none()
             && f.network.is_none()
@@ -299,44 +413,24 @@ impl<'a> Normalizer<'a> {
             return Err("the row names no address, network, host name, URL or e-mail".into());
         }
 
-        // Everything else goes to extra.
-        for (i, name) in self.names.iter().enumerate() {
-            if Some(i) == self.timestamp
-                || Some(i) == self.severity
-                || Some(i) == self.protocol
-                || Some(i) == self.tag
+        // Everything else goes to extra, built at once from the plan's sorted keys.
+        let plan = &self.extra_plans[chosen_idx.map_or(0, |c| c + 1)];
+        let mut extra: Vec<(String, Value)> = Vec::with_capacity(plan.len() + 4);
+        for c in plan {
+            if (c.unless_domain && f.domain.is_some())
+                || (c.unless_url && f.url.is_some())
+                || (c.unless_email && f.email.is_some())
             {
                 continue;
             }
-            let key: &str = match (self.side_of[i], chosen_idx) {
-                (Some(s), Some(c)) if s == c => {
-                    let side = &self.sides[s];
-                    if i == side.ip
-                        || Some(i) == side.asn
-                        || (Some(i) == side.hostname && f.domain.is_some())
-                        || (Some(i) == side.port && side.port_is_service)
-                    {
-                        continue;
-                    }
-                    side.members
-                        .iter()
-                        .find(|(m, _)| *m == i)
-                        .map(|(_, n)| n.as_str())
-                        .unwrap_or(name)
-                }
-                _ => name,
+            let Some(v) = value(Some(c.col)) else {
+                continue;
             };
-            if (Some(i) == self.url && f.url.is_some())
-                || (Some(i) == self.email && f.email.is_some())
-            {
-                continue;
+            let v = Value::String(v.into_owned());
+            match extra.last_mut() {
+                Some((k, last)) if c.repeats_key && *k == c.key => *last = v,
+                _ => extra.push((c.key.clone(), v)),
             }
-            let v = field(i);
-            if is_null(&v) {
-                continue;
-            }
-            f.extra
-                .insert(key.to_string(), Value::String(v.trim().to_string()));
         }
         if !tags.is_empty() {
             let mut cves: Vec<String> = tags
@@ -346,13 +440,15 @@ impl<'a> Normalizer<'a> {
                 .collect();
             cves.sort();
             cves.dedup();
-            f.extra.insert(
-                "tags".into(),
+            set_sorted(
+                &mut extra,
+                "tags",
                 Value::Array(tags.iter().map(|t| Value::String(t.to_string())).collect()),
             );
             if !cves.is_empty() {
-                f.extra.insert(
-                    "cves".into(),
+                set_sorted(
+                    &mut extra,
+                    "cves",
                     Value::Array(cves.into_iter().map(Value::String).collect()),
                 );
             }
@@ -360,11 +456,21 @@ impl<'a> Normalizer<'a> {
         if value(self.application).is_none()
             && let Some(app) = &self.info.application
         {
-            f.extra
-                .insert("application".into(), Value::String(app.clone()));
+            set_sorted(&mut extra, "application", Value::String(app.clone()));
         }
+        // Keys are sorted and unique: `from_iter` builds the map without searching it.
+        f.extra = BTreeMap::from_iter(extra);
         crate::pipeline::mark_scope(&mut f, self.scope);
         Ok(f)
+    }
+}
+
+/// `BTreeMap::insert` for a vector of entries sorted by unique keys: the value replaces the
+/// one of an equal key, else the entry goes where it keeps the order.
+fn set_sorted(entries: &mut Vec<(String, Value)>, key: &str, value: Value) {
+    match entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+        Ok(i) => entries[i].1 = value,
+        Err(i) => entries.insert(i, (key.to_string(), value)),
     }
 }
 
@@ -396,22 +502,47 @@ fn parse_subject(v: &str) -> Option<Subject> {
 
 /// A host name from a column value (scheme and path stripped); `None` for IPs and junk.
 fn host_name(v: &str) -> Option<String> {
-    let t = v.trim();
+    let t = trim(v);
     let t = t
         .strip_prefix("https://")
         .or_else(|| t.strip_prefix("http://"))
         .unwrap_or(t);
-    let t = t.split(['/', '?', '#']).next().unwrap_or(t);
+    // Up to the first `/`, `?` or `#` (ASCII: a byte search is a char search).
+    let t = match t.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')) {
+        Some(end) => &t[..end],
+        None => t,
+    };
     let t = t.trim_end_matches('.');
     if t.is_empty()
-        || !t.contains('.')
-        || t.parse::<IpAddr>().is_ok()
+        || !t.as_bytes().contains(&b'.')
         || t.bytes()
             .any(|b| b.is_ascii_whitespace() || b == b'@' || b == b':')
+        || t.parse::<IpAddr>().is_ok()
     {
         return None;
     }
     Some(t.to_ascii_lowercase())
+}
+
+/// The non-empty tags of a `tag` value, split on `,` and `;` and trimmed.
+fn split_tags(t: &str) -> Vec<&str> {
+    let mut tags = Vec::new();
+    let mut start = 0;
+    // Byte positions: `,` and `;` are ASCII, never part of a longer character.
+    for end in t
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b',' || b == b';')
+        .map(|(i, _)| i)
+        .chain([t.len()])
+    {
+        let s = trim(&t[start..end]);
+        if !s.is_empty() {
+            tags.push(s);
+        }
+        start = end + 1;
+    }
+    tags
 }
 
 /// `cve-2021-26855` in any case.
@@ -514,6 +645,47 @@ mod tests {
         );
         assert!(t("2024-13-04 08:04:37").is_none());
         assert!(t("yesterday").is_none());
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        let mut cases: Vec<String> = ["", "a", " a", "a ", "\u{a0}a\u{3000}", "é", " é ", "ab"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for b in 0u8..=0x7f {
+            let c = char::from(b);
+            cases.extend([
+                format!("{c}"),
+                format!("{c}x"),
+                format!("x{c}"),
+                format!("{c}x{c}"),
+            ]);
+        }
+        for c in &cases {
+            assert_eq!(trim(c), c.trim(), "{c:?}");
+            assert_eq!(is_null(c), is_null_trimmed(c.trim()), "{c:?}");
+        }
+        for t in ["", "a", " a , b;;c ;", ",;", " \u{a0}x\u{a0};é, y"] {
+            let want: Vec<&str> = t
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            assert_eq!(split_tags(t), want, "{t:?}");
+        }
+        for s in [
+            "critical",
+            "HIGH",
+            " medium ",
+            "Low",
+            "info",
+            "informational",
+            "x",
+            "",
+        ] {
+            assert_eq!(parse_severity(s), s.parse().ok(), "{s}");
+        }
     }
 
     #[test]
