@@ -435,16 +435,26 @@ impl BucketWriter {
         Ok(())
     }
 
-    /// The finished bucket value (compressed).
-    pub fn finish(&self) -> Vec<u8> {
+    /// The finished bucket value (compressed), written into `out` (cleared first).
+    pub fn finish_into(&self, out: &mut Vec<u8>) {
         let max = lz4_flex::block::get_maximum_output_size(self.plain.len());
-        let mut out = vec![0u8; BUCKET_HEAD + max];
-        out[0] = BUCKET_V2;
-        out[1..5].copy_from_slice(&self.count.to_le_bytes());
-        out[5..9].copy_from_slice(&(self.plain.len() as u32).to_le_bytes());
+        out.clear();
+        out.reserve(BUCKET_HEAD + max);
+        out.push(BUCKET_V2);
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&(self.plain.len() as u32).to_le_bytes());
+        // Safe zero-initialisation of the spare room is cheap next to compressing, and keeps
+        // lz4_flex on its slice API.
+        out.resize(BUCKET_HEAD + max, 0);
         let n = lz4_flex::block::compress_into(&self.plain, &mut out[BUCKET_HEAD..])
             .expect("output sized by get_maximum_output_size");
         out.truncate(BUCKET_HEAD + n);
+    }
+
+    /// The finished bucket value (compressed).
+    pub fn finish(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.finish_into(&mut out);
         out
     }
 }

@@ -341,6 +341,7 @@ impl SledStore {
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut key = Vec::with_capacity(64);
         let mut w = BucketWriter::default();
+        let mut packed = Vec::new();
         let Groups {
             mut all, by_home, ..
         } = groups;
@@ -384,7 +385,8 @@ impl SledStore {
                 Self::add_postings(&f, &home, &fp, &mut key, &mut postings);
                 w.push(&f, &fp).map_err(engine)?;
             }
-            batch.insert(home, w.finish());
+            w.finish_into(&mut packed);
+            batch.insert(home, &packed[..]);
         }
         for (k, entries) in postings {
             let mut v = self
