@@ -27,7 +27,7 @@ use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
 use crate::sources::shadowserver::import::{ImportOptions, RowSink, import_file};
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
-use crate::store::{FetchRun, IngestOptions, IngestStats, Store};
+use crate::store::{FetchRun, IngestStats, PreparedBatch, Store};
 
 /// Findings per `store.ingest` call (each call is atomic and bounded in memory).
 pub const CHUNK: usize = 10_000;
@@ -50,7 +50,7 @@ pub struct ImportSummary {
 struct ChunkSink<'a> {
     store: &'a dyn Store,
     now: chrono::DateTime<chrono::Utc>,
-    buf: Vec<Finding>,
+    buf: PreparedBatch,
     stats: IngestStats,
     in_scope: usize,
     rejected: Vec<RowError>,
@@ -62,10 +62,10 @@ impl ChunkSink<'_> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let batch = std::mem::replace(&mut self.buf, PreparedBatch::new(self.now));
         let s = self
             .store
-            .ingest(batch, Vec::new(), &IngestOptions { now: self.now })
+            .ingest_prepared(batch, Vec::new())
             .map_err(|e| format!("storing the findings failed: {e}"))?;
         self.stats.add(s);
         Ok(())
@@ -77,7 +77,10 @@ impl RowSink for ChunkSink<'_> {
         if f.in_scope {
             self.in_scope += 1;
         }
-        self.buf.push(f);
+        // Encoded now, while the row is still in the CPU cache.
+        self.buf
+            .push(f)
+            .map_err(|e| format!("storing the findings failed: {e}"))?;
         if self.buf.len() >= CHUNK {
             self.flush()?;
         }
@@ -109,7 +112,7 @@ pub fn import_files(
     let mut sink = ChunkSink {
         store,
         now,
-        buf: Vec::with_capacity(CHUNK),
+        buf: PreparedBatch::new(now),
         stats: IngestStats::default(),
         in_scope: 0,
         rejected: Vec::new(),

@@ -8,6 +8,7 @@
 
 mod keys;
 mod legacy;
+mod prepared;
 mod record;
 pub mod sled_store;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::Finding;
 
+pub use prepared::PreparedBatch;
 pub use sled_store::SledStore;
 
 /// Errors of the store layer.
@@ -134,6 +136,17 @@ pub trait Store: Send + Sync {
         state: Vec<(String, Option<Vec<u8>>)>,
         opts: &IngestOptions,
     ) -> Result<IngestStats>;
+
+    /// [`Store::ingest`] for findings prepared while they were parsed (bulk imports): the same
+    /// merge, atomicity and statistics, without re-encoding findings that are new.
+    fn ingest_prepared(
+        &self,
+        batch: PreparedBatch,
+        state: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<IngestStats> {
+        let now = batch.now;
+        self.ingest(batch.into_findings()?, state, &IngestOptions { now })
+    }
 
     /// Resolves findings of `source` (and `feed`, when given) not seen since `cutoff`.
     /// Returns how many were resolved.

@@ -13,7 +13,10 @@ use ipnet::IpNet;
 use super::keys;
 use super::legacy;
 use super::record::{self, BucketWriter, FP_LEN};
-use super::{FetchRun, IngestOptions, IngestStats, Query, QueryOptions, Result, Store, StoreError};
+use super::{
+    FetchRun, IngestOptions, IngestStats, PreparedBatch, Query, QueryOptions, Result, Store,
+    StoreError,
+};
 use crate::finding::{Finding, Status};
 
 /// Cache sled may use; sled's default of 1 GiB is far more than a store of this kind needs.
@@ -388,6 +391,16 @@ impl SledStore {
             w.finish_into(&mut packed);
             batch.insert(home, &packed[..]);
         }
+        self.finish_batch(batch, postings, state)
+    }
+
+    /// Adds the new posting entries and the state to `batch`, and applies it.
+    fn finish_batch(
+        &self,
+        mut batch: sled::Batch,
+        postings: BTreeMap<Vec<u8>, Vec<u8>>,
+        state: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<()> {
         for (k, entries) in postings {
             let mut v = self
                 .db
@@ -638,6 +651,82 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn ingest_prepared(
+        &self,
+        batch: PreparedBatch,
+        state: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<IngestStats> {
+        let now = batch.now;
+        let mut stats = IngestStats::default();
+        // Group by home; of a repeated fingerprint the last one wins.
+        let mut by_home: BTreeMap<&[u8], Vec<([u8; FP_LEN], usize)>> = BTreeMap::new();
+        for (i, it) in batch.items.iter().enumerate() {
+            by_home
+                .entry(batch.slice(it.home))
+                .or_default()
+                .push((it.fp, i));
+        }
+        for g in by_home.values_mut() {
+            g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            let before = g.len();
+            g.dedup_by(|later, first| later.0 == first.0);
+            stats.duplicates += before - g.len();
+        }
+        let _g = self.lock();
+        let mut db_batch = sled::Batch::default();
+        let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut w = BucketWriter::default();
+        let mut packed = Vec::new();
+        let mut taken = vec![false; batch.items.len()];
+        for (home, incoming) in by_home {
+            w.clear();
+            if let Some(plain) = self.load_bucket(home)? {
+                for rec in record::records(&plain) {
+                    let rec = rec.map_err(|e| corrupt(home, e))?;
+                    let (h, _) =
+                        record::header(rec).ok_or_else(|| corrupt(home, "bad record header"))?;
+                    let hit = incoming
+                        .binary_search_by(|(fp, _)| fp.cmp(&h.fp))
+                        .ok()
+                        .map(|j| incoming[j].1)
+                        .filter(|&i| !taken[i]);
+                    let Some(i) = hit else {
+                        w.push_raw(rec);
+                        continue;
+                    };
+                    taken[i] = true;
+                    let stored = record::decode(rec).map_err(|e| corrupt(home, e))?;
+                    let obs = record::decode(batch.slice(batch.items[i].rec))
+                        .map_err(|e| corrupt(home, e))?;
+                    let (m, reopened) = merge(stored, obs, now);
+                    stats.updated += 1;
+                    stats.reopened += usize::from(reopened);
+                    w.push(&m, &h.fp).map_err(engine)?;
+                }
+            }
+            for (_, i) in incoming {
+                if taken[i] {
+                    continue;
+                }
+                let it = &batch.items[i];
+                w.push_raw(batch.slice(it.rec));
+                for (k, e) in batch.posts(it) {
+                    match postings.get_mut(k) {
+                        Some(v) => v.extend_from_slice(e),
+                        None => {
+                            postings.insert(k.to_vec(), e.to_vec());
+                        }
+                    }
+                }
+                stats.new += 1;
+            }
+            w.finish_into(&mut packed);
+            db_batch.insert(home, &packed[..]);
+        }
+        self.finish_batch(db_batch, postings, state)?;
+        Ok(stats)
+    }
+
     fn ingest(
         &self,
         findings: Vec<Finding>,
@@ -988,6 +1077,73 @@ mod tests {
         let stranger = finding("scan_dns", Some("10.9.9.9"), None);
         assert!(s.update(vec![stranger]).is_err());
         assert_eq!(s.count().unwrap(), 600);
+    }
+
+    #[test]
+    fn prepared_ingest_matches_ingest() {
+        let batch = |k: i64| {
+            let mut v = vec![
+                finding(
+                    "scan_dns",
+                    Some("192.0.2.7"),
+                    Some("host-7.dyn.example.net"),
+                ),
+                finding("scan_dns", Some("192.0.2.8"), None),
+                finding("phish", None, Some("login.example.net")),
+                finding("scan_dns", Some("2001:db8::1"), None),
+            ];
+            if k > 0 {
+                // Second round: one repeat within the batch, one finding never seen.
+                v.push(v[1].clone());
+                v.push(finding("scan_ssh", Some("192.0.2.7"), None));
+            }
+            v
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (plain, prepared) = (
+            SledStore::open(a.path()).unwrap(),
+            SledStore::open(b.path()).unwrap(),
+        );
+        for k in 0..2 {
+            let now = at(k * 60);
+            let s1 = plain
+                .ingest(batch(k), vec![], &IngestOptions { now })
+                .unwrap();
+            let mut p = PreparedBatch::new(now);
+            for f in batch(k) {
+                p.push(f).unwrap();
+            }
+            let s2 = prepared
+                .ingest_prepared(p, vec![("k".into(), Some(b"v".to_vec()))])
+                .unwrap();
+            assert_eq!(s1, s2, "round {k}");
+        }
+        let dump = |s: &SledStore| {
+            let mut v = Vec::new();
+            s.for_each(&mut |f| {
+                v.push(f);
+                Ok(())
+            })
+            .unwrap();
+            v.sort_by(|x, y| x.fingerprint.cmp(&y.fingerprint));
+            v
+        };
+        assert_eq!(dump(&plain), dump(&prepared));
+        assert_eq!(dump(&plain).len(), 5);
+        assert_eq!(prepared.state_get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        let q = |s: &SledStore| {
+            fps(s
+                .query(&Query::Domain("example.net".into()), &all())
+                .unwrap())
+        };
+        assert_eq!(q(&plain), q(&prepared));
+        assert_eq!(q(&prepared).len(), 2);
+        let posting_entries: usize = prepared
+            .db
+            .scan_prefix([keys::POSTING])
+            .map(|kv| keys::postings(&kv.unwrap().1).count())
+            .sum();
+        assert_eq!(posting_entries, 1);
     }
 
     #[test]

@@ -1,0 +1,144 @@
+//! Findings encoded for the store as soon as they are parsed ([`PreparedBatch`]), so that a bulk
+//! import touches each finding once while it is still in the CPU cache, and holds a chunk as a
+//! few compact buffers instead of thousands of `Finding` structs.
+
+use chrono::{DateTime, Utc};
+
+use super::keys;
+use super::record::{self, FP_LEN};
+use super::{Result, StoreError};
+use crate::finding::{Finding, Status};
+
+/// Byte ranges of one prepared finding inside [`PreparedBatch`]'s buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Item {
+    pub fp: [u8; FP_LEN],
+    pub home: (u32, u32),
+    pub rec: (u32, u32),
+    /// Posting pairs: repeated `u16 LE key length, key, u16 LE entry length, entry`.
+    pub posts: (u32, u32),
+}
+
+/// A chunk of findings, each sealed and encoded as the record of a *new* finding observed at
+/// `now` (the store merges it into its stored twin when there is one).
+#[derive(Debug)]
+pub struct PreparedBatch {
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) items: Vec<Item>,
+    home: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+fn at(n: usize) -> u32 {
+    n as u32
+}
+
+impl PreparedBatch {
+    /// An empty batch for findings observed at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        PreparedBatch {
+            now,
+            buf: Vec::with_capacity(1 << 20),
+            items: Vec::new(),
+            home: Vec::with_capacity(32),
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Findings in the batch.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Bytes held (to bound a batch by memory).
+    pub fn bytes(&self) -> usize {
+        self.buf.len() + self.items.len() * std::mem::size_of::<Item>()
+    }
+
+    /// Seals `f` and appends it as a new finding's record, with its home and its postings.
+    pub fn push(&mut self, mut f: Finding) -> Result<()> {
+        if f.fingerprint.is_empty() {
+            f.seal();
+        }
+        let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| StoreError::Corrupt {
+            what: "finding".into(),
+            reason: format!("bad fingerprint `{}`", f.fingerprint),
+        })?;
+        let now = self.now;
+        f.first_seen = now;
+        f.last_seen = now;
+        f.times_seen = 1;
+        f.status = Status::New;
+        f.history.clear();
+        f.push_history(now, "new");
+        let h0 = self.buf.len();
+        keys::home_into(&f, &mut self.home);
+        self.buf.extend_from_slice(&self.home);
+        let r0 = self.buf.len();
+        if let Err(e) = record::encode(&f, &fp, &mut self.buf) {
+            self.buf.truncate(h0);
+            return Err(StoreError::Engine(e));
+        }
+        let p0 = self.buf.len();
+        for d in keys::domains(&f) {
+            if keys::is_domain_home(d, &self.home) {
+                continue;
+            }
+            keys::posting_key_into(d, &self.home, &mut self.scratch);
+            self.buf
+                .extend_from_slice(&(self.scratch.len() as u16).to_le_bytes());
+            self.buf.extend_from_slice(&self.scratch);
+            let e0 = self.buf.len();
+            self.buf.extend_from_slice(&[0, 0]);
+            keys::push_posting(d, &fp, &mut self.buf);
+            let n = (self.buf.len() - e0 - 2) as u16;
+            self.buf[e0..e0 + 2].copy_from_slice(&n.to_le_bytes());
+        }
+        self.items.push(Item {
+            fp,
+            home: (at(h0), at(r0)),
+            rec: (at(r0), at(p0)),
+            posts: (at(p0), at(self.buf.len())),
+        });
+        Ok(())
+    }
+
+    pub(crate) fn slice(&self, r: (u32, u32)) -> &[u8] {
+        &self.buf[r.0 as usize..r.1 as usize]
+    }
+
+    /// The (posting key, entry) pairs of an item.
+    pub(crate) fn posts(&self, item: &Item) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.slice(item.posts);
+        std::iter::from_fn(move || {
+            let (k, r) = take_u16_prefixed(rest)?;
+            let (e, r) = take_u16_prefixed(r)?;
+            rest = r;
+            Some((k, e))
+        })
+    }
+
+    /// The findings back (for stores without a prepared path).
+    pub fn into_findings(self) -> Result<Vec<Finding>> {
+        self.items
+            .iter()
+            .map(|i| {
+                record::decode(self.slice(i.rec)).map_err(|e| StoreError::Corrupt {
+                    what: "prepared finding".into(),
+                    reason: e,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Splits `u16 LE length, bytes` off the front of `b`.
+fn take_u16_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let n = u16::from_le_bytes(b.get(..2)?.try_into().ok()?) as usize;
+    Some((b.get(2..2 + n)?, &b[2 + n..]))
+}
