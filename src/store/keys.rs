@@ -98,24 +98,30 @@ pub fn group(d: &str) -> &str {
 /// Reverses a domain's labels: `www.example.org` → `org.example.www.`. NUL bytes are dropped
 /// (they end the domain part of a posting key).
 pub fn reversed_domain(d: &str) -> String {
-    let mut out = String::with_capacity(d.len() + 1);
-    for label in d.rsplit('.') {
-        if label.is_empty() {
-            continue;
+    let mut out = Vec::with_capacity(d.len() + 1);
+    push_reversed(d, &mut out);
+    // Dropping NUL bytes (one-byte characters) from a `str` leaves valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends [`reversed_domain`] of `d` to a key.
+fn push_reversed(d: &str, out: &mut Vec<u8>) {
+    for label in d.rsplit('.').filter(|l| !l.is_empty()) {
+        if label.as_bytes().contains(&0) {
+            out.extend(label.bytes().filter(|&b| b != 0));
+        } else {
+            out.extend_from_slice(label.as_bytes());
         }
-        out.extend(label.chars().filter(|&c| c != '\0'));
-        out.push('.');
+        out.push(b'.');
     }
-    out
 }
 
 /// `B D rev(group(d)) 0`: the bucket of findings about domain `d` (or e-mail on it).
 pub fn domain_home(d: &str) -> Vec<u8> {
-    let r = reversed_domain(group(d));
-    let mut k = Vec::with_capacity(3 + r.len());
+    let mut k = Vec::with_capacity(4 + d.len());
     k.push(BUCKET);
     k.push(HOME_DOMAIN);
-    k.extend_from_slice(r.as_bytes());
+    push_reversed(group(d), &mut k);
     k.push(0);
     k
 }
@@ -123,7 +129,7 @@ pub fn domain_home(d: &str) -> Vec<u8> {
 /// `B D rev(tld)`: prefix of every domain bucket under a one-label name.
 pub fn domain_home_prefix(tld: &str) -> Vec<u8> {
     let mut k = vec![BUCKET, HOME_DOMAIN];
-    k.extend_from_slice(reversed_domain(tld).as_bytes());
+    push_reversed(tld, &mut k);
     k
 }
 
@@ -168,8 +174,13 @@ pub fn home_into(f: &Finding, k: &mut Vec<u8>) {
 }
 
 /// Whether `home` is the domain bucket of `d` (then `d` needs no posting).
-pub fn is_domain_home(d: &str, home: &[u8]) -> bool {
+fn is_domain_home(d: &str, home: &[u8]) -> bool {
     home.get(1) == Some(&HOME_DOMAIN) && domain_home(d) == home
+}
+
+/// The domains of `f` that need a posting: those whose group is not `f`'s home.
+pub fn posting_domains<'a>(f: &'a Finding, home: &'a [u8]) -> impl Iterator<Item = &'a str> {
+    domains(f).filter(move |d| !is_domain_home(d, home))
 }
 
 /// Every domain a lookup must find this finding under: its domain and its e-mail's domain.
@@ -185,39 +196,23 @@ pub fn domains(f: &Finding) -> impl Iterator<Item = &str> {
 
 /// `P rev(group(d)) 0`: prefix of the postings of domain `d`'s group.
 pub fn posting_prefix(d: &str) -> Vec<u8> {
-    let r = reversed_domain(group(d));
-    let mut k = Vec::with_capacity(2 + r.len() + 8);
-    k.push(POSTING);
-    k.extend_from_slice(r.as_bytes());
-    k.push(0);
+    let mut k = Vec::with_capacity(2 + d.len() + 8);
+    posting_key_into(d, &[], &mut k);
     k
 }
 
 /// `P rev(tld)`: prefix of every posting under a one-label name.
 pub fn posting_tld_prefix(tld: &str) -> Vec<u8> {
     let mut k = vec![POSTING];
-    k.extend_from_slice(reversed_domain(tld).as_bytes());
+    push_reversed(tld, &mut k);
     k
-}
-
-/// Appends a label and a dot, without NUL bytes.
-fn push_label(label: &str, out: &mut Vec<u8>) {
-    if label.as_bytes().contains(&0) {
-        out.extend(label.bytes().filter(|&b| b != 0));
-    } else {
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(b'.');
 }
 
 /// `P rev(group(d)) 0 home`, written into a reused buffer.
 pub fn posting_key_into(d: &str, home: &[u8], k: &mut Vec<u8>) {
     k.clear();
     k.push(POSTING);
-    let g = group(d);
-    for label in g.rsplit('.').filter(|l| !l.is_empty()) {
-        push_label(label, k);
-    }
+    push_reversed(group(d), k);
     k.push(0);
     k.extend_from_slice(home);
 }
@@ -232,9 +227,7 @@ pub fn posting_home(key: &[u8]) -> Option<&[u8]> {
 pub fn push_posting(d: &str, fp: &[u8; FP_LEN], out: &mut Vec<u8>) {
     let at = out.len();
     out.push(0);
-    for label in d.rsplit('.').filter(|l| !l.is_empty()) {
-        push_label(label, out);
-    }
+    push_reversed(d, out);
     let n = (out.len() - at - 1).min(255);
     out.truncate(at + 1 + n);
     out[at] = n as u8;

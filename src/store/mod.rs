@@ -222,6 +222,16 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> Result<()>;
 }
 
+/// Stamps the life cycle of a finding stored for the first time, observed at `now`.
+fn stamp_new(f: &mut Finding, now: DateTime<Utc>) {
+    f.first_seen = now;
+    f.last_seen = now;
+    f.times_seen = 1;
+    f.status = crate::finding::Status::New;
+    f.history.clear();
+    f.push_history(now, "new");
+}
+
 /// Opens the default store engine at `path`, creating it when missing.
 pub fn open(path: &Path) -> Result<SledStore> {
     SledStore::open(path)

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::keys;
 use super::record::{self, FP_LEN};
 use super::{Result, StoreError};
-use crate::finding::{Finding, Status};
+use crate::finding::Finding;
 
 /// Byte ranges of one prepared finding inside [`PreparedBatch`]'s buffer.
 #[derive(Debug, Clone, Copy)]
@@ -69,13 +69,7 @@ impl PreparedBatch {
             what: "finding".into(),
             reason: format!("bad fingerprint `{}`", f.fingerprint),
         })?;
-        let now = self.now;
-        f.first_seen = now;
-        f.last_seen = now;
-        f.times_seen = 1;
-        f.status = Status::New;
-        f.history.clear();
-        f.push_history(now, "new");
+        super::stamp_new(&mut f, self.now);
         let h0 = self.buf.len();
         keys::home_into(&f, &mut self.home);
         self.buf.extend_from_slice(&self.home);
@@ -85,10 +79,7 @@ impl PreparedBatch {
             return Err(StoreError::Engine(e));
         }
         let p0 = self.buf.len();
-        for d in keys::domains(&f) {
-            if keys::is_domain_home(d, &self.home) {
-                continue;
-            }
+        for d in keys::posting_domains(&f, &self.home) {
             keys::posting_key_into(d, &self.home, &mut self.scratch);
             self.buf
                 .extend_from_slice(&(self.scratch.len() as u16).to_le_bytes());

@@ -60,19 +60,39 @@ fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
 }
 
 /// Merges a fresh observation into a stored finding: observation fields from `obs`, life cycle
-/// moved forward.
-fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>) -> (Finding, bool) {
+/// moved forward; counts it in `stats` (updated, and reopened when it was resolved).
+fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>, stats: &mut IngestStats) -> Finding {
     let mut f = obs;
     f.first_seen = stored.first_seen;
     f.times_seen = stored.times_seen + 1;
     f.last_seen = now.max(stored.last_seen);
     f.history = stored.history;
-    let reopened = stored.status == Status::Resolved;
     f.status = Status::Open;
-    if reopened {
+    stats.updated += 1;
+    if stored.status == Status::Resolved {
+        stats.reopened += 1;
         f.push_history(now, "reopened");
     }
-    (f, reopened)
+    f
+}
+
+/// Appends a posting entry to the new entries of its key.
+fn add_posting(out: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], entry: &[u8]) {
+    match out.get_mut(key) {
+        Some(v) => v.extend_from_slice(entry),
+        None => {
+            out.insert(key.to_vec(), entry.to_vec());
+        }
+    }
+}
+
+/// Sorts one home's (fingerprint, index) pairs by fingerprint and keeps, of a repeated
+/// fingerprint, the highest index (the last one given). Returns how many it dropped.
+fn dedup_keep_last(g: &mut Vec<([u8; FP_LEN], usize)>) -> usize {
+    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let before = g.len();
+    g.dedup_by(|later, first| later.0 == first.0);
+    before - g.len()
 }
 
 /// A batch of findings grouped by home bucket. Findings stay where they are in `all` (they are
@@ -104,14 +124,7 @@ fn group(findings: Vec<Finding>) -> Result<Groups> {
         }
         all.push(Some(f));
     }
-    let mut duplicates = 0;
-    for g in by_home.values_mut() {
-        // Of equal fingerprints keep the last: sort by (fp, index) descending index first.
-        g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        let before = g.len();
-        g.dedup_by(|later, first| later.0 == first.0);
-        duplicates += before - g.len();
-    }
+    let duplicates = by_home.values_mut().map(dedup_keep_last).sum();
     Ok(Groups {
         all,
         by_home,
@@ -278,17 +291,15 @@ impl SledStore {
         })
     }
 
-    /// Rewrites one bucket into `w`: stored records whose fingerprint is in `incoming` (sorted
-    /// by fingerprint, indexes into `all`) are replaced by what `found(stored, given)` returns,
-    /// taking the given finding out of `all`; the other records are copied. What is left in
-    /// `all` is new.
+    /// Rewrites one bucket into `w`: a stored record whose fingerprint is in `incoming` (sorted
+    /// by fingerprint, with the caller's index of the incoming finding) is replaced by what
+    /// `found(index, stored)` returns; the other records are copied unchanged.
     fn rewrite_bucket(
         &self,
         key: &[u8],
         incoming: &[([u8; FP_LEN], usize)],
-        all: &mut [Option<Finding>],
         w: &mut BucketWriter,
-        found: &mut dyn FnMut(Finding, Finding) -> Finding,
+        found: &mut dyn FnMut(usize, Finding) -> Result<Finding>,
     ) -> Result<()> {
         let Some(plain) = self.load_bucket(key)? else {
             return Ok(());
@@ -296,15 +307,12 @@ impl SledStore {
         for rec in record::records(&plain) {
             let rec = rec.map_err(|e| corrupt(key, e))?;
             let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, "bad record header"))?;
-            let given = incoming
-                .binary_search_by(|(fp, _)| fp.cmp(&h.fp))
-                .ok()
-                .and_then(|i| all[incoming[i].1].take());
-            match given {
-                None => w.push_raw(rec),
-                Some(given) => {
+            match incoming.binary_search_by(|(fp, _)| fp.cmp(&h.fp)) {
+                Err(_) => w.push_raw(rec),
+                Ok(j) => {
                     let stored = record::decode(rec).map_err(|e| corrupt(key, e))?;
-                    w.push(&found(stored, given), &h.fp).map_err(engine)?;
+                    w.push(&found(incoming[j].1, stored)?, &h.fp)
+                        .map_err(engine)?;
                 }
             }
         }
@@ -317,18 +325,14 @@ impl SledStore {
         home: &[u8],
         fp: &[u8; FP_LEN],
         key: &mut Vec<u8>,
+        entry: &mut Vec<u8>,
         out: &mut BTreeMap<Vec<u8>, Vec<u8>>,
     ) {
-        for d in keys::domains(f) {
-            if keys::is_domain_home(d, home) {
-                continue;
-            }
+        for d in keys::posting_domains(f, home) {
             keys::posting_key_into(d, home, key);
-            let entries = match out.get_mut(&key[..]) {
-                Some(e) => e,
-                None => out.entry(key.clone()).or_default(),
-            };
-            keys::push_posting(d, fp, entries);
+            entry.clear();
+            keys::push_posting(d, fp, entry);
+            add_posting(out, key, entry);
         }
     }
 
@@ -343,6 +347,7 @@ impl SledStore {
         let mut batch = sled::Batch::default();
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut key = Vec::with_capacity(64);
+        let mut entry = Vec::with_capacity(64);
         let mut w = BucketWriter::default();
         let mut packed = Vec::new();
         let Groups {
@@ -350,21 +355,15 @@ impl SledStore {
         } = groups;
         for (home, incoming) in by_home {
             w.clear();
-            self.rewrite_bucket(
-                &home,
-                &incoming,
-                &mut all,
-                &mut w,
-                &mut |stored, given| match mode {
-                    Mode::Merge(now) => {
-                        let (m, reopened) = merge(stored, given, now);
-                        stats.updated += 1;
-                        stats.reopened += usize::from(reopened);
-                        m
-                    }
+            self.rewrite_bucket(&home, &incoming, &mut w, &mut |i, stored| {
+                let given = all[i]
+                    .take()
+                    .ok_or_else(|| corrupt(&home, "a fingerprint twice in one bucket"))?;
+                Ok(match mode {
+                    Mode::Merge(now) => merge(stored, given, now, stats),
                     Mode::Replace | Mode::Update => given,
-                },
-            )?;
+                })
+            })?;
             for (fp, i) in incoming {
                 let Some(mut f) = all[i].take() else { continue };
                 match mode {
@@ -375,17 +374,12 @@ impl SledStore {
                         });
                     }
                     Mode::Merge(now) => {
-                        f.first_seen = now;
-                        f.last_seen = now;
-                        f.times_seen = 1;
-                        f.status = Status::New;
-                        f.history.clear();
-                        f.push_history(now, "new");
+                        super::stamp_new(&mut f, now);
                         stats.new += 1;
                     }
                     Mode::Replace => {}
                 }
-                Self::add_postings(&f, &home, &fp, &mut key, &mut postings);
+                Self::add_postings(&f, &home, &fp, &mut key, &mut entry, &mut postings);
                 w.push(&f, &fp).map_err(engine)?;
             }
             w.finish_into(&mut packed);
@@ -666,12 +660,7 @@ impl Store for SledStore {
                 .or_default()
                 .push((it.fp, i));
         }
-        for g in by_home.values_mut() {
-            g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            let before = g.len();
-            g.dedup_by(|later, first| later.0 == first.0);
-            stats.duplicates += before - g.len();
-        }
+        stats.duplicates = by_home.values_mut().map(dedup_keep_last).sum();
         let _g = self.lock();
         let mut db_batch = sled::Batch::default();
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
@@ -680,30 +669,14 @@ impl Store for SledStore {
         let mut taken = vec![false; batch.items.len()];
         for (home, incoming) in by_home {
             w.clear();
-            if let Some(plain) = self.load_bucket(home)? {
-                for rec in record::records(&plain) {
-                    let rec = rec.map_err(|e| corrupt(home, e))?;
-                    let (h, _) =
-                        record::header(rec).ok_or_else(|| corrupt(home, "bad record header"))?;
-                    let hit = incoming
-                        .binary_search_by(|(fp, _)| fp.cmp(&h.fp))
-                        .ok()
-                        .map(|j| incoming[j].1)
-                        .filter(|&i| !taken[i]);
-                    let Some(i) = hit else {
-                        w.push_raw(rec);
-                        continue;
-                    };
-                    taken[i] = true;
-                    let stored = record::decode(rec).map_err(|e| corrupt(home, e))?;
-                    let obs = record::decode(batch.slice(batch.items[i].rec))
-                        .map_err(|e| corrupt(home, e))?;
-                    let (m, reopened) = merge(stored, obs, now);
-                    stats.updated += 1;
-                    stats.reopened += usize::from(reopened);
-                    w.push(&m, &h.fp).map_err(engine)?;
+            self.rewrite_bucket(home, &incoming, &mut w, &mut |i, stored| {
+                if std::mem::replace(&mut taken[i], true) {
+                    return Err(corrupt(home, "a fingerprint twice in one bucket"));
                 }
-            }
+                let obs = record::decode(batch.slice(batch.items[i].rec))
+                    .map_err(|e| corrupt(home, e))?;
+                Ok(merge(stored, obs, now, &mut stats))
+            })?;
             for (_, i) in incoming {
                 if taken[i] {
                     continue;
@@ -711,12 +684,7 @@ impl Store for SledStore {
                 let it = &batch.items[i];
                 w.push_raw(batch.slice(it.rec));
                 for (k, e) in batch.posts(it) {
-                    match postings.get_mut(k) {
-                        Some(v) => v.extend_from_slice(e),
-                        None => {
-                            postings.insert(k.to_vec(), e.to_vec());
-                        }
-                    }
+                    add_posting(&mut postings, k, e);
                 }
                 stats.new += 1;
             }
