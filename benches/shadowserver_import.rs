@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use outwatch::commands::import_shadowserver::import_files;
-use outwatch::finding::Finding;
+use outwatch::finding::FindingView;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::RowError;
 use outwatch::sources::shadowserver::import::{RawNaming, RowSink, read_csv};
@@ -90,8 +90,8 @@ struct Count {
 }
 
 impl RowSink for Count {
-    fn finding(&mut self, f: Finding) -> Result<(), String> {
-        std::hint::black_box(&f);
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
+        std::hint::black_box(f);
         self.ok += 1;
         Ok(())
     }

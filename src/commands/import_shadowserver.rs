@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::cli::ImportArgs;
 use crate::error::CliError;
-use crate::finding::Finding;
+use crate::finding::FindingView;
 use crate::output::print_json;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
@@ -73,13 +73,13 @@ impl ChunkSink<'_> {
 }
 
 impl RowSink for ChunkSink<'_> {
-    fn finding(&mut self, f: Finding) -> Result<(), String> {
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
         if f.in_scope {
             self.in_scope += 1;
         }
         // Encoded now, while the row is still in the CPU cache.
         self.buf
-            .push(f)
+            .push_view(f)
             .map_err(|e| format!("storing the findings failed: {e}"))?;
         if self.buf.len() >= CHUNK {
             self.flush()?;

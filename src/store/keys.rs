@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use super::record::FP_LEN;
-use crate::finding::Finding;
+use crate::finding::FindingView;
 
 pub const BUCKET: u8 = b'B';
 pub const POSTING: u8 = b'P';
@@ -147,24 +147,20 @@ pub fn email_domain(e: &str) -> Option<&str> {
 
 /// The home bucket of a (sealed) finding.
 #[cfg(test)]
-pub fn home(f: &Finding) -> Vec<u8> {
+pub fn home(f: &crate::finding::Finding) -> Vec<u8> {
     let mut k = Vec::new();
-    home_into(f, &mut k);
+    home_into(&f.view(), &mut k);
     k
 }
 
 /// [`home`] written into a reused buffer (the ingest hot path).
-pub fn home_into(f: &Finding, k: &mut Vec<u8>) {
+pub fn home_into(f: &FindingView<'_>, k: &mut Vec<u8>) {
     k.clear();
     if let Some(n) = f.network {
         k.extend_from_slice(&net_home(n));
     } else if let Some(ip) = f.ip {
         push_ip_home(ip, k);
-    } else if let Some(d) = f
-        .domain
-        .as_deref()
-        .or_else(|| f.email.as_deref().and_then(email_domain))
-    {
+    } else if let Some(d) = f.domain.or_else(|| f.email.and_then(email_domain)) {
         k.extend_from_slice(&domain_home(d));
     } else if let Some(a) = f.asn {
         k.extend_from_slice(&asn_home(a));
@@ -179,18 +175,17 @@ fn is_domain_home(d: &str, home: &[u8]) -> bool {
 }
 
 /// The domains of `f` that need a posting: those whose group is not `f`'s home.
-pub fn posting_domains<'a>(f: &'a Finding, home: &'a [u8]) -> impl Iterator<Item = &'a str> {
+pub fn posting_domains<'a>(
+    f: &FindingView<'a>,
+    home: &'a [u8],
+) -> impl Iterator<Item = &'a str> + use<'a> {
     domains(f).filter(move |d| !is_domain_home(d, home))
 }
 
 /// Every domain a lookup must find this finding under: its domain and its e-mail's domain.
-pub fn domains(f: &Finding) -> impl Iterator<Item = &str> {
-    let d = f.domain.as_deref();
-    let e = f
-        .email
-        .as_deref()
-        .and_then(email_domain)
-        .filter(|e| Some(*e) != d);
+pub fn domains<'a>(f: &FindingView<'a>) -> impl Iterator<Item = &'a str> + use<'a> {
+    let d = f.domain;
+    let e = f.email.and_then(email_domain).filter(|e| Some(*e) != d);
     d.into_iter().chain(e)
 }
 
@@ -267,7 +262,7 @@ pub fn state(key: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finding::{Classification, Severity};
+    use crate::finding::{Classification, Finding, Severity};
 
     #[test]
     fn reversed_domain_matches_on_label_boundary() {
@@ -309,9 +304,15 @@ mod tests {
         assert_eq!(home(&f), vec![BUCKET, 4, 192, 0, 2]);
         f.network = Some("192.0.2.0/24".parse().unwrap());
         assert_eq!(home(&f), net_home("192.0.2.0/24".parse().unwrap()));
-        assert_eq!(domains(&f).collect::<Vec<_>>(), vec!["mail.example.org"]);
+        assert_eq!(
+            domains(&f.view()).collect::<Vec<_>>(),
+            vec!["mail.example.org"]
+        );
         f.domain = Some("mail.example.org".into());
-        assert_eq!(domains(&f).collect::<Vec<_>>(), vec!["mail.example.org"]);
+        assert_eq!(
+            domains(&f.view()).collect::<Vec<_>>(),
+            vec!["mail.example.org"]
+        );
     }
 
     #[test]

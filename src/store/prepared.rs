@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::keys;
 use super::record::{self, FP_LEN};
 use super::{Result, StoreError};
-use crate::finding::Finding;
+use crate::finding::{Finding, FindingView, HistoryEntry, Status};
 
 /// Byte ranges of one prepared finding inside [`PreparedBatch`]'s buffer.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,8 @@ pub struct PreparedBatch {
     pub(crate) items: Vec<Item>,
     home: Vec<u8>,
     scratch: Vec<u8>,
+    /// The history of a new finding: `new` at `now`.
+    new_history: Vec<HistoryEntry>,
 }
 
 fn at(n: usize) -> u32 {
@@ -43,6 +45,10 @@ impl PreparedBatch {
             items: Vec::new(),
             home: Vec::with_capacity(32),
             scratch: Vec::with_capacity(64),
+            new_history: vec![HistoryEntry {
+                at: now,
+                event: "new".into(),
+            }],
         }
     }
 
@@ -69,17 +75,34 @@ impl PreparedBatch {
             what: "finding".into(),
             reason: format!("bad fingerprint `{}`", f.fingerprint),
         })?;
-        super::stamp_new(&mut f, self.now);
+        self.push_sealed(&f.view(), fp)
+    }
+
+    /// Appends a sealed view (see [`FindingView`]) as a new finding, without an owned copy.
+    pub fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
+        self.push_sealed(v, v.fingerprint())
+    }
+
+    fn push_sealed(&mut self, v: &FindingView<'_>, fp: [u8; FP_LEN]) -> Result<()> {
+        // The life cycle of a new finding, as `stamp_new` sets it.
+        let v = FindingView {
+            first_seen: self.now,
+            last_seen: self.now,
+            times_seen: 1,
+            status: Status::New,
+            history: &self.new_history,
+            ..*v
+        };
         let h0 = self.buf.len();
-        keys::home_into(&f, &mut self.home);
+        keys::home_into(&v, &mut self.home);
         self.buf.extend_from_slice(&self.home);
         let r0 = self.buf.len();
-        if let Err(e) = record::encode(&f, &fp, &mut self.buf) {
+        if let Err(e) = record::encode(&v, &fp, &mut self.buf) {
             self.buf.truncate(h0);
             return Err(StoreError::Engine(e));
         }
         let p0 = self.buf.len();
-        for d in keys::posting_domains(&f, &self.home) {
+        for d in keys::posting_domains(&v, &self.home) {
             keys::posting_key_into(d, &self.home, &mut self.scratch);
             self.buf
                 .extend_from_slice(&(self.scratch.len() as u16).to_le_bytes());

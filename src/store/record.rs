@@ -25,7 +25,10 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::finding::{Classification, Finding, HistoryEntry, Severity, Status};
+use crate::finding::view::PartBuf;
+use crate::finding::{
+    Classification, ExtraVal, ExtraView, Finding, FindingView, HistoryEntry, Severity, Status,
+};
 
 /// Length of a binary fingerprint.
 pub const FP_LEN: usize = 16;
@@ -217,11 +220,50 @@ struct BodyOut<'a> {
 }
 
 /// `extra` written as a sequence of (key, [`Val`]) pairs.
-struct ExtraOut<'a>(&'a std::collections::BTreeMap<String, serde_json::Value>);
+struct ExtraOut<'a>(ExtraView<'a>);
 
 impl Serialize for ExtraOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|(k, v)| (k.as_str(), ValOut(v))))
+        match self.0 {
+            ExtraView::Map(m) => s.collect_seq(m.iter().map(|(k, v)| (k.as_str(), ValOut(v)))),
+            ExtraView::Pairs(p) => s.collect_seq(p.iter().map(|(k, v)| (*k, PairOut(v)))),
+        }
+    }
+}
+
+/// An [`ExtraVal`] written exactly as [`ValOut`] writes the JSON value it stands for.
+struct PairOut<'a>(&'a ExtraVal<'a>);
+
+impl Serialize for PairOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            ExtraVal::Text(t) => s.serialize_newtype_variant("Val", 5, "Str", t.as_ref()),
+            ExtraVal::Strs(a) => s.serialize_newtype_variant("Val", 6, "Arr", &StrsOut(a)),
+            ExtraVal::Strings(a) => s.serialize_newtype_variant("Val", 6, "Arr", &StrsOut(a)),
+            ExtraVal::Net(n) => {
+                let mut buf = PartBuf::new();
+                s.serialize_newtype_variant("Val", 5, "Str", buf.display(n))
+            }
+            ExtraVal::U64(u) => s.serialize_newtype_variant("Val", 2, "U64", u),
+        }
+    }
+}
+
+/// Strings written as a [`Val`] array of `Str`.
+struct StrsOut<'a, T>(&'a [T]);
+
+impl<T: AsRef<str>> Serialize for StrsOut<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|v| StrOut(v.as_ref())))
+    }
+}
+
+/// A string written as [`Val`]'s `Str`.
+struct StrOut<'a>(&'a str);
+
+impl Serialize for StrOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_newtype_variant("Val", 5, "Str", self.0)
     }
 }
 
@@ -275,11 +317,11 @@ fn short(s: &str) -> &[u8] {
 }
 
 /// Appends the record of `f` (fingerprint `fp`) to `out`.
-pub fn encode(f: &Finding, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode(f: &FindingView<'_>, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Result<(), String> {
     out.extend_from_slice(fp);
     out.push(status_code(f.status));
     out.extend_from_slice(&f.last_seen.timestamp_micros().to_be_bytes());
-    for s in [short(&f.source), short(&f.feed)] {
+    for s in [short(f.source), short(f.feed)] {
         out.push(s.len() as u8);
         out.extend_from_slice(s);
     }
@@ -297,21 +339,21 @@ pub fn encode(f: &Finding, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Result<(), S
         identifier: &f.classification.identifier,
         network: f.network,
         port: f.port,
-        protocol: f.protocol.as_deref(),
+        protocol: f.protocol,
         asn: f.asn,
-        domain: f.domain.as_deref(),
-        url: f.url.as_deref(),
-        email: f.email.as_deref(),
+        domain: f.domain,
+        url: f.url,
+        email: f.email,
         severity: f.severity,
         time_source: f.time_source.map(time),
         first_seen: time(f.first_seen),
         last_seen: time(f.last_seen),
         times_seen: f.times_seen,
         in_scope: f.in_scope,
-        extra: ExtraOut(&f.extra),
-        raw: f.raw.as_deref(),
-        identity: &f.identity,
-        history: HistoryOut(&f.history),
+        extra: ExtraOut(f.extra),
+        raw: f.raw,
+        identity: f.identity,
+        history: HistoryOut(f.history),
     };
     postcard::serialize_with_flavor(&body, Append(out))
         .map_err(|e| format!("cannot encode finding: {e}"))
@@ -428,7 +470,7 @@ impl BucketWriter {
     pub fn push(&mut self, f: &Finding, fp: &[u8; FP_LEN]) -> Result<(), String> {
         let at = self.plain.len();
         self.plain.extend_from_slice(&[0; 4]);
-        encode(f, fp, &mut self.plain)?;
+        encode(&f.view(), fp, &mut self.plain)?;
         let n = (self.plain.len() - at - 4) as u32;
         self.plain[at..at + 4].copy_from_slice(&n.to_le_bytes());
         self.count += 1;
@@ -571,7 +613,7 @@ mod tests {
         for f in [sample(), bare] {
             let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
             let mut v = Vec::new();
-            encode(&f, &fp, &mut v).unwrap();
+            encode(&f.view(), &fp, &mut v).unwrap();
             let (h, _) = header(&v).unwrap();
             assert_eq!(h.fp, fp);
             assert_eq!(h.last_seen_micros, f.last_seen.timestamp_micros());
@@ -588,7 +630,7 @@ mod tests {
         let mut w = BucketWriter::default();
         w.push(&f, &fp).unwrap();
         let mut one = Vec::new();
-        encode(&f, &fp, &mut one).unwrap();
+        encode(&f.view(), &fp, &mut one).unwrap();
         w.push_raw(&one);
         let v = w.finish();
         assert_eq!(bucket_count(&v), Some(2));

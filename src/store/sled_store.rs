@@ -115,7 +115,7 @@ fn group(findings: Vec<Finding>) -> Result<Groups> {
             f.seal();
         }
         let fp = fp_of(&f)?;
-        keys::home_into(&f, &mut home);
+        keys::home_into(&f.view(), &mut home);
         match by_home.get_mut(&home) {
             Some(g) => g.push((fp, i)),
             None => {
@@ -328,7 +328,7 @@ impl SledStore {
         entry: &mut Vec<u8>,
         out: &mut BTreeMap<Vec<u8>, Vec<u8>>,
     ) {
-        for d in keys::posting_domains(f, home) {
+        for d in keys::posting_domains(&f.view(), home) {
             keys::posting_key_into(d, home, key);
             entry.clear();
             keys::push_posting(d, fp, entry);
@@ -603,7 +603,7 @@ impl SledStore {
                 }
                 let rd = keys::reversed_domain(&d);
                 let under = |x: &str| keys::reversed_domain(x).starts_with(&rd);
-                let about = |f: &Finding| keys::domains(f).any(under);
+                let about = |f: &Finding| keys::domains(&f.view()).any(under);
                 let (buckets, posts) = if d.contains('.') {
                     (keys::domain_home(&d), keys::posting_prefix(&d))
                 } else {

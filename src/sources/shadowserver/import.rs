@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::normalize::Normalizer;
 use super::schema::Schema;
-use crate::finding::Finding;
+use crate::finding::{Finding, FindingView};
 use crate::scope::ScopeMatcher;
 use crate::sources::RowError;
 
@@ -21,8 +21,9 @@ pub const MAX_EML_BYTES: u64 = 256 << 20;
 
 /// Where normalised rows go.
 pub trait RowSink {
-    /// A good row. An error aborts the whole import (e.g. the store failed).
-    fn finding(&mut self, f: Finding) -> Result<(), String>;
+    /// A good row, as a sealed view borrowing from the CSV record. An error aborts the whole
+    /// import (e.g. the store failed).
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String>;
     /// A malformed row (never aborts).
     fn rejected(&mut self, e: RowError);
 }
@@ -35,8 +36,8 @@ pub struct VecSink {
 }
 
 impl RowSink for VecSink {
-    fn finding(&mut self, f: Finding) -> Result<(), String> {
-        self.findings.push(f);
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
+        self.findings.push(f.to_finding());
         Ok(())
     }
     fn rejected(&mut self, e: RowError) {
@@ -54,8 +55,15 @@ pub struct RawNaming {
 }
 
 impl RawNaming {
-    /// `{prefix}{separator}{line}`, built without the formatting machinery (once per row).
+    /// `{prefix}{separator}{line}`.
     fn at(&self, line: u64) -> String {
+        let mut s = String::new();
+        self.write_at(line, &mut s);
+        s
+    }
+
+    /// [`RawNaming::at`] written into a reused buffer (once per row).
+    fn write_at(&self, line: u64, s: &mut String) {
         let mut digits = [0u8; 20];
         let mut i = digits.len();
         let mut n = line;
@@ -68,11 +76,10 @@ impl RawNaming {
             }
         }
         let digits = std::str::from_utf8(&digits[i..]).expect("ASCII digits");
-        let mut s = String::with_capacity(self.prefix.len() + self.separator.len() + digits.len());
+        s.clear();
         s.push_str(&self.prefix);
         s.push_str(self.separator);
         s.push_str(digits);
-        s
     }
 }
 
@@ -111,6 +118,7 @@ pub fn read_csv<R: Read>(
         .buffer_capacity(256 * 1024)
         .from_reader(reader);
     let mut rec = csv::ByteRecord::new();
+    let mut raw = String::new();
     match rdr.read_byte_record(&mut rec) {
         Ok(true) => {}
         Ok(false) => {
@@ -151,8 +159,9 @@ pub fn read_csv<R: Read>(
             continue;
         }
         out.rows += 1;
-        match norm.row(&rec, naming.at(line)) {
-            Ok(f) => sink.finding(f)?,
+        naming.write_at(line, &mut raw);
+        match norm.row_view(&rec, &raw, |f| sink.finding(f)) {
+            Ok(stored) => stored?,
             Err(message) => {
                 out.rejected += 1;
                 sink.rejected(RowError {
@@ -409,6 +418,83 @@ fn import_eml(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scope::{AsnPrefixes, ScopeSnapshot};
+    use crate::store::PreparedBatch;
+
+    /// Stores each row twice: its view as it is, and an owned finding made from it.
+    struct TwoPaths {
+        views: PreparedBatch,
+        owned: PreparedBatch,
+    }
+
+    impl RowSink for TwoPaths {
+        fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
+            self.views.push_view(f).map_err(|e| e.to_string())?;
+            self.owned.push(f.to_finding()).map_err(|e| e.to_string())
+        }
+        fn rejected(&mut self, _e: RowError) {}
+    }
+
+    /// The import stores rows from their views; the bytes must be those an owned finding gives
+    /// (views come sealed, pairs encode as the JSON `extra` does, same fingerprint and home).
+    #[test]
+    fn views_encode_as_owned_findings_do() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in [
+            "tests/fixtures/shadowserver",
+            "../shared/samples/shadowserver",
+        ] {
+            // The shared samples may be absent (a bare checkout): then only our fixtures.
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            files.extend(entries.map(|e| e.unwrap().path()));
+        }
+        files.sort();
+        assert!(files.len() >= 5, "{files:?}");
+        let schema = Schema::bundled();
+        let ours = ScopeMatcher::new(&ScopeSnapshot {
+            asns: vec![AsnPrefixes {
+                asn: 64496,
+                prefixes: ["0.0.0.0/1", "192.0.2.0/24", "2001:db8::/32"]
+                    .map(|p| p.parse().unwrap())
+                    .to_vec(),
+                refreshed_at: None,
+                attempted_at: None,
+                last_error: None,
+            }],
+            prefixes: vec!["198.51.100.0/24".parse().unwrap()],
+            domains: vec!["example.org".into(), "com".into()],
+            emails: vec![],
+        });
+        let now = chrono::DateTime::from_timestamp(1_790_000_000, 5_000).unwrap();
+        let mut rows = 0;
+        for scope in [&ours, &ScopeMatcher::default()] {
+            let opts = ImportOptions {
+                schema: &schema,
+                scope,
+                report_type: None,
+            };
+            for file in &files {
+                let mut sink = TwoPaths {
+                    views: PreparedBatch::new(now),
+                    owned: PreparedBatch::new(now),
+                };
+                import_file(file, &opts, &mut sink).unwrap();
+                rows += sink.views.len();
+                assert_eq!(sink.views.len(), sink.owned.len(), "{}", file.display());
+                assert!(sink.views.buf == sink.owned.buf, "{}", file.display());
+                assert_eq!(
+                    format!("{:?}", sink.views.items),
+                    format!("{:?}", sink.owned.items),
+                    "{}",
+                    file.display()
+                );
+            }
+        }
+        assert!(rows > 20, "{rows}");
+    }
 
     #[test]
     fn raw_pointers() {

@@ -13,15 +13,14 @@
 //!   lose their prefix: `src_geo` → `geo`).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ipnet::IpNet;
-use serde_json::Value;
 
 use super::schema::{Schema, TypeInfo};
-use crate::finding::{Classification, Finding, Severity};
+use crate::finding::{Classification, ExtraVal, ExtraView, Finding, FindingView, Severity, Status};
+use crate::pipeline::ScopeMark;
 use crate::scope::ScopeMatcher;
 
 /// Source name of every Shadowserver finding.
@@ -289,9 +288,20 @@ impl<'a> Normalizer<'a> {
                 .all(|(v, n)| v.eq_ignore_ascii_case(n.as_bytes()))
     }
 
-    /// Normalises one record; `raw` is the pointer stored with the finding. `Err` is the reason
-    /// the row is rejected.
-    pub fn row(&self, rec: &csv::ByteRecord, raw: String) -> Result<Finding, String> {
+    /// Normalises one record into a finding; `raw` is the pointer stored with it. `Err` is the
+    /// reason the row is rejected.
+    pub fn row(&self, rec: &csv::ByteRecord, raw: &str) -> Result<Finding, String> {
+        self.row_view(rec, raw, |v| v.to_finding())
+    }
+
+    /// Normalises one record and hands the finding to `emit` as a sealed view borrowing from
+    /// `rec` (no owned copy of its fields). `Err` is the reason the row is rejected.
+    pub fn row_view<T>(
+        &self,
+        rec: &csv::ByteRecord,
+        raw: &str,
+        emit: impl FnOnce(&FindingView<'_>) -> T,
+    ) -> Result<T, String> {
         // Short rows happen in real reports (a trailing column left out): the missing fields
         // are empty, as Python's DictReader treats them. More fields than the header is broken.
         if rec.len() > self.names.len() {
@@ -346,131 +356,159 @@ impl<'a> Normalizer<'a> {
         // Tags, CVEs and classification.
         let tag_text = value(self.tag);
         let tags: Vec<&str> = tag_text.as_deref().map(split_tags).unwrap_or_default();
+        let classified;
         let classification = match &self.fixed_classification {
-            Some(c) => c.clone(),
-            None => self
-                .info
-                .classify(&self.report_type, value(self.infection).as_deref(), &tags),
+            Some(c) => c,
+            None => {
+                classified =
+                    self.info
+                        .classify(&self.report_type, value(self.infection).as_deref(), &tags);
+                &classified
+            }
         };
         let severity = value(self.severity)
             .and_then(|s| parse_severity(&s))
             .unwrap_or(self.info.severity);
-        let mut f = Finding::new(SOURCE, &self.report_type, classification, severity);
-        f.time_source = time_source;
-        f.raw = Some(raw);
-        if let Some(p) = value(self.protocol) {
-            f.protocol = Some(p.to_ascii_lowercase());
-        }
+        let protocol = value(self.protocol).map(lower);
 
+        let (mut ip, mut network, mut port, mut asn, mut domain) = (None, None, None, None, None);
         let chosen_idx = chosen.as_ref().map(|(i, _)| *i);
         if let Some((si, subject)) = chosen {
             let side = &self.sides[si];
             match subject {
-                Subject::Ip(ip) => f.ip = Some(ip),
-                Subject::Net(n) => f.network = Some(n),
+                Subject::Ip(a) => ip = Some(a),
+                Subject::Net(n) => network = Some(n),
             }
             if let (Some(p), Some(i)) = (value(side.port), side.port) {
-                let port: u16 = p.parse().map_err(|_| {
+                let p: u16 = p.parse().map_err(|_| {
                     format!("bad port `{}`", crate::output::clip(&original(rec, i), 20))
                 })?;
                 if side.port_is_service {
-                    f.port = Some(port);
+                    port = Some(p);
                 }
             }
             if let Some(a) = value(side.asn) {
                 let a = a.strip_prefix("AS").unwrap_or(&a);
-                f.asn = Some(
+                asn = Some(
                     a.parse()
                         .map_err(|_| format!("bad asn `{}`", crate::output::clip(a, 20)))?,
                 );
             }
-            if let Some(h) = value(side.hostname) {
-                f.domain = host_name(&h);
-            }
+            domain = value(side.hostname).and_then(host_name);
         }
-        if f.ip.is_none() && f.network.is_none() && f.domain.is_none() {
-            f.domain = self
+        if ip.is_none() && network.is_none() && domain.is_none() {
+            domain = self
                 .domain_fallback
                 .iter()
-                .find_map(|&i| value(Some(i)).and_then(|v| host_name(&v)));
+                .find_map(|&i| value(Some(i)).and_then(host_name));
         }
-        if let Some(u) = value(self.url)
-            && (u.starts_with("http://") || u.starts_with("https://"))
-        {
-            f.url = Some(u.into_owned());
-        }
-        if let Some(e) = value(self.email)
-            && e.contains('@')
-        {
-            f.email = Some(e.to_ascii_lowercase());
-        }
-        if f.ip.is_none()
-            && f.network.is_none()
-            && f.domain.is_none()
-            && f.url.is_none()
-            && f.email.is_none()
+        let url = value(self.url).filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+        let email = value(self.email).filter(|e| e.contains('@')).map(lower);
+        if ip.is_none() && network.is_none() && domain.is_none() && url.is_none() && email.is_none()
         {
             return Err("the row names no address, network, host name, URL or e-mail".into());
         }
 
         // Everything else goes to extra, built at once from the plan's sorted keys.
         let plan = &self.extra_plans[chosen_idx.map_or(0, |c| c + 1)];
-        let mut extra: Vec<(String, Value)> = Vec::with_capacity(plan.len() + 4);
+        let mut extra: Vec<(&str, ExtraVal<'_>)> = Vec::with_capacity(plan.len() + 6);
         for c in plan {
-            if (c.unless_domain && f.domain.is_some())
-                || (c.unless_url && f.url.is_some())
-                || (c.unless_email && f.email.is_some())
+            if (c.unless_domain && domain.is_some())
+                || (c.unless_url && url.is_some())
+                || (c.unless_email && email.is_some())
             {
                 continue;
             }
             let Some(v) = value(Some(c.col)) else {
                 continue;
             };
-            let v = Value::String(v.into_owned());
+            let v = ExtraVal::Text(v);
             match extra.last_mut() {
                 Some((k, last)) if c.repeats_key && *k == c.key => *last = v,
-                _ => extra.push((c.key.clone(), v)),
+                _ => extra.push((&c.key, v)),
             }
         }
+        let mut cves: Vec<String> = tags
+            .iter()
+            .filter(|t| is_cve(t))
+            .map(|t| t.to_ascii_uppercase())
+            .collect();
+        cves.sort();
+        cves.dedup();
         if !tags.is_empty() {
-            let mut cves: Vec<String> = tags
-                .iter()
-                .filter(|t| is_cve(t))
-                .map(|t| t.to_ascii_uppercase())
-                .collect();
-            cves.sort();
-            cves.dedup();
-            set_sorted(
-                &mut extra,
-                "tags",
-                Value::Array(tags.iter().map(|t| Value::String(t.to_string())).collect()),
-            );
+            set_sorted(&mut extra, "tags", ExtraVal::Strs(&tags));
             if !cves.is_empty() {
-                set_sorted(
-                    &mut extra,
-                    "cves",
-                    Value::Array(cves.into_iter().map(Value::String).collect()),
-                );
+                set_sorted(&mut extra, "cves", ExtraVal::Strings(&cves));
             }
         }
         if value(self.application).is_none()
             && let Some(app) = &self.info.application
         {
-            set_sorted(&mut extra, "application", Value::String(app.clone()));
+            set_sorted(
+                &mut extra,
+                "application",
+                ExtraVal::Text(Cow::Borrowed(app)),
+            );
         }
-        // Keys are sorted and unique: `from_iter` builds the map without searching it.
-        f.extra = BTreeMap::from_iter(extra);
-        crate::pipeline::mark_scope(&mut f, self.scope);
-        Ok(f)
+        let mut view = FindingView {
+            source: SOURCE,
+            feed: &self.report_type,
+            classification,
+            ip,
+            network,
+            port,
+            protocol: protocol.as_deref(),
+            asn,
+            domain: domain.as_deref(),
+            url: url.as_deref(),
+            email: email.as_deref(),
+            severity,
+            time_source,
+            first_seen: DateTime::<Utc>::UNIX_EPOCH,
+            last_seen: DateTime::<Utc>::UNIX_EPOCH,
+            times_seen: 0,
+            status: Status::New,
+            in_scope: true,
+            extra: ExtraView::Pairs(&[]),
+            raw: Some(raw),
+            identity: &[],
+            history: &[],
+        };
+        let mark = ScopeMark::of(&view, self.scope);
+        if let Some(p) = mark.prefix {
+            set_sorted(&mut extra, "matched_prefix", ExtraVal::Net(p));
+        }
+        if let Some(a) = mark.asn {
+            set_sorted(&mut extra, "matched_asn", ExtraVal::U64(a.into()));
+        }
+        if let Some(d) = mark.domain {
+            set_sorted(
+                &mut extra,
+                "matched_domain",
+                ExtraVal::Text(Cow::Borrowed(d)),
+            );
+        }
+        view.in_scope = mark.in_scope;
+        view.extra = ExtraView::Pairs(&extra);
+        Ok(emit(&view))
+    }
+}
+
+/// Lower-cases a value, borrowing it when it has no upper-case letter (the usual case).
+fn lower(v: Cow<'_, str>) -> Cow<'_, str> {
+    if v.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(v.to_ascii_lowercase())
+    } else {
+        v
     }
 }
 
 /// `BTreeMap::insert` for a vector of entries sorted by unique keys: the value replaces the
 /// one of an equal key, else the entry goes where it keeps the order.
-fn set_sorted(entries: &mut Vec<(String, Value)>, key: &str, value: Value) {
-    match entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+fn set_sorted<'a>(entries: &mut Vec<(&'a str, ExtraVal<'a>)>, key: &'a str, value: ExtraVal<'a>) {
+    match entries.binary_search_by(|(k, _)| (*k).cmp(key)) {
         Ok(i) => entries[i].1 = value,
-        Err(i) => entries.insert(i, (key.to_string(), value)),
+        Err(i) => entries.insert(i, (key, value)),
     }
 }
 
@@ -500,8 +538,17 @@ fn parse_subject(v: &str) -> Option<Subject> {
     }
 }
 
-/// A host name from a column value (scheme and path stripped); `None` for IPs and junk.
-fn host_name(v: &str) -> Option<String> {
+/// A host name from a column value (scheme and path stripped, lower-case); `None` for IPs and
+/// junk.
+fn host_name(v: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    match v {
+        Cow::Borrowed(b) => host_name_in(b).map(lower),
+        Cow::Owned(o) => host_name_in(&o).map(|h| Cow::Owned(h.to_ascii_lowercase())),
+    }
+}
+
+/// The host name part of `v`, as it is written.
+fn host_name_in(v: &str) -> Option<Cow<'_, str>> {
     let t = trim(v);
     let t = t
         .strip_prefix("https://")
@@ -521,7 +568,7 @@ fn host_name(v: &str) -> Option<String> {
     {
         return None;
     }
-    Some(t.to_ascii_lowercase())
+    Some(Cow::Borrowed(t))
 }
 
 /// The non-empty tags of a `tag` value, split on `,` and `;` and trimmed.
@@ -711,7 +758,7 @@ mod tests {
         let f = n
             .row(
                 &rec("53,\"192.0.2.7\",\"2024-01-04 08:04:37\",\"high\",\"udp\",\"ns.Example.org.\",\"openresolver;CVE-2020-1350\",64496,\"x\",0"),
-                "f.csv:2".into(),
+                "f.csv:2",
             )
             .unwrap();
         assert_eq!(f.ip.unwrap().to_string(), "192.0.2.7");
@@ -736,7 +783,7 @@ mod tests {
         // No scope: the default side (src) is the subject.
         let empty = ScopeMatcher::default();
         let n = Normalizer::new(&schema, "event4_sinkhole", &h, &empty).unwrap();
-        let f = n.row(&row, "x:2".into()).unwrap();
+        let f = n.row(&row, "x:2").unwrap();
         assert_eq!(f.ip.unwrap().to_string(), "203.0.113.5");
         assert_eq!(f.port, None, "client ports are not identity");
         assert_eq!(f.extra["port"], "50123");
@@ -749,7 +796,7 @@ mod tests {
             ..Default::default()
         });
         let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
-        let f = n.row(&row, "x:2".into()).unwrap();
+        let f = n.row(&row, "x:2").unwrap();
         assert_eq!(f.ip.unwrap().to_string(), "192.0.2.9");
         assert_eq!(f.port, Some(8080));
         assert_eq!(f.asn, Some(64496));
@@ -764,20 +811,14 @@ mod tests {
         let h = header("timestamp,severity,ip,hostname,source,reason,asn");
         let n = Normalizer::new(&schema, "blocklist", &h, &scope).unwrap();
         let f = n
-            .row(
-                &rec("2026-11-20 08:04:37,,198.51.100.0/24,,x,y,0"),
-                "b:2".into(),
-            )
+            .row(&rec("2026-11-20 08:04:37,,198.51.100.0/24,,x,y,0"), "b:2")
             .unwrap();
         assert_eq!(f.network.unwrap().to_string(), "198.51.100.0/24");
         assert_eq!(f.ip, None);
         assert_eq!(f.asn, None, "0 is null");
         assert_eq!(f.severity, Severity::Low);
         let f = n
-            .row(
-                &rec("2026-11-20 08:04:37,,198.51.100.7/32,,x,y,"),
-                "b:3".into(),
-            )
+            .row(&rec("2026-11-20 08:04:37,,198.51.100.7/32,,x,y,"), "b:3")
             .unwrap();
         assert_eq!(f.ip.unwrap().to_string(), "198.51.100.7");
         for bad in [
@@ -788,7 +829,7 @@ mod tests {
             "2026-11-20 08:04:37,,,,x,y,1",
             "2026-11-20 08:04:37,,198.51.100.7,,x,y,1,extra",
         ] {
-            assert!(n.row(&rec(bad), "b:9".into()).is_err(), "{bad}");
+            assert!(n.row(&rec(bad), "b:9").is_err(), "{bad}");
         }
         assert!(Normalizer::new(&schema, "blocklist", &header("a,b,c"), &scope).is_err());
     }

@@ -13,7 +13,10 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+pub(crate) mod view;
+
+pub use view::{ExtraVal, ExtraView, FindingView};
 
 /// How bad a finding is. Ordered from most to least severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -257,34 +260,39 @@ impl Finding {
     }
 
     /// The identity of a finding: source, feed, type, identifier and every indicator field, plus
-    /// [`Finding::identity`]. Times, counts, severity and extra fields are *not* part of it, so
-    /// re-ingesting the same report is idempotent.
+    /// [`Finding::identity`], as hex ([`FindingView::fingerprint`] has the rule). Times,
+    /// counts, severity and extra fields are *not* part of it, so re-ingesting the same report
+    /// is idempotent.
     pub fn compute_fingerprint(&self) -> String {
-        // Every part is hashed as its length (u32, big-endian) and its text; numbers and
-        // addresses as their `Display` text, formatted on the stack (this runs once per row).
-        let mut h = Sha256::new();
-        let mut part = |s: &str| {
-            h.update((s.len() as u32).to_be_bytes());
-            h.update(s.as_bytes());
-        };
-        let mut buf = PartBuf::new();
-        part(&self.source);
-        part(&self.feed);
-        part(&self.classification.kind);
-        part(&self.classification.identifier);
-        part(self.ip.map_or("", |i| buf.display(i)));
-        part(self.network.map_or("", |n| buf.display(n)));
-        part(self.port.map_or("", |p| buf.number(p.into())));
-        part(self.protocol.as_deref().unwrap_or(""));
-        part(self.asn.map_or("", |a| buf.number(a.into())));
-        part(self.domain.as_deref().unwrap_or(""));
-        part(self.url.as_deref().unwrap_or(""));
-        part(self.email.as_deref().unwrap_or(""));
-        for p in &self.identity {
-            part(p);
+        hex::encode(self.view().fingerprint())
+    }
+
+    /// The finding borrowed field by field (what the store encodes).
+    pub fn view(&self) -> FindingView<'_> {
+        FindingView {
+            source: &self.source,
+            feed: &self.feed,
+            classification: &self.classification,
+            ip: self.ip,
+            network: self.network,
+            port: self.port,
+            protocol: self.protocol.as_deref(),
+            asn: self.asn,
+            domain: self.domain.as_deref(),
+            url: self.url.as_deref(),
+            email: self.email.as_deref(),
+            severity: self.severity,
+            time_source: self.time_source,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            times_seen: self.times_seen,
+            status: self.status,
+            in_scope: self.in_scope,
+            extra: ExtraView::Map(&self.extra),
+            raw: self.raw.as_deref(),
+            identity: &self.identity,
+            history: &self.history,
         }
-        let digest = h.finalize();
-        hex::encode(&digest[..16])
     }
 
     /// Normalises indicator fields (lower-case domain and e-mail, no trailing dot) and fills the
@@ -344,59 +352,6 @@ impl Finding {
     /// Sets an extra field from anything serialisable to JSON.
     pub fn set_extra(&mut self, key: &str, value: impl Into<serde_json::Value>) {
         self.extra.insert(key.to_string(), value.into());
-    }
-}
-
-/// A stack buffer for the text of one fingerprint part (an address, a network or a number).
-struct PartBuf {
-    buf: [u8; 64],
-    len: usize,
-    /// Used when a text does not fit `buf` (never for `IpAddr`, `IpNet` or integers).
-    spill: String,
-}
-
-impl PartBuf {
-    fn new() -> Self {
-        PartBuf {
-            buf: [0; 64],
-            len: 0,
-            spill: String::new(),
-        }
-    }
-
-    /// The `Display` text of `v`, as `v.to_string()` gives it.
-    fn display(&mut self, v: impl fmt::Display) -> &str {
-        use fmt::Write;
-        self.len = 0;
-        if write!(self, "{v}").is_err() {
-            self.spill = v.to_string();
-            return &self.spill;
-        }
-        std::str::from_utf8(&self.buf[..self.len]).expect("only whole strs are written")
-    }
-
-    /// The decimal text of `n`, as `n.to_string()` gives it.
-    fn number(&mut self, mut n: u64) -> &str {
-        let mut i = self.buf.len();
-        loop {
-            i -= 1;
-            self.buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        std::str::from_utf8(&self.buf[i..]).expect("ASCII digits")
-    }
-}
-
-impl fmt::Write for PartBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
@@ -496,29 +451,6 @@ mod tests {
         d.port = Some(8);
         d.asn = Some(64496);
         assert_eq!(d.compute_fingerprint(), "b4e7d1dae438acee8b6c9180135fd0f9");
-    }
-
-    #[test]
-    fn part_text_is_the_display_text() {
-        let mut b = PartBuf::new();
-        for n in [0, 1, 9, 10, 99, 100, 65535, u64::from(u32::MAX), u64::MAX] {
-            assert_eq!(b.number(n), n.to_string());
-        }
-        for a in [
-            "0.0.0.0",
-            "255.255.255.255",
-            "::",
-            "::ffff:255.255.255.255",
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
-        ] {
-            let ip: IpAddr = a.parse().unwrap();
-            assert_eq!(b.display(ip), ip.to_string());
-            let net = IpNet::new(ip, if ip.is_ipv4() { 32 } else { 128 }).unwrap();
-            assert_eq!(b.display(net), net.to_string());
-        }
-        let long = "x".repeat(100);
-        assert_eq!(b.display(&long), long);
-        assert_eq!(b.display("short"), "short");
     }
 
     #[test]
