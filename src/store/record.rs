@@ -371,7 +371,12 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     }
 
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        // Most pieces are varints and short strings: a byte loop beats a call to `memcpy`.
+        if data.len() <= 16 {
+            self.0.extend(data.iter().copied());
+        } else {
+            self.0.extend_from_slice(data);
+        }
         Ok(())
     }
 
