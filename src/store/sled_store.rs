@@ -21,6 +21,11 @@ use crate::finding::{Finding, Status};
 
 /// Cache sled may use; sled's default of 1 GiB is far more than a store of this kind needs.
 const CACHE_BYTES: u64 = 64 << 20;
+/// sled's log segment size for new databases. sled writes a tree node larger than a quarter
+/// segment as a file of its own (open, write, fsync, later unlink); a leaf holds up to 16
+/// buckets of tens of KiB, so sled's 512 KiB default made most node writes files. 2 MiB keeps
+/// them in the log (1M-row import: system time 1.2 s → 0.4 s).
+const SEGMENT_BYTES: usize = 2 << 20;
 
 /// Bulk rewrites (resolving, migration) are applied in sled batches of about this many bytes.
 const REWRITE_BATCH_BYTES: usize = 4 << 20;
@@ -105,6 +110,21 @@ struct Groups {
     duplicates: usize,
 }
 
+/// The segment size to open the sled database in `dir` with: the one it was created with (sled
+/// refuses any other; it is in sled's `conf` file), else [`SEGMENT_BYTES`].
+fn segment_size(dir: &Path) -> usize {
+    std::fs::read(dir.join("conf"))
+        .ok()
+        .and_then(|conf| {
+            // Text lines `key: value`, then a binary checksum.
+            let text = String::from_utf8_lossy(&conf).into_owned();
+            text.lines()
+                .find_map(|l| l.strip_prefix("segment_size: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(SEGMENT_BYTES)
+}
+
 /// Seals findings and groups them by home.
 fn group(findings: Vec<Finding>) -> Result<Groups> {
     let mut all = Vec::with_capacity(findings.len());
@@ -170,8 +190,10 @@ impl SledStore {
 
     /// Opens the sled database in `path/name`.
     fn open_db(path: &Path, name: &str) -> Result<Self> {
+        let dir = path.join(name);
         let cfg = sled::Config::new()
-            .path(path.join(name))
+            .segment_size(segment_size(&dir))
+            .path(dir)
             .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(500));
         let db = cfg.open().map_err(|e| {
@@ -1160,5 +1182,27 @@ mod tests {
             Some(&b"\"abc\""[..])
         );
         assert!(!dir.path().join("db.migrating").exists());
+    }
+
+    #[test]
+    fn stores_keep_the_segment_size_they_were_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store written by an earlier version: sled's default 512 KiB segments.
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .open()
+                .unwrap();
+            db.insert(keys::state("k"), &b"v"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        assert_eq!(segment_size(&dir.path().join("db")), 512 << 10);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.state_get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        drop(s);
+        // A new store gets the larger segments.
+        let fresh = tempfile::tempdir().unwrap();
+        drop(SledStore::open(fresh.path()).unwrap());
+        assert_eq!(segment_size(&fresh.path().join("db")), SEGMENT_BYTES);
     }
 }
