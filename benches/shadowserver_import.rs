@@ -16,13 +16,13 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use outwatch::commands::import_shadowserver::{CHUNK, import_files};
+use outwatch::commands::import_shadowserver::import_files;
 use outwatch::finding::FindingView;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::RowError;
 use outwatch::sources::shadowserver::import::{RawNaming, RowSink, read_csv};
 use outwatch::sources::shadowserver::schema::Schema;
-use outwatch::store::{PreparedBatch, SledStore, Store};
+use outwatch::store::{CHUNK, PreparedBatch, SledStore, Store};
 
 const HEADER: &str = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"dns_version\",\"min_amplification\"\n";
 
@@ -196,6 +196,7 @@ fn main() {
         let t = Instant::now();
         let (sum, in_scope, _) = import_files(
             &store,
+            dir.path(),
             &scope,
             &schema,
             std::slice::from_ref(&csv),

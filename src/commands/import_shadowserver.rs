@@ -27,10 +27,8 @@ use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
 use crate::sources::shadowserver::import::{ImportOptions, RowSink, import_file};
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
-use crate::store::{FetchRun, IngestStats, PreparedBatch, Store};
+use crate::store::{FetchRun, SortedIngest, Store};
 
-/// Findings per `store.ingest` call (each call is atomic and bounded in memory).
-pub const CHUNK: usize = 10_000;
 /// Error entries listed at most.
 pub const MAX_ERRORS: usize = 100;
 
@@ -46,30 +44,12 @@ pub struct ImportSummary {
     pub errors: Vec<RowError>,
 }
 
-/// Buffers findings and ingests them in chunks.
+/// Prepares findings and ingests them in home order ([`SortedIngest`]).
 struct ChunkSink<'a> {
-    store: &'a dyn Store,
-    now: chrono::DateTime<chrono::Utc>,
-    buf: PreparedBatch,
-    stats: IngestStats,
+    ingest: SortedIngest<'a>,
     in_scope: usize,
     rejected: Vec<RowError>,
     rejected_total: usize,
-}
-
-impl ChunkSink<'_> {
-    fn flush(&mut self) -> Result<(), String> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::replace(&mut self.buf, PreparedBatch::new(self.now));
-        let s = self
-            .store
-            .ingest_prepared(batch, Vec::new())
-            .map_err(|e| format!("storing the findings failed: {e}"))?;
-        self.stats.add(s);
-        Ok(())
-    }
 }
 
 impl RowSink for ChunkSink<'_> {
@@ -78,13 +58,9 @@ impl RowSink for ChunkSink<'_> {
             self.in_scope += 1;
         }
         // Encoded now, while the row is still in the CPU cache.
-        self.buf
+        self.ingest
             .push_view(f)
-            .map_err(|e| format!("storing the findings failed: {e}"))?;
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(())
+            .map_err(|e| format!("storing the findings failed: {e}"))
     }
     fn rejected(&mut self, e: RowError) {
         self.rejected_total += 1;
@@ -94,10 +70,13 @@ impl RowSink for ChunkSink<'_> {
     }
 }
 
-/// Imports files into `store`; used by the command and the benchmark. Returns the summary,
-/// the number of findings in scope and the number of unreadable files (or reports inside).
+/// Imports files into `store`; used by the command and the benchmark. Large imports whose
+/// rows are not in address order spill sorted runs into `spill_dir` (the data folder: the store
+/// is there, and /tmp may be memory). Returns the summary, the number of findings in scope and
+/// the number of unreadable files (or reports inside).
 pub fn import_files(
     store: &dyn Store,
+    spill_dir: &std::path::Path,
     scope: &ScopeMatcher,
     schema: &Schema,
     files: &[std::path::PathBuf],
@@ -110,10 +89,7 @@ pub fn import_files(
         report_type,
     };
     let mut sink = ChunkSink {
-        store,
-        now,
-        buf: PreparedBatch::new(now),
-        stats: IngestStats::default(),
+        ingest: SortedIngest::new(store, now, spill_dir),
         in_scope: 0,
         rejected: Vec::new(),
         rejected_total: 0,
@@ -137,10 +113,13 @@ pub fn import_files(
             }
         }
     }
-    sink.flush()?;
+    let stats = sink
+        .ingest
+        .finish()
+        .map_err(|e| format!("storing the findings failed: {e}"))?;
     summary.rejected = sink.rejected_total;
-    summary.imported = sink.stats.new;
-    summary.duplicates = sink.stats.updated + sink.stats.duplicates;
+    summary.imported = stats.new;
+    summary.duplicates = stats.updated + stats.duplicates;
     let mut errors = file_errors;
     errors.extend(sink.rejected);
     errors.truncate(MAX_ERRORS);
@@ -169,9 +148,11 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     let files = a.files.clone();
     let st = store.clone();
     let rt = a.report_type.clone();
+    let spill_dir = app.data_dir.clone();
     let (summary, in_scope, unreadable) = tokio::task::spawn_blocking(move || {
         import_files(
             st.as_ref(),
+            &spill_dir,
             &matcher,
             &schema,
             &files,

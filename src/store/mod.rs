@@ -11,6 +11,7 @@ mod legacy;
 mod prepared;
 mod record;
 pub mod sled_store;
+mod sorted_ingest;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -23,6 +24,7 @@ use crate::finding::Finding;
 
 pub use prepared::PreparedBatch;
 pub use sled_store::SledStore;
+pub use sorted_ingest::{CHUNK, RUN_BYTES, SortedIngest};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -137,15 +139,17 @@ pub trait Store: Send + Sync {
         opts: &IngestOptions,
     ) -> Result<IngestStats>;
 
-    /// [`Store::ingest`] for findings prepared while they were parsed (bulk imports): the same
-    /// merge, atomicity and statistics, without re-encoding findings that are new.
+    /// [`Store::ingest`] of the findings `items` of a batch prepared while they were parsed
+    /// (bulk imports): the same merge, atomicity and statistics, without re-encoding findings
+    /// that are new.
     fn ingest_prepared(
         &self,
-        batch: PreparedBatch,
+        batch: &PreparedBatch,
+        items: std::ops::Range<usize>,
         state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<IngestStats> {
         let now = batch.now;
-        self.ingest(batch.into_findings()?, state, &IngestOptions { now })
+        self.ingest(batch.findings(items)?, state, &IngestOptions { now })
     }
 
     /// Resolves findings of `source` (and `feed`, when given) not seen since `cutoff`.

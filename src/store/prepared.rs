@@ -39,10 +39,16 @@ fn at(n: usize) -> u32 {
 impl PreparedBatch {
     /// An empty batch for findings observed at `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
+        Self::with_capacity(now, 1 << 20)
+    }
+
+    /// An empty batch with room for about `bytes` of prepared findings (see [`Self::bytes`]).
+    pub fn with_capacity(now: DateTime<Utc>, bytes: usize) -> Self {
         PreparedBatch {
             now,
-            buf: Vec::with_capacity(1 << 20),
-            items: Vec::new(),
+            buf: Vec::with_capacity(bytes),
+            // A prepared scan row takes about 300 bytes.
+            items: Vec::with_capacity(bytes / 300),
             home: Vec::with_capacity(32),
             scratch: Vec::with_capacity(64),
             new_history: vec![HistoryEntry {
@@ -122,6 +128,47 @@ impl PreparedBatch {
         Ok(())
     }
 
+    /// Appends an item prepared earlier (by this or another batch of the same `now`).
+    pub(crate) fn push_encoded(&mut self, fp: [u8; FP_LEN], home: &[u8], rec: &[u8], posts: &[u8]) {
+        let h0 = self.buf.len();
+        self.buf.extend_from_slice(home);
+        let r0 = self.buf.len();
+        self.buf.extend_from_slice(rec);
+        let p0 = self.buf.len();
+        self.buf.extend_from_slice(posts);
+        self.items.push(Item {
+            fp,
+            home: (at(h0), at(r0)),
+            rec: (at(r0), at(p0)),
+            posts: (at(p0), at(self.buf.len())),
+        });
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.items.clear();
+    }
+
+    /// Whether the items are in home order.
+    pub(crate) fn is_sorted_by_home(&self) -> bool {
+        self.items
+            .windows(2)
+            .all(|w| self.slice(w[0].home) <= self.slice(w[1].home))
+    }
+
+    /// Sorts the items by home; items of one home keep their order (later rows stay later).
+    pub(crate) fn sort_by_home(&mut self) {
+        let buf = &self.buf;
+        let home = |i: &Item| &buf[i.home.0 as usize..i.home.1 as usize];
+        self.items.sort_by(|a, b| home(a).cmp(home(b)));
+    }
+
+    /// The home of the last item.
+    pub(crate) fn last_home(&self) -> Option<&[u8]> {
+        self.items.last().map(|i| self.slice(i.home))
+    }
+
     pub(crate) fn slice(&self, r: (u32, u32)) -> &[u8] {
         &self.buf[r.0 as usize..r.1 as usize]
     }
@@ -137,9 +184,9 @@ impl PreparedBatch {
         })
     }
 
-    /// The findings back (for stores without a prepared path).
-    pub fn into_findings(self) -> Result<Vec<Finding>> {
-        self.items
+    /// The findings `items` back (for stores without a prepared path).
+    pub fn findings(&self, items: std::ops::Range<usize>) -> Result<Vec<Finding>> {
+        self.items[items]
             .iter()
             .map(|i| {
                 record::decode(self.slice(i.rec)).map_err(|e| StoreError::Corrupt {

@@ -669,14 +669,21 @@ impl SledStore {
 impl Store for SledStore {
     fn ingest_prepared(
         &self,
-        batch: PreparedBatch,
+        batch: &PreparedBatch,
+        items: std::ops::Range<usize>,
         state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<IngestStats> {
         let now = batch.now;
         let mut stats = IngestStats::default();
         // Group by home; of a repeated fingerprint the last one wins.
         let mut by_home: BTreeMap<&[u8], Vec<([u8; FP_LEN], usize)>> = BTreeMap::new();
-        for (i, it) in batch.items.iter().enumerate() {
+        for (i, it) in batch
+            .items
+            .iter()
+            .enumerate()
+            .take(items.end)
+            .skip(items.start)
+        {
             by_home
                 .entry(batch.slice(it.home))
                 .or_default()
@@ -688,11 +695,12 @@ impl Store for SledStore {
         let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut w = BucketWriter::default();
         let mut packed = Vec::new();
-        let mut taken = vec![false; batch.items.len()];
+        let first = items.start;
+        let mut taken = vec![false; items.len()];
         for (home, incoming) in by_home {
             w.clear();
             self.rewrite_bucket(home, &incoming, &mut w, &mut |i, stored| {
-                if std::mem::replace(&mut taken[i], true) {
+                if std::mem::replace(&mut taken[i - first], true) {
                     return Err(corrupt(home, "a fingerprint twice in one bucket"));
                 }
                 let obs = record::decode(batch.slice(batch.items[i].rec))
@@ -700,7 +708,7 @@ impl Store for SledStore {
                 Ok(merge(stored, obs, now, &mut stats))
             })?;
             for (_, i) in incoming {
-                if taken[i] {
+                if taken[i - first] {
                     continue;
                 }
                 let it = &batch.items[i];
@@ -1104,7 +1112,7 @@ mod tests {
                 p.push(f).unwrap();
             }
             let s2 = prepared
-                .ingest_prepared(p, vec![("k".into(), Some(b"v".to_vec()))])
+                .ingest_prepared(&p, 0..p.len(), vec![("k".into(), Some(b"v".to_vec()))])
                 .unwrap();
             assert_eq!(s1, s2, "round {k}");
         }
