@@ -130,14 +130,25 @@ fn main() {
     let mut rows = 1_000_000usize;
     let mut phase = "both".to_string();
     let mut shuffled = false;
+    // `--csv-out FILE`: only write the report (to time `outwatch import` itself).
+    let mut csv_out: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rows" => rows = args.next().and_then(|v| v.parse().ok()).expect("--rows N"),
             "--phase" => phase = args.next().expect("--phase parse|prepare|import|both"),
             "--shuffled" => shuffled = true,
+            "--csv-out" => csv_out = args.next(),
             _ => {} // `cargo bench` passes --bench
         }
+    }
+    if let Some(out) = csv_out {
+        let bytes = generate(Path::new(&out), rows, shuffled).expect("generate");
+        println!(
+            "wrote {rows} rows, {:.1} MiB, to {out}",
+            bytes as f64 / 1048576.0
+        );
+        return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let csv = dir.path().join("2026-11-20-scan_dns-bench-asn.csv");
