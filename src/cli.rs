@@ -225,6 +225,7 @@ pub fn main() -> ExitCode {
     crate::logging::init(cli.log_format, cli.verbose);
     match run(cli) {
         Ok(code) => code,
+        Err(e) if e.is_stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", e.message);
             ExitCode::from(e.code)

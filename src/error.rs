@@ -45,6 +45,14 @@ impl CliError {
     pub fn store(m: impl fmt::Display) -> Self {
         Self::new(EXIT_STORE, m)
     }
+    /// The reader of stdout went away: stop quietly, exit code 0.
+    pub fn stdout_closed() -> Self {
+        Self::new(0, "")
+    }
+    /// Whether this is [`CliError::stdout_closed`].
+    pub fn is_stdout_closed(&self) -> bool {
+        self.code == 0
+    }
 }
 
 impl fmt::Display for CliError {

@@ -5,11 +5,51 @@ use serde::Serialize;
 
 use crate::error::CliError;
 
-/// Prints `v` as pretty JSON on stdout.
+/// Prints `v` as pretty JSON on stdout (see [`line`] for a closed stdout).
 pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(CliError::failure)?;
-    println!("{s}");
-    Ok(())
+    line(format_args!("{s}"))
+}
+
+/// Writes one line to stdout. When the reader has gone away (`outwatch lookup ... | head`),
+/// this is [`CliError::stdout_closed`]: the command ends quietly with exit code 0, as it has
+/// nothing left to do. (`println!` would panic.)
+pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::stdout_closed()),
+        Err(e) => Err(CliError::failure(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// [`line`] for commands whose exit code reports work already done (fetch, run, import, demo):
+/// a closed stdout is ignored, so that code still tells whether the work succeeded.
+pub fn line_after_work(args: std::fmt::Arguments<'_>) {
+    let _ = line(args);
+}
+
+/// `println!` for read commands: `outln!(...)` is [`line`] followed by `?`.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))?
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))?
+    };
+}
+
+/// `println!` for commands that did work: [`line_after_work`].
+#[macro_export]
+macro_rules! workln {
+    () => {
+        $crate::output::line_after_work(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line_after_work(format_args!($($arg)*))
+    };
 }
 
 /// A table with the house style.

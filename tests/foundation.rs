@@ -632,3 +632,35 @@ fn records_survive_reopen_and_new_ones_do_not_overwrite_them() {
     .unwrap();
     assert_eq!(n, 2);
 }
+
+/// A reader that closes the pipe early (`outwatch status | head -0`) ends a read command
+/// quietly with 0; `println!` used to panic with "failed printing to stdout: Broken pipe".
+#[test]
+fn closed_stdout_ends_read_commands_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["lookup", "192.0.2.7"],
+        vec!["lookup", "192.0.2.7", "--json"],
+    ] {
+        // The read end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("outwatch"))
+            .current_dir(d.path())
+            .env_remove("OUTWATCH_CONFIG")
+            .env_remove("OUTWATCH_DATA_DIR")
+            .env_remove("RUST_LOG")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! `outwatch check-config`: validate and print the resolved settings, secrets redacted.
 
+use crate::outln;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -30,9 +31,9 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             "settings": cfg,
         }))?;
     } else {
-        println!("config:   {}", app.config_path.display());
-        println!("data dir: {}", app.data_dir.display());
-        println!(
+        outln!("config:   {}", app.config_path.display());
+        outln!("data dir: {}", app.data_dir.display());
+        outln!(
             "sources:  {}",
             if enabled.is_empty() {
                 "(none enabled)".to_string()
@@ -41,7 +42,7 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             }
         );
         let text = toml::to_string_pretty(cfg).map_err(CliError::failure)?;
-        println!("\n# resolved settings (secrets redacted)\n{text}");
+        outln!("\n# resolved settings (secrets redacted)\n{text}");
         for p in &problems {
             eprintln!("problem: {p}");
         }

@@ -1,6 +1,7 @@
 //! `outwatch demo`: replay recorded feeds from a loopback server into a fresh store, then write
 //! the digest (HTML and text) to files and say where everything is.
 
+use crate::workln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,7 +33,7 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
     let cfg_path = out.join("outwatch.toml");
     std::fs::write(&cfg_path, demo::config_text(&server.base_url()))
         .map_err(|e| CliError::failure(format!("cannot write {}: {e}", cfg_path.display())))?;
-    println!(
+    workln!(
         "outwatch demo: recorded provider replies served on {}, store in {}\n",
         server.base_url(),
         out.join("data").display()
@@ -53,7 +54,7 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
             .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
     }
     let c = cfg_path.display();
-    println!(
+    workln!(
         "\nThe digest ({}):\n  {}\n  {}\n\nTry:\n  outwatch --config {c} lookup 192.0.2.11\n  \
          outwatch --config {c} lookup example.org\n  outwatch --config {c} scope\n  \
          outwatch --config {c} status\n",

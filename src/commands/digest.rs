@@ -1,5 +1,6 @@
 //! `outwatch digest`: `--preview` renders the digest without sending or marking anything
 //! (text to stdout, or to `--text`/`--html` files); `--send` (the default) delivers it now.
+use crate::outln;
 use std::process::ExitCode;
 
 use crate::app::App;
@@ -39,8 +40,8 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
             eprintln!("text part written to {}", t.display());
         }
         if a.html.is_none() && a.text.is_none() {
-            println!("Subject: {}\n", p.rendered.subject);
-            print!("{}", p.rendered.text);
+            outln!("Subject: {}\n", p.rendered.subject);
+            outln!("{}", p.rendered.text.trim_end_matches('\n'));
         } else {
             eprintln!("Subject: {}", p.rendered.subject);
         }
@@ -51,27 +52,29 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
     let o = digest::deliver(cfg, store, &app.data_dir, now)
         .await
         .map_err(CliError::failure)?;
-    println!(
+    outln!(
         "digest: {} new, {} still open, {} resolved",
-        o.new, o.open, o.resolved
+        o.new,
+        o.open,
+        o.resolved
     );
     if o.sent {
         let mut r = o.recipients.clone();
         r.sort();
         r.dedup();
-        println!("sent {} message(s) to {}", o.messages, r.join(", "));
+        outln!("sent {} message(s) to {}", o.messages, r.join(", "));
     }
     for p in &o.eml_paths {
-        println!("written to {}", p.display());
+        outln!("written to {}", p.display());
     }
     if o.skipped > 0 {
-        println!(
+        outln!(
             "{} digest(s) not sent: nothing changed (send_empty = false)",
             o.skipped
         );
     }
     if o.reported > 0 {
-        println!("{} finding(s) marked as reported", o.reported);
+        outln!("{} finding(s) marked as reported", o.reported);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `outwatch export --jsonl` and `outwatch restore FILE`: every finding with its history, as
 //! JSON lines, so nothing is lost to a broken store or an upgrade.
 
+use crate::outln;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::process::ExitCode;
@@ -77,7 +78,7 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
     }
     restored += store.restore(batch)?;
     store.flush()?;
-    println!("restored {restored} findings");
+    outln!("restored {restored} findings");
     for b in bad.iter().take(20) {
         eprintln!("skipped {b}");
     }

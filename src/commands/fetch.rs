@@ -1,5 +1,6 @@
 //! `outwatch fetch`: run sources once now.
 
+use crate::workln;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -76,7 +77,7 @@ pub async fn fetch_sources(
 /// Prints the per-source summary table, then each failure on stderr.
 pub fn print_table(reports: &[SourceReport]) {
     if reports.is_empty() {
-        println!("no source is enabled: add [sources.NAME] tables to the config");
+        workln!("no source is enabled: add [sources.NAME] tables to the config");
         return;
     }
     let mut t = table(&[
@@ -99,7 +100,7 @@ pub fn print_table(reports: &[SourceReport]) {
             r.rejected.to_string(),
         ]);
     }
-    println!("{t}");
+    workln!("{t}");
     for r in reports {
         if let Some(e) = &r.error {
             eprintln!("{}: {e}", r.name);

@@ -2,6 +2,7 @@
 //! scope, ingest atomically, log the run as `import/<source>` and print a summary.
 //! Works without a config file (scope then comes from the store's cached snapshot, if any).
 
+use crate::workln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -128,7 +129,7 @@ pub fn store_and_report(
             "errors": imp.rejected.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
         }))?;
     } else {
-        println!(
+        workln!(
             "{source}: {} file(s), {} record(s): {accepted} finding(s), {in_scope} in scope, {} new, {} updated, {} rejected",
             imp.files,
             imp.records,

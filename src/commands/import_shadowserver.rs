@@ -13,6 +13,7 @@
 //! - `by_type`: rows per report type; `errors`: rejected rows and unreadable files (the first
 //!   [`MAX_ERRORS`]; the counts stay exact).
 
+use crate::workln;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -185,7 +186,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     if a.json {
         print_json(&summary)?;
     } else {
-        println!(
+        workln!(
             "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope",
             summary.files,
             summary.rows,
@@ -195,7 +196,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             in_scope
         );
         for (t, n) in &summary.by_type {
-            println!("  {t}: {n} row(s)");
+            workln!("  {t}: {n} row(s)");
         }
         for e in &summary.errors {
             eprintln!("{}: {}", e.location, e.message);

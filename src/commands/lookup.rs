@@ -1,5 +1,6 @@
 //! `outwatch lookup`: everything known about an IP, a prefix, a domain, a mail address or an ASN.
 
+use crate::outln;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
@@ -141,7 +142,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         "not in your scope"
     };
     if findings.is_empty() {
-        println!(
+        outln!(
             "{}: nothing known ({scope_note}){}",
             a.query.trim(),
             if a.all {
@@ -152,7 +153,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{}: {} finding(s), {scope_note}, newest first",
         a.query.trim(),
         findings.len()
@@ -183,7 +184,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
             f.times_seen.to_string(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(ExitCode::SUCCESS)
 }
 

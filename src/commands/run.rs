@@ -1,4 +1,5 @@
 //! `outwatch run` (the scheduler daemon) and `outwatch run --once` (one round, for system cron).
+use crate::workln;
 use std::process::ExitCode;
 
 use crate::app::App;
@@ -16,7 +17,7 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
         eprintln!("warning: scope: {w}");
     }
     if report.sources.is_empty() {
-        println!("no source is enabled: add [sources.NAME] tables to the config");
+        workln!("no source is enabled: add [sources.NAME] tables to the config");
     } else {
         let mut t = table(&["source", "result", "summary"]);
         for r in &report.sources {
@@ -26,12 +27,12 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
             };
             t.add_row(vec![r.name.clone(), result.to_string(), summary]);
         }
-        println!("{t}");
+        workln!("{t}");
     }
     match &report.digest {
-        None => println!("digest: not configured (no [digest] table)"),
-        Some(Ok(o)) => println!("digest: {}", tasks::digest_summary(o)),
-        Some(Err(e)) => println!("digest: FAILED: {e}"),
+        None => workln!("digest: not configured (no [digest] table)"),
+        Some(Ok(o)) => workln!("digest: {}", tasks::digest_summary(o)),
+        Some(Err(e)) => workln!("digest: FAILED: {e}"),
     }
     let failed = report.failed();
     if failed.is_empty() {

@@ -1,5 +1,6 @@
 //! `outwatch scope`: prefixes per ASN, extra prefixes, domains.
 
+use crate::outln;
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -44,37 +45,37 @@ pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
         }))?;
     } else {
         if !cfg.organisation.name.is_empty() {
-            println!("{}", cfg.organisation.name);
+            outln!("{}", cfg.organisation.name);
         }
         for x in &snap.asns {
             let when = x
                 .refreshed_at
                 .map(|t| format!("refreshed {}", t.format("%Y-%m-%d %H:%M UTC")))
                 .unwrap_or_else(|| "never refreshed".into());
-            println!("AS{} ({} prefixes, {when})", x.asn, x.prefixes.len());
+            outln!("AS{} ({} prefixes, {when})", x.asn, x.prefixes.len());
             for p in &x.prefixes {
-                println!("  {p}");
+                outln!("  {p}");
             }
             if let Some(e) = &x.last_error {
-                println!("  warning: last refresh failed: {e}");
+                outln!("  warning: last refresh failed: {e}");
             }
         }
         if !snap.prefixes.is_empty() {
-            println!("extra prefixes:");
+            outln!("extra prefixes:");
             for p in &snap.prefixes {
-                println!("  {p}");
+                outln!("  {p}");
             }
         }
         if !snap.domains.is_empty() {
-            println!("domains (with subdomains):");
+            outln!("domains (with subdomains):");
             for d in &snap.domains {
-                println!("  {d}");
+                outln!("  {d}");
             }
         }
         if !snap.emails.is_empty() {
-            println!("mail addresses:");
+            outln!("mail addresses:");
             for e in &snap.emails {
-                println!("  {e}");
+                outln!("  {e}");
             }
         }
     }

@@ -1,5 +1,6 @@
 //! `outwatch shadowserver ping` (check key and secret) and `outwatch shadowserver update-schema`
 //! (refresh the report schema; the download is validated before it replaces anything).
+use crate::outln;
 use std::process::ExitCode;
 
 use reqwest::header::HeaderMap;
@@ -45,7 +46,7 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
     } else {
         match (&pong, &info) {
             (Ok(p), Some(Ok(k))) => {
-                println!(
+                outln!(
                     "Reports API at {}: key and secret accepted (server time {p})",
                     ss.base_url()
                 );
@@ -54,7 +55,7 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
                         .as_str()
                         .map(str::to_string)
                         .unwrap_or_else(|| v.to_string());
-                    println!("  {name}: {}", crate::output::clip(&shown, 80));
+                    outln!("  {name}: {}", crate::output::clip(&shown, 80));
                 }
             }
             (Err(e), _) => eprintln!("test/ping failed: {e}"),
@@ -105,7 +106,7 @@ async fn update_schema(app: &App, url: Option<&str>) -> Result<ExitCode, CliErro
     let store = app.open_store()?;
     store.state_put(SCHEMA_STATE_KEY, Some(&body))?;
     store.flush()?;
-    println!(
+    outln!(
         "saved the schema from {url}: {} report types ({} new since the bundled schema{}{}; {} gone)",
         entries.len(),
         added.len(),

@@ -1,5 +1,6 @@
 //! `outwatch status [--json]`: feed health of every source, the store, and the daemon when one
 //! runs. Works while `outwatch run` holds the store (through its socket).
+use crate::outln;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -46,7 +47,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if sources.is_empty() {
-        println!(
+        outln!(
             "no source is enabled and none has run yet: add [sources.NAME] tables to the config"
         );
     } else {
@@ -78,18 +79,18 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
                 clip(s.last_error.as_deref().unwrap_or("-"), 60),
             ]);
         }
-        println!("{t}");
+        outln!("{t}");
         for s in sources.iter().filter(|s| s.state != HealthState::Ok) {
             for w in &s.warnings {
-                println!("  {}: {}", s.name, clip(w, 200));
+                outln!("  {}: {}", s.name, clip(w, 200));
             }
         }
     }
-    println!("store: {findings} findings in {}", app.data_dir.display());
+    outln!("store: {findings} findings in {}", app.data_dir.display());
     match &daemon {
         Some(h) => {
             let pid = h.get("pid").cloned().unwrap_or(Value::Null);
-            println!("daemon: running (pid {pid}), serving reads on its socket");
+            outln!("daemon: running (pid {pid}), serving reads on its socket");
             if let Some(jobs) = h.get("jobs").and_then(|j| j.as_object()) {
                 for (name, j) in jobs {
                     let next = j.get("next_run").and_then(|v| v.as_str()).unwrap_or("-");
@@ -98,11 +99,11 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
                     } else {
                         ""
                     };
-                    println!("  {name}: next {next}{running}");
+                    outln!("  {name}: next {next}{running}");
                 }
             }
         }
-        None => println!("daemon: not running"),
+        None => outln!("daemon: not running"),
     }
     Ok(ExitCode::SUCCESS)
 }
