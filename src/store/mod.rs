@@ -26,6 +26,9 @@ pub use prepared::PreparedBatch;
 pub use sled_store::SledStore;
 pub use sorted_ingest::{CHUNK, RUN_BYTES, SortedIngest};
 
+/// Days of fetch-run log kept (health looks at the latest runs; a year covers any schedule).
+pub const RUN_LOG_DAYS: i64 = 400;
+
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -204,7 +207,7 @@ pub trait Store: Send + Sync {
     /// Updates stored findings in place (e.g. marks them reported); fingerprints must exist.
     fn update(&self, findings: Vec<Finding>) -> Result<()>;
 
-    /// Appends a run to the fetch log.
+    /// Appends a run to the fetch log, dropping entries more than [`RUN_LOG_DAYS`] older.
     fn record_run(&self, run: &FetchRun) -> Result<()>;
 
     /// The most recent runs (newest first), of one source or of all.

@@ -865,10 +865,16 @@ impl Store for SledStore {
 
     fn record_run(&self, run: &FetchRun) -> Result<()> {
         let v = serde_json::to_vec(run).map_err(engine)?;
-        self.db
-            .insert(keys::run(run.started, &run.source), v)
-            .map_err(engine)?;
-        Ok(())
+        let mut batch = sled::Batch::default();
+        batch.insert(keys::run(run.started, &run.source), v);
+        // Entries older than the retention go (usually none: the range is then empty).
+        let cutoff = run.started - chrono::Duration::days(super::RUN_LOG_DAYS);
+        let mut end = vec![keys::RUN];
+        end.extend_from_slice(&keys::time_bytes(cutoff));
+        for kv in self.db.range(vec![keys::RUN]..end) {
+            batch.remove(kv.map_err(engine)?.0);
+        }
+        self.db.apply_batch(batch).map_err(engine)
     }
 
     fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>> {
@@ -1212,5 +1218,50 @@ mod tests {
         let fresh = tempfile::tempdir().unwrap();
         drop(SledStore::open(fresh.path()).unwrap());
         assert_eq!(segment_size(&fresh.path().join("db")), SEGMENT_BYTES);
+    }
+
+    #[test]
+    fn the_run_log_keeps_its_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let run = |source: &str, day: i64| crate::store::FetchRun {
+            source: source.into(),
+            started: at(day * 86_400),
+            finished: at(day * 86_400 + 5),
+            outcome: "ok".into(),
+            fetched: 0,
+            accepted: 0,
+            rejected: 0,
+            in_scope: 0,
+            new: 0,
+            updated: 0,
+            resolved: 0,
+            error: None,
+            max_time_source: None,
+        };
+        let days = |s: &SledStore| -> Vec<i64> {
+            let mut d: Vec<i64> = s
+                .runs(None, 100)
+                .unwrap()
+                .iter()
+                .map(|r| (r.started - at(0)).num_days())
+                .collect();
+            d.sort();
+            d
+        };
+        s.record_run(&run("a", 0)).unwrap();
+        s.record_run(&run("b", 10)).unwrap();
+        s.record_run(&run("a", super::super::RUN_LOG_DAYS)).unwrap();
+        assert_eq!(days(&s), vec![0, 10, super::super::RUN_LOG_DAYS]);
+        s.record_run(&run("c", super::super::RUN_LOG_DAYS + 1))
+            .unwrap();
+        assert_eq!(
+            days(&s),
+            vec![
+                10,
+                super::super::RUN_LOG_DAYS,
+                super::super::RUN_LOG_DAYS + 1
+            ]
+        );
     }
 }
