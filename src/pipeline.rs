@@ -72,21 +72,7 @@ impl Runner {
             name: src.name().to_string(),
             ..Default::default()
         };
-        let mut run = FetchRun {
-            source: src.name().to_string(),
-            started,
-            finished: started,
-            outcome: "ok".into(),
-            fetched: 0,
-            accepted: 0,
-            rejected: 0,
-            in_scope: 0,
-            new: 0,
-            updated: 0,
-            resolved: 0,
-            error: None,
-            max_time_source: None,
-        };
+        let mut run = FetchRun::begun(src.name(), started);
         match result {
             Err(e) => {
                 let msg = e.to_string();

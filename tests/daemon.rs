@@ -32,19 +32,12 @@ fn cron(s: &str) -> CronSchedule {
 
 fn run(source: &str, at: &str, outcome: &str, fetched: usize) -> FetchRun {
     FetchRun {
-        source: source.into(),
-        started: t(at),
         finished: t(at) + chrono::Duration::seconds(5),
         outcome: outcome.into(),
         fetched,
         accepted: fetched,
-        rejected: 0,
-        in_scope: 0,
-        new: 0,
-        updated: 0,
-        resolved: 0,
         error: (outcome == "error").then(|| "HTTP 503 from https://example.net/feed".into()),
-        max_time_source: None,
+        ..FetchRun::begun(source, t(at))
     }
 }
 

@@ -131,6 +131,27 @@ pub struct FetchRun {
     pub max_time_source: Option<DateTime<Utc>>,
 }
 
+impl FetchRun {
+    /// A run of `source` started at `started`: `ok` so far, nothing counted, finished at once.
+    pub fn begun(source: &str, started: DateTime<Utc>) -> Self {
+        FetchRun {
+            source: source.to_string(),
+            started,
+            finished: started,
+            outcome: "ok".into(),
+            fetched: 0,
+            accepted: 0,
+            rejected: 0,
+            in_scope: 0,
+            new: 0,
+            updated: 0,
+            resolved: 0,
+            error: None,
+            max_time_source: None,
+        }
+    }
+}
+
 /// The store engine interface. Implementations must be safe to share between threads.
 pub trait Store: Send + Sync {
     /// Applies a batch atomically: every finding is merged into its stored twin (or inserted) and

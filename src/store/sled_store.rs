@@ -1224,21 +1224,7 @@ mod tests {
     fn the_run_log_keeps_its_retention() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        let run = |source: &str, day: i64| crate::store::FetchRun {
-            source: source.into(),
-            started: at(day * 86_400),
-            finished: at(day * 86_400 + 5),
-            outcome: "ok".into(),
-            fetched: 0,
-            accepted: 0,
-            rejected: 0,
-            in_scope: 0,
-            new: 0,
-            updated: 0,
-            resolved: 0,
-            error: None,
-            max_time_source: None,
-        };
+        let run = |source: &str, day: i64| crate::store::FetchRun::begun(source, at(day * 86_400));
         let days = |s: &SledStore| -> Vec<i64> {
             let mut d: Vec<i64> = s
                 .runs(None, 100)
