@@ -493,7 +493,8 @@ mod tests {
                 );
             }
         }
-        assert!(rows > 20, "{rows}");
+        // Our fixtures alone give 9 good rows per scope.
+        assert!(rows >= 18, "{rows}");
     }
 
     #[test]
