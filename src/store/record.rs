@@ -484,18 +484,11 @@ impl BucketWriter {
 
     /// The finished bucket value (compressed), written into `out` (cleared first).
     pub fn finish_into(&self, out: &mut Vec<u8>) {
-        let max = lz4_flex::block::get_maximum_output_size(self.plain.len());
-        out.clear();
-        out.reserve(BUCKET_HEAD + max);
-        out.push(BUCKET_V2);
-        out.extend_from_slice(&self.count.to_le_bytes());
-        out.extend_from_slice(&(self.plain.len() as u32).to_le_bytes());
-        // Safe zero-initialisation of the spare room is cheap next to compressing, and keeps
-        // lz4_flex on its slice API.
-        out.resize(BUCKET_HEAD + max, 0);
-        let n = lz4_flex::block::compress_into(&self.plain, &mut out[BUCKET_HEAD..])
-            .expect("output sized by get_maximum_output_size");
-        out.truncate(BUCKET_HEAD + n);
+        let mut head = [0u8; BUCKET_HEAD];
+        head[0] = BUCKET_V2;
+        head[1..5].copy_from_slice(&self.count.to_le_bytes());
+        head[5..9].copy_from_slice(&(self.plain.len() as u32).to_le_bytes());
+        compress_after(&head, &self.plain, out);
     }
 
     /// The finished bucket value (compressed).
@@ -520,16 +513,64 @@ pub fn open_bucket(v: &[u8]) -> Result<Vec<u8>, String> {
         return Err("bad bucket header".into());
     }
     let len = u32::from_le_bytes(v[5..9].try_into().expect("4 bytes")) as usize;
+    decompress(&v[BUCKET_HEAD..], len, "bucket")
+}
+
+/// `out` = `head`, then `plain` as one LZ4 block.
+fn compress_after(head: &[u8], plain: &[u8], out: &mut Vec<u8>) {
+    let max = lz4_flex::block::get_maximum_output_size(plain.len());
+    out.clear();
+    out.reserve(head.len() + max);
+    out.extend_from_slice(head);
+    // Safe zero-initialisation of the spare room is cheap next to compressing, and keeps
+    // lz4_flex on its slice API.
+    out.resize(head.len() + max, 0);
+    let n = lz4_flex::block::compress_into(plain, &mut out[head.len()..])
+        .expect("output sized by get_maximum_output_size");
+    out.truncate(head.len() + n);
+}
+
+/// Decompresses an LZ4 block that must hold `len` bytes (at most [`MAX_PLAIN`]: a corrupt
+/// length must not allocate GiBs).
+fn decompress(block: &[u8], len: usize, what: &str) -> Result<Vec<u8>, String> {
     if len > MAX_PLAIN {
-        return Err(format!("bucket claims {len} bytes"));
+        return Err(format!("{what} claims {len} bytes"));
     }
     let mut out = vec![0u8; len];
-    let n = lz4_flex::block::decompress_into(&v[BUCKET_HEAD..], &mut out)
-        .map_err(|e| format!("bad bucket block: {e}"))?;
+    let n = lz4_flex::block::decompress_into(block, &mut out)
+        .map_err(|e| format!("bad {what} block: {e}"))?;
     if n != len {
-        return Err(format!("bucket block is {n} bytes, expected {len}"));
+        return Err(format!("{what} block is {n} bytes, expected {len}"));
     }
     Ok(out)
+}
+
+/// Starts a compressed posting value (then the plain length, u32 LE, and one LZ4 block). A plain
+/// value, as earlier versions wrote it, starts with an entry: a domain length, then the domain.
+/// A length of 255 is followed by a domain byte, and domains in keys hold no NUL byte, so a
+/// plain value never starts with these two bytes.
+const POSTINGS_LZ4: [u8; 2] = [0xFF, 0x00];
+
+/// The plain entries of a posting value, compressed or plain.
+pub fn posting_entries(v: &[u8]) -> Result<Cow<'_, [u8]>, String> {
+    let Some(rest) = v.strip_prefix(&POSTINGS_LZ4[..]) else {
+        return Ok(Cow::Borrowed(v));
+    };
+    let len = rest
+        .get(..4)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or("truncated posting value")?;
+    decompress(&rest[4..], len, "posting list").map(Cow::Owned)
+}
+
+/// The compressed posting value holding `entries`.
+pub fn pack_postings(entries: &[u8]) -> Vec<u8> {
+    let mut head = [0u8; 6];
+    head[..2].copy_from_slice(&POSTINGS_LZ4);
+    head[2..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
+    let mut out = Vec::new();
+    compress_after(&head, entries, &mut out);
+    out
 }
 
 /// The records of a decompressed bucket.

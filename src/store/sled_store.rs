@@ -51,8 +51,13 @@ fn engine(e: impl std::fmt::Display) -> StoreError {
 }
 
 fn corrupt(key: &[u8], reason: impl Into<String>) -> StoreError {
+    let kind = if key.first() == Some(&keys::POSTING) {
+        "posting list"
+    } else {
+        "bucket"
+    };
     StoreError::Corrupt {
-        what: format!("bucket {}", hex::encode(key)),
+        what: format!("{kind} {}", hex::encode(key)),
         reason: reason.into(),
     }
 }
@@ -418,13 +423,16 @@ impl SledStore {
         state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<()> {
         for (k, entries) in postings {
-            let mut v = self
-                .db
-                .get(&k)
-                .map_err(engine)?
-                .map(|v| v.to_vec())
-                .unwrap_or_default();
-            v.extend_from_slice(&entries);
+            let v = match self.db.get(&k).map_err(engine)? {
+                Some(old) => {
+                    let mut all = record::posting_entries(&old)
+                        .map_err(|e| corrupt(&k, e))?
+                        .into_owned();
+                    all.extend_from_slice(&entries);
+                    record::pack_postings(&all)
+                }
+                None => record::pack_postings(&entries),
+            };
             batch.insert(k, v);
         }
         for (k, v) in state {
@@ -561,7 +569,8 @@ impl SledStore {
             let Some(home) = keys::posting_home(&k) else {
                 continue;
             };
-            for (d, fp) in keys::postings(&v) {
+            let entries = record::posting_entries(&v).map_err(|e| corrupt(&k, e))?;
+            for (d, fp) in keys::postings(&entries) {
                 if domain_ok(d) {
                     wanted.entry(home.to_vec()).or_default().insert(fp);
                 }
@@ -1028,7 +1037,7 @@ mod tests {
         assert_eq!(q("dyn.example.net"), fps(vec![host]));
         let posting_entries: usize =
             s.db.scan_prefix([keys::POSTING])
-                .map(|kv| keys::postings(&kv.unwrap().1).count())
+                .map(|kv| keys::postings(&record::posting_entries(&kv.unwrap().1).unwrap()).count())
                 .sum();
         assert_eq!(posting_entries, 2);
     }
@@ -1145,7 +1154,7 @@ mod tests {
         let posting_entries: usize = prepared
             .db
             .scan_prefix([keys::POSTING])
-            .map(|kv| keys::postings(&kv.unwrap().1).count())
+            .map(|kv| keys::postings(&record::posting_entries(&kv.unwrap().1).unwrap()).count())
             .sum();
         assert_eq!(posting_entries, 1);
     }
@@ -1249,5 +1258,48 @@ mod tests {
                 super::super::RUN_LOG_DAYS + 1
             ]
         );
+    }
+
+    #[test]
+    fn posting_lists_are_compressed_and_plain_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let a = finding("scan_dns", Some("192.0.2.7"), Some("a.dyn.example.net"));
+        let b = finding("scan_dns", Some("192.0.2.8"), Some("b.dyn.example.net"));
+        let home = keys::home(&a);
+        let mut key = Vec::new();
+        keys::posting_key_into("a.dyn.example.net", &home, &mut key);
+        // A posting list as earlier versions wrote it: plain entries.
+        s.restore(vec![a.clone()]).unwrap();
+        let mut plain = Vec::new();
+        keys::push_posting(
+            "a.dyn.example.net",
+            &keys::fp_bytes(&a.fingerprint).unwrap(),
+            &mut plain,
+        );
+        s.db.insert(&key, plain.clone()).unwrap();
+        let q = Query::Domain("example.net".into());
+        assert_eq!(
+            fps(s.query(&q, &all()).unwrap()),
+            vec![a.fingerprint.clone()]
+        );
+        // A new finding under the same key: the list is rewritten compressed, with both.
+        s.ingest(vec![b.clone()], vec![], &IngestOptions { now: at(60) })
+            .unwrap();
+        let v = s.db.get(&key).unwrap().unwrap();
+        assert_eq!(&v[..2], &[0xFF, 0x00]);
+        assert_eq!(
+            keys::postings(&record::posting_entries(&v).unwrap()).count(),
+            2
+        );
+        let mut want = vec![a.fingerprint, b.fingerprint];
+        want.sort();
+        assert_eq!(fps(s.query(&q, &all()).unwrap()), want);
+        // A damaged compressed list is an error, not a panic.
+        s.db.insert(&key, &[0xFF, 0x00, 9, 9, 9, 9, 1][..]).unwrap();
+        assert!(matches!(
+            s.query(&q, &all()),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }
