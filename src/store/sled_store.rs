@@ -86,14 +86,66 @@ fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>, stats: &mut IngestSt
     f
 }
 
-/// Appends a posting entry to the new entries of its key.
-fn add_posting(out: &mut BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8], entry: &[u8]) {
-    match out.get_mut(key) {
-        Some(v) => v.extend_from_slice(entry),
-        None => {
-            out.insert(key.to_vec(), entry.to_vec());
+/// The new posting entries of one batch, by posting key. Entries of one key tend to come
+/// together (the findings of a bucket share their domain group), so the current key is kept
+/// aside and the map searched only when the key changes.
+#[derive(Default)]
+struct NewPostings {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    key: Vec<u8>,
+    entries: Vec<u8>,
+}
+
+impl NewPostings {
+    /// Appends a posting entry to the new entries of its key.
+    fn add(&mut self, key: &[u8], entry: &[u8]) {
+        if self.key != key {
+            self.park();
+            self.key.extend_from_slice(key);
+        }
+        self.entries.extend_from_slice(entry);
+    }
+
+    fn park(&mut self) {
+        if !self.key.is_empty() {
+            self.map
+                .entry(std::mem::take(&mut self.key))
+                .or_default()
+                .append(&mut self.entries);
         }
     }
+
+    /// Every key with its new entries, in key order.
+    fn into_map(mut self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.park();
+        self.map
+    }
+}
+
+/// Groups values by key, groups in key order, values in the order given. Bulk imports arrive
+/// in key order, so this is one pass comparing each key with the one before (a map would
+/// search for every value).
+fn group_runs<K: Ord + Copy, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, Vec<V>)> {
+    let mut groups: Vec<(K, Vec<V>)> = Vec::new();
+    for (k, v) in pairs {
+        match groups.last_mut() {
+            Some((last, g)) if *last == k => g.push(v),
+            _ => groups.push((k, vec![v])),
+        }
+    }
+    if !groups.windows(2).all(|w| w[0].0 < w[1].0) {
+        // Out of order: a stable sort keeps each key's values in order; then join neighbours.
+        groups.sort_by_key(|g| g.0);
+        let mut joined: Vec<(K, Vec<V>)> = Vec::with_capacity(groups.len());
+        for (k, g) in groups {
+            match joined.last_mut() {
+                Some((last, j)) if *last == k => j.extend(g),
+                _ => joined.push((k, g)),
+            }
+        }
+        groups = joined;
+    }
+    groups
 }
 
 /// Sorts one home's (fingerprint, index) pairs by fingerprint and keeps, of a repeated
@@ -353,13 +405,13 @@ impl SledStore {
         fp: &[u8; FP_LEN],
         key: &mut Vec<u8>,
         entry: &mut Vec<u8>,
-        out: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+        out: &mut NewPostings,
     ) {
         for d in keys::posting_domains(&f.view(), home) {
             keys::posting_key_into(d, home, key);
             entry.clear();
             keys::push_posting(d, fp, entry);
-            add_posting(out, key, entry);
+            out.add(key, entry);
         }
     }
 
@@ -372,7 +424,7 @@ impl SledStore {
         stats: &mut IngestStats,
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
-        let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut postings = NewPostings::default();
         let mut key = Vec::with_capacity(64);
         let mut entry = Vec::with_capacity(64);
         let mut w = BucketWriter::default();
@@ -419,10 +471,10 @@ impl SledStore {
     fn finish_batch(
         &self,
         mut batch: sled::Batch,
-        postings: BTreeMap<Vec<u8>, Vec<u8>>,
+        postings: NewPostings,
         state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<()> {
-        for (k, entries) in postings {
+        for (k, entries) in postings.into_map() {
             let v = match self.db.get(&k).map_err(engine)? {
                 Some(old) => {
                     let mut all = record::posting_entries(&old)
@@ -685,23 +737,16 @@ impl Store for SledStore {
         let now = batch.now;
         let mut stats = IngestStats::default();
         // Group by home; of a repeated fingerprint the last one wins.
-        let mut by_home: BTreeMap<&[u8], Vec<([u8; FP_LEN], usize)>> = BTreeMap::new();
-        for (i, it) in batch
-            .items
-            .iter()
-            .enumerate()
-            .take(items.end)
-            .skip(items.start)
-        {
-            by_home
-                .entry(batch.slice(it.home))
-                .or_default()
-                .push((it.fp, i));
-        }
-        stats.duplicates = by_home.values_mut().map(dedup_keep_last).sum();
+        let mut by_home = group_runs(
+            batch.items[items.clone()]
+                .iter()
+                .zip(items.clone())
+                .map(|(it, i)| (batch.slice(it.home), (it.fp, i))),
+        );
+        stats.duplicates = by_home.iter_mut().map(|(_, g)| dedup_keep_last(g)).sum();
         let _g = self.lock();
         let mut db_batch = sled::Batch::default();
-        let mut postings: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut postings = NewPostings::default();
         let mut w = BucketWriter::default();
         let mut packed = Vec::new();
         let first = items.start;
@@ -723,7 +768,7 @@ impl Store for SledStore {
                 let it = &batch.items[i];
                 w.push_raw(batch.slice(it.rec));
                 for (k, e) in batch.posts(it) {
-                    add_posting(&mut postings, k, e);
+                    postings.add(k, e);
                 }
                 stats.new += 1;
             }
@@ -1301,5 +1346,14 @@ mod tests {
             s.query(&q, &all()),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn group_runs_groups_in_key_order_keeping_value_order() {
+        let g = group_runs([(1, 'a'), (1, 'b'), (2, 'c'), (3, 'd')].into_iter());
+        assert_eq!(g, vec![(1, vec!['a', 'b']), (2, vec!['c']), (3, vec!['d'])]);
+        let g = group_runs([(2, 'a'), (1, 'b'), (2, 'c'), (2, 'd'), (1, 'e')].into_iter());
+        assert_eq!(g, vec![(1, vec!['b', 'e']), (2, vec!['a', 'c', 'd'])]);
+        assert!(group_runs(std::iter::empty::<(u8, u8)>()).is_empty());
     }
 }
