@@ -8,8 +8,9 @@
 //! file, and [`SortedIngest::finish`] merges the runs, so each bucket is written once.
 //!
 //! Each ingest call stays atomic and bounded: about [`CHUNK`] findings, never splitting a home
-//! (a home's findings all go in one call, unless the home alone outgrows a run). Rows with one fingerprint keep their order, across
-//! runs too, so the last one wins: the store ends as one ingest call of all rows leaves it.
+//! (a home's findings all go in one call, unless the home alone outgrows a run). Rows with one
+//! fingerprint keep their order, across runs too, so the last one wins: the store ends as one
+//! ingest call of all rows leaves it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -160,9 +161,11 @@ impl<'s> SortedIngest<'s> {
         let mut w = BufWriter::with_capacity(1 << 20, file);
         for it in &run.items {
             let (home, rec, posts) = (run.slice(it.home), run.slice(it.rec), run.slice(it.posts));
+            let home_len = u16::try_from(home.len()).map_err(|_| {
+                StoreError::Engine(format!("a home key of {} bytes is too long", home.len()))
+            })?;
             w.write_all(&it.fp).map_err(io)?;
-            w.write_all(&(home.len() as u16).to_le_bytes())
-                .map_err(io)?;
+            w.write_all(&home_len.to_le_bytes()).map_err(io)?;
             w.write_all(&(rec.len() as u32).to_le_bytes()).map_err(io)?;
             w.write_all(&(posts.len() as u32).to_le_bytes())
                 .map_err(io)?;

@@ -542,13 +542,13 @@ fn parse_subject(v: &str) -> Option<Subject> {
 /// junk.
 fn host_name(v: Cow<'_, str>) -> Option<Cow<'_, str>> {
     match v {
-        Cow::Borrowed(b) => host_name_in(b).map(lower),
+        Cow::Borrowed(b) => host_name_in(b).map(|h| lower(Cow::Borrowed(h))),
         Cow::Owned(o) => host_name_in(&o).map(|h| Cow::Owned(h.to_ascii_lowercase())),
     }
 }
 
 /// The host name part of `v`, as it is written.
-fn host_name_in(v: &str) -> Option<Cow<'_, str>> {
+fn host_name_in(v: &str) -> Option<&str> {
     let t = trim(v);
     let t = t
         .strip_prefix("https://")
@@ -560,7 +560,10 @@ fn host_name_in(v: &str) -> Option<Cow<'_, str>> {
         None => t,
     };
     let t = t.trim_end_matches('.');
+    // A DNS name has at most 253 characters; a longer value is not one (and would make a
+    // needlessly long store key).
     if t.is_empty()
+        || t.len() > 253
         || !t.as_bytes().contains(&b'.')
         || t.bytes()
             .any(|b| b.is_ascii_whitespace() || b == b'@' || b == b':')
@@ -568,7 +571,7 @@ fn host_name_in(v: &str) -> Option<Cow<'_, str>> {
     {
         return None;
     }
-    Some(Cow::Borrowed(t))
+    Some(t)
 }
 
 /// The non-empty tags of a `tag` value, split on `,` and `;` and trimmed.
@@ -733,6 +736,33 @@ mod tests {
         ] {
             assert_eq!(parse_severity(s), s.parse().ok(), "{s}");
         }
+    }
+
+    #[test]
+    fn host_names() {
+        let h = |v: &str| host_name(Cow::Borrowed(v)).map(Cow::into_owned);
+        assert_eq!(
+            h("https://WWW.Example.org./x?y").as_deref(),
+            Some("www.example.org")
+        );
+        assert_eq!(h("mail.example.org").as_deref(), Some("mail.example.org"));
+        assert_eq!(
+            host_name(Cow::Owned("Ns.Example.org".into())).as_deref(),
+            Some("ns.example.org")
+        );
+        for junk in [
+            "192.0.2.7",
+            "localhost",
+            "a b.example",
+            "x@example.org",
+            "[::1]:80",
+        ] {
+            assert_eq!(h(junk), None, "{junk}");
+        }
+        let long = format!("{}.example.org", "a".repeat(250));
+        assert_eq!(h(&long), None, "longer than a DNS name");
+        let ok = format!("{}.example.org", "a".repeat(241));
+        assert_eq!(h(&ok).map(|s| s.len()), Some(253));
     }
 
     #[test]
