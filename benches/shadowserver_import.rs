@@ -20,7 +20,7 @@ use outwatch::commands::import_shadowserver::import_files;
 use outwatch::finding::FindingView;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::RowError;
-use outwatch::sources::shadowserver::import::{RawNaming, RowSink, read_csv};
+use outwatch::sources::shadowserver::import::{ImportOptions, RawNaming, RowSink, read_csv};
 use outwatch::sources::shadowserver::schema::Schema;
 use outwatch::store::{CHUNK, PreparedBatch, SledStore, Store};
 
@@ -202,14 +202,18 @@ fn main() {
     if phase == "import" || phase == "both" {
         let store = SledStore::open(&dir.path().join("store")).expect("store");
         let t = Instant::now();
+        let opts = ImportOptions {
+            schema: &schema,
+            scope: &scope,
+            report_type: None,
+        };
         let (sum, in_scope, _) = import_files(
             &store,
             dir.path(),
-            &scope,
-            &schema,
+            &opts,
             std::slice::from_ref(&csv),
-            None,
             chrono::Utc::now(),
+            &indicatif::ProgressBar::hidden(),
         )
         .expect("import");
         let before_flush = t.elapsed().as_secs_f64();

@@ -29,6 +29,7 @@ use crate::sources::RowError;
 use crate::sources::shadowserver::import::{ImportOptions, RowSink, import_file};
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
 use crate::store::{FetchRun, SortedIngest, Store};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Error entries listed at most.
 pub const MAX_ERRORS: usize = 100;
@@ -48,6 +49,9 @@ pub struct ImportSummary {
 /// Prepares findings and ingests them in home order ([`SortedIngest`]).
 struct ChunkSink<'a> {
     ingest: SortedIngest<'a>,
+    /// Rows so far (good and rejected), shown by `bar`.
+    rows: u64,
+    bar: &'a ProgressBar,
     in_scope: usize,
     rejected: Vec<RowError>,
     rejected_total: usize,
@@ -58,17 +62,45 @@ impl RowSink for ChunkSink<'_> {
         if f.in_scope {
             self.in_scope += 1;
         }
+        self.count_row();
         // Encoded now, while the row is still in the CPU cache.
         self.ingest
             .push_view(f)
             .map_err(|e| format!("storing the findings failed: {e}"))
     }
     fn rejected(&mut self, e: RowError) {
+        self.count_row();
         self.rejected_total += 1;
         if self.rejected.len() < MAX_ERRORS {
             self.rejected.push(e);
         }
     }
+}
+
+impl ChunkSink<'_> {
+    fn count_row(&mut self) {
+        self.rows += 1;
+        if self.rows.is_multiple_of(PROGRESS_EVERY) {
+            self.bar.set_position(self.rows);
+        }
+    }
+}
+
+/// Rows between two updates of the progress line.
+const PROGRESS_EVERY: u64 = 8192;
+
+/// The progress line of an import on stderr: rows read, and the file being read.
+pub fn progress_bar(show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new_spinner();
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {human_pos} rows in {elapsed}: {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.enable_steady_tick(std::time::Duration::from_millis(200));
+    b
 }
 
 /// Imports files into `store`; used by the command and the benchmark. Large imports whose
@@ -78,19 +110,15 @@ impl RowSink for ChunkSink<'_> {
 pub fn import_files(
     store: &dyn Store,
     spill_dir: &std::path::Path,
-    scope: &ScopeMatcher,
-    schema: &Schema,
+    opts: &ImportOptions<'_>,
     files: &[std::path::PathBuf],
-    report_type: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
+    bar: &ProgressBar,
 ) -> Result<(ImportSummary, usize, usize), String> {
-    let opts = ImportOptions {
-        schema,
-        scope,
-        report_type,
-    };
     let mut sink = ChunkSink {
         ingest: SortedIngest::new(store, now, spill_dir),
+        rows: 0,
+        bar,
         in_scope: 0,
         rejected: Vec::new(),
         rejected_total: 0,
@@ -100,7 +128,8 @@ pub fn import_files(
     let mut unreadable = 0usize;
     for path in files {
         summary.files += 1;
-        for o in import_file(path, &opts, &mut sink)? {
+        bar.set_message(format!("reading {}", path.display()));
+        for o in import_file(path, opts, &mut sink)? {
             if o.rows > 0 || o.error.is_none() {
                 *summary.by_type.entry(o.report_type.clone()).or_default() += o.rows;
             }
@@ -114,6 +143,8 @@ pub fn import_files(
             }
         }
     }
+    bar.set_position(sink.rows);
+    bar.set_message("writing to the store");
     let stats = sink
         .ingest
         .finish()
@@ -150,20 +181,22 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     let st = store.clone();
     let rt = a.report_type.clone();
     let spill_dir = app.data_dir.clone();
-    let (summary, in_scope, unreadable) = tokio::task::spawn_blocking(move || {
-        import_files(
-            st.as_ref(),
-            &spill_dir,
-            &matcher,
-            &schema,
-            &files,
-            rt.as_deref(),
-            started,
-        )
+    // indicatif draws only when stderr is a terminal.
+    let bar = progress_bar(!a.json);
+    let shown = bar.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let opts = ImportOptions {
+            schema: &schema,
+            scope: &matcher,
+            report_type: rt.as_deref(),
+        };
+        import_files(st.as_ref(), &spill_dir, &opts, &files, started, &shown)
     })
     .await
     .map_err(|e| CliError::failure(format!("the import task failed: {e}")))?
-    .map_err(CliError::failure)?;
+    .map_err(CliError::failure);
+    bar.finish_and_clear();
+    let (summary, in_scope, unreadable) = result?;
     let run = FetchRun {
         source: "shadowserver-import".into(),
         started,
