@@ -62,6 +62,13 @@ fn corrupt(key: &[u8], reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// A bucket of a scan, decompressed.
+fn opened(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<(sled::IVec, Vec<u8>)> {
+    let (k, v) = kv.map_err(engine)?;
+    let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
+    Ok((k, plain))
+}
+
 fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
     keys::fp_bytes(&f.fingerprint).ok_or_else(|| StoreError::Corrupt {
         what: "finding".into(),
@@ -125,7 +132,7 @@ impl NewPostings {
 /// Groups values by key, groups in key order, values in the order given. Bulk imports arrive
 /// in key order, so this is one pass comparing each key with the one before (a map would
 /// search for every value).
-fn group_runs<K: Ord + Copy, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, Vec<V>)> {
+fn group_runs<K: Ord, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, Vec<V>)> {
     let mut groups: Vec<(K, Vec<V>)> = Vec::new();
     for (k, v) in pairs {
         match groups.last_mut() {
@@ -135,7 +142,7 @@ fn group_runs<K: Ord + Copy, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, 
     }
     if !groups.windows(2).all(|w| w[0].0 < w[1].0) {
         // Out of order: a stable sort keeps each key's values in order; then join neighbours.
-        groups.sort_by_key(|g| g.0);
+        groups.sort_by(|a, b| a.0.cmp(&b.0));
         let mut joined: Vec<(K, Vec<V>)> = Vec::with_capacity(groups.len());
         for (k, g) in groups {
             match joined.last_mut() {
@@ -146,6 +153,20 @@ fn group_runs<K: Ord + Copy, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, 
         groups = joined;
     }
     groups
+}
+
+/// The incoming findings of one home: (fingerprint, the caller's index), sorted by fingerprint.
+type Incoming = Vec<([u8; FP_LEN], usize)>;
+
+/// (home, (fingerprint, index)) pairs grouped by home, in home order, each group sorted by
+/// fingerprint with one entry per fingerprint (the last one given wins); and how many
+/// repeats were dropped.
+fn group_by_home<K: Ord>(
+    pairs: impl Iterator<Item = (K, ([u8; FP_LEN], usize))>,
+) -> (Vec<(K, Incoming)>, usize) {
+    let mut groups = group_runs(pairs);
+    let duplicates = groups.iter_mut().map(|(_, g)| dedup_keep_last(g)).sum();
+    (groups, duplicates)
 }
 
 /// Sorts one home's (fingerprint, index) pairs by fingerprint and keeps, of a repeated
@@ -162,7 +183,7 @@ fn dedup_keep_last(g: &mut Vec<([u8; FP_LEN], usize)>) -> usize {
 struct Groups {
     all: Vec<Option<Finding>>,
     /// Home → (fingerprint, index into `all`), sorted by fingerprint, one per fingerprint.
-    by_home: BTreeMap<Vec<u8>, Vec<([u8; FP_LEN], usize)>>,
+    by_home: Vec<(Vec<u8>, Incoming)>,
     /// Findings that repeated a fingerprint of the batch (the last one wins).
     duplicates: usize,
 }
@@ -185,23 +206,18 @@ fn segment_size(dir: &Path) -> usize {
 /// Seals findings and groups them by home.
 fn group(findings: Vec<Finding>) -> Result<Groups> {
     let mut all = Vec::with_capacity(findings.len());
-    let mut by_home: BTreeMap<Vec<u8>, Vec<([u8; FP_LEN], usize)>> = BTreeMap::new();
-    let mut home = Vec::with_capacity(32);
+    let mut pairs = Vec::with_capacity(findings.len());
     for (i, mut f) in findings.into_iter().enumerate() {
         if f.fingerprint.is_empty() {
             f.seal();
         }
         let fp = fp_of(&f)?;
+        let mut home = Vec::new();
         keys::home_into(&f.view(), &mut home);
-        match by_home.get_mut(&home) {
-            Some(g) => g.push((fp, i)),
-            None => {
-                by_home.insert(home.clone(), vec![(fp, i)]);
-            }
-        }
+        pairs.push((home, (fp, i)));
         all.push(Some(f));
     }
-    let duplicates = by_home.values_mut().map(dedup_keep_last).sum();
+    let (by_home, duplicates) = group_by_home(pairs.into_iter());
     Ok(Groups {
         all,
         by_home,
@@ -363,11 +379,7 @@ impl SledStore {
 
     /// Every bucket, decompressed, in key order.
     fn buckets(&self) -> impl Iterator<Item = Result<(sled::IVec, Vec<u8>)>> + '_ {
-        self.db.scan_prefix([keys::BUCKET]).map(|kv| {
-            let (k, v) = kv.map_err(engine)?;
-            let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
-            Ok((k, plain))
-        })
+        self.db.scan_prefix([keys::BUCKET]).map(opened)
     }
 
     /// Rewrites one bucket into `w`: a stored record whose fingerprint is in `incoming` (sorted
@@ -583,9 +595,8 @@ impl SledStore {
         keep: &dyn Fn(&record::Header<'_>) -> bool,
         out: &mut HashMap<[u8; FP_LEN], Finding>,
     ) -> Result<()> {
-        for kv in self.db.range(lo..=hi) {
-            let (k, v) = kv.map_err(engine)?;
-            let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
+        for b in self.db.range(lo..=hi).map(opened) {
+            let (k, plain) = b?;
             Self::collect_plain(&k, &plain, keep, &|_| true, out)?;
         }
         Ok(())
@@ -598,9 +609,8 @@ impl SledStore {
         keep_finding: &dyn Fn(&Finding) -> bool,
         out: &mut HashMap<[u8; FP_LEN], Finding>,
     ) -> Result<()> {
-        for kv in self.db.scan_prefix(prefix) {
-            let (k, v) = kv.map_err(engine)?;
-            let plain = record::open_bucket(&v).map_err(|e| corrupt(&k, e))?;
+        for b in self.db.scan_prefix(prefix).map(opened) {
+            let (k, plain) = b?;
             Self::collect_plain(&k, &plain, &|_| true, keep_finding, out)?;
         }
         Ok(())
@@ -737,13 +747,13 @@ impl Store for SledStore {
         let now = batch.now;
         let mut stats = IngestStats::default();
         // Group by home; of a repeated fingerprint the last one wins.
-        let mut by_home = group_runs(
+        let (by_home, duplicates) = group_by_home(
             batch.items[items.clone()]
                 .iter()
                 .zip(items.clone())
                 .map(|(it, i)| (batch.slice(it.home), (it.fp, i))),
         );
-        stats.duplicates = by_home.iter_mut().map(|(_, g)| dedup_keep_last(g)).sum();
+        stats.duplicates = duplicates;
         let _g = self.lock();
         let mut db_batch = sled::Batch::default();
         let mut postings = NewPostings::default();
