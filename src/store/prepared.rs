@@ -119,16 +119,11 @@ impl PreparedBatch {
             let n = (self.buf.len() - e0 - 2) as u16;
             self.buf[e0..e0 + 2].copy_from_slice(&n.to_le_bytes());
         }
-        self.items.push(Item {
-            fp,
-            home: (at(h0), at(r0)),
-            rec: (at(r0), at(p0)),
-            posts: (at(p0), at(self.buf.len())),
-        });
+        self.end_item(fp, h0, r0, p0);
         Ok(())
     }
 
-    /// Appends an item prepared earlier (by this or another batch of the same `now`).
+    /// Appends an item prepared by another batch of the same `now` (merging spilled runs).
     pub(crate) fn push_encoded(&mut self, fp: [u8; FP_LEN], home: &[u8], rec: &[u8], posts: &[u8]) {
         let h0 = self.buf.len();
         self.buf.extend_from_slice(home);
@@ -136,6 +131,12 @@ impl PreparedBatch {
         self.buf.extend_from_slice(rec);
         let p0 = self.buf.len();
         self.buf.extend_from_slice(posts);
+        self.end_item(fp, h0, r0, p0);
+    }
+
+    /// Records the item whose home, record and postings start at `h0`, `r0` and `p0` and run
+    /// to the end of the buffer.
+    fn end_item(&mut self, fp: [u8; FP_LEN], h0: usize, r0: usize, p0: usize) {
         self.items.push(Item {
             fp,
             home: (at(h0), at(r0)),
@@ -167,6 +168,41 @@ impl PreparedBatch {
     /// The home of the last item.
     pub(crate) fn last_home(&self) -> Option<&[u8]> {
         self.items.last().map(|i| self.slice(i.home))
+    }
+
+    /// The index of the first of the trailing items that share the last item's home (0 when
+    /// every item does, or there is none).
+    pub(crate) fn last_home_start(&self) -> usize {
+        let Some(last) = self.last_home() else {
+            return 0;
+        };
+        self.items
+            .iter()
+            .rposition(|it| self.slice(it.home) != last)
+            .map_or(0, |p| p + 1)
+    }
+
+    /// Drops the items before `first`, moving the rest and their bytes to the front. The items
+    /// must still be in the order they were pushed (not sorted), so their bytes are the tail
+    /// of the buffer.
+    pub(crate) fn keep_from(&mut self, first: usize) {
+        let Some(start) = self.items.get(first).map(|it| it.home.0) else {
+            self.clear();
+            return;
+        };
+        debug_assert!(
+            self.items[first..]
+                .windows(2)
+                .all(|w| w[0].posts.1 == w[1].home.0)
+        );
+        self.buf.drain(..start as usize);
+        self.items.drain(..first);
+        for it in &mut self.items {
+            for r in [&mut it.home, &mut it.rec, &mut it.posts] {
+                r.0 -= start;
+                r.1 -= start;
+            }
+        }
     }
 
     pub(crate) fn slice(&self, r: (u32, u32)) -> &[u8] {

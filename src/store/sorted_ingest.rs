@@ -56,18 +56,17 @@ impl<'s> SortedIngest<'s> {
         run_bytes: usize,
         chunk: usize,
     ) -> Self {
-        let mut s = SortedIngest {
+        SortedIngest {
             store,
             now,
-            run: PreparedBatch::new(now),
+            // Room for a whole run, so it never reallocates; it is emptied and reused.
+            run: PreparedBatch::with_capacity(now, run_bytes.min(RUN_BYTES) + (1 << 20)),
             spilled: Vec::new(),
             spill_dir: spill_dir.to_path_buf(),
             run_bytes,
             chunk: chunk.max(1),
             stats: IngestStats::default(),
-        };
-        s.run = s.fresh_run();
-        s
+        }
     }
 
     /// Adds a sealed finding.
@@ -79,11 +78,6 @@ impl<'s> SortedIngest<'s> {
         Ok(())
     }
 
-    /// An empty run with room for a whole run (no reallocation as it fills).
-    fn fresh_run(&self) -> PreparedBatch {
-        PreparedBatch::with_capacity(self.now, self.run_bytes.min(RUN_BYTES) + (1 << 20))
-    }
-
     /// Runs spilled to disk so far.
     pub fn spilled_runs(&self) -> usize {
         self.spilled.len()
@@ -91,17 +85,20 @@ impl<'s> SortedIngest<'s> {
 
     /// Ingests what is left and returns the statistics of the whole import.
     pub fn finish(mut self) -> Result<IngestStats> {
-        let mut run = std::mem::replace(&mut self.run, PreparedBatch::new(self.now));
         if self.spilled.is_empty() {
-            if !run.is_sorted_by_home() {
-                run.sort_by_home();
+            if !self.run.is_sorted_by_home() {
+                self.run.sort_by_home();
             }
-            self.ingest_in_place(&run)?;
+            let all = 0..self.run.len();
+            let s = ingest_in_place(self.store, self.chunk, &self.run, all)?;
+            self.stats.add(s);
         } else {
-            if !run.is_empty() {
-                self.spill(&mut run)?;
+            if !self.run.is_empty() {
+                let file = spill(&self.spill_dir, &mut self.run)?;
+                self.spilled.push(file);
             }
-            drop(run);
+            // The run buffer is not needed while merging.
+            self.run = PreparedBatch::with_capacity(self.now, 0);
             let files = std::mem::take(&mut self.spilled);
             self.ingest_merged(files.into_iter().map(Source::new).collect())?;
         }
@@ -109,90 +106,22 @@ impl<'s> SortedIngest<'s> {
     }
 
     fn end_run(&mut self) -> Result<()> {
-        // The run buffer is emptied and reused, so a long import allocates it once.
-        let mut run = std::mem::replace(&mut self.run, PreparedBatch::new(self.now));
         // Once a run was spilled every later one must be too, or a later row could be applied
         // before an earlier one.
-        if self.spilled.is_empty() && run.is_sorted_by_home() {
+        if self.spilled.is_empty() && self.run.is_sorted_by_home() {
             // The last home may go on in the next rows: it stays for the next run, so that one
-            // ingest call holds all of it (as when merging).
-            let last = run.last_home().map(<[u8]>::to_vec);
-            let keep = run
-                .items
-                .iter()
-                .rposition(|it| Some(run.slice(it.home)) != last.as_deref())
-                .map_or(0, |p| p + 1);
-            let mut tail = PreparedBatch::new(self.now);
-            if keep > 0 {
-                for it in &run.items[keep..] {
-                    let (h, r, p) = (run.slice(it.home), run.slice(it.rec), run.slice(it.posts));
-                    tail.push_encoded(it.fp, h, r, p);
-                }
-                run.items.truncate(keep);
-            }
-            self.ingest_in_place(&run)?;
-            run.clear();
-            for it in &tail.items {
-                let (h, r, p) = (
-                    tail.slice(it.home),
-                    tail.slice(it.rec),
-                    tail.slice(it.posts),
-                );
-                run.push_encoded(it.fp, h, r, p);
-            }
-        } else {
-            self.spill(&mut run)?;
-            run.clear();
-        }
-        self.run = run;
-        Ok(())
-    }
-
-    /// Writes a run, sorted by home, to an anonymous temporary file.
-    fn spill(&mut self, run: &mut PreparedBatch) -> Result<()> {
-        run.sort_by_home();
-        let io = |e: std::io::Error| {
-            StoreError::Engine(format!(
-                "cannot use a temporary file in {} for the import: {e}",
-                self.spill_dir.display()
-            ))
-        };
-        let file = tempfile::tempfile_in(&self.spill_dir).map_err(io)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        for it in &run.items {
-            let (home, rec, posts) = (run.slice(it.home), run.slice(it.rec), run.slice(it.posts));
-            let home_len = u16::try_from(home.len()).map_err(|_| {
-                StoreError::Engine(format!("a home key of {} bytes is too long", home.len()))
-            })?;
-            w.write_all(&it.fp).map_err(io)?;
-            w.write_all(&home_len.to_le_bytes()).map_err(io)?;
-            w.write_all(&(rec.len() as u32).to_le_bytes()).map_err(io)?;
-            w.write_all(&(posts.len() as u32).to_le_bytes())
-                .map_err(io)?;
-            w.write_all(home).map_err(io)?;
-            w.write_all(rec).map_err(io)?;
-            w.write_all(posts).map_err(io)?;
-        }
-        let mut file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        file.rewind().map_err(io)?;
-        self.spilled.push(file);
-        Ok(())
-    }
-
-    /// Ingests a batch in home order, in place: calls of about `chunk` findings, cut between
-    /// homes.
-    fn ingest_in_place(&mut self, batch: &PreparedBatch) -> Result<()> {
-        let mut start = 0;
-        while start < batch.len() {
-            let mut end = (start + self.chunk).min(batch.len());
-            while end < batch.len()
-                && batch.slice(batch.items[end].home) == batch.slice(batch.items[end - 1].home)
-            {
-                end += 1;
-            }
-            let s = self.store.ingest_prepared(batch, start..end, Vec::new())?;
+            // ingest call holds all of it (as when merging). A run of one home goes as it is.
+            let keep = match self.run.last_home_start() {
+                0 => self.run.len(),
+                n => n,
+            };
+            let s = ingest_in_place(self.store, self.chunk, &self.run, 0..keep)?;
             self.stats.add(s);
-            start = end;
+            self.run.keep_from(keep);
+        } else {
+            let file = spill(&self.spill_dir, &mut self.run)?;
+            self.spilled.push(file);
+            self.run.clear();
         }
         Ok(())
     }
@@ -227,6 +156,59 @@ impl<'s> SortedIngest<'s> {
         }
         Ok(())
     }
+}
+
+/// Writes a run, sorted by home, to an anonymous temporary file in `dir`, rewound.
+fn spill(dir: &Path, run: &mut PreparedBatch) -> Result<File> {
+    run.sort_by_home();
+    let io = |e: std::io::Error| {
+        StoreError::Engine(format!(
+            "cannot use a temporary file in {} for the import: {e}",
+            dir.display()
+        ))
+    };
+    let file = tempfile::tempfile_in(dir).map_err(io)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    for it in &run.items {
+        let (home, rec, posts) = (run.slice(it.home), run.slice(it.rec), run.slice(it.posts));
+        let home_len = u16::try_from(home.len()).map_err(|_| {
+            StoreError::Engine(format!("a home key of {} bytes is too long", home.len()))
+        })?;
+        w.write_all(&it.fp).map_err(io)?;
+        w.write_all(&home_len.to_le_bytes()).map_err(io)?;
+        w.write_all(&(rec.len() as u32).to_le_bytes()).map_err(io)?;
+        w.write_all(&(posts.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        w.write_all(home).map_err(io)?;
+        w.write_all(rec).map_err(io)?;
+        w.write_all(posts).map_err(io)?;
+    }
+    let mut file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.rewind().map_err(io)?;
+    Ok(file)
+}
+
+/// Ingests the `items` of a batch in home order, in place: calls of about `chunk` findings,
+/// cut between homes.
+fn ingest_in_place(
+    store: &dyn Store,
+    chunk: usize,
+    batch: &PreparedBatch,
+    items: std::ops::Range<usize>,
+) -> Result<IngestStats> {
+    let mut stats = IngestStats::default();
+    let mut start = items.start;
+    while start < items.end {
+        let mut end = (start + chunk).min(items.end);
+        while end < items.end
+            && batch.slice(batch.items[end].home) == batch.slice(batch.items[end - 1].home)
+        {
+            end += 1;
+        }
+        stats.add(store.ingest_prepared(batch, start..end, Vec::new())?);
+        start = end;
+    }
+    Ok(stats)
 }
 
 /// A spilled run being merged: the current entry.
