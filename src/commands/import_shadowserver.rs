@@ -47,7 +47,7 @@ pub struct ImportSummary {
 }
 
 /// Prepares findings and ingests them in home order ([`SortedIngest`]).
-struct ChunkSink<'a> {
+struct StoreSink<'a> {
     ingest: SortedIngest<'a>,
     /// Rows so far (good and rejected), shown by `bar`.
     rows: u64,
@@ -57,7 +57,7 @@ struct ChunkSink<'a> {
     rejected_total: usize,
 }
 
-impl RowSink for ChunkSink<'_> {
+impl RowSink for StoreSink<'_> {
     fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
         if f.in_scope {
             self.in_scope += 1;
@@ -77,7 +77,7 @@ impl RowSink for ChunkSink<'_> {
     }
 }
 
-impl ChunkSink<'_> {
+impl StoreSink<'_> {
     fn count_row(&mut self) {
         self.rows += 1;
         if self.rows.is_multiple_of(PROGRESS_EVERY) {
@@ -115,7 +115,7 @@ pub fn import_files(
     now: chrono::DateTime<chrono::Utc>,
     bar: &ProgressBar,
 ) -> Result<(ImportSummary, usize, usize), String> {
-    let mut sink = ChunkSink {
+    let mut sink = StoreSink {
         ingest: SortedIngest::new(store, now, spill_dir),
         rows: 0,
         bar,
