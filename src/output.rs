@@ -25,7 +25,8 @@ pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
 }
 
 /// [`line`] for commands whose exit code reports work already done (fetch, run, import, demo):
-/// a closed stdout is ignored, so that code still tells whether the work succeeded.
+/// a line that cannot be printed (a closed stdout, mostly) is dropped, so that code still
+/// tells whether the work succeeded.
 pub fn line_after_work(args: std::fmt::Arguments<'_>) {
     let _ = line(args);
 }

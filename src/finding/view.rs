@@ -60,9 +60,9 @@ pub enum ExtraView<'a> {
 pub enum ExtraVal<'a> {
     /// A string.
     Text(Cow<'a, str>),
-    /// An array of strings.
+    /// An array of strings borrowed from the row (tags).
     Strs(&'a [&'a str]),
-    /// An array of strings.
+    /// An array of strings made for the row (upper-cased CVE ids).
     Strings(&'a [String]),
     /// A network, as its text (`192.0.2.0/24`).
     Net(IpNet),
