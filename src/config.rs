@@ -123,6 +123,17 @@ impl Default for ScopeConfig {
 pub struct StoreConfig {
     /// Store folder; relative to the config file's folder.
     pub path: Option<PathBuf>,
+    /// The share of a source's open findings one run may resolve; a larger drop looks like a
+    /// cut-off download and is held back until the next run confirms it [default: 0.5].
+    pub max_resolve_share: Option<f64>,
+}
+
+impl StoreConfig {
+    /// `max_resolve_share`, or its default.
+    pub fn max_resolve_share(&self) -> f64 {
+        self.max_resolve_share
+            .unwrap_or(crate::pipeline::DEFAULT_MAX_RESOLVE_SHARE)
+    }
 }
 
 /// `[http]`: limits every fetch obeys.

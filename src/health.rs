@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, CronSchedule};
-use crate::store::{FetchRun, Store, StoreError};
+use crate::store::{FetchRun, RunOutcome, Store, StoreError};
 
 /// Runs of one source looked at to judge it (newest first).
 pub const RUNS_CONSIDERED: usize = 30;
@@ -28,6 +28,8 @@ pub enum HealthState {
     /// No success within its expected interval, or suspicious data (empty where it used to
     /// have data, timestamps ahead of our clock): see `warnings`.
     Silent,
+    /// The last run stored some units and failed others (or held back a suspicious drop).
+    Partial,
     /// The last run failed.
     Failing,
     /// Never ran.
@@ -39,6 +41,7 @@ impl HealthState {
         match self {
             HealthState::Ok => "ok",
             HealthState::Silent => "silent",
+            HealthState::Partial => "partial",
             HealthState::Failing => "failing",
             HealthState::Never => "never",
         }
@@ -147,7 +150,12 @@ pub fn silent_after(schedule: &CronSchedule, last_success: DateTime<Utc>) -> Opt
 }
 
 fn is_success(r: &FetchRun) -> bool {
-    r.outcome != "error"
+    r.outcome.is_success()
+}
+
+/// Whether the run read data (a 304 reads none; a partial run read some).
+fn read_data(r: &FetchRun) -> bool {
+    matches!(r.outcome, RunOutcome::Ok | RunOutcome::Partial)
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -173,7 +181,7 @@ pub fn judge(
     let last_ok = runs.iter().find(|r| is_success(r));
     h.last_success = last_ok.map(|r| r.finished);
     // Rows of the last run that actually read data (a 304 reads none).
-    h.last_rows = runs.iter().find(|r| r.outcome == "ok").map(|r| r.fetched);
+    h.last_rows = runs.iter().find(|r| read_data(r)).map(|r| r.fetched);
     if let Some(e) = runs.iter().find(|r| !is_success(r)) {
         h.last_error = e.error.clone().or_else(|| Some("failed".into()));
     }
@@ -189,6 +197,29 @@ pub fn judge(
         h.warnings.push("has never run".into());
         return h;
     };
+    if latest.outcome == RunOutcome::Partial {
+        h.state = HealthState::Partial;
+        if latest.failed_units.is_empty() {
+            h.warnings.push(format!(
+                "the run at {} was partial: {}",
+                ts(latest.finished),
+                latest.error.as_deref().unwrap_or("partial")
+            ));
+        }
+        for u in &latest.failed_units {
+            h.warnings.push(format!(
+                "{} failed at {} (kept what arrived; retried next run): {}",
+                u.unit,
+                ts(latest.finished),
+                u.error
+            ));
+        }
+        match last_ok {
+            Some(ok) => h.warnings.push(format!("last complete run {}", ts(ok.finished))),
+            None => h.warnings.push("has never run complete".into()),
+        }
+        return h;
+    }
     if !is_success(latest) {
         h.state = HealthState::Failing;
         let streak = runs.iter().take_while(|r| !is_success(r)).count();
@@ -221,7 +252,7 @@ pub fn judge(
         ));
     }
     // Suddenly empty: the last run that read data got nothing, an earlier one got rows.
-    let mut with_data = runs.iter().filter(|r| r.outcome == "ok");
+    let mut with_data = runs.iter().filter(|r| r.outcome == RunOutcome::Ok);
     if let Some(last) = with_data.next()
         && last.fetched == 0
         && let Some(before) = with_data.find(|r| r.fetched > 0)
@@ -233,7 +264,7 @@ pub fn judge(
             ts(before.finished)
         ));
     }
-    if let Some(last) = runs.iter().find(|r| r.outcome == "ok")
+    if let Some(last) = runs.iter().find(|r| r.outcome == RunOutcome::Ok)
         && last.fetched > 0
         && last.accepted == 0
         && last.rejected > 0

@@ -1,9 +1,13 @@
-//! Runs sources and applies what they return to the store: one fetch, one atomic ingest
-//! (findings and source state together), then resolving of what the source stopped reporting,
-//! the run log and a flush. A failed fetch writes only its run-log entry.
+//! Runs sources and applies what they return to the store. A fetch works in units: each unit a
+//! source commits is stored at once (findings and source state in one atomic batch), a failed
+//! unit is named and the others go on. Then, only when every unit arrived and the source read
+//! its complete data, what it stopped reporting is resolved (a suspiciously large drop is
+//! refused once); then the run log and a flush. A fetch that fails as a whole writes only its
+//! run-log entry and what it had committed before.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -11,17 +15,29 @@ use crate::clock::Clock;
 use crate::finding::Finding;
 use crate::http::HttpClient;
 use crate::scope::ScopeMatcher;
-use crate::sources::{FetchContext, FetchOutput, RowError, Source, StateView};
-use crate::store::{FetchRun, IngestOptions, IngestStats, Store, StoreError};
+use crate::sources::{
+    FetchContext, FetchError, FetchOutput, RowError, Source, StateView, UnitError, UnitSink,
+};
+use crate::store::{FetchRun, IngestOptions, RunOutcome, Store, StoreError};
 
 /// At most this many rejected-row messages are kept per run (the count stays exact).
 pub const MAX_REPORTED_ERRORS: usize = 50;
+
+/// A run resolves at most this share of a source's open findings unless the previous run saw
+/// the same drop (`[store] max_resolve_share` overrides).
+pub const DEFAULT_MAX_RESOLVE_SHARE: f64 = 0.5;
+/// Drops of at most this many findings are never held back (a source with three findings that
+/// all go away is no cut-off list).
+const SMALL_DROP: usize = 3;
 
 /// What one source run did; printed by `fetch --json` and kept for feed health.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceReport {
     pub name: String,
+    /// Every unit arrived and was stored.
     pub ok: bool,
+    /// `ok`, `not_modified`, `partial` or `error`.
+    pub outcome: RunOutcome,
     pub fetched: usize,
     pub in_scope: usize,
     pub new: usize,
@@ -29,9 +45,14 @@ pub struct SourceReport {
     pub resolved: usize,
     pub rejected: usize,
     pub not_modified: bool,
+    /// Why the run failed or was partial, in one line.
     pub error: Option<String>,
+    /// The units that failed (a report, a domain, a URL, a day); the others were stored.
+    pub errors: Vec<UnitError>,
+    /// A drop that was not resolved because it looked like a cut-off download.
+    pub suspicious_drop: Option<String>,
     /// The first rejected rows (file/line and reason).
-    pub errors: Vec<RowError>,
+    pub rejected_rows: Vec<RowError>,
 }
 
 impl SourceReport {
@@ -40,8 +61,32 @@ impl SourceReport {
         SourceReport {
             name: name.to_string(),
             ok: false,
+            outcome: RunOutcome::Error,
+            errors: vec![UnitError {
+                unit: name.to_string(),
+                error: error.clone(),
+            }],
             error: Some(error),
             ..Default::default()
+        }
+    }
+
+    fn from_run(run: &FetchRun, rejected_rows: Vec<RowError>) -> Self {
+        SourceReport {
+            name: run.source.clone(),
+            ok: run.outcome.is_success(),
+            outcome: run.outcome,
+            fetched: run.fetched,
+            in_scope: run.in_scope,
+            new: run.new,
+            updated: run.updated,
+            resolved: run.resolved,
+            rejected: run.rejected,
+            not_modified: run.outcome == RunOutcome::NotModified,
+            error: run.error.clone(),
+            errors: run.failed_units.clone(),
+            suspicious_drop: None,
+            rejected_rows,
         }
     }
 }
@@ -53,125 +98,248 @@ pub struct Runner {
     pub http: HttpClient,
     pub scope: Arc<ScopeMatcher>,
     pub clock: Arc<dyn Clock>,
+    /// The share of a source's open findings one run may resolve (see
+    /// [`DEFAULT_MAX_RESOLVE_SHARE`]).
+    pub max_resolve_share: f64,
+}
+
+/// What the units of one run added up to.
+#[derive(Default)]
+struct Tally {
+    fetched: usize,
+    rejected: usize,
+    rejected_rows: Vec<RowError>,
+    accepted: usize,
+    in_scope: usize,
+    new: usize,
+    updated: usize,
+    max_time_source: Option<DateTime<Utc>>,
+}
+
+/// The pipeline's [`UnitSink`]: stores each unit at once and adds up its counts.
+struct UnitStore {
+    source: String,
+    store: Arc<dyn Store>,
+    now: DateTime<Utc>,
+    tally: Mutex<Tally>,
+}
+
+#[async_trait]
+impl UnitSink for UnitStore {
+    async fn store_unit(&self, unit: FetchOutput) -> Result<(), FetchError> {
+        {
+            let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.fetched += unit.fetched;
+            t.rejected += unit.rejected.len();
+            for e in unit.rejected.iter() {
+                if t.rejected_rows.len() >= MAX_REPORTED_ERRORS {
+                    break;
+                }
+                tracing::warn!(source = %self.source, at = %e.location, "rejected: {}", e.message);
+                t.rejected_rows.push(e.clone());
+            }
+            t.accepted += unit.findings.len();
+            t.in_scope += unit.findings.iter().filter(|f| f.in_scope).count();
+            t.max_time_source = t
+                .max_time_source
+                .max(unit.findings.iter().filter_map(|f| f.time_source).max());
+        }
+        if unit.findings.is_empty() && unit.state.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let now = self.now;
+        let (findings, state) = (unit.findings, unit.state);
+        let stats = blocking(move || store.ingest(findings, state, &IngestOptions { now })).await?;
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.new += stats.new;
+        t.updated += stats.updated;
+        Ok(())
+    }
+}
+
+/// State key remembering a held-back drop of a source (see [`Runner::resolve`]).
+fn drop_key(source: &str) -> String {
+    format!("pipeline/held-drop/{source}")
 }
 
 impl Runner {
-    /// Fetches one source and applies the result. Never panics on bad data; an error leaves
-    /// the findings untouched and is recorded in the run log.
+    /// A runner with the default resolve guard.
+    pub fn new(
+        store: Arc<dyn Store>,
+        http: HttpClient,
+        scope: Arc<ScopeMatcher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Runner {
+            store,
+            http,
+            scope,
+            clock,
+            max_resolve_share: DEFAULT_MAX_RESOLVE_SHARE,
+        }
+    }
+
+    /// Fetches one source unit by unit and applies the result. Never panics on bad data; what
+    /// arrived is kept when other units fail, and every failure is named in the run log.
     pub async fn run_source(&self, src: &dyn Source) -> SourceReport {
         let started = self.clock.now();
+        let sink = Arc::new(UnitStore {
+            source: src.name().to_string(),
+            store: self.store.clone(),
+            now: started,
+            tally: Mutex::new(Tally::default()),
+        });
         let ctx = FetchContext {
             http: self.http.clone(),
             scope: self.scope.clone(),
             state: StateView::new(self.store.clone()),
             now: started,
+            units: sink.clone(),
         };
         tracing::info!(source = src.name(), "fetching");
         let result = src.fetch(&ctx).await;
-        let mut report = SourceReport {
-            name: src.name().to_string(),
-            ..Default::default()
-        };
+        drop(ctx);
         let mut run = FetchRun::begun(src.name(), started);
+        let mut suspicious = None;
         match result {
             Err(e) => {
                 let msg = e.to_string();
                 tracing::warn!(source = src.name(), error = %msg, "fetch failed");
-                report.error = Some(msg.clone());
-                run.outcome = "error".into();
+                run.outcome = RunOutcome::Error;
+                run.failed_units.push(UnitError {
+                    unit: src.name().to_string(),
+                    error: msg.clone(),
+                });
                 run.error = Some(msg);
             }
-            Ok(out) => {
-                report.errors = out
-                    .rejected
-                    .iter()
-                    .take(MAX_REPORTED_ERRORS)
-                    .cloned()
-                    .collect();
-                match self
-                    .apply(src.name(), out, started, src.resolve_after(), &mut run)
-                    .await
-                {
-                    Ok(()) => {
-                        report.ok = true;
-                    }
+            Ok(mut out) => {
+                let failed = std::mem::take(&mut out.failed);
+                let (not_modified, complete) = (out.not_modified, out.complete);
+                match sink.store_unit(out).await {
                     Err(e) => {
                         let msg = format!("storing the results failed: {e}");
                         tracing::error!(source = src.name(), error = %msg);
-                        report.error = Some(msg.clone());
-                        run.outcome = "error".into();
+                        run.outcome = RunOutcome::Error;
                         run.error = Some(msg);
                     }
+                    Ok(()) if !failed.is_empty() => {
+                        // Partial when some unit delivered data; nothing at all is a failure.
+                        let read = sink.tally.lock().map(|t| t.fetched).unwrap_or(0);
+                        run.outcome = if read > 0 {
+                            RunOutcome::Partial
+                        } else {
+                            RunOutcome::Error
+                        };
+                        run.error = Some(summarise(&failed));
+                        run.failed_units = failed;
+                    }
+                    Ok(()) if not_modified => run.outcome = RunOutcome::NotModified,
+                    Ok(()) if complete => {
+                        match self.resolve(src, started).await {
+                            Ok(Resolved::Done(n)) => run.resolved = n,
+                            Ok(Resolved::Held(msg)) => {
+                                tracing::warn!(source = src.name(), "{msg}");
+                                run.outcome = RunOutcome::Partial;
+                                run.error = Some(msg.clone());
+                                suspicious = Some(msg);
+                            }
+                            Err(e) => {
+                                let msg = format!("resolving failed: {e}");
+                                tracing::error!(source = src.name(), error = %msg);
+                                run.outcome = RunOutcome::Error;
+                                run.error = Some(msg);
+                            }
+                        }
+                    }
+                    Ok(()) => {}
                 }
             }
         }
+        let sink = Arc::try_unwrap(sink).ok();
+        let tally = sink
+            .map(|s| s.tally.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .unwrap_or_default();
+        run.fetched = tally.fetched;
+        run.rejected = tally.rejected;
+        run.accepted = tally.accepted;
+        run.in_scope = tally.in_scope;
+        run.new = tally.new;
+        run.updated = tally.updated;
+        run.max_time_source = tally.max_time_source;
         run.finished = self.clock.now();
-        report.fetched = run.fetched;
-        report.in_scope = run.in_scope;
-        report.new = run.new;
-        report.updated = run.updated;
-        report.resolved = run.resolved;
-        report.rejected = run.rejected;
-        report.not_modified = run.outcome == "not_modified";
         if let Err(e) = self.store.record_run(&run) {
             tracing::error!(source = src.name(), error = %e, "cannot record the run");
         }
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "flush failed");
         }
+        let mut report = SourceReport::from_run(&run, tally.rejected_rows);
+        report.suspicious_drop = suspicious;
         tracing::info!(
             source = src.name(),
-            ok = report.ok,
+            outcome = run.outcome.as_str(),
             fetched = report.fetched,
             new = report.new,
             updated = report.updated,
             resolved = report.resolved,
             rejected = report.rejected,
+            failed_units = report.errors.len(),
             "fetch finished"
         );
         report
     }
 
-    async fn apply(
-        &self,
-        name: &str,
-        out: FetchOutput,
-        now: DateTime<Utc>,
-        resolve_after: chrono::Duration,
-        run: &mut FetchRun,
-    ) -> Result<(), StoreError> {
-        run.fetched = out.fetched;
-        run.rejected = out.rejected.len();
-        for e in out.rejected.iter().take(MAX_REPORTED_ERRORS) {
-            tracing::warn!(source = name, at = %e.location, "rejected: {}", e.message);
-        }
-        if out.not_modified {
-            run.outcome = "not_modified".into();
-            if !out.state.is_empty() {
-                let store = self.store.clone();
-                let state = out.state;
-                blocking(move || store.ingest(Vec::new(), state, &IngestOptions { now })).await?;
-            }
-            return Ok(());
-        }
-        run.accepted = out.findings.len();
-        run.in_scope = out.findings.iter().filter(|f| f.in_scope).count();
-        run.max_time_source = out.findings.iter().filter_map(|f| f.time_source).max();
+    /// Resolves what `src` stopped reporting, unless the drop is suspiciously large: more than
+    /// [`Runner::max_resolve_share`] of its open findings (and more than a handful). Such a drop
+    /// is held back once and resolved when the next complete run sees it again, so a cut-off
+    /// download cannot resolve findings, while a real clean-up waits one run.
+    async fn resolve(&self, src: &dyn Source, now: DateTime<Utc>) -> Result<Resolved, StoreError> {
         let store = self.store.clone();
-        let findings = out.findings;
-        let state = out.state;
-        let stats: IngestStats =
-            blocking(move || store.ingest(findings, state, &IngestOptions { now })).await?;
-        run.new = stats.new;
-        run.updated = stats.updated;
-        if out.complete {
-            let store = self.store.clone();
-            let src = name.to_string();
-            run.resolved =
-                blocking(move || store.resolve_stale(&src, None, now - resolve_after, now)).await?;
-        }
-        Ok(())
+        let name = src.name().to_string();
+        let cutoff = now - src.resolve_after();
+        let share = self.max_resolve_share;
+        blocking(move || {
+            let (open, stale) = store.open_and_stale(&name, cutoff)?;
+            let key = drop_key(&name);
+            let held_before = store.state_get(&key)?.is_some();
+            let suspicious = stale > SMALL_DROP && (stale as f64) > share * open as f64;
+            if suspicious && !held_before {
+                store.ingest(Vec::new(), vec![(key, Some(stale.to_string().into_bytes()))], &IngestOptions { now })?;
+                return Ok(Resolved::Held(format!(
+                    "suspicious drop: {stale} of {open} open findings are no longer reported; \
+                     not resolved in this run (more than {:.0} % at once looks like a cut-off \
+                     download). If the next run sees the same, they resolve then",
+                    share * 100.0
+                )));
+            }
+            if held_before {
+                store.state_put(&key, None)?;
+            }
+            Ok(Resolved::Done(store.resolve_stale(&name, None, cutoff, now)?))
+        })
+        .await
     }
+}
+
+/// What [`Runner::resolve`] did.
+enum Resolved {
+    Done(usize),
+    Held(String),
+}
+
+/// One line naming the failed units.
+fn summarise(failed: &[UnitError]) -> String {
+    let mut s = format!("{} unit(s) failed: ", failed.len());
+    for (i, u) in failed.iter().enumerate() {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        s.push_str(&u.unit);
+        s.push_str(": ");
+        s.push_str(&u.error);
+    }
+    s
 }
 
 /// Runs blocking store work off the async threads.

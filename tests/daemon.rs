@@ -33,7 +33,7 @@ fn cron(s: &str) -> CronSchedule {
 fn run(source: &str, at: &str, outcome: &str, fetched: usize) -> FetchRun {
     FetchRun {
         finished: t(at) + chrono::Duration::seconds(5),
-        outcome: outcome.into(),
+        outcome: serde_json::from_value(serde_json::json!(outcome)).unwrap(),
         fetched,
         accepted: fetched,
         error: (outcome == "error").then(|| "HTTP 503 from https://example.net/feed".into()),

@@ -13,7 +13,7 @@ use outwatch::pipeline::{Runner, SourceReport};
 use outwatch::scope::{AsnPrefixes, ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::Source;
 use outwatch::sources::lists::{self, FeedDef, process_body};
-use outwatch::store::{self, Query, QueryOptions, Store};
+use outwatch::store::{self, Query, QueryOptions, RunOutcome, Store};
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -60,12 +60,12 @@ fn env() -> Env {
     let store: Arc<dyn Store> = Arc::new(store::open(&dir.path().join("store")).unwrap());
     let clock = Arc::new(ManualClock::new(t0()));
     let http = HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap();
-    let runner = Runner {
-        store: store.clone(),
+    let runner = Runner::new(
+        store.clone(),
         http,
-        scope: Arc::new(ScopeMatcher::new(&snapshot())),
-        clock: clock.clone(),
-    };
+        Arc::new(ScopeMatcher::new(&snapshot())),
+        clock.clone(),
+    );
     Env {
         _dir: dir,
         store,
@@ -200,10 +200,10 @@ async fn malformed_rows_are_counted_with_their_line() {
     let r = e.runner.run_source(src.as_ref()).await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope, r.rejected), (3, 1, 2));
-    assert!(r.errors[0].location.ends_with("line 10"), "{:?}", r.errors);
-    assert!(r.errors[0].message.contains("203.0.113.999"));
-    assert!(r.errors[1].location.ends_with("line 11"), "{:?}", r.errors);
-    assert!(r.errors[1].message.contains("fields"));
+    assert!(r.rejected_rows[0].location.ends_with("line 10"), "{:?}", r.rejected_rows);
+    assert!(r.rejected_rows[0].message.contains("203.0.113.999"));
+    assert!(r.rejected_rows[1].location.ends_with("line 11"), "{:?}", r.rejected_rows);
+    assert!(r.rejected_rows[1].message.contains("fields"));
     assert_eq!(all(e.store.as_ref(), ip("203.0.113.11")).len(), 1);
 }
 
@@ -486,7 +486,7 @@ async fn urlhaus_matches_hosts_ipv4_ipv6_and_domains() {
         .await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope, r.rejected), (8, 3, 1));
-    assert!(r.errors[0].location.ends_with("line 16"), "{:?}", r.errors);
+    assert!(r.rejected_rows[0].location.ends_with("line 16"), "{:?}", r.rejected_rows);
 
     let f = &all(e.store.as_ref(), ip("203.0.113.45"))[0];
     assert_eq!(f.url.as_deref(), Some("http://203.0.113.45:43262/i"));
@@ -653,9 +653,18 @@ async fn spamhaus_drop_truncated_is_an_error() {
         .runner
         .run_source(source(&based("spamhaus_drop"), &server.uri(), "spamhaus_drop").as_ref())
         .await;
+    // The cut part fails by name; the intact v6 part is kept; nothing resolves.
+    assert_eq!(r.outcome, RunOutcome::Partial);
+    assert_eq!(r.errors.len(), 1);
+    assert!(r.errors[0].unit.ends_with("/drop/drop_v4.json"), "{:?}", r.errors);
     let err = r.error.unwrap();
     assert!(err.contains("cut off"), "{err}");
-    assert_eq!(e.store.count().unwrap(), 0);
+    assert_eq!(e.store.count().unwrap(), 1);
+    assert!(
+        all(e.store.as_ref(), ip("2001:db8:1::1"))
+            .iter()
+            .all(|f| f.network.unwrap().to_string() == "2001:db8::/32")
+    );
 }
 
 #[tokio::test]

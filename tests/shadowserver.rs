@@ -20,7 +20,7 @@ use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::secret::Secret;
 use outwatch::sources::shadowserver::api::sign;
 use outwatch::sources::shadowserver::{INGESTED_STATE_KEY, ShadowserverConfig, build};
-use outwatch::store::{Query, QueryOptions, SledStore, Store};
+use outwatch::store::{Query, QueryOptions, RunOutcome, SledStore, Store};
 
 const KEY: &str = "test-api-key-0b5c";
 const SECRET: &str = "test-secret-9f1e77";
@@ -244,7 +244,8 @@ fn import_current_layout_fixtures() {
     assert_eq!(f["severity"], "low");
     assert_eq!(f["classification"]["type"], "blocklist");
 
-    // The same files again: everything is a duplicate, nothing new.
+    // The same files again: everything is a duplicate, nothing new, and the same rows are the
+    // same observations (a re-import after a crash does not count them twice).
     let mut c = outwatch(dir.path());
     c.args(["--config", cfg, "import", "shadowserver", "--json"])
         .args(all_fixtures());
@@ -253,7 +254,7 @@ fn import_current_layout_fixtures() {
     assert_eq!(s["imported"], 0);
     assert_eq!(s["duplicates"], 9);
     let f = &lookup(dir.path(), &a, "192.0.2.53")[0];
-    assert_eq!(f["times_seen"], 2);
+    assert_eq!(f["times_seen"], 1);
 }
 
 #[test]
@@ -553,12 +554,12 @@ fn runner(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Runner {
         prefixes: vec!["192.0.2.0/24".parse().unwrap()],
         ..Default::default()
     };
-    Runner {
+    Runner::new(
         store,
-        http: HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap(),
-        scope: Arc::new(ScopeMatcher::new(&scope)),
+        HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap(),
+        Arc::new(ScopeMatcher::new(&scope)),
         clock,
-    }
+    )
 }
 
 /// Every POST carries `HMAC2` = hex HMAC-SHA256(secret, exact body) and the key in its body.
@@ -712,10 +713,11 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
     assert_eq!(store.count().unwrap(), 0);
     assert!(store.state_get(INGESTED_STATE_KEY).unwrap().is_none());
     let runs = store.runs(Some("shadowserver"), 5).unwrap();
-    assert_eq!(runs[0].outcome, "error");
+    assert_eq!(runs[0].outcome, RunOutcome::Error);
 
-    // A listed report whose download is an HTML page: the run fails, nothing is stored, and
-    // neither the id nor the credentials show in the message.
+    // A listed report whose download is an HTML page: that report fails, by name, and neither
+    // the id nor the credentials show in the message; the good report is stored and
+    // remembered (a unit each), and the run is partial.
     let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
     Mock::given(method("POST"))
         .and(path("/api2/reports/list"))
@@ -741,6 +743,7 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
         .await;
     let rep = r.run_source(src.as_ref()).await;
     assert!(!rep.ok);
+    assert_eq!(rep.outcome, RunOutcome::Partial);
     let err = rep.error.clone().unwrap();
     assert!(err.contains("HTML"), "{err}");
     assert!(err.contains("2026-11-22-scan_rdp-example-asn.csv"), "{err}");
@@ -748,8 +751,16 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
         !err.contains(ID_RDP) && !err.contains(SECRET) && !err.contains(KEY),
         "{err}"
     );
-    assert_eq!(store.count().unwrap(), 0);
-    assert!(store.state_get(INGESTED_STATE_KEY).unwrap().is_none());
+    assert_eq!(rep.errors.len(), 1);
+    assert_eq!(rep.errors[0].unit, "report 2026-11-22-scan_rdp-example-asn.csv");
+    let kept = store.count().unwrap();
+    assert!(kept > 0, "the good report's findings are kept");
+    let remembered = String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
+    assert!(remembered.contains("scan_dns") && !remembered.contains("scan_rdp"), "{remembered}");
+    let runs = store.runs(Some("shadowserver"), 5).unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Partial);
+    assert_eq!(runs[0].failed_units.len(), 1);
+    store.state_put(INGESTED_STATE_KEY, None).unwrap();
 
     // An empty download is refused too.
     server.reset().await;
@@ -769,8 +780,9 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
         .await;
     let rep = r.run_source(src.as_ref()).await;
     assert!(!rep.ok);
+    assert_eq!(rep.outcome, RunOutcome::Error, "no unit delivered anything");
     assert!(rep.error.unwrap().contains("empty"));
-    assert_eq!(store.count().unwrap(), 0);
+    assert_eq!(store.count().unwrap(), kept);
 
     // A 401 from the API is an authentication error.
     server.reset().await;

@@ -14,6 +14,7 @@ use crate::output::{print_json, table};
 use crate::pipeline::{Runner, SourceReport};
 use crate::scope::{self, ScopeMatcher};
 use crate::sources;
+use crate::store::RunOutcome;
 
 /// Runs the chosen sources (all enabled ones when `names` is empty) one after another, after
 /// refreshing the ASN scope when it is due.
@@ -44,12 +45,13 @@ pub async fn fetch_sources(
     let store = app.open_store()?;
     let http = app.http()?;
     let (snap, _) = scope::refresh(cfg, store.as_ref(), &http, app.clock.now(), false).await?;
-    let runner = Runner {
-        store: store.clone(),
+    let mut runner = Runner::new(
+        store.clone(),
         http,
-        scope: Arc::new(ScopeMatcher::new(&snap)),
-        clock: app.clock.clone(),
-    };
+        Arc::new(ScopeMatcher::new(&snap)),
+        app.clock.clone(),
+    );
+    runner.max_resolve_share = cfg.store.max_resolve_share();
     let bar = if progress {
         let b = ProgressBar::new(chosen.len() as u64);
         b.set_style(
@@ -84,11 +86,13 @@ pub fn print_table(reports: &[SourceReport]) {
         "source", "result", "fetched", "in scope", "new", "updated", "resolved", "rejected",
     ]);
     for r in reports {
-        let result = match (&r.error, r.not_modified) {
-            (Some(_), _) => "FAILED".to_string(),
-            (None, true) => "not modified".to_string(),
-            (None, false) => "ok".to_string(),
-        };
+        let result = match r.outcome {
+            RunOutcome::Error => "FAILED",
+            RunOutcome::Partial => "PARTIAL",
+            RunOutcome::NotModified => "not modified",
+            RunOutcome::Ok => "ok",
+        }
+        .to_string();
         t.add_row(vec![
             r.name.clone(),
             result,
@@ -102,15 +106,21 @@ pub fn print_table(reports: &[SourceReport]) {
     }
     workln!("{t}");
     for r in reports {
-        if let Some(e) = &r.error {
-            eprintln!("{}: {e}", r.name);
+        match (&r.errors[..], &r.error) {
+            ([], Some(e)) => eprintln!("{}: {e}", r.name),
+            ([one], _) if one.unit == r.name => eprintln!("{}: {}", r.name, one.error),
+            (units, _) => {
+                for u in units {
+                    eprintln!("{}: {} failed (the rest was kept): {}", r.name, u.unit, u.error);
+                }
+            }
         }
         if r.rejected > 0 {
             eprintln!(
                 "{}: {} malformed entries skipped, e.g.:",
                 r.name, r.rejected
             );
-            for e in r.errors.iter().take(3) {
+            for e in r.rejected_rows.iter().take(3) {
                 eprintln!("  {}: {}", e.location, e.message);
             }
         }

@@ -16,7 +16,7 @@ use crate::output::print_json;
 use crate::pipeline::{self, MAX_REPORTED_ERRORS};
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
-use crate::store::{FetchRun, IngestOptions};
+use crate::store::{FetchRun, IngestOptions, RunOutcome};
 
 /// Largest mail file read (alert mails are small; this only guards against mistakes).
 pub const MAX_MAIL_BYTES: u64 = 32 * 1024 * 1024;
@@ -101,7 +101,11 @@ pub fn store_and_report(
         source: format!("import/{source}"),
         started: now,
         finished: app.clock.now(),
-        outcome: if imp.failed_files > 0 { "error" } else { "ok" }.into(),
+        outcome: match (imp.failed_files, imp.records) {
+            (0, _) => RunOutcome::Ok,
+            (_, 0) => RunOutcome::Error,
+            _ => RunOutcome::Partial,
+        },
         fetched: imp.records,
         accepted,
         rejected: imp.rejected.len(),
@@ -111,6 +115,7 @@ pub fn store_and_report(
         resolved: 0,
         error: (imp.failed_files > 0)
             .then(|| format!("{} file(s) could not be read", imp.failed_files)),
+        failed_units: Vec::new(),
         max_time_source,
     };
     store.record_run(&run)?;

@@ -28,7 +28,7 @@ use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
 use crate::sources::shadowserver::import::{ImportOptions, RowSink, import_file};
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
-use crate::store::{FetchRun, SortedIngest, Store};
+use crate::store::{FetchRun, RunOutcome, SortedIngest, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Error entries listed at most.
@@ -201,7 +201,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         source: "shadowserver-import".into(),
         started,
         finished: app.clock.now(),
-        outcome: "ok".into(),
+        outcome: RunOutcome::Ok,
         fetched: summary.rows,
         accepted: summary.rows - summary.rejected,
         rejected: summary.rejected,
@@ -210,6 +210,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         updated: summary.duplicates,
         resolved: 0,
         error: None,
+        failed_units: Vec::new(),
         max_time_source: None,
     };
     if let Err(e) = store.record_run(&run) {

@@ -188,6 +188,10 @@ impl Store for RemoteStore {
         Err(self.locked())
     }
 
+    fn open_and_stale(&self, _source: &str, _cutoff: DateTime<Utc>) -> Result<(usize, usize)> {
+        Err(self.locked())
+    }
+
     fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {
         from_value(self.call(
             &Op::Get {

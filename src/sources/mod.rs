@@ -4,7 +4,10 @@
 //!   [`FetchContext::state`] and returns new state in [`FetchOutput::state`]; the pipeline writes
 //!   findings and state in one atomic batch;
 //! - a malformed record is counted in [`FetchOutput::rejected`], never a panic or an abort;
-//! - a failed fetch returns an error and no output, so the store stays as it was;
+//! - a fetch works in units (a report, a domain, a list URL, a day): a unit that succeeds is
+//!   handed to [`FetchContext::commit`] (stored at once, findings and state in one batch); a
+//!   unit that fails is named in [`FetchOutput::failed`] and the others go on;
+//! - a fetch that fails as a whole returns an error, and changes nothing it had not committed;
 //! - no secret reaches a log line, an error or a stored field.
 
 pub mod hibp;
@@ -24,6 +27,7 @@ use crate::finding::Finding;
 use crate::http::{HttpClient, HttpError};
 use crate::scope::ScopeMatcher;
 use crate::store::Store;
+pub use crate::store::UnitError;
 
 /// Why a fetch failed. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,13 @@ impl StateView {
     }
 }
 
+/// Where finished units go: the pipeline stores each at once, as one atomic batch.
+#[async_trait]
+pub trait UnitSink: Send + Sync {
+    /// Stores the findings and state of one unit; fails only when the store does.
+    async fn store_unit(&self, unit: FetchOutput) -> Result<(), FetchError>;
+}
+
 /// Everything a source may use while fetching.
 #[derive(Clone)]
 pub struct FetchContext {
@@ -77,6 +88,17 @@ pub struct FetchContext {
     pub state: StateView,
     /// The observation time of this run.
     pub now: DateTime<Utc>,
+    /// Where [`FetchContext::commit`] hands units.
+    pub units: Arc<dyn UnitSink>,
+}
+
+impl FetchContext {
+    /// Stores one finished unit now (its findings, counts and state in one atomic batch), so
+    /// that a later unit's failure cannot lose it. `not_modified`, `complete` and `failed` of
+    /// `unit` are ignored: they belong to the output the fetch returns.
+    pub async fn commit(&self, unit: FetchOutput) -> Result<(), FetchError> {
+        self.units.store_unit(unit).await
+    }
 }
 
 /// What one fetch produced.
@@ -90,8 +112,23 @@ pub struct FetchOutput {
     pub state: Vec<(String, Option<Vec<u8>>)>,
     /// The source said nothing changed (HTTP 304): nothing to ingest, nothing to resolve.
     pub not_modified: bool,
-    /// The source re-read its complete data, so findings it no longer reports may resolve.
+    /// The source re-read its complete data, so findings it no longer reports may resolve
+    /// (never when a unit failed).
     pub complete: bool,
+    /// Units that failed while the others went on; each is retried on the next run.
+    pub failed: Vec<UnitError>,
+}
+
+impl FetchOutput {
+    /// Notes a failed unit (its name and the error, which never holds a secret).
+    pub fn fail_unit(&mut self, unit: impl Into<String>, error: &FetchError) {
+        let unit = unit.into();
+        tracing::warn!(unit = %unit, error = %error, "a unit of the fetch failed; the others go on");
+        self.failed.push(UnitError {
+            unit,
+            error: error.to_string(),
+        });
+    }
 }
 
 /// A source of findings.
@@ -103,7 +140,8 @@ pub trait Source: Send + Sync {
     fn schedule(&self) -> CronSchedule;
     /// How long a finding stays open after its source stops reporting it.
     fn resolve_after(&self) -> chrono::Duration;
-    /// Fetches and normalises. Must not write anywhere.
+    /// Fetches and normalises, unit by unit (see [`FetchContext::commit`]). Must not write
+    /// anywhere else.
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError>;
 }
 
@@ -158,4 +196,28 @@ pub fn window_or(
 
 pub(crate) fn default_true() -> bool {
     true
+}
+
+/// Refuses a line-based body that may have been cut off in transit: a non-empty body whose last
+/// line has no line end, or (for CSV) that ends inside a quoted field (an odd number of `"`).
+/// A server that closes the connection mid-body without a `Content-Length` leaves exactly that,
+/// and a half list must fail rather than look complete.
+pub fn check_complete_lines(body: &[u8], csv: bool) -> Result<(), String> {
+    let trimmed = body.trim_ascii_start();
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    if !body.ends_with(b"\n") {
+        return Err(format!(
+            "the body is cut off: its last line has no line end ({} bytes read)",
+            body.len()
+        ));
+    }
+    if csv && body.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+        return Err(format!(
+            "the body is cut off: it ends inside a quoted field ({} bytes read)",
+            body.len()
+        ));
+    }
+    Ok(())
 }

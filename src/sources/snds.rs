@@ -572,6 +572,39 @@ impl SndsSource {
     }
 }
 
+/// State key of [`SndsMemory`].
+const MEMORY_STATE: &str = "snds/memory";
+
+/// What the last data pages held, to tell "no traffic that day" from a broken answer.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SndsMemory {
+    /// Rows of the last data page that was read.
+    last_rows: usize,
+    /// An empty page already followed a page with rows once (the next empty one is believed).
+    empty_seen: bool,
+}
+
+/// Whether a data.aspx page can be trusted: not cut off, not all garbage, and not suddenly
+/// empty. SNDS answers an empty page for a day without traffic, so an empty page after pages
+/// with rows fails once and is believed when the next run sees it again.
+fn usable(body: &[u8], rows: usize, rejected: usize, m: &mut SndsMemory) -> Result<(), String> {
+    crate::sources::check_complete_lines(body, true)?;
+    if rows > 0 && rejected == rows {
+        return Err(format!("none of its {rows} row(s) could be read"));
+    }
+    if rows == 0 && m.last_rows > 0 && !m.empty_seen {
+        m.empty_seen = true;
+        return Err(format!(
+            "the page is empty where the last one had {} row(s); SNDS answers empty for a day \
+             without traffic, so if the next run sees the same it is taken as such",
+            m.last_rows
+        ));
+    }
+    m.last_rows = rows;
+    m.empty_seen = false;
+    Ok(())
+}
+
 #[async_trait]
 impl Source for SndsSource {
     fn name(&self) -> &str {
@@ -589,14 +622,27 @@ impl Source for SndsSource {
             complete: true,
             ..Default::default()
         };
+        // Each page is a unit (a day of data.aspx, ipStatus.aspx): one that fails is named and
+        // the others go on; a refused key fails them all, so it ends the fetch.
+        let mut memory: SndsMemory = ctx.state.get_json(MEMORY_STATE)?.unwrap_or_default();
         // Latest row per IP wins (yesterday over the day before).
         let mut per_ip: BTreeMap<IpAddr, DataHit> = BTreeMap::new();
         for days_back in [1, 2] {
             let date = snds_date(ctx.now - chrono::Duration::days(days_back));
-            let body = self
-                .get(ctx, "data.aspx", &[("date", date.clone())])
-                .await?;
-            let (hits, rejected, rows) = parse_data_hits(&body, &format!("data.aspx date={date}"));
+            let unit = format!("data.aspx date={date}");
+            let body = match self.get(ctx, "data.aspx", &[("date", date.clone())]).await {
+                Ok(b) => b,
+                Err(e @ FetchError::Auth(_)) => return Err(e),
+                Err(e) => {
+                    out.fail_unit(unit, &e);
+                    continue;
+                }
+            };
+            let (hits, rejected, rows) = parse_data_hits(&body, &unit);
+            if let Err(e) = usable(&body, rows, rejected.len(), &mut memory) {
+                out.fail_unit(unit, &FetchError::Format(e));
+                continue;
+            }
             out.fetched += rows;
             out.rejected.extend(rejected);
             for h in hits {
@@ -609,10 +655,38 @@ impl Source for SndsSource {
                 }
             }
         }
-        let body = self.get(ctx, "ipStatus.aspx", &[]).await?;
-        let (blocked, rejected, rows) = parse_ip_status(&body, "ipStatus.aspx");
-        out.fetched += rows;
-        out.rejected.extend(rejected);
+        // An empty ipStatus is the normal answer (nothing blocked), so only a cut or unreadable
+        // one fails.
+        let blocked = match self.get(ctx, "ipStatus.aspx", &[]).await {
+            Err(e @ FetchError::Auth(_)) => return Err(e),
+            Err(e) => {
+                out.fail_unit("ipStatus.aspx", &e);
+                Vec::new()
+            }
+            Ok(body) => {
+                let (blocked, rejected, rows) = parse_ip_status(&body, "ipStatus.aspx");
+                let checked = crate::sources::check_complete_lines(&body, true).and_then(|()| {
+                    if rows > 0 && rejected.len() == rows {
+                        Err(format!("none of its {rows} row(s) could be read"))
+                    } else {
+                        Ok(())
+                    }
+                });
+                match checked {
+                    Ok(()) => {
+                        out.fetched += rows;
+                        out.rejected.extend(rejected);
+                        blocked
+                    }
+                    Err(e) => {
+                        out.fail_unit("ipStatus.aspx", &FetchError::Format(e));
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        let mem = serde_json::to_vec(&memory).map_err(|e| FetchError::Format(e.to_string()))?;
+        out.state.push((MEMORY_STATE.to_string(), Some(mem)));
         for mut f in per_ip.into_values().map(|h| h.finding).chain(blocked) {
             crate::pipeline::mark_scope(&mut f, &ctx.scope);
             // A covering prefix may reach beyond the range: judge scope on the range itself.

@@ -106,14 +106,54 @@ impl IngestStats {
     }
 }
 
+/// How a fetch or import run ended. Stored as these snake_case strings in the run log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// Every unit was read and stored.
+    #[default]
+    Ok,
+    /// The source said nothing changed (HTTP 304).
+    NotModified,
+    /// Some units were stored, others failed (see [`FetchRun::failed_units`]), or a
+    /// suspicious drop was refused: what arrived is kept, nothing was resolved.
+    Partial,
+    /// Nothing of the run could be used.
+    Error,
+}
+
+impl RunOutcome {
+    /// The stored name (`ok`, `not_modified`, `partial`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::NotModified => "not_modified",
+            RunOutcome::Partial => "partial",
+            RunOutcome::Error => "error",
+        }
+    }
+
+    /// Whether the run delivered what it was asked for (ok or not modified).
+    pub fn is_success(self) -> bool {
+        matches!(self, RunOutcome::Ok | RunOutcome::NotModified)
+    }
+}
+
+/// A unit of a fetch (a report, a domain, a list URL, a day) that failed; the others were kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitError {
+    /// What failed, never a secret: a report's file name, a domain, a URL with keys redacted.
+    pub unit: String,
+    pub error: String,
+}
+
 /// The log entry of one fetch or import run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FetchRun {
     pub source: String,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
-    /// `ok`, `not_modified` or `error`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     /// Rows or records read from the source.
     pub fetched: usize,
     /// Rows accepted as findings (in or out of scope).
@@ -124,8 +164,11 @@ pub struct FetchRun {
     pub new: usize,
     pub updated: usize,
     pub resolved: usize,
-    /// Error text (never contains secrets).
+    /// Error text (never contains secrets): the whole failure, or a summary of the failed units.
     pub error: Option<String>,
+    /// The units that failed while others were stored (outcome `partial`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_units: Vec<UnitError>,
     /// Latest `time_source` seen in the data (for feed-health "clock ahead" checks).
     #[serde(default)]
     pub max_time_source: Option<DateTime<Utc>>,
@@ -138,7 +181,7 @@ impl FetchRun {
             source: source.to_string(),
             started,
             finished: started,
-            outcome: "ok".into(),
+            outcome: RunOutcome::Ok,
             fetched: 0,
             accepted: 0,
             rejected: 0,
@@ -147,6 +190,7 @@ impl FetchRun {
             updated: 0,
             resolved: 0,
             error: None,
+            failed_units: Vec::new(),
             max_time_source: None,
         }
     }
@@ -185,6 +229,10 @@ pub trait Store: Send + Sync {
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<usize>;
+
+    /// Of the findings of `source` that are not resolved: how many there are, and how many of
+    /// those were last seen before `cutoff` (what [`Store::resolve_stale`] would resolve).
+    fn open_and_stale(&self, source: &str, cutoff: DateTime<Utc>) -> Result<(usize, usize)>;
 
     /// One finding by fingerprint. The store is organised by indicator, not fingerprint, so this
     /// may scan it: use [`Store::query`] on hot paths and [`Store::modify`] for many findings.

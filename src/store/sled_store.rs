@@ -77,11 +77,14 @@ fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
 }
 
 /// Merges a fresh observation into a stored finding: observation fields from `obs`, life cycle
-/// moved forward; counts it in `stats` (updated, and reopened when it was resolved).
+/// moved forward; counts it in `stats` (updated, and reopened when it was resolved). An
+/// observation counts once: the same source time again (the same report row imported twice, a
+/// list re-read unchanged) does not move `times_seen`; a later or unknown source time does.
 fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>, stats: &mut IngestStats) -> Finding {
     let mut f = obs;
     f.first_seen = stored.first_seen;
-    f.times_seen = stored.times_seen + 1;
+    let repeat = f.time_source.is_some() && f.time_source == stored.time_source;
+    f.times_seen = stored.times_seen + u64::from(!repeat);
     f.last_seen = now.max(stored.last_seen);
     f.history = stored.history;
     f.status = Status::Open;
@@ -827,6 +830,24 @@ impl Store for SledStore {
                 true
             },
         )
+    }
+
+    fn open_and_stale(&self, source: &str, cutoff: DateTime<Utc>) -> Result<(usize, usize)> {
+        let cutoff = cutoff.timestamp_micros();
+        let resolved = record::status_code(Status::Resolved);
+        let (mut open, mut stale) = (0, 0);
+        for b in self.buckets() {
+            let (k, plain) = b?;
+            for rec in record::records(&plain) {
+                let rec = rec.map_err(|e| corrupt(&k, e))?;
+                let (h, _) = record::header(rec).ok_or_else(|| corrupt(&k, "bad record header"))?;
+                if h.source == source.as_bytes() && h.status != resolved {
+                    open += 1;
+                    stale += usize::from(h.last_seen_micros < cutoff);
+                }
+            }
+        }
+        Ok((open, stale))
     }
 
     fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {

@@ -46,12 +46,12 @@ pub fn env() -> Env {
         domains: vec!["example.org".into()],
         emails: vec![],
     };
-    let runner = Runner {
-        store: store.clone(),
+    let runner = Runner::new(
+        store.clone(),
         http,
-        scope: Arc::new(ScopeMatcher::new(&snap)),
-        clock: dyn_clock,
-    };
+        Arc::new(ScopeMatcher::new(&snap)),
+        dyn_clock,
+    );
     Env {
         _dir: dir,
         store,

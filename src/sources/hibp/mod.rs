@@ -518,21 +518,29 @@ impl Source for HibpSource {
             interval: Duration::from_millis(60_000 / u64::from(rpm.max(1))),
             last: Some(clock.now()),
         };
-        // Domain searches first (keyed, paced), then the metadata they need.
+        let mut out = FetchOutput {
+            complete: true,
+            ..Default::default()
+        };
+        // Domain searches first (keyed, paced), then the metadata they need. Each domain and
+        // each account is a unit: one refused (a domain not verified on the account) is named
+        // and the others go on; a rejected key fails them all, so it ends the fetch.
         let mut results: Vec<(String, BTreeMap<String, Vec<String>>)> = Vec::new();
         for domain in &self.domains {
             pacer.wait(clock.as_ref()).await;
             let path = format!("breacheddomain/{}", encode_segment(domain));
-            let body = self
-                .get(ctx, &path, true)
-                .await
-                .map_err(|e| map_error(e, &format!("domain search for {domain}")))?;
-            let map = match body {
-                None => BTreeMap::new(),
-                Some(b) => parse_domain_search(&b)
-                    .map_err(|m| FetchError::Format(format!("{domain}: {m}")))?,
+            let searched = match self.get(ctx, &path, true).await {
+                Err(e) if e.status() == Some(401) => {
+                    return Err(map_error(e, &format!("domain search for {domain}")));
+                }
+                Err(e) => Err(map_error(e, &format!("domain search for {domain}"))),
+                Ok(None) => Ok(BTreeMap::new()),
+                Ok(Some(b)) => parse_domain_search(&b).map_err(FetchError::Format),
             };
-            results.push((domain.clone(), map));
+            match searched {
+                Ok(map) => results.push((domain.clone(), map)),
+                Err(e) => out.fail_unit(format!("domain {domain}"), &e),
+            }
         }
         for account in &self.accounts {
             let Some((alias, domain)) = account.rsplit_once('@') else {
@@ -540,28 +548,35 @@ impl Source for HibpSource {
             };
             pacer.wait(clock.as_ref()).await;
             let path = format!("breachedaccount/{}", encode_segment(account));
-            let body = self
-                .get(ctx, &path, true)
-                .await
-                .map_err(|e| map_error(e, &format!("account search for {account}")))?;
-            let names = match body {
-                None => Vec::new(),
-                Some(b) => {
-                    parse_account(&b).map_err(|m| FetchError::Format(format!("{account}: {m}")))?
+            let searched = match self.get(ctx, &path, true).await {
+                Err(e) if e.status() == Some(401) => {
+                    return Err(map_error(e, &format!("account search for {account}")));
                 }
+                Err(e) => Err(map_error(e, &format!("account search for {account}"))),
+                Ok(None) => Ok(Vec::new()),
+                Ok(Some(b)) => parse_account(&b).map_err(FetchError::Format),
             };
-            let mut map = BTreeMap::new();
-            map.insert(alias.to_string(), names);
-            results.push((format!("@{domain}"), map));
+            match searched {
+                Ok(names) => {
+                    let mut map = BTreeMap::new();
+                    map.insert(alias.to_string(), names);
+                    results.push((format!("@{domain}"), map));
+                }
+                Err(e) => out.fail_unit(format!("account {account}"), &e),
+            }
         }
         let needed: BTreeSet<String> = results
             .iter()
             .flat_map(|(_, m)| m.values().flatten().cloned())
             .collect();
-        let (cache, refreshed) = self.breaches(ctx, &needed).await?;
-        let mut out = FetchOutput {
-            complete: true,
-            ..Default::default()
+        // Without fresh metadata the findings still count, with what the cache knows.
+        let (cache, refreshed) = match self.breaches(ctx, &needed).await {
+            Ok(c) => c,
+            Err(e) => {
+                out.fail_unit("breach metadata", &e);
+                let cached: Option<BreachCache> = ctx.state.get_json(BREACHES_STATE)?;
+                (cached.unwrap_or_default(), false)
+            }
         };
         for (domain, map) in &results {
             for (alias, names) in map {

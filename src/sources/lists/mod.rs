@@ -408,7 +408,35 @@ fn unpack(body: &[u8], cap: u64, shown: &str) -> Result<Vec<u8>, FetchError> {
     Ok(body.to_vec())
 }
 
-/// Refuses bodies that are not a list: empty, HTML pages, JSON error objects.
+/// Whether a line-based body visibly ends whole without a final line end: its last line is the
+/// feed's trailer (`# END 28 entries`, which Feodo Tracker sends without a newline; its count
+/// is checked by the parser), or, in JSON lines, a complete JSON object. JSON documents end
+/// whole when they parse.
+fn ends_whole(def: &FeedDef, body: &[u8]) -> bool {
+    let last = body
+        .rsplit(|b| *b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    let trailer = match &def.format {
+        definition::FormatDef::Json(_) => return true,
+        definition::FormatDef::Jsonl(_) => {
+            return serde_json::from_slice::<serde_json::Value>(last).is_ok();
+        }
+        // A required trailer is checked by the parser, with a more precise message.
+        definition::FormatDef::Csv(c) if c.trailer_required => return true,
+        definition::FormatDef::Lines(l) if l.trailer_required => return true,
+        definition::FormatDef::Csv(c) => c.trailer.as_deref(),
+        definition::FormatDef::Lines(l) => l.trailer.as_deref(),
+    };
+    trailer.is_some_and(|t| {
+        let pre = t.split_once("{n}").map_or(t, |(p, _)| p);
+        !pre.is_empty() && last.starts_with(pre.as_bytes())
+    })
+}
+
+/// Refuses bodies that are not a list: empty, HTML pages, JSON error objects, bodies cut off
+/// mid-line.
 fn check_body(def: &FeedDef, body: &[u8], shown: &str) -> Result<(), FetchError> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(FetchError::Http(HttpError::Empty {
@@ -434,6 +462,10 @@ fn check_body(def: &FeedDef, body: &[u8], shown: &str) -> Result<(), FetchError>
         return Err(FetchError::Format(format!(
             "{shown}: the provider answered with an error: {e}"
         )));
+    }
+    if !ends_whole(def, body) {
+        super::check_complete_lines(body, matches!(def.format, definition::FormatDef::Csv(_)))
+            .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
     }
     Ok(())
 }
@@ -464,65 +496,54 @@ impl Source for ListSource {
         let state_key = self.state_key();
         let remembered: BTreeMap<String, Validators> =
             ctx.state.get_json(&state_key)?.unwrap_or_default();
+        // Each URL is a unit. With one URL its failure is the fetch's; with several, a part
+        // that fails is named and the others are kept (and nothing resolves).
+        let single = self.urls.len() == 1;
         // Conditional GET of every URL; a list is unchanged only when all its parts are.
         let mut bodies = Vec::with_capacity(self.urls.len());
+        let mut out = FetchOutput {
+            complete: true,
+            ..Default::default()
+        };
         for url in &self.urls {
             let shown = self.scrub(url);
-            let r = self.get(ctx, url, remembered.get(&shown)).await?;
-            bodies.push((url, shown, r));
+            match self.get(ctx, url, remembered.get(&shown)).await {
+                Ok(r) => bodies.push((url, shown, r)),
+                Err(e) if single => return Err(e),
+                Err(e) => out.fail_unit(shown, &e),
+            }
         }
-        if bodies
-            .iter()
-            .all(|(_, _, r)| matches!(r, Fetched::NotModified))
+        if out.failed.is_empty()
+            && bodies
+                .iter()
+                .all(|(_, _, r)| matches!(r, Fetched::NotModified))
         {
             return Ok(FetchOutput {
                 not_modified: true,
                 ..Default::default()
             });
         }
-        let mut out = FetchOutput {
-            complete: true,
-            ..Default::default()
-        };
-        let mut validators = BTreeMap::new();
+        // Validators of parts that failed stay as they were, so they are fetched whole again.
+        let mut validators = remembered;
         for (url, shown, r) in bodies {
-            // Part of a multi-URL list unchanged while another changed: read it again whole,
-            // so the list is complete and nothing resolves by mistake.
-            let r = match r {
-                Fetched::NotModified => self.get(ctx, url, None).await?,
-                b => b,
-            };
-            let Fetched::Body {
-                body,
-                validators: v,
-                ..
-            } = r
-            else {
-                return Err(FetchError::Format(format!(
-                    "{shown}: answered 304 Not Modified to an unconditional request"
-                )));
-            };
-            let data = unpack(&body, ctx.http.max_body(), &shown)?;
-            check_body(&self.def, &data, &shown)?;
-            let def = self.def.clone();
-            let scope = ctx.scope.clone();
-            let name = self.def.name.clone();
-            let loc = shown.clone();
-            let processed =
-                tokio::task::spawn_blocking(move || process_body(&def, &name, &data, &loc, &scope))
-                    .await
-                    .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
-                    .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
-            for n in &processed.notices {
-                tracing::warn!(source = %self.def.name, notice = %n, "the list says it is retired");
-            }
-            out.fetched += processed.fetched;
-            out.rejected.extend(processed.rejected);
-            out.findings.extend(processed.findings);
-            if v.etag.is_some() || v.last_modified.is_some() {
-                validators.insert(shown, v);
+            match self.read_part(ctx, url, &shown, r).await {
+                Ok((part, v)) => {
+                    validators.remove(&shown);
+                    if v.etag.is_some() || v.last_modified.is_some() {
+                        validators.insert(shown, v);
+                    }
+                    out.fetched += part.fetched;
+                    out.rejected.extend(part.rejected);
+                    out.findings.extend(part.findings);
+                }
+                Err(e) if single => return Err(e),
+                Err(e) => {
+                    validators.remove(&shown);
+                    out.fail_unit(shown, &e);
+                }
             }
         }
+        validators.retain(|u, _| self.shown_urls().contains(u));
         let state = if validators.is_empty() {
             None
         } else {
@@ -530,6 +551,50 @@ impl Source for ListSource {
         };
         out.state.push((state_key, state));
         Ok(out)
+    }
+}
+
+impl ListSource {
+    /// Reads one part (URL) of the list: its body checked (not HTML, not an error object, not
+    /// empty, not cut off) and parsed into in-scope findings, with its new validators.
+    async fn read_part(
+        &self,
+        ctx: &FetchContext,
+        url: &str,
+        shown: &str,
+        r: Fetched,
+    ) -> Result<(Processed, Validators), FetchError> {
+        // Part of a multi-URL list unchanged while another changed: read it again whole,
+        // so the list is complete and nothing resolves by mistake.
+        let r = match r {
+            Fetched::NotModified => self.get(ctx, url, None).await?,
+            b => b,
+        };
+        let Fetched::Body {
+            body,
+            validators: v,
+            ..
+        } = r
+        else {
+            return Err(FetchError::Format(format!(
+                "{shown}: answered 304 Not Modified to an unconditional request"
+            )));
+        };
+        let data = unpack(&body, ctx.http.max_body(), shown)?;
+        check_body(&self.def, &data, shown)?;
+        let def = self.def.clone();
+        let scope = ctx.scope.clone();
+        let name = self.def.name.clone();
+        let loc = shown.to_string();
+        let processed =
+            tokio::task::spawn_blocking(move || process_body(&def, &name, &data, &loc, &scope))
+                .await
+                .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
+                .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+        for n in &processed.notices {
+            tracing::warn!(source = %self.def.name, notice = %n, "the list says it is retired");
+        }
+        Ok((processed, v))
     }
 }
 

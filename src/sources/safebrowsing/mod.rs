@@ -635,11 +635,33 @@ impl Source for SafeBrowsingSource {
             .cloned()
             .collect();
         let mut fresh: Vec<(String, ThreatMatch)> = Vec::new();
-        for chunk in to_query.chunks(self.batch) {
+        let mut failed = Vec::new();
+        // Each batch is a unit: one that fails is named and the others go on; a refused key
+        // fails them all, so it ends the fetch.
+        for (i, chunk) in to_query.chunks(self.batch).enumerate() {
+            let unit = || {
+                format!(
+                    "batch {} ({} URL(s) from {})",
+                    i + 1,
+                    chunk.len(),
+                    chunk.first().map(String::as_str).unwrap_or("-")
+                )
+            };
             match self.api {
-                Api::V4 => fresh.extend(self.lookup_v4(ctx, chunk).await?),
+                Api::V4 => match self.lookup_v4(ctx, chunk).await {
+                    Ok(m) => fresh.extend(m),
+                    Err(e @ FetchError::Auth(_)) => return Err(e),
+                    Err(e) => failed.push((unit(), e)),
+                },
                 Api::V5 => {
-                    let (m, dur) = self.lookup_v5(ctx, chunk).await?;
+                    let (m, dur) = match self.lookup_v5(ctx, chunk).await {
+                        Ok(r) => r,
+                        Err(e @ FetchError::Auth(_)) => return Err(e),
+                        Err(e) => {
+                            failed.push((unit(), e));
+                            continue;
+                        }
+                    };
                     // v5: every queried URL is cached for the reply's duration.
                     if let Some(d) = dur.as_deref().and_then(parse_duration) {
                         for u in chunk {
@@ -686,6 +708,9 @@ impl Source for SafeBrowsingSource {
             fetched: self.targets.len(),
             ..Default::default()
         };
+        for (unit, e) in &failed {
+            out.fail_unit(unit.clone(), e);
+        }
         let api = self.api.as_str();
         let mut emit = |checked: &str, m: &ThreatMatch, cached: bool| {
             let mut f = match_finding(m, api, checked);

@@ -5,10 +5,11 @@
 //! - [`normalize`]: one CSV row → one finding, by header name;
 //! - [`import`]: report files (`.csv`, `.csv.gz`, `.zip`, `.eml`), streamed.
 //!
-//! A fetch lists the reports of "two days ago .. today", downloads those it has not ingested yet
-//! (remembered by file name in the source state, written atomically with the findings) and
-//! normalises them. One failed download fails the run, so the store stays as it was and the next
-//! run tries again.
+//! A fetch lists the reports of "two days ago .. today" and downloads those it has not ingested
+//! yet. Each report is a unit: normalised, then stored at once together with the remembered
+//! report names (by file name, in the source state), so a report is never lost and never
+//! counted twice. A report that fails (a 404, a cut-off body, an unknown type) is named in the
+//! run and tried again next run; the other reports go on.
 
 pub mod api;
 pub mod import;
@@ -198,6 +199,8 @@ impl Source for ShadowserverSource {
             .await?;
         let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
         let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
+        let cutoff = today - chrono::Duration::days(REMEMBER_DAYS);
+        seen.reports.retain(|_, d| *d >= cutoff);
         let mut out = FetchOutput {
             complete: true,
             ..Default::default()
@@ -220,67 +223,95 @@ impl Source for ShadowserverSource {
                         .and_then(|f| schema.type_from_file_name(f))
                 });
             let Some(report_type) = report_type else {
-                return Err(FetchError::Format(format!(
-                    "reports/list: report {entry} names no type"
-                )));
+                let e = FetchError::Format("reports/list names no type for it".into());
+                out.fail_unit(format!("report {entry}"), &e);
+                continue;
             };
             if !self.cfg.types.is_empty() && !self.cfg.types.contains(&report_type) {
                 continue;
             }
-            let body = client.download(&entry).await?;
-            downloaded += 1;
-            let naming = RawNaming {
-                prefix: format!("report {entry}"),
-                separator: " line ",
+            let mut unit = match self
+                .fetch_report(ctx, &client, &entry, &report_type, &schema)
+                .await
+            {
+                Ok(unit) => unit,
+                Err(e) => {
+                    out.fail_unit(format!("report {entry}"), &e);
+                    continue;
+                }
             };
-            let scope = ctx.scope.clone();
-            let schema2 = schema.clone();
-            let rt = report_type.clone();
-            let (sink, outcome) = tokio::task::spawn_blocking(move || {
-                let mut sink = VecSink::default();
-                let gz = body.starts_with(&[0x1f, 0x8b]);
-                let r = if gz {
-                    import::read_csv(
-                        flate2::read::MultiGzDecoder::new(Cursor::new(body)),
-                        &naming,
-                        &rt,
-                        &schema2,
-                        &scope,
-                        &mut sink,
-                    )
-                } else {
-                    import::read_csv(Cursor::new(body), &naming, &rt, &schema2, &scope, &mut sink)
-                };
-                (sink, r)
-            })
-            .await
-            .map_err(|e| FetchError::Format(format!("parsing task failed: {e}")))?;
-            let outcome = outcome.map_err(FetchError::Format)?;
-            if let Some(err) = outcome.error {
-                return Err(FetchError::Format(format!("report {entry}: {err}")));
-            }
-            out.fetched += outcome.rows;
-            out.findings.extend(sink.findings);
-            out.rejected.extend(sink.rejected);
+            downloaded += 1;
             let date = entry
                 .timestamp
                 .as_deref()
                 .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
                 .unwrap_or(today);
             seen.reports.insert(key, date);
+            let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
+            unit.state
+                .push((INGESTED_STATE_KEY.to_string(), Some(state)));
+            ctx.commit(unit).await?;
         }
-        let cutoff = today - chrono::Duration::days(REMEMBER_DAYS);
-        seen.reports.retain(|_, d| *d >= cutoff);
         tracing::info!(
             source = "shadowserver",
             downloaded,
             skipped,
-            rows = out.fetched,
+            failed = out.failed.len(),
             "reports fetched"
         );
+        // Names older than the memory go even when nothing new arrived.
         let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
         out.state
             .push((INGESTED_STATE_KEY.to_string(), Some(state)));
         Ok(out)
     }
 }
+
+impl ShadowserverSource {
+    /// Downloads and normalises one report: the unit of a fetch. A body cut off mid-line, or a
+    /// report the reader gave up on, is an error (nothing of it is stored or remembered).
+    async fn fetch_report(
+        &self,
+        ctx: &FetchContext,
+        client: &ApiClient,
+        entry: &ReportEntry,
+        report_type: &str,
+        schema: &Schema,
+    ) -> Result<FetchOutput, FetchError> {
+        let body = client.download(entry).await?;
+        let naming = RawNaming {
+            prefix: format!("report {entry}"),
+            separator: " line ",
+        };
+        let scope = ctx.scope.clone();
+        let schema = schema.clone();
+        let rt = report_type.to_string();
+        let (sink, outcome) = tokio::task::spawn_blocking(move || {
+            let mut sink = VecSink::default();
+            // A cut gzip stream fails its own length and CRC check while it is read.
+            let r = if body.starts_with(&[0x1f, 0x8b]) {
+                let gz = flate2::read::MultiGzDecoder::new(Cursor::new(body));
+                import::read_csv(gz, &naming, &rt, &schema, &scope, &mut sink)
+            } else {
+                super::check_complete_lines(&body, true).and_then(|()| {
+                    import::read_csv(Cursor::new(body), &naming, &rt, &schema, &scope, &mut sink)
+                })
+            };
+            (sink, r)
+        })
+        .await
+        .map_err(|e| FetchError::Format(format!("parsing task failed: {e}")))?;
+        let outcome = outcome.map_err(FetchError::Format)?;
+        if let Some(err) = outcome.error {
+            return Err(FetchError::Format(err));
+        }
+        Ok(FetchOutput {
+            fetched: outcome.rows,
+            findings: sink.findings,
+            rejected: sink.rejected,
+            ..Default::default()
+        })
+    }
+}
+
+
