@@ -17,6 +17,9 @@ pub struct App {
     /// Where the config was looked for.
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
+    /// Whether the store folder was named (`--data-dir`, `$OUTWATCH_DATA_DIR`, `[store] path`)
+    /// rather than the default.
+    pub data_dir_named: bool,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -33,18 +36,50 @@ impl App {
         } else {
             None
         };
-        let data_dir = match &cfg {
+        let data_dir_resolved = match &cfg {
             Some(c) => c.data_dir(data_dir),
             None => data_dir
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR)),
         };
+        let data_dir_named = data_dir.is_some() || cfg.is_some();
         Ok(App {
+            data_dir: data_dir_resolved,
             config: cfg,
             config_path: path,
-            data_dir,
+            data_dir_named,
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Whether the store folder holds a store (sled's database folder).
+    pub fn store_exists(&self) -> bool {
+        self.data_dir.join("db").is_dir()
+    }
+
+    /// Read commands never create a store: with no store, they fail instead of answering
+    /// "nothing known" from an empty one. Without a config and a named folder that is exit 3
+    /// (nothing set up here); with a folder that holds no store, exit 4.
+    pub fn require_store(&self) -> Result<(), CliError> {
+        if self.store_exists() {
+            return Ok(());
+        }
+        if !self.data_dir_named {
+            return Err(CliError::config(format!(
+                "no config and no store here: looked for a config at {} (or --config PATH, \
+                 $OUTWATCH_CONFIG) and for a store at {} (or --data-dir DIR, \
+                 $OUTWATCH_DATA_DIR). Copy config.example.toml to outwatch.toml and run \
+                 `outwatch fetch`, or try `outwatch demo`",
+                self.config_path.display(),
+                self.data_dir.display()
+            )));
+        }
+        Err(CliError::store(format!(
+            "no store at {}: nothing was fetched or imported there yet. Run `outwatch fetch` \
+             (or `outwatch import ...`; `outwatch demo` to try it), or check --data-dir / \
+             [store] path",
+            self.data_dir.display()
+        )))
     }
 
     /// The config, or an error telling how to create one.
@@ -85,6 +120,7 @@ impl App {
 
     /// Opens the store for reading: through the running daemon's socket when one answers
     /// (`<data_dir>/outwatch.sock`), else directly. A stale socket file is ignored.
+    /// Never creates a store (see [`App::require_store`]).
     pub fn open_read(&self) -> Result<Arc<dyn Store>, CliError> {
         // A daemon that is starting holds the lock a moment before its socket answers.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -93,6 +129,7 @@ impl App {
                 tracing::debug!("reading through the daemon's socket");
                 return Ok(Arc::new(r));
             }
+            self.require_store()?;
             match store::open(&self.data_dir) {
                 Ok(s) => return Ok(Arc::new(s)),
                 Err(store::StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {

@@ -117,8 +117,34 @@ pub fn assess_sources(
         let runs = store.runs(Some(&name), RUNS_CONSIDERED)?;
         out.push(judge(&name, &facts, &runs, now));
     }
+    if let Some(cfg) = cfg {
+        out.extend(scope_health(cfg, store)?);
+    }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Name of the health entry for the scope itself.
+pub const SCOPE_ENTRY: &str = "scope";
+
+/// The scope as a health entry, when it has problems: an ASN without prefixes makes every
+/// list silently match nothing of it, which must not look like an all-clear.
+pub fn scope_health(cfg: &Config, store: &dyn Store) -> Result<Option<SourceHealth>, StoreError> {
+    let snap = crate::scope::load(Some(cfg), store)?;
+    let problems = snap.problems();
+    if problems.is_empty() {
+        return Ok(None);
+    }
+    let latest = snap.asns.iter().filter_map(|a| a.attempted_at).max();
+    Ok(Some(SourceHealth {
+        name: SCOPE_ENTRY.to_string(),
+        state: HealthState::Failing,
+        last_success: snap.asns.iter().filter_map(|a| a.refreshed_at).max(),
+        last_error: None,
+        last_run: latest,
+        last_rows: None,
+        warnings: problems,
+    }))
 }
 
 /// The `schedule` set in a source's config table, if any.

@@ -47,6 +47,29 @@ pub struct ScopeSnapshot {
     pub emails: Vec<String>,
 }
 
+impl ScopeSnapshot {
+    /// What makes this scope miss things, one line each: an ASN with no prefixes (never
+    /// resolved, or announcing none), so that no list can match anything of it.
+    pub fn problems(&self) -> Vec<String> {
+        self.asns
+            .iter()
+            .filter(|a| a.prefixes.is_empty())
+            .map(|a| match (&a.refreshed_at, &a.last_error) {
+                (_, Some(e)) => format!("AS{} has no prefixes: {e}", a.asn),
+                (None, None) => format!(
+                    "AS{} has not been resolved to its prefixes yet: run `outwatch scope \
+                     --refresh` (the daemon does it on start)",
+                    a.asn
+                ),
+                (Some(_), None) => format!(
+                    "AS{} has no announced prefixes: no list can match anything of it",
+                    a.asn
+                ),
+            })
+            .collect()
+    }
+}
+
 /// Why an address is ours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "asn")]
@@ -355,6 +378,24 @@ pub async fn refresh(
                     asn: a.0,
                     refreshed: false,
                     prefixes: entry.prefixes.len(),
+                    error: Some(msg),
+                }
+            }
+            Ok(p) if p.is_empty() => {
+                let msg = format!(
+                    "RIPEstat lists no announced prefix for AS{}: no list can match anything \
+                     of it (is the ASN right? add its prefixes to `organisation.prefixes` if \
+                     it is not announced)",
+                    a.0
+                );
+                tracing::warn!("{msg}");
+                entry.prefixes = p;
+                entry.refreshed_at = Some(now);
+                entry.last_error = Some(msg.clone());
+                RefreshReport {
+                    asn: a.0,
+                    refreshed: true,
+                    prefixes: 0,
                     error: Some(msg),
                 }
             }

@@ -639,6 +639,8 @@ fn records_survive_reopen_and_new_ones_do_not_overwrite_them() {
 fn closed_stdout_ends_read_commands_quietly() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
+    // Read commands need an existing store (they never create one).
+    drop(outwatch::store::open(&data).unwrap());
     for args in [
         vec!["status"],
         vec!["status", "--json"],

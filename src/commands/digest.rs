@@ -48,6 +48,8 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         eprintln!("preview only: nothing was sent or marked as reported");
         return Ok(ExitCode::SUCCESS);
     }
+    // A digest from a store that does not exist would be an empty all-clear.
+    app.require_store()?;
     let store = app.open_store()?;
     let o = digest::deliver(cfg, store, &app.data_dir, now)
         .await

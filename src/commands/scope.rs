@@ -14,6 +14,10 @@ use crate::scope;
 pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
     let now = app.clock.now();
+    if !a.refresh {
+        // Without --refresh this reads: it never creates a store.
+        app.require_store()?;
+    }
     // Refresh what is due (or everything with --refresh); failures keep the cache. When the
     // daemon holds the store, show what it has cached (it refreshes daily by itself).
     let (snap, reports) = match app.open_store() {
@@ -79,7 +83,11 @@ pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    if failed > 0 && a.refresh {
+    let problems = snap.problems();
+    for p in &problems {
+        eprintln!("warning: {p}");
+    }
+    if (failed > 0 && a.refresh) || !problems.is_empty() {
         return Ok(ExitCode::from(crate::error::EXIT_FAILURE));
     }
     Ok(ExitCode::SUCCESS)

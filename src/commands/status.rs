@@ -21,7 +21,10 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             let hello = r.hello().clone();
             (Arc::new(r), Some(hello))
         }
-        None => (app.open_store()?, None),
+        None => {
+            app.require_store()?;
+            (app.open_store()?, None)
+        }
     };
     let now = app.clock.now();
     let sources = health::assess_sources(app.config.as_ref(), store.as_ref(), now)?;
@@ -44,7 +47,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             },
             "checked_at": rfc3339(now),
         }))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(verdict(&sources));
     }
     if sources.is_empty() {
         outln!(
@@ -55,14 +58,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_else(|| "-".into())
         };
-        let mut t = table(&[
-            "source",
-            "state",
-            "last success",
-            "last run",
-            "rows",
-            "last error",
-        ]);
+        let mut t = table(&["source", "state", "last success", "last run", "rows"]);
         for s in &sources {
             let state = match s.state {
                 HealthState::Ok => "ok".to_string(),
@@ -76,13 +72,14 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
                 s.last_rows
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "-".into()),
-                clip(s.last_error.as_deref().unwrap_or("-"), 60),
             ]);
         }
         outln!("{t}");
+        // Problems in full, one source at a time (an error cut short hides its cause).
         for s in sources.iter().filter(|s| s.state != HealthState::Ok) {
+            outln!("{} ({}):", s.name, s.state.as_str());
             for w in &s.warnings {
-                outln!("  {}: {}", s.name, clip(w, 200));
+                outln!("  - {}", clip(w, 4000));
             }
         }
     }
@@ -105,5 +102,14 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         }
         None => outln!("daemon: not running"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(verdict(&sources))
+}
+
+/// Exit 0 only when every source (and the scope) is healthy: scripts and monitoring read it.
+fn verdict(sources: &[health::SourceHealth]) -> ExitCode {
+    if sources.iter().all(|s| s.state == HealthState::Ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::error::EXIT_FAILURE)
+    }
 }

@@ -575,33 +575,23 @@ impl SndsSource {
 /// State key of [`SndsMemory`].
 const MEMORY_STATE: &str = "snds/memory";
 
-/// What the last data pages held, to tell "no traffic that day" from a broken answer.
+/// What the last data pages held, to tell "no traffic those days" from a broken answer. SNDS
+/// answers an empty page for a day without traffic, so empty pages after pages with rows fail
+/// once and are believed when the next run sees them again.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SndsMemory {
-    /// Rows of the last data page that was read.
+    /// Rows of the data pages of the last run that read them.
     last_rows: usize,
-    /// An empty page already followed a page with rows once (the next empty one is believed).
+    /// Empty pages already followed pages with rows once (the next empty ones are believed).
     empty_seen: bool,
 }
 
-/// Whether a data.aspx page can be trusted: not cut off, not all garbage, and not suddenly
-/// empty. SNDS answers an empty page for a day without traffic, so an empty page after pages
-/// with rows fails once and is believed when the next run sees it again.
-fn usable(body: &[u8], rows: usize, rejected: usize, m: &mut SndsMemory) -> Result<(), String> {
+/// Whether a page can be trusted: not cut off, and not all garbage.
+fn usable(body: &[u8], rows: usize, rejected: usize) -> Result<(), String> {
     crate::sources::check_complete_lines(body, true)?;
     if rows > 0 && rejected == rows {
         return Err(format!("none of its {rows} row(s) could be read"));
     }
-    if rows == 0 && m.last_rows > 0 && !m.empty_seen {
-        m.empty_seen = true;
-        return Err(format!(
-            "the page is empty where the last one had {} row(s); SNDS answers empty for a day \
-             without traffic, so if the next run sees the same it is taken as such",
-            m.last_rows
-        ));
-    }
-    m.last_rows = rows;
-    m.empty_seen = false;
     Ok(())
 }
 
@@ -627,6 +617,7 @@ impl Source for SndsSource {
         let mut memory: SndsMemory = ctx.state.get_json(MEMORY_STATE)?.unwrap_or_default();
         // Latest row per IP wins (yesterday over the day before).
         let mut per_ip: BTreeMap<IpAddr, DataHit> = BTreeMap::new();
+        let mut pages = Vec::new();
         for days_back in [1, 2] {
             let date = snds_date(ctx.now - chrono::Duration::days(days_back));
             let unit = format!("data.aspx date={date}");
@@ -639,10 +630,29 @@ impl Source for SndsSource {
                 }
             };
             let (hits, rejected, rows) = parse_data_hits(&body, &unit);
-            if let Err(e) = usable(&body, rows, rejected.len(), &mut memory) {
+            if let Err(e) = usable(&body, rows, rejected.len()) {
                 out.fail_unit(unit, &FetchError::Format(e));
                 continue;
             }
+            pages.push((unit, hits, rejected, rows));
+        }
+        let read: usize = pages.iter().map(|p| p.3).sum();
+        if !pages.is_empty() && read == 0 && memory.last_rows > 0 && !memory.empty_seen {
+            // Suddenly empty: once, it is a failure; the next run that sees it believes it.
+            memory.empty_seen = true;
+            let e = FetchError::Format(format!(
+                "the page is empty where the last run read {} row(s); SNDS answers empty for \
+                 days without traffic, so if the next run sees the same it is taken as such",
+                memory.last_rows
+            ));
+            for (unit, ..) in pages.drain(..) {
+                out.fail_unit(unit, &e);
+            }
+        } else if !pages.is_empty() {
+            memory.last_rows = read;
+            memory.empty_seen = false;
+        }
+        for (_, hits, rejected, rows) in pages {
             out.fetched += rows;
             out.rejected.extend(rejected);
             for h in hits {
@@ -665,14 +675,7 @@ impl Source for SndsSource {
             }
             Ok(body) => {
                 let (blocked, rejected, rows) = parse_ip_status(&body, "ipStatus.aspx");
-                let checked = crate::sources::check_complete_lines(&body, true).and_then(|()| {
-                    if rows > 0 && rejected.len() == rows {
-                        Err(format!("none of its {rows} row(s) could be read"))
-                    } else {
-                        Ok(())
-                    }
-                });
-                match checked {
+                match usable(&body, rows, rejected.len()) {
                     Ok(()) => {
                         out.fetched += rows;
                         out.rejected.extend(rejected);
