@@ -666,3 +666,131 @@ fn closed_stdout_ends_read_commands_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+// ---------- no false all-clear ----------
+
+/// `[sources.X] enabled = false` for every list feed that ships enabled.
+fn feeds_off() -> String {
+    outwatch::sources::lists::known_feed_names(&Config::default())
+        .iter()
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect()
+}
+
+/// Read commands never create a store: with no config and no store here they exit 3 naming
+/// where they looked; with a store folder that holds none, 4 naming it. Nothing is created.
+#[test]
+fn read_commands_never_create_a_store() {
+    let d = tempfile::tempdir().unwrap();
+    let reads: [&[&str]; 4] = [
+        &["lookup", "192.0.2.7"],
+        &["status"],
+        &["export", "--jsonl"],
+        &["digest", "--preview"],
+    ];
+    for args in reads {
+        let out = cli(d.path()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains("outwatch.toml") && err.contains("outwatch-data"), "{err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(!d.path().join("outwatch-data").exists(), "{args:?} created a store");
+    }
+    let mistyped = d.path().join("mistyped/path");
+    for args in reads {
+        let out = cli(d.path())
+            .arg("--data-dir")
+            .arg(&mistyped)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
+        assert!(err.contains("no store at") && err.contains("mistyped"), "{err}");
+        assert!(!d.path().join("mistyped").exists(), "{args:?} created the folder");
+    }
+}
+
+/// An ASN that RIPEstat resolves to no prefix makes every list match nothing for it: `scope
+/// --refresh` fails naming it, and `status` lists it and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asn_without_prefixes_is_named_and_fails_status() {
+    let server = MockServer::start().await;
+    mock_ripestat(
+        &server,
+        "AS64511",
+        r#"{"status":"ok","status_code":200,"data":{"prefixes":[],"resource":"64511"}}"#.to_string(),
+    )
+    .await;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"X\"\nasns = [64511]\n[scope]\nripestat_url = \"{}\"\n[store]\npath = \"data\"\n{}",
+            server.uri(),
+            feeds_off()
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let (scope, status, json) = tokio::task::spawn_blocking(move || {
+        (
+            cli(&dir).args(["scope", "--refresh"]).output().unwrap(),
+            cli(&dir).args(["status"]).output().unwrap(),
+            cli(&dir).args(["status", "--json"]).output().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(scope.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&scope.stderr).contains("AS64511"));
+    assert_eq!(status.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("AS64511") && text.contains("no prefixes"), "{text}");
+    assert_eq!(json.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let scope_entry = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "scope")
+        .unwrap();
+    assert_eq!(scope_entry["state"], "failing");
+}
+
+/// `status` exits 1 while a source fails, and shows its error whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_fails_while_a_source_fails_and_shows_the_whole_error() {
+    let server = MockServer::start().await;
+    let long = "/mirror/abuse.ch/feodotracker/downloads/a/rather/long/path/to/ipblocklist.csv";
+    Mock::given(method("GET"))
+        .and(path(long))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let d = tempfile::tempdir().unwrap();
+    let off: String = feeds_off().replace(
+        "[sources.feodotracker]\nenabled = false\n",
+        &format!("[sources.feodotracker]\nurl = \"{}{long}\"\n", server.uri()),
+    );
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!("[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n{off}"),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let (fetch, status) = tokio::task::spawn_blocking(move || {
+        (
+            cli(&dir).args(["fetch"]).output().unwrap(),
+            cli(&dir).args(["status"]).output().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(fetch.status.code(), Some(1));
+    assert_eq!(status.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("FAILING"), "{text}");
+    assert!(text.contains(&format!("{}{long}", server.uri())), "{text}");
+    assert!(text.contains("503"), "{text}");
+}

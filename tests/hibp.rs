@@ -591,3 +591,36 @@ base_url = "{u}/snds"
         ["safebrowsing", "snds"].map(String::from).into()
     );
 }
+
+/// One organisation domain that the HIBP account has not verified (403) costs that domain
+/// only: the other's findings are stored, the refused one is named, and the run is partial.
+#[tokio::test]
+async fn a_refused_domain_costs_only_that_domain() {
+    let server = MockServer::start().await;
+    mount_status(&server).await;
+    mount_breaches(&server, 1).await;
+    mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/breacheddomain/unverified.example"))
+        .respond_with(ResponseTemplate::new(403))
+        .mount(&server)
+        .await;
+    let e = env();
+    let cfg = config(&format!(
+        "[organisation]\ndomains = [\"example.org\", \"unverified.example\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\n",
+        server.uri()
+    ));
+    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(!r.ok);
+    assert_eq!(r.outcome, outwatch::store::RunOutcome::Partial);
+    assert_eq!(r.new, 4, "example.org's findings are kept");
+    assert_eq!(e.store.count().unwrap(), 4);
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert_eq!(r.errors[0].unit, "domain unverified.example");
+    assert!(r.errors[0].error.contains("403"), "{:?}", r.errors);
+    assert!(!r.error.unwrap().contains(KEY));
+    let runs = e.store.runs(Some("hibp"), 1).unwrap();
+    assert_eq!(runs[0].outcome, outwatch::store::RunOutcome::Partial);
+    assert_eq!(runs[0].failed_units[0].unit, "domain unverified.example");
+}

@@ -17,6 +17,8 @@ use outwatch::store::{self, Query, QueryOptions, RunOutcome, Store};
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod support;
+
 fn fixture(rel: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/lists")
@@ -1319,4 +1321,79 @@ async fn header_without_a_needed_column_fails_loudly() {
     let err = r.error.unwrap();
     assert!(err.contains("no column `dst_ip`"), "{err}");
     assert_eq!(e.store.count().unwrap(), 0);
+}
+
+/// A server that closes the connection mid-body, without a `Content-Length`: the half list
+/// is a failed fetch (nothing stored, nothing resolved), and the whole list next time is read.
+#[tokio::test]
+async fn a_body_cut_off_without_content_length_is_a_failure() {
+    let body = fixture("urlhaus/csv_recent.csv");
+    // Cut inside the fourth data row.
+    let cut = body
+        .windows(9)
+        .position(|w| w == b"\"3886234\"")
+        .unwrap()
+        + 20;
+    let base = support::serve_cut(vec![(body.clone(), Some(cut)), (body, None)]);
+    let e = env();
+    let src = source(&based("urlhaus"), &base, "urlhaus");
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(!r.ok);
+    assert_eq!(r.outcome, RunOutcome::Error);
+    let err = r.error.unwrap();
+    assert!(err.contains("cut off"), "{err}");
+    assert_eq!(e.store.count().unwrap(), 0);
+    let r = e.runner.run_source(src.as_ref()).await;
+    ok(&r);
+    assert_eq!(r.in_scope, 3);
+}
+
+/// Feodo Tracker CSV with `n` C2 entries inside 203.0.113.0/24, trailer included.
+fn feodo_with(n: usize) -> Vec<u8> {
+    let mut s = String::from(
+        "#\n\"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "\"2026-11-08 19:20:49\",\"203.0.113.{}\",\"443\",\"online\",\"2026-11-20\",\"Pikabot\"\n",
+            10 + i
+        ));
+    }
+    s.push_str(&format!("# END {n} entries"));
+    s.into_bytes()
+}
+
+/// A list that suddenly loses most of our entries does not resolve them in one run: the drop
+/// is reported (the run is partial) and resolves only when the next run sees it again.
+#[tokio::test]
+async fn a_suspicious_drop_is_held_back_once() {
+    let server = MockServer::start().await;
+    let e = env();
+    let src = source(&based("feodotracker"), &server.uri(), "feodotracker");
+    serve(&server, "/downloads/ipblocklist.csv", feodo_with(10)).await;
+    ok(&e.runner.run_source(src.as_ref()).await);
+    // Three days later only 2 of the 10 are listed: 8 would resolve (80 % > 50 %).
+    e.clock.advance(chrono::Duration::days(3));
+    server.reset().await;
+    serve(&server, "/downloads/ipblocklist.csv", feodo_with(2)).await;
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert_eq!(r.outcome, RunOutcome::Partial);
+    assert_eq!(r.resolved, 0);
+    let drop = r.suspicious_drop.clone().unwrap();
+    assert!(drop.contains("8 of 10"), "{drop}");
+    assert_ne!(
+        all(e.store.as_ref(), ip("203.0.113.19"))[0].status,
+        Status::Resolved
+    );
+    let runs = e.store.runs(Some("feodotracker"), 1).unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Partial);
+    // The next run sees the same drop: now it is believed.
+    e.clock.advance(chrono::Duration::hours(1));
+    let r = e.runner.run_source(src.as_ref()).await;
+    ok(&r);
+    assert_eq!(r.resolved, 8);
+    assert_eq!(
+        all(e.store.as_ref(), ip("203.0.113.19"))[0].status,
+        Status::Resolved
+    );
 }

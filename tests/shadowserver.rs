@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+mod support;
+
 use outwatch::clock::ManualClock;
 use outwatch::config::{Config, HttpConfig};
 use outwatch::http::HttpClient;
@@ -984,4 +986,76 @@ async fn cli_fetch_ping_and_update_schema() {
     assert_eq!(f["classification"]["identifier"], "scan-newservice");
     assert_eq!(f["severity"], "high");
     assert_eq!(assert_all_signed(&server).await, 4);
+}
+
+/// One of two listed reports fails (its download is cut off mid-body, without a
+/// `Content-Length`): the other is stored and remembered at once; the broken one is named,
+/// not remembered, and downloaded again by the next run, which completes it. The good one is
+/// not downloaded twice.
+#[tokio::test]
+async fn a_failed_report_costs_only_itself_and_is_fetched_again() {
+    let server = MockServer::start().await;
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    let rdp = std::fs::read(fixture("2026-11-20-scan_rdp-example-asn.csv")).unwrap();
+    // Downloads, in the order they are asked for: DNS whole and RDP cut in its second line
+    // (first run), then RDP whole (second run).
+    let cut = rdp.iter().position(|&b| b == b'\n').unwrap() + 10;
+    let (dl, log) = support::serve_cut_logged(vec![
+        (dns, None),
+        (rdp.clone(), Some(cut)),
+        (rdp, None),
+    ]);
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[
+            (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
+            (ID_RDP, "2026-11-22-scan_rdp-example-asn.csv", "scan_rdp"),
+        ])))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let r = runner(store.clone(), clock.clone());
+    let mut cfg = config_for(&server);
+    cfg.download_url = Some(format!("{dl}/dl/"));
+    let src = build(&cfg, &Config::default()).unwrap();
+
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(!rep.ok);
+    assert_eq!(rep.outcome, RunOutcome::Partial);
+    assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
+    assert_eq!(rep.errors[0].unit, "report 2026-11-22-scan_rdp-example-asn.csv");
+    assert!(rep.errors[0].error.contains("cut off"), "{:?}", rep.errors);
+    let after_first = store.count().unwrap();
+    assert!(after_first > 0, "the DNS report is stored");
+    let remembered =
+        String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
+    assert!(remembered.contains("scan_dns") && !remembered.contains("scan_rdp"));
+    let health = outwatch::health::judge(
+        "shadowserver",
+        &Default::default(),
+        &store.runs(Some("shadowserver"), 5).unwrap(),
+        now(),
+    );
+    assert_eq!(health.state, outwatch::health::HealthState::Partial);
+    assert!(health.warnings[0].contains("scan_rdp"), "{:?}", health.warnings);
+
+    // The server mended: only the failed report is downloaded again, and it completes.
+    clock.advance(chrono::Duration::hours(6));
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(rep.ok, "{rep:?}");
+    assert!(store.count().unwrap() > after_first);
+    let remembered =
+        String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
+    assert!(remembered.contains("scan_rdp"));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        vec![
+            format!("GET /dl/{ID_DNS} HTTP/1.1"),
+            format!("GET /dl/{ID_RDP} HTTP/1.1"),
+            format!("GET /dl/{ID_RDP} HTTP/1.1"),
+        ]
+    );
 }

@@ -1,0 +1,53 @@
+//! Test helpers shared by the integration tests that include them (`mod support;`).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// A loopback HTTP server that answers each connection, in turn, with the next of `replies`:
+/// status 200, no `Content-Length`, `Connection: close`, and the body cut after `keep` bytes
+/// (`None`: the whole body), then the connection is closed. This is what a server that dies
+/// mid-body looks like to a client: a body that ends early with nothing to say so. Returns the
+/// base URL (`http://127.0.0.1:PORT`); the thread ends after the last reply.
+pub fn serve_cut(replies: Vec<(Vec<u8>, Option<usize>)>) -> String {
+    serve_cut_logged(replies).0
+}
+
+/// [`serve_cut`], also returning the request lines received (`GET /path HTTP/1.1`), in order.
+pub fn serve_cut_logged(
+    replies: Vec<(Vec<u8>, Option<usize>)>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        for (body, keep) in replies {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            // Read the request head (enough for a GET).
+            let mut buf = [0u8; 8192];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+            seen.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(line).into_owned());
+            let end = keep.unwrap_or(body.len()).min(body.len());
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/csv\r\nconnection: close\r\n\r\n",
+            );
+            let _ = conn.write_all(&body[..end]);
+            let _ = conn.flush();
+        }
+    });
+    (format!("http://{addr}"), log)
+}
