@@ -1059,3 +1059,77 @@ async fn a_failed_report_costs_only_itself_and_is_fetched_again() {
         ]
     );
 }
+
+/// kill -9 in the middle of an import: the store still opens, and importing the same report
+/// again completes with every row (a crash loses at most the import in flight, never the
+/// store). Wherever the kill lands, these must hold, so the test does not depend on timing.
+#[test]
+fn an_import_killed_mid_way_leaves_a_store_that_a_rerun_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("2026-11-20-scan_dns-big.csv");
+    let rows = 80_000u32;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&report).unwrap());
+    writeln!(w, "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\"").unwrap();
+    for i in 0..rows {
+        // Spread over many /24s, listed out of address order (as reports are, by time).
+        let a = i.wrapping_mul(2_654_435_761) | 0x0a00_0000;
+        let ip = std::net::Ipv4Addr::from(a & 0x0aff_ffff);
+        writeln!(w, "\"2026-11-20 03:14:07\",\"medium\",\"{ip}\",\"udp\",53,,\"openresolver\",64496,\"NL\"").unwrap();
+    }
+    drop(w);
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("outwatch"))
+        .current_dir(dir.path())
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("RUST_LOG")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["import", "shadowserver", "--json"])
+        .arg(&report)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the store exists (mid-way on any machine this suite runs on; if the import
+    // already finished, the checks below hold all the same).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !data.join("db").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The store opens (sled may keep its lock a moment after the process is gone).
+    let mut opened = None;
+    for _ in 0..50 {
+        match SledStore::open(&data) {
+            Ok(s) => {
+                opened = Some(s);
+                break;
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    let before = opened.expect("the store opens after kill -9").count().unwrap();
+    eprintln!("findings after the kill: {before}");
+    assert!(before <= rows as usize);
+    let s = json_out(
+        outwatch(dir.path())
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["import", "shadowserver", "--json"])
+            .arg(&report),
+    );
+    assert_eq!(s["rows"], rows);
+    assert_eq!(s["rejected"], 0);
+    let store = SledStore::open(&data).unwrap();
+    let distinct = store.count().unwrap();
+    assert!(distinct > 0 && distinct <= rows as usize);
+    // The rows' addresses: count the distinct ones to know the exact total.
+    let mut ips: Vec<u32> = (0..rows)
+        .map(|i| (i.wrapping_mul(2_654_435_761) | 0x0a00_0000) & 0x0aff_ffff)
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    assert_eq!(distinct, ips.len());
+}
