@@ -4,7 +4,7 @@
 //! The judgement ([`judge`]) is a pure function of the run log, the schedule and "now"; [`assess`]
 //! gathers those for every enabled source and every source found in the run log.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -88,10 +88,67 @@ pub fn assess_sources(
     store: &dyn Store,
     now: DateTime<Utc>,
 ) -> Result<Vec<SourceHealth>, StoreError> {
+    assess_as_seen_by(cfg, store, now, None)
+}
+
+/// How the running daemon sees one source: whether it could set it up from its own
+/// environment (keys from its `EnvironmentFile`, say), and its schedule.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct DaemonSource {
+    /// Why the daemon cannot set the source up, if it cannot.
+    pub error: Option<String>,
+    /// The schedule the daemon runs it on.
+    pub schedule: Option<String>,
+}
+
+/// What the daemon says about every source it set up (the `sources` of its `hello`).
+pub type DaemonSources = BTreeMap<String, DaemonSource>;
+
+/// The daemon's view of the sources of `cfg`, for its `hello`.
+pub fn daemon_sources(cfg: &Config) -> DaemonSources {
+    crate::sources::enabled_sources(cfg)
+        .into_iter()
+        .map(|(name, built)| {
+            let (error, schedule) = match built {
+                Ok(s) => (None, Some(s.schedule().source)),
+                Err(e) => (
+                    Some(e.to_string()),
+                    configured_schedule(cfg, &name).map(|s| s.source),
+                ),
+            };
+            (name, DaemonSource { error, schedule })
+        })
+        .collect()
+}
+
+/// [`assess_sources`], with each source's set-up judged as the running daemon sees it
+/// (`daemon`) rather than from the caller's environment: a key that only the daemon has is no
+/// failure.
+pub fn assess_as_seen_by(
+    cfg: Option<&Config>,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    daemon: Option<&DaemonSources>,
+) -> Result<Vec<SourceHealth>, StoreError> {
     let mut names: Vec<(String, SourceFacts)> = Vec::new();
     let enabled = cfg.map(crate::sources::enabled_sources).unwrap_or_default();
     for (name, built) in enabled {
         let cfg = cfg.expect("sources come from a config");
+        if let Some(seen) = daemon.and_then(|d| d.get(&name)) {
+            let schedule = seen
+                .schedule
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .or_else(|| configured_schedule(cfg, &name));
+            names.push((
+                name,
+                SourceFacts {
+                    schedule,
+                    build_error: seen.error.clone(),
+                },
+            ));
+            continue;
+        }
         let facts = match built {
             Ok(src) => SourceFacts {
                 schedule: Some(configured_schedule(cfg, &name).unwrap_or_else(|| src.schedule())),

@@ -1261,3 +1261,61 @@ async fn the_daemon_refreshes_the_asn_scope_and_serves_it() {
     .await
     .unwrap();
 }
+
+/// While the daemon runs, `status` judges a keyed source's set-up as the daemon sees it: a key
+/// that only the daemon's environment holds is no failure for a shell without it.
+#[test]
+fn status_judges_keys_as_the_daemon_sees_them() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        d.path(),
+        "[sources.shadowserver]\napi_key_env = \"OUTWATCH_TEST_DAEMON_ONLY_KEY\"\n\
+         secret_env = \"OUTWATCH_TEST_DAEMON_ONLY_SECRET\"\n\
+         base_url = \"http://127.0.0.1:9/api2/\"\nschedule = \"0 0 0 1 1 *\"\n",
+    );
+    let data = d.path().join("data");
+    seed(&data);
+    let hibp_of = |v: &Value| {
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "shadowserver")
+            .cloned()
+            .unwrap()
+    };
+    // Without the daemon, this shell's environment has no key: failing.
+    let v = json_of(&outwatch(&cfg, &["status", "--json"]));
+    assert_eq!(hibp_of(&v)["state"], "failing");
+    let child = StdCommand::new(bin())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .env("OUTWATCH_TEST_DAEMON_ONLY_KEY", "daemon-only-key-123")
+        .env("OUTWATCH_TEST_DAEMON_ONLY_SECRET", "daemon-only-secret-456")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    let mut seen = None;
+    for _ in 0..600 {
+        let o = outwatch(&cfg, &["status", "--json"]);
+        if let Ok(v) = serde_json::from_slice::<Value>(&o.stdout)
+            && v["daemon"]["running"] == true
+        {
+            seen = Some(v);
+            break;
+        }
+        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v = seen.expect("the daemon never answered on its socket");
+    let hibp = hibp_of(&v);
+    assert_eq!(hibp["state"], "never", "{hibp}");
+    assert!(hibp["last_error"].is_null(), "{hibp}");
+    assert!(!v.to_string().contains("daemon-only-key-123"));
+    let pid = daemon.0.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(daemon.0.wait().unwrap().success());
+}

@@ -27,7 +27,14 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         }
     };
     let now = app.clock.now();
-    let sources = health::assess_sources(app.config.as_ref(), store.as_ref(), now)?;
+    // While the daemon runs, a source's set-up (its key present or not) is judged as the
+    // daemon sees it: the caller's environment may lack keys that the daemon has.
+    let seen: Option<health::DaemonSources> = daemon
+        .as_ref()
+        .and_then(|h| h.get("sources"))
+        .and_then(|s| serde_json::from_value(s.clone()).ok());
+    let sources =
+        health::assess_as_seen_by(app.config.as_ref(), store.as_ref(), now, seen.as_ref())?;
     let findings = store.count()?;
     if json_out {
         print_json(&json!({

@@ -202,6 +202,9 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
     let info: socket::InfoFn = {
         let board = board.clone();
         let data_dir = app.data_dir.display().to_string();
+        // How this process (its environment, its keys) sets the sources up: `status` from a
+        // shell without the keys shows this, not its own view.
+        let sources = crate::health::daemon_sources(cfg);
         Arc::new(move || {
             let jobs = board.lock().map(|b| b.clone()).unwrap_or_default();
             json!({
@@ -209,6 +212,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
                 "started": started,
                 "data_dir": data_dir,
                 "jobs": jobs,
+                "sources": sources,
             })
         })
     };
