@@ -298,7 +298,9 @@ pub fn judge(
             ));
         }
         match last_ok {
-            Some(ok) => h.warnings.push(format!("last complete run {}", ts(ok.finished))),
+            Some(ok) => h
+                .warnings
+                .push(format!("last complete run {}", ts(ok.finished))),
             None => h.warnings.push("has never run complete".into()),
         }
         return h;

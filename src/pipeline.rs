@@ -235,23 +235,21 @@ impl Runner {
                         run.failed_units = failed;
                     }
                     Ok(()) if not_modified => run.outcome = RunOutcome::NotModified,
-                    Ok(()) if complete => {
-                        match self.resolve(src, started).await {
-                            Ok(Resolved::Done(n)) => run.resolved = n,
-                            Ok(Resolved::Held(msg)) => {
-                                tracing::warn!(source = src.name(), "{msg}");
-                                run.outcome = RunOutcome::Partial;
-                                run.error = Some(msg.clone());
-                                suspicious = Some(msg);
-                            }
-                            Err(e) => {
-                                let msg = format!("resolving failed: {e}");
-                                tracing::error!(source = src.name(), error = %msg);
-                                run.outcome = RunOutcome::Error;
-                                run.error = Some(msg);
-                            }
+                    Ok(()) if complete => match self.resolve(src, started).await {
+                        Ok(Resolved::Done(n)) => run.resolved = n,
+                        Ok(Resolved::Held(msg)) => {
+                            tracing::warn!(source = src.name(), "{msg}");
+                            run.outcome = RunOutcome::Partial;
+                            run.error = Some(msg.clone());
+                            suspicious = Some(msg);
                         }
-                    }
+                        Err(e) => {
+                            let msg = format!("resolving failed: {e}");
+                            tracing::error!(source = src.name(), error = %msg);
+                            run.outcome = RunOutcome::Error;
+                            run.error = Some(msg);
+                        }
+                    },
                     Ok(()) => {}
                 }
             }
@@ -305,7 +303,11 @@ impl Runner {
             let held_before = store.state_get(&key)?.is_some();
             let suspicious = stale > SMALL_DROP && (stale as f64) > share * open as f64;
             if suspicious && !held_before {
-                store.ingest(Vec::new(), vec![(key, Some(stale.to_string().into_bytes()))], &IngestOptions { now })?;
+                store.ingest(
+                    Vec::new(),
+                    vec![(key, Some(stale.to_string().into_bytes()))],
+                    &IngestOptions { now },
+                )?;
                 return Ok(Resolved::Held(format!(
                     "suspicious drop: {stale} of {open} open findings are no longer reported; \
                      not resolved in this run (more than {:.0} % at once looks like a cut-off \
@@ -316,7 +318,9 @@ impl Runner {
             if held_before {
                 store.state_put(&key, None)?;
             }
-            Ok(Resolved::Done(store.resolve_stale(&name, None, cutoff, now)?))
+            Ok(Resolved::Done(
+                store.resolve_stale(&name, None, cutoff, now)?,
+            ))
         })
         .await
     }

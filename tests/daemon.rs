@@ -1307,7 +1307,10 @@ fn status_judges_keys_as_the_daemon_sees_them() {
             seen = Some(v);
             break;
         }
-        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited early");
+        assert!(
+            daemon.0.try_wait().unwrap().is_none(),
+            "the daemon exited early"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let v = seen.expect("the daemon never answered on its socket");

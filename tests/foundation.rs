@@ -692,9 +692,15 @@ fn read_commands_never_create_a_store() {
         let out = cli(d.path()).args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
-        assert!(err.contains("outwatch.toml") && err.contains("outwatch-data"), "{err}");
+        assert!(
+            err.contains("outwatch.toml") && err.contains("outwatch-data"),
+            "{err}"
+        );
         assert!(out.stdout.is_empty(), "{args:?}");
-        assert!(!d.path().join("outwatch-data").exists(), "{args:?} created a store");
+        assert!(
+            !d.path().join("outwatch-data").exists(),
+            "{args:?} created a store"
+        );
     }
     let mistyped = d.path().join("mistyped/path");
     for args in reads {
@@ -706,8 +712,14 @@ fn read_commands_never_create_a_store() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
-        assert!(err.contains("no store at") && err.contains("mistyped"), "{err}");
-        assert!(!d.path().join("mistyped").exists(), "{args:?} created the folder");
+        assert!(
+            err.contains("no store at") && err.contains("mistyped"),
+            "{err}"
+        );
+        assert!(
+            !d.path().join("mistyped").exists(),
+            "{args:?} created the folder"
+        );
     }
 }
 
@@ -719,7 +731,8 @@ async fn an_asn_without_prefixes_is_named_and_fails_status() {
     mock_ripestat(
         &server,
         "AS64511",
-        r#"{"status":"ok","status_code":200,"data":{"prefixes":[],"resource":"64511"}}"#.to_string(),
+        r#"{"status":"ok","status_code":200,"data":{"prefixes":[],"resource":"64511"}}"#
+            .to_string(),
     )
     .await;
     let d = tempfile::tempdir().unwrap();
@@ -746,7 +759,10 @@ async fn an_asn_without_prefixes_is_named_and_fails_status() {
     assert!(String::from_utf8_lossy(&scope.stderr).contains("AS64511"));
     assert_eq!(status.status.code(), Some(1));
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("AS64511") && text.contains("no prefixes"), "{text}");
+    assert!(
+        text.contains("AS64511") && text.contains("no prefixes"),
+        "{text}"
+    );
     assert_eq!(json.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&json.stdout).unwrap();
     let scope_entry = v["sources"]

@@ -416,7 +416,10 @@ fn import_reads_a_notification_mail_without_config() {
         .clone();
     let v = stdout_json(&out);
     assert_eq!(v["findings"].as_array().unwrap().len(), 1);
-    assert_eq!(v["findings"][0]["times_seen"], 1, "the same mail is one observation");
+    assert_eq!(
+        v["findings"][0]["times_seen"], 1,
+        "the same mail is one observation"
+    );
 }
 
 // ---------- conformance with the shared samples (skipped when absent) ----------

@@ -202,9 +202,17 @@ async fn malformed_rows_are_counted_with_their_line() {
     let r = e.runner.run_source(src.as_ref()).await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope, r.rejected), (3, 1, 2));
-    assert!(r.rejected_rows[0].location.ends_with("line 10"), "{:?}", r.rejected_rows);
+    assert!(
+        r.rejected_rows[0].location.ends_with("line 10"),
+        "{:?}",
+        r.rejected_rows
+    );
     assert!(r.rejected_rows[0].message.contains("203.0.113.999"));
-    assert!(r.rejected_rows[1].location.ends_with("line 11"), "{:?}", r.rejected_rows);
+    assert!(
+        r.rejected_rows[1].location.ends_with("line 11"),
+        "{:?}",
+        r.rejected_rows
+    );
     assert!(r.rejected_rows[1].message.contains("fields"));
     assert_eq!(all(e.store.as_ref(), ip("203.0.113.11")).len(), 1);
 }
@@ -488,7 +496,11 @@ async fn urlhaus_matches_hosts_ipv4_ipv6_and_domains() {
         .await;
     ok(&r);
     assert_eq!((r.fetched, r.in_scope, r.rejected), (8, 3, 1));
-    assert!(r.rejected_rows[0].location.ends_with("line 16"), "{:?}", r.rejected_rows);
+    assert!(
+        r.rejected_rows[0].location.ends_with("line 16"),
+        "{:?}",
+        r.rejected_rows
+    );
 
     let f = &all(e.store.as_ref(), ip("203.0.113.45"))[0];
     assert_eq!(f.url.as_deref(), Some("http://203.0.113.45:43262/i"));
@@ -658,7 +670,11 @@ async fn spamhaus_drop_truncated_is_an_error() {
     // The cut part fails by name; the intact v6 part is kept; nothing resolves.
     assert_eq!(r.outcome, RunOutcome::Partial);
     assert_eq!(r.errors.len(), 1);
-    assert!(r.errors[0].unit.ends_with("/drop/drop_v4.json"), "{:?}", r.errors);
+    assert!(
+        r.errors[0].unit.ends_with("/drop/drop_v4.json"),
+        "{:?}",
+        r.errors
+    );
     let err = r.error.unwrap();
     assert!(err.contains("cut off"), "{err}");
     assert_eq!(e.store.count().unwrap(), 1);
@@ -1329,11 +1345,7 @@ async fn header_without_a_needed_column_fails_loudly() {
 async fn a_body_cut_off_without_content_length_is_a_failure() {
     let body = fixture("urlhaus/csv_recent.csv");
     // Cut inside the fourth data row.
-    let cut = body
-        .windows(9)
-        .position(|w| w == b"\"3886234\"")
-        .unwrap()
-        + 20;
+    let cut = body.windows(9).position(|w| w == b"\"3886234\"").unwrap() + 20;
     let base = support::serve_cut(vec![(body.clone(), Some(cut)), (body, None)]);
     let e = env();
     let src = source(&based("urlhaus"), &base, "urlhaus");

@@ -754,11 +754,18 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
         "{err}"
     );
     assert_eq!(rep.errors.len(), 1);
-    assert_eq!(rep.errors[0].unit, "report 2026-11-22-scan_rdp-example-asn.csv");
+    assert_eq!(
+        rep.errors[0].unit,
+        "report 2026-11-22-scan_rdp-example-asn.csv"
+    );
     let kept = store.count().unwrap();
     assert!(kept > 0, "the good report's findings are kept");
-    let remembered = String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
-    assert!(remembered.contains("scan_dns") && !remembered.contains("scan_rdp"), "{remembered}");
+    let remembered =
+        String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
+    assert!(
+        remembered.contains("scan_dns") && !remembered.contains("scan_rdp"),
+        "{remembered}"
+    );
     let runs = store.runs(Some("shadowserver"), 5).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::Partial);
     assert_eq!(runs[0].failed_units.len(), 1);
@@ -1000,11 +1007,8 @@ async fn a_failed_report_costs_only_itself_and_is_fetched_again() {
     // Downloads, in the order they are asked for: DNS whole and RDP cut in its second line
     // (first run), then RDP whole (second run).
     let cut = rdp.iter().position(|&b| b == b'\n').unwrap() + 10;
-    let (dl, log) = support::serve_cut_logged(vec![
-        (dns, None),
-        (rdp.clone(), Some(cut)),
-        (rdp, None),
-    ]);
+    let (dl, log) =
+        support::serve_cut_logged(vec![(dns, None), (rdp.clone(), Some(cut)), (rdp, None)]);
     Mock::given(method("POST"))
         .and(path("/api2/reports/list"))
         .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[
@@ -1025,7 +1029,10 @@ async fn a_failed_report_costs_only_itself_and_is_fetched_again() {
     assert!(!rep.ok);
     assert_eq!(rep.outcome, RunOutcome::Partial);
     assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
-    assert_eq!(rep.errors[0].unit, "report 2026-11-22-scan_rdp-example-asn.csv");
+    assert_eq!(
+        rep.errors[0].unit,
+        "report 2026-11-22-scan_rdp-example-asn.csv"
+    );
     assert!(rep.errors[0].error.contains("cut off"), "{:?}", rep.errors);
     let after_first = store.count().unwrap();
     assert!(after_first > 0, "the DNS report is stored");
@@ -1039,7 +1046,11 @@ async fn a_failed_report_costs_only_itself_and_is_fetched_again() {
         now(),
     );
     assert_eq!(health.state, outwatch::health::HealthState::Partial);
-    assert!(health.warnings[0].contains("scan_rdp"), "{:?}", health.warnings);
+    assert!(
+        health.warnings[0].contains("scan_rdp"),
+        "{:?}",
+        health.warnings
+    );
 
     // The server mended: only the failed report is downloaded again, and it completes.
     clock.advance(chrono::Duration::hours(6));
@@ -1074,7 +1085,11 @@ fn an_import_killed_mid_way_leaves_a_store_that_a_rerun_completes() {
         // Spread over many /24s, listed out of address order (as reports are, by time).
         let a = i.wrapping_mul(2_654_435_761) | 0x0a00_0000;
         let ip = std::net::Ipv4Addr::from(a & 0x0aff_ffff);
-        writeln!(w, "\"2026-11-20 03:14:07\",\"medium\",\"{ip}\",\"udp\",53,,\"openresolver\",64496,\"NL\"").unwrap();
+        writeln!(
+            w,
+            "\"2026-11-20 03:14:07\",\"medium\",\"{ip}\",\"udp\",53,,\"openresolver\",64496,\"NL\""
+        )
+        .unwrap();
     }
     drop(w);
     let data = dir.path().join("data");
@@ -1110,7 +1125,10 @@ fn an_import_killed_mid_way_leaves_a_store_that_a_rerun_completes() {
             Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
         }
     }
-    let before = opened.expect("the store opens after kill -9").count().unwrap();
+    let before = opened
+        .expect("the store opens after kill -9")
+        .count()
+        .unwrap();
     eprintln!("findings after the kill: {before}");
     assert!(before <= rows as usize);
     let s = json_out(

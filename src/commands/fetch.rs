@@ -111,7 +111,10 @@ pub fn print_table(reports: &[SourceReport]) {
             ([one], _) if one.unit == r.name => eprintln!("{}: {}", r.name, one.error),
             (units, _) => {
                 for u in units {
-                    eprintln!("{}: {} failed (the rest was kept): {}", r.name, u.unit, u.error);
+                    eprintln!(
+                        "{}: {} failed (the rest was kept): {}",
+                        r.name, u.unit, u.error
+                    );
                 }
             }
         }

@@ -7,6 +7,7 @@ use crate::cli::RunArgs;
 use crate::daemon::{self, tasks};
 use crate::error::{CliError, EXIT_FAILURE};
 use crate::output::table;
+use crate::store::RunOutcome;
 
 pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     if !a.once {
@@ -21,9 +22,12 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     } else {
         let mut t = table(&["source", "result", "summary"]);
         for r in &report.sources {
-            let (result, summary) = match &r.error {
-                Some(e) => ("FAILED", e.clone()),
-                None => ("ok", tasks::source_summary(r)),
+            let (result, summary) = match (&r.error, r.outcome) {
+                (Some(e), RunOutcome::Partial) => {
+                    ("PARTIAL", format!("{}; {e}", tasks::source_summary(r)))
+                }
+                (Some(e), _) => ("FAILED", e.clone()),
+                (None, _) => ("ok", tasks::source_summary(r)),
             };
             t.add_row(vec![r.name.clone(), result.to_string(), summary]);
         }

@@ -38,7 +38,12 @@ impl Shared {
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        let mut r = Runner::new(self.store.clone(), self.http.clone(), scope, self.clock.clone());
+        let mut r = Runner::new(
+            self.store.clone(),
+            self.http.clone(),
+            scope,
+            self.clock.clone(),
+        );
         r.max_resolve_share = self.cfg.store.max_resolve_share();
         r
     }
