@@ -67,7 +67,15 @@ impl Runner {
             now: started,
         };
         tracing::info!(source = src.name(), "fetching");
-        let result = src.fetch(&ctx).await;
+        // Whatever a fetch says leaves here with the source's secrets scrubbed by value.
+        let secrets = src.secrets();
+        let result = src.fetch(&ctx).await.map(|mut out| {
+            for r in &mut out.rejected {
+                r.location = crate::http::scrub(&r.location, &secrets);
+                r.message = crate::http::scrub(&r.message, &secrets);
+            }
+            out
+        });
         let mut report = SourceReport {
             name: src.name().to_string(),
             ..Default::default()
@@ -75,7 +83,7 @@ impl Runner {
         let mut run = FetchRun::begun(src.name(), started);
         match result {
             Err(e) => {
-                let msg = e.to_string();
+                let msg = crate::http::scrub(&e.to_string(), &secrets);
                 tracing::warn!(source = src.name(), error = %msg, "fetch failed");
                 report.error = Some(msg.clone());
                 run.outcome = "error".into();

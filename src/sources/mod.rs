@@ -23,6 +23,7 @@ use crate::config::{Config, CronSchedule};
 use crate::finding::Finding;
 use crate::http::{HttpClient, HttpError};
 use crate::scope::ScopeMatcher;
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// Why a fetch failed. Messages never contain secrets.
@@ -105,6 +106,12 @@ pub trait Source: Send + Sync {
     fn resolve_after(&self) -> chrono::Duration;
     /// Fetches and normalises. Must not write anywhere.
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError>;
+    /// Every credential the source sends. The pipeline removes their values from whatever a
+    /// fetch says (its error, rejected rows) before it is logged, stored or shown, whatever the
+    /// provider echoed back.
+    fn secrets(&self) -> Vec<&Secret> {
+        Vec::new()
+    }
 }
 
 /// A source by name, or why it could not be built.
