@@ -538,12 +538,20 @@ impl Config {
             }
         }
         let api = [
-            ("hibp", s.hibp.as_ref().map(|c| (&c.base_url, c.allow_plain_http))),
+            (
+                "hibp",
+                s.hibp.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
+            ),
             (
                 "safebrowsing",
-                s.safebrowsing.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
+                s.safebrowsing
+                    .as_ref()
+                    .map(|c| (&c.base_url, c.allow_plain_http)),
             ),
-            ("snds", s.snds.as_ref().map(|c| (&c.base_url, c.allow_plain_http))),
+            (
+                "snds",
+                s.snds.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
+            ),
         ];
         for (name, c) in api {
             if let Some((Some(v), plain)) = c {
@@ -608,9 +616,11 @@ pub fn check_url(url: &str, keyed: bool) -> Result<(), String> {
         "https" => Ok(()),
         "http" if !keyed => Ok(()),
         "http" if u.host_str().is_some_and(crate::digest::send::is_loopback) => Ok(()),
-        "http" => Err("a key is sent there, so it must be https:// (plain http is allowed only \
+        "http" => Err(
+            "a key is sent there, so it must be https:// (plain http is allowed only \
              to a loopback host, or with `allow_plain_http = true` in the source's table)"
-            .into()),
+                .into(),
+        ),
         other => Err(format!(
             "the scheme `{other}` is not supported (use https://)"
         )),
@@ -719,11 +729,10 @@ enabled = false
 
     #[test]
     fn keyed_urls_must_be_https_or_loopback() {
-        let e = parse(
-            "[sources.hibp]\napi_key = \"k\"\nbase_url = \"http://198.51.100.1/api/v3\"\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            parse("[sources.hibp]\napi_key = \"k\"\nbase_url = \"http://198.51.100.1/api/v3\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("sources.hibp.base_url"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("https"), "{e}");
@@ -738,7 +747,11 @@ enabled = false
             assert!(e.contains(&format!("{table}.{key}")), "{e}");
             assert!(e.contains("line 2"), "{e}");
             // Loopback and https pass; so does plain http when the table allows it.
-            for ok in ["http://127.0.0.1:8080/", "http://localhost/", "https://198.51.100.1/"] {
+            for ok in [
+                "http://127.0.0.1:8080/",
+                "http://localhost/",
+                "https://198.51.100.1/",
+            ] {
                 parse(&format!("[{table}]\n{key} = \"{ok}\"\n")).unwrap();
             }
             parse(&format!(
@@ -747,12 +760,13 @@ enabled = false
             .unwrap();
         }
         // A list feed with a key is keyed; without one, plain http is its own business.
-        let e = parse(
-            "[sources.urlhaus]\nauth_key = \"k\"\nbase_url = \"http://198.51.100.1\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("sources.urlhaus.base_url") && e.contains("line 3"), "{e}");
+        let e = parse("[sources.urlhaus]\nauth_key = \"k\"\nbase_url = \"http://198.51.100.1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources.urlhaus.base_url") && e.contains("line 3"),
+            "{e}"
+        );
         parse("[sources.urlhaus]\nbase_url = \"http://198.51.100.1\"\n").unwrap();
     }
 
@@ -766,7 +780,10 @@ enabled = false
         let e = parse("[scope]\nripestat_url = \"file:///etc/passwd\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("scope.ripestat_url") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("scope.ripestat_url") && e.contains("line 2"),
+            "{e}"
+        );
         let e = parse("[sources.urlhaus]\nurl = \"gopher://x/\"\n")
             .unwrap_err()
             .to_string();

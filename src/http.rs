@@ -497,7 +497,11 @@ mod tests {
         assert!(may_follow(&a, &u("https://mirror.example/x"), false));
         assert!(!may_follow(&a, &u("http://api.example/v3/x"), false));
         assert!(!may_follow(&a, &u("http://mirror.example/x"), false));
-        assert!(may_follow(&u("http://a.example/"), &u("https://b.example/"), false));
+        assert!(may_follow(
+            &u("http://a.example/"),
+            &u("https://b.example/"),
+            false
+        ));
     }
 
     #[test]

@@ -161,7 +161,8 @@ mod tests {
         assert!(!s.scrub(url).contains("k3y"), "{}", s.scrub(url));
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD.encode("k3y/with+odd chars?");
-        let urlsafe = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("k3y/with+odd chars?");
+        let urlsafe =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("k3y/with+odd chars?");
         let text = format!("Authorization: Basic {b64}; token {urlsafe}.");
         assert_eq!(
             s.scrub(&text),

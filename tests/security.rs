@@ -121,7 +121,10 @@ async fn keyed_requests_never_follow_a_redirect_to_another_origin() {
             assert!(
                 arrived.is_empty(),
                 "{name} {status}: a request reached the other origin: {:?}",
-                arrived.iter().map(|r| r.url.to_string()).collect::<Vec<_>>()
+                arrived
+                    .iter()
+                    .map(|r| r.url.to_string())
+                    .collect::<Vec<_>>()
             );
         }
     }
@@ -247,7 +250,11 @@ async fn keys_echoed_in_a_200_body_are_scrubbed_everywhere() {
         ];
         runs.iter()
             .map(|args| {
-                let o = cli(&d2).env("RUST_LOG", "debug").args(args).output().unwrap();
+                let o = cli(&d2)
+                    .env("RUST_LOG", "debug")
+                    .args(args)
+                    .output()
+                    .unwrap();
                 format!(
                     "{}\n{}",
                     String::from_utf8_lossy(&o.stdout),
@@ -276,8 +283,16 @@ fn check_config_refuses_a_key_over_plain_http_and_other_schemes() {
         ("sources.hibp", "base_url", "http://198.51.100.1/api/v3"),
         ("sources.snds", "base_url", "http://198.51.100.1/snds"),
         ("sources.safebrowsing", "base_url", "http://198.51.100.1"),
-        ("sources.shadowserver", "base_url", "http://198.51.100.1/api2/"),
-        ("sources.shadowserver", "download_url", "ftp://198.51.100.1/dl/"),
+        (
+            "sources.shadowserver",
+            "base_url",
+            "http://198.51.100.1/api2/",
+        ),
+        (
+            "sources.shadowserver",
+            "download_url",
+            "ftp://198.51.100.1/dl/",
+        ),
     ] {
         std::fs::write(&p, format!("{ORG}[{table}]\n{key} = \"{url}\"\n")).unwrap();
         let o = cli(d.path()).arg("check-config").output().unwrap();
@@ -337,14 +352,8 @@ fn the_store_is_owner_only_whatever_was_there() {
     let data = d.path().join("data");
     {
         let s = outwatch::store::open(&data).unwrap();
-        s.ingest(
-            vec![finding(1)],
-            vec![],
-            &IngestOptions {
-                now: t(NOW),
-            },
-        )
-        .unwrap();
+        s.ingest(vec![finding(1)], vec![], &IngestOptions { now: t(NOW) })
+            .unwrap();
         s.flush().unwrap();
     }
     assert_private_tree(&data);
@@ -506,7 +515,10 @@ async fn a_silent_server_fails_within_the_timeout_naming_url_and_limit() {
         .unwrap_err()
         .to_string();
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
-    assert!(e.contains(&format!("http://{addr}/v1/data?key={REDACTED}")), "{e}");
+    assert!(
+        e.contains(&format!("http://{addr}/v1/data?key={REDACTED}")),
+        "{e}"
+    );
     assert!(e.contains("1s") && e.contains("[http] timeout"), "{e}");
     assert_no_key("the error", &e);
 }
