@@ -98,18 +98,19 @@ fn inline_secrets(cfg: &Config) -> Vec<String> {
     out
 }
 
-/// Files others could read or change: a config file with inline secrets that group or others
-/// can read, a `[feeds] dir` that group or others can write.
+/// Files every local user could read or change: a config file with inline secrets that others
+/// can read, a `[feeds] dir` that others can write. (Group access is taken as deliberate, e.g.
+/// a `root:outwatch 0640` config.)
 fn file_warnings(cfg: &Config, config_path: &Path) -> Vec<String> {
     let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.mode() & 0o7777);
     let mut out = Vec::new();
     let secrets = inline_secrets(cfg);
     if !secrets.is_empty()
         && let Some(m) = mode(config_path)
-        && m & 0o044 != 0
+        && m & 0o004 != 0
     {
         out.push(format!(
-            "{} holds secrets inline ({}) and other users can read it (mode {m:04o}): \
+            "{} holds secrets inline ({}) and every user can read it (mode {m:04o}): \
              `chmod 600` it, or name environment variables (`*_env` keys) instead",
             config_path.display(),
             secrets.join(", ")
@@ -118,10 +119,10 @@ fn file_warnings(cfg: &Config, config_path: &Path) -> Vec<String> {
     if let Some(dir) = &cfg.feeds.dir {
         let dir = cfg.resolve_path(dir);
         if let Some(m) = mode(&dir)
-            && m & 0o022 != 0
+            && m & 0o002 != 0
         {
             out.push(format!(
-                "[feeds] dir {} can be written by other users (mode {m:04o}), who could add or \
+                "[feeds] dir {} can be written by every user (mode {m:04o}), who could add or \
                  change feed definitions: `chmod go-w` it",
                 dir.display()
             ));
