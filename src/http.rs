@@ -122,9 +122,9 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// Builds the client from the `[http]` settings.
-    /// `[http] timeout` bounds the whole exchange (connect, answer and body) and
-    /// `[http] connect_timeout` the TCP and TLS connect; no other deadline is shorter.
+    /// Builds the client from the `[http]` settings: `timeout` bounds the whole exchange
+    /// (connect, answer and body) and `connect_timeout` the TCP and TLS connect; no other
+    /// deadline is shorter.
     pub fn new(cfg: &HttpConfig, clock: Arc<dyn Clock>) -> Result<Self, HttpError> {
         let build = |policy: reqwest::redirect::Policy| {
             reqwest::Client::builder()
@@ -192,14 +192,12 @@ impl HttpClient {
                 .and_then(|l| resp.url().join(l).ok())
         {
             // Where the policy stopped: a downgrade, or another origin for a keyed request.
-            let reason = if resp.url().scheme() == "https" && to.scheme() != "https" {
-                Some(DOWNGRADE)
-            } else if !secrets.is_empty() && !same_origin(resp.url(), &to) {
-                Some(CROSS_ORIGIN)
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
+            if !may_follow(resp.url(), &to, !secrets.is_empty()) {
+                let reason = if resp.url().scheme() == "https" && to.scheme() != "https" {
+                    DOWNGRADE
+                } else {
+                    CROSS_ORIGIN
+                };
                 return Err(HttpError::Redirect {
                     url: shown,
                     to: scrub(to.as_str(), secrets),
