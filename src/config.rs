@@ -492,8 +492,9 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Checks what serde cannot: names of list feeds, consistency of credentials.
+    /// Checks what serde cannot: names of list feeds, consistency of credentials, URLs.
     fn validate(&self, text: &str) -> Result<(), String> {
+        self.validate_urls(text)?;
         crate::sources::lists::validate(self)?;
         let known = crate::sources::lists::known_feed_names(self);
         for name in self.sources.lists.keys() {
@@ -527,6 +528,67 @@ impl Config {
         Ok(())
     }
 
+    /// Every configured URL must be `http(s)://`; a URL a key is sent to must be `https://` or
+    /// loopback unless its table says `allow_plain_http = true`.
+    fn validate_urls(&self, text: &str) -> Result<(), String> {
+        let s = &self.sources;
+        // (table, key, value, whether a key travels to it, allow_plain_http)
+        let mut urls: Vec<(String, &str, &str, bool, bool)> = Vec::new();
+        let ripestat = self.scope.ripestat_url.as_str();
+        urls.push(("scope".into(), "ripestat_url", ripestat, false, false));
+        if let Some(c) = &s.shadowserver {
+            let t = "sources.shadowserver".to_string();
+            let plain = c.allow_plain_http;
+            for (k, v) in [("base_url", &c.base_url), ("download_url", &c.download_url)] {
+                if let Some(v) = v {
+                    urls.push((t.clone(), k, v, true, plain));
+                }
+            }
+            if let Some(v) = &c.schema_url {
+                urls.push((t.clone(), "schema_url", v, false, plain));
+            }
+        }
+        let api = [
+            (
+                "hibp",
+                s.hibp.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
+            ),
+            (
+                "safebrowsing",
+                s.safebrowsing
+                    .as_ref()
+                    .map(|c| (&c.base_url, c.allow_plain_http)),
+            ),
+            (
+                "snds",
+                s.snds.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
+            ),
+        ];
+        for (name, c) in api {
+            if let Some((Some(v), plain)) = c {
+                urls.push((format!("sources.{name}"), "base_url", v, true, plain));
+            }
+        }
+        for (name, c) in &s.lists {
+            let keyed = c.auth_key.is_some() || c.auth_key_env.is_some();
+            for (k, v) in [("url", &c.url), ("base_url", &c.base_url)] {
+                if let Some(v) = v {
+                    let v = v.as_str();
+                    urls.push((format!("sources.{name}"), k, v, keyed, c.allow_plain_http));
+                }
+            }
+        }
+        for (table, key, value, keyed, allow_plain) in urls {
+            if let Err(e) = check_url(value, keyed && !allow_plain) {
+                return Err(format!(
+                    "{}`{table}.{key}` = `{value}`: {e}",
+                    table_line_hint(text, &table, key)
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The store folder: `--data-dir` wins, then `[store] path`, then `./outwatch-data`.
     pub fn data_dir(&self, override_dir: Option<&Path>) -> PathBuf {
         if let Some(d) = override_dir {
@@ -555,6 +617,51 @@ impl Config {
             out
         }
     }
+}
+
+/// Checks one configured URL: `http` or `https`, and with `keyed`, `https` or a loopback host.
+/// The error says why, without the URL.
+pub fn check_url(url: &str, keyed: bool) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if !keyed => Ok(()),
+        "http" if u.host_str().is_some_and(crate::digest::send::is_loopback) => Ok(()),
+        "http" => Err(
+            "a key is sent there, so it must be https:// (plain http is allowed only \
+             to a loopback host, or with `allow_plain_http = true` in the source's table)"
+                .into(),
+        ),
+        other => Err(format!(
+            "the scheme `{other}` is not supported (use https://)"
+        )),
+    }
+}
+
+/// `line N: ` for `key` inside the table `[table]` (or a dotted `table.key` line), else the
+/// table's header line, or nothing.
+fn table_line_hint(text: &str, table: &str, key: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |l: &str, k: &str| {
+        l.trim_start()
+            .strip_prefix(k)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    };
+    let header = format!("[{table}]");
+    if let Some(h) = lines.iter().position(|l| l.trim() == header) {
+        let end = lines[h + 1..]
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .map_or(lines.len(), |i| h + 1 + i);
+        let at = (h + 1..end).find(|&i| is_key(lines[i], key)).unwrap_or(h);
+        return format!("line {}: ", at + 1);
+    }
+    let dotted = format!("{table}.{key}");
+    lines
+        .iter()
+        .position(|l| is_key(l, &dotted))
+        .map(|i| format!("line {}: ", i + 1))
+        .unwrap_or_default()
 }
 
 /// `line N: ` for the first line of `text` that contains `needle`, or nothing.
@@ -629,6 +736,69 @@ enabled = false
             .to_string();
         assert!(e.contains("sources.nosuchfeed"), "{e}");
         assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn keyed_urls_must_be_https_or_loopback() {
+        let e =
+            parse("[sources.hibp]\napi_key = \"k\"\nbase_url = \"http://198.51.100.1/api/v3\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("sources.hibp.base_url"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("https"), "{e}");
+        for (table, key) in [
+            ("sources.safebrowsing", "base_url"),
+            ("sources.snds", "base_url"),
+            ("sources.shadowserver", "base_url"),
+            ("sources.shadowserver", "download_url"),
+        ] {
+            let doc = format!("[{table}]\n{key} = \"http://198.51.100.1/\"\n");
+            let e = parse(&doc).unwrap_err().to_string();
+            assert!(e.contains(&format!("{table}.{key}")), "{e}");
+            assert!(e.contains("line 2"), "{e}");
+            // Loopback and https pass; so does plain http when the table allows it.
+            for ok in [
+                "http://127.0.0.1:8080/",
+                "http://localhost/",
+                "https://198.51.100.1/",
+            ] {
+                parse(&format!("[{table}]\n{key} = \"{ok}\"\n")).unwrap();
+            }
+            parse(&format!(
+                "[{table}]\n{key} = \"http://198.51.100.1/\"\nallow_plain_http = true\n"
+            ))
+            .unwrap();
+        }
+        // A list feed with a key is keyed; without one, plain http is its own business.
+        let e = parse("[sources.urlhaus]\nauth_key = \"k\"\nbase_url = \"http://198.51.100.1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources.urlhaus.base_url") && e.contains("line 3"),
+            "{e}"
+        );
+        parse("[sources.urlhaus]\nbase_url = \"http://198.51.100.1\"\n").unwrap();
+    }
+
+    #[test]
+    fn only_http_schemes() {
+        let e = parse("[sources.shadowserver]\ndownload_url = \"ftp://198.51.100.1/dl/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.shadowserver.download_url"), "{e}");
+        assert!(e.contains("ftp"), "{e}");
+        let e = parse("[scope]\nripestat_url = \"file:///etc/passwd\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("scope.ripestat_url") && e.contains("line 2"),
+            "{e}"
+        );
+        let e = parse("[sources.urlhaus]\nurl = \"gopher://x/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sources.urlhaus.url"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! conditional GET, rejection of HTML error pages, and errors with secrets scrubbed.
 //!
 //! Sources build URLs and read bodies through here; none of them creates its own client.
+//!
+//! Redirects: a request that carries a credential (any `secrets` passed to [`HttpClient::send`])
+//! follows a redirect only within its origin (scheme, host, port); a redirect elsewhere is an
+//! error naming both URLs. No request follows a redirect from https to http, and no request
+//! sends `Referer`, so a key in a query string never travels to another server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +40,19 @@ pub enum HttpError {
     Html { url: String },
     #[error("{url}: the response body is empty")]
     Empty { url: String },
+    #[error("{url}: redirected to {to}, not followed: {reason}")]
+    Redirect {
+        url: String,
+        to: String,
+        reason: &'static str,
+    },
 }
+
+/// Why a redirect was not followed (see the module comment).
+const CROSS_ORIGIN: &str = "a request carrying a key never follows a redirect to another origin";
+const DOWNGRADE: &str = "a redirect from https to http is never followed";
+/// How many redirects a request follows at most.
+const MAX_REDIRECTS: usize = 10;
 
 impl HttpError {
     /// The HTTP status, when the server answered with an error status.
@@ -85,8 +102,13 @@ pub enum Fetched {
 /// The shared client.
 #[derive(Clone)]
 pub struct HttpClient {
+    /// For requests without a credential: follows redirects, but never from https to http.
     inner: reqwest::Client,
+    /// For requests with a credential: follows redirects only within the origin.
+    keyed: reqwest::Client,
     max_body: u64,
+    timeout: Duration,
+    connect_timeout: Duration,
     /// The clock used to wait for `Retry-After`.
     pub clock: Arc<dyn Clock>,
 }
@@ -100,22 +122,30 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// Builds the client from the `[http]` settings.
+    /// Builds the client from the `[http]` settings: `timeout` bounds the whole exchange
+    /// (connect, answer and body) and `connect_timeout` the TCP and TLS connect; no other
+    /// deadline is shorter.
     pub fn new(cfg: &HttpConfig, clock: Arc<dyn Clock>) -> Result<Self, HttpError> {
-        let inner = reqwest::Client::builder()
-            .user_agent(cfg.user_agent.clone())
-            .timeout(cfg.timeout.0)
-            .connect_timeout(cfg.connect_timeout.0)
-            .read_timeout(cfg.timeout.0.min(Duration::from_secs(60)))
-            .gzip(true)
-            .build()
-            .map_err(|e| HttpError::Transport {
-                url: String::new(),
-                message: e.to_string(),
-            })?;
+        let build = |policy: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .user_agent(cfg.user_agent.clone())
+                .timeout(cfg.timeout.0)
+                .connect_timeout(cfg.connect_timeout.0)
+                .redirect(policy)
+                .referer(false)
+                .gzip(true)
+                .build()
+                .map_err(|e| HttpError::Transport {
+                    url: String::new(),
+                    message: e.to_string(),
+                })
+        };
         Ok(HttpClient {
-            inner,
+            inner: build(redirect_policy(false))?,
+            keyed: build(redirect_policy(true))?,
             max_body: cfg.max_body_mib.saturating_mul(1024 * 1024),
+            timeout: cfg.timeout.0,
+            connect_timeout: cfg.connect_timeout.0,
             clock,
         })
     }
@@ -137,17 +167,43 @@ impl HttpClient {
         secrets: &[&Secret],
     ) -> Result<Fetched, HttpError> {
         let shown = scrub(url, secrets);
-        let mut req = self.inner.request(method, url).headers(headers);
+        let client = if secrets.is_empty() {
+            &self.inner
+        } else {
+            &self.keyed
+        };
+        let mut req = client.request(method, url).headers(headers);
         if let Some(b) = body {
             req = req.body(b);
         }
         let resp = req.send().await.map_err(|e| HttpError::Transport {
             url: shown.clone(),
-            message: scrub(&without_url(&e), secrets),
+            message: scrub(&self.describe(&e), secrets),
         })?;
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(Fetched::NotModified);
+        }
+        if status.is_redirection()
+            && let Some(to) = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| resp.url().join(l).ok())
+        {
+            // Where the policy stopped: a downgrade, or another origin for a keyed request.
+            if !may_follow(resp.url(), &to, !secrets.is_empty()) {
+                let reason = if resp.url().scheme() == "https" && to.scheme() != "https" {
+                    DOWNGRADE
+                } else {
+                    CROSS_ORIGIN
+                };
+                return Err(HttpError::Redirect {
+                    url: shown,
+                    to: scrub(to.as_str(), secrets),
+                    reason,
+                });
+            }
         }
         let h = resp.headers().clone();
         let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -192,9 +248,9 @@ impl HttpClient {
                     url: shown.clone(),
                     limit_mib: self.max_body / (1024 * 1024),
                 },
-                ReadError::Transport(m) => HttpError::Transport {
+                ReadError::Transport(e) => HttpError::Transport {
                     url: shown.clone(),
-                    message: scrub(&m, secrets),
+                    message: scrub(&self.describe(&e), secrets),
                 },
             })?;
         Ok(Fetched::Body {
@@ -271,16 +327,64 @@ impl HttpClient {
     }
 }
 
+impl HttpClient {
+    /// A reqwest error without its URL (which may hold a key), naming the deadline that ran out.
+    fn describe(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            let (what, limit, key) = if e.is_connect() {
+                ("no connection", self.connect_timeout, "connect_timeout")
+            } else {
+                ("no complete answer", self.timeout, "timeout")
+            };
+            return format!(
+                "timed out: {what} within {} ([http] {key})",
+                humantime::format_duration(limit)
+            );
+        }
+        without_url(e)
+    }
+}
+
+/// The redirect rule of the module comment: `keyed` clients stay within the origin; no client
+/// goes from https to http. A stopped redirect comes back as the 3xx response itself, which
+/// [`HttpClient::send`] turns into [`HttpError::Redirect`].
+fn redirect_policy(keyed: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let follow = attempt.previous().last().is_some_and(|from| {
+            attempt.previous().len() <= MAX_REDIRECTS && may_follow(from, attempt.url(), keyed)
+        });
+        if follow {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+/// Whether a redirect from `from` to `to` may be followed: never from https to http, and for a
+/// request carrying a key only within the origin.
+fn may_follow(from: &reqwest::Url, to: &reqwest::Url, keyed: bool) -> bool {
+    let downgrade = from.scheme() == "https" && to.scheme() != "https";
+    !downgrade && (!keyed || same_origin(from, to))
+}
+
+/// Same scheme, host and port (the default port of the scheme when none is written).
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 enum ReadError {
     TooLarge,
-    Transport(String),
+    Transport(reqwest::Error),
 }
 
 async fn read_capped(resp: reqwest::Response, cap: u64) -> Result<Bytes, ReadError> {
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ReadError::Transport(without_url(&e)))?;
+        let chunk = chunk.map_err(ReadError::Transport)?;
         if buf.len() as u64 + chunk.len() as u64 > cap {
             return Err(ReadError::TooLarge);
         }
@@ -371,6 +475,31 @@ mod tests {
             rebase("https://x.org/a/?q=1", "http://m:1/mirror/").unwrap(),
             "http://m:1/mirror/a/?q=1"
         );
+    }
+
+    #[test]
+    fn redirect_rule() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let a = u("https://api.example/v3/x?key=k");
+        // Within the origin: always.
+        assert!(may_follow(&a, &u("https://api.example:443/v3/y"), true));
+        // Another host, port or scheme: not with a key.
+        for other in [
+            "https://evil.example/v3/x",
+            "https://api.example:8443/v3/x",
+            "http://api.example/v3/x",
+        ] {
+            assert!(!may_follow(&a, &u(other), true), "{other}");
+        }
+        // Without a key another host is fine, a downgrade never.
+        assert!(may_follow(&a, &u("https://mirror.example/x"), false));
+        assert!(!may_follow(&a, &u("http://api.example/v3/x"), false));
+        assert!(!may_follow(&a, &u("http://mirror.example/x"), false));
+        assert!(may_follow(
+            &u("http://a.example/"),
+            &u("https://b.example/"),
+            false
+        ));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod digest;
 pub mod error;
+pub mod files;
 pub mod finding;
 pub mod health;
 pub mod http;

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::finding::Finding;
 use crate::http::HttpClient;
 use crate::scope::ScopeMatcher;
+use crate::secret::Secret;
 use crate::sources::{
     FetchContext, FetchError, FetchOutput, RowError, Source, StateView, UnitError, UnitSink,
 };
@@ -119,14 +120,27 @@ struct Tally {
 /// The pipeline's [`UnitSink`]: stores each unit at once and adds up its counts.
 struct UnitStore {
     source: String,
+    /// The source's secrets: whatever a fetch says leaves here scrubbed of them by value.
+    secrets: Vec<Secret>,
     store: Arc<dyn Store>,
     now: DateTime<Utc>,
     tally: Mutex<Tally>,
 }
 
+impl UnitStore {
+    fn scrub(&self, text: &str) -> String {
+        let secrets: Vec<&Secret> = self.secrets.iter().collect();
+        crate::http::scrub(text, &secrets)
+    }
+}
+
 #[async_trait]
 impl UnitSink for UnitStore {
-    async fn store_unit(&self, unit: FetchOutput) -> Result<(), FetchError> {
+    async fn store_unit(&self, mut unit: FetchOutput) -> Result<(), FetchError> {
+        for r in &mut unit.rejected {
+            r.location = self.scrub(&r.location);
+            r.message = self.scrub(&r.message);
+        }
         {
             let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
             t.fetched += unit.fetched;
@@ -186,6 +200,7 @@ impl Runner {
         let started = self.clock.now();
         let sink = Arc::new(UnitStore {
             source: src.name().to_string(),
+            secrets: src.secrets().into_iter().cloned().collect(),
             store: self.store.clone(),
             now: started,
             tally: Mutex::new(Tally::default()),
@@ -204,7 +219,7 @@ impl Runner {
         let mut suspicious = None;
         match result {
             Err(e) => {
-                let msg = e.to_string();
+                let msg = sink.scrub(&e.to_string());
                 tracing::warn!(source = src.name(), error = %msg, "fetch failed");
                 run.outcome = RunOutcome::Error;
                 run.failed_units.push(UnitError {
@@ -214,7 +229,12 @@ impl Runner {
                 run.error = Some(msg);
             }
             Ok(mut out) => {
-                let failed = std::mem::take(&mut out.failed);
+                let mut failed = std::mem::take(&mut out.failed);
+                for u in &mut failed {
+                    u.unit = sink.scrub(&u.unit);
+                    u.error = sink.scrub(&u.error);
+                    tracing::warn!(source = src.name(), unit = %u.unit, error = %u.error, "a unit failed; the others were kept");
+                }
                 let (not_modified, complete) = (out.not_modified, out.complete);
                 match sink.store_unit(out).await {
                     Err(e) => {

@@ -22,22 +22,36 @@ impl Secret {
         &self.0
     }
 
-    /// Replaces every occurrence of the secret in `text` (e.g. a URL in an error) by [`REDACTED`],
-    /// in its raw form and in its URL-encoded forms (`%XX`, and `+` for spaces).
+    /// Replaces every occurrence of the secret in `text` (e.g. a URL in an error, or a body a
+    /// provider echoed) by [`REDACTED`], in its raw form, its URL-encoded forms (`%XX`, and `+`
+    /// for spaces) and its base64 forms (standard and URL-safe, with or without padding).
     pub fn scrub(&self, text: &str) -> String {
         if self.0.is_empty() {
             return text.to_string();
         }
         let mut out = text.replace(&self.0, REDACTED);
+        {
+            use base64::Engine as _;
+            use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+            for engine in [STANDARD, URL_SAFE] {
+                let b64 = engine.encode(self.0.as_bytes());
+                let bare = b64.trim_end_matches('=');
+                // The padded form first, so no `=` is left behind.
+                for form in [b64.as_str(), bare] {
+                    if form.len() >= 4 && form != self.0 {
+                        out = out.replace(form, REDACTED);
+                    }
+                }
+            }
+        }
         let encoded = percent_encode(&self.0);
         if encoded != self.0 {
-            out = out.replace(&encoded, REDACTED);
             let lower = encoded_lowercase(&encoded);
-            if lower != encoded {
-                out = out.replace(&lower, REDACTED);
-            }
-            if self.0.contains(' ') {
-                out = out.replace(&encoded.replace("%20", "+"), REDACTED);
+            for form in [&encoded, &lower] {
+                out = out.replace(form.as_str(), REDACTED);
+                if self.0.contains(' ') {
+                    out = out.replace(&form.replace("%20", "+"), REDACTED);
+                }
             }
         }
         out
@@ -137,6 +151,22 @@ mod tests {
         assert_eq!(
             s.scrub("https://x/?key=hunter2"),
             format!("https://x/?key={REDACTED}")
+        );
+    }
+
+    #[test]
+    fn scrubs_encoded_forms() {
+        let s = Secret::new("k3y/with+odd chars?");
+        let url = "https://x/?key=k3y%2Fwith%2Bodd%20chars%3F&q=k3y%2fwith%2bodd+chars%3f";
+        assert!(!s.scrub(url).contains("k3y"), "{}", s.scrub(url));
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("k3y/with+odd chars?");
+        let urlsafe =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("k3y/with+odd chars?");
+        let text = format!("Authorization: Basic {b64}; token {urlsafe}.");
+        assert_eq!(
+            s.scrub(&text),
+            format!("Authorization: Basic {REDACTED}; token {REDACTED}.")
         );
     }
 

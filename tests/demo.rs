@@ -24,6 +24,26 @@ fn demo_fetches_recorded_data_and_writes_the_digest() {
     let text = std::fs::read_to_string(out.join("digest.txt")).unwrap();
     assert!(html.contains("alice@example.org") && text.contains("alice@example.org"));
     assert!(!html.to_ascii_lowercase().contains("<script"));
+    // Owner-only: the store folder and everything in it, and the digest files.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&out.join("data")), 0o700);
+        assert_eq!(mode(&out.join("digest.html")), 0o600);
+        assert_eq!(mode(&out.join("digest.txt")), 0o600);
+        let mut stack = vec![out.join("data")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    assert_eq!(mode(&p), 0o700, "{}", p.display());
+                    stack.push(p);
+                } else {
+                    assert_eq!(mode(&p), 0o600, "{}", p.display());
+                }
+            }
+        }
+    }
     // The demo's store answers lookups afterwards.
     let cfg = out.join("outwatch.toml");
     let look = Command::cargo_bin("outwatch")

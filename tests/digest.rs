@@ -473,6 +473,13 @@ async fn without_smtp_the_digest_is_written_as_eml() {
     let path = out.eml_path.expect("an .eml path");
     assert!(path.starts_with(dir.path().join("digests")));
     assert_eq!(path.extension().unwrap(), "eml");
+    // Owner-only whatever the umask: the mail and its folder.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir.path().join("digests")), 0o700);
+    }
     let m = parse(&std::fs::read(&path).unwrap());
     assert_eq!(m.to, vec!["noc@example.org"]);
     assert!(m.subject.contains("2 new"));

@@ -346,20 +346,6 @@ fn missing_key_or_domains_are_config_errors() {
 
 // ---------- import hibp ----------
 
-fn cli(dir: &std::path::Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("outwatch").unwrap();
-    c.current_dir(dir)
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
-        .env_remove("RUST_LOG");
-    c
-}
-
-fn stdout_json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 #[test]
 fn import_reads_a_notification_mail_without_config() {
     let d = tempfile::tempdir().unwrap();

@@ -542,6 +542,7 @@ fn config_for(server: &MockServer) -> ShadowserverConfig {
         types: vec![],
         resolve_after: None,
         schema_url: None,
+        allow_plain_http: false,
     }
 }
 
@@ -820,6 +821,7 @@ fn missing_credentials_are_a_config_error() {
         types: vec![],
         resolve_after: None,
         schema_url: None,
+        allow_plain_http: false,
     };
     let e = build(&c, &Config::default()).err().unwrap().to_string();
     assert!(e.contains("OUTWATCH_TEST_SS_SECRET_UNSET"), "{e}");

@@ -1,11 +1,14 @@
 //! `outwatch check-config`: validate and print the resolved settings, secrets redacted.
 
 use crate::outln;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
 
 use crate::app::App;
+use crate::config::Config;
 use crate::error::CliError;
 use crate::output::print_json;
 use crate::sources;
@@ -21,11 +24,13 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             Err(e) => problems.push(format!("sources.{name}: {e}")),
         }
     }
+    let warnings = file_warnings(cfg, &app.config_path);
     if json {
         print_json(&json!({
             "config": app.config_path.display().to_string(),
             "data_dir": app.data_dir.display().to_string(),
             "valid": problems.is_empty(),
+            "warnings": warnings,
             "enabled_sources": enabled,
             "problems": problems,
             "settings": cfg,
@@ -43,6 +48,9 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
         );
         let text = toml::to_string_pretty(cfg).map_err(CliError::failure)?;
         outln!("\n# resolved settings (secrets redacted)\n{text}");
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
         for p in &problems {
             eprintln!("problem: {p}");
         }
@@ -57,4 +65,68 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             problems.join("; ")
         )))
     }
+}
+
+/// Config keys that hold a secret written inline in the file.
+fn inline_secrets(cfg: &Config) -> Vec<String> {
+    let s = &cfg.sources;
+    let mut out = Vec::new();
+    let mut note = |present: bool, key: String| {
+        if present {
+            out.push(key);
+        }
+    };
+    if let Some(c) = &s.shadowserver {
+        note(c.api_key.is_some(), "sources.shadowserver.api_key".into());
+        note(c.secret.is_some(), "sources.shadowserver.secret".into());
+    }
+    if let Some(c) = &s.hibp {
+        note(c.api_key.is_some(), "sources.hibp.api_key".into());
+    }
+    if let Some(c) = &s.safebrowsing {
+        note(c.api_key.is_some(), "sources.safebrowsing.api_key".into());
+    }
+    if let Some(c) = &s.snds {
+        note(c.key.is_some(), "sources.snds.key".into());
+    }
+    for (name, c) in &s.lists {
+        note(c.auth_key.is_some(), format!("sources.{name}.auth_key"));
+    }
+    if let Some(c) = &cfg.smtp {
+        note(c.password.is_some(), "smtp.password".into());
+    }
+    out
+}
+
+/// Files every local user could read or change: a config file with inline secrets that others
+/// can read, a `[feeds] dir` that others can write. (Group access is taken as deliberate, e.g.
+/// a `root:outwatch 0640` config.)
+fn file_warnings(cfg: &Config, config_path: &Path) -> Vec<String> {
+    let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.mode() & 0o7777);
+    let mut out = Vec::new();
+    let secrets = inline_secrets(cfg);
+    if !secrets.is_empty()
+        && let Some(m) = mode(config_path)
+        && m & 0o004 != 0
+    {
+        out.push(format!(
+            "{} holds secrets inline ({}) and every user can read it (mode {m:04o}): \
+             `chmod 600` it, or name environment variables (`*_env` keys) instead",
+            config_path.display(),
+            secrets.join(", ")
+        ));
+    }
+    if let Some(dir) = &cfg.feeds.dir {
+        let dir = cfg.resolve_path(dir);
+        if let Some(m) = mode(&dir)
+            && m & 0o002 != 0
+        {
+            out.push(format!(
+                "[feeds] dir {} can be written by every user (mode {m:04o}), who could add or \
+                 change feed definitions: `chmod go-w` it",
+                dir.display()
+            ));
+        }
+    }
+    out
 }

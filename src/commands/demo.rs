@@ -50,7 +50,7 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
     let html = out.join("digest.html");
     let text = out.join("digest.txt");
     for (path, body) in [(&html, &p.rendered.html), (&text, &p.rendered.text)] {
-        std::fs::write(path, body)
+        crate::files::write_private(path, body)
             .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
     }
     let c = cfg_path.display();

@@ -28,7 +28,7 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         let store = app.open_read()?;
         let p = digest::preview(cfg, store.as_ref(), now).map_err(CliError::failure)?;
         let write = |path: &std::path::Path, body: &str| {
-            std::fs::write(path, body)
+            crate::files::write_private(path, body)
                 .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
         };
         if let Some(h) = &a.html {

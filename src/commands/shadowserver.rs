@@ -28,9 +28,16 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
     let client = ss
         .client(app.http()?)
         .map_err(|e| CliError::config(e.to_string()))?;
-    let pong = client.ping().await;
+    // What the API says is shown with the key and secret scrubbed, whatever it echoed.
+    let secrets = [&client.api_key, &client.secret];
+    let clean = |e: crate::sources::FetchError| crate::http::scrub(&e.to_string(), &secrets);
+    let pong = client
+        .ping()
+        .await
+        .map(|p| crate::http::scrub(&p, &secrets))
+        .map_err(clean);
     let info = match &pong {
-        Ok(_) => Some(client.key_info().await),
+        Ok(_) => Some(client.key_info().await.map_err(clean)),
         Err(_) => None,
     };
     let ok = pong.is_ok() && matches!(info, Some(Ok(_)));
@@ -40,8 +47,8 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
             "base_url": ss.base_url(),
             "pong": pong.as_ref().ok(),
             "key": info.as_ref().and_then(|i| i.as_ref().ok()),
-            "error": pong.as_ref().err().map(|e| e.to_string())
-                .or_else(|| info.as_ref().and_then(|i| i.as_ref().err()).map(|e| e.to_string())),
+            "error": pong.as_ref().err()
+                .or_else(|| info.as_ref().and_then(|i| i.as_ref().err())),
         }))?;
     } else {
         match (&pong, &info) {

@@ -108,11 +108,20 @@ impl RemoteStore {
     /// Sends one request and reads its replies, handing streamed items to `on_item`.
     fn call(&self, op: &Op, on_item: &mut dyn FnMut(Value) -> Result<()>) -> Result<Value> {
         let mut guard = self.conn.lock().map_err(|_| engine("poisoned"))?;
-        if guard.is_none() {
+        let reused = guard.is_some();
+        if !reused {
             *guard = Some(open_conn(&self.socket).map_err(engine)?);
         }
+        let mut answered = false;
         let conn = guard.as_mut().expect("connected");
-        let result = Self::exchange(conn, op, on_item);
+        let mut result = Self::exchange(conn, op, on_item, &mut answered);
+        if result.is_err() && reused && !answered {
+            // The daemon closes connections left idle: a kept one may be gone before it
+            // answered anything. Every request is a read, so asking again is safe.
+            *guard = Some(open_conn(&self.socket).map_err(engine)?);
+            let conn = guard.as_mut().expect("connected");
+            result = Self::exchange(conn, op, on_item, &mut answered);
+        }
         if result.is_err() {
             // The stream may be mid-answer: never reuse it.
             *guard = None;
@@ -124,6 +133,7 @@ impl RemoteStore {
         conn: &mut Conn,
         op: &Op,
         on_item: &mut dyn FnMut(Value) -> Result<()>,
+        answered: &mut bool,
     ) -> Result<Value> {
         let req = Request {
             v: PROTOCOL_VERSION,
@@ -143,6 +153,7 @@ impl RemoteStore {
             if n == 0 {
                 return Err(engine("the daemon closed the connection"));
             }
+            *answered = true;
             if buf.len() > MAX_REPLY_BYTES {
                 return Err(engine(format!(
                     "a reply larger than {MAX_REPLY_BYTES} bytes"

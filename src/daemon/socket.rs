@@ -1,6 +1,12 @@
-//! The daemon's side of the local socket: binds `<data_dir>/outwatch.sock` (mode 0600, a stale
-//! file from a crashed daemon is replaced) and answers read requests from the store it owns.
+//! The daemon's side of the local socket: binds `<data_dir>/outwatch.sock` inside the store
+//! folder (mode 0700, so only the owner can reach it; the socket itself is 0600, and a stale file
+//! from a crashed daemon is replaced) and answers read requests from the store it owns.
 //! See [`super::protocol`] for the wire format.
+//!
+//! No client can hold the socket shut: connections are bounded, a connection must send its
+//! first request within [`FIRST_REQUEST`] and later ones within [`IDLE`], and a reply the client
+//! does not read is abandoned after [`WRITE_STALL`] without progress. Each connection is its own
+//! task, so a stalled one never delays another.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,10 +22,15 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::protocol::{MAX_REQUEST_BYTES, Op, PROTOCOL_VERSION, Reply, Request, SOCKET_NAME};
 use crate::store::{QueryOptions, Store, StoreError};
 
-/// Connections served at the same time; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 32;
-/// A connection idle this long is closed.
-const IDLE: Duration = Duration::from_secs(30);
+/// Connections served at the same time; more wait in the kernel's backlog until one closes
+/// (which the deadlines below make quick).
+pub const MAX_CONNECTIONS: usize = 256;
+/// A new connection that has not sent a whole request line by then is closed.
+pub const FIRST_REQUEST: Duration = Duration::from_secs(2);
+/// A connection that sends no further whole request line for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// A reply that makes no progress for this long (the client does not read) is abandoned.
+pub const WRITE_STALL: Duration = Duration::from_secs(5);
 
 /// Where the socket of the store in `data_dir` lives.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -44,12 +55,10 @@ pub fn bind(data_dir: &Path) -> io::Result<(UnixListener, PathBuf)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    // The umask makes the socket owner-only from its first moment; chmod makes sure of it.
-    // SAFETY: umask only swaps the process's file-creation mask.
-    let old = unsafe { libc::umask(0o177) };
-    let bound = UnixListener::bind(&path);
-    unsafe { libc::umask(old) };
-    let listener = bound?;
+    // The store folder is owner-only, so nobody else can reach the socket from its first
+    // moment whatever the umask; chmod makes the socket itself owner-only too.
+    crate::files::private_dir(data_dir)?;
+    let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     Ok((listener, path))
 }
@@ -93,25 +102,43 @@ pub async fn serve(
     }
 }
 
+/// Writes one reply line; a write that makes no progress for [`WRITE_STALL`] fails.
 async fn write_reply<W: AsyncWriteExt + Unpin>(w: &mut W, r: &Reply) -> io::Result<()> {
     let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
     line.push(b'\n');
-    w.write_all(&line).await
+    stall_guard(w.write_all(&line)).await
+}
+
+/// Flushes; fails when the client does not read for [`WRITE_STALL`].
+async fn flush<W: AsyncWriteExt + Unpin>(w: &mut W) -> io::Result<()> {
+    stall_guard(w.flush()).await
+}
+
+async fn stall_guard(f: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
+    match tokio::time::timeout(WRITE_STALL, f).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client does not read its reply; abandoned",
+        )),
+    }
 }
 
 async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::Result<()> {
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut w = BufWriter::new(w);
+    let mut deadline = FIRST_REQUEST;
     loop {
         let mut line = Vec::new();
         let read = tokio::time::timeout(
-            IDLE,
+            deadline,
             (&mut r)
                 .take(MAX_REQUEST_BYTES as u64 + 1)
                 .read_until(b'\n', &mut line),
         )
         .await;
+        deadline = IDLE;
         let n = match read {
             Err(_) => return Ok(()), // idle
             Ok(n) => n?,
@@ -126,7 +153,7 @@ async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::
                 "request not terminated by a newline".to_string()
             };
             write_reply(&mut w, &Reply::Error { message }).await?;
-            w.flush().await?;
+            flush(&mut w).await?;
             return Ok(());
         }
         let req: Request = match serde_json::from_slice(&line) {
@@ -136,7 +163,7 @@ async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::
                 let message =
                     format!("bad request ({e}); this daemon speaks protocol v{PROTOCOL_VERSION}");
                 write_reply(&mut w, &Reply::Error { message }).await?;
-                w.flush().await?;
+                flush(&mut w).await?;
                 continue;
             }
         };
@@ -147,11 +174,11 @@ async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::
                 req.v
             );
             write_reply(&mut w, &Reply::Error { message }).await?;
-            w.flush().await?;
+            flush(&mut w).await?;
             continue;
         }
         answer(req.op, &store, &info, &mut w).await?;
-        w.flush().await?;
+        flush(&mut w).await?;
     }
 }
 

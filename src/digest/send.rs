@@ -147,7 +147,7 @@ pub fn write_eml(
     now: DateTime<Utc>,
     audience: Option<&str>,
 ) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    crate::files::private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut name = format!("digest-{}", now.format("%Y%m%dT%H%M%SZ"));
     if let Some(a) = audience {
         let safe: String = a
@@ -171,7 +171,7 @@ pub fn write_eml(
         path = dir.join(format!("{name}-{n}.eml"));
     }
     let tmp = dir.join(format!(".{name}.eml.tmp"));
-    std::fs::write(&tmp, msg.formatted())
+    crate::files::write_private(&tmp, msg.formatted())
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(path)

@@ -26,6 +26,7 @@ use crate::config::{Config, CronSchedule};
 use crate::finding::Finding;
 use crate::http::{HttpClient, HttpError};
 use crate::scope::ScopeMatcher;
+use crate::secret::Secret;
 use crate::store::Store;
 pub use crate::store::UnitError;
 
@@ -121,11 +122,10 @@ pub struct FetchOutput {
 
 impl FetchOutput {
     /// Notes a failed unit (its name and the error, which never holds a secret).
+    /// (The pipeline logs it, scrubbed of the source's secrets.)
     pub fn fail_unit(&mut self, unit: impl Into<String>, error: &FetchError) {
-        let unit = unit.into();
-        tracing::warn!(unit = %unit, error = %error, "a unit of the fetch failed; the others go on");
         self.failed.push(UnitError {
-            unit,
+            unit: unit.into(),
             error: error.to_string(),
         });
     }
@@ -143,6 +143,12 @@ pub trait Source: Send + Sync {
     /// Fetches and normalises, unit by unit (see [`FetchContext::commit`]). Must not write
     /// anywhere else.
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError>;
+    /// Every credential the source sends. The pipeline removes their values from whatever a
+    /// fetch says (its error, rejected rows) before it is logged, stored or shown, whatever the
+    /// provider echoed back.
+    fn secrets(&self) -> Vec<&Secret> {
+        Vec::new()
+    }
 }
 
 /// A source by name, or why it could not be built.

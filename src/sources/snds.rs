@@ -52,6 +52,9 @@ pub struct SndsConfig {
     pub key_env: Option<String>,
     /// How long a finding stays open once SNDS stops reporting it (default 3 days).
     pub resolve_after: Option<HumanDuration>,
+    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// Builds the source; the key is required.
@@ -599,6 +602,9 @@ fn usable(body: &[u8], rows: usize, rejected: usize) -> Result<(), String> {
 impl Source for SndsSource {
     fn name(&self) -> &str {
         "snds"
+    }
+    fn secrets(&self) -> Vec<&Secret> {
+        std::iter::once(&self.key).chain(&self.secrets).collect()
     }
     fn schedule(&self) -> CronSchedule {
         self.schedule.clone()

@@ -238,15 +238,20 @@ enum Mode {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in folder `path`, migrating a first-layout store.
+    /// Opens (or creates) the store in folder `path`, migrating a first-layout store. The
+    /// folder is owner-only (0700) and so is everything sled created in it (0600 files).
     pub fn open(path: &Path) -> Result<Self> {
-        if let Err(e) = std::fs::create_dir_all(path) {
+        if let Err(e) = crate::files::private_dir(path) {
             return Err(StoreError::Open {
                 path: path.display().to_string(),
-                reason: format!("cannot create the folder: {e}"),
+                reason: format!("cannot create the folder owner-only: {e}"),
             });
         }
         let store = Self::open_db(path, "db")?;
+        // sled creates its files with the umask; the 0700 folder already hides them.
+        if let Err(e) = crate::files::restrict_tree(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the store's files owner-only");
+        }
         if !store.has_legacy_records()? {
             return Ok(store);
         }

@@ -1,5 +1,5 @@
-//! Shared by tests/hibp.rs, tests/safebrowsing.rs and tests/snds.rs: a tempdir store, a manual
-//! clock, a runner, fixtures and the optional shared samples.
+//! Shared by tests/hibp.rs, tests/safebrowsing.rs, tests/snds.rs and tests/security.rs: a
+//! tempdir store, a manual clock, a runner, the CLI, fixtures and the optional shared samples.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -58,6 +58,21 @@ pub fn env() -> Env {
         clock,
         runner,
     }
+}
+
+/// The `outwatch` binary run in `dir`, with no config or data dir from the environment.
+pub fn cli(dir: &Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("outwatch").unwrap();
+    c.current_dir(dir)
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .env_remove("RUST_LOG");
+    c
+}
+
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 pub fn config(text: &str) -> Config {

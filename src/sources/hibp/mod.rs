@@ -61,6 +61,9 @@ pub struct HibpConfig {
     pub api_key_env: Option<String>,
     /// How long a pair stays open once the domain search stops listing it (default 2 days).
     pub resolve_after: Option<HumanDuration>,
+    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// Builds the source; the key and at least one domain are required.
@@ -423,6 +426,7 @@ impl HibpSource {
             Err(e) => match map_error(e, "subscription status") {
                 err @ FetchError::Auth(_) => Err(err),
                 other => {
+                    let other = http::scrub(&other.to_string(), &self.secrets());
                     tracing::warn!("{other}; assuming {DEFAULT_RPM} requests/minute");
                     Ok(DEFAULT_RPM)
                 }
@@ -503,6 +507,9 @@ fn map_error(e: HttpError, what: &str) -> FetchError {
 impl Source for HibpSource {
     fn name(&self) -> &str {
         "hibp"
+    }
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.key]
     }
     fn schedule(&self) -> CronSchedule {
         self.schedule.clone()

@@ -77,6 +77,9 @@ pub struct ListSourceConfig {
     pub auth_key_env: Option<String>,
     /// Overrides how long a finding stays open after its entry left the list.
     pub resolve_after: Option<HumanDuration>,
+    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// The built-in feed definitions (parsed from the embedded files).
@@ -261,6 +264,15 @@ impl ListSource {
                         FetchError::Config(format!("sources.{name}.base_url: {e}"))
                     })?;
             }
+        }
+        // The final URLs (a feed file's own, or the table's): http(s) only, and https or
+        // loopback when they carry the key.
+        let keyed = key.is_some() && !table.is_some_and(|t| t.allow_plain_http);
+        for u in &urls {
+            crate::config::check_url(u, keyed).map_err(|e| {
+                let shown = key.as_ref().map_or_else(|| u.clone(), |k| k.scrub(u));
+                FetchError::Config(format!("sources.{name}: feed URL `{shown}`: {e}"))
+            })?;
         }
         Ok(ListSource {
             schedule: table
@@ -476,6 +488,10 @@ impl Source for ListSource {
         &self.def.name
     }
 
+    fn secrets(&self) -> Vec<&Secret> {
+        self.key.iter().collect()
+    }
+
     fn schedule(&self) -> CronSchedule {
         self.schedule.clone()
     }
@@ -592,6 +608,7 @@ impl ListSource {
                 .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
                 .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
         for n in &processed.notices {
+            let n = self.scrub(n);
             tracing::warn!(source = %self.def.name, notice = %n, "the list says it is retired");
         }
         Ok((processed, v))

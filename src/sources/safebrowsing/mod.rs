@@ -72,6 +72,9 @@ pub struct SafeBrowsingConfig {
     pub batch_size: Option<usize>,
     /// How long a match stays open once Google stops listing it (default 1 day).
     pub resolve_after: Option<HumanDuration>,
+    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 fn default_api() -> String {
@@ -609,6 +612,9 @@ impl SafeBrowsingSource {
 impl Source for SafeBrowsingSource {
     fn name(&self) -> &str {
         "safebrowsing"
+    }
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.key]
     }
     fn schedule(&self) -> CronSchedule {
         self.schedule.clone()

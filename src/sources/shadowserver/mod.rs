@@ -63,6 +63,9 @@ pub struct ShadowserverConfig {
     pub resolve_after: Option<HumanDuration>,
     /// Where `outwatch shadowserver update-schema` downloads the schema from.
     pub schema_url: Option<String>,
+    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 impl ShadowserverConfig {
@@ -174,6 +177,10 @@ fn remember_key(e: &ReportEntry) -> String {
 impl Source for ShadowserverSource {
     fn name(&self) -> &str {
         "shadowserver"
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.api_key, &self.secret]
     }
 
     fn schedule(&self) -> CronSchedule {
