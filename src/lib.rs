@@ -24,3 +24,4 @@ pub mod scope;
 pub mod secret;
 pub mod sources;
 pub mod store;
+pub mod text;

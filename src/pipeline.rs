@@ -76,7 +76,7 @@ impl Runner {
         match result {
             Err(e) => {
                 let msg = e.to_string();
-                tracing::warn!(source = src.name(), error = %msg, "fetch failed");
+                tracing::warn!(source = src.name(), error = %crate::text::Clean(&msg), "fetch failed");
                 report.error = Some(msg.clone());
                 run.outcome = "error".into();
                 run.error = Some(msg);
@@ -142,8 +142,21 @@ impl Runner {
     ) -> Result<(), StoreError> {
         run.fetched = out.fetched;
         run.rejected = out.rejected.len();
+        for w in out.warnings.iter().take(MAX_REPORTED_ERRORS) {
+            tracing::info!(
+                source = name,
+                at = %crate::text::Clean(&w.location),
+                "kept with a malformed value: {}",
+                crate::text::Clean(&w.message)
+            );
+        }
         for e in out.rejected.iter().take(MAX_REPORTED_ERRORS) {
-            tracing::warn!(source = name, at = %e.location, "rejected: {}", e.message);
+            tracing::warn!(
+                source = name,
+                at = %crate::text::Clean(&e.location),
+                "rejected: {}",
+                crate::text::Clean(&e.message)
+            );
         }
         if out.not_modified {
             run.outcome = "not_modified".into();

@@ -103,7 +103,7 @@ pub fn print_table(reports: &[SourceReport]) {
     workln!("{t}");
     for r in reports {
         if let Some(e) = &r.error {
-            eprintln!("{}: {e}", r.name);
+            eprintln!("{}: {}", r.name, crate::text::Clean(e));
         }
         if r.rejected > 0 {
             eprintln!(
@@ -111,7 +111,7 @@ pub fn print_table(reports: &[SourceReport]) {
                 r.name, r.rejected
             );
             for e in r.errors.iter().take(3) {
-                eprintln!("  {}: {}", e.location, e.message);
+                eprintln!("  {}: {}", crate::text::Clean(&e.location), crate::text::Clean(&e.message));
             }
         }
     }

@@ -27,6 +27,8 @@ pub struct Imported {
     pub findings: Vec<Finding>,
     /// Bad records (the file still counts) and bad files (`whole file` in the message).
     pub rejected: Vec<RowError>,
+    /// Malformed values of records that kept their finding (kept in its `extra`).
+    pub warnings: Vec<RowError>,
     /// Records read.
     pub records: usize,
     /// Files read.
@@ -127,6 +129,8 @@ pub fn store_and_report(
             "updated": stats.updated,
             "rejected": imp.rejected.len(),
             "errors": imp.rejected.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
+            "warnings": imp.warnings.len(),
+            "warning_details": imp.warnings.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
         }))?;
     } else {
         workln!(
@@ -138,7 +142,18 @@ pub fn store_and_report(
             imp.rejected.len()
         );
         for e in imp.rejected.iter().take(MAX_REPORTED_ERRORS) {
-            eprintln!("rejected {}: {}", e.location, e.message);
+            eprintln!(
+                "rejected {}: {}",
+                crate::text::Clean(&e.location),
+                crate::text::Clean(&e.message)
+            );
+        }
+        for w in imp.warnings.iter().take(MAX_REPORTED_ERRORS) {
+            eprintln!(
+                "warning {}: {}",
+                crate::text::Clean(&w.location),
+                crate::text::Clean(&w.message)
+            );
         }
     }
     if imp.failed_files > 0 {

@@ -13,7 +13,8 @@ use crate::cli::LookupArgs;
 use crate::config::{Asn, DomainName};
 use crate::error::CliError;
 use crate::finding::Finding;
-use crate::output::{clip, print_json, table};
+use crate::output::{print_json, table};
+use crate::text::clip;
 use crate::scope::{self, ScopeMatcher};
 use crate::store::{Query, QueryOptions};
 

@@ -11,7 +11,8 @@ use crate::commands::lookup::rfc3339;
 use crate::daemon::RemoteStore;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
-use crate::output::{clip, print_json, table};
+use crate::output::{print_json, table};
+use crate::text::clip;
 use crate::store::Store;
 
 pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {

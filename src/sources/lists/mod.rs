@@ -514,10 +514,11 @@ impl Source for ListSource {
                     .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
                     .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
             for n in &processed.notices {
-                tracing::warn!(source = %self.def.name, notice = %n, "the list says it is retired");
+                tracing::warn!(source = %self.def.name, notice = %crate::text::Clean(n), "the list says it is retired");
             }
             out.fetched += processed.fetched;
             out.rejected.extend(processed.rejected);
+            out.warnings.extend(processed.warnings);
             out.findings.extend(processed.findings);
             if v.etag.is_some() || v.last_modified.is_some() {
                 validators.insert(shown, v);

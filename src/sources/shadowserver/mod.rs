@@ -262,6 +262,7 @@ impl Source for ShadowserverSource {
             out.fetched += outcome.rows;
             out.findings.extend(sink.findings);
             out.rejected.extend(sink.rejected);
+            out.warnings.extend(sink.warnings);
             let date = entry
                 .timestamp
                 .as_deref()
