@@ -11,7 +11,7 @@
 //! The suite runs [`CASES`] cases per property (a few fewer for the slow ones). A longer run:
 //!
 //! ```sh
-//! PROPTEST_CASES=100000 cargo test --release --test properties
+//! PROPTEST_CASES=100000 cargo test --release --lib --test properties
 //! ```
 
 use std::net::IpAddr;
