@@ -41,7 +41,10 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         }
         if a.html.is_none() && a.text.is_none() {
             outln!("Subject: {}\n", crate::text::Clean(&p.rendered.subject));
-            outln!("{}", p.rendered.text.trim_end_matches('\n'));
+            // The text part quotes feed content: each line goes through the sanitiser.
+            for line in p.rendered.text.trim_end_matches('\n').lines() {
+                outln!("{}", crate::text::Clean(line));
+            }
         } else {
             eprintln!("Subject: {}", crate::text::Clean(&p.rendered.subject));
         }

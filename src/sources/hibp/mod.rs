@@ -419,7 +419,10 @@ impl HibpSource {
             Err(e) => match map_error(e, "subscription status") {
                 err @ FetchError::Auth(_) => Err(err),
                 other => {
-                    tracing::warn!("{other}; assuming {DEFAULT_RPM} requests/minute");
+                    tracing::warn!(
+                        "{}; assuming {DEFAULT_RPM} requests/minute",
+                        crate::text::Clean(&other.to_string())
+                    );
                     Ok(DEFAULT_RPM)
                 }
             },
