@@ -106,7 +106,10 @@ mod tests {
     fn control_characters_are_escaped_not_dropped() {
         let feodo = "Emotet\u{1b}]0;pwned\u{7}\u{1b}[31m";
         assert_eq!(sanitize(feodo), "Emotet\\u{1b}]0;pwned\\u{7}\\u{1b}[31m");
-        assert_eq!(sanitize("a\r\nb\tc\u{7f}\u{9b}"), "a\\u{d}\\u{a}b\\u{9}c\\u{7f}\\u{9b}");
+        assert_eq!(
+            sanitize("a\r\nb\tc\u{7f}\u{9b}"),
+            "a\\u{d}\\u{a}b\\u{9}c\\u{7f}\\u{9b}"
+        );
         assert_eq!(sanitize("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         assert_eq!(sanitize("\u{feff}x\u{200b}"), "\\u{feff}x\\u{200b}");
         assert!(matches!(sanitize("plain é ü 日本 ␛"), Cow::Borrowed(_)));

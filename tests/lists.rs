@@ -1359,20 +1359,16 @@ async fn cli_lookup_and_fetch_escape_control_characters_from_the_feed() {
         }
     };
     let raw = |s: &str| s.contains('\u{1b}') || s.contains('\u{7}');
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(run(&[
-        "fetch",
-        "--source",
-        "feodotracker",
-    ]))
-    .await
-    .unwrap();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(run(&["fetch", "--source", "feodotracker"]))
+            .await
+            .unwrap();
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?}\n{stderr:?}");
     assert!(stderr.contains("203.0.113.\\u{1b}[2J"), "{stderr}");
-    let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(run(&["lookup", "203.0.113.10"]))
-            .await
-            .unwrap();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(run(&["lookup", "203.0.113.10"]))
+        .await
+        .unwrap();
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?}\n{stderr:?}");
     assert!(stdout.contains("\\u{1b}]0;owned\\u{7}"), "{stdout}");
@@ -1414,6 +1410,13 @@ fn list_entry_keeps_its_finding_when_port_or_time_is_malformed() {
     assert!(p.rejected[0].message.contains("203.0.113.999"));
     let w: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].contains("https") && w[1].contains("last tuesday"), "{w:?}");
-    assert!(p.warnings.iter().all(|w| w.location == "ipblocklist.csv line 2"));
+    assert!(
+        w[0].contains("https") && w[1].contains("last tuesday"),
+        "{w:?}"
+    );
+    assert!(
+        p.warnings
+            .iter()
+            .all(|w| w.location == "ipblocklist.csv line 2")
+    );
 }

@@ -453,7 +453,9 @@ proptest! {
 
 fn alert_xml() -> String {
     let mail = String::from_utf8(fixture("safebrowsing/alerts/alert-2026-11-20.eml")).unwrap();
-    safebrowsing::alerts::extract_xml(&mail).unwrap().to_string()
+    safebrowsing::alerts::extract_xml(&mail)
+        .unwrap()
+        .to_string()
 }
 
 fn xml_escape(s: &str) -> String {
@@ -531,15 +533,24 @@ proptest! {
 fn requests() -> Vec<Vec<u8>> {
     let ops = vec![
         Op::Hello,
-        Op::Get { fingerprint: "00ff".into() },
+        Op::Get {
+            fingerprint: "00ff".into(),
+        },
         Op::query(
             &outwatch::store::Query::Net("192.0.2.0/24".parse().unwrap()),
             &outwatch::store::QueryOptions::default(),
         ),
         Op::ForEach,
-        Op::Runs { source: Some("feodotracker".into()), limit: 5 },
-        Op::StateGet { key: "hibp/breaches".into() },
-        Op::StateScan { prefix: "shadowserver/".into() },
+        Op::Runs {
+            source: Some("feodotracker".into()),
+            limit: 5,
+        },
+        Op::StateGet {
+            key: "hibp/breaches".into(),
+        },
+        Op::StateScan {
+            prefix: "shadowserver/".into(),
+        },
         Op::Count,
     ];
     ops.into_iter()

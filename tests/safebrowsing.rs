@@ -317,7 +317,10 @@ fn import_reads_a_folder_of_alert_mails_without_config() {
     assert_eq!(v["warnings"], 1);
     let w = &v["warning_details"][0];
     assert!(
-        w["location"].as_str().unwrap().contains("alert-2026-11-20.eml"),
+        w["location"]
+            .as_str()
+            .unwrap()
+            .contains("alert-2026-11-20.eml"),
         "{w}"
     );
     assert!(w["message"].as_str().unwrap().contains("not-an-ip"), "{w}");

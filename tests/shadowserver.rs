@@ -166,7 +166,10 @@ fn import_current_layout_fixtures() {
             .ends_with("2026-11-20-scan_rdp-example-asn.csv:3"),
         "{warning}"
     );
-    assert!(warning["message"].as_str().unwrap().contains("eighty"), "{warning}");
+    assert!(
+        warning["message"].as_str().unwrap().contains("eighty"),
+        "{warning}"
+    );
     let f = lookup(dir.path(), &["--config", cfg], "192.0.2.34");
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["port"], Value::Null);
@@ -688,7 +691,10 @@ async fn fetch_lists_downloads_and_skips_ingested_reports() {
     let rep = r.run_source(src.as_ref()).await;
     assert!(rep.ok, "{rep:?}");
     assert_eq!(rep.fetched, 4);
-    assert_eq!(rep.new, 2, "the row with a malformed port keeps its finding");
+    assert_eq!(
+        rep.new, 2,
+        "the row with a malformed port keeps its finding"
+    );
     assert_eq!(rep.rejected, 2);
     assert!(rep.errors.is_empty() || rep.errors.len() <= 2);
     assert_eq!(store.count().unwrap(), 6);
@@ -1001,7 +1007,9 @@ async fn cli_fetch_ping_and_update_schema() {
 fn sinkhole_row_with_a_malformed_dst_ip_keeps_its_finding() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "");
-    let csv = dir.path().join("2026-11-20-event4_sinkhole-example-asn.csv");
+    let csv = dir
+        .path()
+        .join("2026-11-20-event4_sinkhole-example-asn.csv");
     std::fs::write(
         &csv,
         "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"src_asn\",\"dst_ip\",\"dst_port\",\"dst_asn\",\"infection\",\"tag\"\n\
@@ -1011,8 +1019,14 @@ fn sinkhole_row_with_a_malformed_dst_ip_keeps_its_finding() {
     )
     .unwrap();
     let mut c = outwatch(dir.path());
-    c.args(["--config", cfg.to_str().unwrap(), "import", "shadowserver", "--json"])
-        .arg(&csv);
+    c.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "import",
+        "shadowserver",
+        "--json",
+    ])
+    .arg(&csv);
     let s = json_out(&mut c);
     check_sum(&s);
     assert_eq!(s["rows"], 3, "{s}");
@@ -1021,9 +1035,24 @@ fn sinkhole_row_with_a_malformed_dst_ip_keeps_its_finding() {
     // dst_ip of line 2; src_port and src_asn of line 3 (another side's port is plain extra).
     assert_eq!(s["warnings"], 3, "{s}");
     let w = s["warning_details"].as_array().unwrap();
-    assert!(w[0]["location"].as_str().unwrap().ends_with(".csv:2"), "{s}");
-    assert!(w[0]["message"].as_str().unwrap().contains("148.81.111.11.12"), "{s}");
-    assert!(s["errors"][0]["message"].as_str().unwrap().contains("192.0.2.300"), "{s}");
+    assert!(
+        w[0]["location"].as_str().unwrap().ends_with(".csv:2"),
+        "{s}"
+    );
+    assert!(
+        w[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("148.81.111.11.12"),
+        "{s}"
+    );
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("192.0.2.300"),
+        "{s}"
+    );
     let a = ["--config", cfg.to_str().unwrap()];
     let f = lookup(dir.path(), &a, "192.0.2.77");
     assert_eq!(f.len(), 1, "the infected host keeps its finding");
@@ -1054,13 +1083,31 @@ fn non_ascii_timestamp_rejects_its_row_not_the_file() {
     )
     .unwrap();
     let mut c = outwatch(dir.path());
-    c.args(["--config", cfg.to_str().unwrap(), "import", "shadowserver", "--json"])
-        .arg(&csv);
+    c.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "import",
+        "shadowserver",
+        "--json",
+    ])
+    .arg(&csv);
     let s = json_out(&mut c);
     check_sum(&s);
     assert_eq!(s["rows"], 3, "{s}");
     assert_eq!(s["imported"], 2, "{s}");
     assert_eq!(s["rejected"], 1, "{s}");
-    assert!(s["errors"][0]["location"].as_str().unwrap().ends_with(".csv:3"), "{s}");
-    assert!(s["errors"][0]["message"].as_str().unwrap().contains("timestamp"), "{s}");
+    assert!(
+        s["errors"][0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(".csv:3"),
+        "{s}"
+    );
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp"),
+        "{s}"
+    );
 }

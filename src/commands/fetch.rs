@@ -111,7 +111,11 @@ pub fn print_table(reports: &[SourceReport]) {
                 r.name, r.rejected
             );
             for e in r.errors.iter().take(3) {
-                eprintln!("  {}: {}", crate::text::Clean(&e.location), crate::text::Clean(&e.message));
+                eprintln!(
+                    "  {}: {}",
+                    crate::text::Clean(&e.location),
+                    crate::text::Clean(&e.message)
+                );
             }
         }
     }

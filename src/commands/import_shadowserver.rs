@@ -254,7 +254,11 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             workln!("  {t}: {n} row(s)");
         }
         for e in &summary.errors {
-            eprintln!("{}: {}", crate::text::Clean(&e.location), crate::text::Clean(&e.message));
+            eprintln!(
+                "{}: {}",
+                crate::text::Clean(&e.location),
+                crate::text::Clean(&e.message)
+            );
         }
         for w in &summary.warning_details {
             eprintln!(

@@ -14,9 +14,9 @@ use crate::config::{Asn, DomainName};
 use crate::error::CliError;
 use crate::finding::Finding;
 use crate::output::{print_json, table};
-use crate::text::clip;
 use crate::scope::{self, ScopeMatcher};
 use crate::store::{Query, QueryOptions};
+use crate::text::clip;
 
 /// Parses what the user typed into a query; `Err` says what is wrong.
 pub fn parse_query(s: &str) -> Result<Query, String> {

@@ -12,8 +12,8 @@ use crate::daemon::RemoteStore;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
 use crate::output::{print_json, table};
-use crate::text::clip;
 use crate::store::Store;
+use crate::text::clip;
 
 pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     let (store, daemon): (Arc<dyn Store>, Option<Value>) = match RemoteStore::connect(&app.data_dir)

@@ -306,7 +306,10 @@ pub fn parse_domain_search(body: &[u8]) -> Result<BTreeMap<String, Vec<String>>,
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && v.get("error").is_some()
     {
-        return Err(format!("HIBP answered with an error object: {}", crate::text::clip(&v.to_string(), 200)));
+        return Err(format!(
+            "HIBP answered with an error object: {}",
+            crate::text::clip(&v.to_string(), 200)
+        ));
     }
     serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body).map_err(|e| {
         format!("the domain search reply is not a JSON object of alias → breach names ({e})")
@@ -323,7 +326,10 @@ pub fn parse_account(body: &[u8]) -> Result<Vec<String>, String> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && v.get("error").is_some()
     {
-        return Err(format!("HIBP answered with an error object: {}", crate::text::clip(&v.to_string(), 200)));
+        return Err(format!(
+            "HIBP answered with an error object: {}",
+            crate::text::clip(&v.to_string(), 200)
+        ));
     }
     serde_json::from_slice::<Vec<Named>>(body)
         .map(|v| v.into_iter().map(|n| n.name).collect())

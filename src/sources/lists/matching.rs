@@ -184,29 +184,44 @@ pub fn entry(
 
     if let Some(v) = get(&cols.ip) {
         any = true;
-        ip = Some(parse_ip_port(&v).ok_or_else(|| format!("`{}` is not an IP address", crate::text::clip(&v, 120)))?);
+        ip = Some(
+            parse_ip_port(&v)
+                .ok_or_else(|| format!("`{}` is not an IP address", crate::text::clip(&v, 120)))?,
+        );
     }
     if let Some(v) = get(&cols.network) {
         any = true;
-        network = Some(parse_net(&v).ok_or_else(|| format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120)))?);
+        network =
+            Some(parse_net(&v).ok_or_else(|| {
+                format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120))
+            })?);
     }
     if let Some(v) = get(&cols.url) {
         any = true;
         if url_host(&v).is_none() {
-            return Err(format!("`{}` is not a URL with a host", crate::text::clip(&v, 120)));
+            return Err(format!(
+                "`{}` is not a URL with a host",
+                crate::text::clip(&v, 120)
+            ));
         }
         url = Some(v);
     }
     if let Some(v) = get(&cols.domain) {
         any = true;
         if !plausible_host(&v) {
-            return Err(format!("`{}` is not a domain name", crate::text::clip(&v, 120)));
+            return Err(format!(
+                "`{}` is not a domain name",
+                crate::text::clip(&v, 120)
+            ));
         }
         domain = Some(v);
     }
     if let Some(v) = get(&cols.asn) {
         any = true;
-        asn = Some(parse_asn(&v).ok_or_else(|| format!("`{}` is not an AS number", crate::text::clip(&v, 120)))?);
+        asn = Some(
+            parse_asn(&v)
+                .ok_or_else(|| format!("`{}` is not an AS number", crate::text::clip(&v, 120)))?,
+        );
     }
     if let Some(v) = get(&cols.indicator) {
         any = true;
@@ -220,33 +235,45 @@ pub fn entry(
             None => IndicatorKind::Auto,
         };
         let kind = if kind == IndicatorKind::Auto {
-            detect(&v).ok_or_else(|| format!("cannot tell what `{}` is", crate::text::clip(&v, 120)))?
+            detect(&v)
+                .ok_or_else(|| format!("cannot tell what `{}` is", crate::text::clip(&v, 120)))?
         } else {
             kind
         };
         match kind {
             IndicatorKind::Skip => return Ok(None),
             IndicatorKind::Ip => {
-                ip = Some(parse_ip_port(&v).ok_or_else(|| format!("`{}` is not an IP address", crate::text::clip(&v, 120)))?)
+                ip = Some(parse_ip_port(&v).ok_or_else(|| {
+                    format!("`{}` is not an IP address", crate::text::clip(&v, 120))
+                })?)
             }
             IndicatorKind::Network => {
-                network =
-                    Some(parse_net(&v).ok_or_else(|| format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120)))?)
+                network = Some(parse_net(&v).ok_or_else(|| {
+                    format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120))
+                })?)
             }
             IndicatorKind::Url => {
                 if url_host(&v).is_none() {
-                    return Err(format!("`{}` is not a URL with a host", crate::text::clip(&v, 120)));
+                    return Err(format!(
+                        "`{}` is not a URL with a host",
+                        crate::text::clip(&v, 120)
+                    ));
                 }
                 url = Some(v);
             }
             IndicatorKind::Domain => {
                 if !plausible_host(&v) {
-                    return Err(format!("`{}` is not a domain name", crate::text::clip(&v, 120)));
+                    return Err(format!(
+                        "`{}` is not a domain name",
+                        crate::text::clip(&v, 120)
+                    ));
                 }
                 domain = Some(v);
             }
             IndicatorKind::Asn => {
-                asn = Some(parse_asn(&v).ok_or_else(|| format!("`{}` is not an AS number", crate::text::clip(&v, 120)))?)
+                asn = Some(parse_asn(&v).ok_or_else(|| {
+                    format!("`{}` is not an AS number", crate::text::clip(&v, 120))
+                })?)
             }
             IndicatorKind::Auto => unreachable!("detect() resolves auto"),
         }

@@ -941,7 +941,10 @@ mod tests {
         }
         // A malformed ASN or severity is not the identity: kept in extra, with a warning.
         let (f, w) = n
-            .row_warned(&rec("2026-11-20 08:04:37,urgent,198.51.100.7,,x,y,ASX"), "b:4")
+            .row_warned(
+                &rec("2026-11-20 08:04:37,urgent,198.51.100.7,,x,y,ASX"),
+                "b:4",
+            )
             .unwrap();
         assert_eq!(f.asn, None);
         assert_eq!(f.extra["asn"], "ASX");
@@ -959,17 +962,23 @@ mod tests {
             prefixes: vec!["192.0.2.0/24".parse().unwrap()],
             ..Default::default()
         });
-        let h = header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
+        let h =
+            header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
         let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
         // Our infected host on src; the sinkhole's address is garbage.
-        let row = rec("2026-11-20 03:14:00,tcp,192.0.2.77,49812,64496,148.81.111.11.12,80,64500,andromeda");
+        let row = rec(
+            "2026-11-20 03:14:00,tcp,192.0.2.77,49812,64496,148.81.111.11.12,80,64500,andromeda",
+        );
         let (f, w) = n.row_warned(&row, "s:2").unwrap();
         assert_eq!(f.ip.unwrap().to_string(), "192.0.2.77");
         assert_eq!(f.asn, Some(64496));
         assert_eq!(f.extra["dst_ip"], "148.81.111.11.12");
         assert!(f.in_scope);
         assert_eq!(w.len(), 1);
-        assert!(w[0].contains("dst_ip") && w[0].contains("148.81.111.11.12"), "{w:?}");
+        assert!(
+            w[0].contains("dst_ip") && w[0].contains("148.81.111.11.12"),
+            "{w:?}"
+        );
         // Our host on dst, garbage on src (the default side): dst is the subject.
         let row = rec("2026-11-20 03:14:00,tcp,1.2.3.4.5,49812,64500,192.0.2.9,80,64496,mirai");
         let (f, w) = n.row_warned(&row, "s:3").unwrap();
@@ -983,7 +992,9 @@ mod tests {
         // A malformed service port of the subject stays in extra.
         let h = header("timestamp,ip,port,protocol");
         let n = Normalizer::new(&schema, "scan_http", &h, &scope).unwrap();
-        let (f, w) = n.row_warned(&rec("2026-11-20 03:14:00,192.0.2.5,99999,tcp"), "s:5").unwrap();
+        let (f, w) = n
+            .row_warned(&rec("2026-11-20 03:14:00,192.0.2.5,99999,tcp"), "s:5")
+            .unwrap();
         assert_eq!(f.port, None);
         assert_eq!(f.extra["port"], "99999");
         assert_eq!(w.len(), 1);
