@@ -68,7 +68,7 @@ pub fn sanitize(s: &str) -> Cow<'_, str> {
 /// [`sanitize`]d `s`, shortened to at most `max` characters (escapes counted as written), with
 /// `…` marking a cut. An escape is never cut in half.
 pub fn clip(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max * 4) + 4);
+    let mut out = String::with_capacity(s.len().min(max.saturating_mul(4)) + 4);
     let mut used = 0usize;
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {

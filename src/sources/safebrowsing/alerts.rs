@@ -241,9 +241,15 @@ mod tests {
  <list type="x"><url_info url="http://a.example/" /></list>
 </notification_message>"#;
         let p = parse_xml(xml, "m.eml", None).unwrap();
-        assert_eq!(p.records, 3);
-        assert_eq!(p.findings.len(), 2);
-        assert_eq!(p.rejected.len(), 2, "{:?}", p.rejected);
+        assert_eq!(p.records, 4);
+        // The entry of the list of type `x` keeps its finding as `unknown`, with a warning.
+        assert_eq!(p.findings.len(), 3);
+        assert_eq!(p.rejected.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].message.contains("`x`"), "{:?}", p.warnings);
+        let u = &p.findings[2];
+        assert_eq!(u.classification.identifier, "safebrowsing-alert-unknown");
+        assert_eq!(u.extra["list_type"], "x");
         let a = &p.findings[0];
         assert_eq!(a.url.as_deref(), Some("http://shop.example.net/a?x=1&y=2"));
         assert_eq!(a.ip.unwrap().to_string(), "192.0.2.10");
