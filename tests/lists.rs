@@ -1384,13 +1384,15 @@ async fn cli_lookup_and_fetch_escape_control_characters_from_the_feed() {
 }
 
 /// A list entry is rejected only when its indicator is malformed; a malformed port or time of
-/// an entry of ours is kept as written in `extra` and counted as a warning (issue #11, item 2).
+/// an entry of ours is kept as written in `extra` and counted as a warning, and so is a row cut
+/// short after its indicator (issue #11, item 2).
 #[test]
 fn list_entry_keeps_its_finding_when_port_or_time_is_malformed() {
     let body = "\"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n\
         \"last tuesday\",\"203.0.113.10\",\"https\",\"online\",\"2026-11-20\",\"Emotet\"\n\
         \"2026-11-08 19:20:49\",\"203.0.113.999\",\"443\",\"online\",\"2026-11-20\",\"Emotet\"\n\
-        # END 2 entries\n";
+        \"2026-11-08 19:20:49\",\"203.0.113.12\"\n\
+        # END 3 entries\n";
     let p = process_body(
         &def("feodotracker"),
         "feodotracker",
@@ -1399,24 +1401,33 @@ fn list_entry_keeps_its_finding_when_port_or_time_is_malformed() {
         &scope_of(&["203.0.113.0/24"], &[]),
     )
     .unwrap();
-    assert_eq!(p.fetched, 2);
-    assert_eq!(p.findings.len(), 1);
+    assert_eq!(p.fetched, 3);
+    assert_eq!(p.findings.len(), 2, "{:?}", p.rejected);
     let f = &p.findings[0];
     assert_eq!(f.ip.unwrap().to_string(), "203.0.113.10");
     assert_eq!((f.port, f.time_source), (None, None));
     assert_eq!(f.extra["port"], "https");
     assert_eq!(f.extra["time"], "last tuesday");
+    assert_eq!(p.findings[1].ip.unwrap().to_string(), "203.0.113.12");
     assert_eq!(p.rejected.len(), 1);
     assert!(p.rejected[0].message.contains("203.0.113.999"));
-    let w: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
-    assert_eq!(w.len(), 2, "{w:?}");
+    let w: Vec<(&str, &str)> = p
+        .warnings
+        .iter()
+        .map(|w| (w.location.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(w.len(), 3, "{w:?}");
     assert!(
-        w[0].contains("https") && w[1].contains("last tuesday"),
+        w[0].1.contains("https") && w[1].1.contains("last tuesday"),
         "{w:?}"
     );
-    assert!(
-        p.warnings
-            .iter()
-            .all(|w| w.location == "ipblocklist.csv line 2")
+    assert!(w[2].1.contains("has 2 fields"), "{w:?}");
+    assert_eq!(
+        w.iter().map(|w| w.0).collect::<Vec<_>>(),
+        [
+            "ipblocklist.csv line 2",
+            "ipblocklist.csv line 2",
+            "ipblocklist.csv line 4"
+        ]
     );
 }

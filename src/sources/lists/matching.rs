@@ -278,7 +278,15 @@ pub fn entry(
             IndicatorKind::Auto => unreachable!("detect() resolves auto"),
         }
     }
+    let short = rec.width() < cols.min_fields;
     if !any {
+        if short {
+            return Err(format!(
+                "has {} fields, expected at least {} (cut off?)",
+                rec.width(),
+                cols.min_fields
+            ));
+        }
         return Err("no indicator: the IP / URL / domain / network / ASN field is empty".into());
     }
 
@@ -322,6 +330,13 @@ pub fn entry(
         .map(|m| m.to_lowercase())
         .unwrap_or_else(|| def.classification.identifier.clone());
     let mut warnings = Vec::new();
+    if short {
+        warnings.push(format!(
+            "has {} fields, expected at least {} (the missing ones are empty)",
+            rec.width(),
+            cols.min_fields
+        ));
+    }
     let mut extra = Vec::with_capacity(cols.extra.len() + 1);
     let port_field = get(&cols.port);
     let port_value = match &port_field {
