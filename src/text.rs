@@ -1,10 +1,10 @@
 //! The one sanitiser for text that came from a feed and is about to reach a terminal (tables,
 //! error messages, log lines).
 //!
-//! Rule: every control character (Unicode `Cc`: C0, DEL, C1 — `ESC`, `BEL`, CR, LF, tab, ...)
-//! and every invisible bidirectional or zero-width formatting character (U+200B–U+200F,
-//! U+202A–U+202E, U+2060–U+2069, U+FEFF) is written as a Rust-style escape, `\u{1b}`; every
-//! other character is kept. So a reader sees that something was there, and a feed cannot move
+//! Rule: every control character (Unicode `Cc`: C0, DEL, C1 — `ESC`, `BEL`, CR, LF, tab, ...),
+//! every invisible bidirectional or zero-width formatting character (U+061C, U+200B–U+200F,
+//! U+202A–U+202E, U+2060–U+2069, U+FEFF) and the line and paragraph separators (U+2028,
+//! U+2029) is written as a Rust-style escape, `\u{1b}`; every other character is kept. So a reader sees that something was there, and a feed cannot move
 //! the cursor, set the window title, recolour the screen or reorder what is shown.
 //!
 //! Sources keep raw values in findings (the store and `--json` output hold the data as
@@ -25,7 +25,11 @@ pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
         )
 }
 
@@ -112,6 +116,7 @@ mod tests {
         );
         assert_eq!(sanitize("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         assert_eq!(sanitize("\u{feff}x\u{200b}"), "\\u{feff}x\\u{200b}");
+        assert_eq!(sanitize("a\u{2028}b\u{61c}"), "a\\u{2028}b\\u{61c}");
         assert!(matches!(sanitize("plain é ü 日本 ␛"), Cow::Borrowed(_)));
         // Idempotent.
         let once = sanitize(feodo).into_owned();
