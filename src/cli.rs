@@ -227,7 +227,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if e.is_stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", crate::text::Clean(&e.message));
             ExitCode::from(e.code)
         }
     }

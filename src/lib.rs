@@ -25,3 +25,4 @@ pub mod scope;
 pub mod secret;
 pub mod sources;
 pub mod store;
+pub mod text;

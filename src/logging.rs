@@ -12,8 +12,12 @@ pub fn init(format: LogFormat, verbose: u8) {
         _ => "outwatch=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a terminal: a log file or a pipe gets plain text (and so holds no
+    // escape sequence at all but the escaped ones of feed content, see `crate::text`).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => b.json().try_init(),

@@ -61,16 +61,3 @@ pub fn table(header: &[&str]) -> Table {
         .set_header(header.to_vec());
     t
 }
-
-/// Shortens `s` to at most `max` characters, marking the cut; control characters are dropped
-/// (feed content is attacker-controlled and must not drive the terminal).
-pub fn clip(s: &str, max: usize) -> String {
-    let clean: String = s.chars().filter(|c| !c.is_control()).collect();
-    if clean.chars().count() <= max {
-        clean
-    } else {
-        let mut out: String = clean.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}

@@ -20,6 +20,7 @@ use crate::sources::{
     FetchContext, FetchError, FetchOutput, RowError, Source, StateView, UnitError, UnitSink,
 };
 use crate::store::{FetchRun, IngestOptions, RunOutcome, Store, StoreError};
+use crate::text::Clean;
 
 /// At most this many rejected-row messages are kept per run (the count stays exact).
 pub const MAX_REPORTED_ERRORS: usize = 50;
@@ -45,6 +46,8 @@ pub struct SourceReport {
     pub updated: usize,
     pub resolved: usize,
     pub rejected: usize,
+    /// Rows kept whose other values were malformed (kept verbatim in `extra`).
+    pub warnings: usize,
     pub not_modified: bool,
     /// Why the run failed or was partial, in one line.
     pub error: Option<String>,
@@ -83,6 +86,7 @@ impl SourceReport {
             updated: run.updated,
             resolved: run.resolved,
             rejected: run.rejected,
+            warnings: run.warnings,
             not_modified: run.outcome == RunOutcome::NotModified,
             error: run.error.clone(),
             errors: run.failed_units.clone(),
@@ -108,6 +112,7 @@ pub struct Runner {
 #[derive(Default)]
 struct Tally {
     fetched: usize,
+    warnings: usize,
     rejected: usize,
     rejected_rows: Vec<RowError>,
     accepted: usize,
@@ -149,8 +154,22 @@ impl UnitSink for UnitStore {
                 if t.rejected_rows.len() >= MAX_REPORTED_ERRORS {
                     break;
                 }
-                tracing::warn!(source = %self.source, at = %e.location, "rejected: {}", e.message);
+                tracing::warn!(
+                    source = %self.source,
+                    at = %Clean(&e.location),
+                    "rejected: {}",
+                    Clean(&e.message)
+                );
                 t.rejected_rows.push(e.clone());
+            }
+            t.warnings += unit.warnings.len();
+            for w in unit.warnings.iter().take(MAX_REPORTED_ERRORS) {
+                tracing::info!(
+                    source = %self.source,
+                    at = %Clean(&self.scrub(&w.location)),
+                    "kept with a malformed value: {}",
+                    Clean(&self.scrub(&w.message))
+                );
             }
             t.accepted += unit.findings.len();
             t.in_scope += unit.findings.iter().filter(|f| f.in_scope).count();
@@ -220,7 +239,7 @@ impl Runner {
         match result {
             Err(e) => {
                 let msg = sink.scrub(&e.to_string());
-                tracing::warn!(source = src.name(), error = %msg, "fetch failed");
+                tracing::warn!(source = src.name(), error = %crate::text::Clean(&msg), "fetch failed");
                 run.outcome = RunOutcome::Error;
                 run.failed_units.push(UnitError {
                     unit: src.name().to_string(),
@@ -233,7 +252,12 @@ impl Runner {
                 for u in &mut failed {
                     u.unit = sink.scrub(&u.unit);
                     u.error = sink.scrub(&u.error);
-                    tracing::warn!(source = src.name(), unit = %u.unit, error = %u.error, "a unit failed; the others were kept");
+                    tracing::warn!(
+                        source = src.name(),
+                        unit = %Clean(&u.unit),
+                        error = %Clean(&u.error),
+                        "a unit failed; the others were kept"
+                    );
                 }
                 let (not_modified, complete) = (out.not_modified, out.complete);
                 match sink.store_unit(out).await {
@@ -280,6 +304,7 @@ impl Runner {
             .unwrap_or_default();
         run.fetched = tally.fetched;
         run.rejected = tally.rejected;
+        run.warnings = tally.warnings;
         run.accepted = tally.accepted;
         run.in_scope = tally.in_scope;
         run.new = tally.new;

@@ -416,7 +416,7 @@ pub async fn refresh(
                     a.0,
                     entry.prefixes.len()
                 );
-                tracing::warn!("{msg}");
+                tracing::warn!("{}", crate::text::Clean(&msg));
                 entry.last_error = Some(e.to_string());
                 RefreshReport {
                     asn: a.0,

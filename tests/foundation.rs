@@ -810,3 +810,47 @@ async fn status_fails_while_a_source_fails_and_shows_the_whole_error() {
     assert!(text.contains(&format!("{}{long}", server.uri())), "{text}");
     assert!(text.contains("503"), "{text}");
 }
+
+/// `outwatch export --jsonl | head -1` ends quietly with 0 (issue #11): the export is a read
+/// command, so a reader that went away is not a failure. Writing to a file keeps failing loudly.
+#[test]
+fn closed_stdout_ends_export_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/shadowserver/2026-11-20-scan_dns-example-asn.csv");
+    let cmd = || {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("outwatch"));
+        c.current_dir(d.path())
+            .env_remove("OUTWATCH_CONFIG")
+            .env_remove("OUTWATCH_DATA_DIR")
+            .env_remove("RUST_LOG")
+            .arg("--data-dir")
+            .arg(&data);
+        c
+    };
+    let out = cmd()
+        .args(["import", "shadowserver"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for _ in 0..3 {
+        // The read end is closed before the command starts: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = cmd()
+            .args(["export", "--jsonl"])
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!err.to_lowercase().contains("broken pipe"), "{err}");
+        assert_eq!(out.status.code(), Some(0), "{err}");
+    }
+    // Sanity: with a reader, the export has the findings.
+    let out = cmd().args(["export", "--jsonl"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 0);
+}

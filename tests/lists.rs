@@ -1409,3 +1409,123 @@ async fn a_suspicious_drop_is_held_back_once() {
         Status::Resolved
     );
 }
+
+/// Feed content never drives the terminal: a Feodo entry whose malware name carries an OSC
+/// title sequence and a colour (`ESC ] 0 ; … BEL ESC [ 31m`) is shown escaped by `lookup`, and
+/// a malformed row quoting such bytes is reported escaped by `fetch` (issue #11, item 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lookup_and_fetch_escape_control_characters_from_the_feed() {
+    let server = MockServer::start().await;
+    let body = "\"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n\
+        \"2026-11-08 19:20:49\",\"203.0.113.10\",\"443\",\"online\",\"2026-11-20\",\"Emotet\u{1b}]0;owned\u{7}\u{1b}[31m\"\n\
+        \"2026-11-08 19:20:49\",\"203.0.113.\u{1b}[2J\",\"443\",\"online\",\"2026-11-20\",\"Pikabot\"\n\
+        # END 2 entries\n";
+    serve(&server, "/downloads/ipblocklist.csv", body.into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("outwatch.toml");
+    let base = server.uri();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nname = \"Example Org\"\nprefixes = [\"203.0.113.0/24\"]\n\
+             [sources.feodotracker]\nbase_url = \"{base}\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let run = move |args: &'static [&'static str]| {
+        let (cfg, data) = (cfg.clone(), data.clone());
+        move || {
+            let out = assert_cmd::Command::cargo_bin("outwatch")
+                .unwrap()
+                .env_remove("OUTWATCH_CONFIG")
+                .env_remove("OUTWATCH_DATA_DIR")
+                .env_remove("ABUSECH_AUTH_KEY")
+                .env_remove("RUST_LOG")
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--data-dir")
+                .arg(&data)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let raw = |s: &str| s.contains('\u{1b}') || s.contains('\u{7}');
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(run(&["fetch", "--source", "feodotracker"]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?}\n{stderr:?}");
+    assert!(stderr.contains("203.0.113.\\u{1b}[2J"), "{stderr}");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(run(&["lookup", "203.0.113.10"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(!raw(&stdout) && !raw(&stderr), "{stdout:?}\n{stderr:?}");
+    assert!(stdout.contains("\\u{1b}]0;owned\\u{7}"), "{stdout}");
+    // The store keeps the value as received; JSON escapes it itself.
+    let (_, stdout, _) = tokio::task::spawn_blocking(run(&["lookup", "203.0.113.10", "--json"]))
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json["findings"][0]["extra"]["malware"],
+        "Emotet\u{1b}]0;owned\u{7}\u{1b}[31m"
+    );
+}
+
+/// A list entry is rejected only when its indicator is malformed; a malformed port or time of
+/// an entry of ours is kept as written in `extra` and counted as a warning, and so is a row cut
+/// short after its indicator (issue #11, item 2).
+#[test]
+fn list_entry_keeps_its_finding_when_port_or_time_is_malformed() {
+    let body = "\"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n\
+        \"last tuesday\",\"203.0.113.10\",\"https\",\"online\",\"2026-11-20\",\"Emotet\"\n\
+        \"2026-11-08 19:20:49\",\"203.0.113.999\",\"443\",\"online\",\"2026-11-20\",\"Emotet\"\n\
+        \"2026-11-08 19:20:49\",\"203.0.113.12\"\n\
+        # END 3 entries\n";
+    let p = process_body(
+        &def("feodotracker"),
+        "feodotracker",
+        body.as_bytes(),
+        "ipblocklist.csv",
+        &scope_of(&["203.0.113.0/24"], &[]),
+    )
+    .unwrap();
+    assert_eq!(p.fetched, 3);
+    assert_eq!(p.findings.len(), 2, "{:?}", p.rejected);
+    let f = &p.findings[0];
+    assert_eq!(f.ip.unwrap().to_string(), "203.0.113.10");
+    assert_eq!((f.port, f.time_source), (None, None));
+    assert_eq!(f.extra["port"], "https");
+    assert_eq!(f.extra["time"], "last tuesday");
+    assert_eq!(p.findings[1].ip.unwrap().to_string(), "203.0.113.12");
+    assert_eq!(p.rejected.len(), 1);
+    assert!(p.rejected[0].message.contains("203.0.113.999"));
+    let w: Vec<(&str, &str)> = p
+        .warnings
+        .iter()
+        .map(|w| (w.location.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[0].1.contains("https") && w[1].1.contains("last tuesday"),
+        "{w:?}"
+    );
+    assert!(w[2].1.contains("has 2 fields"), "{w:?}");
+    assert_eq!(
+        w.iter().map(|w| w.0).collect::<Vec<_>>(),
+        [
+            "ipblocklist.csv line 2",
+            "ipblocklist.csv line 2",
+            "ipblocklist.csv line 4"
+        ]
+    );
+}

@@ -311,14 +311,19 @@ fn import_reads_a_folder_of_alert_mails_without_config() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["files"], 2);
     assert_eq!(v["records"], 6);
-    assert_eq!(v["findings"], 5);
-    assert_eq!(v["rejected"], 1);
+    // `ip="not-an-ip"` beside a URL with a host: the finding stays, the value in extra.
+    assert_eq!(v["findings"], 6);
+    assert_eq!(v["rejected"], 0);
+    assert_eq!(v["warnings"], 1);
+    let w = &v["warning_details"][0];
     assert!(
-        v["errors"][0]["location"]
+        w["location"]
             .as_str()
             .unwrap()
-            .contains("alert-2026-11-20.eml")
+            .contains("alert-2026-11-20.eml"),
+        "{w}"
     );
+    assert!(w["message"].as_str().unwrap().contains("not-an-ip"), "{w}");
     let lookup = |q: &str| -> Value {
         let out = cli(d.path())
             .args(["--data-dir", "data", "lookup", q, "--json"])
@@ -345,6 +350,9 @@ fn import_reads_a_folder_of_alert_mails_without_config() {
     // IPv6 host written without brackets, and an IPv6 ip attribute.
     let v = lookup("2001:db8:1:5::10");
     assert_eq!(v["findings"][0]["extra"]["list_type"], 2);
+    let v = lookup("files.example.org");
+    assert_eq!(v["findings"][0]["ip"], Value::Null);
+    assert_eq!(v["findings"][0]["extra"]["ip"], "not-an-ip");
     let v = lookup("cdn.example.org");
     assert_eq!(v["findings"][0]["ip"], "2001:db8:1:5::20");
     assert_eq!(v["findings"][0]["time_source"], "2026-11-21T00:00:00Z");

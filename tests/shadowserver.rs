@@ -117,8 +117,14 @@ fn check_sum(s: &Value) {
             "files",
             "imported",
             "rejected",
-            "rows"
+            "rows",
+            "warning_details",
+            "warnings"
         ]
+    );
+    assert!(
+        s["warnings"].as_u64().unwrap() >= s["warning_details"].as_array().unwrap().len() as u64,
+        "{s}"
     );
 }
 
@@ -134,26 +140,42 @@ fn import_current_layout_fixtures() {
     check_sum(&s);
     assert_eq!(s["files"], 5);
     assert_eq!(s["rows"], 12);
-    assert_eq!(s["rejected"], 3, "{s}");
+    // A malformed port is not the finding's identity: the row is kept, with a warning.
+    assert_eq!(s["rejected"], 2, "{s}");
+    assert_eq!(s["warnings"], 1, "{s}");
     // The two sinkhole rows are the same infected host (ephemeral client ports differ).
     assert_eq!(s["duplicates"], 1, "{s}");
-    assert_eq!(s["imported"], 8, "{s}");
+    assert_eq!(s["imported"], 9, "{s}");
     assert_eq!(s["by_type"]["scan_rdp"], 4);
     assert_eq!(s["by_type"]["event4_sinkhole_http"], 2);
     let errors = s["errors"].as_array().unwrap();
-    assert_eq!(errors.len(), 3);
+    assert_eq!(errors.len(), 2);
     let locs: Vec<&str> = errors
         .iter()
         .map(|e| e["location"].as_str().unwrap())
         .collect();
     assert!(
-        locs[0].ends_with("2026-11-20-scan_rdp-example-asn.csv:3"),
+        locs[0].ends_with("2026-11-20-scan_rdp-example-asn.csv:4"),
         "{locs:?}"
     );
-    assert!(locs[1].ends_with("scan_rdp-example-asn.csv:4"), "{locs:?}");
-    assert!(locs[2].ends_with("scan_rdp-example-asn.csv:5"), "{locs:?}");
-    assert!(errors[0]["message"].as_str().unwrap().contains("port"));
-    assert!(errors[1]["message"].as_str().unwrap().contains("not-an-ip"));
+    assert!(locs[1].ends_with("scan_rdp-example-asn.csv:5"), "{locs:?}");
+    assert!(errors[0]["message"].as_str().unwrap().contains("not-an-ip"));
+    let warning = &s["warning_details"][0];
+    assert!(
+        warning["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("2026-11-20-scan_rdp-example-asn.csv:3"),
+        "{warning}"
+    );
+    assert!(
+        warning["message"].as_str().unwrap().contains("eighty"),
+        "{warning}"
+    );
+    let f = lookup(dir.path(), &["--config", cfg], "192.0.2.34");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["port"], Value::Null);
+    assert_eq!(f[0]["extra"]["port"], "eighty");
 
     let a = ["--config", cfg];
     // A scan row: header-mapped fields, per-row severity, CVE from tags, unknown column kept.
@@ -254,7 +276,7 @@ fn import_current_layout_fixtures() {
     let s = json_out(&mut c);
     check_sum(&s);
     assert_eq!(s["imported"], 0);
-    assert_eq!(s["duplicates"], 9);
+    assert_eq!(s["duplicates"], 10);
     let f = &lookup(dir.path(), &a, "192.0.2.53")[0];
     assert_eq!(f["times_seen"], 1);
 }
@@ -364,9 +386,9 @@ fn import_gz_zip_and_eml() {
     )
     .unwrap();
     for (i, (file, loc)) in [
-        (&gz, format!("{name}.gz:3")),
-        (&zip, format!("{name}.zip!{name}:3")),
-        (&eml, format!("report-mail.eml!{name}.zip!{name}:3")),
+        (&gz, format!("{name}.gz:4")),
+        (&zip, format!("{name}.zip!{name}:4")),
+        (&eml, format!("report-mail.eml!{name}.zip!{name}:4")),
     ]
     .into_iter()
     .enumerate()
@@ -384,8 +406,8 @@ fn import_gz_zip_and_eml() {
         let s = json_out(&mut c);
         check_sum(&s);
         assert_eq!(s["rows"], 4, "{}: {s}", file.display());
-        assert_eq!(s["imported"], 1, "{s}");
-        assert_eq!(s["rejected"], 3, "{s}");
+        assert_eq!(s["imported"], 2, "{s}");
+        assert_eq!(s["rejected"], 2, "{s}");
         assert_eq!(s["by_type"]["scan_rdp"], 4, "{s}");
         let first = s["errors"][0]["location"].as_str().unwrap();
         assert!(first.ends_with(&loc), "{first} vs {loc}");
@@ -673,10 +695,13 @@ async fn fetch_lists_downloads_and_skips_ingested_reports() {
     let rep = r.run_source(src.as_ref()).await;
     assert!(rep.ok, "{rep:?}");
     assert_eq!(rep.fetched, 4);
-    assert_eq!(rep.new, 1);
-    assert_eq!(rep.rejected, 3);
-    assert!(rep.errors.is_empty() || rep.errors.len() <= 3);
-    assert_eq!(store.count().unwrap(), 5);
+    assert_eq!(
+        rep.new, 2,
+        "the row with a malformed port keeps its finding"
+    );
+    assert_eq!(rep.rejected, 2);
+    assert!(rep.errors.is_empty() || rep.errors.len() <= 2);
+    assert_eq!(store.count().unwrap(), 6);
     let reqs = server.received_requests().await.unwrap();
     assert_eq!(downloads(&reqs, ID_DNS), 1);
     assert_eq!(downloads(&reqs, ID_SINK), 1);
@@ -1152,4 +1177,117 @@ fn an_import_killed_mid_way_leaves_a_store_that_a_rerun_completes() {
     ips.sort_unstable();
     ips.dedup();
     assert_eq!(distinct, ips.len());
+}
+
+/// A row keeps its finding when only a secondary column is malformed (issue #11, item 2): a
+/// sinkhole row whose `src_ip` is our infected host and whose `dst_ip` is `148.81.111.11.12`
+/// is imported, the bad value kept in `extra` and counted in `warnings`. A row whose subject
+/// address is malformed is still rejected.
+#[test]
+fn sinkhole_row_with_a_malformed_dst_ip_keeps_its_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let csv = dir
+        .path()
+        .join("2026-11-20-event4_sinkhole-example-asn.csv");
+    std::fs::write(
+        &csv,
+        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"src_asn\",\"dst_ip\",\"dst_port\",\"dst_asn\",\"infection\",\"tag\"\n\
+         \"2026-11-20 11:02:33\",\"tcp\",\"192.0.2.77\",49812,64496,\"148.81.111.11.12\",80,64500,\"andromeda\",\"\"\n\
+         \"2026-11-20 11:02:34\",\"tcp\",\"192.0.2.78\",\"port?\",\"AS64x\",\"203.0.113.80\",\"http\",64500,\"andromeda\",\"\"\n\
+         \"2026-11-20 11:02:35\",\"tcp\",\"192.0.2.300\",49812,64496,\"203.0.113.80\",80,64500,\"andromeda\",\"\"\n",
+    )
+    .unwrap();
+    let mut c = outwatch(dir.path());
+    c.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "import",
+        "shadowserver",
+        "--json",
+    ])
+    .arg(&csv);
+    let s = json_out(&mut c);
+    check_sum(&s);
+    assert_eq!(s["rows"], 3, "{s}");
+    assert_eq!(s["imported"], 2, "{s}");
+    assert_eq!(s["rejected"], 1, "{s}");
+    // dst_ip of line 2; src_port and src_asn of line 3 (another side's port is plain extra).
+    assert_eq!(s["warnings"], 3, "{s}");
+    let w = s["warning_details"].as_array().unwrap();
+    assert!(
+        w[0]["location"].as_str().unwrap().ends_with(".csv:2"),
+        "{s}"
+    );
+    assert!(
+        w[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("148.81.111.11.12"),
+        "{s}"
+    );
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("192.0.2.300"),
+        "{s}"
+    );
+    let a = ["--config", cfg.to_str().unwrap()];
+    let f = lookup(dir.path(), &a, "192.0.2.77");
+    assert_eq!(f.len(), 1, "the infected host keeps its finding");
+    assert_eq!(f[0]["classification"]["identifier"], "andromeda");
+    assert_eq!(f[0]["extra"]["dst_ip"], "148.81.111.11.12");
+    let f = lookup(dir.path(), &a, "192.0.2.78");
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["asn"], Value::Null);
+    assert_eq!(f[0]["extra"]["asn"], "AS64x");
+    assert_eq!(f[0]["extra"]["port"], "port?");
+    assert_eq!(f[0]["extra"]["dst_port"], "http");
+}
+
+/// A timestamp with a character that is not ASCII at byte 19 used to panic `parse_time`
+/// ("byte index 19 is not a char boundary"): the import exited 1 and imported nothing. Now the
+/// row is rejected and the rest of the file imported (issue #11, item 3).
+#[test]
+fn non_ascii_timestamp_rejects_its_row_not_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "");
+    let csv = dir.path().join("2026-11-20-scan_dns-example-asn.csv");
+    std::fs::write(
+        &csv,
+        "\"timestamp\",\"ip\",\"protocol\",\"port\",\"tag\"\n\
+         \"2026-11-20 03:14:01\",\"192.0.2.7\",\"udp\",53,\"openresolver\"\n\
+         \"2026-11-20 03:14:0\u{e9}\",\"192.0.2.8\",\"udp\",53,\"openresolver\"\n\
+         \"2026-11-20 03:14:03\",\"192.0.2.9\",\"udp\",53,\"openresolver\"\n",
+    )
+    .unwrap();
+    let mut c = outwatch(dir.path());
+    c.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "import",
+        "shadowserver",
+        "--json",
+    ])
+    .arg(&csv);
+    let s = json_out(&mut c);
+    check_sum(&s);
+    assert_eq!(s["rows"], 3, "{s}");
+    assert_eq!(s["imported"], 2, "{s}");
+    assert_eq!(s["rejected"], 1, "{s}");
+    assert!(
+        s["errors"][0]["location"]
+            .as_str()
+            .unwrap()
+            .ends_with(".csv:3"),
+        "{s}"
+    );
+    assert!(
+        s["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timestamp"),
+        "{s}"
+    );
 }

@@ -40,10 +40,13 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
             eprintln!("text part written to {}", t.display());
         }
         if a.html.is_none() && a.text.is_none() {
-            outln!("Subject: {}\n", p.rendered.subject);
-            outln!("{}", p.rendered.text.trim_end_matches('\n'));
+            outln!("Subject: {}\n", crate::text::Clean(&p.rendered.subject));
+            // The text part quotes feed content: each line goes through the sanitiser.
+            for line in p.rendered.text.trim_end_matches('\n').lines() {
+                outln!("{}", crate::text::Clean(line));
+            }
         } else {
-            eprintln!("Subject: {}", p.rendered.subject);
+            eprintln!("Subject: {}", crate::text::Clean(&p.rendered.subject));
         }
         eprintln!("preview only: nothing was sent or marked as reported");
         return Ok(ExitCode::SUCCESS);

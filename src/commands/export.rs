@@ -16,6 +16,16 @@ const RESTORE_BATCH: usize = 5_000;
 
 pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     let store = app.open_read()?;
+    // To stdout, a reader that went away (`export --jsonl | head -1`) ends the export quietly
+    // with 0, as for every read command ([`crate::output::line`]); to a file it is a failure.
+    let to_stdout = a.output.is_none();
+    let write_failed = |e: std::io::Error| {
+        if to_stdout && e.kind() == std::io::ErrorKind::BrokenPipe {
+            CliError::stdout_closed()
+        } else {
+            CliError::failure(format!("writing the export failed: {e}"))
+        }
+    };
     let out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(
             File::create(p)
@@ -38,11 +48,10 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
             Ok(())
         })
         .map_err(|e| match io_err.take() {
-            Some(io) => CliError::failure(format!("writing the export failed: {io}")),
+            Some(io) => write_failed(io),
             None => CliError::from(e),
         })?;
-    w.flush()
-        .map_err(|e| CliError::failure(format!("writing the export failed: {e}")))?;
+    w.flush().map_err(write_failed)?;
     eprintln!("exported {n} findings");
     Ok(ExitCode::SUCCESS)
 }
@@ -80,7 +89,7 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
     store.flush()?;
     outln!("restored {restored} findings");
     for b in bad.iter().take(20) {
-        eprintln!("skipped {b}");
+        eprintln!("skipped {}", crate::text::Clean(b));
     }
     if bad.is_empty() {
         Ok(ExitCode::SUCCESS)

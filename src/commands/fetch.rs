@@ -107,13 +107,17 @@ pub fn print_table(reports: &[SourceReport]) {
     workln!("{t}");
     for r in reports {
         match (&r.errors[..], &r.error) {
-            ([], Some(e)) => eprintln!("{}: {e}", r.name),
-            ([one], _) if one.unit == r.name => eprintln!("{}: {}", r.name, one.error),
+            ([], Some(e)) => eprintln!("{}: {}", r.name, crate::text::Clean(e)),
+            ([one], _) if one.unit == r.name => {
+                eprintln!("{}: {}", r.name, crate::text::Clean(&one.error))
+            }
             (units, _) => {
                 for u in units {
                     eprintln!(
                         "{}: {} failed (the rest was kept): {}",
-                        r.name, u.unit, u.error
+                        r.name,
+                        crate::text::Clean(&u.unit),
+                        crate::text::Clean(&u.error)
                     );
                 }
             }
@@ -124,7 +128,11 @@ pub fn print_table(reports: &[SourceReport]) {
                 r.name, r.rejected
             );
             for e in r.rejected_rows.iter().take(3) {
-                eprintln!("  {}: {}", e.location, e.message);
+                eprintln!(
+                    "  {}: {}",
+                    crate::text::Clean(&e.location),
+                    crate::text::Clean(&e.message)
+                );
             }
         }
     }

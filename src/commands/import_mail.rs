@@ -27,6 +27,8 @@ pub struct Imported {
     pub findings: Vec<Finding>,
     /// Bad records (the file still counts) and bad files (`whole file` in the message).
     pub rejected: Vec<RowError>,
+    /// Malformed values of records that kept their finding (kept in its `extra`).
+    pub warnings: Vec<RowError>,
     /// Records read.
     pub records: usize,
     /// Files read.
@@ -109,6 +111,7 @@ pub fn store_and_report(
         fetched: imp.records,
         accepted,
         rejected: imp.rejected.len(),
+        warnings: imp.warnings.len(),
         in_scope,
         new: stats.new,
         updated: stats.updated,
@@ -132,6 +135,8 @@ pub fn store_and_report(
             "updated": stats.updated,
             "rejected": imp.rejected.len(),
             "errors": imp.rejected.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
+            "warnings": imp.warnings.len(),
+            "warning_details": imp.warnings.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
         }))?;
     } else {
         workln!(
@@ -143,7 +148,18 @@ pub fn store_and_report(
             imp.rejected.len()
         );
         for e in imp.rejected.iter().take(MAX_REPORTED_ERRORS) {
-            eprintln!("rejected {}: {}", e.location, e.message);
+            eprintln!(
+                "rejected {}: {}",
+                crate::text::Clean(&e.location),
+                crate::text::Clean(&e.message)
+            );
+        }
+        for w in imp.warnings.iter().take(MAX_REPORTED_ERRORS) {
+            eprintln!(
+                "warning {}: {}",
+                crate::text::Clean(&w.location),
+                crate::text::Clean(&w.message)
+            );
         }
     }
     if imp.failed_files > 0 {

@@ -22,6 +22,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
                 imp.records += p.records;
                 imp.findings.extend(p.findings);
                 imp.rejected.extend(p.rejected);
+                imp.warnings.extend(p.warnings);
             }
             Err(e) => {
                 imp.failed_files += 1;

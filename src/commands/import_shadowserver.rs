@@ -9,9 +9,15 @@
 //! - `imported`: rows that created a finding the store did not hold;
 //! - `duplicates`: rows whose finding the store already held (an earlier import or fetch) or
 //!   that repeat an earlier row of this import; they move `last_seen` / `times_seen`;
-//! - `rejected`: malformed rows, each listed in `errors` with `file:line` and the reason;
-//! - `by_type`: rows per report type; `errors`: rejected rows and unreadable files (the first
-//!   [`MAX_ERRORS`]; the counts stay exact).
+//! - `rejected`: rows whose finding has no usable identity (its address, network, host name,
+//!   URL or e-mail is missing or malformed; or no timestamp), each listed in `errors` with
+//!   `file:line` and the reason;
+//! - `warnings`: malformed values of imported rows (another side's address such as a `dst_ip`
+//!   of `148.81.111.11.12`, a port, an ASN, a severity), kept as written in the finding's
+//!   `extra`; a row may have several; each listed in `warning_details` as `{location, message}`;
+//! - `by_type`: rows per report type; `errors`: rejected rows and unreadable files;
+//!   `warning_details`: the warnings (each list holds the first [`MAX_ERRORS`]; the counts stay
+//!   exact).
 
 use crate::workln;
 use std::collections::BTreeMap;
@@ -42,8 +48,10 @@ pub struct ImportSummary {
     pub imported: usize,
     pub duplicates: usize,
     pub rejected: usize,
+    pub warnings: usize,
     pub by_type: BTreeMap<String, usize>,
     pub errors: Vec<RowError>,
+    pub warning_details: Vec<RowError>,
 }
 
 /// Prepares findings and ingests them in home order ([`SortedIngest`]).
@@ -55,6 +63,8 @@ struct StoreSink<'a> {
     in_scope: usize,
     rejected: Vec<RowError>,
     rejected_total: usize,
+    warnings: Vec<RowError>,
+    warnings_total: usize,
 }
 
 impl RowSink for StoreSink<'_> {
@@ -73,6 +83,12 @@ impl RowSink for StoreSink<'_> {
         self.rejected_total += 1;
         if self.rejected.len() < MAX_ERRORS {
             self.rejected.push(e);
+        }
+    }
+    fn warning(&mut self, w: RowError) {
+        self.warnings_total += 1;
+        if self.warnings.len() < MAX_ERRORS {
+            self.warnings.push(w);
         }
     }
 }
@@ -122,6 +138,8 @@ pub fn import_files(
         in_scope: 0,
         rejected: Vec::new(),
         rejected_total: 0,
+        warnings: Vec::new(),
+        warnings_total: 0,
     };
     let mut summary = ImportSummary::default();
     let mut file_errors = Vec::new();
@@ -150,6 +168,8 @@ pub fn import_files(
         .finish()
         .map_err(|e| format!("storing the findings failed: {e}"))?;
     summary.rejected = sink.rejected_total;
+    summary.warnings = sink.warnings_total;
+    summary.warning_details = sink.warnings;
     summary.imported = stats.new;
     summary.duplicates = stats.updated + stats.duplicates;
     let mut errors = file_errors;
@@ -205,6 +225,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         fetched: summary.rows,
         accepted: summary.rows - summary.rejected,
         rejected: summary.rejected,
+        warnings: summary.warnings,
         in_scope,
         new: summary.imported,
         updated: summary.duplicates,
@@ -221,19 +242,32 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         print_json(&summary)?;
     } else {
         workln!(
-            "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope",
+            "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope; \
+             {} malformed value(s) kept",
             summary.files,
             summary.rows,
             summary.imported,
             summary.duplicates,
             summary.rejected,
-            in_scope
+            in_scope,
+            summary.warnings
         );
         for (t, n) in &summary.by_type {
             workln!("  {t}: {n} row(s)");
         }
         for e in &summary.errors {
-            eprintln!("{}: {}", e.location, e.message);
+            eprintln!(
+                "{}: {}",
+                crate::text::Clean(&e.location),
+                crate::text::Clean(&e.message)
+            );
+        }
+        for w in &summary.warning_details {
+            eprintln!(
+                "{}: warning: {}",
+                crate::text::Clean(&w.location),
+                crate::text::Clean(&w.message)
+            );
         }
         if summary.rows > 0 && in_scope == 0 && snap == Default::default() {
             eprintln!(

@@ -13,9 +13,10 @@ use crate::cli::LookupArgs;
 use crate::config::{Asn, DomainName};
 use crate::error::CliError;
 use crate::finding::Finding;
-use crate::output::{clip, print_json, table};
+use crate::output::{print_json, table};
 use crate::scope::{self, ScopeMatcher};
 use crate::store::{Query, QueryOptions};
+use crate::text::clip;
 
 /// Parses what the user typed into a query; `Err` says what is wrong.
 pub fn parse_query(s: &str) -> Result<Query, String> {

@@ -15,7 +15,7 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     }
     let report = daemon::run_once(app).await?;
     if let Some(w) = &report.scope_warning {
-        eprintln!("warning: scope: {w}");
+        eprintln!("warning: scope: {}", crate::text::Clean(w));
     }
     if report.sources.is_empty() {
         workln!("no source is enabled: add [sources.NAME] tables to the config");
@@ -23,10 +23,11 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
         let mut t = table(&["source", "result", "summary"]);
         for r in &report.sources {
             let (result, summary) = match (&r.error, r.outcome) {
-                (Some(e), RunOutcome::Partial) => {
-                    ("PARTIAL", format!("{}; {e}", tasks::source_summary(r)))
-                }
-                (Some(e), _) => ("FAILED", e.clone()),
+                (Some(e), RunOutcome::Partial) => (
+                    "PARTIAL",
+                    format!("{}; {}", tasks::source_summary(r), crate::text::sanitize(e)),
+                ),
+                (Some(e), _) => ("FAILED", crate::text::sanitize(e).into_owned()),
                 (None, _) => ("ok", tasks::source_summary(r)),
             };
             t.add_row(vec![r.name.clone(), result.to_string(), summary]);
@@ -36,7 +37,7 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     match &report.digest {
         None => workln!("digest: not configured (no [digest] table)"),
         Some(Ok(o)) => workln!("digest: {}", tasks::digest_summary(o)),
-        Some(Err(e)) => workln!("digest: FAILED: {e}"),
+        Some(Err(e)) => workln!("digest: FAILED: {}", crate::text::Clean(&e.to_string())),
     }
     let failed = report.failed();
     if failed.is_empty() {

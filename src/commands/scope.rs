@@ -61,7 +61,7 @@ pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
                 outln!("  {p}");
             }
             if let Some(e) = &x.last_error {
-                outln!("  warning: last refresh failed: {e}");
+                outln!("  warning: last refresh failed: {}", crate::text::Clean(e));
             }
         }
         if !snap.prefixes.is_empty() {

@@ -62,7 +62,7 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
                         .as_str()
                         .map(str::to_string)
                         .unwrap_or_else(|| v.to_string());
-                    outln!("  {name}: {}", crate::output::clip(&shown, 80));
+                    outln!("  {name}: {}", crate::text::clip(&shown, 80));
                 }
             }
             (Err(e), _) => eprintln!("test/ping failed: {e}"),

@@ -11,8 +11,9 @@ use crate::commands::lookup::rfc3339;
 use crate::daemon::RemoteStore;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
-use crate::output::{clip, print_json, table};
+use crate::output::{print_json, table};
 use crate::store::Store;
+use crate::text::clip;
 
 pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     let (store, daemon): (Arc<dyn Store>, Option<Value>) = match RemoteStore::connect(&app.data_dir)

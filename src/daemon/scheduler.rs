@@ -172,7 +172,8 @@ pub async fn run_job(
                     tracing::info!(job = %name, kind = job.kind, %summary, "run succeeded");
                     break;
                 }
-                Err(e) => e,
+                // The error may quote feed content: logged through the sanitiser.
+                Err(e) => crate::text::sanitize(&e).into_owned(),
             };
             if *shutdown.borrow() {
                 tracing::warn!(job = %name, error = %err, "run failed; shutting down, no retry");

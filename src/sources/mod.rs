@@ -3,7 +3,10 @@
 //! - a source knows nothing about the store: it reads its remembered state through
 //!   [`FetchContext::state`] and returns new state in [`FetchOutput::state`]; the pipeline writes
 //!   findings and state in one atomic batch;
-//! - a malformed record is counted in [`FetchOutput::rejected`], never a panic or an abort;
+//! - a malformed record is counted in [`FetchOutput::rejected`], never a panic or an abort; a
+//!   record is rejected only when the identity of its finding (the address, network, domain or
+//!   mail address it is about) is missing or malformed; any other malformed value is kept in
+//!   `extra` and counted in [`FetchOutput::warnings`];
 //! - a fetch works in units (a report, a domain, a list URL, a day): a unit that succeeds is
 //!   handed to [`FetchContext::commit`] (stored at once, findings and state in one batch); a
 //!   unit that fails is named in [`FetchOutput::failed`] and the others go on;
@@ -109,6 +112,9 @@ pub struct FetchOutput {
     /// Records read from the source (rows, list entries, API objects).
     pub fetched: usize,
     pub rejected: Vec<RowError>,
+    /// Malformed values that did not cost their record its finding (a secondary address, a
+    /// port, a time): the value is kept in the finding's `extra`.
+    pub warnings: Vec<RowError>,
     /// State to write together with the findings (`None` deletes).
     pub state: Vec<(String, Option<Vec<u8>>)>,
     /// The source said nothing changed (HTTP 304): nothing to ingest, nothing to resolve.

@@ -223,42 +223,55 @@ fn count(field: &str, name: &str) -> Result<u64, String> {
     field
         .replace(',', "")
         .parse::<u64>()
-        .map_err(|_| format!("{name} `{}` is not a number", clip(field)))
-}
-
-fn clip(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(80).collect()
+        .map_err(|_| format!("{name} `{}` is not a number", crate::text::clip(field, 80)))
 }
 
 /// Parses a `data.aspx` body: the findings (rows with a problem), the rejected rows, and how
 /// many rows were read. `location` names the request (never the key).
 pub fn parse_data(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
-    let (hits, rejected, rows) = parse_data_hits(body, location);
+    let (f, rejected, _, rows) = parse_data_warned(body, location);
+    (f, rejected, rows)
+}
+
+/// [`parse_data`] with the warnings: malformed values of rows that kept their finding (an
+/// activity period, a count, a filter result), kept as written in `extra`.
+pub fn parse_data_warned(
+    body: &[u8],
+    location: &str,
+) -> (Vec<Finding>, Vec<RowError>, Vec<RowError>, usize) {
+    let (hits, rejected, warnings, rows) = parse_data_hits(body, location);
     (
         hits.into_iter().map(|h| h.finding).collect(),
         rejected,
+        warnings,
         rows,
     )
 }
 
-fn parse_data_hits(body: &[u8], location: &str) -> (Vec<DataHit>, Vec<RowError>, usize) {
+fn parse_data_hits(
+    body: &[u8],
+    location: &str,
+) -> (Vec<DataHit>, Vec<RowError>, Vec<RowError>, usize) {
     let mut hits = Vec::new();
-    let (rejected, rows) = csv_rows(body, location, |rec, at| {
-        if let Some(h) = data_row(rec, &at)? {
+    let (rejected, warnings, rows) = csv_rows(body, location, |rec, at, warnings| {
+        if let Some(h) = data_row(rec, &at, warnings)? {
             hits.push(h);
         }
         Ok(())
     });
-    (hits, rejected, rows)
+    (hits, rejected, warnings, rows)
 }
 
 /// Runs `row` on every non-empty CSV row of `body` with its location (`{location} line N`),
-/// counting rows; an unreadable row, or an `Err` from `row`, becomes a [`RowError`] there.
+/// counting rows; an unreadable row, or an `Err` from `row`, becomes a [`RowError`] there, and
+/// each warning `row` pushes (for a row it kept) one of the returned warnings.
 fn csv_rows(
     body: &[u8],
     location: &str,
-    mut row: impl FnMut(&csv::StringRecord, String) -> Result<(), String>,
-) -> (Vec<RowError>, usize) {
+    mut row: impl FnMut(&csv::StringRecord, String, &mut Vec<String>) -> Result<(), String>,
+) -> (Vec<RowError>, Vec<RowError>, usize) {
+    let mut row_warnings = Vec::new();
+    let mut warnings = Vec::new();
     let mut rejected = Vec::new();
     let mut rows = 0;
     let mut rdr = csv_reader(body);
@@ -289,17 +302,32 @@ fn csv_rows(
         }
         rows += 1;
         let at = format!("{location} line {line}");
-        if let Err(message) = row(&rec, at.clone()) {
-            rejected.push(RowError {
-                location: at,
+        match row(&rec, at.clone(), &mut row_warnings) {
+            Ok(()) => warnings.extend(row_warnings.drain(..).map(|message| RowError {
+                location: at.clone(),
                 message,
-            });
+            })),
+            Err(message) => {
+                row_warnings.clear();
+                rejected.push(RowError {
+                    location: at,
+                    message,
+                });
+            }
         }
     }
-    (rejected, rows)
+    (rejected, warnings, rows)
 }
 
-fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String> {
+/// One `data.aspx` row. Rejected (`Err`) only when it is cut short or its IP (the finding's
+/// identity) is malformed; any other malformed value is kept as written in `extra` with a
+/// warning, and counts for nothing (a malformed filter result is not red, a malformed trap
+/// count is no hit).
+fn data_row(
+    rec: &csv::StringRecord,
+    at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<DataHit>, String> {
     if rec.len() < 13 {
         return Err(format!("{} columns, expected 14 (or 13)", rec.len()));
     }
@@ -307,38 +335,51 @@ fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String
     let ip: IpAddr = g(0).parse().map_err(|_| {
         format!(
             "`{}` is not an IP address (a header or an error page?)",
-            clip(g(0))
+            crate::text::clip(g(0), 80)
         )
     })?;
-    let start = parse_snds_time(g(1));
-    let end = parse_snds_time(g(2));
+    // Malformed values, kept as written: (extra key, value).
+    let mut kept: Vec<(&str, &str)> = Vec::new();
+    let mut start = parse_snds_time(g(1));
+    let mut end = parse_snds_time(g(2));
     if start.is_none() && !g(1).is_empty() || end.is_none() && !g(2).is_empty() {
-        return Err(format!(
-            "activity period `{}` - `{}` is not M/D/YYYY h:mm AM/PM",
-            clip(g(1)),
-            clip(g(2))
+        warnings.push(format!(
+            "activity period `{}` - `{}` is not M/D/YYYY h:mm AM/PM (kept in extra)",
+            crate::text::clip(g(1), 80),
+            crate::text::clip(g(2), 80)
         ));
+        kept.extend([("activity_start", g(1)), ("activity_end", g(2))]);
+        (start, end) = (None, None);
     }
-    let rcpt = count(g(3), "RCPT commands")?;
-    let data = count(g(4), "DATA commands")?;
-    let recipients = count(g(5), "message recipients")?;
-    let filter = g(6).to_ascii_uppercase();
+    let mut counted = |i: usize, key: &'static str, name: &str| match count(g(i), name) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warnings.push(format!("{e} (kept in extra)"));
+            kept.push((key, g(i)));
+            None
+        }
+    };
+    let rcpt = counted(3, "rcpt_commands", "RCPT commands");
+    let data = counted(4, "data_commands", "DATA commands");
+    let recipients = counted(5, "message_recipients", "message recipients");
+    let trap_hits = counted(10, "trap_hits", "trap hits");
+    let mut filter = g(6).to_ascii_uppercase();
     if !matches!(filter.as_str(), "GREEN" | "YELLOW" | "RED" | "") {
-        return Err(format!(
-            "filter result `{}` is not GREEN, YELLOW or RED",
-            clip(g(6))
+        warnings.push(format!(
+            "filter result `{}` is not GREEN, YELLOW or RED (kept in extra)",
+            crate::text::clip(g(6), 80)
         ));
+        filter = g(6).to_string();
     }
     let complaint = g(7);
     let band = complaint_band(complaint);
-    let trap_hits = count(g(10), "trap hits")?;
     let mut reasons = Vec::new();
     match filter.as_str() {
         "RED" => reasons.push("filter-red"),
         "YELLOW" => reasons.push("filter-yellow"),
         _ => {}
     }
-    if trap_hits > 0 {
+    if trap_hits.is_some_and(|n| n > 0) {
         reasons.push("trap-hits");
     }
     if band.is_some_and(|b| b.min >= 0.1) {
@@ -372,9 +413,15 @@ fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String
                 .unwrap_or_default(),
         );
     }
-    f.set_extra("rcpt_commands", rcpt);
-    f.set_extra("data_commands", data);
-    f.set_extra("message_recipients", recipients);
+    for (k, n) in [
+        ("rcpt_commands", rcpt),
+        ("data_commands", data),
+        ("message_recipients", recipients),
+    ] {
+        if let Some(n) = n {
+            f.set_extra(k, n);
+        }
+    }
     f.set_extra("filter_result", filter.as_str());
     f.set_extra("complaint_rate", complaint);
     if let Some(b) = band {
@@ -386,7 +433,12 @@ fn data_row(rec: &csv::StringRecord, at: &str) -> Result<Option<DataHit>, String
     if let Some(d) = date(parse_snds_time(g(9))) {
         f.set_extra("trap_message_end", d);
     }
-    f.set_extra("trap_hits", trap_hits);
+    if let Some(n) = trap_hits {
+        f.set_extra("trap_hits", n);
+    }
+    for (k, v) in kept {
+        f.set_extra(k, v);
+    }
     for (k, i) in [
         ("sample_helo", 11),
         ("sample_mail_from", 12),
@@ -461,7 +513,7 @@ pub fn range_cidrs(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
 /// Parses an `ipStatus.aspx` body: one finding per blocked range.
 pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowError>, usize) {
     let mut findings = Vec::new();
-    let (rejected, rows) = csv_rows(body, location, |rec, at| {
+    let (rejected, _, rows) = csv_rows(body, location, |rec, at, _| {
         let g = |i: usize| rec.get(i).unwrap_or("");
         if rec.len() < 3 {
             return Err(format!("{} columns, expected 4", rec.len()));
@@ -469,8 +521,8 @@ pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowErr
         let (Ok(first), Ok(last)) = (g(0).parse::<IpAddr>(), g(1).parse::<IpAddr>()) else {
             return Err(format!(
                 "`{}` - `{}` is not an IP range (a header or an error page?)",
-                clip(g(0)),
-                clip(g(1))
+                crate::text::clip(g(0), 80),
+                crate::text::clip(g(1), 80)
             ));
         };
         let Some((net, exact)) = range_network(first, last) else {
@@ -635,14 +687,14 @@ impl Source for SndsSource {
                     continue;
                 }
             };
-            let (hits, rejected, rows) = parse_data_hits(&body, &unit);
+            let (hits, rejected, warnings, rows) = parse_data_hits(&body, &unit);
             if let Err(e) = usable(&body, rows, rejected.len()) {
                 out.fail_unit(unit, &FetchError::Format(e));
                 continue;
             }
-            pages.push((unit, hits, rejected, rows));
+            pages.push((unit, hits, rejected, warnings, rows));
         }
-        let read: usize = pages.iter().map(|p| p.3).sum();
+        let read: usize = pages.iter().map(|p| p.4).sum();
         if !pages.is_empty() && read == 0 && memory.last_rows > 0 && !memory.empty_seen {
             // Suddenly empty: once, it is a failure; the next run that sees it believes it.
             memory.empty_seen = true;
@@ -658,9 +710,10 @@ impl Source for SndsSource {
             memory.last_rows = read;
             memory.empty_seen = false;
         }
-        for (_, hits, rejected, rows) in pages {
+        for (_, hits, rejected, warnings, rows) in pages {
             out.fetched += rows;
             out.rejected.extend(rejected);
+            out.warnings.extend(warnings);
             for h in hits {
                 let ip = h.finding.ip.expect("data rows carry an IP");
                 match per_ip.get(&ip) {

@@ -160,6 +160,9 @@ pub struct FetchRun {
     pub accepted: usize,
     /// Rows rejected as malformed.
     pub rejected: usize,
+    /// Rows kept although one of their other values was malformed.
+    #[serde(default)]
+    pub warnings: usize,
     pub in_scope: usize,
     pub new: usize,
     pub updated: usize,
@@ -185,6 +188,7 @@ impl FetchRun {
             fetched: 0,
             accepted: 0,
             rejected: 0,
+            warnings: 0,
             in_scope: 0,
             new: 0,
             updated: 0,

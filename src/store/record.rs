@@ -690,4 +690,89 @@ mod tests {
         assert!(decode(&one[..20]).is_err());
         assert!(decode(&one[..one.len() - 2]).is_err());
     }
+
+    /// Nothing panics on a damaged value: arbitrary bytes and mutated real records, buckets
+    /// and posting lists are read as errors or as something (issue #11, item 3). Cases: 256
+    /// in the suite, `PROPTEST_CASES` for a longer run (README, "Testing").
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        fn config() -> ProptestConfig {
+            let mut c = ProptestConfig::default();
+            if std::env::var_os("PROPTEST_CASES").is_none() {
+                c.cases = 256;
+            }
+            c
+        }
+
+        fn read_all(v: &[u8]) {
+            let _ = header(v);
+            let _ = decode(v);
+            let _ = bucket_count(v);
+            if let Ok(plain) = open_bucket(v) {
+                for r in records(&plain).flatten() {
+                    let _ = decode(r);
+                }
+            }
+            for r in records(v).flatten() {
+                let _ = decode(r);
+            }
+            if let Ok(p) = posting_entries(v) {
+                let _ = crate::store::keys::postings(&p).count();
+            }
+        }
+
+        fn valid_values() -> Vec<Vec<u8>> {
+            let f = sample();
+            let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
+            let mut one = Vec::new();
+            encode(&f.view(), &fp, &mut one).unwrap();
+            let mut w = BucketWriter::default();
+            w.push(&f, &fp).unwrap();
+            w.push_raw(&one);
+            let mut entries = Vec::new();
+            crate::store::keys::push_posting("shop.example.org", &fp, &mut entries);
+            crate::store::keys::push_posting("www.example.org", &fp, &mut entries);
+            vec![one, w.finish(), pack_postings(&entries), entries]
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn arbitrary_bytes(v in prop::collection::vec(any::<u8>(), 0..512)) {
+                read_all(&v);
+                // With the markers that make them look like a bucket or a posting list.
+                read_all(&[&[BUCKET_V2][..], &v].concat());
+                read_all(&[&POSTINGS_LZ4[..], &v].concat());
+            }
+
+            #[test]
+            fn mutated_values(
+                which in 0usize..4,
+                edits in prop::collection::vec((any::<Index>(), any::<u8>(), 0u8..3), 1..6),
+            ) {
+                let mut v = valid_values().swap_remove(which);
+                for (i, b, op) in edits {
+                    match op {
+                        0 if !v.is_empty() => {
+                            let at = i.index(v.len());
+                            v[at] = b;
+                        }
+                        1 => {
+                            let at = i.index(v.len() + 1);
+                            v.insert(at, b);
+                        }
+                        _ => {
+                            let at = i.index(v.len() + 1);
+                            v.truncate(at);
+                        }
+                    }
+                }
+                read_all(&v);
+            }
+        }
+    }
 }

@@ -309,7 +309,10 @@ pub fn parse_domain_search(body: &[u8]) -> Result<BTreeMap<String, Vec<String>>,
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && v.get("error").is_some()
     {
-        return Err(format!("HIBP answered with an error object: {}", clip(&v)));
+        return Err(format!(
+            "HIBP answered with an error object: {}",
+            crate::text::clip(&v.to_string(), 200)
+        ));
     }
     serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body).map_err(|e| {
         format!("the domain search reply is not a JSON object of alias → breach names ({e})")
@@ -326,15 +329,14 @@ pub fn parse_account(body: &[u8]) -> Result<Vec<String>, String> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && v.get("error").is_some()
     {
-        return Err(format!("HIBP answered with an error object: {}", clip(&v)));
+        return Err(format!(
+            "HIBP answered with an error object: {}",
+            crate::text::clip(&v.to_string(), 200)
+        ));
     }
     serde_json::from_slice::<Vec<Named>>(body)
         .map(|v| v.into_iter().map(|n| n.name).collect())
         .map_err(|e| format!("the account reply is not a JSON array of breaches ({e})"))
-}
-
-fn clip(v: &serde_json::Value) -> String {
-    v.to_string().chars().take(200).collect()
 }
 
 /// Spaces keyed requests to the key's requests-per-minute on the injected clock.
@@ -427,7 +429,10 @@ impl HibpSource {
                 err @ FetchError::Auth(_) => Err(err),
                 other => {
                     let other = http::scrub(&other.to_string(), &self.secrets());
-                    tracing::warn!("{other}; assuming {DEFAULT_RPM} requests/minute");
+                    tracing::warn!(
+                        "{}; assuming {DEFAULT_RPM} requests/minute",
+                        crate::text::Clean(&other)
+                    );
                     Ok(DEFAULT_RPM)
                 }
             },

@@ -25,6 +25,9 @@ pub struct Processed {
     /// Entries read.
     pub fetched: usize,
     pub rejected: Vec<RowError>,
+    /// Malformed values of entries in scope that kept their finding (a port, a time): kept in
+    /// the finding's `extra`.
+    pub warnings: Vec<RowError>,
     /// Deprecation notices the list carries.
     pub notices: Vec<String>,
 }
@@ -40,8 +43,15 @@ pub fn process_body(
     scope: &ScopeMatcher,
 ) -> Result<Processed, String> {
     let mut findings = Vec::new();
+    let mut warnings = Vec::new();
     let mut on_row = |cols: &Cols, rec: &dyn Record, pos: Pos| -> Result<(), String> {
         if let Some(mut hit) = entry(def, cols, rec, scope)? {
+            for message in hit.warnings.drain(..) {
+                warnings.push(RowError {
+                    location: format!("{location} {pos}"),
+                    message,
+                });
+            }
             findings.push(hit.finish(def, source, location, pos, scope));
         }
         Ok(())
@@ -59,6 +69,7 @@ pub fn process_body(
         findings,
         fetched: info.entries,
         rejected,
+        warnings,
         notices: info.notices,
     })
 }
@@ -77,6 +88,8 @@ pub struct Hit {
     time: Option<DateTime<Utc>>,
     extra: Vec<(String, String)>,
     matched_asn: bool,
+    /// Malformed values kept in `extra` (see [`entry`]).
+    warnings: Vec<String>,
 }
 
 impl Hit {
@@ -140,7 +153,11 @@ impl Hit {
     }
 }
 
-/// Reads one entry. `Ok(None)`: fine but not ours (or not matchable); `Err`: malformed.
+/// Reads one entry. `Ok(None)`: fine but not ours (or not matchable); `Err`: its identity (the
+/// IP, network, URL, domain, ASN or indicator) is missing or malformed. Any other malformed
+/// value of an entry in scope (a port, a time) is kept as written in `extra` under the field's
+/// role (`port`, `time`) and described in the hit's warnings; entries that are not ours are
+/// not checked beyond their identity.
 pub fn entry(
     def: &FeedDef,
     cols: &Cols,
@@ -167,29 +184,44 @@ pub fn entry(
 
     if let Some(v) = get(&cols.ip) {
         any = true;
-        ip = Some(parse_ip_port(&v).ok_or_else(|| format!("`{v}` is not an IP address"))?);
+        ip = Some(
+            parse_ip_port(&v)
+                .ok_or_else(|| format!("`{}` is not an IP address", crate::text::clip(&v, 120)))?,
+        );
     }
     if let Some(v) = get(&cols.network) {
         any = true;
-        network = Some(parse_net(&v).ok_or_else(|| format!("`{v}` is not a network (CIDR)"))?);
+        network =
+            Some(parse_net(&v).ok_or_else(|| {
+                format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120))
+            })?);
     }
     if let Some(v) = get(&cols.url) {
         any = true;
         if url_host(&v).is_none() {
-            return Err(format!("`{}` is not a URL with a host", clip(&v)));
+            return Err(format!(
+                "`{}` is not a URL with a host",
+                crate::text::clip(&v, 120)
+            ));
         }
         url = Some(v);
     }
     if let Some(v) = get(&cols.domain) {
         any = true;
         if !plausible_host(&v) {
-            return Err(format!("`{}` is not a domain name", clip(&v)));
+            return Err(format!(
+                "`{}` is not a domain name",
+                crate::text::clip(&v, 120)
+            ));
         }
         domain = Some(v);
     }
     if let Some(v) = get(&cols.asn) {
         any = true;
-        asn = Some(parse_asn(&v).ok_or_else(|| format!("`{v}` is not an AS number"))?);
+        asn = Some(
+            parse_asn(&v)
+                .ok_or_else(|| format!("`{}` is not an AS number", crate::text::clip(&v, 120)))?,
+        );
     }
     if let Some(v) = get(&cols.indicator) {
         any = true;
@@ -203,38 +235,58 @@ pub fn entry(
             None => IndicatorKind::Auto,
         };
         let kind = if kind == IndicatorKind::Auto {
-            detect(&v).ok_or_else(|| format!("cannot tell what `{}` is", clip(&v)))?
+            detect(&v)
+                .ok_or_else(|| format!("cannot tell what `{}` is", crate::text::clip(&v, 120)))?
         } else {
             kind
         };
         match kind {
             IndicatorKind::Skip => return Ok(None),
             IndicatorKind::Ip => {
-                ip = Some(parse_ip_port(&v).ok_or_else(|| format!("`{v}` is not an IP address"))?)
+                ip = Some(parse_ip_port(&v).ok_or_else(|| {
+                    format!("`{}` is not an IP address", crate::text::clip(&v, 120))
+                })?)
             }
             IndicatorKind::Network => {
-                network =
-                    Some(parse_net(&v).ok_or_else(|| format!("`{v}` is not a network (CIDR)"))?)
+                network = Some(parse_net(&v).ok_or_else(|| {
+                    format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120))
+                })?)
             }
             IndicatorKind::Url => {
                 if url_host(&v).is_none() {
-                    return Err(format!("`{}` is not a URL with a host", clip(&v)));
+                    return Err(format!(
+                        "`{}` is not a URL with a host",
+                        crate::text::clip(&v, 120)
+                    ));
                 }
                 url = Some(v);
             }
             IndicatorKind::Domain => {
                 if !plausible_host(&v) {
-                    return Err(format!("`{}` is not a domain name", clip(&v)));
+                    return Err(format!(
+                        "`{}` is not a domain name",
+                        crate::text::clip(&v, 120)
+                    ));
                 }
                 domain = Some(v);
             }
             IndicatorKind::Asn => {
-                asn = Some(parse_asn(&v).ok_or_else(|| format!("`{v}` is not an AS number"))?)
+                asn = Some(parse_asn(&v).ok_or_else(|| {
+                    format!("`{}` is not an AS number", crate::text::clip(&v, 120))
+                })?)
             }
             IndicatorKind::Auto => unreachable!("detect() resolves auto"),
         }
     }
+    let short = rec.width() < cols.min_fields;
     if !any {
+        if short {
+            return Err(format!(
+                "has {} fields, expected at least {} (cut off?)",
+                rec.width(),
+                cols.min_fields
+            ));
+        }
         return Err("no indicator: the IP / URL / domain / network / ASN field is empty".into());
     }
 
@@ -277,11 +329,31 @@ pub fn entry(
     let identifier = get(&cols.malware)
         .map(|m| m.to_lowercase())
         .unwrap_or_else(|| def.classification.identifier.clone());
-    let port = ip
-        .and_then(|(_, p)| p)
-        .or_else(|| get(&cols.port).and_then(|p| p.parse::<u16>().ok()))
-        .or(url_port);
+    let mut warnings = Vec::new();
+    if short {
+        warnings.push(format!(
+            "has {} fields, expected at least {} (the missing ones are empty)",
+            rec.width(),
+            cols.min_fields
+        ));
+    }
     let mut extra = Vec::with_capacity(cols.extra.len() + 1);
+    let port_field = get(&cols.port);
+    let port_value = match &port_field {
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                warnings.push(format!(
+                    "bad port `{}` (kept in extra)",
+                    crate::text::clip(p, 40)
+                ));
+                extra.push(("port".to_string(), p.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+    let port = ip.and_then(|(_, p)| p).or(port_value).or(url_port);
     for (name, col) in &cols.extra {
         if let Some(v) = get(&Some(col.clone())) {
             extra.push((name.clone(), v.into_owned()));
@@ -295,7 +367,20 @@ pub fn entry(
     {
         extra.push(("threat_type".to_string(), k.into_owned()));
     }
-    let time = get(&cols.time).and_then(|t| parse_time(&t));
+    let time = match get(&cols.time) {
+        Some(t) => {
+            let parsed = parse_time(&t);
+            if parsed.is_none() {
+                warnings.push(format!(
+                    "bad time `{}` (kept in extra)",
+                    crate::text::clip(&t, 40)
+                ));
+                extra.push(("time".to_string(), t.into_owned()));
+            }
+            parsed
+        }
+        None => None,
+    };
     let domain = domain.map(|d| normalize_domain(&d));
     Ok(Some(Hit {
         ip: ip.map(|(a, _)| a),
@@ -309,16 +394,8 @@ pub fn entry(
         time,
         extra,
         matched_asn: by_asn && !(by_ip || by_net || by_domain),
+        warnings,
     }))
-}
-
-fn clip(s: &str) -> String {
-    if s.chars().count() > 120 {
-        let t: String = s.chars().take(120).collect();
-        format!("{t}...")
-    } else {
-        s.to_string()
-    }
 }
 
 /// `192.0.2.7`, `192.0.2.7:443`, `2001:db8::1`, `[2001:db8::1]:443`.

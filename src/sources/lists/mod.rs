@@ -550,6 +550,7 @@ impl Source for ListSource {
                     }
                     out.fetched += part.fetched;
                     out.rejected.extend(part.rejected);
+                    out.warnings.extend(part.warnings);
                     out.findings.extend(part.findings);
                 }
                 Err(e) if single => return Err(e),
@@ -609,7 +610,7 @@ impl ListSource {
                 .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
         for n in &processed.notices {
             let n = self.scrub(n);
-            tracing::warn!(source = %self.def.name, notice = %n, "the list says it is retired");
+            tracing::warn!(source = %self.def.name, notice = %crate::text::Clean(&n), "the list says it is retired");
         }
         Ok((processed, v))
     }

@@ -34,7 +34,9 @@ pub struct Cols {
     pub malware: Option<Col>,
     pub kind: Option<Col>,
     pub extra: Vec<(String, Col)>,
-    /// The highest column position a row must have (CSV / lines), for a clear message.
+    /// The highest column position a row should have (CSV / lines). A shorter row reads the
+    /// missing fields as empty; `matching::entry` names the count when that costs the entry
+    /// its indicator, and warns when it does not.
     pub min_fields: usize,
 }
 
@@ -316,18 +318,9 @@ fn read_csv(
             continue;
         }
         info.entries += 1;
+        // A row with fewer fields than the columns named reads the missing ones as empty: it is
+        // rejected only when its indicator is among them (see `matching::entry`).
         let r = CsvRec(&rec);
-        if rec.len() < cols.min_fields {
-            info.rejected.push((
-                Pos::Line(line),
-                format!(
-                    "has {} fields, expected at least {} (cut off?)",
-                    rec.len(),
-                    cols.min_fields
-                ),
-            ));
-            continue;
-        }
         if let Err(m) = on_row(&cols, &r, Pos::Line(line)) {
             info.rejected.push((Pos::Line(line), m));
         }
@@ -427,17 +420,6 @@ fn read_lines(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<Body
         match &l.separator {
             Some(s) => fields.extend(text.split(s.as_str()).map(str::trim)),
             None => fields.extend(text.split_whitespace()),
-        }
-        if fields.len() < cols.min_fields {
-            info.rejected.push((
-                Pos::Line(n),
-                format!(
-                    "has {} fields, expected at least {}",
-                    fields.len(),
-                    cols.min_fields
-                ),
-            ));
-            continue;
         }
         if let Err(m) = on_row(&cols, &LineRec(&fields), Pos::Line(n)) {
             info.rejected.push((Pos::Line(n), m));

@@ -24,6 +24,9 @@ use crate::sources::RowError;
 pub struct Parsed {
     pub findings: Vec<Finding>,
     pub rejected: Vec<RowError>,
+    /// Malformed values of records that kept their finding (an `ip` beside a URL with a host,
+    /// a list `type`), kept as written in `extra`.
+    pub warnings: Vec<RowError>,
     /// `url_info` records read.
     pub records: usize,
 }
@@ -126,14 +129,21 @@ pub fn parse_xml(
         .filter(|n| n.is_element() && n.tag_name().name() == "list")
         .enumerate()
     {
+        // The type is not the identity of the list's findings (their URLs are): a malformed
+        // one makes them "unknown", with a warning, rather than losing them.
         let type_attr = list.attribute("type").unwrap_or("");
-        let Ok(t) = type_attr.trim().parse::<u32>() else {
-            out.rejected.push(RowError {
+        let parsed_type = type_attr.trim().parse::<u32>().ok();
+        if parsed_type.is_none() {
+            out.warnings.push(RowError {
                 location: format!("{location}: list {}", li + 1),
-                message: format!("list type `{type_attr}` is not a number 0..4"),
+                message: format!(
+                    "list type `{}` is not a number 0..4 (its entries are kept as unknown, the \
+                     type in extra)",
+                    crate::text::clip(type_attr, 40)
+                ),
             });
-            continue;
-        };
+        }
+        let t = parsed_type.unwrap_or(u32::MAX);
         let (category, class, severity) = list_type(t);
         for (ei, info) in list
             .children()
@@ -141,7 +151,10 @@ pub fn parse_xml(
             .enumerate()
         {
             out.records += 1;
-            let at = format!("{location}: list type={t} url_info {}", ei + 1);
+            let at = match parsed_type {
+                Some(t) => format!("{location}: list type={t} url_info {}", ei + 1),
+                None => format!("{location}: list {} url_info {}", li + 1, ei + 1),
+            };
             let Some(url) = info
                 .attribute("url")
                 .map(str::trim)
@@ -153,28 +166,35 @@ pub fn parse_xml(
                 });
                 continue;
             };
-            let ip = match info
+            let host = url_host(url);
+            let ip_attr = info
                 .attribute("ip")
                 .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                None => None,
-                Some(s) => match s.parse::<IpAddr>() {
-                    Ok(ip) => Some(ip),
-                    Err(_) => {
-                        out.rejected.push(RowError {
-                            location: at,
-                            message: format!("ip `{}` is not an IP address", clip(s)),
-                        });
-                        continue;
-                    }
-                },
-            };
-            let host = url_host(url);
+                .filter(|s| !s.is_empty());
+            let ip = ip_attr.and_then(|s| s.parse::<IpAddr>().ok());
+            // The address is the identity only when the URL has no host.
+            let bad_ip = ip_attr.filter(|_| ip.is_none());
+            if let Some(s) = bad_ip {
+                let message = format!("ip `{}` is not an IP address", crate::text::clip(s, 120));
+                if host.is_none() {
+                    out.rejected.push(RowError {
+                        location: at,
+                        message,
+                    });
+                    continue;
+                }
+                out.warnings.push(RowError {
+                    location: at.clone(),
+                    message: format!("{message} (kept in extra)"),
+                });
+            }
             if ip.is_none() && host.is_none() {
                 out.rejected.push(RowError {
                     location: at,
-                    message: format!("no ip given and no host in url `{}`", clip(url)),
+                    message: format!(
+                        "no ip given and no host in url `{}`",
+                        crate::text::clip(url, 120)
+                    ),
                 });
                 continue;
             }
@@ -188,7 +208,13 @@ pub fn parse_xml(
             }
             f.asn = asn;
             f.time_source = time;
-            f.set_extra("list_type", t);
+            match parsed_type {
+                Some(t) => f.set_extra("list_type", t),
+                None => f.set_extra("list_type", type_attr),
+            }
+            if let Some(s) = bad_ip {
+                f.set_extra("ip", s);
+            }
             f.set_extra("category", category);
             if let Some(a) = asn {
                 f.set_extra("alert_asn", a);
@@ -203,10 +229,6 @@ pub fn parse_xml(
     Ok(out)
 }
 
-fn clip(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(120).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,9 +241,15 @@ mod tests {
  <list type="x"><url_info url="http://a.example/" /></list>
 </notification_message>"#;
         let p = parse_xml(xml, "m.eml", None).unwrap();
-        assert_eq!(p.records, 3);
-        assert_eq!(p.findings.len(), 2);
-        assert_eq!(p.rejected.len(), 2, "{:?}", p.rejected);
+        assert_eq!(p.records, 4);
+        // The entry of the list of type `x` keeps its finding as `unknown`, with a warning.
+        assert_eq!(p.findings.len(), 3);
+        assert_eq!(p.rejected.len(), 1, "{:?}", p.rejected);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(p.warnings[0].message.contains("`x`"), "{:?}", p.warnings);
+        let u = &p.findings[2];
+        assert_eq!(u.classification.identifier, "safebrowsing-alert-unknown");
+        assert_eq!(u.extra["list_type"], "x");
         let a = &p.findings[0];
         assert_eq!(a.url.as_deref(), Some("http://shop.example.net/a?x=1&y=2"));
         assert_eq!(a.ip.unwrap().to_string(), "192.0.2.10");

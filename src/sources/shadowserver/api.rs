@@ -184,7 +184,7 @@ impl ApiClient {
             Value::Object(o) if o.is_empty() => Ok(Vec::new()),
             other => Err(FetchError::Format(format!(
                 "reports/list: expected a list, got {}",
-                crate::output::clip(&other.to_string(), 80)
+                crate::text::clip(&other.to_string(), 80)
             ))),
         }
     }
@@ -231,7 +231,7 @@ impl ApiClient {
                 .unwrap_or_else(|| p.to_string())),
             None => Err(FetchError::Format(format!(
                 "test/ping: no `pong` in the reply: {}",
-                crate::output::clip(&v.to_string(), 80)
+                crate::text::clip(&v.to_string(), 80)
             ))),
         }
     }
@@ -245,7 +245,7 @@ impl ApiClient {
             other => {
                 return Err(FetchError::Format(format!(
                     "key/info: unexpected reply {}",
-                    crate::output::clip(&other.to_string(), 80)
+                    crate::text::clip(&other.to_string(), 80)
                 )));
             }
         };

@@ -26,6 +26,9 @@ pub trait RowSink {
     fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String>;
     /// A malformed row (never aborts).
     fn rejected(&mut self, e: RowError);
+    /// A malformed value of a row that was kept (the row went to [`RowSink::finding`] first;
+    /// the value is in its `extra`). Ignored unless the sink counts them.
+    fn warning(&mut self, _w: RowError) {}
 }
 
 /// A sink that keeps everything in memory (the API fetcher; tests).
@@ -33,6 +36,7 @@ pub trait RowSink {
 pub struct VecSink {
     pub findings: Vec<Finding>,
     pub rejected: Vec<RowError>,
+    pub warnings: Vec<RowError>,
 }
 
 impl RowSink for VecSink {
@@ -42,6 +46,9 @@ impl RowSink for VecSink {
     }
     fn rejected(&mut self, e: RowError) {
         self.rejected.push(e);
+    }
+    fn warning(&mut self, w: RowError) {
+        self.warnings.push(w);
     }
 }
 
@@ -92,6 +99,8 @@ pub struct CsvOutcome {
     /// Data rows read (header lines excluded).
     pub rows: usize,
     pub rejected: usize,
+    /// Values kept in `extra` of accepted rows although malformed (one row may have several).
+    pub warnings: usize,
     /// The reason the report could not be read to its end (rows read so far still count).
     pub error: Option<String>,
 }
@@ -119,6 +128,7 @@ pub fn read_csv<R: Read>(
         .from_reader(reader);
     let mut rec = csv::ByteRecord::new();
     let mut raw = String::new();
+    let mut warnings: Vec<String> = Vec::new();
     match rdr.read_byte_record(&mut rec) {
         Ok(true) => {}
         Ok(false) => {
@@ -160,9 +170,20 @@ pub fn read_csv<R: Read>(
         }
         out.rows += 1;
         naming.write_at(line, &mut raw);
-        match norm.row_view(&rec, &raw, |f| sink.finding(f)) {
-            Ok(stored) => stored?,
+        match norm.row_view(&rec, &raw, &mut warnings, |f| sink.finding(f)) {
+            Ok(stored) => {
+                stored?;
+                for message in warnings.drain(..) {
+                    out.warnings += 1;
+                    sink.warning(RowError {
+                        location: naming.at(line),
+                        message,
+                    });
+                }
+            }
             Err(message) => {
+                // Warnings of a rejected row are moot: the reason says what is wrong.
+                warnings.clear();
                 out.rejected += 1;
                 sink.rejected(RowError {
                     location: naming.at(line),

@@ -316,6 +316,7 @@ impl ShadowserverSource {
             fetched: outcome.rows,
             findings: sink.findings,
             rejected: sink.rejected,
+            warnings: sink.warnings,
             ..Default::default()
         })
     }

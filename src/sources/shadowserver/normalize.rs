@@ -157,7 +157,7 @@ impl<'a> Normalizer<'a> {
         if find("timestamp").is_none() {
             return Err(format!(
                 "the first line is not a Shadowserver report header (no `timestamp` column): {}",
-                crate::output::clip(&names.join(","), 120)
+                crate::text::clip(&names.join(","), 120)
             ));
         }
         let mut prefixes: Vec<&str> = Vec::new();
@@ -289,17 +289,36 @@ impl<'a> Normalizer<'a> {
     }
 
     /// Normalises one record into a finding; `raw` is the pointer stored with it. `Err` is the
-    /// reason the row is rejected.
+    /// reason the row is rejected. Warnings are dropped (see [`Normalizer::row_warned`]).
     pub fn row(&self, rec: &csv::ByteRecord, raw: &str) -> Result<Finding, String> {
-        self.row_view(rec, raw, |v| v.to_finding())
+        self.row_view(rec, raw, &mut Vec::new(), |v| v.to_finding())
+    }
+
+    /// [`Normalizer::row`] with the row's warnings (malformed values kept in `extra`).
+    pub fn row_warned(
+        &self,
+        rec: &csv::ByteRecord,
+        raw: &str,
+    ) -> Result<(Finding, Vec<String>), String> {
+        let mut warnings = Vec::new();
+        let f = self.row_view(rec, raw, &mut warnings, |v| v.to_finding())?;
+        Ok((f, warnings))
     }
 
     /// Normalises one record and hands the finding to `emit` as a sealed view borrowing from
     /// `rec` (no owned copy of its fields). `Err` is the reason the row is rejected.
+    ///
+    /// A row is rejected only when the identity of its finding is missing or malformed: the
+    /// subject's address (or, without one, its host name, URL or e-mail), and the `timestamp`
+    /// every report row carries; or when it has more fields than the header (its values
+    /// cannot be told apart). Any other malformed value (another side's address, a port, an
+    /// ASN, a severity) is kept as written in `extra` and described in `warnings` (appended to;
+    /// nothing is allocated for a row without warnings).
     pub fn row_view<T>(
         &self,
         rec: &csv::ByteRecord,
         raw: &str,
+        warnings: &mut Vec<String>,
         emit: impl FnOnce(&FindingView<'_>) -> T,
     ) -> Result<T, String> {
         // Short rows happen in real reports (a trailing column left out): the missing fields
@@ -318,36 +337,56 @@ impl<'a> Normalizer<'a> {
             if is_null_trimmed(&v) { None } else { Some(v) }
         };
 
-        // The subject side: the first in scope, else the first with an address.
+        // The subject side: the first in scope, else the first with an address. A malformed
+        // address is the identity (the row is rejected) only when it would be the subject: it
+        // comes first and no side is in scope. Otherwise it stays in `extra` with a warning.
         let mut chosen: Option<(usize, Subject)> = None;
         let mut first: Option<(usize, Subject)> = None;
+        let mut first_bad: Option<usize> = None;
+        let mut bad_sides = 0u32; // a bit per side (a header has at most four)
         for (si, side) in self.sides.iter().enumerate() {
             let Some(v) = value(Some(side.ip)) else {
                 continue;
             };
-            let subject = parse_subject(&v).ok_or_else(|| {
-                format!(
-                    "`{}` is not an IP address or network: `{}`",
-                    self.names[side.ip],
-                    crate::output::clip(&original(rec, side.ip), 60)
-                )
-            })?;
-            if subject.in_scope(self.scope) {
+            let Some(subject) = parse_subject(&v) else {
+                bad_sides |= 1 << si;
+                if first.is_none() && first_bad.is_none() {
+                    first_bad = Some(si);
+                }
+                continue;
+            };
+            if chosen.is_none() && subject.in_scope(self.scope) {
                 chosen = Some((si, subject));
-                break;
-            }
-            if first.is_none() {
+            } else if first.is_none() && first_bad.is_none() {
                 first = Some((si, subject));
             }
         }
+        let bad_ip = |si: usize| {
+            let col = self.sides[si].ip;
+            format!(
+                "`{}` is not an IP address or network: `{}`",
+                self.names[col],
+                crate::text::clip(&original(rec, col), 60)
+            )
+        };
+        if chosen.is_none()
+            && let Some(si) = first_bad
+        {
+            return Err(bad_ip(si));
+        }
         let chosen = chosen.or(first);
+        if bad_sides != 0 {
+            for si in (0..self.sides.len()).filter(|si| bad_sides & (1 << si) != 0) {
+                warnings.push(format!("{} (kept in extra)", bad_ip(si)));
+            }
+        }
 
         // Timestamp.
         let time_source = match (value(self.timestamp), self.timestamp) {
             (Some(v), Some(i)) => Some(parse_time(&v).ok_or_else(|| {
                 format!(
                     "bad timestamp `{}`",
-                    crate::output::clip(&original(rec, i), 40)
+                    crate::text::clip(&original(rec, i), 40)
                 )
             })?),
             _ => return Err("the row has no timestamp".into()),
@@ -366,12 +405,20 @@ impl<'a> Normalizer<'a> {
                 &classified
             }
         };
-        let severity = value(self.severity)
-            .and_then(|s| parse_severity(&s))
-            .unwrap_or(self.info.severity);
+        let severity_text = value(self.severity);
+        let parsed_severity = severity_text.as_deref().and_then(parse_severity);
+        let bad_severity = severity_text.filter(|_| parsed_severity.is_none());
+        if let Some(s) = &bad_severity {
+            warnings.push(format!(
+                "bad severity `{}` (kept in extra; the type's default applies)",
+                crate::text::clip(s, 20)
+            ));
+        }
+        let severity = parsed_severity.unwrap_or(self.info.severity);
         let protocol = value(self.protocol).map(lower);
 
         let (mut ip, mut network, mut port, mut asn, mut domain) = (None, None, None, None, None);
+        let (mut bad_port, mut bad_asn) = (None, None);
         let chosen_idx = chosen.as_ref().map(|(i, _)| *i);
         if let Some((si, subject)) = chosen {
             let side = &self.sides[si];
@@ -380,19 +427,33 @@ impl<'a> Normalizer<'a> {
                 Subject::Net(n) => network = Some(n),
             }
             if let (Some(p), Some(i)) = (value(side.port), side.port) {
-                let p: u16 = p.parse().map_err(|_| {
-                    format!("bad port `{}`", crate::output::clip(&original(rec, i), 20))
-                })?;
-                if side.port_is_service {
-                    port = Some(p);
+                match p.parse::<u16>() {
+                    Ok(p) if side.port_is_service => port = Some(p),
+                    Ok(_) => {}
+                    Err(_) => {
+                        warnings.push(format!(
+                            "bad port `{}` (kept in extra)",
+                            crate::text::clip(&original(rec, i), 20)
+                        ));
+                        // A client port is in `extra` already; a service port is not.
+                        if side.port_is_service {
+                            bad_port = Some(p);
+                        }
+                    }
                 }
             }
             if let Some(a) = value(side.asn) {
-                let a = a.strip_prefix("AS").unwrap_or(&a);
-                asn = Some(
-                    a.parse()
-                        .map_err(|_| format!("bad asn `{}`", crate::output::clip(a, 20)))?,
-                );
+                let digits = a.strip_prefix("AS").unwrap_or(&a);
+                match digits.parse() {
+                    Ok(n) => asn = Some(n),
+                    Err(_) => {
+                        warnings.push(format!(
+                            "bad asn `{}` (kept in extra)",
+                            crate::text::clip(&a, 20)
+                        ));
+                        bad_asn = Some(a);
+                    }
+                }
             }
             domain = value(side.hostname).and_then(host_name);
         }
@@ -426,6 +487,15 @@ impl<'a> Normalizer<'a> {
             match extra.last_mut() {
                 Some((k, last)) if c.repeats_key && *k == c.key => *last = v,
                 _ => extra.push((&c.key, v)),
+            }
+        }
+        for (key, bad) in [
+            ("port", bad_port),
+            ("asn", bad_asn),
+            ("severity", bad_severity),
+        ] {
+            if let Some(v) = bad {
+                set_sorted(&mut extra, key, ExtraVal::Text(v));
             }
         }
         let mut cves: Vec<String> = tags
@@ -609,7 +679,10 @@ pub fn is_cve(t: &str) -> bool {
 /// `+00:00`/`+00` or ` UTC`; other RFC 3339 offsets are converted.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
+    // The fixed part is checked as ASCII first, so that byte 19 is a character boundary
+    // (`2026-11-20 03:14:0é` must be a bad time, not a panic).
     if b.len() >= 19
+        && b[..19].is_ascii()
         && b[4] == b'-'
         && b[7] == b'-'
         && (b[10] == b' ' || b[10] == b'T')
@@ -694,6 +767,11 @@ mod tests {
             "2024-01-04T08:04:37+00:00"
         );
         assert!(t("2024-13-04 08:04:37").is_none());
+        // A character that is not ASCII across byte 19 is a bad time, not a panic.
+        assert!(t("2026-11-20 03:14:0é").is_none());
+        assert!(t("2026-11-20 03:14:é").is_none());
+        assert!(t("2026-11-20 03:14:00é").is_none());
+        assert!(t("2026-11-20 03:14:00.5é").is_none());
         assert!(t("yesterday").is_none());
     }
 
@@ -854,13 +932,71 @@ mod tests {
         for bad in [
             "2026-11-20 08:04:37,,999.1.1.1,,x,y,1",
             "not a time,,198.51.100.7,,x,y,1",
+            "2026-11-20 03:14:0\u{e9},,198.51.100.7,,x,y,1",
             ",,198.51.100.7,,x,y,1",
-            "2026-11-20 08:04:37,,198.51.100.7,,x,y,ASX",
             "2026-11-20 08:04:37,,,,x,y,1",
             "2026-11-20 08:04:37,,198.51.100.7,,x,y,1,extra",
         ] {
             assert!(n.row(&rec(bad), "b:9").is_err(), "{bad}");
         }
+        // A malformed ASN or severity is not the identity: kept in extra, with a warning.
+        let (f, w) = n
+            .row_warned(
+                &rec("2026-11-20 08:04:37,urgent,198.51.100.7,,x,y,ASX"),
+                "b:4",
+            )
+            .unwrap();
+        assert_eq!(f.asn, None);
+        assert_eq!(f.extra["asn"], "ASX");
+        assert_eq!(f.extra["severity"], "urgent");
+        assert_eq!(f.severity, Severity::Low, "the type's default");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("urgent") && w[1].contains("ASX"), "{w:?}");
         assert!(Normalizer::new(&schema, "blocklist", &header("a,b,c"), &scope).is_err());
+    }
+
+    #[test]
+    fn sinkhole_row_keeps_its_finding_when_dst_ip_is_malformed() {
+        let schema = Schema::bundled();
+        let scope = ScopeMatcher::new(&ScopeSnapshot {
+            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
+            ..Default::default()
+        });
+        let h =
+            header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
+        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
+        // Our infected host on src; the sinkhole's address is garbage.
+        let row = rec(
+            "2026-11-20 03:14:00,tcp,192.0.2.77,49812,64496,148.81.111.11.12,80,64500,andromeda",
+        );
+        let (f, w) = n.row_warned(&row, "s:2").unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.77");
+        assert_eq!(f.asn, Some(64496));
+        assert_eq!(f.extra["dst_ip"], "148.81.111.11.12");
+        assert!(f.in_scope);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("dst_ip") && w[0].contains("148.81.111.11.12"),
+            "{w:?}"
+        );
+        // Our host on dst, garbage on src (the default side): dst is the subject.
+        let row = rec("2026-11-20 03:14:00,tcp,1.2.3.4.5,49812,64500,192.0.2.9,80,64496,mirai");
+        let (f, w) = n.row_warned(&row, "s:3").unwrap();
+        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.9");
+        assert_eq!(f.extra["src_ip"], "1.2.3.4.5");
+        assert_eq!(w.len(), 1);
+        // No side in scope and the default side malformed: the identity is malformed.
+        let row = rec("2026-11-20 03:14:00,tcp,1.2.3.4.5,49812,64500,203.0.113.9,80,64496,mirai");
+        let e = n.row(&row, "s:4").unwrap_err();
+        assert!(e.contains("src_ip") && e.contains("1.2.3.4.5"), "{e}");
+        // A malformed service port of the subject stays in extra.
+        let h = header("timestamp,ip,port,protocol");
+        let n = Normalizer::new(&schema, "scan_http", &h, &scope).unwrap();
+        let (f, w) = n
+            .row_warned(&rec("2026-11-20 03:14:00,192.0.2.5,99999,tcp"), "s:5")
+            .unwrap();
+        assert_eq!(f.port, None);
+        assert_eq!(f.extra["port"], "99999");
+        assert_eq!(w.len(), 1);
     }
 }
