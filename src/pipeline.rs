@@ -371,6 +371,27 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// Runs every built source once, concurrently (a source that could not be set up is a
+    /// failed report), calling `done` as each finishes; reports come back in the given order.
+    /// The one path `fetch` and `run --once` share.
+    pub async fn run_all(
+        &self,
+        sources: Vec<crate::sources::BuiltSource>,
+        done: &(dyn Fn(&SourceReport) + Sync),
+    ) -> Vec<SourceReport> {
+        let runs = sources.into_iter().map(|(name, built)| async move {
+            let r = match built {
+                Ok(src) => self.run_source(src.as_ref()).await,
+                Err(e) => SourceReport::failed(&name, format!("cannot be set up: {e}")),
+            };
+            done(&r);
+            r
+        });
+        futures_util::future::join_all(runs).await
+    }
+}
+
 /// What [`Runner::resolve`] did.
 enum Resolved {
     Done(usize),

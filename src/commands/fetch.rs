@@ -2,7 +2,6 @@
 
 use crate::workln;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -11,8 +10,7 @@ use crate::app::App;
 use crate::cli::FetchArgs;
 use crate::error::CliError;
 use crate::output::{print_json, table};
-use crate::pipeline::{Runner, SourceReport};
-use crate::scope::{self, ScopeMatcher};
+use crate::pipeline::SourceReport;
 use crate::sources;
 use crate::store::RunOutcome;
 
@@ -43,36 +41,26 @@ pub async fn fetch_sources(
         .filter(|(n, _)| names.is_empty() || names.contains(n))
         .collect();
     let store = app.open_store()?;
-    let http = app.http()?;
-    let (snap, _) = scope::refresh(cfg, store.as_ref(), &http, app.clock.now(), false).await?;
-    let mut runner = Runner::new(
-        store.clone(),
-        http,
-        Arc::new(ScopeMatcher::new(&snap)),
-        app.clock.clone(),
-    );
-    runner.max_resolve_share = cfg.store.max_resolve_share();
     let bar = if progress {
         let b = ProgressBar::new(chosen.len() as u64);
         b.set_style(
             ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        b.set_message("fetching");
         b
     } else {
         ProgressBar::hidden()
     };
-    let mut reports = Vec::new();
-    for (name, src) in chosen {
-        bar.set_message(format!("fetching {name}"));
-        let r = match src {
-            Ok(s) => runner.run_source(s.as_ref()).await,
-            Err(e) => SourceReport::failed(&name, e.to_string()),
-        };
+    let (reports, scope_warning) = crate::daemon::fetch_now(app, cfg, store, chosen, &|r| {
+        bar.set_message(format!("{} done", r.name));
         bar.inc(1);
-        reports.push(r);
-    }
+    })
+    .await?;
     bar.finish_and_clear();
+    if let Some(w) = scope_warning {
+        eprintln!("warning: scope: {}", crate::text::Clean(&w));
+    }
     Ok(reports)
 }
 

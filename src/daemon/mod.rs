@@ -303,32 +303,42 @@ impl OnceReport {
     }
 }
 
+/// The one path that runs sources now, for `fetch` and `run --once`: the scope refresh when
+/// due (a failure keeps the cached prefixes and comes back as a warning), then `chosen` once,
+/// concurrently, with `done` called as each finishes.
+pub async fn fetch_now(
+    app: &App,
+    cfg: &Config,
+    store: Arc<dyn crate::store::Store>,
+    chosen: Vec<sources::BuiltSource>,
+    done: &(dyn Fn(&SourceReport) + Sync),
+) -> Result<(Vec<SourceReport>, Option<String>), CliError> {
+    let shared = shared(app, cfg, store)?;
+    let mut scope_warning = None;
+    if !cfg.organisation.asns.is_empty()
+        && let Err(e) = tasks::refresh_scope(&shared, false).await
+    {
+        tracing::warn!(error = %crate::text::Clean(&e), "scope refresh failed");
+        scope_warning = Some(e);
+    }
+    let reports = shared.runner().run_all(chosen, done).await;
+    Ok((reports, scope_warning))
+}
+
 /// `run --once`: the scope refresh when due, every enabled source once (concurrently), then
 /// the digest when `[digest]` is configured.
 pub async fn run_once(app: &App) -> Result<OnceReport, CliError> {
     let cfg = app.require_config()?;
     let store = open_store_waiting(app, LOCK_WAIT).await?;
-    let shared = shared(app, cfg, store.clone())?;
     let mut report = OnceReport::default();
-    if !cfg.organisation.asns.is_empty()
-        && let Err(e) = tasks::refresh_scope(&shared, false).await
-    {
-        tracing::warn!(error = %e, "scope refresh failed");
-        report.scope_warning = Some(e);
-    }
-    let runner = shared.runner();
-    let runs = sources::enabled_sources(cfg)
-        .into_iter()
-        .map(|(name, built)| {
-            let runner = runner.clone();
-            async move {
-                match built {
-                    Ok(src) => runner.run_source(src.as_ref()).await,
-                    Err(e) => SourceReport::failed(&name, format!("cannot be set up: {e}")),
-                }
-            }
-        });
-    report.sources = futures_util::future::join_all(runs).await;
+    (report.sources, report.scope_warning) = fetch_now(
+        app,
+        cfg,
+        store.clone(),
+        sources::enabled_sources(cfg),
+        &|_| {},
+    )
+    .await?;
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &app.data_dir, app.clock.now())
             .await
