@@ -128,11 +128,14 @@ pub struct StoreConfig {
     pub max_resolve_share: Option<f64>,
 }
 
+/// A run resolves at most this share of a source's open findings unless the previous run saw
+/// the same drop (`[store] max_resolve_share`).
+pub const DEFAULT_MAX_RESOLVE_SHARE: f64 = 0.5;
+
 impl StoreConfig {
     /// `max_resolve_share`, or its default.
     pub fn max_resolve_share(&self) -> f64 {
-        self.max_resolve_share
-            .unwrap_or(crate::pipeline::DEFAULT_MAX_RESOLVE_SHARE)
+        self.max_resolve_share.unwrap_or(DEFAULT_MAX_RESOLVE_SHARE)
     }
 }
 
@@ -517,7 +520,7 @@ impl Config {
         }
         if let Some(s) = &self.smtp
             && s.tls == SmtpTls::None
-            && !crate::digest::send::is_loopback(&s.host)
+            && !crate::net::is_loopback(&s.host)
         {
             return Err(format!(
                 "{}`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{}`",
@@ -626,7 +629,7 @@ pub fn check_url(url: &str, keyed: bool) -> Result<(), String> {
     match u.scheme() {
         "https" => Ok(()),
         "http" if !keyed => Ok(()),
-        "http" if u.host_str().is_some_and(crate::digest::send::is_loopback) => Ok(()),
+        "http" if u.host_str().is_some_and(crate::net::is_loopback) => Ok(()),
         "http" => Err(
             "a key is sent there, so it must be https:// (plain http is allowed only \
              to a loopback host, or with `allow_plain_http = true` in the source's table)"

@@ -18,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod mail;
+pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod ripestat;

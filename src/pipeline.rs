@@ -12,7 +12,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::finding::Finding;
 use crate::http::HttpClient;
 use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
@@ -25,9 +24,7 @@ use crate::text::Clean;
 /// At most this many rejected-row messages are kept per run (the count stays exact).
 pub const MAX_REPORTED_ERRORS: usize = 50;
 
-/// A run resolves at most this share of a source's open findings unless the previous run saw
-/// the same drop (`[store] max_resolve_share` overrides).
-pub const DEFAULT_MAX_RESOLVE_SHARE: f64 = 0.5;
+pub use crate::config::DEFAULT_MAX_RESOLVE_SHARE;
 /// Drops of at most this many findings are never held back (a source with three findings that
 /// all go away is no cut-off list).
 const SMALL_DROP: usize = 3;
@@ -421,75 +418,5 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Engine(format!("store task failed: {e}")))?
 }
 
-/// Stamps scope on findings that carry an IP, network, domain or e-mail: `in_scope` plus
-/// `extra.matched_prefix` / `extra.matched_asn` / `extra.matched_domain` where found.
-pub fn mark_scope(f: &mut Finding, scope: &ScopeMatcher) {
-    let m = ScopeMark::of(&f.view(), scope);
-    if let Some(p) = m.prefix {
-        f.set_extra("matched_prefix", p.to_string());
-    }
-    if let Some(a) = m.asn {
-        f.set_extra("matched_asn", a);
-    }
-    if let Some(d) = m.domain {
-        f.set_extra("matched_domain", d.to_string());
-    }
-    f.in_scope = m.in_scope;
-}
-
-/// What [`mark_scope`] stamps, for parsers that build a [`crate::finding::FindingView`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScopeMark<'s> {
-    pub in_scope: bool,
-    /// `extra.matched_prefix`: our prefix holding the finding's IP.
-    pub prefix: Option<ipnet::IpNet>,
-    /// `extra.matched_asn`: our ASN that announces that prefix.
-    pub asn: Option<u32>,
-    /// `extra.matched_domain`: our domain the finding's domain lies under.
-    pub domain: Option<&'s str>,
-}
-
-impl<'s> ScopeMark<'s> {
-    /// Matches the indicators of `f` against `scope`: IP, else network, else domain, else
-    /// e-mail, else (for findings about an AS only) the ASN.
-    pub fn of(f: &crate::finding::FindingView<'_>, scope: &'s ScopeMatcher) -> Self {
-        let mut m = ScopeMark {
-            in_scope: false,
-            prefix: None,
-            asn: None,
-            domain: None,
-        };
-        if let Some(ip) = f.ip
-            && let Some((net, origin)) = scope.match_ip(ip)
-        {
-            m.in_scope = true;
-            m.prefix = Some(net);
-            if let crate::scope::Origin::Asn(a) = origin {
-                m.asn = Some(a);
-            }
-        }
-        if !m.in_scope
-            && let Some(n) = f.network
-        {
-            m.in_scope = scope.overlaps_net(n);
-        }
-        if !m.in_scope
-            && let Some(d) = f.domain
-            && let Some(hit) = scope.match_domain(d)
-        {
-            m.in_scope = true;
-            m.domain = Some(hit);
-        }
-        if !m.in_scope
-            && let Some(e) = f.email
-        {
-            m.in_scope = scope.contains_email(e);
-        }
-        if !m.in_scope
-            && let Some(a) = f.asn
-        {
-            m.in_scope = f.ip.is_none() && f.network.is_none() && scope.contains_asn(a);
-        }
-        m
-    }
-}
+/// Scope stamping lives with the scope; re-exported for callers of the pipeline.
+pub use crate::scope::{ScopeMark, mark_scope};

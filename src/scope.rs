@@ -434,6 +434,79 @@ pub async fn refresh(
     Ok((snap, reports))
 }
 
+/// Stamps scope on findings that carry an IP, network, domain or e-mail: `in_scope` plus
+/// `extra.matched_prefix` / `extra.matched_asn` / `extra.matched_domain` where found.
+pub fn mark_scope(f: &mut crate::finding::Finding, scope: &ScopeMatcher) {
+    let m = ScopeMark::of(&f.view(), scope);
+    if let Some(p) = m.prefix {
+        f.set_extra("matched_prefix", p.to_string());
+    }
+    if let Some(a) = m.asn {
+        f.set_extra("matched_asn", a);
+    }
+    if let Some(d) = m.domain {
+        f.set_extra("matched_domain", d.to_string());
+    }
+    f.in_scope = m.in_scope;
+}
+
+/// What [`mark_scope`] stamps, for parsers that build a [`crate::finding::FindingView`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeMark<'s> {
+    pub in_scope: bool,
+    /// `extra.matched_prefix`: our prefix holding the finding's IP.
+    pub prefix: Option<ipnet::IpNet>,
+    /// `extra.matched_asn`: our ASN that announces that prefix.
+    pub asn: Option<u32>,
+    /// `extra.matched_domain`: our domain the finding's domain lies under.
+    pub domain: Option<&'s str>,
+}
+
+impl<'s> ScopeMark<'s> {
+    /// Matches the indicators of `f` against `scope`: IP, else network, else domain, else
+    /// e-mail, else (for findings about an AS only) the ASN.
+    pub fn of(f: &crate::finding::FindingView<'_>, scope: &'s ScopeMatcher) -> Self {
+        let mut m = ScopeMark {
+            in_scope: false,
+            prefix: None,
+            asn: None,
+            domain: None,
+        };
+        if let Some(ip) = f.ip
+            && let Some((net, origin)) = scope.match_ip(ip)
+        {
+            m.in_scope = true;
+            m.prefix = Some(net);
+            if let Origin::Asn(a) = origin {
+                m.asn = Some(a);
+            }
+        }
+        if !m.in_scope
+            && let Some(n) = f.network
+        {
+            m.in_scope = scope.overlaps_net(n);
+        }
+        if !m.in_scope
+            && let Some(d) = f.domain
+            && let Some(hit) = scope.match_domain(d)
+        {
+            m.in_scope = true;
+            m.domain = Some(hit);
+        }
+        if !m.in_scope
+            && let Some(e) = f.email
+        {
+            m.in_scope = scope.contains_email(e);
+        }
+        if !m.in_scope
+            && let Some(a) = f.asn
+        {
+            m.in_scope = f.ip.is_none() && f.network.is_none() && scope.contains_asn(a);
+        }
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

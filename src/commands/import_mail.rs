@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::CliError;
 use crate::finding::Finding;
 use crate::output::print_json;
-use crate::pipeline::{self, MAX_REPORTED_ERRORS};
+use crate::pipeline::MAX_REPORTED_ERRORS;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
 use crate::store::{FetchRun, IngestOptions, RunOutcome};
@@ -88,7 +88,7 @@ pub fn store_and_report(
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
     let matcher = Arc::new(ScopeMatcher::new(&snap));
     for f in &mut imp.findings {
-        pipeline::mark_scope(f, &matcher);
+        scope::mark_scope(f, &matcher);
     }
     let now = app.clock.now();
     let accepted = imp.findings.len();

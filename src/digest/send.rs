@@ -2,7 +2,6 @@
 //! implicit TLS, or plain text to a loopback server only), or as an `.eml` file when no SMTP
 //! server is configured. The only module that knows SMTP.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -42,11 +41,7 @@ pub fn build_message(
     .map_err(|e| format!("cannot build the digest mail: {e}"))
 }
 
-/// Whether `host` names this machine's loopback interface.
-pub fn is_loopback(host: &str) -> bool {
-    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+use crate::net::is_loopback;
 
 /// Checks the `[smtp]` table and resolves the password (inline or `password_env`).
 fn credentials(cfg: &SmtpConfig) -> Result<Option<(String, Secret)>, String> {

@@ -750,7 +750,7 @@ impl Source for SndsSource {
         let mem = serde_json::to_vec(&memory).map_err(|e| FetchError::Format(e.to_string()))?;
         out.state.push((MEMORY_STATE.to_string(), Some(mem)));
         for mut f in per_ip.into_values().map(|h| h.finding).chain(blocked) {
-            crate::pipeline::mark_scope(&mut f, &ctx.scope);
+            crate::scope::mark_scope(&mut f, &ctx.scope);
             // A covering prefix may reach beyond the range: judge scope on the range itself.
             if let Some(parts) = f.extra.get("cidrs").and_then(|v| v.as_array()) {
                 let nets: Vec<IpNet> = parts

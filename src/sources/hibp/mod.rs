@@ -615,7 +615,7 @@ impl Source for HibpSource {
                         ),
                         None => pair_finding(domain, alias, name, cache.breaches.get(name)),
                     };
-                    crate::pipeline::mark_scope(&mut f, &ctx.scope);
+                    crate::scope::mark_scope(&mut f, &ctx.scope);
                     out.findings.push(f);
                 }
             }

@@ -132,7 +132,7 @@ impl Hit {
             f.set_extra(&k, v);
         }
         f.raw = Some(format!("{location} {pos}"));
-        crate::pipeline::mark_scope(&mut f, scope);
+        crate::scope::mark_scope(&mut f, scope);
         if let Some(n) = f.network
             && !f.extra.contains_key("matched_prefix")
             && let Some((p, origin)) = scope.match_ip(n.network())

@@ -723,7 +723,7 @@ impl Source for SafeBrowsingSource {
             if cached {
                 f.set_extra("from_cache", true);
             }
-            crate::pipeline::mark_scope(&mut f, &ctx.scope);
+            crate::scope::mark_scope(&mut f, &ctx.scope);
             out.findings.push(f);
         };
         for (checked, ms) in &by_url {

@@ -20,7 +20,7 @@ use ipnet::IpNet;
 
 use super::schema::{Schema, TypeInfo};
 use crate::finding::{Classification, ExtraVal, ExtraView, Finding, FindingView, Severity, Status};
-use crate::pipeline::ScopeMark;
+use crate::scope::ScopeMark;
 use crate::scope::ScopeMatcher;
 
 /// Source name of every Shadowserver finding.
