@@ -212,6 +212,7 @@ pub fn configured_schedule(cfg: &Config, name: &str) -> Option<CronSchedule> {
         "hibp" => s.hibp.as_ref().and_then(|c| c.schedule.clone()),
         "safebrowsing" => s.safebrowsing.as_ref().and_then(|c| c.schedule.clone()),
         "snds" => s.snds.as_ref().and_then(|c| c.schedule.clone()),
+        "cymru" => s.cymru.as_ref().and_then(|c| c.schedule.clone()),
         other => s.lists.get(other).and_then(|c| c.schedule.clone()),
     }
 }

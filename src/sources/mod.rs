@@ -13,6 +13,7 @@
 //! - a fetch that fails as a whole returns an error, and changes nothing it had not committed;
 //! - no secret reaches a log line, an error or a stored field.
 
+pub mod cymru;
 pub mod hibp;
 pub mod lists;
 pub mod safebrowsing;
@@ -183,6 +184,11 @@ pub fn enabled_sources(cfg: &Config) -> Vec<BuiltSource> {
         && c.enabled
     {
         out.push(("snds".into(), snds::build(c, cfg)));
+    }
+    if let Some(c) = &cfg.sources.cymru
+        && c.enabled
+    {
+        out.push(("cymru".into(), cymru::build(c, cfg)));
     }
     out.extend(lists::build_enabled(cfg));
     out
