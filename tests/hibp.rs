@@ -7,6 +7,7 @@ mod keyed_support;
 use std::time::Duration;
 
 use keyed_support::*;
+use outwatch::clock::Clock;
 use outwatch::finding::Severity;
 use outwatch::sources::hibp;
 use outwatch::store::Query;
@@ -237,7 +238,22 @@ async fn searches_only_the_domains_the_account_verified() {
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?} {:?}", r.error, r.errors);
     assert_eq!(r.new, 4);
-    assert_eq!(r.warnings, 1, "example.net is named once");
+    // example.net is named once, in the run log's notices (shown by `status`), not as a
+    // failure or a warning.
+    assert_eq!(r.warnings, 0);
+    let run = &e.store.runs(Some("hibp"), 1).unwrap()[0];
+    assert_eq!(run.outcome, outwatch::store::RunOutcome::Ok);
+    assert_eq!(run.notices.len(), 1, "{:?}", run.notices);
+    assert!(run.notices[0].contains("example.net"), "{:?}", run.notices);
+    assert!(!run.notices[0].contains(KEY));
+    let h = outwatch::health::judge(
+        "hibp",
+        &outwatch::health::SourceFacts::default(),
+        &e.store.runs(Some("hibp"), 10).unwrap(),
+        e.clock.now(),
+    );
+    assert_eq!(h.state, outwatch::health::HealthState::Ok);
+    assert_eq!(h.notes, run.notices);
     // Listed domains are searched as they are, without asking the account.
     let cfg = config(&format!(
         "[organisation]\ndomains = [\"example.org\", \"example.net\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\ndomains = [\"example.org\"]\n",

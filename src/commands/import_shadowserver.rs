@@ -312,6 +312,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         error: None,
         failed_units: Vec::new(),
         max_time_source: None,
+        notices: Vec::new(),
     };
     if let Err(e) = store.record_run(&run) {
         tracing::warn!(error = %e, "cannot record the import run");

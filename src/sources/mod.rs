@@ -172,6 +172,9 @@ pub struct FetchOutput {
     pub complete: bool,
     /// Units that failed while the others went on; each is retried on the next run.
     pub failed: Vec<UnitError>,
+    /// Things the owner should know that are no failure (a domain the account may not
+    /// search): kept in the run log and shown by `status`, without changing the source's health.
+    pub notices: Vec<String>,
 }
 
 impl FetchOutput {

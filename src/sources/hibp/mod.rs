@@ -465,8 +465,8 @@ impl HibpSource {
 
     /// The domains this run searches when the config lists none: those verified on the
     /// account (`GET /subscribeddomains`), limited to the organisation's domains when it names
-    /// any. An organisation domain that is not verified is named once in the run's warnings
-    /// (searching it would only be refused). When the list cannot be read (other than a
+    /// any. An organisation domain that is not verified is named once in the run's notices
+    /// (shown by `status`; searching it would only be refused). When the list cannot be read (other than a
     /// refused key), the organisation's domains are searched as they are.
     async fn verified_domains(
         &self,
@@ -504,18 +504,15 @@ impl HibpSource {
             if verified.iter().any(|v| v == d) {
                 searched.push(d.clone());
             } else {
-                out.warnings.push(RowError {
-                    location: format!("domain {d}"),
-                    message: format!(
-                        "{d} is not verified on this HIBP account, so it is not searched: verify \
-                         it in the HIBP domain search dashboard (verified: {})",
-                        if verified.is_empty() {
-                            "none".to_string()
-                        } else {
-                            verified.join(", ")
-                        }
-                    ),
-                });
+                out.notices.push(format!(
+                    "{d} is not verified on this HIBP account, so it is not searched: verify it \
+                     in the HIBP domain search dashboard (verified: {})",
+                    if verified.is_empty() {
+                        "none".to_string()
+                    } else {
+                        verified.join(", ")
+                    }
+                ));
             }
         }
         Ok(searched)
