@@ -779,6 +779,42 @@ async fn feodo_with_a_bom_and_the_old_trailer_keeps_its_first_record() {
     }
 }
 
+/// A byte-order mark glued to the first line must not cost the first entry of a one-per-line
+/// list or of a JSON-lines list (the CSV reader skips it by itself).
+#[test]
+fn bom_does_not_cost_the_first_record_of_line_and_json_lines_lists() {
+    let txt = FeedDef::parse(
+        r##"
+name = "feodo_txt"
+url = "https://feodotracker.abuse.ch/downloads/ipblocklist.txt"
+schedule = "0 7 * * * *"
+resolve_after = "2d"
+severity = "high"
+[format]
+type = "lines"
+comment = "#"
+trailer = "# END {n} entries"
+[fields]
+ip = 1
+[classification]
+type = "c2-server"
+identifier = "feodo"
+"##,
+        "inline",
+    )
+    .unwrap();
+    let scope = ScopeMatcher::new(&snapshot());
+    let body = b"\xEF\xBB\xBF203.0.113.10\n198.51.100.7\n# END (2) entries\n";
+    let p = process_body(&txt, "feodo_txt", body, "x", &scope).unwrap();
+    assert_eq!((p.fetched, p.findings.len(), p.rejected.len()), (2, 2, 0));
+    let d = def("spamhaus_drop");
+    let body =
+        b"\xEF\xBB\xBF{\"cidr\":\"203.0.113.0/25\",\"sblid\":\"SBL1\",\"rir\":\"ripencc\"}\n\
+{\"type\":\"metadata\",\"timestamp\":1795672042,\"size\":1,\"records\":1}\n";
+    let p = process_body(&d, "spamhaus_drop", body, "x", &scope).unwrap();
+    assert_eq!((p.fetched, p.findings.len(), p.rejected.len()), (1, 1, 0));
+}
+
 #[test]
 fn old_feodo_trailer_still_checks_the_count() {
     let d = def("feodotracker");
