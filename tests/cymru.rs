@@ -280,3 +280,62 @@ fn samples_every_category_is_known_and_no_row_is_lost() {
         assert!(p.findings.iter().all(|f| f.classification.kind != "other"));
     }
 }
+
+/// Through the CLI: neither the password nor the basic-auth token shows in check-config, a
+/// refused fetch (which echoes both) or status.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_output_shows_the_password() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_string(format!("refused: {KEY} {}", basic())),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let off: String =
+        outwatch::sources::lists::known_feed_names(&outwatch::config::Config::default())
+            .iter()
+            .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+            .collect();
+    std::fs::write(
+        dir.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n\
+             [sources.cymru]\nurl = \"{}/cap/{USER}_{{date}}.txt\"\nusername = \"{USER}\"\n\
+             password = \"{KEY}\"\n{off}",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let d = dir.path().to_path_buf();
+    let outs = tokio::task::spawn_blocking(move || {
+        [
+            cli(&d).arg("check-config").output().unwrap(),
+            cli(&d)
+                .args(["fetch", "--source", "cymru", "--json"])
+                .output()
+                .unwrap(),
+            cli(&d)
+                .args(["fetch", "--source", "cymru"])
+                .output()
+                .unwrap(),
+            cli(&d).arg("status").output().unwrap(),
+            cli(&d).args(["status", "--json"]).output().unwrap(),
+        ]
+    })
+    .await
+    .unwrap();
+    let token = &basic()[6..];
+    for o in &outs {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!all.contains(KEY) && !all.contains(token), "{all}");
+    }
+    assert_eq!(outs[1].status.code(), Some(1), "the refused fetch fails");
+    let all = String::from_utf8_lossy(&outs[1].stdout);
+    assert!(all.contains("sources.cymru"), "{all}");
+}
