@@ -153,6 +153,8 @@ pub enum ImportSource {
     Shadowserver,
     Hibp,
     Safebrowsing,
+    /// Team Cymru CAP daily files (`category|address|asn|timestamp|information|asninfo`)
+    Cymru,
 }
 
 #[derive(Debug, Args)]

@@ -197,6 +197,8 @@ pub struct SourcesConfig {
     pub hibp: Option<HibpConfig>,
     pub safebrowsing: Option<SafeBrowsingConfig>,
     pub snds: Option<SndsConfig>,
+    /// Team Cymru CSIRT Assistance Program daily files.
+    pub cymru: Option<crate::sources::cymru::CymruConfig>,
     /// Declarative list feeds by name (`feodotracker`, `urlhaus`, ...).
     #[serde(flatten)]
     pub lists: BTreeMap<String, ListSourceConfig>,
@@ -504,7 +506,7 @@ impl Config {
             if !known.iter().any(|k| k == name) {
                 return Err(format!(
                     "{}unknown source `sources.{name}`: the sources are shadowserver, hibp, \
-                     safebrowsing, snds and the list feeds {}",
+                     safebrowsing, snds, cymru and the list feeds {}",
                     line_hint(text, &format!("[sources.{name}]")),
                     known.join(", ")
                 ));
@@ -571,6 +573,12 @@ impl Config {
             if let Some((Some(v), plain)) = c {
                 urls.push((format!("sources.{name}"), "base_url", v, true, plain));
             }
+        }
+        if let Some(c) = &s.cymru
+            && let Some(v) = &c.url
+        {
+            let t = "sources.cymru".to_string();
+            urls.push((t, "url", v.as_str(), true, c.allow_plain_http));
         }
         for (name, c) in &s.lists {
             let keyed = c.auth_key.is_some() || c.auth_key_env.is_some();

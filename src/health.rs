@@ -60,6 +60,9 @@ pub struct SourceHealth {
     pub last_rows: Option<usize>,
     /// Human-readable reasons for a non-ok state.
     pub warnings: Vec<String>,
+    /// What the last run said the owner should know that is no failure (the state stays).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// What [`judge`] needs to know about a source besides its runs.
@@ -201,6 +204,7 @@ pub fn scope_health(cfg: &Config, store: &dyn Store) -> Result<Option<SourceHeal
         last_run: latest,
         last_rows: None,
         warnings: problems,
+        notes: Vec::new(),
     }))
 }
 
@@ -212,6 +216,7 @@ pub fn configured_schedule(cfg: &Config, name: &str) -> Option<CronSchedule> {
         "hibp" => s.hibp.as_ref().and_then(|c| c.schedule.clone()),
         "safebrowsing" => s.safebrowsing.as_ref().and_then(|c| c.schedule.clone()),
         "snds" => s.snds.as_ref().and_then(|c| c.schedule.clone()),
+        "cymru" => s.cymru.as_ref().and_then(|c| c.schedule.clone()),
         other => s.lists.get(other).and_then(|c| c.schedule.clone()),
     }
 }
@@ -260,6 +265,7 @@ pub fn judge(
         last_run: runs.first().map(|r| r.finished),
         last_rows: None,
         warnings: Vec::new(),
+        notes: runs.first().map(|r| r.notices.clone()).unwrap_or_default(),
     };
     let last_ok = runs.iter().find(|r| is_success(r));
     h.last_success = last_ok.map(|r| r.finished);

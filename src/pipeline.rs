@@ -245,6 +245,13 @@ impl Runner {
                 run.error = Some(msg);
             }
             Ok(mut out) => {
+                run.notices = std::mem::take(&mut out.notices)
+                    .iter()
+                    .map(|n| sink.scrub(n))
+                    .collect();
+                for n in &run.notices {
+                    tracing::warn!(source = src.name(), "{}", Clean(n));
+                }
                 let mut failed = std::mem::take(&mut out.failed);
                 for u in &mut failed {
                     u.unit = sink.scrub(&u.unit);

@@ -216,6 +216,23 @@ impl ScopeMatcher {
         }
     }
 
+    /// The first of our prefixes that lies inside `net` (a listed network larger than ours),
+    /// and why it is ours.
+    pub fn prefix_within(&self, net: IpNet) -> Option<(IpNet, Origin)> {
+        match net.trunc() {
+            IpNet::V4(n) => self
+                .trie4
+                .children(&n)
+                .next()
+                .map(|(p, o)| (IpNet::V4(p), *o)),
+            IpNet::V6(n) => self
+                .trie6
+                .children(&n)
+                .next()
+                .map(|(p, o)| (IpNet::V6(p), *o)),
+        }
+    }
+
     /// Whether `net` overlaps our address space (it holds, or lies in, one of our prefixes).
     pub fn overlaps_net(&self, net: IpNet) -> bool {
         let net = net.trunc();

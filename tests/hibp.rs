@@ -7,6 +7,7 @@ mod keyed_support;
 use std::time::Duration;
 
 use keyed_support::*;
+use outwatch::clock::Clock;
 use outwatch::finding::Severity;
 use outwatch::sources::hibp;
 use outwatch::store::Query;
@@ -73,8 +74,9 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!((r.fetched, r.new, r.in_scope, r.rejected), (4, 4, 4, 0));
-    // Rpm 30 from /subscription/status: the domain search waited 2 s after the status call.
-    assert_eq!(e.clock.slept(), vec![Duration::from_secs(2)]);
+    // Rpm 30 from /subscription/status: the verified-domains call waited 2 s after the status
+    // call, the domain search 2 s after that.
+    assert_eq!(e.clock.slept(), vec![Duration::from_secs(2); 2]);
 
     let alice = query(e.store.as_ref(), Query::Email("alice@example.org".into()));
     assert_eq!(alice.len(), 2);
@@ -194,8 +196,8 @@ async fn single_addresses_outside_the_domains_use_breachedaccount() {
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!(r.new, 2);
-    // Status, then the domain, then two accounts: three paced waits of 2 s.
-    assert_eq!(e.clock.slept(), vec![Duration::from_secs(2); 3]);
+    // Status, then the verified domains, the domain, two accounts: four paced waits of 2 s.
+    assert_eq!(e.clock.slept(), vec![Duration::from_secs(2); 4]);
     let ceo = query(e.store.as_ref(), Query::Email("ceo@example.net".into()));
     assert_eq!(ceo.len(), 2);
     assert!(
@@ -203,6 +205,71 @@ async fn single_addresses_outside_the_domains_use_breachedaccount() {
             .all(|f| f.feed == "breachedaccount" && f.extra["email"] == "ceo@example.net")
     );
     assert!(ceo.iter().all(|f| f.severity == Severity::High));
+}
+
+/// `[sources.hibp] domains` unset: the account's verified domains (`/subscribeddomains`),
+/// intersected with the organisation's. A domain that is not verified is named, not searched,
+/// and is no failure.
+#[tokio::test]
+async fn searches_only_the_domains_the_account_verified() {
+    let server = MockServer::start().await;
+    mount_status(&server).await;
+    mount_breaches(&server, 1).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/subscribeddomains"))
+        .and(header("hibp-api-key", KEY))
+        .respond_with(json_body("hibp/subscribeddomains.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v3/breacheddomain/example.net"))
+        .respond_with(ResponseTemplate::new(403))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let cfg = config(&format!(
+        "[organisation]\ndomains = [\"example.org\", \"example.net\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\n",
+        server.uri()
+    ));
+    let e = env();
+    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(r.ok, "{:?} {:?}", r.error, r.errors);
+    assert_eq!(r.new, 4);
+    // example.net is named once, in the run log's notices (shown by `status`), not as a
+    // failure or a warning.
+    assert_eq!(r.warnings, 0);
+    let run = &e.store.runs(Some("hibp"), 1).unwrap()[0];
+    assert_eq!(run.outcome, outwatch::store::RunOutcome::Ok);
+    assert_eq!(run.notices.len(), 1, "{:?}", run.notices);
+    assert!(run.notices[0].contains("example.net"), "{:?}", run.notices);
+    assert!(!run.notices[0].contains(KEY));
+    let h = outwatch::health::judge(
+        "hibp",
+        &outwatch::health::SourceFacts::default(),
+        &e.store.runs(Some("hibp"), 10).unwrap(),
+        e.clock.now(),
+    );
+    assert_eq!(h.state, outwatch::health::HealthState::Ok);
+    assert_eq!(h.notes, run.notices);
+    // Listed domains are searched as they are, without asking the account.
+    let cfg = config(&format!(
+        "[organisation]\ndomains = [\"example.org\", \"example.net\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\ndomains = [\"example.org\"]\n",
+        server.uri()
+    ));
+    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(r.ok, "{:?} {:?}", r.error, r.errors);
+    assert_eq!(r.warnings, 0);
+}
+
+#[test]
+fn samples_subscribed_domains() {
+    let Some(s) = samples("hibp") else { return };
+    let b = std::fs::read(s.join("subscribeddomains.json")).unwrap();
+    assert_eq!(hibp::parse_subscribed(&b).unwrap(), vec!["domain.tld"]);
 }
 
 #[tokio::test]
@@ -279,10 +346,15 @@ async fn rate_limit_waits_for_retry_after_then_retries() {
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!(r.new, 4);
-    // 2 s of pacing (Rpm 30), then the 7 s the server asked for; nothing slept for real.
+    // 2 s of pacing (Rpm 30) before the verified domains and before the domain, then the 7 s
+    // the server asked for; nothing slept for real.
     assert_eq!(
         e.clock.slept(),
-        vec![Duration::from_secs(2), Duration::from_secs(7)]
+        vec![
+            Duration::from_secs(2),
+            Duration::from_secs(2),
+            Duration::from_secs(7)
+        ]
     );
 }
 
@@ -337,7 +409,10 @@ fn missing_key_or_domains_are_config_errors() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("api_key"), "{e}");
+    // Without organisation domains the account's verified domains are searched.
     let cfg = config("[sources.hibp]\napi_key = \"x\"\n");
+    assert!(hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).is_ok());
+    let cfg = config("[sources.hibp]\napi_key = \"x\"\ndomains = []\n");
     let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg)
         .err()
         .unwrap();

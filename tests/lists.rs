@@ -754,6 +754,221 @@ async fn asn_drop_listing_our_asn_is_critical() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Format drift: byte-order marks, the older Feodo trailer, list times, networks around ours
+
+#[tokio::test]
+async fn feodo_with_a_bom_and_the_old_trailer_keeps_its_first_record() {
+    for (file, rows) in [
+        ("feodotracker/ipblocklist_bom_old_trailer.csv", 2),
+        ("feodotracker/ipblocklist_bom_banner.csv", 1),
+    ] {
+        let server = MockServer::start().await;
+        serve(&server, "/downloads/ipblocklist.csv", fixture(file)).await;
+        let e = env();
+        let src = source(&based("feodotracker"), &server.uri(), "feodotracker");
+        let r = e.runner.run_source(src.as_ref()).await;
+        assert!(r.ok, "{file}: {:?}", r.error);
+        assert_eq!((r.fetched, r.in_scope, r.rejected), (rows, 1, 0), "{file}");
+        let f = &all(e.store.as_ref(), ip("203.0.113.10"))[0];
+        assert_eq!(f.port, Some(443), "{file}");
+        assert_eq!(
+            f.time_source.unwrap().to_rfc3339(),
+            "2026-11-08T19:20:49+00:00",
+            "{file}: the first column is found despite the BOM"
+        );
+    }
+}
+
+/// A byte-order mark glued to the first line must not cost the first entry of a one-per-line
+/// list or of a JSON-lines list (the CSV reader skips it by itself).
+#[test]
+fn bom_does_not_cost_the_first_record_of_line_and_json_lines_lists() {
+    let txt = FeedDef::parse(
+        r##"
+name = "feodo_txt"
+url = "https://feodotracker.abuse.ch/downloads/ipblocklist.txt"
+schedule = "0 7 * * * *"
+resolve_after = "2d"
+severity = "high"
+[format]
+type = "lines"
+comment = "#"
+trailer = "# END {n} entries"
+[fields]
+ip = 1
+[classification]
+type = "c2-server"
+identifier = "feodo"
+"##,
+        "inline",
+    )
+    .unwrap();
+    let scope = ScopeMatcher::new(&snapshot());
+    let body = b"\xEF\xBB\xBF203.0.113.10\n198.51.100.7\n# END (2) entries\n";
+    let p = process_body(&txt, "feodo_txt", body, "x", &scope).unwrap();
+    assert_eq!((p.fetched, p.findings.len(), p.rejected.len()), (2, 2, 0));
+    let d = def("spamhaus_drop");
+    let body =
+        b"\xEF\xBB\xBF{\"cidr\":\"203.0.113.0/25\",\"sblid\":\"SBL1\",\"rir\":\"ripencc\"}\n\
+{\"type\":\"metadata\",\"timestamp\":1795672042,\"size\":1,\"records\":1}\n";
+    let p = process_body(&d, "spamhaus_drop", body, "x", &scope).unwrap();
+    assert_eq!((p.fetched, p.findings.len(), p.rejected.len()), (1, 1, 0));
+}
+
+#[test]
+fn old_feodo_trailer_still_checks_the_count() {
+    let d = def("feodotracker");
+    let body = b"\"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n\
+\"2026-11-08 19:20:49\",\"203.0.113.10\",\"443\",\"online\",\"2026-11-20\",\"Pikabot\"\n# END (3) entries\n";
+    let e = process_body(&d, "feodotracker", body, "x", &scope_of(&[], &[])).unwrap_err();
+    assert!(e.contains('3') && e.contains('1'), "{e}");
+}
+
+#[tokio::test]
+async fn spamhaus_findings_take_the_lists_time_and_name_our_prefix_inside() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/drop/asndrop.json",
+        fixture("spamhaus/asndrop.json"),
+    )
+    .await;
+    let e = env();
+    let src = source(
+        &based("spamhaus_asndrop"),
+        &server.uri(),
+        "spamhaus_asndrop",
+    );
+    ok(&e.runner.run_source(src.as_ref()).await);
+    let f = &all(e.store.as_ref(), Query::Asn(64496))[0];
+    // metadata "timestamp": 1795672042
+    assert_eq!(
+        f.time_source.unwrap().to_rfc3339(),
+        "2026-11-26T05:47:22+00:00"
+    );
+    // A DROP network larger than our prefix: the prefix of ours inside it is named.
+    let d = def("spamhaus_drop");
+    let body = b"{\"cidr\":\"198.51.0.0/16\",\"sblid\":\"SBL1\",\"rir\":\"arin\"}\n\
+{\"type\":\"metadata\",\"timestamp\":1795672042,\"size\":1,\"records\":1}\n";
+    let scope = ScopeMatcher::new(&snapshot());
+    let p = process_body(&d, "spamhaus_drop", body, "x", &scope).unwrap();
+    assert_eq!(p.findings.len(), 1);
+    let f = &p.findings[0];
+    assert_eq!(f.extra["matched_prefix"], "198.51.100.0/24");
+    assert_eq!(f.extra["matched_asn"], 64496);
+    assert!(f.time_source.is_some());
+}
+
+// ---------------------------------------------------------------------------------------------
+// URLhaus per ASN (`{asn}` in a feed file: one URL, one unit, per configured ASN)
+
+#[tokio::test]
+async fn urlhaus_asn_feed_sees_a_customer_domain_on_our_address() {
+    let server = MockServer::start().await;
+    serve(
+        &server,
+        "/feeds/asn/64496/",
+        fixture("urlhaus_asn/asn64496.csv"),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/feeds/asn/64511/"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let e = env();
+    let cfg = format!(
+        "[organisation]\nasns = [64496, 64511]\n\n{}",
+        based("urlhaus_asn")
+    );
+    let src = source(&cfg, &server.uri(), "urlhaus_asn");
+    let r = e.runner.run_source(src.as_ref()).await;
+    // The second ASN's unit failed and is named; the first one's entries are kept.
+    assert_eq!(r.outcome, RunOutcome::Partial, "{r:?}");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(
+        r.errors[0].unit.ends_with("/feeds/asn/64511/"),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(
+        (r.fetched, r.in_scope, r.rejected, r.warnings),
+        (3, 3, 0, 1)
+    );
+    // A malware URL on a customer's domain, hosted on our address: matched by the IP column.
+    let f = &all(e.store.as_ref(), ip("198.51.100.23"))[0];
+    assert_eq!(f.source, "urlhaus_asn");
+    assert_eq!(f.feed, "asn");
+    assert_eq!(
+        f.url.as_deref(),
+        Some("http://shop.customer-example.net/wp-content/uploads/inv_2211.exe")
+    );
+    assert_eq!(f.classification.kind, "malware-distribution");
+    assert_eq!(
+        f.time_source.unwrap().to_rfc3339(),
+        "2026-11-19T21:14:03+00:00"
+    );
+    assert_eq!(f.extra["host"], "shop.customer-example.net");
+    assert_eq!(f.extra["status"], "online");
+    assert_eq!(f.extra["matched_prefix"], "198.51.100.0/24");
+    assert!(f.in_scope);
+    // An IP-literal URL keeps its port.
+    let f = &all(e.store.as_ref(), ip("198.51.100.40"))[0];
+    assert_eq!(f.port, Some(8080));
+    // A malformed address beside a good URL costs nothing: kept by the ASN, value in extra.
+    let f = &all(
+        e.store.as_ref(),
+        Query::Domain("files.other-customer.example".into()),
+    )[0];
+    assert_eq!(f.extra["ip"], "203.0.113.250.1");
+    assert_eq!(f.extra["matched_asn"], 64496);
+}
+
+#[test]
+fn per_asn_feed_expands_one_url_per_asn_and_needs_asns() {
+    let d = std::sync::Arc::new(def("urlhaus_asn"));
+    let s = lists::ListSource::with_asns(d.clone(), None, &[64496, 64511]).unwrap();
+    assert_eq!(
+        s.shown_urls(),
+        vec![
+            "https://urlhaus.abuse.ch/feeds/asn/64496/".to_string(),
+            "https://urlhaus.abuse.ch/feeds/asn/64511/".to_string()
+        ]
+    );
+    let e = lists::ListSource::with_asns(d, None, &[]).unwrap_err();
+    assert!(e.to_string().contains("asns"), "{e}");
+    // On by default only when there is an ASN to ask about.
+    let c = Config::parse("", Path::new("/nonexistent/outwatch.toml")).unwrap();
+    assert!(
+        !lists::build_enabled(&c)
+            .iter()
+            .any(|(n, _)| n == "urlhaus_asn")
+    );
+}
+
+#[test]
+fn samples_urlhaus_tld_feed_layout() {
+    let Some(s) = samples() else { return };
+    let d = def("urlhaus_asn");
+    let b = std::fs::read(s.join("abusech/urlhaus_feed_tld_2019-02-13_intelmq-test.csv")).unwrap();
+    // Matched by the hosting address (a host name that is not ours).
+    let p = process_body(
+        &d,
+        "urlhaus_asn",
+        &b,
+        "sample",
+        &scope_of(&["83.166.138.0/24"], &[]),
+    )
+    .unwrap();
+    assert_eq!((p.fetched, p.findings.len(), p.rejected.len()), (2, 1, 0));
+    assert_eq!(p.findings[0].domain.as_deref(), Some("cbd-planet.ch"));
+    // ... or by the ASN column.
+    let p = process_body(&d, "urlhaus_asn", &b, "sample", &scope_of(&[], &[29083])).unwrap();
+    assert_eq!(p.findings.len(), 1);
+    assert_eq!(p.findings[0].asn, Some(29083));
+}
+
+// ---------------------------------------------------------------------------------------------
 // User feeds
 
 #[tokio::test]
@@ -801,7 +1016,13 @@ fn builtin_feeds_are_enabled_by_default_and_can_be_switched_off() {
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    assert_eq!(names, lists::BUILTIN);
+    // Every built-in but the per-ASN feed, which is on only when there is an ASN to ask about.
+    let per_asn: Vec<&str> = lists::BUILTIN
+        .iter()
+        .copied()
+        .filter(|n| *n != "urlhaus_asn")
+        .collect();
+    assert_eq!(names, per_asn);
     let c = Config::parse(
         "[sources.sslbl]\nenabled = false\n",
         Path::new("/x/outwatch.toml"),

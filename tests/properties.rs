@@ -24,7 +24,7 @@ use outwatch::sources::lists::{self, FeedDef, process_body};
 use outwatch::sources::shadowserver::import::{RawNaming, VecSink, read_csv};
 use outwatch::sources::shadowserver::normalize::parse_time;
 use outwatch::sources::shadowserver::schema::Schema;
-use outwatch::sources::{hibp, safebrowsing, snds};
+use outwatch::sources::{cymru, hibp, safebrowsing, snds};
 use outwatch::text;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -330,6 +330,11 @@ fn list_cases() -> Vec<(FeedDef, Vec<u8>)> {
         (builtin("sslbl"), fixture("lists/sslbl/sslipblacklist.csv")),
         (builtin("spamhaus_drop"), fixture("lists/spamhaus/drop_v4.json")),
         (builtin("spamhaus_asndrop"), fixture("lists/spamhaus/asndrop.json")),
+        (builtin("urlhaus_asn"), fixture("lists/urlhaus_asn/asn64496.csv")),
+        (
+            builtin("feodotracker"),
+            fixture("lists/feodotracker/ipblocklist_bom_old_trailer.csv"),
+        ),
         (
             user(&format!("{head}[format]\ntype = \"lines\"\ncomment = \"#\"\n[fields]\nip = 1\n")),
             fixture("lists/my_blocklist/bad-ips.txt"),
@@ -445,6 +450,38 @@ proptest! {
         let (f, rej, _, rows) = snds::parse_data_warned(&csv_line(&row, false), "prop");
         prop_assert_eq!((f.len(), rej.len(), rows), (1, 0, 1), "{:?}", v);
         prop_assert_eq!(f[0].ip, Some("192.0.2.11".parse::<IpAddr>().unwrap()));
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Team Cymru CAP
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn cymru_arbitrary_and_mutated(body in bytes(2048), e in edits(), which in 0usize..2) {
+        let base = fixture(["cymru/cap_20261122.txt", "cymru/infected_20261121.txt"][which]);
+        for b in [body.clone(), mutate(&base, &e)] {
+            let p = cymru::parse(&b, "prop");
+            prop_assert_eq!(p.findings.len() + p.rejected.len(), p.rows);
+        }
+    }
+
+    /// A row keeps its finding whatever its category, ASN, time, information or AS field say.
+    #[test]
+    fn cymru_row_keeps_its_finding(col in prop::sample::select(vec![0usize, 2, 3, 4, 5]), v in one_line_value()) {
+        let v = v.replace(['|', '#'], "");
+        let mut row: Vec<String> = "bot|192.0.2.21|64496|2019-03-25 03:44:22|family: nivdort;dest_addr: 172.16.0.22;|Example AS Name, AT"
+            .split('|')
+            .map(str::to_string)
+            .collect();
+        row[col] = v.clone();
+        let line = format!("{}\n", row.join("|"));
+        // A category left empty or blank still names the row as ours.
+        let p = cymru::parse(line.as_bytes(), "prop");
+        prop_assert_eq!((p.findings.len(), p.rejected.len(), p.rows), (1, 0, 1), "{:?}", v);
+        prop_assert_eq!(p.findings[0].ip, Some("192.0.2.21".parse::<IpAddr>().unwrap()));
     }
 }
 

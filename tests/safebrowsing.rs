@@ -116,6 +116,95 @@ async fn v4_matches_become_findings_in_batches_and_are_cached() {
     assert_eq!(calls.load(Ordering::SeqCst), 5);
 }
 
+/// Beyond the home pages: every open URL another source reported on our domains or addresses
+/// (a URLhaus URL on our domain, a Shadowserver `http_url` on our address) is checked, in
+/// batches within the limit; a URL elsewhere is not.
+#[tokio::test]
+async fn reported_urls_on_our_domains_and_addresses_are_checked_too() {
+    use outwatch::finding::{Classification, Finding};
+    use outwatch::store::IngestOptions;
+    let server = MockServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    Mock::given(method("POST"))
+        .and(path("/v4/threatMatches:find"))
+        .and(query_param("key", KEY))
+        .respond_with(v4_responder(calls.clone(), 2))
+        .mount(&server)
+        .await;
+    let e = env();
+    let mk = |source: &str, url: Option<&str>, ip: &str| {
+        let mut f = Finding::new(
+            source,
+            "x",
+            Classification::new("", "malware-distribution", "x"),
+            Severity::High,
+        );
+        f.url = url.map(str::to_string);
+        f.ip = Some(ip.parse().unwrap());
+        f
+    };
+    let ours = mk(
+        "urlhaus_asn",
+        Some("http://shop.example.org/wp-content/uploads/inv.exe"),
+        "192.0.2.81",
+    );
+    let mut scan = mk("shadowserver", None, "192.0.2.82");
+    scan.set_extra("http_url", "http://192.0.2.82:8080/admin/");
+    let foreign = mk(
+        "urlhaus",
+        Some("http://evil.example.net/a.exe"),
+        "203.0.113.9",
+    );
+    e.store
+        .ingest(
+            vec![ours, scan, foreign],
+            vec![],
+            &IngestOptions {
+                now: t("2026-11-22T06:00:00Z"),
+            },
+        )
+        .unwrap();
+    let cfg = sb_config(&server, "batch_size = 2");
+    let r = e.runner.run_source(build(&cfg).as_ref()).await;
+    assert!(r.ok, "{:?}", r.error);
+    let mut asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|req| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            body["threatInfo"]["threatEntries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["url"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        vec![
+            "http://192.0.2.80/download/setup.exe",
+            "http://192.0.2.82:8080/admin/",
+            "http://example.org/",
+            "http://shop.example.org/wp-content/uploads/inv.exe",
+            "https://example.org/",
+        ]
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "5 URLs in batches of 2");
+    assert_eq!(r.fetched, 5);
+    // Switched off: only the home pages and the configured URLs.
+    let cfg = sb_config(&server, "batch_size = 2\nreported_urls = false");
+    let before = calls.load(Ordering::SeqCst);
+    e.clock.advance(chrono::Duration::hours(1));
+    let r = e.runner.run_source(build(&cfg).as_ref()).await;
+    assert!(r.ok, "{:?}", r.error);
+    assert_eq!(r.fetched, 3);
+    assert!(calls.load(Ordering::SeqCst) - before <= 2);
+}
+
 #[tokio::test]
 async fn empty_reply_is_clean() {
     let server = MockServer::start().await;

@@ -446,6 +446,167 @@ fn import_gz_zip_and_eml() {
     );
 }
 
+/// A report mail that carries no attachment but `https://dl.shadowserver.org/<id>?<file>` links:
+/// each linked report is downloaded through `[sources.shadowserver] download_url` and imported
+/// under the type its file name names; the ids (passwords, in effect) are never shown.
+#[tokio::test(flavor = "multi_thread")]
+async fn import_mail_with_report_links_downloads_them() {
+    let server = MockServer::start().await;
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    let block = std::fs::read(fixture("2026-11-20-blocklist-example-ip.csv")).unwrap();
+    for (id, body) in [(ID_DNS, dns), (ID_SINK, block)] {
+        Mock::given(method("GET"))
+            .and(path(format!("/dl/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "[sources.shadowserver]\napi_key = \"{KEY}\"\nsecret = \"{SECRET}\"\ndownload_url = \"{}/dl/\"\n",
+            server.uri()
+        ),
+    );
+    let mail = dir.path().join("links.eml");
+    std::fs::write(
+        &mail,
+        format!(
+            "From: Shadowserver <autoreports@shadowserver.org>\r\nTo: noc@example.org\r\n\
+             Subject: [Example Org] Shadowserver Reports 2026-11-20\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n\
+             Your reports for 2026-11-20 can be downloaded:\r\n\r\n\
+             https://dl.shadowserver.org/{ID_DNS}?2026-11-20-scan_dns-example-asn.csv\r\n\
+             https://dl.shadowserver.org/{ID_SINK}?2026-11-20-blocklist-example-ip.csv\r\n\r\n\
+             The links expire after a few days.\r\n"
+        ),
+    )
+    .unwrap();
+    let (c, m) = (cfg.clone(), mail.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        outwatch(c.parent().unwrap())
+            .args([
+                "--config",
+                c.to_str().unwrap(),
+                "import",
+                "shadowserver",
+                "--json",
+            ])
+            .arg(&m)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for id in [ID_DNS, ID_SINK] {
+        assert!(
+            !stdout.contains(id) && !stderr.contains(id),
+            "{stdout}\n{stderr}"
+        );
+    }
+    let s: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(s["files"], 1, "{s}");
+    assert_eq!(s["by_type"]["scan_dns"], 3, "{s}");
+    assert!(s["by_type"]["blocklist"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["rejected"], 0, "{s}");
+    let f = lookup(
+        dir.path(),
+        &["--config", cfg.to_str().unwrap()],
+        "192.0.2.53",
+    );
+    assert_eq!(f[0]["feed"], "scan_dns");
+    assert!(
+        f[0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("links.eml!2026-11-20-scan_dns-example-asn.csv"),
+        "{}",
+        f[0]["raw"]
+    );
+
+    // An expired link is named by its file, never by its id, and the import fails.
+    let mail2 = dir.path().join("expired.eml");
+    std::fs::write(
+        &mail2,
+        format!(
+            "From: autoreports@shadowserver.org\r\nSubject: x\r\n\r\n\
+             https://dl.shadowserver.org/{ID_RDP}?2026-11-20-scan_rdp-example-asn.csv\r\n"
+        ),
+    )
+    .unwrap();
+    let (c, m) = (cfg.clone(), mail2.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        outwatch(c.parent().unwrap())
+            .args([
+                "--config",
+                c.to_str().unwrap(),
+                "import",
+                "shadowserver",
+                "--json",
+            ])
+            .arg(&m)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!stdout.contains(ID_RDP), "{stdout}");
+    assert!(
+        stdout.contains("2026-11-20-scan_rdp-example-asn.csv"),
+        "{stdout}"
+    );
+}
+
+/// `reports = [...]` asks the listing for those mailing lists and keeps only their reports.
+#[tokio::test]
+async fn reports_filter_keeps_only_the_named_mailing_lists() {
+    let server = MockServer::start().await;
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    let mut list = report_list(&[
+        (ID_DNS, "2026-11-20-scan_dns-example-asn.csv", "scan_dns"),
+        (ID_RDP, "2026-11-20-scan_rdp-example-asn.csv", "scan_rdp"),
+    ]);
+    list[1]["report"] = json!("other-list");
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_DNS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(dns))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&dir.path().join("s")).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let mut c = config_for(&server);
+    c.reports = vec!["example-asn".into()];
+    let cfg = outwatch::config::Config::default();
+    let src = outwatch::sources::shadowserver::build(&c, &cfg).unwrap();
+    let rep = runner(store.clone(), clock).run_source(src.as_ref()).await;
+    assert!(rep.ok, "{:?}", rep.error);
+    let reqs: Vec<Request> = server.received_requests().await.unwrap();
+    assert_eq!(downloads(&reqs, ID_RDP), 0);
+    assert_eq!(downloads(&reqs, ID_DNS), 1);
+    let body: Value = serde_json::from_slice(
+        &reqs
+            .iter()
+            .find(|r| r.url.path() == "/api2/reports/list")
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(body["reports"], json!(["example-asn"]));
+}
+
 /// Every shared sample (older layouts) imports with zero rejected rows and is found by lookup.
 #[test]
 fn shared_samples_import_without_rejects() {
@@ -562,6 +723,7 @@ fn config_for(server: &MockServer) -> ShadowserverConfig {
         secret: Some(Secret::new(SECRET)),
         secret_env: None,
         types: vec![],
+        reports: vec![],
         resolve_after: None,
         schema_url: None,
         allow_plain_http: false,
@@ -844,6 +1006,7 @@ fn missing_credentials_are_a_config_error() {
         secret: None,
         secret_env: Some("OUTWATCH_TEST_SS_SECRET_UNSET".into()),
         types: vec![],
+        reports: vec![],
         resolve_after: None,
         schema_url: None,
         allow_plain_http: false,

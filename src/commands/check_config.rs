@@ -89,6 +89,9 @@ fn inline_secrets(cfg: &Config) -> Vec<String> {
     if let Some(c) = &s.snds {
         note(c.key.is_some(), "sources.snds.key".into());
     }
+    if let Some(c) = &s.cymru {
+        note(c.password.is_some(), "sources.cymru.password".into());
+    }
     for (name, c) in &s.lists {
         note(c.auth_key.is_some(), format!("sources.{name}.auth_key"));
     }

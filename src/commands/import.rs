@@ -10,5 +10,6 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         ImportSource::Shadowserver => super::import_shadowserver::run(app, a).await,
         ImportSource::Hibp => super::import_hibp::run(app, a).await,
         ImportSource::Safebrowsing => super::import_safebrowsing::run(app, a).await,
+        ImportSource::Cymru => super::import_cymru::run(app, a).await,
     }
 }

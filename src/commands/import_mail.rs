@@ -120,6 +120,7 @@ pub fn store_and_report(
             .then(|| format!("{} file(s) could not be read", imp.failed_files)),
         failed_units: Vec::new(),
         max_time_source,
+        notices: Vec::new(),
     };
     store.record_run(&run)?;
     store.flush()?;

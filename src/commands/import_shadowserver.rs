@@ -32,7 +32,9 @@ use crate::finding::FindingView;
 use crate::output::print_json;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
-use crate::sources::shadowserver::import::{ImportOptions, RowSink, import_file};
+use crate::sources::shadowserver::import::{
+    ImportOptions, MAX_EML_BYTES, RowSink, import_bytes, import_file, mail_links,
+};
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
 use crate::store::{FetchRun, RunOutcome, SortedIngest, Store};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -131,6 +133,23 @@ pub fn import_files(
     now: chrono::DateTime<chrono::Utc>,
     bar: &ProgressBar,
 ) -> Result<(ImportSummary, usize, usize), String> {
+    import_files_with(store, spill_dir, opts, files, &[], now, bar)
+}
+
+/// A report downloaded from a mail's link: where it is shown (`mail.eml!file.csv`), its file
+/// name (which names the report type) and its bytes.
+pub type Downloaded = (String, String, bytes::Bytes);
+
+/// [`import_files`], plus reports already downloaded from mail links.
+pub fn import_files_with(
+    store: &dyn Store,
+    spill_dir: &std::path::Path,
+    opts: &ImportOptions<'_>,
+    files: &[std::path::PathBuf],
+    downloaded: &[Downloaded],
+    now: chrono::DateTime<chrono::Utc>,
+    bar: &ProgressBar,
+) -> Result<(ImportSummary, usize, usize), String> {
     let mut sink = StoreSink {
         ingest: SortedIngest::new(store, now, spill_dir),
         rows: 0,
@@ -144,21 +163,26 @@ pub fn import_files(
     let mut summary = ImportSummary::default();
     let mut file_errors = Vec::new();
     let mut unreadable = 0usize;
+    let mut outcomes = Vec::new();
+    for (shown, name, bytes) in downloaded {
+        outcomes.extend(import_bytes(bytes, shown, name, opts, &mut sink)?);
+    }
     for path in files {
         summary.files += 1;
         bar.set_message(format!("reading {}", path.display()));
-        for o in import_file(path, opts, &mut sink)? {
-            if o.rows > 0 || o.error.is_none() {
-                *summary.by_type.entry(o.report_type.clone()).or_default() += o.rows;
-            }
-            summary.rows += o.rows;
-            if let Some(e) = o.error {
-                unreadable += 1;
-                file_errors.push(RowError {
-                    location: o.location,
-                    message: e,
-                });
-            }
+        outcomes.extend(import_file(path, opts, &mut sink)?);
+    }
+    for o in outcomes {
+        if o.rows > 0 || o.error.is_none() {
+            *summary.by_type.entry(o.report_type.clone()).or_default() += o.rows;
+        }
+        summary.rows += o.rows;
+        if let Some(e) = o.error {
+            unreadable += 1;
+            file_errors.push(RowError {
+                location: o.location,
+                message: e,
+            });
         }
     }
     bar.set_position(sink.rows);
@@ -197,7 +221,47 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         );
     }
     let started = app.clock.now();
-    let files = a.files.clone();
+    // Mails that only link to their reports: download the links (each failure named; the id
+    // is never shown) and import the reports under the type their file name names.
+    let mut files = Vec::new();
+    let mut downloaded: Vec<Downloaded> = Vec::new();
+    let mut link_errors: Vec<RowError> = Vec::new();
+    let mut link_mails = 0usize;
+    for f in &a.files {
+        let is_eml = f.extension().is_some_and(|x| x.eq_ignore_ascii_case("eml"));
+        let links = if is_eml {
+            std::fs::metadata(f)
+                .ok()
+                .filter(|m| m.len() <= MAX_EML_BYTES)
+                .and_then(|_| std::fs::read(f).ok())
+                .map(|b| mail_links(&b))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if links.is_empty() {
+            files.push(f.clone());
+            continue;
+        }
+        link_mails += 1;
+        let http = app.http()?;
+        let base = app
+            .config
+            .as_ref()
+            .and_then(|c| c.sources.shadowserver.as_ref())
+            .map(|c| c.download_url().to_string())
+            .unwrap_or_else(|| crate::sources::shadowserver::DEFAULT_DOWNLOAD_URL.to_string());
+        for l in links {
+            let shown = format!("{}!{}", f.display(), l.file);
+            match crate::sources::shadowserver::api::download_link(&http, &base, &l).await {
+                Ok(body) => downloaded.push((shown, l.file.clone(), body)),
+                Err(e) => link_errors.push(RowError {
+                    location: shown,
+                    message: e,
+                }),
+            }
+        }
+    }
     let st = store.clone();
     let rt = a.report_type.clone();
     let spill_dir = app.data_dir.clone();
@@ -210,13 +274,28 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             scope: &matcher,
             report_type: rt.as_deref(),
         };
-        import_files(st.as_ref(), &spill_dir, &opts, &files, started, &shown)
+        import_files_with(
+            st.as_ref(),
+            &spill_dir,
+            &opts,
+            &files,
+            &downloaded,
+            started,
+            &shown,
+        )
     })
     .await
     .map_err(|e| CliError::failure(format!("the import task failed: {e}")))?
     .map_err(CliError::failure);
     bar.finish_and_clear();
-    let (summary, in_scope, unreadable) = result?;
+    let (mut summary, in_scope, mut unreadable) = result?;
+    summary.files += link_mails;
+    unreadable += link_errors.len();
+    if !link_errors.is_empty() {
+        link_errors.append(&mut summary.errors);
+        link_errors.truncate(MAX_ERRORS);
+        summary.errors = link_errors;
+    }
     let run = FetchRun {
         source: "shadowserver-import".into(),
         started,
@@ -233,6 +312,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         error: None,
         failed_units: Vec::new(),
         max_time_source: None,
+        notices: Vec::new(),
     };
     if let Err(e) = store.record_run(&run) {
         tracing::warn!(error = %e, "cannot record the import run");

@@ -7,6 +7,7 @@ pub mod digest;
 pub mod export;
 pub mod fetch;
 pub mod import;
+pub mod import_cymru;
 pub mod import_hibp;
 pub mod import_mail;
 pub mod import_safebrowsing;

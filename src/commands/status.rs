@@ -109,6 +109,13 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
                 }
             }
         }
+        // Notes of the last run: worth knowing, no failure.
+        for s in sources.iter().filter(|s| !s.notes.is_empty()) {
+            outln!("{} (note):", s.name);
+            for n in &s.notes {
+                outln!("  - {}", clip(n, 4000));
+            }
+        }
     }
     outln!("store: {findings} findings in {}", app.data_dir.display());
     match &daemon {

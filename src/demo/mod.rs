@@ -34,6 +34,12 @@ const RECORDED: &[Recorded] = &[
     ),
     (
         "GET",
+        "/api/v3/subscribeddomains",
+        JSON,
+        include_bytes!("../../feeds/demo/hibp-subscribeddomains.json"),
+    ),
+    (
+        "GET",
         "/api/v3/breaches",
         JSON,
         include_bytes!("../../feeds/demo/hibp-breaches.json"),
@@ -73,6 +79,12 @@ const RECORDED: &[Recorded] = &[
         "/downloads/csv_recent/",
         CSV,
         include_bytes!("../../feeds/demo/urlhaus-csv_recent.csv"),
+    ),
+    (
+        "GET",
+        "/feeds/asn/64496/",
+        CSV,
+        include_bytes!("../../feeds/demo/urlhaus-asn-64496.csv"),
     ),
     (
         "GET",
@@ -184,6 +196,8 @@ base_url = "{base}"
 [sources.spamhaus_drop]
 base_url = "{base}"
 [sources.spamhaus_asndrop]
+base_url = "{base}"
+[sources.urlhaus_asn]
 base_url = "{base}"
 
 [digest]

@@ -133,6 +133,7 @@ mod tests {
             last_run: None,
             last_rows: Some(3),
             warnings: vec![],
+            notes: vec![],
         }
     }
 

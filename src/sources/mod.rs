@@ -13,6 +13,7 @@
 //! - a fetch that fails as a whole returns an error, and changes nothing it had not committed;
 //! - no secret reaches a log line, an error or a stored field.
 
+pub mod cymru;
 pub mod hibp;
 pub mod lists;
 pub mod safebrowsing;
@@ -75,6 +76,53 @@ impl StateView {
     ) -> Result<Option<T>, FetchError> {
         Ok(crate::store::state_get_json(self.store.as_ref(), key)?)
     }
+
+    /// Every http(s) URL that an open finding of another source reports on our domains or our
+    /// addresses (its `url`, and `extra` fields named like `*url*`, e.g. Shadowserver's
+    /// `http_url`), sorted, each once, at most `max`. Read-only: what Safe Browsing checks
+    /// beyond the home pages.
+    pub fn reported_urls(
+        &self,
+        except_source: &str,
+        scope: &ScopeMatcher,
+        max: usize,
+    ) -> Result<Vec<String>, FetchError> {
+        let mut out = std::collections::BTreeSet::new();
+        let ours = |u: &str| -> bool {
+            let t = u.trim();
+            let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                return false;
+            }
+            match lists::matching::url_host(t) {
+                Some((host, _)) => match host.parse::<std::net::IpAddr>() {
+                    Ok(a) => scope.contains_ip(a),
+                    Err(_) => scope.match_domain(host).is_some(),
+                },
+                None => false,
+            }
+        };
+        self.store.for_each(&mut |f| {
+            if f.source == except_source || f.status == crate::finding::Status::Resolved {
+                return Ok(());
+            }
+            if let Some(u) = &f.url
+                && ours(u)
+            {
+                out.insert(u.trim().to_string());
+            }
+            for (k, v) in &f.extra {
+                if k.contains("url")
+                    && let Some(u) = v.as_str()
+                    && ours(u)
+                {
+                    out.insert(u.trim().to_string());
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out.into_iter().take(max).collect())
+    }
 }
 
 /// Where finished units go: the pipeline stores each at once, as one atomic batch.
@@ -124,6 +172,9 @@ pub struct FetchOutput {
     pub complete: bool,
     /// Units that failed while the others went on; each is retried on the next run.
     pub failed: Vec<UnitError>,
+    /// Things the owner should know that are no failure (a domain the account may not
+    /// search): kept in the run log and shown by `status`, without changing the source's health.
+    pub notices: Vec<String>,
 }
 
 impl FetchOutput {
@@ -183,6 +234,11 @@ pub fn enabled_sources(cfg: &Config) -> Vec<BuiltSource> {
         && c.enabled
     {
         out.push(("snds".into(), snds::build(c, cfg)));
+    }
+    if let Some(c) = &cfg.sources.cymru
+        && c.enabled
+    {
+        out.push(("cymru".into(), cymru::build(c, cfg)));
     }
     out.extend(lists::build_enabled(cfg));
     out

@@ -175,6 +175,9 @@ pub struct FetchRun {
     /// Latest `time_source` seen in the data (for feed-health "clock ahead" checks).
     #[serde(default)]
     pub max_time_source: Option<DateTime<Utc>>,
+    /// What the source said the owner should know that is no failure (shown by `status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 impl FetchRun {
@@ -196,6 +199,7 @@ impl FetchRun {
             error: None,
             failed_units: Vec::new(),
             max_time_source: None,
+            notices: Vec::new(),
         }
     }
 }

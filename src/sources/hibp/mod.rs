@@ -64,6 +64,19 @@ pub struct HibpConfig {
     /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// The domains to search. Default: the domains verified on the account
+    /// (`GET /subscribeddomains`), intersected with `[organisation] domains` when those are set.
+    pub domains: Option<Vec<String>>,
+}
+
+/// Which domains a run searches.
+#[derive(Debug, Clone)]
+enum Domains {
+    /// `[sources.hibp] domains`: exactly these.
+    Listed(Vec<String>),
+    /// The account's verified domains (`/subscribeddomains`), limited to these organisation
+    /// domains when there are any.
+    Verified(Vec<String>),
 }
 
 /// Builds the source; the key and at least one domain are required.
@@ -75,12 +88,20 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
                 "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)".into(),
             )
         })?;
-    let domains: Vec<String> = cfg
+    let org: Vec<String> = cfg
         .organisation
         .domains
         .iter()
-        .map(|d| d.0.clone())
+        .map(|d| d.0.trim().trim_end_matches('.').to_ascii_lowercase())
         .collect();
+    let listed: Option<Vec<String>> = c.domains.as_ref().map(|l| {
+        l.iter()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect()
+    });
+    // Addresses are covered by the domains that may be searched.
+    let domains: Vec<String> = listed.clone().unwrap_or_else(|| org.clone());
     // Single addresses outside the searched domains are looked up one by one.
     let mut accounts: Vec<String> = Vec::new();
     for e in &cfg.organisation.emails {
@@ -92,12 +113,15 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
             accounts.push(e);
         }
     }
-    if domains.is_empty() && accounts.is_empty() {
+    if listed.as_ref().is_some_and(|l| l.is_empty()) && accounts.is_empty() {
         return Err(FetchError::Config(
-            "sources.hibp searches `organisation.domains` (and `organisation.emails`), which are empty"
-                .into(),
+            "sources.hibp.domains is empty and `organisation.emails` names no address".into(),
         ));
     }
+    let domains = match listed {
+        Some(l) => Domains::Listed(l),
+        None => Domains::Verified(org),
+    };
     Ok(Arc::new(HibpSource {
         base_url: c
             .base_url
@@ -115,7 +139,7 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
 pub struct HibpSource {
     base_url: String,
     key: Secret,
-    domains: Vec<String>,
+    domains: Domains,
     /// `organisation.emails` not on a searched domain (`/breachedaccount/{account}`).
     accounts: Vec<String>,
     schedule: CronSchedule,
@@ -439,6 +463,61 @@ impl HibpSource {
         }
     }
 
+    /// The domains this run searches when the config lists none: those verified on the
+    /// account (`GET /subscribeddomains`), limited to the organisation's domains when it names
+    /// any. An organisation domain that is not verified is named once in the run's notices
+    /// (shown by `status`; searching it would only be refused). When the list cannot be read (other than a
+    /// refused key), the organisation's domains are searched as they are.
+    async fn verified_domains(
+        &self,
+        ctx: &FetchContext,
+        org: &[String],
+        out: &mut FetchOutput,
+    ) -> Result<Vec<String>, FetchError> {
+        let read = match self.get(ctx, "subscribeddomains", true).await {
+            Ok(Some(body)) => parse_subscribed(&body).map_err(FetchError::Format),
+            Ok(None) => Err(FetchError::Format(
+                "/subscribeddomains was not found".into(),
+            )),
+            Err(e) if e.status() == Some(401) => {
+                return Err(map_error(e, "list of verified domains"));
+            }
+            Err(e) => Err(map_error(e, "list of verified domains")),
+        };
+        let verified = match read {
+            Ok(v) => v,
+            Err(e) if !org.is_empty() => {
+                let e = http::scrub(&e.to_string(), &self.secrets());
+                tracing::warn!(
+                    "HIBP verified domains unreadable ({}); searching [organisation] domains",
+                    crate::text::Clean(&e)
+                );
+                return Ok(org.to_vec());
+            }
+            Err(e) => return Err(e),
+        };
+        if org.is_empty() {
+            return Ok(verified);
+        }
+        let mut searched = Vec::new();
+        for d in org {
+            if verified.iter().any(|v| v == d) {
+                searched.push(d.clone());
+            } else {
+                out.notices.push(format!(
+                    "{d} is not verified on this HIBP account, so it is not searched: verify it \
+                     in the HIBP domain search dashboard (verified: {})",
+                    if verified.is_empty() {
+                        "none".to_string()
+                    } else {
+                        verified.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(searched)
+    }
+
     /// The breach list, from state when fresh and complete enough, else from `/breaches`.
     async fn breaches(
         &self,
@@ -538,7 +617,14 @@ impl Source for HibpSource {
         // each account is a unit: one refused (a domain not verified on the account) is named
         // and the others go on; a rejected key fails them all, so it ends the fetch.
         let mut results: Vec<(String, BTreeMap<String, Vec<String>>)> = Vec::new();
-        for domain in &self.domains {
+        let domains = match &self.domains {
+            Domains::Listed(l) => l.clone(),
+            Domains::Verified(org) => {
+                pacer.wait(clock.as_ref()).await;
+                self.verified_domains(ctx, org, &mut out).await?
+            }
+        };
+        for domain in &domains {
             pacer.wait(clock.as_ref()).await;
             let path = format!("breacheddomain/{}", encode_segment(domain));
             let searched = match self.get(ctx, &path, true).await {
@@ -627,6 +713,27 @@ impl Source for HibpSource {
         }
         Ok(out)
     }
+}
+
+/// `GET /subscribeddomains`: `[{"DomainName": "example.org", "PwnCount": 6, ...}]` → the
+/// domain names, lower case.
+pub fn parse_subscribed(body: &[u8]) -> Result<Vec<String>, String> {
+    #[derive(Deserialize)]
+    struct Subscribed {
+        #[serde(rename = "DomainName")]
+        domain_name: Option<String>,
+    }
+    let list: Vec<Subscribed> = serde_json::from_slice(body).map_err(|e| {
+        format!("the verified domains (/subscribeddomains) are not a JSON array of domains ({e})")
+    })?;
+    let mut out: Vec<String> = list
+        .into_iter()
+        .filter_map(|d| d.domain_name)
+        .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    out.dedup();
+    Ok(out)
 }
 
 /// Percent-encodes a path segment (domains are plain, but be safe).

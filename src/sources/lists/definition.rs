@@ -13,7 +13,7 @@ use crate::config::{CronSchedule, HumanDuration};
 use crate::finding::Severity;
 
 /// Source names that are API sources, not list feeds (their `[sources.*]` tables are typed).
-pub const RESERVED: &[&str] = &["shadowserver", "hibp", "safebrowsing", "snds"];
+pub const RESERVED: &[&str] = &["shadowserver", "hibp", "safebrowsing", "snds", "cymru"];
 
 /// One declarative list feed.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,7 +33,9 @@ pub struct FeedDef {
     /// The `feed` of its findings (list name within the source); defaults to `name`.
     #[serde(default)]
     pub feed: Option<String>,
-    /// The list's URL(s). Several URLs form one list (Spamhaus DROP v4 + v6).
+    /// The list's URL(s). Several URLs form one list (Spamhaus DROP v4 + v6). A URL naming
+    /// `{asn}` stands for one URL per ASN of `[organisation] asns` (URLhaus `/feeds/asn/{asn}/`),
+    /// each a unit of its own.
     #[serde(deserialize_with = "one_or_many")]
     pub url: Vec<String>,
     /// URLs used instead when a key is configured; `{auth_key}` is replaced by the key.
@@ -192,6 +194,10 @@ pub struct MetadataDef {
     /// Whether a missing metadata line means the body was cut off.
     #[serde(default)]
     pub required: bool,
+    /// Field holding the list's time (Unix seconds or a date): the `time_source` of entries
+    /// that carry none of their own.
+    #[serde(default)]
+    pub time: Option<String>,
 }
 
 fn comma() -> String {
@@ -340,7 +346,7 @@ impl FeedDef {
             return Err("`url` must name at least one URL".into());
         }
         for u in self.url.iter().chain(&self.keyed_url) {
-            let probe = u.replace("{auth_key}", "KEY");
+            let probe = u.replace("{auth_key}", "KEY").replace("{asn}", "64496");
             reqwest::Url::parse(&probe).map_err(|e| format!("bad URL `{u}`: {e}"))?;
         }
         if !self.keyed_url.is_empty() && self.keyed_url.len() != self.url.len() {
@@ -415,6 +421,14 @@ impl FeedDef {
         .into_iter()
         .flatten()
         .chain(self.extra.values())
+    }
+
+    /// Whether the list is fetched once per ASN (a URL names `{asn}`).
+    pub fn per_asn(&self) -> bool {
+        self.url
+            .iter()
+            .chain(&self.keyed_url)
+            .any(|u| u.contains("{asn}"))
     }
 
     /// The `feed` of this list's findings.

@@ -57,6 +57,13 @@ pub fn process_body(
         Ok(())
     };
     let info = parse::read_body(def, body, &mut on_row)?;
+    // A list whose entries carry no time of their own takes the list's (Spamhaus' metadata
+    // `timestamp`). The time is not part of a finding's identity.
+    if let Some(t) = info.time {
+        for f in findings.iter_mut().filter(|f| f.time_source.is_none()) {
+            f.time_source = Some(t);
+        }
+    }
     let rejected = info
         .rejected
         .into_iter()
@@ -133,9 +140,13 @@ impl Hit {
         }
         f.raw = Some(format!("{location} {pos}"));
         crate::scope::mark_scope(&mut f, scope);
+        // The prefix of ours holding the listed network, else one of ours inside it (a DROP
+        // /16 that holds our /24).
         if let Some(n) = f.network
             && !f.extra.contains_key("matched_prefix")
-            && let Some((p, origin)) = scope.match_ip(n.network())
+            && let Some((p, origin)) = scope
+                .match_ip(n.network())
+                .or_else(|| scope.prefix_within(n))
         {
             f.set_extra("matched_prefix", p.to_string());
             if let Origin::Asn(a) = origin {
@@ -182,12 +193,25 @@ pub fn entry(
     let mut asn: Option<u32> = None;
     let mut any = false;
 
+    // Lists that name a URL (or domain) beside its hosting address and ASN (URLhaus' per-ASN
+    // feed): the URL is the entry's identity, so a malformed address or ASN next to it is kept
+    // in `extra` with a warning instead of costing the entry.
+    let secondary = (cols.ip.is_some() || cols.asn.is_some())
+        && (get(&cols.url).is_some_and(|u| url_host(&u).is_some())
+            || get(&cols.domain).is_some_and(|d| plausible_host(&d)));
+    let mut soft: Vec<(&'static str, String)> = Vec::new();
     if let Some(v) = get(&cols.ip) {
         any = true;
-        ip = Some(
-            parse_ip_port(&v)
-                .ok_or_else(|| format!("`{}` is not an IP address", crate::text::clip(&v, 120)))?,
-        );
+        match parse_ip_port(&v) {
+            Some(a) => ip = Some(a),
+            None if secondary => soft.push(("ip", v.into_owned())),
+            None => {
+                return Err(format!(
+                    "`{}` is not an IP address",
+                    crate::text::clip(&v, 120)
+                ));
+            }
+        }
     }
     if let Some(v) = get(&cols.network) {
         any = true;
@@ -218,10 +242,16 @@ pub fn entry(
     }
     if let Some(v) = get(&cols.asn) {
         any = true;
-        asn = Some(
-            parse_asn(&v)
-                .ok_or_else(|| format!("`{}` is not an AS number", crate::text::clip(&v, 120)))?,
-        );
+        match parse_asn(&v) {
+            Some(a) => asn = Some(a),
+            None if secondary => soft.push(("asn", v.into_owned())),
+            None => {
+                return Err(format!(
+                    "`{}` is not an AS number",
+                    crate::text::clip(&v, 120)
+                ));
+            }
+        }
     }
     if let Some(v) = get(&cols.indicator) {
         any = true;
@@ -338,6 +368,18 @@ pub fn entry(
         ));
     }
     let mut extra = Vec::with_capacity(cols.extra.len() + 1);
+    for (field, v) in soft {
+        warnings.push(format!(
+            "bad {} `{}` (kept in extra)",
+            if field == "ip" {
+                "address"
+            } else {
+                "AS number"
+            },
+            crate::text::clip(&v, 40)
+        ));
+        extra.push((field.to_string(), v));
+    }
     let port_field = get(&cols.port);
     let port_value = match &port_field {
         Some(p) => match p.parse::<u16>() {

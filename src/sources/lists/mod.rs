@@ -37,6 +37,7 @@ pub const BUILTIN: &[&str] = &[
     "sslbl",
     "spamhaus_drop",
     "spamhaus_asndrop",
+    "urlhaus_asn",
 ];
 
 /// The shipped feed files, embedded so the binary works from any folder.
@@ -55,6 +56,10 @@ const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "spamhaus_asndrop",
         include_str!("../../../feeds/spamhaus_asndrop.toml"),
+    ),
+    (
+        "urlhaus_asn",
+        include_str!("../../../feeds/urlhaus_asn.toml"),
     ),
 ];
 
@@ -192,7 +197,14 @@ pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
         if !enabled {
             continue;
         }
-        let built = ListSource::new(def, table).map(|s| Arc::new(s) as Arc<dyn Source>);
+        let asns: Vec<u32> = cfg.organisation.asns.iter().map(|a| a.0).collect();
+        // A per-ASN feed on by default has nothing to ask without ASNs; one switched on by its
+        // table says so (ListSource::with_asns).
+        if table.is_none() && asns.is_empty() && def.per_asn() {
+            continue;
+        }
+        let built =
+            ListSource::with_asns(def, table, &asns).map(|s| Arc::new(s) as Arc<dyn Source>);
         out.push((name, built));
     }
     out
@@ -221,6 +233,16 @@ impl std::fmt::Debug for ListSource {
 impl ListSource {
     /// Builds a feed from its definition and its optional `[sources.NAME]` table.
     pub fn new(def: Arc<FeedDef>, table: Option<&ListSourceConfig>) -> Result<Self, FetchError> {
+        Self::with_asns(def, table, &[])
+    }
+
+    /// Builds a feed whose URLs may name `{asn}`: each such URL becomes one URL (one unit) per
+    /// ASN in `asns` (the number without "AS"). A per-ASN feed without ASNs is a config error.
+    pub fn with_asns(
+        def: Arc<FeedDef>,
+        table: Option<&ListSourceConfig>,
+        asns: &[u32],
+    ) -> Result<Self, FetchError> {
         let name = def.name.clone();
         let key = match table {
             Some(t) => secret::resolve(
@@ -247,13 +269,27 @@ impl ListSource {
             Some(k) => u.replace("{auth_key}", k.expose()),
             None => u.to_string(),
         };
-        let mut urls: Vec<String> = templates.iter().map(|u| fill(u)).collect();
+        // `{asn}`: one URL per configured ASN, in the order of the config (before any
+        // rebasing, which would percent-encode the braces).
+        let per_asn = |list: &[String]| -> Result<Vec<String>, FetchError> {
+            if list.iter().any(|u| u.contains("{asn}")) && asns.is_empty() {
+                return Err(FetchError::Config(format!(
+                    "sources.{name}: the feed asks one URL per ASN (`{{asn}}`) but \
+                     [organisation] asns is empty"
+                )));
+            }
+            Ok(expand_asns(list, asns))
+        };
+        let mut urls: Vec<String> = per_asn(templates)?.iter().map(|u| fill(u)).collect();
         if let Some(t) = table {
             if let Some(u) = &t.url {
-                reqwest::Url::parse(u).map_err(|e| {
+                reqwest::Url::parse(&u.replace("{asn}", "64496")).map_err(|e| {
                     FetchError::Config(format!("sources.{name}.url `{u}` is not a URL: {e}"))
                 })?;
-                urls = vec![fill(u)];
+                urls = per_asn(std::slice::from_ref(u))?
+                    .iter()
+                    .map(|u| fill(u))
+                    .collect();
             } else if let Some(b) = &t.base_url {
                 urls = urls
                     .iter()
@@ -378,6 +414,19 @@ impl ListSource {
             .await
             .map_err(|e| self.auth_error(e))
     }
+}
+
+/// Each URL naming `{asn}` once per ASN (the number without "AS"); other URLs as they are.
+fn expand_asns(urls: &[String], asns: &[u32]) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in urls {
+        if u.contains("{asn}") {
+            out.extend(asns.iter().map(|a| u.replace("{asn}", &a.to_string())));
+        } else {
+            out.push(u.clone());
+        }
+    }
+    out
 }
 
 /// The unpacked body: a `.zip` export gives its first file, a gzip file its content.

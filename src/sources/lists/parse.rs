@@ -76,10 +76,15 @@ pub struct BodyInfo {
     pub rejected: Vec<(Pos, String)>,
     /// Deprecation notices seen in comments.
     pub notices: Vec<String>,
+    /// The list's own time (Spamhaus' metadata `timestamp`), when the feed file names it.
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Reads `body` as `def` describes and calls `on_row` for each entry.
 pub fn read_body(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<BodyInfo, String> {
+    // A UTF-8 byte-order mark would glue itself to the first line (a banner comment read as
+    // data, a header or first record misread).
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     match &def.format {
         FormatDef::Csv(c) => read_csv(def, c, body, on_row),
         FormatDef::Lines(_) => read_lines(def, body, on_row),
@@ -362,7 +367,13 @@ pub fn check_trailer(
     let found = last.and_then(|l| {
         let l = std::str::from_utf8(l).ok()?;
         let mid = l.strip_prefix(pre)?.strip_suffix(post)?;
-        mid.trim().parse::<usize>().ok()
+        // The older Feodo trailer wrote the count in parentheses: `# END (28) entries`.
+        mid.trim()
+            .trim_start_matches('(')
+            .trim_end_matches(')')
+            .trim()
+            .parse::<usize>()
+            .ok()
     });
     match found {
         Some(n) if n == entries => Ok(()),
@@ -581,6 +592,15 @@ fn read_jsonl(
                 .and_then(Value::as_u64)
                 .map(|c| c as usize);
             declared = Some(count);
+            if let Some(tf) = &m.time {
+                info.time = v.get(tf).and_then(|t| match t {
+                    Value::Number(n) => n
+                        .as_i64()
+                        .and_then(|s| chrono::DateTime::from_timestamp(s, 0)),
+                    Value::String(s) => super::matching::parse_time(s),
+                    _ => None,
+                });
+            }
             continue;
         }
         info.entries += 1;

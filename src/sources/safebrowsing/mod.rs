@@ -70,6 +70,13 @@ pub struct SafeBrowsingConfig {
     pub urls: Vec<String>,
     /// URLs per request (default and maximum: 500 for v4, 50 for v5).
     pub batch_size: Option<usize>,
+    /// Also check every URL on our domains or addresses that another source reported
+    /// (URLhaus, ThreatFox, Shadowserver, ...) and that is still open (default true).
+    #[serde(default = "crate::sources::default_true")]
+    pub reported_urls: bool,
+    /// At most this many reported URLs per run (default 2000): each is a lookup against the
+    /// key's daily quota.
+    pub max_reported_urls: Option<usize>,
     /// How long a match stays open once Google stops listing it (default 1 day).
     pub resolve_after: Option<HumanDuration>,
     /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
@@ -149,7 +156,7 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
     }
     let mut seen = BTreeSet::new();
     targets.retain(|t| seen.insert(t.clone()));
-    if targets.is_empty() {
+    if targets.is_empty() && !c.reported_urls {
         return Err(FetchError::Config(
             "sources.safebrowsing has nothing to check: `organisation.domains` and \
              `sources.safebrowsing.urls` are both empty"
@@ -165,6 +172,7 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
         api,
         batch,
         targets,
+        reported: c.reported_urls.then(|| c.max_reported_urls.unwrap_or(2000)),
         schedule: super::schedule_or(&c.schedule, "0 5 * * * *"),
         resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(1)),
     }))
@@ -177,6 +185,8 @@ pub struct SafeBrowsingSource {
     api: Api,
     batch: usize,
     targets: Vec<String>,
+    /// Check URLs other sources reported, at most this many per run.
+    reported: Option<usize>,
     schedule: CronSchedule,
     resolve_after: chrono::Duration,
 }
@@ -633,9 +643,25 @@ impl Source for SafeBrowsingSource {
                 None
             })
             .unwrap_or_default();
-        cache.retain(|u, e| e.expires > now && self.targets.contains(u));
-        let to_query: Vec<String> = self
-            .targets
+        // Our home pages and configured URLs, then the URLs other sources reported on our
+        // domains and addresses.
+        let mut targets = self.targets.clone();
+        if let Some(max) = self.reported {
+            let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
+            for u in ctx.state.reported_urls("safebrowsing", &ctx.scope, max)? {
+                if seen.insert(u.clone()) {
+                    targets.push(u);
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Ok(FetchOutput {
+                complete: true,
+                ..Default::default()
+            });
+        }
+        cache.retain(|u, e| e.expires > now && targets.contains(u));
+        let to_query: Vec<String> = targets
             .iter()
             .filter(|t| !cache.contains_key(*t))
             .cloned()
@@ -711,7 +737,7 @@ impl Source for SafeBrowsingSource {
         }
         let mut out = FetchOutput {
             complete: true,
-            fetched: self.targets.len(),
+            fetched: targets.len(),
             ..Default::default()
         };
         for (unit, e) in &failed {

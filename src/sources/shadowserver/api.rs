@@ -161,8 +161,25 @@ impl ApiClient {
     /// `reports/list` for a date (`YYYY-MM-DD` or `YYYY-MM-DD:YYYY-MM-DD`), optionally only some
     /// report types.
     pub async fn list(&self, date: &str, types: &[String]) -> Result<Vec<ReportEntry>, FetchError> {
+        self.list_filtered(date, types, &[]).await
+    }
+
+    /// `reports/list`, also filtered by mailing list (`reports`: the names `reports/subscribed`
+    /// gives, e.g. an organisation's ASN list) when `reports` is not empty.
+    pub async fn list_filtered(
+        &self,
+        date: &str,
+        types: &[String],
+        reports: &[String],
+    ) -> Result<Vec<ReportEntry>, FetchError> {
         let mut p = Map::new();
         p.insert("date".into(), Value::String(date.to_string()));
+        if !reports.is_empty() {
+            p.insert(
+                "reports".into(),
+                Value::Array(reports.iter().cloned().map(Value::String).collect()),
+            );
+        }
         if !types.is_empty() {
             p.insert(
                 "types".into(),
@@ -256,6 +273,39 @@ impl ApiClient {
         m.remove("secret");
         Ok(m)
     }
+}
+
+/// Downloads a report a mail links to (`https://dl.shadowserver.org/<id>?<file>`) from
+/// `download_url` (`{download_url}<id>`; a test server or mirror answers there). The id works
+/// like a password: it is never shown (messages name the file).
+pub async fn download_link(
+    http: &HttpClient,
+    download_url: &str,
+    link: &super::import::ReportLink,
+) -> Result<bytes::Bytes, String> {
+    let id = Secret::new(link.id.clone());
+    let url = crate::http::join(download_url, &link.id);
+    let file = crate::text::clip(&link.file, 120);
+    let reply = http
+        .get(&url, HeaderMap::new(), None, &[&id])
+        .await
+        .map_err(|e| id.scrub(&format!("downloading the linked report {file} failed: {e}")))?;
+    let Fetched::Body { body, .. } = reply else {
+        return Err(format!(
+            "downloading the linked report {file}: unexpected 304 reply"
+        ));
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!(
+            "downloading the linked report {file}: the body is empty"
+        ));
+    }
+    if looks_like_html(&body) {
+        return Err(format!(
+            "downloading the linked report {file}: got an HTML page instead of CSV (expired link?)"
+        ));
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

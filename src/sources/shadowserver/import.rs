@@ -385,6 +385,113 @@ fn import_stream<R: Read + Seek>(
     }
 }
 
+/// A report a Shadowserver mail links to instead of attaching it:
+/// `https://dl.shadowserver.org/<id>?<file name>.csv`. The id works like a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReportLink {
+    pub id: String,
+    /// The report's file name (it names the report type).
+    pub file: String,
+}
+
+impl std::fmt::Debug for ReportLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReportLink(***, {})", self.file)
+    }
+}
+
+/// Whether a mail part is a report (a CSV, zip or gzip attachment).
+fn is_report_attachment(name: &str, content: &[u8]) -> bool {
+    let lower = name.to_ascii_lowercase();
+    sniff(content) != Kind::Plain || lower.ends_with(".csv") || lower.ends_with(".txt")
+}
+
+/// The `dl.shadowserver.org` report links of a mail that carries no report attachment (a mail
+/// with attachments is imported from them, and gives none). Each link once, in mail order.
+pub fn mail_links(bytes: &[u8]) -> Vec<ReportLink> {
+    use mail_parser::{MessageParser, MimeHeaders};
+    let Some(msg) = MessageParser::default().parse(bytes) else {
+        return Vec::new();
+    };
+    let attached = msg.attachments().enumerate().any(|(n, part)| {
+        let name = part
+            .attachment_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("attachment-{}", n + 1));
+        is_report_attachment(&name, part.contents())
+    });
+    if attached {
+        return Vec::new();
+    }
+    let Some(mail) = crate::mail::parse(bytes) else {
+        return Vec::new();
+    };
+    let mut out: Vec<ReportLink> = Vec::new();
+    for body in mail.bodies() {
+        for link in links_in(body) {
+            if !out.iter().any(|l| l.id == link.id) {
+                out.push(link);
+            }
+        }
+    }
+    out
+}
+
+/// Finds `https://dl.shadowserver.org/<id>?<file name>` in a text (or HTML) body.
+fn links_in(body: &str) -> Vec<ReportLink> {
+    const HOST: &str = "dl.shadowserver.org/";
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find(HOST) {
+        rest = &rest[i + HOST.len()..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']'))
+            .unwrap_or(rest.len());
+        let link = &rest[..end];
+        let Some((id, file)) = link.split_once('?') else {
+            continue;
+        };
+        let id_ok = !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        // `&amp;`-free file names only: a path separator or a query in the name is refused.
+        let file = file.split('&').next().unwrap_or(file);
+        let file_ok = !file.is_empty()
+            && file
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !file.starts_with('.');
+        if id_ok && file_ok {
+            out.push(ReportLink {
+                id: id.to_string(),
+                file: file.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// Imports one report held in memory (a downloaded mail link): zip, gzip or plain CSV. `shown`
+/// names it in messages, `name` is its file name (which names the report type).
+pub fn import_bytes(
+    bytes: &[u8],
+    shown: &str,
+    name: &str,
+    opts: &ImportOptions<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<Vec<CsvOutcome>, String> {
+    import_stream(
+        Cursor::new(bytes),
+        sniff(bytes),
+        shown,
+        name,
+        None,
+        opts,
+        sink,
+    )
+}
+
 /// Imports every CSV, zip or gzip attachment of a mail.
 fn import_eml(
     bytes: &[u8],
@@ -408,11 +515,9 @@ fn import_eml(
             .attachment_name()
             .map(str::to_string)
             .unwrap_or_else(|| format!("attachment-{}", n + 1));
-        let lower = att_name.to_ascii_lowercase();
         let content = part.contents();
         let kind = sniff(content);
-        let looks_csv = lower.ends_with(".csv") || lower.ends_with(".txt");
-        if kind == Kind::Plain && !looks_csv {
+        if !is_report_attachment(&att_name, content) {
             continue;
         }
         let loc = format!("{shown}!{att_name}");
@@ -428,8 +533,7 @@ fn import_eml(
     }
     if outs.is_empty() {
         outs.push(failed(
-            "the mail has no CSV, zip or gzip attachment (reports that only link to \
-             dl.shadowserver.org are fetched by `outwatch fetch --source shadowserver`)"
+            "the mail has no CSV, zip or gzip attachment and no dl.shadowserver.org report link"
                 .into(),
         ));
     }

@@ -59,6 +59,9 @@ pub struct ShadowserverConfig {
     /// Only these report types (all when empty).
     #[serde(default)]
     pub types: Vec<String>,
+    /// Only the reports of these mailing lists (the listing's `report` field; all when empty).
+    #[serde(default)]
+    pub reports: Vec<String>,
     /// A finding not re-reported for this long becomes resolved [default: 7 days].
     pub resolve_after: Option<HumanDuration>,
     /// Where `outwatch shadowserver update-schema` downloads the schema from.
@@ -202,7 +205,11 @@ impl Source for ShadowserverSource {
         let today = ctx.now.date_naive();
         let from = today - chrono::Duration::days(2);
         let entries = client
-            .list(&format!("{from}:{today}"), &self.cfg.types)
+            .list_filtered(
+                &format!("{from}:{today}"),
+                &self.cfg.types,
+                &self.cfg.reports,
+            )
             .await?;
         let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
         let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
@@ -235,6 +242,15 @@ impl Source for ShadowserverSource {
                 continue;
             };
             if !self.cfg.types.is_empty() && !self.cfg.types.contains(&report_type) {
+                continue;
+            }
+            // Checked again here: the listing's `report` is the mailing list a report went to.
+            if !self.cfg.reports.is_empty()
+                && !entry
+                    .report
+                    .as_deref()
+                    .is_some_and(|r| self.cfg.reports.iter().any(|x| x == r))
+            {
                 continue;
             }
             let mut unit = match self

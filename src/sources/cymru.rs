@@ -1,0 +1,654 @@
+//! Team Cymru CSIRT Assistance Program (CAP): daily files listing what Team Cymru saw of our
+//! addresses (infected hosts, controllers, scanners, open resolvers, proxies, phishing, spam...).
+//!
+//! A file is pipe-separated, one event per line, `#` comments. Two generations exist:
+//! - the older one, `# Format: report|ip|asn|timestamp|comments|asn_name`, whose comments are
+//!   space-separated (`srcport 1337 mwtype Conficker destaddr 172.16.0.22`);
+//! - the current one, `#category|address|asn|timestamp|optional_information|asninfo`, whose
+//!   information field is `key: value;` pairs (`family: nivdort;dest_addr: 172.16.0.22;`) and
+//!   whose asninfo ends with the country (`Example AS Name, AT`).
+//!
+//! Both are read by one parser: the fields are the same six; the information field is read as
+//! `key: value` pairs when it has them, else as the older `key value` tokens, and a few
+//! categories carry a bare value (phishing: the URL; bruteforce: the protocol; proxy: the proxy
+//! type and port). Every category is mapped to the RSIT classification; one not known is kept
+//! as type `other` with the category as identifier, and named in a warning, never dropped.
+//! A row is rejected only when its address is missing or malformed; any other malformed value
+//! (an ASN, a time, a host name, a destination address) is kept as written in `extra`.
+//!
+//! Fetching: `[sources.cymru] url` (HTTP basic auth with `username` and `password`), where
+//! `{date}` stands for a day as `YYYYMMDD`: yesterday's and the day before's files are fetched,
+//! each a unit. Without `{date}` the URL is one file.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source};
+use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::finding::{Classification, Finding, Severity};
+use crate::http::{self, Fetched};
+use crate::secret::{self, Secret};
+
+/// `[sources.cymru]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CymruConfig {
+    #[serde(default = "crate::sources::default_true")]
+    pub enabled: bool,
+    /// The daily file's URL; `{date}` is replaced by the day (`YYYYMMDD`).
+    pub url: Option<String>,
+    /// The CAP account's user name (HTTP basic auth).
+    pub username: Option<String>,
+    /// Its password, inline, or from the environment variable named by `password_env`.
+    pub password: Option<Secret>,
+    pub password_env: Option<String>,
+    /// When the daemon runs it (default daily at 06:50 UTC).
+    pub schedule: Option<CronSchedule>,
+    /// How long a finding stays open once no file repeats it (default 3 days).
+    pub resolve_after: Option<HumanDuration>,
+    /// Allow `http://` to a host that is not loopback (the password then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+}
+
+/// Builds the source: `url`, `username` and a password are required.
+pub fn build(c: &CymruConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+    let url = c.url.clone().ok_or_else(|| {
+        FetchError::Config(
+            "sources.cymru needs `url` (the CAP file's address, `{date}` for the day)".into(),
+        )
+    })?;
+    let username = c
+        .username
+        .clone()
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
+    let password = secret::resolve(&c.password, &c.password_env, "sources.cymru.password")
+        .map_err(FetchError::Config)?
+        .ok_or_else(|| {
+            FetchError::Config("sources.cymru needs `password` or `password_env`".into())
+        })?;
+    let probe = url.replace("{date}", "20260101");
+    crate::config::check_url(&probe, !c.allow_plain_http)
+        .map_err(|e| FetchError::Config(format!("sources.cymru.url `{url}`: {e}")))?;
+    // What goes on the wire is base64("user:password"); scrub that too, whatever echoes it.
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    Ok(Arc::new(CymruSource {
+        url,
+        secrets: vec![password, Secret::new(basic)],
+        schedule: super::schedule_or(&c.schedule, "0 50 6 * * *"),
+        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(3)),
+    }))
+}
+
+/// The CAP source.
+pub struct CymruSource {
+    url: String,
+    /// The password, then the basic-auth token.
+    secrets: Vec<Secret>,
+    schedule: CronSchedule,
+    resolve_after: chrono::Duration,
+}
+
+impl std::fmt::Debug for CymruSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CymruSource")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl CymruSource {
+    /// The URLs of one run: yesterday's and the day before's file, or the one URL.
+    fn urls(&self, now: DateTime<Utc>) -> Vec<String> {
+        if !self.url.contains("{date}") {
+            return vec![self.url.clone()];
+        }
+        (1..=2)
+            .rev()
+            .map(|d| {
+                let day = (now - chrono::Duration::days(d))
+                    .format("%Y%m%d")
+                    .to_string();
+                self.url.replace("{date}", &day)
+            })
+            .collect()
+    }
+
+    async fn fetch_one(&self, ctx: &FetchContext, url: &str) -> Result<FetchOutput, FetchError> {
+        let mut headers = HeaderMap::new();
+        let mut v = HeaderValue::from_str(&format!("Basic {}", self.secrets[1].expose()))
+            .map_err(|_| FetchError::Config("sources.cymru: unusable credentials".into()))?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+        let secrets: Vec<&Secret> = self.secrets.iter().collect();
+        let fetched = ctx
+            .http
+            .get(url, headers, None, &secrets)
+            .await
+            .map_err(|e| match e.status() {
+                Some(s @ (401 | 403)) => FetchError::Auth(format!(
+                    "{url}: HTTP {s}: Team Cymru refused the CAP account: check \
+                     sources.cymru.username and password"
+                )),
+                _ => FetchError::Http(e),
+            })?;
+        let Fetched::Body { body, .. } = fetched else {
+            return Err(FetchError::Format(format!(
+                "{url}: answered 304 Not Modified to an unconditional request"
+            )));
+        };
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(FetchError::Http(http::HttpError::Empty {
+                url: url.to_string(),
+            }));
+        }
+        if http::looks_like_html(&body) {
+            return Err(FetchError::Http(http::HttpError::Html {
+                url: url.to_string(),
+            }));
+        }
+        super::check_complete_lines(&body, false)
+            .map_err(|e| FetchError::Format(format!("{url}: {e}")))?;
+        let p = parse(&body, url);
+        for c in &p.unknown_categories {
+            tracing::warn!(source = "cymru", category = %crate::text::Clean(c), "unknown CAP category kept as `other`");
+        }
+        Ok(FetchOutput {
+            findings: p.findings,
+            fetched: p.rows,
+            rejected: p.rejected,
+            warnings: p.warnings,
+            ..Default::default()
+        })
+    }
+}
+
+#[async_trait]
+impl Source for CymruSource {
+    fn name(&self) -> &str {
+        "cymru"
+    }
+    fn schedule(&self) -> CronSchedule {
+        self.schedule.clone()
+    }
+    fn resolve_after(&self) -> chrono::Duration {
+        self.resolve_after
+    }
+    fn secrets(&self) -> Vec<&Secret> {
+        self.secrets.iter().collect()
+    }
+
+    async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
+        let urls = self.urls(ctx.now);
+        let mut out = FetchOutput {
+            complete: true,
+            ..Default::default()
+        };
+        let single = urls.len() == 1;
+        for url in urls {
+            match self.fetch_one(ctx, &url).await {
+                // Each day is stored at once (findings and counts): a later day's failure
+                // cannot lose it.
+                Ok(unit) => ctx.commit(unit).await?,
+                Err(e) if single => return Err(e),
+                Err(e) => out.fail_unit(url, &e),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What one CAP file gave.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub findings: Vec<Finding>,
+    /// Data lines read.
+    pub rows: usize,
+    pub rejected: Vec<RowError>,
+    pub warnings: Vec<RowError>,
+    /// Categories this parser does not know (kept as `other`), each once.
+    pub unknown_categories: Vec<String>,
+}
+
+/// How a category is classified: type, identifier, severity.
+fn category(c: &str) -> Option<(&'static str, &'static str, Severity)> {
+    Some(match c {
+        "bot" | "bots" => ("infected-system", "bot", Severity::High),
+        "conficker" => ("infected-system", "conficker", Severity::High),
+        "controller" => ("c2-server", "controller", Severity::High),
+        "bruteforce" => ("brute-force", "bruteforce", Severity::Medium),
+        "scanner" | "scanners" => ("scanner", "scanner", Severity::Medium),
+        "darknet" => ("scanner", "darknet", Severity::Medium),
+        "honeypot" => ("scanner", "honeypot", Severity::Medium),
+        "phishing" => ("phishing", "phishing", Severity::High),
+        "proxy" => ("vulnerable-system", "open-proxy", Severity::Medium),
+        "openresolver" | "openresolvers" => {
+            ("vulnerable-system", "dns-open-resolver", Severity::Medium)
+        }
+        "spam" => ("spam", "spam", Severity::Medium),
+        "malwareurl" => ("malware-distribution", "malwareurl", Severity::High),
+        "defacement" => ("system-compromise", "defacement", Severity::High),
+        _ => return None,
+    })
+}
+
+/// The older format's comment keywords (`srcport 1337 mwtype Conficker destaddr 172.16.0.22`).
+const OLD_KEYS: &[&str] = &["srcport", "mwtype", "destaddr", "dstaddr"];
+
+/// Parses one CAP file (either generation). `location` names it in `raw` and messages.
+pub fn parse(body: &[u8], location: &str) -> Parsed {
+    let text = String::from_utf8_lossy(body);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut p = Parsed::default();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        p.rows += 1;
+        let loc = format!("{location} line {n}");
+        match row(line, &loc, &mut p) {
+            Ok(f) => p.findings.push(f),
+            Err(message) => p.rejected.push(RowError {
+                location: loc,
+                message,
+            }),
+        }
+    }
+    p
+}
+
+fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
+    let parts: Vec<&str> = line.split('|').collect();
+    if parts.len() < 2 {
+        return Err("not a CAP line (`category|address|asn|timestamp|information|asninfo`)".into());
+    }
+    let mut warn = |m: String| {
+        p.warnings.push(RowError {
+            location: loc.to_string(),
+            message: m,
+        })
+    };
+    // A `|` inside the information field: the first four and the last field are fixed.
+    let (info, asinfo) = match parts.len() {
+        0..=5 => {
+            warn(format!(
+                "has {} fields, expected 6 (the missing ones are empty)",
+                parts.len()
+            ));
+            (parts.get(4).copied().unwrap_or(""), "")
+        }
+        6 => (parts[4], parts[5]),
+        n => (
+            &line[field_start(line, 4)..line.len() - parts[n - 1].len() - 1],
+            parts[n - 1],
+        ),
+    };
+    let cat_raw = parts[0].trim();
+    let cat = cat_raw.to_ascii_lowercase();
+    let ip: IpAddr = parts[1].trim().parse().map_err(|_| {
+        format!(
+            "`{}` is not an IP address",
+            crate::text::clip(parts[1].trim(), 80)
+        )
+    })?;
+    let (kind, mut identifier, severity) = match category(&cat) {
+        Some((k, i, s)) => (k, i.to_string(), s),
+        None => {
+            if !p.unknown_categories.contains(&cat) {
+                p.unknown_categories.push(cat.clone());
+            }
+            warn(format!(
+                "unknown category `{}` (kept as `other`)",
+                crate::text::clip(cat_raw, 40)
+            ));
+            ("other", cat.clone(), Severity::Medium)
+        }
+    };
+    let mut extra: Vec<(String, String)> = Vec::new();
+    let mut f_port: Option<u16> = None;
+    let mut protocol: Option<String> = None;
+    let mut domain: Option<String> = None;
+    let mut url: Option<String> = None;
+    let mut malware: Option<String> = None;
+
+    // The information field.
+    let info = info.trim();
+    let pairs = if info.contains(':') && !matches!(cat.as_str(), "phishing" | "malwareurl") {
+        info_pairs(info)
+    } else {
+        Vec::new()
+    };
+    if matches!(cat.as_str(), "phishing" | "malwareurl" | "defacement") {
+        let u = info.trim_end_matches(';').trim();
+        if !u.is_empty() {
+            url = Some(u.split_whitespace().next().unwrap_or(u).to_string());
+        }
+    } else if cat == "bruteforce" && !info.is_empty() && pairs.is_empty() {
+        // `ssh;` / `ssh`: the attacked protocol.
+        let proto = info.trim_end_matches(';').trim().to_ascii_lowercase();
+        extra.push(("application".into(), proto.clone()));
+        identifier = proto;
+    } else if !pairs.is_empty() || info.contains(';') {
+        let list = if pairs.is_empty() {
+            info_pairs(info)
+        } else {
+            pairs
+        };
+        for (k, v) in list {
+            match (k.as_str(), v) {
+                ("", bare) => bare_value(&cat, bare, &mut extra, &mut f_port),
+                (_, v) => {
+                    let k = key_name(&k);
+                    apply(
+                        &k,
+                        v,
+                        &mut extra,
+                        &mut protocol,
+                        &mut domain,
+                        &mut malware,
+                        &mut f_port,
+                        &mut warn,
+                    )
+                }
+            }
+        }
+    } else if info.split_whitespace().any(|t| OLD_KEYS.contains(&t)) {
+        for (k, v) in old_tokens(info) {
+            let k = match k.as_str() {
+                "mwtype" => "family".to_string(),
+                "destaddr" | "dstaddr" => "dest_addr".to_string(),
+                "srcport" => "src_port".to_string(),
+                "comment" => "comment".to_string(),
+                other => other.to_string(),
+            };
+            apply(
+                &k,
+                &v,
+                &mut extra,
+                &mut protocol,
+                &mut domain,
+                &mut malware,
+                &mut f_port,
+                &mut warn,
+            );
+        }
+    } else if !info.is_empty() {
+        bare_value(&cat, info, &mut extra, &mut f_port);
+    }
+    if let Some(m) = &malware {
+        identifier = m.to_lowercase();
+    }
+
+    let mut f = Finding::new(
+        "cymru",
+        &cat,
+        Classification::new("", kind, &identifier),
+        severity,
+    );
+    f.ip = Some(ip);
+    f.port = f_port;
+    f.protocol = protocol;
+    f.domain = domain;
+    f.url = url;
+    let asn_text = parts.get(2).map(|s| s.trim()).unwrap_or("");
+    match asn_text {
+        "" | "0" => {}
+        a => match a.trim_start_matches("AS").parse::<u32>() {
+            Ok(n) if n > 0 => f.asn = Some(n),
+            _ => {
+                warn(format!(
+                    "bad ASN `{}` (kept in extra)",
+                    crate::text::clip(a, 40)
+                ));
+                f.set_extra("asn", a.to_string());
+            }
+        },
+    }
+    let time_text = parts.get(3).map(|s| s.trim()).unwrap_or("");
+    if !time_text.is_empty() {
+        match NaiveDateTime::parse_from_str(
+            time_text
+                .trim_end_matches("GMT")
+                .trim_end_matches("UTC")
+                .trim(),
+            "%Y-%m-%d %H:%M:%S",
+        ) {
+            Ok(t) => f.time_source = Some(t.and_utc()),
+            Err(_) => {
+                warn(format!(
+                    "bad time `{}` (kept in extra)",
+                    crate::text::clip(time_text, 40)
+                ));
+                f.set_extra("time", time_text.to_string());
+            }
+        }
+    }
+    let asinfo = asinfo.trim();
+    if !asinfo.is_empty() {
+        // The current format ends the AS name with `, CC`.
+        match asinfo.rsplit_once(", ") {
+            Some((name, cc)) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) => {
+                f.set_extra("as_name", name.to_string());
+                f.set_extra("cc", cc.to_string());
+            }
+            _ => f.set_extra("as_name", asinfo.to_string()),
+        }
+    }
+    f.set_extra("category", cat_raw.to_string());
+    if let Some(m) = malware {
+        f.set_extra("malware", m);
+    }
+    for (k, v) in extra {
+        f.set_extra(&k, v);
+    }
+    if !info.is_empty() {
+        f.set_extra("information", info.to_string());
+    }
+    f.raw = Some(loc.to_string());
+    Ok(f)
+}
+
+/// Byte offset where field `n` (from 0) of a `|` line starts.
+fn field_start(line: &str, n: usize) -> usize {
+    line.match_indices('|')
+        .nth(n - 1)
+        .map_or(line.len(), |(i, _)| i + 1)
+}
+
+/// `key: value;` pairs; a piece without a colon has an empty key (a bare value).
+fn info_pairs(info: &str) -> Vec<(String, &str)> {
+    info.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|piece| match piece.split_once(':') {
+            // `http://...` and bare `socks4-61039` are values, not keys.
+            Some((k, v)) if !k.contains(char::is_whitespace) && !v.starts_with("//") => {
+                (k.trim().to_ascii_lowercase(), v.trim())
+            }
+            _ => (String::new(), piece),
+        })
+        .collect()
+}
+
+/// The older `key value` tokens; words after a value that are not a key form `comment`.
+fn old_tokens(info: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut key: Option<&str> = None;
+    let mut val: Vec<&str> = Vec::new();
+    let mut comment: Vec<&str> = Vec::new();
+    let flush = |key: Option<&str>, val: &mut Vec<&str>, out: &mut Vec<(String, String)>| {
+        if let Some(k) = key
+            && !val.is_empty()
+        {
+            out.push((k.to_string(), val.join(" ")));
+        }
+        val.clear();
+    };
+    for t in info.split_whitespace() {
+        if OLD_KEYS.contains(&t) {
+            flush(key, &mut val, &mut out);
+            key = Some(t);
+        } else if matches!(key, Some("destaddr" | "dstaddr" | "srcport")) && val.len() == 1 {
+            // `destaddr 172.16.0.22 Some Botnet`: one value, the rest is a comment.
+            comment.push(t);
+        } else if key.is_some() {
+            val.push(t);
+        } else {
+            comment.push(t);
+        }
+    }
+    flush(key, &mut val, &mut out);
+    if !comment.is_empty() {
+        out.push(("comment".into(), comment.join(" ")));
+    }
+    out
+}
+
+/// A key as an `extra` name: lower case, letters, digits and `_`.
+fn key_name(k: &str) -> String {
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A value without a key: the proxy type and port (`socks4-61039`, `HTTP CONNECT (8080)`),
+/// else kept as `comment`.
+fn bare_value(cat: &str, v: &str, extra: &mut Vec<(String, String)>, port: &mut Option<u16>) {
+    if cat == "proxy" {
+        proxy_type(v, extra, port);
+        return;
+    }
+    extra.push(("comment".into(), v.to_string()));
+}
+
+/// `http-34320`, `socks4-61039`, `httpconnect-51915`, `HTTP CONNECT (8080)`, `socks4`.
+fn proxy_type(v: &str, extra: &mut Vec<(String, String)>, port: &mut Option<u16>) {
+    let v = v.trim();
+    let (kind, p) = if let Some((k, p)) = v.rsplit_once('-') {
+        (k, p.parse::<u16>().ok())
+    } else if let Some((k, rest)) = v.split_once('(') {
+        (
+            k.trim(),
+            rest.trim_end_matches(')').trim().parse::<u16>().ok(),
+        )
+    } else {
+        (v, None)
+    };
+    extra.push(("proxy_type".into(), kind.to_ascii_lowercase()));
+    if p.is_some() {
+        *port = p;
+    } else if kind.len() != v.len() {
+        extra.push(("proxy".into(), v.to_string()));
+    }
+}
+
+/// One `key: value` of the information field into the finding.
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    k: &str,
+    v: &str,
+    extra: &mut Vec<(String, String)>,
+    protocol: &mut Option<String>,
+    domain: &mut Option<String>,
+    malware: &mut Option<String>,
+    port: &mut Option<u16>,
+    warn: &mut impl FnMut(String),
+) {
+    match k {
+        "family" => *malware = Some(v.to_string()),
+        "dest_addr" | "destaddr" | "dstaddr" => {
+            if v.parse::<IpAddr>().is_err() {
+                warn(format!(
+                    "bad destination address `{}` (kept in extra)",
+                    crate::text::clip(v, 60)
+                ));
+            }
+            extra.push(("dst_ip".into(), v.to_string()));
+        }
+        "dest_port"
+        | "destination_port_numbers"
+        | "ports_scanned"
+        | "honeypot_port"
+        | "darknet_port" => extra.push(("dst_port".into(), v.to_string())),
+        // The client port of an event is ephemeral: kept, not part of the identity.
+        "port" | "srcport" | "src_port" => extra.push(("src_port".into(), v.to_string())),
+        "protocol" => match v {
+            "6" => *protocol = Some("tcp".into()),
+            "17" => *protocol = Some("udp".into()),
+            "1" => *protocol = Some("icmp".into()),
+            other => extra.push(("ip_protocol".into(), other.to_string())),
+        },
+        "hostname" => {
+            let ok = !v.is_empty()
+                && v.len() <= 253
+                && v.contains('.')
+                && v.parse::<IpAddr>().is_err()
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+            if ok {
+                *domain = Some(v.to_ascii_lowercase());
+            } else if v.parse::<IpAddr>().is_err() {
+                warn(format!(
+                    "bad host name `{}` (kept in extra)",
+                    crate::text::clip(v, 60)
+                ));
+            }
+            extra.push(("hostname".into(), v.to_string()));
+        }
+        "proxy_type" => proxy_type(v, extra, port),
+        other => extra.push((other.to_string(), v.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_generations() {
+        let old = b"# Format: report|ip|asn|timestamp|comments|asn_name\n\
+bots|192.0.2.7|64496|2017-10-31 10:00:05|srcport 1337 mwtype Conficker destaddr 172.16.0.22 Some Botnet|Example AS Name\n\
+proxy|192.0.2.8|64496|2017-10-31 10:00:03|HTTP CONNECT (8080)|Example AS Name\n";
+        let p = parse(old, "f");
+        assert_eq!((p.rows, p.findings.len(), p.rejected.len()), (2, 2, 0));
+        let f = &p.findings[0];
+        assert_eq!(f.classification.kind, "infected-system");
+        assert_eq!(f.classification.identifier, "conficker");
+        assert_eq!(f.extra["dst_ip"], "172.16.0.22");
+        assert_eq!(f.extra["src_port"], "1337");
+        assert_eq!(f.extra["comment"], "Some Botnet");
+        assert_eq!(p.findings[1].port, Some(8080));
+        let new = b"#category|address|asn|timestamp|optional_information|asninfo\n\
+bot|192.0.2.7|64496|2019-03-25 03:44:22|family: nivdort;dest_addr: 172.16.0.22; dest_port: 80;protocol: 6;|Example AS Name, AT\n\
+weird|192.0.2.9|0|2019-03-25 03:44:22||Example AS Name, AT\n\
+bot|not-an-ip|64496|2019-03-25 03:44:22||X, AT\n";
+        let p = parse(new, "f");
+        assert_eq!((p.rows, p.findings.len(), p.rejected.len()), (3, 2, 1));
+        let f = &p.findings[0];
+        assert_eq!(f.classification.identifier, "nivdort");
+        assert_eq!(f.protocol.as_deref(), Some("tcp"));
+        assert_eq!(f.extra["dst_port"], "80");
+        assert_eq!(f.extra["cc"], "AT");
+        assert_eq!(f.extra["as_name"], "Example AS Name");
+        assert_eq!(p.findings[1].classification.kind, "other");
+        assert_eq!(p.findings[1].classification.taxonomy, "other");
+        assert_eq!(p.unknown_categories, vec!["weird".to_string()]);
+        assert!(p.warnings.iter().any(|w| w.message.contains("weird")));
+    }
+}
