@@ -2,6 +2,8 @@
 //! the Reports API fetcher against a local mock (HMAC2 on every request, list → download, skip of
 //! ingested reports, error bodies), `shadowserver ping` / `update-schema`, and the shared samples.
 
+use crate::support;
+use crate::support::cli as outwatch;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,8 +13,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-mod support;
 
 use outwatch::clock::ManualClock;
 use outwatch::config::{Config, HttpConfig};
@@ -63,15 +63,6 @@ path = "data"
     )
     .unwrap();
     p
-}
-
-fn outwatch(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("outwatch").unwrap();
-    c.current_dir(dir)
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
-        .env_remove("RUST_LOG");
-    c
 }
 
 fn json_out(c: &mut Command) -> Value {
@@ -1054,7 +1045,7 @@ async fn cli_fetch_ping_and_update_schema() {
         .mount(&server)
         .await;
     let mut schema: Value =
-        serde_json::from_str(include_str!("../feeds/shadowserver/reports.json")).unwrap();
+        serde_json::from_str(include_str!("../../feeds/shadowserver/reports.json")).unwrap();
     schema["scan_newservice"] = json!({
         "name": "Accessible-New-Service", "classification.taxonomy": "vulnerable",
         "classification.type": "vulnerable-system",

@@ -203,8 +203,11 @@ fn assess_reads_the_run_log_of_the_store() {
         .unwrap();
     s.record_run(&run("feodotracker", "2026-11-23T06:00:10Z", "ok", 7))
         .unwrap();
-    let cfg = outwatch::config::Config::parse(&no_default_feeds(), &d.path().join("outwatch.toml"))
-        .unwrap();
+    let cfg = outwatch::config::Config::parse(
+        &crate::support::feeds_off(),
+        &d.path().join("outwatch.toml"),
+    )
+    .unwrap();
     let hs = health::assess(&cfg, &s, t("2026-11-23T07:00:00Z")).unwrap();
     let names: Vec<&str> = hs.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(names, ["feodotracker", "urlhaus"]);
@@ -714,22 +717,13 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_outwatch"))
 }
 
-/// `[sources.X] enabled = false` for every list feed that ships enabled: no test reaches the
-/// internet.
-fn no_default_feeds() -> String {
-    outwatch::sources::lists::known_feed_names(&outwatch::config::Config::default())
-        .iter()
-        .map(|n| format!("[sources.{n}]\nenabled = false\n\n"))
-        .collect()
-}
-
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let p = dir.join("outwatch.toml");
     std::fs::write(
         &p,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n[store]\npath = \"data\"\n\n{}{extra}",
-            no_default_feeds()
+            crate::support::feeds_off()
         ),
     )
     .unwrap();
@@ -1147,7 +1141,7 @@ async fn jobs_follow_the_config() {
         &format!("[organisation]\nasns = [64496]\n\n[digest]\nschedule = \"0 0 7 * * Mon-Fri\"\n\
          timezone = \"Europe/Berlin\"\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\n\n\
          [sources.hibp]\nenabled = true\n\n{}",
-            no_default_feeds()
+            crate::support::feeds_off()
         ),
         &d.path().join("outwatch.toml"),
     )
@@ -1202,7 +1196,7 @@ async fn the_daemon_refreshes_the_asn_scope_and_serves_it() {
             "[organisation]\nasns = [64496]\n\n[scope]\nripestat_url = \"{}\"\n\n\
              [store]\npath = \"data\"\n\n{}",
             server.uri(),
-            no_default_feeds()
+            crate::support::feeds_off()
         ),
     )
     .unwrap();

@@ -3,14 +3,12 @@
 //! or loopback, the store and digest files are owner-only, the daemon's socket cannot be held
 //! shut, and a silent server fails within the configured timeout.
 
-mod keyed_support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyed_support::*;
+use crate::keyed_support::*;
 use outwatch::config::{Config, HttpConfig, HumanDuration};
 use outwatch::daemon::remote::RemoteStore;
 use outwatch::daemon::socket;

@@ -1,6 +1,7 @@
 //! List feeds end to end: each shipped feed's real format served by a local mock at its real
 //! path, fetched through the pipeline into a temporary store, with a manual clock.
 
+use crate::support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +17,6 @@ use outwatch::sources::lists::{self, FeedDef, process_body};
 use outwatch::store::{self, Query, QueryOptions, RunOutcome, Store};
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-mod support;
 
 fn fixture(rel: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))

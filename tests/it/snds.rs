@@ -1,12 +1,10 @@
 //! Microsoft SNDS: data.aspx (two days) and ipStatus.aspx against a local mock serving SNDS's
 //! real CSV (no header, CRLF), expired-key HTML pages, errors and rate limits.
 
-mod keyed_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyed_support::*;
+use crate::keyed_support::*;
 use outwatch::finding::Severity;
 use outwatch::sources::snds;
 use outwatch::store::Query;

@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// A loopback HTTP server that answers each connection, in turn, with the next of `replies`:
@@ -50,4 +51,49 @@ pub fn serve_cut_logged(
         }
     });
     (format!("http://{addr}"), log)
+}
+
+/// The `outwatch` binary run in `dir`, with no config or data dir from the environment.
+pub fn cli(dir: &Path) -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("outwatch").unwrap();
+    c.current_dir(dir)
+        .env_remove("OUTWATCH_CONFIG")
+        .env_remove("OUTWATCH_DATA_DIR")
+        .env_remove("RUST_LOG");
+    c
+}
+
+pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn fixture_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(rel)).unwrap()
+}
+
+/// The shared samples folder, or `None` (with a note) when it is absent.
+pub fn samples(sub: &str) -> Option<PathBuf> {
+    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples")).join(sub);
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("note: {} is absent; conformance check skipped", p.display());
+        None
+    }
+}
+
+/// `[sources.X] enabled = false` for every list feed that ships enabled: no test reaches the
+/// internet.
+pub fn feeds_off() -> String {
+    outwatch::sources::lists::known_feed_names(&outwatch::config::Config::default())
+        .iter()
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect()
 }

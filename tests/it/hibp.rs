@@ -2,11 +2,9 @@
 //! notification-mail importer, and the CLI path `fetch` → `lookup` across hibp, safebrowsing and
 //! snds.
 
-mod keyed_support;
-
 use std::time::Duration;
 
-use keyed_support::*;
+use crate::keyed_support::*;
 use outwatch::clock::Clock;
 use outwatch::finding::Severity;
 use outwatch::sources::hibp;

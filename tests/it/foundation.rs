@@ -12,6 +12,8 @@ use outwatch::finding::{Classification, Finding, Severity, Status};
 use outwatch::http::HttpClient;
 use outwatch::store::{self, IngestOptions, Query, QueryOptions, Store};
 use serde_json::Value;
+
+use crate::support::{cli, feeds_off};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -358,15 +360,6 @@ async fn ripestat_replies_become_prefixes_and_failures_keep_the_cache() {
 
 // ---------- CLI ----------
 
-fn cli(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("outwatch").unwrap();
-    c.current_dir(dir)
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
-        .env_remove("RUST_LOG");
-    c
-}
-
 #[test]
 fn check_config_names_bad_keys_and_redacts_secrets() {
     let d = tempfile::tempdir().unwrap();
@@ -668,14 +661,6 @@ fn closed_stdout_ends_read_commands_quietly() {
 }
 
 // ---------- no false all-clear ----------
-
-/// `[sources.X] enabled = false` for every list feed that ships enabled.
-fn feeds_off() -> String {
-    outwatch::sources::lists::known_feed_names(&Config::default())
-        .iter()
-        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
-        .collect()
-}
 
 /// Read commands never create a store: with no config and no store here they exit 3 naming
 /// where they looked; with a store folder that holds none, 4 naming it. Nothing is created.

@@ -2,7 +2,7 @@
 //! tempdir store, a manual clock, a runner, the CLI, fixtures and the optional shared samples.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -13,6 +13,8 @@ use outwatch::http::HttpClient;
 use outwatch::pipeline::Runner;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::store::{self, Query, QueryOptions, Store};
+
+pub use crate::support::{cli, fixture, fixture_path, samples, stdout_json};
 
 /// The time every source test runs at.
 pub const NOW: &str = "2026-11-23T06:00:00Z";
@@ -60,44 +62,8 @@ pub fn env() -> Env {
     }
 }
 
-/// The `outwatch` binary run in `dir`, with no config or data dir from the environment.
-pub fn cli(dir: &Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("outwatch").unwrap();
-    c.current_dir(dir)
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
-        .env_remove("RUST_LOG");
-    c
-}
-
-pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 pub fn config(text: &str) -> Config {
     Config::parse(text, Path::new("outwatch.toml")).unwrap()
-}
-
-pub fn fixture_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-pub fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(fixture_path(rel)).unwrap()
-}
-
-/// The shared samples folder, or `None` (with a note) when it is absent.
-pub fn samples(sub: &str) -> Option<PathBuf> {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples")).join(sub);
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("note: {} is absent; conformance check skipped", p.display());
-        None
-    }
 }
 
 pub fn all_findings(s: &dyn Store) -> Vec<Finding> {

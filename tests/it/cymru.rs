@@ -1,12 +1,10 @@
 //! Team Cymru CAP: the daily files of both format generations, fetched with HTTP basic auth
 //! from a local mock (one unit per day) and imported with `outwatch import cymru`.
 
-mod keyed_support;
-
 use std::sync::Arc;
 
+use crate::keyed_support::*;
 use base64::Engine;
-use keyed_support::*;
 use outwatch::finding::Severity;
 use outwatch::sources::{Source, cymru};
 use outwatch::store::{Query, RunOutcome};

@@ -1,13 +1,11 @@
 //! Google Safe Browsing: v4 threatMatches:find and v5 urls:search against a local mock serving
 //! Google's real reply shapes, the verdict cache, errors, and the alert-mail importer.
 
-mod keyed_support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keyed_support::*;
+use crate::keyed_support::*;
 use outwatch::finding::Severity;
 use outwatch::sources::safebrowsing::{self, alerts};
 use outwatch::store::Query;
@@ -377,15 +375,6 @@ fn bad_settings_are_config_errors() {
 }
 
 // ---------- import safebrowsing ----------
-
-fn cli(dir: &std::path::Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("outwatch").unwrap();
-    c.current_dir(dir)
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
-        .env_remove("RUST_LOG");
-    c
-}
 
 #[test]
 fn import_reads_a_folder_of_alert_mails_without_config() {

@@ -1,0 +1,18 @@
+//! The integration tests: one crate (one link of the library), a module per area.
+//! `support` and `keyed_support` hold the shared set-up.
+
+mod cymru;
+mod daemon;
+mod demo;
+mod digest;
+mod end_to_end;
+mod foundation;
+mod hibp;
+mod keyed_support;
+mod lists;
+mod properties;
+mod safebrowsing;
+mod security;
+mod shadowserver;
+mod snds;
+mod support;
