@@ -932,11 +932,7 @@ fn run_once_names_the_digest_when_it_cannot_be_delivered() {
     let d = tempfile::tempdir().unwrap();
     // A loopback port where nothing listens: sending fails (and before the digest exists, it
     // fails anyway); nothing may be reported as success.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::DEAD_PORT;
     let cfg = write_config(
         d.path(),
         &format!(

@@ -4,7 +4,7 @@
 //! template overrides and the `outwatch digest` command.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -98,10 +98,7 @@ impl Smtp {
 
 /// A loopback port nobody listens on.
 fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a: SocketAddr = l.local_addr().unwrap();
-    drop(l);
-    a.port()
+    crate::support::DEAD_PORT
 }
 
 // ---------- store and config ----------

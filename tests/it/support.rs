@@ -7,6 +7,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// A loopback port nothing listens on, without a race: binding port 0 and dropping the listener
+/// hands back a port the kernel may give the next test that binds one, while ports under 1024
+/// are never handed out that way (and no test binds this one). 9 is "discard".
+pub const DEAD_PORT: u16 = 9;
+
 /// A loopback HTTP server that answers each connection, in turn, with the next of `replies`:
 /// status 200, no `Content-Length`, `Connection: close`, and the body cut after `keep` bytes
 /// (`None`: the whole body), then the connection is closed. This is what a server that dies
