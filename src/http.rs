@@ -213,7 +213,8 @@ impl HttpClient {
         };
         let content_type = header("content-type");
         if !status.is_success() {
-            let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+            let retry_after =
+                header("retry-after").and_then(|v| retry_after_secs(&v, self.clock.now()));
             // A short excerpt of the error body helps; it is attacker-controlled, so cap it.
             let body = read_capped(resp, 4096).await.unwrap_or_default();
             let excerpt: String = String::from_utf8_lossy(&body)
@@ -422,6 +423,17 @@ pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
     out
 }
 
+/// A `Retry-After` value in seconds from `now`: delay-seconds, or an HTTP date (RFC 9110
+/// allows both; a date in the past means "now").
+pub fn retry_after_secs(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(s);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).num_seconds().max(0) as u64)
+}
+
 /// Whether a body starts like an HTML document (after white space and a BOM).
 pub fn looks_like_html(body: &[u8]) -> bool {
     let start: Vec<u8> = body
@@ -459,6 +471,20 @@ pub fn join(base: &str, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T06:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after_secs("120", now), Some(120));
+        assert_eq!(
+            retry_after_secs("Mon, 23 Nov 2026 06:01:30 GMT", now),
+            Some(90)
+        );
+        assert_eq!(retry_after_secs("Sun, 22 Nov 2026 06:00:00 GMT", now), Some(0));
+        assert_eq!(retry_after_secs("soon", now), None);
+    }
     use super::*;
 
     #[test]

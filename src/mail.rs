@@ -65,67 +65,15 @@ pub fn parse(raw: &[u8]) -> Option<Mail> {
     })
 }
 
-/// Removes tags from an HTML fragment, decodes the common entities and collapses white space.
+/// Removes tags from an HTML fragment, decodes its entities (mail-parser's decoder, which
+/// knows the whole HTML entity table) and collapses white space.
 pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                out.push(' ');
-            }
-            '>' if in_tag => in_tag = false,
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    let decoded = decode_entities(&out);
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Decodes the named entities mail templates use and numeric `&#NN;` / `&#xHH;` references.
-pub fn decode_entities(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let end = after.find(';').filter(|e| *e <= 10);
-        let decoded = end.and_then(|e| {
-            let ent = &after[1..e];
-            let c = match ent {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                "nbsp" => Some(' '),
-                _ => {
-                    if let Some(h) = ent.strip_prefix("#x").or_else(|| ent.strip_prefix("#X")) {
-                        u32::from_str_radix(h, 16).ok().and_then(char::from_u32)
-                    } else if let Some(d) = ent.strip_prefix('#') {
-                        d.parse::<u32>().ok().and_then(char::from_u32)
-                    } else {
-                        None
-                    }
-                }
-            };
-            c.map(|c| (c, e))
-        });
-        match decoded {
-            Some((c, e)) => {
-                out.push(c);
-                rest = &after[e + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &after[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let text = mail_parser::decoders::html::html_to_text(html);
+    // Non-breaking spaces are spaces for matching the text.
+    text.replace('\u{a0}', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -149,6 +97,6 @@ mod tests {
             html_to_text("<b>Accounts&nbsp;found:</b>\n <td>1 &amp; 2 &#x41;&#66;</td>"),
             "Accounts found: 1 & 2 AB"
         );
-        assert_eq!(decode_entities("a & b &bogus; c"), "a & b &bogus; c");
+        assert_eq!(html_to_text("a & b &bogus; c"), "a & b &bogus; c");
     }
 }

@@ -475,39 +475,16 @@ pub fn range_network(first: IpAddr, last: IpAddr) -> Option<(IpNet, bool)> {
 
 /// The exact CIDRs that together make up an address range (at most 2 × bits of them).
 pub fn range_cidrs(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
-    let (mut a, b, bits, v6): (u128, u128, u32, bool) = match (first, last) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a).into(), u32::from(b).into(), 32, false),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128, true),
-        _ => return Vec::new(),
-    };
-    if v6 && a == 0 && b == u128::MAX {
-        return vec![IpNet::new(first, 0).expect("len 0")];
+    // ipnet's subnet iterators cover `first..=last` with the fewest aligned blocks.
+    match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => ipnet::Ipv4Subnets::new(a, b, 0)
+            .map(IpNet::V4)
+            .collect(),
+        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => ipnet::Ipv6Subnets::new(a, b, 0)
+            .map(IpNet::V6)
+            .collect(),
+        _ => Vec::new(),
     }
-    let mut out = Vec::new();
-    while a <= b {
-        // Largest block aligned at `a` that does not pass `b`.
-        let align = if a == 0 {
-            bits
-        } else {
-            a.trailing_zeros().min(bits)
-        };
-        let mut size = align;
-        while size > 0 && (size >= 128 || a + ((1u128 << size) - 1) > b) {
-            size -= 1;
-        }
-        let addr = if v6 {
-            IpAddr::V6(std::net::Ipv6Addr::from(a))
-        } else {
-            IpAddr::V4(std::net::Ipv4Addr::from(a as u32))
-        };
-        out.push(IpNet::new(addr, (bits - size) as u8).expect("valid length"));
-        let step = 1u128 << size;
-        match a.checked_add(step) {
-            Some(n) => a = n,
-            None => break,
-        }
-    }
-    out
 }
 
 /// Parses an `ipStatus.aspx` body: one finding per blocked range.
