@@ -363,9 +363,14 @@ impl<'de> Deserialize<'de> for DomainName {
     }
 }
 
-/// A cron schedule. Six or seven fields (seconds first); a classic five-field crontab line is
-/// accepted and gets `0` seconds. Day-of-week numbers follow the `cron` crate (1 = Sunday), so
-/// prefer names (`Mon-Fri`).
+/// A cron schedule, with crontab(5)'s meaning in every form.
+///
+/// Five fields (`min hour day month weekday`, as in crontab) get `0` seconds; six or seven
+/// fields put seconds first (and a year last). In **every** form the weekday field means what
+/// it means in crontab(5): `0` and `7` are Sunday, `1` Monday … `6` Saturday, names
+/// (`sun`…`sat`, any case) too, with ranges (`1-5`, `mon-fri`, `fri-sun`), lists and steps
+/// (`*/2`, `1-5/2`). The `cron` crate numbers weekdays 1 = Sunday, so the field is translated
+/// into day names before the crate sees it: `0 7 * * 1-5` fires Monday to Friday.
 #[derive(Clone)]
 pub struct CronSchedule {
     pub schedule: cron::Schedule,
@@ -393,21 +398,120 @@ impl CronSchedule {
     }
 }
 
+const WEEKDAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// One crontab weekday (`0`..`7` or a name) → 0 (Sunday) .. 7 (Sunday again, kept for ranges).
+fn crontab_weekday(s: &str) -> Result<u8, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u8>() {
+        return if n <= 7 {
+            Ok(n)
+        } else {
+            Err(format!("weekday `{t}` is out of range (0-7, 0 and 7 are Sunday)"))
+        };
+    }
+    let lower = t.to_ascii_lowercase();
+    let full = [
+        "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+    ];
+    full.iter()
+        .position(|f| lower.len() >= 3 && f.starts_with(&lower))
+        .map(|i| i as u8)
+        .ok_or_else(|| {
+            format!("`{t}` is not a weekday (0-7 with 0 and 7 Sunday, or sun, mon, ..., sat)")
+        })
+}
+
+/// Translates a crontab(5) weekday field into the `cron` crate's terms (a list of day names),
+/// e.g. `1-5` → `MON,TUE,WED,THU,FRI`, `0` / `7` / `sun` → `SUN`. `*` and `?` stay.
+pub fn translate_weekday_field(field: &str) -> Result<String, String> {
+    let f = field.trim();
+    if f == "*" || f == "?" {
+        return Ok(f.to_string());
+    }
+    let mut days = [false; 7];
+    for part in f.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, st)) => {
+                let st: u8 = st
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("`{st}` in `{part}` is not a step (1 or more)"))?;
+                (r, st)
+            }
+            None => (part, 1),
+        };
+        let (lo, hi) = if range == "*" || range == "?" {
+            (0, 6)
+        } else if let Some((a, b)) = range.split_once('-') {
+            let a = crontab_weekday(a)?;
+            let mut b = crontab_weekday(b)?;
+            // `fri-sun`: Sunday as the end of a range is day 7.
+            if b == 0 {
+                b = 7;
+            }
+            if b < a {
+                return Err(format!(
+                    "weekday range `{range}` runs backwards (write e.g. `fri-sun` or `5-7`)"
+                ));
+            }
+            (a, b)
+        } else {
+            let a = crontab_weekday(range)?;
+            // `5/2` in crontab means "from 5 to the end, every 2nd".
+            if part.contains('/') { (a, 6) } else { (a, a) }
+        };
+        let mut d = lo;
+        while d <= hi {
+            days[(d % 7) as usize] = true;
+            d += step;
+        }
+    }
+    Ok(WEEKDAY_NAMES
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// A schedule in crontab's terms → the `cron` crate's expression (seconds first, weekday
+/// field translated). Shorthands (`@daily`) pass through.
+pub fn crate_expression(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.starts_with('@') {
+        return Ok(t.to_string());
+    }
+    let mut fields: Vec<String> = t.split_whitespace().map(str::to_string).collect();
+    match fields.len() {
+        5 => fields.insert(0, "0".into()),
+        6 | 7 => {}
+        n => {
+            return Err(format!(
+                "{n} fields; write five (`min hour day month weekday`, as in crontab) or six                  with seconds first (`sec min hour day month weekday`)"
+            ));
+        }
+    }
+    fields[5] = translate_weekday_field(&fields[5])?;
+    Ok(fields.join(" "))
+}
+
 impl FromStr for CronSchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let fields = s.split_whitespace().count();
-        let expr = if fields == 5 && !s.trim().starts_with('@') {
-            format!("0 {}", s.trim())
-        } else {
-            s.trim().to_string()
-        };
-        let schedule = cron::Schedule::from_str(&expr).map_err(|e| {
-            format!(
-                "`{s}` is not a cron expression ({e}); write `sec min hour day month weekday`, \
-                 e.g. \"0 0 7 * * *\" for 07:00 daily"
-            )
-        })?;
+        let hint = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and 7                     Sunday, or names), or six fields with seconds first; e.g. \"0 7 * * *\"                     for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to Friday";
+        let expr =
+            crate_expression(s).map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
+        let schedule = cron::Schedule::from_str(&expr)
+            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
         if schedule.after(&Utc::now()).next().is_none() {
             return Err(format!("cron expression `{s}` never fires"));
         }
@@ -812,6 +916,68 @@ enabled = false
             "2026-01-01T00:15:00+00:00"
         );
         assert_eq!(c.interval(&t).unwrap(), chrono::Duration::minutes(15));
+    }
+
+    fn weekdays_fired(expr: &str) -> Vec<String> {
+        use chrono::Datelike;
+        let c: CronSchedule = expr.parse().unwrap();
+        // 2026-01-04 is a Sunday.
+        let mut t = DateTime::parse_from_rfc3339("2026-01-04T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut out = Vec::new();
+        while let Some(n) = c.next_after(&t) {
+            if n >= t + chrono::Duration::days(7) || out.len() > 7 {
+                break;
+            }
+            let d = n.weekday().to_string();
+            if !out.contains(&d) {
+                out.push(d);
+            }
+            t = n.date_naive().and_hms_opt(23, 59, 59).unwrap().and_utc();
+        }
+        out
+    }
+
+    #[test]
+    fn cron_weekdays_mean_what_crontab_means() {
+        assert_eq!(
+            weekdays_fired("0 7 * * 1-5"),
+            ["Mon", "Tue", "Wed", "Thu", "Fri"]
+        );
+        for sunday in ["0 7 * * 0", "0 7 * * 7", "0 7 * * sun", "0 7 * * Sunday"] {
+            assert_eq!(weekdays_fired(sunday), ["Sun"], "{sunday}");
+        }
+        assert_eq!(weekdays_fired("0 7 * * 6,0"), ["Sun", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * fri-sun"), ["Sun", "Fri", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * 5-7"), ["Sun", "Fri", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * */2"), ["Sun", "Tue", "Thu", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * 1-5/2"), ["Mon", "Wed", "Fri"]);
+        assert_eq!(weekdays_fired("0 7 * * MON-FRI"), ["Mon", "Tue", "Wed", "Thu", "Fri"]);
+        // Six fields (seconds first) use the same weekday numbers.
+        assert_eq!(
+            weekdays_fired("0 0 7 * * 1-5"),
+            ["Mon", "Tue", "Wed", "Thu", "Fri"]
+        );
+        assert_eq!(weekdays_fired("0 0 7 * * 0"), ["Sun"]);
+        assert_eq!(weekdays_fired("0 0 7 * * *").len(), 7);
+        assert_eq!(weekdays_fired("@daily").len(), 7);
+        // `* * * * 0` fires every minute of Sunday.
+        let c: CronSchedule = "* * * * 0".parse().unwrap();
+        let sat = DateTime::parse_from_rfc3339("2026-01-03T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            c.next_after(&sat).unwrap().to_rfc3339(),
+            "2026-01-04T00:00:00+00:00"
+        );
+        for bad in ["0 7 * * 8", "0 7 * * 5-1", "0 7 * * xyz", "0 7 * * 1/0", "7 * *"] {
+            let e = bad.parse::<CronSchedule>().unwrap_err();
+            assert!(e.contains("cron expression") && e.contains("crontab"), "{e}");
+        }
+        // The source is kept as written.
+        let c: CronSchedule = "0 7 * * 1-5".parse().unwrap();
+        assert_eq!(c.source, "0 7 * * 1-5");
     }
 
     #[test]
