@@ -18,7 +18,8 @@ use crate::error::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "outwatch", version, about, long_about, after_help = EXIT_HELP)]
 pub struct Cli {
-    /// Config file [default: ./outwatch.toml]
+    /// Config file [default: the first of ./outwatch.toml,
+    /// $XDG_CONFIG_HOME/outwatch/outwatch.toml (~/.config/...), /etc/outwatch/outwatch.toml]
     #[arg(long, global = true, env = "OUTWATCH_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -235,6 +236,14 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let app = App::new(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    // check-config prints the config's warnings itself; every other command logs them once.
+    if !matches!(cli.command, Command::CheckConfig(_))
+        && let Some(c) = &app.config
+    {
+        for w in &c.warnings {
+            tracing::warn!("{}: {}", app.config_path.display(), w);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

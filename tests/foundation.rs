@@ -854,3 +854,67 @@ fn closed_stdout_ends_export_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 0);
 }
+
+/// `cli` with HOME and XDG_CONFIG_HOME pointing into `home`, so no real config is found.
+fn cli_home(dir: &Path, home: &Path) -> Command {
+    let mut c = cli(dir);
+    c.env("HOME", home).env_remove("XDG_CONFIG_HOME");
+    c
+}
+
+#[test]
+fn config_is_found_where_people_look() {
+    let d = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n";
+    // ~/.config/outwatch/outwatch.toml when nothing else is there.
+    let user = home.path().join(".config/outwatch");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("outwatch.toml"), cfg).unwrap();
+    let out = cli_home(d.path(), home.path())
+        .args(["check-config", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["config"],
+        user.join("outwatch.toml").display().to_string(),
+        "{v}"
+    );
+    // $XDG_CONFIG_HOME wins over ~/.config.
+    let xdg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(xdg.path().join("outwatch")).unwrap();
+    std::fs::write(xdg.path().join("outwatch/outwatch.toml"), cfg).unwrap();
+    let out = cli_home(d.path(), home.path())
+        .env("XDG_CONFIG_HOME", xdg.path())
+        .args(["check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&xdg.path().join("outwatch/outwatch.toml").display().to_string()),
+        "{text}"
+    );
+    // ./outwatch.toml wins over both.
+    std::fs::write(d.path().join("outwatch.toml"), cfg).unwrap();
+    let out = cli_home(d.path(), home.path())
+        .args(["check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("config:   outwatch.toml"), "{text}");
+    // Nothing anywhere: the error names every place looked at.
+    let empty = tempfile::tempdir().unwrap();
+    let out = cli_home(empty.path(), empty.path())
+        .args(["lookup", "192.0.2.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("outwatch.toml") && err.contains(".config/outwatch") && err.contains("/etc/outwatch"),
+        "{err}"
+    );
+}
+
