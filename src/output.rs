@@ -24,6 +24,18 @@ pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
     }
 }
 
+/// Writes bytes to stdout as they are (completion scripts, the manual page); a closed stdout
+/// is [`CliError::stdout_closed`].
+pub fn write_all(bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::stdout_closed()),
+        Err(e) => Err(CliError::failure(format!("cannot write to stdout: {e}"))),
+    }
+}
+
 /// [`line`] for commands whose exit code reports work already done (fetch, run, import, demo):
 /// a line that cannot be printed (a closed stdout, mostly) is dropped, so that code still
 /// tells whether the work succeeded.

@@ -918,3 +918,52 @@ fn config_is_found_where_people_look() {
     );
 }
 
+
+#[test]
+fn every_command_has_examples_and_global_options_apart() {
+    let d = tempfile::tempdir().unwrap();
+    for cmd in [
+        "check-config",
+        "scope",
+        "lookup",
+        "fetch",
+        "import",
+        "export",
+        "restore",
+        "run",
+        "status",
+        "digest",
+        "demo",
+        "shadowserver",
+        "completions",
+        "manpage",
+    ] {
+        let out = cli(d.path()).args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Examples:"), "{cmd}: {help}");
+        assert!(help.contains(&format!("outwatch {cmd}")) || cmd == "restore", "{cmd}: {help}");
+        assert!(help.contains("Global options:"), "{cmd}: {help}");
+        // The global options are under their own heading, not the command's.
+        let global = help.find("Global options:").unwrap();
+        assert!(help.find("--data-dir").unwrap() > global, "{cmd}: {help}");
+    }
+}
+
+#[test]
+fn completions_and_manpage() {
+    let d = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = cli(d.path()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(s.contains("lookup") && s.contains("check-config"), "{shell}");
+    }
+    let out = cli(d.path()).arg("manpage").output().unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with(".ie") || s.contains(".TH outwatch"), "{s}");
+    assert!(s.contains("lookup"), "{s}");
+    let out = cli(d.path()).args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
