@@ -67,8 +67,8 @@ pub enum Command {
     Scope(ScopeArgs),
     /// Everything known about an IP, a prefix, a domain, a mail address or an ASN
     ///
-    /// An IP (192.0.2.7), a prefix (192.0.2.0/24), a domain with its subdomains (example.org),
-    /// a mail address (alice@example.org) or an ASN (AS64496).
+    /// Findings are sorted by severity, then newest first; an ASN includes the findings inside
+    /// the prefixes it announces (from the cached scope snapshot).
     #[command(after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org                    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all                  # the ASN and its prefixes, resolved too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'")]
     Lookup(LookupArgs),
     /// Run sources once now and store what they report
