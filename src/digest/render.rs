@@ -12,7 +12,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, path_loader};
 use serde::Serialize;
 
-use super::build::{HealthView, SectionView};
+use super::build::{ActItem, HealthView, SectionView, TrendDay};
 
 /// The templates and their built-in text.
 pub const BUILTIN: [(&str, &str); 3] = [
@@ -51,6 +51,12 @@ pub struct DigestView {
     /// Number of sources whose state is not `ok`.
     pub health_problems: usize,
     pub health_error: Option<String>,
+    /// The critical and high findings (new, then open) to act on first, at most
+    /// [`super::build::ACT_FIRST`]; `act_total` counts them all.
+    pub act_first: Vec<ActItem>,
+    pub act_total: usize,
+    /// New / open / resolved per day, the last 14 days, oldest first.
+    pub trend: Vec<TrendDay>,
     /// New, still open, resolved (each with severities → categories → findings).
     pub sections: Vec<SectionView>,
 }
@@ -158,6 +164,9 @@ mod tests {
             health_problems: 1,
             health: h,
             health_error: None,
+            act_first: vec![],
+            act_total: 0,
+            trend: vec![],
             sections: vec![],
         };
         let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
