@@ -57,53 +57,81 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config and print the resolved settings (secrets redacted)
-    #[command(after_help = "Examples:\n  outwatch check-config                          # validate ./outwatch.toml (or the first found)\n  outwatch --config /etc/outwatch/outwatch.toml check-config\n  outwatch check-config --json | jq .warnings")]
+    #[command(
+        after_help = "Examples:\n  outwatch check-config                          # validate ./outwatch.toml (or the first found)\n  outwatch --config /etc/outwatch/outwatch.toml check-config\n  outwatch check-config --json | jq .warnings"
+    )]
     CheckConfig(JsonArg),
     /// Show what is ours: prefixes per ASN, extra prefixes, domains
     ///
     /// ASNs are resolved to their announced prefixes through RIPEstat once a day; the result is
     /// cached in the store and kept when a refresh fails.
-    #[command(after_help = "Examples:\n  outwatch scope                                 # what is ours, from the cached snapshot\n  outwatch scope --refresh                       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'")]
+    #[command(
+        after_help = "Examples:\n  outwatch scope                                 # what is ours, from the cached snapshot\n  outwatch scope --refresh                       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'"
+    )]
     Scope(ScopeArgs),
     /// Everything known about an IP, a prefix, a domain, a mail address or an ASN
     ///
     /// Findings are sorted by severity, then newest first; an ASN includes the findings inside
     /// the prefixes it announces (from the cached scope snapshot).
-    #[command(after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org                    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all                  # the ASN and its prefixes, resolved too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'")]
+    #[command(
+        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org                    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all                  # the ASN and its prefixes, resolved too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
+    )]
     Lookup(LookupArgs),
     /// Run sources once now and store what they report
-    #[command(after_help = "Examples:\n  outwatch fetch                                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json")]
+    #[command(
+        after_help = "Examples:\n  outwatch fetch                                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"
+    )]
     Fetch(FetchArgs),
     /// Import files that arrived by mail or were downloaded by hand
-    #[command(after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/")]
+    #[command(
+        after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/"
+    )]
     Import(ImportArgs),
     /// Write every finding with its history as JSON lines (a backup that survives upgrades)
-    #[command(after_help = "Examples:\n  outwatch export --jsonl -o backup.jsonl\n  outwatch export | gzip > backup.jsonl.gz")]
+    #[command(
+        after_help = "Examples:\n  outwatch export --jsonl -o backup.jsonl\n  outwatch export | gzip > backup.jsonl.gz"
+    )]
     Export(ExportArgs),
     /// Read findings back from an `export` file
-    #[command(after_help = "Examples:\n  outwatch --data-dir new-store restore backup.jsonl\n  zcat backup.jsonl.gz | outwatch restore -")]
+    #[command(
+        after_help = "Examples:\n  outwatch --data-dir new-store restore backup.jsonl\n  zcat backup.jsonl.gz | outwatch restore -"
+    )]
     Restore(RestoreArgs),
     /// Run the scheduler: every source on its schedule, the daily digest, the scope refresh
-    #[command(after_help = "Examples:\n  outwatch run                                   # the daemon (systemd: see docs/daemon.md)\n  outwatch -v run                                # with a log line per fetch\n  outwatch run --once                            # one round, for system cron")]
+    #[command(
+        after_help = "Examples:\n  outwatch run                                   # the daemon (systemd: see docs/daemon.md)\n  outwatch -v run                                # with a log line per fetch\n  outwatch run --once                            # one round, for system cron"
+    )]
     Run(RunArgs),
     /// Feed health: last success, last error and state of every source
-    #[command(after_help = "Examples:\n  outwatch status                                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'")]
+    #[command(
+        after_help = "Examples:\n  outwatch status                                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'"
+    )]
     Status(JsonArg),
     /// Build the digest (new, still open, resolved, feed health) and send or preview it
-    #[command(after_help = "Examples:\n  outwatch digest --preview                      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                                # build and deliver now")]
+    #[command(
+        after_help = "Examples:\n  outwatch digest --preview                      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                                # build and deliver now"
+    )]
     Digest(DigestArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
     /// temporary store and write the digest to files
-    #[command(after_help = "Examples:\n  outwatch demo                                  # into a new temporary folder\n  outwatch demo --out demo && xdg-open demo/digest.html")]
+    #[command(
+        after_help = "Examples:\n  outwatch demo                                  # into a new temporary folder\n  outwatch demo --out demo && xdg-open demo/digest.html"
+    )]
     Demo(DemoArgs),
     /// Print a shell completion script on stdout
-    #[command(after_help = "Examples:\n  outwatch completions bash > /etc/bash_completion.d/outwatch\n  outwatch completions zsh > ~/.zfunc/_outwatch\n  outwatch completions fish > ~/.config/fish/completions/outwatch.fish")]
+    #[command(
+        after_help = "Examples:\n  outwatch completions bash > /etc/bash_completion.d/outwatch\n  outwatch completions zsh > ~/.zfunc/_outwatch\n  outwatch completions fish > ~/.config/fish/completions/outwatch.fish"
+    )]
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout
-    #[command(after_help = "Examples:\n  outwatch manpage > /usr/local/share/man/man1/outwatch.1\n  outwatch manpage | man -l -")]
+    #[command(
+        after_help = "Examples:\n  outwatch manpage > /usr/local/share/man/man1/outwatch.1\n  outwatch manpage | man -l -"
+    )]
     Manpage,
     /// Shadowserver helpers: check credentials, refresh the bundled report schema
-    #[command(after_help = "Examples:\n  outwatch shadowserver ping\n  outwatch shadowserver update-schema")]
+    #[command(
+        after_help = "Examples:\n  outwatch shadowserver ping\n  outwatch shadowserver update-schema"
+    )]
     Shadowserver(ShadowserverArgs),
 }
 
@@ -238,10 +266,14 @@ pub struct ShadowserverArgs {
 #[derive(Debug, Subcommand)]
 pub enum ShadowserverCommand {
     /// Check the API key and secret (`test/ping`, `key/info`)
-    #[command(after_help = "Examples:\n  outwatch shadowserver ping\n  outwatch shadowserver ping --json")]
+    #[command(
+        after_help = "Examples:\n  outwatch shadowserver ping\n  outwatch shadowserver ping --json"
+    )]
     Ping(JsonArg),
     /// Download the current report schema and save it as the local override
-    #[command(after_help = "Examples:\n  outwatch shadowserver update-schema\n  outwatch shadowserver update-schema --url https://mirror.example.org/reports.json")]
+    #[command(
+        after_help = "Examples:\n  outwatch shadowserver update-schema\n  outwatch shadowserver update-schema --url https://mirror.example.org/reports.json"
+    )]
     UpdateSchema {
         /// Schema URL [default: Shadowserver's public reports.json]
         #[arg(long)]

@@ -411,7 +411,9 @@ fn crontab_weekday(s: &str) -> Result<u8, String> {
         return if n <= 7 {
             Ok(n)
         } else {
-            Err(format!("weekday `{t}` is out of range (0-7, 0 and 7 are Sunday)"))
+            Err(format!(
+                "weekday `{t}` is out of range (0-7, 0 and 7 are Sunday)"
+            ))
         };
     }
     let lower = t.to_ascii_lowercase();
@@ -512,8 +514,8 @@ impl FromStr for CronSchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let hint = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and 7                     Sunday, or names), or six fields with seconds first; e.g. \"0 7 * * *\"                     for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to Friday";
-        let expr =
-            crate_expression(s).map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
+        let expr = crate_expression(s)
+            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
         let schedule = cron::Schedule::from_str(&expr)
             .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
         if schedule.after(&Utc::now()).next().is_none() {
@@ -804,10 +806,12 @@ pub fn mail_address(s: &str) -> Result<&str, String> {
         (Some(i), true) => &t[i + 1..t.len() - 1],
         _ => t,
     };
-    let (local, domain) = addr
-        .rsplit_once('@')
-        .ok_or_else(|| "no `@`".to_string())?;
-    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+    let (local, domain) = addr.rsplit_once('@').ok_or_else(|| "no `@`".to_string())?;
+    if local.is_empty()
+        || local
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>')
+    {
         return Err("the part before `@` is empty or holds spaces".into());
     }
     domain
@@ -835,8 +839,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -1139,7 +1143,10 @@ enabled = false
         assert_eq!(weekdays_fired("0 7 * * 5-7"), ["Sun", "Fri", "Sat"]);
         assert_eq!(weekdays_fired("0 7 * * */2"), ["Sun", "Tue", "Thu", "Sat"]);
         assert_eq!(weekdays_fired("0 7 * * 1-5/2"), ["Mon", "Wed", "Fri"]);
-        assert_eq!(weekdays_fired("0 7 * * MON-FRI"), ["Mon", "Tue", "Wed", "Thu", "Fri"]);
+        assert_eq!(
+            weekdays_fired("0 7 * * MON-FRI"),
+            ["Mon", "Tue", "Wed", "Thu", "Fri"]
+        );
         // Six fields (seconds first) use the same weekday numbers.
         assert_eq!(
             weekdays_fired("0 0 7 * * 1-5"),
@@ -1157,9 +1164,18 @@ enabled = false
             c.next_after(&sat).unwrap().to_rfc3339(),
             "2026-01-04T00:00:00+00:00"
         );
-        for bad in ["0 7 * * 8", "0 7 * * 5-1", "0 7 * * xyz", "0 7 * * 1/0", "7 * *"] {
+        for bad in [
+            "0 7 * * 8",
+            "0 7 * * 5-1",
+            "0 7 * * xyz",
+            "0 7 * * 1/0",
+            "7 * *",
+        ] {
             let e = bad.parse::<CronSchedule>().unwrap_err();
-            assert!(e.contains("cron expression") && e.contains("crontab"), "{e}");
+            assert!(
+                e.contains("cron expression") && e.contains("crontab"),
+                "{e}"
+            );
         }
         // The source is kept as written.
         let c: CronSchedule = "0 7 * * 1-5".parse().unwrap();
@@ -1182,8 +1198,10 @@ enabled = false
             e.contains("digest.recipients") && e.contains("`noc`") && e.contains("line 3"),
             "{e}"
         );
-        parse("[digest]\nfrom = \"outwatch <a@example.org>\"\nrecipients = [\"noc@example.org\"]\n")
-            .unwrap();
+        parse(
+            "[digest]\nfrom = \"outwatch <a@example.org>\"\nrecipients = [\"noc@example.org\"]\n",
+        )
+        .unwrap();
         let c = parse("[organisation]\nname = \"x\"\nprefixes = [\"203.0.113.5/24\"]\n").unwrap();
         assert_eq!(c.organisation.prefixes[0].to_string(), "203.0.113.0/24");
         assert_eq!(c.warnings.len(), 1);

@@ -125,7 +125,10 @@ mod tests {
         assert!(!decide(None, s("0"), false));
         assert!(!decide(None, None, false));
         assert!(decide(None, None, true));
-        assert_eq!(severity_word(Severity::Critical, "critical", false), "critical");
+        assert_eq!(
+            severity_word(Severity::Critical, "critical", false),
+            "critical"
+        );
         assert!(severity_word(Severity::Critical, "critical", true).starts_with("\x1b[1;31m"));
         assert_eq!(health_word("ok", "ok", true), "\x1b[32mok\x1b[0m");
     }

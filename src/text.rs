@@ -193,7 +193,10 @@ mod tests {
         let u = "https://www.example.org/a/very/long/path/login.php";
         let c = clip_middle(u, 24);
         assert_eq!(c.chars().count(), 24, "{c}");
-        assert!(c.starts_with("https://www.") && c.ends_with("login.php"), "{c}");
+        assert!(
+            c.starts_with("https://www.") && c.ends_with("login.php"),
+            "{c}"
+        );
         let e = clip_middle("ab\u{1b}cdefghijklmnopqrstuvwxyz\u{1b}", 12);
         assert!(!e.contains('\u{1b}') && e.chars().count() <= 12, "{e}");
         assert!(e.matches("\\u{").count() <= 2, "{e}");

@@ -885,7 +885,10 @@ fn every_command_has_examples_and_global_options_apart() {
         assert!(out.status.success(), "{cmd}");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(help.contains("Examples:"), "{cmd}: {help}");
-        assert!(help.contains(&format!("outwatch {cmd}")) || cmd == "restore", "{cmd}: {help}");
+        assert!(
+            help.contains(&format!("outwatch {cmd}")) || cmd == "restore",
+            "{cmd}: {help}"
+        );
         assert!(help.contains("Global options:"), "{cmd}: {help}");
         // The global options are under their own heading, not the command's.
         let global = help.find("Global options:").unwrap();
@@ -900,14 +903,20 @@ fn completions_and_manpage() {
         let out = cli(d.path()).args(["completions", shell]).output().unwrap();
         assert!(out.status.success(), "{shell}");
         let s = String::from_utf8_lossy(&out.stdout);
-        assert!(s.contains("lookup") && s.contains("check-config"), "{shell}");
+        assert!(
+            s.contains("lookup") && s.contains("check-config"),
+            "{shell}"
+        );
     }
     let out = cli(d.path()).arg("manpage").output().unwrap();
     assert!(out.status.success());
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.starts_with(".ie") || s.contains(".TH outwatch"), "{s}");
     assert!(s.contains("lookup"), "{s}");
-    let out = cli(d.path()).args(["completions", "tcsh"]).output().unwrap();
+    let out = cli(d.path())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -924,7 +933,11 @@ fn config_is_found_where_people_look() {
         .args(["check-config", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["config"],
@@ -942,7 +955,12 @@ fn config_is_found_where_people_look() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&xdg.path().join("outwatch/outwatch.toml").display().to_string()),
+        text.contains(
+            &xdg.path()
+                .join("outwatch/outwatch.toml")
+                .display()
+                .to_string()
+        ),
         "{text}"
     );
     // ./outwatch.toml wins over both.
@@ -962,7 +980,9 @@ fn config_is_found_where_people_look() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("outwatch.toml") && err.contains(".config/outwatch") && err.contains("/etc/outwatch"),
+        err.contains("outwatch.toml")
+            && err.contains(".config/outwatch")
+            && err.contains("/etc/outwatch"),
         "{err}"
     );
 }
@@ -971,7 +991,10 @@ fn config_is_found_where_people_look() {
 fn mistakes_are_refused_with_exit_2() {
     let d = tempfile::tempdir().unwrap();
     for q in ["999.1.1.1", "1.2.3"] {
-        let out = cli_home(d.path(), d.path()).args(["lookup", q]).output().unwrap();
+        let out = cli_home(d.path(), d.path())
+            .args(["lookup", q])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{q}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not an IP address"), "{err}");
@@ -979,33 +1002,58 @@ fn mistakes_are_refused_with_exit_2() {
     let csv = d.path().join("r.csv");
     std::fs::write(&csv, "timestamp,ip\n2026-11-30 00:00:00,192.0.2.1\n").unwrap();
     let out = cli_home(d.path(), d.path())
-        .args(["--data-dir", "data", "import", "shadowserver", "--type", "scan_rpd"])
+        .args([
+            "--data-dir",
+            "data",
+            "import",
+            "shadowserver",
+            "--type",
+            "scan_rpd",
+        ])
         .arg(&csv)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scan_rpd") && err.contains("scan_rdp"), "{err}");
-    assert!(!d.path().join("data").exists(), "a refused import creates no store");
+    assert!(
+        err.contains("scan_rpd") && err.contains("scan_rdp"),
+        "{err}"
+    );
+    assert!(
+        !d.path().join("data").exists(),
+        "a refused import creates no store"
+    );
     // A config with a mistyped source table, a host-bits prefix and a bad recipient.
     std::fs::write(
         d.path().join("outwatch.toml"),
         "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n\n[sources.hipb]\napi_key_env = \"K\"\n",
     )
     .unwrap();
-    let out = cli_home(d.path(), d.path()).arg("check-config").output().unwrap();
+    let out = cli_home(d.path(), d.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 5") && err.contains("sources.hibp"), "{err}");
+    assert!(
+        err.contains("line 5") && err.contains("sources.hibp"),
+        "{err}"
+    );
     std::fs::write(
         d.path().join("outwatch.toml"),
         "[organisation]\nname = \"X\"\nprefixes = [\"203.0.113.5/24\"]\n",
     )
     .unwrap();
-    let out = cli_home(d.path(), d.path()).arg("check-config").output().unwrap();
+    let out = cli_home(d.path(), d.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("203.0.113.0/24") && err.contains("line 3"), "{err}");
+    assert!(
+        err.contains("203.0.113.0/24") && err.contains("line 3"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -1029,7 +1077,10 @@ async fn lookup_for_people_sorts_by_severity_tells_findings_apart_and_covers_an_
     let dir = d.path().to_path_buf();
     let home = d.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        cli_home(&dir, &home).args(["scope", "--refresh"]).assert().success();
+        cli_home(&dir, &home)
+            .args(["scope", "--refresh"])
+            .assert()
+            .success();
     })
     .await
     .unwrap();
@@ -1069,12 +1120,18 @@ async fn lookup_for_people_sorts_by_severity_tells_findings_apart_and_covers_an_
     let home = d.path().to_path_buf();
     let run = move |args: &[&str], env: &[(&str, &str)]| {
         let mut c = cli_home(&dir, &home);
-        c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE").env("COLUMNS", "80");
+        c.env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env("COLUMNS", "80");
         for (k, v) in env {
             c.env(k, v);
         }
         let out = c.args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let (text, coloured, plain, asn) = tokio::task::spawn_blocking(move || {
@@ -1095,10 +1152,19 @@ async fn lookup_for_people_sorts_by_severity_tells_findings_apart_and_covers_an_
     let big = text.find("BigLeak").expect(&text);
     let small = text.find("SmallList").expect(&text);
     assert!(big < small, "{text}");
-    assert!(text.find("critical").unwrap() < text.find("low").unwrap(), "{text}");
+    assert!(
+        text.find("critical").unwrap() < text.find("low").unwrap(),
+        "{text}"
+    );
     assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
-    assert!(text.contains("alice@example.org"), "addresses stay whole: {text}");
-    assert!(!text.contains('\u{1b}') && !plain.contains('\u{1b}'), "{plain}");
+    assert!(
+        text.contains("alice@example.org"),
+        "addresses stay whole: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}') && !plain.contains('\u{1b}'),
+        "{plain}"
+    );
     assert!(coloured.contains("\u{1b}["), "{coloured}");
     // The ASN includes the findings inside its prefixes.
     let v: Value = serde_json::from_str(&asn).unwrap();

@@ -48,7 +48,11 @@ pub fn parse_query(s: &str) -> Result<Query, String> {
     }
     // Dotted numbers (`999.1.1.1`, `1.2.3`) are a mistyped address, not a domain: no top-level
     // domain is all digits.
-    if t.trim_end_matches('.').rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
+    if t.trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(format!(
             "`{t}` is not an IP address (four numbers 0-255, like 192.0.2.7) nor a domain"
         ));
@@ -181,7 +185,12 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     if let Query::Asn(asn) = q {
         let mut seen: std::collections::HashSet<String> =
             findings.iter().map(|f| f.fingerprint.clone()).collect();
-        for p in snap.asns.iter().filter(|x| x.asn == asn).flat_map(|x| &x.prefixes) {
+        for p in snap
+            .asns
+            .iter()
+            .filter(|x| x.asn == asn)
+            .flat_map(|x| &x.prefixes)
+        {
             asn_prefixes += 1;
             for f in store.query(&Query::Net(*p), &opts)? {
                 if seen.insert(f.fingerprint.clone()) {
@@ -244,7 +253,11 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
             format!("{} {}", f.source, f.feed)
         };
         let kind = f.classification.kind.as_str();
-        let kind = if kind == "blacklist" { "blocklist" } else { kind };
+        let kind = if kind == "blacklist" {
+            "blocklist"
+        } else {
+            kind
+        };
         let what = if d.is_empty() {
             format!("{kind} ({source})")
         } else {

@@ -90,7 +90,13 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         };
         let colour = crate::style::stdout_colour();
         // Times as month-day hour:minute (UTC), so the table fits 80 columns unbroken.
-        let mut t = table(&["source", "state", "last success (UTC)", "rows", "next run (UTC)"]);
+        let mut t = table(&[
+            "source",
+            "state",
+            "last success (UTC)",
+            "rows",
+            "next run (UTC)",
+        ]);
         crate::output::style_table(&mut t, colour);
         for s in &sources {
             let state = match s.state {

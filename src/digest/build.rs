@@ -259,9 +259,9 @@ fn view(f: &Finding, tz: Option<Tz>, spec: &Details) -> FindingView {
 /// that order (else any, up to [`MAX_DETAILS`]), never an internal one, lists as words.
 pub fn details(f: &Finding, spec: &Details) -> Vec<Detail> {
     let present = |k: &str| {
-        f.extra
-            .get(k)
-            .filter(|v| !v.is_null() && v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty()))
+        f.extra.get(k).filter(|v| {
+            !v.is_null() && v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty())
+        })
     };
     let chosen: Vec<&str> = spec
         .fields_for(&f.source, &f.feed)
@@ -291,9 +291,11 @@ pub fn details(f: &Finding, spec: &Details) -> Vec<Detail> {
                     n.as_u64().map_or_else(|| n.to_string(), thousands)
                 }
                 // Tags arrive as one comma-separated string.
-                serde_json::Value::String(t) if k.starts_with("tag") && !t.contains(' ') => {
-                    t.split(',').filter(|x| !x.is_empty()).collect::<Vec<_>>().join(", ")
-                }
+                serde_json::Value::String(t) if k.starts_with("tag") && !t.contains(' ') => t
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 other => in_words(other),
             };
             Some(Detail {
@@ -319,7 +321,11 @@ pub fn in_words(v: &serde_json::Value) -> String {
             let items: Vec<String> = a.iter().map(in_words).filter(|s| !s.is_empty()).collect();
             let n = items.len();
             if n > SHOWN {
-                format!("{} and {} more", items[..SHOWN - 1].join(", "), n - (SHOWN - 1))
+                format!(
+                    "{} and {} more",
+                    items[..SHOWN - 1].join(", "),
+                    n - (SHOWN - 1)
+                )
             } else if n >= 2 {
                 format!("{} and {}", items[..n - 1].join(", "), items[n - 1])
             } else {
@@ -338,7 +344,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -876,16 +882,23 @@ mod tests {
     #[test]
     fn values_in_words_and_internal_fields_hidden() {
         use serde_json::json;
-        assert_eq!(in_words(&json!(["Passwords", "Email addresses", "Usernames"])), "Passwords, Email addresses and Usernames");
+        assert_eq!(
+            in_words(&json!(["Passwords", "Email addresses", "Usernames"])),
+            "Passwords, Email addresses and Usernames"
+        );
         assert_eq!(in_words(&json!(["a"])), "a");
-        assert_eq!(in_words(&json!([1, 2, 3, 4, 5, 6, 7, 8])), "1, 2, 3, 4, 5 and 3 more");
+        assert_eq!(
+            in_words(&json!([1, 2, 3, 4, 5, 6, 7, 8])),
+            "1, 2, 3, 4, 5 and 3 more"
+        );
         assert_eq!(in_words(&json!(true)), "yes");
         assert_eq!(in_words(&json!(64496)), "64496");
         assert_eq!(thousands(1234567), "1,234,567");
         let rem = Remediation::builtin().unwrap();
         let mut x = f("data-leak", "192.0.2.1", 0);
         x.source = "hibp".into();
-        x.extra.insert("data_classes".into(), json!(["Passwords", "Names"]));
+        x.extra
+            .insert("data_classes".into(), json!(["Passwords", "Names"]));
         x.extra.insert("from_cache".into(), json!(true));
         x.extra.insert("added_date".into(), json!("2020-01-01"));
         x.extra.insert("breach_date".into(), json!("2019-01-01"));
@@ -900,7 +913,8 @@ mod tests {
         let mut y = f("scanner", "192.0.2.2", 0);
         y.extra.insert("from_cache".into(), json!(true));
         y.extra.insert("cache_duration".into(), json!("300.000s"));
-        y.extra.insert("cidrs".into(), json!(["192.0.2.130/31", "192.0.2.132/30"]));
+        y.extra
+            .insert("cidrs".into(), json!(["192.0.2.130/31", "192.0.2.132/30"]));
         let d = details(&y, rem.details());
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].value, "192.0.2.130/31 and 192.0.2.132/30");
@@ -919,7 +933,10 @@ mod tests {
         let mut r = f("scanner", "192.0.2.2", 1_700_000_000 - 5 * day);
         r.severity = Severity::Low;
         r.status = Status::Resolved;
-        r.push_history(DateTime::from_timestamp(1_700_000_000 - day, 0).unwrap(), "resolved");
+        r.push_history(
+            DateTime::from_timestamp(1_700_000_000 - day, 0).unwrap(),
+            "resolved",
+        );
         c.add(&r);
         let t = c.trend();
         assert_eq!(t.len(), TREND_DAYS);
