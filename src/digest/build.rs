@@ -281,8 +281,22 @@ pub fn details(f: &Finding, spec: &Details) -> Vec<Detail> {
             .take(MAX_DETAILS)
             .collect(),
     };
+    // A value that only repeats an earlier one (a breach's name after its title) is left out.
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let mut shown: Vec<String> = Vec::new();
     keys.into_iter()
         .filter(|k| !spec.hidden(k))
+        .filter(|k| {
+            let n = present(k).map(|v| norm(&in_words(v))).unwrap_or_default();
+            let new = n.is_empty() || !shown.contains(&n);
+            shown.push(n);
+            new
+        })
         .filter_map(|k| {
             let v = present(k)?;
             let words = match v {
@@ -903,10 +917,13 @@ mod tests {
         x.extra.insert("added_date".into(), json!("2020-01-01"));
         x.extra.insert("breach_date".into(), json!("2019-01-01"));
         x.extra.insert("breach".into(), json!("Adobe"));
+        x.extra.insert("title".into(), json!("Adobe"));
         let d = details(&x, rem.details());
         let keys: Vec<&str> = d.iter().map(|d| d.key.as_str()).collect();
         assert!(keys.iter().any(|k| k.contains("data")), "{keys:?}");
         assert!(!keys.iter().any(|k| k.contains("cache")), "{keys:?}");
+        // The name repeats the title: shown once.
+        assert_eq!(d.iter().filter(|d| d.value == "Adobe").count(), 1, "{d:?}");
         let classes = d.iter().find(|d| d.key.contains("data")).unwrap();
         assert_eq!(classes.value, "Passwords and Names");
         // Any source: internal fields never.
