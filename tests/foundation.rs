@@ -1176,3 +1176,43 @@ async fn lookup_for_people_sorts_by_severity_tells_findings_apart_and_covers_an_
         .collect();
     assert!(ips.contains(&"192.0.2.7"), "{v}");
 }
+
+#[test]
+fn status_json_names_next_runs_without_the_daemon() {
+    let d = tempfile::tempdir().unwrap();
+    let feeds_off: String = outwatch::sources::lists::BUILTIN
+        .iter()
+        .filter(|n| **n != "urlhaus")
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n\
+             [digest]\nschedule = \"0 7 * * 1-5\"\nfrom = \"noc@example.org\"\n\
+             [sources.urlhaus]\nschedule = \"30 */6 * * *\"\n{feeds_off}"
+        ),
+    )
+    .unwrap();
+    drop(open(&d.path().join("data")));
+    let out = cli_home(d.path(), d.path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["digest"]["schedule"], "0 7 * * 1-5", "{v}");
+    let next = v["digest"]["next_run"].as_str().expect("digest next_run");
+    let next = t(next);
+    assert_eq!(next.format("%H:%M").to_string(), "07:00");
+    use chrono::Datelike;
+    assert!(next.weekday().number_from_monday() <= 5, "{next}");
+    let urlhaus = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "urlhaus")
+        .expect("urlhaus listed");
+    let n = t(urlhaus["next_run"].as_str().expect("source next_run"));
+    assert_eq!(n.format("%M").to_string(), "30");
+    assert_eq!(v["daemon"]["running"], false);
+}
