@@ -284,7 +284,12 @@ pub enum ShadowserverCommand {
 /// Parses the command line, runs the command and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init(cli.log_format, cli.verbose);
+    // fetch and run --once print each source's failures and rejected rows themselves.
+    let reports_itself = matches!(
+        &cli.command,
+        Command::Fetch(_) | Command::Run(RunArgs { once: true })
+    );
+    crate::logging::init_for(cli.log_format, cli.verbose, reports_itself);
     match run(cli) {
         Ok(code) => code,
         Err(e) if e.is_stdout_closed() => ExitCode::SUCCESS,

@@ -1216,3 +1216,35 @@ fn status_json_names_next_runs_without_the_daemon() {
     assert_eq!(n.format("%M").to_string(), "30");
     assert_eq!(v["daemon"]["running"], false);
 }
+
+#[test]
+fn a_failing_fetch_is_reported_once() {
+    let d = tempfile::tempdir().unwrap();
+    let feeds_off: String = outwatch::sources::lists::BUILTIN
+        .iter()
+        .filter(|n| **n != "urlhaus")
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n\
+             [sources.urlhaus]\nbase_url = \"http://127.0.0.1:9\"\n{feeds_off}"
+        ),
+    )
+    .unwrap();
+    for args in [&["fetch"][..], &["run", "--once"][..]] {
+        let out = cli_home(d.path(), d.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            all.matches("127.0.0.1:9").count(),
+            1,
+            "{args:?}: the failure once:\n{all}"
+        );
+    }
+}
