@@ -181,4 +181,51 @@ mod tests {
         assert!(r.html.contains("&lt;b&gt;HTTP 500&lt;"));
         assert!(r.html.find("Feed problems").unwrap() < r.html.find("still open").unwrap());
     }
+
+    #[test]
+    fn each_feed_problem_is_said_once() {
+        let mut h = health(
+            "urlhaus",
+            HealthState::Failing,
+            Some("HTTP 503 from the mirror"),
+        );
+        h.warnings = vec![
+            "the last 3 run(s) failed (since 2026-11-30 07:00 UTC): HTTP 503 from the mirror"
+                .into(),
+            "has never succeeded".into(),
+        ];
+        let h = super::super::build::health_views(vec![h], None);
+        assert!(h[0].error_in_warnings);
+        let mut v = DigestView {
+            organisation: "Org".into(),
+            title: "outwatch digest".into(),
+            audience: None,
+            subject: String::new(),
+            generated: "now".into(),
+            since: None,
+            counts: Counts::default(),
+            changed: false,
+            health_problems: 1,
+            health: h,
+            health_error: None,
+            act_first: vec![],
+            act_total: 0,
+            trend: vec![],
+            sections: vec![],
+        };
+        let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
+        assert_eq!(
+            r.text.matches("HTTP 503 from the mirror").count(),
+            1,
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            r.html.matches("HTTP 503 from the mirror").count(),
+            1,
+            "{}",
+            r.html
+        );
+        assert_eq!(r.text.matches("never succeeded").count(), 1, "{}", r.text);
+    }
 }
