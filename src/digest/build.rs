@@ -730,8 +730,15 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             // warnings that only repeat them are left out, and `error_in_warnings` says the
             // error is part of a warning already.
             error_in_warnings: s.last_error.as_deref().is_some_and(|e| {
-                let e = clean(e, 300);
-                !e.is_empty() && s.warnings.iter().any(|w| clean(w, 300).contains(&e))
+                // The error's start (after a "N unit(s) failed: " summary) in a warning: the
+                // warning says it, often with more (since when, which unit).
+                let e = e.trim();
+                let e = match e.split_once(" unit(s) failed: ") {
+                    Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => rest,
+                    _ => e,
+                };
+                let head: String = clean(e, 30).trim_end_matches('…').to_string();
+                !head.is_empty() && s.warnings.iter().any(|w| clean(w, 600).contains(&head))
             }),
             warnings: {
                 let mut seen: Vec<String> = Vec::new();
