@@ -14,8 +14,12 @@ use crate::store::{self, Store};
 pub struct App {
     /// The loaded config; `None` when no file exists (allowed for `import` and `lookup`).
     pub config: Option<Config>,
-    /// Where the config was looked for.
+    /// The config file read (when `config` is `Some`), else `./outwatch.toml`.
     pub config_path: PathBuf,
+    /// Whether the file was named (`--config`, `$OUTWATCH_CONFIG`) rather than found.
+    pub config_explicit: bool,
+    /// Every place the config was looked for, in order.
+    pub config_looked: Vec<PathBuf>,
     pub data_dir: PathBuf,
     /// Whether the store folder was named (`--data-dir`, `$OUTWATCH_DATA_DIR`, `[store] path`)
     /// rather than the default.
@@ -24,14 +28,19 @@ pub struct App {
 }
 
 impl App {
-    /// Loads the config: an explicit `--config`/`$OUTWATCH_CONFIG` must exist; the default
-    /// `./outwatch.toml` may be absent.
+    /// Loads the config. An explicit `--config`/`$OUTWATCH_CONFIG` must exist; otherwise the
+    /// first file found of [`config_candidates`] is read, and none at all is allowed (for
+    /// `import`, `lookup`, `demo`).
     pub fn new(config: Option<&Path>, data_dir: Option<&Path>) -> Result<App, CliError> {
-        let (path, explicit) = match config {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        let candidates = config_candidates();
+        let (path, explicit, looked) = match config {
+            Some(p) => (p.to_path_buf(), true, vec![p.to_path_buf()]),
+            None => match candidates.iter().find(|c| c.is_file()) {
+                Some(found) => (found.clone(), false, candidates.clone()),
+                None => (PathBuf::from(DEFAULT_CONFIG), false, candidates.clone()),
+            },
         };
-        let cfg = if explicit || path.exists() {
+        let cfg = if explicit || path.is_file() {
             Some(Config::load(&path).map_err(CliError::config)?)
         } else {
             None
@@ -47,9 +56,20 @@ impl App {
             data_dir: data_dir_resolved,
             config: cfg,
             config_path: path,
+            config_explicit: explicit,
+            config_looked: looked,
             data_dir_named,
             clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Where the config was looked for, for messages: "./outwatch.toml, ~/.config/...".
+    pub fn looked_for(&self) -> String {
+        self.config_looked
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Whether the store folder holds a store (sled's database folder).
@@ -70,7 +90,7 @@ impl App {
                  $OUTWATCH_CONFIG) and for a store at {} (or --data-dir DIR, \
                  $OUTWATCH_DATA_DIR). Copy config.example.toml to outwatch.toml and run \
                  `outwatch fetch`, or try `outwatch demo`",
-                self.config_path.display(),
+                self.looked_for(),
                 self.data_dir.display()
             )));
         }
@@ -86,9 +106,9 @@ impl App {
     pub fn require_config(&self) -> Result<&Config, CliError> {
         self.config.as_ref().ok_or_else(|| {
             CliError::config(format!(
-                "no config file at {}: copy config.example.toml to outwatch.toml and edit it, \
-                 or pass --config PATH (or set $OUTWATCH_CONFIG)",
-                self.config_path.display()
+                "no config file: looked at {}. Copy config.example.toml to outwatch.toml and \
+                 edit it, or pass --config PATH (or set $OUTWATCH_CONFIG)",
+                self.looked_for()
             ))
         })
     }
@@ -149,4 +169,24 @@ impl App {
             .unwrap_or_default();
         HttpClient::new(&cfg, self.clock.clone()).map_err(|e| CliError::failure(e.to_string()))
     }
+}
+
+/// Where a config is looked for when none is named, in order: `./outwatch.toml`,
+/// `$XDG_CONFIG_HOME/outwatch/outwatch.toml` (`~/.config/outwatch/outwatch.toml` when unset),
+/// `/etc/outwatch/outwatch.toml`.
+pub fn config_candidates() -> Vec<PathBuf> {
+    let mut out = vec![PathBuf::from(DEFAULT_CONFIG)];
+    let xdg = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        });
+    if let Some(x) = xdg {
+        out.push(x.join("outwatch").join(DEFAULT_CONFIG));
+    }
+    out.push(PathBuf::from("/etc/outwatch").join(DEFAULT_CONFIG));
+    out
 }

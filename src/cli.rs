@@ -18,25 +18,29 @@ use crate::error::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "outwatch", version, about, long_about, after_help = EXIT_HELP)]
 pub struct Cli {
-    /// Config file [default: ./outwatch.toml]
-    #[arg(long, global = true, env = "OUTWATCH_CONFIG", value_name = "PATH")]
+    /// Config file [default: the first of ./outwatch.toml,
+    /// $XDG_CONFIG_HOME/outwatch/outwatch.toml (~/.config/...), /etc/outwatch/outwatch.toml]
+    #[arg(long, global = true, env = "OUTWATCH_CONFIG", value_name = "PATH", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// Store folder; overrides `[store] path`
-    #[arg(long, global = true, env = "OUTWATCH_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "OUTWATCH_DATA_DIR", value_name = "DIR", help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
 
     /// Log format on stderr
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     pub log_format: LogFormat,
 
     /// More log output (-v info, -vv debug); RUST_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The heading global options are listed under, apart from each command's own.
+const GLOBAL: &str = "Global options";
 
 const EXIT_HELP: &str = "\
 Exit codes: 0 success (also a lookup that finds nothing), 1 the work failed (a source, the
@@ -53,37 +57,89 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config and print the resolved settings (secrets redacted)
+    #[command(
+        after_help = "Examples:\n  outwatch check-config                          # validate ./outwatch.toml (or the first found)\n  outwatch --config /etc/outwatch/outwatch.toml check-config\n  outwatch check-config --json | jq .warnings"
+    )]
     CheckConfig(JsonArg),
     /// Show what is ours: prefixes per ASN, extra prefixes, domains
     ///
     /// ASNs are resolved to their announced prefixes through RIPEstat once a day; the result is
     /// cached in the store and kept when a refresh fails.
+    #[command(
+        after_help = "Examples:\n  outwatch scope                                 # what is ours, from the cached snapshot\n  outwatch scope --refresh                       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'"
+    )]
     Scope(ScopeArgs),
     /// Everything known about an IP, a prefix, a domain, a mail address or an ASN
     ///
-    /// Examples: `outwatch lookup 192.0.2.7`, `outwatch lookup 192.0.2.0/24`,
-    /// `outwatch lookup example.org` (subdomains included), `outwatch lookup alice@example.org`,
-    /// `outwatch lookup AS64496`.
+    /// Findings are sorted by severity, then newest first; an ASN includes the findings inside
+    /// the prefixes it announces (from the cached scope snapshot).
+    #[command(
+        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org                    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all                  # the ASN and its prefixes, resolved too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
+    )]
     Lookup(LookupArgs),
     /// Run sources once now and store what they report
+    #[command(
+        after_help = "Examples:\n  outwatch fetch                                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"
+    )]
     Fetch(FetchArgs),
     /// Import files that arrived by mail or were downloaded by hand
+    #[command(
+        after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/"
+    )]
     Import(ImportArgs),
     /// Write every finding with its history as JSON lines (a backup that survives upgrades)
+    #[command(
+        after_help = "Examples:\n  outwatch export --jsonl -o backup.jsonl\n  outwatch export | gzip > backup.jsonl.gz"
+    )]
     Export(ExportArgs),
     /// Read findings back from an `export` file
+    #[command(
+        after_help = "Examples:\n  outwatch --data-dir new-store restore backup.jsonl\n  zcat backup.jsonl.gz | outwatch restore -"
+    )]
     Restore(RestoreArgs),
     /// Run the scheduler: every source on its schedule, the daily digest, the scope refresh
+    #[command(
+        after_help = "Examples:\n  outwatch run                                   # the daemon (systemd: see docs/daemon.md)\n  outwatch -v run                                # with a log line per fetch\n  outwatch run --once                            # one round, for system cron"
+    )]
     Run(RunArgs),
     /// Feed health: last success, last error and state of every source
+    #[command(
+        after_help = "Examples:\n  outwatch status                                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'"
+    )]
     Status(JsonArg),
     /// Build the digest (new, still open, resolved, feed health) and send or preview it
+    #[command(
+        after_help = "Examples:\n  outwatch digest --preview                      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                                # build and deliver now"
+    )]
     Digest(DigestArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
     /// temporary store and write the digest to files
+    #[command(
+        after_help = "Examples:\n  outwatch demo                                  # into a new temporary folder\n  outwatch demo --out demo && xdg-open demo/digest.html"
+    )]
     Demo(DemoArgs),
+    /// Print a shell completion script on stdout
+    #[command(
+        after_help = "Examples:\n  outwatch completions bash > /etc/bash_completion.d/outwatch\n  outwatch completions zsh > ~/.zfunc/_outwatch\n  outwatch completions fish > ~/.config/fish/completions/outwatch.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout
+    #[command(
+        after_help = "Examples:\n  outwatch manpage > /usr/local/share/man/man1/outwatch.1\n  outwatch manpage | man -l -"
+    )]
+    Manpage,
     /// Shadowserver helpers: check credentials, refresh the bundled report schema
+    #[command(
+        after_help = "Examples:\n  outwatch shadowserver ping\n  outwatch shadowserver update-schema"
+    )]
     Shadowserver(ShadowserverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -212,8 +268,14 @@ pub struct ShadowserverArgs {
 #[derive(Debug, Subcommand)]
 pub enum ShadowserverCommand {
     /// Check the API key and secret (`test/ping`, `key/info`)
+    #[command(
+        after_help = "Examples:\n  outwatch shadowserver ping\n  outwatch shadowserver ping --json"
+    )]
     Ping(JsonArg),
     /// Download the current report schema and save it as the local override
+    #[command(
+        after_help = "Examples:\n  outwatch shadowserver update-schema\n  outwatch shadowserver update-schema --url https://mirror.example.org/reports.json"
+    )]
     UpdateSchema {
         /// Schema URL [default: Shadowserver's public reports.json]
         #[arg(long)]
@@ -224,7 +286,12 @@ pub enum ShadowserverCommand {
 /// Parses the command line, runs the command and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::logging::init(cli.log_format, cli.verbose);
+    // fetch and run --once print each source's failures and rejected rows themselves.
+    let reports_itself = matches!(
+        &cli.command,
+        Command::Fetch(_) | Command::Run(RunArgs { once: true })
+    );
+    crate::logging::init_for(cli.log_format, cli.verbose, reports_itself);
     match run(cli) {
         Ok(code) => code,
         Err(e) if e.is_stdout_closed() => ExitCode::SUCCESS,
@@ -236,7 +303,35 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    // Commands that need neither a config nor a store.
+    match &cli.command {
+        Command::Completions(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(a.shell, &mut cmd, "outwatch", &mut buf);
+            crate::output::write_all(&buf)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Manpage => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut buf)
+                .map_err(|e| CliError::failure(format!("cannot render the manual page: {e}")))?;
+            crate::output::write_all(&buf)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let app = App::new(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    // check-config prints the config's warnings itself; every other command logs them once.
+    if !matches!(cli.command, Command::CheckConfig(_))
+        && let Some(c) = &app.config
+    {
+        for w in &c.warnings {
+            tracing::warn!("{}: {}", app.config_path.display(), w);
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -255,6 +350,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Digest(a) => commands::digest::run(&app, &a).await,
             Command::Demo(a) => commands::demo::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,
+            Command::Completions(_) | Command::Manpage => unreachable!("handled above"),
         }
     })
 }

@@ -66,6 +66,10 @@ pub struct Config {
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Things that were accepted but are probably not what was meant (a prefix with host bits),
+    /// each with its line; `check-config` prints them, other commands log them once.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `[organisation]`: who we are and what is ours.
@@ -368,9 +372,14 @@ impl<'de> Deserialize<'de> for DomainName {
     }
 }
 
-/// A cron schedule. Six or seven fields (seconds first); a classic five-field crontab line is
-/// accepted and gets `0` seconds. Day-of-week numbers follow the `cron` crate (1 = Sunday), so
-/// prefer names (`Mon-Fri`).
+/// A cron schedule, with crontab(5)'s meaning in every form.
+///
+/// Five fields (`min hour day month weekday`, as in crontab) get `0` seconds; six or seven
+/// fields put seconds first (and a year last). In **every** form the weekday field means what
+/// it means in crontab(5): `0` and `7` are Sunday, `1` Monday … `6` Saturday, names
+/// (`sun`…`sat`, any case) too, with ranges (`1-5`, `mon-fri`, `fri-sun`), lists and steps
+/// (`*/2`, `1-5/2`). The `cron` crate numbers weekdays 1 = Sunday, so the field is translated
+/// into day names before the crate sees it: `0 7 * * 1-5` fires Monday to Friday.
 #[derive(Clone)]
 pub struct CronSchedule {
     pub schedule: cron::Schedule,
@@ -398,21 +407,122 @@ impl CronSchedule {
     }
 }
 
+const WEEKDAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// One crontab weekday (`0`..`7` or a name) → 0 (Sunday) .. 7 (Sunday again, kept for ranges).
+fn crontab_weekday(s: &str) -> Result<u8, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u8>() {
+        return if n <= 7 {
+            Ok(n)
+        } else {
+            Err(format!(
+                "weekday `{t}` is out of range (0-7, 0 and 7 are Sunday)"
+            ))
+        };
+    }
+    let lower = t.to_ascii_lowercase();
+    let full = [
+        "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+    ];
+    full.iter()
+        .position(|f| lower.len() >= 3 && f.starts_with(&lower))
+        .map(|i| i as u8)
+        .ok_or_else(|| {
+            format!("`{t}` is not a weekday (0-7 with 0 and 7 Sunday, or sun, mon, ..., sat)")
+        })
+}
+
+/// Translates a crontab(5) weekday field into the `cron` crate's terms (a list of day names),
+/// e.g. `1-5` → `MON,TUE,WED,THU,FRI`, `0` / `7` / `sun` → `SUN`. `*` and `?` stay.
+pub fn translate_weekday_field(field: &str) -> Result<String, String> {
+    let f = field.trim();
+    if f == "*" || f == "?" {
+        return Ok(f.to_string());
+    }
+    let mut days = [false; 7];
+    for part in f.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, st)) => {
+                let st: u8 = st
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("`{st}` in `{part}` is not a step (1 or more)"))?;
+                (r, st)
+            }
+            None => (part, 1),
+        };
+        let (lo, hi) = if range == "*" || range == "?" {
+            (0, 6)
+        } else if let Some((a, b)) = range.split_once('-') {
+            let a = crontab_weekday(a)?;
+            let mut b = crontab_weekday(b)?;
+            // `fri-sun`: Sunday as the end of a range is day 7.
+            if b == 0 {
+                b = 7;
+            }
+            if b < a {
+                return Err(format!(
+                    "weekday range `{range}` runs backwards (write e.g. `fri-sun` or `5-7`)"
+                ));
+            }
+            (a, b)
+        } else {
+            let a = crontab_weekday(range)?;
+            // `5/2` in crontab means "from 5 to the end, every 2nd".
+            if part.contains('/') { (a, 6) } else { (a, a) }
+        };
+        let mut d = lo;
+        while d <= hi {
+            days[(d % 7) as usize] = true;
+            d += step;
+        }
+    }
+    Ok(WEEKDAY_NAMES
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// A schedule in crontab's terms → the `cron` crate's expression (seconds first, weekday
+/// field translated). Shorthands (`@daily`) pass through.
+pub fn crate_expression(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.starts_with('@') {
+        return Ok(t.to_string());
+    }
+    let mut fields: Vec<String> = t.split_whitespace().map(str::to_string).collect();
+    match fields.len() {
+        5 => fields.insert(0, "0".into()),
+        6 | 7 => {}
+        n => {
+            return Err(format!(
+                "{n} fields; write five (`min hour day month weekday`, as in crontab) or six                  with seconds first (`sec min hour day month weekday`)"
+            ));
+        }
+    }
+    fields[5] = translate_weekday_field(&fields[5])?;
+    Ok(fields.join(" "))
+}
+
 impl FromStr for CronSchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let fields = s.split_whitespace().count();
-        let expr = if fields == 5 && !s.trim().starts_with('@') {
-            format!("0 {}", s.trim())
-        } else {
-            s.trim().to_string()
-        };
-        let schedule = cron::Schedule::from_str(&expr).map_err(|e| {
-            format!(
-                "`{s}` is not a cron expression ({e}); write `sec min hour day month weekday`, \
-                 e.g. \"0 0 7 * * *\" for 07:00 daily"
-            )
-        })?;
+        let hint = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and 7                     Sunday, or names), or six fields with seconds first; e.g. \"0 7 * * *\"                     for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to Friday";
+        let expr = crate_expression(s)
+            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
+        let schedule = cron::Schedule::from_str(&expr)
+            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
         if schedule.after(&Utc::now()).next().is_none() {
             return Err(format!("cron expression `{s}` never fires"));
         }
@@ -473,8 +583,7 @@ impl Config {
             path: path.display().to_string(),
             message,
         };
-        let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        cfg.base_dir = path
+        let base_dir = path
             .parent()
             .map(|p| {
                 if p.as_os_str().is_empty() {
@@ -484,17 +593,62 @@ impl Config {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
-        cfg.validate(text).map_err(invalid)?;
+        check_source_names(text, &base_dir).map_err(&invalid)?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        cfg.base_dir = base_dir;
+        cfg.validate(text).map_err(&invalid)?;
+        cfg.normalise_prefixes(text);
         Ok(cfg)
     }
 
-    /// Reads and parses the config file at `path`.
+    /// Reads and parses the config file at `path`. A file must name something as ours: an
+    /// `[organisation]` with no ASN, prefix, domain or mail address is an error (outwatch would
+    /// watch nothing and say nothing).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Config::parse(&text, path)
+        let cfg = Config::parse(&text, path)?;
+        let o = &cfg.organisation;
+        if o.asns.is_empty() && o.prefixes.is_empty() && o.domains.is_empty() && o.emails.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                path: path.display().to_string(),
+                message: format!(
+                    "{}`[organisation]` names nothing as ours: give at least one of `asns`, \
+                     `prefixes`, `domains` or `emails` (see config.example.toml)",
+                    line_hint(&text, "[organisation]")
+                ),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// A prefix written with host bits (`203.0.113.5/24`) is taken as its network
+    /// (`203.0.113.0/24`), with a warning naming the line and the corrected prefix.
+    fn normalise_prefixes(&mut self, text: &str) {
+        let mut warnings = Vec::new();
+        let mut fix = |table: &str, list: &mut Vec<IpNet>| {
+            for p in list.iter_mut() {
+                let t = p.trunc();
+                if t != *p {
+                    warnings.push(format!(
+                        "{}`{table}.prefixes`: `{p}` has host bits set; taken as `{t}` \
+                         (write that to silence this warning)",
+                        line_hint(text, &format!("\"{p}\""))
+                    ));
+                    *p = t;
+                }
+            }
+        };
+        fix("organisation", &mut self.organisation.prefixes);
+        if let Some(d) = &mut self.digest {
+            for r in &mut d.routes {
+                fix("digest.routes", &mut r.prefixes);
+            }
+        }
+        self.warnings.extend(warnings);
     }
 
     /// Checks what serde cannot: names of list feeds, consistency of credentials, URLs.
@@ -513,12 +667,37 @@ impl Config {
             }
         }
         if let Some(d) = &self.digest
-            && (d.from.trim().is_empty() || !d.from.contains('@'))
+            && mail_address(&d.from).is_err()
         {
             return Err(format!(
-                "{}`digest.from` must be a mail address",
-                line_hint(text, "from")
+                "{}`digest.from` = `{}` must be a mail address (a display name is allowed: \
+                 \"outwatch <outwatch@example.org>\")",
+                line_hint(text, "from"),
+                d.from
             ));
+        }
+        let mut addresses: Vec<(&str, &str)> = Vec::new();
+        for e in &self.organisation.emails {
+            addresses.push(("organisation.emails", e));
+        }
+        if let Some(d) = &self.digest {
+            for r in &d.recipients {
+                addresses.push(("digest.recipients", r));
+            }
+            for route in &d.routes {
+                for r in &route.recipients {
+                    addresses.push(("digest.routes.recipients", r));
+                }
+            }
+        }
+        for (key, value) in addresses {
+            if let Err(why) = mail_address(value) {
+                return Err(format!(
+                    "{}`{key}`: `{value}` is not a mail address ({why}); write it like \
+                     noc@example.org",
+                    line_hint(text, &format!("\"{value}\""))
+                ));
+            }
         }
         if let Some(s) = &self.smtp
             && s.tls == SmtpTls::None
@@ -628,6 +807,121 @@ impl Config {
             out
         }
     }
+}
+
+/// Checks a mail address as written in the config: `local@domain` (the domain a real domain
+/// name), optionally as `Display Name <local@domain>`. Returns the bare address.
+pub fn mail_address(s: &str) -> Result<&str, String> {
+    let t = s.trim();
+    let addr = match (t.rfind('<'), t.ends_with('>')) {
+        (Some(i), true) => &t[i + 1..t.len() - 1],
+        _ => t,
+    };
+    let (local, domain) = addr.rsplit_once('@').ok_or_else(|| "no `@`".to_string())?;
+    if local.is_empty()
+        || local
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>')
+    {
+        return Err("the part before `@` is empty or holds spaces".into());
+    }
+    domain
+        .parse::<DomainName>()
+        .map_err(|_| format!("`{domain}` is not a domain name"))?;
+    Ok(addr)
+}
+
+/// The closest of `names` to `name` (a typo's likely meaning), if any is close.
+pub fn closest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, &str)> = names
+        .into_iter()
+        .map(|n| (edit_distance(name, n), n))
+        .filter(|(d, n)| *d <= (n.len().max(name.len()) / 3).max(1) || n.contains(name))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, n)| n).collect()
+}
+
+/// Levenshtein distance with adjacent transpositions counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// Before the typed parse: every `[sources.NAME]` must name a source. Without this, a typo
+/// such as `[sources.hipb]` is read as a list feed's table and fails on its first key, with a
+/// message about another table's fields.
+fn check_source_names(text: &str, base_dir: &Path) -> Result<(), String> {
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(()); // the typed parse names the syntax error
+    };
+    let Some(toml::Value::Table(sources)) = doc.get("sources") else {
+        return Ok(());
+    };
+    let mut probe = Config {
+        base_dir: base_dir.to_path_buf(),
+        ..Config::default()
+    };
+    if let Some(toml::Value::Table(f)) = doc.get("feeds")
+        && let Some(toml::Value::String(dir)) = f.get("dir")
+    {
+        probe.feeds.dir = Some(PathBuf::from(dir));
+    }
+    let mut known: Vec<String> = ["shadowserver", "hibp", "safebrowsing", "snds"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    known.extend(crate::sources::lists::known_feed_names(&probe));
+    for name in sources.keys() {
+        if known.iter().any(|k| k == name) {
+            continue;
+        }
+        let near = closest(name, known.iter().map(String::as_str));
+        let hint = match near.as_slice() {
+            [] => String::new(),
+            [one] => format!("did you mean `[sources.{one}]`? "),
+            many => format!(
+                "did you mean {}? ",
+                many.iter()
+                    .map(|n| format!("`[sources.{n}]`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        };
+        let at = {
+            let l = line_hint(text, &format!("[sources.{name}]"));
+            if l.is_empty() {
+                line_hint(text, &format!("sources.{name}"))
+            } else {
+                l
+            }
+        };
+        return Err(format!(
+            "{at}unknown source `sources.{name}`: {hint}the sources are shadowserver, hibp, \
+             safebrowsing, snds and the list feeds {}",
+            known[4..].join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// Checks one configured URL: `http` or `https`, and with `keyed`, `https` or a loopback host.
@@ -823,6 +1117,123 @@ enabled = false
             "2026-01-01T00:15:00+00:00"
         );
         assert_eq!(c.interval(&t).unwrap(), chrono::Duration::minutes(15));
+    }
+
+    fn weekdays_fired(expr: &str) -> Vec<String> {
+        use chrono::Datelike;
+        let c: CronSchedule = expr.parse().unwrap();
+        // 2026-01-04 is a Sunday.
+        let mut t = DateTime::parse_from_rfc3339("2026-01-04T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut out = Vec::new();
+        while let Some(n) = c.next_after(&t) {
+            if n >= t + chrono::Duration::days(7) || out.len() > 7 {
+                break;
+            }
+            let d = n.weekday().to_string();
+            if !out.contains(&d) {
+                out.push(d);
+            }
+            t = n.date_naive().and_hms_opt(23, 59, 59).unwrap().and_utc();
+        }
+        out
+    }
+
+    #[test]
+    fn cron_weekdays_mean_what_crontab_means() {
+        assert_eq!(
+            weekdays_fired("0 7 * * 1-5"),
+            ["Mon", "Tue", "Wed", "Thu", "Fri"]
+        );
+        for sunday in ["0 7 * * 0", "0 7 * * 7", "0 7 * * sun", "0 7 * * Sunday"] {
+            assert_eq!(weekdays_fired(sunday), ["Sun"], "{sunday}");
+        }
+        assert_eq!(weekdays_fired("0 7 * * 6,0"), ["Sun", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * fri-sun"), ["Sun", "Fri", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * 5-7"), ["Sun", "Fri", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * */2"), ["Sun", "Tue", "Thu", "Sat"]);
+        assert_eq!(weekdays_fired("0 7 * * 1-5/2"), ["Mon", "Wed", "Fri"]);
+        assert_eq!(
+            weekdays_fired("0 7 * * MON-FRI"),
+            ["Mon", "Tue", "Wed", "Thu", "Fri"]
+        );
+        // Six fields (seconds first) use the same weekday numbers.
+        assert_eq!(
+            weekdays_fired("0 0 7 * * 1-5"),
+            ["Mon", "Tue", "Wed", "Thu", "Fri"]
+        );
+        assert_eq!(weekdays_fired("0 0 7 * * 0"), ["Sun"]);
+        assert_eq!(weekdays_fired("0 0 7 * * *").len(), 7);
+        assert_eq!(weekdays_fired("@daily").len(), 7);
+        // `* * * * 0` fires every minute of Sunday.
+        let c: CronSchedule = "* * * * 0".parse().unwrap();
+        let sat = DateTime::parse_from_rfc3339("2026-01-03T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            c.next_after(&sat).unwrap().to_rfc3339(),
+            "2026-01-04T00:00:00+00:00"
+        );
+        for bad in [
+            "0 7 * * 8",
+            "0 7 * * 5-1",
+            "0 7 * * xyz",
+            "0 7 * * 1/0",
+            "7 * *",
+        ] {
+            let e = bad.parse::<CronSchedule>().unwrap_err();
+            assert!(
+                e.contains("cron expression") && e.contains("crontab"),
+                "{e}"
+            );
+        }
+        // The source is kept as written.
+        let c: CronSchedule = "0 7 * * 1-5".parse().unwrap();
+        assert_eq!(c.source, "0 7 * * 1-5");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = parse("[organisation]\nname = \"x\"\nemails = [\"not-an-email\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("organisation.emails") && e.contains("not-an-email") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = parse("[digest]\nfrom = \"a@example.org\"\nrecipients = [\"noc\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("digest.recipients") && e.contains("`noc`") && e.contains("line 3"),
+            "{e}"
+        );
+        parse(
+            "[digest]\nfrom = \"outwatch <a@example.org>\"\nrecipients = [\"noc@example.org\"]\n",
+        )
+        .unwrap();
+        let c = parse("[organisation]\nname = \"x\"\nprefixes = [\"203.0.113.5/24\"]\n").unwrap();
+        assert_eq!(c.organisation.prefixes[0].to_string(), "203.0.113.0/24");
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("203.0.113.0/24") && c.warnings[0].contains("line 3"),
+            "{:?}",
+            c.warnings
+        );
+        let e = parse("[organisation]\nname = \"x\"\nprefixes = [\"192.0.2.0/24\"]\n\n[sources.hipb]\napi_key_env = \"K\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sources.hipb") && e.contains("line 5") && e.contains("[sources.hibp]"),
+            "{e}"
+        );
+        // An empty organisation is an error when a file is loaded.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("outwatch.toml");
+        std::fs::write(&p, "[organisation]\nname = \"Example Org\"\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("names nothing") && e.contains("line 1"), "{e}");
     }
 
     #[test]

@@ -482,7 +482,10 @@ mod tests {
             retry_after_secs("Mon, 23 Nov 2026 06:01:30 GMT", now),
             Some(90)
         );
-        assert_eq!(retry_after_secs("Sun, 22 Nov 2026 06:00:00 GMT", now), Some(0));
+        assert_eq!(
+            retry_after_secs("Sun, 22 Nov 2026 06:00:00 GMT", now),
+            Some(0)
+        );
         assert_eq!(retry_after_secs("soon", now), None);
     }
     use super::*;

@@ -26,4 +26,5 @@ pub mod scope;
 pub mod secret;
 pub mod sources;
 pub mod store;
+pub mod style;
 pub mod text;

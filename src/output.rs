@@ -24,6 +24,18 @@ pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
     }
 }
 
+/// Writes bytes to stdout as they are (completion scripts, the manual page); a closed stdout
+/// is [`CliError::stdout_closed`].
+pub fn write_all(bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(CliError::stdout_closed()),
+        Err(e) => Err(CliError::failure(format!("cannot write to stdout: {e}"))),
+    }
+}
+
 /// [`line`] for commands whose exit code reports work already done (fetch, run, import, demo):
 /// a line that cannot be printed (a closed stdout, mostly) is dropped, so that code still
 /// tells whether the work succeeded.
@@ -60,4 +72,35 @@ pub fn table(header: &[&str]) -> Table {
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.to_vec());
     t
+}
+
+/// Colours on (`enforce_styling`) or off; without a terminal, the width from `$COLUMNS`
+/// when set (so `COLUMNS=80 outwatch lookup ... | less` lays out for 80 columns).
+pub fn style_table(t: &mut Table, colour: bool) {
+    if colour {
+        t.enforce_styling();
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && let Some(w) = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse::<u16>().ok())
+    {
+        t.set_width(w);
+    }
+}
+
+/// Columns whose cells are never broken (addresses, URLs, times): each is at least as wide as
+/// its widest cell, and the other columns wrap at spaces around them. Long values are
+/// shortened in the middle before they get here (`text::clip_middle`).
+pub fn keep_whole(t: &mut Table, columns: &[usize]) {
+    let widths = t.column_max_content_widths();
+    for &i in columns {
+        // A constraint's width includes the cell's padding (one space each side).
+        let w = widths.get(i).copied().unwrap_or(0).saturating_add(2);
+        if let Some(c) = t.column_mut(i) {
+            c.set_constraint(comfy_table::ColumnConstraint::LowerBoundary(
+                comfy_table::Width::Fixed(w),
+            ));
+        }
+    }
 }

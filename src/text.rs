@@ -69,6 +69,48 @@ pub fn sanitize(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// [`sanitize`]d `s`, shortened **in the middle** to at most `max` characters, with `…` where
+/// the cut is: the start and the end of an address or URL stay readable
+/// (`https://www.exa…/login.php`). An escape is never cut in half.
+pub fn clip_middle(s: &str, max: usize) -> String {
+    let units: Vec<String> = s
+        .chars()
+        .map(|c| {
+            let mut u = String::new();
+            push(&mut u, c);
+            u
+        })
+        .collect();
+    let total: usize = units.iter().map(|u| u.chars().count()).sum();
+    if total <= max {
+        return units.concat();
+    }
+    if max <= 1 {
+        return "…".chars().take(max).collect();
+    }
+    let room = max - 1;
+    let head_room = room.div_ceil(2);
+    let tail_room = room - head_room;
+    let mut head = String::new();
+    let mut used = 0;
+    let mut i = 0;
+    while i < units.len() && used + units[i].chars().count() <= head_room {
+        used += units[i].chars().count();
+        head.push_str(&units[i]);
+        i += 1;
+    }
+    let mut tail: Vec<&str> = Vec::new();
+    let mut used_tail = 0;
+    let mut j = units.len();
+    while j > i && used_tail + units[j - 1].chars().count() <= tail_room {
+        used_tail += units[j - 1].chars().count();
+        tail.push(&units[j - 1]);
+        j -= 1;
+    }
+    tail.reverse();
+    format!("{head}…{}", tail.concat())
+}
+
 /// [`sanitize`]d `s`, shortened to at most `max` characters (escapes counted as written), with
 /// `…` marking a cut. An escape is never cut in half.
 pub fn clip(s: &str, max: usize) -> String {
@@ -143,5 +185,20 @@ mod tests {
             }
         }
         assert_eq!(format!("{}", Clean("a\u{7}")), "a\\u{7}");
+    }
+
+    #[test]
+    fn clip_middle_keeps_both_ends() {
+        assert_eq!(clip_middle("192.0.2.7", 20), "192.0.2.7");
+        let u = "https://www.example.org/a/very/long/path/login.php";
+        let c = clip_middle(u, 24);
+        assert_eq!(c.chars().count(), 24, "{c}");
+        assert!(
+            c.starts_with("https://www.") && c.ends_with("login.php"),
+            "{c}"
+        );
+        let e = clip_middle("ab\u{1b}cdefghijklmnopqrstuvwxyz\u{1b}", 12);
+        assert!(!e.contains('\u{1b}') && e.chars().count() <= 12, "{e}");
+        assert!(e.matches("\\u{").count() <= 2, "{e}");
     }
 }

@@ -24,10 +24,17 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             Err(e) => problems.push(format!("sources.{name}: {e}")),
         }
     }
-    let warnings = file_warnings(cfg, &app.config_path);
+    let mut warnings = cfg.warnings.clone();
+    warnings.extend(file_warnings(cfg, &app.config_path));
+    let how = if app.config_explicit {
+        "named by --config or $OUTWATCH_CONFIG".to_string()
+    } else {
+        format!("the first found of {}", app.looked_for())
+    };
     if json {
         print_json(&json!({
             "config": app.config_path.display().to_string(),
+            "config_found_as": how,
             "data_dir": app.data_dir.display().to_string(),
             "valid": problems.is_empty(),
             "warnings": warnings,
@@ -36,7 +43,7 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             "settings": cfg,
         }))?;
     } else {
-        outln!("config:   {}", app.config_path.display());
+        outln!("config:   {} ({how})", app.config_path.display());
         outln!("data dir: {}", app.data_dir.display());
         outln!(
             "sources:  {}",

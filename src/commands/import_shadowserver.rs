@@ -207,7 +207,38 @@ pub fn import_files_with(
     Ok((summary, sink.in_scope, unreadable))
 }
 
+/// `--type` names no report type the schema knows: exit 2, with the closest names.
+fn unknown_type(schema: &Schema, t: &str) -> CliError {
+    let types = schema.types();
+    let near = crate::config::closest(t, types.iter().copied());
+    let hint = if near.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; did you mean {}?",
+            near.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    CliError::usage(format!(
+        "--type `{}` is not a Shadowserver report type{hint} ({} types are known; \
+         `outwatch shadowserver update-schema` fetches the current list)",
+        crate::text::clip(t, 80),
+        types.len()
+    ))
+}
+
 pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
+    // A mistyped --type fails before anything is opened or created (the bundled schema; a
+    // newer schema saved in the store is consulted below).
+    if let Some(t) = a.report_type.as_deref() {
+        let bundled = Schema::bundled();
+        if !bundled.knows(bundled.canonical(t)) && !app.store_exists() {
+            return Err(unknown_type(&bundled, t));
+        }
+    }
     let store = app.open_store()?;
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
     let matcher = ScopeMatcher::new(&snap);
@@ -215,10 +246,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     if let Some(t) = a.report_type.as_deref()
         && !schema.knows(schema.canonical(t))
     {
-        tracing::warn!(
-            report_type = t,
-            "the schema does not know this report type; classifying it by its name"
-        );
+        return Err(unknown_type(&schema, t));
     }
     let started = app.clock.now();
     // Mails that only link to their reports: download the links (each failure named; the id

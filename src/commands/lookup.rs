@@ -16,7 +16,8 @@ use crate::finding::Finding;
 use crate::output::{print_json, table};
 use crate::scope::{self, ScopeMatcher};
 use crate::store::{Query, QueryOptions};
-use crate::text::clip;
+use crate::text::{clip, clip_middle, sanitize};
+use comfy_table::Cell;
 
 /// Parses what the user typed into a query; `Err` says what is wrong.
 pub fn parse_query(s: &str) -> Result<Query, String> {
@@ -44,6 +45,17 @@ pub fn parse_query(s: &str) -> Result<Query, String> {
             .parse::<DomainName>()
             .map_err(|_| format!("`{t}` is not a mail address"))?;
         return Ok(Query::Email(t.to_ascii_lowercase()));
+    }
+    // Dotted numbers (`999.1.1.1`, `1.2.3`) are a mistyped address, not a domain: no top-level
+    // domain is all digits.
+    if t.trim_end_matches('.')
+        .rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "`{t}` is not an IP address (four numbers 0-255, like 192.0.2.7) nor a domain"
+        ));
     }
     t.parse::<DomainName>()
         .map(|d| Query::Domain(d.0))
@@ -112,6 +124,46 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// What tells this finding apart from others about the same indicator: the breach, the
+/// malware, the port, the report type (sanitised).
+pub fn distinguishing(f: &Finding) -> String {
+    let text = |k: &str| {
+        f.extra
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(b) = text("title").or_else(|| text("breach")) {
+        parts.push(format!("breach {b}"));
+    }
+    if let Some(m) = text("malware_printable").or_else(|| text("malware")) {
+        parts.push(format!("malware {m}"));
+    } else if let Some(t) = text("threat").or_else(|| text("threat_type")) {
+        parts.push(t);
+    }
+    if let Some(p) = f.port {
+        match &f.protocol {
+            Some(proto) if !proto.is_empty() => parts.push(format!("port {p}/{proto}")),
+            _ => parts.push(format!("port {p}")),
+        }
+    }
+    if f.source == "shadowserver" {
+        parts.push(format!("report {}", f.feed));
+    }
+    sanitize(&parts.join(", ")).into_owned()
+}
+
+/// Findings for people: most severe first, then newest first.
+pub fn sort_for_people(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(b.last_seen.cmp(&a.last_seen))
+    });
+}
+
 pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     let q = parse_query(&a.query).map_err(CliError::usage)?;
     let since = a
@@ -126,8 +178,31 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         include_resolved: a.all,
         limit: a.limit,
     };
-    let findings = store.query(&q, &opts)?;
+    let mut findings = store.query(&q, &opts)?;
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
+    // An ASN: also the findings inside the prefixes it announces (cached snapshot).
+    let mut asn_prefixes = 0;
+    if let Query::Asn(asn) = q {
+        let mut seen: std::collections::HashSet<String> =
+            findings.iter().map(|f| f.fingerprint.clone()).collect();
+        for p in snap
+            .asns
+            .iter()
+            .filter(|x| x.asn == asn)
+            .flat_map(|x| &x.prefixes)
+        {
+            asn_prefixes += 1;
+            for f in store.query(&Query::Net(*p), &opts)? {
+                if seen.insert(f.fingerprint.clone()) {
+                    findings.push(f);
+                }
+            }
+        }
+        if let Some(limit) = a.limit {
+            sort_for_people(&mut findings);
+            findings.truncate(limit);
+        }
+    }
     let in_scope = query_in_scope(&q, &ScopeMatcher::new(&snap));
     if a.json {
         print_json(&json!({
@@ -142,10 +217,15 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     } else {
         "not in your scope"
     };
+    let asn_note = match (&q, asn_prefixes) {
+        (Query::Asn(_), 0) => ", no announced prefixes cached (`outwatch scope --refresh`)".into(),
+        (Query::Asn(_), n) => format!(", with its {n} prefix(es)"),
+        _ => String::new(),
+    };
     if findings.is_empty() {
         outln!(
-            "{}: nothing known ({scope_note}){}",
-            a.query.trim(),
+            "{}: nothing known ({scope_note}{asn_note}){}",
+            sanitize(a.query.trim()),
             if a.all {
                 ""
             } else {
@@ -154,37 +234,48 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    sort_for_people(&mut findings);
     outln!(
-        "{}: {} finding(s), {scope_note}, newest first",
-        a.query.trim(),
+        "{}: {} finding(s), {scope_note}{asn_note}; most severe first, then newest",
+        sanitize(a.query.trim()),
         findings.len()
     );
-    let mut t = table(&[
-        "last seen",
-        "status",
-        "severity",
-        "source / feed",
-        "what",
-        "indicator",
-        "seen",
-    ]);
+    let colour = crate::style::stdout_colour();
+    // Four columns fit 80: the indicator and the time are never broken (long indicators are
+    // shortened in the middle), "what" wraps at spaces.
+    let mut t = table(&["severity", "indicator", "what (source)", "last seen"]);
+    crate::output::style_table(&mut t, colour);
     for f in &findings {
+        let d = distinguishing(f);
+        let source = if f.source == f.feed || f.source == "shadowserver" {
+            f.source.clone()
+        } else {
+            format!("{} {}", f.source, f.feed)
+        };
+        let kind = f.classification.kind.as_str();
+        let kind = if kind == "blacklist" {
+            "blocklist"
+        } else {
+            kind
+        };
+        let what = if d.is_empty() {
+            format!("{kind} ({source})")
+        } else {
+            format!("{kind}: {d} ({source})")
+        };
+        let mut seen = f.last_seen.format("%Y-%m-%d\n%H:%M").to_string();
+        if f.times_seen > 1 {
+            seen.push_str(&format!(" {}×", f.times_seen));
+        }
+        seen.push_str(&format!("\n{}", f.status));
         t.add_row(vec![
-            f.last_seen.format("%Y-%m-%d %H:%M").to_string(),
-            f.status.to_string(),
-            f.severity.to_string(),
-            clip(&format!("{} / {}", f.source, f.feed), 40),
-            clip(
-                &format!(
-                    "{} ({})",
-                    f.classification.kind, f.classification.identifier
-                ),
-                40,
-            ),
-            clip(&f.indicator(), 60),
-            f.times_seen.to_string(),
+            crate::style::severity_cell(f.severity, colour),
+            Cell::new(clip_middle(&f.indicator(), 28)),
+            Cell::new(clip(&what, 120)),
+            Cell::new(seen),
         ]);
     }
+    crate::output::keep_whole(&mut t, &[0, 1, 3]);
     outln!("{t}");
     Ok(ExitCode::SUCCESS)
 }
@@ -217,6 +308,9 @@ mod tests {
             "not a thing",
             "@example.org",
             "localhost",
+            "999.1.1.1",
+            "1.2.3",
+            "192.0.2.7.",
         ] {
             assert!(parse_query(bad).is_err(), "{bad}");
         }

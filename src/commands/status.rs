@@ -38,9 +38,31 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     let sources =
         health::assess_as_seen_by(app.config.as_ref(), store.as_ref(), now, seen.as_ref())?;
     let findings = store.count()?;
+    let next = next_runs(app, daemon.as_ref(), now);
+    let digest = app.config.as_ref().and_then(|c| c.digest.as_ref()).map(|d| {
+        json!({
+            "schedule": d.schedule.source,
+            "timezone": d.timezone.map(|t| t.name().to_string()).unwrap_or_else(|| "UTC".into()),
+            "next_run": next.get("digest").cloned().flatten().map(rfc3339),
+        })
+    });
     if json_out {
+        let sources_json: Vec<Value> = sources
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+                if let Some(o) = v.as_object_mut() {
+                    o.insert(
+                        "next_run".into(),
+                        json!(next.get(&s.name).cloned().flatten().map(rfc3339)),
+                    );
+                }
+                v
+            })
+            .collect();
         print_json(&json!({
-            "sources": sources,
+            "sources": sources_json,
+            "digest": digest,
             "store": {
                 "path": app.data_dir.display().to_string(),
                 "findings": findings,
@@ -64,25 +86,37 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         );
     } else {
         let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
-            t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            t.map(|t| t.format("%m-%d %H:%M").to_string())
                 .unwrap_or_else(|| "-".into())
         };
-        let mut t = table(&["source", "state", "last success", "last run", "rows"]);
+        let colour = crate::style::stdout_colour();
+        // Times as month-day hour:minute (UTC), so the table fits 80 columns unbroken.
+        let mut t = table(&[
+            "source",
+            "state",
+            "last success (UTC)",
+            "rows",
+            "next run (UTC)",
+        ]);
+        crate::output::style_table(&mut t, colour);
         for s in &sources {
             let state = match s.state {
                 HealthState::Ok => "ok".to_string(),
                 other => other.as_str().to_uppercase(),
             };
             t.add_row(vec![
-                s.name.clone(),
-                state,
-                when(s.last_success),
-                when(s.last_run),
-                s.last_rows
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                comfy_table::Cell::new(&s.name),
+                crate::style::health_cell(&state, colour),
+                comfy_table::Cell::new(when(s.last_success)),
+                comfy_table::Cell::new(
+                    s.last_rows
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                ),
+                comfy_table::Cell::new(when(next.get(&s.name).cloned().flatten())),
             ]);
         }
+        crate::output::keep_whole(&mut t, &[1, 2, 4]);
         outln!("{t}");
         // Problems in full, one source at a time (an error cut short hides its cause): on a
         // terminal wrapped at word boundaries (an address or URL stays whole), in a pipe one
@@ -92,7 +126,11 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             .then(textwrap::termwidth)
             .filter(|w| *w >= 40);
         for s in sources.iter().filter(|s| s.state != HealthState::Ok) {
-            outln!("{} ({}):", s.name, s.state.as_str());
+            outln!(
+                "{} ({}):",
+                s.name,
+                crate::style::health_word(s.state.as_str(), s.state.as_str(), colour)
+            );
             for w in &s.warnings {
                 let text = clip(w, 4000);
                 match width {
@@ -136,6 +174,14 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         }
         None => outln!("daemon: not running"),
     }
+    if let Some(d) = &digest {
+        outln!(
+            "digest: {} ({}), next {}",
+            d["schedule"].as_str().unwrap_or("-"),
+            d["timezone"].as_str().unwrap_or("UTC"),
+            d["next_run"].as_str().unwrap_or("-")
+        );
+    }
     Ok(verdict(&sources))
 }
 
@@ -146,4 +192,52 @@ fn verdict(sources: &[health::SourceHealth]) -> ExitCode {
     } else {
         ExitCode::from(crate::error::EXIT_FAILURE)
     }
+}
+
+/// When each job runs next: the running daemon's own plan (its `hello`), else the next slot of
+/// each schedule (what a daemon started now would aim at, before any catch-up run).
+fn next_runs(
+    app: &App,
+    daemon: Option<&Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::collections::HashMap<String, Option<chrono::DateTime<chrono::Utc>>> {
+    let mut out = std::collections::HashMap::new();
+    if let Some(jobs) = daemon
+        .and_then(|h| h.get("jobs"))
+        .and_then(|j| j.as_object())
+    {
+        for (name, j) in jobs {
+            let t = j
+                .get("next_run")
+                .and_then(|v| v.as_str())
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            out.insert(name.clone(), t);
+        }
+        return out;
+    }
+    let Some(cfg) = app.config.as_ref() else {
+        return out;
+    };
+    for (name, built) in crate::sources::enabled_sources(cfg) {
+        if let Ok(src) = built {
+            let sched = crate::daemon::source_schedule(cfg, &name, src.as_ref());
+            out.insert(
+                name,
+                crate::daemon::schedule::next_fire(&sched, chrono_tz::Tz::UTC, now, None),
+            );
+        }
+    }
+    if let Some(d) = &cfg.digest {
+        out.insert(
+            "digest".into(),
+            crate::daemon::schedule::next_fire(
+                &d.schedule,
+                d.timezone.unwrap_or(chrono_tz::Tz::UTC),
+                now,
+                None,
+            ),
+        );
+    }
+    out
 }

@@ -233,6 +233,44 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
             Err(e) => tracing::warn!(error = %e, "scope refresh failed"),
         }
     }
+    // One line at start, whatever the log level: what runs, where, and when next.
+    {
+        let now = app.clock.now();
+        let next: Vec<String> = jobs
+            .iter()
+            .map(|j| {
+                let at = if j.catch_up {
+                    "now (catching up)".to_string()
+                } else {
+                    schedule::next_fire(&j.schedule, j.tz, now, None)
+                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "never".into())
+                };
+                format!("{} {at}", j.name)
+            })
+            .collect();
+        let sources: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.kind == "source")
+            .map(|j| j.name.as_str())
+            .collect();
+        eprintln!(
+            "outwatch {} started (pid {}): store {}, sources: {}; next: {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            app.data_dir.display(),
+            if sources.is_empty() {
+                "none".to_string()
+            } else {
+                sources.join(", ")
+            },
+            if next.is_empty() {
+                "nothing scheduled".to_string()
+            } else {
+                next.join(", ")
+            }
+        );
+    }
     for job in jobs {
         tracing::info!(job = %job.name, kind = job.kind, schedule = %job.schedule.source, tz = %job.tz, "scheduled");
         set.spawn(scheduler::run_job(
@@ -269,6 +307,14 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
         return Err(CliError::store(format!("flushing the store failed: {e}")));
     }
     tracing::info!("daemon stopped");
+    eprintln!(
+        "outwatch stopped ({which}{}); store flushed",
+        if forced {
+            ", second signal: runs in flight were cut short"
+        } else {
+            ", runs in flight finished"
+        }
+    );
     Ok(if forced {
         ExitCode::from(crate::error::EXIT_FAILURE)
     } else {
@@ -318,7 +364,8 @@ pub async fn fetch_now(
     if !cfg.organisation.asns.is_empty()
         && let Err(e) = tasks::refresh_scope(&shared, false).await
     {
-        tracing::warn!(error = %crate::text::Clean(&e), "scope refresh failed");
+        // Reported once, by the caller (its `warning: scope:` line), not logged as well.
+        tracing::debug!(error = %crate::text::Clean(&e), "scope refresh failed");
         scope_warning = Some(e);
     }
     let reports = shared.runner().run_all(chosen, done).await;

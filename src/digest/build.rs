@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use super::remediation::Remediation;
+use super::remediation::{Details, Remediation};
 use crate::config::DigestRoute;
 use crate::finding::{Finding, Severity, Status};
 use crate::health::{HealthState, SourceHealth};
@@ -189,6 +189,9 @@ pub struct FindingView {
     pub resolved_at: Option<String>,
     /// A few source-specific fields.
     pub details: Vec<Detail>,
+    /// Whether the indicator is a URL (may be broken at any place when long); addresses,
+    /// networks, domains and mail addresses are kept whole.
+    pub is_url: bool,
 }
 
 /// One source-specific field.
@@ -219,7 +222,7 @@ pub fn fmt_time(t: DateTime<Utc>, tz: Option<Tz>) -> String {
     }
 }
 
-fn view(f: &Finding, tz: Option<Tz>) -> FindingView {
+fn view(f: &Finding, tz: Option<Tz>, spec: &Details) -> FindingView {
     let c = |s: &Option<String>| s.as_deref().map(|s| clean(s, MAX_VALUE));
     FindingView {
         indicator: clean(&f.indicator(), MAX_VALUE),
@@ -237,6 +240,7 @@ fn view(f: &Finding, tz: Option<Tz>) -> FindingView {
         domain: c(&f.domain),
         email: c(&f.email),
         url: c(&f.url),
+        is_url: f.email.is_none() && f.url.is_some(),
         source: clean(&f.source, 60),
         feed: clean(&f.feed, 80),
         identifier: clean(&f.classification.identifier, 80),
@@ -247,22 +251,128 @@ fn view(f: &Finding, tz: Option<Tz>) -> FindingView {
             .then(|| resolved_at(f))
             .flatten()
             .map(|t| fmt_time(t, tz)),
-        details: f
+        details: details(f, spec),
+    }
+}
+
+/// The fields of a finding worth showing: those `[details]` names for its feed or source, in
+/// that order (else any, up to [`MAX_DETAILS`]), never an internal one, lists as words.
+pub fn details(f: &Finding, spec: &Details) -> Vec<Detail> {
+    let present = |k: &str| {
+        f.extra.get(k).filter(|v| {
+            !v.is_null() && v.as_str() != Some("") && v.as_array().is_none_or(|a| !a.is_empty())
+        })
+    };
+    let chosen: Vec<&str> = spec
+        .fields_for(&f.source, &f.feed)
+        .unwrap_or_default()
+        .iter()
+        .map(String::as_str)
+        .filter(|k| present(k).is_some())
+        .collect();
+    // Nothing of the chosen fields present (a report type with other columns): the first few.
+    let keys: Vec<&str> = match chosen.is_empty() {
+        false => chosen,
+        true => f
             .extra
-            .iter()
-            .filter(|(_, v)| !v.is_null() && v.as_str() != Some(""))
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !spec.hidden(k) && present(k).is_some())
             .take(MAX_DETAILS)
-            .map(|(k, v)| Detail {
-                key: clean(k, 40),
-                value: clean(
-                    &match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    },
-                    MAX_VALUE,
-                ),
-            })
             .collect(),
+    };
+    // A value that only repeats an earlier one (a breach's name after its title) is left out.
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    let mut shown: Vec<String> = Vec::new();
+    keys.into_iter()
+        .filter(|k| !spec.hidden(k))
+        .filter(|k| {
+            let n = present(k).map(|v| norm(&in_words(v))).unwrap_or_default();
+            let new = n.is_empty() || !shown.contains(&n);
+            shown.push(n);
+            new
+        })
+        .filter_map(|k| {
+            let v = present(k)?;
+            let words = match v {
+                // Counts read better with separators; other numbers (an ASN, a port) do not.
+                serde_json::Value::Number(n) if k.contains("count") || k.contains("hits") => {
+                    n.as_u64().map_or_else(|| n.to_string(), thousands)
+                }
+                // Tags arrive as one comma-separated string.
+                serde_json::Value::String(t) if k.starts_with("tag") && !t.contains(' ') => t
+                    .split(',')
+                    .filter(|x| !x.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                other => in_words(other),
+            };
+            Some(Detail {
+                key: clean(&spec.label(k), 40),
+                value: clean(&words, MAX_VALUE),
+            })
+        })
+        .collect()
+}
+
+/// A JSON value as a person would write it: lists as "a, b and c" (long ones "… and 7 more"),
+/// `true` as "yes", objects as "key: value" pairs.
+pub fn in_words(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => {
+            const SHOWN: usize = 6;
+            let items: Vec<String> = a.iter().map(in_words).filter(|s| !s.is_empty()).collect();
+            let n = items.len();
+            if n > SHOWN {
+                format!(
+                    "{} and {} more",
+                    items[..SHOWN - 1].join(", "),
+                    n - (SHOWN - 1)
+                )
+            } else if n >= 2 {
+                format!("{} and {}", items[..n - 1].join(", "), items[n - 1])
+            } else {
+                items.concat()
+            }
+        }
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{}: {}", k.replace('_', " "), in_words(v)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One classification type per meaning: RSIT renamed `blacklist` to `blocklist`, and sources
+/// use either; the digest shows one category.
+pub fn category(kind: &str) -> &str {
+    match kind {
+        "" => "unknown",
+        "blacklist" => "blocklist",
+        k => k,
     }
 }
 
@@ -277,10 +387,53 @@ struct Bucket {
     identifiers: BTreeMap<String, ()>,
 }
 
+/// Days in the trend.
+pub const TREND_DAYS: usize = 14;
+/// Most findings named in "act on these first".
+pub const ACT_FIRST: usize = 8;
+
+/// One day of the trend: findings first seen that day, open at its end, resolved that day.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TrendDay {
+    /// `11-18`.
+    pub date: String,
+    /// `Tue`.
+    pub weekday: String,
+    pub new: usize,
+    pub open: usize,
+    pub resolved: usize,
+    /// Bar lengths in percent of the largest day's open count (0 when it has none; at least 1
+    /// for a count above zero, so a bar shows).
+    pub new_pct: usize,
+    pub open_pct: usize,
+    pub resolved_pct: usize,
+}
+
+/// A critical or high finding named at the top of the digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActItem {
+    pub severity: Severity,
+    /// `new` or `open`.
+    pub section: Section,
+    pub kind: String,
+    pub indicator: String,
+    pub is_url: bool,
+    /// What tells it apart (breach, malware, port, report type).
+    pub what: String,
+    pub source: String,
+}
+
 /// Sorts the findings of one audience into groups while the store is scanned.
 pub struct Collector {
     window: Window,
     tz: Option<Tz>,
+    spec: Details,
+    /// Day starts (UTC instants of local midnights), oldest first, and the end of the last day.
+    day_starts: Vec<DateTime<Utc>>,
+    trend: Vec<TrendDay>,
+    /// (severity, section, first_seen, indicator) → item; the best [`ACT_FIRST`] are kept.
+    act: Vec<((Severity, Section, i64, String), ActItem)>,
+    act_total: usize,
     buckets: BTreeMap<(Section, Severity, String), Bucket>,
     counts: [usize; 3],
     /// Fingerprints of listed-as-new findings whose status is still `new` (to mark reported).
@@ -289,9 +442,20 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(window: Window, tz: Option<Tz>) -> Self {
+        Self::with_details(window, tz, Details::default())
+    }
+
+    /// A collector that shows the fields `spec` chooses.
+    pub fn with_details(window: Window, tz: Option<Tz>, spec: Details) -> Self {
+        let (day_starts, trend) = trend_days(window.now, tz);
         Collector {
             window,
             tz,
+            spec,
+            day_starts,
+            trend,
+            act: Vec::new(),
+            act_total: 0,
             buckets: BTreeMap::new(),
             counts: [0; 3],
             new_fingerprints: Vec::new(),
@@ -300,18 +464,37 @@ impl Collector {
 
     /// Takes one finding (already matched to the audience) into account.
     pub fn add(&mut self, f: &Finding) {
+        if f.in_scope {
+            self.count_trend(f);
+        }
         let Some(section) = classify(f, &self.window) else {
             return;
         };
+        if f.severity <= Severity::High && section != Section::Resolved {
+            self.act_total += 1;
+            let key = (f.severity, section, f.first_seen.timestamp(), f.indicator());
+            if self.act.len() < ACT_FIRST || self.act.iter().any(|(k, _)| key < *k) {
+                self.act.push((
+                    key,
+                    ActItem {
+                        severity: f.severity,
+                        section,
+                        kind: clean(category(&f.classification.kind), 80),
+                        indicator: clean(&f.indicator(), MAX_VALUE),
+                        is_url: f.email.is_none() && f.url.is_some(),
+                        what: clean(&crate::commands::lookup::distinguishing(f), MAX_VALUE),
+                        source: clean(&f.source, 60),
+                    },
+                ));
+                self.act.sort_by(|a, b| a.0.cmp(&b.0));
+                self.act.truncate(ACT_FIRST);
+            }
+        }
         self.counts[section as usize] += 1;
         if section == Section::New && f.status == Status::New {
             self.new_fingerprints.push(f.fingerprint.clone());
         }
-        let kind = if f.classification.kind.is_empty() {
-            "unknown".to_string()
-        } else {
-            f.classification.kind.clone()
-        };
+        let kind = category(&f.classification.kind).to_string();
         let b = self.buckets.entry((section, f.severity, kind)).or_default();
         if b.count == 0 {
             b.taxonomy = f.classification.taxonomy.clone();
@@ -334,11 +517,73 @@ impl Collector {
         {
             return;
         }
-        b.items.push((key, view(f, self.tz)));
+        b.items.push((key, view(f, self.tz, &self.spec)));
         if b.items.len() >= cap * 2 {
             b.items.sort_by(|a, b| a.0.cmp(&b.0));
             b.items.truncate(cap);
         }
+    }
+
+    /// Counts a finding into the days of the trend.
+    fn count_trend(&mut self, f: &Finding) {
+        let resolved = if f.status == Status::Resolved {
+            resolved_at(f)
+        } else {
+            None
+        };
+        let n = self.trend.len();
+        for i in 0..n {
+            let start = self.day_starts[i];
+            let end = self.day_starts[i + 1];
+            let d = &mut self.trend[i];
+            if f.first_seen >= start && f.first_seen < end {
+                d.new += 1;
+            }
+            if let Some(r) = resolved
+                && r >= start
+                && r < end
+            {
+                d.resolved += 1;
+            }
+            if f.first_seen < end && resolved.is_none_or(|r| r >= end) {
+                d.open += 1;
+            }
+        }
+    }
+
+    /// The trend, oldest day first, with bar lengths.
+    pub fn trend(&self) -> Vec<TrendDay> {
+        let max = self
+            .trend
+            .iter()
+            .map(|d| d.open.max(d.new).max(d.resolved))
+            .max()
+            .unwrap_or(0);
+        let pct = |n: usize| {
+            if max == 0 || n == 0 {
+                0
+            } else {
+                (n * 100 / max).max(1)
+            }
+        };
+        self.trend
+            .iter()
+            .map(|d| TrendDay {
+                new_pct: pct(d.new),
+                open_pct: pct(d.open),
+                resolved_pct: pct(d.resolved),
+                ..d.clone()
+            })
+            .collect()
+    }
+
+    /// The critical and high findings to act on first (new before open, oldest first), and
+    /// how many there are in all.
+    pub fn act_first(&self) -> (Vec<ActItem>, usize) {
+        (
+            self.act.iter().map(|(_, a)| a.clone()).collect(),
+            self.act_total,
+        )
     }
 
     /// Exact counts: (new, open, resolved).
@@ -465,6 +710,8 @@ pub struct HealthView {
     pub last_error: Option<String>,
     pub last_rows: Option<usize>,
     pub warnings: Vec<String>,
+    /// Whether a warning already quotes `last_error` (show it once).
+    pub error_in_warnings: bool,
 }
 
 /// Orders sources with problems first and formats them.
@@ -479,9 +726,64 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             last_run: s.last_run.map(|t| fmt_time(t, tz)),
             last_error: s.last_error.as_deref().map(|e| clean(e, 300)),
             last_rows: s.last_rows,
-            warnings: s.warnings.iter().map(|w| clean(w, 300)).collect(),
+            // Each problem once: the template shows `last_success` and the error itself, so
+            // warnings that only repeat them are left out, and `error_in_warnings` says the
+            // error is part of a warning already.
+            error_in_warnings: s.last_error.as_deref().is_some_and(|e| {
+                // The error's start (after a "N unit(s) failed: " summary) in a warning: the
+                // warning says it, often with more (since when, which unit).
+                let e = e.trim();
+                let e = match e.split_once(" unit(s) failed: ") {
+                    Some((n, rest)) if n.bytes().all(|b| b.is_ascii_digit()) => rest,
+                    _ => e,
+                };
+                let head: String = clean(e, 30).trim_end_matches('…').to_string();
+                !head.is_empty() && s.warnings.iter().any(|w| clean(w, 600).contains(&head))
+            }),
+            warnings: {
+                let mut seen: Vec<String> = Vec::new();
+                for w in &s.warnings {
+                    let w = clean(w, 300);
+                    let repeats = w.starts_with("last success ")
+                        || w == "has never succeeded"
+                        || w.is_empty();
+                    if !repeats && !seen.contains(&w) {
+                        seen.push(w);
+                    }
+                }
+                seen
+            },
         })
         .collect()
+}
+
+/// The last [`TREND_DAYS`] days up to and including `now`'s day (in `tz`): their starts plus
+/// the end of the last, and empty counts with dates.
+fn trend_days(now: DateTime<Utc>, tz: Option<Tz>) -> (Vec<DateTime<Utc>>, Vec<TrendDay>) {
+    use chrono::{Datelike, TimeZone};
+    let tz = tz.unwrap_or(Tz::UTC);
+    let today = now.with_timezone(&tz).date_naive();
+    let start_of = |d: chrono::NaiveDate| {
+        let midnight = d.and_hms_opt(0, 0, 0).expect("midnight");
+        tz.from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            // A day that starts in a DST gap: an hour later is safe.
+            .unwrap_or_else(|| midnight.and_utc() + chrono::Duration::hours(1))
+    };
+    let mut starts = Vec::with_capacity(TREND_DAYS + 1);
+    let mut days = Vec::with_capacity(TREND_DAYS);
+    for back in (0..TREND_DAYS as i64).rev() {
+        let d = today - chrono::Duration::days(back);
+        starts.push(start_of(d));
+        days.push(TrendDay {
+            date: format!("{:02}-{:02}", d.month(), d.day()),
+            weekday: d.weekday().to_string(),
+            ..TrendDay::default()
+        });
+    }
+    starts.push(start_of(today + chrono::Duration::days(1)));
+    (starts, days)
 }
 
 /// Scans the store once and fills one collector per audience.
@@ -489,10 +791,11 @@ pub fn collect(
     store: &dyn Store,
     audiences: &[(Audience, Window)],
     tz: Option<Tz>,
+    spec: &Details,
 ) -> Result<Vec<Collector>> {
     let mut cols: Vec<Collector> = audiences
         .iter()
-        .map(|(_, w)| Collector::new(*w, tz))
+        .map(|(_, w)| Collector::with_details(*w, tz, spec.clone()))
         .collect();
     store.for_each(&mut |f| {
         for ((aud, _), col) in audiences.iter().zip(cols.iter_mut()) {
@@ -595,5 +898,83 @@ mod tests {
     fn clean_strips_controls_and_shortens() {
         assert_eq!(clean("a\nb\tc", 10), "a b c");
         assert_eq!(clean("äöüß", 2), "äö…");
+    }
+
+    #[test]
+    fn values_in_words_and_internal_fields_hidden() {
+        use serde_json::json;
+        assert_eq!(
+            in_words(&json!(["Passwords", "Email addresses", "Usernames"])),
+            "Passwords, Email addresses and Usernames"
+        );
+        assert_eq!(in_words(&json!(["a"])), "a");
+        assert_eq!(
+            in_words(&json!([1, 2, 3, 4, 5, 6, 7, 8])),
+            "1, 2, 3, 4, 5 and 3 more"
+        );
+        assert_eq!(in_words(&json!(true)), "yes");
+        assert_eq!(in_words(&json!(64496)), "64496");
+        assert_eq!(thousands(1234567), "1,234,567");
+        let rem = Remediation::builtin().unwrap();
+        let mut x = f("data-leak", "192.0.2.1", 0);
+        x.source = "hibp".into();
+        x.extra
+            .insert("data_classes".into(), json!(["Passwords", "Names"]));
+        x.extra.insert("from_cache".into(), json!(true));
+        x.extra.insert("added_date".into(), json!("2020-01-01"));
+        x.extra.insert("breach_date".into(), json!("2019-01-01"));
+        x.extra.insert("breach".into(), json!("Adobe"));
+        x.extra.insert("title".into(), json!("Adobe"));
+        let d = details(&x, rem.details());
+        let keys: Vec<&str> = d.iter().map(|d| d.key.as_str()).collect();
+        assert!(keys.iter().any(|k| k.contains("data")), "{keys:?}");
+        assert!(!keys.iter().any(|k| k.contains("cache")), "{keys:?}");
+        // The name repeats the title: shown once.
+        assert_eq!(d.iter().filter(|d| d.value == "Adobe").count(), 1, "{d:?}");
+        let classes = d.iter().find(|d| d.key.contains("data")).unwrap();
+        assert_eq!(classes.value, "Passwords and Names");
+        // Any source: internal fields never.
+        let mut y = f("scanner", "192.0.2.2", 0);
+        y.extra.insert("from_cache".into(), json!(true));
+        y.extra.insert("cache_duration".into(), json!("300.000s"));
+        y.extra
+            .insert("cidrs".into(), json!(["192.0.2.130/31", "192.0.2.132/30"]));
+        let d = details(&y, rem.details());
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].value, "192.0.2.130/31 and 192.0.2.132/30");
+        assert_eq!(category("blacklist"), "blocklist");
+    }
+
+    #[test]
+    fn trend_and_act_first() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap(); // 2023-11-14 22:13 UTC
+        let w = Window { since: None, now };
+        let mut c = Collector::new(w, None);
+        let day = 86_400;
+        let mut a = f("c2-server", "192.0.2.1", 1_700_000_000 - 3 * day);
+        a.severity = Severity::Critical;
+        c.add(&a);
+        let mut r = f("scanner", "192.0.2.2", 1_700_000_000 - 5 * day);
+        r.severity = Severity::Low;
+        r.status = Status::Resolved;
+        r.push_history(
+            DateTime::from_timestamp(1_700_000_000 - day, 0).unwrap(),
+            "resolved",
+        );
+        c.add(&r);
+        let t = c.trend();
+        assert_eq!(t.len(), TREND_DAYS);
+        assert_eq!(t[13].date, "11-14");
+        assert_eq!(t[13].open, 1);
+        assert_eq!(t[12].resolved, 1);
+        assert_eq!(t[12].open, 1);
+        assert_eq!(t[11].open, 2);
+        assert_eq!(t[10].new, 1);
+        assert_eq!(t[8].new, 1);
+        assert_eq!(t[7].open, 0);
+        let (items, total) = c.act_first();
+        assert_eq!(total, 1);
+        assert_eq!(items[0].indicator, "192.0.2.1");
+        assert_eq!(items[0].severity, Severity::Critical);
     }
 }

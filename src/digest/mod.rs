@@ -168,7 +168,7 @@ pub fn prepare(
             (p.audience.clone(), Window { since, now })
         })
         .collect();
-    let collectors = build::collect(store, &audiences, tz)?;
+    let collectors = build::collect(store, &audiences, tz, rem.details())?;
     let (health, health_error) = match crate::health::assess(cfg, store, now) {
         Ok(h) => (build::health_views(h, tz), None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -183,6 +183,8 @@ pub fn prepare(
             resolved,
         };
         let new_fingerprints = std::mem::take(&mut col.new_fingerprints);
+        let (act_first, act_total) = col.act_first();
+        let trend = col.trend();
         let mut view = DigestView {
             organisation: cfg.organisation.name.clone(),
             title: d.subject.clone(),
@@ -195,6 +197,9 @@ pub fn prepare(
             health: health.clone(),
             health_problems,
             health_error: health_error.clone(),
+            act_first,
+            act_total,
+            trend,
             sections: col.sections(&rem),
         };
         let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;

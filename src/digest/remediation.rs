@@ -34,6 +34,52 @@ pub struct Remediation {
     /// Extra advice per classification identifier (`open-dns`, `rdp`, ...).
     #[serde(default)]
     identifier: BTreeMap<String, String>,
+    /// Which source-specific fields the digest shows, per feed or source.
+    #[serde(default)]
+    details: Details,
+}
+
+/// `[details]`: the `extra` fields worth a reader's time, per feed or source, as data.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Details {
+    /// Fields never shown (internal bookkeeping such as a cache flag).
+    #[serde(default)]
+    pub never: Vec<String>,
+    /// `"<source>/<feed>"`, `"<feed>"` or `"<source>"` → the fields to show, in order;
+    /// `default` for the rest (an empty `default`: any fields not in `never`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Vec<String>>,
+    /// Labels for field names (`data_classes = "exposed data"`); others are shown with spaces
+    /// for underscores.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Details {
+    /// The fields to show for a finding of `source`/`feed`: `None` means "any not hidden".
+    pub fn fields_for(&self, source: &str, feed: &str) -> Option<&[String]> {
+        self.fields
+            .get(&format!("{source}/{feed}"))
+            .or_else(|| self.fields.get(feed))
+            .or_else(|| self.fields.get(source))
+            .or_else(|| self.fields.get("default"))
+            .filter(|v| !v.is_empty())
+            .map(Vec::as_slice)
+    }
+
+    /// Whether a field is never shown.
+    pub fn hidden(&self, key: &str) -> bool {
+        self.never.iter().any(|k| k == key)
+    }
+
+    /// The label of a field.
+    pub fn label(&self, key: &str) -> String {
+        self.labels
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| key.replace('_', " "))
+    }
 }
 
 impl Remediation {
@@ -62,6 +108,9 @@ impl Remediation {
                 r.taxonomy.extend(o.taxonomy);
                 r.types.extend(o.types);
                 r.identifier.extend(o.identifier);
+                r.details.never.extend(o.details.never);
+                r.details.fields.extend(o.details.fields);
+                r.details.labels.extend(o.details.labels);
             }
         }
         Ok(r)
@@ -71,6 +120,12 @@ impl Remediation {
     pub fn lookup(&self, kind: &str, taxonomy: &str) -> Text {
         self.types
             .get(kind)
+            .or_else(|| match kind {
+                // One meaning, two names (RSIT renamed it): either entry serves both.
+                "blocklist" => self.types.get("blacklist"),
+                "blacklist" => self.types.get("blocklist"),
+                _ => None,
+            })
             .or_else(|| self.taxonomy.get(taxonomy))
             .or_else(|| self.taxonomy.get(crate::finding::taxonomy_for_type(kind)))
             .or(self.default.as_ref())
@@ -79,6 +134,11 @@ impl Remediation {
                 meaning: "A watcher outside your network reported this.".into(),
                 action: "Check the affected system and the source's documentation.".into(),
             })
+    }
+
+    /// Which fields the digest shows.
+    pub fn details(&self) -> &Details {
+        &self.details
     }
 
     /// Extra advice for one classification identifier, if any.

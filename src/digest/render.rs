@@ -12,7 +12,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, path_loader};
 use serde::Serialize;
 
-use super::build::{HealthView, SectionView};
+use super::build::{ActItem, HealthView, SectionView, TrendDay};
 
 /// The templates and their built-in text.
 pub const BUILTIN: [(&str, &str); 3] = [
@@ -51,6 +51,12 @@ pub struct DigestView {
     /// Number of sources whose state is not `ok`.
     pub health_problems: usize,
     pub health_error: Option<String>,
+    /// The critical and high findings (new, then open) to act on first, at most
+    /// [`super::build::ACT_FIRST`]; `act_total` counts them all.
+    pub act_first: Vec<ActItem>,
+    pub act_total: usize,
+    /// New / open / resolved per day, the last 14 days, oldest first.
+    pub trend: Vec<TrendDay>,
     /// New, still open, resolved (each with severities → categories → findings).
     pub sections: Vec<SectionView>,
 }
@@ -159,6 +165,9 @@ mod tests {
             health_problems: 1,
             health: h,
             health_error: None,
+            act_first: vec![],
+            act_total: 0,
+            trend: vec![],
             sections: vec![],
         };
         let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
@@ -172,5 +181,52 @@ mod tests {
         assert!(r.text.contains("last error: <b>HTTP 500</b>"));
         assert!(r.html.contains("&lt;b&gt;HTTP 500&lt;"));
         assert!(r.html.find("Feed problems").unwrap() < r.html.find("still open").unwrap());
+    }
+
+    #[test]
+    fn each_feed_problem_is_said_once() {
+        let mut h = health(
+            "urlhaus",
+            HealthState::Failing,
+            Some("HTTP 503 from the mirror"),
+        );
+        h.warnings = vec![
+            "the last 3 run(s) failed (since 2026-11-30 07:00 UTC): HTTP 503 from the mirror"
+                .into(),
+            "has never succeeded".into(),
+        ];
+        let h = super::super::build::health_views(vec![h], None);
+        assert!(h[0].error_in_warnings);
+        let mut v = DigestView {
+            organisation: "Org".into(),
+            title: "outwatch digest".into(),
+            audience: None,
+            subject: String::new(),
+            generated: "now".into(),
+            since: None,
+            counts: Counts::default(),
+            changed: false,
+            health_problems: 1,
+            health: h,
+            health_error: None,
+            act_first: vec![],
+            act_total: 0,
+            trend: vec![],
+            sections: vec![],
+        };
+        let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
+        assert_eq!(
+            r.text.matches("HTTP 503 from the mirror").count(),
+            1,
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            r.html.matches("HTTP 503 from the mirror").count(),
+            1,
+            "{}",
+            r.html
+        );
+        assert_eq!(r.text.matches("never succeeded").count(), 1, "{}", r.text);
     }
 }

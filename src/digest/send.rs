@@ -19,18 +19,65 @@ fn mailbox(addr: &str, key: &str) -> Result<Mailbox, String> {
         .map_err(|e| format!("`{key}`: `{addr}` is not a usable mail address ({e})"))
 }
 
-/// Builds the multipart/alternative message (text first, then HTML) with Message-ID and Date.
+/// A header lettre has no type for: `Auto-Submitted` (RFC 3834), `X-Auto-Response-Suppress`.
+#[derive(Clone)]
+struct Plain<const N: usize>(String);
+
+macro_rules! plain_header {
+    ($n:literal, $name:literal) => {
+        impl lettre::message::header::Header for Plain<$n> {
+            fn name() -> lettre::message::header::HeaderName {
+                lettre::message::header::HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(Plain(s.to_string()))
+            }
+            fn display(&self) -> lettre::message::header::HeaderValue {
+                lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+            }
+        }
+    };
+}
+plain_header!(0, "Auto-Submitted");
+plain_header!(1, "X-Auto-Response-Suppress");
+
+/// The sender as shown: `from` as written, with the display name "outwatch" when it has none.
+fn sender(from: &str) -> Result<Mailbox, String> {
+    let mut m = mailbox(from, "digest.from")?;
+    if m.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        m.name = Some("outwatch".into());
+    }
+    Ok(m)
+}
+
+/// A Message-ID on the sender's domain (not this host's name, which may be internal):
+/// `<outwatch.TIME.RANDOM@example.org>`.
+fn message_id(from: &Mailbox, now: DateTime<Utc>) -> String {
+    format!(
+        "<outwatch.{}.{:016x}@{}>",
+        now.timestamp(),
+        rand::random::<u64>(),
+        from.email.domain()
+    )
+}
+
+/// Builds the multipart/alternative message (text first, then HTML) with Message-ID and Date,
+/// marked as automatic (`Auto-Submitted: auto-generated`, so vacation replies and other
+/// auto-responders stay quiet).
 pub fn build_message(
     from: &str,
     to: &[String],
     r: &Rendered,
     now: DateTime<Utc>,
 ) -> Result<Message, String> {
+    let from = sender(from)?;
     let mut b = Message::builder()
-        .from(mailbox(from, "digest.from")?)
+        .message_id(Some(message_id(&from, now)))
+        .from(from)
         .subject(r.subject.clone())
         .date(now.into())
-        .message_id(None);
+        .header(Plain::<0>("auto-generated".into()))
+        .header(Plain::<1>("All".into()));
     for t in to {
         b = b.to(mailbox(t, "digest.recipients")?);
     }
@@ -222,7 +269,9 @@ mod tests {
         };
         let m = build_message("ow@example.org", &["a@example.org".into()], &r, Utc::now()).unwrap();
         let s = String::from_utf8(m.formatted()).unwrap();
-        assert!(s.contains("Message-ID: <"), "{s}");
+        assert!(s.contains("Message-ID: <outwatch."), "{s}");
+        assert!(s.contains("Auto-Submitted: auto-generated"), "{s}");
+        assert!(s.contains("From: outwatch <"), "{s}");
         assert!(s.contains("Date: "));
         assert!(s.contains("multipart/alternative"));
         assert!(build_message("not an address", &[], &r, Utc::now()).is_err());

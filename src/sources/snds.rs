@@ -477,12 +477,12 @@ pub fn range_network(first: IpAddr, last: IpAddr) -> Option<(IpNet, bool)> {
 pub fn range_cidrs(first: IpAddr, last: IpAddr) -> Vec<IpNet> {
     // ipnet's subnet iterators cover `first..=last` with the fewest aligned blocks.
     match (first, last) {
-        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => ipnet::Ipv4Subnets::new(a, b, 0)
-            .map(IpNet::V4)
-            .collect(),
-        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => ipnet::Ipv6Subnets::new(a, b, 0)
-            .map(IpNet::V6)
-            .collect(),
+        (IpAddr::V4(a), IpAddr::V4(b)) if a <= b => {
+            ipnet::Ipv4Subnets::new(a, b, 0).map(IpNet::V4).collect()
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) if a <= b => {
+            ipnet::Ipv6Subnets::new(a, b, 0).map(IpNet::V6).collect()
+        }
         _ => Vec::new(),
     }
 }

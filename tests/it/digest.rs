@@ -417,7 +417,9 @@ async fn failed_send_changes_nothing_and_next_digest_has_the_same_findings() {
     assert_eq!((out.new, out.open), (1, 2));
     let m = parse(&ok.take()[0].data);
     assert!(m.text.contains("==== New since the last digest (1) ===="));
-    let new_part = m.text.split("==== Still open").next().unwrap();
+    // The new section (the summary above it names open critical and high findings too).
+    let new_part = m.text.split("==== New since").nth(1).unwrap();
+    let new_part = new_part.split("==== Still open").next().unwrap();
     assert!(new_part.contains("198.51.100.8"));
     assert!(!new_part.contains("203.0.113.5"));
 }

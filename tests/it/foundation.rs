@@ -839,3 +839,397 @@ fn closed_stdout_ends_export_quietly() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() > 0);
 }
+
+/// `cli` with HOME and XDG_CONFIG_HOME pointing into `home`, so no real config is found.
+fn cli_home(dir: &Path, home: &Path) -> Command {
+    let mut c = cli(dir);
+    c.env("HOME", home).env_remove("XDG_CONFIG_HOME");
+    c
+}
+
+#[test]
+fn every_command_has_examples_and_global_options_apart() {
+    let d = tempfile::tempdir().unwrap();
+    for cmd in [
+        "check-config",
+        "scope",
+        "lookup",
+        "fetch",
+        "import",
+        "export",
+        "restore",
+        "run",
+        "status",
+        "digest",
+        "demo",
+        "shadowserver",
+        "completions",
+        "manpage",
+    ] {
+        let out = cli(d.path()).args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{cmd}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("Examples:"), "{cmd}: {help}");
+        assert!(
+            help.contains(&format!("outwatch {cmd}")) || cmd == "restore",
+            "{cmd}: {help}"
+        );
+        assert!(help.contains("Global options:"), "{cmd}: {help}");
+        // The global options are under their own heading, not the command's.
+        let global = help.find("Global options:").unwrap();
+        assert!(help.find("--data-dir").unwrap() > global, "{cmd}: {help}");
+    }
+}
+
+#[test]
+fn completions_and_manpage() {
+    let d = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = cli(d.path()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            s.contains("lookup") && s.contains("check-config"),
+            "{shell}"
+        );
+    }
+    let out = cli(d.path()).arg("manpage").output().unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.starts_with(".ie") || s.contains(".TH outwatch"), "{s}");
+    assert!(s.contains("lookup"), "{s}");
+    let out = cli(d.path())
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn config_is_found_where_people_look() {
+    let d = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cfg = "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n";
+    // ~/.config/outwatch/outwatch.toml when nothing else is there.
+    let user = home.path().join(".config/outwatch");
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("outwatch.toml"), cfg).unwrap();
+    let out = cli_home(d.path(), home.path())
+        .args(["check-config", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["config"],
+        user.join("outwatch.toml").display().to_string(),
+        "{v}"
+    );
+    // $XDG_CONFIG_HOME wins over ~/.config.
+    let xdg = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(xdg.path().join("outwatch")).unwrap();
+    std::fs::write(xdg.path().join("outwatch/outwatch.toml"), cfg).unwrap();
+    let out = cli_home(d.path(), home.path())
+        .env("XDG_CONFIG_HOME", xdg.path())
+        .args(["check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            &xdg.path()
+                .join("outwatch/outwatch.toml")
+                .display()
+                .to_string()
+        ),
+        "{text}"
+    );
+    // ./outwatch.toml wins over both.
+    std::fs::write(d.path().join("outwatch.toml"), cfg).unwrap();
+    let out = cli_home(d.path(), home.path())
+        .args(["check-config"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("config:   outwatch.toml"), "{text}");
+    // Nothing anywhere: the error names every place looked at.
+    let empty = tempfile::tempdir().unwrap();
+    let out = cli_home(empty.path(), empty.path())
+        .args(["lookup", "192.0.2.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("outwatch.toml")
+            && err.contains(".config/outwatch")
+            && err.contains("/etc/outwatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mistakes_are_refused_with_exit_2() {
+    let d = tempfile::tempdir().unwrap();
+    for q in ["999.1.1.1", "1.2.3"] {
+        let out = cli_home(d.path(), d.path())
+            .args(["lookup", q])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{q}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not an IP address"), "{err}");
+    }
+    let csv = d.path().join("r.csv");
+    std::fs::write(&csv, "timestamp,ip\n2026-11-30 00:00:00,192.0.2.1\n").unwrap();
+    let out = cli_home(d.path(), d.path())
+        .args([
+            "--data-dir",
+            "data",
+            "import",
+            "shadowserver",
+            "--type",
+            "scan_rpd",
+        ])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("scan_rpd") && err.contains("scan_rdp"),
+        "{err}"
+    );
+    assert!(
+        !d.path().join("data").exists(),
+        "a refused import creates no store"
+    );
+    // A config with a mistyped source table, a host-bits prefix and a bad recipient.
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n\n[sources.hipb]\napi_key_env = \"K\"\n",
+    )
+    .unwrap();
+    let out = cli_home(d.path(), d.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 5") && err.contains("sources.hibp"),
+        "{err}"
+    );
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        "[organisation]\nname = \"X\"\nprefixes = [\"203.0.113.5/24\"]\n",
+    )
+    .unwrap();
+    let out = cli_home(d.path(), d.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("203.0.113.0/24") && err.contains("line 3"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn lookup_for_people_sorts_by_severity_tells_findings_apart_and_covers_an_asn() {
+    let server = MockServer::start().await;
+    mock_ripestat(
+        &server,
+        "AS64496",
+        fixture("announced-prefixes-AS64496.json"),
+    )
+    .await;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"Example Org\"\nasns = [64496]\ndomains = [\"example.org\"]\n[scope]\nripestat_url = \"{}\"\n[store]\npath = \"./data\"\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let dir = d.path().to_path_buf();
+    let home = d.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        cli_home(&dir, &home)
+            .args(["scope", "--refresh"])
+            .assert()
+            .success();
+    })
+    .await
+    .unwrap();
+    // Two breaches of one address (low one newer), and a finding inside the ASN's prefix.
+    {
+        let s = open(&d.path().join("data"));
+        let breach = |name: &str, sev: Severity| {
+            let mut f = Finding::new(
+                "hibp",
+                "breacheddomain",
+                Classification::new("information-content-security", "data-leak", "hibp"),
+                sev,
+            );
+            f.email = Some("alice@example.org".into());
+            f.identity = vec![name.into()];
+            f.set_extra("breach", name);
+            f.seal();
+            f
+        };
+        s.ingest(
+            vec![breach("BigLeak", Severity::Critical)],
+            vec![],
+            &opts("2026-11-01T08:00:00Z"),
+        )
+        .unwrap();
+        s.ingest(
+            vec![
+                breach("SmallList", Severity::Low),
+                finding("scan_dns", Some("192.0.2.7"), None),
+            ],
+            vec![],
+            &opts("2026-11-20T08:00:00Z"),
+        )
+        .unwrap();
+    }
+    let dir = d.path().to_path_buf();
+    let home = d.path().to_path_buf();
+    let run = move |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = cli_home(&dir, &home);
+        c.env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .env("COLUMNS", "80");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (text, coloured, plain, asn) = tokio::task::spawn_blocking(move || {
+        (
+            run(&["lookup", "alice@example.org"], &[]),
+            run(&["lookup", "alice@example.org"], &[("CLICOLOR_FORCE", "1")]),
+            run(
+                &["lookup", "alice@example.org"],
+                &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+            ),
+            run(&["lookup", "AS64496", "--json"], &[]),
+        )
+    })
+    .await
+    .unwrap();
+    // Most severe first although older; each row names its breach; 80 columns; no colour in
+    // a pipe unless forced, and NO_COLOR wins.
+    let big = text.find("BigLeak").expect(&text);
+    let small = text.find("SmallList").expect(&text);
+    assert!(big < small, "{text}");
+    assert!(
+        text.find("critical").unwrap() < text.find("low").unwrap(),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    assert!(
+        text.contains("alice@example.org"),
+        "addresses stay whole: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}') && !plain.contains('\u{1b}'),
+        "{plain}"
+    );
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+    // The ASN includes the findings inside its prefixes.
+    let v: Value = serde_json::from_str(&asn).unwrap();
+    let ips: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["ip"].as_str())
+        .collect();
+    assert!(ips.contains(&"192.0.2.7"), "{v}");
+}
+
+#[test]
+fn status_json_names_next_runs_without_the_daemon() {
+    let d = tempfile::tempdir().unwrap();
+    let feeds_off: String = outwatch::sources::lists::BUILTIN
+        .iter()
+        .filter(|n| **n != "urlhaus")
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n\
+             [digest]\nschedule = \"0 7 * * 1-5\"\nfrom = \"noc@example.org\"\n\
+             [sources.urlhaus]\nschedule = \"30 */6 * * *\"\n{feeds_off}"
+        ),
+    )
+    .unwrap();
+    drop(open(&d.path().join("data")));
+    let out = cli_home(d.path(), d.path())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["digest"]["schedule"], "0 7 * * 1-5", "{v}");
+    let next = v["digest"]["next_run"].as_str().expect("digest next_run");
+    let next = t(next);
+    assert_eq!(next.format("%H:%M").to_string(), "07:00");
+    use chrono::Datelike;
+    assert!(next.weekday().number_from_monday() <= 5, "{next}");
+    let urlhaus = v["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "urlhaus")
+        .expect("urlhaus listed");
+    let n = t(urlhaus["next_run"].as_str().expect("source next_run"));
+    assert_eq!(n.format("%M").to_string(), "30");
+    assert_eq!(v["daemon"]["running"], false);
+}
+
+#[test]
+fn a_failing_fetch_is_reported_once() {
+    let d = tempfile::tempdir().unwrap();
+    let feeds_off: String = outwatch::sources::lists::BUILTIN
+        .iter()
+        .filter(|n| **n != "urlhaus")
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n\
+             [sources.urlhaus]\nbase_url = \"http://127.0.0.1:9\"\n{feeds_off}"
+        ),
+    )
+    .unwrap();
+    for args in [&["fetch"][..], &["run", "--once"][..]] {
+        let out = cli_home(d.path(), d.path()).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            all.matches("127.0.0.1:9").count(),
+            1,
+            "{args:?}: the failure once:\n{all}"
+        );
+    }
+}
