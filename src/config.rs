@@ -886,10 +886,9 @@ fn check_source_names(text: &str, base_dir: &Path) -> Result<(), String> {
     {
         probe.feeds.dir = Some(PathBuf::from(dir));
     }
-    let mut known: Vec<String> = ["shadowserver", "hibp", "safebrowsing", "snds"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // The built-in sources (their names are reserved for them), then the list feeds.
+    let builtin = crate::sources::lists::definition::RESERVED;
+    let mut known: Vec<String> = builtin.iter().map(|s| s.to_string()).collect();
     known.extend(crate::sources::lists::known_feed_names(&probe));
     for name in sources.keys() {
         if known.iter().any(|k| k == name) {
@@ -916,9 +915,9 @@ fn check_source_names(text: &str, base_dir: &Path) -> Result<(), String> {
             }
         };
         return Err(format!(
-            "{at}unknown source `sources.{name}`: {hint}the sources are shadowserver, hibp, \
-             safebrowsing, snds and the list feeds {}",
-            known[4..].join(", ")
+            "{at}unknown source `sources.{name}`: {hint}the sources are {} and the list feeds {}",
+            builtin.join(", "),
+            known[builtin.len()..].join(", ")
         ));
     }
     Ok(())
