@@ -77,6 +77,45 @@ pub fn read_file(p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| e.to_string())
 }
 
+/// What one file gave an importer.
+#[derive(Debug, Default)]
+pub struct FileRead {
+    pub records: usize,
+    pub findings: Vec<Finding>,
+    pub rejected: Vec<RowError>,
+    pub warnings: Vec<RowError>,
+}
+
+/// Reads every file (size-capped) through `parse`, which gets the bytes and the file's shown
+/// name. A file that cannot be read, or that `parse` refuses whole, is a failed file, named in
+/// `rejected` as `whole file: ...`; the others go on.
+pub fn read_files(
+    files: &[PathBuf],
+    mut parse: impl FnMut(&[u8], &str) -> Result<FileRead, String>,
+) -> Imported {
+    let mut imp = Imported::default();
+    for path in files {
+        imp.files += 1;
+        let shown = path.display().to_string();
+        match read_file(path).and_then(|raw| parse(&raw, &shown)) {
+            Ok(r) => {
+                imp.records += r.records;
+                imp.findings.extend(r.findings);
+                imp.rejected.extend(r.rejected);
+                imp.warnings.extend(r.warnings);
+            }
+            Err(e) => {
+                imp.failed_files += 1;
+                imp.rejected.push(RowError {
+                    location: shown,
+                    message: format!("whole file: {e}"),
+                });
+            }
+        }
+    }
+    imp
+}
+
 /// Stamps scope, ingests in one batch, records the run and prints the summary.
 pub fn store_and_report(
     app: &App,

@@ -3,36 +3,23 @@
 //! A bare `.xml` file holding the `notification_message` is read too. Works without a config.
 use std::process::ExitCode;
 
-use super::import_mail::{self, Imported};
+use super::import_mail::{self, FileRead};
 use crate::app::App;
 use crate::cli::ImportArgs;
 use crate::error::CliError;
-use crate::sources::RowError;
 use crate::sources::safebrowsing::alerts;
 
 pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     let files = import_mail::expand(&a.files)?;
-    let mut imp = Imported::default();
-    for path in &files {
-        imp.files += 1;
-        let shown = path.display().to_string();
-        let parsed = import_mail::read_file(path).and_then(|raw| parse_file(&raw, &shown));
-        match parsed {
-            Ok(p) => {
-                imp.records += p.records;
-                imp.findings.extend(p.findings);
-                imp.rejected.extend(p.rejected);
-                imp.warnings.extend(p.warnings);
-            }
-            Err(e) => {
-                imp.failed_files += 1;
-                imp.rejected.push(RowError {
-                    location: shown,
-                    message: format!("whole file: {e}"),
-                });
-            }
-        }
-    }
+    let imp = import_mail::read_files(&files, |raw, shown| {
+        let p = parse_file(raw, shown)?;
+        Ok(FileRead {
+            records: p.records,
+            findings: p.findings,
+            rejected: p.rejected,
+            warnings: p.warnings,
+        })
+    });
     import_mail::store_and_report(app, "safebrowsing", imp, a.json)
 }
 
