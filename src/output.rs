@@ -104,3 +104,8 @@ pub fn keep_whole(t: &mut Table, columns: &[usize]) {
         }
     }
 }
+
+/// RFC 3339, UTC, seconds precision, `Z` suffix: every time a command prints.
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

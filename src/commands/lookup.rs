@@ -119,10 +119,7 @@ pub fn finding_json(f: &Finding) -> Value {
     })
 }
 
-/// RFC 3339, UTC, seconds precision, `Z` suffix.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::output::rfc3339;
 
 /// What tells this finding apart from others about the same indicator: the breach, the
 /// malware, the port, the report type (sanitised).

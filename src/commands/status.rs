@@ -8,10 +8,10 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::commands::lookup::rfc3339;
 use crate::daemon::RemoteStore;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
+use crate::output::rfc3339;
 use crate::output::{print_json, table};
 use crate::store::Store;
 use crate::text::clip;
