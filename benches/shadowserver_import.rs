@@ -7,9 +7,18 @@
 //!    chunked `store.ingest` into a fresh sled store, flush).
 //!
 //! Run: `cargo bench --bench shadowserver_import -- [--rows N] [--phase parse|import|both]
-//! [--shuffled]` (`--shuffled`: hosts spread over a /8 in random order, as real reports list them
-//! by time, not address).
-//! Peak memory: `/usr/bin/time -v target/release/deps/shadowserver_import-* --phase import`.
+//! [--input dense|shuffled|sparse|internet] [--csv-out FILE]`. The inputs:
+//! - `dense` (default): hosts 10.0.0.0 upwards in address order, 75 % with a host name under
+//!   `dyn.example.net`;
+//! - `shuffled` (or `--shuffled`): hosts spread over 10.0.0.0/8 in random order, as real
+//!   reports list them by time, not address;
+//! - `sparse`: 64 random /16s, random order, 60 % with a host name;
+//! - `internet`: all of IPv4 in random order, 75 % with a PTR name under one of three ISP
+//!   domains (`example-isp.net` and two others, ~250,000 names each).
+//!
+//! Each run also times Python's `csv.DictReader` reading the same file (`python3`, in the same
+//! run, so the ratio holds whatever the machine's load) and prints the ratio.
+//! Peak memory: VmHWM of this process (printed), or `/usr/bin/time -v`.
 //! Method and figures: docs/performance.md, "Shadowserver import".
 
 use std::io::{BufWriter, Write};
@@ -26,7 +35,16 @@ use outwatch::store::{CHUNK, PreparedBatch, SledStore, Store};
 
 const HEADER: &str = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"dns_version\",\"min_amplification\"\n";
 
-fn generate(path: &Path, rows: usize, shuffled: bool) -> std::io::Result<u64> {
+/// The generated inputs (see the header).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Input {
+    Dense,
+    Shuffled,
+    Sparse,
+    Internet,
+}
+
+fn generate(path: &Path, rows: usize, input: Input) -> std::io::Result<u64> {
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     w.write_all(HEADER.as_bytes())?;
     let versions = [
@@ -42,23 +60,40 @@ fn generate(path: &Path, rows: usize, shuffled: bool) -> std::io::Result<u64> {
         ("US", "VIRGINIA", "ASHBURN"),
     ];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    // 64 random /16s for `sparse`.
+    let sixteens: Vec<u32> = (0..64u32)
+        .map(|k| (k.wrapping_mul(2_246_822_519) ^ 0x2c1b_3c6d) & 0xffff)
+        .collect();
+    let isps = ["example-isp.net", "broadband.example.com", "cust.example.org"];
     for i in 0..rows {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         // 10.0.0.0 upwards, one distinct host per row; `shuffled` spreads them over 10.0.0.0/8 in
         // random order (an odd multiplier is a bijection modulo 2^24).
-        let ip = if shuffled {
-            0x0a00_0000u32 + ((i as u32).wrapping_mul(2_654_435_761) & 0x00ff_ffff)
-        } else {
-            0x0a00_0000u32 + i as u32
+        let spread = (i as u32).wrapping_mul(2_654_435_761);
+        let ip = match input {
+            Input::Dense => 0x0a00_0000u32 + i as u32,
+            Input::Shuffled => 0x0a00_0000u32 + (spread & 0x00ff_ffff),
+            Input::Sparse => {
+                let j = spread & 0x003f_ffff;
+                (sixteens[(j >> 16) as usize] << 16) | (j & 0xffff)
+            }
+            Input::Internet => spread ^ 0x5a5a_5a5a,
         };
         let (a, b, c, d) = (ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
         let (geo, region, city) = cities[(x % 3) as usize];
-        let host = if x.is_multiple_of(4) {
+        let named = match input {
+            Input::Sparse => x % 10 < 6,
+            _ => !x.is_multiple_of(4),
+        };
+        let host = if !named {
             String::new()
-        } else {
+        } else if matches!(input, Input::Dense | Input::Shuffled) {
             format!("\"host-{b}-{c}-{d}.dyn.example.net\"")
+        } else {
+            let isp = isps[((x >> 56) % 3) as usize];
+            format!("\"{a}-{b}-{c}-{d}.dyn.{isp}\"")
         };
         let tag = if x.is_multiple_of(10) {
             "openresolver;bogusresolver"
@@ -129,7 +164,7 @@ fn peak_rss_mib() -> Option<f64> {
 fn main() {
     let mut rows = 1_000_000usize;
     let mut phase = "both".to_string();
-    let mut shuffled = false;
+    let mut input = Input::Dense;
     // `--csv-out FILE`: only write the report (to time `outwatch import` itself).
     let mut csv_out: Option<String> = None;
     let mut args = std::env::args().skip(1);
@@ -137,13 +172,22 @@ fn main() {
         match a.as_str() {
             "--rows" => rows = args.next().and_then(|v| v.parse().ok()).expect("--rows N"),
             "--phase" => phase = args.next().expect("--phase parse|prepare|import|both"),
-            "--shuffled" => shuffled = true,
+            "--shuffled" => input = Input::Shuffled,
+            "--input" => {
+                input = match args.next().as_deref() {
+                    Some("dense") => Input::Dense,
+                    Some("shuffled") => Input::Shuffled,
+                    Some("sparse") => Input::Sparse,
+                    Some("internet") => Input::Internet,
+                    other => panic!("--input dense|shuffled|sparse|internet, not {other:?}"),
+                }
+            }
             "--csv-out" => csv_out = args.next(),
             _ => {} // `cargo bench` passes --bench
         }
     }
     if let Some(out) = csv_out {
-        let bytes = generate(Path::new(&out), rows, shuffled).expect("generate");
+        let bytes = generate(Path::new(&out), rows, input).expect("generate");
         println!(
             "wrote {rows} rows, {:.1} MiB, to {out}",
             bytes as f64 / 1048576.0
@@ -153,12 +197,13 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let csv = dir.path().join("2026-11-20-scan_dns-bench-asn.csv");
     let t = Instant::now();
-    let bytes = generate(&csv, rows, shuffled).expect("generate");
+    let bytes = generate(&csv, rows, input).expect("generate");
     println!(
-        "generated {rows} rows, {:.1} MiB in {:.2?}",
+        "generated {rows} rows ({input:?}), {:.1} MiB in {:.2?}",
         bytes as f64 / 1048576.0,
         t.elapsed()
     );
+    let python = python_rows_per_s(&csv, rows);
     let schema = Schema::bundled();
     let scope = ScopeMatcher::new(&ScopeSnapshot {
         prefixes: vec!["10.0.0.0/13".parse().unwrap()],
@@ -230,6 +275,12 @@ fn main() {
             rows as f64 / s,
             store.count().unwrap()
         );
+        if let Some(py) = python {
+            println!(
+                "import / csv.DictReader = {:.2} (DictReader {py:.0} rows/s)",
+                rows as f64 / s / py
+            );
+        }
         let mut size = 0u64;
         for e in walk(&dir.path().join("store")) {
             size += e;
@@ -239,6 +290,25 @@ fn main() {
     if let Some(m) = peak_rss_mib() {
         println!("peak RSS (VmHWM): {m:.0} MiB");
     }
+}
+
+/// Rows per second of Python's `csv.DictReader` reading `csv` (the reference of the issue),
+/// run now, on the same machine, under the same CPU affinity.
+fn python_rows_per_s(csv: &Path, rows: usize) -> Option<f64> {
+    let script = "import csv,sys,time\nt=time.perf_counter()\nn=0\nwith open(sys.argv[1],newline='') as f:\n  for r in csv.DictReader(f): n+=1\nprint(n, time.perf_counter()-t)";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(csv)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    let n: usize = it.next()?.parse().ok()?;
+    let secs: f64 = it.next()?.parse().ok()?;
+    assert_eq!(n, rows, "csv.DictReader read another number of rows");
+    let r = n as f64 / secs;
+    println!("python3 csv.DictReader: {n} rows in {secs:.2} s = {r:.0} rows/s");
+    Some(r)
 }
 
 fn walk(p: &Path) -> Vec<u64> {
