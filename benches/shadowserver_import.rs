@@ -64,7 +64,11 @@ fn generate(path: &Path, rows: usize, input: Input) -> std::io::Result<u64> {
     let sixteens: Vec<u32> = (0..64u32)
         .map(|k| (k.wrapping_mul(2_246_822_519) ^ 0x2c1b_3c6d) & 0xffff)
         .collect();
-    let isps = ["example-isp.net", "broadband.example.com", "cust.example.org"];
+    let isps = [
+        "example-isp.net",
+        "broadband.example.com",
+        "cust.example.org",
+    ];
     for i in 0..rows {
         x ^= x << 13;
         x ^= x >> 7;

@@ -270,7 +270,9 @@ pub fn posting_page_key(prefix: &[u8], page: u32) -> Vec<u8> {
 
 /// The page number of a posting page key under `prefix`.
 pub fn posting_page_no(prefix: &[u8], key: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(key.get(prefix.len()..)?.try_into().ok()?))
+    Some(u32::from_be_bytes(
+        key.get(prefix.len()..)?.try_into().ok()?,
+    ))
 }
 
 /// Appends a posting entry: `len`, reversed domain (at most 255 bytes), fingerprint, `len`,

@@ -739,7 +739,9 @@ mod tests {
         let mut out = Vec::new();
         w.finish_split(per * 3, &mut out, &mut |first, v| {
             let plain = open_bucket(v).unwrap();
-            let got = records(&plain).map(|r| decode(r.unwrap()).unwrap()).collect();
+            let got = records(&plain)
+                .map(|r| decode(r.unwrap()).unwrap())
+                .collect();
             pieces.push((first.to_vec(), got));
         })
         .unwrap();
@@ -749,7 +751,11 @@ mod tests {
         // In address order; records of one address keep their order and stay together.
         let addrs: Vec<_> = all.iter().map(|f| f.ip.unwrap()).collect();
         assert!(addrs.windows(2).all(|w| w[0] <= w[1]));
-        let sevens: Vec<_> = all.iter().filter(|f| f.ip == fs[2].ip).map(|f| f.port).collect();
+        let sevens: Vec<_> = all
+            .iter()
+            .filter(|f| f.ip == fs[2].ip)
+            .map(|f| f.port)
+            .collect();
         assert_eq!(sevens, vec![fs[2].port, fs[6].port, fs[7].port]);
         for (i, (first, recs)) in pieces.iter().enumerate() {
             let (b, n) = ip_bytes(recs[0].ip.unwrap());
@@ -760,7 +766,8 @@ mod tests {
         }
         // A small sorted bucket stays whole.
         let mut one = 0;
-        w.finish_split(usize::MAX, &mut out, &mut |_, _| one += 1).unwrap();
+        w.finish_split(usize::MAX, &mut out, &mut |_, _| one += 1)
+            .unwrap();
         assert_eq!(one, 1);
     }
 

@@ -377,8 +377,7 @@ impl SledStore {
         if self.has_prefix(legacy::RECORD)? {
             return Ok(Layout::V1);
         }
-        if self.db.get(keys::LAYOUT).map_err(engine)?.as_deref() == Some(&[keys::LAYOUT_VERSION])
-        {
+        if self.db.get(keys::LAYOUT).map_err(engine)?.as_deref() == Some(&[keys::LAYOUT_VERSION]) {
             return Ok(Layout::Current);
         }
         if self.has_prefix(keys::BUCKET)? || self.has_prefix(keys::POSTING)? {
@@ -518,7 +517,10 @@ impl SledStore {
                 && p == prefix
                 && next.as_ref().is_none_or(|n| home < &n[..])
             {
-                out.last_mut().expect("open target").incoming.extend(incoming);
+                out.last_mut()
+                    .expect("open target")
+                    .incoming
+                    .extend(incoming);
                 joined = true;
                 continue;
             }
@@ -641,14 +643,7 @@ impl SledStore {
                     }
                     Mode::Replace => {}
                 }
-                Self::add_postings(
-                    &f,
-                    &fp,
-                    &mut own_home,
-                    &mut key,
-                    &mut entry,
-                    &mut postings,
-                );
+                Self::add_postings(&f, &fp, &mut own_home, &mut key, &mut entry, &mut postings);
                 w.push(&f, &fp).map_err(engine)?;
             }
             put_bucket(&mut batch, &home, range, &w, &mut packed)?;
@@ -703,7 +698,10 @@ impl SledStore {
         page.reserve(entries.len().min(keys::POSTING_PAGE_BYTES));
         for e in keys::postings(entries) {
             if !page.is_empty() && page.len() + e.raw.len() > keys::POSTING_PAGE_BYTES {
-                batch.insert(keys::posting_page_key(prefix, no), record::pack_postings(&page));
+                batch.insert(
+                    keys::posting_page_key(prefix, no),
+                    record::pack_postings(&page),
+                );
                 page.clear();
                 no = no
                     .checked_add(1)
@@ -711,7 +709,10 @@ impl SledStore {
             }
             page.extend_from_slice(e.raw);
         }
-        batch.insert(keys::posting_page_key(prefix, no), record::pack_postings(&page));
+        batch.insert(
+            keys::posting_page_key(prefix, no),
+            record::pack_postings(&page),
+        );
         Ok(())
     }
 
@@ -1256,6 +1257,10 @@ impl Store for SledStore {
     fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(engine)
     }
+
+    fn folder(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
 }
 
 impl Drop for SledStore {
@@ -1604,9 +1609,17 @@ mod tests {
         let buckets: Vec<(sled::IVec, Vec<u8>)> = s.buckets().map(|b| b.unwrap()).collect();
         // A few dozen buckets, not one per address; none far above the split size; each
         // bucket's records lie in its range, in address order.
-        assert!(buckets.len() > 10 && buckets.len() < 200, "{}", buckets.len());
+        assert!(
+            buckets.len() > 10 && buckets.len() < 200,
+            "{}",
+            buckets.len()
+        );
         for (i, (k, plain)) in buckets.iter().enumerate() {
-            assert!(plain.len() <= keys::RANGE_BUCKET_BYTES + 4096, "{}", plain.len());
+            assert!(
+                plain.len() <= keys::RANGE_BUCKET_BYTES + 4096,
+                "{}",
+                plain.len()
+            );
             let ips: Vec<Vec<u8>> = record::records(plain)
                 .map(|r| record::header(r.unwrap()).unwrap().0.ip.to_vec())
                 .collect();
@@ -1727,7 +1740,10 @@ mod tests {
             s.db.flush().unwrap();
         }
         let s = SledStore::open(dir.path()).unwrap();
-        assert!(dir.path().join("db.v2").is_dir(), "the old database is kept");
+        assert!(
+            dir.path().join("db.v2").is_dir(),
+            "the old database is kept"
+        );
         assert_eq!(s.count().unwrap(), 3);
         assert_eq!(s.state_get("etag/x").unwrap().as_deref(), Some(&b"1"[..]));
         let q = |q: Query| fps(s.query(&q, &all()).unwrap());
