@@ -16,6 +16,11 @@
 //! - `internet`: all of IPv4 in random order, 75 % with a PTR name under one of three ISP
 //!   domains (`example-isp.net` and two others, ~250,000 names each).
 //!
+//! `--phase fetch`: the same file fetched through the Shadowserver Reports API path
+//! (`Runner::run_source`: list, download, stream into the store) from a recorded API on
+//! loopback, a `python3` process serving `reports/list` and the download (so its memory is
+//! not ours).
+//!
 //! Each run also times Python's `csv.DictReader` reading the same file (`python3`, in the same
 //! run, so the ratio holds whatever the machine's load) and prints the ratio.
 //! Peak memory: VmHWM of this process (printed), or `/usr/bin/time -v`.
@@ -175,7 +180,7 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rows" => rows = args.next().and_then(|v| v.parse().ok()).expect("--rows N"),
-            "--phase" => phase = args.next().expect("--phase parse|prepare|import|both"),
+            "--phase" => phase = args.next().expect("--phase parse|prepare|import|fetch|both"),
             "--shuffled" => input = Input::Shuffled,
             "--input" => {
                 input = match args.next().as_deref() {
@@ -291,9 +296,105 @@ fn main() {
         }
         println!("store size on disk: {:.0} MiB", size as f64 / 1048576.0);
     }
+    if phase == "fetch" {
+        fetch(&csv, dir.path(), rows, python);
+    }
     if let Some(m) = peak_rss_mib() {
         println!("peak RSS (VmHWM): {m:.0} MiB");
     }
+}
+
+/// A recorded Reports API on loopback: `POST /api2/reports/list` lists one `scan_dns` report,
+/// `GET /dl/ID` sends the file (with its length). Runs as its own `python3` process.
+const API_SERVER: &str = r#"
+import http.server, json, os, shutil, sys
+path = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        body = json.dumps([{"report": "bench", "file": "2026-11-20-scan_dns-bench-asn.csv",
+            "type": "scan_dns", "id": "BENCHREPORT", "timestamp": "2026-11-20"}]).encode()
+        self.send_response(200); self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_GET(self):
+        self.send_response(200); self.send_header('Content-Type', 'text/csv')
+        self.send_header('Content-Length', str(os.path.getsize(path))); self.end_headers()
+        with open(path, 'rb') as f: shutil.copyfileobj(f, self.wfile, 1 << 20)
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// Fetches `csv` through the Reports API path into a fresh store and prints the figures.
+fn fetch(csv: &Path, dir: &Path, rows: usize, python: Option<f64>) {
+    use std::io::BufRead;
+    use std::sync::Arc;
+    use outwatch::clock::SystemClock;
+    use outwatch::config::{Config, HttpConfig};
+    use outwatch::http::HttpClient;
+    use outwatch::pipeline::Runner;
+    use outwatch::secret::Secret;
+    use outwatch::sources::shadowserver::{ShadowserverConfig, build};
+
+    let mut server = std::process::Command::new("python3")
+        .args(["-c", API_SERVER])
+        .arg(csv)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 API server");
+    let mut port = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", port.trim());
+    let cfg = ShadowserverConfig {
+        enabled: true,
+        schedule: None,
+        base_url: Some(format!("{base}/api2/")),
+        download_url: Some(format!("{base}/dl/")),
+        api_key: Some(Secret::new("bench-key")),
+        api_key_env: None,
+        secret: Some(Secret::new("bench-secret")),
+        secret_env: None,
+        types: vec![],
+        resolve_after: None,
+        schema_url: None,
+        allow_plain_http: false,
+    };
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("fetched")).expect("store"));
+    let clock: Arc<dyn outwatch::clock::Clock> = Arc::new(SystemClock);
+    let scope = ScopeSnapshot {
+        prefixes: vec!["10.0.0.0/13".parse().unwrap()],
+        ..Default::default()
+    };
+    let runner = Runner::new(
+        store.clone(),
+        HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap(),
+        Arc::new(ScopeMatcher::new(&scope)),
+        clock,
+    );
+    let src = build(&cfg, &Config::default()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let t = Instant::now();
+    let rep = rt.block_on(runner.run_source(src.as_ref()));
+    let s = t.elapsed().as_secs_f64();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(rep.ok, "{rep:?}");
+    assert_eq!(rep.new, rows, "{rep:?}");
+    println!(
+        "fetch through the Reports API (loopback): {rows} rows in {s:.2} s = {:.0} rows/s",
+        rows as f64 / s
+    );
+    if let Some(py) = python {
+        println!(
+            "fetch / csv.DictReader = {:.2} (DictReader {py:.0} rows/s)",
+            rows as f64 / s / py
+        );
+    }
+    let size: u64 = walk(&dir.join("fetched")).iter().sum();
+    println!("store size on disk: {:.0} MiB", size as f64 / 1048576.0);
 }
 
 /// Rows per second of Python's `csv.DictReader` reading `csv` (the reference of the issue),
