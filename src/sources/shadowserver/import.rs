@@ -94,6 +94,108 @@ pub struct CsvOutcome {
     pub rejected: usize,
     /// The reason the report could not be read to its end (rows read so far still count).
     pub error: Option<String>,
+    /// Fields longer than [`MAX_FIELD`] bytes, cut to it (a warning, not a rejected row).
+    pub cut_fields: usize,
+}
+
+/// Longest CSV field kept, in bytes: longer ones are cut as they stream past ([`FieldCap`]).
+pub const MAX_FIELD: usize = 64 << 10;
+
+/// Cuts every CSV field to at most `cap` bytes as the bytes stream past, so that a
+/// pathological line (one field of 100 MB) costs no more memory than the cap. It follows the
+/// CSV quoting the reader applies (a field is quoted when it starts with `"`; `""` inside is a
+/// quote); structure (quotes, and commas and line ends outside quotes) always passes, other
+/// bytes of a field past the cap are dropped, and each cut field counted.
+pub struct FieldCap<R> {
+    inner: R,
+    cap: usize,
+    state: Quoting,
+    field: usize,
+    cutting: bool,
+    /// Fields cut so far.
+    pub cut: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// At the start of a field.
+    Start,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: an escaped quote if another follows, else the end quote.
+    QuotePending,
+}
+
+impl<R> FieldCap<R> {
+    pub fn new(inner: R, cap: usize) -> Self {
+        FieldCap {
+            inner,
+            cap,
+            state: Quoting::Start,
+            field: 0,
+            cutting: false,
+            cut: 0,
+        }
+    }
+
+    /// Whether byte `b` goes on to the reader.
+    fn keep(&mut self, b: u8) -> bool {
+        use Quoting::*;
+        let ends_field = matches!(b, b',' | b'\n' | b'\r');
+        match (self.state, b) {
+            (Start, b'"') => {
+                self.state = Quoted;
+                return true;
+            }
+            (Quoted, b'"') => {
+                self.state = QuotePending;
+                return true;
+            }
+            (QuotePending, b'"') => {
+                self.state = Quoted;
+                return true;
+            }
+            (Start | Unquoted | QuotePending, _) if ends_field => {
+                self.state = Start;
+                self.field = 0;
+                self.cutting = false;
+                return true;
+            }
+            (Start | QuotePending, _) => self.state = Unquoted,
+            _ => {}
+        }
+        self.field += 1;
+        if self.field <= self.cap {
+            return true;
+        }
+        if !self.cutting {
+            self.cutting = true;
+            self.cut += 1;
+        }
+        false
+    }
+}
+
+impl<R: Read> Read for FieldCap<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(out)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut w = 0;
+            for r in 0..n {
+                let b = out[r];
+                if self.keep(b) {
+                    out[w] = b;
+                    w += 1;
+                }
+            }
+            if w > 0 {
+                return Ok(w);
+            }
+        }
+    }
 }
 
 /// Reads one CSV report, row by row, into `sink`. Errors in rows are rejected rows; an error of
@@ -116,7 +218,7 @@ pub fn read_csv<R: Read>(
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(256 * 1024)
-        .from_reader(reader);
+        .from_reader(FieldCap::new(reader, MAX_FIELD));
     let mut rec = csv::ByteRecord::new();
     let mut raw = String::new();
     match rdr.read_byte_record(&mut rec) {
@@ -170,6 +272,15 @@ pub fn read_csv<R: Read>(
                 });
             }
         }
+    }
+    out.cut_fields = rdr.get_ref().cut;
+    if out.cut_fields > 0 {
+        tracing::warn!(
+            report = %naming.prefix,
+            fields = out.cut_fields,
+            "fields longer than {} KiB were cut",
+            MAX_FIELD >> 10
+        );
     }
     Ok(out)
 }
@@ -433,6 +544,29 @@ mod tests {
             self.owned.push(f.to_finding()).map_err(|e| e.to_string())
         }
         fn rejected(&mut self, _e: RowError) {}
+    }
+
+    /// A field of a megabyte (quoted, with commas, line ends and escaped quotes in it) is cut to
+    /// the cap; the rows around it and its other fields are intact, and the cut is counted.
+    #[test]
+    fn long_fields_are_cut_as_they_stream() {
+        let big: String = "ab,c\n\"\"d".repeat(200_000);
+        let csv = format!("h1,h2,h3\n1,\"{big}\",x\n2,{},y\n3,\"q\"\"q\",z\n", "u".repeat(100_000));
+        let mut r = FieldCap::new(Cursor::new(csv.into_bytes()), 1000);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(&mut r);
+        let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((&rows[0][0], &rows[0][2]), ("1", "x"));
+        assert!(rows[0][1].starts_with("ab,c\n\"d"), "{}", &rows[0][1][..20]);
+        // The cap counts data bytes; escaped quotes are structure and pass.
+        assert!(rows[0][1].len() < 1000 + 200_000 + 10);
+        assert_eq!(rows[1][1].len(), 1000);
+        assert_eq!((&rows[1][0], &rows[1][2]), ("2", "y"));
+        assert_eq!(&rows[2][1], "q\"q");
+        drop(rdr);
+        assert_eq!(r.cut, 2);
     }
 
     /// The import stores rows from their views; the bytes must be those an owned finding gives
