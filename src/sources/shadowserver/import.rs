@@ -141,7 +141,7 @@ impl<R> FieldCap<R> {
     /// Whether byte `b` goes on to the reader.
     fn keep(&mut self, b: u8) -> bool {
         use Quoting::*;
-        let ends_field = matches!(b, b',' | b'\n' | b'\r');
+        let ends_field = matches!(b, b',' | b'\n');
         match (self.state, b) {
             (Start, b'"') => {
                 self.state = Quoted;
@@ -176,6 +176,12 @@ impl<R> FieldCap<R> {
     }
 }
 
+/// The bytes [`FieldCap`] follows: quotes, commas and line feeds (a `\r` is data to it; the
+/// `\n` after it ends the field).
+fn is_structure(b: u8) -> bool {
+    matches!(b, b'"' | b',' | b'\n')
+}
+
 impl<R: Read> Read for FieldCap<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         loop {
@@ -183,13 +189,36 @@ impl<R: Read> Read for FieldCap<R> {
             if n == 0 {
                 return Ok(0);
             }
-            let mut w = 0;
-            for r in 0..n {
-                let b = out[r];
-                if self.keep(b) {
-                    out[w] = b;
-                    w += 1;
+            let (mut w, mut r) = (0, 0);
+            while r < n {
+                if is_structure(out[r]) {
+                    if self.keep(out[r]) {
+                        out[w] = out[r];
+                        w += 1;
+                    }
+                    r += 1;
+                    continue;
                 }
+                // A run of data bytes: kept up to the cap, moved only once something was cut.
+                let mut e = r + 1;
+                while e < n && !is_structure(out[e]) {
+                    e += 1;
+                }
+                let len = e - r;
+                if matches!(self.state, Quoting::Start | Quoting::QuotePending) {
+                    self.state = Quoting::Unquoted;
+                }
+                let take = len.min(self.cap.saturating_sub(self.field));
+                if take < len && !self.cutting {
+                    self.cutting = true;
+                    self.cut += 1;
+                }
+                self.field += len;
+                if w != r {
+                    out.copy_within(r..r + take, w);
+                }
+                w += take;
+                r = e;
             }
             if w > 0 {
                 return Ok(w);
