@@ -180,7 +180,11 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rows" => rows = args.next().and_then(|v| v.parse().ok()).expect("--rows N"),
-            "--phase" => phase = args.next().expect("--phase parse|prepare|import|fetch|both"),
+            "--phase" => {
+                phase = args
+                    .next()
+                    .expect("--phase parse|prepare|import|fetch|both")
+            }
             "--shuffled" => input = Input::Shuffled,
             "--input" => {
                 input = match args.next().as_deref() {
@@ -328,14 +332,14 @@ s.serve_forever()
 
 /// Fetches `csv` through the Reports API path into a fresh store and prints the figures.
 fn fetch(csv: &Path, dir: &Path, rows: usize, python: Option<f64>) {
-    use std::io::BufRead;
-    use std::sync::Arc;
     use outwatch::clock::SystemClock;
     use outwatch::config::{Config, HttpConfig};
     use outwatch::http::HttpClient;
     use outwatch::pipeline::Runner;
     use outwatch::secret::Secret;
     use outwatch::sources::shadowserver::{ShadowserverConfig, build};
+    use std::io::BufRead;
+    use std::sync::Arc;
 
     let mut server = std::process::Command::new("python3")
         .args(["-c", API_SERVER])

@@ -580,7 +580,10 @@ mod tests {
     #[test]
     fn long_fields_are_cut_as_they_stream() {
         let big: String = "ab,c\n\"\"d".repeat(200_000);
-        let csv = format!("h1,h2,h3\n1,\"{big}\",x\n2,{},y\n3,\"q\"\"q\",z\n", "u".repeat(100_000));
+        let csv = format!(
+            "h1,h2,h3\n1,\"{big}\",x\n2,{},y\n3,\"q\"\"q\",z\n",
+            "u".repeat(100_000)
+        );
         let mut r = FieldCap::new(Cursor::new(csv.into_bytes()), 1000);
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
