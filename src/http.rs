@@ -166,6 +166,82 @@ impl HttpClient {
         body: Option<Vec<u8>>,
         secrets: &[&Secret],
     ) -> Result<Fetched, HttpError> {
+        let (resp, validators, content_type) =
+            match self.respond(method, url, headers, body, secrets).await? {
+                Some(r) => r,
+                None => return Ok(Fetched::NotModified),
+            };
+        let shown = scrub(url, secrets);
+        if let Some(len) = resp.content_length()
+            && len > self.max_body
+        {
+            return Err(HttpError::TooLarge {
+                url: shown,
+                limit_mib: self.max_body / (1024 * 1024),
+            });
+        }
+        let body = read_capped(resp, self.max_body)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge => HttpError::TooLarge {
+                    url: shown.clone(),
+                    limit_mib: self.max_body / (1024 * 1024),
+                },
+                ReadError::Transport(e) => HttpError::Transport {
+                    url: shown.clone(),
+                    message: scrub(&self.describe(&e), secrets),
+                },
+            })?;
+        Ok(Fetched::Body {
+            body,
+            validators,
+            content_type,
+        })
+    }
+
+    /// A GET whose body is streamed into `file` instead of memory, with no size cap (for
+    /// reports that may be larger than memory; the caller spills to its data folder). Returns
+    /// the bytes written and the content type; `None` for a 304. Errors as [`HttpClient::send`].
+    pub async fn get_to_file(
+        &self,
+        url: &str,
+        secrets: &[&Secret],
+        file: &mut std::fs::File,
+    ) -> Result<Option<(u64, Option<String>)>, HttpError> {
+        use std::io::Write;
+        let Some((resp, _, content_type)) = self
+            .respond(Method::GET, url, HeaderMap::new(), None, secrets)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let shown = scrub(url, secrets);
+        let mut stream = resp.bytes_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| HttpError::Transport {
+                url: shown.clone(),
+                message: scrub(&self.describe(&e), secrets),
+            })?;
+            file.write_all(&chunk).map_err(|e| HttpError::Transport {
+                url: shown.clone(),
+                message: format!("cannot write the body to a temporary file: {e}"),
+            })?;
+            n += chunk.len() as u64;
+        }
+        Ok(Some((n, content_type)))
+    }
+
+    /// Sends a request and checks its reply: a successful response with its validators and
+    /// content type, `None` for a 304, or the error (status, redirect, transport).
+    async fn respond(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        secrets: &[&Secret],
+    ) -> Result<Option<(reqwest::Response, Validators, Option<String>)>, HttpError> {
         let shown = scrub(url, secrets);
         let client = if secrets.is_empty() {
             &self.inner
@@ -182,7 +258,7 @@ impl HttpClient {
         })?;
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED {
-            return Ok(Fetched::NotModified);
+            return Ok(None);
         }
         if status.is_redirection()
             && let Some(to) = resp
@@ -234,31 +310,7 @@ impl HttpClient {
                 retry_after,
             });
         }
-        if let Some(len) = resp.content_length()
-            && len > self.max_body
-        {
-            return Err(HttpError::TooLarge {
-                url: shown,
-                limit_mib: self.max_body / (1024 * 1024),
-            });
-        }
-        let body = read_capped(resp, self.max_body)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge => HttpError::TooLarge {
-                    url: shown.clone(),
-                    limit_mib: self.max_body / (1024 * 1024),
-                },
-                ReadError::Transport(e) => HttpError::Transport {
-                    url: shown.clone(),
-                    message: scrub(&self.describe(&e), secrets),
-                },
-            })?;
-        Ok(Fetched::Body {
-            body,
-            validators,
-            content_type,
-        })
+        Ok(Some((resp, validators, content_type)))
     }
 
     /// GET with optional conditional-request validators.

@@ -16,7 +16,8 @@ use crate::http::HttpClient;
 use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
 use crate::sources::{
-    FetchContext, FetchError, FetchOutput, RowError, Source, StateView, UnitError, UnitSink,
+    FetchContext, FetchError, FetchOutput, RowError, Source, StateView, StreamedUnit, UnitError,
+    UnitSink,
 };
 use crate::store::{FetchRun, IngestOptions, RunOutcome, Store, StoreError};
 use crate::text::Clean;
@@ -185,6 +186,121 @@ impl UnitSink for UnitStore {
         t.new += stats.new;
         t.updated += stats.updated;
         Ok(())
+    }
+
+    /// Streams the unit's rows through `SortedIngest` (prepared, spilled in sorted runs to the
+    /// store's folder, merged), deferred so that a unit that cannot be read stores nothing;
+    /// its state goes last.
+    async fn store_streamed(&self, unit: StreamedUnit) -> Result<Result<(), String>, FetchError> {
+        let store = self.store.clone();
+        let now = self.now;
+        let dir = self.spill_dir();
+        let done = blocking(move || {
+            let mut sink = StreamSink {
+                ingest: crate::store::SortedIngest::new(store.as_ref(), now, &dir).deferred(),
+                accepted: 0,
+                in_scope: 0,
+                max_time_source: None,
+                rejected: Vec::new(),
+                rejected_count: 0,
+                warnings: 0,
+                failed: None,
+            };
+            let read = (unit.read)(&mut sink);
+            if let Some(e) = sink.failed {
+                return Err(e);
+            }
+            let rows = match read {
+                Ok(rows) => rows,
+                Err(e) => return Ok(Err(e)),
+            };
+            let stats = sink.ingest.finish_with_state(unit.state)?;
+            Ok(Ok((
+                rows,
+                stats,
+                sink.accepted,
+                sink.in_scope,
+                sink.max_time_source,
+                sink.rejected,
+                sink.rejected_count,
+                sink.warnings,
+            )))
+        })
+        .await?;
+        let (rows, stats, accepted, in_scope, max_ts, rejected, rejected_count, warnings) =
+            match done {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+        let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.fetched += rows;
+        t.rejected += rejected_count;
+        t.warnings += warnings;
+        for mut e in rejected {
+            if t.rejected_rows.len() >= MAX_REPORTED_ERRORS {
+                break;
+            }
+            e.location = self.scrub(&e.location);
+            e.message = self.scrub(&e.message);
+            tracing::warn!(
+                source = %self.source,
+                at = %Clean(&e.location),
+                "rejected: {}",
+                Clean(&e.message)
+            );
+            t.rejected_rows.push(e);
+        }
+        t.accepted += accepted;
+        t.in_scope += in_scope;
+        t.max_time_source = t.max_time_source.max(max_ts);
+        t.new += stats.new;
+        t.updated += stats.updated;
+        Ok(Ok(()))
+    }
+
+    fn spill_dir(&self) -> std::path::PathBuf {
+        self.store
+            .folder()
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf)
+    }
+}
+
+/// The row sink of a streamed unit: findings into a deferred `SortedIngest`, counts aside.
+struct StreamSink<'s> {
+    ingest: crate::store::SortedIngest<'s>,
+    accepted: usize,
+    in_scope: usize,
+    max_time_source: Option<DateTime<Utc>>,
+    /// The first [`MAX_REPORTED_ERRORS`] rejected rows; `rejected_count` counts all.
+    rejected: Vec<RowError>,
+    rejected_count: usize,
+    /// Rows kept with a malformed value (see [`FetchOutput::warnings`]).
+    warnings: usize,
+    /// The store failed (spilling): the whole fetch fails.
+    failed: Option<StoreError>,
+}
+
+impl crate::sources::shadowserver::import::RowSink for StreamSink<'_> {
+    fn finding(&mut self, f: &crate::finding::FindingView<'_>) -> Result<(), String> {
+        self.accepted += 1;
+        self.in_scope += usize::from(f.in_scope);
+        self.max_time_source = self.max_time_source.max(f.time_source);
+        self.ingest.push_view(f).map_err(|e| {
+            let msg = e.to_string();
+            self.failed = Some(e);
+            msg
+        })
+    }
+
+    fn rejected(&mut self, e: RowError) {
+        self.rejected_count += 1;
+        if self.rejected.len() < MAX_REPORTED_ERRORS {
+            self.rejected.push(e);
+        }
+    }
+
+    fn warning(&mut self, _w: RowError) {
+        self.warnings += 1;
     }
 }
 

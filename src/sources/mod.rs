@@ -125,11 +125,58 @@ impl StateView {
     }
 }
 
+/// Reads the rows of a [`StreamedUnit`] into a sink; returns the rows read, or why the unit
+/// could not be read to its end.
+pub type RowReader =
+    Box<dyn FnOnce(&mut dyn shadowserver::import::RowSink) -> Result<usize, String> + Send>;
+
+/// A unit too large to hold as findings (a Shadowserver report of a million rows): its rows
+/// are read by `read` (on a blocking thread) straight into the store's bulk path, in bounded
+/// memory. Nothing is stored unless `read` succeeds; then the findings go in batches of whole
+/// buckets and `state` goes last, so a unit cut short by a store failure is not remembered
+/// and is fetched again (a repeated row counts once: same source time).
+pub struct StreamedUnit {
+    pub read: RowReader,
+    pub state: Vec<(String, Option<Vec<u8>>)>,
+}
+
 /// Where finished units go: the pipeline stores each at once, as one atomic batch.
 #[async_trait]
 pub trait UnitSink: Send + Sync {
     /// Stores the findings and state of one unit; fails only when the store does.
     async fn store_unit(&self, unit: FetchOutput) -> Result<(), FetchError>;
+
+    /// Stores a [`StreamedUnit`]. The outer error is the store's; the inner one says the unit
+    /// could not be read (nothing of it was stored). This default collects the findings in
+    /// memory and calls [`UnitSink::store_unit`]; the pipeline streams.
+    async fn store_streamed(&self, unit: StreamedUnit) -> Result<Result<(), String>, FetchError> {
+        let (sink, r) = tokio::task::spawn_blocking(move || {
+            let mut sink = shadowserver::import::VecSink::default();
+            let r = (unit.read)(&mut sink);
+            (sink, r)
+        })
+        .await
+        .map_err(|e| FetchError::Format(format!("parsing task failed: {e}")))?;
+        let fetched = match r {
+            Ok(n) => n,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.store_unit(FetchOutput {
+            fetched,
+            findings: sink.findings,
+            rejected: sink.rejected,
+            warnings: sink.warnings,
+            state: unit.state,
+            ..Default::default()
+        })
+        .await
+        .map(Ok)
+    }
+
+    /// A folder for temporary files of a fetch (downloads spilled to disk): the store's.
+    fn spill_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir()
+    }
 }
 
 /// Everything a source may use while fetching.
@@ -150,6 +197,15 @@ impl FetchContext {
     /// `unit` are ignored: they belong to the output the fetch returns.
     pub async fn commit(&self, unit: FetchOutput) -> Result<(), FetchError> {
         self.units.store_unit(unit).await
+    }
+
+    /// Stores a unit read as a stream (see [`StreamedUnit`]): `Ok(Err(reason))` when it could
+    /// not be read (a failed unit, nothing stored), `Err` when the store failed.
+    pub async fn commit_streamed(
+        &self,
+        unit: StreamedUnit,
+    ) -> Result<Result<(), String>, FetchError> {
+        self.units.store_streamed(unit).await
     }
 }
 
@@ -264,6 +320,41 @@ pub fn window_or(
 
 pub(crate) fn default_true() -> bool {
     true
+}
+
+/// [`check_complete_lines`] of a body spilled to a file (read in chunks, then rewound).
+pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), String> {
+    use std::io::{Read, Seek};
+    let io = |e: std::io::Error| format!("cannot read the downloaded body back: {e}");
+    file.rewind().map_err(io)?;
+    let (mut quotes, mut len, mut last, mut blank) = (0usize, 0u64, 0u8, true);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let b = &buf[..n];
+        quotes += b.iter().filter(|&&c| c == b'"').count();
+        blank &= b.iter().all(u8::is_ascii_whitespace);
+        last = b[n - 1];
+        len += n as u64;
+    }
+    file.rewind().map_err(io)?;
+    if blank {
+        return Ok(());
+    }
+    if last != b'\n' {
+        return Err(format!(
+            "the body is cut off: its last line has no line end ({len} bytes read)"
+        ));
+    }
+    if csv && quotes % 2 == 1 {
+        return Err(format!(
+            "the body is cut off: it ends inside a quoted field ({len} bytes read)"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a line-based body that may have been cut off in transit: a non-empty body whose last

@@ -3,25 +3,34 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `B` | home of a group of findings, see [`home`] | a bucket of records (`record.rs`) |
-//! | `P` | `rev(group(d))`, 0, home | domain postings: findings with domain `d` homed elsewhere |
+//! | `B` | bucket key, see below | a bucket of records (`record.rs`) |
+//! | `P` | `rev(group(d))`, 0, page number (u32) | a page of domain postings: findings with domain `d` homed elsewhere |
 //! | `R` | start time (8 bytes), source | fetch run (JSON) |
 //! | `M` | state key | state value |
+//! | `L` | `layout` | the layout version ([`LAYOUT_VERSION`], one byte) |
 //!
-//! Every sled write costs about as much as a whole bucket of records, so findings are grouped by
-//! **home**, derived from their primary indicator:
+//! Every sled write costs about as much as a whole bucket of records, so findings are grouped
+//! into buckets. A finding's **home** (its locator) is derived from its primary indicator:
 //!
-//! | finding has | home key | lookup by |
-//! |---|---|---|
-//! | `network` | `B N fam len net` | exact get per prefix length (IP), range per length (CIDR) |
-//! | `ip` | `B 4 a b c` (the /24) or `B 6` + first 6 bytes (the /48) | get, filter on the header address |
-//! | `domain` or `email` | `B D rev(group(domain))` 0 | get, filter on the decoded domain |
-//! | `asn` only | `B A asn` | get |
-//! | nothing | `B Z` | — |
+//! | finding has | home | bucket | lookup by |
+//! |---|---|---|---|
+//! | `network` | `B N fam len net` | the home itself | exact get per prefix length (IP), range per length (CIDR) |
+//! | `ip` | `B I a b c d` / `B J` + 16 bytes | the **range bucket** whose key is the last key <= the home | seek, filter on the header address |
+//! | `domain` or `email` | `B D rev(group(domain))` 0 | the home itself | get, filter on the decoded domain |
+//! | `asn` only | `B A asn` | the home itself | get |
+//! | nothing | `B Z` | the home itself | — |
 //!
-//! A finding's home is a function of its identity fields, so it never moves. Domains of findings
-//! homed by address (host names of scanned IPs, e-mail domains) are reachable through `P`
-//! postings grouped the same way, written once when the finding is new.
+//! Range buckets adapt to density: a bucket's key is the first address of its range, its range
+//! runs to the next bucket's key, and a bucket that outgrows [`RANGE_BUCKET_BYTES`] is cut in
+//! address order (never between two records of one address) into buckets keyed by their first
+//! address. So a dense /24 and a million addresses spread over the whole internet both make
+//! buckets of a few hundred findings. A finding's home never changes; an addressed finding moves
+//! to another bucket only when its bucket is split, and is always found by the seek.
+//!
+//! Domains of findings homed away from them (host names of scanned IPs, e-mail domains) are
+//! reachable through `P` postings: per domain group, pages of at most [`POSTING_PAGE_BYTES`]
+//! of entries (domain, fingerprint, home), appended to the last page and never rewritten
+//! whole, so a domain shared by a million findings costs one page write per ingest.
 
 use std::net::IpAddr;
 
@@ -35,6 +44,19 @@ pub const BUCKET: u8 = b'B';
 pub const POSTING: u8 = b'P';
 pub const RUN: u8 = b'R';
 pub const STATE: u8 = b'M';
+/// The key holding the layout version.
+pub const LAYOUT: &[u8] = b"Llayout";
+/// Layout of this version: range buckets and paged postings. 1 was one JSON record per
+/// finding (`legacy.rs`); 2 had a bucket per /24 (/48) and a posting list per (group, bucket).
+pub const LAYOUT_VERSION: u8 = 3;
+
+/// Range buckets of addresses.
+const HOME_RANGE_V4: u8 = b'I';
+const HOME_RANGE_V6: u8 = b'J';
+/// Plain bytes of records above which a range bucket is split (about 250 scan findings).
+pub const RANGE_BUCKET_BYTES: usize = 64 << 10;
+/// Plain bytes of entries in one posting page (about 1,000 entries).
+pub const POSTING_PAGE_BYTES: usize = 64 << 10;
 
 const HOME_V4: u8 = 4;
 const HOME_V6: u8 = 6;
@@ -50,9 +72,10 @@ pub fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
     Some(out)
 }
 
-/// `B 4 a b c` / `B 6 b0..b5`: the bucket of an address.
+/// `B I a b c d` / `B J` + 16 bytes: the home of an address (its bucket is the last range
+/// bucket key at or before it).
 pub fn ip_home(ip: IpAddr) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8);
+    let mut k = Vec::with_capacity(18);
     push_ip_home(ip, &mut k);
     k
 }
@@ -61,14 +84,40 @@ fn push_ip_home(ip: IpAddr, k: &mut Vec<u8>) {
     k.push(BUCKET);
     match ip {
         IpAddr::V4(a) => {
-            k.push(HOME_V4);
-            k.extend_from_slice(&a.octets()[..3]);
+            k.push(HOME_RANGE_V4);
+            k.extend_from_slice(&a.octets());
         }
         IpAddr::V6(a) => {
-            k.push(HOME_V6);
-            k.extend_from_slice(&a.octets()[..6]);
+            k.push(HOME_RANGE_V6);
+            k.extend_from_slice(&a.octets());
         }
     }
+}
+
+/// The range-bucket prefix (`B I` or `B J`) a key lies under, if it is a range home or bucket.
+pub fn range_prefix(key: &[u8]) -> Option<&[u8]> {
+    match key {
+        [BUCKET, HOME_RANGE_V4, ..] | [BUCKET, HOME_RANGE_V6, ..] => Some(&key[..2]),
+        _ => None,
+    }
+}
+
+/// The key of the range bucket whose first record has address `ip` (4 or 16 bytes).
+pub fn range_key_of(ip: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(BUCKET);
+    out.push(if ip.len() == 4 {
+        HOME_RANGE_V4
+    } else {
+        HOME_RANGE_V6
+    });
+    out.extend_from_slice(ip);
+}
+
+/// Whether a key is a bucket of layout 2 (`B 4 a b c` or `B 6` + 6 bytes: a /24 or /48).
+#[cfg(test)]
+pub fn is_old_ip_bucket(key: &[u8]) -> bool {
+    matches!(key, [BUCKET, HOME_V4 | HOME_V6, ..])
 }
 
 /// `B N fam len`: prefix of the buckets of all networks of one family and length.
@@ -189,10 +238,10 @@ pub fn domains<'a>(f: &FindingView<'a>) -> impl Iterator<Item = &'a str> + use<'
     d.into_iter().chain(e)
 }
 
-/// `P rev(group(d)) 0`: prefix of the postings of domain `d`'s group.
+/// `P rev(group(d)) 0`: prefix of the posting pages of domain `d`'s group.
 pub fn posting_prefix(d: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + d.len() + 8);
-    posting_key_into(d, &[], &mut k);
+    posting_key_into(d, &mut k);
     k
 }
 
@@ -203,23 +252,32 @@ pub fn posting_tld_prefix(tld: &str) -> Vec<u8> {
     k
 }
 
-/// `P rev(group(d)) 0 home`, written into a reused buffer.
-pub fn posting_key_into(d: &str, home: &[u8], k: &mut Vec<u8>) {
+/// `P rev(group(d)) 0`: the prefix of the posting pages of `d`'s group, into a reused buffer.
+pub fn posting_key_into(d: &str, k: &mut Vec<u8>) {
     k.clear();
     k.push(POSTING);
     push_reversed(group(d), k);
     k.push(0);
-    k.extend_from_slice(home);
 }
 
-/// The home a posting key points to.
-pub fn posting_home(key: &[u8]) -> Option<&[u8]> {
-    let z = key.iter().position(|&b| b == 0)?;
-    key.get(z + 1..)
+/// `prefix` + page number: the key of one posting page.
+pub fn posting_page_key(prefix: &[u8], page: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 4);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&page.to_be_bytes());
+    k
 }
 
-/// Appends a posting entry: `len`, reversed domain (at most 255 bytes), fingerprint.
-pub fn push_posting(d: &str, fp: &[u8; FP_LEN], out: &mut Vec<u8>) {
+/// The page number of a posting page key under `prefix`.
+pub fn posting_page_no(prefix: &[u8], key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(
+        key.get(prefix.len()..)?.try_into().ok()?,
+    ))
+}
+
+/// Appends a posting entry: `len`, reversed domain (at most 255 bytes), fingerprint, `len`,
+/// the finding's home (at most 255 bytes; homes are short).
+pub fn push_posting(d: &str, fp: &[u8; FP_LEN], home: &[u8], out: &mut Vec<u8>) {
     let at = out.len();
     out.push(0);
     push_reversed(d, out);
@@ -227,17 +285,41 @@ pub fn push_posting(d: &str, fp: &[u8; FP_LEN], out: &mut Vec<u8>) {
     out.truncate(at + 1 + n);
     out[at] = n as u8;
     out.extend_from_slice(fp);
+    let h = &home[..home.len().min(255)];
+    out.push(h.len() as u8);
+    out.extend_from_slice(h);
 }
 
-/// The entries of a posting value: (reversed domain, fingerprint). Stops at a damaged entry.
-pub fn postings(v: &[u8]) -> impl Iterator<Item = (&[u8], [u8; FP_LEN])> {
+/// One entry of a posting page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posting<'a> {
+    /// The reversed domain.
+    pub domain: &'a [u8],
+    pub fp: [u8; FP_LEN],
+    /// The finding's home.
+    pub home: &'a [u8],
+    /// The whole entry, as stored.
+    pub raw: &'a [u8],
+}
+
+/// The entries of a posting page. Stops at a damaged entry.
+pub fn postings(v: &[u8]) -> impl Iterator<Item = Posting<'_>> {
     let mut rest = v;
     std::iter::from_fn(move || {
         let n = *rest.first()? as usize;
-        let d = rest.get(1..1 + n)?;
+        let domain = rest.get(1..1 + n)?;
         let fp: [u8; FP_LEN] = rest.get(1 + n..1 + n + FP_LEN)?.try_into().ok()?;
-        rest = &rest[1 + n + FP_LEN..];
-        Some((d, fp))
+        let at = 1 + n + FP_LEN;
+        let h = *rest.get(at)? as usize;
+        let home = rest.get(at + 1..at + 1 + h)?;
+        let (raw, r) = rest.split_at(at + 1 + h);
+        rest = r;
+        Some(Posting {
+            domain,
+            fp,
+            home,
+            raw,
+        })
     })
 }
 
@@ -301,7 +383,8 @@ mod tests {
         f.email = Some("a@mail.example.org".into());
         assert_eq!(home(&f), domain_home("example.org"));
         f.ip = Some("192.0.2.7".parse().unwrap());
-        assert_eq!(home(&f), vec![BUCKET, 4, 192, 0, 2]);
+        assert_eq!(home(&f), vec![BUCKET, HOME_RANGE_V4, 192, 0, 2, 7]);
+        assert_eq!(range_prefix(&home(&f)), Some(&[BUCKET, HOME_RANGE_V4][..]));
         f.network = Some("192.0.2.0/24".parse().unwrap());
         assert_eq!(home(&f), net_home("192.0.2.0/24".parse().unwrap()));
         assert_eq!(
@@ -325,22 +408,20 @@ mod tests {
     #[test]
     fn posting_entries_round_trip() {
         let mut v = Vec::new();
-        push_posting("a.example.org", &[1; FP_LEN], &mut v);
-        push_posting("example.org", &[2; FP_LEN], &mut v);
+        let home = ip_home("192.0.2.1".parse().unwrap());
+        push_posting("a.example.org", &[1; FP_LEN], &home, &mut v);
+        push_posting("example.org", &[2; FP_LEN], &asn_home(7), &mut v);
         let got: Vec<_> = postings(&v).collect();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0], (&b"org.example.a."[..], [1; FP_LEN]));
+        assert_eq!(got[0].domain, &b"org.example.a."[..]);
+        assert_eq!((got[0].fp, got[0].home), ([1; FP_LEN], &home[..]));
+        assert_eq!(got[1].home, &asn_home(7)[..]);
+        assert_eq!([got[0].raw, got[1].raw].concat(), v);
         assert_eq!(postings(&v[..5]).count(), 0);
         let mut k = Vec::new();
-        posting_key_into(
-            "a.example.org",
-            &ip_home("192.0.2.1".parse().unwrap()),
-            &mut k,
-        );
-        assert!(k.starts_with(&posting_prefix("example.org")));
-        assert_eq!(
-            posting_home(&k),
-            Some(&ip_home("192.0.2.1".parse().unwrap())[..])
-        );
+        posting_key_into("a.example.org", &mut k);
+        assert_eq!(k, posting_prefix("example.org"));
+        let page = posting_page_key(&k, 7);
+        assert_eq!(posting_page_no(&k, &page), Some(7));
     }
 }

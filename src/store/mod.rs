@@ -304,6 +304,11 @@ pub trait Store: Send + Sync {
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
+
+    /// The store's folder, for temporary files of bulk imports (`None`: not a local store).
+    fn folder(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Stamps the life cycle of a finding stored for the first time, observed at `now`.

@@ -15,7 +15,7 @@ pub(crate) struct Item {
     pub fp: [u8; FP_LEN],
     pub home: (u32, u32),
     pub rec: (u32, u32),
-    /// Posting pairs: repeated `u16 LE key length, key, u16 LE entry length, entry`.
+    /// Posting pairs: repeated `u16 LE length, posting prefix, u16 LE length, entry`.
     pub posts: (u32, u32),
 }
 
@@ -109,13 +109,13 @@ impl PreparedBatch {
         }
         let p0 = self.buf.len();
         for d in keys::posting_domains(&v, &self.home) {
-            keys::posting_key_into(d, &self.home, &mut self.scratch);
+            keys::posting_key_into(d, &mut self.scratch);
             self.buf
                 .extend_from_slice(&(self.scratch.len() as u16).to_le_bytes());
             self.buf.extend_from_slice(&self.scratch);
             let e0 = self.buf.len();
             self.buf.extend_from_slice(&[0, 0]);
-            keys::push_posting(d, &fp, &mut self.buf);
+            keys::push_posting(d, &fp, &self.home, &mut self.buf);
             let n = (self.buf.len() - e0 - 2) as u16;
             self.buf[e0..e0 + 2].copy_from_slice(&n.to_le_bytes());
         }

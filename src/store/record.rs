@@ -491,6 +491,57 @@ impl BucketWriter {
         compress_after(&head, &self.plain, out);
     }
 
+    /// Bytes of records held (uncompressed).
+    #[cfg(test)]
+    pub fn plain_len(&self) -> usize {
+        self.plain.len()
+    }
+
+    /// Finishes a range bucket: the records in address order (a stable sort: records of one
+    /// address keep their order), cut into pieces of at most about `max` uncompressed bytes,
+    /// never between two records of one address. Calls `emit(first address, value)` for each
+    /// piece, in address order. `out` is scratch space.
+    pub fn finish_split(
+        &self,
+        max: usize,
+        out: &mut Vec<u8>,
+        emit: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), String> {
+        let mut recs: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.count as usize);
+        for r in records(&self.plain) {
+            let r = r?;
+            let (h, _) = header(r).ok_or("bad record header")?;
+            recs.push((h.ip, r));
+        }
+        let sorted = recs.windows(2).all(|w| w[0].0 <= w[1].0);
+        let pieces = self.plain.len().div_ceil(max.max(1)).max(1);
+        if sorted && pieces == 1 {
+            self.finish_into(out);
+            emit(recs.first().map_or(&[][..], |r| r.0), out);
+            return Ok(());
+        }
+        if !sorted {
+            recs.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        let target = self.plain.len() / pieces;
+        let mut piece = BucketWriter::with_capacity(target + target / 4);
+        let mut first = recs.first().map_or(&[][..], |r| r.0);
+        let mut left = pieces;
+        for (i, &(ip, rec)) in recs.iter().enumerate() {
+            if left > 1 && piece.plain.len() >= target && i > 0 && recs[i - 1].0 != ip {
+                piece.finish_into(out);
+                emit(first, out);
+                piece.clear();
+                first = ip;
+                left -= 1;
+            }
+            piece.push_raw(rec);
+        }
+        piece.finish_into(out);
+        emit(first, out);
+        Ok(())
+    }
+
     /// The finished bucket value (compressed).
     pub fn finish(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -670,6 +721,57 @@ mod tests {
     }
 
     #[test]
+    fn range_buckets_split_in_address_order_never_inside_an_address() {
+        let mut w = BucketWriter::default();
+        let mut fs = Vec::new();
+        for i in [9u8, 3, 7, 3, 1, 5, 7, 7, 2, 8] {
+            let mut f = sample();
+            f.ip = Some(format!("192.0.2.{i}").parse().unwrap());
+            f.network = None;
+            f.port = Some(u16::from(i) * 100 + fs.len() as u16);
+            f.seal();
+            w.push(&f, &crate::store::keys::fp_bytes(&f.fingerprint).unwrap())
+                .unwrap();
+            fs.push(f);
+        }
+        let per = w.plain_len() / 10;
+        let mut pieces: Vec<(Vec<u8>, Vec<Finding>)> = Vec::new();
+        let mut out = Vec::new();
+        w.finish_split(per * 3, &mut out, &mut |first, v| {
+            let plain = open_bucket(v).unwrap();
+            let got = records(&plain)
+                .map(|r| decode(r.unwrap()).unwrap())
+                .collect();
+            pieces.push((first.to_vec(), got));
+        })
+        .unwrap();
+        assert!(pieces.len() >= 3, "{}", pieces.len());
+        let all: Vec<&Finding> = pieces.iter().flat_map(|p| &p.1).collect();
+        assert_eq!(all.len(), 10);
+        // In address order; records of one address keep their order and stay together.
+        let addrs: Vec<_> = all.iter().map(|f| f.ip.unwrap()).collect();
+        assert!(addrs.windows(2).all(|w| w[0] <= w[1]));
+        let sevens: Vec<_> = all
+            .iter()
+            .filter(|f| f.ip == fs[2].ip)
+            .map(|f| f.port)
+            .collect();
+        assert_eq!(sevens, vec![fs[2].port, fs[6].port, fs[7].port]);
+        for (i, (first, recs)) in pieces.iter().enumerate() {
+            let (b, n) = ip_bytes(recs[0].ip.unwrap());
+            assert_eq!(&first[..], &b[..n]);
+            if let Some(next) = pieces.get(i + 1) {
+                assert!(recs.last().unwrap().ip < next.1[0].ip);
+            }
+        }
+        // A small sorted bucket stays whole.
+        let mut one = 0;
+        w.finish_split(usize::MAX, &mut out, &mut |_, _| one += 1)
+            .unwrap();
+        assert_eq!(one, 1);
+    }
+
+    #[test]
     fn bucket_round_trip_and_corruption() {
         let f = sample();
         let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
@@ -733,8 +835,8 @@ mod tests {
             w.push(&f, &fp).unwrap();
             w.push_raw(&one);
             let mut entries = Vec::new();
-            crate::store::keys::push_posting("shop.example.org", &fp, &mut entries);
-            crate::store::keys::push_posting("www.example.org", &fp, &mut entries);
+            crate::store::keys::push_posting("shop.example.org", &fp, b"\x04home", &mut entries);
+            crate::store::keys::push_posting("www.example.org", &fp, b"\x04home", &mut entries);
             vec![one, w.finish(), pack_postings(&entries), entries]
         }
 

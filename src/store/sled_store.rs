@@ -4,6 +4,7 @@
 //! time; the daemon serves the others over its socket.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -96,9 +97,9 @@ fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>, stats: &mut IngestSt
     f
 }
 
-/// The new posting entries of one batch, by posting key. Entries of one key tend to come
-/// together (the findings of a bucket share their domain group), so the current key is kept
-/// aside and the map searched only when the key changes.
+/// The new posting entries of one batch, by domain group (posting prefix). Entries of one
+/// group tend to come together (neighbouring hosts share their domain group), so the current
+/// key is kept aside and the map searched only when the key changes.
 #[derive(Default)]
 struct NewPostings {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -181,6 +182,42 @@ fn dedup_keep_last(g: &mut Vec<([u8; FP_LEN], usize)>) -> usize {
     before - g.len()
 }
 
+/// A bucket to write: its key, whether it is a range bucket (addresses; split when it grows),
+/// and the incoming findings it takes, sorted by fingerprint, one per fingerprint.
+struct Target {
+    key: Vec<u8>,
+    range: bool,
+    incoming: Incoming,
+}
+
+/// Adds the bucket `w` holds to `batch` under `key`; a range bucket grown past
+/// [`keys::RANGE_BUCKET_BYTES`] is split, its first piece keeping `key` and the others keyed by
+/// their first address.
+fn put_bucket(
+    batch: &mut sled::Batch,
+    key: &[u8],
+    range: bool,
+    w: &BucketWriter,
+    packed: &mut Vec<u8>,
+) -> Result<()> {
+    if !range {
+        w.finish_into(packed);
+        batch.insert(key, &packed[..]);
+        return Ok(());
+    }
+    let mut first = true;
+    let mut k = Vec::with_capacity(18);
+    w.finish_split(keys::RANGE_BUCKET_BYTES, packed, &mut |ip, v| {
+        if std::mem::take(&mut first) {
+            batch.insert(key, v);
+        } else {
+            keys::range_key_of(ip, &mut k);
+            batch.insert(&k[..], v);
+        }
+    })
+    .map_err(|e| corrupt(key, e))
+}
+
 /// A batch of findings grouped by home bucket. Findings stay where they are in `all` (they are
 /// large; moving them around costs more than sorting indices).
 struct Groups {
@@ -237,8 +274,21 @@ enum Mode {
     Update,
 }
 
+/// The layout a database was written in (see `keys::LAYOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// One JSON record per finding (`legacy.rs`).
+    V1,
+    /// A bucket per /24 or /48, a posting list per (domain group, bucket).
+    V2,
+    /// This version.
+    Current,
+    /// No findings and no postings: any layout; marked as this one.
+    Empty,
+}
+
 impl SledStore {
-    /// Opens (or creates) the store in folder `path`, migrating a first-layout store. The
+    /// Opens (or creates) the store in folder `path`, migrating a store of an earlier layout. The
     /// folder is owner-only (0700) and so is everything sled created in it (0600 files).
     pub fn open(path: &Path) -> Result<Self> {
         if let Err(e) = crate::files::private_dir(path) {
@@ -252,10 +302,17 @@ impl SledStore {
         if let Err(e) = crate::files::restrict_tree(path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot make the store's files owner-only");
         }
-        if !store.has_legacy_records()? {
-            return Ok(store);
+        match store.layout()? {
+            Layout::Current => return Ok(store),
+            Layout::Empty => {
+                store
+                    .db
+                    .insert(keys::LAYOUT, &[keys::LAYOUT_VERSION][..])
+                    .map_err(engine)?;
+                return Ok(store);
+            }
+            from @ (Layout::V1 | Layout::V2) => store.migrate(from)?,
         }
-        store.migrate()?;
         Self::open_db(path, "db")
     }
 
@@ -311,24 +368,37 @@ impl SledStore {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn has_legacy_records(&self) -> Result<bool> {
+    fn has_prefix(&self, prefix: u8) -> Result<bool> {
         Ok(self
             .db
-            .scan_prefix([legacy::RECORD])
+            .scan_prefix([prefix])
             .next()
             .transpose()
             .map_err(engine)?
             .is_some())
     }
 
-    /// Rewrites a first-layout store (JSON record per finding) into a new database in the bucket
-    /// layout, then swaps the folders: `db` becomes `db.v1` (kept; delete it when satisfied) and
+    fn layout(&self) -> Result<Layout> {
+        if self.has_prefix(legacy::RECORD)? {
+            return Ok(Layout::V1);
+        }
+        if self.db.get(keys::LAYOUT).map_err(engine)?.as_deref() == Some(&[keys::LAYOUT_VERSION]) {
+            return Ok(Layout::Current);
+        }
+        if self.has_prefix(keys::BUCKET)? || self.has_prefix(keys::POSTING)? {
+            return Ok(Layout::V2);
+        }
+        Ok(Layout::Empty)
+    }
+
+    /// Rewrites a store of an earlier layout (`from`) into a new database in this layout, then
+    /// swaps the folders: `db` becomes `db.v1` or `db.v2` (kept; delete it when satisfied) and
     /// the new one becomes `db`. A fresh database rather than rewriting in place, because sled
     /// would keep the dead records in its log and open slowly ever after. Consumes `self`; the
     /// caller reopens. Safe to interrupt: the old database is untouched until the swap.
-    fn migrate(self) -> Result<()> {
+    fn migrate(self, from: Layout) -> Result<()> {
         let path = self.path.clone();
-        tracing::info!(path = %path.display(), "migrating the store to the bucket layout");
+        tracing::info!(path = %path.display(), ?from, "migrating the store to the current layout");
         let fresh_dir = path.join("db.migrating");
         if fresh_dir.exists() {
             std::fs::remove_dir_all(&fresh_dir).map_err(engine)?;
@@ -352,21 +422,33 @@ impl SledStore {
         fresh.db.apply_batch(batch).map_err(engine)?;
         let mut chunk = Vec::new();
         let mut findings = 0usize;
-        for kv in self.db.scan_prefix([legacy::RECORD]) {
-            let (k, v) = kv.map_err(engine)?;
-            let json = legacy::record_json(&v).ok_or_else(|| corrupt(&k, "bad legacy record"))?;
-            let f: Finding =
-                serde_json::from_slice(json).map_err(|e| corrupt(&k, e.to_string()))?;
+        let mut add = |f: Finding| -> Result<()> {
             chunk.push(f);
             if chunk.len() >= 10_000 {
                 findings += fresh.restore(std::mem::take(&mut chunk))?;
             }
+            Ok(())
+        };
+        if from == Layout::V1 {
+            for kv in self.db.scan_prefix([legacy::RECORD]) {
+                let (k, v) = kv.map_err(engine)?;
+                let json =
+                    legacy::record_json(&v).ok_or_else(|| corrupt(&k, "bad legacy record"))?;
+                add(serde_json::from_slice(json).map_err(|e| corrupt(&k, e.to_string()))?)?;
+            }
+        } else {
+            // Records kept their format; only bucket keys and postings changed.
+            self.for_each(&mut add)?;
         }
         findings += fresh.restore(chunk)?;
+        fresh
+            .db
+            .insert(keys::LAYOUT, &[keys::LAYOUT_VERSION][..])
+            .map_err(engine)?;
         fresh.db.flush().map_err(engine)?;
         drop(fresh);
         drop(self);
-        let backup = path.join("db.v1");
+        let backup = path.join(if from == Layout::V1 { "db.v1" } else { "db.v2" });
         if backup.exists() {
             std::fs::remove_dir_all(&backup).map_err(engine)?;
         }
@@ -375,7 +457,7 @@ impl SledStore {
         tracing::warn!(
             findings,
             backup = %backup.display(),
-            "store migrated to the bucket layout; the old database was kept, delete it when satisfied"
+            "store migrated to the current layout; the old database was kept, delete it when satisfied"
         );
         Ok(())
     }
@@ -388,6 +470,79 @@ impl SledStore {
                 .map(Some)
                 .map_err(|e| corrupt(key, e)),
         }
+    }
+
+    /// For a range home: the key of the range bucket holding it (the last key at or before it
+    /// under `prefix`, if any) and the key of the next range bucket (the end of that range).
+    fn range_bucket(
+        &self,
+        prefix: &[u8],
+        home: &[u8],
+    ) -> Result<(Option<sled::IVec>, Option<sled::IVec>)> {
+        let below = self
+            .db
+            .range(prefix..=home)
+            .next_back()
+            .transpose()
+            .map_err(engine)?
+            .map(|(k, _)| k);
+        let next = self
+            .db
+            .range::<&[u8], _>((Bound::Excluded(home), Bound::Unbounded))
+            .next()
+            .transpose()
+            .map_err(engine)?
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(prefix));
+        Ok((below, next))
+    }
+
+    /// The buckets that findings grouped by home (in home order) go to: a fixed home is its
+    /// own bucket; consecutive range homes share the range bucket holding them (a new one,
+    /// keyed by the first of them, when none lies at or before them). Returns the targets in
+    /// key order and how many repeated fingerprints joining homes dropped.
+    fn plan<K: AsRef<[u8]>>(&self, by_home: Vec<(K, Incoming)>) -> Result<(Vec<Target>, usize)> {
+        let mut out: Vec<Target> = Vec::with_capacity(by_home.len());
+        // The range the last target covers: its prefix and the next bucket's key (its end).
+        let mut open: Option<(Vec<u8>, Option<sled::IVec>)> = None;
+        let mut joined = false;
+        let mut dups = 0;
+        for (home, incoming) in by_home {
+            let home = home.as_ref();
+            let Some(prefix) = keys::range_prefix(home) else {
+                open = None;
+                out.push(Target {
+                    key: home.to_vec(),
+                    range: false,
+                    incoming,
+                });
+                continue;
+            };
+            if let Some((p, next)) = &open
+                && p == prefix
+                && next.as_ref().is_none_or(|n| home < &n[..])
+            {
+                out.last_mut()
+                    .expect("open target")
+                    .incoming
+                    .extend(incoming);
+                joined = true;
+                continue;
+            }
+            let (below, next) = self.range_bucket(prefix, home)?;
+            out.push(Target {
+                key: below.map_or_else(|| home.to_vec(), |k| k.to_vec()),
+                range: true,
+                incoming,
+            });
+            open = Some((prefix.to_vec(), next));
+        }
+        if joined {
+            for t in out.iter_mut().filter(|t| t.range) {
+                dups += dedup_keep_last(&mut t.incoming);
+            }
+        }
+        Ok((out, dups))
     }
 
     /// Every bucket, decompressed, in key order.
@@ -426,16 +581,18 @@ impl SledStore {
     /// Adds posting entries for a new finding homed away from (some of) its domains.
     fn add_postings(
         f: &Finding,
-        home: &[u8],
         fp: &[u8; FP_LEN],
+        home: &mut Vec<u8>,
         key: &mut Vec<u8>,
         entry: &mut Vec<u8>,
         out: &mut NewPostings,
     ) {
-        for d in keys::posting_domains(&f.view(), home) {
-            keys::posting_key_into(d, home, key);
+        let v = f.view();
+        keys::home_into(&v, home);
+        for d in keys::posting_domains(&v, home) {
+            keys::posting_key_into(d, key);
             entry.clear();
-            keys::push_posting(d, fp, entry);
+            keys::push_posting(d, fp, home, entry);
             out.add(key, entry);
         }
     }
@@ -452,12 +609,20 @@ impl SledStore {
         let mut postings = NewPostings::default();
         let mut key = Vec::with_capacity(64);
         let mut entry = Vec::with_capacity(64);
+        let mut own_home = Vec::with_capacity(32);
         let mut w = BucketWriter::default();
         let mut packed = Vec::new();
         let Groups {
             mut all, by_home, ..
         } = groups;
-        for (home, incoming) in by_home {
+        let (targets, dups) = self.plan(by_home)?;
+        stats.duplicates += dups;
+        for Target {
+            key: home,
+            range,
+            incoming,
+        } in targets
+        {
             w.clear();
             self.rewrite_bucket(&home, &incoming, &mut w, &mut |i, stored| {
                 let given = all[i]
@@ -483,11 +648,10 @@ impl SledStore {
                     }
                     Mode::Replace => {}
                 }
-                Self::add_postings(&f, &home, &fp, &mut key, &mut entry, &mut postings);
+                Self::add_postings(&f, &fp, &mut own_home, &mut key, &mut entry, &mut postings);
                 w.push(&f, &fp).map_err(engine)?;
             }
-            w.finish_into(&mut packed);
-            batch.insert(home, &packed[..]);
+            put_bucket(&mut batch, &home, range, &w, &mut packed)?;
         }
         self.finish_batch(batch, postings, state)
     }
@@ -499,18 +663,8 @@ impl SledStore {
         postings: NewPostings,
         state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<()> {
-        for (k, entries) in postings.into_map() {
-            let v = match self.db.get(&k).map_err(engine)? {
-                Some(old) => {
-                    let mut all = record::posting_entries(&old)
-                        .map_err(|e| corrupt(&k, e))?
-                        .into_owned();
-                    all.extend_from_slice(&entries);
-                    record::pack_postings(&all)
-                }
-                None => record::pack_postings(&entries),
-            };
-            batch.insert(k, v);
+        for (prefix, entries) in postings.into_map() {
+            self.append_postings(&mut batch, &prefix, &entries)?;
         }
         for (k, v) in state {
             match v {
@@ -519,6 +673,52 @@ impl SledStore {
             }
         }
         self.db.apply_batch(batch).map_err(engine)
+    }
+
+    /// Adds posting `entries` to the pages under `prefix` (one domain group): they fill the
+    /// last page up to [`keys::POSTING_PAGE_BYTES`], then start new ones. Earlier pages are
+    /// never rewritten.
+    fn append_postings(
+        &self,
+        batch: &mut sled::Batch,
+        prefix: &[u8],
+        entries: &[u8],
+    ) -> Result<()> {
+        let last = self
+            .db
+            .scan_prefix(prefix)
+            .next_back()
+            .transpose()
+            .map_err(engine)?;
+        let (mut no, mut page) = match last {
+            Some((k, v)) => (
+                keys::posting_page_no(prefix, &k)
+                    .ok_or_else(|| corrupt(&k, "bad posting page key"))?,
+                record::posting_entries(&v)
+                    .map_err(|e| corrupt(&k, e))?
+                    .into_owned(),
+            ),
+            None => (0, Vec::new()),
+        };
+        page.reserve(entries.len().min(keys::POSTING_PAGE_BYTES));
+        for e in keys::postings(entries) {
+            if !page.is_empty() && page.len() + e.raw.len() > keys::POSTING_PAGE_BYTES {
+                batch.insert(
+                    keys::posting_page_key(prefix, no),
+                    record::pack_postings(&page),
+                );
+                page.clear();
+                no = no
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt(prefix, "too many posting pages"))?;
+            }
+            page.extend_from_slice(e.raw);
+        }
+        batch.insert(
+            keys::posting_page_key(prefix, no),
+            record::pack_postings(&page),
+        );
+        Ok(())
     }
 
     /// Rewrites every bucket holding a record that `pick` selects (by header), applying `change`
@@ -638,18 +838,36 @@ impl SledStore {
         keep_finding: &dyn Fn(&Finding) -> bool,
         out: &mut HashMap<[u8; FP_LEN], Finding>,
     ) -> Result<()> {
-        let mut wanted: BTreeMap<Vec<u8>, HashSet<[u8; FP_LEN]>> = BTreeMap::new();
+        let mut homes: Vec<(Vec<u8>, [u8; FP_LEN])> = Vec::new();
         for kv in self.db.scan_prefix(prefix) {
             let (k, v) = kv.map_err(engine)?;
-            let Some(home) = keys::posting_home(&k) else {
-                continue;
-            };
             let entries = record::posting_entries(&v).map_err(|e| corrupt(&k, e))?;
-            for (d, fp) in keys::postings(&entries) {
-                if domain_ok(d) {
-                    wanted.entry(home.to_vec()).or_default().insert(fp);
+            for p in keys::postings(&entries) {
+                if domain_ok(p.domain) {
+                    homes.push((p.home.to_vec(), p.fp));
                 }
             }
+        }
+        homes.sort_unstable();
+        // Homes to buckets: range homes in order share their bucket until the next one starts.
+        let mut wanted: BTreeMap<Vec<u8>, HashSet<[u8; FP_LEN]>> = BTreeMap::new();
+        let mut open: Option<(Vec<u8>, Option<sled::IVec>)> = None;
+        for (home, fp) in homes {
+            let bucket = match keys::range_prefix(&home) {
+                None => home,
+                Some(p) => {
+                    let inside = open.as_ref().is_some_and(|(k, next)| {
+                        k.starts_with(p) && next.as_ref().is_none_or(|n| home[..] < n[..])
+                    });
+                    if !inside {
+                        let (below, next) = self.range_bucket(p, &home)?;
+                        let Some(below) = below else { continue };
+                        open = Some((below.to_vec(), next));
+                    }
+                    open.as_ref().expect("set above").0.clone()
+                }
+            };
+            wanted.entry(bucket).or_default().insert(fp);
         }
         for (home, fps) in wanted {
             if let Some(plain) = self.load_bucket(&home)? {
@@ -664,7 +882,11 @@ impl SledStore {
         match q {
             Query::Ip(ip) => {
                 let (b, n) = record::ip_bytes(*ip);
-                self.collect(&keys::ip_home(*ip), &|h| h.ip == &b[..n], &mut out)?;
+                let home = keys::ip_home(*ip);
+                let prefix = keys::range_prefix(&home).expect("an address home");
+                if let (Some(bucket), _) = self.range_bucket(prefix, &home)? {
+                    self.collect(&bucket, &|h| h.ip == &b[..n], &mut out)?;
+                }
                 let max = if ip.is_ipv6() { 128 } else { 32 };
                 for len in 0..=max {
                     let net = IpNet::new(*ip, len).expect("len within family");
@@ -681,12 +903,15 @@ impl SledStore {
                         .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
                     _ => false,
                 };
-                self.collect_range(
-                    keys::ip_home(net.network()),
-                    keys::ip_home(net.broadcast()),
-                    &inside,
-                    &mut out,
-                )?;
+                // Range buckets from the one holding the first address to the last one starting
+                // at or before the last address.
+                let first = keys::ip_home(net.network());
+                let prefix = keys::range_prefix(&first).expect("an address home");
+                let lo = match self.range_bucket(prefix, &first)? {
+                    (Some(k), _) => k.to_vec(),
+                    (None, _) => first.clone(),
+                };
+                self.collect_range(lo, keys::ip_home(net.broadcast()), &inside, &mut out)?;
                 let v6 = net.network().is_ipv6();
                 // Networks inside it (same or longer prefix)...
                 for len in net.prefix_len()..=net.max_prefix_len() {
@@ -774,7 +999,15 @@ impl Store for SledStore {
         let mut packed = Vec::new();
         let first = items.start;
         let mut taken = vec![false; items.len()];
-        for (home, incoming) in by_home {
+        let (targets, dups) = self.plan(by_home)?;
+        stats.duplicates += dups;
+        for Target {
+            key: home,
+            range,
+            incoming,
+        } in targets
+        {
+            let home = &home[..];
             w.clear();
             self.rewrite_bucket(home, &incoming, &mut w, &mut |i, stored| {
                 if std::mem::replace(&mut taken[i - first], true) {
@@ -795,8 +1028,7 @@ impl Store for SledStore {
                 }
                 stats.new += 1;
             }
-            w.finish_into(&mut packed);
-            db_batch.insert(home, &packed[..]);
+            put_bucket(&mut db_batch, home, range, &w, &mut packed)?;
         }
         self.finish_batch(db_batch, postings, state)?;
         Ok(stats)
@@ -1029,6 +1261,10 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<()> {
         self.db.flush().map(|_| ()).map_err(engine)
+    }
+
+    fn folder(&self) -> Option<&Path> {
+        Some(&self.path)
     }
 }
 
@@ -1376,47 +1612,198 @@ mod tests {
         );
     }
 
+    /// Findings about `n` addresses spread over all of IPv4 (in a scrambled order), a third
+    /// with a host name under `dyn.example.net`.
+    fn spread(n: u32) -> Vec<Finding> {
+        (0..n)
+            .map(|i| {
+                let a = std::net::Ipv4Addr::from(i.wrapping_mul(2_654_435_761) ^ 0x5a5a_5a5a);
+                let host = format!("h{i}.dyn.example.net");
+                finding(
+                    "scan_dns",
+                    Some(&a.to_string()),
+                    i.is_multiple_of(3).then_some(host.as_str()),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn posting_lists_are_compressed_and_plain_ones_still_read() {
+    fn sparse_addresses_share_range_buckets_that_split_when_full() {
         let dir = tempfile::tempdir().unwrap();
         let s = SledStore::open(dir.path()).unwrap();
-        let a = finding("scan_dns", Some("192.0.2.7"), Some("a.dyn.example.net"));
-        let b = finding("scan_dns", Some("192.0.2.8"), Some("b.dyn.example.net"));
-        let home = keys::home(&a);
-        let mut key = Vec::new();
-        keys::posting_key_into("a.dyn.example.net", &home, &mut key);
-        // A posting list as earlier versions wrote it: plain entries.
-        s.restore(vec![a.clone()]).unwrap();
-        let mut plain = Vec::new();
-        keys::push_posting(
-            "a.dyn.example.net",
-            &keys::fp_bytes(&a.fingerprint).unwrap(),
-            &mut plain,
+        let fs = spread(6_000);
+        // Three ingests, each in scrambled order: buckets fill, split and take neighbours.
+        for (k, part) in fs.chunks(2_000).enumerate() {
+            let st = s
+                .ingest(part.to_vec(), vec![], &IngestOptions { now: at(k as i64) })
+                .unwrap();
+            assert_eq!(st.new, part.len());
+        }
+        assert_eq!(s.count().unwrap(), 6_000);
+        let buckets: Vec<(sled::IVec, Vec<u8>)> = s.buckets().map(|b| b.unwrap()).collect();
+        // A few dozen buckets, not one per address; none far above the split size; each
+        // bucket's records lie in its range, in address order.
+        assert!(
+            buckets.len() > 10 && buckets.len() < 200,
+            "{}",
+            buckets.len()
         );
-        s.db.insert(&key, plain.clone()).unwrap();
-        let q = Query::Domain("example.net".into());
+        for (i, (k, plain)) in buckets.iter().enumerate() {
+            assert!(
+                plain.len() <= keys::RANGE_BUCKET_BYTES + 4096,
+                "{}",
+                plain.len()
+            );
+            let ips: Vec<Vec<u8>> = record::records(plain)
+                .map(|r| record::header(r.unwrap()).unwrap().0.ip.to_vec())
+                .collect();
+            assert!(ips.windows(2).all(|w| w[0] <= w[1]));
+            assert!(k[2..] <= ips[0][..]);
+            if let Some((next, _)) = buckets.get(i + 1) {
+                assert!(ips.last().unwrap()[..] < next[2..]);
+            }
+        }
+        // Every address is found by its own lookup, and only it.
+        for f in fs.iter().step_by(97) {
+            let got = s.query(&Query::Ip(f.ip.unwrap()), &all()).unwrap();
+            assert_eq!(fps(got), vec![f.fingerprint.clone()]);
+        }
+        assert!(
+            s.query(&Query::Ip("0.0.0.1".parse().unwrap()), &all())
+                .unwrap()
+                .is_empty()
+        );
+        // Networks: every finding inside, whatever the bucket boundaries.
+        for net in ["10.0.0.0/8", "128.0.0.0/1", "0.0.0.0/0", "77.66.0.0/16"] {
+            let n: IpNet = net.parse().unwrap();
+            let want: Vec<Finding> = fs
+                .iter()
+                .filter(|f| n.contains(&f.ip.unwrap()))
+                .cloned()
+                .collect();
+            assert_eq!(
+                fps(s.query(&Query::Net(n), &all()).unwrap()),
+                fps(want),
+                "{net}"
+            );
+        }
+        // Domains through postings, after splits moved findings between buckets.
+        let named: Vec<Finding> = fs.iter().filter(|f| f.domain.is_some()).cloned().collect();
         assert_eq!(
-            fps(s.query(&q, &all()).unwrap()),
-            vec![a.fingerprint.clone()]
+            fps(s
+                .query(&Query::Domain("example.net".into()), &all())
+                .unwrap()),
+            fps(named)
         );
-        // A new finding under the same key: the list is rewritten compressed, with both.
-        s.ingest(vec![b.clone()], vec![], &IngestOptions { now: at(60) })
+        // A repeat updates in place wherever the finding now lives.
+        let st = s
+            .ingest(fs[..500].to_vec(), vec![], &IngestOptions { now: at(99) })
             .unwrap();
-        let v = s.db.get(&key).unwrap().unwrap();
-        assert_eq!(&v[..2], &[0xFF, 0x00]);
-        assert_eq!(
-            keys::postings(&record::posting_entries(&v).unwrap()).count(),
-            2
-        );
-        let mut want = vec![a.fingerprint, b.fingerprint];
-        want.sort();
-        assert_eq!(fps(s.query(&q, &all()).unwrap()), want);
-        // A damaged compressed list is an error, not a panic.
-        s.db.insert(&key, &[0xFF, 0x00, 9, 9, 9, 9, 1][..]).unwrap();
+        assert_eq!((st.new, st.updated), (0, 500));
+        assert_eq!(s.count().unwrap(), 6_000);
+    }
+
+    #[test]
+    fn posting_pages_fill_and_roll_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let fs: Vec<Finding> = spread(9_000)
+            .into_iter()
+            .filter(|f| f.domain.is_some())
+            .collect();
+        let prefix = keys::posting_prefix("example.net");
+        let pages = |s: &SledStore| -> Vec<(sled::IVec, sled::IVec)> {
+            s.db.scan_prefix(&prefix).map(|kv| kv.unwrap()).collect()
+        };
+        s.ingest(fs[..2_000].to_vec(), vec![], &IngestOptions { now: at(0) })
+            .unwrap();
+        let first = pages(&s);
+        assert!(first.len() >= 2, "{}", first.len());
+        s.ingest(fs[2_000..].to_vec(), vec![], &IngestOptions { now: at(1) })
+            .unwrap();
+        let after = pages(&s);
+        // Full pages are never rewritten; the last one was filled up.
+        assert_eq!(&after[..first.len() - 1], &first[..first.len() - 1]);
+        assert!(after.len() > first.len());
+        for (k, v) in &after {
+            let e = record::posting_entries(v).unwrap();
+            assert!(e.len() <= keys::POSTING_PAGE_BYTES);
+            assert_eq!(k.len(), prefix.len() + 4);
+        }
+        let entries: usize = after
+            .iter()
+            .map(|(_, v)| keys::postings(&record::posting_entries(v).unwrap()).count())
+            .sum();
+        assert_eq!(entries, fs.len());
+        let q = Query::Domain("example.net".into());
+        assert_eq!(s.query(&q, &all()).unwrap().len(), fs.len());
+        // A damaged compressed page is an error, not a panic.
+        s.db.insert(&after[0].0, &[0xFF, 0x00, 9, 9, 9, 9, 1][..])
+            .unwrap();
         assert!(matches!(
             s.query(&q, &all()),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_second_layout_store_is_migrated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = finding("scan_dns", Some("192.0.2.7"), Some("a.dyn.example.net"));
+        let six = finding("scan_dns", Some("2001:db8::1"), None);
+        let site = finding("phish", None, Some("login.example.org"));
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            // What layout 2 wrote: a bucket per /24 (/48) and a posting list per (group, bucket).
+            let old = |k: Vec<u8>, f: &Finding| {
+                let mut w = BucketWriter::default();
+                w.push(f, &keys::fp_bytes(&f.fingerprint).unwrap()).unwrap();
+                s.db.insert(k, w.finish()).unwrap();
+            };
+            old(vec![keys::BUCKET, 4, 192, 0, 2], &host);
+            old(vec![keys::BUCKET, 6, 0x20, 1, 0x0d, 0xb8, 0, 0], &six);
+            old(keys::domain_home("example.org"), &site);
+            let mut pk = keys::posting_prefix("example.net");
+            pk.extend_from_slice(&[keys::BUCKET, 4, 192, 0, 2]);
+            let mut entry = vec![18];
+            entry.extend_from_slice(b"net.example.dyn.a.");
+            entry.extend_from_slice(&keys::fp_bytes(&host.fingerprint).unwrap());
+            s.db.insert(pk, record::pack_postings(&entry)).unwrap();
+            s.state_put("etag/x", Some(b"1")).unwrap();
+            s.db.remove(keys::LAYOUT).unwrap();
+            s.db.flush().unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert!(
+            dir.path().join("db.v2").is_dir(),
+            "the old database is kept"
+        );
+        assert_eq!(s.count().unwrap(), 3);
+        assert_eq!(s.state_get("etag/x").unwrap().as_deref(), Some(&b"1"[..]));
+        let q = |q: Query| fps(s.query(&q, &all()).unwrap());
+        assert_eq!(
+            q(Query::Ip("192.0.2.7".parse().unwrap())),
+            fps(vec![host.clone()])
+        );
+        assert_eq!(
+            q(Query::Ip("2001:db8::1".parse().unwrap())),
+            fps(vec![six.clone()])
+        );
+        assert_eq!(
+            q(Query::Domain("example.net".into())),
+            fps(vec![host.clone()])
+        );
+        assert_eq!(q(Query::Domain("example.org".into())), fps(vec![site]));
+        assert!(
+            s.db.iter()
+                .keys()
+                .all(|k| !keys::is_old_ip_bucket(&k.unwrap()))
+        );
+        drop(s);
+        // Opened again: nothing to migrate.
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.count().unwrap(), 3);
     }
 
     #[test]

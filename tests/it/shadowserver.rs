@@ -1435,3 +1435,68 @@ fn non_ascii_timestamp_rejects_its_row_not_the_file() {
         "{s}"
     );
 }
+
+/// A gzip report cut off mid-stream fails while it is read, after thousands of its rows were
+/// parsed (and spilled): nothing of it is stored or remembered; the next run stores it whole.
+/// The report streams through a temporary file in the data folder, which is gone afterwards.
+#[tokio::test]
+async fn a_cut_gzip_report_stores_nothing_of_itself() {
+    let server = MockServer::start().await;
+    let mut csv = String::from(
+        "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"dns_version\",\"min_amplification\"\n",
+    );
+    for i in 0..20_000u32 {
+        let (b, c, d) = (i >> 16, (i >> 8) & 255, i & 255);
+        csv.push_str(&format!(
+            "\"2026-11-20 03:14:07\",\"medium\",\"10.{b}.{c}.{d}\",\"udp\",53,\"h{i}.dyn.example.net\",\"openresolver\",64496,\"NL\",\"NOORD-HOLLAND\",\"AMSTERDAM\",517311,\"ptr\",\"Hosting\",\"dnsmasq-2.80\",\"28.3\"\n"
+        ));
+    }
+    let gz = gz_bytes(csv.as_bytes());
+    let cut = gz.len() * 3 / 4;
+    let (dl, _log) = support::serve_cut_logged(vec![(gz.clone(), Some(cut)), (gz, None)]);
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[(
+            ID_DNS,
+            "2026-11-20-scan_dns-example-asn.csv",
+            "scan_dns",
+        )])))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let r = runner(store.clone(), clock.clone());
+    let mut cfg = config_for(&server);
+    cfg.download_url = Some(format!("{dl}/dl/"));
+    let src = build(&cfg, &Config::default()).unwrap();
+    let files = || std::fs::read_dir(dir.path()).unwrap().count();
+    let before = files();
+
+    let rep = r.run_source(src.as_ref()).await;
+    // Its only unit failed: the run failed.
+    assert_eq!(rep.outcome, RunOutcome::Error, "{rep:?}");
+    assert_eq!(rep.errors.len(), 1, "{:?}", rep.errors);
+    assert!(rep.errors[0].error.contains("deflate"), "{:?}", rep.errors);
+    assert_eq!(
+        store.count().unwrap(),
+        0,
+        "nothing of the cut report is stored"
+    );
+    assert!(
+        store
+            .state_get(INGESTED_STATE_KEY)
+            .unwrap()
+            .is_none_or(|v| { !String::from_utf8_lossy(&v).contains("scan_dns") })
+    );
+    assert_eq!(files(), before, "no temporary file is left behind");
+
+    clock.advance(chrono::Duration::hours(6));
+    let rep = r.run_source(src.as_ref()).await;
+    assert!(rep.ok, "{rep:?}");
+    assert_eq!(store.count().unwrap(), 20_000);
+    assert_eq!(rep.new, 20_000);
+    let remembered =
+        String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
+    assert!(remembered.contains("scan_dns"));
+}

@@ -238,6 +238,52 @@ impl ApiClient {
         Ok(body)
     }
 
+    /// [`ApiClient::download`] into `file` (in the data folder) instead of memory, with no
+    /// size cap: a report may be larger than memory. The same checks (empty, HTML page); the
+    /// file is rewound.
+    pub async fn download_to_file(
+        &self,
+        entry: &ReportEntry,
+        file: &mut std::fs::File,
+    ) -> Result<u64, FetchError> {
+        use std::io::{Read, Seek};
+        let id = Secret::new(entry.id.clone());
+        let url = if self.download_url.ends_with('/') {
+            format!("{}{}", self.download_url, entry.id)
+        } else {
+            format!("{}/{}", self.download_url, entry.id)
+        };
+        let secrets = [&id, &self.api_key, &self.secret];
+        let got = self
+            .http
+            .get_to_file(&url, &secrets, file)
+            .await
+            .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
+        let Some((n, _)) = got else {
+            return Err(FetchError::Format(format!(
+                "downloading report {entry}: unexpected 304 reply"
+            )));
+        };
+        let io = |e: std::io::Error| {
+            FetchError::Format(format!("downloading report {entry}: temporary file: {e}"))
+        };
+        file.rewind().map_err(io)?;
+        let mut head = vec![0u8; 4096.min(n as usize)];
+        file.read_exact(&mut head).map_err(io)?;
+        file.rewind().map_err(io)?;
+        if n as usize <= head.len() && head.iter().all(u8::is_ascii_whitespace) {
+            return Err(FetchError::Format(format!(
+                "downloading report {entry}: the body is empty"
+            )));
+        }
+        if looks_like_html(&head) {
+            return Err(FetchError::Format(format!(
+                "downloading report {entry}: got an HTML page instead of CSV (expired link?)"
+            )));
+        }
+        Ok(n)
+    }
+
     /// `test/ping`: the server time when key and signature are accepted.
     pub async fn ping(&self) -> Result<String, FetchError> {
         let v = self.call("test/ping", Map::new()).await?;

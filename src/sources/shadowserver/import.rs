@@ -103,6 +103,137 @@ pub struct CsvOutcome {
     pub warnings: usize,
     /// The reason the report could not be read to its end (rows read so far still count).
     pub error: Option<String>,
+    /// Fields longer than [`MAX_FIELD`] bytes, cut to it (a warning, not a rejected row).
+    pub cut_fields: usize,
+}
+
+/// Longest CSV field kept, in bytes: longer ones are cut as they stream past ([`FieldCap`]).
+pub const MAX_FIELD: usize = 64 << 10;
+
+/// Cuts every CSV field to at most `cap` bytes as the bytes stream past, so that a
+/// pathological line (one field of 100 MB) costs no more memory than the cap. It follows the
+/// CSV quoting the reader applies (a field is quoted when it starts with `"`; `""` inside is a
+/// quote); structure (quotes, and commas and line ends outside quotes) always passes, other
+/// bytes of a field past the cap are dropped, and each cut field counted.
+pub struct FieldCap<R> {
+    inner: R,
+    cap: usize,
+    state: Quoting,
+    field: usize,
+    cutting: bool,
+    /// Fields cut so far.
+    pub cut: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// At the start of a field.
+    Start,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: an escaped quote if another follows, else the end quote.
+    QuotePending,
+}
+
+impl<R> FieldCap<R> {
+    pub fn new(inner: R, cap: usize) -> Self {
+        FieldCap {
+            inner,
+            cap,
+            state: Quoting::Start,
+            field: 0,
+            cutting: false,
+            cut: 0,
+        }
+    }
+
+    /// Whether byte `b` goes on to the reader.
+    fn keep(&mut self, b: u8) -> bool {
+        use Quoting::*;
+        let ends_field = matches!(b, b',' | b'\n');
+        match (self.state, b) {
+            (Start, b'"') => {
+                self.state = Quoted;
+                return true;
+            }
+            (Quoted, b'"') => {
+                self.state = QuotePending;
+                return true;
+            }
+            (QuotePending, b'"') => {
+                self.state = Quoted;
+                return true;
+            }
+            (Start | Unquoted | QuotePending, _) if ends_field => {
+                self.state = Start;
+                self.field = 0;
+                self.cutting = false;
+                return true;
+            }
+            (Start | QuotePending, _) => self.state = Unquoted,
+            _ => {}
+        }
+        self.field += 1;
+        if self.field <= self.cap {
+            return true;
+        }
+        if !self.cutting {
+            self.cutting = true;
+            self.cut += 1;
+        }
+        false
+    }
+}
+
+/// The bytes [`FieldCap`] follows: quotes, commas and line feeds (a `\r` is data to it; the
+/// `\n` after it ends the field).
+fn is_structure(b: u8) -> bool {
+    matches!(b, b'"' | b',' | b'\n')
+}
+
+impl<R: Read> Read for FieldCap<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(out)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let (mut w, mut r) = (0, 0);
+            while r < n {
+                if is_structure(out[r]) {
+                    if self.keep(out[r]) {
+                        out[w] = out[r];
+                        w += 1;
+                    }
+                    r += 1;
+                    continue;
+                }
+                // A run of data bytes: kept up to the cap, moved only once something was cut.
+                let mut e = r + 1;
+                while e < n && !is_structure(out[e]) {
+                    e += 1;
+                }
+                let len = e - r;
+                if matches!(self.state, Quoting::Start | Quoting::QuotePending) {
+                    self.state = Quoting::Unquoted;
+                }
+                let take = len.min(self.cap.saturating_sub(self.field));
+                if take < len && !self.cutting {
+                    self.cutting = true;
+                    self.cut += 1;
+                }
+                self.field += len;
+                if w != r {
+                    out.copy_within(r..r + take, w);
+                }
+                w += take;
+                r = e;
+            }
+            if w > 0 {
+                return Ok(w);
+            }
+        }
+    }
 }
 
 /// Reads one CSV report, row by row, into `sink`. Errors in rows are rejected rows; an error of
@@ -125,7 +256,7 @@ pub fn read_csv<R: Read>(
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(256 * 1024)
-        .from_reader(reader);
+        .from_reader(FieldCap::new(reader, MAX_FIELD));
     let mut rec = csv::ByteRecord::new();
     let mut raw = String::new();
     let mut warnings: Vec<String> = Vec::new();
@@ -191,6 +322,15 @@ pub fn read_csv<R: Read>(
                 });
             }
         }
+    }
+    out.cut_fields = rdr.get_ref().cut;
+    if out.cut_fields > 0 {
+        tracing::warn!(
+            report = %naming.prefix,
+            fields = out.cut_fields,
+            "fields longer than {} KiB were cut",
+            MAX_FIELD >> 10
+        );
     }
     Ok(out)
 }
@@ -558,6 +698,32 @@ mod tests {
             self.owned.push(f.to_finding()).map_err(|e| e.to_string())
         }
         fn rejected(&mut self, _e: RowError) {}
+    }
+
+    /// A field of a megabyte (quoted, with commas, line ends and escaped quotes in it) is cut to
+    /// the cap; the rows around it and its other fields are intact, and the cut is counted.
+    #[test]
+    fn long_fields_are_cut_as_they_stream() {
+        let big: String = "ab,c\n\"\"d".repeat(200_000);
+        let csv = format!(
+            "h1,h2,h3\n1,\"{big}\",x\n2,{},y\n3,\"q\"\"q\",z\n",
+            "u".repeat(100_000)
+        );
+        let mut r = FieldCap::new(Cursor::new(csv.into_bytes()), 1000);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(&mut r);
+        let rows: Vec<csv::StringRecord> = rdr.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((&rows[0][0], &rows[0][2]), ("1", "x"));
+        assert!(rows[0][1].starts_with("ab,c\n\"d"), "{}", &rows[0][1][..20]);
+        // The cap counts data bytes; escaped quotes are structure and pass.
+        assert!(rows[0][1].len() < 1000 + 200_000 + 10);
+        assert_eq!(rows[1][1].len(), 1000);
+        assert_eq!((&rows[1][0], &rows[1][2]), ("2", "y"));
+        assert_eq!(&rows[2][1], "q\"q");
+        drop(rdr);
+        assert_eq!(r.cut, 2);
     }
 
     /// The import stores rows from their views; the bytes must be those an owned finding gives

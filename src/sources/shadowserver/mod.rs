@@ -17,18 +17,17 @@ pub mod normalize;
 pub mod schema;
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, Source};
+use super::{FetchContext, FetchError, FetchOutput, RowReader, Source, StreamedUnit};
 use crate::config::{Config, CronSchedule, HumanDuration};
 use crate::secret::{self, Secret};
 use api::{ApiClient, ReportEntry};
-use import::{RawNaming, VecSink};
+use import::RawNaming;
 use schema::{SCHEMA_STATE_KEY, Schema};
 
 /// Default Reports API base.
@@ -157,7 +156,7 @@ pub fn build(c: &ShadowserverConfig, _cfg: &Config) -> Result<Arc<dyn Source>, F
 }
 
 /// Report names already ingested, with their report date.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Ingested {
     reports: BTreeMap<String, NaiveDate>,
 }
@@ -253,27 +252,36 @@ impl Source for ShadowserverSource {
             {
                 continue;
             }
-            let mut unit = match self
+            let read = match self
                 .fetch_report(ctx, &client, &entry, &report_type, &schema)
                 .await
             {
-                Ok(unit) => unit,
+                Ok(read) => read,
                 Err(e) => {
                     out.fail_unit(format!("report {entry}"), &e);
                     continue;
                 }
             };
-            downloaded += 1;
             let date = entry
                 .timestamp
                 .as_deref()
                 .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
                 .unwrap_or(today);
-            seen.reports.insert(key, date);
-            let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
-            unit.state
-                .push((INGESTED_STATE_KEY.to_string(), Some(state)));
-            ctx.commit(unit).await?;
+            let mut remembered = seen.clone();
+            remembered.reports.insert(key, date);
+            let state =
+                serde_json::to_vec(&remembered).map_err(|e| FetchError::Format(e.to_string()))?;
+            let unit = StreamedUnit {
+                read,
+                state: vec![(INGESTED_STATE_KEY.to_string(), Some(state))],
+            };
+            match ctx.commit_streamed(unit).await? {
+                Ok(()) => {
+                    downloaded += 1;
+                    seen = remembered;
+                }
+                Err(e) => out.fail_unit(format!("report {entry}"), &FetchError::Format(e)),
+            }
         }
         tracing::info!(
             source = "shadowserver",
@@ -291,8 +299,11 @@ impl Source for ShadowserverSource {
 }
 
 impl ShadowserverSource {
-    /// Downloads and normalises one report: the unit of a fetch. A body cut off mid-line, or a
-    /// report the reader gave up on, is an error (nothing of it is stored or remembered).
+    /// Downloads one report (the unit of a fetch) into an anonymous temporary file in the data
+    /// folder and returns the reader that streams its rows into the store (see
+    /// [`StreamedUnit`]). A plain body cut off mid-line is refused here, before anything of it
+    /// is stored; a cut gzip stream, or a report the reader gave up on, fails while it is read
+    /// (the streamed ingest stores nothing then).
     async fn fetch_report(
         &self,
         ctx: &FetchContext,
@@ -300,8 +311,31 @@ impl ShadowserverSource {
         entry: &ReportEntry,
         report_type: &str,
         schema: &Schema,
-    ) -> Result<FetchOutput, FetchError> {
-        let body = client.download(entry).await?;
+    ) -> Result<RowReader, FetchError> {
+        let dir = ctx.units.spill_dir();
+        let mut file = tempfile::tempfile_in(&dir).map_err(|e| {
+            FetchError::Format(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        client.download_to_file(entry, &mut file).await?;
+        let mut magic = [0u8; 2];
+        {
+            use std::io::{Read, Seek};
+            let n = file
+                .read(&mut magic)
+                .map_err(|e| FetchError::Format(e.to_string()))?;
+            if n < 2 {
+                magic = [0, 0];
+            }
+            file.rewind()
+                .map_err(|e| FetchError::Format(e.to_string()))?;
+        }
+        let gz = magic == [0x1f, 0x8b];
+        if !gz {
+            super::check_complete_file(&mut file, true).map_err(FetchError::Format)?;
+        }
         let naming = RawNaming {
             prefix: format!("report {entry}"),
             separator: " line ",
@@ -309,31 +343,19 @@ impl ShadowserverSource {
         let scope = ctx.scope.clone();
         let schema = schema.clone();
         let rt = report_type.to_string();
-        let (sink, outcome) = tokio::task::spawn_blocking(move || {
-            let mut sink = VecSink::default();
+        Ok(Box::new(move |sink: &mut dyn import::RowSink| {
+            let body = std::io::BufReader::with_capacity(256 << 10, file);
             // A cut gzip stream fails its own length and CRC check while it is read.
-            let r = if body.starts_with(&[0x1f, 0x8b]) {
-                let gz = flate2::read::MultiGzDecoder::new(Cursor::new(body));
-                import::read_csv(gz, &naming, &rt, &schema, &scope, &mut sink)
+            let outcome = if gz {
+                let gz = flate2::read::MultiGzDecoder::new(body);
+                import::read_csv(gz, &naming, &rt, &schema, &scope, sink)
             } else {
-                super::check_complete_lines(&body, true).and_then(|()| {
-                    import::read_csv(Cursor::new(body), &naming, &rt, &schema, &scope, &mut sink)
-                })
-            };
-            (sink, r)
-        })
-        .await
-        .map_err(|e| FetchError::Format(format!("parsing task failed: {e}")))?;
-        let outcome = outcome.map_err(FetchError::Format)?;
-        if let Some(err) = outcome.error {
-            return Err(FetchError::Format(err));
-        }
-        Ok(FetchOutput {
-            fetched: outcome.rows,
-            findings: sink.findings,
-            rejected: sink.rejected,
-            warnings: sink.warnings,
-            ..Default::default()
-        })
+                import::read_csv(body, &naming, &rt, &schema, &scope, sink)
+            }?;
+            match outcome.error {
+                Some(err) => Err(err),
+                None => Ok(outcome.rows),
+            }
+        }))
     }
 }
