@@ -121,37 +121,6 @@ pub fn finding_json(f: &Finding) -> Value {
 
 use crate::output::rfc3339;
 
-/// What tells this finding apart from others about the same indicator: the breach, the
-/// malware, the port, the report type (sanitised).
-pub fn distinguishing(f: &Finding) -> String {
-    let text = |k: &str| {
-        f.extra
-            .get(k)
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.trim().is_empty())
-            .map(str::to_string)
-    };
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(b) = text("title").or_else(|| text("breach")) {
-        parts.push(format!("breach {b}"));
-    }
-    if let Some(m) = text("malware_printable").or_else(|| text("malware")) {
-        parts.push(format!("malware {m}"));
-    } else if let Some(t) = text("threat").or_else(|| text("threat_type")) {
-        parts.push(t);
-    }
-    if let Some(p) = f.port {
-        match &f.protocol {
-            Some(proto) if !proto.is_empty() => parts.push(format!("port {p}/{proto}")),
-            _ => parts.push(format!("port {p}")),
-        }
-    }
-    if f.source == "shadowserver" {
-        parts.push(format!("report {}", f.feed));
-    }
-    sanitize(&parts.join(", ")).into_owned()
-}
-
 /// Findings for people: most severe first, then newest first.
 pub fn sort_for_people(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
@@ -243,7 +212,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     let mut t = table(&["severity", "indicator", "what (source)", "last seen"]);
     crate::output::style_table(&mut t, colour);
     for f in &findings {
-        let d = distinguishing(f);
+        let d = sanitize(&f.distinguishing()).into_owned();
         let source = if f.source == f.feed || f.source == "shadowserver" {
             f.source.clone()
         } else {

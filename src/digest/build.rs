@@ -482,7 +482,7 @@ impl Collector {
                         kind: clean(category(&f.classification.kind), 80),
                         indicator: clean(&f.indicator(), MAX_VALUE),
                         is_url: f.email.is_none() && f.url.is_some(),
-                        what: clean(&crate::commands::lookup::distinguishing(f), MAX_VALUE),
+                        what: clean(&f.distinguishing(), MAX_VALUE),
                         source: clean(&f.source, 60),
                     },
                 ));

@@ -224,6 +224,38 @@ fn default_true() -> bool {
 }
 
 impl Finding {
+    /// What tells this finding apart from others about the same indicator: the breach, the
+    /// malware, the port, the report type (as the feed wrote it: sanitise before a terminal).
+    pub fn distinguishing(&self) -> String {
+        let f = self;
+        let text = |k: &str| {
+            f.extra
+                .get(k)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_string)
+        };
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(b) = text("title").or_else(|| text("breach")) {
+            parts.push(format!("breach {b}"));
+        }
+        if let Some(m) = text("malware_printable").or_else(|| text("malware")) {
+            parts.push(format!("malware {m}"));
+        } else if let Some(t) = text("threat").or_else(|| text("threat_type")) {
+            parts.push(t);
+        }
+        if let Some(p) = f.port {
+            match &f.protocol {
+                Some(proto) if !proto.is_empty() => parts.push(format!("port {p}/{proto}")),
+                _ => parts.push(format!("port {p}")),
+            }
+        }
+        if f.source == "shadowserver" {
+            parts.push(format!("report {}", f.feed));
+        }
+        parts.join(", ")
+    }
+
     /// A new observation with every optional field empty. `first_seen`/`last_seen` are set to the
     /// Unix epoch until the store stamps them with the run's observation time.
     pub fn new(
