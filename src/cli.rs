@@ -84,7 +84,7 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Import files that arrived by mail or were downloaded by hand
     #[command(
-        after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/"
+        after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/\n  outwatch import cymru cap-2026-11-30.txt"
     )]
     Import(ImportArgs),
     /// Write every finding with its history as JSON lines (a backup that survives upgrades)
@@ -192,7 +192,8 @@ pub struct ImportArgs {
     /// Which provider's files these are
     #[arg(value_enum)]
     pub source: ImportSource,
-    /// Files (.csv, .csv.gz, .zip, .eml; a folder for safebrowsing)
+    /// Files (Shadowserver .csv, .csv.gz, .zip, .eml; HIBP and Safe Browsing .eml or a folder
+    /// of them; Cymru CAP text files)
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Shadowserver report type, when the file name does not tell it
