@@ -712,6 +712,8 @@ pub struct HealthView {
     pub warnings: Vec<String>,
     /// Whether a warning already quotes `last_error` (show it once).
     pub error_in_warnings: bool,
+    /// What the last run noted that is no failure (e.g. a domain HIBP will not search).
+    pub notes: Vec<String>,
 }
 
 /// Orders sources with problems first and formats them.
@@ -726,6 +728,7 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             last_run: s.last_run.map(|t| fmt_time(t, tz)),
             last_error: s.last_error.as_deref().map(|e| clean(e, 300)),
             last_rows: s.last_rows,
+            notes: s.notes.iter().map(|n| clean(n, 300)).collect(),
             // Each problem once: the template shows `last_success` and the error itself, so
             // warnings that only repeat them are left out, and `error_in_warnings` says the
             // error is part of a warning already.

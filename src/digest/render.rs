@@ -143,6 +143,43 @@ mod tests {
         }
     }
 
+    /// A note of a healthy source (an organisation domain HIBP does not search) reaches the
+    /// reader once in each part, escaped, without counting as a feed problem.
+    #[test]
+    fn notes_of_healthy_sources_are_shown() {
+        let mut h = health("hibp", HealthState::Ok, None);
+        h.notes = vec!["<i>other.example</i> is not verified on the HIBP account".into()];
+        let mut v = DigestView {
+            organisation: "Org".into(),
+            title: "outwatch digest".into(),
+            audience: None,
+            subject: String::new(),
+            generated: "now".into(),
+            since: None,
+            counts: Counts::default(),
+            changed: false,
+            health_problems: 0,
+            health: super::super::build::health_views(vec![h], None),
+            health_error: None,
+            act_first: vec![],
+            act_total: 0,
+            trend: vec![],
+            sections: vec![],
+        };
+        let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
+        assert_eq!(
+            r.text
+                .matches("Note from hibp: <i>other.example</i> is not verified")
+                .count(),
+            1,
+            "{}",
+            r.text
+        );
+        assert_eq!(r.html.matches("is not verified on the HIBP").count(), 1);
+        assert!(r.html.contains("&lt;i&gt;other.example") && !r.html.contains("<i>other"));
+        assert!(!r.subject.contains("problem"), "{}", r.subject);
+    }
+
     #[test]
     fn feed_problems_come_first_and_are_escaped() {
         let h = super::super::build::health_views(
