@@ -121,7 +121,7 @@ impl App {
             Err(e @ store::StoreError::Locked { .. }) => {
                 match RemoteStore::connect(&self.data_dir) {
                     Some(d) => {
-                        let pid = d.hello().get("pid").and_then(|p| p.as_u64()).unwrap_or(0);
+                        let pid = d.hello().pid;
                         Err(CliError::store(format!(
                             "the outwatch daemon (`outwatch run`, pid {pid}) holds the store at {}: \
                              commands that write (fetch, import, restore, run) cannot run beside it. \

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::daemon::RemoteStore;
+use crate::daemon::protocol::Hello;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
 use crate::output::rfc3339;
@@ -17,10 +18,10 @@ use crate::store::Store;
 use crate::text::clip;
 
 pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
-    let (store, daemon): (Arc<dyn Store>, Option<Value>) = match RemoteStore::connect(&app.data_dir)
+    let (store, daemon): (Arc<dyn Store>, Option<Hello>) = match RemoteStore::connect(&app.data_dir)
     {
         Some(r) => {
-            let hello = r.hello().clone();
+            let hello = r.hello();
             (Arc::new(r), Some(hello))
         }
         None => {
@@ -31,12 +32,8 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     let now = app.clock.now();
     // While the daemon runs, a source's set-up (its key present or not) is judged as the
     // daemon sees it: the caller's environment may lack keys that the daemon has.
-    let seen: Option<health::DaemonSources> = daemon
-        .as_ref()
-        .and_then(|h| h.get("sources"))
-        .and_then(|s| serde_json::from_value(s.clone()).ok());
-    let sources =
-        health::assess_as_seen_by(app.config.as_ref(), store.as_ref(), now, seen.as_ref())?;
+    let seen = daemon.as_ref().map(|h| &h.sources);
+    let sources = health::assess_as_seen_by(app.config.as_ref(), store.as_ref(), now, seen)?;
     let findings = store.count()?;
     let next = next_runs(app, daemon.as_ref(), now);
     let digest = app.config.as_ref().and_then(|c| c.digest.as_ref()).map(|d| {
@@ -70,9 +67,9 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             "daemon": match &daemon {
                 Some(h) => json!({
                     "running": true,
-                    "pid": h.get("pid"),
-                    "started": h.get("started"),
-                    "jobs": h.get("jobs"),
+                    "pid": h.pid,
+                    "started": h.started,
+                    "jobs": h.jobs,
                 }),
                 None => json!({ "running": false }),
             },
@@ -158,18 +155,14 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     outln!("store: {findings} findings in {}", app.data_dir.display());
     match &daemon {
         Some(h) => {
-            let pid = h.get("pid").cloned().unwrap_or(Value::Null);
-            outln!("daemon: running (pid {pid}), serving reads on its socket");
-            if let Some(jobs) = h.get("jobs").and_then(|j| j.as_object()) {
-                for (name, j) in jobs {
-                    let next = j.get("next_run").and_then(|v| v.as_str()).unwrap_or("-");
-                    let running = if j.get("running").and_then(|v| v.as_bool()) == Some(true) {
-                        " (running now)"
-                    } else {
-                        ""
-                    };
-                    outln!("  {name}: next {next}{running}");
-                }
+            outln!(
+                "daemon: running (pid {}), serving reads on its socket",
+                h.pid
+            );
+            for (name, j) in &h.jobs {
+                let next = j.next_run.map(rfc3339).unwrap_or_else(|| "-".into());
+                let running = if j.running { " (running now)" } else { "" };
+                outln!("  {name}: next {next}{running}");
             }
         }
         None => outln!("daemon: not running"),
@@ -198,21 +191,13 @@ fn verdict(sources: &[health::SourceHealth]) -> ExitCode {
 /// each schedule (what a daemon started now would aim at, before any catch-up run).
 fn next_runs(
     app: &App,
-    daemon: Option<&Value>,
+    daemon: Option<&Hello>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> std::collections::HashMap<String, Option<chrono::DateTime<chrono::Utc>>> {
     let mut out = std::collections::HashMap::new();
-    if let Some(jobs) = daemon
-        .and_then(|h| h.get("jobs"))
-        .and_then(|j| j.as_object())
-    {
-        for (name, j) in jobs {
-            let t = j
-                .get("next_run")
-                .and_then(|v| v.as_str())
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                .map(|t| t.with_timezone(&chrono::Utc));
-            out.insert(name.clone(), t);
+    if let Some(h) = daemon {
+        for (name, j) in &h.jobs {
+            out.insert(name.clone(), j.next_run);
         }
         return out;
     }

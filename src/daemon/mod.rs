@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use serde_json::json;
+use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -36,7 +36,7 @@ use crate::error::CliError;
 use crate::pipeline::SourceReport;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{self, Source};
-use scheduler::{Board, Job, Settings};
+use scheduler::{Board, Job, JobKind, Settings};
 use tasks::{DigestTask, ScopeTask, Shared, SourceTask};
 
 /// Largest jitter added to a source's slot.
@@ -86,7 +86,7 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
                 let catch_up = missed_a_slot(shared.store.as_ref(), &name, &schedule, now);
                 out.push(Job {
                     name,
-                    kind: "source",
+                    kind: JobKind::Source,
                     catch_up,
                     max_jitter: schedule::max_jitter(interval, MAX_SOURCE_JITTER),
                     schedule,
@@ -105,7 +105,7 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
     if let Some(d) = &cfg.digest {
         out.push(Job {
             name: "digest".into(),
-            kind: "digest",
+            kind: JobKind::Digest,
             schedule: d.schedule.clone(),
             tz: d.timezone.unwrap_or(Tz::UTC),
             max_jitter: Duration::ZERO,
@@ -119,7 +119,7 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
     if !cfg.organisation.asns.is_empty() {
         out.push(Job {
             name: "scope".into(),
-            kind: "scope",
+            kind: JobKind::Scope,
             schedule: sources::schedule(SCOPE_CHECK),
             tz: Tz::UTC,
             max_jitter: Duration::ZERO,
@@ -206,14 +206,15 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
         // shell without the keys shows this, not its own view.
         let sources = crate::health::daemon_sources(cfg);
         Arc::new(move || {
-            let jobs = board.lock().map(|b| b.clone()).unwrap_or_default();
-            json!({
-                "pid": std::process::id(),
-                "started": started,
-                "data_dir": data_dir,
-                "jobs": jobs,
-                "sources": sources,
-            })
+            let hello = protocol::Hello {
+                version: protocol::PROTOCOL_VERSION,
+                pid: std::process::id(),
+                started: Some(started),
+                data_dir: data_dir.clone(),
+                jobs: board.lock().map(|b| b.clone()).unwrap_or_default(),
+                sources: sources.clone(),
+            };
+            serde_json::to_value(hello).unwrap_or(Value::Null)
         })
     };
     let (srv_stop, srv_rx) = watch::channel(false);
@@ -251,7 +252,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
             .collect();
         let sources: Vec<&str> = jobs
             .iter()
-            .filter(|j| j.kind == "source")
+            .filter(|j| j.kind == JobKind::Source)
             .map(|j| j.name.as_str())
             .collect();
         eprintln!(
@@ -272,7 +273,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
         );
     }
     for job in jobs {
-        tracing::info!(job = %job.name, kind = job.kind, schedule = %job.schedule.source, tz = %job.tz, "scheduled");
+        tracing::info!(job = %job.name, kind = %job.kind, schedule = %job.schedule.source, tz = %job.tz, "scheduled");
         set.spawn(scheduler::run_job(
             job,
             app.clock.clone(),

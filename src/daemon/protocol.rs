@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{Query, QueryOptions};
 
+use super::scheduler::JobStatus;
+
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// File name of the socket inside the data dir.
@@ -129,4 +131,19 @@ pub enum Reply {
     Done(serde_json::Value),
     /// The request failed; nothing more follows for it.
     Error { message: String },
+}
+
+/// What a running daemon says about itself in answer to `hello`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Hello {
+    /// The protocol version it speaks ([`PROTOCOL_VERSION`]).
+    pub version: u32,
+    pub pid: u32,
+    pub started: Option<DateTime<Utc>>,
+    pub data_dir: String,
+    /// Its jobs by name: kind, schedule, next run, whether running, last outcome.
+    pub jobs: std::collections::BTreeMap<String, JobStatus>,
+    /// How it set each source up, from its own environment (its keys).
+    pub sources: crate::health::DaemonSources,
 }

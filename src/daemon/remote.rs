@@ -94,9 +94,9 @@ impl RemoteStore {
         }
     }
 
-    /// What the daemon said about itself (`pid`, `started`, `jobs`, `version`).
-    pub fn hello(&self) -> &Value {
-        &self.hello
+    /// What the daemon said about itself (pid, start, jobs, how it set the sources up).
+    pub fn hello(&self) -> super::protocol::Hello {
+        serde_json::from_value(self.hello.clone()).unwrap_or_default()
     }
 
     fn locked(&self) -> StoreError {

@@ -25,11 +25,40 @@ pub trait Task: Send + Sync {
     async fn run(&self) -> Result<String, String>;
 }
 
+/// What a job does (served as `source`, `digest`, `scope`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// Fetches one source.
+    #[default]
+    Source,
+    /// Delivers the digest.
+    Digest,
+    /// Refreshes the ASN scope.
+    Scope,
+}
+
+impl JobKind {
+    /// The served name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Source => "source",
+            JobKind::Digest => "digest",
+            JobKind::Scope => "scope",
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A task with its schedule.
 pub struct Job {
     pub name: String,
-    /// `source`, `digest` or `scope`.
-    pub kind: &'static str,
+    pub kind: JobKind,
     pub schedule: CronSchedule,
     /// Time zone the schedule is read in.
     pub tz: Tz,
@@ -45,9 +74,10 @@ pub struct Job {
 pub const CATCH_UP_JITTER: Duration = Duration::from_secs(30);
 
 /// What the scheduler knows about a job right now (served by `hello` on the socket).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct JobStatus {
-    pub kind: String,
+    pub kind: JobKind,
     pub schedule: String,
     pub next_run: Option<DateTime<Utc>>,
     pub running: bool,
@@ -117,7 +147,7 @@ pub async fn run_job(
 ) {
     let name = job.name.clone();
     update(&board, &name, |s| {
-        s.kind = job.kind.to_string();
+        s.kind = job.kind;
         s.schedule = job.schedule.source.clone();
     });
     let mut last_slot: Option<DateTime<Utc>> = None;
@@ -152,7 +182,7 @@ pub async fn run_job(
         let mut retry = 0u32;
         loop {
             update(&board, &name, |s| s.running = true);
-            tracing::info!(job = %name, kind = job.kind, attempt = retry + 1, "run starts");
+            tracing::info!(job = %name, kind = %job.kind, attempt = retry + 1, "run starts");
             // Its own task, so that a panic (a bug in a parser) becomes a failed run and the
             // schedule goes on.
             let task = job.task.clone();
@@ -169,7 +199,7 @@ pub async fn run_job(
             });
             let err = match result {
                 Ok(summary) => {
-                    tracing::info!(job = %name, kind = job.kind, %summary, "run succeeded");
+                    tracing::info!(job = %name, kind = %job.kind, %summary, "run succeeded");
                     break;
                 }
                 // The error may quote feed content: logged through the sanitiser.

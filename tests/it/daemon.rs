@@ -414,7 +414,7 @@ fn probe(
 fn job(name: &str, schedule: &str, task: Arc<Probe>) -> Job {
     Job {
         name: name.into(),
-        kind: "source",
+        kind: outwatch::daemon::scheduler::JobKind::Source,
         schedule: cron(schedule),
         tz: Tz::UTC,
         max_jitter: Duration::from_secs(300),
@@ -516,7 +516,7 @@ async fn a_panicking_run_is_a_failed_run_and_is_retried() {
     });
     let j = Job {
         name: "buggy".into(),
-        kind: "source",
+        kind: outwatch::daemon::scheduler::JobKind::Source,
         schedule: cron("0 0 * * * *"),
         tz: Tz::UTC,
         max_jitter: Duration::ZERO,
@@ -973,7 +973,7 @@ async fn remote_store_forwards_reads_and_refuses_writes() {
     let dir = d.path().to_path_buf();
     tokio::task::spawn_blocking(move || {
         let r = RemoteStore::connect(&dir).expect("the socket answers");
-        assert_eq!(r.hello()["version"], 1);
+        assert_eq!(r.hello().version, 1);
         assert_eq!(r.count().unwrap(), 1);
         let all = QueryOptions {
             include_resolved: true,
@@ -1096,7 +1096,7 @@ async fn shutdown_finishes_the_run_in_flight() {
     let (stop, rx) = watch::channel(false);
     let j = Job {
         name: "slow".into(),
-        kind: "source",
+        kind: outwatch::daemon::scheduler::JobKind::Source,
         schedule: cron("0 0 * * * *"),
         tz: Tz::UTC,
         max_jitter: Duration::ZERO,
@@ -1160,9 +1160,12 @@ async fn jobs_follow_the_config() {
     assert_eq!(digest.max_jitter, Duration::ZERO);
     assert_eq!(digest.schedule.source, "0 0 7 * * Mon-Fri");
     let scope = jobs.iter().find(|j| j.name == "scope").expect("scope job");
-    assert_eq!(scope.kind, "scope");
+    assert_eq!(scope.kind, outwatch::daemon::scheduler::JobKind::Scope);
     // Every source job has a bounded jitter.
-    for j in jobs.iter().filter(|j| j.kind == "source") {
+    for j in jobs
+        .iter()
+        .filter(|j| j.kind == outwatch::daemon::scheduler::JobKind::Source)
+    {
         assert!(j.max_jitter <= outwatch::daemon::MAX_SOURCE_JITTER);
     }
 }
