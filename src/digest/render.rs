@@ -130,6 +130,31 @@ mod tests {
     use super::*;
     use crate::health::{HealthState, SourceHealth};
 
+    /// A digest with nothing but feed health.
+    fn view(
+        health: Vec<super::super::build::HealthView>,
+        health_problems: usize,
+        since: Option<String>,
+    ) -> DigestView {
+        DigestView {
+            organisation: "Org".into(),
+            title: "outwatch digest".into(),
+            audience: None,
+            subject: String::new(),
+            generated: "now".into(),
+            since,
+            counts: Counts::default(),
+            changed: false,
+            health_problems,
+            health,
+            health_error: None,
+            act_first: vec![],
+            act_total: 0,
+            trend: vec![],
+            sections: vec![],
+        }
+    }
+
     fn health(name: &str, state: HealthState, err: Option<&str>) -> SourceHealth {
         SourceHealth {
             name: name.into(),
@@ -149,23 +174,7 @@ mod tests {
     fn notes_of_healthy_sources_are_shown() {
         let mut h = health("hibp", HealthState::Ok, None);
         h.notes = vec!["<i>other.example</i> is not verified on the HIBP account".into()];
-        let mut v = DigestView {
-            organisation: "Org".into(),
-            title: "outwatch digest".into(),
-            audience: None,
-            subject: String::new(),
-            generated: "now".into(),
-            since: None,
-            counts: Counts::default(),
-            changed: false,
-            health_problems: 0,
-            health: super::super::build::health_views(vec![h], None),
-            health_error: None,
-            act_first: vec![],
-            act_total: 0,
-            trend: vec![],
-            sections: vec![],
-        };
+        let mut v = view(super::super::build::health_views(vec![h], None), 0, None);
         let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
         assert_eq!(
             r.text
@@ -190,23 +199,7 @@ mod tests {
             None,
         );
         assert_eq!(h[0].name, "hibp");
-        let mut v = DigestView {
-            organisation: "Org".into(),
-            title: "outwatch digest".into(),
-            audience: None,
-            subject: String::new(),
-            generated: "now".into(),
-            since: Some("then".into()),
-            counts: Counts::default(),
-            changed: false,
-            health_problems: 1,
-            health: h,
-            health_error: None,
-            act_first: vec![],
-            act_total: 0,
-            trend: vec![],
-            sections: vec![],
-        };
+        let mut v = view(h, 1, Some("then".into()));
         let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
         assert_eq!(
             r.subject,
@@ -234,23 +227,7 @@ mod tests {
         ];
         let h = super::super::build::health_views(vec![h], None);
         assert!(h[0].error_in_warnings);
-        let mut v = DigestView {
-            organisation: "Org".into(),
-            title: "outwatch digest".into(),
-            audience: None,
-            subject: String::new(),
-            generated: "now".into(),
-            since: None,
-            counts: Counts::default(),
-            changed: false,
-            health_problems: 1,
-            health: h,
-            health_error: None,
-            act_first: vec![],
-            act_total: 0,
-            trend: vec![],
-            sections: vec![],
-        };
+        let mut v = view(h, 1, None);
         let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
         assert_eq!(
             r.text.matches("HTTP 503 from the mirror").count(),
