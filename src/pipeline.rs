@@ -135,31 +135,36 @@ impl UnitStore {
         let secrets: Vec<&Secret> = self.secrets.iter().collect();
         crate::http::scrub(text, &secrets)
     }
+
+    /// Counts `count` rejected rows and keeps (scrubbed, logged) the first of `rows` until the
+    /// run holds [`MAX_REPORTED_ERRORS`].
+    fn record_rejected(&self, t: &mut Tally, rows: Vec<RowError>, count: usize) {
+        t.rejected += count;
+        for mut e in rows {
+            if t.rejected_rows.len() >= MAX_REPORTED_ERRORS {
+                break;
+            }
+            e.location = self.scrub(&e.location);
+            e.message = self.scrub(&e.message);
+            tracing::warn!(
+                source = %self.source,
+                at = %Clean(&e.location),
+                "rejected: {}",
+                Clean(&e.message)
+            );
+            t.rejected_rows.push(e);
+        }
+    }
 }
 
 #[async_trait]
 impl UnitSink for UnitStore {
     async fn store_unit(&self, mut unit: FetchOutput) -> Result<(), FetchError> {
-        for r in &mut unit.rejected {
-            r.location = self.scrub(&r.location);
-            r.message = self.scrub(&r.message);
-        }
         {
             let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
             t.fetched += unit.fetched;
-            t.rejected += unit.rejected.len();
-            for e in unit.rejected.iter() {
-                if t.rejected_rows.len() >= MAX_REPORTED_ERRORS {
-                    break;
-                }
-                tracing::warn!(
-                    source = %self.source,
-                    at = %Clean(&e.location),
-                    "rejected: {}",
-                    Clean(&e.message)
-                );
-                t.rejected_rows.push(e.clone());
-            }
+            let n = unit.rejected.len();
+            self.record_rejected(&mut t, std::mem::take(&mut unit.rejected), n);
             t.warnings += unit.warnings.len();
             for w in unit.warnings.iter().take(MAX_REPORTED_ERRORS) {
                 tracing::info!(
@@ -234,22 +239,8 @@ impl UnitSink for UnitStore {
             };
         let mut t = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         t.fetched += rows;
-        t.rejected += rejected_count;
+        self.record_rejected(&mut t, rejected, rejected_count);
         t.warnings += warnings;
-        for mut e in rejected {
-            if t.rejected_rows.len() >= MAX_REPORTED_ERRORS {
-                break;
-            }
-            e.location = self.scrub(&e.location);
-            e.message = self.scrub(&e.message);
-            tracing::warn!(
-                source = %self.source,
-                at = %Clean(&e.location),
-                "rejected: {}",
-                Clean(&e.message)
-            );
-            t.rejected_rows.push(e);
-        }
         t.accepted += accepted;
         t.in_scope += in_scope;
         t.max_time_source = t.max_time_source.max(max_ts);
