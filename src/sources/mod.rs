@@ -322,39 +322,60 @@ pub(crate) fn default_true() -> bool {
     true
 }
 
+/// What tells whether a line-based body ends whole, gathered chunk by chunk.
+#[derive(Default)]
+struct Ending {
+    quotes: usize,
+    len: u64,
+    last: u8,
+    nonblank: bool,
+}
+
+impl Ending {
+    fn feed(&mut self, b: &[u8]) {
+        let Some(&last) = b.last() else { return };
+        self.quotes += b.iter().filter(|&&c| c == b'"').count();
+        self.nonblank |= !b.iter().all(u8::is_ascii_whitespace);
+        self.last = last;
+        self.len += b.len() as u64;
+    }
+
+    fn verdict(&self, csv: bool) -> Result<(), String> {
+        if !self.nonblank {
+            return Ok(());
+        }
+        if self.last != b'\n' {
+            return Err(format!(
+                "the body is cut off: its last line has no line end ({} bytes read)",
+                self.len
+            ));
+        }
+        if csv && self.quotes % 2 == 1 {
+            return Err(format!(
+                "the body is cut off: it ends inside a quoted field ({} bytes read)",
+                self.len
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// [`check_complete_lines`] of a body spilled to a file (read in chunks, then rewound).
 pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), String> {
     use std::io::{Read, Seek};
     let io = |e: std::io::Error| format!("cannot read the downloaded body back: {e}");
     file.rewind().map_err(io)?;
-    let (mut quotes, mut len, mut last, mut blank) = (0usize, 0u64, 0u8, true);
+    let mut end = Ending::default();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
-        let b = &buf[..n];
-        quotes += b.iter().filter(|&&c| c == b'"').count();
-        blank &= b.iter().all(u8::is_ascii_whitespace);
-        last = b[n - 1];
-        len += n as u64;
+        end.feed(&buf[..n]);
     }
     file.rewind().map_err(io)?;
-    if blank {
-        return Ok(());
-    }
-    if last != b'\n' {
-        return Err(format!(
-            "the body is cut off: its last line has no line end ({len} bytes read)"
-        ));
-    }
-    if csv && quotes % 2 == 1 {
-        return Err(format!(
-            "the body is cut off: it ends inside a quoted field ({len} bytes read)"
-        ));
-    }
-    Ok(())
+    end.verdict(csv)
 }
 
 /// Refuses a line-based body that may have been cut off in transit: a non-empty body whose last
@@ -362,21 +383,7 @@ pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), St
 /// A server that closes the connection mid-body without a `Content-Length` leaves exactly that,
 /// and a half list must fail rather than look complete.
 pub fn check_complete_lines(body: &[u8], csv: bool) -> Result<(), String> {
-    let trimmed = body.trim_ascii_start();
-    if trimmed.is_empty() {
-        return Ok(());
-    }
-    if !body.ends_with(b"\n") {
-        return Err(format!(
-            "the body is cut off: its last line has no line end ({} bytes read)",
-            body.len()
-        ));
-    }
-    if csv && body.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
-        return Err(format!(
-            "the body is cut off: it ends inside a quoted field ({} bytes read)",
-            body.len()
-        ));
-    }
-    Ok(())
+    let mut end = Ending::default();
+    end.feed(body);
+    end.verdict(csv)
 }
