@@ -153,6 +153,10 @@ pub struct HttpConfig {
     /// Connect deadline.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: HumanDuration,
+    /// Whole-request deadline of a download streamed to disk (a Shadowserver report of a
+    /// million rows); its body must still keep moving: no `timeout` may pass without a byte.
+    #[serde(default = "default_download_timeout")]
+    pub download_timeout: HumanDuration,
     /// Largest response body accepted, in MiB.
     #[serde(default = "default_max_body")]
     pub max_body_mib: u64,
@@ -167,6 +171,9 @@ fn default_timeout() -> HumanDuration {
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(15))
 }
+fn default_download_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
 fn default_max_body() -> u64 {
     512
 }
@@ -179,6 +186,7 @@ impl Default for HttpConfig {
         HttpConfig {
             timeout: default_timeout(),
             connect_timeout: default_connect_timeout(),
+            download_timeout: default_download_timeout(),
             max_body_mib: default_max_body(),
             user_agent: default_user_agent(),
         }

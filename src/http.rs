@@ -109,6 +109,7 @@ pub struct HttpClient {
     max_body: u64,
     timeout: Duration,
     connect_timeout: Duration,
+    download_timeout: Duration,
     /// The clock used to wait for `Retry-After`.
     pub clock: Arc<dyn Clock>,
 }
@@ -146,6 +147,7 @@ impl HttpClient {
             max_body: cfg.max_body_mib.saturating_mul(1024 * 1024),
             timeout: cfg.timeout.0,
             connect_timeout: cfg.connect_timeout.0,
+            download_timeout: cfg.download_timeout.0,
             clock,
         })
     }
@@ -166,11 +168,13 @@ impl HttpClient {
         body: Option<Vec<u8>>,
         secrets: &[&Secret],
     ) -> Result<Fetched, HttpError> {
-        let (resp, validators, content_type) =
-            match self.respond(method, url, headers, body, secrets).await? {
-                Some(r) => r,
-                None => return Ok(Fetched::NotModified),
-            };
+        let (resp, validators, content_type) = match self
+            .respond(method, url, headers, body, secrets, None)
+            .await?
+        {
+            Some(r) => r,
+            None => return Ok(Fetched::NotModified),
+        };
         let shown = scrub(url, secrets);
         if let Some(len) = resp.content_length()
             && len > self.max_body
@@ -202,6 +206,8 @@ impl HttpClient {
     /// A GET whose body is streamed into `file` instead of memory, with no size cap (for
     /// reports that may be larger than memory; the caller spills to its data folder). Returns
     /// the bytes written and the content type; `None` for a 304. Errors as [`HttpClient::send`].
+    /// The whole download may take `[http] download_timeout`, but the body must keep moving:
+    /// a wait of `[http] timeout` for the next bytes fails it.
     pub async fn get_to_file(
         &self,
         url: &str,
@@ -210,7 +216,14 @@ impl HttpClient {
     ) -> Result<Option<(u64, Option<String>)>, HttpError> {
         use std::io::Write;
         let Some((resp, _, content_type)) = self
-            .respond(Method::GET, url, HeaderMap::new(), None, secrets)
+            .respond(
+                Method::GET,
+                url,
+                HeaderMap::new(),
+                None,
+                secrets,
+                Some(self.download_timeout),
+            )
             .await?
         else {
             return Ok(None);
@@ -218,10 +231,24 @@ impl HttpClient {
         let shown = scrub(url, secrets);
         let mut stream = resp.bytes_stream();
         let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
+        loop {
+            let next = match tokio::time::timeout(self.timeout, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return Err(HttpError::Transport {
+                        url: shown,
+                        message: format!(
+                            "the body stopped: no data for {} after {n} bytes \
+                             (the [http] timeout)",
+                            humantime::format_duration(self.timeout)
+                        ),
+                    });
+                }
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| HttpError::Transport {
                 url: shown.clone(),
-                message: scrub(&self.describe(&e), secrets),
+                message: scrub(&self.describe_within(&e, true), secrets),
             })?;
             file.write_all(&chunk).map_err(|e| HttpError::Transport {
                 url: shown.clone(),
@@ -241,6 +268,7 @@ impl HttpClient {
         headers: HeaderMap,
         body: Option<Vec<u8>>,
         secrets: &[&Secret],
+        whole: Option<Duration>,
     ) -> Result<Option<(reqwest::Response, Validators, Option<String>)>, HttpError> {
         let shown = scrub(url, secrets);
         let client = if secrets.is_empty() {
@@ -252,10 +280,25 @@ impl HttpClient {
         if let Some(b) = body {
             req = req.body(b);
         }
-        let resp = req.send().await.map_err(|e| HttpError::Transport {
-            url: shown.clone(),
-            message: scrub(&self.describe(&e), secrets),
-        })?;
+        if let Some(t) = whole {
+            req = req.timeout(t);
+        }
+        // A longer deadline is for the body only: the answer itself comes within `timeout`.
+        let resp = match tokio::time::timeout(self.timeout, req.send()).await {
+            Ok(sent) => sent.map_err(|e| HttpError::Transport {
+                url: shown.clone(),
+                message: scrub(&self.describe(&e), secrets),
+            })?,
+            Err(_) => {
+                return Err(HttpError::Transport {
+                    url: shown,
+                    message: format!(
+                        "timed out: no answer within {} ([http] timeout)",
+                        humantime::format_duration(self.timeout)
+                    ),
+                });
+            }
+        };
         let status = resp.status();
         if status == StatusCode::NOT_MODIFIED {
             return Ok(None);
@@ -383,9 +426,20 @@ impl HttpClient {
 impl HttpClient {
     /// A reqwest error without its URL (which may hold a key), naming the deadline that ran out.
     fn describe(&self, e: &reqwest::Error) -> String {
+        self.describe_within(e, false)
+    }
+
+    /// [`HttpClient::describe`] of a request bound by `download_timeout` when `download`.
+    fn describe_within(&self, e: &reqwest::Error, download: bool) -> String {
         if e.is_timeout() {
             let (what, limit, key) = if e.is_connect() {
                 ("no connection", self.connect_timeout, "connect_timeout")
+            } else if download {
+                (
+                    "no complete download",
+                    self.download_timeout,
+                    "download_timeout",
+                )
             } else {
                 ("no complete answer", self.timeout, "timeout")
             };

@@ -94,6 +94,12 @@ impl IndicatorIndex {
     }
 }
 
+/// Every indicator set kept in the store, as one index (empty when no list feed has run).
+pub fn load(store: &dyn crate::store::Store) -> Result<IndicatorIndex, crate::store::StoreError> {
+    let _ = store;
+    Ok(IndicatorIndex::default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,10 +132,4 @@ mod tests {
         idx.matches("203.0.113.9".parse().unwrap(), None, &mut out);
         assert_eq!(out.len(), 1);
     }
-}
-
-/// Every indicator set kept in the store, as one index (empty when no list feed has run).
-pub fn load(store: &dyn crate::store::Store) -> Result<IndicatorIndex, crate::store::StoreError> {
-    let _ = store;
-    Ok(IndicatorIndex::default())
 }

@@ -520,3 +520,62 @@ async fn a_silent_server_fails_within_the_timeout_naming_url_and_limit() {
     assert!(e.contains("1s") && e.contains("[http] timeout"), "{e}");
     assert_no_key("the error", &e);
 }
+
+/// Serves one HTTP/1.1 reply whose body comes in `chunks` parts, `gap` apart, then holds the
+/// connection open without ending the body when `stall`.
+fn serve_trickle(chunks: usize, gap: Duration, stall: bool) -> String {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; 4096];
+        let _ = std::io::Read::read(&mut s, &mut req);
+        let len = if stall { chunks * 10 + 10 } else { chunks * 10 };
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/csv\r\ncontent-length: {len}\r\n\r\n"
+        )
+        .unwrap();
+        for _ in 0..chunks {
+            s.write_all(b"123456789\n").unwrap();
+            s.flush().unwrap();
+            std::thread::sleep(gap);
+        }
+        if stall {
+            std::thread::sleep(Duration::from_secs(30));
+        }
+    });
+    format!("http://{addr}/report.csv")
+}
+
+#[tokio::test]
+async fn a_download_to_disk_may_outlast_the_timeout_while_its_body_keeps_moving() {
+    // 12 parts 250 ms apart: 3 s in all, past the 1.5 s `timeout`, never idle that long.
+    let url = serve_trickle(12, Duration::from_millis(250), false);
+    let mut file = tempfile::tempfile().unwrap();
+    let got = client(Duration::from_millis(1500))
+        .get_to_file(&url, &[], &mut file)
+        .await
+        .unwrap();
+    assert_eq!(got.map(|(n, _)| n), Some(120));
+}
+
+#[tokio::test]
+async fn a_download_whose_body_stops_fails_after_the_timeout_naming_it() {
+    let url = serve_trickle(2, Duration::from_millis(10), true);
+    let mut file = tempfile::tempfile().unwrap();
+    let t0 = Instant::now();
+    let e = client(Duration::from_secs(1))
+        .get_to_file(&url, &[], &mut file)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert!(
+        e.contains("the body stopped")
+            && e.contains("after 20 bytes")
+            && e.contains("[http] timeout"),
+        "{e}"
+    );
+}
