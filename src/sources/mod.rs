@@ -106,22 +106,31 @@ impl StateView {
             if f.source == except_source || f.status == crate::finding::Status::Resolved {
                 return Ok(());
             }
+            // Bounded: the first `max` in sorted order are kept, whatever the store holds.
+            let mut keep = |u: &str| {
+                if out.len() < max || out.last().is_some_and(|l: &String| u.trim() < l.as_str()) {
+                    out.insert(u.trim().to_string());
+                    if out.len() > max {
+                        out.pop_last();
+                    }
+                }
+            };
             if let Some(u) = &f.url
                 && ours(u)
             {
-                out.insert(u.trim().to_string());
+                keep(u);
             }
             for (k, v) in &f.extra {
                 if k.contains("url")
                     && let Some(u) = v.as_str()
                     && ours(u)
                 {
-                    out.insert(u.trim().to_string());
+                    keep(u);
                 }
             }
             Ok(())
         })?;
-        Ok(out.into_iter().take(max).collect())
+        Ok(out.into_iter().collect())
     }
 }
 

@@ -519,3 +519,48 @@ async fn v4_default_batches_hold_at_most_500_entries() {
     );
     assert_eq!(r.new, 1, "https://example.org/ is listed");
 }
+
+/// The reported URLs are bounded while the store is read: the first `max` in sorted order,
+/// whatever the store holds.
+#[test]
+fn reported_urls_keep_the_first_max_in_order() {
+    use outwatch::finding::{Classification, Finding};
+    use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
+    use outwatch::sources::StateView;
+    use outwatch::store::IngestOptions;
+    let e = env();
+    let findings: Vec<Finding> = (0..40)
+        .rev()
+        .map(|i| {
+            let mut f = Finding::new(
+                "urlhaus",
+                "x",
+                Classification::new("", "malware-distribution", "x"),
+                Severity::High,
+            );
+            f.url = Some(format!("http://example.org/f{i:02}.exe"));
+            f.ip = Some(format!("192.0.2.{}", i + 1).parse().unwrap());
+            f
+        })
+        .collect();
+    e.store
+        .ingest(findings, vec![], &IngestOptions { now: t(NOW) })
+        .unwrap();
+    let snap = ScopeSnapshot {
+        asns: vec![],
+        prefixes: vec![],
+        domains: vec!["example.org".into()],
+        emails: vec![],
+    };
+    let got = StateView::new(e.store.clone())
+        .reported_urls("safebrowsing", &ScopeMatcher::new(&snap), 3)
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            "http://example.org/f00.exe",
+            "http://example.org/f01.exe",
+            "http://example.org/f02.exe"
+        ]
+    );
+}
