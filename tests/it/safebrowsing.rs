@@ -22,7 +22,7 @@ fn sb_config(server: &MockServer, extra: &str) -> outwatch::config::Config {
 
 fn build(cfg: &outwatch::config::Config) -> Arc<dyn outwatch::sources::Source> {
     safebrowsing::build(
-        outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&cfg).unwrap(),
+        outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(cfg).unwrap(),
         cfg,
     )
     .unwrap()
