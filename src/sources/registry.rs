@@ -411,4 +411,29 @@ mod tests {
         assert!(table::<snds::SndsConfig>(&cfg).is_some());
         assert!(table::<hibp::HibpConfig>(&cfg).is_none());
     }
+
+    #[test]
+    fn check_config_prints_each_table_redacted_with_unset_keys_left_out() {
+        let cfg = Config::parse(
+            "[organisation]\nname = \"x\"\nprefixes = [\"192.0.2.0/24\"]\n\
+             [sources.hibp]\napi_key = \"hunter2\"\n[sources.urlhaus]\nenabled = false\n",
+            Path::new("/x/outwatch.toml"),
+        )
+        .unwrap();
+        let text = toml::to_string_pretty(&cfg).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("[sources.hibp]") && text.contains("***redacted***"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[sources.urlhaus]") && !text.contains("base_url"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(json["sources"]["hibp"]["base_url"], serde_json::Value::Null);
+        assert_eq!(json["sources"]["urlhaus"]["enabled"], false);
+        assert!(!json.to_string().contains("hunter2"));
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
 }
