@@ -30,11 +30,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use outwatch::commands::import_shadowserver::import_files;
 use outwatch::finding::FindingView;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::RowError;
 use outwatch::sources::shadowserver::import::{ImportOptions, RawNaming, RowSink, read_csv};
+use outwatch::sources::shadowserver::importer::import_files;
 use outwatch::sources::shadowserver::schema::Schema;
 use outwatch::store::{CHUNK, PreparedBatch, SledStore, Store};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DEFAULT_CONFIG};
-use crate::daemon::RemoteStore;
+use crate::daemon::{DaemonEnv, DaemonError, RemoteStore};
 use crate::error::CliError;
 use crate::http::HttpClient;
 use crate::store::{self, Store};
@@ -160,6 +160,38 @@ impl App {
         }
     }
 
+    /// Opens the store for writing, waiting up to `wait` while another process holds it,
+    /// unless that process is a daemon (then it fails at once, saying so).
+    pub async fn open_store_waiting(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<Arc<dyn Store>, CliError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match store::open(&self.data_dir) {
+                Ok(s) => return Ok(Arc::new(s)),
+                Err(store::StoreError::Locked { .. })
+                    if std::time::Instant::now() < deadline
+                        && RemoteStore::connect(&self.data_dir).is_none() =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                // Let `open_store` phrase the error (it names a running daemon).
+                Err(_) => return self.open_store(),
+            }
+        }
+    }
+
+    /// What the daemon (and `fetch`, `run --once`) works with: the store folder, the clock
+    /// and the HTTP client of `[http]`.
+    pub fn daemon_env(&self) -> Result<DaemonEnv, CliError> {
+        Ok(DaemonEnv {
+            data_dir: self.data_dir.clone(),
+            clock: self.clock.clone(),
+            http: self.http()?,
+        })
+    }
+
     /// The HTTP client configured by `[http]`.
     pub fn http(&self) -> Result<HttpClient, CliError> {
         let cfg = self
@@ -189,4 +221,13 @@ pub fn config_candidates() -> Vec<PathBuf> {
     }
     out.push(PathBuf::from("/etc/outwatch").join(DEFAULT_CONFIG));
     out
+}
+
+impl From<DaemonError> for CliError {
+    fn from(e: DaemonError) -> Self {
+        match e {
+            DaemonError::Store(m) => CliError::store(m),
+            DaemonError::Failure(m) => CliError::failure(m),
+        }
+    }
 }

@@ -47,12 +47,8 @@ Exit codes: 0 success (also a lookup that finds nothing), 1 the work failed (a s
 digest, an import), 2 bad usage or malformed query, 3 config missing or invalid, 4 store
 unavailable.";
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+/// Log output format (it lives with the logging set-up).
+pub use crate::logging::LogFormat;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -290,7 +286,7 @@ pub fn main() -> ExitCode {
     // fetch and run --once print each source's failures and rejected rows themselves.
     let reports_itself = matches!(
         &cli.command,
-        Command::Fetch(_) | Command::Run(RunArgs { once: true })
+        Command::Fetch(_) | Command::Run(RunArgs { once: true }) | Command::Import(_)
     );
     crate::logging::init_for(cli.log_format, cli.verbose, reports_itself);
     match run(cli) {

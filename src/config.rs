@@ -2,13 +2,16 @@
 //!
 //! Every table denies unknown keys, and values are parsed into their real types while the TOML
 //! is read, so an error names the key and its line. Secrets are [`Secret`]s: `check-config`
-//! prints them redacted. Each source's own table is a struct beside that source's code
-//! (`src/sources/<name>.rs`); this file only gathers them.
+//! prints them redacted. The `[sources.*]` tables are not read here: each source's table is a
+//! struct in that source's folder (`src/sources/<name>/config.rs`), parsed and checked by the
+//! source registry (`src/sources/registry.rs`) once this file's own tables are read. That is
+//! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
 
-use std::collections::BTreeMap;
+use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,10 +19,6 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::secret::Secret;
-use crate::sources::{
-    hibp::HibpConfig, lists::ListSourceConfig, safebrowsing::SafeBrowsingConfig,
-    shadowserver::ShadowserverConfig, snds::SndsConfig,
-};
 
 /// Name of the config file looked for in the working directory.
 pub const DEFAULT_CONFIG: &str = "outwatch.toml";
@@ -201,19 +200,105 @@ pub struct FeedsConfig {
     pub dir: Option<PathBuf>,
 }
 
-/// `[sources.*]`: one table per source. Any name that is not one of the API sources below is a
-/// declarative list feed (built in, or from `[feeds] dir`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `[sources.*]`: one table per source, each parsed by its own source after the rest of the
+/// file (see `src/sources/registry.rs`), and kept here by name as that source's own struct.
+#[derive(Debug, Clone, Default)]
 pub struct SourcesConfig {
-    pub shadowserver: Option<ShadowserverConfig>,
-    pub hibp: Option<HibpConfig>,
-    pub safebrowsing: Option<SafeBrowsingConfig>,
-    pub snds: Option<SndsConfig>,
-    /// Team Cymru CSIRT Assistance Program daily files.
-    pub cymru: Option<crate::sources::cymru::CymruConfig>,
-    /// Declarative list feeds by name (`feodotracker`, `urlhaus`, ...).
-    #[serde(flatten)]
-    pub lists: BTreeMap<String, ListSourceConfig>,
+    tables: Vec<(String, Arc<dyn SourceTable>)>,
+}
+
+/// A source's parsed `[sources.<name>]` table: any debuggable, serialisable struct (secrets as
+/// [`Secret`], so that `check-config` prints them redacted).
+pub trait SourceTable: Any + fmt::Debug + Send + Sync {
+    /// For [`SourcesConfig::get`].
+    fn as_any(&self) -> &dyn Any;
+    /// The settings as `check-config` prints them.
+    fn settings(&self) -> serde_json::Value;
+}
+
+impl<T: Any + fmt::Debug + Send + Sync + Serialize> SourceTable for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl SourcesConfig {
+    /// The table `[sources.<name>]` as its source's struct `T`, if it was given.
+    pub fn get<T: SourceTable>(&self, name: &str) -> Option<&T> {
+        self.tables
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| t.as_ref().as_any().downcast_ref())
+    }
+
+    /// Every table of type `T` (the list feeds' tables), in the order they were set.
+    pub fn all<T: SourceTable>(&self) -> impl Iterator<Item = (&str, &T)> {
+        self.tables
+            .iter()
+            .filter_map(|(n, t)| Some((n.as_str(), t.as_ref().as_any().downcast_ref()?)))
+    }
+
+    /// Sets (or replaces) the table of `name`.
+    pub fn set<T: SourceTable>(&mut self, name: &str, table: T) {
+        self.tables.retain(|(n, _)| n != name);
+        self.tables.push((name.to_string(), Arc::new(table)));
+    }
+
+    /// The names of the tables given, in the order they were set.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tables.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// Here the `[sources.*]` tables are only required to be tables; their sources read them.
+impl<'de> Deserialize<'de> for SourcesConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        std::collections::BTreeMap::<String, serde::de::IgnoredAny>::deserialize(d)?;
+        Ok(SourcesConfig::default())
+    }
+}
+
+impl Serialize for SourcesConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.tables.len()))?;
+        for (name, t) in &self.tables {
+            m.serialize_entry(name, &NullAsNone(&t.settings()))?;
+        }
+        m.end()
+    }
+}
+
+/// Serialises a JSON value with its nulls as `None`, so that TOML leaves unset keys out (as
+/// it does for a struct's `Option` fields) and JSON still writes `null`.
+struct NullAsNone<'a>(&'a serde_json::Value);
+
+impl Serialize for NullAsNone<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        use serde_json::Value;
+        match self.0 {
+            Value::Null => s.serialize_none(),
+            Value::Array(a) => {
+                let mut q = s.serialize_seq(Some(a.len()))?;
+                for v in a {
+                    q.serialize_element(&NullAsNone(v))?;
+                }
+                q.end()
+            }
+            Value::Object(o) => {
+                let mut m = s.serialize_map(Some(o.len()))?;
+                for (k, v) in o {
+                    m.serialize_entry(k, &NullAsNone(v))?;
+                }
+                m.end()
+            }
+            other => other.serialize(s),
+        }
+    }
 }
 
 /// `[digest]`: the daily mail.
@@ -585,8 +670,10 @@ impl Serialize for HumanDuration {
 }
 
 impl Config {
-    /// Parses a config document. `path` is used in messages and to resolve relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    /// Parses the document's own tables (everything but what is inside `[sources.*]`) and
+    /// checks them. [`Config::parse`] (in `src/sources/registry.rs`) then has the sources
+    /// read their tables. `path` is used in messages and to resolve relative paths.
+    pub fn parse_own_tables(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.display().to_string(),
             message,
@@ -601,7 +688,6 @@ impl Config {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
-        check_source_names(text, &base_dir).map_err(&invalid)?;
         let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         cfg.base_dir = base_dir;
         cfg.validate(text).map_err(&invalid)?;
@@ -609,16 +695,18 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Reads and parses the config file at `path`. A file must name something as ours: an
-    /// `[organisation]` with no ASN, prefix, domain or mail address is an error (outwatch would
-    /// watch nothing and say nothing).
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+    /// Reads the config file at `path` (see [`Config::load`]).
+    pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
             reason: e.to_string(),
-        })?;
-        let cfg = Config::parse(&text, path)?;
-        let o = &cfg.organisation;
+        })
+    }
+
+    /// A file must name something as ours: an `[organisation]` with no ASN, prefix, domain or
+    /// mail address is an error (outwatch would watch nothing and say nothing).
+    pub fn require_something_ours(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let o = &self.organisation;
         if o.asns.is_empty() && o.prefixes.is_empty() && o.domains.is_empty() && o.emails.is_empty()
         {
             return Err(ConfigError::Invalid {
@@ -626,11 +714,11 @@ impl Config {
                 message: format!(
                     "{}`[organisation]` names nothing as ours: give at least one of `asns`, \
                      `prefixes`, `domains` or `emails` (see config.example.toml)",
-                    line_hint(&text, "[organisation]")
+                    line_hint(text, "[organisation]")
                 ),
             });
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// A prefix written with host bits (`203.0.113.5/24`) is taken as its network
@@ -659,20 +747,15 @@ impl Config {
         self.warnings.extend(warnings);
     }
 
-    /// Checks what serde cannot: names of list feeds, consistency of credentials, URLs.
+    /// Checks what serde cannot: mail addresses, URLs, SMTP security. (The sources check
+    /// their own tables.)
     fn validate(&self, text: &str) -> Result<(), String> {
-        self.validate_urls(text)?;
-        crate::sources::lists::validate(self)?;
-        let known = crate::sources::lists::known_feed_names(self);
-        for name in self.sources.lists.keys() {
-            if !known.iter().any(|k| k == name) {
-                return Err(format!(
-                    "{}unknown source `sources.{name}`: the sources are shadowserver, hibp, \
-                     safebrowsing, snds, cymru and the list feeds {}",
-                    line_hint(text, &format!("[sources.{name}]")),
-                    known.join(", ")
-                ));
-            }
+        let ripestat = self.scope.ripestat_url.as_str();
+        if let Err(e) = check_url(ripestat, false) {
+            return Err(format!(
+                "{}`scope.ripestat_url` = `{ripestat}`: {e}",
+                table_line_hint(text, "scope", "ripestat_url")
+            ));
         }
         if let Some(d) = &self.digest
             && mail_address(&d.from).is_err()
@@ -716,73 +799,6 @@ impl Config {
                 line_hint(text, "tls"),
                 s.host
             ));
-        }
-        Ok(())
-    }
-
-    /// Every configured URL must be `http(s)://`; a URL a key is sent to must be `https://` or
-    /// loopback unless its table says `allow_plain_http = true`.
-    fn validate_urls(&self, text: &str) -> Result<(), String> {
-        let s = &self.sources;
-        // (table, key, value, whether a key travels to it, allow_plain_http)
-        let mut urls: Vec<(String, &str, &str, bool, bool)> = Vec::new();
-        let ripestat = self.scope.ripestat_url.as_str();
-        urls.push(("scope".into(), "ripestat_url", ripestat, false, false));
-        if let Some(c) = &s.shadowserver {
-            let t = "sources.shadowserver".to_string();
-            let plain = c.allow_plain_http;
-            for (k, v) in [("base_url", &c.base_url), ("download_url", &c.download_url)] {
-                if let Some(v) = v {
-                    urls.push((t.clone(), k, v, true, plain));
-                }
-            }
-            if let Some(v) = &c.schema_url {
-                urls.push((t.clone(), "schema_url", v, false, plain));
-            }
-        }
-        let api = [
-            (
-                "hibp",
-                s.hibp.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
-            ),
-            (
-                "safebrowsing",
-                s.safebrowsing
-                    .as_ref()
-                    .map(|c| (&c.base_url, c.allow_plain_http)),
-            ),
-            (
-                "snds",
-                s.snds.as_ref().map(|c| (&c.base_url, c.allow_plain_http)),
-            ),
-        ];
-        for (name, c) in api {
-            if let Some((Some(v), plain)) = c {
-                urls.push((format!("sources.{name}"), "base_url", v, true, plain));
-            }
-        }
-        if let Some(c) = &s.cymru
-            && let Some(v) = &c.url
-        {
-            let t = "sources.cymru".to_string();
-            urls.push((t, "url", v.as_str(), true, c.allow_plain_http));
-        }
-        for (name, c) in &s.lists {
-            let keyed = c.auth_key.is_some() || c.auth_key_env.is_some();
-            for (k, v) in [("url", &c.url), ("base_url", &c.base_url)] {
-                if let Some(v) = v {
-                    let v = v.as_str();
-                    urls.push((format!("sources.{name}"), k, v, keyed, c.allow_plain_http));
-                }
-            }
-        }
-        for (table, key, value, keyed, allow_plain) in urls {
-            if let Err(e) = check_url(value, keyed && !allow_plain) {
-                return Err(format!(
-                    "{}`{table}.{key}` = `{value}`: {e}",
-                    table_line_hint(text, &table, key)
-                ));
-            }
         }
         Ok(())
     }
@@ -875,62 +891,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
-/// Before the typed parse: every `[sources.NAME]` must name a source. Without this, a typo
-/// such as `[sources.hipb]` is read as a list feed's table and fails on its first key, with a
-/// message about another table's fields.
-fn check_source_names(text: &str, base_dir: &Path) -> Result<(), String> {
-    let Ok(doc) = text.parse::<toml::Table>() else {
-        return Ok(()); // the typed parse names the syntax error
-    };
-    let Some(toml::Value::Table(sources)) = doc.get("sources") else {
-        return Ok(());
-    };
-    let mut probe = Config {
-        base_dir: base_dir.to_path_buf(),
-        ..Config::default()
-    };
-    if let Some(toml::Value::Table(f)) = doc.get("feeds")
-        && let Some(toml::Value::String(dir)) = f.get("dir")
-    {
-        probe.feeds.dir = Some(PathBuf::from(dir));
-    }
-    // The built-in sources (their names are reserved for them), then the list feeds.
-    let builtin = crate::sources::lists::definition::RESERVED;
-    let mut known: Vec<String> = builtin.iter().map(|s| s.to_string()).collect();
-    known.extend(crate::sources::lists::known_feed_names(&probe));
-    for name in sources.keys() {
-        if known.iter().any(|k| k == name) {
-            continue;
-        }
-        let near = closest(name, known.iter().map(String::as_str));
-        let hint = match near.as_slice() {
-            [] => String::new(),
-            [one] => format!("did you mean `[sources.{one}]`? "),
-            many => format!(
-                "did you mean {}? ",
-                many.iter()
-                    .map(|n| format!("`[sources.{n}]`"))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
-            ),
-        };
-        let at = {
-            let l = line_hint(text, &format!("[sources.{name}]"));
-            if l.is_empty() {
-                line_hint(text, &format!("sources.{name}"))
-            } else {
-                l
-            }
-        };
-        return Err(format!(
-            "{at}unknown source `sources.{name}`: {hint}the sources are {} and the list feeds {}",
-            builtin.join(", "),
-            known[builtin.len()..].join(", ")
-        ));
-    }
-    Ok(())
-}
-
 /// Checks one configured URL: `http` or `https`, and with `keyed`, `https` or a loopback host.
 /// The error says why, without the URL.
 pub fn check_url(url: &str, keyed: bool) -> Result<(), String> {
@@ -952,7 +912,7 @@ pub fn check_url(url: &str, keyed: bool) -> Result<(), String> {
 
 /// `line N: ` for `key` inside the table `[table]` (or a dotted `table.key` line), else the
 /// table's header line, or nothing.
-fn table_line_hint(text: &str, table: &str, key: &str) -> String {
+pub fn table_line_hint(text: &str, table: &str, key: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let is_key = |l: &str, k: &str| {
         l.trim_start()
@@ -977,7 +937,7 @@ fn table_line_hint(text: &str, table: &str, key: &str) -> String {
 }
 
 /// `line N: ` for the first line of `text` that contains `needle`, or nothing.
-fn line_hint(text: &str, needle: &str) -> String {
+pub fn line_hint(text: &str, needle: &str) -> String {
     text.lines()
         .position(|l| l.contains(needle))
         .map(|i| format!("line {}: ", i + 1))

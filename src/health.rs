@@ -208,18 +208,8 @@ pub fn scope_health(cfg: &Config, store: &dyn Store) -> Result<Option<SourceHeal
     }))
 }
 
-/// The `schedule` set in a source's config table, if any.
-pub fn configured_schedule(cfg: &Config, name: &str) -> Option<CronSchedule> {
-    let s = &cfg.sources;
-    match name {
-        "shadowserver" => s.shadowserver.as_ref().and_then(|c| c.schedule.clone()),
-        "hibp" => s.hibp.as_ref().and_then(|c| c.schedule.clone()),
-        "safebrowsing" => s.safebrowsing.as_ref().and_then(|c| c.schedule.clone()),
-        "snds" => s.snds.as_ref().and_then(|c| c.schedule.clone()),
-        "cymru" => s.cymru.as_ref().and_then(|c| c.schedule.clone()),
-        other => s.lists.get(other).and_then(|c| c.schedule.clone()),
-    }
-}
+/// The `schedule` set in a source's config table, if any (found through the source registry).
+pub use crate::sources::registry::configured_schedule;
 
 /// How late a run may be past its slot before it counts as missed: a quarter of the interval,
 /// at least a minute and at most an hour (jitter and run time).

@@ -503,6 +503,53 @@ impl Runner {
     }
 }
 
+/// Applies the batch of an import (files read by `outwatch import <source>`) through the path a
+/// fetch's units take (the pipeline's [`UnitSink`]): findings in one atomic batch, counts added
+/// up, rejected rows scrubbed and logged. Then the run is logged as `import/<source>` (an error
+/// when no file could be read, partial when some could not) and the store flushed. Returns the
+/// run and its first [`MAX_REPORTED_ERRORS`] rejected rows.
+pub async fn apply_import(
+    store: Arc<dyn Store>,
+    clock: &dyn Clock,
+    source: &str,
+    unit: FetchOutput,
+    failed_files: usize,
+) -> Result<(FetchRun, Vec<RowError>), StoreError> {
+    let name = format!("import/{source}");
+    let started = clock.now();
+    let sink = UnitStore {
+        source: name.clone(),
+        secrets: Vec::new(),
+        store: store.clone(),
+        now: started,
+        tally: Mutex::new(Tally::default()),
+    };
+    sink.store_unit(unit).await.map_err(|e| match e {
+        FetchError::Store(e) => e,
+        other => StoreError::Engine(other.to_string()),
+    })?;
+    let t = sink.tally.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut run = FetchRun::begun(&name, started);
+    run.outcome = match (failed_files, t.fetched) {
+        (0, _) => RunOutcome::Ok,
+        (_, 0) => RunOutcome::Error,
+        _ => RunOutcome::Partial,
+    };
+    run.error = (failed_files > 0).then(|| format!("{failed_files} file(s) could not be read"));
+    run.fetched = t.fetched;
+    run.accepted = t.accepted;
+    run.rejected = t.rejected;
+    run.warnings = t.warnings;
+    run.in_scope = t.in_scope;
+    run.new = t.new;
+    run.updated = t.updated;
+    run.max_time_source = t.max_time_source;
+    run.finished = clock.now();
+    store.record_run(&run)?;
+    store.flush()?;
+    Ok((run, t.rejected_rows))
+}
+
 /// What [`Runner::resolve`] did.
 enum Resolved {
     Done(usize),

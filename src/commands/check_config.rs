@@ -76,34 +76,11 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
 
 /// Config keys that hold a secret written inline in the file.
 fn inline_secrets(cfg: &Config) -> Vec<String> {
-    let s = &cfg.sources;
-    let mut out = Vec::new();
-    let mut note = |present: bool, key: String| {
-        if present {
-            out.push(key);
-        }
-    };
-    if let Some(c) = &s.shadowserver {
-        note(c.api_key.is_some(), "sources.shadowserver.api_key".into());
-        note(c.secret.is_some(), "sources.shadowserver.secret".into());
-    }
-    if let Some(c) = &s.hibp {
-        note(c.api_key.is_some(), "sources.hibp.api_key".into());
-    }
-    if let Some(c) = &s.safebrowsing {
-        note(c.api_key.is_some(), "sources.safebrowsing.api_key".into());
-    }
-    if let Some(c) = &s.snds {
-        note(c.key.is_some(), "sources.snds.key".into());
-    }
-    if let Some(c) = &s.cymru {
-        note(c.password.is_some(), "sources.cymru.password".into());
-    }
-    for (name, c) in &s.lists {
-        note(c.auth_key.is_some(), format!("sources.{name}.auth_key"));
-    }
-    if let Some(c) = &cfg.smtp {
-        note(c.password.is_some(), "smtp.password".into());
+    let mut out = sources::registry::inline_secrets(cfg);
+    if let Some(c) = &cfg.smtp
+        && c.password.is_some()
+    {
+        out.push("smtp.password".into());
     }
     out
 }

@@ -52,11 +52,12 @@ pub async fn fetch_sources(
     } else {
         ProgressBar::hidden()
     };
-    let (reports, scope_warning) = crate::daemon::fetch_now(app, cfg, store, chosen, &|r| {
-        bar.set_message(format!("{} done", r.name));
-        bar.inc(1);
-    })
-    .await?;
+    let (reports, scope_warning) =
+        crate::daemon::fetch_now(&app.daemon_env()?, cfg, store, chosen, &|r| {
+            bar.set_message(format!("{} done", r.name));
+            bar.inc(1);
+        })
+        .await?;
     bar.finish_and_clear();
     if let Some(w) = scope_warning {
         eprintln!("warning: scope: {}", crate::text::Clean(&w));

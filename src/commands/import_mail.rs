@@ -13,10 +13,9 @@ use crate::app::App;
 use crate::error::CliError;
 use crate::finding::Finding;
 use crate::output::print_json;
-use crate::pipeline::MAX_REPORTED_ERRORS;
+use crate::pipeline::{MAX_REPORTED_ERRORS, apply_import};
 use crate::scope::{self, ScopeMatcher};
-use crate::sources::RowError;
-use crate::store::{FetchRun, IngestOptions, RunOutcome};
+use crate::sources::{FetchOutput, RowError};
 
 /// Largest mail file read (alert mails are small; this only guards against mistakes).
 pub const MAX_MAIL_BYTES: u64 = 32 * 1024 * 1024;
@@ -116,8 +115,10 @@ pub fn read_files(
     imp
 }
 
-/// Stamps scope, ingests in one batch, records the run and prints the summary.
-pub fn store_and_report(
+/// Stamps scope, applies the batch through the pipeline's apply path
+/// ([`crate::pipeline::apply_import`]: one atomic batch, the run logged as `import/<source>`)
+/// and prints the summary.
+pub async fn store_and_report(
     app: &App,
     source: &str,
     mut imp: Imported,
@@ -129,40 +130,22 @@ pub fn store_and_report(
     for f in &mut imp.findings {
         scope::mark_scope(f, &matcher);
     }
-    let now = app.clock.now();
-    let accepted = imp.findings.len();
-    let in_scope = imp.findings.iter().filter(|f| f.in_scope).count();
-    let max_time_source = imp.findings.iter().filter_map(|f| f.time_source).max();
-    let stats = store.ingest(
-        std::mem::take(&mut imp.findings),
-        Vec::new(),
-        &IngestOptions { now },
-    )?;
-    let run = FetchRun {
-        source: format!("import/{source}"),
-        started: now,
-        finished: app.clock.now(),
-        outcome: match (imp.failed_files, imp.records) {
-            (0, _) => RunOutcome::Ok,
-            (_, 0) => RunOutcome::Error,
-            _ => RunOutcome::Partial,
-        },
+    let warning_details: Vec<RowError> = imp
+        .warnings
+        .iter()
+        .take(MAX_REPORTED_ERRORS)
+        .cloned()
+        .collect();
+    let unit = FetchOutput {
+        findings: std::mem::take(&mut imp.findings),
         fetched: imp.records,
-        accepted,
-        rejected: imp.rejected.len(),
-        warnings: imp.warnings.len(),
-        in_scope,
-        new: stats.new,
-        updated: stats.updated,
-        resolved: 0,
-        error: (imp.failed_files > 0)
-            .then(|| format!("{} file(s) could not be read", imp.failed_files)),
-        failed_units: Vec::new(),
-        max_time_source,
-        notices: Vec::new(),
+        rejected: std::mem::take(&mut imp.rejected),
+        warnings: std::mem::take(&mut imp.warnings),
+        ..Default::default()
     };
-    store.record_run(&run)?;
-    store.flush()?;
+    let (run, rejected_rows) =
+        apply_import(store, app.clock.as_ref(), source, unit, imp.failed_files).await?;
+    let (accepted, in_scope) = (run.accepted, run.in_scope);
     if json_out {
         print_json(&json!({
             "source": source,
@@ -171,30 +154,30 @@ pub fn store_and_report(
             "records": imp.records,
             "findings": accepted,
             "in_scope": in_scope,
-            "new": stats.new,
-            "updated": stats.updated,
-            "rejected": imp.rejected.len(),
-            "errors": imp.rejected.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
-            "warnings": imp.warnings.len(),
-            "warning_details": imp.warnings.iter().take(MAX_REPORTED_ERRORS).collect::<Vec<_>>(),
+            "new": run.new,
+            "updated": run.updated,
+            "rejected": run.rejected,
+            "errors": rejected_rows,
+            "warnings": run.warnings,
+            "warning_details": warning_details,
         }))?;
     } else {
         workln!(
             "{source}: {} file(s), {} record(s): {accepted} finding(s), {in_scope} in scope, {} new, {} updated, {} rejected",
             imp.files,
             imp.records,
-            stats.new,
-            stats.updated,
-            imp.rejected.len()
+            run.new,
+            run.updated,
+            run.rejected
         );
-        for e in imp.rejected.iter().take(MAX_REPORTED_ERRORS) {
+        for e in &rejected_rows {
             eprintln!(
                 "rejected {}: {}",
                 crate::text::Clean(&e.location),
                 crate::text::Clean(&e.message)
             );
         }
-        for w in imp.warnings.iter().take(MAX_REPORTED_ERRORS) {
+        for w in &warning_details {
             eprintln!(
                 "warning {}: {}",
                 crate::text::Clean(&w.location),

@@ -20,92 +20,23 @@
 //!   exact).
 
 use crate::workln;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-
-use serde::Serialize;
 
 use crate::app::App;
 use crate::cli::ImportArgs;
 use crate::error::CliError;
-use crate::finding::FindingView;
 use crate::output::print_json;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
-use crate::sources::shadowserver::import::{
-    ImportOptions, MAX_EML_BYTES, RowSink, import_bytes, import_file, mail_links,
-};
+use crate::sources::shadowserver::ShadowserverConfig;
+use crate::sources::shadowserver::import::{ImportOptions, MAX_EML_BYTES, mail_links};
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
-use crate::store::{FetchRun, RunOutcome, SortedIngest, Store};
+use crate::store::{FetchRun, RunOutcome};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Error entries listed at most.
-pub const MAX_ERRORS: usize = 100;
-
-/// The `--json` summary.
-#[derive(Debug, Default, Serialize)]
-pub struct ImportSummary {
-    pub files: usize,
-    pub rows: usize,
-    pub imported: usize,
-    pub duplicates: usize,
-    pub rejected: usize,
-    pub warnings: usize,
-    pub by_type: BTreeMap<String, usize>,
-    pub errors: Vec<RowError>,
-    pub warning_details: Vec<RowError>,
-}
-
-/// Prepares findings and ingests them in home order ([`SortedIngest`]).
-struct StoreSink<'a> {
-    ingest: SortedIngest<'a>,
-    /// Rows so far (good and rejected), shown by `bar`.
-    rows: u64,
-    bar: &'a ProgressBar,
-    in_scope: usize,
-    rejected: Vec<RowError>,
-    rejected_total: usize,
-    warnings: Vec<RowError>,
-    warnings_total: usize,
-}
-
-impl RowSink for StoreSink<'_> {
-    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
-        if f.in_scope {
-            self.in_scope += 1;
-        }
-        self.count_row();
-        // Encoded now, while the row is still in the CPU cache.
-        self.ingest
-            .push_view(f)
-            .map_err(|e| format!("storing the findings failed: {e}"))
-    }
-    fn rejected(&mut self, e: RowError) {
-        self.count_row();
-        self.rejected_total += 1;
-        if self.rejected.len() < MAX_ERRORS {
-            self.rejected.push(e);
-        }
-    }
-    fn warning(&mut self, w: RowError) {
-        self.warnings_total += 1;
-        if self.warnings.len() < MAX_ERRORS {
-            self.warnings.push(w);
-        }
-    }
-}
-
-impl StoreSink<'_> {
-    fn count_row(&mut self) {
-        self.rows += 1;
-        if self.rows.is_multiple_of(PROGRESS_EVERY) {
-            self.bar.set_position(self.rows);
-        }
-    }
-}
-
-/// Rows between two updates of the progress line.
-const PROGRESS_EVERY: u64 = 8192;
+pub use crate::sources::shadowserver::importer::{
+    Downloaded, ImportSummary, MAX_ERRORS, import_files, import_files_with,
+};
 
 /// The progress line of an import on stderr: rows read, and the file being read.
 pub fn progress_bar(show: bool) -> ProgressBar {
@@ -119,92 +50,6 @@ pub fn progress_bar(show: bool) -> ProgressBar {
     );
     b.enable_steady_tick(std::time::Duration::from_millis(200));
     b
-}
-
-/// Imports files into `store`; used by the command and the benchmark. Large imports whose
-/// rows are not in address order spill sorted runs into `spill_dir` (the data folder: the store
-/// is there, and /tmp may be memory). Returns the summary, the number of findings in scope and
-/// the number of unreadable files (or reports inside).
-pub fn import_files(
-    store: &dyn Store,
-    spill_dir: &std::path::Path,
-    opts: &ImportOptions<'_>,
-    files: &[std::path::PathBuf],
-    now: chrono::DateTime<chrono::Utc>,
-    bar: &ProgressBar,
-) -> Result<(ImportSummary, usize, usize), String> {
-    import_files_with(store, spill_dir, opts, files, &[], now, bar)
-}
-
-/// A report downloaded from a mail's link: where it is shown (`mail.eml!file.csv`), its file
-/// name (which names the report type) and its bytes.
-pub type Downloaded = (String, String, bytes::Bytes);
-
-/// [`import_files`], plus reports already downloaded from mail links.
-pub fn import_files_with(
-    store: &dyn Store,
-    spill_dir: &std::path::Path,
-    opts: &ImportOptions<'_>,
-    files: &[std::path::PathBuf],
-    downloaded: &[Downloaded],
-    now: chrono::DateTime<chrono::Utc>,
-    bar: &ProgressBar,
-) -> Result<(ImportSummary, usize, usize), String> {
-    let mut sink = StoreSink {
-        ingest: SortedIngest::new(store, now, spill_dir),
-        rows: 0,
-        bar,
-        in_scope: 0,
-        rejected: Vec::new(),
-        rejected_total: 0,
-        warnings: Vec::new(),
-        warnings_total: 0,
-    };
-    let mut summary = ImportSummary::default();
-    let mut file_errors = Vec::new();
-    let mut unreadable = 0usize;
-    let mut outcomes = Vec::new();
-    for (shown, name, bytes) in downloaded {
-        outcomes.extend(import_bytes(bytes, shown, name, opts, &mut sink)?);
-    }
-    for path in files {
-        summary.files += 1;
-        bar.set_message(format!("reading {}", path.display()));
-        outcomes.extend(import_file(path, opts, &mut sink)?);
-    }
-    for o in outcomes {
-        if o.rows > 0 || o.error.is_none() {
-            *summary.by_type.entry(o.report_type.clone()).or_default() += o.rows;
-        }
-        summary.rows += o.rows;
-        if let Some(e) = o.error {
-            unreadable += 1;
-            file_errors.push(RowError {
-                location: o.location,
-                message: e,
-            });
-        }
-    }
-    bar.set_position(sink.rows);
-    bar.set_message("writing to the store");
-    let stats = sink
-        .ingest
-        .finish()
-        .map_err(|e| format!("storing the findings failed: {e}"))?;
-    summary.rejected = sink.rejected_total;
-    summary.warnings = sink.warnings_total;
-    summary.warning_details = sink.warnings;
-    summary.imported = stats.new;
-    summary.duplicates = stats.updated + stats.duplicates;
-    let mut errors = file_errors;
-    errors.extend(sink.rejected);
-    errors.truncate(MAX_ERRORS);
-    summary.errors = errors;
-    debug_assert_eq!(
-        summary.rows,
-        summary.imported + summary.duplicates + summary.rejected
-    );
-    Ok((summary, sink.in_scope, unreadable))
 }
 
 /// `--type` names no report type the schema knows: exit 2, with the closest names.
@@ -276,7 +121,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         let base = app
             .config
             .as_ref()
-            .and_then(|c| c.sources.shadowserver.as_ref())
+            .and_then(crate::sources::table::<ShadowserverConfig>)
             .map(|c| c.download_url().to_string())
             .unwrap_or_else(|| crate::sources::shadowserver::DEFAULT_DOWNLOAD_URL.to_string());
         for l in links {

@@ -10,10 +10,16 @@ use crate::output::table;
 use crate::store::RunOutcome;
 
 pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
+    let cfg = app.require_config()?;
+    let store = app.open_store_waiting(daemon::LOCK_WAIT).await?;
+    let env = app.daemon_env()?;
     if !a.once {
-        return daemon::run(app).await;
+        return Ok(match daemon::run(&env, cfg, store).await? {
+            daemon::Stopped::Finished => ExitCode::SUCCESS,
+            daemon::Stopped::Forced => ExitCode::from(EXIT_FAILURE),
+        });
     }
-    let report = daemon::run_once(app).await?;
+    let report = daemon::run_once(&env, cfg, store).await?;
     if let Some(w) = &report.scope_warning {
         eprintln!("warning: scope: {}", crate::text::Clean(w));
     }

@@ -11,6 +11,7 @@ use crate::cli::{ShadowserverArgs, ShadowserverCommand};
 use crate::error::CliError;
 use crate::http::Fetched;
 use crate::output::print_json;
+use crate::sources::shadowserver::ShadowserverConfig;
 use crate::sources::shadowserver::schema::{self, SCHEMA_STATE_KEY, Schema};
 
 pub async fn run(app: &App, a: &ShadowserverArgs) -> Result<ExitCode, CliError> {
@@ -22,7 +23,7 @@ pub async fn run(app: &App, a: &ShadowserverArgs) -> Result<ExitCode, CliError> 
 
 async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
-    let ss = cfg.sources.shadowserver.as_ref().ok_or_else(|| {
+    let ss = crate::sources::table::<ShadowserverConfig>(cfg).ok_or_else(|| {
         CliError::config("the config has no [sources.shadowserver] table (api_key and secret)")
     })?;
     let client = ss
@@ -83,7 +84,7 @@ async fn update_schema(app: &App, url: Option<&str>) -> Result<ExitCode, CliErro
         .or_else(|| {
             app.config
                 .as_ref()
-                .and_then(|c| c.sources.shadowserver.as_ref())
+                .and_then(crate::sources::table::<ShadowserverConfig>)
                 .map(|s| s.schema_url().to_string())
         })
         .unwrap_or_else(|| schema::DEFAULT_SCHEMA_URL.to_string());

@@ -16,8 +16,7 @@ pub mod scheduler;
 pub mod socket;
 pub mod tasks;
 
-use std::path::Path;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -29,10 +28,10 @@ use tokio::task::JoinSet;
 
 pub use remote::RemoteStore;
 
-use crate::app::App;
+use crate::clock::Clock;
 use crate::config::{Config, CronSchedule};
 use crate::digest::DigestOutcome;
-use crate::error::CliError;
+use crate::http::HttpClient;
 use crate::pipeline::SourceReport;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{self, Source};
@@ -133,19 +132,56 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
     out
 }
 
+/// What the daemon works with, set up by the command that starts it (the daemon knows no
+/// command-line layer).
+#[derive(Clone)]
+pub struct DaemonEnv {
+    /// The store folder (its socket goes there).
+    pub data_dir: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    /// The HTTP client of `[http]`.
+    pub http: HttpClient,
+}
+
+/// Why the daemon (or one round of it) could not run; the command maps it to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store failed (exit code 4).
+    #[error("{0}")]
+    Store(String),
+    /// Anything else (exit code 1): signals, the socket.
+    #[error("{0}")]
+    Failure(String),
+}
+
+impl From<crate::store::StoreError> for DaemonError {
+    fn from(e: crate::store::StoreError) -> Self {
+        DaemonError::Store(e.to_string())
+    }
+}
+
+/// How the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// On a signal, after the runs in flight finished.
+    Finished,
+    /// A second signal cut the runs in flight short.
+    Forced,
+}
+
 fn shared(
-    app: &App,
+    env: &DaemonEnv,
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
-) -> Result<Shared, CliError> {
+) -> Result<Shared, DaemonError> {
     let snap = scope::load(Some(cfg), store.as_ref())?;
     Ok(Shared {
         cfg: Arc::new(cfg.clone()),
         store,
-        http: app.http()?,
-        clock: app.clock.clone(),
+        http: env.http.clone(),
+        clock: env.clock.clone(),
         scope: Arc::new(RwLock::new(Arc::new(ScopeMatcher::new(&snap)))),
-        data_dir: app.data_dir.clone(),
+        data_dir: env.data_dir.clone(),
     })
 }
 
@@ -161,47 +197,27 @@ fn remove_socket(path: &Path) {
 /// answering, so it opened the store itself) to let go of sled's lock.
 pub const LOCK_WAIT: Duration = Duration::from_secs(15);
 
-/// Opens the store for writing, waiting up to `wait` while another process holds it, unless
-/// that process is a daemon (then it fails at once, saying so).
-pub async fn open_store_waiting(
-    app: &App,
-    wait: Duration,
-) -> Result<Arc<dyn crate::store::Store>, CliError> {
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        match crate::store::open(&app.data_dir) {
-            Ok(s) => return Ok(Arc::new(s)),
-            Err(crate::store::StoreError::Locked { .. })
-                if std::time::Instant::now() < deadline
-                    && RemoteStore::connect(&app.data_dir).is_none() =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            // Let `open_store` phrase the error (it names a running daemon).
-            Err(_) => return app.open_store(),
-        }
-    }
-}
-
-/// Runs the daemon until SIGINT or SIGTERM.
-pub async fn run(app: &App) -> Result<ExitCode, CliError> {
-    let cfg = app.require_config()?;
-    let store = open_store_waiting(app, LOCK_WAIT).await?;
-    let io = |e: std::io::Error| CliError::failure(format!("cannot listen for signals: {e}"));
+/// Runs the daemon on `store` (opened for writing) until SIGINT or SIGTERM.
+pub async fn run(
+    env: &DaemonEnv,
+    cfg: &Config,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<Stopped, DaemonError> {
+    let io = |e: std::io::Error| DaemonError::Failure(format!("cannot listen for signals: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
-    let (listener, sock) = socket::bind(&app.data_dir).map_err(|e| {
-        CliError::failure(format!(
+    let (listener, sock) = socket::bind(&env.data_dir).map_err(|e| {
+        DaemonError::Failure(format!(
             "cannot create the socket {}: {e}",
-            socket::socket_path(&app.data_dir).display()
+            socket::socket_path(&env.data_dir).display()
         ))
     })?;
-    let shared = shared(app, cfg, store.clone())?;
+    let shared = shared(env, cfg, store.clone())?;
     let board: Board = Arc::new(Mutex::new(Default::default()));
-    let started = app.clock.now();
+    let started = env.clock.now();
     let info: socket::InfoFn = {
         let board = board.clone();
-        let data_dir = app.data_dir.display().to_string();
+        let data_dir = env.data_dir.display().to_string();
         // How this process (its environment, its keys) sets the sources up: `status` from a
         // shell without the keys shows this, not its own view.
         let sources = crate::health::daemon_sources(cfg);
@@ -236,7 +252,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
     }
     // One line at start, whatever the log level: what runs, where, and when next.
     {
-        let now = app.clock.now();
+        let now = env.clock.now();
         let next: Vec<String> = jobs
             .iter()
             .map(|j| {
@@ -259,7 +275,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
             "outwatch {} started (pid {}): store {}, sources: {}; next: {}",
             env!("CARGO_PKG_VERSION"),
             std::process::id(),
-            app.data_dir.display(),
+            env.data_dir.display(),
             if sources.is_empty() {
                 "none".to_string()
             } else {
@@ -276,7 +292,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
         tracing::info!(job = %job.name, kind = %job.kind, schedule = %job.schedule.source, tz = %job.tz, "scheduled");
         set.spawn(scheduler::run_job(
             job,
-            app.clock.clone(),
+            env.clock.clone(),
             Settings::default(),
             board.clone(),
             stop_rx.clone(),
@@ -305,7 +321,9 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
     let flushed = store.flush();
     remove_socket(&sock);
     if let Err(e) = flushed {
-        return Err(CliError::store(format!("flushing the store failed: {e}")));
+        return Err(DaemonError::Store(format!(
+            "flushing the store failed: {e}"
+        )));
     }
     tracing::info!("daemon stopped");
     eprintln!(
@@ -317,9 +335,9 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
         }
     );
     Ok(if forced {
-        ExitCode::from(crate::error::EXIT_FAILURE)
+        Stopped::Forced
     } else {
-        ExitCode::SUCCESS
+        Stopped::Finished
     })
 }
 
@@ -354,13 +372,13 @@ impl OnceReport {
 /// due (a failure keeps the cached prefixes and comes back as a warning), then `chosen` once,
 /// concurrently, with `done` called as each finishes.
 pub async fn fetch_now(
-    app: &App,
+    env: &DaemonEnv,
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
     chosen: Vec<sources::BuiltSource>,
     done: &(dyn Fn(&SourceReport) + Sync),
-) -> Result<(Vec<SourceReport>, Option<String>), CliError> {
-    let shared = shared(app, cfg, store)?;
+) -> Result<(Vec<SourceReport>, Option<String>), DaemonError> {
+    let shared = shared(env, cfg, store)?;
     let mut scope_warning = None;
     if !cfg.organisation.asns.is_empty()
         && let Err(e) = tasks::refresh_scope(&shared, false).await
@@ -374,13 +392,15 @@ pub async fn fetch_now(
 }
 
 /// `run --once`: the scope refresh when due, every enabled source once (concurrently), then
-/// the digest when `[digest]` is configured.
-pub async fn run_once(app: &App) -> Result<OnceReport, CliError> {
-    let cfg = app.require_config()?;
-    let store = open_store_waiting(app, LOCK_WAIT).await?;
+/// the digest when `[digest]` is configured, on `store` (opened for writing).
+pub async fn run_once(
+    env: &DaemonEnv,
+    cfg: &Config,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<OnceReport, DaemonError> {
     let mut report = OnceReport::default();
     (report.sources, report.scope_warning) = fetch_now(
-        app,
+        env,
         cfg,
         store.clone(),
         sources::enabled_sources(cfg),
@@ -388,7 +408,7 @@ pub async fn run_once(app: &App) -> Result<OnceReport, CliError> {
     )
     .await?;
     if cfg.digest.is_some() {
-        let r = crate::digest::deliver(cfg, store.clone(), &app.data_dir, app.clock.now())
+        let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())
             .await
             .map_err(|e| e.to_string());
         report.digest = Some(r);

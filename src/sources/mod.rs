@@ -16,6 +16,7 @@
 pub mod cymru;
 pub mod hibp;
 pub mod lists;
+pub mod registry;
 pub mod safebrowsing;
 pub mod shadowserver;
 pub mod snds;
@@ -26,13 +27,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Config, CronSchedule};
+use crate::config::CronSchedule;
 use crate::finding::Finding;
 use crate::http::{HttpClient, HttpError};
 use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
 use crate::store::Store;
 pub use crate::store::UnitError;
+pub use registry::{Registration, SourceKind, enabled_sources, table};
 
 /// Why a fetch failed. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
@@ -276,47 +278,9 @@ pub trait Source: Send + Sync {
 /// A source by name, or why it could not be built.
 pub type BuiltSource = (String, Result<Arc<dyn Source>, FetchError>);
 
-/// Builds every enabled source from the config. A source whose settings are unusable (a key
-/// named but missing) is reported as an error under its name rather than silently skipped.
-pub fn enabled_sources(cfg: &Config) -> Vec<BuiltSource> {
-    let mut out: Vec<BuiltSource> = Vec::new();
-    if let Some(c) = &cfg.sources.shadowserver
-        && c.enabled
-    {
-        out.push(("shadowserver".into(), shadowserver::build(c, cfg)));
-    }
-    if let Some(c) = &cfg.sources.hibp
-        && c.enabled
-    {
-        out.push(("hibp".into(), hibp::build(c, cfg)));
-    }
-    if let Some(c) = &cfg.sources.safebrowsing
-        && c.enabled
-    {
-        out.push(("safebrowsing".into(), safebrowsing::build(c, cfg)));
-    }
-    if let Some(c) = &cfg.sources.snds
-        && c.enabled
-    {
-        out.push(("snds".into(), snds::build(c, cfg)));
-    }
-    if let Some(c) = &cfg.sources.cymru
-        && c.enabled
-    {
-        out.push(("cymru".into(), cymru::build(c, cfg)));
-    }
-    out.extend(lists::build_enabled(cfg));
-    out
-}
-
 /// Parses a default schedule literal.
 pub fn schedule(expr: &str) -> CronSchedule {
     expr.parse().expect("built-in schedule is valid")
-}
-
-/// The configured `schedule`, else the source's default (a literal).
-pub fn schedule_or(configured: &Option<CronSchedule>, default: &str) -> CronSchedule {
-    configured.clone().unwrap_or_else(|| schedule(default))
 }
 
 /// The configured `resolve_after`, else the source's default.

@@ -26,7 +26,11 @@ fn build(server: &MockServer) -> Arc<dyn Source> {
          password = \"{KEY}\"\n",
         server.uri()
     ));
-    cymru::build(cfg.sources.cymru.as_ref().unwrap(), &cfg).unwrap()
+    cymru::build(
+        outwatch::sources::table::<cymru::CymruConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap()
 }
 
 fn text(rel: &str) -> ResponseTemplate {
@@ -222,7 +226,13 @@ fn plain_http_to_another_host_is_refused() {
     let cfg = config(
         "[sources.cymru]\nurl = \"http://127.0.0.1:9/x_{date}.txt\"\nusername = \"u\"\npassword = \"p\"\n",
     );
-    assert!(cymru::build(cfg.sources.cymru.as_ref().unwrap(), &cfg).is_ok());
+    assert!(
+        cymru::build(
+            outwatch::sources::table::<cymru::CymruConfig>(&cfg).unwrap(),
+            &cfg
+        )
+        .is_ok()
+    );
     let e = outwatch::config::Config::parse(
         "[sources.cymru]\nurl = \"http://cap.example.net/x.txt\"\nusername = \"u\"\npassword = \"p\"\n",
         std::path::Path::new("outwatch.toml"),

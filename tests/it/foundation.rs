@@ -1233,3 +1233,23 @@ fn a_failing_fetch_is_reported_once() {
         );
     }
 }
+
+/// Issue #16: no import cycle between modules but `cli` ↔ `commands` (counted by
+/// `scripts/module-deps` from the code's own `use` lines; ARCHITECTURE.md is written from it).
+#[test]
+fn modules_have_no_import_cycle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Ok(out) = std::process::Command::new("python3")
+        .arg(root.join("scripts/module-deps"))
+        .output()
+    else {
+        eprintln!("skipped: python3 is not available");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("\n0 module pairs on a cycle"),
+        "import cycles:\n{text}"
+    );
+}

@@ -63,9 +63,10 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
     mount_breaches(&server, 1).await;
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
     let e = env();
+    let cfg = hibp_config(&server);
     let src = hibp::build(
-        hibp_config(&server).sources.hibp.as_ref().unwrap(),
-        &hibp_config(&server),
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
     )
     .unwrap();
 
@@ -155,7 +156,11 @@ async fn a_pair_no_longer_listed_resolves_after_the_window() {
     .await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     assert_eq!(e.runner.run_source(src.as_ref()).await.new, 4);
     e.clock.advance(chrono::Duration::days(3));
     let r = e.runner.run_source(src.as_ref()).await;
@@ -190,7 +195,11 @@ async fn single_addresses_outside_the_domains_use_breachedaccount() {
         server.uri()
     ));
     let e = env();
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!(r.new, 2);
@@ -232,7 +241,11 @@ async fn searches_only_the_domains_the_account_verified() {
         server.uri()
     ));
     let e = env();
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?} {:?}", r.error, r.errors);
     assert_eq!(r.new, 4);
@@ -257,7 +270,11 @@ async fn searches_only_the_domains_the_account_verified() {
         "[organisation]\ndomains = [\"example.org\", \"example.net\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\ndomains = [\"example.org\"]\n",
         server.uri()
     ));
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?} {:?}", r.error, r.errors);
     assert_eq!(r.warnings, 0);
@@ -278,7 +295,11 @@ async fn not_found_means_no_breaches() {
     mount_domain(&server, ResponseTemplate::new(404)).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!((r.fetched, r.new), (0, 0));
@@ -296,7 +317,11 @@ async fn unauthorised_key_is_a_clear_error_without_the_key() {
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(!r.ok);
     let err = r.error.unwrap();
@@ -315,7 +340,11 @@ async fn forbidden_domain_search_says_what_to_check() {
     mount_domain(&server, ResponseTemplate::new(403)).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     let err = r.error.unwrap();
     assert!(err.contains("403") && err.contains("example.org"), "{err}");
@@ -340,7 +369,11 @@ async fn rate_limit_waits_for_retry_after_then_retries() {
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
     assert_eq!(r.new, 4);
@@ -374,7 +407,11 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
     .await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     assert!(e.runner.run_source(src.as_ref()).await.ok);
     let before = all_findings(e.store.as_ref());
     e.clock.advance(chrono::Duration::hours(1));
@@ -394,7 +431,11 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
     )
     .await;
     let cfg = hibp_config(&server2);
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.error.unwrap().contains("HTML"));
     assert_eq!(all_findings(e.store.as_ref()), before);
@@ -403,17 +444,29 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
 #[test]
 fn missing_key_or_domains_are_config_errors() {
     let cfg = config("[organisation]\ndomains = [\"example.org\"]\n[sources.hibp]\n");
-    let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg)
-        .err()
-        .unwrap();
+    let e = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("api_key"), "{e}");
     // Without organisation domains the account's verified domains are searched.
     let cfg = config("[sources.hibp]\napi_key = \"x\"\n");
-    assert!(hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).is_ok());
+    assert!(
+        hibp::build(
+            outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+            &cfg
+        )
+        .is_ok()
+    );
     let cfg = config("[sources.hibp]\napi_key = \"x\"\ndomains = []\n");
-    let e = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg)
-        .err()
-        .unwrap();
+    let e = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("domains"), "{e}");
 }
 
@@ -672,7 +725,11 @@ async fn a_refused_domain_costs_only_that_domain() {
         "[organisation]\ndomains = [\"example.org\", \"unverified.example\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\n",
         server.uri()
     ));
-    let src = hibp::build(cfg.sources.hibp.as_ref().unwrap(), &cfg).unwrap();
+    let src = hibp::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(!r.ok);
     assert_eq!(r.outcome, outwatch::store::RunOutcome::Partial);

@@ -21,7 +21,11 @@ fn sb_config(server: &MockServer, extra: &str) -> outwatch::config::Config {
 }
 
 fn build(cfg: &outwatch::config::Config) -> Arc<dyn outwatch::sources::Source> {
-    safebrowsing::build(cfg.sources.safebrowsing.as_ref().unwrap(), cfg).unwrap()
+    safebrowsing::build(
+        outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(cfg).unwrap(),
+        cfg,
+    )
+    .unwrap()
 }
 
 /// Answers like Google: only the matches of `v4-matches.json` whose URL was asked for.
@@ -364,14 +368,23 @@ fn bad_settings_are_config_errors() {
     let c = config(
         "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v3\"\n",
     );
-    let e = safebrowsing::build(c.sources.safebrowsing.as_ref().unwrap(), &c)
-        .err()
-        .unwrap();
+    let e = safebrowsing::build(
+        outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
+        &c,
+    )
+    .err()
+    .unwrap();
     assert!(e.to_string().contains("v4"), "{e}");
     let c = config(
         "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v5\"\nbatch_size = 51\n",
     );
-    assert!(safebrowsing::build(c.sources.safebrowsing.as_ref().unwrap(), &c).is_err());
+    assert!(
+        safebrowsing::build(
+            outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
+            &c
+        )
+        .is_err()
+    );
 }
 
 // ---------- import safebrowsing ----------

@@ -16,7 +16,11 @@ fn build(server: &MockServer) -> Arc<dyn outwatch::sources::Source> {
         "[sources.snds]\nkey = \"{KEY}\"\nbase_url = \"{}/snds\"\n",
         server.uri()
     ));
-    snds::build(cfg.sources.snds.as_ref().unwrap(), &cfg).unwrap()
+    snds::build(
+        outwatch::sources::table::<snds::SndsConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap()
 }
 
 fn csv(rel: &str) -> ResponseTemplate {

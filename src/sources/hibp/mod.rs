@@ -19,7 +19,10 @@
 //!
 //! The notification e-mails HIBP sends to domain owners are read by [`notification`].
 
+pub mod config;
 pub mod notification;
+
+pub use config::{DEFAULT_BASE_URL, HibpConfig};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,43 +34,18 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowError, Source};
-use crate::config::{Config, CronSchedule, HumanDuration};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
+use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity};
 use crate::http::{self, Fetched, HttpError, RetryPolicy};
 use crate::secret::{self, Secret};
 
-/// Default API base.
-pub const DEFAULT_BASE_URL: &str = "https://haveibeenpwned.com/api/v3";
 /// State key of the cached breach metadata.
 pub const BREACHES_STATE: &str = "hibp/breaches";
 /// How long the cached breach list is trusted before `/breaches` is read again.
 const BREACH_CACHE_TTL_HOURS: i64 = 24;
 /// Requests per minute assumed when `/subscription/status` cannot tell (the smallest plan).
 const DEFAULT_RPM: u32 = 10;
-
-/// `[sources.hibp]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HibpConfig {
-    #[serde(default = "crate::sources::default_true")]
-    pub enabled: bool,
-    /// When the daemon runs it (default daily at 06:15).
-    pub schedule: Option<CronSchedule>,
-    /// API base (default `https://haveibeenpwned.com/api/v3`).
-    pub base_url: Option<String>,
-    /// The `hibp-api-key` (or name it with `api_key_env`).
-    pub api_key: Option<Secret>,
-    pub api_key_env: Option<String>,
-    /// How long a pair stays open once the domain search stops listing it (default 2 days).
-    pub resolve_after: Option<HumanDuration>,
-    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-    /// The domains to search. Default: the domains verified on the account
-    /// (`GET /subscribeddomains`), intersected with `[organisation] domains` when those are set.
-    pub domains: Option<Vec<String>>,
-}
 
 /// Which domains a run searches.
 #[derive(Debug, Clone)]
@@ -130,8 +108,8 @@ pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError
         key,
         domains,
         accounts,
-        schedule: super::schedule_or(&c.schedule, "0 15 6 * * *"),
-        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(2)),
+        schedule: c.run_schedule(),
+        resolve_after: c.resolve_window(),
     }))
 }
 

@@ -9,6 +9,7 @@
 //! - this file: the registry of feeds, the `[sources.NAME]` table and the fetch (conditional
 //!   GET, keys, HTML / error-body / empty-body checks).
 
+pub mod config;
 pub mod definition;
 pub mod matching;
 pub mod parse;
@@ -182,7 +183,7 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
 pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
     let mut out: Vec<super::BuiltSource> = Vec::new();
     for (name, def) in all_defs(cfg) {
-        let table = cfg.sources.lists.get(&name);
+        let table = cfg.sources.get::<ListSourceConfig>(&name);
         let def = match def {
             Ok(d) => d,
             Err(e) => {

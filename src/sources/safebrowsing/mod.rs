@@ -16,6 +16,9 @@
 //! The "Safe Browsing Alerts for Network Administrators" e-mails are read by [`alerts`].
 
 pub mod alerts;
+pub mod config;
+
+pub use config::{DEFAULT_BASE_URL, SafeBrowsingConfig};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -28,14 +31,12 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{FetchContext, FetchError, FetchOutput, Source};
-use crate::config::{Config, CronSchedule, HumanDuration};
+use super::{FetchContext, FetchError, FetchOutput, Source, SourceKind};
+use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, normalize_domain};
 use crate::http::{self, Fetched, HttpError, RetryPolicy};
 use crate::secret::{self, Secret};
 
-/// Default API base.
-pub const DEFAULT_BASE_URL: &str = "https://safebrowsing.googleapis.com";
 /// State key of the verdict cache.
 pub const CACHE_STATE: &str = "safebrowsing/cache";
 /// Most `threatEntries` per v4 `threatMatches:find`.
@@ -49,44 +50,6 @@ const V4_THREAT_TYPES: [&str; 4] = [
     "UNWANTED_SOFTWARE",
     "POTENTIALLY_HARMFUL_APPLICATION",
 ];
-
-/// `[sources.safebrowsing]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SafeBrowsingConfig {
-    #[serde(default = "crate::sources::default_true")]
-    pub enabled: bool,
-    /// When the daemon runs it (default hourly).
-    pub schedule: Option<CronSchedule>,
-    /// API base (default `https://safebrowsing.googleapis.com`).
-    pub base_url: Option<String>,
-    pub api_key: Option<Secret>,
-    pub api_key_env: Option<String>,
-    /// `v4` (threatMatches:find) or `v5` (urls:search).
-    #[serde(default = "default_api")]
-    pub api: String,
-    /// Extra URLs to check besides our domains.
-    #[serde(default)]
-    pub urls: Vec<String>,
-    /// URLs per request (default and maximum: 500 for v4, 50 for v5).
-    pub batch_size: Option<usize>,
-    /// Also check every URL on our domains or addresses that another source reported
-    /// (URLhaus, ThreatFox, Shadowserver, ...) and that is still open (default true).
-    #[serde(default = "crate::sources::default_true")]
-    pub reported_urls: bool,
-    /// At most this many reported URLs per run (default 2000): each is a lookup against the
-    /// key's daily quota.
-    pub max_reported_urls: Option<usize>,
-    /// How long a match stays open once Google stops listing it (default 1 day).
-    pub resolve_after: Option<HumanDuration>,
-    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-}
-
-fn default_api() -> String {
-    "v4".into()
-}
 
 /// Which Lookup API to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,8 +136,8 @@ pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, Fe
         batch,
         targets,
         reported: c.reported_urls.then(|| c.max_reported_urls.unwrap_or(2000)),
-        schedule: super::schedule_or(&c.schedule, "0 5 * * * *"),
-        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(1)),
+        schedule: c.run_schedule(),
+        resolve_after: c.resolve_window(),
     }))
 }
 

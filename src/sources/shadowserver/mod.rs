@@ -12,9 +12,13 @@
 //! run and tried again next run; the other reports go on.
 
 pub mod api;
+pub mod config;
 pub mod import;
+pub mod importer;
 pub mod normalize;
 pub mod schema;
+
+pub use config::{DEFAULT_BASE_URL, DEFAULT_DOWNLOAD_URL, ShadowserverConfig};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,115 +27,17 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowReader, Source, StreamedUnit};
-use crate::config::{Config, CronSchedule, HumanDuration};
-use crate::secret::{self, Secret};
+use super::{FetchContext, FetchError, FetchOutput, RowReader, Source, SourceKind, StreamedUnit};
+use crate::config::{Config, CronSchedule};
+use crate::secret::Secret;
 use api::{ApiClient, ReportEntry};
 use import::RawNaming;
 use schema::{SCHEMA_STATE_KEY, Schema};
 
-/// Default Reports API base.
-pub const DEFAULT_BASE_URL: &str = "https://transform.shadowserver.org/api2/";
-/// Default download base.
-pub const DEFAULT_DOWNLOAD_URL: &str = "https://dl.shadowserver.org/";
 /// State key of the ingested-report list.
 pub const INGESTED_STATE_KEY: &str = "shadowserver/ingested";
 /// Ingested-report names are remembered this many days (the listing covers three).
 const REMEMBER_DAYS: i64 = 14;
-
-/// `[sources.shadowserver]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowserverConfig {
-    #[serde(default = "crate::sources::default_true")]
-    pub enabled: bool,
-    /// When the daemon fetches [default: "0 20 */6 * * *", every six hours].
-    pub schedule: Option<CronSchedule>,
-    /// Reports API base; methods are appended (`{base_url}reports/list`).
-    pub base_url: Option<String>,
-    /// Download base; the report id is appended.
-    pub download_url: Option<String>,
-    pub api_key: Option<Secret>,
-    pub api_key_env: Option<String>,
-    pub secret: Option<Secret>,
-    pub secret_env: Option<String>,
-    /// Only these report types (all when empty).
-    #[serde(default)]
-    pub types: Vec<String>,
-    /// Only the reports of these mailing lists (the listing's `report` field; all when empty).
-    #[serde(default)]
-    pub reports: Vec<String>,
-    /// A finding not re-reported for this long becomes resolved [default: 7 days].
-    pub resolve_after: Option<HumanDuration>,
-    /// Where `outwatch shadowserver update-schema` downloads the schema from.
-    pub schema_url: Option<String>,
-    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-}
-
-impl ShadowserverConfig {
-    /// The API base URL in use.
-    pub fn base_url(&self) -> &str {
-        self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL)
-    }
-    /// The download base URL in use.
-    pub fn download_url(&self) -> &str {
-        self.download_url.as_deref().unwrap_or(DEFAULT_DOWNLOAD_URL)
-    }
-    /// The schema URL in use.
-    pub fn schema_url(&self) -> &str {
-        self.schema_url
-            .as_deref()
-            .unwrap_or(schema::DEFAULT_SCHEMA_URL)
-    }
-
-    /// Resolves key and secret (inline or from the environment).
-    pub fn credentials(&self) -> Result<(Secret, Secret), FetchError> {
-        let key = secret::resolve(
-            &self.api_key,
-            &self.api_key_env,
-            "sources.shadowserver.api_key",
-        )
-        .map_err(FetchError::Config)?;
-        let sec = secret::resolve(
-            &self.secret,
-            &self.secret_env,
-            "sources.shadowserver.secret",
-        )
-        .map_err(FetchError::Config)?;
-        match (key, sec) {
-            (Some(k), Some(s)) => Ok((k, s)),
-            _ => Err(FetchError::Config(
-                "sources.shadowserver needs `api_key` (or `api_key_env`) and `secret` (or \
-                 `secret_env`); request them at https://www.shadowserver.org/contact/"
-                    .into(),
-            )),
-        }
-    }
-
-    /// A signed API client.
-    pub fn client(&self, http: crate::http::HttpClient) -> Result<ApiClient, FetchError> {
-        let (api_key, secret) = self.credentials()?;
-        for (name, u) in [
-            ("base_url", self.base_url()),
-            ("download_url", self.download_url()),
-        ] {
-            reqwest::Url::parse(u).map_err(|e| {
-                FetchError::Config(format!(
-                    "sources.shadowserver.{name} `{u}` is not a URL: {e}"
-                ))
-            })?;
-        }
-        Ok(ApiClient {
-            http,
-            base_url: self.base_url().to_string(),
-            download_url: self.download_url().to_string(),
-            api_key,
-            secret,
-        })
-    }
-}
 
 /// The Reports API source.
 pub struct ShadowserverSource {
@@ -186,11 +92,11 @@ impl Source for ShadowserverSource {
     }
 
     fn schedule(&self) -> CronSchedule {
-        super::schedule_or(&self.cfg.schedule, "0 20 */6 * * *")
+        self.cfg.run_schedule()
     }
 
     fn resolve_after(&self) -> chrono::Duration {
-        super::window_or(self.cfg.resolve_after, chrono::Duration::days(7))
+        self.cfg.resolve_window()
     }
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {

@@ -17,6 +17,10 @@
 //! SNDS answers an expired or wrong key with an HTML page and status 200: that is an error, not
 //! an empty report. Activity times carry no time zone; they are taken as UTC.
 
+pub mod config;
+
+pub use config::{DEFAULT_BASE_URL, SndsConfig};
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -28,34 +32,11 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowError, Source};
-use crate::config::{Config, CronSchedule, HumanDuration};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
+use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity};
 use crate::http::{self, Fetched, HttpError, RetryPolicy};
 use crate::secret::{self, Secret};
-
-/// Default base; `data.aspx` and `ipStatus.aspx` are appended.
-pub const DEFAULT_BASE_URL: &str = "https://sendersupport.olc.protection.outlook.com/snds";
-
-/// `[sources.snds]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SndsConfig {
-    #[serde(default = "crate::sources::default_true")]
-    pub enabled: bool,
-    /// When the daemon runs it (default daily at 05:45).
-    pub schedule: Option<CronSchedule>,
-    /// Base (default `https://sendersupport.olc.protection.outlook.com/snds`).
-    pub base_url: Option<String>,
-    /// The automated-access key (or name it with `key_env`).
-    pub key: Option<Secret>,
-    pub key_env: Option<String>,
-    /// How long a finding stays open once SNDS stops reporting it (default 3 days).
-    pub resolve_after: Option<HumanDuration>,
-    /// Allow `http://` URLs to a host that is not loopback (the key then travels in clear text).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-}
 
 /// Builds the source; the key is required.
 pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
@@ -80,8 +61,8 @@ pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchErro
             .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
         key,
         secrets,
-        schedule: super::schedule_or(&c.schedule, "0 45 5 * * *"),
-        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(3)),
+        schedule: c.run_schedule(),
+        resolve_after: c.resolve_window(),
     }))
 }
 

@@ -20,6 +20,10 @@
 //! `{date}` stands for a day as `YYYYMMDD`: yesterday's and the day before's files are fetched,
 //! each a unit. Without `{date}` the URL is one file.
 
+pub mod config;
+
+pub use config::CymruConfig;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -27,35 +31,12 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowError, Source};
-use crate::config::{Config, CronSchedule, HumanDuration};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
+use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity};
 use crate::http::{self, Fetched};
 use crate::secret::{self, Secret};
-
-/// `[sources.cymru]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CymruConfig {
-    #[serde(default = "crate::sources::default_true")]
-    pub enabled: bool,
-    /// The daily file's URL; `{date}` is replaced by the day (`YYYYMMDD`).
-    pub url: Option<String>,
-    /// The CAP account's user name (HTTP basic auth).
-    pub username: Option<String>,
-    /// Its password, inline, or from the environment variable named by `password_env`.
-    pub password: Option<Secret>,
-    pub password_env: Option<String>,
-    /// When the daemon runs it (default daily at 06:50 UTC).
-    pub schedule: Option<CronSchedule>,
-    /// How long a finding stays open once no file repeats it (default 3 days).
-    pub resolve_after: Option<HumanDuration>,
-    /// Allow `http://` to a host that is not loopback (the password then travels in clear text).
-    #[serde(default)]
-    pub allow_plain_http: bool,
-}
 
 /// Builds the source: `url`, `username` and a password are required.
 pub fn build(c: &CymruConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
@@ -83,8 +64,8 @@ pub fn build(c: &CymruConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchErr
     Ok(Arc::new(CymruSource {
         url,
         secrets: vec![password, Secret::new(basic)],
-        schedule: super::schedule_or(&c.schedule, "0 50 6 * * *"),
-        resolve_after: super::window_or(c.resolve_after, chrono::Duration::days(3)),
+        schedule: c.run_schedule(),
+        resolve_after: c.resolve_window(),
     }))
 }
 
