@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::{FetchContext, FetchError, FetchOutput, Source};
 use crate::config::{Config, CronSchedule, HumanDuration};
 use crate::http::{self, Fetched, HttpError, Validators};
+use crate::indicators;
 use crate::secret::{self, Secret};
 pub use definition::FeedDef;
 pub use matching::{Processed, process_body};
@@ -208,6 +209,11 @@ pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
         out.push((name, built));
     }
     out
+}
+
+/// The names of the list feeds this config enables (whose indicator sets `flows` should use).
+pub fn enabled_names(cfg: &Config) -> Vec<String> {
+    build_enabled(cfg).into_iter().map(|(n, _)| n).collect()
 }
 
 /// One list feed, ready to fetch.
@@ -592,8 +598,11 @@ impl Source for ListSource {
         let mut validators = remembered;
         for (url, shown, r) in bodies {
             match self.read_part(ctx, url, &shown, r).await {
-                Ok((part, v)) => {
+                Ok((part, v, kept)) => {
                     validators.remove(&shown);
+                    if let Some(k) = kept {
+                        self.keep_set(k, &mut out);
+                    }
                     if v.etag.is_some() || v.last_modified.is_some() {
                         validators.insert(shown, v);
                     }
@@ -610,6 +619,18 @@ impl Source for ListSource {
             }
         }
         validators.retain(|u, _| self.shown_urls().contains(u));
+        // Sets of URLs this feed no longer fetches (a changed `url`, an ASN gone) go.
+        let sets = indicators::state_key(&self.def.name, "");
+        let current: Vec<String> = self
+            .shown_urls()
+            .iter()
+            .map(|u| indicators::state_key(&self.def.name, u))
+            .collect();
+        for k in ctx.state.keys(&sets)? {
+            if !current.contains(&k) {
+                out.state.push((k, None));
+            }
+        }
         let state = if validators.is_empty() {
             None
         } else {
@@ -621,15 +642,44 @@ impl Source for ListSource {
 }
 
 impl ListSource {
+    /// Puts the indicator set of a part that was read whole into the unit's state (replacing
+    /// the one kept before in the same batch); a cut at the cap becomes a notice.
+    fn keep_set(&self, k: indicators::KeptSet, out: &mut FetchOutput) {
+        let i = &k.info;
+        if i.cut > 0 {
+            out.notices.push(format!(
+                "{}: the indicator set of {} keeps the first {} of {} addresses and networks \
+                 (at most {} per list); {} left out",
+                self.def.name,
+                i.unit,
+                i.entries,
+                i.entries + i.cut,
+                indicators::MAX_ENTRIES,
+                i.cut
+            ));
+        }
+        tracing::debug!(
+            source = %self.def.name,
+            entries = i.entries,
+            bytes = i.bytes,
+            "indicator set kept"
+        );
+        out.state.push((
+            indicators::state_key(&self.def.name, &i.unit),
+            Some(k.bytes),
+        ));
+    }
+
     /// Reads one part (URL) of the list: its body checked (not HTML, not an error object, not
-    /// empty, not cut off) and parsed into in-scope findings, with its new validators.
+    /// empty, not cut off) and parsed into in-scope findings, with its new validators and its
+    /// indicator set (for lists whose entries can name addresses).
     async fn read_part(
         &self,
         ctx: &FetchContext,
         url: &str,
         shown: &str,
         r: Fetched,
-    ) -> Result<(Processed, Validators), FetchError> {
+    ) -> Result<(Processed, Validators, Option<indicators::KeptSet>), FetchError> {
         // Part of a multi-URL list unchanged while another changed: read it again whole,
         // so the list is complete and nothing resolves by mistake.
         let r = match r {
@@ -652,16 +702,21 @@ impl ListSource {
         let scope = ctx.scope.clone();
         let name = self.def.name.clone();
         let loc = shown.to_string();
-        let processed =
-            tokio::task::spawn_blocking(move || process_body(&def, &name, &data, &loc, &scope))
-                .await
-                .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
-                .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+        let now = ctx.now;
+        let (processed, kept) = tokio::task::spawn_blocking(move || {
+            let mut p = process_body(&def, &name, &data, &loc, &scope)?;
+            let set = std::mem::take(&mut p.indicators);
+            let kept = def.lists_addresses().then(|| set.finish(&name, &loc, now));
+            Ok::<_, String>((p, kept))
+        })
+        .await
+        .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
+        .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
         for n in &processed.notices {
             let n = self.scrub(n);
             tracing::warn!(source = %self.def.name, notice = %crate::text::Clean(&n), "the list says it is retired");
         }
-        Ok((processed, v))
+        Ok((processed, v, kept))
     }
 }
 
