@@ -127,6 +127,8 @@ pub struct SetBuilder {
     threats: Vec<String>,
     threat_ids: HashMap<String, u32>,
     scratch: String,
+    /// The threat number of the last entry with one (0: none yet).
+    last: u32,
     not_addresses: usize,
     cap: usize,
 }
@@ -145,6 +147,7 @@ impl SetBuilder {
             threats: Vec::new(),
             threat_ids: HashMap::new(),
             scratch: String::new(),
+            last: 0,
             not_addresses: 0,
             cap,
         }
@@ -170,8 +173,11 @@ impl SetBuilder {
             (Some(t), None) | (None, Some(t)) => self.scratch.push_str(clip(t)),
             (None, None) => {}
         }
+        // Lists repeat their threat texts row after row: the last one is checked first.
         let threat = if self.scratch.is_empty() {
             0
+        } else if self.last > 0 && self.threats[self.last as usize - 1] == self.scratch {
+            self.last
         } else if let Some(&i) = self.threat_ids.get(self.scratch.as_str()) {
             i
         } else {
@@ -180,6 +186,9 @@ impl SetBuilder {
             self.threat_ids.insert(self.scratch.clone(), i);
             i
         };
+        if threat > 0 {
+            self.last = threat;
+        }
         self.entries.push(Packed {
             net: net.trunc(),
             port,
@@ -443,25 +452,15 @@ fn load_where(
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<IndicatorIndex, StoreError> {
     let mut b = IndexBuilder::default();
-    let mut feeds: HashMap<String, Arc<str>> = HashMap::new();
     scan_sets(
         store,
         keep,
         &mut |info, body| {
             let Some(body) = body else { return };
-            let feed = feeds
-                .entry(info.feed.clone())
-                .or_insert_with(|| Arc::from(info.feed.as_str()))
-                .clone();
-            let threats: Vec<Arc<str>> =
-                body.threats.iter().map(|t| Arc::from(t.as_str())).collect();
+            let feed = b.feed_id(&info.feed);
+            let threats: Vec<u32> = body.threats.iter().map(|t| b.threat_id(t)).collect();
             for (net, port, t) in body_entries(&body) {
-                b.add(Listing {
-                    feed: feed.clone(),
-                    net,
-                    port,
-                    threat: t.map(|i| threats[i].clone()),
-                });
+                b.add(feed, net, port, t.map_or(0, |i| threats[i]));
             }
         },
         true,
@@ -529,18 +528,31 @@ fn host_map<K>() -> HostMap<K> {
 
 /// Lookups over every loaded [`IndicatorSet`]: single addresses in a hash map per family,
 /// networks as sorted, disjoint intervals per family (each naming the networks that cover it),
-/// so a miss costs one hash lookup and one binary search.
+/// so a miss costs one hash lookup and one binary search. Listings are kept compact (feed and
+/// threat as numbers, about 32 bytes each) and made into [`Listing`]s only when they match.
 #[derive(Debug)]
 pub struct IndicatorIndex {
     host4: HostMap<u32>,
     host6: HostMap<u128>,
     /// Listings of single addresses, grouped by address (the maps point into it).
-    hosts: Vec<Listing>,
+    hosts: Vec<Compact>,
     nets4: Ranges<u32>,
     nets6: Ranges<u128>,
     /// Per distinct listed network: its listings' range in `net_listings`.
     groups: Vec<(u32, u32)>,
-    net_listings: Vec<Listing>,
+    net_listings: Vec<Compact>,
+    feeds: Vec<Arc<str>>,
+    /// Threat texts; a listing's `threat` is 1 + its place here (0: none).
+    threats: Vec<Arc<str>>,
+}
+
+/// A listing inside the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Compact {
+    net: IpNet,
+    feed: u32,
+    port: Option<u16>,
+    threat: u32,
 }
 
 impl Default for IndicatorIndex {
@@ -553,6 +565,8 @@ impl Default for IndicatorIndex {
             nets6: Ranges::default(),
             groups: Vec::new(),
             net_listings: Vec::new(),
+            feeds: Vec::new(),
+            threats: Vec::new(),
         }
     }
 }
@@ -561,20 +575,11 @@ impl IndicatorIndex {
     /// Builds the index of `sets`.
     pub fn build(sets: &[IndicatorSet]) -> Self {
         let mut b = IndexBuilder::default();
-        let mut threats: HashMap<&str, Arc<str>> = HashMap::new();
         for s in sets {
-            let feed: Arc<str> = Arc::from(s.feed.as_str());
+            let feed = b.feed_id(&s.feed);
             for e in &s.entries {
-                let threat = e
-                    .threat
-                    .as_deref()
-                    .map(|t| threats.entry(t).or_insert_with(|| Arc::from(t)).clone());
-                b.add(Listing {
-                    feed: feed.clone(),
-                    net: e.net,
-                    port: e.port,
-                    threat,
-                });
+                let threat = e.threat.as_deref().map_or(0, |t| b.threat_id(t));
+                b.add(feed, e.net, e.port, threat);
             }
         }
         b.finish()
@@ -595,7 +600,6 @@ impl IndicatorIndex {
     /// looked up as its IPv4 address.
     #[inline]
     pub fn matches(&self, ip: IpAddr, port: Option<u16>, out: &mut Vec<Listing>) {
-        let fits = |l: &&Listing| l.port.is_none() || l.port == port;
         let (host, nets) = match ip.to_canonical() {
             IpAddr::V4(a) => {
                 let k = u32::from(a);
@@ -607,21 +611,31 @@ impl IndicatorIndex {
             }
         };
         if let Some(&(at, n)) = host {
-            out.extend(
-                self.hosts[at as usize..(at + n) as usize]
-                    .iter()
-                    .filter(fits)
-                    .cloned(),
-            );
+            self.push(&self.hosts[at as usize..(at + n) as usize], port, out);
         }
         for &g in nets {
             let (at, n) = self.groups[g as usize];
-            out.extend(
-                self.net_listings[at as usize..(at + n) as usize]
-                    .iter()
-                    .filter(fits)
-                    .cloned(),
+            self.push(
+                &self.net_listings[at as usize..(at + n) as usize],
+                port,
+                out,
             );
+        }
+    }
+
+    fn push(&self, listings: &[Compact], port: Option<u16>, out: &mut Vec<Listing>) {
+        for c in listings {
+            if c.port.is_none() || c.port == port {
+                out.push(Listing {
+                    feed: self.feeds[c.feed as usize].clone(),
+                    net: c.net,
+                    port: c.port,
+                    threat: c
+                        .threat
+                        .checked_sub(1)
+                        .map(|i| self.threats[i as usize].clone()),
+                });
+            }
         }
     }
 }
@@ -629,23 +643,44 @@ impl IndicatorIndex {
 /// Collects listings, then sorts them into an [`IndicatorIndex`].
 #[derive(Default)]
 struct IndexBuilder {
-    listings: Vec<Listing>,
+    items: Vec<Compact>,
+    feeds: Vec<Arc<str>>,
+    feed_ids: HashMap<Arc<str>, u32>,
+    threats: Vec<Arc<str>>,
+    threat_ids: HashMap<Arc<str>, u32>,
 }
 
 impl IndexBuilder {
-    fn add(&mut self, mut l: Listing) {
-        l.net = l.net.trunc();
-        self.listings.push(l);
+    fn feed_id(&mut self, f: &str) -> u32 {
+        intern(&mut self.feeds, &mut self.feed_ids, f)
+    }
+
+    /// 1 + the threat's place in the table.
+    fn threat_id(&mut self, t: &str) -> u32 {
+        intern(&mut self.threats, &mut self.threat_ids, t) + 1
+    }
+
+    fn add(&mut self, feed: u32, net: IpNet, port: Option<u16>, threat: u32) {
+        self.items.push(Compact {
+            net: net.trunc(),
+            feed,
+            port,
+            threat,
+        });
     }
 
     fn finish(self) -> IndicatorIndex {
-        let mut idx = IndicatorIndex::default();
-        let (mut hosts, mut nets): (Vec<Listing>, Vec<Listing>) = self
-            .listings
+        let mut idx = IndicatorIndex {
+            feeds: self.feeds,
+            threats: self.threats,
+            ..IndicatorIndex::default()
+        };
+        let (mut hosts, mut nets): (Vec<Compact>, Vec<Compact>) = self
+            .items
             .into_iter()
             .partition(|l| l.net.prefix_len() == l.net.max_prefix_len());
         // By address (then feed, port, threat), each listing once.
-        hosts.sort_unstable_by(|a, b| (a.net, a).cmp(&(b.net, b)));
+        hosts.sort_unstable();
         hosts.dedup();
         let mut i = 0;
         while i < hosts.len() {
@@ -661,10 +696,12 @@ impl IndexBuilder {
             };
             i = j;
         }
+        hosts.shrink_to_fit();
         idx.hosts = hosts;
-        // Networks: one group per distinct network (v4 ones sort first), then the intervals.
+        // Networks: one group per distinct network, then the intervals per family.
         nets.sort_unstable();
         nets.dedup();
+        nets.shrink_to_fit();
         let mut v4: Vec<(u32, u32)> = Vec::new();
         let mut v6: Vec<(u128, u128)> = Vec::new();
         let mut group_ids4 = Vec::new();
@@ -692,6 +729,18 @@ impl IndexBuilder {
         idx.nets6 = Ranges::build(&v6, &group_ids6);
         idx
     }
+}
+
+/// The place of `s` in `table`, added when new.
+fn intern(table: &mut Vec<Arc<str>>, ids: &mut HashMap<Arc<str>, u32>, s: &str) -> u32 {
+    if let Some(&i) = ids.get(s) {
+        return i;
+    }
+    let a: Arc<str> = Arc::from(s);
+    let i = table.len() as u32;
+    table.push(a.clone());
+    ids.insert(a, i);
+    i
 }
 
 /// An address as an ordered number.

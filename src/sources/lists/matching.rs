@@ -2,9 +2,10 @@
 //! domain indicators by host (under our domains, or a literal IP inside our prefixes), DROP
 //! networks by overlap, ASN-DROP entries by our ASNs.
 //!
-//! The hot path (an entry that is not ours) allocates nothing: fields are borrowed from the
-//! record, addresses parsed from `&str`, and the scope answered by binary search. Only entries
-//! in scope become [`Finding`]s.
+//! The hot path (an entry that is not ours) allocates nothing of its own: fields are borrowed
+//! from the record, addresses parsed from `&str`, and the scope answered by binary search; its
+//! address or network goes into the list's indicator set (a compact entry pushed on one vector,
+//! a threat text allocated once per distinct text). Only entries in scope become [`Finding`]s.
 
 use std::net::{IpAddr, SocketAddr};
 
