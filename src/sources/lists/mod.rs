@@ -732,6 +732,45 @@ mod tests {
     }
 
     #[test]
+    fn a_set_cut_at_the_cap_is_kept_and_named_in_a_notice() {
+        let def = Arc::new(
+            builtin_defs()
+                .into_iter()
+                .find(|d| d.name == "feodotracker")
+                .unwrap(),
+        );
+        let s = ListSource::new(def, None).unwrap();
+        let mut b = indicators::SetBuilder::with_cap(2);
+        for a in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            b.push(
+                a.parse::<std::net::IpAddr>().unwrap().into(),
+                None,
+                None,
+                None,
+            );
+        }
+        let k = b.finish(
+            "feodotracker",
+            "https://x.example/l.csv",
+            chrono::Utc::now(),
+        );
+        let mut out = FetchOutput::default();
+        s.keep_set(k, &mut out);
+        assert_eq!(out.state.len(), 1);
+        assert_eq!(
+            out.state[0].0,
+            "indicators/feodotracker/https://x.example/l.csv"
+        );
+        assert_eq!(out.notices.len(), 1);
+        assert!(
+            out.notices[0].contains("keeps the first 2 of 3")
+                && out.notices[0].contains("1 left out"),
+            "{}",
+            out.notices[0]
+        );
+    }
+
+    #[test]
     fn base_url_keeps_paths_and_key_fills_keyed_url() {
         let def = Arc::new(
             builtin_defs()
