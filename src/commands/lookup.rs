@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::cli::LookupArgs;
+use crate::commands::indicator_sets;
 use crate::config::{Asn, DomainName};
 use crate::error::CliError;
 use crate::finding::Finding;
@@ -170,11 +171,13 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         }
     }
     let in_scope = query_in_scope(&q, &ScopeMatcher::new(&snap));
+    let listed = indicator_sets::listed_by(store.as_ref(), &q)?;
     if a.json {
         print_json(&json!({
             "query": a.query.trim(),
             "in_scope": in_scope,
             "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
+            "listed_by": indicator_sets::listed_json(&listed),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -190,14 +193,20 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     };
     if findings.is_empty() {
         outln!(
-            "{}: nothing known ({scope_note}{asn_note}){}",
+            "{}: {} ({scope_note}{asn_note}){}",
             sanitize(a.query.trim()),
+            if listed.is_empty() {
+                "nothing known"
+            } else {
+                "no findings"
+            },
             if a.all {
                 ""
             } else {
                 "; --all includes resolved findings"
             }
         );
+        indicator_sets::print_listed(&listed)?;
         return Ok(ExitCode::SUCCESS);
     }
     sort_for_people(&mut findings);
@@ -243,6 +252,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     }
     crate::output::keep_whole(&mut t, &[0, 1, 3]);
     outln!("{t}");
+    indicator_sets::print_listed(&listed)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ pub mod import_hibp;
 pub mod import_mail;
 pub mod import_safebrowsing;
 pub mod import_shadowserver;
+pub mod indicator_sets;
 pub mod lookup;
 pub mod run;
 pub mod scope;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::commands::indicator_sets;
 use crate::daemon::RemoteStore;
 use crate::daemon::protocol::Hello;
 use crate::error::CliError;
@@ -35,6 +36,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     let seen = daemon.as_ref().map(|h| &h.sources);
     let sources = health::assess_as_seen_by(app.config.as_ref(), store.as_ref(), now, seen)?;
     let findings = store.count()?;
+    let sets = indicator_sets::feed_sets(store.as_ref())?;
     let next = next_runs(app, daemon.as_ref(), now);
     let digest = app.config.as_ref().and_then(|c| c.digest.as_ref()).map(|d| {
         json!({
@@ -60,6 +62,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         print_json(&json!({
             "sources": sources_json,
             "digest": digest,
+            "indicator_sets": indicator_sets::sets_json(&sets, now),
             "store": {
                 "path": app.data_dir.display().to_string(),
                 "findings": findings,
@@ -152,6 +155,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             }
         }
     }
+    indicator_sets::print_sets(&sets, now)?;
     outln!("store: {findings} findings in {}", app.data_dir.display());
     match &daemon {
         Some(h) => {

@@ -72,6 +72,11 @@ impl StateView {
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, FetchError> {
         Ok(self.store.state_get(key)?)
     }
+    /// The state keys starting with `prefix` (e.g. a list's kept indicator sets).
+    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, FetchError> {
+        let scan = self.store.state_scan(prefix)?;
+        Ok(scan.into_iter().map(|(k, _)| k).collect())
+    }
     pub fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,

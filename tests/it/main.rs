@@ -8,6 +8,7 @@ mod digest;
 mod end_to_end;
 mod foundation;
 mod hibp;
+mod indicators;
 mod keyed_support;
 mod lists;
 mod properties;

@@ -431,6 +431,13 @@ impl FeedDef {
             .any(|u| u.contains("{asn}"))
     }
 
+    /// Whether entries of this list can name an address or a network (an `ip`, `network`, `url`
+    /// or free-form `indicator` column): only such lists keep an indicator set.
+    pub fn lists_addresses(&self) -> bool {
+        let f = &self.fields;
+        f.ip.is_some() || f.network.is_some() || f.url.is_some() || f.indicator.is_some()
+    }
+
     /// The `feed` of this list's findings.
     pub fn feed_name(&self) -> &str {
         self.feed.as_deref().unwrap_or(&self.name)

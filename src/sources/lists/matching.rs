@@ -2,9 +2,10 @@
 //! domain indicators by host (under our domains, or a literal IP inside our prefixes), DROP
 //! networks by overlap, ASN-DROP entries by our ASNs.
 //!
-//! The hot path (an entry that is not ours) allocates nothing: fields are borrowed from the
-//! record, addresses parsed from `&str`, and the scope answered by binary search. Only entries
-//! in scope become [`Finding`]s.
+//! The hot path (an entry that is not ours) allocates nothing of its own: fields are borrowed
+//! from the record, addresses parsed from `&str`, and the scope answered by binary search; its
+//! address or network goes into the list's indicator set (a compact entry pushed on one vector,
+//! a threat text allocated once per distinct text). Only entries in scope become [`Finding`]s.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,6 +15,7 @@ use ipnet::IpNet;
 use super::definition::{FeedDef, IndicatorKind};
 use super::parse::{self, Col, Cols, Pos, Record};
 use crate::finding::{Classification, Finding, normalize_domain};
+use crate::indicators::SetBuilder;
 use crate::scope::{Origin, ScopeMatcher};
 use crate::sources::RowError;
 
@@ -30,6 +32,8 @@ pub struct Processed {
     pub warnings: Vec<RowError>,
     /// Deprecation notices the list carries.
     pub notices: Vec<String>,
+    /// Every entry that names an address or network, ours or not: the list's indicator set.
+    pub indicators: SetBuilder,
 }
 
 /// Parses `body` and keeps the entries inside `scope`. `source` is the configured feed name,
@@ -44,8 +48,9 @@ pub fn process_body(
 ) -> Result<Processed, String> {
     let mut findings = Vec::new();
     let mut warnings = Vec::new();
+    let mut indicators = SetBuilder::default();
     let mut on_row = |cols: &Cols, rec: &dyn Record, pos: Pos| -> Result<(), String> {
-        if let Some(mut hit) = entry(def, cols, rec, scope)? {
+        if let Some(mut hit) = entry(def, cols, rec, scope, &mut indicators)? {
             for message in hit.warnings.drain(..) {
                 warnings.push(RowError {
                     location: format!("{location} {pos}"),
@@ -78,6 +83,7 @@ pub fn process_body(
         rejected,
         warnings,
         notices: info.notices,
+        indicators,
     })
 }
 
@@ -168,12 +174,14 @@ impl Hit {
 /// IP, network, URL, domain, ASN or indicator) is missing or malformed. Any other malformed
 /// value of an entry in scope (a port, a time) is kept as written in `extra` under the field's
 /// role (`port`, `time`) and described in the hit's warnings; entries that are not ours are
-/// not checked beyond their identity.
+/// not checked beyond their identity. Every entry with a good identity goes into `kept` (its
+/// address or network, with port and threat), ours or not.
 pub fn entry(
     def: &FeedDef,
     cols: &Cols,
     rec: &dyn Record,
     scope: &ScopeMatcher,
+    kept: &mut SetBuilder,
 ) -> Result<Option<Hit>, String> {
     let get = |c: &Option<Col>| -> Option<std::borrow::Cow<'_, str>> {
         let v = rec.get(c.as_ref()?)?;
@@ -334,6 +342,10 @@ pub fn entry(
         }
     }
 
+    keep_indicator(kept, ip, network, url_port, &get(&cols.port), || {
+        (get(&cols.malware), get(&cols.kind))
+    });
+
     // Scope test, allocation-free.
     let by_ip = ip.is_some_and(|(a, _)| scope.contains_ip(a));
     let by_net = network.is_some_and(|n| scope.overlaps_net(n));
@@ -438,6 +450,40 @@ pub fn entry(
         matched_asn: by_asn && !(by_ip || by_net || by_domain),
         warnings,
     }))
+}
+
+/// Adds an entry's address or network to the list's indicator set, with the port the list
+/// names (in `ip:port`, its port column, or the URL) and what it says the entry is; an entry
+/// without either (a host name, an ASN) is only counted. A malformed port of an entry that is
+/// not ours is not checked: the address is kept without it (matching any port).
+fn keep_indicator<'a>(
+    kept: &mut SetBuilder,
+    ip: Option<(IpAddr, Option<u16>)>,
+    network: Option<IpNet>,
+    url_port: Option<u16>,
+    port_field: &Option<std::borrow::Cow<'_, str>>,
+    what: impl FnOnce() -> (
+        Option<std::borrow::Cow<'a, str>>,
+        Option<std::borrow::Cow<'a, str>>,
+    ),
+) {
+    if ip.is_none() && network.is_none() {
+        kept.not_an_address();
+        return;
+    }
+    let (malware, kind) = what();
+    let port_col = port_field.as_deref().and_then(|p| p.parse::<u16>().ok());
+    if let Some((a, p)) = ip {
+        kept.push(
+            IpNet::from(a),
+            p.or(port_col).or(url_port),
+            malware.as_deref(),
+            kind.as_deref(),
+        );
+    }
+    if let Some(n) = network {
+        kept.push(n, None, malware.as_deref(), kind.as_deref());
+    }
 }
 
 /// `192.0.2.7`, `192.0.2.7:443`, `2001:db8::1`, `[2001:db8::1]:443`.

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{FetchContext, FetchError, FetchOutput, Source};
 use crate::config::{Config, CronSchedule, HumanDuration};
 use crate::http::{self, Fetched, HttpError, Validators};
+use crate::indicators;
 use crate::secret::{self, Secret};
 pub use definition::FeedDef;
 pub use matching::{Processed, process_body};
@@ -209,6 +210,11 @@ pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
         out.push((name, built));
     }
     out
+}
+
+/// The names of the list feeds this config enables (whose indicator sets `flows` should use).
+pub fn enabled_names(cfg: &Config) -> Vec<String> {
+    build_enabled(cfg).into_iter().map(|(n, _)| n).collect()
 }
 
 /// One list feed, ready to fetch.
@@ -593,8 +599,11 @@ impl Source for ListSource {
         let mut validators = remembered;
         for (url, shown, r) in bodies {
             match self.read_part(ctx, url, &shown, r).await {
-                Ok((part, v)) => {
+                Ok((part, v, kept)) => {
                     validators.remove(&shown);
+                    if let Some(k) = kept {
+                        self.keep_set(k, &mut out);
+                    }
                     if v.etag.is_some() || v.last_modified.is_some() {
                         validators.insert(shown, v);
                     }
@@ -611,6 +620,18 @@ impl Source for ListSource {
             }
         }
         validators.retain(|u, _| self.shown_urls().contains(u));
+        // Sets of URLs this feed no longer fetches (a changed `url`, an ASN gone) go.
+        let sets = indicators::state_key(&self.def.name, "");
+        let current: Vec<String> = self
+            .shown_urls()
+            .iter()
+            .map(|u| indicators::state_key(&self.def.name, u))
+            .collect();
+        for k in ctx.state.keys(&sets)? {
+            if !current.contains(&k) {
+                out.state.push((k, None));
+            }
+        }
         let state = if validators.is_empty() {
             None
         } else {
@@ -622,15 +643,44 @@ impl Source for ListSource {
 }
 
 impl ListSource {
+    /// Puts the indicator set of a part that was read whole into the unit's state (replacing
+    /// the one kept before in the same batch); a cut at the cap becomes a notice.
+    fn keep_set(&self, k: indicators::KeptSet, out: &mut FetchOutput) {
+        let i = &k.info;
+        if i.cut > 0 {
+            out.notices.push(format!(
+                "{}: the indicator set of {} keeps the first {} of {} addresses and networks \
+                 (at most {} per list); {} left out",
+                self.def.name,
+                i.unit,
+                i.entries,
+                i.entries + i.cut,
+                indicators::MAX_ENTRIES,
+                i.cut
+            ));
+        }
+        tracing::debug!(
+            source = %self.def.name,
+            entries = i.entries,
+            bytes = i.bytes,
+            "indicator set kept"
+        );
+        out.state.push((
+            indicators::state_key(&self.def.name, &i.unit),
+            Some(k.bytes),
+        ));
+    }
+
     /// Reads one part (URL) of the list: its body checked (not HTML, not an error object, not
-    /// empty, not cut off) and parsed into in-scope findings, with its new validators.
+    /// empty, not cut off) and parsed into in-scope findings, with its new validators and its
+    /// indicator set (for lists whose entries can name addresses).
     async fn read_part(
         &self,
         ctx: &FetchContext,
         url: &str,
         shown: &str,
         r: Fetched,
-    ) -> Result<(Processed, Validators), FetchError> {
+    ) -> Result<(Processed, Validators, Option<indicators::KeptSet>), FetchError> {
         // Part of a multi-URL list unchanged while another changed: read it again whole,
         // so the list is complete and nothing resolves by mistake.
         let r = match r {
@@ -653,16 +703,21 @@ impl ListSource {
         let scope = ctx.scope.clone();
         let name = self.def.name.clone();
         let loc = shown.to_string();
-        let processed =
-            tokio::task::spawn_blocking(move || process_body(&def, &name, &data, &loc, &scope))
-                .await
-                .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
-                .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+        let now = ctx.now;
+        let (processed, kept) = tokio::task::spawn_blocking(move || {
+            let mut p = process_body(&def, &name, &data, &loc, &scope)?;
+            let set = std::mem::take(&mut p.indicators);
+            let kept = def.lists_addresses().then(|| set.finish(&name, &loc, now));
+            Ok::<_, String>((p, kept))
+        })
+        .await
+        .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
+        .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
         for n in &processed.notices {
             let n = self.scrub(n);
             tracing::warn!(source = %self.def.name, notice = %crate::text::Clean(&n), "the list says it is retired");
         }
-        Ok((processed, v))
+        Ok((processed, v, kept))
     }
 }
 
@@ -675,6 +730,45 @@ mod tests {
         let defs = builtin_defs();
         let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, BUILTIN);
+    }
+
+    #[test]
+    fn a_set_cut_at_the_cap_is_kept_and_named_in_a_notice() {
+        let def = Arc::new(
+            builtin_defs()
+                .into_iter()
+                .find(|d| d.name == "feodotracker")
+                .unwrap(),
+        );
+        let s = ListSource::new(def, None).unwrap();
+        let mut b = indicators::SetBuilder::with_cap(2);
+        for a in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            b.push(
+                a.parse::<std::net::IpAddr>().unwrap().into(),
+                None,
+                None,
+                None,
+            );
+        }
+        let k = b.finish(
+            "feodotracker",
+            "https://x.example/l.csv",
+            chrono::Utc::now(),
+        );
+        let mut out = FetchOutput::default();
+        s.keep_set(k, &mut out);
+        assert_eq!(out.state.len(), 1);
+        assert_eq!(
+            out.state[0].0,
+            "indicators/feodotracker/https://x.example/l.csv"
+        );
+        assert_eq!(out.notices.len(), 1);
+        assert!(
+            out.notices[0].contains("keeps the first 2 of 3")
+                && out.notices[0].contains("1 left out"),
+            "{}",
+            out.notices[0]
+        );
     }
 
     #[test]
