@@ -63,6 +63,9 @@ pub struct Config {
     /// The mail server the digest is sent through.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// The network's own connection logs (`outwatch flows`, and watched by `run`).
+    #[serde(default)]
+    pub flows: crate::flows::config::FlowsConfig,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -655,6 +658,9 @@ impl Config {
     fn validate(&self, text: &str) -> Result<(), String> {
         self.validate_urls(text)?;
         crate::sources::lists::validate(self)?;
+        self.flows
+            .validate()
+            .map_err(|e| format!("{}{e}", line_hint(text, "[flows")))?;
         let known = crate::sources::lists::known_feed_names(self);
         for name in self.sources.lists.keys() {
             if !known.iter().any(|k| k == name) {
