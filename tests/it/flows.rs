@@ -337,20 +337,25 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
     cfg.flows.paths = vec!["logs/conn*.log".into()];
     let store = SledStore::open(&dir.path().join("store")).unwrap();
     let scope = ScopeMatcher::default();
-    let t = || "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap();
+    // Each run at its own time (the run log is keyed by time).
+    let tick = std::sync::atomic::AtomicI64::new(0);
+    let t = || {
+        let s = tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::seconds(s)
+    };
 
     // Nothing there yet: no new lines.
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, &t).unwrap();
     assert!(r.unwrap().contains("no new lines"));
 
     let full = std::fs::read_to_string(two_days()).unwrap();
     let lines: Vec<&str> = full.lines().collect();
     let half = lines.len() / 2;
     std::fs::write(logs.join("conn.log"), lines[..half].join("\n") + "\n").unwrap();
-    outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
+    outwatch::flows::watch::run_once(&cfg, &store, &scope, &t)
         .unwrap()
         .unwrap();
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, &t).unwrap();
     assert!(r.unwrap().contains("no new lines"));
     let runs = store.runs(Some("flows"), 10).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::NotModified);
@@ -358,7 +363,7 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
 
     // The file grows to the whole two days: read again, counts are the file's, not summed.
     std::fs::write(logs.join("conn.log"), &full).unwrap();
-    outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
+    outwatch::flows::watch::run_once(&cfg, &store, &scope, &t)
         .unwrap()
         .unwrap();
     let found = store
@@ -373,7 +378,60 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
 
     // A path that names a missing file is a failed run.
     cfg.flows.paths.push("logs/current/conn.log".into());
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, &t).unwrap();
     assert!(r.unwrap_err().contains("could not be read"));
     assert_eq!(store.runs(Some("flows"), 1).unwrap()[0].outcome, RunOutcome::Error);
+}
+
+mod properties {
+    use super::*;
+    use outwatch::flows::config::{MismatchAllow, PeerAllow};
+    use outwatch::flows::{Conn, Proto};
+    use proptest::prelude::*;
+
+    fn ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|v| IpAddr::from(std::net::Ipv4Addr::from(v))),
+            (0u32..512).prop_map(|v| IpAddr::from(std::net::Ipv4Addr::from(0x0a01_0000 + v))),
+            any::<u128>().prop_map(|v| IpAddr::from(std::net::Ipv6Addr::from(v))),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// The allow-list grammars refuse or accept anything without panicking.
+        #[test]
+        fn allow_entries_never_panic(s in "\\PC{0,40}", t in "[0-9a-f:./\\[\\]*]{0,40}") {
+            let _ = s.parse::<PeerAllow>();
+            let _ = t.parse::<PeerAllow>();
+            let _ = s.parse::<MismatchAllow>();
+            let _ = t.parse::<MismatchAllow>();
+        }
+
+        /// Any connections, however odd their values, give findings without a panic.
+        #[test]
+        fn any_connections_are_analysed(
+            conns in proptest::collection::vec(
+                (any::<i64>(), ip(), ip(), any::<Option<u16>>(), any::<Option<u64>>(),
+                 any::<Option<u64>>(), prop_oneof![Just(None), Just(Some("ssl")),
+                 Just(Some("gssapi,smb,krb")), Just(Some("")), Just(Some("<x>,,"))]),
+                0..60)
+        ) {
+            let flows = outwatch::flows::config::FlowsConfig::default();
+            let scope = ScopeMatcher::default();
+            let index = IndicatorIndex::default();
+            let mut a = Analyser::new(&Settings::new(&flows), &scope, &index);
+            for (ts, o, r, port, dur, pk, svc) in &conns {
+                a.add(&Conn {
+                    ts_us: *ts, orig: *o, orig_port: None, resp: *r, resp_port: *port,
+                    proto: Proto::Tcp, service: *svc, duration_us: *dur, orig_pkts: *pk,
+                    resp_pkts: *pk, orig_bytes: *pk, resp_bytes: *dur, conn_state: None,
+                });
+            }
+            let r = a.finish();
+            prop_assert_eq!(r.summary.connections as usize, conns.len());
+            prop_assert_eq!(r.summary.findings, r.findings.len());
+        }
+    }
 }
