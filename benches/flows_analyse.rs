@@ -77,16 +77,26 @@ fn main() {
             threat: Some("Bench".into()),
         })
         .collect();
-    entries.extend((0..500u32).map(|i| Entry {
-        net: format!("{}.{}.0.0/16", 100 + i / 200, i % 200).parse().unwrap(),
-        port: None,
-        threat: None,
+    entries.extend((0..500u32).map(|i| {
+        Entry {
+            net: format!("{}.{}.0.0/16", 100 + i / 200, i % 200)
+                .parse()
+                .unwrap(),
+            port: None,
+            threat: None,
+        }
     }));
-    let index = IndicatorIndex::build(&[IndicatorSet {
-        feed: "bench".into(),
-        fetched: Utc::now(),
-        entries,
-    }]);
+    // FLOWS_BENCH_LISTS=0: no C2 lists (to see what the list lookups cost).
+    let lists = std::env::var("FLOWS_BENCH_LISTS").map_or(true, |v| v != "0");
+    let index = if lists {
+        IndicatorIndex::build(&[IndicatorSet {
+            feed: "bench".into(),
+            fetched: Utc::now(),
+            entries,
+        }])
+    } else {
+        IndicatorIndex::default()
+    };
     let scope = ScopeMatcher::default();
     let made_up: Vec<String> = (0..300).map(|i| format!("svc{i}")).collect();
     let mut a = Analyser::new(&Settings::new(&flows), &scope, &index);
@@ -100,7 +110,12 @@ fn main() {
         let orig = if host_n < 200 {
             IpAddr::V4(Ipv4Addr::new(10, 200, 0, host_n as u8))
         } else {
-            IpAddr::V4(Ipv4Addr::new(10, 0, (host_n / 250 % 250) as u8, (host_n % 250) as u8))
+            IpAddr::V4(Ipv4Addr::new(
+                10,
+                0,
+                (host_n / 250 % 250) as u8,
+                (host_n % 250) as u8,
+            ))
         };
         let pick = r % 10_000;
         let (resp, port, service): (IpAddr, u16, Option<&str>) = if pick < 5 {
@@ -116,7 +131,11 @@ fn main() {
         } else if pick < 8_500 {
             (external(r >> 24), 22, Some("ssh"))
         } else if pick < 9_000 {
-            (IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10)), 445, Some("gssapi,smb,krb"))
+            (
+                IpAddr::V4(Ipv4Addr::new(10, 1, 0, 10)),
+                445,
+                Some("gssapi,smb,krb"),
+            )
         } else if pick < 9_300 {
             (
                 external(r >> 24),
@@ -126,7 +145,7 @@ fn main() {
         } else {
             (external(r >> 24), (r >> 40) as u16, None)
         };
-        let long = (r >> 50) % 1_000 == 0;
+        let long = (r >> 50).is_multiple_of(1_000);
         let pk = 2 + (r >> 33) % 40;
         let conn = Conn {
             ts_us: t0 + (i as i64 * (week_us / n as i64)),
@@ -140,7 +159,11 @@ fn main() {
                 Proto::Tcp
             },
             service,
-            duration_us: Some(if long { 4_000_000_000 } else { (r >> 36) % 60_000_000 }),
+            duration_us: Some(if long {
+                4_000_000_000
+            } else {
+                (r >> 36) % 60_000_000
+            }),
             orig_pkts: Some(pk),
             resp_pkts: Some(pk + 1),
             orig_bytes: Some(pk * 400),

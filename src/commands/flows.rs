@@ -104,7 +104,10 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
         a.rejected(),
         s.not_ours
     );
-    workln!("flows: {} finding(s), {new} new, {updated} updated", s.findings);
+    workln!(
+        "flows: {} finding(s), {new} new, {updated} updated",
+        s.findings
+    );
     for f in &a.files {
         if let Some(e) = &f.error {
             eprintln!("cannot read {}: {}", Clean(&f.path), Clean(e));
@@ -149,7 +152,11 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
                     .iter()
                     .take(3)
                     .map(|r| {
-                        let v = if label == "packets" { r.packets } else { r.bytes };
+                        let v = if label == "packets" {
+                            r.packets
+                        } else {
+                            r.bytes
+                        };
                         format!("{} {v}", clip_middle(&r.ip.to_string(), 39))
                     })
                     .collect();

@@ -87,10 +87,7 @@ pub fn what(f: &Finding) -> String {
                 .and_then(|v| v.as_f64())
                 .unwrap_or(0.0);
             let d = std::time::Duration::from_secs(secs.max(0.0) as u64);
-            format!(
-                "with {peer}, longest {}",
-                humantime::format_duration(d)
-            )
+            format!("with {peer}, longest {}", humantime::format_duration(d))
         }
         "port-mismatch" => format!(
             "{} on port {} (with {peer}), {conns} connection(s)",
@@ -129,7 +126,12 @@ impl TrafficCollector {
             self.items.truncate(MAX_LISTED);
         }
         if self.items.len() >= MAX_LISTED
-            && self.items.iter().map(|(k, _)| k).max().is_some_and(|w| key >= *w)
+            && self
+                .items
+                .iter()
+                .map(|(k, _)| k)
+                .max()
+                .is_some_and(|w| key >= *w)
         {
             return;
         }

@@ -315,7 +315,10 @@ mod tests {
             8080
         ));
         let a: MismatchAllow = "2001:db8::5:ssh:2222".parse().unwrap();
-        assert_eq!(a.net.unwrap().addr(), "2001:db8::5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            a.net.unwrap().addr(),
+            "2001:db8::5".parse::<IpAddr>().unwrap()
+        );
         assert!("ssl".parse::<MismatchAllow>().is_err());
         assert!("x:ssl:443".parse::<MismatchAllow>().is_err());
         assert!("s l:443".parse::<MismatchAllow>().is_err());

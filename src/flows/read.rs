@@ -123,8 +123,7 @@ fn read_zeek_tsv(
                 .filter(|v| *v != "-" && *v != "(empty)" && !v.is_empty())
         };
         let ip = |i: usize| get(i).and_then(|v| v.parse::<IpAddr>().ok());
-        let (Some(ts_us), Some(orig), Some(resp)) = (get(0).and_then(secs_us), ip(1), ip(3))
-        else {
+        let (Some(ts_us), Some(orig), Some(resp)) = (get(0).and_then(secs_us), ip(1), ip(3)) else {
             st.rejected += 1;
             if st.errors.len() < MAX_ERRORS {
                 st.errors.push(RowError {

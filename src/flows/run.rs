@@ -44,7 +44,11 @@ impl Analysed {
     }
     /// Lines read, over all files.
     pub fn lines(&self) -> u64 {
-        self.files.iter().filter_map(|f| f.stats.as_ref()).map(|s| s.lines).sum()
+        self.files
+            .iter()
+            .filter_map(|f| f.stats.as_ref())
+            .map(|s| s.lines)
+            .sum()
     }
     /// Connections read, over all files.
     pub fn connections(&self) -> u64 {

@@ -176,9 +176,8 @@ pub fn run_once(
         match std::fs::metadata(f) {
             Ok(meta) => {
                 let mark = FileMark::of(&meta);
-                let known: Option<FileMark> = marks
-                    .get(&key)
-                    .and_then(|v| serde_json::from_slice(v).ok());
+                let known: Option<FileMark> =
+                    marks.get(&key).and_then(|v| serde_json::from_slice(v).ok());
                 if known != Some(mark) {
                     to_read.push((f.clone(), key, mark));
                 }
@@ -202,7 +201,11 @@ pub fn run_once(
         r.outcome = RunOutcome::NotModified;
         r.finished = now();
         if !state.is_empty() {
-            store.ingest(Vec::new(), state, &crate::store::IngestOptions { now: r.finished })?;
+            store.ingest(
+                Vec::new(),
+                state,
+                &crate::store::IngestOptions { now: r.finished },
+            )?;
         }
         store.record_run(&r)?;
         return Ok(Ok(format!("no new lines in {} file(s)", files.len())));
@@ -246,11 +249,7 @@ pub fn facts(cfg: &Config) -> Option<SourceFacts> {
 /// Judges the flows entry: like [`health::judge`], but a run that found no new lines
 /// (`not_modified`) is no sign of life, so paths that stop giving lines for twice the
 /// schedule are `silent`.
-pub fn judge(
-    facts: &SourceFacts,
-    runs: &[FetchRun],
-    now: DateTime<Utc>,
-) -> SourceHealth {
+pub fn judge(facts: &SourceFacts, runs: &[FetchRun], now: DateTime<Utc>) -> SourceHealth {
     let with_lines: Vec<FetchRun> = runs
         .iter()
         .filter(|r| r.outcome != RunOutcome::NotModified)
@@ -269,7 +268,10 @@ pub fn judge(
         )];
         return h;
     }
-    let sched = facts.schedule.as_ref().map(|s: &CronSchedule| s.source.clone());
+    let sched = facts
+        .schedule
+        .as_ref()
+        .map(|s: &CronSchedule| s.source.clone());
     for w in &mut h.warnings {
         if w.starts_with("no successful run since")
             && let Some(s) = &sched
@@ -293,8 +295,14 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(wildcard_match("conn.*.log.gz", "conn.10:00:00-11:00:00.log.gz"));
-        assert!(!wildcard_match("conn.*.log.gz", "dns.10:00:00-11:00:00.log.gz"));
+        assert!(wildcard_match(
+            "conn.*.log.gz",
+            "conn.10:00:00-11:00:00.log.gz"
+        ));
+        assert!(!wildcard_match(
+            "conn.*.log.gz",
+            "dns.10:00:00-11:00:00.log.gz"
+        ));
         assert!(wildcard_match("conn.?og", "conn.log"));
         assert!(wildcard_match("*", "x"));
         assert!(!wildcard_match("a*b", "acbd"));
@@ -339,9 +347,16 @@ mod tests {
         assert_eq!(h.state, HealthState::Ok, "{:?}", h.warnings);
         let h = judge(&facts, &runs, t0 + m(46));
         assert_eq!(h.state, HealthState::Silent);
-        assert!(h.warnings[0].contains("no new log lines"), "{:?}", h.warnings);
+        assert!(
+            h.warnings[0].contains("no new log lines"),
+            "{:?}",
+            h.warnings
+        );
         let mut failing = runs.clone();
         failing.insert(0, run_at(RunOutcome::Error, t0 + m(60), 0));
-        assert_eq!(judge(&facts, &failing, t0 + m(61)).state, HealthState::Failing);
+        assert_eq!(
+            judge(&facts, &failing, t0 + m(61)).state,
+            HealthState::Failing
+        );
     }
 }

@@ -100,7 +100,10 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     assert_eq!(c2[0].extra["peer"], "203.0.113.50");
     assert_eq!(c2[0].extra["connections"], 3);
     assert_eq!(c2[0].severity, outwatch::finding::Severity::Critical);
-    assert!(of(&r, "c2-contact", "10.1.0.9").is_empty(), "listed on another port");
+    assert!(
+        of(&r, "c2-contact", "10.1.0.9").is_empty(),
+        "listed on another port"
+    );
 
     // unexpected-outbound: the DMZ host that starts a connection out; not the one that only
     // answers, nor its allowed resolver.
@@ -137,7 +140,10 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     assert_eq!(dns[0].extra["metric"], "packets");
     assert_eq!(dns[0].extra["compared_with"], "team accounting");
     let up = of(&r, "top-talker", "10.1.0.31");
-    let mut metrics: Vec<&str> = up.iter().map(|f| f.extra["metric"].as_str().unwrap()).collect();
+    let mut metrics: Vec<&str> = up
+        .iter()
+        .map(|f| f.extra["metric"].as_str().unwrap())
+        .collect();
     metrics.sort();
     assert_eq!(metrics, ["bytes", "packets"]);
     assert!(of(&r, "top-talker", "10.1.0.20").is_empty());
@@ -150,7 +156,10 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     let dns_top = &s.top_talkers["dns"].by_packets[0];
     assert_eq!(dns_top.ip.to_string(), "10.1.0.30");
     assert_eq!(dns_top.connections, 200);
-    assert_eq!(s.top_talkers["http"].by_bytes[0].ip.to_string(), "10.1.0.31");
+    assert_eq!(
+        s.top_talkers["http"].by_bytes[0].ip.to_string(),
+        "10.1.0.31"
+    );
 }
 
 #[test]
@@ -177,13 +186,19 @@ fn a_bad_config_names_the_key() {
     let p = dir.path().join("outwatch.toml");
     for (extra, key) in [
         ("[flows]\ntop_talker_k = -1\n", "flows.top_talker_k"),
-        ("[flows]\nport_mismatch_allow = [\"ssl\"]\n", "flows.port_mismatch_allow"),
+        (
+            "[flows]\nport_mismatch_allow = [\"ssl\"]\n",
+            "flows.port_mismatch_allow",
+        ),
         (
             "[[flows.zones]]\nname = \"dmz\"\nprefixes = [\"10.2.0.0/24\"]\noutbound = false\nallow = [\"nowhere:x\"]\n",
             "flows.zones.allow",
         ),
         ("[flows]\nunknown = 1\n", "unknown"),
-        ("[[flows.teams]]\nname = \"t\"\nprefixes = [\"10.0.0.300/8\"]\n", "prefixes"),
+        (
+            "[[flows.teams]]\nname = \"t\"\nprefixes = [\"10.0.0.300/8\"]\n",
+            "prefixes",
+        ),
     ] {
         let text = format!(
             "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n{extra}{}",
@@ -204,7 +219,11 @@ fn cli_json_stores_findings_that_lookup_and_status_show() {
         .arg(two_days())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j = stdout_json(&out);
     for k in [
         "connections",
@@ -219,7 +238,14 @@ fn cli_json_stores_findings_that_lookup_and_status_show() {
     }
     assert_eq!(j["connections"], 552);
     assert_eq!(j["rejected"], 1);
-    assert_eq!(j["errors"][0]["location"].as_str().unwrap().rsplit(':').next(), Some("15"));
+    assert_eq!(
+        j["errors"][0]["location"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next(),
+        Some("15")
+    );
     assert_eq!(j["by_feed"]["unexpected-outbound"], 1);
     assert_eq!(j["by_feed"]["long-connection"], 1);
     assert_eq!(j["by_feed"]["port-mismatch"], 3);
@@ -345,17 +371,17 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
     };
 
     // Nothing there yet: no new lines.
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, &t).unwrap();
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
     assert!(r.unwrap().contains("no new lines"));
 
     let full = std::fs::read_to_string(two_days()).unwrap();
     let lines: Vec<&str> = full.lines().collect();
     let half = lines.len() / 2;
     std::fs::write(logs.join("conn.log"), lines[..half].join("\n") + "\n").unwrap();
-    outwatch::flows::watch::run_once(&cfg, &store, &scope, &t)
+    outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
         .unwrap()
         .unwrap();
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, &t).unwrap();
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
     assert!(r.unwrap().contains("no new lines"));
     let runs = store.runs(Some("flows"), 10).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::NotModified);
@@ -363,7 +389,7 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
 
     // The file grows to the whole two days: read again, counts are the file's, not summed.
     std::fs::write(logs.join("conn.log"), &full).unwrap();
-    outwatch::flows::watch::run_once(&cfg, &store, &scope, &t)
+    outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
         .unwrap()
         .unwrap();
     let found = store
@@ -374,13 +400,19 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
         .unwrap();
     let mism: Vec<&Finding> = found.iter().filter(|f| f.feed == "port-mismatch").collect();
     assert_eq!(mism.len(), 2);
-    assert!(mism.iter().all(|f| f.extra["connections"] == 20), "{mism:#?}");
+    assert!(
+        mism.iter().all(|f| f.extra["connections"] == 20),
+        "{mism:#?}"
+    );
 
     // A path that names a missing file is a failed run.
     cfg.flows.paths.push("logs/current/conn.log".into());
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, &t).unwrap();
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
     assert!(r.unwrap_err().contains("could not be read"));
-    assert_eq!(store.runs(Some("flows"), 1).unwrap()[0].outcome, RunOutcome::Error);
+    assert_eq!(
+        store.runs(Some("flows"), 1).unwrap()[0].outcome,
+        RunOutcome::Error
+    );
 }
 
 mod properties {

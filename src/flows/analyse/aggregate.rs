@@ -18,8 +18,10 @@ use super::rules::Kind;
 
 /// Most details (peers, service/port pairs) kept per host, kind and day.
 pub const MAX_DETAILS_PER_HOST: u32 = 32;
-/// Most aggregates kept in all.
-pub const MAX_AGGREGATES: usize = 200_000;
+/// Most aggregates kept in all. Each becomes a finding (about 2 KB with its `extra`), so this
+/// bounds the findings of one run to about 100 MB; more than this many in one run is more
+/// than anyone reads.
+pub const MAX_AGGREGATES: usize = 50_000;
 /// Most listings named per c2-contact aggregate.
 pub const MAX_LISTINGS: usize = 8;
 

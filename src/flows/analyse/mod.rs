@@ -7,8 +7,8 @@
 //!
 //! Memory is bounded whatever the input: at most [`aggregate::MAX_AGGREGATES`] aggregates,
 //! [`aggregate::MAX_DETAILS_PER_HOST`] per host, kind and day, [`MAX_SERVICES`] service
-//! names, and per service and metric 2 × [`talkers::TALKER_CAPACITY`] talkers (well under
-//! 200 MB in all). What is exact and what is approximate is said in those modules.
+//! names, and per service 2 × [`talkers::TALKER_CAPACITY`] talkers (under 200 MB in all,
+//! the findings built at the end included). What is exact and what is approximate is said in those modules.
 //!
 //! Which hosts are ours: the configured scope, `[flows] internal` (private ranges by default),
 //! and every zone and team prefix. A connection between two addresses that are not ours is
@@ -195,8 +195,8 @@ pub struct Analyser<'a> {
     allow: Vec<MismatchAllow>,
     aggs: Aggregates,
     services: Services,
-    /// Per service id: the tables by packets and by bytes.
-    talkers: Vec<(TalkerTable, TalkerTable)>,
+    /// Per service id: its talkers.
+    talkers: Vec<TalkerTable>,
     c2_cache: HashMap<(IpAddr, Option<u16>), bool>,
     listings: Vec<Listing>,
     connections: u64,
@@ -253,7 +253,10 @@ impl<'a> Analyser<'a> {
             return;
         }
         let day = day_of(c.ts_us);
-        let packets = c.orig_pkts.unwrap_or(0).saturating_add(c.resp_pkts.unwrap_or(0));
+        let packets = c
+            .orig_pkts
+            .unwrap_or(0)
+            .saturating_add(c.resp_pkts.unwrap_or(0));
         let bytes = c
             .orig_bytes
             .unwrap_or(0)
@@ -282,8 +285,7 @@ impl<'a> Analyser<'a> {
         if o != r && !self.index.is_empty() {
             self.c2(day, host, &obs);
         }
-        if o
-            && !r
+        if o && !r
             && let Some(z) = self.ours.closed_zone(c.orig)
             && !z.allow.iter().any(|a| a.allows(c.resp, c.resp_port))
         {
@@ -319,14 +321,9 @@ impl<'a> Analyser<'a> {
         }
         let i = usize::from(service);
         while self.talkers.len() <= i {
-            self.talkers.push((
-                TalkerTable::new(Metric::Packets),
-                TalkerTable::new(Metric::Bytes),
-            ));
+            self.talkers.push(TalkerTable::new());
         }
-        let (p, b) = &mut self.talkers[i];
-        p.add(host, packets, bytes, c.ts_us);
-        b.add(host, packets, bytes, c.ts_us);
+        self.talkers[i].add(host, packets, bytes, c.ts_us);
     }
 
     fn c2(&mut self, day: i32, host: IpAddr, obs: &Obs) {
@@ -414,8 +411,11 @@ impl<'a> Analyser<'a> {
                 let mut feeds: Vec<&str> = a.listed.iter().map(|l| &*l.feed).collect();
                 feeds.sort_unstable();
                 feeds.dedup();
-                let mut threats: Vec<&str> =
-                    a.listed.iter().filter_map(|l| l.threat.as_deref()).collect();
+                let mut threats: Vec<&str> = a
+                    .listed
+                    .iter()
+                    .filter_map(|l| l.threat.as_deref())
+                    .collect();
                 threats.sort_unstable();
                 threats.dedup();
                 f.set_extra("feeds", feeds.join(", "));
@@ -439,19 +439,19 @@ impl<'a> Analyser<'a> {
         }
         let mut top_talkers = BTreeMap::new();
         let mut evicted = 0;
-        for (i, (by_p, by_b)) in self.talkers.iter().enumerate() {
+        for (i, table) in self.talkers.iter().enumerate() {
             let name = self.services.names[i].clone();
-            evicted += by_p.evicted + by_b.evicted;
+            evicted += table.evicted;
             let row = |(ip, t): &(IpAddr, talkers::Talker)| TalkerRow {
                 ip: *ip,
                 packets: t.packets,
                 bytes: t.bytes,
                 connections: t.connections,
             };
-            let rp = by_p.ranked();
-            let rb = by_b.ranked();
-            for (table, ranked) in [(by_p, &rp), (by_b, &rb)] {
-                self.talker_findings(&name, table, ranked, &mut findings);
+            let rp = table.ranked(Metric::Packets);
+            let rb = table.ranked(Metric::Bytes);
+            for (m, ranked) in [(Metric::Packets, &rp), (Metric::Bytes, &rb)] {
+                self.talker_findings(&name, m, ranked, &mut findings);
             }
             top_talkers.insert(
                 name,
@@ -503,12 +503,14 @@ impl<'a> Analyser<'a> {
     fn talker_findings(
         &self,
         service: &str,
-        table: &TalkerTable,
+        m: Metric,
         ranked: &[(IpAddr, talkers::Talker)],
         out: &mut Vec<Finding>,
     ) {
-        let m = table.metric;
-        let teams: Vec<Option<usize>> = ranked.iter().map(|(ip, _)| self.ours.team_of(*ip)).collect();
+        let teams: Vec<Option<usize>> = ranked
+            .iter()
+            .map(|(ip, _)| self.ours.team_of(*ip))
+            .collect();
         let mut bars: HashMap<Option<usize>, (Option<f64>, f64, usize)> = HashMap::new();
         for (i, (ip, t)) in ranked.iter().enumerate() {
             let team = teams[i];
@@ -549,8 +551,8 @@ impl<'a> Analyser<'a> {
                     None => "everyone".to_string(),
                 },
             );
-            if t.error > 0 {
-                f.set_extra("overestimate_at_most", t.error);
+            if t.error(m) > 0 {
+                f.set_extra("overestimate_at_most", t.error(m));
             }
             out.push(f);
         }

@@ -106,8 +106,14 @@ impl Rules {
                         let (a, b) = r
                             .split_once('-')
                             .ok_or_else(|| format!("ports.{svc}: `{r}` is not from-to"))?;
-                        let a: u16 = a.trim().parse().map_err(|_| format!("ports.{svc}: `{r}`"))?;
-                        let b: u16 = b.trim().parse().map_err(|_| format!("ports.{svc}: `{r}`"))?;
+                        let a: u16 = a
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("ports.{svc}: `{r}`"))?;
+                        let b: u16 = b
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("ports.{svc}: `{r}`"))?;
                         (a.min(b), a.max(b))
                     }
                 });

@@ -1,9 +1,11 @@
-//! Top talkers per service: a Space-Saving heavy-hitter table per service and metric, and the
+//! Top talkers per service: a Space-Saving heavy-hitter table per service (ranked by packets
+//! and by bytes), and the
 //! robust outlier rule (median + k·MAD among a host's peers).
 //!
-//! Exact while a table holds at most [`TALKER_CAPACITY`] hosts of a service. Past that the
-//! table keeps the heaviest [`TALKER_CAPACITY`] hosts (cut in batches when it reaches twice
-//! that), and a host that enters later starts from the largest count cut away (its `error`):
+//! Exact while a table holds fewer than 2 × [`TALKER_CAPACITY`] hosts of a service. Past that
+//! the table keeps the heaviest [`TALKER_CAPACITY`] hosts by packets and those by bytes (cut
+//! in batches when it reaches twice that), and a host that enters later starts from the
+//! largest counts cut away (its `error_packets` / `error_bytes`):
 //! Space-Saving's guarantee that every host heavier than that count is kept, with counts
 //! overestimated by at most `error`. The peers a host is compared with are then the heavy
 //! ones only, which raises the median: the rule alerts less, never more.
@@ -45,8 +47,9 @@ pub struct Talker {
     /// Start of the first and last connection counted, microseconds.
     pub first_us: i64,
     pub last_us: i64,
-    /// Space-Saving's overestimate bound of the ranked metric (0: exact).
-    pub error: u64,
+    /// Space-Saving's overestimate bounds of packets and bytes (0: exact).
+    pub error_packets: u64,
+    pub error_bytes: u64,
 }
 
 impl Talker {
@@ -56,45 +59,50 @@ impl Talker {
             Metric::Bytes => self.bytes,
         }
     }
+
+    /// The overestimate bound of `m`.
+    pub fn error(&self, m: Metric) -> u64 {
+        match m {
+            Metric::Packets => self.error_packets,
+            Metric::Bytes => self.error_bytes,
+        }
+    }
 }
 
-/// A Space-Saving table ranked by one metric.
-#[derive(Debug, Clone)]
+/// A Space-Saving table of one service's talkers, ranked by packets and by bytes: a cut keeps
+/// every host among the heaviest [`TALKER_CAPACITY`] by either count.
+#[derive(Debug, Clone, Default)]
 pub struct TalkerTable {
-    pub metric: Metric,
     pub hosts: HashMap<IpAddr, Talker>,
-    /// Largest ranked count cut away so far (a new host starts from it).
-    floor: u64,
+    /// Largest counts cut away so far (a new host starts from them).
+    floor_packets: u64,
+    floor_bytes: u64,
     /// Hosts cut away (each cut counts the hosts it removed).
     pub evicted: u64,
 }
 
+/// The `n`-th largest of `v` (0-based), reordering `v`.
+fn nth_largest(v: &mut [u64], n: usize) -> u64 {
+    let n = n.min(v.len() - 1);
+    *v.select_nth_unstable_by(n, |a, b| b.cmp(a)).1
+}
+
 impl TalkerTable {
-    pub fn new(metric: Metric) -> Self {
-        TalkerTable {
-            metric,
-            hosts: HashMap::new(),
-            floor: 0,
-            evicted: 0,
-        }
+    pub fn new() -> Self {
+        TalkerTable::default()
     }
 
     /// Counts one connection of `host`.
     pub fn add(&mut self, host: IpAddr, packets: u64, bytes: u64, ts_us: i64) {
-        let floor = self.floor;
-        let m = self.metric;
-        let t = self.hosts.entry(host).or_insert_with(|| {
-            let mut t = Talker {
-                first_us: ts_us,
-                last_us: ts_us,
-                error: floor,
-                ..Talker::default()
-            };
-            match m {
-                Metric::Packets => t.packets = floor,
-                Metric::Bytes => t.bytes = floor,
-            }
-            t
+        let (fp, fb) = (self.floor_packets, self.floor_bytes);
+        let t = self.hosts.entry(host).or_insert_with(|| Talker {
+            packets: fp,
+            bytes: fb,
+            first_us: ts_us,
+            last_us: ts_us,
+            error_packets: fp,
+            error_bytes: fb,
+            ..Talker::default()
         });
         t.packets = t.packets.saturating_add(packets);
         t.bytes = t.bytes.saturating_add(bytes);
@@ -106,22 +114,40 @@ impl TalkerTable {
         }
     }
 
-    /// Keeps the heaviest [`TALKER_CAPACITY`] hosts.
+    /// Keeps the hosts among the heaviest [`TALKER_CAPACITY`] by packets or by bytes.
     fn cut(&mut self) {
-        let m = self.metric;
-        let mut all: Vec<(IpAddr, Talker)> = self.hosts.drain().collect();
-        all.sort_unstable_by(|a, b| b.1.get(m).cmp(&a.1.get(m)).then(a.0.cmp(&b.0)));
-        let gone = all.split_off(TALKER_CAPACITY.min(all.len()));
-        if let Some(top) = gone.first() {
-            self.floor = self.floor.max(top.1.get(m));
+        let mut p: Vec<u64> = self.hosts.values().map(|t| t.packets).collect();
+        let mut b: Vec<u64> = self.hosts.values().map(|t| t.bytes).collect();
+        let bar_p = nth_largest(&mut p, TALKER_CAPACITY - 1);
+        let bar_b = nth_largest(&mut b, TALKER_CAPACITY - 1);
+        let before = self.hosts.len();
+        let (mut cut_p, mut cut_b) = (0, 0);
+        self.hosts.retain(|_, t| {
+            let keep = t.packets > bar_p || t.bytes > bar_b;
+            if !keep {
+                cut_p = cut_p.max(t.packets);
+                cut_b = cut_b.max(t.bytes);
+            }
+            keep
+        });
+        if self.hosts.len() == before {
+            // Everyone ties above the bars: cut those at the bars after all.
+            self.hosts.retain(|_, t| {
+                let keep = t.packets > bar_p.saturating_sub(1) && t.bytes > bar_b.saturating_sub(1);
+                if !keep {
+                    cut_p = cut_p.max(t.packets);
+                    cut_b = cut_b.max(t.bytes);
+                }
+                keep
+            });
         }
-        self.evicted += gone.len() as u64;
-        self.hosts.extend(all);
+        self.floor_packets = self.floor_packets.max(cut_p);
+        self.floor_bytes = self.floor_bytes.max(cut_b);
+        self.evicted += (before - self.hosts.len()) as u64;
     }
 
-    /// The hosts, heaviest first.
-    pub fn ranked(&self) -> Vec<(IpAddr, Talker)> {
-        let m = self.metric;
+    /// The hosts, heaviest by `m` first.
+    pub fn ranked(&self, m: Metric) -> Vec<(IpAddr, Talker)> {
         let mut v: Vec<(IpAddr, Talker)> = self.hosts.iter().map(|(a, t)| (*a, *t)).collect();
         v.sort_unstable_by(|a, b| b.1.get(m).cmp(&a.1.get(m)).then(a.0.cmp(&b.0)));
         v
@@ -184,7 +210,7 @@ mod tests {
 
     #[test]
     fn table_keeps_heavy_hitters_within_capacity() {
-        let mut t = TalkerTable::new(Metric::Packets);
+        let mut t = TalkerTable::new();
         let heavy: IpAddr = "10.9.9.9".parse().unwrap();
         for i in 0..100_000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
@@ -194,7 +220,7 @@ mod tests {
             }
         }
         assert!(t.hosts.len() < 2 * TALKER_CAPACITY);
-        let top = t.ranked();
+        let top = t.ranked(Metric::Packets);
         assert_eq!(top[0].0, heavy);
         assert!(top[0].1.packets >= 1_000_000);
         assert!(t.evicted > 90_000);

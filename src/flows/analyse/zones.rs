@@ -122,9 +122,7 @@ pub fn mismatch_allowed(
     service: &str,
     port: u16,
 ) -> bool {
-    allow.iter().any(|m| {
-        service
-            .split(',')
-            .any(|s| m.allows(a, b, s.trim(), port))
-    })
+    allow
+        .iter()
+        .any(|m| service.split(',').any(|s| m.allows(a, b, s.trim(), port)))
 }
