@@ -130,6 +130,13 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
         assert_eq!(f.extra["connections"], 20);
     }
     assert_ne!(tls449[0].fingerprint, tls449[1].fingerprint);
+    // What `lookup` and the digest show to tell them apart.
+    let what = tls449[0].distinguishing();
+    assert!(
+        what.contains("service ssl") && what.contains("port 449"),
+        "{what}"
+    );
+    assert!(what.contains("day 2026-11-29"), "{what}");
     assert_eq!(of(&r, "port-mismatch", "10.1.0.10").len(), 1);
     assert!(of(&r, "port-mismatch", "10.1.0.11").is_empty());
 
