@@ -148,7 +148,7 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
         for (svc, t, _) in busiest {
             outln!("  {}", clip(svc, 30));
             for (label, rows) in [("packets", &t.by_packets), ("bytes", &t.by_bytes)] {
-                let list: Vec<String> = rows
+                let mut list: Vec<String> = rows
                     .iter()
                     .take(3)
                     .map(|r| {
@@ -160,6 +160,10 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
                         format!("{} {v}", clip_middle(&r.ip.to_string(), 39))
                     })
                     .collect();
+                // 80 columns: fewer talkers on the line when addresses are long.
+                while list.len() > 1 && 16 + list.join(", ").chars().count() > 80 {
+                    list.pop();
+                }
                 outln!("    by {label:<8} {}", list.join(", "));
             }
         }
@@ -167,13 +171,13 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
     let o = &s.overflow;
     if o.aggregates_dropped + o.peers_folded + o.services_folded > 0 {
         outln!();
+        outln!("Folded to bound memory (counted, not lost):");
         outln!(
-            "Folded to bound memory: {} connection(s) past the finding cap, {} to further peers, \
-             {} of further services",
+            "  {} connection(s) past the finding cap, {} to further peers of a host,",
             o.aggregates_dropped,
-            o.peers_folded,
-            o.services_folded
+            o.peers_folded
         );
+        outln!("  {} of further service names", o.services_folded);
     }
     if s.findings > 0 {
         outln!();
