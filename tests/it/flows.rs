@@ -474,3 +474,57 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn run_has_a_flows_job_that_reads_the_paths() {
+    use outwatch::clock::{Clock, ManualClock};
+    use outwatch::daemon::scheduler::Task;
+    use outwatch::daemon::tasks::Shared;
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("logs")).unwrap();
+    std::fs::copy(two_days(), d.path().join("logs/conn.log")).unwrap();
+    let p = d.path().join("outwatch.toml");
+    std::fs::write(
+        &p,
+        config_text("").replacen(
+            "[flows]\n",
+            "[flows]\npaths = [\"logs/conn.*\"]\nschedule = \"0 */5 * * * *\"\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let cfg = Config::load(&p).unwrap();
+    assert_eq!(cfg.flows.paths, ["logs/conn.*"]);
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
+        "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap(),
+    ));
+    let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&d.path().join("data")).unwrap());
+    let shared = Shared {
+        cfg: Arc::new(cfg),
+        store: store.clone(),
+        http: outwatch::http::HttpClient::new(&Default::default(), clock.clone()).unwrap(),
+        clock,
+        scope: Default::default(),
+        data_dir: d.path().join("data"),
+    };
+    let jobs = outwatch::daemon::jobs(&shared);
+    let job = jobs
+        .iter()
+        .find(|j| j.name == "flows")
+        .expect("a flows job");
+    assert_eq!(job.schedule.source, "0 */5 * * * *");
+    assert!(job.catch_up, "never ran: runs at start");
+    let line = job.task.run().await.unwrap();
+    assert!(line.contains("1 file(s), 552 connection(s)"), "{line}");
+    let runs = store.runs(Some("flows"), 5).unwrap();
+    assert_eq!(runs[0].outcome, RunOutcome::Ok);
+    let health = outwatch::health::assess(&shared.cfg, store.as_ref(), shared.clock.now()).unwrap();
+    let h = health.iter().find(|h| h.name == "flows").unwrap();
+    assert_eq!(
+        h.state,
+        outwatch::health::HealthState::Ok,
+        "{:?}",
+        h.warnings
+    );
+}
