@@ -478,7 +478,6 @@ mod properties {
 #[tokio::test]
 async fn run_has_a_flows_job_that_reads_the_paths() {
     use outwatch::clock::{Clock, ManualClock};
-    use outwatch::daemon::scheduler::Task;
     use outwatch::daemon::tasks::Shared;
     use std::sync::Arc;
     let d = tempfile::tempdir().unwrap();
