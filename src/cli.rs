@@ -83,6 +83,16 @@ pub enum Command {
         after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/\n  outwatch import cymru cap-2026-11-30.txt"
     )]
     Import(ImportArgs),
+    /// Check the network's own connection logs (Zeek conn.log) against the C2 lists and the
+    /// meta-indicators; store what stands out (source `flows`)
+    ///
+    /// Findings: contact with a listed C2, servers of a zone with `outbound = false` talking
+    /// out, long connections, a protocol on a port it does not belong on, top talkers per
+    /// service. `[flows]` in the config sets what is ours, zones, teams and thresholds.
+    #[command(
+        after_help = "Examples:\n  outwatch flows /var/log/zeek/2026-11-30/conn.*.log.gz\n  outwatch flows conn.log --json | jq .by_feed\n  outwatch lookup 10.0.0.5                       # what flows found about a host"
+    )]
+    Flows(FlowsArgs),
     /// Write every finding with its history as JSON lines (a backup that survives upgrades)
     #[command(
         after_help = "Examples:\n  outwatch export --jsonl -o backup.jsonl\n  outwatch export | gzip > backup.jsonl.gz"
@@ -208,6 +218,16 @@ pub enum ImportSource {
     Safebrowsing,
     /// Team Cymru CAP daily files (`category|address|asn|timestamp|information|asninfo`)
     Cymru,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// Connection logs (Zeek conn.log, plain or .gz), or folders of them
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +360,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Lookup(a) => commands::lookup::run(&app, &a),
             Command::Fetch(a) => commands::fetch::run(&app, &a).await,
             Command::Import(a) => commands::import::run(&app, &a).await,
+            Command::Flows(a) => commands::flows::run(&app, &a),
             Command::Export(a) => commands::export::export(&app, &a),
             Command::Restore(a) => commands::export::restore(&app, &a),
             Command::Run(a) => commands::run::run(&app, &a).await,

@@ -62,6 +62,9 @@ pub struct Config {
     /// The mail server the digest is sent through.
     #[serde(default)]
     pub smtp: Option<SmtpConfig>,
+    /// The network's own connection logs (`outwatch flows`, and watched by `run`).
+    #[serde(default)]
+    pub flows: crate::flows::config::FlowsConfig,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -757,6 +760,9 @@ impl Config {
                 table_line_hint(text, "scope", "ripestat_url")
             ));
         }
+        self.flows
+            .validate()
+            .map_err(|e| format!("{}{e}", line_hint(text, "[flows")))?;
         if let Some(d) = &self.digest
             && mail_address(&d.from).is_err()
         {

@@ -164,6 +164,9 @@ pub fn assess_as_seen_by(
         };
         names.push((name, facts));
     }
+    if let Some(facts) = cfg.and_then(crate::flows::watch::facts) {
+        names.push((crate::flows::analyse::SOURCE.to_string(), facts));
+    }
     let known: BTreeSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
     let logged: BTreeSet<String> = store
         .runs(None, LOG_SCAN)?
@@ -175,6 +178,10 @@ pub fn assess_as_seen_by(
     let mut out = Vec::with_capacity(names.len());
     for (name, facts) in names {
         let runs = store.runs(Some(&name), RUNS_CONSIDERED)?;
+        if name == crate::flows::analyse::SOURCE {
+            out.push(crate::flows::watch::judge(&facts, &runs, now));
+            continue;
+        }
         out.push(judge(&name, &facts, &runs, now));
     }
     if let Some(cfg) = cfg {

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod digest;
 pub mod export;
 pub mod fetch;
+pub mod flows;
 pub mod import;
 pub mod import_cymru;
 pub mod import_hibp;

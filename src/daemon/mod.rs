@@ -101,6 +101,22 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
             }
         }
     }
+    if !cfg.flows.paths.is_empty() {
+        let name = crate::flows::analyse::SOURCE.to_string();
+        let schedule = cfg.flows.schedule.clone();
+        let catch_up = missed_a_slot(shared.store.as_ref(), &name, &schedule, now);
+        out.push(Job {
+            name,
+            kind: JobKind::Source,
+            catch_up,
+            max_jitter: Duration::ZERO,
+            schedule,
+            tz: Tz::UTC,
+            task: Arc::new(tasks::FlowsTask {
+                shared: shared.clone(),
+            }),
+        });
+    }
     if let Some(d) = &cfg.digest {
         out.push(Job {
             name: "digest".into(),

@@ -144,3 +144,27 @@ impl Task for ScopeTask {
         refresh_scope(&self.shared, false).await
     }
 }
+
+/// Reads the new or changed files of `[flows] paths` (see [`crate::flows::watch`]).
+pub struct FlowsTask {
+    pub shared: Shared,
+}
+
+#[async_trait]
+impl Task for FlowsTask {
+    async fn run(&self) -> Result<String, String> {
+        let s = self.shared.clone();
+        let scope = s
+            .scope
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        tokio::task::spawn_blocking(move || {
+            let clock = s.clock.clone();
+            crate::flows::watch::run_once(&s.cfg, s.store.as_ref(), &scope, || clock.now())
+                .map_err(|e| e.to_string())?
+        })
+        .await
+        .map_err(|e| format!("the flows job stopped: {e}"))?
+    }
+}

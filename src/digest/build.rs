@@ -438,6 +438,8 @@ pub struct Collector {
     counts: [usize; 3],
     /// Fingerprints of listed-as-new findings whose status is still `new` (to mark reported).
     pub new_fingerprints: Vec<String>,
+    /// Flow findings (source `flows`): listed in "Your own traffic", not in the sections.
+    traffic: super::traffic::TrafficCollector,
 }
 
 impl Collector {
@@ -459,6 +461,7 @@ impl Collector {
             buckets: BTreeMap::new(),
             counts: [0; 3],
             new_fingerprints: Vec::new(),
+            traffic: Default::default(),
         }
     }
 
@@ -493,6 +496,11 @@ impl Collector {
         self.counts[section as usize] += 1;
         if section == Section::New && f.status == Status::New {
             self.new_fingerprints.push(f.fingerprint.clone());
+        }
+        if f.source == crate::flows::analyse::SOURCE && section != Section::Resolved {
+            let last = fmt_time(f.time_source.unwrap_or(f.last_seen), self.tz);
+            self.traffic.add(f, section, last);
+            return;
         }
         let kind = category(&f.classification.kind).to_string();
         let b = self.buckets.entry((section, f.severity, kind)).or_default();
@@ -584,6 +592,11 @@ impl Collector {
             self.act.iter().map(|(_, a)| a.clone()).collect(),
             self.act_total,
         )
+    }
+
+    /// The section "Your own traffic" (flow findings, new and open).
+    pub fn traffic(&mut self) -> super::traffic::TrafficView {
+        std::mem::take(&mut self.traffic).view()
     }
 
     /// Exact counts: (new, open, resolved).

@@ -15,6 +15,7 @@ pub mod build;
 pub mod remediation;
 pub mod render;
 pub mod send;
+pub mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -185,6 +186,7 @@ pub fn prepare(
         let new_fingerprints = std::mem::take(&mut col.new_fingerprints);
         let (act_first, act_total) = col.act_first();
         let trend = col.trend();
+        let traffic = col.traffic();
         let mut view = DigestView {
             organisation: cfg.organisation.name.clone(),
             title: d.subject.clone(),
@@ -200,6 +202,7 @@ pub fn prepare(
             act_first,
             act_total,
             trend,
+            traffic,
             sections: col.sections(&rem),
         };
         let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;

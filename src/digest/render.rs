@@ -59,6 +59,8 @@ pub struct DigestView {
     pub trend: Vec<TrendDay>,
     /// New, still open, resolved (each with severities → categories → findings).
     pub sections: Vec<SectionView>,
+    /// "Your own traffic": the flow findings, new and open (not in `sections`).
+    pub traffic: super::traffic::TrafficView,
 }
 
 /// A rendered digest.
@@ -152,6 +154,7 @@ mod tests {
             act_total: 0,
             trend: vec![],
             sections: vec![],
+            traffic: Default::default(),
         }
     }
 

@@ -253,6 +253,10 @@ impl Finding {
         if f.source == "shadowserver" {
             parts.push(format!("report {}", f.feed));
         }
+        if f.source == "flows" {
+            // Its identity says it: the day and the peer, or the service and port.
+            parts.extend(f.identity.iter().cloned());
+        }
         parts.join(", ")
     }
 

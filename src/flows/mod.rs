@@ -3,7 +3,15 @@
 //! (servers talking out, top talkers, long connections, port/protocol mismatch, per team).
 //!
 //! - `read`: log files → [`Conn`]s, streaming, gzip or plain, format found from the content;
-//! - `analyse`: [`Conn`]s → per-host aggregates → findings (source `flows`) and a summary.
+//! - `analyse`: [`Conn`]s → per-host aggregates → findings (source `flows`) and a summary;
+//! - `config`: the `[flows]` table; `run`: one run (read, analyse, store, run log), shared by
+//!   the command and the daemon; `watch`: the daemon's job (which files are new) and health.
+
+pub mod analyse;
+pub mod config;
+pub mod read;
+pub mod run;
+pub mod watch;
 
 use std::net::IpAddr;
 

@@ -1,0 +1,195 @@
+//! One flows run, shared by `outwatch flows FILE...` and the daemon's watch job: read the
+//! files into one [`Analyser`], then store the findings in one atomic ingest with a run-log
+//! entry for source `flows` (so `status` knows whether logs keep arriving).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::analyse::{Analyser, FlowReport, SOURCE, Settings};
+use super::config::FlowsConfig;
+use super::read::{self, ReadStats};
+use crate::indicators::IndicatorIndex;
+use crate::scope::{self, ScopeMatcher};
+use crate::sources::RowError;
+use crate::store::{FetchRun, IngestOptions, IngestStats, RunOutcome, Store, StoreError};
+
+/// Most row errors carried into a summary (counts stay exact).
+pub const MAX_ERRORS: usize = 100;
+
+/// What one file gave.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileOutcome {
+    pub path: String,
+    /// `None` when the file could not be read at all.
+    #[serde(flatten)]
+    pub stats: Option<ReadStats>,
+    /// Why the file could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The files of a run and the analysis of all of them.
+#[derive(Debug, Clone)]
+pub struct Analysed {
+    pub files: Vec<FileOutcome>,
+    pub report: FlowReport,
+}
+
+impl Analysed {
+    /// Files that could not be read.
+    pub fn failed_files(&self) -> usize {
+        self.files.iter().filter(|f| f.error.is_some()).count()
+    }
+    /// Lines read, over all files.
+    pub fn lines(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| f.stats.as_ref())
+            .map(|s| s.lines)
+            .sum()
+    }
+    /// Connections read, over all files.
+    pub fn connections(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| f.stats.as_ref())
+            .map(|s| s.connections)
+            .sum()
+    }
+    /// Lines rejected, over all files.
+    pub fn rejected(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| f.stats.as_ref())
+            .map(|s| s.rejected)
+            .sum()
+    }
+    /// Values kept although malformed, over all files.
+    pub fn warnings(&self) -> u64 {
+        self.files
+            .iter()
+            .filter_map(|f| f.stats.as_ref())
+            .map(|s| s.warnings)
+            .sum()
+    }
+    /// The first [`MAX_ERRORS`] row errors, then one per unreadable file.
+    pub fn errors(&self) -> Vec<RowError> {
+        let mut out: Vec<RowError> = self
+            .files
+            .iter()
+            .filter_map(|f| f.stats.as_ref())
+            .flat_map(|s| s.errors.iter().cloned())
+            .take(MAX_ERRORS)
+            .collect();
+        out.extend(self.files.iter().filter_map(|f| {
+            f.error.as_ref().map(|e| RowError {
+                location: f.path.clone(),
+                message: format!("whole file: {e}"),
+            })
+        }));
+        out
+    }
+}
+
+/// Reads `files` in order into one analysis; a file that cannot be read is named and the
+/// others go on. `progress` hears of each file before it is read.
+pub fn analyse_files(
+    flows: &FlowsConfig,
+    scope: &ScopeMatcher,
+    index: &IndicatorIndex,
+    files: &[PathBuf],
+    progress: &mut dyn FnMut(&Path),
+) -> Analysed {
+    let settings = Settings::new(flows);
+    let mut a = Analyser::new(&settings, scope, index);
+    let mut out = Vec::with_capacity(files.len());
+    for p in files {
+        progress(p);
+        let path = p.display().to_string();
+        match read::read_path(p, &mut |c| a.add(c)) {
+            Ok(stats) => out.push(FileOutcome {
+                path,
+                stats: Some(stats),
+                error: None,
+            }),
+            Err(e) => out.push(FileOutcome {
+                path,
+                stats: None,
+                error: Some(e.to_string()),
+            }),
+        }
+    }
+    Analysed {
+        files: out,
+        report: a.finish(),
+    }
+}
+
+/// Stores the findings of `run` (with `state`, in the same atomic batch) and appends its
+/// run-log entry as source `flows`. Flow findings are about hosts that are ours by
+/// `[flows]` (private ranges included), so they are stored as in scope; the scope's
+/// `matched_prefix` is stamped where the configured scope holds the host.
+pub fn store_run(
+    store: &dyn Store,
+    scope: &ScopeMatcher,
+    run: &mut Analysed,
+    state: Vec<(String, Option<Vec<u8>>)>,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(IngestStats, FetchRun), StoreError> {
+    let mut findings = std::mem::take(&mut run.report.findings);
+    for f in &mut findings {
+        scope::mark_scope(f, scope);
+        f.in_scope = true;
+    }
+    let accepted = findings.len();
+    let max_time_source = findings.iter().filter_map(|f| f.time_source).max();
+    let stats = store.ingest(findings, state, &IngestOptions { now })?;
+    let failed = run.failed_files();
+    let read_files = run.files.len() - failed;
+    let fr = FetchRun {
+        source: SOURCE.to_string(),
+        started,
+        finished: now,
+        outcome: match (failed, read_files) {
+            (0, _) => RunOutcome::Ok,
+            (_, 0) => RunOutcome::Error,
+            _ => RunOutcome::Partial,
+        },
+        fetched: usize::try_from(run.connections()).unwrap_or(usize::MAX),
+        accepted,
+        rejected: usize::try_from(run.rejected()).unwrap_or(usize::MAX),
+        warnings: usize::try_from(run.warnings()).unwrap_or(usize::MAX),
+        in_scope: accepted,
+        new: stats.new,
+        updated: stats.updated,
+        resolved: 0,
+        error: (failed > 0).then(|| {
+            let names: Vec<&str> = run
+                .files
+                .iter()
+                .filter(|f| f.error.is_some())
+                .map(|f| f.path.as_str())
+                .take(5)
+                .collect();
+            format!("{failed} file(s) could not be read: {}", names.join(", "))
+        }),
+        failed_units: run
+            .files
+            .iter()
+            .filter_map(|f| {
+                f.error.as_ref().map(|e| crate::store::UnitError {
+                    unit: f.path.clone(),
+                    error: e.clone(),
+                })
+            })
+            .take(MAX_ERRORS)
+            .collect(),
+        max_time_source,
+        notices: Vec::new(),
+    };
+    store.record_run(&fr)?;
+    Ok((stats, fr))
+}
