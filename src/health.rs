@@ -164,8 +164,8 @@ pub fn assess_as_seen_by(
         };
         names.push((name, facts));
     }
-    if let Some(facts) = cfg.and_then(crate::flows::watch::facts) {
-        names.push((crate::flows::analyse::SOURCE.to_string(), facts));
+    if let Some(facts) = cfg.and_then(flows_facts) {
+        names.push((FLOWS_ENTRY.to_string(), facts));
     }
     let known: BTreeSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
     let logged: BTreeSet<String> = store
@@ -178,8 +178,8 @@ pub fn assess_as_seen_by(
     let mut out = Vec::with_capacity(names.len());
     for (name, facts) in names {
         let runs = store.runs(Some(&name), RUNS_CONSIDERED)?;
-        if name == crate::flows::analyse::SOURCE {
-            out.push(crate::flows::watch::judge(&facts, &runs, now));
+        if name == FLOWS_ENTRY {
+            out.push(judge_flows(&facts, &runs, now));
             continue;
         }
         out.push(judge(&name, &facts, &runs, now));
@@ -189,6 +189,60 @@ pub fn assess_as_seen_by(
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Name of the health entry (and the source) of the flows watch job.
+pub const FLOWS_ENTRY: &str = "flows";
+
+/// The facts the health of the flows job is judged with, when `[flows] paths` are set.
+pub fn flows_facts(cfg: &Config) -> Option<SourceFacts> {
+    (!cfg.flows.paths.is_empty()).then(|| SourceFacts {
+        schedule: Some(cfg.flows.schedule.clone()),
+        build_error: None,
+    })
+}
+
+/// Judges the flows entry: like [`judge`], but a run that found no new lines
+/// (`not_modified`) is no sign of life, so paths that stop giving lines for twice the
+/// schedule are `silent`.
+pub fn judge_flows(facts: &SourceFacts, runs: &[FetchRun], now: DateTime<Utc>) -> SourceHealth {
+    let with_lines: Vec<FetchRun> = runs
+        .iter()
+        .filter(|r| r.outcome != RunOutcome::NotModified)
+        .cloned()
+        .collect();
+    let mut h = judge(FLOWS_ENTRY, facts, &with_lines, now);
+    h.last_run = runs.first().map(|r| r.finished);
+    if with_lines.is_empty() && !runs.is_empty() {
+        h.state = HealthState::Silent;
+        h.warnings = vec![format!(
+            "the last {} run(s) found no new log lines (since {}): are the logs still written?",
+            runs.len(),
+            runs[runs.len() - 1]
+                .started
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )];
+        return h;
+    }
+    let sched = facts
+        .schedule
+        .as_ref()
+        .map(|s: &CronSchedule| s.source.clone());
+    for w in &mut h.warnings {
+        if w.starts_with("no successful run since")
+            && let Some(s) = &sched
+        {
+            let since = h
+                .last_success
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            *w = format!(
+                "no new log lines since {since} although `[flows] paths` are read `{s}`: \
+                 are the logs still written?"
+            );
+        }
+    }
+    h
 }
 
 /// Name of the health entry for the scope itself.
@@ -379,4 +433,47 @@ pub fn judge(
         h.state = HealthState::Silent;
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_at(outcome: RunOutcome, at: DateTime<Utc>, fetched: usize) -> FetchRun {
+        let mut r = FetchRun::begun(FLOWS_ENTRY, at);
+        r.outcome = outcome;
+        r.fetched = fetched;
+        r
+    }
+
+    #[test]
+    fn flows_paths_without_new_lines_for_twice_the_schedule_are_silent() {
+        let facts = SourceFacts {
+            schedule: Some("0 */15 * * * *".parse().unwrap()),
+            build_error: None,
+        };
+        let t0: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap();
+        let m = chrono::Duration::minutes;
+        let runs = vec![
+            run_at(RunOutcome::NotModified, t0 + m(45), 0),
+            run_at(RunOutcome::NotModified, t0 + m(30), 0),
+            run_at(RunOutcome::NotModified, t0 + m(15), 0),
+            run_at(RunOutcome::Ok, t0, 500),
+        ];
+        let h = judge_flows(&facts, &runs[2..], t0 + m(16));
+        assert_eq!(h.state, HealthState::Ok, "{:?}", h.warnings);
+        let h = judge_flows(&facts, &runs, t0 + m(46));
+        assert_eq!(h.state, HealthState::Silent);
+        assert!(
+            h.warnings[0].contains("no new log lines"),
+            "{:?}",
+            h.warnings
+        );
+        let mut failing = runs.clone();
+        failing.insert(0, run_at(RunOutcome::Error, t0 + m(60), 0));
+        assert_eq!(
+            judge_flows(&facts, &failing, t0 + m(61)).state,
+            HealthState::Failing
+        );
+    }
 }

@@ -8,7 +8,8 @@
 //!   the command and the daemon; `watch`: the daemon's job (which files are new) and health.
 
 pub mod analyse;
-pub mod config;
+/// `[flows]`: the settings live with the config file's own tables.
+pub use crate::config::flows as config;
 pub mod read;
 pub mod run;
 pub mod watch;

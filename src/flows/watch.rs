@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::analyse::SOURCE;
 use super::run::{self, FileOutcome};
-use crate::config::{Config, CronSchedule};
-use crate::health::{self, HealthState, SourceFacts, SourceHealth};
+use crate::config::Config;
 use crate::scope::ScopeMatcher;
 use crate::store::{FetchRun, RunOutcome, Store, StoreError};
 
@@ -238,57 +237,6 @@ pub fn run_once(
     })
 }
 
-/// The facts the health of the flows job is judged with, when `[flows] paths` are set.
-pub fn facts(cfg: &Config) -> Option<SourceFacts> {
-    (!cfg.flows.paths.is_empty()).then(|| SourceFacts {
-        schedule: Some(cfg.flows.schedule.clone()),
-        build_error: None,
-    })
-}
-
-/// Judges the flows entry: like [`health::judge`], but a run that found no new lines
-/// (`not_modified`) is no sign of life, so paths that stop giving lines for twice the
-/// schedule are `silent`.
-pub fn judge(facts: &SourceFacts, runs: &[FetchRun], now: DateTime<Utc>) -> SourceHealth {
-    let with_lines: Vec<FetchRun> = runs
-        .iter()
-        .filter(|r| r.outcome != RunOutcome::NotModified)
-        .cloned()
-        .collect();
-    let mut h = health::judge(SOURCE, facts, &with_lines, now);
-    h.last_run = runs.first().map(|r| r.finished);
-    if with_lines.is_empty() && !runs.is_empty() {
-        h.state = HealthState::Silent;
-        h.warnings = vec![format!(
-            "the last {} run(s) found no new log lines (since {}): are the logs still written?",
-            runs.len(),
-            runs[runs.len() - 1]
-                .started
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )];
-        return h;
-    }
-    let sched = facts
-        .schedule
-        .as_ref()
-        .map(|s: &CronSchedule| s.source.clone());
-    for w in &mut h.warnings {
-        if w.starts_with("no successful run since")
-            && let Some(s) = &sched
-        {
-            let since = h
-                .last_success
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default();
-            *w = format!(
-                "no new log lines since {since} although `[flows] paths` are read `{s}`: \
-                 are the logs still written?"
-            );
-        }
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,43 +268,5 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(expand(&d.path().join("missing.log")).is_err());
         assert!(expand(&d.path().join("nothing-*.log")).unwrap().is_empty());
-    }
-
-    fn run_at(outcome: RunOutcome, at: DateTime<Utc>, fetched: usize) -> FetchRun {
-        let mut r = FetchRun::begun(SOURCE, at);
-        r.outcome = outcome;
-        r.fetched = fetched;
-        r
-    }
-
-    #[test]
-    fn no_new_lines_for_twice_the_schedule_is_silent() {
-        let facts = SourceFacts {
-            schedule: Some("0 */15 * * * *".parse().unwrap()),
-            build_error: None,
-        };
-        let t0: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap();
-        let m = chrono::Duration::minutes;
-        let runs = vec![
-            run_at(RunOutcome::NotModified, t0 + m(45), 0),
-            run_at(RunOutcome::NotModified, t0 + m(30), 0),
-            run_at(RunOutcome::NotModified, t0 + m(15), 0),
-            run_at(RunOutcome::Ok, t0, 500),
-        ];
-        let h = judge(&facts, &runs[2..], t0 + m(16));
-        assert_eq!(h.state, HealthState::Ok, "{:?}", h.warnings);
-        let h = judge(&facts, &runs, t0 + m(46));
-        assert_eq!(h.state, HealthState::Silent);
-        assert!(
-            h.warnings[0].contains("no new log lines"),
-            "{:?}",
-            h.warnings
-        );
-        let mut failing = runs.clone();
-        failing.insert(0, run_at(RunOutcome::Error, t0 + m(60), 0));
-        assert_eq!(
-            judge(&facts, &failing, t0 + m(61)).state,
-            HealthState::Failing
-        );
     }
 }

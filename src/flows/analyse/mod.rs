@@ -37,7 +37,7 @@ use talkers::{Metric, TalkerTable};
 use zones::Ours;
 
 /// The source name of flow findings.
-pub const SOURCE: &str = "flows";
+pub const SOURCE: &str = crate::health::FLOWS_ENTRY;
 /// Most distinct service names kept (the rest are counted under `other`).
 pub const MAX_SERVICES: usize = 128;
 /// Talkers listed per service and metric in the summary.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CronSchedule, HumanDuration};
+use super::{CronSchedule, HumanDuration};
 
 /// `[flows]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

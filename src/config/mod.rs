@@ -7,6 +7,8 @@
 //! source registry (`src/sources/registry.rs`) once this file's own tables are read. That is
 //! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
 
+pub mod flows;
+
 use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -64,7 +66,7 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// The network's own connection logs (`outwatch flows`, and watched by `run`).
     #[serde(default)]
-    pub flows: crate::flows::config::FlowsConfig,
+    pub flows: flows::FlowsConfig,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
