@@ -5,6 +5,9 @@
 //! - `read`: log files → [`Conn`]s, streaming, gzip or plain, format found from the content;
 //! - `analyse`: [`Conn`]s → per-host aggregates → findings (source `flows`) and a summary.
 
+pub mod read;
+pub mod sample;
+
 use std::net::IpAddr;
 
 /// The transport protocol of a connection.

@@ -6,6 +6,7 @@ mod daemon;
 mod demo;
 mod digest;
 mod end_to_end;
+mod flows_read;
 mod foundation;
 mod hibp;
 mod keyed_support;
