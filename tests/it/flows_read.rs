@@ -438,3 +438,15 @@ fn conformance_with_the_infected_host_sample() {
     let to_c2 = got.iter().filter(|c| c.resp == ip("59.53.91.102")).count();
     assert!(to_c2 >= 6, "{to_c2}");
 }
+
+#[test]
+fn a_byte_order_mark_and_crlf_line_ends_are_read() {
+    let body = b"\xEF\xBB\xBF{\"ts\":1,\"id.orig_h\":\"10.0.0.1\",\"id.resp_h\":\"10.0.0.2\"}\r\n\
+{\"ts\":2,\"id.orig_h\":\"10.0.0.1\",\"id.resp_h\":\"10.0.0.2\",\"service\":\"dns\"}\r\n";
+    let (s, c) = read_bytes(body).unwrap();
+    assert_eq!((s.connections, s.rejected), (2, 0), "{:?}", errors(&s));
+    assert_eq!(c[1].service.as_deref(), Some("dns"));
+    let csv = b"\xEF\xBB\xBFts,sa,da\r\n2026-11-30 00:00:00,10.0.0.1,10.0.0.2\r\n";
+    let (s, _) = read_bytes(csv).unwrap();
+    assert_eq!((s.format, s.connections), (Some(LogFormat::NfdumpCsv), 1));
+}

@@ -198,24 +198,47 @@ pub fn read_path(path: &Path, sink: &mut dyn FnMut(&Conn<'_>)) -> Result<ReadSta
 }
 
 /// One line from [`LineReader::next`].
-enum Line {
-    /// The line is in the buffer (without its `\n` / `\r\n`).
-    Text,
+enum Line<'b> {
+    /// The line, without its `\n` / `\r\n`.
+    Text(&'b [u8]),
     /// Longer than [`MAX_LINE`]: skipped to its end.
     TooLong,
     End,
 }
 
-struct LineReader<R> {
-    r: R,
+/// Lines of a buffered reader. A line that lies whole in the reader's buffer (nearly all) is
+/// handed out from there without a copy and consumed on the next call; one that straddles a
+/// buffer refill is gathered in `buf`, up to [`MAX_LINE`].
+struct LineReader<T> {
+    r: BufReader<T>,
     buf: Vec<u8>,
+    /// Bytes of the line handed out last, still to consume.
+    pending: usize,
 }
 
-impl<R: BufRead> LineReader<R> {
-    fn next(&mut self) -> io::Result<Line> {
+fn without_cr(l: &[u8]) -> &[u8] {
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+impl<T: Read> LineReader<T> {
+    fn next(&mut self) -> io::Result<Line<'_>> {
+        self.r.consume(std::mem::take(&mut self.pending));
         self.buf.clear();
+        let found = loop {
+            match self.r.fill_buf() {
+                Ok([]) => return Ok(Line::End),
+                Ok(b) => break memchr::memchr(b'\n', b),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if let Some(i) = found {
+            if i <= MAX_LINE {
+                self.pending = i + 1;
+                return Ok(Line::Text(without_cr(&self.r.buffer()[..i])));
+            }
+        }
         let mut too_long = false;
-        let mut any = false;
         loop {
             let avail = match self.r.fill_buf() {
                 Ok(b) => b,
@@ -223,16 +246,13 @@ impl<R: BufRead> LineReader<R> {
                 Err(e) => return Err(e),
             };
             if avail.is_empty() {
-                return Ok(match (any, too_long) {
-                    (false, _) => Line::End,
-                    (true, true) => Line::TooLong,
-                    (true, false) => {
-                        self.trim_cr();
-                        Line::Text
-                    }
+                // A last line without its line end.
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Text(without_cr(&self.buf))
                 });
             }
-            any = true;
             let (take, found) = match memchr::memchr(b'\n', avail) {
                 Some(i) => (i, true),
                 None => (avail.len(), false),
@@ -247,18 +267,12 @@ impl<R: BufRead> LineReader<R> {
             }
             self.r.consume(take + found as usize);
             if found {
-                if too_long {
-                    return Ok(Line::TooLong);
-                }
-                self.trim_cr();
-                return Ok(Line::Text);
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Text(without_cr(&self.buf))
+                });
             }
-        }
-    }
-
-    fn trim_cr(&mut self) {
-        if self.buf.last() == Some(&b'\r') {
-            self.buf.pop();
         }
     }
 }
@@ -294,7 +308,6 @@ impl Tally<'_> {
 }
 
 fn detect(line: &[u8], name: &str) -> Result<Parser, ReadError> {
-    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
     if line.starts_with(b"#separator") || line.starts_with(b"#fields") {
         return Ok(Parser::Tsv(zeek_tsv::ZeekTsv::new()));
     }
@@ -310,8 +323,8 @@ fn detect(line: &[u8], name: &str) -> Result<Parser, ReadError> {
     })
 }
 
-fn read_lines<R: BufRead>(
-    r: R,
+fn read_lines<T: Read>(
+    r: BufReader<T>,
     name: &str,
     gzip: bool,
     sink: &mut dyn FnMut(&Conn<'_>),
@@ -319,6 +332,7 @@ fn read_lines<R: BufRead>(
     let mut lines = LineReader {
         r,
         buf: Vec::with_capacity(1024),
+        pending: 0,
     };
     let mut t = Tally {
         name,
@@ -356,17 +370,19 @@ fn read_lines<R: BufRead>(
                 });
             }
         };
-        match got {
+        let mut text = match got {
             Line::End => break,
             Line::TooLong => {
                 t.stats.lines += 1;
                 t.reject(line_no, &Problem::bare("line longer than 64 KiB"));
                 continue;
             }
-            Line::Text => {}
-        }
+            Line::Text(text) => text,
+        };
         t.stats.lines += 1;
-        let text = &lines.buf[..];
+        if t.stats.lines == 1 {
+            text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+        }
         if text.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
