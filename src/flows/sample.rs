@@ -73,7 +73,8 @@ fn public(rng: &mut Rng) -> [u8; 4] {
     loop {
         let a = (rng.next() >> 32) as u32;
         let o = a.to_be_bytes();
-        if !matches!(o[0], 0 | 10 | 127 | 224..=255) && !(o[0] == 192 && o[1] == 168) {
+        let private = matches!(o[0], 0 | 10 | 127 | 224..=255) || (o[0] == 192 && o[1] == 168);
+        if !private {
             return o;
         }
     }

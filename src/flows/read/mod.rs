@@ -232,11 +232,11 @@ impl<T: Read> LineReader<T> {
                 Err(e) => return Err(e),
             }
         };
-        if let Some(i) = found {
-            if i <= MAX_LINE {
-                self.pending = i + 1;
-                return Ok(Line::Text(without_cr(&self.r.buffer()[..i])));
-            }
+        if let Some(i) = found
+            && i <= MAX_LINE
+        {
+            self.pending = i + 1;
+            return Ok(Line::Text(without_cr(&self.r.buffer()[..i])));
         }
         let mut too_long = false;
         loop {
@@ -415,13 +415,13 @@ fn read_lines<T: Read>(
                 t.note(line_no, "rejected", &problem, 0);
             }
         }
-        if let Parser::Tsv(tsv) = p {
-            if let Some(path) = tsv.first_block_not_conn() {
-                return Err(ReadError::NotConnLog {
-                    name: name.to_string(),
-                    path: crate::text::clip(&String::from_utf8_lossy(path), 40),
-                });
-            }
+        if let Parser::Tsv(tsv) = p
+            && let Some(path) = tsv.first_block_not_conn()
+        {
+            return Err(ReadError::NotConnLog {
+                name: name.to_string(),
+                path: crate::text::clip(&String::from_utf8_lossy(path), 40),
+            });
         }
     }
     Ok(t.stats)

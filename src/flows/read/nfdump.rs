@@ -110,11 +110,11 @@ impl Nfdump {
                 Some(i) => (&rest[..i], Some(&rest[i + 1..])),
                 None => (rest, None),
             };
-            if let Some(&s) = self.slot.get(col) {
-                if s != NONE {
-                    vals[s as usize] = trim(field);
-                    got[s as usize] = true;
-                }
+            if let Some(&s) = self.slot.get(col)
+                && s != NONE
+            {
+                vals[s as usize] = trim(field);
+                got[s as usize] = true;
             }
             col += 1;
             match next {

@@ -115,11 +115,11 @@ impl ZeekTsv {
                     _ => (rest, None),
                 },
             };
-            if let Some(&s) = cols.slot.get(col) {
-                if s != NONE {
-                    vals[s as usize] = field;
-                    got[s as usize] = true;
-                }
+            if let Some(&s) = cols.slot.get(col)
+                && s != NONE
+            {
+                vals[s as usize] = field;
+                got[s as usize] = true;
             }
             col += 1;
             match next {
