@@ -450,3 +450,28 @@ fn a_byte_order_mark_and_crlf_line_ends_are_read() {
     let (s, _) = read_bytes(csv).unwrap();
     assert_eq!((s.format, s.connections), (Some(LogFormat::NfdumpCsv), 1));
 }
+
+#[test]
+fn zeek_tsv_with_its_own_separator_and_unset_markers() {
+    let body = b"#separator \\x7c\n#unset_field|NULL\n#empty_field|EMPTY\n#path|conn\n\
+#fields|ts|id.orig_h|id.orig_p|id.resp_h|id.resp_p|proto|service|duration|orig_bytes\n\
+1795996800.25|10.0.0.1|40000|192.0.2.1|443|tcp|NULL|NULL|EMPTY\n\
+1795996801|10.0.0.1|40001|192.0.2.1|449|tcp|ssl|2.000001|7\n\
+#close|2026-11-30-01-00-00\n";
+    let (s, c) = read_bytes(body).unwrap();
+    assert_eq!(
+        (s.connections, s.rejected, s.warnings),
+        (2, 0, 0),
+        "{:?}",
+        errors(&s)
+    );
+    assert_eq!(
+        (c[0].service.as_deref(), c[0].duration_us, c[0].orig_bytes),
+        (None, None, None)
+    );
+    assert_eq!(c[0].ts_us, 1_795_996_800_250_000);
+    assert_eq!(
+        (c[1].service.as_deref(), c[1].duration_us, c[1].orig_bytes),
+        (Some("ssl"), Some(2_000_001), Some(7))
+    );
+}
