@@ -4,7 +4,8 @@
 //!
 //! - `read`: log files → [`Conn`]s, streaming, gzip or plain, format found from the content;
 //! - `analyse`: [`Conn`]s → per-host aggregates → findings (source `flows`) and a summary;
-//! - `config`: the `[flows]` table; `run`: one run (read, analyse, store, run log), shared by
+//! - `config`: the `[flows]` table (in `crate::config`); `sample`: generated logs for benches
+//!   and tests; `run`: one run (read, analyse, store, run log), shared by
 //!   the command and the daemon; `watch`: the daemon's job (which files are new) and health.
 
 pub mod analyse;
@@ -12,6 +13,7 @@ pub mod analyse;
 pub use crate::config::flows as config;
 pub mod read;
 pub mod run;
+pub mod sample;
 pub mod watch;
 
 use std::net::IpAddr;

@@ -261,7 +261,7 @@ fn cli_json_stores_findings_that_lookup_and_status_show() {
     for k in ["ip", "packets", "bytes", "connections"] {
         assert!(top.get(k).is_some(), "{top}");
     }
-    assert_eq!(j["files"][0]["format"], "zeek-tsv");
+    assert_eq!(j["files"][0]["format"], "zeek_tsv");
     assert_eq!(j["new"], j["findings"]);
 
     // A second run of the same file changes no identity.

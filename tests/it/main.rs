@@ -7,6 +7,8 @@ mod demo;
 mod digest;
 mod end_to_end;
 mod flows;
+mod flows_read;
+
 mod foundation;
 mod hibp;
 mod indicators;

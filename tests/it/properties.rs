@@ -19,6 +19,7 @@ use std::path::Path;
 
 use outwatch::daemon::protocol::{Op, Reply, Request};
 use outwatch::finding::Finding;
+use outwatch::flows;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::lists::{self, FeedDef, process_body};
 use outwatch::sources::shadowserver::import::{RawNaming, VecSink, read_csv};
@@ -612,5 +613,142 @@ proptest! {
                 let _ = serde_json::from_value::<Finding>(v);
             }
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Flows: connection logs (Zeek TSV and JSON, nfdump CSV; plain and gzip)
+
+const FLOWS_FIXTURES: &[&str] = &[
+    "flows/zeek-conn-two-blocks.log",
+    "flows/zeek-conn.json",
+    "flows/nfdump-1.6.csv",
+    "flows/nfdump-1.7.csv",
+    "flows/zeek-conn-rotated.log.gz",
+];
+
+fn gzipped(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(body).unwrap();
+    e.finish().unwrap()
+}
+
+/// Reads a log; checks the counts add up. Returns (connections, rejected).
+fn read_flows(body: &[u8]) -> Result<(u64, u64), TestCaseError> {
+    let mut n = 0u64;
+    match flows::read::read_log(body, "p.log", &mut |c| {
+        n += 1;
+        // Whatever the input, the strings handed out are valid and borrowed whole.
+        let _ = c.service.map(str::len);
+        let _ = c.conn_state.map(str::len);
+    }) {
+        Ok(s) => {
+            prop_assert_eq!(s.connections, n);
+            prop_assert!(s.connections + s.rejected <= s.lines.max(1) + 1, "{:?}", s);
+            prop_assert!(s.errors.len() <= flows::read::MAX_ERRORS);
+            Ok((s.connections, s.rejected))
+        }
+        Err(e) => {
+            // Only whole-file verdicts; a message never carries raw control characters.
+            let m = e.to_string();
+            prop_assert!(!m.chars().any(|c| c.is_control()), "{m:?}");
+            Ok((n, 0))
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    #[test]
+    fn flows_arbitrary_bytes(body in bytes(2048), head in 0usize..4, gz: bool) {
+        // Behind each format's first line too, so the bytes reach the line parsers.
+        let heads: [&[u8]; 4] = [
+            b"",
+            b"#separator \\x09\n#fields\tts\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\n",
+            b"{\"ts\":1,\"id.orig_h\":\"10.0.0.1\",\"id.resp_h\":\"10.0.0.2\"}\n",
+            b"ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt\n",
+        ];
+        let mut b = heads[head].to_vec();
+        b.extend_from_slice(&body);
+        let b = if gz { gzipped(&b) } else { b };
+        read_flows(&b)?;
+    }
+
+    #[test]
+    fn flows_mutated_fixtures(f in 0usize..5, e in edits(), gz: bool) {
+        let mut body = fixture(FLOWS_FIXTURES[f]);
+        if FLOWS_FIXTURES[f].ends_with(".gz") {
+            // Mutate the compressed bytes themselves (a damaged download) ...
+            read_flows(&mutate(&body, &e))?;
+            body = {
+                use std::io::Read;
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+                out
+            };
+        }
+        // ... and the text, plain or gzipped again.
+        let m = mutate(&body, &e);
+        read_flows(&if gz { gzipped(&m) } else { m })?;
+    }
+
+    /// A connection stays a connection, about the same hosts, whatever happens to one of its
+    /// values that is not its identity (ts, id.orig_h, id.resp_h).
+    #[test]
+    fn flows_line_keeps_its_connection(
+        fmt in 0usize..3,
+        col in 0usize..10,
+        v in one_line_value(),
+    ) {
+        let names = ["id.orig_p", "id.resp_p", "proto", "service", "duration", "orig_bytes",
+                     "resp_bytes", "conn_state", "orig_pkts", "resp_pkts"];
+        let body = match fmt {
+            0 => {
+                let mut vals = ["40000", "443", "tcp", "ssl", "1.5", "10", "20", "SF", "1", "2"]
+                    .map(String::from);
+                vals[col] = v.replace('\t', " ");
+                format!(
+                    "#separator \\x09\n#fields\tts\tid.orig_h\t{}\tid.resp_h\n1795996800.5\t10.0.0.1\t{}\t192.0.2.1\n",
+                    names.join("\t"),
+                    vals.join("\t"),
+                )
+            }
+            1 => {
+                let v = serde_json::to_string(&v).unwrap();
+                format!(
+                    "{{\"ts\":1795996800.5,\"id.orig_h\":\"10.0.0.1\",\"id.resp_h\":\"192.0.2.1\",\"{}\":{v}}}\n",
+                    names[col],
+                )
+            }
+            _ => {
+                let mut vals = ["1.500", "40000", "443", "TCP", "10", "20", "1", "2"].map(String::from);
+                vals[col % 8] = v.replace(',', ";");
+                format!(
+                    "ts,td,sa,da,sp,dp,pr,ibyt,obyt,ipkt,opkt\n2026-11-30 00:00:00,{},10.0.0.1,192.0.2.1,{}\n",
+                    vals[0],
+                    vals[1..].join(","),
+                )
+            }
+        };
+        let mut seen = Vec::new();
+        let s = flows::read::read_log(body.as_bytes(), "k.log", &mut |c| seen.push((c.ts_us, c.orig, c.resp)))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(s.connections, 1, "{}: {:?}", body, s.errors);
+        prop_assert_eq!(s.rejected, 0);
+        prop_assert_eq!(seen[0].1, "10.0.0.1".parse::<IpAddr>().unwrap());
+        prop_assert_eq!(seen[0].2, "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn flows_time_and_number_parsers(s in value()) {
+        // Through a one-line log of each format, with the value as the ts.
+        let tsv = format!("#fields\tts\tid.orig_h\tid.resp_h\n{}\t10.0.0.1\t10.0.0.2\n", s.replace(['\t', '\n', '\r'], " "));
+        read_flows(tsv.as_bytes())?;
+        let json = format!("{{\"ts\":{},\"id.orig_h\":\"10.0.0.1\",\"id.resp_h\":\"10.0.0.2\"}}\n", serde_json::to_string(&s).unwrap());
+        read_flows(json.as_bytes())?;
+        let csv = format!("ts,sa,da,td\n{},10.0.0.1,10.0.0.2,{}\n", s.replace([',', '\n', '\r'], " "), s.replace([',', '\n', '\r'], " "));
+        read_flows(csv.as_bytes())?;
     }
 }
