@@ -27,7 +27,7 @@ pub fn run(app: &App, a: &FlowsArgs) -> Result<ExitCode, CliError> {
     let store = app.open_store()?;
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
     let matcher = Arc::new(ScopeMatcher::new(&snap));
-    let index = crate::indicators::load(store.as_ref())?;
+    let index = run::indicators(app.config.as_ref(), store.as_ref())?;
     let started = app.clock.now();
     let many = files.len() > 1;
     let mut analysed = run::analyse_files(&flows, &matcher, &index, &files, &mut |p| {

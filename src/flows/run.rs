@@ -193,3 +193,17 @@ pub fn store_run(
     store.record_run(&fr)?;
     Ok((stats, fr))
 }
+
+/// The indicator sets a flows run checks peers against: those of the list feeds `cfg`
+/// enables (a feed switched off no longer names C2s), or every kept set without a config.
+pub fn indicators(
+    cfg: Option<&crate::config::Config>,
+    store: &dyn Store,
+) -> Result<crate::indicators::IndicatorIndex, crate::store::StoreError> {
+    match cfg {
+        Some(cfg) => {
+            crate::indicators::load_only(store, &crate::sources::lists::enabled_names(cfg))
+        }
+        None => crate::indicators::load(store),
+    }
+}

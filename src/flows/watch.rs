@@ -209,7 +209,7 @@ pub fn run_once(
         store.record_run(&r)?;
         return Ok(Ok(format!("no new lines in {} file(s)", files.len())));
     }
-    let index = crate::indicators::load(store)?;
+    let index = run::indicators(Some(cfg), store)?;
     let paths: Vec<PathBuf> = to_read.iter().map(|(p, _, _)| p.clone()).collect();
     let mut analysed = run::analyse_files(&cfg.flows, scope, &index, &paths, &mut |p| {
         tracing::info!(file = %crate::text::Clean(&p.display().to_string()), "reading flows");

@@ -527,3 +527,92 @@ async fn run_has_a_flows_job_that_reads_the_paths() {
         h.warnings
     );
 }
+
+/// The whole path a user takes: a recorded ThreatFox export on loopback names two of the
+/// log's peers as C2 (one by address and port, one TrickBot's TLS on 449); `fetch` keeps the
+/// list's indicator set; `flows` finds the contacts, and `lookup` of our host shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_c2_list_makes_c2_contacts_that_lookup_shows() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/export/csv/recent/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(crate::support::fixture("flows/threatfox-recent.csv")),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text("").replace(
+        "[sources.threatfox]\nenabled = false\n",
+        &format!("[sources.threatfox]\nbase_url = \"{}\"\n", server.uri()),
+    );
+    std::fs::write(dir.path().join("outwatch.toml"), text).unwrap();
+    let d = dir.path().to_path_buf();
+    let run = move |args: Vec<String>| {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            cli(&d)
+                .args(["--data-dir", "data"])
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec!["fetch".into(), "--source".into(), "threatfox".into()])
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(vec![
+        "flows".into(),
+        "--json".into(),
+        two_days().display().to_string(),
+    ])
+    .await
+    .unwrap();
+    let j = stdout_json(&out);
+    // 10.1.0.5 → 203.0.113.50:443 on both days; 10.1.0.9 → 203.0.113.90:449 (TrickBot).
+    assert!(j["by_feed"]["c2-contact"].as_u64().unwrap() >= 3, "{j}");
+    for (host, peer, threat) in [
+        ("10.1.0.5", "203.0.113.50", "QakBot"),
+        ("10.1.0.9", "203.0.113.90", "TrickBot"),
+    ] {
+        let out = run(vec!["lookup".into(), host.into(), "--json".into()])
+            .await
+            .unwrap();
+        let j = stdout_json(&out);
+        let c2: Vec<&serde_json::Value> = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["feed"] == "c2-contact")
+            .collect();
+        assert!(!c2.is_empty(), "{host}: {j}");
+        assert_eq!(c2[0]["extra"]["peer"], peer);
+        assert_eq!(c2[0]["extra"]["feeds"], "threatfox");
+        assert!(
+            c2[0]["extra"]["threat"]
+                .as_str()
+                .unwrap()
+                .contains(&threat.to_ascii_lowercase()),
+            "{}",
+            c2[0]["extra"]
+        );
+        assert_eq!(c2[0]["severity"], "critical");
+    }
+    // Not listed on that port: 203.0.113.91:443 is no C2 contact.
+    let out = run(vec![
+        "lookup".into(),
+        "203.0.113.91".into(),
+        "--json".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(stdout_json(&out)["listed_by"], serde_json::json!([]));
+}
