@@ -208,6 +208,7 @@ pub async fn run(app: &App) -> Result<ExitCode, CliError> {
         Arc::new(move || {
             let hello = protocol::Hello {
                 version: protocol::PROTOCOL_VERSION,
+                revision: protocol::PROTOCOL_REVISION,
                 pid: std::process::id(),
                 started: Some(started),
                 data_dir: data_dir.clone(),
