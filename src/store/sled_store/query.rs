@@ -428,3 +428,114 @@ impl Chunk {
         self.entries.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Classification, Severity};
+    use crate::store::{IngestOptions, Store};
+    use chrono::DateTime;
+
+    fn finding(ip: Option<[u8; 4]>, domain: Option<&str>, email: Option<&str>) -> Finding {
+        let mut f = Finding::new(
+            "shadowserver",
+            "scan_dns",
+            Classification::new("", "vulnerable-system", "x"),
+            Severity::Medium,
+        );
+        f.ip = ip.map(std::net::IpAddr::from);
+        f.domain = domain.map(str::to_string);
+        f.email = email.map(str::to_string);
+        f.seal();
+        f
+    }
+
+    fn streamed(s: &SledStore, q: &Query, stop_after: Option<usize>) -> (Vec<String>, QueryTotals) {
+        let mut got = Vec::new();
+        let opts = QueryOptions {
+            include_resolved: true,
+            ..Default::default()
+        };
+        let totals = s
+            .query_each(q, &opts, &mut |f| {
+                got.push(f.fingerprint);
+                Ok(if stop_after.is_some_and(|n| got.len() >= n) {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })
+            .unwrap();
+        (got, totals)
+    }
+
+    #[test]
+    fn a_shared_domain_streams_each_finding_once_across_posting_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        // Addresses spread over IPv4 (many range buckets), each with a host name under one
+        // group and a mail address under another: two postings each, far apart (one group's
+        // pages, then the other's), more than the first chunk holds.
+        let n = FIRST_CHUNK * 3 / 4;
+        let mut batch: Vec<Finding> = (0..n as u32)
+            .map(|i| {
+                let a = i.wrapping_mul(2_654_435_761).to_be_bytes();
+                finding(
+                    Some(a),
+                    Some(&format!("h{i}.isp.example")),
+                    Some(&format!("u{i}@mail.example")),
+                )
+            })
+            .collect();
+        // Homed in a domain bucket of the TLD, with a posting under another group of it.
+        batch.push(finding(
+            None,
+            Some("www.shop.example"),
+            Some("a@isp.example"),
+        ));
+        batch.push(finding(Some([192, 0, 2, 1]), Some("other.test"), None));
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        s.ingest(batch.clone(), vec![], &IngestOptions { now })
+            .unwrap();
+        for (q, want) in [
+            ("example", n + 1),
+            ("isp.example", n + 1),
+            ("mail.example", n),
+        ] {
+            let (got, totals) = streamed(&s, &Query::Domain(q.into()), None);
+            let distinct: HashSet<&String> = got.iter().collect();
+            assert_eq!((got.len(), distinct.len()), (want, want), "{q}");
+            assert_eq!(
+                totals,
+                QueryTotals {
+                    handed: want,
+                    stopped: false
+                }
+            );
+        }
+        let (got, _) = streamed(&s, &Query::Domain("example".into()), None);
+        assert!(got.contains(&batch[n].fingerprint));
+        // The collector agrees, and cuts.
+        let opts = QueryOptions {
+            include_resolved: true,
+            limit: Some(10),
+            ..Default::default()
+        };
+        let top = s.query(&Query::Domain("example".into()), &opts).unwrap();
+        assert_eq!(top.len(), 10);
+        // A callback that stops ends the walk there.
+        let (got, totals) = streamed(&s, &Query::Domain("isp.example".into()), Some(3));
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            totals,
+            QueryTotals {
+                handed: 3,
+                stopped: true
+            }
+        );
+        let every: Query = "0.0.0.0/0".parse().unwrap();
+        let (got, totals) = streamed(&s, &every, Some(5));
+        assert_eq!((got.len(), totals.stopped), (5, true));
+        assert_eq!(streamed(&s, &every, None).0.len(), n + 1);
+    }
+}
