@@ -10,6 +10,7 @@ mod foundation;
 mod hibp;
 mod keyed_support;
 mod lists;
+mod lookup;
 mod properties;
 mod safebrowsing;
 mod security;
