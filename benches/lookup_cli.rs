@@ -72,9 +72,7 @@ fn run_cli(bin: &Path, cfg: &Path, args: &[&str], first_at: usize) -> Run {
 }
 
 fn print_run(label: &str, r: &Run) {
-    let first = r
-        .first_ms
-        .map_or("-".to_string(), |m| format!("{m:.0} ms"));
+    let first = r.first_ms.map_or("-".to_string(), |m| format!("{m:.0} ms"));
     println!(
         "| {label} | {first} | {:.2} s | {} | {:.0} MiB |{}",
         r.total_ms / 1e3,
@@ -156,7 +154,10 @@ fn main() {
             std::thread::sleep(Duration::from_millis(200));
         }
         let (rss, hwm) = rss_of(child.id());
-        println!("daemon pid {}: {rss:.0} MiB resident after start (peak {hwm:.0} MiB)", child.id());
+        println!(
+            "daemon pid {}: {rss:.0} MiB resident after start (peak {hwm:.0} MiB)",
+            child.id()
+        );
         daemon_child = Some(child);
     }
     let via = if daemon { "daemon" } else { "direct" };
@@ -173,12 +174,16 @@ fn main() {
             if let Some(c) = &daemon_child {
                 std::thread::sleep(Duration::from_secs(1));
                 let (rss, hwm) = rss_of(c.id());
-                println!("|   daemon after it: {rss:.0} MiB resident, peak so far {hwm:.0} MiB | | | | |");
+                println!(
+                    "|   daemon after it: {rss:.0} MiB resident, peak so far {hwm:.0} MiB | | | | |"
+                );
             }
         }
     }
     if ips > 0 {
-        let q = queries.first().expect("--ips needs a --query to take addresses from");
+        let q = queries
+            .first()
+            .expect("--ips needs a --query to take addresses from");
         let out = Command::new(&bin)
             .arg("--config")
             .arg(&cfg)

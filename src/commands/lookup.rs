@@ -274,4 +274,61 @@ mod tests {
         );
         assert!(parse_since("yesterday").is_err());
     }
+
+    #[test]
+    fn an_asn_lookup_hands_each_finding_once_over_overlapping_prefixes() {
+        use crate::finding::{Classification, Severity};
+        use crate::store::{IngestOptions, SledStore};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let make = |ip: Option<&str>, net: Option<&str>, asn: Option<u32>| {
+            let mut f = Finding::new(
+                "spamhaus_drop",
+                "drop",
+                Classification::new("", "blacklist", "x"),
+                Severity::High,
+            );
+            f.ip = ip.map(|x| x.parse().unwrap());
+            f.network = net.map(|x| x.parse().unwrap());
+            f.asn = asn;
+            f.seal();
+            f
+        };
+        let batch = vec![
+            make(Some("10.0.1.5"), None, None),
+            make(Some("10.2.0.9"), None, None),
+            make(None, Some("10.0.0.0/8"), None),
+            make(None, Some("10.0.2.0/24"), None),
+            make(None, None, Some(64496)),
+            make(Some("192.0.2.1"), None, None),
+        ];
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        s.ingest(batch.clone(), vec![], &IngestOptions { now })
+            .unwrap();
+        let snap = scope::ScopeSnapshot {
+            asns: vec![scope::AsnPrefixes {
+                asn: 64496,
+                // Nested (10.0.1.0/24 in 10.0.0.0/16) and apart (10.2.0.0/16): 10.0.0.0/8
+                // overlaps two of the merged ones.
+                prefixes: ["10.0.0.0/16", "10.0.1.0/24", "10.2.0.0/16"]
+                    .map(|p| p.parse().unwrap())
+                    .to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (queries, announced) = plan(&Query::Asn(64496), &snap);
+        assert_eq!((queries.len(), announced), (3, 3));
+        let mut got = Vec::new();
+        let stopped = each_finding(&s, &queries, &QueryOptions::default(), &mut |f| {
+            got.push(f.fingerprint);
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
+        assert!(!stopped);
+        got.sort();
+        let mut want: Vec<String> = batch[..5].iter().map(|f| f.fingerprint.clone()).collect();
+        want.sort();
+        assert_eq!(got, want);
+    }
 }

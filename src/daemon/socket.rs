@@ -209,6 +209,10 @@ async fn answer<W: AsyncWriteExt + Unpin>(
         }
         return write_reply(w, &Reply::Done(v)).await;
     }
+    let streams_findings = matches!(
+        op,
+        Op::Query { .. } | Op::QueryEach { .. } | Op::ForEach | Op::SeenBetween { .. }
+    );
     let (tx, mut rx) = mpsc::channel::<Result<Reply, StoreError>>(256);
     let store = store.clone();
     let job = tokio::task::spawn_blocking(move || {
@@ -302,7 +306,9 @@ async fn answer<W: AsyncWriteExt + Unpin>(
     }
     drop(rx); // a producer still sending sees the client gone and stops
     let _ = job.await;
-    give_back_memory();
+    if streams_findings {
+        give_back_memory();
+    }
     result
 }
 
