@@ -9,8 +9,6 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{Asn, DomainName};
-
 /// What a lookup asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "value", rename_all = "lowercase")]
@@ -74,15 +72,18 @@ impl FromStr for Query {
         if (t.starts_with("AS") || t.starts_with("as"))
             && t[2..].bytes().all(|b| b.is_ascii_digit())
         {
-            return t.parse::<Asn>().map(|a| Query::Asn(a.0));
+            return match t[2..].parse::<u32>() {
+                Ok(n) if n > 0 => Ok(Query::Asn(n)),
+                _ => Err(format!("`{t}` is not an AS number (write AS64496)")),
+            };
         }
         if let Some((local, domain)) = t.rsplit_once('@') {
             if local.is_empty() {
                 return Err(format!("`{t}` is not a mail address"));
             }
-            domain
-                .parse::<DomainName>()
-                .map_err(|_| format!("`{t}` is not a mail address"))?;
+            if domain_name(domain).is_none() {
+                return Err(format!("`{t}` is not a mail address"));
+            }
             return Ok(Query::Email(t.to_ascii_lowercase()));
         }
         // Dotted numbers (`999.1.1.1`, `1.2.3`) are a mistyped address, not a domain: no top-level
@@ -96,15 +97,30 @@ impl FromStr for Query {
                 "`{t}` is not an IP address (four numbers 0-255, like 192.0.2.7) nor a domain"
             ));
         }
-        t.parse::<DomainName>()
-            .map(|d| Query::Domain(d.0))
-            .map_err(|_| {
-                format!(
-                    "`{t}` is not an IP, prefix, domain, mail address or ASN \
+        domain_name(t).map(Query::Domain).ok_or_else(|| {
+            format!(
+                "`{t}` is not an IP, prefix, domain, mail address or ASN \
                      (e.g. 192.0.2.7, 192.0.2.0/24, example.org, alice@example.org, AS64496)"
-                )
-            })
+            )
+        })
     }
+}
+
+/// `s` as a domain name (lower-case, no trailing dot), if it is one: the rules of
+/// `config::DomainName`, kept here so that the store does not depend on the config (a test
+/// checks that they agree).
+fn domain_name(s: &str) -> Option<String> {
+    let d = crate::finding::normalize_domain(s);
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    ok.then_some(d)
 }
 
 #[cfg(test)]
@@ -144,6 +160,33 @@ mod tests {
             "192.0.2.7.",
         ] {
             assert!(parse_query(bad).is_err(), "{bad}");
+        }
+        assert!(parse_query("AS0").is_err());
+        assert!(parse_query("AS99999999999").is_err());
+    }
+
+    #[test]
+    fn domain_rules_agree_with_the_config() {
+        let long = format!("{}.org", "a".repeat(64));
+        for s in [
+            "example.org",
+            "EXAMPLE.org.",
+            "a_b.example",
+            "x",
+            "",
+            ".",
+            "a..b",
+            "-x.org",
+            "ex ample.org",
+            "é.org",
+            "a.b.c.d.e",
+            &long,
+        ] {
+            assert_eq!(
+                domain_name(s),
+                s.parse::<crate::config::DomainName>().ok().map(|d| d.0),
+                "{s:?}"
+            );
         }
     }
 }
