@@ -169,16 +169,20 @@ pub struct ScopeArgs {
 pub struct LookupArgs {
     /// IP, CIDR prefix, domain, mail address or ASN (AS64496)
     pub query: String,
-    /// Print one JSON object instead of a table
-    #[arg(long)]
+    /// Print one JSON object whose `findings` array is written as findings are found
+    #[arg(long, conflicts_with = "jsonl")]
     pub json: bool,
+    /// Print one finding per line as JSON (JSON lines), as they are found
+    #[arg(long)]
+    pub jsonl: bool,
     /// Only findings seen on or after this date (YYYY-MM-DD or RFC 3339)
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// Include resolved findings
     #[arg(long)]
     pub all: bool,
-    /// Show at most N findings
+    /// Show the first N findings, most severe then newest (the table: 50 unless given;
+    /// --json/--jsonl: all unless given)
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
 }

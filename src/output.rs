@@ -109,3 +109,106 @@ pub fn keep_whole(t: &mut Table, columns: &[usize]) {
 pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+/// Writes a finding in its one serialised shape: the JSON of [`crate::finding::Finding`]'s
+/// `Serialize` (times RFC 3339 with the stored precision, `classification.type`, `history`...),
+/// on one line. `lookup --json`/`--jsonl`, `export --jsonl` and the daemon's socket all use it,
+/// and `restore` reads it back.
+pub fn write_finding<W: std::io::Write>(
+    w: &mut W,
+    f: &crate::finding::Finding,
+) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, f).map_err(std::io::Error::other)
+}
+
+/// The error of a failed write to stdout: a reader gone away is
+/// [`CliError::stdout_closed`] (quiet, exit 0), anything else a failure.
+pub fn stdout_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        CliError::stdout_closed()
+    } else {
+        CliError::failure(format!("cannot write to stdout: {e}"))
+    }
+}
+
+/// Buffered stdout for streamed output (one result per line, thousands of them). The first
+/// lines are flushed as soon as they are written, so a reader sees results at once; then the
+/// buffer fills before each write, not one system call per line.
+pub struct Stream<W: std::io::Write> {
+    w: std::io::BufWriter<W>,
+    lines: usize,
+}
+
+/// Lines flushed one by one at the start of a [`Stream`].
+const EAGER_LINES: usize = 2;
+
+impl Stream<std::io::StdoutLock<'static>> {
+    /// A stream to stdout.
+    pub fn stdout() -> Self {
+        Stream::new(std::io::stdout().lock())
+    }
+}
+
+impl<W: std::io::Write> Stream<W> {
+    pub fn new(w: W) -> Self {
+        Stream {
+            w: std::io::BufWriter::with_capacity(64 * 1024, w),
+            lines: 0,
+        }
+    }
+
+    /// Writes `s` as it is.
+    pub fn text(&mut self, s: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        self.w.write_all(s.as_bytes())
+    }
+
+    /// Writes a finding ([`write_finding`]), then `end`; flushes while the stream is young.
+    pub fn finding(&mut self, f: &crate::finding::Finding, end: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        write_finding(&mut self.w, f)?;
+        self.w.write_all(end.as_bytes())?;
+        self.lines += 1;
+        if self.lines <= EAGER_LINES {
+            self.w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what is left.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        self.w.flush()
+    }
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_groups_digits() {
+        for (n, s) in [
+            (0, "0"),
+            (999, "999"),
+            (1000, "1,000"),
+            (199_950, "199,950"),
+        ] {
+            assert_eq!(thousands(n), s);
+        }
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+}

@@ -38,9 +38,9 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     let mut io_err = None;
     store
         .for_each(&mut |f| {
-            let line = serde_json::to_string(&f)
-                .map_err(|e| crate::store::StoreError::Engine(e.to_string()))?;
-            if let Err(e) = writeln!(w, "{line}") {
+            if let Err(e) =
+                crate::output::write_finding(&mut w, &f).and_then(|()| w.write_all(b"\n"))
+            {
                 io_err = Some(e);
                 return Err(crate::store::StoreError::Engine("write failed".into()));
             }

@@ -1,72 +1,24 @@
 //! `outwatch lookup`: everything known about an IP, a prefix, a domain, a mail address or an ASN.
 
 use crate::outln;
-use std::net::IpAddr;
+use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ipnet::IpNet;
-use serde_json::{Value, json};
 
 use crate::app::App;
 use crate::cli::LookupArgs;
 use crate::commands::indicator_sets;
-use crate::config::{Asn, DomainName};
 use crate::error::CliError;
 use crate::finding::Finding;
-use crate::output::{print_json, table};
+use crate::output::{Stream, stdout_error, table, thousands};
 use crate::scope::{self, ScopeMatcher};
-use crate::store::{Query, QueryOptions};
+use crate::store::top::{Top, most_severe_first};
+use crate::store::{Flow, Query, QueryOptions, Store};
 use crate::text::{clip, clip_middle, sanitize};
 use comfy_table::Cell;
-
-/// Parses what the user typed into a query; `Err` says what is wrong.
-pub fn parse_query(s: &str) -> Result<Query, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err("the query is empty".into());
-    }
-    if let Ok(ip) = t.parse::<IpAddr>() {
-        return Ok(Query::Ip(ip));
-    }
-    if t.contains('/') {
-        return t
-            .parse::<IpNet>()
-            .map(|n| Query::Net(n.trunc()))
-            .map_err(|_| format!("`{t}` is not a valid prefix (write it like 192.0.2.0/24)"));
-    }
-    if (t.starts_with("AS") || t.starts_with("as")) && t[2..].bytes().all(|b| b.is_ascii_digit()) {
-        return t.parse::<Asn>().map(|a| Query::Asn(a.0));
-    }
-    if let Some((local, domain)) = t.rsplit_once('@') {
-        if local.is_empty() {
-            return Err(format!("`{t}` is not a mail address"));
-        }
-        domain
-            .parse::<DomainName>()
-            .map_err(|_| format!("`{t}` is not a mail address"))?;
-        return Ok(Query::Email(t.to_ascii_lowercase()));
-    }
-    // Dotted numbers (`999.1.1.1`, `1.2.3`) are a mistyped address, not a domain: no top-level
-    // domain is all digits.
-    if t.trim_end_matches('.')
-        .rsplit('.')
-        .next()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(format!(
-            "`{t}` is not an IP address (four numbers 0-255, like 192.0.2.7) nor a domain"
-        ));
-    }
-    t.parse::<DomainName>()
-        .map(|d| Query::Domain(d.0))
-        .map_err(|_| {
-            format!(
-                "`{t}` is not an IP, prefix, domain, mail address or ASN \
-                 (e.g. 192.0.2.7, 192.0.2.0/24, example.org, alice@example.org, AS64496)"
-            )
-        })
-}
 
 /// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
 pub fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
@@ -89,50 +41,54 @@ pub fn query_in_scope(q: &Query, m: &ScopeMatcher) -> bool {
     }
 }
 
-/// The JSON form of a finding in `lookup --json` (the documented contract).
-pub fn finding_json(f: &Finding) -> Value {
-    json!({
-        "fingerprint": f.fingerprint,
-        "source": f.source,
-        "feed": f.feed,
-        "classification": {
-            "taxonomy": f.classification.taxonomy,
-            "type": f.classification.kind,
-            "identifier": f.classification.identifier,
-        },
-        "ip": f.ip.map(|i| i.to_string()),
-        "network": f.network.map(|n| n.to_string()),
-        "port": f.port,
-        "protocol": f.protocol,
-        "asn": f.asn,
-        "domain": f.domain,
-        "url": f.url,
-        "email": f.email,
-        "severity": f.severity,
-        "status": f.status,
-        "in_scope": f.in_scope,
-        "time_source": f.time_source.map(rfc3339),
-        "first_seen": rfc3339(f.first_seen),
-        "last_seen": rfc3339(f.last_seen),
-        "times_seen": f.times_seen,
-        "extra": f.extra,
-        "raw": f.raw,
-    })
+/// Findings shown in the table unless `--limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// The store queries a lookup runs: the query itself and, for an ASN, the prefixes it announces
+/// (from the cached snapshot), merged so that no address is covered twice.
+fn plan(q: &Query, snap: &scope::ScopeSnapshot) -> (Vec<Query>, usize) {
+    let mut queries = vec![q.clone()];
+    let mut announced = 0;
+    if let Query::Asn(asn) = q {
+        let prefixes: Vec<IpNet> = snap
+            .asns
+            .iter()
+            .filter(|x| x.asn == *asn)
+            .flat_map(|x| x.prefixes.iter().copied())
+            .collect();
+        announced = prefixes.len();
+        queries.extend(IpNet::aggregate(&prefixes).into_iter().map(Query::Net));
+    }
+    (queries, announced)
 }
 
-use crate::output::rfc3339;
-
-/// Findings for people: most severe first, then newest first.
-pub fn sort_for_people(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
-        a.severity
-            .cmp(&b.severity)
-            .then(b.last_seen.cmp(&a.last_seen))
-    });
+/// Streams the findings of `queries` to `f`, each once. The queries cover no address twice
+/// ([`plan`]), so only a network finding can come twice (a network overlapping two announced
+/// prefixes): those fingerprints are remembered, nothing else. Returns whether `f` stopped.
+fn each_finding(
+    store: &dyn Store,
+    queries: &[Query],
+    opts: &QueryOptions,
+    f: &mut dyn FnMut(Finding) -> Flow,
+) -> Result<bool, CliError> {
+    let mut networks: HashSet<String> = HashSet::new();
+    let several = queries.len() > 1;
+    for q in queries {
+        let totals = store.query_each(q, opts, &mut |x| {
+            if several && x.network.is_some() && !networks.insert(x.fingerprint.clone()) {
+                return Ok(ControlFlow::Continue(()));
+            }
+            f(x)
+        })?;
+        if totals.stopped {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
-    let q = parse_query(&a.query).map_err(CliError::usage)?;
+    let q: Query = a.query.parse().map_err(CliError::usage)?;
     let since = a
         .since
         .as_deref()
@@ -143,58 +99,47 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     let opts = QueryOptions {
         since,
         include_resolved: a.all,
-        limit: a.limit,
+        limit: None,
     };
-    let mut findings = store.query(&q, &opts)?;
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
-    // An ASN: also the findings inside the prefixes it announces (cached snapshot).
-    let mut asn_prefixes = 0;
-    if let Query::Asn(asn) = q {
-        let mut seen: std::collections::HashSet<String> =
-            findings.iter().map(|f| f.fingerprint.clone()).collect();
-        for p in snap
-            .asns
-            .iter()
-            .filter(|x| x.asn == asn)
-            .flat_map(|x| &x.prefixes)
-        {
-            asn_prefixes += 1;
-            for f in store.query(&Query::Net(*p), &opts)? {
-                if seen.insert(f.fingerprint.clone()) {
-                    findings.push(f);
-                }
-            }
-        }
-        if let Some(limit) = a.limit {
-            sort_for_people(&mut findings);
-            findings.truncate(limit);
-        }
-    }
+    let (queries, announced) = plan(&q, &snap);
     let in_scope = query_in_scope(&q, &ScopeMatcher::new(&snap));
     let listed = indicator_sets::listed_by(store.as_ref(), &q)?;
-    if a.json {
-        print_json(&json!({
-            "query": a.query.trim(),
-            "in_scope": in_scope,
-            "findings": findings.iter().map(finding_json).collect::<Vec<_>>(),
-            "listed_by": indicator_sets::listed_json(&listed),
-        }))?;
-        return Ok(ExitCode::SUCCESS);
+    let query_text = a.query.trim();
+    if a.json || a.jsonl {
+        let listed = indicator_sets::listed_json(&listed);
+        return machine(
+            store.as_ref(),
+            &queries,
+            &opts,
+            a,
+            query_text,
+            in_scope,
+            &listed,
+        );
     }
+    // For people: the first `--limit` by severity then time, from a bounded heap, and the total.
+    let mut top = Top::new(Some(a.limit.unwrap_or(DEFAULT_LIMIT)), most_severe_first);
+    each_finding(store.as_ref(), &queries, &opts, &mut |f| {
+        top.push(f);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let total = top.seen();
+    let findings = top.into_sorted_vec();
     let scope_note = if in_scope {
         "in your scope"
     } else {
         "not in your scope"
     };
-    let asn_note = match (&q, asn_prefixes) {
+    let asn_note = match (&q, announced) {
         (Query::Asn(_), 0) => ", no announced prefixes cached (`outwatch scope --refresh`)".into(),
         (Query::Asn(_), n) => format!(", with its {n} prefix(es)"),
         _ => String::new(),
     };
-    if findings.is_empty() {
+    if total == 0 {
         outln!(
             "{}: {} ({scope_note}{asn_note}){}",
-            sanitize(a.query.trim()),
+            sanitize(query_text),
             if listed.is_empty() {
                 "nothing known"
             } else {
@@ -209,18 +154,102 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         indicator_sets::print_listed(&listed)?;
         return Ok(ExitCode::SUCCESS);
     }
-    sort_for_people(&mut findings);
     outln!(
         "{}: {} finding(s), {scope_note}{asn_note}; most severe first, then newest",
-        sanitize(a.query.trim()),
-        findings.len()
+        sanitize(query_text),
+        thousands(total)
     );
+    if !findings.is_empty() {
+        outln!("{}", table_of(&findings));
+    }
+    if total > findings.len() {
+        outln!(
+            "… and {} more; use --limit N or --json",
+            thousands(total - findings.len())
+        );
+    }
+    indicator_sets::print_listed(&listed)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--json` (one object whose `findings` array is written as findings come, with the lists
+/// that name the address in `listed_by`) and `--jsonl` (one finding per line). Without
+/// `--limit`, every finding in store order, none held; with it, the first N most severe then
+/// newest, from a bounded heap.
+fn machine(
+    store: &dyn Store,
+    queries: &[Query],
+    opts: &QueryOptions,
+    a: &LookupArgs,
+    query_text: &str,
+    in_scope: bool,
+    listed_by: &serde_json::Value,
+) -> Result<ExitCode, CliError> {
+    let mut out = Stream::stdout();
+    let mut written = 0usize;
+    // The JSON array: a comma ends a finding's line when the next one comes.
+    let sep = |n: usize| if n == 0 { "" } else { ",\n" };
+    if a.json {
+        let head =
+            serde_json::json!({"query": query_text, "in_scope": in_scope, "listed_by": listed_by})
+                .to_string();
+        out.text(&head[..head.len() - 1])
+            .and_then(|()| out.text(",\"findings\":[\n"))
+            .map_err(stdout_error)?;
+    }
+    let mut write = |out: &mut Stream<_>, f: &Finding| -> std::io::Result<()> {
+        let r = if a.json {
+            out.text(sep(written)).and_then(|()| out.finding(f, ""))
+        } else {
+            out.finding(f, "\n")
+        };
+        written += 1;
+        r
+    };
+    let total = match a.limit {
+        None => {
+            let mut failed = None;
+            each_finding(store, queries, opts, &mut |f| {
+                if let Err(e) = write(&mut out, &f) {
+                    failed = Some(e);
+                    return Ok(ControlFlow::Break(()));
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+            if let Some(e) = failed {
+                return Err(stdout_error(e));
+            }
+            written
+        }
+        Some(n) => {
+            let mut top = Top::new(Some(n), most_severe_first);
+            each_finding(store, queries, opts, &mut |f| {
+                top.push(f);
+                Ok(ControlFlow::Continue(()))
+            })?;
+            let total = top.seen();
+            for f in top.into_sorted_vec() {
+                write(&mut out, &f).map_err(stdout_error)?;
+            }
+            total
+        }
+    };
+    if a.json {
+        let nl = if written == 0 { "" } else { "\n" };
+        out.text(&format!("{nl}],\"total\":{total}}}\n"))
+            .map_err(stdout_error)?;
+    }
+    out.finish().map_err(stdout_error)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The table of findings for people. Four columns fit 80: the indicator and the time are never
+/// broken (long indicators are shortened in the middle), "what" wraps at spaces.
+fn table_of(findings: &[Finding]) -> comfy_table::Table {
     let colour = crate::style::stdout_colour();
-    // Four columns fit 80: the indicator and the time are never broken (long indicators are
-    // shortened in the middle), "what" wraps at spaces.
     let mut t = table(&["severity", "indicator", "what (source)", "last seen"]);
     crate::output::style_table(&mut t, colour);
-    for f in &findings {
+    for f in findings {
         let d = sanitize(&f.distinguishing()).into_owned();
         let source = if f.source == f.feed || f.source == "shadowserver" {
             f.source.clone()
@@ -251,46 +280,13 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         ]);
     }
     crate::output::keep_whole(&mut t, &[0, 1, 3]);
-    outln!("{t}");
-    indicator_sets::print_listed(&listed)?;
-    Ok(ExitCode::SUCCESS)
+    t
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_every_query_kind() {
-        assert!(matches!(parse_query("192.0.2.7"), Ok(Query::Ip(_))));
-        assert!(matches!(parse_query("2001:db8::1"), Ok(Query::Ip(_))));
-        assert_eq!(
-            parse_query("192.0.2.9/24").unwrap(),
-            Query::Net("192.0.2.0/24".parse().unwrap())
-        );
-        assert_eq!(parse_query("AS64496").unwrap(), Query::Asn(64496));
-        assert_eq!(
-            parse_query("Alice@Example.org").unwrap(),
-            Query::Email("alice@example.org".into())
-        );
-        assert_eq!(
-            parse_query("WWW.example.org").unwrap(),
-            Query::Domain("www.example.org".into())
-        );
-        for bad in [
-            "",
-            "300.1.2.3/8",
-            "192.0.2.0/33",
-            "not a thing",
-            "@example.org",
-            "localhost",
-            "999.1.1.1",
-            "1.2.3",
-            "192.0.2.7.",
-        ] {
-            assert!(parse_query(bad).is_err(), "{bad}");
-        }
-    }
+    use crate::output::rfc3339;
 
     #[test]
     fn since_forms() {
@@ -299,5 +295,62 @@ mod tests {
             "2026-11-01T00:00:00Z"
         );
         assert!(parse_since("yesterday").is_err());
+    }
+
+    #[test]
+    fn an_asn_lookup_hands_each_finding_once_over_overlapping_prefixes() {
+        use crate::finding::{Classification, Severity};
+        use crate::store::{IngestOptions, SledStore};
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let make = |ip: Option<&str>, net: Option<&str>, asn: Option<u32>| {
+            let mut f = Finding::new(
+                "spamhaus_drop",
+                "drop",
+                Classification::new("", "blacklist", "x"),
+                Severity::High,
+            );
+            f.ip = ip.map(|x| x.parse().unwrap());
+            f.network = net.map(|x| x.parse().unwrap());
+            f.asn = asn;
+            f.seal();
+            f
+        };
+        let batch = vec![
+            make(Some("10.0.1.5"), None, None),
+            make(Some("10.2.0.9"), None, None),
+            make(None, Some("10.0.0.0/8"), None),
+            make(None, Some("10.0.2.0/24"), None),
+            make(None, None, Some(64496)),
+            make(Some("192.0.2.1"), None, None),
+        ];
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        s.ingest(batch.clone(), vec![], &IngestOptions { now })
+            .unwrap();
+        let snap = scope::ScopeSnapshot {
+            asns: vec![scope::AsnPrefixes {
+                asn: 64496,
+                // Nested (10.0.1.0/24 in 10.0.0.0/16) and apart (10.2.0.0/16): 10.0.0.0/8
+                // overlaps two of the merged ones.
+                prefixes: ["10.0.0.0/16", "10.0.1.0/24", "10.2.0.0/16"]
+                    .map(|p| p.parse().unwrap())
+                    .to_vec(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (queries, announced) = plan(&Query::Asn(64496), &snap);
+        assert_eq!((queries.len(), announced), (3, 3));
+        let mut got = Vec::new();
+        let stopped = each_finding(&s, &queries, &QueryOptions::default(), &mut |f| {
+            got.push(f.fingerprint);
+            Ok(ControlFlow::Continue(()))
+        })
+        .unwrap();
+        assert!(!stopped);
+        got.sort();
+        let mut want: Vec<String> = batch[..5].iter().map(|f| f.fingerprint.clone()).collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

@@ -240,6 +240,7 @@ pub async fn run(
         Arc::new(move || {
             let hello = protocol::Hello {
                 version: protocol::PROTOCOL_VERSION,
+                revision: protocol::PROTOCOL_REVISION,
                 pid: std::process::id(),
                 started: Some(started),
                 data_dir: data_dir.clone(),

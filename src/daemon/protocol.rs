@@ -6,6 +6,10 @@
 //! `{"error": {"message": ...}}`. Several requests may follow each other on one connection.
 //! Requests are capped at [`MAX_REQUEST_BYTES`]; a request with another `v` is refused, so a
 //! CLI and a daemon of different versions never misread each other. Only reads are served.
+//!
+//! Compatible additions to v1 raise [`PROTOCOL_REVISION`], which `hello` reports (absent:
+//! revision 0), so a newer CLI can tell an older daemon that lacks a request kind and say so
+//! instead of sending it. Revision 1 added `query_each`.
 
 use std::net::IpAddr;
 
@@ -19,6 +23,8 @@ use super::scheduler::JobStatus;
 
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// Compatible additions within [`PROTOCOL_VERSION`]: 1 added [`Op::QueryEach`].
+pub const PROTOCOL_REVISION: u32 = 1;
 /// File name of the socket inside the data dir.
 pub const SOCKET_NAME: &str = "outwatch.sock";
 /// Largest request line the daemon reads.
@@ -43,13 +49,23 @@ pub enum Op {
     Get {
         fingerprint: String,
     },
-    /// Streams the matching findings.
+    /// Streams the matching findings, newest first (collected and sorted by the daemon: for
+    /// older clients; new ones send [`Op::QueryEach`]).
     Query {
         query: WireQuery,
         since: Option<DateTime<Utc>>,
         #[serde(default)]
         include_resolved: bool,
         limit: Option<usize>,
+    },
+    /// Streams the matching findings as the store walks them (not sorted, no limit: the client
+    /// closes the connection to stop early), with the daemon holding none of them
+    /// (revision 1).
+    QueryEach {
+        query: WireQuery,
+        since: Option<DateTime<Utc>>,
+        #[serde(default)]
+        include_resolved: bool,
     },
     /// Streams every finding.
     ForEach,
@@ -119,6 +135,15 @@ impl Op {
             limit: o.limit,
         }
     }
+
+    /// The request for a streamed store query ([`crate::store::Store::query_each`]).
+    pub fn query_each(q: &Query, o: &QueryOptions) -> Op {
+        Op::QueryEach {
+            query: q.into(),
+            since: o.since,
+            include_resolved: o.include_resolved,
+        }
+    }
 }
 
 /// One reply line.
@@ -139,6 +164,8 @@ pub enum Reply {
 pub struct Hello {
     /// The protocol version it speaks ([`PROTOCOL_VERSION`]).
     pub version: u32,
+    /// Its compatible additions ([`PROTOCOL_REVISION`]; 0 for daemons before revisions).
+    pub revision: u32,
     pub pid: u32,
     pub started: Option<DateTime<Utc>>,
     pub data_dir: String,

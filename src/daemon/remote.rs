@@ -3,6 +3,7 @@
 //! daemon is the only writer), which the CLI turns into exit code 4.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::ops::ControlFlow;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -16,7 +17,8 @@ use super::protocol::{MAX_REPLY_BYTES, Op, PROTOCOL_VERSION, Reply, Request};
 use super::socket::socket_path;
 use crate::finding::Finding;
 use crate::store::{
-    FetchRun, IngestOptions, IngestStats, Query, QueryOptions, Result, Store, StoreError,
+    FetchRun, Flow, IngestOptions, IngestStats, Query, QueryOptions, QueryTotals, Result, Store,
+    StoreError,
 };
 
 /// How long a client waits for one reply line.
@@ -33,6 +35,8 @@ pub struct RemoteStore {
     data_dir: PathBuf,
     conn: Mutex<Option<Conn>>,
     hello: Value,
+    /// The daemon's protocol revision (its `hello`).
+    revision: u32,
 }
 
 impl std::fmt::Debug for RemoteStore {
@@ -81,9 +85,11 @@ impl RemoteStore {
             data_dir: data_dir.to_path_buf(),
             conn: Mutex::new(Some(conn)),
             hello: Value::Null,
+            revision: 0,
         };
-        match r.call(&Op::Hello, &mut |_| Ok(())) {
+        match r.call(&Op::Hello, &mut |_| Ok(ControlFlow::Continue(()))) {
             Ok(h) => {
+                r.revision = r.hello_of(&h).revision;
                 r.hello = h;
                 Some(r)
             }
@@ -96,7 +102,11 @@ impl RemoteStore {
 
     /// What the daemon said about itself (pid, start, jobs, how it set the sources up).
     pub fn hello(&self) -> super::protocol::Hello {
-        serde_json::from_value(self.hello.clone()).unwrap_or_default()
+        self.hello_of(&self.hello)
+    }
+
+    fn hello_of(&self, v: &Value) -> super::protocol::Hello {
+        serde_json::from_value(v.clone()).unwrap_or_default()
     }
 
     fn locked(&self) -> StoreError {
@@ -105,8 +115,10 @@ impl RemoteStore {
         }
     }
 
-    /// Sends one request and reads its replies, handing streamed items to `on_item`.
-    fn call(&self, op: &Op, on_item: &mut dyn FnMut(Value) -> Result<()>) -> Result<Value> {
+    /// Sends one request and reads its replies, handing streamed items to `on_item`. When
+    /// `on_item` stops, the rest of the answer is not read: the connection is dropped (the
+    /// daemon sees the client gone and stops) and `Null` returned.
+    fn call(&self, op: &Op, on_item: &mut dyn FnMut(Value) -> Flow) -> Result<Value> {
         let mut guard = self.conn.lock().map_err(|_| engine("poisoned"))?;
         let reused = guard.is_some();
         if !reused {
@@ -114,15 +126,16 @@ impl RemoteStore {
         }
         let mut answered = false;
         let conn = guard.as_mut().expect("connected");
-        let mut result = Self::exchange(conn, op, on_item, &mut answered);
+        let mut stopped = false;
+        let mut result = Self::exchange(conn, op, on_item, &mut answered, &mut stopped);
         if result.is_err() && reused && !answered {
             // The daemon closes connections left idle: a kept one may be gone before it
             // answered anything. Every request is a read, so asking again is safe.
             *guard = Some(open_conn(&self.socket).map_err(engine)?);
             let conn = guard.as_mut().expect("connected");
-            result = Self::exchange(conn, op, on_item, &mut answered);
+            result = Self::exchange(conn, op, on_item, &mut answered, &mut stopped);
         }
-        if result.is_err() {
+        if result.is_err() || stopped {
             // The stream may be mid-answer: never reuse it.
             *guard = None;
         }
@@ -132,8 +145,9 @@ impl RemoteStore {
     fn exchange(
         conn: &mut Conn,
         op: &Op,
-        on_item: &mut dyn FnMut(Value) -> Result<()>,
+        on_item: &mut dyn FnMut(Value) -> Flow,
         answered: &mut bool,
+        stopped: &mut bool,
     ) -> Result<Value> {
         let req = Request {
             v: PROTOCOL_VERSION,
@@ -160,7 +174,12 @@ impl RemoteStore {
                 )));
             }
             match serde_json::from_slice::<Reply>(&buf).map_err(engine)? {
-                Reply::Item(v) => on_item(v)?,
+                Reply::Item(v) => {
+                    if on_item(v)?.is_break() {
+                        *stopped = true;
+                        return Ok(Value::Null);
+                    }
+                }
                 Reply::Done(v) => return Ok(v),
                 Reply::Error { message } => {
                     return Err(StoreError::Engine(format!("the daemon: {message}")));
@@ -173,7 +192,7 @@ impl RemoteStore {
         let mut out = Vec::new();
         self.call(op, &mut |v| {
             out.push(from_value(v)?);
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })?;
         Ok(out)
     }
@@ -208,16 +227,45 @@ impl Store for RemoteStore {
             &Op::Get {
                 fingerprint: fingerprint.to_string(),
             },
-            &mut |_| Ok(()),
+            &mut |_| Ok(ControlFlow::Continue(())),
         )?)
     }
 
+    /// Sorted and cut by the daemon (`query`, which every daemon of protocol v1 serves).
     fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>> {
         self.list(&Op::query(q, opts))
     }
 
+    /// Streamed from the daemon (`query_each`, revision 1); an older daemon is told apart by its
+    /// `hello` and refused with a message saying what to do.
+    fn query_each(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        f: &mut dyn FnMut(Finding) -> Flow,
+    ) -> Result<QueryTotals> {
+        if self.revision < 1 {
+            return Err(StoreError::Engine(format!(
+                "the running daemon (pid {}) is older than this outwatch and cannot stream a \
+                 lookup: restart it with this binary (stop it, then `outwatch run`)",
+                self.hello().pid
+            )));
+        }
+        let mut totals = QueryTotals::default();
+        self.call(&Op::query_each(q, opts), &mut |v| {
+            totals.handed += 1;
+            let flow = f(from_value(v)?)?;
+            totals.stopped = flow.is_break();
+            Ok(flow)
+        })?;
+        Ok(totals)
+    }
+
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
-        self.call(&Op::ForEach, &mut |v| f(from_value(v)?))?;
+        self.call(&Op::ForEach, &mut |v| {
+            f(from_value(v)?)?;
+            Ok(ControlFlow::Continue(()))
+        })?;
         Ok(())
     }
 
@@ -249,7 +297,7 @@ impl Store for RemoteStore {
             &Op::StateGet {
                 key: key.to_string(),
             },
-            &mut |_| Ok(()),
+            &mut |_| Ok(ControlFlow::Continue(())),
         )?;
         if v.is_null() {
             Ok(None)
@@ -271,14 +319,14 @@ impl Store for RemoteStore {
             &mut |v| {
                 let (k, b): (String, Value) = from_value(v)?;
                 out.push((k, b64d(&b)?));
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             },
         )?;
         Ok(out)
     }
 
     fn count(&self) -> Result<usize> {
-        from_value(self.call(&Op::Count, &mut |_| Ok(()))?)
+        from_value(self.call(&Op::Count, &mut |_| Ok(ControlFlow::Continue(())))?)
     }
 
     /// Nothing to flush here: the daemon flushes after every run.

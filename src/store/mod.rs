@@ -9,20 +9,22 @@
 mod keys;
 mod legacy;
 mod prepared;
+mod query;
 mod record;
 pub mod sled_store;
 mod sorted_ingest;
+pub mod top;
 
-use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::Finding;
 
 pub use prepared::PreparedBatch;
+pub use query::{Flow, Query, QueryOptions, QueryTotals};
 pub use sled_store::SledStore;
 pub use sorted_ingest::{CHUNK, RUN_BYTES, SortedIngest};
 
@@ -49,33 +51,6 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// What a lookup asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
-pub enum Query {
-    /// Findings about this address, or about a network containing it.
-    Ip(IpAddr),
-    /// Findings about addresses inside, or networks overlapping, this network.
-    Net(IpNet),
-    /// Findings about this domain or any of its subdomains (and e-mail addresses on them).
-    Domain(String),
-    /// Findings about this e-mail address.
-    Email(String),
-    /// Findings about this autonomous system.
-    Asn(u32),
-}
-
-/// Filters applied to a lookup.
-#[derive(Debug, Clone, Default)]
-pub struct QueryOptions {
-    /// Only findings last seen at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Include resolved findings.
-    pub include_resolved: bool,
-    /// At most this many findings (newest first); `None` for all.
-    pub limit: Option<usize>,
-}
 
 /// Options of one ingest.
 #[derive(Debug, Clone)]
@@ -268,8 +243,29 @@ pub trait Store: Send + Sync {
         Ok(n)
     }
 
-    /// Findings matching a query, newest `last_seen` first.
-    fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>>;
+    /// Findings matching a query, newest `last_seen` first (then most severe, then by
+    /// fingerprint), at most `opts.limit`. A collector over [`Store::query_each`]: with a limit
+    /// it holds only that many findings, without one it holds them all (prefer
+    /// `query_each` where a result may be large).
+    fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>> {
+        let mut top = top::Top::new(opts.limit, top::newest_first);
+        self.query_each(q, opts, &mut |f| {
+            top.push(f);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(top.into_sorted_vec())
+    }
+
+    /// Streams the findings matching a query to `f`, one at a time, in store order (not
+    /// sorted), each finding once, with memory bounded by a bucket or a page of postings rather
+    /// than by the result; `opts.limit` is not applied (`f` stops the walk by returning
+    /// `ControlFlow::Break`).
+    fn query_each(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        f: &mut dyn FnMut(Finding) -> Flow,
+    ) -> Result<QueryTotals>;
 
     /// Every finding, in store order (stable for a given store; for export, digest and health).
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;

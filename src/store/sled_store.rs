@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 
 use super::keys;
 use super::legacy;
@@ -19,6 +18,8 @@ use super::{
     StoreError,
 };
 use crate::finding::{Finding, Status};
+
+mod query;
 
 /// Cache sled may use; sled's default of 1 GiB is far more than a store of this kind needs.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -767,19 +768,6 @@ impl SledStore {
         Ok(n)
     }
 
-    /// Decodes the records of bucket `key` that `keep` selects (by header) into `out`.
-    fn collect(
-        &self,
-        key: &[u8],
-        keep: &dyn Fn(&record::Header<'_>) -> bool,
-        out: &mut HashMap<[u8; FP_LEN], Finding>,
-    ) -> Result<()> {
-        if let Some(plain) = self.load_bucket(key)? {
-            Self::collect_plain(key, &plain, keep, &|_| true, out)?;
-        }
-        Ok(())
-    }
-
     fn collect_plain(
         key: &[u8],
         plain: &[u8],
@@ -798,170 +786,6 @@ impl SledStore {
             }
         }
         Ok(())
-    }
-
-    /// Every bucket whose key lies in `[lo, hi]`.
-    fn collect_range(
-        &self,
-        lo: Vec<u8>,
-        hi: Vec<u8>,
-        keep: &dyn Fn(&record::Header<'_>) -> bool,
-        out: &mut HashMap<[u8; FP_LEN], Finding>,
-    ) -> Result<()> {
-        for b in self.db.range(lo..=hi).map(opened) {
-            let (k, plain) = b?;
-            Self::collect_plain(&k, &plain, keep, &|_| true, out)?;
-        }
-        Ok(())
-    }
-
-    /// Every bucket whose key starts with `prefix`, keeping findings `keep_finding` accepts.
-    fn collect_prefix(
-        &self,
-        prefix: &[u8],
-        keep_finding: &dyn Fn(&Finding) -> bool,
-        out: &mut HashMap<[u8; FP_LEN], Finding>,
-    ) -> Result<()> {
-        for b in self.db.scan_prefix(prefix).map(opened) {
-            let (k, plain) = b?;
-            Self::collect_plain(&k, &plain, &|_| true, keep_finding, out)?;
-        }
-        Ok(())
-    }
-
-    /// Findings reached through domain postings under `prefix` whose domain passes `domain_ok`
-    /// and which pass `keep_finding`.
-    fn collect_postings(
-        &self,
-        prefix: &[u8],
-        domain_ok: &dyn Fn(&[u8]) -> bool,
-        keep_finding: &dyn Fn(&Finding) -> bool,
-        out: &mut HashMap<[u8; FP_LEN], Finding>,
-    ) -> Result<()> {
-        let mut homes: Vec<(Vec<u8>, [u8; FP_LEN])> = Vec::new();
-        for kv in self.db.scan_prefix(prefix) {
-            let (k, v) = kv.map_err(engine)?;
-            let entries = record::posting_entries(&v).map_err(|e| corrupt(&k, e))?;
-            for p in keys::postings(&entries) {
-                if domain_ok(p.domain) {
-                    homes.push((p.home.to_vec(), p.fp));
-                }
-            }
-        }
-        homes.sort_unstable();
-        // Homes to buckets: range homes in order share their bucket until the next one starts.
-        let mut wanted: BTreeMap<Vec<u8>, HashSet<[u8; FP_LEN]>> = BTreeMap::new();
-        let mut open: Option<(Vec<u8>, Option<sled::IVec>)> = None;
-        for (home, fp) in homes {
-            let bucket = match keys::range_prefix(&home) {
-                None => home,
-                Some(p) => {
-                    let inside = open.as_ref().is_some_and(|(k, next)| {
-                        k.starts_with(p) && next.as_ref().is_none_or(|n| home[..] < n[..])
-                    });
-                    if !inside {
-                        let (below, next) = self.range_bucket(p, &home)?;
-                        let Some(below) = below else { continue };
-                        open = Some((below.to_vec(), next));
-                    }
-                    open.as_ref().expect("set above").0.clone()
-                }
-            };
-            wanted.entry(bucket).or_default().insert(fp);
-        }
-        for (home, fps) in wanted {
-            if let Some(plain) = self.load_bucket(&home)? {
-                Self::collect_plain(&home, &plain, &|h| fps.contains(&h.fp), keep_finding, out)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn query_findings(&self, q: &Query) -> Result<HashMap<[u8; FP_LEN], Finding>> {
-        let mut out = HashMap::new();
-        match q {
-            Query::Ip(ip) => {
-                let (b, n) = record::ip_bytes(*ip);
-                let home = keys::ip_home(*ip);
-                let prefix = keys::range_prefix(&home).expect("an address home");
-                if let (Some(bucket), _) = self.range_bucket(prefix, &home)? {
-                    self.collect(&bucket, &|h| h.ip == &b[..n], &mut out)?;
-                }
-                let max = if ip.is_ipv6() { 128 } else { 32 };
-                for len in 0..=max {
-                    let net = IpNet::new(*ip, len).expect("len within family");
-                    self.collect(&keys::net_home(net), &|_| true, &mut out)?;
-                }
-            }
-            Query::Net(net) => {
-                let net = net.trunc();
-                // Addresses inside the network.
-                let inside = |h: &record::Header<'_>| match h.ip.len() {
-                    4 => <[u8; 4]>::try_from(h.ip)
-                        .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
-                    16 => <[u8; 16]>::try_from(h.ip)
-                        .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
-                    _ => false,
-                };
-                // Range buckets from the one holding the first address to the last one starting
-                // at or before the last address.
-                let first = keys::ip_home(net.network());
-                let prefix = keys::range_prefix(&first).expect("an address home");
-                let lo = match self.range_bucket(prefix, &first)? {
-                    (Some(k), _) => k.to_vec(),
-                    (None, _) => first.clone(),
-                };
-                self.collect_range(lo, keys::ip_home(net.broadcast()), &inside, &mut out)?;
-                let v6 = net.network().is_ipv6();
-                // Networks inside it (same or longer prefix)...
-                for len in net.prefix_len()..=net.max_prefix_len() {
-                    let lo = IpNet::new(net.network(), len).expect("len");
-                    let hi = IpNet::new(net.broadcast(), len).expect("len");
-                    let (lo, hi) = (keys::net_home(lo), keys::net_home(hi));
-                    debug_assert!(lo.starts_with(&keys::net_len_home(v6, len)));
-                    self.collect_range(lo, hi, &|_| true, &mut out)?;
-                }
-                // ...and networks containing it.
-                for len in 0..net.prefix_len() {
-                    let sup = IpNet::new(net.network(), len).expect("len");
-                    self.collect(&keys::net_home(sup), &|_| true, &mut out)?;
-                }
-            }
-            Query::Domain(d) => {
-                let d = crate::finding::normalize_domain(d);
-                if d.is_empty() {
-                    return Ok(out);
-                }
-                let rd = keys::reversed_domain(&d);
-                let under = |x: &str| keys::reversed_domain(x).starts_with(&rd);
-                let about = |f: &Finding| keys::domains(&f.view()).any(under);
-                let (buckets, posts) = if d.contains('.') {
-                    (keys::domain_home(&d), keys::posting_prefix(&d))
-                } else {
-                    (keys::domain_home_prefix(&d), keys::posting_tld_prefix(&d))
-                };
-                self.collect_prefix(&buckets, &about, &mut out)?;
-                self.collect_postings(&posts, &|x| x.starts_with(rd.as_bytes()), &about, &mut out)?;
-            }
-            Query::Email(e) => {
-                let e = e.trim().to_ascii_lowercase();
-                let Some(d) = keys::email_domain(&e) else {
-                    return Ok(out);
-                };
-                let d = crate::finding::normalize_domain(d);
-                let rd = keys::reversed_domain(&d);
-                let is = |f: &Finding| f.email.as_deref() == Some(e.as_str());
-                self.collect_prefix(&keys::domain_home(&d), &is, &mut out)?;
-                self.collect_postings(
-                    &keys::posting_prefix(&d),
-                    &|x| x == rd.as_bytes(),
-                    &is,
-                    &mut out,
-                )?;
-            }
-            Query::Asn(a) => self.collect(&keys::asn_home(*a), &|_| true, &mut out)?,
-        }
-        Ok(out)
     }
 
     /// The stored findings with these fingerprints (one scan of the store).
@@ -1114,23 +938,13 @@ impl Store for SledStore {
         self.rewrite_where(&|h| fps.contains(&h.fp), change)
     }
 
-    fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>> {
-        let mut out: Vec<Finding> = self
-            .query_findings(q)?
-            .into_values()
-            .filter(|f| opts.include_resolved || f.status != Status::Resolved)
-            .filter(|f| opts.since.is_none_or(|s| f.last_seen >= s))
-            .collect();
-        out.sort_by(|a, b| {
-            b.last_seen
-                .cmp(&a.last_seen)
-                .then_with(|| a.severity.cmp(&b.severity))
-                .then_with(|| a.fingerprint.cmp(&b.fingerprint))
-        });
-        if let Some(l) = opts.limit {
-            out.truncate(l);
-        }
-        Ok(out)
+    fn query_each(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        f: &mut dyn FnMut(Finding) -> super::Flow,
+    ) -> Result<super::QueryTotals> {
+        self.stream_query(q, opts, f)
     }
 
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
@@ -1299,6 +1113,7 @@ impl Drop for SledStore {
 mod tests {
     use super::*;
     use crate::finding::{Classification, Severity};
+    use ipnet::IpNet;
 
     fn at(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_790_000_000 + s, 0).unwrap()

@@ -1308,3 +1308,147 @@ fn status_judges_keys_as_the_daemon_sees_them() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert!(daemon.0.wait().unwrap().success());
 }
+
+// ---------------------------------------------------------------- streamed queries
+
+/// Findings collected from a streamed query, as sorted fingerprints.
+fn streamed_fps(s: &dyn Store, q: &outwatch::store::Query) -> Vec<String> {
+    let opts = outwatch::store::QueryOptions {
+        include_resolved: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let totals = s
+        .query_each(q, &opts, &mut |f| {
+            out.push(f.fingerprint);
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .unwrap();
+    assert_eq!(totals.handed, out.len());
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_queries_through_the_socket_match_the_direct_store() {
+    use outwatch::daemon::RemoteStore;
+    use outwatch::daemon::socket;
+    use outwatch::store::Query;
+
+    let d = tempfile::tempdir().unwrap();
+    {
+        let s = reopen(d.path());
+        let batch: Vec<Finding> = (0..3_000u32)
+            .map(|i| {
+                let mut f = Finding::new(
+                    "shadowserver",
+                    "scan_dns",
+                    Classification::new("", "vulnerable-system", "x"),
+                    Severity::Medium,
+                );
+                let a = i.wrapping_mul(2_654_435_761).to_be_bytes();
+                f.ip = Some(std::net::IpAddr::from([10, a[1], a[2], a[3]]));
+                f.domain = Some(format!("h{i}.isp.example"));
+                f.seal();
+                f
+            })
+            .collect();
+        s.ingest(batch, vec![], &IngestOptions { now: Utc::now() })
+            .unwrap();
+        s.flush().unwrap();
+    }
+    let s: Arc<dyn Store> = Arc::new(reopen(d.path()));
+    let (listener, _path) = socket::bind(d.path()).unwrap();
+    let (stop, rx) = watch::channel(false);
+    let info: socket::InfoFn = Arc::new(|| serde_json::json!({"pid": 1}));
+    let server = tokio::spawn(socket::serve(listener, s.clone(), info, rx));
+
+    let dir = d.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let r = RemoteStore::connect(&dir).expect("the socket answers");
+        assert_eq!(
+            r.hello().revision,
+            outwatch::daemon::protocol::PROTOCOL_REVISION
+        );
+        let ip = s
+            .query(&Query::Domain("h7.isp.example".into()), &Default::default())
+            .unwrap()[0]
+            .ip
+            .unwrap();
+        for q in [
+            Query::Domain("isp.example".into()),
+            Query::Net("10.0.0.0/8".parse().unwrap()),
+            Query::Net("10.128.0.0/9".parse().unwrap()),
+            Query::Ip(ip),
+        ] {
+            let direct = streamed_fps(s.as_ref(), &q);
+            assert!(!direct.is_empty(), "{q:?}");
+            assert_eq!(streamed_fps(&r, &q), direct, "{q:?}");
+        }
+        assert_eq!(
+            streamed_fps(&r, &Query::Domain("isp.example".into())).len(),
+            3_000
+        );
+        // Stopping early drops the rest of the answer; the next request gets a fresh connection.
+        let mut n = 0;
+        let totals = r
+            .query_each(
+                &Query::Domain("isp.example".into()),
+                &Default::default(),
+                &mut |_| {
+                    n += 1;
+                    Ok(if n == 10 {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    })
+                },
+            )
+            .unwrap();
+        assert_eq!((totals.handed, totals.stopped), (10, true));
+        assert_eq!(r.count().unwrap(), 3_000);
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(true);
+    server.await.unwrap();
+}
+
+#[test]
+fn a_daemon_without_streamed_queries_is_refused_with_a_clear_message() {
+    use std::io::{BufRead, BufReader, Write};
+    // A daemon of protocol v1 before revisions: its hello has no `revision`.
+    let d = tempfile::tempdir().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(d.path().join("outwatch.sock")).unwrap();
+    std::thread::spawn(move || {
+        let Ok((c, _)) = listener.accept() else {
+            return;
+        };
+        let mut w = c.try_clone().unwrap();
+        for line in BufReader::new(c).lines() {
+            let Ok(line) = line else { return };
+            let reply = if line.contains("\"hello\"") {
+                "{\"done\":{\"version\":1,\"pid\":4242}}\n".to_string()
+            } else {
+                format!("{{\"error\":{{\"message\":\"unexpected {line}\"}}}}\n")
+            };
+            if w.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let r = outwatch::daemon::RemoteStore::connect(d.path()).expect("it answers hello");
+    assert_eq!(r.hello().revision, 0);
+    let e = r
+        .query_each(
+            &outwatch::store::Query::Asn(64496),
+            &Default::default(),
+            &mut |_| Ok(std::ops::ControlFlow::Continue(())),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("older") && e.contains("4242") && e.contains("restart"),
+        "{e}"
+    );
+}

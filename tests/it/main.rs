@@ -14,6 +14,7 @@ mod hibp;
 mod indicators;
 mod keyed_support;
 mod lists;
+mod lookup;
 mod properties;
 mod safebrowsing;
 mod security;
