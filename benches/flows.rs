@@ -75,6 +75,22 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000_000);
+    // `FLOWS_WRITE=PATH`: only write a generated Zeek TSV conn.log there (gzip when PATH ends
+    // in `.gz`), for measuring `outwatch flows` itself.
+    if let Ok(path) = std::env::var("FLOWS_WRITE") {
+        let f = BufWriter::new(std::fs::File::create(&path).unwrap());
+        if path.ends_with(".gz") {
+            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+            sample::generate(&mut e, lines, 1, LogFormat::ZeekTsv).unwrap();
+            e.finish().unwrap().flush().unwrap();
+        } else {
+            let mut w = f;
+            sample::generate(&mut w, lines, 1, LogFormat::ZeekTsv).unwrap();
+            w.flush().unwrap();
+        }
+        println!("wrote {lines} lines to {path}");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     println!("flows: reading {lines} generated connections per format (best of 3, one thread)");
     println!(
