@@ -93,6 +93,24 @@ impl Analysed {
     }
 }
 
+/// A part of a log file to read: the whole file, or (for a growing plain log the watch job
+/// read before) the bytes `from..to` behind the file's own header lines.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    pub path: PathBuf,
+    /// `None`: the whole file, gzip or plain.
+    pub tail: Option<Tail>,
+}
+
+/// The unread end of a plain log: its header (the `#` lines of Zeek TSV, the column line of
+/// nfdump CSV; empty for JSON lines) and the byte range of whole lines not read yet.
+#[derive(Debug, Clone)]
+pub struct Tail {
+    pub header: Vec<u8>,
+    pub from: u64,
+    pub to: u64,
+}
+
 /// Reads `files` in order into one analysis; a file that cannot be read is named and the
 /// others go on. `progress` hears of each file before it is read.
 pub fn analyse_files(
@@ -102,13 +120,36 @@ pub fn analyse_files(
     files: &[PathBuf],
     progress: &mut dyn FnMut(&Path),
 ) -> Analysed {
+    let pieces: Vec<Piece> = files
+        .iter()
+        .map(|p| Piece {
+            path: p.clone(),
+            tail: None,
+        })
+        .collect();
+    analyse_pieces(flows, scope, index, &pieces, progress)
+}
+
+/// [`analyse_files`] of whole files and file tails.
+pub fn analyse_pieces(
+    flows: &FlowsConfig,
+    scope: &ScopeMatcher,
+    index: &IndicatorIndex,
+    pieces: &[Piece],
+    progress: &mut dyn FnMut(&Path),
+) -> Analysed {
     let settings = Settings::new(flows);
     let mut a = Analyser::new(&settings, scope, index);
-    let mut out = Vec::with_capacity(files.len());
-    for p in files {
+    let mut out = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        let p = &piece.path;
         progress(p);
         let path = p.display().to_string();
-        match read::read_path(p, &mut |c| a.add(c)) {
+        let read = match &piece.tail {
+            None => read::read_path(p, &mut |c| a.add(c)),
+            Some(t) => read_tail(p, t, &mut |c| a.add(c)),
+        };
+        match read {
             Ok(stats) => out.push(FileOutcome {
                 path,
                 stats: Some(stats),
@@ -125,6 +166,87 @@ pub fn analyse_files(
         files: out,
         report: a.finish(),
     }
+}
+
+/// Reads the header and then the bytes `from..to` of a plain log.
+fn read_tail(
+    path: &Path,
+    t: &Tail,
+    sink: &mut dyn FnMut(&super::Conn<'_>),
+) -> Result<ReadStats, read::ReadError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let name = path.display().to_string();
+    let open = |source: std::io::Error| read::ReadError::Open {
+        name: name.clone(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(open)?;
+    f.seek(SeekFrom::Start(t.from)).map_err(open)?;
+    let body = f.take(t.to.saturating_sub(t.from));
+    read::read_log(std::io::Cursor::new(&t.header[..]).chain(body), &name, sink)
+}
+
+/// Adds what is stored of each aggregate finding (its connections, packets and bytes, its
+/// first and last time, its longest connection) to the new observation of it, so a day's
+/// finding sums every file the watch job read, each read once. Top talkers stay as measured
+/// (their figures are relative to their peers in one run).
+pub fn add_stored_counts(
+    store: &dyn Store,
+    findings: &mut [crate::finding::Finding],
+) -> Result<(), StoreError> {
+    use std::collections::HashMap;
+    use std::ops::ControlFlow;
+    let hosts: std::collections::BTreeSet<std::net::IpAddr> =
+        findings.iter().filter_map(|f| f.ip).collect();
+    let mut stored: HashMap<String, crate::finding::Finding> = HashMap::new();
+    let opts = crate::store::QueryOptions {
+        since: None,
+        include_resolved: true,
+        limit: None,
+    };
+    for h in hosts {
+        store.query_each(&crate::store::Query::Ip(h), &opts, &mut |f| {
+            if f.source == SOURCE {
+                stored.insert(f.fingerprint.clone(), f);
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
+    for f in findings.iter_mut() {
+        if f.feed == "top-talker" {
+            continue;
+        }
+        let Some(old) = stored.get(&f.compute_fingerprint()) else {
+            continue;
+        };
+        let num = |g: &crate::finding::Finding, k: &str| g.extra.get(k).and_then(|v| v.as_u64());
+        for k in ["connections", "packets", "bytes", "more_connections"] {
+            if let (Some(a), Some(b)) = (num(f, k), num(old, k)) {
+                f.set_extra(k, a.saturating_add(b));
+            }
+        }
+        let dur = |g: &crate::finding::Finding| g.extra.get("duration").and_then(|v| v.as_f64());
+        if let (Some(a), Some(b)) = (dur(f), dur(old))
+            && b > a
+        {
+            f.set_extra("duration", b);
+        }
+        let time = |g: &crate::finding::Finding, k: &str| {
+            g.extra.get(k).and_then(|v| v.as_str()).map(str::to_string)
+        };
+        // RFC 3339 UTC strings of one shape order as their times.
+        if let (Some(a), Some(b)) = (time(f, "first"), time(old, "first"))
+            && b < a
+        {
+            f.set_extra("first", b);
+        }
+        if let (Some(a), Some(b)) = (time(f, "last"), time(old, "last"))
+            && b > a
+        {
+            f.set_extra("last", b);
+        }
+    }
+    Ok(())
 }
 
 /// Stores the findings of `run` (with `state`, in the same atomic batch) and appends its

@@ -3,14 +3,18 @@
 //! and the health of the job (`status`: `silent` when the paths gave no new lines for twice
 //! the schedule, `failing` when they cannot be read).
 //!
-//! A file is remembered in state `flows/file/<path>` as its size and modification time. A
-//! file whose size or time changed (a growing `current/conn.log`, a rotated file replaced) is
-//! read again **whole**. Counts are not doubled by this: a flow finding's identity is its
-//! host, kind, peer or service and day, and its counts are those of the run that last saw it,
-//! which for a growing file is the whole file. (Findings of one day spread over several files
-//! keep the counts of the file read last.) The marks are written in the same atomic batch as
-//! the findings, so a failed run reads the files again next time. Marks of files that no
-//! longer match are dropped.
+//! A file is remembered in state `flows/file/<path>` as its size, modification time, inode
+//! and, for a plain log, how far it was read (the end of its last whole line) with its header
+//! lines. Every line is read once: a growing plain log (`current/conn.log`) is read on from
+//! where the last run stopped, behind its own header, up to its last whole line (a line being
+//! written waits for the next run); a gzip file, or a plain one replaced (another inode, or
+//! shorter than what was read), is read whole. So a day's flow finding **adds up** what every
+//! run read of it (connections, packets, bytes; first and last time; the longest connection:
+//! [`run::add_stored_counts`]), whatever the rotation; top talkers are as measured by the run
+//! that last saw them. (Watch either the live log or its archive, not both: the same lines
+//! would count twice.) The marks are written in the same atomic batch as the findings, so a
+//! failed run reads the same lines again next time. Marks of files that no longer match are
+//! dropped.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -30,15 +34,24 @@ pub const STATE_PREFIX: &str = "flows/file/";
 pub const MAX_FILES: usize = 10_000;
 
 /// What is remembered of a file that was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMark {
     pub size: u64,
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
+    #[serde(default)]
+    pub inode: u64,
+    /// A plain log: the end of the last whole line read (0 for a gzip file: read whole).
+    #[serde(default)]
+    pub offset: u64,
+    /// A plain log: its header lines, put before the bytes read on from `offset`.
+    #[serde(default)]
+    pub header: String,
 }
 
 impl FileMark {
     fn of(meta: &std::fs::Metadata) -> FileMark {
+        use std::os::unix::fs::MetadataExt;
         let mtime_ns = meta
             .modified()
             .ok()
@@ -47,7 +60,62 @@ impl FileMark {
         FileMark {
             size: meta.len(),
             mtime_ns,
+            inode: meta.ino(),
+            offset: 0,
+            header: String::new(),
         }
+    }
+
+    /// The same file, unchanged.
+    fn unchanged(&self, now: &FileMark) -> bool {
+        (self.size, self.mtime_ns, self.inode) == (now.size, now.mtime_ns, now.inode)
+    }
+}
+
+/// Most header bytes kept for a plain log (Zeek's header is well under 2 KiB).
+const MAX_HEADER: usize = 64 * 1024;
+
+/// How a file is to be read now: `None` when it is gzip (whole); else its header and the end
+/// of its last whole line.
+fn plain_layout(path: &Path, size: u64) -> std::io::Result<Option<(String, u64)>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let mut head = vec![0u8; MAX_HEADER.min(size as usize)];
+    f.read_exact(&mut head)?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return Ok(None);
+    }
+    // The header: Zeek's leading `#` lines, or nfdump's column line; none for JSON lines.
+    let text = head.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&head);
+    let mut header = 0;
+    if text.first() == Some(&b'#') {
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            if !line.starts_with(b"#") || !line.ends_with(b"\n") {
+                break;
+            }
+            header += line.len();
+        }
+    } else if text.first() != Some(&b'{')
+        && let Some(nl) = text.iter().position(|&b| b == b'\n')
+    {
+        header = nl + 1;
+    }
+    let header = String::from_utf8_lossy(&text[..header]).into_owned();
+    // The end of the last whole line: scan back from the end.
+    let mut end = size;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        if n == 0 {
+            return Ok(Some((header, 0)));
+        }
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(Some((header, start + i as u64 + 1)));
+        }
+        end = start;
     }
 }
 
@@ -167,26 +235,79 @@ pub fn run_once(
     let (files, unreadable) = expand_all(cfg);
     let marks: std::collections::HashMap<String, Vec<u8>> =
         store.state_scan(STATE_PREFIX)?.into_iter().collect();
-    let mut to_read = Vec::new();
+    let mut to_read: Vec<(run::Piece, String, FileMark)> = Vec::new();
     let mut state = Vec::new();
     let mut unreadable = unreadable;
     for f in &files {
         let key = format!("{STATE_PREFIX}{}", f.display());
-        match std::fs::metadata(f) {
-            Ok(meta) => {
-                let mark = FileMark::of(&meta);
-                let known: Option<FileMark> =
-                    marks.get(&key).and_then(|v| serde_json::from_slice(v).ok());
-                if known != Some(mark) {
-                    to_read.push((f.clone(), key, mark));
-                }
+        let fail = |e: std::io::Error| FileOutcome {
+            path: f.display().to_string(),
+            stats: None,
+            error: Some(e.to_string()),
+        };
+        let meta = match std::fs::metadata(f) {
+            Ok(m) => m,
+            Err(e) => {
+                unreadable.push(fail(e));
+                continue;
             }
-            Err(e) => unreadable.push(FileOutcome {
-                path: f.display().to_string(),
-                stats: None,
-                error: Some(e.to_string()),
-            }),
+        };
+        let mut mark = FileMark::of(&meta);
+        let known: Option<FileMark> = marks.get(&key).and_then(|v| serde_json::from_slice(v).ok());
+        if known.as_ref().is_some_and(|k| k.unchanged(&mark)) {
+            continue;
         }
+        let tail = match plain_layout(f, mark.size) {
+            Err(e) => {
+                unreadable.push(fail(e));
+                continue;
+            }
+            Ok(None) => None,
+            Ok(Some((header, end))) => {
+                // Read on from the last run's end when it is the same file, grown.
+                let from = known
+                    .as_ref()
+                    .filter(|k| k.inode == mark.inode && k.offset > 0 && k.offset <= end)
+                    .map_or(0, |k| k.offset);
+                let tail = run::Tail {
+                    header: if from == 0 {
+                        Vec::new()
+                    } else {
+                        known
+                            .as_ref()
+                            .map(|k| k.header.clone().into_bytes())
+                            .unwrap_or_default()
+                    },
+                    from,
+                    to: end,
+                };
+                mark.offset = end;
+                mark.header = if from == 0 {
+                    header
+                } else {
+                    known.as_ref().map(|k| k.header.clone()).unwrap_or_default()
+                };
+                Some(tail)
+            }
+        };
+        if let Some(t) = &tail
+            && t.from == t.to
+        {
+            // Changed, but no new whole line yet: remember the file as it is now.
+            state.push((
+                key,
+                Some(serde_json::to_vec(&mark).expect("a mark serialises")),
+            ));
+            continue;
+        }
+        to_read.push((
+            run::Piece {
+                path: f.clone(),
+                tail,
+            },
+            key,
+            mark,
+        ));
     }
     let current: std::collections::HashSet<String> = files
         .iter()
@@ -210,10 +331,11 @@ pub fn run_once(
         return Ok(Ok(format!("no new lines in {} file(s)", files.len())));
     }
     let index = run::indicators(Some(cfg), store)?;
-    let paths: Vec<PathBuf> = to_read.iter().map(|(p, _, _)| p.clone()).collect();
-    let mut analysed = run::analyse_files(&cfg.flows, scope, &index, &paths, &mut |p| {
+    let pieces: Vec<run::Piece> = to_read.iter().map(|(p, _, _)| p.clone()).collect();
+    let mut analysed = run::analyse_pieces(&cfg.flows, scope, &index, &pieces, &mut |p| {
         tracing::info!(file = %crate::text::Clean(&p.display().to_string()), "reading flows");
     });
+    run::add_stored_counts(store, &mut analysed.report.findings)?;
     for ((_, key, mark), out) in to_read.iter().zip(&analysed.files) {
         if out.error.is_none() {
             let v = serde_json::to_vec(mark).expect("a mark serialises");
@@ -225,7 +347,7 @@ pub fn run_once(
     store.flush()?;
     let line = format!(
         "{} file(s), {} connection(s): {} finding(s), {} new, {} updated",
-        paths.len(),
+        pieces.len(),
         analysed.connections(),
         fr.accepted,
         stats.new,

@@ -394,7 +394,8 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
     assert_eq!(runs[0].outcome, RunOutcome::NotModified);
     assert_eq!(runs[1].outcome, RunOutcome::Ok);
 
-    // The file grows to the whole two days: read again, counts are the file's, not summed.
+    // The file grows to the whole two days: read on from where the last run stopped; the
+    // counts add up to the whole file's, nothing counted twice.
     std::fs::write(logs.join("conn.log"), &full).unwrap();
     outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
         .unwrap()
@@ -420,6 +421,98 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
         store.runs(Some("flows"), 1).unwrap()[0].outcome,
         RunOutcome::Error
     );
+}
+
+/// Hourly files of one day, and a live log whose last line is still being written: every line
+/// is read once, and a day's finding sums what every run read of it, as one run over the
+/// whole log would have counted.
+#[test]
+fn the_watch_job_sums_a_day_over_rotated_files_and_waits_for_a_whole_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut cfg = config(dir.path(), "");
+    cfg.flows.paths = vec!["logs/conn*.log".into()];
+    let store = SledStore::open(&dir.path().join("store")).unwrap();
+    let scope = ScopeMatcher::default();
+    let tick = std::sync::atomic::AtomicI64::new(0);
+    let t = || {
+        let s = tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::seconds(s)
+    };
+    let full = std::fs::read_to_string(two_days()).unwrap();
+    let (header, data): (Vec<&str>, Vec<&str>) = full
+        .lines()
+        .filter(|l| !l.starts_with("#close"))
+        .partition(|l| l.starts_with('#'));
+    let header = header.join("\n") + "\n";
+    // Every third line to each file, so a finding's connections lie in all three.
+    let part = |k: usize| -> Vec<&str> { data.iter().skip(k).step_by(3).copied().collect() };
+    let run = || {
+        outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
+            .unwrap()
+            .unwrap()
+    };
+    // Hour 1, then hour 2 in its own file.
+    std::fs::write(
+        logs.join("conn.01.log"),
+        header.clone() + &part(0).join("\n") + "\n",
+    )
+    .unwrap();
+    run();
+    std::fs::write(
+        logs.join("conn.02.log"),
+        header.clone() + &part(1).join("\n") + "\n",
+    )
+    .unwrap();
+    run();
+    // The live log: its last line is half written, so it waits for the next run.
+    let rest = part(2);
+    let (last, before) = rest.split_last().unwrap();
+    let (cut_a, cut_b) = last.split_at(last.len() / 2);
+    let live = logs.join("conn.log");
+    std::fs::write(&live, header.clone() + &before.join("\n") + "\n" + cut_a).unwrap();
+    run();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&live)
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("{cut_b}\n").as_bytes()).unwrap();
+    drop(f);
+    run();
+    assert!(run().contains("no new lines"));
+    let runs = store.runs(Some("flows"), 20).unwrap();
+    // The fixture's one malformed line, and no half-written line.
+    let rejected: usize = runs.iter().map(|r| r.rejected).sum();
+    assert_eq!(rejected, 1, "{runs:#?}");
+    let read: usize = runs.iter().map(|r| r.fetched).sum();
+
+    // One run over the whole log counts the same.
+    let whole = analyse(&cfg, &IndicatorIndex::default(), &[two_days()]);
+    assert_eq!(read, 552, "every connection read once");
+    let mut stored = std::collections::HashMap::new();
+    store
+        .for_each(&mut |f| {
+            stored.insert(f.fingerprint.clone(), f);
+            Ok(())
+        })
+        .unwrap();
+    let mut compared = 0;
+    for f in whole.findings.iter().filter(|f| f.feed != "top-talker") {
+        let s = &stored[&f.compute_fingerprint()];
+        for k in [
+            "connections",
+            "packets",
+            "bytes",
+            "first",
+            "last",
+            "duration",
+        ] {
+            assert_eq!(s.extra[k], f.extra[k], "{k} of {} {:?}", f.feed, f.ip);
+        }
+        compared += 1;
+    }
+    assert!(compared >= 5, "{compared}");
 }
 
 mod properties {
