@@ -83,7 +83,7 @@ pub enum Command {
         after_help = "Examples:\n  outwatch import shadowserver 2026-11-30-scan_rdp-example-org.csv\n  outwatch import shadowserver report.csv --type scan_rdp\n  outwatch import shadowserver mails/*.eml --json\n  outwatch import hibp notification.eml\n  outwatch import safebrowsing alerts-folder/\n  outwatch import cymru cap-2026-11-30.txt"
     )]
     Import(ImportArgs),
-    /// Check the network's own connection logs (Zeek conn.log) against the C2 lists and the
+    /// Check the network's own connection logs (Zeek conn.log, nfdump CSV) against the C2 lists and the
     /// meta-indicators; store what stands out (source `flows`)
     ///
     /// Findings: contact with a listed C2, servers of a zone with `outbound = false` talking
@@ -226,7 +226,8 @@ pub enum ImportSource {
 
 #[derive(Debug, Args)]
 pub struct FlowsArgs {
-    /// Connection logs (Zeek conn.log, plain or .gz), or folders of them
+    /// Connection logs, plain or .gz: Zeek conn.log (TSV or JSON lines) or `nfdump -o csv`
+    /// output (format found from the content), or folders of them
     #[arg(required = true)]
     pub files: Vec<std::path::PathBuf>,
     /// Print JSON instead of text

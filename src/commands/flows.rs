@@ -157,7 +157,11 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
                         } else {
                             r.bytes
                         };
-                        format!("{} {v}", clip_middle(&r.ip.to_string(), 39))
+                        format!(
+                            "{} {}",
+                            clip_middle(&r.ip.to_string(), 39),
+                            crate::output::thousands(usize::try_from(v).unwrap_or(usize::MAX))
+                        )
                     })
                     .collect();
                 // 80 columns: fewer talkers on the line when addresses are long.

@@ -126,8 +126,18 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     })?;
     let total = top.seen();
     let findings = top.into_sorted_vec();
+    // A host of the network's own logs (`[flows]` internal ranges, zones, teams) is ours too.
+    let flows_host = match (&q, app.config.as_ref()) {
+        (Query::Ip(ip), Some(cfg)) if !in_scope => {
+            crate::flows::analyse::zones::Ours::new(ScopeMatcher::default(), &cfg.flows)
+                .contains(*ip)
+        }
+        _ => false,
+    };
     let scope_note = if in_scope {
         "in your scope"
+    } else if flows_host {
+        "inside your [flows] networks"
     } else {
         "not in your scope"
     };

@@ -293,6 +293,8 @@ fn cli_json_stores_findings_that_lookup_and_status_show() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("port-mismatch"), "{text}");
+    // A private host of the logs is ours by `[flows]`, not "not in your scope".
+    assert!(text.contains("inside your [flows] networks"), "{text}");
 
     let st = cli(dir.path())
         .args(["--data-dir", "data", "status", "--json"])
