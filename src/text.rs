@@ -144,6 +144,19 @@ impl std::fmt::Display for Clean<'_> {
     }
 }
 
+/// An integer with thousands separators: `1234567` as `1,234,567`.
+pub fn thousands(n: impl std::fmt::Display) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,19 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
     let reports = super::fetch::fetch_sources(&app, &[], true).await?;
     super::fetch::print_table(&reports);
 
+    // The network's own view: a day of its connection log, checked against the lists just kept.
+    let log = out.join("conn.log");
+    std::fs::write(&log, demo::CONN_LOG)
+        .map_err(|e| CliError::failure(format!("cannot write {}: {e}", log.display())))?;
+    workln!("\n$ outwatch flows {}", log.display());
+    let flows = super::flows::run(
+        &app,
+        &crate::cli::FlowsArgs {
+            files: vec![log],
+            json: false,
+        },
+    )?;
+
     let cfg = app.require_config()?;
     let store = app.open_read()?;
     let p = digest::preview(cfg, store.as_ref(), app.clock.now()).map_err(CliError::failure)?;
@@ -56,13 +69,14 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
     let c = cfg_path.display();
     workln!(
         "\nThe digest ({}):\n  {}\n  {}\n\nTry:\n  outwatch --config {c} lookup 192.0.2.11\n  \
+         outwatch --config {c} lookup 192.0.2.20\n  \
          outwatch --config {c} lookup example.org\n  outwatch --config {c} scope\n  \
          outwatch --config {c} status\n",
         p.rendered.subject,
         html.display(),
         text.display()
     );
-    if reports.iter().all(|r| r.ok) {
+    if reports.iter().all(|r| r.ok) && flows == ExitCode::SUCCESS {
         Ok(ExitCode::SUCCESS)
     } else {
         Err(CliError::failure("some demo sources failed (see above)"))

@@ -160,7 +160,7 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
                         format!(
                             "{} {}",
                             clip_middle(&r.ip.to_string(), 39),
-                            crate::output::thousands(usize::try_from(v).unwrap_or(usize::MAX))
+                            crate::output::thousands(v)
                         )
                     })
                     .collect();

@@ -167,6 +167,12 @@ ripestat_url = "{base}"
 [store]
 path = "data"
 
+# The network's own connection log (`outwatch flows`): the DMZ answers, it never starts talking.
+[[flows.zones]]
+name = "dmz"
+prefixes = ["192.0.2.16/28"]
+outbound = false
+
 [sources.hibp]
 api_key = "demo-key"
 base_url = "{base}/api/v3"
@@ -206,3 +212,6 @@ recipients = ["noc@example.org"]
 "#
     )
 }
+
+/// A recorded day of Zeek `conn.log` of the demo network, for `outwatch flows`.
+pub const CONN_LOG: &str = include_str!("../../feeds/demo/zeek-conn.log");

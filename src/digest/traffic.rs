@@ -98,12 +98,20 @@ pub fn what(f: &Finding) -> String {
             "{} by {}: {} packets, {} bytes (peers' median {}, {})",
             text(f, "service").unwrap_or_default(),
             text(f, "metric").unwrap_or_default(),
-            text(f, "packets").unwrap_or_default(),
-            text(f, "bytes").unwrap_or_default(),
+            count(f, "packets"),
+            count(f, "bytes"),
             text(f, "peers_median").unwrap_or_default(),
             text(f, "compared_with").unwrap_or_default()
         ),
         _ => f.distinguishing(),
+    }
+}
+
+/// A count of `extra` with thousands separators (as written when it is no count).
+fn count(f: &Finding, key: &str) -> String {
+    match f.extra.get(key).and_then(|v| v.as_u64()) {
+        Some(n) => crate::text::thousands(n),
+        None => text(f, key).unwrap_or_default(),
     }
 }
 

@@ -24,6 +24,13 @@ fn demo_fetches_recorded_data_and_writes_the_digest() {
     let text = std::fs::read_to_string(out.join("digest.txt")).unwrap();
     assert!(html.contains("alice@example.org") && text.contains("alice@example.org"));
     assert!(!html.to_ascii_lowercase().contains("<script"));
+    // The network's own view: the demo's conn.log against the lists just fetched.
+    assert!(text.contains("Your own traffic"), "{text}");
+    assert!(
+        text.contains("c2-contact 192.0.2.20") && text.contains("8.134.12.90:7777"),
+        "{text}"
+    );
+    assert!(text.contains("unexpected-outbound 192.0.2.20"), "{text}");
     // Owner-only: the store folder and everything in it, and the digest files.
     {
         use std::os::unix::fs::MetadataExt;
