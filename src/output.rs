@@ -184,6 +184,30 @@ impl<W: std::io::Write> Stream<W> {
 
 pub use crate::text::thousands;
 
+/// `text` as lines for stdout: on a terminal (40 columns or more) wrapped to its width at word
+/// boundaries (an address or URL stays whole), `first` before the first line and `rest` before
+/// the others; in a pipe one line.
+pub fn wrapped(text: &str, first: &str, rest: &str) -> Vec<String> {
+    use std::io::IsTerminal;
+    let width = std::io::stdout()
+        .is_terminal()
+        .then(textwrap::termwidth)
+        .filter(|w| *w >= 40);
+    match width {
+        Some(width) => {
+            let opts = textwrap::Options::new(width)
+                .initial_indent(first)
+                .subsequent_indent(rest)
+                .break_words(false);
+            textwrap::wrap(text, opts)
+                .into_iter()
+                .map(|l| l.into_owned())
+                .collect()
+        }
+        None => vec![format!("{first}{text}")],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use crate::indicators::{self, ListedBy};
 use crate::output::rfc3339;
 use crate::store::{Query, Store};
 use crate::text::clip;
+use crate::text::thousands;
 
 /// The kept entries naming the looked-up address (none for other queries).
 pub fn listed_by(store: &dyn Store, q: &Query) -> Result<Vec<ListedBy>, CliError> {
@@ -138,22 +139,24 @@ pub fn print_sets(sets: &[FeedSet], now: DateTime<Utc>) -> Result<(), CliError> 
     outln!("indicator sets (for `outwatch flows`):");
     for s in sets {
         let mut line = format!(
-            "  {}: {} addresses/networks, {} KiB, {} old",
+            "{}: {} addresses/networks, {} KiB, {} old",
             s.feed,
-            s.entries,
-            s.bytes.div_ceil(1024),
+            thousands(s.entries),
+            thousands(s.bytes.div_ceil(1024)),
             age(now - s.fetched)
         );
         if s.cut > 0 {
-            line.push_str(&format!(", {} left out at the cap", s.cut));
+            line.push_str(&format!(", {} left out at the cap", thousands(s.cut)));
         }
         if s.not_addresses > 0 {
             line.push_str(&format!(
                 ", {} host-name/ASN entries not matchable",
-                s.not_addresses
+                thousands(s.not_addresses)
             ));
         }
-        outln!("{line}");
+        for l in crate::output::wrapped(&line, "  ", "      ") {
+            outln!("{l}");
+        }
     }
     Ok(())
 }

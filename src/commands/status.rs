@@ -1,7 +1,6 @@
 //! `outwatch status [--json]`: feed health of every source, the store, and the daemon when one
 //! runs. Works while `outwatch run` holds the store (through its socket).
 use crate::outln;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -121,10 +120,6 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         // Problems in full, one source at a time (an error cut short hides its cause): on a
         // terminal wrapped at word boundaries (an address or URL stays whole), in a pipe one
         // line each.
-        let width = std::io::stdout()
-            .is_terminal()
-            .then(textwrap::termwidth)
-            .filter(|w| *w >= 40);
         for s in sources.iter().filter(|s| s.state != HealthState::Ok) {
             outln!(
                 "{} ({}):",
@@ -132,18 +127,8 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
                 crate::style::health_word(s.state.as_str(), s.state.as_str(), colour)
             );
             for w in &s.warnings {
-                let text = clip(w, 4000);
-                match width {
-                    Some(width) => {
-                        let opts = textwrap::Options::new(width)
-                            .initial_indent("  - ")
-                            .subsequent_indent("    ")
-                            .break_words(false);
-                        for line in textwrap::wrap(&text, opts) {
-                            outln!("{line}");
-                        }
-                    }
-                    None => outln!("  - {text}"),
+                for line in crate::output::wrapped(&clip(w, 4000), "  - ", "    ") {
+                    outln!("{line}");
                 }
             }
         }
