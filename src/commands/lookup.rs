@@ -119,13 +119,6 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         );
     }
     // For people: the first `--limit` by severity then time, from a bounded heap, and the total.
-    let mut top = Top::new(Some(a.limit.unwrap_or(DEFAULT_LIMIT)), most_severe_first);
-    each_finding(store.as_ref(), &queries, &opts, &mut |f| {
-        top.push(f);
-        Ok(ControlFlow::Continue(()))
-    })?;
-    let total = top.seen();
-    let findings = top.into_sorted_vec();
     // A host of the network's own logs (`[flows]` internal ranges, zones, teams) is ours too.
     let flows_host = match (&q, app.config.as_ref()) {
         (Query::Ip(ip), Some(cfg)) if !in_scope => {
@@ -146,6 +139,29 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         (Query::Asn(_), n) => format!(", with its {n} prefix(es)"),
         _ => String::new(),
     };
+    // The first line goes out with the first finding (a walk over 200,000 findings takes a
+    // while; the table needs all of them, its heading does not); the count comes last.
+    let heading = format!(
+        "{} ({scope_note}{asn_note}): most severe first, then newest",
+        sanitize(query_text)
+    );
+    let mut top = Top::new(Some(a.limit.unwrap_or(DEFAULT_LIMIT)), most_severe_first);
+    let mut closed = None;
+    each_finding(store.as_ref(), &queries, &opts, &mut |f| {
+        if top.seen() == 0
+            && let Err(e) = crate::output::line(format_args!("{heading}"))
+        {
+            closed = Some(e);
+            return Ok(ControlFlow::Break(()));
+        }
+        top.push(f);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if let Some(e) = closed {
+        return Err(e);
+    }
+    let total = top.seen();
+    let findings = top.into_sorted_vec();
     if total == 0 {
         outln!(
             "{}: {} ({scope_note}{asn_note}){}",
@@ -164,19 +180,17 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         indicator_sets::print_listed(&listed)?;
         return Ok(ExitCode::SUCCESS);
     }
-    outln!(
-        "{}: {} finding(s), {scope_note}{asn_note}; most severe first, then newest",
-        sanitize(query_text),
-        thousands(total)
-    );
     if !findings.is_empty() {
         outln!("{}", table_of(&findings));
     }
     if total > findings.len() {
         outln!(
-            "… and {} more; use --limit N or --json",
+            "{} finding(s); … and {} more not shown; use --limit N or --json",
+            thousands(total),
             thousands(total - findings.len())
         );
+    } else {
+        outln!("{} finding(s)", thousands(total));
     }
     indicator_sets::print_listed(&listed)?;
     Ok(ExitCode::SUCCESS)
