@@ -485,6 +485,8 @@ impl BucketWriter {
     pub fn with_capacity(bytes: usize) -> Self {
         BucketWriter {
             plain: Vec::with_capacity(bytes),
+            // A scan finding's record is about 250 bytes.
+            addrs: Vec::with_capacity(bytes / 200),
             ..Default::default()
         }
     }

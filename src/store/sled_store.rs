@@ -225,6 +225,38 @@ impl<K> ByHome<K> {
             (k, r)
         })
     }
+
+    /// The run of `entries` of home `h`.
+    fn run(&self, h: usize) -> std::ops::Range<usize> {
+        let start = if h == 0 { 0 } else { self.homes[h - 1].1 };
+        start..self.homes[h].1
+    }
+}
+
+impl<K: AsRef<[u8]>> ByHome<K> {
+    /// The caller's index of the incoming finding, among `target`'s, that has the fingerprint
+    /// of the stored record `h`. In a range bucket only the home of the record's address can
+    /// hold it (a fingerprint and a home are both functions of the identity): a binary search
+    /// over the target's homes, then over that home's fingerprints, with no sorting.
+    fn find(&self, target: &Target, h: &record::Header<'_>) -> Option<usize> {
+        let home = if target.range {
+            let homes = &self.homes[target.homes.clone()];
+            let j = homes
+                .binary_search_by(|(k, _)| {
+                    keys::range_home_ip(k.as_ref())
+                        .unwrap_or_default()
+                        .cmp(h.ip)
+                })
+                .ok()?;
+            target.homes.start + j
+        } else {
+            // A fixed home is a target of its own.
+            target.homes.start
+        };
+        let run = &self.entries[self.run(home)];
+        let j = run.binary_search_by(|(fp, _)| fp.cmp(&h.fp)).ok()?;
+        Some(run[j].1)
+    }
 }
 
 /// A bucket to write: its key, whether it is a range bucket (addresses; split when it grows),
@@ -236,6 +268,8 @@ struct Target {
     range: bool,
     /// A run of [`ByHome::entries`].
     incoming: std::ops::Range<usize>,
+    /// The homes whose entries these are, indices into [`ByHome::homes`].
+    homes: std::ops::Range<usize>,
 }
 
 /// Adds the bucket `w` holds to `batch` under `key`; a range bucket grown past
@@ -550,7 +584,7 @@ impl SledStore {
         let mut out: Vec<Target> = Vec::with_capacity(by_home.homes.len());
         // The range the last target covers: its prefix and the next bucket's key (its end).
         let mut open: Option<(Vec<u8>, Option<sled::IVec>)> = None;
-        for (home, incoming) in by_home.iter() {
+        for (h, (home, incoming)) in by_home.iter().enumerate() {
             let home = home.as_ref();
             let Some(prefix) = keys::range_prefix(home) else {
                 open = None;
@@ -558,6 +592,7 @@ impl SledStore {
                     key: home.to_vec(),
                     range: false,
                     incoming,
+                    homes: h..h + 1,
                 });
                 continue;
             };
@@ -566,7 +601,9 @@ impl SledStore {
                 && next.as_ref().is_none_or(|n| home < &n[..])
             {
                 // Homes come in order, so their runs follow each other.
-                out.last_mut().expect("open target").incoming.end = incoming.end;
+                let t = out.last_mut().expect("open target");
+                t.incoming.end = incoming.end;
+                t.homes.end = h + 1;
                 continue;
             }
             let (below, next) = self.range_bucket(prefix, home)?;
@@ -574,6 +611,7 @@ impl SledStore {
                 key: below.map_or_else(|| home.to_vec(), |k| k.to_vec()),
                 range: true,
                 incoming,
+                homes: h..h + 1,
             });
             open = Some((prefix.to_vec(), next));
         }
@@ -585,39 +623,27 @@ impl SledStore {
         self.db.scan_prefix([keys::BUCKET]).map(opened)
     }
 
-    /// Rewrites one bucket into `w`: a stored record whose fingerprint is in `incoming` (a
-    /// [`Target`]'s, with the caller's index of the incoming finding) is replaced by what
+    /// Rewrites one bucket into `w`: a stored record for which `find(header)` gives the
+    /// caller's index of an incoming finding with its fingerprint is replaced by what
     /// `found(index, stored)` returns; the other records are copied unchanged.
     fn rewrite_bucket(
         &self,
         key: &[u8],
-        incoming: &[([u8; FP_LEN], usize)],
+        find: &mut dyn FnMut(&record::Header<'_>) -> Option<usize>,
         w: &mut BucketWriter,
         found: &mut dyn FnMut(usize, Finding) -> Result<Finding>,
     ) -> Result<()> {
         let Some(plain) = self.load_bucket(key)? else {
             return Ok(());
         };
-        // Looked up by fingerprint; a target of several homes is sorted here, and only when
-        // its bucket exists (a bulk import mostly writes new buckets).
-        let sorted;
-        let incoming = if incoming.is_sorted_by(|a, b| a.0 <= b.0) {
-            incoming
-        } else {
-            let mut v = incoming.to_vec();
-            v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            sorted = v;
-            &sorted[..]
-        };
         for rec in record::records(&plain) {
             let rec = rec.map_err(|e| corrupt(key, e))?;
             let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, "bad record header"))?;
-            match incoming.binary_search_by(|(fp, _)| fp.cmp(&h.fp)) {
-                Err(_) => w.push_raw_at(rec, h.ip),
-                Ok(j) => {
+            match find(&h) {
+                None => w.push_raw_at(rec, h.ip),
+                Some(i) => {
                     let stored = record::decode(rec).map_err(|e| corrupt(key, e))?;
-                    w.push(&found(incoming[j].1, stored)?, &h.fp)
-                        .map_err(engine)?;
+                    w.push(&found(i, stored)?, &h.fp).map_err(engine)?;
                 }
             }
         }
@@ -660,15 +686,23 @@ impl SledStore {
         let mut packed = Vec::new();
         let Groups { mut all, by_home } = groups;
         let targets = self.plan(&by_home)?;
-        for Target {
-            key: home,
-            range,
-            incoming,
-        } in targets
-        {
+        for t in targets {
+            let (home, range) = (&t.key, t.range);
             w.clear();
-            let incoming = &by_home.entries[incoming];
-            self.rewrite_bucket(&home, incoming, &mut w, &mut |i, stored| {
+            let incoming = &by_home.entries[t.incoming.clone()];
+            // Looked up by fingerprint over the whole target (these findings may come with
+            // their fingerprints, as a restore gives them), sorted only if the bucket exists.
+            let mut by_fp: Option<Vec<Incoming>> = None;
+            let mut find = |h: &record::Header<'_>| {
+                let v = by_fp.get_or_insert_with(|| {
+                    let mut v = incoming.to_vec();
+                    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    v
+                });
+                let j = v.binary_search_by(|(fp, _)| fp.cmp(&h.fp)).ok()?;
+                Some(v[j].1)
+            };
+            self.rewrite_bucket(home, &mut find, &mut w, &mut |i, stored| {
                 let given = all[i]
                     .take()
                     .ok_or_else(|| corrupt(&home, "a fingerprint twice in one bucket"))?;
@@ -1039,26 +1073,23 @@ impl Store for SledStore {
         let _g = self.lock();
         let mut db_batch = sled::Batch::default();
         let mut postings = NewPostings::default();
-        // Room for every new record, so that the writer does not grow by copying.
+        // Room for every new record and a stored bucket, so that the writer does not grow by
+        // copying.
         let new_bytes: usize = batch.items[items.clone()]
             .iter()
             .map(|it| (it.rec.1 - it.rec.0) as usize + 4)
             .sum();
-        let mut w = BucketWriter::with_capacity(new_bytes);
+        let mut w = BucketWriter::with_capacity(new_bytes + 2 * keys::RANGE_BUCKET_BYTES);
         let mut packed = Vec::new();
         let first = items.start;
         let mut taken = vec![false; items.len()];
         let targets = self.plan(&by_home)?;
-        for Target {
-            key: home,
-            range,
-            incoming,
-        } in targets
-        {
-            let home = &home[..];
+        for t in targets {
+            let (home, range) = (&t.key[..], t.range);
             w.clear();
-            let incoming = &by_home.entries[incoming];
-            self.rewrite_bucket(home, incoming, &mut w, &mut |i, stored| {
+            let incoming = &by_home.entries[t.incoming.clone()];
+            let mut find = |h: &record::Header<'_>| by_home.find(&t, h);
+            self.rewrite_bucket(home, &mut find, &mut w, &mut |i, stored| {
                 if std::mem::replace(&mut taken[i - first], true) {
                     return Err(corrupt(home, "a fingerprint twice in one bucket"));
                 }
