@@ -897,7 +897,9 @@ mod tests {
             encode(&f.view(), &fp, &mut r).unwrap();
             recs.push((ip_bytes(f.ip.unwrap()), r));
         }
-        let pieces = |recs: &[(([u8; 16], usize), Vec<u8>)], noted: bool, max: usize| {
+        // (address bytes and length, record) per record.
+        type Recs = [(([u8; 16], usize), Vec<u8>)];
+        let pieces = |recs: &Recs, noted: bool, max: usize| {
             let mut w = BucketWriter::default();
             for ((b, n), r) in recs {
                 if noted {

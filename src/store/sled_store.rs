@@ -696,7 +696,7 @@ impl SledStore {
             let mut find = |h: &record::Header<'_>| {
                 let v = by_fp.get_or_insert_with(|| {
                     let mut v = incoming.to_vec();
-                    v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    v.sort_unstable_by_key(|e| e.0);
                     v
                 });
                 let j = v.binary_search_by(|(fp, _)| fp.cmp(&h.fp)).ok()?;
@@ -705,7 +705,7 @@ impl SledStore {
             self.rewrite_bucket(home, &mut find, &mut w, &mut |i, stored| {
                 let given = all[i]
                     .take()
-                    .ok_or_else(|| corrupt(&home, "a fingerprint twice in one bucket"))?;
+                    .ok_or_else(|| corrupt(home, "a fingerprint twice in one bucket"))?;
                 Ok(match mode {
                     Mode::Merge(now) => merge(stored, given, now, stats),
                     Mode::Replace | Mode::Update => given,
@@ -729,7 +729,7 @@ impl SledStore {
                 Self::add_postings(&f, &fp, &mut own_home, &mut key, &mut entry, &mut postings);
                 w.push(&f, &fp).map_err(engine)?;
             }
-            put_bucket(&mut batch, &home, range, &w, &mut packed)?;
+            put_bucket(&mut batch, home, range, &w, &mut packed)?;
         }
         self.finish_batch(batch, postings, state)
     }

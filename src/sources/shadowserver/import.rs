@@ -770,7 +770,7 @@ mod tests {
                         [
                             b'a', b'"', b',', b'\n', b'+', b'-', b'!', b'#', 0x80, 0xff, 0, 0x0b,
                         ][(x % 12) as usize]
-                            .wrapping_add(if x % 7 == 0 { 1 } else { 0 })
+                            .wrapping_add(u8::from(x.is_multiple_of(7)))
                     })
                     .collect();
                 for from in 0..=len {
