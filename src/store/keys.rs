@@ -102,6 +102,11 @@ pub fn range_prefix(key: &[u8]) -> Option<&[u8]> {
     }
 }
 
+/// The address (4 or 16 bytes) of a range home, as a record's header holds it.
+pub fn range_home_ip(home: &[u8]) -> Option<&[u8]> {
+    range_prefix(home).map(|_| &home[2..])
+}
+
 /// The key of the range bucket whose first record has address `ip` (4 or 16 bytes).
 pub fn range_key_of(ip: &[u8], out: &mut Vec<u8>) {
     out.clear();

@@ -446,6 +446,38 @@ pub fn decode(rec: &[u8]) -> Result<Finding, String> {
 pub struct BucketWriter {
     plain: Vec<u8>,
     count: u32,
+    /// Where each record starts and its address, for records pushed with one
+    /// ([`Self::push_raw_at`], [`Self::push`]): [`Self::finish_split`] uses them when they cover
+    /// every record, instead of reading each record's header.
+    addrs: Vec<Addr>,
+    /// Whether `addrs` left address order.
+    out_of_order: bool,
+}
+
+/// A record of a [`BucketWriter`]: the offset of its length prefix and its address (the
+/// header's `ip`: 0, 4 or 16 bytes).
+#[derive(Debug, Clone, Copy)]
+struct Addr {
+    at: u32,
+    len: u8,
+    ip: [u8; 16],
+}
+
+impl Addr {
+    /// `None` for an address longer than 16 bytes (a damaged header).
+    fn new(at: usize, ip: &[u8]) -> Option<Addr> {
+        let mut a = Addr {
+            at: at as u32,
+            len: u8::try_from(ip.len()).ok()?,
+            ip: [0; 16],
+        };
+        a.ip.get_mut(..ip.len())?.copy_from_slice(ip);
+        Some(a)
+    }
+
+    fn ip(&self) -> &[u8] {
+        &self.ip[..self.len as usize]
+    }
 }
 
 impl BucketWriter {
@@ -453,14 +485,18 @@ impl BucketWriter {
     pub fn with_capacity(bytes: usize) -> Self {
         BucketWriter {
             plain: Vec::with_capacity(bytes),
-            count: 0,
+            // A scan finding's record is about 250 bytes.
+            addrs: Vec::with_capacity(bytes / 200),
+            ..Default::default()
         }
     }
 
-    /// Empties the writer, keeping its buffer.
+    /// Empties the writer, keeping its buffers.
     pub fn clear(&mut self) {
         self.plain.clear();
         self.count = 0;
+        self.addrs.clear();
+        self.out_of_order = false;
     }
 
     /// Copies a record unchanged.
@@ -471,11 +507,40 @@ impl BucketWriter {
         self.count += 1;
     }
 
+    /// Copies a record unchanged, noting its address `ip` (the one in its header), so that
+    /// [`Self::finish_split`] need not read the header again.
+    pub fn push_raw_at(&mut self, rec: &[u8], ip: &[u8]) {
+        self.note_addr(ip);
+        self.push_raw(rec);
+    }
+
+    /// Notes the address of the record about to be appended.
+    fn note_addr(&mut self, ip: &[u8]) {
+        let Some(a) = Addr::new(self.plain.len(), ip) else {
+            return;
+        };
+        if self.addrs.last().is_some_and(|last| last.ip() > ip) {
+            self.out_of_order = true;
+        }
+        self.addrs.push(a);
+    }
+
     /// Encodes and appends a finding.
     pub fn push(&mut self, f: &Finding, fp: &[u8; FP_LEN]) -> Result<(), String> {
+        match f.ip {
+            Some(ip) => {
+                let (b, n) = ip_bytes(ip);
+                self.note_addr(&b[..n]);
+            }
+            None => self.note_addr(&[]),
+        }
         let at = self.plain.len();
         self.plain.extend_from_slice(&[0; 4]);
-        encode(&f.view(), fp, &mut self.plain)?;
+        if let Err(e) = encode(&f.view(), fp, &mut self.plain) {
+            self.plain.truncate(at);
+            self.addrs.pop();
+            return Err(e);
+        }
         let n = (self.plain.len() - at - 4) as u32;
         self.plain[at..at + 4].copy_from_slice(&n.to_le_bytes());
         self.count += 1;
@@ -484,11 +549,7 @@ impl BucketWriter {
 
     /// The finished bucket value (compressed), written into `out` (cleared first).
     pub fn finish_into(&self, out: &mut Vec<u8>) {
-        let mut head = [0u8; BUCKET_HEAD];
-        head[0] = BUCKET_V2;
-        head[1..5].copy_from_slice(&self.count.to_le_bytes());
-        head[5..9].copy_from_slice(&(self.plain.len() as u32).to_le_bytes());
-        compress_after(&head, &self.plain, out);
+        pack_records(self.count, &self.plain, out);
     }
 
     /// Bytes of records held (uncompressed).
@@ -497,45 +558,85 @@ impl BucketWriter {
         self.plain.len()
     }
 
+    /// Every record's address, from what was noted while pushing when that covers every
+    /// record, else from the headers; and whether they are in address order.
+    fn addresses(&self) -> Result<(Cow<'_, [Addr]>, bool), String> {
+        if self.addrs.len() == self.count as usize {
+            return Ok((Cow::Borrowed(&self.addrs), !self.out_of_order));
+        }
+        let mut v = Vec::with_capacity(self.count as usize);
+        let mut at = 0;
+        for r in records(&self.plain) {
+            let r = r?;
+            let (h, _) = header(r).ok_or("bad record header")?;
+            v.push(Addr::new(at, h.ip).ok_or("bad record address")?);
+            at += 4 + r.len();
+        }
+        let sorted = v.windows(2).all(|w| w[0].ip() <= w[1].ip());
+        Ok((Cow::Owned(v), sorted))
+    }
+
+    /// The record whose length prefix starts at `at`.
+    fn record_at(&self, at: u32) -> Result<&[u8], String> {
+        let at = at as usize;
+        self.plain
+            .get(at..at + 4)
+            .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize)
+            .and_then(|n| self.plain.get(at + 4..at + 4 + n))
+            .ok_or_else(|| "truncated record in bucket".into())
+    }
+
     /// Finishes a range bucket: the records in address order (a stable sort: records of one
     /// address keep their order), cut into pieces of at most about `max` uncompressed bytes,
     /// never between two records of one address. Calls `emit(first address, value)` for each
-    /// piece, in address order. `out` is scratch space.
+    /// piece, in address order. `out` is scratch space. Records already in address order (a
+    /// report read in address order, a bucket appended to at its end) are compressed from
+    /// where they lie, without a copy.
     pub fn finish_split(
         &self,
         max: usize,
         out: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), String> {
-        let mut recs: Vec<(&[u8], &[u8])> = Vec::with_capacity(self.count as usize);
-        for r in records(&self.plain) {
-            let r = r?;
-            let (h, _) = header(r).ok_or("bad record header")?;
-            recs.push((h.ip, r));
-        }
-        let sorted = recs.windows(2).all(|w| w[0].0 <= w[1].0);
+        let (addrs, sorted) = self.addresses()?;
+        let first_ip = |i: usize| addrs.get(i).map_or(&[][..], Addr::ip);
         let pieces = self.plain.len().div_ceil(max.max(1)).max(1);
         if sorted && pieces == 1 {
             self.finish_into(out);
-            emit(recs.first().map_or(&[][..], |r| r.0), out);
+            emit(first_ip(0), out);
             return Ok(());
         }
-        if !sorted {
-            recs.sort_by(|a, b| a.0.cmp(b.0));
-        }
         let target = self.plain.len() / pieces;
-        let mut piece = BucketWriter::with_capacity(target + target / 4);
-        let mut first = recs.first().map_or(&[][..], |r| r.0);
         let mut left = pieces;
-        for (i, &(ip, rec)) in recs.iter().enumerate() {
-            if left > 1 && piece.plain.len() >= target && i > 0 && recs[i - 1].0 != ip {
+        if sorted {
+            // Each piece is a run of the buffer.
+            let (mut start, mut first) = (0usize, 0usize);
+            for i in 1..addrs.len() {
+                let at = addrs[i].at as usize;
+                if left > 1 && at - start >= target && addrs[i - 1].ip() != addrs[i].ip() {
+                    pack_records((i - first) as u32, &self.plain[start..at], out);
+                    emit(first_ip(first), out);
+                    (start, first) = (at, i);
+                    left -= 1;
+                }
+            }
+            pack_records((addrs.len() - first) as u32, &self.plain[start..], out);
+            emit(first_ip(first), out);
+            return Ok(());
+        }
+        let mut order: Vec<&Addr> = addrs.iter().collect();
+        order.sort_by(|a, b| a.ip().cmp(b.ip()));
+        let mut piece = BucketWriter::with_capacity(target + target / 4);
+        let mut first = order.first().map_or(&[][..], |a| a.ip());
+        for (i, a) in order.iter().enumerate() {
+            if left > 1 && piece.plain.len() >= target && i > 0 && order[i - 1].ip() != a.ip() {
                 piece.finish_into(out);
                 emit(first, out);
                 piece.clear();
-                first = ip;
+                first = a.ip();
                 left -= 1;
             }
-            piece.push_raw(rec);
+            piece.push_raw(self.record_at(a.at)?);
         }
         piece.finish_into(out);
         emit(first, out);
@@ -548,6 +649,15 @@ impl BucketWriter {
         self.finish_into(&mut out);
         out
     }
+}
+
+/// `out` = the bucket value of `count` records laid out in `plain` (cleared first).
+fn pack_records(count: u32, plain: &[u8], out: &mut Vec<u8>) {
+    let mut head = [0u8; BUCKET_HEAD];
+    head[0] = BUCKET_V2;
+    head[1..5].copy_from_slice(&count.to_le_bytes());
+    head[5..9].copy_from_slice(&(plain.len() as u32).to_le_bytes());
+    compress_after(&head, plain, out);
 }
 
 /// The number of records in a bucket value, read from its head without decompressing.
@@ -769,6 +879,65 @@ mod tests {
         w.finish_split(usize::MAX, &mut out, &mut |_, _| one += 1)
             .unwrap();
         assert_eq!(one, 1);
+    }
+
+    /// The pieces of a range bucket are the same whether the writer noted every record's
+    /// address while pushing or reads them from the headers, in address order or not.
+    #[test]
+    fn noted_addresses_split_like_read_ones() {
+        let mut recs = Vec::new();
+        for i in 0..40u32 {
+            let mut f = sample();
+            f.ip = Some(std::net::Ipv4Addr::from(0x0a00_0000 + i / 2).into());
+            f.network = None;
+            f.port = Some(i as u16);
+            f.seal();
+            let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
+            let mut r = Vec::new();
+            encode(&f.view(), &fp, &mut r).unwrap();
+            recs.push((ip_bytes(f.ip.unwrap()), r));
+        }
+        // (address bytes and length, record) per record.
+        type Recs = [(([u8; 16], usize), Vec<u8>)];
+        let pieces = |recs: &Recs, noted: bool, max: usize| {
+            let mut w = BucketWriter::default();
+            for ((b, n), r) in recs {
+                if noted {
+                    w.push_raw_at(r, &b[..*n]);
+                } else {
+                    w.push_raw(r);
+                }
+            }
+            let mut got = Vec::new();
+            let mut out = Vec::new();
+            w.finish_split(max, &mut out, &mut |first, v| {
+                got.push((first.to_vec(), v.to_vec()))
+            })
+            .unwrap();
+            got
+        };
+        let total: usize = recs.iter().map(|r| r.1.len() + 4).sum();
+        let mut shuffled = recs.clone();
+        shuffled.reverse();
+        shuffled.swap(3, 17);
+        for max in [usize::MAX, total / 5, total / 3, 1] {
+            let want = pieces(&recs, false, max);
+            assert_eq!(pieces(&recs, true, max), want);
+            // Out of order, the same addresses: sorted stably, so records of one address
+            // keep their (changed) order; the cuts and first addresses are the same.
+            let a = pieces(&shuffled, true, max);
+            let b = pieces(&shuffled, false, max);
+            assert_eq!(a, b);
+            let firsts =
+                |p: &[(Vec<u8>, Vec<u8>)]| p.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+            assert_eq!(firsts(&a), firsts(&want));
+            if max == 1 {
+                // Never cut inside an address: 20 addresses, 20 pieces.
+                assert_eq!(want.len(), 20);
+            }
+            let n: usize = want.iter().map(|p| bucket_count(&p.1).unwrap()).sum();
+            assert_eq!(n, 40);
+        }
     }
 
     #[test]

@@ -134,61 +134,143 @@ impl NewPostings {
     }
 }
 
-/// Groups values by key, groups in key order, values in the order given. Bulk imports arrive
-/// in key order, so this is one pass comparing each key with the one before (a map would
-/// search for every value).
-fn group_runs<K: Ord, V>(pairs: impl Iterator<Item = (K, V)>) -> Vec<(K, Vec<V>)> {
-    let mut groups: Vec<(K, Vec<V>)> = Vec::new();
-    for (k, v) in pairs {
-        match groups.last_mut() {
-            Some((last, g)) if *last == k => g.push(v),
-            _ => groups.push((k, vec![v])),
-        }
-    }
-    if !groups.windows(2).all(|w| w[0].0 < w[1].0) {
-        // Out of order: a stable sort keeps each key's values in order; then join neighbours.
-        groups.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut joined: Vec<(K, Vec<V>)> = Vec::with_capacity(groups.len());
-        for (k, g) in groups {
-            match joined.last_mut() {
-                Some((last, j)) if *last == k => j.extend(g),
-                _ => joined.push((k, g)),
+/// An incoming finding: (fingerprint, the caller's index).
+type Incoming = ([u8; FP_LEN], usize);
+
+/// Incoming findings grouped by home, homes in key order, without a vector per home: each
+/// home's findings are a run of `entries`, sorted by fingerprint, one per fingerprint (of a
+/// repeated one, the last one given wins).
+struct ByHome<K> {
+    entries: Vec<Incoming>,
+    /// Each home and the end of its run in `entries` (the run starts where the previous ends).
+    homes: Vec<(K, usize)>,
+    /// Repeated fingerprints dropped.
+    duplicates: usize,
+}
+
+/// Groups (home, incoming) pairs by home. Bulk imports arrive in home order, so this is one
+/// pass comparing each home with the one before; other input is sorted by home first.
+fn group_by_home<K: Ord>(pairs: impl Iterator<Item = (K, Incoming)>) -> ByHome<K> {
+    let mut pairs: Vec<(K, Incoming)> = pairs.collect();
+    // The index of each home's first pair, if the pairs are in home order.
+    let starts = |pairs: &[(K, Incoming)]| {
+        let mut starts = Vec::new();
+        for (i, w) in pairs.windows(2).enumerate() {
+            match w[0].0.cmp(&w[1].0) {
+                std::cmp::Ordering::Less => starts.push(i + 1),
+                std::cmp::Ordering::Equal => {}
+                std::cmp::Ordering::Greater => return None,
             }
         }
-        groups = joined;
+        Some(starts)
+    };
+    let starts = match starts(&pairs) {
+        Some(s) => s,
+        None => {
+            // Which of a home's findings wins goes by index, not by position: any sort does.
+            pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            starts(&pairs).expect("sorted")
+        }
+    };
+    let mut by = ByHome {
+        entries: Vec::with_capacity(pairs.len()),
+        homes: Vec::with_capacity(starts.len() + 1),
+        duplicates: 0,
+    };
+    let mut next = starts.iter().copied().peekable();
+    for (i, (k, e)) in pairs.into_iter().enumerate() {
+        if i == 0 || next.next_if_eq(&i).is_some() {
+            by.close_home();
+            by.homes.push((k, 0));
+        }
+        by.entries.push(e);
     }
-    groups
+    by.close_home();
+    by
 }
 
-/// The incoming findings of one home: (fingerprint, the caller's index), sorted by fingerprint.
-type Incoming = Vec<([u8; FP_LEN], usize)>;
+impl<K> ByHome<K> {
+    /// Ends the last home's run: sorted by fingerprint, of a repeated one the highest index
+    /// (the last one given) kept.
+    fn close_home(&mut self) {
+        let start = match self.homes.len() {
+            0 => return,
+            1 => 0,
+            n => self.homes[n - 2].1,
+        };
+        let run = &mut self.entries[start..];
+        if run.len() > 1 {
+            run.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            let mut w = start + 1;
+            for r in start + 1..self.entries.len() {
+                if self.entries[r].0 != self.entries[w - 1].0 {
+                    self.entries[w] = self.entries[r];
+                    w += 1;
+                }
+            }
+            self.duplicates += self.entries.len() - w;
+            self.entries.truncate(w);
+        }
+        let end = self.entries.len();
+        if let Some(h) = self.homes.last_mut() {
+            h.1 = end;
+        }
+    }
 
-/// (home, (fingerprint, index)) pairs grouped by home, in home order, each group sorted by
-/// fingerprint with one entry per fingerprint (the last one given wins); and how many
-/// repeats were dropped.
-fn group_by_home<K: Ord>(
-    pairs: impl Iterator<Item = (K, ([u8; FP_LEN], usize))>,
-) -> (Vec<(K, Incoming)>, usize) {
-    let mut groups = group_runs(pairs);
-    let duplicates = groups.iter_mut().map(|(_, g)| dedup_keep_last(g)).sum();
-    (groups, duplicates)
+    /// The homes, each with its findings.
+    fn iter(&self) -> impl Iterator<Item = (&K, std::ops::Range<usize>)> {
+        let mut start = 0;
+        self.homes.iter().map(move |(k, end)| {
+            let r = start..*end;
+            start = *end;
+            (k, r)
+        })
+    }
+
+    /// The run of `entries` of home `h`.
+    fn run(&self, h: usize) -> std::ops::Range<usize> {
+        let start = if h == 0 { 0 } else { self.homes[h - 1].1 };
+        start..self.homes[h].1
+    }
 }
 
-/// Sorts one home's (fingerprint, index) pairs by fingerprint and keeps, of a repeated
-/// fingerprint, the highest index (the last one given). Returns how many it dropped.
-fn dedup_keep_last(g: &mut Vec<([u8; FP_LEN], usize)>) -> usize {
-    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    let before = g.len();
-    g.dedup_by(|later, first| later.0 == first.0);
-    before - g.len()
+impl<K: AsRef<[u8]>> ByHome<K> {
+    /// The caller's index of the incoming finding, among `target`'s, that has the fingerprint
+    /// of the stored record `h`. In a range bucket only the home of the record's address can
+    /// hold it (a fingerprint and a home are both functions of the identity): a binary search
+    /// over the target's homes, then over that home's fingerprints, with no sorting.
+    fn find(&self, target: &Target, h: &record::Header<'_>) -> Option<usize> {
+        let home = if target.range {
+            let homes = &self.homes[target.homes.clone()];
+            let j = homes
+                .binary_search_by(|(k, _)| {
+                    keys::range_home_ip(k.as_ref())
+                        .unwrap_or_default()
+                        .cmp(h.ip)
+                })
+                .ok()?;
+            target.homes.start + j
+        } else {
+            // A fixed home is a target of its own.
+            target.homes.start
+        };
+        let run = &self.entries[self.run(home)];
+        let j = run.binary_search_by(|(fp, _)| fp.cmp(&h.fp)).ok()?;
+        Some(run[j].1)
+    }
 }
 
 /// A bucket to write: its key, whether it is a range bucket (addresses; split when it grows),
-/// and the incoming findings it takes, sorted by fingerprint, one per fingerprint.
+/// and the incoming findings it takes, one per fingerprint: in home order, each home's by
+/// fingerprint (a range bucket takes the findings of consecutive homes, which stay in address
+/// order so that its records need no sorting).
 struct Target {
     key: Vec<u8>,
     range: bool,
-    incoming: Incoming,
+    /// A run of [`ByHome::entries`].
+    incoming: std::ops::Range<usize>,
+    /// The homes whose entries these are, indices into [`ByHome::homes`].
+    homes: std::ops::Range<usize>,
 }
 
 /// Adds the bucket `w` holds to `batch` under `key`; a range bucket grown past
@@ -224,9 +306,7 @@ fn put_bucket(
 struct Groups {
     all: Vec<Option<Finding>>,
     /// Home → (fingerprint, index into `all`), sorted by fingerprint, one per fingerprint.
-    by_home: Vec<(Vec<u8>, Incoming)>,
-    /// Findings that repeated a fingerprint of the batch (the last one wins).
-    duplicates: usize,
+    by_home: ByHome<Vec<u8>>,
 }
 
 /// The segment size to open the sled database in `dir` with: the one it was created with (sled
@@ -258,11 +338,9 @@ fn group(findings: Vec<Finding>) -> Result<Groups> {
         pairs.push((home, (fp, i)));
         all.push(Some(f));
     }
-    let (by_home, duplicates) = group_by_home(pairs.into_iter());
     Ok(Groups {
         all,
-        by_home,
-        duplicates,
+        by_home: group_by_home(pairs.into_iter()),
     })
 }
 
@@ -501,14 +579,13 @@ impl SledStore {
     /// The buckets that findings grouped by home (in home order) go to: a fixed home is its
     /// own bucket; consecutive range homes share the range bucket holding them (a new one,
     /// keyed by the first of them, when none lies at or before them). Returns the targets in
-    /// key order and how many repeated fingerprints joining homes dropped.
-    fn plan<K: AsRef<[u8]>>(&self, by_home: Vec<(K, Incoming)>) -> Result<(Vec<Target>, usize)> {
-        let mut out: Vec<Target> = Vec::with_capacity(by_home.len());
+    /// key order. Joining homes repeats no fingerprint: a fingerprint and a home are both
+    /// functions of a finding's identity, so one fingerprint has one home.
+    fn plan<K: AsRef<[u8]>>(&self, by_home: &ByHome<K>) -> Result<Vec<Target>> {
+        let mut out: Vec<Target> = Vec::with_capacity(by_home.homes.len());
         // The range the last target covers: its prefix and the next bucket's key (its end).
         let mut open: Option<(Vec<u8>, Option<sled::IVec>)> = None;
-        let mut joined = false;
-        let mut dups = 0;
-        for (home, incoming) in by_home {
+        for (h, (home, incoming)) in by_home.iter().enumerate() {
             let home = home.as_ref();
             let Some(prefix) = keys::range_prefix(home) else {
                 open = None;
@@ -516,6 +593,7 @@ impl SledStore {
                     key: home.to_vec(),
                     range: false,
                     incoming,
+                    homes: h..h + 1,
                 });
                 continue;
             };
@@ -523,11 +601,10 @@ impl SledStore {
                 && p == prefix
                 && next.as_ref().is_none_or(|n| home < &n[..])
             {
-                out.last_mut()
-                    .expect("open target")
-                    .incoming
-                    .extend(incoming);
-                joined = true;
+                // Homes come in order, so their runs follow each other.
+                let t = out.last_mut().expect("open target");
+                t.incoming.end = incoming.end;
+                t.homes.end = h + 1;
                 continue;
             }
             let (below, next) = self.range_bucket(prefix, home)?;
@@ -535,15 +612,11 @@ impl SledStore {
                 key: below.map_or_else(|| home.to_vec(), |k| k.to_vec()),
                 range: true,
                 incoming,
+                homes: h..h + 1,
             });
             open = Some((prefix.to_vec(), next));
         }
-        if joined {
-            for t in out.iter_mut().filter(|t| t.range) {
-                dups += dedup_keep_last(&mut t.incoming);
-            }
-        }
-        Ok((out, dups))
+        Ok(out)
     }
 
     /// Every bucket, decompressed, in key order.
@@ -551,13 +624,13 @@ impl SledStore {
         self.db.scan_prefix([keys::BUCKET]).map(opened)
     }
 
-    /// Rewrites one bucket into `w`: a stored record whose fingerprint is in `incoming` (sorted
-    /// by fingerprint, with the caller's index of the incoming finding) is replaced by what
+    /// Rewrites one bucket into `w`: a stored record for which `find(header)` gives the
+    /// caller's index of an incoming finding with its fingerprint is replaced by what
     /// `found(index, stored)` returns; the other records are copied unchanged.
     fn rewrite_bucket(
         &self,
         key: &[u8],
-        incoming: &[([u8; FP_LEN], usize)],
+        find: &mut dyn FnMut(&record::Header<'_>) -> Option<usize>,
         w: &mut BucketWriter,
         found: &mut dyn FnMut(usize, Finding) -> Result<Finding>,
     ) -> Result<()> {
@@ -567,12 +640,11 @@ impl SledStore {
         for rec in record::records(&plain) {
             let rec = rec.map_err(|e| corrupt(key, e))?;
             let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, "bad record header"))?;
-            match incoming.binary_search_by(|(fp, _)| fp.cmp(&h.fp)) {
-                Err(_) => w.push_raw(rec),
-                Ok(j) => {
+            match find(&h) {
+                None => w.push_raw_at(rec, h.ip),
+                Some(i) => {
                     let stored = record::decode(rec).map_err(|e| corrupt(key, e))?;
-                    w.push(&found(incoming[j].1, stored)?, &h.fp)
-                        .map_err(engine)?;
+                    w.push(&found(i, stored)?, &h.fp).map_err(engine)?;
                 }
             }
         }
@@ -613,28 +685,34 @@ impl SledStore {
         let mut own_home = Vec::with_capacity(32);
         let mut w = BucketWriter::default();
         let mut packed = Vec::new();
-        let Groups {
-            mut all, by_home, ..
-        } = groups;
-        let (targets, dups) = self.plan(by_home)?;
-        stats.duplicates += dups;
-        for Target {
-            key: home,
-            range,
-            incoming,
-        } in targets
-        {
+        let Groups { mut all, by_home } = groups;
+        let targets = self.plan(&by_home)?;
+        for t in targets {
+            let (home, range) = (&t.key, t.range);
             w.clear();
-            self.rewrite_bucket(&home, &incoming, &mut w, &mut |i, stored| {
+            let incoming = &by_home.entries[t.incoming.clone()];
+            // Looked up by fingerprint over the whole target (these findings may come with
+            // their fingerprints, as a restore gives them), sorted only if the bucket exists.
+            let mut by_fp: Option<Vec<Incoming>> = None;
+            let mut find = |h: &record::Header<'_>| {
+                let v = by_fp.get_or_insert_with(|| {
+                    let mut v = incoming.to_vec();
+                    v.sort_unstable_by_key(|e| e.0);
+                    v
+                });
+                let j = v.binary_search_by(|(fp, _)| fp.cmp(&h.fp)).ok()?;
+                Some(v[j].1)
+            };
+            self.rewrite_bucket(home, &mut find, &mut w, &mut |i, stored| {
                 let given = all[i]
                     .take()
-                    .ok_or_else(|| corrupt(&home, "a fingerprint twice in one bucket"))?;
+                    .ok_or_else(|| corrupt(home, "a fingerprint twice in one bucket"))?;
                 Ok(match mode {
                     Mode::Merge(now) => merge(stored, given, now, stats),
                     Mode::Replace | Mode::Update => given,
                 })
             })?;
-            for (fp, i) in incoming {
+            for &(fp, i) in incoming {
                 let Some(mut f) = all[i].take() else { continue };
                 match mode {
                     Mode::Update => {
@@ -652,7 +730,7 @@ impl SledStore {
                 Self::add_postings(&f, &fp, &mut own_home, &mut key, &mut entry, &mut postings);
                 w.push(&f, &fp).map_err(engine)?;
             }
-            put_bucket(&mut batch, &home, range, &w, &mut packed)?;
+            put_bucket(&mut batch, home, range, &w, &mut packed)?;
         }
         self.finish_batch(batch, postings, state)
     }
@@ -809,31 +887,33 @@ impl Store for SledStore {
         let now = batch.now;
         let mut stats = IngestStats::default();
         // Group by home; of a repeated fingerprint the last one wins.
-        let (by_home, duplicates) = group_by_home(
+        let by_home = group_by_home(
             batch.items[items.clone()]
                 .iter()
                 .zip(items.clone())
                 .map(|(it, i)| (batch.slice(it.home), (it.fp, i))),
         );
-        stats.duplicates = duplicates;
+        stats.duplicates = by_home.duplicates;
         let _g = self.lock();
         let mut db_batch = sled::Batch::default();
         let mut postings = NewPostings::default();
-        let mut w = BucketWriter::default();
+        // Room for every new record and a stored bucket, so that the writer does not grow by
+        // copying.
+        let new_bytes: usize = batch.items[items.clone()]
+            .iter()
+            .map(|it| (it.rec.1 - it.rec.0) as usize + 4)
+            .sum();
+        let mut w = BucketWriter::with_capacity(new_bytes + 2 * keys::RANGE_BUCKET_BYTES);
         let mut packed = Vec::new();
         let first = items.start;
         let mut taken = vec![false; items.len()];
-        let (targets, dups) = self.plan(by_home)?;
-        stats.duplicates += dups;
-        for Target {
-            key: home,
-            range,
-            incoming,
-        } in targets
-        {
-            let home = &home[..];
+        let targets = self.plan(&by_home)?;
+        for t in targets {
+            let (home, range) = (&t.key[..], t.range);
             w.clear();
-            self.rewrite_bucket(home, &incoming, &mut w, &mut |i, stored| {
+            let incoming = &by_home.entries[t.incoming.clone()];
+            let mut find = |h: &record::Header<'_>| by_home.find(&t, h);
+            self.rewrite_bucket(home, &mut find, &mut w, &mut |i, stored| {
                 if std::mem::replace(&mut taken[i - first], true) {
                     return Err(corrupt(home, "a fingerprint twice in one bucket"));
                 }
@@ -841,12 +921,16 @@ impl Store for SledStore {
                     .map_err(|e| corrupt(home, e))?;
                 Ok(merge(stored, obs, now, &mut stats))
             })?;
-            for (_, i) in incoming {
+            for &(_, i) in incoming {
                 if taken[i - first] {
                     continue;
                 }
                 let it = &batch.items[i];
-                w.push_raw(batch.slice(it.rec));
+                // A range home is the finding's address (the one in its record's header).
+                match keys::range_home_ip(batch.slice(it.home)) {
+                    Some(ip) if range => w.push_raw_at(batch.slice(it.rec), ip),
+                    _ => w.push_raw(batch.slice(it.rec)),
+                }
                 for (k, e) in batch.posts(it) {
                     postings.add(k, e);
                 }
@@ -866,7 +950,7 @@ impl Store for SledStore {
     ) -> Result<IngestStats> {
         let groups = group(findings)?;
         let mut stats = IngestStats {
-            duplicates: groups.duplicates,
+            duplicates: groups.by_home.duplicates,
             ..Default::default()
         };
         let _g = self.lock();
@@ -1629,11 +1713,46 @@ mod tests {
     }
 
     #[test]
-    fn group_runs_groups_in_key_order_keeping_value_order() {
-        let g = group_runs([(1, 'a'), (1, 'b'), (2, 'c'), (3, 'd')].into_iter());
-        assert_eq!(g, vec![(1, vec!['a', 'b']), (2, vec!['c']), (3, vec!['d'])]);
-        let g = group_runs([(2, 'a'), (1, 'b'), (2, 'c'), (2, 'd'), (1, 'e')].into_iter());
-        assert_eq!(g, vec![(1, vec!['b', 'e']), (2, vec!['a', 'c', 'd'])]);
-        assert!(group_runs(std::iter::empty::<(u8, u8)>()).is_empty());
+    fn group_by_home_groups_in_key_order_and_keeps_the_last_of_a_fingerprint() {
+        let fp = |b: u8| [b; FP_LEN];
+        let runs = |by: &ByHome<u8>| {
+            by.iter()
+                .map(|(k, r)| (*k, by.entries[r].to_vec()))
+                .collect::<Vec<_>>()
+        };
+        // In order: one pass; a home's entries sorted by fingerprint, the highest index kept.
+        let pairs = [
+            (1, (fp(9), 0)),
+            (1, (fp(2), 1)),
+            (1, (fp(9), 2)),
+            (2, (fp(5), 3)),
+        ];
+        let by = group_by_home(pairs.into_iter());
+        assert_eq!(
+            runs(&by),
+            vec![(1, vec![(fp(2), 1), (fp(9), 2)]), (2, vec![(fp(5), 3)])]
+        );
+        assert_eq!(by.duplicates, 1);
+        // Out of order: sorted first, same rule.
+        let pairs = [
+            (2, (fp(1), 0)),
+            (1, (fp(3), 1)),
+            (2, (fp(1), 2)),
+            (3, (fp(4), 3)),
+            (1, (fp(3), 4)),
+            (1, (fp(0), 5)),
+        ];
+        let by = group_by_home(pairs.into_iter());
+        assert_eq!(
+            runs(&by),
+            vec![
+                (1, vec![(fp(0), 5), (fp(3), 4)]),
+                (2, vec![(fp(1), 2)]),
+                (3, vec![(fp(4), 3)]),
+            ]
+        );
+        assert_eq!(by.duplicates, 2);
+        let by = group_by_home(std::iter::empty::<(u8, Incoming)>());
+        assert!(by.homes.is_empty() && by.entries.is_empty());
     }
 }
