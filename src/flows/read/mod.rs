@@ -17,6 +17,7 @@ mod zeek_tsv;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde::Serialize;
@@ -129,6 +130,27 @@ impl<'a> Warnings<'a> {
             self.first = Some(p);
         }
     }
+}
+
+/// The identity of a delimited row: its start time (read by `read_ts`) and both addresses, or
+/// the problem with the first that does not read; `what` names each, in that order.
+#[inline]
+pub(crate) fn identity<'a>(
+    [ts, orig, resp]: [&'a [u8]; 3],
+    read_ts: fn(&[u8]) -> Option<i64>,
+    what: [&'static str; 3],
+) -> Result<(i64, IpAddr, IpAddr), Problem<'a>> {
+    let ts_us = read_ts(ts).ok_or_else(|| Problem::new(what[0], ts))?;
+    let orig = fields::addr(orig).ok_or_else(|| Problem::new(what[1], orig))?;
+    let resp = fields::addr(resp).ok_or_else(|| Problem::new(what[2], resp))?;
+    Ok((ts_us, orig, resp))
+}
+
+/// Whether a delimited row ended before a column its header names: `got` the slots the row
+/// filled, `present` the slots the header has.
+#[inline]
+pub(crate) fn short_row(got: &[bool], present: &[bool]) -> bool {
+    got.iter().zip(present).any(|(g, p)| *p && !*g)
 }
 
 /// What a format parser made of one line.

@@ -14,7 +14,7 @@
 //! plain split on `,` is exact.
 
 use super::fields::{self, trim};
-use super::{Parsed, Problem, Warnings};
+use super::{Parsed, Problem, Warnings, identity, short_row};
 use crate::flows::{Conn, Proto};
 
 const TS: usize = 0;
@@ -127,17 +127,20 @@ impl Nfdump {
                 return Parsed::Reject(Problem::bare("fewer columns than the header names"));
             }
         }
-        let Some(ts_us) = time_us(vals[TS]) else {
-            return Parsed::Reject(Problem::new("invalid start time (ts)", vals[TS]));
-        };
-        let Some(orig) = fields::addr(vals[SA]) else {
-            return Parsed::Reject(Problem::new("invalid source address (sa)", vals[SA]));
-        };
-        let Some(resp) = fields::addr(vals[DA]) else {
-            return Parsed::Reject(Problem::new("invalid destination address (da)", vals[DA]));
+        let (ts_us, orig, resp) = match identity(
+            [vals[TS], vals[SA], vals[DA]],
+            time_us,
+            [
+                "invalid start time (ts)",
+                "invalid source address (sa)",
+                "invalid destination address (da)",
+            ],
+        ) {
+            Ok(id) => id,
+            Err(p) => return Parsed::Reject(p),
         };
         let mut w = Warnings::default();
-        if got.iter().zip(self.present.iter()).any(|(g, p)| *p && !*g) {
+        if short_row(&got, &self.present) {
             w.add(Problem::bare("fewer columns than the header names"));
         }
         let proto = if got[PR] {

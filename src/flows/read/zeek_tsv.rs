@@ -4,7 +4,7 @@
 //! header block (concatenated rotated logs) sets the mapping anew.
 
 use super::fields;
-use super::{Parsed, Problem, Warnings};
+use super::{Parsed, Problem, Warnings, identity, short_row};
 use crate::flows::{Conn, Proto};
 
 const TS: usize = 0;
@@ -137,17 +137,16 @@ impl ZeekTsv {
                 });
             }
         }
-        let Some(ts_us) = fields::decimal_us(vals[TS]) else {
-            return Parsed::Reject(Problem::new("invalid ts", vals[TS]));
-        };
-        let Some(orig) = fields::addr(vals[ORIG_H]) else {
-            return Parsed::Reject(Problem::new("invalid id.orig_h", vals[ORIG_H]));
-        };
-        let Some(resp) = fields::addr(vals[RESP_H]) else {
-            return Parsed::Reject(Problem::new("invalid id.resp_h", vals[RESP_H]));
+        let (ts_us, orig, resp) = match identity(
+            [vals[TS], vals[ORIG_H], vals[RESP_H]],
+            fields::decimal_us,
+            ["invalid ts", "invalid id.orig_h", "invalid id.resp_h"],
+        ) {
+            Ok(id) => id,
+            Err(p) => return Parsed::Reject(p),
         };
         let mut w = Warnings::default();
-        if got.iter().zip(cols.present.iter()).any(|(g, p)| *p && !*g) {
+        if short_row(&got, &cols.present) {
             w.add(Problem::bare("fewer columns than #fields names"));
         }
         let unset = &self.unset[..];
