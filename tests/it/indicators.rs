@@ -7,21 +7,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use outwatch::clock::ManualClock;
-use outwatch::config::{Config, HttpConfig};
-use outwatch::http::HttpClient;
+use outwatch::config::Config;
 use outwatch::indicators::{
     self, Entry, IndicatorIndex, IndicatorSet, Listing, MAX_ENTRIES, SetBuilder,
 };
-use outwatch::pipeline::Runner;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::Source;
 use outwatch::sources::lists::{self, FeedDef, process_body};
-use outwatch::store::{self, Store};
+use outwatch::store::Store;
 use proptest::prelude::*;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::keyed_support::{Env, env_with, list_source, serve};
 use crate::support::fixture;
 
 fn t0() -> DateTime<Utc> {
@@ -38,48 +36,12 @@ fn snapshot() -> ScopeSnapshot {
     }
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-    runner: Runner,
-}
-
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(store::open(&dir.path().join("store")).unwrap());
-    let clock = Arc::new(ManualClock::new(t0()));
-    let http = HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap();
-    let runner = Runner::new(
-        store.clone(),
-        http,
-        Arc::new(ScopeMatcher::new(&snapshot())),
-        clock.clone(),
-    );
-    Env {
-        _dir: dir,
-        store,
-        clock,
-        runner,
-    }
+    env_with(t0(), &snapshot())
 }
 
 fn source(base: &str, name: &str) -> Arc<dyn Source> {
-    let text = format!("[sources.{name}]\nbase_url = \"{base}\"\n");
-    let c = Config::parse(&text, Path::new("/nonexistent/outwatch.toml")).unwrap();
-    let (_, built) = lists::build_enabled(&c)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap();
-    built.unwrap()
-}
-
-async fn serve(server: &MockServer, p: &str, body: Vec<u8>) {
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
-        .mount(server)
-        .await;
+    list_source(&format!("[sources.{name}]\nbase_url = \"{base}\"\n"), name)
 }
 
 /// The listings of `ip` (and `port`) as `feed entry port threat` strings, sorted.
