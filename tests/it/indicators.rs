@@ -19,13 +19,11 @@ use proptest::prelude::*;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::keyed_support::{Env, env_with, list_source, serve};
+use crate::keyed_support::{Env, env_with, list_source, serve, serve_in_turn, t};
 use crate::support::fixture;
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    t("2026-11-20T08:00:00Z")
 }
 
 /// Our scope: 203.0.113.0/24 only (most list entries are not ours, and are kept all the same).
@@ -270,33 +268,18 @@ async fn a_304_keeps_the_set_and_a_second_download_replaces_it() {
 #[tokio::test]
 async fn a_cut_off_or_failed_download_keeps_the_old_set() {
     let server = MockServer::start().await;
-    let p = "/downloads/ipblocklist.csv";
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(
+    serve_in_turn(
+        &server,
+        "/downloads/ipblocklist.csv",
+        vec![
             ResponseTemplate::new(200)
                 .set_body_bytes(fixture("lists/feodotracker/ipblocklist.csv")),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(
             ResponseTemplate::new(200)
                 .set_body_bytes(fixture("lists/feodotracker/ipblocklist_truncated.csv")),
-        )
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(ResponseTemplate::new(500))
-        .with_priority(3)
-        .mount(&server)
-        .await;
+            ResponseTemplate::new(500),
+        ],
+    )
+    .await;
     let e = env();
     let src = source(&server.uri(), "feodotracker");
     assert!(e.runner.run_source(src.as_ref()).await.ok);
@@ -323,21 +306,15 @@ async fn a_failed_part_keeps_its_own_old_set_while_the_other_part_is_replaced() 
         fixture("lists/spamhaus/drop_v4.json"),
     )
     .await;
-    Mock::given(method("GET"))
-        .and(path("/drop/drop_v6.json"))
-        .respond_with(
+    serve_in_turn(
+        &server,
+        "/drop/drop_v6.json",
+        vec![
             ResponseTemplate::new(200).set_body_bytes(fixture("lists/spamhaus/drop_v6.json")),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/drop/drop_v6.json"))
-        .respond_with(ResponseTemplate::new(503))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+            ResponseTemplate::new(503),
+        ],
+    )
+    .await;
     let e = env();
     let src = source(&server.uri(), "spamhaus_drop");
     assert!(e.runner.run_source(src.as_ref()).await.ok);

@@ -84,6 +84,22 @@ pub fn list_source(text: &str, name: &str) -> Arc<dyn Source> {
     built.unwrap()
 }
 
+/// Answers `GET p` with `replies` in turn, each once, and with the last one from then on.
+pub async fn serve_in_turn(server: &MockServer, p: &str, replies: Vec<ResponseTemplate>) {
+    let last = replies.len();
+    for (i, reply) in replies.into_iter().enumerate() {
+        let mock = Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(reply)
+            .with_priority(u8::try_from(i + 1).unwrap());
+        if i + 1 < last {
+            mock.up_to_n_times(1).mount(server).await;
+        } else {
+            mock.mount(server).await;
+        }
+    }
+}
+
 /// Serves `body` with 200 at `GET p`.
 pub async fn serve(server: &MockServer, p: &str, body: Vec<u8>) {
     Mock::given(method("GET"))

@@ -1,7 +1,7 @@
 //! List feeds end to end: each shipped feed's real format served by a local mock at its real
 //! path, fetched through the pipeline into a temporary store, with a manual clock.
 
-use crate::keyed_support::{Env, env_with, list_source, serve};
+use crate::keyed_support::{Env, env_with, list_source, query, serve, t};
 use crate::support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use outwatch::pipeline::SourceReport;
 use outwatch::scope::{AsnPrefixes, ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::Source;
 use outwatch::sources::lists::{self, FeedDef, process_body};
-use outwatch::store::{Query, QueryOptions, RunOutcome, Store};
+use outwatch::store::{Query, RunOutcome, Store};
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -22,9 +22,7 @@ fn fixture(rel: &str) -> Vec<u8> {
 }
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    t("2026-11-20T08:00:00Z")
 }
 
 /// Our scope: AS64496 announces 198.51.100.0/24; configured 203.0.113.0/24, 2001:db8:1::/48
@@ -59,15 +57,7 @@ fn based(name: &str) -> String {
 }
 
 fn all(store: &dyn Store, q: Query) -> Vec<Finding> {
-    store
-        .query(
-            &q,
-            &QueryOptions {
-                include_resolved: true,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+    query(store, q)
 }
 
 fn ip(s: &str) -> Query {
