@@ -14,7 +14,7 @@
 //! plain split on `,` is exact.
 
 use super::fields::{self, trim};
-use super::{Parsed, Problem, Warnings, identity, short_row};
+use super::{Parsed, Problem, Warnings, fill_slots, identity, short_row};
 use crate::flows::{Conn, Proto};
 
 const TS: usize = 0;
@@ -101,26 +101,9 @@ impl Nfdump {
             self.summary_left -= 1;
             return Parsed::Skip;
         }
-        let mut vals: [&[u8]; SLOTS] = [&[]; SLOTS];
-        let mut got = [false; SLOTS];
-        let mut rest = line;
-        let mut col = 0usize;
-        loop {
-            let (field, next) = match memchr::memchr(b',', rest) {
-                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-                None => (rest, None),
-            };
-            if let Some(&s) = self.slot.get(col)
-                && s != NONE
-            {
-                vals[s as usize] = trim(field);
-                got[s as usize] = true;
-            }
-            col += 1;
-            match next {
-                Some(n) if col <= self.last_needed => rest = n,
-                _ => break,
-            }
+        let (mut vals, got) = fill_slots::<SLOTS>(line, b",", &self.slot, self.last_needed);
+        for v in &mut vals {
+            *v = trim(v);
         }
         for s in [TS, SA, DA] {
             if !got[s] {
