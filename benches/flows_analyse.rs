@@ -19,20 +19,10 @@ use std::time::Instant;
 use chrono::Utc;
 use outwatch::flows::analyse::{Analyser, Settings};
 use outwatch::flows::config::{FlowsConfig, TeamConfig, ZoneConfig};
+use outwatch::flows::sample::Rng;
 use outwatch::flows::{Conn, Proto};
 use outwatch::indicators::{Entry, IndicatorIndex, IndicatorSet};
 use outwatch::scope::ScopeMatcher;
-
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

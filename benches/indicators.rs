@@ -16,24 +16,38 @@ use std::time::Instant;
 
 use chrono::Utc;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use outwatch::flows::sample::Rng;
 use outwatch::indicators::{self, Entry, IndicatorIndex, IndicatorSet, SetBuilder};
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+/// A random address: one in ten IPv6 (in 2a00::/8), the rest IPv4.
+fn random_ip(r: &mut Rng) -> IpAddr {
+    if r.next().is_multiple_of(10) {
+        IpAddr::V6(Ipv6Addr::from(
+            (0x2a00_u128 << 112) | (u128::from(r.next()) << 32) | u128::from(r.next()),
+        ))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(r.next() as u32))
     }
-    fn ip(&mut self) -> IpAddr {
-        if self.next().is_multiple_of(10) {
-            IpAddr::V6(Ipv6Addr::from(
-                (0x2a00_u128 << 112) | (u128::from(self.next()) << 32) | u128::from(self.next()),
-            ))
-        } else {
-            IpAddr::V4(Ipv4Addr::from(self.next() as u32))
+}
+
+/// Looks every query up twice and prints the time of the second round (the first warms up).
+fn lookups(idx: &IndicatorIndex, queries: &[(IpAddr, Option<u16>)], what: &str) {
+    let n = queries.len();
+    let mut out = Vec::new();
+    for round in 0..2 {
+        let t = Instant::now();
+        let mut found = 0usize;
+        for &(ip, port) in queries {
+            out.clear();
+            idx.matches(black_box(ip), port, &mut out);
+            found += out.len();
+        }
+        let s = t.elapsed().as_secs_f64();
+        if round == 1 {
+            println!(
+                "{what}: {n} lookups in {s:.3} s = {:.1} ns/lookup, {found} listings found",
+                s * 1e9 / n as f64
+            );
         }
     }
 }
@@ -56,7 +70,7 @@ fn main() {
         .collect();
     let mut hosts = Vec::new();
     for i in 0..100_000 {
-        let ip = r.ip();
+        let ip = random_ip(&mut r);
         hosts.push(ip);
         let port = r
             .next()
@@ -104,44 +118,13 @@ fn main() {
 
     let n = 10_000_000usize;
     let queries: Vec<(IpAddr, Option<u16>)> = (0..n)
-        .map(|_| (r.ip(), Some((r.next() % 65535) as u16 + 1)))
+        .map(|_| (random_ip(&mut r), Some((r.next() % 65535) as u16 + 1)))
         .collect();
-    let mut out = Vec::new();
-    for round in 0..2 {
-        let t = Instant::now();
-        let mut found = 0usize;
-        for &(ip, port) in &queries {
-            out.clear();
-            idx.matches(black_box(ip), port, &mut out);
-            found += out.len();
-        }
-        let s = t.elapsed().as_secs_f64();
-        if round == 1 {
-            println!(
-                "random addresses (mostly misses): {n} lookups in {s:.3} s = {:.1} ns/lookup, {found} listings found",
-                s * 1e9 / n as f64
-            );
-        }
-    }
+    lookups(&idx, &queries, "random addresses (mostly misses)");
     let listed: Vec<(IpAddr, Option<u16>)> = (0..n)
         .map(|i| (hosts[(r.next() as usize + i) % hosts.len()], None))
         .collect();
-    for round in 0..2 {
-        let t = Instant::now();
-        let mut found = 0usize;
-        for &(ip, port) in &listed {
-            out.clear();
-            idx.matches(black_box(ip), port, &mut out);
-            found += out.len();
-        }
-        let s = t.elapsed().as_secs_f64();
-        if round == 1 {
-            println!(
-                "listed addresses (hits, port-free query): {n} lookups in {s:.3} s = {:.1} ns/lookup, {found} listings found",
-                s * 1e9 / n as f64
-            );
-        }
-    }
+    lookups(&idx, &listed, "listed addresses (hits, port-free query)");
 
     let mut b = SetBuilder::default();
     for e in &sets[0].entries {

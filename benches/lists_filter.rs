@@ -11,21 +11,13 @@
 
 use std::time::{Duration, Instant};
 
+use outwatch::flows::sample::Rng;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::lists::{FeedDef, builtin_defs, process_body};
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn v4(&mut self) -> std::net::Ipv4Addr {
-        std::net::Ipv4Addr::from(self.next() as u32)
-    }
+/// A random IPv4 address.
+fn random_v4(r: &mut Rng) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(r.next() as u32)
 }
 
 const ENTRIES: usize = 1_000_000;
@@ -41,7 +33,11 @@ fn scope(rng: &mut Rng) -> ScopeMatcher {
             prefixes.push(ipnet::IpNet::new(a.into(), len).unwrap().trunc());
         } else {
             let len = 16 + (rng.next() % 9) as u8;
-            prefixes.push(ipnet::IpNet::new(rng.v4().into(), len).unwrap().trunc());
+            prefixes.push(
+                ipnet::IpNet::new(random_v4(rng).into(), len)
+                    .unwrap()
+                    .trunc(),
+            );
         }
     }
     ScopeMatcher::new(&ScopeSnapshot {
@@ -70,7 +66,7 @@ fn feodo_csv(rng: &mut Rng) -> Vec<u8> {
             1 + i % 28,
             i % 60,
             (i / 60) % 60,
-            rng.v4()
+            random_v4(rng)
         ));
     }
     b.push_str(&format!("# END {ENTRIES} entries"));
@@ -81,7 +77,7 @@ fn plain_ips(rng: &mut Rng) -> Vec<u8> {
     let mut b = String::with_capacity(ENTRIES * 16);
     b.push_str("# one IP per line\n");
     for _ in 0..ENTRIES {
-        b.push_str(&rng.v4().to_string());
+        b.push_str(&random_v4(rng).to_string());
         b.push('\n');
     }
     b.into_bytes()
@@ -100,7 +96,7 @@ fn urlhaus_csv(rng: &mut Rng) -> Vec<u8> {
         let url = if i % 4 == 0 {
             format!("https://host{}.shop{}.example.com/payload.exe", i, i % 977)
         } else {
-            format!("http://{}:{}/i", rng.v4(), 1024 + rng.next() % 60000)
+            format!("http://{}:{}/i", random_v4(rng), 1024 + rng.next() % 60000)
         };
         b.push_str(&format!(
             "\"{id}\",\"2026-11-20 12:05:20\",\"{url}\",\"online\",\"2026-11-20 12:05:20\",\

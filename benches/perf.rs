@@ -18,20 +18,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use outwatch::finding::{Classification, Finding, Severity};
+use outwatch::flows::sample::Rng;
 use outwatch::scope::{AsnPrefixes, ScopeMatcher, ScopeSnapshot};
 use outwatch::store::{self, IngestOptions, Query, QueryOptions, Store};
-
-/// A small deterministic generator (xorshift64*), so every run measures the same data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

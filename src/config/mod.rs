@@ -442,17 +442,7 @@ pub struct DomainName(pub String);
 impl FromStr for DomainName {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let d = crate::finding::normalize_domain(s);
-        let ok = !d.is_empty()
-            && d.len() <= 253
-            && d.contains('.')
-            && d.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if ok {
+        if let Some(d) = crate::finding::domain_name(s) {
             Ok(DomainName(d))
         } else {
             Err(format!(

@@ -397,9 +397,56 @@ pub fn normalize_domain(d: &str) -> String {
     t.to_ascii_lowercase()
 }
 
+/// `s` as a domain name (normalized: lower-case, no trailing dot), if it is one: at least two
+/// labels, each 1 to 63 letters, digits, `-` or `_`, at most 253 characters in all. The one
+/// rule of the config's domains and of lookup queries.
+pub fn domain_name(s: &str) -> Option<String> {
+    let d = normalize_domain(s);
+    let ok = !d.is_empty()
+        && d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    ok.then_some(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_name_rules() {
+        assert_eq!(domain_name("example.org").as_deref(), Some("example.org"));
+        assert_eq!(
+            domain_name(" EXAMPLE.org. ").as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(domain_name("a_b.example").as_deref(), Some("a_b.example"));
+        assert_eq!(domain_name("a.b.c.d.e").as_deref(), Some("a.b.c.d.e"));
+        let label63 = format!("{}.org", "a".repeat(63));
+        assert_eq!(domain_name(&label63), Some(label63.clone()));
+        let long = format!("{}.org", "a".repeat(64));
+        let label = "a".repeat(63);
+        let total254 = format!("{label}.{label}.{label}.{}", "a".repeat(62));
+        assert_eq!(total254.len(), 254);
+        for bad in [
+            "x",
+            "",
+            ".",
+            "a..b",
+            "ex ample.org",
+            "é.org",
+            "a/b.org",
+            &long,
+            &total254,
+        ] {
+            assert_eq!(domain_name(bad), None, "{bad:?}");
+        }
+    }
 
     fn sample() -> Finding {
         let mut f = Finding::new(

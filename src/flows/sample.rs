@@ -17,22 +17,27 @@ use super::read::LogFormat;
 /// 2026-11-30 00:00:00 UTC.
 const START_S: i64 = 1_795_996_800;
 
-/// xorshift64*: small, deterministic, dependency-free.
-struct Rng(u64);
+/// xorshift64*: small, deterministic, dependency-free. The one generator of the benches and
+/// of this sample; seed it with anything but 0.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// 0..n
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
     /// 0.0..1.0
-    fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }

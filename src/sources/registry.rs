@@ -93,6 +93,69 @@ pub trait SourceKind: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 
     }
 }
 
+/// Implements [`SourceKind`] for a `[sources.<name>]` table struct that has the common fields
+/// `enabled`, `schedule`, `resolve_after` and `allow_plain_http`, and builds with
+/// `super::build(self, cfg)` (the source folder's `mod.rs`). Each source states only what
+/// differs: its name, default schedule and window, its URL fields (`Option<String>`, with
+/// whether a key is sent to them, in the order they are checked) and its inline-secret fields
+/// (`Option<Secret>`).
+macro_rules! source_kind {
+    (
+        $ty:ty,
+        name: $name:literal,
+        schedule: $schedule:literal,
+        resolve_after: $resolve_after:expr,
+        urls: [$($url:ident: $keyed:literal),* $(,)?],
+        secrets: [$($secret:ident),* $(,)?] $(,)?
+    ) => {
+        impl $crate::sources::registry::SourceKind for $ty {
+            const NAME: &'static str = $name;
+            const DEFAULT_SCHEDULE: &'static str = $schedule;
+            fn default_resolve_after() -> chrono::Duration {
+                $resolve_after
+            }
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn schedule(&self) -> Option<&$crate::config::CronSchedule> {
+                self.schedule.as_ref()
+            }
+            fn resolve_after(&self) -> Option<$crate::config::HumanDuration> {
+                self.resolve_after
+            }
+            fn urls(&self) -> Vec<$crate::sources::registry::ConfiguredUrl<'_>> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(v) = &self.$url {
+                        out.push((stringify!($url), v.as_str(), $keyed));
+                    }
+                )*
+                out
+            }
+            fn allow_plain_http(&self) -> bool {
+                self.allow_plain_http
+            }
+            fn inline_secrets(&self) -> Vec<&'static str> {
+                let mut out = Vec::new();
+                $(
+                    if self.$secret.is_some() {
+                        out.push(stringify!($secret));
+                    }
+                )*
+                out
+            }
+            fn build(
+                &self,
+                cfg: &$crate::config::Config,
+            ) -> Result<std::sync::Arc<dyn $crate::sources::Source>, $crate::sources::FetchError>
+            {
+                super::build(self, cfg)
+            }
+        }
+    };
+}
+pub(crate) use source_kind;
+
 /// The [`Registration`] of a single source whose table is `T`.
 pub struct Kind<T>(PhantomData<fn() -> T>);
 

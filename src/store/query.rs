@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::Serialize;
 
+use crate::finding::domain_name;
+
 /// What a lookup asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "value", rename_all = "lowercase")]
@@ -106,23 +108,6 @@ impl FromStr for Query {
     }
 }
 
-/// `s` as a domain name (lower-case, no trailing dot), if it is one: the rules of
-/// `config::DomainName`, kept here so that the store does not depend on the config (a test
-/// checks that they agree).
-fn domain_name(s: &str) -> Option<String> {
-    let d = crate::finding::normalize_domain(s);
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.contains('.')
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    ok.then_some(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,30 +148,5 @@ mod tests {
         }
         assert!(parse_query("AS0").is_err());
         assert!(parse_query("AS99999999999").is_err());
-    }
-
-    #[test]
-    fn domain_rules_agree_with_the_config() {
-        let long = format!("{}.org", "a".repeat(64));
-        for s in [
-            "example.org",
-            "EXAMPLE.org.",
-            "a_b.example",
-            "x",
-            "",
-            ".",
-            "a..b",
-            "-x.org",
-            "ex ample.org",
-            "é.org",
-            "a.b.c.d.e",
-            &long,
-        ] {
-            assert_eq!(
-                domain_name(s),
-                s.parse::<crate::config::DomainName>().ok().map(|d| d.0),
-                "{s:?}"
-            );
-        }
     }
 }

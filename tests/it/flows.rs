@@ -362,22 +362,51 @@ fn digest_has_a_your_own_traffic_section() {
     assert!(!html.contains("<script>x"));
 }
 
-#[test]
-fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
+/// A flows watch over `logs/conn*.log` in a tempdir, with its store and an empty scope.
+struct Watch {
+    _dir: tempfile::TempDir,
+    logs: PathBuf,
+    cfg: Config,
+    store: SledStore,
+    scope: ScopeMatcher,
+}
+
+fn watch() -> Watch {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let cfg = config(dir.path(), "");
-    let mut cfg = cfg;
+    let mut cfg = config(dir.path(), "");
     cfg.flows.paths = vec!["logs/conn*.log".into()];
     let store = SledStore::open(&dir.path().join("store")).unwrap();
-    let scope = ScopeMatcher::default();
-    // Each run at its own time (the run log is keyed by time).
+    Watch {
+        _dir: dir,
+        logs,
+        cfg,
+        store,
+        scope: ScopeMatcher::default(),
+    }
+}
+
+/// A clock one second later at each reading, so that each run has its own time (the run log
+/// is keyed by time).
+fn ticking() -> impl Fn() -> DateTime<Utc> {
     let tick = std::sync::atomic::AtomicI64::new(0);
-    let t = || {
+    move || {
         let s = tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::seconds(s)
-    };
+    }
+}
+
+#[test]
+fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
+    let Watch {
+        _dir,
+        logs,
+        mut cfg,
+        store,
+        scope,
+    } = watch();
+    let t = &ticking();
 
     // Nothing there yet: no new lines.
     let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
@@ -430,18 +459,14 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
 /// whole log would have counted.
 #[test]
 fn the_watch_job_sums_a_day_over_rotated_files_and_waits_for_a_whole_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    let mut cfg = config(dir.path(), "");
-    cfg.flows.paths = vec!["logs/conn*.log".into()];
-    let store = SledStore::open(&dir.path().join("store")).unwrap();
-    let scope = ScopeMatcher::default();
-    let tick = std::sync::atomic::AtomicI64::new(0);
-    let t = || {
-        let s = tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::seconds(s)
-    };
+    let Watch {
+        _dir,
+        logs,
+        cfg,
+        store,
+        scope,
+    } = watch();
+    let t = &ticking();
     let full = std::fs::read_to_string(two_days()).unwrap();
     let (header, data): (Vec<&str>, Vec<&str>) = full
         .lines()

@@ -7,27 +7,23 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use outwatch::clock::ManualClock;
-use outwatch::config::{Config, HttpConfig};
-use outwatch::http::HttpClient;
+use outwatch::config::Config;
 use outwatch::indicators::{
     self, Entry, IndicatorIndex, IndicatorSet, Listing, MAX_ENTRIES, SetBuilder,
 };
-use outwatch::pipeline::Runner;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::Source;
 use outwatch::sources::lists::{self, FeedDef, process_body};
-use outwatch::store::{self, Store};
+use outwatch::store::Store;
 use proptest::prelude::*;
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::keyed_support::{Env, env_with, list_source, serve, serve_in_turn, t};
 use crate::support::fixture;
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    t("2026-11-20T08:00:00Z")
 }
 
 /// Our scope: 203.0.113.0/24 only (most list entries are not ours, and are kept all the same).
@@ -38,48 +34,12 @@ fn snapshot() -> ScopeSnapshot {
     }
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-    runner: Runner,
-}
-
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(store::open(&dir.path().join("store")).unwrap());
-    let clock = Arc::new(ManualClock::new(t0()));
-    let http = HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap();
-    let runner = Runner::new(
-        store.clone(),
-        http,
-        Arc::new(ScopeMatcher::new(&snapshot())),
-        clock.clone(),
-    );
-    Env {
-        _dir: dir,
-        store,
-        clock,
-        runner,
-    }
+    env_with(t0(), &snapshot())
 }
 
 fn source(base: &str, name: &str) -> Arc<dyn Source> {
-    let text = format!("[sources.{name}]\nbase_url = \"{base}\"\n");
-    let c = Config::parse(&text, Path::new("/nonexistent/outwatch.toml")).unwrap();
-    let (_, built) = lists::build_enabled(&c)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap();
-    built.unwrap()
-}
-
-async fn serve(server: &MockServer, p: &str, body: Vec<u8>) {
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
-        .mount(server)
-        .await;
+    list_source(&format!("[sources.{name}]\nbase_url = \"{base}\"\n"), name)
 }
 
 /// The listings of `ip` (and `port`) as `feed entry port threat` strings, sorted.
@@ -308,33 +268,18 @@ async fn a_304_keeps_the_set_and_a_second_download_replaces_it() {
 #[tokio::test]
 async fn a_cut_off_or_failed_download_keeps_the_old_set() {
     let server = MockServer::start().await;
-    let p = "/downloads/ipblocklist.csv";
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(
+    serve_in_turn(
+        &server,
+        "/downloads/ipblocklist.csv",
+        vec![
             ResponseTemplate::new(200)
                 .set_body_bytes(fixture("lists/feodotracker/ipblocklist.csv")),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(
             ResponseTemplate::new(200)
                 .set_body_bytes(fixture("lists/feodotracker/ipblocklist_truncated.csv")),
-        )
-        .up_to_n_times(1)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(ResponseTemplate::new(500))
-        .with_priority(3)
-        .mount(&server)
-        .await;
+            ResponseTemplate::new(500),
+        ],
+    )
+    .await;
     let e = env();
     let src = source(&server.uri(), "feodotracker");
     assert!(e.runner.run_source(src.as_ref()).await.ok);
@@ -361,21 +306,15 @@ async fn a_failed_part_keeps_its_own_old_set_while_the_other_part_is_replaced() 
         fixture("lists/spamhaus/drop_v4.json"),
     )
     .await;
-    Mock::given(method("GET"))
-        .and(path("/drop/drop_v6.json"))
-        .respond_with(
+    serve_in_turn(
+        &server,
+        "/drop/drop_v6.json",
+        vec![
             ResponseTemplate::new(200).set_body_bytes(fixture("lists/spamhaus/drop_v6.json")),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/drop/drop_v6.json"))
-        .respond_with(ResponseTemplate::new(503))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+            ResponseTemplate::new(503),
+        ],
+    )
+    .await;
     let e = env();
     let src = source(&server.uri(), "spamhaus_drop");
     assert!(e.runner.run_source(src.as_ref()).await.ok);

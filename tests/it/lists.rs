@@ -1,34 +1,28 @@
 //! List feeds end to end: each shipped feed's real format served by a local mock at its real
 //! path, fetched through the pipeline into a temporary store, with a manual clock.
 
+use crate::keyed_support::{Env, env_with, list_source, query, serve, t};
 use crate::support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use outwatch::clock::ManualClock;
-use outwatch::config::{Config, HttpConfig};
+use outwatch::config::Config;
 use outwatch::finding::{Finding, Severity, Status};
-use outwatch::http::HttpClient;
-use outwatch::pipeline::{Runner, SourceReport};
+use outwatch::pipeline::SourceReport;
 use outwatch::scope::{AsnPrefixes, ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::Source;
 use outwatch::sources::lists::{self, FeedDef, process_body};
-use outwatch::store::{self, Query, QueryOptions, RunOutcome, Store};
+use outwatch::store::{Query, RunOutcome, Store};
 use wiremock::matchers::{header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn fixture(rel: &str) -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/lists")
-        .join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    support::fixture(&format!("lists/{rel}"))
 }
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-20T08:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    t("2026-11-20T08:00:00Z")
 }
 
 /// Our scope: AS64496 announces 198.51.100.0/24; configured 203.0.113.0/24, 2001:db8:1::/48
@@ -49,65 +43,21 @@ fn snapshot() -> ScopeSnapshot {
     }
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
-    runner: Runner,
-}
-
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(store::open(&dir.path().join("store")).unwrap());
-    let clock = Arc::new(ManualClock::new(t0()));
-    let http = HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap();
-    let runner = Runner::new(
-        store.clone(),
-        http,
-        Arc::new(ScopeMatcher::new(&snapshot())),
-        clock.clone(),
-    );
-    Env {
-        _dir: dir,
-        store,
-        clock,
-        runner,
-    }
+    env_with(t0(), &snapshot())
 }
 
 /// Builds the named list feed from a config snippet (`{base}` is the mock's address).
 fn source(cfg: &str, base: &str, name: &str) -> Arc<dyn Source> {
-    let text = cfg.replace("{base}", base);
-    let c = Config::parse(&text, Path::new("/nonexistent/outwatch.toml")).unwrap();
-    let (_, built) = lists::build_enabled(&c)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("{name} is not enabled"));
-    built.unwrap()
+    list_source(&cfg.replace("{base}", base), name)
 }
 
 fn based(name: &str) -> String {
     format!("[sources.{name}]\nbase_url = \"{{base}}\"\n")
 }
 
-async fn serve(server: &MockServer, p: &str, body: Vec<u8>) {
-    Mock::given(method("GET"))
-        .and(path(p))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
-        .mount(server)
-        .await;
-}
-
 fn all(store: &dyn Store, q: Query) -> Vec<Finding> {
-    store
-        .query(
-            &q,
-            &QueryOptions {
-                include_resolved: true,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+    query(store, q)
 }
 
 fn ip(s: &str) -> Query {

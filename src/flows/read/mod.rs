@@ -17,6 +17,7 @@ mod zeek_tsv;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
+use std::net::IpAddr;
 use std::path::Path;
 
 use serde::Serialize;
@@ -129,6 +130,72 @@ impl<'a> Warnings<'a> {
             self.first = Some(p);
         }
     }
+}
+
+/// The fields of a delimited row, filed by slot: `vals[s]` is the field of the column whose
+/// `slot` is `s`, and `got[s]` says whether the row had that column (a slot of `N` or more
+/// files nothing). Splits `line` at `sep` (one byte or more; empty: the line is one field) and
+/// stops after column `last_needed`.
+#[inline]
+pub(crate) fn fill_slots<'a, const N: usize>(
+    line: &'a [u8],
+    sep: &[u8],
+    slot: &[u8],
+    last_needed: usize,
+) -> ([&'a [u8]; N], [bool; N]) {
+    let mut vals: [&[u8]; N] = [&[]; N];
+    let mut got = [false; N];
+    let mut rest = line;
+    let mut col = 0usize;
+    let one = match sep {
+        [b] => Some(*b),
+        _ => None,
+    };
+    loop {
+        let (field, next) = match one {
+            Some(b) => match memchr::memchr(b, rest) {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            },
+            None => match memchr::memmem::find(rest, sep) {
+                Some(i) if !sep.is_empty() => (&rest[..i], Some(&rest[i + sep.len()..])),
+                _ => (rest, None),
+            },
+        };
+        if let Some(&s) = slot.get(col)
+            && let Some(v) = vals.get_mut(s as usize)
+        {
+            *v = field;
+            got[s as usize] = true;
+        }
+        col += 1;
+        match next {
+            Some(n) if col <= last_needed => rest = n,
+            _ => break,
+        }
+    }
+    (vals, got)
+}
+
+/// The identity of a delimited row: its start time (read by `read_ts`) and both addresses, or
+/// the problem with the first that does not read; `what` names each, in that order.
+#[inline]
+pub(crate) fn identity<'a>(
+    [ts, orig, resp]: [&'a [u8]; 3],
+    read_ts: fn(&[u8]) -> Option<i64>,
+    what: [&'static str; 3],
+) -> Result<(i64, IpAddr, IpAddr), Problem<'a>> {
+    let ts_us = read_ts(ts).ok_or_else(|| Problem::new(what[0], ts))?;
+    let orig = fields::addr(orig).ok_or_else(|| Problem::new(what[1], orig))?;
+    let resp = fields::addr(resp).ok_or_else(|| Problem::new(what[2], resp))?;
+    Ok((ts_us, orig, resp))
+}
+
+/// Whether a delimited row ended before a column its header names: `got` the slots the row
+/// filled, `present` the slots the header has.
+#[inline]
+pub(crate) fn short_row(got: &[bool], present: &[bool]) -> bool {
+    got.iter().zip(present).any(|(g, p)| *p && !*g)
 }
 
 /// What a format parser made of one line.

@@ -14,7 +14,7 @@
 //! plain split on `,` is exact.
 
 use super::fields::{self, trim};
-use super::{Parsed, Problem, Warnings};
+use super::{Parsed, Problem, Warnings, fill_slots, identity, short_row};
 use crate::flows::{Conn, Proto};
 
 const TS: usize = 0;
@@ -101,43 +101,29 @@ impl Nfdump {
             self.summary_left -= 1;
             return Parsed::Skip;
         }
-        let mut vals: [&[u8]; SLOTS] = [&[]; SLOTS];
-        let mut got = [false; SLOTS];
-        let mut rest = line;
-        let mut col = 0usize;
-        loop {
-            let (field, next) = match memchr::memchr(b',', rest) {
-                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-                None => (rest, None),
-            };
-            if let Some(&s) = self.slot.get(col)
-                && s != NONE
-            {
-                vals[s as usize] = trim(field);
-                got[s as usize] = true;
-            }
-            col += 1;
-            match next {
-                Some(n) if col <= self.last_needed => rest = n,
-                _ => break,
-            }
+        let (mut vals, got) = fill_slots::<SLOTS>(line, b",", &self.slot, self.last_needed);
+        for v in &mut vals {
+            *v = trim(v);
         }
         for s in [TS, SA, DA] {
             if !got[s] {
                 return Parsed::Reject(Problem::bare("fewer columns than the header names"));
             }
         }
-        let Some(ts_us) = time_us(vals[TS]) else {
-            return Parsed::Reject(Problem::new("invalid start time (ts)", vals[TS]));
-        };
-        let Some(orig) = fields::addr(vals[SA]) else {
-            return Parsed::Reject(Problem::new("invalid source address (sa)", vals[SA]));
-        };
-        let Some(resp) = fields::addr(vals[DA]) else {
-            return Parsed::Reject(Problem::new("invalid destination address (da)", vals[DA]));
+        let (ts_us, orig, resp) = match identity(
+            [vals[TS], vals[SA], vals[DA]],
+            time_us,
+            [
+                "invalid start time (ts)",
+                "invalid source address (sa)",
+                "invalid destination address (da)",
+            ],
+        ) {
+            Ok(id) => id,
+            Err(p) => return Parsed::Reject(p),
         };
         let mut w = Warnings::default();
-        if got.iter().zip(self.present.iter()).any(|(g, p)| *p && !*g) {
+        if short_row(&got, &self.present) {
             w.add(Problem::bare("fewer columns than the header names"));
         }
         let proto = if got[PR] {

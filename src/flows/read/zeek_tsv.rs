@@ -4,7 +4,7 @@
 //! header block (concatenated rotated logs) sets the mapping anew.
 
 use super::fields;
-use super::{Parsed, Problem, Warnings};
+use super::{Parsed, Problem, Warnings, fill_slots, identity, short_row};
 use crate::flows::{Conn, Proto};
 
 const TS: usize = 0;
@@ -97,36 +97,7 @@ impl ZeekTsv {
             return Parsed::Reject(Problem::bare("a data line before any #fields header"));
         };
         self.seen_conn = true;
-        let mut vals: [&[u8]; SLOTS] = [&[]; SLOTS];
-        let mut got = [false; SLOTS];
-        let mut rest = line;
-        let mut col = 0usize;
-        let one = (self.sep.len() == 1).then(|| self.sep[0]);
-        loop {
-            let (field, next) = match one {
-                Some(b) => match memchr::memchr(b, rest) {
-                    Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-                    None => (rest, None),
-                },
-                None => match memchr::memmem::find(rest, &self.sep) {
-                    Some(i) if !self.sep.is_empty() => {
-                        (&rest[..i], Some(&rest[i + self.sep.len()..]))
-                    }
-                    _ => (rest, None),
-                },
-            };
-            if let Some(&s) = cols.slot.get(col)
-                && s != NONE
-            {
-                vals[s as usize] = field;
-                got[s as usize] = true;
-            }
-            col += 1;
-            match next {
-                Some(n) if col <= cols.last_needed => rest = n,
-                _ => break,
-            }
-        }
+        let (vals, got) = fill_slots::<SLOTS>(line, &self.sep, &cols.slot, cols.last_needed);
         // Identity: ts and both addresses.
         for s in [TS, ORIG_H, RESP_H] {
             if !got[s] {
@@ -137,17 +108,16 @@ impl ZeekTsv {
                 });
             }
         }
-        let Some(ts_us) = fields::decimal_us(vals[TS]) else {
-            return Parsed::Reject(Problem::new("invalid ts", vals[TS]));
-        };
-        let Some(orig) = fields::addr(vals[ORIG_H]) else {
-            return Parsed::Reject(Problem::new("invalid id.orig_h", vals[ORIG_H]));
-        };
-        let Some(resp) = fields::addr(vals[RESP_H]) else {
-            return Parsed::Reject(Problem::new("invalid id.resp_h", vals[RESP_H]));
+        let (ts_us, orig, resp) = match identity(
+            [vals[TS], vals[ORIG_H], vals[RESP_H]],
+            fields::decimal_us,
+            ["invalid ts", "invalid id.orig_h", "invalid id.resp_h"],
+        ) {
+            Ok(id) => id,
+            Err(p) => return Parsed::Reject(p),
         };
         let mut w = Warnings::default();
-        if got.iter().zip(cols.present.iter()).any(|(g, p)| *p && !*g) {
+        if short_row(&got, &cols.present) {
             w.add(Problem::bare("fewer columns than #fields names"));
         }
         let unset = &self.unset[..];

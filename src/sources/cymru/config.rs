@@ -1,13 +1,10 @@
 //! `[sources.cymru]`: the table, its defaults, and the source's registration.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::Secret;
-use crate::sources::registry::{ConfiguredUrl, SourceKind};
-use crate::sources::{FetchError, Source};
+use crate::sources::registry::source_kind;
 
 /// `[sources.cymru]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -31,31 +28,11 @@ pub struct CymruConfig {
     pub allow_plain_http: bool,
 }
 
-impl SourceKind for CymruConfig {
-    const NAME: &'static str = "cymru";
-    const DEFAULT_SCHEDULE: &'static str = "0 50 6 * * *";
-    fn default_resolve_after() -> chrono::Duration {
-        chrono::Duration::days(3)
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn schedule(&self) -> Option<&CronSchedule> {
-        self.schedule.as_ref()
-    }
-    fn resolve_after(&self) -> Option<HumanDuration> {
-        self.resolve_after
-    }
-    fn urls(&self) -> Vec<ConfiguredUrl<'_>> {
-        self.url.iter().map(|u| ("url", u.as_str(), true)).collect()
-    }
-    fn allow_plain_http(&self) -> bool {
-        self.allow_plain_http
-    }
-    fn inline_secrets(&self) -> Vec<&'static str> {
-        self.password.iter().map(|_| "password").collect()
-    }
-    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        super::build(self, cfg)
-    }
-}
+source_kind!(
+    CymruConfig,
+    name: "cymru",
+    schedule: "0 50 6 * * *",
+    resolve_after: chrono::Duration::days(3),
+    urls: [url: true],
+    secrets: [password],
+);

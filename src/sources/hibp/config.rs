@@ -1,13 +1,10 @@
 //! `[sources.hibp]`: the table, its defaults, and the source's registration.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::Secret;
-use crate::sources::registry::{ConfiguredUrl, SourceKind};
-use crate::sources::{FetchError, Source};
+use crate::sources::registry::source_kind;
 
 /// Default API base.
 pub const DEFAULT_BASE_URL: &str = "https://haveibeenpwned.com/api/v3";
@@ -35,34 +32,11 @@ pub struct HibpConfig {
     pub domains: Option<Vec<String>>,
 }
 
-impl SourceKind for HibpConfig {
-    const NAME: &'static str = "hibp";
-    const DEFAULT_SCHEDULE: &'static str = "0 15 6 * * *";
-    fn default_resolve_after() -> chrono::Duration {
-        chrono::Duration::days(2)
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn schedule(&self) -> Option<&CronSchedule> {
-        self.schedule.as_ref()
-    }
-    fn resolve_after(&self) -> Option<HumanDuration> {
-        self.resolve_after
-    }
-    fn urls(&self) -> Vec<ConfiguredUrl<'_>> {
-        self.base_url
-            .iter()
-            .map(|u| ("base_url", u.as_str(), true))
-            .collect()
-    }
-    fn allow_plain_http(&self) -> bool {
-        self.allow_plain_http
-    }
-    fn inline_secrets(&self) -> Vec<&'static str> {
-        self.api_key.iter().map(|_| "api_key").collect()
-    }
-    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        super::build(self, cfg)
-    }
-}
+source_kind!(
+    HibpConfig,
+    name: "hibp",
+    schedule: "0 15 6 * * *",
+    resolve_after: chrono::Duration::days(2),
+    urls: [base_url: true],
+    secrets: [api_key],
+);

@@ -1,13 +1,11 @@
 //! `[sources.shadowserver]`: the table, its defaults, and the source's registration.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::{self, Secret};
-use crate::sources::registry::{ConfiguredUrl, SourceKind};
-use crate::sources::{FetchError, Source};
+use crate::sources::FetchError;
+use crate::sources::registry::source_kind;
 
 use super::api::ApiClient;
 use super::schema;
@@ -111,50 +109,11 @@ impl ShadowserverConfig {
     }
 }
 
-impl SourceKind for ShadowserverConfig {
-    const NAME: &'static str = "shadowserver";
-    const DEFAULT_SCHEDULE: &'static str = "0 20 */6 * * *";
-    fn default_resolve_after() -> chrono::Duration {
-        chrono::Duration::days(7)
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn schedule(&self) -> Option<&CronSchedule> {
-        self.schedule.as_ref()
-    }
-    fn resolve_after(&self) -> Option<HumanDuration> {
-        self.resolve_after
-    }
-    fn urls(&self) -> Vec<ConfiguredUrl<'_>> {
-        let mut out = Vec::new();
-        for (k, v) in [
-            ("base_url", &self.base_url),
-            ("download_url", &self.download_url),
-        ] {
-            if let Some(v) = v {
-                out.push((k, v.as_str(), true));
-            }
-        }
-        if let Some(v) = &self.schema_url {
-            out.push(("schema_url", v.as_str(), false));
-        }
-        out
-    }
-    fn allow_plain_http(&self) -> bool {
-        self.allow_plain_http
-    }
-    fn inline_secrets(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.api_key.is_some() {
-            out.push("api_key");
-        }
-        if self.secret.is_some() {
-            out.push("secret");
-        }
-        out
-    }
-    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        super::build(self, cfg)
-    }
-}
+source_kind!(
+    ShadowserverConfig,
+    name: "shadowserver",
+    schedule: "0 20 */6 * * *",
+    resolve_after: chrono::Duration::days(7),
+    urls: [base_url: true, download_url: true, schema_url: false],
+    secrets: [api_key, secret],
+);

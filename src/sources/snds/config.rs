@@ -1,13 +1,10 @@
 //! `[sources.snds]`: the table, its defaults, and the source's registration.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, CronSchedule, HumanDuration};
+use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::Secret;
-use crate::sources::registry::{ConfiguredUrl, SourceKind};
-use crate::sources::{FetchError, Source};
+use crate::sources::registry::source_kind;
 
 /// Default base; `data.aspx` and `ipStatus.aspx` are appended.
 pub const DEFAULT_BASE_URL: &str = "https://sendersupport.olc.protection.outlook.com/snds";
@@ -32,34 +29,11 @@ pub struct SndsConfig {
     pub allow_plain_http: bool,
 }
 
-impl SourceKind for SndsConfig {
-    const NAME: &'static str = "snds";
-    const DEFAULT_SCHEDULE: &'static str = "0 45 5 * * *";
-    fn default_resolve_after() -> chrono::Duration {
-        chrono::Duration::days(3)
-    }
-    fn enabled(&self) -> bool {
-        self.enabled
-    }
-    fn schedule(&self) -> Option<&CronSchedule> {
-        self.schedule.as_ref()
-    }
-    fn resolve_after(&self) -> Option<HumanDuration> {
-        self.resolve_after
-    }
-    fn urls(&self) -> Vec<ConfiguredUrl<'_>> {
-        self.base_url
-            .iter()
-            .map(|u| ("base_url", u.as_str(), true))
-            .collect()
-    }
-    fn allow_plain_http(&self) -> bool {
-        self.allow_plain_http
-    }
-    fn inline_secrets(&self) -> Vec<&'static str> {
-        self.key.iter().map(|_| "key").collect()
-    }
-    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        super::build(self, cfg)
-    }
-}
+source_kind!(
+    SndsConfig,
+    name: "snds",
+    schedule: "0 45 5 * * *",
+    resolve_after: chrono::Duration::days(3),
+    urls: [base_url: true],
+    secrets: [key],
+);
