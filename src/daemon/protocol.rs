@@ -150,8 +150,9 @@ impl Op {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
-    /// One element of a streamed list.
-    Item(serde_json::Value),
+    /// One element of a streamed list, as the JSON it was written as (passed through
+    /// unparsed until its reader decodes it into its type).
+    Item(Box<serde_json::value::RawValue>),
     /// The end of the answer, with its value (`null` after a streamed list).
     Done(serde_json::Value),
     /// The request failed; nothing more follows for it.

@@ -74,6 +74,11 @@ fn from_value<T: serde::de::DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(engine)
 }
 
+/// A streamed item decoded into its type.
+fn from_raw<T: serde::de::DeserializeOwned>(v: &serde_json::value::RawValue) -> Result<T> {
+    serde_json::from_str(v.get()).map_err(engine)
+}
+
 impl RemoteStore {
     /// Connects to the daemon serving `data_dir`, or `None` when none answers (no socket file,
     /// a stale one, or something that does not speak the protocol).
@@ -118,7 +123,11 @@ impl RemoteStore {
     /// Sends one request and reads its replies, handing streamed items to `on_item`. When
     /// `on_item` stops, the rest of the answer is not read: the connection is dropped (the
     /// daemon sees the client gone and stops) and `Null` returned.
-    fn call(&self, op: &Op, on_item: &mut dyn FnMut(Value) -> Flow) -> Result<Value> {
+    fn call(
+        &self,
+        op: &Op,
+        on_item: &mut dyn FnMut(&serde_json::value::RawValue) -> Flow,
+    ) -> Result<Value> {
         let mut guard = self.conn.lock().map_err(|_| engine("poisoned"))?;
         let reused = guard.is_some();
         if !reused {
@@ -145,7 +154,7 @@ impl RemoteStore {
     fn exchange(
         conn: &mut Conn,
         op: &Op,
-        on_item: &mut dyn FnMut(Value) -> Flow,
+        on_item: &mut dyn FnMut(&serde_json::value::RawValue) -> Flow,
         answered: &mut bool,
         stopped: &mut bool,
     ) -> Result<Value> {
@@ -175,7 +184,7 @@ impl RemoteStore {
             }
             match serde_json::from_slice::<Reply>(&buf).map_err(engine)? {
                 Reply::Item(v) => {
-                    if on_item(v)?.is_break() {
+                    if on_item(&v)?.is_break() {
                         *stopped = true;
                         return Ok(Value::Null);
                     }
@@ -191,7 +200,7 @@ impl RemoteStore {
     fn list<T: serde::de::DeserializeOwned>(&self, op: &Op) -> Result<Vec<T>> {
         let mut out = Vec::new();
         self.call(op, &mut |v| {
-            out.push(from_value(v)?);
+            out.push(from_raw(v)?);
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(out)
@@ -254,7 +263,7 @@ impl Store for RemoteStore {
         let mut totals = QueryTotals::default();
         self.call(&Op::query_each(q, opts), &mut |v| {
             totals.handed += 1;
-            let flow = f(from_value(v)?)?;
+            let flow = f(from_raw(v)?)?;
             totals.stopped = flow.is_break();
             Ok(flow)
         })?;
@@ -263,7 +272,7 @@ impl Store for RemoteStore {
 
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
         self.call(&Op::ForEach, &mut |v| {
-            f(from_value(v)?)?;
+            f(from_raw(v)?)?;
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(())
@@ -317,7 +326,7 @@ impl Store for RemoteStore {
                 prefix: prefix.to_string(),
             },
             &mut |v| {
-                let (k, b): (String, Value) = from_value(v)?;
+                let (k, b): (String, Value) = from_raw(v)?;
                 out.push((k, b64d(&b)?));
                 Ok(ControlFlow::Continue(()))
             },

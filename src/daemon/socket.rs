@@ -189,6 +189,11 @@ fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(v)
 }
 
+/// `v` written as JSON once, for a streamed item.
+fn raw<T: serde::Serialize>(v: &T) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+    serde_json::value::to_raw_value(v).map_err(|e| StoreError::Engine(e.to_string()))
+}
+
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Engine(e.to_string()))
 }
@@ -216,7 +221,8 @@ async fn answer<W: AsyncWriteExt + Unpin>(
     let (tx, mut rx) = mpsc::channel::<Result<Reply, StoreError>>(256);
     let store = store.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let item = |tx: &mpsc::Sender<Result<Reply, StoreError>>, v: Value| {
+        let item = |tx: &mpsc::Sender<Result<Reply, StoreError>>,
+                    v: Box<serde_json::value::RawValue>| {
             tx.blocking_send(Ok(Reply::Item(v)))
                 .map_err(|_| StoreError::Engine("client went away".into()))
         };
@@ -240,7 +246,7 @@ async fn answer<W: AsyncWriteExt + Unpin>(
                     limit,
                 };
                 for f in store.query(&query.into(), &opts)? {
-                    item(&tx, to_value(f)?)?;
+                    item(&tx, raw(&f)?)?;
                 }
                 Ok(Value::Null)
             }
@@ -255,30 +261,30 @@ async fn answer<W: AsyncWriteExt + Unpin>(
                     limit: None,
                 };
                 store.query_each(&query.into(), &opts, &mut |f| {
-                    item(&tx, to_value(f)?)?;
+                    item(&tx, raw(&f)?)?;
                     Ok(ControlFlow::Continue(()))
                 })?;
                 Ok(Value::Null)
             }
             Op::ForEach => {
-                store.for_each(&mut |f| item(&tx, to_value(f)?))?;
+                store.for_each(&mut |f| item(&tx, raw(&f)?))?;
                 Ok(Value::Null)
             }
             Op::SeenBetween { from, to } => {
                 for f in store.seen_between(from, to)? {
-                    item(&tx, to_value(f)?)?;
+                    item(&tx, raw(&f)?)?;
                 }
                 Ok(Value::Null)
             }
             Op::Runs { source, limit } => {
                 for r in store.runs(source.as_deref(), limit)? {
-                    item(&tx, to_value(r)?)?;
+                    item(&tx, raw(&r)?)?;
                 }
                 Ok(Value::Null)
             }
             Op::StateScan { prefix } => {
                 for (k, v) in store.state_scan(&prefix)? {
-                    item(&tx, json!([k, b64(&v)]))?;
+                    item(&tx, raw(&(k, b64(&v)))?)?;
                 }
                 Ok(Value::Null)
             }

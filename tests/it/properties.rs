@@ -609,8 +609,14 @@ proptest! {
         for b in [body, mutate(req, &e)] {
             let _ = serde_json::from_slice::<Request>(&b);
             let _ = serde_json::from_slice::<Reply>(&b);
-            if let Ok(Reply::Item(v) | Reply::Done(v)) = serde_json::from_slice::<Reply>(&b) {
-                let _ = serde_json::from_value::<Finding>(v);
+            match serde_json::from_slice::<Reply>(&b) {
+                Ok(Reply::Item(v)) => {
+                    let _ = serde_json::from_str::<Finding>(v.get());
+                }
+                Ok(Reply::Done(v)) => {
+                    let _ = serde_json::from_value::<Finding>(v);
+                }
+                _ => {}
             }
         }
     }
