@@ -40,6 +40,11 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
         }
         workln!("{t}");
     }
+    match &report.flows {
+        None => {}
+        Some(Ok(line)) => workln!("flows: {line}"),
+        Some(Err(e)) => workln!("flows: FAILED: {}", crate::text::Clean(e)),
+    }
     match &report.digest {
         None => workln!("digest: not configured (no [digest] table)"),
         Some(Ok(o)) => workln!("digest: {}", tasks::digest_summary(o)),

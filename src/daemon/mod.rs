@@ -367,6 +367,8 @@ pub struct OnceReport {
     pub scope_warning: Option<String>,
     /// `None` when no `[digest]` is configured.
     pub digest: Option<Result<DigestOutcome, String>>,
+    /// The flows job (`[flows] paths`): its log line, or what failed; `None` without paths.
+    pub flows: Option<Result<String, String>>,
 }
 
 impl OnceReport {
@@ -378,6 +380,9 @@ impl OnceReport {
             .filter(|r| !r.ok)
             .map(|r| r.name.clone())
             .collect();
+        if matches!(self.flows, Some(Err(_))) {
+            f.push("flows".into());
+        }
         if matches!(self.digest, Some(Err(_))) {
             f.push("digest".into());
         }
@@ -424,6 +429,20 @@ pub async fn run_once(
         &|_| {},
     )
     .await?;
+    // The logs after the lists (their C2s are fresh) and before the digest (which shows them).
+    if !cfg.flows.paths.is_empty() {
+        let (cfg, store, clock) = (cfg.clone(), store.clone(), env.clock.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let snap = crate::scope::load(Some(&cfg), store.as_ref()).map_err(|e| e.to_string())?;
+            let scope = crate::scope::ScopeMatcher::new(&snap);
+            crate::flows::watch::run_once(&cfg, store.as_ref(), &scope, || clock.now())
+                .map_err(|e| e.to_string())?
+        })
+        .await
+        .map_err(|e| format!("the flows job stopped: {e}"))
+        .and_then(|r| r);
+        report.flows = Some(r);
+    }
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())
             .await

@@ -736,3 +736,35 @@ async fn a_fetched_c2_list_makes_c2_contacts_that_lookup_shows() {
     .unwrap();
     assert_eq!(stdout_json(&out)["listed_by"], serde_json::json!([]));
 }
+
+/// `run --once` (system cron) reads `[flows] paths` too, after the lists and before the digest.
+#[test]
+fn run_once_reads_the_flows_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("logs")).unwrap();
+    std::fs::copy(two_days(), dir.path().join("logs/conn.log")).unwrap();
+    let text = config_text("").replace("[flows]\n", "[flows]\npaths = [\"logs/conn*.log\"]\n");
+    std::fs::write(dir.path().join("outwatch.toml"), text).unwrap();
+    let out = cli(dir.path())
+        .args(["--data-dir", "data", "run", "--once"])
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("flows: 1 file(s), 552 connection(s)"),
+        "{said}"
+    );
+    let look = cli(dir.path())
+        .args(["--data-dir", "data", "lookup", "10.2.0.20", "--json"])
+        .output()
+        .unwrap();
+    let feeds: Vec<String> = stdout_json(&look)["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["feed"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(feeds, ["unexpected-outbound"]);
+}
