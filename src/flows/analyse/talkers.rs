@@ -15,8 +15,9 @@ use std::net::IpAddr;
 
 /// Hosts kept exactly per service and metric (the table grows to twice this before a cut).
 pub const TALKER_CAPACITY: usize = 1024;
-/// Fewest hosts a population needs before anyone in it can stand out.
-pub const MIN_PEERS: usize = 5;
+/// Fewest hosts a population needs before anyone in it can stand out (with three, the
+/// median is a host other than the outlier; a small lab network still gets its top talker).
+pub const MIN_PEERS: usize = 3;
 /// Least packets a top talker by packets has moved.
 pub const MIN_PACKETS: u64 = 1_000;
 /// Least bytes a top talker by bytes has moved.
@@ -205,7 +206,11 @@ mod tests {
         spiky.push(500_000);
         let bar = outlier_bar(&spiky, 10.0).unwrap();
         assert!(500_000.0 > bar);
-        assert!(outlier_bar(&[1, 2, 3], 10.0).is_none());
+        // Two hosts are no population; three are: a lab network of two quiet hosts and a
+        // loud one has its top talker.
+        assert!(outlier_bar(&[1, 2], 10.0).is_none());
+        let bar = outlier_bar(&[1_000, 1_200, 60_000], 10.0).unwrap();
+        assert!(60_000.0 > bar && bar > 1_200.0, "{bar}");
     }
 
     #[test]
