@@ -196,9 +196,16 @@ pub fn add_stored_counts(
 ) -> Result<(), StoreError> {
     use std::collections::HashMap;
     use std::ops::ControlFlow;
+    // Only the findings this run adds to (not every day's findings of its hosts).
+    let wanted: HashMap<String, usize> = findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.feed != "top-talker")
+        .map(|(i, f)| (f.compute_fingerprint(), i))
+        .collect();
     let hosts: std::collections::BTreeSet<std::net::IpAddr> =
         findings.iter().filter_map(|f| f.ip).collect();
-    let mut stored: HashMap<String, crate::finding::Finding> = HashMap::new();
+    let mut stored: Vec<(usize, crate::finding::Finding)> = Vec::new();
     let opts = crate::store::QueryOptions {
         since: None,
         include_resolved: true,
@@ -206,19 +213,16 @@ pub fn add_stored_counts(
     };
     for h in hosts {
         store.query_each(&crate::store::Query::Ip(h), &opts, &mut |f| {
-            if f.source == SOURCE {
-                stored.insert(f.fingerprint.clone(), f);
+            if f.source == SOURCE
+                && let Some(&i) = wanted.get(&f.fingerprint)
+            {
+                stored.push((i, f));
             }
             Ok(ControlFlow::Continue(()))
         })?;
     }
-    for f in findings.iter_mut() {
-        if f.feed == "top-talker" {
-            continue;
-        }
-        let Some(old) = stored.get(&f.compute_fingerprint()) else {
-            continue;
-        };
+    for (i, old) in &stored {
+        let f = &mut findings[*i];
         let num = |g: &crate::finding::Finding, k: &str| g.extra.get(k).and_then(|v| v.as_u64());
         for k in ["connections", "packets", "bytes", "more_connections"] {
             if let (Some(a), Some(b)) = (num(f, k), num(old, k)) {
