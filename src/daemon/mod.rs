@@ -431,17 +431,11 @@ pub async fn run_once(
     .await?;
     // The logs after the lists (their C2s are fresh) and before the digest (which shows them).
     if !cfg.flows.paths.is_empty() {
-        let (cfg, store, clock) = (cfg.clone(), store.clone(), env.clock.clone());
-        let r = tokio::task::spawn_blocking(move || {
-            let snap = crate::scope::load(Some(&cfg), store.as_ref()).map_err(|e| e.to_string())?;
-            let scope = crate::scope::ScopeMatcher::new(&snap);
-            crate::flows::watch::run_once(&cfg, store.as_ref(), &scope, || clock.now())
-                .map_err(|e| e.to_string())?
-        })
-        .await
-        .map_err(|e| format!("the flows job stopped: {e}"))
-        .and_then(|r| r);
-        report.flows = Some(r);
+        // The daemon's own job, on the scope the sources just refreshed.
+        let task = tasks::FlowsTask {
+            shared: shared(env, cfg, store.clone())?,
+        };
+        report.flows = Some(scheduler::Task::run(&task).await);
     }
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())
