@@ -120,7 +120,8 @@ fn print_human(a: &Analysed, s: &Summary, new: usize, updated: usize) -> Result<
             );
         }
     }
-    for e in a.errors().iter().take(10) {
+    // Unreadable files were named above.
+    for e in a.row_errors().iter().take(10) {
         eprintln!("rejected {}: {}", Clean(&e.location), Clean(&e.message));
     }
     if !s.by_feed.is_empty() {

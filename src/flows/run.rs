@@ -74,15 +74,18 @@ impl Analysed {
             .map(|s| s.warnings)
             .sum()
     }
-    /// The first [`MAX_ERRORS`] row errors, then one per unreadable file.
-    pub fn errors(&self) -> Vec<RowError> {
-        let mut out: Vec<RowError> = self
-            .files
+    /// The first [`MAX_ERRORS`] row errors (rejected lines and warnings), over all files.
+    pub fn row_errors(&self) -> Vec<RowError> {
+        self.files
             .iter()
             .filter_map(|f| f.stats.as_ref())
             .flat_map(|s| s.errors.iter().cloned())
             .take(MAX_ERRORS)
-            .collect();
+            .collect()
+    }
+    /// [`Analysed::row_errors`], then one per unreadable file.
+    pub fn errors(&self) -> Vec<RowError> {
+        let mut out = self.row_errors();
         out.extend(self.files.iter().filter_map(|f| {
             f.error.as_ref().map(|e| RowError {
                 location: f.path.clone(),
