@@ -400,12 +400,10 @@ fn the_generator_round_trips_in_every_format() {
 /// The real capture of an infected host (Zeek TSV, 2010), when `../shared/samples` is there.
 #[test]
 fn conformance_with_the_infected_host_sample() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/samples/zeek/infected-host-2010-conn.log");
-    if !path.exists() {
-        eprintln!("skipped: {} is absent", path.display());
+    let Some(dir) = crate::support::samples("zeek") else {
         return;
-    }
+    };
+    let path = dir.join("infected-host-2010-conn.log");
     let mut got = Vec::new();
     let s = read_path(&path, &mut |c| got.push(Owned::from(c))).unwrap();
     assert_eq!(s.format, Some(LogFormat::ZeekTsv));

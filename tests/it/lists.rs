@@ -897,7 +897,9 @@ fn per_asn_feed_expands_one_url_per_asn_and_needs_asns() {
 
 #[test]
 fn samples_urlhaus_tld_feed_layout() {
-    let Some(s) = samples() else { return };
+    let Some(s) = support::samples("") else {
+        return;
+    };
     let d = def("urlhaus_asn");
     let b = std::fs::read(s.join("abusech/urlhaus_feed_tld_2019-02-13_intelmq-test.csv")).unwrap();
     // Matched by the hosting address (a host name that is not ours).
@@ -987,24 +989,6 @@ fn builtin_feeds_are_enabled_by_default_and_can_be_switched_off() {
 // ---------------------------------------------------------------------------------------------
 // Conformance with the real samples in ../shared/samples (skipped when absent)
 
-fn samples() -> Option<PathBuf> {
-    // `../shared/samples` beside the project; OUTWATCH_SAMPLES points elsewhere (worktrees).
-    let p = std::env::var_os("OUTWATCH_SAMPLES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples"))
-        });
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} is absent; skipping sample conformance",
-            p.display()
-        );
-        None
-    }
-}
-
 fn def(name: &str) -> FeedDef {
     lists::builtin_defs()
         .into_iter()
@@ -1029,7 +1013,9 @@ fn scope_of(prefixes: &[&str], asns: &[u32]) -> ScopeMatcher {
 
 #[test]
 fn samples_feodo_csv_complete_files_pass_their_trailer() {
-    let Some(s) = samples() else { return };
+    let Some(s) = support::samples("") else {
+        return;
+    };
     let d = def("feodotracker");
     let scope = scope_of(&["213.199.41.33/32", "162.243.103.246/32"], &[]);
     let b = std::fs::read(s.join("abusech/feodo_ipblocklist_2024-04-04.csv")).unwrap();
@@ -1044,7 +1030,9 @@ fn samples_feodo_csv_complete_files_pass_their_trailer() {
 
 #[test]
 fn samples_feodo_other_layouts_via_feed_files() {
-    let Some(s) = samples() else { return };
+    let Some(s) = support::samples("") else {
+        return;
+    };
     // The JSON and recommended-TXT layouts, described by feed files only.
     let json = FeedDef::parse(
         r##"
@@ -1112,7 +1100,9 @@ identifier = "feodo"
 
 #[test]
 fn samples_urlhaus_both_layouts() {
-    let Some(s) = samples() else { return };
+    let Some(s) = support::samples("") else {
+        return;
+    };
     let d = def("urlhaus");
     let scope = scope_of(&["222.138.150.0/24", "45.137.22.0/24"], &[]);
     let b = std::fs::read(s.join("abusech/urlhaus_csv_recent_2026-02-26_TRUNCATED.csv")).unwrap();
@@ -1130,7 +1120,9 @@ fn samples_urlhaus_both_layouts() {
 
 #[test]
 fn samples_threatfox_14_columns() {
-    let Some(s) = samples() else { return };
+    let Some(s) = support::samples("") else {
+        return;
+    };
     let d = def("threatfox");
     let b =
         std::fs::read(s.join("abusech/threatfox_full_csv_2024-07-16_14col_TRUNCATED.csv")).unwrap();
@@ -1156,7 +1148,9 @@ fn samples_threatfox_14_columns() {
 
 #[test]
 fn samples_sslbl_and_spamhaus_legacy_text() {
-    let Some(s) = samples() else { return };
+    let Some(s) = support::samples("") else {
+        return;
+    };
     let d = def("sslbl");
     let b =
         std::fs::read(s.join("abusech/sslbl_sslipblacklist_csv_2022-07-28_TRUNCATED.csv")).unwrap();

@@ -555,6 +555,42 @@ async fn import_mail_with_report_links_downloads_them() {
     );
 }
 
+/// A report that the listing keeps naming past the memory window (a mirror that never drops
+/// old reports) is downloaded once, not again each run once its date is old.
+#[tokio::test]
+async fn a_report_still_listed_past_the_memory_is_not_downloaded_again() {
+    let server = MockServer::start().await;
+    let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[(
+            ID_DNS,
+            "2026-11-20-scan_dns-example-asn.csv",
+            "scan_dns",
+        )])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_DNS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(dns))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&dir.path().join("s")).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let cfg = outwatch::config::Config::default();
+    let src = outwatch::sources::shadowserver::build(&config_for(&server), &cfg).unwrap();
+    let run = runner(store.clone(), clock.clone());
+    for _ in 0..3 {
+        let rep = run.run_source(src.as_ref()).await;
+        assert!(rep.ok, "{:?}", rep.error);
+        // A month later each time: far past the 14 days a name is remembered.
+        clock.advance(chrono::Duration::days(30));
+    }
+    let reqs: Vec<Request> = server.received_requests().await.unwrap();
+    assert_eq!(downloads(&reqs, ID_DNS), 1);
+}
+
 /// `reports = [...]` asks the listing for those mailing lists and keeps only their reports.
 #[tokio::test]
 async fn reports_filter_keeps_only_the_named_mailing_lists() {
@@ -601,17 +637,9 @@ async fn reports_filter_keeps_only_the_named_mailing_lists() {
 /// Every shared sample (older layouts) imports with zero rejected rows and is found by lookup.
 #[test]
 fn shared_samples_import_without_rejects() {
-    let samples = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/samples/shadowserver"
-    ));
-    if !samples.is_dir() {
-        eprintln!(
-            "note: {} is absent; skipping the shared-samples check",
-            samples.display()
-        );
+    let Some(samples) = support::samples("shadowserver") else {
         return;
-    }
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(samples)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -1016,13 +1044,17 @@ fn missing_credentials_are_a_config_error() {
 async fn cli_fetch_ping_and_update_schema() {
     let server = MockServer::start().await;
     let dns = std::fs::read(fixture("2026-11-20-scan_dns-example-asn.csv")).unwrap();
+    // The binary runs on the real clock: the listing names a report of today, as the real
+    // listing ("two days ago .. today") would.
+    let listed = format!(
+        "{}-scan_dns-example-asn.csv",
+        chrono::Utc::now().date_naive()
+    );
     Mock::given(method("POST"))
         .and(path("/api2/reports/list"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(report_list(&[(
-            ID_DNS,
-            "2026-11-20-scan_dns-example-asn.csv",
-            "scan_dns",
-        )])))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(report_list(&[(ID_DNS, &listed, "scan_dns")])),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))

@@ -83,15 +83,26 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(fixture_path(rel)).unwrap()
 }
 
-/// The shared samples folder, or `None` (with a note) when it is absent.
+/// The shared samples folder (`../shared/samples`, or `$OUTWATCH_SAMPLES` for worktrees), or
+/// `None` (with a note) when it is absent. Under `CI=true` an absent folder fails the test:
+/// CI has it, so no conformance check may pass there without checking.
 pub fn samples(sub: &str) -> Option<PathBuf> {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples")).join(sub);
+    let root = std::env::var_os("OUTWATCH_SAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples")).into()
+        });
+    let p = root.join(sub);
     if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("note: {} is absent; conformance check skipped", p.display());
-        None
+        return Some(p);
     }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is absent under CI=true: the conformance check cannot run",
+        p.display()
+    );
+    eprintln!("note: {} is absent; conformance check skipped", p.display());
+    None
 }
 
 /// `[sources.X] enabled = false` for every list feed that ships enabled: no test reaches the

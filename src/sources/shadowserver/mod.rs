@@ -118,8 +118,12 @@ impl Source for ShadowserverSource {
             .await?;
         let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
         let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
+        // A name is forgotten once it is old *and* no longer listed: a report that a listing
+        // (or a mirror) keeps naming past the memory is never downloaded twice.
         let cutoff = today - chrono::Duration::days(REMEMBER_DAYS);
-        seen.reports.retain(|_, d| *d >= cutoff);
+        let listed: std::collections::HashSet<String> = entries.iter().map(remember_key).collect();
+        seen.reports
+            .retain(|k, d| *d >= cutoff || listed.contains(k));
         let mut out = FetchOutput {
             complete: true,
             ..Default::default()
