@@ -32,11 +32,11 @@ use std::time::Instant;
 
 use outwatch::finding::FindingView;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
-use outwatch::sources::RowError;
-use outwatch::sources::shadowserver::import::{ImportOptions, RawNaming, RowSink, read_csv};
-use outwatch::sources::shadowserver::importer::import_files;
+use outwatch::sources::shadowserver::import::{ImportOptions, RawNaming, read_csv};
+use outwatch::sources::shadowserver::importer::{Inputs, import_files};
 use outwatch::sources::shadowserver::schema::Schema;
-use outwatch::store::{CHUNK, PreparedBatch, SledStore, Store};
+use outwatch::sources::{RowError, RowSink};
+use outwatch::store::{FindingWriter, SledStore, Store, StoreError};
 
 const HEADER: &str = "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\"geo\",\"region\",\"city\",\"naics\",\"hostname_source\",\"sector\",\"dns_version\",\"min_amplification\"\n";
 
@@ -134,7 +134,7 @@ struct Count {
 }
 
 impl RowSink for Count {
-    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError> {
         std::hint::black_box(f);
         self.ok += 1;
         Ok(())
@@ -144,20 +144,17 @@ impl RowSink for Count {
     }
 }
 
-/// Encodes findings into store records (`PreparedBatch`) and drops each full chunk unstored.
-struct Prepare {
-    batch: PreparedBatch,
+/// Encodes findings as sled's bulk path does (records, homes, postings) and drops each full
+/// chunk unstored.
+struct Prepare<W> {
+    encoder: W,
     ok: usize,
 }
 
-impl RowSink for Prepare {
-    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
-        self.batch.push_view(f).map_err(|e| e.to_string())?;
+impl<W: FindingWriter> RowSink for Prepare<W> {
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError> {
+        self.encoder.view(f)?;
         self.ok += 1;
-        if self.batch.len() >= CHUNK {
-            std::hint::black_box(&self.batch);
-            self.batch = PreparedBatch::new(chrono::DateTime::UNIX_EPOCH);
-        }
         Ok(())
     }
     fn rejected(&mut self, _e: RowError) {}
@@ -246,7 +243,7 @@ fn main() {
     }
     if phase == "prepare" {
         let mut sink = Prepare {
-            batch: PreparedBatch::new(chrono::DateTime::UNIX_EPOCH),
+            encoder: outwatch::store::sled_store::bench_encoder(chrono::DateTime::UNIX_EPOCH),
             ok: 0,
         };
         let (read_rows, s) = read(&mut sink);
@@ -258,22 +255,28 @@ fn main() {
         );
     }
     if phase == "import" || phase == "both" {
-        let store = SledStore::open(&dir.path().join("store")).expect("store");
+        let store: std::sync::Arc<dyn Store> =
+            std::sync::Arc::new(SledStore::open(&dir.path().join("store")).expect("store"));
         let t = Instant::now();
         let opts = ImportOptions {
             schema: &schema,
             scope: &scope,
             report_type: None,
         };
-        let (sum, in_scope, _) = import_files(
-            &store,
-            dir.path(),
+        let inputs = Inputs {
+            files: std::slice::from_ref(&csv),
+            ..Default::default()
+        };
+        let done = import_files(
+            store.clone(),
             &opts,
-            std::slice::from_ref(&csv),
+            &inputs,
             chrono::Utc::now(),
+            &chrono::Utc::now,
             &indicatif::ProgressBar::hidden(),
         )
         .expect("import");
+        let (sum, in_scope) = (done.summary, done.run.in_scope);
         let before_flush = t.elapsed().as_secs_f64();
         store.flush().unwrap();
         let s = t.elapsed().as_secs_f64();
@@ -373,12 +376,14 @@ fn fetch(csv: &Path, dir: &Path, rows: usize, python: Option<f64>) {
         prefixes: vec!["10.0.0.0/13".parse().unwrap()],
         ..Default::default()
     };
-    let runner = Runner::new(
+    let mut runner = Runner::new(
         store.clone(),
         HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap(),
         Arc::new(ScopeMatcher::new(&scope)),
         clock,
     );
+    // Downloads spill into the data folder, as the daemon's do.
+    runner.temp_dir = dir.join("fetched");
     let src = build(&cfg, &Config::default()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let t = Instant::now();

@@ -214,7 +214,7 @@ impl HttpClient {
         secrets: &[&Secret],
         file: &mut std::fs::File,
     ) -> Result<Option<(u64, Option<String>)>, HttpError> {
-        use std::io::Write;
+        use tokio::io::AsyncWriteExt;
         let Some((resp, _, content_type)) = self
             .respond(
                 Method::GET,
@@ -229,6 +229,13 @@ impl HttpClient {
             return Ok(None);
         };
         let shown = scrub(url, secrets);
+        let write_failed = |e: std::io::Error| HttpError::Transport {
+            url: shown.clone(),
+            message: format!("cannot write the body to a temporary file: {e}"),
+        };
+        // Written through tokio's file (its writes run on the blocking pool), on a second
+        // handle of the same open file: `file` ends where the body ends.
+        let mut out = tokio::fs::File::from_std(file.try_clone().map_err(write_failed)?);
         let mut stream = resp.bytes_stream();
         let mut n = 0u64;
         loop {
@@ -250,12 +257,10 @@ impl HttpClient {
                 url: shown.clone(),
                 message: scrub(&self.describe_within(&e, true), secrets),
             })?;
-            file.write_all(&chunk).map_err(|e| HttpError::Transport {
-                url: shown.clone(),
-                message: format!("cannot write the body to a temporary file: {e}"),
-            })?;
+            out.write_all(&chunk).await.map_err(write_failed)?;
             n += chunk.len() as u64;
         }
+        out.flush().await.map_err(write_failed)?;
         Ok(Some((n, content_type)))
     }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{Store, StoreError};
 
 /// State keys of kept sets start with this: `indicators/<feed>/<unit>`.
-pub const STATE_PREFIX: &str = "indicators/";
+pub const STATE_PREFIX: &str = crate::store::INDICATOR_SETS;
 
 /// At most this many distinct entries are kept per set (per unit of a feed); the rest are
 /// counted in [`SetInfo::cut`] and named in a notice of the fetch.
@@ -405,15 +405,12 @@ fn scan_sets(
     each: &mut dyn FnMut(SetInfo, Option<WireBody>),
     bodies: bool,
 ) -> Result<(), StoreError> {
-    for (key, value) in store.state_scan(STATE_PREFIX)? {
-        if !feed_of_key(&key).is_some_and(keep) {
-            continue;
+    store.indicator_sets(&mut |key, value| {
+        if !feed_of_key(key).is_some_and(keep) {
+            return Ok(());
         }
-        let corrupt = |reason: String| StoreError::Corrupt {
-            what: format!("state `{key}`"),
-            reason,
-        };
-        let read = read_info(&value).and_then(|(info, len, rest)| {
+        let corrupt = |reason: String| StoreError::corrupt(format!("state `{key}`"), reason);
+        let read = read_info(value).and_then(|(info, len, rest)| {
             let body = if bodies {
                 Some(read_body(len, rest)?)
             } else {
@@ -430,7 +427,8 @@ fn scan_sets(
             ),
             Err(ReadError::Corrupt(r)) => return Err(corrupt(r)),
         }
-    }
+        Ok(())
+    })?;
     Ok(())
 }
 

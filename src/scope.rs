@@ -7,6 +7,7 @@
 //! without a config file and a failed RIPEstat refresh keeps yesterday's prefixes.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, Utc};
@@ -361,15 +362,21 @@ pub struct RefreshReport {
 /// suddenly returns none. Saves the snapshot in the store and returns it.
 pub async fn refresh(
     cfg: &Config,
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     http: &HttpClient,
     now: DateTime<Utc>,
     force: bool,
 ) -> Result<(ScopeSnapshot, Vec<RefreshReport>), store::StoreError> {
+    let keys: Vec<String> = cfg.organisation.asns.iter().map(|a| asn_key(a.0)).collect();
+    let cached: Vec<Option<AsnPrefixes>> = store::bridge::blocking(store, move |s| {
+        keys.iter().map(|k| store::state_get_json(s, k)).collect()
+    })
+    .await?;
     let mut reports = Vec::new();
-    for a in &cfg.organisation.asns {
+    let mut refreshed = Vec::new();
+    for (a, cached) in cfg.organisation.asns.iter().zip(cached) {
         let key = asn_key(a.0);
-        let mut entry: AsnPrefixes = store::state_get_json(store, &key)?.unwrap_or(AsnPrefixes {
+        let mut entry: AsnPrefixes = cached.unwrap_or(AsnPrefixes {
             asn: a.0,
             ..Default::default()
         });
@@ -443,11 +450,19 @@ pub async fn refresh(
                 }
             }
         };
-        store::state_put_json(store, &key, &entry)?;
+        refreshed.push((key, entry));
         reports.push(report);
     }
-    let snap = load(Some(cfg), store)?;
-    store::state_put_json(store, SNAPSHOT_KEY, &snap)?;
+    let cfg = cfg.clone();
+    let snap = store::bridge::blocking(store, move |s| {
+        for (key, entry) in &refreshed {
+            store::state_put_json(s, key, entry)?;
+        }
+        let snap = load(Some(&cfg), s)?;
+        store::state_put_json(s, SNAPSHOT_KEY, &snap)?;
+        Ok(snap)
+    })
+    .await?;
     Ok((snap, reports))
 }
 

@@ -58,8 +58,10 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
 
     let cfg = app.require_config()?;
     let store = app.open_read()?;
-    let p = digest::preview(cfg, store.as_ref(), app.clock.now()).map_err(CliError::failure)?;
-    drop(store);
+    let (c, now) = (cfg.clone(), app.clock.now());
+    let p = crate::store::bridge::run(move || digest::preview(&c, store.as_ref(), now))
+        .await
+        .map_err(CliError::failure)?;
     let html = out.join("digest.html");
     let text = out.join("digest.txt");
     for (path, body) in [(&html, &p.rendered.html), (&text, &p.rendered.text)] {

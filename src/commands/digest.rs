@@ -26,7 +26,10 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
     }
     if a.preview {
         let store = app.open_read()?;
-        let p = digest::preview(cfg, store.as_ref(), now).map_err(CliError::failure)?;
+        let c = cfg.clone();
+        let p = crate::store::bridge::run(move || digest::preview(&c, store.as_ref(), now))
+            .await
+            .map_err(CliError::failure)?;
         let write = |path: &std::path::Path, body: &str| {
             crate::files::write_private(path, body)
                 .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))

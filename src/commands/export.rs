@@ -10,9 +10,8 @@ use crate::app::App;
 use crate::cli::{ExportArgs, RestoreArgs};
 use crate::error::CliError;
 use crate::finding::Finding;
-
-/// Findings restored per atomic batch.
-const RESTORE_BATCH: usize = 5_000;
+use crate::pipeline::{Apply, Ending, RunKind};
+use crate::sources::{ReadError, RowError, RowSink};
 
 pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     let store = app.open_read()?;
@@ -42,7 +41,7 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
                 crate::output::write_finding(&mut w, &f).and_then(|()| w.write_all(b"\n"))
             {
                 io_err = Some(e);
-                return Err(crate::store::StoreError::Engine("write failed".into()));
+                return Err(crate::store::StoreError::Refused("the export stopped".into()));
             }
             n += 1;
             Ok(())
@@ -56,38 +55,26 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `outwatch restore FILE`: one unit of the apply path (run `restore`), all or nothing: a
+/// file that cannot be read to its end restores nothing. A line that is no finding is skipped
+/// and named (a rejected row); the others are written as given, life cycle included.
 pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
     let store = app.open_store()?;
+    let shown = a.file.display().to_string();
     let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
         Box::new(BufReader::new(File::open(&a.file).map_err(|e| {
-            CliError::failure(format!("cannot open {}: {e}", a.file.display()))
+            CliError::failure(format!("cannot open {shown}: {e}"))
         })?))
     };
-    let mut batch = Vec::with_capacity(RESTORE_BATCH);
-    let mut restored = 0usize;
-    let mut bad = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| CliError::failure(format!("reading line {}: {e}", i + 1)))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Finding>(&line) {
-            Ok(mut f) => {
-                // Never trust a fingerprint from a file: recompute it from the fields.
-                f.seal();
-                batch.push(f);
-            }
-            Err(e) => bad.push(format!("line {}: {e}", i + 1)),
-        }
-        if batch.len() >= RESTORE_BATCH {
-            restored += store.restore(std::mem::take(&mut batch))?;
-        }
-    }
-    restored += store.restore(batch)?;
-    store.flush()?;
-    outln!("restored {restored} findings");
+    let apply = Apply::new(store, RunKind::Restore, app.clock.now());
+    let read = |sink: &mut dyn RowSink| read_lines(reader, &shown, sink);
+    let clock = app.clock.clone();
+    let (run, _, bad) = apply
+        .only_streamed(read, |_| Ending::default(), &|| clock.now())?
+        .map_err(|e| CliError::failure(format!("nothing was restored: {e}")))?;
+    outln!("restored {} findings", run.accepted);
     for b in bad.iter().take(20) {
         eprintln!("skipped {}", crate::text::Clean(b));
     }
@@ -99,4 +86,36 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
             bad.len()
         )))
     }
+}
+
+/// Reads JSON lines of findings into `sink`: the lines read and those that were no finding.
+fn read_lines(
+    reader: Box<dyn BufRead>,
+    shown: &str,
+    sink: &mut dyn RowSink,
+) -> Result<(usize, Vec<String>), ReadError> {
+    let (mut rows, mut bad) = (0, Vec::new());
+    for (i, line) in reader.lines().enumerate() {
+        let line =
+            line.map_err(|e| ReadError::Unreadable(format!("reading line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows += 1;
+        match serde_json::from_str::<Finding>(&line) {
+            Ok(mut f) => {
+                // Never trust a fingerprint from a file: recompute it from the fields.
+                f.seal();
+                sink.owned(&f)?;
+            }
+            Err(e) => {
+                bad.push(format!("line {}: {e}", i + 1));
+                sink.rejected(RowError {
+                    location: format!("{shown}:{}", i + 1),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok((rows, bad))
 }

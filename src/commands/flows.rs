@@ -36,7 +36,7 @@ pub fn run(app: &App, a: &FlowsArgs) -> Result<ExitCode, CliError> {
         }
     });
     let (stats, _) = run::store_run(
-        store.as_ref(),
+        &store,
         &matcher,
         &mut analysed,
         Vec::new(),

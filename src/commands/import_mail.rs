@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::CliError;
 use crate::finding::Finding;
 use crate::output::print_json;
-use crate::pipeline::{MAX_REPORTED_ERRORS, apply_import};
+use crate::pipeline::{FilesRead, MAX_REPORTED_ERRORS, apply_import};
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{FetchOutput, RowError};
 
@@ -32,8 +32,8 @@ pub struct Imported {
     pub records: usize,
     /// Files read.
     pub files: usize,
-    /// Files that could not be used at all.
-    pub failed_files: usize,
+    /// Files that could not be used at all, with why.
+    pub failed_files: Vec<crate::sources::UnitError>,
 }
 
 /// The files named on the command line; a folder stands for its (non-hidden) files, sorted.
@@ -104,7 +104,10 @@ pub fn read_files(
                 imp.warnings.extend(r.warnings);
             }
             Err(e) => {
-                imp.failed_files += 1;
+                imp.failed_files.push(crate::sources::UnitError {
+                    unit: shown.clone(),
+                    error: e.clone(),
+                });
                 imp.rejected.push(RowError {
                     location: shown,
                     message: format!("whole file: {e}"),
@@ -125,7 +128,9 @@ pub async fn store_and_report(
     json_out: bool,
 ) -> Result<ExitCode, CliError> {
     let store = app.open_store()?;
-    let snap = scope::load(app.config.as_ref(), store.as_ref())?;
+    let cfg = app.config.clone();
+    let snap =
+        crate::store::bridge::blocking(&store, move |s| scope::load(cfg.as_ref(), s)).await?;
     let matcher = Arc::new(ScopeMatcher::new(&snap));
     for f in &mut imp.findings {
         scope::mark_scope(f, &matcher);
@@ -143,14 +148,17 @@ pub async fn store_and_report(
         warnings: std::mem::take(&mut imp.warnings),
         ..Default::default()
     };
-    let (run, rejected_rows) =
-        apply_import(store, app.clock.as_ref(), source, unit, imp.failed_files).await?;
+    let files = FilesRead {
+        read: imp.files - imp.failed_files.len(),
+        failed: imp.failed_files.clone(),
+    };
+    let (run, rejected_rows) = apply_import(store, app.clock.clone(), source, unit, files).await?;
     let (accepted, in_scope) = (run.accepted, run.in_scope);
     if json_out {
         print_json(&json!({
             "source": source,
             "files": imp.files,
-            "failed_files": imp.failed_files,
+            "failed_files": imp.failed_files.len(),
             "records": imp.records,
             "findings": accepted,
             "in_scope": in_scope,
@@ -185,7 +193,7 @@ pub async fn store_and_report(
             );
         }
     }
-    if imp.failed_files > 0 {
+    if !imp.failed_files.is_empty() {
         Ok(ExitCode::from(crate::error::EXIT_FAILURE))
     } else {
         Ok(ExitCode::SUCCESS)

@@ -30,12 +30,13 @@ use crate::scope::{self, ScopeMatcher};
 use crate::sources::RowError;
 use crate::sources::shadowserver::ShadowserverConfig;
 use crate::sources::shadowserver::import::{ImportOptions, MAX_EML_BYTES, mail_links};
+use crate::sources::shadowserver::importer::Inputs;
 use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
-use crate::store::{FetchRun, RunOutcome};
+use crate::store::bridge;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use crate::sources::shadowserver::importer::{
-    Downloaded, ImportSummary, MAX_ERRORS, import_files, import_files_with,
+    Downloaded, ImportSummary, Imported, MAX_ERRORS, import_files,
 };
 
 /// The progress line of an import on stderr: rows read, and the file being read.
@@ -85,9 +86,16 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         }
     }
     let store = app.open_store()?;
-    let snap = scope::load(app.config.as_ref(), store.as_ref())?;
+    let cfg = app.config.clone();
+    let (snap, schema_override) = bridge::blocking(&store, move |s| {
+        Ok((
+            scope::load(cfg.as_ref(), s)?,
+            s.state_get(SCHEMA_STATE_KEY)?,
+        ))
+    })
+    .await?;
     let matcher = ScopeMatcher::new(&snap);
-    let schema = Schema::from_override(store.state_get(SCHEMA_STATE_KEY)?.as_deref());
+    let schema = Schema::from_override(schema_override.as_deref());
     if let Some(t) = a.report_type.as_deref()
         && !schema.knows(schema.canonical(t))
     {
@@ -135,62 +143,33 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    let st = store.clone();
     let rt = a.report_type.clone();
-    let spill_dir = app.data_dir.clone();
     // indicatif draws only when stderr is a terminal.
     let bar = progress_bar(!a.json);
     let shown = bar.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let clock = app.clock.clone();
+    let imported = bridge::run(move || {
         let opts = ImportOptions {
             schema: &schema,
             scope: &matcher,
             report_type: rt.as_deref(),
         };
-        import_files_with(
-            st.as_ref(),
-            &spill_dir,
-            &opts,
-            &files,
-            &downloaded,
-            started,
-            &shown,
-        )
+        let inputs = Inputs {
+            files: &files,
+            downloaded: &downloaded,
+            failed_links: &link_errors,
+        };
+        import_files(store, &opts, &inputs, started, &|| clock.now(), &shown)
     })
-    .await
-    .map_err(|e| CliError::failure(format!("the import task failed: {e}")))?
-    .map_err(CliError::failure);
+    .await;
     bar.finish_and_clear();
-    let (mut summary, in_scope, mut unreadable) = result?;
+    let Imported {
+        mut summary,
+        run,
+        unreadable,
+    } = imported?;
     summary.files += link_mails;
-    unreadable += link_errors.len();
-    if !link_errors.is_empty() {
-        link_errors.append(&mut summary.errors);
-        link_errors.truncate(MAX_ERRORS);
-        summary.errors = link_errors;
-    }
-    let run = FetchRun {
-        source: "shadowserver-import".into(),
-        started,
-        finished: app.clock.now(),
-        outcome: RunOutcome::Ok,
-        fetched: summary.rows,
-        accepted: summary.rows - summary.rejected,
-        rejected: summary.rejected,
-        warnings: summary.warnings,
-        in_scope,
-        new: summary.imported,
-        updated: summary.duplicates,
-        resolved: 0,
-        error: None,
-        failed_units: Vec::new(),
-        max_time_source: None,
-        notices: Vec::new(),
-    };
-    if let Err(e) = store.record_run(&run) {
-        tracing::warn!(error = %e, "cannot record the import run");
-    }
-    store.flush()?;
+    let in_scope = run.in_scope;
     if a.json {
         print_json(&summary)?;
     } else {

@@ -10,6 +10,7 @@ use crate::cli::ScopeArgs;
 use crate::error::CliError;
 use crate::output::print_json;
 use crate::scope;
+use crate::store::bridge;
 
 pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
@@ -23,12 +24,14 @@ pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
     let (snap, reports) = match app.open_store() {
         Ok(store) => {
             let http = app.http()?;
-            scope::refresh(cfg, store.as_ref(), &http, now, a.refresh).await?
+            scope::refresh(cfg, &store, &http, now, a.refresh).await?
         }
         Err(e) if a.refresh => return Err(e),
         Err(_) => {
             let store = app.open_read()?;
-            (scope::load(Some(cfg), store.as_ref())?, Vec::new())
+            let cfg = cfg.clone();
+            let snap = bridge::blocking(&store, move |s| scope::load(Some(&cfg), s)).await?;
+            (snap, Vec::new())
         }
     };
     let failed = reports.iter().filter(|r| r.error.is_some()).count();

@@ -112,8 +112,12 @@ async fn update_schema(app: &App, url: Option<&str>) -> Result<ExitCode, CliErro
         .collect();
     removed.sort();
     let store = app.open_store()?;
-    store.state_put(SCHEMA_STATE_KEY, Some(&body))?;
-    store.flush()?;
+    let saved = body.clone();
+    crate::store::bridge::blocking(&store, move |s| {
+        s.state_put(SCHEMA_STATE_KEY, Some(&saved))?;
+        s.flush()
+    })
+    .await?;
     outln!(
         "saved the schema from {url}: {} report types ({} new since the bundled schema{}{}; {} gone)",
         entries.len(),

@@ -33,6 +33,7 @@ use crate::config::{Config, CronSchedule};
 use crate::digest::DigestOutcome;
 use crate::http::HttpClient;
 use crate::pipeline::SourceReport;
+use crate::store::bridge;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{self, Source};
 use scheduler::{Board, Job, JobKind, Settings};
@@ -185,12 +186,15 @@ pub enum Stopped {
     Forced,
 }
 
-fn shared(
+async fn shared(
     env: &DaemonEnv,
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Shared, DaemonError> {
-    let snap = scope::load(Some(cfg), store.as_ref())?;
+    let snap = {
+        let cfg = cfg.clone();
+        bridge::blocking(&store, move |s| scope::load(Some(&cfg), s)).await?
+    };
     Ok(Shared {
         cfg: Arc::new(cfg.clone()),
         store,
@@ -228,7 +232,7 @@ pub async fn run(
             socket::socket_path(&env.data_dir).display()
         ))
     })?;
-    let shared = shared(env, cfg, store.clone())?;
+    let shared = shared(env, cfg, store.clone()).await?;
     let board: Board = Arc::new(Mutex::new(Default::default()));
     let started = env.clock.now();
     let info: socket::InfoFn = {
@@ -254,7 +258,11 @@ pub async fn run(
     let server = tokio::spawn(socket::serve(listener, store.clone(), info, srv_rx));
     tracing::info!(socket = %sock.display(), pid = std::process::id(), "daemon started; read commands are served on the socket");
 
-    let jobs = jobs(&shared);
+    // Whether a source missed a slot is read from the run log: off the async threads.
+    let jobs = {
+        let sh = shared.clone();
+        bridge::run(move || Ok::<_, crate::store::StoreError>(jobs(&sh))).await?
+    };
     if jobs.is_empty() {
         tracing::warn!("nothing is scheduled: no source can run and there is no [digest]");
     }
@@ -335,7 +343,7 @@ pub async fn run(
     }
     let _ = srv_stop.send(true);
     let _ = server.await;
-    let flushed = store.flush();
+    let flushed = bridge::blocking(&store, |s| s.flush()).await;
     remove_socket(&sock);
     if let Err(e) = flushed {
         return Err(DaemonError::Store(format!(
@@ -400,7 +408,7 @@ pub async fn fetch_now(
     chosen: Vec<sources::BuiltSource>,
     done: &(dyn Fn(&SourceReport) + Sync),
 ) -> Result<(Vec<SourceReport>, Option<String>), DaemonError> {
-    let shared = shared(env, cfg, store)?;
+    let shared = shared(env, cfg, store).await?;
     let mut scope_warning = None;
     if !cfg.organisation.asns.is_empty()
         && let Err(e) = tasks::refresh_scope(&shared, false).await
@@ -433,7 +441,7 @@ pub async fn run_once(
     if !cfg.flows.paths.is_empty() {
         // The daemon's own job, on the scope the sources just refreshed.
         let task = tasks::FlowsTask {
-            shared: shared(env, cfg, store.clone())?,
+            shared: shared(env, cfg, store.clone()).await?,
         };
         report.flows = Some(scheduler::Task::run(&task).await);
     }
@@ -443,6 +451,6 @@ pub async fn run_once(
             .map_err(|e| e.to_string());
         report.digest = Some(r);
     }
-    store.flush()?;
+    bridge::blocking(&store, |s| s.flush()).await?;
     Ok(report)
 }

@@ -17,8 +17,7 @@ use super::protocol::{MAX_REPLY_BYTES, Op, PROTOCOL_VERSION, Reply, Request};
 use super::socket::socket_path;
 use crate::finding::Finding;
 use crate::store::{
-    FetchRun, Flow, IngestOptions, IngestStats, Query, QueryOptions, QueryTotals, Result, Store,
-    StoreError,
+    FetchRun, Flow, IngestStats, Query, QueryOptions, QueryTotals, Result, Store, StoreError, Unit,
 };
 
 /// How long a client waits for one reply line.
@@ -47,8 +46,8 @@ impl std::fmt::Debug for RemoteStore {
     }
 }
 
-fn engine(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Engine(format!("the daemon's socket: {e}"))
+fn engine(e: impl Into<crate::store::Cause>) -> StoreError {
+    StoreError::Remote(e.into())
 }
 
 fn open_conn(socket: &Path) -> io::Result<Conn> {
@@ -191,7 +190,7 @@ impl RemoteStore {
                 }
                 Reply::Done(v) => return Ok(v),
                 Reply::Error { message } => {
-                    return Err(StoreError::Engine(format!("the daemon: {message}")));
+                    return Err(engine(format!("the daemon answered: {message}")));
                 }
             }
         }
@@ -207,13 +206,24 @@ impl RemoteStore {
     }
 }
 
+impl RemoteStore {
+    /// Findings whose `last_seen` lies in `[from, to)`, in time order (the socket's
+    /// `seen_between`).
+    pub fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>> {
+        self.list(&Op::SeenBetween { from, to })
+    }
+}
+
 impl Store for RemoteStore {
-    fn ingest(
+    fn ingest_unit(&self, _unit: Unit<'_>) -> Result<IngestStats> {
+        Err(self.locked())
+    }
+
+    fn modify(
         &self,
-        _findings: Vec<Finding>,
-        _state: Vec<(String, Option<Vec<u8>>)>,
-        _opts: &IngestOptions,
-    ) -> Result<IngestStats> {
+        _fingerprints: &[String],
+        _change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
         Err(self.locked())
     }
 
@@ -254,7 +264,7 @@ impl Store for RemoteStore {
         f: &mut dyn FnMut(Finding) -> Flow,
     ) -> Result<QueryTotals> {
         if self.revision < 1 {
-            return Err(StoreError::Engine(format!(
+            return Err(engine(format!(
                 "the running daemon (pid {}) is older than this outwatch and cannot stream a \
                  lookup: restart it with this binary (stop it, then `outwatch run`)",
                 self.hello().pid
@@ -276,18 +286,6 @@ impl Store for RemoteStore {
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(())
-    }
-
-    fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>> {
-        self.list(&Op::SeenBetween { from, to })
-    }
-
-    fn restore(&self, _findings: Vec<Finding>) -> Result<usize> {
-        Err(self.locked())
-    }
-
-    fn update(&self, _findings: Vec<Finding>) -> Result<()> {
-        Err(self.locked())
     }
 
     fn record_run(&self, _run: &FetchRun) -> Result<()> {

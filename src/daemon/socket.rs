@@ -185,17 +185,39 @@ async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::
     }
 }
 
+/// Findings whose `last_seen` lies in `[from, to)`, in time order (protocol v1's
+/// `seen_between`; a scan).
+fn seen_between(
+    store: &dyn Store,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<crate::finding::Finding>, StoreError> {
+    let mut out = Vec::new();
+    store.for_each(&mut |f| {
+        if f.last_seen >= from && f.last_seen < to {
+            out.push(f);
+        }
+        Ok(())
+    })?;
+    out.sort_by(|a, b| {
+        a.last_seen
+            .cmp(&b.last_seen)
+            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    });
+    Ok(out)
+}
+
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(v)
 }
 
 /// `v` written as JSON once, for a streamed item.
 fn raw<T: serde::Serialize>(v: &T) -> Result<Box<serde_json::value::RawValue>, StoreError> {
-    serde_json::value::to_raw_value(v).map_err(|e| StoreError::Engine(e.to_string()))
+    serde_json::value::to_raw_value(v).map_err(|e| StoreError::Remote(e.into()))
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
-    serde_json::to_value(v).map_err(|e| StoreError::Engine(e.to_string()))
+    serde_json::to_value(v).map_err(|e| StoreError::Remote(e.into()))
 }
 
 /// Answers one request: single values directly, lists streamed item by item from a blocking
@@ -220,11 +242,11 @@ async fn answer<W: AsyncWriteExt + Unpin>(
     );
     let (tx, mut rx) = mpsc::channel::<Result<Reply, StoreError>>(256);
     let store = store.clone();
-    let job = tokio::task::spawn_blocking(move || {
+    let job = crate::store::bridge::spawn(move || {
         let item = |tx: &mpsc::Sender<Result<Reply, StoreError>>,
                     v: Box<serde_json::value::RawValue>| {
             tx.blocking_send(Ok(Reply::Item(v)))
-                .map_err(|_| StoreError::Engine("client went away".into()))
+                .map_err(|_| StoreError::Remote("client went away".into()))
         };
         let done: Result<Value, StoreError> = (|| match op {
             Op::Hello => Ok(Value::Null),
@@ -271,7 +293,7 @@ async fn answer<W: AsyncWriteExt + Unpin>(
                 Ok(Value::Null)
             }
             Op::SeenBetween { from, to } => {
-                for f in store.seen_between(from, to)? {
+                for f in seen_between(store.as_ref(), from, to)? {
                     item(&tx, raw(&f)?)?;
                 }
                 Ok(Value::Null)

@@ -45,6 +45,7 @@ impl Shared {
             self.clock.clone(),
         );
         r.max_resolve_share = self.cfg.store.max_resolve_share();
+        r.temp_dir = self.data_dir.clone();
         r
     }
 }
@@ -114,7 +115,7 @@ pub struct ScopeTask {
 /// Refreshes what is due and installs the result; errors name the ASNs whose refresh failed
 /// (their cached prefixes stay in use).
 pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
-    let (snap, reports) = scope::refresh(&s.cfg, s.store.as_ref(), &s.http, s.clock.now(), force)
+    let (snap, reports) = scope::refresh(&s.cfg, &s.store, &s.http, s.clock.now(), force)
         .await
         .map_err(|e| e.to_string())?;
     if let Ok(mut m) = s.scope.write() {
@@ -159,9 +160,9 @@ impl Task for FlowsTask {
             .read()
             .map(|m| m.clone())
             .unwrap_or_else(|p| p.into_inner().clone());
-        tokio::task::spawn_blocking(move || {
+        crate::store::bridge::spawn(move || {
             let clock = s.clock.clone();
-            crate::flows::watch::run_once(&s.cfg, s.store.as_ref(), &scope, || clock.now())
+            crate::flows::watch::run_once(&s.cfg, &s.store, &scope, || clock.now())
                 .map_err(|e| e.to_string())?
         })
         .await

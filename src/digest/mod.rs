@@ -253,15 +253,15 @@ pub async fn deliver(
                 .into(),
         ));
     }
-    let prepared = {
+    let (prepared, mut state) = {
         let cfg = cfg.clone();
         let st = store.clone();
-        tokio::task::spawn_blocking(move || prepare(&cfg, st.as_ref(), now, true))
-            .await
-            .map_err(|e| DigestError::Failed(format!("digest build task failed: {e}")))??
+        store::bridge::run(move || {
+            let prepared = prepare(&cfg, st.as_ref(), now, true)?;
+            Ok::<_, DigestError>((prepared, load_state(st.as_ref())?))
+        })
+        .await?
     };
-
-    let mut state = load_state(store.as_ref())?;
     let mut outcome = DigestOutcome::default();
     if let Some(main) = prepared.first() {
         outcome.new = main.counts.new;
@@ -333,19 +333,18 @@ pub async fn deliver(
         m.close().await;
     }
     if state_changed {
-        store::state_put_json(store.as_ref(), STATE_KEY, &state)?;
+        store::bridge::blocking(&store, move |s| store::state_put_json(s, STATE_KEY, &state))
+            .await?;
     }
-    let st = store.clone();
     let fps: Vec<String> = to_mark.into_iter().collect();
-    match tokio::task::spawn_blocking(move || mark_reported(st.as_ref(), &fps, now)).await {
-        Ok(Ok(n)) => outcome.reported = n,
+    match store::bridge::blocking(&store, move |s| mark_reported(s, &fps, now)).await {
+        Ok(n) => outcome.reported = n,
         // The mail is out and the delivery time is stored; only the cosmetic status lags.
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!(error = %e, "digest sent, but marking findings reported failed")
         }
-        Err(e) => tracing::warn!(error = %e, "digest sent, but the marking task failed"),
     }
-    store.flush()?;
+    store::bridge::blocking(&store, |s| s.flush()).await?;
     if failures.is_empty() {
         Ok(outcome)
     } else {

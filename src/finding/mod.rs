@@ -168,6 +168,25 @@ pub struct HistoryEntry {
 /// Most history entries kept per finding; older ones are dropped (counts stay exact).
 pub const HISTORY_CAP: usize = 32;
 
+/// An earlier observation of a finding: the same finding (same fingerprint) reported again
+/// with another source time, e.g. a scanner that saw an address twice in one report with two
+/// banners. The finding itself holds the latest observation; each earlier one keeps its time
+/// and the values that differ from the finding's current ones (see
+/// [`crate::store::lifecycle`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// When the source saw it (`None`: the source gives no time).
+    pub time_source: Option<DateTime<Utc>>,
+    /// The values of this observation that differ from the finding's current ones, by name:
+    /// `severity`, `in_scope`, `raw`, and `extra.<key>` (`null`: the key was absent then).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub differs: BTreeMap<String, serde_json::Value>,
+}
+
+/// Most earlier observations kept per finding; the oldest are dropped and counted in
+/// [`Finding::observations_dropped`].
+pub const OBSERVATION_CAP: usize = 16;
+
 /// A normalised finding: what a source said about one of our IPs, networks, domains or addresses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -199,7 +218,8 @@ pub struct Finding {
     pub first_seen: DateTime<Utc>,
     /// Life cycle: last time we received it.
     pub last_seen: DateTime<Utc>,
-    /// Life cycle: how many runs reported it.
+    /// Life cycle: how many distinct observations arrived (another source time each; for a
+    /// source that gives no time, each run that reported it).
     pub times_seen: u64,
     pub status: Status,
     /// Whether the indicator lies inside our configured scope when it was ingested.
@@ -217,10 +237,21 @@ pub struct Finding {
     /// Life-cycle transitions, newest last, capped at [`HISTORY_CAP`].
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// Earlier observations (another source time), oldest first, at most
+    /// [`OBSERVATION_CAP`]; the finding's own fields are the latest one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observations: Vec<Observation>,
+    /// Earlier observations dropped from `observations` (the oldest go first).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub observations_dropped: u64,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Finding {
@@ -292,6 +323,8 @@ impl Finding {
             raw: None,
             identity: Vec::new(),
             history: Vec::new(),
+            observations: Vec::new(),
+            observations_dropped: 0,
         }
     }
 

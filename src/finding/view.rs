@@ -117,6 +117,7 @@ impl FindingView<'_> {
     }
 
     /// An owned finding with the same fields (its fingerprint left empty, as parsers leave it).
+    /// A view carries no earlier observations (only owned findings do).
     pub fn to_finding(&self) -> Finding {
         Finding {
             fingerprint: String::new(),
@@ -148,6 +149,8 @@ impl FindingView<'_> {
             raw: self.raw.map(str::to_string),
             identity: self.identity.to_vec(),
             history: self.history.to_vec(),
+            observations: Vec::new(),
+            observations_dropped: 0,
         }
     }
 }

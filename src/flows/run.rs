@@ -3,6 +3,7 @@
 //! entry for source `flows` (so `status` knows whether logs keep arriving).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -12,8 +13,9 @@ use super::config::FlowsConfig;
 use super::read::{self, ReadStats};
 use crate::indicators::IndicatorIndex;
 use crate::scope::{self, ScopeMatcher};
-use crate::sources::RowError;
-use crate::store::{FetchRun, IngestOptions, IngestStats, RunOutcome, Store, StoreError};
+use crate::pipeline::{Apply, FilesRead, RunKind};
+use crate::sources::{FetchOutput, RowError};
+use crate::store::{FetchRun, IngestStats, Store, StoreError, UnitError};
 
 /// Most row errors carried into a summary (counts stay exact).
 pub const MAX_ERRORS: usize = 100;
@@ -256,12 +258,13 @@ pub fn add_stored_counts(
     Ok(())
 }
 
-/// Stores the findings of `run` (with `state`, in the same atomic batch) and appends its
-/// run-log entry as source `flows`. Flow findings are about hosts that are ours by
-/// `[flows]` (private ranges included), so they are stored as in scope; the scope's
-/// `matched_prefix` is stamped where the configured scope holds the host.
+/// Stores the findings of `run` with `state` and its run-log entry `flows`, as one unit of
+/// the apply path ([`crate::pipeline::apply`]: `partial` when a file could not be read,
+/// `error` when none could). Flow findings are about hosts that are ours by `[flows]` (private
+/// ranges included), so they are stored as in scope; the scope's `matched_prefix` is stamped
+/// where the configured scope holds the host.
 pub fn store_run(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     scope: &ScopeMatcher,
     run: &mut Analysed,
     state: Vec<(String, Option<Vec<u8>>)>,
@@ -273,53 +276,38 @@ pub fn store_run(
         scope::mark_scope(f, scope);
         f.in_scope = true;
     }
-    let accepted = findings.len();
-    let max_time_source = findings.iter().filter_map(|f| f.time_source).max();
-    let stats = store.ingest(findings, state, &IngestOptions { now })?;
-    let failed = run.failed_files();
-    let read_files = run.files.len() - failed;
-    let fr = FetchRun {
-        source: SOURCE.to_string(),
-        started,
-        finished: now,
-        outcome: match (failed, read_files) {
-            (0, _) => RunOutcome::Ok,
-            (_, 0) => RunOutcome::Error,
-            _ => RunOutcome::Partial,
-        },
-        fetched: usize::try_from(run.connections()).unwrap_or(usize::MAX),
-        accepted,
-        rejected: usize::try_from(run.rejected()).unwrap_or(usize::MAX),
-        warnings: usize::try_from(run.warnings()).unwrap_or(usize::MAX),
-        in_scope: accepted,
-        new: stats.new,
-        updated: stats.updated,
-        resolved: 0,
-        error: (failed > 0).then(|| {
-            let names: Vec<&str> = run
-                .files
-                .iter()
-                .filter(|f| f.error.is_some())
-                .map(|f| f.path.as_str())
-                .take(5)
-                .collect();
-            format!("{failed} file(s) could not be read: {}", names.join(", "))
-        }),
-        failed_units: run
-            .files
-            .iter()
-            .filter_map(|f| {
-                f.error.as_ref().map(|e| crate::store::UnitError {
-                    unit: f.path.clone(),
-                    error: e.clone(),
-                })
+    let failed: Vec<UnitError> = run
+        .files
+        .iter()
+        .filter_map(|f| {
+            f.error.as_ref().map(|e| UnitError {
+                unit: f.path.clone(),
+                error: e.clone(),
             })
-            .take(MAX_ERRORS)
-            .collect(),
-        max_time_source,
-        notices: Vec::new(),
+        })
+        .take(MAX_ERRORS)
+        .collect();
+    let files = FilesRead {
+        read: run.files.len() - run.failed_files(),
+        failed,
     };
-    store.record_run(&fr)?;
+    let apply = Apply::new(store.clone(), RunKind::Flows, started).observed_at(now);
+    apply.count_problems(
+        usize::try_from(run.rejected()).unwrap_or(usize::MAX),
+        usize::try_from(run.warnings()).unwrap_or(usize::MAX),
+    );
+    let unit = FetchOutput {
+        findings,
+        fetched: usize::try_from(run.connections()).unwrap_or(usize::MAX),
+        state,
+        ..Default::default()
+    };
+    let (fr, _) = apply.only_unit(unit, &files.ending(), &|| now)?;
+    let stats = IngestStats {
+        new: fr.new,
+        updated: fr.updated,
+        ..Default::default()
+    };
     Ok((stats, fr))
 }
 

@@ -17,16 +17,16 @@
 //! dropped.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::analyse::SOURCE;
 use super::run::{self, FileOutcome};
 use crate::config::Config;
 use crate::scope::ScopeMatcher;
-use crate::store::{FetchRun, RunOutcome, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// State key prefix of the file marks.
 pub const STATE_PREFIX: &str = "flows/file/";
@@ -227,7 +227,7 @@ pub fn expand_all(cfg: &Config) -> (Vec<PathBuf>, Vec<FileOutcome>) {
 /// has it too).
 pub fn run_once(
     cfg: &Config,
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     scope: &ScopeMatcher,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<Result<String, String>, StoreError> {
@@ -317,25 +317,24 @@ pub fn run_once(
         state.push((k.clone(), None));
     }
     if to_read.is_empty() && unreadable.is_empty() {
-        let mut r = FetchRun::begun(SOURCE, started);
-        r.outcome = RunOutcome::NotModified;
-        r.finished = now();
-        if !state.is_empty() {
-            store.ingest(
-                Vec::new(),
-                state,
-                &crate::store::IngestOptions { now: r.finished },
-            )?;
-        }
-        store.record_run(&r)?;
+        let unit = crate::sources::FetchOutput {
+            state,
+            ..Default::default()
+        };
+        let ending = crate::pipeline::Ending {
+            not_modified: true,
+            ..Default::default()
+        };
+        crate::pipeline::Apply::new(store.clone(), crate::pipeline::RunKind::Flows, started)
+            .only_unit(unit, &ending, &now)?;
         return Ok(Ok(format!("no new lines in {} file(s)", files.len())));
     }
-    let index = run::indicators(Some(cfg), store)?;
+    let index = run::indicators(Some(cfg), store.as_ref())?;
     let pieces: Vec<run::Piece> = to_read.iter().map(|(p, _, _)| p.clone()).collect();
     let mut analysed = run::analyse_pieces(&cfg.flows, scope, &index, &pieces, &mut |p| {
         tracing::info!(file = %crate::text::Clean(&p.display().to_string()), "reading flows");
     });
-    run::add_stored_counts(store, &mut analysed.report.findings)?;
+    run::add_stored_counts(store.as_ref(), &mut analysed.report.findings)?;
     for ((_, key, mark), out) in to_read.iter().zip(&analysed.files) {
         if out.error.is_none() {
             let v = serde_json::to_vec(mark).expect("a mark serialises");

@@ -28,12 +28,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::CronSchedule;
-use crate::finding::Finding;
+use crate::finding::{Finding, FindingView};
 use crate::http::{HttpClient, HttpError};
 use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
-use crate::store::Store;
-pub use crate::store::UnitError;
+use crate::store::{Store, StoreError, bridge};
+pub use crate::store::{ReadError, UnitError};
 pub use registry::{Registration, SourceKind, enabled_sources, table};
 
 /// Why a fetch failed. Messages never contain secrets.
@@ -59,7 +59,54 @@ pub struct RowError {
     pub message: String,
 }
 
-/// Read-only view of the state a source remembers between runs (ETags, ingested report ids).
+/// Where a source's reader hands what it reads, row by row: good rows as sealed finding views
+/// (borrowed from the record being read: nothing is allocated for a row the sink only
+/// encodes), malformed rows, and malformed values of rows that were kept. Every source's
+/// streamed reading goes through this one sink type: the pipeline backs it with the store's
+/// writer ([`crate::pipeline::apply`]), tests and small units with a [`VecSink`].
+pub trait RowSink {
+    /// A good row, as a sealed view. An error means the store could not take it: the reader
+    /// stops and passes it on.
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError>;
+    /// An owned finding, kept whole (a restore hands findings with their life cycle and
+    /// earlier observations, which a view does not carry).
+    fn owned(&mut self, f: &Finding) -> Result<(), StoreError> {
+        self.finding(&f.view())
+    }
+    /// A malformed row (never stops the reader).
+    fn rejected(&mut self, e: RowError);
+    /// A malformed value of a row that was kept (the row went to [`RowSink::finding`] first;
+    /// the value is in its `extra`). Ignored unless the sink counts them.
+    fn warning(&mut self, _w: RowError) {}
+}
+
+/// A sink that keeps everything in memory (tests; small units).
+#[derive(Debug, Default)]
+pub struct VecSink {
+    pub findings: Vec<Finding>,
+    pub rejected: Vec<RowError>,
+    pub warnings: Vec<RowError>,
+}
+
+impl RowSink for VecSink {
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError> {
+        self.findings.push(f.to_finding());
+        Ok(())
+    }
+    fn owned(&mut self, f: &Finding) -> Result<(), StoreError> {
+        self.findings.push(f.clone());
+        Ok(())
+    }
+    fn rejected(&mut self, e: RowError) {
+        self.rejected.push(e);
+    }
+    fn warning(&mut self, w: RowError) {
+        self.warnings.push(w);
+    }
+}
+
+/// Read-only view of the state a source remembers between runs (ETags, ingested report ids),
+/// read through the store's async bridge ([`crate::store::bridge`]).
 #[derive(Clone)]
 pub struct StateView {
     store: Arc<dyn Store>,
@@ -69,130 +116,110 @@ impl StateView {
     pub fn new(store: Arc<dyn Store>) -> Self {
         StateView { store }
     }
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, FetchError> {
-        Ok(self.store.state_get(key)?)
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, FetchError> {
+        let key = key.to_string();
+        Ok(bridge::blocking(&self.store, move |s| s.state_get(&key)).await?)
     }
+
     /// The state keys starting with `prefix` (e.g. a list's kept indicator sets).
-    pub fn keys(&self, prefix: &str) -> Result<Vec<String>, FetchError> {
-        let scan = self.store.state_scan(prefix)?;
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, FetchError> {
+        let prefix = prefix.to_string();
+        let scan = bridge::blocking(&self.store, move |s| s.state_scan(&prefix)).await?;
         Ok(scan.into_iter().map(|(k, _)| k).collect())
     }
-    pub fn get_json<T: serde::de::DeserializeOwned>(
+
+    pub async fn get_json<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         key: &str,
     ) -> Result<Option<T>, FetchError> {
-        Ok(crate::store::state_get_json(self.store.as_ref(), key)?)
+        let key = key.to_string();
+        Ok(bridge::blocking(&self.store, move |s| crate::store::state_get_json(s, &key)).await?)
     }
 
     /// Every http(s) URL that an open finding of another source reports on our domains or our
-    /// addresses (its `url`, and `extra` fields named like `*url*`, e.g. Shadowserver's
-    /// `http_url`), sorted, each once, at most `max`. Read-only: what Safe Browsing checks
-    /// beyond the home pages.
-    pub fn reported_urls(
+    /// addresses ([`reported_url_is_ours`]; the store query [`Store::reported_urls`]), sorted,
+    /// each once, at most `max`. Read-only: what Safe Browsing checks beyond the home pages.
+    pub async fn reported_urls(
         &self,
         except_source: &str,
-        scope: &ScopeMatcher,
+        scope: Arc<ScopeMatcher>,
         max: usize,
     ) -> Result<Vec<String>, FetchError> {
-        let mut out = std::collections::BTreeSet::new();
-        let ours = |u: &str| -> bool {
-            let t = u.trim();
-            let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
-            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                return false;
-            }
-            match lists::matching::url_host(t) {
-                Some((host, _)) => match host.parse::<std::net::IpAddr>() {
-                    Ok(a) => scope.contains_ip(a),
-                    Err(_) => scope.match_domain(host).is_some(),
-                },
-                None => false,
-            }
-        };
-        self.store.for_each(&mut |f| {
-            if f.source == except_source || f.status == crate::finding::Status::Resolved {
-                return Ok(());
-            }
-            // Bounded: the first `max` in sorted order are kept, whatever the store holds.
-            let mut keep = |u: &str| {
-                if out.len() < max || out.last().is_some_and(|l: &String| u.trim() < l.as_str()) {
-                    out.insert(u.trim().to_string());
+        let except = except_source.to_string();
+        let urls = bridge::blocking(&self.store, move |store| {
+            let mut out = std::collections::BTreeSet::new();
+            store.reported_urls(&except, &mut |r| {
+                let u = r.url.trim();
+                // Bounded: the first `max` in sorted order are kept, whatever the store holds.
+                if reported_url_is_ours(u, r.finding, &scope)
+                    && (out.len() < max || out.last().is_some_and(|l: &String| u < l.as_str()))
+                {
+                    out.insert(u.to_string());
                     if out.len() > max {
                         out.pop_last();
                     }
                 }
-            };
-            if let Some(u) = &f.url
-                && ours(u)
-            {
-                keep(u);
-            }
-            for (k, v) in &f.extra {
-                if k.contains("url")
-                    && let Some(u) = v.as_str()
-                    && ours(u)
-                {
-                    keep(u);
-                }
-            }
-            Ok(())
-        })?;
-        Ok(out.into_iter().collect())
+                Ok(std::ops::ControlFlow::Continue(()))
+            })?;
+            Ok(out)
+        })
+        .await?;
+        Ok(urls.into_iter().collect())
     }
 }
 
-/// Reads the rows of a [`StreamedUnit`] into a sink; returns the rows read, or why the unit
-/// could not be read to its end.
-pub type RowReader =
-    Box<dyn FnOnce(&mut dyn shadowserver::import::RowSink) -> Result<usize, String> + Send>;
+/// Whether a URL reported by finding `_f` is one Safe Browsing should check for us: an
+/// http(s) URL whose host is one of our addresses or lies under one of our domains.
+pub fn reported_url_is_ours(u: &str, _f: &Finding, scope: &ScopeMatcher) -> bool {
+    let t = u.trim();
+    let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return false;
+    }
+    match lists::matching::url_host(t) {
+        Some((host, _)) => match host.parse::<std::net::IpAddr>() {
+            Ok(a) => scope.contains_ip(a),
+            Err(_) => scope.match_domain(host).is_some(),
+        },
+        None => false,
+    }
+}
+
+/// Why a streamed unit could not be read to its end (a cut download, a damaged report): the
+/// unit failed and nothing of it was stored; the run goes on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+/// Reads the rows of a [`StreamedUnit`] into a sink; returns the rows read, or why it stopped:
+/// [`ReadError::Unreadable`] when the unit could not be read to its end, [`ReadError::Store`]
+/// when the sink failed.
+pub type RowReader = Box<dyn FnOnce(&mut dyn RowSink) -> Result<usize, ReadError> + Send>;
 
 /// A unit too large to hold as findings (a Shadowserver report of a million rows): its rows
-/// are read by `read` (on a blocking thread) straight into the store's bulk path, in bounded
-/// memory. Nothing is stored unless `read` succeeds; then the findings go in batches of whole
-/// buckets and `state` goes last, so a unit cut short by a store failure is not remembered
-/// and is fetched again (a repeated row counts once: same source time).
+/// are read by `read` (on a blocking thread) straight into the store, in bounded memory.
+/// Nothing is stored unless `read` succeeds; then its findings and `state` are stored as one
+/// unit (see [`crate::store::Store::ingest_unit`]), so a unit cut short is not remembered and
+/// is fetched again (a repeated row counts once: same source time).
 pub struct StreamedUnit {
     pub read: RowReader,
     pub state: Vec<(String, Option<Vec<u8>>)>,
 }
 
-/// Where finished units go: the pipeline stores each at once, as one atomic batch.
+/// Where finished units go: the pipeline stores each at once, as one atomic unit.
 #[async_trait]
 pub trait UnitSink: Send + Sync {
     /// Stores the findings and state of one unit; fails only when the store does.
     async fn store_unit(&self, unit: FetchOutput) -> Result<(), FetchError>;
 
     /// Stores a [`StreamedUnit`]. The outer error is the store's; the inner one says the unit
-    /// could not be read (nothing of it was stored). This default collects the findings in
-    /// memory and calls [`UnitSink::store_unit`]; the pipeline streams.
-    async fn store_streamed(&self, unit: StreamedUnit) -> Result<Result<(), String>, FetchError> {
-        let (sink, r) = tokio::task::spawn_blocking(move || {
-            let mut sink = shadowserver::import::VecSink::default();
-            let r = (unit.read)(&mut sink);
-            (sink, r)
-        })
-        .await
-        .map_err(|e| FetchError::Format(format!("parsing task failed: {e}")))?;
-        let fetched = match r {
-            Ok(n) => n,
-            Err(e) => return Ok(Err(e)),
-        };
-        self.store_unit(FetchOutput {
-            fetched,
-            findings: sink.findings,
-            rejected: sink.rejected,
-            warnings: sink.warnings,
-            state: unit.state,
-            ..Default::default()
-        })
-        .await
-        .map(Ok)
-    }
+    /// could not be read (nothing of it was stored).
+    async fn store_streamed(&self, unit: StreamedUnit)
+    -> Result<Result<(), Unreadable>, FetchError>;
 
-    /// A folder for temporary files of a fetch (downloads spilled to disk): the store's.
-    fn spill_dir(&self) -> std::path::PathBuf {
-        std::env::temp_dir()
-    }
+    /// A folder for temporary files of a fetch (downloads spilled to disk).
+    fn spill_dir(&self) -> std::path::PathBuf;
 }
 
 /// Everything a source may use while fetching.
@@ -220,7 +247,7 @@ impl FetchContext {
     pub async fn commit_streamed(
         &self,
         unit: StreamedUnit,
-    ) -> Result<Result<(), String>, FetchError> {
+    ) -> Result<Result<(), Unreadable>, FetchError> {
         self.units.store_streamed(unit).await
     }
 }

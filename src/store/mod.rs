@@ -1,37 +1,54 @@
-//! The normalised store: findings, their indexes, the fetch-run log and small source state.
+//! The normalised store: findings with their life cycle, the run log and small remembered
+//! state, behind the [`Store`] trait. The trait speaks the domain (units of work, queries,
+//! the life cycle); how a backend lays things out is its own business. [`sled_store`] is the
+//! embedded default; another backend meets the same contract (below), which the store
+//! contract tests (`tests/it/store_contract/`) check for every backend.
 //!
-//! Only [`sled_store`] knows sled; everything else talks to the [`Store`] trait, so another engine
-//! can follow. Invariants:
-//! - one [`Store::ingest`] call is atomic: all of its findings and state updates land, or none;
-//! - re-ingesting the same finding moves `last_seen`/`times_seen`, never duplicates it;
-//! - the store never reaches the network and knows nothing about sources.
+//! What every backend guarantees:
+//! - **A unit is all or nothing.** [`Store::ingest_unit`] writes a unit's findings, its state
+//!   changes and (when given) its run-log entry together: when the unit's reader fails or the
+//!   store fails, none of it is visible afterwards. (sled writes a streamed unit that is larger
+//!   than one batch in several batches, its state and run entry last, after its reader
+//!   succeeded; a crash in between can leave some of its findings, never its state, and
+//!   ingesting the unit again converges to the same store. PostgreSQL uses one transaction.)
+//! - **Idempotent per observation.** A finding is stored once per fingerprint; ingesting the same
+//!   observation again moves `last_seen` and nothing else; the life cycle follows
+//!   [`lifecycle`], which backends call rather than re-implement.
+//! - **Streams are bounded.** [`Store::query_each`], [`Store::for_each`] and
+//!   [`Store::reported_urls`] hand findings one at a time, memory bounded by the backend's page,
+//!   not by the result; a callback may stop the walk.
+//! - **Synchronous, called off the async threads** (see [`bridge`]), shared between threads.
+//! - The store never reaches the network and knows nothing about sources.
+//!
+//! State keys are namespaced by their owner (`lists/<feed>/validators`, `hibp/...`,
+//! `pipeline/held-drop/<source>`, `digest/state`, `scope/...`); kept indicator sets live under
+//! [`INDICATOR_SETS`] and are read through [`Store::indicator_sets`].
 
-mod keys;
-mod legacy;
-mod prepared;
+pub mod bridge;
+pub mod lifecycle;
 mod query;
-mod record;
+mod run;
 pub mod sled_store;
-mod sorted_ingest;
 pub mod top;
 
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::finding::Finding;
+use crate::finding::{Finding, FindingView};
 
-pub use prepared::PreparedBatch;
+pub use bridge::blocking;
 pub use query::{Flow, Query, QueryOptions, QueryTotals};
+pub use run::{FetchRun, IngestStats, RUN_LOG_DAYS, RunOutcome, UnitError};
 pub use sled_store::SledStore;
-pub use sorted_ingest::{CHUNK, RUN_BYTES, SortedIngest};
 
-/// Days of fetch-run log kept (health looks at the latest runs; a year covers any schedule).
-pub const RUN_LOG_DAYS: i64 = 400;
+/// A boxed cause kept under a store error.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
-/// Errors of the store layer.
+/// Errors of the store layer. Causes are kept (`source()`), and their text is part of the
+/// message, since the command line prints the message alone.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -40,171 +57,201 @@ pub enum StoreError {
     )]
     Locked { path: String },
     #[error(
-        "cannot open the store at {path}: {reason}. If it is damaged, move the folder aside, \
+        "cannot open the store at {path}: {cause}. If it is damaged, move the folder aside, \
          start afresh and `outwatch restore` your last `outwatch export --jsonl` file"
     )]
-    Open { path: String, reason: String },
-    #[error("store error: {0}")]
-    Engine(String),
-    #[error("corrupt record in the store ({what}): {reason}")]
-    Corrupt { what: String, reason: String },
+    Open {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
+    /// The backend failed (an I/O error of sled, a lost database connection).
+    #[error("the store failed: {0}")]
+    Backend(#[source] Cause),
+    #[error("corrupt record in the store ({what}): {cause}")]
+    Corrupt {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+    /// A temporary file of a bulk write could not be used.
+    #[error("cannot use a temporary file in {dir} for the import: {cause}")]
+    TempFile {
+        dir: String,
+        #[source]
+        cause: std::io::Error,
+    },
+    /// The unit's reader stopped: nothing of the unit was stored.
+    #[error("{0}")]
+    Unread(#[source] ReadError),
+    /// A write the store refuses (an update of a finding it does not hold).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The blocking task that ran the store's work panicked or was cancelled.
+    #[error("the store task stopped: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    /// The daemon's socket, which serves a read-only store to other processes, failed.
+    #[error("the daemon's socket: {0}")]
+    Remote(#[source] Cause),
+}
+
+impl StoreError {
+    /// A backend failure with its cause.
+    pub fn backend(e: impl Into<Cause>) -> Self {
+        StoreError::Backend(e.into())
+    }
+
+    /// Damaged data at `what`, with why.
+    pub fn corrupt(what: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Why a unit's reader stopped before its end. Nothing of the unit is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The store could not take the findings: the whole run fails.
+    #[error("storing the findings failed: {0}")]
+    Store(#[source] Box<StoreError>),
+    /// The unit could not be read to its end (a cut download, a damaged report): a failed
+    /// unit; the run goes on.
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+impl From<StoreError> for ReadError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unread(r) => r,
+            e => ReadError::Store(Box::new(e)),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Options of one ingest.
+/// A change of remembered state: the key and its new value (`None` deletes it).
+pub type StateChange = (String, Option<Vec<u8>>);
+
+/// The state-key prefix of kept indicator sets (`indicators/<feed>/<unit>`, written by the list
+/// sources with their findings, read by `crate::indicators`).
+pub const INDICATOR_SETS: &str = "indicators/";
+
+/// How a unit's findings are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// New observations: each is merged into its stored twin by the life-cycle rule
+    /// ([`lifecycle::merge`]; repeats within the unit by [`lifecycle::repeat`]) or stored as new
+    /// ([`lifecycle::stamp_new`]), observed at [`Unit::now`].
+    Observe,
+    /// Findings exactly as given, life cycle included, replacing stored twins (a restore).
+    Restore,
+}
+
+/// Where a streamed unit's reader hands its findings: the backend's bulk writer.
+pub trait FindingWriter {
+    /// A sealed finding borrowed field by field (the bulk path: the Shadowserver reader builds
+    /// views straight from CSV records). Its life cycle is ignored under [`Write::Observe`].
+    fn view(&mut self, f: &FindingView<'_>) -> Result<()>;
+
+    /// An owned finding (kept as given under [`Write::Restore`], earlier observations
+    /// included).
+    fn finding(&mut self, f: &Finding) -> Result<()>;
+}
+
+/// Reads a streamed unit's findings into the backend's writer, once; an error stops the unit.
+pub type ReadFindings<'a> = Box<dyn FnOnce(&mut dyn FindingWriter) -> Result<(), ReadError> + 'a>;
+
+/// The findings of a unit.
+pub enum Findings<'a> {
+    /// Held in memory (a fetched list, a mail import, a flows run).
+    Owned(Vec<Finding>),
+    /// Too many to hold (a Shadowserver report of a million rows, a restore): read when the
+    /// store is ready for them, in bounded memory.
+    Streamed(ReadFindings<'a>),
+}
+
+/// Makes the run-log entry of a unit from what its ingest did.
+pub type RunEntry<'a> = Box<dyn FnOnce(&IngestStats) -> FetchRun + 'a>;
+
+/// One unit of work: findings, state changes and, for a run that is one unit, its run-log
+/// entry, written together.
+pub struct Unit<'a> {
+    /// When the unit was received: `first_seen`/`last_seen` of what it observes.
+    pub now: DateTime<Utc>,
+    pub write: Write,
+    pub findings: Findings<'a>,
+    pub state: Vec<StateChange>,
+    /// The run-log entry written with the unit, made once its findings are in.
+    pub run: Option<RunEntry<'a>>,
+}
+
+/// Options of [`Store::ingest`].
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// Observation time: becomes `first_seen`/`last_seen`.
     pub now: DateTime<Utc>,
 }
 
-/// What one ingest did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngestStats {
-    /// Findings never seen before.
-    pub new: usize,
-    /// Findings seen before (still open, or reopened).
-    pub updated: usize,
-    /// Findings that were resolved and came back.
-    pub reopened: usize,
-    /// Findings repeated within the same batch (merged into one).
-    pub duplicates: usize,
+/// The URLs an open finding reports (its `url`, and `extra` fields named like `*url*`), handed to
+/// [`Store::reported_urls`]'s callback with the finding.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportedUrl<'a> {
+    pub url: &'a str,
+    pub finding: &'a Finding,
 }
 
-impl IngestStats {
-    pub fn add(&mut self, o: IngestStats) {
-        self.new += o.new;
-        self.updated += o.updated;
-        self.reopened += o.reopened;
-        self.duplicates += o.duplicates;
-    }
-}
-
-/// How a fetch or import run ended. Stored as these snake_case strings in the run log.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    /// Every unit was read and stored.
-    #[default]
-    Ok,
-    /// The source said nothing changed (HTTP 304).
-    NotModified,
-    /// Some units were stored, others failed (see [`FetchRun::failed_units`]), or a
-    /// suspicious drop was refused: what arrived is kept, nothing was resolved.
-    Partial,
-    /// Nothing of the run could be used.
-    Error,
-}
-
-impl RunOutcome {
-    /// The stored name (`ok`, `not_modified`, `partial`, `error`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Ok => "ok",
-            RunOutcome::NotModified => "not_modified",
-            RunOutcome::Partial => "partial",
-            RunOutcome::Error => "error",
-        }
-    }
-
-    /// Whether the run delivered what it was asked for (ok or not modified).
-    pub fn is_success(self) -> bool {
-        matches!(self, RunOutcome::Ok | RunOutcome::NotModified)
-    }
-}
-
-/// A unit of a fetch (a report, a domain, a list URL, a day) that failed; the others were kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UnitError {
-    /// What failed, never a secret: a report's file name, a domain, a URL with keys redacted.
-    pub unit: String,
-    pub error: String,
-}
-
-/// The log entry of one fetch or import run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FetchRun {
-    pub source: String,
-    pub started: DateTime<Utc>,
-    pub finished: DateTime<Utc>,
-    pub outcome: RunOutcome,
-    /// Rows or records read from the source.
-    pub fetched: usize,
-    /// Rows accepted as findings (in or out of scope).
-    pub accepted: usize,
-    /// Rows rejected as malformed.
-    pub rejected: usize,
-    /// Rows kept although one of their other values was malformed.
-    #[serde(default)]
-    pub warnings: usize,
-    pub in_scope: usize,
-    pub new: usize,
-    pub updated: usize,
-    pub resolved: usize,
-    /// Error text (never contains secrets): the whole failure, or a summary of the failed units.
-    pub error: Option<String>,
-    /// The units that failed while others were stored (outcome `partial`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub failed_units: Vec<UnitError>,
-    /// Latest `time_source` seen in the data (for feed-health "clock ahead" checks).
-    #[serde(default)]
-    pub max_time_source: Option<DateTime<Utc>>,
-    /// What the source said the owner should know that is no failure (shown by `status`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notices: Vec<String>,
-}
-
-impl FetchRun {
-    /// A run of `source` started at `started`: `ok` so far, nothing counted, finished at once.
-    pub fn begun(source: &str, started: DateTime<Utc>) -> Self {
-        FetchRun {
-            source: source.to_string(),
-            started,
-            finished: started,
-            outcome: RunOutcome::Ok,
-            fetched: 0,
-            accepted: 0,
-            rejected: 0,
-            warnings: 0,
-            in_scope: 0,
-            new: 0,
-            updated: 0,
-            resolved: 0,
-            error: None,
-            failed_units: Vec::new(),
-            max_time_source: None,
-            notices: Vec::new(),
-        }
-    }
-}
-
-/// The store engine interface. Implementations must be safe to share between threads.
+/// The store interface, in domain terms. Implementations are shared between threads and are
+/// called off the async threads ([`bridge`]).
 pub trait Store: Send + Sync {
-    /// Applies a batch atomically: every finding is merged into its stored twin (or inserted) and
-    /// every `(key, value)` state pair is written (a `None` value deletes the key).
+    // --- units of work -------------------------------------------------------------------
+
+    /// Writes one unit atomically (see the module's contract): its findings by `unit.write`,
+    /// its state changes, and its run-log entry (made by `unit.run` from the statistics)
+    /// when it has one. A streamed unit's reader is called once; when it fails, nothing of the
+    /// unit is stored and the error is [`StoreError::Unread`] (a store failure while reading
+    /// comes back as itself). Returns what the ingest did.
+    fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats>;
+
+    /// [`Store::ingest_unit`] of findings held in memory, observed at `opts.now`, with state
+    /// and no run entry (tests; the program goes through `crate::pipeline::apply`).
     fn ingest(
         &self,
         findings: Vec<Finding>,
-        state: Vec<(String, Option<Vec<u8>>)>,
+        state: Vec<StateChange>,
         opts: &IngestOptions,
-    ) -> Result<IngestStats>;
-
-    /// [`Store::ingest`] of the findings `items` of a batch prepared while they were parsed
-    /// (bulk imports): the same merge, atomicity and statistics, without re-encoding findings
-    /// that are new.
-    fn ingest_prepared(
-        &self,
-        batch: &PreparedBatch,
-        items: std::ops::Range<usize>,
-        state: Vec<(String, Option<Vec<u8>>)>,
     ) -> Result<IngestStats> {
-        let now = batch.now;
-        self.ingest(batch.findings(items)?, state, &IngestOptions { now })
+        self.ingest_unit(Unit {
+            now: opts.now,
+            write: Write::Observe,
+            findings: Findings::Owned(findings),
+            state,
+            run: None,
+        })
     }
 
-    /// Resolves findings of `source` (and `feed`, when given) not seen since `cutoff`.
-    /// Returns how many were resolved.
+    /// Writes findings exactly as given (life cycle included), replacing stored twins; returns
+    /// how many were given. [`Store::ingest_unit`] with [`Write::Restore`].
+    fn restore(&self, findings: Vec<Finding>) -> Result<usize> {
+        let n = findings.len();
+        self.ingest_unit(Unit {
+            now: Utc::now(),
+            write: Write::Restore,
+            findings: Findings::Owned(findings),
+            state: Vec::new(),
+            run: None,
+        })?;
+        Ok(n)
+    }
+
+    // --- the life cycle ------------------------------------------------------------------
+
+    /// Resolves the findings of `source` (and `feed`, when given) that are not resolved and were
+    /// last seen before `cutoff`: status `resolved`, history `resolved` at `now`. Returns how
+    /// many.
     fn resolve_stale(
         &self,
         source: &str,
@@ -217,36 +264,35 @@ pub trait Store: Send + Sync {
     /// those were last seen before `cutoff` (what [`Store::resolve_stale`] would resolve).
     fn open_and_stale(&self, source: &str, cutoff: DateTime<Utc>) -> Result<(usize, usize)>;
 
-    /// One finding by fingerprint. The store is organised by indicator, not fingerprint, so this
-    /// may scan it: use [`Store::query`] on hot paths and [`Store::modify`] for many findings.
-    fn get(&self, fingerprint: &str) -> Result<Option<Finding>>;
-
-    /// Applies `change` to the stored findings with these fingerprints and writes back those for
-    /// which it returns true; returns how many it wrote. Unknown fingerprints are skipped.
+    /// Applies `change` to the stored findings with these fingerprints and writes back those
+    /// for which it returns true (marking them reported, triage); returns how many it wrote.
+    /// Unknown fingerprints are skipped. Each finding's change is atomic; the call as a whole
+    /// need not be.
     fn modify(
         &self,
         fingerprints: &[String],
         change: &mut dyn FnMut(&mut Finding) -> bool,
-    ) -> Result<usize> {
-        let mut changed = Vec::new();
-        for fp in fingerprints {
-            if let Some(mut f) = self.get(fp)?
-                && change(&mut f)
-            {
-                changed.push(f);
-            }
-        }
-        let n = changed.len();
-        if n > 0 {
-            self.update(changed)?;
-        }
-        Ok(n)
-    }
+    ) -> Result<usize>;
+
+    // --- reading -------------------------------------------------------------------------
+
+    /// One finding by fingerprint (may be slow: meant for single findings, not hot paths).
+    fn get(&self, fingerprint: &str) -> Result<Option<Finding>>;
+
+    /// Streams the findings matching a query to `f`, one at a time, in store order (not
+    /// sorted), each finding once, memory bounded by the backend's page rather than the result;
+    /// `opts.since` and `opts.include_resolved` filter, `opts.limit` is not applied (`f` stops
+    /// the walk by returning `ControlFlow::Break`).
+    fn query_each(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        f: &mut dyn FnMut(Finding) -> Flow,
+    ) -> Result<QueryTotals>;
 
     /// Findings matching a query, newest `last_seen` first (then most severe, then by
-    /// fingerprint), at most `opts.limit`. A collector over [`Store::query_each`]: with a limit
-    /// it holds only that many findings, without one it holds them all (prefer
-    /// `query_each` where a result may be large).
+    /// fingerprint), at most `opts.limit`: a collector over [`Store::query_each`] holding at
+    /// most `limit` findings (all of them without one: prefer `query_each`).
     fn query(&self, q: &Query, opts: &QueryOptions) -> Result<Vec<Finding>> {
         let mut top = top::Top::new(opts.limit, top::newest_first);
         self.query_each(q, opts, &mut |f| {
@@ -256,65 +302,82 @@ pub trait Store: Send + Sync {
         Ok(top.into_sorted_vec())
     }
 
-    /// Streams the findings matching a query to `f`, one at a time, in store order (not
-    /// sorted), each finding once, with memory bounded by a bucket or a page of postings rather
-    /// than by the result; `opts.limit` is not applied (`f` stops the walk by returning
-    /// `ControlFlow::Break`).
-    fn query_each(
-        &self,
-        q: &Query,
-        opts: &QueryOptions,
-        f: &mut dyn FnMut(Finding) -> Flow,
-    ) -> Result<QueryTotals>;
-
-    /// Every finding, in store order (stable for a given store; for export, digest and health).
+    /// Every finding, streamed in store order (stable for a given store; export, digest).
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;
 
-    /// Findings whose `last_seen` lies in `[from, to)`, in time order (a scan of record
-    /// headers: meant for the daily digest, not for hot paths).
-    fn seen_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Finding>>;
-
-    /// Writes findings back exactly as given (life cycle included), replacing stored twins.
-    fn restore(&self, findings: Vec<Finding>) -> Result<usize>;
-
-    /// Updates stored findings in place (e.g. marks them reported); fingerprints must exist.
-    fn update(&self, findings: Vec<Finding>) -> Result<()>;
-
-    /// Appends a run to the fetch log, dropping entries more than [`RUN_LOG_DAYS`] older.
-    fn record_run(&self, run: &FetchRun) -> Result<()>;
-
-    /// The most recent runs (newest first), of one source or of all.
-    fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>>;
-
-    /// Reads a state value (ETags, ingested report ids, scope cache, digest state...).
-    fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
-
-    /// Writes (or with `None` deletes) a state value.
-    fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()>;
-
-    /// State keys starting with `prefix`, with their values.
-    fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Streams every URL that a finding not resolved and not of `except_source` reports (its
+    /// `url`, and each `extra` string field whose name contains `url`), with the finding; the
+    /// callback filters and may stop. What Safe Browsing checks beyond the home pages.
+    fn reported_urls(
+        &self,
+        except_source: &str,
+        f: &mut dyn FnMut(ReportedUrl<'_>) -> Flow,
+    ) -> Result<()> {
+        let mut stopped = false;
+        self.for_each(&mut |finding| {
+            if stopped
+                || finding.source == except_source
+                || finding.status == crate::finding::Status::Resolved
+            {
+                return Ok(());
+            }
+            let urls = finding.url.iter().map(String::as_str).chain(
+                finding
+                    .extra
+                    .iter()
+                    .filter(|(k, _)| k.contains("url"))
+                    .filter_map(|(_, v)| v.as_str()),
+            );
+            for url in urls {
+                if f(ReportedUrl {
+                    url,
+                    finding: &finding,
+                })?
+                .is_break()
+                {
+                    stopped = true;
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
 
     /// Number of stored findings.
     fn count(&self) -> Result<usize>;
 
+    // --- the run log ---------------------------------------------------------------------
+
+    /// Appends a run to the log (keyed by start time and source name; the same key again
+    /// replaces it), dropping entries more than [`RUN_LOG_DAYS`] older than it.
+    fn record_run(&self, run: &FetchRun) -> Result<()>;
+
+    /// The most recent runs, newest first, of one source name or of all, at most `limit`.
+    fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>>;
+
+    // --- remembered state ----------------------------------------------------------------
+
+    /// Reads a state value (ETags, ingested report names, the scope cache, digest state...).
+    fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Writes (or with `None` deletes) a state value on its own. State that belongs with
+    /// findings goes in their unit.
+    fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()>;
+
+    /// State keys starting with `prefix`, with their values, in key order.
+    fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// Every kept indicator set (state under [`INDICATOR_SETS`]), as its key and encoded value,
+    /// in key order, one at a time.
+    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        for (k, v) in self.state_scan(INDICATOR_SETS)? {
+            each(&k, &v)?;
+        }
+        Ok(())
+    }
+
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
-
-    /// The store's folder, for temporary files of bulk imports (`None`: not a local store).
-    fn folder(&self) -> Option<&Path> {
-        None
-    }
-}
-
-/// Stamps the life cycle of a finding stored for the first time, observed at `now`.
-fn stamp_new(f: &mut Finding, now: DateTime<Utc>) {
-    f.first_seen = now;
-    f.last_seen = now;
-    f.times_seen = 1;
-    f.status = crate::finding::Status::New;
-    f.history.clear();
-    f.push_history(now, "new");
 }
 
 /// Opens the default store engine at `path`, creating it when missing.
@@ -331,15 +394,16 @@ pub fn state_get_json<T: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                what: format!("state `{key}`"),
-                reason: e.to_string(),
-            }),
+            .map_err(|e| StoreError::corrupt(format!("state `{key}`"), e)),
     }
+}
+
+/// A value encoded as JSON for the state.
+pub fn json_state<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::corrupt(format!("state `{key}`"), e))
 }
 
 /// Writes a JSON state value.
 pub fn state_put_json<T: Serialize>(store: &dyn Store, key: &str, value: &T) -> Result<()> {
-    let b = serde_json::to_vec(value).map_err(|e| StoreError::Engine(e.to_string()))?;
-    store.state_put(key, Some(&b))
+    store.state_put(key, Some(&json_state(key, value)?))
 }

@@ -1010,7 +1010,7 @@ async fn remote_store_forwards_reads_and_refuses_writes() {
             1
         );
         // A callback error stops the stream; the next call still works (fresh connection).
-        let e = r.for_each(&mut |_| Err(StoreError::Engine("stop".into())));
+        let e = r.for_each(&mut |_| Err(StoreError::Refused("stop".into())));
         assert!(e.is_err());
         assert_eq!(r.count().unwrap(), 1);
         // Writes are refused: the daemon is the only writer.

@@ -367,7 +367,7 @@ struct Watch {
     _dir: tempfile::TempDir,
     logs: PathBuf,
     cfg: Config,
-    store: SledStore,
+    store: std::sync::Arc<dyn outwatch::store::Store>,
     scope: ScopeMatcher,
 }
 
@@ -377,7 +377,7 @@ fn watch() -> Watch {
     std::fs::create_dir(&logs).unwrap();
     let mut cfg = config(dir.path(), "");
     cfg.flows.paths = vec!["logs/conn*.log".into()];
-    let store = SledStore::open(&dir.path().join("store")).unwrap();
+    let store = std::sync::Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
     Watch {
         _dir: dir,
         logs,

@@ -20,4 +20,5 @@ mod safebrowsing;
 mod security;
 mod shadowserver;
 mod snds;
+mod store_contract;
 mod support;

@@ -535,8 +535,8 @@ async fn v4_default_batches_hold_at_most_500_entries() {
 
 /// The reported URLs are bounded while the store is read: the first `max` in sorted order,
 /// whatever the store holds.
-#[test]
-fn reported_urls_keep_the_first_max_in_order() {
+#[tokio::test]
+async fn reported_urls_keep_the_first_max_in_order() {
     use outwatch::finding::{Classification, Finding};
     use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
     use outwatch::sources::StateView;
@@ -566,7 +566,8 @@ fn reported_urls_keep_the_first_max_in_order() {
         emails: vec![],
     };
     let got = StateView::new(e.store.clone())
-        .reported_urls("safebrowsing", &ScopeMatcher::new(&snap), 3)
+        .reported_urls("safebrowsing", std::sync::Arc::new(ScopeMatcher::new(&snap)), 3)
+        .await
         .unwrap();
     assert_eq!(
         got,

@@ -502,7 +502,7 @@ impl HibpSource {
         ctx: &FetchContext,
         needed: &BTreeSet<String>,
     ) -> Result<(BreachCache, bool), FetchError> {
-        let cached: Option<BreachCache> = ctx.state.get_json(BREACHES_STATE)?;
+        let cached: Option<BreachCache> = ctx.state.get_json(BREACHES_STATE).await?;
         if let Some(c) = &cached {
             let fresh = c
                 .fetched_at
@@ -650,7 +650,7 @@ impl Source for HibpSource {
             Ok(c) => c,
             Err(e) => {
                 out.fail_unit("breach metadata", &e);
-                let cached: Option<BreachCache> = ctx.state.get_json(BREACHES_STATE)?;
+                let cached: Option<BreachCache> = ctx.state.get_json(BREACHES_STATE).await?;
                 (cached.unwrap_or_default(), false)
             }
         };

@@ -567,7 +567,7 @@ impl Source for ListSource {
         }
         let state_key = self.state_key();
         let remembered: BTreeMap<String, Validators> =
-            ctx.state.get_json(&state_key)?.unwrap_or_default();
+            ctx.state.get_json(&state_key).await?.unwrap_or_default();
         // Each URL is a unit. With one URL its failure is the fetch's; with several, a part
         // that fails is named and the others are kept (and nothing resolves).
         let single = self.urls.len() == 1;
@@ -627,7 +627,7 @@ impl Source for ListSource {
             .iter()
             .map(|u| indicators::state_key(&self.def.name, u))
             .collect();
-        for k in ctx.state.keys(&sets)? {
+        for k in ctx.state.keys(&sets).await? {
             if !current.contains(&k) {
                 out.state.push((k, None));
             }

@@ -601,6 +601,7 @@ impl Source for SafeBrowsingSource {
         let mut cache: BTreeMap<String, CacheEntry> = ctx
             .state
             .get_json(CACHE_STATE)
+            .await
             .unwrap_or_else(|e| {
                 tracing::warn!("safebrowsing verdict cache unreadable, ignoring it: {e}");
                 None
@@ -611,7 +612,11 @@ impl Source for SafeBrowsingSource {
         let mut targets = self.targets.clone();
         if let Some(max) = self.reported {
             let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
-            for u in ctx.state.reported_urls("safebrowsing", &ctx.scope, max)? {
+            let reported = ctx
+                .state
+                .reported_urls("safebrowsing", ctx.scope.clone(), max)
+                .await?;
+            for u in reported {
                 if seen.insert(u.clone()) {
                     targets.push(u);
                 }

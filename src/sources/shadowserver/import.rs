@@ -3,8 +3,8 @@
 //! misnamed file still works. CSV is streamed record by record into a reused `ByteRecord`, so
 //! memory stays constant whatever the file size (an `.eml` is read whole: it is a mail).
 //!
-//! This module knows nothing about the store: findings go to a [`RowSink`], which the import
-//! command backs with chunked `store.ingest` calls and the fetcher with a vector.
+//! This module knows nothing about the store: findings go to the sources' [`RowSink`], which
+//! the pipeline backs with the store's writer (`crate::pipeline::apply`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
@@ -12,45 +12,12 @@ use std::path::Path;
 
 use super::normalize::Normalizer;
 use super::schema::Schema;
-use crate::finding::{Finding, FindingView};
 use crate::scope::ScopeMatcher;
-use crate::sources::RowError;
+use crate::sources::{RowError, RowSink};
+use crate::store::StoreError;
 
 /// Largest `.eml` read (mails are read whole).
 pub const MAX_EML_BYTES: u64 = 256 << 20;
-
-/// Where normalised rows go.
-pub trait RowSink {
-    /// A good row, as a sealed view borrowing from the CSV record. An error aborts the whole
-    /// import (e.g. the store failed).
-    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String>;
-    /// A malformed row (never aborts).
-    fn rejected(&mut self, e: RowError);
-    /// A malformed value of a row that was kept (the row went to [`RowSink::finding`] first;
-    /// the value is in its `extra`). Ignored unless the sink counts them.
-    fn warning(&mut self, _w: RowError) {}
-}
-
-/// A sink that keeps everything in memory (the API fetcher; tests).
-#[derive(Debug, Default)]
-pub struct VecSink {
-    pub findings: Vec<Finding>,
-    pub rejected: Vec<RowError>,
-    pub warnings: Vec<RowError>,
-}
-
-impl RowSink for VecSink {
-    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
-        self.findings.push(f.to_finding());
-        Ok(())
-    }
-    fn rejected(&mut self, e: RowError) {
-        self.rejected.push(e);
-    }
-    fn warning(&mut self, w: RowError) {
-        self.warnings.push(w);
-    }
-}
 
 /// How row pointers (`Finding::raw`, error locations) are written.
 #[derive(Debug, Clone)]
@@ -260,7 +227,7 @@ impl<R: Read> Read for FieldCap<R> {
 
 /// Reads one CSV report, row by row, into `sink`. Errors in rows are rejected rows; an error of
 /// the stream (corrupt gzip, I/O) ends this report with `CsvOutcome::error` set. `Err` only when
-/// the sink failed.
+/// the sink (the store) failed.
 pub fn read_csv<R: Read>(
     reader: R,
     naming: &RawNaming,
@@ -268,7 +235,7 @@ pub fn read_csv<R: Read>(
     schema: &Schema,
     scope: &ScopeMatcher,
     sink: &mut dyn RowSink,
-) -> Result<CsvOutcome, String> {
+) -> Result<CsvOutcome, StoreError> {
     let mut out = CsvOutcome {
         location: naming.prefix.clone(),
         report_type: schema.canonical(report_type).to_string(),
@@ -388,7 +355,7 @@ pub fn import_file(
     path: &Path,
     opts: &ImportOptions<'_>,
     sink: &mut dyn RowSink,
-) -> Result<Vec<CsvOutcome>, String> {
+) -> Result<Vec<CsvOutcome>, StoreError> {
     let shown = path.display().to_string();
     let fail = |msg: String| {
         Ok(vec![CsvOutcome {
@@ -436,7 +403,7 @@ fn import_stream<R: Read + Seek>(
     outer_name: Option<&str>,
     opts: &ImportOptions<'_>,
     sink: &mut dyn RowSink,
-) -> Result<Vec<CsvOutcome>, String> {
+) -> Result<Vec<CsvOutcome>, StoreError> {
     let type_for = |inner: &str| -> Result<String, String> {
         if let Some(t) = opts.report_type {
             return Ok(t.to_string());
@@ -642,7 +609,7 @@ pub fn import_bytes(
     name: &str,
     opts: &ImportOptions<'_>,
     sink: &mut dyn RowSink,
-) -> Result<Vec<CsvOutcome>, String> {
+) -> Result<Vec<CsvOutcome>, StoreError> {
     import_stream(
         Cursor::new(bytes),
         sniff(bytes),
@@ -661,7 +628,7 @@ fn import_eml(
     name: &str,
     opts: &ImportOptions<'_>,
     sink: &mut dyn RowSink,
-) -> Result<Vec<CsvOutcome>, String> {
+) -> Result<Vec<CsvOutcome>, StoreError> {
     use mail_parser::{MessageParser, MimeHeaders};
     let failed = |msg: String| CsvOutcome {
         location: shown.to_string(),
@@ -706,18 +673,19 @@ fn import_eml(
 mod tests {
     use super::*;
     use crate::scope::{AsnPrefixes, ScopeSnapshot};
-    use crate::store::PreparedBatch;
+    use crate::finding::FindingView;
+    use crate::store::sled_store::Encoded;
 
-    /// Stores each row twice: its view as it is, and an owned finding made from it.
+    /// Encodes each row twice: its view as it is, and an owned finding made from it.
     struct TwoPaths {
-        views: PreparedBatch,
-        owned: PreparedBatch,
+        views: Encoded,
+        owned: Encoded,
     }
 
     impl RowSink for TwoPaths {
-        fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
-            self.views.push_view(f).map_err(|e| e.to_string())?;
-            self.owned.push(f.to_finding()).map_err(|e| e.to_string())
+        fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError> {
+            self.views.view(f)?;
+            self.owned.finding(&f.to_finding())
         }
         fn rejected(&mut self, _e: RowError) {}
     }
@@ -828,19 +796,13 @@ mod tests {
             };
             for file in &files {
                 let mut sink = TwoPaths {
-                    views: PreparedBatch::new(now),
-                    owned: PreparedBatch::new(now),
+                    views: Encoded::new(now),
+                    owned: Encoded::new(now),
                 };
                 import_file(file, &opts, &mut sink).unwrap();
                 rows += sink.views.len();
                 assert_eq!(sink.views.len(), sink.owned.len(), "{}", file.display());
-                assert!(sink.views.buf == sink.owned.buf, "{}", file.display());
-                assert_eq!(
-                    format!("{:?}", sink.views.items),
-                    format!("{:?}", sink.owned.items),
-                    "{}",
-                    file.display()
-                );
+                assert!(sink.views == sink.owned, "{}", file.display());
             }
         }
         // Our fixtures alone give 9 good rows per scope.

@@ -1,18 +1,23 @@
 //! The core of `outwatch import shadowserver`: report files (and reports downloaded from a
 //! mail's links) read row by row into the store in bounded memory, and counted. The command
 //! (`src/commands/import_shadowserver.rs`) and the benchmark (`benches/shadowserver_import.rs`)
-//! both call [`import_files`]. Unlike a fetch, which hands its units to the pipeline, an import
-//! writes the store itself, through the store's bulk path ([`SortedIngest`]).
+//! both call [`import_files`]. The files are one unit of the apply path
+//! ([`crate::pipeline::apply`]): their findings and the run-log entry `import/shadowserver`
+//! (`partial` when a file could not be read) are written together.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::import::{ImportOptions, RowSink, import_bytes, import_file};
-use crate::finding::FindingView;
-use crate::sources::RowError;
-use crate::store::{SortedIngest, Store};
+use super::import::{CsvOutcome, ImportOptions, import_bytes, import_file};
+use crate::finding::{Finding, FindingView};
+use crate::pipeline::{Apply, FilesRead, RunKind};
+use crate::sources::{ReadError, RowError, RowSink, UnitError};
+use crate::store::{FetchRun, Store, StoreError};
 
 /// Error entries listed at most.
 pub const MAX_ERRORS: usize = 100;
@@ -31,46 +36,64 @@ pub struct ImportSummary {
     pub warning_details: Vec<RowError>,
 }
 
-/// Prepares findings and ingests them in home order ([`SortedIngest`]).
-struct StoreSink<'a> {
-    ingest: SortedIngest<'a>,
+/// What an import reads: files, reports downloaded from mail links, and the links that could
+/// not be downloaded (unreadable reports of the import).
+#[derive(Debug, Default)]
+pub struct Inputs<'a> {
+    pub files: &'a [PathBuf],
+    pub downloaded: &'a [Downloaded],
+    pub failed_links: &'a [RowError],
+}
+
+/// A report downloaded from a mail's link: where it is shown (`mail.eml!file.csv`), its file
+/// name (which names the report type) and its bytes.
+pub type Downloaded = (String, String, bytes::Bytes);
+
+/// What an import did: the summary, its run-log entry, and how many files (or reports inside
+/// them, or links) could not be read.
+#[derive(Debug)]
+pub struct Imported {
+    pub summary: ImportSummary,
+    pub run: FetchRun,
+    pub unreadable: usize,
+}
+
+/// The core sink between the reader and the apply path: shows progress and keeps the first
+/// [`MAX_ERRORS`] rejected rows and warnings for the summary.
+struct Progress<'a> {
+    inner: &'a mut dyn RowSink,
     /// Rows so far (good and rejected), shown by `bar`.
     rows: u64,
     bar: &'a ProgressBar,
-    in_scope: usize,
     rejected: Vec<RowError>,
-    rejected_total: usize,
     warnings: Vec<RowError>,
-    warnings_total: usize,
 }
 
-impl RowSink for StoreSink<'_> {
-    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), String> {
-        if f.in_scope {
-            self.in_scope += 1;
-        }
+impl RowSink for Progress<'_> {
+    fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError> {
         self.count_row();
-        // Encoded now, while the row is still in the CPU cache.
-        self.ingest
-            .push_view(f)
-            .map_err(|e| format!("storing the findings failed: {e}"))
+        self.inner.finding(f)
+    }
+    fn owned(&mut self, f: &Finding) -> Result<(), StoreError> {
+        self.count_row();
+        self.inner.owned(f)
     }
     fn rejected(&mut self, e: RowError) {
         self.count_row();
-        self.rejected_total += 1;
         if self.rejected.len() < MAX_ERRORS {
-            self.rejected.push(e);
+            self.rejected.push(e.clone());
         }
+        self.inner.rejected(e);
     }
     fn warning(&mut self, w: RowError) {
-        self.warnings_total += 1;
         if self.warnings.len() < MAX_ERRORS {
-            self.warnings.push(w);
+            self.warnings.push(w.clone());
         }
+        self.inner.warning(w);
     }
 }
 
-impl StoreSink<'_> {
+impl Progress<'_> {
     fn count_row(&mut self) {
         self.rows += 1;
         if self.rows.is_multiple_of(PROGRESS_EVERY) {
@@ -82,88 +105,116 @@ impl StoreSink<'_> {
 /// Rows between two updates of the progress line.
 const PROGRESS_EVERY: u64 = 8192;
 
-/// Imports files into `store`; used by the command and the benchmark. Large imports whose
-/// rows are not in address order spill sorted runs into `spill_dir` (the data folder: the store
-/// is there, and /tmp may be memory). Returns the summary, the number of findings in scope and
-/// the number of unreadable files (or reports inside).
-pub fn import_files(
-    store: &dyn Store,
-    spill_dir: &std::path::Path,
-    opts: &ImportOptions<'_>,
-    files: &[std::path::PathBuf],
-    now: chrono::DateTime<chrono::Utc>,
-    bar: &ProgressBar,
-) -> Result<(ImportSummary, usize, usize), String> {
-    import_files_with(store, spill_dir, opts, files, &[], now, bar)
+/// What the reader made of the files, besides the rows.
+#[derive(Debug, Default)]
+struct Read {
+    summary: ImportSummary,
+    /// Files, reports inside them and links that could not be read, with why.
+    failed: Vec<UnitError>,
+    /// Reports read to their end.
+    read: usize,
 }
 
-/// A report downloaded from a mail's link: where it is shown (`mail.eml!file.csv`), its file
-/// name (which names the report type) and its bytes.
-pub type Downloaded = (String, String, bytes::Bytes);
-
-/// [`import_files`], plus reports already downloaded from mail links.
-pub fn import_files_with(
-    store: &dyn Store,
-    spill_dir: &std::path::Path,
+/// Imports the inputs into `store` as one unit of the apply path (run `import/shadowserver`,
+/// observed at `now`, finished at `finished()`); used by the command and the benchmark.
+/// Large imports whose rows are not in address order are sorted through temporary files in the
+/// store's folder.
+pub fn import_files(
+    store: Arc<dyn Store>,
     opts: &ImportOptions<'_>,
-    files: &[std::path::PathBuf],
-    downloaded: &[Downloaded],
-    now: chrono::DateTime<chrono::Utc>,
+    inputs: &Inputs<'_>,
+    now: DateTime<Utc>,
+    finished: &dyn Fn() -> DateTime<Utc>,
     bar: &ProgressBar,
-) -> Result<(ImportSummary, usize, usize), String> {
-    let mut sink = StoreSink {
-        ingest: SortedIngest::new(store, now, spill_dir),
-        rows: 0,
-        bar,
-        in_scope: 0,
-        rejected: Vec::new(),
-        rejected_total: 0,
-        warnings: Vec::new(),
-        warnings_total: 0,
+) -> Result<Imported, StoreError> {
+    let apply = Apply::new(store, RunKind::Import("shadowserver".into()), now);
+    let read = |sink: &mut dyn RowSink| read_inputs(sink, opts, inputs, bar);
+    let ending = |r: &Read| {
+        FilesRead {
+            read: r.read,
+            failed: r.failed.clone(),
+        }
+        .ending()
     };
-    let mut summary = ImportSummary::default();
-    let mut file_errors = Vec::new();
-    let mut unreadable = 0usize;
-    let mut outcomes = Vec::new();
-    for (shown, name, bytes) in downloaded {
-        outcomes.extend(import_bytes(bytes, shown, name, opts, &mut sink)?);
-    }
-    for path in files {
-        summary.files += 1;
-        bar.set_message(format!("reading {}", path.display()));
-        outcomes.extend(import_file(path, opts, &mut sink)?);
-    }
-    for o in outcomes {
-        if o.rows > 0 || o.error.is_none() {
-            *summary.by_type.entry(o.report_type.clone()).or_default() += o.rows;
-        }
-        summary.rows += o.rows;
-        if let Some(e) = o.error {
-            unreadable += 1;
-            file_errors.push(RowError {
-                location: o.location,
-                message: e,
-            });
-        }
-    }
-    bar.set_position(sink.rows);
-    bar.set_message("writing to the store");
-    let stats = sink
-        .ingest
-        .finish()
-        .map_err(|e| format!("storing the findings failed: {e}"))?;
-    summary.rejected = sink.rejected_total;
-    summary.warnings = sink.warnings_total;
-    summary.warning_details = sink.warnings;
-    summary.imported = stats.new;
-    summary.duplicates = stats.updated + stats.duplicates;
-    let mut errors = file_errors;
-    errors.extend(sink.rejected);
-    errors.truncate(MAX_ERRORS);
-    summary.errors = errors;
+    let (run, _, read) = apply
+        .only_streamed(read, ending, finished)?
+        .map_err(|e| StoreError::Unread(ReadError::Unreadable(e.0)))?;
+    let mut summary = read.summary;
+    summary.imported = run.new;
+    summary.duplicates = run.accepted - run.new;
     debug_assert_eq!(
         summary.rows,
         summary.imported + summary.duplicates + summary.rejected
     );
-    Ok((summary, sink.in_scope, unreadable))
+    Ok(Imported {
+        summary,
+        unreadable: read.failed.len(),
+        run,
+    })
+}
+
+/// Reads every input into `sink`; the rows read and what else the reader saw.
+fn read_inputs(
+    sink: &mut dyn RowSink,
+    opts: &ImportOptions<'_>,
+    inputs: &Inputs<'_>,
+    bar: &ProgressBar,
+) -> Result<(usize, Read), ReadError> {
+    let mut p = Progress {
+        inner: sink,
+        rows: 0,
+        bar,
+        rejected: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut r = Read::default();
+    let mut outcomes = Vec::new();
+    for (shown, name, bytes) in inputs.downloaded {
+        outcomes.extend(import_bytes(bytes, shown, name, opts, &mut p)?);
+    }
+    for path in inputs.files {
+        r.summary.files += 1;
+        bar.set_message(format!("reading {}", path.display()));
+        outcomes.extend(import_file(path, opts, &mut p)?);
+    }
+    bar.set_position(p.rows);
+    bar.set_message("writing to the store");
+    let mut file_errors: Vec<RowError> = inputs.failed_links.to_vec();
+    tally_outcomes(outcomes, &mut r, &mut file_errors);
+    r.failed.extend(inputs.failed_links.iter().map(unit_error));
+    r.summary.warning_details = std::mem::take(&mut p.warnings);
+    file_errors.append(&mut p.rejected);
+    file_errors.truncate(MAX_ERRORS);
+    r.summary.errors = file_errors;
+    Ok((r.summary.rows, r))
+}
+
+/// Adds up what each report gave: rows by type, and the reports that could not be read.
+fn tally_outcomes(outcomes: Vec<CsvOutcome>, r: &mut Read, file_errors: &mut Vec<RowError>) {
+    for o in outcomes {
+        if o.rows > 0 || o.error.is_none() {
+            *r.summary.by_type.entry(o.report_type.clone()).or_default() += o.rows;
+        }
+        r.summary.rows += o.rows;
+        r.summary.rejected += o.rejected;
+        r.summary.warnings += o.warnings;
+        match o.error {
+            Some(e) => {
+                let e = RowError {
+                    location: o.location,
+                    message: e,
+                };
+                r.failed.push(unit_error(&e));
+                file_errors.push(e);
+            }
+            None => r.read += 1,
+        }
+    }
+}
+
+fn unit_error(e: &RowError) -> UnitError {
+    UnitError {
+        unit: e.location.clone(),
+        error: e.message.clone(),
+    }
 }

@@ -27,7 +27,10 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowReader, Source, SourceKind, StreamedUnit};
+use super::{
+    FetchContext, FetchError, FetchOutput, ReadError, RowReader, RowSink, Source, SourceKind,
+    StreamedUnit,
+};
 use crate::config::{Config, CronSchedule};
 use crate::secret::Secret;
 use api::{ApiClient, ReportEntry};
@@ -116,8 +119,12 @@ impl Source for ShadowserverSource {
                 &self.cfg.reports,
             )
             .await?;
-        let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
-        let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
+        let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY).await?.as_deref());
+        let mut seen: Ingested = ctx
+            .state
+            .get_json(INGESTED_STATE_KEY)
+            .await?
+            .unwrap_or_default();
         // A name is forgotten once it is old *and* no longer listed: a report that a listing
         // (or a mirror) keeps naming past the memory is never downloaded twice.
         let cutoff = today - chrono::Duration::days(REMEMBER_DAYS);
@@ -190,7 +197,7 @@ impl Source for ShadowserverSource {
                     downloaded += 1;
                     seen = remembered;
                 }
-                Err(e) => out.fail_unit(format!("report {entry}"), &FetchError::Format(e)),
+                Err(e) => out.fail_unit(format!("report {entry}"), &FetchError::Format(e.0)),
             }
         }
         tracing::info!(
@@ -230,9 +237,11 @@ impl ShadowserverSource {
             ))
         })?;
         client.download_to_file(entry, &mut file).await?;
-        let mut magic = [0u8; 2];
-        {
+        // Reading the file back is blocking work: off the async threads.
+        let (file, gz) = tokio::task::spawn_blocking(move || {
+            let mut file = file;
             use std::io::{Read, Seek};
+            let mut magic = [0u8; 2];
             let n = file
                 .read(&mut magic)
                 .map_err(|e| FetchError::Format(e.to_string()))?;
@@ -241,11 +250,14 @@ impl ShadowserverSource {
             }
             file.rewind()
                 .map_err(|e| FetchError::Format(e.to_string()))?;
-        }
-        let gz = magic == [0x1f, 0x8b];
-        if !gz {
-            super::check_complete_file(&mut file, true).map_err(FetchError::Format)?;
-        }
+            let gz = magic == [0x1f, 0x8b];
+            if !gz {
+                super::check_complete_file(&mut file, true).map_err(FetchError::Format)?;
+            }
+            Ok::<_, FetchError>((file, gz))
+        })
+        .await
+        .map_err(|e| FetchError::Format(format!("reading the report back failed: {e}")))??;
         let naming = RawNaming {
             prefix: format!("report {entry}"),
             separator: " line ",
@@ -253,7 +265,7 @@ impl ShadowserverSource {
         let scope = ctx.scope.clone();
         let schema = schema.clone();
         let rt = report_type.to_string();
-        Ok(Box::new(move |sink: &mut dyn import::RowSink| {
+        Ok(Box::new(move |sink: &mut dyn RowSink| {
             let body = std::io::BufReader::with_capacity(256 << 10, file);
             // A cut gzip stream fails its own length and CRC check while it is read.
             let outcome = if gz {
@@ -263,7 +275,7 @@ impl ShadowserverSource {
                 import::read_csv(body, &naming, &rt, &schema, &scope, sink)
             }?;
             match outcome.error {
-                Some(err) => Err(err),
+                Some(err) => Err(ReadError::Unreadable(err)),
                 None => Ok(outcome.rows),
             }
         }))

@@ -630,7 +630,7 @@ impl Source for SndsSource {
         };
         // Each page is a unit (a day of data.aspx, ipStatus.aspx): one that fails is named and
         // the others go on; a refused key fails them all, so it ends the fetch.
-        let mut memory: SndsMemory = ctx.state.get_json(MEMORY_STATE)?.unwrap_or_default();
+        let mut memory: SndsMemory = ctx.state.get_json(MEMORY_STATE).await?.unwrap_or_default();
         // Latest row per IP wins (yesterday over the day before).
         let mut per_ip: BTreeMap<IpAddr, DataHit> = BTreeMap::new();
         let mut pages = Vec::new();

@@ -15,8 +15,8 @@ use ipnet::IpNet;
 
 use super::{SledStore, corrupt, engine, opened};
 use crate::finding::{Finding, Status};
-use crate::store::keys;
-use crate::store::record::{self, FP_LEN, Header};
+use super::keys;
+use super::record::{self, FP_LEN, Header};
 use crate::store::{Flow, Query, QueryOptions, QueryTotals, Result};
 
 /// Posting entries gathered before their buckets are read: the first chunk is small so the first
@@ -345,7 +345,7 @@ fn walk_plain(
 ) -> Flow {
     for rec in record::records(plain) {
         let rec = rec.map_err(|e| corrupt(key, e))?;
-        let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, "bad record header"))?;
+        let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
         if !(pick.header)(&h)
             || !sink.wants(&h)
             || fps.is_some_and(|fps| fps.binary_search(&h.fp).is_err())

@@ -20,10 +20,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::SledStore;
 use super::prepared::PreparedBatch;
 use super::record::FP_LEN;
-use super::{IngestStats, Result, Store, StoreError};
-use crate::finding::FindingView;
+use super::write::Mode;
+use crate::finding::{Finding, FindingView};
+use crate::store::{FetchRun, IngestStats, Result, StateChange, StoreError};
 
 /// Findings per ingest call (each call is atomic and bounded in memory).
 pub const CHUNK: usize = 10_000;
@@ -32,8 +34,9 @@ pub const RUN_BYTES: usize = 32 << 20;
 
 /// Collects findings of one bulk import and ingests them in home order.
 pub struct SortedIngest<'s> {
-    store: &'s dyn Store,
+    store: &'s SledStore,
     now: DateTime<Utc>,
+    mode: Mode,
     run: PreparedBatch,
     spilled: Vec<File>,
     spill_dir: PathBuf,
@@ -45,24 +48,30 @@ pub struct SortedIngest<'s> {
 }
 
 impl<'s> SortedIngest<'s> {
-    /// Findings observed at `now`, spilled (when they must be) into `spill_dir`.
-    pub fn new(store: &'s dyn Store, now: DateTime<Utc>, spill_dir: &Path) -> Self {
-        Self::with_limits(store, now, spill_dir, RUN_BYTES, CHUNK)
+    /// Findings written by `mode` (observed at `now` when it merges), spilled (when they must
+    /// be) into `spill_dir`.
+    pub fn new(store: &'s SledStore, now: DateTime<Utc>, mode: Mode, spill_dir: &Path) -> Self {
+        Self::with_limits(store, now, mode, spill_dir, (RUN_BYTES, CHUNK))
     }
 
     /// [`SortedIngest::new`] with other run and chunk sizes (tests use tiny ones).
     pub fn with_limits(
-        store: &'s dyn Store,
+        store: &'s SledStore,
         now: DateTime<Utc>,
+        mode: Mode,
         spill_dir: &Path,
-        run_bytes: usize,
-        chunk: usize,
+        (run_bytes, chunk): (usize, usize),
     ) -> Self {
+        // Room for a whole run, so it never reallocates; it is emptied and reused.
+        let run = PreparedBatch::with_capacity(now, run_bytes.min(RUN_BYTES) + (1 << 20));
         SortedIngest {
             store,
             now,
-            // Room for a whole run, so it never reallocates; it is emptied and reused.
-            run: PreparedBatch::with_capacity(now, run_bytes.min(RUN_BYTES) + (1 << 20)),
+            mode,
+            run: match mode {
+                Mode::Merge(_) => run,
+                Mode::Replace => run.as_given(),
+            },
             spilled: Vec::new(),
             spill_dir: spill_dir.to_path_buf(),
             run_bytes,
@@ -83,6 +92,16 @@ impl<'s> SortedIngest<'s> {
     /// Adds a sealed finding.
     pub fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
         self.run.push_view(v)?;
+        self.after_push()
+    }
+
+    /// Adds an owned finding (sealed here when it is not).
+    pub fn push(&mut self, f: &Finding) -> Result<()> {
+        self.run.push(f)?;
+        self.after_push()
+    }
+
+    fn after_push(&mut self) -> Result<()> {
         if self.run.bytes() >= self.run_bytes {
             self.end_run()?;
         }
@@ -90,18 +109,30 @@ impl<'s> SortedIngest<'s> {
     }
 
     /// Runs spilled to disk so far.
+    #[cfg(test)]
     pub fn spilled_runs(&self) -> usize {
         self.spilled.len()
     }
 
-    /// Ingests what is left, then writes `state` in a batch of its own (so it lands only once
-    /// every finding did), and returns the statistics of the whole import.
-    pub fn finish_with_state(self, state: Vec<(String, Option<Vec<u8>>)>) -> Result<IngestStats> {
+    /// Ingests what is left, then writes `state` and the run-log entry `run` makes from the
+    /// statistics in a batch of their own (so they land only once every finding did), and
+    /// returns the statistics of the whole import.
+    pub fn finish_with(
+        self,
+        state: Vec<StateChange>,
+        run: Option<crate::store::RunEntry<'_>>,
+    ) -> Result<IngestStats> {
         let store = self.store;
-        let now = self.now;
         let stats = self.finish()?;
-        if !state.is_empty() {
-            store.ingest(Vec::new(), state, &super::IngestOptions { now })?;
+        let run: Option<FetchRun> = run.map(|make| make(&stats));
+        if !state.is_empty() || run.is_some() {
+            let _g = store.lock();
+            store.finish_batch(
+                sled::Batch::default(),
+                Default::default(),
+                state,
+                run.as_ref(),
+            )?;
         }
         Ok(stats)
     }
@@ -113,7 +144,7 @@ impl<'s> SortedIngest<'s> {
                 self.run.sort_by_home();
             }
             let all = 0..self.run.len();
-            let s = ingest_in_place(self.store, self.chunk, &self.run, all)?;
+            let s = ingest_in_place(self.store, self.mode, self.chunk, &self.run, all)?;
             self.stats.add(s);
         } else {
             if !self.run.is_empty() {
@@ -138,7 +169,7 @@ impl<'s> SortedIngest<'s> {
                 0 => self.run.len(),
                 n => n,
             };
-            let s = ingest_in_place(self.store, self.chunk, &self.run, 0..keep)?;
+            let s = ingest_in_place(self.store, self.mode, self.chunk, &self.run, 0..keep)?;
             self.stats.add(s);
             self.run.keep_from(keep);
         } else {
@@ -158,11 +189,14 @@ impl<'s> SortedIngest<'s> {
             }
         }
         let mut out = PreparedBatch::new(self.now);
+        if let Mode::Replace = self.mode {
+            out = out.as_given();
+        }
         // Ties go to the earlier run, so rows of one home keep their order.
         while let Some(Reverse((mut home, i))) = heap.pop() {
             if out.len() >= self.chunk && out.last_home() != Some(&home[..]) {
                 self.stats
-                    .add(self.store.ingest_prepared(&out, 0..out.len(), Vec::new())?);
+                    .add(self.store.ingest_prepared(&out, 0..out.len(), self.mode)?);
                 out.clear();
             }
             let s = &mut sources[i];
@@ -175,7 +209,7 @@ impl<'s> SortedIngest<'s> {
         }
         if !out.is_empty() {
             self.stats
-                .add(self.store.ingest_prepared(&out, 0..out.len(), Vec::new())?);
+                .add(self.store.ingest_prepared(&out, 0..out.len(), self.mode)?);
         }
         Ok(())
     }
@@ -184,18 +218,16 @@ impl<'s> SortedIngest<'s> {
 /// Writes a run, sorted by home, to an anonymous temporary file in `dir`, rewound.
 fn spill(dir: &Path, run: &mut PreparedBatch) -> Result<File> {
     run.sort_by_home();
-    let io = |e: std::io::Error| {
-        StoreError::Engine(format!(
-            "cannot use a temporary file in {} for the import: {e}",
-            dir.display()
-        ))
+    let io = |cause: std::io::Error| StoreError::TempFile {
+        dir: dir.display().to_string(),
+        cause,
     };
     let file = tempfile::tempfile_in(dir).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     for it in &run.items {
         let (home, rec, posts) = (run.slice(it.home), run.slice(it.rec), run.slice(it.posts));
         let home_len = u16::try_from(home.len()).map_err(|_| {
-            StoreError::Engine(format!("a home key of {} bytes is too long", home.len()))
+            StoreError::Refused(format!("a home key of {} bytes is too long", home.len()))
         })?;
         w.write_all(&it.fp).map_err(io)?;
         w.write_all(&home_len.to_le_bytes()).map_err(io)?;
@@ -214,7 +246,8 @@ fn spill(dir: &Path, run: &mut PreparedBatch) -> Result<File> {
 /// Ingests the `items` of a batch in home order, in place: calls of about `chunk` findings,
 /// cut between homes.
 fn ingest_in_place(
-    store: &dyn Store,
+    store: &SledStore,
+    mode: Mode,
     chunk: usize,
     batch: &PreparedBatch,
     items: std::ops::Range<usize>,
@@ -228,7 +261,7 @@ fn ingest_in_place(
         {
             end += 1;
         }
-        stats.add(store.ingest_prepared(batch, start..end, Vec::new())?);
+        stats.add(store.ingest_prepared(batch, start..end, mode)?);
         start = end;
     }
     Ok(stats)
@@ -257,8 +290,9 @@ impl Source {
 
     /// Reads the next entry; false at the end of the run.
     fn advance(&mut self) -> Result<bool> {
-        let io = |e: std::io::Error| {
-            StoreError::Engine(format!("cannot read the import's temporary file: {e}"))
+        let io = |cause: std::io::Error| StoreError::TempFile {
+            dir: "the import's temporary file".into(),
+            cause,
         };
         let mut head = [0u8; FP_LEN + 10];
         match self.r.read_exact(&mut head) {
@@ -293,7 +327,7 @@ impl Source {
 mod tests {
     use super::*;
     use crate::finding::{Classification, Finding, Severity};
-    use crate::store::{IngestOptions, Query, QueryOptions, SledStore, Store};
+    use crate::store::{IngestOptions, Query, QueryOptions, Store};
 
     /// Findings over a few /24s and domain groups, some repeated with other extra values.
     fn findings(n: usize) -> Vec<Finding> {
@@ -345,7 +379,7 @@ mod tests {
             .unwrap();
         let d2 = tempfile::tempdir().unwrap();
         let s = SledStore::open(d2.path()).unwrap();
-        let mut si = SortedIngest::with_limits(&s, now(), d2.path(), run_bytes, chunk);
+        let mut si = SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d2.path(), (run_bytes, chunk));
         for f in fs {
             si.push_view(&f.view()).unwrap();
         }
@@ -382,7 +416,7 @@ mod tests {
         fs.sort_by_key(|f| f.ip);
         let d = tempfile::tempdir().unwrap();
         let s = SledStore::open(d.path()).unwrap();
-        let mut si = SortedIngest::with_limits(&s, now(), d.path(), 4 << 10, 7).deferred();
+        let mut si = SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d.path(), (4 << 10, 7)).deferred();
         for f in &fs {
             si.push_view(&f.view()).unwrap();
         }
@@ -390,12 +424,12 @@ mod tests {
         assert_eq!(s.count().unwrap(), 0);
         drop(si);
         assert_eq!(s.count().unwrap(), 0);
-        let mut si = SortedIngest::with_limits(&s, now(), d.path(), 4 << 10, 7).deferred();
+        let mut si = SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d.path(), (4 << 10, 7)).deferred();
         for f in &fs {
             si.push_view(&f.view()).unwrap();
         }
         let st = si
-            .finish_with_state(vec![("k".into(), Some(b"v".to_vec()))])
+            .finish_with(vec![("k".into(), Some(b"v".to_vec()))], None)
             .unwrap();
         assert_eq!(st.new + st.duplicates, fs.len());
         assert_eq!(s.count().unwrap(), st.new);

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::keys;
 use super::record::{self, FP_LEN};
-use super::{Result, StoreError};
 use crate::finding::{Finding, FindingView, HistoryEntry, Status};
+use crate::store::{Result, StoreError};
 
 /// Byte ranges of one prepared finding inside [`PreparedBatch`]'s buffer.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +20,8 @@ pub(crate) struct Item {
 }
 
 /// A chunk of findings, each sealed and encoded as the record of a *new* finding observed at
-/// `now` (the store merges it into its stored twin when there is one).
+/// `now` (the store merges it into its stored twin when there is one), or, for a restore,
+/// as given.
 #[derive(Debug)]
 pub struct PreparedBatch {
     pub(crate) now: DateTime<Utc>,
@@ -30,6 +31,8 @@ pub struct PreparedBatch {
     scratch: Vec<u8>,
     /// The history of a new finding: `new` at `now`.
     new_history: Vec<HistoryEntry>,
+    /// Findings are kept as given (a restore), not stamped new.
+    as_given: bool,
 }
 
 fn at(n: usize) -> u32 {
@@ -55,7 +58,14 @@ impl PreparedBatch {
                 at: now,
                 event: "new".into(),
             }],
+            as_given: false,
         }
+    }
+
+    /// A batch whose findings keep the life cycle they are given (a restore).
+    pub fn as_given(mut self) -> Self {
+        self.as_given = true;
+        self
     }
 
     /// Findings in the batch.
@@ -72,43 +82,72 @@ impl PreparedBatch {
         self.buf.len() + self.items.len() * std::mem::size_of::<Item>()
     }
 
-    /// Seals `f` and appends it as a new finding's record, with its home and its postings.
-    pub fn push(&mut self, mut f: Finding) -> Result<()> {
-        if f.fingerprint.is_empty() {
-            f.seal();
-        }
-        let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| StoreError::Corrupt {
-            what: "finding".into(),
-            reason: format!("bad fingerprint `{}`", f.fingerprint),
+    /// Appends `f` (sealed here when it is not): as a new finding's record, or as given.
+    pub fn push(&mut self, f: &Finding) -> Result<()> {
+        let sealed;
+        let f = if f.fingerprint.is_empty() {
+            let mut g = f.clone();
+            g.seal();
+            sealed = g;
+            &sealed
+        } else {
+            f
+        };
+        let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
+            StoreError::corrupt(
+                "finding",
+                format!("bad fingerprint `{}`", crate::text::clip(&f.fingerprint, 40)),
+            )
         })?;
+        if self.as_given {
+            return self.push_encoded_with(&f.view(), fp, |buf| record::encode_finding(f, &fp, buf));
+        }
         self.push_sealed(&f.view(), fp)
     }
 
-    /// Appends a sealed view (see [`FindingView`]) as a new finding, without an owned copy.
+    /// Appends a sealed view (see [`FindingView`]) as a new finding (or as given), without an
+    /// owned copy.
     pub fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
-        self.push_sealed(v, v.fingerprint())
+        let fp = v.fingerprint();
+        if self.as_given {
+            return self.push_encoded_with(v, fp, |buf| record::encode(v, &fp, buf));
+        }
+        self.push_sealed(v, fp)
     }
 
     fn push_sealed(&mut self, v: &FindingView<'_>, fp: [u8; FP_LEN]) -> Result<()> {
-        // The life cycle of a new finding, as `stamp_new` sets it.
+        // The life cycle of a new finding, as `lifecycle::stamp_new` sets it.
+        let history = std::mem::take(&mut self.new_history);
         let v = FindingView {
             first_seen: self.now,
             last_seen: self.now,
             times_seen: 1,
             status: Status::New,
-            history: &self.new_history,
+            history: &history,
             ..*v
         };
+        let r = self.push_encoded_with(&v, fp, |buf| record::encode(&v, &fp, buf));
+        self.new_history = history;
+        r
+    }
+
+    /// Appends the home of `v`, the record `encode` writes and `v`'s postings.
+    fn push_encoded_with(
+        &mut self,
+        v: &FindingView<'_>,
+        fp: [u8; FP_LEN],
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), record::RecordError>,
+    ) -> Result<()> {
         let h0 = self.buf.len();
-        keys::home_into(&v, &mut self.home);
+        keys::home_into(v, &mut self.home);
         self.buf.extend_from_slice(&self.home);
         let r0 = self.buf.len();
-        if let Err(e) = record::encode(&v, &fp, &mut self.buf) {
+        if let Err(e) = encode(&mut self.buf) {
             self.buf.truncate(h0);
-            return Err(StoreError::Engine(e));
+            return Err(StoreError::backend(e));
         }
         let p0 = self.buf.len();
-        for d in keys::posting_domains(&v, &self.home) {
+        for d in keys::posting_domains(v, &self.home) {
             keys::posting_key_into(d, &mut self.scratch);
             self.buf
                 .extend_from_slice(&(self.scratch.len() as u16).to_le_bytes());
@@ -218,19 +257,6 @@ impl PreparedBatch {
             rest = r;
             Some((k, e))
         })
-    }
-
-    /// The findings `items` back (for stores without a prepared path).
-    pub fn findings(&self, items: std::ops::Range<usize>) -> Result<Vec<Finding>> {
-        self.items[items]
-            .iter()
-            .map(|i| {
-                record::decode(self.slice(i.rec)).map_err(|e| StoreError::Corrupt {
-                    what: "prepared finding".into(),
-                    reason: e,
-                })
-            })
-            .collect()
     }
 }
 

@@ -27,11 +27,45 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::view::PartBuf;
 use crate::finding::{
-    Classification, ExtraVal, ExtraView, Finding, FindingView, HistoryEntry, Severity, Status,
+    Classification, ExtraVal, ExtraView, Finding, FindingView, HistoryEntry, Observation, Severity,
+    Status,
 };
 
 /// Length of a binary fingerprint.
 pub const FP_LEN: usize = 16;
+
+/// What is wrong with a stored value (or a finding that cannot be encoded).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("bad record header")]
+    Header,
+    #[error("bad record body: {0}")]
+    Body(#[source] postcard::Error),
+    #[error("cannot encode finding: {0}")]
+    Encode(#[source] postcard::Error),
+    #[error("bad {0} in record")]
+    Field(&'static str),
+    #[error("truncated record in bucket")]
+    Truncated,
+    #[error("bad bucket header")]
+    BucketHeader,
+    #[error("truncated posting value")]
+    PostingTruncated,
+    #[error("{what} claims {len} bytes")]
+    TooLarge { what: &'static str, len: usize },
+    #[error("bad {what} block: {cause}")]
+    Block {
+        what: &'static str,
+        #[source]
+        cause: lz4_flex::block::DecompressError,
+    },
+    #[error("{what} block is {got} bytes, expected {len}")]
+    BlockLength {
+        what: &'static str,
+        got: usize,
+        len: usize,
+    },
+}
 
 /// Version byte of a bucket value.
 const BUCKET_V2: u8 = 2;
@@ -317,7 +351,11 @@ fn short(s: &str) -> &[u8] {
 }
 
 /// Appends the record of `f` (fingerprint `fp`) to `out`.
-pub fn encode(f: &FindingView<'_>, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode(
+    f: &FindingView<'_>,
+    fp: &[u8; FP_LEN],
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     out.extend_from_slice(fp);
     out.push(status_code(f.status));
     out.extend_from_slice(&f.last_seen.timestamp_micros().to_be_bytes());
@@ -355,8 +393,58 @@ pub fn encode(f: &FindingView<'_>, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Resu
         identity: f.identity,
         history: HistoryOut(f.history),
     };
-    postcard::serialize_with_flavor(&body, Append(out))
-        .map_err(|e| format!("cannot encode finding: {e}"))
+    postcard::serialize_with_flavor(&body, Append(out)).map_err(RecordError::Encode)
+}
+
+/// Appends the record of an owned finding: [`encode`], then its earlier observations when it
+/// has any (a trailing part that readers of records without it never see: a record of a
+/// finding without earlier observations is byte for byte what [`encode`] of its view writes).
+pub fn encode_finding(f: &Finding, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Result<(), RecordError> {
+    encode(&f.view(), fp, out)?;
+    if f.observations.is_empty() && f.observations_dropped == 0 {
+        return Ok(());
+    }
+    let obs = ObservationsOut {
+        list: ObservationList(&f.observations),
+        dropped: f.observations_dropped,
+    };
+    postcard::serialize_with_flavor(&obs, Append(out)).map_err(RecordError::Encode)
+}
+
+/// The trailing part of a record with earlier observations, as written.
+#[derive(Serialize)]
+struct ObservationsOut<'a> {
+    list: ObservationList<'a>,
+    dropped: u64,
+}
+
+struct ObservationList<'a>(&'a [Observation]);
+
+impl Serialize for ObservationList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|o| {
+            (
+                o.time_source.map(time),
+                ObjOutMap(&o.differs),
+            )
+        }))
+    }
+}
+
+/// A map of JSON values written as `extra` is.
+struct ObjOutMap<'a>(&'a std::collections::BTreeMap<String, serde_json::Value>);
+
+impl Serialize for ObjOutMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| (k.as_str(), ValOut(v))))
+    }
+}
+
+/// The trailing part of a record, as read back.
+#[derive(Deserialize)]
+struct ObservationsIn<'a> {
+    list: Vec<(Option<Time>, Vec<(Cow<'a, str>, Val<'a>)>)>,
+    dropped: u64,
 }
 
 /// A postcard flavor appending to a borrowed buffer.
@@ -390,10 +478,33 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Decodes a whole record.
-pub fn decode(rec: &[u8]) -> Result<Finding, String> {
-    let (h, body) = header(rec).ok_or("bad record header")?;
-    let b: Body<'_> = postcard::from_bytes(body).map_err(|e| format!("bad record body: {e}"))?;
-    let bad_time = || "bad time in record".to_string();
+pub fn decode(rec: &[u8]) -> Result<Finding, RecordError> {
+    let (h, body) = header(rec).ok_or(RecordError::Header)?;
+    let (b, rest): (Body<'_>, &[u8]) =
+        postcard::take_from_bytes(body).map_err(RecordError::Body)?;
+    let bad_time = || RecordError::Field("time");
+    let (observations, observations_dropped) = if rest.is_empty() {
+        (Vec::new(), 0)
+    } else {
+        let o: ObservationsIn<'_> = postcard::from_bytes(rest).map_err(RecordError::Body)?;
+        let list = o
+            .list
+            .into_iter()
+            .map(|(t, differs)| {
+                Ok(Observation {
+                    time_source: match t {
+                        Some(t) => Some(from_time(t).ok_or_else(bad_time)?),
+                        None => None,
+                    },
+                    differs: differs
+                        .into_iter()
+                        .map(|(k, v)| (k.into_owned(), v.into_json()))
+                        .collect(),
+                })
+            })
+            .collect::<Result<_, RecordError>>()?;
+        (list, o.dropped)
+    };
     Ok(Finding {
         fingerprint: hex::encode(h.fp),
         source: text(h.source),
@@ -403,7 +514,7 @@ pub fn decode(rec: &[u8]) -> Result<Finding, String> {
             kind: b.kind.into_owned(),
             identifier: b.identifier.into_owned(),
         },
-        ip: ip_from(h.ip).ok_or("bad address in record header")?,
+        ip: ip_from(h.ip).ok_or(RecordError::Field("address"))?,
         network: b.network,
         port: b.port,
         protocol: b.protocol.map(Cow::into_owned),
@@ -419,7 +530,7 @@ pub fn decode(rec: &[u8]) -> Result<Finding, String> {
         first_seen: from_time(b.first_seen).ok_or_else(bad_time)?,
         last_seen: from_time(b.last_seen).ok_or_else(bad_time)?,
         times_seen: b.times_seen,
-        status: status_of(h.status).ok_or("bad status in record header")?,
+        status: status_of(h.status).ok_or(RecordError::Field("status"))?,
         in_scope: b.in_scope,
         extra: b
             .extra
@@ -437,7 +548,9 @@ pub fn decode(rec: &[u8]) -> Result<Finding, String> {
                     event: e.into_owned(),
                 })
             })
-            .collect::<Result<_, String>>()?,
+            .collect::<Result<_, RecordError>>()?,
+        observations,
+        observations_dropped,
     })
 }
 
@@ -526,7 +639,7 @@ impl BucketWriter {
     }
 
     /// Encodes and appends a finding.
-    pub fn push(&mut self, f: &Finding, fp: &[u8; FP_LEN]) -> Result<(), String> {
+    pub fn push(&mut self, f: &Finding, fp: &[u8; FP_LEN]) -> Result<(), RecordError> {
         match f.ip {
             Some(ip) => {
                 let (b, n) = ip_bytes(ip);
@@ -536,7 +649,7 @@ impl BucketWriter {
         }
         let at = self.plain.len();
         self.plain.extend_from_slice(&[0; 4]);
-        if let Err(e) = encode(&f.view(), fp, &mut self.plain) {
+        if let Err(e) = encode_finding(f, fp, &mut self.plain) {
             self.plain.truncate(at);
             self.addrs.pop();
             return Err(e);
@@ -560,7 +673,7 @@ impl BucketWriter {
 
     /// Every record's address, from what was noted while pushing when that covers every
     /// record, else from the headers; and whether they are in address order.
-    fn addresses(&self) -> Result<(Cow<'_, [Addr]>, bool), String> {
+    fn addresses(&self) -> Result<(Cow<'_, [Addr]>, bool), RecordError> {
         if self.addrs.len() == self.count as usize {
             return Ok((Cow::Borrowed(&self.addrs), !self.out_of_order));
         }
@@ -568,8 +681,8 @@ impl BucketWriter {
         let mut at = 0;
         for r in records(&self.plain) {
             let r = r?;
-            let (h, _) = header(r).ok_or("bad record header")?;
-            v.push(Addr::new(at, h.ip).ok_or("bad record address")?);
+            let (h, _) = header(r).ok_or(RecordError::Header)?;
+            v.push(Addr::new(at, h.ip).ok_or(RecordError::Field("address"))?);
             at += 4 + r.len();
         }
         let sorted = v.windows(2).all(|w| w[0].ip() <= w[1].ip());
@@ -577,13 +690,13 @@ impl BucketWriter {
     }
 
     /// The record whose length prefix starts at `at`.
-    fn record_at(&self, at: u32) -> Result<&[u8], String> {
+    fn record_at(&self, at: u32) -> Result<&[u8], RecordError> {
         let at = at as usize;
         self.plain
             .get(at..at + 4)
             .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize)
             .and_then(|n| self.plain.get(at + 4..at + 4 + n))
-            .ok_or_else(|| "truncated record in bucket".into())
+            .ok_or(RecordError::Truncated)
     }
 
     /// Finishes a range bucket: the records in address order (a stable sort: records of one
@@ -597,7 +710,7 @@ impl BucketWriter {
         max: usize,
         out: &mut Vec<u8>,
         emit: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         let (addrs, sorted) = self.addresses()?;
         let first_ip = |i: usize| addrs.get(i).map_or(&[][..], Addr::ip);
         let pieces = self.plain.len().div_ceil(max.max(1)).max(1);
@@ -669,9 +782,9 @@ pub fn bucket_count(v: &[u8]) -> Option<usize> {
 }
 
 /// Decompresses a bucket value into its run of records (read them with [`records`]).
-pub fn open_bucket(v: &[u8]) -> Result<Vec<u8>, String> {
+pub fn open_bucket(v: &[u8]) -> Result<Vec<u8>, RecordError> {
     if v.len() < BUCKET_HEAD || v[0] != BUCKET_V2 {
-        return Err("bad bucket header".into());
+        return Err(RecordError::BucketHeader);
     }
     let len = u32::from_le_bytes(v[5..9].try_into().expect("4 bytes")) as usize;
     decompress(&v[BUCKET_HEAD..], len, "bucket")
@@ -693,15 +806,15 @@ fn compress_after(head: &[u8], plain: &[u8], out: &mut Vec<u8>) {
 
 /// Decompresses an LZ4 block that must hold `len` bytes (at most [`MAX_PLAIN`]: a corrupt
 /// length must not allocate GiBs).
-fn decompress(block: &[u8], len: usize, what: &str) -> Result<Vec<u8>, String> {
+fn decompress(block: &[u8], len: usize, what: &'static str) -> Result<Vec<u8>, RecordError> {
     if len > MAX_PLAIN {
-        return Err(format!("{what} claims {len} bytes"));
+        return Err(RecordError::TooLarge { what, len });
     }
     let mut out = vec![0u8; len];
     let n = lz4_flex::block::decompress_into(block, &mut out)
-        .map_err(|e| format!("bad {what} block: {e}"))?;
+        .map_err(|cause| RecordError::Block { what, cause })?;
     if n != len {
-        return Err(format!("{what} block is {n} bytes, expected {len}"));
+        return Err(RecordError::BlockLength { what, got: n, len });
     }
     Ok(out)
 }
@@ -713,14 +826,14 @@ fn decompress(block: &[u8], len: usize, what: &str) -> Result<Vec<u8>, String> {
 const POSTINGS_LZ4: [u8; 2] = [0xFF, 0x00];
 
 /// The plain entries of a posting value, compressed or plain.
-pub fn posting_entries(v: &[u8]) -> Result<Cow<'_, [u8]>, String> {
+pub fn posting_entries(v: &[u8]) -> Result<Cow<'_, [u8]>, RecordError> {
     let Some(rest) = v.strip_prefix(&POSTINGS_LZ4[..]) else {
         return Ok(Cow::Borrowed(v));
     };
     let len = rest
         .get(..4)
         .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-        .ok_or("truncated posting value")?;
+        .ok_or(RecordError::PostingTruncated)?;
     decompress(&rest[4..], len, "posting list").map(Cow::Owned)
 }
 
@@ -745,7 +858,7 @@ pub struct Records<'a> {
 }
 
 impl<'a> Iterator for Records<'a> {
-    type Item = Result<&'a [u8], String>;
+    type Item = Result<&'a [u8], RecordError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -763,287 +876,11 @@ impl<'a> Iterator for Records<'a> {
             }
             None => {
                 self.rest = &[];
-                Some(Err("truncated record in bucket".into()))
+                Some(Err(RecordError::Truncated))
             }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn sample() -> Finding {
-        let mut f = Finding::new(
-            "shadowserver",
-            "scan_dns",
-            Classification::new("", "vulnerable-system", "open-dns"),
-            Severity::Medium,
-        );
-        f.ip = Some("2001:db8::7".parse().unwrap());
-        f.network = Some("2001:db8::/48".parse().unwrap());
-        f.port = Some(53);
-        f.protocol = Some("udp".into());
-        f.asn = Some(64496);
-        f.domain = Some("ns.example.org".into());
-        f.url = Some("http://ns.example.org/<script>".into());
-        f.time_source = Some(DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap());
-        f.first_seen = DateTime::from_timestamp(1_790_000_100, 1).unwrap();
-        f.last_seen = DateTime::from_timestamp(1_790_000_200, 999_999_999).unwrap();
-        f.times_seen = 3;
-        f.status = Status::Resolved;
-        f.in_scope = false;
-        f.extra.insert("tags".into(), json!(["a", "b"]));
-        f.extra.insert("count".into(), json!(-4));
-        f.extra.insert("big".into(), json!(u64::MAX));
-        f.extra.insert("ratio".into(), json!(2.5));
-        f.extra
-            .insert("nested".into(), json!({"x": null, "y": true, "z": "ü"}));
-        f.raw = Some("file.csv:12".into());
-        f.identity = vec!["Adobe".into()];
-        f.push_history(f.first_seen, "new");
-        f.push_history(f.last_seen, "resolved");
-        f.seal();
-        f
-    }
-
-    #[test]
-    fn record_round_trip_keeps_every_field() {
-        let mut bare = Finding::new(
-            "hibp",
-            "breaches",
-            Classification::default(),
-            Severity::Info,
-        );
-        bare.seal();
-        for f in [sample(), bare] {
-            let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
-            let mut v = Vec::new();
-            encode(&f.view(), &fp, &mut v).unwrap();
-            let (h, _) = header(&v).unwrap();
-            assert_eq!(h.fp, fp);
-            assert_eq!(h.last_seen_micros, f.last_seen.timestamp_micros());
-            assert_eq!(h.status, status_code(f.status));
-            assert_eq!((h.source, h.feed), (f.source.as_bytes(), f.feed.as_bytes()));
-            assert_eq!(decode(&v).unwrap(), f);
-        }
-    }
-
-    #[test]
-    fn range_buckets_split_in_address_order_never_inside_an_address() {
-        let mut w = BucketWriter::default();
-        let mut fs = Vec::new();
-        for i in [9u8, 3, 7, 3, 1, 5, 7, 7, 2, 8] {
-            let mut f = sample();
-            f.ip = Some(format!("192.0.2.{i}").parse().unwrap());
-            f.network = None;
-            f.port = Some(u16::from(i) * 100 + fs.len() as u16);
-            f.seal();
-            w.push(&f, &crate::store::keys::fp_bytes(&f.fingerprint).unwrap())
-                .unwrap();
-            fs.push(f);
-        }
-        let per = w.plain_len() / 10;
-        let mut pieces: Vec<(Vec<u8>, Vec<Finding>)> = Vec::new();
-        let mut out = Vec::new();
-        w.finish_split(per * 3, &mut out, &mut |first, v| {
-            let plain = open_bucket(v).unwrap();
-            let got = records(&plain)
-                .map(|r| decode(r.unwrap()).unwrap())
-                .collect();
-            pieces.push((first.to_vec(), got));
-        })
-        .unwrap();
-        assert!(pieces.len() >= 3, "{}", pieces.len());
-        let all: Vec<&Finding> = pieces.iter().flat_map(|p| &p.1).collect();
-        assert_eq!(all.len(), 10);
-        // In address order; records of one address keep their order and stay together.
-        let addrs: Vec<_> = all.iter().map(|f| f.ip.unwrap()).collect();
-        assert!(addrs.windows(2).all(|w| w[0] <= w[1]));
-        let sevens: Vec<_> = all
-            .iter()
-            .filter(|f| f.ip == fs[2].ip)
-            .map(|f| f.port)
-            .collect();
-        assert_eq!(sevens, vec![fs[2].port, fs[6].port, fs[7].port]);
-        for (i, (first, recs)) in pieces.iter().enumerate() {
-            let (b, n) = ip_bytes(recs[0].ip.unwrap());
-            assert_eq!(&first[..], &b[..n]);
-            if let Some(next) = pieces.get(i + 1) {
-                assert!(recs.last().unwrap().ip < next.1[0].ip);
-            }
-        }
-        // A small sorted bucket stays whole.
-        let mut one = 0;
-        w.finish_split(usize::MAX, &mut out, &mut |_, _| one += 1)
-            .unwrap();
-        assert_eq!(one, 1);
-    }
-
-    /// The pieces of a range bucket are the same whether the writer noted every record's
-    /// address while pushing or reads them from the headers, in address order or not.
-    #[test]
-    fn noted_addresses_split_like_read_ones() {
-        let mut recs = Vec::new();
-        for i in 0..40u32 {
-            let mut f = sample();
-            f.ip = Some(std::net::Ipv4Addr::from(0x0a00_0000 + i / 2).into());
-            f.network = None;
-            f.port = Some(i as u16);
-            f.seal();
-            let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
-            let mut r = Vec::new();
-            encode(&f.view(), &fp, &mut r).unwrap();
-            recs.push((ip_bytes(f.ip.unwrap()), r));
-        }
-        // (address bytes and length, record) per record.
-        type Recs = [(([u8; 16], usize), Vec<u8>)];
-        let pieces = |recs: &Recs, noted: bool, max: usize| {
-            let mut w = BucketWriter::default();
-            for ((b, n), r) in recs {
-                if noted {
-                    w.push_raw_at(r, &b[..*n]);
-                } else {
-                    w.push_raw(r);
-                }
-            }
-            let mut got = Vec::new();
-            let mut out = Vec::new();
-            w.finish_split(max, &mut out, &mut |first, v| {
-                got.push((first.to_vec(), v.to_vec()))
-            })
-            .unwrap();
-            got
-        };
-        let total: usize = recs.iter().map(|r| r.1.len() + 4).sum();
-        let mut shuffled = recs.clone();
-        shuffled.reverse();
-        shuffled.swap(3, 17);
-        for max in [usize::MAX, total / 5, total / 3, 1] {
-            let want = pieces(&recs, false, max);
-            assert_eq!(pieces(&recs, true, max), want);
-            // Out of order, the same addresses: sorted stably, so records of one address
-            // keep their (changed) order; the cuts and first addresses are the same.
-            let a = pieces(&shuffled, true, max);
-            let b = pieces(&shuffled, false, max);
-            assert_eq!(a, b);
-            let firsts =
-                |p: &[(Vec<u8>, Vec<u8>)]| p.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
-            assert_eq!(firsts(&a), firsts(&want));
-            if max == 1 {
-                // Never cut inside an address: 20 addresses, 20 pieces.
-                assert_eq!(want.len(), 20);
-            }
-            let n: usize = want.iter().map(|p| bucket_count(&p.1).unwrap()).sum();
-            assert_eq!(n, 40);
-        }
-    }
-
-    #[test]
-    fn bucket_round_trip_and_corruption() {
-        let f = sample();
-        let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
-        let mut w = BucketWriter::default();
-        w.push(&f, &fp).unwrap();
-        let mut one = Vec::new();
-        encode(&f.view(), &fp, &mut one).unwrap();
-        w.push_raw(&one);
-        let v = w.finish();
-        assert_eq!(bucket_count(&v), Some(2));
-        let plain = open_bucket(&v).unwrap();
-        let recs: Vec<_> = records(&plain).collect::<Result<_, _>>().unwrap();
-        assert_eq!(recs, vec![&one[..], &one[..]]);
-        // Damage never panics: it is an error.
-        assert!(open_bucket(&v[..v.len() - 3]).is_err());
-        assert!(open_bucket(b"\x02\x01\x00\x00\x00\xff\xff\xff\xff").is_err());
-        assert!(records(&plain[..plain.len() - 1]).any(|r| r.is_err()));
-        assert!(decode(&one[..20]).is_err());
-        assert!(decode(&one[..one.len() - 2]).is_err());
-    }
-
-    /// Nothing panics on a damaged value: arbitrary bytes and mutated real records, buckets
-    /// and posting lists are read as errors or as something (issue #11, item 3). Cases: 256
-    /// in the suite, `PROPTEST_CASES` for a longer run (README, "Testing").
-    mod properties {
-        use super::*;
-        use proptest::prelude::*;
-        use proptest::sample::Index;
-
-        fn config() -> ProptestConfig {
-            let mut c = ProptestConfig::default();
-            if std::env::var_os("PROPTEST_CASES").is_none() {
-                c.cases = 256;
-            }
-            c
-        }
-
-        fn read_all(v: &[u8]) {
-            let _ = header(v);
-            let _ = decode(v);
-            let _ = bucket_count(v);
-            if let Ok(plain) = open_bucket(v) {
-                for r in records(&plain).flatten() {
-                    let _ = decode(r);
-                }
-            }
-            for r in records(v).flatten() {
-                let _ = decode(r);
-            }
-            if let Ok(p) = posting_entries(v) {
-                let _ = crate::store::keys::postings(&p).count();
-            }
-        }
-
-        fn valid_values() -> Vec<Vec<u8>> {
-            let f = sample();
-            let fp = crate::store::keys::fp_bytes(&f.fingerprint).unwrap();
-            let mut one = Vec::new();
-            encode(&f.view(), &fp, &mut one).unwrap();
-            let mut w = BucketWriter::default();
-            w.push(&f, &fp).unwrap();
-            w.push_raw(&one);
-            let mut entries = Vec::new();
-            crate::store::keys::push_posting("shop.example.org", &fp, b"\x04home", &mut entries);
-            crate::store::keys::push_posting("www.example.org", &fp, b"\x04home", &mut entries);
-            vec![one, w.finish(), pack_postings(&entries), entries]
-        }
-
-        proptest! {
-            #![proptest_config(config())]
-
-            #[test]
-            fn arbitrary_bytes(v in prop::collection::vec(any::<u8>(), 0..512)) {
-                read_all(&v);
-                // With the markers that make them look like a bucket or a posting list.
-                read_all(&[&[BUCKET_V2][..], &v].concat());
-                read_all(&[&POSTINGS_LZ4[..], &v].concat());
-            }
-
-            #[test]
-            fn mutated_values(
-                which in 0usize..4,
-                edits in prop::collection::vec((any::<Index>(), any::<u8>(), 0u8..3), 1..6),
-            ) {
-                let mut v = valid_values().swap_remove(which);
-                for (i, b, op) in edits {
-                    match op {
-                        0 if !v.is_empty() => {
-                            let at = i.index(v.len());
-                            v[at] = b;
-                        }
-                        1 => {
-                            let at = i.index(v.len() + 1);
-                            v.insert(at, b);
-                        }
-                        _ => {
-                            let at = i.index(v.len() + 1);
-                            v.truncate(at);
-                        }
-                    }
-                }
-                read_all(&v);
-            }
-        }
-    }
-}
+mod tests;
