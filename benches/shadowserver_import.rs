@@ -33,7 +33,8 @@ use std::time::Instant;
 use outwatch::finding::FindingView;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::shadowserver::import::{ImportOptions, RawNaming, read_csv};
-use outwatch::sources::shadowserver::importer::{Inputs, import_files};
+use outwatch::pipeline::import::shadowserver_files;
+use outwatch::sources::shadowserver::importer::Inputs;
 use outwatch::sources::shadowserver::schema::Schema;
 use outwatch::sources::{RowError, RowSink};
 use outwatch::store::{FindingWriter, SledStore, Store, StoreError};
@@ -267,7 +268,7 @@ fn main() {
             files: std::slice::from_ref(&csv),
             ..Default::default()
         };
-        let done = import_files(
+        let done = shadowserver_files(
             store.clone(),
             &opts,
             &inputs,

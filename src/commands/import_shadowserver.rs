@@ -35,9 +35,8 @@ use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
 use crate::store::bridge;
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use crate::sources::shadowserver::importer::{
-    Downloaded, ImportSummary, Imported, MAX_ERRORS, import_files,
-};
+pub use crate::pipeline::import::{Imported, shadowserver_files};
+pub use crate::sources::shadowserver::importer::{Downloaded, ImportSummary, MAX_ERRORS};
 
 /// The progress line of an import on stderr: rows read, and the file being read.
 pub fn progress_bar(show: bool) -> ProgressBar {
@@ -159,7 +158,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             downloaded: &downloaded,
             failed_links: &link_errors,
         };
-        import_files(store, &opts, &inputs, started, &|| clock.now(), &shown)
+        shadowserver_files(store, &opts, &inputs, started, &|| clock.now(), &shown)
     })
     .await;
     bar.finish_and_clear();

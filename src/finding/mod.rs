@@ -172,7 +172,7 @@ pub const HISTORY_CAP: usize = 32;
 /// with another source time, e.g. a scanner that saw an address twice in one report with two
 /// banners. The finding itself holds the latest observation; each earlier one keeps its time
 /// and the values that differ from the finding's current ones (see
-/// [`crate::store::lifecycle`]).
+/// the store's `lifecycle` module).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// When the source saw it (`None`: the source gives no time).

@@ -228,6 +228,8 @@ pub fn add_stored_counts(
     }
     for (i, old) in &stored {
         let f = &mut findings[*i];
+        // The sum is the day's latest observation: as late as anything it holds.
+        f.time_source = f.time_source.max(old.time_source);
         let num = |g: &crate::finding::Finding, k: &str| g.extra.get(k).and_then(|v| v.as_u64());
         for k in ["connections", "packets", "bytes", "more_connections"] {
             if let (Some(a), Some(b)) = (num(f, k), num(old, k)) {
@@ -291,7 +293,7 @@ pub fn store_run(
         read: run.files.len() - run.failed_files(),
         failed,
     };
-    let apply = Apply::new(store.clone(), RunKind::Flows, started).observed_at(now);
+    let apply = Apply::new(store.clone(), RunKind::Source(SOURCE.into()), started).observed_at(now);
     apply.count_problems(
         usize::try_from(run.rejected()).unwrap_or(usize::MAX),
         usize::try_from(run.warnings()).unwrap_or(usize::MAX),

@@ -325,7 +325,11 @@ pub fn run_once(
             not_modified: true,
             ..Default::default()
         };
-        crate::pipeline::Apply::new(store.clone(), crate::pipeline::RunKind::Flows, started)
+        crate::pipeline::Apply::new(
+            store.clone(),
+            crate::pipeline::RunKind::Source(super::analyse::SOURCE.into()),
+            started,
+        )
             .only_unit(unit, &ending, &now)?;
         return Ok(Ok(format!("no new lines in {} file(s)", files.len())));
     }

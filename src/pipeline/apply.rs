@@ -39,12 +39,11 @@ use crate::text::Clean;
 /// What a run is; it names the run in the run log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunKind {
-    /// A fetch of a configured source: `<source>`.
-    Fetch(String),
+    /// A run of a source: a fetch of a configured source, or a flows run (`flows`, the
+    /// command's or the watch job's): `<source>`.
+    Source(String),
     /// `outwatch import <source>`: `import/<source>`.
     Import(String),
-    /// A flows run, by the command or the watch job: `flows`.
-    Flows,
     /// `outwatch restore`: `restore`.
     Restore,
 }
@@ -53,9 +52,8 @@ impl RunKind {
     /// The name of the run in the run log.
     pub fn name(&self) -> String {
         match self {
-            RunKind::Fetch(s) => s.clone(),
+            RunKind::Source(s) => s.clone(),
             RunKind::Import(s) => format!("import/{s}"),
-            RunKind::Flows => crate::flows::analyse::SOURCE.to_string(),
             RunKind::Restore => "restore".into(),
         }
     }

@@ -7,6 +7,7 @@
 //! work runs on the store's bridge ([`crate::store::bridge`]), never on the async threads.
 
 pub mod apply;
+pub mod import;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::sources::{
 use crate::store::{FetchRun, RunOutcome, Store, StoreError, bridge};
 use crate::text::Clean;
 pub use apply::{Apply, Ending, FilesRead, RunKind};
+pub use import::apply_import;
 
 /// At most this many rejected-row messages are kept per run (the count stays exact).
 pub const MAX_REPORTED_ERRORS: usize = 50;
@@ -175,7 +177,7 @@ impl Runner {
         let apply = Arc::new(
             Apply::new(
                 self.store.clone(),
-                RunKind::Fetch(src.name().to_string()),
+                RunKind::Source(src.name().to_string()),
                 started,
             )
             .with_secrets(src.secrets().into_iter().cloned().collect()),
@@ -343,25 +345,6 @@ impl Runner {
         });
         futures_util::future::join_all(runs).await
     }
-}
-
-/// Applies the findings of an import (files read by `outwatch import <source>`) as one unit
-/// with its run-log entry `import/<source>` ([`Apply::only_unit`]): `partial` when some files
-/// could not be read, `error` when none could. Returns the run and its first
-/// [`MAX_REPORTED_ERRORS`] rejected rows.
-pub async fn apply_import(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    source: &str,
-    unit: FetchOutput,
-    files: FilesRead,
-) -> Result<(FetchRun, Vec<RowError>), StoreError> {
-    let kind = RunKind::Import(source.to_string());
-    bridge::run(move || {
-        let apply = Apply::new(store, kind, clock.now());
-        apply.only_unit(unit, &files.ending(), &|| clock.now())
-    })
-    .await
 }
 
 /// What [`Runner::resolve`] did.

@@ -63,7 +63,7 @@ pub struct RowError {
 /// (borrowed from the record being read: nothing is allocated for a row the sink only
 /// encodes), malformed rows, and malformed values of rows that were kept. Every source's
 /// streamed reading goes through this one sink type: the pipeline backs it with the store's
-/// writer ([`crate::pipeline::apply`]), tests and small units with a [`VecSink`].
+/// writer (its apply path, `pipeline/apply.rs`), tests and small units with a [`VecSink`].
 pub trait RowSink {
     /// A good row, as a sealed view. An error means the store could not take it: the reader
     /// stops and passes it on.

@@ -137,7 +137,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type StateChange = (String, Option<Vec<u8>>);
 
 /// The state-key prefix of kept indicator sets (`indicators/<feed>/<unit>`, written by the list
-/// sources with their findings, read by `crate::indicators`).
+/// sources with their findings, read by the indicators module).
 pub const INDICATOR_SETS: &str = "indicators/";
 
 /// How a unit's findings are written.
@@ -217,7 +217,7 @@ pub trait Store: Send + Sync {
     fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats>;
 
     /// [`Store::ingest_unit`] of findings held in memory, observed at `opts.now`, with state
-    /// and no run entry (tests; the program goes through `crate::pipeline::apply`).
+    /// and no run entry (tests; the program goes through the pipeline's apply path).
     fn ingest(
         &self,
         findings: Vec<Finding>,

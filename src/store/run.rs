@@ -1,5 +1,5 @@
 //! The run log's entry ([`FetchRun`]) and what one ingest did ([`IngestStats`]). A `FetchRun` is
-//! made in one place only, the apply path (`crate::pipeline::apply`); the store keeps it.
+//! made in one place only, the pipeline's apply path (`pipeline/apply.rs`); the store keeps it.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ impl IngestStats {
 }
 
 /// How a run ended. Stored as these snake_case strings in the run log; the rule for each kind
-/// of run is in `crate::pipeline::apply` (and ARCHITECTURE.md, "One apply path").
+/// of run is in the pipeline's apply path (`pipeline/apply.rs`; ARCHITECTURE.md, "One apply path").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {

@@ -230,7 +230,14 @@ fn import_current_layout_fixtures() {
         json!({"taxonomy": "malicious-code", "type": "infected-system", "identifier": "andromeda"})
     );
     assert_eq!(f["severity"], "critical");
-    assert_eq!(f["times_seen"], 1);
+    // Two rows of the report (11:02:33 and 11:05:10): two observations, the later current,
+    // the earlier kept with what differs (issue #21).
+    assert_eq!(f["times_seen"], 2);
+    assert_eq!(f["time_source"], "2026-11-20T11:05:10Z");
+    let earlier = &f["observations"][0];
+    assert_eq!(earlier["time_source"], "2026-11-20T11:02:33Z");
+    assert_eq!(earlier["differs"]["extra.port"], "49812", "{earlier}");
+    assert!(earlier["differs"]["raw"].as_str().unwrap().ends_with(":2"));
     assert_eq!(f["domain"], "pc77.office.example.org");
     assert_eq!(f["port"], Value::Null);
     assert_eq!(f["extra"]["dst_ip"], "203.0.113.80");

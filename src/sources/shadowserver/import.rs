@@ -4,7 +4,7 @@
 //! memory stays constant whatever the file size (an `.eml` is read whole: it is a mail).
 //!
 //! This module knows nothing about the store: findings go to the sources' [`RowSink`], which
-//! the pipeline backs with the store's writer (`crate::pipeline::apply`).
+//! the pipeline backs with the store's writer (its apply path, `pipeline/apply.rs`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};

@@ -1,23 +1,18 @@
-//! The core of `outwatch import shadowserver`: report files (and reports downloaded from a
-//! mail's links) read row by row into the store in bounded memory, and counted. The command
-//! (`src/commands/import_shadowserver.rs`) and the benchmark (`benches/shadowserver_import.rs`)
-//! both call [`import_files`]. The files are one unit of the apply path
-//! ([`crate::pipeline::apply`]): their findings and the run-log entry `import/shadowserver`
-//! (`partial` when a file could not be read) are written together.
+//! The reading half of `outwatch import shadowserver`: report files (and reports downloaded
+//! from a mail's links) read row by row into the sources' core sink, in bounded memory, and
+//! counted ([`read_inputs`]). The pipeline stores them as one unit with the run-log entry
+//! `import/shadowserver` (`pipeline/import.rs`, used by the command and the benchmark).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::import::{CsvOutcome, ImportOptions, import_bytes, import_file};
 use crate::finding::{Finding, FindingView};
-use crate::pipeline::{Apply, FilesRead, RunKind};
 use crate::sources::{ReadError, RowError, RowSink, UnitError};
-use crate::store::{FetchRun, Store, StoreError};
+use crate::store::StoreError;
 
 /// Error entries listed at most.
 pub const MAX_ERRORS: usize = 100;
@@ -48,15 +43,6 @@ pub struct Inputs<'a> {
 /// A report downloaded from a mail's link: where it is shown (`mail.eml!file.csv`), its file
 /// name (which names the report type) and its bytes.
 pub type Downloaded = (String, String, bytes::Bytes);
-
-/// What an import did: the summary, its run-log entry, and how many files (or reports inside
-/// them, or links) could not be read.
-#[derive(Debug)]
-pub struct Imported {
-    pub summary: ImportSummary,
-    pub run: FetchRun,
-    pub unreadable: usize,
-}
 
 /// The core sink between the reader and the apply path: shows progress and keeps the first
 /// [`MAX_ERRORS`] rejected rows and warnings for the summary.
@@ -107,54 +93,17 @@ const PROGRESS_EVERY: u64 = 8192;
 
 /// What the reader made of the files, besides the rows.
 #[derive(Debug, Default)]
-struct Read {
-    summary: ImportSummary,
+pub struct Read {
+    /// The summary, but for what storing tells (`imported`, `duplicates`).
+    pub summary: ImportSummary,
     /// Files, reports inside them and links that could not be read, with why.
-    failed: Vec<UnitError>,
+    pub failed: Vec<UnitError>,
     /// Reports read to their end.
-    read: usize,
-}
-
-/// Imports the inputs into `store` as one unit of the apply path (run `import/shadowserver`,
-/// observed at `now`, finished at `finished()`); used by the command and the benchmark.
-/// Large imports whose rows are not in address order are sorted through temporary files in the
-/// store's folder.
-pub fn import_files(
-    store: Arc<dyn Store>,
-    opts: &ImportOptions<'_>,
-    inputs: &Inputs<'_>,
-    now: DateTime<Utc>,
-    finished: &dyn Fn() -> DateTime<Utc>,
-    bar: &ProgressBar,
-) -> Result<Imported, StoreError> {
-    let apply = Apply::new(store, RunKind::Import("shadowserver".into()), now);
-    let read = |sink: &mut dyn RowSink| read_inputs(sink, opts, inputs, bar);
-    let ending = |r: &Read| {
-        FilesRead {
-            read: r.read,
-            failed: r.failed.clone(),
-        }
-        .ending()
-    };
-    let (run, _, read) = apply
-        .only_streamed(read, ending, finished)?
-        .map_err(|e| StoreError::Unread(ReadError::Unreadable(e.0)))?;
-    let mut summary = read.summary;
-    summary.imported = run.new;
-    summary.duplicates = run.accepted - run.new;
-    debug_assert_eq!(
-        summary.rows,
-        summary.imported + summary.duplicates + summary.rejected
-    );
-    Ok(Imported {
-        summary,
-        unreadable: read.failed.len(),
-        run,
-    })
+    pub read: usize,
 }
 
 /// Reads every input into `sink`; the rows read and what else the reader saw.
-fn read_inputs(
+pub fn read_inputs(
     sink: &mut dyn RowSink,
     opts: &ImportOptions<'_>,
     inputs: &Inputs<'_>,
