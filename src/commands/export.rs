@@ -12,6 +12,7 @@ use crate::error::CliError;
 use crate::finding::Finding;
 use crate::pipeline::{Apply, Ending, RunKind};
 use crate::sources::{ReadError, RowError, RowSink};
+use crate::store::Reading;
 
 pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     let store = app.open_read()?;
@@ -72,7 +73,9 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
     let read = |sink: &mut dyn RowSink| read_lines(reader, &shown, sink);
     let clock = app.clock.clone();
     let (run, _, bad) = apply
-        .only_streamed(read, |_| Ending::default(), &|| clock.now())?
+        .only_streamed(Reading::WholeOrNothing, read, |_| Ending::default(), &|| {
+            clock.now()
+        })?
         .map_err(|e| CliError::failure(format!("nothing was restored: {e}")))?;
     outln!("restored {} findings", run.accepted);
     for b in bad.iter().take(20) {

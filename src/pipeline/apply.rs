@@ -31,8 +31,8 @@ use crate::finding::{Finding, FindingView};
 use crate::secret::Secret;
 use crate::sources::{FetchOutput, RowError, RowSink, Unreadable};
 use crate::store::{
-    FetchRun, FindingWriter, Findings, IngestStats, ReadError, ReadFindings, RunEntry, RunOutcome,
-    StateChange, Store, StoreError, Unit, UnitError, Write,
+    FetchRun, FindingWriter, Findings, IngestStats, ReadError, ReadFindings, Reading, RunEntry,
+    RunOutcome, StateChange, Store, StoreError, Unit, UnitError, Write,
 };
 use crate::text::Clean;
 
@@ -212,7 +212,8 @@ impl Apply {
         state: Vec<StateChange>,
     ) -> Result<Result<IngestStats, Unreadable>, StoreError> {
         let counts = RefCell::new(Counts::default());
-        let done = self.ingest(Findings::Streamed(reader(read, &counts)), state, None);
+        let findings = Findings::Streamed(reader(read, &counts), Reading::WholeOrNothing);
+        let done = self.ingest(findings, state, None);
         match unread(done)? {
             Ok(stats) => {
                 self.add(counts.into_inner(), &stats);
@@ -260,10 +261,12 @@ impl Apply {
     /// A run of one streamed unit (an import of files, a restore): the unit and the run's entry
     /// written together, then a flush. The reader returns its rows and something of its own
     /// (`T`: the files it could not read...), from which `ending` says how the run ended. The
-    /// reader's own failure leaves nothing and logs nothing (`Ok(Err)`).
+    /// reader's own failure (possible when `reading` says so) leaves nothing and logs nothing
+    /// (`Ok(Err)`).
     #[allow(clippy::type_complexity)]
     pub fn only_streamed<T>(
         &self,
+        reading: Reading,
         read: impl FnOnce(&mut dyn RowSink) -> Result<(usize, T), ReadError>,
         ending: impl FnOnce(&T) -> Ending,
         finished: &dyn Fn() -> DateTime<Utc>,
@@ -283,7 +286,11 @@ impl Apply {
             *made.borrow_mut() = Some(run.clone());
             run
         });
-        let done = self.ingest(Findings::Streamed(reader(read, &counts)), Vec::new(), Some(run));
+        let done = self.ingest(
+            Findings::Streamed(reader(read, &counts), reading),
+            Vec::new(),
+            Some(run),
+        );
         if let Err(e) = unread(done)? {
             return Ok(Err(e));
         }

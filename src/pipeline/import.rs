@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::sources::shadowserver::import::ImportOptions;
 use crate::sources::shadowserver::importer::{ImportSummary, Inputs, Read, read_inputs};
 use crate::sources::{FetchOutput, ReadError, RowError};
-use crate::store::{FetchRun, Store, StoreError, bridge};
+use crate::store::{FetchRun, Reading, Store, StoreError, bridge};
 
 /// Applies the findings of an import held in memory (`import hibp`, `import safebrowsing`,
 /// `import cymru`) as one unit with its run-log entry ([`Apply::only_unit`]). Returns the run
@@ -62,8 +62,10 @@ pub fn shadowserver_files(
         }
         .ending()
     };
+    // The reader keeps what it can read of each file and counts the rest: it stops only when
+    // the store does, so the store may write as it reads.
     let (run, _, read) = apply
-        .only_streamed(read, ending, finished)?
+        .only_streamed(Reading::AsItComes, read, ending, finished)?
         .map_err(|e| StoreError::Unread(ReadError::Unreadable(e.0)))?;
     let mut summary = read.summary;
     summary.imported = run.new;

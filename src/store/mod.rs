@@ -40,7 +40,7 @@ use serde::Serialize;
 use crate::finding::{Finding, FindingView};
 
 pub use bridge::blocking;
-pub use query::{Flow, Query, QueryOptions, QueryTotals};
+pub use query::{BadQuery, Flow, Query, QueryOptions, QueryTotals};
 pub use run::{FetchRun, IngestStats, RUN_LOG_DAYS, RunOutcome, UnitError};
 pub use sled_store::SledStore;
 
@@ -169,9 +169,21 @@ pub type ReadFindings<'a> = Box<dyn FnOnce(&mut dyn FindingWriter) -> Result<(),
 pub enum Findings<'a> {
     /// Held in memory (a fetched list, a mail import, a flows run).
     Owned(Vec<Finding>),
-    /// Too many to hold (a Shadowserver report of a million rows, a restore): read when the
-    /// store is ready for them, in bounded memory.
-    Streamed(ReadFindings<'a>),
+    /// Too many to hold (a Shadowserver report of a million rows, an import of files, a
+    /// restore): read when the store is ready for them, in bounded memory.
+    Streamed(ReadFindings<'a>, Reading),
+}
+
+/// How a streamed unit's reader may end, which tells the backend when it may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The reader may give up part-way by itself (a download cut off, a damaged restore file):
+    /// nothing of the unit may be stored unless it returns `Ok`.
+    WholeOrNothing,
+    /// The reader stops only when the store's writer fails (an import of files keeps what it
+    /// can read of each file and counts the rest): the backend may write what it is handed as
+    /// it comes. (Such a reader that fails by itself anyway may leave what it handed.)
+    AsItComes,
 }
 
 /// Makes the run-log entry of a unit from what its ingest did.
@@ -213,7 +225,7 @@ pub trait Store: Send + Sync {
     /// its state changes, and its run-log entry (made by `unit.run` from the statistics)
     /// when it has one. A streamed unit's reader is called once; when it fails, nothing of the
     /// unit is stored and the error is [`StoreError::Unread`] (a store failure while reading
-    /// comes back as itself). Returns what the ingest did.
+    /// comes back as itself), as [`Reading`] says. Returns what the ingest did.
     fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats>;
 
     /// [`Store::ingest_unit`] of findings held in memory, observed at `opts.now`, with state

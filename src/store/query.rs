@@ -52,15 +52,28 @@ pub struct QueryTotals {
 /// What a [`super::Store::query_each`] callback returns: go on, or stop the walk.
 pub type Flow = super::Result<ControlFlow<()>>;
 
+/// What the user typed is no query; the message says why, in words for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadQuery(pub String);
+
 impl FromStr for Query {
-    type Err = String;
+    type Err = BadQuery;
 
     /// What the user typed: an IP, a prefix (`192.0.2.0/24`, host bits dropped), `AS64496`, a
     /// mail address or a domain; `Err` says what is wrong in words for people.
-    fn from_str(s: &str) -> Result<Query, String> {
+    fn from_str(s: &str) -> Result<Query, BadQuery> {
+        parse(s)
+    }
+}
+
+/// [`Query::from_str`]'s rules.
+fn parse(s: &str) -> Result<Query, BadQuery> {
+    let bad = |m: String| BadQuery(m);
+    {
         let t = s.trim();
         if t.is_empty() {
-            return Err("the query is empty".into());
+            return Err(bad("the query is empty".into()));
         }
         if let Ok(ip) = t.parse::<IpAddr>() {
             return Ok(Query::Ip(ip));
@@ -69,22 +82,22 @@ impl FromStr for Query {
             return t
                 .parse::<IpNet>()
                 .map(|n| Query::Net(n.trunc()))
-                .map_err(|_| format!("`{t}` is not a valid prefix (write it like 192.0.2.0/24)"));
+                .map_err(|_| bad(format!("`{t}` is not a valid prefix (write it like 192.0.2.0/24)")));
         }
         if (t.starts_with("AS") || t.starts_with("as"))
             && t[2..].bytes().all(|b| b.is_ascii_digit())
         {
             return match t[2..].parse::<u32>() {
                 Ok(n) if n > 0 => Ok(Query::Asn(n)),
-                _ => Err(format!("`{t}` is not an AS number (write AS64496)")),
+                _ => Err(bad(format!("`{t}` is not an AS number (write AS64496)"))),
             };
         }
         if let Some((local, domain)) = t.rsplit_once('@') {
             if local.is_empty() {
-                return Err(format!("`{t}` is not a mail address"));
+                return Err(bad(format!("`{t}` is not a mail address")));
             }
             if domain_name(domain).is_none() {
-                return Err(format!("`{t}` is not a mail address"));
+                return Err(bad(format!("`{t}` is not a mail address")));
             }
             return Ok(Query::Email(t.to_ascii_lowercase()));
         }
@@ -95,15 +108,15 @@ impl FromStr for Query {
             .next()
             .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Err(format!(
+            return Err(bad(format!(
                 "`{t}` is not an IP address (four numbers 0-255, like 192.0.2.7) nor a domain"
-            ));
+            )));
         }
         domain_name(t).map(Query::Domain).ok_or_else(|| {
-            format!(
+            bad(format!(
                 "`{t}` is not an IP, prefix, domain, mail address or ASN \
                      (e.g. 192.0.2.7, 192.0.2.0/24, example.org, alice@example.org, AS64496)"
-            )
+            ))
         })
     }
 }
@@ -112,7 +125,7 @@ impl FromStr for Query {
 mod tests {
     use super::*;
 
-    fn parse_query(s: &str) -> Result<Query, String> {
+    fn parse_query(s: &str) -> Result<Query, BadQuery> {
         s.parse()
     }
 

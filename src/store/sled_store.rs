@@ -32,34 +32,6 @@ mod write;
 
 pub use unit::bench_encoder;
 
-/// The bulk path's encoding of findings (records, homes, postings), for tests that compare two
-/// ways of making the same findings.
-#[cfg(test)]
-pub(crate) struct Encoded(prepared::PreparedBatch);
-
-#[cfg(test)]
-impl Encoded {
-    pub fn new(now: DateTime<Utc>) -> Self {
-        Encoded(prepared::PreparedBatch::new(now))
-    }
-    pub fn view(&mut self, f: &crate::finding::FindingView<'_>) -> Result<()> {
-        self.0.push_view(f)
-    }
-    pub fn finding(&mut self, f: &Finding) -> Result<()> {
-        self.0.push(f)
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-#[cfg(test)]
-impl PartialEq for Encoded {
-    fn eq(&self, o: &Self) -> bool {
-        self.0.buf == o.0.buf && format!("{:?}", self.0.items) == format!("{:?}", o.0.items)
-    }
-}
-
 /// Cache sled may use; sled's default of 1 GiB is far more than a store of this kind needs.
 const CACHE_BYTES: u64 = 64 << 20;
 /// sled's log segment size for new databases. sled writes a tree node larger than a quarter
@@ -470,6 +442,34 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         let _ = self.db.flush();
         note_dropped(&self.path);
+    }
+}
+
+/// The bulk path's encoding of findings (records, homes, postings), for tests that compare two
+/// ways of making the same findings.
+#[cfg(test)]
+pub(crate) struct Encoded(prepared::PreparedBatch);
+
+#[cfg(test)]
+impl Encoded {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Encoded(prepared::PreparedBatch::new(now))
+    }
+    pub fn view(&mut self, f: &crate::finding::FindingView<'_>) -> Result<()> {
+        self.0.push_view(f)
+    }
+    pub fn finding(&mut self, f: &Finding) -> Result<()> {
+        self.0.push(f)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+impl PartialEq for Encoded {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.buf == o.0.buf && format!("{:?}", self.0.items) == format!("{:?}", o.0.items)
     }
 }
 

@@ -106,97 +106,109 @@ impl SledStore {
                     go!(self.walk_bucket(&keys::net_home(net), &ALL, sink, None));
                 }
             }
-            Query::Net(net) => {
-                let net = net.trunc();
-                let inside = |h: &Header<'_>| match h.ip.len() {
-                    4 => <[u8; 4]>::try_from(h.ip)
-                        .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
-                    16 => <[u8; 16]>::try_from(h.ip)
-                        .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
-                    _ => false,
-                };
-                let pick = Pick {
-                    header: &inside,
-                    finding: &|_| true,
-                };
-                // Range buckets from the one holding the first address to the last one starting
-                // at or before the last address.
-                let first = keys::ip_home(net.network());
-                let prefix = keys::range_prefix(&first).expect("an address home");
-                let lo = match self.range_bucket(prefix, &first)? {
-                    (Some(k), _) => k.to_vec(),
-                    (None, _) => first.clone(),
-                };
-                go!(self.walk_range(lo, keys::ip_home(net.broadcast()), &pick, sink));
-                let v6 = net.network().is_ipv6();
-                // Networks inside it (same or longer prefix)...
-                for len in net.prefix_len()..=net.max_prefix_len() {
-                    let lo = IpNet::new(net.network(), len).expect("len");
-                    let hi = IpNet::new(net.broadcast(), len).expect("len");
-                    let (lo, hi) = (keys::net_home(lo), keys::net_home(hi));
-                    debug_assert!(lo.starts_with(&keys::net_len_home(v6, len)));
-                    go!(self.walk_range(lo, hi, &ALL, sink));
-                }
-                // ...and networks containing it.
-                for len in 0..net.prefix_len() {
-                    let sup = IpNet::new(net.network(), len).expect("len");
-                    go!(self.walk_bucket(&keys::net_home(sup), &ALL, sink, None));
-                }
-            }
-            Query::Domain(d) => {
-                let d = crate::finding::normalize_domain(d);
-                if d.is_empty() {
-                    return Ok(ControlFlow::Continue(()));
-                }
-                let rd = keys::reversed_domain(&d);
-                let under = |x: &str| keys::reversed_domain(x).starts_with(&rd);
-                let matching = |f: &Finding| keys::domains(&f.view()).filter(|x| under(x)).count();
-                let about = |f: &Finding| matching(f) > 0;
-                let (buckets, posts) = if d.contains('.') {
-                    (keys::domain_home(&d), keys::posting_prefix(&d))
-                } else {
-                    (keys::domain_home_prefix(&d), keys::posting_tld_prefix(&d))
-                };
-                let pick = Pick {
-                    header: &|_| true,
-                    finding: &about,
-                };
-                go!(self.walk_prefix(&buckets, &pick, sink));
-                go!(self.walk_postings(
-                    &posts,
-                    &|x| x.starts_with(rd.as_bytes()),
-                    &buckets,
-                    &about,
-                    &|f| matching(f) > 1,
-                    sink,
-                ));
-            }
-            Query::Email(e) => {
-                let e = e.trim().to_ascii_lowercase();
-                let Some(d) = keys::email_domain(&e) else {
-                    return Ok(ControlFlow::Continue(()));
-                };
-                let d = crate::finding::normalize_domain(d);
-                let rd = keys::reversed_domain(&d);
-                let is = |f: &Finding| f.email.as_deref() == Some(e.as_str());
-                let home = keys::domain_home(&d);
-                let pick = Pick {
-                    header: &|_| true,
-                    finding: &is,
-                };
-                go!(self.walk_prefix(&home, &pick, sink));
-                // A finding has one e-mail address, so one posting under its exact domain.
-                go!(self.walk_postings(
-                    &keys::posting_prefix(&d),
-                    &|x| x == rd.as_bytes(),
-                    &home,
-                    &is,
-                    &|_| false,
-                    sink,
-                ));
-            }
+            Query::Net(net) => go!(self.walk_net(net, sink)),
+            Query::Domain(d) => go!(self.walk_domain(d, sink)),
+            Query::Email(e) => go!(self.walk_email(e, sink)),
             Query::Asn(a) => go!(self.walk_bucket(&keys::asn_home(*a), &ALL, sink, None)),
         }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Addresses inside `net` and networks overlapping it.
+    fn walk_net(&self, net: &IpNet, sink: &mut Sink<'_>) -> Flow {
+        let net = net.trunc();
+        let inside = |h: &Header<'_>| match h.ip.len() {
+            4 => <[u8; 4]>::try_from(h.ip)
+                .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
+            16 => <[u8; 16]>::try_from(h.ip)
+                .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
+            _ => false,
+        };
+        let pick = Pick {
+            header: &inside,
+            finding: &|_| true,
+        };
+        // Range buckets from the one holding the first address to the last one starting
+        // at or before the last address.
+        let first = keys::ip_home(net.network());
+        let prefix = keys::range_prefix(&first).expect("an address home");
+        let lo = match self.range_bucket(prefix, &first)? {
+            (Some(k), _) => k.to_vec(),
+            (None, _) => first.clone(),
+        };
+        go!(self.walk_range(lo, keys::ip_home(net.broadcast()), &pick, sink));
+        let v6 = net.network().is_ipv6();
+        // Networks inside it (same or longer prefix)...
+        for len in net.prefix_len()..=net.max_prefix_len() {
+            let lo = IpNet::new(net.network(), len).expect("len");
+            let hi = IpNet::new(net.broadcast(), len).expect("len");
+            let (lo, hi) = (keys::net_home(lo), keys::net_home(hi));
+            debug_assert!(lo.starts_with(&keys::net_len_home(v6, len)));
+            go!(self.walk_range(lo, hi, &ALL, sink));
+        }
+        // ...and networks containing it.
+        for len in 0..net.prefix_len() {
+            let sup = IpNet::new(net.network(), len).expect("len");
+            go!(self.walk_bucket(&keys::net_home(sup), &ALL, sink, None));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// A domain, its subdomains and mail addresses on them: its domain buckets, then postings.
+    fn walk_domain(&self, d: &str, sink: &mut Sink<'_>) -> Flow {
+        let d = crate::finding::normalize_domain(d);
+        if d.is_empty() {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let rd = keys::reversed_domain(&d);
+        let under = |x: &str| keys::reversed_domain(x).starts_with(&rd);
+        let matching = |f: &Finding| keys::domains(&f.view()).filter(|x| under(x)).count();
+        let about = |f: &Finding| matching(f) > 0;
+        let (buckets, posts) = if d.contains('.') {
+            (keys::domain_home(&d), keys::posting_prefix(&d))
+        } else {
+            (keys::domain_home_prefix(&d), keys::posting_tld_prefix(&d))
+        };
+        let pick = Pick {
+            header: &|_| true,
+            finding: &about,
+        };
+        go!(self.walk_prefix(&buckets, &pick, sink));
+        go!(self.walk_postings(
+            &posts,
+            &|x| x.starts_with(rd.as_bytes()),
+            &buckets,
+            &about,
+            &|f| matching(f) > 1,
+            sink,
+        ));
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// One mail address: its domain's bucket, then postings under that exact domain.
+    fn walk_email(&self, e: &str, sink: &mut Sink<'_>) -> Flow {
+        let e = e.trim().to_ascii_lowercase();
+        let Some(d) = keys::email_domain(&e) else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let d = crate::finding::normalize_domain(d);
+        let rd = keys::reversed_domain(&d);
+        let is = |f: &Finding| f.email.as_deref() == Some(e.as_str());
+        let home = keys::domain_home(&d);
+        let pick = Pick {
+            header: &|_| true,
+            finding: &is,
+        };
+        go!(self.walk_prefix(&home, &pick, sink));
+        // A finding has one e-mail address, so one posting under its exact domain.
+        go!(self.walk_postings(
+            &keys::posting_prefix(&d),
+            &|x| x == rd.as_bytes(),
+            &home,
+            &is,
+            &|_| false,
+            sink,
+        ));
         Ok(ControlFlow::Continue(()))
     }
 

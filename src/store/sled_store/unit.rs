@@ -1,9 +1,12 @@
 //! A unit of work on sled. Findings held in memory are one batch with the unit's state and run
 //! entry. Streamed findings go through the bulk path: each is encoded as it arrives
 //! ([`PreparedBatch`]) into runs of bounded size, sorted by home and spilled to anonymous files
-//! in the store's folder ([`SortedIngest`], deferred: nothing is written while the reader runs,
-//! so a reader that fails leaves no trace); once the reader succeeded the runs are merged into
-//! batches of whole buckets, and the state and run entry go last, in a batch of their own.
+//! in the store's folder ([`SortedIngest`]). A reader that may fail by itself
+//! ([`Reading::WholeOrNothing`]) is deferred: nothing is written while it runs, so its failure
+//! leaves no trace, and once it succeeded the runs are merged into batches of whole buckets. A
+//! reader that fails only with the store ([`Reading::AsItComes`]) has runs in address order
+//! written as they fill (a report sorted by address is never spilled). The state and run entry
+//! go last, in a batch of their own.
 
 use chrono::{DateTime, Utc};
 
@@ -13,7 +16,7 @@ use super::sorted_ingest::{CHUNK, SortedIngest};
 use super::write::{Mode, group};
 use crate::finding::{Finding, FindingView};
 use crate::store::{
-    FindingWriter, Findings, IngestStats, ReadError, Result, StoreError, Unit, Write,
+    FindingWriter, Findings, IngestStats, ReadError, Reading, Result, StoreError, Unit, Write,
 };
 
 impl SledStore {
@@ -29,9 +32,13 @@ impl SledStore {
                 let _g = self.lock();
                 self.write_groups(groups, unit.state, unit.run, mode)
             }
-            Findings::Streamed(read) => {
+            Findings::Streamed(read, reading) => {
+                let ingest = SortedIngest::new(self, unit.now, mode, &self.path);
                 let mut bulk = Bulk {
-                    ingest: SortedIngest::new(self, unit.now, mode, &self.path).deferred(),
+                    ingest: match reading {
+                        Reading::WholeOrNothing => ingest.deferred(),
+                        Reading::AsItComes => ingest,
+                    },
                 };
                 read(&mut bulk).map_err(|e| match e {
                     ReadError::Store(e) => *e,

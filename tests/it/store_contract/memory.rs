@@ -149,7 +149,7 @@ impl Store for MemoryStore {
     fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {
         let findings = match unit.findings {
             Findings::Owned(v) => v,
-            Findings::Streamed(read) => {
+            Findings::Streamed(read, _) => {
                 let mut c = Collect::default();
                 read(&mut c).map_err(|e| match e {
                     ReadError::Store(e) => *e,

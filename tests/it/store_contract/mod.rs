@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use outwatch::finding::{Classification, Finding, Severity, Status};
 use outwatch::store::{
-    FetchRun, Findings, IngestOptions, IngestStats, Query, QueryOptions, ReadError, RunEntry,
-    RunOutcome, Store, StoreError, Unit, Write,
+    FetchRun, Findings, IngestOptions, IngestStats, Query, QueryOptions, ReadError, Reading,
+    RunEntry, RunOutcome, Store, StoreError, Unit, Write,
 };
 
 pub use memory::MemoryStore;
@@ -51,6 +51,7 @@ macro_rules! contract {
             contract!(@tests fresh;
                 a_unit_is_all_or_nothing,
                 a_malformed_finding_fails_its_whole_unit,
+                a_unit_read_as_it_comes_is_stored_with_its_entry,
                 ingesting_is_idempotent,
                 repeats_within_a_unit_are_folded,
                 the_life_cycle_moves_new_open_resolved_reopened,
@@ -157,15 +158,18 @@ fn streamed<'a>(
     Unit {
         now: t(now),
         write: Write::Observe,
-        findings: Findings::Streamed(Box::new(move |w| {
-            for f in findings {
-                w.view(&f.view())?;
-            }
-            match fail {
-                Some(why) => Err(ReadError::Unreadable(why.into())),
-                None => Ok(()),
-            }
-        })),
+        findings: Findings::Streamed(
+            Box::new(move |w| {
+                for f in findings {
+                    w.view(&f.view())?;
+                }
+                match fail {
+                    Some(why) => Err(ReadError::Unreadable(why.into())),
+                    None => Ok(()),
+                }
+            }),
+            Reading::WholeOrNothing,
+        ),
         state,
         run,
     }
@@ -233,6 +237,36 @@ pub fn a_unit_is_all_or_nothing(s: Fresh) {
     assert_eq!((st.new, st.updated), (0, 10));
     assert_eq!(s.state_get("unit/state").unwrap(), None);
     assert_eq!(s.runs(Some("unit"), 10).unwrap()[0].updated, 10);
+}
+
+/// A unit whose reader stops only with the store (an import of files) is stored whole, with
+/// its run entry, repeats folded and the bulk path's statistics.
+pub fn a_unit_read_as_it_comes_is_stored_with_its_entry(s: Fresh) {
+    let s = s.store.as_ref();
+    let mut rows: Vec<Finding> = (0..3000)
+        .map(|i| scan(&format!("10.{}.{}.{}", i % 7, i / 250, i % 250), 1, "a"))
+        .collect();
+    rows.push(scan("10.0.0.0", 9, "b"));
+    let unit = Unit {
+        now: t("2026-11-21T00:00:00Z"),
+        write: Write::Observe,
+        findings: Findings::Streamed(
+            Box::new(|w| {
+                for f in &rows {
+                    w.view(&f.view())?;
+                }
+                Ok(())
+            }),
+            Reading::AsItComes,
+        ),
+        state: vec![],
+        run: Some(entry("import/shadowserver", "2026-11-21T00:00:00Z")),
+    };
+    let st = s.ingest_unit(unit).unwrap();
+    assert_eq!((st.new, st.duplicates), (3000, 1));
+    assert_eq!(s.count().unwrap(), 3000);
+    assert_eq!(s.get(&rows[0].fingerprint).unwrap().unwrap().times_seen, 2);
+    assert_eq!(s.runs(Some("import/shadowserver"), 1).unwrap()[0].new, 3000);
 }
 
 /// A finding the store cannot take (a malformed fingerprint) fails its whole unit.
@@ -767,12 +801,15 @@ pub fn restore_writes_findings_as_given(s: Fresh) {
         .ingest_unit(Unit {
             now: t("2026-12-01T00:00:00Z"),
             write: Write::Restore,
-            findings: Findings::Streamed(Box::new(|w| {
-                for f in &rows {
-                    w.finding(f)?;
-                }
-                Ok(())
-            })),
+            findings: Findings::Streamed(
+                Box::new(|w| {
+                    for f in &rows {
+                        w.finding(f)?;
+                    }
+                    Ok(())
+                }),
+                Reading::WholeOrNothing,
+            ),
             state: vec![],
             run: None,
         })
