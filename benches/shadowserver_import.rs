@@ -31,9 +31,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use outwatch::finding::FindingView;
+use outwatch::pipeline::import::shadowserver_files;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::shadowserver::import::{ImportOptions, RawNaming, read_csv};
-use outwatch::pipeline::import::shadowserver_files;
 use outwatch::sources::shadowserver::importer::Inputs;
 use outwatch::sources::shadowserver::schema::Schema;
 use outwatch::sources::{RowError, RowSink};

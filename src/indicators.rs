@@ -421,7 +421,7 @@ fn scan_sets(
         match read {
             Ok((info, body)) => each(info, body),
             Err(ReadError::Format(v)) => tracing::warn!(
-                key = %crate::text::Clean(&key),
+                key = %crate::text::Clean(key),
                 format = v,
                 "indicator set written by another outwatch version skipped; the next download replaces it"
             ),

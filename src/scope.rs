@@ -7,8 +7,8 @@
 //! without a config file and a failed RIPEstat refresh keeps yesterday's prefixes.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};

@@ -42,7 +42,9 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
                 crate::output::write_finding(&mut w, &f).and_then(|()| w.write_all(b"\n"))
             {
                 io_err = Some(e);
-                return Err(crate::store::StoreError::Refused("the export stopped".into()));
+                return Err(crate::store::StoreError::Refused(
+                    "the export stopped".into(),
+                ));
             }
             n += 1;
             Ok(())
@@ -73,9 +75,12 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
     let read = |sink: &mut dyn RowSink| read_lines(reader, &shown, sink);
     let clock = app.clock.clone();
     let (run, _, bad) = apply
-        .only_streamed(Reading::WholeOrNothing, read, |_| Ending::default(), &|| {
-            clock.now()
-        })?
+        .only_streamed(
+            Reading::WholeOrNothing,
+            read,
+            |_| Ending::default(),
+            &|| clock.now(),
+        )?
         .map_err(|e| CliError::failure(format!("nothing was restored: {e}")))?;
     outln!("restored {} findings", run.accepted);
     for b in bad.iter().take(20) {

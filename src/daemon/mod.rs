@@ -33,9 +33,9 @@ use crate::config::{Config, CronSchedule};
 use crate::digest::DigestOutcome;
 use crate::http::HttpClient;
 use crate::pipeline::SourceReport;
-use crate::store::bridge;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{self, Source};
+use crate::store::bridge;
 use scheduler::{Board, Job, JobKind, Settings};
 use tasks::{DigestTask, ScopeTask, Shared, SourceTask};
 

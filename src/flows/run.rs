@@ -12,8 +12,8 @@ use super::analyse::{Analyser, FlowReport, SOURCE, Settings};
 use super::config::FlowsConfig;
 use super::read::{self, ReadStats};
 use crate::indicators::IndicatorIndex;
-use crate::scope::{self, ScopeMatcher};
 use crate::pipeline::{Apply, FilesRead, RunKind};
+use crate::scope::{self, ScopeMatcher};
 use crate::sources::{FetchOutput, RowError};
 use crate::store::{FetchRun, IngestStats, Store, StoreError, UnitError};
 

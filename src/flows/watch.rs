@@ -330,7 +330,7 @@ pub fn run_once(
             crate::pipeline::RunKind::Source(super::analyse::SOURCE.into()),
             started,
         )
-            .only_unit(unit, &ending, &now)?;
+        .only_unit(unit, &ending, &now)?;
         return Ok(Ok(format!("no new lines in {} file(s)", files.len())));
     }
     let index = run::indicators(Some(cfg), store.as_ref())?;

@@ -253,8 +253,8 @@ impl Apply {
             run
         });
         self.ingest(Findings::Owned(findings), state, Some(run))?;
+        let run = made.into_inner().ok_or_else(no_entry)?;
         self.store.flush()?;
-        let run = made.into_inner().expect("the store makes the entry of a unit it stored");
         Ok((run, self.take_rejected()))
     }
 
@@ -294,9 +294,11 @@ impl Apply {
         if let Err(e) = unread(done)? {
             return Ok(Err(e));
         }
+        let (run, own) = made
+            .into_inner()
+            .zip(own.into_inner())
+            .ok_or_else(no_entry)?;
         self.store.flush()?;
-        let run = made.into_inner().expect("the store makes the entry of a unit it stored");
-        let own = own.into_inner().expect("the reader ran");
         Ok(Ok((run, self.take_rejected(), own)))
     }
 
@@ -430,6 +432,12 @@ impl FetchRun {
     }
 }
 
+/// A backend stored a unit without reading it or making its run entry (a broken backend: the
+/// contract says it does both).
+fn no_entry() -> StoreError {
+    StoreError::Refused("the store stored a unit without its run entry".into())
+}
+
 /// A store result with the unit's reader's own failure taken out: `Ok(Err)`.
 fn unread<T>(r: Result<T, StoreError>) -> Result<Result<T, Unreadable>, StoreError> {
     match r {
@@ -520,7 +528,12 @@ impl FilesRead {
     /// How a run of these files ended: `partial` when some could not be read, `error` when
     /// none could, its error text naming the first five.
     pub fn ending(&self) -> Ending {
-        let names: Vec<&str> = self.failed.iter().map(|u| u.unit.as_str()).take(5).collect();
+        let names: Vec<&str> = self
+            .failed
+            .iter()
+            .map(|u| u.unit.as_str())
+            .take(5)
+            .collect();
         Ending {
             failed: self.failed.clone(),
             read_units: self.read,

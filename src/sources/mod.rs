@@ -32,8 +32,8 @@ use crate::finding::{Finding, FindingView};
 use crate::http::{HttpClient, HttpError};
 use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
-use crate::store::{Store, StoreError, bridge};
 pub use crate::store::{ReadError, UnitError};
+use crate::store::{Store, StoreError, bridge};
 pub use registry::{Registration, SourceKind, enabled_sources, table};
 
 /// Why a fetch failed. Messages never contain secrets.
@@ -215,8 +215,10 @@ pub trait UnitSink: Send + Sync {
 
     /// Stores a [`StreamedUnit`]. The outer error is the store's; the inner one says the unit
     /// could not be read (nothing of it was stored).
-    async fn store_streamed(&self, unit: StreamedUnit)
-    -> Result<Result<(), Unreadable>, FetchError>;
+    async fn store_streamed(
+        &self,
+        unit: StreamedUnit,
+    ) -> Result<Result<(), Unreadable>, FetchError>;
 
     /// A folder for temporary files of a fetch (downloads spilled to disk).
     fn spill_dir(&self) -> std::path::PathBuf;

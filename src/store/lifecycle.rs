@@ -41,7 +41,12 @@ pub fn stamp_new(f: &mut Finding, now: DateTime<Utc>) {
 
 /// Merges `obs`, a new observation received at `now`, into its stored twin `stored`, and counts
 /// it in `stats` (updated; reopened when it was resolved).
-pub fn merge(stored: Finding, obs: Finding, now: DateTime<Utc>, stats: &mut IngestStats) -> Finding {
+pub fn merge(
+    stored: Finding,
+    obs: Finding,
+    now: DateTime<Utc>,
+    stats: &mut IngestStats,
+) -> Finding {
     let was_resolved = stored.status == Status::Resolved;
     let last_seen = now.max(stored.last_seen);
     let mut f = observe(stored, obs, false);
@@ -175,8 +180,11 @@ fn cap(f: &mut Finding) {
     }
 }
 
+/// Values of an observation by name.
+pub type Values = BTreeMap<String, Value>;
+
 /// The values an observation may change, by name (absent ones have no entry).
-fn values(f: &Finding) -> BTreeMap<String, Value> {
+fn values(f: &Finding) -> Values {
     let mut m = BTreeMap::new();
     m.insert("severity".into(), Value::from(f.severity.as_str()));
     m.insert("in_scope".into(), Value::from(f.in_scope));
@@ -204,7 +212,10 @@ fn differs(a: &BTreeMap<String, Value>, b: &BTreeMap<String, Value>) -> BTreeMap
 }
 
 /// `base` with `differs` applied (`null` removes a name).
-fn apply(base: &BTreeMap<String, Value>, differs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+fn apply(
+    base: &BTreeMap<String, Value>,
+    differs: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Value> {
     let mut m = base.clone();
     for (k, v) in differs {
         if v.is_null() {
@@ -218,7 +229,7 @@ fn apply(base: &BTreeMap<String, Value>, differs: &BTreeMap<String, Value>) -> B
 
 /// Every observation a finding holds, oldest first, each as its source time and its full
 /// values (the current observation last): what [`Finding::observations`] encodes.
-pub fn observation_values(f: &Finding) -> Vec<(Option<DateTime<Utc>>, BTreeMap<String, Value>)> {
+pub fn observation_values(f: &Finding) -> Vec<(Option<DateTime<Utc>>, Values)> {
     let cur = values(f);
     let mut out: Vec<_> = f
         .observations

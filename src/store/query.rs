@@ -82,7 +82,11 @@ fn parse(s: &str) -> Result<Query, BadQuery> {
             return t
                 .parse::<IpNet>()
                 .map(|n| Query::Net(n.trunc()))
-                .map_err(|_| bad(format!("`{t}` is not a valid prefix (write it like 192.0.2.0/24)")));
+                .map_err(|_| {
+                    bad(format!(
+                        "`{t}` is not a valid prefix (write it like 192.0.2.0/24)"
+                    ))
+                });
         }
         if (t.starts_with("AS") || t.starts_with("as"))
             && t[2..].bytes().all(|b| b.is_ascii_digit())

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Cause, FetchRun, Flow, IngestStats, Query, QueryOptions, QueryTotals, Result, Store, StoreError,
-    Unit,
+    Cause, FetchRun, Flow, IngestStats, Query, QueryOptions, QueryTotals, Result, Store,
+    StoreError, Unit,
 };
 use crate::finding::{Finding, Status};
 use record::FP_LEN;
@@ -278,7 +278,8 @@ impl Store for SledStore {
             let (k, plain) = b?;
             for rec in record::records(&plain) {
                 let rec = rec.map_err(|e| corrupt(&k, e))?;
-                let (h, _) = record::header(rec).ok_or_else(|| corrupt(&k, record::RecordError::Header))?;
+                let (h, _) =
+                    record::header(rec).ok_or_else(|| corrupt(&k, record::RecordError::Header))?;
                 if h.source == source.as_bytes() && h.status != resolved {
                     open += 1;
                     stale += usize::from(h.last_seen_micros < cutoff);
@@ -392,7 +393,8 @@ impl Store for SledStore {
         let mut n = 0;
         for kv in self.db.scan_prefix([keys::BUCKET]) {
             let (k, v) = kv.map_err(engine)?;
-            n += record::bucket_count(&v).ok_or_else(|| corrupt(&k, record::RecordError::Header))?;
+            n +=
+                record::bucket_count(&v).ok_or_else(|| corrupt(&k, record::RecordError::Header))?;
         }
         Ok(n)
     }

@@ -566,7 +566,11 @@ async fn reported_urls_keep_the_first_max_in_order() {
         emails: vec![],
     };
     let got = StateView::new(e.store.clone())
-        .reported_urls("safebrowsing", std::sync::Arc::new(ScopeMatcher::new(&snap)), 3)
+        .reported_urls(
+            "safebrowsing",
+            std::sync::Arc::new(ScopeMatcher::new(&snap)),
+            3,
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -672,8 +672,8 @@ fn import_eml(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scope::{AsnPrefixes, ScopeSnapshot};
     use crate::finding::FindingView;
+    use crate::scope::{AsnPrefixes, ScopeSnapshot};
     use crate::store::sled_store::Encoded;
 
     /// Encodes each row twice: its view as it is, and an owned finding made from it.

@@ -63,7 +63,7 @@ impl PreparedBatch {
     }
 
     /// A batch whose findings keep the life cycle they are given (a restore).
-    pub fn as_given(mut self) -> Self {
+    pub fn keeping_given(mut self) -> Self {
         self.as_given = true;
         self
     }
@@ -96,11 +96,15 @@ impl PreparedBatch {
         let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
             StoreError::corrupt(
                 "finding",
-                format!("bad fingerprint `{}`", crate::text::clip(&f.fingerprint, 40)),
+                format!(
+                    "bad fingerprint `{}`",
+                    crate::text::clip(&f.fingerprint, 40)
+                ),
             )
         })?;
         if self.as_given {
-            return self.push_encoded_with(&f.view(), fp, |buf| record::encode_finding(f, &fp, buf));
+            return self
+                .push_encoded_with(&f.view(), fp, |buf| record::encode_finding(f, &fp, buf));
         }
         self.push_sealed(&f.view(), fp)
     }

@@ -13,10 +13,10 @@ use std::ops::ControlFlow;
 
 use ipnet::IpNet;
 
-use super::{SledStore, corrupt, engine, opened};
-use crate::finding::{Finding, Status};
 use super::keys;
 use super::record::{self, FP_LEN, Header};
+use super::{SledStore, corrupt, engine, opened};
+use crate::finding::{Finding, Status};
 use crate::store::{Flow, Query, QueryOptions, QueryTotals, Result};
 
 /// Posting entries gathered before their buckets are read: the first chunk is small so the first
@@ -118,10 +118,10 @@ impl SledStore {
     fn walk_net(&self, net: &IpNet, sink: &mut Sink<'_>) -> Flow {
         let net = net.trunc();
         let inside = |h: &Header<'_>| match h.ip.len() {
-            4 => <[u8; 4]>::try_from(h.ip)
-                .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
-            16 => <[u8; 16]>::try_from(h.ip)
-                .is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
+            4 => <[u8; 4]>::try_from(h.ip).is_ok_and(|a| net.contains(&std::net::IpAddr::from(a))),
+            16 => {
+                <[u8; 16]>::try_from(h.ip).is_ok_and(|a| net.contains(&std::net::IpAddr::from(a)))
+            }
             _ => false,
         };
         let pick = Pick {
@@ -357,7 +357,8 @@ fn walk_plain(
 ) -> Flow {
     for rec in record::records(plain) {
         let rec = rec.map_err(|e| corrupt(key, e))?;
-        let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
+        let (h, _) =
+            record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
         if !(pick.header)(&h)
             || !sink.wants(&h)
             || fps.is_some_and(|fps| fps.binary_search(&h.fp).is_err())

@@ -399,7 +399,11 @@ pub fn encode(
 /// Appends the record of an owned finding: [`encode`], then its earlier observations when it
 /// has any (a trailing part that readers of records without it never see: a record of a
 /// finding without earlier observations is byte for byte what [`encode`] of its view writes).
-pub fn encode_finding(f: &Finding, fp: &[u8; FP_LEN], out: &mut Vec<u8>) -> Result<(), RecordError> {
+pub fn encode_finding(
+    f: &Finding,
+    fp: &[u8; FP_LEN],
+    out: &mut Vec<u8>,
+) -> Result<(), RecordError> {
     encode(&f.view(), fp, out)?;
     if f.observations.is_empty() && f.observations_dropped == 0 {
         return Ok(());
@@ -422,12 +426,11 @@ struct ObservationList<'a>(&'a [Observation]);
 
 impl Serialize for ObservationList<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|o| {
-            (
-                o.time_source.map(time),
-                ObjOutMap(&o.differs),
-            )
-        }))
+        s.collect_seq(
+            self.0
+                .iter()
+                .map(|o| (o.time_source.map(time), ObjOutMap(&o.differs))),
+        )
     }
 }
 
@@ -440,10 +443,13 @@ impl Serialize for ObjOutMap<'_> {
     }
 }
 
+/// `extra`-like (name, value) pairs, as read back.
+type Pairs<'a> = Vec<(Cow<'a, str>, Val<'a>)>;
+
 /// The trailing part of a record, as read back.
 #[derive(Deserialize)]
 struct ObservationsIn<'a> {
-    list: Vec<(Option<Time>, Vec<(Cow<'a, str>, Val<'a>)>)>,
+    list: Vec<(Option<Time>, Pairs<'a>)>,
     dropped: u64,
 }
 

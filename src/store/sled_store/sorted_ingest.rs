@@ -70,7 +70,7 @@ impl<'s> SortedIngest<'s> {
             mode,
             run: match mode {
                 Mode::Merge(_) => run,
-                Mode::Replace => run.as_given(),
+                Mode::Replace => run.keeping_given(),
             },
             spilled: Vec::new(),
             spill_dir: spill_dir.to_path_buf(),
@@ -190,7 +190,7 @@ impl<'s> SortedIngest<'s> {
         }
         let mut out = PreparedBatch::new(self.now);
         if let Mode::Replace = self.mode {
-            out = out.as_given();
+            out = out.keeping_given();
         }
         // Ties go to the earlier run, so rows of one home keep their order.
         while let Some(Reverse((mut home, i))) = heap.pop() {
@@ -379,7 +379,8 @@ mod tests {
             .unwrap();
         let d2 = tempfile::tempdir().unwrap();
         let s = SledStore::open(d2.path()).unwrap();
-        let mut si = SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d2.path(), (run_bytes, chunk));
+        let mut si =
+            SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d2.path(), (run_bytes, chunk));
         for f in fs {
             si.push_view(&f.view()).unwrap();
         }
@@ -416,7 +417,9 @@ mod tests {
         fs.sort_by_key(|f| f.ip);
         let d = tempfile::tempdir().unwrap();
         let s = SledStore::open(d.path()).unwrap();
-        let mut si = SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d.path(), (4 << 10, 7)).deferred();
+        let mut si =
+            SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d.path(), (4 << 10, 7))
+                .deferred();
         for f in &fs {
             si.push_view(&f.view()).unwrap();
         }
@@ -424,7 +427,9 @@ mod tests {
         assert_eq!(s.count().unwrap(), 0);
         drop(si);
         assert_eq!(s.count().unwrap(), 0);
-        let mut si = SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d.path(), (4 << 10, 7)).deferred();
+        let mut si =
+            SortedIngest::with_limits(&s, now(), Mode::Merge(now()), d.path(), (4 << 10, 7))
+                .deferred();
         for f in &fs {
             si.push_view(&f.view()).unwrap();
         }

@@ -2,8 +2,8 @@ use super::prepared::PreparedBatch;
 use super::record::BucketWriter;
 use super::write::{ByHome, Incoming, Mode, group_by_home};
 use super::*;
-use crate::store::{IngestOptions, QueryOptions};
 use crate::finding::{Classification, Severity};
+use crate::store::{IngestOptions, QueryOptions};
 use ipnet::IpNet;
 
 fn at(s: i64) -> DateTime<Utc> {

@@ -20,7 +20,10 @@ fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
     keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
         StoreError::corrupt(
             "finding",
-            format!("bad fingerprint `{}`", crate::text::clip(&f.fingerprint, 40)),
+            format!(
+                "bad fingerprint `{}`",
+                crate::text::clip(&f.fingerprint, 40)
+            ),
         )
     })
 }
@@ -173,6 +176,9 @@ impl<K> ByHome<K> {
     /// The later findings with the fingerprint of the one at caller's index `first`, in the
     /// order given.
     pub(super) fn repeats_of(&self, first: usize) -> &[usize] {
+        if self.repeats.is_empty() {
+            return &[];
+        }
         self.repeats.get(&first).map_or(&[], Vec::as_slice)
     }
 }
@@ -399,7 +405,8 @@ impl SledStore {
         };
         for rec in record::records(&plain) {
             let rec = rec.map_err(|e| corrupt(key, e))?;
-            let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
+            let (h, _) =
+                record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
             match find(&h) {
                 None => w.push_raw_at(rec, h.ip),
                 Some(i) => {
@@ -572,7 +579,8 @@ impl SledStore {
             let mut changed = 0;
             for rec in record::records(&plain) {
                 let rec = rec.map_err(|e| corrupt(&k, e))?;
-                let (h, _) = record::header(rec).ok_or_else(|| corrupt(&k, record::RecordError::Header))?;
+                let (h, _) =
+                    record::header(rec).ok_or_else(|| corrupt(&k, record::RecordError::Header))?;
                 if pick(&h) {
                     let mut f = record::decode(rec).map_err(|e| corrupt(&k, e))?;
                     if change(&mut f) {
@@ -609,7 +617,8 @@ impl SledStore {
     ) -> Result<()> {
         for rec in record::records(plain) {
             let rec = rec.map_err(|e| corrupt(key, e))?;
-            let (h, _) = record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
+            let (h, _) =
+                record::header(rec).ok_or_else(|| corrupt(key, record::RecordError::Header))?;
             if keep(&h) && !out.contains_key(&h.fp) {
                 let f = record::decode(rec).map_err(|e| corrupt(key, e))?;
                 if keep_finding(&f) {
@@ -688,7 +697,8 @@ impl SledStore {
                 }
                 let repeats = by_home.repeats_of(i);
                 if !repeats.is_empty() {
-                    let f = fold_repeats(decode(home, i)?, repeats, mode, &mut |j| decode(home, j))?;
+                    let f =
+                        fold_repeats(decode(home, i)?, repeats, mode, &mut |j| decode(home, j))?;
                     w.push(&f, &it.fp).map_err(engine)?;
                     continue;
                 }

@@ -131,8 +131,17 @@ fn matches(f: &Finding, q: &Query) -> bool {
         }
         Query::Domain(d) => {
             let d = outwatch::finding::normalize_domain(d);
-            let mail = f.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|x| x.1);
-            !d.is_empty() && f.domain.iter().map(String::as_str).chain(mail).any(|x| under(x, &d))
+            let mail = f
+                .email
+                .as_deref()
+                .and_then(|e| e.rsplit_once('@'))
+                .map(|x| x.1);
+            !d.is_empty()
+                && f.domain
+                    .iter()
+                    .map(String::as_str)
+                    .chain(mail)
+                    .any(|x| under(x, &d))
         }
         Query::Email(e) => f.email.as_deref() == Some(e.trim().to_ascii_lowercase().as_str()),
         Query::Asn(a) => {

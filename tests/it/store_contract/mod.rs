@@ -219,10 +219,16 @@ pub fn a_unit_is_all_or_nothing(s: Fresh) {
     let st = s.ingest_unit(ok).unwrap();
     assert_eq!(st.new, 1000);
     assert_eq!(s.count().unwrap(), 1000);
-    assert_eq!(s.state_get("unit/state").unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(
+        s.state_get("unit/state").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
     let runs = s.runs(Some("unit"), 10).unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].new, 1000, "the entry is made from the unit's statistics");
+    assert_eq!(
+        runs[0].new, 1000,
+        "the entry is made from the unit's statistics"
+    );
 
     // An owned unit with a run entry: the same.
     let st = s
@@ -294,7 +300,11 @@ pub fn a_malformed_finding_fails_its_whole_unit(s: Fresh) {
     assert!(r.is_err());
     assert_eq!(s.count().unwrap(), 1);
     let f = &q(s, Query::Ip("192.0.2.1".parse().unwrap()))[0];
-    assert_eq!(f.last_seen, t("2026-11-01T00:00:00Z"), "the good part must not land");
+    assert_eq!(
+        f.last_seen,
+        t("2026-11-01T00:00:00Z"),
+        "the good part must not land"
+    );
     assert_eq!(s.state_get("k").unwrap().unwrap(), b"before");
 }
 
@@ -315,7 +325,10 @@ pub fn ingesting_is_idempotent(s: Fresh) {
     assert_eq!((st.new, st.updated), (0, 2));
     assert_eq!(s.count().unwrap(), 2);
     let f = s.get(&timed.fingerprint).unwrap().unwrap();
-    assert_eq!(f.times_seen, 1, "the same source time is the same observation");
+    assert_eq!(
+        f.times_seen, 1,
+        "the same source time is the same observation"
+    );
     assert!(f.observations.is_empty());
     assert_eq!(f.first_seen, t("2026-11-01T00:00:00Z"));
     assert_eq!(f.last_seen, t("2026-11-02T00:00:00Z"));
@@ -330,7 +343,11 @@ pub fn repeats_within_a_unit_are_folded(s: Fresh) {
     let s = s.store.as_ref();
     let f = finding("a", Some("192.0.2.7"), None);
     let st = s
-        .ingest(vec![f.clone(), f.clone()], vec![], &opts("2026-11-01T00:00:00Z"))
+        .ingest(
+            vec![f.clone(), f.clone()],
+            vec![],
+            &opts("2026-11-01T00:00:00Z"),
+        )
         .unwrap();
     assert_eq!((st.new, st.duplicates), (1, 1));
     assert_eq!(s.get(&f.fingerprint).unwrap().unwrap().times_seen, 1);
@@ -362,7 +379,10 @@ pub fn the_life_cycle_moves_new_open_resolved_reopened(s: Fresh) {
     assert_eq!(s.get(&c.fingerprint).unwrap().unwrap().status, Status::New);
     assert_eq!(s.resolve_stale("test", None, cutoff, now).unwrap(), 1);
     assert_eq!(s.open_and_stale("test", cutoff).unwrap(), (1, 0));
-    assert_eq!(s.get(&b.fingerprint).unwrap().unwrap().status, Status::Resolved);
+    assert_eq!(
+        s.get(&b.fingerprint).unwrap().unwrap().status,
+        Status::Resolved
+    );
     // Hidden from a default lookup, shown with resolved ones.
     let ip = Query::Ip("192.0.2.2".parse().unwrap());
     let mut n = 0;
@@ -387,7 +407,11 @@ pub fn the_life_cycle_moves_new_open_resolved_reopened(s: Fresh) {
     // true for, unknown fingerprints skipped.
     let n = s
         .modify(
-            &[a.fingerprint.clone(), c.fingerprint.clone(), "00".repeat(16)],
+            &[
+                a.fingerprint.clone(),
+                c.fingerprint.clone(),
+                "00".repeat(16),
+            ],
             &mut |f| {
                 if f.feed != "a" {
                     return false;
@@ -409,7 +433,10 @@ pub fn the_life_cycle_moves_new_open_resolved_reopened(s: Fresh) {
 pub fn repeated_observations_are_counted_and_kept(s: Fresh) {
     let s = s.store.as_ref();
     // The scan_telnet case: one address at 12:27:34 and 12:27:40 with two banners.
-    let (early, late) = (scan("192.0.2.5", 34, "login:"), scan("192.0.2.5", 40, "Username:"));
+    let (early, late) = (
+        scan("192.0.2.5", 34, "login:"),
+        scan("192.0.2.5", 40, "Username:"),
+    );
     let st = s
         .ingest(
             vec![early.clone(), late.clone()],
@@ -483,7 +510,10 @@ pub fn repeated_observations_in_a_streamed_unit(s: Fresh) {
     assert_eq!(f.extra["banner"], "Username:");
     assert_eq!(f.observations[0].differs["extra.banner"], "login:");
     // And across units, merged into the stored finding.
-    let more = vec![scan("192.0.2.5", 50, "ok"), scan("192.0.2.5", 40, "Username:")];
+    let more = vec![
+        scan("192.0.2.5", 50, "ok"),
+        scan("192.0.2.5", 40, "Username:"),
+    ];
     s.ingest_unit(streamed("2026-11-22T00:00:00Z", &more, None, vec![], None))
         .unwrap();
     let g = s.get(&rows[0].fingerprint).unwrap().unwrap();
@@ -522,9 +552,17 @@ pub fn queries_by_address_and_prefix_stream(s: Fresh) {
         assert_eq!(d.len(), found.len(), "each finding once");
         found.len()
     };
-    assert_eq!(n("198.51.100.77"), 3, "the host and both networks holding it");
+    assert_eq!(
+        n("198.51.100.77"),
+        3,
+        "the host and both networks holding it"
+    );
     assert_eq!(n("198.51.100.200"), 2);
-    assert_eq!(n("198.51.100.0/24"), 258, "256 hosts, the /26 inside, the /23 around");
+    assert_eq!(
+        n("198.51.100.0/24"),
+        258,
+        "256 hosts, the /26 inside, the /23 around"
+    );
     assert_eq!(n("198.51.100.128/25"), 129);
     assert_eq!(n("198.51.0.0/16"), 259);
     assert_eq!(n("203.0.113.0/24"), 0);
@@ -683,7 +721,12 @@ pub fn the_run_log_keeps_runs_newest_first(s: Fresh) {
     // Retention: a run more than RUN_LOG_DAYS after the first drops it.
     s.record_run(&run("c", outwatch::store::RUN_LOG_DAYS + 1, RunOutcome::Ok))
         .unwrap();
-    let left: Vec<usize> = s.runs(None, 10).unwrap().iter().map(|r| r.fetched).collect();
+    let left: Vec<usize> = s
+        .runs(None, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.fetched)
+        .collect();
     assert_eq!(left, vec![outwatch::store::RUN_LOG_DAYS as usize + 1, 2, 1]);
 }
 
@@ -718,8 +761,12 @@ pub fn state_lives_with_its_unit(s: Fresh) {
     );
     assert_eq!(s.state_get("lists/b/validators").unwrap(), None);
     // A unit of state alone.
-    s.ingest(vec![], vec![("k".into(), Some(b"v".to_vec()))], &opts("2026-11-02T00:00:00Z"))
-        .unwrap();
+    s.ingest(
+        vec![],
+        vec![("k".into(), Some(b"v".to_vec()))],
+        &opts("2026-11-02T00:00:00Z"),
+    )
+    .unwrap();
     assert_eq!(s.state_get("k").unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(s.count().unwrap(), 1);
 }
@@ -738,7 +785,8 @@ pub fn indicator_sets_are_state_of_their_own(s: Fresh) {
         &opts("2026-11-01T00:00:00Z"),
     )
     .unwrap();
-    s.state_put("lists/feodotracker/validators", Some(b"etag")).unwrap();
+    s.state_put("lists/feodotracker/validators", Some(b"etag"))
+        .unwrap();
     let sets = |s: &dyn Store| {
         let mut v = Vec::new();
         s.indicator_sets(&mut |k, b| {

@@ -67,8 +67,11 @@ fn range_buckets_split_in_address_order_never_inside_an_address() {
         f.network = None;
         f.port = Some(u16::from(i) * 100 + fs.len() as u16);
         f.seal();
-        w.push(&f, &crate::store::sled_store::keys::fp_bytes(&f.fingerprint).unwrap())
-            .unwrap();
+        w.push(
+            &f,
+            &crate::store::sled_store::keys::fp_bytes(&f.fingerprint).unwrap(),
+        )
+        .unwrap();
         fs.push(f);
     }
     let per = w.plain_len() / 10;
@@ -155,8 +158,7 @@ fn noted_addresses_split_like_read_ones() {
         let a = pieces(&shuffled, true, max);
         let b = pieces(&shuffled, false, max);
         assert_eq!(a, b);
-        let firsts =
-            |p: &[(Vec<u8>, Vec<u8>)]| p.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+        let firsts = |p: &[(Vec<u8>, Vec<u8>)]| p.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
         assert_eq!(firsts(&a), firsts(&want));
         if max == 1 {
             // Never cut inside an address: 20 addresses, 20 pieces.
@@ -231,8 +233,18 @@ mod properties {
         w.push(&f, &fp).unwrap();
         w.push_raw(&one);
         let mut entries = Vec::new();
-        crate::store::sled_store::keys::push_posting("shop.example.org", &fp, b"\x04home", &mut entries);
-        crate::store::sled_store::keys::push_posting("www.example.org", &fp, b"\x04home", &mut entries);
+        crate::store::sled_store::keys::push_posting(
+            "shop.example.org",
+            &fp,
+            b"\x04home",
+            &mut entries,
+        );
+        crate::store::sled_store::keys::push_posting(
+            "www.example.org",
+            &fp,
+            b"\x04home",
+            &mut entries,
+        );
         vec![one, w.finish(), pack_postings(&entries), entries]
     }
 
