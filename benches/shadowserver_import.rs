@@ -3,8 +3,8 @@
 //! Generates an N-row `scan_dns` report in the current column layout (16 columns, ~230 bytes a
 //! row, every row a distinct host, half of them in scope), then measures
 //! 1. parse + normalise only (findings dropped), and
-//! 2. the whole `outwatch import shadowserver` path (`import_files`: stream, normalise, scope,
-//!    chunked `store.ingest` into a fresh sled store, flush).
+//! 2. the whole `outwatch import shadowserver` path (`pipeline::import::shadowserver_files`:
+//!    stream, normalise, scope, one unit of the apply path into a fresh sled store, flush).
 //!
 //! Run: `cargo bench --bench shadowserver_import -- [--rows N] [--phase parse|import|both]
 //! [--input dense|shuffled|sparse|internet] [--csv-out FILE]`. The inputs:

@@ -337,6 +337,55 @@ fn export_and_restore_round_trip() {
     })
     .unwrap();
     assert_eq!(x, y, "history, counts and times survive the round trip");
+    let runs = b.runs(Some("restore"), 5).unwrap();
+    assert_eq!(runs.len(), 1, "a restore is one run, logged as `restore`");
+    assert_eq!((runs[0].accepted, runs[0].new), (2, 0));
+}
+
+/// A restore is all or nothing: a file that cannot be read to its end restores nothing, and a
+/// line that is no finding is named and skipped.
+#[test]
+fn a_restore_that_cannot_be_read_whole_restores_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    seed(&data);
+    let file = d.path().join("backup.jsonl");
+    cli(d.path())
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "export",
+            "--jsonl",
+            "-o",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+    let good = std::fs::read(&file).unwrap();
+    let mut cut = good.clone();
+    cut.extend_from_slice(b"{\"source\": \"x\xff\xfe\"}\n");
+    let broken = d.path().join("broken.jsonl");
+    std::fs::write(&broken, &cut).unwrap();
+    let fresh = d.path().join("fresh");
+    cli(d.path())
+        .args(["--data-dir", fresh.to_str().unwrap(), "restore"])
+        .arg(&broken)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("nothing was restored"));
+    assert_eq!(open(&fresh).count().unwrap(), 0);
+    // A line that is no finding: skipped and named, the others restored.
+    let mut odd = good;
+    odd.extend_from_slice(b"{\"not\": \"a finding\"}\n");
+    std::fs::write(&broken, &odd).unwrap();
+    cli(d.path())
+        .args(["--data-dir", fresh.to_str().unwrap(), "restore"])
+        .arg(&broken)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("restored 2"))
+        .stderr(predicates::str::contains("line 3"));
+    assert_eq!(open(&fresh).count().unwrap(), 2);
 }
 
 #[test]

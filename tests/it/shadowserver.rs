@@ -320,6 +320,51 @@ fn import_works_without_config_and_flags_out_of_scope() {
     assert_eq!(s["duplicates"], 3);
 }
 
+/// An import is one run in the log, `import/shadowserver`: `ok`, `partial` when a file could
+/// not be read while others were, `error` when none could.
+#[test]
+fn an_import_is_logged_with_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let d = data.to_str().unwrap();
+    let good = fixture("2026-11-20-scan_dns-example-asn.csv");
+    let odd = dir.path().join("notes.csv");
+    std::fs::copy(&good, &odd).unwrap();
+    let import = |files: &[&std::path::Path]| {
+        outwatch(dir.path())
+            .args(["--data-dir", d, "import", "shadowserver", "--json"])
+            .args(files)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(import(&[good.as_path()]), Some(0));
+    assert_eq!(import(&[good.as_path(), odd.as_path()]), Some(1));
+    assert_eq!(import(&[odd.as_path()]), Some(1));
+    let s = outwatch::store::open(&data).unwrap();
+    let runs = s.runs(Some("import/shadowserver"), 10).unwrap();
+    let outcomes: Vec<outwatch::store::RunOutcome> = runs.iter().map(|r| r.outcome).collect();
+    assert_eq!(outcomes, {
+        use outwatch::store::RunOutcome::*;
+        vec![Error, Partial, Ok]
+    });
+    let partial = &runs[1];
+    assert_eq!((partial.fetched, partial.updated), (3, 3), "{partial:?}");
+    assert_eq!(partial.failed_units.len(), 1);
+    assert!(partial.failed_units[0].unit.ends_with("notes.csv"));
+    assert!(
+        partial
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("1 file(s) could not be read"),
+        "{partial:?}"
+    );
+    assert_eq!(runs[2].new, 3);
+    assert!(s.runs(Some("shadowserver-import"), 10).unwrap().is_empty());
+}
+
 fn gz_bytes(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(data).unwrap();
