@@ -308,10 +308,13 @@ pub enum ShadowserverCommand {
 /// Parses the command line, runs the command and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // fetch and run --once print each source's failures and rejected rows themselves.
+    // fetch, run --once, import and restore print each failure and rejected row themselves.
     let reports_itself = matches!(
         &cli.command,
-        Command::Fetch(_) | Command::Run(RunArgs { once: true }) | Command::Import(_)
+        Command::Fetch(_)
+            | Command::Run(RunArgs { once: true })
+            | Command::Import(_)
+            | Command::Restore(_)
     );
     crate::logging::init_for(cli.log_format, cli.verbose, reports_itself);
     match run(cli) {
