@@ -57,6 +57,45 @@ fn record_round_trip_keeps_every_field() {
     }
 }
 
+/// Earlier observations ride as a trailing part of the record: kept through a round trip,
+/// and absent without them (then the record is exactly what `encode` of the view writes, as
+/// before they existed, and what an older reader reads).
+#[test]
+fn earlier_observations_round_trip_as_a_trailing_part() {
+    let mut f = sample();
+    let fp = crate::store::sled_store::keys::fp_bytes(&f.fingerprint).unwrap();
+    let (mut plain, mut with) = (Vec::new(), Vec::new());
+    encode(&f.view(), &fp, &mut plain).unwrap();
+    encode_finding(&f, &fp, &mut with).unwrap();
+    assert_eq!(plain, with, "no observations: the bytes of the view");
+    f.observations = vec![
+        crate::finding::Observation {
+            time_source: Some(DateTime::from_timestamp(1_790_000_000, 7).unwrap()),
+            differs: [
+                ("extra.banner".to_string(), serde_json::json!("login:")),
+                ("extra.gone".to_string(), serde_json::Value::Null),
+                ("severity".to_string(), serde_json::json!("high")),
+            ]
+            .into_iter()
+            .collect(),
+        },
+        crate::finding::Observation {
+            time_source: None,
+            differs: Default::default(),
+        },
+    ];
+    f.observations_dropped = 3;
+    let mut v = Vec::new();
+    encode_finding(&f, &fp, &mut v).unwrap();
+    assert!(v.starts_with(&plain));
+    assert_eq!(decode(&v).unwrap(), f);
+    // What a reader of the first part alone sees: the finding without them.
+    let mut bare = f.clone();
+    bare.observations.clear();
+    bare.observations_dropped = 0;
+    assert_eq!(decode(&v[..plain.len()]).unwrap(), bare);
+}
+
 #[test]
 fn range_buckets_split_in_address_order_never_inside_an_address() {
     let mut w = BucketWriter::default();
