@@ -1166,6 +1166,7 @@ fn status_json_names_next_runs_without_the_daemon() {
         format!(
             "[organisation]\nname = \"X\"\nprefixes = [\"192.0.2.0/24\"]\n[store]\npath = \"data\"\n\
              [digest]\nschedule = \"0 7 * * 1-5\"\nfrom = \"noc@example.org\"\n\
+             recipients = [\"noc@example.org\"]\n\
              [sources.urlhaus]\nschedule = \"30 */6 * * *\"\n{feeds_off}"
         ),
     )
