@@ -33,11 +33,15 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
     let cfg_path = out.join("outwatch.toml");
     std::fs::write(&cfg_path, demo::config_text(&server.base_url()))
         .map_err(|e| CliError::failure(format!("cannot write {}: {e}", cfg_path.display())))?;
-    workln!(
-        "outwatch demo: recorded provider replies served on {}, store in {}\n",
+    let intro = format!(
+        "recorded provider replies served on {}, store in {}",
         server.base_url(),
         out.join("data").display()
     );
+    for l in crate::output::wrapped(&intro, "outwatch demo: ", "  ") {
+        workln!("{l}");
+    }
+    workln!();
 
     let app = App::new(Some(&cfg_path), None)?;
     let reports = super::fetch::fetch_sources(&app, &[], true).await?;

@@ -28,7 +28,8 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     };
     let out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(
-            File::create(p)
+            // Breached mail addresses and our exposures: owner-only, like the store.
+            crate::files::create_private(p)
                 .map_err(|e| CliError::failure(format!("cannot create {}: {e}", p.display())))?,
         ),
         None => Box::new(std::io::stdout().lock()),
