@@ -460,6 +460,14 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         _ => {}
     }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?;
+    // The demo brings its own config: the user's (perhaps broken) one is not read.
+    if let Command::Demo(a) = &cli.command {
+        return rt.block_on(commands::demo::run(a));
+    }
     let app = App::new(cli.config.as_deref(), cli.data_dir.as_deref())?;
     // check-config prints the config's warnings itself; every other command logs them once.
     if !matches!(cli.command, Command::CheckConfig(_))
@@ -469,10 +477,6 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tracing::warn!("{}: {}", app.config_path.display(), w);
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
         match cli.command {
             Command::CheckConfig(a) => commands::check_config::run(&app, a.json),
@@ -486,9 +490,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Run(a) => commands::run::run(&app, &a).await,
             Command::Status(a) => commands::status::run(&app, a.json),
             Command::Digest(a) => commands::digest::run(&app, &a).await,
-            Command::Demo(a) => commands::demo::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,
-            Command::Completions(_) | Command::Manpage => unreachable!("handled above"),
+            Command::Completions(_) | Command::Manpage | Command::Demo(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

@@ -208,6 +208,13 @@ pub fn wrapped(text: &str, first: &str, rest: &str) -> Vec<String> {
     wrapped_to(width(), text, first, rest)
 }
 
+/// [`wrapped`] lines of a command that did work ([`line_after_work`]).
+pub fn work_wrapped(text: &str, first: &str, rest: &str) {
+    for l in wrapped(text, first, rest) {
+        line_after_work(format_args!("{l}"));
+    }
+}
+
 fn wrapped_to(width: Option<usize>, text: &str, first: &str, rest: &str) -> Vec<String> {
     match width.filter(|w| *w >= 40) {
         Some(width) => {

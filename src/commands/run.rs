@@ -1,5 +1,4 @@
 //! `outwatch run` (the scheduler daemon) and `outwatch run --once` (one round, for system cron).
-use crate::workln;
 use std::process::ExitCode;
 
 use crate::app::App;
@@ -24,11 +23,7 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     // The same table and failure lines as `fetch`; the lines after it wrap at spaces only, to
     // the terminal or `$COLUMNS`, so a URL or an address is never cut.
     crate::commands::fetch::print_table(&report.sources);
-    let say = |text: &str, first: &str| {
-        for l in crate::output::wrapped(text, first, "    ") {
-            workln!("{l}");
-        }
-    };
+    let say = |text: &str, first: &str| crate::output::work_wrapped(text, first, "    ");
     match &report.flows {
         None => {}
         Some(Ok(line)) => say(line, "flows: "),

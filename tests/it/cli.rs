@@ -509,3 +509,64 @@ fn support_isolates_the_binary_from_the_developers_environment() {
         "{err}"
     );
 }
+
+#[test]
+fn a_mistyped_file_creates_no_store_and_the_demo_needs_no_config() {
+    let d = tempfile::tempdir().unwrap();
+    let out = cli(d.path())
+        .args(["--data-dir", "data", "import", "shadowserver", "nope.csv"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no such file: nope.csv"));
+    let out = cli(d.path())
+        .args(["--data-dir", "data", "restore", "nope.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !d.path().join("data").exists(),
+        "a refused import or restore creates no store"
+    );
+    // A broken config of the user's does not stop the demo, which brings its own.
+    std::fs::write(d.path().join("outwatch.toml"), "[organisation\n").unwrap();
+    let out = cli(d.path())
+        .args(["demo", "--out", "demo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::fs::metadata(d.path().join("demo/outwatch.toml"))
+        .unwrap()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the demo's config holds (made-up) keys"
+    );
+}
+
+#[test]
+fn check_config_wraps_the_source_list() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    let out = cli(d.path())
+        .arg("check-config")
+        .env("COLUMNS", "50")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let head: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(head.len() > 3, "{text}");
+    for l in &head[2..] {
+        assert!(l.chars().count() <= 50, "{l}");
+        assert!(
+            l.starts_with("sources:  ") || l.starts_with("          "),
+            "{l}"
+        );
+    }
+}
