@@ -73,19 +73,22 @@ pub fn cli(dir: &Path) -> assert_cmd::Command {
 pub fn isolated(dir: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("outwatch"));
     c.current_dir(dir).env("HOME", dir);
-    for var in [
-        "XDG_CONFIG_HOME",
-        "OUTWATCH_CONFIG",
-        "OUTWATCH_DATA_DIR",
-        "NO_COLOR",
-        "CLICOLOR_FORCE",
-        "COLUMNS",
-        "RUST_LOG",
-    ] {
+    for var in UNSET_FOR_TESTS {
         c.env_remove(var);
     }
     c
 }
+
+/// What [`isolated`] removes from the environment.
+pub const UNSET_FOR_TESTS: [&str; 7] = [
+    "XDG_CONFIG_HOME",
+    "OUTWATCH_CONFIG",
+    "OUTWATCH_DATA_DIR",
+    "NO_COLOR",
+    "CLICOLOR_FORCE",
+    "COLUMNS",
+    "RUST_LOG",
+];
 
 pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
