@@ -28,7 +28,8 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     };
     let out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(
-            File::create(p)
+            // Breached mail addresses and our exposures: owner-only, like the store.
+            crate::files::create_private(p)
                 .map_err(|e| CliError::failure(format!("cannot create {}: {e}", p.display())))?,
         ),
         None => Box::new(std::io::stdout().lock()),
@@ -57,7 +58,7 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
 }
 
 pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
-    let store = app.open_store()?;
+    // The input first: a mistyped file name creates no empty store.
     let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
@@ -65,6 +66,7 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
             CliError::failure(format!("cannot open {}: {e}", a.file.display()))
         })?))
     };
+    let store = app.open_store()?;
     let mut batch = Vec::with_capacity(RESTORE_BATCH);
     let mut restored = 0usize;
     let mut bad = Vec::new();

@@ -84,6 +84,14 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             return Err(unknown_type(&bundled, t));
         }
     }
+    // A mistyped file name too: no store is created for nothing (as `import hibp` and the
+    // others refuse it, through `import_mail::expand`).
+    if let Some(missing) = a.files.iter().find(|f| !f.exists()) {
+        return Err(CliError::usage(format!(
+            "no such file: {}",
+            missing.display()
+        )));
+    }
     let store = app.open_store()?;
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
     let matcher = ScopeMatcher::new(&snap);
@@ -194,16 +202,20 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     if a.json {
         print_json(&summary)?;
     } else {
-        workln!(
-            "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope; \
-             {} malformed value(s) kept",
-            summary.files,
-            summary.rows,
-            summary.imported,
-            summary.duplicates,
-            summary.rejected,
-            in_scope,
-            summary.warnings
+        crate::output::work_wrapped(
+            &format!(
+                "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope; \
+                 {} malformed value(s) kept",
+                summary.files,
+                summary.rows,
+                summary.imported,
+                summary.duplicates,
+                summary.rejected,
+                in_scope,
+                summary.warnings
+            ),
+            "",
+            "  ",
         );
         for (t, n) in &summary.by_type {
             workln!("  {t}: {n} row(s)");

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::{
     Config, ConfigError, CronSchedule, HumanDuration, check_url, closest, line_hint,
-    table_line_hint,
+    table_line_hint, toml_error,
 };
 
 /// Every kind of source, in the order `fetch` and `status` list them.
@@ -237,13 +237,13 @@ pub fn tables<T: DeserializeOwned>(
     text: &str,
     pick: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, T)>, String> {
-    let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e))?;
     Root::<T> {
         pick,
         t: PhantomData,
     }
     .deserialize(de)
-    .map_err(|e| e.to_string())
+    .map_err(|e| toml_error(text, &e))
 }
 
 /// The document: only its `sources` table is read.

@@ -58,15 +58,37 @@ pub fn serve_cut_logged(
     (format!("http://{addr}"), log)
 }
 
-/// The `outwatch` binary run in `dir`, with no config or data dir from the environment.
+/// The `outwatch` binary run in `dir`, isolated from the developer's environment (see
+/// [`isolated`]).
 pub fn cli(dir: &Path) -> assert_cmd::Command {
-    let mut c = assert_cmd::Command::cargo_bin("outwatch").unwrap();
-    c.current_dir(dir)
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
-        .env_remove("RUST_LOG");
+    assert_cmd::Command::from_std(isolated(dir))
+}
+
+/// The `outwatch` binary run in `dir` with nothing of the environment that changes what it
+/// reads or prints: `HOME` is `dir` and `XDG_CONFIG_HOME` unset (so no real
+/// `~/.config/outwatch/outwatch.toml` is found), no `OUTWATCH_CONFIG` / `OUTWATCH_DATA_DIR`,
+/// no `NO_COLOR` / `CLICOLOR_FORCE` / `COLUMNS` (a pipe: no colour, no width), no `RUST_LOG`.
+/// A test sets what it needs on top. (`/etc/outwatch/outwatch.toml` is still a candidate:
+/// a machine that runs the tests has none.)
+pub fn isolated(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("outwatch"));
+    c.current_dir(dir).env("HOME", dir);
+    for var in UNSET_FOR_TESTS {
+        c.env_remove(var);
+    }
     c
 }
+
+/// What [`isolated`] removes from the environment.
+pub const UNSET_FOR_TESTS: [&str; 7] = [
+    "XDG_CONFIG_HOME",
+    "OUTWATCH_CONFIG",
+    "OUTWATCH_DATA_DIR",
+    "NO_COLOR",
+    "CLICOLOR_FORCE",
+    "COLUMNS",
+    "RUST_LOG",
+];
 
 pub fn stdout_json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
