@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
-use super::normalize::Normalizer;
+use super::normalize::{Normalizer, RowScratch};
 use super::schema::Schema;
 use crate::finding::{Finding, FindingView};
 use crate::scope::ScopeMatcher;
@@ -281,7 +281,7 @@ pub fn read_csv<R: Read>(
         .from_reader(FieldCap::new(reader, MAX_FIELD));
     let mut rec = csv::ByteRecord::new();
     let mut raw = String::new();
-    let mut warnings: Vec<String> = Vec::new();
+    let mut scratch = RowScratch::default();
     match rdr.read_byte_record(&mut rec) {
         Ok(true) => {}
         Ok(false) => {
@@ -308,6 +308,13 @@ pub fn read_csv<R: Read>(
             return Ok(out);
         }
     };
+    if let Some(message) = unknown_type_warning(schema, &out.report_type) {
+        out.warnings += 1;
+        sink.warning(RowError {
+            location: naming.prefix.clone(),
+            message,
+        });
+    }
     loop {
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
@@ -323,10 +330,10 @@ pub fn read_csv<R: Read>(
         }
         out.rows += 1;
         naming.write_at(line, &mut raw);
-        match norm.row_view(&rec, &raw, &mut warnings, |f| sink.finding(f)) {
+        match norm.row_view(&rec, &raw, &mut scratch, |f| sink.finding(f)) {
             Ok(stored) => {
                 stored?;
-                for message in warnings.drain(..) {
+                for message in scratch.warnings.drain(..) {
                     out.warnings += 1;
                     sink.warning(RowError {
                         location: naming.at(line),
@@ -336,7 +343,7 @@ pub fn read_csv<R: Read>(
             }
             Err(message) => {
                 // Warnings of a rejected row are moot: the reason says what is wrong.
-                warnings.clear();
+                scratch.warnings.clear();
                 out.rejected += 1;
                 sink.rejected(RowError {
                     location: naming.at(line),
@@ -355,6 +362,27 @@ pub fn read_csv<R: Read>(
         );
     }
     Ok(out)
+}
+
+/// The warning of a report whose type no table knows (it is read all the same: classified by
+/// its name, every column kept); `None` for a known type.
+pub fn unknown_type_warning(schema: &Schema, report_type: &str) -> Option<String> {
+    if schema.knows(report_type) {
+        return None;
+    }
+    let info = schema.info(report_type);
+    let near = crate::config::closest(report_type, schema.all_names());
+    let hint = match near.first() {
+        Some(n) => format!("did you mean `{n}`? "),
+        None => String::new(),
+    };
+    Some(format!(
+        "`{}` is a report type outwatch does not know: read as {}/{} with every column kept \
+         ({hint}`outwatch shadowserver update-schema` fetches the current list)",
+        crate::text::clip(report_type, 80),
+        info.taxonomy,
+        info.kind
+    ))
 }
 
 /// Options of a file import.
@@ -441,10 +469,18 @@ fn import_stream<R: Read + Seek>(
         if let Some(t) = opts.report_type {
             return Ok(t.to_string());
         }
-        opts.schema
-            .type_from_file_name(inner)
-            .or_else(|| opts.schema.type_from_file_name(name))
-            .or_else(|| outer_name.and_then(|o| opts.schema.type_from_file_name(o)))
+        let names = [Some(inner), Some(name), outer_name];
+        names
+            .iter()
+            .flatten()
+            .find_map(|n| opts.schema.type_from_file_name(n))
+            // A dated report name of a type no table knows: read it (with a warning).
+            .or_else(|| {
+                names
+                    .iter()
+                    .flatten()
+                    .find_map(|n| super::schema::unknown_type_from_file_name(n))
+            })
             .ok_or_else(|| {
                 format!(
                     "cannot tell the report type from the name `{inner}`: pass --type \

@@ -140,10 +140,10 @@ impl Source for ShadowserverSource {
                 .clone()
                 .filter(|t| !t.trim().is_empty())
                 .or_else(|| {
-                    entry
-                        .file
-                        .as_deref()
-                        .and_then(|f| schema.type_from_file_name(f))
+                    let file = entry.file.as_deref()?;
+                    schema
+                        .type_from_file_name(file)
+                        .or_else(|| schema::unknown_type_from_file_name(file))
                 });
             let Some(report_type) = report_type else {
                 let e = FetchError::Format("reports/list names no type for it".into());
