@@ -398,6 +398,9 @@ impl<'a> Normalizer<'a> {
             if !cves.is_empty() {
                 set_sorted(&mut extra, "cves", ExtraVal::Strings(&cves));
             }
+        } else if let Some(t) = &tag_text {
+            // Separators only (`,`): no tag, but a value all the same.
+            set_sorted(&mut extra, "tag", ExtraVal::Text(Cow::Borrowed(t)));
         }
         if row.value(self.cols.application).is_none()
             && let Some(app) = &self.info.application
@@ -590,12 +593,11 @@ impl<'a> Normalizer<'a> {
                     }
                 }
             }
-            s.domain = row.value(side.hostname).and_then(host_name);
-            s.domain_from = s.domain.as_ref().map(|_| Filled::Hostname);
+            (s.domain, s.domain_from) = domain_of(row.value(side.hostname), Filled::Hostname);
         }
         if s.domain.is_none() {
-            s.domain = row.value(self.cols.domain).and_then(host_name);
-            s.domain_from = s.domain.as_ref().map(|_| Filled::DomainColumn);
+            (s.domain, s.domain_from) =
+                domain_of(row.value(self.cols.domain), Filled::DomainColumn);
         }
         s
     }
@@ -746,6 +748,22 @@ fn extra_plan(
         plan[j].repeats_key = plan[j].key == plan[j - 1].key;
     }
     plan
+}
+
+/// The host name a cell holds, and whether the cell is that name as written (case and a
+/// trailing dot aside), so that it can stay out of `extra` without losing anything.
+fn domain_of(cell: Option<Cow<'_, str>>, from: Filled) -> (Option<Cow<'_, str>>, Option<Filled>) {
+    let Some(cell) = cell else {
+        return (None, None);
+    };
+    let as_written = |d: &str| cell.trim_end_matches('.').eq_ignore_ascii_case(d);
+    match host_name(cell.clone()) {
+        Some(d) => {
+            let filled = as_written(&d).then_some(from);
+            (Some(d), filled)
+        }
+        None => (None, None),
+    }
 }
 
 /// The CVE ids among the tags, upper-cased, sorted, each once.

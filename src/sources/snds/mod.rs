@@ -408,11 +408,20 @@ fn data_row(
     if let Some(b) = band {
         f.set_extra("complaint_rate_min_pct", b.min);
     }
-    if let Some(d) = date(parse_snds_time(g(8))) {
-        f.set_extra("trap_message_start", d);
-    }
-    if let Some(d) = date(parse_snds_time(g(9))) {
-        f.set_extra("trap_message_end", d);
+    // The trap messages' period; a malformed time is kept as written.
+    for (key, i) in [("trap_message_start", 8), ("trap_message_end", 9)] {
+        match date(parse_snds_time(g(i))) {
+            Some(d) => f.set_extra(key, d),
+            None if !g(i).is_empty() => {
+                warnings.push(format!(
+                    "{} `{}` is not M/D/YYYY h:mm AM/PM (kept in extra)",
+                    key.replace('_', " "),
+                    crate::text::clip(g(i), 80)
+                ));
+                f.set_extra(key, g(i));
+            }
+            None => {}
+        }
     }
     if let Some(n) = trap_hits {
         f.set_extra("trap_hits", n);
