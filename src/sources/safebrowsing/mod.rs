@@ -609,11 +609,16 @@ impl Source for SafeBrowsingSource {
         // Our home pages and configured URLs, then the URLs other sources reported on our
         // domains and addresses.
         let mut targets = self.targets.clone();
+        // A reported URL whose host is no name of ours, with our address it was reported on.
+        let mut hosted_at: BTreeMap<String, std::net::IpAddr> = BTreeMap::new();
         if let Some(max) = self.reported {
             let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
-            for u in ctx.state.reported_urls("safebrowsing", &ctx.scope, max)? {
-                if seen.insert(u.clone()) {
-                    targets.push(u);
+            for r in ctx.state.reported_urls("safebrowsing", &ctx.scope, max)? {
+                if let Some(ip) = r.ip {
+                    hosted_at.insert(r.url.clone(), ip);
+                }
+                if seen.insert(r.url.clone()) {
+                    targets.push(r.url);
                 }
             }
         }
@@ -709,6 +714,11 @@ impl Source for SafeBrowsingSource {
         let api = self.api.as_str();
         let mut emit = |checked: &str, m: &ThreatMatch, cached: bool| {
             let mut f = match_finding(m, api, checked);
+            if f.ip.is_none()
+                && let Some(ip) = hosted_at.get(checked)
+            {
+                f.ip = Some(*ip);
+            }
             if cached {
                 f.set_extra("from_cache", true);
             }
