@@ -360,21 +360,7 @@ impl<'a> Normalizer<'a> {
             .value(self.cols.email)
             .filter(|e| e.contains('@'))
             .map(lower);
-        if s.ip.is_none() && s.network.is_none() && s.domain.is_none() {
-            s.domain = self
-                .cols
-                .domain_fallback
-                .iter()
-                .find_map(|&i| row.value(Some(i)).and_then(host_name));
-        }
-        if s.ip.is_none()
-            && s.network.is_none()
-            && s.domain.is_none()
-            && url.is_none()
-            && email.is_none()
-        {
-            return Err("the row names no address, network, host name, URL or e-mail".into());
-        }
+        self.require_indicator(row, &mut s, url.is_some() || email.is_some())?;
         let identity_len = self.identity_parts(row, identity);
         let protocol = row.value(self.cols.protocol).map(lower);
         let filled = [
@@ -393,24 +379,7 @@ impl<'a> Normalizer<'a> {
             }
         }
         let cves = cves(&tags);
-        if !tags.is_empty() {
-            set_sorted(&mut extra, "tags", ExtraVal::Strs(&tags));
-            if !cves.is_empty() {
-                set_sorted(&mut extra, "cves", ExtraVal::Strings(&cves));
-            }
-        } else if let Some(t) = &tag_text {
-            // Separators only (`,`): no tag, but a value all the same.
-            set_sorted(&mut extra, "tag", ExtraVal::Text(Cow::Borrowed(t)));
-        }
-        if row.value(self.cols.application).is_none()
-            && let Some(app) = &self.info.application
-        {
-            set_sorted(
-                &mut extra,
-                "application",
-                ExtraVal::Text(Cow::Borrowed(app)),
-            );
-        }
+        self.tags_and_application(row, &mut extra, &tags, &cves, tag_text.as_deref());
         let mut view = FindingView {
             source: SOURCE,
             feed: &self.report_type,
@@ -435,23 +404,80 @@ impl<'a> Normalizer<'a> {
             identity: &identity[..identity_len],
             history: &[],
         };
-        let mark = ScopeMark::of(&view, self.scope);
-        if let Some(p) = mark.prefix {
-            set_sorted(&mut extra, "matched_prefix", ExtraVal::Net(p));
-        }
-        if let Some(a) = mark.asn {
-            set_sorted(&mut extra, "matched_asn", ExtraVal::U64(a.into()));
-        }
-        if let Some(d) = mark.domain {
-            set_sorted(
-                &mut extra,
-                "matched_domain",
-                ExtraVal::Text(Cow::Borrowed(d)),
-            );
-        }
-        view.in_scope = mark.in_scope;
+        view.in_scope = self.mark_scope(&view, &mut extra);
         view.extra = ExtraView::Pairs(&extra);
         Ok(emit(&view))
+    }
+
+    /// A row without an address or network is about the host name of a fallback column
+    /// (`request`, `website`, ...) when it has one; a row that names nothing at all (no URL
+    /// or e-mail either, `has_other`) has no identity and is rejected.
+    fn require_indicator<'r>(
+        &self,
+        row: Row<'r>,
+        s: &mut SubjectFields<'r>,
+        has_other: bool,
+    ) -> Result<(), String> {
+        if s.ip.is_none() && s.network.is_none() && s.domain.is_none() {
+            s.domain = self
+                .cols
+                .domain_fallback
+                .iter()
+                .find_map(|&i| row.value(Some(i)).and_then(host_name));
+        }
+        if s.ip.is_none() && s.network.is_none() && s.domain.is_none() && !has_other {
+            return Err("the row names no address, network, host name, URL or e-mail".into());
+        }
+        Ok(())
+    }
+
+    /// `extra.tags` and `extra.cves` (or the `tag` cell as written when it holds separators
+    /// only), and the type's application when the row names none.
+    fn tags_and_application<'e>(
+        &'e self,
+        row: Row<'_>,
+        extra: &mut Vec<(&'e str, ExtraVal<'e>)>,
+        tags: &'e [&'e str],
+        cves: &'e [String],
+        tag_text: Option<&'e str>,
+    ) {
+        if !tags.is_empty() {
+            set_sorted(extra, "tags", ExtraVal::Strs(tags));
+            if !cves.is_empty() {
+                set_sorted(extra, "cves", ExtraVal::Strings(cves));
+            }
+        } else if let Some(t) = tag_text {
+            // Separators only (`,`): no tag, but a value all the same.
+            set_sorted(extra, "tag", ExtraVal::Text(Cow::Borrowed(t)));
+        }
+        if row.value(self.cols.application).is_none()
+            && let Some(app) = &self.info.application
+        {
+            set_sorted(extra, "application", ExtraVal::Text(Cow::Borrowed(app)));
+        }
+    }
+
+    /// Whether the finding is in our scope; what matched goes to `extra` (`matched_prefix`,
+    /// `matched_asn`, `matched_domain`).
+    fn mark_scope<'e>(
+        &self,
+        view: &FindingView<'e>,
+        extra: &mut Vec<(&'e str, ExtraVal<'e>)>,
+    ) -> bool
+    where
+        'a: 'e,
+    {
+        let mark = ScopeMark::of(view, self.scope);
+        if let Some(p) = mark.prefix {
+            set_sorted(extra, "matched_prefix", ExtraVal::Net(p));
+        }
+        if let Some(a) = mark.asn {
+            set_sorted(extra, "matched_asn", ExtraVal::U64(a.into()));
+        }
+        if let Some(d) = mark.domain {
+            set_sorted(extra, "matched_domain", ExtraVal::Text(Cow::Borrowed(d)));
+        }
+        mark.in_scope
     }
 
     /// The subject side: the first in scope, else the first with an address. A malformed
