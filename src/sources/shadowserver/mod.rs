@@ -162,6 +162,10 @@ impl Source for ShadowserverSource {
             {
                 continue;
             }
+            if let Some(w) = import::unknown_type_warning(&schema, schema.canonical(&report_type)) {
+                // Read all the same (every column kept); the run counts it as a warning.
+                tracing::warn!(source = "shadowserver", report = %entry, "{}", crate::text::Clean(&w));
+            }
             let read = match self
                 .fetch_report(ctx, &client, &entry, &report_type, &schema)
                 .await
