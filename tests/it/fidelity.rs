@@ -239,22 +239,11 @@ fn snds_samples_one_finding_per_observation_and_no_value_lost() {
     let body = std::fs::read(dir.join("data.csv")).unwrap();
     let (f, rej, rows) = snds::parse_data(&body, "data.csv");
     assert_eq!((rows, f.len(), rej.len(), repeats(&f).len()), (3, 3, 0, 3));
-    check_cells("data.csv", &csv_rows_plain(&body), &f);
+    check_cells("data.csv", &crate::support::csv_records(&body), &f);
     let body = std::fs::read(dir.join("ipstatus.csv")).unwrap();
     let (f, rej, rows) = snds::parse_ip_status(&body, "ipstatus.csv");
     assert_eq!((rows, f.len(), rej.len(), repeats(&f).len()), (5, 5, 0, 5));
-    check_cells("ipstatus.csv", &csv_rows_plain(&body), &f);
-}
-
-/// A headerless CSV body's rows.
-fn csv_rows_plain(body: &[u8]) -> Vec<Vec<String>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(body)
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
+    check_cells("ipstatus.csv", &crate::support::csv_records(&body), &f);
 }
 
 /// The list samples under a scope holding every address: (feed, file, entries, findings,
@@ -349,7 +338,7 @@ fn list_samples_one_finding_per_observation_and_no_value_lost() {
                     .parse()
                     .unwrap();
                 let line = lines[n - 1].replace("\", \"", "\",\"");
-                csv_rows_plain(line.as_bytes()).remove(0)
+                crate::support::csv_records(line.as_bytes()).remove(0)
             })
             .collect();
         // The list's own null markers (ThreatFox writes `None`) are empty cells.

@@ -140,13 +140,7 @@ fn csv_line(fields: &[String], always_quote: bool) -> Vec<u8> {
 }
 
 fn split_csv(body: &[u8]) -> Vec<Vec<String>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(body)
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
+    crate::support::csv_records(body)
 }
 
 // ------------------------------------------------------------------------------------------

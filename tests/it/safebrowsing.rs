@@ -169,22 +169,7 @@ async fn reported_urls_on_our_domains_and_addresses_are_checked_too() {
     let cfg = sb_config(&server, "batch_size = 2");
     let r = e.runner.run_source(build(&cfg).as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
-    let mut asked: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .flat_map(|req| {
-            let body: Value = serde_json::from_slice(&req.body).unwrap();
-            body["threatInfo"]["threatEntries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["url"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    asked.sort();
+    let asked = asked_v4(&server).await;
     assert_eq!(
         asked,
         vec![
@@ -579,6 +564,27 @@ fn reported_urls_keep_the_first_max_in_order() {
     );
 }
 
+/// Every URL the v4 requests to `server` asked about, sorted.
+async fn asked_v4(server: &MockServer) -> Vec<String> {
+    let mut asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|req| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            body["threatInfo"]["threatEntries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["url"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    asked.sort();
+    asked
+}
+
 /// Findings of other sources about our addresses: a customer's shop hosted at 192.0.2.90
 /// under a name of its own (a compromised website), a phishing page at 192.0.2.120; an
 /// infected host of ours at 192.0.2.77 calling a sinkholed C2 URL; a URL hosted elsewhere.
@@ -655,22 +661,7 @@ async fn urls_hosted_on_our_addresses_are_checked_v4() {
         .run_source(build(&sb_config(&server, "")).as_ref())
         .await;
     assert!(r.ok, "{:?}", r.error);
-    let mut asked: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .flat_map(|req| {
-            let body: Value = serde_json::from_slice(&req.body).unwrap();
-            body["threatInfo"]["threatEntries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["url"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    asked.sort();
+    let asked = asked_v4(&server).await;
     assert_eq!(
         asked,
         [

@@ -1558,9 +1558,19 @@ fn nums(s: &Value, keys: &[&str]) -> Vec<u64> {
     keys.iter().map(|k| s[*k].as_u64().unwrap()).collect()
 }
 
-/// Imports `files` into a fresh store under the 192.0.2.0/24 scope; the summary.
+/// Imports `files` (fixture names) into a fresh store under the 192.0.2.0/24 scope; the
+/// summary.
 fn import_fixtures(dir: &Path, files: &[&str], extra_args: &[&str]) -> Value {
-    let cfg = write_config(dir, "");
+    let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+    import_paths(dir, &paths, extra_args)
+}
+
+/// Imports `paths` with the config of `dir` (written when missing); the summary.
+fn import_paths(dir: &Path, paths: &[PathBuf], extra_args: &[&str]) -> Value {
+    let cfg = dir.join("outwatch.toml");
+    if !cfg.exists() {
+        write_config(dir, "");
+    }
     let mut c = outwatch(dir);
     c.args([
         "--config",
@@ -1570,7 +1580,7 @@ fn import_fixtures(dir: &Path, files: &[&str], extra_args: &[&str]) -> Value {
         "--json",
     ])
     .args(extra_args)
-    .args(files.iter().map(|f| fixture(f)));
+    .args(paths);
     let s = json_out(&mut c);
     check_sum(&s);
     s
@@ -1812,19 +1822,7 @@ fn retired_report_types_import_from_files() {
     // `--type phish_url` reads a file whose name says nothing.
     let odd = dir.path().join("archive-2022.csv");
     std::fs::copy(fixture(files[0]), &odd).unwrap();
-    let cfg = dir.path().join("outwatch.toml");
-    let mut cmd = outwatch(dir.path());
-    cmd.args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "import",
-        "shadowserver",
-        "--type",
-        "phish_url",
-        "--json",
-    ])
-    .arg(&odd);
-    let s = json_out(&mut cmd);
+    let s = import_paths(dir.path(), &[odd], &["--type", "phish_url"]);
     assert_eq!(
         nums(&s, &["rows", "duplicates", "warnings"]),
         [2, 2, 0],
@@ -1841,17 +1839,7 @@ fn unknown_report_types_are_read_with_a_warning() {
                 \"2026-11-20 01:02:03\",\"192.0.2.160\",4444,\"tcp\",64496,\"gizmo\",\"0\"\n";
     let named = dir.path().join("2026-11-20-scan_gizmo-example-asn.csv");
     std::fs::write(&named, body).unwrap();
-    let cfg = write_config(dir.path(), "");
-    let mut c = outwatch(dir.path());
-    c.args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "import",
-        "shadowserver",
-        "--json",
-    ])
-    .arg(&named);
-    let s = json_out(&mut c);
+    let s = import_paths(dir.path(), &[named], &[]);
     assert_eq!(
         nums(&s, &["rows", "imported", "warnings"]),
         [1, 1, 1],
@@ -1871,18 +1859,7 @@ fn unknown_report_types_are_read_with_a_warning() {
     // A mistyped --type is read too, the warning naming the closest type.
     let odd = dir.path().join("report.csv");
     std::fs::copy(fixture("2026-11-20-scan_dns-example-asn.csv"), &odd).unwrap();
-    let mut c = outwatch(dir.path());
-    c.args([
-        "--config",
-        cfg.to_str().unwrap(),
-        "import",
-        "shadowserver",
-        "--type",
-        "scan_dsn",
-        "--json",
-    ])
-    .arg(&odd);
-    let s = json_out(&mut c);
+    let s = import_paths(dir.path(), &[odd], &["--type", "scan_dsn"]);
     assert_eq!(s["rejected"], 0, "{s}");
     assert_eq!(s["warnings"], 1, "{s}");
     let w = s["warning_details"][0]["message"].as_str().unwrap();

@@ -211,3 +211,14 @@ pub fn found(cell: &str, f: &outwatch::finding::Finding, texts: &[String]) -> bo
         .collect();
     !parts.is_empty() && parts.iter().all(|p| is(p))
 }
+
+/// The records of a headerless CSV body, each as its fields.
+pub fn csv_records(body: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}

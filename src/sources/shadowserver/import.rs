@@ -493,15 +493,6 @@ fn import_stream<R: Read + Seek>(
     sink: &mut dyn RowSink,
 ) -> Result<Vec<CsvOutcome>, String> {
     let type_for = |inner: &str| report_type_for(opts, [Some(inner), Some(name), outer_name]);
-    let failed = |location: String, msg: String| CsvOutcome {
-        location,
-        error: Some(msg),
-        ..Default::default()
-    };
-    let naming = |prefix: String| RawNaming {
-        prefix,
-        separator: ":",
-    };
     match kind {
         Kind::Plain | Kind::Gzip => {
             let t = match type_for(name) {
@@ -521,6 +512,23 @@ fn import_stream<R: Read + Seek>(
     }
 }
 
+/// The outcome of a report that could not be read at all.
+fn failed(location: String, msg: String) -> CsvOutcome {
+    CsvOutcome {
+        location,
+        error: Some(msg),
+        ..Default::default()
+    }
+}
+
+/// Row pointers of a file import: `file.csv:12`.
+fn naming(prefix: String) -> RawNaming {
+    RawNaming {
+        prefix,
+        separator: ":",
+    }
+}
+
 /// Imports every CSV of a zip file (every file when it names none `.csv`); `outer` are the
 /// zip's own name and its mail's, which may name the report type.
 fn import_zip<R: Read + Seek>(
@@ -530,15 +538,6 @@ fn import_zip<R: Read + Seek>(
     opts: &ImportOptions<'_>,
     sink: &mut dyn RowSink,
 ) -> Result<Vec<CsvOutcome>, String> {
-    let failed = |location: String, msg: String| CsvOutcome {
-        location,
-        error: Some(msg),
-        ..Default::default()
-    };
-    let naming = |prefix: String| RawNaming {
-        prefix,
-        separator: ":",
-    };
     let mut zip = match zip::ZipArchive::new(reader) {
         Ok(z) => z,
         Err(e) => {
