@@ -566,6 +566,56 @@ mod tests {
     }
 
     #[test]
+    fn retired_renamed_and_unknown_types() {
+        let s = Schema::bundled();
+        assert!(s.knows("phish_url") && s.is_retired("phish_url"));
+        assert!(!s.is_retired("scan_dns"));
+        let p = s.info("phish_url");
+        let c = p.classify("phish_url", None, &[]);
+        assert_eq!(
+            (c.taxonomy.as_str(), c.kind.as_str(), c.identifier.as_str()),
+            ("fraud", "phishing", "phish-url")
+        );
+        assert_eq!(p.severity, Severity::High);
+        assert_eq!(p.domain_column.as_deref(), Some("host"));
+        assert_eq!(s.canonical("scan_msrdpeudp"), "scan_rdpeudp");
+        assert_eq!(s.canonical("botnet_drone"), "event4_sinkhole");
+        assert_eq!(
+            s.type_from_file_name("2022-02-01-phish_url-example-asn.csv")
+                .as_deref(),
+            Some("phish_url")
+        );
+        assert!(s.all_names().contains(&"phish_url"));
+        assert!(s.all_names().contains(&"botnet_drone"));
+        let u = |n: &str| unknown_type_from_file_name(n);
+        assert_eq!(
+            u("2026-11-20-scan_gizmo-example-asn.csv.gz").as_deref(),
+            Some("scan_gizmo")
+        );
+        assert_eq!(u("notes.csv"), None, "a name without a date names no type");
+        assert_eq!(u("2026-11-20-Scan Gizmo.csv"), None);
+    }
+
+    #[test]
+    fn identity_columns_per_type() {
+        let s = Schema::bundled();
+        assert_eq!(
+            s.info("event4_sinkhole_http").identity,
+            ["dst_ip", "dst_port", "family", "infection"]
+        );
+        assert_eq!(
+            s.info("event6_sinkhole_http").identity,
+            s.info("event4_sinkhole_http").identity,
+            "the IPv4 twin's columns"
+        );
+        assert_eq!(
+            s.info("sandbox_dns").identity,
+            ["md5", "md5hash", "sha1", "sha256"]
+        );
+        assert!(s.info("scan_dns").identity.is_empty());
+    }
+
+    #[test]
     fn bad_schemas_are_refused() {
         assert!(parse_schema(b"<html><body>502</body></html>").is_err());
         assert!(parse_schema(br#"{"error":"nope"}"#).is_err());
