@@ -85,23 +85,28 @@ impl StateView {
     }
 
     /// Every http(s) URL that an open finding of another source reports on our domains or our
-    /// addresses (its `url`, and `extra` fields named like `*url*`, e.g. Shadowserver's
-    /// `http_url`), sorted, each once, at most `max`. Read-only: what Safe Browsing checks
-    /// beyond the home pages.
+    /// addresses, sorted, each once, at most `max`. Read-only: what Safe Browsing checks
+    /// beyond the home pages. A URL counts when
+    /// - its host is one of our domains or addresses (the finding's `url`, and `extra`
+    ///   fields named like `*url*`, e.g. Shadowserver's `http_url`); or
+    /// - it is the finding's `url`, the finding's `ip` is ours and the finding says that
+    ///   address serves the URL ([`serves_its_url`]): a customer's shop hosted in our network
+    ///   under a name of its own. Such a URL comes with that address, which Safe Browsing's
+    ///   finding then carries (its host is no name of ours).
     pub fn reported_urls(
         &self,
         except_source: &str,
         scope: &ScopeMatcher,
         max: usize,
-    ) -> Result<Vec<String>, FetchError> {
-        let mut out = std::collections::BTreeSet::new();
+    ) -> Result<Vec<ReportedUrl>, FetchError> {
+        let mut out: std::collections::BTreeMap<String, Option<std::net::IpAddr>> =
+            std::collections::BTreeMap::new();
+        let http = |u: &str| {
+            let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+            lower.starts_with("http://") || lower.starts_with("https://")
+        };
         let ours = |u: &str| -> bool {
-            let t = u.trim();
-            let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
-            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                return false;
-            }
-            match lists::matching::url_host(t) {
+            match lists::matching::url_host(u) {
                 Some((host, _)) => match host.parse::<std::net::IpAddr>() {
                     Ok(a) => scope.contains_ip(a),
                     Err(_) => scope.match_domain(host).is_some(),
@@ -114,31 +119,70 @@ impl StateView {
                 return Ok(());
             }
             // Bounded: the first `max` in sorted order are kept, whatever the store holds.
-            let mut keep = |u: &str| {
-                if out.len() < max || out.last().is_some_and(|l: &String| u.trim() < l.as_str()) {
-                    out.insert(u.trim().to_string());
+            let mut keep = |u: &str, ip: Option<std::net::IpAddr>| {
+                if let Some(known) = out.get_mut(u) {
+                    // One address per URL, the same whatever the order of the store.
+                    *known = match (*known, ip) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (k, _) => k,
+                    };
+                } else if out.len() < max
+                    || out.last_key_value().is_some_and(|(l, _)| u < l.as_str())
+                {
+                    out.insert(u.to_string(), ip);
                     if out.len() > max {
                         out.pop_last();
                     }
                 }
             };
-            if let Some(u) = &f.url
-                && ours(u)
-            {
-                keep(u);
+            if let Some(u) = f.url.as_deref().map(str::trim).filter(|u| http(u)) {
+                if ours(u) {
+                    keep(u, None);
+                } else if let Some(ip) = f.ip.filter(|ip| scope.contains_ip(*ip))
+                    && serves_its_url(&f.classification.kind)
+                {
+                    keep(u, Some(ip));
+                }
             }
             for (k, v) in &f.extra {
                 if k.contains("url")
-                    && let Some(u) = v.as_str()
+                    && let Some(u) = v.as_str().map(str::trim)
+                    && http(u)
                     && ours(u)
                 {
-                    keep(u);
+                    keep(u, None);
                 }
             }
             Ok(())
         })?;
-        Ok(out.into_iter().collect())
+        Ok(out
+            .into_iter()
+            .map(|(url, ip)| ReportedUrl { url, ip })
+            .collect())
     }
+}
+
+/// A URL another source reported on one of our domains or addresses ([`StateView::reported_urls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedUrl {
+    pub url: String,
+    /// Our address the URL was reported on, when its host is no name or address of ours.
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// Whether a finding of this classification type says that its address serves its URL (the
+/// site is hosted there), rather than that the address asked for it (an infected host calling
+/// a sinkholed C2 URL, a scanner probing a path).
+pub fn serves_its_url(kind: &str) -> bool {
+    matches!(
+        kind,
+        "phishing"
+            | "malware-distribution"
+            | "system-compromise"
+            | "application-compromise"
+            | "c2-server"
+            | "unauthorised-information-modification"
+    )
 }
 
 /// Reads the rows of a [`StreamedUnit`] into a sink; returns the rows read, or why the unit

@@ -989,15 +989,13 @@ fn mistakes_are_refused_with_exit_2() {
         .arg(&csv)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // A report type no table knows is never refused (a new type, or an archive's old one):
+    // it is read, and the warning names the closest known type.
+    assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("scan_rpd") && err.contains("scan_rdp"),
         "{err}"
-    );
-    assert!(
-        !d.path().join("data").exists(),
-        "a refused import creates no store"
     );
     // A config with a mistyped source table, a host-bits prefix and a bad recipient.
     std::fs::write(

@@ -7,9 +7,9 @@ mod daemon;
 mod demo;
 mod digest;
 mod end_to_end;
+mod fidelity;
 mod flows;
 mod flows_read;
-
 mod foundation;
 mod hibp;
 mod indicators;

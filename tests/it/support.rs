@@ -135,3 +135,112 @@ pub fn feeds_off() -> String {
         .map(|n| format!("[sources.{n}]\nenabled = false\n"))
         .collect()
 }
+
+/// Every text a finding holds: its indicator fields, classification, severity and `extra`
+/// values (arrays flattened, numbers as written).
+pub fn texts(f: &outwatch::finding::Finding) -> Vec<String> {
+    let mut t: Vec<String> = [
+        f.ip.map(|i| i.to_string()),
+        f.network.map(|n| n.to_string()),
+        f.port.map(|p| p.to_string()),
+        f.asn.map(|a| a.to_string()),
+        f.protocol.clone(),
+        f.domain.clone(),
+        f.url.clone(),
+        f.email.clone(),
+        Some(f.severity.to_string()),
+        Some(f.classification.identifier.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    fn flat(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| flat(v, out)),
+            serde_json::Value::Null => {}
+            other => out.push(other.to_string()),
+        }
+    }
+    for v in f.extra.values() {
+        flat(v, &mut t);
+    }
+    t
+}
+
+/// Whether a cell's value is in the finding: as a text of it (case aside, a host name's
+/// trailing dot aside), as its time, as its address or network, or, for a list (tags,
+/// `name, CC`), each of its parts.
+pub fn found(cell: &str, f: &outwatch::finding::Finding, texts: &[String]) -> bool {
+    let c = cell.trim();
+    let is = |v: &str| {
+        texts
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(v) || t.eq_ignore_ascii_case(v.trim_end_matches('.')))
+    };
+    if is(c)
+        || (f.time_source.is_some()
+            && outwatch::sources::shadowserver::normalize::parse_time(c) == f.time_source)
+    {
+        return true;
+    }
+    // A day alone (the old URLhaus `dateadded`) is the time's day.
+    if let (Ok(d), Some(t)) = (
+        chrono::NaiveDate::parse_from_str(c, "%Y-%m-%d"),
+        f.time_source,
+    ) && t.date_naive() == d
+    {
+        return true;
+    }
+    // SNDS writes `12/31/2019 8:00 AM`; the finding holds it as ISO 8601.
+    if let Some(t) = outwatch::sources::snds::parse_snds_time(c)
+        && is(&t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    {
+        return true;
+    }
+    if let Ok(ip) = c.parse::<std::net::IpAddr>()
+        && (f.ip == Some(ip) || f.network.is_some_and(|n| n.addr() == ip))
+    {
+        return true;
+    }
+    // An `address:port` indicator (ThreatFox) is the address and the port.
+    if let Ok(a) = c.parse::<std::net::SocketAddr>()
+        && f.ip == Some(a.ip())
+        && f.port == Some(a.port())
+    {
+        return true;
+    }
+    if let Ok(n) = c.parse::<ipnet::IpNet>()
+        && (f.network == Some(n.trunc())
+            || (n.prefix_len() == n.max_prefix_len() && f.ip == Some(n.addr())))
+    {
+        return true;
+    }
+    // A port or an ASN as a number (`0080`, `AS64496`).
+    if c.parse::<u16>().ok().is_some_and(|p| f.port == Some(p))
+        || c.strip_prefix("AS")
+            .unwrap_or(c)
+            .parse::<u32>()
+            .ok()
+            .is_some_and(|a| f.asn == Some(a))
+    {
+        return true;
+    }
+    let parts: Vec<&str> = c
+        .split([',', ';'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    !parts.is_empty() && parts.iter().all(|p| is(p))
+}
+
+/// The records of a headerless CSV body, each as its fields.
+pub fn csv_records(body: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}

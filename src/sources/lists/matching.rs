@@ -416,6 +416,10 @@ pub fn entry(
     if let Some(m) = get(&cols.malware) {
         extra.push(("malware".to_string(), m.into_owned()));
     }
+    // How the list wrote the indicator (ThreatFox `ip:port`): kept, as every value of a row.
+    if let Some(t) = get(&cols.indicator_type) {
+        extra.push(("indicator_type".to_string(), t.into_owned()));
+    }
     if let Some(k) = kind_value
         && !extra.iter().any(|(n, _)| n == "threat_type")
     {

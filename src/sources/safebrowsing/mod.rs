@@ -261,6 +261,51 @@ pub fn classify(threat_type: &str) -> (Classification, Severity) {
     }
 }
 
+/// The verdict cache kept in the store (an unreadable one is ignored, with a warning).
+fn load_cache(ctx: &FetchContext) -> BTreeMap<String, CacheEntry> {
+    ctx.state
+        .get_json(CACHE_STATE)
+        .unwrap_or_else(|e| {
+            tracing::warn!("safebrowsing verdict cache unreadable, ignoring it: {e}");
+            None
+        })
+        .unwrap_or_default()
+}
+
+/// This run's matches by the URL checked; each URL's positive verdict is cached until the
+/// shortest `cacheDuration` of its matches (without one, it is not cached).
+fn cache_verdicts(
+    fresh: Vec<(String, ThreatMatch)>,
+    cache: &mut BTreeMap<String, CacheEntry>,
+    now: DateTime<Utc>,
+) -> BTreeMap<String, Vec<ThreatMatch>> {
+    let mut by_url: BTreeMap<String, Vec<ThreatMatch>> = BTreeMap::new();
+    for (checked, m) in fresh {
+        by_url.entry(checked).or_default().push(m);
+    }
+    for (checked, ms) in &by_url {
+        let d = ms
+            .iter()
+            .filter_map(|m| m.cache_duration.as_deref().and_then(parse_duration))
+            .min();
+        match d {
+            Some(d) => {
+                cache.insert(
+                    checked.clone(),
+                    CacheEntry {
+                        expires: now + d,
+                        matches: ms.clone(),
+                    },
+                );
+            }
+            None => {
+                cache.remove(checked);
+            }
+        }
+    }
+    by_url
+}
+
 /// Parses a protobuf `Duration` string (`"300s"`, `"300.000s"`).
 pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
     let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
@@ -581,6 +626,31 @@ impl SafeBrowsingSource {
     }
 }
 
+impl SafeBrowsingSource {
+    /// The URLs of a run: our home pages and configured URLs, then the URLs other sources
+    /// reported on our domains and addresses; and, for a reported URL whose host is no name
+    /// of ours, our address it was reported on (its finding is about that address).
+    fn targets(
+        &self,
+        ctx: &FetchContext,
+    ) -> Result<(Vec<String>, BTreeMap<String, std::net::IpAddr>), FetchError> {
+        let mut targets = self.targets.clone();
+        let mut hosted_at = BTreeMap::new();
+        if let Some(max) = self.reported {
+            let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
+            for r in ctx.state.reported_urls("safebrowsing", &ctx.scope, max)? {
+                if let Some(ip) = r.ip {
+                    hosted_at.insert(r.url.clone(), ip);
+                }
+                if seen.insert(r.url.clone()) {
+                    targets.push(r.url);
+                }
+            }
+        }
+        Ok((targets, hosted_at))
+    }
+}
+
 #[async_trait]
 impl Source for SafeBrowsingSource {
     fn name(&self) -> &str {
@@ -598,25 +668,8 @@ impl Source for SafeBrowsingSource {
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
         let now = ctx.now;
-        let mut cache: BTreeMap<String, CacheEntry> = ctx
-            .state
-            .get_json(CACHE_STATE)
-            .unwrap_or_else(|e| {
-                tracing::warn!("safebrowsing verdict cache unreadable, ignoring it: {e}");
-                None
-            })
-            .unwrap_or_default();
-        // Our home pages and configured URLs, then the URLs other sources reported on our
-        // domains and addresses.
-        let mut targets = self.targets.clone();
-        if let Some(max) = self.reported {
-            let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
-            for u in ctx.state.reported_urls("safebrowsing", &ctx.scope, max)? {
-                if seen.insert(u.clone()) {
-                    targets.push(u);
-                }
-            }
-        }
+        let mut cache = load_cache(ctx);
+        let (targets, hosted_at) = self.targets(ctx)?;
         if targets.is_empty() {
             return Ok(FetchOutput {
                 complete: true,
@@ -673,31 +726,7 @@ impl Source for SafeBrowsingSource {
                 }
             }
         }
-        // Positive verdicts: cache until the shortest cacheDuration of their matches.
-        let mut by_url: BTreeMap<String, Vec<ThreatMatch>> = BTreeMap::new();
-        for (checked, m) in fresh {
-            by_url.entry(checked).or_default().push(m);
-        }
-        for (checked, ms) in &by_url {
-            let d = ms
-                .iter()
-                .filter_map(|m| m.cache_duration.as_deref().and_then(parse_duration))
-                .min();
-            match d {
-                Some(d) => {
-                    cache.insert(
-                        checked.clone(),
-                        CacheEntry {
-                            expires: now + d,
-                            matches: ms.clone(),
-                        },
-                    );
-                }
-                None => {
-                    cache.remove(checked);
-                }
-            }
-        }
+        let by_url = cache_verdicts(fresh, &mut cache, now);
         let mut out = FetchOutput {
             complete: true,
             fetched: targets.len(),
@@ -709,6 +738,11 @@ impl Source for SafeBrowsingSource {
         let api = self.api.as_str();
         let mut emit = |checked: &str, m: &ThreatMatch, cached: bool| {
             let mut f = match_finding(m, api, checked);
+            if f.ip.is_none()
+                && let Some(ip) = hosted_at.get(checked)
+            {
+                f.ip = Some(*ip);
+            }
             if cached {
                 f.set_extra("from_cache", true);
             }

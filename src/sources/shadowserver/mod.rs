@@ -140,10 +140,10 @@ impl Source for ShadowserverSource {
                 .clone()
                 .filter(|t| !t.trim().is_empty())
                 .or_else(|| {
-                    entry
-                        .file
-                        .as_deref()
-                        .and_then(|f| schema.type_from_file_name(f))
+                    let file = entry.file.as_deref()?;
+                    schema
+                        .type_from_file_name(file)
+                        .or_else(|| schema::unknown_type_from_file_name(file))
                 });
             let Some(report_type) = report_type else {
                 let e = FetchError::Format("reports/list names no type for it".into());
@@ -161,6 +161,10 @@ impl Source for ShadowserverSource {
                     .is_some_and(|r| self.cfg.reports.iter().any(|x| x == r))
             {
                 continue;
+            }
+            if let Some(w) = import::unknown_type_warning(&schema, schema.canonical(&report_type)) {
+                // Read all the same (every column kept); the run counts it as a warning.
+                tracing::warn!(source = "shadowserver", report = %entry, "{}", crate::text::Clean(&w));
             }
             let read = match self
                 .fetch_report(ctx, &client, &entry, &report_type, &schema)
