@@ -54,16 +54,7 @@ pub fn progress_bar(show: bool) -> ProgressBar {
 }
 
 pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
-<<<<<<< HEAD
-    // A mistyped --type fails before anything is opened or created (the bundled schema; a
-    // newer schema saved in the store is consulted below).
-    if let Some(t) = a.report_type.as_deref() {
-        let bundled = Schema::bundled();
-        if !bundled.knows(bundled.canonical(t)) && !app.store_exists() {
-            return Err(unknown_type(&bundled, t));
-        }
-    }
-    // A mistyped file name too: no store is created for nothing (as `import hibp` and the
+    // A mistyped file name: no store is created for nothing (as `import hibp` and the
     // others refuse it, through `import_mail::expand`).
     if let Some(missing) = a.files.iter().find(|f| !f.exists()) {
         return Err(CliError::usage(format!(
@@ -71,8 +62,6 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             missing.display()
         )));
     }
-=======
->>>>>>> records
     let store = app.open_store()?;
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
     let matcher = ScopeMatcher::new(&snap);
