@@ -30,6 +30,9 @@ pub enum HealthState {
     Silent,
     /// The last run stored some units and failed others (or held back a suspicious drop).
     Partial,
+    /// The last run worked but checked less than it should: a flows run with no C2 list to
+    /// check peers against ("checked against 0 lists").
+    Degraded,
     /// The last run failed.
     Failing,
     /// Never ran.
@@ -42,6 +45,7 @@ impl HealthState {
             HealthState::Ok => "ok",
             HealthState::Silent => "silent",
             HealthState::Partial => "partial",
+            HealthState::Degraded => "degraded",
             HealthState::Failing => "failing",
             HealthState::Never => "never",
         }
@@ -193,6 +197,8 @@ pub fn assess_as_seen_by(
 
 /// Name of the health entry (and the source) of the flows watch job.
 pub const FLOWS_ENTRY: &str = "flows";
+/// How a flows run's notice begins when no C2 list was loaded: the entry is then degraded.
+pub const FLOWS_NO_LISTS: &str = "checked against 0 lists";
 
 /// The facts the health of the flows job is judged with, when `[flows] paths` are set.
 pub fn flows_facts(cfg: &Config) -> Option<SourceFacts> {
@@ -223,6 +229,16 @@ pub fn judge_flows(facts: &SourceFacts, runs: &[FetchRun], now: DateTime<Utc>) -
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )];
         return h;
+    }
+    if h.state == HealthState::Ok
+        && let Some(n) = with_lines
+            .first()
+            .and_then(|r| r.notices.iter().find(|n| n.starts_with(FLOWS_NO_LISTS)))
+    {
+        // Peers were not checked for C2 contact: never an all-clear.
+        h.state = HealthState::Degraded;
+        h.warnings.push(n.clone());
+        h.notes.retain(|x| x != n);
     }
     let sched = facts
         .schedule

@@ -254,8 +254,9 @@ impl Finding {
             parts.push(format!("report {}", f.feed));
         }
         if f.source == "flows" {
-            // Its identity says it: the day and the peer, or the service and port.
+            // Its identity is the day; its summary names the peers (or services and ports).
             parts.extend(f.identity.iter().cloned());
+            parts.extend(text("summary"));
         }
         parts.join(", ")
     }

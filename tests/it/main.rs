@@ -8,6 +8,8 @@ mod digest;
 mod end_to_end;
 mod flows;
 mod flows_read;
+mod flows_watch;
+mod flows_week;
 
 mod foundation;
 mod hibp;

@@ -7,7 +7,10 @@
 //! HTTP (≈12 %), SSH (≈3 %), unanswered attempts with no service (≈12 %), inbound to the DMZ
 //! server (≈3 %). About one TLS connection in 2,000 lasts hours, and one in 2,000 runs on an
 //! odd port (447, 449, 53, 4444, 8080). Deterministic for a given seed; one day of traffic
-//! from 2026-11-30 00:00 UTC, in time order.
+//! from 2026-11-30 00:00 UTC, in time order. [`week`] writes a week of an office network with
+//! two infected hosts.
+
+pub mod week;
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
