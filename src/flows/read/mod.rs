@@ -351,15 +351,12 @@ pub fn read_path_from(
             if !is_cut(&e) {
                 return Err(io_err(e));
             }
-            let mut stats = ReadStats {
-                truncated: true,
-                ..ReadStats::default()
+            let mut t = Tally {
+                name: &name,
+                stats: ReadStats::default(),
             };
-            stats.errors.push(RowError {
-                location: format!("{name}:0"),
-                message: format!("the gzip stream ends early or is corrupt: {e}"),
-            });
-            return Ok(stats);
+            t.cut(0, false, &e);
+            return Ok(t.stats);
         }
         let body = BufReader::with_capacity(BUF_SIZE, head.chain(dec.take(limit)));
         return read_lines(body, &name, true, sink);
@@ -481,6 +478,25 @@ impl Tally<'_> {
         self.stats.rejected += 1;
         self.note(line, "rejected", p, 0);
     }
+
+    /// The gzip stream ended early or is corrupt at line `line`: what came before stays
+    /// delivered; a `partial` line is lost with the stream.
+    fn cut(&mut self, line: u64, partial: bool, e: &io::Error) {
+        self.stats.truncated = true;
+        if partial {
+            self.stats.lines += 1;
+            self.reject(
+                line,
+                &Problem::bare("line cut off by the end of the gzip stream"),
+            );
+        }
+        if self.stats.errors.len() < MAX_ERRORS {
+            self.stats.errors.push(RowError {
+                location: format!("{}:{line}", self.name),
+                message: format!("the gzip stream ends early or is corrupt: {e}"),
+            });
+        }
+    }
 }
 
 fn detect(line: &[u8], name: &str) -> Result<Parser, ReadError> {
@@ -521,22 +537,7 @@ fn read_lines<T: Read>(
         let got = match lines.next() {
             Ok(l) => l,
             Err(e) if gzip && is_cut(&e) => {
-                // What came before stays delivered; the partial line is lost with the stream.
-                t.stats.truncated = true;
-                if !lines.buf.is_empty() {
-                    t.stats.lines += 1;
-                    t.reject(
-                        line_no,
-                        &Problem::bare("line cut off by the end of the gzip stream"),
-                    );
-                }
-                let msg = format!("the gzip stream ends early or is corrupt: {e}");
-                if t.stats.errors.len() < MAX_ERRORS {
-                    t.stats.errors.push(RowError {
-                        location: format!("{name}:{line_no}"),
-                        message: msg,
-                    });
-                }
+                t.cut(line_no, !lines.buf.is_empty(), &e);
                 break;
             }
             Err(source) => {
