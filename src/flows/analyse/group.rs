@@ -461,10 +461,7 @@ impl Body {
                 ("service/port", "services/ports"),
             ),
             Kind::TopTalker => (
-                self.talkers
-                    .iter()
-                    .map(|t| format!("{} by {}", t.service, t.metric))
-                    .collect(),
+                self.talkers.iter().map(talker_label).collect(),
                 ("service", "services"),
             ),
             _ => (
@@ -515,6 +512,23 @@ impl Body {
         }
         s
     }
+}
+
+/// `dns by packets: 12,000 (median 40 of 12 hosts)`.
+pub fn talker_label(t: &TalkerEntry) -> String {
+    let v = if t.metric == "bytes" {
+        t.bytes
+    } else {
+        t.packets
+    };
+    format!(
+        "{} by {}: {} (median {} of {} hosts)",
+        t.service,
+        t.metric,
+        crate::text::thousands(v),
+        crate::text::thousands(t.peers_median.max(0.0) as u64),
+        t.population
+    )
 }
 
 /// `203.0.113.50:443`, `[2001:db8::1]:443/8443`, or the address alone without a port.
