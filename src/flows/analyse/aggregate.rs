@@ -21,7 +21,7 @@ use super::rules::Kind;
 
 /// Most details (peers, service/port pairs) kept per host, kind and day (the finding lists
 /// the [`super::group::MAX_LISTED`] busiest of them).
-pub const MAX_DETAILS_PER_HOST: u32 = 64;
+pub const MAX_DETAILS_PER_HOST: u32 = 32;
 /// Most details kept in all. A group becomes one finding (about 2 KB, plus about 0.5 KB per
 /// listed detail), so this bounds the findings of one run to about 100 MB; more than this
 /// many in one run is more than anyone reads.
