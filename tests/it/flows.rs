@@ -615,6 +615,26 @@ mod properties {
             let r = a.finish();
             prop_assert_eq!(r.summary.connections as usize, conns.len());
             prop_assert_eq!(r.summary.findings, r.findings.len());
+            // One finding per host, kind and day, its every connection counted once: the
+            // listed peers' and the rest's.
+            let mut seen = std::collections::HashSet::new();
+            for f in &r.findings {
+                prop_assert!(seen.insert((f.ip, f.feed.clone(), f.identity.clone())));
+                let b = Body::of(f).unwrap();
+                if f.feed != "top-talker" {
+                    let listed: u64 = b.peers.iter().map(|p| p.counts.connections).sum::<u64>()
+                        + b.services.iter().map(|s| s.counts.connections).sum::<u64>();
+                    prop_assert_eq!(listed + b.more_connections, b.counts.connections);
+                }
+                // Merging a reading into itself doubles the counts and keeps the peers.
+                let mut twice = b.clone();
+                let kind = outwatch::flows::analyse::rules::Kind::from_feed(&f.feed).unwrap();
+                twice.merge(&b, kind);
+                if kind != outwatch::flows::analyse::rules::Kind::TopTalker {
+                    prop_assert_eq!(twice.counts.connections, 2 * b.counts.connections);
+                }
+                prop_assert_eq!(twice.distinct, b.distinct);
+            }
         }
     }
 }
@@ -747,6 +767,21 @@ async fn a_fetched_c2_list_makes_c2_contacts_that_lookup_shows() {
     assert_eq!(c2["peers"][0]["peer"], "203.0.113.90");
     assert_eq!(c2["peers"][0]["listed"][0]["feed"], "threatfox");
     assert!(c2["day"].as_str().unwrap().starts_with("2026-11-"), "{c2}");
+    // The text names the host and its listed peer.
+    let out = run(vec!["flows".into(), two_days().display().to_string()])
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("c2-contact (critical): "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("    10.1.0.9 ") && l.contains("203.0.113.90:449")),
+        "{text}"
+    );
+    assert!(
+        text.contains("peers checked against 1 C2 list(s): threatfox"),
+        "{text}"
+    );
     let st = run(vec!["status".into(), "--json".into()]).await.unwrap();
     let st = stdout_json(&st);
     let flows = st["sources"]
