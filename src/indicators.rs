@@ -590,6 +590,11 @@ impl IndicatorIndex {
         self.hosts.is_empty() && self.net_listings.is_empty()
     }
 
+    /// The feeds whose sets are loaded (a set may be empty), in the order they were loaded.
+    pub fn feeds(&self) -> impl Iterator<Item = &str> {
+        self.feeds.iter().map(|f| &**f)
+    }
+
     /// Number of distinct listings (feed, entry, port, threat).
     pub fn len(&self) -> usize {
         self.hosts.len() + self.net_listings.len()

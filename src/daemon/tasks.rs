@@ -162,7 +162,7 @@ impl Task for FlowsTask {
         tokio::task::spawn_blocking(move || {
             let clock = s.clock.clone();
             crate::flows::watch::run_once(&s.cfg, s.store.as_ref(), &scope, || clock.now())
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("the flows job stopped: {e}"))?

@@ -256,10 +256,13 @@ impl Finding {
             parts.push(format!("report {}", f.feed));
         }
         if matches!(f.source.as_str(), "flows" | "shadowserver" | "cymru") {
-            // Its identity parts say it: the day and the peer, or the service and port (flows);
-            // the destination, family, query or sample (`dst_ip=…`, `family=…`); the time of
-            // a CAP line.
+            // Its identity parts say it: the day (flows); the destination, family, query or
+            // sample (`dst_ip=…`, `family=…`); the time of a CAP line.
             parts.extend(f.identity.iter().cloned());
+        }
+        if f.source == "flows" {
+            // Its summary names the peers (or services and ports).
+            parts.extend(text("summary"));
         }
         parts.join(", ")
     }

@@ -10,6 +10,8 @@ mod end_to_end;
 mod fidelity;
 mod flows;
 mod flows_read;
+mod flows_watch;
+mod flows_week;
 mod foundation;
 mod hibp;
 mod indicators;
