@@ -257,16 +257,25 @@ impl ListSource {
                 &t.auth_key_env,
                 &format!("sources.{name}.auth_key"),
             )
-            .map_err(FetchError::Config)?,
+            .map_err(|e| FetchError::Config(e.to_string()))?,
             None => None,
         };
-        let key = key.or_else(|| {
-            let var = def.auth.env.as_deref()?;
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| Secret::new(v.trim()))
-        });
+        let key = match key {
+            Some(k) => Some(k),
+            // The feed's own variable (`ABUSECH_AUTH_KEY`), checked like the table's key.
+            None => match def.auth.env.as_deref() {
+                Some(var) => match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => {
+                        let k = Secret::new(v.trim());
+                        secret::check_len(&format!("sources.{name}.auth_key"), &k, Some(var))
+                            .map_err(|e| FetchError::Config(e.to_string()))?;
+                        Some(k)
+                    }
+                    _ => None,
+                },
+                None => None,
+            },
+        };
         let templates = if key.is_some() && !def.keyed_url.is_empty() {
             &def.keyed_url
         } else {
@@ -780,7 +789,7 @@ mod tests {
                 .unwrap(),
         );
         let t: ListSourceConfig =
-            toml::from_str("base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key\"\n")
+            toml::from_str("base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key-0123456789\"\n")
                 .unwrap();
         let s = ListSource::new(def.clone(), Some(&t)).unwrap();
         assert_eq!(

@@ -109,13 +109,14 @@ impl Source for ShadowserverSource {
         };
         let today = ctx.now.date_naive();
         let from = today - chrono::Duration::days(2);
-        let entries = client
+        let listing = client
             .list_filtered(
                 &format!("{from}:{today}"),
                 &self.cfg.types,
                 &self.cfg.reports,
             )
             .await?;
+        let entries = listing.entries;
         let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
         let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
         // A name is forgotten once it is old *and* no longer listed: a report that a listing
@@ -125,9 +126,16 @@ impl Source for ShadowserverSource {
         seen.reports
             .retain(|k, d| *d >= cutoff || listed.contains(k));
         let mut out = FetchOutput {
-            complete: true,
+            complete: !listing.cut,
             ..Default::default()
         };
+        if listing.cut {
+            out.notices.push(format!(
+                "reports/list gave {} reports for one day, its limit: there may be more; \
+                 nothing is resolved in this run (narrow sources.shadowserver.types or reports)",
+                api::LIST_LIMIT
+            ));
+        }
         let (mut downloaded, mut skipped) = (0usize, 0usize);
         for entry in entries {
             let key = remember_key(&entry);
