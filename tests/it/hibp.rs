@@ -460,7 +460,9 @@ fn missing_key_or_domains_are_config_errors() {
         )
         .is_ok()
     );
-    let cfg = config(&format!("[sources.hibp]\napi_key = \"{KEY}\"\ndomains = []\n"));
+    let cfg = config(&format!(
+        "[sources.hibp]\napi_key = \"{KEY}\"\ndomains = []\n"
+    ));
     let e = hibp::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,

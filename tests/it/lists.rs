@@ -357,8 +357,7 @@ async fn keyed_export_puts_the_key_in_path_and_header_and_never_shows_it() {
         .expect(1)
         .mount(&server)
         .await;
-    let cfg =
-        "[sources.threatfox]\nbase_url = \"{base}\"\nauth_key = \"k3y-s3cr3t-0123456789\"\n";
+    let cfg = "[sources.threatfox]\nbase_url = \"{base}\"\nauth_key = \"k3y-s3cr3t-0123456789\"\n";
     let e = env();
     let src = source(cfg, &server.uri(), "threatfox");
     let r = e.runner.run_source(src.as_ref()).await;

@@ -16,6 +16,7 @@ mod keyed_support;
 mod lists;
 mod lookup;
 mod properties;
+mod requests;
 mod safebrowsing;
 mod security;
 mod shadowserver;

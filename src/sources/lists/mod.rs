@@ -788,9 +788,10 @@ mod tests {
                 .find(|d| d.name == "urlhaus")
                 .unwrap(),
         );
-        let t: ListSourceConfig =
-            toml::from_str("base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key-0123456789\"\n")
-                .unwrap();
+        let t: ListSourceConfig = toml::from_str(
+            "base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key-0123456789\"\n",
+        )
+        .unwrap();
         let s = ListSource::new(def.clone(), Some(&t)).unwrap();
         assert_eq!(
             s.shown_urls(),
