@@ -142,8 +142,38 @@ pub enum Fetched {
         body: Bytes,
         validators: Validators,
         content_type: Option<String>,
+        /// Whether the server announced where the body ends (see [`is_framed`]), so that a body
+        /// cut short would have been an error. When `false` the connection's close ended it,
+        /// and a cut at a line end looks whole: the caller must judge the body itself.
+        framed: bool,
     },
     NotModified,
+}
+
+/// A body [`HttpClient::get_to_file`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Bytes written.
+    pub bytes: u64,
+    pub content_type: Option<String>,
+    /// See [`Fetched::Body::framed`].
+    pub framed: bool,
+}
+
+/// Whether a response announces its body's end: a `Content-Length` (a shorter body is then an
+/// error), chunked transfer coding (the last chunk is required) or HTTP/2 (the stream's end is
+/// a frame). reqwest drops `Content-Length` when it decompresses gzip, so a compressed body
+/// counts as unannounced: judged by its content, which is the careful side.
+pub fn is_framed(resp: &reqwest::Response) -> bool {
+    let chunked = resp
+        .headers()
+        .get_all(reqwest::header::TRANSFER_ENCODING)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|t| t.to_ascii_lowercase().contains("chunked"))
+        });
+    resp.version() >= reqwest::Version::HTTP_2 || resp.content_length().is_some() || chunked
 }
 
 /// The shared client.
@@ -237,6 +267,7 @@ impl HttpClient {
             None => return Ok(Fetched::NotModified),
         };
         let shown = scrub(url, secrets);
+        let framed = is_framed(&resp);
         if let Some(len) = resp.content_length()
             && len > self.max_body
         {
@@ -261,12 +292,13 @@ impl HttpClient {
             body,
             validators,
             content_type,
+            framed,
         })
     }
 
     /// A GET whose body is streamed into `file` instead of memory, with no size cap (for
     /// reports that may be larger than memory; the caller spills to its data folder). Returns
-    /// the bytes written and the content type; `None` for a 304. Errors as [`HttpClient::send`].
+    /// what was written; `None` for a 304. Errors as [`HttpClient::send`].
     /// The whole download may take `[http] download_timeout`, but the body must keep moving:
     /// a wait of `[http] timeout` for the next bytes fails it.
     pub async fn get_to_file(
@@ -274,7 +306,7 @@ impl HttpClient {
         url: &str,
         secrets: &[&Secret],
         file: &mut std::fs::File,
-    ) -> Result<Option<(u64, Option<String>)>, HttpError> {
+    ) -> Result<Option<Downloaded>, HttpError> {
         use std::io::Write;
         let Some((resp, _, content_type)) = self
             .respond(
@@ -290,6 +322,7 @@ impl HttpClient {
             return Ok(None);
         };
         let shown = scrub(url, secrets);
+        let framed = is_framed(&resp);
         let mut stream = resp.bytes_stream();
         let mut n = 0u64;
         loop {
@@ -317,7 +350,11 @@ impl HttpClient {
             })?;
             n += chunk.len() as u64;
         }
-        Ok(Some((n, content_type)))
+        Ok(Some(Downloaded {
+            bytes: n,
+            content_type,
+            framed,
+        }))
     }
 
     /// Sends a request and checks its reply: a successful response with its validators and

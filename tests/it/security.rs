@@ -558,7 +558,7 @@ async fn a_download_to_disk_may_outlast_the_timeout_while_its_body_keeps_moving(
         .get_to_file(&url, &[], &mut file)
         .await
         .unwrap();
-    assert_eq!(got.map(|(n, _)| n), Some(120));
+    assert_eq!(got.map(|d| d.bytes), Some(120));
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, Source};
+use super::{FetchContext, FetchError, FetchOutput, LastGood, Source};
 use crate::config::{Config, CronSchedule, HumanDuration};
 use crate::http::{self, Fetched, HttpError, Validators};
 use crate::indicators;
@@ -360,6 +360,12 @@ impl ListSource {
         format!("lists/{}/validators", self.def.name)
     }
 
+    /// The state key of the last good size of each of the feed's URLs (see
+    /// [`super::judge_size`]).
+    fn sizes_key(&self) -> String {
+        format!("lists/{}/sizes", self.def.name)
+    }
+
     fn key_hint(&self) -> String {
         let n = &self.def.name;
         let mut s = format!("set sources.{n}.auth_key or sources.{n}.auth_key_env");
@@ -606,8 +612,12 @@ impl Source for ListSource {
         }
         // Validators of parts that failed stay as they were, so they are fetched whole again.
         let mut validators = remembered;
+        let sizes_key = self.sizes_key();
+        let mut sizes: BTreeMap<String, LastGood> =
+            ctx.state.get_json(&sizes_key)?.unwrap_or_default();
         for (url, shown, r) in bodies {
-            match self.read_part(ctx, url, &shown, r).await {
+            let size_before = sizes.get(&shown).copied();
+            match self.read_part(ctx, url, &shown, r, &mut sizes).await {
                 Ok((part, v, kept)) => {
                     validators.remove(&shown);
                     if let Some(k) = kept {
@@ -621,13 +631,22 @@ impl Source for ListSource {
                     out.warnings.extend(part.warnings);
                     out.findings.extend(part.findings);
                 }
-                Err(e) if single => return Err(e),
+                // A refused size is remembered, so the unit fails with its state kept.
+                Err(e) if single && sizes.get(&shown).copied() == size_before => return Err(e),
                 Err(e) => {
                     validators.remove(&shown);
                     out.fail_unit(shown, &e);
                 }
             }
         }
+        sizes.retain(|u, _| self.shown_urls().contains(u));
+        out.state.push((
+            sizes_key,
+            (!sizes.is_empty())
+                .then(|| serde_json::to_vec(&sizes))
+                .transpose()
+                .map_err(|e| FetchError::Format(e.to_string()))?,
+        ));
         validators.retain(|u, _| self.shown_urls().contains(u));
         // Sets of URLs this feed no longer fetches (a changed `url`, an ASN gone) go.
         let sets = indicators::state_key(&self.def.name, "");
@@ -682,13 +701,16 @@ impl ListSource {
 
     /// Reads one part (URL) of the list: its body checked (not HTML, not an error object, not
     /// empty, not cut off) and parsed into in-scope findings, with its new validators and its
-    /// indicator set (for lists whose entries can name addresses).
+    /// indicator set (for lists whose entries can name addresses). A body whose end nothing
+    /// announced (no length, no trailer count) and that has under half the entries of the
+    /// last good one is refused ([`super::judge_size`]); `sizes` gets the size to keep.
     async fn read_part(
         &self,
         ctx: &FetchContext,
         url: &str,
         shown: &str,
         r: Fetched,
+        sizes: &mut BTreeMap<String, LastGood>,
     ) -> Result<(Processed, Validators, Option<indicators::KeptSet>), FetchError> {
         // Part of a multi-URL list unchanged while another changed: read it again whole,
         // so the list is complete and nothing resolves by mistake.
@@ -699,6 +721,7 @@ impl ListSource {
         let Fetched::Body {
             body,
             validators: v,
+            framed,
             ..
         } = r
         else {
@@ -722,6 +745,17 @@ impl ListSource {
         .await
         .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
         .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+        let last = sizes.get(shown).copied();
+        let unchecked = !framed && !processed.counted;
+        match super::judge_size(last, processed.fetched as u64, unchecked) {
+            Ok(keep) => {
+                sizes.insert(shown.to_string(), keep);
+            }
+            Err(shrunk) => {
+                sizes.insert(shown.to_string(), shrunk.keep);
+                return Err(FetchError::Format(format!("{shown}: {}", shrunk.message)));
+            }
+        }
         for n in &processed.notices {
             let n = self.scrub(n);
             tracing::warn!(source = %self.def.name, notice = %crate::text::Clean(&n), "the list says it is retired");

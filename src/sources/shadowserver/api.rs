@@ -317,12 +317,12 @@ impl ApiClient {
 
     /// [`ApiClient::download`] into `file` (in the data folder) instead of memory, with no
     /// size cap: a report may be larger than memory. The same checks (empty, HTML page); the
-    /// file is rewound.
+    /// file is rewound. Returns what was written, and whether its end was announced.
     pub async fn download_to_file(
         &self,
         entry: &ReportEntry,
         file: &mut std::fs::File,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<crate::http::Downloaded, FetchError> {
         use std::io::{Read, Seek};
         let id = Secret::new(entry.id.clone());
         let url = if self.download_url.ends_with('/') {
@@ -336,11 +336,12 @@ impl ApiClient {
             .get_to_file(&url, &secrets, file)
             .await
             .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
-        let Some((n, _)) = got else {
+        let Some(got) = got else {
             return Err(FetchError::Format(format!(
                 "downloading report {entry}: unexpected 304 reply"
             )));
         };
+        let n = got.bytes;
         let io = |e: std::io::Error| {
             FetchError::Format(format!("downloading report {entry}: temporary file: {e}"))
         };
@@ -358,7 +359,7 @@ impl ApiClient {
                 "downloading report {entry}: got an HTML page instead of CSV (expired link?)"
             )));
         }
-        Ok(n)
+        Ok(got)
     }
 
     /// `test/ping`: the server time when key and signature are accepted.

@@ -27,7 +27,9 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowReader, Source, SourceKind, StreamedUnit};
+use super::{
+    FetchContext, FetchError, FetchOutput, LastGood, RowReader, Source, SourceKind, StreamedUnit,
+};
 use crate::config::{Config, CronSchedule};
 use crate::secret::Secret;
 use api::{ApiClient, ReportEntry};
@@ -36,6 +38,9 @@ use schema::{SCHEMA_STATE_KEY, Schema};
 
 /// State key of the ingested-report list.
 pub const INGESTED_STATE_KEY: &str = "shadowserver/ingested";
+/// State key of the last good size of each report type and list (see
+/// [`super::judge_size`]).
+pub const SIZES_STATE_KEY: &str = "shadowserver/sizes";
 /// Ingested-report names are remembered this many days (the listing covers three).
 const REMEMBER_DAYS: i64 = 14;
 
@@ -119,6 +124,8 @@ impl Source for ShadowserverSource {
         let entries = listing.entries;
         let schema = Schema::from_override(ctx.state.get(SCHEMA_STATE_KEY)?.as_deref());
         let mut seen: Ingested = ctx.state.get_json(INGESTED_STATE_KEY)?.unwrap_or_default();
+        let mut sizes: BTreeMap<String, LastGood> =
+            ctx.state.get_json(SIZES_STATE_KEY)?.unwrap_or_default();
         // A name is forgotten once it is old *and* no longer listed: a report that a listing
         // (or a mirror) keeps naming past the memory is never downloaded twice.
         let cutoff = today - chrono::Duration::days(REMEMBER_DAYS);
@@ -143,43 +150,41 @@ impl Source for ShadowserverSource {
                 skipped += 1;
                 continue;
             }
-            let report_type = entry
-                .report_type
-                .clone()
-                .filter(|t| !t.trim().is_empty())
-                .or_else(|| {
-                    entry
-                        .file
-                        .as_deref()
-                        .and_then(|f| schema.type_from_file_name(f))
-                });
-            let Some(report_type) = report_type else {
-                let e = FetchError::Format("reports/list names no type for it".into());
-                out.fail_unit(format!("report {entry}"), &e);
-                continue;
-            };
-            if !self.cfg.types.is_empty() && !self.cfg.types.contains(&report_type) {
-                continue;
-            }
-            // Checked again here: the listing's `report` is the mailing list a report went to.
-            if !self.cfg.reports.is_empty()
-                && !entry
-                    .report
-                    .as_deref()
-                    .is_some_and(|r| self.cfg.reports.iter().any(|x| x == r))
-            {
-                continue;
-            }
-            let read = match self
-                .fetch_report(ctx, &client, &entry, &report_type, &schema)
-                .await
-            {
-                Ok(read) => read,
+            let report_type = match self.wanted_type(&entry, &schema) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
                 Err(e) => {
                     out.fail_unit(format!("report {entry}"), &e);
                     continue;
                 }
             };
+            let (read, plain) = match self
+                .fetch_report(ctx, &client, &entry, &report_type, &schema)
+                .await
+            {
+                Ok(got) => got,
+                Err(e) => {
+                    out.fail_unit(format!("report {entry}"), &e);
+                    continue;
+                }
+            };
+            // A plain body that came without a stated length is judged by its size against
+            // the last good report of its type and list (a gzip body checks itself).
+            let size_key = size_key(&report_type, &entry);
+            let mut new_sizes = sizes.clone();
+            if let Some((rows, framed)) = plain {
+                match super::judge_size(sizes.get(&size_key).copied(), rows, !framed) {
+                    Ok(keep) => {
+                        new_sizes.insert(size_key, keep);
+                    }
+                    Err(shrunk) => {
+                        sizes.insert(size_key, shrunk.keep);
+                        let e = FetchError::Format(shrunk.message);
+                        out.fail_unit(format!("report {entry}"), &e);
+                        continue;
+                    }
+                }
+            }
             let date = entry
                 .timestamp
                 .as_deref()
@@ -191,12 +196,16 @@ impl Source for ShadowserverSource {
                 serde_json::to_vec(&remembered).map_err(|e| FetchError::Format(e.to_string()))?;
             let unit = StreamedUnit {
                 read,
-                state: vec![(INGESTED_STATE_KEY.to_string(), Some(state))],
+                state: vec![
+                    (INGESTED_STATE_KEY.to_string(), Some(state)),
+                    (SIZES_STATE_KEY.to_string(), Some(to_json(&new_sizes)?)),
+                ],
             };
             match ctx.commit_streamed(unit).await? {
                 Ok(()) => {
                     downloaded += 1;
                     seen = remembered;
+                    sizes = new_sizes;
                 }
                 Err(e) => out.fail_unit(format!("report {entry}"), &FetchError::Format(e)),
             }
@@ -212,16 +221,66 @@ impl Source for ShadowserverSource {
         let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
         out.state
             .push((INGESTED_STATE_KEY.to_string(), Some(state)));
+        // Sizes refused this run are kept too (see `judge_size`).
+        out.state
+            .push((SIZES_STATE_KEY.to_string(), Some(to_json(&sizes)?)));
         Ok(out)
     }
 }
 
+/// The key of a report's last good size: its type and its mailing list.
+fn size_key(report_type: &str, entry: &ReportEntry) -> String {
+    format!("{report_type}/{}", entry.report.as_deref().unwrap_or(""))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, FetchError> {
+    serde_json::to_vec(v).map_err(|e| FetchError::Format(e.to_string()))
+}
+
 impl ShadowserverSource {
+    /// The type of a listed report, `None` when the configured `types` or `reports` leave it
+    /// out, an error when the listing names none.
+    fn wanted_type(
+        &self,
+        entry: &ReportEntry,
+        schema: &Schema,
+    ) -> Result<Option<String>, FetchError> {
+        let report_type = entry
+            .report_type
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| {
+                entry
+                    .file
+                    .as_deref()
+                    .and_then(|f| schema.type_from_file_name(f))
+            });
+        let Some(report_type) = report_type else {
+            return Err(FetchError::Format(
+                "reports/list names no type for it".into(),
+            ));
+        };
+        if !self.cfg.types.is_empty() && !self.cfg.types.contains(&report_type) {
+            return Ok(None);
+        }
+        // Checked again here: the listing's `report` is the mailing list a report went to.
+        if !self.cfg.reports.is_empty()
+            && !entry
+                .report
+                .as_deref()
+                .is_some_and(|r| self.cfg.reports.iter().any(|x| x == r))
+        {
+            return Ok(None);
+        }
+        Ok(Some(report_type))
+    }
+
     /// Downloads one report (the unit of a fetch) into an anonymous temporary file in the data
     /// folder and returns the reader that streams its rows into the store (see
     /// [`StreamedUnit`]). A plain body cut off mid-line is refused here, before anything of it
     /// is stored; a cut gzip stream, or a report the reader gave up on, fails while it is read
-    /// (the streamed ingest stores nothing then).
+    /// (the streamed ingest stores nothing then). For a plain body also its rows (header not
+    /// counted) and whether the server announced its end.
     async fn fetch_report(
         &self,
         ctx: &FetchContext,
@@ -229,7 +288,7 @@ impl ShadowserverSource {
         entry: &ReportEntry,
         report_type: &str,
         schema: &Schema,
-    ) -> Result<RowReader, FetchError> {
+    ) -> Result<(RowReader, Option<(u64, bool)>), FetchError> {
         let dir = ctx.units.spill_dir();
         let mut file = tempfile::tempfile_in(&dir).map_err(|e| {
             FetchError::Format(format!(
@@ -237,7 +296,7 @@ impl ShadowserverSource {
                 dir.display()
             ))
         })?;
-        client.download_to_file(entry, &mut file).await?;
+        let got = client.download_to_file(entry, &mut file).await?;
         let mut magic = [0u8; 2];
         {
             use std::io::{Read, Seek};
@@ -251,9 +310,12 @@ impl ShadowserverSource {
                 .map_err(|e| FetchError::Format(e.to_string()))?;
         }
         let gz = magic == [0x1f, 0x8b];
-        if !gz {
-            super::check_complete_file(&mut file, true).map_err(FetchError::Format)?;
-        }
+        let plain = if gz {
+            None
+        } else {
+            let lines = super::check_complete_file(&mut file, true).map_err(FetchError::Format)?;
+            Some((lines.saturating_sub(1), got.framed))
+        };
         let naming = RawNaming {
             prefix: format!("report {entry}"),
             separator: " line ",
@@ -261,7 +323,7 @@ impl ShadowserverSource {
         let scope = ctx.scope.clone();
         let schema = schema.clone();
         let rt = report_type.to_string();
-        Ok(Box::new(move |sink: &mut dyn import::RowSink| {
+        let read: RowReader = Box::new(move |sink: &mut dyn import::RowSink| {
             let body = std::io::BufReader::with_capacity(256 << 10, file);
             // A cut gzip stream fails its own length and CRC check while it is read.
             let outcome = if gz {
@@ -274,6 +336,7 @@ impl ShadowserverSource {
                 Some(err) => Err(err),
                 None => Ok(outcome.rows),
             }
-        }))
+        });
+        Ok((read, plain))
     }
 }
