@@ -13,6 +13,7 @@ mod flows_read;
 mod foundation;
 mod hibp;
 mod indicators;
+mod key_leaks;
 mod keyed_support;
 mod lists;
 mod lookup;

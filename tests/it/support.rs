@@ -113,3 +113,12 @@ pub fn feeds_off() -> String {
         .map(|n| format!("[sources.{n}]\nenabled = false\n"))
         .collect()
 }
+
+/// [`feeds_off`] but for the feeds named in `keep` (which their own tables set up).
+pub fn feeds_off_but(keep: &[&str]) -> String {
+    outwatch::sources::lists::known_feed_names(&outwatch::config::Config::default())
+        .iter()
+        .filter(|n| !keep.contains(&n.as_str()))
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect()
+}

@@ -736,9 +736,12 @@ impl ListSource {
         let name = self.def.name.clone();
         let loc = shown.to_string();
         let now = ctx.now;
+        // The set is kept as state, outside the pipeline's masking of findings.
+        let scrubber = secret::Scrubber::new(&self.secrets());
         let (processed, kept) = tokio::task::spawn_blocking(move || {
             let mut p = process_body(&def, &name, &data, &loc, &scope)?;
-            let set = std::mem::take(&mut p.indicators);
+            let mut set = std::mem::take(&mut p.indicators);
+            set.map_threats(|t| scrubber.mask(t));
             let kept = def.lists_addresses().then(|| set.finish(&name, &loc, now));
             Ok::<_, String>((p, kept))
         })
