@@ -44,10 +44,32 @@ pub enum StoreError {
          start afresh and `outwatch restore` your last `outwatch export --jsonl` file"
     )]
     Open { path: String, reason: String },
+    /// A write found the disk full (`src/diskspace.rs`): the store is fine.
+    #[error("{}", crate::diskspace::full_message(std::path::Path::new(path), *free))]
+    DiskFull { path: String, free: Option<u64> },
     #[error("store error: {0}")]
     Engine(String),
     #[error("corrupt record in the store ({what}): {reason}")]
     Corrupt { what: String, reason: String },
+}
+
+impl StoreError {
+    /// This error as [`StoreError::DiskFull`] of the disk holding `path` when what failed was a
+    /// write to a full disk (an open, a write, a temporary file); else itself.
+    pub fn or_disk_full(self, path: &std::path::Path) -> StoreError {
+        let full = match &self {
+            StoreError::Engine(m) => crate::diskspace::says_full(m),
+            StoreError::Open { reason, .. } => crate::diskspace::says_full(reason),
+            _ => false,
+        };
+        if !full {
+            return self;
+        }
+        StoreError::DiskFull {
+            path: path.display().to_string(),
+            free: crate::diskspace::free_bytes(path),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -6,6 +6,7 @@ mod cymru;
 mod daemon;
 mod demo;
 mod digest;
+mod disk_full;
 mod end_to_end;
 mod flows;
 mod flows_read;
