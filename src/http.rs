@@ -472,22 +472,7 @@ impl HttpClient {
         if !status.is_success() {
             let retry_after =
                 header("retry-after").and_then(|v| retry_after_secs(&v, self.clock.now()));
-            // A short excerpt of the error body helps; it is attacker-controlled, so cap it.
-            // Scrubbed whole before it is clipped: a key cut by the clip would not be found.
-            let body = read_capped(resp, 4096).await.unwrap_or_default();
-            let text: String = String::from_utf8_lossy(&body)
-                .chars()
-                .filter(|c| !c.is_control())
-                .collect();
-            let excerpt: String = scrub(text.trim(), secrets)
-                .chars()
-                .take(EXCERPT_CHARS)
-                .collect();
-            let detail = if excerpt.trim().is_empty() || looks_like_html(&body) {
-                String::new()
-            } else {
-                format!(": {}", excerpt.trim())
-            };
+            let detail = error_detail(resp, secrets).await;
             return Err(HttpError::Status {
                 url: shown,
                 status: status.as_u16(),
@@ -552,6 +537,26 @@ impl HttpClient {
             );
         }
         without_url(e)
+    }
+}
+
+/// `: <excerpt>` of an error reply's body: a short excerpt helps, but the body is
+/// attacker-controlled, so it is capped, its control characters dropped, scrubbed whole and only
+/// then clipped (a key cut by the clip would not be found); nothing for an HTML page.
+async fn error_detail(resp: reqwest::Response, secrets: &[&Secret]) -> String {
+    let body = read_capped(resp, 4096).await.unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&body)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let excerpt: String = scrub(text.trim(), secrets)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .collect();
+    if excerpt.trim().is_empty() || looks_like_html(&body) {
+        String::new()
+    } else {
+        format!(": {}", excerpt.trim())
     }
 }
 

@@ -273,6 +273,16 @@ impl Out {
         stall_guard(stall, self.w.flush()).await
     }
 
+    /// Writes a chunk of whole reply lines and flushes it (one stall limit for the chunk).
+    async fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stall = self.stall;
+        stall_guard(stall, async {
+            self.w.write_all(bytes).await?;
+            self.w.flush().await
+        })
+        .await
+    }
+
     async fn error(&mut self, message: String) -> io::Result<()> {
         self.reply(&Reply::Error { message }).await?;
         self.flush().await
@@ -377,20 +387,57 @@ fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(v)
 }
 
-/// `v` written as JSON once, for a streamed item.
-fn raw<T: serde::Serialize>(v: &T) -> Result<Box<serde_json::value::RawValue>, StoreError> {
-    serde_json::value::to_raw_value(v).map_err(|e| StoreError::Engine(e.to_string()))
-}
-
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Engine(e.to_string()))
 }
 
-/// Where a blocking answer sends its reply lines.
-type Lines = mpsc::Sender<Reply>;
+/// Reply lines written by a blocking answer, sent to the session in chunks: the first line at
+/// once (the first finding shows without delay), then about [`CHUNK_BYTES`] at a time, so that
+/// a million findings are a few thousand channel sends and socket writes, not a million.
+struct Lines {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+    sent: bool,
+}
 
-/// Answers one request: single values directly, lists streamed item by item from a blocking
-/// task (sled is blocking) through a bounded channel.
+/// How many bytes of reply lines go to the session at a time.
+const CHUNK_BYTES: usize = 64 << 10;
+
+impl Lines {
+    /// One streamed item: `{"item": <v as JSON>}`, the [`Reply::Item`] wire form, written
+    /// straight from `v`.
+    fn item<T: serde::Serialize>(&mut self, v: &T) -> Result<(), StoreError> {
+        self.buf.extend_from_slice(b"{\"item\":");
+        serde_json::to_writer(&mut self.buf, v).map_err(|e| StoreError::Engine(e.to_string()))?;
+        self.buf.extend_from_slice(b"}\n");
+        if !self.sent || self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// The last line, then everything still held.
+    fn finish(mut self, last: &Reply) {
+        if serde_json::to_writer(&mut self.buf, last).is_ok() {
+            self.buf.push(b'\n');
+        }
+        let _ = self.send();
+    }
+
+    fn send(&mut self) -> Result<(), StoreError> {
+        self.sent = true;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 4096));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| StoreError::Engine("client went away".into()))
+    }
+}
+
+/// Answers one request: single values directly, lists streamed from a blocking task (sled is
+/// blocking) through a bounded channel of chunks of reply lines ([`Lines`]).
 async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) -> io::Result<()> {
     if let Op::Hello = op {
         let mut v = info();
@@ -402,22 +449,31 @@ async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) ->
     }
     let streams_findings = matches!(
         op,
-        Op::Query { .. } | Op::QueryEach { .. } | Op::ForEach | Op::SeenBetween { .. }
+        Op::Query { .. }
+            | Op::QueryEach { .. }
+            | Op::Top { .. }
+            | Op::ForEach
+            | Op::SeenBetween { .. }
     );
-    let (tx, mut rx) = mpsc::channel::<Reply>(256);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let store = store.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let last = match run_op(op, store.as_ref(), &tx) {
+        let mut lines = Lines {
+            tx,
+            buf: Vec::with_capacity(CHUNK_BYTES + 4096),
+            sent: false,
+        };
+        let last = match run_op(op, store.as_ref(), &mut lines) {
             Ok(v) => Reply::Done(v),
             Err(e) => Reply::Error {
                 message: e.to_string(),
             },
         };
-        let _ = tx.blocking_send(last);
+        lines.finish(&last);
     });
     let mut result = Ok(());
-    while let Some(reply) = rx.recv().await {
-        if let Err(e) = out.reply(&reply).await {
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = out.chunk(&chunk).await {
             result = Err(e);
             break;
         }
@@ -430,15 +486,9 @@ async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) ->
     result
 }
 
-/// Sends one streamed item.
-fn item(tx: &Lines, v: Box<serde_json::value::RawValue>) -> Result<(), StoreError> {
-    tx.blocking_send(Reply::Item(v))
-        .map_err(|_| StoreError::Engine("client went away".into()))
-}
-
 /// Runs a request on the store (on a blocking thread), streaming list items to `tx`; returns
 /// the final value (`null` after a list).
-fn run_op(op: Op, store: &dyn Store, tx: &Lines) -> Result<Value, StoreError> {
+fn run_op(op: Op, store: &dyn Store, tx: &mut Lines) -> Result<Value, StoreError> {
     match op {
         Op::Hello => Ok(Value::Null),
         Op::Get { fingerprint } => to_value(store.get(&fingerprint)?),
@@ -459,7 +509,7 @@ fn run_op(op: Op, store: &dyn Store, tx: &Lines) -> Result<Value, StoreError> {
                 limit,
             };
             for f in store.query(&query.into(), &opts)? {
-                item(tx, raw(&f)?)?;
+                tx.item(&f)?;
             }
             Ok(Value::Null)
         }
@@ -474,30 +524,48 @@ fn run_op(op: Op, store: &dyn Store, tx: &Lines) -> Result<Value, StoreError> {
                 limit: None,
             };
             store.query_each(&query.into(), &opts, &mut |f| {
-                item(tx, raw(&f)?)?;
+                tx.item(&f)?;
                 Ok(ControlFlow::Continue(()))
             })?;
             Ok(Value::Null)
         }
+        Op::Top {
+            query,
+            since,
+            include_resolved,
+            limit,
+        } => {
+            let opts = QueryOptions {
+                since,
+                include_resolved,
+                limit: None,
+            };
+            let limit = limit.min(super::protocol::MAX_TOP);
+            let (top, total) = store.most_severe(&query.into(), &opts, limit, &mut || {})?;
+            for f in top {
+                tx.item(&f)?;
+            }
+            Ok(json!({ "total": total }))
+        }
         Op::ForEach => {
-            store.for_each(&mut |f| item(tx, raw(&f)?))?;
+            store.for_each(&mut |f| tx.item(&f))?;
             Ok(Value::Null)
         }
         Op::SeenBetween { from, to } => {
             for f in store.seen_between(from, to)? {
-                item(tx, raw(&f)?)?;
+                tx.item(&f)?;
             }
             Ok(Value::Null)
         }
         Op::Runs { source, limit } => {
             for r in store.runs(source.as_deref(), limit)? {
-                item(tx, raw(&r)?)?;
+                tx.item(&r)?;
             }
             Ok(Value::Null)
         }
         Op::StateScan { prefix } => {
             for (k, v) in store.state_scan(&prefix)? {
-                item(tx, raw(&(k, b64(&v)))?)?;
+                tx.item(&(k, b64(&v)))?;
             }
             Ok(Value::Null)
         }

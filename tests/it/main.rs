@@ -18,6 +18,7 @@ mod key_leaks;
 mod keyed_support;
 mod lists;
 mod lookup;
+mod lookup_limits;
 mod properties;
 mod requests;
 mod safebrowsing;

@@ -168,23 +168,13 @@ impl Source for ShadowserverSource {
                     continue;
                 }
             };
-            // A plain body that came without a stated length is judged by its size against
-            // the last good report of its type and list (a gzip body checks itself).
-            let size_key = size_key(&report_type, &entry);
-            let mut new_sizes = sizes.clone();
-            if let Some((rows, framed)) = plain {
-                match super::judge_size(sizes.get(&size_key).copied(), rows, !framed) {
-                    Ok(keep) => {
-                        new_sizes.insert(size_key, keep);
-                    }
-                    Err(shrunk) => {
-                        sizes.insert(size_key, shrunk.keep);
-                        let e = FetchError::Format(shrunk.message);
-                        out.fail_unit(format!("report {entry}"), &e);
-                        continue;
-                    }
+            let new_sizes = match judge_report(&mut sizes, &report_type, &entry, plain) {
+                Ok(new) => new,
+                Err(e) => {
+                    out.fail_unit(format!("report {entry}"), &e);
+                    continue;
                 }
-            }
+            };
             let date = entry
                 .timestamp
                 .as_deref()
@@ -226,6 +216,31 @@ impl Source for ShadowserverSource {
             .push((SIZES_STATE_KEY.to_string(), Some(to_json(&sizes)?)));
         Ok(out)
     }
+}
+
+/// A plain report that came without a stated length is judged by its size against the last
+/// good report of its type and list (a gzip body checks itself): the sizes to keep when it is
+/// stored, or the error (and `sizes` then keeps the refusal).
+fn judge_report(
+    sizes: &mut BTreeMap<String, LastGood>,
+    report_type: &str,
+    entry: &ReportEntry,
+    plain: Option<(u64, bool)>,
+) -> Result<BTreeMap<String, LastGood>, FetchError> {
+    let key = size_key(report_type, entry);
+    let mut new_sizes = sizes.clone();
+    if let Some((rows, framed)) = plain {
+        match super::judge_size(sizes.get(&key).copied(), rows, !framed) {
+            Ok(keep) => {
+                new_sizes.insert(key, keep);
+            }
+            Err(shrunk) => {
+                sizes.insert(key, shrunk.keep);
+                return Err(FetchError::Format(shrunk.message));
+            }
+        }
+    }
+    Ok(new_sizes)
 }
 
 /// The key of a report's last good size: its type and its mailing list.
