@@ -265,9 +265,18 @@ impl Scrubber {
         }
         match v.extra {
             ExtraView::Map(m) => m.iter().any(|(k, v)| self.holds(k) || self.json_holds(v)),
-            ExtraView::Pairs(p) => p
-                .iter()
-                .any(|(k, v)| self.holds(k) || self.json_holds(&v.to_json())),
+            ExtraView::Pairs(p) => p.iter().any(|(k, v)| self.holds(k) || self.extra_holds(v)),
+        }
+    }
+
+    /// Whether a parser's extra value holds a secret (its text read where it lies).
+    fn extra_holds(&self, v: &crate::finding::ExtraVal<'_>) -> bool {
+        use crate::finding::ExtraVal;
+        match v {
+            ExtraVal::Text(t) => self.holds(t),
+            ExtraVal::Strs(a) => a.iter().any(|t| self.holds(t)),
+            ExtraVal::Strings(a) => a.iter().any(|t| self.holds(t)),
+            ExtraVal::Net(_) | ExtraVal::U64(_) => false,
         }
     }
 

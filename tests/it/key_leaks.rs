@@ -289,3 +289,42 @@ async fn keys_in_data_errors_and_rejected_rows_show_in_no_output() {
     // And the errors reached the messages, scrubbed.
     assert!(outputs[0].1.contains("***redacted***"), "{}", outputs[0].1);
 }
+
+/// A Shadowserver report (a streamed unit, stored through the bulk path) whose rows carry the
+/// API key in a data field: the stored findings hold `***redacted***`, no piece of the key.
+#[tokio::test]
+async fn a_key_inside_a_streamed_report_is_masked_before_it_is_stored() {
+    const ID: &str = "xNDSuwXrKnrLrDopU926rR75CAESMWesVCKsuyI8b8ncTv7GCX";
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!([{
+            "report": "example-asn", "type": "scan_dns", "id": ID, "timestamp": "2026-11-22",
+            "file": "2026-11-22-scan_dns-example-asn.csv"}])),
+        )
+        .mount(&server)
+        .await;
+    let report = format!(
+        "\"timestamp\",\"severity\",\"ip\",\"protocol\",\"port\",\"hostname\",\"tag\",\"asn\",\
+         \"dns_version\"\n\
+         \"2026-11-22 03:14:07\",\"medium\",\"192.0.2.53\",\"udp\",53,\"ns1.example.org\",\
+         \"openresolver\",64496,\"dnsmasq {}\"\n",
+        SS_KEY.to_ascii_uppercase()
+    );
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_string(report))
+        .mount(&server)
+        .await;
+    let e = env();
+    let (_, src) = sources(&server.uri())
+        .into_iter()
+        .find(|(n, _)| n == "shadowserver")
+        .unwrap();
+    let r = e.runner.run_source(src.as_ref()).await;
+    assert!(r.ok, "{r:?}");
+    let stored = serde_json::to_string(&all_findings(e.store.as_ref())).unwrap();
+    assert!(stored.contains("dnsmasq ***redacted***"), "{stored}");
+    assert_clean("the stored findings", &stored);
+}
