@@ -111,8 +111,9 @@ impl<'de> Deserialize<'de> for Secret {
 pub struct Scrubber {
     /// Every form of every secret, ASCII-lower-cased, longest first.
     forms: Vec<Vec<u8>>,
-    /// The same forms, found whole (for data fields); `None` without secrets.
-    whole: Option<aho_corasick::AhoCorasick>,
+    /// The same forms, found whole (for data fields), built when first needed; `None` without
+    /// secrets.
+    whole: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>>,
 }
 
 impl fmt::Debug for Scrubber {
@@ -132,16 +133,26 @@ impl Scrubber {
             .collect();
         forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
         forms.dedup();
-        let whole = (!forms.is_empty())
-            .then(|| {
+        Scrubber {
+            forms,
+            whole: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The automaton of whole forms, `None` without secrets.
+    fn whole(&self) -> Option<&aho_corasick::AhoCorasick> {
+        self.whole
+            .get_or_init(|| {
+                if self.forms.is_empty() {
+                    return None;
+                }
                 aho_corasick::AhoCorasick::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                    .build(&forms)
+                    .build(&self.forms)
                     .ok()
             })
-            .flatten();
-        Scrubber { forms, whole }
+            .as_ref()
     }
 
     /// Whether there is nothing to remove.
@@ -165,14 +176,14 @@ impl Scrubber {
     /// `text` with every whole secret replaced, or `None` when it holds none. For data (a field
     /// of a finding), where a mere prefix of a key is more likely a value than a cut key.
     pub fn mask(&self, text: &str) -> Option<String> {
-        let ac = self.whole.as_ref()?;
+        let ac = self.whole()?;
         let spans: Vec<(usize, usize)> = ac.find_iter(text).map(|m| (m.start(), m.end())).collect();
         (!spans.is_empty()).then(|| replace_spans(text, &spans))
     }
 
     /// Whether `text` holds a whole secret.
     pub fn holds(&self, text: &str) -> bool {
-        self.whole.as_ref().is_some_and(|ac| ac.is_match(text))
+        self.whole().is_some_and(|ac| ac.is_match(text))
     }
 
     /// Masks every secret in the text fields of `f` (its indicator fields, `extra`, `raw` and
@@ -180,7 +191,7 @@ impl Scrubber {
     /// never stored or shown; the finding is sealed again when an identity field changed.
     /// Returns whether anything was masked.
     pub fn mask_finding(&self, f: &mut Finding) -> bool {
-        if self.whole.is_none() {
+        if self.whole().is_none() {
             return false;
         }
         let mut identity = false;
@@ -224,7 +235,7 @@ impl Scrubber {
     /// Masks every finding of a unit ([`Scrubber::mask_finding`]); returns how many held a
     /// secret. Called where units are applied, before they are stored.
     pub fn mask_findings(&self, findings: &mut [Finding]) -> usize {
-        if self.whole.is_none() {
+        if self.whole().is_none() {
             return 0;
         }
         findings
@@ -247,7 +258,7 @@ impl Scrubber {
     /// Whether a finding view holds a secret in any text field (then mask an owned copy:
     /// [`FindingView::to_finding`], [`Scrubber::mask_finding`]).
     pub fn view_holds(&self, v: &FindingView<'_>) -> bool {
-        if self.whole.is_none() {
+        if self.whole().is_none() {
             return false;
         }
         let texts = [v.domain, v.url, v.email, v.protocol, v.raw];
