@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success (a lookup that finds nothing is a success) |
-//! | 1 | the work failed (a source, the digest, an import error), or `status` found a feed unhealthy |
+//! | 1 | the work failed (a source, the digest, an import error, a write on a full disk), or `status` found a feed unhealthy |
 //! | 2 | bad command line or malformed query |
 //! | 3 | configuration missing or invalid |
 //! | 4 | the store cannot be opened (locked, damaged) |
@@ -76,7 +76,11 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 impl From<crate::store::StoreError> for CliError {
+    /// Exit 4, but a full disk is no store problem: exit 1 naming the disk.
     fn from(e: crate::store::StoreError) -> Self {
-        CliError::store(e)
+        match e {
+            e @ crate::store::StoreError::DiskFull { .. } => CliError::failure(e),
+            e => CliError::store(e),
+        }
     }
 }

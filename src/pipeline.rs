@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::http::HttpClient;
 use crate::scope::ScopeMatcher;
-use crate::secret::Secret;
+use crate::secret::Scrubber;
 use crate::sources::{
     FetchContext, FetchError, FetchOutput, RowError, Source, StateView, StreamedUnit, UnitError,
     UnitSink,
@@ -123,8 +123,9 @@ struct Tally {
 /// The pipeline's [`UnitSink`]: stores each unit at once and adds up its counts.
 struct UnitStore {
     source: String,
-    /// The source's secrets: whatever a fetch says leaves here scrubbed of them by value.
-    secrets: Vec<Secret>,
+    /// The source's secrets: whatever a fetch says leaves here scrubbed of them by value, and
+    /// its findings are masked of them before they are stored.
+    scrubber: Arc<Scrubber>,
     store: Arc<dyn Store>,
     now: DateTime<Utc>,
     tally: Mutex<Tally>,
@@ -132,8 +133,7 @@ struct UnitStore {
 
 impl UnitStore {
     fn scrub(&self, text: &str) -> String {
-        let secrets: Vec<&Secret> = self.secrets.iter().collect();
-        crate::http::scrub(text, &secrets)
+        self.scrubber.scrub(text)
     }
 
     /// Counts `count` rejected rows and keeps (scrubbed, logged) the first of `rows` until the
@@ -183,6 +183,7 @@ impl UnitSink for UnitStore {
         if unit.findings.is_empty() && unit.state.is_empty() {
             return Ok(());
         }
+        self.scrubber.mask_findings(&mut unit.findings);
         let store = self.store.clone();
         let now = self.now;
         let (findings, state) = (unit.findings, unit.state);
@@ -200,8 +201,10 @@ impl UnitSink for UnitStore {
         let store = self.store.clone();
         let now = self.now;
         let dir = self.spill_dir();
+        let scrubber = self.scrubber.clone();
         let done = blocking(move || {
             let mut sink = StreamSink {
+                scrubber,
                 ingest: crate::store::SortedIngest::new(store.as_ref(), now, &dir).deferred(),
                 accepted: 0,
                 in_scope: 0,
@@ -258,6 +261,8 @@ impl UnitSink for UnitStore {
 
 /// The row sink of a streamed unit: findings into a deferred `SortedIngest`, counts aside.
 struct StreamSink<'s> {
+    /// Masks the source's secrets in findings before they are stored.
+    scrubber: Arc<Scrubber>,
     ingest: crate::store::SortedIngest<'s>,
     accepted: usize,
     in_scope: usize,
@@ -276,7 +281,9 @@ impl crate::sources::shadowserver::import::RowSink for StreamSink<'_> {
         self.accepted += 1;
         self.in_scope += usize::from(f.in_scope);
         self.max_time_source = self.max_time_source.max(f.time_source);
-        self.ingest.push_view(f).map_err(|e| {
+        let masked = self.scrubber.masked(f);
+        let f = masked.as_ref().map_or(*f, |m| m.view());
+        self.ingest.push_view(&f).map_err(|e| {
             let msg = e.to_string();
             self.failed = Some(e);
             msg
@@ -323,7 +330,7 @@ impl Runner {
         let started = self.clock.now();
         let sink = Arc::new(UnitStore {
             source: src.name().to_string(),
-            secrets: src.secrets().into_iter().cloned().collect(),
+            scrubber: Arc::new(Scrubber::new(&src.secrets())),
             store: self.store.clone(),
             now: started,
             tally: Mutex::new(Tally::default()),
@@ -519,7 +526,7 @@ pub async fn apply_import(
     let started = clock.now();
     let sink = UnitStore {
         source: name.clone(),
-        secrets: Vec::new(),
+        scrubber: Arc::new(Scrubber::new(&[])),
         store: store.clone(),
         now: started,
         tally: Mutex::new(Tally::default()),

@@ -351,13 +351,30 @@ struct Ending {
     len: u64,
     last: u8,
     nonblank: bool,
+    /// Whether the line being read has a character other than white space.
+    line_nonblank: bool,
+    /// Lines ended (outside quotes, for CSV) that were not blank: the records, header included.
+    lines: u64,
 }
 
 impl Ending {
-    fn feed(&mut self, b: &[u8]) {
+    fn feed(&mut self, b: &[u8], csv: bool) {
         let Some(&last) = b.last() else { return };
-        self.quotes += b.iter().filter(|&&c| c == b'"').count();
-        self.nonblank |= !b.iter().all(u8::is_ascii_whitespace);
+        for &c in b {
+            match c {
+                b'"' => {
+                    self.quotes += 1;
+                    self.line_nonblank = true;
+                }
+                b'\n' if !csv || self.quotes.is_multiple_of(2) => {
+                    self.lines += u64::from(self.line_nonblank);
+                    self.line_nonblank = false;
+                }
+                c if !c.is_ascii_whitespace() => self.line_nonblank = true,
+                _ => {}
+            }
+        }
+        self.nonblank |= self.lines > 0 || self.line_nonblank;
         self.last = last;
         self.len += b.len() as u64;
     }
@@ -383,7 +400,9 @@ impl Ending {
 }
 
 /// [`check_complete_lines`] of a body spilled to a file (read in chunks, then rewound).
-pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), String> {
+/// Returns the body's records: its lines that are not blank, header included (for CSV, line
+/// ends inside quotes do not count).
+pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<u64, String> {
     use std::io::{Read, Seek};
     let io = |e: std::io::Error| format!("cannot read the downloaded body back: {e}");
     file.rewind().map_err(io)?;
@@ -394,10 +413,11 @@ pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), St
         if n == 0 {
             break;
         }
-        end.feed(&buf[..n]);
+        end.feed(&buf[..n], csv);
     }
     file.rewind().map_err(io)?;
-    end.verdict(csv)
+    end.verdict(csv)?;
+    Ok(end.lines)
 }
 
 /// Refuses a line-based body that may have been cut off in transit: a non-empty body whose last
@@ -406,6 +426,61 @@ pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), St
 /// and a half list must fail rather than look complete.
 pub fn check_complete_lines(body: &[u8], csv: bool) -> Result<(), String> {
     let mut end = Ending::default();
-    end.feed(body);
+    end.feed(body, csv);
     end.verdict(csv)
+}
+
+/// How big a unit's last good download was (its entries or rows), kept in the source's state:
+/// a download that came without a stated length ([`crate::http::Fetched::Body::framed`]) and
+/// without a trailer that counts its entries ends whole at any line end, so its size is the
+/// one sign left that it was cut off (see [`judge_size`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LastGood {
+    /// Entries of the last download that was accepted.
+    pub entries: u64,
+    /// Entries of a smaller download refused once: the next one of exactly that size is
+    /// taken as real (a list that really halved is accepted one run late, not never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<u64>,
+}
+
+/// A download refused by [`judge_size`]: why, and the state to keep instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shrunk {
+    pub message: String,
+    pub keep: LastGood,
+}
+
+/// Accepts a download of `entries` entries, or refuses it as probably cut off. Only an
+/// `unchecked` download is judged (no stated length, no trailer count, no self-delimiting
+/// document); it is refused when it has under half the entries of the `last` good one, unless
+/// the one before was refused with exactly as many. Returns the state to keep.
+pub fn judge_size(
+    last: Option<LastGood>,
+    entries: u64,
+    unchecked: bool,
+) -> Result<LastGood, Shrunk> {
+    let accepted = LastGood {
+        entries,
+        refused: None,
+    };
+    let Some(last) = last else {
+        return Ok(accepted);
+    };
+    if !unchecked || entries.saturating_mul(2) >= last.entries || last.refused == Some(entries) {
+        return Ok(accepted);
+    }
+    Err(Shrunk {
+        message: format!(
+            "the download has {entries} entries, under half of the {} of the last good one, and \
+             its end was announced by nothing (no length, no trailer): it may be cut off, so it \
+             is refused this time and the previous data stays (the same size next time is \
+             taken as real)",
+            last.entries
+        ),
+        keep: LastGood {
+            entries: last.entries,
+            refused: Some(entries),
+        },
+    })
 }

@@ -44,10 +44,52 @@ pub enum StoreError {
          start afresh and `outwatch restore` your last `outwatch export --jsonl` file"
     )]
     Open { path: String, reason: String },
+    /// A write found the disk full (`src/diskspace.rs`): the store is fine.
+    #[error("{}", crate::diskspace::full_message(std::path::Path::new(path), *free))]
+    DiskFull { path: String, free: Option<u64> },
     #[error("store error: {0}")]
     Engine(String),
     #[error("corrupt record in the store ({what}): {reason}")]
     Corrupt { what: String, reason: String },
+}
+
+/// [`Store::most_severe`] by walking the query ([`Store::query_each`]) into a bounded heap.
+pub fn most_severe_by_walk<S: Store + ?Sized>(
+    store: &S,
+    q: &Query,
+    opts: &QueryOptions,
+    limit: usize,
+    found: &mut dyn FnMut(),
+) -> Result<(Vec<Finding>, usize)> {
+    let mut top = top::Top::new(Some(limit), top::most_severe_first);
+    store.query_each(q, opts, &mut |f| {
+        if top.seen() == 0 {
+            found();
+        }
+        top.push(f);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let total = top.seen();
+    Ok((top.into_sorted_vec(), total))
+}
+
+impl StoreError {
+    /// This error as [`StoreError::DiskFull`] of the disk holding `path` when what failed was a
+    /// write to a full disk (an open, a write, a temporary file); else itself.
+    pub fn or_disk_full(self, path: &std::path::Path) -> StoreError {
+        let full = match &self {
+            StoreError::Engine(m) => crate::diskspace::says_full(m),
+            StoreError::Open { reason, .. } => crate::diskspace::says_full(reason),
+            _ => false,
+        };
+        if !full {
+            return self;
+        }
+        StoreError::DiskFull {
+            path: path.display().to_string(),
+            free: crate::diskspace::free_bytes(path),
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -254,6 +296,22 @@ pub trait Store: Send + Sync {
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(top.into_sorted_vec())
+    }
+
+    /// The first `limit` findings matching a query, most severe first then newest
+    /// ([`top::most_severe_first`]), and how many matched in all: what `lookup` shows people,
+    /// in memory for `limit` findings. A store served elsewhere (the daemon's socket) computes
+    /// it there and sends only those.
+    /// `found` is called once, when the first finding turns up (a lookup prints its heading
+    /// then; a store served elsewhere calls it when the answer arrives).
+    fn most_severe(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        limit: usize,
+        found: &mut dyn FnMut(),
+    ) -> Result<(Vec<Finding>, usize)> {
+        most_severe_by_walk(self, q, opts, limit, found)
     }
 
     /// Streams the findings matching a query to `f`, one at a time, in store order (not

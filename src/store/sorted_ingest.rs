@@ -189,6 +189,7 @@ fn spill(dir: &Path, run: &mut PreparedBatch) -> Result<File> {
             "cannot use a temporary file in {} for the import: {e}",
             dir.display()
         ))
+        .or_disk_full(dir)
     };
     let file = tempfile::tempfile_in(dir).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);

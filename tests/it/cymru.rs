@@ -224,7 +224,7 @@ async fn one_missing_day_is_a_failed_unit_and_the_other_is_kept() {
 #[test]
 fn plain_http_to_another_host_is_refused() {
     let cfg = config(
-        "[sources.cymru]\nurl = \"http://127.0.0.1:9/x_{date}.txt\"\nusername = \"u\"\npassword = \"p\"\n",
+        "[sources.cymru]\nurl = \"http://127.0.0.1:9/x_{date}.txt\"\nusername = \"u\"\npassword = \"p4ssw0rd-cap\"\n",
     );
     assert!(
         cymru::build(
@@ -234,7 +234,7 @@ fn plain_http_to_another_host_is_refused() {
         .is_ok()
     );
     let e = outwatch::config::Config::parse(
-        "[sources.cymru]\nurl = \"http://cap.example.net/x.txt\"\nusername = \"u\"\npassword = \"p\"\n",
+        "[sources.cymru]\nurl = \"http://cap.example.net/x.txt\"\nusername = \"u\"\npassword = \"p4ssw0rd-cap\"\n",
         std::path::Path::new("outwatch.toml"),
     )
     .unwrap_err()

@@ -350,9 +350,9 @@ async fn v5_urls_search() {
 
 #[test]
 fn bad_settings_are_config_errors() {
-    let c = config(
-        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v3\"\n",
-    );
+    let c = config(&format!(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\napi = \"v3\"\n"
+    ));
     let e = safebrowsing::build(
         outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
         &c,
@@ -360,9 +360,9 @@ fn bad_settings_are_config_errors() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("v4"), "{e}");
-    let c = config(
-        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v5\"\nbatch_size = 51\n",
-    );
+    let c = config(&format!(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\napi = \"v5\"\nbatch_size = 51\n"
+    ));
     assert!(
         safebrowsing::build(
             outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),

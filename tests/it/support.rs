@@ -244,3 +244,12 @@ pub fn csv_records(body: &[u8]) -> Vec<Vec<String>> {
         .map(|r| r.unwrap().iter().map(str::to_string).collect())
         .collect()
 }
+
+/// [`feeds_off`] but for the feeds named in `keep` (which their own tables set up).
+pub fn feeds_off_but(keep: &[&str]) -> String {
+    outwatch::sources::lists::known_feed_names(&outwatch::config::Config::default())
+        .iter()
+        .filter(|n| !keep.contains(&n.as_str()))
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect()
+}

@@ -51,7 +51,7 @@ pub fn build(c: &CymruConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchErr
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
     let password = secret::resolve(&c.password, &c.password_env, "sources.cymru.password")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config("sources.cymru needs `password` or `password_env`".into())
         })?;

@@ -34,7 +34,7 @@ use serde_json::json;
 use super::{FetchContext, FetchError, FetchOutput, Source, SourceKind};
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, normalize_domain};
-use crate::http::{self, Fetched, HttpError, RetryPolicy};
+use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
 /// State key of the verdict cache.
@@ -71,7 +71,7 @@ impl Api {
 /// Builds the source; the key is required and `api` must be `v4` or `v5`.
 pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
     let key = secret::resolve(&c.api_key, &c.api_key_env, "sources.safebrowsing.api_key")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
@@ -437,10 +437,13 @@ fn check_body(body: &[u8], secrets: &[&Secret]) -> Result<serde_json::Value, Fet
         ));
     }
     if let Some(err) = v.get("error") {
-        let text: String = err.to_string().chars().take(300).collect();
+        // Scrubbed before it is clipped: a key cut by the clip would not be found.
+        let text: String = http::scrub(&err.to_string(), secrets)
+            .chars()
+            .take(300)
+            .collect();
         return Err(FetchError::Format(format!(
-            "Safe Browsing answered with an error: {}",
-            http::scrub(&text, secrets)
+            "Safe Browsing answered with an error: {text}"
         )));
     }
     Ok(v)
@@ -492,10 +495,7 @@ impl SafeBrowsingSource {
         if body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let r = ctx
-            .http
-            .send_with_retry_after(method, url, headers, body, &secrets, RetryPolicy::default())
-            .await;
+        let r = ctx.http.send(method, url, headers, body, &secrets).await;
         match r {
             Ok(Fetched::Body { body, .. }) => {
                 if http::looks_like_html(&body) {

@@ -35,13 +35,13 @@ use serde::{Deserialize, Serialize};
 use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity};
-use crate::http::{self, Fetched, HttpError, RetryPolicy};
+use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
 /// Builds the source; the key is required.
 pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
     let key = secret::resolve(&c.key, &c.key_env, "sources.snds.key")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
@@ -589,14 +589,7 @@ impl SndsSource {
         let shown = http::scrub(&url, &secrets);
         let r = ctx
             .http
-            .send_with_retry_after(
-                Method::GET,
-                &url,
-                HeaderMap::new(),
-                None,
-                &secrets,
-                RetryPolicy::default(),
-            )
+            .send(Method::GET, &url, HeaderMap::new(), None, &secrets)
             .await;
         match r {
             Ok(Fetched::Body { body, .. }) => {
