@@ -5,7 +5,7 @@
 //! `shadowserver_import` bench writes the 1M-row report, `outwatch import shadowserver` stores
 //! it), then:
 //! `cargo bench --bench lookup_cli -- --data DIR [--bin target/release/outwatch]
-//! [--query Q]... [--ips N] [--daemon]`.
+//! [--query Q]... [--ips N] [--daemon] [--limit N]`.
 //!
 //! For each `--query`, it runs `outwatch lookup Q` as a table, `--json` and `--jsonl`, reading
 //! stdout as it comes, and prints: the time to the first finding (`--jsonl`: the first line;
@@ -15,7 +15,8 @@
 //! of the first query's findings (hits) and N on random addresses (mostly misses): median, p90,
 //! max. `--daemon`: starts `outwatch run` on the store (every feed off), runs the same lookups
 //! through its socket, and prints the daemon's resident memory before, its peak, and after
-//! each lookup (`VmRSS`/`VmHWM` from /proc, one second after the lookup ended).
+//! each lookup (`VmRSS`/`VmHWM` from /proc, one second after the lookup ended). `--limit N`:
+//! every lookup is run with `--limit N` (a large N shows the memory of the unsorted stream).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -104,12 +105,13 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut data, mut bin, mut queries, mut ips, mut daemon) = (
+    let (mut data, mut bin, mut queries, mut ips, mut daemon, mut limit) = (
         None,
         PathBuf::from("target/release/outwatch"),
         Vec::new(),
         0usize,
         false,
+        None::<String>,
     );
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -118,6 +120,7 @@ fn main() {
             "--query" => queries.push(args.next().expect("--query Q")),
             "--ips" => ips = args.next().and_then(|v| v.parse().ok()).expect("--ips N"),
             "--daemon" => daemon = true,
+            "--limit" => limit = Some(args.next().expect("--limit N")),
             _ => {} // `cargo bench` passes --bench
         }
     }
@@ -170,6 +173,9 @@ fn main() {
             let mut a = vec!["lookup", q.as_str()];
             if mode != "table" {
                 a.push(mode);
+            }
+            if let Some(n) = &limit {
+                a.extend(["--limit", n.as_str()]);
             }
             let r = run_cli(&bin, &cfg, &a, first_at);
             print_run(&format!("`{q}` {mode}"), &r);

@@ -134,7 +134,7 @@ impl App {
                     None => Err(CliError::store(e)),
                 }
             }
-            Err(e) => Err(CliError::store(e)),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -16,15 +16,15 @@ use crate::error::CliError;
 /// Start with `outwatch demo` to see it work without any keys, then copy config.example.toml
 /// to outwatch.toml, fill in your ASNs, prefixes and domains, and run `outwatch check-config`.
 #[derive(Debug, Parser)]
-#[command(name = "outwatch", version, about, long_about, after_help = EXIT_HELP)]
+#[command(name = "outwatch", version, about, long_about, after_help = exit_help())]
 pub struct Cli {
     /// Config file [default: the first of ./outwatch.toml,
     /// $XDG_CONFIG_HOME/outwatch/outwatch.toml (~/.config/...), /etc/outwatch/outwatch.toml]
-    #[arg(long, global = true, env = "OUTWATCH_CONFIG", value_name = "PATH", help_heading = GLOBAL)]
+    #[arg(long, global = true, env = "OUTWATCH_CONFIG", hide_env_values = true, value_name = "PATH", value_hint = clap::ValueHint::FilePath, help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
 
     /// Store folder; overrides `[store] path`
-    #[arg(long, global = true, env = "OUTWATCH_DATA_DIR", value_name = "DIR", help_heading = GLOBAL)]
+    #[arg(long, global = true, env = "OUTWATCH_DATA_DIR", hide_env_values = true, value_name = "DIR", value_hint = clap::ValueHint::DirPath, help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
 
     /// Log format on stderr
@@ -42,10 +42,14 @@ pub struct Cli {
 /// The heading global options are listed under, apart from each command's own.
 const GLOBAL: &str = "Global options";
 
-const EXIT_HELP: &str = "\
-Exit codes: 0 success (also a lookup that finds nothing), 1 the work failed (a source, the
-digest, an import), 2 bad usage or malformed query, 3 config missing or invalid, 4 store
-unavailable.";
+/// The exit codes, one a line, for `--help` (the manual page lists the same table).
+fn exit_help() -> String {
+    let mut s = String::from("Exit codes:");
+    for (code, meaning) in crate::error::EXIT_CODES {
+        s.push_str(&format!("\n  {code}  {meaning}"));
+    }
+    s
+}
 
 /// Log output format (it lives with the logging set-up).
 pub use crate::logging::LogFormat;
@@ -54,7 +58,7 @@ pub use crate::logging::LogFormat;
 pub enum Command {
     /// Validate the config and print the resolved settings (secrets redacted)
     #[command(
-        after_help = "Examples:\n  outwatch check-config                          # validate ./outwatch.toml (or the first found)\n  outwatch --config /etc/outwatch/outwatch.toml check-config\n  outwatch check-config --json | jq .warnings"
+        after_help = "Examples:\n  outwatch check-config          # ./outwatch.toml, or the first found\n  outwatch --config /etc/outwatch/outwatch.toml check-config\n  outwatch check-config --json | jq .warnings"
     )]
     CheckConfig(JsonArg),
     /// Show what is ours: prefixes per ASN, extra prefixes, domains
@@ -62,7 +66,7 @@ pub enum Command {
     /// ASNs are resolved to their announced prefixes through RIPEstat once a day; the result is
     /// cached in the store and kept when a refresh fails.
     #[command(
-        after_help = "Examples:\n  outwatch scope                                 # what is ours, from the cached snapshot\n  outwatch scope --refresh                       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'"
+        after_help = "Examples:\n  outwatch scope                 # what is ours (the cached snapshot)\n  outwatch scope --refresh       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'"
     )]
     Scope(ScopeArgs),
     /// Everything known about an IP, a prefix, a domain, a mail address or an ASN
@@ -70,12 +74,12 @@ pub enum Command {
     /// Findings are sorted by severity, then newest first; an ASN includes the findings inside
     /// the prefixes it announces (from the cached scope snapshot).
     #[command(
-        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org                    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all                  # the ASN and its prefixes, resolved too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
+        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all  # its prefixes; resolved findings too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
     )]
     Lookup(LookupArgs),
     /// Run sources once now and store what they report
     #[command(
-        after_help = "Examples:\n  outwatch fetch                                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"
+        after_help = "Examples:\n  outwatch fetch                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"
     )]
     Fetch(FetchArgs),
     /// Import files that arrived by mail or were downloaded by hand
@@ -90,7 +94,7 @@ pub enum Command {
     /// out, long connections, a protocol on a port it does not belong on, top talkers per
     /// service. `[flows]` in the config sets what is ours, zones, teams and thresholds.
     #[command(
-        after_help = "Examples:\n  outwatch flows /var/log/zeek/2026-11-30/conn.*.log.gz\n  outwatch flows conn.log --json | jq .by_feed\n  outwatch lookup 10.0.0.5                       # what flows found about a host"
+        after_help = "Examples:\n  outwatch flows /var/log/zeek/2026-11-30/conn.*.log.gz\n  outwatch flows conn.log --json | jq .by_feed\n  outwatch lookup 10.0.0.5       # what flows found about a host"
     )]
     Flows(FlowsArgs),
     /// Write every finding with its history as JSON lines (a backup that survives upgrades)
@@ -105,23 +109,23 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Run the scheduler: every source on its schedule, the daily digest, the scope refresh
     #[command(
-        after_help = "Examples:\n  outwatch run                                   # the daemon (systemd: see docs/daemon.md)\n  outwatch -v run                                # with a log line per fetch\n  outwatch run --once                            # one round, for system cron"
+        after_help = "Examples:\n  outwatch run                   # the daemon (systemd: docs/daemon.md)\n  outwatch -v run                # with a log line per fetch\n  outwatch run --once            # one round, for system cron"
     )]
     Run(RunArgs),
     /// Feed health: last success, last error and state of every source
     #[command(
-        after_help = "Examples:\n  outwatch status                                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'"
+        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'"
     )]
     Status(JsonArg),
     /// Build the digest (new, still open, resolved, feed health) and send or preview it
     #[command(
-        after_help = "Examples:\n  outwatch digest --preview                      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                                # build and deliver now"
+        after_help = "Examples:\n  outwatch digest --preview      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                # build and deliver now"
     )]
     Digest(DigestArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
     /// temporary store and write the digest to files
     #[command(
-        after_help = "Examples:\n  outwatch demo                                  # into a new temporary folder\n  outwatch demo --out demo && xdg-open demo/digest.html"
+        after_help = "Examples:\n  outwatch demo                  # into a new temporary folder\n  outwatch demo --out demo && xdg-open demo/digest.html"
     )]
     Demo(DemoArgs),
     /// Print a shell completion script on stdout
@@ -189,8 +193,8 @@ pub struct LookupArgs {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Only this source (repeatable); all enabled sources by default
-    #[arg(long = "source", value_name = "NAME")]
+    /// Only this source or list feed (repeatable); all enabled sources by default
+    #[arg(long = "source", value_name = "NAME", value_parser = Names::sources(), hide_possible_values = true)]
     pub sources: Vec<String>,
     /// Print JSON instead of text
     #[arg(long)]
@@ -207,18 +211,105 @@ pub struct ImportArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Shadowserver report type, when the file name does not tell it
-    #[arg(long = "type", value_name = "TYPE")]
+    #[arg(long = "type", value_name = "TYPE", value_parser = Names::report_types(), hide_possible_values = true)]
     pub report_type: Option<String>,
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
 
+/// A name option whose known values shell completion offers (`fetch --source <TAB>`,
+/// `import shadowserver --type <TAB>`) while any value is taken: the command checks it and
+/// names the ones that exist (a feed of `[feeds] dir`, a report type newer than the bundled
+/// schema).
+#[derive(Debug, Clone)]
+pub struct Names {
+    kind: NameKind,
+    /// Names known only from the config (its own list feeds).
+    extra: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum NameKind {
+    Sources,
+    ReportTypes,
+}
+
+impl Names {
+    /// Every source and built-in list feed.
+    pub fn sources() -> Self {
+        Names {
+            kind: NameKind::Sources,
+            extra: Vec::new(),
+        }
+    }
+    /// Every source and list feed, with the feeds that `cfg` adds (`[feeds] dir`).
+    pub fn sources_of(cfg: &crate::config::Config) -> Self {
+        Names {
+            kind: NameKind::Sources,
+            extra: crate::sources::lists::known_feed_names(cfg),
+        }
+    }
+    /// The report types of the bundled Shadowserver schema.
+    pub fn report_types() -> Self {
+        Names {
+            kind: NameKind::ReportTypes,
+            extra: Vec::new(),
+        }
+    }
+
+    fn values(&self) -> Vec<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        match self.kind {
+            NameKind::Sources => {
+                let feeds = crate::sources::lists::known_feed_names(&Default::default());
+                let mut out: Vec<PossibleValue> = crate::sources::registry::single_names()
+                    .into_iter()
+                    .map(|n| PossibleValue::new(n).help("source"))
+                    .collect();
+                for f in feeds.iter().chain(&self.extra) {
+                    if !out.iter().any(|v| v.get_name() == f) {
+                        out.push(PossibleValue::new(f.clone()).help("list feed"));
+                    }
+                }
+                out
+            }
+            NameKind::ReportTypes => crate::sources::shadowserver::schema::Schema::bundled()
+                .types()
+                .into_iter()
+                .map(|t| PossibleValue::new(t.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl clap::builder::TypedValueParser for Names {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(self.values().into_iter()))
+    }
+}
+
 /// Providers whose files `import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImportSource {
+    /// Shadowserver reports (.csv, .csv.gz, .zip) or the mails that carry them
     Shadowserver,
+    /// Have I Been Pwned domain-notification mails
     Hibp,
+    /// Safe Browsing "Alerts for Network Administrators" mails
     Safebrowsing,
     /// Team Cymru CAP daily files (`category|address|asn|timestamp|information|asninfo`)
     Cymru,
@@ -296,7 +387,7 @@ pub enum ShadowserverCommand {
     Ping(JsonArg),
     /// Download the current report schema and save it as the local override
     #[command(
-        after_help = "Examples:\n  outwatch shadowserver update-schema\n  outwatch shadowserver update-schema --url https://mirror.example.org/reports.json"
+        after_help = "Examples:\n  outwatch shadowserver update-schema\n  outwatch shadowserver update-schema --url https://example.org/reports.json"
     )]
     UpdateSchema {
         /// Schema URL [default: Shadowserver's public reports.json]
@@ -308,23 +399,41 @@ pub enum ShadowserverCommand {
 /// Parses the command line, runs the command and maps errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // fetch, run --once, import and restore print each failure and rejected row themselves.
+    // fetch, run --once, import, restore and demo print each failure and rejected row
+    // themselves.
     let reports_itself = matches!(
         &cli.command,
         Command::Fetch(_)
             | Command::Run(RunArgs { once: true })
             | Command::Import(_)
             | Command::Restore(_)
+            | Command::Demo(_)
     );
     crate::logging::init_for(cli.log_format, cli.verbose, reports_itself);
     match run(cli) {
         Ok(code) => code,
         Err(e) if e.is_stdout_closed() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", crate::text::Clean(&e.message));
+            eprint!("{}", error_text(&e.message));
             ExitCode::from(e.code)
         }
     }
+}
+
+/// What stderr shows for an error: `error: ` and its first line, then its further lines (a
+/// config error's quoted line and caret) as they are, indented, each sanitised on its own, so
+/// a newline is a real line break and a control character still shows as `\u{1b}`.
+pub fn error_text(message: &str) -> String {
+    let mut lines = message.trim_end().lines();
+    let mut out = format!(
+        "error: {}\n",
+        crate::text::sanitize(lines.next().unwrap_or(""))
+    );
+    for l in lines {
+        let indent = if l.starts_with(' ') { "" } else { "  " };
+        out.push_str(&format!("{indent}{}\n", crate::text::sanitize(l)));
+    }
+    out
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
@@ -332,6 +441,15 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Completions(a) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
+            // The feeds of this config's `[feeds] dir` too, when a config is found and valid.
+            if let Ok(App {
+                config: Some(cfg), ..
+            }) = App::new(cli.config.as_deref(), cli.data_dir.as_deref())
+            {
+                cmd = cmd.mut_subcommand("fetch", |c| {
+                    c.mut_arg("sources", |a| a.value_parser(Names::sources_of(&cfg)))
+                });
+            }
             let mut buf = Vec::new();
             clap_complete::generate(a.shell, &mut cmd, "outwatch", &mut buf);
             crate::output::write_all(&buf)?;
@@ -339,14 +457,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Manpage => {
             let cmd = <Cli as clap::CommandFactory>::command();
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(cmd)
-                .render(&mut buf)
-                .map_err(|e| CliError::failure(format!("cannot render the manual page: {e}")))?;
-            crate::output::write_all(&buf)?;
+            crate::output::write_all(commands::manpage::render(cmd).as_bytes())?;
             return Ok(ExitCode::SUCCESS);
         }
         _ => {}
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?;
+    // The demo brings its own config: the user's (perhaps broken) one is not read.
+    if let Command::Demo(a) = &cli.command {
+        return rt.block_on(commands::demo::run(a));
     }
     let app = App::new(cli.config.as_deref(), cli.data_dir.as_deref())?;
     // check-config prints the config's warnings itself; every other command logs them once.
@@ -357,10 +479,6 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tracing::warn!("{}: {}", app.config_path.display(), w);
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async move {
         match cli.command {
             Command::CheckConfig(a) => commands::check_config::run(&app, a.json),
@@ -374,9 +492,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Run(a) => commands::run::run(&app, &a).await,
             Command::Status(a) => commands::status::run(&app, a.json),
             Command::Digest(a) => commands::digest::run(&app, &a).await,
-            Command::Demo(a) => commands::demo::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,
-            Command::Completions(_) | Command::Manpage => unreachable!("handled above"),
+            Command::Completions(_) | Command::Manpage | Command::Demo(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

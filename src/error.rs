@@ -3,12 +3,24 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success (a lookup that finds nothing is a success) |
-//! | 1 | the work failed (a source, the digest, an import error) |
+//! | 1 | the work failed (a source, the digest, an import error, a write on a full disk), or `status` found a feed unhealthy |
 //! | 2 | bad command line or malformed query |
 //! | 3 | configuration missing or invalid |
 //! | 4 | the store cannot be opened (locked, damaged) |
 
 use std::fmt;
+
+/// Every exit code and what it means (`--help` and the manual page print this table).
+pub const EXIT_CODES: [(u8, &str); 5] = [
+    (0, "success (also a lookup that finds nothing)"),
+    (
+        EXIT_FAILURE,
+        "the work failed (a source, an import, the digest), or a feed is unhealthy",
+    ),
+    (EXIT_USAGE, "bad usage or malformed query"),
+    (EXIT_CONFIG, "config missing or invalid"),
+    (EXIT_STORE, "store unavailable (locked, damaged or absent)"),
+];
 
 /// Exit code: the work failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -64,7 +76,11 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 impl From<crate::store::StoreError> for CliError {
+    /// Exit 4, but a full disk is no store problem: exit 1 naming the disk.
     fn from(e: crate::store::StoreError) -> Self {
-        CliError::store(e)
+        match e {
+            e @ crate::store::StoreError::DiskFull { .. } => CliError::failure(e),
+            e => CliError::store(e),
+        }
     }
 }

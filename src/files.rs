@@ -40,7 +40,8 @@ pub fn restrict_tree(dir: &Path) -> io::Result<()> {
 }
 
 /// Opens `path` for writing (created or truncated) as 0600, also when it existed with another
-/// mode.
+/// mode. A path that is no regular file (`/dev/stdout`, a named pipe) is written as it is, its
+/// mode left alone.
 pub fn create_private(path: &Path) -> io::Result<std::fs::File> {
     let f = OpenOptions::new()
         .write(true)
@@ -48,7 +49,8 @@ pub fn create_private(path: &Path) -> io::Result<std::fs::File> {
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    if f.metadata()?.mode() & 0o777 != 0o600 {
+    let meta = f.metadata()?;
+    if meta.is_file() && meta.mode() & 0o777 != 0o600 {
         f.set_permissions(Permissions::from_mode(0o600))?;
     }
     Ok(f)

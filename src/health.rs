@@ -30,6 +30,9 @@ pub enum HealthState {
     Silent,
     /// The last run stored some units and failed others (or held back a suspicious drop).
     Partial,
+    /// The last run worked but checked less than it should: a flows run with no C2 list to
+    /// check peers against ("checked against 0 lists").
+    Degraded,
     /// The last run failed.
     Failing,
     /// Never ran.
@@ -42,6 +45,7 @@ impl HealthState {
             HealthState::Ok => "ok",
             HealthState::Silent => "silent",
             HealthState::Partial => "partial",
+            HealthState::Degraded => "degraded",
             HealthState::Failing => "failing",
             HealthState::Never => "never",
         }
@@ -193,6 +197,8 @@ pub fn assess_as_seen_by(
 
 /// Name of the health entry (and the source) of the flows watch job.
 pub const FLOWS_ENTRY: &str = "flows";
+/// How a flows run's notice begins when no C2 list was loaded: the entry is then degraded.
+pub const FLOWS_NO_LISTS: &str = "checked against 0 lists";
 
 /// The facts the health of the flows job is judged with, when `[flows] paths` are set.
 pub fn flows_facts(cfg: &Config) -> Option<SourceFacts> {
@@ -223,6 +229,16 @@ pub fn judge_flows(facts: &SourceFacts, runs: &[FetchRun], now: DateTime<Utc>) -
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )];
         return h;
+    }
+    if h.state == HealthState::Ok
+        && let Some(n) = with_lines
+            .first()
+            .and_then(|r| r.notices.iter().find(|n| n.starts_with(FLOWS_NO_LISTS)))
+    {
+        // Peers were not checked for C2 contact: never an all-clear.
+        h.state = HealthState::Degraded;
+        h.warnings.push(n.clone());
+        h.notes.retain(|x| x != n);
     }
     let sched = facts
         .schedule
@@ -383,11 +399,27 @@ pub fn judge(
         return h;
     }
     let ok = last_ok.expect("the latest run succeeded");
+    h.warnings.extend(odd_signs(facts, runs, ok, now));
+    if !h.warnings.is_empty() {
+        h.state = HealthState::Silent;
+    }
+    h
+}
+
+/// What looks wrong about a source whose last run succeeded: no success within its schedule,
+/// suddenly empty, every row rejected, data timestamped ahead of our clock.
+fn odd_signs(
+    facts: &SourceFacts,
+    runs: &[FetchRun],
+    ok: &FetchRun,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut w = Vec::new();
     if let Some(s) = &facts.schedule
         && let Some(deadline) = silent_after(s, ok.started)
         && now > deadline
     {
-        h.warnings.push(format!(
+        w.push(format!(
             "no successful run since {} although it is scheduled `{}`",
             ts(ok.finished),
             s.source
@@ -399,7 +431,7 @@ pub fn judge(
         && last.fetched == 0
         && let Some(before) = with_data.find(|r| r.fetched > 0)
     {
-        h.warnings.push(format!(
+        w.push(format!(
             "returned nothing at {} where it returned {} row(s) at {}",
             ts(last.finished),
             before.fetched,
@@ -411,7 +443,7 @@ pub fn judge(
         && last.accepted == 0
         && last.rejected > 0
     {
-        h.warnings.push(format!(
+        w.push(format!(
             "every row of the run at {} was rejected ({}): has the format changed?",
             ts(last.finished),
             last.rejected
@@ -422,17 +454,14 @@ pub fn judge(
         && t > r.finished + CLOCK_AHEAD_LIMIT
     {
         let ahead = t - r.finished;
-        h.warnings.push(format!(
+        w.push(format!(
             "its data is timestamped {}, {} ahead of our clock at the run: check the feed's \
              time zone or our clock",
             ts(t),
             humantime::format_duration(ahead.to_std().unwrap_or_default())
         ));
     }
-    if !h.warnings.is_empty() {
-        h.state = HealthState::Silent;
-    }
-    h
+    w
 }
 
 #[cfg(test)]
@@ -474,6 +503,36 @@ mod tests {
         assert_eq!(
             judge_flows(&facts, &failing, t0 + m(61)).state,
             HealthState::Failing
+        );
+    }
+
+    /// A flows run that checked its peers against no C2 list is no all-clear: degraded
+    /// while its last run with lines says so, ok again once a run had lists.
+    #[test]
+    fn flows_checked_against_no_list_is_degraded() {
+        let facts = SourceFacts {
+            schedule: Some("0 */15 * * * *".parse().unwrap()),
+            build_error: None,
+        };
+        let t0: DateTime<Utc> = "2026-11-30T10:00:00Z".parse().unwrap();
+        let m = chrono::Duration::minutes;
+        let mut blind = run_at(RunOutcome::Ok, t0, 500);
+        blind.notices = vec![format!("{FLOWS_NO_LISTS}: no C2 list is kept")];
+        let runs = vec![run_at(RunOutcome::NotModified, t0 + m(15), 0), blind];
+        let h = judge_flows(&facts, &runs, t0 + m(16));
+        assert_eq!(h.state, HealthState::Degraded);
+        assert_eq!(h.state.as_str(), "degraded");
+        assert!(
+            h.warnings[0].starts_with(FLOWS_NO_LISTS),
+            "{:?}",
+            h.warnings
+        );
+        assert!(h.notes.is_empty(), "said once, as the warning");
+        let mut runs = runs;
+        runs.insert(0, run_at(RunOutcome::Ok, t0 + m(30), 10));
+        assert_eq!(
+            judge_flows(&facts, &runs, t0 + m(31)).state,
+            HealthState::Ok
         );
     }
 }

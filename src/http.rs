@@ -53,6 +53,8 @@ const CROSS_ORIGIN: &str = "a request carrying a key never follows a redirect to
 const DOWNGRADE: &str = "a redirect from https to http is never followed";
 /// How many redirects a request follows at most.
 const MAX_REDIRECTS: usize = 10;
+/// How much of an error body an [`HttpError::Status`] quotes (after scrubbing).
+const EXCERPT_CHARS: usize = 200;
 
 impl HttpError {
     /// The HTTP status, when the server answered with an error status.
@@ -64,12 +66,19 @@ impl HttpError {
     }
 }
 
-/// How often and how long [`HttpClient::send_with_retry_after`] waits for a rate limit.
-#[derive(Debug, Clone, Copy)]
+/// The one retry rule of every request ([`HttpClient::send`], [`HttpClient::get`],
+/// [`HttpClient::get_to_file`]): a `429 Too Many Requests` or `503 Service Unavailable` is
+/// asked again after the wait its `Retry-After` gives (seconds or an HTTP date; without one,
+/// 2, 4, 8 ... seconds), on the injected clock, at most `max_retries` times. A wait longer
+/// than `max_wait`, or one that would bring the waits of one request past `max_total`, is not
+/// waited for: the error is returned, saying how long the server asked to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
     /// A `Retry-After` longer than this is not waited for: the error is returned.
     pub max_wait: Duration,
+    /// The waits of one request together stay within this.
+    pub max_total: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -77,7 +86,42 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_retries: 3,
             max_wait: Duration::from_secs(120),
+            max_total: Duration::from_secs(300),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait before asking again after `error`, the answer to attempt `attempt`
+    /// (0-based) of a request that already waited `waited`; `None` when it is not asked again.
+    /// A wait refused for its length is noted in the error's detail.
+    pub fn wait_before_retry(
+        &self,
+        error: &mut HttpError,
+        attempt: u32,
+        waited: Duration,
+    ) -> Option<Duration> {
+        let HttpError::Status {
+            status: 429 | 503,
+            retry_after,
+            detail,
+            ..
+        } = error
+        else {
+            return None;
+        };
+        if attempt >= self.max_retries {
+            return None;
+        }
+        let wait = Duration::from_secs(retry_after.unwrap_or(2u64 << attempt.min(16)));
+        if wait > self.max_wait || waited + wait > self.max_total {
+            detail.push_str(&format!(
+                " (the server asks to wait {}: more than outwatch waits within one run)",
+                humantime::format_duration(wait)
+            ));
+            return None;
+        }
+        Some(wait)
     }
 }
 
@@ -88,6 +132,9 @@ pub struct Validators {
     pub last_modified: Option<String>,
 }
 
+/// A successful response, with its validators and content type.
+type Answer = (reqwest::Response, Validators, Option<String>);
+
 /// A fetched body, or "not modified".
 #[derive(Debug)]
 pub enum Fetched {
@@ -95,8 +142,38 @@ pub enum Fetched {
         body: Bytes,
         validators: Validators,
         content_type: Option<String>,
+        /// Whether the server announced where the body ends (see [`is_framed`]), so that a body
+        /// cut short would have been an error. When `false` the connection's close ended it,
+        /// and a cut at a line end looks whole: the caller must judge the body itself.
+        framed: bool,
     },
     NotModified,
+}
+
+/// A body [`HttpClient::get_to_file`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    /// Bytes written.
+    pub bytes: u64,
+    pub content_type: Option<String>,
+    /// See [`Fetched::Body::framed`].
+    pub framed: bool,
+}
+
+/// Whether a response announces its body's end: a `Content-Length` (a shorter body is then an
+/// error), chunked transfer coding (the last chunk is required) or HTTP/2 (the stream's end is
+/// a frame). reqwest drops `Content-Length` when it decompresses gzip, so a compressed body
+/// counts as unannounced: judged by its content, which is the careful side.
+pub fn is_framed(resp: &reqwest::Response) -> bool {
+    let chunked = resp
+        .headers()
+        .get_all(reqwest::header::TRANSFER_ENCODING)
+        .iter()
+        .any(|v| {
+            v.to_str()
+                .is_ok_and(|t| t.to_ascii_lowercase().contains("chunked"))
+        });
+    resp.version() >= reqwest::Version::HTTP_2 || resp.content_length().is_some() || chunked
 }
 
 /// The shared client.
@@ -110,6 +187,8 @@ pub struct HttpClient {
     timeout: Duration,
     connect_timeout: Duration,
     download_timeout: Duration,
+    /// How rate limits are waited out (see [`RetryPolicy`]).
+    retry: RetryPolicy,
     /// The clock used to wait for `Retry-After`.
     pub clock: Arc<dyn Clock>,
 }
@@ -148,8 +227,20 @@ impl HttpClient {
             timeout: cfg.timeout.0,
             connect_timeout: cfg.connect_timeout.0,
             download_timeout: cfg.download_timeout.0,
+            retry: RetryPolicy::default(),
             clock,
         })
+    }
+
+    /// The same client with another retry rule (tests, and callers that must not wait).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry rule in use.
+    pub fn retry(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// The body-size cap in bytes.
@@ -176,6 +267,7 @@ impl HttpClient {
             None => return Ok(Fetched::NotModified),
         };
         let shown = scrub(url, secrets);
+        let framed = is_framed(&resp);
         if let Some(len) = resp.content_length()
             && len > self.max_body
         {
@@ -200,12 +292,13 @@ impl HttpClient {
             body,
             validators,
             content_type,
+            framed,
         })
     }
 
     /// A GET whose body is streamed into `file` instead of memory, with no size cap (for
     /// reports that may be larger than memory; the caller spills to its data folder). Returns
-    /// the bytes written and the content type; `None` for a 304. Errors as [`HttpClient::send`].
+    /// what was written; `None` for a 304. Errors as [`HttpClient::send`].
     /// The whole download may take `[http] download_timeout`, but the body must keep moving:
     /// a wait of `[http] timeout` for the next bytes fails it.
     pub async fn get_to_file(
@@ -213,7 +306,7 @@ impl HttpClient {
         url: &str,
         secrets: &[&Secret],
         file: &mut std::fs::File,
-    ) -> Result<Option<(u64, Option<String>)>, HttpError> {
+    ) -> Result<Option<Downloaded>, HttpError> {
         use tokio::io::AsyncWriteExt;
         let Some((resp, _, content_type)) = self
             .respond(
@@ -236,6 +329,7 @@ impl HttpClient {
         // Written through tokio's file (its writes run on the blocking pool), on a second
         // handle of the same open file: `file` ends where the body ends.
         let mut out = tokio::fs::File::from_std(file.try_clone().map_err(write_failed)?);
+        let framed = is_framed(&resp);
         let mut stream = resp.bytes_stream();
         let mut n = 0u64;
         loop {
@@ -261,11 +355,16 @@ impl HttpClient {
             n += chunk.len() as u64;
         }
         out.flush().await.map_err(write_failed)?;
-        Ok(Some((n, content_type)))
+        Ok(Some(Downloaded {
+            bytes: n,
+            content_type,
+            framed,
+        }))
     }
 
     /// Sends a request and checks its reply: a successful response with its validators and
-    /// content type, `None` for a 304, or the error (status, redirect, transport).
+    /// content type, `None` for a 304, or the error (status, redirect, transport). A rate limit
+    /// is waited out and the request sent again, as [`RetryPolicy`] says.
     async fn respond(
         &self,
         method: Method,
@@ -274,7 +373,46 @@ impl HttpClient {
         body: Option<Vec<u8>>,
         secrets: &[&Secret],
         whole: Option<Duration>,
-    ) -> Result<Option<(reqwest::Response, Validators, Option<String>)>, HttpError> {
+    ) -> Result<Option<Answer>, HttpError> {
+        let (mut attempt, mut waited) = (0, Duration::ZERO);
+        loop {
+            let sent = self.respond_once(
+                method.clone(),
+                url,
+                headers.clone(),
+                body.clone(),
+                secrets,
+                whole,
+            );
+            let mut e = match sent.await {
+                Err(e) => e,
+                ok => return ok,
+            };
+            let Some(wait) = self.retry.wait_before_retry(&mut e, attempt, waited) else {
+                return Err(e);
+            };
+            tracing::info!(
+                url = %scrub(url, secrets),
+                status = e.status().unwrap_or(0),
+                wait_s = wait.as_secs(),
+                "rate limited; waiting as asked"
+            );
+            self.clock.sleep(wait).await;
+            attempt += 1;
+            waited += wait;
+        }
+    }
+
+    /// One exchange of [`HttpClient::respond`].
+    async fn respond_once(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        secrets: &[&Secret],
+        whole: Option<Duration>,
+    ) -> Result<Option<Answer>, HttpError> {
         let shown = scrub(url, secrets);
         let client = if secrets.is_empty() {
             &self.inner
@@ -339,18 +477,7 @@ impl HttpClient {
         if !status.is_success() {
             let retry_after =
                 header("retry-after").and_then(|v| retry_after_secs(&v, self.clock.now()));
-            // A short excerpt of the error body helps; it is attacker-controlled, so cap it.
-            let body = read_capped(resp, 4096).await.unwrap_or_default();
-            let excerpt: String = String::from_utf8_lossy(&body)
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect();
-            let detail = if excerpt.trim().is_empty() || looks_like_html(&body) {
-                String::new()
-            } else {
-                format!(": {}", scrub(excerpt.trim(), secrets))
-            };
+            let detail = error_detail(resp, secrets).await;
             return Err(HttpError::Status {
                 url: shown,
                 status: status.as_u16(),
@@ -387,45 +514,6 @@ impl HttpClient {
         }
         self.send(Method::GET, url, headers, None, secrets).await
     }
-
-    /// Like [`HttpClient::send`], but waits (on the injected clock) and retries when the server
-    /// answers 429 or 503, as long as `policy` allows.
-    pub async fn send_with_retry_after(
-        &self,
-        method: Method,
-        url: &str,
-        headers: HeaderMap,
-        body: Option<Vec<u8>>,
-        secrets: &[&Secret],
-        policy: RetryPolicy,
-    ) -> Result<Fetched, HttpError> {
-        let RetryPolicy {
-            max_retries,
-            max_wait,
-        } = policy;
-        let mut attempt = 0;
-        loop {
-            let r = self
-                .send(method.clone(), url, headers.clone(), body.clone(), secrets)
-                .await;
-            match r {
-                Err(HttpError::Status {
-                    status: 429 | 503,
-                    retry_after,
-                    ..
-                }) if attempt < max_retries => {
-                    let wait = Duration::from_secs(retry_after.unwrap_or(2u64 << attempt));
-                    if wait > max_wait {
-                        return r;
-                    }
-                    tracing::info!(wait_s = wait.as_secs(), "rate limited; waiting as asked");
-                    self.clock.sleep(wait).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
 }
 
 impl HttpClient {
@@ -454,6 +542,26 @@ impl HttpClient {
             );
         }
         without_url(e)
+    }
+}
+
+/// `: <excerpt>` of an error reply's body: a short excerpt helps, but the body is
+/// attacker-controlled, so it is capped, its control characters dropped, scrubbed whole and only
+/// then clipped (a key cut by the clip would not be found); nothing for an HTML page.
+async fn error_detail(resp: reqwest::Response, secrets: &[&Secret]) -> String {
+    let body = read_capped(resp, 4096).await.unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&body)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let excerpt: String = scrub(text.trim(), secrets)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .collect();
+    if excerpt.trim().is_empty() || looks_like_html(&body) {
+        String::new()
+    } else {
+        format!(": {}", excerpt.trim())
     }
 }
 
@@ -525,13 +633,9 @@ fn without_url(e: &reqwest::Error) -> String {
     msg
 }
 
-/// Replaces each secret in `text` by the redaction marker.
+/// Replaces each secret in `text` by the redaction marker ([`crate::secret::scrub`]).
 pub fn scrub(text: &str, secrets: &[&Secret]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        out = s.scrub(&out);
-    }
-    out
+    crate::secret::scrub(text, secrets)
 }
 
 /// A `Retry-After` value in seconds from `now`: delay-seconds, or an HTTP date (RFC 9110

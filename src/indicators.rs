@@ -211,6 +211,18 @@ impl SetBuilder {
         self.entries.is_empty()
     }
 
+    /// Replaces each threat text for which `f` gives another (a key a list echoed into a
+    /// malware name, masked before the set is kept). Call after the last [`SetBuilder::push`].
+    pub fn map_threats(&mut self, f: impl Fn(&str) -> Option<String>) {
+        for t in &mut self.threats {
+            if let Some(new) = f(t) {
+                *t = new;
+            }
+        }
+        self.threat_ids.clear();
+        self.last = 0;
+    }
+
     /// The set of `feed`'s `unit` downloaded at `fetched`, encoded for the store: each distinct
     /// entry once, the first [`MAX_ENTRIES`] (or the builder's cap) in list order.
     pub fn finish(self, feed: &str, unit: &str, fetched: DateTime<Utc>) -> KeptSet {
@@ -586,6 +598,11 @@ impl IndicatorIndex {
     /// True when nothing is loaded.
     pub fn is_empty(&self) -> bool {
         self.hosts.is_empty() && self.net_listings.is_empty()
+    }
+
+    /// The feeds whose sets are loaded (a set may be empty), in the order they were loaded.
+    pub fn feeds(&self) -> impl Iterator<Item = &str> {
+        self.feeds.iter().map(|f| &**f)
     }
 
     /// Number of distinct listings (feed, entry, port, threat).

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod digest;
+pub mod diskspace;
 pub mod error;
 pub mod files;
 pub mod finding;

@@ -27,7 +27,9 @@ pub fn init_for(format: LogFormat, verbose: u8, reports_itself: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a terminal: a log file or a pipe gets plain text (and so holds no
     // escape sequence at all but the escaped ones of feed content, see `crate::text`).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // `NO_COLOR` is honoured here too; `CLICOLOR_FORCE` is not (a log goes to files).
+    let ansi =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()) && crate::style::stderr_colour();
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

@@ -81,11 +81,27 @@ pub fn style_table(t: &mut Table, colour: bool) {
         t.enforce_styling();
     }
     if !std::io::IsTerminal::is_terminal(&std::io::stdout())
-        && let Some(w) = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse::<u16>().ok())
+        && let Some(w) = columns_env()
     {
-        t.set_width(w);
+        t.set_width(u16::try_from(w).unwrap_or(u16::MAX));
+    }
+}
+
+/// `$COLUMNS`, when it holds a width.
+fn columns_env() -> Option<usize> {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| *w > 0)
+}
+
+/// The width to lay text out for on stdout: a terminal's own width, else `$COLUMNS` when set
+/// (`COLUMNS=80 outwatch run --once | mail`), else none (one line per paragraph).
+pub fn width() -> Option<usize> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Some(textwrap::termwidth())
+    } else {
+        columns_env()
     }
 }
 
@@ -184,21 +200,30 @@ impl<W: std::io::Write> Stream<W> {
 
 pub use crate::text::thousands;
 
-/// `text` as lines for stdout: on a terminal (40 columns or more) wrapped to its width at word
-/// boundaries (an address or URL stays whole), `first` before the first line and `rest` before
-/// the others; in a pipe one line.
+/// `text` as lines for stdout, `first` before the first line and `rest` before the others: for
+/// a [`width`] of 40 columns or more (a terminal's, or `$COLUMNS`) wrapped at spaces, never
+/// inside a word (an address or URL stays whole, on a line of its own when it is longer);
+/// otherwise one line.
 pub fn wrapped(text: &str, first: &str, rest: &str) -> Vec<String> {
-    use std::io::IsTerminal;
-    let width = std::io::stdout()
-        .is_terminal()
-        .then(textwrap::termwidth)
-        .filter(|w| *w >= 40);
-    match width {
+    wrapped_to(width(), text, first, rest)
+}
+
+/// [`wrapped`] lines of a command that did work ([`line_after_work`]).
+pub fn work_wrapped(text: &str, first: &str, rest: &str) {
+    for l in wrapped(text, first, rest) {
+        line_after_work(format_args!("{l}"));
+    }
+}
+
+fn wrapped_to(width: Option<usize>, text: &str, first: &str, rest: &str) -> Vec<String> {
+    match width.filter(|w| *w >= 40) {
         Some(width) => {
             let opts = textwrap::Options::new(width)
                 .initial_indent(first)
                 .subsequent_indent(rest)
-                .break_words(false);
+                .break_words(false)
+                // Not at a hyphen either: `a-long-host.example.org` is one word.
+                .word_splitter(textwrap::WordSplitter::NoHyphenation);
             textwrap::wrap(text, opts)
                 .into_iter()
                 .map(|l| l.into_owned())
@@ -211,6 +236,26 @@ pub fn wrapped(text: &str, first: &str, rest: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapping_never_splits_a_url() {
+        let url = "http://127.0.0.1:9/downloads/csv_recent/a-very-long-path-name/recent.csv";
+        let text = format!("{url}: connection failed: client error (Connect): tcp connect error");
+        let lines = wrapped_to(Some(40), &text, "flows: FAILED: ", "  ");
+        assert!(lines.iter().any(|l| l.contains(url)), "{lines:?}");
+        assert!(
+            lines.iter().skip(1).all(|l| l.starts_with("  ")),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() <= 40 || l.contains(url)),
+            "{lines:?}"
+        );
+        assert_eq!(wrapped_to(None, &text, "> ", "  "), [format!("> {text}")]);
+        assert_eq!(wrapped_to(Some(20), &text, "> ", "  ").len(), 1);
+    }
 
     #[test]
     fn thousands_groups_digits() {

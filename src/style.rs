@@ -59,7 +59,7 @@ fn health_colour(state: &str) -> Option<(Color, bool)> {
     match state.to_ascii_lowercase().as_str() {
         "ok" => Some((Color::Green, false)),
         "failing" | "partial" => Some((Color::Red, true)),
-        "silent" | "never" => Some((Color::Yellow, false)),
+        "silent" | "never" | "degraded" => Some((Color::Yellow, false)),
         _ => None,
     }
 }

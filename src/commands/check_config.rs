@@ -45,14 +45,14 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
     } else {
         outln!("config:   {} ({how})", app.config_path.display());
         outln!("data dir: {}", app.data_dir.display());
-        outln!(
-            "sources:  {}",
-            if enabled.is_empty() {
-                "(none enabled)".to_string()
-            } else {
-                enabled.join(", ")
-            }
-        );
+        let sources = if enabled.is_empty() {
+            "(none enabled)".to_string()
+        } else {
+            enabled.join(", ")
+        };
+        for l in crate::output::wrapped(&sources, "sources:  ", "          ") {
+            outln!("{l}");
+        }
         let text = toml::to_string_pretty(cfg).map_err(CliError::failure)?;
         outln!("\n# resolved settings (secrets redacted)\n{text}");
         for w in &warnings {

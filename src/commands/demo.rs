@@ -11,7 +11,9 @@ use crate::demo::{self, server::ReplayServer};
 use crate::digest;
 use crate::error::CliError;
 
-pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
+/// Runs the demo. It reads no config of the user's (a broken `./outwatch.toml` does not stop
+/// it): it writes its own and works on it.
+pub async fn run(a: &DemoArgs) -> Result<ExitCode, CliError> {
     let out: PathBuf = match &a.out {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(
@@ -31,13 +33,16 @@ pub async fn run(_app: &App, a: &DemoArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| CliError::failure(format!("cannot start the local replay server: {e}")))?;
     let cfg_path = out.join("outwatch.toml");
-    std::fs::write(&cfg_path, demo::config_text(&server.base_url()))
+    // Owner-only, like any config that holds keys (the demo's are made up).
+    crate::files::write_private(&cfg_path, demo::config_text(&server.base_url()))
         .map_err(|e| CliError::failure(format!("cannot write {}: {e}", cfg_path.display())))?;
-    workln!(
-        "outwatch demo: recorded provider replies served on {}, store in {}\n",
+    let intro = format!(
+        "recorded provider replies served on {}, store in {}",
         server.base_url(),
         out.join("data").display()
     );
+    crate::output::work_wrapped(&intro, "outwatch demo: ", "  ");
+    workln!();
 
     let app = App::new(Some(&cfg_path), None)?;
     let reports = super::fetch::fetch_sources(&app, &[], true).await?;

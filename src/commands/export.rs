@@ -28,7 +28,8 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     };
     let out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(
-            File::create(p)
+            // Breached mail addresses and our exposures: owner-only, like the store.
+            crate::files::create_private(p)
                 .map_err(|e| CliError::failure(format!("cannot create {}: {e}", p.display())))?,
         ),
         None => Box::new(std::io::stdout().lock()),
@@ -62,8 +63,8 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
 /// file that cannot be read to its end restores nothing. A line that is no finding is skipped
 /// and named (a rejected row); the others are written as given, life cycle included.
 pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
-    let store = app.open_store()?;
     let shown = a.file.display().to_string();
+    // The input first: a mistyped file name creates no empty store.
     let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin().lock()))
     } else {
@@ -71,6 +72,7 @@ pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
             CliError::failure(format!("cannot open {shown}: {e}"))
         })?))
     };
+    let store = app.open_store()?;
     let apply = Apply::new(store, RunKind::Restore, app.clock.now());
     let read = |sink: &mut dyn RowSink| read_lines(reader, &shown, sink);
     let clock = app.clock.clone();

@@ -65,34 +65,30 @@ pub async fn fetch_sources(
     Ok(reports)
 }
 
-/// Prints the per-source summary table, then each failure on stderr.
+/// Prints the per-source summary table (`fetch` and `run --once`), then each failure on stderr
+/// as one line. The table fits the terminal (or `$COLUMNS`): the source and its result are never
+/// broken, the summary wraps at spaces; no message (with its URLs) is squeezed into a cell.
 pub fn print_table(reports: &[SourceReport]) {
     if reports.is_empty() {
         workln!("no source is enabled: add [sources.NAME] tables to the config");
         return;
     }
-    let mut t = table(&[
-        "source", "result", "fetched", "in scope", "new", "updated", "resolved", "rejected",
-    ]);
+    let mut t = table(&["source", "result", "summary"]);
     for r in reports {
         let result = match r.outcome {
             RunOutcome::Error => "FAILED",
             RunOutcome::Partial => "PARTIAL",
             RunOutcome::NotModified => "not modified",
             RunOutcome::Ok => "ok",
-        }
-        .to_string();
-        t.add_row(vec![
-            r.name.clone(),
-            result,
-            r.fetched.to_string(),
-            r.in_scope.to_string(),
-            r.new.to_string(),
-            r.updated.to_string(),
-            r.resolved.to_string(),
-            r.rejected.to_string(),
-        ]);
+        };
+        let summary = match r.outcome {
+            RunOutcome::Error => "nothing stored (the error follows)".to_string(),
+            _ => crate::daemon::tasks::source_summary(r),
+        };
+        t.add_row(vec![r.name.clone(), result.to_string(), summary]);
     }
+    crate::output::keep_whole(&mut t, &[0, 1]);
+    crate::output::style_table(&mut t, false);
     workln!("{t}");
     for r in reports {
         match (&r.errors[..], &r.error) {

@@ -2,7 +2,6 @@
 //! scope, ingest atomically, log the run as `import/<source>` and print a summary.
 //! Works without a config file (scope then comes from the store's cached snapshot, if any).
 
-use crate::workln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -170,13 +169,14 @@ pub async fn store_and_report(
             "warning_details": warning_details,
         }))?;
     } else {
-        workln!(
-            "{source}: {} file(s), {} record(s): {accepted} finding(s), {in_scope} in scope, {} new, {} updated, {} rejected",
-            imp.files,
-            imp.records,
-            run.new,
-            run.updated,
-            run.rejected
+        crate::output::work_wrapped(
+            &format!(
+                "{} file(s), {} record(s): {accepted} finding(s), {in_scope} in scope, {} new, \
+                 {} updated, {} rejected",
+                imp.files, imp.records, run.new, run.updated, run.rejected
+            ),
+            &format!("{source}: "),
+            "  ",
         );
         for e in &rejected_rows {
             eprintln!(

@@ -15,6 +15,7 @@
 //! - `warnings`: malformed values of imported rows (another side's address such as a `dst_ip`
 //!   of `148.81.111.11.12`, a port, an ASN, a severity), kept as written in the finding's
 //!   `extra`; a row may have several; each listed in `warning_details` as `{location, message}`;
+//!   a report of a type no table knows adds one warning (it is read all the same);
 //! - `by_type`: rows per report type; `errors`: rejected rows and unreadable files;
 //!   `warning_details`: the warnings (each list holds the first [`MAX_ERRORS`]; the counts stay
 //!   exact).
@@ -52,37 +53,14 @@ pub fn progress_bar(show: bool) -> ProgressBar {
     b
 }
 
-/// `--type` names no report type the schema knows: exit 2, with the closest names.
-fn unknown_type(schema: &Schema, t: &str) -> CliError {
-    let types = schema.types();
-    let near = crate::config::closest(t, types.iter().copied());
-    let hint = if near.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; did you mean {}?",
-            near.iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    CliError::usage(format!(
-        "--type `{}` is not a Shadowserver report type{hint} ({} types are known; \
-         `outwatch shadowserver update-schema` fetches the current list)",
-        crate::text::clip(t, 80),
-        types.len()
-    ))
-}
-
 pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
-    // A mistyped --type fails before anything is opened or created (the bundled schema; a
-    // newer schema saved in the store is consulted below).
-    if let Some(t) = a.report_type.as_deref() {
-        let bundled = Schema::bundled();
-        if !bundled.knows(bundled.canonical(t)) && !app.store_exists() {
-            return Err(unknown_type(&bundled, t));
-        }
+    // A mistyped file name: no store is created for nothing (as `import hibp` and the
+    // others refuse it, through `import_mail::expand`).
+    if let Some(missing) = a.files.iter().find(|f| !f.exists()) {
+        return Err(CliError::usage(format!(
+            "no such file: {}",
+            missing.display()
+        )));
     }
     let store = app.open_store()?;
     let cfg = app.config.clone();
@@ -94,12 +72,9 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     })
     .await?;
     let matcher = ScopeMatcher::new(&snap);
+    // A `--type` no table knows (a new or a mistyped one) is read all the same: each report
+    // carries a warning naming the closest known types (`import::unknown_type_warning`).
     let schema = Schema::from_override(schema_override.as_deref());
-    if let Some(t) = a.report_type.as_deref()
-        && !schema.knows(schema.canonical(t))
-    {
-        return Err(unknown_type(&schema, t));
-    }
     let started = app.clock.now();
     // Mails that only link to their reports: download the links (each failure named; the id
     // is never shown) and import the reports under the type their file name names.
@@ -172,16 +147,20 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     if a.json {
         print_json(&summary)?;
     } else {
-        workln!(
-            "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope; \
-             {} malformed value(s) kept",
-            summary.files,
-            summary.rows,
-            summary.imported,
-            summary.duplicates,
-            summary.rejected,
-            in_scope,
-            summary.warnings
+        crate::output::work_wrapped(
+            &format!(
+                "{} file(s), {} row(s): {} imported, {} duplicate(s), {} rejected; {} in scope; \
+                 {} malformed value(s) kept",
+                summary.files,
+                summary.rows,
+                summary.imported,
+                summary.duplicates,
+                summary.rejected,
+                in_scope,
+                summary.warnings
+            ),
+            "",
+            "  ",
         );
         for (t, n) in &summary.by_type {
             workln!("  {t}: {n} row(s)");

@@ -43,6 +43,78 @@ pub fn query_in_scope(q: &Query, m: &ScopeMatcher) -> bool {
 
 /// Findings shown in the table unless `--limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 50;
+/// The most findings a lookup sorts (and so holds) in memory, in the CLI or the daemon: the
+/// table shows at most this many, and `--json`/`--jsonl` with a larger `--limit` write the
+/// first N in store order as they are found, unsorted.
+pub const MAX_SORTED: usize = crate::daemon::protocol::MAX_TOP;
+
+/// The table's `--limit` (default [`DEFAULT_LIMIT`]), cut to [`MAX_SORTED`]; the limit asked
+/// when it was cut.
+fn table_limit(asked: Option<usize>) -> (usize, Option<usize>) {
+    let n = asked.unwrap_or(DEFAULT_LIMIT);
+    if n > MAX_SORTED {
+        (MAX_SORTED, Some(n))
+    } else {
+        (n, None)
+    }
+}
+
+/// Where the query stands: in our scope, or (an address) inside the network's own logs'
+/// ranges (`[flows]` internal ranges, zones, teams: ours too), or not ours.
+fn scope_note(app: &App, q: &Query, in_scope: bool) -> &'static str {
+    let flows_host = match (q, app.config.as_ref()) {
+        (Query::Ip(ip), Some(cfg)) if !in_scope => {
+            crate::flows::analyse::zones::Ours::new(ScopeMatcher::default(), &cfg.flows)
+                .contains(*ip)
+        }
+        _ => false,
+    };
+    if in_scope {
+        "in your scope"
+    } else if flows_host {
+        "inside your [flows] networks"
+    } else {
+        "not in your scope"
+    }
+}
+
+/// Says that the table's `--limit` was cut to [`MAX_SORTED`].
+fn note_capped(asked: usize) {
+    eprintln!(
+        "note: --limit {} is more than a table sorts in memory ({}): the {} most severe are \
+         shown; --jsonl --limit {} writes them as they are found",
+        thousands(asked),
+        thousands(MAX_SORTED),
+        thousands(MAX_SORTED),
+        thousands(asked)
+    );
+}
+
+/// The first `limit` findings of `queries`, most severe first then newest, and how many there
+/// are. One query is asked of the store as such ([`Store::most_severe`]: the daemon computes
+/// it and sends only those); several (an ASN's prefixes) are walked into a heap here, so that a
+/// network found under two of them counts once. `found` is called at the first finding.
+fn most_severe(
+    store: &dyn Store,
+    queries: &[Query],
+    opts: &QueryOptions,
+    limit: usize,
+    found: &mut dyn FnMut(),
+) -> Result<(Vec<Finding>, usize), CliError> {
+    if let [q] = queries {
+        return Ok(store.most_severe(q, opts, limit, found)?);
+    }
+    let mut top = Top::new(Some(limit), most_severe_first);
+    each_finding(store, queries, opts, &mut |f| {
+        if top.seen() == 0 {
+            found();
+        }
+        top.push(f);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let total = top.seen();
+    Ok((top.into_sorted_vec(), total))
+}
 
 /// The store queries a lookup runs: the query itself and, for an ASN, the prefixes it announces
 /// (from the cached snapshot), merged so that no address is covered twice.
@@ -119,21 +191,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         );
     }
     // For people: the first `--limit` by severity then time, from a bounded heap, and the total.
-    // A host of the network's own logs (`[flows]` internal ranges, zones, teams) is ours too.
-    let flows_host = match (&q, app.config.as_ref()) {
-        (Query::Ip(ip), Some(cfg)) if !in_scope => {
-            crate::flows::analyse::zones::Ours::new(ScopeMatcher::default(), &cfg.flows)
-                .contains(*ip)
-        }
-        _ => false,
-    };
-    let scope_note = if in_scope {
-        "in your scope"
-    } else if flows_host {
-        "inside your [flows] networks"
-    } else {
-        "not in your scope"
-    };
+    let scope_note = scope_note(app, &q, in_scope);
     let asn_note = match (&q, announced) {
         (Query::Asn(_), 0) => ", no announced prefixes cached (`outwatch scope --refresh`)".into(),
         (Query::Asn(_), n) => format!(", with its {n} prefix(es)"),
@@ -145,23 +203,16 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         "{} ({scope_note}{asn_note}): most severe first, then newest",
         sanitize(query_text)
     );
-    let mut top = Top::new(Some(a.limit.unwrap_or(DEFAULT_LIMIT)), most_severe_first);
+    let (limit, capped) = table_limit(a.limit);
     let mut closed = None;
-    each_finding(store.as_ref(), &queries, &opts, &mut |f| {
-        if top.seen() == 0
-            && let Err(e) = crate::output::line(format_args!("{heading}"))
-        {
+    let (findings, total) = most_severe(store.as_ref(), &queries, &opts, limit, &mut || {
+        if let Err(e) = crate::output::line(format_args!("{heading}")) {
             closed = Some(e);
-            return Ok(ControlFlow::Break(()));
         }
-        top.push(f);
-        Ok(ControlFlow::Continue(()))
     })?;
     if let Some(e) = closed {
         return Err(e);
     }
-    let total = top.seen();
-    let findings = top.into_sorted_vec();
     if total == 0 {
         outln!(
             "{}: {} ({scope_note}{asn_note}){}",
@@ -192,6 +243,9 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     } else {
         outln!("{} finding(s)", thousands(total));
     }
+    if let Some(asked) = capped {
+        note_capped(asked);
+    }
     indicator_sets::print_listed(&listed)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -199,7 +253,8 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
 /// `--json` (one object whose `findings` array is written as findings come, with the lists
 /// that name the address in `listed_by`) and `--jsonl` (one finding per line). Without
 /// `--limit`, every finding in store order, none held; with it, the first N most severe then
-/// newest, from a bounded heap.
+/// newest ([`most_severe`]), or, above [`MAX_SORTED`], the first N in store order as they are
+/// found, none held (`"sorted": false`, and a note for `--jsonl`). `total` counts them all.
 fn machine(
     store: &dyn Store,
     queries: &[Query],
@@ -209,32 +264,51 @@ fn machine(
     in_scope: bool,
     listed_by: &serde_json::Value,
 ) -> Result<ExitCode, CliError> {
+    let sorted = a.limit.is_some_and(|n| n <= MAX_SORTED);
     let mut out = Stream::stdout();
-    let mut written = 0usize;
-    // The JSON array: a comma ends a finding's line when the next one comes.
-    let sep = |n: usize| if n == 0 { "" } else { ",\n" };
     if a.json {
-        let head =
-            serde_json::json!({"query": query_text, "in_scope": in_scope, "listed_by": listed_by})
-                .to_string();
+        let head = serde_json::json!({"query": query_text, "in_scope": in_scope,
+            "listed_by": listed_by, "sorted": sorted})
+        .to_string();
         out.text(&head[..head.len() - 1])
             .and_then(|()| out.text(",\"findings\":[\n"))
             .map_err(stdout_error)?;
+    } else if let Some(n) = a.limit.filter(|_| !sorted) {
+        eprintln!(
+            "note: --limit {} is more than outwatch sorts in memory ({}): the first {} \
+             findings as they are found, not sorted",
+            thousands(n),
+            thousands(MAX_SORTED),
+            thousands(n)
+        );
     }
+    let mut written = 0usize;
     let mut write = |out: &mut Stream<_>, f: &Finding| -> std::io::Result<()> {
-        let r = if a.json {
-            out.text(sep(written)).and_then(|()| out.finding(f, ""))
-        } else {
-            out.finding(f, "\n")
+        // The JSON array: a comma ends a finding's line when the next one comes.
+        let r = match (a.json, written) {
+            (true, 0) => out.finding(f, ""),
+            (true, _) => out.text(",\n").and_then(|()| out.finding(f, "")),
+            (false, _) => out.finding(f, "\n"),
         };
         written += 1;
         r
     };
     let total = match a.limit {
-        None => {
-            let mut failed = None;
+        Some(n) if sorted => {
+            let (top, total) = most_severe(store, queries, opts, n, &mut || {})?;
+            for f in top {
+                write(&mut out, &f).map_err(stdout_error)?;
+            }
+            total
+        }
+        limit => {
+            // Every finding, or the first `limit` in store order; the rest only counted.
+            let (mut seen, mut failed) = (0usize, None);
             each_finding(store, queries, opts, &mut |f| {
-                if let Err(e) = write(&mut out, &f) {
+                seen += 1;
+                if limit.is_none_or(|n| seen <= n)
+                    && let Err(e) = write(&mut out, &f)
+                {
                     failed = Some(e);
                     return Ok(ControlFlow::Break(()));
                 }
@@ -243,19 +317,7 @@ fn machine(
             if let Some(e) = failed {
                 return Err(stdout_error(e));
             }
-            written
-        }
-        Some(n) => {
-            let mut top = Top::new(Some(n), most_severe_first);
-            each_finding(store, queries, opts, &mut |f| {
-                top.push(f);
-                Ok(ControlFlow::Continue(()))
-            })?;
-            let total = top.seen();
-            for f in top.into_sorted_vec() {
-                write(&mut out, &f).map_err(stdout_error)?;
-            }
-            total
+            seen
         }
     };
     if a.json {

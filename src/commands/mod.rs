@@ -15,6 +15,7 @@ pub mod import_safebrowsing;
 pub mod import_shadowserver;
 pub mod indicator_sets;
 pub mod lookup;
+pub mod manpage;
 pub mod run;
 pub mod scope;
 pub mod shadowserver;

@@ -1,13 +1,10 @@
 //! `outwatch run` (the scheduler daemon) and `outwatch run --once` (one round, for system cron).
-use crate::workln;
 use std::process::ExitCode;
 
 use crate::app::App;
 use crate::cli::RunArgs;
 use crate::daemon::{self, tasks};
 use crate::error::{CliError, EXIT_FAILURE};
-use crate::output::table;
-use crate::store::RunOutcome;
 
 pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
@@ -23,32 +20,19 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     if let Some(w) = &report.scope_warning {
         eprintln!("warning: scope: {}", crate::text::Clean(w));
     }
-    if report.sources.is_empty() {
-        workln!("no source is enabled: add [sources.NAME] tables to the config");
-    } else {
-        let mut t = table(&["source", "result", "summary"]);
-        for r in &report.sources {
-            let (result, summary) = match (&r.error, r.outcome) {
-                (Some(e), RunOutcome::Partial) => (
-                    "PARTIAL",
-                    format!("{}; {}", tasks::source_summary(r), crate::text::sanitize(e)),
-                ),
-                (Some(e), _) => ("FAILED", crate::text::sanitize(e).into_owned()),
-                (None, _) => ("ok", tasks::source_summary(r)),
-            };
-            t.add_row(vec![r.name.clone(), result.to_string(), summary]);
-        }
-        workln!("{t}");
-    }
+    // The same table and failure lines as `fetch`; the lines after it wrap at spaces only, to
+    // the terminal or `$COLUMNS`, so a URL or an address is never cut.
+    crate::commands::fetch::print_table(&report.sources);
+    let say = |text: &str, first: &str| crate::output::work_wrapped(text, first, "    ");
     match &report.flows {
         None => {}
-        Some(Ok(line)) => workln!("flows: {line}"),
-        Some(Err(e)) => workln!("flows: FAILED: {}", crate::text::Clean(e)),
+        Some(Ok(line)) => say(line, "flows: "),
+        Some(Err(e)) => say(&crate::text::sanitize(e), "flows: FAILED: "),
     }
     match &report.digest {
-        None => workln!("digest: not configured (no [digest] table)"),
-        Some(Ok(o)) => workln!("digest: {}", tasks::digest_summary(o)),
-        Some(Err(e)) => workln!("digest: FAILED: {}", crate::text::Clean(&e.to_string())),
+        None => say("not configured (no [digest] table)", "digest: "),
+        Some(Ok(o)) => say(&tasks::digest_summary(o), "digest: "),
+        Some(Err(e)) => say(&crate::text::sanitize(&e.to_string()), "digest: FAILED: "),
     }
     let failed = report.failed();
     if failed.is_empty() {

@@ -8,6 +8,9 @@
 //! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
 
 pub mod flows;
+mod report;
+
+pub use report::toml_error;
 
 use std::any::Any;
 use std::fmt;
@@ -32,7 +35,7 @@ pub const DEFAULT_DATA_DIR: &str = "outwatch-data";
 pub enum ConfigError {
     #[error("cannot read config file {path}: {reason}")]
     Read { path: String, reason: String },
-    #[error("invalid config file {path}:\n{message}")]
+    #[error("invalid config file {path}: {message}")]
     Invalid { path: String, message: String },
 }
 
@@ -595,7 +598,7 @@ pub fn crate_expression(s: &str) -> Result<String, String> {
         6 | 7 => {}
         n => {
             return Err(format!(
-                "{n} fields; write five (`min hour day month weekday`, as in crontab) or six                  with seconds first (`sec min hour day month weekday`)"
+                "{n} field(s) where five, or six with seconds first, are expected"
             ));
         }
     }
@@ -606,7 +609,9 @@ pub fn crate_expression(s: &str) -> Result<String, String> {
 impl FromStr for CronSchedule {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let hint = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and 7                     Sunday, or names), or six fields with seconds first; e.g. \"0 7 * * *\"                     for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to Friday";
+        let hint = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and 7 \
+                    Sunday, or names), or six fields with seconds first; e.g. \"0 7 * * *\" \
+                    for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to Friday";
         let expr = crate_expression(s)
             .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
         let schedule = cron::Schedule::from_str(&expr)
@@ -683,7 +688,7 @@ impl Config {
                 }
             })
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
         cfg.base_dir = base_dir;
         cfg.validate(text).map_err(&invalid)?;
         cfg.normalise_prefixes(text);
@@ -765,6 +770,7 @@ impl Config {
                 d.from
             ));
         }
+        self.check_digest_audience(text)?;
         let mut addresses: Vec<(&str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));
@@ -796,6 +802,41 @@ impl Config {
                 "{}`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{}`",
                 line_hint(text, "tls"),
                 s.host
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `[digest]` goes to someone: `recipients` or a route names an address, and every
+    /// `[[digest.routes]]` names one (`recipients = []` would build a digest nobody gets).
+    fn check_digest_audience(&self, text: &str) -> Result<(), String> {
+        let Some(d) = &self.digest else {
+            return Ok(());
+        };
+        if let Some(i) = d.routes.iter().position(|r| r.recipients.is_empty()) {
+            let at = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.trim_start().starts_with("[[digest.routes]]"))
+                .nth(i)
+                .map(|(n, _)| format!("line {}: ", n + 1))
+                .unwrap_or_default();
+            return Err(format!(
+                "{at}`digest.routes.recipients` of route {} is empty: its digest would go to \
+                 nobody; name at least one address, e.g. recipients = [\"dmz@example.org\"]",
+                if d.routes[i].name.is_empty() {
+                    format!("#{}", i + 1)
+                } else {
+                    format!("`{}`", d.routes[i].name)
+                }
+            ));
+        }
+        if d.recipients.is_empty() && d.routes.is_empty() {
+            return Err(format!(
+                "{}`digest.recipients` is empty and there is no `[[digest.routes]]`: the digest \
+                 would go to nobody; name at least one address, e.g. \
+                 recipients = [\"noc@example.org\"]",
+                table_line_hint(text, "digest", "recipients")
             ));
         }
         Ok(())
@@ -1199,6 +1240,51 @@ enabled = false
         std::fs::write(&p, "[organisation]\nname = \"Example Org\"\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("names nothing") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn a_digest_goes_to_someone() {
+        let e = parse("[digest]\nfrom = \"a@example.org\"\nrecipients = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3: `digest.recipients` is empty") && e.contains("nobody"),
+            "{e}"
+        );
+        // No `recipients` key at all: the table's line.
+        let e = parse("[organisation]\nname = \"x\"\n[digest]\nfrom = \"a@example.org\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3: `digest.recipients`"), "{e}");
+        // A route that names nobody.
+        let e = parse(
+            "[digest]\nfrom = \"a@example.org\"\nrecipients = [\"noc@example.org\"]\n\n\
+             [[digest.routes]]\nname = \"dmz\"\nprefixes = [\"192.0.2.0/24\"]\n\
+             recipients = [\"dmz@example.org\"]\n\n\
+             [[digest.routes]]\nname = \"lab\"\nprefixes = [\"198.51.100.0/24\"]\nrecipients = []\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 10: `digest.routes.recipients` of route `lab` is empty"),
+            "{e}"
+        );
+        // Only routes get a digest: allowed.
+        parse(
+            "[digest]\nfrom = \"a@example.org\"\n[[digest.routes]]\nprefixes = [\"192.0.2.0/24\"]\n\
+             recipients = [\"dmz@example.org\"]\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_cron_error_reads_as_one_sentence() {
+        for bad in ["bogus", "0 7 * * 8"] {
+            let e = bad.parse::<CronSchedule>().unwrap_err();
+            assert!(!e.contains("  ") && !e.contains('\n'), "{e}");
+        }
+        let e = "bogus".parse::<CronSchedule>().unwrap_err();
+        assert!(e.contains("1 field(s) where five"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!
 //! Compatible additions to v1 raise [`PROTOCOL_REVISION`], which `hello` reports (absent:
 //! revision 0), so a newer CLI can tell an older daemon that lacks a request kind and say so
-//! instead of sending it. Revision 1 added `query_each`.
+//! instead of sending it. Revision 1 added `query_each`; revision 2 added `top` (a lookup's
+//! table computed by the daemon, so that only the rows shown cross the socket).
 
 use std::net::IpAddr;
 
@@ -23,8 +24,12 @@ use super::scheduler::JobStatus;
 
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Compatible additions within [`PROTOCOL_VERSION`]: 1 added [`Op::QueryEach`].
-pub const PROTOCOL_REVISION: u32 = 1;
+/// Compatible additions within [`PROTOCOL_VERSION`]: 1 added [`Op::QueryEach`], 2 added
+/// [`Op::Top`].
+pub const PROTOCOL_REVISION: u32 = 2;
+/// The most findings [`Op::Top`] returns (a larger `limit` is cut to it): what a lookup sorts
+/// in memory, in the daemon or the CLI. `lookup --limit` above it streams instead.
+pub const MAX_TOP: usize = 10_000;
 /// File name of the socket inside the data dir.
 pub const SOCKET_NAME: &str = "outwatch.sock";
 /// Largest request line the daemon reads.
@@ -66,6 +71,16 @@ pub enum Op {
         since: Option<DateTime<Utc>>,
         #[serde(default)]
         include_resolved: bool,
+    },
+    /// Streams the first `limit` (at most [`MAX_TOP`]) matching findings, most severe first
+    /// then newest, collected by the daemon in a bounded heap; `done` is `{"total": n}`, how
+    /// many matched (revision 2).
+    Top {
+        query: WireQuery,
+        since: Option<DateTime<Utc>>,
+        #[serde(default)]
+        include_resolved: bool,
+        limit: usize,
     },
     /// Streams every finding.
     ForEach,

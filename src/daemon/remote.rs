@@ -280,6 +280,39 @@ impl Store for RemoteStore {
         Ok(totals)
     }
 
+    /// Computed by the daemon (`top`, revision 2): only the rows shown cross the socket. An
+    /// older daemon streams the whole result to a heap here.
+    fn most_severe(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        limit: usize,
+        found: &mut dyn FnMut(),
+    ) -> Result<(Vec<Finding>, usize)> {
+        if self.revision < 2 {
+            return crate::store::most_severe_by_walk(self, q, opts, limit, found);
+        }
+        let op = Op::Top {
+            query: q.into(),
+            since: opts.since,
+            include_resolved: opts.include_resolved,
+            limit,
+        };
+        let mut out = Vec::new();
+        let done = self.call(&op, &mut |v| {
+            if out.is_empty() {
+                found();
+            }
+            out.push(from_raw(v)?);
+            Ok(ControlFlow::Continue(()))
+        })?;
+        let total = done
+            .get("total")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| engine("`top` answered without a total"))?;
+        Ok((out, total as usize))
+    }
+
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
         self.call(&Op::ForEach, &mut |v| {
             f(from_raw(v)?)?;

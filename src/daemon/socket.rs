@@ -3,37 +3,72 @@
 //! from a crashed daemon is replaced) and answers read requests from the store it owns.
 //! See [`super::protocol`] for the wire format.
 //!
-//! No client can hold the socket shut: connections are bounded, a connection must send its
-//! first request within [`FIRST_REQUEST`] and later ones within [`IDLE`], and a reply the client
-//! does not read is abandoned after [`WRITE_STALL`] without progress. Each connection is its own
-//! task, so a stalled one never delays another.
+//! No client can hold the socket shut ([`Limits`]):
+//! - at most [`MAX_CONNECTIONS`] sessions; each is its own task, so a stalled one never delays
+//!   another;
+//! - a session must send its first request within [`FIRST_REQUEST`] and each later one within
+//!   [`IDLE`], and a session without a request in flight ends once it is [`SESSION`] old
+//!   (a client that sends `hello` every few seconds keeps no slot for ever);
+//! - when every slot is taken, the session idle the longest (one waiting for its next request)
+//!   is closed to let a new connection in: a lookup is served ahead of idle sessions; only when
+//!   every session has a request in flight does a new one wait for a slot;
+//! - a reply the client does not read is abandoned after [`WRITE_STALL`] without progress.
+//!
+//! A client's kept connection may thus be closed between requests; `RemoteStore` (`remote.rs`)
+//! then asks again on a new one (every request is a read).
 
+use std::collections::HashMap;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
 use super::protocol::{
     MAX_REQUEST_BYTES, Op, PROTOCOL_REVISION, PROTOCOL_VERSION, Reply, Request, SOCKET_NAME,
 };
 use crate::store::{QueryOptions, Store, StoreError};
 
-/// Connections served at the same time; more wait in the kernel's backlog until one closes
-/// (which the deadlines below make quick).
+/// Sessions served at the same time (see the module comment for what happens past it).
 pub const MAX_CONNECTIONS: usize = 256;
 /// A new connection that has not sent a whole request line by then is closed.
 pub const FIRST_REQUEST: Duration = Duration::from_secs(2);
 /// A connection that sends no further whole request line for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(10);
+/// A session this old is closed when it has no request in flight (a request is never cut).
+pub const SESSION: Duration = Duration::from_secs(60);
 /// A reply that makes no progress for this long (the client does not read) is abandoned.
 pub const WRITE_STALL: Duration = Duration::from_secs(5);
+
+/// The socket's limits: [`Limits::default`] in the daemon; tests set short ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub first_request: Duration,
+    pub idle: Duration,
+    pub session: Duration,
+    pub write_stall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            first_request: FIRST_REQUEST,
+            idle: IDLE,
+            session: SESSION,
+            write_stall: WRITE_STALL,
+        }
+    }
+}
 
 /// Where the socket of the store in `data_dir` lives.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
@@ -69,56 +104,196 @@ pub fn bind(data_dir: &Path) -> io::Result<(UnixListener, PathBuf)> {
 /// Facts the `hello` request answers with (pid, jobs...), produced on demand.
 pub type InfoFn = Arc<dyn Fn() -> Value + Send + Sync>;
 
-/// Serves connections until `stop` turns true.
+/// Serves connections with the default [`Limits`] until `stop` turns true.
 pub async fn serve(
     listener: UnixListener,
     store: Arc<dyn Store>,
     info: InfoFn,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve_with(listener, store, info, stop, Limits::default()).await
+}
+
+/// Serves connections within `limits` until `stop` turns true.
+pub async fn serve_with(
+    listener: UnixListener,
+    store: Arc<dyn Store>,
+    info: InfoFn,
+    mut stop: watch::Receiver<bool>,
+    limits: Limits,
+) {
+    let sessions = Arc::new(Sessions::new(limits.max_connections.max(1)));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
         };
-        match accepted {
-            Ok((stream, _)) => {
-                let store = store.clone();
-                let info = info.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(stream, store, info).await {
-                        tracing::debug!(error = %e, "socket client went away");
-                    }
-                    drop(permit);
-                });
-            }
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(e) => {
                 tracing::warn!(error = %e, "accepting a socket connection failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
+        };
+        let slot = tokio::select! {
+            s = sessions.clone().admit() => s,
+            _ = stop.changed() => return,
+        };
+        let (store, info) = (store.clone(), info.clone());
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, store, info, limits, &slot).await {
+                tracing::debug!(error = %e, "socket client went away");
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The sessions that hold a slot: when or whether each waits for its next request.
+struct Sessions {
+    max: usize,
+    open: Mutex<Open>,
+    /// A slot was given back.
+    freed: Notify,
+}
+
+#[derive(Default)]
+struct Open {
+    next_id: u64,
+    by_id: HashMap<u64, Session>,
+}
+
+struct Session {
+    /// Since when it waits for its next request; `None` while a request is in flight.
+    idle_since: Option<Instant>,
+    /// Told when the session is closed to make room.
+    close: Arc<Notify>,
+}
+
+impl Sessions {
+    fn new(max: usize) -> Self {
+        Sessions {
+            max,
+            open: Mutex::new(Open::default()),
+            freed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for a new connection: a free one, else the one of the session idle the longest
+    /// (which is told to close), else the first one given back.
+    async fn admit(self: Arc<Self>) -> Slot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut open = self.lock();
+                if open.by_id.len() >= self.max {
+                    let oldest = open
+                        .by_id
+                        .iter()
+                        .filter_map(|(id, s)| s.idle_since.map(|t| (t, *id)))
+                        .min();
+                    if let Some((_, id)) = oldest
+                        && let Some(s) = open.by_id.remove(&id)
+                    {
+                        tracing::debug!("all socket slots taken: closing the longest idle session");
+                        s.close.notify_one();
+                    }
+                }
+                if open.by_id.len() < self.max {
+                    let id = open.next_id;
+                    open.next_id += 1;
+                    let close = Arc::new(Notify::new());
+                    open.by_id.insert(
+                        id,
+                        Session {
+                            idle_since: Some(Instant::now()),
+                            close: close.clone(),
+                        },
+                    );
+                    return Slot {
+                        id,
+                        sessions: self.clone(),
+                        close,
+                    };
+                }
+            }
+            freed.await;
         }
     }
 }
 
-/// Writes one reply line; a write that makes no progress for [`WRITE_STALL`] fails.
-async fn write_reply<W: AsyncWriteExt + Unpin>(w: &mut W, r: &Reply) -> io::Result<()> {
-    let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
-    line.push(b'\n');
-    stall_guard(w.write_all(&line)).await
+/// A session's hold on a slot; given back when dropped.
+struct Slot {
+    id: u64,
+    sessions: Arc<Sessions>,
+    close: Arc<Notify>,
 }
 
-/// Flushes; fails when the client does not read for [`WRITE_STALL`].
-async fn flush<W: AsyncWriteExt + Unpin>(w: &mut W) -> io::Result<()> {
-    stall_guard(w.flush()).await
+impl Slot {
+    /// The session waits for its next request (from now), or (`false`) has one in flight.
+    fn set_idle(&self, idle: bool) {
+        if let Some(s) = self.sessions.lock().by_id.get_mut(&self.id) {
+            s.idle_since = idle.then(Instant::now);
+        }
+    }
 }
 
-async fn stall_guard(f: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
-    match tokio::time::timeout(WRITE_STALL, f).await {
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.sessions.lock().by_id.remove(&self.id);
+        self.sessions.freed.notify_one();
+    }
+}
+
+/// The writing half of a session, with its write-stall limit.
+struct Out {
+    w: BufWriter<OwnedWriteHalf>,
+    stall: Duration,
+}
+
+impl Out {
+    /// Writes one reply line; a write that makes no progress for the stall limit fails.
+    async fn reply(&mut self, r: &Reply) -> io::Result<()> {
+        let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let stall = self.stall;
+        stall_guard(stall, self.w.write_all(&line)).await
+    }
+
+    /// Flushes; fails when the client does not read for the stall limit.
+    async fn flush(&mut self) -> io::Result<()> {
+        let stall = self.stall;
+        stall_guard(stall, self.w.flush()).await
+    }
+
+    /// Writes a chunk of whole reply lines and flushes it (one stall limit for the chunk).
+    async fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let stall = self.stall;
+        stall_guard(stall, async {
+            self.w.write_all(bytes).await?;
+            self.w.flush().await
+        })
+        .await
+    }
+
+    async fn error(&mut self, message: String) -> io::Result<()> {
+        self.reply(&Reply::Error { message }).await?;
+        self.flush().await
+    }
+}
+
+async fn stall_guard(
+    stall: Duration,
+    f: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    match tokio::time::timeout(stall, f).await {
         Ok(r) => r,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -127,61 +302,53 @@ async fn stall_guard(f: impl std::future::Future<Output = io::Result<()>>) -> io
     }
 }
 
-async fn handle(stream: UnixStream, store: Arc<dyn Store>, info: InfoFn) -> io::Result<()> {
+/// One session: requests read and answered in turn until the client leaves, a deadline passes
+/// (first request, idle, session age) or the slot is taken back for a new connection.
+async fn handle(
+    stream: UnixStream,
+    store: Arc<dyn Store>,
+    info: InfoFn,
+    limits: Limits,
+    slot: &Slot,
+) -> io::Result<()> {
+    let opened = Instant::now();
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
-    let mut w = BufWriter::new(w);
-    let mut deadline = FIRST_REQUEST;
+    let mut out = Out {
+        w: BufWriter::new(w),
+        stall: limits.write_stall,
+    };
+    let mut deadline = limits.first_request;
     loop {
+        slot.set_idle(true);
+        // No request in flight: the session may end here, at the latest when it is too old.
+        let age_left = (opened + limits.session).saturating_duration_since(Instant::now());
         let mut line = Vec::new();
-        let read = tokio::time::timeout(
-            deadline,
-            (&mut r)
-                .take(MAX_REQUEST_BYTES as u64 + 1)
-                .read_until(b'\n', &mut line),
-        )
-        .await;
-        deadline = IDLE;
+        let mut limited = (&mut r).take(MAX_REQUEST_BYTES as u64 + 1);
+        let read = tokio::select! {
+            read = tokio::time::timeout(
+                deadline.min(age_left),
+                limited.read_until(b'\n', &mut line),
+            ) => read,
+            _ = slot.close.notified() => return Ok(()), // closed to make room
+        };
+        deadline = limits.idle;
         let n = match read {
-            Err(_) => return Ok(()), // idle
+            Err(_) => return Ok(()), // idle, or the session's time is up
             Ok(n) => n?,
         };
         if n == 0 {
             return Ok(());
         }
-        if line.len() > MAX_REQUEST_BYTES || line.last() != Some(&b'\n') {
-            let message = if line.len() > MAX_REQUEST_BYTES {
-                format!("request larger than {MAX_REQUEST_BYTES} bytes")
-            } else {
-                "request not terminated by a newline".to_string()
-            };
-            write_reply(&mut w, &Reply::Error { message }).await?;
-            flush(&mut w).await?;
-            return Ok(());
-        }
-        let req: Request = match serde_json::from_slice(&line) {
-            Ok(r) => r,
-            Err(e) => {
-                // Say which version we speak even when the request is unreadable.
-                let message =
-                    format!("bad request ({e}); this daemon speaks protocol v{PROTOCOL_VERSION}");
-                write_reply(&mut w, &Reply::Error { message }).await?;
-                flush(&mut w).await?;
-                continue;
+        slot.set_idle(false);
+        match parse_request(&line) {
+            Ok(req) => {
+                answer(req.op, &store, &info, &mut out).await?;
+                out.flush().await?;
             }
-        };
-        if req.v != PROTOCOL_VERSION {
-            let message = format!(
-                "protocol v{} is not supported: this daemon speaks v{PROTOCOL_VERSION} \
-                 (use the outwatch binary that runs the daemon)",
-                req.v
-            );
-            write_reply(&mut w, &Reply::Error { message }).await?;
-            flush(&mut w).await?;
-            continue;
+            Err(Bad::Fatal(message)) => return out.error(message).await,
+            Err(Bad::Recoverable(message)) => out.error(message).await?,
         }
-        answer(req.op, &store, &info, &mut w).await?;
-        flush(&mut w).await?;
     }
 }
 
@@ -207,127 +374,128 @@ fn seen_between(
     Ok(out)
 }
 
-fn b64(v: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(v)
+/// Why a request line is refused: `Fatal` ends the session (the stream may be mid-line).
+enum Bad {
+    Fatal(String),
+    Recoverable(String),
 }
 
-/// `v` written as JSON once, for a streamed item.
-fn raw<T: serde::Serialize>(v: &T) -> Result<Box<serde_json::value::RawValue>, StoreError> {
-    serde_json::value::to_raw_value(v).map_err(|e| StoreError::Remote(e.into()))
+fn parse_request(line: &[u8]) -> Result<Request, Bad> {
+    if line.len() > MAX_REQUEST_BYTES {
+        return Err(Bad::Fatal(format!(
+            "request larger than {MAX_REQUEST_BYTES} bytes"
+        )));
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(Bad::Fatal("request not terminated by a newline".into()));
+    }
+    let req: Request = serde_json::from_slice(line).map_err(|e| {
+        // Say which version we speak even when the request is unreadable.
+        Bad::Recoverable(format!(
+            "bad request ({e}); this daemon speaks protocol v{PROTOCOL_VERSION}"
+        ))
+    })?;
+    if req.v != PROTOCOL_VERSION {
+        return Err(Bad::Recoverable(format!(
+            "protocol v{} is not supported: this daemon speaks v{PROTOCOL_VERSION} \
+             (use the outwatch binary that runs the daemon)",
+            req.v
+        )));
+    }
+    Ok(req)
+}
+
+fn b64(v: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v)
 }
 
 fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Remote(e.into()))
 }
 
-/// Answers one request: single values directly, lists streamed item by item from a blocking
-/// task (sled is blocking) through a bounded channel.
-async fn answer<W: AsyncWriteExt + Unpin>(
-    op: Op,
-    store: &Arc<dyn Store>,
-    info: &InfoFn,
-    w: &mut W,
-) -> io::Result<()> {
+/// Reply lines written by a blocking answer, sent to the session in chunks: the first line at
+/// once (the first finding shows without delay), then about [`CHUNK_BYTES`] at a time, so that
+/// a million findings are a few thousand channel sends and socket writes, not a million.
+struct Lines {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+    sent: bool,
+}
+
+/// How many bytes of reply lines go to the session at a time.
+const CHUNK_BYTES: usize = 64 << 10;
+
+impl Lines {
+    /// One streamed item: `{"item": <v as JSON>}`, the [`Reply::Item`] wire form, written
+    /// straight from `v`.
+    fn item<T: serde::Serialize>(&mut self, v: &T) -> Result<(), StoreError> {
+        self.buf.extend_from_slice(b"{\"item\":");
+        serde_json::to_writer(&mut self.buf, v).map_err(|e| StoreError::Remote(e.into()))?;
+        self.buf.extend_from_slice(b"}\n");
+        if !self.sent || self.buf.len() >= CHUNK_BYTES {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// The last line, then everything still held.
+    fn finish(mut self, last: &Reply) {
+        if serde_json::to_writer(&mut self.buf, last).is_ok() {
+            self.buf.push(b'\n');
+        }
+        let _ = self.send();
+    }
+
+    fn send(&mut self) -> Result<(), StoreError> {
+        self.sent = true;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 4096));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| StoreError::Remote("client went away".into()))
+    }
+}
+
+/// Answers one request: single values directly, lists streamed from a blocking task (sled is
+/// blocking) through a bounded channel of chunks of reply lines ([`Lines`]).
+async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) -> io::Result<()> {
     if let Op::Hello = op {
         let mut v = info();
         if let Value::Object(m) = &mut v {
             m.insert("version".into(), json!(PROTOCOL_VERSION));
             m.insert("revision".into(), json!(PROTOCOL_REVISION));
         }
-        return write_reply(w, &Reply::Done(v)).await;
+        return out.reply(&Reply::Done(v)).await;
     }
     let streams_findings = matches!(
         op,
-        Op::Query { .. } | Op::QueryEach { .. } | Op::ForEach | Op::SeenBetween { .. }
+        Op::Query { .. }
+            | Op::QueryEach { .. }
+            | Op::Top { .. }
+            | Op::ForEach
+            | Op::SeenBetween { .. }
     );
-    let (tx, mut rx) = mpsc::channel::<Result<Reply, StoreError>>(256);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let store = store.clone();
     let job = crate::store::bridge::spawn(move || {
-        let item = |tx: &mpsc::Sender<Result<Reply, StoreError>>,
-                    v: Box<serde_json::value::RawValue>| {
-            tx.blocking_send(Ok(Reply::Item(v)))
-                .map_err(|_| StoreError::Remote("client went away".into()))
+        let mut lines = Lines {
+            tx,
+            buf: Vec::with_capacity(CHUNK_BYTES + 4096),
+            sent: false,
         };
-        let done: Result<Value, StoreError> = (|| match op {
-            Op::Hello => Ok(Value::Null),
-            Op::Get { fingerprint } => to_value(store.get(&fingerprint)?),
-            Op::Count => to_value(store.count()?),
-            Op::StateGet { key } => Ok(match store.state_get(&key)? {
-                Some(b) => Value::String(b64(&b)),
-                None => Value::Null,
-            }),
-            Op::Query {
-                query,
-                since,
-                include_resolved,
-                limit,
-            } => {
-                let opts = QueryOptions {
-                    since,
-                    include_resolved,
-                    limit,
-                };
-                for f in store.query(&query.into(), &opts)? {
-                    item(&tx, raw(&f)?)?;
-                }
-                Ok(Value::Null)
-            }
-            Op::QueryEach {
-                query,
-                since,
-                include_resolved,
-            } => {
-                let opts = QueryOptions {
-                    since,
-                    include_resolved,
-                    limit: None,
-                };
-                store.query_each(&query.into(), &opts, &mut |f| {
-                    item(&tx, raw(&f)?)?;
-                    Ok(ControlFlow::Continue(()))
-                })?;
-                Ok(Value::Null)
-            }
-            Op::ForEach => {
-                store.for_each(&mut |f| item(&tx, raw(&f)?))?;
-                Ok(Value::Null)
-            }
-            Op::SeenBetween { from, to } => {
-                for f in seen_between(store.as_ref(), from, to)? {
-                    item(&tx, raw(&f)?)?;
-                }
-                Ok(Value::Null)
-            }
-            Op::Runs { source, limit } => {
-                for r in store.runs(source.as_deref(), limit)? {
-                    item(&tx, raw(&r)?)?;
-                }
-                Ok(Value::Null)
-            }
-            Op::StateScan { prefix } => {
-                for (k, v) in store.state_scan(&prefix)? {
-                    item(&tx, raw(&(k, b64(&v)))?)?;
-                }
-                Ok(Value::Null)
-            }
-        })();
-        let last = match done {
+        let last = match run_op(op, store.as_ref(), &mut lines) {
             Ok(v) => Reply::Done(v),
             Err(e) => Reply::Error {
                 message: e.to_string(),
             },
         };
-        let _ = tx.blocking_send(Ok(last));
+        lines.finish(&last);
     });
     let mut result = Ok(());
-    while let Some(msg) = rx.recv().await {
-        let reply = match msg {
-            Ok(r) => r,
-            Err(e) => Reply::Error {
-                message: e.to_string(),
-            },
-        };
-        if let Err(e) = write_reply(w, &reply).await {
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = out.chunk(&chunk).await {
             result = Err(e);
             break;
         }
@@ -338,6 +506,92 @@ async fn answer<W: AsyncWriteExt + Unpin>(
         give_back_memory();
     }
     result
+}
+
+/// Runs a request on the store (on a blocking thread), streaming list items to `tx`; returns
+/// the final value (`null` after a list).
+fn run_op(op: Op, store: &dyn Store, tx: &mut Lines) -> Result<Value, StoreError> {
+    match op {
+        Op::Hello => Ok(Value::Null),
+        Op::Get { fingerprint } => to_value(store.get(&fingerprint)?),
+        Op::Count => to_value(store.count()?),
+        Op::StateGet { key } => Ok(match store.state_get(&key)? {
+            Some(b) => Value::String(b64(&b)),
+            None => Value::Null,
+        }),
+        Op::Query {
+            query,
+            since,
+            include_resolved,
+            limit,
+        } => {
+            let opts = QueryOptions {
+                since,
+                include_resolved,
+                limit,
+            };
+            for f in store.query(&query.into(), &opts)? {
+                tx.item(&f)?;
+            }
+            Ok(Value::Null)
+        }
+        Op::QueryEach {
+            query,
+            since,
+            include_resolved,
+        } => {
+            let opts = QueryOptions {
+                since,
+                include_resolved,
+                limit: None,
+            };
+            store.query_each(&query.into(), &opts, &mut |f| {
+                tx.item(&f)?;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(Value::Null)
+        }
+        Op::Top {
+            query,
+            since,
+            include_resolved,
+            limit,
+        } => {
+            let opts = QueryOptions {
+                since,
+                include_resolved,
+                limit: None,
+            };
+            let limit = limit.min(super::protocol::MAX_TOP);
+            let (top, total) = store.most_severe(&query.into(), &opts, limit, &mut || {})?;
+            for f in top {
+                tx.item(&f)?;
+            }
+            Ok(json!({ "total": total }))
+        }
+        Op::ForEach => {
+            store.for_each(&mut |f| tx.item(&f))?;
+            Ok(Value::Null)
+        }
+        Op::SeenBetween { from, to } => {
+            for f in seen_between(store, from, to)? {
+                tx.item(&f)?;
+            }
+            Ok(Value::Null)
+        }
+        Op::Runs { source, limit } => {
+            for r in store.runs(source.as_deref(), limit)? {
+                tx.item(&r)?;
+            }
+            Ok(Value::Null)
+        }
+        Op::StateScan { prefix } => {
+            for (k, v) in store.state_scan(&prefix)? {
+                tx.item(&(k, b64(&v)))?;
+            }
+            Ok(Value::Null)
+        }
+    }
 }
 
 /// Returns the heap freed by an answer to the system. glibc keeps freed memory in its arenas

@@ -163,7 +163,7 @@ impl Task for FlowsTask {
         crate::store::bridge::spawn(move || {
             let clock = s.clock.clone();
             crate::flows::watch::run_once(&s.cfg, &s.store, &scope, || clock.now())
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("the flows job stopped: {e}"))?

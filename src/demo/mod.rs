@@ -174,20 +174,20 @@ prefixes = ["192.0.2.16/28"]
 outbound = false
 
 [sources.hibp]
-api_key = "demo-key"
+api_key = "demo0000000000000000000000000hibp"
 base_url = "{base}/api/v3"
 
 [sources.safebrowsing]
-api_key = "demo-key"
+api_key = "AIzaDemo0000000000000000000000000000000"
 base_url = "{base}"
 
 [sources.snds]
-key = "demo-key"
+key = "00000000-0000-0000-0000-00000000demo"
 base_url = "{base}/snds"
 
 [sources.shadowserver]
-api_key = "demo-key"
-secret = "demo-secret"
+api_key = "demo-shadowserver-key"
+secret = "demo-shadowserver-secret"
 base_url = "{base}/api2/"
 download_url = "{base}/dl/"
 

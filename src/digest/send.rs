@@ -92,7 +92,8 @@ use crate::net::is_loopback;
 
 /// Checks the `[smtp]` table and resolves the password (inline or `password_env`).
 fn credentials(cfg: &SmtpConfig) -> Result<Option<(String, Secret)>, String> {
-    let pw = secret::resolve(&cfg.password, &cfg.password_env, "smtp.password")?;
+    let pw = secret::resolve(&cfg.password, &cfg.password_env, "smtp.password")
+        .map_err(|e| e.to_string())?;
     match (&cfg.username, pw) {
         (Some(u), Some(p)) => Ok(Some((u.clone(), p))),
         (Some(_), None) => Err("`smtp.username` is set but neither `smtp.password` nor \

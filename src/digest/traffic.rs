@@ -1,172 +1,240 @@
 //! The digest section "Your own traffic": the new and still open findings of `outwatch
-//! flows` (source `flows`), counted per kind, the most severe listed in one line each.
+//! flows` (source `flows`), one line per host and kind — a host's days merged, their peers
+//! merged by address ([`Body::merge`]) — the most severe and most recent first.
+
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use super::build::{Section, clean};
 use crate::finding::{Finding, Severity};
+use crate::flows::analyse::group::Body;
+use crate::flows::analyse::rules::Kind;
 
-/// Most findings listed (the counts stay exact).
+/// Most lines listed (the counts stay exact).
 pub const MAX_LISTED: usize = 20;
+/// Most (host, kind) lines gathered while the store is scanned; past that a line of a new
+/// host replaces the least severe, oldest one, which is then only counted.
+pub const MAX_LINES: usize = 5_000;
+/// Peers (services) kept per line while days are merged: the line names three.
+const KEPT_ENTRIES: usize = 5;
 
 /// One kind of flow finding.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TrafficKind {
     pub kind: String,
     pub severity: Severity,
+    /// Hosts with findings of this kind.
     pub count: usize,
 }
 
-/// One listed flow finding.
+/// One listed host and kind.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrafficItem {
     pub severity: Severity,
     pub kind: String,
     /// Our host.
     pub host: String,
-    /// The peer or service and the counts, in words.
+    /// The days, the peers or services and the counts, in words.
     pub what: String,
     pub last: String,
-    /// `new` or `open`.
+    /// `new` when any of its findings is new, else `open`.
     pub section: Section,
 }
 
 /// The section as the templates see it.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct TrafficView {
+    /// Lines (host and kind).
     pub count: usize,
+    /// Flow findings (one per host, kind and day).
+    pub findings: usize,
     pub kinds: Vec<TrafficKind>,
     pub items: Vec<TrafficItem>,
-    /// Findings not listed.
+    /// Lines not listed.
     pub more: usize,
+}
+
+/// A host and kind, its days merged.
+#[derive(Debug)]
+struct Line {
+    severity: Severity,
+    kind: String,
+    host: String,
+    days: BTreeSet<String>,
+    body: Option<Body>,
+    /// What the first finding of another shape says (an earlier version's per-peer finding).
+    other: Option<String>,
+    /// The newest observation, epoch seconds, and as the digest writes it.
+    newest: i64,
+    last: String,
+    section: Section,
+}
+
+impl Line {
+    fn rank(&self) -> (Severity, i64, &str) {
+        (self.severity, -self.newest, &self.host)
+    }
+
+    fn what(&self) -> String {
+        let days = match (self.days.first(), self.days.last()) {
+            (Some(a), Some(b)) if a == b => format!("on {a}"),
+            (Some(a), Some(b)) => format!("on {} days ({a} to {b})", self.days.len()),
+            _ => String::new(),
+        };
+        let detail = match (&self.body, &self.other) {
+            (Some(b), _) => b.summary.clone(),
+            (None, Some(o)) => o.clone(),
+            (None, None) => String::new(),
+        };
+        [days, detail]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
 }
 
 /// Gathers the section while the store is scanned.
 #[derive(Debug, Default)]
 pub struct TrafficCollector {
-    count: usize,
-    kinds: Vec<TrafficKind>,
-    /// (severity, newest first, host) → item.
-    items: Vec<((Severity, i64, String), TrafficItem)>,
+    findings: usize,
+    /// (host, kind) → its line.
+    lines: HashMap<(String, String), Line>,
+    /// Lines given up to stay within [`MAX_LINES`], per kind (counted, not listed).
+    dropped: HashMap<String, (Severity, usize)>,
 }
 
-fn text(f: &Finding, k: &str) -> Option<String> {
-    match f.extra.get(k)? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// The peer or service of a flow finding and its counts, in words (raw: clean before use).
-pub fn what(f: &Finding) -> String {
-    let peer = match (text(f, "peer"), text(f, "peer_port")) {
-        (Some(p), Some(port)) if p.contains(':') => format!("[{p}]:{port}"),
-        (Some(p), Some(port)) => format!("{p}:{port}"),
-        (Some(p), None) => p,
-        _ => String::new(),
-    };
-    let conns = text(f, "connections").unwrap_or_default();
-    match f.feed.as_str() {
-        "c2-contact" => {
-            let listed = [text(f, "feeds"), text(f, "threat")]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(": ");
-            format!("with {peer} (listed by {listed}), {conns} connection(s)")
-        }
-        "unexpected-outbound" => format!(
-            "zone {} started {conns} connection(s) to {peer}",
-            text(f, "zone").unwrap_or_default()
-        ),
-        "long-connection" => {
-            let secs = f
-                .extra
-                .get("duration")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0);
-            let d = std::time::Duration::from_secs(secs.max(0.0) as u64);
-            format!("with {peer}, longest {}", humantime::format_duration(d))
-        }
-        "port-mismatch" => format!(
-            "{} on port {} (with {peer}), {conns} connection(s)",
-            text(f, "service").unwrap_or_default(),
-            text(f, "port").unwrap_or_default()
-        ),
-        "top-talker" => format!(
-            "{} by {}: {} packets, {} bytes (peers' median {}, {})",
-            text(f, "service").unwrap_or_default(),
-            text(f, "metric").unwrap_or_default(),
-            count(f, "packets"),
-            count(f, "bytes"),
-            text(f, "peers_median").unwrap_or_default(),
-            text(f, "compared_with").unwrap_or_default()
-        ),
-        _ => f.distinguishing(),
-    }
-}
-
-/// A count of `extra` with thousands separators (as written when it is no count).
-fn count(f: &Finding, key: &str) -> String {
-    match f.extra.get(key).and_then(|v| v.as_u64()) {
-        Some(n) => crate::text::thousands(n),
-        None => text(f, key).unwrap_or_default(),
-    }
+/// `day 2026-11-30` of a flow finding's identity.
+fn day_of(f: &Finding) -> Option<String> {
+    f.identity
+        .iter()
+        .find_map(|i| i.strip_prefix("day "))
+        .map(str::to_string)
 }
 
 impl TrafficCollector {
     /// Takes a flow finding of the new or open section.
     pub fn add(&mut self, f: &Finding, section: Section, last: String) {
-        self.count += 1;
-        match self.kinds.iter_mut().find(|k| k.kind == f.feed) {
-            Some(k) => k.count += 1,
-            None => self.kinds.push(TrafficKind {
-                kind: clean(&f.feed, 40),
-                severity: f.severity,
-                count: 1,
-            }),
-        }
+        self.findings += 1;
         let host = f.ip.map(|i| i.to_string()).unwrap_or_default();
-        let key = (f.severity, -f.last_seen.timestamp(), host.clone());
-        if self.items.len() >= MAX_LISTED * 2 {
-            self.items.sort_by(|a, b| a.0.cmp(&b.0));
-            self.items.truncate(MAX_LISTED);
-        }
-        if self.items.len() >= MAX_LISTED
-            && self
-                .items
-                .iter()
-                .map(|(k, _)| k)
-                .max()
-                .is_some_and(|w| key >= *w)
-        {
+        let key = (host, f.feed.clone());
+        let newest = f.time_source.unwrap_or(f.last_seen).timestamp();
+        if !self.lines.contains_key(&key) && !self.make_room(f.severity, newest) {
+            let d = self
+                .dropped
+                .entry(f.feed.clone())
+                .or_insert((f.severity, 0));
+            d.1 += 1;
             return;
         }
-        self.items.push((
-            key,
-            TrafficItem {
-                severity: f.severity,
-                kind: clean(&f.feed, 40),
-                host: clean(&host, 45),
-                what: clean(&what(f), 200),
-                last,
-                section,
-            },
-        ));
+        let line = self.lines.entry(key.clone()).or_insert_with(|| Line {
+            severity: f.severity,
+            kind: clean(&f.feed, 40),
+            host: clean(&key.0, 45),
+            days: BTreeSet::new(),
+            body: None,
+            other: None,
+            newest,
+            last: last.clone(),
+            section,
+        });
+        line.severity = line.severity.min(f.severity);
+        if section == Section::New {
+            line.section = Section::New;
+        }
+        if newest >= line.newest {
+            line.newest = newest;
+            line.last = last;
+        }
+        if let Some(d) = day_of(f)
+            && line.days.len() < 400
+        {
+            line.days.insert(clean(&d, 12));
+        }
+        match (Body::of(f), Kind::from_feed(&f.feed)) {
+            (Some(mut b), Some(kind)) => {
+                if let Some(old) = &line.body {
+                    b.merge(old, kind);
+                }
+                b.peers.truncate(KEPT_ENTRIES);
+                b.services.truncate(KEPT_ENTRIES);
+                b.talkers.truncate(KEPT_ENTRIES);
+                line.body = Some(b);
+            }
+            _ => {
+                if line.other.is_none() {
+                    line.other = Some(f.distinguishing());
+                }
+            }
+        }
+    }
+
+    /// Whether a new line of `severity` and `newest` may be kept: there is room, or the
+    /// least important line (less severe, or as severe and older) gives way.
+    fn make_room(&mut self, severity: Severity, newest: i64) -> bool {
+        if self.lines.len() < MAX_LINES {
+            return true;
+        }
+        let Some((k, _)) = self
+            .lines
+            .iter()
+            .max_by(|a, b| a.1.rank().cmp(&b.1.rank()))
+            .filter(|(_, l)| l.rank() > (severity, -newest, ""))
+            .map(|(k, l)| (k.clone(), l.severity))
+        else {
+            return false;
+        };
+        if let Some(l) = self.lines.remove(&k) {
+            let d = self.dropped.entry(l.kind).or_insert((l.severity, 0));
+            d.1 += 1;
+        }
+        true
     }
 
     /// The section.
-    pub fn view(mut self) -> TrafficView {
-        self.items.sort_by(|a, b| a.0.cmp(&b.0));
-        self.items.truncate(MAX_LISTED);
-        self.kinds
-            .sort_by(|a, b| a.severity.cmp(&b.severity).then(a.kind.cmp(&b.kind)));
+    pub fn view(self) -> TrafficView {
+        let mut kinds: HashMap<String, TrafficKind> = HashMap::new();
+        let count_kind = |kinds: &mut HashMap<String, TrafficKind>, kind: &str, sev, n| {
+            let k = kinds.entry(kind.to_string()).or_insert(TrafficKind {
+                kind: clean(kind, 40),
+                severity: sev,
+                count: 0,
+            });
+            k.severity = k.severity.min(sev);
+            k.count += n;
+        };
+        for l in self.lines.values() {
+            count_kind(&mut kinds, &l.kind, l.severity, 1);
+        }
+        let mut dropped = 0;
+        for (kind, (sev, n)) in &self.dropped {
+            count_kind(&mut kinds, kind, *sev, *n);
+            dropped += n;
+        }
+        let mut lines: Vec<Line> = self.lines.into_values().collect();
+        lines.sort_by(|a, b| a.rank().cmp(&b.rank()));
+        let count = lines.len() + dropped;
+        lines.truncate(MAX_LISTED);
+        let items: Vec<TrafficItem> = lines
+            .iter()
+            .map(|l| TrafficItem {
+                severity: l.severity,
+                kind: l.kind.clone(),
+                host: l.host.clone(),
+                what: clean(&l.what(), 300),
+                last: l.last.clone(),
+                section: l.section,
+            })
+            .collect();
+        let mut kinds: Vec<TrafficKind> = kinds.into_values().collect();
+        kinds.sort_by(|a, b| a.severity.cmp(&b.severity).then(a.kind.cmp(&b.kind)));
         TrafficView {
-            count: self.count,
-            more: self.count - self.items.len(),
-            kinds: self.kinds,
-            items: self.items.into_iter().map(|(_, i)| i).collect(),
+            count,
+            findings: self.findings,
+            more: count - items.len(),
+            kinds,
+            items,
         }
     }
 }

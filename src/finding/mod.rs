@@ -231,7 +231,9 @@ pub struct Finding {
     /// Pointer to the raw record: `file:line`, report id and line, or URL and line.
     #[serde(default)]
     pub raw: Option<String>,
-    /// Extra identity parts beyond the standard ones (e.g. a HIBP breach name).
+    /// Extra identity parts beyond the standard ones: what else tells two observations of one
+    /// indicator apart (a HIBP breach name; a Shadowserver row's `dst_ip=…`, `family=…`; a CAP
+    /// line's `time=…`). Each source documents its own in its `docs/` page.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identity: Vec<String>,
     /// Life-cycle transitions, newest last, capped at [`HISTORY_CAP`].
@@ -284,9 +286,14 @@ impl Finding {
         if f.source == "shadowserver" {
             parts.push(format!("report {}", f.feed));
         }
-        if f.source == "flows" {
-            // Its identity says it: the day and the peer, or the service and port.
+        if matches!(f.source.as_str(), "flows" | "shadowserver" | "cymru") {
+            // Its identity parts say it: the day (flows); the destination, family, query or
+            // sample (`dst_ip=…`, `family=…`); the time of a CAP line.
             parts.extend(f.identity.iter().cloned());
+        }
+        if f.source == "flows" {
+            // Its summary names the peers (or services and ports).
+            parts.extend(text("summary"));
         }
         parts.join(", ")
     }

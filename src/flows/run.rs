@@ -8,11 +8,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::analyse::group::Body;
+use super::analyse::rules::Kind;
 use super::analyse::{Analyser, FlowReport, SOURCE, Settings};
 use super::config::FlowsConfig;
 use super::read::{self, ReadStats};
 use crate::indicators::IndicatorIndex;
-use crate::pipeline::{Apply, FilesRead, RunKind};
+use crate::pipeline::{Apply, Ending, FilesRead, RunKind};
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{FetchOutput, RowError};
 use crate::store::{FetchRun, IngestStats, Store, StoreError, UnitError};
@@ -37,6 +39,9 @@ pub struct FileOutcome {
 pub struct Analysed {
     pub files: Vec<FileOutcome>,
     pub report: FlowReport,
+    /// What the owner should know that is no failure (no C2 list loaded; a rotated log whose
+    /// old file was not found): the run log's notices, shown by `status`.
+    pub notices: Vec<String>,
 }
 
 impl Analysed {
@@ -98,8 +103,8 @@ impl Analysed {
     }
 }
 
-/// A part of a log file to read: the whole file, or (for a growing plain log the watch job
-/// read before) the bytes `from..to` behind the file's own header lines.
+/// A part of a log file to read: the whole file, or (for a log the watch job read before) what
+/// follows the part it read, behind the log's own header lines.
 #[derive(Debug, Clone)]
 pub struct Piece {
     pub path: PathBuf,
@@ -107,13 +112,15 @@ pub struct Piece {
     pub tail: Option<Tail>,
 }
 
-/// The unread end of a plain log: its header (the `#` lines of Zeek TSV, the column line of
-/// nfdump CSV; empty for JSON lines) and the byte range of whole lines not read yet.
+/// The unread end of a log: its header (the `#` lines of Zeek TSV, the column line of nfdump
+/// CSV; empty for JSON lines) and where the unread lines begin and end: a byte offset of a
+/// plain file, or of the decompressed stream of a gzip one.
 #[derive(Debug, Clone)]
 pub struct Tail {
     pub header: Vec<u8>,
     pub from: u64,
-    pub to: u64,
+    /// The end of the last whole line of a log still written; `None`: the file's end.
+    pub to: Option<u64>,
 }
 
 /// Reads `files` in order into one analysis; a file that cannot be read is named and the
@@ -152,7 +159,7 @@ pub fn analyse_pieces(
         let path = p.display().to_string();
         let read = match &piece.tail {
             None => read::read_path(p, &mut |c| a.add(c)),
-            Some(t) => read_tail(p, t, &mut |c| a.add(c)),
+            Some(t) => read::read_path_from(p, &t.header, t.from, t.to, &mut |c| a.add(c)),
         };
         match read {
             Ok(stats) => out.push(FileOutcome {
@@ -167,34 +174,33 @@ pub fn analyse_pieces(
             }),
         }
     }
+    let mut notices = Vec::new();
+    if index.feeds().next().is_none() {
+        notices.push(no_lists_notice());
+    }
     Analysed {
         files: out,
         report: a.finish(),
+        notices,
     }
 }
 
-/// Reads the header and then the bytes `from..to` of a plain log.
-fn read_tail(
-    path: &Path,
-    t: &Tail,
-    sink: &mut dyn FnMut(&super::Conn<'_>),
-) -> Result<ReadStats, read::ReadError> {
-    use std::io::{Read, Seek, SeekFrom};
-    let name = path.display().to_string();
-    let open = |source: std::io::Error| read::ReadError::Open {
-        name: name.clone(),
-        source,
-    };
-    let mut f = std::fs::File::open(path).map_err(open)?;
-    f.seek(SeekFrom::Start(t.from)).map_err(open)?;
-    let body = f.take(t.to.saturating_sub(t.from));
-    read::read_log(std::io::Cursor::new(&t.header[..]).chain(body), &name, sink)
+/// The notice of a run that had no C2 list to check peers against: `status` shows the flows
+/// entry as degraded while its last run says so ([`crate::health::FLOWS_NO_LISTS`]).
+pub fn no_lists_notice() -> String {
+    format!(
+        "{}: no C2 list is kept or enabled, so no peer was checked for C2 contact; fetch a \
+         list feed (feodotracker, threatfox, ...) first",
+        crate::health::FLOWS_NO_LISTS
+    )
 }
 
-/// Adds what is stored of each aggregate finding (its connections, packets and bytes, its
-/// first and last time, its longest connection) to the new observation of it, so a day's
-/// finding sums every file the watch job read, each read once. Top talkers stay as measured
-/// (their figures are relative to their peers in one run).
+/// Adds what is stored of each finding to the new reading of it, so a day's finding sums
+/// every file the watch job read, each read once: counts add up, first and last widen, the
+/// longest connection stays, and the peers (services) of both are merged and bounded again
+/// ([`Body::merge`]; a top talker's newer measure of a service replaces the older). A stored
+/// finding of another shape (the one-per-peer findings of earlier versions have other
+/// fingerprints anyway) is left alone.
 pub fn add_stored_counts(
     store: &dyn Store,
     findings: &mut [crate::finding::Finding],
@@ -205,12 +211,11 @@ pub fn add_stored_counts(
     let wanted: HashMap<String, usize> = findings
         .iter()
         .enumerate()
-        .filter(|(_, f)| f.feed != "top-talker")
         .map(|(i, f)| (f.compute_fingerprint(), i))
         .collect();
     let hosts: std::collections::BTreeSet<std::net::IpAddr> =
         findings.iter().filter_map(|f| f.ip).collect();
-    let mut stored: Vec<(usize, crate::finding::Finding)> = Vec::new();
+    let mut stored: Vec<(usize, Body)> = Vec::new();
     let opts = crate::store::QueryOptions {
         since: None,
         include_resolved: true,
@@ -220,42 +225,20 @@ pub fn add_stored_counts(
         store.query_each(&crate::store::Query::Ip(h), &opts, &mut |f| {
             if f.source == SOURCE
                 && let Some(&i) = wanted.get(&f.fingerprint)
+                && let Some(b) = Body::of(&f)
             {
-                stored.push((i, f));
+                stored.push((i, b));
             }
             Ok(ControlFlow::Continue(()))
         })?;
     }
     for (i, old) in &stored {
         let f = &mut findings[*i];
-        // The sum is the day's latest observation: as late as anything it holds.
-        f.time_source = f.time_source.max(old.time_source);
-        let num = |g: &crate::finding::Finding, k: &str| g.extra.get(k).and_then(|v| v.as_u64());
-        for k in ["connections", "packets", "bytes", "more_connections"] {
-            if let (Some(a), Some(b)) = (num(f, k), num(old, k)) {
-                f.set_extra(k, a.saturating_add(b));
-            }
-        }
-        let dur = |g: &crate::finding::Finding| g.extra.get("duration").and_then(|v| v.as_f64());
-        if let (Some(a), Some(b)) = (dur(f), dur(old))
-            && b > a
-        {
-            f.set_extra("duration", b);
-        }
-        let time = |g: &crate::finding::Finding, k: &str| {
-            g.extra.get(k).and_then(|v| v.as_str()).map(str::to_string)
+        let (Some(kind), Some(mut body)) = (Kind::from_feed(&f.feed), Body::of(f)) else {
+            continue;
         };
-        // RFC 3339 UTC strings of one shape order as their times.
-        if let (Some(a), Some(b)) = (time(f, "first"), time(old, "first"))
-            && b < a
-        {
-            f.set_extra("first", b);
-        }
-        if let (Some(a), Some(b)) = (time(f, "last"), time(old, "last"))
-            && b > a
-        {
-            f.set_extra("last", b);
-        }
+        body.merge(old, kind);
+        body.write_to(f);
     }
     Ok(())
 }
@@ -304,7 +287,11 @@ pub fn store_run(
         state,
         ..Default::default()
     };
-    let (fr, _) = apply.only_unit(unit, &files.ending(), &|| now)?;
+    let ending = Ending {
+        notices: run.notices.clone(),
+        ..files.ending()
+    };
+    let (fr, _) = apply.only_unit(unit, &ending, &|| now)?;
     let stats = IngestStats {
         new: fr.new,
         updated: fr.updated,

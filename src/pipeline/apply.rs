@@ -22,13 +22,13 @@
 //! files is `partial` (or `error` when no file could be read).
 
 use std::cell::RefCell;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
 use super::MAX_REPORTED_ERRORS;
 use crate::finding::{Finding, FindingView};
-use crate::secret::Secret;
+use crate::secret::{Scrubber, Secret};
 use crate::sources::{FetchOutput, RowError, RowSink, Unreadable};
 use crate::store::{
     FetchRun, FindingWriter, Findings, IngestStats, ReadError, ReadFindings, Reading, RunEntry,
@@ -127,8 +127,9 @@ pub struct Apply {
     name: String,
     store: std::sync::Arc<dyn Store>,
     write: Write,
-    /// Whatever a unit says leaves here scrubbed of these, by value.
-    secrets: Vec<Secret>,
+    /// The source's secrets: whatever a unit says leaves here scrubbed of them by value, and
+    /// its findings are masked of them before they are stored.
+    scrubber: Arc<Scrubber>,
     started: DateTime<Utc>,
     /// When its findings were observed (`first_seen`/`last_seen`).
     now: DateTime<Utc>,
@@ -145,16 +146,17 @@ impl Apply {
                 _ => Write::Observe,
             },
             store,
-            secrets: Vec::new(),
+            scrubber: Arc::new(Scrubber::new(&[])),
             started,
             now: started,
             tally: Mutex::new(Tally::default()),
         }
     }
 
-    /// The credentials the run's source sends: removed from everything it logs or keeps.
-    pub fn with_secrets(mut self, secrets: Vec<Secret>) -> Self {
-        self.secrets = secrets;
+    /// The credentials the run's source sends: removed from everything it logs or keeps, and
+    /// masked in every finding it stores.
+    pub fn with_secrets(mut self, secrets: &[&Secret]) -> Self {
+        self.scrubber = Arc::new(Scrubber::new(secrets));
         self
     }
 
@@ -188,8 +190,7 @@ impl Apply {
 
     /// `text` without the run's secrets.
     pub fn scrub(&self, text: &str) -> String {
-        let secrets: Vec<&Secret> = self.secrets.iter().collect();
-        crate::http::scrub(text, &secrets)
+        self.scrubber.scrub(text)
     }
 
     /// Stores one unit held in memory (findings and state as one unit) and counts it.
@@ -212,7 +213,10 @@ impl Apply {
         state: Vec<StateChange>,
     ) -> Result<Result<IngestStats, Unreadable>, StoreError> {
         let counts = RefCell::new(Counts::default());
-        let findings = Findings::Streamed(reader(read, &counts), Reading::WholeOrNothing);
+        let findings = Findings::Streamed(
+            reader(read, &counts, &self.scrubber),
+            Reading::WholeOrNothing,
+        );
         let done = self.ingest(findings, state, None);
         match unread(done)? {
             Ok(stats) => {
@@ -287,7 +291,7 @@ impl Apply {
             run
         });
         let done = self.ingest(
-            Findings::Streamed(reader(read, &counts), reading),
+            Findings::Streamed(reader(read, &counts, &self.scrubber), reading),
             Vec::new(),
             Some(run),
         );
@@ -335,6 +339,8 @@ impl Apply {
         t.max_time_source = t
             .max_time_source
             .max(unit.findings.iter().filter_map(|f| f.time_source).max());
+        drop(t);
+        self.scrubber.mask_findings(&mut unit.findings);
         (unit.findings, unit.state)
     }
 
@@ -461,9 +467,11 @@ struct Counts {
     warnings: usize,
 }
 
-/// The core sink in front of the store's writer: counts, then hands findings on.
+/// The core sink in front of the store's writer: counts, masks the source's secrets in a
+/// finding that holds one, then hands findings on.
 struct Counting<'w> {
     writer: &'w mut dyn FindingWriter,
+    scrubber: &'w Scrubber,
     c: Counts,
 }
 
@@ -478,11 +486,19 @@ impl Counting<'_> {
 impl RowSink for Counting<'_> {
     fn finding(&mut self, f: &FindingView<'_>) -> Result<(), StoreError> {
         self.count(f.in_scope, f.time_source);
-        self.writer.view(f)
+        match self.scrubber.masked(f) {
+            Some(m) => self.writer.view(&m.view()),
+            None => self.writer.view(f),
+        }
     }
 
     fn owned(&mut self, f: &Finding) -> Result<(), StoreError> {
         self.count(f.in_scope, f.time_source);
+        if self.scrubber.view_holds(&f.view()) {
+            let mut m = f.clone();
+            self.scrubber.mask_finding(&mut m);
+            return self.writer.finding(&m);
+        }
         self.writer.finding(f)
     }
 
@@ -503,10 +519,12 @@ impl RowSink for Counting<'_> {
 fn reader<'a>(
     read: impl FnOnce(&mut dyn RowSink) -> Result<usize, ReadError> + 'a,
     counts: &'a RefCell<Counts>,
+    scrubber: &'a Scrubber,
 ) -> ReadFindings<'a> {
     Box::new(move |writer: &mut dyn FindingWriter| {
         let mut sink = Counting {
             writer,
+            scrubber,
             c: Counts::default(),
         };
         let rows = read(&mut sink)?;

@@ -180,7 +180,7 @@ impl Runner {
                 RunKind::Source(src.name().to_string()),
                 started,
             )
-            .with_secrets(src.secrets().into_iter().cloned().collect()),
+            .with_secrets(&src.secrets()),
         );
         let ctx = FetchContext {
             http: self.http.clone(),

@@ -21,6 +21,9 @@ pub mod safebrowsing;
 pub mod shadowserver;
 pub mod snds;
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -138,52 +141,112 @@ impl StateView {
     }
 
     /// Every http(s) URL that an open finding of another source reports on our domains or our
-    /// addresses ([`reported_url_is_ours`]; the store query [`Store::reported_urls`]), sorted,
-    /// each once, at most `max`. Read-only: what Safe Browsing checks beyond the home pages.
+    /// addresses, sorted, each once, at most `max`. Read-only: what Safe Browsing checks
+    /// beyond the home pages. The store query [`Store::reported_urls`] hands every URL of an
+    /// open finding of another source; [`reported_url_is_ours`] says which count, and whether
+    /// one comes with an address of ours.
     pub async fn reported_urls(
         &self,
         except_source: &str,
         scope: Arc<ScopeMatcher>,
         max: usize,
-    ) -> Result<Vec<String>, FetchError> {
+    ) -> Result<Vec<ReportedUrl>, FetchError> {
         let except = except_source.to_string();
         let urls = bridge::blocking(&self.store, move |store| {
-            let mut out = std::collections::BTreeSet::new();
+            let mut out: BTreeMap<String, Option<IpAddr>> = BTreeMap::new();
             store.reported_urls(&except, &mut |r| {
                 let u = r.url.trim();
-                // Bounded: the first `max` in sorted order are kept, whatever the store holds.
-                if reported_url_is_ours(u, r.finding, &scope)
-                    && (out.len() < max || out.last().is_some_and(|l: &String| u < l.as_str()))
+                let Some(on) = reported_url_is_ours(u, r.finding, &scope) else {
+                    return Ok(ControlFlow::Continue(()));
+                };
+                let ip = match on {
+                    Ours::Host => None,
+                    Ours::ServedBy(ip) => Some(ip),
+                };
+                if let Some(known) = out.get_mut(u) {
+                    // One address per URL, the same whatever the order of the store.
+                    *known = match (*known, ip) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (k, _) => k,
+                    };
+                } else if out.len() < max
+                    // Bounded: the first `max` in sorted order are kept, whatever the store holds.
+                    || out.last_key_value().is_some_and(|(l, _)| u < l.as_str())
                 {
-                    out.insert(u.to_string());
+                    out.insert(u.to_string(), ip);
                     if out.len() > max {
                         out.pop_last();
                     }
                 }
-                Ok(std::ops::ControlFlow::Continue(()))
+                Ok(ControlFlow::Continue(()))
             })?;
             Ok(out)
         })
         .await?;
-        Ok(urls.into_iter().collect())
+        Ok(urls
+            .into_iter()
+            .map(|(url, ip)| ReportedUrl { url, ip })
+            .collect())
     }
 }
 
-/// Whether a URL reported by finding `_f` is one Safe Browsing should check for us: an
-/// http(s) URL whose host is one of our addresses or lies under one of our domains.
-pub fn reported_url_is_ours(u: &str, _f: &Finding, scope: &ScopeMatcher) -> bool {
-    let t = u.trim();
-    let lower = t.get(..8).unwrap_or(t).to_ascii_lowercase();
+/// A URL another source reported on one of our domains or addresses ([`StateView::reported_urls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedUrl {
+    pub url: String,
+    /// Our address the URL was reported on, when its host is no name or address of ours.
+    pub ip: Option<IpAddr>,
+}
+
+/// How a reported URL is ours ([`reported_url_is_ours`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ours {
+    /// Its host is one of our domains or addresses.
+    Host,
+    /// It is the finding's `url`, the finding's `ip` is this address of ours, and the finding
+    /// says that address serves the URL ([`serves_its_url`]): a customer's shop hosted in our
+    /// network under a name of its own. Safe Browsing's finding carries the address.
+    ServedBy(IpAddr),
+}
+
+/// Whether URL `u` (trimmed), reported by finding `f`, is one Safe Browsing should check for
+/// us, and how it is ours: an http(s) URL whose host is one of our addresses or lies under one
+/// of our domains (the finding's `url`, and `extra` fields named like `*url*`, e.g.
+/// Shadowserver's `http_url`), or the finding's own `url` served by our address.
+pub fn reported_url_is_ours(u: &str, f: &Finding, scope: &ScopeMatcher) -> Option<Ours> {
+    let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return false;
+        return None;
     }
-    match lists::matching::url_host(t) {
-        Some((host, _)) => match host.parse::<std::net::IpAddr>() {
+    let host_ours = match lists::matching::url_host(u) {
+        Some((host, _)) => match host.parse::<IpAddr>() {
             Ok(a) => scope.contains_ip(a),
             Err(_) => scope.match_domain(host).is_some(),
         },
         None => false,
+    };
+    if host_ours {
+        return Some(Ours::Host);
     }
+    if f.url.as_deref().map(str::trim) != Some(u) || !serves_its_url(&f.classification.kind) {
+        return None;
+    }
+    f.ip.filter(|ip| scope.contains_ip(*ip)).map(Ours::ServedBy)
+}
+
+/// Whether a finding of this classification type says that its address serves its URL (the
+/// site is hosted there), rather than that the address asked for it (an infected host calling
+/// a sinkholed C2 URL, a scanner probing a path).
+pub fn serves_its_url(kind: &str) -> bool {
+    matches!(
+        kind,
+        "phishing"
+            | "malware-distribution"
+            | "system-compromise"
+            | "application-compromise"
+            | "c2-server"
+            | "unauthorised-information-modification"
+    )
 }
 
 /// Why a streamed unit could not be read to its end (a cut download, a damaged report): the
@@ -336,13 +399,30 @@ struct Ending {
     len: u64,
     last: u8,
     nonblank: bool,
+    /// Whether the line being read has a character other than white space.
+    line_nonblank: bool,
+    /// Lines ended (outside quotes, for CSV) that were not blank: the records, header included.
+    lines: u64,
 }
 
 impl Ending {
-    fn feed(&mut self, b: &[u8]) {
+    fn feed(&mut self, b: &[u8], csv: bool) {
         let Some(&last) = b.last() else { return };
-        self.quotes += b.iter().filter(|&&c| c == b'"').count();
-        self.nonblank |= !b.iter().all(u8::is_ascii_whitespace);
+        for &c in b {
+            match c {
+                b'"' => {
+                    self.quotes += 1;
+                    self.line_nonblank = true;
+                }
+                b'\n' if !csv || self.quotes.is_multiple_of(2) => {
+                    self.lines += u64::from(self.line_nonblank);
+                    self.line_nonblank = false;
+                }
+                c if !c.is_ascii_whitespace() => self.line_nonblank = true,
+                _ => {}
+            }
+        }
+        self.nonblank |= self.lines > 0 || self.line_nonblank;
         self.last = last;
         self.len += b.len() as u64;
     }
@@ -368,7 +448,9 @@ impl Ending {
 }
 
 /// [`check_complete_lines`] of a body spilled to a file (read in chunks, then rewound).
-pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), String> {
+/// Returns the body's records: its lines that are not blank, header included (for CSV, line
+/// ends inside quotes do not count).
+pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<u64, String> {
     use std::io::{Read, Seek};
     let io = |e: std::io::Error| format!("cannot read the downloaded body back: {e}");
     file.rewind().map_err(io)?;
@@ -379,10 +461,11 @@ pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), St
         if n == 0 {
             break;
         }
-        end.feed(&buf[..n]);
+        end.feed(&buf[..n], csv);
     }
     file.rewind().map_err(io)?;
-    end.verdict(csv)
+    end.verdict(csv)?;
+    Ok(end.lines)
 }
 
 /// Refuses a line-based body that may have been cut off in transit: a non-empty body whose last
@@ -391,6 +474,61 @@ pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<(), St
 /// and a half list must fail rather than look complete.
 pub fn check_complete_lines(body: &[u8], csv: bool) -> Result<(), String> {
     let mut end = Ending::default();
-    end.feed(body);
+    end.feed(body, csv);
     end.verdict(csv)
+}
+
+/// How big a unit's last good download was (its entries or rows), kept in the source's state:
+/// a download that came without a stated length ([`crate::http::Fetched::Body::framed`]) and
+/// without a trailer that counts its entries ends whole at any line end, so its size is the
+/// one sign left that it was cut off (see [`judge_size`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LastGood {
+    /// Entries of the last download that was accepted.
+    pub entries: u64,
+    /// Entries of a smaller download refused once: the next one of exactly that size is
+    /// taken as real (a list that really halved is accepted one run late, not never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<u64>,
+}
+
+/// A download refused by [`judge_size`]: why, and the state to keep instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shrunk {
+    pub message: String,
+    pub keep: LastGood,
+}
+
+/// Accepts a download of `entries` entries, or refuses it as probably cut off. Only an
+/// `unchecked` download is judged (no stated length, no trailer count, no self-delimiting
+/// document); it is refused when it has under half the entries of the `last` good one, unless
+/// the one before was refused with exactly as many. Returns the state to keep.
+pub fn judge_size(
+    last: Option<LastGood>,
+    entries: u64,
+    unchecked: bool,
+) -> Result<LastGood, Shrunk> {
+    let accepted = LastGood {
+        entries,
+        refused: None,
+    };
+    let Some(last) = last else {
+        return Ok(accepted);
+    };
+    if !unchecked || entries.saturating_mul(2) >= last.entries || last.refused == Some(entries) {
+        return Ok(accepted);
+    }
+    Err(Shrunk {
+        message: format!(
+            "the download has {entries} entries, under half of the {} of the last good one, and \
+             its end was announced by nothing (no length, no trailer): it may be cut off, so it \
+             is refused this time and the previous data stays (the same size next time is \
+             taken as real)",
+            last.entries
+        ),
+        keep: LastGood {
+            entries: last.entries,
+            refused: Some(entries),
+        },
+    })
 }

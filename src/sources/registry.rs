@@ -21,7 +21,7 @@ use super::{
 };
 use crate::config::{
     Config, ConfigError, CronSchedule, HumanDuration, check_url, closest, line_hint,
-    table_line_hint,
+    table_line_hint, toml_error,
 };
 
 /// Every kind of source, in the order `fetch` and `status` list them.
@@ -78,6 +78,8 @@ pub trait SourceKind: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 
     fn allow_plain_http(&self) -> bool;
     /// The keys of the table that hold a secret written inline (`api_key`).
     fn inline_secrets(&self) -> Vec<&'static str>;
+    /// The secrets written inline, with their keys (checked for length when the file is read).
+    fn inline_secret_values(&self) -> Vec<(&'static str, &crate::secret::Secret)>;
     /// Builds the source (resolving keys from the environment).
     fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError>;
 
@@ -144,6 +146,15 @@ macro_rules! source_kind {
                 )*
                 out
             }
+            fn inline_secret_values(&self) -> Vec<(&'static str, &$crate::secret::Secret)> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(v) = &self.$secret {
+                        out.push((stringify!($secret), v));
+                    }
+                )*
+                out
+            }
             fn build(
                 &self,
                 cfg: &$crate::config::Config,
@@ -181,6 +192,7 @@ impl<T: SourceKind> Registration for Kind<T> {
     fn configure(&self, text: &str, cfg: &mut Config) -> Result<(), String> {
         for (name, t) in tables::<T>(text, &|n| n == T::NAME)? {
             check_urls(text, &name, &t.urls(), t.allow_plain_http())?;
+            check_secrets(text, &name, &t.inline_secret_values())?;
             cfg.sources.set(&name, t);
         }
         Ok(())
@@ -231,19 +243,35 @@ pub fn check_urls(
     Ok(())
 }
 
+/// Refuses a secret of table `[sources.<name>]` too short to be real
+/// ([`crate::secret::min_len`]); the error names the key and its line.
+pub fn check_secrets(
+    text: &str,
+    name: &str,
+    secrets: &[(&'static str, &crate::secret::Secret)],
+) -> Result<(), String> {
+    let table = format!("sources.{name}");
+    for &(key, value) in secrets {
+        if let Err(e) = crate::secret::check_len(&format!("{table}.{key}"), value, None) {
+            return Err(format!("{}{e}", table_line_hint(text, &table, key)));
+        }
+    }
+    Ok(())
+}
+
 /// Every `[sources.NAME]` table of `text` whose NAME `pick` accepts, read as `T`, in file
 /// order. The document is read again so that an error names the line of its key.
 pub fn tables<T: DeserializeOwned>(
     text: &str,
     pick: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, T)>, String> {
-    let de = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e))?;
     Root::<T> {
         pick,
         t: PhantomData,
     }
     .deserialize(de)
-    .map_err(|e| e.to_string())
+    .map_err(|e| toml_error(text, &e))
 }
 
 /// The document: only its `sources` table is read.
@@ -453,7 +481,7 @@ mod tests {
     fn every_source_is_found_through_the_registry() {
         let cfg = Config::parse(
             "[organisation]\nname = \"x\"\nprefixes = [\"192.0.2.0/24\"]\n\
-             [sources.snds]\nkey = \"k\"\nschedule = \"0 9 * * *\"\n\
+             [sources.snds]\nkey = \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"\nschedule = \"0 9 * * *\"\n\
              [sources.feodotracker]\nschedule = \"0 8 * * *\"\n",
             Path::new("/x/outwatch.toml"),
         )
@@ -479,7 +507,7 @@ mod tests {
     fn check_config_prints_each_table_redacted_with_unset_keys_left_out() {
         let cfg = Config::parse(
             "[organisation]\nname = \"x\"\nprefixes = [\"192.0.2.0/24\"]\n\
-             [sources.hibp]\napi_key = \"hunter2\"\n[sources.urlhaus]\nenabled = false\n",
+             [sources.hibp]\napi_key = \"hunter2hunter2hunter2hunter2hunter2\"\n[sources.urlhaus]\nenabled = false\n",
             Path::new("/x/outwatch.toml"),
         )
         .unwrap();

@@ -65,6 +65,9 @@ pub enum StoreError {
         #[source]
         cause: Cause,
     },
+    /// A write found the disk full (`src/diskspace.rs`): the store is fine.
+    #[error("{}", crate::diskspace::full_message(std::path::Path::new(path), *free))]
+    DiskFull { path: String, free: Option<u64> },
     /// The backend failed (an I/O error of sled, a lost database connection).
     #[error("the store failed: {0}")]
     Backend(#[source] Cause),
@@ -108,6 +111,41 @@ impl StoreError {
             cause: cause.into(),
         }
     }
+
+    /// This error as [`StoreError::DiskFull`] of the disk holding `path` when what failed was a
+    /// write to a full disk (an open, a write, a temporary file); else itself.
+    pub fn or_disk_full(self, path: &Path) -> StoreError {
+        let full = match &self {
+            StoreError::Backend(cause) | StoreError::Open { cause, .. } => {
+                says_full(cause.as_ref())
+            }
+            StoreError::TempFile { cause, .. } => says_full(cause),
+            _ => false,
+        };
+        if !full {
+            return self;
+        }
+        StoreError::DiskFull {
+            path: path.display().to_string(),
+            free: crate::diskspace::free_bytes(path),
+        }
+    }
+}
+
+/// Whether an error or one of its causes is a full disk: an `io::Error` by its OS error, else
+/// by its text (sled gives its I/O errors as its own type, and its flusher's as text).
+fn says_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        let io_full = e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(crate::diskspace::is_full);
+        if io_full || crate::diskspace::says_full(&e.to_string()) {
+            return true;
+        }
+        at = e.source();
+    }
+    false
 }
 
 /// Why a unit's reader stopped before its end. Nothing of the unit is stored.
@@ -129,6 +167,26 @@ impl From<StoreError> for ReadError {
             e => ReadError::Store(Box::new(e)),
         }
     }
+}
+
+/// [`Store::most_severe`] by walking the query ([`Store::query_each`]) into a bounded heap.
+pub fn most_severe_by_walk<S: Store + ?Sized>(
+    store: &S,
+    q: &Query,
+    opts: &QueryOptions,
+    limit: usize,
+    found: &mut dyn FnMut(),
+) -> Result<(Vec<Finding>, usize)> {
+    let mut top = top::Top::new(Some(limit), top::most_severe_first);
+    store.query_each(q, opts, &mut |f| {
+        if top.seen() == 0 {
+            found();
+        }
+        top.push(f);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let total = top.seen();
+    Ok((top.into_sorted_vec(), total))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -314,7 +372,24 @@ pub trait Store: Send + Sync {
         Ok(top.into_sorted_vec())
     }
 
-    /// Every finding, streamed in store order (stable for a given store; export, digest).
+    /// The first `limit` findings matching a query, most severe first then newest
+    /// ([`top::most_severe_first`]), and how many matched in all: what `lookup` shows people,
+    /// in memory for `limit` findings. A store served elsewhere (the daemon's socket) computes
+    /// it there and sends only those.
+    /// `found` is called once, when the first finding turns up (a lookup prints its heading
+    /// then; a store served elsewhere calls it when the answer arrives).
+    fn most_severe(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        limit: usize,
+        found: &mut dyn FnMut(),
+    ) -> Result<(Vec<Finding>, usize)> {
+        most_severe_by_walk(self, q, opts, limit, found)
+    }
+
+    /// Every finding, streamed in store order (stable for a given store; export, digest,
+    /// health).
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;
 
     /// Streams every URL that a finding not resolved and not of `except_source` reports (its

@@ -132,7 +132,18 @@ impl SledStore {
                 cause: format!("cannot create the folder owner-only: {e}").into(),
             });
         }
-        let store = Self::open_db(path, "db")?;
+        // sled writes while it opens: on a full disk the space reserve makes room to read.
+        let store = match Self::open_db(path, "db") {
+            Err(e)
+                if crate::diskspace::says_full(&e.to_string())
+                    && crate::diskspace::release_reserve(path) =>
+            {
+                Self::open_db(path, "db")
+            }
+            r => r,
+        }
+        .map_err(|e| e.or_disk_full(path))?;
+        crate::diskspace::keep_reserve(path);
         // sled creates its files with the umask; the 0700 folder already hides them.
         if let Err(e) = crate::files::restrict_tree(path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot make the store's files owner-only");
@@ -169,6 +180,7 @@ impl SledStore {
 
     fn open_db_once(path: &Path, name: &str) -> Result<Self> {
         let dir = path.join(name);
+        remove_unfinished_snapshots(&dir);
         let cfg = sled::Config::new()
             .segment_size(segment_size(&dir))
             .path(&dir)
@@ -196,6 +208,11 @@ impl SledStore {
     /// The folder this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A write's result; a full disk becomes [`StoreError::DiskFull`] naming it.
+    fn written(&self, r: sled::Result<()>) -> Result<()> {
+        r.map_err(|e| engine(e).or_disk_full(&self.path))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -342,7 +359,7 @@ impl Store for SledStore {
         for kv in self.db.range(vec![keys::RUN]..end) {
             batch.remove(kv.map_err(engine)?.0);
         }
-        self.db.apply_batch(batch).map_err(engine)
+        self.written(self.db.apply_batch(batch))
     }
 
     fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>> {
@@ -373,11 +390,10 @@ impl Store for SledStore {
     }
 
     fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
-        match value {
+        self.written(match value {
             Some(v) => self.db.insert(keys::state(key), v).map(|_| ()),
             None => self.db.remove(keys::state(key)).map(|_| ()),
-        }
-        .map_err(engine)
+        })
     }
 
     fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -400,7 +416,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(engine)
+        self.written(self.db.flush().map(|_| ()))
     }
 }
 
@@ -418,6 +434,29 @@ fn locked(file: &Path) -> bool {
         return false; // dropping `f` releases it
     }
     std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
+
+/// Removes the `snap.*.generating` files a snapshot write left when it failed (a full disk, a
+/// crash): sled 0.34 reads the newest `snap.*` file, unfinished ones included, and would call
+/// the store corrupt; the finished snapshot before it is intact.
+fn remove_unfinished_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => {
+                    tracing::warn!(file = %e.path().display(), "removed an unfinished snapshot")
+                }
+                Err(err) => {
+                    tracing::warn!(file = %e.path().display(), error = %err, "cannot remove an unfinished snapshot")
+                }
+            }
+        }
+    }
 }
 
 /// How long a lock may linger after its store was dropped (sled flushes every 500 ms).

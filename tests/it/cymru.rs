@@ -224,7 +224,7 @@ async fn one_missing_day_is_a_failed_unit_and_the_other_is_kept() {
 #[test]
 fn plain_http_to_another_host_is_refused() {
     let cfg = config(
-        "[sources.cymru]\nurl = \"http://127.0.0.1:9/x_{date}.txt\"\nusername = \"u\"\npassword = \"p\"\n",
+        "[sources.cymru]\nurl = \"http://127.0.0.1:9/x_{date}.txt\"\nusername = \"u\"\npassword = \"p4ssw0rd-cap\"\n",
     );
     assert!(
         cymru::build(
@@ -234,7 +234,7 @@ fn plain_http_to_another_host_is_refused() {
         .is_ok()
     );
     let e = outwatch::config::Config::parse(
-        "[sources.cymru]\nurl = \"http://cap.example.net/x.txt\"\nusername = \"u\"\npassword = \"p\"\n",
+        "[sources.cymru]\nurl = \"http://cap.example.net/x.txt\"\nusername = \"u\"\npassword = \"p4ssw0rd-cap\"\n",
         std::path::Path::new("outwatch.toml"),
     )
     .unwrap_err()
@@ -346,4 +346,64 @@ async fn no_output_shows_the_password() {
     assert_eq!(outs[1].status.code(), Some(1), "the refused fetch fails");
     let all = String::from_utf8_lossy(&outs[1].stdout);
     assert!(all.contains("sources.cymru"), "{all}");
+}
+
+/// A CAP line is its own event: the same category and address at another time, with another
+/// destination address or port, or another IP protocol is another finding; the same line
+/// twice (a day's file fetched again) is one.
+#[test]
+fn every_distinct_line_is_a_finding_of_its_own() {
+    let body = std::fs::read(fixture_path("cymru/cap_repeats_20261123.txt")).unwrap();
+    let p = cymru::parse(&body, "cap_repeats_20261123.txt");
+    assert_eq!((p.rows, p.findings.len(), p.rejected.len()), (11, 11, 0));
+    let mut fps: Vec<String> = p.findings.iter().map(|f| f.compute_fingerprint()).collect();
+    fps.sort();
+    fps.dedup();
+    assert_eq!(fps.len(), 10, "only the repeated line is one with another");
+    let darknet: Vec<&Vec<String>> = p
+        .findings
+        .iter()
+        .filter(|f| f.feed == "darknet")
+        .map(|f| &f.identity)
+        .collect();
+    assert_eq!(
+        darknet,
+        [
+            &vec![
+                "time=2026-11-23T17:24:06Z".to_string(),
+                "dst_port=23, 2323".into()
+            ],
+            &vec![
+                "time=2026-11-23T17:24:06Z".to_string(),
+                "dst_port=23".into()
+            ],
+            &vec![
+                "time=2026-11-23T09:22:10Z".to_string(),
+                "ip_protocol=47".into()
+            ],
+            &vec![
+                "time=2026-11-23T09:22:10Z".to_string(),
+                "ip_protocol=11".into()
+            ],
+        ]
+    );
+
+    // Through the store: ten findings for the one address.
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path())
+        .args(["--data-dir", "data", "import", "cymru", "--json"])
+        .arg(fixture_path("cymru/cap_repeats_20261123.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path())
+        .args(["--data-dir", "data", "lookup", "192.0.2.21", "--json"])
+        .output()
+        .unwrap();
+    let v = stdout_json(&out);
+    assert_eq!(v["findings"].as_array().unwrap().len(), 10, "{v}");
 }

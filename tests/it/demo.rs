@@ -1,17 +1,12 @@
 //! `outwatch demo` works from zero: no config, no keys, no network beyond loopback.
 
-use assert_cmd::Command;
 use serde_json::Value;
 
 #[test]
 fn demo_fetches_recorded_data_and_writes_the_digest() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("demo");
-    let run = Command::cargo_bin("outwatch")
-        .unwrap()
-        .current_dir(d.path())
-        .env_remove("OUTWATCH_CONFIG")
-        .env_remove("OUTWATCH_DATA_DIR")
+    let run = crate::support::cli(d.path())
         .args(["demo", "--out"])
         .arg(&out)
         .assert()
@@ -53,8 +48,7 @@ fn demo_fetches_recorded_data_and_writes_the_digest() {
     }
     // The demo's store answers lookups afterwards.
     let cfg = out.join("outwatch.toml");
-    let look = Command::cargo_bin("outwatch")
-        .unwrap()
+    let look = crate::support::cli(d.path())
         .args(["--config"])
         .arg(&cfg)
         .args(["lookup", "192.0.2.11", "--json"])
@@ -66,8 +60,7 @@ fn demo_fetches_recorded_data_and_writes_the_digest() {
     assert_eq!(v["in_scope"], true);
     assert!(!v["findings"].as_array().unwrap().is_empty());
     // A second demo into the same folder is refused rather than mixed in.
-    Command::cargo_bin("outwatch")
-        .unwrap()
+    crate::support::cli(d.path())
         .args(["demo", "--out"])
         .arg(&out)
         .assert()

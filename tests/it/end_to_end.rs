@@ -139,10 +139,10 @@ ripestat_url = "{mock}"
 [store]
 path = "data"
 [sources.hibp]
-api_key = "e2e-hibp-key"
+api_key = "e2e-hibp-key-0123456789abcdef01234"
 base_url = "{mock}/api/v3"
 [sources.snds]
-key = "e2e-snds-key"
+key = "e2e-snds-key-0123456789"
 base_url = "{mock}/snds"
 {lists}
 [digest]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use outwatch::config::Config;
 use outwatch::finding::Finding;
+use outwatch::flows::analyse::group::Body;
 use outwatch::flows::analyse::{Analyser, FlowReport, Settings};
 use outwatch::flows::read::read_path;
 use outwatch::indicators::{Entry, IndicatorIndex, IndicatorSet};
@@ -97,7 +98,8 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     assert_eq!(c2.len(), 2, "{c2:#?}");
     assert_eq!(c2[0].extra["feeds"], "threatfox");
     assert_eq!(c2[0].extra["threat"], "QakBot");
-    assert_eq!(c2[0].extra["peer"], "203.0.113.50");
+    assert_eq!(c2[0].extra["peers"][0]["peer"], "203.0.113.50");
+    assert_eq!(c2[0].extra["peers"][0]["ports"], serde_json::json!([443]));
     assert_eq!(c2[0].extra["connections"], 3);
     assert_eq!(c2[0].severity, outwatch::finding::Severity::Critical);
     assert!(
@@ -109,8 +111,8 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     // answers, nor its allowed resolver.
     let out = of(&r, "unexpected-outbound", "10.2.0.20");
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].extra["peer"], "203.0.113.66");
-    assert_eq!(out[0].extra["peer_port"], 8080);
+    assert_eq!(out[0].extra["peers"][0]["peer"], "203.0.113.66");
+    assert_eq!(out[0].extra["peers"][0]["ports"], serde_json::json!([8080]));
     assert_eq!(out[0].extra["zone"], "dmz");
     assert!(of(&r, "unexpected-outbound", "10.2.0.10").is_empty());
 
@@ -125,17 +127,14 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     let tls449 = of(&r, "port-mismatch", "10.1.0.9");
     assert_eq!(tls449.len(), 2, "{tls449:#?}");
     for f in &tls449 {
-        assert_eq!(f.extra["service"], "ssl");
-        assert_eq!(f.extra["port"], 449);
+        assert_eq!(f.extra["services"][0]["service"], "ssl");
+        assert_eq!(f.extra["services"][0]["port"], 449);
         assert_eq!(f.extra["connections"], 20);
     }
     assert_ne!(tls449[0].fingerprint, tls449[1].fingerprint);
     // What `lookup` and the digest show to tell them apart.
     let what = tls449[0].distinguishing();
-    assert!(
-        what.contains("service ssl") && what.contains("port 449"),
-        "{what}"
-    );
+    assert!(what.contains("ssl on port 449"), "{what}");
     assert!(what.contains("day 2026-11-29"), "{what}");
     assert_eq!(of(&r, "port-mismatch", "10.1.0.10").len(), 1);
     assert!(of(&r, "port-mismatch", "10.1.0.11").is_empty());
@@ -144,12 +143,19 @@ fn each_kind_comes_out_and_its_opposite_does_not() {
     // quiet ones are not.
     let dns = of(&r, "top-talker", "10.1.0.30");
     assert_eq!(dns.len(), 1, "{dns:#?}");
-    assert_eq!(dns[0].extra["metric"], "packets");
-    assert_eq!(dns[0].extra["compared_with"], "team accounting");
+    assert_eq!(dns[0].extra["talkers"][0]["metric"], "packets");
+    assert_eq!(
+        dns[0].extra["talkers"][0]["compared_with"],
+        "team accounting"
+    );
+    // One finding for the uploader's day, both metrics inside.
     let up = of(&r, "top-talker", "10.1.0.31");
-    let mut metrics: Vec<&str> = up
+    assert_eq!(up.len(), 1, "{up:#?}");
+    let mut metrics: Vec<&str> = up[0].extra["talkers"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|f| f.extra["metric"].as_str().unwrap())
+        .map(|t| t["metric"].as_str().unwrap())
         .collect();
     metrics.sort();
     assert_eq!(metrics, ["bytes", "packets"]);
@@ -256,7 +262,7 @@ fn cli_json_stores_findings_that_lookup_and_status_show() {
     assert_eq!(j["by_feed"]["unexpected-outbound"], 1);
     assert_eq!(j["by_feed"]["long-connection"], 1);
     assert_eq!(j["by_feed"]["port-mismatch"], 3);
-    assert_eq!(j["by_feed"]["top-talker"], 3);
+    assert_eq!(j["by_feed"]["top-talker"], 2);
     let top = &j["top_talkers"]["dns"]["by_packets"][0];
     for k in ["ip", "packets", "bytes", "connections"] {
         assert!(top.get(k).is_some(), "{top}");
@@ -337,11 +343,16 @@ fn digest_has_a_your_own_traffic_section() {
     );
     let store = SledStore::open(&dir.path().join("store")).unwrap();
     let mut r = analyse(&cfg, &c2_index(), &[two_days()]);
-    // A peer name that would be markup if it were not escaped.
-    let mut odd = r.findings[0].clone();
-    odd.feed = "port-mismatch".into();
-    odd.identity.push("odd".into());
-    odd.set_extra("service", "<script>x</script>");
+    // A service name that would be markup if it were not escaped.
+    let mut odd = r
+        .findings
+        .iter()
+        .find(|f| f.feed == "port-mismatch")
+        .unwrap()
+        .clone();
+    odd.ip = Some("10.9.9.9".parse().unwrap());
+    odd.extra.get_mut("services").unwrap()[0]["service"] = "<script>x</script>".into();
+    odd.set_extra("summary", "<script>x</script> on port 1");
     odd.seal();
     r.findings.push(odd);
     let now: DateTime<Utc> = "2026-12-01T07:00:00Z".parse().unwrap();
@@ -355,6 +366,12 @@ fn digest_has_a_your_own_traffic_section() {
     let text = &p.rendered.text;
     assert!(text.contains("==== Your own traffic ("), "{text}");
     assert!(text.contains("CRITICAL  c2-contact 10.1.0.5"), "{text}");
+    // One line per host and kind: 10.1.0.5's two days of C2 contact are one line.
+    assert_eq!(text.matches("c2-contact 10.1.0.5").count(), 1, "{text}");
+    assert!(
+        text.contains("on 2 days (2026-11-29 to 2026-11-30): 203.0.113.50:443, 6 connections"),
+        "{text}"
+    );
     assert!(text.contains("ssl on port 449"), "{text}");
     let html = &p.rendered.html;
     assert!(html.contains("Your own traffic"));
@@ -410,17 +427,15 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
 
     // Nothing there yet: no new lines.
     let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
-    assert!(r.unwrap().contains("no new lines"));
+    assert!(r.contains("no new lines"));
 
     let full = std::fs::read_to_string(two_days()).unwrap();
     let lines: Vec<&str> = full.lines().collect();
     let half = lines.len() / 2;
     std::fs::write(logs.join("conn.log"), lines[..half].join("\n") + "\n").unwrap();
-    outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
-        .unwrap()
-        .unwrap();
+    outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
     let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
-    assert!(r.unwrap().contains("no new lines"));
+    assert!(r.contains("no new lines"));
     let runs = store.runs(Some("flows"), 10).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::NotModified);
     assert_eq!(runs[1].outcome, RunOutcome::Ok);
@@ -428,9 +443,7 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
     // The file grows to the whole two days: read on from where the last run stopped; the
     // counts add up to the whole file's, nothing counted twice.
     std::fs::write(logs.join("conn.log"), &full).unwrap();
-    outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
-        .unwrap()
-        .unwrap();
+    outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
     let found = store
         .query(
             &outwatch::store::Query::Ip("10.1.0.9".parse().unwrap()),
@@ -446,8 +459,8 @@ fn the_watch_job_reads_new_and_grown_files_once_without_doubling() {
 
     // A path that names a missing file is a failed run.
     cfg.flows.paths.push("logs/current/conn.log".into());
-    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
-    assert!(r.unwrap_err().contains("could not be read"));
+    let r = outwatch::flows::watch::run_once(&cfg, &store, &scope, t);
+    assert!(r.unwrap_err().to_string().contains("could not be read"));
     assert_eq!(
         store.runs(Some("flows"), 1).unwrap()[0].outcome,
         RunOutcome::Error
@@ -475,11 +488,7 @@ fn the_watch_job_sums_a_day_over_rotated_files_and_waits_for_a_whole_line() {
     let header = header.join("\n") + "\n";
     // Every third line to each file, so a finding's connections lie in all three.
     let part = |k: usize| -> Vec<&str> { data.iter().skip(k).step_by(3).copied().collect() };
-    let run = || {
-        outwatch::flows::watch::run_once(&cfg, &store, &scope, t)
-            .unwrap()
-            .unwrap()
-    };
+    let run = || outwatch::flows::watch::run_once(&cfg, &store, &scope, t).unwrap();
     // Hour 1, then hour 2 in its own file.
     std::fs::write(
         logs.join("conn.01.log"),
@@ -537,6 +546,21 @@ fn the_watch_job_sums_a_day_over_rotated_files_and_waits_for_a_whole_line() {
         ] {
             assert_eq!(s.extra[k], f.extra[k], "{k} of {} {:?}", f.feed, f.ip);
         }
+        // The peers (services) merged across the runs are those of the one run, with the
+        // same counts, first and last times.
+        let (a, b) = (Body::of(s).unwrap(), Body::of(f).unwrap());
+        let peers = |b: &Body| {
+            let mut v: Vec<_> = b
+                .peers
+                .iter()
+                .map(|p| (p.peer, p.counts.connections, p.counts.first, p.counts.last))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(peers(&a), peers(&b), "{} {:?}", f.feed, f.ip);
+        assert_eq!(a.services, b.services, "{} {:?}", f.feed, f.ip);
+        assert_eq!((a.distinct, a.more), (b.distinct, b.more));
         compared += 1;
     }
     assert!(compared >= 5, "{compared}");
@@ -591,6 +615,26 @@ mod properties {
             let r = a.finish();
             prop_assert_eq!(r.summary.connections as usize, conns.len());
             prop_assert_eq!(r.summary.findings, r.findings.len());
+            // One finding per host, kind and day, its every connection counted once: the
+            // listed peers' and the rest's.
+            let mut seen = std::collections::HashSet::new();
+            for f in &r.findings {
+                prop_assert!(seen.insert((f.ip, f.feed.clone(), f.identity.clone())));
+                let b = Body::of(f).unwrap();
+                if f.feed != "top-talker" {
+                    let listed: u64 = b.peers.iter().map(|p| p.counts.connections).sum::<u64>()
+                        + b.services.iter().map(|s| s.counts.connections).sum::<u64>();
+                    prop_assert_eq!(listed + b.more_connections, b.counts.connections);
+                }
+                // Merging a reading into itself doubles the counts and keeps the peers.
+                let mut twice = b.clone();
+                let kind = outwatch::flows::analyse::rules::Kind::from_feed(&f.feed).unwrap();
+                twice.merge(&b, kind);
+                if kind != outwatch::flows::analyse::rules::Kind::TopTalker {
+                    prop_assert_eq!(twice.counts.connections, 2 * b.counts.connections);
+                }
+                prop_assert_eq!(twice.distinct, b.distinct);
+            }
         }
     }
 }
@@ -638,11 +682,18 @@ async fn run_has_a_flows_job_that_reads_the_paths() {
     assert!(line.contains("1 file(s), 552 connection(s)"), "{line}");
     let runs = store.runs(Some("flows"), 5).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::Ok);
+    // Every list feed is off: the peers were checked against no C2 list, which is no
+    // all-clear.
     let health = outwatch::health::assess(&shared.cfg, store.as_ref(), shared.clock.now()).unwrap();
     let h = health.iter().find(|h| h.name == "flows").unwrap();
     assert_eq!(
         h.state,
-        outwatch::health::HealthState::Ok,
+        outwatch::health::HealthState::Degraded,
+        "{:?}",
+        h.warnings
+    );
+    assert!(
+        h.warnings[0].starts_with("checked against 0 lists"),
         "{:?}",
         h.warnings
     );
@@ -699,6 +750,47 @@ async fn a_fetched_c2_list_makes_c2_contacts_that_lookup_shows() {
     let j = stdout_json(&out);
     // 10.1.0.5 → 203.0.113.50:443 on both days; 10.1.0.9 → 203.0.113.90:449 (TrickBot).
     assert!(j["by_feed"]["c2-contact"].as_u64().unwrap() >= 3, "{j}");
+    // It says what it checked against, and lists the findings.
+    assert_eq!(
+        j["checked_against"],
+        serde_json::json!(["threatfox"]),
+        "{j}"
+    );
+    assert_eq!(j["notices"], serde_json::json!([]));
+    let items = j["items"].as_array().unwrap();
+    assert_eq!(items.len() as u64, j["findings"].as_u64().unwrap());
+    let c2 = items
+        .iter()
+        .find(|i| i["kind"] == "c2-contact" && i["host"] == "10.1.0.9")
+        .unwrap_or_else(|| panic!("{j}"));
+    assert_eq!(c2["severity"], "critical");
+    assert_eq!(c2["peers"][0]["peer"], "203.0.113.90");
+    assert_eq!(c2["peers"][0]["listed"][0]["feed"], "threatfox");
+    assert!(c2["day"].as_str().unwrap().starts_with("2026-11-"), "{c2}");
+    // The text names the host and its listed peer.
+    let out = run(vec!["flows".into(), two_days().display().to_string()])
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("c2-contact (critical): "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("    10.1.0.9 ") && l.contains("203.0.113.90:449")),
+        "{text}"
+    );
+    assert!(
+        text.contains("peers checked against 1 C2 list(s): threatfox"),
+        "{text}"
+    );
+    let st = run(vec!["status".into(), "--json".into()]).await.unwrap();
+    let st = stdout_json(&st);
+    let flows = st["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "flows")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(flows["state"], "ok", "{flows}");
     for (host, peer, threat) in [
         ("10.1.0.5", "203.0.113.50", "QakBot"),
         ("10.1.0.9", "203.0.113.90", "TrickBot"),
@@ -714,7 +806,7 @@ async fn a_fetched_c2_list_makes_c2_contacts_that_lookup_shows() {
             .filter(|f| f["feed"] == "c2-contact")
             .collect();
         assert!(!c2.is_empty(), "{host}: {j}");
-        assert_eq!(c2[0]["extra"]["peer"], peer);
+        assert_eq!(c2[0]["extra"]["peers"][0]["peer"], peer);
         assert_eq!(c2[0]["extra"]["feeds"], "threatfox");
         assert!(
             c2[0]["extra"]["threat"]

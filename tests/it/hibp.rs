@@ -452,7 +452,7 @@ fn missing_key_or_domains_are_config_errors() {
     .unwrap();
     assert!(e.to_string().contains("api_key"), "{e}");
     // Without organisation domains the account's verified domains are searched.
-    let cfg = config("[sources.hibp]\napi_key = \"x\"\n");
+    let cfg = config(&format!("[sources.hibp]\napi_key = \"{KEY}\"\n"));
     assert!(
         hibp::build(
             outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
@@ -460,7 +460,9 @@ fn missing_key_or_domains_are_config_errors() {
         )
         .is_ok()
     );
-    let cfg = config("[sources.hibp]\napi_key = \"x\"\ndomains = []\n");
+    let cfg = config(&format!(
+        "[sources.hibp]\napi_key = \"{KEY}\"\ndomains = []\n"
+    ));
     let e = hibp::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,

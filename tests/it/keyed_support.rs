@@ -24,7 +24,7 @@ pub use crate::support::{cli, fixture, fixture_path, samples, stdout_json};
 /// The time every source test runs at.
 pub const NOW: &str = "2026-11-23T06:00:00Z";
 /// The secret used in configs; must never show in an error.
-pub const KEY: &str = "k3y-S3CR3T-0123456789abcdef";
+pub const KEY: &str = "k3y-S3CR3T-0123456789abcdef-0123456789ab";
 
 pub fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -349,23 +349,15 @@ async fn missing_key_401_names_the_setting() {
 #[tokio::test]
 async fn keyed_export_puts_the_key_in_path_and_header_and_never_shows_it() {
     let server = MockServer::start().await;
-    // The authenticated ThreatFox export is a zip holding the CSV.
-    let mut zipped = Vec::new();
-    {
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zipped));
-        w.start_file("recent.csv", zip::write::SimpleFileOptions::default())
-            .unwrap();
-        std::io::Write::write_all(&mut w, &fixture("threatfox/recent.csv")).unwrap();
-        w.finish().unwrap();
-    }
+    // The authenticated ThreatFox export of recent IOCs: the same CSV as the keyless one.
     Mock::given(method("GET"))
-        .and(path("/v2/files/exports/k3y-s3cr3t-0123/recent.csv.zip"))
-        .and(header("auth-key", "k3y-s3cr3t-0123"))
-        .respond_with(ResponseTemplate::new(200).set_body_bytes(zipped))
+        .and(path("/v2/files/exports/k3y-s3cr3t-0123456789/recent.csv"))
+        .and(header("auth-key", "k3y-s3cr3t-0123456789"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(fixture("threatfox/recent.csv")))
         .expect(1)
         .mount(&server)
         .await;
-    let cfg = "[sources.threatfox]\nbase_url = \"{base}\"\nauth_key = \"k3y-s3cr3t-0123\"\n";
+    let cfg = "[sources.threatfox]\nbase_url = \"{base}\"\nauth_key = \"k3y-s3cr3t-0123456789\"\n";
     let e = env();
     let src = source(cfg, &server.uri(), "threatfox");
     let r = e.runner.run_source(src.as_ref()).await;

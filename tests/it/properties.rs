@@ -104,10 +104,13 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(b, 0..max)
 }
 
-/// A field value: any characters, often near the ones parsers look at.
+/// A field value: any characters, often near the ones parsers look at, and the literal
+/// values real reports write that are no null (`0`, `-`, `unknown`).
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => any::<String>(),
+        1 => prop::sample::select(vec!["0", "-", "unknown", "Unknown", " 0 ", "n/a"])
+            .prop_map(str::to_string),
         2 => prop::collection::vec(
             prop::sample::select(
                 vec!['0', '1', '9', '.', ':', '/', '-', ' ', 'a', 'A', 'S', 'é', '\u{1b}', '\u{7}',
@@ -138,13 +141,7 @@ fn csv_line(fields: &[String], always_quote: bool) -> Vec<u8> {
 }
 
 fn split_csv(body: &[u8]) -> Vec<Vec<String>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(body)
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
+    crate::support::csv_records(body)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -216,6 +213,28 @@ const SHADOWSERVER_FIXTURES: &[(&str, &str)] = &[
         "event4_honeypot_ddos_target",
     ),
     ("2026-11-20-blocklist-example-ip.csv", "blocklist"),
+    (
+        "2026-11-20-event4_sinkhole_dns-example-asn.csv",
+        "event4_sinkhole_dns",
+    ),
+    ("2026-11-20-sandbox_dns-example.csv", "sandbox_dns"),
+    (
+        "2026-11-20-compromised_website-example-asn.csv",
+        "compromised_website",
+    ),
+    (
+        "2026-11-20-event4_microsoft_sinkhole_http-example-asn.csv",
+        "event4_microsoft_sinkhole_http",
+    ),
+    (
+        "2026-11-20-event4_sinkhole_http_referer-example-asn.csv",
+        "event4_sinkhole_http_referer",
+    ),
+    (
+        "2026-11-20-event6_sinkhole_http-example-asn.csv",
+        "event6_sinkhole_http",
+    ),
+    ("2022-02-01-phish_url-example-asn.csv", "phish_url"),
 ];
 
 proptest! {
@@ -229,7 +248,7 @@ proptest! {
     }
 
     #[test]
-    fn shadowserver_arbitrary_bytes(body in bytes(2048), t in 0usize..5) {
+    fn shadowserver_arbitrary_bytes(body in bytes(2048), t in 0..SHADOWSERVER_FIXTURES.len()) {
         let (sink, rows, rejected) = read_report(&body, SHADOWSERVER_FIXTURES[t].1);
         prop_assert_eq!(rows, sink.findings.len() + rejected);
     }
@@ -237,7 +256,7 @@ proptest! {
     #[test]
     fn shadowserver_arbitrary_rows_under_a_real_header(
         rows in prop::collection::vec(prop::collection::vec(value(), 0..40), 1..6),
-        t in 0usize..5,
+        t in 0..SHADOWSERVER_FIXTURES.len(),
     ) {
         let (name, report_type) = SHADOWSERVER_FIXTURES[t];
         let fx = fixture(&format!("shadowserver/{name}"));
@@ -251,7 +270,7 @@ proptest! {
     }
 
     #[test]
-    fn shadowserver_mutated_reports(t in 0usize..5, e in edits()) {
+    fn shadowserver_mutated_reports(t in 0..SHADOWSERVER_FIXTURES.len(), e in edits()) {
         let (name, report_type) = SHADOWSERVER_FIXTURES[t];
         let body = mutate(&fixture(&format!("shadowserver/{name}")), &e);
         let (sink, rows, rejected) = read_report(&body, report_type);
@@ -259,10 +278,11 @@ proptest! {
     }
 
     /// A row that is accepted stays accepted, about the same address, whatever happens to
-    /// one of its other columns (the timestamp and the subject's address are its identity).
+    /// one of its other columns (the timestamp and the subject's address are its identity),
+    /// and the new value is kept: only an empty cell is empty.
     #[test]
     fn shadowserver_row_keeps_its_finding(
-        t in 0usize..5,
+        t in 0..SHADOWSERVER_FIXTURES.len(),
         row in any::<Index>(),
         col in any::<Index>(),
         v in value(),
@@ -286,9 +306,12 @@ proptest! {
         let i = col.index(r.len());
         let name = header[i].trim().to_ascii_lowercase();
         let subject_col = |f: &Finding| -> bool {
-            // The column the subject came from: `ip`, or `<side>ip` holding its address.
+            // The column the subject came from: `ip`, or `<side>ip` holding its address; or,
+            // for a row without one, the host name it is about (sandbox_dns' `request`).
             let addr = f.ip.map(|a| a.to_string()).or(f.network.map(|n| n.to_string()));
-            name.ends_with("ip") && addr.is_some_and(|a| r[i].trim().starts_with(a.split('/').next().unwrap()))
+            let cell = r[i].trim();
+            (name.ends_with("ip") && addr.as_deref().is_some_and(|a| cell.starts_with(a.split('/').next().unwrap())))
+                || (addr.is_none() && f.domain.as_deref().is_some_and(|d| cell.eq_ignore_ascii_case(d)))
         };
         // Fixture rows are ours; an address outside the scope would make an earlier side's
         // malformed address the identity.
@@ -305,6 +328,11 @@ proptest! {
             prop_assert_eq!(after.ip, before.ip);
             prop_assert_eq!(after.network, before.network);
         }
+        let t = crate::support::texts(after);
+        prop_assert!(
+            v.trim().is_empty() || crate::support::found(&v, after, &t),
+            "{} = {:?} is not in the finding: {:?}", name, v, after
+        );
     }
 }
 
@@ -470,7 +498,8 @@ proptest! {
         }
     }
 
-    /// A row keeps its finding whatever its category, ASN, time, information or AS field say.
+    /// A row keeps its finding whatever its category, ASN, time, information or AS field say,
+    /// and keeps what they say.
     #[test]
     fn cymru_row_keeps_its_finding(col in prop::sample::select(vec![0usize, 2, 3, 4, 5]), v in one_line_value()) {
         let v = v.replace(['|', '#'], "");
@@ -484,6 +513,12 @@ proptest! {
         let p = cymru::parse(line.as_bytes(), "prop");
         prop_assert_eq!((p.findings.len(), p.rejected.len(), p.rows), (1, 0, 1), "{:?}", v);
         prop_assert_eq!(p.findings[0].ip, Some("192.0.2.21".parse::<IpAddr>().unwrap()));
+        // Only an empty field is empty: the new value is kept.
+        let f = &p.findings[0];
+        prop_assert!(
+            v.trim().is_empty() || crate::support::found(&v, f, &crate::support::texts(f)),
+            "{:?} is not in the finding: {:?}", v, f
+        );
     }
 }
 

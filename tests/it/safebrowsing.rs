@@ -169,22 +169,7 @@ async fn reported_urls_on_our_domains_and_addresses_are_checked_too() {
     let cfg = sb_config(&server, "batch_size = 2");
     let r = e.runner.run_source(build(&cfg).as_ref()).await;
     assert!(r.ok, "{:?}", r.error);
-    let mut asked: Vec<String> = server
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .flat_map(|req| {
-            let body: Value = serde_json::from_slice(&req.body).unwrap();
-            body["threatInfo"]["threatEntries"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["url"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    asked.sort();
+    let asked = asked_v4(&server).await;
     assert_eq!(
         asked,
         vec![
@@ -365,9 +350,9 @@ async fn v5_urls_search() {
 
 #[test]
 fn bad_settings_are_config_errors() {
-    let c = config(
-        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v3\"\n",
-    );
+    let c = config(&format!(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\napi = \"v3\"\n"
+    ));
     let e = safebrowsing::build(
         outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
         &c,
@@ -375,9 +360,9 @@ fn bad_settings_are_config_errors() {
     .err()
     .unwrap();
     assert!(e.to_string().contains("v4"), "{e}");
-    let c = config(
-        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"k\"\napi = \"v5\"\nbatch_size = 51\n",
-    );
+    let c = config(&format!(
+        "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\napi = \"v5\"\nbatch_size = 51\n"
+    ));
     assert!(
         safebrowsing::build(
             outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
@@ -573,6 +558,7 @@ async fn reported_urls_keep_the_first_max_in_order() {
         )
         .await
         .unwrap();
+    let got: Vec<&str> = got.iter().map(|r| r.url.as_str()).collect();
     assert_eq!(
         got,
         vec![
@@ -581,4 +567,159 @@ async fn reported_urls_keep_the_first_max_in_order() {
             "http://example.org/f02.exe"
         ]
     );
+}
+
+/// Every URL the v4 requests to `server` asked about, sorted.
+async fn asked_v4(server: &MockServer) -> Vec<String> {
+    let mut asked: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|req| {
+            let body: Value = serde_json::from_slice(&req.body).unwrap();
+            body["threatInfo"]["threatEntries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["url"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    asked.sort();
+    asked
+}
+
+/// Findings of other sources about our addresses: a customer's shop hosted at 192.0.2.90
+/// under a name of its own (a compromised website), a phishing page at 192.0.2.120; an
+/// infected host of ours at 192.0.2.77 calling a sinkholed C2 URL; a URL hosted elsewhere.
+fn store_hosted_urls(e: &Env) {
+    use outwatch::finding::{Classification, Finding};
+    use outwatch::store::IngestOptions;
+    let mk = |source: &str, kind: &str, url: &str, ip: &str| {
+        let mut f = Finding::new(
+            source,
+            "x",
+            Classification::new("", kind, "x"),
+            Severity::High,
+        );
+        f.url = Some(url.to_string());
+        f.ip = Some(ip.parse().unwrap());
+        f
+    };
+    let findings = vec![
+        mk(
+            "shadowserver",
+            "system-compromise",
+            "http://shop.example.net/login/index.html",
+            "192.0.2.90",
+        ),
+        mk(
+            "shadowserver",
+            "phishing",
+            "https://pay.example.com/",
+            "192.0.2.120",
+        ),
+        mk(
+            "shadowserver",
+            "infected-system",
+            "http://gtr.example-c2.com/in.php",
+            "192.0.2.77",
+        ),
+        mk(
+            "urlhaus_asn",
+            "malware-distribution",
+            "http://elsewhere.example.com/a.exe",
+            "203.0.113.5",
+        ),
+    ];
+    e.store
+        .ingest(
+            findings,
+            vec![],
+            &IngestOptions {
+                now: t("2026-11-22T06:00:00Z"),
+            },
+        )
+        .unwrap();
+}
+
+/// A URL reported on one of our addresses under a name that is not ours is checked, and a
+/// listed one becomes a finding about that address; a URL our infected host asked for (the
+/// sinkhole's) and one hosted elsewhere are not checked. v4 (`threatMatches:find`).
+#[tokio::test]
+async fn urls_hosted_on_our_addresses_are_checked_v4() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v4/threatMatches:find"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json; charset=UTF-8")
+                .set_body_bytes(fixture("safebrowsing/v4-matches-hosted.json")),
+        )
+        .mount(&server)
+        .await;
+    let e = env();
+    store_hosted_urls(&e);
+    let r = e
+        .runner
+        .run_source(build(&sb_config(&server, "")).as_ref())
+        .await;
+    assert!(r.ok, "{:?}", r.error);
+    let asked = asked_v4(&server).await;
+    assert_eq!(
+        asked,
+        [
+            "http://192.0.2.80/download/setup.exe",
+            "http://example.org/",
+            "http://shop.example.net/login/index.html",
+            "https://example.org/",
+            "https://pay.example.com/",
+        ]
+    );
+    let f = query(e.store.as_ref(), Query::Ip("192.0.2.90".parse().unwrap()));
+    let f: Vec<_> = f.iter().filter(|f| f.source == "safebrowsing").collect();
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].url.as_deref(),
+        Some("http://shop.example.net/login/index.html")
+    );
+    assert_eq!(f[0].domain.as_deref(), Some("shop.example.net"));
+    assert!(f[0].in_scope, "about our address");
+}
+
+/// The same with v5 (`urls:search`).
+#[tokio::test]
+async fn urls_hosted_on_our_addresses_are_checked_v5() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v5/urls:search"))
+        .and(query_param(
+            "urls",
+            "http://shop.example.net/login/index.html",
+        ))
+        .and(query_param("urls", "https://pay.example.com/"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(fixture("safebrowsing/v5-threats-hosted.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = env();
+    store_hosted_urls(&e);
+    let r = e
+        .runner
+        .run_source(build(&sb_config(&server, "api = \"v5\"")).as_ref())
+        .await;
+    assert!(r.ok, "{:?}", r.error);
+    for req in server.received_requests().await.unwrap() {
+        let q = req.url.query().unwrap_or("");
+        assert!(!q.contains("example-c2") && !q.contains("elsewhere"), "{q}");
+    }
+    let f = query(e.store.as_ref(), Query::Ip("192.0.2.90".parse().unwrap()));
+    let f: Vec<_> = f.iter().filter(|f| f.source == "safebrowsing").collect();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].extra["threat_type"], "SOCIAL_ENGINEERING");
+    assert!(f[0].in_scope);
 }

@@ -403,8 +403,19 @@ struct Daemon {
     _stop: tokio::sync::watch::Sender<bool>,
 }
 
+/// Limits short enough that no test waits for seconds (the daemon's own are in seconds).
+fn short() -> socket::Limits {
+    socket::Limits {
+        max_connections: 8,
+        first_request: Duration::from_millis(300),
+        idle: Duration::from_millis(400),
+        session: Duration::from_millis(1200),
+        write_stall: Duration::from_millis(300),
+    }
+}
+
 /// The daemon's socket server over a store of `n` findings, in this process.
-fn serve(n: u32) -> Daemon {
+fn serve_limited(n: u32, limits: socket::Limits) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&data).unwrap());
@@ -420,7 +431,7 @@ fn serve(n: u32) -> Daemon {
     assert_eq!(mode(&sock), 0o600);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let info: socket::InfoFn = Arc::new(|| serde_json::json!({"pid": 1}));
-    tokio::spawn(socket::serve(listener, store, info, rx));
+    tokio::spawn(socket::serve_with(listener, store, info, rx, limits));
     Daemon {
         _dir: dir,
         data,
@@ -447,48 +458,144 @@ async fn lookup(data: &Path) -> (usize, Duration) {
     .unwrap()
 }
 
+/// Whether the daemon closed `s` within `within` (reads to its end).
+fn closed_within(s: &mut std::os::unix::net::UnixStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut sink = Vec::new();
+    std::io::Read::read_to_end(s, &mut sink).is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_clients_cannot_hold_the_socket_shut() {
-    let d = serve(20);
-    let idle: Vec<_> = (0..64)
+    let d = serve_limited(20, short());
+    // Four times as many silent clients as there are slots.
+    let idle: Vec<_> = (0..32)
         .map(|_| std::os::unix::net::UnixStream::connect(&d.sock).unwrap())
         .collect();
     let (n, took) = lookup(&d.data).await;
     assert!(n > 0);
     assert!(took < Duration::from_secs(2), "the lookup took {took:?}");
     // A client that never sends a request is dropped after the first-request deadline.
-    let mut s = idle.into_iter().next().unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = idle.into_iter().last().unwrap();
     let t0 = Instant::now();
-    let mut buf = [0u8; 1];
-    let got = std::io::Read::read(&mut s, &mut buf).unwrap();
-    assert_eq!(got, 0, "expected the daemon to close the connection");
-    assert!(t0.elapsed() <= socket::FIRST_REQUEST + Duration::from_secs(2));
+    assert!(closed_within(&mut s, Duration::from_secs(10)));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
+/// `n` clients that each send `hello` every 100 ms (well within `idle`) until `stop`; each
+/// returns when the daemon closed its session (after how long), `None` if it never did.
+fn chatty_clients(
+    sock: &Path,
+    n: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Option<Duration>>> {
+    (0..n)
+        .map(|_| {
+            let (sock, stop) = (sock.to_path_buf(), stop.clone());
+            std::thread::spawn(move || {
+                let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let t0 = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let sent = std::io::Write::write_all(&mut s, b"{\"v\":1,\"op\":\"hello\"}\n");
+                    let mut line = String::new();
+                    let got = std::io::BufRead::read_line(&mut r, &mut line);
+                    if sent.is_err() || got.map_or(true, |n| n == 0) {
+                        return Some(t0.elapsed());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                None
+            })
+        })
+        .collect()
+}
+
+/// Issue #21: clients that send `hello` more often than the idle deadline kept every slot, and
+/// a lookup waited 120 s. Now the session idle the longest makes room for a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chatty_clients_cannot_hold_the_socket_shut() {
+    // Sessions may live long here: only making room can let the lookups in.
+    let limits = socket::Limits {
+        session: Duration::from_secs(30),
+        ..short()
+    };
+    let d = serve_limited(20, limits);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chatty = chatty_clients(&d.sock, limits.max_connections, &stop);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for _ in 0..3 {
+        let (n, took) = lookup(&d.data).await;
+        assert!(n > 0);
+        assert!(took < Duration::from_secs(1), "the lookup took {took:?}");
+    }
+    // Each client says hello again within 100 ms: the ones closed to make room find out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let closed = tokio::task::spawn_blocking(move || {
+        chatty
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(Option::is_some)
+            .count()
+    })
+    .await
+    .unwrap();
+    assert!(closed >= 1, "no chatty session made room");
+}
+
+/// A chatty session without a request in flight ends once it is `session` old, whether or not
+/// another connection needs its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_session_ends_when_it_is_session_old() {
+    let limits = short();
+    let d = serve_limited(20, limits);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chatty = chatty_clients(&d.sock, 3, &stop);
+    let ends: Vec<Option<Duration>> = tokio::task::spawn_blocking(move || {
+        chatty.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for end in ends {
+        let end = end.expect("a chatty session was never closed");
+        assert!(
+            end >= limits.session - Duration::from_millis(150)
+                && end < limits.session + Duration::from_secs(2),
+            "{end:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_read_their_reply_block_nobody() {
     // Enough findings that a `for_each` reply overflows the socket buffers.
-    let d = serve(3000);
+    let d = serve_limited(3000, short());
     let mut stalled = Vec::new();
     for _ in 0..40 {
         let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
         std::io::Write::write_all(&mut s, b"{\"v\":1,\"op\":\"for_each\"}\n").unwrap();
         stalled.push(s);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let (n, took) = lookup(&d.data).await;
     assert!(n > 0);
-    assert!(took < Duration::from_secs(2), "the lookup took {took:?}");
+    assert!(took < Duration::from_secs(5), "the lookup took {took:?}");
     // The abandoned replies end: the daemon closes those connections after the write stall.
-    tokio::time::sleep(socket::WRITE_STALL + Duration::from_secs(1)).await;
     let mut s = stalled.pop().unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut sink = Vec::new();
-    let read = std::io::Read::read_to_end(&mut s, &mut sink);
-    assert!(read.is_ok(), "the connection was not closed: {read:?}");
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
     let (_, took) = lookup(&d.data).await;
     assert!(took < Duration::from_secs(2), "the lookup took {took:?}");
+}
+
+/// The daemon's own limits: what the module comment promises.
+#[test]
+fn the_daemon_limits_bound_every_session() {
+    let l = socket::Limits::default();
+    assert_eq!(l.max_connections, socket::MAX_CONNECTIONS);
+    assert!(l.first_request < l.idle && l.idle < l.session);
+    assert!(l.write_stall <= l.idle);
 }
 
 // ---------- 6. timeouts ----------
@@ -558,7 +665,7 @@ async fn a_download_to_disk_may_outlast_the_timeout_while_its_body_keeps_moving(
         .get_to_file(&url, &[], &mut file)
         .await
         .unwrap();
-    assert_eq!(got.map(|(n, _)| n), Some(120));
+    assert_eq!(got.map(|d| d.bytes), Some(120));
 }
 
 #[tokio::test]

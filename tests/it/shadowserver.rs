@@ -35,14 +35,18 @@ fn fixture(name: &str) -> PathBuf {
     fixtures().join(name)
 }
 
+/// The five reports of the current column layout the import tests count on.
 fn all_fixtures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    v.sort();
-    v
+    [
+        "2026-11-20-blocklist-example-ip.csv",
+        "2026-11-20-event4_honeypot_ddos_target-example-asn.csv",
+        "2026-11-20-event4_sinkhole_http-example-asn.csv",
+        "2026-11-20-scan_dns-example-asn.csv",
+        "2026-11-20-scan_rdp-example-asn.csv",
+    ]
+    .iter()
+    .map(|n| fixture(n))
+    .collect()
 }
 
 /// A config whose scope is 192.0.2.0/24 and 2001:db8:1::/48 (no ASNs: no RIPEstat calls).
@@ -191,7 +195,7 @@ fn import_current_layout_fixtures() {
         json!(["openresolver", "bogusresolver", "CVE-2020-1350"])
     );
     assert_eq!(f["extra"]["dns_version"], "Microsoft DNS 6.1.7601");
-    assert!(f["extra"].get("naics").is_none(), "0 is null");
+    assert_eq!(f["extra"]["naics"], "0", "0 is a value");
     assert!(
         f["raw"]
             .as_str()
@@ -242,6 +246,19 @@ fn import_current_layout_fixtures() {
     assert_eq!(f["port"], Value::Null);
     assert_eq!(f["extra"]["dst_ip"], "203.0.113.80");
     assert_eq!(f["extra"]["http_host"], "gtr.example-c2.com");
+    assert_eq!(
+        f["url"], "http://gtr.example-c2.com/in.php",
+        "host and path assembled"
+    );
+    assert_eq!(
+        f["identity"],
+        json!([
+            "dst_ip=203.0.113.80",
+            "dst_port=80",
+            "family=andromeda",
+            "infection=andromeda"
+        ])
+    );
     assert_eq!(f["extra"]["geo"], "NL");
     assert!(lookup(dir.path(), &a, "203.0.113.80").is_empty());
 
@@ -1583,4 +1600,360 @@ async fn a_cut_gzip_report_stores_nothing_of_itself() {
     let remembered =
         String::from_utf8(store.state_get(INGESTED_STATE_KEY).unwrap().unwrap()).unwrap();
     assert!(remembered.contains("scan_dns"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Which rows are one finding, web addresses, retired and unknown report types (our fixtures).
+
+/// The counts of an import summary.
+fn nums(s: &Value, keys: &[&str]) -> Vec<u64> {
+    keys.iter().map(|k| s[*k].as_u64().unwrap()).collect()
+}
+
+/// Imports `files` (fixture names) into a fresh store under the 192.0.2.0/24 scope; the
+/// summary.
+fn import_fixtures(dir: &Path, files: &[&str], extra_args: &[&str]) -> Value {
+    let paths: Vec<PathBuf> = files.iter().map(|f| fixture(f)).collect();
+    import_paths(dir, &paths, extra_args)
+}
+
+/// Imports `paths` with the config of `dir` (written when missing); the summary.
+fn import_paths(dir: &Path, paths: &[PathBuf], extra_args: &[&str]) -> Value {
+    let cfg = dir.join("outwatch.toml");
+    if !cfg.exists() {
+        write_config(dir, "");
+    }
+    let mut c = outwatch(dir);
+    c.args([
+        "--config",
+        cfg.to_str().unwrap(),
+        "import",
+        "shadowserver",
+        "--json",
+    ])
+    .args(extra_args)
+    .args(paths);
+    let s = json_out(&mut c);
+    check_sum(&s);
+    s
+}
+
+fn lookup_in(dir: &Path, q: &str) -> Vec<Value> {
+    let cfg = dir.join("outwatch.toml");
+    lookup(dir, &["--config", cfg.to_str().unwrap()], q)
+}
+
+/// Two families on one address are two findings, also when `infection` is empty and only
+/// `family` names them; a query asked again is the same observation, another query another.
+#[test]
+fn sinkhole_dns_families_and_queries_are_findings_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = import_fixtures(
+        dir.path(),
+        &["2026-11-20-event4_sinkhole_dns-example-asn.csv"],
+        &[],
+    );
+    assert_eq!(
+        nums(&s, &["rows", "imported", "duplicates"]),
+        [6, 5, 1],
+        "{s}"
+    );
+    let f = lookup_in(dir.path(), "192.0.2.41");
+    let mut ids: Vec<String> = f
+        .iter()
+        .map(|f| {
+            f["identity"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "family=calypso infection=calypso query=rawfuns.example.com",
+            "family=calypso infection=calypso query=yolkish.example.com",
+            "family=necurs query=dga1.example.net",
+            "family=orcus infection=orcus query=verble.example.net",
+            "family=qakbot query=dga1.example.net",
+        ]
+    );
+    assert!(
+        f.iter()
+            .all(|f| f["classification"]["identifier"] == "sinkholedns")
+    );
+}
+
+/// One name asked by two sandbox samples: two findings (their md5s); a sample asking again
+/// is the same observation.
+#[test]
+fn sandbox_dns_samples_are_findings_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = import_fixtures(dir.path(), &["2026-11-20-sandbox_dns-example.csv"], &[]);
+    assert_eq!(
+        nums(&s, &["rows", "imported", "duplicates"]),
+        [3, 2, 1],
+        "{s}"
+    );
+    let f = lookup_in(dir.path(), "update.example.org");
+    let mut md5: Vec<&str> = f
+        .iter()
+        .map(|f| f["extra"]["md5"].as_str().unwrap())
+        .collect();
+    md5.sort();
+    assert_eq!(
+        md5,
+        [
+            "807679198a39c80d3ca07e60fd51b581",
+            "b575ce6dcce6502a8431db5610135c25"
+        ]
+    );
+}
+
+/// The HTTP event reports and compromised websites: `url` is the whole address, from the
+/// host, the path of the request line, the scheme and the server's port.
+#[test]
+fn http_event_reports_give_whole_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = import_fixtures(
+        dir.path(),
+        &[
+            "2026-11-20-compromised_website-example-asn.csv",
+            "2026-11-20-event4_microsoft_sinkhole_http-example-asn.csv",
+            "2026-11-20-event4_sinkhole_http_referer-example-asn.csv",
+            "2026-11-20-event6_sinkhole_http-example-asn.csv",
+        ],
+        &[],
+    );
+    assert_eq!(
+        nums(&s, &["rows", "imported", "rejected", "warnings"]),
+        [12, 12, 0, 0],
+        "{s}"
+    );
+    let urls = |q: &str| -> Vec<String> {
+        let mut u: Vec<String> = lookup_in(dir.path(), q)
+            .iter()
+            .map(|f| f["url"].as_str().unwrap_or("(none)").to_string())
+            .collect();
+        u.sort();
+        u
+    };
+    assert_eq!(
+        urls("192.0.2.90"),
+        [
+            "http://shop.example.net:8080/header.php",
+            "https://shop.example.net/login/index.html"
+        ]
+    );
+    assert_eq!(urls("192.0.2.91"), ["http://store.example.com/checkout"]);
+    assert_eq!(
+        urls("192.0.2.101"),
+        [
+            "http://198.51.100.97/locator.php",
+            "http://198.51.100.97/news/stream.php"
+        ]
+    );
+    assert_eq!(
+        urls("192.0.2.102"),
+        ["https://3fo8jrthz3y.example.cc/index.php"]
+    );
+    // The referer report: the sinkholed address our web server's pages point at (each page,
+    // in `extra.http_referer`, its own finding).
+    assert_eq!(
+        urls("192.0.2.111"),
+        [
+            "http://track.example.com/favicon.ico",
+            "http://track.example.com/favicon.ico"
+        ]
+    );
+    assert_eq!(
+        urls("192.0.2.112"),
+        ["http://freescan.example.com/personalationmall.com"]
+    );
+    assert_eq!(
+        urls("2001:db8:1::21"),
+        ["http://serpientes.example.top/panel/upload/waztn.cmp"]
+    );
+    assert_eq!(
+        urls("2001:db8:1::23"),
+        ["http://gaghpahei.example.top:8080/7"]
+    );
+    // The pieces stay as written.
+    let f = &lookup_in(dir.path(), "192.0.2.91")[0];
+    assert_eq!(f["extra"]["url"], "GET /checkout HTTP/1.1");
+    assert_eq!(f["extra"]["http_host"], "store.example.com");
+}
+
+/// Every retired type imports from a file named as Shadowserver named it, classified as the
+/// retired table says; `phish_url` as IntelMQ reads it (url, host → domain, address, ASN,
+/// time).
+#[test]
+fn retired_report_types_import_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        "2022-02-01-phish_url-example-asn.csv",
+        "2022-02-16-scan_modbus-example-asn.csv",
+        "2021-12-13-scan_log4shell_vulnerable-example-asn.csv",
+        "2018-10-18-outdated_dnssec_key-example-asn.csv",
+        "2018-10-18-outdated_dnssec_key_v6-example-asn.csv",
+    ];
+    let s = import_fixtures(dir.path(), &files, &[]);
+    assert_eq!(
+        nums(&s, &["rows", "imported", "rejected", "warnings"]),
+        [6, 6, 0, 0],
+        "{s}"
+    );
+    assert_eq!(s["by_type"]["phish_url"], 2, "{s}");
+    let class = |q: &str| {
+        let f = &lookup_in(dir.path(), q)[0];
+        (
+            f["feed"].as_str().unwrap().to_string(),
+            format!(
+                "{}/{}/{}",
+                f["classification"]["taxonomy"].as_str().unwrap(),
+                f["classification"]["type"].as_str().unwrap(),
+                f["classification"]["identifier"].as_str().unwrap()
+            ),
+            f["severity"].as_str().unwrap().to_string(),
+        )
+    };
+    let c =
+        |feed: &str, class: &str, sev: &str| (feed.to_string(), class.to_string(), sev.to_string());
+    assert_eq!(
+        class("192.0.2.120"),
+        c("phish_url", "fraud/phishing/phish-url", "high")
+    );
+    assert_eq!(
+        class("192.0.2.130"),
+        c("scan_modbus", "other/other/open-modbus", "high")
+    );
+    assert_eq!(
+        class("192.0.2.140"),
+        c(
+            "scan_log4shell_vulnerable",
+            "vulnerable/vulnerable-system/log4shell",
+            "critical"
+        )
+    );
+    assert_eq!(
+        class("192.0.2.150"),
+        c(
+            "outdated_dnssec_key",
+            "availability/other/outdated-dnssec-key",
+            "low"
+        )
+    );
+    assert_eq!(
+        class("2001:db8:1::150"),
+        c(
+            "outdated_dnssec_key_v6",
+            "availability/other/outdated-dnssec-key",
+            "low"
+        )
+    );
+    let f = &lookup_in(dir.path(), "192.0.2.120")[0];
+    assert_eq!(
+        f["url"],
+        "https://priceless-pare.example.org/Postal-/acec6/"
+    );
+    assert_eq!(f["domain"], "priceless-pare.example.org");
+    assert_eq!(f["asn"], 64496);
+    assert_eq!(f["time_source"], "2022-02-01T08:00:07Z");
+    assert_eq!(f["extra"]["source"], "openphish.com");
+    assert!(f["extra"].get("host").is_none(), "host became the domain");
+    assert_eq!(f["extra"]["application"], Value::Null);
+    let f = &lookup_in(dir.path(), "192.0.2.130")[0];
+    assert_eq!(f["port"], 502);
+    assert_eq!(f["extra"]["application"], "modbus");
+    assert_eq!(f["extra"]["vendor"], "Schneider Electric");
+
+    // `--type phish_url` reads a file whose name says nothing.
+    let odd = dir.path().join("archive-2022.csv");
+    std::fs::copy(fixture(files[0]), &odd).unwrap();
+    let s = import_paths(dir.path(), &[odd], &["--type", "phish_url"]);
+    assert_eq!(
+        nums(&s, &["rows", "duplicates", "warnings"]),
+        [2, 2, 0],
+        "{s}"
+    );
+}
+
+/// A type no table knows is read (every column kept, classified by its name) with a warning
+/// naming it, from `--type` or from a dated file name; never refused.
+#[test]
+fn unknown_report_types_are_read_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "\"timestamp\",\"ip\",\"port\",\"protocol\",\"asn\",\"tag\",\"gizmo_version\"\n\
+                \"2026-11-20 01:02:03\",\"192.0.2.160\",4444,\"tcp\",64496,\"gizmo\",\"0\"\n";
+    let named = dir.path().join("2026-11-20-scan_gizmo-example-asn.csv");
+    std::fs::write(&named, body).unwrap();
+    let s = import_paths(dir.path(), &[named], &[]);
+    assert_eq!(
+        nums(&s, &["rows", "imported", "warnings"]),
+        [1, 1, 1],
+        "{s}"
+    );
+    let w = s["warning_details"][0]["message"].as_str().unwrap();
+    assert!(
+        w.contains("scan_gizmo") && w.contains("does not know"),
+        "{w}"
+    );
+    let f = &lookup_in(dir.path(), "192.0.2.160")[0];
+    assert_eq!(f["feed"], "scan_gizmo");
+    assert_eq!(f["classification"]["type"], "vulnerable-system");
+    assert_eq!(f["port"], 4444);
+    assert_eq!(f["extra"]["gizmo_version"], "0");
+
+    // A mistyped --type is read too, the warning naming the closest type.
+    let odd = dir.path().join("report.csv");
+    std::fs::copy(fixture("2026-11-20-scan_dns-example-asn.csv"), &odd).unwrap();
+    let s = import_paths(dir.path(), &[odd], &["--type", "scan_dsn"]);
+    assert_eq!(s["rejected"], 0, "{s}");
+    assert_eq!(s["warnings"], 1, "{s}");
+    let w = s["warning_details"][0]["message"].as_str().unwrap();
+    assert!(w.contains("did you mean `scan_dns`"), "{w}");
+}
+
+/// Through the Reports API, a listed `phish_url` report is read as the retired table says.
+#[tokio::test]
+async fn fetch_reads_a_retired_report_type() {
+    let server = MockServer::start().await;
+    let body = std::fs::read(fixture("2022-02-01-phish_url-example-asn.csv")).unwrap();
+    let list = report_list(&[(ID_DNS, "2026-11-20-phish_url-example-asn.csv", "phish_url")]);
+    Mock::given(method("POST"))
+        .and(path("/api2/reports/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(list))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/dl/{ID_DNS}")))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&dir.path().join("s")).unwrap());
+    let clock = Arc::new(ManualClock::new(now()));
+    let src = build(&config_for(&server), &Config::default()).unwrap();
+    let rep = runner(store.clone(), clock).run_source(src.as_ref()).await;
+    assert!(rep.ok, "{:?}", rep.error);
+    assert_eq!((rep.new, rep.warnings), (2, 0), "{rep:?}");
+    let f = store
+        .query(
+            &Query::Ip("192.0.2.120".parse().unwrap()),
+            &QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].feed, "phish_url");
+    assert_eq!(f[0].classification.kind, "phishing");
+    assert_eq!(f[0].classification.taxonomy, "fraud");
+    assert_eq!(f[0].domain.as_deref(), Some("priceless-pare.example.org"));
+    assert_eq!(
+        f[0].url.as_deref(),
+        Some("https://priceless-pare.example.org/Postal-/acec6/")
+    );
 }

@@ -1,9 +1,10 @@
 //! Connections → findings (source `flows`) and a summary, in bounded memory.
 //!
 //! [`Analyser::add`] takes one [`Conn`] at a time and keeps only aggregates: per (day, kind,
-//! our host, peer or service) the counts of the finding-to-be ([`aggregate`]), and per service
-//! two heavy-hitter tables of talkers ([`talkers`]). [`Analyser::finish`] turns them into one
-//! finding per (host, kind, peer or service) per day, the day being part of the identity.
+//! our host) the totals of the finding-to-be and per peer or service inside it their counts
+//! ([`aggregate`]), and per service two heavy-hitter tables of talkers ([`talkers`]).
+//! [`Analyser::finish`] turns them into one finding per (host, kind, UTC day), the day being
+//! its identity, with the busiest peers (or services) listed inside ([`group`]).
 //!
 //! Memory is bounded whatever the input: at most [`aggregate::MAX_AGGREGATES`] aggregates,
 //! [`aggregate::MAX_DETAILS_PER_HOST`] per host, kind and day, [`MAX_SERVICES`] service
@@ -15,6 +16,7 @@
 //! counted (`not_ours`) and otherwise ignored.
 
 pub mod aggregate;
+pub mod group;
 pub mod rules;
 pub mod talkers;
 pub mod zones;
@@ -22,9 +24,7 @@ pub mod zones;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 
 use super::config::{FlowsConfig, MismatchAllow};
 use super::{Conn, Proto};
@@ -32,6 +32,7 @@ use crate::finding::Finding;
 use crate::indicators::{IndicatorIndex, Listing};
 use crate::scope::ScopeMatcher;
 use aggregate::{Aggregates, Detail, Key, Listed, Obs};
+use group::Body;
 use rules::{Kind, Rules};
 use talkers::{Metric, TalkerTable};
 use zones::Ours;
@@ -207,16 +208,6 @@ fn day_of(ts_us: i64) -> i32 {
     ts_us.div_euclid(86_400_000_000) as i32
 }
 
-fn time(us: i64) -> Option<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp_micros(us)
-}
-
-fn rfc3339(us: i64) -> String {
-    time(us)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
 impl<'a> Analyser<'a> {
     /// An analyser of `settings`, with `scope` (what the config names as ours) and the C2
     /// lists of `index`.
@@ -273,7 +264,7 @@ impl<'a> Analyser<'a> {
         };
         let obs = Obs {
             peer,
-            peer_port,
+            resp_port: c.resp_port,
             host_port,
             service: Some(service),
             outbound: o,
@@ -283,7 +274,7 @@ impl<'a> Analyser<'a> {
             ts_us: c.ts_us,
         };
         if o != r && !self.index.is_empty() {
-            self.c2(day, host, &obs);
+            self.c2(day, host, peer_port, &obs);
         }
         if o && !r
             && let Some(z) = self.ours.closed_zone(c.orig)
@@ -326,14 +317,13 @@ impl<'a> Analyser<'a> {
         self.talkers[i].add(host, packets, bytes, c.ts_us);
     }
 
-    fn c2(&mut self, day: i32, host: IpAddr, obs: &Obs) {
-        let ck = (obs.peer, obs.peer_port);
+    fn c2(&mut self, day: i32, host: IpAddr, peer_port: Option<u16>, obs: &Obs) {
+        let ck = (obs.peer, peer_port);
         if self.c2_cache.get(&ck) == Some(&false) {
             return;
         }
         self.listings.clear();
-        self.index
-            .matches(obs.peer, obs.peer_port, &mut self.listings);
+        self.index.matches(obs.peer, peer_port, &mut self.listings);
         if self.c2_cache.len() >= C2_CACHE {
             self.c2_cache.clear();
         }
@@ -365,102 +355,8 @@ impl<'a> Analyser<'a> {
 
     /// The findings and the summary.
     pub fn finish(self) -> FlowReport {
-        let mut findings = Vec::new();
-        let mut keys: Vec<(&Key, &aggregate::Agg)> = self.aggs.aggs.iter().collect();
-        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut peers_folded = 0;
-        for g in self.aggs.groups.values() {
-            peers_folded += g.more_connections;
-        }
-        for (key, a) in keys {
-            let mut f = self.base_finding(key.kind, key.host, key.day, a.last_us);
-            match key.detail {
-                Detail::Peer(p) => f.identity.push(format!("peer {p}")),
-                Detail::Service(s, port) => {
-                    f.identity.push(format!(
-                        "service {}",
-                        self.service_name(Some(s)).unwrap_or("-")
-                    ));
-                    f.identity.push(format!("port {port}"));
-                }
-            }
-            let svc = self.service_name(a.service);
-            f.set_extra("peer", a.peer.map(|p| p.to_string()));
-            f.set_extra("peer_port", a.peer_port);
-            f.set_extra("host_port", a.host_port);
-            f.set_extra("service", svc);
-            f.set_extra("direction", if a.outbound { "outbound" } else { "inbound" });
-            f.set_extra("packets", a.packets);
-            f.set_extra("bytes", a.bytes);
-            f.set_extra("duration", a.duration_us as f64 / 1e6);
-            f.set_extra("connections", a.connections);
-            f.set_extra("first", rfc3339(a.first_us));
-            f.set_extra("last", rfc3339(a.last_us));
-            if key.kind == Kind::PortMismatch {
-                f.set_extra("other_peers", a.other_peers);
-                if let Detail::Service(_, port) = key.detail {
-                    f.set_extra("port", port);
-                }
-            }
-            if key.kind == Kind::UnexpectedOutbound
-                && let Some(z) = self.ours.closed_zone(key.host)
-            {
-                f.set_extra("zone", z.name.clone());
-            }
-            if !a.listed.is_empty() {
-                let mut feeds: Vec<&str> = a.listed.iter().map(|l| &*l.feed).collect();
-                feeds.sort_unstable();
-                feeds.dedup();
-                let mut threats: Vec<&str> = a
-                    .listed
-                    .iter()
-                    .filter_map(|l| l.threat.as_deref())
-                    .collect();
-                threats.sort_unstable();
-                threats.dedup();
-                f.set_extra("feeds", feeds.join(", "));
-                if !threats.is_empty() {
-                    f.set_extra("threat", threats.join(", "));
-                }
-                let listed: Vec<serde_json::Value> = a
-                    .listed
-                    .iter()
-                    .map(|l| json!({"feed": &*l.feed, "threat": l.threat.as_deref(), "port": l.port}))
-                    .collect();
-                f.set_extra("listed", listed);
-            }
-            if let Some(g) = self.aggs.groups.get(&(key.day, key.kind, key.host))
-                && g.more_connections > 0
-            {
-                f.set_extra("more_peers", g.more_peers());
-                f.set_extra("more_connections", g.more_connections);
-            }
-            findings.push(f);
-        }
-        let mut top_talkers = BTreeMap::new();
-        let mut evicted = 0;
-        for (i, table) in self.talkers.iter().enumerate() {
-            let name = self.services.names[i].clone();
-            evicted += table.evicted;
-            let row = |(ip, t): &(IpAddr, talkers::Talker)| TalkerRow {
-                ip: *ip,
-                packets: t.packets,
-                bytes: t.bytes,
-                connections: t.connections,
-            };
-            let rp = table.ranked(Metric::Packets);
-            let rb = table.ranked(Metric::Bytes);
-            for (m, ranked) in [(Metric::Packets, &rp), (Metric::Bytes, &rb)] {
-                self.talker_findings(&name, m, ranked, &mut findings);
-            }
-            top_talkers.insert(
-                name,
-                TopTalkers {
-                    by_packets: rp.iter().take(SUMMARY_TALKERS).map(row).collect(),
-                    by_bytes: rb.iter().take(SUMMARY_TALKERS).map(row).collect(),
-                },
-            );
-        }
+        let mut findings = self.group_findings();
+        let (top_talkers, evicted) = self.talker_findings_all(&mut findings);
         for f in &mut findings {
             f.seal();
         }
@@ -468,6 +364,7 @@ impl<'a> Analyser<'a> {
         for f in &findings {
             *by_feed.entry(f.feed.clone()).or_insert(0) += 1;
         }
+        let peers_folded = self.aggs.groups.values().map(|g| g.more_connections).sum();
         FlowReport {
             summary: Summary {
                 connections: self.connections,
@@ -486,11 +383,141 @@ impl<'a> Analyser<'a> {
         }
     }
 
-    fn base_finding(&self, kind: Kind, host: IpAddr, day: i32, last_us: i64) -> Finding {
+    /// One finding per (day, kind, host) of the aggregates, its details listed inside.
+    fn group_findings(&self) -> Vec<Finding> {
+        let mut keys: Vec<(&Key, &aggregate::Agg)> = self.aggs.aggs.iter().collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut findings = Vec::new();
+        for details in keys.chunk_by(|a, b| a.0.group() == b.0.group()) {
+            let gk = details[0].0.group();
+            let Some(g) = self.aggs.groups.get(&gk) else {
+                continue;
+            };
+            let (day, kind, host) = gk;
+            let t = &g.totals;
+            let mut body = Body::new(group::Counts::new(
+                t.connections,
+                t.packets,
+                t.bytes,
+                t.duration_us,
+                t.first_us,
+                t.last_us,
+            ));
+            for (key, a) in details {
+                self.add_entry(&mut body, key, a);
+            }
+            if kind == Kind::UnexpectedOutbound
+                && let Some(z) = self.ours.closed_zone(host)
+            {
+                body.zone = Some(z.name.clone());
+            }
+            body.finish(kind, g.more_peers(), g.more_connections);
+            let mut f = self.base_finding(kind, host, day);
+            body.write_to(&mut f);
+            findings.push(f);
+        }
+        findings
+    }
+
+    /// The entry of one aggregate, into its finding's body.
+    fn add_entry(&self, body: &mut Body, key: &Key, a: &aggregate::Agg) {
+        let c = &a.counts;
+        let counts = group::Counts::new(
+            c.connections,
+            c.packets,
+            c.bytes,
+            c.duration_us,
+            c.first_us,
+            c.last_us,
+        );
+        match key.detail {
+            Detail::Peer(peer) => body.peers.push(group::PeerEntry {
+                peer,
+                ports: a.ports.clone(),
+                more_ports: u64::from(a.more_ports),
+                host_port: a.host_port,
+                service: self.service_name(a.service).map(str::to_string),
+                direction: a.direction().to_string(),
+                counts,
+                listed: a
+                    .listed
+                    .iter()
+                    .map(|l| group::Listing {
+                        feed: l.feed.to_string(),
+                        threat: l.threat.as_deref().map(str::to_string),
+                        port: l.port,
+                    })
+                    .collect(),
+            }),
+            Detail::Service(s, port) => body.services.push(group::ServiceEntry {
+                service: self.service_name(Some(s)).unwrap_or("-").to_string(),
+                port,
+                peers: a.peers.clone(),
+                more_peers: u64::from(a.more_peers),
+                counts,
+            }),
+        }
+    }
+
+    /// The top-talker findings of every service table (one per host and day, its services
+    /// listed inside) into `findings`; returns the summary's top talkers and how many talkers
+    /// the tables cut.
+    fn talker_findings_all(
+        &self,
+        findings: &mut Vec<Finding>,
+    ) -> (BTreeMap<String, TopTalkers>, u64) {
+        let mut top_talkers = BTreeMap::new();
+        let mut evicted = 0;
+        let mut by_host: BTreeMap<(i32, IpAddr), Vec<group::TalkerEntry>> = BTreeMap::new();
+        for (i, table) in self.talkers.iter().enumerate() {
+            let name = self.services.names[i].clone();
+            evicted += table.evicted;
+            let row = |(ip, t): &(IpAddr, talkers::Talker)| TalkerRow {
+                ip: *ip,
+                packets: t.packets,
+                bytes: t.bytes,
+                connections: t.connections,
+            };
+            let rp = table.ranked(Metric::Packets);
+            let rb = table.ranked(Metric::Bytes);
+            for (m, ranked) in [(Metric::Packets, &rp), (Metric::Bytes, &rb)] {
+                self.talker_entries(&name, m, ranked, &mut by_host);
+            }
+            top_talkers.insert(
+                name,
+                TopTalkers {
+                    by_packets: rp.iter().take(SUMMARY_TALKERS).map(row).collect(),
+                    by_bytes: rb.iter().take(SUMMARY_TALKERS).map(row).collect(),
+                },
+            );
+        }
+        for ((day, host), talkers) in by_host {
+            let first = talkers.iter().map(|t| t.first).min().unwrap_or_default();
+            let last = talkers.iter().map(|t| t.last).max().unwrap_or_default();
+            let mut body = Body::new(group::Counts {
+                connections: 0,
+                packets: 0,
+                bytes: 0,
+                duration: 0.0,
+                first,
+                last,
+            });
+            body.talkers = talkers;
+            body.finish(Kind::TopTalker, 0, 0);
+            let mut f = self.base_finding(Kind::TopTalker, host, day);
+            body.write_to(&mut f);
+            findings.push(f);
+        }
+        (top_talkers, evicted)
+    }
+
+    /// A finding of `kind` about `host` on `day`: its identity is the day (one finding per
+    /// host, kind and day); its severity is the kind's (so the worst of its peers', which all
+    /// have it).
+    fn base_finding(&self, kind: Kind, host: IpAddr, day: i32) -> Finding {
         let rule = self.rules.kind(kind);
         let mut f = Finding::new(SOURCE, kind.as_str(), rule.classification(), rule.severity);
         f.ip = Some(host);
-        f.time_source = time(last_us);
         let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.saturating_add(719_163))
             .map(|d| d.to_string())
             .unwrap_or_else(|| day.to_string());
@@ -498,14 +525,14 @@ impl<'a> Analyser<'a> {
         f
     }
 
-    /// Top-talker findings of one table: each host above the bar of its peers (its team, or
-    /// everyone when it has none).
-    fn talker_findings(
+    /// The top-talker entries of one table, by host and day: each host above the bar of its
+    /// peers (its team, or everyone when it has none).
+    fn talker_entries(
         &self,
         service: &str,
         m: Metric,
         ranked: &[(IpAddr, talkers::Talker)],
-        out: &mut Vec<Finding>,
+        out: &mut BTreeMap<(i32, IpAddr), Vec<group::TalkerEntry>>,
     ) {
         let teams: Vec<Option<usize>> = ranked
             .iter()
@@ -531,30 +558,24 @@ impl<'a> Analyser<'a> {
             if (v as f64) <= bar || v < talkers::minimum(m) {
                 continue;
             }
-            let mut f = self.base_finding(Kind::TopTalker, *ip, day_of(t.last_us), t.last_us);
-            f.identity.push(format!("service {service}"));
-            f.identity.push(format!("by {}", m.as_str()));
-            f.set_extra("service", service);
-            f.set_extra("metric", m.as_str());
-            f.set_extra("packets", t.packets);
-            f.set_extra("bytes", t.bytes);
-            f.set_extra("connections", t.connections);
-            f.set_extra("first", rfc3339(t.first_us));
-            f.set_extra("last", rfc3339(t.last_us));
-            f.set_extra("peers_median", median);
-            f.set_extra("bar", bar.round());
-            f.set_extra("peers", n);
-            f.set_extra(
-                "compared_with",
-                match team {
+            let entry = group::TalkerEntry {
+                service: service.to_string(),
+                metric: m.as_str().to_string(),
+                connections: t.connections,
+                packets: t.packets,
+                bytes: t.bytes,
+                first: group::whole_seconds(t.first_us),
+                last: group::whole_seconds(t.last_us),
+                peers_median: median,
+                bar: bar.round(),
+                population: n as u64,
+                compared_with: match team {
                     Some(i) => format!("team {}", self.ours.teams[i].name),
                     None => "everyone".to_string(),
                 },
-            );
-            if t.error(m) > 0 {
-                f.set_extra("overestimate_at_most", t.error(m));
-            }
-            out.push(f);
+                overestimate_at_most: (t.error(m) > 0).then(|| t.error(m)),
+            };
+            out.entry((day_of(t.last_us), *ip)).or_default().push(entry);
         }
     }
 }

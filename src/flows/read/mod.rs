@@ -73,6 +73,10 @@ pub struct ReadStats {
     pub errors: Vec<RowError>,
     /// The gzip stream ended early or was corrupt: what came before was delivered.
     pub truncated: bool,
+    /// Bytes of (decompressed) input read, line ends and any header put before it included:
+    /// how far a log was read (the watch job's mark of a gzip file).
+    #[serde(skip)]
+    pub bytes: u64,
 }
 
 /// Why a log could not be read at all.
@@ -92,6 +96,53 @@ pub enum ReadError {
     UnknownFormat { name: String, first_line: String },
     #[error("{name}: a Zeek `{path}` log, not a conn log")]
     NotConnLog { name: String, path: String },
+    #[error("{name}: not a log file but {kind}: outwatch flows reads regular files, plain or gzip")]
+    NotAFile { name: String, kind: &'static str },
+}
+
+/// What a file that is not a regular file is, in words (`a folder`, `a FIFO`, ...).
+pub fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Opens `path` for reading only when it is a regular file: opened without blocking (a FIFO
+/// without a writer would wait for ever) and checked on the open handle, so what is read is
+/// what was checked.
+pub fn open_regular(path: &Path) -> Result<File, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.display().to_string();
+    let open = |source| ReadError::Open {
+        name: name.clone(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(open)?;
+    let t = f.metadata().map_err(open)?.file_type();
+    if !t.is_file() {
+        return Err(ReadError::NotAFile {
+            name,
+            kind: file_kind(&t),
+        });
+    }
+    Ok(f)
 }
 
 /// A malformed value: what is wrong and the value as written (for the message).
@@ -257,11 +308,62 @@ pub fn read_path(path: &Path, sink: &mut dyn FnMut(&Conn<'_>)) -> Result<ReadSta
     if path == Path::new("-") {
         return read_log(io::stdin().lock(), "-", sink);
     }
-    let f = File::open(path).map_err(|source| ReadError::Open {
-        name: name.clone(),
-        source,
-    })?;
+    let f = open_regular(path)?;
     read_log(f, &name, sink)
+}
+
+/// Reads the part of a log file that follows its first `from` bytes (of the decompressed
+/// stream, for gzip; up to `to` when given), behind `header` (the log's own header lines,
+/// which the skipped part held). How the watch job reads what was added to a log since its
+/// last run, in the log or in the rotated (perhaps compressed) copy of it. Line numbers in
+/// messages count from the header.
+pub fn read_path_from(
+    path: &Path,
+    header: &[u8],
+    from: u64,
+    to: Option<u64>,
+    sink: &mut dyn FnMut(&Conn<'_>),
+) -> Result<ReadStats, ReadError> {
+    use std::io::{Seek, SeekFrom};
+    let name = path.display().to_string();
+    let io_err = |source| ReadError::Io {
+        name: name.clone(),
+        line: 0,
+        source,
+    };
+    let mut f = open_regular(path)?;
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match f.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    let limit = to.map_or(u64::MAX, |t| t.saturating_sub(from));
+    let head = io::Cursor::new(header);
+    if got == 2 && magic == [0x1f, 0x8b] {
+        f.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        let mut dec = flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, f));
+        if let Err(e) = io::copy(&mut (&mut dec).take(from), &mut io::sink()) {
+            if !is_cut(&e) {
+                return Err(io_err(e));
+            }
+            let mut t = Tally {
+                name: &name,
+                stats: ReadStats::default(),
+            };
+            t.cut(0, false, &e);
+            return Ok(t.stats);
+        }
+        let body = BufReader::with_capacity(BUF_SIZE, head.chain(dec.take(limit)));
+        return read_lines(body, &name, true, sink);
+    }
+    f.seek(SeekFrom::Start(from)).map_err(io_err)?;
+    let body = BufReader::with_capacity(BUF_SIZE, head.chain(f.take(limit)));
+    read_lines(body, &name, false, sink)
 }
 
 /// One line from [`LineReader::next`].
@@ -281,6 +383,8 @@ struct LineReader<T> {
     buf: Vec<u8>,
     /// Bytes of the line handed out last, still to consume.
     pending: usize,
+    /// Bytes consumed so far.
+    consumed: u64,
 }
 
 fn without_cr(l: &[u8]) -> &[u8] {
@@ -303,6 +407,7 @@ impl<T: Read> LineReader<T> {
             && i <= MAX_LINE
         {
             self.pending = i + 1;
+            self.consumed += i as u64 + 1;
             return Ok(Line::Text(without_cr(&self.r.buffer()[..i])));
         }
         let mut too_long = false;
@@ -333,6 +438,7 @@ impl<T: Read> LineReader<T> {
                 }
             }
             self.r.consume(take + found as usize);
+            self.consumed += (take + found as usize) as u64;
             if found {
                 return Ok(if too_long {
                     Line::TooLong
@@ -372,6 +478,25 @@ impl Tally<'_> {
         self.stats.rejected += 1;
         self.note(line, "rejected", p, 0);
     }
+
+    /// The gzip stream ended early or is corrupt at line `line`: what came before stays
+    /// delivered; a `partial` line is lost with the stream.
+    fn cut(&mut self, line: u64, partial: bool, e: &io::Error) {
+        self.stats.truncated = true;
+        if partial {
+            self.stats.lines += 1;
+            self.reject(
+                line,
+                &Problem::bare("line cut off by the end of the gzip stream"),
+            );
+        }
+        if self.stats.errors.len() < MAX_ERRORS {
+            self.stats.errors.push(RowError {
+                location: format!("{}:{line}", self.name),
+                message: format!("the gzip stream ends early or is corrupt: {e}"),
+            });
+        }
+    }
 }
 
 fn detect(line: &[u8], name: &str) -> Result<Parser, ReadError> {
@@ -400,6 +525,7 @@ fn read_lines<T: Read>(
         r,
         buf: Vec::with_capacity(1024),
         pending: 0,
+        consumed: 0,
     };
     let mut t = Tally {
         name,
@@ -411,22 +537,7 @@ fn read_lines<T: Read>(
         let got = match lines.next() {
             Ok(l) => l,
             Err(e) if gzip && is_cut(&e) => {
-                // What came before stays delivered; the partial line is lost with the stream.
-                t.stats.truncated = true;
-                if !lines.buf.is_empty() {
-                    t.stats.lines += 1;
-                    t.reject(
-                        line_no,
-                        &Problem::bare("line cut off by the end of the gzip stream"),
-                    );
-                }
-                let msg = format!("the gzip stream ends early or is corrupt: {e}");
-                if t.stats.errors.len() < MAX_ERRORS {
-                    t.stats.errors.push(RowError {
-                        location: format!("{name}:{line_no}"),
-                        message: msg,
-                    });
-                }
+                t.cut(line_no, !lines.buf.is_empty(), &e);
                 break;
             }
             Err(source) => {
@@ -491,6 +602,7 @@ fn read_lines<T: Read>(
             });
         }
     }
+    t.stats.bytes = lines.consumed;
     Ok(t.stats)
 }
 

@@ -51,7 +51,7 @@ pub fn build(c: &CymruConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchErr
         .filter(|u| !u.trim().is_empty())
         .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
     let password = secret::resolve(&c.password, &c.password_env, "sources.cymru.password")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config("sources.cymru needs `password` or `password_env`".into())
         })?;
@@ -248,17 +248,23 @@ pub fn parse(body: &[u8], location: &str) -> Parsed {
     p
 }
 
-fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
+/// The six fields of a CAP line (the information field may hold a `|`).
+struct Fields<'l> {
+    category: &'l str,
+    address: &'l str,
+    asn: &'l str,
+    time: &'l str,
+    info: &'l str,
+    asinfo: &'l str,
+}
+
+/// Splits a line into its fields; `None` when it has no address field. A line with fewer than
+/// six fields is read with the missing ones empty (a warning).
+fn split_fields<'l>(line: &'l str, warn: &mut impl FnMut(String)) -> Option<Fields<'l>> {
     let parts: Vec<&str> = line.split('|').collect();
     if parts.len() < 2 {
-        return Err("not a CAP line (`category|address|asn|timestamp|information|asninfo`)".into());
+        return None;
     }
-    let mut warn = |m: String| {
-        p.warnings.push(RowError {
-            location: loc.to_string(),
-            message: m,
-        })
-    };
     // A `|` inside the information field: the first four and the last field are fixed.
     let (info, asinfo) = match parts.len() {
         0..=5 => {
@@ -274,15 +280,44 @@ fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
             parts[n - 1],
         ),
     };
-    let cat_raw = parts[0].trim();
-    let cat = cat_raw.to_ascii_lowercase();
-    let ip: IpAddr = parts[1].trim().parse().map_err(|_| {
+    let field = |i: usize| parts.get(i).map_or("", |s| s.trim());
+    Some(Fields {
+        category: field(0),
+        address: field(1),
+        asn: field(2),
+        time: field(3),
+        info: info.trim(),
+        asinfo: asinfo.trim(),
+    })
+}
+
+/// What the information field of a line says, beyond what the category says.
+#[derive(Default)]
+struct Info {
+    extra: Vec<(String, String)>,
+    port: Option<u16>,
+    protocol: Option<String>,
+    domain: Option<String>,
+    url: Option<String>,
+    malware: Option<String>,
+    /// The attacked protocol of a brute-force line (`ssh;`): the identifier.
+    identifier: Option<String>,
+}
+
+fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
+    let mut warnings = Vec::new();
+    let mut warn = |m: String| warnings.push(m);
+    let fields = split_fields(line, &mut warn).ok_or_else(|| {
+        "not a CAP line (`category|address|asn|timestamp|information|asninfo`)".to_string()
+    })?;
+    let ip: IpAddr = fields.address.parse().map_err(|_| {
         format!(
             "`{}` is not an IP address",
-            crate::text::clip(parts[1].trim(), 80)
+            crate::text::clip(fields.address, 80)
         )
     })?;
-    let (kind, mut identifier, severity) = match category(&cat) {
+    let cat = fields.category.to_ascii_lowercase();
+    let (kind, identifier, severity) = match category(&cat) {
         Some((k, i, s)) => (k, i.to_string(), s),
         None => {
             if !p.unknown_categories.contains(&cat) {
@@ -290,35 +325,93 @@ fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
             }
             warn(format!(
                 "unknown category `{}` (kept as `other`)",
-                crate::text::clip(cat_raw, 40)
+                crate::text::clip(fields.category, 40)
             ));
             ("other", cat.clone(), Severity::Medium)
         }
     };
-    let mut extra: Vec<(String, String)> = Vec::new();
-    let mut f_port: Option<u16> = None;
-    let mut protocol: Option<String> = None;
-    let mut domain: Option<String> = None;
-    let mut url: Option<String> = None;
-    let mut malware: Option<String> = None;
+    let info = read_information(&cat, fields.info, &mut warn);
+    let identifier = match (&info.malware, &info.identifier) {
+        (Some(m), _) => m.to_lowercase(),
+        (None, Some(i)) => i.clone(),
+        (None, None) => identifier,
+    };
+    let mut f = Finding::new(
+        "cymru",
+        &cat,
+        Classification::new("", kind, &identifier),
+        severity,
+    );
+    f.ip = Some(ip);
+    f.port = info.port;
+    f.protocol = info.protocol;
+    f.domain = info.domain;
+    f.url = info.url;
+    set_asn(&mut f, fields.asn, &mut warn);
+    set_time(&mut f, fields.time, &mut warn);
+    set_asinfo(&mut f, fields.asinfo);
+    f.set_extra("category", fields.category.to_string());
+    if let Some(m) = info.malware {
+        f.set_extra("malware", m);
+    }
+    for (k, v) in info.extra {
+        f.set_extra(&k, v);
+    }
+    if !fields.info.is_empty() {
+        f.set_extra("information", fields.info.to_string());
+    }
+    f.identity = identity(&f, fields.time);
+    f.raw = Some(loc.to_string());
+    p.warnings
+        .extend(warnings.into_iter().map(|message| RowError {
+            location: loc.to_string(),
+            message,
+        }));
+    Ok(f)
+}
 
-    // The information field.
-    let info = info.trim();
-    let pairs = if info.contains(':') && !matches!(cat.as_str(), "phishing" | "malwareurl") {
+/// What makes a CAP line its own event beyond its category (`feed`), address (`ip`), the
+/// classification, the proxy port and the host name: the time it was seen, the destination
+/// address and port, and an IP protocol that is not tcp, udp or icmp (those are `protocol`).
+/// Each as `name=value`; an empty one adds nothing.
+fn identity(f: &Finding, time_text: &str) -> Vec<String> {
+    let time = match f.time_source {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => time_text.to_string(),
+    };
+    let text = |k: &str| f.extra.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    [
+        ("time", time.as_str()),
+        ("dst_ip", text("dst_ip")),
+        ("dst_port", text("dst_port")),
+        ("ip_protocol", text("ip_protocol")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect()
+}
+
+/// Reads the information field: `key: value;` pairs, the older `key value` tokens, or the bare
+/// value some categories carry (phishing: the URL; bruteforce: the protocol; proxy: its type
+/// and port).
+fn read_information(cat: &str, info: &str, warn: &mut impl FnMut(String)) -> Info {
+    let mut out = Info::default();
+    let pairs = if info.contains(':') && !matches!(cat, "phishing" | "malwareurl") {
         info_pairs(info)
     } else {
         Vec::new()
     };
-    if matches!(cat.as_str(), "phishing" | "malwareurl" | "defacement") {
+    if matches!(cat, "phishing" | "malwareurl" | "defacement") {
         let u = info.trim_end_matches(';').trim();
         if !u.is_empty() {
-            url = Some(u.split_whitespace().next().unwrap_or(u).to_string());
+            out.url = Some(u.split_whitespace().next().unwrap_or(u).to_string());
         }
     } else if cat == "bruteforce" && !info.is_empty() && pairs.is_empty() {
         // `ssh;` / `ssh`: the attacked protocol.
         let proto = info.trim_end_matches(';').trim().to_ascii_lowercase();
-        extra.push(("application".into(), proto.clone()));
-        identifier = proto;
+        out.extra.push(("application".into(), proto.clone()));
+        out.identifier = Some(proto);
     } else if !pairs.is_empty() || info.contains(';') {
         let list = if pairs.is_empty() {
             info_pairs(info)
@@ -327,63 +420,32 @@ fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
         };
         for (k, v) in list {
             match (k.as_str(), v) {
-                ("", bare) => bare_value(&cat, bare, &mut extra, &mut f_port),
-                (_, v) => {
-                    let k = key_name(&k);
-                    apply(
-                        &k,
-                        v,
-                        &mut extra,
-                        &mut protocol,
-                        &mut domain,
-                        &mut malware,
-                        &mut f_port,
-                        &mut warn,
-                    )
-                }
+                ("", bare) => bare_value(cat, bare, &mut out.extra, &mut out.port),
+                (_, v) => apply(&key_name(&k), v, &mut out, warn),
             }
         }
     } else if info.split_whitespace().any(|t| OLD_KEYS.contains(&t)) {
         for (k, v) in old_tokens(info) {
             let k = match k.as_str() {
-                "mwtype" => "family".to_string(),
-                "destaddr" | "dstaddr" => "dest_addr".to_string(),
-                "srcport" => "src_port".to_string(),
-                "comment" => "comment".to_string(),
-                other => other.to_string(),
+                "mwtype" => "family",
+                "destaddr" | "dstaddr" => "dest_addr",
+                "srcport" => "src_port",
+                other => other,
             };
-            apply(
-                &k,
-                &v,
-                &mut extra,
-                &mut protocol,
-                &mut domain,
-                &mut malware,
-                &mut f_port,
-                &mut warn,
-            );
+            apply(k, &v, &mut out, warn);
         }
     } else if !info.is_empty() {
-        bare_value(&cat, info, &mut extra, &mut f_port);
+        bare_value(cat, info, &mut out.extra, &mut out.port);
     }
-    if let Some(m) = &malware {
-        identifier = m.to_lowercase();
-    }
+    out
+}
 
-    let mut f = Finding::new(
-        "cymru",
-        &cat,
-        Classification::new("", kind, &identifier),
-        severity,
-    );
-    f.ip = Some(ip);
-    f.port = f_port;
-    f.protocol = protocol;
-    f.domain = domain;
-    f.url = url;
-    let asn_text = parts.get(2).map(|s| s.trim()).unwrap_or("");
-    match asn_text {
-        "" | "0" => {}
+/// The ASN field: a number (`AS` allowed); `0` names no network and is kept as written; else
+/// kept as written with a warning.
+fn set_asn(f: &mut Finding, asn: &str, warn: &mut impl FnMut(String)) {
+    match asn {
+        "" => {}
+        "0" => f.set_extra("asn", "0"),
         a => match a.trim_start_matches("AS").parse::<u32>() {
             Ok(n) if n > 0 => f.asn = Some(n),
             _ => {
@@ -395,48 +457,38 @@ fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
             }
         },
     }
-    let time_text = parts.get(3).map(|s| s.trim()).unwrap_or("");
-    if !time_text.is_empty() {
-        match NaiveDateTime::parse_from_str(
-            time_text
-                .trim_end_matches("GMT")
-                .trim_end_matches("UTC")
-                .trim(),
-            "%Y-%m-%d %H:%M:%S",
-        ) {
-            Ok(t) => f.time_source = Some(t.and_utc()),
-            Err(_) => {
-                warn(format!(
-                    "bad time `{}` (kept in extra)",
-                    crate::text::clip(time_text, 40)
-                ));
-                f.set_extra("time", time_text.to_string());
-            }
+}
+
+/// The time field (UTC, `GMT`/`UTC` suffix allowed); a malformed one is kept as written.
+fn set_time(f: &mut Finding, time: &str, warn: &mut impl FnMut(String)) {
+    if time.is_empty() {
+        return;
+    }
+    let bare = time.trim_end_matches("GMT").trim_end_matches("UTC").trim();
+    match NaiveDateTime::parse_from_str(bare, "%Y-%m-%d %H:%M:%S") {
+        Ok(t) => f.time_source = Some(t.and_utc()),
+        Err(_) => {
+            warn(format!(
+                "bad time `{}` (kept in extra)",
+                crate::text::clip(time, 40)
+            ));
+            f.set_extra("time", time.to_string());
         }
     }
-    let asinfo = asinfo.trim();
-    if !asinfo.is_empty() {
-        // The current format ends the AS name with `, CC`.
-        match asinfo.rsplit_once(", ") {
-            Some((name, cc)) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) => {
-                f.set_extra("as_name", name.to_string());
-                f.set_extra("cc", cc.to_string());
-            }
-            _ => f.set_extra("as_name", asinfo.to_string()),
+}
+
+/// The AS information: the current format ends the AS name with `, CC`.
+fn set_asinfo(f: &mut Finding, asinfo: &str) {
+    if asinfo.is_empty() {
+        return;
+    }
+    match asinfo.rsplit_once(", ") {
+        Some((name, cc)) if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) => {
+            f.set_extra("as_name", name.to_string());
+            f.set_extra("cc", cc.to_string());
         }
+        _ => f.set_extra("as_name", asinfo.to_string()),
     }
-    f.set_extra("category", cat_raw.to_string());
-    if let Some(m) = malware {
-        f.set_extra("malware", m);
-    }
-    for (k, v) in extra {
-        f.set_extra(&k, v);
-    }
-    if !info.is_empty() {
-        f.set_extra("information", info.to_string());
-    }
-    f.raw = Some(loc.to_string());
-    Ok(f)
 }
 
 /// Byte offset where field `n` (from 0) of a `|` line starts.
@@ -539,20 +591,11 @@ fn proxy_type(v: &str, extra: &mut Vec<(String, String)>, port: &mut Option<u16>
     }
 }
 
-/// One `key: value` of the information field into the finding.
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    k: &str,
-    v: &str,
-    extra: &mut Vec<(String, String)>,
-    protocol: &mut Option<String>,
-    domain: &mut Option<String>,
-    malware: &mut Option<String>,
-    port: &mut Option<u16>,
-    warn: &mut impl FnMut(String),
-) {
+/// One `key: value` of the information field.
+fn apply(k: &str, v: &str, out: &mut Info, warn: &mut impl FnMut(String)) {
+    let extra = &mut out.extra;
     match k {
-        "family" => *malware = Some(v.to_string()),
+        "family" => out.malware = Some(v.to_string()),
         "dest_addr" | "destaddr" | "dstaddr" => {
             if v.parse::<IpAddr>().is_err() {
                 warn(format!(
@@ -570,9 +613,9 @@ fn apply(
         // The client port of an event is ephemeral: kept, not part of the identity.
         "port" | "srcport" | "src_port" => extra.push(("src_port".into(), v.to_string())),
         "protocol" => match v {
-            "6" => *protocol = Some("tcp".into()),
-            "17" => *protocol = Some("udp".into()),
-            "1" => *protocol = Some("icmp".into()),
+            "6" => out.protocol = Some("tcp".into()),
+            "17" => out.protocol = Some("udp".into()),
+            "1" => out.protocol = Some("icmp".into()),
             other => extra.push(("ip_protocol".into(), other.to_string())),
         },
         "hostname" => {
@@ -583,7 +626,7 @@ fn apply(
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
             if ok {
-                *domain = Some(v.to_ascii_lowercase());
+                out.domain = Some(v.to_ascii_lowercase());
             } else if v.parse::<IpAddr>().is_err() {
                 warn(format!(
                     "bad host name `{}` (kept in extra)",
@@ -592,7 +635,7 @@ fn apply(
             }
             extra.push(("hostname".into(), v.to_string()));
         }
-        "proxy_type" => proxy_type(v, extra, port),
+        "proxy_type" => proxy_type(v, extra, &mut out.port),
         other => extra.push((other.to_string(), v.to_string())),
     }
 }

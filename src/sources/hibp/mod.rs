@@ -12,7 +12,8 @@
 //!
 //! Every (alias@domain, breach) pair is one finding: `email` = the address, `domain` = our domain,
 //! identity = the breach name (so a new breach for an address, or a new address in a breach, is
-//! new). `429` is waited out as `retry-after` says (through [`HttpClient::send_with_retry_after`]).
+//! new). `429` is waited out as `retry-after` says (the rule of every request:
+//! `crate::http::RetryPolicy`).
 //!
 //! Severity: a sensitive breach, or one whose data classes include passwords, is `high`; a
 //! breach that is only a spam list is `low`; any other breach is `medium`.
@@ -37,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity};
-use crate::http::{self, Fetched, HttpError, RetryPolicy};
+use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
 /// State key of the cached breach metadata.
@@ -60,7 +61,7 @@ enum Domains {
 /// Builds the source; the key and at least one domain are required.
 pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
     let key = secret::resolve(&c.api_key, &c.api_key_env, "sources.hibp.api_key")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)".into(),
@@ -311,10 +312,8 @@ pub fn parse_domain_search(body: &[u8]) -> Result<BTreeMap<String, Vec<String>>,
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && v.get("error").is_some()
     {
-        return Err(format!(
-            "HIBP answered with an error object: {}",
-            crate::text::clip(&v.to_string(), 200)
-        ));
+        // Whole: the caller scrubs it of the key before it is clipped.
+        return Err(format!("HIBP answered with an error object: {v}"));
     }
     serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body).map_err(|e| {
         format!("the domain search reply is not a JSON object of alias → breach names ({e})")
@@ -331,10 +330,8 @@ pub fn parse_account(body: &[u8]) -> Result<Vec<String>, String> {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         && v.get("error").is_some()
     {
-        return Err(format!(
-            "HIBP answered with an error object: {}",
-            crate::text::clip(&v.to_string(), 200)
-        ));
+        // Whole: the caller scrubs it of the key before it is clipped.
+        return Err(format!("HIBP answered with an error object: {v}"));
     }
     serde_json::from_slice::<Vec<Named>>(body)
         .map(|v| v.into_iter().map(|n| n.name).collect())
@@ -360,6 +357,11 @@ impl Pacer {
 }
 
 impl HibpSource {
+    /// A reply that could not be read, as an error: scrubbed of the key, then clipped.
+    fn reply_error(&self, e: &str) -> FetchError {
+        FetchError::Format(crate::text::clip(&http::scrub(e, &self.secrets()), 300))
+    }
+
     fn headers(&self, keyed: bool) -> Result<HeaderMap, FetchError> {
         let mut h = HeaderMap::new();
         h.insert(ACCEPT, HeaderValue::from_static("application/json"));
@@ -388,14 +390,7 @@ impl HibpSource {
         })?;
         match ctx
             .http
-            .send_with_retry_after(
-                Method::GET,
-                &url,
-                headers,
-                None,
-                &[&self.key],
-                RetryPolicy::default(),
-            )
+            .send(Method::GET, &url, headers, None, &[&self.key])
             .await
         {
             Ok(Fetched::Body { body, .. }) => {
@@ -611,7 +606,7 @@ impl Source for HibpSource {
                 }
                 Err(e) => Err(map_error(e, &format!("domain search for {domain}"))),
                 Ok(None) => Ok(BTreeMap::new()),
-                Ok(Some(b)) => parse_domain_search(&b).map_err(FetchError::Format),
+                Ok(Some(b)) => parse_domain_search(&b).map_err(|e| self.reply_error(&e)),
             };
             match searched {
                 Ok(map) => results.push((domain.clone(), map)),
@@ -630,7 +625,7 @@ impl Source for HibpSource {
                 }
                 Err(e) => Err(map_error(e, &format!("account search for {account}"))),
                 Ok(None) => Ok(Vec::new()),
-                Ok(Some(b)) => parse_account(&b).map_err(FetchError::Format),
+                Ok(Some(b)) => parse_account(&b).map_err(|e| self.reply_error(&e)),
             };
             match searched {
                 Ok(names) => {

@@ -5,7 +5,7 @@
 use super::{ListSourceConfig, build_enabled, known_feed_names};
 use crate::config::{Config, CronSchedule};
 use crate::sources::BuiltSource;
-use crate::sources::registry::{Registration, check_urls, single_names, tables};
+use crate::sources::registry::{Registration, check_secrets, check_urls, single_names, tables};
 
 /// The [`Registration`] of the list feeds.
 pub struct ListFeeds;
@@ -32,6 +32,9 @@ impl Registration for ListFeeds {
                 }
             }
             check_urls(text, &name, &urls, t.allow_plain_http)?;
+            if let Some(k) = &t.auth_key {
+                check_secrets(text, &name, &[("auth_key", k)])?;
+            }
             cfg.sources.set(&name, t);
         }
         Ok(())

@@ -64,7 +64,8 @@ pub struct FeedDef {
     /// Severity per classification type, overriding `severity`.
     #[serde(default)]
     pub severity_by_type: BTreeMap<String, Severity>,
-    /// Values that mean "no value".
+    /// Values that mean "no value": an empty cell and the renderings of a null some lists
+    /// write (ThreatFox's `None`). `0`, `-` and `unknown` are values, kept as written.
     #[serde(default = "default_nulls")]
     pub nulls: Vec<String>,
     /// Text in a comment line that means the list was retired (logged as a warning).
@@ -77,7 +78,7 @@ fn yes() -> bool {
 }
 
 fn default_nulls() -> Vec<String> {
-    ["", "None", "none", "null", "n/a", "N/A", "-"]
+    ["", "None", "none", "null"]
         .iter()
         .map(|s| s.to_string())
         .collect()

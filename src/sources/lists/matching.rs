@@ -34,6 +34,8 @@ pub struct Processed {
     pub notices: Vec<String>,
     /// Every entry that names an address or network, ours or not: the list's indicator set.
     pub indicators: SetBuilder,
+    /// The body said where it ends and that end was found (see `parse::BodyInfo::counted`).
+    pub counted: bool,
 }
 
 /// Parses `body` and keeps the entries inside `scope`. `source` is the configured feed name,
@@ -62,6 +64,7 @@ pub fn process_body(
         Ok(())
     };
     let info = parse::read_body(def, body, &mut on_row)?;
+    let counted = info.counted;
     // A list whose entries carry no time of their own takes the list's (Spamhaus' metadata
     // `timestamp`). The time is not part of a finding's identity.
     if let Some(t) = info.time {
@@ -84,6 +87,7 @@ pub fn process_body(
         warnings,
         notices: info.notices,
         indicators,
+        counted,
     })
 }
 
@@ -415,6 +419,10 @@ pub fn entry(
     }
     if let Some(m) = get(&cols.malware) {
         extra.push(("malware".to_string(), m.into_owned()));
+    }
+    // How the list wrote the indicator (ThreatFox `ip:port`): kept, as every value of a row.
+    if let Some(t) = get(&cols.indicator_type) {
+        extra.push(("indicator_type".to_string(), t.into_owned()));
     }
     if let Some(k) = kind_value
         && !extra.iter().any(|(n, _)| n == "threat_type")

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, Source};
+use super::{FetchContext, FetchError, FetchOutput, LastGood, Source};
 use crate::config::{Config, CronSchedule, HumanDuration};
 use crate::http::{self, Fetched, HttpError, Validators};
 use crate::indicators;
@@ -257,16 +257,25 @@ impl ListSource {
                 &t.auth_key_env,
                 &format!("sources.{name}.auth_key"),
             )
-            .map_err(FetchError::Config)?,
+            .map_err(|e| FetchError::Config(e.to_string()))?,
             None => None,
         };
-        let key = key.or_else(|| {
-            let var = def.auth.env.as_deref()?;
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| Secret::new(v.trim()))
-        });
+        let key = match key {
+            Some(k) => Some(k),
+            // The feed's own variable (`ABUSECH_AUTH_KEY`), checked like the table's key.
+            None => match def.auth.env.as_deref() {
+                Some(var) => match std::env::var(var) {
+                    Ok(v) if !v.trim().is_empty() => {
+                        let k = Secret::new(v.trim());
+                        secret::check_len(&format!("sources.{name}.auth_key"), &k, Some(var))
+                            .map_err(|e| FetchError::Config(e.to_string()))?;
+                        Some(k)
+                    }
+                    _ => None,
+                },
+                None => None,
+            },
+        };
         let templates = if key.is_some() && !def.keyed_url.is_empty() {
             &def.keyed_url
         } else {
@@ -349,6 +358,12 @@ impl ListSource {
 
     fn state_key(&self) -> String {
         format!("lists/{}/validators", self.def.name)
+    }
+
+    /// The state key of the last good size of each of the feed's URLs (see
+    /// [`super::judge_size`]).
+    fn sizes_key(&self) -> String {
+        format!("lists/{}/sizes", self.def.name)
     }
 
     fn key_hint(&self) -> String {
@@ -597,8 +612,12 @@ impl Source for ListSource {
         }
         // Validators of parts that failed stay as they were, so they are fetched whole again.
         let mut validators = remembered;
+        let sizes_key = self.sizes_key();
+        let mut sizes: BTreeMap<String, LastGood> =
+            ctx.state.get_json(&sizes_key).await?.unwrap_or_default();
         for (url, shown, r) in bodies {
-            match self.read_part(ctx, url, &shown, r).await {
+            let size_before = sizes.get(&shown).copied();
+            match self.read_part(ctx, url, &shown, r, &mut sizes).await {
                 Ok((part, v, kept)) => {
                     validators.remove(&shown);
                     if let Some(k) = kept {
@@ -612,13 +631,22 @@ impl Source for ListSource {
                     out.warnings.extend(part.warnings);
                     out.findings.extend(part.findings);
                 }
-                Err(e) if single => return Err(e),
+                // A refused size is remembered, so the unit fails with its state kept.
+                Err(e) if single && sizes.get(&shown).copied() == size_before => return Err(e),
                 Err(e) => {
                     validators.remove(&shown);
                     out.fail_unit(shown, &e);
                 }
             }
         }
+        sizes.retain(|u, _| self.shown_urls().contains(u));
+        out.state.push((
+            sizes_key,
+            (!sizes.is_empty())
+                .then(|| serde_json::to_vec(&sizes))
+                .transpose()
+                .map_err(|e| FetchError::Format(e.to_string()))?,
+        ));
         validators.retain(|u, _| self.shown_urls().contains(u));
         // Sets of URLs this feed no longer fetches (a changed `url`, an ASN gone) go.
         let sets = indicators::state_key(&self.def.name, "");
@@ -673,13 +701,16 @@ impl ListSource {
 
     /// Reads one part (URL) of the list: its body checked (not HTML, not an error object, not
     /// empty, not cut off) and parsed into in-scope findings, with its new validators and its
-    /// indicator set (for lists whose entries can name addresses).
+    /// indicator set (for lists whose entries can name addresses). A body whose end nothing
+    /// announced (no length, no trailer count) and that has under half the entries of the
+    /// last good one is refused ([`super::judge_size`]); `sizes` gets the size to keep.
     async fn read_part(
         &self,
         ctx: &FetchContext,
         url: &str,
         shown: &str,
         r: Fetched,
+        sizes: &mut BTreeMap<String, LastGood>,
     ) -> Result<(Processed, Validators, Option<indicators::KeptSet>), FetchError> {
         // Part of a multi-URL list unchanged while another changed: read it again whole,
         // so the list is complete and nothing resolves by mistake.
@@ -690,6 +721,7 @@ impl ListSource {
         let Fetched::Body {
             body,
             validators: v,
+            framed,
             ..
         } = r
         else {
@@ -704,15 +736,29 @@ impl ListSource {
         let name = self.def.name.clone();
         let loc = shown.to_string();
         let now = ctx.now;
+        // The set is kept as state, outside the pipeline's masking of findings.
+        let scrubber = secret::Scrubber::new(&self.secrets());
         let (processed, kept) = tokio::task::spawn_blocking(move || {
             let mut p = process_body(&def, &name, &data, &loc, &scope)?;
-            let set = std::mem::take(&mut p.indicators);
+            let mut set = std::mem::take(&mut p.indicators);
+            set.map_threats(|t| scrubber.mask(t));
             let kept = def.lists_addresses().then(|| set.finish(&name, &loc, now));
             Ok::<_, String>((p, kept))
         })
         .await
         .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
         .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+        let last = sizes.get(shown).copied();
+        let unchecked = !framed && !processed.counted;
+        match super::judge_size(last, processed.fetched as u64, unchecked) {
+            Ok(keep) => {
+                sizes.insert(shown.to_string(), keep);
+            }
+            Err(shrunk) => {
+                sizes.insert(shown.to_string(), shrunk.keep);
+                return Err(FetchError::Format(format!("{shown}: {}", shrunk.message)));
+            }
+        }
         for n in &processed.notices {
             let n = self.scrub(n);
             tracing::warn!(source = %self.def.name, notice = %crate::text::Clean(&n), "the list says it is retired");
@@ -779,9 +825,10 @@ mod tests {
                 .find(|d| d.name == "urlhaus")
                 .unwrap(),
         );
-        let t: ListSourceConfig =
-            toml::from_str("base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key\"\n")
-                .unwrap();
+        let t: ListSourceConfig = toml::from_str(
+            "base_url = \"http://127.0.0.1:9\"\nauth_key = \"sekrit-key-0123456789\"\n",
+        )
+        .unwrap();
         let s = ListSource::new(def.clone(), Some(&t)).unwrap();
         assert_eq!(
             s.shown_urls(),

@@ -78,6 +78,10 @@ pub struct BodyInfo {
     pub notices: Vec<String>,
     /// The list's own time (Spamhaus' metadata `timestamp`), when the feed file names it.
     pub time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The body said where it ends and that end was found: a trailer or metadata record whose
+    /// count matched the entries read, or a whole JSON document. A body without it ends whole
+    /// at any line end (see `sources::judge_size`).
+    pub counted: bool,
 }
 
 /// Reads `body` as `def` describes and calls `on_row` for each entry.
@@ -88,7 +92,10 @@ pub fn read_body(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<B
     match &def.format {
         FormatDef::Csv(c) => read_csv(def, c, body, on_row),
         FormatDef::Lines(_) => read_lines(def, body, on_row),
-        FormatDef::Json(j) => read_json(def, j, body, on_row),
+        FormatDef::Json(j) => read_json(def, j, body, on_row).map(|mut info| {
+            info.counted = true;
+            info
+        }),
         FormatDef::Jsonl(j) => read_jsonl(def, j, body, on_row),
     }
 }
@@ -292,7 +299,7 @@ fn read_csv(
         }
     };
     if !has_data {
-        check_trailer(body, c.trailer.as_deref(), c.trailer_required, 0)?;
+        info.counted = check_trailer(body, c.trailer.as_deref(), c.trailer_required, 0)?;
         return Ok(info);
     }
     if c.header != HeaderMode::None && header.is_none() {
@@ -330,7 +337,7 @@ fn read_csv(
             info.rejected.push((Pos::Line(line), m));
         }
     }
-    check_trailer(body, c.trailer.as_deref(), c.trailer_required, info.entries)?;
+    info.counted = check_trailer(body, c.trailer.as_deref(), c.trailer_required, info.entries)?;
     Ok(info)
 }
 
@@ -348,15 +355,16 @@ fn note_deprecation(def: &FeedDef, comment_line: &[u8], info: &mut BodyInfo) {
 
 /// Compares an entry-count trailer (`# END {n} entries`) with the entries read. A trailer that
 /// disagrees, or a required one that is missing, means the body was cut off or altered: an
-/// error, so the store keeps the last good state and nothing resolves by mistake.
+/// error, so the store keeps the last good state and nothing resolves by mistake. Returns
+/// whether the trailer was there (and agreed).
 pub fn check_trailer(
     body: &[u8],
     pattern: Option<&str>,
     required: bool,
     entries: usize,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let Some(pattern) = pattern else {
-        return Ok(());
+        return Ok(false);
     };
     let (pre, post) = pattern.split_once("{n}").unwrap_or((pattern, ""));
     // The trailer is the last non-empty line.
@@ -376,7 +384,7 @@ pub fn check_trailer(
             .ok()
     });
     match found {
-        Some(n) if n == entries => Ok(()),
+        Some(n) if n == entries => Ok(true),
         Some(n) => Err(format!(
             "the list is cut off or altered: its trailer announces {n} entries but {entries} \
              were read"
@@ -384,7 +392,7 @@ pub fn check_trailer(
         None if required => Err(format!(
             "the list is cut off: the closing `{pattern}` line is missing ({entries} entries read)"
         )),
-        None => Ok(()),
+        None => Ok(false),
     }
 }
 
@@ -436,7 +444,7 @@ fn read_lines(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<Body
             info.rejected.push((Pos::Line(n), m));
         }
     }
-    check_trailer(body, l.trailer.as_deref(), l.trailer_required, info.entries)?;
+    info.counted = check_trailer(body, l.trailer.as_deref(), l.trailer_required, info.entries)?;
     Ok(info)
 }
 
@@ -615,6 +623,7 @@ fn read_jsonl(
                 .push((Pos::Line(n), "not a JSON object".to_string())),
         }
     }
+    info.counted = matches!(declared, Some(Some(c)) if c == info.entries);
     if let Some(m) = &j.metadata {
         match declared {
             Some(Some(c)) if c != info.entries => {

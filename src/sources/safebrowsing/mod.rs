@@ -34,7 +34,7 @@ use serde_json::json;
 use super::{FetchContext, FetchError, FetchOutput, Source, SourceKind};
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, normalize_domain};
-use crate::http::{self, Fetched, HttpError, RetryPolicy};
+use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
 /// State key of the verdict cache.
@@ -71,7 +71,7 @@ impl Api {
 /// Builds the source; the key is required and `api` must be `v4` or `v5`.
 pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
     let key = secret::resolve(&c.api_key, &c.api_key_env, "sources.safebrowsing.api_key")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
@@ -261,6 +261,52 @@ pub fn classify(threat_type: &str) -> (Classification, Severity) {
     }
 }
 
+/// The verdict cache kept in the store (an unreadable one is ignored, with a warning).
+async fn load_cache(ctx: &FetchContext) -> BTreeMap<String, CacheEntry> {
+    ctx.state
+        .get_json(CACHE_STATE)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("safebrowsing verdict cache unreadable, ignoring it: {e}");
+            None
+        })
+        .unwrap_or_default()
+}
+
+/// This run's matches by the URL checked; each URL's positive verdict is cached until the
+/// shortest `cacheDuration` of its matches (without one, it is not cached).
+fn cache_verdicts(
+    fresh: Vec<(String, ThreatMatch)>,
+    cache: &mut BTreeMap<String, CacheEntry>,
+    now: DateTime<Utc>,
+) -> BTreeMap<String, Vec<ThreatMatch>> {
+    let mut by_url: BTreeMap<String, Vec<ThreatMatch>> = BTreeMap::new();
+    for (checked, m) in fresh {
+        by_url.entry(checked).or_default().push(m);
+    }
+    for (checked, ms) in &by_url {
+        let d = ms
+            .iter()
+            .filter_map(|m| m.cache_duration.as_deref().and_then(parse_duration))
+            .min();
+        match d {
+            Some(d) => {
+                cache.insert(
+                    checked.clone(),
+                    CacheEntry {
+                        expires: now + d,
+                        matches: ms.clone(),
+                    },
+                );
+            }
+            None => {
+                cache.remove(checked);
+            }
+        }
+    }
+    by_url
+}
+
 /// Parses a protobuf `Duration` string (`"300s"`, `"300.000s"`).
 pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
     let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
@@ -392,10 +438,13 @@ fn check_body(body: &[u8], secrets: &[&Secret]) -> Result<serde_json::Value, Fet
         ));
     }
     if let Some(err) = v.get("error") {
-        let text: String = err.to_string().chars().take(300).collect();
+        // Scrubbed before it is clipped: a key cut by the clip would not be found.
+        let text: String = http::scrub(&err.to_string(), secrets)
+            .chars()
+            .take(300)
+            .collect();
         return Err(FetchError::Format(format!(
-            "Safe Browsing answered with an error: {}",
-            http::scrub(&text, secrets)
+            "Safe Browsing answered with an error: {text}"
         )));
     }
     Ok(v)
@@ -447,10 +496,7 @@ impl SafeBrowsingSource {
         if body.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let r = ctx
-            .http
-            .send_with_retry_after(method, url, headers, body, &secrets, RetryPolicy::default())
-            .await;
+        let r = ctx.http.send(method, url, headers, body, &secrets).await;
         match r {
             Ok(Fetched::Body { body, .. }) => {
                 if http::looks_like_html(&body) {
@@ -581,6 +627,35 @@ impl SafeBrowsingSource {
     }
 }
 
+impl SafeBrowsingSource {
+    /// The URLs of a run: our home pages and configured URLs, then the URLs other sources
+    /// reported on our domains and addresses; and, for a reported URL whose host is no name
+    /// of ours, our address it was reported on (its finding is about that address).
+    async fn targets(
+        &self,
+        ctx: &FetchContext,
+    ) -> Result<(Vec<String>, BTreeMap<String, std::net::IpAddr>), FetchError> {
+        let mut targets = self.targets.clone();
+        let mut hosted_at = BTreeMap::new();
+        if let Some(max) = self.reported {
+            let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
+            let reported = ctx
+                .state
+                .reported_urls("safebrowsing", ctx.scope.clone(), max)
+                .await?;
+            for r in reported {
+                if let Some(ip) = r.ip {
+                    hosted_at.insert(r.url.clone(), ip);
+                }
+                if seen.insert(r.url.clone()) {
+                    targets.push(r.url);
+                }
+            }
+        }
+        Ok((targets, hosted_at))
+    }
+}
+
 #[async_trait]
 impl Source for SafeBrowsingSource {
     fn name(&self) -> &str {
@@ -598,30 +673,8 @@ impl Source for SafeBrowsingSource {
 
     async fn fetch(&self, ctx: &FetchContext) -> Result<FetchOutput, FetchError> {
         let now = ctx.now;
-        let mut cache: BTreeMap<String, CacheEntry> = ctx
-            .state
-            .get_json(CACHE_STATE)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!("safebrowsing verdict cache unreadable, ignoring it: {e}");
-                None
-            })
-            .unwrap_or_default();
-        // Our home pages and configured URLs, then the URLs other sources reported on our
-        // domains and addresses.
-        let mut targets = self.targets.clone();
-        if let Some(max) = self.reported {
-            let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
-            let reported = ctx
-                .state
-                .reported_urls("safebrowsing", ctx.scope.clone(), max)
-                .await?;
-            for u in reported {
-                if seen.insert(u.clone()) {
-                    targets.push(u);
-                }
-            }
-        }
+        let mut cache = load_cache(ctx).await;
+        let (targets, hosted_at) = self.targets(ctx).await?;
         if targets.is_empty() {
             return Ok(FetchOutput {
                 complete: true,
@@ -678,31 +731,7 @@ impl Source for SafeBrowsingSource {
                 }
             }
         }
-        // Positive verdicts: cache until the shortest cacheDuration of their matches.
-        let mut by_url: BTreeMap<String, Vec<ThreatMatch>> = BTreeMap::new();
-        for (checked, m) in fresh {
-            by_url.entry(checked).or_default().push(m);
-        }
-        for (checked, ms) in &by_url {
-            let d = ms
-                .iter()
-                .filter_map(|m| m.cache_duration.as_deref().and_then(parse_duration))
-                .min();
-            match d {
-                Some(d) => {
-                    cache.insert(
-                        checked.clone(),
-                        CacheEntry {
-                            expires: now + d,
-                            matches: ms.clone(),
-                        },
-                    );
-                }
-                None => {
-                    cache.remove(checked);
-                }
-            }
-        }
+        let by_url = cache_verdicts(fresh, &mut cache, now);
         let mut out = FetchOutput {
             complete: true,
             fetched: targets.len(),
@@ -714,6 +743,11 @@ impl Source for SafeBrowsingSource {
         let api = self.api.as_str();
         let mut emit = |checked: &str, m: &ThreatMatch, cached: bool| {
             let mut f = match_finding(m, api, checked);
+            if f.ip.is_none()
+                && let Some(ip) = hosted_at.get(checked)
+            {
+                f.ip = Some(*ip);
+            }
             if cached {
                 f.set_extra("from_cache", true);
             }

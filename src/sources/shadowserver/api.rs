@@ -29,6 +29,33 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// How many entries one `reports/list` request asks for (its `limit`). Shadowserver's wiki
+/// gives 10,000 as the most one query returns.
+pub const LIST_LIMIT: usize = 10_000;
+
+/// What `reports/list` answered.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The reports, each once.
+    pub entries: Vec<ReportEntry>,
+    /// A single day's listing filled [`LIST_LIMIT`]: there may be more reports than listed.
+    pub cut: bool,
+}
+
+/// The days of a `YYYY-MM-DD:YYYY-MM-DD` range (at most 31), or `None` for a single day or
+/// anything else.
+fn days_of(range: &str) -> Option<Vec<String>> {
+    let (a, b) = range.split_once(':')?;
+    let parse = |d: &str| chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok();
+    let (mut d, end) = (parse(a)?, parse(b)?);
+    let mut out = Vec::new();
+    while d <= end && out.len() < 31 {
+        out.push(d.to_string());
+        d = d.succ_opt()?;
+    }
+    (out.len() > 1).then_some(out)
+}
+
 /// One entry of `reports/list`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReportEntry {
@@ -92,6 +119,14 @@ impl ApiClient {
         }
     }
 
+    /// A reply quoted in a message: scrubbed of the key and secret, then clipped.
+    fn excerpt(&self, v: &Value) -> String {
+        crate::text::clip(
+            &crate::http::scrub(&v.to_string(), &[&self.api_key, &self.secret]),
+            80,
+        )
+    }
+
     /// Calls an API method with `params` (plus `apikey`) and returns the JSON reply.
     pub async fn call(
         &self,
@@ -144,8 +179,12 @@ impl ApiClient {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| err.to_string());
-            let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
-            let text = crate::http::scrub(&text, &secrets);
+            // Scrubbed before it is clipped: a key cut by the clip would not be found.
+            let text: String = text.chars().filter(|c| !c.is_control()).collect();
+            let text: String = crate::http::scrub(&text, &secrets)
+                .chars()
+                .take(300)
+                .collect();
             let lower = text.to_ascii_lowercase();
             return Err(
                 if lower.contains("auth") || lower.contains("key") || lower.contains("hmac") {
@@ -159,32 +198,70 @@ impl ApiClient {
     }
 
     /// `reports/list` for a date (`YYYY-MM-DD` or `YYYY-MM-DD:YYYY-MM-DD`), optionally only some
-    /// report types.
-    pub async fn list(&self, date: &str, types: &[String]) -> Result<Vec<ReportEntry>, FetchError> {
+    /// report types (see [`ApiClient::list_filtered`]).
+    pub async fn list(&self, date: &str, types: &[String]) -> Result<Listing, FetchError> {
         self.list_filtered(date, types, &[]).await
     }
 
-    /// `reports/list`, also filtered by mailing list (`reports`: the names `reports/subscribed`
-    /// gives, e.g. an organisation's ASN list) when `reports` is not empty.
+    /// `reports/list` as Shadowserver's own clients send it: `date`, `limit`
+    /// ([`LIST_LIMIT`]), `reports` (the mailing lists `reports/subscribed` names) when given,
+    /// and one report `type` per request: several types are one request each (the API takes
+    /// one `type`), merged. A listing that fills the limit is asked again day by day; one day
+    /// that still fills it is marked [`Listing::cut`].
     pub async fn list_filtered(
         &self,
         date: &str,
         types: &[String],
         reports: &[String],
+    ) -> Result<Listing, FetchError> {
+        let mut out = Listing::default();
+        let mut seen = std::collections::HashSet::new();
+        let one_type: Vec<Option<&str>> = if types.is_empty() {
+            vec![None]
+        } else {
+            types.iter().map(|t| Some(t.as_str())).collect()
+        };
+        for t in one_type {
+            let mut got = self.list_once(date, t, reports).await?;
+            if got.len() >= LIST_LIMIT
+                && let Some(days) = days_of(date)
+            {
+                got.clear();
+                for day in days {
+                    let part = self.list_once(&day, t, reports).await?;
+                    out.cut |= part.len() >= LIST_LIMIT;
+                    got.extend(part);
+                }
+            } else {
+                out.cut |= got.len() >= LIST_LIMIT;
+            }
+            for e in got {
+                if seen.insert(e.id.clone()) {
+                    out.entries.push(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One `reports/list` request (see [`ApiClient::list_filtered`]).
+    async fn list_once(
+        &self,
+        date: &str,
+        report_type: Option<&str>,
+        reports: &[String],
     ) -> Result<Vec<ReportEntry>, FetchError> {
         let mut p = Map::new();
         p.insert("date".into(), Value::String(date.to_string()));
+        p.insert("limit".into(), Value::from(LIST_LIMIT));
         if !reports.is_empty() {
             p.insert(
                 "reports".into(),
                 Value::Array(reports.iter().cloned().map(Value::String).collect()),
             );
         }
-        if !types.is_empty() {
-            p.insert(
-                "types".into(),
-                Value::Array(types.iter().cloned().map(Value::String).collect()),
-            );
+        if let Some(t) = report_type {
+            p.insert("type".into(), Value::String(t.to_string()));
         }
         let v = self.call("reports/list", p).await?;
         match v {
@@ -201,7 +278,7 @@ impl ApiClient {
             Value::Object(o) if o.is_empty() => Ok(Vec::new()),
             other => Err(FetchError::Format(format!(
                 "reports/list: expected a list, got {}",
-                crate::text::clip(&other.to_string(), 80)
+                self.excerpt(&other)
             ))),
         }
     }
@@ -240,12 +317,12 @@ impl ApiClient {
 
     /// [`ApiClient::download`] into `file` (in the data folder) instead of memory, with no
     /// size cap: a report may be larger than memory. The same checks (empty, HTML page); the
-    /// file is rewound.
+    /// file is rewound. Returns what was written, and whether its end was announced.
     pub async fn download_to_file(
         &self,
         entry: &ReportEntry,
         file: &mut std::fs::File,
-    ) -> Result<u64, FetchError> {
+    ) -> Result<crate::http::Downloaded, FetchError> {
         use std::io::{Read, Seek};
         let id = Secret::new(entry.id.clone());
         let url = if self.download_url.ends_with('/') {
@@ -259,11 +336,12 @@ impl ApiClient {
             .get_to_file(&url, &secrets, file)
             .await
             .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
-        let Some((n, _)) = got else {
+        let Some(got) = got else {
             return Err(FetchError::Format(format!(
                 "downloading report {entry}: unexpected 304 reply"
             )));
         };
+        let n = got.bytes;
         let io = |e: std::io::Error| {
             FetchError::Format(format!("downloading report {entry}: temporary file: {e}"))
         };
@@ -281,7 +359,7 @@ impl ApiClient {
                 "downloading report {entry}: got an HTML page instead of CSV (expired link?)"
             )));
         }
-        Ok(n)
+        Ok(got)
     }
 
     /// `test/ping`: the server time when key and signature are accepted.
@@ -294,7 +372,7 @@ impl ApiClient {
                 .unwrap_or_else(|| p.to_string())),
             None => Err(FetchError::Format(format!(
                 "test/ping: no `pong` in the reply: {}",
-                crate::text::clip(&v.to_string(), 80)
+                self.excerpt(&v)
             ))),
         }
     }
@@ -308,7 +386,7 @@ impl ApiClient {
             other => {
                 return Err(FetchError::Format(format!(
                     "key/info: unexpected reply {}",
-                    crate::text::clip(&other.to_string(), 80)
+                    self.excerpt(&other)
                 )));
             }
         };

@@ -69,13 +69,13 @@ impl ShadowserverConfig {
             &self.api_key_env,
             "sources.shadowserver.api_key",
         )
-        .map_err(FetchError::Config)?;
+        .map_err(|e| FetchError::Config(e.to_string()))?;
         let sec = secret::resolve(
             &self.secret,
             &self.secret_env,
             "sources.shadowserver.secret",
         )
-        .map_err(FetchError::Config)?;
+        .map_err(|e| FetchError::Config(e.to_string()))?;
         match (key, sec) {
             (Some(k), Some(s)) => Ok((k, s)),
             _ => Err(FetchError::Config(

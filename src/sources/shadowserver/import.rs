@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
-use super::normalize::Normalizer;
+use super::normalize::{Normalizer, RowScratch};
 use super::schema::Schema;
 use crate::scope::ScopeMatcher;
 use crate::sources::{RowError, RowSink};
@@ -248,33 +248,23 @@ pub fn read_csv<R: Read>(
         .from_reader(FieldCap::new(reader, MAX_FIELD));
     let mut rec = csv::ByteRecord::new();
     let mut raw = String::new();
-    let mut warnings: Vec<String> = Vec::new();
-    match rdr.read_byte_record(&mut rec) {
-        Ok(true) => {}
-        Ok(false) => {
-            out.error = Some("the report is empty (no header line)".into());
-            return Ok(out);
-        }
-        Err(e) => {
-            out.error = Some(format!("cannot read the report: {e}"));
-            return Ok(out);
-        }
-    }
-    if crate::http::looks_like_html(rec.as_slice()) {
-        out.error = Some("the report is an HTML page, not CSV".into());
-        return Ok(out);
-    }
-    let header: Vec<String> = rec
-        .iter()
-        .map(|f| String::from_utf8_lossy(f).into_owned())
-        .collect();
-    let norm = match Normalizer::new(schema, report_type, &header, scope) {
+    let mut scratch = RowScratch::default();
+    let norm = match read_header(&mut rdr, &mut rec)
+        .and_then(|header| Normalizer::new(schema, report_type, &header, scope))
+    {
         Ok(n) => n,
         Err(e) => {
             out.error = Some(e);
             return Ok(out);
         }
     };
+    if let Some(message) = unknown_type_warning(schema, &out.report_type) {
+        out.warnings += 1;
+        sink.warning(RowError {
+            location: naming.prefix.clone(),
+            message,
+        });
+    }
     loop {
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
@@ -290,10 +280,10 @@ pub fn read_csv<R: Read>(
         }
         out.rows += 1;
         naming.write_at(line, &mut raw);
-        match norm.row_view(&rec, &raw, &mut warnings, |f| sink.finding(f)) {
+        match norm.row_view(&rec, &raw, &mut scratch, |f| sink.finding(f)) {
             Ok(stored) => {
                 stored?;
-                for message in warnings.drain(..) {
+                for message in scratch.warnings.drain(..) {
                     out.warnings += 1;
                     sink.warning(RowError {
                         location: naming.at(line),
@@ -303,7 +293,7 @@ pub fn read_csv<R: Read>(
             }
             Err(message) => {
                 // Warnings of a rejected row are moot: the reason says what is wrong.
-                warnings.clear();
+                scratch.warnings.clear();
                 out.rejected += 1;
                 sink.rejected(RowError {
                     location: naming.at(line),
@@ -322,6 +312,46 @@ pub fn read_csv<R: Read>(
         );
     }
     Ok(out)
+}
+
+/// The header line of a report, or why the report has none.
+fn read_header<R: Read>(
+    rdr: &mut csv::Reader<R>,
+    rec: &mut csv::ByteRecord,
+) -> Result<Vec<String>, String> {
+    match rdr.read_byte_record(rec) {
+        Ok(true) => {}
+        Ok(false) => return Err("the report is empty (no header line)".into()),
+        Err(e) => return Err(format!("cannot read the report: {e}")),
+    }
+    if crate::http::looks_like_html(rec.as_slice()) {
+        return Err("the report is an HTML page, not CSV".into());
+    }
+    Ok(rec
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect())
+}
+
+/// The warning of a report whose type no table knows (it is read all the same: classified by
+/// its name, every column kept); `None` for a known type.
+pub fn unknown_type_warning(schema: &Schema, report_type: &str) -> Option<String> {
+    if schema.knows(report_type) {
+        return None;
+    }
+    let info = schema.info(report_type);
+    let near = crate::config::closest(report_type, schema.all_names());
+    let hint = match near.first() {
+        Some(n) => format!("did you mean `{n}`? "),
+        None => String::new(),
+    };
+    Some(format!(
+        "`{}` is a report type outwatch does not know: read as {}/{} with every column kept \
+         ({hint}`outwatch shadowserver update-schema` fetches the current list)",
+        crate::text::clip(report_type, 80),
+        info.taxonomy,
+        info.kind
+    ))
 }
 
 /// Options of a file import.
@@ -394,6 +424,31 @@ pub fn import_file(
     import_stream(buf, kind, &shown, &name, None, opts, sink)
 }
 
+/// The report type of a CSV: `--type`, else the first of `names` (the CSV's own, its
+/// container's, the mail's) that names a known type, else a dated report name of a type no
+/// table knows (read with a warning).
+fn report_type_for(opts: &ImportOptions<'_>, names: [Option<&str>; 3]) -> Result<String, String> {
+    if let Some(t) = opts.report_type {
+        return Ok(t.to_string());
+    }
+    let names = names.iter().flatten();
+    names
+        .clone()
+        .find_map(|n| opts.schema.type_from_file_name(n))
+        .or_else(|| {
+            names
+                .clone()
+                .find_map(|n| super::schema::unknown_type_from_file_name(n))
+        })
+        .ok_or_else(|| {
+            format!(
+                "cannot tell the report type from the name `{}`: pass --type \
+                 (e.g. --type scan_dns)",
+                names.clone().next().copied().unwrap_or("")
+            )
+        })
+}
+
 /// Imports a container (zip, gzip or plain CSV) given as a reader.
 fn import_stream<R: Read + Seek>(
     reader: R,
@@ -404,30 +459,7 @@ fn import_stream<R: Read + Seek>(
     opts: &ImportOptions<'_>,
     sink: &mut dyn RowSink,
 ) -> Result<Vec<CsvOutcome>, StoreError> {
-    let type_for = |inner: &str| -> Result<String, String> {
-        if let Some(t) = opts.report_type {
-            return Ok(t.to_string());
-        }
-        opts.schema
-            .type_from_file_name(inner)
-            .or_else(|| opts.schema.type_from_file_name(name))
-            .or_else(|| outer_name.and_then(|o| opts.schema.type_from_file_name(o)))
-            .ok_or_else(|| {
-                format!(
-                    "cannot tell the report type from the name `{inner}`: pass --type \
-                     (e.g. --type scan_dns)"
-                )
-            })
-    };
-    let failed = |location: String, msg: String| CsvOutcome {
-        location,
-        error: Some(msg),
-        ..Default::default()
-    };
-    let naming = |prefix: String| RawNaming {
-        prefix,
-        separator: ":",
-    };
+    let type_for = |inner: &str| report_type_for(opts, [Some(inner), Some(name), outer_name]);
     match kind {
         Kind::Plain | Kind::Gzip => {
             let t = match type_for(name) {
@@ -443,75 +475,102 @@ fn import_stream<R: Read + Seek>(
             };
             Ok(vec![o])
         }
-        Kind::Zip => {
-            let mut zip = match zip::ZipArchive::new(reader) {
-                Ok(z) => z,
-                Err(e) => {
-                    return Ok(vec![failed(
-                        shown.to_string(),
-                        format!("not a readable zip file: {e}"),
-                    )]);
-                }
-            };
-            let names: Vec<(usize, String)> = (0..zip.len())
-                .filter_map(|i| {
-                    let f = zip.by_index(i).ok()?;
-                    (!f.is_dir()).then(|| (i, f.name().to_string()))
-                })
-                .collect();
-            let csvs: Vec<&(usize, String)> = names
-                .iter()
-                .filter(|(_, n)| {
-                    let l = n.to_ascii_lowercase();
-                    l.ends_with(".csv") || l.ends_with(".csv.gz")
-                })
-                .collect();
-            let chosen: Vec<&(usize, String)> = if csvs.is_empty() {
-                names.iter().collect()
-            } else {
-                csvs
-            };
-            if chosen.is_empty() {
-                return Ok(vec![failed(
-                    shown.to_string(),
-                    "the zip file holds no file".into(),
-                )]);
-            }
-            let mut outs = Vec::new();
-            for (i, entry_name) in chosen {
-                let loc = format!("{shown}!{entry_name}");
-                let t = match type_for(entry_name) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        outs.push(failed(loc, e));
-                        continue;
-                    }
-                };
-                let entry = match zip.by_index(*i) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        outs.push(failed(loc, format!("cannot read the zip entry: {e}")));
-                        continue;
-                    }
-                };
-                let n = naming(loc);
-                let o = if entry_name.to_ascii_lowercase().ends_with(".gz") {
-                    read_csv(
-                        flate2::read::MultiGzDecoder::new(entry),
-                        &n,
-                        &t,
-                        opts.schema,
-                        opts.scope,
-                        sink,
-                    )?
-                } else {
-                    read_csv(entry, &n, &t, opts.schema, opts.scope, sink)?
-                };
-                outs.push(o);
-            }
-            Ok(outs)
-        }
+        Kind::Zip => import_zip(reader, shown, [Some(name), outer_name], opts, sink),
     }
+}
+
+/// The outcome of a report that could not be read at all.
+fn failed(location: String, msg: String) -> CsvOutcome {
+    CsvOutcome {
+        location,
+        error: Some(msg),
+        ..Default::default()
+    }
+}
+
+/// Row pointers of a file import: `file.csv:12`.
+fn naming(prefix: String) -> RawNaming {
+    RawNaming {
+        prefix,
+        separator: ":",
+    }
+}
+
+/// Imports every CSV of a zip file (every file when it names none `.csv`); `outer` are the
+/// zip's own name and its mail's, which may name the report type.
+fn import_zip<R: Read + Seek>(
+    reader: R,
+    shown: &str,
+    outer: [Option<&str>; 2],
+    opts: &ImportOptions<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<Vec<CsvOutcome>, StoreError> {
+    let mut zip = match zip::ZipArchive::new(reader) {
+        Ok(z) => z,
+        Err(e) => {
+            return Ok(vec![failed(
+                shown.to_string(),
+                format!("not a readable zip file: {e}"),
+            )]);
+        }
+    };
+    let names: Vec<(usize, String)> = (0..zip.len())
+        .filter_map(|i| {
+            let f = zip.by_index(i).ok()?;
+            (!f.is_dir()).then(|| (i, f.name().to_string()))
+        })
+        .collect();
+    let csvs: Vec<&(usize, String)> = names
+        .iter()
+        .filter(|(_, n)| {
+            let l = n.to_ascii_lowercase();
+            l.ends_with(".csv") || l.ends_with(".csv.gz")
+        })
+        .collect();
+    let chosen: Vec<&(usize, String)> = if csvs.is_empty() {
+        names.iter().collect()
+    } else {
+        csvs
+    };
+    if chosen.is_empty() {
+        return Ok(vec![failed(
+            shown.to_string(),
+            "the zip file holds no file".into(),
+        )]);
+    }
+    let mut outs = Vec::new();
+    for (i, entry_name) in chosen {
+        let loc = format!("{shown}!{entry_name}");
+        let t = match report_type_for(opts, [Some(entry_name), outer[0], outer[1]]) {
+            Ok(t) => t,
+            Err(e) => {
+                outs.push(failed(loc, e));
+                continue;
+            }
+        };
+        let entry = match zip.by_index(*i) {
+            Ok(e) => e,
+            Err(e) => {
+                outs.push(failed(loc, format!("cannot read the zip entry: {e}")));
+                continue;
+            }
+        };
+        let n = naming(loc);
+        let o = if entry_name.to_ascii_lowercase().ends_with(".gz") {
+            read_csv(
+                flate2::read::MultiGzDecoder::new(entry),
+                &n,
+                &t,
+                opts.schema,
+                opts.scope,
+                sink,
+            )?
+        } else {
+            read_csv(entry, &n, &t, opts.schema, opts.scope, sink)?
+        };
+        outs.push(o);
+    }
+    Ok(outs)
 }
 
 /// A report a Shadowserver mail links to instead of attaching it:

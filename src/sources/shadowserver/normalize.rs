@@ -6,11 +6,20 @@
 //!   default, `dst_*` for `*_ddos_target` reports, `http_referer_*` where present. When the
 //!   default side lies outside our scope but another side lies inside, that side is the subject;
 //! - `ip` holding a CIDR (blocklist) becomes `network`;
-//! - `0`, `unknown`, `-` and empty are null; null values are not kept;
+//! - only an empty cell is empty: `0`, `-` and `unknown` are values and are kept (an ASN of `0`,
+//!   which names no network, stays in `extra.asn`);
 //! - `severity` column when valid, else the type's default; `timestamp` → `time_source` (UTC);
 //! - `tag` is split on `,` and `;` into `extra.tags`, CVE ids go to `extra.cves`;
-//! - every other non-null column lands in `extra` under its header name (subject-side columns
+//! - `url` is the `url` column when it is an absolute http(s) URL, else it is assembled from a
+//!   host column (`http_host`) and a path (`url` or `http_url`, a request line's method and
+//!   version dropped), with the scheme of `application` / `url_scheme` and the server's port
+//!   ([`url`]);
+//! - the columns `identity.tsv` names for the type become the finding's identity parts
+//!   (`column=value`), so rows that differ in them are different findings;
+//! - every other non-empty column lands in `extra` under its header name (subject-side columns
 //!   lose their prefix: `src_geo` → `geo`).
+
+mod url;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -42,18 +51,48 @@ struct Side {
     members: Vec<(usize, String)>,
 }
 
-/// A column that goes to `extra` (unless null), decided once per header and subject side.
+/// A column that goes to `extra` (unless empty), decided once per header and subject side.
 #[derive(Debug, Clone)]
 struct ExtraColumn {
     col: usize,
     key: String,
     /// The key is that of the previous column of the plan (the later column wins).
     repeats_key: bool,
-    /// The subject's `hostname`: left out when it became the finding's `domain`.
-    unless_domain: bool,
-    /// `url` / `email`: left out when it became the finding's `url` / `email`.
-    unless_url: bool,
-    unless_email: bool,
+    /// Left out when the row's finding took this column's value as that field.
+    unless: Option<Filled>,
+}
+
+/// A finding field that a column's value became (the column then stays out of `extra`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    /// `domain`, from the subject's `hostname`.
+    Hostname,
+    /// `domain`, from the type's domain column (`TypeInfo::domain_column`).
+    DomainColumn,
+    /// `url`, the `url` column as written.
+    Url,
+    /// `email`.
+    Email,
+}
+
+/// The columns a row's finding is built from, found once per header.
+#[derive(Debug, Clone, Default)]
+struct Columns {
+    timestamp: Option<usize>,
+    severity: Option<usize>,
+    protocol: Option<usize>,
+    tag: Option<usize>,
+    infection: Option<usize>,
+    url: Option<usize>,
+    email: Option<usize>,
+    application: Option<usize>,
+    /// The subject's host name when the report has no `hostname` (`TypeInfo::domain_column`).
+    domain: Option<usize>,
+    domain_fallback: Vec<usize>,
+    /// The columns of the finding's identity parts and their names, sorted by name.
+    identity: Vec<(usize, String)>,
+    /// Where an assembled URL's parts are, when the report has a host column.
+    url_parts: Option<url::UrlColumns>,
 }
 
 /// Per-file row normaliser.
@@ -69,27 +108,26 @@ pub struct Normalizer<'a> {
     /// The `extra` columns sorted by key (ties in column order): `[0]` for rows without a
     /// subject, `[s + 1]` when `sides[s]` is the subject.
     extra_plans: Vec<Vec<ExtraColumn>>,
-    timestamp: Option<usize>,
-    severity: Option<usize>,
-    protocol: Option<usize>,
-    tag: Option<usize>,
-    infection: Option<usize>,
-    url: Option<usize>,
-    email: Option<usize>,
-    application: Option<usize>,
-    domain_fallback: Vec<usize>,
+    cols: Columns,
 }
 
-/// Whether a value means "nothing".
+/// Buffers reused from row to row of one report, so that a row allocates nothing for its
+/// identity parts and assembled URL once they have grown.
+#[derive(Debug, Default)]
+pub struct RowScratch {
+    /// The row's warnings (malformed values kept in `extra`): appended to, drained by the
+    /// caller.
+    pub warnings: Vec<String>,
+    /// Identity parts (`column=value`); a row uses the first few.
+    identity: Vec<String>,
+    /// An assembled URL.
+    url: String,
+}
+
+/// Whether a value means "nothing": only an empty (or blank) cell does.
 #[inline]
 pub fn is_null(v: &str) -> bool {
-    is_null_trimmed(trim(v))
-}
-
-/// [`is_null`] of a value already trimmed.
-#[inline]
-fn is_null_trimmed(t: &str) -> bool {
-    t.is_empty() || t == "0" || t == "-" || t.eq_ignore_ascii_case("unknown")
+    trim(v).is_empty()
 }
 
 /// `str::trim`, without decoding characters when both ends are plain ASCII (the usual case).
@@ -141,6 +179,47 @@ fn parse_severity(s: &str) -> Option<Severity> {
     }
 }
 
+/// One row's view of its cells: the record, and whether it is all ASCII (one check per row).
+#[derive(Clone, Copy)]
+struct Row<'r> {
+    rec: &'r csv::ByteRecord,
+    ascii: bool,
+}
+
+impl<'r> Row<'r> {
+    /// A non-empty field, trimmed.
+    #[inline]
+    fn value(self, i: Option<usize>) -> Option<Cow<'r, str>> {
+        let v = text(self.rec, i?, self.ascii);
+        if v.is_empty() { None } else { Some(v) }
+    }
+}
+
+/// The subject's fields of a row (`ip`, `network`, service `port`, `asn`, `domain`) and the
+/// malformed or non-indicator values to keep in `extra` instead.
+#[derive(Default)]
+struct SubjectFields<'r> {
+    ip: Option<IpAddr>,
+    network: Option<IpNet>,
+    port: Option<u16>,
+    asn: Option<u32>,
+    domain: Option<Cow<'r, str>>,
+    /// Where `domain` came from.
+    domain_from: Option<Filled>,
+    /// A service port that is not a port, kept as written.
+    kept_port: Option<Cow<'r, str>>,
+    /// An ASN that is not one, or `0` (which names no network), kept as written.
+    kept_asn: Option<Cow<'r, str>>,
+}
+
+/// A row's classification and severity.
+struct Classified<'r, 'n> {
+    classification: Cow<'n, Classification>,
+    severity: Severity,
+    /// A severity cell that names no severity, kept as written.
+    bad_severity: Option<Cow<'r, str>>,
+}
+
 impl<'a> Normalizer<'a> {
     /// Analyses the header. Fails when the header is not a Shadowserver report header.
     pub fn new(
@@ -160,98 +239,30 @@ impl<'a> Normalizer<'a> {
                 crate::text::clip(&names.join(","), 120)
             ));
         }
-        let mut prefixes: Vec<&str> = Vec::new();
-        if find("ip").is_some() {
-            prefixes.push("");
-        }
-        let ddos_target = report_type.ends_with("_ddos_target");
-        let mut event: Vec<&str> = ["http_referer_", "src_", "dst_"]
-            .into_iter()
-            .filter(|p| find(&format!("{p}ip")).is_some())
-            .collect();
-        if ddos_target {
-            event.sort_by_key(|p| *p != "dst_");
-        }
-        prefixes.extend(event);
-        let mut sides = Vec::new();
-        let mut side_of = vec![None; names.len()];
-        for p in prefixes {
-            let ip = find(&format!("{p}ip")).expect("checked above");
-            let idx = sides.len();
-            let mut members = Vec::new();
-            for (i, n) in names.iter().enumerate() {
-                let stripped = if p.is_empty() {
-                    // Single-host reports: the host columns themselves.
-                    matches!(n.as_str(), "ip" | "port" | "asn" | "hostname").then(|| n.clone())
-                } else {
-                    n.strip_prefix(p).map(str::to_string)
-                };
-                if let Some(s) = stripped
-                    && side_of[i].is_none()
-                {
-                    side_of[i] = Some(idx);
-                    members.push((i, s));
-                }
-            }
-            sides.push(Side {
-                ip,
-                port: find(&format!("{p}port")),
-                asn: find(&format!("{p}asn")),
-                hostname: find(&format!("{p}hostname")),
-                port_is_service: p.is_empty() || p == "dst_",
-                members,
-            });
-        }
-        let timestamp = find("timestamp");
-        let severity = find("severity");
-        let protocol = find("protocol");
-        let tag = find("tag");
-        let url = find("url");
-        let email = find("email");
-        let extra_plans = (0..=sides.len())
-            .map(|plan| {
-                let chosen = plan.checked_sub(1);
-                let mut cols = Vec::new();
-                for (i, name) in names.iter().enumerate() {
-                    if [timestamp, severity, protocol, tag].contains(&Some(i)) {
-                        continue;
-                    }
-                    let mut key = name.as_str();
-                    let mut unless_domain = false;
-                    if let Some(s) = side_of[i]
-                        && chosen == Some(s)
-                    {
-                        let side: &Side = &sides[s];
-                        if i == side.ip
-                            || Some(i) == side.asn
-                            || (Some(i) == side.port && side.port_is_service)
-                        {
-                            continue;
-                        }
-                        unless_domain = Some(i) == side.hostname;
-                        if let Some((_, n)) = side.members.iter().find(|(m, _)| *m == i) {
-                            key = n;
-                        }
-                    }
-                    cols.push(ExtraColumn {
-                        col: i,
-                        key: key.to_string(),
-                        repeats_key: false,
-                        unless_domain,
-                        unless_url: Some(i) == url,
-                        unless_email: Some(i) == email,
-                    });
-                }
-                // Stable: of two columns with one key, the later one stays later and wins.
-                cols.sort_by(|a, b| a.key.cmp(&b.key));
-                for j in 1..cols.len() {
-                    cols[j].repeats_key = cols[j].key == cols[j - 1].key;
-                }
-                cols
-            })
-            .collect();
         let canonical = schema.canonical(report_type).to_string();
         let info = schema.info(&canonical);
+        let (sides, side_of) = find_sides(&names, report_type.ends_with("_ddos_target"));
+        let cols = Columns {
+            timestamp: find("timestamp"),
+            severity: find("severity"),
+            protocol: find("protocol"),
+            tag: find("tag"),
+            infection: find("infection"),
+            url: find("url"),
+            email: find("email"),
+            application: find("application"),
+            domain: info.domain_column.as_deref().and_then(find),
+            domain_fallback: DOMAIN_FALLBACK.iter().filter_map(|n| find(n)).collect(),
+            identity: info
+                .identity
+                .iter()
+                .filter_map(|n| find(n).map(|i| (i, n.clone())))
+                .collect(),
+            url_parts: url::UrlColumns::find(&find),
+        };
+        let extra_plans = (0..=sides.len())
+            .map(|plan| extra_plan(&names, &sides, &side_of, &cols, plan.checked_sub(1)))
+            .collect();
         let fixed_classification = (info.when_tag.is_empty() && info.identifier.is_some())
             .then(|| info.classify(&canonical, None, &[]));
         Ok(Normalizer {
@@ -259,18 +270,10 @@ impl<'a> Normalizer<'a> {
             fixed_classification,
             report_type: canonical,
             scope,
-            timestamp,
-            severity,
-            protocol,
-            tag,
-            infection: find("infection"),
-            url,
-            email,
-            application: find("application"),
-            domain_fallback: DOMAIN_FALLBACK.iter().filter_map(|n| find(n)).collect(),
             names,
             sides,
             extra_plans,
+            cols,
         })
     }
 
@@ -291,7 +294,7 @@ impl<'a> Normalizer<'a> {
     /// Normalises one record into a finding; `raw` is the pointer stored with it. `Err` is the
     /// reason the row is rejected. Warnings are dropped (see [`Normalizer::row_warned`]).
     pub fn row(&self, rec: &csv::ByteRecord, raw: &str) -> Result<Finding, String> {
-        self.row_view(rec, raw, &mut Vec::new(), |v| v.to_finding())
+        self.row_view(rec, raw, &mut RowScratch::default(), |v| v.to_finding())
     }
 
     /// [`Normalizer::row`] with the row's warnings (malformed values kept in `extra`).
@@ -300,25 +303,27 @@ impl<'a> Normalizer<'a> {
         rec: &csv::ByteRecord,
         raw: &str,
     ) -> Result<(Finding, Vec<String>), String> {
-        let mut warnings = Vec::new();
-        let f = self.row_view(rec, raw, &mut warnings, |v| v.to_finding())?;
-        Ok((f, warnings))
+        let mut scratch = RowScratch::default();
+        let f = self.row_view(rec, raw, &mut scratch, |v| v.to_finding())?;
+        Ok((f, scratch.warnings))
     }
 
     /// Normalises one record and hands the finding to `emit` as a sealed view borrowing from
-    /// `rec` (no owned copy of its fields). `Err` is the reason the row is rejected.
+    /// `rec` and `scratch` (no owned copy of its fields). `Err` is the reason the row is
+    /// rejected.
     ///
     /// A row is rejected only when the identity of its finding is missing or malformed: the
     /// subject's address (or, without one, its host name, URL or e-mail), and the `timestamp`
     /// every report row carries; or when it has more fields than the header (its values
     /// cannot be told apart). Any other malformed value (another side's address, a port, an
-    /// ASN, a severity) is kept as written in `extra` and described in `warnings` (appended to;
-    /// nothing is allocated for a row without warnings).
+    /// ASN, a severity, a host name a URL cannot be made of) is kept as written in `extra` and
+    /// described in `scratch.warnings` (appended to; nothing is allocated for a row without
+    /// warnings).
     pub fn row_view<T>(
         &self,
         rec: &csv::ByteRecord,
         raw: &str,
-        warnings: &mut Vec<String>,
+        scratch: &mut RowScratch,
         emit: impl FnOnce(&FindingView<'_>) -> T,
     ) -> Result<T, String> {
         // Short rows happen in real reports (a trailing column left out): the missing fields
@@ -330,22 +335,165 @@ impl<'a> Normalizer<'a> {
                 self.names.len()
             ));
         }
-        // A non-null field, trimmed. Real reports are nearly always ASCII: one check per row.
-        let ascii = rec.as_slice().is_ascii();
-        let value = |i: Option<usize>| -> Option<Cow<'_, str>> {
-            let v = text(rec, i?, ascii);
-            if is_null_trimmed(&v) { None } else { Some(v) }
+        // Real reports are nearly always ASCII: one check per row.
+        let row = Row {
+            rec,
+            ascii: rec.as_slice().is_ascii(),
         };
+        let RowScratch {
+            warnings,
+            identity,
+            url: url_buf,
+        } = scratch;
+        let chosen = self.choose_subject(row, warnings)?;
+        let time_source = self.time_source(row)?;
+        let tag_text = row.value(self.cols.tag);
+        let tags: Vec<&str> = tag_text.as_deref().map(split_tags).unwrap_or_default();
+        let c = self.classify(row, &tags, warnings);
+        let subject_idx = chosen.as_ref().map(|(i, _)| *i);
+        let mut s = self.subject_fields(row, chosen, warnings);
+        let (url, url_from_col) = match url::row_url(row, &self.cols, url_buf, warnings) {
+            Some((u, from_col)) => (Some(u), from_col),
+            None => (None, false),
+        };
+        let email = row
+            .value(self.cols.email)
+            .filter(|e| e.contains('@'))
+            .map(lower);
+        self.require_indicator(row, &mut s, url.is_some() || email.is_some())?;
+        let identity_len = self.identity_parts(row, identity);
+        let protocol = row.value(self.cols.protocol).map(lower);
+        let filled = [
+            s.domain_from,
+            url_from_col.then_some(Filled::Url),
+            email.as_ref().map(|_| Filled::Email),
+        ];
+        let mut extra: Vec<(&str, ExtraVal<'_>)> = self.extra(row, subject_idx, &filled);
+        for (key, v) in [
+            ("port", s.kept_port.take()),
+            ("asn", s.kept_asn.take()),
+            ("severity", c.bad_severity),
+        ] {
+            if let Some(v) = v {
+                set_sorted(&mut extra, key, ExtraVal::Text(v));
+            }
+        }
+        let cves = cves(&tags);
+        self.tags_and_application(row, &mut extra, &tags, &cves, tag_text.as_deref());
+        let mut view = FindingView {
+            source: SOURCE,
+            feed: &self.report_type,
+            classification: &c.classification,
+            ip: s.ip,
+            network: s.network,
+            port: s.port,
+            protocol: protocol.as_deref(),
+            asn: s.asn,
+            domain: s.domain.as_deref(),
+            url: url.as_deref(),
+            email: email.as_deref(),
+            severity: c.severity,
+            time_source: Some(time_source),
+            first_seen: DateTime::<Utc>::UNIX_EPOCH,
+            last_seen: DateTime::<Utc>::UNIX_EPOCH,
+            times_seen: 0,
+            status: Status::New,
+            in_scope: true,
+            extra: ExtraView::Pairs(&[]),
+            raw: Some(raw),
+            identity: &identity[..identity_len],
+            history: &[],
+        };
+        view.in_scope = self.mark_scope(&view, &mut extra);
+        view.extra = ExtraView::Pairs(&extra);
+        Ok(emit(&view))
+    }
 
-        // The subject side: the first in scope, else the first with an address. A malformed
-        // address is the identity (the row is rejected) only when it would be the subject: it
-        // comes first and no side is in scope. Otherwise it stays in `extra` with a warning.
+    /// A row without an address or network is about the host name of a fallback column
+    /// (`request`, `website`, ...) when it has one; a row that names nothing at all (no URL
+    /// or e-mail either, `has_other`) has no identity and is rejected.
+    fn require_indicator<'r>(
+        &self,
+        row: Row<'r>,
+        s: &mut SubjectFields<'r>,
+        has_other: bool,
+    ) -> Result<(), String> {
+        if s.ip.is_none() && s.network.is_none() && s.domain.is_none() {
+            s.domain = self
+                .cols
+                .domain_fallback
+                .iter()
+                .find_map(|&i| row.value(Some(i)).and_then(host_name));
+        }
+        if s.ip.is_none() && s.network.is_none() && s.domain.is_none() && !has_other {
+            return Err("the row names no address, network, host name, URL or e-mail".into());
+        }
+        Ok(())
+    }
+
+    /// `extra.tags` and `extra.cves` (or the `tag` cell as written when it holds separators
+    /// only), and the type's application when the row names none.
+    fn tags_and_application<'e>(
+        &'e self,
+        row: Row<'_>,
+        extra: &mut Vec<(&'e str, ExtraVal<'e>)>,
+        tags: &'e [&'e str],
+        cves: &'e [String],
+        tag_text: Option<&'e str>,
+    ) {
+        if !tags.is_empty() {
+            set_sorted(extra, "tags", ExtraVal::Strs(tags));
+            if !cves.is_empty() {
+                set_sorted(extra, "cves", ExtraVal::Strings(cves));
+            }
+        } else if let Some(t) = tag_text {
+            // Separators only (`,`): no tag, but a value all the same.
+            set_sorted(extra, "tag", ExtraVal::Text(Cow::Borrowed(t)));
+        }
+        if row.value(self.cols.application).is_none()
+            && let Some(app) = &self.info.application
+        {
+            set_sorted(extra, "application", ExtraVal::Text(Cow::Borrowed(app)));
+        }
+    }
+
+    /// Whether the finding is in our scope; what matched goes to `extra` (`matched_prefix`,
+    /// `matched_asn`, `matched_domain`).
+    fn mark_scope<'e>(
+        &self,
+        view: &FindingView<'e>,
+        extra: &mut Vec<(&'e str, ExtraVal<'e>)>,
+    ) -> bool
+    where
+        'a: 'e,
+    {
+        let mark = ScopeMark::of(view, self.scope);
+        if let Some(p) = mark.prefix {
+            set_sorted(extra, "matched_prefix", ExtraVal::Net(p));
+        }
+        if let Some(a) = mark.asn {
+            set_sorted(extra, "matched_asn", ExtraVal::U64(a.into()));
+        }
+        if let Some(d) = mark.domain {
+            set_sorted(extra, "matched_domain", ExtraVal::Text(Cow::Borrowed(d)));
+        }
+        mark.in_scope
+    }
+
+    /// The subject side: the first in scope, else the first with an address. A malformed
+    /// address is the identity (the row is rejected) only when it would be the subject: it
+    /// comes first and no side is in scope. Otherwise it stays in `extra` with a warning.
+    fn choose_subject(
+        &self,
+        row: Row<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<(usize, Subject)>, String> {
         let mut chosen: Option<(usize, Subject)> = None;
         let mut first: Option<(usize, Subject)> = None;
         let mut first_bad: Option<usize> = None;
-        let mut bad_sides = 0u32; // a bit per side (a header has at most four)
+        let mut bad_sides = 0u32;
         for (si, side) in self.sides.iter().enumerate() {
-            let Some(v) = value(Some(side.ip)) else {
+            let Some(v) = row.value(Some(side.ip)) else {
                 continue;
             };
             let Some(subject) = parse_subject(&v) else {
@@ -366,7 +514,7 @@ impl<'a> Normalizer<'a> {
             format!(
                 "`{}` is not an IP address or network: `{}`",
                 self.names[col],
-                crate::text::clip(&original(rec, col), 60)
+                crate::text::clip(&original(row.rec, col), 60)
             )
         };
         if chosen.is_none()
@@ -374,113 +522,147 @@ impl<'a> Normalizer<'a> {
         {
             return Err(bad_ip(si));
         }
-        let chosen = chosen.or(first);
-        if bad_sides != 0 {
-            for si in (0..self.sides.len()).filter(|si| bad_sides & (1 << si) != 0) {
-                warnings.push(format!("{} (kept in extra)", bad_ip(si)));
-            }
+        for si in (0..self.sides.len()).filter(|si| bad_sides & (1 << si) != 0) {
+            warnings.push(format!("{} (kept in extra)", bad_ip(si)));
         }
+        Ok(chosen.or(first))
+    }
 
-        // Timestamp.
-        let time_source = match (value(self.timestamp), self.timestamp) {
-            (Some(v), Some(i)) => Some(parse_time(&v).ok_or_else(|| {
+    /// The row's `timestamp` (part of every row's identity).
+    fn time_source(&self, row: Row<'_>) -> Result<DateTime<Utc>, String> {
+        match (row.value(self.cols.timestamp), self.cols.timestamp) {
+            (Some(v), Some(i)) => parse_time(&v).ok_or_else(|| {
                 format!(
                     "bad timestamp `{}`",
-                    crate::text::clip(&original(rec, i), 40)
+                    crate::text::clip(&original(row.rec, i), 40)
                 )
-            })?),
-            _ => return Err("the row has no timestamp".into()),
-        };
+            }),
+            _ => Err("the row has no timestamp".into()),
+        }
+    }
 
-        // Tags, CVEs and classification.
-        let tag_text = value(self.tag);
-        let tags: Vec<&str> = tag_text.as_deref().map(split_tags).unwrap_or_default();
-        let classified;
+    /// Classification and severity of a row with these tags.
+    fn classify<'r>(
+        &self,
+        row: Row<'r>,
+        tags: &[&str],
+        warnings: &mut Vec<String>,
+    ) -> Classified<'r, '_> {
         let classification = match &self.fixed_classification {
-            Some(c) => c,
+            Some(c) => Cow::Borrowed(c),
             None => {
-                classified =
+                let infection = row.value(self.cols.infection);
+                Cow::Owned(
                     self.info
-                        .classify(&self.report_type, value(self.infection).as_deref(), &tags);
-                &classified
+                        .classify(&self.report_type, infection.as_deref(), tags),
+                )
             }
         };
-        let severity_text = value(self.severity);
-        let parsed_severity = severity_text.as_deref().and_then(parse_severity);
-        let bad_severity = severity_text.filter(|_| parsed_severity.is_none());
+        let severity_text = row.value(self.cols.severity);
+        let parsed = severity_text.as_deref().and_then(parse_severity);
+        let bad_severity = severity_text.filter(|_| parsed.is_none());
         if let Some(s) = &bad_severity {
             warnings.push(format!(
                 "bad severity `{}` (kept in extra; the type's default applies)",
                 crate::text::clip(s, 20)
             ));
         }
-        let severity = parsed_severity.unwrap_or(self.info.severity);
-        let protocol = value(self.protocol).map(lower);
+        Classified {
+            classification,
+            severity: parsed.unwrap_or(self.info.severity),
+            bad_severity,
+        }
+    }
 
-        let (mut ip, mut network, mut port, mut asn, mut domain) = (None, None, None, None, None);
-        let (mut bad_port, mut bad_asn) = (None, None);
-        let chosen_idx = chosen.as_ref().map(|(i, _)| *i);
+    /// The subject's address or network, service port, ASN and host name.
+    fn subject_fields<'r>(
+        &self,
+        row: Row<'r>,
+        chosen: Option<(usize, Subject)>,
+        warnings: &mut Vec<String>,
+    ) -> SubjectFields<'r> {
+        let mut s = SubjectFields::default();
         if let Some((si, subject)) = chosen {
             let side = &self.sides[si];
             match subject {
-                Subject::Ip(a) => ip = Some(a),
-                Subject::Net(n) => network = Some(n),
+                Subject::Ip(a) => s.ip = Some(a),
+                Subject::Net(n) => s.network = Some(n),
             }
-            if let (Some(p), Some(i)) = (value(side.port), side.port) {
+            if let (Some(p), Some(i)) = (row.value(side.port), side.port) {
                 match p.parse::<u16>() {
-                    Ok(p) if side.port_is_service => port = Some(p),
+                    Ok(p) if side.port_is_service => s.port = Some(p),
                     Ok(_) => {}
                     Err(_) => {
                         warnings.push(format!(
                             "bad port `{}` (kept in extra)",
-                            crate::text::clip(&original(rec, i), 20)
+                            crate::text::clip(&original(row.rec, i), 20)
                         ));
                         // A client port is in `extra` already; a service port is not.
                         if side.port_is_service {
-                            bad_port = Some(p);
+                            s.kept_port = Some(p);
                         }
                     }
                 }
             }
-            if let Some(a) = value(side.asn) {
+            if let Some(a) = row.value(side.asn) {
                 let digits = a.strip_prefix("AS").unwrap_or(&a);
-                match digits.parse() {
-                    Ok(n) => asn = Some(n),
+                match digits.parse::<u32>() {
+                    // AS 0 names no network (RFC 7607): not an ASN, but kept as written.
+                    Ok(0) => s.kept_asn = Some(a),
+                    Ok(n) => s.asn = Some(n),
                     Err(_) => {
                         warnings.push(format!(
                             "bad asn `{}` (kept in extra)",
                             crate::text::clip(&a, 20)
                         ));
-                        bad_asn = Some(a);
+                        s.kept_asn = Some(a);
                     }
                 }
             }
-            domain = value(side.hostname).and_then(host_name);
+            (s.domain, s.domain_from) = domain_of(row.value(side.hostname), Filled::Hostname);
         }
-        if ip.is_none() && network.is_none() && domain.is_none() {
-            domain = self
-                .domain_fallback
-                .iter()
-                .find_map(|&i| value(Some(i)).and_then(host_name));
+        if s.domain.is_none() {
+            (s.domain, s.domain_from) =
+                domain_of(row.value(self.cols.domain), Filled::DomainColumn);
         }
-        let url = value(self.url).filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-        let email = value(self.email).filter(|e| e.contains('@')).map(lower);
-        if ip.is_none() && network.is_none() && domain.is_none() && url.is_none() && email.is_none()
-        {
-            return Err("the row names no address, network, host name, URL or e-mail".into());
-        }
+        s
+    }
 
-        // Everything else goes to extra, built at once from the plan's sorted keys.
-        let plan = &self.extra_plans[chosen_idx.map_or(0, |c| c + 1)];
+    /// Writes the row's identity parts (`column=value` of each non-empty identity column, in
+    /// column-name order) into `parts`, reusing its strings; returns how many there are.
+    fn identity_parts(&self, row: Row<'_>, parts: &mut Vec<String>) -> usize {
+        let mut n = 0;
+        for (col, name) in &self.cols.identity {
+            let Some(v) = row.value(Some(*col)) else {
+                continue;
+            };
+            if parts.len() == n {
+                parts.push(String::new());
+            }
+            let p = &mut parts[n];
+            p.clear();
+            p.push_str(name);
+            p.push('=');
+            p.push_str(&v);
+            n += 1;
+        }
+        n
+    }
+
+    /// The row's `extra` columns, from the plan of its subject side, sorted by key.
+    fn extra<'r>(
+        &'r self,
+        row: Row<'r>,
+        subject: Option<usize>,
+        filled: &[Option<Filled>],
+    ) -> Vec<(&'r str, ExtraVal<'r>)> {
+        let plan = &self.extra_plans[subject.map_or(0, |c| c + 1)];
         let mut extra: Vec<(&str, ExtraVal<'_>)> = Vec::with_capacity(plan.len() + 6);
         for c in plan {
-            if (c.unless_domain && domain.is_some())
-                || (c.unless_url && url.is_some())
-                || (c.unless_email && email.is_some())
-            {
+            if c.unless.is_some() && filled.contains(&c.unless) {
                 continue;
             }
-            let Some(v) = value(Some(c.col)) else {
+            let Some(v) = row.value(Some(c.col)) else {
                 continue;
             };
             let v = ExtraVal::Text(v);
@@ -489,79 +671,137 @@ impl<'a> Normalizer<'a> {
                 _ => extra.push((&c.key, v)),
             }
         }
-        for (key, bad) in [
-            ("port", bad_port),
-            ("asn", bad_asn),
-            ("severity", bad_severity),
-        ] {
-            if let Some(v) = bad {
-                set_sorted(&mut extra, key, ExtraVal::Text(v));
-            }
-        }
-        let mut cves: Vec<String> = tags
-            .iter()
-            .filter(|t| is_cve(t))
-            .map(|t| t.to_ascii_uppercase())
-            .collect();
-        cves.sort();
-        cves.dedup();
-        if !tags.is_empty() {
-            set_sorted(&mut extra, "tags", ExtraVal::Strs(&tags));
-            if !cves.is_empty() {
-                set_sorted(&mut extra, "cves", ExtraVal::Strings(&cves));
-            }
-        }
-        if value(self.application).is_none()
-            && let Some(app) = &self.info.application
-        {
-            set_sorted(
-                &mut extra,
-                "application",
-                ExtraVal::Text(Cow::Borrowed(app)),
-            );
-        }
-        let mut view = FindingView {
-            source: SOURCE,
-            feed: &self.report_type,
-            classification,
-            ip,
-            network,
-            port,
-            protocol: protocol.as_deref(),
-            asn,
-            domain: domain.as_deref(),
-            url: url.as_deref(),
-            email: email.as_deref(),
-            severity,
-            time_source,
-            first_seen: DateTime::<Utc>::UNIX_EPOCH,
-            last_seen: DateTime::<Utc>::UNIX_EPOCH,
-            times_seen: 0,
-            status: Status::New,
-            in_scope: true,
-            extra: ExtraView::Pairs(&[]),
-            raw: Some(raw),
-            identity: &[],
-            history: &[],
-        };
-        let mark = ScopeMark::of(&view, self.scope);
-        if let Some(p) = mark.prefix {
-            set_sorted(&mut extra, "matched_prefix", ExtraVal::Net(p));
-        }
-        if let Some(a) = mark.asn {
-            set_sorted(&mut extra, "matched_asn", ExtraVal::U64(a.into()));
-        }
-        if let Some(d) = mark.domain {
-            set_sorted(
-                &mut extra,
-                "matched_domain",
-                ExtraVal::Text(Cow::Borrowed(d)),
-            );
-        }
-        view.in_scope = mark.in_scope;
-        view.extra = ExtraView::Pairs(&extra);
-        Ok(emit(&view))
+        extra
     }
+}
+
+/// The sides of a header (`ip`, then the event prefixes: `dst_` first for `*_ddos_target`),
+/// and for each column the side it belongs to.
+fn find_sides(names: &[String], ddos_target: bool) -> (Vec<Side>, Vec<Option<usize>>) {
+    let find = |n: &str| names.iter().position(|h| h == n);
+    let mut prefixes: Vec<&str> = Vec::new();
+    if find("ip").is_some() {
+        prefixes.push("");
+    }
+    let mut event: Vec<&str> = ["http_referer_", "src_", "dst_"]
+        .into_iter()
+        .filter(|p| find(&format!("{p}ip")).is_some())
+        .collect();
+    if ddos_target {
+        event.sort_by_key(|p| *p != "dst_");
+    }
+    prefixes.extend(event);
+    let mut sides = Vec::new();
+    let mut side_of = vec![None; names.len()];
+    for p in prefixes {
+        let ip = find(&format!("{p}ip")).expect("checked above");
+        let idx = sides.len();
+        let mut members = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let stripped = if p.is_empty() {
+                // Single-host reports: the host columns themselves.
+                matches!(n.as_str(), "ip" | "port" | "asn" | "hostname").then(|| n.clone())
+            } else {
+                n.strip_prefix(p).map(str::to_string)
+            };
+            if let Some(s) = stripped
+                && side_of[i].is_none()
+            {
+                side_of[i] = Some(idx);
+                members.push((i, s));
+            }
+        }
+        sides.push(Side {
+            ip,
+            port: find(&format!("{p}port")),
+            asn: find(&format!("{p}asn")),
+            hostname: find(&format!("{p}hostname")),
+            port_is_service: p.is_empty() || p == "dst_",
+            members,
+        });
+    }
+    (sides, side_of)
+}
+
+/// The `extra` columns when `chosen` is the subject side (`None`: a row without one), sorted
+/// by key; of two columns with one key the later one wins.
+fn extra_plan(
+    names: &[String],
+    sides: &[Side],
+    side_of: &[Option<usize>],
+    cols: &Columns,
+    chosen: Option<usize>,
+) -> Vec<ExtraColumn> {
+    let mut plan = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if [cols.timestamp, cols.severity, cols.protocol, cols.tag].contains(&Some(i)) {
+            continue;
+        }
+        let mut key = name.as_str();
+        let mut unless = None;
+        if let Some(s) = side_of[i]
+            && chosen == Some(s)
+        {
+            let side: &Side = &sides[s];
+            if i == side.ip || Some(i) == side.asn || (Some(i) == side.port && side.port_is_service)
+            {
+                continue;
+            }
+            if Some(i) == side.hostname {
+                unless = Some(Filled::Hostname);
+            }
+            if let Some((_, n)) = side.members.iter().find(|(m, _)| *m == i) {
+                key = n;
+            }
+        }
+        if Some(i) == cols.domain {
+            unless = Some(Filled::DomainColumn);
+        } else if Some(i) == cols.url {
+            unless = Some(Filled::Url);
+        } else if Some(i) == cols.email {
+            unless = Some(Filled::Email);
+        }
+        plan.push(ExtraColumn {
+            col: i,
+            key: key.to_string(),
+            repeats_key: false,
+            unless,
+        });
+    }
+    // Stable: of two columns with one key, the later one stays later and wins.
+    plan.sort_by(|a, b| a.key.cmp(&b.key));
+    for j in 1..plan.len() {
+        plan[j].repeats_key = plan[j].key == plan[j - 1].key;
+    }
+    plan
+}
+
+/// The host name a cell holds, and whether the cell is that name as written (case and a
+/// trailing dot aside), so that it can stay out of `extra` without losing anything.
+fn domain_of(cell: Option<Cow<'_, str>>, from: Filled) -> (Option<Cow<'_, str>>, Option<Filled>) {
+    let Some(cell) = cell else {
+        return (None, None);
+    };
+    let as_written = |d: &str| cell.trim_end_matches('.').eq_ignore_ascii_case(d);
+    match host_name(cell.clone()) {
+        Some(d) => {
+            let filled = as_written(&d).then_some(from);
+            (Some(d), filled)
+        }
+        None => (None, None),
+    }
+}
+
+/// The CVE ids among the tags, upper-cased, sorted, each once.
+fn cves(tags: &[&str]) -> Vec<String> {
+    let mut cves: Vec<String> = tags
+        .iter()
+        .filter(|t| is_cve(t))
+        .map(|t| t.to_ascii_uppercase())
+        .collect();
+    cves.sort();
+    cves.dedup();
+    cves
 }
 
 /// Lower-cases a value, borrowing it when it has no upper-case letter (the usual case).
@@ -727,276 +967,4 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scope::ScopeSnapshot;
-
-    fn rec(s: &str) -> csv::ByteRecord {
-        let mut r = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(s.as_bytes());
-        let mut b = csv::ByteRecord::new();
-        r.read_byte_record(&mut b).unwrap();
-        b
-    }
-
-    fn header(s: &str) -> Vec<String> {
-        rec(s)
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
-            .collect()
-    }
-
-    #[test]
-    fn times() {
-        let t = |s| parse_time(s).map(|t| t.to_rfc3339());
-        assert_eq!(
-            t("2024-01-04 08:04:37").unwrap(),
-            "2024-01-04T08:04:37+00:00"
-        );
-        assert_eq!(
-            t("2024-01-04 08:04:37Z").unwrap(),
-            "2024-01-04T08:04:37+00:00"
-        );
-        assert_eq!(
-            t("2021-03-27T00:00:00.521730Z").unwrap(),
-            "2021-03-27T00:00:00.521730+00:00"
-        );
-        assert_eq!(
-            t("2024-01-04T10:04:37+02:00").unwrap(),
-            "2024-01-04T08:04:37+00:00"
-        );
-        assert!(t("2024-13-04 08:04:37").is_none());
-        // A character that is not ASCII across byte 19 is a bad time, not a panic.
-        assert!(t("2026-11-20 03:14:0é").is_none());
-        assert!(t("2026-11-20 03:14:é").is_none());
-        assert!(t("2026-11-20 03:14:00é").is_none());
-        assert!(t("2026-11-20 03:14:00.5é").is_none());
-        assert!(t("yesterday").is_none());
-    }
-
-    #[test]
-    fn trim_is_str_trim() {
-        let mut cases: Vec<String> = ["", "a", " a", "a ", "\u{a0}a\u{3000}", "é", " é ", "ab"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        for b in 0u8..=0x7f {
-            let c = char::from(b);
-            cases.extend([
-                format!("{c}"),
-                format!("{c}x"),
-                format!("x{c}"),
-                format!("{c}x{c}"),
-            ]);
-        }
-        for c in &cases {
-            assert_eq!(trim(c), c.trim(), "{c:?}");
-            assert_eq!(is_null(c), is_null_trimmed(c.trim()), "{c:?}");
-        }
-        for t in ["", "a", " a , b;;c ;", ",;", " \u{a0}x\u{a0};é, y"] {
-            let want: Vec<&str> = t
-                .split([',', ';'])
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect();
-            assert_eq!(split_tags(t), want, "{t:?}");
-        }
-        for s in [
-            "critical",
-            "HIGH",
-            " medium ",
-            "Low",
-            "info",
-            "informational",
-            "x",
-            "",
-        ] {
-            assert_eq!(parse_severity(s), s.parse().ok(), "{s}");
-        }
-    }
-
-    #[test]
-    fn host_names() {
-        let h = |v: &str| host_name(Cow::Borrowed(v)).map(Cow::into_owned);
-        assert_eq!(
-            h("https://WWW.Example.org./x?y").as_deref(),
-            Some("www.example.org")
-        );
-        assert_eq!(h("mail.example.org").as_deref(), Some("mail.example.org"));
-        assert_eq!(
-            host_name(Cow::Owned("Ns.Example.org".into())).as_deref(),
-            Some("ns.example.org")
-        );
-        for junk in [
-            "192.0.2.7",
-            "localhost",
-            "a b.example",
-            "x@example.org",
-            "[::1]:80",
-        ] {
-            assert_eq!(h(junk), None, "{junk}");
-        }
-        let long = format!("{}.example.org", "a".repeat(250));
-        assert_eq!(h(&long), None, "longer than a DNS name");
-        let ok = format!("{}.example.org", "a".repeat(241));
-        assert_eq!(h(&ok).map(|s| s.len()), Some(253));
-    }
-
-    #[test]
-    fn cves() {
-        assert!(is_cve("CVE-2024-38063"));
-        assert!(is_cve("cve-2021-26855"));
-        assert!(!is_cve("cve-21-1"));
-        assert!(!is_cve("exchange"));
-    }
-
-    #[test]
-    fn scan_row_by_header_name() {
-        let schema = Schema::bundled();
-        let scope = ScopeMatcher::new(&ScopeSnapshot {
-            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
-            ..Default::default()
-        });
-        // Columns deliberately out of the usual order, plus an unknown one.
-        let h = header(
-            "\"port\",\"ip\",\"timestamp\",\"severity\",\"protocol\",\"hostname\",\"tag\",\"asn\",\"new_col\",\"naics\"",
-        );
-        let n = Normalizer::new(&schema, "scan_dns", &h, &scope).unwrap();
-        let f = n
-            .row(
-                &rec("53,\"192.0.2.7\",\"2024-01-04 08:04:37\",\"high\",\"udp\",\"ns.Example.org.\",\"openresolver;CVE-2020-1350\",64496,\"x\",0"),
-                "f.csv:2",
-            )
-            .unwrap();
-        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.7");
-        assert_eq!(f.port, Some(53));
-        assert_eq!(f.protocol.as_deref(), Some("udp"));
-        assert_eq!(f.asn, Some(64496));
-        assert_eq!(f.domain.as_deref(), Some("ns.example.org"));
-        assert_eq!(f.severity, Severity::High);
-        assert_eq!(f.classification.identifier, "dns-open-resolver");
-        assert_eq!(f.extra["new_col"], "x");
-        assert!(!f.extra.contains_key("naics"));
-        assert_eq!(f.extra["cves"], serde_json::json!(["CVE-2020-1350"]));
-        assert!(f.in_scope);
-    }
-
-    #[test]
-    fn event_subject_follows_scope() {
-        let schema = Schema::bundled();
-        let h =
-            header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
-        let row = rec("2026-11-20 10:00:00,tcp,203.0.113.5,50123,64500,192.0.2.9,8080,64496,mirai");
-        // No scope: the default side (src) is the subject.
-        let empty = ScopeMatcher::default();
-        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &empty).unwrap();
-        let f = n.row(&row, "x:2").unwrap();
-        assert_eq!(f.ip.unwrap().to_string(), "203.0.113.5");
-        assert_eq!(f.port, None, "client ports are not identity");
-        assert_eq!(f.extra["port"], "50123");
-        assert_eq!(f.extra["dst_ip"], "192.0.2.9");
-        assert_eq!(f.classification.identifier, "mirai");
-        assert!(!f.in_scope);
-        // Our network is on the dst side: that side becomes the subject.
-        let scope = ScopeMatcher::new(&ScopeSnapshot {
-            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
-            ..Default::default()
-        });
-        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
-        let f = n.row(&row, "x:2").unwrap();
-        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.9");
-        assert_eq!(f.port, Some(8080));
-        assert_eq!(f.asn, Some(64496));
-        assert_eq!(f.extra["src_ip"], "203.0.113.5");
-        assert!(f.in_scope);
-    }
-
-    #[test]
-    fn blocklist_cidr_and_malformed_rows() {
-        let schema = Schema::bundled();
-        let scope = ScopeMatcher::default();
-        let h = header("timestamp,severity,ip,hostname,source,reason,asn");
-        let n = Normalizer::new(&schema, "blocklist", &h, &scope).unwrap();
-        let f = n
-            .row(&rec("2026-11-20 08:04:37,,198.51.100.0/24,,x,y,0"), "b:2")
-            .unwrap();
-        assert_eq!(f.network.unwrap().to_string(), "198.51.100.0/24");
-        assert_eq!(f.ip, None);
-        assert_eq!(f.asn, None, "0 is null");
-        assert_eq!(f.severity, Severity::Low);
-        let f = n
-            .row(&rec("2026-11-20 08:04:37,,198.51.100.7/32,,x,y,"), "b:3")
-            .unwrap();
-        assert_eq!(f.ip.unwrap().to_string(), "198.51.100.7");
-        for bad in [
-            "2026-11-20 08:04:37,,999.1.1.1,,x,y,1",
-            "not a time,,198.51.100.7,,x,y,1",
-            "2026-11-20 03:14:0\u{e9},,198.51.100.7,,x,y,1",
-            ",,198.51.100.7,,x,y,1",
-            "2026-11-20 08:04:37,,,,x,y,1",
-            "2026-11-20 08:04:37,,198.51.100.7,,x,y,1,extra",
-        ] {
-            assert!(n.row(&rec(bad), "b:9").is_err(), "{bad}");
-        }
-        // A malformed ASN or severity is not the identity: kept in extra, with a warning.
-        let (f, w) = n
-            .row_warned(
-                &rec("2026-11-20 08:04:37,urgent,198.51.100.7,,x,y,ASX"),
-                "b:4",
-            )
-            .unwrap();
-        assert_eq!(f.asn, None);
-        assert_eq!(f.extra["asn"], "ASX");
-        assert_eq!(f.extra["severity"], "urgent");
-        assert_eq!(f.severity, Severity::Low, "the type's default");
-        assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("urgent") && w[1].contains("ASX"), "{w:?}");
-        assert!(Normalizer::new(&schema, "blocklist", &header("a,b,c"), &scope).is_err());
-    }
-
-    #[test]
-    fn sinkhole_row_keeps_its_finding_when_dst_ip_is_malformed() {
-        let schema = Schema::bundled();
-        let scope = ScopeMatcher::new(&ScopeSnapshot {
-            prefixes: vec!["192.0.2.0/24".parse().unwrap()],
-            ..Default::default()
-        });
-        let h =
-            header("timestamp,protocol,src_ip,src_port,src_asn,dst_ip,dst_port,dst_asn,infection");
-        let n = Normalizer::new(&schema, "event4_sinkhole", &h, &scope).unwrap();
-        // Our infected host on src; the sinkhole's address is garbage.
-        let row = rec(
-            "2026-11-20 03:14:00,tcp,192.0.2.77,49812,64496,148.81.111.11.12,80,64500,andromeda",
-        );
-        let (f, w) = n.row_warned(&row, "s:2").unwrap();
-        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.77");
-        assert_eq!(f.asn, Some(64496));
-        assert_eq!(f.extra["dst_ip"], "148.81.111.11.12");
-        assert!(f.in_scope);
-        assert_eq!(w.len(), 1);
-        assert!(
-            w[0].contains("dst_ip") && w[0].contains("148.81.111.11.12"),
-            "{w:?}"
-        );
-        // Our host on dst, garbage on src (the default side): dst is the subject.
-        let row = rec("2026-11-20 03:14:00,tcp,1.2.3.4.5,49812,64500,192.0.2.9,80,64496,mirai");
-        let (f, w) = n.row_warned(&row, "s:3").unwrap();
-        assert_eq!(f.ip.unwrap().to_string(), "192.0.2.9");
-        assert_eq!(f.extra["src_ip"], "1.2.3.4.5");
-        assert_eq!(w.len(), 1);
-        // No side in scope and the default side malformed: the identity is malformed.
-        let row = rec("2026-11-20 03:14:00,tcp,1.2.3.4.5,49812,64500,203.0.113.9,80,64496,mirai");
-        let e = n.row(&row, "s:4").unwrap_err();
-        assert!(e.contains("src_ip") && e.contains("1.2.3.4.5"), "{e}");
-        // A malformed service port of the subject stays in extra.
-        let h = header("timestamp,ip,port,protocol");
-        let n = Normalizer::new(&schema, "scan_http", &h, &scope).unwrap();
-        let (f, w) = n
-            .row_warned(&rec("2026-11-20 03:14:00,192.0.2.5,99999,tcp"), "s:5")
-            .unwrap();
-        assert_eq!(f.port, None);
-        assert_eq!(f.extra["port"], "99999");
-        assert_eq!(w.len(), 1);
-    }
-}
+mod tests;

@@ -7,9 +7,16 @@
 //! - `feeds/shadowserver/classification.tsv` adds the RSIT identifier and application per type
 //!   (and taxonomy/type for the types the schema leaves unclassified).
 //! - `feeds/shadowserver/default-severity.json` is the default severity per type.
+//! - `feeds/shadowserver/retired.tsv` holds the types Shadowserver published and retired
+//!   (`phish_url`, ...) with their classification, and the old names of renamed types
+//!   (`botnet_drone` → `event4_sinkhole`): archived reports still carry them.
+//! - `feeds/shadowserver/identity.tsv` names, per type, the columns beyond the finding's
+//!   indicator fields that tell two rows apart (the sinkhole's address, the malware family,
+//!   the sandbox sample's hash, ...): they become [`crate::finding::Finding::identity`].
 //!
 //! A type the bundled tables do not know (Shadowserver added one) still gets a classification:
-//! its schema entry, else its IPv4 twin (`scan6_x` → `scan_x`), else a rule by name prefix.
+//! its schema entry, else its IPv4 twin (`scan6_x` → `scan_x`), else a rule by name prefix; it is
+//! imported with a warning, never refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -23,32 +30,14 @@ pub const BUNDLED_SCHEMA: &str = include_str!("../../../feeds/shadowserver/repor
 const CLASSIFICATION_TSV: &str = include_str!("../../../feeds/shadowserver/classification.tsv");
 const DEFAULT_SEVERITY_JSON: &str =
     include_str!("../../../feeds/shadowserver/default-severity.json");
+const RETIRED_TSV: &str = include_str!("../../../feeds/shadowserver/retired.tsv");
+const IDENTITY_TSV: &str = include_str!("../../../feeds/shadowserver/identity.tsv");
 
 /// Where `update-schema` keeps the downloaded schema (in the store's state).
 pub const SCHEMA_STATE_KEY: &str = "shadowserver/schema";
 
 /// Public URL of the schema.
 pub const DEFAULT_SCHEMA_URL: &str = "https://interchange.shadowserver.org/schema/reports.json";
-
-/// Old report names (e-mail era) and their current successors.
-const LEGACY_NAMES: &[(&str, &str)] = &[
-    ("botnet_drone", "event4_sinkhole"),
-    ("sinkhole_http_drone", "event4_sinkhole_http"),
-    ("sinkhole6_http", "event6_sinkhole_http"),
-    ("microsoft_sinkhole", "event4_microsoft_sinkhole"),
-    ("drone_brute_force", "event4_honeypot_brute_force"),
-    ("hp_http_scan", "event4_honeypot_http_scan"),
-    ("hp_ics_scan", "event4_honeypot_ics_scan"),
-    ("darknet", "event4_honeypot_darknet"),
-    ("ddos_amplification", "event4_honeypot_ddos_amp"),
-    ("caida_ip_spoofer", "event4_ip_spoofer"),
-    ("cisco_smart_install", "scan_cisco_smart_install"),
-    ("netis_router", "scan_netis_router"),
-    ("cwsandbox_url", "sandbox_url"),
-    ("scan_ldap", "scan_ldap_udp"),
-    ("blacklist", "blocklist"),
-    ("dns_openresolver", "scan_dns"),
-];
 
 /// One entry of `reports.json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,6 +63,11 @@ pub struct TypeInfo {
     pub severity: Severity,
     /// `(tag, classification)`: a row with this tag is classified differently.
     pub when_tag: Vec<(String, Classification)>,
+    /// Columns whose values are part of each finding's identity (`identity.tsv`), sorted.
+    pub identity: Vec<String>,
+    /// A column holding the subject's host name when the report has no `hostname`
+    /// (`retired.tsv`: `phish_url`'s `host`).
+    pub domain_column: Option<String>,
 }
 
 impl TypeInfo {
@@ -112,6 +106,19 @@ struct Tables {
     rows: HashMap<String, TableRow>,
     when_tag: HashMap<String, Vec<(String, Classification)>>,
     severity: HashMap<String, Severity>,
+    /// Retired types (`retired.tsv`), each with the column naming its subject's host.
+    retired: HashMap<String, Option<String>>,
+    /// Old names of renamed types and their current names (`retired.tsv`).
+    renamed: Vec<(String, String)>,
+    /// Identity columns per type (`identity.tsv`), sorted.
+    identity: HashMap<String, Vec<String>>,
+}
+
+/// The data lines of a bundled table, split on tabs.
+fn data_lines(tsv: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
+    tsv.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('\t').collect())
 }
 
 fn tables() -> &'static Tables {
@@ -119,38 +126,56 @@ fn tables() -> &'static Tables {
     T.get_or_init(|| {
         let mut rows = HashMap::new();
         let mut when_tag: HashMap<String, Vec<(String, Classification)>> = HashMap::new();
-        for line in CLASSIFICATION_TSV.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let p: Vec<&str> = line.split('\t').collect();
+        let row = |p: &[&str]| TableRow {
+            taxonomy: p[1].to_string(),
+            kind: p[2].to_string(),
+            identifier: (p[3] != "$infection").then(|| p[3].to_string()),
+            application: (p[4] != "-").then(|| p[4].to_string()),
+        };
+        for p in data_lines(CLASSIFICATION_TSV) {
             if p[0] == "when_tag" && p.len() == 6 {
                 when_tag
                     .entry(p[1].to_string())
                     .or_default()
                     .push((p[2].to_string(), Classification::new(p[3], p[4], p[5])));
             } else if p.len() == 5 {
-                rows.insert(
-                    p[0].to_string(),
-                    TableRow {
-                        taxonomy: p[1].to_string(),
-                        kind: p[2].to_string(),
-                        identifier: (p[3] != "$infection").then(|| p[3].to_string()),
-                        application: (p[4] != "-").then(|| p[4].to_string()),
-                    },
-                );
+                rows.insert(p[0].to_string(), row(&p));
             }
         }
         let sev: HashMap<String, String> =
             serde_json::from_str(DEFAULT_SEVERITY_JSON).expect("bundled severity table is JSON");
-        let severity = sev
+        let mut severity: HashMap<String, Severity> = sev
             .into_iter()
             .filter_map(|(k, v)| v.parse().ok().map(|s| (k, s)))
+            .collect();
+        let (mut retired, mut renamed) = (HashMap::new(), Vec::new());
+        for p in data_lines(RETIRED_TSV) {
+            if p[0] == "renamed" && p.len() >= 3 {
+                renamed.push((p[1].to_string(), p[2].to_string()));
+            } else if p.len() >= 7 {
+                rows.insert(p[0].to_string(), row(&p));
+                if let Ok(s) = p[5].parse() {
+                    severity.insert(p[0].to_string(), s);
+                }
+                retired.insert(p[0].to_string(), (p[6] != "-").then(|| p[6].to_string()));
+            }
+        }
+        let identity = data_lines(IDENTITY_TSV)
+            .filter(|p| p.len() >= 2)
+            .map(|p| {
+                let mut cols: Vec<String> = p[1].split_whitespace().map(str::to_string).collect();
+                cols.sort();
+                cols.dedup();
+                (p[0].to_string(), cols)
+            })
             .collect();
         Tables {
             rows,
             when_tag,
             severity,
+            retired,
+            renamed,
+            identity,
         }
     })
 }
@@ -250,9 +275,26 @@ impl Schema {
         self.entries.get(report_type)
     }
 
-    /// Whether the type is known (schema or bundled tables).
+    /// Whether the type is known (schema or bundled tables, retired types included).
     pub fn knows(&self, report_type: &str) -> bool {
         self.entries.contains_key(report_type) || tables().rows.contains_key(report_type)
+    }
+
+    /// Whether the type is a retired one (`retired.tsv`) that the schema no longer lists.
+    pub fn is_retired(&self, report_type: &str) -> bool {
+        !self.entries.contains_key(report_type) && tables().retired.contains_key(report_type)
+    }
+
+    /// Every type name this schema imports by name: the schema's, the retired ones and the old
+    /// names of renamed ones, sorted (for hints).
+    pub fn all_names(&self) -> Vec<&str> {
+        let t = tables();
+        let mut v: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+        v.extend(t.retired.keys().map(String::as_str));
+        v.extend(t.renamed.iter().map(|(o, _)| o.as_str()));
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 
     /// The current name of a report type (legacy names mapped to their successors).
@@ -260,11 +302,11 @@ impl Schema {
         if self.knows(report_type) {
             return report_type;
         }
-        LEGACY_NAMES
+        tables()
+            .renamed
             .iter()
-            .find(|(old, _)| *old == report_type)
-            .map(|(_, new)| *new)
-            .unwrap_or(report_type)
+            .find(|(old, _)| old == report_type)
+            .map_or(report_type, |(_, new)| new.as_str())
     }
 
     /// Classification and default severity of a type; works for every name (see module docs).
@@ -301,6 +343,12 @@ impl Schema {
             .or_else(|| twin.as_deref().and_then(|w| t.severity.get(w)))
             .copied()
             .unwrap_or_else(|| severity_by_kind(&kind));
+        let identity = t
+            .identity
+            .get(report_type)
+            .or_else(|| twin.as_deref().and_then(|w| t.identity.get(w)))
+            .cloned()
+            .unwrap_or_default();
         TypeInfo {
             taxonomy,
             kind,
@@ -308,6 +356,8 @@ impl Schema {
             application: row.and_then(|r| r.application.clone()),
             severity,
             when_tag: t.when_tag.get(report_type).cloned().unwrap_or_default(),
+            identity,
+            domain_column: t.retired.get(report_type).cloned().flatten(),
         }
     }
 
@@ -315,13 +365,7 @@ impl Schema {
     /// `scan_ssh.csv`, `2015-01-01-dns_openresolver-sample-asn.csv.zip`. The longest known
     /// type at the start of the part after the date wins; legacy names are mapped.
     pub fn type_from_file_name(&self, name: &str) -> Option<String> {
-        let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-        let mut stem = base.to_ascii_lowercase();
-        for ext in [".eml", ".zip", ".gz", ".csv"] {
-            if let Some(s) = stem.strip_suffix(ext) {
-                stem = s.to_string();
-            }
-        }
+        let stem = file_stem(name);
         let rest = strip_date(&stem);
         let boundary = |s: &str, n: &str| {
             s.strip_prefix(n)
@@ -332,7 +376,7 @@ impl Schema {
             s.strip_prefix(n)
                 .is_some_and(|r| r.is_empty() || r.starts_with(['-', '.', ' ']))
         };
-        let legacy = LEGACY_NAMES.iter().map(|(o, _)| o.to_string());
+        let legacy = tables().renamed.iter().map(|(o, _)| o.clone());
         let all: Vec<String> = self.names_by_len.iter().cloned().chain(legacy).collect();
         let found = all
             .iter()
@@ -340,6 +384,35 @@ impl Schema {
             .or_else(|| all.iter().find(|n| boundary(rest, n)))?;
         Some(self.canonical(found).to_string())
     }
+}
+
+/// A file name without its folder and its `.eml`, `.zip`, `.gz`, `.csv` endings, lower-cased.
+fn file_stem(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let mut stem = base.to_ascii_lowercase();
+    for ext in [".eml", ".zip", ".gz", ".csv"] {
+        if let Some(s) = stem.strip_suffix(ext) {
+            stem = s.to_string();
+        }
+    }
+    stem
+}
+
+/// The report type a Shadowserver file name names when no table knows it: the word after the
+/// date of `YYYY-MM-DD-<type>-<list>.csv` (letters, digits and `_`, as IntelMQ reads it). Only
+/// a dated name counts (`notes.csv` names no report type).
+pub fn unknown_type_from_file_name(name: &str) -> Option<String> {
+    let stem = file_stem(name);
+    let rest = strip_date(&stem);
+    if rest.len() == stem.len() {
+        return None;
+    }
+    let t = rest.split('-').next().unwrap_or("");
+    let ok = !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    ok.then(|| t.to_string())
 }
 
 fn strip_date(s: &str) -> &str {
@@ -490,6 +563,56 @@ mod tests {
             Some("scan_ssl_poodle")
         );
         assert_eq!(t("notes.csv"), None);
+    }
+
+    #[test]
+    fn retired_renamed_and_unknown_types() {
+        let s = Schema::bundled();
+        assert!(s.knows("phish_url") && s.is_retired("phish_url"));
+        assert!(!s.is_retired("scan_dns"));
+        let p = s.info("phish_url");
+        let c = p.classify("phish_url", None, &[]);
+        assert_eq!(
+            (c.taxonomy.as_str(), c.kind.as_str(), c.identifier.as_str()),
+            ("fraud", "phishing", "phish-url")
+        );
+        assert_eq!(p.severity, Severity::High);
+        assert_eq!(p.domain_column.as_deref(), Some("host"));
+        assert_eq!(s.canonical("scan_msrdpeudp"), "scan_rdpeudp");
+        assert_eq!(s.canonical("botnet_drone"), "event4_sinkhole");
+        assert_eq!(
+            s.type_from_file_name("2022-02-01-phish_url-example-asn.csv")
+                .as_deref(),
+            Some("phish_url")
+        );
+        assert!(s.all_names().contains(&"phish_url"));
+        assert!(s.all_names().contains(&"botnet_drone"));
+        let u = |n: &str| unknown_type_from_file_name(n);
+        assert_eq!(
+            u("2026-11-20-scan_gizmo-example-asn.csv.gz").as_deref(),
+            Some("scan_gizmo")
+        );
+        assert_eq!(u("notes.csv"), None, "a name without a date names no type");
+        assert_eq!(u("2026-11-20-Scan Gizmo.csv"), None);
+    }
+
+    #[test]
+    fn identity_columns_per_type() {
+        let s = Schema::bundled();
+        assert_eq!(
+            s.info("event4_sinkhole_http").identity,
+            ["dst_ip", "dst_port", "family", "infection"]
+        );
+        assert_eq!(
+            s.info("event6_sinkhole_http").identity,
+            s.info("event4_sinkhole_http").identity,
+            "the IPv4 twin's columns"
+        );
+        assert_eq!(
+            s.info("sandbox_dns").identity,
+            ["md5", "md5hash", "sha1", "sha256"]
+        );
+        assert!(s.info("scan_dns").identity.is_empty());
     }
 
     #[test]

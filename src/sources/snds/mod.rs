@@ -35,13 +35,13 @@ use serde::{Deserialize, Serialize};
 use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity};
-use crate::http::{self, Fetched, HttpError, RetryPolicy};
+use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
 /// Builds the source; the key is required.
 pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
     let key = secret::resolve(&c.key, &c.key_env, "sources.snds.key")
-        .map_err(FetchError::Config)?
+        .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
@@ -321,17 +321,7 @@ fn data_row(
     })?;
     // Malformed values, kept as written: (extra key, value).
     let mut kept: Vec<(&str, &str)> = Vec::new();
-    let mut start = parse_snds_time(g(1));
-    let mut end = parse_snds_time(g(2));
-    if start.is_none() && !g(1).is_empty() || end.is_none() && !g(2).is_empty() {
-        warnings.push(format!(
-            "activity period `{}` - `{}` is not M/D/YYYY h:mm AM/PM (kept in extra)",
-            crate::text::clip(g(1), 80),
-            crate::text::clip(g(2), 80)
-        ));
-        kept.extend([("activity_start", g(1)), ("activity_end", g(2))]);
-        (start, end) = (None, None);
-    }
+    let (start, end) = activity_period(rec, &mut kept, warnings);
     let mut counted = |i: usize, key: &'static str, name: &str| match count(g(i), name) {
         Ok(n) => Some(n),
         Err(e) => {
@@ -344,14 +334,7 @@ fn data_row(
     let data = counted(4, "data_commands", "DATA commands");
     let recipients = counted(5, "message_recipients", "message recipients");
     let trap_hits = counted(10, "trap_hits", "trap hits");
-    let mut filter = g(6).to_ascii_uppercase();
-    if !matches!(filter.as_str(), "GREEN" | "YELLOW" | "RED" | "") {
-        warnings.push(format!(
-            "filter result `{}` is not GREEN, YELLOW or RED (kept in extra)",
-            crate::text::clip(g(6), 80)
-        ));
-        filter = g(6).to_string();
-    }
+    let filter = filter_result(g(6), warnings);
     let complaint = g(7);
     let band = complaint_band(complaint);
     let mut reasons = Vec::new();
@@ -382,17 +365,12 @@ fn data_row(
     );
     f.ip = Some(ip);
     f.time_source = end.or(start);
-    let date = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    if let Some(d) = date(start) {
+    if let Some(d) = iso(start) {
         f.set_extra("activity_start", d);
     }
-    if let Some(d) = date(end) {
-        f.set_extra("activity_end", d);
-        f.set_extra(
-            "report_date",
-            end.map(|e| e.format("%Y-%m-%d").to_string())
-                .unwrap_or_default(),
-        );
+    if let Some(e) = end {
+        f.set_extra("activity_end", e.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        f.set_extra("report_date", e.format("%Y-%m-%d").to_string());
     }
     for (k, n) in [
         ("rcpt_commands", rcpt),
@@ -408,17 +386,79 @@ fn data_row(
     if let Some(b) = band {
         f.set_extra("complaint_rate_min_pct", b.min);
     }
-    if let Some(d) = date(parse_snds_time(g(8))) {
-        f.set_extra("trap_message_start", d);
-    }
-    if let Some(d) = date(parse_snds_time(g(9))) {
-        f.set_extra("trap_message_end", d);
-    }
     if let Some(n) = trap_hits {
         f.set_extra("trap_hits", n);
     }
     for (k, v) in kept {
         f.set_extra(k, v);
+    }
+    set_trap_period_and_samples(&mut f, rec, warnings);
+    f.set_extra("reasons", reasons);
+    f.raw = Some(at.to_string());
+    Ok(Some(DataHit { finding: f, end }))
+}
+
+/// A `data.aspx` row's activity period; a malformed one is kept as written (both ends) and
+/// counts for nothing.
+fn activity_period<'r>(
+    rec: &'r csv::StringRecord,
+    kept: &mut Vec<(&'static str, &'r str)>,
+    warnings: &mut Vec<String>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let g = |i: usize| rec.get(i).unwrap_or("");
+    let (start, end) = (parse_snds_time(g(1)), parse_snds_time(g(2)));
+    if start.is_none() && !g(1).is_empty() || end.is_none() && !g(2).is_empty() {
+        warnings.push(format!(
+            "activity period `{}` - `{}` is not M/D/YYYY h:mm AM/PM (kept in extra)",
+            crate::text::clip(g(1), 80),
+            crate::text::clip(g(2), 80)
+        ));
+        kept.extend([("activity_start", g(1)), ("activity_end", g(2))]);
+        return (None, None);
+    }
+    (start, end)
+}
+
+/// The filter result upper-cased (`GREEN`, `YELLOW`, `RED` or empty), else as written with a
+/// warning (it then counts for nothing).
+fn filter_result(cell: &str, warnings: &mut Vec<String>) -> String {
+    let filter = cell.to_ascii_uppercase();
+    if matches!(filter.as_str(), "GREEN" | "YELLOW" | "RED" | "") {
+        return filter;
+    }
+    warnings.push(format!(
+        "filter result `{}` is not GREEN, YELLOW or RED (kept in extra)",
+        crate::text::clip(cell, 80)
+    ));
+    cell.to_string()
+}
+
+/// A time as ISO 8601 (`2026-11-22T07:00:00Z`).
+fn iso(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// A `data.aspx` row's trap message period (a malformed time kept as written, with a
+/// warning), sample HELO, sample MAIL FROM and comments.
+fn set_trap_period_and_samples(
+    f: &mut Finding,
+    rec: &csv::StringRecord,
+    warnings: &mut Vec<String>,
+) {
+    let g = |i: usize| rec.get(i).unwrap_or("");
+    for (key, i) in [("trap_message_start", 8), ("trap_message_end", 9)] {
+        match iso(parse_snds_time(g(i))) {
+            Some(d) => f.set_extra(key, d),
+            None if !g(i).is_empty() => {
+                warnings.push(format!(
+                    "{} `{}` is not M/D/YYYY h:mm AM/PM (kept in extra)",
+                    key.replace('_', " "),
+                    crate::text::clip(g(i), 80)
+                ));
+                f.set_extra(key, g(i));
+            }
+            None => {}
+        }
     }
     for (k, i) in [
         ("sample_helo", 11),
@@ -429,9 +469,6 @@ fn data_row(
             f.set_extra(k, g(i));
         }
     }
-    f.set_extra("reasons", reasons);
-    f.raw = Some(at.to_string());
-    Ok(Some(DataHit { finding: f, end }))
 }
 
 /// The network of an address range: the exact CIDR when the range is one (`true`), else the
@@ -552,14 +589,7 @@ impl SndsSource {
         let shown = http::scrub(&url, &secrets);
         let r = ctx
             .http
-            .send_with_retry_after(
-                Method::GET,
-                &url,
-                HeaderMap::new(),
-                None,
-                &secrets,
-                RetryPolicy::default(),
-            )
+            .send(Method::GET, &url, HeaderMap::new(), None, &secrets)
             .await;
         match r {
             Ok(Fetched::Body { body, .. }) => {

@@ -218,9 +218,12 @@ impl<'s> SortedIngest<'s> {
 /// Writes a run, sorted by home, to an anonymous temporary file in `dir`, rewound.
 fn spill(dir: &Path, run: &mut PreparedBatch) -> Result<File> {
     run.sort_by_home();
-    let io = |cause: std::io::Error| StoreError::TempFile {
-        dir: dir.display().to_string(),
-        cause,
+    let io = |cause: std::io::Error| {
+        StoreError::TempFile {
+            dir: dir.display().to_string(),
+            cause,
+        }
+        .or_disk_full(dir)
     };
     let file = tempfile::tempfile_in(dir).map_err(io)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);

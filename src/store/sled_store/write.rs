@@ -498,7 +498,7 @@ impl SledStore {
         if let Some(run) = run {
             self.add_run(&mut batch, run)?;
         }
-        self.db.apply_batch(batch).map_err(engine)
+        self.written(self.db.apply_batch(batch))
     }
 
     /// Adds a run-log entry to `batch`, and the removal of entries older than the retention
@@ -597,14 +597,12 @@ impl SledStore {
                 size += v.len();
                 batch.insert(k, v);
                 if size > REWRITE_BATCH_BYTES {
-                    self.db
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(engine)?;
+                    self.written(self.db.apply_batch(std::mem::take(&mut batch)))?;
                     size = 0;
                 }
             }
         }
-        self.db.apply_batch(batch).map_err(engine)?;
+        self.written(self.db.apply_batch(batch))?;
         Ok(n)
     }
 

@@ -1,0 +1,121 @@
+//! The daemon's flows job: expand `[flows] paths`, read what is new in the files since the
+//! last run, analyse it together and store the findings with the files' marks; and the
+//! health of the job (`status`: `silent` when the paths gave no new lines for twice the
+//! schedule, `failing` when they cannot be read).
+//!
+//! **Every line is read once**, across rotation ([`follow`]): a growing plain log
+//! (`current/conn.log`) is read on from where the last run stopped, behind its own header, up
+//! to its last whole line (a line being written waits for the next run); a log renamed,
+//! copied or compressed is recognised by its inode or by its first bytes, under its new name
+//! or next to its old one, and read on from its mark; a log re-created or `copytruncate`d at
+//! its path is read whole (behind the header it lost). So a day's flow finding **adds up**
+//! what every run read of it (connections, packets, bytes; first and last time; the longest
+//! connection; the peers merged: [`run::add_stored_counts`]). The marks are written in the
+//! same atomic batch as the findings, so a failed run reads the same lines again next time.
+//! Marks of files that no longer match are dropped once their log was followed.
+
+mod expand;
+pub mod follow;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use expand::{ExpandError, expand, expand_all, wildcard_match};
+pub use follow::FileMark;
+
+use super::analyse::SOURCE;
+use super::run;
+use crate::config::Config;
+use crate::pipeline::{Apply, Ending, RunKind};
+use crate::scope::ScopeMatcher;
+use crate::sources::FetchOutput;
+use crate::store::{Store, StoreError};
+
+/// State key prefix of the file marks.
+pub const STATE_PREFIX: &str = "flows/file/";
+/// Most files one pattern may expand to (a mistaken `/*` must not read a whole disk).
+pub const MAX_FILES: usize = 10_000;
+
+/// Why a run of the watch job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some files could not be read (the run log has it too); the others were.
+    #[error("{line}; {error}")]
+    Unread { line: String, error: String },
+}
+
+/// One run of the watch job: a line for the log, or what failed (the run log has it too).
+pub fn run_once(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    scope: &ScopeMatcher,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<String, WatchError> {
+    let started = now();
+    let (files, unreadable) = expand_all(cfg);
+    let marks: BTreeMap<String, FileMark> = store
+        .state_scan(STATE_PREFIX)?
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+        .collect();
+    let mut plan = follow::plan(&files, &marks);
+    plan.unreadable.extend(unreadable);
+    if plan.reads.is_empty() && plan.unreadable.is_empty() {
+        let unit = FetchOutput {
+            state: plan.state,
+            ..Default::default()
+        };
+        let ending = Ending {
+            not_modified: true,
+            notices: plan.notices,
+            ..Default::default()
+        };
+        Apply::new(store.clone(), RunKind::Source(SOURCE.into()), started)
+            .only_unit(unit, &ending, &now)?;
+        return Ok(format!("no new lines in {} file(s)", files.len()));
+    }
+    let index = run::indicators(Some(cfg), store.as_ref())?;
+    let pieces: Vec<run::Piece> = plan.reads.iter().map(|r| r.piece.clone()).collect();
+    let mut analysed = run::analyse_pieces(&cfg.flows, scope, &index, &pieces, &mut |p| {
+        tracing::info!(file = %crate::text::Clean(&p.display().to_string()), "reading flows");
+    });
+    analysed.notices.extend(plan.notices);
+    run::add_stored_counts(store.as_ref(), &mut analysed.report.findings)?;
+    let mut state = plan.state;
+    for (read, out) in plan.reads.iter().zip(&analysed.files) {
+        if let (Some((key, mark)), Some(stats), None) = (&read.mark, &out.stats, &out.error) {
+            let mut mark = mark.clone();
+            if mark.gzip
+                && let Some(t) = &read.piece.tail
+            {
+                // How far the decompressed stream was read.
+                mark.offset = t.from + stats.bytes.saturating_sub(t.header.len() as u64);
+            }
+            state.push((
+                key.clone(),
+                Some(serde_json::to_vec(&mark).expect("a mark")),
+            ));
+        }
+    }
+    analysed.files.extend(plan.unreadable);
+    // One unit of the apply path: findings, marks and the run-log entry together, flushed.
+    let (stats, fr) = run::store_run(store, scope, &mut analysed, state, started, now())?;
+    let line = format!(
+        "{} file(s), {} connection(s): {} finding(s), {} new, {} updated",
+        pieces.len(),
+        analysed.connections(),
+        fr.accepted,
+        stats.new,
+        stats.updated
+    );
+    match fr.error {
+        Some(error) => Err(WatchError::Unread { line, error }),
+        None => Ok(line),
+    }
+}
