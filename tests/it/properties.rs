@@ -6,7 +6,7 @@
 //! (through the CSV reader), the list readers (CSV, lines, JSON, JSON lines), SNDS rows, the
 //! Safe Browsing alert XML, the HIBP notification mail, the RIPEstat reply, the socket
 //! protocol, the terminal sanitiser. (The store's record and bucket decoder is private: its
-//! properties are in `src/store/record.rs`.)
+//! properties are in `src/store/sled_store/record/tests.rs`.)
 //!
 //! The suite runs [`CASES`] cases per property (a few fewer for the slow ones). A longer run:
 //!

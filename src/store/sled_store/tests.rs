@@ -565,3 +565,29 @@ fn group_by_home_groups_in_key_order_and_folds_repeats_into_the_first() {
     let by = group_by_home(std::iter::empty::<(u8, Incoming)>());
     assert!(by.homes.is_empty() && by.entries.is_empty());
 }
+
+#[test]
+fn a_full_disk_is_told_through_the_causes_of_typed_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let os = std::io::Error::from_raw_os_error;
+    let full = |e: StoreError| matches!(e.or_disk_full(d.path()), StoreError::DiskFull { .. });
+    // A write's sled error (what `written` makes of it), an open's, a spill file's.
+    assert!(full(engine(sled::Error::Io(os(libc::ENOSPC)))));
+    assert!(full(StoreError::Open {
+        path: "x".into(),
+        cause: Box::new(sled::Error::Io(os(libc::EDQUOT))),
+    }));
+    assert!(full(StoreError::TempFile {
+        dir: "x".into(),
+        cause: os(libc::ENOSPC),
+    }));
+    // sled's flusher reports its error as text (the `Debug` form of the OS error).
+    let text = format!("flusher: {:?}", os(libc::ENOSPC));
+    assert!(full(StoreError::backend(text)));
+    // Anything else stays what it was.
+    let denied = engine(sled::Error::Io(os(libc::EACCES))).or_disk_full(d.path());
+    assert!(matches!(denied, StoreError::Backend(_)), "{denied}");
+    let damaged =
+        StoreError::corrupt("bucket", "no space left in the header").or_disk_full(d.path());
+    assert!(matches!(damaged, StoreError::Corrupt { .. }), "{damaged}");
+}
