@@ -4,11 +4,10 @@
 //! non-empty cell of a row is lost: each is found in the row's finding, as a field or in
 //! `extra`.
 //!
-//! Rows that are the *same* observation repeated (`scan_telnet`: one address at 12:27:34 and
-//! 12:27:40 with two banners) are counted as one finding here; the values of such rows are
-//! not checked, because keeping the details of each repeated observation is the store's
-//! merge of repeated observations (issue #21, the repeated-observation work), not the
-//! parser's.
+//! Rows that are the *same* event repeated (`scan_telnet`: one address at 12:27:34 and
+//! 12:27:40 with two banners) are one finding; their values are checked after the store merged
+//! them: each is in the finding or in one of its kept earlier observations (its time and the
+//! values that differed).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -88,19 +87,24 @@ fn repeats(findings: &[Finding]) -> HashMap<String, usize> {
     n
 }
 
-/// Checks the cells of the rows whose finding has no other row; returns how many were checked.
+/// Checks every non-empty cell of every row; returns how many were checked. A row whose finding
+/// has other rows (the same event seen again) is checked against the finding the store made of
+/// them all: its current values or one of its earlier observations.
 fn check_cells(name: &str, rows: &[Vec<String>], findings: &[Finding]) -> usize {
     let n = repeats(findings);
+    let merged = merged_by_store(findings);
     let mut checked = 0;
     for (i, (row, f)) in rows.iter().zip(findings).enumerate() {
-        if n[&f.compute_fingerprint()] > 1 {
-            // The repeated-observation work (the store's merge) keeps these.
-            continue;
-        }
-        let t = texts(f);
+        let fp = f.compute_fingerprint();
+        let (f, t) = if n[&fp] > 1 {
+            let m = &merged[&fp];
+            (m, texts_with_observations(m))
+        } else {
+            (f, texts(f))
+        };
         for cell in row.iter().filter(|c| !c.trim().is_empty()) {
             assert!(
-                found(cell, f, &t),
+                found(cell, f, &t) || observed_at(cell, f),
                 "{name} row {}: `{cell}` is not in its finding {f:#?}",
                 i + 1
             );
@@ -108,6 +112,50 @@ fn check_cells(name: &str, rows: &[Vec<String>], findings: &[Finding]) -> usize 
         }
     }
     checked
+}
+
+/// The findings as one store ingest keeps them, by fingerprint (repeats merged).
+fn merged_by_store(findings: &[Finding]) -> HashMap<String, Finding> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = outwatch::store::open(&dir.path().join("s")).unwrap();
+    let now = chrono::Utc::now();
+    outwatch::store::Store::ingest(
+        &store,
+        findings.to_vec(),
+        vec![],
+        &outwatch::store::IngestOptions { now },
+    )
+    .unwrap();
+    let mut out = HashMap::new();
+    outwatch::store::Store::for_each(&store, &mut |f| {
+        out.insert(f.fingerprint.clone(), f);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+/// [`texts`] of a finding and the values its earlier observations differed in.
+fn texts_with_observations(f: &Finding) -> Vec<String> {
+    fn flat(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| flat(v, out)),
+            serde_json::Value::Null => {}
+            other => out.push(other.to_string()),
+        }
+    }
+    let mut t = texts(f);
+    for o in &f.observations {
+        o.differs.values().for_each(|v| flat(v, &mut t));
+    }
+    t
+}
+
+/// Whether a cell is the time of one of the finding's earlier observations.
+fn observed_at(cell: &str, f: &Finding) -> bool {
+    let t = outwatch::sources::shadowserver::normalize::parse_time(cell.trim());
+    t.is_some() && f.observations.iter().any(|o| o.time_source == t)
 }
 
 fn everything() -> ScopeMatcher {
