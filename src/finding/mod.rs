@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod rank;
 pub(crate) mod view;
 
 pub use view::{ExtraVal, ExtraView, FindingView};
