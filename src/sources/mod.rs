@@ -16,6 +16,7 @@
 pub mod cymru;
 pub mod hibp;
 pub mod lists;
+pub mod registration;
 pub mod registry;
 pub mod safebrowsing;
 pub mod shadowserver;
@@ -37,7 +38,8 @@ use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
 pub use crate::store::{ReadError, UnitError};
 use crate::store::{Store, StoreError, bridge};
-pub use registry::{Registration, SourceKind, enabled_sources, table};
+pub use registration::{Registration, SourceKind, table};
+pub use registry::enabled_sources;
 
 /// Why a fetch failed. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]

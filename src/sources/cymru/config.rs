@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::Secret;
-use crate::sources::registry::source_kind;
+use crate::sources::registration::source_kind;
 
 /// `[sources.cymru]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]

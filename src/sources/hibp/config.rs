@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::Secret;
-use crate::sources::registry::source_kind;
+use crate::sources::registration::source_kind;
 
 /// Default API base.
 pub const DEFAULT_BASE_URL: &str = "https://haveibeenpwned.com/api/v3";

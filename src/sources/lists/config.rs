@@ -5,7 +5,7 @@
 use super::{ListSourceConfig, build_enabled, known_feed_names};
 use crate::config::{Config, CronSchedule};
 use crate::sources::BuiltSource;
-use crate::sources::registry::{Registration, check_secrets, check_urls, single_names, tables};
+use crate::sources::registration::{Registration, check_secrets, check_urls, tables};
 
 /// The [`Registration`] of the list feeds.
 pub struct ListFeeds;
@@ -19,10 +19,9 @@ impl Registration for ListFeeds {
         known_feed_names(cfg)
     }
 
-    fn configure(&self, text: &str, cfg: &mut Config) -> Result<(), String> {
+    fn configure(&self, text: &str, cfg: &mut Config, singles: &[&str]) -> Result<(), String> {
         // The feed files first: a broken one is named by its file.
         super::validate(cfg)?;
-        let singles = single_names();
         for (name, t) in tables::<ListSourceConfig>(text, &|n| !singles.contains(&n))? {
             let keyed = t.auth_key.is_some() || t.auth_key_env.is_some();
             let mut urls = Vec::new();

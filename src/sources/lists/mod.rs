@@ -13,6 +13,7 @@ pub mod config;
 pub mod definition;
 pub mod matching;
 pub mod parse;
+pub mod time;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -605,7 +605,7 @@ fn read_jsonl(
                     Value::Number(n) => n
                         .as_i64()
                         .and_then(|s| chrono::DateTime::from_timestamp(s, 0)),
-                    Value::String(s) => super::matching::parse_time(s),
+                    Value::String(s) => super::time::parse_time(s),
                     _ => None,
                 });
             }

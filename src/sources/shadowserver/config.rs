@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CronSchedule, HumanDuration};
 use crate::secret::{self, Secret};
 use crate::sources::FetchError;
-use crate::sources::registry::source_kind;
+use crate::sources::registration::source_kind;
 
 use super::api::ApiClient;
 use super::schema;

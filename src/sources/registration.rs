@@ -1,0 +1,321 @@
+//! How a kind of source plugs into the registry (`registry::REGISTRY`): the
+//! [`Registration`] trait, a single source's table ([`SourceKind`], the [`source_kind!`] macro,
+//! [`Kind`]), and the checks every table gets (URLs, inline secrets), read out of the config
+//! text so that an error names its line.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use super::{BuiltSource, FetchError, Source};
+use crate::config::{Config, CronSchedule, HumanDuration, check_url, table_line_hint, toml_error};
+
+/// How a kind of source plugs in: which `[sources.*]` tables are its own, how they are read and
+/// checked, and how its sources are built.
+pub trait Registration: Sync {
+    /// The name of a single source (`hibp`), or `None` for a family (the list feeds).
+    fn single(&self) -> Option<&'static str>;
+    /// The `[sources.NAME]` names it answers to with this config (the list feeds: every feed
+    /// defined, built in or in `[feeds] dir`).
+    fn names(&self, cfg: &Config) -> Vec<String>;
+    /// Reads its tables out of the config `text` (an error names the line) into
+    /// `cfg.sources`, and checks what serde cannot (URLs, feed files).
+    /// `singles` are the names of every single source (reserved: no list feed may take them).
+    fn configure(&self, text: &str, cfg: &mut Config, singles: &[&str]) -> Result<(), String>;
+    /// Builds its enabled sources; one that cannot be built is an error under its name.
+    fn build_enabled(&self, cfg: &Config) -> Vec<BuiltSource>;
+    /// The `schedule` set in the table of its source `name`, if any.
+    fn configured_schedule(&self, cfg: &Config, name: &str) -> Option<CronSchedule>;
+    /// The keys (`sources.hibp.api_key`) of its tables that hold a secret written inline.
+    fn inline_secrets(&self, cfg: &Config) -> Vec<String>;
+}
+
+/// A configured URL to check: the key, the value, and whether a key is sent to it.
+pub type ConfiguredUrl<'a> = (&'static str, &'a str, bool);
+
+/// A single source's `[sources.<NAME>]` table: its struct, its defaults, and how the source is
+/// built from it. [`Kind`] turns it into a [`Registration`].
+pub trait SourceKind: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static {
+    /// The table's and the source's name.
+    const NAME: &'static str;
+    /// When the daemon runs it unless `schedule` says otherwise (a cron literal).
+    const DEFAULT_SCHEDULE: &'static str;
+    /// How long a finding stays open after the source stops reporting it, unless
+    /// `resolve_after` says otherwise.
+    fn default_resolve_after() -> chrono::Duration;
+    /// `enabled`.
+    fn enabled(&self) -> bool;
+    /// `schedule`, when set.
+    fn schedule(&self) -> Option<&CronSchedule>;
+    /// `resolve_after`, when set.
+    fn resolve_after(&self) -> Option<HumanDuration>;
+    /// The URLs set in the table (see [`ConfiguredUrl`]).
+    fn urls(&self) -> Vec<ConfiguredUrl<'_>>;
+    /// `allow_plain_http`: a key may travel to a plain `http://` URL that is not loopback.
+    fn allow_plain_http(&self) -> bool;
+    /// The keys of the table that hold a secret written inline (`api_key`).
+    fn inline_secrets(&self) -> Vec<&'static str>;
+    /// The secrets written inline, with their keys (checked for length when the file is read).
+    fn inline_secret_values(&self) -> Vec<(&'static str, &crate::secret::Secret)>;
+    /// Builds the source (resolving keys from the environment).
+    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError>;
+
+    /// `schedule`, else [`SourceKind::DEFAULT_SCHEDULE`].
+    fn run_schedule(&self) -> CronSchedule {
+        self.schedule()
+            .cloned()
+            .unwrap_or_else(|| super::schedule(Self::DEFAULT_SCHEDULE))
+    }
+    /// `resolve_after`, else [`SourceKind::default_resolve_after`].
+    fn resolve_window(&self) -> chrono::Duration {
+        super::window_or(self.resolve_after(), Self::default_resolve_after())
+    }
+}
+
+/// Implements [`SourceKind`] for a `[sources.<name>]` table struct that has the common fields
+/// `enabled`, `schedule`, `resolve_after` and `allow_plain_http`, and builds with
+/// `super::build(self, cfg)` (the source folder's `mod.rs`). Each source states only what
+/// differs: its name, default schedule and window, its URL fields (`Option<String>`, with
+/// whether a key is sent to them, in the order they are checked) and its inline-secret fields
+/// (`Option<Secret>`).
+macro_rules! source_kind {
+    (
+        $ty:ty,
+        name: $name:literal,
+        schedule: $schedule:literal,
+        resolve_after: $resolve_after:expr,
+        urls: [$($url:ident: $keyed:literal),* $(,)?],
+        secrets: [$($secret:ident),* $(,)?] $(,)?
+    ) => {
+        impl $crate::sources::registration::SourceKind for $ty {
+            const NAME: &'static str = $name;
+            const DEFAULT_SCHEDULE: &'static str = $schedule;
+            fn default_resolve_after() -> chrono::Duration {
+                $resolve_after
+            }
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+            fn schedule(&self) -> Option<&$crate::config::CronSchedule> {
+                self.schedule.as_ref()
+            }
+            fn resolve_after(&self) -> Option<$crate::config::HumanDuration> {
+                self.resolve_after
+            }
+            fn urls(&self) -> Vec<$crate::sources::registration::ConfiguredUrl<'_>> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(v) = &self.$url {
+                        out.push((stringify!($url), v.as_str(), $keyed));
+                    }
+                )*
+                out
+            }
+            fn allow_plain_http(&self) -> bool {
+                self.allow_plain_http
+            }
+            fn inline_secrets(&self) -> Vec<&'static str> {
+                let mut out = Vec::new();
+                $(
+                    if self.$secret.is_some() {
+                        out.push(stringify!($secret));
+                    }
+                )*
+                out
+            }
+            fn inline_secret_values(&self) -> Vec<(&'static str, &$crate::secret::Secret)> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(v) = &self.$secret {
+                        out.push((stringify!($secret), v));
+                    }
+                )*
+                out
+            }
+            fn build(
+                &self,
+                cfg: &$crate::config::Config,
+            ) -> Result<std::sync::Arc<dyn $crate::sources::Source>, $crate::sources::FetchError>
+            {
+                super::build(self, cfg)
+            }
+        }
+    };
+}
+pub(crate) use source_kind;
+
+/// The [`Registration`] of a single source whose table is `T`.
+pub struct Kind<T>(PhantomData<fn() -> T>);
+
+impl<T> Kind<T> {
+    /// The registration (a constant, for `registry::REGISTRY`).
+    pub const NEW: Kind<T> = Kind(PhantomData);
+}
+
+/// The table of source `T`, when the config has one.
+pub fn table<T: SourceKind>(cfg: &Config) -> Option<&T> {
+    cfg.sources.get::<T>(T::NAME)
+}
+
+impl<T: SourceKind> Registration for Kind<T> {
+    fn single(&self) -> Option<&'static str> {
+        Some(T::NAME)
+    }
+
+    fn names(&self, _cfg: &Config) -> Vec<String> {
+        vec![T::NAME.to_string()]
+    }
+
+    fn configure(&self, text: &str, cfg: &mut Config, _singles: &[&str]) -> Result<(), String> {
+        for (name, t) in tables::<T>(text, &|n| n == T::NAME)? {
+            check_urls(text, &name, &t.urls(), t.allow_plain_http())?;
+            check_secrets(text, &name, &t.inline_secret_values())?;
+            cfg.sources.set(&name, t);
+        }
+        Ok(())
+    }
+
+    fn build_enabled(&self, cfg: &Config) -> Vec<BuiltSource> {
+        match table::<T>(cfg) {
+            Some(t) if t.enabled() => vec![(T::NAME.to_string(), t.build(cfg))],
+            _ => Vec::new(),
+        }
+    }
+
+    fn configured_schedule(&self, cfg: &Config, name: &str) -> Option<CronSchedule> {
+        (name == T::NAME)
+            .then(|| table::<T>(cfg).and_then(|t| t.schedule().cloned()))
+            .flatten()
+    }
+
+    fn inline_secrets(&self, cfg: &Config) -> Vec<String> {
+        table::<T>(cfg)
+            .map(|t| {
+                t.inline_secrets()
+                    .into_iter()
+                    .map(|k| format!("sources.{}.{k}", T::NAME))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Checks the URLs of table `[sources.<name>]`: `http(s)`, and `https` or loopback where a
+/// key is sent (unless `allow_plain_http`). The error names the key and its line.
+pub fn check_urls(
+    text: &str,
+    name: &str,
+    urls: &[ConfiguredUrl<'_>],
+    allow_plain_http: bool,
+) -> Result<(), String> {
+    let table = format!("sources.{name}");
+    for &(key, value, keyed) in urls {
+        if let Err(e) = check_url(value, keyed && !allow_plain_http) {
+            return Err(format!(
+                "{}`{table}.{key}` = `{value}`: {e}",
+                table_line_hint(text, &table, key)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a secret of table `[sources.<name>]` too short to be real
+/// ([`crate::secret::min_len`]); the error names the key and its line.
+pub fn check_secrets(
+    text: &str,
+    name: &str,
+    secrets: &[(&'static str, &crate::secret::Secret)],
+) -> Result<(), String> {
+    let table = format!("sources.{name}");
+    for &(key, value) in secrets {
+        if let Err(e) = crate::secret::check_len(&format!("{table}.{key}"), value, None) {
+            return Err(format!("{}{e}", table_line_hint(text, &table, key)));
+        }
+    }
+    Ok(())
+}
+
+/// Every `[sources.NAME]` table of `text` whose NAME `pick` accepts, read as `T`, in file
+/// order. The document is read again so that an error names the line of its key.
+pub fn tables<T: DeserializeOwned>(
+    text: &str,
+    pick: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, T)>, String> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e))?;
+    Root::<T> {
+        pick,
+        t: PhantomData,
+    }
+    .deserialize(de)
+    .map_err(|e| toml_error(text, &e))
+}
+
+/// The document: only its `sources` table is read.
+struct Root<'p, T> {
+    pick: &'p dyn Fn(&str) -> bool,
+    t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Root<'_, T> {
+    type Value = Vec<(String, T)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Root<'_, T> {
+    type Value = Vec<(String, T)>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = m.next_key::<String>()? {
+            if k == "sources" {
+                out = m.next_value_seed(Tables::<T> {
+                    pick: self.pick,
+                    t: PhantomData,
+                })?;
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `sources` table: the picked tables are read as `T`, the others skipped.
+struct Tables<'p, T> {
+    pick: &'p dyn Fn(&str) -> bool,
+    t: PhantomData<T>,
+}
+
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Tables<'_, T> {
+    type Value = Vec<(String, T)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Tables<'_, T> {
+    type Value = Vec<(String, T)>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a table of source tables")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(k) = m.next_key::<String>()? {
+            if (self.pick)(&k) {
+                let v = m.next_value::<T>()?;
+                out.push((k, v));
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
