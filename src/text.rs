@@ -157,6 +157,23 @@ pub fn thousands(n: impl std::fmt::Display) -> String {
     out
 }
 
+/// An error and its causes as one line, `outer: cause: root cause`, for the run log and
+/// messages: typed errors keep their causes (`#[source]`), and this is where they meet text.
+/// A cause whose text its parent already ends with is not repeated.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut at = e.source();
+    while let Some(c) = at {
+        let t = c.to_string();
+        if !t.is_empty() && !out.ends_with(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        at = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,8 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::config(e.to_string()))?;
     // What the API says is shown with the key and secret scrubbed, whatever it echoed.
     let secrets = [&client.api_key, &client.secret];
-    let clean = |e: crate::sources::FetchError| crate::http::scrub(&e.to_string(), &secrets);
+    let clean =
+        |e: crate::sources::FetchError| crate::http::scrub(&crate::text::chain(&e), &secrets);
     let pong = client
         .ping()
         .await

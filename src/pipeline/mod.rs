@@ -197,7 +197,7 @@ impl Runner {
         drop(ctx);
         let ending = match result {
             Err(e) => {
-                let msg = apply.scrub(&e.to_string());
+                let msg = apply.scrub(&crate::text::chain(&e));
                 tracing::warn!(source = src.name(), error = %Clean(&msg), "fetch failed");
                 Ending {
                     failed: vec![UnitError {

@@ -52,6 +52,17 @@ pub enum FetchError {
     Http(#[from] HttpError),
     #[error("unexpected data: {0}")]
     Format(String),
+    /// A body that cannot be used as a whole, where the unit is named beside it.
+    #[error("unexpected data")]
+    Data(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A unit's body that cannot be used as a whole (cut off, a changed layout, the
+    /// provider's refusal); `unit` names it (a key-free URL, a page, a report).
+    #[error("{unit}")]
+    Unusable {
+        unit: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -349,7 +360,7 @@ impl FetchOutput {
     pub fn fail_unit(&mut self, unit: impl Into<String>, error: &FetchError) {
         self.failed.push(UnitError {
             unit: unit.into(),
-            error: error.to_string(),
+            error: crate::text::chain(error),
         });
     }
 }
@@ -429,32 +440,50 @@ impl Ending {
         self.len += b.len() as u64;
     }
 
-    fn verdict(&self, csv: bool) -> Result<(), String> {
+    fn verdict(&self, csv: bool) -> Result<(), Incomplete> {
         if !self.nonblank {
             return Ok(());
         }
         if self.last != b'\n' {
-            return Err(format!(
-                "the body is cut off: its last line has no line end ({} bytes read)",
-                self.len
-            ));
+            return Err(Incomplete::NoLineEnd(self.len));
         }
         if csv && self.quotes % 2 == 1 {
-            return Err(format!(
-                "the body is cut off: it ends inside a quoted field ({} bytes read)",
-                self.len
-            ));
+            return Err(Incomplete::InsideQuote(self.len));
         }
         Ok(())
+    }
+}
+
+/// Why a line-based body is taken as cut off in transit (or cannot be checked).
+#[derive(Debug, thiserror::Error)]
+pub enum Incomplete {
+    #[error("the body is cut off: its last line has no line end ({0} bytes read)")]
+    NoLineEnd(u64),
+    #[error("the body is cut off: it ends inside a quoted field ({0} bytes read)")]
+    InsideQuote(u64),
+    #[error("cannot read the downloaded body back")]
+    ReadBack(#[source] std::io::Error),
+}
+
+impl FetchError {
+    /// Unit `unit` cannot be used as a whole, for `cause`.
+    pub fn unusable(
+        unit: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        FetchError::Unusable {
+            unit: unit.into(),
+            cause: cause.into(),
+        }
     }
 }
 
 /// [`check_complete_lines`] of a body spilled to a file (read in chunks, then rewound).
 /// Returns the body's records: its lines that are not blank, header included (for CSV, line
 /// ends inside quotes do not count).
-pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<u64, String> {
+pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<u64, Incomplete> {
     use std::io::{Read, Seek};
-    let io = |e: std::io::Error| format!("cannot read the downloaded body back: {e}");
+    let io = Incomplete::ReadBack;
     file.rewind().map_err(io)?;
     let mut end = Ending::default();
     let mut buf = vec![0u8; 1 << 20];
@@ -474,7 +503,7 @@ pub fn check_complete_file(file: &mut std::fs::File, csv: bool) -> Result<u64, S
 /// line has no line end, or (for CSV) that ends inside a quoted field (an odd number of `"`).
 /// A server that closes the connection mid-body without a `Content-Length` leaves exactly that,
 /// and a half list must fail rather than look complete.
-pub fn check_complete_lines(body: &[u8], csv: bool) -> Result<(), String> {
+pub fn check_complete_lines(body: &[u8], csv: bool) -> Result<(), Incomplete> {
     let mut end = Ending::default();
     end.feed(body, csv);
     end.verdict(csv)

@@ -12,6 +12,7 @@ use outwatch::finding::{Finding, Severity, Status};
 use outwatch::pipeline::SourceReport;
 use outwatch::scope::{AsnPrefixes, ScopeMatcher, ScopeSnapshot};
 use outwatch::sources::Source;
+use outwatch::sources::lists::parse::BodyError;
 use outwatch::sources::lists::{self, FeedDef, process_body};
 use outwatch::store::{Query, RunOutcome, Store};
 use wiremock::matchers::{header, header_exists, method, path};
@@ -762,7 +763,17 @@ fn old_feodo_trailer_still_checks_the_count() {
     let body = b"\"first_seen_utc\",\"dst_ip\",\"dst_port\",\"c2_status\",\"last_online\",\"malware\"\n\
 \"2026-11-08 19:20:49\",\"203.0.113.10\",\"443\",\"online\",\"2026-11-20\",\"Pikabot\"\n# END (3) entries\n";
     let e = process_body(&d, "feodotracker", body, "x", &scope_of(&[], &[])).unwrap_err();
-    assert!(e.contains('3') && e.contains('1'), "{e}");
+    assert!(
+        matches!(
+            e,
+            BodyError::CountMismatch {
+                announced: 3,
+                read: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -1087,7 +1098,17 @@ identifier = "feodo"
             .unwrap();
     // The sample keeps the original trailer (244) over 8 rows: detected as cut off.
     let e = process_body(&txt, "feodo_txt", &b, "sample", &scope_of(&[], &[])).unwrap_err();
-    assert!(e.contains("244") && e.contains('8'), "{e}");
+    assert!(
+        matches!(
+            e,
+            BodyError::CountMismatch {
+                announced: 244,
+                read: 8,
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -1121,7 +1142,16 @@ fn samples_threatfox_14_columns() {
     let scope = scope_of(&["91.208.73.0/24"], &[]);
     // The truncated sample keeps the full dump's trailer: the mismatch is detected...
     let e = process_body(&d, "threatfox", &b, "sample", &scope).unwrap_err();
-    assert!(e.contains("1217668"), "{e}");
+    assert!(
+        matches!(
+            e,
+            BodyError::CountMismatch {
+                announced: 1217668,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // ...and without the trailer, every row reads.
     let text = String::from_utf8(b).unwrap();
     let body: String = text

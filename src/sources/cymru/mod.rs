@@ -136,8 +136,7 @@ impl CymruSource {
                 url: url.to_string(),
             }));
         }
-        super::check_complete_lines(&body, false)
-            .map_err(|e| FetchError::Format(format!("{url}: {e}")))?;
+        super::check_complete_lines(&body, false).map_err(|e| FetchError::unusable(url, e))?;
         let p = parse(&body, url);
         for c in &p.unknown_categories {
             tracing::warn!(source = "cymru", category = %crate::text::Clean(c), "unknown CAP category kept as `other`");

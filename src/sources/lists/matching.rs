@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use super::definition::{FeedDef, IndicatorKind};
-use super::parse::{self, Col, Cols, Pos, Record};
+use super::parse::{self, BodyError, Col, Cols, Pos, Record, Rejection};
 use super::time::parse_time;
 use crate::finding::{Classification, Finding, normalize_domain};
 use crate::indicators::SetBuilder;
@@ -48,11 +48,11 @@ pub fn process_body(
     body: &[u8],
     location: &str,
     scope: &ScopeMatcher,
-) -> Result<Processed, String> {
+) -> Result<Processed, BodyError> {
     let mut findings = Vec::new();
     let mut warnings = Vec::new();
     let mut indicators = SetBuilder::default();
-    let mut on_row = |cols: &Cols, rec: &dyn Record, pos: Pos| -> Result<(), String> {
+    let mut on_row = |cols: &Cols, rec: &dyn Record, pos: Pos| -> Result<(), Rejection> {
         if let Some(mut hit) = entry(def, cols, rec, scope, &mut indicators)? {
             for message in hit.warnings.drain(..) {
                 warnings.push(RowError {
@@ -187,7 +187,7 @@ pub fn entry(
     rec: &dyn Record,
     scope: &ScopeMatcher,
     kept: &mut SetBuilder,
-) -> Result<Option<Hit>, String> {
+) -> Result<Option<Hit>, Rejection> {
     let get = |c: &Option<Col>| -> Option<std::borrow::Cow<'_, str>> {
         let v = rec.get(c.as_ref()?)?;
         let t = v.trim();
@@ -219,37 +219,25 @@ pub fn entry(
             Some(a) => ip = Some(a),
             None if secondary => soft.push(("ip", v.into_owned())),
             None => {
-                return Err(format!(
-                    "`{}` is not an IP address",
-                    crate::text::clip(&v, 120)
-                ));
+                return Err(Rejection::malformed(&v, "an IP address"));
             }
         }
     }
     if let Some(v) = get(&cols.network) {
         any = true;
-        network =
-            Some(parse_net(&v).ok_or_else(|| {
-                format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120))
-            })?);
+        network = Some(parse_net(&v).ok_or_else(|| Rejection::malformed(&v, "a network (CIDR)"))?);
     }
     if let Some(v) = get(&cols.url) {
         any = true;
         if url_host(&v).is_none() {
-            return Err(format!(
-                "`{}` is not a URL with a host",
-                crate::text::clip(&v, 120)
-            ));
+            return Err(Rejection::malformed(&v, "a URL with a host"));
         }
         url = Some(v);
     }
     if let Some(v) = get(&cols.domain) {
         any = true;
         if !plausible_host(&v) {
-            return Err(format!(
-                "`{}` is not a domain name",
-                crate::text::clip(&v, 120)
-            ));
+            return Err(Rejection::malformed(&v, "a domain name"));
         }
         domain = Some(v);
     }
@@ -259,10 +247,7 @@ pub fn entry(
             Some(a) => asn = Some(a),
             None if secondary => soft.push(("asn", v.into_owned())),
             None => {
-                return Err(format!(
-                    "`{}` is not an AS number",
-                    crate::text::clip(&v, 120)
-                ));
+                return Err(Rejection::malformed(&v, "an AS number"));
             }
         }
     }
@@ -278,45 +263,36 @@ pub fn entry(
             None => IndicatorKind::Auto,
         };
         let kind = if kind == IndicatorKind::Auto {
-            detect(&v)
-                .ok_or_else(|| format!("cannot tell what `{}` is", crate::text::clip(&v, 120)))?
+            detect(&v).ok_or_else(|| Rejection::Unrecognised(crate::text::clip(&v, 120)))?
         } else {
             kind
         };
         match kind {
             IndicatorKind::Skip => return Ok(None),
             IndicatorKind::Ip => {
-                ip = Some(parse_ip_port(&v).ok_or_else(|| {
-                    format!("`{}` is not an IP address", crate::text::clip(&v, 120))
-                })?)
+                ip = Some(
+                    parse_ip_port(&v).ok_or_else(|| Rejection::malformed(&v, "an IP address"))?,
+                )
             }
             IndicatorKind::Network => {
-                network = Some(parse_net(&v).ok_or_else(|| {
-                    format!("`{}` is not a network (CIDR)", crate::text::clip(&v, 120))
-                })?)
+                network = Some(
+                    parse_net(&v).ok_or_else(|| Rejection::malformed(&v, "a network (CIDR)"))?,
+                )
             }
             IndicatorKind::Url => {
                 if url_host(&v).is_none() {
-                    return Err(format!(
-                        "`{}` is not a URL with a host",
-                        crate::text::clip(&v, 120)
-                    ));
+                    return Err(Rejection::malformed(&v, "a URL with a host"));
                 }
                 url = Some(v);
             }
             IndicatorKind::Domain => {
                 if !plausible_host(&v) {
-                    return Err(format!(
-                        "`{}` is not a domain name",
-                        crate::text::clip(&v, 120)
-                    ));
+                    return Err(Rejection::malformed(&v, "a domain name"));
                 }
                 domain = Some(v);
             }
             IndicatorKind::Asn => {
-                asn = Some(parse_asn(&v).ok_or_else(|| {
-                    format!("`{}` is not an AS number", crate::text::clip(&v, 120))
-                })?)
+                asn = Some(parse_asn(&v).ok_or_else(|| Rejection::malformed(&v, "an AS number"))?)
             }
             IndicatorKind::Auto => unreachable!("detect() resolves auto"),
         }
@@ -324,13 +300,12 @@ pub fn entry(
     let short = rec.width() < cols.min_fields;
     if !any {
         if short {
-            return Err(format!(
-                "has {} fields, expected at least {} (cut off?)",
-                rec.width(),
-                cols.min_fields
-            ));
+            return Err(Rejection::Short {
+                width: rec.width(),
+                min: cols.min_fields,
+            });
         }
-        return Err("no indicator: the IP / URL / domain / network / ASN field is empty".into());
+        return Err(Rejection::NoIndicator);
     }
 
     // The URL's host stands for the URL: a literal IP is an IP, a name is a domain.

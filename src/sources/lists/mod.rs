@@ -549,7 +549,7 @@ fn check_body(def: &FeedDef, body: &[u8], shown: &str) -> Result<(), FetchError>
     }
     if !ends_whole(def, body) {
         super::check_complete_lines(body, matches!(def.format, definition::FormatDef::Csv(_)))
-            .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+            .map_err(|cause| FetchError::unusable(shown, cause))?;
     }
     Ok(())
 }
@@ -744,11 +744,11 @@ impl ListSource {
             let mut set = std::mem::take(&mut p.indicators);
             set.map_threats(|t| scrubber.mask(t));
             let kept = def.lists_addresses().then(|| set.finish(&name, &loc, now));
-            Ok::<_, String>((p, kept))
+            Ok::<_, parse::BodyError>((p, kept))
         })
         .await
         .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
-        .map_err(|e| FetchError::Format(format!("{shown}: {e}")))?;
+        .map_err(|cause| FetchError::unusable(shown, cause))?;
         let last = sizes.get(shown).copied();
         let unchecked = !framed && !processed.counted;
         match super::judge_size(last, processed.fetched as u64, unchecked) {

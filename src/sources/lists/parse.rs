@@ -49,7 +49,7 @@ pub trait Record {
 }
 
 /// What a reader calls for each entry; `Err` rejects the entry with that reason.
-pub type OnRow<'a> = dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), String> + 'a;
+pub type OnRow<'a> = dyn FnMut(&Cols, &dyn Record, Pos) -> Result<(), Rejection> + 'a;
 
 /// Where an entry is: `line 12` or `record 3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,64 @@ impl std::fmt::Display for Pos {
         match self {
             Pos::Line(n) => write!(f, "line {n}"),
             Pos::Record(n) => write!(f, "record {n}"),
+        }
+    }
+}
+
+/// Why a list body as a whole is unusable (cut off, unreadable, a changed layout). The
+/// entries read before it are not kept: a unit is all or nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("no header line to find column `{0}` in")]
+    NoHeaderFor(String),
+    #[error(
+        "the header has no column `{column}` (columns: {columns}); did the list change its layout?"
+    )]
+    MissingColumn { column: String, columns: String },
+    #[error("cannot read the header row")]
+    Header(#[source] csv::Error),
+    #[error("the list has data but no header line naming its columns")]
+    NoHeader,
+    #[error(
+        "the list is cut off or altered: its {by} announces {announced} entries but {read} were read"
+    )]
+    CountMismatch {
+        by: &'static str,
+        announced: usize,
+        read: usize,
+    },
+    #[error("the list is cut off: {missing} is missing ({read} entries read)")]
+    EndMissing { missing: String, read: usize },
+    #[error("not a complete JSON document (cut off?)")]
+    Json(#[source] serde_json::Error),
+    #[error("the provider answered with an error: {0}")]
+    Refused(String),
+    #[error("the document has no `{0}` member")]
+    NoMember(String),
+    #[error("expected a JSON array or object of records")]
+    NotRecords,
+}
+
+/// Why one entry was rejected: the identity of its finding is missing or malformed (see
+/// `matching::entry`). The text is for people; the value is already clipped for them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("`{value}` is not {what}")]
+    Malformed { value: String, what: &'static str },
+    #[error("cannot tell what `{0}` is")]
+    Unrecognised(String),
+    #[error("has {width} fields, expected at least {min} (cut off?)")]
+    Short { width: usize, min: usize },
+    #[error("no indicator: the IP / URL / domain / network / ASN field is empty")]
+    NoIndicator,
+}
+
+impl Rejection {
+    /// `value` is not `what` (`an IP address`); the value is clipped for display.
+    pub fn malformed(value: &str, what: &'static str) -> Self {
+        Rejection::Malformed {
+            value: crate::text::clip(value, 120),
+            what,
         }
     }
 }
@@ -85,7 +143,11 @@ pub struct BodyInfo {
 }
 
 /// Reads `body` as `def` describes and calls `on_row` for each entry.
-pub fn read_body(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<BodyInfo, String> {
+pub fn read_body(
+    def: &FeedDef,
+    body: &[u8],
+    on_row: &mut OnRow<'_>,
+) -> Result<BodyInfo, BodyError> {
     // A UTF-8 byte-order mark would glue itself to the first line (a banner comment read as
     // data, a header or first record misread).
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
@@ -104,9 +166,13 @@ pub fn read_body(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<B
 // Column resolution
 
 /// Resolves the feed's columns against a header (`None`: numbered columns only / JSON keys).
-pub fn resolve_cols(def: &FeedDef, header: Option<&[String]>, json: bool) -> Result<Cols, String> {
+pub fn resolve_cols(
+    def: &FeedDef,
+    header: Option<&[String]>,
+    json: bool,
+) -> Result<Cols, BodyError> {
     let mut max = 0usize;
-    let mut one = |c: &Option<ColumnRef>, required: bool| -> Result<Option<Col>, String> {
+    let mut one = |c: &Option<ColumnRef>, required: bool| -> Result<Option<Col>, BodyError> {
         let Some(c) = c else { return Ok(None) };
         let r = resolve_one(c, header, json, required)?;
         if let Some(Col::Idx(i)) = &r {
@@ -144,23 +210,23 @@ fn resolve_one(
     header: Option<&[String]>,
     json: bool,
     required: bool,
-) -> Result<Option<Col>, String> {
+) -> Result<Option<Col>, BodyError> {
     match c {
         ColumnRef::Number(n) => Ok(Some(Col::Idx(n - 1))),
         ColumnRef::Name(n) if json => Ok(Some(Col::Key(n.clone()))),
         ColumnRef::Name(n) => {
             let Some(h) = header else {
-                return Err(format!("no header line to find column `{n}` in"));
+                return Err(BodyError::NoHeaderFor(n.clone()));
             };
             match h
                 .iter()
                 .position(|x| x.trim().eq_ignore_ascii_case(n.trim()))
             {
                 Some(i) => Ok(Some(Col::Idx(i))),
-                None if required => Err(format!(
-                    "the header has no column `{n}` (columns: {}); did the list change its layout?",
-                    h.join(", ")
-                )),
+                None if required => Err(BodyError::MissingColumn {
+                    column: n.clone(),
+                    columns: h.join(", "),
+                }),
                 None => {
                     tracing::debug!(column = %n, "optional column absent from this list");
                     Ok(None)
@@ -225,7 +291,7 @@ fn read_csv(
     c: &CsvDef,
     body: &[u8],
     on_row: &mut OnRow<'_>,
-) -> Result<BodyInfo, String> {
+) -> Result<BodyInfo, BodyError> {
     let normalised;
     let (body, sep) = if c.separator == ", " {
         normalised = normalise_quote_comma_space(body);
@@ -291,7 +357,7 @@ fn read_csv(
                             .collect(),
                     ),
                     Ok(false) => None,
-                    Err(e) => return Err(format!("cannot read the header row: {e}")),
+                    Err(e) => return Err(BodyError::Header(e)),
                 }
             } else {
                 None
@@ -303,7 +369,7 @@ fn read_csv(
         return Ok(info);
     }
     if c.header != HeaderMode::None && header.is_none() {
-        return Err("the list has data but no header line naming its columns".into());
+        return Err(BodyError::NoHeader);
     }
     let cols = resolve_cols(def, header.as_deref(), false)?;
     loop {
@@ -334,7 +400,7 @@ fn read_csv(
         // rejected only when its indicator is among them (see `matching::entry`).
         let r = CsvRec(&rec);
         if let Err(m) = on_row(&cols, &r, Pos::Line(line)) {
-            info.rejected.push((Pos::Line(line), m));
+            info.rejected.push((Pos::Line(line), m.to_string()));
         }
     }
     info.counted = check_trailer(body, c.trailer.as_deref(), c.trailer_required, info.entries)?;
@@ -362,7 +428,7 @@ pub fn check_trailer(
     pattern: Option<&str>,
     required: bool,
     entries: usize,
-) -> Result<bool, String> {
+) -> Result<bool, BodyError> {
     let Some(pattern) = pattern else {
         return Ok(false);
     };
@@ -385,13 +451,15 @@ pub fn check_trailer(
     });
     match found {
         Some(n) if n == entries => Ok(true),
-        Some(n) => Err(format!(
-            "the list is cut off or altered: its trailer announces {n} entries but {entries} \
-             were read"
-        )),
-        None if required => Err(format!(
-            "the list is cut off: the closing `{pattern}` line is missing ({entries} entries read)"
-        )),
+        Some(n) => Err(BodyError::CountMismatch {
+            by: "trailer",
+            announced: n,
+            read: entries,
+        }),
+        None if required => Err(BodyError::EndMissing {
+            missing: format!("the closing `{pattern}` line"),
+            read: entries,
+        }),
         None => Ok(false),
     }
 }
@@ -413,7 +481,7 @@ impl Record for LineRec<'_> {
     }
 }
 
-fn read_lines(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<BodyInfo, String> {
+fn read_lines(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<BodyInfo, BodyError> {
     let FormatDef::Lines(l) = &def.format else {
         unreachable!("read_lines is called for line feeds")
     };
@@ -441,7 +509,7 @@ fn read_lines(def: &FeedDef, body: &[u8], on_row: &mut OnRow<'_>) -> Result<Body
             None => fields.extend(text.split_whitespace()),
         }
         if let Err(m) = on_row(&cols, &LineRec(&fields), Pos::Line(n)) {
-            info.rejected.push((Pos::Line(n), m));
+            info.rejected.push((Pos::Line(n), m.to_string()));
         }
     }
     info.counted = check_trailer(body, l.trailer.as_deref(), l.trailer_required, info.entries)?;
@@ -509,17 +577,14 @@ fn read_json(
     j: &JsonDef,
     body: &[u8],
     on_row: &mut OnRow<'_>,
-) -> Result<BodyInfo, String> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("not a complete JSON document (cut off?): {e}"))?;
+) -> Result<BodyInfo, BodyError> {
+    let doc: Value = serde_json::from_slice(body).map_err(BodyError::Json)?;
     if let Some(e) = json_error(&doc) {
-        return Err(format!("the provider answered with an error: {e}"));
+        return Err(BodyError::Refused(e));
     }
     let cols = resolve_cols(def, None, true)?;
     let top = match &j.records {
-        Some(k) => doc
-            .get(k)
-            .ok_or_else(|| format!("the document has no `{k}` member"))?,
+        Some(k) => doc.get(k).ok_or_else(|| BodyError::NoMember(k.clone()))?,
         None => &doc,
     };
     let mut info = BodyInfo::default();
@@ -530,7 +595,7 @@ fn read_json(
         match obj.as_object() {
             Some(o) => {
                 if let Err(m) = on_row(&cols, &JsonRec { obj: o, key }, Pos::Record(n)) {
-                    info.rejected.push((Pos::Record(n), m));
+                    info.rejected.push((Pos::Record(n), m.to_string()));
                 }
             }
             None => info
@@ -557,7 +622,7 @@ fn read_json(
                 }
             }
         }
-        _ => return Err("expected a JSON array or object of records".into()),
+        _ => return Err(BodyError::NotRecords),
     }
     Ok(info)
 }
@@ -567,7 +632,7 @@ fn read_jsonl(
     j: &JsonlDef,
     body: &[u8],
     on_row: &mut OnRow<'_>,
-) -> Result<BodyInfo, String> {
+) -> Result<BodyInfo, BodyError> {
     let cols = resolve_cols(def, None, true)?;
     let mut info = BodyInfo::default();
     let mut declared: Option<Option<usize>> = None;
@@ -588,7 +653,7 @@ fn read_jsonl(
         if n == 1
             && let Some(e) = json_error(&v)
         {
-            return Err(format!("the provider answered with an error: {e}"));
+            return Err(BodyError::Refused(e));
         }
         if let Some(m) = &j.metadata
             && v.get(&m.field).and_then(Value::as_str) == Some(m.value.as_str())
@@ -615,7 +680,7 @@ fn read_jsonl(
         match v.as_object() {
             Some(o) => {
                 if let Err(m) = on_row(&cols, &JsonRec { obj: o, key: None }, Pos::Line(n)) {
-                    info.rejected.push((Pos::Line(n), m));
+                    info.rejected.push((Pos::Line(n), m.to_string()));
                 }
             }
             None => info
@@ -627,18 +692,17 @@ fn read_jsonl(
     if let Some(m) = &j.metadata {
         match declared {
             Some(Some(c)) if c != info.entries => {
-                return Err(format!(
-                    "the list is cut off or altered: its metadata announces {c} records but {} \
-                     were read",
-                    info.entries
-                ));
+                return Err(BodyError::CountMismatch {
+                    by: "metadata",
+                    announced: c,
+                    read: info.entries,
+                });
             }
             None if m.required => {
-                return Err(format!(
-                    "the list is cut off: its metadata line (`\"{}\":\"{}\"`) is missing ({} \
-                     records read)",
-                    m.field, m.value, info.entries
-                ));
+                return Err(BodyError::EndMissing {
+                    missing: format!("its metadata line (`\"{}\":\"{}\"`)", m.field, m.value),
+                    read: info.entries,
+                });
             }
             _ => {}
         }

@@ -341,8 +341,8 @@ impl ShadowserverSource {
             let plain = if gz {
                 None
             } else {
-                let lines =
-                    super::check_complete_file(&mut file, true).map_err(FetchError::Format)?;
+                let lines = super::check_complete_file(&mut file, true)
+                    .map_err(|e| FetchError::unusable("the downloaded report", e))?;
                 Some((lines.saturating_sub(1), got.framed))
             };
             Ok::<_, FetchError>((file, plain))

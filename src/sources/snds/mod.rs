@@ -197,14 +197,36 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-fn count(field: &str, name: &str) -> Result<u64, String> {
+/// Why an SNDS row (or a whole page) is refused; the values are clipped for display.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("{got} columns, expected {want}")]
+    Columns { got: usize, want: &'static str },
+    #[error("`{0}` is not an IP address (a header or an error page?)")]
+    NotIp(String),
+    #[error("`{0}` - `{1}` is not an IP range (a header or an error page?)")]
+    NotRange(String, String),
+    #[error("{0} - {1} is not a range (reversed or mixed families)")]
+    BadRange(IpAddr, IpAddr),
+    #[error("{name} `{value}` is not a number")]
+    NotNumber { name: String, value: String },
+    #[error(transparent)]
+    Cut(#[from] crate::sources::Incomplete),
+    #[error("none of its {0} row(s) could be read")]
+    Unreadable(usize),
+}
+
+fn count(field: &str, name: &str) -> Result<u64, Refused> {
     if field.is_empty() {
         return Ok(0);
     }
     field
         .replace(',', "")
         .parse::<u64>()
-        .map_err(|_| format!("{name} `{}` is not a number", crate::text::clip(field, 80)))
+        .map_err(|_| Refused::NotNumber {
+            name: name.to_string(),
+            value: crate::text::clip(field, 80),
+        })
 }
 
 /// Parses a `data.aspx` body: the findings (rows with a problem), the rejected rows, and how
@@ -249,7 +271,7 @@ fn parse_data_hits(
 fn csv_rows(
     body: &[u8],
     location: &str,
-    mut row: impl FnMut(&csv::StringRecord, String, &mut Vec<String>) -> Result<(), String>,
+    mut row: impl FnMut(&csv::StringRecord, String, &mut Vec<String>) -> Result<(), Refused>,
 ) -> (Vec<RowError>, Vec<RowError>, usize) {
     let mut row_warnings = Vec::new();
     let mut warnings = Vec::new();
@@ -288,11 +310,11 @@ fn csv_rows(
                 location: at.clone(),
                 message,
             })),
-            Err(message) => {
+            Err(refused) => {
                 row_warnings.clear();
                 rejected.push(RowError {
                     location: at,
-                    message,
+                    message: refused.to_string(),
                 });
             }
         }
@@ -308,17 +330,17 @@ fn data_row(
     rec: &csv::StringRecord,
     at: &str,
     warnings: &mut Vec<String>,
-) -> Result<Option<DataHit>, String> {
+) -> Result<Option<DataHit>, Refused> {
     if rec.len() < 13 {
-        return Err(format!("{} columns, expected 14 (or 13)", rec.len()));
+        return Err(Refused::Columns {
+            got: rec.len(),
+            want: "14 (or 13)",
+        });
     }
     let g = |i: usize| rec.get(i).unwrap_or("");
-    let ip: IpAddr = g(0).parse().map_err(|_| {
-        format!(
-            "`{}` is not an IP address (a header or an error page?)",
-            crate::text::clip(g(0), 80)
-        )
-    })?;
+    let ip: IpAddr = g(0)
+        .parse()
+        .map_err(|_| Refused::NotIp(crate::text::clip(g(0), 80)))?;
     // Malformed values, kept as written: (extra key, value).
     let mut kept: Vec<(&str, &str)> = Vec::new();
     let (start, end) = activity_period(rec, &mut kept, warnings);
@@ -511,19 +533,19 @@ pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowErr
     let (rejected, _, rows) = csv_rows(body, location, |rec, at, _| {
         let g = |i: usize| rec.get(i).unwrap_or("");
         if rec.len() < 3 {
-            return Err(format!("{} columns, expected 4", rec.len()));
+            return Err(Refused::Columns {
+                got: rec.len(),
+                want: "4",
+            });
         }
         let (Ok(first), Ok(last)) = (g(0).parse::<IpAddr>(), g(1).parse::<IpAddr>()) else {
-            return Err(format!(
-                "`{}` - `{}` is not an IP range (a header or an error page?)",
+            return Err(Refused::NotRange(
                 crate::text::clip(g(0), 80),
-                crate::text::clip(g(1), 80)
+                crate::text::clip(g(1), 80),
             ));
         };
         let Some((net, exact)) = range_network(first, last) else {
-            return Err(format!(
-                "{first} - {last} is not a range (reversed or mixed families)"
-            ));
+            return Err(Refused::BadRange(first, last));
         };
         let blocked = g(2);
         if blocked.eq_ignore_ascii_case("no") {
@@ -630,10 +652,10 @@ struct SndsMemory {
 }
 
 /// Whether a page can be trusted: not cut off, and not all garbage.
-fn usable(body: &[u8], rows: usize, rejected: usize) -> Result<(), String> {
+fn usable(body: &[u8], rows: usize, rejected: usize) -> Result<(), Refused> {
     crate::sources::check_complete_lines(body, true)?;
     if rows > 0 && rejected == rows {
-        return Err(format!("none of its {rows} row(s) could be read"));
+        return Err(Refused::Unreadable(rows));
     }
     Ok(())
 }
@@ -677,7 +699,7 @@ impl Source for SndsSource {
             };
             let (hits, rejected, warnings, rows) = parse_data_hits(&body, &unit);
             if let Err(e) = usable(&body, rows, rejected.len()) {
-                out.fail_unit(unit, &FetchError::Format(e));
+                out.fail_unit(unit, &FetchError::Data(e.into()));
                 continue;
             }
             pages.push((unit, hits, rejected, warnings, rows));
@@ -729,7 +751,7 @@ impl Source for SndsSource {
                         blocked
                     }
                     Err(e) => {
-                        out.fail_unit("ipStatus.aspx", &FetchError::Format(e));
+                        out.fail_unit("ipStatus.aspx", &FetchError::Data(e.into()));
                         Vec::new()
                     }
                 }
