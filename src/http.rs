@@ -663,11 +663,26 @@ pub fn looks_like_html(body: &[u8]) -> bool {
         || start.starts_with(b"<body")
 }
 
+/// A URL that does not parse: which one (`URL`, `base_url`), as written, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("bad {what} `{value}`: {cause}")]
+pub struct BadUrl {
+    pub what: &'static str,
+    pub value: String,
+    #[source]
+    pub cause: <reqwest::Url as std::str::FromStr>::Err,
+}
+
 /// Replaces scheme, host and port of `url` by those of `base` and keeps the path and query
 /// (the `base_url` override of list feeds: tests and mirrors serve the real paths).
-pub fn rebase(url: &str, base: &str) -> Result<String, String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("bad URL `{url}`: {e}"))?;
-    let b = reqwest::Url::parse(base).map_err(|e| format!("bad base_url `{base}`: {e}"))?;
+pub fn rebase(url: &str, base: &str) -> Result<String, BadUrl> {
+    let bad = |what: &'static str, value: &str, cause| BadUrl {
+        what,
+        value: value.to_string(),
+        cause,
+    };
+    let u = reqwest::Url::parse(url).map_err(|e| bad("URL", url, e))?;
+    let b = reqwest::Url::parse(base).map_err(|e| bad("base_url", base, e))?;
     let mut out = b.clone();
     let prefix = b.path().trim_end_matches('/');
     out.set_path(&format!("{prefix}{}", u.path()));

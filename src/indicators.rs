@@ -324,10 +324,12 @@ struct WireBody {
 }
 
 /// Why a stored set could not be read.
-#[derive(Debug)]
-enum ReadError {
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
     /// Written by another version of outwatch: skipped until the next download replaces it.
+    #[error("written in format {0}, this outwatch reads {FORMAT}")]
     Format(u8),
+    #[error("{0}")]
     Corrupt(String),
 }
 
@@ -384,9 +386,9 @@ fn body_entries(b: &WireBody) -> impl Iterator<Item = (IpNet, Option<u16>, Optio
 }
 
 /// Reads a stored set (its header and entries).
-pub fn decode(bytes: &[u8]) -> Result<(SetInfo, IndicatorSet), String> {
-    let (info, len, rest) = read_info(bytes).map_err(read_error_text)?;
-    let body = read_body(len, rest).map_err(read_error_text)?;
+pub fn decode(bytes: &[u8]) -> Result<(SetInfo, IndicatorSet), ReadError> {
+    let (info, len, rest) = read_info(bytes)?;
+    let body = read_body(len, rest)?;
     let entries = body_entries(&body)
         .map(|(net, port, threat)| Entry {
             net,
@@ -400,13 +402,6 @@ pub fn decode(bytes: &[u8]) -> Result<(SetInfo, IndicatorSet), String> {
         entries,
     };
     Ok((info, set))
-}
-
-fn read_error_text(e: ReadError) -> String {
-    match e {
-        ReadError::Format(v) => format!("written in format {v}, this outwatch reads {FORMAT}"),
-        ReadError::Corrupt(r) => r,
-    }
 }
 
 /// Reads every kept set whose feed `keep` accepts, calling `each` with its header and body.
@@ -990,7 +985,7 @@ mod tests {
         assert!(decode(&[]).is_err());
         let mut other = k.bytes.clone();
         other[0] = 9;
-        assert!(decode(&other).unwrap_err().contains("format 9"));
+        assert!(matches!(decode(&other), Err(ReadError::Format(9))));
         for cut in 0..k.bytes.len() {
             let _ = decode(&k.bytes[..cut]);
         }

@@ -20,7 +20,22 @@ pub enum RipestatError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error("RIPEstat reply is not usable: {0}")]
-    Format(String),
+    Format(#[from] ReplyError),
+}
+
+/// Why an `announced-prefixes` reply cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("not RIPEstat JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("status `{status}`: {messages}")]
+    Status { status: String, messages: String },
+    #[error("no `data` object")]
+    NoData,
+    #[error("`{0}` is not a prefix")]
+    Prefix(String),
+    #[error("unexpected 304")]
+    NotModified,
 }
 
 #[derive(Deserialize)]
@@ -58,23 +73,25 @@ fn parse_time(s: &str) -> Option<NaiveDateTime> {
 
 /// Parses an `announced-prefixes` reply into the prefixes announced at its `latest_time`
 /// (every listed prefix when the reply carries no times). Sorted, without duplicates.
-pub fn parse_announced_prefixes(body: &[u8]) -> Result<Vec<IpNet>, String> {
-    let env: Envelope =
-        serde_json::from_slice(body).map_err(|e| format!("not RIPEstat JSON: {e}"))?;
+pub fn parse_announced_prefixes(body: &[u8]) -> Result<Vec<IpNet>, ReplyError> {
+    let env: Envelope = serde_json::from_slice(body)?;
     if let Some(s) = &env.status
         && s != "ok"
     {
         let msgs: Vec<String> = env.messages.iter().map(|m| m.join(": ")).collect();
-        return Err(format!("status `{s}`: {}", msgs.join("; ")));
+        return Err(ReplyError::Status {
+            status: s.clone(),
+            messages: msgs.join("; "),
+        });
     }
-    let data = env.data.ok_or("no `data` object")?;
+    let data = env.data.ok_or(ReplyError::NoData)?;
     let latest = data.latest_time.as_deref().and_then(parse_time);
     let mut out = Vec::new();
     for p in data.prefixes {
         let net: IpNet = p
             .prefix
             .parse()
-            .map_err(|_| format!("`{}` is not a prefix", p.prefix))?;
+            .map_err(|_| ReplyError::Prefix(crate::text::clip(&p.prefix, 80)))?;
         let current = match latest {
             None => true,
             Some(l) => {
@@ -107,10 +124,8 @@ pub async fn announced_prefixes(
         base.trim_end_matches('/')
     );
     match http.get(&url, HeaderMap::new(), None, &[]).await? {
-        Fetched::Body { body, .. } => {
-            parse_announced_prefixes(&body).map_err(RipestatError::Format)
-        }
-        Fetched::NotModified => Err(RipestatError::Format("unexpected 304".into())),
+        Fetched::Body { body, .. } => Ok(parse_announced_prefixes(&body)?),
+        Fetched::NotModified => Err(ReplyError::NotModified.into()),
     }
 }
 
@@ -135,7 +150,8 @@ mod tests {
         let e = parse_announced_prefixes(
             br#"{"status":"error","messages":[["error","resource not found"]],"data":{}}"#,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("resource not found"), "{e}");
         assert!(parse_announced_prefixes(b"<html>").is_err());
     }

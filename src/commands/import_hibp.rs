@@ -13,7 +13,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     let files = import_mail::expand(&a.files)?;
     let imp = import_mail::read_files(&files, |raw, shown| {
         let mail = crate::mail::parse(raw).ok_or("not an e-mail message")?;
-        let n = notification::parse(&mail)?;
+        let n = notification::parse(&mail).map_err(|e| e.to_string())?;
         let mut f = notification::finding(&n);
         f.time_source = mail.date;
         f.raw = Some(shown.to_string());

@@ -29,11 +29,12 @@ fn parse_file(raw: &[u8], shown: &str) -> Result<alerts::Parsed, String> {
     if let Some(m) = &mail
         && let Some(xml) = m.bodies().find_map(alerts::extract_xml)
     {
-        return alerts::parse_xml(xml, shown, m.date);
+        return alerts::parse_xml(xml, shown, m.date).map_err(|e| crate::text::chain(&e));
     }
     let text = String::from_utf8_lossy(raw);
     match alerts::extract_xml(&text) {
-        Some(xml) => alerts::parse_xml(xml, shown, mail.and_then(|m| m.date)),
+        Some(xml) => alerts::parse_xml(xml, shown, mail.and_then(|m| m.date))
+            .map_err(|e| crate::text::chain(&e)),
         None => Err(
             "no <notification_message> found: is this a Safe Browsing alert, and is the AS set \
              to send XML notifications?"

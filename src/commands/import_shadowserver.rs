@@ -112,7 +112,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
                 Ok(body) => downloaded.push((shown, l.file.clone(), body)),
                 Err(e) => link_errors.push(RowError {
                     location: shown,
-                    message: e,
+                    message: e.to_string(),
                 }),
             }
         }

@@ -57,19 +57,22 @@ impl fmt::Display for Severity {
     }
 }
 
+/// A severity name outwatch does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown severity `{0}` (expected critical, high, medium, low or info)")]
+pub struct UnknownSeverity(pub String);
+
 impl FromStr for Severity {
-    type Err = String;
+    type Err = UnknownSeverity;
     /// Accepts the five names in any case, plus the common aliases `crit`, `med`, `informational`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, UnknownSeverity> {
         match s.trim().to_ascii_lowercase().as_str() {
             "critical" | "crit" => Ok(Severity::Critical),
             "high" => Ok(Severity::High),
             "medium" | "med" => Ok(Severity::Medium),
             "low" => Ok(Severity::Low),
             "info" | "informational" => Ok(Severity::Info),
-            other => Err(format!(
-                "unknown severity `{other}` (expected critical, high, medium, low or info)"
-            )),
+            other => Err(UnknownSeverity(crate::text::clip(other, 40))),
         }
     }
 }

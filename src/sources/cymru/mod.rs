@@ -240,7 +240,7 @@ pub fn parse(body: &[u8], location: &str) -> Parsed {
             Ok(f) => p.findings.push(f),
             Err(message) => p.rejected.push(RowError {
                 location: loc,
-                message,
+                message: message.to_string(),
             }),
         }
     }
@@ -303,18 +303,23 @@ struct Info {
     identifier: Option<String>,
 }
 
-fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, String> {
+/// Why a CAP line is rejected: its finding has no identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Rejected {
+    #[error("not a CAP line (`category|address|asn|timestamp|information|asninfo`)")]
+    NotCap,
+    #[error("`{0}` is not an IP address")]
+    NotIp(String),
+}
+
+fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, Rejected> {
     let mut warnings = Vec::new();
     let mut warn = |m: String| warnings.push(m);
-    let fields = split_fields(line, &mut warn).ok_or_else(|| {
-        "not a CAP line (`category|address|asn|timestamp|information|asninfo`)".to_string()
-    })?;
-    let ip: IpAddr = fields.address.parse().map_err(|_| {
-        format!(
-            "`{}` is not an IP address",
-            crate::text::clip(fields.address, 80)
-        )
-    })?;
+    let fields = split_fields(line, &mut warn).ok_or(Rejected::NotCap)?;
+    let ip: IpAddr = fields
+        .address
+        .parse()
+        .map_err(|_| Rejected::NotIp(crate::text::clip(fields.address, 80)))?;
     let cat = fields.category.to_ascii_lowercase();
     let (kind, identifier, severity) = match category(&cat) {
         Some((k, i, s)) => (k, i.to_string(), s),

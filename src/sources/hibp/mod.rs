@@ -307,35 +307,58 @@ pub fn set_breach_extra(f: &mut Finding, m: &Breach) {
     }
 }
 
+/// Why a HIBP reply cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    /// HIBP answered with an error object (whole: the caller scrubs it of the key before it
+    /// is clipped).
+    #[error("HIBP answered with an error object: {0}")]
+    Refused(serde_json::Value),
+    /// The reply is not what `expected` says.
+    #[error("the {what} is not {expected}")]
+    Shape {
+        what: &'static str,
+        expected: &'static str,
+        #[source]
+        cause: serde_json::Error,
+    },
+}
+
 /// Parses a `/breacheddomain/{domain}` body: alias → breach names.
-pub fn parse_domain_search(body: &[u8]) -> Result<BTreeMap<String, Vec<String>>, String> {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-        && v.get("error").is_some()
-    {
-        // Whole: the caller scrubs it of the key before it is clipped.
-        return Err(format!("HIBP answered with an error object: {v}"));
-    }
-    serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body).map_err(|e| {
-        format!("the domain search reply is not a JSON object of alias → breach names ({e})")
+pub fn parse_domain_search(body: &[u8]) -> Result<BTreeMap<String, Vec<String>>, ReplyError> {
+    refusal(body)?;
+    serde_json::from_slice::<BTreeMap<String, Vec<String>>>(body).map_err(|cause| {
+        ReplyError::Shape {
+            what: "domain search reply",
+            expected: "a JSON object of alias → breach names",
+            cause,
+        }
     })
 }
 
+/// An `{"error": ...}` object in place of the reply.
+fn refusal(body: &[u8]) -> Result<(), ReplyError> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v.get("error").is_some() => Err(ReplyError::Refused(v)),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a `/breachedaccount/{account}` body: `[{"Name":"Adobe"}, ...]` (truncated or full).
-pub fn parse_account(body: &[u8]) -> Result<Vec<String>, String> {
+pub fn parse_account(body: &[u8]) -> Result<Vec<String>, ReplyError> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Named {
         name: String,
     }
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-        && v.get("error").is_some()
-    {
-        // Whole: the caller scrubs it of the key before it is clipped.
-        return Err(format!("HIBP answered with an error object: {v}"));
-    }
+    refusal(body)?;
     serde_json::from_slice::<Vec<Named>>(body)
         .map(|v| v.into_iter().map(|n| n.name).collect())
-        .map_err(|e| format!("the account reply is not a JSON array of breaches ({e})"))
+        .map_err(|cause| ReplyError::Shape {
+            what: "account reply",
+            expected: "a JSON array of breaches",
+            cause,
+        })
 }
 
 /// Spaces keyed requests to the key's requests-per-minute on the injected clock.
@@ -358,8 +381,11 @@ impl Pacer {
 
 impl HibpSource {
     /// A reply that could not be read, as an error: scrubbed of the key, then clipped.
-    fn reply_error(&self, e: &str) -> FetchError {
-        FetchError::Format(crate::text::clip(&http::scrub(e, &self.secrets()), 300))
+    /// A reply that cannot be read, as text scrubbed of the key and then clipped (an error
+    /// object may echo the key).
+    fn reply_error(&self, e: &ReplyError) -> FetchError {
+        let text = crate::text::chain(e);
+        FetchError::Format(crate::text::clip(&http::scrub(&text, &self.secrets()), 300))
     }
 
     fn headers(&self, keyed: bool) -> Result<HeaderMap, FetchError> {
@@ -448,7 +474,7 @@ impl HibpSource {
         out: &mut FetchOutput,
     ) -> Result<Vec<String>, FetchError> {
         let read = match self.get(ctx, "subscribeddomains", true).await {
-            Ok(Some(body)) => parse_subscribed(&body).map_err(FetchError::Format),
+            Ok(Some(body)) => parse_subscribed(&body).map_err(|e| FetchError::Data(e.into())),
             Ok(None) => Err(FetchError::Format(
                 "/subscribeddomains was not found".into(),
             )),
@@ -690,15 +716,18 @@ impl Source for HibpSource {
 
 /// `GET /subscribeddomains`: `[{"DomainName": "example.org", "PwnCount": 6, ...}]` → the
 /// domain names, lower case.
-pub fn parse_subscribed(body: &[u8]) -> Result<Vec<String>, String> {
+pub fn parse_subscribed(body: &[u8]) -> Result<Vec<String>, ReplyError> {
     #[derive(Deserialize)]
     struct Subscribed {
         #[serde(rename = "DomainName")]
         domain_name: Option<String>,
     }
-    let list: Vec<Subscribed> = serde_json::from_slice(body).map_err(|e| {
-        format!("the verified domains (/subscribeddomains) are not a JSON array of domains ({e})")
-    })?;
+    let list: Vec<Subscribed> =
+        serde_json::from_slice(body).map_err(|cause| ReplyError::Shape {
+            what: "verified domains (/subscribeddomains)",
+            expected: "a JSON array of domains",
+            cause,
+        })?;
     let mut out: Vec<String> = list
         .into_iter()
         .filter_map(|d| d.domain_name)

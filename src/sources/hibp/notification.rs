@@ -36,8 +36,21 @@ const LABELS: [&str; 7] = [
     "Spam list:",
 ];
 
-/// Reads a notification mail. `Err` says why the mail is not one.
-pub fn parse(mail: &Mail) -> Result<Notification, String> {
+/// Why a mail is not a HIBP domain notification outwatch can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotANotification {
+    #[error(
+        "not a Have I Been Pwned notification (sender and body do not mention haveibeenpwned.com)"
+    )]
+    NotHibp,
+    #[error("no monitored domain found (subject `An email on DOMAIN has been ...`)")]
+    NoDomain,
+    #[error("no breach named in the mail")]
+    NoBreach,
+}
+
+/// Reads a notification mail. `Err` says the mail is not one.
+pub fn parse(mail: &Mail) -> Result<Notification, NotANotification> {
     let from_hibp = mail
         .from
         .as_deref()
@@ -56,7 +69,7 @@ pub fn parse(mail: &Mail) -> Result<Notification, String> {
     let mentions_hibp = all.iter().any(|t| t.contains("haveibeenpwned"))
         || mail.html.iter().any(|h| h.contains("haveibeenpwned.com"));
     if !from_hibp && !mentions_hibp {
-        return Err("not a Have I Been Pwned notification (sender and body do not mention haveibeenpwned.com)".into());
+        return Err(NotANotification::NotHibp);
     }
     let domain = mail
         .subject
@@ -68,7 +81,7 @@ pub fn parse(mail: &Mail) -> Result<Notification, String> {
                 .to_ascii_lowercase()
         })
         .filter(|d| d.contains('.') && !d.contains(' '))
-        .ok_or("no monitored domain found (subject `An email on DOMAIN has been ...`)")?;
+        .ok_or(NotANotification::NoDomain)?;
 
     let mut n = Notification {
         domain,
@@ -116,7 +129,7 @@ pub fn parse(mail: &Mail) -> Result<Notification, String> {
                 .map(|t| t.chars().filter(|c| c.is_ascii_alphanumeric()).collect())
         })
         .filter(|s: &String| !s.is_empty())
-        .ok_or("no breach named in the mail")?;
+        .ok_or(NotANotification::NoBreach)?;
     Ok(n)
 }
 

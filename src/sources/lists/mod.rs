@@ -313,6 +313,7 @@ impl ListSource {
                     .map(|u| http::rebase(u, b))
                     .collect::<Result<_, _>>()
                     .map_err(|e| {
+                        let e = e.to_string();
                         let e = key.as_ref().map(|k| k.scrub(&e)).unwrap_or(e);
                         FetchError::Config(format!("sources.{name}.base_url: {e}"))
                     })?;

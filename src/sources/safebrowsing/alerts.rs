@@ -93,21 +93,29 @@ pub fn extract_xml(body: &str) -> Option<&str> {
     Some(&rest[..close + 2])
 }
 
+/// Why an alert document cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("the alert is not well-formed XML")]
+    Xml(#[source] roxmltree::Error),
+    #[error("expected a <notification_message> element, found <{0}>")]
+    Root(String),
+}
+
 /// Parses one `notification_message` document. `location` names the file for messages and
 /// raw pointers. `mail_date` is used when the root has no `date`.
 pub fn parse_xml(
     xml: &str,
     location: &str,
     mail_date: Option<DateTime<Utc>>,
-) -> Result<Parsed, String> {
-    let doc = roxmltree::Document::parse(xml)
-        .map_err(|e| format!("the alert is not well-formed XML ({e})"))?;
+) -> Result<Parsed, AlertError> {
+    let doc = roxmltree::Document::parse(xml).map_err(AlertError::Xml)?;
     let root = doc.root_element();
     if root.tag_name().name() != "notification_message" {
-        return Err(format!(
-            "expected a <notification_message> element, found <{}>",
-            root.tag_name().name()
-        ));
+        return Err(AlertError::Root(crate::text::clip(
+            root.tag_name().name(),
+            80,
+        )));
     }
     let asn = root.attribute("asn").and_then(|a| {
         a.trim()

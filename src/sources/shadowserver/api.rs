@@ -406,30 +406,51 @@ pub async fn download_link(
     http: &HttpClient,
     download_url: &str,
     link: &super::import::ReportLink,
-) -> Result<bytes::Bytes, String> {
+) -> Result<bytes::Bytes, LinkError> {
     let id = Secret::new(link.id.clone());
     let url = crate::http::join(download_url, &link.id);
     let file = crate::text::clip(&link.file, 120);
+    let failed = |why: LinkFailure| LinkError {
+        file: file.clone(),
+        why,
+    };
     let reply = http
         .get(&url, HeaderMap::new(), None, &[&id])
         .await
-        .map_err(|e| id.scrub(&format!("downloading the linked report {file} failed: {e}")))?;
+        // The link's id works like a password: scrubbed from the transport's message.
+        .map_err(|e| failed(LinkFailure::Failed(id.scrub(&e.to_string()))))?;
     let Fetched::Body { body, .. } = reply else {
-        return Err(format!(
-            "downloading the linked report {file}: unexpected 304 reply"
-        ));
+        return Err(failed(LinkFailure::NotModified));
     };
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(format!(
-            "downloading the linked report {file}: the body is empty"
-        ));
+        return Err(failed(LinkFailure::Empty));
     }
     if looks_like_html(&body) {
-        return Err(format!(
-            "downloading the linked report {file}: got an HTML page instead of CSV (expired link?)"
-        ));
+        return Err(failed(LinkFailure::Html));
     }
     Ok(body)
+}
+
+/// A linked report that could not be downloaded: its file name (never the link's id) and why.
+#[derive(Debug, thiserror::Error)]
+#[error("downloading the linked report {file}{why}")]
+pub struct LinkError {
+    pub file: String,
+    pub why: LinkFailure,
+}
+
+/// Why a linked report could not be downloaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkFailure {
+    /// The request failed (the message is scrubbed of the link's id).
+    #[error(" failed: {0}")]
+    Failed(String),
+    #[error(": unexpected 304 reply")]
+    NotModified,
+    #[error(": the body is empty")]
+    Empty,
+    #[error(": got an HTML page instead of CSV (expired link?)")]
+    Html,
 }
 
 #[cfg(test)]

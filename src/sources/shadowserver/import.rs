@@ -249,12 +249,12 @@ pub fn read_csv<R: Read>(
     let mut rec = csv::ByteRecord::new();
     let mut raw = String::new();
     let mut scratch = RowScratch::default();
-    let norm = match read_header(&mut rdr, &mut rec)
-        .and_then(|header| Normalizer::new(schema, report_type, &header, scope))
-    {
+    let norm = match read_header(&mut rdr, &mut rec).and_then(|header| {
+        Normalizer::new(schema, report_type, &header, scope).map_err(ReportError::NotAReport)
+    }) {
         Ok(n) => n,
         Err(e) => {
-            out.error = Some(e);
+            out.error = Some(crate::text::chain(&e));
             return Ok(out);
         }
     };
@@ -297,7 +297,7 @@ pub fn read_csv<R: Read>(
                 out.rejected += 1;
                 sink.rejected(RowError {
                     location: naming.at(line),
-                    message,
+                    message: message.to_string(),
                 });
             }
         }
@@ -314,18 +314,33 @@ pub fn read_csv<R: Read>(
     Ok(out)
 }
 
+/// Why a report cannot be read at all (nothing of it is stored).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("the report is empty (no header line)")]
+    Empty,
+    #[error("cannot read the report")]
+    Unreadable(#[source] csv::Error),
+    #[error("the report is an HTML page, not CSV")]
+    Html,
+    #[error(transparent)]
+    NotAReport(#[from] super::normalize::NotAReport),
+    #[error("cannot tell the report type from the name `{0}`: pass --type (e.g. --type scan_dns)")]
+    UnknownType(String),
+}
+
 /// The header line of a report, or why the report has none.
 fn read_header<R: Read>(
     rdr: &mut csv::Reader<R>,
     rec: &mut csv::ByteRecord,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ReportError> {
     match rdr.read_byte_record(rec) {
         Ok(true) => {}
-        Ok(false) => return Err("the report is empty (no header line)".into()),
-        Err(e) => return Err(format!("cannot read the report: {e}")),
+        Ok(false) => return Err(ReportError::Empty),
+        Err(e) => return Err(ReportError::Unreadable(e)),
     }
     if crate::http::looks_like_html(rec.as_slice()) {
-        return Err("the report is an HTML page, not CSV".into());
+        return Err(ReportError::Html);
     }
     Ok(rec
         .iter()
@@ -427,7 +442,10 @@ pub fn import_file(
 /// The report type of a CSV: `--type`, else the first of `names` (the CSV's own, its
 /// container's, the mail's) that names a known type, else a dated report name of a type no
 /// table knows (read with a warning).
-fn report_type_for(opts: &ImportOptions<'_>, names: [Option<&str>; 3]) -> Result<String, String> {
+fn report_type_for(
+    opts: &ImportOptions<'_>,
+    names: [Option<&str>; 3],
+) -> Result<String, ReportError> {
     if let Some(t) = opts.report_type {
         return Ok(t.to_string());
     }
@@ -441,11 +459,10 @@ fn report_type_for(opts: &ImportOptions<'_>, names: [Option<&str>; 3]) -> Result
                 .find_map(|n| super::schema::unknown_type_from_file_name(n))
         })
         .ok_or_else(|| {
-            format!(
-                "cannot tell the report type from the name `{}`: pass --type \
-                 (e.g. --type scan_dns)",
-                names.clone().next().copied().unwrap_or("")
-            )
+            ReportError::UnknownType(crate::text::clip(
+                names.clone().next().copied().unwrap_or(""),
+                120,
+            ))
         })
 }
 
@@ -464,7 +481,7 @@ fn import_stream<R: Read + Seek>(
         Kind::Plain | Kind::Gzip => {
             let t = match type_for(name) {
                 Ok(t) => t,
-                Err(e) => return Ok(vec![failed(shown.to_string(), e)]),
+                Err(e) => return Ok(vec![failed(shown.to_string(), e.to_string())]),
             };
             let n = naming(shown.to_string());
             let o = if kind == Kind::Gzip {
@@ -544,7 +561,7 @@ fn import_zip<R: Read + Seek>(
         let t = match report_type_for(opts, [Some(entry_name), outer[0], outer[1]]) {
             Ok(t) => t,
             Err(e) => {
-                outs.push(failed(loc, e));
+                outs.push(failed(loc, e.to_string()));
                 continue;
             }
         };

@@ -220,6 +220,27 @@ struct Classified<'r, 'n> {
     bad_severity: Option<Cow<'r, str>>,
 }
 
+/// Why a row is rejected: the identity of its finding is missing or malformed, or its values
+/// cannot be told apart. Values are clipped for display.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowRejected {
+    #[error("the row has {got} fields, the header has {header}")]
+    TooWide { got: usize, header: usize },
+    #[error("the row names no address, network, host name, URL or e-mail")]
+    NoIndicator,
+    #[error("`{column}` is not an IP address or network: `{value}`")]
+    BadAddress { column: String, value: String },
+    #[error("bad timestamp `{0}`")]
+    BadTime(String),
+    #[error("the row has no timestamp")]
+    NoTime,
+}
+
+/// A first line that is not a Shadowserver report header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the first line is not a Shadowserver report header (no `timestamp` column): {0}")]
+pub struct NotAReport(pub String);
+
 impl<'a> Normalizer<'a> {
     /// Analyses the header. Fails when the header is not a Shadowserver report header.
     pub fn new(
@@ -227,17 +248,14 @@ impl<'a> Normalizer<'a> {
         report_type: &str,
         header: &[String],
         scope: &'a ScopeMatcher,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NotAReport> {
         let names: Vec<String> = header
             .iter()
             .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
             .collect();
         let find = |n: &str| names.iter().position(|h| h == n);
         if find("timestamp").is_none() {
-            return Err(format!(
-                "the first line is not a Shadowserver report header (no `timestamp` column): {}",
-                crate::text::clip(&names.join(","), 120)
-            ));
+            return Err(NotAReport(crate::text::clip(&names.join(","), 120)));
         }
         let canonical = schema.canonical(report_type).to_string();
         let info = schema.info(&canonical);
@@ -293,7 +311,7 @@ impl<'a> Normalizer<'a> {
 
     /// Normalises one record into a finding; `raw` is the pointer stored with it. `Err` is the
     /// reason the row is rejected. Warnings are dropped (see [`Normalizer::row_warned`]).
-    pub fn row(&self, rec: &csv::ByteRecord, raw: &str) -> Result<Finding, String> {
+    pub fn row(&self, rec: &csv::ByteRecord, raw: &str) -> Result<Finding, RowRejected> {
         self.row_view(rec, raw, &mut RowScratch::default(), |v| v.to_finding())
     }
 
@@ -302,7 +320,7 @@ impl<'a> Normalizer<'a> {
         &self,
         rec: &csv::ByteRecord,
         raw: &str,
-    ) -> Result<(Finding, Vec<String>), String> {
+    ) -> Result<(Finding, Vec<String>), RowRejected> {
         let mut scratch = RowScratch::default();
         let f = self.row_view(rec, raw, &mut scratch, |v| v.to_finding())?;
         Ok((f, scratch.warnings))
@@ -325,15 +343,14 @@ impl<'a> Normalizer<'a> {
         raw: &str,
         scratch: &mut RowScratch,
         emit: impl FnOnce(&FindingView<'_>) -> T,
-    ) -> Result<T, String> {
+    ) -> Result<T, RowRejected> {
         // Short rows happen in real reports (a trailing column left out): the missing fields
         // are empty, as Python's DictReader treats them. More fields than the header is broken.
         if rec.len() > self.names.len() {
-            return Err(format!(
-                "the row has {} fields, the header has {}",
-                rec.len(),
-                self.names.len()
-            ));
+            return Err(RowRejected::TooWide {
+                got: rec.len(),
+                header: self.names.len(),
+            });
         }
         // Real reports are nearly always ASCII: one check per row.
         let row = Row {
@@ -417,7 +434,7 @@ impl<'a> Normalizer<'a> {
         row: Row<'r>,
         s: &mut SubjectFields<'r>,
         has_other: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), RowRejected> {
         if s.ip.is_none() && s.network.is_none() && s.domain.is_none() {
             s.domain = self
                 .cols
@@ -426,7 +443,7 @@ impl<'a> Normalizer<'a> {
                 .find_map(|&i| row.value(Some(i)).and_then(host_name));
         }
         if s.ip.is_none() && s.network.is_none() && s.domain.is_none() && !has_other {
-            return Err("the row names no address, network, host name, URL or e-mail".into());
+            return Err(RowRejected::NoIndicator);
         }
         Ok(())
     }
@@ -487,7 +504,7 @@ impl<'a> Normalizer<'a> {
         &self,
         row: Row<'_>,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<(usize, Subject)>, String> {
+    ) -> Result<Option<(usize, Subject)>, RowRejected> {
         let mut chosen: Option<(usize, Subject)> = None;
         let mut first: Option<(usize, Subject)> = None;
         let mut first_bad: Option<usize> = None;
@@ -511,11 +528,10 @@ impl<'a> Normalizer<'a> {
         }
         let bad_ip = |si: usize| {
             let col = self.sides[si].ip;
-            format!(
-                "`{}` is not an IP address or network: `{}`",
-                self.names[col],
-                crate::text::clip(&original(row.rec, col), 60)
-            )
+            RowRejected::BadAddress {
+                column: self.names[col].clone(),
+                value: crate::text::clip(&original(row.rec, col), 60),
+            }
         };
         if chosen.is_none()
             && let Some(si) = first_bad
@@ -529,15 +545,11 @@ impl<'a> Normalizer<'a> {
     }
 
     /// The row's `timestamp` (part of every row's identity).
-    fn time_source(&self, row: Row<'_>) -> Result<DateTime<Utc>, String> {
+    fn time_source(&self, row: Row<'_>) -> Result<DateTime<Utc>, RowRejected> {
         match (row.value(self.cols.timestamp), self.cols.timestamp) {
-            (Some(v), Some(i)) => parse_time(&v).ok_or_else(|| {
-                format!(
-                    "bad timestamp `{}`",
-                    crate::text::clip(&original(row.rec, i), 40)
-                )
-            }),
-            _ => Err("the row has no timestamp".into()),
+            (Some(v), Some(i)) => parse_time(&v)
+                .ok_or_else(|| RowRejected::BadTime(crate::text::clip(&original(row.rec, i), 40))),
+            _ => Err(RowRejected::NoTime),
         }
     }
 

@@ -190,30 +190,48 @@ pub struct Schema {
     pub origin: &'static str,
 }
 
+/// Why a `reports.json` document is not used (the schema in use stays).
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the schema is an HTML page, not JSON")]
+    Html,
+    #[error("the schema is not JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("the schema server answered with an error: {0}")]
+    Refused(String),
+    #[error("the schema does not have the reports.json shape: {0}")]
+    Shape(#[source] serde_json::Error),
+    #[error("the schema lists only {0} report types (expected 150 or more)")]
+    TooFew(usize),
+    #[error("the schema has a bad report type name `{0}`")]
+    BadName(String),
+    #[error("report type `{0}` has no `timestamp` field")]
+    NoTimestamp(String),
+}
+
 /// Parses and validates a `reports.json` document.
-pub fn parse_schema(bytes: &[u8]) -> Result<HashMap<String, SchemaEntry>, String> {
+pub fn parse_schema(bytes: &[u8]) -> Result<HashMap<String, SchemaEntry>, SchemaError> {
     if crate::http::looks_like_html(bytes) {
-        return Err("the schema is an HTML page, not JSON".into());
+        return Err(SchemaError::Html);
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("the schema is not JSON: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(SchemaError::Json)?;
     if let Some(err) = v.get("error") {
-        return Err(format!("the schema server answered with an error: {err}"));
+        return Err(SchemaError::Refused(crate::text::clip(
+            &err.to_string(),
+            300,
+        )));
     }
-    let entries: HashMap<String, SchemaEntry> = serde_json::from_value(v)
-        .map_err(|e| format!("the schema does not have the reports.json shape: {e}"))?;
+    let entries: HashMap<String, SchemaEntry> =
+        serde_json::from_value(v).map_err(SchemaError::Shape)?;
     if entries.len() < 50 {
-        return Err(format!(
-            "the schema lists only {} report types (expected 150 or more)",
-            entries.len()
-        ));
+        return Err(SchemaError::TooFew(entries.len()));
     }
     for (k, e) in &entries {
         if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("the schema has a bad report type name `{k}`"));
+            return Err(SchemaError::BadName(crate::text::clip(k, 80)));
         }
         if !e.fields.iter().any(|f| f == "timestamp") {
-            return Err(format!("report type `{k}` has no `timestamp` field"));
+            return Err(SchemaError::NoTimestamp(k.clone()));
         }
     }
     Ok(entries)

@@ -256,6 +256,7 @@ fn sinkhole_row_keeps_its_finding_when_dst_ip_is_malformed() {
     // No side in scope and the default side malformed: the identity is malformed.
     let row = rec("2026-11-20 03:14:00,tcp,1.2.3.4.5,49812,64500,203.0.113.9,80,64496,mirai");
     let e = n.row(&row, "s:4").unwrap_err();
+    let e = e.to_string();
     assert!(e.contains("src_ip") && e.contains("1.2.3.4.5"), "{e}");
     // A malformed service port of the subject stays in extra.
     let h = header("timestamp,ip,port,protocol");
