@@ -251,7 +251,10 @@ pub fn clean(s: &str, max: usize) -> String {
 /// format, to the second (what a NAT or DHCP log needs).
 pub fn fmt_time(t: DateTime<Utc>, tz: Option<Tz>) -> String {
     match tz {
-        Some(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        Some(tz) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
         None => t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
     }
 }
@@ -538,9 +541,20 @@ impl Limits {
     /// listed any more.
     pub fn smaller(self) -> Option<Limits> {
         (self != Limits::default()).then(|| Limits {
-            findings: if self.findings > 10 { self.findings / 2 } else { 0 },
-            act: self.act.min(5).saturating_sub(usize::from(self.findings <= 10) * 2),
-            traffic: if self.traffic > 5 { self.traffic / 2 } else { 0 },
+            findings: if self.findings > 10 {
+                self.findings / 2
+            } else {
+                0
+            },
+            act: self
+                .act
+                .min(5)
+                .saturating_sub(usize::from(self.findings <= 10) * 2),
+            traffic: if self.traffic > 5 {
+                self.traffic / 2
+            } else {
+                0
+            },
         })
     }
 }
@@ -576,6 +590,8 @@ pub struct Collector {
     /// The best [`ACT_FIRST`] critical and high findings, in rank order.
     act: Vec<(Finding, ActItem)>,
     act_total: usize,
+    /// Flow findings' (host, kind) already counted in `act_total`: one per day is one item.
+    act_flows: std::collections::HashSet<(Option<std::net::IpAddr>, String)>,
     buckets: BTreeMap<(Section, Severity, String), Bucket>,
     counts: [usize; 3],
     /// Still open findings not observed again since the last digest: only counted.
@@ -603,6 +619,7 @@ impl Collector {
             trend,
             act: Vec::new(),
             act_total: 0,
+            act_flows: Default::default(),
             buckets: BTreeMap::new(),
             counts: [0; 3],
             unchanged: 0,
@@ -631,9 +648,27 @@ impl Collector {
             return;
         };
         if act_on(f, section) {
-            self.act_total += 1;
+            // A flow finding (one per host, kind and day) is one item per host and kind: the
+            // best of its days.
+            let is_flow = f.source == crate::flows::analyse::SOURCE;
+            let same =
+                |k: &Finding| is_flow && k.source == f.source && k.ip == f.ip && k.feed == f.feed;
+            if !is_flow
+                || self.act_flows.len() >= 100_000
+                || self.act_flows.insert((f.ip, f.feed.clone()))
+            {
+                self.act_total += 1;
+            }
+            let twin = self.act.iter().position(|(k, _)| same(k));
             let better = |(k, _): &(Finding, ActItem)| rank::compare(f, k).is_lt();
-            if self.act.len() < ACT_FIRST || self.act.iter().any(better) {
+            let wanted = match twin {
+                Some(i) => better(&self.act[i]),
+                None => self.act.len() < ACT_FIRST || self.act.iter().any(better),
+            };
+            if wanted {
+                if let Some(i) = twin {
+                    self.act.remove(i);
+                }
                 self.act.push((
                     rank_copy(f),
                     ActItem {

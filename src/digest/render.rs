@@ -343,7 +343,11 @@ mod tests {
             .take_while(|l| l.trim_start().starts_with("--") || l.contains("outwatch list"))
             .collect();
         assert!(cmd_lines.len() >= 2, "{w}");
-        assert!(cmd_lines[..cmd_lines.len() - 1].iter().all(|l| l.ends_with(" \\")));
+        assert!(
+            cmd_lines[..cmd_lines.len() - 1]
+                .iter()
+                .all(|l| l.ends_with(" \\"))
+        );
         let joined = cmd_lines
             .iter()
             .map(|l| l.trim().trim_end_matches('\\').trim())

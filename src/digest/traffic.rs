@@ -191,9 +191,7 @@ impl TrafficCollector {
             .lines
             .iter()
             .max_by(|a, b| a.1.rank().cmp(&b.1.rank()))
-            .filter(|(_, l)| {
-                (l.severity, Reverse(l.newest)) > (severity, Reverse(newest))
-            })
+            .filter(|(_, l)| (l.severity, Reverse(l.newest)) > (severity, Reverse(newest)))
             .map(|(k, l)| (k.clone(), l.severity))
         else {
             return false;
