@@ -508,6 +508,8 @@ pub struct ActItem {
     pub threat: &'static str,
     pub indicator: String,
     pub is_url: bool,
+    /// The address, when the indicator is something else (a URL on it, a host name).
+    pub address: Option<String>,
     /// What tells it apart (breach, malware, port, report type).
     pub what: String,
     pub source: String,
@@ -678,6 +680,10 @@ impl Collector {
                         threat: rank::threat(&f.classification).as_str(),
                         indicator: clean(&f.indicator(), MAX_VALUE),
                         is_url: f.email.is_none() && f.url.is_some(),
+                        address: f
+                            .ip
+                            .map(|i| i.to_string())
+                            .filter(|a| *a != f.indicator() && !f.indicator().starts_with(a)),
                         what: clean(&f.distinguishing(), MAX_VALUE),
                         source: clean(&f.source, 60),
                         observed: fmt_time(rank::observed(f), self.tz),

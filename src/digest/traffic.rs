@@ -78,12 +78,13 @@ struct Line {
 }
 
 impl Line {
-    /// Severity, then the latest observation's day, then the host in numeric order.
-    fn rank(&self) -> (Severity, Reverse<i64>, (Option<IpAddr>, &str)) {
+    /// Severity, then the latest observation's day, then the host in numeric order, then kind.
+    fn rank(&self) -> (Severity, Reverse<i64>, (Option<IpAddr>, &str), &str) {
         (
             self.severity,
             Reverse(self.newest.div_euclid(86_400)),
             (self.host.parse().ok(), &self.host),
+            &self.kind,
         )
     }
 

@@ -331,6 +331,30 @@ async fn smtp_end_to_end_with_route_escaping_and_no_repeats() {
     assert!(main.text.contains("Nothing new and nothing resolved"));
     assert!(!main.text.contains("==== New since"));
     assert!(main.text.contains("==== Still open (3) ===="));
+    // Not observed again since the first digest: a count and the command, not a list.
+    assert!(
+        main.text.replace("\r\n", "\n").contains(
+            "  3 still open, not observed again since the last digest\n  (not listed):\n      \
+             outwatch list --status open --until 2026-03-01T01:00:00Z --sort rank\n"
+        ),
+        "{}",
+        main.text
+    );
+    let open = &main.text[main.text.find("==== Still open").unwrap()..];
+    assert!(!open.contains("203.0.113.5"), "{}", main.text);
+    assert!(main.html.contains("3</b> still open, not observed again"));
+    // The route's commands name the route.
+    let dmz = mails
+        .iter()
+        .find(|m| m.to != vec!["noc@example.org"])
+        .map(|m| parse(&m.data))
+        .unwrap();
+    assert!(
+        dmz.text
+            .contains("outwatch list --status open --team dmz --until"),
+        "{}",
+        dmz.text
+    );
 
     // A finding that vanished shows as resolved.
     ingest(store.as_ref(), vec![c2_with_script(), leak()], t(3));

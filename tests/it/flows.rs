@@ -369,8 +369,15 @@ fn digest_has_a_your_own_traffic_section() {
     // One line per host and kind: 10.1.0.5's two days of C2 contact are one line, here and
     // in "act on these first".
     assert_eq!(text.matches("c2-contact 10.1.0.5").count(), 1, "{text}");
-    assert_eq!(text.matches("infected-system: 10.1.0.5").count(), 1, "{text}");
-    assert!(text.contains("ACT ON THESE FIRST (5 critical or high"), "{text}");
+    assert_eq!(
+        text.matches("infected-system: 10.1.0.5").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("ACT ON THESE FIRST (5 critical or high"),
+        "{text}"
+    );
     // The text part is wrapped at 78 columns: compare words.
     let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
