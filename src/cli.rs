@@ -121,7 +121,7 @@ pub enum Command {
     /// `--send` delivers it and marks its new findings reported
     #[command(
         long_about = "Show the digest (new, still open, resolved, feed health) as it would be sent now.\n\nWithout --send nothing is sent and nothing is marked: run it as often as you like. --send delivers it (SMTP, or an .eml file under <data dir>/digests/ without [smtp]) and, once delivered, marks its new findings reported, so the next digest counts from now. The daemon (outwatch run) sends on [digest] schedule by itself.",
-        after_help = "Examples:\n  outwatch digest                # subject and text part; sends and marks nothing\n  outwatch digest --html digest.html --text digest.txt\n  outwatch digest --send         # deliver now and mark the new findings reported"
+        after_help = "Examples:\n  outwatch digest                # show it; sends and marks nothing\n  outwatch digest --html digest.html --text digest.txt\n  outwatch digest --send         # deliver it, mark new findings reported"
     )]
     Digest(DigestArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
