@@ -997,6 +997,36 @@ pub struct HealthView {
     pub notes: Vec<String>,
 }
 
+/// `s` with every RFC 3339 UTC time in it (`2026-11-30T07:00:00Z`, as feed health words its
+/// warnings) in the digest's one format ([`fmt_time`]).
+pub fn retime(s: &str, tz: Option<Tz>) -> String {
+    const LEN: usize = "2026-11-30T07:00:00Z".len();
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut i = 0;
+    let mut copied = 0;
+    while i + LEN <= b.len() {
+        let at = &b[i..i + LEN];
+        let shape = at.iter().enumerate().all(|(k, c)| match k {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+        if shape && let Ok(t) = DateTime::parse_from_rfc3339(&s[i..i + LEN]) {
+            out.push_str(&s[copied..i]);
+            out.push_str(&fmt_time(t.with_timezone(&Utc), tz));
+            i += LEN;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
 /// Orders sources with problems first and formats them.
 pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView> {
     h.sort_by_key(|s| (s.state == HealthState::Ok, s.name.clone()));
@@ -1007,9 +1037,9 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             state: s.state,
             last_success: s.last_success.map(|t| fmt_time(t, tz)),
             last_run: s.last_run.map(|t| fmt_time(t, tz)),
-            last_error: s.last_error.as_deref().map(|e| clean(e, 300)),
+            last_error: s.last_error.as_deref().map(|e| retime(&clean(e, 300), tz)),
             last_rows: s.last_rows,
-            notes: s.notes.iter().map(|n| clean(n, 300)).collect(),
+            notes: s.notes.iter().map(|n| retime(&clean(n, 300), tz)).collect(),
             // Each problem once: the template shows `last_success` and the error itself, so
             // warnings that only repeat them are left out, and `error_in_warnings` says the
             // error is part of a warning already.
@@ -1027,7 +1057,7 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             warnings: {
                 let mut seen: Vec<String> = Vec::new();
                 for w in &s.warnings {
-                    let w = clean(w, 300);
+                    let w = retime(&clean(w, 300), tz);
                     let repeats = w.starts_with("last success ")
                         || w == "has never succeeded"
                         || w.is_empty();
@@ -1229,6 +1259,22 @@ mod tests {
         // Attacker-controlled text is cleaned.
         x.extra.insert("dst_ip".into(), json!("a\nb"));
         assert_eq!(contact(&x).as_deref(), Some("source port 50100 → a b:80"));
+    }
+
+    #[test]
+    fn health_times_in_the_digests_format() {
+        assert_eq!(
+            retime(
+                "failed (since 2026-11-30T07:00:00Z): ä 2026-11-30T07:00:00",
+                None
+            ),
+            "failed (since 2026-11-30 07:00:00 UTC): ä 2026-11-30T07:00:00"
+        );
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            retime("2026-11-30T07:00:00Z", Some(berlin)),
+            "2026-11-30 08:00:00 CET"
+        );
     }
 
     #[test]
