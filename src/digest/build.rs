@@ -69,12 +69,25 @@ impl Section {
         }
     }
 
-    /// The `outwatch list --status` of the section.
-    fn status(self) -> &'static str {
+    /// The `outwatch list` filter of the section in a window: new means first stored since
+    /// the last digest (or, in the first digest, anything not resolved: a finding seen twice
+    /// before its first digest is `open` already); still open ones were observed again since
+    /// (the others are counted apart, [`SectionView::unchanged`]).
+    fn filter(self, since: Option<DateTime<Utc>>) -> ListFilter {
         match self {
-            Section::New => "new",
-            Section::Open => "open",
-            Section::Resolved => "resolved",
+            Section::New => ListFilter {
+                stored_since: since,
+                ..ListFilter::default()
+            },
+            Section::Open => ListFilter {
+                status: Some("open"),
+                since,
+                ..ListFilter::default()
+            },
+            Section::Resolved => ListFilter {
+                status: Some("resolved"),
+                ..ListFilter::default()
+            },
         }
     }
 
@@ -894,11 +907,10 @@ impl Collector {
                 _ => b.taxonomy.clone(),
             };
             let filter = ListFilter {
-                status: Some(section.status()),
                 severity: Some(*severity),
                 class: (!class.is_empty()).then_some(class),
-                since: (*section == Section::Open).then_some(since).flatten(),
-                ..self.filter()
+                team: self.team.clone(),
+                ..section.filter(since)
             };
             let more = b.count - listed;
             let cat = CategoryView {
@@ -1196,8 +1208,8 @@ mod tests {
         assert_eq!(cat.more, 1000 - LIST_NEW);
         assert_eq!(
             cat.more_command,
-            "outwatch list --status new --severity high --class \
-             information-gathering/scanner --sort rank"
+            "outwatch list --severity high --class information-gathering/scanner \
+             --stored-since 1970-01-01T00:00:00Z --sort rank"
         );
         // Observed the same day: numeric address order (10.0.0.2 before 10.0.0.10).
         let listed: Vec<&str> = cat.findings.iter().map(|f| f.indicator.as_str()).collect();

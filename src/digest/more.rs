@@ -3,7 +3,7 @@
 //!
 //! The flags are those of `outwatch list` (the worklist): `--status`, `--severity`,
 //! `--min-severity`, `--source`, `--class TAX[/TYPE]`, `--team`, `--since`/`--until` (the
-//! observation time) and `--sort rank`.
+//! observation time), `--stored-since` (when outwatch first stored it) and `--sort rank`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -24,6 +24,8 @@ pub struct ListFilter {
     /// Observed after / up to.
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// First stored after.
+    pub stored_since: Option<DateTime<Utc>>,
 }
 
 /// `outwatch list` with the flags of `f`, in rank order, each value shell-quoted.
@@ -59,6 +61,9 @@ pub fn more_command(f: &ListFilter) -> String {
     }
     if let Some(t) = &f.until {
         flag("until", &time(t));
+    }
+    if let Some(t) = &f.stored_since {
+        flag("stored-since", &time(t));
     }
     out.push_str(" --sort rank");
     out

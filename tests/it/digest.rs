@@ -781,7 +781,7 @@ fn digest_of_100k_findings_fits_and_ranks() {
         }
     }
     assert!(
-        text.contains("outwatch list --status new --severity critical \\\n"),
+        text.contains("        outwatch list --severity critical --class "),
         "{text}"
     );
 }
