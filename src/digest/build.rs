@@ -1241,6 +1241,50 @@ mod tests {
     }
 
     #[test]
+    fn an_active_threat_comes_before_more_spam_and_open_ports() {
+        let w = Window {
+            since: None,
+            now: DateTime::from_timestamp(1_000_000, 0).unwrap(),
+        };
+        let mut c = Collector::new(w, None);
+        // Three spam reports and two open ports, observed later than the C2 server.
+        for ip in ["192.0.2.200", "192.0.2.54", "192.0.2.7"] {
+            c.add(&f("spam", ip, 900));
+        }
+        c.add(&f("vulnerable-system", "192.0.2.9", 900));
+        c.add(&f("vulnerable-system", "192.0.2.10", 900));
+        c.add(&f("c2-server", "198.51.100.1", 100));
+        let (act, total, _) = c.act_first(ACT_FIRST);
+        assert_eq!(total, 6);
+        let order: Vec<&str> = act.iter().map(|a| a.indicator.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "198.51.100.1",
+                "192.0.2.7",
+                "192.0.2.54",
+                "192.0.2.200",
+                "192.0.2.9",
+                "192.0.2.10"
+            ]
+        );
+        assert_eq!(act[0].threat, "compromise");
+        let s = c.sections(&Remediation::builtin().unwrap(), LIST_TOTAL);
+        let kinds: Vec<&str> = s[0].severities[0]
+            .categories
+            .iter()
+            .map(|c| c.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["c2-server", "spam", "vulnerable-system"]);
+        let spam: Vec<&str> = s[0].severities[0].categories[1]
+            .findings
+            .iter()
+            .map(|f| f.indicator.as_str())
+            .collect();
+        assert_eq!(spam, ["192.0.2.7", "192.0.2.54", "192.0.2.200"]);
+    }
+
+    #[test]
     fn contact_names_ports_and_peer() {
         use serde_json::json;
         // A sinkhole hit from our address (the subject side's port lost its prefix).
