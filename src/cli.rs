@@ -117,9 +117,11 @@ pub enum Command {
         after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'"
     )]
     Status(JsonArg),
-    /// Build the digest (new, still open, resolved, feed health) and send or preview it
+    /// Show the digest (new, still open, resolved, feed health) as it would be sent now;
+    /// `--send` delivers it and marks its new findings reported
     #[command(
-        after_help = "Examples:\n  outwatch digest --preview      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                # build and deliver now"
+        long_about = "Show the digest (new, still open, resolved, feed health) as it would be sent now.\n\nWithout --send nothing is sent and nothing is marked: run it as often as you like. --send delivers it (SMTP, or an .eml file under <data dir>/digests/ without [smtp]) and, once delivered, marks its new findings reported, so the next digest counts from now. The daemon (outwatch run) sends on [digest] schedule by itself.",
+        after_help = "Examples:\n  outwatch digest                # show it; sends and marks nothing\n  outwatch digest --html digest.html --text digest.txt\n  outwatch digest --send         # deliver it, mark new findings reported"
     )]
     Digest(DigestArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
@@ -351,17 +353,17 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct DigestArgs {
-    /// Render without sending and without marking anything as reported
+    /// Only show it, send and mark nothing (what `digest` without --send does anyway)
     #[arg(long, conflicts_with = "send")]
     pub preview: bool,
-    /// Send now (the default when neither flag is given)
+    /// Deliver it now and mark its new findings reported
     #[arg(long)]
     pub send: bool,
-    /// With --preview: write the HTML part to this file
-    #[arg(long, value_name = "FILE")]
+    /// Write the HTML part to this file instead of printing the text part (not with --send)
+    #[arg(long, value_name = "FILE", conflicts_with = "send")]
     pub html: Option<PathBuf>,
-    /// With --preview: write the text part to this file
-    #[arg(long, value_name = "FILE")]
+    /// Write the text part to this file instead of printing it (not with --send)
+    #[arg(long, value_name = "FILE", conflicts_with = "send")]
     pub text: Option<PathBuf>,
 }
 

@@ -1,5 +1,5 @@
-//! `outwatch digest`: `--preview` renders the digest without sending or marking anything
-//! (text to stdout, or to `--text`/`--html` files); `--send` (the default) delivers it now.
+//! `outwatch digest`: renders the digest without sending or marking anything (text to stdout,
+//! or to `--text`/`--html` files); `--send` delivers it now and marks it delivered.
 use crate::outln;
 use std::process::ExitCode;
 
@@ -19,12 +19,12 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         }
     };
     let now = app.clock.now();
-    if !a.preview && (a.html.is_some() || a.text.is_some()) {
+    if a.send && (a.html.is_some() || a.text.is_some()) {
         return Err(CliError::usage(
-            "--html and --text go with --preview (a sent digest is not written to files)",
+            "--html and --text show the digest without sending it: leave out --send",
         ));
     }
-    if a.preview {
+    if !a.send {
         let store = app.open_read()?;
         let c = cfg.clone();
         let p = crate::store::bridge::run(move || digest::preview(&c, store.as_ref(), now))
@@ -51,7 +51,9 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         } else {
             eprintln!("Subject: {}", crate::text::Clean(&p.rendered.subject));
         }
-        eprintln!("preview only: nothing was sent or marked as reported");
+        eprintln!(
+            "preview only: nothing was sent or marked as reported (`outwatch digest --send` delivers it)"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     // A digest from a store that does not exist would be an empty all-clear.

@@ -2,6 +2,10 @@
 //! *still open* or *resolved* for each audience (the main recipients and every route), grouped by
 //! severity and category. Counts are exact; only a few findings per group are listed, so a store
 //! of 100k findings still makes a readable mail and the pass keeps memory small.
+//!
+//! Every list is in the one rank of findings ([`crate::finding::rank::compare`]); whatever is
+//! not listed is a count with the `outwatch list` command that shows it ([`super::more`]).
+//! Findings enter the digest in one place, [`admit`].
 
 use std::collections::BTreeMap;
 
@@ -9,8 +13,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+use super::more::{ListFilter, more_command};
 use super::remediation::{Details, Remediation};
 use crate::config::DigestRoute;
+use crate::finding::rank::{self, Threat};
 use crate::finding::{Finding, Severity, Status};
 use crate::health::{HealthState, SourceHealth};
 use crate::store::{Result, Store};
@@ -22,8 +28,20 @@ pub const LIST_OPEN: usize = 5;
 /// Most resolved findings listed per group (the most recently resolved).
 pub const LIST_RESOLVED: usize = 5;
 /// Most findings listed in one whole digest, handed out new → open → resolved and most severe
-/// first, so the HTML part stays well below the ~100 KB at which some webmail clients clip.
+/// first; the HTML part's byte budget may list fewer (see [`super::prepare`]).
 pub const LIST_TOTAL: usize = 100;
+
+/// Whether a finding of an audience takes part in the digest at all: the one place where
+/// findings are admitted (a filter that drops findings, such as suppression, goes here).
+pub fn admit(f: &Finding) -> bool {
+    f.in_scope
+}
+
+/// Whether an admitted finding may be named in "act on these first" (critical or high, not
+/// resolved; a predicate such as "acknowledged" goes here).
+pub fn act_on(f: &Finding, section: Section) -> bool {
+    f.severity <= Severity::High && section != Section::Resolved
+}
 /// Longest text shown for one attacker-controlled value (URL, extra field).
 const MAX_VALUE: usize = 160;
 /// Most extra fields shown per finding.
@@ -48,6 +66,28 @@ impl Section {
             Section::New => "New since the last digest",
             Section::Open => "Still open",
             Section::Resolved => "Resolved since the last digest",
+        }
+    }
+
+    /// The `outwatch list` filter of the section in a window: new means first stored since
+    /// the last digest (or, in the first digest, anything not resolved: a finding seen twice
+    /// before its first digest is `open` already); still open ones were observed again since
+    /// (the others are counted apart, [`SectionView::unchanged`]).
+    fn filter(self, since: Option<DateTime<Utc>>) -> ListFilter {
+        match self {
+            Section::New => ListFilter {
+                stored_since: since,
+                ..ListFilter::default()
+            },
+            Section::Open => ListFilter {
+                status: Some("open"),
+                since,
+                ..ListFilter::default()
+            },
+            Section::Resolved => ListFilter {
+                status: Some("resolved"),
+                ..ListFilter::default()
+            },
         }
     }
 
@@ -185,6 +225,12 @@ pub struct FindingView {
     pub identifier: String,
     pub first_seen: String,
     pub last_seen: String,
+    /// When it was last observed: the provider's time (`time_source`), else when it was stored.
+    pub observed: String,
+    /// Whether `observed` is the provider's time (else outwatch's time of storing it).
+    pub observed_by_source: bool,
+    /// The ports and peer that tell the device apart behind NAT ([`contact`]).
+    pub contact: Option<String>,
     pub times_seen: u64,
     pub resolved_at: Option<String>,
     /// A few source-specific fields.
@@ -214,12 +260,50 @@ pub fn clean(s: &str, max: usize) -> String {
     out
 }
 
-/// Formats a time for people, in the digest's time zone.
+/// Formats a time for people, in the digest's time zone; every time in a digest has this one
+/// format, to the second (what a NAT or DHCP log needs).
 pub fn fmt_time(t: DateTime<Utc>, tz: Option<Tz>) -> String {
     match tz {
-        Some(tz) => t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string(),
-        None => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Some(tz) => t
+            .with_timezone(&tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string(),
+        None => t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
     }
+}
+
+/// The ports and the peer of an observed connection, as far as the finding has them in
+/// `extra`: "source port 50100 → 203.0.113.80:80" when the address is the connecting side,
+/// "from 198.51.100.7:50123" when it was connected to. With the observation time they find the
+/// device behind NAT, DHCP or CGNAT.
+pub fn contact(f: &Finding) -> Option<String> {
+    let text = |k: &str| -> Option<String> {
+        let v = match f.extra.get(k)? {
+            serde_json::Value::String(s) => s.trim().to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        (!v.is_empty()).then(|| clean(&v, 60))
+    };
+    let peer = |ip: String, port: Option<String>| match port {
+        Some(p) if ip.contains(':') => format!("[{ip}]:{p}"),
+        Some(p) => format!("{ip}:{p}"),
+        None => ip,
+    };
+    if let Some(dst) = text("dst_ip") {
+        // Our address connected out: its port is the source port (`src_port`, or `port` where
+        // the subject side lost its prefix and the finding has no port of its own).
+        let ours = text("src_port").or_else(|| f.port.is_none().then(|| text("port")).flatten());
+        let to = peer(dst, text("dst_port"));
+        return Some(match ours {
+            Some(p) => format!("source port {p} → {to}"),
+            None => format!("to {to}"),
+        });
+    }
+    if let Some(src) = text("src_ip") {
+        return Some(format!("from {}", peer(src, text("src_port"))));
+    }
+    text("src_port").map(|p| format!("source port {p}"))
 }
 
 fn view(f: &Finding, tz: Option<Tz>, spec: &Details) -> FindingView {
@@ -246,6 +330,9 @@ fn view(f: &Finding, tz: Option<Tz>, spec: &Details) -> FindingView {
         identifier: clean(&f.classification.identifier, 80),
         first_seen: fmt_time(f.first_seen, tz),
         last_seen: fmt_time(f.last_seen, tz),
+        observed: fmt_time(rank::observed(f), tz),
+        observed_by_source: f.time_source.is_some(),
+        contact: contact(f),
         times_seen: f.times_seen,
         resolved_at: (f.status == Status::Resolved)
             .then(|| resolved_at(f))
@@ -380,11 +467,25 @@ pub fn category(kind: &str) -> &str {
 #[derive(Default)]
 struct Bucket {
     taxonomy: String,
+    /// The classification types merged into the category (`blacklist` and `blocklist`).
+    kinds: Vec<String>,
     count: usize,
-    /// Candidates for listing, `(sort key, view)`; compacted to the cap now and then.
-    items: Vec<((i64, String), FindingView)>,
+    /// Candidates for listing, each with its finding (for the rank); compacted to the cap now
+    /// and then, best first.
+    items: Vec<(Finding, FindingView)>,
     /// Identifiers seen, for identifier-specific advice.
     identifiers: BTreeMap<String, ()>,
+}
+
+/// A finding kept only to be ranked: its history and earlier observations dropped.
+fn rank_copy(f: &Finding) -> Finding {
+    Finding {
+        history: Vec::new(),
+        observations: Vec::new(),
+        raw: None,
+        extra: BTreeMap::new(),
+        ..f.clone()
+    }
 }
 
 /// Days in the trend.
@@ -416,11 +517,79 @@ pub struct ActItem {
     /// `new` or `open`.
     pub section: Section,
     pub kind: String,
+    /// `compromise`, `abuse`, `exposure` or `other` ([`rank::Threat`]).
+    pub threat: &'static str,
     pub indicator: String,
     pub is_url: bool,
+    /// The address, when the indicator is something else (a URL on it, a host name).
+    pub address: Option<String>,
     /// What tells it apart (breach, malware, port, report type).
     pub what: String,
     pub source: String,
+    /// When it was observed (see [`FindingView::observed`]).
+    pub observed: String,
+    pub observed_by_source: bool,
+    /// Ports and peer ([`contact`]).
+    pub contact: Option<String>,
+}
+
+/// How much of the collected lists a rendering shows (the HTML byte budget lowers these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Findings listed in the sections in all.
+    pub findings: usize,
+    /// Items of "act on these first".
+    pub act: usize,
+    /// Lines of "Your own traffic".
+    pub traffic: usize,
+}
+
+impl Limits {
+    /// The full lists.
+    pub const FULL: Limits = Limits {
+        findings: LIST_TOTAL,
+        act: ACT_FIRST,
+        traffic: super::traffic::MAX_LISTED,
+    };
+
+    /// Smaller lists, for when a rendering was over the byte budget; `None` when nothing is
+    /// listed any more.
+    pub fn smaller(self) -> Option<Limits> {
+        (self != Limits::default()).then(|| Limits {
+            findings: if self.findings > 10 {
+                self.findings / 2
+            } else {
+                0
+            },
+            act: self
+                .act
+                .min(5)
+                .saturating_sub(usize::from(self.findings <= 10) * 2),
+            traffic: if self.traffic > 5 {
+                self.traffic / 2
+            } else {
+                0
+            },
+        })
+    }
+}
+
+impl Default for Limits {
+    /// Nothing listed, only counts.
+    fn default() -> Self {
+        Limits {
+            findings: 0,
+            act: 0,
+            traffic: 0,
+        }
+    }
+}
+
+/// "… and N more": how many, and the command that shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct More {
+    pub count: usize,
+    pub command: String,
 }
 
 /// Sorts the findings of one audience into groups while the store is scanned.
@@ -428,14 +597,20 @@ pub struct Collector {
     window: Window,
     tz: Option<Tz>,
     spec: Details,
+    /// The route's name (`--team` of the "more" commands); `None` for the main digest.
+    team: Option<String>,
     /// Day starts (UTC instants of local midnights), oldest first, and the end of the last day.
     day_starts: Vec<DateTime<Utc>>,
     trend: Vec<TrendDay>,
-    /// (severity, section, first_seen, indicator) → item; the best [`ACT_FIRST`] are kept.
-    act: Vec<((Severity, Section, i64, String), ActItem)>,
+    /// The best [`ACT_FIRST`] critical and high findings, in rank order.
+    act: Vec<(Finding, ActItem)>,
     act_total: usize,
+    /// Flow findings' (host, kind) already counted in `act_total`: one per day is one item.
+    act_flows: std::collections::HashSet<(Option<std::net::IpAddr>, String)>,
     buckets: BTreeMap<(Section, Severity, String), Bucket>,
     counts: [usize; 3],
+    /// Still open findings not observed again since the last digest: only counted.
+    unchanged: usize,
     /// Fingerprints of listed-as-new findings whose status is still `new` (to mark reported).
     pub new_fingerprints: Vec<String>,
     /// Flow findings (source `flows`): listed in "Your own traffic", not in the sections.
@@ -454,18 +629,32 @@ impl Collector {
             window,
             tz,
             spec,
+            team: None,
             day_starts,
             trend,
             act: Vec::new(),
             act_total: 0,
+            act_flows: Default::default(),
             buckets: BTreeMap::new(),
             counts: [0; 3],
+            unchanged: 0,
             new_fingerprints: Vec::new(),
             traffic: Default::default(),
         }
     }
 
-    /// Takes one finding (already matched to the audience) into account.
+    /// The collector of a route: its "more" commands name the route (`--team`).
+    pub fn for_team(mut self, team: Option<String>) -> Self {
+        self.team = team;
+        self
+    }
+
+    /// Whether a still open finding was not observed again since the last digest.
+    fn unchanged(&self, f: &Finding) -> bool {
+        self.window.since.is_some_and(|s| rank::observed(f) <= s)
+    }
+
+    /// Takes one finding (already matched to the audience and admitted) into account.
     pub fn add(&mut self, f: &Finding) {
         if f.in_scope {
             self.count_trend(f);
@@ -473,23 +662,49 @@ impl Collector {
         let Some(section) = classify(f, &self.window) else {
             return;
         };
-        if f.severity <= Severity::High && section != Section::Resolved {
-            self.act_total += 1;
-            let key = (f.severity, section, f.first_seen.timestamp(), f.indicator());
-            if self.act.len() < ACT_FIRST || self.act.iter().any(|(k, _)| key < *k) {
+        if act_on(f, section) {
+            // A flow finding (one per host, kind and day) is one item per host and kind: the
+            // best of its days.
+            let is_flow = f.source == crate::flows::analyse::SOURCE;
+            let same =
+                |k: &Finding| is_flow && k.source == f.source && k.ip == f.ip && k.feed == f.feed;
+            if !is_flow
+                || self.act_flows.len() >= 100_000
+                || self.act_flows.insert((f.ip, f.feed.clone()))
+            {
+                self.act_total += 1;
+            }
+            let twin = self.act.iter().position(|(k, _)| same(k));
+            let better = |(k, _): &(Finding, ActItem)| rank::compare(f, k).is_lt();
+            let wanted = match twin {
+                Some(i) => better(&self.act[i]),
+                None => self.act.len() < ACT_FIRST || self.act.iter().any(better),
+            };
+            if wanted {
+                if let Some(i) = twin {
+                    self.act.remove(i);
+                }
                 self.act.push((
-                    key,
+                    rank_copy(f),
                     ActItem {
                         severity: f.severity,
                         section,
                         kind: clean(category(&f.classification.kind), 80),
+                        threat: rank::threat(&f.classification).as_str(),
                         indicator: clean(&f.indicator(), MAX_VALUE),
                         is_url: f.email.is_none() && f.url.is_some(),
+                        address: f
+                            .ip
+                            .map(|i| i.to_string())
+                            .filter(|a| *a != f.indicator() && !f.indicator().starts_with(a)),
                         what: clean(&f.distinguishing(), MAX_VALUE),
                         source: clean(&f.source, 60),
+                        observed: fmt_time(rank::observed(f), self.tz),
+                        observed_by_source: f.time_source.is_some(),
+                        contact: contact(f),
                     },
                 ));
-                self.act.sort_by(|a, b| a.0.cmp(&b.0));
+                self.act.sort_by(|a, b| rank::compare(&a.0, &b.0));
                 self.act.truncate(ACT_FIRST);
             }
         }
@@ -498,8 +713,12 @@ impl Collector {
             self.new_fingerprints.push(f.fingerprint.clone());
         }
         if f.source == crate::flows::analyse::SOURCE && section != Section::Resolved {
-            let last = fmt_time(f.time_source.unwrap_or(f.last_seen), self.tz);
+            let last = fmt_time(rank::observed(f), self.tz);
             self.traffic.add(f, section, last);
+            return;
+        }
+        if section == Section::Open && self.unchanged(f) {
+            self.unchanged += 1;
             return;
         }
         let kind = category(&f.classification.kind).to_string();
@@ -507,27 +726,26 @@ impl Collector {
         if b.count == 0 {
             b.taxonomy = f.classification.taxonomy.clone();
         }
+        if !b.kinds.contains(&f.classification.kind) && b.kinds.len() < 4 {
+            b.kinds.push(f.classification.kind.clone());
+        }
         b.count += 1;
         if b.identifiers.len() < 64 {
             b.identifiers
                 .insert(f.classification.identifier.clone(), ());
         }
-        // New: oldest first; open: oldest first; resolved: most recently resolved first.
-        let key = match section {
-            Section::New | Section::Open => (f.first_seen.timestamp(), f.indicator()),
-            Section::Resolved => (-resolved_at(f).map_or(0, |t| t.timestamp()), f.indicator()),
-        };
         let cap = section.cap();
-        // Cheap pre-check: once compacted, a key after the current worst cannot make the list.
+        // Cheap pre-check: once the list is full, a finding ranked after its worst cannot
+        // make it.
         if b.items.len() >= cap
-            && let Some(worst) = b.items.iter().map(|(k, _)| k).max()
-            && key >= *worst
+            && let Some((worst, _)) = b.items.iter().max_by(|a, b| rank::compare(&a.0, &b.0))
+            && rank::compare(f, worst).is_ge()
         {
             return;
         }
-        b.items.push((key, view(f, self.tz, &self.spec)));
+        b.items.push((rank_copy(f), view(f, self.tz, &self.spec)));
         if b.items.len() >= cap * 2 {
-            b.items.sort_by(|a, b| a.0.cmp(&b.0));
+            b.items.sort_by(|a, b| rank::compare(&a.0, &b.0));
             b.items.truncate(cap);
         }
     }
@@ -585,18 +803,39 @@ impl Collector {
             .collect()
     }
 
-    /// The critical and high findings to act on first (new before open, oldest first), and
-    /// how many there are in all.
-    pub fn act_first(&self) -> (Vec<ActItem>, usize) {
+    /// The filter every "more" command of this audience starts from.
+    fn filter(&self) -> ListFilter {
+        ListFilter {
+            team: self.team.clone(),
+            ..ListFilter::default()
+        }
+    }
+
+    /// The critical and high findings to act on first, in rank order (at most `limit`), how
+    /// many there are in all, and the command that lists them all.
+    pub fn act_first(&self, limit: usize) -> (Vec<ActItem>, usize, String) {
+        let cmd = more_command(&ListFilter {
+            min_severity: Some(Severity::High),
+            ..self.filter()
+        });
         (
-            self.act.iter().map(|(_, a)| a.clone()).collect(),
+            self.act
+                .iter()
+                .take(limit)
+                .map(|(_, a)| a.clone())
+                .collect(),
             self.act_total,
+            cmd,
         )
     }
 
-    /// The section "Your own traffic" (flow findings, new and open).
-    pub fn traffic(&mut self) -> super::traffic::TrafficView {
-        std::mem::take(&mut self.traffic).view()
+    /// The section "Your own traffic" (flow findings, new and open), at most `limit` lines.
+    pub fn traffic(&self, limit: usize) -> super::traffic::TrafficView {
+        let cmd = more_command(&ListFilter {
+            source: Some(crate::flows::analyse::SOURCE.to_string()),
+            ..self.filter()
+        });
+        self.traffic.view(limit, cmd)
     }
 
     /// Exact counts: (new, open, resolved).
@@ -604,23 +843,51 @@ impl Collector {
         (self.counts[0], self.counts[1], self.counts[2])
     }
 
-    /// The sections as the templates see them.
-    pub fn sections(self, rem: &Remediation) -> Vec<SectionView> {
+    /// The sections as the templates see them, listing at most `limit` findings in all (handed
+    /// out new → open → resolved, in rank order of the categories).
+    pub fn sections(&self, rem: &Remediation, limit: usize) -> Vec<SectionView> {
+        let since = self.window.since;
         let mut out: Vec<SectionView> = Section::ALL
             .iter()
             .map(|s| SectionView {
                 key: *s,
                 title: s.title(),
                 count: self.counts[*s as usize],
+                unchanged: None,
                 severities: Vec::new(),
             })
             .collect();
-        let mut budget = LIST_TOTAL;
-        for ((section, severity, kind), mut b) in self.buckets {
-            b.items.sort_by(|a, b| a.0.cmp(&b.0));
-            b.items.truncate(section.cap().min(budget));
-            budget -= b.items.len();
-            let text = rem.lookup(&kind, &b.taxonomy);
+        if self.unchanged > 0 {
+            out[Section::Open as usize].unchanged = Some(More {
+                count: self.unchanged,
+                command: more_command(&ListFilter {
+                    status: Some("open"),
+                    until: since,
+                    ..self.filter()
+                }),
+            });
+        }
+        // Categories in rank order: section, severity, threat kind, then the larger first.
+        let mut groups: Vec<(&(Section, Severity, String), &Bucket)> =
+            self.buckets.iter().collect();
+        let threat_of = |b: &Bucket, kind: &str| {
+            rank::threat(&crate::finding::Classification {
+                taxonomy: b.taxonomy.clone(),
+                kind: kind.to_string(),
+                identifier: String::new(),
+            })
+        };
+        groups.sort_by_cached_key(|((sec, sev, kind), b)| {
+            let t: Threat = threat_of(b, kind);
+            (*sec, *sev, t, std::cmp::Reverse(b.count), kind.clone())
+        });
+        let mut budget = limit;
+        for ((section, severity, kind), b) in groups {
+            let mut items: Vec<&(Finding, FindingView)> = b.items.iter().collect();
+            items.sort_by(|x, y| rank::compare(&x.0, &y.0));
+            items.truncate(section.cap().min(budget));
+            budget -= items.len();
+            let text = rem.lookup(kind, &b.taxonomy);
             let specifics = b
                 .identifiers
                 .keys()
@@ -632,35 +899,43 @@ impl Collector {
                 })
                 .take(MAX_SPECIFICS)
                 .collect();
-            let listed = b.items.len();
+            let listed = items.len();
+            let class = match b.kinds.as_slice() {
+                [one] if !b.taxonomy.is_empty() && !one.is_empty() => {
+                    format!("{}/{one}", b.taxonomy)
+                }
+                _ => b.taxonomy.clone(),
+            };
+            let filter = ListFilter {
+                severity: Some(*severity),
+                class: (!class.is_empty()).then_some(class),
+                team: self.team.clone(),
+                ..section.filter(since)
+            };
+            let more = b.count - listed;
             let cat = CategoryView {
-                kind: clean(&kind, 80),
+                kind: clean(kind, 80),
                 taxonomy: clean(&b.taxonomy, 80),
                 count: b.count,
                 listed,
-                more: b.count - listed,
+                more,
+                more_command: more_command(&filter),
                 meaning: text.meaning.clone(),
                 action: text.action.clone(),
                 specifics,
-                findings: b.items.into_iter().map(|(_, v)| v).collect(),
+                findings: items.into_iter().map(|(_, v)| v.clone()).collect(),
             };
-            let sec = &mut out[section as usize];
+            let sec = &mut out[*section as usize];
             match sec.severities.last_mut() {
-                Some(s) if s.severity == severity => {
+                Some(s) if s.severity == *severity => {
                     s.count += cat.count;
                     s.categories.push(cat);
                 }
                 _ => sec.severities.push(SeverityView {
-                    severity,
+                    severity: *severity,
                     count: cat.count,
                     categories: vec![cat],
                 }),
-            }
-        }
-        // Largest categories first within a severity.
-        for s in &mut out {
-            for sev in &mut s.severities {
-                sev.categories.sort_by_key(|c| std::cmp::Reverse(c.count));
             }
         }
         out
@@ -673,6 +948,9 @@ pub struct SectionView {
     pub key: Section,
     pub title: &'static str,
     pub count: usize,
+    /// Still open: the findings not observed again since the last digest, only counted, with
+    /// the command that lists them.
+    pub unchanged: Option<More>,
     pub severities: Vec<SeverityView>,
 }
 
@@ -696,6 +974,8 @@ pub struct CategoryView {
     pub listed: usize,
     /// How many are not listed.
     pub more: usize,
+    /// The `outwatch list` command that shows the whole group.
+    pub more_command: String,
     /// What it means, in one line.
     pub meaning: String,
     /// What to do about it.
@@ -729,6 +1009,36 @@ pub struct HealthView {
     pub notes: Vec<String>,
 }
 
+/// `s` with every RFC 3339 UTC time in it (`2026-11-30T07:00:00Z`, as feed health words its
+/// warnings) in the digest's one format ([`fmt_time`]).
+pub fn retime(s: &str, tz: Option<Tz>) -> String {
+    const LEN: usize = "2026-11-30T07:00:00Z".len();
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut i = 0;
+    let mut copied = 0;
+    while i + LEN <= b.len() {
+        let at = &b[i..i + LEN];
+        let shape = at.iter().enumerate().all(|(k, c)| match k {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+        if shape && let Ok(t) = DateTime::parse_from_rfc3339(&s[i..i + LEN]) {
+            out.push_str(&s[copied..i]);
+            out.push_str(&fmt_time(t.with_timezone(&Utc), tz));
+            i += LEN;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
 /// Orders sources with problems first and formats them.
 pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView> {
     h.sort_by_key(|s| (s.state == HealthState::Ok, s.name.clone()));
@@ -739,9 +1049,9 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             state: s.state,
             last_success: s.last_success.map(|t| fmt_time(t, tz)),
             last_run: s.last_run.map(|t| fmt_time(t, tz)),
-            last_error: s.last_error.as_deref().map(|e| clean(e, 300)),
+            last_error: s.last_error.as_deref().map(|e| retime(&clean(e, 300), tz)),
             last_rows: s.last_rows,
-            notes: s.notes.iter().map(|n| clean(n, 300)).collect(),
+            notes: s.notes.iter().map(|n| retime(&clean(n, 300), tz)).collect(),
             // Each problem once: the template shows `last_success` and the error itself, so
             // warnings that only repeat them are left out, and `error_in_warnings` says the
             // error is part of a warning already.
@@ -759,7 +1069,7 @@ pub fn health_views(mut h: Vec<SourceHealth>, tz: Option<Tz>) -> Vec<HealthView>
             warnings: {
                 let mut seen: Vec<String> = Vec::new();
                 for w in &s.warnings {
-                    let w = clean(w, 300);
+                    let w = retime(&clean(w, 300), tz);
                     let repeats = w.starts_with("last success ")
                         || w == "has never succeeded"
                         || w.is_empty();
@@ -811,9 +1121,18 @@ pub fn collect(
 ) -> Result<Vec<Collector>> {
     let mut cols: Vec<Collector> = audiences
         .iter()
-        .map(|(_, w)| Collector::with_details(*w, tz, spec.clone()))
+        .map(|(aud, w)| {
+            let team = match aud {
+                Audience::All => None,
+                Audience::Route(r) => Some(r.name.trim().to_string()).filter(|n| !n.is_empty()),
+            };
+            Collector::with_details(*w, tz, spec.clone()).for_team(team)
+        })
         .collect();
     store.for_each(&mut |f| {
+        if !admit(&f) {
+            return Ok(());
+        }
         for ((aud, _), col) in audiences.iter().zip(cols.iter_mut()) {
             if aud.matches(&f) {
                 col.add(&f);
@@ -882,13 +1201,24 @@ mod tests {
             c.add(&f("scanner", &ip, 1000 - i64::from(i)));
         }
         assert_eq!(c.counts(), (1000, 0, 0));
-        let s = c.sections(&Remediation::builtin().unwrap());
+        let s = c.sections(&Remediation::builtin().unwrap(), LIST_TOTAL);
         let cat = &s[0].severities[0].categories[0];
         assert_eq!(cat.count, 1000);
         assert_eq!(cat.listed, LIST_NEW);
         assert_eq!(cat.more, 1000 - LIST_NEW);
-        // Oldest first: the last added has the smallest first_seen.
-        assert_eq!(cat.findings[0].indicator, "10.0.3.231");
+        assert_eq!(
+            cat.more_command,
+            "outwatch list --severity high --class information-gathering/scanner \
+             --stored-since 1970-01-01T00:00:00Z --sort rank"
+        );
+        // Observed the same day: numeric address order (10.0.0.2 before 10.0.0.10).
+        let listed: Vec<&str> = cat.findings.iter().map(|f| f.indicator.as_str()).collect();
+        assert_eq!(listed[..3], ["10.0.0.0", "10.0.0.1", "10.0.0.2"]);
+        assert_eq!(listed[10], "10.0.0.10");
+        assert_eq!(listed[LIST_NEW - 1], "10.0.0.19");
+        // A smaller budget lists fewer, and counts the rest.
+        let s = c.sections(&Remediation::builtin().unwrap(), 3);
+        assert_eq!(s[0].severities[0].categories[0].more, 997);
     }
 
     #[test]
@@ -908,6 +1238,99 @@ mod tests {
         assert!(!route_matches(&r, &d));
         d.email = Some("bob@dmz.example.org".into());
         assert!(route_matches(&r, &d));
+    }
+
+    #[test]
+    fn an_active_threat_comes_before_more_spam_and_open_ports() {
+        let w = Window {
+            since: None,
+            now: DateTime::from_timestamp(1_000_000, 0).unwrap(),
+        };
+        let mut c = Collector::new(w, None);
+        // Three spam reports and two open ports, observed later than the C2 server.
+        for ip in ["192.0.2.200", "192.0.2.54", "192.0.2.7"] {
+            c.add(&f("spam", ip, 900));
+        }
+        c.add(&f("vulnerable-system", "192.0.2.9", 900));
+        c.add(&f("vulnerable-system", "192.0.2.10", 900));
+        c.add(&f("c2-server", "198.51.100.1", 100));
+        let (act, total, _) = c.act_first(ACT_FIRST);
+        assert_eq!(total, 6);
+        let order: Vec<&str> = act.iter().map(|a| a.indicator.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "198.51.100.1",
+                "192.0.2.7",
+                "192.0.2.54",
+                "192.0.2.200",
+                "192.0.2.9",
+                "192.0.2.10"
+            ]
+        );
+        assert_eq!(act[0].threat, "compromise");
+        let s = c.sections(&Remediation::builtin().unwrap(), LIST_TOTAL);
+        let kinds: Vec<&str> = s[0].severities[0]
+            .categories
+            .iter()
+            .map(|c| c.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["c2-server", "spam", "vulnerable-system"]);
+        let spam: Vec<&str> = s[0].severities[0].categories[1]
+            .findings
+            .iter()
+            .map(|f| f.indicator.as_str())
+            .collect();
+        assert_eq!(spam, ["192.0.2.7", "192.0.2.54", "192.0.2.200"]);
+    }
+
+    #[test]
+    fn contact_names_ports_and_peer() {
+        use serde_json::json;
+        // A sinkhole hit from our address (the subject side's port lost its prefix).
+        let mut x = f("infected-system", "192.0.2.54", 0);
+        x.extra.insert("port".into(), json!("50100"));
+        x.extra.insert("dst_ip".into(), json!("203.0.113.80"));
+        x.extra.insert("dst_port".into(), json!(80));
+        assert_eq!(
+            contact(&x).as_deref(),
+            Some("source port 50100 → 203.0.113.80:80")
+        );
+        x.extra.insert("dst_ip".into(), json!("2001:db8::80"));
+        assert_eq!(
+            contact(&x).as_deref(),
+            Some("source port 50100 → [2001:db8::80]:80")
+        );
+        // Our address was connected to.
+        let mut y = f("scanner", "192.0.2.9", 0);
+        y.port = Some(8080);
+        y.extra.insert("src_ip".into(), json!("203.0.113.5"));
+        y.extra.insert("src_port".into(), json!("50123"));
+        assert_eq!(contact(&y).as_deref(), Some("from 203.0.113.5:50123"));
+        // A scan finding's own port is its address, not a contact.
+        let mut z = f("vulnerable-system", "192.0.2.1", 0);
+        z.port = Some(443);
+        z.extra.insert("port".into(), json!("443"));
+        assert_eq!(contact(&z), None);
+        // Attacker-controlled text is cleaned.
+        x.extra.insert("dst_ip".into(), json!("a\nb"));
+        assert_eq!(contact(&x).as_deref(), Some("source port 50100 → a b:80"));
+    }
+
+    #[test]
+    fn health_times_in_the_digests_format() {
+        assert_eq!(
+            retime(
+                "failed (since 2026-11-30T07:00:00Z): ä 2026-11-30T07:00:00",
+                None
+            ),
+            "failed (since 2026-11-30 07:00:00 UTC): ä 2026-11-30T07:00:00"
+        );
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            retime("2026-11-30T07:00:00Z", Some(berlin)),
+            "2026-11-30 08:00:00 CET"
+        );
     }
 
     #[test]
@@ -988,8 +1411,9 @@ mod tests {
         assert_eq!(t[10].new, 1);
         assert_eq!(t[8].new, 1);
         assert_eq!(t[7].open, 0);
-        let (items, total) = c.act_first();
+        let (items, total, cmd) = c.act_first(ACT_FIRST);
         assert_eq!(total, 1);
+        assert_eq!(cmd, "outwatch list --min-severity high --sort rank");
         assert_eq!(items[0].indicator, "192.0.2.1");
         assert_eq!(items[0].severity, Severity::Critical);
     }

@@ -12,6 +12,7 @@
 //! repeated, because "new" means first seen after the audience's last delivered digest.
 
 pub mod build;
+pub mod more;
 pub mod remediation;
 pub mod render;
 pub mod send;
@@ -35,6 +36,11 @@ use render::{Counts, DigestView, Rendered, Renderer};
 pub const STATE_KEY: &str = "digest/state";
 /// Key of the main audience in [`DigestState`].
 pub const MAIN: &str = "main";
+/// Most bytes of the HTML part. Webmail clients clip a message at about 100 KB (Gmail at
+/// 102 KB); a rendering over this lists fewer findings until it fits ([`build::Limits`]).
+pub const HTML_BUDGET: usize = 96_000;
+/// Longest line of the text part, in characters ([`render::wrap_text`]).
+pub const TEXT_COLUMNS: usize = 78;
 
 /// What a delivery did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -184,35 +190,53 @@ pub fn prepare(
             resolved,
         };
         let new_fingerprints = std::mem::take(&mut col.new_fingerprints);
-        let (act_first, act_total) = col.act_first();
         let trend = col.trend();
-        let traffic = col.traffic();
-        let mut view = DigestView {
-            organisation: cfg.organisation.name.clone(),
-            title: d.subject.clone(),
-            audience: plan.audience_name.clone(),
-            subject: String::new(),
-            generated: build::fmt_time(now, tz),
-            since: window.since.map(|t| build::fmt_time(t, tz)),
-            counts,
-            changed: new > 0 || resolved > 0,
-            health: health.clone(),
-            health_problems,
-            health_error: health_error.clone(),
-            act_first,
-            act_total,
-            trend,
-            traffic,
-            sections: col.sections(&rem),
+        // Rendered with the full lists, then with ever shorter ones until the HTML part fits
+        // the budget; what is not listed stays a count with its `outwatch list` command.
+        let mut limits = build::Limits::FULL;
+        let (rendered, changed) = loop {
+            let (act_first, act_total, act_command) = col.act_first(limits.act);
+            let mut view = DigestView {
+                organisation: cfg.organisation.name.clone(),
+                title: d.subject.clone(),
+                audience: plan.audience_name.clone(),
+                subject: String::new(),
+                generated: build::fmt_time(now, tz),
+                since: window.since.map(|t| build::fmt_time(t, tz)),
+                counts,
+                changed: new > 0 || resolved > 0,
+                health: health.clone(),
+                health_problems,
+                health_error: health_error.clone(),
+                act_first,
+                act_total,
+                act_command,
+                trend: trend.clone(),
+                traffic: col.traffic(limits.traffic),
+                sections: col.sections(&rem, limits.findings),
+            };
+            let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;
+            match limits.smaller() {
+                Some(smaller) if rendered.html.len() > HTML_BUDGET => {
+                    tracing::debug!(bytes = rendered.html.len(), ?limits, "digest over budget");
+                    limits = smaller;
+                }
+                _ => break (rendered, view.changed),
+            }
         };
-        let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;
+        if rendered.html.len() > HTML_BUDGET {
+            tracing::warn!(
+                bytes = rendered.html.len(),
+                "digest: the HTML part is over its budget even without any list"
+            );
+        }
         out.push(Prepared {
             key: plan.key,
             audience: plan.audience_name,
             recipients: plan.recipients,
             rendered,
             counts,
-            changed: view.changed,
+            changed,
             health_problems,
             new_fingerprints,
         });

@@ -55,6 +55,8 @@ pub struct DigestView {
     /// [`super::build::ACT_FIRST`]; `act_total` counts them all.
     pub act_first: Vec<ActItem>,
     pub act_total: usize,
+    /// The `outwatch list` command that shows every critical and high finding in rank order.
+    pub act_command: String,
     /// New / open / resolved per day, the last 14 days, oldest first.
     pub trend: Vec<TrendDay>,
     /// New, still open, resolved (each with severities → categories → findings).
@@ -120,11 +122,80 @@ impl Renderer {
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         view.subject = subject.clone();
         Ok(Rendered {
-            text: r("digest.txt", view)?,
+            text: wrap_text(&r("digest.txt", view)?, super::TEXT_COLUMNS),
             html: r("digest.html", view)?,
             subject,
         })
     }
+}
+
+/// Wraps every line of the text part longer than `width` columns: words move to the next
+/// line, indented two more than the line they continue; a word longer than a line is cut. A
+/// line that is an `outwatch` command is broken before a `--flag` only, with a trailing `\`,
+/// so it still pastes into a shell as one command.
+pub fn wrap_text(text: &str, width: usize) -> String {
+    use textwrap::core::display_width;
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for line in text.split_inclusive('\n') {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if display_width(body) <= width {
+            out.push_str(line);
+            continue;
+        }
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        let lead = " ".repeat(indent.min(width / 2));
+        let next = " ".repeat((indent + 2).min(width / 2));
+        let trimmed = body.trim_start_matches(' ');
+        let lines: Vec<String> = if trimmed.starts_with("outwatch ") {
+            command_lines(trimmed, width, &lead, &next)
+        } else {
+            let opts = textwrap::Options::new(width)
+                .initial_indent(&lead)
+                .subsequent_indent(&next)
+                .break_words(true)
+                .word_splitter(textwrap::WordSplitter::NoHyphenation);
+            textwrap::wrap(trimmed, opts)
+                .into_iter()
+                .map(|c| c.trim_end().to_string())
+                .collect()
+        };
+        out.push_str(&lines.join("\n"));
+        out.push_str(nl);
+    }
+    out
+}
+
+/// A command split before its `--flags` into lines of at most `width` columns, each but the
+/// last ending in ` \`.
+fn command_lines(cmd: &str, width: usize, lead: &str, next: &str) -> Vec<String> {
+    use textwrap::core::display_width;
+    let mut parts: Vec<&str> = Vec::new();
+    let mut rest = cmd;
+    while let Some(i) = rest[1..].find(" --").map(|i| i + 1) {
+        parts.push(&rest[..i]);
+        rest = &rest[i + 1..];
+    }
+    parts.push(rest);
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = lead.to_string();
+    let mut fresh = true;
+    for p in parts {
+        if !fresh && display_width(&cur) + 1 + display_width(p) + 2 > width {
+            lines.push(format!("{cur} \\"));
+            cur = next.to_string();
+            fresh = true;
+        }
+        if !fresh {
+            cur.push(' ');
+        }
+        cur.push_str(p);
+        fresh = false;
+    }
+    lines.push(cur);
+    lines
 }
 
 #[cfg(test)]
@@ -152,6 +223,7 @@ mod tests {
             health_error: None,
             act_first: vec![],
             act_total: 0,
+            act_command: String::new(),
             trend: vec![],
             sections: vec![],
             traffic: Default::default(),
@@ -232,8 +304,10 @@ mod tests {
         assert!(h[0].error_in_warnings);
         let mut v = view(h, 1, None);
         let r = Renderer::new(None).unwrap().render(&mut v).unwrap();
+        // The text part is wrapped at 78 columns: compare words.
+        let words = r.text.split_whitespace().collect::<Vec<_>>().join(" ");
         assert_eq!(
-            r.text.matches("HTTP 503 from the mirror").count(),
+            words.matches("HTTP 503 from the mirror").count(),
             1,
             "{}",
             r.text
@@ -245,5 +319,42 @@ mod tests {
             r.html
         );
         assert_eq!(r.text.matches("never succeeded").count(), 1, "{}", r.text);
+    }
+
+    #[test]
+    fn text_is_wrapped_and_commands_stay_runnable() {
+        let cmd = "outwatch list --status open --severity high --class \
+                   vulnerable/vulnerable-system --team dmz --until 2026-12-06T07:00:00Z --sort rank";
+        let long = format!(
+            "  What to do: {} end\n      {cmd}\nshort\n{}\n",
+            "word ".repeat(30),
+            "x".repeat(200)
+        );
+        let w = wrap_text(&long, 78);
+        for l in w.lines() {
+            assert!(l.chars().count() <= 78, "{l:?}");
+        }
+        assert!(w.contains("\nshort\n"));
+        assert!(w.lines().nth(1).unwrap().starts_with("    word"), "{w}");
+        // The command: broken before flags, continued with a backslash, same words.
+        let cmd_lines: Vec<&str> = w
+            .lines()
+            .skip_while(|l| !l.contains("outwatch list"))
+            .take_while(|l| l.trim_start().starts_with("--") || l.contains("outwatch list"))
+            .collect();
+        assert!(cmd_lines.len() >= 2, "{w}");
+        assert!(
+            cmd_lines[..cmd_lines.len() - 1]
+                .iter()
+                .all(|l| l.ends_with(" \\"))
+        );
+        let joined = cmd_lines
+            .iter()
+            .map(|l| l.trim().trim_end_matches('\\').trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(joined, cmd);
+        // A line that fits is left alone.
+        assert_eq!(wrap_text("a b\n", 78), "a b\n");
     }
 }

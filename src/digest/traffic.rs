@@ -1,8 +1,12 @@
 //! The digest section "Your own traffic": the new and still open findings of `outwatch
 //! flows` (source `flows`), one line per host and kind — a host's days merged, their peers
-//! merged by address ([`Body::merge`]) — the most severe and most recent first.
+//! merged by address ([`Body::merge`]) — in the order of the rank of findings
+//! ([`crate::finding::rank`]): the most severe first, then the latest day, then the host's
+//! address in numeric order.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -53,6 +57,8 @@ pub struct TrafficView {
     pub items: Vec<TrafficItem>,
     /// Lines not listed.
     pub more: usize,
+    /// The `outwatch list` command that shows every flow finding.
+    pub more_command: String,
 }
 
 /// A host and kind, its days merged.
@@ -72,8 +78,14 @@ struct Line {
 }
 
 impl Line {
-    fn rank(&self) -> (Severity, i64, &str) {
-        (self.severity, -self.newest, &self.host)
+    /// Severity, then the latest observation's day, then the host in numeric order, then kind.
+    fn rank(&self) -> (Severity, Reverse<i64>, (Option<IpAddr>, &str), &str) {
+        (
+            self.severity,
+            Reverse(self.newest.div_euclid(86_400)),
+            (self.host.parse().ok(), &self.host),
+            &self.kind,
+        )
     }
 
     fn what(&self) -> String {
@@ -180,7 +192,7 @@ impl TrafficCollector {
             .lines
             .iter()
             .max_by(|a, b| a.1.rank().cmp(&b.1.rank()))
-            .filter(|(_, l)| l.rank() > (severity, -newest, ""))
+            .filter(|(_, l)| (l.severity, Reverse(l.newest)) > (severity, Reverse(newest)))
             .map(|(k, l)| (k.clone(), l.severity))
         else {
             return false;
@@ -192,8 +204,8 @@ impl TrafficCollector {
         true
     }
 
-    /// The section.
-    pub fn view(self) -> TrafficView {
+    /// The section, listing at most `limit` lines; `more_command` shows them all.
+    pub fn view(&self, limit: usize, more_command: String) -> TrafficView {
         let mut kinds: HashMap<String, TrafficKind> = HashMap::new();
         let count_kind = |kinds: &mut HashMap<String, TrafficKind>, kind: &str, sev, n| {
             let k = kinds.entry(kind.to_string()).or_insert(TrafficKind {
@@ -212,10 +224,10 @@ impl TrafficCollector {
             count_kind(&mut kinds, kind, *sev, *n);
             dropped += n;
         }
-        let mut lines: Vec<Line> = self.lines.into_values().collect();
+        let mut lines: Vec<&Line> = self.lines.values().collect();
         lines.sort_by(|a, b| a.rank().cmp(&b.rank()));
         let count = lines.len() + dropped;
-        lines.truncate(MAX_LISTED);
+        lines.truncate(MAX_LISTED.min(limit));
         let items: Vec<TrafficItem> = lines
             .iter()
             .map(|l| TrafficItem {
@@ -233,6 +245,7 @@ impl TrafficCollector {
             count,
             findings: self.findings,
             more: count - items.len(),
+            more_command,
             kinds,
             items,
         }

@@ -7,8 +7,9 @@
 //!    phishing, a leak) before abuse coming from our addresses (spam, scanning, brute force,
 //!    a DDoS) before an exposure (an open port, a vulnerable service) before the rest;
 //! 3. open before resolved;
-//! 4. the latest observation first ([`observed`]: when the provider saw it, else when it was
-//!    stored);
+//! 4. the latest observation day first ([`observed`]: when the provider saw it, else when it
+//!    was stored; compared by UTC day, because the rows of one daily report differ only by
+//!    seconds and should then read in address order);
 //! 5. the most often seen first;
 //! 6. then by address in numeric order ([`address_order`]), so the order is total and stable.
 
@@ -65,13 +66,18 @@ pub fn observed(f: &Finding) -> DateTime<Utc> {
     f.time_source.unwrap_or(f.last_seen)
 }
 
+/// The UTC day of [`observed`]: the recency step of the rank.
+pub fn observed_day(f: &Finding) -> chrono::NaiveDate {
+    observed(f).date_naive()
+}
+
 /// Orders two findings by the rank: the one to act on first is `Less`.
 pub fn compare(a: &Finding, b: &Finding) -> Ordering {
     a.severity
         .cmp(&b.severity)
         .then_with(|| threat(&a.classification).cmp(&threat(&b.classification)))
         .then_with(|| (a.status == Status::Resolved).cmp(&(b.status == Status::Resolved)))
-        .then_with(|| Reverse(observed(a)).cmp(&Reverse(observed(b))))
+        .then_with(|| Reverse(observed_day(a)).cmp(&Reverse(observed_day(b))))
         .then_with(|| Reverse(a.times_seen).cmp(&Reverse(b.times_seen)))
         .then_with(|| address_order(a, b))
         .then_with(|| a.fingerprint.cmp(&b.fingerprint))
@@ -165,5 +171,23 @@ mod tests {
         new.time_source = Some(Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap());
         assert_eq!(compare(&new, &old), Ordering::Less);
         assert_eq!(observed(&old).format("%Y").to_string(), "2016");
+    }
+
+    #[test]
+    fn one_days_observations_read_in_address_order() {
+        // Rows of one daily report: seconds apart, the later one at the higher address.
+        let mut a = f("192.0.2.200", Severity::High, "vulnerable-system");
+        let mut b = f("192.0.2.54", Severity::High, "vulnerable-system");
+        a.time_source = Some(Utc.with_ymd_and_hms(2026, 11, 20, 11, 5, 10).unwrap());
+        b.time_source = Some(Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap());
+        assert_eq!(compare(&b, &a), Ordering::Less);
+        // A day later wins over the address.
+        b.time_source = Some(Utc.with_ymd_and_hms(2026, 11, 19, 23, 59, 0).unwrap());
+        assert_eq!(compare(&a, &b), Ordering::Less);
+        // Seen more often wins within a day.
+        b.time_source = a.time_source;
+        a.times_seen = 3;
+        b.times_seen = 1;
+        assert_eq!(compare(&a, &b), Ordering::Less);
     }
 }

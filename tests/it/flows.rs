@@ -366,13 +366,25 @@ fn digest_has_a_your_own_traffic_section() {
     let text = &p.rendered.text;
     assert!(text.contains("==== Your own traffic ("), "{text}");
     assert!(text.contains("CRITICAL  c2-contact 10.1.0.5"), "{text}");
-    // One line per host and kind: 10.1.0.5's two days of C2 contact are one line.
+    // One line per host and kind: 10.1.0.5's two days of C2 contact are one line, here and
+    // in "act on these first".
     assert_eq!(text.matches("c2-contact 10.1.0.5").count(), 1, "{text}");
-    assert!(
-        text.contains("on 2 days (2026-11-29 to 2026-11-30): 203.0.113.50:443, 6 connections"),
+    assert_eq!(
+        text.matches("infected-system: 10.1.0.5").count(),
+        1,
         "{text}"
     );
-    assert!(text.contains("ssl on port 449"), "{text}");
+    assert!(
+        text.contains("ACT ON THESE FIRST (5 critical or high"),
+        "{text}"
+    );
+    // The text part is wrapped at 78 columns: compare words.
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains("on 2 days (2026-11-29 to 2026-11-30): 203.0.113.50:443, 6 connections"),
+        "{text}"
+    );
+    assert!(words.contains("ssl on port 449"), "{text}");
     let html = &p.rendered.html;
     assert!(html.contains("Your own traffic"));
     assert!(html.contains("&lt;script&gt;"), "not escaped");
