@@ -243,6 +243,36 @@ impl Suppressions {
     }
 }
 
+/// How many findings that are not resolved a rule covers now (a walk of its prefix or domain;
+/// of the whole store for an ASN).
+pub fn count_covered(store: &dyn Store, rule: &Rule) -> Result<usize, StoreError> {
+    use crate::finding::Status;
+    use std::ops::ControlFlow;
+    let mut n = 0usize;
+    let query = match (&rule.cidr, &rule.domain) {
+        (Some(c), _) => Some(crate::store::Query::Net(*c)),
+        (None, Some(d)) => Some(crate::store::Query::Domain(d.clone())),
+        _ => None,
+    };
+    match query {
+        Some(q) => {
+            store.query_each(&q, &crate::store::QueryOptions::default(), &mut |f| {
+                if rule.covers(&f) {
+                    n += 1;
+                }
+                Ok(ControlFlow::Continue(()))
+            })?;
+        }
+        None => store.for_each(&mut |f| {
+            if f.status != Status::Resolved && rule.covers(&f) {
+                n += 1;
+            }
+            Ok(())
+        })?,
+    }
+    Ok(n)
+}
+
 fn key_of(id: u64) -> String {
     format!("{STATE_PREFIX}{id:010}")
 }

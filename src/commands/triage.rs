@@ -1,0 +1,182 @@
+//! `outwatch ack`, `resolve` and `note`: triage on a finding (fingerprint or its start) or on
+//! every open finding a lookup query matches (`src/triage/actions.rs`).
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::app::App;
+use crate::cli::{AckArgs, NoteArgs, ResolveArgs, TriageCommon};
+use crate::config::suppress::check_text;
+use crate::error::CliError;
+use crate::finding::{Finding, Triage};
+use crate::outln;
+use crate::output::{print_json, thousands};
+use crate::text::{clip, clip_middle, sanitize};
+use crate::triage::actions::{self, Action, Target, TargetError};
+
+/// Findings listed by name in the text output; the rest are counted.
+const LISTED: usize = 20;
+
+pub fn ack(app: &App, a: &AckArgs) -> Result<ExitCode, CliError> {
+    let action = if a.undo { Action::Unack } else { Action::Ack };
+    run(
+        app,
+        &a.target,
+        action,
+        a.reason.as_deref().unwrap_or(""),
+        &a.common,
+    )
+}
+
+pub fn resolve(app: &App, a: &ResolveArgs) -> Result<ExitCode, CliError> {
+    run(app, &a.target, Action::Resolve, &a.reason, &a.common)
+}
+
+pub fn note(app: &App, a: &NoteArgs) -> Result<ExitCode, CliError> {
+    run(app, &a.target, Action::Note, &a.text, &a.common)
+}
+
+/// `--by`, else `$USER` / `$LOGNAME`, checked.
+pub fn author(by: Option<&str>) -> Result<String, CliError> {
+    let by = match by {
+        Some(b) => b.trim().to_string(),
+        None => crate::triage::default_author().ok_or_else(|| {
+            CliError::usage("who is acting? give --by NAME ($USER and $LOGNAME are not set)")
+        })?,
+    };
+    check_text("--by", &by, true).map_err(CliError::usage)?;
+    Ok(by)
+}
+
+fn run(
+    app: &App,
+    target: &str,
+    action: Action,
+    text: &str,
+    c: &TriageCommon,
+) -> Result<ExitCode, CliError> {
+    let target: Target = target.parse().map_err(CliError::usage)?;
+    let what = if action == Action::Note {
+        "the note"
+    } else {
+        "--reason"
+    };
+    check_text(what, text, action != Action::Unack).map_err(CliError::usage)?;
+    let t = Triage {
+        by: author(c.by.as_deref())?,
+        text: text.trim().to_string(),
+    };
+    app.require_store()?;
+    // A dry run only reads (through the daemon when it runs); a change opens the store for
+    // writing, as `import` does.
+    let store = if c.dry_run {
+        app.open_read()?
+    } else {
+        app.open_store()?
+    };
+    let found = actions::find(store.as_ref(), &target).map_err(|e| match e {
+        TargetError::Store(s) => CliError::from(s),
+        e => CliError::usage(e),
+    })?;
+    let (apply, skipped): (Vec<&Finding>, Vec<&Finding>) =
+        found.iter().partition(|f| action.refusal(f).is_none());
+    let fps: Vec<String> = apply.iter().map(|f| f.fingerprint.clone()).collect();
+    let changed = if c.dry_run || fps.is_empty() {
+        0
+    } else {
+        let n = actions::apply(store.as_ref(), &fps, action, &t, app.clock.now())?;
+        store.flush()?;
+        n
+    };
+    if c.json {
+        print_json(&json!({
+            "action": action_name(action),
+            "dry_run": c.dry_run,
+            "by": t.by,
+            "text": t.text,
+            "matched": found.len(),
+            "changed": changed,
+            "findings": apply.iter().map(|f| json!({
+                "fingerprint": f.fingerprint, "indicator": f.indicator()})).collect::<Vec<_>>(),
+            "skipped": skipped.iter().map(|f| json!({
+                "fingerprint": f.fingerprint, "indicator": f.indicator(),
+                "why": action.refusal(f)})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        print_text(action, c.dry_run, &t, &apply, &skipped, changed)?;
+    }
+    if found.is_empty() {
+        eprintln!("note: the query matches no open finding");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Ack => "ack",
+        Action::Unack => "unack",
+        Action::Resolve => "resolve",
+        Action::Note => "note",
+    }
+}
+
+fn print_text(
+    action: Action,
+    dry_run: bool,
+    t: &Triage,
+    apply: &[&Finding],
+    skipped: &[&Finding],
+    changed: usize,
+) -> Result<(), CliError> {
+    let why = if t.text.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", clip(&t.text, 200))
+    };
+    if dry_run {
+        outln!(
+            "would be {} by {}{why} (dry run, nothing changed): {} finding(s)",
+            action.done(),
+            sanitize(&t.by),
+            thousands(apply.len())
+        );
+    } else {
+        outln!(
+            "{} {} finding(s) by {}{why}",
+            action.done(),
+            thousands(changed),
+            sanitize(&t.by)
+        );
+    }
+    for f in apply.iter().take(LISTED) {
+        outln!("  {}", line_of(f));
+    }
+    if apply.len() > LISTED {
+        outln!("  … and {} more", thousands(apply.len() - LISTED));
+    }
+    if !skipped.is_empty() {
+        outln!("skipped {} finding(s):", thousands(skipped.len()));
+        for f in skipped.iter().take(LISTED) {
+            outln!(
+                "  {} ({})",
+                line_of(f),
+                action.refusal(f).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `3f9c2a1b4d  high  192.0.2.7:3389  vulnerable-system (shadowserver scan_rdp)`.
+fn line_of(f: &Finding) -> String {
+    format!(
+        "{}  {}  {}  {} ({} {})",
+        &f.fingerprint[..f.fingerprint.len().min(10)],
+        f.severity,
+        clip_middle(&f.indicator(), 40),
+        clip(&f.classification.kind, 40),
+        clip(&f.source, 30),
+        clip(&f.feed, 40)
+    )
+}
