@@ -180,3 +180,79 @@ fn line_of(f: &Finding) -> String {
         clip(&f.feed, 40)
     )
 }
+
+/// What `lookup` prints under its table: for each shown finding that people triaged or a rule
+/// suppresses, the rule and every triage entry of its history (who, when, why), oldest first.
+pub fn print_triage(
+    findings: &[Finding],
+    supp: &crate::triage::Suppressions,
+) -> Result<(), CliError> {
+    let mut heading = false;
+    for f in findings {
+        let rule = supp.matches(f);
+        let entries: Vec<_> = f
+            .history
+            .iter()
+            .filter(|h| h.event.triage().is_some())
+            .collect();
+        if rule.is_none() && entries.is_empty() {
+            continue;
+        }
+        if !heading {
+            outln!("Triage:");
+            heading = true;
+        }
+        outln!(
+            "  {} ({})",
+            clip_middle(&f.indicator(), 60),
+            &f.fingerprint[..f.fingerprint.len().min(10)]
+        );
+        if let Some(r) = rule {
+            let text = format!(
+                "suppressed by rule {} until {}: {} ({})",
+                sanitize(&r.id),
+                super::suppress::when(r.until),
+                clip(&r.reason, 200),
+                clip(&r.by, 60)
+            );
+            for l in crate::output::wrapped(&text, "    ", "      ") {
+                outln!("{l}");
+            }
+        }
+        for h in entries {
+            let Some(t) = h.event.triage() else { continue };
+            let what = h.event.as_str();
+            let text = format!(
+                "{}  {what} by {}{}",
+                super::suppress::when(h.at),
+                clip(&t.by, 60),
+                if t.text.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", clip(&t.text, 1000))
+                }
+            );
+            for l in crate::output::wrapped(&text, "    ", "      ") {
+                outln!("{l}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A finding as `lookup --json` writes it: its one serialised shape, plus `suppressed` (the
+/// rule) when a rule in force covers it.
+pub fn finding_json(f: &Finding, supp: &crate::triage::Suppressions) -> Option<String> {
+    let r = supp.matches(f)?;
+    // The finding's own JSON object, its fields in their order, with one more at its end.
+    let mut s = serde_json::to_string(f).ok()?;
+    s.pop();
+    s.push_str(",\"suppressed\":");
+    s.push_str(
+        &json!({"rule": r.id, "until": crate::output::rfc3339(r.until),
+            "reason": r.reason, "by": r.by})
+        .to_string(),
+    );
+    s.push('}');
+    Some(s)
+}

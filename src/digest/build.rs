@@ -14,6 +14,7 @@ use crate::config::DigestRoute;
 use crate::finding::{Finding, Severity, Status};
 use crate::health::{HealthState, SourceHealth};
 use crate::store::{Result, Store};
+use crate::triage::{Suppressions, is_acked};
 
 /// Most findings listed per (section, severity, category) group. Counts stay exact.
 pub const LIST_NEW: usize = 20;
@@ -473,7 +474,7 @@ impl Collector {
         let Some(section) = classify(f, &self.window) else {
             return;
         };
-        if f.severity <= Severity::High && section != Section::Resolved {
+        if f.severity <= Severity::High && section != Section::Resolved && !is_acked(f) {
             self.act_total += 1;
             let key = (f.severity, section, f.first_seen.timestamp(), f.indicator());
             if self.act.len() < ACT_FIRST || self.act.iter().any(|(k, _)| key < *k) {
@@ -802,18 +803,23 @@ fn trend_days(now: DateTime<Utc>, tz: Option<Tz>) -> (Vec<DateTime<Utc>>, Vec<Tr
     (starts, days)
 }
 
-/// Scans the store once and fills one collector per audience.
+/// Scans the store once and fills one collector per audience; a finding a suppression rule
+/// covers is left out.
 pub fn collect(
     store: &dyn Store,
     audiences: &[(Audience, Window)],
     tz: Option<Tz>,
     spec: &Details,
+    supp: &Suppressions,
 ) -> Result<Vec<Collector>> {
     let mut cols: Vec<Collector> = audiences
         .iter()
         .map(|(_, w)| Collector::with_details(*w, tz, spec.clone()))
         .collect();
     store.for_each(&mut |f| {
+        if supp.suppressed(&f) {
+            return Ok(());
+        }
         for ((aud, _), col) in audiences.iter().zip(cols.iter_mut()) {
             if aud.matches(&f) {
                 col.add(&f);

@@ -61,6 +61,8 @@ pub struct DigestView {
     pub sections: Vec<SectionView>,
     /// "Your own traffic": the flow findings, new and open (not in `sections`).
     pub traffic: super::traffic::TrafficView,
+    /// Suppression rules ending within 7 days (`src/triage/suppress.rs`).
+    pub expiring: Vec<crate::triage::suppress::Expiring>,
 }
 
 /// A rendered digest.
@@ -155,6 +157,7 @@ mod tests {
             trend: vec![],
             sections: vec![],
             traffic: Default::default(),
+            expiring: vec![],
         }
     }
 

@@ -273,6 +273,34 @@ pub fn count_covered(store: &dyn Store, rule: &Rule) -> Result<usize, StoreError
     Ok(n)
 }
 
+/// A rule about to end, as the digest shows it (texts cleaned of control characters and
+/// shortened; HTML escaping is the template engine's).
+#[derive(Debug, Clone, Serialize)]
+pub struct Expiring {
+    pub id: String,
+    /// What it matches, in words.
+    pub matches: String,
+    /// When it ends, `2027-01-31 00:00 UTC`.
+    pub until: String,
+    pub reason: String,
+    pub by: String,
+}
+
+/// The rules in force that end within [`expiring_window`], soonest first, for the digest.
+pub fn expiring_view(s: &Suppressions) -> Vec<Expiring> {
+    let clean = |t: &str, n: usize| crate::text::clip(t, n);
+    s.expiring(expiring_window())
+        .into_iter()
+        .map(|r| Expiring {
+            id: clean(&r.id, 40),
+            matches: clean(&r.describe(), 200),
+            until: r.until.format("%Y-%m-%d %H:%M UTC").to_string(),
+            reason: clean(&r.reason, 200),
+            by: clean(&r.by, 60),
+        })
+        .collect()
+}
+
 fn key_of(id: u64) -> String {
     format!("{STATE_PREFIX}{id:010}")
 }
