@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
 use comfy_table::Cell;
 use ipnet::IpNet;
 use serde_json::json;
@@ -17,17 +16,14 @@ use crate::output::{print_json, table, thousands};
 use crate::text::{clip, sanitize};
 use crate::triage::suppress::{self, Origin, Rule, Suppressions};
 
+use super::triage::{author, when};
+
 pub fn run(app: &App, a: &SuppressArgs) -> Result<ExitCode, CliError> {
     match &a.command {
         SuppressCommand::Add(a) => add(app, a),
         SuppressCommand::List(j) => list(app, j.json),
         SuppressCommand::Remove(a) => remove(app, a),
     }
-}
-
-/// A time for people: `2027-02-01 00:00 UTC`.
-pub fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 fn add(app: &App, a: &SuppressAddArgs) -> Result<ExitCode, CliError> {
@@ -80,7 +76,7 @@ fn add(app: &App, a: &SuppressAddArgs) -> Result<ExitCode, CliError> {
             check_text(k, v, true).map_err(usage)?;
         }
     }
-    let by = super::triage::author(a.by.as_deref())?;
+    let by = author(a.by.as_deref())?;
     let rule = Rule {
         id: String::new(),
         origin: Origin::Store,

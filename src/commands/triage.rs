@@ -37,6 +37,11 @@ pub fn note(app: &App, a: &NoteArgs) -> Result<ExitCode, CliError> {
     run(app, &a.target, Action::Note, &a.text, &a.common)
 }
 
+/// A time for people: `2027-02-01 00:00 UTC`.
+pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
 /// `--by`, else `$USER` / `$LOGNAME`, checked.
 pub fn author(by: Option<&str>) -> Result<String, CliError> {
     let by = match by {
@@ -211,7 +216,7 @@ pub fn print_triage(
             let text = format!(
                 "suppressed by rule {} until {}: {} ({})",
                 sanitize(&r.id),
-                super::suppress::when(r.until),
+                when(r.until),
                 clip(&r.reason, 200),
                 clip(&r.by, 60)
             );
@@ -224,7 +229,7 @@ pub fn print_triage(
             let what = h.event.as_str();
             let text = format!(
                 "{}  {what} by {}{}",
-                super::suppress::when(h.at),
+                when(h.at),
                 clip(&t.by, 60),
                 if t.text.is_empty() {
                     String::new()
