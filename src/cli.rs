@@ -158,7 +158,7 @@ pub enum Command {
     /// shows it marked, with the rule. Rules also come from `[[suppress]]` tables in the
     /// config (for teams that keep it in git).
     #[command(
-        after_help = "Examples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 2027-01-31 --reason \"our honeypot\"\n  outwatch suppress add --asn 64496 --source shadowserver --feed scan_rdp --port 3389 --until 30d --reason \"accepted risk, RISK-12\"\n  outwatch suppress list\n  outwatch suppress remove 3"
+        after_help = "Examples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 30d --reason honeypot\n  outwatch suppress add --asn 64496 --port 3389 --until 2027-01-31 --reason x\n  outwatch suppress list\n  outwatch suppress remove 3"
     )]
     Suppress(SuppressArgs),
     /// Print a shell completion script on stdout
@@ -283,7 +283,7 @@ pub struct SuppressArgs {
 pub enum SuppressCommand {
     /// Add a rule: one of --cidr, --asn, --domain, narrowed by the optional filters
     #[command(
-        after_help = "--until takes YYYY-MM-DD (through that day, UTC), an RFC 3339 time, or a duration from now (30d, 2weeks).\n\nExamples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 2027-01-31 --reason \"our honeypot\"\n  outwatch suppress add --domain scanner.example.org --until 90d --reason \"our own scanner\""
+        after_help = "--until takes YYYY-MM-DD (through that day, UTC), an RFC 3339 time, or a duration from now (30d, 2weeks).\n\nExamples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 2027-01-31 --reason lab\n  outwatch suppress add --domain scan.example.org --until 90d --reason scanner\n  outwatch suppress add --asn 64496 --feed scan_rdp --until 30d --reason x"
     )]
     Add(SuppressAddArgs),
     /// List the rules (the config's and the store's), expired ones marked
@@ -295,7 +295,11 @@ pub enum SuppressCommand {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("what").required(true).args(["cidr", "asn", "domain"]))]
+#[command(
+    group = clap::ArgGroup::new("what").required(true).args(["cidr", "asn", "domain"]),
+    override_usage = "outwatch suppress add [OPTIONS] --until <DATE> --reason <TEXT>\n       \
+                      with one of --cidr <PREFIX>, --asn <ASN>, --domain <DOMAIN>"
+)]
 pub struct SuppressAddArgs {
     /// Findings whose address or network lies in (or overlaps) this prefix
     #[arg(long, value_name = "PREFIX")]
