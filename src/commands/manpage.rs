@@ -65,7 +65,7 @@ pub fn render(mut cmd: Command) -> String {
     r.text([roman(
         "README.md (set-up and every command), config.example.toml (every key of the \
          configuration, explained) and the docs/ folder (one page per provider, the daemon, the \
-         digest, flows) in the outwatch sources.",
+         digest, flows, triage) in the outwatch sources.",
     )]);
     r.render()
 }

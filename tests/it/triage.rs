@@ -351,3 +351,23 @@ fn cli_refusals_and_dry_runs() {
     assert_eq!(code(&["suppress", "remove", "config-1"]), Some(2));
     assert_eq!(code(&["suppress", "remove", "9"]), Some(1));
 }
+
+/// The commented `[[suppress]]` example of `config.example.toml`, uncommented, is a valid rule.
+#[test]
+fn the_example_suppress_table_is_valid() {
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+            .unwrap();
+    let at = example.find("# [[suppress]]").expect("an example");
+    let table: String = example[at..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(&write_config(dir.path(), &table)).unwrap();
+    assert_eq!(cfg.suppress.len(), 1);
+    let rule = outwatch::triage::Rule::from_config(0, &cfg.suppress[0]);
+    assert_eq!(rule.id, "config-1");
+    assert_eq!(rule.port, Some(3389));
+}
