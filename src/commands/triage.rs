@@ -61,7 +61,8 @@ fn run(
     text: &str,
     c: &TriageCommon,
 ) -> Result<ExitCode, CliError> {
-    let target: Target = target.parse().map_err(CliError::usage)?;
+    let target_text = target.trim();
+    let target: Target = target_text.parse().map_err(CliError::usage)?;
     let what = if action == Action::Note {
         "the note"
     } else {
@@ -108,11 +109,13 @@ fn run(
                 "fingerprint": f.fingerprint, "indicator": f.indicator(),
                 "why": action.refusal(f)})).collect::<Vec<_>>(),
         }))?;
+    } else if found.is_empty() {
+        outln!(
+            "no open finding matches `{}`: nothing changed",
+            sanitize(target_text)
+        );
     } else {
         print_text(action, c.dry_run, &t, &apply, &skipped, changed)?;
-    }
-    if found.is_empty() {
-        eprintln!("note: the query matches no open finding");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -139,23 +142,28 @@ fn print_text(
     } else {
         format!(": {}", clip(&t.text, 200))
     };
-    if dry_run {
-        outln!(
-            "would be {} by {}{why} (dry run, nothing changed): {} finding(s)",
-            action.done(),
-            sanitize(&t.by),
-            thousands(apply.len())
-        );
+    let head = if dry_run {
+        format!(
+            "dry run, nothing changed: {} {} finding(s) as {}{why}",
+            action.would(),
+            thousands(apply.len()),
+            sanitize(&t.by)
+        )
     } else {
-        outln!(
+        format!(
             "{} {} finding(s) by {}{why}",
             action.done(),
             thousands(changed),
             sanitize(&t.by)
-        );
+        )
+    };
+    for l in crate::output::wrapped(&head, "", "  ") {
+        outln!("{l}");
     }
     for f in apply.iter().take(LISTED) {
-        outln!("  {}", line_of(f));
+        for l in crate::output::wrapped(&line_of(f), "  ", "      ") {
+            outln!("{l}");
+        }
     }
     if apply.len() > LISTED {
         outln!("  … and {} more", thousands(apply.len() - LISTED));
@@ -163,11 +171,10 @@ fn print_text(
     if !skipped.is_empty() {
         outln!("skipped {} finding(s):", thousands(skipped.len()));
         for f in skipped.iter().take(LISTED) {
-            outln!(
-                "  {} ({})",
-                line_of(f),
-                action.refusal(f).unwrap_or_default()
-            );
+            let l = format!("{} ({})", line_of(f), action.refusal(f).unwrap_or_default());
+            for l in crate::output::wrapped(&l, "  ", "      ") {
+                outln!("{l}");
+            }
         }
     }
     Ok(())

@@ -69,6 +69,16 @@ impl Action {
         }
     }
 
+    /// What a dry run says: `would acknowledge`.
+    pub fn would(self) -> &'static str {
+        match self {
+            Action::Ack => "would acknowledge",
+            Action::Unack => "would take back the acknowledgement of",
+            Action::Resolve => "would resolve",
+            Action::Note => "would add the note to",
+        }
+    }
+
     /// Why the action does not apply to `f`, if it does not.
     pub fn refusal(self, f: &Finding) -> Option<&'static str> {
         match self {

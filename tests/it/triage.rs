@@ -299,7 +299,7 @@ fn cli_refusals_and_dry_runs() {
         ],
     ));
     assert!(
-        dry.contains("would be resolved") && dry.contains("2 finding(s)"),
+        dry.contains("dry run, nothing changed: would resolve 2 finding(s) as x: gone"),
         "{dry}"
     );
     let j = stdout_json(&run(d, &["lookup", "203.0.113.0/24", "--json"]));
