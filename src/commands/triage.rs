@@ -13,10 +13,7 @@ use crate::finding::{Finding, Triage};
 use crate::outln;
 use crate::output::{print_json, thousands};
 use crate::text::{clip, clip_middle, sanitize};
-use crate::triage::actions::{self, Action, Target, TargetError};
-
-/// Findings listed by name in the text output; the rest are counted.
-const LISTED: usize = 20;
+use crate::triage::actions::{self, Action, Selection, Target, TargetError};
 
 pub fn ack(app: &App, a: &AckArgs) -> Result<ExitCode, CliError> {
     let action = if a.undo { Action::Unack } else { Action::Ack };
@@ -81,13 +78,11 @@ fn run(
     } else {
         app.open_store()?
     };
-    let found = actions::find(store.as_ref(), &target).map_err(|e| match e {
+    let sel = actions::select(store.as_ref(), &target, action).map_err(|e| match e {
         TargetError::Store(s) => CliError::from(s),
         e => CliError::usage(e),
     })?;
-    let (apply, skipped): (Vec<&Finding>, Vec<&Finding>) =
-        found.iter().partition(|f| action.refusal(f).is_none());
-    let fps: Vec<String> = apply.iter().map(|f| f.fingerprint.clone()).collect();
+    let fps = sel.fingerprints();
     let changed = if c.dry_run || fps.is_empty() {
         0
     } else {
@@ -101,21 +96,22 @@ fn run(
             "dry_run": c.dry_run,
             "by": t.by,
             "text": t.text,
-            "matched": found.len(),
+            "matched": sel.matched(),
             "changed": changed,
-            "findings": apply.iter().map(|f| json!({
-                "fingerprint": f.fingerprint, "indicator": f.indicator()})).collect::<Vec<_>>(),
-            "skipped": skipped.iter().map(|f| json!({
+            "findings": sel.apply.iter().map(|(fp, indicator)| json!({
+                "fingerprint": fp, "indicator": indicator})).collect::<Vec<_>>(),
+            "skipped": sel.skipped,
+            "skipped_shown": sel.skipped_shown.iter().map(|(f, why)| json!({
                 "fingerprint": f.fingerprint, "indicator": f.indicator(),
-                "why": action.refusal(f)})).collect::<Vec<_>>(),
+                "why": why})).collect::<Vec<_>>(),
         }))?;
-    } else if found.is_empty() {
+    } else if sel.matched() == 0 {
         outln!(
             "no open finding matches `{}`: nothing changed",
             sanitize(target_text)
         );
     } else {
-        print_text(action, c.dry_run, &t, &apply, &skipped, changed)?;
+        print_text(action, c.dry_run, &t, &sel, changed)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -133,8 +129,7 @@ fn print_text(
     action: Action,
     dry_run: bool,
     t: &Triage,
-    apply: &[&Finding],
-    skipped: &[&Finding],
+    sel: &Selection,
     changed: usize,
 ) -> Result<(), CliError> {
     let why = if t.text.is_empty() {
@@ -146,7 +141,7 @@ fn print_text(
         format!(
             "dry run, nothing changed: {} {} finding(s) as {}{why}",
             action.would(),
-            thousands(apply.len()),
+            thousands(sel.apply.len()),
             sanitize(&t.by)
         )
     } else {
@@ -160,21 +155,30 @@ fn print_text(
     for l in crate::output::wrapped(&head, "", "  ") {
         outln!("{l}");
     }
-    for f in apply.iter().take(LISTED) {
+    for f in &sel.shown {
         for l in crate::output::wrapped(&line_of(f), "  ", "      ") {
             outln!("{l}");
         }
     }
-    if apply.len() > LISTED {
-        outln!("  … and {} more", thousands(apply.len() - LISTED));
+    if sel.apply.len() > sel.shown.len() {
+        outln!(
+            "  … and {} more",
+            thousands(sel.apply.len() - sel.shown.len())
+        );
     }
-    if !skipped.is_empty() {
-        outln!("skipped {} finding(s):", thousands(skipped.len()));
-        for f in skipped.iter().take(LISTED) {
-            let l = format!("{} ({})", line_of(f), action.refusal(f).unwrap_or_default());
+    if sel.skipped > 0 {
+        outln!("skipped {} finding(s):", thousands(sel.skipped));
+        for (f, why) in &sel.skipped_shown {
+            let l = format!("{} ({why})", line_of(f));
             for l in crate::output::wrapped(&l, "  ", "      ") {
                 outln!("{l}");
             }
+        }
+        if sel.skipped > sel.skipped_shown.len() {
+            outln!(
+                "  … and {} more",
+                thousands(sel.skipped - sel.skipped_shown.len())
+            );
         }
     }
     Ok(())

@@ -133,21 +133,90 @@ pub enum TargetError {
     TooMany { max: usize },
 }
 
-/// The findings a target names: one by fingerprint (whatever its status), or every open
-/// finding a query matches (an ASN: every finding whose `asn` is that one).
-pub fn find(store: &dyn Store, target: &Target) -> Result<Vec<Finding>, TargetError> {
-    match target {
-        Target::Fingerprint(start) => by_fingerprint(store, start),
-        Target::Query(q) => by_query(store, q),
+/// What a target selects for an action, in memory bounded by the fingerprints: those the
+/// action applies to (fingerprint and indicator each), the first [`SHOWN`] of them whole, and
+/// those it does not apply to (counted, the first [`SHOWN`] with why).
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Fingerprint and indicator of each finding the action applies to.
+    pub apply: Vec<(String, String)>,
+    /// The first of them, to show.
+    pub shown: Vec<Finding>,
+    /// How many matched but do not take the action.
+    pub skipped: usize,
+    /// The first of those, with why.
+    pub skipped_shown: Vec<(Finding, &'static str)>,
+}
+
+/// Findings shown whole in a [`Selection`].
+pub const SHOWN: usize = 20;
+
+impl Selection {
+    /// How many the target matched.
+    pub fn matched(&self) -> usize {
+        self.apply.len() + self.skipped
+    }
+
+    /// The fingerprints the action applies to.
+    pub fn fingerprints(&self) -> Vec<String> {
+        self.apply.iter().map(|(fp, _)| fp.clone()).collect()
+    }
+
+    fn take(&mut self, action: Action, f: Finding) {
+        match action.refusal(&f) {
+            None => {
+                self.apply.push((f.fingerprint.clone(), f.indicator()));
+                if self.shown.len() < SHOWN {
+                    self.shown.push(f);
+                }
+            }
+            Some(why) => {
+                self.skipped += 1;
+                if self.skipped_shown.len() < SHOWN {
+                    self.skipped_shown.push((f, why));
+                }
+            }
+        }
     }
 }
 
-fn by_fingerprint(store: &dyn Store, start: &str) -> Result<Vec<Finding>, TargetError> {
+/// What `target` selects for `action`: one finding by fingerprint (whatever its status), or
+/// every finding a query matches that is not resolved (an ASN: every finding whose `asn` is
+/// that one), at most [`MAX_TARGETS`].
+pub fn select(
+    store: &dyn Store,
+    target: &Target,
+    action: Action,
+) -> Result<Selection, TargetError> {
+    let mut sel = Selection::default();
+    match target {
+        Target::Fingerprint(start) => {
+            let f = by_fingerprint(store, start)?;
+            sel.take(action, f);
+        }
+        Target::Query(q) => {
+            let mut too_many = false;
+            each_open(store, q, &mut |f| {
+                if sel.matched() >= MAX_TARGETS {
+                    too_many = true;
+                    return ControlFlow::Break(());
+                }
+                sel.take(action, f);
+                ControlFlow::Continue(())
+            })?;
+            if too_many {
+                return Err(TargetError::TooMany { max: MAX_TARGETS });
+            }
+        }
+    }
+    Ok(sel)
+}
+
+fn by_fingerprint(store: &dyn Store, start: &str) -> Result<Finding, TargetError> {
     if start.len() == 32 {
-        return match store.get(start)? {
-            Some(f) => Ok(vec![f]),
-            None => Err(TargetError::NotFound(start.into())),
-        };
+        return store
+            .get(start)?
+            .ok_or_else(|| TargetError::NotFound(start.into()));
     }
     let mut found: Vec<Finding> = Vec::new();
     let mut count = 0usize;
@@ -162,7 +231,7 @@ fn by_fingerprint(store: &dyn Store, start: &str) -> Result<Vec<Finding>, Target
     })?;
     match count {
         0 => Err(TargetError::NotFound(start.into())),
-        1 => Ok(found),
+        1 => Ok(found.remove(0)),
         n => Err(TargetError::Ambiguous {
             start: start.into(),
             count: n,
@@ -175,41 +244,27 @@ fn by_fingerprint(store: &dyn Store, start: &str) -> Result<Vec<Finding>, Target
     }
 }
 
-fn by_query(store: &dyn Store, q: &Query) -> Result<Vec<Finding>, TargetError> {
-    let mut out: Vec<Finding> = Vec::new();
-    let mut too_many = false;
-    let mut take = |f: Finding, out: &mut Vec<Finding>| {
-        if out.len() >= MAX_TARGETS {
-            too_many = true;
-            return ControlFlow::Break(());
-        }
-        out.push(f);
-        ControlFlow::Continue(())
-    };
+/// Streams the findings a query matches that are not resolved, until `f` stops.
+fn each_open(
+    store: &dyn Store,
+    q: &Query,
+    f: &mut dyn FnMut(Finding) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
     match q {
         // Every finding that carries the ASN, not only those about the AS itself.
         Query::Asn(a) => {
             let mut stop = false;
-            store.for_each(&mut |f| {
-                if !stop
-                    && f.asn == Some(*a)
-                    && f.status != Status::Resolved
-                    && take(f, &mut out).is_break()
-                {
+            store.for_each(&mut |x| {
+                if !stop && x.asn == Some(*a) && x.status != Status::Resolved && f(x).is_break() {
                     stop = true;
                 }
                 Ok(())
-            })?;
+            })
         }
-        q => {
-            let opts = QueryOptions::default();
-            store.query_each(q, &opts, &mut |f| Ok(take(f, &mut out)))?;
-        }
+        q => store
+            .query_each(q, &QueryOptions::default(), &mut |x| Ok(f(x)))
+            .map(|_| ()),
     }
-    if too_many {
-        return Err(TargetError::TooMany { max: MAX_TARGETS });
-    }
-    Ok(out)
 }
 
 /// Applies `action` by `t` at `now` to the findings with these fingerprints, each atomically

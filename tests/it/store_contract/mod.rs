@@ -972,11 +972,11 @@ pub fn triage_is_kept_with_who_and_why(s: Fresh) {
     // By a fingerprint's start and by query.
     let start = Target::Fingerprint(b.fingerprint[..8].to_string());
     assert_eq!(
-        actions::find(s, &start).unwrap()[0].fingerprint,
+        actions::select(s, &start, Action::Note).unwrap().apply[0].0,
         b.fingerprint
     );
     let net = Target::Query(Query::Net("192.0.2.0/24".parse().unwrap()));
-    assert_eq!(actions::find(s, &net).unwrap().len(), 2);
+    assert_eq!(actions::select(s, &net, Action::Note).unwrap().matched(), 2);
     // Resolved by hand: out of the open findings, then back when reported again.
     let fb = vec![b.fingerprint.clone()];
     let fixed = who("carol", "patched");
@@ -990,7 +990,11 @@ pub fn triage_is_kept_with_who_and_why(s: Fresh) {
         f.history.last().unwrap().event,
         Event::Resolved(Some(fixed))
     );
-    assert_eq!(actions::find(s, &net).unwrap().len(), 1, "open ones only");
+    assert_eq!(
+        actions::select(s, &net, Action::Note).unwrap().matched(),
+        1,
+        "open ones only"
+    );
     // Resolving it again does not apply.
     assert_eq!(
         actions::apply(s, &fb, Action::Resolve, &who("x", "y"), now).unwrap(),
