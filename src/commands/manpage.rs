@@ -257,6 +257,11 @@ fn environment(r: &mut Roff) {
                  is an error of that source (check-config lists it).",
             ),
             (
+                "USER, LOGNAME",
+                "Who acts, as ack, resolve, note and suppress add record it when --by is not \
+                 given (else the login name of the process's user).",
+            ),
+            (
                 "NO_COLOR",
                 "Set to anything but the empty string: no colour, on a terminal either \
                  (also in log lines).",
