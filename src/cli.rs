@@ -130,6 +130,39 @@ pub enum Command {
         after_help = "Examples:\n  outwatch demo                  # into a new temporary folder\n  outwatch demo --out demo && xdg-open demo/digest.html"
     )]
     Demo(DemoArgs),
+    /// Acknowledge findings: still open, but out of the digest's "act on these first"
+    ///
+    /// TARGET is a finding's fingerprint (or its first 6+ characters, as `lookup --json`
+    /// prints it) or a lookup query (an address, a prefix, a domain, a mail address, AS64496):
+    /// a query acts on every open finding it matches. Kept in the finding's history with who,
+    /// when and why; `lookup` shows it. An ack holds until it is taken back (`--undo`), the
+    /// finding is resolved, or it reopens.
+    #[command(
+        after_help = "Examples:\n  outwatch ack 192.0.2.7 --reason \"our honeypot\" --dry-run\n  outwatch ack 3f9c2a1b --reason \"ticket INC-4711\"\n  outwatch ack 192.0.2.0/24 --reason \"lab network\" --by alice\n  outwatch ack 3f9c2a1b --undo"
+    )]
+    Ack(AckArgs),
+    /// Resolve findings by hand (they reopen as usual when their source reports them again)
+    ///
+    /// TARGET as for `ack`: a fingerprint (start) or a lookup query (every open finding it
+    /// matches). Kept in the finding's history with who, when and why.
+    #[command(
+        after_help = "Examples:\n  outwatch resolve 3f9c2a1b --reason \"patched, verified with nmap\"\n  outwatch resolve 198.51.100.0/28 --reason \"decommissioned\" --dry-run"
+    )]
+    Resolve(ResolveArgs),
+    /// Add a note to findings (kept in their history with its author and time)
+    #[command(
+        after_help = "Examples:\n  outwatch note 3f9c2a1b \"customer informed, ticket INC-4711\"\n  outwatch note mail.example.org \"moved to the new host on Friday\" --by bob"
+    )]
+    Note(NoteArgs),
+    /// Suppression rules: findings a team chose not to hear about until a date
+    ///
+    /// A suppressed finding keeps updating in the store but stays out of the digest; `lookup`
+    /// shows it marked, with the rule. Rules also come from `[[suppress]]` tables in the
+    /// config (for teams that keep it in git).
+    #[command(
+        after_help = "Examples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 30d --reason honeypot\n  outwatch suppress add --asn 64496 --port 3389 --until 2027-01-31 --reason x\n  outwatch suppress list\n  outwatch suppress remove 3"
+    )]
+    Suppress(SuppressArgs),
     /// Print a shell completion script on stdout
     #[command(
         after_help = "Examples:\n  outwatch completions bash > /etc/bash_completion.d/outwatch\n  outwatch completions zsh > ~/.zfunc/_outwatch\n  outwatch completions fish > ~/.config/fish/completions/outwatch.fish"
@@ -191,6 +224,127 @@ pub struct LookupArgs {
     /// --json/--jsonl: all unless given)
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+}
+
+/// Who acts (`--by`), whether only to show what would change, and the output.
+#[derive(Debug, Args)]
+pub struct TriageCommon {
+    /// Who is acting, as recorded [default: $USER, else $LOGNAME]
+    #[arg(long, value_name = "WHO")]
+    pub by: Option<String>,
+    /// Show what would change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AckArgs {
+    /// A fingerprint (or its first 6+ characters), or a lookup query
+    pub target: String,
+    /// Why (kept in the history)
+    #[arg(long, value_name = "TEXT", required_unless_present = "undo")]
+    pub reason: Option<String>,
+    /// Take an acknowledgement back
+    #[arg(long)]
+    pub undo: bool,
+    #[command(flatten)]
+    pub common: TriageCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// A fingerprint (or its first 6+ characters), or a lookup query
+    pub target: String,
+    /// Why (kept in the history)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    #[command(flatten)]
+    pub common: TriageCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct NoteArgs {
+    /// A fingerprint (or its first 6+ characters), or a lookup query
+    pub target: String,
+    /// The note
+    pub text: String,
+    #[command(flatten)]
+    pub common: TriageCommon,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressArgs {
+    #[command(subcommand)]
+    pub command: SuppressCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressCommand {
+    /// Add a rule: one of --cidr, --asn, --domain, narrowed by the optional filters
+    #[command(
+        after_help = "--until takes YYYY-MM-DD (through that day, UTC), an RFC 3339 time, or a duration from now (30d, 2weeks).\n\nExamples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 2027-01-31 --reason lab\n  outwatch suppress add --domain scan.example.org --until 90d --reason scanner\n  outwatch suppress add --asn 64496 --feed scan_rdp --until 30d --reason x"
+    )]
+    Add(SuppressAddArgs),
+    /// List the rules (the config's and the store's), expired ones marked
+    #[command(after_help = "Examples:\n  outwatch suppress list\n  outwatch suppress list --json")]
+    List(JsonArg),
+    /// Remove a rule added with `suppress add` (config rules are edited in the config)
+    #[command(after_help = "Examples:\n  outwatch suppress remove 3")]
+    Remove(SuppressRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    group = clap::ArgGroup::new("what").required(true).args(["cidr", "asn", "domain"]),
+    override_usage = "outwatch suppress add [OPTIONS] --until <DATE> --reason <TEXT>\n       \
+                      with one of --cidr <PREFIX>, --asn <ASN>, --domain <DOMAIN>"
+)]
+pub struct SuppressAddArgs {
+    /// Findings whose address or network lies in (or overlaps) this prefix
+    #[arg(long, value_name = "PREFIX")]
+    pub cidr: Option<String>,
+    /// Findings whose ASN is this one (64496 or AS64496)
+    #[arg(long, value_name = "ASN")]
+    pub asn: Option<String>,
+    /// Findings about this domain or its subdomains (host, URL, mail address)
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Only findings of this source
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Only findings of this feed (report type, list)
+    #[arg(long, value_name = "NAME")]
+    pub feed: Option<String>,
+    /// Only findings with this classification identifier (open-rdp, c2-server...)
+    #[arg(long, value_name = "ID")]
+    pub identifier: Option<String>,
+    /// Only findings on this port
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// When the rule ends: YYYY-MM-DD (through that day, UTC), an RFC 3339 time, or 30d
+    #[arg(long, value_name = "DATE")]
+    pub until: String,
+    /// Why (kept with the rule)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    /// Who adds it [default: $USER, else $LOGNAME]
+    #[arg(long, value_name = "WHO")]
+    pub by: Option<String>,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuppressRemoveArgs {
+    /// The rule's id, as `suppress list` shows it
+    pub id: String,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -495,6 +649,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Status(a) => commands::status::run(&app, a.json),
             Command::Digest(a) => commands::digest::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,
+            Command::Ack(a) => commands::triage::ack(&app, &a),
+            Command::Resolve(a) => commands::triage::resolve(&app, &a),
+            Command::Note(a) => commands::triage::note(&app, &a),
+            Command::Suppress(a) => commands::suppress::run(&app, &a),
             Command::Completions(_) | Command::Manpage | Command::Demo(_) => {
                 unreachable!("handled above")
             }

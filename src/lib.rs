@@ -31,3 +31,4 @@ pub mod sources;
 pub mod store;
 pub mod style;
 pub mod text;
+pub mod triage;

@@ -57,6 +57,7 @@ pub fn run(app: &App, a: &FlowsArgs) -> Result<ExitCode, CliError> {
         Vec::new(),
         started,
         app.clock.now(),
+        flows.resolve_after.chrono(),
     )?;
     store.flush()?;
     let s = &analysed.report.summary;

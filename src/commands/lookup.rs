@@ -18,6 +18,7 @@ use crate::scope::{self, ScopeMatcher};
 use crate::store::top::{Top, most_severe_first};
 use crate::store::{Flow, Query, QueryOptions, Store};
 use crate::text::{clip, clip_middle, sanitize};
+use crate::triage::Suppressions;
 use comfy_table::Cell;
 
 /// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
@@ -177,6 +178,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     let (queries, announced) = plan(&q, &snap);
     let in_scope = query_in_scope(&q, &ScopeMatcher::new(&snap));
     let listed = indicator_sets::listed_by(store.as_ref(), &q)?;
+    let supp = Suppressions::load(store.as_ref(), app.config.as_ref(), app.clock.now())?;
     let query_text = a.query.trim();
     if a.json || a.jsonl {
         let listed = indicator_sets::listed_json(&listed);
@@ -188,6 +190,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
             query_text,
             in_scope,
             &listed,
+            &supp,
         );
     }
     // For people: the first `--limit` by severity then time, from a bounded heap, and the total.
@@ -232,7 +235,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if !findings.is_empty() {
-        outln!("{}", table_of(&findings));
+        outln!("{}", table_of(&findings, &supp));
     }
     if total > findings.len() {
         outln!(
@@ -246,6 +249,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     if let Some(asked) = capped {
         note_capped(asked);
     }
+    super::triage::print_triage(&findings, &supp)?;
     indicator_sets::print_listed(&listed)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -255,6 +259,8 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
 /// `--limit`, every finding in store order, none held; with it, the first N most severe then
 /// newest ([`most_severe`]), or, above [`MAX_SORTED`], the first N in store order as they are
 /// found, none held (`"sorted": false`, and a note for `--jsonl`). `total` counts them all.
+/// A finding a rule suppresses carries `suppressed` (the rule).
+#[allow(clippy::too_many_arguments)]
 fn machine(
     store: &dyn Store,
     queries: &[Query],
@@ -263,6 +269,7 @@ fn machine(
     query_text: &str,
     in_scope: bool,
     listed_by: &serde_json::Value,
+    supp: &Suppressions,
 ) -> Result<ExitCode, CliError> {
     let sorted = a.limit.is_some_and(|n| n <= MAX_SORTED);
     let mut out = Stream::stdout();
@@ -286,10 +293,17 @@ fn machine(
     let mut write = |out: &mut Stream<_>, f: &Finding| -> std::io::Result<()> {
         // The JSON array: a comma ends a finding's line when the next one comes.
         let r = match (a.json, written) {
-            (true, 0) => out.finding(f, ""),
-            (true, _) => out.text(",\n").and_then(|()| out.finding(f, "")),
-            (false, _) => out.finding(f, "\n"),
-        };
+            (true, 0) => Ok(()),
+            (true, _) => out.text(",\n"),
+            (false, _) => Ok(()),
+        }
+        .and_then(|()| {
+            let end = if a.json { "" } else { "\n" };
+            match super::triage::finding_json(f, supp) {
+                Some(j) => out.text(&j).and_then(|()| out.text(end)),
+                None => out.finding(f, end),
+            }
+        });
         written += 1;
         r
     };
@@ -331,7 +345,7 @@ fn machine(
 
 /// The table of findings for people. Four columns fit 80: the indicator and the time are never
 /// broken (long indicators are shortened in the middle), "what" wraps at spaces.
-fn table_of(findings: &[Finding]) -> comfy_table::Table {
+fn table_of(findings: &[Finding], supp: &Suppressions) -> comfy_table::Table {
     let colour = crate::style::stdout_colour();
     let mut t = table(&["severity", "indicator", "what (source)", "last seen"]);
     crate::output::style_table(&mut t, colour);
@@ -358,6 +372,11 @@ fn table_of(findings: &[Finding]) -> comfy_table::Table {
             seen.push_str(&format!(" {}×", f.times_seen));
         }
         seen.push_str(&format!("\n{}", f.status));
+        if supp.suppressed(f) {
+            seen.push_str("\nsuppressed");
+        } else if crate::triage::is_acked(f) {
+            seen.push_str("\nacked");
+        }
         t.add_row(vec![
             crate::style::severity_cell(f.severity, colour),
             Cell::new(clip_middle(&f.indicator(), 28)),

@@ -65,7 +65,7 @@ pub fn render(mut cmd: Command) -> String {
     r.text([roman(
         "README.md (set-up and every command), config.example.toml (every key of the \
          configuration, explained) and the docs/ folder (one page per provider, the daemon, the \
-         digest, flows) in the outwatch sources.",
+         digest, flows, triage) in the outwatch sources.",
     )]);
     r.render()
 }
@@ -255,6 +255,11 @@ fn environment(r: &mut Roff) {
                  HIBP_API_KEY, SAFEBROWSING_API_KEY, SNDS_KEY, CYMRU_CAP_PASSWORD, \
                  ABUSECH_AUTH_KEY and OUTWATCH_SMTP_PASSWORD. A named variable that is not set \
                  is an error of that source (check-config lists it).",
+            ),
+            (
+                "USER, LOGNAME",
+                "Who acts, as ack, resolve, note and suppress add record it when --by is not \
+                 given (else the login name of the process's user).",
             ),
             (
                 "NO_COLOR",

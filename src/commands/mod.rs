@@ -20,3 +20,5 @@ pub mod run;
 pub mod scope;
 pub mod shadowserver;
 pub mod status;
+pub mod suppress;
+pub mod triage;

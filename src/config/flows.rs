@@ -42,6 +42,10 @@ pub struct FlowsConfig {
     /// Groups of hosts compared with each other for top talkers (`[[flows.teams]]`).
     #[serde(default)]
     pub teams: Vec<TeamConfig>,
+    /// A flow finding (one per host, kind and day) no run has added to for this long is
+    /// resolved, as other sources' findings are when no longer reported.
+    #[serde(default = "default_resolve_after")]
+    pub resolve_after: HumanDuration,
 }
 
 /// `[[flows.zones]]`: a part of the network, e.g. the DMZ or the domain controllers.
@@ -72,6 +76,9 @@ fn yes() -> bool {
 }
 fn default_schedule() -> CronSchedule {
     CronSchedule::from_str("0 */15 * * * *").expect("valid default")
+}
+fn default_resolve_after() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3 * 86_400))
 }
 fn default_long() -> HumanDuration {
     HumanDuration(Duration::from_secs(3600))
@@ -107,6 +114,7 @@ impl Default for FlowsConfig {
             port_mismatch_allow: Vec::new(),
             zones: Vec::new(),
             teams: Vec::new(),
+            resolve_after: default_resolve_after(),
         }
     }
 }

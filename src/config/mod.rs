@@ -9,6 +9,7 @@
 
 pub mod flows;
 mod report;
+pub mod suppress;
 
 pub use report::toml_error;
 
@@ -70,6 +71,9 @@ pub struct Config {
     /// The network's own connection logs (`outwatch flows`, and watched by `run`).
     #[serde(default)]
     pub flows: flows::FlowsConfig,
+    /// `[[suppress]]`: suppression rules kept in the config (`src/triage/suppress.rs`).
+    #[serde(default)]
+    pub suppress: Vec<suppress::SuppressConfig>,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -771,6 +775,10 @@ impl Config {
             ));
         }
         self.check_digest_audience(text)?;
+        for (i, r) in self.suppress.iter().enumerate() {
+            r.check()
+                .map_err(|e| format!("{}{e}", nth_table_hint(text, "[[suppress]]", i)))?;
+        }
         let mut addresses: Vec<(&str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));
@@ -972,6 +980,17 @@ pub fn table_line_hint(text: &str, table: &str, key: &str) -> String {
         .iter()
         .position(|l| is_key(l, &dotted))
         .map(|i| format!("line {}: ", i + 1))
+        .unwrap_or_default()
+}
+
+/// `line N: ` for the header of the `n`th (from 0) array table `header` (`[[suppress]]`), or
+/// nothing.
+pub fn nth_table_hint(text: &str, header: &str, n: usize) -> String {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with(header))
+        .nth(n)
+        .map(|(i, _)| format!("line {}: ", i + 1))
         .unwrap_or_default()
 }
 
@@ -1240,6 +1259,39 @@ enabled = false
         std::fs::write(&p, "[organisation]\nname = \"Example Org\"\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("names nothing") && e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn suppress_rules_are_checked_with_their_line() {
+        let ok = parse(
+            "[organisation]\nasns = [64496]\n\n[[suppress]]\ncidr = \"192.0.2.0/24\"\n\
+             until = 2027-01-31\nreason = \"our honeypot\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.suppress.len(), 1);
+        let e = parse(
+            "[organisation]\nasns = [64496]\n\n[[suppress]]\nasn = 64496\nuntil = 2027-01-31\n\
+             reason = \"a\"\n\n[[suppress]]\nuntil = 2027-01-31\nreason = \"b\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 9: ") && e.contains("exactly one"), "{e}");
+        let e =
+            parse("[[suppress]]\ncidr = \"192.0.2.0/24\"\nuntil = \"next week\"\nreason = \"x\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("line 3") && e.contains("not a date"), "{e}");
+        let e = parse("[[suppress]]\ncidr = \"192.0.2.0/24\"\nuntil = 2027-01-31\nreason = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 1: ") && e.contains("`reason` is empty"),
+            "{e}"
+        );
+        let e = parse("[[suppress]]\nip = \"192.0.2.1\"\nuntil = 2027-01-31\nreason = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("ip"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::finding::rank::{self, Threat};
 use crate::finding::{Finding, Severity, Status};
 use crate::health::{HealthState, SourceHealth};
 use crate::store::{Result, Store};
+use crate::triage::{Suppressions, is_acked};
 
 /// Most findings listed per (section, severity, category) group. Counts stay exact.
 pub const LIST_NEW: usize = 20;
@@ -37,10 +38,10 @@ pub fn admit(f: &Finding) -> bool {
     f.in_scope
 }
 
-/// Whether an admitted finding may be named in "act on these first" (critical or high, not
-/// resolved; a predicate such as "acknowledged" goes here).
+/// Whether an admitted finding may be named in "act on these first": critical or high, not
+/// resolved, not acknowledged (`outwatch ack`).
 pub fn act_on(f: &Finding, section: Section) -> bool {
-    f.severity <= Severity::High && section != Section::Resolved
+    f.severity <= Severity::High && section != Section::Resolved && !is_acked(f)
 }
 /// Longest text shown for one attacker-controlled value (URL, extra field).
 const MAX_VALUE: usize = 160;
@@ -1112,12 +1113,14 @@ fn trend_days(now: DateTime<Utc>, tz: Option<Tz>) -> (Vec<DateTime<Utc>>, Vec<Tr
     (starts, days)
 }
 
-/// Scans the store once and fills one collector per audience.
+/// Scans the store once and fills one collector per audience; a finding a suppression rule
+/// covers is left out.
 pub fn collect(
     store: &dyn Store,
     audiences: &[(Audience, Window)],
     tz: Option<Tz>,
     spec: &Details,
+    supp: &Suppressions,
 ) -> Result<Vec<Collector>> {
     let mut cols: Vec<Collector> = audiences
         .iter()
@@ -1130,7 +1133,7 @@ pub fn collect(
         })
         .collect();
     store.for_each(&mut |f| {
-        if !admit(&f) {
+        if !admit(&f) || supp.suppressed(&f) {
             return Ok(());
         }
         for ((aud, _), col) in audiences.iter().zip(cols.iter_mut()) {

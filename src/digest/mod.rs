@@ -175,7 +175,8 @@ pub fn prepare(
             (p.audience.clone(), Window { since, now })
         })
         .collect();
-    let collectors = build::collect(store, &audiences, tz, rem.details())?;
+    let supp = crate::triage::Suppressions::load(store, Some(cfg), now)?;
+    let collectors = build::collect(store, &audiences, tz, rem.details(), &supp)?;
     let (health, health_error) = match crate::health::assess(cfg, store, now) {
         Ok(h) => (build::health_views(h, tz), None),
         Err(e) => (Vec::new(), Some(e.to_string())),
@@ -214,6 +215,7 @@ pub fn prepare(
                 trend: trend.clone(),
                 traffic: col.traffic(limits.traffic),
                 sections: col.sections(&rem, limits.findings),
+                expiring: crate::triage::suppress::expiring_view(&supp),
             };
             let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;
             match limits.smaller() {

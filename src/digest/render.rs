@@ -63,6 +63,8 @@ pub struct DigestView {
     pub sections: Vec<SectionView>,
     /// "Your own traffic": the flow findings, new and open (not in `sections`).
     pub traffic: super::traffic::TrafficView,
+    /// Suppression rules ending within 7 days (`src/triage/suppress.rs`).
+    pub expiring: Vec<crate::triage::suppress::Expiring>,
 }
 
 /// A rendered digest.
@@ -227,6 +229,7 @@ mod tests {
             trend: vec![],
             sections: vec![],
             traffic: Default::default(),
+            expiring: vec![],
         }
     }
 

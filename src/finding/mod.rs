@@ -14,9 +14,11 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod history;
 pub mod rank;
 pub(crate) mod view;
 
+pub use history::{Event, HISTORY_CAP, HistoryEntry, Triage};
 pub use view::{ExtraVal, ExtraView, FindingView};
 
 /// How bad a finding is. Ordered from most to least severe.
@@ -160,17 +162,6 @@ pub fn taxonomy_for_type(kind: &str) -> &'static str {
         _ => "other",
     }
 }
-
-/// One life-cycle event of a finding, kept for `export` and for the digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub at: DateTime<Utc>,
-    /// `new`, `reopened`, `resolved` or `reported` (announced in a digest).
-    pub event: String,
-}
-
-/// Most history entries kept per finding; older ones are dropped (counts stay exact).
-pub const HISTORY_CAP: usize = 32;
 
 /// An earlier observation of a finding: the same finding (same fingerprint) reported again
 /// with another source time, e.g. a scanner that saw an address twice in one report with two
@@ -417,16 +408,25 @@ impl Finding {
         String::from("-")
     }
 
-    /// Appends a history entry, keeping at most [`HISTORY_CAP`].
-    pub fn push_history(&mut self, at: DateTime<Utc>, event: &str) {
-        self.history.push(HistoryEntry {
-            at,
-            event: event.to_string(),
-        });
-        if self.history.len() > HISTORY_CAP {
-            let drop = self.history.len() - HISTORY_CAP;
-            self.history.drain(..drop);
+    /// Appends a history entry, keeping at most [`HISTORY_CAP`] (life-cycle events are
+    /// dropped before triage: [`history`]).
+    pub fn push_history(&mut self, at: DateTime<Utc>, event: impl Into<Event>) {
+        history::push(
+            &mut self.history,
+            HistoryEntry {
+                at,
+                event: event.into(),
+            },
+        );
+    }
+
+    /// The acknowledgement in force, when the finding is not resolved: an `ack` not taken
+    /// back, resolved or reopened since ([`history::ack_in_force`]).
+    pub fn acked(&self) -> Option<&HistoryEntry> {
+        if self.status == Status::Resolved {
+            return None;
         }
+        history::ack_in_force(&self.history)
     }
 
     /// Sets an extra field from anything serialisable to JSON.

@@ -248,6 +248,11 @@ pub fn add_stored_counts(
 /// `error` when none could). Flow findings are about hosts that are ours by `[flows]` (private
 /// ranges included), so they are stored as in scope; the scope's `matched_prefix` is stamped
 /// where the configured scope holds the host.
+///
+/// Then, after a run that read lines and lost no file (nothing resolves on doubt), flow
+/// findings no run added to for `resolve_after` are resolved, as a source's are when it no
+/// longer reports them (a day's finding stops growing when its day's logs are read); the run's
+/// entry counts them. (No suspicious-drop guard: flow findings end every day by design.)
 pub fn store_run(
     store: &Arc<dyn Store>,
     scope: &ScopeMatcher,
@@ -255,6 +260,7 @@ pub fn store_run(
     state: Vec<(String, Option<Vec<u8>>)>,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
+    resolve_after: chrono::Duration,
 ) -> Result<(IngestStats, FetchRun), StoreError> {
     let mut findings = std::mem::take(&mut run.report.findings);
     for f in &mut findings {
@@ -291,7 +297,14 @@ pub fn store_run(
         notices: run.notices.clone(),
         ..files.ending()
     };
-    let (fr, _) = apply.only_unit(unit, &ending, &|| now)?;
+    let (mut fr, _) = apply.only_unit(unit, &ending, &|| now)?;
+    if fr.error.is_none() && run.failed_files() == 0 && run.lines() > 0 {
+        let cutoff = now.checked_sub_signed(resolve_after).unwrap_or(now);
+        fr.resolved = store.resolve_stale(SOURCE, None, cutoff, now)?;
+        if fr.resolved > 0 {
+            store.record_run(&fr)?;
+        }
+    }
     let stats = IngestStats {
         new: fr.new,
         updated: fr.updated,

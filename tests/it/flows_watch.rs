@@ -327,3 +327,50 @@ fn a_rotated_log_not_found_is_a_notice() {
         runs[0].notices
     );
 }
+
+/// Flow findings resolve as other sources' do: a day's finding no run has added to for
+/// `[flows] resolve_after` (3 days by default) is resolved by the next run that read lines (a
+/// run that read nothing resolves nothing: nothing resolves on doubt), and the run's entry
+/// counts it.
+#[test]
+fn a_flow_finding_no_run_adds_to_resolves() {
+    use outwatch::finding::Status;
+    let mut w = Watch::new("logs/conn.log");
+    w.create("logs/conn.log", 5);
+    let t0: DateTime<Utc> = "2026-12-01T07:00:00Z".parse().unwrap();
+    run_once(&w.cfg, &w.store, &w.scope, || t0).unwrap();
+    let host = |w: &Watch, ip: &str| {
+        let all = QueryOptions {
+            include_resolved: true,
+            ..Default::default()
+        };
+        w.store
+            .query(&Query::Ip(ip.parse().unwrap()), &all)
+            .unwrap()
+            .into_iter()
+            .find(|f| f.feed == "long-connection")
+            .unwrap()
+    };
+    assert_eq!(host(&w, "10.1.0.7").status, Status::New);
+    let t1 = t0 + chrono::Duration::days(4);
+    let out = run_once(&w.cfg, &w.store, &w.scope, || t1).unwrap();
+    assert!(out.contains("no new lines"), "{out}");
+    assert_eq!(
+        host(&w, "10.1.0.7").status,
+        Status::New,
+        "no lines: no resolving"
+    );
+    // Another host's lines: the first host's day is resolved, the new one stays.
+    let more = w.lines(3).replace("10.1.0.7", "10.1.0.8");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(w.path("logs/conn.log"))
+        .unwrap();
+    f.write_all(more.as_bytes()).unwrap();
+    run_once(&w.cfg, &w.store, &w.scope, || t1).unwrap();
+    let old = host(&w, "10.1.0.7");
+    assert_eq!(old.status, Status::Resolved);
+    assert_eq!(old.history.last().unwrap().event, "resolved");
+    assert_eq!(host(&w, "10.1.0.8").status, Status::New);
+    assert_eq!(w.store.runs(Some("flows"), 1).unwrap()[0].resolved, 1);
+}

@@ -105,7 +105,15 @@ pub fn run_once(
     }
     analysed.files.extend(plan.unreadable);
     // One unit of the apply path: findings, marks and the run-log entry together, flushed.
-    let (stats, fr) = run::store_run(store, scope, &mut analysed, state, started, now())?;
+    let (stats, fr) = run::store_run(
+        store,
+        scope,
+        &mut analysed,
+        state,
+        started,
+        now(),
+        cfg.flows.resolve_after.chrono(),
+    )?;
     let line = format!(
         "{} file(s), {} connection(s): {} finding(s), {} new, {} updated",
         pieces.len(),

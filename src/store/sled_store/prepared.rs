@@ -56,7 +56,7 @@ impl PreparedBatch {
             scratch: Vec::with_capacity(64),
             new_history: vec![HistoryEntry {
                 at: now,
-                event: "new".into(),
+                event: crate::finding::Event::New,
             }],
             as_given: false,
         }

@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::view::PartBuf;
 use crate::finding::{
-    Classification, ExtraVal, ExtraView, Finding, FindingView, HistoryEntry, Observation, Severity,
-    Status,
+    Classification, Event, ExtraVal, ExtraView, Finding, FindingView, HistoryEntry, Observation,
+    Severity, Status,
 };
 
 /// Length of a binary fingerprint.
@@ -342,7 +342,7 @@ struct HistoryOut<'a>(&'a [HistoryEntry]);
 
 impl Serialize for HistoryOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|h| (time(h.at), h.event.as_str())))
+        s.collect_seq(self.0.iter().map(|h| (time(h.at), h.event.wire())))
     }
 }
 
@@ -551,7 +551,7 @@ pub fn decode(rec: &[u8]) -> Result<Finding, RecordError> {
             .map(|(t, e)| {
                 Ok(HistoryEntry {
                     at: from_time(t).ok_or_else(bad_time)?,
-                    event: e.into_owned(),
+                    event: Event::from_wire(&e),
                 })
             })
             .collect::<Result<_, RecordError>>()?,

@@ -66,6 +66,8 @@ macro_rules! contract {
                 restore_writes_findings_as_given,
                 reported_urls_are_those_of_open_findings_of_others,
                 count_and_get,
+                triage_is_kept_with_who_and_why,
+                suppression_rules_are_state,
             );
         }
     };
@@ -923,4 +925,121 @@ pub fn count_and_get(s: Fresh) {
     assert!(s.get(&"ab".repeat(16)).unwrap().is_none());
     assert!(s.get("not a fingerprint").unwrap().is_none());
     s.flush().unwrap();
+}
+
+/// Triage (`outwatch ack`, `resolve`, `note`) is a change of stored findings through `modify`:
+/// its history entries come back with who and why; an ack survives a new observation; a
+/// finding resolved by hand reopens when its source reports it again.
+pub fn triage_is_kept_with_who_and_why(s: Fresh) {
+    use outwatch::finding::{Event, Triage};
+    use outwatch::triage::actions::{self, Action, Target};
+    let s = s.store.as_ref();
+    let a = finding("a", Some("192.0.2.1"), None);
+    let b = finding("a", Some("192.0.2.2"), None);
+    s.ingest(
+        vec![a.clone(), b.clone()],
+        vec![],
+        &opts("2026-11-01T00:00:00Z"),
+    )
+    .unwrap();
+    let who = |by: &str, text: &str| Triage {
+        by: by.into(),
+        text: text.into(),
+    };
+    let now = t("2026-11-02T00:00:00Z");
+    let fa = vec![a.fingerprint.clone()];
+    let ack = who("alice", "our honeypot");
+    assert_eq!(actions::apply(s, &fa, Action::Ack, &ack, now).unwrap(), 1);
+    let note = who("bob", "ticket INC-1, \"quoted\" {x}");
+    assert_eq!(actions::apply(s, &fa, Action::Note, &note, now).unwrap(), 1);
+    let f = s.get(&a.fingerprint).unwrap().unwrap();
+    assert!(outwatch::triage::is_acked(&f));
+    let events: Vec<&Event> = f.history.iter().map(|h| &h.event).collect();
+    assert_eq!(
+        events,
+        vec![
+            &Event::New,
+            &Event::Ack(ack.clone()),
+            &Event::Note(note.clone())
+        ]
+    );
+    // Seen again: still acknowledged.
+    s.ingest(vec![a.clone()], vec![], &opts("2026-11-03T00:00:00Z"))
+        .unwrap();
+    assert!(outwatch::triage::is_acked(
+        &s.get(&a.fingerprint).unwrap().unwrap()
+    ));
+    // By a fingerprint's start and by query.
+    let start = Target::Fingerprint(b.fingerprint[..8].to_string());
+    assert_eq!(
+        actions::select(s, &start, Action::Note).unwrap().apply[0].0,
+        b.fingerprint
+    );
+    let net = Target::Query(Query::Net("192.0.2.0/24".parse().unwrap()));
+    assert_eq!(actions::select(s, &net, Action::Note).unwrap().matched(), 2);
+    // Resolved by hand: out of the open findings, then back when reported again.
+    let fb = vec![b.fingerprint.clone()];
+    let fixed = who("carol", "patched");
+    assert_eq!(
+        actions::apply(s, &fb, Action::Resolve, &fixed, now).unwrap(),
+        1
+    );
+    let f = s.get(&b.fingerprint).unwrap().unwrap();
+    assert_eq!(f.status, Status::Resolved);
+    assert_eq!(
+        f.history.last().unwrap().event,
+        Event::Resolved(Some(fixed))
+    );
+    assert_eq!(
+        actions::select(s, &net, Action::Note).unwrap().matched(),
+        1,
+        "open ones only"
+    );
+    // Resolving it again does not apply.
+    assert_eq!(
+        actions::apply(s, &fb, Action::Resolve, &who("x", "y"), now).unwrap(),
+        0
+    );
+    s.ingest(vec![b.clone()], vec![], &opts("2026-11-04T00:00:00Z"))
+        .unwrap();
+    let f = s.get(&b.fingerprint).unwrap().unwrap();
+    assert_eq!(f.status, Status::Open);
+    assert_eq!(f.history.last().unwrap().event, Event::Reopened);
+}
+
+/// Suppression rules added with `outwatch suppress add` are state (`triage/suppress/<id>`):
+/// listed in order, ids never reused, removed by id.
+pub fn suppression_rules_are_state(s: Fresh) {
+    use outwatch::triage::suppress::{self, Origin, Rule, Suppressions};
+    let s = s.store.as_ref();
+    let rule = |cidr: &str| Rule {
+        id: String::new(),
+        origin: Origin::Store,
+        cidr: Some(cidr.parse().unwrap()),
+        asn: None,
+        domain: None,
+        source: None,
+        feed: None,
+        identifier: None,
+        port: None,
+        until: t("2026-12-01T00:00:00Z"),
+        reason: "ours".into(),
+        by: "alice".into(),
+        created: None,
+    };
+    let now = t("2026-11-01T00:00:00Z");
+    let one = suppress::add(s, rule("192.0.2.0/24"), now).unwrap();
+    let two = suppress::add(s, rule("198.51.100.0/24"), now).unwrap();
+    assert_eq!((one.id.as_str(), two.id.as_str()), ("1", "2"));
+    assert_eq!(suppress::stored(s).unwrap(), vec![one.clone(), two.clone()]);
+    assert_eq!(suppress::remove(s, "2").unwrap(), Some(two));
+    assert_eq!(suppress::remove(s, "2").unwrap(), None);
+    let three = suppress::add(s, rule("203.0.113.0/24"), now).unwrap();
+    assert_eq!(three.id, "3", "ids are not reused");
+    let supp = Suppressions::load(s, None, now).unwrap();
+    assert_eq!(supp.rules().len(), 2);
+    let f = finding("a", Some("192.0.2.9"), None);
+    assert_eq!(supp.matches(&f).map(|r| r.id.as_str()), Some("1"));
+    let later = Suppressions::load(s, None, t("2026-12-01T00:00:00Z")).unwrap();
+    assert!(later.matches(&f).is_none(), "ended at its until");
 }

@@ -31,6 +31,20 @@ fn sample() -> Finding {
     f.identity = vec!["Adobe".into()];
     f.push_history(f.first_seen, "new");
     f.push_history(f.last_seen, "resolved");
+    f.push_history(
+        f.last_seen,
+        Event::Note(crate::finding::Triage {
+            by: "alice".into(),
+            text: "ticket #42 \"quoted\" {braces}".into(),
+        }),
+    );
+    f.push_history(
+        f.last_seen,
+        Event::Resolved(Some(crate::finding::Triage {
+            by: "bob".into(),
+            text: "patched".into(),
+        })),
+    );
     f.seal();
     f
 }
@@ -55,6 +69,24 @@ fn record_round_trip_keeps_every_field() {
         assert_eq!((h.source, h.feed), (f.source.as_bytes(), f.feed.as_bytes()));
         assert_eq!(decode(&v).unwrap(), f);
     }
+}
+
+/// A record written before triage existed (history events as bare names) decodes as it did,
+/// and a life-cycle history encodes to the same bytes as then.
+#[test]
+fn records_of_plain_life_cycle_events_are_unchanged() {
+    let mut f = sample();
+    f.history.truncate(2);
+    let fp = crate::store::sled_store::keys::fp_bytes(&f.fingerprint).unwrap();
+    let mut v = Vec::new();
+    encode(&f.view(), &fp, &mut v).unwrap();
+    // The history is the body's last field: (time, "new"), (time, "resolved") as strings.
+    // The history is the body's last field, each event a length-prefixed string: the bare
+    // name, as before triage.
+    assert!(v.ends_with(b"\x08resolved"), "{v:?}");
+    let back = decode(&v).unwrap();
+    assert_eq!(back.history[0].event, Event::New);
+    assert_eq!(back.history[1].event, Event::Resolved(None));
 }
 
 /// Earlier observations ride as a trailing part of the record: kept through a round trip,
