@@ -40,7 +40,7 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     store
         .for_each(&mut |f| {
             if let Err(e) =
-                crate::output::write_finding(&mut w, &f).and_then(|()| w.write_all(b"\n"))
+                crate::output::write_shown(&mut w, &f).and_then(|()| w.write_all(b"\n"))
             {
                 io_err = Some(e);
                 return Err(crate::store::StoreError::Refused(

@@ -10,15 +10,15 @@ use ipnet::IpNet;
 
 use crate::app::App;
 use crate::cli::LookupArgs;
+use crate::commands::findings_table::{STORED_NOTE, findings_table};
 use crate::commands::indicator_sets;
 use crate::error::CliError;
 use crate::finding::Finding;
-use crate::output::{Stream, stdout_error, table, thousands};
+use crate::output::{Stream, stdout_error, thousands};
 use crate::scope::{self, ScopeMatcher};
 use crate::store::top::{Top, most_severe_first};
 use crate::store::{Flow, Query, QueryOptions, Store};
-use crate::text::{clip, clip_middle, sanitize};
-use comfy_table::Cell;
+use crate::text::sanitize;
 
 /// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
 pub fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
@@ -232,7 +232,11 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if !findings.is_empty() {
-        outln!("{}", table_of(&findings));
+        let (table, stored) = findings_table(&findings);
+        outln!("{table}");
+        if stored {
+            outln!("{STORED_NOTE}");
+        }
     }
     if total > findings.len() {
         outln!(
@@ -327,46 +331,6 @@ fn machine(
     }
     out.finish().map_err(stdout_error)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The table of findings for people. Four columns fit 80: the indicator and the time are never
-/// broken (long indicators are shortened in the middle), "what" wraps at spaces.
-fn table_of(findings: &[Finding]) -> comfy_table::Table {
-    let colour = crate::style::stdout_colour();
-    let mut t = table(&["severity", "indicator", "what (source)", "last seen"]);
-    crate::output::style_table(&mut t, colour);
-    for f in findings {
-        let d = sanitize(&f.distinguishing()).into_owned();
-        let source = if f.source == f.feed || f.source == "shadowserver" {
-            f.source.clone()
-        } else {
-            format!("{} {}", f.source, f.feed)
-        };
-        let kind = f.classification.kind.as_str();
-        let kind = if kind == "blacklist" {
-            "blocklist"
-        } else {
-            kind
-        };
-        let what = if d.is_empty() {
-            format!("{kind} ({source})")
-        } else {
-            format!("{kind}: {d} ({source})")
-        };
-        let mut seen = f.last_seen.format("%Y-%m-%d\n%H:%M").to_string();
-        if f.times_seen > 1 {
-            seen.push_str(&format!(" {}×", f.times_seen));
-        }
-        seen.push_str(&format!("\n{}", f.status));
-        t.add_row(vec![
-            crate::style::severity_cell(f.severity, colour),
-            Cell::new(clip_middle(&f.indicator(), 28)),
-            Cell::new(clip(&what, 120)),
-            Cell::new(seen),
-        ]);
-    }
-    crate::output::keep_whole(&mut t, &[0, 1, 3]);
-    t
 }
 
 #[cfg(test)]
