@@ -69,12 +69,16 @@ pub enum Command {
         after_help = "Examples:\n  outwatch scope                 # what is ours (the cached snapshot)\n  outwatch scope --refresh       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'"
     )]
     Scope(ScopeArgs),
-    /// Everything known about an IP, a prefix, a domain, a mail address or an ASN
+    /// Everything known about an IP, a prefix, a domain, a URL, a mail address or an ASN
     ///
-    /// Findings are sorted by severity, then newest first; an ASN includes the findings inside
-    /// the prefixes it announces (from the cached scope snapshot).
+    /// Findings are sorted by severity, then newest first. What a table prints can be pasted
+    /// back: `192.0.2.7:623` and `[2001:db8::20]:443` keep that port's findings, a URL finds
+    /// those about its host. An ASN finds the findings that carry it and those inside the
+    /// prefixes it announces (from the cached scope snapshot). `--since`/`--until` are about
+    /// when the provider saw a finding, `--stored-since`/`--stored-until` about when outwatch
+    /// stored it.
     #[command(
-        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all  # its prefixes; resolved findings too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
+        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 198.51.100.45:623\n  outwatch lookup https://example.org/login\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all  # its prefixes; resolved findings too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
     )]
     Lookup(LookupArgs),
     /// The worklist: the findings to work on, filtered and ranked (new and open unless told)
@@ -181,7 +185,7 @@ pub struct ScopeArgs {
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {
-    /// IP, CIDR prefix, domain, mail address or ASN (AS64496)
+    /// IP, IP:port, [IPv6]:port, CIDR prefix, domain, URL, mail address or ASN (AS64496)
     pub query: String,
     /// Print one JSON object whose `findings` array is written as findings are found
     #[arg(long, conflicts_with = "jsonl")]
@@ -189,9 +193,19 @@ pub struct LookupArgs {
     /// Print one finding per line as JSON (JSON lines), as they are found
     #[arg(long)]
     pub jsonl: bool,
-    /// Only findings seen on or after this date (YYYY-MM-DD or RFC 3339)
+    /// Only findings the provider saw on or after this date (its time, else when stored;
+    /// YYYY-MM-DD or RFC 3339)
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
+    /// Only findings the provider saw before this date
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Only findings outwatch last stored on or after this date
+    #[arg(long, value_name = "DATE")]
+    pub stored_since: Option<String>,
+    /// Only findings outwatch last stored before this date
+    #[arg(long, value_name = "DATE")]
+    pub stored_until: Option<String>,
     /// Include resolved findings
     #[arg(long)]
     pub all: bool,

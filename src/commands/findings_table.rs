@@ -17,6 +17,24 @@ pub const TIME_FORMAT: &str = "%Y-%m-%d\n%H:%M";
 pub const STORED_NOTE: &str =
     "* the provider gave no time: when outwatch stored it (times are UTC)";
 
+/// The indicator, and under a URL or mail address the finding's address (with its port), as
+/// it is what finds the device.
+fn indicator(f: &Finding) -> String {
+    let shown = f.indicator();
+    let mut cell = clip_middle(&shown, 28);
+    if let Some(ip) = f.ip {
+        let at = match f.port {
+            Some(p) if ip.is_ipv6() => format!("[{ip}]:{p}"),
+            Some(p) => format!("{ip}:{p}"),
+            None => ip.to_string(),
+        };
+        if shown != at {
+            cell = format!("{cell}\n{at}");
+        }
+    }
+    cell
+}
+
 /// The table, and whether one of its times is the stored one (marked `*`: print
 /// [`STORED_NOTE`] under it). The time column is when the provider saw the finding
 /// ([`observed`]), its count of observations and its status.
@@ -60,7 +78,7 @@ pub fn findings_table(findings: &[Finding]) -> (Table, bool) {
         seen.push_str(&format!("\n{}", f.status));
         t.add_row(vec![
             crate::style::severity_cell(f.severity, colour),
-            Cell::new(clip_middle(&f.indicator(), 28)),
+            Cell::new(indicator(f)),
             Cell::new(what),
             Cell::new(seen),
         ]);

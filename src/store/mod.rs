@@ -42,7 +42,7 @@ use crate::finding::{Finding, FindingView};
 
 pub use bridge::blocking;
 pub use filter::Filter;
-pub use query::{BadQuery, Flow, Query, QueryOptions, QueryTotals};
+pub use query::{BadQuery, Flow, Pasted, Query, QueryOptions, QueryTotals};
 pub use run::{FetchRun, IngestStats, RUN_LOG_DAYS, RunOutcome, UnitError};
 pub use sled_store::SledStore;
 
