@@ -30,3 +30,4 @@ mod shadowserver;
 mod snds;
 mod store_contract;
 mod support;
+mod worklist;
