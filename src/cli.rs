@@ -216,11 +216,11 @@ pub struct LookupArgs {
 }
 
 const LIST_EXAMPLES: &str = "Examples:
-  outwatch list                          # new and open findings, most urgent first
+  outwatch list                  # new and open findings, most urgent first
   outwatch list --severity high --status new --format csv > worklist.csv
   outwatch list --min-severity medium --since 2026-11-01 --sort time
   outwatch list --class malicious-code --prefix 192.0.2.0/24
-  outwatch list --asn AS64496 --source shadowserver --feed event4_sinkhole_http
+  outwatch list --asn AS64496 --feed event4_sinkhole_http
   outwatch list --team servers --status all --format jsonl | jq .contact
   outwatch list --domain example.org --json | jq .total";
 
@@ -554,6 +554,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             {
                 cmd = cmd.mut_subcommand("fetch", |c| {
                     c.mut_arg("sources", |a| a.value_parser(Names::sources_of(&cfg)))
+                });
+                cmd = cmd.mut_subcommand("list", |c| {
+                    c.mut_arg("source", |a| a.value_parser(Names::sources_of(&cfg)))
                 });
             }
             let mut buf = Vec::new();

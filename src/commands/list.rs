@@ -21,8 +21,8 @@ use crate::error::CliError;
 use crate::finding::Finding;
 use crate::finding::contact::contact;
 use crate::finding::rank::observed;
-use crate::output::{Stream, rfc3339, stdout_error, thousands};
 use crate::outln;
+use crate::output::{Stream, rfc3339, stdout_error, thousands};
 use crate::store::top::Top;
 use crate::store::{Filter, Store};
 use crate::text::sanitize;
@@ -121,7 +121,11 @@ pub fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
 }
 
 /// The first `limit` findings by the filter's order, and how many matched.
-fn top(store: &dyn Store, filter: &Filter, limit: usize) -> Result<(Vec<Finding>, usize), CliError> {
+fn top(
+    store: &dyn Store,
+    filter: &Filter,
+    limit: usize,
+) -> Result<(Vec<Finding>, usize), CliError> {
     let mut top = Top::new(Some(limit), filter.sort.order());
     store.select(filter, &mut |f| {
         top.push(f);

@@ -14,8 +14,8 @@ use crate::error::CliError;
 use crate::finding::Finding;
 use crate::output::{Stream, stdout_error, thousands};
 use crate::scope::{self, ScopeMatcher};
-use crate::store::top::{Top, most_severe_first};
 use crate::store::filter::Statuses;
+use crate::store::top::{Top, most_severe_first};
 use crate::store::{Filter, Flow, Pasted, Query, QueryOptions, Store};
 use crate::text::sanitize;
 
@@ -170,7 +170,11 @@ fn same_url(a: &str, b: &str) -> bool {
         let (host, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
         let path = path.strip_suffix('/').unwrap_or(path);
         (
-            format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()),
+            format!(
+                "{}://{}",
+                scheme.to_ascii_lowercase(),
+                host.to_ascii_lowercase()
+            ),
             path.to_string(),
         )
     };

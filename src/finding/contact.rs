@@ -134,7 +134,10 @@ mod tests {
     #[test]
     fn a_ddos_target_names_the_peer_that_came() {
         let target = f(
-            &[("src_ip", "2001:db8::9".into()), ("src_port", "61234".into())],
+            &[
+                ("src_ip", "2001:db8::9".into()),
+                ("src_port", "61234".into()),
+            ],
             Some(443),
         );
         assert_eq!(contact_text(&target), "from [2001:db8::9]:61234 → port 443");

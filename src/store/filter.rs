@@ -366,7 +366,9 @@ impl Filter {
     /// A filter from `(flag, value)` pairs as given on the command line (`("severity",
     /// "high,critical")`, flag names without `--`); repeated flags add alternatives. `Err` says
     /// what is wrong, naming the flag.
-    pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Filter, String> {
+    pub fn parse<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Filter, String> {
         let mut f = Filter::default();
         let mut status: Option<Statuses> = None;
         for (flag, value) in pairs {
@@ -560,7 +562,11 @@ impl Filter {
 
     /// Whether the finding's host name, mail domain or URL host is under one of `domain`.
     fn about_domain(&self, f: &Finding) -> bool {
-        let mail = f.email.as_deref().and_then(|e| e.rsplit_once('@')).map(|x| x.1);
+        let mail = f
+            .email
+            .as_deref()
+            .and_then(|e| e.rsplit_once('@'))
+            .map(|x| x.1);
         let host = f.url.as_deref().and_then(url_host);
         [f.domain.as_deref(), mail, host.as_deref()]
             .into_iter()
@@ -700,7 +706,10 @@ mod tests {
             url_host("https://User@WWW.Example.org:8443/a?b").as_deref(),
             Some("www.example.org")
         );
-        assert_eq!(url_host("http://[2001:db8::1]:80/").as_deref(), Some("2001:db8::1"));
+        assert_eq!(
+            url_host("http://[2001:db8::1]:80/").as_deref(),
+            Some("2001:db8::1")
+        );
         assert_eq!(url_host("example.org/x").as_deref(), Some("example.org"));
         assert!(under("a.example.org", "example.org"));
         assert!(!under("aexample.org", "example.org"));
@@ -713,8 +722,11 @@ mod tests {
     }
 
     fn time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
-        proptest::option::of((0i64..4_000_000_000, prop_oneof![Just(0u32), 0u32..1_000_000_000]))
-            .prop_map(|t| t.map(|(s, n)| Utc.timestamp_opt(s, n).unwrap()))
+        proptest::option::of((
+            0i64..4_000_000_000,
+            prop_oneof![Just(0u32), 0u32..1_000_000_000],
+        ))
+        .prop_map(|t| t.map(|(s, n)| Utc.timestamp_opt(s, n).unwrap()))
     }
 
     prop_compose! {

@@ -94,16 +94,23 @@ impl FromStr for Pasted {
             url: None,
         };
         if let Some((scheme, _)) = t.split_once("://") {
-            if scheme.is_empty() || !scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b)) {
-                return Err(BadQuery(format!("`{t}` is not a URL (write it like https://example.org/path)")));
+            if scheme.is_empty()
+                || !scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+            {
+                return Err(BadQuery(format!(
+                    "`{t}` is not a URL (write it like https://example.org/path)"
+                )));
             }
-            let host = super::filter::url_host(t).ok_or_else(|| {
-                BadQuery(format!("`{t}` names no host"))
-            })?;
+            let host = super::filter::url_host(t)
+                .ok_or_else(|| BadQuery(format!("`{t}` names no host")))?;
             let query = match host.parse::<IpAddr>() {
                 Ok(ip) => Query::Ip(ip),
                 Err(_) => Query::Domain(domain_name(&host).ok_or_else(|| {
-                    BadQuery(format!("the host of `{t}` is not a domain or an IP address"))
+                    BadQuery(format!(
+                        "the host of `{t}` is not a domain or an IP address"
+                    ))
                 })?),
             };
             return Ok(Pasted {
@@ -130,7 +137,11 @@ impl FromStr for Pasted {
                     url: None,
                 },
                 None if after.is_empty() => plain(Query::Ip(ip)),
-                None => return Err(BadQuery(format!("`{t}` is not an address (write [2001:db8::1]:443)"))),
+                None => {
+                    return Err(BadQuery(format!(
+                        "`{t}` is not an address (write [2001:db8::1]:443)"
+                    )));
+                }
             });
         }
         if let Some((ip, p)) = t.rsplit_once(':')
@@ -276,12 +287,18 @@ mod tests {
         assert_eq!(pasted("2001:db8::20").unwrap().port, None);
         let p = pasted("https://WWW.Example.org:8443/login?x=1").unwrap();
         assert_eq!(p.query, Query::Domain("www.example.org".into()));
-        assert_eq!(p.url.as_deref(), Some("https://WWW.Example.org:8443/login?x=1"));
+        assert_eq!(
+            p.url.as_deref(),
+            Some("https://WWW.Example.org:8443/login?x=1")
+        );
         let p = pasted("http://192.0.2.80/download/setup.exe").unwrap();
         assert_eq!(p.query, Query::Ip("192.0.2.80".parse().unwrap()));
         assert_eq!(pasted("ASN24961").unwrap().query, Query::Asn(24961));
         assert_eq!(pasted("AS24961").unwrap().query, Query::Asn(24961));
-        assert_eq!(pasted("example.org").unwrap().query, Query::Domain("example.org".into()));
+        assert_eq!(
+            pasted("example.org").unwrap().query,
+            Query::Domain("example.org".into())
+        );
         for bad in [
             "198.51.100.45:99999",
             "198.51.100.45:",

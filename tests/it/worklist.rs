@@ -154,11 +154,17 @@ fn a_sinkhole_row_shows_its_observation_time_and_source_port() {
 #[test]
 fn since_is_about_the_observation_and_stored_since_about_the_store() {
     let d = seeded();
-    let v = stdout_json(&ok(run(d.path(), &["list", "--since", "2026-01-01", "--json"])));
+    let v = stdout_json(&ok(run(
+        d.path(),
+        &["list", "--since", "2026-01-01", "--json"],
+    )));
     let got = ips(&v);
     assert!(!got.contains(&"192.0.2.200".to_string()), "{got:?}");
     assert!(got.contains(&"192.0.2.54".to_string()), "{got:?}");
-    let v = stdout_json(&ok(run(d.path(), &["list", "--until", "2017-01-01", "--json"])));
+    let v = stdout_json(&ok(run(
+        d.path(),
+        &["list", "--until", "2017-01-01", "--json"],
+    )));
     assert_eq!(ips(&v), ["192.0.2.200"]);
     // Stored on 2026-12-07, whenever it was observed.
     let v = stdout_json(&ok(run(
@@ -216,7 +222,9 @@ fn status_severity_and_limits() {
     let total = |args: &[&str]| {
         let mut a = vec!["list", "--json"];
         a.extend_from_slice(args);
-        stdout_json(&ok(run(d.path(), &a)))["total"].as_u64().unwrap()
+        stdout_json(&ok(run(d.path(), &a)))["total"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!(total(&[]), 8);
     assert_eq!(total(&["--status", "all"]), 9);
@@ -229,7 +237,10 @@ fn status_severity_and_limits() {
     assert_eq!(total(&["--asn", "AS24961"]), 1);
     // The table: the first --limit, and what is left out, with its count.
     let out = stdout(&ok(run(d.path(), &["list", "--limit", "2"])));
-    assert!(out.contains("8 finding(s); … and 6 more not shown"), "{out}");
+    assert!(
+        out.contains("8 finding(s); … and 6 more not shown"),
+        "{out}"
+    );
     // Nothing found is a success, and says so.
     let o = ok(run(d.path(), &["list", "--source", "nobody"]));
     assert!(stdout(&o).contains("no findings match"), "{}", stdout(&o));

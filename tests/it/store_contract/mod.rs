@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use outwatch::finding::{Classification, Finding, Severity, Status};
 use outwatch::store::{
-    FetchRun, Filter, Findings, IngestOptions, IngestStats, Query, QueryOptions, ReadError, Reading,
-    RunEntry, RunOutcome, Store, StoreError, Unit, Write,
+    FetchRun, Filter, Findings, IngestOptions, IngestStats, Query, QueryOptions, ReadError,
+    Reading, RunEntry, RunOutcome, Store, StoreError, Unit, Write,
 };
 
 pub use memory::MemoryStore;
@@ -963,7 +963,11 @@ pub fn a_worklist_selects_by_its_filter(s: Fresh) {
     .unwrap();
     // Everything but the scans just resolved is back; here again observed at another time.
     s.ingest(
-        vec![net.clone(), old.clone(), finding("web", None, Some("www.example.org"))],
+        vec![
+            net.clone(),
+            old.clone(),
+            finding("web", None, Some("www.example.org")),
+        ],
         vec![],
         &opts("2026-11-03T00:00:00Z"),
     )
@@ -988,7 +992,10 @@ pub fn a_worklist_selects_by_its_filter(s: Fresh) {
     assert_eq!(select(&[]).len(), 3);
     assert_eq!(select(&[("status", "all")]).len(), 26);
     assert_eq!(select(&[("status", "resolved")]).len(), 23);
-    assert_eq!(select(&[("status", "resolved"), ("prefix", "10.9.0.0/24")]).len(), 2);
+    assert_eq!(
+        select(&[("status", "resolved"), ("prefix", "10.9.0.0/24")]).len(),
+        2
+    );
     // Two overlapping prefixes and a network across both: each finding once.
     let both = select(&[
         ("status", "all"),
@@ -1007,11 +1014,17 @@ pub fn a_worklist_selects_by_its_filter(s: Fresh) {
     assert!(recent.iter().all(|f| f.fingerprint != old.fingerprint));
     assert_eq!(recent.len(), 2);
     assert_eq!(
-        fps(&select(&[("until", "2017-01-01"), ("stored-since", "2026-11-03")])),
+        fps(&select(&[
+            ("until", "2017-01-01"),
+            ("stored-since", "2026-11-03")
+        ])),
         fps(&[old])
     );
     // A callback that stops ends the walk, on the whole store and on prefixes.
-    for args in [vec![("status", "all")], vec![("status", "all"), ("prefix", "10.10.0.0/24")]] {
+    for args in [
+        vec![("status", "all")],
+        vec![("status", "all"), ("prefix", "10.10.0.0/24")],
+    ] {
         let filter = Filter::parse(args.iter().copied()).unwrap();
         let mut seen = 0;
         let totals = s
@@ -1024,6 +1037,10 @@ pub fn a_worklist_selects_by_its_filter(s: Fresh) {
                 })
             })
             .unwrap();
-        assert_eq!((seen, totals.handed, totals.stopped), (3, 3, true), "{args:?}");
+        assert_eq!(
+            (seen, totals.handed, totals.stopped),
+            (3, 3, true),
+            "{args:?}"
+        );
     }
 }
