@@ -856,6 +856,15 @@ fn read_commands_work_through_the_socket_while_the_daemon_runs() {
     let o = outwatch(&cfg, &["lookup", "192.0.2.0/24", "--json"]);
     assert_eq!(json_of(&o)["findings"].as_array().unwrap().len(), 1);
 
+    // The worklist and a pasted address with its port, through the socket too.
+    let o = outwatch(&cfg, &["list", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json_of(&o)["total"], 1);
+    let o = outwatch(&cfg, &["list", "--prefix", "192.0.2.0/24", "--format", "csv"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    let o = outwatch(&cfg, &["lookup", "192.0.2.1:443", "--json"]);
+    assert_eq!(json_of(&o)["total"], 1);
+
     let o = outwatch(&cfg, &["export", "--jsonl"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
