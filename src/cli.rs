@@ -90,7 +90,7 @@ pub enum Command {
     /// midnight UTC; since is inclusive, until exclusive. The digest prints the exact `outwatch
     /// list` command of what it leaves out. Nothing found is a success (exit 0), as for lookup.
     #[command(after_help = LIST_EXAMPLES)]
-    List(ListArgs),
+    List(Box<ListArgs>),
     /// Run sources once now and store what they report
     #[command(
         after_help = "Examples:\n  outwatch fetch                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"

@@ -257,7 +257,7 @@ pub fn csv_row(f: &Finding) -> Vec<String> {
 
 /// Where machine-readable rows go.
 enum Out {
-    Csv(csv::Writer<std::io::StdoutLock<'static>>),
+    Csv(Box<csv::Writer<std::io::StdoutLock<'static>>>),
     Json(Stream<std::io::StdoutLock<'static>>, usize),
     Jsonl(Stream<std::io::StdoutLock<'static>>),
 }
@@ -277,7 +277,7 @@ impl Out {
                 let mut w = csv::Writer::from_writer(std::io::stdout().lock());
                 w.write_record(CSV_HEADER).map_err(csv_error)?;
                 w.flush()?;
-                Out::Csv(w)
+                Out::Csv(Box::new(w))
             }
             ListFormat::Json => {
                 let mut s = Stream::stdout();
@@ -385,7 +385,7 @@ mod tests {
     fn args(line: &str) -> Result<ListArgs, clap::Error> {
         let words = shlex::split(line).expect("shell words");
         match crate::cli::Cli::try_parse_from(words)?.command {
-            crate::cli::Command::List(a) => Ok(a),
+            crate::cli::Command::List(a) => Ok(*a),
             other => panic!("{other:?}"),
         }
     }

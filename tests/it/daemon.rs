@@ -860,7 +860,10 @@ fn read_commands_work_through_the_socket_while_the_daemon_runs() {
     let o = outwatch(&cfg, &["list", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(json_of(&o)["total"], 1);
-    let o = outwatch(&cfg, &["list", "--prefix", "192.0.2.0/24", "--format", "csv"]);
+    let o = outwatch(
+        &cfg,
+        &["list", "--prefix", "192.0.2.0/24", "--format", "csv"],
+    );
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
     let o = outwatch(&cfg, &["lookup", "192.0.2.1:443", "--json"]);
     assert_eq!(json_of(&o)["total"], 1);
