@@ -83,8 +83,9 @@ pub enum Command {
     Lookup(LookupArgs),
     /// The worklist: the findings to work on, filtered and ranked (new and open unless told)
     ///
-    /// Flags narrow the list; a flag given twice, or a comma list, means either value
-    /// (`--severity high,critical`); different flags must all hold. `--since`/`--until` are
+    /// Flags narrow the list; a flag given twice (or, for status, severity, ASN and prefix, a
+    /// comma list: `--severity high,critical`) means either value; different flags must all
+    /// hold. `--since`/`--until` are
     /// about when the provider saw a finding (its own time, else when outwatch stored it);
     /// `--stored-since`/`--stored-until` about when outwatch last stored it. A date is its
     /// midnight UTC; since is inclusive, until exclusive. The digest prints the exact `outwatch
