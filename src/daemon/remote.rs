@@ -321,7 +321,7 @@ impl Store for RemoteStore {
         let op = Op::Select {
             filter: Box::new(filter.clone()),
         };
-        let fits = serde_json::to_vec(&op).map_or(false, |b| b.len() < MAX_REQUEST_BYTES - 64);
+        let fits = serde_json::to_vec(&op).is_ok_and(|b| b.len() < MAX_REQUEST_BYTES - 64);
         if self.revision < 3 || !fits {
             return crate::store::select_by_walk(self, filter, f);
         }
