@@ -101,11 +101,7 @@ impl Plan {
     /// snapshot), merged; `base` holds the times and statuses asked.
     pub fn new(pasted: Pasted, snap: &scope::ScopeSnapshot, base: &Filter) -> Plan {
         let mut times = base.clone();
-        times.status = Statuses {
-            new: true,
-            open: true,
-            resolved: true,
-        };
+        times.status = Statuses::ALL;
         let mut plan = Plan {
             queries: vec![pasted.query.clone()],
             walk: None,

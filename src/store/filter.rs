@@ -41,12 +41,14 @@ impl Default for Statuses {
 }
 
 impl Statuses {
-    const NONE: Statuses = Statuses {
+    /// No state (a filter that lets nothing through).
+    pub const NONE: Statuses = Statuses {
         new: false,
         open: false,
         resolved: false,
     };
-    const ALL: Statuses = Statuses {
+    /// Every state (`--status all`).
+    pub const ALL: Statuses = Statuses {
         new: true,
         open: true,
         resolved: true,
@@ -450,53 +452,76 @@ impl Filter {
         Ok(f)
     }
 
-    /// The filter's flags as `(flag, value)` pairs, in [`FLAGS`] order, defaults left out:
-    /// what [`Filter::parse`] reads back to this filter.
+    /// The filter with its lists sorted and without repeats, as [`Filter::parse`] makes them:
+    /// a filter built field by field (the digest's) compares equal to its command read back.
+    pub fn normalized(mut self) -> Filter {
+        fn tidy<T: Ord>(v: &mut Vec<T>) {
+            v.sort();
+            v.dedup();
+        }
+        tidy(&mut self.severity);
+        tidy(&mut self.source);
+        tidy(&mut self.feed);
+        tidy(&mut self.class);
+        tidy(&mut self.asn);
+        tidy(&mut self.team);
+        for p in &mut self.prefix {
+            *p = p.trunc();
+        }
+        tidy(&mut self.prefix);
+        tidy(&mut self.domain);
+        self
+    }
+
+    /// The filter's flags as `(flag, value)` pairs, in [`FLAGS`] order, defaults left out,
+    /// lists sorted: what [`Filter::parse`] reads back to this filter ([`Filter::normalized`]).
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let normal = self.clone().normalized();
+        let this = &normal;
         let mut out: Vec<(&'static str, String)> = Vec::new();
         let join = |v: Vec<String>| v.join(",");
-        if self.status != Statuses::default() {
-            out.push(("status", self.status.word()));
+        if this.status != Statuses::default() {
+            out.push(("status", this.status.word()));
         }
-        if !self.severity.is_empty() {
+        if !this.severity.is_empty() {
             out.push((
                 "severity",
-                join(self.severity.iter().map(|s| s.to_string()).collect()),
+                join(this.severity.iter().map(|s| s.to_string()).collect()),
             ));
         }
-        if let Some(s) = self.min_severity {
+        if let Some(s) = this.min_severity {
             out.push(("min-severity", s.to_string()));
         }
         // Free text (names, patterns) one flag each: a comma in them stays theirs.
-        out.extend(self.source.iter().map(|s| ("source", s.clone())));
-        out.extend(self.feed.iter().map(|s| ("feed", s.clone())));
-        out.extend(self.class.iter().map(|c| ("class", c.to_string())));
-        if !self.asn.is_empty() {
+        out.extend(this.source.iter().map(|s| ("source", s.clone())));
+        out.extend(this.feed.iter().map(|s| ("feed", s.clone())));
+        out.extend(this.class.iter().map(|c| ("class", c.to_string())));
+        if !this.asn.is_empty() {
             out.push((
                 "asn",
-                join(self.asn.iter().map(|a| format!("AS{a}")).collect()),
+                join(this.asn.iter().map(|a| format!("AS{a}")).collect()),
             ));
         }
-        out.extend(self.team.iter().map(|s| ("team", s.clone())));
-        if !self.prefix.is_empty() {
+        out.extend(this.team.iter().map(|s| ("team", s.clone())));
+        if !this.prefix.is_empty() {
             out.push((
                 "prefix",
-                join(self.prefix.iter().map(|p| p.to_string()).collect()),
+                join(this.prefix.iter().map(|p| p.to_string()).collect()),
             ));
         }
-        out.extend(self.domain.iter().map(|s| ("domain", s.clone())));
+        out.extend(this.domain.iter().map(|s| ("domain", s.clone())));
         for (flag, t) in [
-            ("since", self.since),
-            ("until", self.until),
-            ("stored-since", self.stored_since),
-            ("stored-until", self.stored_until),
+            ("since", this.since),
+            ("until", this.until),
+            ("stored-since", this.stored_since),
+            ("stored-until", this.stored_until),
         ] {
             if let Some(t) = t {
                 out.push((flag, time_word(t)));
             }
         }
-        if self.sort != Sort::default() {
-            out.push(("sort", self.sort.as_str().into()));
+        if this.sort != Sort::default() {
+            out.push(("sort", this.sort.as_str().into()));
         }
         out
     }
@@ -697,6 +722,24 @@ mod tests {
         );
         assert_eq!(Filter::from_query_string(&f.to_query_string()).unwrap(), f);
         assert_eq!(Filter::default().to_command(), "outwatch list");
+        let built = Filter {
+            severity: vec![Severity::High, Severity::Critical, Severity::High],
+            status: Statuses {
+                new: true,
+                open: false,
+                resolved: false,
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            built.to_command(),
+            "outwatch list --status new --severity critical,high"
+        );
+        let built = built.normalized();
+        assert_eq!(
+            Filter::from_query_string(&built.to_query_string()).unwrap(),
+            built
+        );
         assert_eq!(Filter::default().to_query_string(), "");
     }
 
