@@ -401,6 +401,7 @@ mod tests {
              --domain Example.org --source shadowserver --feed scan_rdp --since 2026-11-01 \
              --until 2026-11-20T11:05:10Z --stored-since 2026-12-01 --stored-until 2026-12-07 \
              --sort address --limit 5",
+            "outwatch list --feed=-odd --source '=x' --class=-a/b",
         ] {
             let f = filter_of(&args(line).unwrap()).unwrap();
             let again = filter_of(&args(&f.to_command()).unwrap()).unwrap();

@@ -533,7 +533,8 @@ impl Filter {
         for (flag, value) in self.pairs() {
             s.push_str(" --");
             s.push_str(flag);
-            s.push(' ');
+            // A value that looks like an option is attached (`--feed=-x`).
+            s.push(if value.starts_with('-') { '=' } else { ' ' });
             s.push_str(&shell_quote(&value));
         }
         s
@@ -761,7 +762,7 @@ mod tests {
     fn word() -> impl Strategy<Value = String> {
         // Names as feeds write them, quotes, spaces and `&=` included; no comma or slash (a
         // class part), and not only white space.
-        "[a-z0-9][a-z0-9 _.'&=%+-]{0,12}".prop_map(|s| s.trim_end().to_string())
+        "[a-z0-9-][a-z0-9 _.'&=%+-]{0,12}".prop_map(|s| s.trim_end().to_string())
     }
 
     fn time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
@@ -817,8 +818,16 @@ mod tests {
             let pairs: Vec<(String, String)> = {
                 let words = shlex::split(&f.to_command()).expect("a shell command");
                 prop_assert_eq!(&words[..2], &["outwatch", "list"]);
-                words[2..].chunks(2).map(|c| (c[0].trim_start_matches("--").to_string(),
-                    c[1].clone())).collect()
+                let mut pairs = Vec::new();
+                let mut rest = words[2..].iter();
+                while let Some(w) = rest.next() {
+                    let flag = w.trim_start_matches("--");
+                    match flag.split_once('=') {
+                        Some((k, v)) if v.starts_with('-') => pairs.push((k.into(), v.into())),
+                        _ => pairs.push((flag.into(), rest.next().unwrap().clone())),
+                    }
+                }
+                pairs
             };
             let back = Filter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             prop_assert_eq!(back.as_ref(), Ok(&f));
