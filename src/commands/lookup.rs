@@ -279,10 +279,8 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     // For people: the first `--limit` by severity then time, from a bounded heap, and the total.
     let scope_note = scope_note(app, &q, in_scope);
     let asn_note = match (&q, announced) {
-        (Query::Asn(_), 0) => {
-            ", its findings; no announced prefixes cached (`outwatch scope --refresh`)".into()
-        }
-        (Query::Asn(_), n) => format!(", its findings and its {n} prefix(es)"),
+        (Query::Asn(_), 0) => ", no announced prefixes cached (`outwatch scope --refresh`)".into(),
+        (Query::Asn(_), n) => format!(", and its {n} prefix(es)"),
         _ => String::new(),
     };
     // The first line goes out with the first finding (a walk over 200,000 findings takes a
