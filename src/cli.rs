@@ -69,14 +69,29 @@ pub enum Command {
         after_help = "Examples:\n  outwatch scope                 # what is ours (the cached snapshot)\n  outwatch scope --refresh       # ask RIPEstat for the ASNs' prefixes now\n  outwatch scope --json | jq '.asns[].prefixes'"
     )]
     Scope(ScopeArgs),
-    /// Everything known about an IP, a prefix, a domain, a mail address or an ASN
+    /// Everything known about an IP, a prefix, a domain, a URL, a mail address or an ASN
     ///
-    /// Findings are sorted by severity, then newest first; an ASN includes the findings inside
-    /// the prefixes it announces (from the cached scope snapshot).
+    /// Findings are sorted by severity, then newest first. What a table prints can be pasted
+    /// back: `192.0.2.7:623` and `[2001:db8::20]:443` keep that port's findings, a URL finds
+    /// those about its host. An ASN finds the findings that carry it and those inside the
+    /// prefixes it announces (from the cached scope snapshot). `--since`/`--until` are about
+    /// when the provider saw a finding, `--stored-since`/`--stored-until` about when outwatch
+    /// stored it.
     #[command(
-        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all  # its prefixes; resolved findings too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
+        after_help = "Examples:\n  outwatch lookup 192.0.2.7\n  outwatch lookup 198.51.100.45:623\n  outwatch lookup https://example.org/login\n  outwatch lookup 192.0.2.0/24 --since 2026-11-01\n  outwatch lookup example.org    # subdomains included\n  outwatch lookup alice@example.org\n  outwatch lookup AS64496 --all  # its prefixes; resolved findings too\n  outwatch lookup 192.0.2.7 --json | jq '.findings[].severity'"
     )]
     Lookup(LookupArgs),
+    /// The worklist: the findings to work on, filtered and ranked (new and open unless told)
+    ///
+    /// Flags narrow the list; a flag given twice (or, for status, severity, ASN and prefix, a
+    /// comma list: `--severity high,critical`) means either value; different flags must all
+    /// hold. `--since`/`--until` are
+    /// about when the provider saw a finding (its own time, else when outwatch stored it);
+    /// `--stored-since`/`--stored-until` about when outwatch last stored it. A date is its
+    /// midnight UTC; since is inclusive, until exclusive. The digest prints the exact `outwatch
+    /// list` command of what it leaves out. Nothing found is a success (exit 0), as for lookup.
+    #[command(after_help = LIST_EXAMPLES)]
+    List(Box<ListArgs>),
     /// Run sources once now and store what they report
     #[command(
         after_help = "Examples:\n  outwatch fetch                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"
@@ -206,7 +221,7 @@ pub struct ScopeArgs {
 
 #[derive(Debug, Args)]
 pub struct LookupArgs {
-    /// IP, CIDR prefix, domain, mail address or ASN (AS64496)
+    /// IP, IP:port, [IPv6]:port, CIDR prefix, domain, URL, mail address or ASN (AS64496)
     pub query: String,
     /// Print one JSON object whose `findings` array is written as findings are found
     #[arg(long, conflicts_with = "jsonl")]
@@ -214,9 +229,19 @@ pub struct LookupArgs {
     /// Print one finding per line as JSON (JSON lines), as they are found
     #[arg(long)]
     pub jsonl: bool,
-    /// Only findings seen on or after this date (YYYY-MM-DD or RFC 3339)
+    /// Only findings the provider saw on or after this date (its time, else when stored;
+    /// YYYY-MM-DD or RFC 3339)
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
+    /// Only findings the provider saw before this date
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Only findings outwatch last stored on or after this date
+    #[arg(long, value_name = "DATE")]
+    pub stored_since: Option<String>,
+    /// Only findings outwatch last stored before this date
+    #[arg(long, value_name = "DATE")]
+    pub stored_until: Option<String>,
     /// Include resolved findings
     #[arg(long)]
     pub all: bool,
@@ -345,6 +370,94 @@ pub struct SuppressRemoveArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+const LIST_EXAMPLES: &str = "Examples:
+  outwatch list                  # new and open findings, most urgent first
+  outwatch list --severity high --status new --format csv > worklist.csv
+  outwatch list --min-severity medium --since 2026-11-01 --sort time
+  outwatch list --class malicious-code --prefix 192.0.2.0/24
+  outwatch list --asn AS64496 --feed event4_sinkhole_http
+  outwatch list --team servers --status all --format jsonl | jq .contact
+  outwatch list --domain example.org --json | jq .total";
+
+/// How `outwatch list` writes its findings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table for people (the first --limit, 50 unless given)
+    Table,
+    /// Comma-separated values with a header, one row per finding (for a spreadsheet)
+    Csv,
+    /// One JSON object whose `findings` array is written as findings come
+    Json,
+    /// One finding per line as JSON (JSON lines)
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Life-cycle state: new, open, resolved or all [default: new,open]
+    #[arg(long, value_name = "STATUS", value_delimiter = ',', value_parser = ["new", "open", "resolved", "all"])]
+    pub status: Vec<String>,
+    /// Severity: critical, high, medium, low or info (repeat or comma-separate for either)
+    #[arg(long, value_name = "SEVERITY", value_delimiter = ',', value_parser = ["critical", "high", "medium", "low", "info"])]
+    pub severity: Vec<String>,
+    /// At least this severe
+    #[arg(long, value_name = "SEVERITY", value_parser = ["critical", "high", "medium", "low", "info"])]
+    pub min_severity: Option<String>,
+    /// Source name (shadowserver, hibp, a list feed's name...)
+    #[arg(long, value_name = "NAME", value_parser = Names::sources(), hide_possible_values = true)]
+    pub source: Vec<String>,
+    /// Feed within a source (a Shadowserver report type such as scan_rdp, a list's name)
+    #[arg(long, value_name = "NAME")]
+    pub feed: Vec<String>,
+    /// Classification: taxonomy, taxonomy/type or taxonomy/type/identifier (`*` for any part,
+    /// e.g. `*/c2-server`)
+    #[arg(long, value_name = "TAX[/TYPE[/ID]]")]
+    pub class: Vec<String>,
+    /// Findings whose ASN is this one, or inside the prefixes it announces (AS64496)
+    #[arg(long, value_name = "ASN")]
+    pub asn: Vec<String>,
+    /// Findings inside the prefixes of this `[[flows.teams]]` or `[[flows.zones]]` name
+    #[arg(long, value_name = "NAME")]
+    pub team: Vec<String>,
+    /// Findings about an address in, or a network overlapping, this prefix
+    #[arg(long, value_name = "CIDR")]
+    pub prefix: Vec<String>,
+    /// Findings about this domain or its subdomains (host names, mail addresses, URLs)
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Vec<String>,
+    /// Observed by the provider on or after (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Observed by the provider before (YYYY-MM-DD or RFC 3339)
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Last stored by outwatch on or after
+    #[arg(long, value_name = "DATE")]
+    pub stored_since: Option<String>,
+    /// Last stored by outwatch before
+    #[arg(long, value_name = "DATE")]
+    pub stored_until: Option<String>,
+    /// Order: rank (severity, threat kind, open first, latest observation), severity, time
+    /// (latest observation first) or address (numeric)
+    #[arg(long, value_name = "ORDER", value_parser = ["rank", "severity", "time", "address"])]
+    pub sort: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// The same as --format json
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// At most N findings, the first by --sort (table: 50 unless given; csv, json, jsonl: all)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only findings a suppression rule covers (`outwatch suppress list`)
+    #[arg(long, conflicts_with = "all")]
+    pub suppressed: bool,
+    /// Findings a suppression rule covers too (left out unless asked)
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -605,6 +718,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 cmd = cmd.mut_subcommand("fetch", |c| {
                     c.mut_arg("sources", |a| a.value_parser(Names::sources_of(&cfg)))
                 });
+                cmd = cmd.mut_subcommand("list", |c| {
+                    c.mut_arg("source", |a| a.value_parser(Names::sources_of(&cfg)))
+                });
             }
             let mut buf = Vec::new();
             clap_complete::generate(a.shell, &mut cmd, "outwatch", &mut buf);
@@ -640,6 +756,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::CheckConfig(a) => commands::check_config::run(&app, a.json),
             Command::Scope(a) => commands::scope::run(&app, &a).await,
             Command::Lookup(a) => commands::lookup::run(&app, &a),
+            Command::List(a) => commands::list::run(&app, &a),
             Command::Fetch(a) => commands::fetch::run(&app, &a).await,
             Command::Import(a) => commands::import::run(&app, &a).await,
             Command::Flows(a) => commands::flows::run(&app, &a),

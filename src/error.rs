@@ -2,7 +2,7 @@
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | success (a lookup that finds nothing is a success) |
+//! | 0 | success (a lookup or a list that finds nothing is a success) |
 //! | 1 | the work failed (a source, the digest, an import error, a write on a full disk), or `status` found a feed unhealthy |
 //! | 2 | bad command line or malformed query |
 //! | 3 | configuration missing or invalid |
@@ -12,7 +12,7 @@ use std::fmt;
 
 /// Every exit code and what it means (`--help` and the manual page print this table).
 pub const EXIT_CODES: [(u8, &str); 5] = [
-    (0, "success (also a lookup that finds nothing)"),
+    (0, "success (also a lookup or list that finds nothing)"),
     (
         EXIT_FAILURE,
         "the work failed (a source, an import, the digest), or a feed is unhealthy",

@@ -137,6 +137,32 @@ pub fn write_finding<W: std::io::Write>(
     serde_json::to_writer(&mut *w, f).map_err(std::io::Error::other)
 }
 
+/// A finding as the read commands show it (`lookup --json`, `list`, `export`): its one
+/// serialised shape ([`write_finding`]) plus what is derived for people, `observed` (when the
+/// provider saw it, else when it was stored: [`crate::finding::rank::observed`]) and `contact`
+/// (the ports and peer, [`crate::finding::contact::contact`]), which `restore` ignores.
+#[derive(Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    finding: &'a crate::finding::Finding,
+    observed: chrono::DateTime<chrono::Utc>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    contact: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// Writes a finding as the read commands show it (see [`Shown`]), on one line.
+pub fn write_shown<W: std::io::Write>(
+    w: &mut W,
+    f: &crate::finding::Finding,
+) -> std::io::Result<()> {
+    let shown = Shown {
+        finding: f,
+        observed: crate::finding::rank::observed(f),
+        contact: crate::finding::contact::contact(f).into_iter().collect(),
+    };
+    serde_json::to_writer(&mut *w, &shown).map_err(std::io::Error::other)
+}
+
 /// The error of a failed write to stdout: a reader gone away is
 /// [`CliError::stdout_closed`] (quiet, exit 0), anything else a failure.
 pub fn stdout_error(e: std::io::Error) -> CliError {
@@ -179,10 +205,11 @@ impl<W: std::io::Write> Stream<W> {
         self.w.write_all(s.as_bytes())
     }
 
-    /// Writes a finding ([`write_finding`]), then `end`; flushes while the stream is young.
+    /// Writes a finding as shown ([`write_shown`]), then `end`; flushes while the stream is
+    /// young.
     pub fn finding(&mut self, f: &crate::finding::Finding, end: &str) -> std::io::Result<()> {
         use std::io::Write;
-        write_finding(&mut self.w, f)?;
+        write_shown(&mut self.w, f)?;
         self.w.write_all(end.as_bytes())?;
         self.lines += 1;
         if self.lines <= EAGER_LINES {

@@ -39,8 +39,7 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     let mut io_err = None;
     store
         .for_each(&mut |f| {
-            if let Err(e) =
-                crate::output::write_finding(&mut w, &f).and_then(|()| w.write_all(b"\n"))
+            if let Err(e) = crate::output::write_shown(&mut w, &f).and_then(|()| w.write_all(b"\n"))
             {
                 io_err = Some(e);
                 return Err(crate::store::StoreError::Refused(

@@ -1,35 +1,24 @@
 //! `outwatch lookup`: everything known about an IP, a prefix, a domain, a mail address or an ASN.
 
 use crate::outln;
-use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use ipnet::IpNet;
 
 use crate::app::App;
 use crate::cli::LookupArgs;
+use crate::commands::findings_table::{STORED_NOTE, findings_table};
 use crate::commands::indicator_sets;
 use crate::error::CliError;
 use crate::finding::Finding;
-use crate::output::{Stream, stdout_error, table, thousands};
+use crate::output::{Stream, stdout_error, thousands};
 use crate::scope::{self, ScopeMatcher};
+use crate::store::filter::Statuses;
 use crate::store::top::{Top, most_severe_first};
-use crate::store::{Flow, Query, QueryOptions, Store};
-use crate::text::{clip, clip_middle, sanitize};
+use crate::store::{Filter, Flow, Pasted, Query, QueryOptions, Store};
+use crate::text::sanitize;
 use crate::triage::Suppressions;
-use comfy_table::Cell;
-
-/// Parses `--since`: a date (midnight UTC) or an RFC 3339 time.
-pub fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        .map_err(|_| format!("`{s}` is not a date (write YYYY-MM-DD or an RFC 3339 time)"))
-}
 
 /// Whether the query itself is inside our scope.
 pub fn query_in_scope(q: &Query, m: &ScopeMatcher) -> bool {
@@ -91,22 +80,120 @@ fn note_capped(asked: usize) {
     );
 }
 
-/// The first `limit` findings of `queries`, most severe first then newest, and how many there
-/// are. One query is asked of the store as such ([`Store::most_severe`]: the daemon computes
-/// it and sends only those); several (an ASN's prefixes) are walked into a heap here, so that a
-/// network found under two of them counts once. `found` is called at the first finding.
+/// What a lookup walks and keeps: the store queries, or a filter over the whole store instead
+/// (an ASN: the findings whose `asn` it is, or inside the prefixes it announces; a URL: the
+/// findings with that URL, or about its host), and what narrows what they find (a pasted
+/// port; the observation and stored times).
+pub struct Plan {
+    queries: Vec<Query>,
+    /// An ASN's or a URL's walk ([`Store::select`]).
+    walk: Option<Filter>,
+    /// A URL's host: the findings about it ([`Filter::matches`]).
+    host: Option<Filter>,
+    /// The times asked (`--since`, `--until`, `--stored-until`), every status let through.
+    times: Filter,
+    pasted: Pasted,
+    /// How many prefixes the ASN announces (the cached snapshot).
+    announced: usize,
+}
+
+impl Plan {
+    /// The plan of a pasted query: for an ASN, the prefixes it announces (from the cached
+    /// snapshot), merged; `base` holds the times and statuses asked.
+    pub fn new(pasted: Pasted, snap: &scope::ScopeSnapshot, base: &Filter) -> Plan {
+        let mut times = base.clone();
+        times.status = Statuses::ALL;
+        let mut plan = Plan {
+            queries: vec![pasted.query.clone()],
+            walk: None,
+            host: None,
+            times,
+            pasted,
+            announced: 0,
+        };
+        if let Query::Asn(asn) = plan.pasted.query {
+            let prefixes: Vec<IpNet> = snap
+                .asns
+                .iter()
+                .filter(|x| x.asn == asn)
+                .flat_map(|x| x.prefixes.iter().copied())
+                .collect();
+            plan.announced = prefixes.len();
+            let mut f = base.clone();
+            f.asn = vec![asn];
+            f.asn_prefixes = IpNet::aggregate(&prefixes);
+            plan.walk = Some(f);
+            plan.queries.clear();
+        } else if plan.pasted.url.is_some() {
+            let mut host = plan.times.clone();
+            match &plan.pasted.query {
+                Query::Ip(ip) => host.prefix = vec![IpNet::from(*ip)],
+                Query::Domain(d) => host.domain = vec![d.clone()],
+                _ => {}
+            }
+            plan.host = Some(host);
+            plan.walk = Some(base.clone());
+            plan.queries.clear();
+        }
+        plan
+    }
+
+    /// Whether a finding the walk found is kept.
+    fn keeps(&self, f: &Finding) -> bool {
+        let about = match (&self.pasted.url, &self.host) {
+            (Some(url), Some(host)) => {
+                f.url.as_deref().is_some_and(|u| same_url(u, url)) || host.matches(f)
+            }
+            _ => true,
+        };
+        about && self.pasted.keeps(f) && self.times.matches(f)
+    }
+
+    /// Whether the store's own query is the whole answer (nothing to narrow).
+    fn plain(&self) -> bool {
+        self.pasted.port.is_none()
+            && self.times.since.is_none()
+            && self.times.until.is_none()
+            && self.times.stored_until.is_none()
+    }
+}
+
+/// Whether two URLs are the same as people paste them: scheme and host in any case, a
+/// trailing `/` or none.
+fn same_url(a: &str, b: &str) -> bool {
+    let split = |u: &str| -> (String, String) {
+        let u = u.trim();
+        let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+        let (host, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        let path = path.strip_suffix('/').unwrap_or(path);
+        (
+            format!(
+                "{}://{}",
+                scheme.to_ascii_lowercase(),
+                host.to_ascii_lowercase()
+            ),
+            path.to_string(),
+        )
+    };
+    split(a) == split(b)
+}
+
+/// The first `limit` findings of the plan, most severe first then newest, and how many there
+/// are. One plain query is asked of the store as such ([`Store::most_severe`]: the daemon
+/// computes it and sends only those); anything else is walked into a heap here. `found` is
+/// called at the first finding.
 fn most_severe(
     store: &dyn Store,
-    queries: &[Query],
+    plan: &Plan,
     opts: &QueryOptions,
     limit: usize,
     found: &mut dyn FnMut(),
 ) -> Result<(Vec<Finding>, usize), CliError> {
-    if let [q] = queries {
+    if let ([q], None, true) = (plan.queries.as_slice(), &plan.walk, plan.plain()) {
         return Ok(store.most_severe(q, opts, limit, found)?);
     }
     let mut top = Top::new(Some(limit), most_severe_first);
-    each_finding(store, queries, opts, &mut |f| {
+    each_finding(store, plan, opts, &mut |f| {
         if top.seen() == 0 {
             found();
         }
@@ -117,65 +204,64 @@ fn most_severe(
     Ok((top.into_sorted_vec(), total))
 }
 
-/// The store queries a lookup runs: the query itself and, for an ASN, the prefixes it announces
-/// (from the cached snapshot), merged so that no address is covered twice.
-fn plan(q: &Query, snap: &scope::ScopeSnapshot) -> (Vec<Query>, usize) {
-    let mut queries = vec![q.clone()];
-    let mut announced = 0;
-    if let Query::Asn(asn) = q {
-        let prefixes: Vec<IpNet> = snap
-            .asns
-            .iter()
-            .filter(|x| x.asn == *asn)
-            .flat_map(|x| x.prefixes.iter().copied())
-            .collect();
-        announced = prefixes.len();
-        queries.extend(IpNet::aggregate(&prefixes).into_iter().map(Query::Net));
-    }
-    (queries, announced)
-}
-
-/// Streams the findings of `queries` to `f`, each once. The queries cover no address twice
-/// ([`plan`]), so only a network finding can come twice (a network overlapping two announced
-/// prefixes): those fingerprints are remembered, nothing else. Returns whether `f` stopped.
+/// Streams the findings of the plan to `f`, each once: an ASN's by one walk over the store; a
+/// query's as the store finds them. Returns whether `f` stopped.
 fn each_finding(
     store: &dyn Store,
-    queries: &[Query],
+    plan: &Plan,
     opts: &QueryOptions,
     f: &mut dyn FnMut(Finding) -> Flow,
 ) -> Result<bool, CliError> {
-    let mut networks: HashSet<String> = HashSet::new();
-    let several = queries.len() > 1;
-    for q in queries {
-        let totals = store.query_each(q, opts, &mut |x| {
-            if several && x.network.is_some() && !networks.insert(x.fingerprint.clone()) {
-                return Ok(ControlFlow::Continue(()));
-            }
+    let mut hand = |x: Finding| {
+        if plan.keeps(&x) {
             f(x)
-        })?;
-        if totals.stopped {
+        } else {
+            Ok(ControlFlow::Continue(()))
+        }
+    };
+    if let Some(filter) = &plan.walk {
+        return Ok(store.select(filter, &mut hand)?.stopped);
+    }
+    for q in &plan.queries {
+        if store.query_each(q, opts, &mut hand)?.stopped {
             return Ok(true);
         }
     }
     Ok(false)
 }
 
+/// The times and statuses a lookup asks for, as a worklist filter.
+fn base_filter(a: &LookupArgs) -> Result<Filter, String> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    if a.all {
+        pairs.push(("status", "all"));
+    }
+    for (flag, v) in [
+        ("since", &a.since),
+        ("until", &a.until),
+        ("stored-since", &a.stored_since),
+        ("stored-until", &a.stored_until),
+    ] {
+        if let Some(v) = v {
+            pairs.push((flag, v.as_str()));
+        }
+    }
+    Filter::parse(pairs)
+}
+
 pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
-    let q: Query = a.query.parse().map_err(CliError::usage)?;
-    let since = a
-        .since
-        .as_deref()
-        .map(parse_since)
-        .transpose()
-        .map_err(CliError::usage)?;
+    let pasted: Pasted = a.query.parse().map_err(CliError::usage)?;
+    let q = pasted.query.clone();
+    let base = base_filter(a).map_err(CliError::usage)?;
     let store = app.open_read()?;
     let opts = QueryOptions {
-        since,
+        since: base.stored_since,
         include_resolved: a.all,
         limit: None,
     };
     let snap = scope::load(app.config.as_ref(), store.as_ref())?;
-    let (queries, announced) = plan(&q, &snap);
+    let plan = Plan::new(pasted, &snap, &base);
+    let announced = plan.announced;
     let in_scope = query_in_scope(&q, &ScopeMatcher::new(&snap));
     let listed = indicator_sets::listed_by(store.as_ref(), &q)?;
     let supp = Suppressions::load(store.as_ref(), app.config.as_ref(), app.clock.now())?;
@@ -184,7 +270,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         let listed = indicator_sets::listed_json(&listed);
         return machine(
             store.as_ref(),
-            &queries,
+            &plan,
             &opts,
             a,
             query_text,
@@ -197,7 +283,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     let scope_note = scope_note(app, &q, in_scope);
     let asn_note = match (&q, announced) {
         (Query::Asn(_), 0) => ", no announced prefixes cached (`outwatch scope --refresh`)".into(),
-        (Query::Asn(_), n) => format!(", with its {n} prefix(es)"),
+        (Query::Asn(_), n) => format!(", and its {n} prefix(es)"),
         _ => String::new(),
     };
     // The first line goes out with the first finding (a walk over 200,000 findings takes a
@@ -208,7 +294,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
     );
     let (limit, capped) = table_limit(a.limit);
     let mut closed = None;
-    let (findings, total) = most_severe(store.as_ref(), &queries, &opts, limit, &mut || {
+    let (findings, total) = most_severe(store.as_ref(), &plan, &opts, limit, &mut || {
         if let Err(e) = crate::output::line(format_args!("{heading}")) {
             closed = Some(e);
         }
@@ -235,7 +321,11 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if !findings.is_empty() {
-        outln!("{}", table_of(&findings, &supp));
+        let (table, stored) = findings_table(&findings, &supp);
+        outln!("{table}");
+        if stored {
+            outln!("{STORED_NOTE}");
+        }
     }
     if total > findings.len() {
         outln!(
@@ -263,7 +353,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
 #[allow(clippy::too_many_arguments)]
 fn machine(
     store: &dyn Store,
-    queries: &[Query],
+    plan: &Plan,
     opts: &QueryOptions,
     a: &LookupArgs,
     query_text: &str,
@@ -309,7 +399,7 @@ fn machine(
     };
     let total = match a.limit {
         Some(n) if sorted => {
-            let (top, total) = most_severe(store, queries, opts, n, &mut || {})?;
+            let (top, total) = most_severe(store, plan, opts, n, &mut || {})?;
             for f in top {
                 write(&mut out, &f).map_err(stdout_error)?;
             }
@@ -318,7 +408,7 @@ fn machine(
         limit => {
             // Every finding, or the first `limit` in store order; the rest only counted.
             let (mut seen, mut failed) = (0usize, None);
-            each_finding(store, queries, opts, &mut |f| {
+            each_finding(store, plan, opts, &mut |f| {
                 seen += 1;
                 if limit.is_none_or(|n| seen <= n)
                     && let Err(e) = write(&mut out, &f)
@@ -343,64 +433,10 @@ fn machine(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The table of findings for people. Four columns fit 80: the indicator and the time are never
-/// broken (long indicators are shortened in the middle), "what" wraps at spaces.
-fn table_of(findings: &[Finding], supp: &Suppressions) -> comfy_table::Table {
-    let colour = crate::style::stdout_colour();
-    let mut t = table(&["severity", "indicator", "what (source)", "last seen"]);
-    crate::output::style_table(&mut t, colour);
-    for f in findings {
-        let d = sanitize(&f.distinguishing()).into_owned();
-        let source = if f.source == f.feed || f.source == "shadowserver" {
-            f.source.clone()
-        } else {
-            format!("{} {}", f.source, f.feed)
-        };
-        let kind = f.classification.kind.as_str();
-        let kind = if kind == "blacklist" {
-            "blocklist"
-        } else {
-            kind
-        };
-        let what = if d.is_empty() {
-            format!("{kind} ({source})")
-        } else {
-            format!("{kind}: {d} ({source})")
-        };
-        let mut seen = f.last_seen.format("%Y-%m-%d\n%H:%M").to_string();
-        if f.times_seen > 1 {
-            seen.push_str(&format!(" {}×", f.times_seen));
-        }
-        seen.push_str(&format!("\n{}", f.status));
-        if supp.suppressed(f) {
-            seen.push_str("\nsuppressed");
-        } else if crate::triage::is_acked(f) {
-            seen.push_str("\nacked");
-        }
-        t.add_row(vec![
-            crate::style::severity_cell(f.severity, colour),
-            Cell::new(clip_middle(&f.indicator(), 28)),
-            Cell::new(clip(&what, 120)),
-            Cell::new(seen),
-        ]);
-    }
-    crate::output::keep_whole(&mut t, &[0, 1, 3]);
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::rfc3339;
-
-    #[test]
-    fn since_forms() {
-        assert_eq!(
-            rfc3339(parse_since("2026-11-01").unwrap()),
-            "2026-11-01T00:00:00Z"
-        );
-        assert!(parse_since("yesterday").is_err());
-    }
+    use chrono::DateTime;
 
     #[test]
     fn an_asn_lookup_hands_each_finding_once_over_overlapping_prefixes() {
@@ -444,10 +480,14 @@ mod tests {
             }],
             ..Default::default()
         };
-        let (queries, announced) = plan(&Query::Asn(64496), &snap);
-        assert_eq!((queries.len(), announced), (3, 3));
+        let plan = Plan::new(
+            "AS64496".parse().unwrap(),
+            &snap,
+            &Filter::parse([("status", "all")]).unwrap(),
+        );
+        assert_eq!(plan.announced, 3);
         let mut got = Vec::new();
-        let stopped = each_finding(&s, &queries, &QueryOptions::default(), &mut |f| {
+        let stopped = each_finding(&s, &plan, &QueryOptions::default(), &mut |f| {
             got.push(f.fingerprint);
             Ok(ControlFlow::Continue(()))
         })

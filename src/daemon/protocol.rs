@@ -10,7 +10,9 @@
 //! Compatible additions to v1 raise [`PROTOCOL_REVISION`], which `hello` reports (absent:
 //! revision 0), so a newer CLI can tell an older daemon that lacks a request kind and say so
 //! instead of sending it. Revision 1 added `query_each`; revision 2 added `top` (a lookup's
-//! table computed by the daemon, so that only the rows shown cross the socket).
+//! table computed by the daemon, so that only the rows shown cross the socket); revision 3
+//! added `select` (a worklist filter run by the daemon, so that only the findings it lets
+//! through cross).
 
 use std::net::IpAddr;
 
@@ -25,8 +27,8 @@ use super::scheduler::JobStatus;
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Compatible additions within [`PROTOCOL_VERSION`]: 1 added [`Op::QueryEach`], 2 added
-/// [`Op::Top`].
-pub const PROTOCOL_REVISION: u32 = 2;
+/// [`Op::Top`], 3 added [`Op::Select`].
+pub const PROTOCOL_REVISION: u32 = 3;
 /// The most findings [`Op::Top`] returns (a larger `limit` is cut to it): what a lookup sorts
 /// in memory, in the daemon or the CLI. `lookup --limit` above it streams instead.
 pub const MAX_TOP: usize = 10_000;
@@ -81,6 +83,11 @@ pub enum Op {
         #[serde(default)]
         include_resolved: bool,
         limit: usize,
+    },
+    /// Streams the findings a worklist filter lets through, as the store walks them
+    /// ([`crate::store::Store::select`]; revision 3).
+    Select {
+        filter: Box<crate::store::Filter>,
     },
     /// Streams every finding.
     ForEach,

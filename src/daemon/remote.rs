@@ -13,11 +13,12 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::protocol::{MAX_REPLY_BYTES, Op, PROTOCOL_VERSION, Reply, Request};
+use super::protocol::{MAX_REPLY_BYTES, MAX_REQUEST_BYTES, Op, PROTOCOL_VERSION, Reply, Request};
 use super::socket::socket_path;
 use crate::finding::Finding;
 use crate::store::{
-    FetchRun, Flow, IngestStats, Query, QueryOptions, QueryTotals, Result, Store, StoreError, Unit,
+    FetchRun, Filter, Flow, IngestStats, Query, QueryOptions, QueryTotals, Result, Store,
+    StoreError, Unit,
 };
 
 /// How long a client waits for one reply line.
@@ -311,6 +312,27 @@ impl Store for RemoteStore {
             .and_then(Value::as_u64)
             .ok_or_else(|| engine("`top` answered without a total"))?;
         Ok((out, total as usize))
+    }
+
+    /// Run by the daemon (`select`, revision 3): only the findings the filter lets through
+    /// cross the socket. An older daemon, or a filter too large for one request line (an ASN
+    /// announcing thousands of prefixes), walks here over the streamed reads.
+    fn select(&self, filter: &Filter, f: &mut dyn FnMut(Finding) -> Flow) -> Result<QueryTotals> {
+        let op = Op::Select {
+            filter: Box::new(filter.clone()),
+        };
+        let fits = serde_json::to_vec(&op).is_ok_and(|b| b.len() < MAX_REQUEST_BYTES - 64);
+        if self.revision < 3 || !fits {
+            return crate::store::select_by_walk(self, filter, f);
+        }
+        let mut totals = QueryTotals::default();
+        self.call(&op, &mut |v| {
+            totals.handed += 1;
+            let flow = f(from_raw(v)?)?;
+            totals.stopped = flow.is_break();
+            Ok(flow)
+        })?;
+        Ok(totals)
     }
 
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {

@@ -474,6 +474,7 @@ async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) ->
         Op::Query { .. }
             | Op::QueryEach { .. }
             | Op::Top { .. }
+            | Op::Select { .. }
             | Op::ForEach
             | Op::SeenBetween { .. }
     );
@@ -568,6 +569,13 @@ fn run_op(op: Op, store: &dyn Store, tx: &mut Lines) -> Result<Value, StoreError
                 tx.item(&f)?;
             }
             Ok(json!({ "total": total }))
+        }
+        Op::Select { filter } => {
+            store.select(&filter, &mut |f| {
+                tx.item(&f)?;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            Ok(Value::Null)
         }
         Op::ForEach => {
             store.for_each(&mut |f| tx.item(&f))?;

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub mod contact;
 pub mod history;
 pub mod rank;
 pub(crate) mod view;

@@ -25,6 +25,7 @@
 //! [`INDICATOR_SETS`] and are read through [`Store::indicator_sets`].
 
 pub mod bridge;
+pub mod filter;
 pub mod lifecycle;
 mod query;
 mod run;
@@ -40,7 +41,8 @@ use serde::Serialize;
 use crate::finding::{Finding, FindingView};
 
 pub use bridge::blocking;
-pub use query::{BadQuery, Flow, Query, QueryOptions, QueryTotals};
+pub use filter::Filter;
+pub use query::{BadQuery, Flow, Pasted, Query, QueryOptions, QueryTotals};
 pub use run::{FetchRun, IngestStats, RUN_LOG_DAYS, RunOutcome, UnitError};
 pub use sled_store::SledStore;
 
@@ -190,6 +192,69 @@ pub fn most_severe_by_walk<S: Store + ?Sized>(
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// [`Store::select`] by the store's streaming reads (see there).
+pub fn select_by_walk<S: Store + ?Sized>(
+    store: &S,
+    filter: &Filter,
+    f: &mut dyn FnMut(Finding) -> Flow,
+) -> Result<QueryTotals> {
+    let opts = QueryOptions {
+        since: filter.stored_since,
+        include_resolved: filter.includes_resolved(),
+        limit: None,
+    };
+    let mut totals = QueryTotals::default();
+    let mut hand = |x: Finding, totals: &mut QueryTotals| -> Flow {
+        if !filter.matches(&x) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        totals.handed += 1;
+        let flow = f(x)?;
+        totals.stopped = flow.is_break();
+        Ok(flow)
+    };
+    let queries: Vec<Query> = if !filter.prefix.is_empty() {
+        ipnet::IpNet::aggregate(&filter.prefix)
+            .into_iter()
+            .map(Query::Net)
+            .collect()
+    } else if let [d] = filter.domain.as_slice() {
+        vec![Query::Domain(d.clone())]
+    } else {
+        Vec::new()
+    };
+    if queries.is_empty() {
+        // The whole store; `for_each` stops only on an error, so a stop is one, told apart.
+        let mut stop = false;
+        let walked = store.for_each(&mut |x| {
+            if hand(x, &mut totals)?.is_break() {
+                stop = true;
+                return Err(StoreError::Refused("the walk stopped".into()));
+            }
+            Ok(())
+        });
+        return match walked {
+            Err(_) if stop => Ok(totals),
+            other => other.map(|()| totals),
+        };
+    }
+    // Merged prefixes cover no address twice: only a network overlapping two can come twice.
+    let several = queries.len() > 1;
+    let mut networks = std::collections::HashSet::new();
+    for q in &queries {
+        store.query_each(q, &opts, &mut |x| {
+            if several && x.network.is_some() && !networks.insert(x.fingerprint.clone()) {
+                return Ok(ControlFlow::Continue(()));
+            }
+            hand(x, &mut totals)
+        })?;
+        if totals.stopped {
+            break;
+        }
+    }
+    Ok(totals)
+}
 
 /// A change of remembered state: the key and its new value (`None` deletes it).
 pub type StateChange = (String, Option<Vec<u8>>);
@@ -391,6 +456,18 @@ pub trait Store: Send + Sync {
     /// Every finding, streamed in store order (stable for a given store; export, digest,
     /// health).
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()>;
+
+    // --- worklists (`outwatch list`) ------------------------------------------------------
+
+    /// Streams the findings a worklist [`Filter`] lets through, in store order, each once,
+    /// memory bounded as [`Store::query_each`]; `f` may stop the walk. By default built on the
+    /// streaming reads: a filter on prefixes walks those (merged, so no address comes twice),
+    /// one on a single domain walks that domain, any other the whole store; the stored time
+    /// and the resolved state are handed to the walk, every condition is checked here. A
+    /// backend that can select better (an index, SQL) may override it.
+    fn select(&self, filter: &Filter, f: &mut dyn FnMut(Finding) -> Flow) -> Result<QueryTotals> {
+        select_by_walk(self, filter, f)
+    }
 
     /// Streams every URL that a finding not resolved and not of `except_source` reports (its
     /// `url`, and each `extra` string field whose name contains `url`), with the finding; the

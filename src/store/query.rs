@@ -67,6 +67,110 @@ impl FromStr for Query {
     }
 }
 
+/// What a person pasted into `lookup`: the store [`Query`], and what narrows its findings: a
+/// port (`192.0.2.7:623`, `[2001:db8::20]:443`, as tables print them) or a URL
+/// (`https://host/path`: the findings about its host, the host a domain or an IP literal).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pasted {
+    pub query: Query,
+    /// Only findings on this port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The URL pasted, when it was one (its host is the query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl FromStr for Pasted {
+    type Err = BadQuery;
+
+    /// Everything [`Query`] reads, plus `IP:port`, `[v6]:port`, `http(s)://host/path` and
+    /// `ASN64496`.
+    fn from_str(s: &str) -> Result<Pasted, BadQuery> {
+        let t = s.trim();
+        let plain = |query| Pasted {
+            query,
+            port: None,
+            url: None,
+        };
+        if let Some((scheme, _)) = t.split_once("://") {
+            if scheme.is_empty()
+                || !scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+            {
+                return Err(BadQuery(format!(
+                    "`{t}` is not a URL (write it like https://example.org/path)"
+                )));
+            }
+            let host = super::filter::url_host(t)
+                .ok_or_else(|| BadQuery(format!("`{t}` names no host")))?;
+            let query = match host.parse::<IpAddr>() {
+                Ok(ip) => Query::Ip(ip),
+                Err(_) => Query::Domain(domain_name(&host).ok_or_else(|| {
+                    BadQuery(format!(
+                        "the host of `{t}` is not a domain or an IP address"
+                    ))
+                })?),
+            };
+            return Ok(Pasted {
+                query,
+                port: None,
+                url: Some(t.to_string()),
+            });
+        }
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .map_err(|_| BadQuery(format!("`{t}`: `{p}` is not a port (0-65535)")))
+        };
+        if let Some(rest) = t.strip_prefix('[') {
+            let (ip, after) = rest.split_once(']').ok_or_else(|| {
+                BadQuery(format!("`{t}` is not an address (write [2001:db8::1]:443)"))
+            })?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| BadQuery(format!("`{t}`: `{ip}` is not an IPv6 address")))?;
+            return Ok(match after.strip_prefix(':') {
+                Some(p) => Pasted {
+                    query: Query::Ip(ip),
+                    port: Some(port(p)?),
+                    url: None,
+                },
+                None if after.is_empty() => plain(Query::Ip(ip)),
+                None => {
+                    return Err(BadQuery(format!(
+                        "`{t}` is not an address (write [2001:db8::1]:443)"
+                    )));
+                }
+            });
+        }
+        if let Some((ip, p)) = t.rsplit_once(':')
+            && let Ok(ip) = ip.parse::<std::net::Ipv4Addr>()
+        {
+            return Ok(Pasted {
+                query: Query::Ip(IpAddr::V4(ip)),
+                port: Some(port(p)?),
+                url: None,
+            });
+        }
+        if let Some(n) = t
+            .strip_prefix("ASN")
+            .or_else(|| t.strip_prefix("asn"))
+            .or_else(|| t.strip_prefix("Asn"))
+        {
+            return format!("AS{}", n.trim()).parse().map(plain);
+        }
+        t.parse().map(plain)
+    }
+}
+
+impl Pasted {
+    /// Whether a finding the query found is one of those asked for (its port).
+    pub fn keeps(&self, f: &crate::finding::Finding) -> bool {
+        self.port.is_none_or(|p| f.port == Some(p))
+    }
+}
+
 /// [`Query::from_str`]'s rules.
 fn parse(s: &str) -> Result<Query, BadQuery> {
     let bad = |m: String| BadQuery(m);
@@ -165,5 +269,66 @@ mod tests {
         }
         assert!(parse_query("AS0").is_err());
         assert!(parse_query("AS99999999999").is_err());
+    }
+
+    fn pasted(s: &str) -> Result<Pasted, BadQuery> {
+        s.parse()
+    }
+
+    #[test]
+    fn what_a_table_prints_is_found() {
+        let p = pasted("198.51.100.45:623").unwrap();
+        assert_eq!(p.query, Query::Ip("198.51.100.45".parse().unwrap()));
+        assert_eq!(p.port, Some(623));
+        let p = pasted("[2001:db8::20]:443").unwrap();
+        assert_eq!(p.query, Query::Ip("2001:db8::20".parse().unwrap()));
+        assert_eq!(p.port, Some(443));
+        assert_eq!(pasted("[2001:db8::20]").unwrap().port, None);
+        assert_eq!(pasted("2001:db8::20").unwrap().port, None);
+        let p = pasted("https://WWW.Example.org:8443/login?x=1").unwrap();
+        assert_eq!(p.query, Query::Domain("www.example.org".into()));
+        assert_eq!(
+            p.url.as_deref(),
+            Some("https://WWW.Example.org:8443/login?x=1")
+        );
+        let p = pasted("http://192.0.2.80/download/setup.exe").unwrap();
+        assert_eq!(p.query, Query::Ip("192.0.2.80".parse().unwrap()));
+        assert_eq!(pasted("ASN24961").unwrap().query, Query::Asn(24961));
+        assert_eq!(pasted("AS24961").unwrap().query, Query::Asn(24961));
+        assert_eq!(
+            pasted("example.org").unwrap().query,
+            Query::Domain("example.org".into())
+        );
+        for bad in [
+            "198.51.100.45:99999",
+            "198.51.100.45:",
+            "[2001:db8::20]:x",
+            "[2001:db8::20",
+            "[192.0.2.1]x",
+            "://example.org",
+            "http:///path",
+            "http://localhost/",
+            "ASNx",
+        ] {
+            assert!(pasted(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn anything_pasted_is_read_or_refused(s in ".{0,60}") {
+            let _ = pasted(&s);
+        }
+
+        #[test]
+        fn an_address_and_port_as_printed_read_back(a in proptest::prelude::any::<std::net::IpAddr>(), port in proptest::prelude::any::<u16>()) {
+            let printed = match a {
+                IpAddr::V6(_) => format!("[{a}]:{port}"),
+                IpAddr::V4(_) => format!("{a}:{port}"),
+            };
+            let p = pasted(&printed).unwrap();
+            proptest::prop_assert_eq!(p.query, Query::Ip(a));
+            proptest::prop_assert_eq!(p.port, Some(port));
+        }
     }
 }

@@ -856,6 +856,18 @@ fn read_commands_work_through_the_socket_while_the_daemon_runs() {
     let o = outwatch(&cfg, &["lookup", "192.0.2.0/24", "--json"]);
     assert_eq!(json_of(&o)["findings"].as_array().unwrap().len(), 1);
 
+    // The worklist and a pasted address with its port, through the socket too.
+    let o = outwatch(&cfg, &["list", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json_of(&o)["total"], 1);
+    let o = outwatch(
+        &cfg,
+        &["list", "--prefix", "192.0.2.0/24", "--format", "csv"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    let o = outwatch(&cfg, &["lookup", "192.0.2.1:443", "--json"]);
+    assert_eq!(json_of(&o)["total"], 1);
+
     let o = outwatch(&cfg, &["export", "--jsonl"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
@@ -1404,6 +1416,43 @@ async fn streamed_queries_through_the_socket_match_the_direct_store() {
                     })
                 },
             )
+            .unwrap();
+        assert_eq!((totals.handed, totals.stopped), (10, true));
+        assert_eq!(r.count().unwrap(), 3_000);
+        // A worklist filter runs in the daemon (`select`): the same findings, and a stop.
+        let selected = |store: &dyn Store, filter: &outwatch::store::Filter| {
+            let mut out = Vec::new();
+            store
+                .select(filter, &mut |f| {
+                    out.push(f.fingerprint);
+                    Ok(std::ops::ControlFlow::Continue(()))
+                })
+                .unwrap();
+            out.sort();
+            out
+        };
+        for args in [
+            vec![("prefix", "10.128.0.0/9")],
+            vec![("domain", "isp.example"), ("severity", "medium")],
+            vec![("feed", "scan_dns"), ("severity", "high")],
+        ] {
+            let filter = outwatch::store::Filter::parse(args.iter().copied()).unwrap();
+            assert_eq!(
+                selected(&r, &filter),
+                selected(s.as_ref(), &filter),
+                "{args:?}"
+            );
+        }
+        let mut n = 0;
+        let totals = r
+            .select(&Default::default(), &mut |_| {
+                n += 1;
+                Ok(if n == 10 {
+                    std::ops::ControlFlow::Break(())
+                } else {
+                    std::ops::ControlFlow::Continue(())
+                })
+            })
             .unwrap();
         assert_eq!((totals.handed, totals.stopped), (10, true));
         assert_eq!(r.count().unwrap(), 3_000);

@@ -31,3 +31,4 @@ mod snds;
 mod store_contract;
 mod support;
 mod triage;
+mod worklist;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use outwatch::finding::{Classification, Finding, Severity, Status};
 use outwatch::store::{
-    FetchRun, Findings, IngestOptions, IngestStats, Query, QueryOptions, ReadError, Reading,
-    RunEntry, RunOutcome, Store, StoreError, Unit, Write,
+    FetchRun, Filter, Findings, IngestOptions, IngestStats, Query, QueryOptions, ReadError,
+    Reading, RunEntry, RunOutcome, Store, StoreError, Unit, Write,
 };
 
 pub use memory::MemoryStore;
@@ -68,6 +68,7 @@ macro_rules! contract {
                 count_and_get,
                 triage_is_kept_with_who_and_why,
                 suppression_rules_are_state,
+                a_worklist_selects_by_its_filter,
             );
         }
     };
@@ -1042,4 +1043,123 @@ pub fn suppression_rules_are_state(s: Fresh) {
     assert_eq!(supp.matches(&f).map(|r| r.id.as_str()), Some("1"));
     let later = Suppressions::load(s, None, t("2026-12-01T00:00:00Z")).unwrap();
     assert!(later.matches(&f).is_none(), "ended at its until");
+}
+
+/// `select` hands what a worklist filter lets through, each once, whichever store walk it
+/// takes (the whole store, merged prefixes, one domain), and stops when its callback does.
+pub fn a_worklist_selects_by_its_filter(s: Fresh) {
+    let s = s.store.as_ref();
+    let mut net = finding("drop", None, None);
+    net.network = Some("10.8.0.0/15".parse().unwrap());
+    net.port = None;
+    net.severity = Severity::High;
+    net.seal();
+    let mut old = scan("10.8.1.1", 5, "old banner");
+    old.time_source = Some(t("2016-11-20T11:05:10Z"));
+    old.seal();
+    let mut gone = finding("scan", Some("10.9.0.1"), None);
+    gone.port = Some(22);
+    gone.seal();
+    let mut batch = vec![
+        net.clone(),
+        old.clone(),
+        finding("scan", Some("10.8.0.1"), Some("a.example.org")),
+        finding("scan", Some("10.9.0.1"), None),
+        finding("web", None, Some("www.example.org")),
+        gone.clone(),
+    ];
+    for i in 0..20 {
+        batch.push(finding("scan", Some(&format!("10.10.0.{i}")), None));
+    }
+    s.ingest(batch, vec![], &opts("2026-11-01T00:00:00Z"))
+        .unwrap();
+    s.resolve_stale(
+        "test",
+        Some("scan"),
+        t("2026-11-02T00:00:00Z"),
+        t("2026-11-02T00:00:00Z"),
+    )
+    .unwrap();
+    // Everything but the scans just resolved is back; here again observed at another time.
+    s.ingest(
+        vec![
+            net.clone(),
+            old.clone(),
+            finding("web", None, Some("www.example.org")),
+        ],
+        vec![],
+        &opts("2026-11-03T00:00:00Z"),
+    )
+    .unwrap();
+    let select = |args: &[(&str, &str)]| {
+        let filter = Filter::parse(args.iter().copied()).unwrap();
+        let mut out = Vec::new();
+        let totals = s
+            .select(&filter, &mut |f| {
+                assert!(filter.matches(&f));
+                out.push(f);
+                Ok(ControlFlow::Continue(()))
+            })
+            .unwrap();
+        assert_eq!(totals.handed, out.len());
+        let mut d = fps(&out);
+        d.dedup();
+        assert_eq!(d.len(), out.len(), "each finding once: {args:?}");
+        out
+    };
+    // New and open by default: the resolved scans are out.
+    assert_eq!(select(&[]).len(), 3);
+    assert_eq!(select(&[("status", "all")]).len(), 26);
+    assert_eq!(select(&[("status", "resolved")]).len(), 23);
+    assert_eq!(
+        select(&[("status", "resolved"), ("prefix", "10.9.0.0/24")]).len(),
+        2
+    );
+    // Two overlapping prefixes and a network across both: each finding once.
+    let both = select(&[
+        ("status", "all"),
+        ("prefix", "10.8.0.0/16"),
+        ("prefix", "10.9.0.0/16"),
+        ("prefix", "10.8.1.0/24"),
+    ]);
+    assert_eq!(both.len(), 5);
+    assert_eq!(fps(&select(&[("severity", "high")])), fps(&[net.clone()]));
+    assert_eq!(
+        select(&[("status", "all"), ("domain", "example.org")]).len(),
+        2
+    );
+    // Observed in 2016, stored in 2026: the observation decides --since, the store --stored-since.
+    let recent = select(&[("since", "2026-01-01")]);
+    assert!(recent.iter().all(|f| f.fingerprint != old.fingerprint));
+    assert_eq!(recent.len(), 2);
+    assert_eq!(
+        fps(&select(&[
+            ("until", "2017-01-01"),
+            ("stored-since", "2026-11-03")
+        ])),
+        fps(&[old])
+    );
+    // A callback that stops ends the walk, on the whole store and on prefixes.
+    for args in [
+        vec![("status", "all")],
+        vec![("status", "all"), ("prefix", "10.10.0.0/24")],
+    ] {
+        let filter = Filter::parse(args.iter().copied()).unwrap();
+        let mut seen = 0;
+        let totals = s
+            .select(&filter, &mut |_| {
+                seen += 1;
+                Ok(if seen == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })
+            .unwrap();
+        assert_eq!(
+            (seen, totals.handed, totals.stopped),
+            (3, 3, true),
+            "{args:?}"
+        );
+    }
 }

@@ -1,0 +1,490 @@
+//! `outwatch list`: the worklist. The flags are a [`Filter`] (`src/store/filter.rs`), run by
+//! [`crate::store::Store::select`] (through the daemon's socket too, as every read); the first
+//! `--limit` by `--sort` are kept in a bounded heap ([`Top`]), never the whole result.
+//!
+//! Table: the first `--limit` (50 unless given, at most [`MAX_SORTED`]) and the total. CSV,
+//! JSON and JSON lines: with `--limit` the first N by `--sort`; without, all of them, sorted
+//! when they fit in [`MAX_SORTED`], else (a second walk) in store order as they are found,
+//! said on stderr and by `"sorted": false`. Nothing found is a success (exit 0).
+
+use std::io::Write as _;
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+
+use ipnet::IpNet;
+
+use crate::app::App;
+use crate::cli::{ListArgs, ListFormat};
+use crate::commands::findings_table::{STORED_NOTE, findings_table};
+use crate::commands::lookup::MAX_SORTED;
+use crate::error::CliError;
+use crate::finding::Finding;
+use crate::finding::contact::contact;
+use crate::finding::rank::observed;
+use crate::outln;
+use crate::output::{Stream, rfc3339, stdout_error, thousands};
+use crate::store::filter::Suppressed;
+use crate::store::top::Top;
+use crate::store::{Filter, Store};
+use crate::text::sanitize;
+use crate::triage::Suppressions;
+
+/// Findings the table shows unless `--limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 50;
+
+/// The filter the flags give, in the one parser of filters ([`Filter::parse`]).
+pub fn filter_of(a: &ListArgs) -> Result<Filter, String> {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for (flag, values) in [
+        ("status", &a.status),
+        ("severity", &a.severity),
+        ("source", &a.source),
+        ("feed", &a.feed),
+        ("class", &a.class),
+        ("asn", &a.asn),
+        ("team", &a.team),
+        ("prefix", &a.prefix),
+        ("domain", &a.domain),
+    ] {
+        pairs.extend(values.iter().map(|v| (flag, v.as_str())));
+    }
+    for (flag, value) in [
+        ("min-severity", &a.min_severity),
+        ("since", &a.since),
+        ("until", &a.until),
+        ("stored-since", &a.stored_since),
+        ("stored-until", &a.stored_until),
+        ("sort", &a.sort),
+    ] {
+        if let Some(v) = value {
+            pairs.push((flag, v.as_str()));
+        }
+    }
+    if a.suppressed {
+        pairs.push(("suppressed", ""));
+    }
+    if a.all {
+        pairs.push(("all", ""));
+    }
+    Filter::parse(pairs)
+}
+
+/// Fills in what the filter's names stand for: the prefixes the `--asn`s announce (the cached
+/// scope snapshot) and those of the `--team` teams and zones (`[flows]`).
+fn resolve(app: &App, store: &dyn Store, filter: &mut Filter) -> Result<(), CliError> {
+    if !filter.asn.is_empty() {
+        let snap = crate::scope::load(app.config.as_ref(), store)?;
+        let nets: Vec<IpNet> = snap
+            .asns
+            .iter()
+            .filter(|x| filter.asn.contains(&x.asn))
+            .flat_map(|x| x.prefixes.iter().copied())
+            .collect();
+        filter.asn_prefixes = IpNet::aggregate(&nets);
+    }
+    if !filter.team.is_empty() {
+        let flows = app.config.as_ref().map(|c| &c.flows);
+        let groups: Vec<(&str, &[IpNet])> = flows
+            .map(|f| {
+                let teams = f.teams.iter().map(|t| (t.name.as_str(), &t.prefixes[..]));
+                let zones = f.zones.iter().map(|z| (z.name.as_str(), &z.prefixes[..]));
+                teams.chain(zones).collect()
+            })
+            .unwrap_or_default();
+        let mut nets = Vec::new();
+        for name in &filter.team {
+            let found: Vec<IpNet> = groups
+                .iter()
+                .filter(|(n, _)| n == name)
+                .flat_map(|(_, p)| p.iter().copied())
+                .collect();
+            if found.is_empty() && !groups.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();
+                return Err(CliError::usage(format!(
+                    "--team: no [[flows.teams]] or [[flows.zones]] is named `{}` ({})",
+                    sanitize(name),
+                    if known.is_empty() {
+                        "the config names none".to_string()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    }
+                )));
+            }
+            nets.extend(found);
+        }
+        filter.team_prefixes = IpNet::aggregate(&nets);
+    }
+    Ok(())
+}
+
+pub fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
+    let mut filter = filter_of(a).map_err(CliError::usage)?;
+    let format = if a.json { ListFormat::Json } else { a.format };
+    let store = app.open_read()?;
+    resolve(app, store.as_ref(), &mut filter)?;
+    let supp = Suppressions::load(store.as_ref(), app.config.as_ref(), app.clock.now())?;
+    let store = Shown {
+        store: store.as_ref(),
+        supp: &supp,
+        mode: filter.suppressed,
+    };
+    match format {
+        ListFormat::Table => table(&store, &filter, a.limit),
+        _ => machine(&store, &filter, format, a.limit),
+    }
+}
+
+/// The store's selection with the suppression rules applied (`--suppressed`, `--all`): the
+/// rules live in the config and in state, read here, not in the store's filter.
+struct Shown<'a> {
+    store: &'a dyn Store,
+    supp: &'a Suppressions,
+    mode: Suppressed,
+}
+
+impl Shown<'_> {
+    fn select(
+        &self,
+        filter: &Filter,
+        each: &mut dyn FnMut(Finding) -> crate::store::Flow,
+    ) -> crate::store::Result<()> {
+        self.store.select(filter, &mut |f| {
+            if self.mode.shows(self.supp.suppressed(&f)) {
+                each(f)
+            } else {
+                Ok(ControlFlow::Continue(()))
+            }
+        })?;
+        Ok(())
+    }
+}
+
+/// The first `limit` findings by the filter's order, and how many matched.
+fn top(
+    store: &Shown<'_>,
+    filter: &Filter,
+    limit: usize,
+) -> Result<(Vec<Finding>, usize), CliError> {
+    let mut top = Top::new(Some(limit), filter.sort.order());
+    store.select(filter, &mut |f| {
+        top.push(f);
+        Ok(ControlFlow::Continue(()))
+    })?;
+    let total = top.seen();
+    Ok((top.into_sorted_vec(), total))
+}
+
+fn table(store: &Shown<'_>, filter: &Filter, limit: Option<usize>) -> Result<ExitCode, CliError> {
+    let asked = limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = asked.min(MAX_SORTED);
+    let (findings, total) = top(store, filter, limit)?;
+    let command = sanitize(&filter.to_command()).into_owned();
+    if total == 0 {
+        outln!("{command}: no findings match");
+        if !filter.status.resolved {
+            outln!("(new and open ones; --status all includes resolved findings)");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("{command}  (by {})", filter.sort.as_str());
+    if !findings.is_empty() {
+        let (t, stored) = findings_table(&findings, store.supp);
+        outln!("{t}");
+        if stored {
+            outln!("{STORED_NOTE}");
+        }
+    }
+    if total > findings.len() {
+        outln!(
+            "{} finding(s); … and {} more not shown; use --limit N or --format csv",
+            thousands(total),
+            thousands(total - findings.len())
+        );
+    } else {
+        outln!("{} finding(s)", thousands(total));
+    }
+    if asked > MAX_SORTED {
+        eprintln!(
+            "note: --limit {} is more than a table sorts in memory ({}); --format csv or jsonl \
+             writes them all",
+            thousands(asked),
+            thousands(MAX_SORTED)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The columns of `--format csv`, one row per finding. Times are RFC 3339 UTC to the second;
+/// `observed` is when the provider saw it (else when stored), `stored` when outwatch last
+/// stored it.
+pub const CSV_HEADER: [&str; 26] = [
+    "observed",
+    "severity",
+    "status",
+    "indicator",
+    "ip",
+    "port",
+    "protocol",
+    "src_port",
+    "src_ip",
+    "dst_ip",
+    "dst_port",
+    "network",
+    "domain",
+    "url",
+    "email",
+    "asn",
+    "source",
+    "feed",
+    "taxonomy",
+    "type",
+    "identifier",
+    "details",
+    "first_stored",
+    "stored",
+    "times_seen",
+    "fingerprint",
+];
+
+/// A cell for a spreadsheet: control characters escaped ([`sanitize`]), and one that would
+/// start a formula (`= + - @`, tab, carriage return) prefixed with `'` (CSV injection: feed
+/// content is the attacker's).
+pub fn csv_cell(s: &str) -> String {
+    let s = sanitize(s);
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.into_owned()
+    }
+}
+
+/// A finding's row under [`CSV_HEADER`].
+pub fn csv_row(f: &Finding) -> Vec<String> {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let c = contact(f);
+    let get = |k: &str| opt(c.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+    let row = [
+        rfc3339(observed(f)),
+        f.severity.to_string(),
+        f.status.to_string(),
+        f.indicator(),
+        opt(f.ip.map(|x| x.to_string())),
+        opt(f.port.map(|x| x.to_string())),
+        opt(f.protocol.clone()),
+        get("src_port"),
+        get("src_ip"),
+        get("dst_ip"),
+        get("dst_port"),
+        opt(f.network.map(|x| x.to_string())),
+        opt(f.domain.clone()),
+        opt(f.url.clone()),
+        opt(f.email.clone()),
+        opt(f.asn.map(|x| x.to_string())),
+        f.source.clone(),
+        f.feed.clone(),
+        f.classification.taxonomy.clone(),
+        f.classification.kind.clone(),
+        f.classification.identifier.clone(),
+        f.distinguishing(),
+        rfc3339(f.first_seen),
+        rfc3339(f.last_seen),
+        f.times_seen.to_string(),
+        f.fingerprint.clone(),
+    ];
+    row.iter().map(|s| csv_cell(s)).collect()
+}
+
+/// Where machine-readable rows go.
+enum Out {
+    Csv(Box<csv::Writer<std::io::StdoutLock<'static>>>),
+    Json(Stream<std::io::StdoutLock<'static>>, usize),
+    Jsonl(Stream<std::io::StdoutLock<'static>>),
+}
+
+fn csv_error(e: csv::Error) -> std::io::Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
+impl Out {
+    /// Starts the output: the CSV header, or the JSON object's head.
+    fn start(format: ListFormat, filter: &Filter, sorted: bool) -> std::io::Result<Out> {
+        Ok(match format {
+            ListFormat::Csv => {
+                let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+                w.write_record(CSV_HEADER).map_err(csv_error)?;
+                w.flush()?;
+                Out::Csv(Box::new(w))
+            }
+            ListFormat::Json => {
+                let mut s = Stream::stdout();
+                let head = serde_json::json!({
+                    "command": filter.to_command(),
+                    "query": filter.to_query_string(),
+                    "sort": filter.sort.as_str(),
+                    "sorted": sorted,
+                })
+                .to_string();
+                s.text(&head[..head.len() - 1])?;
+                s.text(",\"findings\":[\n")?;
+                Out::Json(s, 0)
+            }
+            _ => Out::Jsonl(Stream::stdout()),
+        })
+    }
+
+    fn row(&mut self, f: &Finding) -> std::io::Result<()> {
+        match self {
+            Out::Csv(w) => w.write_record(csv_row(f)).map_err(csv_error),
+            Out::Json(s, n) => {
+                if *n > 0 {
+                    s.text(",\n")?;
+                }
+                *n += 1;
+                s.finding(f, "")
+            }
+            Out::Jsonl(s) => s.finding(f, "\n"),
+        }
+    }
+
+    fn finish(self, total: usize) -> std::io::Result<()> {
+        match self {
+            Out::Csv(mut w) => w.flush(),
+            Out::Json(mut s, n) => {
+                let nl = if n == 0 { "" } else { "\n" };
+                s.text(&format!("{nl}],\"total\":{total}}}\n"))?;
+                s.finish()
+            }
+            Out::Jsonl(s) => s.finish(),
+        }
+    }
+}
+
+fn machine(
+    store: &Shown<'_>,
+    filter: &Filter,
+    format: ListFormat,
+    limit: Option<usize>,
+) -> Result<ExitCode, CliError> {
+    // The first N by the order when they fit in memory; else as found.
+    let heap = limit.unwrap_or(MAX_SORTED);
+    if heap <= MAX_SORTED {
+        let (findings, total) = top(store, filter, heap)?;
+        if limit.is_some() || total <= MAX_SORTED {
+            let mut out = Out::start(format, filter, true).map_err(stdout_error)?;
+            for f in &findings {
+                out.row(f).map_err(stdout_error)?;
+            }
+            out.finish(total).map_err(stdout_error)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "note: {} findings are more than outwatch sorts in memory ({}): written in store \
+             order as they are found, not sorted; --limit N writes the first N by --sort",
+            thousands(total),
+            thousands(MAX_SORTED)
+        );
+    } else {
+        eprintln!(
+            "note: --limit {} is more than outwatch sorts in memory ({}): the first {} \
+             findings as they are found, not sorted",
+            thousands(heap),
+            thousands(MAX_SORTED),
+            thousands(heap)
+        );
+    }
+    let mut out = Out::start(format, filter, false).map_err(stdout_error)?;
+    let (mut seen, mut failed) = (0usize, None);
+    store.select(filter, &mut |f| {
+        seen += 1;
+        if limit.is_none_or(|n| seen <= n)
+            && let Err(e) = out.row(&f)
+        {
+            failed = Some(e);
+            return Ok(ControlFlow::Break(()));
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    if let Some(e) = failed {
+        return Err(stdout_error(e));
+    }
+    out.finish(seen).map_err(stdout_error)?;
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    fn args(line: &str) -> Result<ListArgs, clap::Error> {
+        let words = shlex::split(line).expect("shell words");
+        match crate::cli::Cli::try_parse_from(words)?.command {
+            crate::cli::Command::List(a) => Ok(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_reads_back_from_the_filter() {
+        for line in [
+            "outwatch list",
+            "outwatch list --severity high --status new --format csv",
+            "outwatch list --severity high,critical --severity low --min-severity medium",
+            "outwatch list --status all --class 'fraud/phishing' --class '*/c2-server' \
+             --asn AS64496 --asn 64497 --team dmz --prefix 192.0.2.0/24,2001:db8::/32 \
+             --domain Example.org --source shadowserver --feed scan_rdp --since 2026-11-01 \
+             --until 2026-11-20T11:05:10Z --stored-since 2026-12-01 --stored-until 2026-12-07 \
+             --sort address --limit 5",
+            "outwatch list --feed=-odd --source '=x' --class=-a/b",
+        ] {
+            let f = filter_of(&args(line).unwrap()).unwrap();
+            let again = filter_of(&args(&f.to_command()).unwrap()).unwrap();
+            assert_eq!(again, f, "{line} → {}", f.to_command());
+            assert_eq!(Filter::from_query_string(&f.to_query_string()).unwrap(), f);
+        }
+        let f = filter_of(&args("outwatch list --severity high --status new").unwrap()).unwrap();
+        assert_eq!(f.to_command(), "outwatch list --status new --severity high");
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        assert!(args("outwatch list --status closed").is_err());
+        assert!(args("outwatch list --json --format csv").is_err());
+        for line in [
+            "outwatch list --asn ASX",
+            "outwatch list --prefix 192.0.2.0/33",
+            "outwatch list --since yesterday",
+            "outwatch list --domain localhost",
+        ] {
+            assert!(filter_of(&args(line).unwrap()).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn spreadsheet_cells_never_start_a_formula() {
+        for (given, cell) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("192.0.2.1", "192.0.2.1"),
+            ("a\u{1b}[31mred", "a\\u{1b}[31mred"),
+        ] {
+            assert_eq!(csv_cell(given), cell);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_cell_starts_a_formula(s in ".{0,30}") {
+            let c = csv_cell(&s);
+            prop_assert!(!c.starts_with(['=', '+', '-', '@', '\t', '\r']));
+            prop_assert!(!c.chars().any(|ch| ch.is_control()));
+        }
+    }
+}
