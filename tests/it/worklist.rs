@@ -355,3 +355,42 @@ fn lookup_finds_what_a_table_prints() {
     let o = run(d.path(), &["lookup", "192.0.2.54:99999"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// A suppressed prefix is out of the worklist; `--suppressed` shows only it, `--all` it too,
+/// and the commands the filter writes back carry the switch.
+#[test]
+fn suppressed_findings_leave_the_worklist_unless_asked() {
+    let d = seeded();
+    ok(run(
+        d.path(),
+        &[
+            "suppress",
+            "add",
+            "--cidr",
+            "192.0.2.0/25",
+            "--until",
+            "30d",
+            "--reason",
+            "lab",
+        ],
+    ));
+    let list = |extra: &[&str]| {
+        let mut args = vec!["list", "--severity", "high", "--sort", "address", "--json"];
+        args.extend_from_slice(extra);
+        stdout_json(&ok(run(d.path(), &args)))
+    };
+    // 192.0.2.9 and .54 are in the /25; .200 is not.
+    assert_eq!(
+        ips(&list(&[])),
+        ["192.0.2.200", "https://login.example.org/account"]
+    );
+    assert_eq!(ips(&list(&["--suppressed"])), ["192.0.2.9", "192.0.2.54"]);
+    assert_eq!(ips(&list(&["--all"])).len(), 4);
+    let all = list(&["--all"]);
+    assert!(all["command"].as_str().unwrap().ends_with("--all"), "{all}");
+    // The table marks them.
+    let table = stdout(&ok(run(d.path(), &["list", "--all"])));
+    assert!(table.contains("suppressed"), "{table}");
+    let both = run(d.path(), &["list", "--all", "--suppressed"]);
+    assert_eq!(both.status.code(), Some(2));
+}
