@@ -21,8 +21,10 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     let (store, daemon): (Arc<dyn Store>, Option<Hello>) = match RemoteStore::connect(&app.data_dir)
     {
         Some(r) => {
+            // A command holding the store for a while answers reads too; only the daemon's
+            // jobs and set-up are shown as the daemon's.
             let hello = r.hello();
-            (Arc::new(r), Some(hello))
+            (Arc::new(r), hello.is_daemon().then_some(hello))
         }
         None => {
             app.require_store()?;
