@@ -44,6 +44,27 @@ enum Writer {
 /// source, a large import) before it gives up: 30 minutes, or `$OUTWATCH_STORE_WAIT` seconds.
 pub const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
+/// The command as a person typed it, without the global options before it (`fetch`,
+/// `import shadowserver report.csv`, `run --once`), for the messages of those who wait.
+fn holder_name(args: impl Iterator<Item = String>) -> String {
+    let mut words = Vec::new();
+    let mut skip_value = false;
+    for a in args {
+        if words.is_empty() {
+            if std::mem::take(&mut skip_value) {
+                continue;
+            }
+            if a.starts_with('-') {
+                skip_value = !a.contains('=')
+                    && matches!(a.as_str(), "--config" | "--data-dir" | "--log-format");
+                continue;
+            }
+        }
+        words.push(a);
+    }
+    crate::text::clip(&words.join(" "), 80)
+}
+
 fn hold_wait() -> std::time::Duration {
     std::env::var("OUTWATCH_STORE_WAIT")
         .ok()
@@ -176,7 +197,7 @@ impl App {
         let wait = hold_wait();
         let mut told: Option<std::time::Instant> = None;
         loop {
-            let locked = match store::open(&self.data_dir) {
+            match store::open(&self.data_dir) {
                 Ok(s) => {
                     let s: Arc<dyn Store> = Arc::new(s);
                     if who != Writer::Daemon {
@@ -184,16 +205,19 @@ impl App {
                     }
                     return Ok(s);
                 }
-                Err(e @ store::StoreError::Locked { .. }) => e,
+                Err(store::StoreError::Locked { .. }) => {}
                 Err(e) => return Err(e.into()),
-            };
+            }
             let holder = RemoteStore::connect(&self.data_dir);
             let hello = holder.as_ref().map(|r| r.hello());
             if let (Some(r), Some(h)) = (holder, &hello)
                 && h.is_daemon()
             {
                 if who == Writer::Command && r.takes_writes() {
-                    tracing::info!(pid = h.pid, "the daemon holds the store: it does the writes");
+                    tracing::info!(
+                        pid = h.pid,
+                        "the daemon holds the store: it does the writes"
+                    );
                     return Ok(Arc::new(r));
                 }
                 return Err(self.daemon_refusal(h, who));
@@ -210,7 +234,10 @@ impl App {
             let waited = started.elapsed();
             if waited >= wait {
                 return Err(CliError::store(format!(
-                    "{locked}: {what} still holds it after {} s of waiting. Try again when it                      has finished, or set $OUTWATCH_STORE_WAIT (seconds) to wait longer",
+                    "the store at {} is still held by {what} after {} s of waiting. Try \
+                     again when it has finished, or set $OUTWATCH_STORE_WAIT (seconds) to \
+                     wait longer",
+                    self.data_dir.display(),
                     waited.as_secs()
                 )));
             }
@@ -273,8 +300,7 @@ impl App {
                 }
             }
         };
-        let holder: Vec<String> = std::env::args().skip(1).collect();
-        let holder = holder.join(" ");
+        let holder = holder_name(std::env::args().skip(1));
         let started = chrono::Utc::now();
         let data_dir = self.data_dir.display().to_string();
         let info: crate::daemon::socket::InfoFn = Arc::new(move || {

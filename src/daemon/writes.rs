@@ -342,10 +342,7 @@ fn ingest(
                             ));
                         }
                     }
-                    next = input
-                        .borrow_mut()
-                        .next()
-                        .map_err(ReadError::Unreadable)?;
+                    next = input.borrow_mut().next().map_err(ReadError::Unreadable)?;
                 }
             };
             Findings::Streamed(Box::new(read), reading)
@@ -354,10 +351,13 @@ fn ingest(
     let entry = run.then(|| {
         let lines = &mut *lines;
         Box::new(move |stats: &crate::store::IngestStats| {
-            let asked = lines.item(&json!({ "stats": stats })).and_then(|()| lines.send());
-            match asked.map_err(|e| e.to_string()).and_then(|()| {
-                input.borrow_mut().next()
-            }) {
+            let asked = lines
+                .item(&json!({ "stats": stats }))
+                .and_then(|()| lines.send());
+            match asked
+                .map_err(|e| e.to_string())
+                .and_then(|()| input.borrow_mut().next())
+            {
                 Ok(Data::Run(r)) => *r,
                 Ok(_) => unanswered(now, "the writing command sent no run-log entry"),
                 Err(e) => unanswered(now, &e),

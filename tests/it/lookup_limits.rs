@@ -60,7 +60,13 @@ async fn the_daemon_computes_the_table_and_sends_only_its_rows() {
     let (listener, _) = socket::bind(&data).unwrap();
     let (_stop, rx) = tokio::sync::watch::channel(false);
     let info: socket::InfoFn = Arc::new(|| serde_json::json!({"pid": 1}));
-    tokio::spawn(socket::serve(listener, store, info, rx));
+    tokio::spawn(socket::serve(
+        listener,
+        store,
+        info,
+        rx,
+        socket::Access::Read,
+    ));
     let (remote, remote_total, revision) = tokio::task::spawn_blocking(move || {
         let r = RemoteStore::connect(&data).expect("the daemon answers");
         let mut found = 0;
