@@ -11,6 +11,7 @@
 
 pub mod protocol;
 pub mod remote;
+mod reply;
 pub mod schedule;
 pub mod scheduler;
 pub mod socket;

@@ -26,8 +26,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -35,6 +34,7 @@ use tokio::time::Instant;
 use super::protocol::{
     MAX_REQUEST_BYTES, Op, PROTOCOL_REVISION, PROTOCOL_VERSION, Reply, Request, SOCKET_NAME,
 };
+use super::reply::{Lines, Out, error_reply};
 use crate::store::{QueryOptions, Store, StoreError};
 
 /// Sessions served at the same time (see the module comment for what happens past it).
@@ -269,60 +269,6 @@ impl Drop for Slot {
     }
 }
 
-/// The writing half of a session, with its write-stall limit.
-pub(super) struct Out {
-    w: BufWriter<OwnedWriteHalf>,
-    stall: Duration,
-}
-
-impl Out {
-    /// Writes one reply line; a write that makes no progress for the stall limit fails.
-    async fn reply(&mut self, r: &Reply) -> io::Result<()> {
-        let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let stall = self.stall;
-        stall_guard(stall, self.w.write_all(&line)).await
-    }
-
-    /// Flushes; fails when the client does not read for the stall limit.
-    pub(super) async fn flush(&mut self) -> io::Result<()> {
-        let stall = self.stall;
-        stall_guard(stall, self.w.flush()).await
-    }
-
-    /// Writes a chunk of whole reply lines and flushes it (one stall limit for the chunk).
-    pub(super) async fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let stall = self.stall;
-        stall_guard(stall, async {
-            self.w.write_all(bytes).await?;
-            self.w.flush().await
-        })
-        .await
-    }
-
-    async fn error(&mut self, message: String) -> io::Result<()> {
-        self.reply(&Reply::Error {
-            message,
-            kind: None,
-        })
-        .await?;
-        self.flush().await
-    }
-}
-
-async fn stall_guard(
-    stall: Duration,
-    f: impl std::future::Future<Output = io::Result<()>>,
-) -> io::Result<()> {
-    match tokio::time::timeout(stall, f).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the client does not read its reply; abandoned",
-        )),
-    }
-}
-
 /// One session: requests read and answered in turn until the client leaves, a deadline passes
 /// (first request, idle, session age) or the slot is taken back for a new connection.
 async fn handle(
@@ -375,7 +321,8 @@ async fn handle(
                         ))
                         .await;
                 }
-                super::writes::answer_write(req.op, &mut r, &store, &mut out, &limits).await?;
+                super::writes::answer_write(req.op, &mut r, &store, &mut out, limits.data_stall)
+                    .await?;
                 return out.flush().await;
             }
             Ok(req) => {
@@ -449,59 +396,6 @@ fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Remote(e.into()))
 }
 
-/// Reply lines written by a blocking answer, sent to the session in chunks: the first line at
-/// once (the first finding shows without delay), then about [`CHUNK_BYTES`] at a time, so that
-/// a million findings are a few thousand channel sends and socket writes, not a million.
-pub(super) struct Lines {
-    tx: mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-    sent: bool,
-}
-
-/// How many bytes of reply lines go to the session at a time.
-const CHUNK_BYTES: usize = 64 << 10;
-
-impl Lines {
-    pub(super) fn new(tx: mpsc::Sender<Vec<u8>>) -> Self {
-        Lines {
-            tx,
-            buf: Vec::with_capacity(CHUNK_BYTES + 4096),
-            sent: false,
-        }
-    }
-
-    /// One streamed item: `{"item": <v as JSON>}`, the [`Reply::Item`] wire form, written
-    /// straight from `v`.
-    pub(super) fn item<T: serde::Serialize>(&mut self, v: &T) -> Result<(), StoreError> {
-        self.buf.extend_from_slice(b"{\"item\":");
-        serde_json::to_writer(&mut self.buf, v).map_err(|e| StoreError::Remote(e.into()))?;
-        self.buf.extend_from_slice(b"}\n");
-        if !self.sent || self.buf.len() >= CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(())
-    }
-
-    /// The last line, then everything still held.
-    pub(super) fn finish(mut self, last: &Reply) {
-        if serde_json::to_writer(&mut self.buf, last).is_ok() {
-            self.buf.push(b'\n');
-        }
-        let _ = self.send();
-    }
-
-    pub(super) fn send(&mut self) -> Result<(), StoreError> {
-        self.sent = true;
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 4096));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| StoreError::Remote("client went away".into()))
-    }
-}
-
 /// Answers one request: single values directly, lists streamed from a blocking task (sled is
 /// blocking) through a bounded channel of chunks of reply lines ([`Lines`]).
 async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) -> io::Result<()> {
@@ -524,11 +418,7 @@ async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) ->
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let store = store.clone();
     let job = crate::store::bridge::spawn(move || {
-        let mut lines = Lines {
-            tx,
-            buf: Vec::with_capacity(CHUNK_BYTES + 4096),
-            sent: false,
-        };
+        let mut lines = Lines::new(tx);
         let last = match run_op(op, store.as_ref(), &mut lines) {
             Ok(v) => Reply::Done(v),
             Err(e) => error_reply(&e),
@@ -636,21 +526,6 @@ fn run_op(op: Op, store: &dyn Store, tx: &mut Lines) -> Result<Value, StoreError
         _ => Err(StoreError::Refused(
             "a write is served only as a write (a bug)".into(),
         )),
-    }
-}
-
-/// The reply to a failed request, with the kind of store error a client tells apart.
-pub(super) fn error_reply(e: &StoreError) -> Reply {
-    let kind = match e {
-        StoreError::Unread(_) => Some("unread"),
-        StoreError::DiskFull { .. } => Some("disk_full"),
-        StoreError::Refused(_) => Some("refused"),
-        StoreError::Locked { .. } => Some("locked"),
-        _ => None,
-    };
-    Reply::Error {
-        message: e.to_string(),
-        kind: kind.map(str::to_string),
     }
 }
 

@@ -5,7 +5,7 @@
 //! A write request is followed by the client's data lines ([`Data`]) up to `end`. The session
 //! reads them and hands them on through a bounded channel to a blocking task that runs the
 //! store method, so an import of a million rows crosses in bounded memory, paced by the store.
-//! The task waits at most [`Limits::data_stall`] for each line it needs (the client reads its
+//! The task waits at most the socket's `data_stall` limit for each line it needs (the client reads its
 //! files as it sends); a session with a write in flight is never closed for its age or to make
 //! room, so a long import is not cut while it progresses. The session ends after the reply.
 
@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use super::protocol::{Data, MAX_REPLY_BYTES, Op, Reply, WireReading};
-use super::socket::{Limits, Lines, Out, error_reply};
+use super::reply::{Lines, Out, error_reply};
 use crate::finding::Finding;
 use crate::store::{
     FetchRun, Findings, ReadError, Reading, RunOutcome, StateChange, Store, StoreError, Unit, Write,
@@ -36,13 +36,12 @@ pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
     r: &mut R,
     store: &Arc<dyn Store>,
     out: &mut Out,
-    limits: &Limits,
+    stall: std::time::Duration,
 ) -> io::Result<()> {
     let takes_data = op.takes_data();
     let (in_tx, in_rx) = mpsc::channel::<Data>(64);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let store = store.clone();
-    let stall = limits.data_stall;
     let handle = tokio::runtime::Handle::current();
     let job = crate::store::bridge::spawn(move || {
         let mut lines = Lines::new(tx);

@@ -78,7 +78,7 @@ async fn the_daemon_computes_the_table_and_sends_only_its_rows() {
     })
     .await
     .unwrap();
-    assert_eq!(revision, 2);
+    assert_eq!(revision, outwatch::daemon::protocol::PROTOCOL_REVISION);
     assert_eq!(remote_total, 3000);
     let fps = |v: &[Finding]| v.iter().map(|f| f.fingerprint.clone()).collect::<Vec<_>>();
     assert_eq!(fps(&remote), fps(&direct));
