@@ -210,6 +210,12 @@ impl App {
             }
             let holder = RemoteStore::connect(&self.data_dir);
             let hello = holder.as_ref().map(|r| r.hello());
+            if hello.as_ref().is_some_and(|h| h.pid == std::process::id()) {
+                // Never wait for ourselves (a command that opens the store twice).
+                return Err(CliError::store(store::StoreError::Locked {
+                    path: self.data_dir.display().to_string(),
+                }));
+            }
             if let (Some(r), Some(h)) = (holder, &hello)
                 && h.is_daemon()
             {
@@ -290,6 +296,9 @@ impl App {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if self.served.lock().map_or(true, |s| s.is_some()) {
+            return; // served already (the socket holds that store)
+        }
         let (listener, path) = {
             let _entered = rt.enter();
             match crate::daemon::socket::bind(&self.data_dir) {
