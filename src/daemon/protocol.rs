@@ -1,11 +1,12 @@
-//! The local socket protocol between `outwatch run` and the read commands.
+//! The local socket protocol between the process that holds the store (`outwatch run`, or a
+//! command working on it) and the other commands.
 //!
 //! Newline-delimited JSON over a Unix socket (`<data_dir>/outwatch.sock`, mode 0600). A client
 //! sends one request per line, `{"v": 1, "op": "...", ...}`, and reads reply lines until the
 //! final one: zero or more `{"item": ...}` (for lists, streamed), then `{"done": ...}` or
 //! `{"error": {"message": ...}}`. Several requests may follow each other on one connection.
 //! Requests are capped at [`MAX_REQUEST_BYTES`]; a request with another `v` is refused, so a
-//! CLI and a daemon of different versions never misread each other. Only reads are served.
+//! CLI and a daemon of different versions never misread each other.
 //!
 //! Compatible additions to v1 raise [`PROTOCOL_REVISION`], which `hello` reports (absent:
 //! revision 0), so a newer CLI can tell an older daemon that lacks a request kind and say so
@@ -18,9 +19,9 @@
 //! files, prints its own output, returns its own exit code) on a [`super::RemoteStore`] whose
 //! writes are these requests: the store methods of [`crate::store::Store`] that write, one
 //! request each. A write request is its line, then zero or more [`Data`] lines from the client
-//! (a unit's state changes and findings, a modify's fingerprints) up to `{"end":null}` (or
+//! (a unit's state changes and findings, a modify's fingerprints) up to `"end"` (or
 //! `{"abort":"why"}`: the client's reader failed, nothing of a whole-or-nothing unit is
-//! stored), each at most [`MAX_REPLY_BYTES`]; then the replies as for a read. An `ingest` with
+//! stored), each at most [`MAX_DATA_BYTES`]; then the replies as for a read. An `ingest` with
 //! a run-log entry asks for it once the findings are in: an item `{"stats": IngestStats}`, to
 //! which the client answers with a line `{"run": FetchRun}` (the entry is made by the client's
 //! own code from the daemon's counts, and written with the unit). A `modify` asks likewise for
@@ -53,6 +54,9 @@ pub const SOCKET_NAME: &str = "outwatch.sock";
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest reply line a client reads (one finding, or one scalar answer).
 pub const MAX_REPLY_BYTES: usize = 16 << 20;
+/// Largest data line of a write the daemon reads (one finding, or one state value: a list's
+/// kept indicator set of up to 1M entries, base64).
+pub const MAX_DATA_BYTES: usize = 64 << 20;
 
 /// One request line.
 #[derive(Debug, Clone, Serialize, Deserialize)]

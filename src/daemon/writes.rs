@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use super::protocol::{Data, MAX_REPLY_BYTES, Op, Reply, WireReading};
+use super::protocol::{Data, MAX_DATA_BYTES, Op, Reply, WireReading};
 use super::reply::{Lines, Out, error_reply};
 use crate::finding::Finding;
 use crate::store::{
@@ -110,7 +110,7 @@ pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
 }
 
 /// Reads one line into `buf` (kept across calls: a read cut by `select!` goes on where it
-/// stopped) and returns it; `None` at the end of the stream. Longer than [`MAX_REPLY_BYTES`],
+/// stopped) and returns it; `None` at the end of the stream. Longer than [`MAX_DATA_BYTES`],
 /// or nothing within `stall` when given, is an error.
 async fn read_line<R: AsyncBufRead + Unpin>(
     r: &mut R,
@@ -118,7 +118,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     stall: Option<std::time::Duration>,
 ) -> io::Result<Option<Vec<u8>>> {
     let read = async {
-        let left = (MAX_REPLY_BYTES + 1).saturating_sub(buf.len()) as u64;
+        let left = (MAX_DATA_BYTES + 1).saturating_sub(buf.len()) as u64;
         (&mut *r).take(left).read_until(b'\n', buf).await
     };
     let n = match stall {
@@ -127,7 +127,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client sends nothing"))??,
         None => read.await?,
     };
-    if buf.len() > MAX_REPLY_BYTES {
+    if buf.len() > MAX_DATA_BYTES {
         return Err(io::Error::other("a data line too long"));
     }
     if n == 0 && !buf.ends_with(b"\n") {

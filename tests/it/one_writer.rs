@@ -142,7 +142,10 @@ fn import_flows_and_restore_succeed_while_the_daemon_runs() {
 
     // Beside the daemon.
     let d = tempfile::tempdir().unwrap();
-    let cfg = write_config(d.path(), &feeds_off());
+    // A digest without [smtp] is written as an .eml; its schedule never comes during the test.
+    let digest = "[digest]\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\n\
+                  schedule = \"0 0 0 1 1 *\"\n\n";
+    let cfg = write_config(d.path(), &format!("{digest}{}", feeds_off()));
     let daemon = start_daemon(&cfg);
     let pid = daemon.0.id();
     for (c, want) in cmds.iter().zip(&reference) {
@@ -172,6 +175,27 @@ fn import_flows_and_restore_succeed_while_the_daemon_runs() {
     assert!(
         names.contains(&"import/shadowserver") && names.contains(&"flows"),
         "{names:?}"
+    );
+
+    // The digest sent beside the daemon says what it says alone, and keeps its state (what
+    // it announced) in the daemon's store: the next one has nothing new.
+    let alone_digest = write_config(alone.path(), &format!("{digest}{}", feeds_off()));
+    let lines = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&ok(o).stdout)
+            .lines()
+            .filter(|l| !l.starts_with("written to "))
+            .map(str::to_string)
+            .collect()
+    };
+    let want = lines(&outwatch(&alone_digest, &["digest", "--send"]));
+    let sent = outwatch(&cfg, &["digest", "--send"]);
+    assert_eq!(lines(&sent), want);
+    assert!(want[0].starts_with("digest: 10 new"), "{want:?}");
+    let again = outwatch(&cfg, &["digest", "--send"]);
+    assert!(
+        lines(&again)[0].starts_with("digest: 0 new"),
+        "{:?}",
+        lines(&again)
     );
 
     // An export restored beside the daemon (into its store) writes the findings as given.
