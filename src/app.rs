@@ -78,6 +78,8 @@ fn hold_wait() -> std::time::Duration {
 struct Served {
     stop: tokio::sync::watch::Sender<bool>,
     path: PathBuf,
+    /// The store served, held weakly: the command's letting go of it closes it.
+    lent: Arc<crate::daemon::Lent>,
 }
 
 impl Drop for Served {
@@ -289,16 +291,27 @@ impl App {
     }
 
     /// Answers reads on the store's socket while this process holds the store, so that a
-    /// `lookup` or `status` meanwhile is served instead of waiting for the lock. Stops (and
-    /// the socket file goes) when the `App` is dropped. Outside a tokio runtime, or when the
+    /// `lookup` or `status` meanwhile is served instead of waiting for the lock. The socket
+    /// holds the store weakly ([`crate::daemon::Lent`]): when the command drops it, it closes
+    /// as before. The socket stops (and its file goes) when the `App` is dropped or the
+    /// command opens the store again. Outside a tokio runtime, or when the
     /// socket cannot be made (a path too long), the store is simply not served.
     fn serve_reads(&self, store: &Arc<dyn Store>) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if self.served.lock().map_or(true, |s| s.is_some()) {
-            return; // served already (the socket holds that store)
+        {
+            let Ok(mut served) = self.served.lock() else {
+                return;
+            };
+            match served.as_ref() {
+                Some(s) if s.lent.is_held() => return, // served already
+                // A store this command let go of: its socket goes before the next is bound.
+                Some(_) => *served = None,
+                None => {}
+            }
         }
+        let lent = Arc::new(crate::daemon::Lent::new(store, &self.data_dir));
         let (listener, path) = {
             let _entered = rt.enter();
             match crate::daemon::socket::bind(&self.data_dir) {
@@ -312,7 +325,11 @@ impl App {
         let holder = holder_name(std::env::args().skip(1));
         let started = chrono::Utc::now();
         let data_dir = self.data_dir.display().to_string();
+        let held = lent.clone();
         let info: crate::daemon::socket::InfoFn = Arc::new(move || {
+            if !held.is_held() {
+                return serde_json::Value::Null; // let go: nobody serves this store here
+            }
             serde_json::to_value(crate::daemon::protocol::Hello {
                 version: crate::daemon::protocol::PROTOCOL_VERSION,
                 revision: crate::daemon::protocol::PROTOCOL_REVISION,
@@ -328,13 +345,13 @@ impl App {
         let (stop, rx) = tokio::sync::watch::channel(false);
         rt.spawn(crate::daemon::socket::serve(
             listener,
-            store.clone(),
+            lent.clone(),
             info,
             rx,
             crate::daemon::socket::Access::Read,
         ));
         if let Ok(mut s) = self.served.lock() {
-            *s = Some(Served { stop, path });
+            *s = Some(Served { stop, path, lent });
         }
     }
 

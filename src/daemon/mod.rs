@@ -9,6 +9,7 @@
 //! Invariants: a job never runs twice at once; a failure never stops another job; a run in
 //! flight is finished on SIGINT/SIGTERM and the store is flushed before exit.
 
+mod lent;
 pub mod protocol;
 pub mod remote;
 mod reply;
@@ -28,6 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use lent::Lent;
 pub use remote::RemoteStore;
 
 use crate::clock::Clock;

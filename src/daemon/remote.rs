@@ -89,8 +89,9 @@ fn from_raw<T: serde::de::DeserializeOwned>(v: &serde_json::value::RawValue) -> 
 }
 
 impl RemoteStore {
-    /// Connects to the daemon serving `data_dir`, or `None` when none answers (no socket file,
-    /// a stale one, or something that does not speak the protocol).
+    /// Connects to the process serving `data_dir`, or `None` when none answers (no socket file,
+    /// a stale one, something that does not speak the protocol, or a command that has let go of
+    /// the store).
     pub fn connect(data_dir: &Path) -> Option<RemoteStore> {
         let socket = socket_path(data_dir);
         let conn = open_conn(&socket).ok()?;
@@ -102,6 +103,8 @@ impl RemoteStore {
             revision: 0,
         };
         match r.call(&Op::Hello, &mut |_| Ok(ControlFlow::Continue(()))) {
+            // A `hello` without a version: the process has let go of the store.
+            Ok(h) if r.hello_of(&h).version == 0 => None,
             Ok(h) => {
                 r.revision = r.hello_of(&h).revision;
                 r.hello = h;
