@@ -30,6 +30,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a write waits for its answer (the daemon stores a large import after its end)
 /// and for the daemon to take its next line (it spills and merges while it reads).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often buffered data lines of a write go out at the latest.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How many fingerprints one `modify` request carries.
 const MODIFY_BATCH: usize = 100_000;
 
@@ -238,6 +240,8 @@ fn served_error(message: String, kind: Option<String>, data_dir: &Path) -> Store
 /// The client's end of a write request: data lines out, replies in.
 struct WriteConn {
     data_dir: PathBuf,
+    /// When buffered data lines last went out.
+    flushed: std::time::Instant,
     out: std::io::BufWriter<UnixStream>,
     reader: BufReader<UnixStream>,
 }
@@ -245,6 +249,12 @@ struct WriteConn {
 impl WriteConn {
     /// One data line: `{"<tag>":<value as JSON>}`, written from a borrowed value.
     fn data<T: serde::Serialize + ?Sized>(&mut self, tag: &str, v: &T) -> Result<()> {
+        // A slow reader (a large file, mail links downloaded) still shows progress: what is
+        // buffered goes out at least once a second, within the daemon's data-stall limit.
+        if self.flushed.elapsed() >= FLUSH_EVERY {
+            self.out.flush().map_err(engine)?;
+            self.flushed = std::time::Instant::now();
+        }
         let w = &mut self.out;
         let mut line = Vec::with_capacity(256);
         line.extend_from_slice(b"{\"");
@@ -324,6 +334,7 @@ impl RemoteStore {
         s.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(engine)?;
         let mut c = WriteConn {
             data_dir: self.data_dir.clone(),
+            flushed: std::time::Instant::now(),
             reader: BufReader::new(s.try_clone().map_err(engine)?),
             out: std::io::BufWriter::with_capacity(64 << 10, s),
         };
@@ -333,7 +344,9 @@ impl RemoteStore {
         })
         .map_err(engine)?;
         line.push(b'\n');
+        // At once: the daemon closes a connection whose first request does not come soon.
         c.out.write_all(&line).map_err(engine)?;
+        c.out.flush().map_err(engine)?;
         Ok(c)
     }
 

@@ -401,3 +401,159 @@ fn a_write_waits_for_a_held_store_only_so_long() {
     server.release.send(()).unwrap();
     drop(fetch);
 }
+
+// ------------------------------------------------------------- the socket's limits, in process
+
+mod limits {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use outwatch::daemon::{RemoteStore, protocol, socket};
+    use outwatch::finding::{Classification, Finding, Severity};
+    use outwatch::store::{Findings, ReadError, Reading, Store, StoreError, Unit, Write};
+
+    /// A sled store served with `limits` as the daemon serves it, and a client of it.
+    struct Served {
+        remote: RemoteStore,
+        _keep: (tokio::sync::watch::Sender<bool>, tokio::runtime::Runtime),
+        _dir: tempfile::TempDir,
+    }
+
+    fn serve(limits: socket::Limits) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let sled: Arc<dyn Store> = Arc::new(outwatch::store::open(dir.path()).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let (listener, _) = {
+            let _in = rt.enter();
+            socket::bind(dir.path()).unwrap()
+        };
+        let info: socket::InfoFn = Arc::new(|| {
+            serde_json::to_value(protocol::Hello {
+                pid: std::process::id(),
+                writes: true,
+                holder: "run".into(),
+                ..Default::default()
+            })
+            .unwrap()
+        });
+        rt.spawn(socket::serve_with(
+            listener,
+            sled,
+            info,
+            rx,
+            limits,
+            socket::Access::ReadWrite,
+        ));
+        let remote = RemoteStore::connect(dir.path()).expect("the socket answers");
+        Served {
+            remote,
+            _keep: (stop, rt),
+            _dir: dir,
+        }
+    }
+
+    fn short(data_stall: Duration) -> socket::Limits {
+        socket::Limits {
+            max_connections: 4,
+            first_request: Duration::from_millis(300),
+            idle: Duration::from_millis(300),
+            session: Duration::from_millis(600),
+            write_stall: Duration::from_millis(300),
+            data_stall,
+        }
+    }
+
+    fn finding(i: u8) -> Finding {
+        let mut f = Finding::new(
+            "shadowserver",
+            "scan_rdp",
+            Classification::new("", "vulnerable-system", "open-rdp"),
+            Severity::High,
+        );
+        f.ip = Some(format!("192.0.2.{i}").parse().unwrap());
+        f.seal();
+        f
+    }
+
+    /// A unit whose reader hands a finding every `pause`, `n` of them.
+    fn slow_unit<'a>(n: u8, pause: Duration) -> Unit<'a> {
+        Unit {
+            now: Utc::now(),
+            write: Write::Observe,
+            findings: Findings::Streamed(
+                Box::new(move |w| {
+                    for i in 1..=n {
+                        std::thread::sleep(pause);
+                        w.finding(&finding(i))?;
+                    }
+                    Ok::<(), ReadError>(())
+                }),
+                Reading::WholeOrNothing,
+            ),
+            state: Vec::new(),
+            run: None,
+        }
+    }
+
+    /// A write that keeps sending is never cut by the idle or session-age deadlines, though it
+    /// lasts several times longer than both.
+    #[test]
+    fn a_long_write_that_progresses_is_not_cut() {
+        let s = serve(short(Duration::from_secs(30)));
+        let stats = s
+            .remote
+            .ingest_unit(slow_unit(12, Duration::from_millis(150)))
+            .unwrap();
+        assert_eq!(stats.new, 12);
+        assert_eq!(s.remote.count().unwrap(), 12);
+    }
+
+    /// A write whose command stops sending is abandoned after the data-stall limit, and nothing
+    /// of its whole-or-nothing unit is stored.
+    #[test]
+    fn a_write_that_stops_sending_is_abandoned_and_stores_nothing() {
+        let s = serve(short(Duration::from_millis(200)));
+        let e = s
+            .remote
+            .ingest_unit(slow_unit(3, Duration::from_millis(1500)))
+            .unwrap_err();
+        assert!(
+            matches!(e, StoreError::Unread(_) | StoreError::Remote(_)),
+            "{e}"
+        );
+        assert_eq!(s.remote.count().unwrap(), 0);
+    }
+
+    /// A reader that fails by itself aborts the unit in the daemon: nothing is stored and the
+    /// command sees its own failure.
+    #[test]
+    fn a_failed_reader_stores_nothing_and_is_told_as_itself() {
+        let s = serve(socket::Limits::default());
+        let unit = Unit {
+            now: Utc::now(),
+            write: Write::Observe,
+            findings: Findings::Streamed(
+                Box::new(|w| {
+                    w.finding(&finding(1))?;
+                    Err(ReadError::Unreadable("the report was cut off".into()))
+                }),
+                Reading::WholeOrNothing,
+            ),
+            state: vec![("test/key".into(), Some(b"v".to_vec()))],
+            run: None,
+        };
+        let e = s.remote.ingest_unit(unit).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Unread(ReadError::Unreadable(m)) if m.contains("cut off")),
+            "{e:?}"
+        );
+        assert_eq!(s.remote.count().unwrap(), 0);
+        assert_eq!(s.remote.state_get("test/key").unwrap(), None);
+    }
+}
