@@ -557,3 +557,41 @@ mod limits {
         assert_eq!(s.remote.state_get("test/key").unwrap(), None);
     }
 }
+
+/// A daemon from before the writes (its `hello` has revision 2): a write command says it is
+/// older and how to proceed (exit 4), instead of waiting for it.
+#[test]
+fn an_older_daemon_that_takes_no_writes_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(d.path(), &feeds_off());
+    let data = d.path().join("data");
+    // It holds the store...
+    let _held = outwatch::store::open(&data).unwrap();
+    // ...and answers `hello` as a daemon of revision 2 did.
+    let listener = std::os::unix::net::UnixListener::bind(data.join("outwatch.sock")).unwrap();
+    std::thread::spawn(move || {
+        for c in listener.incoming() {
+            let Ok(c) = c else { return };
+            let mut w = c.try_clone().unwrap();
+            for line in BufReader::new(c).lines() {
+                let Ok(line) = line else { break };
+                let reply = if line.contains("\"hello\"") {
+                    "{\"done\":{\"version\":1,\"revision\":2,\"pid\":4242}}\n".to_string()
+                } else {
+                    format!("{{\"error\":{{\"message\":\"unexpected {line}\"}}}}\n")
+                };
+                if w.write_all(reply.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let report = fixture_path("shadowserver/2026-11-20-scan_rdp-example-asn.csv");
+    let o = outwatch(&cfg, &["import", "shadowserver", report.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("4242") && err.contains("older") && err.contains("restart"),
+        "{err}"
+    );
+}
