@@ -186,6 +186,21 @@ impl App {
         self.open_writer(Writer::Command)
     }
 
+    /// Opens the store itself when no other process holds it (answering reads on the socket
+    /// meanwhile), else `None`: for a command that writes only what is due and otherwise reads
+    /// (`scope` without `--refresh`), which neither waits nor asks the daemon to write.
+    pub fn open_store_if_free(&self) -> Result<Option<Arc<dyn Store>>, CliError> {
+        match store::open(&self.data_dir) {
+            Ok(s) => {
+                let s: Arc<dyn Store> = Arc::new(s);
+                self.serve_reads(&s);
+                Ok(Some(s))
+            }
+            Err(store::StoreError::Locked { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens the store for `run` (the daemon: `once` false) or `run --once`: never through a
     /// daemon (one already running is exit 4), waiting like [`App::open_store`] for a command
     /// that holds it. `run --once` answers reads on the socket while it works; the daemon

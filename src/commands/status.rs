@@ -26,10 +26,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             let hello = r.hello();
             (Arc::new(r), hello.is_daemon().then_some(hello))
         }
-        None => {
-            app.require_store()?;
-            (app.open_store()?, None)
-        }
+        None => (app.open_read()?, None),
     };
     let now = app.clock.now();
     // While the daemon runs, a source's set-up (its key present or not) is judged as the
