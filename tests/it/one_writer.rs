@@ -307,6 +307,13 @@ fn reads_are_answered_and_writes_wait_while_a_fetch_holds_the_store() {
     let status: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(status["daemon"]["running"], false, "{status}");
     assert_eq!(status["store"]["findings"], 2, "{status}");
+    assert_eq!(status["store"]["held_by"]["command"], "fetch", "{status}");
+    let o = outwatch(&cfg, &["status"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("held by `outwatch fetch`"), "{text}");
+    // `scope` reads the cached scope meanwhile (it does not wait for the fetch).
+    let scope = json_of(&outwatch(&cfg, &["scope", "--json"]));
+    assert_eq!(scope["all_prefixes"][0], "192.0.2.0/24", "{scope}");
 
     // A write meanwhile waits for the fetch, saying so on stderr.
     let conn = fixture_path("flows/conn-two-days.log");
