@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 
 use super::protocol::{Data, MAX_DATA_BYTES, Op, Reply, WireReading};
@@ -28,18 +29,20 @@ use crate::store::{
 /// The most findings an `ingest` of findings held in memory may send (a streamed unit has no
 /// bound: it is read as it comes).
 const MAX_OWNED: usize = 2_000_000;
+/// Data lines handed to the store task at a time, at most.
+const BATCH: usize = 256;
 
 /// Serves one write request: reads the client's data lines and passes them to the store task,
 /// writes what the task answers. Returns when the task is done and the client's data is read.
-pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
+pub(super) async fn answer_write(
     op: Op,
-    r: &mut R,
+    r: &mut BufReader<OwnedReadHalf>,
     store: &Arc<dyn Store>,
     out: &mut Out,
     stall: std::time::Duration,
 ) -> io::Result<()> {
     let takes_data = op.takes_data();
-    let (in_tx, in_rx) = mpsc::channel::<Data>(64);
+    let (in_tx, in_rx) = mpsc::channel::<Vec<Data>>(8);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let store = store.clone();
     let handle = tokio::runtime::Handle::current();
@@ -47,6 +50,7 @@ pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
         let mut lines = Lines::new(tx);
         let input = RefCell::new(Input {
             rx: in_rx,
+            pending: std::collections::VecDeque::new(),
             stall,
             handle,
         });
@@ -61,6 +65,7 @@ pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
     let mut job_done = false;
     let mut client_gone = false;
     let mut buf = Vec::new();
+    let mut batch: Vec<Data> = Vec::with_capacity(BATCH);
     while !(job_done && (got_end || client_gone)) {
         // While the client sends its data, and while it is drained after the job ended early,
         // a line must come within the stall limit; after its `end` it waits for the answer
@@ -94,13 +99,20 @@ pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
                         continue;
                     }
                 };
+                let last = !matches!(data, Data::Finding(_) | Data::State(..) | Data::Fingerprint(_));
                 if matches!(data, Data::End | Data::Abort(_)) {
                     got_end = true;
                 }
-                if let Some(t) = &in_tx
-                    && t.send(data).await.is_err()
-                {
-                    in_tx = None; // the task ended early: the rest is drained
+                batch.push(data);
+                // Lines go to the task in batches (one channel send and wake-up for many),
+                // at once when the task may wait for this one or nothing more has arrived.
+                if last || batch.len() >= BATCH || r.buffer().is_empty() {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if let Some(t) = &in_tx
+                        && t.send(full).await.is_err()
+                    {
+                        in_tx = None; // the task ended early: the rest is drained
+                    }
                 }
             }
         }
@@ -112,8 +124,8 @@ pub(super) async fn answer_write<R: AsyncBufRead + Unpin>(
 /// Reads one line into `buf` (kept across calls: a read cut by `select!` goes on where it
 /// stopped) and returns it; `None` at the end of the stream. Longer than [`MAX_DATA_BYTES`],
 /// or nothing within `stall` when given, is an error.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
+async fn read_line(
+    r: &mut BufReader<OwnedReadHalf>,
     buf: &mut Vec<u8>,
     stall: Option<std::time::Duration>,
 ) -> io::Result<Option<Vec<u8>>> {
@@ -138,7 +150,9 @@ async fn read_line<R: AsyncBufRead + Unpin>(
 
 /// The data lines as the store task reads them.
 struct Input {
-    rx: mpsc::Receiver<Data>,
+    rx: mpsc::Receiver<Vec<Data>>,
+    /// Lines received and not yet taken.
+    pending: std::collections::VecDeque<Data>,
     stall: std::time::Duration,
     handle: tokio::runtime::Handle,
 }
@@ -146,12 +160,20 @@ struct Input {
 impl Input {
     /// The next data line, waiting at most the stall limit.
     fn next(&mut self) -> Result<Data, String> {
+        if let Some(d) = self.pending.pop_front() {
+            return Ok(d);
+        }
         let stall = self.stall;
         match self
             .handle
             .block_on(tokio::time::timeout(stall, self.rx.recv()))
         {
-            Ok(Some(d)) => Ok(d),
+            Ok(Some(batch)) => {
+                self.pending.extend(batch);
+                self.pending
+                    .pop_front()
+                    .ok_or_else(|| "an empty batch of data lines".to_string())
+            }
             Ok(None) => Err("the writing command went away before its data ended".into()),
             Err(_) => Err(format!(
                 "the writing command sent nothing for {} s",
