@@ -602,3 +602,67 @@ fn an_older_daemon_that_takes_no_writes_is_named() {
         "{err}"
     );
 }
+
+/// `outwatch run` started while a `fetch` holds the store waits for it, saying so, and then
+/// starts (no exit 4 for a cron job that happened to run).
+#[test]
+fn the_daemon_waits_for_a_fetch_to_finish_before_it_starts() {
+    let body = std::fs::read(fixture_path("lists/feodotracker/ipblocklist.csv")).unwrap();
+    let server = held_server(body);
+    let d = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        d.path(),
+        &format!(
+            "{}[sources.feodotracker]\nurl = \"{}\"\nschedule = \"0 0 0 1 1 *\"\n",
+            feeds_off_but(&["feodotracker"]),
+            server.url
+        ),
+    );
+    let fetch = Running(
+        command(&cfg, &["fetch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    server
+        .arrived
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the fetch never asked the server");
+    let mut daemon = Running(
+        command(&cfg, &["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = daemon.0.stderr.take().unwrap();
+    let (said_tx, said) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("waiting for `outwatch fetch`") {
+                let _ = said_tx.send(());
+            }
+        }
+    });
+    let waited = said.recv_timeout(Duration::from_secs(60));
+    server.release.send(()).unwrap();
+    assert!(waited.is_ok(), "the daemon did not say it waits");
+    let mut fetch = fetch;
+    assert!(fetch.0.wait().unwrap().success());
+    // Then it starts: its socket answers as the daemon's.
+    let mut running = false;
+    for _ in 0..600 {
+        if status_json(&cfg)["daemon"]["running"] == true {
+            running = true;
+            break;
+        }
+        assert!(
+            daemon.0.try_wait().unwrap().is_none(),
+            "the daemon exited instead of waiting"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(running, "the daemon never answered");
+    stop(daemon);
+}
