@@ -242,6 +242,12 @@ fn environment(r: &mut Roff) {
             ("OUTWATCH_CONFIG", "The config file, as --config."),
             ("OUTWATCH_DATA_DIR", "The store folder, as --data-dir."),
             (
+                "OUTWATCH_STORE_WAIT",
+                "Seconds a write command waits for another command that holds the store (a \
+                 fetch, run --once) before it gives up with exit 4; 1800 by default. Beside the \
+                 daemon (outwatch run) nothing waits: the daemon does the writes.",
+            ),
+            (
                 "XDG_CONFIG_HOME, HOME",
                 "Where the per-user config is looked for \
                  ($XDG_CONFIG_HOME/outwatch/outwatch.toml, else ~/.config/outwatch/outwatch.toml).",

@@ -8,7 +8,7 @@ use crate::error::{CliError, EXIT_FAILURE};
 
 pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
-    let store = app.open_store_waiting(daemon::LOCK_WAIT).await?;
+    let store = app.open_own_store(a.once)?;
     let env = app.daemon_env()?;
     if !a.once {
         return Ok(match daemon::run(&env, cfg, store).await? {

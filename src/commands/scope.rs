@@ -19,15 +19,20 @@ pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
         // Without --refresh this reads: it never creates a store.
         app.require_store()?;
     }
-    // Refresh what is due (or everything with --refresh); failures keep the cache. When the
-    // daemon holds the store, show what it has cached (it refreshes daily by itself).
-    let (snap, reports) = match app.open_store() {
-        Ok(store) => {
+    // Refresh what is due (or everything with --refresh, through the daemon when it runs);
+    // failures keep the cache. When another process holds the store, show what is cached (the
+    // daemon refreshes daily by itself).
+    let store = if a.refresh {
+        Some(app.open_store()?)
+    } else {
+        app.open_store_if_free()?
+    };
+    let (snap, reports) = match store {
+        Some(store) => {
             let http = app.http()?;
             scope::refresh(cfg, &store, &http, now, a.refresh).await?
         }
-        Err(e) if a.refresh => return Err(e),
-        Err(_) => {
+        None => {
             let store = app.open_read()?;
             let cfg = cfg.clone();
             let snap = bridge::blocking(&store, move |s| scope::load(Some(&cfg), s)).await?;

@@ -18,17 +18,20 @@ use crate::store::Store;
 use crate::text::clip;
 
 pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
-    let (store, daemon): (Arc<dyn Store>, Option<Hello>) = match RemoteStore::connect(&app.data_dir)
-    {
-        Some(r) => {
-            let hello = r.hello();
-            (Arc::new(r), Some(hello))
-        }
-        None => {
-            app.require_store()?;
-            (app.open_store()?, None)
-        }
-    };
+    // A command holding the store for a while answers reads too (`holder`); only the daemon's
+    // jobs and set-up are shown as the daemon's.
+    let (store, daemon, holder): (Arc<dyn Store>, Option<Hello>, Option<Hello>) =
+        match RemoteStore::connect(&app.data_dir) {
+            Some(r) => {
+                let hello = r.hello();
+                if hello.is_daemon() {
+                    (Arc::new(r), Some(hello), None)
+                } else {
+                    (Arc::new(r), None, Some(hello))
+                }
+            }
+            None => (app.open_read()?, None, None),
+        };
     let now = app.clock.now();
     // While the daemon runs, a source's set-up (its key present or not) is judged as the
     // daemon sees it: the caller's environment may lack keys that the daemon has.
@@ -65,6 +68,7 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             "store": {
                 "path": app.data_dir.display().to_string(),
                 "findings": findings,
+                "held_by": holder.as_ref().map(|h| json!({ "command": h.holder, "pid": h.pid })),
             },
             "daemon": match &daemon {
                 Some(h) => json!({
@@ -142,6 +146,13 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
     }
     indicator_sets::print_sets(&sets, now)?;
     outln!("store: {findings} findings in {}", app.data_dir.display());
+    if let Some(h) = &holder {
+        outln!(
+            "  held by `outwatch {}` (pid {}) while it works, answering reads",
+            clip(&h.holder, 50),
+            h.pid
+        );
+    }
     match &daemon {
         Some(h) => {
             outln!(

@@ -9,12 +9,15 @@
 //! Invariants: a job never runs twice at once; a failure never stops another job; a run in
 //! flight is finished on SIGINT/SIGTERM and the store is flushed before exit.
 
+mod lent;
 pub mod protocol;
 pub mod remote;
+mod reply;
 pub mod schedule;
 pub mod scheduler;
 pub mod socket;
 pub mod tasks;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,6 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use lent::Lent;
 pub use remote::RemoteStore;
 
 use crate::clock::Clock;
@@ -213,10 +217,6 @@ fn remove_socket(path: &Path) {
     }
 }
 
-/// How long `run` waits for a read command that has the store open briefly (no daemon was
-/// answering, so it opened the store itself) to let go of sled's lock.
-pub const LOCK_WAIT: Duration = Duration::from_secs(15);
-
 /// Runs the daemon on `store` (opened for writing) until SIGINT or SIGTERM.
 pub async fn run(
     env: &DaemonEnv,
@@ -250,12 +250,20 @@ pub async fn run(
                 data_dir: data_dir.clone(),
                 jobs: board.lock().map(|b| b.clone()).unwrap_or_default(),
                 sources: sources.clone(),
+                writes: true,
+                holder: "run".into(),
             };
             serde_json::to_value(hello).unwrap_or(Value::Null)
         })
     };
     let (srv_stop, srv_rx) = watch::channel(false);
-    let server = tokio::spawn(socket::serve(listener, store.clone(), info, srv_rx));
+    let server = tokio::spawn(socket::serve(
+        listener,
+        store.clone(),
+        info,
+        srv_rx,
+        socket::Access::ReadWrite,
+    ));
     tracing::info!(socket = %sock.display(), pid = std::process::id(), "daemon started; read commands are served on the socket");
 
     // Whether a source missed a slot is read from the run log: off the async threads.

@@ -1,6 +1,10 @@
-//! [`RemoteStore`]: the [`Store`] a read command gets while `outwatch run` holds the store. Reads
-//! are forwarded over the daemon's socket; writes are refused with [`StoreError::Locked`] (the
-//! daemon is the only writer), which the CLI turns into exit code 4.
+//! [`RemoteStore`]: the [`Store`] a command gets while another outwatch process holds the store.
+//! Reads are forwarded over that process's socket. Writes go to the daemon (`outwatch run`,
+//! protocol revision 4: its `hello` says `writes`) as write requests, one per store method
+//! ([`super::protocol`]): the command runs its own code here, reading its own files and
+//! printing its own output, and only the store's work crosses. A process that answers reads
+//! only (a `fetch` holding the store for a while, an older daemon) refuses them with
+//! [`StoreError::Locked`] (exit code 4); `App::open_store` waits for such a process instead.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::ops::ControlFlow;
@@ -13,16 +17,25 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::protocol::{MAX_REPLY_BYTES, MAX_REQUEST_BYTES, Op, PROTOCOL_VERSION, Reply, Request};
+use super::protocol::{
+    MAX_REPLY_BYTES, MAX_REQUEST_BYTES, Op, PROTOCOL_VERSION, Reply, Request, WireReading,
+};
 use super::socket::socket_path;
 use crate::finding::Finding;
 use crate::store::{
-    FetchRun, Filter, Flow, IngestStats, Query, QueryOptions, QueryTotals, Result, Store,
-    StoreError, Unit,
+    FetchRun, Filter, Findings, Flow, IngestStats, Query, QueryOptions, QueryTotals, Reading,
+    Result, Store, StoreError, Unit,
 };
 
 /// How long a client waits for one reply line.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a write waits for its answer (the daemon stores a large import after its end)
+/// and for the daemon to take its next line (it spills and merges while it reads).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often buffered data lines of a write go out at the latest.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How many fingerprints one `modify` request carries.
+const MODIFY_BATCH: usize = 100_000;
 
 struct Conn {
     reader: BufReader<UnixStream>,
@@ -80,8 +93,9 @@ fn from_raw<T: serde::de::DeserializeOwned>(v: &serde_json::value::RawValue) -> 
 }
 
 impl RemoteStore {
-    /// Connects to the daemon serving `data_dir`, or `None` when none answers (no socket file,
-    /// a stale one, or something that does not speak the protocol).
+    /// Connects to the process serving `data_dir`, or `None` when none answers (no socket file,
+    /// a stale one, something that does not speak the protocol, or a command that has let go of
+    /// the store).
     pub fn connect(data_dir: &Path) -> Option<RemoteStore> {
         let socket = socket_path(data_dir);
         let conn = open_conn(&socket).ok()?;
@@ -93,6 +107,8 @@ impl RemoteStore {
             revision: 0,
         };
         match r.call(&Op::Hello, &mut |_| Ok(ControlFlow::Continue(()))) {
+            // A `hello` without a version: the process has let go of the store.
+            Ok(h) if r.hello_of(&h).version == 0 => None,
             Ok(h) => {
                 r.revision = r.hello_of(&h).revision;
                 r.hello = h;
@@ -136,13 +152,14 @@ impl RemoteStore {
         let mut answered = false;
         let conn = guard.as_mut().expect("connected");
         let mut stopped = false;
-        let mut result = Self::exchange(conn, op, on_item, &mut answered, &mut stopped);
+        let dir = &self.data_dir;
+        let mut result = Self::exchange(conn, op, on_item, &mut answered, &mut stopped, dir);
         if result.is_err() && reused && !answered {
             // The daemon closes connections left idle: a kept one may be gone before it
             // answered anything. Every request is a read, so asking again is safe.
             *guard = Some(open_conn(&self.socket).map_err(engine)?);
             let conn = guard.as_mut().expect("connected");
-            result = Self::exchange(conn, op, on_item, &mut answered, &mut stopped);
+            result = Self::exchange(conn, op, on_item, &mut answered, &mut stopped, dir);
         }
         if result.is_err() || stopped {
             // The stream may be mid-answer: never reuse it.
@@ -157,6 +174,7 @@ impl RemoteStore {
         on_item: &mut dyn FnMut(&serde_json::value::RawValue) -> Flow,
         answered: &mut bool,
         stopped: &mut bool,
+        data_dir: &Path,
     ) -> Result<Value> {
         let req = Request {
             v: PROTOCOL_VERSION,
@@ -190,8 +208,8 @@ impl RemoteStore {
                     }
                 }
                 Reply::Done(v) => return Ok(v),
-                Reply::Error { message } => {
-                    return Err(engine(format!("the daemon answered: {message}")));
+                Reply::Error { message, kind } => {
+                    return Err(served_error(message, kind, data_dir));
                 }
             }
         }
@@ -207,6 +225,141 @@ impl RemoteStore {
     }
 }
 
+/// A failed request's error as the store error it was in the daemon, so that the command tells
+/// it as it would without the daemon (a failed reader, a full disk).
+fn served_error(message: String, kind: Option<String>, data_dir: &Path) -> StoreError {
+    match kind.as_deref() {
+        Some("unread") => StoreError::Unread(crate::store::ReadError::Unreadable(message)),
+        Some("disk_full") => StoreError::DiskFull {
+            path: data_dir.display().to_string(),
+            free: crate::diskspace::free_bytes(data_dir),
+        },
+        Some("refused") => StoreError::Refused(message.trim_start_matches("refused: ").into()),
+        _ => engine(format!("the daemon answered: {message}")),
+    }
+}
+
+/// The client's end of a write request: data lines out, replies in.
+struct WriteConn {
+    data_dir: PathBuf,
+    /// When buffered data lines last went out.
+    flushed: std::time::Instant,
+    out: std::io::BufWriter<UnixStream>,
+    reader: BufReader<UnixStream>,
+}
+
+impl WriteConn {
+    /// One data line: `{"<tag>":<value as JSON>}`, written from a borrowed value.
+    fn data<T: serde::Serialize + ?Sized>(&mut self, tag: &str, v: &T) -> Result<()> {
+        // A slow reader (a large file, mail links downloaded) still shows progress: what is
+        // buffered goes out at least once a second, within the daemon's data-stall limit.
+        if self.flushed.elapsed() >= FLUSH_EVERY {
+            self.out.flush().map_err(engine)?;
+            self.flushed = std::time::Instant::now();
+        }
+        let w = &mut self.out;
+        let mut line = Vec::with_capacity(256);
+        line.extend_from_slice(b"{\"");
+        line.extend_from_slice(tag.as_bytes());
+        line.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut line, v).map_err(engine)?;
+        line.extend_from_slice(b"}\n");
+        w.write_all(&line).map_err(engine)
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.out.write_all(b"\"end\"\n").map_err(engine)?;
+        self.out.flush().map_err(engine)
+    }
+
+    /// Reads replies to the end, answering items (`{"stats":..}`, `{"finding":..}`) by
+    /// `on_item`, which may write a data line.
+    fn answer(
+        &mut self,
+        on_item: &mut dyn FnMut(&mut WriteConn, Value) -> Result<()>,
+    ) -> Result<Value> {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let n = (&mut self.reader)
+                .take(MAX_REPLY_BYTES as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(engine)?;
+            if n == 0 {
+                return Err(engine("the daemon closed the connection before answering"));
+            }
+            match serde_json::from_slice::<Reply>(&buf).map_err(engine)? {
+                Reply::Item(v) => {
+                    let v: Value = serde_json::from_str(v.get()).map_err(engine)?;
+                    on_item(self, v)?;
+                    self.out.flush().map_err(engine)?;
+                }
+                Reply::Done(v) => return Ok(v),
+                Reply::Error { message, kind } => {
+                    return Err(served_error(message, kind, &self.data_dir));
+                }
+            }
+        }
+    }
+}
+
+/// A streamed unit's findings, sent as they are read.
+struct Sender<'a>(&'a mut WriteConn);
+
+impl crate::store::FindingWriter for Sender<'_> {
+    fn view(&mut self, f: &crate::finding::FindingView<'_>) -> Result<()> {
+        self.0.data("finding", &f.to_finding())
+    }
+
+    fn finding(&mut self, f: &Finding) -> Result<()> {
+        self.0.data("finding", f)
+    }
+}
+
+fn b64e(v: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(v)
+}
+
+impl RemoteStore {
+    /// Whether this process takes writes (the daemon, revision 4).
+    pub fn takes_writes(&self) -> bool {
+        self.revision >= super::protocol::WRITES_REVISION && self.hello().writes
+    }
+
+    /// Starts a write request on a connection of its own (a write ends its session).
+    fn write_request(&self, op: Op) -> Result<WriteConn> {
+        if !self.takes_writes() {
+            return Err(self.locked());
+        }
+        let s = UnixStream::connect(&self.socket).map_err(engine)?;
+        s.set_read_timeout(Some(WRITE_TIMEOUT)).map_err(engine)?;
+        s.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(engine)?;
+        let mut c = WriteConn {
+            data_dir: self.data_dir.clone(),
+            flushed: std::time::Instant::now(),
+            reader: BufReader::new(s.try_clone().map_err(engine)?),
+            out: std::io::BufWriter::with_capacity(64 << 10, s),
+        };
+        let mut line = serde_json::to_vec(&Request {
+            v: PROTOCOL_VERSION,
+            op,
+        })
+        .map_err(engine)?;
+        line.push(b'\n');
+        // At once: the daemon closes a connection whose first request does not come soon.
+        c.out.write_all(&line).map_err(engine)?;
+        c.out.flush().map_err(engine)?;
+        Ok(c)
+    }
+
+    /// A write request without data lines and without items: its `done` value.
+    fn write_simple(&self, op: Op) -> Result<Value> {
+        let mut c = self.write_request(op)?;
+        c.out.flush().map_err(engine)?;
+        c.answer(&mut |_, _| Err(engine("an unexpected item")))
+    }
+}
+
 impl RemoteStore {
     /// Findings whose `last_seen` lies in `[from, to)`, in time order (the socket's
     /// `seen_between`).
@@ -216,30 +369,110 @@ impl RemoteStore {
 }
 
 impl Store for RemoteStore {
-    fn ingest_unit(&self, _unit: Unit<'_>) -> Result<IngestStats> {
-        Err(self.locked())
+    /// Sent to the daemon (revision 4): state, then the findings as they are read (a streamed
+    /// unit in bounded memory), then the run-log entry made here from the daemon's counts.
+    fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {
+        let Unit {
+            now,
+            write,
+            findings,
+            state,
+            mut run,
+        } = unit;
+        let reading = match &findings {
+            Findings::Owned(_) => None,
+            Findings::Streamed(_, Reading::WholeOrNothing) => Some(WireReading::WholeOrNothing),
+            Findings::Streamed(_, Reading::AsItComes) => Some(WireReading::AsItComes),
+        };
+        let mut c = self.write_request(Op::Ingest {
+            now,
+            restore: write == crate::store::Write::Restore,
+            reading,
+            run: run.is_some(),
+        })?;
+        for (k, v) in &state {
+            c.data("state", &(k, v.as_deref().map(b64e)))?;
+        }
+        match findings {
+            Findings::Owned(v) => {
+                for f in &v {
+                    c.data("finding", f)?;
+                }
+                c.end()?;
+            }
+            Findings::Streamed(read, _) => match read(&mut Sender(&mut c)) {
+                Ok(()) => c.end()?,
+                Err(crate::store::ReadError::Unreadable(m)) => {
+                    c.data("abort", &m)?;
+                    c.out.flush().map_err(engine)?;
+                }
+                Err(crate::store::ReadError::Store(e)) => return Err(*e),
+            },
+        }
+        let done = c.answer(&mut |c, item| {
+            let stats = item
+                .get("stats")
+                .cloned()
+                .ok_or_else(|| engine("an unexpected item in an ingest"))?;
+            let stats: IngestStats = from_value(stats)?;
+            let entry = run
+                .take()
+                .ok_or_else(|| engine("asked twice for the run-log entry"))?;
+            c.data("run", &entry(&stats))
+        })?;
+        from_value(done)
     }
 
+    /// Sent to the daemon (revision 4), which hands each stored finding back for `change`.
     fn modify(
         &self,
-        _fingerprints: &[String],
-        _change: &mut dyn FnMut(&mut Finding) -> bool,
+        fingerprints: &[String],
+        change: &mut dyn FnMut(&mut Finding) -> bool,
     ) -> Result<usize> {
-        Err(self.locked())
+        let mut written = 0;
+        for batch in fingerprints.chunks(MODIFY_BATCH) {
+            let mut c = self.write_request(Op::Modify)?;
+            for fp in batch {
+                c.data("fingerprint", fp)?;
+            }
+            c.end()?;
+            let done = c.answer(&mut |c, item| {
+                let f = item
+                    .get("finding")
+                    .cloned()
+                    .ok_or_else(|| engine("an unexpected item in a modify"))?;
+                let mut f: Finding = from_value(f)?;
+                if change(&mut f) {
+                    c.data("changed", &f)
+                } else {
+                    c.out.write_all(b"\"unchanged\"\n").map_err(engine)
+                }
+            })?;
+            written += from_value::<usize>(done)?;
+        }
+        Ok(written)
     }
 
     fn resolve_stale(
         &self,
-        _source: &str,
-        _feed: Option<&str>,
-        _cutoff: DateTime<Utc>,
-        _now: DateTime<Utc>,
+        source: &str,
+        feed: Option<&str>,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<usize> {
-        Err(self.locked())
+        from_value(self.write_simple(Op::ResolveStale {
+            source: source.to_string(),
+            feed: feed.map(str::to_string),
+            cutoff,
+            now,
+        })?)
     }
 
-    fn open_and_stale(&self, _source: &str, _cutoff: DateTime<Utc>) -> Result<(usize, usize)> {
-        Err(self.locked())
+    fn open_and_stale(&self, source: &str, cutoff: DateTime<Utc>) -> Result<(usize, usize)> {
+        from_value(self.write_simple(Op::OpenAndStale {
+            source: source.to_string(),
+            cutoff,
+        })?)
     }
 
     fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {
@@ -343,8 +576,12 @@ impl Store for RemoteStore {
         Ok(())
     }
 
-    fn record_run(&self, _run: &FetchRun) -> Result<()> {
-        Err(self.locked())
+    fn record_run(&self, run: &FetchRun) -> Result<()> {
+        let mut c = self.write_request(Op::RecordRun)?;
+        c.data("run", run)?;
+        c.end()?;
+        c.answer(&mut |_, _| Err(engine("an unexpected item")))?;
+        Ok(())
     }
 
     fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>> {
@@ -368,8 +605,12 @@ impl Store for RemoteStore {
         }
     }
 
-    fn state_put(&self, _key: &str, _value: Option<&[u8]>) -> Result<()> {
-        Err(self.locked())
+    fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        let mut c = self.write_request(Op::StatePut)?;
+        c.data("state", &(key, value.map(b64e)))?;
+        c.end()?;
+        c.answer(&mut |_, _| Err(engine("an unexpected item")))?;
+        Ok(())
     }
 
     fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -391,8 +632,11 @@ impl Store for RemoteStore {
         from_value(self.call(&Op::Count, &mut |_| Ok(ControlFlow::Continue(())))?)
     }
 
-    /// Nothing to flush here: the daemon flushes after every run.
+    /// The daemon flushes its store when it takes writes; else nothing was written here.
     fn flush(&self) -> Result<()> {
+        if self.takes_writes() {
+            self.write_simple(Op::Flush)?;
+        }
         Ok(())
     }
 }

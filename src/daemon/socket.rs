@@ -26,8 +26,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -35,6 +34,7 @@ use tokio::time::Instant;
 use super::protocol::{
     MAX_REQUEST_BYTES, Op, PROTOCOL_REVISION, PROTOCOL_VERSION, Reply, Request, SOCKET_NAME,
 };
+use super::reply::{Lines, Out, error_reply};
 use crate::store::{QueryOptions, Store, StoreError};
 
 /// Sessions served at the same time (see the module comment for what happens past it).
@@ -47,6 +47,18 @@ pub const IDLE: Duration = Duration::from_secs(10);
 pub const SESSION: Duration = Duration::from_secs(60);
 /// A reply that makes no progress for this long (the client does not read) is abandoned.
 pub const WRITE_STALL: Duration = Duration::from_secs(5);
+/// A write whose client sends none of the data it waits for (the next finding of an import)
+/// for this long is abandoned (nothing of a whole-or-nothing unit is stored). Generous: the
+/// client reads its files, or mails' links, as it sends.
+pub const DATA_STALL: Duration = Duration::from_secs(600);
+
+/// What a process serves on its socket: the daemon takes writes too; a command that holds
+/// the store for a while (`fetch`, `run --once`, an import) answers reads only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
 
 /// The socket's limits: [`Limits::default`] in the daemon; tests set short ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +68,8 @@ pub struct Limits {
     pub idle: Duration,
     pub session: Duration,
     pub write_stall: Duration,
+    /// How long a write waits for its client's next data line ([`DATA_STALL`]).
+    pub data_stall: Duration,
 }
 
 impl Default for Limits {
@@ -66,6 +80,7 @@ impl Default for Limits {
             idle: IDLE,
             session: SESSION,
             write_stall: WRITE_STALL,
+            data_stall: DATA_STALL,
         }
     }
 }
@@ -110,8 +125,9 @@ pub async fn serve(
     store: Arc<dyn Store>,
     info: InfoFn,
     stop: watch::Receiver<bool>,
+    access: Access,
 ) {
-    serve_with(listener, store, info, stop, Limits::default()).await
+    serve_with(listener, store, info, stop, Limits::default(), access).await
 }
 
 /// Serves connections within `limits` until `stop` turns true.
@@ -121,6 +137,7 @@ pub async fn serve_with(
     info: InfoFn,
     mut stop: watch::Receiver<bool>,
     limits: Limits,
+    access: Access,
 ) {
     let sessions = Arc::new(Sessions::new(limits.max_connections.max(1)));
     loop {
@@ -142,7 +159,7 @@ pub async fn serve_with(
         };
         let (store, info) = (store.clone(), info.clone());
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, store, info, limits, &slot).await {
+            if let Err(e) = handle(stream, store, info, limits, access, &slot).await {
                 tracing::debug!(error = %e, "socket client went away");
             }
             drop(slot);
@@ -252,56 +269,6 @@ impl Drop for Slot {
     }
 }
 
-/// The writing half of a session, with its write-stall limit.
-struct Out {
-    w: BufWriter<OwnedWriteHalf>,
-    stall: Duration,
-}
-
-impl Out {
-    /// Writes one reply line; a write that makes no progress for the stall limit fails.
-    async fn reply(&mut self, r: &Reply) -> io::Result<()> {
-        let mut line = serde_json::to_vec(r).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let stall = self.stall;
-        stall_guard(stall, self.w.write_all(&line)).await
-    }
-
-    /// Flushes; fails when the client does not read for the stall limit.
-    async fn flush(&mut self) -> io::Result<()> {
-        let stall = self.stall;
-        stall_guard(stall, self.w.flush()).await
-    }
-
-    /// Writes a chunk of whole reply lines and flushes it (one stall limit for the chunk).
-    async fn chunk(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let stall = self.stall;
-        stall_guard(stall, async {
-            self.w.write_all(bytes).await?;
-            self.w.flush().await
-        })
-        .await
-    }
-
-    async fn error(&mut self, message: String) -> io::Result<()> {
-        self.reply(&Reply::Error { message }).await?;
-        self.flush().await
-    }
-}
-
-async fn stall_guard(
-    stall: Duration,
-    f: impl std::future::Future<Output = io::Result<()>>,
-) -> io::Result<()> {
-    match tokio::time::timeout(stall, f).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the client does not read its reply; abandoned",
-        )),
-    }
-}
-
 /// One session: requests read and answered in turn until the client leaves, a deadline passes
 /// (first request, idle, session age) or the slot is taken back for a new connection.
 async fn handle(
@@ -309,6 +276,7 @@ async fn handle(
     store: Arc<dyn Store>,
     info: InfoFn,
     limits: Limits,
+    access: Access,
     slot: &Slot,
 ) -> io::Result<()> {
     let opened = Instant::now();
@@ -342,6 +310,21 @@ async fn handle(
         }
         slot.set_idle(false);
         match parse_request(&line) {
+            // A write ends the session: its data lines and the reply are the whole exchange.
+            Ok(req) if req.op.writes() => {
+                if access == Access::Read {
+                    return out
+                        .error(format!(
+                            "this process (pid {}) holds the store only for a while and answers \
+                             reads only; writes wait until it lets go",
+                            std::process::id()
+                        ))
+                        .await;
+                }
+                super::writes::answer_write(req.op, &mut r, &store, &mut out, limits.data_stall)
+                    .await?;
+                return out.flush().await;
+            }
             Ok(req) => {
                 answer(req.op, &store, &info, &mut out).await?;
                 out.flush().await?;
@@ -413,51 +396,6 @@ fn to_value<T: serde::Serialize>(v: T) -> Result<Value, StoreError> {
     serde_json::to_value(v).map_err(|e| StoreError::Remote(e.into()))
 }
 
-/// Reply lines written by a blocking answer, sent to the session in chunks: the first line at
-/// once (the first finding shows without delay), then about [`CHUNK_BYTES`] at a time, so that
-/// a million findings are a few thousand channel sends and socket writes, not a million.
-struct Lines {
-    tx: mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-    sent: bool,
-}
-
-/// How many bytes of reply lines go to the session at a time.
-const CHUNK_BYTES: usize = 64 << 10;
-
-impl Lines {
-    /// One streamed item: `{"item": <v as JSON>}`, the [`Reply::Item`] wire form, written
-    /// straight from `v`.
-    fn item<T: serde::Serialize>(&mut self, v: &T) -> Result<(), StoreError> {
-        self.buf.extend_from_slice(b"{\"item\":");
-        serde_json::to_writer(&mut self.buf, v).map_err(|e| StoreError::Remote(e.into()))?;
-        self.buf.extend_from_slice(b"}\n");
-        if !self.sent || self.buf.len() >= CHUNK_BYTES {
-            self.send()?;
-        }
-        Ok(())
-    }
-
-    /// The last line, then everything still held.
-    fn finish(mut self, last: &Reply) {
-        if serde_json::to_writer(&mut self.buf, last).is_ok() {
-            self.buf.push(b'\n');
-        }
-        let _ = self.send();
-    }
-
-    fn send(&mut self) -> Result<(), StoreError> {
-        self.sent = true;
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 4096));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| StoreError::Remote("client went away".into()))
-    }
-}
-
 /// Answers one request: single values directly, lists streamed from a blocking task (sled is
 /// blocking) through a bounded channel of chunks of reply lines ([`Lines`]).
 async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) -> io::Result<()> {
@@ -481,16 +419,10 @@ async fn answer(op: Op, store: &Arc<dyn Store>, info: &InfoFn, out: &mut Out) ->
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let store = store.clone();
     let job = crate::store::bridge::spawn(move || {
-        let mut lines = Lines {
-            tx,
-            buf: Vec::with_capacity(CHUNK_BYTES + 4096),
-            sent: false,
-        };
+        let mut lines = Lines::new(tx);
         let last = match run_op(op, store.as_ref(), &mut lines) {
             Ok(v) => Reply::Done(v),
-            Err(e) => Reply::Error {
-                message: e.to_string(),
-            },
+            Err(e) => error_reply(&e),
         };
         lines.finish(&last);
     });
@@ -599,6 +531,9 @@ fn run_op(op: Op, store: &dyn Store, tx: &mut Lines) -> Result<Value, StoreError
             }
             Ok(Value::Null)
         }
+        _ => Err(StoreError::Refused(
+            "a write is served only as a write (a bug)".into(),
+        )),
     }
 }
 

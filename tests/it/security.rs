@@ -411,6 +411,7 @@ fn short() -> socket::Limits {
         idle: Duration::from_millis(400),
         session: Duration::from_millis(1200),
         write_stall: Duration::from_millis(300),
+        data_stall: Duration::from_millis(300),
     }
 }
 
@@ -431,7 +432,14 @@ fn serve_limited(n: u32, limits: socket::Limits) -> Daemon {
     assert_eq!(mode(&sock), 0o600);
     let (stop, rx) = tokio::sync::watch::channel(false);
     let info: socket::InfoFn = Arc::new(|| serde_json::json!({"pid": 1}));
-    tokio::spawn(socket::serve_with(listener, store, info, rx, limits));
+    tokio::spawn(socket::serve_with(
+        listener,
+        store,
+        info,
+        rx,
+        limits,
+        socket::Access::Read,
+    ));
     Daemon {
         _dir: dir,
         data,

@@ -80,10 +80,11 @@ pub fn isolated(dir: &Path) -> std::process::Command {
 }
 
 /// What [`isolated`] removes from the environment.
-pub const UNSET_FOR_TESTS: [&str; 7] = [
+pub const UNSET_FOR_TESTS: [&str; 8] = [
     "XDG_CONFIG_HOME",
     "OUTWATCH_CONFIG",
     "OUTWATCH_DATA_DIR",
+    "OUTWATCH_STORE_WAIT",
     "NO_COLOR",
     "CLICOLOR_FORCE",
     "COLUMNS",

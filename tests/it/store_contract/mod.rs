@@ -37,6 +37,43 @@ fn sled() -> Fresh {
     Fresh::new(Arc::new(store), Some(Box::new(dir)))
 }
 
+/// A sled store served by a daemon's socket in this process, used through `RemoteStore`: every
+/// read and write crosses the socket as it does for a command run beside `outwatch run`.
+fn daemon() -> Fresh {
+    use outwatch::daemon::{RemoteStore, protocol, socket};
+    let dir = tempfile::tempdir().unwrap();
+    let sled: Arc<dyn Store> = Arc::new(outwatch::store::open(dir.path()).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let (listener, _) = {
+        let _in = rt.enter();
+        socket::bind(dir.path()).unwrap()
+    };
+    let info: socket::InfoFn = Arc::new(|| {
+        serde_json::to_value(protocol::Hello {
+            pid: std::process::id(),
+            writes: true,
+            holder: "run".into(),
+            ..Default::default()
+        })
+        .unwrap()
+    });
+    rt.spawn(socket::serve(
+        listener,
+        sled,
+        info,
+        rx,
+        socket::Access::ReadWrite,
+    ));
+    let remote = RemoteStore::connect(dir.path()).expect("the socket answers");
+    assert!(remote.takes_writes());
+    Fresh::new(Arc::new(remote), Some(Box::new((stop, rt, dir))))
+}
+
 fn memory() -> Fresh {
     Fresh::new(Arc::new(MemoryStore::new()), None)
 }
@@ -84,6 +121,7 @@ macro_rules! contract {
 
 contract!(on_sled, super::sled);
 contract!(in_memory, super::memory);
+contract!(through_the_daemon, super::daemon);
 
 // ---- helpers -----------------------------------------------------------------------------
 
