@@ -26,6 +26,7 @@
 
 pub mod bridge;
 pub mod lifecycle;
+pub mod postgres;
 mod query;
 mod run;
 pub mod sled_store;

@@ -5,6 +5,7 @@
 //! the store needs one, e.g. a temporary folder or a database schema to drop).
 
 mod memory;
+pub mod postgres;
 
 use std::any::Any;
 use std::ops::ControlFlow;
@@ -41,12 +42,30 @@ fn memory() -> Fresh {
     Fresh::new(Arc::new(MemoryStore::new()), None)
 }
 
-/// Runs every test of the suite against the backend `$fresh` makes.
+/// A fresh store, or none where the backend's server is absent (the test then skips).
+pub trait MaybeFresh {
+    fn maybe(self) -> Option<Fresh>;
+}
+
+impl MaybeFresh for Fresh {
+    fn maybe(self) -> Option<Fresh> {
+        Some(self)
+    }
+}
+
+impl MaybeFresh for Option<Fresh> {
+    fn maybe(self) -> Option<Fresh> {
+        self
+    }
+}
+
+/// Runs every test of the suite against the backend `$fresh` makes (a `Fresh`, or an
+/// `Option<Fresh>` that is `None` to skip).
 macro_rules! contract {
     ($backend:ident, $fresh:expr) => {
         mod $backend {
-            fn fresh() -> super::Fresh {
-                $fresh()
+            fn fresh() -> Option<super::Fresh> {
+                super::MaybeFresh::maybe($fresh())
             }
             contract!(@tests fresh;
                 a_unit_is_all_or_nothing,
@@ -73,7 +92,9 @@ macro_rules! contract {
         $(
             #[test]
             fn $test() {
-                super::$test($fresh());
+                if let Some(s) = $fresh() {
+                    super::$test(s);
+                }
             }
         )*
     };
@@ -81,6 +102,7 @@ macro_rules! contract {
 
 contract!(on_sled, super::sled);
 contract!(in_memory, super::memory);
+contract!(on_postgres, super::postgres::fresh);
 
 // ---- helpers -----------------------------------------------------------------------------
 

@@ -1,0 +1,492 @@
+//! The PostgreSQL implementation of [`Store`]: the shared store of several outwatch nodes.
+//! Only this folder knows PostgreSQL (as only `sled_store*` knows sled).
+//!
+//! - **Tables** (`schema.rs`, versioned migrations applied at open): `findings` (the indexed
+//!   fields as columns: addresses as `inet`/`cidr` with GiST `inet_ops` indexes for
+//!   containment, domains as reversed labels for suffix ranges; the whole finding in `doc`),
+//!   `runs` (the run log), `state` (remembered state, kept indicator sets among it).
+//! - **A unit is one transaction** (`write.rs`): findings in batches, each merged with its
+//!   stored twins by [`lifecycle`](super::lifecycle), `COPY`ed into a staging table and upserted;
+//!   then the state changes and the run entry; then commit. A reader that fails, or a node
+//!   that dies, leaves nothing of the unit.
+//! - **Streams are bounded**: queries run as a portal in a read transaction, fetched
+//!   [`PAGE`] rows at a time.
+//! - **Synchronous**: the blocking `postgres` client, one connection per call from a small
+//!   pool (`pool.rs`). It may not be called on an async runtime's worker thread; callers reach
+//!   the store through `store::bridge` (tokio's blocking pool), as the contract says.
+
+mod pool;
+mod schema;
+mod write;
+
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Utc};
+use postgres::types::ToSql;
+
+use super::{
+    FetchRun, Findings, Flow, IngestStats, Query, QueryOptions, QueryTotals, RUN_LOG_DAYS,
+    ReadError, Result, Store, StoreError, Unit, Write,
+};
+use crate::finding::{Finding, normalize_domain};
+use crate::secret::Secret;
+use pool::Pool;
+pub use pool::quote_ident;
+pub use schema::CURRENT as SCHEMA_VERSION;
+
+/// Rows fetched per round trip of a streamed query.
+const PAGE: i32 = 500;
+
+/// Findings read and rewritten per transaction by `resolve_stale` and `modify`.
+const REWRITE: usize = 1_000;
+
+/// Where a PostgreSQL store lives.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// A `postgres://` URL or a `key=value` connection string; a password in it is used but
+    /// never shown.
+    pub url: String,
+    /// The password, when not in the URL (from `[store] url_env` or a password file).
+    pub password: Option<Secret>,
+    /// The schema to work in (its tables are created there); the server's `search_path`
+    /// when `None`.
+    pub schema: Option<String>,
+}
+
+/// A store in a PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.pool.target)
+            .finish()
+    }
+}
+
+/// A PostgreSQL error as a store error.
+fn pg(e: postgres::Error) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+/// A parsed connection target, and how errors name it (never with the password).
+pub fn config(target: &Target) -> Result<(postgres::Config, String)> {
+    let mut c: postgres::Config = target.url.parse().map_err(|e| StoreError::Open {
+        path: "the PostgreSQL URL".into(),
+        cause: Box::new(e),
+    })?;
+    if let Some(p) = &target.password {
+        c.password(p.expose());
+    }
+    if c.get_connect_timeout().is_none() {
+        c.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    if c.get_application_name().is_none() {
+        c.application_name("outwatch");
+    }
+    Ok((c.clone(), describe(&c, target.schema.as_deref())))
+}
+
+/// `postgres://user@host:port/db` (schema `s`), without the password.
+pub fn describe(c: &postgres::Config, schema: Option<&str>) -> String {
+    use postgres::config::Host;
+    let host = match c.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    let mut s = format!(
+        "postgres://{}@{host}:{port}/{}",
+        c.get_user().unwrap_or(""),
+        c.get_dbname().unwrap_or("")
+    );
+    if let Some(schema) = schema {
+        s.push_str(&format!(" (schema {schema})"));
+    }
+    crate::text::sanitize(&s).into_owned()
+}
+
+impl PgStore {
+    /// Connects, creates the schema when asked for one that is missing, and brings the tables
+    /// up to this build's version (refusing a newer one).
+    pub fn open(target: &Target) -> Result<PgStore> {
+        let (config, described) = config(target)?;
+        let pool = Pool::new(config, target.schema.clone(), described.clone());
+        {
+            let mut c = pool.get()?;
+            if let Some(s) = &target.schema {
+                c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)))
+                    .map_err(|e| StoreError::Open {
+                        path: described.clone(),
+                        cause: Box::new(e),
+                    })?;
+            }
+            schema::migrate(&mut c, &described)?;
+        }
+        Ok(PgStore { pool })
+    }
+
+    /// Where the store is, for people (no password).
+    pub fn target(&self) -> &str {
+        &self.pool.target
+    }
+
+    /// Streams the rows of `sql` (one text column: a finding's `doc`) to `each`, [`PAGE`] at a
+    /// time; `each` stops the walk with `Break`.
+    fn stream(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        each: &mut dyn FnMut(&postgres::Row) -> Result<ControlFlow<()>>,
+    ) -> Result<bool> {
+        let mut c = self.pool.get()?;
+        let mut tx = c
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .map_err(pg)?;
+        let portal = tx.bind(sql, params).map_err(pg)?;
+        loop {
+            let rows = tx.query_portal(&portal, PAGE).map_err(pg)?;
+            if rows.is_empty() {
+                return Ok(false);
+            }
+            for row in &rows {
+                if each(row)?.is_break() {
+                    return Ok(true);
+                }
+            }
+            if rows.len() < PAGE as usize {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Reads the findings `select` picks (`SELECT doc::text ...`), a batch at a time, lets
+    /// `change` rewrite them, and writes back those it changed, one transaction per batch;
+    /// `select` takes the batch size as its last parameter. Returns how many were written.
+    fn rewrite(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        once: bool,
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        let mut c = self.pool.get()?;
+        let mut n = 0;
+        loop {
+            let mut tx = c.transaction().map_err(pg)?;
+            let rows = tx.query(sql, params).map_err(pg)?;
+            let got = rows.len();
+            write::begin(&mut tx)?;
+            let mut w = write::Writer::new(&mut tx, Write::Restore, Utc::now());
+            for row in rows {
+                let mut f = write::decode(row.get(0))?;
+                if change(&mut f) {
+                    w.push(f)?;
+                }
+            }
+            w.flush()?;
+            let written = w.written;
+            tx.commit().map_err(pg)?;
+            n += written;
+            if once || got < REWRITE || written == 0 {
+                return Ok(n);
+            }
+        }
+    }
+}
+
+/// The `WHERE` condition of a query and its parameters (from `$1`).
+fn condition(q: &Query) -> (String, Vec<Box<dyn ToSql + Sync>>) {
+    match q {
+        Query::Ip(a) => (
+            "(ip = $1::text::inet OR network >>= $1::text::inet)".into(),
+            vec![Box::new(a.to_string())],
+        ),
+        Query::Net(n) => (
+            "(ip <<= $1::text::cidr OR network && $1::text::cidr)".into(),
+            vec![Box::new(n.trunc().to_string())],
+        ),
+        Query::Domain(d) => {
+            let d = normalize_domain(d);
+            if d.is_empty() {
+                return ("false".into(), vec![]);
+            }
+            let rev = write::reversed(&d);
+            let (sub, end) = (format!("{rev}."), format!("{rev}/"));
+            (
+                "(domain_rev = $1 OR (domain_rev >= $2 AND domain_rev < $3) \
+                  OR email_rev = $1 OR (email_rev >= $2 AND email_rev < $3))"
+                    .into(),
+                vec![Box::new(rev), Box::new(sub), Box::new(end)],
+            )
+        }
+        Query::Email(e) => (
+            "email = $1".into(),
+            vec![Box::new(e.trim().to_ascii_lowercase())],
+        ),
+        Query::Asn(a) => (
+            "(asn = $1 AND ip IS NULL AND network IS NULL AND domain IS NULL AND email IS NULL)"
+                .into(),
+            vec![Box::new(i64::from(*a))],
+        ),
+    }
+}
+
+/// State changes applied in a transaction.
+fn apply_state(tx: &mut postgres::Transaction<'_>, state: &[super::StateChange]) -> Result<()> {
+    for (k, v) in state {
+        put_state(tx, k, v.as_deref())?;
+    }
+    Ok(())
+}
+
+fn put_state(c: &mut impl postgres::GenericClient, key: &str, value: Option<&[u8]>) -> Result<()> {
+    match value {
+        Some(v) => c.execute(
+            "INSERT INTO state (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&key, &v],
+        ),
+        None => c.execute("DELETE FROM state WHERE key = $1", &[&key]),
+    }
+    .map_err(pg)?;
+    Ok(())
+}
+
+fn record(c: &mut impl postgres::GenericClient, run: &FetchRun) -> Result<()> {
+    let doc = serde_json::to_string(run).map_err(|e| StoreError::corrupt("run entry", e))?;
+    c.execute(
+        "INSERT INTO runs (started, source, doc) VALUES ($1, $2, $3::text::json) \
+         ON CONFLICT (started, source) DO UPDATE SET doc = EXCLUDED.doc",
+        &[&run.started, &run.source, &doc],
+    )
+    .map_err(pg)?;
+    let cutoff = run.started - chrono::Duration::days(RUN_LOG_DAYS);
+    c.execute("DELETE FROM runs WHERE started < $1", &[&cutoff])
+        .map_err(pg)?;
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {
+        let mut c = self.pool.get()?;
+        let mut tx = c.transaction().map_err(pg)?;
+        write::begin(&mut tx)?;
+        let mut w = write::Writer::new(&mut tx, unit.write, unit.now);
+        match unit.findings {
+            Findings::Owned(v) => {
+                for f in v {
+                    w.push(f)?;
+                }
+            }
+            // Both kinds of reading are one transaction: what the reader handed is written as
+            // it comes and becomes visible only at commit.
+            Findings::Streamed(read, _) => read(&mut w).map_err(|e| match e {
+                ReadError::Store(e) => *e,
+                unread => StoreError::Unread(unread),
+            })?,
+        }
+        w.flush()?;
+        let stats = w.stats;
+        apply_state(&mut tx, &unit.state)?;
+        if let Some(make) = unit.run {
+            record(&mut tx, &make(&stats))?;
+        }
+        tx.commit().map_err(pg)?;
+        Ok(stats)
+    }
+
+    fn resolve_stale(
+        &self,
+        source: &str,
+        feed: Option<&str>,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let limit = REWRITE as i64;
+        self.rewrite(
+            "SELECT doc::text FROM findings WHERE source = $1 \
+             AND ($2::text IS NULL OR feed = $2) AND status <> 'resolved' AND last_seen < $3 \
+             ORDER BY fingerprint LIMIT $4 FOR UPDATE",
+            &[&source, &feed, &cutoff, &limit],
+            false,
+            &mut |f| {
+                f.status = crate::finding::Status::Resolved;
+                f.push_history(now, "resolved");
+                true
+            },
+        )
+    }
+
+    fn open_and_stale(&self, source: &str, cutoff: DateTime<Utc>) -> Result<(usize, usize)> {
+        let row = self
+            .pool
+            .get()?
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE last_seen < $2) FROM findings \
+                 WHERE source = $1 AND status <> 'resolved'",
+                &[&source, &cutoff],
+            )
+            .map_err(pg)?;
+        let (open, stale): (i64, i64) = (row.get(0), row.get(1));
+        Ok((open as usize, stale as usize))
+    }
+
+    fn modify(
+        &self,
+        fingerprints: &[String],
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for chunk in fingerprints.chunks(REWRITE) {
+            let fps: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            n += self.rewrite(
+                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) \
+                 ORDER BY fingerprint FOR UPDATE",
+                &[&fps],
+                true,
+                change,
+            )?;
+        }
+        Ok(n)
+    }
+
+    fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {
+        let rows = self
+            .pool
+            .get()?
+            .query(
+                "SELECT doc::text FROM findings WHERE fingerprint = $1",
+                &[&fingerprint],
+            )
+            .map_err(pg)?;
+        rows.first().map(|r| write::decode(r.get(0))).transpose()
+    }
+
+    fn query_each(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        f: &mut dyn FnMut(Finding) -> Flow,
+    ) -> Result<QueryTotals> {
+        let (mut cond, mut params) = condition(q);
+        if !opts.include_resolved {
+            cond.push_str(" AND status <> 'resolved'");
+        }
+        if let Some(since) = opts.since {
+            params.push(Box::new(since));
+            cond.push_str(&format!(" AND last_seen >= ${}", params.len()));
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        let mut totals = QueryTotals::default();
+        totals.stopped = self.stream(
+            &format!("SELECT doc::text FROM findings WHERE {cond}"),
+            &refs,
+            &mut |row| {
+                totals.handed += 1;
+                f(write::decode(row.get(0))?)
+            },
+        )?;
+        Ok(totals)
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
+        self.stream(
+            "SELECT doc::text FROM findings ORDER BY fingerprint",
+            &[],
+            &mut |row| {
+                f(write::decode(row.get(0))?)?;
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
+        Ok(())
+    }
+
+    fn count(&self) -> Result<usize> {
+        let n: i64 = self
+            .pool
+            .get()?
+            .query_one("SELECT count(*) FROM findings", &[])
+            .map_err(pg)?
+            .get(0);
+        Ok(n as usize)
+    }
+
+    fn record_run(&self, run: &FetchRun) -> Result<()> {
+        let mut c = self.pool.get()?;
+        let mut tx = c.transaction().map_err(pg)?;
+        record(&mut tx, run)?;
+        tx.commit().map_err(pg)
+    }
+
+    fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool
+            .get()?
+            .query(
+                "SELECT doc::text FROM runs WHERE ($1::text IS NULL OR source = $1) \
+                 ORDER BY started DESC, source DESC LIMIT $2",
+                &[&source, &limit],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| {
+                serde_json::from_str(r.get(0))
+                    .map_err(|e| StoreError::corrupt("run entry (PostgreSQL `runs`)", e))
+            })
+            .collect()
+    }
+
+    fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let rows = self
+            .pool
+            .get()?
+            .query("SELECT value FROM state WHERE key = $1", &[&key])
+            .map_err(pg)?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        put_state(&mut *self.pool.get()?, key, value)
+    }
+
+    fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .pool
+            .get()?
+            .query(
+                "SELECT key, value FROM state WHERE key >= $1 AND starts_with(key, $1) \
+                 ORDER BY key",
+                &[&prefix],
+            )
+            .map_err(pg)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        // Streamed: sets are large, one at a time in memory.
+        let prefix = super::INDICATOR_SETS;
+        self.stream(
+            "SELECT key, value FROM state WHERE key >= $1 AND starts_with(key, $1) \
+             ORDER BY key",
+            &[&prefix],
+            &mut |row| {
+                each(row.get(0), row.get(1))?;
+                Ok(ControlFlow::Continue(()))
+            },
+        )?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        // A committed transaction is durable (the server's `fsync`).
+        Ok(())
+    }
+}
