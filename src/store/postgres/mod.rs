@@ -68,7 +68,55 @@ impl std::fmt::Debug for PgStore {
 
 /// A PostgreSQL error as a store error.
 fn pg(e: postgres::Error) -> StoreError {
-    StoreError::Backend(Box::new(e))
+    StoreError::Backend(Box::new(Failure::from(e)))
+}
+
+/// A PostgreSQL error whose message carries its causes (the client's own says only
+/// "db error" or "error connecting to server"; the server's message and the refused connection
+/// are in its sources), since people see only the message.
+#[derive(Debug)]
+pub struct Failure {
+    text: String,
+    cause: postgres::Error,
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(cause: postgres::Error) -> Self {
+        let mut text = cause.to_string();
+        let mut at = std::error::Error::source(&cause);
+        while let Some(e) = at {
+            let more = e.to_string();
+            if !text.contains(&more) {
+                text.push_str(": ");
+                text.push_str(&more);
+            }
+            at = e.source();
+        }
+        Failure {
+            text: crate::text::sanitize(&text).into_owned(),
+            cause,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// An error of opening the store at `target`.
+fn open_error(target: &str, e: postgres::Error) -> StoreError {
+    StoreError::Open {
+        path: target.to_string(),
+        cause: Box::new(Failure::from(e)),
+    }
 }
 
 /// A parsed connection target, and how errors name it (never with the password).
@@ -113,16 +161,17 @@ impl PgStore {
     /// Connects, creates the schema when asked for one that is missing, and brings the tables
     /// up to this build's version (refusing a newer one).
     pub fn open(target: &Target) -> Result<PgStore> {
+        off_runtime(|| Self::open_here(target))
+    }
+
+    fn open_here(target: &Target) -> Result<PgStore> {
         let (config, described) = config(target)?;
         let pool = Pool::new(config, target.schema.clone(), described.clone());
         {
             let mut c = pool.get()?;
             if let Some(s) = &target.schema {
                 c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)))
-                    .map_err(|e| StoreError::Open {
-                        path: described.clone(),
-                        cause: Box::new(e),
-                    })?;
+                    .map_err(|e| open_error(&described, e))?;
             }
             schema::migrate(&mut c, &described)?;
         }
@@ -272,7 +321,102 @@ fn record(c: &mut impl postgres::GenericClient, run: &FetchRun) -> Result<()> {
     Ok(())
 }
 
+/// The store's work done directly on this thread (see [`off_runtime`]).
+struct Direct<'a>(&'a PgStore);
+
+impl std::ops::Deref for Direct<'_> {
+    type Target = PgStore;
+    fn deref(&self) -> &PgStore {
+        self.0
+    }
+}
+
+/// Runs blocking client work. On the blocking pool (where `store::bridge` puts store calls)
+/// and outside any runtime it simply runs; called by mistake on a worker thread of the
+/// multi-threaded runtime (the program's), it first hands that worker's other tasks away
+/// (`block_in_place`), so the client's own runtime can block here instead of panicking.
+fn off_runtime<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
 impl Store for PgStore {
+    fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {
+        off_runtime(|| Direct(self).ingest_unit(unit))
+    }
+
+    fn resolve_stale(
+        &self,
+        source: &str,
+        feed: Option<&str>,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        off_runtime(|| Direct(self).resolve_stale(source, feed, cutoff, now))
+    }
+
+    fn open_and_stale(&self, source: &str, cutoff: DateTime<Utc>) -> Result<(usize, usize)> {
+        off_runtime(|| Direct(self).open_and_stale(source, cutoff))
+    }
+
+    fn modify(
+        &self,
+        fingerprints: &[String],
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        off_runtime(|| Direct(self).modify(fingerprints, change))
+    }
+
+    fn get(&self, fingerprint: &str) -> Result<Option<Finding>> {
+        off_runtime(|| Direct(self).get(fingerprint))
+    }
+
+    fn query_each(
+        &self,
+        q: &Query,
+        opts: &QueryOptions,
+        f: &mut dyn FnMut(Finding) -> Flow,
+    ) -> Result<QueryTotals> {
+        off_runtime(|| Direct(self).query_each(q, opts, f))
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
+        off_runtime(|| Direct(self).for_each(f))
+    }
+
+    fn count(&self) -> Result<usize> {
+        off_runtime(|| Direct(self).count())
+    }
+
+    fn record_run(&self, run: &FetchRun) -> Result<()> {
+        off_runtime(|| Direct(self).record_run(run))
+    }
+
+    fn runs(&self, source: Option<&str>, limit: usize) -> Result<Vec<FetchRun>> {
+        off_runtime(|| Direct(self).runs(source, limit))
+    }
+
+    fn state_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        off_runtime(|| Direct(self).state_get(key))
+    }
+
+    fn state_put(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        off_runtime(|| Direct(self).state_put(key, value))
+    }
+
+    fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        off_runtime(|| Direct(self).state_scan(prefix))
+    }
+
+    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        off_runtime(|| Direct(self).indicator_sets(each))
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Store for Direct<'_> {
     fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {
         let mut c = self.pool.get()?;
         let mut tx = c.transaction().map_err(pg)?;

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use postgres::{Client, Config, NoTls};
 
-use super::super::{Result, StoreError};
+use super::super::Result;
 
 /// Idle connections kept for the next call.
 const IDLE: usize = 4;
@@ -50,15 +50,29 @@ impl std::ops::DerefMut for Conn<'_> {
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.client.take()
-            && !c.is_closed()
-        {
+        if let Some(c) = self.client.take() {
             let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < IDLE {
+            if !c.is_closed() && idle.len() < IDLE {
                 idle.push(c);
+                return;
             }
+            drop(idle);
+            close(c);
         }
     }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        idle.into_iter().for_each(close);
+    }
+}
+
+/// Closes a connection: its client says goodbye to the server, which blocks (see
+/// [`super::off_runtime`]).
+fn close(c: Client) {
+    super::off_runtime(|| drop(c));
 }
 
 impl Pool {
@@ -89,16 +103,11 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Client> {
-        let mut c = self.config.connect(NoTls).map_err(|e| StoreError::Open {
-            path: self.target.clone(),
-            cause: Box::new(e),
-        })?;
+        let open = |e| super::open_error(&self.target, e);
+        let mut c = self.config.connect(NoTls).map_err(open)?;
         if let Some(s) = &self.schema {
             c.batch_execute(&format!("SET search_path TO {}", quote_ident(s)))
-                .map_err(|e| StoreError::Open {
-                    path: self.target.clone(),
-                    cause: Box::new(e),
-                })?;
+                .map_err(open)?;
         }
         Ok(c)
     }

@@ -70,10 +70,7 @@ const MIGRATION_LOCK: i64 = 0x6f75_7477_6174_6368; // "outwatch"
 
 /// Brings the schema the connection works in up to [`CURRENT`], or refuses a newer one.
 pub fn migrate(c: &mut Client, target: &str) -> Result<()> {
-    let open = |e: postgres::Error| StoreError::Open {
-        path: target.to_string(),
-        cause: Box::new(e),
-    };
+    let open = |e: postgres::Error| super::open_error(target, e);
     let mut tx = c.transaction().map_err(open)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(open)?;

@@ -73,3 +73,162 @@ pub fn fresh() -> Option<Fresh> {
     let store = PgStore::open(&schema.target()).unwrap();
     Some(Fresh::new(Arc::new(store), Some(Box::new(schema))))
 }
+
+// ---- what only the PostgreSQL backend has --------------------------------------------------
+
+#[cfg(test)]
+mod only_postgres {
+    use std::ops::ControlFlow;
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use outwatch::finding::{Classification, Finding, Severity};
+    use outwatch::store::postgres::{PgStore, SCHEMA_VERSION};
+    use outwatch::store::{
+        Findings, IngestOptions, Query, QueryOptions, ReadError, Reading, Store, StoreError, Unit,
+        Write,
+    };
+
+    use super::Schema;
+
+    fn row(i: u32) -> Finding {
+        let mut f = Finding::new(
+            "shadowserver",
+            "scan_http",
+            Classification::new("", "vulnerable-system", "open-http"),
+            Severity::Low,
+        );
+        f.ip = Some(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+            0x0a00_0000 + i,
+        )));
+        f.seal();
+        f
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_error() {
+        let Some(schema) = Schema::new() else { return };
+        drop(PgStore::open(&schema.target()).unwrap());
+        // Opening again applies nothing and works.
+        drop(PgStore::open(&schema.target()).unwrap());
+        let mut c = postgres::Client::connect(&super::url(), postgres::NoTls).unwrap();
+        c.batch_execute(&format!(
+            "INSERT INTO {}.schema_version (version) VALUES ({})",
+            outwatch::store::postgres::quote_ident(schema.name()),
+            SCHEMA_VERSION + 1
+        ))
+        .unwrap();
+        let e = PgStore::open(&schema.target()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("schema is version {}", SCHEMA_VERSION + 1))
+                && e.contains("newer than this outwatch knows"),
+            "{e}"
+        );
+    }
+
+    /// A unit larger than a batch: all or nothing across batches, and a repeat in a later batch
+    /// folded into the finding an earlier batch wrote.
+    #[test]
+    fn a_unit_of_several_batches_is_one_transaction() {
+        let Some(schema) = Schema::new() else { return };
+        let s = PgStore::open(&schema.target()).unwrap();
+        let n = 12_000u32;
+        let unit = |fail: bool| Unit {
+            now: Utc::now(),
+            write: Write::Observe,
+            findings: Findings::Streamed(
+                Box::new(move |w| {
+                    for i in 0..n {
+                        w.view(&row(i).view())?;
+                    }
+                    w.view(&row(3).view())?;
+                    if fail {
+                        return Err(ReadError::Unreadable("cut".into()));
+                    }
+                    Ok(())
+                }),
+                Reading::WholeOrNothing,
+            ),
+            state: vec![("k".into(), Some(b"v".to_vec()))],
+            run: None,
+        };
+        assert!(matches!(
+            s.ingest_unit(unit(true)),
+            Err(StoreError::Unread(_))
+        ));
+        assert_eq!(s.count().unwrap(), 0);
+        assert_eq!(s.state_get("k").unwrap(), None);
+        let st = s.ingest_unit(unit(false)).unwrap();
+        assert_eq!((st.new, st.duplicates, st.updated), (n as usize, 1, 0));
+        assert_eq!(s.count().unwrap(), n as usize);
+        assert_eq!(s.get(&row(3).fingerprint).unwrap().unwrap().times_seen, 1);
+        let mut seen = 0;
+        s.query_each(
+            &"10.0.0.0/8".parse::<Query>().unwrap(),
+            &QueryOptions::default(),
+            &mut |_| {
+                seen += 1;
+                Ok(ControlFlow::Continue(()))
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, n as usize, "streamed over many pages");
+    }
+
+    /// The blocking client works wherever the program may call it: on the blocking pool (the
+    /// bridge), and even on a worker thread of the multi-threaded runtime.
+    #[test]
+    fn the_store_works_from_async_code() {
+        let Some(schema) = Schema::new() else { return };
+        let target = schema.target();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // Opened and used on a worker thread.
+            let s: Arc<dyn Store> = Arc::new(PgStore::open(&target).unwrap());
+            s.ingest(
+                vec![row(1)],
+                vec![],
+                &IngestOptions { now: Utc::now() },
+            )
+            .unwrap();
+            // Through the bridge.
+            let n = outwatch::store::blocking(&s, |s| s.count()).await.unwrap();
+            assert_eq!(n, 1);
+            // A query's callback that calls the store (another connection of the pool).
+            let s2 = s.clone();
+            let got = outwatch::store::blocking(&s, move |s| {
+                let mut inner = 0;
+                s.query_each(
+                    &"10.0.0.1".parse::<Query>().unwrap(),
+                    &QueryOptions::default(),
+                    &mut |f| {
+                        inner += usize::from(s2.get(&f.fingerprint)?.is_some());
+                        Ok(ControlFlow::Continue(()))
+                    },
+                )?;
+                Ok(inner)
+            })
+            .await
+            .unwrap();
+            assert_eq!(got, 1);
+        });
+    }
+
+    /// Without a server: a clear error naming where, no password in it.
+    #[test]
+    fn an_absent_server_is_a_clear_error_without_the_password() {
+        let target = outwatch::store::postgres::Target {
+            url: "postgres://outwatch:hunter2secret@127.0.0.1:1/nowhere?connect_timeout=2".into(),
+            password: None,
+            schema: None,
+        };
+        let e = PgStore::open(&target).unwrap_err().to_string();
+        assert!(e.contains("postgres://outwatch@127.0.0.1:1/nowhere"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("refused"), "the cause is told: {e}");
+    }
+}
