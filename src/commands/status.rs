@@ -63,7 +63,9 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             "digest": digest,
             "indicator_sets": indicator_sets::sets_json(&sets, now),
             "store": {
+                "backend": app.backend().as_str(),
                 "path": app.data_dir.display().to_string(),
+                "location": app.store_place(),
                 "findings": findings,
             },
             "daemon": match &daemon {
@@ -141,7 +143,11 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         }
     }
     indicator_sets::print_sets(&sets, now)?;
-    outln!("store: {findings} findings in {}", app.data_dir.display());
+    outln!(
+        "store: {findings} findings in {} ({})",
+        app.store_place(),
+        app.backend().as_str()
+    );
     match &daemon {
         Some(h) => {
             outln!(

@@ -66,6 +66,14 @@ pub enum StoreError {
         #[source]
         cause: Cause,
     },
+    /// A database server could not be used as the store (unreachable, refused the login, no
+    /// outwatch tables there, a newer schema): `target` names it without its password.
+    #[error("cannot use the store at {target}: {cause}")]
+    Database {
+        target: String,
+        #[source]
+        cause: Cause,
+    },
     /// A write found the disk full (`src/diskspace.rs`): the store is fine.
     #[error("{}", crate::diskspace::full_message(std::path::Path::new(path), *free))]
     DiskFull { path: String, free: Option<u64> },

@@ -15,6 +15,7 @@
 //!   pool (`pool.rs`). It may not be called on an async runtime's worker thread; callers reach
 //!   the store through `store::bridge` (tokio's blocking pool), as the contract says.
 
+mod password;
 mod pool;
 mod schema;
 mod write;
@@ -51,6 +52,21 @@ pub struct Target {
     /// The schema to work in (its tables are created there); the server's `search_path`
     /// when `None`.
     pub schema: Option<String>,
+    /// A `.pgpass`-style file to take the password from when neither the URL nor `password`
+    /// gives one (else `$PGPASSFILE` or `~/.pgpass`, when present and owner-only).
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+impl Target {
+    /// A target of a URL alone (tests, `migrate --to`).
+    pub fn url(url: impl Into<String>) -> Target {
+        Target {
+            url: url.into(),
+            password: None,
+            schema: None,
+            password_file: None,
+        }
+    }
 }
 
 /// A store in a PostgreSQL database.
@@ -113,19 +129,31 @@ impl std::error::Error for Failure {
 
 /// An error of opening the store at `target`.
 fn open_error(target: &str, e: postgres::Error) -> StoreError {
-    StoreError::Open {
-        path: target.to_string(),
-        cause: Box::new(Failure::from(e)),
+    refused(target, Failure::from(e))
+}
+
+/// The store at `target` cannot be used, for `why`.
+fn refused(target: &str, why: impl Into<super::Cause>) -> StoreError {
+    StoreError::Database {
+        target: target.to_string(),
+        cause: why.into(),
     }
 }
 
 /// A parsed connection target, and how errors name it (never with the password).
 pub fn config(target: &Target) -> Result<(postgres::Config, String)> {
-    let mut c: postgres::Config = target.url.parse().map_err(|e| StoreError::Open {
-        path: "the PostgreSQL URL".into(),
-        cause: Box::new(e),
-    })?;
+    // The parser's errors quote no part of the URL (which may hold the password).
+    let mut c: postgres::Config = target
+        .url
+        .parse()
+        .map_err(|e| refused("the PostgreSQL URL of [store]", Failure::from(e)))?;
+    let described = describe(&c, target.schema.as_deref());
     if let Some(p) = &target.password {
+        c.password(p.expose());
+    } else if c.get_password().is_none()
+        && let Some(p) = password::lookup(&c, target.password_file.as_deref())
+            .map_err(|why| refused(&described, why))?
+    {
         c.password(p.expose());
     }
     if c.get_connect_timeout().is_none() {
@@ -134,7 +162,21 @@ pub fn config(target: &Target) -> Result<(postgres::Config, String)> {
     if c.get_application_name().is_none() {
         c.application_name("outwatch");
     }
-    Ok((c.clone(), describe(&c, target.schema.as_deref())))
+    Ok((c, described))
+}
+
+/// Checks `target` without connecting (the URL parses, a password file is usable); returns
+/// where it points, for people.
+pub fn check(target: &Target) -> Result<String> {
+    config(target).map(|(_, described)| described)
+}
+
+/// Where `target` points, for people (no password); the URL unparsed when it does not parse.
+pub fn describe_target(target: &Target) -> String {
+    match target.url.parse::<postgres::Config>() {
+        Ok(c) => describe(&c, target.schema.as_deref()),
+        Err(_) => "PostgreSQL (a URL that does not parse)".into(),
+    }
 }
 
 /// `postgres://user@host:port/db` (schema `s`), without the password.
@@ -161,14 +203,34 @@ impl PgStore {
     /// Connects, creates the schema when asked for one that is missing, and brings the tables
     /// up to this build's version (refusing a newer one).
     pub fn open(target: &Target) -> Result<PgStore> {
-        off_runtime(|| Self::open_here(target))
+        off_runtime(|| Self::open_here(target, true))
     }
 
-    fn open_here(target: &Target) -> Result<PgStore> {
+    /// [`PgStore::open`] of a store that exists: a database (or schema) without outwatch's
+    /// tables is refused rather than set up (read commands never create a store).
+    pub fn open_existing(target: &Target) -> Result<PgStore> {
+        off_runtime(|| Self::open_here(target, false))
+    }
+
+    fn open_here(target: &Target, create: bool) -> Result<PgStore> {
         let (config, described) = config(target)?;
         let pool = Pool::new(config, target.schema.clone(), described.clone());
         {
             let mut c = pool.get()?;
+            if !create {
+                let there: bool = c
+                    .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+                    .map_err(|e| open_error(&described, e))?
+                    .get(0);
+                if !there {
+                    return Err(refused(
+                        &described,
+                        "no outwatch store there yet: nothing was fetched or imported into it. \
+                         Run `outwatch fetch` (or `outwatch import ...`), or check [store] url \
+                         and schema",
+                    ));
+                }
+            }
             if let Some(s) = &target.schema {
                 c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s)))
                     .map_err(|e| open_error(&described, e))?;

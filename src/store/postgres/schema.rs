@@ -7,7 +7,7 @@
 
 use postgres::Client;
 
-use super::super::{Result, StoreError};
+use super::super::Result;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[
@@ -86,14 +86,13 @@ pub fn migrate(c: &mut Client, target: &str) -> Result<()> {
         .map_err(open)?
         .get(0);
     if have > CURRENT {
-        return Err(StoreError::Open {
-            path: target.to_string(),
-            cause: format!(
+        return Err(super::refused(
+            target,
+            format!(
                 "its schema is version {have}, newer than this outwatch knows ({CURRENT}): \
                  a newer outwatch wrote it; upgrade this node"
-            )
-            .into(),
-        });
+            ),
+        ));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(have as usize) {
         let v = i as i32 + 1;

@@ -49,9 +49,8 @@ impl Schema {
     /// Where a store in this schema lives.
     pub fn target(&self) -> Target {
         Target {
-            url: url(),
-            password: None,
             schema: Some(self.name.clone()),
+            ..Target::url(url())
         }
     }
 }
@@ -221,11 +220,9 @@ mod only_postgres {
     /// Without a server: a clear error naming where, no password in it.
     #[test]
     fn an_absent_server_is_a_clear_error_without_the_password() {
-        let target = outwatch::store::postgres::Target {
-            url: "postgres://outwatch:hunter2secret@127.0.0.1:1/nowhere?connect_timeout=2".into(),
-            password: None,
-            schema: None,
-        };
+        let target = outwatch::store::postgres::Target::url(
+            "postgres://outwatch:hunter2secret@127.0.0.1:1/nowhere?connect_timeout=2",
+        );
         let e = PgStore::open(&target).unwrap_err().to_string();
         assert!(e.contains("postgres://outwatch@127.0.0.1:1/nowhere"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
