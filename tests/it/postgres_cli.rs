@@ -154,7 +154,11 @@ fn status_and_check_config_name_the_backend_never_the_password() {
         "{all}"
     );
     assert!(!all.contains("Sekr1t"), "{all}");
-    let out = with_password(&["import", "shadowserver", fixture_path(REPORT).to_str().unwrap()]);
+    let out = with_password(&[
+        "import",
+        "shadowserver",
+        fixture_path(REPORT).to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = with_password(&["status", "--json"]);
     let all = text(&out.stdout) + &text(&out.stderr);
@@ -164,7 +168,10 @@ fn status_and_check_config_name_the_backend_never_the_password() {
     assert!(v["store"]["findings"].as_u64().unwrap() > 0, "{all}");
     let out = with_password(&["status"]);
     let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(all.contains("(postgres)") && !all.contains("Sekr1t"), "{all}");
+    assert!(
+        all.contains("(postgres)") && !all.contains("Sekr1t"),
+        "{all}"
+    );
 
     // An unset variable is a config problem naming it.
     let out = cli(d.path())

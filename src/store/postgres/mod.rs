@@ -254,11 +254,7 @@ impl PgStore {
         each: &mut dyn FnMut(&postgres::Row) -> Result<ControlFlow<()>>,
     ) -> Result<bool> {
         let mut c = self.pool.get()?;
-        let mut tx = c
-            .build_transaction()
-            .read_only(true)
-            .start()
-            .map_err(pg)?;
+        let mut tx = c.build_transaction().read_only(true).start().map_err(pg)?;
         let portal = tx.bind(sql, params).map_err(pg)?;
         loop {
             let rows = tx.query_portal(&portal, PAGE).map_err(pg)?;

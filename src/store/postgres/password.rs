@@ -34,7 +34,12 @@ pub fn lookup(config: &postgres::Config, named: Option<&Path>) -> Result<Option<
         Some(Host::Tcp(h)) => h.clone(),
         _ => "localhost".to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user().unwrap_or_default().to_string();
     let db = config.get_dbname().map_or(user.clone(), str::to_string);
     let wanted = [host.as_str(), port.as_str(), db.as_str(), user.as_str()];
@@ -113,7 +118,10 @@ mod tests {
                     db.example.org:*:outwatch:outwatch:pa\\:ss\\\\word\n\
                     *:*:*:*:fallback\n";
         let w = |h: &str, db: &str| find(text, &[h, "5432", db, "outwatch"]);
-        assert_eq!(w("db.example.org", "outwatch").as_deref(), Some("pa:ss\\word"));
+        assert_eq!(
+            w("db.example.org", "outwatch").as_deref(),
+            Some("pa:ss\\word")
+        );
         assert_eq!(w("db.example.org", "other").as_deref(), Some("nope"));
         assert_eq!(w("elsewhere", "x").as_deref(), Some("fallback"));
         assert_eq!(find("a:b:c\n", &["a", "b", "c", "d"]), None);
@@ -131,7 +139,9 @@ mod tests {
         assert!(e.contains("chmod 600") && !e.contains("secretpw"), "{e}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
-            lookup(&c, Some(&p)).unwrap().map(|s| s.expose().to_string()),
+            lookup(&c, Some(&p))
+                .unwrap()
+                .map(|s| s.expose().to_string()),
             Some("secretpw".into())
         );
     }

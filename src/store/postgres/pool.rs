@@ -87,11 +87,7 @@ impl Pool {
 
     /// A connection: an idle one, else a new one.
     pub fn get(&self) -> Result<Conn<'_>> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let client = match idle {
             Some(c) => c,
             None => self.connect()?,

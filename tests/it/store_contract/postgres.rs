@@ -188,12 +188,8 @@ mod only_postgres {
         rt.block_on(async move {
             // Opened and used on a worker thread.
             let s: Arc<dyn Store> = Arc::new(PgStore::open(&target).unwrap());
-            s.ingest(
-                vec![row(1)],
-                vec![],
-                &IngestOptions { now: Utc::now() },
-            )
-            .unwrap();
+            s.ingest(vec![row(1)], vec![], &IngestOptions { now: Utc::now() })
+                .unwrap();
             // Through the bridge.
             let n = outwatch::store::blocking(&s, |s| s.count()).await.unwrap();
             assert_eq!(n, 1);
