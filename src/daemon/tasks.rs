@@ -80,9 +80,24 @@ pub struct SourceTask {
     pub source: Arc<dyn Source>,
 }
 
+/// Takes the turn at `name` among the nodes sharing the store ([`Store::try_turn`]); `None`
+/// when another node holds it.
+async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn>, String> {
+    crate::store::blocking(&s.store, move |st| st.try_turn(&name))
+        .await
+        .map_err(|e| format!("cannot take the turn: {e}"))
+}
+
+/// What a task says when another node that shares the store is doing the same work.
+const ANOTHER_NODE: &str = "skipped: another node sharing the store is running it";
+
 #[async_trait]
 impl Task for SourceTask {
     async fn run(&self) -> Result<String, String> {
+        let name = format!("source/{}", self.source.name());
+        let Some(_turn) = take_turn(&self.shared, name).await? else {
+            return Ok(ANOTHER_NODE.into());
+        };
         let r = self.shared.runner().run_source(self.source.as_ref()).await;
         match (&r.error, r.ok) {
             (None, true) => Ok(source_summary(&r)),
@@ -100,6 +115,9 @@ pub struct DigestTask {
 impl Task for DigestTask {
     async fn run(&self) -> Result<String, String> {
         let s = &self.shared;
+        let Some(_turn) = take_turn(s, "digest".into()).await? else {
+            return Ok(ANOTHER_NODE.into());
+        };
         digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
             .await
             .map(|o| digest_summary(&o))

@@ -472,7 +472,26 @@ impl Store for PgStore {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    fn try_turn(&self, name: &str) -> Result<Option<super::Turn>> {
+        off_runtime(|| {
+            // A session lock on a connection of its own: held while the work runs, released
+            // when the turn is dropped or the process dies (its connection goes).
+            let mut c = self.pool.dedicated()?;
+            let got: bool = c
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext(current_schema() || '/' || $2))",
+                    &[&TURN_CLASS, &name],
+                )
+                .map_err(pg)?
+                .get(0);
+            Ok(got.then(|| super::Turn::held(Box::new(pool::Held(Some(c))))))
+        })
+    }
 }
+
+/// The first key of outwatch's advisory locks (the second is the hash of the turn's name).
+const TURN_CLASS: i32 = 0x6f77_7475; // "owtu"
 
 impl Store for Direct<'_> {
     fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {

@@ -69,6 +69,18 @@ impl Drop for Pool {
     }
 }
 
+/// A connection that holds a session-level advisory lock until dropped (closing the session
+/// releases it).
+pub struct Held(pub Option<Client>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            close(c);
+        }
+    }
+}
+
 /// Closes a connection: its client says goodbye to the server, which blocks (see
 /// [`super::off_runtime`]).
 fn close(c: Client) {
@@ -96,6 +108,11 @@ impl Pool {
             pool: self,
             client: Some(client),
         })
+    }
+
+    /// A connection of its own, outside the pool (one that holds a session lock).
+    pub fn dedicated(&self) -> Result<Client> {
+        self.connect()
     }
 
     fn connect(&self) -> Result<Client> {

@@ -85,6 +85,7 @@ macro_rules! contract {
                 restore_writes_findings_as_given,
                 reported_urls_are_those_of_open_findings_of_others,
                 count_and_get,
+                a_turn_nobody_holds_is_given,
             );
         }
     };
@@ -945,4 +946,14 @@ pub fn count_and_get(s: Fresh) {
     assert!(s.get(&"ab".repeat(16)).unwrap().is_none());
     assert!(s.get("not a fingerprint").unwrap().is_none());
     s.flush().unwrap();
+}
+
+/// A turn nobody holds is given, and given again once dropped (who else may hold one is the
+/// backend's: the PostgreSQL tests check two holders).
+pub fn a_turn_nobody_holds_is_given(s: Fresh) {
+    let s = s.store.as_ref();
+    let turn = s.try_turn("source/test").unwrap();
+    assert!(turn.is_some());
+    drop(turn);
+    assert!(s.try_turn("source/test").unwrap().is_some());
 }

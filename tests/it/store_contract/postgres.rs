@@ -213,6 +213,58 @@ mod only_postgres {
         });
     }
 
+    /// A turn is held by one node at a time, per name and per schema, and goes with its
+    /// holder.
+    #[test]
+    fn a_turn_is_held_by_one_node_at_a_time() {
+        let Some(schema) = Schema::new() else { return };
+        let Some(other_schema) = Schema::new() else {
+            return;
+        };
+        let a = PgStore::open(&schema.target()).unwrap();
+        let b = PgStore::open(&schema.target()).unwrap();
+        let elsewhere = PgStore::open(&other_schema.target()).unwrap();
+        let held = a.try_turn("source/shadowserver").unwrap();
+        assert!(held.is_some());
+        assert!(
+            b.try_turn("source/shadowserver").unwrap().is_none(),
+            "another node skips"
+        );
+        assert!(
+            a.try_turn("source/shadowserver").unwrap().is_none(),
+            "even itself"
+        );
+        assert!(b.try_turn("source/hibp").unwrap().is_some(), "per name");
+        assert!(
+            elsewhere.try_turn("source/shadowserver").unwrap().is_some(),
+            "per store"
+        );
+        drop(held);
+        assert!(b.try_turn("source/shadowserver").unwrap().is_some());
+        // A node that dies: its session ends, the turn goes with it.
+        let held = a.try_turn("digest").unwrap();
+        drop(a);
+        std::mem::forget(held);
+        // (The forgotten guard's connection stays open in this process; a dead process's
+        // would be closed by the server, which `pg_terminate_backend` stands for here.)
+        let mut c = postgres::Client::connect(&super::url(), postgres::NoTls).unwrap();
+        c.batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND classid = x'6f777475'::int::oid \
+             AND pid <> pg_backend_pid() AND granted",
+        )
+        .unwrap();
+        let mut free = false;
+        for _ in 0..50 {
+            if b.try_turn("digest").unwrap().is_some() {
+                free = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(free, "the turn of a node that is gone is free");
+    }
+
     /// Without a server: a clear error naming where, no password in it.
     #[test]
     fn an_absent_server_is_a_clear_error_without_the_password() {
