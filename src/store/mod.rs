@@ -25,6 +25,7 @@
 //! [`INDICATOR_SETS`] and are read through [`Store::indicator_sets`].
 
 pub mod bridge;
+pub mod copy;
 pub mod lifecycle;
 pub mod postgres;
 mod query;

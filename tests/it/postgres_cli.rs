@@ -14,7 +14,8 @@ const REPORT: &str = "shadowserver/2026-11-20-scan_dns-example-asn.csv";
 
 /// A config with its store in `schema`; the URL comes from `$OUTWATCH_TEST_STORE_URL`.
 fn config(d: &Path, schema: &Schema) -> std::path::PathBuf {
-    let cfg = d.join("outwatch.toml");
+    // Not `outwatch.toml`: the sled runs beside it must not find it.
+    let cfg = d.join("pg.toml");
     std::fs::write(
         &cfg,
         format!(
@@ -22,6 +23,21 @@ fn config(d: &Path, schema: &Schema) -> std::path::PathBuf {
              [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
              schema = \"{}\"\n\n{}",
             schema.name(),
+            feeds_off()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// The same config with a sled store in `sled/`.
+fn sled_config(d: &Path) -> std::path::PathBuf {
+    let cfg = d.join("sled.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\", \"198.51.100.0/24\"]\n\n\
+             [store]\npath = \"sled\"\n\n{}",
             feeds_off()
         ),
     )
@@ -81,29 +97,22 @@ fn import_lookup_and_export_answer_as_on_sled() {
 
     let out = run(d.path(), Some(&cfg), &["import", "shadowserver", csv]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let sled_dir = d.path().join("sled");
-    let sled_dir = sled_dir.to_str().unwrap();
-    let out = run(
-        d.path(),
-        None,
-        &["--data-dir", sled_dir, "import", "shadowserver", csv],
-    );
+    let sled_cfg = sled_config(d.path());
+    let out = run(d.path(), Some(&sled_cfg), &["import", "shadowserver", csv]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let pg = exported(&run(d.path(), Some(&cfg), &["export", "--jsonl"]));
-    let sled = exported(&run(
-        d.path(),
-        None,
-        &["--data-dir", sled_dir, "export", "--jsonl"],
-    ));
+    let sled = exported(&run(d.path(), Some(&sled_cfg), &["export", "--jsonl"]));
+    assert!(
+        pg.iter().all(|f| f["in_scope"] == true),
+        "the scope applies on both"
+    );
     assert!(!pg.is_empty());
     assert_eq!(pg, sled, "the same findings on both backends");
 
     // A lookup by prefix: the same answer.
-    let ask = |cfg: Option<&Path>, dir: &[&str]| {
-        let mut args = dir.to_vec();
-        args.extend(["lookup", "--json", "192.0.2.0/24"]);
-        let out = run(d.path(), cfg, &args);
+    let ask = |cfg: &Path| {
+        let out = run(d.path(), Some(cfg), &["lookup", "--json", "192.0.2.0/24"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         let mut fps: Vec<String> = v["findings"]
@@ -115,16 +124,23 @@ fn import_lookup_and_export_answer_as_on_sled() {
         fps.sort();
         fps
     };
-    let on_pg = ask(Some(&cfg), &[]);
+    let on_pg = ask(&cfg);
     assert!(!on_pg.is_empty());
-    assert_eq!(on_pg, ask(None, &["--data-dir", sled_dir]));
+    assert_eq!(on_pg, ask(&sled_cfg));
 
-    // Importing the same report again changes nothing but the times.
-    let out = run(d.path(), Some(&cfg), &["import", "shadowserver", csv]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The same report again: the same observation, on both (`open` now, counted once).
+    for c in [&cfg, &sled_cfg] {
+        let out = run(d.path(), Some(c), &["import", "shadowserver", csv]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let pg = exported(&run(d.path(), Some(&cfg), &["export", "--jsonl"]));
+    assert!(
+        pg.iter()
+            .all(|f| f["status"] == "open" && f["times_seen"] == 1)
+    );
     assert_eq!(
-        exported(&run(d.path(), Some(&cfg), &["export", "--jsonl"])),
-        pg
+        pg,
+        exported(&run(d.path(), Some(&sled_cfg), &["export", "--jsonl"]))
     );
 }
 
@@ -203,4 +219,99 @@ fn postgres_settings_without_the_backend_are_refused() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("backend = \"postgres\""), "{err}");
     assert!(!err.contains("pw@"), "{err}");
+}
+
+/// The test server as a `postgres://` URL (what `migrate --to` takes).
+fn pg_url() -> String {
+    let u = url();
+    if u.starts_with("postgres://") {
+        u
+    } else {
+        "postgres://postgres@127.0.0.1:5432/test".into()
+    }
+}
+
+#[test]
+fn migrate_moves_a_sled_store_to_postgres_and_back() {
+    let Some(schema) = Schema::new() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &schema);
+    let sled_dir = d.path().join("sled");
+    let sled_dir = sled_dir.to_str().unwrap();
+    let csv = fixture_path(REPORT);
+    let out = run(
+        d.path(),
+        None,
+        &[
+            "--data-dir",
+            sled_dir,
+            "import",
+            "shadowserver",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let whole = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut v: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let before = whole(run(d.path(), None, &["--data-dir", sled_dir, "export"]));
+
+    let out = run(
+        d.path(),
+        None,
+        &[
+            "--data-dir",
+            sled_dir,
+            "migrate",
+            "--json",
+            "--to",
+            &pg_url(),
+            "--to-schema",
+            schema.name(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["copied"]["findings"].as_u64(), Some(before.len() as u64));
+    assert!(v["copied"]["runs"].as_u64().unwrap() >= 1, "{v}");
+    // The same findings, times and history included; the run log came along.
+    assert_eq!(whole(run(d.path(), Some(&cfg), &["export"])), before);
+    let out = run(d.path(), Some(&cfg), &["status", "--json"]);
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["store"]["findings"].as_u64(), Some(before.len() as u64));
+
+    // Into a store that is not empty: refused, nothing changed.
+    let out = run(
+        d.path(),
+        None,
+        &[
+            "--data-dir",
+            sled_dir,
+            "migrate",
+            "--to",
+            &pg_url(),
+            "--to-schema",
+            schema.name(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not empty"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // And back into a new sled folder.
+    let back = d.path().join("back");
+    let back = back.to_str().unwrap();
+    let out = run(d.path(), Some(&cfg), &["migrate", "--to", back]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("the counts match"));
+    assert_eq!(
+        whole(run(d.path(), None, &["--data-dir", back, "export"])),
+        before
+    );
 }
