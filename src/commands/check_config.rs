@@ -61,8 +61,12 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
         }))?;
     } else {
         outln!("config:   {} ({how})", app.config_path.display());
-        outln!("data dir: {}", app.data_dir.display());
-        outln!("store:    {store}");
+        // The store in the line of the folder (sled keeps it there; PostgreSQL only the
+        // daemon's socket).
+        match app.pg_target() {
+            Ok(Some(_)) => outln!("store:    {store}, data dir {}", app.data_dir.display()),
+            _ => outln!("data dir: {} (sled store)", app.data_dir.display()),
+        }
         let sources = if enabled.is_empty() {
             "(none enabled)".to_string()
         } else {
