@@ -297,3 +297,45 @@ fn escape(s: &str, out: &mut String) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Classification, Severity};
+
+    #[test]
+    fn domains_reverse_by_label() {
+        assert_eq!(reversed("www.Example.org."), "org.example.www");
+        assert_eq!(reversed("org"), "org");
+    }
+
+    #[test]
+    fn copy_text_escapes_what_would_break_a_row() {
+        let mut out = String::new();
+        escape("a\tb\nc\\d\re\0f", &mut out);
+        assert_eq!(out, "a\\tb\\nc\\\\d\\re\u{FFFD}f");
+    }
+
+    #[test]
+    fn a_row_has_every_column_and_keeps_the_finding_whole() {
+        let mut f = Finding::new(
+            "test",
+            "feed\twith tab",
+            Classification::new("", "vulnerable-system", "open-service"),
+            Severity::High,
+        );
+        f.email = Some("Alice@Mail.Example.org".into());
+        f.set_extra("note", "line\nbreak \\ and \u{0}");
+        f.seal();
+        let mut row = String::new();
+        encode(&f, &mut row).unwrap();
+        assert!(row.ends_with('\n') && row.matches('\n').count() == 1);
+        let cols: Vec<&str> = row.trim_end_matches('\n').split('\t').collect();
+        assert_eq!(cols.len(), COLUMNS.split(", ").count());
+        assert_eq!(cols[5], "\\N", "no address");
+        assert_eq!(cols[11], "org.example.mail", "the mail domain reversed");
+        // The doc column, unescaped as COPY would, is the finding.
+        let doc = cols[16].replace("\\\\", "\\");
+        assert_eq!(decode(&doc).unwrap(), f);
+    }
+}

@@ -86,6 +86,7 @@ macro_rules! contract {
                 reported_urls_are_those_of_open_findings_of_others,
                 count_and_get,
                 a_turn_nobody_holds_is_given,
+                untrusted_text_comes_back_as_it_went_in,
             );
         }
     };
@@ -956,4 +957,24 @@ pub fn a_turn_nobody_holds_is_given(s: Fresh) {
     assert!(turn.is_some());
     drop(turn);
     assert!(s.try_turn("source/test").unwrap().is_some());
+}
+
+/// Feed text with control characters, NUL, backslashes and non-ASCII comes back exactly.
+pub fn untrusted_text_comes_back_as_it_went_in(s: Fresh) {
+    let s = s.store.as_ref();
+    let odd = "tab\there\nnewline \\ back\\slash \u{0} nul \r ✓ \u{1b}[31m \"quoted\"";
+    let mut f = finding("a", Some("192.0.2.9"), Some("xn--bcher-kva.example"));
+    f.url = Some(format!("http://192.0.2.9/{odd}"));
+    f.raw = Some(odd.into());
+    f.set_extra("banner", odd);
+    f.set_extra("big", serde_json::json!(18446744073709551615u64));
+    f.set_extra("float", serde_json::json!(0.1));
+    f.seal();
+    s.ingest(vec![f.clone()], vec![], &opts("2026-11-01T00:00:00Z"))
+        .unwrap();
+    let got = s.get(&f.fingerprint).unwrap().unwrap();
+    assert_eq!(got.url, f.url);
+    assert_eq!(got.raw, f.raw);
+    assert_eq!(got.extra, f.extra);
+    assert_eq!(fps(&q(s, "192.0.2.9".parse().unwrap())), fps(&[f]));
 }
