@@ -326,8 +326,10 @@ fn condition(q: &Query) -> (String, Vec<Box<dyn ToSql + Sync>>) {
             let rev = write::reversed(&d);
             let (sub, end) = (format!("{rev}."), format!("{rev}/"));
             (
-                "(domain_rev = $1 OR (domain_rev >= $2 AND domain_rev < $3) \
-                  OR email_rev = $1 OR (email_rev >= $2 AND email_rev < $3))"
+                // Byte order (`C`) whatever the database's collation: `.` sorts right
+                // before `/`, so `rev.` up to `rev/` is exactly the subdomains.
+                "(domain_rev = $1 OR (domain_rev >= $2 COLLATE \"C\" AND domain_rev < $3 COLLATE \"C\") \
+                  OR email_rev = $1 OR (email_rev >= $2 COLLATE \"C\" AND email_rev < $3 COLLATE \"C\"))"
                     .into(),
                 vec![Box::new(rev), Box::new(sub), Box::new(end)],
             )
@@ -681,7 +683,7 @@ impl Store for Direct<'_> {
             .pool
             .get()?
             .query(
-                "SELECT key, value FROM state WHERE key >= $1 AND starts_with(key, $1) \
+                "SELECT key, value FROM state WHERE key >= $1 COLLATE \"C\" AND starts_with(key, $1) \
                  ORDER BY key",
                 &[&prefix],
             )
@@ -695,7 +697,7 @@ impl Store for Direct<'_> {
         // Streamed: sets are large, one at a time in memory.
         let prefix = super::INDICATOR_SETS;
         self.stream(
-            "SELECT key, value FROM state WHERE key >= $1 AND starts_with(key, $1) \
+            "SELECT key, value FROM state WHERE key >= $1 COLLATE \"C\" AND starts_with(key, $1) \
              ORDER BY key",
             &[&prefix],
             &mut |row| {
