@@ -52,6 +52,9 @@ impl Shared {
 
 /// One line about a source run.
 pub fn source_summary(r: &SourceReport) -> String {
+    if let Some(why) = &r.skipped {
+        return why.clone();
+    }
     if r.not_modified {
         return "not modified".into();
     }
@@ -88,17 +91,16 @@ async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn
         .map_err(|e| format!("cannot take the turn: {e}"))
 }
 
-/// What a task says when another node that shares the store is doing the same work.
-const ANOTHER_NODE: &str = "skipped: another node sharing the store is running it";
+use crate::pipeline::ANOTHER_NODE;
 
 #[async_trait]
 impl Task for SourceTask {
     async fn run(&self) -> Result<String, String> {
-        let name = format!("source/{}", self.source.name());
-        let Some(_turn) = take_turn(&self.shared, name).await? else {
-            return Ok(ANOTHER_NODE.into());
-        };
-        let r = self.shared.runner().run_source(self.source.as_ref()).await;
+        let r = self
+            .shared
+            .runner()
+            .run_source_in_turn(self.source.as_ref())
+            .await;
         match (&r.error, r.ok) {
             (None, true) => Ok(source_summary(&r)),
             (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),

@@ -315,3 +315,47 @@ fn migrate_moves_a_sled_store_to_postgres_and_back() {
         before
     );
 }
+
+/// A source whose turn another node holds is skipped by `fetch` (and `run --once`, the daemon):
+/// nothing is fetched here, and the run is no failure.
+#[test]
+fn a_source_another_node_is_running_is_skipped() {
+    use outwatch::store::Store;
+    let Some(schema) = Schema::new() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("pg.toml");
+    // A source that fails whenever it runs: nothing listens on port 1.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
+             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
+             schema = \"{}\"\n\n[sources.feodotracker]\nbase_url = \"http://127.0.0.1:1\"\n\
+             auth_key = \"0123456789abcdef0123\"\n\n{}",
+            schema.name(),
+            crate::support::feeds_off_but(&["feodotracker"])
+        ),
+    )
+    .unwrap();
+    let other_node = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
+    let turn = other_node.try_turn("source/feodotracker").unwrap();
+    assert!(turn.is_some());
+    let out = run(d.path(), Some(&cfg), &["fetch", "--source", "feodotracker"]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("skipped") && all.contains("another node"),
+        "{all}"
+    );
+    let out = run(
+        d.path(),
+        Some(&cfg),
+        &["fetch", "--json", "--source", "feodotracker"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["sources"][0]["skipped"].is_string(), "{v}");
+    // Once the other node is done, this one runs it (and fails: nothing listens).
+    drop(turn);
+    let out = run(d.path(), Some(&cfg), &["fetch", "--source", "feodotracker"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+}
