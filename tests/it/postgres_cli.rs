@@ -219,6 +219,24 @@ fn postgres_settings_without_the_backend_are_refused() {
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("backend = \"postgres\""), "{err}");
     assert!(!err.contains("pw@"), "{err}");
+
+    // With the backend: valid, and the URL's password appears nowhere (text or JSON).
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n[store]\n\
+             backend = \"postgres\"\nurl = \"postgres://u:Hidd3nPassw0rd@db.example/x\"\n\n{}",
+            feeds_off()
+        ),
+    )
+    .unwrap();
+    for args in [&["check-config"][..], &["check-config", "--json"][..]] {
+        let out = run(d.path(), Some(&cfg), args);
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(out.status.success(), "{all}");
+        assert!(all.contains("postgres://u@db.example:5432/x"), "{all}");
+        assert!(!all.contains("Hidd3n"), "{all}");
+    }
 }
 
 /// The test server as a `postgres://` URL (what `migrate --to` takes).
