@@ -377,3 +377,76 @@ fn a_source_another_node_is_running_is_skipped() {
     let out = run(d.path(), Some(&cfg), &["fetch", "--source", "feodotracker"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
 }
+
+/// Two nodes on one database run the same list at the same moment: one fetches and stores
+/// it, the other skips it; the provider sees one request and the run log one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_fetch_a_unit_once() {
+    use std::sync::Arc;
+
+    use outwatch::clock::{Clock, ManualClock};
+    use outwatch::config::HttpConfig;
+    use outwatch::http::HttpClient;
+    use outwatch::pipeline::Runner;
+    use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
+    use outwatch::store::Store;
+    use outwatch::store::postgres::PgStore;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let Some(schema) = Schema::new() else { return };
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/downloads/ipblocklist.csv"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_bytes(crate::support::fixture(
+                    "lists/feodotracker/ipblocklist.csv",
+                ))
+                // Long enough for both nodes to be at it together.
+                .set_delay(std::time::Duration::from_millis(700)),
+        )
+        .mount(&server)
+        .await;
+    let source = crate::keyed_support::list_source(
+        &format!("[sources.feodotracker]\nbase_url = \"{}\"\n", server.uri()),
+        "feodotracker",
+    );
+    let snap = ScopeSnapshot {
+        prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+        ..Default::default()
+    };
+    let node = |store: Arc<dyn Store>| {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let http = HttpClient::new(&HttpConfig::default(), clock.clone()).unwrap();
+        Runner::new(store, http, Arc::new(ScopeMatcher::new(&snap)), clock)
+    };
+    let target = schema.target();
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (
+            PgStore::open(&target).unwrap(),
+            PgStore::open(&target).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a), Arc::new(b));
+    let (node_a, node_b) = (node(a.clone()), node(b.clone()));
+    let (ra, rb) = tokio::join!(
+        node_a.run_source_in_turn(source.as_ref()),
+        node_b.run_source_in_turn(source.as_ref())
+    );
+    assert!(ra.ok && rb.ok, "{:?} {:?}", ra.error, rb.error);
+    let skipped = [&ra, &rb].iter().filter(|r| r.skipped.is_some()).count();
+    assert_eq!(skipped, 1, "one node skips: {ra:?} {rb:?}");
+    let ran = if ra.skipped.is_none() { &ra } else { &rb };
+    assert_eq!(ran.in_scope, 1);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let (count, runs) = outwatch::store::blocking(&b, |s| {
+        Ok((s.count()?, s.runs(Some("feodotracker"), 10)?.len()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(runs, 1, "one run in the log, the other node's");
+    assert!(count >= 1 && count >= ran.in_scope, "{count}");
+}

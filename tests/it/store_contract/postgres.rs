@@ -26,6 +26,11 @@ pub struct Schema {
 impl Schema {
     /// A fresh schema, or `None` (with a message) when no server answers outside CI.
     pub fn new() -> Option<Schema> {
+        // The blocking client may be used on a multi-threaded runtime's thread (async tests).
+        tokio::task::block_in_place(Self::make)
+    }
+
+    fn make() -> Option<Schema> {
         let mut c = match postgres::Client::connect(&url(), postgres::NoTls) {
             Ok(c) => c,
             Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -57,6 +62,12 @@ impl Schema {
 
 impl Drop for Schema {
     fn drop(&mut self) {
+        tokio::task::block_in_place(|| self.drop_schema());
+    }
+}
+
+impl Schema {
+    fn drop_schema(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&url(), postgres::NoTls) {
             let _ = c.batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {} CASCADE",
