@@ -276,6 +276,55 @@ mod only_postgres {
         assert!(free, "the turn of a node that is gone is free");
     }
 
+    /// A node that dies mid-unit (its connection cut while the reader runs, after batches
+    /// were written) leaves nothing of the unit; the next node's unit goes in whole.
+    #[test]
+    fn a_unit_cut_off_by_a_lost_connection_leaves_nothing() {
+        let Some(schema) = Schema::new() else { return };
+        let app = format!("outwatch_kill_{:x}", rand::random::<u32>());
+        let dying = PgStore::open(&outwatch::store::postgres::Target {
+            url: format!("{} application_name={app}", super::url()),
+            ..schema.target()
+        })
+        .unwrap();
+        let unit = |kill: bool| {
+            let app = app.clone();
+            Unit {
+                now: Utc::now(),
+                write: Write::Observe,
+                findings: Findings::Streamed(
+                    Box::new(move |w| {
+                        for i in 0..12_000 {
+                            w.view(&row(i).view())?;
+                            if kill && i == 11_000 {
+                                let mut c =
+                                    postgres::Client::connect(&super::url(), postgres::NoTls)
+                                        .unwrap();
+                                c.execute(
+                                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                                 WHERE application_name = $1",
+                                    &[&app],
+                                )
+                                .unwrap();
+                            }
+                        }
+                        Ok(())
+                    }),
+                    Reading::AsItComes,
+                ),
+                state: vec![("k".into(), Some(b"v".to_vec()))],
+                run: None,
+            }
+        };
+        let e = dying.ingest_unit(unit(true)).unwrap_err();
+        assert!(matches!(e, StoreError::Backend(_)), "{e}");
+        let other = PgStore::open(&schema.target()).unwrap();
+        assert_eq!(other.count().unwrap(), 0, "nothing of the cut unit");
+        assert_eq!(other.state_get("k").unwrap(), None);
+        let st = other.ingest_unit(unit(false)).unwrap();
+        assert_eq!((st.new, other.count().unwrap()), (12_000, 12_000));
+    }
+
     /// Without a server: a clear error naming where, no password in it.
     #[test]
     fn an_absent_server_is_a_clear_error_without_the_password() {
