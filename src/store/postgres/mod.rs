@@ -12,8 +12,13 @@
 //! - **Streams are bounded**: queries run as a portal in a read transaction, fetched
 //!   [`PAGE`] rows at a time.
 //! - **Synchronous**: the blocking `postgres` client, one connection per call from a small
-//!   pool (`pool.rs`). It may not be called on an async runtime's worker thread; callers reach
-//!   the store through `store::bridge` (tokio's blocking pool), as the contract says.
+//!   pool (`pool.rs`). Callers reach the store through `store::bridge` (tokio's blocking pool),
+//!   as the contract says; every call is also wrapped in `block_in_place` ([`off_runtime`]), so
+//!   one made on a worker of the program's multi-threaded runtime works rather than panics.
+//! - **Turns** ([`Store::try_turn`]): a session advisory lock per name and schema, on a
+//!   connection of its own, released when the turn is dropped or the process dies.
+//! - **Passwords** never appear in messages: the target is described without it
+//!   ([`describe`]); `password.rs` reads `.pgpass`-style files.
 
 mod password;
 mod pool;
