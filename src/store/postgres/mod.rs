@@ -10,10 +10,10 @@
 //!   then the state changes and the run entry; then commit. A reader that fails, or a node
 //!   that dies, leaves nothing of the unit.
 //! - **Streams are bounded**: queries run as a portal in a read transaction, fetched
-//!   [`PAGE`] rows at a time.
+//!   `PAGE` rows at a time.
 //! - **Synchronous**: the blocking `postgres` client, one connection per call from a small
 //!   pool (`pool.rs`). Callers reach the store through `store::bridge` (tokio's blocking pool),
-//!   as the contract says; every call is also wrapped in `block_in_place` ([`off_runtime`]), so
+//!   as the contract says; every call is also wrapped in `block_in_place` (`off_runtime`), so
 //!   one made on a worker of the program's multi-threaded runtime works rather than panics.
 //! - **Turns** ([`Store::try_turn`]): a session advisory lock per name and schema, on a
 //!   connection of its own, released when the turn is dropped or the process dies.
