@@ -8,6 +8,7 @@ use crate::config::{Config, DEFAULT_CONFIG};
 use crate::daemon::{DaemonEnv, DaemonError, RemoteStore};
 use crate::error::CliError;
 use crate::http::HttpClient;
+use crate::store::postgres::{PgStore, Target};
 use crate::store::{self, Store};
 
 /// Resolved global settings of one invocation.
@@ -135,6 +136,43 @@ impl App {
             .join(", ")
     }
 
+    /// The store's engine (`[store] backend`; sled without a config).
+    pub fn backend(&self) -> crate::config::Backend {
+        self.config
+            .as_ref()
+            .map(|c| c.store.backend)
+            .unwrap_or_default()
+    }
+
+    /// Where the PostgreSQL store is, when `[store] backend = "postgres"`: the URL (from
+    /// `url`, or the variable `url_env` names), the password file and the schema.
+    pub fn pg_target(&self) -> Result<Option<Target>, CliError> {
+        let Some(cfg) = self.config.as_ref() else {
+            return Ok(None);
+        };
+        let st = &cfg.store;
+        if st.backend != crate::config::Backend::Postgres {
+            return Ok(None);
+        }
+        let url = crate::secret::resolve(&st.url, &st.url_env, "store.url")
+            .map_err(|e| CliError::config(e.to_string()))?
+            .ok_or_else(|| CliError::config("`store.backend = \"postgres\"` needs `url`"))?;
+        Ok(Some(Target {
+            url: url.expose().to_string(),
+            password: None,
+            schema: st.schema.clone(),
+            password_file: st.password_file.as_ref().map(|p| cfg.resolve_path(p)),
+        }))
+    }
+
+    /// Where the store is, for people: the folder, or the database (no password).
+    pub fn store_place(&self) -> String {
+        match self.pg_target() {
+            Ok(Some(t)) => store::postgres::describe_target(&t),
+            _ => self.data_dir.display().to_string(),
+        }
+    }
+
     /// Whether the store folder holds a store (sled's database folder).
     pub fn store_exists(&self) -> bool {
         self.data_dir.join("db").is_dir()
@@ -144,6 +182,9 @@ impl App {
     /// "nothing known" from an empty one. Without a config and a named folder that is exit 3
     /// (nothing set up here); with a folder that holds no store, exit 4.
     pub fn require_store(&self) -> Result<(), CliError> {
+        if let Some(t) = self.pg_target()? {
+            return PgStore::open_existing(&t).map(drop).map_err(CliError::from);
+        }
         if self.store_exists() {
             return Ok(());
         }
@@ -190,6 +231,10 @@ impl App {
     /// meanwhile), else `None`: for a command that writes only what is due and otherwise reads
     /// (`scope` without `--refresh`), which neither waits nor asks the daemon to write.
     pub fn open_store_if_free(&self) -> Result<Option<Arc<dyn Store>>, CliError> {
+        if let Some(t) = self.pg_target()? {
+            // A shared database: several processes write at once, nothing to wait for.
+            return Ok(Some(Arc::new(PgStore::open(&t)?)));
+        }
         match store::open(&self.data_dir) {
             Ok(s) => {
                 let s: Arc<dyn Store> = Arc::new(s);
@@ -210,6 +255,10 @@ impl App {
     }
 
     fn open_writer(&self, who: Writer) -> Result<Arc<dyn Store>, CliError> {
+        if let Some(t) = self.pg_target()? {
+            // A shared database: several processes write at once, nothing to wait for.
+            return Ok(Arc::new(PgStore::open(&t)?));
+        }
         let started = std::time::Instant::now();
         let wait = hold_wait();
         let mut told: Option<std::time::Instant> = None;
@@ -375,6 +424,9 @@ impl App {
     /// directly. A stale socket file is ignored. Never creates a store (see
     /// [`App::require_store`]).
     pub fn open_read(&self) -> Result<Arc<dyn Store>, CliError> {
+        if let Some(t) = self.pg_target()? {
+            return Ok(Arc::new(PgStore::open_existing(&t)?));
+        }
         // A process that is starting holds the lock a moment before its socket answers.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {

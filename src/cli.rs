@@ -122,6 +122,18 @@ pub enum Command {
         after_help = "Examples:\n  outwatch --data-dir new-store restore backup.jsonl\n  zcat backup.jsonl.gz | outwatch restore -"
     )]
     Restore(RestoreArgs),
+    /// Copy the store into another backend: PostgreSQL (`postgres://...`) or a sled folder
+    #[command(
+        long_about = "Copy the store named by the config (or --data-dir) into another backend: a \
+                      PostgreSQL database (`--to postgres://user@host/db`, the password from \
+                      ~/.pgpass or $PGPASSFILE rather than the command line) or a new sled \
+                      folder (`--to DIR`). Findings are streamed as one all-or-nothing unit, \
+                      then the run log and the state; the counts of both stores are compared \
+                      at the end. The target must be empty. Stop the daemon first; point \
+                      `[store]` at the new store afterwards.",
+        after_help = "Examples:\n  outwatch migrate --to postgres://outwatch@db.example.org/outwatch\n  outwatch migrate --to postgres://outwatch@db/outwatch --to-schema cert\n  outwatch --config pg.toml migrate --to ./outwatch-data.sled   # and back"
+    )]
+    Migrate(MigrateArgs),
     /// Run the scheduler: every source on its schedule, the daily digest, the scope refresh
     #[command(
         after_help = "Examples:\n  outwatch run                   # the daemon (systemd: docs/daemon.md)\n  outwatch -v run                # with a log line per fetch\n  outwatch run --once            # one round, for system cron"
@@ -606,6 +618,19 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Where to copy to: `postgres://user@host:port/database`, or a folder for a sled store
+    #[arg(long, value_name = "URL|DIR")]
+    pub to: String,
+    /// The PostgreSQL schema to create the tables in (default: the server's search_path)
+    #[arg(long, value_name = "NAME")]
+    pub to_schema: Option<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// A file written by `outwatch export --jsonl` (`-` for stdin)
     pub file: PathBuf,
@@ -762,6 +787,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Flows(a) => commands::flows::run(&app, &a),
             Command::Export(a) => commands::export::export(&app, &a),
             Command::Restore(a) => commands::export::restore(&app, &a),
+            Command::Migrate(a) => commands::migrate::run(&app, &a),
             Command::Run(a) => commands::run::run(&app, &a).await,
             Command::Status(a) => commands::status::run(&app, a.json),
             Command::Digest(a) => commands::digest::run(&app, &a).await,

@@ -24,6 +24,22 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             Err(e) => problems.push(format!("sources.{name}: {e}")),
         }
     }
+    // The store: a PostgreSQL target must resolve (URL, its variable, the password file);
+    // whether the server answers is `outwatch status`'s to tell.
+    let store = match app.pg_target() {
+        Ok(None) => format!("sled in {}", app.data_dir.display()),
+        Ok(Some(t)) => match crate::store::postgres::check(&t) {
+            Ok(place) => format!("postgres at {place}"),
+            Err(e) => {
+                problems.push(format!("store: {e}"));
+                "postgres (unusable, see below)".to_string()
+            }
+        },
+        Err(e) => {
+            problems.push(format!("store: {e}"));
+            "postgres (unusable, see below)".to_string()
+        }
+    };
     let mut warnings = cfg.warnings.clone();
     warnings.extend(file_warnings(cfg, &app.config_path));
     let how = if app.config_explicit {
@@ -36,6 +52,7 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
             "config": app.config_path.display().to_string(),
             "config_found_as": how,
             "data_dir": app.data_dir.display().to_string(),
+            "store": store,
             "valid": problems.is_empty(),
             "warnings": warnings,
             "enabled_sources": enabled,
@@ -44,7 +61,12 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
         }))?;
     } else {
         outln!("config:   {} ({how})", app.config_path.display());
-        outln!("data dir: {}", app.data_dir.display());
+        // The store in the line of the folder (sled keeps it there; PostgreSQL only the
+        // daemon's socket).
+        match app.pg_target() {
+            Ok(Some(_)) => outln!("store:    {store}, data dir {}", app.data_dir.display()),
+            _ => outln!("data dir: {} (sled store)", app.data_dir.display()),
+        }
         let sources = if enabled.is_empty() {
             "(none enabled)".to_string()
         } else {

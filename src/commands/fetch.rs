@@ -76,6 +76,7 @@ pub fn print_table(reports: &[SourceReport]) {
     let mut t = table(&["source", "result", "summary"]);
     for r in reports {
         let result = match r.outcome {
+            _ if r.skipped.is_some() => "skipped",
             RunOutcome::Error => "FAILED",
             RunOutcome::Partial => "PARTIAL",
             RunOutcome::NotModified => "not modified",

@@ -18,6 +18,7 @@ pub mod indicator_sets;
 pub mod list;
 pub mod lookup;
 pub mod manpage;
+pub mod migrate;
 pub mod run;
 pub mod scope;
 pub mod shadowserver;

@@ -66,7 +66,9 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
             "digest": digest,
             "indicator_sets": indicator_sets::sets_json(&sets, now),
             "store": {
+                "backend": app.backend().as_str(),
                 "path": app.data_dir.display().to_string(),
+                "location": app.store_place(),
                 "findings": findings,
                 "held_by": holder.as_ref().map(|h| json!({ "command": h.holder, "pid": h.pid })),
             },
@@ -145,7 +147,11 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         }
     }
     indicator_sets::print_sets(&sets, now)?;
-    outln!("store: {findings} findings in {}", app.data_dir.display());
+    outln!(
+        "store: {findings} findings in {} ({})",
+        app.store_place(),
+        app.backend().as_str()
+    );
     if let Some(h) = &holder {
         outln!(
             "  held by `outwatch {}` (pid {}) while it works, answering reads",

@@ -141,6 +141,41 @@ pub struct StoreConfig {
     /// The share of a source's open findings one run may resolve; a larger drop looks like a
     /// cut-off download and is held back until the next run confirms it [default: 0.5].
     pub max_resolve_share: Option<f64>,
+    /// Where findings live: `sled` (the embedded default, in `path`) or `postgres` (a shared
+    /// database, `url`).
+    #[serde(default)]
+    pub backend: Backend,
+    /// The PostgreSQL connection URL (`postgres://user@host:port/db`); a password in it is
+    /// used, never shown (it is a [`Secret`]).
+    pub url: Option<Secret>,
+    /// Instead of `url`: the environment variable that holds it (with its password).
+    pub url_env: Option<String>,
+    /// A `.pgpass`-style file (`host:port:database:user:password` lines, owner-only) with the
+    /// password for `url`; without one, `$PGPASSFILE` or `~/.pgpass` when present.
+    pub password_file: Option<PathBuf>,
+    /// The PostgreSQL schema outwatch's tables live in (created when missing) [default: the
+    /// server's `search_path`, usually `public`].
+    pub schema: Option<String>,
+}
+
+/// `[store] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// sled, embedded in the store folder: one machine, nothing to install.
+    #[default]
+    Sled,
+    /// PostgreSQL: the shared store of several nodes.
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sled => "sled",
+            Backend::Postgres => "postgres",
+        }
+    }
 }
 
 /// A run resolves at most this share of a source's open findings unless the previous run saw
@@ -148,6 +183,54 @@ pub struct StoreConfig {
 pub const DEFAULT_MAX_RESOLVE_SHARE: f64 = 0.5;
 
 impl StoreConfig {
+    /// The PostgreSQL keys go with `backend = "postgres"`, which needs a URL.
+    fn validate(&self) -> Result<(), String> {
+        match self.backend {
+            Backend::Sled => {
+                let pg_keys = [
+                    ("url", self.url.is_some()),
+                    ("url_env", self.url_env.is_some()),
+                    ("password_file", self.password_file.is_some()),
+                    ("schema", self.schema.is_some()),
+                ];
+                if let Some((k, _)) = pg_keys.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "`store.{k}` is a PostgreSQL setting, but the store is sled (the \
+                         default): add backend = \"postgres\", or remove `{k}`"
+                    ));
+                }
+            }
+            Backend::Postgres => match (&self.url, &self.url_env) {
+                (None, None) => {
+                    return Err("`store.backend = \"postgres\"` needs `url = \
+                                \"postgres://user@host/database\"` (or `url_env`, the \
+                                environment variable holding it)"
+                        .into());
+                }
+                (Some(_), Some(_)) => {
+                    return Err("`store.url` and `store.url_env` are both set: keep one".into());
+                }
+                _ => {}
+            },
+        }
+        if let Some(s) = &self.schema
+            && (s.is_empty() || s.len() > 63 || s.chars().any(char::is_control))
+        {
+            return Err(format!(
+                "`store.schema` = `{}` is no schema name (1 to 63 characters)",
+                crate::text::clip(s, 80)
+            ));
+        }
+        if let Some(v) = &self.url_env
+            && (v.is_empty() || v.contains('='))
+        {
+            return Err("`store.url_env` names an environment variable, e.g. \
+                        \"OUTWATCH_PG_URL\""
+                .into());
+        }
+        Ok(())
+    }
+
     /// `max_resolve_share`, or its default.
     pub fn max_resolve_share(&self) -> f64 {
         self.max_resolve_share.unwrap_or(DEFAULT_MAX_RESOLVE_SHARE)
@@ -754,6 +837,9 @@ impl Config {
     /// Checks what serde cannot: mail addresses, URLs, SMTP security. (The sources check
     /// their own tables.)
     fn validate(&self, text: &str) -> Result<(), String> {
+        self.store
+            .validate()
+            .map_err(|e| format!("{}{e}", line_hint(text, "[store]")))?;
         let ripestat = self.scope.ripestat_url.as_str();
         if let Err(e) = check_url(ripestat, false) {
             return Err(format!(

@@ -52,6 +52,9 @@ impl Shared {
 
 /// One line about a source run.
 pub fn source_summary(r: &SourceReport) -> String {
+    if let Some(why) = &r.skipped {
+        return why.clone();
+    }
     if r.not_modified {
         return "not modified".into();
     }
@@ -80,10 +83,24 @@ pub struct SourceTask {
     pub source: Arc<dyn Source>,
 }
 
+/// Takes the turn at `name` among the nodes sharing the store ([`Store::try_turn`]); `None`
+/// when another node holds it.
+async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn>, String> {
+    crate::store::blocking(&s.store, move |st| st.try_turn(&name))
+        .await
+        .map_err(|e| format!("cannot take the turn: {e}"))
+}
+
+use crate::pipeline::ANOTHER_NODE;
+
 #[async_trait]
 impl Task for SourceTask {
     async fn run(&self) -> Result<String, String> {
-        let r = self.shared.runner().run_source(self.source.as_ref()).await;
+        let r = self
+            .shared
+            .runner()
+            .run_source_in_turn(self.source.as_ref())
+            .await;
         match (&r.error, r.ok) {
             (None, true) => Ok(source_summary(&r)),
             (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
@@ -100,6 +117,9 @@ pub struct DigestTask {
 impl Task for DigestTask {
     async fn run(&self) -> Result<String, String> {
         let s = &self.shared;
+        let Some(_turn) = take_turn(s, "digest".into()).await? else {
+            return Ok(ANOTHER_NODE.into());
+        };
         digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
             .await
             .map(|o| digest_summary(&o))

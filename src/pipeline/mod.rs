@@ -61,7 +61,14 @@ pub struct SourceReport {
     pub suspicious_drop: Option<String>,
     /// The first rejected rows (file/line and reason).
     pub rejected_rows: Vec<RowError>,
+    /// Why the source did not run here: another process sharing the store held its turn
+    /// ([`Store::try_turn`]) and runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
+
+/// What a run skipped because another node holds its turn says.
+pub const ANOTHER_NODE: &str = "skipped: another node sharing the store is running it";
 
 impl SourceReport {
     /// A report for a source that could not even be set up.
@@ -96,6 +103,7 @@ impl SourceReport {
             errors: run.failed_units.clone(),
             suspicious_drop: None,
             rejected_rows,
+            skipped: None,
         }
     }
 }
@@ -172,6 +180,27 @@ impl Runner {
 
     /// Fetches one source unit by unit and applies the result. Never panics on bad data; what
     /// arrived is kept when other units fail, and every failure is named in the run log.
+    /// [`Runner::run_source`] while holding the source's turn (`source/<name>`) among the
+    /// processes sharing the store; a source whose turn another holds is skipped (reported
+    /// `ok`, with [`SourceReport::skipped`]), so nodes on one database fetch a unit once.
+    pub async fn run_source_in_turn(&self, src: &dyn Source) -> SourceReport {
+        let name = format!("source/{}", src.name());
+        match bridge::blocking(&self.store, move |s| s.try_turn(&name)).await {
+            Ok(Some(_turn)) => self.run_source(src).await,
+            Ok(None) => {
+                tracing::info!(source = src.name(), "{ANOTHER_NODE}");
+                SourceReport {
+                    name: src.name().to_string(),
+                    ok: true,
+                    outcome: RunOutcome::NotModified,
+                    skipped: Some(ANOTHER_NODE.into()),
+                    ..Default::default()
+                }
+            }
+            Err(e) => SourceReport::failed(src.name(), format!("cannot take its turn: {e}")),
+        }
+    }
+
     pub async fn run_source(&self, src: &dyn Source) -> SourceReport {
         let started = self.clock.now();
         let apply = Arc::new(
@@ -337,7 +366,7 @@ impl Runner {
     ) -> Vec<SourceReport> {
         let runs = sources.into_iter().map(|(name, built)| async move {
             let r = match built {
-                Ok(src) => self.run_source(src.as_ref()).await,
+                Ok(src) => self.run_source_in_turn(src.as_ref()).await,
                 Err(e) => SourceReport::failed(&name, format!("cannot be set up: {e}")),
             };
             done(&r);

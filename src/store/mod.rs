@@ -25,8 +25,10 @@
 //! [`INDICATOR_SETS`] and are read through [`Store::indicator_sets`].
 
 pub mod bridge;
+pub mod copy;
 pub mod filter;
 pub mod lifecycle;
+pub mod postgres;
 mod query;
 mod run;
 pub mod sled_store;
@@ -64,6 +66,14 @@ pub enum StoreError {
     )]
     Open {
         path: String,
+        #[source]
+        cause: Cause,
+    },
+    /// A database server could not be used as the store (unreachable, refused the login, no
+    /// outwatch tables there, a newer schema): `target` names it without its password.
+    #[error("cannot use the store at {target}: {cause}")]
+    Database {
+        target: String,
         #[source]
         cause: Cause,
     },
@@ -542,6 +552,39 @@ pub trait Store: Send + Sync {
 
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<()>;
+
+    // --- several processes on one store --------------------------------------------------
+
+    /// Takes the turn at the work named `name` (`source/<name>`, `digest`) among the
+    /// processes that share this store, held until the [`Turn`] is dropped; `None` when
+    /// another holds it (the caller skips the work: another node does it). A store only one
+    /// process writes (sled, which locks its folder) gives every turn.
+    fn try_turn(&self, name: &str) -> Result<Option<Turn>> {
+        let _ = name;
+        Ok(Some(Turn::alone()))
+    }
+}
+
+/// A turn at some work among the processes sharing a store ([`Store::try_turn`]), given back
+/// when dropped (and by the server when its process dies).
+pub struct Turn(#[allow(dead_code)] Option<Box<dyn Send>>);
+
+impl Turn {
+    /// A turn nobody else could want (a store of one process).
+    pub fn alone() -> Turn {
+        Turn(None)
+    }
+
+    /// A turn held by `guard` until it is dropped.
+    pub fn held(guard: Box<dyn Send>) -> Turn {
+        Turn(Some(guard))
+    }
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Turn")
+    }
 }
 
 /// Opens the default store engine at `path`, creating it when missing.

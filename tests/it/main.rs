@@ -23,6 +23,7 @@ mod lists;
 mod lookup;
 mod lookup_limits;
 mod one_writer;
+mod postgres_cli;
 mod properties;
 mod requests;
 mod safebrowsing;
