@@ -8,6 +8,7 @@
 //! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
 
 pub mod flows;
+pub mod notify;
 mod report;
 
 pub use report::toml_error;
@@ -70,6 +71,11 @@ pub struct Config {
     /// The network's own connection logs (`outwatch flows`, and watched by `run`).
     #[serde(default)]
     pub flows: flows::FlowsConfig,
+    /// `[notify]` and `[[contacts]]`: telling the owners of our addresses (`config/notify.rs`).
+    #[serde(default)]
+    pub notify: Option<notify::NotifyConfig>,
+    #[serde(default)]
+    pub contacts: Vec<notify::ContactConfig>,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -771,6 +777,7 @@ impl Config {
             ));
         }
         self.check_digest_audience(text)?;
+        notify::validate(self, text)?;
         let mut addresses: Vec<(&str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));
