@@ -122,6 +122,11 @@ pub enum Command {
         after_help = "Examples:\n  outwatch digest --preview      # subject and text; sends nothing\n  outwatch digest --preview --html digest.html --text digest.txt\n  outwatch digest                # build and deliver now"
     )]
     Digest(DigestArgs),
+    /// Tell the owners of our addresses (contacts) about the findings on what they own
+    #[command(
+        after_help = "Examples:\n  outwatch notify --preview                 # what would go to whom; sends nothing\n  outwatch notify --test-to me@example.org  # every mail to one address; marks nothing\n  outwatch notify --send                    # send and mark as sent\n\nSee docs/notify.md for contacts, routing and policies."
+    )]
+    Notify(crate::commands::notify::NotifyArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
     /// temporary store and write the digest to files
     #[command(
@@ -492,6 +497,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Run(a) => commands::run::run(&app, &a).await,
             Command::Status(a) => commands::status::run(&app, a.json),
             Command::Digest(a) => commands::digest::run(&app, &a).await,
+            Command::Notify(a) => commands::notify::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,
             Command::Completions(_) | Command::Manpage | Command::Demo(_) => {
                 unreachable!("handled above")

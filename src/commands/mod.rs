@@ -16,6 +16,7 @@ pub mod import_shadowserver;
 pub mod indicator_sets;
 pub mod lookup;
 pub mod manpage;
+pub mod notify;
 pub mod run;
 pub mod scope;
 pub mod shadowserver;

@@ -1,0 +1,245 @@
+//! Choosing what goes to whom: each open finding of ours is routed to its contact, kept if the
+//! contact's policy wants it and it is due (never sent to that contact, reopened since, or a
+//! reminder is due while it stays open), and gathered into the contact's batch. One pass over
+//! the store; memory is the contacts plus the rows due (at most [`MAX_ROWS_PER_MAIL`] per
+//! contact; the rest wait for the next mail).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::contacts::Contact;
+use super::record::SentRecord;
+use super::route::{Matched, Router};
+use crate::finding::{Finding, Severity, Status};
+
+/// Most findings in one mail (table and CSV); more wait for the next mail.
+pub const MAX_ROWS_PER_MAIL: usize = 1000;
+
+/// Why a finding is sent (again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// Never sent to this contact.
+    New,
+    /// It reopened since it was last sent.
+    Reopened,
+    /// Still open after the contact's reminder interval.
+    Reminder,
+}
+
+/// One finding in a mail: what the table and the CSV show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub fingerprint: String,
+    pub severity: Severity,
+    pub status: Status,
+    pub reason: Reason,
+    pub source: String,
+    pub feed: String,
+    pub taxonomy: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub identifier: String,
+    pub ip: Option<String>,
+    pub port: Option<u16>,
+    pub protocol: Option<String>,
+    pub network: Option<String>,
+    pub asn: Option<u32>,
+    pub domain: Option<String>,
+    pub url: Option<String>,
+    pub email: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub times_seen: u64,
+    /// Why the finding is this contact's (`prefix 192.0.2.0/24`).
+    pub matched: String,
+}
+
+/// Longest text of a value kept in a row (URLs and names from feeds are untrusted).
+const MAX_CELL: usize = 300;
+
+fn cut(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(|v| {
+        if v.len() <= MAX_CELL {
+            v.to_string()
+        } else {
+            let mut end = MAX_CELL;
+            while !v.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &v[..end])
+        }
+    })
+}
+
+impl Row {
+    fn of(f: &Finding, reason: Reason, matched: &Matched) -> Row {
+        Row {
+            fingerprint: f.fingerprint.clone(),
+            severity: f.severity,
+            status: f.status,
+            reason,
+            source: f.source.clone(),
+            feed: f.feed.clone(),
+            taxonomy: f.classification.taxonomy.clone(),
+            kind: f.classification.kind.clone(),
+            identifier: f.classification.identifier.clone(),
+            ip: f.ip.map(|i| i.to_string()),
+            port: f.port,
+            protocol: cut(&f.protocol),
+            network: f.network.map(|n| n.to_string()),
+            asn: f.asn,
+            domain: cut(&f.domain),
+            url: cut(&f.url),
+            email: cut(&f.email),
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            times_seen: f.times_seen,
+            matched: matched.to_string(),
+        }
+    }
+
+    /// What the finding is about, in one short text: address and port, network, domain, URL or
+    /// mail address.
+    pub fn what(&self) -> String {
+        match (&self.ip, &self.network) {
+            (Some(ip), _) => match self.port {
+                Some(p) if ip.contains(':') => format!("[{ip}]:{p}"),
+                Some(p) => format!("{ip}:{p}"),
+                None => ip.clone(),
+            },
+            (None, Some(n)) => n.clone(),
+            _ => self
+                .url
+                .clone()
+                .or_else(|| self.domain.clone())
+                .or_else(|| self.email.clone())
+                .unwrap_or_else(|| "-".into()),
+        }
+    }
+}
+
+/// The findings due for one contact.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub rows: Vec<Row>,
+    /// Findings due beyond [`MAX_ROWS_PER_MAIL`] (sent in a later mail).
+    pub more: usize,
+}
+
+/// What one pass over the store found.
+#[derive(Debug, Default, Serialize)]
+pub struct Tally {
+    /// Open findings of ours looked at.
+    pub considered: usize,
+    /// No contact owns them (they stay in the owner's digest).
+    pub no_contact: usize,
+    /// Their contact's policy does not want them.
+    pub not_wanted: usize,
+    /// Sent before and not due again.
+    pub already_sent: usize,
+    /// Suppressed by a triage rule (never sent).
+    pub suppressed: usize,
+}
+
+/// Gathers the due findings of each contact, one finding at a time.
+pub struct Planner<'a> {
+    contacts: &'a [Contact],
+    router: Router,
+    sent: HashMap<String, SentRecord>,
+    now: DateTime<Utc>,
+    batches: HashMap<usize, Batch>,
+    pub tally: Tally,
+}
+
+impl<'a> Planner<'a> {
+    /// `sent`: the records of earlier sendings, by fingerprint.
+    pub fn new(
+        contacts: &'a [Contact],
+        sent: HashMap<String, SentRecord>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Planner {
+            contacts,
+            router: Router::new(contacts),
+            sent,
+            now,
+            batches: HashMap::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// The routing table (for `lookup`-like questions and tests).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Looks at one finding: routed, filtered by policy, kept when due.
+    pub fn offer(&mut self, f: &Finding) {
+        if f.status == Status::Resolved || !f.in_scope {
+            return;
+        }
+        self.tally.considered += 1;
+        // SUPPRESSION (issue #23 ↔ triage): suppressed findings are never sent. When
+        // `src/triage/` lands, drop them here before routing:
+        //     if suppressions.matches(f) { self.tally.suppressed += 1; return; }
+        let Some((i, matched)) = self.router.route(f) else {
+            self.tally.no_contact += 1;
+            return;
+        };
+        let c = &self.contacts[i];
+        if !c.policy.wants(f) {
+            self.tally.not_wanted += 1;
+            return;
+        }
+        let Some(reason) = self.due(f, c) else {
+            self.tally.already_sent += 1;
+            return;
+        };
+        let b = self.batches.entry(i).or_default();
+        if b.rows.len() < MAX_ROWS_PER_MAIL {
+            b.rows.push(Row::of(f, reason, &matched));
+        } else {
+            b.more += 1;
+        }
+    }
+
+    /// Whether `f` is due for contact `c`, and why.
+    fn due(&self, f: &Finding, c: &Contact) -> Option<Reason> {
+        let Some(last) = self
+            .sent
+            .get(&f.fingerprint)
+            .and_then(|r| r.last_to(&c.name))
+        else {
+            return Some(Reason::New);
+        };
+        if f.history
+            .iter()
+            .any(|h| h.event == "reopened" && h.at > last.at)
+        {
+            return Some(Reason::Reopened);
+        }
+        match c.policy.reminder {
+            Some(r) if self.now - last.at >= r => Some(Reason::Reminder),
+            _ => None,
+        }
+    }
+
+    /// The batches, in contact order (config contacts first), rows most severe first then
+    /// newest.
+    pub fn finish(self) -> (Vec<(usize, Batch)>, Tally) {
+        let mut out: Vec<(usize, Batch)> = self.batches.into_iter().collect();
+        out.sort_by_key(|(i, _)| *i);
+        for (_, b) in &mut out {
+            b.rows.sort_by(|a, b| {
+                a.severity
+                    .cmp(&b.severity)
+                    .then(b.last_seen.cmp(&a.last_seen))
+                    .then(a.fingerprint.cmp(&b.fingerprint))
+            });
+        }
+        (out, self.tally)
+    }
+}
