@@ -22,6 +22,7 @@ mod keyed_support;
 mod lists;
 mod lookup;
 mod lookup_limits;
+mod notify;
 mod properties;
 mod requests;
 mod safebrowsing;

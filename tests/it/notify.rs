@@ -1,0 +1,484 @@
+//! Notifications end to end (issue #23): contacts from the config and a contacts file, findings
+//! in a real sled store → `notify::run` → a real SMTP server on loopback (mailin-embedded, in
+//! process) → each received message parsed with mail-parser (text, HTML, CSV attachment).
+//! Times come from a manual clock.
+
+use std::io;
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mail_parser::{MessageParser, MimeHeaders};
+use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+
+use outwatch::clock::ManualClock;
+use outwatch::config::Config;
+use outwatch::finding::{Classification, Finding, Severity, Status};
+use outwatch::notify::{self, MailState, Mode, contacts::Contacts, record};
+use outwatch::store::{IngestOptions, RunOutcome, SledStore, Store};
+
+// ---------- a real SMTP server on loopback that may refuse one recipient ----------
+
+#[derive(Debug, Clone, Default)]
+struct Received {
+    to: Vec<String>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+struct Capture {
+    inbox: Arc<Mutex<Vec<Received>>>,
+    current: Received,
+    refuse: Option<String>,
+}
+
+impl Handler for Capture {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if self.refuse.as_deref().is_some_and(|r| to.contains(r)) {
+            response::NO_MAILBOX
+        } else {
+            response::OK
+        }
+    }
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current = Received {
+            to: to.to_vec(),
+            data: Vec::new(),
+        };
+        response::OK
+    }
+    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.current.data.extend_from_slice(buf);
+        Ok(())
+    }
+    fn data_end(&mut self) -> Response {
+        self.inbox
+            .lock()
+            .unwrap()
+            .push(std::mem::take(&mut self.current));
+        response::OK
+    }
+}
+
+struct Smtp {
+    port: u16,
+    inbox: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Smtp {
+    fn start(refuse: Option<&str>) -> Smtp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let inbox = Arc::new(Mutex::new(Vec::new()));
+        let handler = Capture {
+            inbox: inbox.clone(),
+            current: Received::default(),
+            refuse: refuse.map(str::to_string),
+        };
+        let mut server = Server::new(handler);
+        server
+            .with_name("localhost")
+            .with_ssl(SslConfig::None)
+            .unwrap()
+            .with_tcp_listener(listener);
+        std::thread::spawn(move || {
+            let _ = server.serve();
+        });
+        Smtp { port, inbox }
+    }
+
+    fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.inbox.lock().unwrap())
+    }
+}
+
+// ---------- findings, config ----------
+
+fn t(h: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+}
+
+/// A: by prefix (config), B: by domain (file), C: by ASN (file); a fourth finding has no contact.
+fn findings() -> Vec<Finding> {
+    let mut a = Finding::new(
+        "feodotracker",
+        "ipblocklist",
+        Classification::new("", "c2-server", "qakbot"),
+        Severity::High,
+    );
+    a.ip = Some("203.0.113.5".parse().unwrap());
+    a.port = Some(443);
+    a.asn = Some(64500);
+    let mut b = Finding::new(
+        "urlhaus",
+        "urls",
+        Classification::new("", "malware-distribution", ""),
+        Severity::High,
+    );
+    b.domain = Some("www.shop.example.org".into());
+    b.url = Some("=HYPERLINK(\"http://www.shop.example.org/x.exe\")".into());
+    let mut c = Finding::new(
+        "shadowserver",
+        "scan_dns",
+        Classification::new("", "vulnerable-system", "open-dns"),
+        Severity::Medium,
+    );
+    c.ip = Some("198.51.100.7".parse().unwrap());
+    c.port = Some(53);
+    c.asn = Some(64500);
+    let mut none = Finding::new(
+        "shadowserver",
+        "scan_dns",
+        Classification::new("", "vulnerable-system", "open-dns"),
+        Severity::Medium,
+    );
+    none.ip = Some("192.0.2.9".parse().unwrap());
+    vec![a, b, c, none]
+}
+
+fn setup(dir: &Path, port: u16, extra: &str) -> (Config, Contacts, Arc<dyn Store>, Vec<Finding>) {
+    std::fs::write(
+        dir.join("contacts.csv"),
+        "name,emails,prefixes,asns,domains\n\
+         Shop,b@shop.example.org,,,shop.example.org\n\
+         Transit,c@transit.example.net,,AS64500,\n\
+         Broken,not-an-address,10.0.0.0/8,,\n",
+    )
+    .unwrap();
+    let no_feeds: String = outwatch::sources::lists::BUILTIN
+        .iter()
+        .map(|n| format!("[sources.{n}]\nenabled = false\n"))
+        .collect();
+    let text = format!(
+        r#"
+[organisation]
+name = "Example ISP"
+prefixes = ["203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24"]
+domains = ["example.org"]
+
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+timeout = "10s"
+
+[notify]
+from = "abuse@isp.example"
+contacts_file = "contacts.csv"
+pace = "2s"
+{extra}
+
+[[contacts]]
+name = "Hosting A"
+emails = ["a@hosting.example"]
+prefixes = ["203.0.113.0/25"]
+{no_feeds}
+"#
+    );
+    let p = dir.join("outwatch.toml");
+    std::fs::write(&p, text).unwrap();
+    let cfg = Config::load(&p).unwrap();
+    let contacts = Contacts::load(&cfg).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("store")).unwrap());
+    let mut fs = findings();
+    store
+        .ingest(fs.clone(), vec![], &IngestOptions { now: t(0) })
+        .unwrap();
+    for f in &mut fs {
+        f.seal();
+    }
+    (cfg, contacts, store, fs)
+}
+
+struct Mail {
+    to: Vec<String>,
+    subject: String,
+    text: String,
+    html: String,
+    csv: String,
+    ticket: String,
+    auto: String,
+    list_id: String,
+}
+
+fn parse(r: &Received) -> Mail {
+    let m = MessageParser::default().parse(&r.data).expect("a message");
+    let csv = m
+        .attachments()
+        .find(|a| a.attachment_name().is_some_and(|n| n.ends_with(".csv")))
+        .map(|a| String::from_utf8_lossy(a.contents()).into_owned())
+        .expect("a CSV attachment");
+    let header = |name: &str| {
+        m.header_raw(name)
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Mail {
+        to: r.to.clone(),
+        subject: m.subject().unwrap_or_default().to_string(),
+        text: m.body_text(0).unwrap().into_owned(),
+        html: m.body_html(0).unwrap().into_owned(),
+        csv,
+        ticket: header("X-Outwatch-Ticket"),
+        auto: header("Auto-Submitted"),
+        list_id: header("List-Id"),
+    }
+}
+
+fn by_recipient(inbox: Vec<Received>) -> Vec<Mail> {
+    let mut m: Vec<Mail> = inbox.iter().map(parse).collect();
+    m.sort_by(|a, b| a.to.cmp(&b.to));
+    m
+}
+
+// ---------- tests ----------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
+    assert_eq!(contacts.list.len(), 3);
+    assert_eq!(contacts.problems.len(), 1);
+    assert_eq!(contacts.problems[0].line, 4);
+    let clock = ManualClock::new(t(1));
+
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!((o.sent, o.failed, o.marked), (3, 0, 3), "{o:?}");
+    assert_eq!(o.tally.no_contact, 1);
+    // Pacing: two pauses between three mails.
+    assert_eq!(clock.slept().len(), 2);
+    let mails = by_recipient(server.take());
+    assert_eq!(mails.len(), 3);
+    let expect = [
+        ("a@hosting.example", &fs[0], "203.0.113.5:443"),
+        ("b@shop.example.org", &fs[1], "x.exe"),
+        ("c@transit.example.net", &fs[2], "198.51.100.7:53"),
+    ];
+    for (m, (to, f, what)) in mails.iter().zip(expect) {
+        assert_eq!(m.to, [to]);
+        assert!(
+            m.subject.contains(&m.ticket) && m.ticket.starts_with("OW-"),
+            "{}",
+            m.subject
+        );
+        assert_eq!(m.auto, "auto-generated");
+        assert!(m.list_id.contains("<notify.isp.example>"), "{}", m.list_id);
+        // Exactly its own finding, in the CSV (header + one row) and in the table.
+        let rows: Vec<&str> = m.csv.lines().collect();
+        assert_eq!(rows.len(), 2, "{}", m.csv);
+        assert!(rows[1].contains(&f.fingerprint), "{}", m.csv);
+        for other in fs.iter().filter(|o| o.fingerprint != f.fingerprint) {
+            assert!(!m.csv.contains(&other.fingerprint));
+        }
+        assert!(m.text.contains(what), "{}", m.text);
+        assert!(m.html.contains(&m.ticket));
+        assert!(!m.text.contains("192.0.2.9"));
+    }
+    // A formula in a cell is neutralised.
+    assert!(mails[1].csv.contains("\"'=HYPERLINK("), "{}", mails[1].csv);
+    // The record: contact, time, ticket.
+    let r = record::sent_of(store.as_ref(), &fs[0].fingerprint)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.sent[0].contact, "Hosting A");
+    assert_eq!(r.sent[0].ticket, mails[0].ticket);
+    assert!(
+        record::sent_of(store.as_ref(), &fs[3].fingerprint)
+            .unwrap()
+            .is_none()
+    );
+    let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
+    assert_eq!(run.outcome, RunOutcome::Ok);
+
+    // The second run sends nothing.
+    clock.set(t(3));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 0, "{o:?}");
+    assert_eq!(o.tally.already_sent, 3);
+    assert!(server.take().is_empty());
+
+    // The C2 finding resolves and comes back: it reopens and goes to its contact again.
+    store
+        .resolve_stale("feodotracker", None, t(4), t(4))
+        .unwrap();
+    store
+        .ingest(
+            vec![findings().remove(0)],
+            vec![],
+            &IngestOptions { now: t(5) },
+        )
+        .unwrap();
+    assert_eq!(
+        store.get(&fs[0].fingerprint).unwrap().unwrap().status,
+        Status::Open
+    );
+    clock.set(t(6));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(6), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 1, "{o:?}");
+    let m = by_recipient(server.take());
+    assert_eq!(m[0].to, ["a@hosting.example"]);
+    assert!(m[0].csv.contains("reopened"), "{}", m[0].csv);
+    let r = record::sent_of(store.as_ref(), &fs[0].fingerprint)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.sent.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_and_test_to_send_nothing_to_contacts_and_mark_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Preview)
+        .await
+        .unwrap();
+    assert_eq!(o.mails.len(), 3);
+    assert!(o.mails.iter().all(|m| m.state == MailState::WouldSend));
+    assert!(o.mails[0].body.contains("203.0.113.5"));
+    assert!(server.take().is_empty());
+
+    let me = Mode::TestTo("me@isp.example".into());
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &me)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 3);
+    let inbox = server.take();
+    assert_eq!(inbox.len(), 3);
+    assert!(inbox.iter().all(|r| r.to == ["me@isp.example"]));
+    for f in &fs {
+        assert!(
+            record::sent_of(store.as_ref(), &f.fingerprint)
+                .unwrap()
+                .is_none()
+        );
+    }
+    assert!(store.runs(Some(notify::RUN_NAME), 1).unwrap().is_empty());
+    // So --send still sends everything.
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_recipient_leaves_its_findings_unsent_and_the_others_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(Some("b@shop.example.org"));
+    let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!((o.sent, o.failed), (2, 1), "{o:?}");
+    let failed = o
+        .mails
+        .iter()
+        .find(|m| m.state == MailState::Failed)
+        .unwrap();
+    assert_eq!(failed.contact, "Shop");
+    assert!(
+        record::sent_of(store.as_ref(), &fs[1].fingerprint)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        record::sent_of(store.as_ref(), &fs[0].fingerprint)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        record::sent_of(store.as_ref(), &fs[2].fingerprint)
+            .unwrap()
+            .is_some()
+    );
+    let to: Vec<Vec<String>> = server.take().into_iter().map(|r| r.to).collect();
+    assert!(!to.iter().flatten().any(|a| a.contains("shop")), "{to:?}");
+    let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
+    assert_eq!(run.outcome, RunOutcome::Partial);
+    assert!(run.error.as_deref().unwrap().contains("Shop"), "{run:?}");
+    // The next run tries that contact again, and only it.
+    clock.set(t(3));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Preview)
+        .await
+        .unwrap();
+    let names: Vec<&str> = o.mails.iter().map(|m| m.contact.as_str()).collect();
+    assert_eq!(names, ["Shop"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_stops_the_run_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, _) = setup(dir.path(), server.port, "max_mails_per_run = 2");
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 2);
+    assert_eq!(server.take().len(), 2);
+    assert!(o.capped.as_deref().unwrap().contains("cap of 2"), "{o:?}");
+    assert_eq!(
+        o.mails
+            .iter()
+            .filter(|m| m.state == MailState::Capped)
+            .count(),
+        1
+    );
+    let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
+    assert_eq!(run.outcome, RunOutcome::Partial);
+    assert!(run.error.as_deref().unwrap().contains("max_mails_per_run"));
+    // The one left goes next run.
+    clock.set(t(3));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!((o.sent, o.capped.is_none()), (1, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_contact_and_the_recipient_interval_hold_mails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, _) = setup(
+        dir.path(),
+        server.port,
+        "[notify.defaults]\ninterval = \"daily\"\nreminder = \"2d\"",
+    );
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 3);
+    server.take();
+    // A new finding for the daily file contact "Transit" an hour later waits for the day.
+    let mut n = findings().remove(2);
+    n.port = Some(5353);
+    store
+        .ingest(vec![n], vec![], &IngestOptions { now: t(2) })
+        .unwrap();
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 0);
+    assert_eq!(o.mails[0].state, MailState::Held, "{o:?}");
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(26), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 1);
+    assert_eq!(server.take()[0].to, ["c@transit.example.net"]);
+    // After the reminder interval, open findings go again.
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(50), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 3, "{o:?}");
+    assert!(parse(&server.take()[0]).csv.contains("reminder"));
+}
