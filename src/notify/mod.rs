@@ -119,8 +119,6 @@ pub struct Prepared {
     pub attachment: String,
     pub fingerprints: Vec<String>,
     pub more: usize,
-    /// Why it waits (interval), when it does.
-    pub held: Option<String>,
 }
 
 /// The `[notify]` table, or the defaults.
@@ -152,33 +150,68 @@ fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// Reads the store once and renders the mail of every contact that has findings due, in
-/// contact order. Reads only.
+/// What one pass over the store prepared.
+pub struct Preparation {
+    /// The mails to go now, rendered, in contact order (at most `keep`).
+    pub mails: Vec<Prepared>,
+    /// Contacts with findings due whose mail waits (interval): index, due findings, why.
+    pub held: Vec<(usize, usize, String)>,
+    /// Contacts with findings due beyond the cap of this run: index, due findings.
+    pub beyond_cap: Vec<(usize, usize)>,
+    pub tally: Tally,
+}
+
+/// Reads the store once and renders the mail of the first `keep` contacts (in contact order)
+/// that have findings due and are not held by their interval (`holds`: whether intervals
+/// count; `--test-to` ignores them). Reads only.
 pub fn prepare(
     cfg: &Config,
     contacts: &Contacts,
     store: &dyn Store,
     now: DateTime<Utc>,
-) -> Result<(Vec<Prepared>, Tally), NotifyError> {
+    holds: bool,
+    keep: usize,
+) -> Result<Preparation, NotifyError> {
     let n = notify_config(cfg);
     let renderer = Renderer::new(n.templates.as_ref().map(|p| cfg.resolve_path(p)).as_deref())
         .map_err(NotifyError::Failed)?;
     let sent = record::all_sent(store)?;
-    let mut planner = Planner::new(&contacts.list, sent, now);
+    let mut why_held = HashMap::new();
+    if holds {
+        let last_contact = record::last_times(store, record::CONTACT_PREFIX)?;
+        let last_recipient = record::last_times(store, record::RECIPIENT_PREFIX)?;
+        for (i, c) in contacts.list.iter().enumerate() {
+            if let Some(why) = held(&n, c, &last_contact, &last_recipient, now) {
+                why_held.insert(i, why);
+            }
+        }
+    }
+    let skip = why_held.keys().copied().collect();
+    let mut planner = Planner::new(&contacts.list, sent, now, keep, skip);
     store.for_each(&mut |f| {
         planner.offer(&f);
         Ok(())
     })?;
-    let (batches, tally) = planner.finish();
-    let last_contact = record::last_times(store, record::CONTACT_PREFIX)?;
-    let last_recipient = record::last_times(store, record::RECIPIENT_PREFIX)?;
-    let mut out = Vec::with_capacity(batches.len());
-    for (i, batch) in batches {
+    let planned = planner.finish();
+    let mut mails = Vec::with_capacity(planned.batches.len());
+    for (i, batch) in planned.batches {
         let c = &contacts.list[i];
-        let held = held(&n, c, &last_contact, &last_recipient, now);
-        out.push(render_one(cfg, &n, &renderer, c, batch, now, held)?);
+        mails.push(render_one(cfg, &n, &renderer, c, batch, now)?);
     }
-    Ok((out, tally))
+    let mut held = Vec::new();
+    let mut beyond_cap = Vec::new();
+    for (i, count) in planned.counted {
+        match why_held.remove(&i) {
+            Some(why) => held.push((i, count, why)),
+            None => beyond_cap.push((i, count)),
+        }
+    }
+    Ok(Preparation {
+        mails,
+        held,
+        beyond_cap,
+        tally: planned.tally,
+    })
 }
 
 /// Why a contact's mail waits, if it does: its interval since its last mail, or the minimum
@@ -226,7 +259,6 @@ fn render_one(
     c: &contacts::Contact,
     batch: Batch,
     now: DateTime<Utc>,
-    held: Option<String>,
 ) -> Result<Prepared, NotifyError> {
     let ticket = ticket(now);
     let attachment = format!("{ticket}.csv");
@@ -272,7 +304,6 @@ fn render_one(
         attachment,
         fingerprints: batch.rows.iter().map(|r| r.fingerprint.clone()).collect(),
         more: batch.more,
-        held,
     })
 }
 
@@ -290,15 +321,16 @@ pub async fn run(
 ) -> Result<NotifyOutcome, NotifyError> {
     let n = notify_config(cfg);
     let from = sender(cfg)?;
-    let prepared = {
+    let holds = !matches!(mode, Mode::TestTo(_));
+    let cap = n.max_mails_per_run;
+    let prep = {
         let (c, cs, s) = (cfg.clone(), contacts.clone(), store.clone());
-        crate::store::bridge::run(move || prepare(&c, &cs, s.as_ref(), now)).await?
+        crate::store::bridge::run(move || prepare(&c, &cs, s.as_ref(), now, holds, cap)).await?
     };
-    let (mails, tally) = prepared;
     let mut out = NotifyOutcome {
         contacts: contacts.list.len(),
         contact_problems: contacts.problems.iter().map(|p| p.to_string()).collect(),
-        tally,
+        tally: prep.tally,
         mails: Vec::new(),
         sent: 0,
         failed: 0,
@@ -319,8 +351,26 @@ pub async fn run(
         }
     };
     let mut attempted = 0usize;
-    let mut left = 0usize;
-    for p in mails {
+    let mut left = prep.beyond_cap.len();
+    let not_now = |i: usize, count: usize, state: MailState, detail: Option<String>| {
+        let c = &contacts.list[i];
+        MailReport {
+            contact: c.name.clone(),
+            to: c.emails.clone(),
+            ticket: String::new(),
+            subject: String::new(),
+            findings: count,
+            more: 0,
+            state,
+            detail,
+            body: String::new(),
+        }
+    };
+    for (i, count, why) in prep.held {
+        out.mails
+            .push(not_now(i, count, MailState::Held, Some(why)));
+    }
+    for p in prep.mails {
         let mut report = MailReport {
             contact: p.contact.clone(),
             to: p.to.clone(),
@@ -332,13 +382,6 @@ pub async fn run(
             detail: None,
             body: p.rendered.text.clone(),
         };
-        let test = matches!(mode, Mode::TestTo(_));
-        if let (Some(why), false) = (&p.held, test) {
-            report.state = MailState::Held;
-            report.detail = Some(why.clone());
-            out.mails.push(report);
-            continue;
-        }
         if attempted >= n.max_mails_per_run {
             report.state = MailState::Capped;
             left += 1;
@@ -396,13 +439,21 @@ pub async fn run(
         }
         out.mails.push(report);
     }
+    for (i, count) in prep.beyond_cap {
+        out.mails.push(not_now(i, count, MailState::Capped, None));
+    }
     if let Some(m) = &mailer {
         m.close().await;
     }
     if left > 0 {
         out.capped = Some(format!(
-            "stopped at the cap of {} mail(s) per run (`[notify] max_mails_per_run`): {left} \
+            "{} at the cap of {} mail(s) per run (`[notify] max_mails_per_run`): {left} \
              contact(s) left for the next run",
+            if *mode == Mode::Preview {
+                "would stop"
+            } else {
+                "stopped"
+            },
             n.max_mails_per_run
         ));
     }

@@ -1,10 +1,12 @@
 //! Choosing what goes to whom: each open finding of ours is routed to its contact, kept if the
 //! contact's policy wants it and it is due (never sent to that contact, reopened since, or a
 //! reminder is due while it stays open), and gathered into the contact's batch. One pass over
-//! the store; memory is the contacts plus the rows due (at most [`MAX_ROWS_PER_MAIL`] per
-//! contact; the rest wait for the next mail).
+//! the store. Memory is bounded whatever the store holds: rows are kept for at most `keep`
+//! contacts (the run's cap on mails; the first in contact order), at most
+//! [`MAX_ROWS_PER_MAIL`] each; other contacts with findings due (beyond the cap, or held by
+//! their interval) are only counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -150,23 +152,43 @@ pub struct Planner<'a> {
     router: Router,
     sent: HashMap<String, SentRecord>,
     now: DateTime<Utc>,
-    batches: HashMap<usize, Batch>,
+    batches: BTreeMap<usize, Batch>,
+    /// Most contacts whose rows are kept.
+    keep: usize,
+    /// Contacts that get no mail now (their interval): counted only.
+    skip: HashSet<usize>,
+    /// Findings due per contact whose rows are not kept (skipped, or beyond `keep`).
+    counted: BTreeMap<usize, usize>,
+    pub tally: Tally,
+}
+
+/// What a pass found: the batches kept (contact order), the due findings of the contacts only
+/// counted, and the tally.
+pub struct Planned {
+    pub batches: Vec<(usize, Batch)>,
+    pub counted: BTreeMap<usize, usize>,
     pub tally: Tally,
 }
 
 impl<'a> Planner<'a> {
-    /// `sent`: the records of earlier sendings, by fingerprint.
+    /// `sent`: the records of earlier sendings, by fingerprint; rows are kept for at most
+    /// `keep` contacts, none for those in `skip`.
     pub fn new(
         contacts: &'a [Contact],
         sent: HashMap<String, SentRecord>,
         now: DateTime<Utc>,
+        keep: usize,
+        skip: HashSet<usize>,
     ) -> Self {
         Planner {
             contacts,
             router: Router::new(contacts),
             sent,
             now,
-            batches: HashMap::new(),
+            batches: BTreeMap::new(),
+            keep,
+            skip,
+            counted: BTreeMap::new(),
             tally: Tally::default(),
         }
     }
@@ -198,11 +220,31 @@ impl<'a> Planner<'a> {
             self.tally.already_sent += 1;
             return;
         };
+        if self.skip.contains(&i) || !self.make_room(i) {
+            *self.counted.entry(i).or_default() += 1;
+            return;
+        }
         let b = self.batches.entry(i).or_default();
         if b.rows.len() < MAX_ROWS_PER_MAIL {
             b.rows.push(Row::of(f, reason, &matched));
         } else {
             b.more += 1;
+        }
+    }
+
+    /// Whether contact `i` may keep rows: it has a batch, or there is room, or it comes before
+    /// the last contact kept (whose rows are then dropped and counted).
+    fn make_room(&mut self, i: usize) -> bool {
+        if self.batches.contains_key(&i) || self.batches.len() < self.keep {
+            return true;
+        }
+        match self.batches.last_key_value().map(|(k, _)| *k) {
+            Some(last) if last > i => {
+                let b = self.batches.remove(&last).unwrap_or_default();
+                *self.counted.entry(last).or_default() += b.rows.len() + b.more;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -229,9 +271,8 @@ impl<'a> Planner<'a> {
 
     /// The batches, in contact order (config contacts first), rows most severe first then
     /// newest.
-    pub fn finish(self) -> (Vec<(usize, Batch)>, Tally) {
+    pub fn finish(self) -> Planned {
         let mut out: Vec<(usize, Batch)> = self.batches.into_iter().collect();
-        out.sort_by_key(|(i, _)| *i);
         for (_, b) in &mut out {
             b.rows.sort_by(|a, b| {
                 a.severity
@@ -240,6 +281,61 @@ impl<'a> Planner<'a> {
                     .then(a.fingerprint.cmp(&b.fingerprint))
             });
         }
-        (out, self.tally)
+        Planned {
+            batches: out,
+            counted: self.counted,
+            tally: self.tally,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Classification;
+    use crate::notify::contacts::{Defined, Policy};
+
+    fn contact(i: usize) -> Contact {
+        Contact {
+            name: format!("c{i}"),
+            emails: vec![format!("c{i}@example.org")],
+            prefixes: vec![format!("10.{i}.0.0/16").parse().unwrap()],
+            asns: vec![],
+            domains: vec![],
+            policy: Policy::resolve(&Default::default(), &Default::default()),
+            defined: Defined::File(i + 1),
+        }
+    }
+
+    fn finding(ip: &str) -> Finding {
+        let mut f = Finding::new(
+            "s",
+            "f",
+            Classification::new("", "c2-server", ""),
+            Severity::High,
+        );
+        f.ip = Some(ip.parse().unwrap());
+        f.seal();
+        f
+    }
+
+    /// Rows are kept for the first `keep` contacts in contact order, whatever order the store
+    /// gives; the others are counted; held contacts are counted only.
+    #[test]
+    fn rows_are_kept_for_the_first_contacts_only() {
+        let cs: Vec<Contact> = (0..4).map(contact).collect();
+        let skip = HashSet::from([1]);
+        let mut p = Planner::new(&cs, HashMap::new(), Utc::now(), 1, skip);
+        for ip in [
+            "10.3.0.1", "10.3.0.2", "10.1.0.1", "10.2.0.1", "10.0.0.1", "10.9.0.1",
+        ] {
+            p.offer(&finding(ip));
+        }
+        let out = p.finish();
+        assert_eq!(out.batches.len(), 1);
+        assert_eq!(out.batches[0].0, 0);
+        assert_eq!(out.batches[0].1.rows.len(), 1);
+        assert_eq!(out.counted, BTreeMap::from([(1, 1), (2, 1), (3, 2)]));
+        assert_eq!(out.tally.no_contact, 1);
     }
 }
