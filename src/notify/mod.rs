@@ -175,7 +175,7 @@ pub fn prepare(
     let n = notify_config(cfg);
     let renderer = Renderer::new(n.templates.as_ref().map(|p| cfg.resolve_path(p)).as_deref())
         .map_err(NotifyError::Failed)?;
-    let sent = record::all_sent(store)?;
+    let sent = record::SentIndex::load(store)?;
     let mut why_held = HashMap::new();
     if holds {
         let last_contact = record::last_times(store, record::CONTACT_PREFIX)?;

@@ -6,13 +6,13 @@
 //! [`MAX_ROWS_PER_MAIL`] each; other contacts with findings due (beyond the cap, or held by
 //! their interval) are only counted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::contacts::Contact;
-use super::record::SentRecord;
+use super::record::SentIndex;
 use super::route::{Matched, Router};
 use crate::finding::{Finding, Severity, Status};
 
@@ -150,7 +150,7 @@ pub struct Tally {
 pub struct Planner<'a> {
     contacts: &'a [Contact],
     router: Router,
-    sent: HashMap<String, SentRecord>,
+    sent: SentIndex,
     now: DateTime<Utc>,
     batches: BTreeMap<usize, Batch>,
     /// Most contacts whose rows are kept.
@@ -175,7 +175,7 @@ impl<'a> Planner<'a> {
     /// `keep` contacts, none for those in `skip`.
     pub fn new(
         contacts: &'a [Contact],
-        sent: HashMap<String, SentRecord>,
+        sent: SentIndex,
         now: DateTime<Utc>,
         keep: usize,
         skip: HashSet<usize>,
@@ -250,21 +250,17 @@ impl<'a> Planner<'a> {
 
     /// Whether `f` is due for contact `c`, and why.
     fn due(&self, f: &Finding, c: &Contact) -> Option<Reason> {
-        let Some(last) = self
-            .sent
-            .get(&f.fingerprint)
-            .and_then(|r| r.last_to(&c.name))
-        else {
+        let Some(last) = self.sent.last_to(&f.fingerprint, &c.name) else {
             return Some(Reason::New);
         };
         if f.history
             .iter()
-            .any(|h| h.event == "reopened" && h.at > last.at)
+            .any(|h| h.event == "reopened" && h.at > last)
         {
             return Some(Reason::Reopened);
         }
         match c.policy.reminder {
-            Some(r) if self.now - last.at >= r => Some(Reason::Reminder),
+            Some(r) if self.now - last >= r => Some(Reason::Reminder),
             _ => None,
         }
     }
@@ -325,7 +321,7 @@ mod tests {
     fn rows_are_kept_for_the_first_contacts_only() {
         let cs: Vec<Contact> = (0..4).map(contact).collect();
         let skip = HashSet::from([1]);
-        let mut p = Planner::new(&cs, HashMap::new(), Utc::now(), 1, skip);
+        let mut p = Planner::new(&cs, SentIndex::default(), Utc::now(), 1, skip);
         for ip in [
             "10.3.0.1", "10.3.0.2", "10.1.0.1", "10.2.0.1", "10.0.0.1", "10.9.0.1",
         ] {

@@ -54,17 +54,80 @@ pub fn sent_of(store: &dyn Store, fingerprint: &str) -> Result<Option<SentRecord
     store::state_get_json(store, &sent_key(fingerprint))
 }
 
-/// Every finding's record, by fingerprint (one scan at the start of a run). A record that does
-/// not decode is left out (the finding counts as never sent).
-pub fn all_sent(store: &dyn Store) -> Result<HashMap<String, SentRecord>, StoreError> {
-    Ok(store
-        .state_scan(SENT_PREFIX)?
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let fp = k.strip_prefix(SENT_PREFIX)?.to_string();
-            serde_json::from_slice(&v).ok().map(|r| (fp, r))
-        })
-        .collect())
+/// When each finding was last sent to each contact, compactly (about 60 bytes per finding
+/// and contact: a million notified findings fit in well under 100 MB): what a run needs to
+/// tell what is due.
+#[derive(Debug, Default)]
+pub struct SentIndex {
+    map: HashMap<u128, Vec<(u64, i64)>>,
+}
+
+/// A fingerprint's first 128 bits (fingerprints are hex), else a hash of it.
+fn fp_key(fp: &str) -> u128 {
+    fp.get(..32)
+        .and_then(|h| u128::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| u128::from(name_key(fp)))
+}
+
+/// A stable 64-bit hash of a contact name.
+fn name_key(name: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(name.as_bytes());
+    h.finish()
+}
+
+impl SentIndex {
+    /// Reads every record, a sixteenth of the key space at a time (fingerprints are hex), so
+    /// the raw values held at once stay small. A record that does not decode is left out (the
+    /// finding counts as never sent).
+    pub fn load(store: &dyn Store) -> Result<SentIndex, StoreError> {
+        let mut idx = SentIndex::default();
+        for c in "0123456789abcdef".chars() {
+            for (k, v) in store.state_scan(&format!("{SENT_PREFIX}{c}"))? {
+                let (Some(fp), Ok(r)) = (
+                    k.strip_prefix(SENT_PREFIX),
+                    serde_json::from_slice::<SentRecord>(&v),
+                ) else {
+                    continue;
+                };
+                idx.add(fp, &r);
+            }
+        }
+        Ok(idx)
+    }
+
+    /// Adds a finding's record (the latest sending per contact counts).
+    pub fn add(&mut self, fingerprint: &str, r: &SentRecord) {
+        let e = self.map.entry(fp_key(fingerprint)).or_default();
+        for s in &r.sent {
+            let (n, at) = (name_key(&s.contact), s.at.timestamp_millis());
+            match e.iter_mut().find(|(k, _)| *k == n) {
+                Some(slot) => slot.1 = slot.1.max(at),
+                None => e.push((n, at)),
+            }
+        }
+        e.shrink_to_fit();
+    }
+
+    /// When `fingerprint` was last sent to `contact`.
+    pub fn last_to(&self, fingerprint: &str, contact: &str) -> Option<DateTime<Utc>> {
+        let n = name_key(contact);
+        self.map
+            .get(&fp_key(fingerprint))?
+            .iter()
+            .find(|(k, _)| *k == n)
+            .and_then(|(_, at)| DateTime::from_timestamp_millis(*at))
+    }
+
+    /// Findings with a record.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 /// Adds a sending to each finding's record.
