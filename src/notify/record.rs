@@ -54,12 +54,14 @@ pub fn sent_of(store: &dyn Store, fingerprint: &str) -> Result<Option<SentRecord
     store::state_get_json(store, &sent_key(fingerprint))
 }
 
-/// When each finding was last sent to each contact, compactly (about 60 bytes per finding
-/// and contact: a million notified findings fit in well under 100 MB): what a run needs to
-/// tell what is due.
+/// When each finding was last sent to each contact, compactly (about 70 bytes per finding:
+/// a million notified findings fit in under 100 MB): what a run needs to tell what is due.
+/// A finding's first contact sits in `first`; a finding sent to several contacts (its owner
+/// changed) keeps the others in `more`.
 #[derive(Debug, Default)]
 pub struct SentIndex {
-    map: HashMap<u128, Vec<(u64, i64)>>,
+    first: rustc_hash::FxHashMap<u128, (u64, i64)>,
+    more: rustc_hash::FxHashMap<u128, Vec<(u64, i64)>>,
 }
 
 /// A fingerprint's first 128 bits (fingerprints are hex), else a hash of it.
@@ -99,34 +101,43 @@ impl SentIndex {
 
     /// Adds a finding's record (the latest sending per contact counts).
     pub fn add(&mut self, fingerprint: &str, r: &SentRecord) {
-        let e = self.map.entry(fp_key(fingerprint)).or_default();
+        let k = fp_key(fingerprint);
         for s in &r.sent {
             let (n, at) = (name_key(&s.contact), s.at.timestamp_millis());
-            match e.iter_mut().find(|(k, _)| *k == n) {
-                Some(slot) => slot.1 = slot.1.max(at),
-                None => e.push((n, at)),
+            match self.first.get_mut(&k) {
+                None => {
+                    self.first.insert(k, (n, at));
+                }
+                Some(slot) if slot.0 == n => slot.1 = slot.1.max(at),
+                Some(_) => {
+                    let e = self.more.entry(k).or_default();
+                    match e.iter_mut().find(|(m, _)| *m == n) {
+                        Some(slot) => slot.1 = slot.1.max(at),
+                        None => e.push((n, at)),
+                    }
+                }
             }
         }
-        e.shrink_to_fit();
     }
 
     /// When `fingerprint` was last sent to `contact`.
     pub fn last_to(&self, fingerprint: &str, contact: &str) -> Option<DateTime<Utc>> {
-        let n = name_key(contact);
-        self.map
-            .get(&fp_key(fingerprint))?
-            .iter()
-            .find(|(k, _)| *k == n)
-            .and_then(|(_, at)| DateTime::from_timestamp_millis(*at))
+        let (k, n) = (fp_key(fingerprint), name_key(contact));
+        let at = match self.first.get(&k) {
+            Some((m, at)) if *m == n => *at,
+            Some(_) => self.more.get(&k)?.iter().find(|(m, _)| *m == n)?.1,
+            None => return None,
+        };
+        DateTime::from_timestamp_millis(at)
     }
 
     /// Findings with a record.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.first.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.first.is_empty()
     }
 }
 
@@ -179,4 +190,38 @@ pub fn mark_mailed(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keeps_the_latest_sending_per_contact() {
+        let t = |s: i64| DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let sent = |c: &str, at| Sent {
+            contact: c.into(),
+            at,
+            ticket: "OW-1".into(),
+            to: vec![],
+        };
+        let fp = "ab".repeat(32);
+        let mut idx = SentIndex::default();
+        idx.add(
+            &fp,
+            &SentRecord {
+                sent: vec![
+                    sent("a", t(5)),
+                    sent("b", t(7)),
+                    sent("a", t(9)),
+                    sent("b", t(6)),
+                ],
+            },
+        );
+        assert_eq!(idx.last_to(&fp, "a"), Some(t(9)));
+        assert_eq!(idx.last_to(&fp, "b"), Some(t(7)));
+        assert_eq!(idx.last_to(&fp, "c"), None);
+        assert_eq!(idx.last_to(&"cd".repeat(32), "a"), None);
+        assert_eq!(idx.len(), 1);
+    }
 }
