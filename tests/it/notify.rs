@@ -150,6 +150,11 @@ fn setup(dir: &Path, port: u16, extra: &str) -> (Config, Contacts, Arc<dyn Store
         .iter()
         .map(|n| format!("[sources.{n}]\nenabled = false\n"))
         .collect();
+    let pace = if extra.contains("pace") {
+        ""
+    } else {
+        "pace = \"2s\""
+    };
     let text = format!(
         r#"
 [organisation]
@@ -166,7 +171,7 @@ timeout = "10s"
 [notify]
 from = "abuse@isp.example"
 contacts_file = "contacts.csv"
-pace = "2s"
+{pace}
 {extra}
 
 [[contacts]]
@@ -481,4 +486,79 @@ async fn a_daily_contact_and_the_recipient_interval_hold_mails() {
         .unwrap();
     assert_eq!(o.sent, 3, "{o:?}");
     assert!(parse(&server.take()[0]).csv.contains("reminder"));
+}
+
+/// The command: `--preview` shows who would get what, `--send` sends, and `lookup` (text and
+/// `--json`) shows which contact got a finding, when and under which ticket.
+#[test]
+fn cli_preview_send_and_lookup_show_the_notification() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fs = rt.block_on(async {
+        let (_, _, store, fs) = setup(dir.path(), server.port, "pace = \"0s\"");
+        store.flush().unwrap();
+        fs
+    });
+    let run = |args: &[&str]| {
+        let out = crate::support::cli(dir.path())
+            .args(["--data-dir", "store"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["notify", "--preview"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("would send: Hosting A <a@hosting.example>, 1 finding(s)"),
+        "{out}"
+    );
+    assert!(out.contains("203.0.113.5:443"), "{out}");
+    assert!(
+        out.contains("preview only: nothing was sent or marked"),
+        "{out}"
+    );
+    assert!(err.contains("contacts file line 4:"), "{err}");
+    assert!(server.take().is_empty());
+
+    let (code, out, err) = run(&["notify", "--send"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("3 mail(s) sent, 0 failed; 3 finding(s) marked as sent"),
+        "{out}"
+    );
+    let ticket = parse(&by_recipient_first(server.take())).ticket;
+
+    let (code, out, _) = run(&["lookup", "203.0.113.5"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("notified: 203.0.113.5") && out.contains("to Hosting A"),
+        "{out}"
+    );
+    assert!(out.contains(&ticket), "{out}");
+    let (code, out, _) = run(&["lookup", "203.0.113.5", "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n = &v["notified"][&fs[0].fingerprint][0];
+    assert_eq!(n["contact"], "Hosting A");
+    assert_eq!(n["ticket"], ticket.as_str());
+
+    // Nothing is due any more; --test-to needs a real address.
+    let (_, out, _) = run(&["notify", "--send"]);
+    assert!(out.contains("0 mail(s) sent"), "{out}");
+    let (code, _, err) = run(&["notify", "--test-to", "nobody"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, _) = run(&["notify"]);
+    assert_eq!(code, Some(2));
+}
+
+fn by_recipient_first(inbox: Vec<Received>) -> Received {
+    let mut v = inbox;
+    v.sort_by(|a, b| a.to.cmp(&b.to));
+    v.remove(0)
 }
