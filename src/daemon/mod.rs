@@ -132,6 +132,25 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
             }),
         });
     }
+    if let Some(n) = cfg
+        .notify
+        .as_ref()
+        .filter(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some())
+    {
+        out.push(Job {
+            name: crate::notify::RUN_NAME.into(),
+            kind: JobKind::Notify,
+            schedule: n.schedule.clone(),
+            tz: Tz::UTC,
+            max_jitter: Duration::ZERO,
+            // Each run sends what is due since the last: no need to catch up.
+            catch_up: false,
+            task: Arc::new(tasks::NotifyTask {
+                shared: shared.clone(),
+                contacts: Default::default(),
+            }),
+        });
+    }
     if !cfg.organisation.asns.is_empty() {
         out.push(Job {
             name: "scope".into(),

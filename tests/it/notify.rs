@@ -562,3 +562,49 @@ fn by_recipient_first(inbox: Vec<Received>) -> Received {
     v.sort_by(|a, b| a.to.cmp(&b.to));
     v.remove(0)
 }
+
+/// The daemon's `notify` job runs on `[notify] schedule`, sends what is due, and reads the
+/// contacts file again when it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_job_sends_and_rereads_the_contacts_file() {
+    use outwatch::clock::Clock;
+    use outwatch::daemon::tasks::Shared;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, _, store, _) = setup(dir.path(), server.port, "schedule = \"0 */5 * * * *\"");
+    let clock = Arc::new(ManualClock::new(t(1)));
+    let shared = Shared {
+        cfg: Arc::new(cfg),
+        store,
+        http: outwatch::http::HttpClient::new(&Default::default(), clock.clone()).unwrap(),
+        clock: clock.clone() as Arc<dyn Clock>,
+        scope: Default::default(),
+        data_dir: dir.path().join("store"),
+    };
+    let jobs = outwatch::daemon::jobs(&shared);
+    let job = jobs
+        .iter()
+        .find(|j| j.name == "notify")
+        .expect("notify job");
+    assert_eq!(job.kind, outwatch::daemon::scheduler::JobKind::Notify);
+    assert_eq!(job.schedule.source, "0 */5 * * * *");
+    let line = job.task.run().await.unwrap();
+    assert!(line.starts_with("3 mail(s) sent"), "{line}");
+    assert_eq!(server.take().len(), 3);
+
+    // A new row owns the finding that had no contact.
+    let file = dir.path().join("contacts.csv");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("Lab,lab@example.org,192.0.2.0/24,,\n");
+    std::fs::write(&file, text).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(10))
+        .unwrap();
+    clock.set(t(3));
+    let line = job.task.run().await.unwrap();
+    assert!(line.starts_with("1 mail(s) sent"), "{line}");
+    assert_eq!(server.take()[0].to, ["lab@example.org"]);
+}
