@@ -12,17 +12,21 @@ use crate::outln;
 use crate::text::Clean;
 
 #[derive(Debug, Args)]
-#[group(id = "mode", required = true, multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["preview", "test_to", "send"])))]
 pub struct NotifyArgs {
     /// Show what would go to whom (subjects and bodies); send and mark nothing
-    #[arg(long, group = "mode")]
+    #[arg(long)]
     pub preview: bool,
     /// Send every mail to this one address instead of the contacts; mark nothing
-    #[arg(long, value_name = "ADDR", group = "mode")]
+    #[arg(long, value_name = "ADDR")]
     pub test_to: Option<String>,
     /// Send the due mails and mark their findings as sent to their contact
-    #[arg(long, group = "mode")]
+    #[arg(long)]
     pub send: bool,
+    /// With --preview: write each mail's HTML part to DIR/<ticket>.html
+    #[arg(long, value_name = "DIR", requires = "preview")]
+    pub html: Option<std::path::PathBuf>,
     /// Print what the run did as JSON
     #[arg(long)]
     pub json: bool,
@@ -62,6 +66,20 @@ pub async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError> {
     let o = notify::run(cfg, &contacts, store, app.clock.as_ref(), now, &mode)
         .await
         .map_err(CliError::failure)?;
+    if let Some(dir) = &a.html {
+        crate::files::private_dir(dir)
+            .map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;
+        for m in o.mails.iter().filter(|m| !m.html.is_empty()) {
+            let path = dir.join(format!("{}.html", m.ticket));
+            crate::files::write_private(&path, &m.html)
+                .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!(
+                "HTML of the mail to {} written to {}",
+                Clean(&m.contact),
+                path.display()
+            );
+        }
+    }
     if a.json {
         crate::output::print_json(&o)?;
     } else {

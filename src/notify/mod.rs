@@ -91,6 +91,9 @@ pub struct MailReport {
     /// The rendered text part (what `--preview` prints).
     #[serde(skip)]
     pub body: String,
+    /// The rendered HTML part (`--preview --html DIR` writes it).
+    #[serde(skip)]
+    pub html: String,
 }
 
 /// What a run did.
@@ -364,6 +367,7 @@ pub async fn run(
             state,
             detail,
             body: String::new(),
+            html: String::new(),
         }
     };
     for (i, count, why) in prep.held {
@@ -381,6 +385,7 @@ pub async fn run(
             state: MailState::WouldSend,
             detail: None,
             body: p.rendered.text.clone(),
+            html: p.rendered.html.clone(),
         };
         if attempted >= n.max_mails_per_run {
             report.state = MailState::Capped;

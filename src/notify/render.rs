@@ -241,3 +241,129 @@ pub fn csv(ticket: &str, rows: &[Row]) -> Result<String, String> {
     let bytes = w.into_inner().map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Severity, Status};
+    use crate::notify::plan::Reason;
+    use chrono::Utc;
+
+    fn row(i: usize, url: &str) -> Row {
+        Row {
+            fingerprint: format!("{i:064x}"),
+            severity: Severity::High,
+            status: Status::New,
+            reason: Reason::New,
+            source: "urlhaus".into(),
+            feed: "urls".into(),
+            taxonomy: "malicious-code".into(),
+            kind: "malware-distribution".into(),
+            identifier: "<b>x</b>".into(),
+            ip: None,
+            port: None,
+            protocol: None,
+            network: None,
+            asn: None,
+            domain: None,
+            url: Some(url.into()),
+            email: None,
+            first_seen: Utc::now(),
+            last_seen: Utc::now(),
+            times_seen: 1,
+            matched: "domain example.org".into(),
+        }
+    }
+
+    fn view<'a>(rows: &'a [Row], shown: usize) -> NotifyView<'a> {
+        let rv: Vec<RowView<'_>> = rows[..shown]
+            .iter()
+            .map(|r| RowView {
+                what: r.what(),
+                row: r,
+            })
+            .collect();
+        NotifyView {
+            organisation: "Org".into(),
+            contact: "<i>Customer</i>".into(),
+            ticket: "OW-20260301-0000ABCD".into(),
+            language: "en".into(),
+            generated: "now".into(),
+            text_table: text_table(&rv),
+            rows: rv,
+            count: rows.len(),
+            not_shown: rows.len() - shown,
+            more: 0,
+            attachment: "OW-20260301-0000ABCD.csv".into(),
+            reply_to: None,
+        }
+    }
+
+    #[test]
+    fn feed_text_is_escaped_and_the_ticket_is_in_the_subject() {
+        let rows = vec![row(1, "http://example.org/<script>alert(1)</script>")];
+        let r = Renderer::new(None)
+            .unwrap()
+            .render("notify", "en", &view(&rows, 1))
+            .unwrap();
+        assert!(
+            r.subject
+                .starts_with("[OW-20260301-0000ABCD] 1 security finding "),
+            "{}",
+            r.subject
+        );
+        assert!(!r.html.contains("<script>") && r.html.contains("&lt;script&gt;"));
+        assert!(!r.html.contains("<b>x</b>") && !r.html.contains("<i>Customer"));
+        assert!(r.text.contains("malware-distribution"));
+        assert!(!r.html.contains("{\""), "no raw JSON");
+        assert!(
+            r.text.lines().all(|l| l.chars().count() <= 80),
+            "{}",
+            r.text
+        );
+    }
+
+    #[test]
+    fn a_hundred_rows_stay_under_100_kb() {
+        let long = format!("http://example.org/{}", "a".repeat(290));
+        let rows: Vec<Row> = (0..100).map(|i| row(i, &long)).collect();
+        let r = Renderer::new(None)
+            .unwrap()
+            .render("notify", "en", &view(&rows, 100))
+            .unwrap();
+        assert!(r.html.len() < MAX_HTML_BYTES, "{}", r.html.len());
+    }
+
+    #[test]
+    fn a_language_file_in_the_folder_is_preferred() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notify.de.txt"), "Hallo {{ contact }}").unwrap();
+        let rows = vec![row(1, "http://example.org/")];
+        let r = Renderer::new(Some(dir.path())).unwrap();
+        assert_eq!(
+            r.render("notify", "de", &view(&rows, 1)).unwrap().text,
+            "Hallo <i>Customer</i>"
+        );
+        assert!(
+            r.render("notify", "en", &view(&rows, 1))
+                .unwrap()
+                .text
+                .starts_with("Hello")
+        );
+        assert!(r.render("other", "en", &view(&rows, 1)).is_err());
+    }
+
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        let rows = vec![
+            row(1, "=cmd|' /C calc'!A0"),
+            row(2, "@SUM(1)"),
+            row(3, "-1+1"),
+            row(4, "+1"),
+        ];
+        let out = csv("T", &rows).unwrap();
+        let mut rdr = csv::Reader::from_reader(out.as_bytes());
+        let urls: Vec<String> = rdr.records().map(|r| r.unwrap()[15].to_string()).collect();
+        assert_eq!(urls, ["'=cmd|' /C calc'!A0", "'@SUM(1)", "'-1+1", "'+1"]);
+    }
+}
