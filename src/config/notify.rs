@@ -138,7 +138,7 @@ impl PolicyConfig {
             template: self.template.clone().or_else(|| base.template.clone()),
             language: self.language.clone().or_else(|| base.language.clone()),
             interval: self.interval.or(base.interval),
-            reminder: self.reminder.clone().or_else(|| base.reminder.clone()),
+            reminder: self.reminder.or(base.reminder),
         }
     }
 }
@@ -176,7 +176,7 @@ impl ContactConfig {
             template: self.template.clone(),
             language: self.language.clone(),
             interval: self.interval,
-            reminder: self.reminder.clone(),
+            reminder: self.reminder,
         }
     }
 }

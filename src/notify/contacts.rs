@@ -363,10 +363,10 @@ impl Contacts {
     }
 }
 
-fn read_file(
-    path: &Path,
-    policy: &Policy,
-) -> Result<(Vec<Contact>, Vec<RowProblem>, Option<SystemTime>), String> {
+/// A contacts file's contacts, skipped rows and modification time.
+type FileRead = (Vec<Contact>, Vec<RowProblem>, Option<SystemTime>);
+
+fn read_file(path: &Path, policy: &Policy) -> Result<FileRead, String> {
     let cannot =
         |e: std::io::Error| format!("cannot read the contacts file {}: {e}", path.display());
     let f = std::fs::File::open(path).map_err(cannot)?;
