@@ -441,6 +441,15 @@ async fn the_cap_stops_the_run_and_says_so() {
     let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
     assert_eq!(run.outcome, RunOutcome::Partial);
     assert!(run.error.as_deref().unwrap().contains("max_mails_per_run"));
+    // `status` (and the digest's feed health) shows it.
+    let health = outwatch::health::assess(&cfg, store.as_ref(), t(1)).unwrap();
+    let h = health.iter().find(|h| h.name == "notify").expect("a notify entry");
+    assert_eq!(h.state, outwatch::health::HealthState::Partial, "{h:?}");
+    assert!(
+        h.last_error.as_deref().unwrap_or("").contains("cap of 2")
+            || h.warnings.iter().any(|w| w.contains("cap of 2")),
+        "{h:?}"
+    );
     // The one left goes next run.
     clock.set(t(3));
     let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
