@@ -354,6 +354,9 @@ pub async fn run(
         }
     };
     let mut attempted = 0usize;
+    // Addresses mailed in this run: the minimum interval holds within a run too (two contacts
+    // sharing an address).
+    let mut mailed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut left = prep.beyond_cap.len();
     let not_now = |i: usize, count: usize, state: MailState, detail: Option<String>| {
         let c = &contacts.list[i];
@@ -387,6 +390,19 @@ pub async fn run(
             body: p.rendered.text.clone(),
             html: p.rendered.html.clone(),
         };
+        if holds
+            && !n.min_interval.0.is_zero()
+            && let Some(a) =
+                p.to.iter()
+                    .find(|a| mailed.contains(&a.to_ascii_lowercase()))
+        {
+            report.state = MailState::Held;
+            report.detail = Some(format!(
+                "{a} gets another mail in this run; the minimum interval holds this one"
+            ));
+            out.mails.push(report);
+            continue;
+        }
         if attempted >= n.max_mails_per_run {
             report.state = MailState::Capped;
             left += 1;
@@ -415,11 +431,16 @@ pub async fn run(
             attachment_name: &p.attachment,
             csv: &p.csv,
         };
-        let msg = mail::build(&env, &p.rendered, sent_at).map_err(NotifyError::Failed)?;
-        match mailer.send(msg).await {
+        // A mail that cannot be built (an address lettre refuses) fails this contact only.
+        let sent = match mail::build(&env, &p.rendered, sent_at) {
+            Ok(msg) => mailer.send(msg).await,
+            Err(e) => Err(e),
+        };
+        match sent {
             Ok(()) => {
                 report.state = MailState::Sent;
                 out.sent += 1;
+                mailed.extend(p.to.iter().map(|a| a.to_ascii_lowercase()));
                 if *mode == Mode::Send {
                     let sent = record::Sent {
                         contact: p.contact.clone(),

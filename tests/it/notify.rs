@@ -443,7 +443,10 @@ async fn the_cap_stops_the_run_and_says_so() {
     assert!(run.error.as_deref().unwrap().contains("max_mails_per_run"));
     // `status` (and the digest's feed health) shows it.
     let health = outwatch::health::assess(&cfg, store.as_ref(), t(1)).unwrap();
-    let h = health.iter().find(|h| h.name == "notify").expect("a notify entry");
+    let h = health
+        .iter()
+        .find(|h| h.name == "notify")
+        .expect("a notify entry");
     assert_eq!(h.state, outwatch::health::HealthState::Partial, "{h:?}");
     assert!(
         h.last_error.as_deref().unwrap_or("").contains("cap of 2")
@@ -616,4 +619,39 @@ async fn the_daemon_job_sends_and_rereads_the_contacts_file() {
     let line = job.task.run().await.unwrap();
     assert!(line.starts_with("1 mail(s) sent"), "{line}");
     assert_eq!(server.take()[0].to, ["lab@example.org"]);
+}
+
+/// Two contacts sharing an address: the minimum interval per address holds within a run too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_address_gets_one_mail_per_minimum_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, _, store, _) = setup(dir.path(), server.port, "");
+    std::fs::write(
+        dir.path().join("contacts.csv"),
+        "Shop,A@hosting.example,,,shop.example.org\n",
+    )
+    .unwrap();
+    let contacts = Contacts::load(&cfg).unwrap();
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 1, "{o:?}");
+    let held = o.mails.iter().find(|m| m.contact == "Shop").unwrap();
+    assert_eq!(held.state, MailState::Held, "{held:?}");
+    assert_eq!(server.take().len(), 1);
+    // An hour later (the default minimum interval) it goes.
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(2), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 1, "{o:?}");
+    assert_eq!(
+        o.mails
+            .iter()
+            .find(|m| m.state == MailState::Sent)
+            .unwrap()
+            .contact,
+        "Shop"
+    );
 }
