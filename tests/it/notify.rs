@@ -655,3 +655,30 @@ async fn a_shared_address_gets_one_mail_per_minimum_interval() {
         "Shop"
     );
 }
+
+/// The records go through the `Store` trait only: the in-memory toy backend of the store
+/// contract keeps them as sled does (sent once, not again, shown per finding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_work_on_every_store_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, _, fs) = setup(dir.path(), server.port, "");
+    let store: Arc<dyn Store> = Arc::new(crate::store_contract::MemoryStore::new());
+    store
+        .ingest(findings(), vec![], &IngestOptions { now: t(0) })
+        .unwrap();
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!((o.sent, o.marked), (3, 3), "{o:?}");
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!((o.sent, o.tally.already_sent), (0, 3), "{o:?}");
+    let r = record::sent_of(store.as_ref(), &fs[2].fingerprint)
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.sent[0].contact, "Transit");
+    assert_eq!(server.take().len(), 3);
+}
