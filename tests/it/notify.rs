@@ -682,3 +682,35 @@ async fn the_records_work_on_every_store_backend() {
     assert_eq!(r.sent[0].contact, "Transit");
     assert_eq!(server.take().len(), 3);
 }
+
+/// `check-config` reads the contacts file: its skipped rows are warnings with their lines, a
+/// missing file a problem.
+#[test]
+fn check_config_reports_the_contacts_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        setup(dir.path(), crate::support::DEAD_PORT, "");
+    });
+    let out = crate::support::cli(dir.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: contacts file line 4: `not-an-address`"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("contacts.csv")).unwrap();
+    let out = crate::support::cli(dir.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("notify.contacts_file: cannot read the contacts file"),
+        "{err}"
+    );
+}
