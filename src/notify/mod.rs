@@ -161,6 +161,9 @@ pub struct Preparation {
     pub held: Vec<(usize, usize, String)>,
     /// Contacts with findings due beyond the cap of this run: index, due findings.
     pub beyond_cap: Vec<(usize, usize)>,
+    /// Contacts whose mail could not be rendered (a missing or broken template): index, due
+    /// findings, why. Their findings stay due.
+    pub unrendered: Vec<(usize, usize, String)>,
     pub tally: Tally,
 }
 
@@ -197,9 +200,14 @@ pub fn prepare(
     })?;
     let planned = planner.finish();
     let mut mails = Vec::with_capacity(planned.batches.len());
+    let mut unrendered = Vec::new();
     for (i, batch) in planned.batches {
         let c = &contacts.list[i];
-        mails.push(render_one(cfg, &n, &renderer, c, batch, now)?);
+        let due = batch.rows.len() + batch.more;
+        match render_one(cfg, &n, &renderer, c, batch, now) {
+            Ok(m) => mails.push(m),
+            Err(e) => unrendered.push((i, due, e.to_string())),
+        }
     }
     let mut held = Vec::new();
     let mut beyond_cap = Vec::new();
@@ -213,6 +221,7 @@ pub fn prepare(
         mails,
         held,
         beyond_cap,
+        unrendered,
         tally: planned.tally,
     })
 }
@@ -376,6 +385,11 @@ pub async fn run(
     for (i, count, why) in prep.held {
         out.mails
             .push(not_now(i, count, MailState::Held, Some(why)));
+    }
+    for (i, count, why) in prep.unrendered {
+        out.failed += 1;
+        out.mails
+            .push(not_now(i, count, MailState::Failed, Some(why)));
     }
     for p in prep.mails {
         let mut report = MailReport {

@@ -714,3 +714,33 @@ fn check_config_reports_the_contacts_file() {
         "{err}"
     );
 }
+
+/// A contact whose template does not exist gets no mail and keeps its findings due; the run
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_template_fails_its_contacts_and_marks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, fs) = setup(
+        dir.path(),
+        server.port,
+        "[notify.defaults]\ntemplate = \"hosting\"",
+    );
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!((o.sent, o.failed), (0, 3), "{o:?}");
+    assert!(
+        o.mails[0].detail.as_deref().unwrap().contains("hosting"),
+        "{o:?}"
+    );
+    assert!(server.take().is_empty());
+    assert!(
+        record::sent_of(store.as_ref(), &fs[0].fingerprint)
+            .unwrap()
+            .is_none()
+    );
+    let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
+    assert_eq!(run.outcome, RunOutcome::Error);
+}
