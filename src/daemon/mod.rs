@@ -135,7 +135,7 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
     if let Some(n) = cfg
         .notify
         .as_ref()
-        .filter(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some())
+        .filter(|_| crate::notify::configured(cfg))
     {
         out.push(Job {
             name: crate::notify::RUN_NAME.into(),
@@ -396,6 +396,8 @@ pub struct OnceReport {
     pub digest: Option<Result<DigestOutcome, String>>,
     /// The flows job (`[flows] paths`): its log line, or what failed; `None` without paths.
     pub flows: Option<Result<String, String>>,
+    /// The notifications (`[notify]` with contacts): its log line, or what failed.
+    pub notify: Option<Result<String, String>>,
 }
 
 impl OnceReport {
@@ -409,6 +411,9 @@ impl OnceReport {
             .collect();
         if matches!(self.flows, Some(Err(_))) {
             f.push("flows".into());
+        }
+        if matches!(self.notify, Some(Err(_))) {
+            f.push("notify".into());
         }
         if matches!(self.digest, Some(Err(_))) {
             f.push("digest".into());
@@ -440,8 +445,8 @@ pub async fn fetch_now(
     Ok((reports, scope_warning))
 }
 
-/// `run --once`: the scope refresh when due, every enabled source once (concurrently), then
-/// the digest when `[digest]` is configured, on `store` (opened for writing).
+/// `run --once`: the scope refresh when due, every enabled source once (concurrently), the
+/// notifications when `[notify]` has contacts, then the digest when `[digest]` is configured, on `store` (opened for writing).
 pub async fn run_once(
     env: &DaemonEnv,
     cfg: &Config,
@@ -463,6 +468,14 @@ pub async fn run_once(
             shared: shared(env, cfg, store.clone()).await?,
         };
         report.flows = Some(scheduler::Task::run(&task).await);
+    }
+    // The contacts' notifications after the fetches, before the digest.
+    if crate::notify::configured(cfg) {
+        let task = tasks::NotifyTask {
+            shared: shared(env, cfg, store.clone()).await?,
+            contacts: Default::default(),
+        };
+        report.notify = Some(scheduler::Task::run(&task).await);
     }
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())

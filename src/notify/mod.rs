@@ -124,6 +124,14 @@ pub struct Prepared {
     pub more: usize,
 }
 
+/// Whether notifications are set up: a `[notify]` table and contacts (`[[contacts]]` or a
+/// contacts file). The daemon's `notify` job and `run --once` run only then.
+pub fn configured(cfg: &Config) -> bool {
+    cfg.notify
+        .as_ref()
+        .is_some_and(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some())
+}
+
 /// The `[notify]` table, or the defaults.
 pub fn notify_config(cfg: &Config) -> NotifyConfig {
     cfg.notify.clone().unwrap_or_default()

@@ -744,3 +744,29 @@ async fn a_missing_template_fails_its_contacts_and_marks_nothing() {
     let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
     assert_eq!(run.outcome, RunOutcome::Error);
 }
+
+/// `run --once` sends the notifications too.
+#[test]
+fn run_once_sends_the_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_, _, store, _) = setup(dir.path(), server.port, "pace = \"0s\"");
+        store.flush().unwrap();
+    });
+    let out = crate::support::cli(dir.path())
+        .args(["--data-dir", "store", "run", "--once"])
+        .output()
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{o}\n{e}");
+    assert!(
+        format!("{o}{e}").contains("notify: 3 mail(s) sent"),
+        "{o}\n{e}"
+    );
+    assert_eq!(server.take().len(), 3);
+}
