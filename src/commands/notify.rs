@@ -108,7 +108,7 @@ fn print_text(o: &notify::NotifyOutcome, mode: &Mode) -> Result<(), CliError> {
             (MailState::Capped, _) => "not sent (cap)",
         };
         outln!(
-            "{state}: {} <{}>, {} finding(s){}, ticket {}",
+            "{state}: {} <{}>, {} finding(s){}{}",
             Clean(&m.contact),
             Clean(&m.to.join(", ")),
             m.findings,
@@ -117,7 +117,11 @@ fn print_text(o: &notify::NotifyOutcome, mode: &Mode) -> Result<(), CliError> {
             } else {
                 String::new()
             },
-            m.ticket
+            if m.ticket.is_empty() {
+                String::new()
+            } else {
+                format!(", ticket {}", m.ticket)
+            }
         );
         if let Some(d) = &m.detail {
             outln!("  {}", Clean(d));
