@@ -151,6 +151,11 @@ pub enum Command {
         after_help = "Examples:\n  outwatch digest                # show it; sends and marks nothing\n  outwatch digest --html digest.html --text digest.txt\n  outwatch digest --send         # deliver it, mark new findings reported"
     )]
     Digest(DigestArgs),
+    /// Tell the owners of our addresses (contacts) about the findings on what they own
+    #[command(
+        after_help = "Examples:\n  outwatch notify --preview           # what would go to whom\n  outwatch notify --test-to me@example.org\n  outwatch notify --send              # send, mark as sent\n\n--preview and --test-to send nothing to the contacts and mark nothing.\nContacts, routing and policies: docs/notify.md."
+    )]
+    Notify(crate::commands::notify::NotifyArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a
     /// temporary store and write the digest to files
     #[command(
@@ -791,6 +796,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Run(a) => commands::run::run(&app, &a).await,
             Command::Status(a) => commands::status::run(&app, a.json),
             Command::Digest(a) => commands::digest::run(&app, &a).await,
+            Command::Notify(a) => commands::notify::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,
             Command::Ack(a) => commands::triage::ack(&app, &a),
             Command::Resolve(a) => commands::triage::resolve(&app, &a),

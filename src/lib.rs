@@ -22,6 +22,7 @@ pub mod indicators;
 pub mod logging;
 pub mod mail;
 pub mod net;
+pub mod notify;
 pub mod output;
 pub mod pipeline;
 pub mod ripestat;

@@ -42,6 +42,17 @@ pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
     };
     let mut warnings = cfg.warnings.clone();
     warnings.extend(file_warnings(cfg, &app.config_path));
+    // The contacts file of `notify`: unreadable is a problem, a skipped row a warning.
+    if cfg
+        .notify
+        .as_ref()
+        .is_some_and(|n| n.contacts_file.is_some())
+    {
+        match crate::notify::contacts::Contacts::load(cfg) {
+            Ok(c) => warnings.extend(c.problems.iter().map(|p| format!("contacts file {p}"))),
+            Err(e) => problems.push(format!("notify.contacts_file: {e}")),
+        }
+    }
     let how = if app.config_explicit {
         "named by --config or $OUTWATCH_CONFIG".to_string()
     } else {

@@ -17,7 +17,7 @@ use crate::scope::{self, ScopeMatcher};
 use crate::store::filter::Statuses;
 use crate::store::top::{Top, most_severe_first};
 use crate::store::{Filter, Flow, Pasted, Query, QueryOptions, Store};
-use crate::text::sanitize;
+use crate::text::{clip_middle, sanitize};
 use crate::triage::Suppressions;
 
 /// Whether the query itself is inside our scope.
@@ -326,6 +326,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         if stored {
             outln!("{STORED_NOTE}");
         }
+        print_notified(store.as_ref(), &findings, notify_configured(app))?;
     }
     if total > findings.len() {
         outln!(
@@ -380,7 +381,16 @@ fn machine(
         );
     }
     let mut written = 0usize;
+    // Notifications of the findings written (issue #23), when contacts are configured.
+    let look = a.json && notify_has_run(store);
+    let mut notified = serde_json::Map::new();
     let mut write = |out: &mut Stream<_>, f: &Finding| -> std::io::Result<()> {
+        if look
+            && notified.len() < MAX_SORTED
+            && let Ok(Some(r)) = crate::notify::record::sent_of(store, &f.fingerprint)
+        {
+            notified.insert(f.fingerprint.clone(), serde_json::json!(r.sent));
+        }
         // The JSON array: a comma ends a finding's line when the next one comes.
         let r = match (a.json, written) {
             (true, 0) => Ok(()),
@@ -426,11 +436,55 @@ fn machine(
     };
     if a.json {
         let nl = if written == 0 { "" } else { "\n" };
-        out.text(&format!("{nl}],\"total\":{total}}}\n"))
-            .map_err(stdout_error)?;
+        let notified = serde_json::Value::Object(notified).to_string();
+        out.text(&format!(
+            "{nl}],\"total\":{total},\"notified\":{notified}}}\n"
+        ))
+        .map_err(stdout_error)?;
     }
     out.finish().map_err(stdout_error)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether notifications can exist: the config names contacts (`[[contacts]]` or
+/// `[notify] contacts_file`), or the store holds a notification record.
+fn notify_configured(app: &App) -> bool {
+    app.config.as_ref().is_some_and(|c| {
+        !c.contacts.is_empty() || c.notify.as_ref().is_some_and(|n| n.contacts_file.is_some())
+    })
+}
+
+/// Whether the store holds any notification run (its run-log entry `notify`).
+fn notify_has_run(store: &dyn Store) -> bool {
+    store
+        .runs(Some(crate::notify::RUN_NAME), 1)
+        .is_ok_and(|r| !r.is_empty())
+}
+
+/// Below the table: which contact got each shown finding, when, under which ticket.
+fn print_notified(
+    store: &dyn Store,
+    findings: &[Finding],
+    configured: bool,
+) -> Result<(), CliError> {
+    if !configured && !notify_has_run(store) {
+        return Ok(());
+    }
+    for f in findings {
+        let Some(r) = crate::notify::record::sent_of(store, &f.fingerprint)? else {
+            continue;
+        };
+        for s in r.sent.iter().rev().take(3) {
+            outln!(
+                "notified: {} to {} on {} (ticket {})",
+                clip_middle(&f.indicator(), 40),
+                sanitize(&s.contact),
+                s.at.format("%Y-%m-%d %H:%M UTC"),
+                sanitize(&s.ticket)
+            );
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod list;
 pub mod lookup;
 pub mod manpage;
 pub mod migrate;
+pub mod notify;
 pub mod run;
 pub mod scope;
 pub mod shadowserver;

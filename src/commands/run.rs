@@ -29,6 +29,11 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
         Some(Ok(line)) => say(line, "flows: "),
         Some(Err(e)) => say(&crate::text::sanitize(e), "flows: FAILED: "),
     }
+    match &report.notify {
+        None => {}
+        Some(Ok(line)) => say(line, "notify: "),
+        Some(Err(e)) => say(&crate::text::sanitize(e), "notify: FAILED: "),
+    }
     match &report.digest {
         None => say("not configured (no [digest] table)", "digest: "),
         Some(Ok(o)) => say(&tasks::digest_summary(o), "digest: "),

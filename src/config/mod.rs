@@ -8,6 +8,7 @@
 //! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
 
 pub mod flows;
+pub mod notify;
 mod report;
 pub mod suppress;
 
@@ -74,6 +75,11 @@ pub struct Config {
     /// `[[suppress]]`: suppression rules kept in the config (`src/triage/suppress.rs`).
     #[serde(default)]
     pub suppress: Vec<suppress::SuppressConfig>,
+    /// `[notify]` and `[[contacts]]`: telling the owners of our addresses (`config/notify.rs`).
+    #[serde(default)]
+    pub notify: Option<notify::NotifyConfig>,
+    #[serde(default)]
+    pub contacts: Vec<notify::ContactConfig>,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -865,6 +871,7 @@ impl Config {
             r.check()
                 .map_err(|e| format!("{}{e}", nth_table_hint(text, "[[suppress]]", i)))?;
         }
+        notify::validate(self, text)?;
         let mut addresses: Vec<(&str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));

@@ -136,6 +136,25 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
             }),
         });
     }
+    if let Some(n) = cfg
+        .notify
+        .as_ref()
+        .filter(|_| crate::notify::configured(cfg))
+    {
+        out.push(Job {
+            name: crate::notify::RUN_NAME.into(),
+            kind: JobKind::Notify,
+            schedule: n.schedule.clone(),
+            tz: Tz::UTC,
+            max_jitter: Duration::ZERO,
+            // Each run sends what is due since the last: no need to catch up.
+            catch_up: false,
+            task: Arc::new(tasks::NotifyTask {
+                shared: shared.clone(),
+                contacts: Default::default(),
+            }),
+        });
+    }
     if !cfg.organisation.asns.is_empty() {
         out.push(Job {
             name: "scope".into(),
@@ -385,6 +404,8 @@ pub struct OnceReport {
     pub digest: Option<Result<DigestOutcome, String>>,
     /// The flows job (`[flows] paths`): its log line, or what failed; `None` without paths.
     pub flows: Option<Result<String, String>>,
+    /// The notifications (`[notify]` with contacts): its log line, or what failed.
+    pub notify: Option<Result<String, String>>,
 }
 
 impl OnceReport {
@@ -398,6 +419,9 @@ impl OnceReport {
             .collect();
         if matches!(self.flows, Some(Err(_))) {
             f.push("flows".into());
+        }
+        if matches!(self.notify, Some(Err(_))) {
+            f.push("notify".into());
         }
         if matches!(self.digest, Some(Err(_))) {
             f.push("digest".into());
@@ -429,8 +453,8 @@ pub async fn fetch_now(
     Ok((reports, scope_warning))
 }
 
-/// `run --once`: the scope refresh when due, every enabled source once (concurrently), then
-/// the digest when `[digest]` is configured, on `store` (opened for writing).
+/// `run --once`: the scope refresh when due, every enabled source once (concurrently), the
+/// notifications when `[notify]` has contacts, then the digest when `[digest]` is configured, on `store` (opened for writing).
 pub async fn run_once(
     env: &DaemonEnv,
     cfg: &Config,
@@ -452,6 +476,14 @@ pub async fn run_once(
             shared: shared(env, cfg, store.clone()).await?,
         };
         report.flows = Some(scheduler::Task::run(&task).await);
+    }
+    // The contacts' notifications after the fetches, before the digest.
+    if crate::notify::configured(cfg) {
+        let task = tasks::NotifyTask {
+            shared: shared(env, cfg, store.clone()).await?,
+            contacts: Default::default(),
+        };
+        report.notify = Some(scheduler::Task::run(&task).await);
     }
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())

@@ -36,6 +36,8 @@ pub enum JobKind {
     Digest,
     /// Refreshes the ASN scope.
     Scope,
+    /// Sends the contacts' notifications (`[notify] schedule`).
+    Notify,
 }
 
 impl JobKind {
@@ -45,6 +47,7 @@ impl JobKind {
             JobKind::Source => "source",
             JobKind::Digest => "digest",
             JobKind::Scope => "scope",
+            JobKind::Notify => "notify",
         }
     }
 }

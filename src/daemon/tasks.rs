@@ -127,6 +127,51 @@ impl Task for DigestTask {
     }
 }
 
+/// Sends the contacts' notifications (`notify --send`). The contacts file is read again when
+/// it changed. A failed mail or the cap is no failure of the job (a retry would send past
+/// the cap): the run-log entry `notify` says so and `status` shows it.
+pub struct NotifyTask {
+    pub shared: Shared,
+    pub contacts: tokio::sync::Mutex<Option<crate::notify::contacts::Contacts>>,
+}
+
+#[async_trait]
+impl Task for NotifyTask {
+    async fn run(&self) -> Result<String, String> {
+        use crate::notify::{self, Mode, contacts::Contacts};
+        let s = &self.shared;
+        let contacts = {
+            let mut held = self.contacts.lock().await;
+            match held.as_mut() {
+                Some(c) => {
+                    c.reload_if_changed(&s.cfg)?;
+                }
+                None => *held = Some(Contacts::load(&s.cfg)?),
+            }
+            held.clone().unwrap_or_default()
+        };
+        let o = notify::run(
+            &s.cfg,
+            &contacts,
+            s.store.clone(),
+            s.clock.as_ref(),
+            s.clock.now(),
+            &Mode::Send,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut line = format!(
+            "{} mail(s) sent, {} failed, {} finding(s) marked",
+            o.sent, o.failed, o.marked
+        );
+        if let Some(c) = &o.capped {
+            line.push_str("; ");
+            line.push_str(c);
+        }
+        Ok(line)
+    }
+}
+
 /// Refreshes the ASN prefixes that are due and swaps the scope the sources use.
 pub struct ScopeTask {
     pub shared: Shared,

@@ -168,7 +168,10 @@ impl Mailer {
             )),
         };
         res.map(|_| ()).map_err(|e| {
-            let text = format!("SMTP server {} did not accept the digest: {e}", self.target);
+            let text = format!(
+                "SMTP server {} did not accept the message: {e}",
+                self.target
+            );
             match &self.secret {
                 Some(s) => s.scrub(&text),
                 None => text,

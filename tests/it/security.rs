@@ -590,9 +590,11 @@ async fn clients_that_never_read_their_reply_block_nobody() {
     let (n, took) = lookup(&d.data).await;
     assert!(n > 0);
     assert!(took < Duration::from_secs(5), "the lookup took {took:?}");
-    // The abandoned replies end: the daemon closes those connections after the write stall.
+    // The abandoned replies end: the daemon closes those connections after the write stall
+    // (300 ms; the bound is generous because 40 replies of 3,000 findings are being encoded
+    // on a busy 2-core machine while the whole suite runs: it returns as soon as it closes).
     let mut s = stalled.pop().unwrap();
-    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    assert!(closed_within(&mut s, Duration::from_secs(30)));
     let (_, took) = lookup(&d.data).await;
     assert!(took < Duration::from_secs(2), "the lookup took {took:?}");
 }

@@ -1,0 +1,323 @@
+//! `[notify]` and `[[contacts]]`: who owns which of our addresses and how they are told
+//! (`outwatch notify`, `docs/notify.md`). Values are parsed while the TOML is read;
+//! [`validate`] checks what serde cannot (mail addresses, names, templates) and names the
+//! contact's `[[contacts]]` line on error.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::{Asn, Config, CronSchedule, DomainName, HumanDuration, line_hint, mail_address};
+use crate::finding::Severity;
+
+/// `[notify]`: the notification run.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// When the daemon runs `notify --send` (cron, seconds first); hourly by default.
+    #[serde(default = "default_schedule")]
+    pub schedule: CronSchedule,
+    /// Sender of the notifications; `[digest] from` when absent.
+    pub from: Option<String>,
+    /// Where replies go (e.g. the abuse desk's ticket system).
+    pub reply_to: Option<String>,
+    /// CSV of contacts (`name,emails,prefixes,asns,domains`), relative to the config file;
+    /// re-read when it changes.
+    pub contacts_file: Option<PathBuf>,
+    /// At most this many mails per run; a run that would send more stops there and says so.
+    #[serde(default = "default_cap")]
+    pub max_mails_per_run: usize,
+    /// At least this long between two mails to one recipient address.
+    #[serde(default = "default_min_interval")]
+    pub min_interval: HumanDuration,
+    /// Pause between two mails of a run (SMTP pacing).
+    #[serde(default = "default_pace")]
+    pub pace: HumanDuration,
+    /// Folder of templates overriding the built-in `notify.txt`, `notify.html`,
+    /// `notify_subject.txt` (relative to the config file).
+    pub templates: Option<PathBuf>,
+    /// The `List-Id` of the mails (`Name <id.domain>`); `outwatch notifications
+    /// <notify.DOMAIN>` on the sender's domain by default.
+    pub list_id: Option<String>,
+    /// The policy of contacts that set none of their own (and of every `contacts_file` row).
+    #[serde(default)]
+    pub defaults: PolicyConfig,
+}
+
+fn default_schedule() -> CronSchedule {
+    CronSchedule::from_str("0 0 * * * *").expect("valid default")
+}
+fn default_cap() -> usize {
+    100
+}
+fn default_min_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+fn default_pace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            schedule: default_schedule(),
+            from: None,
+            reply_to: None,
+            contacts_file: None,
+            max_mails_per_run: default_cap(),
+            min_interval: default_min_interval(),
+            pace: default_pace(),
+            templates: None,
+            list_id: None,
+            defaults: PolicyConfig::default(),
+        }
+    }
+}
+
+/// How often a contact may get a mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// At every run that has something for it.
+    Immediately,
+    /// At most once a day.
+    Daily,
+    /// At most once a week.
+    Weekly,
+}
+
+impl Interval {
+    /// The least time between two mails to a contact.
+    pub fn duration(self) -> chrono::Duration {
+        match self {
+            Interval::Immediately => chrono::Duration::zero(),
+            Interval::Daily => chrono::Duration::days(1),
+            Interval::Weekly => chrono::Duration::days(7),
+        }
+    }
+}
+
+/// Which findings a contact gets and how; every field optional (a contact's own value, else
+/// `[notify.defaults]`, else the built-in default).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Only findings of these sources (all when absent).
+    pub sources: Option<Vec<String>>,
+    /// Only findings of these feeds (report types, list names).
+    pub feeds: Option<Vec<String>>,
+    /// Only these classifications: a taxonomy (`vulnerable`) or a type (`c2-server`).
+    pub classifications: Option<Vec<String>>,
+    /// Only findings at least this severe (default `low`).
+    pub min_severity: Option<Severity>,
+    /// Template name: the files `<template>.txt`, `<template>.html`,
+    /// `<template>_subject.txt` (default `notify`).
+    pub template: Option<String>,
+    /// Language: `<template>.<language>.txt` etc. are preferred when present (default `en`).
+    pub language: Option<String>,
+    /// How often the contact may get a mail (default `immediately`).
+    pub interval: Option<Interval>,
+    /// Send a finding again after this long while it stays open (default: never).
+    pub reminder: Option<HumanDuration>,
+}
+
+impl PolicyConfig {
+    /// `self` where set, else `base`.
+    pub fn over(&self, base: &PolicyConfig) -> PolicyConfig {
+        PolicyConfig {
+            sources: self.sources.clone().or_else(|| base.sources.clone()),
+            feeds: self.feeds.clone().or_else(|| base.feeds.clone()),
+            classifications: self
+                .classifications
+                .clone()
+                .or_else(|| base.classifications.clone()),
+            min_severity: self.min_severity.or(base.min_severity),
+            template: self.template.clone().or_else(|| base.template.clone()),
+            language: self.language.clone().or_else(|| base.language.clone()),
+            interval: self.interval.or(base.interval),
+            reminder: self.reminder.or(base.reminder),
+        }
+    }
+}
+
+/// `[[contacts]]`: one owner of some of our addresses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactConfig {
+    pub name: String,
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<IpNet>,
+    #[serde(default)]
+    pub asns: Vec<Asn>,
+    #[serde(default)]
+    pub domains: Vec<DomainName>,
+    pub sources: Option<Vec<String>>,
+    pub feeds: Option<Vec<String>>,
+    pub classifications: Option<Vec<String>>,
+    pub min_severity: Option<Severity>,
+    pub template: Option<String>,
+    pub language: Option<String>,
+    pub interval: Option<Interval>,
+    pub reminder: Option<HumanDuration>,
+}
+
+impl ContactConfig {
+    /// The contact's own policy values.
+    pub fn policy(&self) -> PolicyConfig {
+        PolicyConfig {
+            sources: self.sources.clone(),
+            feeds: self.feeds.clone(),
+            classifications: self.classifications.clone(),
+            min_severity: self.min_severity,
+            template: self.template.clone(),
+            language: self.language.clone(),
+            interval: self.interval,
+            reminder: self.reminder,
+        }
+    }
+}
+
+/// A template or language name: letters, digits, `-`, `_` (it becomes part of a file name).
+pub fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_policy(p: &PolicyConfig, key: &str) -> Result<(), String> {
+    if let Some(t) = &p.template
+        && !safe_name(t)
+    {
+        return Err(format!(
+            "`{key}.template` = `{t}`: a template name is letters, digits, `-` and `_` \
+             (it names the files <template>.txt, .html and _subject.txt)"
+        ));
+    }
+    if let Some(l) = &p.language
+        && !safe_name(l)
+    {
+        return Err(format!(
+            "`{key}.language` = `{l}`: write a language tag such as \"en\" or \"de\""
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `[notify]` and every `[[contacts]]`: names present and unique, at least one mail
+/// address each (all valid), something owned, template and language names usable.
+pub fn validate(cfg: &Config, text: &str) -> Result<(), String> {
+    if let Some(n) = &cfg.notify {
+        for (key, v) in [("notify.from", &n.from), ("notify.reply_to", &n.reply_to)] {
+            if let Some(a) = v
+                && let Err(why) = mail_address(a)
+            {
+                return Err(format!(
+                    "{}`{key}` = `{a}` is not a mail address ({why})",
+                    line_hint(text, &format!("\"{a}\""))
+                ));
+            }
+        }
+        if n.max_mails_per_run == 0 {
+            return Err(format!(
+                "{}`notify.max_mails_per_run` = 0 would never send anything; give at least 1",
+                line_hint(text, "max_mails_per_run")
+            ));
+        }
+        check_policy(&n.defaults, "notify.defaults")
+            .map_err(|e| format!("{}{e}", line_hint(text, "[notify.defaults]")))?;
+    }
+    let headers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[contacts]]"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let mut names = std::collections::HashSet::new();
+    for (i, c) in cfg.contacts.iter().enumerate() {
+        let at = headers
+            .get(i)
+            .map(|l| format!("line {l}: "))
+            .unwrap_or_default();
+        let who = if c.name.trim().is_empty() {
+            format!("contact #{}", i + 1)
+        } else {
+            format!("contact `{}`", c.name)
+        };
+        let fail = |m: String| Err(format!("{at}`[[contacts]]` {who}: {m}"));
+        if c.name.trim().is_empty() {
+            return fail("`name` is empty; every contact needs a name".into());
+        }
+        if !names.insert(c.name.trim().to_string()) {
+            return fail("the name is used twice; contact names must be unique".into());
+        }
+        if c.emails.is_empty() {
+            return fail("`emails` is empty; name at least one address".into());
+        }
+        for e in &c.emails {
+            if let Err(why) = mail_address(e) {
+                return fail(format!("`emails`: `{e}` is not a mail address ({why})"));
+            }
+        }
+        if c.prefixes.is_empty() && c.asns.is_empty() && c.domains.is_empty() {
+            return fail(
+                "it owns nothing: give `prefixes`, `asns` or `domains` to route findings to it"
+                    .into(),
+            );
+        }
+        check_policy(&c.policy(), "contacts").or_else(fail)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        let text = format!("[organisation]\nprefixes = [\"192.0.2.0/24\"]\n{extra}");
+        Config::parse_own_tables(&text, std::path::Path::new("x.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn contacts_and_defaults_parse() {
+        let c = parse(
+            "[notify]\nfrom = \"abuse@example.net\"\ncontacts_file = \"c.csv\"\n\
+             [notify.defaults]\nmin_severity = \"medium\"\ninterval = \"daily\"\n\
+             [[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\n\
+             prefixes = [\"192.0.2.0/25\"]\nreminder = \"7d\"\n",
+        )
+        .unwrap();
+        let n = c.notify.unwrap();
+        assert_eq!(n.max_mails_per_run, 100);
+        let p = c.contacts[0].policy().over(&n.defaults);
+        assert_eq!(p.min_severity, Some(Severity::Medium));
+        assert_eq!(p.interval, Some(Interval::Daily));
+        assert_eq!(p.reminder.unwrap().0, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn bad_contacts_name_their_line() {
+        let e = parse(
+            "[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\nasns = [1]\n\
+             [[contacts]]\nname = \"B\"\nemails = [\"not an address\"]\nasns = [2]\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("line 7:") && e.contains("contact `B`"), "{e}");
+        let e = parse("[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\n").unwrap_err();
+        assert!(e.contains("owns nothing"), "{e}");
+        let e = parse(
+            "[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\nasns = [1]\n\
+             template = \"../x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("template"), "{e}");
+        let e =
+            parse("[[contacts]]\nname = \"A\"\nemails = [\"a@x.org\"]\ncolour = 1\n").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+}

@@ -1,0 +1,573 @@
+//! Telling the owners of our addresses (issue #23): contacts ([`contacts`]), routing each
+//! finding to its contact ([`route`]), choosing what is due ([`plan`]), rendering
+//! ([`render`]) and building ([`mail`]) the notification, and remembering what was sent
+//! ([`record`]). [`run`] ties them together for `outwatch notify` and the daemon.
+//!
+//! Invariant: a finding is marked sent to a contact (its `notify/sent/<fingerprint>` record)
+//! only after the SMTP server accepted that contact's mail; `--preview` and `--test-to` mark
+//! nothing. A refused mail leaves its findings due, so the next run tries again.
+
+pub mod contacts;
+pub mod mail;
+pub mod plan;
+pub mod record;
+pub mod render;
+pub mod route;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::config::notify::NotifyConfig;
+use crate::store::{FetchRun, RunOutcome, Store, StoreError};
+use contacts::Contacts;
+use plan::{Batch, Planner, Tally};
+use render::{NotifyView, Renderer, RowView};
+
+/// Name of the run-log entry of a `notify --send` run (shown by `status`).
+pub const RUN_NAME: &str = "notify";
+/// Most findings listed in a mail's body (all are in the CSV).
+pub const MAX_ROWS_IN_BODY: usize = 100;
+
+/// What a run does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Render and show; send and mark nothing.
+    Preview,
+    /// Send every mail to this one address instead of the contacts; mark nothing.
+    TestTo(String),
+    /// Send to the contacts and mark what the server accepted.
+    Send,
+}
+
+/// Why a run failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("notify: {0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for NotifyError {
+    fn from(e: StoreError) -> Self {
+        NotifyError::Failed(e.to_string())
+    }
+}
+
+/// What became of one contact's mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailState {
+    /// Preview: would be sent now.
+    WouldSend,
+    /// Accepted by the server (`--send`, or `--test-to`).
+    Sent,
+    /// Not now: the contact's interval or a recipient's minimum interval has not passed.
+    Held,
+    /// The server refused it or could not be reached; its findings stay due.
+    Failed,
+    /// Not sent: the run's cap on mails was reached.
+    Capped,
+}
+
+/// One contact's mail in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MailReport {
+    pub contact: String,
+    /// The contact's addresses (with `--test-to`, the mail went to that address instead).
+    pub to: Vec<String>,
+    pub ticket: String,
+    pub subject: String,
+    pub findings: usize,
+    /// Findings due beyond this mail.
+    pub more: usize,
+    pub state: MailState,
+    /// Why it was held or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The rendered text part (what `--preview` prints).
+    #[serde(skip)]
+    pub body: String,
+    /// The rendered HTML part (`--preview --html DIR` writes it).
+    #[serde(skip)]
+    pub html: String,
+}
+
+/// What a run did.
+#[derive(Debug, Serialize)]
+pub struct NotifyOutcome {
+    pub contacts: usize,
+    /// Skipped rows of the contacts file, with their lines.
+    pub contact_problems: Vec<String>,
+    pub tally: Tally,
+    pub mails: Vec<MailReport>,
+    pub sent: usize,
+    pub failed: usize,
+    /// Findings marked as sent.
+    pub marked: usize,
+    /// Set when the cap stopped the run.
+    pub capped: Option<String>,
+}
+
+/// One contact's mail, rendered, before it goes.
+pub struct Prepared {
+    pub contact: String,
+    pub to: Vec<String>,
+    pub ticket: String,
+    pub rendered: render::Rendered,
+    pub csv: String,
+    pub attachment: String,
+    pub fingerprints: Vec<String>,
+    pub more: usize,
+}
+
+/// Whether notifications are set up: a `[notify]` table and contacts (`[[contacts]]` or a
+/// contacts file). The daemon's `notify` job and `run --once` run only then.
+pub fn configured(cfg: &Config) -> bool {
+    cfg.notify
+        .as_ref()
+        .is_some_and(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some())
+}
+
+/// The `[notify]` table, or the defaults.
+pub fn notify_config(cfg: &Config) -> NotifyConfig {
+    cfg.notify.clone().unwrap_or_default()
+}
+
+/// The sender: `[notify] from`, else `[digest] from`.
+fn sender(cfg: &Config) -> Result<String, NotifyError> {
+    cfg.notify
+        .as_ref()
+        .and_then(|n| n.from.clone())
+        .or_else(|| cfg.digest.as_ref().map(|d| d.from.clone()))
+        .ok_or_else(|| {
+            NotifyError::Failed(
+                "no sender: set `[notify] from` (or `[digest] from`) to the address the \
+                 notifications come from"
+                    .into(),
+            )
+        })
+}
+
+/// A ticket id: `OW-YYYYMMDD-` and 8 random hex digits.
+pub fn ticket(now: DateTime<Utc>) -> String {
+    format!("OW-{}-{:08X}", now.format("%Y%m%d"), rand::random::<u32>())
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// What one pass over the store prepared.
+pub struct Preparation {
+    /// The mails to go now, rendered, in contact order (at most `keep`).
+    pub mails: Vec<Prepared>,
+    /// Contacts with findings due whose mail waits (interval): index, due findings, why.
+    pub held: Vec<(usize, usize, String)>,
+    /// Contacts with findings due beyond the cap of this run: index, due findings.
+    pub beyond_cap: Vec<(usize, usize)>,
+    /// Contacts whose mail could not be rendered (a missing or broken template): index, due
+    /// findings, why. Their findings stay due.
+    pub unrendered: Vec<(usize, usize, String)>,
+    pub tally: Tally,
+}
+
+/// Reads the store once and renders the mail of the first `keep` contacts (in contact order)
+/// that have findings due and are not held by their interval (`holds`: whether intervals
+/// count; `--test-to` ignores them). Reads only.
+pub fn prepare(
+    cfg: &Config,
+    contacts: &Contacts,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    holds: bool,
+    keep: usize,
+) -> Result<Preparation, NotifyError> {
+    let n = notify_config(cfg);
+    let renderer = Renderer::new(n.templates.as_ref().map(|p| cfg.resolve_path(p)).as_deref())
+        .map_err(NotifyError::Failed)?;
+    let sent = record::SentIndex::load(store)?;
+    let mut why_held = HashMap::new();
+    if holds {
+        let last_contact = record::last_times(store, record::CONTACT_PREFIX)?;
+        let last_recipient = record::last_times(store, record::RECIPIENT_PREFIX)?;
+        for (i, c) in contacts.list.iter().enumerate() {
+            if let Some(why) = held(&n, c, &last_contact, &last_recipient, now) {
+                why_held.insert(i, why);
+            }
+        }
+    }
+    let skip = why_held.keys().copied().collect();
+    let mut planner = Planner::new(&contacts.list, sent, now, keep, skip);
+    // Suppressed findings are never sent (`outwatch suppress`, `[[suppress]]`).
+    let supp = crate::triage::Suppressions::load(store, Some(cfg), now)?;
+    store.for_each(&mut |f| {
+        if supp.suppressed(&f) {
+            planner.tally.suppressed += 1;
+        } else {
+            planner.offer(&f);
+        }
+        Ok(())
+    })?;
+    let planned = planner.finish();
+    let mut mails = Vec::with_capacity(planned.batches.len());
+    let mut unrendered = Vec::new();
+    for (i, batch) in planned.batches {
+        let c = &contacts.list[i];
+        let due = batch.rows.len() + batch.more;
+        match render_one(cfg, &n, &renderer, c, batch, now) {
+            Ok(m) => mails.push(m),
+            Err(e) => unrendered.push((i, due, e.to_string())),
+        }
+    }
+    let mut held = Vec::new();
+    let mut beyond_cap = Vec::new();
+    for (i, count) in planned.counted {
+        match why_held.remove(&i) {
+            Some(why) => held.push((i, count, why)),
+            None => beyond_cap.push((i, count)),
+        }
+    }
+    Ok(Preparation {
+        mails,
+        held,
+        beyond_cap,
+        unrendered,
+        tally: planned.tally,
+    })
+}
+
+/// Why a contact's mail waits, if it does: its interval since its last mail, or the minimum
+/// interval of one of its addresses.
+fn held(
+    n: &NotifyConfig,
+    c: &contacts::Contact,
+    last_contact: &HashMap<String, DateTime<Utc>>,
+    last_recipient: &HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    if let Some(last) = last_contact.get(&c.name) {
+        let next = *last + c.policy.interval.duration();
+        if next > now {
+            return Some(
+                format!(
+                    "interval {:?}: last mail {}, next from {}",
+                    c.policy.interval,
+                    fmt_time(*last),
+                    fmt_time(next)
+                )
+                .to_ascii_lowercase(),
+            );
+        }
+    }
+    for a in &c.emails {
+        if let Some(last) = last_recipient.get(&a.to_ascii_lowercase()) {
+            let next = *last + n.min_interval.chrono();
+            if next > now {
+                return Some(format!(
+                    "{a} got a mail at {}; the minimum interval allows the next from {}",
+                    fmt_time(*last),
+                    fmt_time(next)
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn render_one(
+    cfg: &Config,
+    n: &NotifyConfig,
+    renderer: &Renderer,
+    c: &contacts::Contact,
+    batch: Batch,
+    now: DateTime<Utc>,
+) -> Result<Prepared, NotifyError> {
+    let ticket = ticket(now);
+    let attachment = format!("{ticket}.csv");
+    let mut shown = batch.rows.len().min(MAX_ROWS_IN_BODY);
+    let csv = render::csv(&ticket, &batch.rows).map_err(NotifyError::Failed)?;
+    let rendered = loop {
+        let rows: Vec<RowView<'_>> = batch.rows[..shown]
+            .iter()
+            .map(|r| RowView {
+                what: r.what(),
+                row: r,
+            })
+            .collect();
+        let view = NotifyView {
+            organisation: cfg.organisation.name.clone(),
+            contact: c.name.clone(),
+            ticket: ticket.clone(),
+            language: c.policy.language.clone(),
+            generated: fmt_time(now),
+            text_table: render::text_table(&rows),
+            rows,
+            count: batch.rows.len(),
+            not_shown: batch.rows.len() - shown,
+            more: batch.more,
+            attachment: attachment.clone(),
+            reply_to: n.reply_to.clone(),
+        };
+        let r = renderer
+            .render(&c.policy.template, &c.policy.language, &view)
+            .map_err(|e| NotifyError::Failed(format!("contact `{}`: {e}", c.name)))?;
+        // Keep the HTML part under 100 KB: fewer rows in the body (the CSV has them all).
+        if r.html.len() <= render::MAX_HTML_BYTES || shown <= 10 {
+            break r;
+        }
+        shown /= 2;
+    };
+    Ok(Prepared {
+        contact: c.name.clone(),
+        to: c.emails.clone(),
+        ticket,
+        rendered,
+        csv,
+        attachment,
+        fingerprints: batch.rows.iter().map(|r| r.fingerprint.clone()).collect(),
+        more: batch.more,
+    })
+}
+
+/// Runs a notification round as of `now`: prepares every due mail, then per `mode` shows,
+/// test-sends or sends them, paced by `[notify] pace` (on `clock`), at most
+/// `[notify] max_mails_per_run`. With [`Mode::Send`], each accepted mail marks its findings
+/// and the run gets a run-log entry [`RUN_NAME`].
+pub async fn run(
+    cfg: &Config,
+    contacts: &Contacts,
+    store: Arc<dyn Store>,
+    clock: &dyn Clock,
+    now: DateTime<Utc>,
+    mode: &Mode,
+) -> Result<NotifyOutcome, NotifyError> {
+    let n = notify_config(cfg);
+    let from = sender(cfg)?;
+    let holds = !matches!(mode, Mode::TestTo(_));
+    let cap = n.max_mails_per_run;
+    let prep = {
+        let (c, cs, s) = (cfg.clone(), contacts.clone(), store.clone());
+        crate::store::bridge::run(move || prepare(&c, &cs, s.as_ref(), now, holds, cap)).await?
+    };
+    let mut out = NotifyOutcome {
+        contacts: contacts.list.len(),
+        contact_problems: contacts.problems.iter().map(|p| p.to_string()).collect(),
+        tally: prep.tally,
+        mails: Vec::new(),
+        sent: 0,
+        failed: 0,
+        marked: 0,
+        capped: None,
+    };
+    let mailer = match mode {
+        Mode::Preview => None,
+        _ => {
+            let smtp = cfg.smtp.as_ref().ok_or_else(|| {
+                NotifyError::Failed(
+                    "no `[smtp]` server is configured: notifications are only sent over SMTP \
+                     (try `outwatch notify --preview`)"
+                        .into(),
+                )
+            })?;
+            Some(crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?)
+        }
+    };
+    let mut attempted = 0usize;
+    // Addresses mailed in this run: the minimum interval holds within a run too (two contacts
+    // sharing an address).
+    let mut mailed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut left = prep.beyond_cap.len();
+    let not_now = |i: usize, count: usize, state: MailState, detail: Option<String>| {
+        let c = &contacts.list[i];
+        MailReport {
+            contact: c.name.clone(),
+            to: c.emails.clone(),
+            ticket: String::new(),
+            subject: String::new(),
+            findings: count,
+            more: 0,
+            state,
+            detail,
+            body: String::new(),
+            html: String::new(),
+        }
+    };
+    for (i, count, why) in prep.held {
+        out.mails
+            .push(not_now(i, count, MailState::Held, Some(why)));
+    }
+    for (i, count, why) in prep.unrendered {
+        out.failed += 1;
+        out.mails
+            .push(not_now(i, count, MailState::Failed, Some(why)));
+    }
+    for p in prep.mails {
+        let mut report = MailReport {
+            contact: p.contact.clone(),
+            to: p.to.clone(),
+            ticket: p.ticket.clone(),
+            subject: p.rendered.subject.clone(),
+            findings: p.fingerprints.len(),
+            more: p.more,
+            state: MailState::WouldSend,
+            detail: None,
+            body: p.rendered.text.clone(),
+            html: p.rendered.html.clone(),
+        };
+        if holds
+            && !n.min_interval.0.is_zero()
+            && let Some(a) =
+                p.to.iter()
+                    .find(|a| mailed.contains(&a.to_ascii_lowercase()))
+        {
+            report.state = MailState::Held;
+            report.detail = Some(format!(
+                "{a} gets another mail in this run; the minimum interval holds this one"
+            ));
+            out.mails.push(report);
+            continue;
+        }
+        if attempted >= n.max_mails_per_run {
+            report.state = MailState::Capped;
+            left += 1;
+            out.mails.push(report);
+            continue;
+        }
+        attempted += 1;
+        let Some(mailer) = &mailer else {
+            out.mails.push(report);
+            continue;
+        };
+        if attempted > 1 && !n.pace.0.is_zero() {
+            clock.sleep(n.pace.0).await;
+        }
+        let sent_at = clock.now().max(now);
+        let to = match mode {
+            Mode::TestTo(a) => vec![a.clone()],
+            _ => p.to.clone(),
+        };
+        let env = mail::Envelope {
+            from: &from,
+            reply_to: n.reply_to.as_deref(),
+            to: &to,
+            ticket: &p.ticket,
+            list_id: n.list_id.as_deref(),
+            attachment_name: &p.attachment,
+            csv: &p.csv,
+        };
+        // A mail that cannot be built (an address lettre refuses) fails this contact only.
+        let sent = match mail::build(&env, &p.rendered, sent_at) {
+            Ok(msg) => mailer.send(msg).await,
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => {
+                report.state = MailState::Sent;
+                out.sent += 1;
+                mailed.extend(p.to.iter().map(|a| a.to_ascii_lowercase()));
+                if *mode == Mode::Send {
+                    let sent = record::Sent {
+                        contact: p.contact.clone(),
+                        at: sent_at,
+                        ticket: p.ticket.clone(),
+                        to: p.to.clone(),
+                    };
+                    let (s, fps, c, t) = (store.clone(), p.fingerprints.clone(), p.contact, p.to);
+                    out.marked += fps.len();
+                    crate::store::bridge::run(move || -> Result<(), StoreError> {
+                        record::mark_sent(s.as_ref(), &fps, &sent)?;
+                        record::mark_mailed(s.as_ref(), &c, &t, sent_at)
+                    })
+                    .await?;
+                }
+            }
+            Err(e) => {
+                report.state = MailState::Failed;
+                report.detail = Some(e);
+                out.failed += 1;
+            }
+        }
+        out.mails.push(report);
+    }
+    for (i, count) in prep.beyond_cap {
+        out.mails.push(not_now(i, count, MailState::Capped, None));
+    }
+    if let Some(m) = &mailer {
+        m.close().await;
+    }
+    if left > 0 {
+        out.capped = Some(format!(
+            "{} at the cap of {} mail(s) per run (`[notify] max_mails_per_run`): {left} \
+             contact(s) left for the next run",
+            if *mode == Mode::Preview {
+                "would stop"
+            } else {
+                "stopped"
+            },
+            n.max_mails_per_run
+        ));
+    }
+    if *mode == Mode::Send {
+        let entry = run_entry(&out, now, clock.now().max(now));
+        let s = store.clone();
+        crate::store::bridge::run(move || s.record_run(&entry)).await?;
+    }
+    Ok(out)
+}
+
+/// The run-log entry of a sending run: `ok`, `partial` when a mail failed or the cap stopped
+/// the run (its error says which), `error` when every mail failed.
+fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>) -> FetchRun {
+    let mut problems = Vec::new();
+    if let Some(c) = &o.capped {
+        problems.push(c.clone());
+    }
+    for m in o.mails.iter().filter(|m| m.state == MailState::Failed) {
+        problems.push(format!(
+            "mail to `{}` not sent: {}",
+            m.contact,
+            m.detail.as_deref().unwrap_or("")
+        ));
+    }
+    let outcome = if o.failed > 0 && o.sent == 0 {
+        RunOutcome::Error
+    } else if problems.is_empty() {
+        RunOutcome::Ok
+    } else {
+        RunOutcome::Partial
+    };
+    let mut notices = o
+        .contact_problems
+        .iter()
+        .take(20)
+        .map(|p| format!("contacts file {p}"))
+        .collect::<Vec<_>>();
+    if o.tally.no_contact > 0 {
+        notices.push(format!(
+            "{} open finding(s) have no contact (they stay in the digest)",
+            o.tally.no_contact
+        ));
+    }
+    FetchRun {
+        source: RUN_NAME.into(),
+        started,
+        finished,
+        outcome,
+        fetched: o.tally.considered,
+        accepted: o.marked,
+        rejected: 0,
+        warnings: o.contact_problems.len(),
+        in_scope: o.tally.considered,
+        new: 0,
+        updated: o.marked,
+        resolved: 0,
+        error: (!problems.is_empty()).then(|| problems.join("; ")),
+        failed_units: Vec::new(),
+        max_time_source: None,
+        notices,
+    }
+}
