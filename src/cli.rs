@@ -435,7 +435,8 @@ pub struct ListArgs {
     /// Findings whose ASN is this one, or inside the prefixes it announces (AS64496)
     #[arg(long, value_name = "ASN")]
     pub asn: Vec<String>,
-    /// Findings inside the prefixes of this `[[flows.teams]]` or `[[flows.zones]]` name
+    /// Findings inside the prefixes of this `[[flows.teams]]`, `[[flows.zones]]` or
+    /// `[[digest.routes]]` name
     #[arg(long, value_name = "NAME")]
     pub team: Vec<String>,
     /// Findings about an address in, or a network overlapping, this prefix

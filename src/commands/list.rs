@@ -83,12 +83,21 @@ fn resolve(app: &App, store: &dyn Store, filter: &mut Filter) -> Result<(), CliE
         filter.asn_prefixes = IpNet::aggregate(&nets);
     }
     if !filter.team.is_empty() {
-        let flows = app.config.as_ref().map(|c| &c.flows);
-        let groups: Vec<(&str, &[IpNet])> = flows
-            .map(|f| {
+        // The `[flows]` teams and zones, and the `[[digest.routes]]` (a routed digest's "more"
+        // lines name its route).
+        let groups: Vec<(&str, &[IpNet])> = app
+            .config
+            .as_ref()
+            .map(|c| {
+                let f = &c.flows;
                 let teams = f.teams.iter().map(|t| (t.name.as_str(), &t.prefixes[..]));
                 let zones = f.zones.iter().map(|z| (z.name.as_str(), &z.prefixes[..]));
-                teams.chain(zones).collect()
+                let routes = c
+                    .digest
+                    .iter()
+                    .flat_map(|d| d.routes.iter())
+                    .map(|r| (r.name.as_str(), &r.prefixes[..]));
+                teams.chain(zones).chain(routes).collect()
             })
             .unwrap_or_default();
         let mut nets = Vec::new();
@@ -101,7 +110,8 @@ fn resolve(app: &App, store: &dyn Store, filter: &mut Filter) -> Result<(), CliE
             if found.is_empty() && !groups.iter().any(|(n, _)| n == name) {
                 let known: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();
                 return Err(CliError::usage(format!(
-                    "--team: no [[flows.teams]] or [[flows.zones]] is named `{}` ({})",
+                    "--team: no [[flows.teams]], [[flows.zones]] or [[digest.routes]] is named \
+                     `{}` ({})",
                     sanitize(name),
                     if known.is_empty() {
                         "the config names none".to_string()
