@@ -12,6 +12,7 @@
 //! repeated, because "new" means first seen after the audience's last delivered digest.
 
 pub mod build;
+pub mod mail_log;
 pub mod more;
 pub mod remediation;
 pub mod render;
@@ -192,6 +193,14 @@ pub fn prepare(
         };
         let new_fingerprints = std::mem::take(&mut col.new_fingerprints);
         let trend = col.trend();
+        // The owner's digest (not a route's) names what `notify` mailed to whom.
+        let notified = if plan.audience_name.is_none() {
+            let (mails, total) = mail_log::since(store, window.since)?;
+            let no_contact = mail_log::no_contact(store)?.map_or(0, |n| n.findings);
+            render::NotifiedView::of(&mails, total, no_contact, tz)
+        } else {
+            None
+        };
         // Rendered with the full lists, then with ever shorter ones until the HTML part fits
         // the budget; what is not listed stays a count with its `outwatch list` command.
         let mut limits = build::Limits::FULL;
@@ -216,6 +225,7 @@ pub fn prepare(
                 traffic: col.traffic(limits.traffic),
                 sections: col.sections(&rem, limits.findings),
                 expiring: crate::triage::suppress::expiring_view(&supp),
+                notified: notified.clone(),
             };
             let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;
             match limits.smaller() {

@@ -65,6 +65,55 @@ pub struct DigestView {
     pub traffic: super::traffic::TrafficView,
     /// Suppression rules ending within 7 days (`src/triage/suppress.rs`).
     pub expiring: Vec<crate::triage::suppress::Expiring>,
+    /// What `outwatch notify` mailed to the owners of our addresses since the last digest
+    /// (the owner's digest only).
+    pub notified: Option<NotifiedView>,
+}
+
+/// The mails to contacts since the last digest, as the templates show them.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifiedView {
+    pub mails: Vec<MailedView>,
+    /// All of them (more than are listed when over `mail_log::SHOWN`).
+    pub total: usize,
+    /// Open findings the last `notify --send` found no contact for (0: none).
+    pub no_contact: usize,
+}
+
+/// One mail to a contact.
+#[derive(Debug, Clone, Serialize)]
+pub struct MailedView {
+    pub contact: String,
+    pub to: String,
+    pub at: String,
+    pub ticket: String,
+    pub findings: usize,
+}
+
+impl NotifiedView {
+    /// The view of these mails and of the findings without a contact (`None` when there is
+    /// neither).
+    pub fn of(
+        mails: &[super::mail_log::Mailed],
+        total: usize,
+        no_contact: usize,
+        tz: Option<chrono_tz::Tz>,
+    ) -> Option<Self> {
+        (total > 0 || no_contact > 0).then(|| NotifiedView {
+            no_contact,
+            mails: mails
+                .iter()
+                .map(|m| MailedView {
+                    contact: m.contact.clone(),
+                    to: m.to.join(", "),
+                    at: super::build::fmt_time(m.at, tz),
+                    ticket: m.ticket.clone(),
+                    findings: m.findings,
+                })
+                .collect(),
+            total,
+        })
+    }
 }
 
 /// A rendered digest.
@@ -230,6 +279,7 @@ mod tests {
             sections: vec![],
             traffic: Default::default(),
             expiring: vec![],
+            notified: None,
         }
     }
 

@@ -480,7 +480,18 @@ pub async fn run(
                     out.marked += fps.len();
                     crate::store::bridge::run(move || -> Result<(), StoreError> {
                         record::mark_sent(s.as_ref(), &fps, &sent)?;
-                        record::mark_mailed(s.as_ref(), &c, &t, sent_at)
+                        record::mark_mailed(s.as_ref(), &c, &t, sent_at)?;
+                        // The owner's digest names what went to whom.
+                        crate::digest::mail_log::record(
+                            s.as_ref(),
+                            &crate::digest::mail_log::Mailed {
+                                contact: c,
+                                to: t,
+                                at: sent_at,
+                                ticket: sent.ticket,
+                                findings: fps.len(),
+                            },
+                        )
                     })
                     .await?;
                 }
@@ -514,7 +525,16 @@ pub async fn run(
     if *mode == Mode::Send {
         let entry = run_entry(&out, now, clock.now().max(now));
         let s = store.clone();
-        crate::store::bridge::run(move || s.record_run(&entry)).await?;
+        let no_contact = crate::digest::mail_log::NoContact {
+            at: now,
+            findings: out.tally.no_contact,
+        };
+        crate::store::bridge::run(move || {
+            s.record_run(&entry)?;
+            // The owner's digest lists how many open findings reach no one.
+            crate::digest::mail_log::record_no_contact(s.as_ref(), &no_contact)
+        })
+        .await?;
     }
     Ok(out)
 }

@@ -799,3 +799,53 @@ async fn a_suppressed_finding_is_never_sent() {
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].to, ["a@hosting.example"]);
 }
+
+/// The owner's digest names what `notify` mailed to whom since the last digest: the contact,
+/// its address, how many findings and the ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_digest_names_what_was_sent_to_whom() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, _) = setup(dir.path(), server.port, "");
+    let clock = ManualClock::new(t(1));
+    let before = outwatch::digest::preview(&cfg, store.as_ref(), t(1))
+        .unwrap()
+        .rendered
+        .text;
+    assert!(!before.contains("Sent to the owners"), "{before}");
+    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
+        .await
+        .unwrap();
+    assert_eq!(o.sent, 3);
+    let d = outwatch::digest::preview(&cfg, store.as_ref(), t(2)).unwrap();
+    let text = d.rendered.text;
+    assert!(
+        text.contains("Sent to the owners of the addresses (outwatch notify), 3 mails"),
+        "{text}"
+    );
+    let tickets: Vec<String> = o.mails.iter().map(|m| m.ticket.clone()).collect();
+    for (who, addr) in [
+        ("Hosting A", "a@hosting.example"),
+        ("Shop", "b@shop.example.org"),
+        ("Transit", "c@transit.example.net"),
+    ] {
+        let lines: Vec<&str> = text.lines().collect();
+        let i = lines
+            .iter()
+            .position(|l| l.contains(who) && l.contains(addr))
+            .unwrap_or_else(|| panic!("{who}: {text}"));
+        assert!(lines[i].ends_with(": 1 finding"), "{}", lines[i]);
+        let next = lines[i + 1];
+        assert!(
+            next.contains("2026-03-01 01:00:0")
+                && next.contains(" UTC, ticket ")
+                && tickets.iter().any(|t| next.contains(t.as_str())),
+            "{next}"
+        );
+    }
+    assert!(
+        d.rendered
+            .html
+            .contains("Sent to the owners of the addresses (3)")
+    );
+}
