@@ -124,6 +124,42 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// A template environment with outwatch's syntax (blocks trimmed, the trailing newline kept):
+/// the `builtin` templates, each replaced by a same-named file in `dir` when there is one, and
+/// the other files of `dir` loaded when asked for (`{% include %}`, other languages). The
+/// digest's and the notification mails' templates are read so.
+pub fn environment(
+    builtin: &[(&'static str, &'static str)],
+    dir: Option<&Path>,
+) -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    let syntax = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    env.set_syntax(syntax);
+    for &(name, text) in builtin {
+        let over = dir.map(|d| d.join(name)).filter(|p| p.is_file());
+        let source = match &over {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read template {}: {e}", p.display()))?,
+            None => text.to_string(),
+        };
+        env.add_template_owned(name, source).map_err(|e| {
+            let at = over
+                .as_ref()
+                .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string());
+            format!("template {at}: {e}")
+        })?;
+    }
+    if let Some(d) = dir {
+        env.set_loader(path_loader(d));
+    }
+    Ok(env)
+}
+
 /// The template environment.
 pub struct Renderer {
     env: Environment<'static>,
@@ -133,32 +169,9 @@ impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir` when present. Other
     /// files in `dir` can be `{% include %}`d.
     pub fn new(dir: Option<&Path>) -> Result<Self, String> {
-        let mut env = Environment::new();
-        let syntax = SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .map_err(|e| e.to_string())?;
-        env.set_syntax(syntax);
-        for (name, text) in BUILTIN {
-            let over = dir.map(|d| d.join(name)).filter(|p| p.is_file());
-            let source = match &over {
-                Some(p) => std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read template {}: {e}", p.display()))?,
-                None => text.to_string(),
-            };
-            env.add_template_owned(name, source).map_err(|e| {
-                let at = over
-                    .as_ref()
-                    .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string());
-                format!("template {at}: {e}")
-            })?;
-        }
-        if let Some(d) = dir {
-            env.set_loader(path_loader(d));
-        }
-        Ok(Renderer { env })
+        Ok(Renderer {
+            env: environment(&BUILTIN, dir)?,
+        })
     }
 
     /// Renders the subject (one line), the text part and the HTML part.

@@ -9,9 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use minijinja::syntax::SyntaxConfig;
+use minijinja::Environment;
 use minijinja::value::Serde;
-use minijinja::{Environment, path_loader};
 use serde::Serialize;
 
 use super::plan::Row;
@@ -82,31 +81,7 @@ impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir`; other files of
     /// `dir` (other templates and languages) are loaded when asked for.
     pub fn new(dir: Option<&Path>) -> Result<Self, String> {
-        let mut env = Environment::new();
-        let syntax = SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(true)
-            .build()
-            .map_err(|e| e.to_string())?;
-        env.set_syntax(syntax);
-        for (name, text) in BUILTIN {
-            let over = dir.map(|d| d.join(name)).filter(|p| p.is_file());
-            let source = match &over {
-                Some(p) => std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read template {}: {e}", p.display()))?,
-                None => text.to_string(),
-            };
-            env.add_template_owned(name, source).map_err(|e| {
-                let at = over
-                    .as_ref()
-                    .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string());
-                format!("template {at}: {e}")
-            })?;
-        }
-        if let Some(d) = dir {
-            env.set_loader(path_loader(d));
-        }
+        let env = crate::digest::render::environment(&BUILTIN, dir)?;
         Ok(Renderer {
             env,
             dir: dir.map(Path::to_path_buf),
