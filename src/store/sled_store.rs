@@ -416,7 +416,41 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
-        self.written(self.db.flush().map(|_| ()))
+        self.written(flush_bounded(&self.db, &self.path))
+    }
+}
+
+/// Most bytes free on the store's disk at which a flush that does not return is taken as
+/// stopped by the full disk.
+const FULL_BELOW: u64 = 64 * 1024;
+
+/// sled's `flush`, given up with `ENOSPC` when it has not returned after a few seconds and the
+/// store's disk is full: on a full disk sled's writer thread can fail and leave `flush`
+/// waiting for ever, which would hang the command instead of telling the full disk. The
+/// waiting thread is left behind (the command fails and ends).
+fn flush_bounded(db: &sled::Db, path: &Path) -> sled::Result<()> {
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+    let (tx, rx) = channel();
+    let db = db.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(db.flush().map(|_| ()));
+    });
+    let started = std::time::Instant::now();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(r) => return r,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(sled::Error::ReportableBug("the flush thread ended".into()));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let full = crate::diskspace::free_bytes(path).is_some_and(|f| f < FULL_BELOW);
+                if full && started.elapsed() >= std::time::Duration::from_secs(3) {
+                    return Err(sled::Error::Io(std::io::Error::from_raw_os_error(
+                        libc::ENOSPC,
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -481,7 +515,7 @@ fn note_dropped(path: &Path) {
 
 impl Drop for SledStore {
     fn drop(&mut self) {
-        let _ = self.db.flush();
+        let _ = flush_bounded(&self.db, &self.path);
         note_dropped(&self.path);
     }
 }
