@@ -540,11 +540,24 @@ fn run_op(op: Op, store: &dyn Store, tx: &mut Lines) -> Result<Value, StoreError
 /// Returns the heap freed by an answer to the system. glibc keeps freed memory in its arenas
 /// (one per thread that allocated: the blocking pool's threads each have their own), so without
 /// this a daemon that streamed a large answer stays at its peak. `malloc_trim` releases the free
-/// pages of every arena; it takes well under a millisecond when little is free.
+/// pages of every arena: cheap when little is free, but it walks the whole heap and holds each
+/// arena's lock, so it runs on the blocking pool (never on a runtime thread, where it stalled
+/// every session of a large heap) and once at a time (sessions ending together share one run).
 fn give_back_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks and releases glibc's own free lists; it takes no pointer.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static TRIMMING: AtomicBool = AtomicBool::new(false);
+        if TRIMMING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::task::spawn_blocking(|| {
+            // SAFETY: malloc_trim only walks and releases glibc's own free lists; it takes no
+            // pointer.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            TRIMMING.store(false, Ordering::Release);
+        });
     }
 }
