@@ -7,6 +7,7 @@
 //! address or network goes into the list's indicator set (a compact entry pushed on one vector,
 //! a threat text allocated once per distinct text). Only entries in scope become [`Finding`]s.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
@@ -188,94 +189,172 @@ pub fn entry(
     scope: &ScopeMatcher,
     kept: &mut SetBuilder,
 ) -> Result<Option<Hit>, Rejection> {
-    let get = |c: &Option<Col>| -> Option<std::borrow::Cow<'_, str>> {
-        let v = rec.get(c.as_ref()?)?;
-        let t = v.trim();
-        if def.is_null(t) {
+    let fields = Fields { def, rec };
+    let Some(id) = Identity::read(def, cols, &fields)? else {
+        return Ok(None);
+    };
+    keep_indicator(
+        kept,
+        id.ip,
+        id.network,
+        id.url_port,
+        &fields.get(&cols.port),
+        || (fields.get(&cols.malware), fields.get(&cols.kind)),
+    );
+
+    // Scope test, allocation-free.
+    let by_ip = id.ip.is_some_and(|(a, _)| scope.contains_ip(a));
+    let by_net = id.network.is_some_and(|n| scope.overlaps_net(n));
+    let by_domain = id
+        .domain
+        .as_deref()
+        .is_some_and(|d| scope.match_domain(d).is_some());
+    let by_asn = id.asn.is_some_and(|a| scope.contains_asn(a));
+    if !(by_ip || by_net || by_domain || by_asn) {
+        return Ok(None);
+    }
+    let matched_asn = by_asn && !(by_ip || by_net || by_domain);
+    Ok(Some(hit(def, cols, &fields, id, matched_asn)))
+}
+
+/// An entry's fields, trimmed, with the list's null markers read as absent.
+struct Fields<'a> {
+    def: &'a FeedDef,
+    rec: &'a dyn Record,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, c: &Option<Col>) -> Option<Cow<'a, str>> {
+        let v = self.rec.get(c.as_ref()?)?;
+        if self.def.is_null(v.trim()) {
             return None;
         }
         Some(match v {
-            std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(b.trim()),
-            std::borrow::Cow::Owned(o) => std::borrow::Cow::Owned(o.trim().to_string()),
+            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
         })
-    };
-    let mut ip: Option<(IpAddr, Option<u16>)> = None;
-    let mut network: Option<IpNet> = None;
-    let mut url: Option<std::borrow::Cow<'_, str>> = None;
-    let mut domain: Option<std::borrow::Cow<'_, str>> = None;
-    let mut asn: Option<u32> = None;
-    let mut any = false;
+    }
+}
 
-    // Lists that name a URL (or domain) beside its hosting address and ASN (URLhaus' per-ASN
-    // feed): the URL is the entry's identity, so a malformed address or ASN next to it is kept
-    // in `extra` with a warning instead of costing the entry.
-    let secondary = (cols.ip.is_some() || cols.asn.is_some())
-        && (get(&cols.url).is_some_and(|u| url_host(&u).is_some())
-            || get(&cols.domain).is_some_and(|d| plausible_host(&d)));
-    let mut soft: Vec<(&'static str, String)> = Vec::new();
-    if let Some(v) = get(&cols.ip) {
-        any = true;
-        match parse_ip_port(&v) {
-            Some(a) => ip = Some(a),
-            None if secondary => soft.push(("ip", v.into_owned())),
-            None => {
-                return Err(Rejection::malformed(&v, "an IP address"));
+/// What an entry is about: its address (with the port `ip:port` names), network, URL, domain
+/// or ASN, read from their columns or the indicator column.
+struct Identity<'a> {
+    ip: Option<(IpAddr, Option<u16>)>,
+    network: Option<IpNet>,
+    url: Option<Cow<'a, str>>,
+    /// The port the URL names.
+    url_port: Option<u16>,
+    domain: Option<Cow<'a, str>>,
+    asn: Option<u32>,
+    /// Malformed address or ASN beside a URL or domain identity (kept in `extra`).
+    soft: Vec<(&'static str, String)>,
+    /// The row has fewer fields than the list's columns need.
+    short: bool,
+}
+
+impl<'a> Identity<'a> {
+    /// `Ok(None)`: an indicator the list marks as one to skip.
+    fn read(def: &FeedDef, cols: &Cols, fields: &Fields<'a>) -> Result<Option<Self>, Rejection> {
+        let mut id = Identity {
+            ip: None,
+            network: None,
+            url: None,
+            url_port: None,
+            domain: None,
+            asn: None,
+            soft: Vec::new(),
+            short: fields.rec.width() < cols.min_fields,
+        };
+        let mut any = false;
+        // Lists that name a URL (or domain) beside its hosting address and ASN (URLhaus'
+        // per-ASN feed): the URL is the entry's identity, so a malformed address or ASN next
+        // to it is kept in `extra` with a warning instead of costing the entry.
+        let secondary = (cols.ip.is_some() || cols.asn.is_some())
+            && (fields
+                .get(&cols.url)
+                .is_some_and(|u| url_host(&u).is_some())
+                || fields.get(&cols.domain).is_some_and(|d| plausible_host(&d)));
+        if let Some(v) = fields.get(&cols.ip) {
+            any = true;
+            match parse_ip_port(&v) {
+                Some(a) => id.ip = Some(a),
+                None if secondary => id.soft.push(("ip", v.into_owned())),
+                None => return Err(Rejection::malformed(&v, "an IP address")),
             }
         }
-    }
-    if let Some(v) = get(&cols.network) {
-        any = true;
-        network = Some(parse_net(&v).ok_or_else(|| Rejection::malformed(&v, "a network (CIDR)"))?);
-    }
-    if let Some(v) = get(&cols.url) {
-        any = true;
-        if url_host(&v).is_none() {
-            return Err(Rejection::malformed(&v, "a URL with a host"));
+        if let Some(v) = fields.get(&cols.network) {
+            any = true;
+            id.set(IndicatorKind::Network, v)?;
         }
-        url = Some(v);
-    }
-    if let Some(v) = get(&cols.domain) {
-        any = true;
-        if !plausible_host(&v) {
-            return Err(Rejection::malformed(&v, "a domain name"));
+        if let Some(v) = fields.get(&cols.url) {
+            any = true;
+            id.set(IndicatorKind::Url, v)?;
         }
-        domain = Some(v);
-    }
-    if let Some(v) = get(&cols.asn) {
-        any = true;
-        match parse_asn(&v) {
-            Some(a) => asn = Some(a),
-            None if secondary => soft.push(("asn", v.into_owned())),
-            None => {
-                return Err(Rejection::malformed(&v, "an AS number"));
+        if let Some(v) = fields.get(&cols.domain) {
+            any = true;
+            id.set(IndicatorKind::Domain, v)?;
+        }
+        if let Some(v) = fields.get(&cols.asn) {
+            any = true;
+            match parse_asn(&v) {
+                Some(a) => id.asn = Some(a),
+                None if secondary => id.soft.push(("asn", v.into_owned())),
+                None => return Err(Rejection::malformed(&v, "an AS number")),
             }
         }
+        if let Some(v) = fields.get(&cols.indicator) {
+            any = true;
+            let kind = match fields.get(&cols.indicator_type) {
+                Some(t) => def
+                    .fields
+                    .indicator_types
+                    .get(t.as_ref())
+                    .copied()
+                    .unwrap_or(IndicatorKind::Auto),
+                None => IndicatorKind::Auto,
+            };
+            let kind = if kind == IndicatorKind::Auto {
+                detect(&v).ok_or_else(|| Rejection::Unrecognised(crate::text::clip(&v, 120)))?
+            } else {
+                kind
+            };
+            if kind == IndicatorKind::Skip {
+                return Ok(None);
+            }
+            id.set(kind, v)?;
+        }
+        if !any {
+            if id.short {
+                return Err(Rejection::Short {
+                    width: fields.rec.width(),
+                    min: cols.min_fields,
+                });
+            }
+            return Err(Rejection::NoIndicator);
+        }
+        // The URL's host stands for the URL: a literal IP is an IP, a name is a domain.
+        let host = match &id.url {
+            Some(Cow::Borrowed(u)) => url_host(u).map(|(h, p)| (Cow::Borrowed(h), p)),
+            Some(Cow::Owned(u)) => url_host(u).map(|(h, p)| (Cow::Owned(h.to_string()), p)),
+            None => None,
+        };
+        if let Some((host, port)) = host {
+            id.url_port = port;
+            id.take_url_host(host);
+        }
+        Ok(Some(id))
     }
-    if let Some(v) = get(&cols.indicator) {
-        any = true;
-        let kind = match get(&cols.indicator_type) {
-            Some(t) => def
-                .fields
-                .indicator_types
-                .get(t.as_ref())
-                .copied()
-                .unwrap_or(IndicatorKind::Auto),
-            None => IndicatorKind::Auto,
-        };
-        let kind = if kind == IndicatorKind::Auto {
-            detect(&v).ok_or_else(|| Rejection::Unrecognised(crate::text::clip(&v, 120)))?
-        } else {
-            kind
-        };
+
+    /// Takes `v` as the entry's indicator of `kind`, or rejects the entry.
+    fn set(&mut self, kind: IndicatorKind, v: Cow<'a, str>) -> Result<(), Rejection> {
         match kind {
-            IndicatorKind::Skip => return Ok(None),
             IndicatorKind::Ip => {
-                ip = Some(
+                self.ip = Some(
                     parse_ip_port(&v).ok_or_else(|| Rejection::malformed(&v, "an IP address"))?,
                 )
             }
             IndicatorKind::Network => {
-                network = Some(
+                self.network = Some(
                     parse_net(&v).ok_or_else(|| Rejection::malformed(&v, "a network (CIDR)"))?,
                 )
             }
@@ -283,62 +362,45 @@ pub fn entry(
                 if url_host(&v).is_none() {
                     return Err(Rejection::malformed(&v, "a URL with a host"));
                 }
-                url = Some(v);
+                self.url = Some(v);
             }
             IndicatorKind::Domain => {
                 if !plausible_host(&v) {
                     return Err(Rejection::malformed(&v, "a domain name"));
                 }
-                domain = Some(v);
+                self.domain = Some(v);
             }
             IndicatorKind::Asn => {
-                asn = Some(parse_asn(&v).ok_or_else(|| Rejection::malformed(&v, "an AS number"))?)
+                self.asn =
+                    Some(parse_asn(&v).ok_or_else(|| Rejection::malformed(&v, "an AS number"))?)
             }
-            IndicatorKind::Auto => unreachable!("detect() resolves auto"),
+            IndicatorKind::Skip | IndicatorKind::Auto => {}
         }
-    }
-    let short = rec.width() < cols.min_fields;
-    if !any {
-        if short {
-            return Err(Rejection::Short {
-                width: rec.width(),
-                min: cols.min_fields,
-            });
-        }
-        return Err(Rejection::NoIndicator);
+        Ok(())
     }
 
-    // The URL's host stands for the URL: a literal IP is an IP, a name is a domain.
-    let mut url_port = None;
-    if let Some(u) = url.as_deref()
-        && let Some((host, port)) = url_host(u)
-    {
-        url_port = port;
+    /// The URL's host: a literal IP stands for the address, a name for the domain (unless the
+    /// entry names them itself).
+    fn take_url_host(&mut self, host: Cow<'a, str>) {
         match host.parse::<IpAddr>() {
-            Ok(a) if ip.is_none() => ip = Some((a, None)),
+            Ok(a) if self.ip.is_none() => self.ip = Some((a, None)),
             Ok(_) => {}
-            Err(_) if domain.is_none() => domain = Some(std::borrow::Cow::Borrowed(host)),
+            Err(_) if self.domain.is_none() => self.domain = Some(host),
             Err(_) => {}
         }
     }
+}
 
-    keep_indicator(kept, ip, network, url_port, &get(&cols.port), || {
-        (get(&cols.malware), get(&cols.kind))
-    });
-
-    // Scope test, allocation-free.
-    let by_ip = ip.is_some_and(|(a, _)| scope.contains_ip(a));
-    let by_net = network.is_some_and(|n| scope.overlaps_net(n));
-    let by_domain = domain
-        .as_deref()
-        .is_some_and(|d| scope.match_domain(d).is_some());
-    let by_asn = asn.is_some_and(|a| scope.contains_asn(a));
-    if !(by_ip || by_net || by_domain || by_asn) {
-        return Ok(None);
-    }
-
-    // Ours: build the hit.
-    let kind_value = get(&cols.kind);
+/// The hit of an entry in scope: classification, port, time and every other value of the
+/// row (malformed ones kept in `extra`, described in the warnings).
+fn hit(
+    def: &FeedDef,
+    cols: &Cols,
+    fields: &Fields<'_>,
+    id: Identity<'_>,
+    matched_asn: bool,
+) -> Hit {
+    let kind_value = fields.get(&cols.kind);
     let kind = match &kind_value {
         Some(k) => def
             .classification
@@ -348,56 +410,49 @@ pub fn entry(
             .unwrap_or_else(|| def.classification.kind.clone()),
         None => def.classification.kind.clone(),
     };
-    let identifier = get(&cols.malware)
+    let identifier = fields
+        .get(&cols.malware)
         .map(|m| m.to_lowercase())
         .unwrap_or_else(|| def.classification.identifier.clone());
     let mut warnings = Vec::new();
-    if short {
+    if id.short {
         warnings.push(format!(
             "has {} fields, expected at least {} (the missing ones are empty)",
-            rec.width(),
+            fields.rec.width(),
             cols.min_fields
         ));
     }
     let mut extra = Vec::with_capacity(cols.extra.len() + 1);
-    for (field, v) in soft {
+    for (field, v) in id.soft {
+        let what = if field == "ip" {
+            "address"
+        } else {
+            "AS number"
+        };
         warnings.push(format!(
-            "bad {} `{}` (kept in extra)",
-            if field == "ip" {
-                "address"
-            } else {
-                "AS number"
-            },
+            "bad {what} `{}` (kept in extra)",
             crate::text::clip(&v, 40)
         ));
         extra.push((field.to_string(), v));
     }
-    let port_field = get(&cols.port);
-    let port_value = match &port_field {
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                warnings.push(format!(
-                    "bad port `{}` (kept in extra)",
-                    crate::text::clip(p, 40)
-                ));
-                extra.push(("port".to_string(), p.to_string()));
-                None
-            }
-        },
+    let port_value = match fields.get(&cols.port) {
+        Some(p) => p.parse::<u16>().ok().or_else(|| {
+            kept_as_written(&mut warnings, &mut extra, "port", &p);
+            None
+        }),
         None => None,
     };
-    let port = ip.and_then(|(_, p)| p).or(port_value).or(url_port);
+    let port = id.ip.and_then(|(_, p)| p).or(port_value).or(id.url_port);
     for (name, col) in &cols.extra {
-        if let Some(v) = get(&Some(col.clone())) {
+        if let Some(v) = fields.get(&Some(col.clone())) {
             extra.push((name.clone(), v.into_owned()));
         }
     }
-    if let Some(m) = get(&cols.malware) {
+    if let Some(m) = fields.get(&cols.malware) {
         extra.push(("malware".to_string(), m.into_owned()));
     }
     // How the list wrote the indicator (ThreatFox `ip:port`): kept, as every value of a row.
-    if let Some(t) = get(&cols.indicator_type) {
+    if let Some(t) = fields.get(&cols.indicator_type) {
         extra.push(("indicator_type".to_string(), t.into_owned()));
     }
     if let Some(k) = kind_value
@@ -405,35 +460,41 @@ pub fn entry(
     {
         extra.push(("threat_type".to_string(), k.into_owned()));
     }
-    let time = match get(&cols.time) {
-        Some(t) => {
-            let parsed = parse_time(&t);
-            if parsed.is_none() {
-                warnings.push(format!(
-                    "bad time `{}` (kept in extra)",
-                    crate::text::clip(&t, 40)
-                ));
-                extra.push(("time".to_string(), t.into_owned()));
-            }
-            parsed
-        }
+    let time = match fields.get(&cols.time) {
+        Some(t) => parse_time(&t).or_else(|| {
+            kept_as_written(&mut warnings, &mut extra, "time", &t);
+            None
+        }),
         None => None,
     };
-    let domain = domain.map(|d| normalize_domain(&d));
-    Ok(Some(Hit {
-        ip: ip.map(|(a, _)| a),
+    Hit {
+        ip: id.ip.map(|(a, _)| a),
         port,
-        network: network.map(|n| n.trunc()),
-        url: url.map(|u| u.into_owned()),
-        domain,
-        asn,
+        network: id.network.map(|n| n.trunc()),
+        url: id.url.map(|u| u.into_owned()),
+        domain: id.domain.map(|d| normalize_domain(&d)),
+        asn: id.asn,
         kind,
         identifier,
         time,
         extra,
-        matched_asn: by_asn && !(by_ip || by_net || by_domain),
+        matched_asn,
         warnings,
-    }))
+    }
+}
+
+/// A malformed value of an entry in scope, kept as written under its role and described.
+fn kept_as_written(
+    warnings: &mut Vec<String>,
+    extra: &mut Vec<(String, String)>,
+    field: &str,
+    v: &str,
+) {
+    warnings.push(format!(
+        "bad {field} `{}` (kept in extra)",
+        crate::text::clip(v, 40)
+    ));
+    extra.push((field.to_string(), v.to_string()));
 }
 
 /// Adds an entry's address or network to the list's indicator set, with the port the list
