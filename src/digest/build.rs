@@ -15,22 +15,13 @@ use serde::Serialize;
 
 use super::more::{ListFilter, more_command};
 use super::remediation::{Details, Remediation};
+pub use super::section::{LIST_NEW, LIST_OPEN, LIST_RESOLVED, LIST_TOTAL, Section, clean};
 use crate::config::DigestRoute;
 use crate::finding::rank::{self, Threat};
 use crate::finding::{Finding, Severity, Status};
 use crate::health::{HealthState, SourceHealth};
 use crate::store::{Result, Store};
 use crate::triage::{Suppressions, is_acked};
-
-/// Most findings listed per (section, severity, category) group. Counts stay exact.
-pub const LIST_NEW: usize = 20;
-/// Most still-open findings listed per group (the oldest).
-pub const LIST_OPEN: usize = 5;
-/// Most resolved findings listed per group (the most recently resolved).
-pub const LIST_RESOLVED: usize = 5;
-/// Most findings listed in one whole digest, handed out new → open → resolved and most severe
-/// first; the HTML part's byte budget may list fewer (see [`super::prepare`]).
-pub const LIST_TOTAL: usize = 100;
 
 /// Whether a finding of an audience takes part in the digest at all: the one place where
 /// findings are admitted (a filter that drops findings, such as suppression, goes here).
@@ -49,57 +40,6 @@ const MAX_VALUE: usize = 160;
 const MAX_DETAILS: usize = 4;
 /// Most identifier-specific hints shown per category.
 const MAX_SPECIFICS: usize = 5;
-
-/// The three parts of a digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Section {
-    New,
-    Open,
-    Resolved,
-}
-
-impl Section {
-    const ALL: [Section; 3] = [Section::New, Section::Open, Section::Resolved];
-
-    fn title(self) -> &'static str {
-        match self {
-            Section::New => "New since the last digest",
-            Section::Open => "Still open",
-            Section::Resolved => "Resolved since the last digest",
-        }
-    }
-
-    /// The `outwatch list` filter of the section in a window: new means first stored since
-    /// the last digest (or, in the first digest, anything not resolved: a finding seen twice
-    /// before its first digest is `open` already); still open ones were observed again since
-    /// (the others are counted apart, [`SectionView::unchanged`]).
-    fn filter(self, since: Option<DateTime<Utc>>) -> ListFilter {
-        match self {
-            Section::New => ListFilter {
-                stored_since: since,
-                ..ListFilter::default()
-            },
-            Section::Open => ListFilter {
-                status: Some("open"),
-                since,
-                ..ListFilter::default()
-            },
-            Section::Resolved => ListFilter {
-                status: Some("resolved"),
-                ..ListFilter::default()
-            },
-        }
-    }
-
-    fn cap(self) -> usize {
-        match self {
-            Section::New => LIST_NEW,
-            Section::Open => LIST_OPEN,
-            Section::Resolved => LIST_RESOLVED,
-        }
-    }
-}
 
 /// Which findings an audience hears about.
 #[derive(Debug, Clone)]
@@ -246,19 +186,6 @@ pub struct FindingView {
 pub struct Detail {
     pub key: String,
     pub value: String,
-}
-
-/// Replaces control characters (newlines included) by spaces and shortens to `max` characters.
-pub fn clean(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max + 3));
-    for (n, c) in s.chars().enumerate() {
-        if n == max {
-            out.push('…');
-            break;
-        }
-        out.push(if c.is_control() { ' ' } else { c });
-    }
-    out
 }
 
 /// Formats a time for people, in the digest's time zone; every time in a digest has this one

@@ -16,6 +16,7 @@ pub mod mail_log;
 pub mod more;
 pub mod remediation;
 pub mod render;
+pub mod section;
 pub mod send;
 pub mod traffic;
 

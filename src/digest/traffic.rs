@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::build::{Section, clean};
+use super::section::{Section, clean};
 use crate::finding::{Finding, Severity};
 use crate::flows::analyse::group::Body;
 use crate::flows::analyse::rules::Kind;
