@@ -141,7 +141,7 @@ pub enum Command {
     Run(RunArgs),
     /// Feed health: last success, last error and state of every source
     #[command(
-        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'\n  outwatch status --prometheus > f.prom.tmp && mv f.prom.tmp f.prom   # node_exporter's textfile collector"
+        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'\n  outwatch status --prometheus > f.tmp; [ $? -le 1 ] && mv f.tmp f.prom   # node_exporter (docs/metrics.md)"
     )]
     Status(StatusArgs),
     /// Show the digest (new, still open, resolved, feed health) as it would be sent now;
@@ -232,8 +232,8 @@ pub struct StatusArgs {
     #[arg(long, conflicts_with = "prometheus")]
     pub json: bool,
     /// Print the metrics in the Prometheus text format (docs/metrics.md), for node_exporter's
-    /// textfile collector: write to a temporary file and rename it, so a scrape never reads
-    /// half a file
+    /// textfile collector: write to a temporary file and rename it on exit 0 or 1, so a scrape
+    /// never reads half a file
     #[arg(long)]
     pub prometheus: bool,
 }
