@@ -141,9 +141,9 @@ pub enum Command {
     Run(RunArgs),
     /// Feed health: last success, last error and state of every source
     #[command(
-        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'"
+        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'\n  outwatch status --prometheus > f.tmp; [ $? -le 1 ] && mv f.tmp f.prom   # node_exporter (docs/metrics.md)"
     )]
-    Status(JsonArg),
+    Status(StatusArgs),
     /// Show the digest (new, still open, resolved, feed health) as it would be sent now;
     /// `--send` delivers it and marks its new findings reported
     #[command(
@@ -224,6 +224,18 @@ pub struct JsonArg {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text
+    #[arg(long, conflicts_with = "prometheus")]
+    pub json: bool,
+    /// Print the metrics in the Prometheus text format (docs/metrics.md), for node_exporter's
+    /// textfile collector: write to a temporary file and rename it on exit 0 or 1, so a scrape
+    /// never reads half a file
+    #[arg(long)]
+    pub prometheus: bool,
 }
 
 #[derive(Debug, Args)]
@@ -795,7 +807,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Restore(a) => commands::export::restore(&app, &a),
             Command::Migrate(a) => commands::migrate::run(&app, &a),
             Command::Run(a) => commands::run::run(&app, &a).await,
-            Command::Status(a) => commands::status::run(&app, a.json),
+            Command::Status(a) => commands::status::run(&app, &a),
             Command::Digest(a) => commands::digest::run(&app, &a).await,
             Command::Notify(a) => commands::notify::run(&app, &a).await,
             Command::Shadowserver(a) => commands::shadowserver::run(&app, &a).await,

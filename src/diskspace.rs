@@ -16,6 +16,28 @@ pub const RESERVE_FILE: &str = "space-reserve";
 /// The reserve's size: four of sled's 2 MiB segments, more than one open needs.
 pub const RESERVE_BYTES: u64 = 8 << 20;
 
+/// Bytes of the regular files in `dir` and in its folders one level down (sled's database
+/// folder: its data file, snapshots and `blobs/`), `None` when `dir` cannot be read. Symbolic
+/// links are not followed.
+pub fn folder_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(t) = e.file_type() else { continue };
+        if t.is_file() {
+            total += e.metadata().map(|m| m.len()).unwrap_or(0);
+        } else if t.is_dir()
+            && let Ok(inner) = std::fs::read_dir(e.path())
+        {
+            for f in inner.flatten() {
+                if f.file_type().is_ok_and(|t| t.is_file()) {
+                    total += f.metadata().map(|m| m.len()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    Some(total)
+}
+
 /// Whether an I/O error says the disk (or the user's quota on it) is full.
 pub fn is_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))

@@ -21,6 +21,7 @@ pub mod http;
 pub mod indicators;
 pub mod logging;
 pub mod mail;
+pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod output;

@@ -1,5 +1,6 @@
-//! `outwatch status [--json]`: feed health of every source, the store, and the daemon when one
-//! runs. Works while `outwatch run` holds the store (through its socket).
+//! `outwatch status [--json | --prometheus]`: feed health of every source, the store, and the
+//! daemon when one runs; `--prometheus` prints the metrics ([`crate::metrics`]) instead.
+//! Works while `outwatch run` holds the store (through its socket).
 use crate::outln;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,35 +8,28 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::cli::StatusArgs;
 use crate::commands::indicator_sets;
 use crate::daemon::RemoteStore;
 use crate::daemon::protocol::Hello;
 use crate::error::CliError;
 use crate::health::{self, HealthState};
+use crate::metrics;
 use crate::output::rfc3339;
 use crate::output::{print_json, table};
 use crate::store::Store;
 use crate::text::clip;
 
-pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
-    // A command holding the store for a while answers reads too (`holder`); only the daemon's
-    // jobs and set-up are shown as the daemon's.
-    let (store, daemon, holder): (Arc<dyn Store>, Option<Hello>, Option<Hello>) =
-        match RemoteStore::connect(&app.data_dir) {
-            Some(r) => {
-                let hello = r.hello();
-                if hello.is_daemon() {
-                    (Arc::new(r), Some(hello), None)
-                } else {
-                    (Arc::new(r), None, Some(hello))
-                }
-            }
-            None => (app.open_read()?, None, None),
-        };
+pub fn run(app: &App, a: &StatusArgs) -> Result<ExitCode, CliError> {
+    let json_out = a.json;
+    let (store, daemon, holder) = connect(app)?;
     let now = app.clock.now();
     // While the daemon runs, a source's set-up (its key present or not) is judged as the
     // daemon sees it: the caller's environment may lack keys that the daemon has.
     let seen = daemon.as_ref().map(|h| &h.sources);
+    if a.prometheus {
+        return prometheus(app, store.as_ref(), now, seen);
+    }
     let sources = health::assess_as_seen_by(app.config.as_ref(), store.as_ref(), now, seen)?;
     let findings = store.count()?;
     let sets = indicator_sets::feed_sets(store.as_ref())?;
@@ -182,6 +176,50 @@ pub fn run(app: &App, json_out: bool) -> Result<ExitCode, CliError> {
         );
     }
     Ok(verdict(&sources))
+}
+
+/// The store to report on, the daemon's `hello` when it runs, a holding command's otherwise.
+type Connected = (Arc<dyn Store>, Option<Hello>, Option<Hello>);
+
+/// The store to report on, with the daemon (when one runs) or the command holding the store.
+fn connect(app: &App) -> Result<Connected, CliError> {
+    // A command holding the store for a while answers reads too (`holder`); only the daemon's
+    // jobs and set-up are shown as the daemon's.
+    Ok(match RemoteStore::connect(&app.data_dir) {
+        Some(r) => {
+            let hello = r.hello();
+            if hello.is_daemon() {
+                (Arc::new(r), Some(hello), None)
+            } else {
+                (Arc::new(r), None, Some(hello))
+            }
+        }
+        None => (app.open_read()?, None, None),
+    })
+}
+
+/// `--prometheus`: the metrics text (docs/metrics.md), with the exit code of `status`.
+fn prometheus(
+    app: &App,
+    store: &dyn Store,
+    now: chrono::DateTime<chrono::Utc>,
+    seen: Option<&crate::health::DaemonSources>,
+) -> Result<ExitCode, CliError> {
+    let mut snap = metrics::gather(&metrics::Inputs {
+        store,
+        config: app.config.as_ref(),
+        now,
+        daemon: seen,
+    })
+    .map_err(|e| match e {
+        metrics::MetricsError::Store(e) => CliError::from(e),
+    })?;
+    if app.backend() == crate::config::Backend::Sled {
+        // Read through the daemon's socket, the store cannot tell its size: its folder can.
+        snap.size_on_disk_or(|| crate::diskspace::folder_bytes(&app.data_dir.join("db")));
+    }
+    crate::output::write_all(snap.render().as_bytes())?;
+    Ok(verdict(&snap.sources))
 }
 
 /// Exit 0 only when every source (and the scope) is healthy: scripts and monitoring read it.

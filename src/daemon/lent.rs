@@ -112,6 +112,10 @@ impl Store for Lent {
         Lent::get(self)?.count()
     }
 
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        Lent::get(self)?.size_on_disk()
+    }
+
     fn record_run(&self, _run: &FetchRun) -> Result<()> {
         Err(self.locked())
     }

@@ -36,6 +36,38 @@ pub fn no_contact(store: &dyn Store) -> Result<Option<NoContact>, StoreError> {
     store::state_get_json(store, NO_CONTACT)
 }
 
+/// The state key of the last digest delivery's result ([`LastRun`]).
+pub const DIGEST_RUN: &str = "mail-runs/digest";
+/// The state key of the last `notify --send` run's result ([`LastRun`]).
+pub const NOTIFY_RUN: &str = "mail-runs/notify";
+
+/// How the last run that sends mail (a digest delivery, a `notify --send` run) ended: what
+/// the metrics (`docs/metrics.md`) tell about it. Written after every such run, failed or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    /// Everything that was due went out (a digest with nothing new and `send_empty = false`
+    /// counts as done; a notify run stopped by its cap does not).
+    pub ok: bool,
+    /// Messages the server accepted (or `.eml` files written).
+    pub sent: usize,
+    /// Messages that failed.
+    pub failed: usize,
+}
+
+/// Records how a run that sends mail ended, under `key` ([`DIGEST_RUN`], [`NOTIFY_RUN`]).
+pub fn record_last_run(store: &dyn Store, key: &str, run: &LastRun) -> Result<(), StoreError> {
+    store::state_put_json(store, key, run)
+}
+
+/// How the last run under `key` ended, if one ran; an unreadable record counts as none.
+pub fn last_run(store: &dyn Store, key: &str) -> Result<Option<LastRun>, StoreError> {
+    Ok(store
+        .state_get(key)?
+        .and_then(|v| serde_json::from_slice(&v).ok()))
+}
+
 /// One mail a contact's server accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mailed {

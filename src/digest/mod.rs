@@ -272,13 +272,62 @@ pub fn preview(
 /// Builds the digest since the last one delivered, sends it (or writes an `.eml` under
 /// `<data_dir>/digests/` when no SMTP server is configured) and, only after success, marks it
 /// delivered. Routes (`[[digest.routes]]`) get their own message and their own state; when one
-/// audience fails the others are still delivered and the error names the failed ones.
+/// audience fails the others are still delivered and the error names the failed ones. How it
+/// ended is kept ([`mail_log::DIGEST_RUN`]) for the metrics.
 pub async fn deliver(
     cfg: &Config,
     store: Arc<dyn Store>,
     data_dir: &Path,
     now: DateTime<Utc>,
 ) -> Result<DigestOutcome, DigestError> {
+    let result = deliver_all(cfg, store.clone(), data_dir, now).await;
+    let last = match &result {
+        Ok((o, failures)) => mail_log::LastRun {
+            started: now,
+            finished: now,
+            ok: failures.is_empty(),
+            sent: o.messages,
+            failed: failures.len(),
+        },
+        Err(_) => mail_log::LastRun {
+            started: now,
+            finished: now,
+            ok: false,
+            sent: 0,
+            failed: 0,
+        },
+    };
+    let kept = store::bridge::blocking(&store, move |s| {
+        mail_log::record_last_run(s, mail_log::DIGEST_RUN, &last)?;
+        s.flush()
+    })
+    .await;
+    if let Err(e) = kept {
+        tracing::warn!(error = %e, "digest: its result could not be kept for the metrics");
+    }
+    let (outcome, failures) = result?;
+    if failures.is_empty() {
+        Ok(outcome)
+    } else {
+        let mut msg = failures.join("; ");
+        if outcome.messages > 0 {
+            msg.push_str(&format!(
+                " (the other {} message(s) were delivered)",
+                outcome.messages
+            ));
+        }
+        Err(DigestError::Failed(msg))
+    }
+}
+
+/// [`deliver`] less its record: what was delivered, and the audiences that failed (`label:
+/// error`).
+async fn deliver_all(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    data_dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<(DigestOutcome, Vec<String>), DigestError> {
     let d = digest_config(cfg);
     let mailer = match &cfg.smtp {
         Some(s) => Some(send::Mailer::new(s).map_err(DigestError::Failed)?),
@@ -382,18 +431,7 @@ pub async fn deliver(
         }
     }
     store::bridge::blocking(&store, |s| s.flush()).await?;
-    if failures.is_empty() {
-        Ok(outcome)
-    } else {
-        let mut msg = failures.join("; ");
-        if outcome.messages > 0 {
-            msg.push_str(&format!(
-                " (the other {} message(s) were delivered)",
-                outcome.messages
-            ));
-        }
-        Err(DigestError::Failed(msg))
-    }
+    Ok((outcome, failures))
 }
 
 /// Moves announced findings from `new` to `open` with a `reported` history entry.

@@ -529,8 +529,20 @@ pub async fn run(
             at: now,
             findings: out.tally.no_contact,
         };
+        let last = crate::digest::mail_log::LastRun {
+            started: now,
+            finished: entry.finished,
+            ok: out.failed == 0 && out.capped.is_none(),
+            sent: out.sent,
+            failed: out.failed,
+        };
         crate::store::bridge::run(move || {
             s.record_run(&entry)?;
+            crate::digest::mail_log::record_last_run(
+                s.as_ref(),
+                crate::digest::mail_log::NOTIFY_RUN,
+                &last,
+            )?;
             // The owner's digest lists how many open findings reach no one.
             crate::digest::mail_log::record_no_contact(s.as_ref(), &no_contact)
         })

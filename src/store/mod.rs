@@ -520,6 +520,13 @@ pub trait Store: Send + Sync {
     /// Number of stored findings.
     fn count(&self) -> Result<usize>;
 
+    /// Bytes the store takes on disk, when the backend can tell (`None`: unknown, e.g. a store
+    /// read through the daemon's socket). Cheap: file sizes or the database's own figures,
+    /// never a walk over the findings.
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     // --- the run log ---------------------------------------------------------------------
 
     /// Appends a run to the log (keyed by start time and source name; the same key again

@@ -415,6 +415,11 @@ impl Store for SledStore {
         Ok(n)
     }
 
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        // sled's own figure: its data file and its blobs.
+        Ok(Some(self.db.size_on_disk().map_err(engine)?))
+    }
+
     fn flush(&self) -> Result<()> {
         self.written(flush_bounded(&self.db, &self.path))
     }

@@ -258,6 +258,10 @@ async fn smtp_end_to_end_with_route_escaping_and_no_repeats() {
     assert_eq!((out.new, out.open, out.resolved), (3, 0, 0));
     assert_eq!(out.messages, 2);
     assert_eq!(out.reported, 3);
+    let last = digest::mail_log::last_run(store.as_ref(), digest::mail_log::DIGEST_RUN)
+        .unwrap()
+        .expect("the delivery is recorded for the metrics");
+    assert_eq!((last.ok, last.sent, last.failed), (true, 2, 0));
     let mut mails = server.take();
     assert_eq!(mails.len(), 2, "main digest and the dmz route");
     mails.sort_by_key(|m| m.to.clone());
@@ -413,6 +417,12 @@ async fn failed_send_changes_nothing_and_next_digest_has_the_same_findings() {
         .to_string();
     assert!(e.contains("did not accept"), "{e}");
     assert!(state(store.as_ref()).last_sent.is_empty());
+    // The metrics learn that the latest delivery failed.
+    let last = digest::mail_log::last_run(store.as_ref(), digest::mail_log::DIGEST_RUN)
+        .unwrap()
+        .expect("the failed delivery is recorded");
+    assert_eq!((last.ok, last.sent, last.failed), (false, 0, 1));
+    assert_eq!(last.finished, t(2));
     store
         .for_each(&mut |f| {
             assert_eq!(f.status, Status::New, "nothing marked after a failed send");

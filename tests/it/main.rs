@@ -22,6 +22,7 @@ mod keyed_support;
 mod lists;
 mod lookup;
 mod lookup_limits;
+mod metrics;
 mod notify;
 mod one_writer;
 mod postgres_cli;

@@ -254,6 +254,13 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
         .unwrap();
     assert_eq!((o.sent, o.failed, o.marked), (3, 0, 3), "{o:?}");
     assert_eq!(o.tally.no_contact, 1);
+    let last = outwatch::digest::mail_log::last_run(
+        store.as_ref(),
+        outwatch::digest::mail_log::NOTIFY_RUN,
+    )
+    .unwrap()
+    .expect("the run is recorded for the metrics");
+    assert_eq!((last.ok, last.sent, last.failed), (true, 3, 0));
     // Pacing: two pauses between three mails.
     assert_eq!(clock.slept().len(), 2);
     let mails = by_recipient(server.take());

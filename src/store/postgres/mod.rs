@@ -452,6 +452,10 @@ impl Store for PgStore {
         off_runtime(|| Direct(self).count())
     }
 
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        off_runtime(|| Direct(self).size_on_disk())
+    }
+
     fn record_run(&self, run: &FetchRun) -> Result<()> {
         off_runtime(|| Direct(self).record_run(run))
     }
@@ -643,6 +647,22 @@ impl Store for Direct<'_> {
             .map_err(pg)?
             .get(0);
         Ok(n as usize)
+    }
+
+    fn size_on_disk(&self) -> Result<Option<u64>> {
+        // The tables of our schema with their indexes and TOAST data.
+        let n: Option<i64> = self
+            .pool
+            .get()?
+            .query_one(
+                "SELECT sum(pg_total_relation_size(c.oid))::bigint FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                &[],
+            )
+            .map_err(pg)?
+            .get(0);
+        Ok(n.and_then(|n| u64::try_from(n).ok()))
     }
 
     fn record_run(&self, run: &FetchRun) -> Result<()> {

@@ -988,6 +988,10 @@ pub fn count_and_get(s: Fresh) {
     assert!(s.get(&"ab".repeat(16)).unwrap().is_none());
     assert!(s.get("not a fingerprint").unwrap().is_none());
     s.flush().unwrap();
+    // The size on disk, where the backend can tell it (sled, PostgreSQL; not the socket).
+    if let Some(n) = s.size_on_disk().unwrap() {
+        assert!(n > 0);
+    }
 }
 
 /// Triage (`outwatch ack`, `resolve`, `note`) is a change of stored findings through `modify`:
