@@ -1,12 +1,14 @@
 //! Telling the owners of our addresses (issue #23): contacts ([`contacts`]), routing each
 //! finding to its contact ([`route`]), choosing what is due ([`plan`]), rendering
 //! ([`render`]) and building ([`mail`]) the notification, and remembering what was sent
-//! ([`record`]). [`run`] ties them together for `outwatch notify` and the daemon.
+//! ([`record`]); the RIPE database's abuse contact for addresses no contact owns
+//! ([`abuse_c`]). [`run`] ties them together for `outwatch notify` and the daemon.
 //!
 //! Invariant: a finding is marked sent to a contact (its `notify/sent/<fingerprint>` record)
 //! only after the SMTP server accepted that contact's mail; `--preview` and `--test-to` mark
 //! nothing. A refused mail leaves its findings due, so the next run tries again.
 
+pub mod abuse_c;
 pub mod contacts;
 pub mod mail;
 pub mod plan;
@@ -110,6 +112,9 @@ pub struct NotifyOutcome {
     pub marked: usize,
     /// Set when the cap stopped the run.
     pub capped: Option<String>,
+    /// The RIPE abuse contacts (`[notify] ripe_abuse_c`): what was looked up, what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abuse_c: Option<abuse_c::AbuseReport>,
 }
 
 /// One contact's mail, rendered, before it goes.
@@ -124,12 +129,13 @@ pub struct Prepared {
     pub more: usize,
 }
 
-/// Whether notifications are set up: a `[notify]` table and contacts (`[[contacts]]` or a
-/// contacts file). The daemon's `notify` job and `run --once` run only then.
+/// Whether notifications are set up: a `[notify]` table and contacts (`[[contacts]]`, a
+/// contacts file, or the RIPE abuse contacts). The daemon's `notify` job and `run --once` run
+/// only then.
 pub fn configured(cfg: &Config) -> bool {
     cfg.notify
         .as_ref()
-        .is_some_and(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some())
+        .is_some_and(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some() || n.ripe_abuse_c)
 }
 
 /// The `[notify]` table, or the defaults.
@@ -172,6 +178,8 @@ pub struct Preparation {
     /// Contacts whose mail could not be rendered (a missing or broken template): index, due
     /// findings, why. Their findings stay due.
     pub unrendered: Vec<(usize, usize, String)>,
+    /// The first findings without a contact, in rank order.
+    pub no_contact: Vec<crate::finding::Finding>,
     pub tally: Tally,
 }
 
@@ -201,7 +209,8 @@ pub fn prepare(
         }
     }
     let skip = why_held.keys().copied().collect();
-    let mut planner = Planner::new(&contacts.list, sent, now, keep, skip);
+    let mut planner = Planner::new(&contacts.list, sent, now, keep, skip)
+        .with_router(route::Router::for_contacts(contacts));
     // Suppressed findings are never sent (`outwatch suppress`, `[[suppress]]`).
     let supp = crate::triage::Suppressions::load(store, Some(cfg), now)?;
     store.for_each(&mut |f| {
@@ -236,6 +245,7 @@ pub fn prepare(
         held,
         beyond_cap,
         unrendered,
+        no_contact: planned.no_contact,
         tally: planned.tally,
     })
 }
@@ -333,14 +343,16 @@ fn render_one(
     })
 }
 
-/// Runs a notification round as of `now`: prepares every due mail, then per `mode` shows,
-/// test-sends or sends them, paced by `[notify] pace` (on `clock`), at most
-/// `[notify] max_mails_per_run`. With [`Mode::Send`], each accepted mail marks its findings
-/// and the run gets a run-log entry [`RUN_NAME`].
+/// Runs a notification round as of `now`: looks up the RIPE abuse contacts that are due
+/// (`[notify] ripe_abuse_c`, through `http`; cached only with [`Mode::Send`]), prepares every
+/// due mail, then per `mode` shows, test-sends or sends them, paced by `[notify] pace` (on
+/// `clock`), at most `[notify] max_mails_per_run`. With [`Mode::Send`], each accepted mail
+/// marks its findings and the run gets a run-log entry [`RUN_NAME`].
 pub async fn run(
     cfg: &Config,
     contacts: &Contacts,
     store: Arc<dyn Store>,
+    http: &crate::http::HttpClient,
     clock: &dyn Clock,
     now: DateTime<Utc>,
     mode: &Mode,
@@ -349,6 +361,14 @@ pub async fn run(
     let from = sender(cfg)?;
     let holds = !matches!(mode, Mode::TestTo(_));
     let cap = n.max_mails_per_run;
+    let (extended, abuse) = if n.ripe_abuse_c {
+        let write = *mode == Mode::Send;
+        let (c, r) = abuse_c::resolve(cfg, contacts, store.clone(), http, now, write).await?;
+        (Some(c), Some(r))
+    } else {
+        (None, None)
+    };
+    let contacts = extended.as_ref().unwrap_or(contacts);
     let prep = {
         let (c, cs, s) = (cfg.clone(), contacts.clone(), store.clone());
         crate::store::bridge::run(move || prepare(&c, &cs, s.as_ref(), now, holds, cap)).await?
@@ -362,6 +382,7 @@ pub async fn run(
         failed: 0,
         marked: 0,
         capped: None,
+        abuse_c: abuse,
     };
     let mailer = match mode {
         Mode::Preview => None,
@@ -528,6 +549,11 @@ pub async fn run(
         let no_contact = crate::digest::mail_log::NoContact {
             at: now,
             findings: out.tally.no_contact,
+            listed: prep
+                .no_contact
+                .iter()
+                .map(crate::digest::mail_log::NoContactItem::of)
+                .collect(),
         };
         crate::store::bridge::run(move || {
             s.record_run(&entry)?;
@@ -545,6 +571,15 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
     let mut problems = Vec::new();
     if let Some(c) = &o.capped {
         problems.push(c.clone());
+    }
+    if let Some(a) = &o.abuse_c {
+        problems.extend(a.failed.iter().take(10).cloned());
+        if a.failed.len() > 10 {
+            problems.push(format!(
+                "and {} more failed RIPE abuse-c lookups",
+                a.failed.len() - 10
+            ));
+        }
     }
     for m in o.mails.iter().filter(|m| m.state == MailState::Failed) {
         problems.push(format!(
@@ -566,6 +601,9 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
         .take(20)
         .map(|p| format!("contacts file {p}"))
         .collect::<Vec<_>>();
+    if let Some(w) = o.abuse_c.as_ref().and_then(|a| a.waiting()) {
+        notices.push(w);
+    }
     if o.tally.no_contact > 0 {
         notices.push(format!(
             "{} open finding(s) have no contact (they stay in the digest)",

@@ -18,6 +18,9 @@ use crate::finding::{Finding, Severity, Status};
 
 /// Most findings in one mail (table and CSV); more wait for the next mail.
 pub const MAX_ROWS_PER_MAIL: usize = 1000;
+/// Most findings without a contact kept (the first in rank order) for the owner's digest;
+/// the others are counted.
+pub const NO_CONTACT_KEPT: usize = 20;
 
 /// Why a finding is sent (again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,6 +162,8 @@ pub struct Planner<'a> {
     skip: HashSet<usize>,
     /// Findings due per contact whose rows are not kept (skipped, or beyond `keep`).
     counted: BTreeMap<usize, usize>,
+    /// The first findings without a contact, in rank order.
+    no_contact: crate::store::top::Top,
     pub tally: Tally,
 }
 
@@ -167,6 +172,9 @@ pub struct Planner<'a> {
 pub struct Planned {
     pub batches: Vec<(usize, Batch)>,
     pub counted: BTreeMap<usize, usize>,
+    /// The first [`NO_CONTACT_KEPT`] findings without a contact, in rank order
+    /// (`tally.no_contact` counts them all).
+    pub no_contact: Vec<Finding>,
     pub tally: Tally,
 }
 
@@ -189,8 +197,19 @@ impl<'a> Planner<'a> {
             keep,
             skip,
             counted: BTreeMap::new(),
+            no_contact: crate::store::top::Top::new(
+                Some(NO_CONTACT_KEPT),
+                crate::finding::rank::compare,
+            ),
             tally: Tally::default(),
         }
+    }
+
+    /// Routes with `router` instead of the contacts' own table (one with the RIPE abuse
+    /// contacts' addresses: [`Router::for_contacts`]).
+    pub fn with_router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
     }
 
     /// The routing table (for `lookup`-like questions and tests).
@@ -208,6 +227,7 @@ impl<'a> Planner<'a> {
         // `tally.suppressed`) before it offers the rest.
         let Some((i, matched)) = self.router.route(f) else {
             self.tally.no_contact += 1;
+            self.no_contact.push(f.clone());
             return;
         };
         let c = &self.contacts[i];
@@ -279,6 +299,7 @@ impl<'a> Planner<'a> {
         Planned {
             batches: out,
             counted: self.counted,
+            no_contact: self.no_contact.into_sorted_vec(),
             tally: self.tally,
         }
     }

@@ -95,6 +95,11 @@ impl Smtp {
 
 // ---------- findings, config ----------
 
+/// An HTTP client (the RIPE abuse-c lookups go through it).
+fn http() -> outwatch::http::HttpClient {
+    outwatch::http::HttpClient::new(&Default::default(), Arc::new(ManualClock::new(t(0)))).unwrap()
+}
+
 fn t(h: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(h)
 }
@@ -249,9 +254,17 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
     assert_eq!(contacts.problems[0].line, 4);
     let clock = ManualClock::new(t(1));
 
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.failed, o.marked), (3, 0, 3), "{o:?}");
     assert_eq!(o.tally.no_contact, 1);
     // Pacing: two pauses between three mails.
@@ -301,9 +314,17 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
 
     // The second run sends nothing.
     clock.set(t(3));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 0, "{o:?}");
     assert_eq!(o.tally.already_sent, 3);
     assert!(server.take().is_empty());
@@ -324,9 +345,17 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
         Status::Open
     );
     clock.set(t(6));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(6), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(6),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1, "{o:?}");
     let m = by_recipient(server.take());
     assert_eq!(m[0].to, ["a@hosting.example"]);
@@ -343,16 +372,24 @@ async fn preview_and_test_to_send_nothing_to_contacts_and_mark_nothing() {
     let server = Smtp::start(None);
     let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Preview)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Preview,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.mails.len(), 3);
     assert!(o.mails.iter().all(|m| m.state == MailState::WouldSend));
     assert!(o.mails[0].body.contains("203.0.113.5"));
     assert!(server.take().is_empty());
 
     let me = Mode::TestTo("me@isp.example".into());
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &me)
+    let o = notify::run(&cfg, &contacts, store.clone(), &http(), &clock, t(1), &me)
         .await
         .unwrap();
     assert_eq!(o.sent, 3);
@@ -368,9 +405,17 @@ async fn preview_and_test_to_send_nothing_to_contacts_and_mark_nothing() {
     }
     assert!(store.runs(Some(notify::RUN_NAME), 1).unwrap().is_empty());
     // So --send still sends everything.
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3);
 }
 
@@ -380,9 +425,17 @@ async fn a_refused_recipient_leaves_its_findings_unsent_and_the_others_sent() {
     let server = Smtp::start(Some("b@shop.example.org"));
     let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.failed), (2, 1), "{o:?}");
     let failed = o
         .mails
@@ -412,9 +465,17 @@ async fn a_refused_recipient_leaves_its_findings_unsent_and_the_others_sent() {
     assert!(run.error.as_deref().unwrap().contains("Shop"), "{run:?}");
     // The next run tries that contact again, and only it.
     clock.set(t(3));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Preview)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Preview,
+    )
+    .await
+    .unwrap();
     let names: Vec<&str> = o.mails.iter().map(|m| m.contact.as_str()).collect();
     assert_eq!(names, ["Shop"]);
 }
@@ -425,9 +486,17 @@ async fn the_cap_stops_the_run_and_says_so() {
     let server = Smtp::start(None);
     let (cfg, contacts, store, _) = setup(dir.path(), server.port, "max_mails_per_run = 2");
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 2);
     assert_eq!(server.take().len(), 2);
     assert!(o.capped.as_deref().unwrap().contains("cap of 2"), "{o:?}");
@@ -455,9 +524,17 @@ async fn the_cap_stops_the_run_and_says_so() {
     );
     // The one left goes next run.
     clock.set(t(3));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.capped.is_none()), (1, true));
 }
 
@@ -471,9 +548,17 @@ async fn a_daily_contact_and_the_recipient_interval_hold_mails() {
         "[notify.defaults]\ninterval = \"daily\"\nreminder = \"2d\"",
     );
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3);
     server.take();
     // A new finding for the daily file contact "Transit" an hour later waits for the day.
@@ -482,20 +567,44 @@ async fn a_daily_contact_and_the_recipient_interval_hold_mails() {
     store
         .ingest(vec![n], vec![], &IngestOptions { now: t(2) })
         .unwrap();
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 0);
     assert_eq!(o.mails[0].state, MailState::Held, "{o:?}");
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(26), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(26),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1);
     assert_eq!(server.take()[0].to, ["c@transit.example.net"]);
     // After the reminder interval, open findings go again.
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(50), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(50),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3, "{o:?}");
     assert!(parse(&server.take()[0]).csv.contains("reminder"));
 }
@@ -634,17 +743,33 @@ async fn a_shared_address_gets_one_mail_per_minimum_interval() {
     .unwrap();
     let contacts = Contacts::load(&cfg).unwrap();
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1, "{o:?}");
     let held = o.mails.iter().find(|m| m.contact == "Shop").unwrap();
     assert_eq!(held.state, MailState::Held, "{held:?}");
     assert_eq!(server.take().len(), 1);
     // An hour later (the default minimum interval) it goes.
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(2), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(2),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1, "{o:?}");
     assert_eq!(
         o.mails
@@ -668,13 +793,29 @@ async fn the_records_work_on_every_store_backend() {
         .ingest(findings(), vec![], &IngestOptions { now: t(0) })
         .unwrap();
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.marked), (3, 3), "{o:?}");
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.tally.already_sent), (0, 3), "{o:?}");
     let r = record::sent_of(store.as_ref(), &fs[2].fingerprint)
         .unwrap()
@@ -727,9 +868,17 @@ async fn a_missing_template_fails_its_contacts_and_marks_nothing() {
         "[notify.defaults]\ntemplate = \"hosting\"",
     );
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.failed), (0, 3), "{o:?}");
     assert!(
         o.mails[0].detail.as_deref().unwrap().contains("hosting"),
@@ -780,9 +929,17 @@ async fn a_suppressed_finding_is_never_sent() {
     let rule = "\n[[suppress]]\ncidr = \"203.0.113.0/24\"\nuntil = 2026-03-10\nreason = \"lab\"\n";
     let (cfg, contacts, store, _) = setup(dir.path(), server.port, rule);
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 2);
     let inbox = server.take();
     assert!(
@@ -791,9 +948,17 @@ async fn a_suppressed_finding_is_never_sent() {
     );
     // The rule ends with 2026-03-10 (UTC): then it is sent.
     let later = Utc.with_ymd_and_hms(2026, 3, 11, 0, 0, 1).unwrap();
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, later, &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        later,
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1);
     let inbox = server.take();
     assert_eq!(inbox.len(), 1);
@@ -813,9 +978,17 @@ async fn the_owners_digest_names_what_was_sent_to_whom() {
         .rendered
         .text;
     assert!(!before.contains("Sent to the owners"), "{before}");
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3);
     let d = outwatch::digest::preview(&cfg, store.as_ref(), t(2)).unwrap();
     let text = d.rendered.text;
