@@ -23,6 +23,7 @@ mod lists;
 mod lookup;
 mod lookup_limits;
 mod notify;
+mod notify_ripe;
 mod one_writer;
 mod postgres_cli;
 mod properties;

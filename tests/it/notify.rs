@@ -21,8 +21,8 @@ use outwatch::store::{IngestOptions, RunOutcome, SledStore, Store};
 // ---------- a real SMTP server on loopback that may refuse one recipient ----------
 
 #[derive(Debug, Clone, Default)]
-struct Received {
-    to: Vec<String>,
+pub(crate) struct Received {
+    pub(crate) to: Vec<String>,
     data: Vec<u8>,
 }
 
@@ -61,13 +61,13 @@ impl Handler for Capture {
     }
 }
 
-struct Smtp {
-    port: u16,
+pub(crate) struct Smtp {
+    pub(crate) port: u16,
     inbox: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Smtp {
-    fn start(refuse: Option<&str>) -> Smtp {
+    pub(crate) fn start(refuse: Option<&str>) -> Smtp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
@@ -88,7 +88,7 @@ impl Smtp {
         Smtp { port, inbox }
     }
 
-    fn take(&self) -> Vec<Received> {
+    pub(crate) fn take(&self) -> Vec<Received> {
         std::mem::take(&mut *self.inbox.lock().unwrap())
     }
 }
@@ -96,11 +96,11 @@ impl Smtp {
 // ---------- findings, config ----------
 
 /// An HTTP client (the RIPE abuse-c lookups go through it).
-fn http() -> outwatch::http::HttpClient {
+pub(crate) fn http() -> outwatch::http::HttpClient {
     outwatch::http::HttpClient::new(&Default::default(), Arc::new(ManualClock::new(t(0)))).unwrap()
 }
 
-fn t(h: i64) -> DateTime<Utc> {
+pub(crate) fn t(h: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(h)
 }
 
@@ -142,7 +142,11 @@ fn findings() -> Vec<Finding> {
     vec![a, b, c, none]
 }
 
-fn setup(dir: &Path, port: u16, extra: &str) -> (Config, Contacts, Arc<dyn Store>, Vec<Finding>) {
+pub(crate) fn setup(
+    dir: &Path,
+    port: u16,
+    extra: &str,
+) -> (Config, Contacts, Arc<dyn Store>, Vec<Finding>) {
     std::fs::write(
         dir.join("contacts.csv"),
         "name,emails,prefixes,asns,domains\n\
@@ -201,18 +205,18 @@ prefixes = ["203.0.113.0/25"]
     (cfg, contacts, store, fs)
 }
 
-struct Mail {
-    to: Vec<String>,
-    subject: String,
-    text: String,
-    html: String,
-    csv: String,
-    ticket: String,
-    auto: String,
-    list_id: String,
+pub(crate) struct Mail {
+    pub(crate) to: Vec<String>,
+    pub(crate) subject: String,
+    pub(crate) text: String,
+    pub(crate) html: String,
+    pub(crate) csv: String,
+    pub(crate) ticket: String,
+    pub(crate) auto: String,
+    pub(crate) list_id: String,
 }
 
-fn parse(r: &Received) -> Mail {
+pub(crate) fn parse(r: &Received) -> Mail {
     let m = MessageParser::default().parse(&r.data).expect("a message");
     let csv = m
         .attachments()
@@ -236,7 +240,7 @@ fn parse(r: &Received) -> Mail {
     }
 }
 
-fn by_recipient(inbox: Vec<Received>) -> Vec<Mail> {
+pub(crate) fn by_recipient(inbox: Vec<Received>) -> Vec<Mail> {
     let mut m: Vec<Mail> = inbox.iter().map(parse).collect();
     m.sort_by(|a, b| a.to.cmp(&b.to));
     m
