@@ -673,6 +673,45 @@ fn cli_preview_send_and_lookup_show_the_notification() {
     assert_eq!(n["contact"], "Hosting A");
     assert_eq!(n["ticket"], ticket.as_str());
 
+    // `list` shows it: a line under the finding in the table, the last sending in CSV, every
+    // sending in JSON; `--notified` / `--not-notified` / `--no-contact` select by it.
+    let (code, out, err) = run(&["list", "--prefix", "203.0.113.0/24"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("notified Hosting A 2026-"), "{out}");
+    assert!(out.contains(&ticket), "{out}");
+    let (code, out, err) = run(&["list", "--notified", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut rows = csv::Reader::from_reader(out.as_bytes());
+    let head = rows.headers().unwrap().clone();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let a = rows
+        .iter()
+        .find(|r| &r[col("ip")] == "203.0.113.5")
+        .expect("the finding of Hosting A");
+    assert_eq!(&a[col("notified_contact")], "Hosting A");
+    assert_eq!(&a[col("notified_ticket")], ticket.as_str());
+    assert!(a[col("notified_at")].starts_with("2026-"), "{out}");
+    let (code, out, err) = run(&["list", "--not-notified", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found = v["findings"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{out}");
+    assert_eq!(found[0]["ip"], "192.0.2.9");
+    assert!(found[0].get("notified").is_none(), "{out}");
+    assert_eq!(v["command"], "outwatch list --not-notified");
+    let (code, out, err) = run(&["list", "--notified", "--format", "jsonl"]);
+    assert_eq!(code, Some(0), "{err}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(first["notified"][0]["ticket"].is_string(), "{out}");
+    let (code, out, err) = run(&["list", "--no-contact", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("192.0.2.9"), "{out}");
+    let (code, _, _) = run(&["list", "--notified", "--not-notified"]);
+    assert_eq!(code, Some(2));
+
     // Nothing is due any more; --test-to needs a real address.
     let (_, out, _) = run(&["notify", "--send"]);
     assert!(out.contains("0 mail(s) sent"), "{out}");
