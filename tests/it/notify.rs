@@ -526,6 +526,14 @@ async fn the_cap_stops_the_run_and_says_so() {
             || h.warnings.iter().any(|w| w.contains("cap of 2")),
         "{h:?}"
     );
+    // So does the owner's digest (its feed health names the `notify` run).
+    let digest = outwatch::digest::preview(&cfg, store.as_ref(), t(1)).unwrap();
+    assert!(
+        digest.rendered.text.contains("cap of 2"),
+        "{}",
+        digest.rendered.text
+    );
+    assert!(digest.rendered.html.contains("cap of 2"));
     // The one left goes next run.
     clock.set(t(3));
     let o = notify::run(
@@ -1064,4 +1072,91 @@ async fn the_owners_digest_names_what_was_sent_to_whom() {
             .html
             .contains("Sent to the owners of the addresses (3)")
     );
+}
+
+/// The findings no contact owns are listed in the owner's digest (the first in rank order),
+/// the rest counted with the `outwatch list` command that shows them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_digest_lists_the_findings_without_a_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, _) = setup(dir.path(), server.port, "");
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.tally.no_contact, 1);
+    let text = outwatch::digest::preview(&cfg, store.as_ref(), t(2))
+        .unwrap()
+        .rendered
+        .text;
+    assert!(
+        text.contains("No contact: 1 open finding reaches no owner but you"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  medium: 192.0.2.9 vulnerable-system (shadowserver)\n    observed 2026-03-01"),
+        "{text}"
+    );
+    assert!(!text.contains("--no-contact"), "{text}");
+
+    // More than the digest lists: the first 20 by rank (the critical one first), the rest a
+    // count and the command.
+    let more: Vec<Finding> = (0..25)
+        .map(|i| {
+            let mut f = Finding::new(
+                "shadowserver",
+                "scan_rdp",
+                Classification::new("", "vulnerable-system", "rdp"),
+                if i == 24 {
+                    Severity::Critical
+                } else {
+                    Severity::Low
+                },
+            );
+            f.ip = Some(format!("192.0.2.{}", 100 + i).parse().unwrap());
+            f.port = Some(3389);
+            f
+        })
+        .collect();
+    store
+        .ingest(more, vec![], &IngestOptions { now: t(2) })
+        .unwrap();
+    clock.set(t(3));
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.tally.no_contact, 26);
+    let d = outwatch::digest::preview(&cfg, store.as_ref(), t(4)).unwrap();
+    let text = d.rendered.text;
+    assert!(text.contains("No contact: 26 open findings reach no owner"), "{text}");
+    let listed = text
+        .lines()
+        .filter(|l| l.ends_with(" vulnerable-system (shadowserver)"))
+        .collect::<Vec<_>>();
+    assert_eq!(listed.len(), 20, "{text}");
+    assert!(listed[0].contains("critical: 192.0.2.124:3389"), "{text}");
+    assert!(text.contains("… and 6 more:"), "{text}");
+    assert!(
+        text.contains("outwatch list --no-contact --sort rank"),
+        "{text}"
+    );
+    assert!(d.rendered.html.contains("outwatch list --no-contact --sort rank"));
+    assert!(d.rendered.html.contains("192.0.2.124:3389"));
 }
