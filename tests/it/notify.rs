@@ -534,6 +534,20 @@ async fn the_cap_stops_the_run_and_says_so() {
         digest.rendered.text
     );
     assert!(digest.rendered.html.contains("cap of 2"));
+    // And `outwatch status`, which exits 1 for it.
+    store.flush().unwrap();
+    drop(store);
+    let out = crate::support::cli(dir.path())
+        .args(["--data-dir", "store", "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("notify (partial):") && text.contains("stopped at the cap of 2 mail(s)"),
+        "{text}"
+    );
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
     // The one left goes next run.
     clock.set(t(3));
     let o = notify::run(
@@ -1103,7 +1117,9 @@ async fn the_owners_digest_lists_the_findings_without_a_contact() {
         "{text}"
     );
     assert!(
-        text.contains("  medium: 192.0.2.9 vulnerable-system (shadowserver)\n    observed 2026-03-01"),
+        text.contains(
+            "  medium: 192.0.2.9 vulnerable-system (shadowserver)\n    observed 2026-03-01"
+        ),
         "{text}"
     );
     assert!(!text.contains("--no-contact"), "{text}");
@@ -1145,7 +1161,10 @@ async fn the_owners_digest_lists_the_findings_without_a_contact() {
     assert_eq!(o.tally.no_contact, 26);
     let d = outwatch::digest::preview(&cfg, store.as_ref(), t(4)).unwrap();
     let text = d.rendered.text;
-    assert!(text.contains("No contact: 26 open findings reach no owner"), "{text}");
+    assert!(
+        text.contains("No contact: 26 open findings reach no owner"),
+        "{text}"
+    );
     let listed = text
         .lines()
         .filter(|l| l.ends_with(" vulnerable-system (shadowserver)"))
@@ -1157,6 +1176,10 @@ async fn the_owners_digest_lists_the_findings_without_a_contact() {
         text.contains("outwatch list --no-contact --sort rank"),
         "{text}"
     );
-    assert!(d.rendered.html.contains("outwatch list --no-contact --sort rank"));
+    assert!(
+        d.rendered
+            .html
+            .contains("outwatch list --no-contact --sort rank")
+    );
     assert!(d.rendered.html.contains("192.0.2.124:3389"));
 }
