@@ -328,6 +328,17 @@ mod tests {
     }
 
     #[test]
+    fn ripe_abuse_c_keys_parse_and_are_checked() {
+        let c = parse("[notify]\nripe_abuse_c = true\nripe_cache = \"2d\"\n").unwrap();
+        let n = c.notify.unwrap();
+        assert!(n.ripe_abuse_c);
+        assert_eq!(n.ripe_cache.0, Duration::from_secs(2 * 86400));
+        assert_eq!(n.ripe_max_lookups, 50);
+        let e = parse("[notify]\nripe_abuse_c = true\nripe_max_lookups = 0\n").unwrap_err();
+        assert!(e.contains("ripe_max_lookups") && e.contains("line 5"), "{e}");
+    }
+
+    #[test]
     fn bad_contacts_name_their_line() {
         let e = parse(
             "[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\nasns = [1]\n\
