@@ -149,7 +149,7 @@ fn print_text(o: &notify::NotifyOutcome, mode: &Mode) -> Result<(), CliError> {
     );
     if let Some(a) = &o.abuse_c {
         outln!(
-            "RIPE abuse-c: {} address(es) looked up ({} with a contact, {} failed), {} answered \
+            "RIPE abuse-c: {} address(es) looked up ({} with a contact, {} failed), {} known \
              from the cache",
             a.looked_up,
             a.found,

@@ -335,7 +335,10 @@ mod tests {
         assert_eq!(n.ripe_cache.0, Duration::from_secs(2 * 86400));
         assert_eq!(n.ripe_max_lookups, 50);
         let e = parse("[notify]\nripe_abuse_c = true\nripe_max_lookups = 0\n").unwrap_err();
-        assert!(e.contains("ripe_max_lookups") && e.contains("line 5"), "{e}");
+        assert!(
+            e.contains("ripe_max_lookups") && e.contains("line 5"),
+            "{e}"
+        );
     }
 
     #[test]

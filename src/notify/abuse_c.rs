@@ -12,7 +12,8 @@
 //! findings without a contact this run; it is not cached, so the next run asks again. When
 //! RIPEstat cannot be reached the run stops asking (the rest wait). Each distinct set of abuse
 //! addresses becomes one contact (`RIPE abuse-c abuse@example.net`) with the policy of
-//! `[notify.defaults]`, listed after the config's and the file's contacts.
+//! `[notify.defaults]`, listed after the config's and the file's contacts; our own addresses
+//! (`[notify] from` and `reply_to`, `[digest] from` and recipients) are never such a contact.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -233,15 +234,42 @@ pub async fn resolve(
     Ok((extend(cfg, contacts, &cache), report))
 }
 
-/// `contacts` followed by one contact per distinct set of abuse addresses in `cache` (in the
-/// order of their first address), with the addresses routed to each.
+/// Our own mail addresses (`[notify] from`, `reply_to`, `[digest] from`, its recipients),
+/// lower-case: the RIPE abuse contact of our own space is often our own abuse desk, which the
+/// digest already tells.
+fn own_addresses(cfg: &Config) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    let mut add = |a: &str| {
+        if let Ok(bare) = crate::config::mail_address(a) {
+            out.insert(bare.to_ascii_lowercase());
+        }
+    };
+    if let Some(n) = &cfg.notify {
+        n.from.iter().chain(&n.reply_to).for_each(|a| add(a));
+    }
+    if let Some(d) = &cfg.digest {
+        add(&d.from);
+        d.recipients.iter().for_each(|a| add(a));
+    }
+    out
+}
+
+/// `contacts` followed by one contact per distinct set of abuse addresses in `cache` (sorted
+/// by the set), with the addresses routed to each. Our own addresses are left out of a set
+/// (an address whose abuse contact is only us has no contact: the owner's digest lists it).
 pub fn extend(cfg: &Config, contacts: &Contacts, cache: &HashMap<IpAddr, Cached>) -> Contacts {
     let mut out = contacts.clone();
     let policy = default_policy(cfg);
+    let own = own_addresses(cfg);
     let mut by_set: BTreeMap<Vec<String>, Vec<IpAddr>> = BTreeMap::new();
     for (ip, c) in cache {
-        if !c.contacts.is_empty() {
-            let mut set = c.contacts.clone();
+        let mut set: Vec<String> = c
+            .contacts
+            .iter()
+            .filter(|a| !own.contains(a.as_str()))
+            .cloned()
+            .collect();
+        if !set.is_empty() {
             set.sort();
             by_set.entry(set).or_default().push(*ip);
         }
@@ -282,4 +310,66 @@ pub fn cached_router(
         HashMap::new()
     };
     Ok(Router::for_contacts(&extend(cfg, contacts, &cache)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        let text = "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n\
+                    [digest]\nfrom = \"outwatch@isp.example\"\nrecipients = [\"noc@isp.example\"]\n\
+                    [notify]\nfrom = \"Abuse <abuse@isp.example>\"\nripe_abuse_c = true\n";
+        Config::parse_own_tables(text, std::path::Path::new("x.toml")).unwrap()
+    }
+
+    /// One contact per set of abuse addresses, routed by address; our own addresses are never
+    /// a RIPE contact (an address whose abuse-c is only us stays without a contact).
+    #[test]
+    fn each_set_of_abuse_addresses_is_one_contact_and_ours_are_left_out() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let entry = |c: &[&str]| Cached {
+            contacts: c.iter().map(|s| s.to_string()).collect(),
+            rir: Some("ripe".into()),
+            at,
+        };
+        let cache = HashMap::from([
+            ("192.0.2.1".parse().unwrap(), entry(&["abuse@cust.example"])),
+            ("192.0.2.2".parse().unwrap(), entry(&["abuse@cust.example"])),
+            (
+                "192.0.2.3".parse().unwrap(),
+                entry(&["abuse@isp.example", "noc@cust2.example"]),
+            ),
+            ("192.0.2.4".parse().unwrap(), entry(&["abuse@isp.example"])),
+            ("192.0.2.5".parse().unwrap(), entry(&[])),
+        ]);
+        let c = extend(&cfg(), &Contacts::default(), &cache);
+        let names: Vec<&str> = c.list.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "RIPE abuse-c abuse@cust.example",
+                "RIPE abuse-c noc@cust2.example"
+            ]
+        );
+        assert!(c.list.iter().all(|c| c.defined == Defined::Ripe));
+        let r = Router::for_contacts(&c);
+        let route = |ip: &str| {
+            let mut f = crate::finding::Finding::new(
+                "s",
+                "f",
+                crate::finding::Classification::new("", "c2-server", ""),
+                crate::finding::Severity::High,
+            );
+            f.ip = Some(ip.parse().unwrap());
+            r.route(&f).map(|(i, m)| (i, m.to_string()))
+        };
+        assert_eq!(
+            route("192.0.2.2"),
+            Some((0, "RIPE abuse-c of 192.0.2.2".into()))
+        );
+        assert_eq!(route("192.0.2.3").unwrap().0, 1);
+        assert_eq!(route("192.0.2.4"), None);
+        assert_eq!(route("192.0.2.5"), None);
+    }
 }
