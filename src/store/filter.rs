@@ -766,6 +766,22 @@ mod tests {
         assert!(by_prefix.matches(&f));
     }
 
+    /// The switches the command applies (suppression, notifications, contacts) are written
+    /// back and read back, and exclude what they contradict.
+    #[test]
+    fn command_switches_read_back() {
+        let f = parse(&[("not-notified", ""), ("no-contact", ""), ("all", "")]);
+        assert_eq!(f.notified, Some(false));
+        assert!(f.no_contact);
+        assert_eq!(
+            f.to_command(),
+            "outwatch list --all --not-notified --no-contact"
+        );
+        assert_eq!(Filter::from_query_string(&f.to_query_string()), Ok(f));
+        assert_eq!(parse(&[("notified", "")]).notified, Some(true));
+        assert!(Filter::parse([("notified", ""), ("not-notified", "")]).is_err());
+    }
+
     #[test]
     fn bad_values_name_their_flag() {
         for (flag, value, says) in [
