@@ -227,7 +227,9 @@ impl<'a> Planner<'a> {
         // `tally.suppressed`) before it offers the rest.
         let Some((i, matched)) = self.router.route(f) else {
             self.tally.no_contact += 1;
-            self.no_contact.push(f.clone());
+            if self.no_contact.admits(f) {
+                self.no_contact.push(f.clone());
+            }
             return;
         };
         let c = &self.contacts[i];
@@ -333,6 +335,26 @@ mod tests {
         f.ip = Some(ip.parse().unwrap());
         f.seal();
         f
+    }
+
+    /// The findings no contact owns: the first [`NO_CONTACT_KEPT`] by rank kept, all counted.
+    #[test]
+    fn the_first_findings_without_a_contact_are_kept_by_rank() {
+        let cs: Vec<Contact> = (0..1).map(contact).collect();
+        let mut p = Planner::new(&cs, SentIndex::default(), Utc::now(), 1, HashSet::new());
+        for i in 0..30 {
+            let mut f = finding(&format!("192.0.2.{i}"));
+            f.severity = if i == 17 {
+                Severity::Critical
+            } else {
+                Severity::Low
+            };
+            p.offer(&f);
+        }
+        let out = p.finish();
+        assert_eq!(out.tally.no_contact, 30);
+        assert_eq!(out.no_contact.len(), NO_CONTACT_KEPT);
+        assert_eq!(out.no_contact[0].ip, Some("192.0.2.17".parse().unwrap()));
     }
 
     /// Rows are kept for the first `keep` contacts in contact order, whatever order the store
