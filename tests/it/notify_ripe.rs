@@ -117,7 +117,8 @@ async fn a_ripe_abuse_contact_gets_the_findings_no_contact_owns() {
         .filter(|m| m.to == ["abuse@example.net"])
         .collect();
     assert_eq!(to_ripe.len(), 1);
-    assert!(to_ripe[0].csv.contains("192.0.2."), "{}", to_ripe[0].csv);
+    let first_csv = to_ripe[0].csv.clone();
+    assert_eq!(first_csv.lines().count(), 2, "{first_csv}");
     let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
     assert!(
         run.notices
@@ -145,7 +146,11 @@ async fn a_ripe_abuse_contact_gets_the_findings_no_contact_owns() {
     assert_eq!((o.sent, o.tally.no_contact), (1, 0), "{o:?}");
     let mails = by_recipient(server.take());
     assert_eq!(mails[0].to, ["abuse@example.net"]);
-    assert!(mails[0].text.contains("RIPE abuse-c") || mails[0].csv.contains("192.0.2."));
+    // Between them, the two mails carried both addresses' findings, each once.
+    let both = format!("{first_csv}{}", mails[0].csv);
+    for ip in ["192.0.2.9,", "192.0.2.10,"] {
+        assert_eq!(both.matches(ip).count(), 1, "{both}");
+    }
     for f in [&fs[3], &other] {
         let r = record::sent_of(store.as_ref(), &f.fingerprint)
             .unwrap()
@@ -287,4 +292,56 @@ async fn ripestat_down_leaves_the_findings_unsent_and_named_and_the_next_run_ret
     let run = &store.runs(Some(notify::RUN_NAME), 1).unwrap()[0];
     assert_eq!(run.outcome, RunOutcome::Ok, "{run:?}");
     ripe.verify().await;
+}
+
+/// The command names a failed lookup and exits 1; `status` shows the `notify` run as partial
+/// with the failure; `list --no-contact` shows the finding that waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_and_status_name_a_failed_lookup() {
+    let ripe = MockServer::start().await;
+    lookup("192.0.2.9")
+        .respond_with(ResponseTemplate::new(500).set_body_string("internal error"))
+        .mount(&ripe)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    {
+        let (_, _, store, _) = setup(
+            dir.path(),
+            server.port,
+            &ripe_extra(&ripe.uri(), "pace = \"0s\""),
+        );
+        store.flush().unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = crate::support::cli(dir.path())
+            .args(["--data-dir", "store"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["notify", "--send"]);
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(
+        out.contains("RIPE abuse-c: 1 address(es) looked up (0 with a contact, 1 failed)"),
+        "{out}"
+    );
+    assert!(out.contains("RIPE abuse-c of 192.0.2.9: "), "{out}");
+    assert!(err.contains("RIPE abuse-c lookup(s) failed"), "{err}");
+    assert_eq!(server.take().len(), 3);
+    let (code, out, _) = run(&["status"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("notify (partial):") && out.contains("RIPE abuse-c of 192.0.2.9"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["list", "--no-contact", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("192.0.2.9"), "{out}");
 }
