@@ -274,10 +274,13 @@ pub fn extend(cfg: &Config, contacts: &Contacts, cache: &HashMap<IpAddr, Cached>
             by_set.entry(set).or_default().push(*ip);
         }
     }
+    let mut names: std::collections::HashSet<String> =
+        out.list.iter().map(|c| c.name.clone()).collect();
     for (emails, mut ips) in by_set {
         let i = out.list.len();
         let name = format!("{NAME_PREFIX}{}", emails.join(", "));
-        if out.list.iter().any(|c| c.name == name) {
+        // A contact of the config or the file by that name keeps it.
+        if !names.insert(name.clone()) {
             continue;
         }
         ips.sort();
