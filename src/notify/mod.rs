@@ -98,6 +98,29 @@ pub struct MailReport {
     pub html: String,
 }
 
+impl MailReport {
+    /// A contact's mail that does not go now (held, capped, not rendered): no ticket, no body.
+    fn not_now(
+        c: &contacts::Contact,
+        findings: usize,
+        state: MailState,
+        detail: Option<String>,
+    ) -> MailReport {
+        MailReport {
+            contact: c.name.clone(),
+            to: c.emails.clone(),
+            ticket: String::new(),
+            subject: String::new(),
+            findings,
+            more: 0,
+            state,
+            detail,
+            body: String::new(),
+            html: String::new(),
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Serialize)]
 pub struct NotifyOutcome {
@@ -384,38 +407,14 @@ pub async fn run(
         capped: None,
         abuse_c: abuse,
     };
-    let mailer = match mode {
-        Mode::Preview => None,
-        _ => {
-            let smtp = cfg.smtp.as_ref().ok_or_else(|| {
-                NotifyError::Failed(
-                    "no `[smtp]` server is configured: notifications are only sent over SMTP \
-                     (try `outwatch notify --preview`)"
-                        .into(),
-                )
-            })?;
-            Some(crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?)
-        }
-    };
+    let mailer = mailer(cfg, mode)?;
     let mut attempted = 0usize;
     // Addresses mailed in this run: the minimum interval holds within a run too (two contacts
     // sharing an address).
     let mut mailed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut left = prep.beyond_cap.len();
     let not_now = |i: usize, count: usize, state: MailState, detail: Option<String>| {
-        let c = &contacts.list[i];
-        MailReport {
-            contact: c.name.clone(),
-            to: c.emails.clone(),
-            ticket: String::new(),
-            subject: String::new(),
-            findings: count,
-            more: 0,
-            state,
-            detail,
-            body: String::new(),
-            html: String::new(),
-        }
+        MailReport::not_now(&contacts.list[i], count, state, detail)
     };
     for (i, count, why) in prep.held {
         out.mails
@@ -491,30 +490,8 @@ pub async fn run(
                 out.sent += 1;
                 mailed.extend(p.to.iter().map(|a| a.to_ascii_lowercase()));
                 if *mode == Mode::Send {
-                    let sent = record::Sent {
-                        contact: p.contact.clone(),
-                        at: sent_at,
-                        ticket: p.ticket.clone(),
-                        to: p.to.clone(),
-                    };
-                    let (s, fps, c, t) = (store.clone(), p.fingerprints.clone(), p.contact, p.to);
-                    out.marked += fps.len();
-                    crate::store::bridge::run(move || -> Result<(), StoreError> {
-                        record::mark_sent(s.as_ref(), &fps, &sent)?;
-                        record::mark_mailed(s.as_ref(), &c, &t, sent_at)?;
-                        // The owner's digest names what went to whom.
-                        crate::digest::mail_log::record(
-                            s.as_ref(),
-                            &crate::digest::mail_log::Mailed {
-                                contact: c,
-                                to: t,
-                                at: sent_at,
-                                ticket: sent.ticket,
-                                findings: fps.len(),
-                            },
-                        )
-                    })
-                    .await?;
+                    out.marked += p.fingerprints.len();
+                    mark_accepted(store.clone(), p, sent_at).await?;
                 }
             }
             Err(e) => {
@@ -532,20 +509,10 @@ pub async fn run(
         m.close().await;
     }
     if left > 0 {
-        out.capped = Some(format!(
-            "{} at the cap of {} mail(s) per run (`[notify] max_mails_per_run`): {left} \
-             contact(s) left for the next run",
-            if *mode == Mode::Preview {
-                "would stop"
-            } else {
-                "stopped"
-            },
-            n.max_mails_per_run
-        ));
+        out.capped = Some(capped(mode, n.max_mails_per_run, left));
     }
     if *mode == Mode::Send {
         let entry = run_entry(&out, now, clock.now().max(now));
-        let s = store.clone();
         let no_contact = crate::digest::mail_log::NoContact {
             at: now,
             findings: out.tally.no_contact,
@@ -556,13 +523,74 @@ pub async fn run(
                 .collect(),
         };
         crate::store::bridge::run(move || {
-            s.record_run(&entry)?;
-            // The owner's digest lists how many open findings reach no one.
-            crate::digest::mail_log::record_no_contact(s.as_ref(), &no_contact)
+            store.record_run(&entry)?;
+            // The owner's digest lists the open findings that reach no one.
+            crate::digest::mail_log::record_no_contact(store.as_ref(), &no_contact)
         })
         .await?;
     }
     Ok(out)
+}
+
+/// What a run says when the cap stopped it with `left` contacts' mails not sent.
+fn capped(mode: &Mode, cap: usize, left: usize) -> String {
+    format!(
+        "{} at the cap of {cap} mail(s) per run (`[notify] max_mails_per_run`): {left} \
+         contact(s) left for the next run",
+        if *mode == Mode::Preview {
+            "would stop"
+        } else {
+            "stopped"
+        },
+    )
+}
+
+/// The SMTP client of a run that sends (`None` for a preview).
+fn mailer(cfg: &Config, mode: &Mode) -> Result<Option<crate::digest::send::Mailer>, NotifyError> {
+    if *mode == Mode::Preview {
+        return Ok(None);
+    }
+    let smtp = cfg.smtp.as_ref().ok_or_else(|| {
+        NotifyError::Failed(
+            "no `[smtp]` server is configured: notifications are only sent over SMTP \
+             (try `outwatch notify --preview`)"
+                .into(),
+        )
+    })?;
+    Ok(Some(
+        crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?,
+    ))
+}
+
+/// After the server accepted `p`'s mail: its findings marked sent to the contact, the
+/// contact's and its addresses' last mail times, and the mail in the owner's digest's log.
+async fn mark_accepted(
+    store: Arc<dyn Store>,
+    p: Prepared,
+    sent_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sent = record::Sent {
+        contact: p.contact.clone(),
+        at: sent_at,
+        ticket: p.ticket.clone(),
+        to: p.to.clone(),
+    };
+    crate::store::bridge::run(move || -> Result<(), StoreError> {
+        record::mark_sent(store.as_ref(), &p.fingerprints, &sent)?;
+        record::mark_mailed(store.as_ref(), &p.contact, &p.to, sent_at)?;
+        // The owner's digest names what went to whom.
+        crate::digest::mail_log::record(
+            store.as_ref(),
+            &crate::digest::mail_log::Mailed {
+                contact: p.contact,
+                to: p.to,
+                at: sent_at,
+                ticket: p.ticket,
+                findings: p.fingerprints.len(),
+            },
+        )
+    })
+    .await
 }
 
 /// The run-log entry of a sending run: `ok`, `partial` when a mail failed or the cap stopped
