@@ -699,7 +699,7 @@ fn cli_preview_send_and_lookup_show_the_notification() {
     // sending in JSON; `--notified` / `--not-notified` / `--no-contact` select by it.
     let (code, out, err) = run(&["list", "--prefix", "203.0.113.0/24"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("notified Hosting A 2026-"), "{out}");
+    assert!(out.contains("notified Hosting A "), "{out}");
     assert!(out.contains(&ticket), "{out}");
     let (code, out, err) = run(&["list", "--notified", "--format", "csv"]);
     assert_eq!(code, Some(0), "{err}");
@@ -714,7 +714,10 @@ fn cli_preview_send_and_lookup_show_the_notification() {
         .expect("the finding of Hosting A");
     assert_eq!(&a[col("notified_contact")], "Hosting A");
     assert_eq!(&a[col("notified_ticket")], ticket.as_str());
-    assert!(a[col("notified_at")].starts_with("2026-"), "{out}");
+    assert!(
+        DateTime::parse_from_rfc3339(&a[col("notified_at")]).is_ok(),
+        "{out}"
+    );
     let (code, out, err) = run(&["list", "--not-notified", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
