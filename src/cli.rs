@@ -488,6 +488,16 @@ pub struct ListArgs {
     /// Findings a suppression rule covers too (left out unless asked)
     #[arg(long)]
     pub all: bool,
+    /// Only findings `outwatch notify` sent to a contact
+    #[arg(long, conflicts_with = "not_notified")]
+    pub notified: bool,
+    /// Only findings `outwatch notify` has not sent to any contact
+    #[arg(long)]
+    pub not_notified: bool,
+    /// Only findings no contact owns (`[[contacts]]`, the contacts file, a cached RIPE abuse
+    /// contact)
+    #[arg(long)]
+    pub no_contact: bool,
 }
 
 #[derive(Debug, Args)]

@@ -148,6 +148,9 @@ struct Shown<'a> {
     observed: chrono::DateTime<chrono::Utc>,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     contact: std::collections::BTreeMap<&'static str, String>,
+    /// What `outwatch notify` sent of it (`list`): each sending's contact, time, ticket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notified: Option<&'a serde_json::Value>,
 }
 
 /// Writes a finding as the read commands show it (see [`Shown`]), on one line.
@@ -155,10 +158,20 @@ pub fn write_shown<W: std::io::Write>(
     w: &mut W,
     f: &crate::finding::Finding,
 ) -> std::io::Result<()> {
+    write_shown_notified(w, f, None)
+}
+
+/// [`write_shown`] with the finding's notifications as a `notified` field (when given).
+pub fn write_shown_notified<W: std::io::Write>(
+    w: &mut W,
+    f: &crate::finding::Finding,
+    notified: Option<&serde_json::Value>,
+) -> std::io::Result<()> {
     let shown = Shown {
         finding: f,
         observed: crate::finding::rank::observed(f),
         contact: crate::finding::contact::contact(f).into_iter().collect(),
+        notified,
     };
     serde_json::to_writer(&mut *w, &shown).map_err(std::io::Error::other)
 }
@@ -208,8 +221,18 @@ impl<W: std::io::Write> Stream<W> {
     /// Writes a finding as shown ([`write_shown`]), then `end`; flushes while the stream is
     /// young.
     pub fn finding(&mut self, f: &crate::finding::Finding, end: &str) -> std::io::Result<()> {
+        self.finding_notified(f, None, end)
+    }
+
+    /// [`Stream::finding`] with its notifications ([`write_shown_notified`]).
+    pub fn finding_notified(
+        &mut self,
+        f: &crate::finding::Finding,
+        notified: Option<&serde_json::Value>,
+        end: &str,
+    ) -> std::io::Result<()> {
         use std::io::Write;
-        write_shown(&mut self.w, f)?;
+        write_shown_notified(&mut self.w, f, notified)?;
         self.w.write_all(end.as_bytes())?;
         self.lines += 1;
         if self.lines <= EAGER_LINES {

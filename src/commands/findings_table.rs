@@ -39,7 +39,13 @@ fn indicator(f: &Finding) -> String {
 /// The table, and whether one of its times is the stored one (marked `*`: print
 /// [`STORED_NOTE`] under it). The time column is when the provider saw the finding
 /// ([`observed`]), its count of observations and its status.
-pub fn findings_table(findings: &[Finding], supp: &Suppressions) -> (Table, bool) {
+/// `notes`: a line shown under a finding's "what" (by fingerprint): `list` names the
+/// notification there.
+pub fn findings_table(
+    findings: &[Finding],
+    supp: &Suppressions,
+    notes: &std::collections::HashMap<String, String>,
+) -> (Table, bool) {
     let colour = crate::style::stdout_colour();
     let mut t = table(&["severity", "indicator", "what (source)", "observed"]);
     crate::output::style_table(&mut t, colour);
@@ -67,6 +73,9 @@ pub fn findings_table(findings: &[Finding], supp: &Suppressions) -> (Table, bool
             what = format!("{}\n{}", clip(&what, 120), clip(&contact, 80));
         } else {
             what = clip(&what, 120);
+        }
+        if let Some(n) = notes.get(&f.fingerprint) {
+            what = format!("{what}\n{}", clip(n, 80));
         }
         let mut seen = observed(f).format(TIME_FORMAT).to_string();
         if f.time_source.is_none() {

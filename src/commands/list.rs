@@ -7,6 +7,7 @@
 //! when they fit in [`MAX_SORTED`], else (a second walk) in store order as they are found,
 //! said on stderr and by `"sorted": false`. Nothing found is a success (exit 0).
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ use crate::error::CliError;
 use crate::finding::Finding;
 use crate::finding::contact::contact;
 use crate::finding::rank::observed;
+use crate::notify::contacts::Contacts;
+use crate::notify::record::{self, SentIndex, SentRecord};
+use crate::notify::route::Router;
 use crate::outln;
 use crate::output::{Stream, rfc3339, stdout_error, thousands};
 use crate::store::filter::Suppressed;
@@ -65,6 +69,15 @@ pub fn filter_of(a: &ListArgs) -> Result<Filter, String> {
     }
     if a.all {
         pairs.push(("all", ""));
+    }
+    for (on, flag) in [
+        (a.notified, "notified"),
+        (a.not_notified, "not-notified"),
+        (a.no_contact, "no-contact"),
+    ] {
+        if on {
+            pairs.push((flag, ""));
+        }
     }
     Filter::parse(pairs)
 }
@@ -133,10 +146,18 @@ pub fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
     let store = app.open_read()?;
     resolve(app, store.as_ref(), &mut filter)?;
     let supp = Suppressions::load(store.as_ref(), app.config.as_ref(), app.clock.now())?;
+    let sent = SentIndex::load(store.as_ref())?;
+    let router = match filter.no_contact {
+        true => Some(no_contact_router(app, store.as_ref())?),
+        false => None,
+    };
     let store = Shown {
         store: store.as_ref(),
         supp: &supp,
         mode: filter.suppressed,
+        sent: &sent,
+        notified: filter.notified,
+        router: router.as_ref(),
     };
     match format {
         ListFormat::Table => table(&store, &filter, a.limit),
@@ -144,12 +165,35 @@ pub fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-/// The store's selection with the suppression rules applied (`--suppressed`, `--all`): the
-/// rules live in the config and in state, read here, not in the store's filter.
+/// The routing table of the contacts (`[[contacts]]`, the contacts file, the cached RIPE
+/// abuse contacts), for `--no-contact`.
+fn no_contact_router(app: &App, store: &dyn Store) -> Result<Router, CliError> {
+    let cfg = app.require_config()?;
+    if !crate::notify::configured(cfg) {
+        return Err(CliError::usage(
+            "--no-contact: the config names no contacts (`[notify]` with `[[contacts]]`, \
+             `contacts_file` or `ripe_abuse_c`; docs/notify.md)",
+        ));
+    }
+    let contacts = Contacts::load(cfg).map_err(CliError::config)?;
+    Ok(crate::notify::abuse_c::cached_router(
+        cfg,
+        &contacts,
+        store,
+        app.clock.now(),
+    )?)
+}
+
+/// The store's selection with what the store cannot tell applied: the suppression rules
+/// (`--suppressed`, `--all`: they live in the config and in state), the notifications
+/// (`--notified`, `--not-notified`: state) and the contacts (`--no-contact`: config).
 struct Shown<'a> {
     store: &'a dyn Store,
     supp: &'a Suppressions,
     mode: Suppressed,
+    sent: &'a SentIndex,
+    notified: Option<bool>,
+    router: Option<&'a Router>,
 }
 
 impl Shown<'_> {
@@ -159,7 +203,12 @@ impl Shown<'_> {
         each: &mut dyn FnMut(Finding) -> crate::store::Flow,
     ) -> crate::store::Result<()> {
         self.store.select(filter, &mut |f| {
-            if self.mode.shows(self.supp.suppressed(&f)) {
+            if self.mode.shows(self.supp.suppressed(&f))
+                && self
+                    .notified
+                    .is_none_or(|want| self.sent.contains(&f.fingerprint) == want)
+                && self.router.is_none_or(|r| r.route(&f).is_none())
+            {
                 each(f)
             } else {
                 Ok(ControlFlow::Continue(()))
@@ -167,6 +216,31 @@ impl Shown<'_> {
         })?;
         Ok(())
     }
+
+    /// The notification records of `findings` (read after the walk: a store served through
+    /// the daemon answers one request at a time).
+    fn records(&self, findings: &[Finding]) -> crate::store::Result<HashMap<String, SentRecord>> {
+        let mut out = HashMap::new();
+        for f in findings {
+            if self.sent.contains(&f.fingerprint)
+                && let Some(r) = record::sent_of(self.store, &f.fingerprint)?
+            {
+                out.insert(f.fingerprint.clone(), r);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The line a table shows under a notified finding: its last sending.
+fn notified_line(r: &SentRecord) -> Option<String> {
+    let s = r.sent.last()?;
+    Some(format!(
+        "notified {} {} ({})",
+        s.contact,
+        s.at.format("%Y-%m-%d %H:%M"),
+        s.ticket
+    ))
 }
 
 /// The first `limit` findings by the filter's order, and how many matched.
@@ -198,7 +272,12 @@ fn table(store: &Shown<'_>, filter: &Filter, limit: Option<usize>) -> Result<Exi
     }
     outln!("{command}  (by {})", filter.sort.as_str());
     if !findings.is_empty() {
-        let (t, stored) = findings_table(&findings, store.supp);
+        let notes: HashMap<String, String> = store
+            .records(&findings)?
+            .iter()
+            .filter_map(|(fp, r)| Some((fp.clone(), notified_line(r)?)))
+            .collect();
+        let (t, stored) = findings_table(&findings, store.supp, &notes);
         outln!("{t}");
         if stored {
             outln!("{STORED_NOTE}");
@@ -227,7 +306,8 @@ fn table(store: &Shown<'_>, filter: &Filter, limit: Option<usize>) -> Result<Exi
 /// The columns of `--format csv`, one row per finding. Times are RFC 3339 UTC to the second;
 /// `observed` is when the provider saw it (else when stored), `stored` when outwatch last
 /// stored it.
-pub const CSV_HEADER: [&str; 26] = [
+/// `notified_*`: the last sending by `outwatch notify` (contact, time, ticket), empty when none.
+pub const CSV_HEADER: [&str; 29] = [
     "observed",
     "severity",
     "status",
@@ -254,6 +334,9 @@ pub const CSV_HEADER: [&str; 26] = [
     "stored",
     "times_seen",
     "fingerprint",
+    "notified_contact",
+    "notified_at",
+    "notified_ticket",
 ];
 
 /// A cell for a spreadsheet: control characters escaped ([`sanitize`]), and one that would
@@ -268,8 +351,9 @@ pub fn csv_cell(s: &str) -> String {
     }
 }
 
-/// A finding's row under [`CSV_HEADER`].
-pub fn csv_row(f: &Finding) -> Vec<String> {
+/// A finding's row under [`CSV_HEADER`], with its notification record.
+pub fn csv_row(f: &Finding, notified: Option<&SentRecord>) -> Vec<String> {
+    let last = notified.and_then(|r| r.sent.last());
     let opt = |v: Option<String>| v.unwrap_or_default();
     let c = contact(f);
     let get = |k: &str| opt(c.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
@@ -300,6 +384,9 @@ pub fn csv_row(f: &Finding) -> Vec<String> {
         rfc3339(f.last_seen),
         f.times_seen.to_string(),
         f.fingerprint.clone(),
+        last.map(|s| s.contact.clone()).unwrap_or_default(),
+        last.map(|s| rfc3339(s.at)).unwrap_or_default(),
+        last.map(|s| s.ticket.clone()).unwrap_or_default(),
     ];
     row.iter().map(|s| csv_cell(s)).collect()
 }
@@ -345,17 +432,19 @@ impl Out {
         })
     }
 
-    fn row(&mut self, f: &Finding) -> std::io::Result<()> {
+    /// A finding, with its notification record (`notified` in JSON: each sending).
+    fn row(&mut self, f: &Finding, notified: Option<&SentRecord>) -> std::io::Result<()> {
+        let json = || notified.map(|r| serde_json::json!(r.sent));
         match self {
-            Out::Csv(w) => w.write_record(csv_row(f)).map_err(csv_error),
+            Out::Csv(w) => w.write_record(csv_row(f, notified)).map_err(csv_error),
             Out::Json(s, n) => {
                 if *n > 0 {
                     s.text(",\n")?;
                 }
                 *n += 1;
-                s.finding(f, "")
+                s.finding_notified(f, json().as_ref(), "")
             }
-            Out::Jsonl(s) => s.finding(f, "\n"),
+            Out::Jsonl(s) => s.finding_notified(f, json().as_ref(), "\n"),
         }
     }
 
@@ -383,9 +472,11 @@ fn machine(
     if heap <= MAX_SORTED {
         let (findings, total) = top(store, filter, heap)?;
         if limit.is_some() || total <= MAX_SORTED {
+            let records = store.records(&findings)?;
             let mut out = Out::start(format, filter, true).map_err(stdout_error)?;
             for f in &findings {
-                out.row(f).map_err(stdout_error)?;
+                out.row(f, records.get(&f.fingerprint))
+                    .map_err(stdout_error)?;
             }
             out.finish(total).map_err(stdout_error)?;
             return Ok(ExitCode::SUCCESS);
@@ -405,12 +496,17 @@ fn machine(
             thousands(heap)
         );
     }
+    // Written as found: the notification records are read first (the walk cannot read state).
+    let records = match store.sent.is_empty() {
+        true => HashMap::new(),
+        false => record::all(store.store)?,
+    };
     let mut out = Out::start(format, filter, false).map_err(stdout_error)?;
     let (mut seen, mut failed) = (0usize, None);
     store.select(filter, &mut |f| {
         seen += 1;
         if limit.is_none_or(|n| seen <= n)
-            && let Err(e) = out.row(&f)
+            && let Err(e) = out.row(&f, records.get(&f.fingerprint))
         {
             failed = Some(e);
             return Ok(ControlFlow::Break(()));

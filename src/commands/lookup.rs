@@ -321,7 +321,7 @@ pub fn run(app: &App, a: &LookupArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     if !findings.is_empty() {
-        let (table, stored) = findings_table(&findings, &supp);
+        let (table, stored) = findings_table(&findings, &supp, &Default::default());
         outln!("{table}");
         if stored {
             outln!("{STORED_NOTE}");

@@ -44,15 +44,10 @@ pub async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError> {
         (None, true) => Mode::Send,
         (None, false) => Mode::Preview,
     };
-    if cfg.contacts.is_empty()
-        && cfg
-            .notify
-            .as_ref()
-            .is_none_or(|n| n.contacts_file.is_none())
-    {
+    if !notify::configured(cfg) {
         return Err(CliError::config(
-            "no contacts: add `[[contacts]]` tables or `[notify] contacts_file` to the config \
-             (see docs/notify.md)",
+            "no contacts: add a `[notify]` table with `[[contacts]]` tables, `contacts_file` \
+             or `ripe_abuse_c = true` to the config (see docs/notify.md)",
         ));
     }
     let contacts = Contacts::load(cfg).map_err(CliError::config)?;
@@ -63,7 +58,8 @@ pub async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError> {
         app.open_read()?
     };
     let now = app.clock.now();
-    let o = notify::run(cfg, &contacts, store, app.clock.as_ref(), now, &mode)
+    let http = app.http()?;
+    let o = notify::run(cfg, &contacts, store, &http, app.clock.as_ref(), now, &mode)
         .await
         .map_err(CliError::failure)?;
     if let Some(dir) = &a.html {
@@ -85,10 +81,17 @@ pub async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError> {
     } else {
         print_text(&o, &mode)?;
     }
-    if mode != Mode::Preview && (o.failed > 0 || o.capped.is_some()) {
+    let lookups_failed = o.abuse_c.as_ref().map_or(0, |a| a.failed.len());
+    if mode != Mode::Preview && (o.failed > 0 || o.capped.is_some() || lookups_failed > 0) {
         return Err(CliError::failure(match &o.capped {
             Some(c) => format!("notify: {c}"),
-            None => format!("notify: {} mail(s) not accepted by the server", o.failed),
+            None if o.failed > 0 => {
+                format!("notify: {} mail(s) not accepted by the server", o.failed)
+            }
+            None => format!(
+                "notify: {lookups_failed} RIPE abuse-c lookup(s) failed; their findings wait \
+                 for the next run"
+            ),
         }));
     }
     Ok(ExitCode::SUCCESS)
@@ -144,6 +147,22 @@ fn print_text(o: &notify::NotifyOutcome, mode: &Mode) -> Result<(), CliError> {
         t.not_wanted,
         t.already_sent
     );
+    if let Some(a) = &o.abuse_c {
+        outln!(
+            "RIPE abuse-c: {} address(es) looked up ({} with a contact, {} failed), {} known \
+             from the cache",
+            a.looked_up,
+            a.found,
+            a.failed.len(),
+            a.cached
+        );
+        for f in &a.failed {
+            outln!("  {}", Clean(f));
+        }
+        if let Some(w) = a.waiting() {
+            outln!("  {w}");
+        }
+    }
     match mode {
         Mode::Preview => outln!("preview only: nothing was sent or marked"),
         Mode::TestTo(a) => outln!(

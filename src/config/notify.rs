@@ -42,7 +42,18 @@ pub struct NotifyConfig {
     /// The `List-Id` of the mails (`Name <id.domain>`); `outwatch notifications
     /// <notify.DOMAIN>` on the sender's domain by default.
     pub list_id: Option<String>,
-    /// The policy of contacts that set none of their own (and of every `contacts_file` row).
+    /// For an address no contact owns: the abuse contact the RIPE database names for it
+    /// (RIPEstat's `abuse-contact-finder`, at `[scope] ripestat_url`), cached per address.
+    #[serde(default)]
+    pub ripe_abuse_c: bool,
+    /// How long a looked-up abuse contact (or its absence) is kept before it is asked again.
+    #[serde(default = "default_ripe_cache")]
+    pub ripe_cache: HumanDuration,
+    /// At most this many addresses looked up per run; the rest wait for the next runs.
+    #[serde(default = "default_ripe_lookups")]
+    pub ripe_max_lookups: usize,
+    /// The policy of contacts that set none of their own (and of every `contacts_file` row,
+    /// and of the RIPE abuse contacts).
     #[serde(default)]
     pub defaults: PolicyConfig,
 }
@@ -59,6 +70,12 @@ fn default_min_interval() -> HumanDuration {
 fn default_pace() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
 }
+fn default_ripe_cache() -> HumanDuration {
+    HumanDuration(Duration::from_secs(7 * 86400))
+}
+fn default_ripe_lookups() -> usize {
+    50
+}
 
 impl Default for NotifyConfig {
     fn default() -> Self {
@@ -72,6 +89,9 @@ impl Default for NotifyConfig {
             pace: default_pace(),
             templates: None,
             list_id: None,
+            ripe_abuse_c: false,
+            ripe_cache: default_ripe_cache(),
+            ripe_max_lookups: default_ripe_lookups(),
             defaults: PolicyConfig::default(),
         }
     }
@@ -228,6 +248,13 @@ pub fn validate(cfg: &Config, text: &str) -> Result<(), String> {
                 line_hint(text, "max_mails_per_run")
             ));
         }
+        if n.ripe_abuse_c && n.ripe_max_lookups == 0 {
+            return Err(format!(
+                "{}`notify.ripe_max_lookups` = 0 would never look an address up; give at least \
+                 1 or set `ripe_abuse_c = false`",
+                line_hint(text, "ripe_max_lookups")
+            ));
+        }
         check_policy(&n.defaults, "notify.defaults")
             .map_err(|e| format!("{}{e}", line_hint(text, "[notify.defaults]")))?;
     }
@@ -298,6 +325,20 @@ mod tests {
         assert_eq!(p.min_severity, Some(Severity::Medium));
         assert_eq!(p.interval, Some(Interval::Daily));
         assert_eq!(p.reminder.unwrap().0, Duration::from_secs(7 * 86400));
+    }
+
+    #[test]
+    fn ripe_abuse_c_keys_parse_and_are_checked() {
+        let c = parse("[notify]\nripe_abuse_c = true\nripe_cache = \"2d\"\n").unwrap();
+        let n = c.notify.unwrap();
+        assert!(n.ripe_abuse_c);
+        assert_eq!(n.ripe_cache.0, Duration::from_secs(2 * 86400));
+        assert_eq!(n.ripe_max_lookups, 50);
+        let e = parse("[notify]\nripe_abuse_c = true\nripe_max_lookups = 0\n").unwrap_err();
+        assert!(
+            e.contains("ripe_max_lookups") && e.contains("line 5"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -154,6 +154,7 @@ impl Task for NotifyTask {
             &s.cfg,
             &contacts,
             s.store.clone(),
+            &s.http,
             s.clock.as_ref(),
             s.clock.now(),
             &Mode::Send,
@@ -167,6 +168,16 @@ impl Task for NotifyTask {
         if let Some(c) = &o.capped {
             line.push_str("; ");
             line.push_str(c);
+        }
+        if let Some(a) = &o.abuse_c {
+            line.push_str(&format!(
+                "; RIPE abuse-c: {} looked up, {} failed",
+                a.looked_up,
+                a.failed.len()
+            ));
+            if let Some(f) = a.failed.first() {
+                line.push_str(&format!(" ({f})"));
+            }
         }
         Ok(line)
     }

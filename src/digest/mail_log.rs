@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::finding::{Finding, Severity};
 use crate::store::{self, Store, StoreError};
 
 /// The state prefix of the log.
@@ -20,10 +21,45 @@ pub const NO_CONTACT: &str = "notify/no-contact";
 
 /// How many open findings the last `notify --send` run found no contact for (they stay in
 /// the owner's digest only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoContact {
     pub at: DateTime<Utc>,
     pub findings: usize,
+    /// The first of them in rank order (at most `notify::plan::NO_CONTACT_KEPT`).
+    #[serde(default)]
+    pub listed: Vec<NoContactItem>,
+}
+
+/// One finding without a contact, as the digest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoContactItem {
+    pub severity: Severity,
+    /// The indicator, with the port after an address.
+    pub what: String,
+    /// The classification type.
+    pub kind: String,
+    pub source: String,
+    /// When the provider saw it (else when it was stored).
+    pub observed: DateTime<Utc>,
+    pub fingerprint: String,
+}
+
+impl NoContactItem {
+    pub fn of(f: &Finding) -> NoContactItem {
+        let what = match (f.ip, f.port) {
+            (Some(ip), Some(p)) if ip.is_ipv6() => format!("[{ip}]:{p}"),
+            (Some(ip), Some(p)) => format!("{ip}:{p}"),
+            _ => f.indicator(),
+        };
+        NoContactItem {
+            severity: f.severity,
+            what: crate::text::clip(&what, 120),
+            kind: f.classification.kind.clone(),
+            source: f.source.clone(),
+            observed: crate::finding::rank::observed(f),
+            fingerprint: f.fingerprint.clone(),
+        }
+    }
 }
 
 /// Records the last run's count of findings without a contact.

@@ -197,8 +197,8 @@ pub fn prepare(
         // The owner's digest (not a route's) names what `notify` mailed to whom.
         let notified = if plan.audience_name.is_none() {
             let (mails, total) = mail_log::since(store, window.since)?;
-            let no_contact = mail_log::no_contact(store)?.map_or(0, |n| n.findings);
-            render::NotifiedView::of(&mails, total, no_contact, tz)
+            let no_contact = mail_log::no_contact(store)?;
+            render::NotifiedView::of(&mails, total, no_contact.as_ref(), tz)
         } else {
             None
         };

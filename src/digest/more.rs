@@ -3,7 +3,8 @@
 //!
 //! The flags are those of `outwatch list` (the worklist): `--status`, `--severity`,
 //! `--min-severity`, `--source`, `--class TAX[/TYPE]`, `--team`, `--since`/`--until` (the
-//! observation time), `--stored-since` (when outwatch first stored it) and `--sort rank`.
+//! observation time), `--stored-since` (when outwatch first stored it), `--no-contact` and
+//! `--sort rank`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -26,6 +27,8 @@ pub struct ListFilter {
     pub until: Option<DateTime<Utc>>,
     /// First stored after.
     pub stored_since: Option<DateTime<Utc>>,
+    /// Only findings no contact owns (`outwatch notify`).
+    pub no_contact: bool,
 }
 
 /// `outwatch list` with the flags of `f`, in rank order, each value shell-quoted.
@@ -64,6 +67,9 @@ pub fn more_command(f: &ListFilter) -> String {
     }
     if let Some(t) = &f.stored_since {
         flag("stored-since", &time(t));
+    }
+    if f.no_contact {
+        out.push_str(" --no-contact");
     }
     out.push_str(" --sort rank");
     out

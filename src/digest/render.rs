@@ -78,6 +78,23 @@ pub struct NotifiedView {
     pub total: usize,
     /// Open findings the last `notify --send` found no contact for (0: none).
     pub no_contact: usize,
+    /// The first of them in rank order, as of that run.
+    pub no_contact_listed: Vec<NoContactView>,
+    /// When that run was.
+    pub no_contact_at: String,
+    /// The `outwatch list` command that shows them all.
+    pub no_contact_command: String,
+}
+
+/// One finding without a contact.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoContactView {
+    pub severity: String,
+    pub what: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub source: String,
+    pub observed: String,
 }
 
 /// One mail to a contact.
@@ -96,11 +113,33 @@ impl NotifiedView {
     pub fn of(
         mails: &[super::mail_log::Mailed],
         total: usize,
-        no_contact: usize,
+        no_contact: Option<&super::mail_log::NoContact>,
         tz: Option<chrono_tz::Tz>,
     ) -> Option<Self> {
-        (total > 0 || no_contact > 0).then(|| NotifiedView {
-            no_contact,
+        let none = no_contact.map_or(0, |n| n.findings);
+        (total > 0 || none > 0).then(|| NotifiedView {
+            no_contact: none,
+            no_contact_listed: no_contact
+                .map(|n| {
+                    n.listed
+                        .iter()
+                        .map(|i| NoContactView {
+                            severity: i.severity.to_string(),
+                            what: i.what.clone(),
+                            kind: i.kind.clone(),
+                            source: i.source.clone(),
+                            observed: super::build::fmt_time(i.observed, tz),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            no_contact_at: no_contact
+                .map(|n| super::build::fmt_time(n.at, tz))
+                .unwrap_or_default(),
+            no_contact_command: super::more::more_command(&super::more::ListFilter {
+                no_contact: true,
+                ..Default::default()
+            }),
             mails: mails
                 .iter()
                 .map(|m| MailedView {

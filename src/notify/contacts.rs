@@ -80,6 +80,8 @@ pub enum Defined {
     Config(usize),
     /// A line of the contacts file.
     File(usize),
+    /// The RIPE database's abuse contact of some addresses (`[notify] ripe_abuse_c`).
+    Ripe,
 }
 
 /// One owner of some of our addresses.
@@ -277,6 +279,9 @@ pub struct Contacts {
     /// The contacts file's skipped rows (and a duplicated name), with their lines.
     pub problems: Vec<RowProblem>,
     pub file: Option<PathBuf>,
+    /// Addresses routed to a RIPE abuse contact of `list` (index), when no other contact owns
+    /// their findings (`abuse_c::extend`).
+    pub abuse_c: Vec<(std::net::IpAddr, usize)>,
     mtime: Option<SystemTime>,
     from_config: usize,
 }
@@ -306,6 +311,7 @@ impl Contacts {
             list: Vec::new(),
             problems: Vec::new(),
             file,
+            abuse_c: Vec::new(),
             mtime: None,
             from_config,
         };

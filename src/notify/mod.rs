@@ -1,12 +1,14 @@
 //! Telling the owners of our addresses (issue #23): contacts ([`contacts`]), routing each
 //! finding to its contact ([`route`]), choosing what is due ([`plan`]), rendering
 //! ([`render`]) and building ([`mail`]) the notification, and remembering what was sent
-//! ([`record`]). [`run`] ties them together for `outwatch notify` and the daemon.
+//! ([`record`]); the RIPE database's abuse contact for addresses no contact owns
+//! ([`abuse_c`]). [`run`] ties them together for `outwatch notify` and the daemon.
 //!
 //! Invariant: a finding is marked sent to a contact (its `notify/sent/<fingerprint>` record)
 //! only after the SMTP server accepted that contact's mail; `--preview` and `--test-to` mark
 //! nothing. A refused mail leaves its findings due, so the next run tries again.
 
+pub mod abuse_c;
 pub mod contacts;
 pub mod mail;
 pub mod plan;
@@ -96,6 +98,29 @@ pub struct MailReport {
     pub html: String,
 }
 
+impl MailReport {
+    /// A contact's mail that does not go now (held, capped, not rendered): no ticket, no body.
+    fn not_now(
+        c: &contacts::Contact,
+        findings: usize,
+        state: MailState,
+        detail: Option<String>,
+    ) -> MailReport {
+        MailReport {
+            contact: c.name.clone(),
+            to: c.emails.clone(),
+            ticket: String::new(),
+            subject: String::new(),
+            findings,
+            more: 0,
+            state,
+            detail,
+            body: String::new(),
+            html: String::new(),
+        }
+    }
+}
+
 /// What a run did.
 #[derive(Debug, Serialize)]
 pub struct NotifyOutcome {
@@ -110,6 +135,9 @@ pub struct NotifyOutcome {
     pub marked: usize,
     /// Set when the cap stopped the run.
     pub capped: Option<String>,
+    /// The RIPE abuse contacts (`[notify] ripe_abuse_c`): what was looked up, what failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abuse_c: Option<abuse_c::AbuseReport>,
 }
 
 /// One contact's mail, rendered, before it goes.
@@ -124,12 +152,13 @@ pub struct Prepared {
     pub more: usize,
 }
 
-/// Whether notifications are set up: a `[notify]` table and contacts (`[[contacts]]` or a
-/// contacts file). The daemon's `notify` job and `run --once` run only then.
+/// Whether notifications are set up: a `[notify]` table and contacts (`[[contacts]]`, a
+/// contacts file, or the RIPE abuse contacts). The daemon's `notify` job and `run --once` run
+/// only then.
 pub fn configured(cfg: &Config) -> bool {
     cfg.notify
         .as_ref()
-        .is_some_and(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some())
+        .is_some_and(|n| !cfg.contacts.is_empty() || n.contacts_file.is_some() || n.ripe_abuse_c)
 }
 
 /// The `[notify]` table, or the defaults.
@@ -172,6 +201,8 @@ pub struct Preparation {
     /// Contacts whose mail could not be rendered (a missing or broken template): index, due
     /// findings, why. Their findings stay due.
     pub unrendered: Vec<(usize, usize, String)>,
+    /// The first findings without a contact, in rank order.
+    pub no_contact: Vec<crate::finding::Finding>,
     pub tally: Tally,
 }
 
@@ -201,7 +232,8 @@ pub fn prepare(
         }
     }
     let skip = why_held.keys().copied().collect();
-    let mut planner = Planner::new(&contacts.list, sent, now, keep, skip);
+    let mut planner = Planner::new(&contacts.list, sent, now, keep, skip)
+        .with_router(route::Router::for_contacts(contacts));
     // Suppressed findings are never sent (`outwatch suppress`, `[[suppress]]`).
     let supp = crate::triage::Suppressions::load(store, Some(cfg), now)?;
     store.for_each(&mut |f| {
@@ -236,6 +268,7 @@ pub fn prepare(
         held,
         beyond_cap,
         unrendered,
+        no_contact: planned.no_contact,
         tally: planned.tally,
     })
 }
@@ -333,14 +366,16 @@ fn render_one(
     })
 }
 
-/// Runs a notification round as of `now`: prepares every due mail, then per `mode` shows,
-/// test-sends or sends them, paced by `[notify] pace` (on `clock`), at most
-/// `[notify] max_mails_per_run`. With [`Mode::Send`], each accepted mail marks its findings
-/// and the run gets a run-log entry [`RUN_NAME`].
+/// Runs a notification round as of `now`: looks up the RIPE abuse contacts that are due
+/// (`[notify] ripe_abuse_c`, through `http`; cached only with [`Mode::Send`]), prepares every
+/// due mail, then per `mode` shows, test-sends or sends them, paced by `[notify] pace` (on
+/// `clock`), at most `[notify] max_mails_per_run`. With [`Mode::Send`], each accepted mail
+/// marks its findings and the run gets a run-log entry [`RUN_NAME`].
 pub async fn run(
     cfg: &Config,
     contacts: &Contacts,
     store: Arc<dyn Store>,
+    http: &crate::http::HttpClient,
     clock: &dyn Clock,
     now: DateTime<Utc>,
     mode: &Mode,
@@ -349,6 +384,14 @@ pub async fn run(
     let from = sender(cfg)?;
     let holds = !matches!(mode, Mode::TestTo(_));
     let cap = n.max_mails_per_run;
+    let (extended, abuse) = if n.ripe_abuse_c {
+        let write = *mode == Mode::Send;
+        let (c, r) = abuse_c::resolve(cfg, contacts, store.clone(), http, now, write).await?;
+        (Some(c), Some(r))
+    } else {
+        (None, None)
+    };
+    let contacts = extended.as_ref().unwrap_or(contacts);
     let prep = {
         let (c, cs, s) = (cfg.clone(), contacts.clone(), store.clone());
         crate::store::bridge::run(move || prepare(&c, &cs, s.as_ref(), now, holds, cap)).await?
@@ -362,39 +405,16 @@ pub async fn run(
         failed: 0,
         marked: 0,
         capped: None,
+        abuse_c: abuse,
     };
-    let mailer = match mode {
-        Mode::Preview => None,
-        _ => {
-            let smtp = cfg.smtp.as_ref().ok_or_else(|| {
-                NotifyError::Failed(
-                    "no `[smtp]` server is configured: notifications are only sent over SMTP \
-                     (try `outwatch notify --preview`)"
-                        .into(),
-                )
-            })?;
-            Some(crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?)
-        }
-    };
+    let mailer = mailer(cfg, mode)?;
     let mut attempted = 0usize;
     // Addresses mailed in this run: the minimum interval holds within a run too (two contacts
     // sharing an address).
     let mut mailed: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut left = prep.beyond_cap.len();
     let not_now = |i: usize, count: usize, state: MailState, detail: Option<String>| {
-        let c = &contacts.list[i];
-        MailReport {
-            contact: c.name.clone(),
-            to: c.emails.clone(),
-            ticket: String::new(),
-            subject: String::new(),
-            findings: count,
-            more: 0,
-            state,
-            detail,
-            body: String::new(),
-            html: String::new(),
-        }
+        MailReport::not_now(&contacts.list[i], count, state, detail)
     };
     for (i, count, why) in prep.held {
         out.mails
@@ -470,30 +490,8 @@ pub async fn run(
                 out.sent += 1;
                 mailed.extend(p.to.iter().map(|a| a.to_ascii_lowercase()));
                 if *mode == Mode::Send {
-                    let sent = record::Sent {
-                        contact: p.contact.clone(),
-                        at: sent_at,
-                        ticket: p.ticket.clone(),
-                        to: p.to.clone(),
-                    };
-                    let (s, fps, c, t) = (store.clone(), p.fingerprints.clone(), p.contact, p.to);
-                    out.marked += fps.len();
-                    crate::store::bridge::run(move || -> Result<(), StoreError> {
-                        record::mark_sent(s.as_ref(), &fps, &sent)?;
-                        record::mark_mailed(s.as_ref(), &c, &t, sent_at)?;
-                        // The owner's digest names what went to whom.
-                        crate::digest::mail_log::record(
-                            s.as_ref(),
-                            &crate::digest::mail_log::Mailed {
-                                contact: c,
-                                to: t,
-                                at: sent_at,
-                                ticket: sent.ticket,
-                                findings: fps.len(),
-                            },
-                        )
-                    })
-                    .await?;
+                    out.marked += p.fingerprints.len();
+                    mark_accepted(store.clone(), p, sent_at).await?;
                 }
             }
             Err(e) => {
@@ -511,23 +509,18 @@ pub async fn run(
         m.close().await;
     }
     if left > 0 {
-        out.capped = Some(format!(
-            "{} at the cap of {} mail(s) per run (`[notify] max_mails_per_run`): {left} \
-             contact(s) left for the next run",
-            if *mode == Mode::Preview {
-                "would stop"
-            } else {
-                "stopped"
-            },
-            n.max_mails_per_run
-        ));
+        out.capped = Some(capped(mode, n.max_mails_per_run, left));
     }
     if *mode == Mode::Send {
         let entry = run_entry(&out, now, clock.now().max(now));
-        let s = store.clone();
         let no_contact = crate::digest::mail_log::NoContact {
             at: now,
             findings: out.tally.no_contact,
+            listed: prep
+                .no_contact
+                .iter()
+                .map(crate::digest::mail_log::NoContactItem::of)
+                .collect(),
         };
         let last = crate::digest::mail_log::LastRun {
             started: now,
@@ -537,18 +530,79 @@ pub async fn run(
             failed: out.failed,
         };
         crate::store::bridge::run(move || {
-            s.record_run(&entry)?;
+            store.record_run(&entry)?;
             crate::digest::mail_log::record_last_run(
-                s.as_ref(),
+                store.as_ref(),
                 crate::digest::mail_log::NOTIFY_RUN,
                 &last,
             )?;
-            // The owner's digest lists how many open findings reach no one.
-            crate::digest::mail_log::record_no_contact(s.as_ref(), &no_contact)
+            // The owner's digest lists the open findings that reach no one.
+            crate::digest::mail_log::record_no_contact(store.as_ref(), &no_contact)
         })
         .await?;
     }
     Ok(out)
+}
+
+/// What a run says when the cap stopped it with `left` contacts' mails not sent.
+fn capped(mode: &Mode, cap: usize, left: usize) -> String {
+    format!(
+        "{} at the cap of {cap} mail(s) per run (`[notify] max_mails_per_run`): {left} \
+         contact(s) left for the next run",
+        if *mode == Mode::Preview {
+            "would stop"
+        } else {
+            "stopped"
+        },
+    )
+}
+
+/// The SMTP client of a run that sends (`None` for a preview).
+fn mailer(cfg: &Config, mode: &Mode) -> Result<Option<crate::digest::send::Mailer>, NotifyError> {
+    if *mode == Mode::Preview {
+        return Ok(None);
+    }
+    let smtp = cfg.smtp.as_ref().ok_or_else(|| {
+        NotifyError::Failed(
+            "no `[smtp]` server is configured: notifications are only sent over SMTP \
+             (try `outwatch notify --preview`)"
+                .into(),
+        )
+    })?;
+    Ok(Some(
+        crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?,
+    ))
+}
+
+/// After the server accepted `p`'s mail: its findings marked sent to the contact, the
+/// contact's and its addresses' last mail times, and the mail in the owner's digest's log.
+async fn mark_accepted(
+    store: Arc<dyn Store>,
+    p: Prepared,
+    sent_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sent = record::Sent {
+        contact: p.contact.clone(),
+        at: sent_at,
+        ticket: p.ticket.clone(),
+        to: p.to.clone(),
+    };
+    crate::store::bridge::run(move || -> Result<(), StoreError> {
+        record::mark_sent(store.as_ref(), &p.fingerprints, &sent)?;
+        record::mark_mailed(store.as_ref(), &p.contact, &p.to, sent_at)?;
+        // The owner's digest names what went to whom.
+        crate::digest::mail_log::record(
+            store.as_ref(),
+            &crate::digest::mail_log::Mailed {
+                contact: p.contact,
+                to: p.to,
+                at: sent_at,
+                ticket: p.ticket,
+                findings: p.fingerprints.len(),
+            },
+        )
+    })
+    .await
 }
 
 /// The run-log entry of a sending run: `ok`, `partial` when a mail failed or the cap stopped
@@ -557,6 +611,15 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
     let mut problems = Vec::new();
     if let Some(c) = &o.capped {
         problems.push(c.clone());
+    }
+    if let Some(a) = &o.abuse_c {
+        problems.extend(a.failed.iter().take(10).cloned());
+        if a.failed.len() > 10 {
+            problems.push(format!(
+                "and {} more failed RIPE abuse-c lookups",
+                a.failed.len() - 10
+            ));
+        }
     }
     for m in o.mails.iter().filter(|m| m.state == MailState::Failed) {
         problems.push(format!(
@@ -578,6 +641,9 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
         .take(20)
         .map(|p| format!("contacts file {p}"))
         .collect::<Vec<_>>();
+    if let Some(w) = o.abuse_c.as_ref().and_then(|a| a.waiting()) {
+        notices.push(w);
+    }
     if o.tally.no_contact > 0 {
         notices.push(format!(
             "{} open finding(s) have no contact (they stay in the digest)",

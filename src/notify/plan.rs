@@ -18,6 +18,9 @@ use crate::finding::{Finding, Severity, Status};
 
 /// Most findings in one mail (table and CSV); more wait for the next mail.
 pub const MAX_ROWS_PER_MAIL: usize = 1000;
+/// Most findings without a contact kept (the first in rank order) for the owner's digest;
+/// the others are counted.
+pub const NO_CONTACT_KEPT: usize = 20;
 
 /// Why a finding is sent (again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,6 +162,8 @@ pub struct Planner<'a> {
     skip: HashSet<usize>,
     /// Findings due per contact whose rows are not kept (skipped, or beyond `keep`).
     counted: BTreeMap<usize, usize>,
+    /// The first findings without a contact, in rank order.
+    no_contact: crate::store::top::Top,
     pub tally: Tally,
 }
 
@@ -167,6 +172,9 @@ pub struct Planner<'a> {
 pub struct Planned {
     pub batches: Vec<(usize, Batch)>,
     pub counted: BTreeMap<usize, usize>,
+    /// The first [`NO_CONTACT_KEPT`] findings without a contact, in rank order
+    /// (`tally.no_contact` counts them all).
+    pub no_contact: Vec<Finding>,
     pub tally: Tally,
 }
 
@@ -189,8 +197,19 @@ impl<'a> Planner<'a> {
             keep,
             skip,
             counted: BTreeMap::new(),
+            no_contact: crate::store::top::Top::new(
+                Some(NO_CONTACT_KEPT),
+                crate::finding::rank::compare,
+            ),
             tally: Tally::default(),
         }
+    }
+
+    /// Routes with `router` instead of the contacts' own table (one with the RIPE abuse
+    /// contacts' addresses: [`Router::for_contacts`]).
+    pub fn with_router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
     }
 
     /// The routing table (for `lookup`-like questions and tests).
@@ -208,6 +227,9 @@ impl<'a> Planner<'a> {
         // `tally.suppressed`) before it offers the rest.
         let Some((i, matched)) = self.router.route(f) else {
             self.tally.no_contact += 1;
+            if self.no_contact.admits(f) {
+                self.no_contact.push(f.clone());
+            }
             return;
         };
         let c = &self.contacts[i];
@@ -279,6 +301,7 @@ impl<'a> Planner<'a> {
         Planned {
             batches: out,
             counted: self.counted,
+            no_contact: self.no_contact.into_sorted_vec(),
             tally: self.tally,
         }
     }
@@ -312,6 +335,26 @@ mod tests {
         f.ip = Some(ip.parse().unwrap());
         f.seal();
         f
+    }
+
+    /// The findings no contact owns: the first [`NO_CONTACT_KEPT`] by rank kept, all counted.
+    #[test]
+    fn the_first_findings_without_a_contact_are_kept_by_rank() {
+        let cs: Vec<Contact> = (0..1).map(contact).collect();
+        let mut p = Planner::new(&cs, SentIndex::default(), Utc::now(), 1, HashSet::new());
+        for i in 0..30 {
+            let mut f = finding(&format!("192.0.2.{i}"));
+            f.severity = if i == 17 {
+                Severity::Critical
+            } else {
+                Severity::Low
+            };
+            p.offer(&f);
+        }
+        let out = p.finish();
+        assert_eq!(out.tally.no_contact, 30);
+        assert_eq!(out.no_contact.len(), NO_CONTACT_KEPT);
+        assert_eq!(out.no_contact[0].ip, Some("192.0.2.17".parse().unwrap()));
     }
 
     /// Rows are kept for the first `keep` contacts in contact order, whatever order the store

@@ -131,6 +131,11 @@ impl SentIndex {
         DateTime::from_timestamp_millis(at)
     }
 
+    /// Whether `fingerprint` was sent to any contact.
+    pub fn contains(&self, fingerprint: &str) -> bool {
+        self.first.contains_key(&fp_key(fingerprint))
+    }
+
     /// Findings with a record.
     pub fn len(&self) -> usize {
         self.first.len()
@@ -139,6 +144,23 @@ impl SentIndex {
     pub fn is_empty(&self) -> bool {
         self.first.is_empty()
     }
+}
+
+/// Every finding's record, by fingerprint, read a sixteenth of the key space at a time (what a
+/// streamed `outwatch list` shows: about 200 bytes per notified finding).
+pub fn all(store: &dyn Store) -> Result<HashMap<String, SentRecord>, StoreError> {
+    let mut out = HashMap::new();
+    for c in "0123456789abcdef".chars() {
+        for (k, v) in store.state_scan(&format!("{SENT_PREFIX}{c}"))? {
+            if let (Some(fp), Ok(r)) = (
+                k.strip_prefix(SENT_PREFIX),
+                serde_json::from_slice::<SentRecord>(&v),
+            ) {
+                out.insert(fp.to_string(), r);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Adds a sending to each finding's record.

@@ -2,7 +2,9 @@
 //! its address (or network), then its domain (equal or a subdomain, on label boundaries, the
 //! longest first), then its ASN. Prefixes sit in a prefix trie per family, as in
 //! [`crate::scope::ScopeMatcher`]; domains and ASNs in hash maps. On a tie (two contacts own the
-//! same prefix, domain or ASN) the one listed first wins: `[[contacts]]` before the file.
+//! same prefix, domain or ASN) the one listed first wins: `[[contacts]]` before the file. Last,
+//! for a finding none of them owns, the RIPE abuse contact looked up for its address
+//! ([`Router::add_abuse_c`], `[notify] ripe_abuse_c`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +23,8 @@ pub enum Matched {
     Prefix(IpNet),
     Domain(String),
     Asn(u32),
+    /// The RIPE database's abuse contact of this address.
+    AbuseC(IpAddr),
 }
 
 impl std::fmt::Display for Matched {
@@ -29,6 +33,7 @@ impl std::fmt::Display for Matched {
             Matched::Prefix(p) => write!(f, "prefix {p}"),
             Matched::Domain(d) => write!(f, "domain {d}"),
             Matched::Asn(a) => write!(f, "AS{a}"),
+            Matched::AbuseC(ip) => write!(f, "RIPE abuse-c of {ip}"),
         }
     }
 }
@@ -40,6 +45,8 @@ pub struct Router {
     v6: PrefixMap<Ipv6Net, u32>,
     domains: HashMap<String, u32>,
     asns: HashMap<u32, u32>,
+    /// Addresses whose RIPE abuse contact is known: consulted last.
+    abuse_c: HashMap<IpAddr, u32>,
 }
 
 impl Router {
@@ -70,6 +77,20 @@ impl Router {
             }
         }
         r
+    }
+
+    /// The table of `contacts`, with their RIPE abuse contacts' addresses.
+    pub fn for_contacts(contacts: &super::contacts::Contacts) -> Router {
+        let mut r = Router::new(&contacts.list);
+        for (ip, i) in &contacts.abuse_c {
+            r.add_abuse_c(*ip, *i);
+        }
+        r
+    }
+
+    /// Routes `ip` to contact `i` when no prefix, domain or ASN names a contact.
+    pub fn add_abuse_c(&mut self, ip: IpAddr, i: usize) {
+        self.abuse_c.insert(ip, i as u32);
     }
 
     /// The contact (index) owning an address, with the longest prefix holding it.
@@ -135,8 +156,22 @@ impl Router {
                 return Some((i, Matched::Domain(d.to_string())));
             }
         }
-        f.asn
+        if let Some(found) = f
+            .asn
             .and_then(|a| self.by_asn(a).map(|i| (i, Matched::Asn(a))))
+        {
+            return Some(found);
+        }
+        let ip = f.ip?;
+        self.abuse_c
+            .get(&ip)
+            .map(|i| (*i as usize, Matched::AbuseC(ip)))
+    }
+
+    /// Whether a contact of the config or the file (not a RIPE abuse contact) owns `f`.
+    pub fn owned(&self, f: &Finding) -> bool {
+        self.route(f)
+            .is_some_and(|(_, m)| !matches!(m, Matched::AbuseC(_)))
     }
 }
 

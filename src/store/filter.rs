@@ -237,6 +237,15 @@ pub struct Filter {
     /// Findings covered by a suppression rule: left out, only them, or them too.
     #[serde(default)]
     pub suppressed: Suppressed,
+    /// Only findings `outwatch notify` sent to a contact (`Some(true)`, `--notified`), or
+    /// only those it did not (`Some(false)`, `--not-notified`). Applied by the command (the
+    /// sendings are state), like `suppressed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<bool>,
+    /// Only findings no contact owns (`--no-contact`; the contacts are config, applied by the
+    /// command).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_contact: bool,
     /// The prefixes announced by `asn` (run time; not written back).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub asn_prefixes: Vec<IpNet>,
@@ -246,7 +255,7 @@ pub struct Filter {
 }
 
 /// The flags a filter is written with, in the order [`Filter::to_command`] writes them.
-pub const FLAGS: [&str; 17] = [
+pub const FLAGS: [&str; 20] = [
     "status",
     "severity",
     "min-severity",
@@ -264,6 +273,9 @@ pub const FLAGS: [&str; 17] = [
     "sort",
     "suppressed",
     "all",
+    "notified",
+    "not-notified",
+    "no-contact",
 ];
 
 /// A date (midnight UTC) or an RFC 3339 time, as `--since` and its kin take.
@@ -489,6 +501,14 @@ impl Filter {
                     }
                     f.suppressed = mode;
                 }
+                "notified" | "not-notified" => {
+                    let want = flag == "notified";
+                    if f.notified.is_some_and(|w| w != want) {
+                        return Err("--notified and --not-notified exclude each other".into());
+                    }
+                    f.notified = Some(want);
+                }
+                "no-contact" => f.no_contact = true,
                 other => return Err(format!("unknown filter `{other}`")),
             }
         }
@@ -573,6 +593,14 @@ impl Filter {
             Suppressed::Hide => {}
             Suppressed::Only => out.push(("suppressed", String::new())),
             Suppressed::Include => out.push(("all", String::new())),
+        }
+        match this.notified {
+            Some(true) => out.push(("notified", String::new())),
+            Some(false) => out.push(("not-notified", String::new())),
+            None => {}
+        }
+        if this.no_contact {
+            out.push(("no-contact", String::new()));
         }
         out
     }
@@ -736,6 +764,22 @@ mod tests {
         let mut by_prefix = parse(&[("asn", "64511")]);
         by_prefix.asn_prefixes = vec!["192.0.2.0/24".parse().unwrap()];
         assert!(by_prefix.matches(&f));
+    }
+
+    /// The switches the command applies (suppression, notifications, contacts) are written
+    /// back and read back, and exclude what they contradict.
+    #[test]
+    fn command_switches_read_back() {
+        let f = parse(&[("not-notified", ""), ("no-contact", ""), ("all", "")]);
+        assert_eq!(f.notified, Some(false));
+        assert!(f.no_contact);
+        assert_eq!(
+            f.to_command(),
+            "outwatch list --all --not-notified --no-contact"
+        );
+        assert_eq!(Filter::from_query_string(&f.to_query_string()), Ok(f));
+        assert_eq!(parse(&[("notified", "")]).notified, Some(true));
+        assert!(Filter::parse([("notified", ""), ("not-notified", "")]).is_err());
     }
 
     #[test]

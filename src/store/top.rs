@@ -85,6 +85,19 @@ impl Top {
         }
     }
 
+    /// Whether [`Top::push`] would keep `f` now (so a caller holding a borrowed finding clones
+    /// only those).
+    pub fn admits(&self, f: &Finding) -> bool {
+        match self.limit {
+            Some(0) => false,
+            Some(n) if self.heap.len() >= n => self
+                .heap
+                .peek()
+                .is_some_and(|last| (self.order)(f, &last.f) == Ordering::Less),
+            _ => true,
+        }
+    }
+
     /// How many findings were pushed (kept or not).
     pub fn seen(&self) -> usize {
         self.seen

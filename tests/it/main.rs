@@ -24,6 +24,7 @@ mod lookup;
 mod lookup_limits;
 mod metrics;
 mod notify;
+mod notify_ripe;
 mod one_writer;
 mod postgres_cli;
 mod properties;

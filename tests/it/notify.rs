@@ -21,8 +21,8 @@ use outwatch::store::{IngestOptions, RunOutcome, SledStore, Store};
 // ---------- a real SMTP server on loopback that may refuse one recipient ----------
 
 #[derive(Debug, Clone, Default)]
-struct Received {
-    to: Vec<String>,
+pub(crate) struct Received {
+    pub(crate) to: Vec<String>,
     data: Vec<u8>,
 }
 
@@ -61,13 +61,13 @@ impl Handler for Capture {
     }
 }
 
-struct Smtp {
-    port: u16,
+pub(crate) struct Smtp {
+    pub(crate) port: u16,
     inbox: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Smtp {
-    fn start(refuse: Option<&str>) -> Smtp {
+    pub(crate) fn start(refuse: Option<&str>) -> Smtp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
@@ -88,14 +88,19 @@ impl Smtp {
         Smtp { port, inbox }
     }
 
-    fn take(&self) -> Vec<Received> {
+    pub(crate) fn take(&self) -> Vec<Received> {
         std::mem::take(&mut *self.inbox.lock().unwrap())
     }
 }
 
 // ---------- findings, config ----------
 
-fn t(h: i64) -> DateTime<Utc> {
+/// An HTTP client (the RIPE abuse-c lookups go through it).
+pub(crate) fn http() -> outwatch::http::HttpClient {
+    outwatch::http::HttpClient::new(&Default::default(), Arc::new(ManualClock::new(t(0)))).unwrap()
+}
+
+pub(crate) fn t(h: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(h)
 }
 
@@ -137,7 +142,11 @@ fn findings() -> Vec<Finding> {
     vec![a, b, c, none]
 }
 
-fn setup(dir: &Path, port: u16, extra: &str) -> (Config, Contacts, Arc<dyn Store>, Vec<Finding>) {
+pub(crate) fn setup(
+    dir: &Path,
+    port: u16,
+    extra: &str,
+) -> (Config, Contacts, Arc<dyn Store>, Vec<Finding>) {
     std::fs::write(
         dir.join("contacts.csv"),
         "name,emails,prefixes,asns,domains\n\
@@ -196,18 +205,18 @@ prefixes = ["203.0.113.0/25"]
     (cfg, contacts, store, fs)
 }
 
-struct Mail {
-    to: Vec<String>,
-    subject: String,
-    text: String,
-    html: String,
-    csv: String,
-    ticket: String,
-    auto: String,
-    list_id: String,
+pub(crate) struct Mail {
+    pub(crate) to: Vec<String>,
+    pub(crate) subject: String,
+    pub(crate) text: String,
+    pub(crate) html: String,
+    pub(crate) csv: String,
+    pub(crate) ticket: String,
+    pub(crate) auto: String,
+    pub(crate) list_id: String,
 }
 
-fn parse(r: &Received) -> Mail {
+pub(crate) fn parse(r: &Received) -> Mail {
     let m = MessageParser::default().parse(&r.data).expect("a message");
     let csv = m
         .attachments()
@@ -231,7 +240,7 @@ fn parse(r: &Received) -> Mail {
     }
 }
 
-fn by_recipient(inbox: Vec<Received>) -> Vec<Mail> {
+pub(crate) fn by_recipient(inbox: Vec<Received>) -> Vec<Mail> {
     let mut m: Vec<Mail> = inbox.iter().map(parse).collect();
     m.sort_by(|a, b| a.to.cmp(&b.to));
     m
@@ -249,9 +258,17 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
     assert_eq!(contacts.problems[0].line, 4);
     let clock = ManualClock::new(t(1));
 
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.failed, o.marked), (3, 0, 3), "{o:?}");
     assert_eq!(o.tally.no_contact, 1);
     let last = outwatch::digest::mail_log::last_run(
@@ -308,9 +325,17 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
 
     // The second run sends nothing.
     clock.set(t(3));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 0, "{o:?}");
     assert_eq!(o.tally.already_sent, 3);
     assert!(server.take().is_empty());
@@ -331,9 +356,17 @@ async fn each_contact_gets_exactly_its_findings_once_and_again_when_reopened() {
         Status::Open
     );
     clock.set(t(6));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(6), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(6),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1, "{o:?}");
     let m = by_recipient(server.take());
     assert_eq!(m[0].to, ["a@hosting.example"]);
@@ -350,16 +383,24 @@ async fn preview_and_test_to_send_nothing_to_contacts_and_mark_nothing() {
     let server = Smtp::start(None);
     let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Preview)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Preview,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.mails.len(), 3);
     assert!(o.mails.iter().all(|m| m.state == MailState::WouldSend));
     assert!(o.mails[0].body.contains("203.0.113.5"));
     assert!(server.take().is_empty());
 
     let me = Mode::TestTo("me@isp.example".into());
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &me)
+    let o = notify::run(&cfg, &contacts, store.clone(), &http(), &clock, t(1), &me)
         .await
         .unwrap();
     assert_eq!(o.sent, 3);
@@ -375,9 +416,17 @@ async fn preview_and_test_to_send_nothing_to_contacts_and_mark_nothing() {
     }
     assert!(store.runs(Some(notify::RUN_NAME), 1).unwrap().is_empty());
     // So --send still sends everything.
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3);
 }
 
@@ -387,9 +436,17 @@ async fn a_refused_recipient_leaves_its_findings_unsent_and_the_others_sent() {
     let server = Smtp::start(Some("b@shop.example.org"));
     let (cfg, contacts, store, fs) = setup(dir.path(), server.port, "");
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.failed), (2, 1), "{o:?}");
     let failed = o
         .mails
@@ -419,9 +476,17 @@ async fn a_refused_recipient_leaves_its_findings_unsent_and_the_others_sent() {
     assert!(run.error.as_deref().unwrap().contains("Shop"), "{run:?}");
     // The next run tries that contact again, and only it.
     clock.set(t(3));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Preview)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Preview,
+    )
+    .await
+    .unwrap();
     let names: Vec<&str> = o.mails.iter().map(|m| m.contact.as_str()).collect();
     assert_eq!(names, ["Shop"]);
 }
@@ -432,9 +497,17 @@ async fn the_cap_stops_the_run_and_says_so() {
     let server = Smtp::start(None);
     let (cfg, contacts, store, _) = setup(dir.path(), server.port, "max_mails_per_run = 2");
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 2);
     assert_eq!(server.take().len(), 2);
     assert!(o.capped.as_deref().unwrap().contains("cap of 2"), "{o:?}");
@@ -460,11 +533,41 @@ async fn the_cap_stops_the_run_and_says_so() {
             || h.warnings.iter().any(|w| w.contains("cap of 2")),
         "{h:?}"
     );
+    // So does the owner's digest (its feed health names the `notify` run).
+    let digest = outwatch::digest::preview(&cfg, store.as_ref(), t(1)).unwrap();
+    assert!(
+        digest.rendered.text.contains("cap of 2"),
+        "{}",
+        digest.rendered.text
+    );
+    assert!(digest.rendered.html.contains("cap of 2"));
+    // And `outwatch status`, which exits 1 for it.
+    store.flush().unwrap();
+    drop(store);
+    let out = crate::support::cli(dir.path())
+        .args(["--data-dir", "store", "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("notify (partial):") && text.contains("stopped at the cap of 2 mail(s)"),
+        "{text}"
+    );
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
     // The one left goes next run.
     clock.set(t(3));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.capped.is_none()), (1, true));
 }
 
@@ -478,9 +581,17 @@ async fn a_daily_contact_and_the_recipient_interval_hold_mails() {
         "[notify.defaults]\ninterval = \"daily\"\nreminder = \"2d\"",
     );
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3);
     server.take();
     // A new finding for the daily file contact "Transit" an hour later waits for the day.
@@ -489,20 +600,44 @@ async fn a_daily_contact_and_the_recipient_interval_hold_mails() {
     store
         .ingest(vec![n], vec![], &IngestOptions { now: t(2) })
         .unwrap();
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 0);
     assert_eq!(o.mails[0].state, MailState::Held, "{o:?}");
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(26), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(26),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1);
     assert_eq!(server.take()[0].to, ["c@transit.example.net"]);
     // After the reminder interval, open findings go again.
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(50), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(50),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3, "{o:?}");
     assert!(parse(&server.take()[0]).csv.contains("reminder"));
 }
@@ -566,6 +701,48 @@ fn cli_preview_send_and_lookup_show_the_notification() {
     let n = &v["notified"][&fs[0].fingerprint][0];
     assert_eq!(n["contact"], "Hosting A");
     assert_eq!(n["ticket"], ticket.as_str());
+
+    // `list` shows it: a line under the finding in the table, the last sending in CSV, every
+    // sending in JSON; `--notified` / `--not-notified` / `--no-contact` select by it.
+    let (code, out, err) = run(&["list", "--prefix", "203.0.113.0/24"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("notified Hosting A "), "{out}");
+    assert!(out.contains(&ticket), "{out}");
+    let (code, out, err) = run(&["list", "--notified", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    let mut rows = csv::Reader::from_reader(out.as_bytes());
+    let head = rows.headers().unwrap().clone();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    let a = rows
+        .iter()
+        .find(|r| &r[col("ip")] == "203.0.113.5")
+        .expect("the finding of Hosting A");
+    assert_eq!(&a[col("notified_contact")], "Hosting A");
+    assert_eq!(&a[col("notified_ticket")], ticket.as_str());
+    assert!(
+        DateTime::parse_from_rfc3339(&a[col("notified_at")]).is_ok(),
+        "{out}"
+    );
+    let (code, out, err) = run(&["list", "--not-notified", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found = v["findings"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{out}");
+    assert_eq!(found[0]["ip"], "192.0.2.9");
+    assert!(found[0].get("notified").is_none(), "{out}");
+    assert_eq!(v["command"], "outwatch list --not-notified");
+    let (code, out, err) = run(&["list", "--notified", "--format", "jsonl"]);
+    assert_eq!(code, Some(0), "{err}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(first["notified"][0]["ticket"].is_string(), "{out}");
+    let (code, out, err) = run(&["list", "--no-contact", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.contains("192.0.2.9"), "{out}");
+    let (code, _, _) = run(&["list", "--notified", "--not-notified"]);
+    assert_eq!(code, Some(2));
 
     // Nothing is due any more; --test-to needs a real address.
     let (_, out, _) = run(&["notify", "--send"]);
@@ -641,17 +818,33 @@ async fn a_shared_address_gets_one_mail_per_minimum_interval() {
     .unwrap();
     let contacts = Contacts::load(&cfg).unwrap();
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1, "{o:?}");
     let held = o.mails.iter().find(|m| m.contact == "Shop").unwrap();
     assert_eq!(held.state, MailState::Held, "{held:?}");
     assert_eq!(server.take().len(), 1);
     // An hour later (the default minimum interval) it goes.
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(2), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(2),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1, "{o:?}");
     assert_eq!(
         o.mails
@@ -675,13 +868,29 @@ async fn the_records_work_on_every_store_backend() {
         .ingest(findings(), vec![], &IngestOptions { now: t(0) })
         .unwrap();
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.marked), (3, 3), "{o:?}");
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(3), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.tally.already_sent), (0, 3), "{o:?}");
     let r = record::sent_of(store.as_ref(), &fs[2].fingerprint)
         .unwrap()
@@ -734,9 +943,17 @@ async fn a_missing_template_fails_its_contacts_and_marks_nothing() {
         "[notify.defaults]\ntemplate = \"hosting\"",
     );
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!((o.sent, o.failed), (0, 3), "{o:?}");
     assert!(
         o.mails[0].detail.as_deref().unwrap().contains("hosting"),
@@ -787,9 +1004,17 @@ async fn a_suppressed_finding_is_never_sent() {
     let rule = "\n[[suppress]]\ncidr = \"203.0.113.0/24\"\nuntil = 2026-03-10\nreason = \"lab\"\n";
     let (cfg, contacts, store, _) = setup(dir.path(), server.port, rule);
     let clock = ManualClock::new(t(1));
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 2);
     let inbox = server.take();
     assert!(
@@ -798,9 +1023,17 @@ async fn a_suppressed_finding_is_never_sent() {
     );
     // The rule ends with 2026-03-10 (UTC): then it is sent.
     let later = Utc.with_ymd_and_hms(2026, 3, 11, 0, 0, 1).unwrap();
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, later, &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        later,
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 1);
     let inbox = server.take();
     assert_eq!(inbox.len(), 1);
@@ -820,9 +1053,17 @@ async fn the_owners_digest_names_what_was_sent_to_whom() {
         .rendered
         .text;
     assert!(!before.contains("Sent to the owners"), "{before}");
-    let o = notify::run(&cfg, &contacts, store.clone(), &clock, t(1), &Mode::Send)
-        .await
-        .unwrap();
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
     assert_eq!(o.sent, 3);
     let d = outwatch::digest::preview(&cfg, store.as_ref(), t(2)).unwrap();
     let text = d.rendered.text;
@@ -855,4 +1096,100 @@ async fn the_owners_digest_names_what_was_sent_to_whom() {
             .html
             .contains("Sent to the owners of the addresses (3)")
     );
+}
+
+/// The findings no contact owns are listed in the owner's digest (the first in rank order),
+/// the rest counted with the `outwatch list` command that shows them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_digest_lists_the_findings_without_a_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Smtp::start(None);
+    let (cfg, contacts, store, _) = setup(dir.path(), server.port, "");
+    let clock = ManualClock::new(t(1));
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(1),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.tally.no_contact, 1);
+    let text = outwatch::digest::preview(&cfg, store.as_ref(), t(2))
+        .unwrap()
+        .rendered
+        .text;
+    assert!(
+        text.contains("No contact: 1 open finding reaches no owner but you"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  medium: 192.0.2.9 vulnerable-system (shadowserver)\n    observed 2026-03-01"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("--no-contact"), "{text}");
+
+    // More than the digest lists: the first 20 by rank (the critical one first), the rest a
+    // count and the command.
+    let more: Vec<Finding> = (0..25)
+        .map(|i| {
+            let mut f = Finding::new(
+                "shadowserver",
+                "scan_rdp",
+                Classification::new("", "vulnerable-system", "rdp"),
+                if i == 24 {
+                    Severity::Critical
+                } else {
+                    Severity::Low
+                },
+            );
+            f.ip = Some(format!("192.0.2.{}", 100 + i).parse().unwrap());
+            f.port = Some(3389);
+            f
+        })
+        .collect();
+    store
+        .ingest(more, vec![], &IngestOptions { now: t(2) })
+        .unwrap();
+    clock.set(t(3));
+    let o = notify::run(
+        &cfg,
+        &contacts,
+        store.clone(),
+        &http(),
+        &clock,
+        t(3),
+        &Mode::Send,
+    )
+    .await
+    .unwrap();
+    assert_eq!(o.tally.no_contact, 26);
+    let d = outwatch::digest::preview(&cfg, store.as_ref(), t(4)).unwrap();
+    let text = d.rendered.text;
+    assert!(
+        text.contains("No contact: 26 open findings reach no owner"),
+        "{text}"
+    );
+    let listed = text
+        .lines()
+        .filter(|l| l.ends_with(" vulnerable-system (shadowserver)"))
+        .collect::<Vec<_>>();
+    assert_eq!(listed.len(), 20, "{text}");
+    assert!(listed[0].contains("critical: 192.0.2.124:3389"), "{text}");
+    assert!(text.contains("… and 6 more:"), "{text}");
+    assert!(
+        text.contains("outwatch list --no-contact --sort rank"),
+        "{text}"
+    );
+    assert!(
+        d.rendered
+            .html
+            .contains("outwatch list --no-contact --sort rank")
+    );
+    assert!(d.rendered.html.contains("192.0.2.124:3389"));
 }
