@@ -21,8 +21,10 @@ use crate::config::CronSchedule;
 /// One unit of scheduled work.
 #[async_trait]
 pub trait Task: Send + Sync {
-    /// Runs once; `Ok` carries a one-line summary, `Err` the reason (no secrets).
-    async fn run(&self) -> Result<String, String>;
+    /// Runs once for the schedule's `slot` (its fire time without jitter; `None` for a run
+    /// outside the schedule: a catch-up at start-up, `run --once`); `Ok` carries a one-line
+    /// summary, `Err` the reason (no secrets).
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String>;
 }
 
 /// What a job does (served as `source`, `digest`, `scope`).
@@ -182,6 +184,7 @@ pub async fn run_job(
         if slot.is_some() {
             last_slot = slot;
         }
+        let this_slot = slot;
         let mut retry = 0u32;
         loop {
             update(&board, &name, |s| s.running = true);
@@ -189,7 +192,7 @@ pub async fn run_job(
             // Its own task, so that a panic (a bug in a parser) becomes a failed run and the
             // schedule goes on.
             let task = job.task.clone();
-            let result = match tokio::spawn(async move { task.run().await }).await {
+            let result = match tokio::spawn(async move { task.run(this_slot).await }).await {
                 Ok(r) => r,
                 Err(e) => Err(format!("the run panicked: {e}")),
             };

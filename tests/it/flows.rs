@@ -690,7 +690,7 @@ async fn run_has_a_flows_job_that_reads_the_paths() {
         .expect("a flows job");
     assert_eq!(job.schedule.source, "0 */5 * * * *");
     assert!(job.catch_up, "never ran: runs at start");
-    let line = job.task.run().await.unwrap();
+    let line = job.task.run(None).await.unwrap();
     assert!(line.contains("1 file(s), 552 connection(s)"), "{line}");
     let runs = store.runs(Some("flows"), 5).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::Ok);
