@@ -143,16 +143,17 @@ where
 
 #[async_trait]
 impl Task for SourceTask {
-    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, String> {
-        let r = self
-            .shared
-            .runner()
-            .run_source_in_turn(self.source.as_ref())
-            .await;
-        match (&r.error, r.ok) {
-            (None, true) => Ok(source_summary(&r)),
-            (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
-        }
+    /// Once per slot among the nodes sharing the store: a unit is fetched by one of them.
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
+        let work = async {
+            let r = self.shared.runner().run_source(self.source.as_ref()).await;
+            match (&r.error, r.ok) {
+                (None, true) => Ok(source_summary(&r)),
+                (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
+            }
+        };
+        let name = format!("source/{}", self.source.name());
+        once_per_slot(&self.shared, &name, slot, work).await
     }
 }
 
