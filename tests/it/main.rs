@@ -25,6 +25,7 @@ mod lookup_limits;
 mod notify;
 mod one_writer;
 mod postgres_cli;
+mod postgres_nodes;
 mod properties;
 mod requests;
 mod safebrowsing;
