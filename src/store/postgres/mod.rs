@@ -533,8 +533,12 @@ impl Store for PgStore {
         off_runtime(|| Direct(self).state_scan(prefix))
     }
 
-    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        off_runtime(|| Direct(self).indicator_sets(each))
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        off_runtime(|| Direct(self).state_each(prefix, each))
     }
 
     fn flush(&self) -> Result<()> {
@@ -752,9 +756,12 @@ impl Store for Direct<'_> {
             .collect())
     }
 
-    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        // Streamed: sets are large, one at a time in memory.
-        let prefix = super::INDICATOR_SETS;
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        // Streamed: kept indicator sets are large, one at a time in memory.
         self.stream(
             "SELECT key, value FROM state WHERE key >= $1 COLLATE \"C\" AND starts_with(key, $1) \
              ORDER BY key",
