@@ -136,8 +136,12 @@ impl Store for Lent {
         Lent::get(self)?.state_scan(prefix)
     }
 
-    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        Lent::get(self)?.indicator_sets(each)
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        Lent::get(self)?.state_each(prefix, each)
     }
 
     fn flush(&self) -> Result<()> {

@@ -475,7 +475,7 @@ pub async fn run_once(
         let task = tasks::FlowsTask {
             shared: shared(env, cfg, store.clone()).await?,
         };
-        report.flows = Some(scheduler::Task::run(&task).await);
+        report.flows = Some(scheduler::Task::run(&task, None).await);
     }
     // The contacts' notifications after the fetches, before the digest.
     if crate::notify::configured(cfg) {
@@ -483,7 +483,7 @@ pub async fn run_once(
             shared: shared(env, cfg, store.clone()).await?,
             contacts: Default::default(),
         };
-        report.notify = Some(scheduler::Task::run(&task).await);
+        report.notify = Some(scheduler::Task::run(&task, None).await);
     }
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())

@@ -76,6 +76,29 @@ pub fn next_fire(
         .find(|t| Some(t.with_timezone(&tz).naive_local()) != last_local)
 }
 
+/// The last slot of `schedule` (read in `tz`) at or before `at`: the slot a catch-up run at
+/// start-up stands for, so that nodes starting together agree on it. Looked for over a span
+/// of the schedule's interval, widened fourfold up to eight times (an irregular schedule).
+pub fn prev_fire(schedule: &CronSchedule, tz: Tz, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut span = schedule
+        .interval(&at)
+        .unwrap_or(chrono::Duration::days(1))
+        .max(chrono::Duration::seconds(1));
+    for _ in 0..8 {
+        let last = schedule
+            .schedule
+            .after(&(at - span).with_timezone(&tz))
+            .map(|t| t.with_timezone(&Utc))
+            .take_while(|t| *t <= at)
+            .last();
+        if last.is_some() {
+            return last;
+        }
+        span = span * 4;
+    }
+    None
+}
+
 /// How long to sleep towards `target` from `now`: the remaining time, but at most `step`, so
 /// the caller looks at the wall clock again (suspend, NTP steps) at least that often.
 pub fn sleep_step(now: DateTime<Utc>, target: DateTime<Utc>, step: Duration) -> Option<Duration> {

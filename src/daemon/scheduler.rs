@@ -14,15 +14,17 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::schedule::{Backoff, jitter, next_fire, sleep_step};
+use super::schedule::{Backoff, jitter, next_fire, prev_fire, sleep_step};
 use crate::clock::Clock;
 use crate::config::CronSchedule;
 
 /// One unit of scheduled work.
 #[async_trait]
 pub trait Task: Send + Sync {
-    /// Runs once; `Ok` carries a one-line summary, `Err` the reason (no secrets).
-    async fn run(&self) -> Result<String, String>;
+    /// Runs once for the schedule's `slot` (its fire time without jitter; `None` for a run
+    /// outside the schedule: a catch-up at start-up, `run --once`); `Ok` carries a one-line
+    /// summary, `Err` the reason (no secrets).
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String>;
 }
 
 /// What a job does (served as `source`, `digest`, `scope`).
@@ -160,11 +162,13 @@ pub async fn run_job(
         let now = clock.now();
         let u = unit();
         let jit = chrono::Duration::from_std(jitter(job.max_jitter, u)).unwrap_or_default();
-        let (slot, target) = if std::mem::take(&mut catch_up) {
+        // `run_slot`: the slot the run stands for (a catch-up: the one it missed).
+        let (slot, run_slot, target) = if std::mem::take(&mut catch_up) {
             tracing::info!(job = %name, "missed its last slot (or never ran): running it at start-up");
             let short = jitter(job.max_jitter.min(CATCH_UP_JITTER), u);
             (
                 None,
+                prev_fire(&job.schedule, job.tz, now),
                 now + chrono::Duration::from_std(short).unwrap_or_default(),
             )
         } else {
@@ -172,7 +176,7 @@ pub async fn run_job(
                 tracing::warn!(job = %name, schedule = %job.schedule.source, "the schedule never fires again");
                 return;
             };
-            (Some(slot), slot + jit)
+            (Some(slot), Some(slot), slot + jit)
         };
         update(&board, &name, |s| s.next_run = Some(target));
         tracing::debug!(job = %name, next = %target, "waiting");
@@ -189,7 +193,7 @@ pub async fn run_job(
             // Its own task, so that a panic (a bug in a parser) becomes a failed run and the
             // schedule goes on.
             let task = job.task.clone();
-            let result = match tokio::spawn(async move { task.run().await }).await {
+            let result = match tokio::spawn(async move { task.run(run_slot).await }).await {
                 Ok(r) => r,
                 Err(e) => Err(format!("the run panicked: {e}")),
             };

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::scheduler::Task;
 use crate::clock::Clock;
@@ -93,18 +94,66 @@ async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn
 
 use crate::pipeline::ANOTHER_NODE;
 
+/// What a run skipped because another node already did its slot says.
+pub const SLOT_DONE: &str = "skipped: another node sharing the store did this slot already";
+
+/// The state key of the last schedule slot the work `name` was done for, by any node.
+pub fn slot_done_key(name: &str) -> String {
+    format!("turns/{name}/done")
+}
+
+/// Runs `work` once per schedule slot among the nodes sharing the store: under the turn at
+/// `name` (another node holding it: skipped), and, for a scheduled run, only when no node
+/// recorded `slot` (or a later one) done; a success records it. So a node whose schedule
+/// fires after another finished the same slot (clocks a little apart, a slow start) does not
+/// send the digest or the notifications again.
+async fn once_per_slot<F>(
+    s: &Shared,
+    name: &str,
+    slot: Option<DateTime<Utc>>,
+    work: F,
+) -> Result<String, String>
+where
+    F: std::future::Future<Output = Result<String, String>>,
+{
+    let Some(_turn) = take_turn(s, name.into()).await? else {
+        return Ok(ANOTHER_NODE.into());
+    };
+    let Some(slot) = slot else {
+        return work.await;
+    };
+    let key = slot_done_key(name);
+    let k = key.clone();
+    let done: Option<DateTime<Utc>> =
+        crate::store::blocking(&s.store, move |st| crate::store::state_get_json(st, &k))
+            .await
+            .map_err(|e| format!("cannot read which slot was done: {e}"))?;
+    if done.is_some_and(|d| d >= slot) {
+        tracing::info!(job = name, %slot, "{SLOT_DONE}");
+        return Ok(SLOT_DONE.into());
+    }
+    let summary = work.await?;
+    crate::store::blocking(&s.store, move |st| {
+        crate::store::state_put_json(st, &key, &slot)
+    })
+    .await
+    .map_err(|e| format!("done, but cannot record the slot as done: {e}"))?;
+    Ok(summary)
+}
+
 #[async_trait]
 impl Task for SourceTask {
-    async fn run(&self) -> Result<String, String> {
-        let r = self
-            .shared
-            .runner()
-            .run_source_in_turn(self.source.as_ref())
-            .await;
-        match (&r.error, r.ok) {
-            (None, true) => Ok(source_summary(&r)),
-            (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
-        }
+    /// Once per slot among the nodes sharing the store: a unit is fetched by one of them.
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
+        let work = async {
+            let r = self.shared.runner().run_source(self.source.as_ref()).await;
+            match (&r.error, r.ok) {
+                (None, true) => Ok(source_summary(&r)),
+                (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
+            }
+        };
+        let name = format!("source/{}", self.source.name());
+        once_per_slot(&self.shared, &name, slot, work).await
     }
 }
 
@@ -115,15 +164,15 @@ pub struct DigestTask {
 
 #[async_trait]
 impl Task for DigestTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
         let s = &self.shared;
-        let Some(_turn) = take_turn(s, "digest".into()).await? else {
-            return Ok(ANOTHER_NODE.into());
+        let work = async {
+            digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
+                .await
+                .map(|o| digest_summary(&o))
+                .map_err(|e| e.to_string())
         };
-        digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
-            .await
-            .map(|o| digest_summary(&o))
-            .map_err(|e| e.to_string())
+        once_per_slot(s, "digest", slot, work).await
     }
 }
 
@@ -137,9 +186,16 @@ pub struct NotifyTask {
 
 #[async_trait]
 impl Task for NotifyTask {
-    async fn run(&self) -> Result<String, String> {
-        use crate::notify::{self, Mode, contacts::Contacts};
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
         let s = &self.shared;
+        once_per_slot(s, crate::notify::RUN_NAME, slot, self.send(s)).await
+    }
+}
+
+impl NotifyTask {
+    /// One run of `notify --send`.
+    async fn send(&self, s: &Shared) -> Result<String, String> {
+        use crate::notify::{self, Mode, contacts::Contacts};
         let contacts = {
             let mut held = self.contacts.lock().await;
             match held.as_mut() {
@@ -217,7 +273,7 @@ pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
 
 #[async_trait]
 impl Task for ScopeTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, String> {
         refresh_scope(&self.shared, false).await
     }
 }
@@ -229,7 +285,7 @@ pub struct FlowsTask {
 
 #[async_trait]
 impl Task for FlowsTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, String> {
         let s = self.shared.clone();
         let scope = s
             .scope

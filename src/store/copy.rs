@@ -18,14 +18,10 @@ pub struct Copied {
 
 /// Copies everything of `from` into `to`, which must hold no findings, no runs and no state.
 /// The findings are one unit (all or nothing; streamed, in the target's bounded memory); the
-/// run log and the state follow (the state is read whole: it is small but for kept indicator
-/// sets). Fails with [`StoreError::Refused`] when a count differs at the end.
+/// run log and the state follow (the state one entry at a time: kept indicator sets are some
+/// MB each). Fails with [`StoreError::Refused`] when a count differs at the end.
 pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
-    let (held, runs_held, state_held) = (
-        to.count()?,
-        to.runs(None, 1)?.len(),
-        to.state_scan("")?.len(),
-    );
+    let (held, runs_held, state_held) = (to.count()?, to.runs(None, 1)?.len(), state_count(to)?);
     if held + runs_held + state_held > 0 {
         return Err(StoreError::Refused(format!(
             "the target is not empty ({held} findings{}); migrate into a new store",
@@ -58,20 +54,21 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
     for r in &runs {
         to.record_run(r)?;
     }
-    let state = from.state_scan("")?;
-    for (k, v) in &state {
-        to.state_put(k, Some(v))?;
-    }
+    let mut state = 0;
+    from.state_each("", &mut |k, v| {
+        state += 1;
+        to.state_put(k, Some(v))
+    })?;
     to.flush()?;
     let copied = Copied {
         findings: handed.get(),
         runs: runs.len(),
-        state: state.len(),
+        state,
     };
     let found = Copied {
         findings: to.count()?,
         runs: to.runs(None, usize::MAX)?.len(),
-        state: to.state_scan("")?.len(),
+        state: state_count(to)?,
     };
     let source = Copied {
         findings: from.count()?,
@@ -91,4 +88,14 @@ pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
         )));
     }
     Ok(copied)
+}
+
+/// How many state entries `store` holds, read one at a time.
+fn state_count(store: &dyn Store) -> Result<usize> {
+    let mut n = 0;
+    store.state_each("", &mut |_, _| {
+        n += 1;
+        Ok(())
+    })?;
+    Ok(n)
 }

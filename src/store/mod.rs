@@ -548,13 +548,23 @@ pub trait Store: Send + Sync {
     /// State keys starting with `prefix`, with their values, in key order.
     fn state_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 
-    /// Every kept indicator set (state under [`INDICATOR_SETS`]), as its key and encoded value,
-    /// in key order, one at a time.
-    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        for (k, v) in self.state_scan(INDICATOR_SETS)? {
+    /// The state entries under `prefix`, in key order, handed to `each` one at a time (a
+    /// backend that can streams them: kept indicator sets are some MB each).
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        for (k, v) in self.state_scan(prefix)? {
             each(&k, &v)?;
         }
         Ok(())
+    }
+
+    /// Every kept indicator set (state under [`INDICATOR_SETS`]), as its key and encoded value,
+    /// in key order, one at a time.
+    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
+        self.state_each(INDICATOR_SETS, each)
     }
 
     /// Makes everything written so far durable.

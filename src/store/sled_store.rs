@@ -405,6 +405,18 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        for kv in self.db.scan_prefix(keys::state(prefix)) {
+            let (k, v) = kv.map_err(engine)?;
+            each(&String::from_utf8_lossy(&k[1..]), &v)?;
+        }
+        Ok(())
+    }
+
     fn count(&self) -> Result<usize> {
         let mut n = 0;
         for kv in self.db.scan_prefix([keys::BUCKET]) {

@@ -265,6 +265,28 @@ fn next_fire_is_strictly_after_and_skips_missed_slots() {
     );
 }
 
+/// A catch-up run stands for the slot it missed: the last at or before now, also for a
+/// schedule whose gaps differ (weekdays only, read on a Monday morning).
+#[test]
+fn prev_fire_is_the_last_slot_at_or_before() {
+    use outwatch::daemon::schedule::prev_fire;
+    let s = cron("0 0 * * * *");
+    assert_eq!(
+        prev_fire(&s, Tz::UTC, t("2026-11-23T10:20:00Z")),
+        Some(t("2026-11-23T10:00:00Z"))
+    );
+    assert_eq!(
+        prev_fire(&s, Tz::UTC, t("2026-11-23T10:00:00Z")),
+        Some(t("2026-11-23T10:00:00Z"))
+    );
+    // 2026-11-23 is a Monday: the last weekday slot was Friday's.
+    let weekdays = cron("0 0 9 * * 1-5");
+    assert_eq!(
+        prev_fire(&weekdays, Tz::UTC, t("2026-11-23T08:00:00Z")),
+        Some(t("2026-11-20T09:00:00Z"))
+    );
+}
+
 #[test]
 fn next_fire_reads_the_time_zone_and_fires_once_when_clocks_go_back() {
     let s = cron("0 30 1 * * *");
@@ -373,7 +395,7 @@ struct Probe {
 
 #[async_trait]
 impl Task for Probe {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self, _slot: Option<chrono::DateTime<chrono::Utc>>) -> Result<String, String> {
         let n = {
             let mut t = self.times.lock().unwrap();
             t.push(self.clock.now());
@@ -490,7 +512,7 @@ struct Panics {
 
 #[async_trait]
 impl Task for Panics {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self, _slot: Option<chrono::DateTime<chrono::Utc>>) -> Result<String, String> {
         let n = {
             let mut t = self.times.lock().unwrap();
             t.push(self.clock.now());
@@ -1093,7 +1115,7 @@ struct Slow {
 
 #[async_trait]
 impl Task for Slow {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self, _slot: Option<chrono::DateTime<chrono::Utc>>) -> Result<String, String> {
         self.started.notify_one();
         self.release.notified().await;
         *self.finished.lock().unwrap() = true;

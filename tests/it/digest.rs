@@ -861,3 +861,73 @@ fn cli_digest_without_config_writes_an_eml() {
         .collect();
     assert_eq!(files.len(), 1);
 }
+
+/// Two nodes on one PostgreSQL store, each with the daemon's digest job, for the same
+/// schedule slot: one mail. Together, one holds the turn and the other skips; the second node
+/// running the slot after the first finished finds it recorded as done and sends nothing
+/// (with `send_empty = true`, which would otherwise send again). The next slot is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_send_one_digest_per_slot() {
+    use outwatch::clock::{Clock, ManualClock};
+    use outwatch::daemon::scheduler::Task;
+    use outwatch::daemon::tasks::{DigestTask, SLOT_DONE, Shared};
+    use outwatch::http::HttpClient;
+    use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
+    use outwatch::store::postgres::PgStore;
+
+    let Some(schema) = crate::store_contract::postgres::Schema::new() else {
+        return;
+    };
+    let server = Smtp::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = std::sync::Arc::new(config(
+        dir.path(),
+        &format!("send_empty = true\n{}", smtp_table(server.port)),
+    ));
+    let target = schema.target();
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        let a = PgStore::open(&target).unwrap();
+        let b = PgStore::open(&target).unwrap();
+        ingest(&a, vec![c2_with_script(), open_dns()], t(1));
+        (a, b)
+    })
+    .await
+    .unwrap();
+    let node = |store: Arc<dyn Store>, at: DateTime<Utc>| {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(at));
+        DigestTask {
+            shared: Shared {
+                cfg: cfg.clone(),
+                store,
+                http: HttpClient::new(&Default::default(), clock.clone()).unwrap(),
+                clock,
+                scope: Arc::new(std::sync::RwLock::new(Arc::new(ScopeMatcher::new(
+                    &ScopeSnapshot::default(),
+                )))),
+                data_dir: dir.path().to_path_buf(),
+            },
+        }
+    };
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(a), Arc::new(b));
+    let slot = t(6);
+    let (node_a, node_b) = (node(a.clone(), slot), node(b.clone(), slot));
+    let (ra, rb) = tokio::join!(node_a.run(Some(slot)), node_b.run(Some(slot)));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(server.take().len(), 1, "one mail: {ra} / {rb}");
+    assert!(
+        [&ra, &rb]
+            .iter()
+            .any(|r| r.contains("another node") || r == &SLOT_DONE),
+        "{ra} / {rb}"
+    );
+    // The slot again, on the other node, after the first finished: recorded, not sent.
+    let late = node(b.clone(), slot + Duration::seconds(30));
+    assert_eq!(late.run(Some(slot)).await.unwrap(), SLOT_DONE);
+    assert!(server.take().is_empty());
+    // The next slot is sent (by whichever node runs it).
+    let next = t(30);
+    let r = node(b.clone(), next).run(Some(next)).await.unwrap();
+    assert_eq!(server.take().len(), 1, "{r}");
+    assert_eq!(node(a, next).run(Some(next)).await.unwrap(), SLOT_DONE);
+    assert!(server.take().is_empty());
+}

@@ -15,6 +15,8 @@ use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::backends::Backend;
+
 const SCRIPT: &str = "<script>alert(1)</script>";
 
 #[derive(Clone)]
@@ -125,6 +127,11 @@ async fn mock_snds(server: &MockServer) {
 }
 
 fn config(dir: &Path, mock: &str, smtp_port: u16) -> String {
+    config_on(dir, mock, smtp_port, &Backend::Sled)
+}
+
+fn config_on(dir: &Path, mock: &str, smtp_port: u16, backend: &Backend) -> String {
+    let store = backend.store_table("data");
     let mut lists = String::new();
     for name in outwatch::sources::lists::BUILTIN {
         lists.push_str(&format!("[sources.{name}]\nenabled = false\n"));
@@ -136,8 +143,7 @@ asns = [64496]
 domains = ["example.org"]
 [scope]
 ripestat_url = "{mock}"
-[store]
-path = "data"
+{store}
 [sources.hibp]
 api_key = "e2e-hibp-key-0123456789abcdef01234"
 base_url = "{mock}/api/v3"
@@ -174,6 +180,18 @@ fn outwatch(dir: &Path, args: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_fetches_stores_and_mails_an_escaped_digest() {
+    run_once_scenario(Backend::Sled).await;
+}
+
+/// The same on a PostgreSQL store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_fetches_stores_and_mails_an_escaped_digest_on_postgres() {
+    if let Some(b) = Backend::postgres() {
+        run_once_scenario(b).await;
+    }
+}
+
+async fn run_once_scenario(backend: Backend) {
     let mock = MockServer::start().await;
     serve(
         &mock,
@@ -187,7 +205,7 @@ async fn run_once_fetches_stores_and_mails_an_escaped_digest() {
     let (port, inbox) = smtp();
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_path_buf();
-    let cfg = config(&dir, &mock.uri(), port);
+    let cfg = config_on(&dir, &mock.uri(), port, &backend);
 
     let out = {
         let dir = dir.clone();
@@ -268,6 +286,7 @@ async fn run_once_fetches_stores_and_mails_an_escaped_digest() {
         .collect();
     assert!(states.contains(&("hibp".into(), "ok".into())), "{states:?}");
     assert!(states.contains(&("snds".into(), "ok".into())), "{states:?}");
+    assert_eq!(v["store"]["backend"], backend.name());
 
     // A second round: nothing new, so the digest says so and does not repeat the findings.
     let out = {

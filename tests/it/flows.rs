@@ -14,6 +14,7 @@ use outwatch::indicators::{Entry, IndicatorIndex, IndicatorSet};
 use outwatch::scope::ScopeMatcher;
 use outwatch::store::{IngestOptions, RunOutcome, SledStore, Store};
 
+use crate::backends::Backend;
 use crate::support::{cli, feeds_off, fixture_path, stdout_json};
 
 const FLOWS: &str = r#"
@@ -225,8 +226,24 @@ fn a_bad_config_names_the_key() {
 
 #[test]
 fn cli_json_stores_findings_that_lookup_and_status_show() {
+    cli_json_stores_findings_on(Backend::Sled);
+}
+
+/// The same on a PostgreSQL store.
+#[test]
+fn cli_json_stores_findings_that_lookup_and_status_show_on_postgres() {
+    if let Some(b) = Backend::postgres() {
+        cli_json_stores_findings_on(b);
+    }
+}
+
+fn cli_json_stores_findings_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("outwatch.toml"), config_text("")).unwrap();
+    std::fs::write(
+        dir.path().join("outwatch.toml"),
+        config_text(&backend.store_table("data")),
+    )
+    .unwrap();
     let out = cli(dir.path())
         .args(["--data-dir", "data", "flows", "--json"])
         .arg(two_days())
@@ -314,6 +331,7 @@ fn cli_json_stores_findings_that_lookup_and_status_show() {
         .find(|e| e["name"] == "flows")
         .unwrap_or_else(|| panic!("{s}"));
     assert_eq!(flows["last_rows"], 552);
+    assert_eq!(s["store"]["backend"], backend.name());
 }
 
 #[test]
@@ -690,7 +708,7 @@ async fn run_has_a_flows_job_that_reads_the_paths() {
         .expect("a flows job");
     assert_eq!(job.schedule.source, "0 */5 * * * *");
     assert!(job.catch_up, "never ran: runs at start");
-    let line = job.task.run().await.unwrap();
+    let line = job.task.run(None).await.unwrap();
     assert!(line.contains("1 file(s), 552 connection(s)"), "{line}");
     let runs = store.runs(Some("flows"), 5).unwrap();
     assert_eq!(runs[0].outcome, RunOutcome::Ok);

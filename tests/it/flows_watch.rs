@@ -374,3 +374,33 @@ fn a_flow_finding_no_run_adds_to_resolves() {
     assert_eq!(host(&w, "10.1.0.8").status, Status::New);
     assert_eq!(w.store.runs(Some("flows"), 1).unwrap()[0].resolved, 1);
 }
+
+/// Two sensors on one store with a log at the same path (the same file here): each keeps its
+/// own marks, so each reads its log once; a mark an earlier version kept under the path alone
+/// (`flows/file/<path>`) is taken over by the node that runs, which reads nothing twice.
+#[test]
+fn sensors_with_the_same_log_path_keep_marks_of_their_own() {
+    use outwatch::flows::watch::{STATE_PREFIX, node_prefix, run_once_as};
+    let mut w = Watch::new("logs/conn.log");
+    w.create("logs/conn.log", 5);
+    let t: DateTime<Utc> = "2026-12-01T07:00:00Z".parse().unwrap();
+    let run = |node: &str| run_once_as(node, &w.cfg, &w.store, &w.scope, || t).unwrap();
+    assert!(run("a").contains("5 connection(s)"));
+    assert!(
+        run("b").contains("5 connection(s)"),
+        "b has marks of its own"
+    );
+    assert!(run("a").starts_with("no new lines"));
+    assert!(run("b").starts_with("no new lines"));
+    let own = |node: &str| w.store.state_scan(&node_prefix(node)).unwrap().len();
+    assert_eq!((own("a"), own("b")), (1, 1));
+
+    // An earlier version's mark: node c takes it over and reads nothing again.
+    let (_, mark) = w.store.state_scan(&node_prefix("a")).unwrap().remove(0);
+    let path = w.path("logs/conn.log");
+    let legacy = format!("{STATE_PREFIX}{}", path.display());
+    w.store.state_put(&legacy, Some(&mark)).unwrap();
+    assert!(run("c").starts_with("no new lines"));
+    assert!(w.store.state_get(&legacy).unwrap().is_none(), "taken over");
+    assert_eq!(own("c"), 1);
+}

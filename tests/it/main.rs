@@ -1,6 +1,7 @@
 //! The integration tests: one crate (one link of the library), a module per area.
 //! `support` and `keyed_support` hold the shared set-up.
 
+mod backends;
 mod cli;
 mod cut_downloads;
 mod cymru;
@@ -27,6 +28,7 @@ mod notify;
 mod notify_ripe;
 mod one_writer;
 mod postgres_cli;
+mod postgres_nodes;
 mod properties;
 mod requests;
 mod safebrowsing;

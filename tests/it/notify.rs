@@ -784,7 +784,7 @@ async fn the_daemon_job_sends_and_rereads_the_contacts_file() {
         .expect("notify job");
     assert_eq!(job.kind, outwatch::daemon::scheduler::JobKind::Notify);
     assert_eq!(job.schedule.source, "0 */5 * * * *");
-    let line = job.task.run().await.unwrap();
+    let line = job.task.run(None).await.unwrap();
     assert!(line.starts_with("3 mail(s) sent"), "{line}");
     assert_eq!(server.take().len(), 3);
 
@@ -800,7 +800,7 @@ async fn the_daemon_job_sends_and_rereads_the_contacts_file() {
         .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(10))
         .unwrap();
     clock.set(t(3));
-    let line = job.task.run().await.unwrap();
+    let line = job.task.run(None).await.unwrap();
     assert!(line.starts_with("1 mail(s) sent"), "{line}");
     assert_eq!(server.take()[0].to, ["lab@example.org"]);
 }

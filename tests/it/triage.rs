@@ -13,6 +13,7 @@ use outwatch::finding::{Classification, Finding, Severity};
 use outwatch::store::{IngestOptions, SledStore, Store};
 use outwatch::triage::actions::{self, Action};
 
+use crate::backends::Backend;
 use crate::support::{cli, feeds_off, stdout_json};
 
 fn finding(kind: &str, ip: &str, port: u16, sev: Severity) -> Finding {
@@ -38,13 +39,18 @@ fn findings() -> Vec<Finding> {
 }
 
 fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    write_config_on(dir, extra, &Backend::Sled)
+}
+
+fn write_config_on(dir: &Path, extra: &str, backend: &Backend) -> std::path::PathBuf {
     let p = dir.join("outwatch.toml");
     std::fs::write(
         &p,
         format!(
             "[organisation]\nname = \"Example Org\"\nprefixes = [\"203.0.113.0/24\", \
-             \"198.51.100.0/24\"]\n\n[store]\npath = \"data\"\n\n[digest]\n\
+             \"198.51.100.0/24\"]\n\n{}\n[digest]\n\
              from = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\n\n{extra}\n{}",
+            backend.store_table("data"),
             feeds_off()
         ),
     )
@@ -155,11 +161,23 @@ fn preview(dir: &Path) -> String {
 /// their author (text and JSON).
 #[test]
 fn cli_suppress_ack_and_note() {
+    cli_suppress_ack_and_note_on(Backend::Sled);
+}
+
+/// The same on a PostgreSQL store.
+#[test]
+fn cli_suppress_ack_and_note_on_postgres() {
+    if let Some(b) = Backend::postgres() {
+        cli_suppress_ack_and_note_on(b);
+    }
+}
+
+fn cli_suppress_ack_and_note_on(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_config(d, "");
+    write_config_on(d, "", &backend);
     {
-        let store = SledStore::open(&d.join("data")).unwrap();
+        let store = backend.open(&d.join("data"));
         store
             .ingest(
                 findings(),
@@ -262,6 +280,8 @@ fn cli_suppress_ack_and_note() {
     assert!(list.contains("EXPIRED"), "{list}");
     let j = stdout_json(&run(d, &["suppress", "list", "--json"]));
     assert_eq!(j["rules"][0]["expired"], true);
+    let st = stdout_json(&run(d, &["status", "--json"]));
+    assert_eq!(st["store"]["backend"], backend.name());
     run(d, &["suppress", "remove", "1"]);
     assert!(text(&run(d, &["suppress", "list"])).contains("no suppression rules"));
 }

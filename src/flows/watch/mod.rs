@@ -13,6 +13,10 @@
 //! connection; the peers merged: [`run::add_stored_counts`]). The marks are written in the
 //! same atomic batch as the findings, so a failed run reads the same lines again next time.
 //! Marks of files that no longer match are dropped once their log was followed.
+//!
+//! **Marks are per node** (`flows/node/<host>/file/<path>`): sensors on several hosts sharing
+//! one store (PostgreSQL) may read logs at the same path. Marks of earlier versions
+//! (`flows/file/<path>`, [`STATE_PREFIX`]) are taken over by the first node that runs.
 
 mod expand;
 pub mod follow;
@@ -35,8 +39,81 @@ use crate::scope::ScopeMatcher;
 use crate::sources::FetchOutput;
 use crate::store::{Store, StoreError};
 
-/// State key prefix of the file marks.
+/// State key prefix of the file marks as [`follow`] names them, and as earlier versions kept
+/// them in the store (one node).
 pub const STATE_PREFIX: &str = "flows/file/";
+
+/// The state key prefix of the file marks of the node named `node` in the store.
+pub fn node_prefix(node: &str) -> String {
+    format!("flows/node/{node}/file/")
+}
+
+/// This host's name (`gethostname`), naming its marks; `localhost` when it has none.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its length; gethostname NUL-terminates or truncates.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if r == 0 && !h.is_empty() => h.replace('/', "_"),
+        _ => "localhost".into(),
+    }
+}
+
+/// Marks of earlier versions (key and value), taken over by this run.
+type Legacy = Vec<(String, Vec<u8>)>;
+
+/// The marks of `node` under [`STATE_PREFIX`] names (what [`follow`] works with), and the
+/// marks of earlier versions, taken over (moved under the node's names) by this run.
+fn load_marks(
+    store: &dyn Store,
+    node: &str,
+) -> Result<(BTreeMap<String, FileMark>, Legacy), StoreError> {
+    let own = node_prefix(node);
+    let mut marks = BTreeMap::new();
+    store.state_each(&own, &mut |k, v| {
+        if let Ok(m) = serde_json::from_slice(v) {
+            marks.insert(format!("{STATE_PREFIX}{}", &k[own.len()..]), m);
+        }
+        Ok(())
+    })?;
+    let mut legacy = Vec::new();
+    store.state_each(STATE_PREFIX, &mut |k, v| {
+        if !marks.contains_key(k)
+            && let Ok(m) = serde_json::from_slice(v)
+        {
+            marks.insert(k.to_string(), m);
+        }
+        legacy.push((k.to_string(), v.to_vec()));
+        Ok(())
+    })?;
+    Ok((marks, legacy))
+}
+
+/// The state changes of a run under `node`'s names; the marks of earlier versions moved
+/// there (unless the run changed them itself).
+fn node_state(
+    state: Vec<(String, Option<Vec<u8>>)>,
+    node: &str,
+    legacy: Legacy,
+) -> Vec<(String, Option<Vec<u8>>)> {
+    let own = node_prefix(node);
+    let mine = |k: &str| match k.strip_prefix(STATE_PREFIX) {
+        Some(path) => format!("{own}{path}"),
+        None => k.to_string(),
+    };
+    let changed: std::collections::HashSet<String> = state.iter().map(|(k, _)| k.clone()).collect();
+    let mut moved = Vec::new();
+    for (k, v) in legacy {
+        if !changed.contains(&k) {
+            moved.push((mine(&k), Some(v)));
+        }
+        moved.push((k, None));
+    }
+    let mut out: Vec<_> = state.into_iter().map(|(k, v)| (mine(&k), v)).collect();
+    out.extend(moved);
+    out
+}
 /// Most files one pattern may expand to (a mistaken `/*` must not read a whole disk).
 pub const MAX_FILES: usize = 10_000;
 
@@ -50,8 +127,20 @@ pub enum WatchError {
     Unread { line: String, error: String },
 }
 
-/// One run of the watch job: a line for the log, or what failed (the run log has it too).
+/// One run of the watch job on this host ([`host_name`]): a line for the log, or what failed
+/// (the run log has it too).
 pub fn run_once(
+    cfg: &Config,
+    store: &Arc<dyn Store>,
+    scope: &ScopeMatcher,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<String, WatchError> {
+    run_once_as(&host_name(), cfg, store, scope, now)
+}
+
+/// [`run_once`] as the node named `node` (its file marks are its own).
+pub fn run_once_as(
+    node: &str,
     cfg: &Config,
     store: &Arc<dyn Store>,
     scope: &ScopeMatcher,
@@ -59,16 +148,12 @@ pub fn run_once(
 ) -> Result<String, WatchError> {
     let started = now();
     let (files, unreadable) = expand_all(cfg);
-    let marks: BTreeMap<String, FileMark> = store
-        .state_scan(STATE_PREFIX)?
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
-        .collect();
+    let (marks, legacy) = load_marks(store.as_ref(), node)?;
     let mut plan = follow::plan(&files, &marks);
     plan.unreadable.extend(unreadable);
     if plan.reads.is_empty() && plan.unreadable.is_empty() {
         let unit = FetchOutput {
-            state: plan.state,
+            state: node_state(plan.state, node, legacy),
             ..Default::default()
         };
         let ending = Ending {
@@ -109,7 +194,7 @@ pub fn run_once(
         store,
         scope,
         &mut analysed,
-        state,
+        node_state(state, node, legacy),
         started,
         now(),
         cfg.flows.resolve_after.chrono(),

@@ -312,6 +312,67 @@ impl PgStore {
     }
 }
 
+/// How long [`PgStore::modify_chunk`] waits for findings another transaction holds.
+const MODIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl PgStore {
+    /// [`Store::modify`] of at most [`REWRITE`] findings. It takes only the rows nobody else
+    /// holds (`SKIP LOCKED`) and comes back for the others after a short wait, so it never
+    /// waits holding rows: a unit another node is writing (which locks its findings batch by
+    /// batch until it commits) and the digest marking them reported cannot deadlock.
+    fn modify_chunk(
+        &self,
+        chunk: &[String],
+        change: &mut dyn FnMut(&mut Finding) -> bool,
+    ) -> Result<usize> {
+        let mut left: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let (mut n, mut pause) = (0, std::time::Duration::from_millis(20));
+        let deadline = std::time::Instant::now() + MODIFY_WAIT;
+        loop {
+            let mut got = std::collections::HashSet::new();
+            n += self.rewrite(
+                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) \
+                 ORDER BY fingerprint FOR UPDATE SKIP LOCKED",
+                &[&left],
+                true,
+                &mut |f: &mut Finding| {
+                    got.insert(f.fingerprint.clone());
+                    change(f)
+                },
+            )?;
+            left.retain(|fp| !got.contains(*fp));
+            if left.is_empty() {
+                return Ok(n);
+            }
+            // Skipped: held by another transaction, or not stored (unknown: skipped for good).
+            let held: std::collections::HashSet<String> = self
+                .pool
+                .get()?
+                .query(
+                    "SELECT fingerprint FROM findings WHERE fingerprint = ANY($1)",
+                    &[&left],
+                )
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            left.retain(|fp| held.contains(*fp));
+            if left.is_empty() {
+                return Ok(n);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(StoreError::backend(format!(
+                    "{} finding(s) stayed locked by another writer for {} s",
+                    left.len(),
+                    MODIFY_WAIT.as_secs()
+                )));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
 /// The `WHERE` condition of a query and its parameters (from `$1`).
 fn condition(q: &Query) -> (String, Vec<Box<dyn ToSql + Sync>>) {
     match q {
@@ -476,8 +537,12 @@ impl Store for PgStore {
         off_runtime(|| Direct(self).state_scan(prefix))
     }
 
-    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        off_runtime(|| Direct(self).indicator_sets(each))
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        off_runtime(|| Direct(self).state_each(prefix, each))
     }
 
     fn flush(&self) -> Result<()> {
@@ -576,14 +641,7 @@ impl Store for Direct<'_> {
     ) -> Result<usize> {
         let mut n = 0;
         for chunk in fingerprints.chunks(REWRITE) {
-            let fps: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            n += self.rewrite(
-                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) \
-                 ORDER BY fingerprint FOR UPDATE",
-                &[&fps],
-                true,
-                change,
-            )?;
+            n += self.modify_chunk(chunk, change)?;
         }
         Ok(n)
     }
@@ -718,9 +776,12 @@ impl Store for Direct<'_> {
             .collect())
     }
 
-    fn indicator_sets(&self, each: &mut dyn FnMut(&str, &[u8]) -> Result<()>) -> Result<()> {
-        // Streamed: sets are large, one at a time in memory.
-        let prefix = super::INDICATOR_SETS;
+    fn state_each(
+        &self,
+        prefix: &str,
+        each: &mut dyn FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        // Streamed: kept indicator sets are large, one at a time in memory.
         self.stream(
             "SELECT key, value FROM state WHERE key >= $1 COLLATE \"C\" AND starts_with(key, $1) \
              ORDER BY key",

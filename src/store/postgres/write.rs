@@ -97,7 +97,8 @@ impl<'a, 't> Writer<'a, 't> {
         for row in self
             .tx
             .query(
-                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) FOR UPDATE",
+                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) \
+                 ORDER BY fingerprint FOR UPDATE",
                 &[&fps],
             )
             .map_err(pg)?
