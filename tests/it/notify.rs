@@ -1193,3 +1193,55 @@ async fn the_owners_digest_lists_the_findings_without_a_contact() {
     );
     assert!(d.rendered.html.contains("192.0.2.124:3389"));
 }
+
+/// A selection larger than `list` sorts in memory is written as found, with the notification
+/// records read before the walk (the store answers one request at a time through the daemon).
+#[test]
+fn list_streams_the_notification_of_a_large_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, _, store, fs) = setup(dir.path(), 9, "");
+    let many: Vec<Finding> = (0..10_050u32)
+        .map(|i| {
+            let mut f = Finding::new(
+                "shadowserver",
+                "scan_rdp",
+                Classification::new("", "vulnerable-system", "rdp"),
+                Severity::Low,
+            );
+            f.ip = Some(std::net::Ipv4Addr::from(0x0a00_0000 + i).into());
+            f
+        })
+        .collect();
+    store
+        .ingest(many, vec![], &IngestOptions { now: t(0) })
+        .unwrap();
+    let sent = record::Sent {
+        contact: "Hosting A".into(),
+        at: t(1),
+        ticket: "OW-20260301-0000ABCD".into(),
+        to: vec!["a@hosting.example".into()],
+    };
+    record::mark_sent(store.as_ref(), &[fs[0].fingerprint.clone()], &sent).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let out = crate::support::cli(dir.path())
+        .args(["--data-dir", "store", "list", "--format", "csv"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not sorted"),
+        "the streamed path"
+    );
+    assert_eq!(text.lines().count(), 10_055);
+    let row = text
+        .lines()
+        .find(|l| l.contains(&fs[0].fingerprint))
+        .expect("the notified finding");
+    assert!(
+        row.ends_with(",Hosting A,2026-03-01T01:00:00Z,OW-20260301-0000ABCD"),
+        "{row}"
+    );
+    assert_eq!(text.matches("OW-20260301-0000ABCD").count(), 1);
+}
