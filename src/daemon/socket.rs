@@ -182,7 +182,10 @@ struct Open {
 }
 
 struct Session {
-    /// Since when it waits for its next request; `None` while a request is in flight.
+    /// Since when it waits for its next request; `None` while a request is in flight, and
+    /// from admission until its task has looked whether the client has already sent one (a
+    /// burst of connections would otherwise close each new session to admit the next, before
+    /// it read the request waiting in its socket, and reset the client).
     idle_since: Option<Instant>,
     /// Told when the session is closed to make room.
     close: Arc<Notify>,
@@ -230,7 +233,7 @@ impl Sessions {
                     open.by_id.insert(
                         id,
                         Session {
-                            idle_since: Some(Instant::now()),
+                            idle_since: None,
                             close: close.clone(),
                         },
                     );
@@ -254,10 +257,14 @@ struct Slot {
 }
 
 impl Slot {
-    /// The session waits for its next request (from now), or (`false`) has one in flight.
+    /// The session waits for its next request (from now), or (`false`) has one in flight. A
+    /// session turning idle may be closed for a connection waiting to be admitted: it is told.
     fn set_idle(&self, idle: bool) {
         if let Some(s) = self.sessions.lock().by_id.get_mut(&self.id) {
             s.idle_since = idle.then(Instant::now);
+        }
+        if idle {
+            self.sessions.freed.notify_one();
         }
     }
 }
@@ -288,7 +295,10 @@ async fn handle(
     };
     let mut deadline = limits.first_request;
     loop {
-        slot.set_idle(true);
+        // A request already sent (the first one of a connection admitted from a backlog, or the
+        // next one of a client that does not wait) is in flight: only a session that waits
+        // for its client may be closed to make room.
+        slot.set_idle(r.buffer().is_empty() && !has_input(r.get_ref().as_ref()));
         // No request in flight: the session may end here, at the latest when it is too old.
         let age_left = (opened + limits.session).saturating_duration_since(Instant::now());
         let mut line = Vec::new();
@@ -333,6 +343,25 @@ async fn handle(
             Err(Bad::Recoverable(message)) => out.error(message).await?,
         }
     }
+}
+
+/// Whether the client has sent bytes the session has not read yet (asked of the socket itself:
+/// a new connection's readiness reaches tokio only on the driver's next turn).
+fn has_input(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    // SAFETY: `recv` writes at most one byte into `byte`, a valid buffer of that length; the
+    // descriptor is borrowed from `stream`, open for the call. MSG_PEEK leaves the byte queued
+    // and MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
 }
 
 /// Findings whose `last_seen` lies in `[from, to)`, in time order (protocol v1's

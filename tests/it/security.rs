@@ -581,8 +581,10 @@ async fn a_chatty_session_ends_when_it_is_session_old() {
 async fn clients_that_never_read_their_reply_block_nobody() {
     // Enough findings that a `for_each` reply overflows the socket buffers.
     let d = serve_limited(3000, short());
+    // Twice as many as there are slots: the lookup waits behind the first ones (FIFO) until
+    // their stalled replies are abandoned, a round of `write_stall` per eight of them.
     let mut stalled = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..16 {
         let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
         std::io::Write::write_all(&mut s, b"{\"v\":1,\"op\":\"for_each\"}\n").unwrap();
         stalled.push(s);
@@ -591,7 +593,7 @@ async fn clients_that_never_read_their_reply_block_nobody() {
     assert!(n > 0);
     assert!(took < Duration::from_secs(5), "the lookup took {took:?}");
     // The abandoned replies end: the daemon closes those connections after the write stall
-    // (300 ms; the bound is generous because 40 replies of 3,000 findings are being encoded
+    // (300 ms; the bound is generous because 16 replies of 3,000 findings are being encoded
     // on a busy 2-core machine while the whole suite runs: it returns as soon as it closes).
     let mut s = stalled.pop().unwrap();
     assert!(closed_within(&mut s, Duration::from_secs(30)));
