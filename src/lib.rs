@@ -33,3 +33,4 @@ pub mod store;
 pub mod style;
 pub mod text;
 pub mod triage;
+pub mod web;

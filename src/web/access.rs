@@ -56,6 +56,11 @@ impl Scope {
         }
     }
 
+    /// Whether an address lies in the scope's networks.
+    pub fn allows_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&ip))
+    }
+
     /// Whether the finding is about something in the scope.
     pub fn allows(&self, f: &Finding) -> bool {
         if let Some(ip) = f.ip
