@@ -628,7 +628,9 @@ pub enum ResolveError {
     #[error(transparent)]
     Store(#[from] store::StoreError),
     /// `--team` names no team, zone or route.
-    #[error("--team: no [[flows.teams]], [[flows.zones]] or [[digest.routes]] is named `{name}` ({known})")]
+    #[error(
+        "--team: no [[flows.teams]], [[flows.zones]] or [[digest.routes]] is named `{name}` ({known})"
+    )]
     UnknownTeam { name: String, known: String },
 }
 

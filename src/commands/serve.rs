@@ -52,9 +52,14 @@ pub async fn run(app: &App, a: &ServeArgs) -> Result<ExitCode, CliError> {
     web::check_listen(cfg, &listen).map_err(web_error)?;
     app.require_store()?;
     let store = app.open_store()?;
-    let state = Web::new(Arc::new(cfg.clone()), store.clone(), app.clock.clone(), listen)
-        .await
-        .map_err(web_error)?;
+    let state = Web::new(
+        Arc::new(cfg.clone()),
+        store.clone(),
+        app.clock.clone(),
+        listen,
+    )
+    .await
+    .map_err(web_error)?;
     let listener = web::bind(cfg, listen).await.map_err(web_error)?;
     let at = listener.local_addr().map_or(listen, |a| a);
     eprintln!("outwatch serves the web view on http://{at}/");

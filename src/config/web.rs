@@ -85,7 +85,9 @@ impl WebConfig {
         for t in &self.tokens {
             let name = t.name.trim();
             if name.is_empty() || name.chars().any(char::is_control) {
-                return Err("`web.tokens.name` must be a name (not empty, no control characters)".into());
+                return Err(
+                    "`web.tokens.name` must be a name (not empty, no control characters)".into(),
+                );
             }
             if !seen.insert(name.to_string()) {
                 return Err(format!("`web.tokens`: two tokens are named `{name}`"));

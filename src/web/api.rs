@@ -70,8 +70,9 @@ where
             let _ = tx.blocking_send(Bytes::from(line));
         }
     });
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    let mut rx = rx;
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx).map(|b| b.map(Ok::<_, Infallible>))
     }));
     let mut r = body.into_response();
     let h = r.headers_mut();
@@ -101,7 +102,13 @@ async fn findings(State(web): State<Web>, caller: Caller, uri: Uri) -> Response 
         if k == "updated_since" {
             match parse_time(&v) {
                 Ok(t) => since = Some(t),
-                Err(e) => return fail(&web, Format::Json, Fail::BadRequest(format!("updated_since: {e}"))),
+                Err(e) => {
+                    return fail(
+                        &web,
+                        Format::Json,
+                        Fail::BadRequest(format!("updated_since: {e}")),
+                    );
+                }
             }
         } else {
             rest.append_pair(&k, &v);
@@ -185,7 +192,8 @@ async fn act(
     }
     match apply(&web, &caller, &fp, action, &body.text).await {
         Ok(n) => axum::Json(json!({ "action": name, "fingerprint": fp, "changed": n,
-            "by": caller.name })).into_response(),
+            "by": caller.name }))
+        .into_response(),
         Err(e) => fail(&web, Format::Json, e),
     }
 }
@@ -200,15 +208,19 @@ async fn openapi() -> Response {
 pub fn openapi_document() -> Value {
     let filter_params: Vec<Value> = crate::store::filter::FLAGS
         .iter()
-        .map(|f| json!({ "name": f, "in": "query", "required": false,
+        .map(|f| {
+            json!({ "name": f, "in": "query", "required": false,
             "schema": { "type": "string" },
-            "description": format!("as `outwatch list --{f}`") }))
+            "description": format!("as `outwatch list --{f}`") })
+        })
         .collect();
     let mut findings_params = filter_params.clone();
-    findings_params.push(json!({ "name": "updated_since", "in": "query", "required": false,
+    findings_params.push(
+        json!({ "name": "updated_since", "in": "query", "required": false,
         "schema": { "type": "string", "format": "date-time" },
         "description": "only findings stored or triaged at or after this time; use the \
-            previous answer's X-Outwatch-Cursor header" }));
+            previous answer's X-Outwatch-Cursor header" }),
+    );
     let mut worklist_params = filter_params;
     for p in ["page", "per"] {
         worklist_params.push(json!({ "name": p, "in": "query", "required": false,

@@ -43,7 +43,9 @@ pub fn worklist_query(q: &str) -> Result<(Filter, usize, usize), String> {
             "per" => per = v.trim().parse().map_err(|_| "per: not a number")?,
             "suppressed" | "all" => pairs.push((k.into_owned(), String::new())),
             // The form's select for the two switches.
-            "show" if v == "suppressed" || v == "all" => pairs.push((v.into_owned(), String::new())),
+            "show" if v == "suppressed" || v == "all" => {
+                pairs.push((v.into_owned(), String::new()))
+            }
             "show" => {}
             _ if v.trim().is_empty() => {}
             _ => pairs.push((k.into_owned(), v.into_owned())),
@@ -101,9 +103,7 @@ pub async fn worklist(
         (page_no * per).min(MAX_WINDOW)
     };
     let (w, c, f) = (web.clone(), caller.clone(), filter.clone());
-    let got = web
-        .blocking(move |s| top_of(&w, s, &c, f, window))
-        .await;
+    let got = web.blocking(move |s| top_of(&w, s, &c, f, window)).await;
     let (findings, total, supp) = match got {
         Ok(x) => x,
         Err(e) => return fail(&web, wants, e),
@@ -119,7 +119,13 @@ pub async fn worklist(
 
 /// The worklist's JSON: the filter (as pairs, query string and command), sort links, the
 /// page, its rows.
-fn worklist_json(filter: &Filter, page_no: usize, per: usize, total: usize, rows: Vec<Value>) -> Value {
+fn worklist_json(
+    filter: &Filter,
+    page_no: usize,
+    per: usize,
+    total: usize,
+    rows: Vec<Value>,
+) -> Value {
     let query = filter.to_query_string();
     let values: BTreeMap<&str, String> = filter.pairs().into_iter().collect();
     let sorts: Vec<Value> = Sort::ALL
@@ -213,7 +219,10 @@ pub async fn lookup(
     if wants == Format::Csv {
         return respond::csv(&findings, "lookup");
     }
-    let open = findings.iter().filter(|f| f.status != Status::Resolved).count();
+    let open = findings
+        .iter()
+        .filter(|f| f.status != Status::Resolved)
+        .count();
     let data = json!({
         "title": format!("{} {}", view::kind_of(&q), text),
         "kind": view::kind_of(&q),
@@ -268,7 +277,11 @@ pub async fn finding(
     let wants = Format::of(uri.path(), &headers);
     let fp = fp.strip_suffix(".json").unwrap_or(&fp).to_ascii_lowercase();
     if fp.len() != 32 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return fail(&web, wants, Fail::BadRequest("a fingerprint is 32 hex digits".into()));
+        return fail(
+            &web,
+            wants,
+            Fail::BadRequest("a fingerprint is 32 hex digits".into()),
+        );
     }
     let (w, c) = (web.clone(), caller.clone());
     let got = web
@@ -360,7 +373,10 @@ fn counts(web: &Web, store: &dyn Store, caller: &Caller) -> Result<Value, Fail> 
         }
         if f.status != Status::Resolved {
             open += 1;
-            let i = Severity::ALL.iter().position(|s| *s == f.severity).unwrap_or(4);
+            let i = Severity::ALL
+                .iter()
+                .position(|s| *s == f.severity)
+                .unwrap_or(4);
             by.entry(f.source.clone()).or_default()[i] += 1;
             if f.first_seen >= yesterday {
                 new_since += 1;
@@ -444,7 +460,12 @@ fn health_json(web: &Web, health: &[crate::health::SourceHealth]) -> Value {
 
 /// `GET /feeds[.json]`: per source its health, last success, error and next run; the kept
 /// indicator sets.
-pub async fn feeds(State(web): State<Web>, caller: Caller, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn feeds(
+    State(web): State<Web>,
+    caller: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let wants = Format::of(uri.path(), &headers);
     let w = web.clone();
     let got = web
@@ -460,8 +481,10 @@ pub async fn feeds(State(web): State<Web>, caller: Caller, uri: Uri, headers: He
     };
     let sets: Vec<Value> = sets
         .iter()
-        .map(|s| json!({ "feed": s.feed, "unit": s.unit, "fetched": time(s.fetched),
-            "entries": s.entries, "cut": s.cut }))
+        .map(|s| {
+            json!({ "feed": s.feed, "unit": s.unit, "fetched": time(s.fetched),
+            "entries": s.entries, "cut": s.cut })
+        })
         .collect();
     let data = json!({ "title": "Feeds", "feeds": health_json(&web, &health),
         "indicator_sets": sets, "now": time(web.now()) });
@@ -472,7 +495,12 @@ pub async fn feeds(State(web): State<Web>, caller: Caller, uri: Uri, headers: He
 pub const FLOW_GROUPS: usize = 1_000;
 
 /// `GET /flows[.json|.csv]`: the open flow findings per host and kind.
-pub async fn flows(State(web): State<Web>, caller: Caller, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn flows(
+    State(web): State<Web>,
+    caller: Caller,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     let wants = Format::of(uri.path(), &headers);
     let filter = Filter {
         source: vec![crate::flows::analyse::SOURCE.to_string()],
@@ -480,7 +508,9 @@ pub async fn flows(State(web): State<Web>, caller: Caller, uri: Uri, headers: He
         ..Default::default()
     };
     let (w, c) = (web.clone(), caller.clone());
-    let got = web.blocking(move |s| top_of(&w, s, &c, filter, MAX_WINDOW)).await;
+    let got = web
+        .blocking(move |s| top_of(&w, s, &c, filter, MAX_WINDOW))
+        .await;
     let (findings, total, _) = match got {
         Ok(x) => x,
         Err(e) => return fail(&web, wants, e),

@@ -93,7 +93,11 @@ pub fn fail(web: &Web, wants: Format, f: Fail) -> Response {
     let message = f.message();
     match wants {
         Format::Json => (status, axum::Json(json!({ "error": message }))).into_response(),
-        Format::Csv => (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message)
+        Format::Csv => (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message,
+        )
             .into_response(),
         Format::Html => {
             let ctx = json!({ "title": status.canonical_reason().unwrap_or("error"),
@@ -138,7 +142,10 @@ pub fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
             ),
         ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
     ]
 }
 

@@ -79,11 +79,26 @@ pub async fn bind(cfg: &Config, addr: SocketAddr) -> Result<TcpListener, WebErro
 /// `[web] templates`.
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/web/base.html")),
-    ("macros.html", include_str!("../../templates/web/macros.html")),
-    ("overview.html", include_str!("../../templates/web/overview.html")),
-    ("worklist.html", include_str!("../../templates/web/worklist.html")),
-    ("lookup.html", include_str!("../../templates/web/lookup.html")),
-    ("finding.html", include_str!("../../templates/web/finding.html")),
+    (
+        "macros.html",
+        include_str!("../../templates/web/macros.html"),
+    ),
+    (
+        "overview.html",
+        include_str!("../../templates/web/overview.html"),
+    ),
+    (
+        "worklist.html",
+        include_str!("../../templates/web/worklist.html"),
+    ),
+    (
+        "lookup.html",
+        include_str!("../../templates/web/lookup.html"),
+    ),
+    (
+        "finding.html",
+        include_str!("../../templates/web/finding.html"),
+    ),
     ("feeds.html", include_str!("../../templates/web/feeds.html")),
     ("flows.html", include_str!("../../templates/web/flows.html")),
     ("login.html", include_str!("../../templates/web/login.html")),
@@ -121,8 +136,13 @@ impl Web {
             bridge::blocking(&store, move |s| crate::scope::load(Some(&cfg), s)).await?
         };
         let dir = cfg.web.templates.as_ref().map(|d| cfg.base_dir.join(d));
-        let env = crate::digest::render::environment(TEMPLATES, dir.as_deref())
+        let mut env = crate::digest::render::environment(TEMPLATES, dir.as_deref())
             .map_err(WebError::Templates)?;
+        // `path`: a value as a URL path (a prefix keeps its `/`); `qs`: as a query value.
+        env.add_filter("path", |s: String| super::pages::path_escape(&s));
+        env.add_filter("qs", |s: String| {
+            form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+        });
         let mut schedules = BTreeMap::new();
         for (name, built) in crate::sources::enabled_sources(&cfg) {
             let s = crate::health::configured_schedule(&cfg, &name)
@@ -242,7 +262,9 @@ impl FromRequestParts<Web> for Caller {
             .map_err(|r| {
                 let wants = respond::Format::of(parts.uri.path(), &parts.headers);
                 let why = match r {
-                    Refusal::NoToken => "a token is needed: log in, or send Authorization: Bearer TOKEN",
+                    Refusal::NoToken => {
+                        "a token is needed: log in, or send Authorization: Bearer TOKEN"
+                    }
                     Refusal::BadToken => "this token is not known here",
                 };
                 respond::refused(web, wants, why)

@@ -145,28 +145,48 @@ fn opt(s: &str) -> Option<String> {
 
 /// The rule a form asks for, checked as `outwatch suppress add` checks it; a scoped caller
 /// may suppress only inside its scope.
-pub fn rule_of(caller: &Caller, form: &SuppressForm, now: chrono::DateTime<chrono::Utc>) -> Result<Rule, Fail> {
+pub fn rule_of(
+    caller: &Caller,
+    form: &SuppressForm,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Rule, Fail> {
     let bad = Fail::BadRequest;
     let cidr = opt(&form.cidr)
         .map(|c| {
             c.parse::<ipnet::IpNet>()
                 .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                 .map(|n| n.trunc())
-                .map_err(|_| bad(format!("cidr: `{}` is not a prefix", crate::text::clip(&c, 60))))
+                .map_err(|_| {
+                    bad(format!(
+                        "cidr: `{}` is not a prefix",
+                        crate::text::clip(&c, 60)
+                    ))
+                })
         })
         .transpose()?;
     let asn = opt(&form.asn)
         .map(|a| a.parse::<Asn>().map_err(|e| bad(format!("asn: {e}"))))
         .transpose()?;
     let domain = opt(&form.domain)
-        .map(|d| d.parse::<DomainName>().map_err(|e| bad(format!("domain: {e}"))))
+        .map(|d| {
+            d.parse::<DomainName>()
+                .map_err(|e| bad(format!("domain: {e}")))
+        })
         .transpose()?;
-    if [cidr.is_some(), asn.is_some(), domain.is_some()].iter().filter(|x| **x).count() != 1 {
+    if [cidr.is_some(), asn.is_some(), domain.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count()
+        != 1
+    {
         return Err(bad("give one of cidr, asn or domain".into()));
     }
-    let until = Until::parse(form.until.trim(), Some(now)).map_err(|e| bad(format!("until: {e}")))?;
+    let until =
+        Until::parse(form.until.trim(), Some(now)).map_err(|e| bad(format!("until: {e}")))?;
     if until.0 <= now {
-        return Err(bad("until is not in the future: the rule would suppress nothing".into()));
+        return Err(bad(
+            "until is not in the future: the rule would suppress nothing".into(),
+        ));
     }
     check_text("the reason", &form.reason, true).map_err(bad)?;
     for (k, v) in [("source", &form.source), ("feed", &form.feed)] {
@@ -176,10 +196,15 @@ pub fn rule_of(caller: &Caller, form: &SuppressForm, now: chrono::DateTime<chron
         let inside = cidr.is_some_and(|c| scope.nets.iter().any(|n| n.contains(&c)))
             || asn.is_some_and(|a| scope.asns.contains(&a.0))
             || domain.as_ref().is_some_and(|d| {
-                scope.domains.iter().any(|s| d.0 == *s || d.0.ends_with(&format!(".{s}")))
+                scope
+                    .domains
+                    .iter()
+                    .any(|s| d.0 == *s || d.0.ends_with(&format!(".{s}")))
             });
         if !inside {
-            return Err(Fail::Forbidden("the rule reaches outside this token's scope".into()));
+            return Err(Fail::Forbidden(
+                "the rule reaches outside this token's scope".into(),
+            ));
         }
     }
     Ok(Rule {
@@ -240,7 +265,9 @@ pub struct LoginForm {
 /// `POST /login`: a known token is kept in an HttpOnly, SameSite=Strict cookie.
 pub async fn login(State(web): State<Web>, Form(form): Form<LoginForm>) -> Response {
     let t = form.token.trim();
-    let plain = !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
+    let plain = !t.is_empty()
+        && t.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b';' && b != b',');
     let known = plain && web.knows(t);
     if !known {
         return respond::refused(&web, Format::Html, "this token is not known here");
