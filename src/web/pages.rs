@@ -172,22 +172,8 @@ pub async fn lookup_form(uri: Uri) -> Response {
         .find(|(k, _)| k == "q")
         .map(|(_, v)| v.trim().to_string())
         .unwrap_or_default();
-    let to = format!("/lookup/{}", path_escape(&q));
+    let to = format!("/lookup/{}", view::path_escape(&q));
     axum::response::Redirect::to(&to).into_response()
-}
-
-/// A query as a path: each character a path may not hold percent-encoded (`/` kept, so a
-/// prefix reads `/lookup/192.0.2.0/24`).
-pub fn path_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// `GET /lookup/QUERY[.json|.csv]`: one object (address, prefix, ASN, domain, mail address):

@@ -88,7 +88,7 @@ pub async fn apply(
         if let Some(why) = action.refusal(&f) {
             return Err(Fail::BadRequest(format!("the finding {why}")));
         }
-        let n = actions::apply(s, &[fp.clone()], action, &t, w.now())?;
+        let n = actions::apply(s, std::slice::from_ref(&fp), action, &t, w.now())?;
         s.flush()?;
         Ok(n)
     })

@@ -159,6 +159,20 @@ pub fn detail(
     v
 }
 
+/// A query as a path: each character a path may not hold percent-encoded (`/` kept, so a
+/// prefix reads `/lookup/192.0.2.0/24`).
+pub fn path_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The kind of object a query names, for a page's title.
 pub fn kind_of(q: &Query) -> &'static str {
     match q {
