@@ -201,7 +201,7 @@ pub enum Command {
     /// address needs no token; any other needs `[[web.tokens]]` (docs/web.md), else this
     /// refuses to start.
     #[command(
-        after_help = "Examples:\n  outwatch serve                        # on [web] listen\n  outwatch serve --listen 127.0.0.1:8080\n  printf %s \"$TOKEN\" | outwatch serve --hash-token   # the sha256 for [[web.tokens]]"
+        after_help = "Examples:\n  outwatch serve                        # on [web] listen\n  outwatch serve --listen 127.0.0.1:8080\n  outwatch serve --hash-token < token.txt   # the sha256 for [[web.tokens]]"
     )]
     Serve(crate::commands::serve::ServeArgs),
     /// Print a shell completion script on stdout
