@@ -603,3 +603,127 @@ fn serving_off_loopback_without_a_token_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// A daemon that is stopped (SIGTERM) when the test ends, however it ends.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_daemon_serves_the_web_view_and_writes_its_triage() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n\n[web]\nlisten = \"127.0.0.1:{port}\"\n\n{}",
+            crate::support::feeds_off()
+        ),
+    )
+    .unwrap();
+    let s = store::open(&d.path().join("data")).unwrap();
+    seed(&s);
+    let fp = {
+        let mut fp = String::new();
+        s.for_each(&mut |f| {
+            if f.ip.is_some_and(|i| i.to_string() == "192.0.2.9") {
+                fp = f.fingerprint.clone();
+            }
+            Ok(())
+        })
+        .unwrap();
+        fp
+    };
+    drop(s);
+    let mut daemon = Daemon(
+        crate::support::isolated(d.path())
+            .args(["--config", "outwatch.toml", "--data-dir", "data", "run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut up = false;
+        for _ in 0..300 {
+            if let Ok(r) = http.get(format!("{base}/api/v1/openapi.json")).send().await
+                && r.status() == StatusCode::OK
+            {
+                up = true;
+                break;
+            }
+            assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(up, "the daemon never served the web view");
+        // On loopback no token is needed; the daemon writes the ack.
+        let r = http
+            .post(format!("{base}/api/v1/findings/{fp}/ack"))
+            .json(&serde_json::json!({ "text": "from the web" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    });
+    // A command beside the daemon reads it through the socket.
+    let out = cli(d.path())
+        .args([
+            "--config",
+            "outwatch.toml",
+            "--data-dir",
+            "data",
+            "lookup",
+            "192.0.2.9",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let history = v["findings"][0]["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["event"] == "ack" && h["by"] == "local" && h["text"] == "from the web"),
+        "{history:?}"
+    );
+    unsafe { libc::kill(daemon.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(daemon.0.wait().unwrap().success());
+}
+
+#[test]
+fn the_daemon_refuses_to_serve_off_loopback_without_a_token() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("outwatch.toml"),
+        format!(
+            "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n\n[web]\nlisten = \"0.0.0.0:0\"\n\n{}",
+            crate::support::feeds_off()
+        ),
+    )
+    .unwrap();
+    let out = cli(d.path())
+        .args(["--config", "outwatch.toml", "--data-dir", "data", "run"])
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(!d.path().join("data/outwatch.sock").exists());
+}
