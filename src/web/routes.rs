@@ -67,7 +67,7 @@ impl FromRequestParts<Web> for Caller {
     }
 }
 
-/// Every route.
+/// Every route. (`/metrics`, in Prometheus text, is added beside these by whoever serves it.)
 pub fn router(web: Web) -> Router {
     Router::new()
         .route("/", get(pages::overview))

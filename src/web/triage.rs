@@ -27,6 +27,19 @@ pub struct TriageForm {
     pub csrf: String,
     #[serde(default)]
     pub text: String,
+    /// Where to go afterwards: a path of this site (the worklist the form was on), else the
+    /// finding's page.
+    #[serde(default)]
+    pub back: String,
+}
+
+/// `back` when it is a path of this site (`/…`, not `//host`), else `default`.
+pub fn local_path(back: &str, default: String) -> String {
+    let ok = back.starts_with('/')
+        && !back.starts_with("//")
+        && !back.contains(['\\', '\r', '\n'])
+        && back.len() <= 2000;
+    if ok { back.to_string() } else { default }
 }
 
 /// The action a path names.
@@ -112,7 +125,10 @@ pub async fn act(
         return fail(&web, wants, e);
     }
     match apply(&web, &caller, &fp, action, &form.text).await {
-        Ok(_) => Redirect::to(&format!("/finding/{}", fp.to_ascii_lowercase())).into_response(),
+        Ok(_) => {
+            let to = local_path(&form.back, format!("/finding/{}", fp.to_ascii_lowercase()));
+            Redirect::to(&to).into_response()
+        }
         Err(e) => fail(&web, wants, e),
     }
 }

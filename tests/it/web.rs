@@ -415,6 +415,71 @@ async fn a_team_works_the_worklist_and_acks_a_finding() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(s.store.get(&fp).unwrap().unwrap().history.len(), before + 1);
+
+    // The worklist's own ack button comes back to the same worklist page.
+    let (_, page) = s.browse(&format!("/worklist?{q}"), &cookie).await;
+    let back = hidden(&page, "back")
+        .replace("&amp;", "&")
+        .replace("&#x2f;", "/");
+    assert!(back.starts_with("/worklist?"), "{back}");
+    let other = s
+        .every_finding()
+        .into_iter()
+        .find(|f| f.acked().is_none() && f.ip.is_some_and(|i| i.to_string() == "192.0.2.9"))
+        .unwrap();
+    let csrf = hidden(&page, "csrf");
+    let r = s
+        .post_form(
+            &format!("/finding/{}/ack", other.fingerprint),
+            &cookie,
+            &[("csrf", &csrf), ("back", &back)],
+        )
+        .await;
+    assert_eq!(r.headers()["location"].to_str().unwrap(), back);
+    // A redirect elsewhere is not followed.
+    let r = s
+        .post_form(
+            &format!("/finding/{}/note", other.fingerprint),
+            &cookie,
+            &[("csrf", &csrf), ("text", "x"), ("back", "//evil.example/")],
+        )
+        .await;
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("/finding/{}", other.fingerprint)
+    );
+
+    // A suppression rule from the address page's form: the worklist leaves it out.
+    let r = s
+        .post_form(
+            "/suppress",
+            &cookie,
+            &[
+                ("csrf", &csrf),
+                ("cidr", "192.0.2.200"),
+                ("until", "30d"),
+                ("reason", "honeypot"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(s.json(&shared, TRIAGE).await["total"], 2);
+    let v = s.json(&format!("{shared}&show=suppressed"), TRIAGE).await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(v["findings"][0]["indicator"], "192.0.2.200:443");
+    let r = s
+        .post_form(
+            "/suppress",
+            &bob,
+            &[
+                ("csrf", &csrf),
+                ("cidr", "192.0.2.9"),
+                ("until", "30d"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,6 +559,22 @@ async fn a_scoped_token_never_sees_a_finding_outside_its_scope() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let cookie = s.login(SCOPED).await;
+    let (_, page) = s.browse("/lookup/192.0.2.54", &cookie).await;
+    let csrf = hidden(&page, "csrf");
+    let r = s
+        .post_form(
+            "/suppress",
+            &cookie,
+            &[
+                ("csrf", &csrf),
+                ("cidr", "198.51.100.0/24"),
+                ("until", "30d"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // An unscoped token sees them all.
     let v = s.json("/worklist.json?status=all", READ).await;
     assert_eq!(v["total"], all.len());
