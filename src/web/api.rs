@@ -292,3 +292,54 @@ fn finding_schema() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Classification, Severity};
+
+    /// The document's finding schema names every field a finding serialises with, so it
+    /// cannot fall behind the type.
+    #[test]
+    fn the_finding_schema_has_every_field() {
+        let mut f = Finding::new(
+            "s",
+            "f",
+            Classification::new("", "spam", "x"),
+            Severity::Low,
+        );
+        f.identity = vec!["x".into()];
+        f.observations_dropped = 1;
+        f.observations = vec![crate::finding::Observation {
+            time_source: None,
+            differs: Default::default(),
+        }];
+        f.seal();
+        let v = serde_json::to_value(&f).unwrap();
+        let schema = finding_schema();
+        for key in v.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"][key].is_object(),
+                "{key} is not in the schema"
+            );
+        }
+        for key in schema["required"].as_array().unwrap() {
+            assert!(v.get(key.as_str().unwrap()).is_some(), "{key}");
+        }
+    }
+
+    #[test]
+    fn updated_is_the_latest_of_storing_and_history() {
+        let mut f = Finding::new(
+            "s",
+            "f",
+            Classification::new("", "spam", "x"),
+            Severity::Low,
+        );
+        let t0 = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        f.last_seen = t0;
+        assert_eq!(updated(&f), t0);
+        f.push_history(t0 + chrono::Duration::hours(1), "new");
+        assert_eq!(updated(&f), t0 + chrono::Duration::hours(1));
+    }
+}
