@@ -338,6 +338,36 @@ pub async fn overview(
     page(&web, &caller, wants, "overview.html", data)
 }
 
+/// How often the unscoped overview's counts are made again in the background, so that a
+/// request finds them ready (under [`crate::web::server::OVERVIEW_TTL`]).
+pub const OVERVIEW_REFRESH: std::time::Duration = std::time::Duration::from_secs(50);
+
+/// Keeps the unscoped overview's counts fresh until `stop` turns true: a page never waits for
+/// the walk over the store (scoped tokens' counts are made on their first request).
+pub async fn keep_overview_fresh(web: Web, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let everyone = Caller {
+        name: String::new(),
+        role: crate::config::web::Role::Read,
+        scope: None,
+        csrf: String::new(),
+        by_header: false,
+    };
+    loop {
+        let (w, c) = (web.clone(), everyone.clone());
+        match web.blocking(move |s| counts(&w, s, &c)).await {
+            Ok(v) => web.keep_overview("", &v),
+            Err(e) => tracing::warn!(error = ?e, "web: the overview's counts failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(OVERVIEW_REFRESH) => {}
+            r = stop.changed() => if r.is_err() { return; },
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
 /// Days the overview's trend covers.
 pub const TREND_DAYS: i64 = 30;
 

@@ -113,6 +113,7 @@ pub async fn serve(
     web: Web,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), WebError> {
+    tokio::spawn(pages::keep_overview_fresh(web.clone(), stop.clone()));
     let app = router(web);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
