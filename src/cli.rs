@@ -195,6 +195,15 @@ pub enum Command {
         after_help = "Examples:\n  outwatch suppress add --cidr 192.0.2.0/24 --until 30d --reason honeypot\n  outwatch suppress add --asn 64496 --port 3389 --until 2027-01-31 --reason x\n  outwatch suppress list\n  outwatch suppress remove 3"
     )]
     Suppress(SuppressArgs),
+    /// Serve the web view and its JSON API (`[web] listen`) on a store without the daemon
+    ///
+    /// The daemon (`outwatch run`) serves it itself when `[web] listen` is set. A loopback
+    /// address needs no token; any other needs `[[web.tokens]]` (docs/web.md), else this
+    /// refuses to start.
+    #[command(
+        after_help = "Examples:\n  outwatch serve                        # on [web] listen\n  outwatch serve --listen 127.0.0.1:8080\n  outwatch serve --hash-token < token.txt   # the sha256 for [[web.tokens]]"
+    )]
+    Serve(crate::commands::serve::ServeArgs),
     /// Print a shell completion script on stdout
     #[command(
         after_help = "Examples:\n  outwatch completions bash > /etc/bash_completion.d/outwatch\n  outwatch completions zsh > ~/.zfunc/_outwatch\n  outwatch completions fish > ~/.config/fish/completions/outwatch.fish"
@@ -825,6 +834,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Command::Resolve(a) => commands::triage::resolve(&app, &a),
             Command::Note(a) => commands::triage::note(&app, &a),
             Command::Suppress(a) => commands::suppress::run(&app, &a),
+            Command::Serve(a) => commands::serve::run(&app, &a).await,
             Command::Completions(_) | Command::Manpage | Command::Demo(_) => {
                 unreachable!("handled above")
             }

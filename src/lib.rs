@@ -34,3 +34,4 @@ pub mod store;
 pub mod style;
 pub mod text;
 pub mod triage;
+pub mod web;

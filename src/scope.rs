@@ -621,3 +621,60 @@ mod tests {
         assert!(!in_ranges(&v, 21));
     }
 }
+
+/// Why a worklist filter's names could not be filled in.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// `--team` names no team, zone or route.
+    #[error(
+        "--team: no [[flows.teams]], [[flows.zones]] or [[digest.routes]] is named `{name}` ({known})"
+    )]
+    UnknownTeam { name: String, known: String },
+}
+
+/// Fills in what a worklist filter's names stand for: the prefixes its ASNs announce (the
+/// cached scope snapshot) and those of its teams, zones and routes (`Config::teams`). The one
+/// place `outwatch list` and the web view do it.
+pub fn resolve_filter(
+    cfg: Option<&Config>,
+    store: &dyn Store,
+    filter: &mut crate::store::Filter,
+) -> Result<(), ResolveError> {
+    if !filter.asn.is_empty() {
+        let snap = load(cfg, store)?;
+        let nets: Vec<IpNet> = snap
+            .asns
+            .iter()
+            .filter(|x| filter.asn.contains(&x.asn))
+            .flat_map(|x| x.prefixes.iter().copied())
+            .collect();
+        filter.asn_prefixes = IpNet::aggregate(&nets);
+    }
+    if !filter.team.is_empty() {
+        let groups = cfg.map(|c| c.teams()).unwrap_or_default();
+        let mut nets = Vec::new();
+        for name in &filter.team {
+            if !groups.iter().any(|(n, _)| n == name) {
+                let known: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();
+                return Err(ResolveError::UnknownTeam {
+                    name: crate::text::sanitize(name).into_owned(),
+                    known: if known.is_empty() {
+                        "the config names none".to_string()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    },
+                });
+            }
+            nets.extend(
+                groups
+                    .iter()
+                    .filter(|(n, _)| n == name)
+                    .flat_map(|(_, p)| p.iter().copied()),
+            );
+        }
+        filter.team_prefixes = IpNet::aggregate(&nets);
+    }
+    Ok(())
+}

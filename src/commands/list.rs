@@ -12,16 +12,13 @@ use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 
-use ipnet::IpNet;
-
 use crate::app::App;
 use crate::cli::{ListArgs, ListFormat};
 use crate::commands::findings_table::{STORED_NOTE, findings_table};
 use crate::commands::lookup::MAX_SORTED;
 use crate::error::CliError;
 use crate::finding::Finding;
-use crate::finding::contact::contact;
-use crate::finding::rank::observed;
+pub use crate::finding::csv::{CSV_HEADER, csv_cell};
 use crate::notify::contacts::Contacts;
 use crate::notify::record::{self, SentIndex, SentRecord};
 use crate::notify::route::Router;
@@ -82,62 +79,12 @@ pub fn filter_of(a: &ListArgs) -> Result<Filter, String> {
     Filter::parse(pairs)
 }
 
-/// Fills in what the filter's names stand for: the prefixes the `--asn`s announce (the cached
-/// scope snapshot) and those of the `--team` teams and zones (`[flows]`).
+/// Fills in what the filter's names stand for ([`crate::scope::resolve_filter`]).
 fn resolve(app: &App, store: &dyn Store, filter: &mut Filter) -> Result<(), CliError> {
-    if !filter.asn.is_empty() {
-        let snap = crate::scope::load(app.config.as_ref(), store)?;
-        let nets: Vec<IpNet> = snap
-            .asns
-            .iter()
-            .filter(|x| filter.asn.contains(&x.asn))
-            .flat_map(|x| x.prefixes.iter().copied())
-            .collect();
-        filter.asn_prefixes = IpNet::aggregate(&nets);
-    }
-    if !filter.team.is_empty() {
-        // The `[flows]` teams and zones, and the `[[digest.routes]]` (a routed digest's "more"
-        // lines name its route).
-        let groups: Vec<(&str, &[IpNet])> = app
-            .config
-            .as_ref()
-            .map(|c| {
-                let f = &c.flows;
-                let teams = f.teams.iter().map(|t| (t.name.as_str(), &t.prefixes[..]));
-                let zones = f.zones.iter().map(|z| (z.name.as_str(), &z.prefixes[..]));
-                let routes = c
-                    .digest
-                    .iter()
-                    .flat_map(|d| d.routes.iter())
-                    .map(|r| (r.name.as_str(), &r.prefixes[..]));
-                teams.chain(zones).chain(routes).collect()
-            })
-            .unwrap_or_default();
-        let mut nets = Vec::new();
-        for name in &filter.team {
-            let found: Vec<IpNet> = groups
-                .iter()
-                .filter(|(n, _)| n == name)
-                .flat_map(|(_, p)| p.iter().copied())
-                .collect();
-            if found.is_empty() && !groups.iter().any(|(n, _)| n == name) {
-                let known: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();
-                return Err(CliError::usage(format!(
-                    "--team: no [[flows.teams]], [[flows.zones]] or [[digest.routes]] is named \
-                     `{}` ({})",
-                    sanitize(name),
-                    if known.is_empty() {
-                        "the config names none".to_string()
-                    } else {
-                        format!("known: {}", known.join(", "))
-                    }
-                )));
-            }
-            nets.extend(found);
-        }
-        filter.team_prefixes = IpNet::aggregate(&nets);
-    }
-    Ok(())
+    crate::scope::resolve_filter(app.config.as_ref(), store, filter).map_err(|e| match e {
+        crate::scope::ResolveError::Store(s) => CliError::from(s),
+        e => CliError::usage(e.to_string()),
+    })
 }
 
 pub fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
@@ -303,92 +250,28 @@ fn table(store: &Shown<'_>, filter: &Filter, limit: Option<usize>) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// The columns of `--format csv`, one row per finding. Times are RFC 3339 UTC to the second;
-/// `observed` is when the provider saw it (else when stored), `stored` when outwatch last
-/// stored it.
-/// `notified_*`: the last sending by `outwatch notify` (contact, time, ticket), empty when none.
-pub const CSV_HEADER: [&str; 29] = [
-    "observed",
-    "severity",
-    "status",
-    "indicator",
-    "ip",
-    "port",
-    "protocol",
-    "src_port",
-    "src_ip",
-    "dst_ip",
-    "dst_port",
-    "network",
-    "domain",
-    "url",
-    "email",
-    "asn",
-    "source",
-    "feed",
-    "taxonomy",
-    "type",
-    "identifier",
-    "details",
-    "first_stored",
-    "stored",
-    "times_seen",
-    "fingerprint",
-    "notified_contact",
-    "notified_at",
-    "notified_ticket",
-];
+/// The columns of `--format csv`: the finding's ([`crate::finding::csv::CSV_HEADER`]), then
+/// `notified_*`, the last sending by `outwatch notify` (contact, time, ticket), empty when none.
+pub const NOTIFIED_COLUMNS: [&str; 3] = ["notified_contact", "notified_at", "notified_ticket"];
 
-/// A cell for a spreadsheet: control characters escaped ([`sanitize`]), and one that would
-/// start a formula (`= + - @`, tab, carriage return) prefixed with `'` (CSV injection: feed
-/// content is the attacker's).
-pub fn csv_cell(s: &str) -> String {
-    let s = sanitize(s);
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.into_owned()
-    }
+fn csv_header() -> impl Iterator<Item = &'static str> {
+    CSV_HEADER.into_iter().chain(NOTIFIED_COLUMNS)
 }
 
-/// A finding's row under [`CSV_HEADER`], with its notification record.
+/// A finding's row under the columns of `--format csv`, with its notification record.
 pub fn csv_row(f: &Finding, notified: Option<&SentRecord>) -> Vec<String> {
     let last = notified.and_then(|r| r.sent.last());
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    let c = contact(f);
-    let get = |k: &str| opt(c.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
-    let row = [
-        rfc3339(observed(f)),
-        f.severity.to_string(),
-        f.status.to_string(),
-        f.indicator(),
-        opt(f.ip.map(|x| x.to_string())),
-        opt(f.port.map(|x| x.to_string())),
-        opt(f.protocol.clone()),
-        get("src_port"),
-        get("src_ip"),
-        get("dst_ip"),
-        get("dst_port"),
-        opt(f.network.map(|x| x.to_string())),
-        opt(f.domain.clone()),
-        opt(f.url.clone()),
-        opt(f.email.clone()),
-        opt(f.asn.map(|x| x.to_string())),
-        f.source.clone(),
-        f.feed.clone(),
-        f.classification.taxonomy.clone(),
-        f.classification.kind.clone(),
-        f.classification.identifier.clone(),
-        f.distinguishing(),
-        rfc3339(f.first_seen),
-        rfc3339(f.last_seen),
-        f.times_seen.to_string(),
-        f.fingerprint.clone(),
-        last.map(|s| s.contact.clone()).unwrap_or_default(),
-        last.map(|s| rfc3339(s.at)).unwrap_or_default(),
-        last.map(|s| s.ticket.clone()).unwrap_or_default(),
-    ];
-    row.iter().map(|s| csv_cell(s)).collect()
+    let mut row = crate::finding::csv::csv_row(f);
+    row.extend(
+        [
+            last.map(|s| s.contact.clone()).unwrap_or_default(),
+            last.map(|s| rfc3339(s.at)).unwrap_or_default(),
+            last.map(|s| s.ticket.clone()).unwrap_or_default(),
+        ]
+        .iter()
+        .map(|c| csv_cell(c)),
+    );
+    row
 }
 
 /// Where machine-readable rows go.
@@ -411,7 +294,7 @@ impl Out {
         Ok(match format {
             ListFormat::Csv => {
                 let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-                w.write_record(CSV_HEADER).map_err(csv_error)?;
+                w.write_record(csv_header()).map_err(csv_error)?;
                 w.flush()?;
                 Out::Csv(Box::new(w))
             }

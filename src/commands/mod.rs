@@ -22,6 +22,7 @@ pub mod migrate;
 pub mod notify;
 pub mod run;
 pub mod scope;
+pub mod serve;
 pub mod shadowserver;
 pub mod status;
 pub mod suppress;

@@ -11,6 +11,7 @@ pub mod flows;
 pub mod notify;
 mod report;
 pub mod suppress;
+pub mod web;
 
 pub use report::toml_error;
 
@@ -80,6 +81,9 @@ pub struct Config {
     pub notify: Option<notify::NotifyConfig>,
     #[serde(default)]
     pub contacts: Vec<notify::ContactConfig>,
+    /// `[web]` and `[[web.tokens]]`: the web view and its API (`config/web.rs`, `src/web/`).
+    #[serde(default)]
+    pub web: web::WebConfig,
     /// Folder of the config file (relative paths are taken from there). Not read from the file.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -763,6 +767,25 @@ impl Serialize for HumanDuration {
 }
 
 impl Config {
+    /// The names a worklist's `--team` takes: the `[[flows.teams]]`, `[[flows.zones]]` and
+    /// `[[digest.routes]]`.
+    pub fn team_names(&self) -> Vec<&str> {
+        self.teams().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Every `[[flows.teams]]`, `[[flows.zones]]` and `[[digest.routes]]` with its prefixes.
+    pub fn teams(&self) -> Vec<(&str, &[IpNet])> {
+        let f = &self.flows;
+        let teams = f.teams.iter().map(|t| (t.name.as_str(), &t.prefixes[..]));
+        let zones = f.zones.iter().map(|z| (z.name.as_str(), &z.prefixes[..]));
+        let routes = self
+            .digest
+            .iter()
+            .flat_map(|d| d.routes.iter())
+            .map(|r| (r.name.as_str(), &r.prefixes[..]));
+        teams.chain(zones).chain(routes).collect()
+    }
+
     /// Parses the document's own tables (everything but what is inside `[sources.*]`) and
     /// checks them. [`Config::parse`] (in `src/sources/registry.rs`) then has the sources
     /// read their tables. `path` is used in messages and to resolve relative paths.
@@ -872,6 +895,9 @@ impl Config {
                 .map_err(|e| format!("{}{e}", nth_table_hint(text, "[[suppress]]", i)))?;
         }
         notify::validate(self, text)?;
+        self.web
+            .validate(&self.team_names())
+            .map_err(|e| format!("{}{e}", line_hint(text, "[[web.tokens]]")))?;
         let mut addresses: Vec<(&str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));

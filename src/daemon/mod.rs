@@ -245,6 +245,9 @@ pub async fn run(
     let io = |e: std::io::Error| DaemonError::Failure(format!("cannot listen for signals: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(io)?;
     let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    if let Some(addr) = cfg.web.listen {
+        crate::web::check_listen(cfg, &addr).map_err(|e| DaemonError::Failure(e.to_string()))?;
+    }
     let (listener, sock) = socket::bind(&env.data_dir).map_err(|e| {
         DaemonError::Failure(format!(
             "cannot create the socket {}: {e}",
@@ -252,6 +255,27 @@ pub async fn run(
         ))
     })?;
     let shared = shared(env, cfg, store.clone()).await?;
+    // The web view, when `[web] listen` is set: refused before anything runs when it would be
+    // open off loopback without a token.
+    let web = match cfg.web.listen {
+        Some(addr) => {
+            let fail = |e: crate::web::WebError| {
+                remove_socket(&sock);
+                DaemonError::Failure(e.to_string())
+            };
+            let state = crate::web::Web::new(
+                Arc::new(cfg.clone()),
+                store.clone(),
+                env.clock.clone(),
+                addr,
+            )
+            .await
+            .map_err(fail)?;
+            let listener = crate::web::bind(cfg, addr).await.map_err(fail)?;
+            Some((state, listener))
+        }
+        None => None,
+    };
     let board: Board = Arc::new(Mutex::new(Default::default()));
     let started = env.clock.now();
     let info: socket::InfoFn = {
@@ -280,10 +304,16 @@ pub async fn run(
         listener,
         store.clone(),
         info,
-        srv_rx,
+        srv_rx.clone(),
         socket::Access::ReadWrite,
     ));
     tracing::info!(socket = %sock.display(), pid = std::process::id(), "daemon started; read commands are served on the socket");
+    let web_server = web.map(|(state, listener)| {
+        if let Ok(a) = listener.local_addr() {
+            eprintln!("outwatch serves the web view on http://{a}/");
+        }
+        tokio::spawn(crate::web::serve(listener, state, srv_rx.clone()))
+    });
 
     // Whether a source missed a slot is read from the run log: off the async threads.
     let jobs = {
@@ -370,6 +400,13 @@ pub async fn run(
     }
     let _ = srv_stop.send(true);
     let _ = server.await;
+    if let Some(w) = web_server {
+        match w.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "the web server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the web server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     let flushed = bridge::blocking(&store, |s| s.flush()).await;
     remove_socket(&sock);
     if let Err(e) = flushed {

@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub mod contact;
+pub mod csv;
 pub mod history;
 pub mod rank;
 pub(crate) mod view;

@@ -38,4 +38,5 @@ mod snds;
 mod store_contract;
 mod support;
 mod triage;
+mod web;
 mod worklist;
