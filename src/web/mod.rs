@@ -22,6 +22,7 @@
 pub mod access;
 mod api;
 mod fail;
+mod metrics;
 mod pages;
 mod respond;
 mod routes;

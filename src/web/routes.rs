@@ -18,7 +18,7 @@ use tower_http::timeout::TimeoutLayer;
 use super::access::{COOKIE, Caller, Refusal};
 use super::respond::{self, Fail};
 use super::server::{Web, WebError};
-use super::{api, pages, triage};
+use super::{api, metrics, pages, triage};
 
 /// Largest request body taken (a triage form, a login).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -67,7 +67,7 @@ impl FromRequestParts<Web> for Caller {
     }
 }
 
-/// Every route. (`/metrics`, in Prometheus text, is added beside these by whoever serves it.)
+/// Every route.
 pub fn router(web: Web) -> Router {
     Router::new()
         .route("/", get(pages::overview))
@@ -87,6 +87,7 @@ pub fn router(web: Web) -> Router {
         .route("/flows.csv", get(pages::flows))
         .route("/login", get(pages::login_form).post(triage::login))
         .route("/logout", post(triage::logout))
+        .route("/metrics", get(metrics::metrics))
         .merge(api::routes())
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))

@@ -808,3 +808,48 @@ fn the_daemon_refuses_to_serve_off_loopback_without_a_token() {
     assert!(err.contains("not a loopback address"), "{err}");
     assert!(!d.path().join("data/outwatch.sock").exists());
 }
+
+/// `/metrics`: the Prometheus text of the whole store for an unscoped token (it parses, and
+/// counts the open findings the store holds), refused to a scoped one and to no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_answer_in_the_prometheus_text_format() {
+    let s = start().await;
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    let text = r.text().await.unwrap();
+    let (rest, families) = nom_openmetrics::parser::prometheus(&text)
+        .unwrap_or_else(|e| panic!("not the Prometheus text format: {e:?}\n{text}"));
+    assert!(rest.is_empty(), "left unparsed: {rest:?}");
+    // Not resolved: open, or covered by a suppression rule.
+    let open: f64 = families
+        .iter()
+        .flat_map(|f| f.samples.iter())
+        .filter(|s| ["outwatch_findings_open", "outwatch_findings_suppressed"].contains(&s.name()))
+        .map(|s| s.number())
+        .sum();
+    let expected = s
+        .every_finding()
+        .iter()
+        .filter(|f| f.status != outwatch::finding::Status::Resolved)
+        .count();
+    assert!(expected > 0);
+    assert_eq!(open as usize, expected, "{text}");
+
+    let (st, body) = s.get("/metrics", SCOPED).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    let r = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
