@@ -156,14 +156,15 @@ fn two_run_nodes_fetch_each_slot_once_and_survive_one_killed_mid_unit() {
     let mut b = start_node(d.path(), "b", &schema, &mocks[1].uri(), port);
     let log = |n: &str| std::fs::read_to_string(d.path().join(n).join("log")).unwrap_or_default();
 
-    // Node a in the middle of writing a unit (its session has a transaction that wrote the
-    // staging table), then killed.
+    // Node a in the middle of writing a unit (its session's transaction wrote, and its
+    // statement reads the staging or the unit's "seen" table: an import, or the digest
+    // marking findings reported), then killed.
     let mut pg = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
     let a_app = app_name(&schema, "a");
     let writing = wait_for(30, || {
         pg.query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND backend_xid IS NOT NULL AND query LIKE '%ow_stage%'",
+             AND backend_xid IS NOT NULL AND query LIKE '%FROM ow_s%'",
             &[&a_app],
         )
         .map(|r| r.get::<_, i64>(0) > 0)
@@ -233,10 +234,10 @@ fn two_run_nodes_fetch_each_slot_once_and_survive_one_killed_mid_unit() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(
-        runs.len() + 1,
-        requests(0) + requests(1),
-        "one request per run, and a's killed one: {runs:?}\n{logs}"
+    let requested = requests(0) + requests(1);
+    assert!(
+        requested == runs.len() + 1 || requested == runs.len(),
+        "one request per run, and a's killed one: {requested} for {runs:?}\n{logs}"
     );
     for w in runs.windows(2) {
         assert!(
