@@ -141,7 +141,7 @@ pub enum Command {
     Run(RunArgs),
     /// Feed health: last success, last error and state of every source
     #[command(
-        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'\n  outwatch status --prometheus > f.tmp; [ $? -le 1 ] && mv f.tmp f.prom   # node_exporter (docs/metrics.md)"
+        after_help = "Examples:\n  outwatch status                # exit 0 only when every feed is healthy\n  outwatch status --json | jq '.sources[] | select(.state != \"ok\")'\n  outwatch status --prometheus > f.tmp; [ $? -le 1 ] && mv f.tmp f.prom"
     )]
     Status(StatusArgs),
     /// Show the digest (new, still open, resolved, feed health) as it would be sent now;
