@@ -488,7 +488,7 @@ pub async fn run_once(
     if cfg.digest.is_some() {
         let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| crate::text::chain(&e));
         report.digest = Some(r);
     }
     bridge::blocking(&store, |s| s.flush()).await?;

@@ -123,7 +123,7 @@ impl Task for DigestTask {
         digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
             .await
             .map(|o| digest_summary(&o))
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::text::chain(&e))
     }
 }
 

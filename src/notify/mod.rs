@@ -373,7 +373,10 @@ pub async fn run(
                         .into(),
                 )
             })?;
-            Some(crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?)
+            Some(
+                crate::digest::send::Mailer::new(smtp)
+                    .map_err(|e| NotifyError::Failed(crate::text::chain(&e)))?,
+            )
         }
     };
     let mut attempted = 0usize;
@@ -461,7 +464,7 @@ pub async fn run(
         };
         // A mail that cannot be built (an address lettre refuses) fails this contact only.
         let sent = match mail::build(&env, &p.rendered, sent_at) {
-            Ok(msg) => mailer.send(msg).await,
+            Ok(msg) => mailer.send(msg).await.map_err(|e| crate::text::chain(&e)),
             Err(e) => Err(e),
         };
         match sent {
