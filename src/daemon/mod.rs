@@ -40,6 +40,7 @@ use crate::pipeline::SourceReport;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{self, Source};
 use crate::store::bridge;
+pub use scheduler::TaskError;
 use scheduler::{Board, Job, JobKind, Settings};
 use tasks::{DigestTask, ScopeTask, Shared, SourceTask};
 
@@ -299,7 +300,9 @@ pub async fn run(
     if !cfg.organisation.asns.is_empty() {
         match tasks::refresh_scope(&shared, false).await {
             Ok(s) => tracing::info!(summary = %s, "scope ready"),
-            Err(e) => tracing::warn!(error = %e, "scope refresh failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::text::Clean(&crate::text::chain(&e)), "scope refresh failed")
+            }
         }
     }
     // One line at start, whatever the log level: what runs, where, and when next.
@@ -399,13 +402,13 @@ pub struct OnceReport {
     /// One per enabled source, in config order.
     pub sources: Vec<SourceReport>,
     /// Why the scope refresh failed (cached prefixes were used); not a failure of the run.
-    pub scope_warning: Option<String>,
+    pub scope_warning: Option<TaskError>,
     /// `None` when no `[digest]` is configured.
-    pub digest: Option<Result<DigestOutcome, String>>,
+    pub digest: Option<Result<DigestOutcome, crate::digest::DigestError>>,
     /// The flows job (`[flows] paths`): its log line, or what failed; `None` without paths.
-    pub flows: Option<Result<String, String>>,
+    pub flows: Option<Result<String, TaskError>>,
     /// The notifications (`[notify]` with contacts): its log line, or what failed.
-    pub notify: Option<Result<String, String>>,
+    pub notify: Option<Result<String, TaskError>>,
 }
 
 impl OnceReport {
@@ -439,14 +442,14 @@ pub async fn fetch_now(
     store: Arc<dyn crate::store::Store>,
     chosen: Vec<sources::BuiltSource>,
     done: &(dyn Fn(&SourceReport) + Sync),
-) -> Result<(Vec<SourceReport>, Option<String>), DaemonError> {
+) -> Result<(Vec<SourceReport>, Option<TaskError>), DaemonError> {
     let shared = shared(env, cfg, store).await?;
     let mut scope_warning = None;
     if !cfg.organisation.asns.is_empty()
         && let Err(e) = tasks::refresh_scope(&shared, false).await
     {
         // Reported once, by the caller (its `warning: scope:` line), not logged as well.
-        tracing::debug!(error = %crate::text::Clean(&e), "scope refresh failed");
+        tracing::debug!(error = %crate::text::Clean(&crate::text::chain(&e)), "scope refresh failed");
         scope_warning = Some(e);
     }
     let reports = shared.runner().run_all(chosen, done).await;
@@ -486,9 +489,7 @@ pub async fn run_once(
         report.notify = Some(scheduler::Task::run(&task).await);
     }
     if cfg.digest.is_some() {
-        let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())
-            .await
-            .map_err(|e| crate::text::chain(&e));
+        let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now()).await;
         report.digest = Some(r);
     }
     bridge::blocking(&store, |s| s.flush()).await?;

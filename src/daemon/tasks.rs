@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 
-use super::scheduler::Task;
+use super::scheduler::{Task, TaskError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::digest::{self, DigestOutcome};
@@ -85,17 +85,17 @@ pub struct SourceTask {
 
 /// Takes the turn at `name` among the nodes sharing the store ([`Store::try_turn`]); `None`
 /// when another node holds it.
-async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn>, String> {
+async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn>, TaskError> {
     crate::store::blocking(&s.store, move |st| st.try_turn(&name))
         .await
-        .map_err(|e| format!("cannot take the turn: {e}"))
+        .map_err(TaskError::Turn)
 }
 
 use crate::pipeline::ANOTHER_NODE;
 
 #[async_trait]
 impl Task for SourceTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, TaskError> {
         let r = self
             .shared
             .runner()
@@ -103,7 +103,7 @@ impl Task for SourceTask {
             .await;
         match (&r.error, r.ok) {
             (None, true) => Ok(source_summary(&r)),
-            (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
+            (e, _) => Err(TaskError::Run(e.clone().unwrap_or_else(|| "failed".into()))),
         }
     }
 }
@@ -115,15 +115,14 @@ pub struct DigestTask {
 
 #[async_trait]
 impl Task for DigestTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, TaskError> {
         let s = &self.shared;
         let Some(_turn) = take_turn(s, "digest".into()).await? else {
             return Ok(ANOTHER_NODE.into());
         };
-        digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
-            .await
-            .map(|o| digest_summary(&o))
-            .map_err(|e| crate::text::chain(&e))
+        Ok(digest_summary(
+            &digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now()).await?,
+        ))
     }
 }
 
@@ -137,16 +136,16 @@ pub struct NotifyTask {
 
 #[async_trait]
 impl Task for NotifyTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, TaskError> {
         use crate::notify::{self, Mode, contacts::Contacts};
         let s = &self.shared;
         let contacts = {
             let mut held = self.contacts.lock().await;
             match held.as_mut() {
                 Some(c) => {
-                    c.reload_if_changed(&s.cfg)?;
+                    c.reload_if_changed(&s.cfg).map_err(TaskError::Contacts)?;
                 }
-                None => *held = Some(Contacts::load(&s.cfg)?),
+                None => *held = Some(Contacts::load(&s.cfg).map_err(TaskError::Contacts)?),
             }
             held.clone().unwrap_or_default()
         };
@@ -158,8 +157,7 @@ impl Task for NotifyTask {
             s.clock.now(),
             &Mode::Send,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let mut line = format!(
             "{} mail(s) sent, {} failed, {} finding(s) marked",
             o.sent, o.failed, o.marked
@@ -179,10 +177,8 @@ pub struct ScopeTask {
 
 /// Refreshes what is due and installs the result; errors name the ASNs whose refresh failed
 /// (their cached prefixes stay in use).
-pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
-    let (snap, reports) = scope::refresh(&s.cfg, &s.store, &s.http, s.clock.now(), force)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, TaskError> {
+    let (snap, reports) = scope::refresh(&s.cfg, &s.store, &s.http, s.clock.now(), force).await?;
     if let Ok(mut m) = s.scope.write() {
         *m = Arc::new(ScopeMatcher::new(&snap));
     }
@@ -197,16 +193,13 @@ pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
             snap.all_prefixes().len()
         ))
     } else {
-        Err(format!(
-            "refresh failed (cached prefixes kept): {}",
-            failed.join("; ")
-        ))
+        Err(TaskError::Scope(failed))
     }
 }
 
 #[async_trait]
 impl Task for ScopeTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, TaskError> {
         refresh_scope(&self.shared, false).await
     }
 }
@@ -218,7 +211,7 @@ pub struct FlowsTask {
 
 #[async_trait]
 impl Task for FlowsTask {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, TaskError> {
         let s = self.shared.clone();
         let scope = s
             .scope
@@ -228,9 +221,9 @@ impl Task for FlowsTask {
         crate::store::bridge::spawn(move || {
             let clock = s.clock.clone();
             crate::flows::watch::run_once(&s.cfg, &s.store, &scope, || clock.now())
-                .map_err(|e| e.to_string())
+                .map_err(TaskError::from)
         })
         .await
-        .map_err(|e| format!("the flows job stopped: {e}"))?
+        .map_err(TaskError::FlowsStopped)?
     }
 }

@@ -373,7 +373,7 @@ struct Probe {
 
 #[async_trait]
 impl Task for Probe {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, outwatch::daemon::TaskError> {
         let n = {
             let mut t = self.times.lock().unwrap();
             t.push(self.clock.now());
@@ -388,7 +388,7 @@ impl Task for Probe {
             let _ = self.stop.send(true);
         }
         if n <= self.fail_first {
-            Err(format!("failure {n}"))
+            Err(outwatch::daemon::TaskError::Run(format!("failure {n}")))
         } else {
             Ok("fine".into())
         }
@@ -490,7 +490,7 @@ struct Panics {
 
 #[async_trait]
 impl Task for Panics {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, outwatch::daemon::TaskError> {
         let n = {
             let mut t = self.times.lock().unwrap();
             t.push(self.clock.now());
@@ -1093,7 +1093,7 @@ struct Slow {
 
 #[async_trait]
 impl Task for Slow {
-    async fn run(&self) -> Result<String, String> {
+    async fn run(&self) -> Result<String, outwatch::daemon::TaskError> {
         self.started.notify_one();
         self.release.notified().await;
         *self.finished.lock().unwrap() = true;
