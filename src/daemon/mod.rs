@@ -187,18 +187,22 @@ pub struct DaemonEnv {
 /// Why the daemon (or one round of it) could not run; the command maps it to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The store failed (exit code 4).
-    #[error("{0}")]
-    Store(String),
-    /// Anything else (exit code 1): signals, the socket.
-    #[error("{0}")]
-    Failure(String),
-}
-
-impl From<crate::store::StoreError> for DaemonError {
-    fn from(e: crate::store::StoreError) -> Self {
-        DaemonError::Store(e.to_string())
-    }
+    /// The store failed (exit code 4; a full disk 1).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The store could not be flushed at the end (exit code 4).
+    #[error("flushing the store failed")]
+    Flush(#[source] crate::store::StoreError),
+    /// Exit code 1.
+    #[error("cannot listen for signals")]
+    Signals(#[source] std::io::Error),
+    /// Exit code 1.
+    #[error("cannot create the socket {}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How the daemon stopped.
@@ -243,14 +247,11 @@ pub async fn run(
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Stopped, DaemonError> {
-    let io = |e: std::io::Error| DaemonError::Failure(format!("cannot listen for signals: {e}"));
-    let mut term = signal(SignalKind::terminate()).map_err(io)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
-    let (listener, sock) = socket::bind(&env.data_dir).map_err(|e| {
-        DaemonError::Failure(format!(
-            "cannot create the socket {}: {e}",
-            socket::socket_path(&env.data_dir).display()
-        ))
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let (listener, sock) = socket::bind(&env.data_dir).map_err(|source| DaemonError::Socket {
+        path: socket::socket_path(&env.data_dir),
+        source,
     })?;
     let shared = shared(env, cfg, store.clone()).await?;
     let board: Board = Arc::new(Mutex::new(Default::default()));
@@ -376,9 +377,7 @@ pub async fn run(
     let flushed = bridge::blocking(&store, |s| s.flush()).await;
     remove_socket(&sock);
     if let Err(e) = flushed {
-        return Err(DaemonError::Store(format!(
-            "flushing the store failed: {e}"
-        )));
+        return Err(DaemonError::Flush(e));
     }
     tracing::info!("daemon stopped");
     eprintln!(
