@@ -41,6 +41,54 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// A check the config fails ([`Config::parse_own_tables`]): what, and where (`line L: `,
+/// empty when the line was not found).
+#[derive(Debug, thiserror::Error)]
+#[error("{at}{problem}")]
+pub struct Invalid {
+    pub at: String,
+    pub problem: Problem,
+}
+
+/// What a config check found wrong (the key and the value are named).
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error(transparent)]
+    Store(#[from] StoreConfigError),
+    #[error("`scope.ripestat_url` = `{url}`: {error}")]
+    RipestatUrl { url: String, error: UrlError },
+    #[error(transparent)]
+    Flows(#[from] flows::FlowsConfigError),
+    #[error(
+        "`digest.from` = `{0}` must be a mail address (a display name is allowed: \
+         \"outwatch <outwatch@example.org>\")"
+    )]
+    DigestFrom(String),
+    /// `.0`: the route's name in backquotes, or `#n`.
+    #[error(
+        "`digest.routes.recipients` of route {0} is empty: its digest would go to nobody; name \
+         at least one address, e.g. recipients = [\"dmz@example.org\"]"
+    )]
+    RouteToNobody(String),
+    #[error(
+        "`digest.recipients` is empty and there is no `[[digest.routes]]`: the digest would go \
+         to nobody; name at least one address, e.g. recipients = [\"noc@example.org\"]"
+    )]
+    DigestToNobody,
+    #[error(transparent)]
+    Suppress(#[from] suppress::RuleError),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyConfigError),
+    #[error("`{key}`: `{value}` is not a mail address ({why}); write it like noc@example.org")]
+    Address {
+        key: &'static str,
+        value: String,
+        why: MailAddressError,
+    },
+    #[error("`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{0}`")]
+    PlainSmtp(String),
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -833,7 +881,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
         cfg.base_dir = base_dir;
-        cfg.validate(text).map_err(&invalid)?;
+        cfg.validate(text).map_err(|e| invalid(e.to_string()))?;
         cfg.normalise_prefixes(text);
         Ok(cfg)
     }
@@ -892,37 +940,51 @@ impl Config {
 
     /// Checks what serde cannot: mail addresses, URLs, SMTP security. (The sources check
     /// their own tables.)
-    fn validate(&self, text: &str) -> Result<(), String> {
+    fn validate(&self, text: &str) -> Result<(), Invalid> {
+        let at = |hint: String| move |problem: Problem| Invalid { at: hint, problem };
         self.store
             .validate()
-            .map_err(|e| format!("{}{e}", line_hint(text, "[store]")))?;
+            .map_err(|e| at(line_hint(text, "[store]"))(e.into()))?;
         let ripestat = self.scope.ripestat_url.as_str();
-        if let Err(e) = check_url(ripestat, false) {
-            return Err(format!(
-                "{}`scope.ripestat_url` = `{ripestat}`: {e}",
-                table_line_hint(text, "scope", "ripestat_url")
+        if let Err(error) = check_url(ripestat, false) {
+            return Err(at(table_line_hint(text, "scope", "ripestat_url"))(
+                Problem::RipestatUrl {
+                    url: ripestat.to_string(),
+                    error,
+                },
             ));
         }
         self.flows
             .validate()
-            .map_err(|e| format!("{}{e}", line_hint(text, "[flows")))?;
+            .map_err(|e| at(line_hint(text, "[flows"))(e.into()))?;
         if let Some(d) = &self.digest
             && mail_address(&d.from).is_err()
         {
-            return Err(format!(
-                "{}`digest.from` = `{}` must be a mail address (a display name is allowed: \
-                 \"outwatch <outwatch@example.org>\")",
-                line_hint(text, "from"),
-                d.from
-            ));
+            return Err(at(line_hint(text, "from"))(Problem::DigestFrom(
+                d.from.clone(),
+            )));
         }
         self.check_digest_audience(text)?;
         for (i, r) in self.suppress.iter().enumerate() {
             r.check()
-                .map_err(|e| format!("{}{e}", nth_table_hint(text, "[[suppress]]", i)))?;
+                .map_err(|e| at(nth_table_hint(text, "[[suppress]]", i))(e.into()))?;
         }
         notify::validate(self, text)?;
-        let mut addresses: Vec<(&str, &str)> = Vec::new();
+        self.check_addresses(text)?;
+        if let Some(s) = &self.smtp
+            && s.tls == SmtpTls::None
+            && !crate::net::is_loopback(&s.host)
+        {
+            return Err(at(line_hint(text, "tls"))(Problem::PlainSmtp(
+                s.host.clone(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every mail address of `[organisation]` and `[digest]` is one.
+    fn check_addresses(&self, text: &str) -> Result<(), Invalid> {
+        let mut addresses: Vec<(&'static str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));
         }
@@ -938,29 +1000,22 @@ impl Config {
         }
         for (key, value) in addresses {
             if let Err(why) = mail_address(value) {
-                return Err(format!(
-                    "{}`{key}`: `{value}` is not a mail address ({why}); write it like \
-                     noc@example.org",
-                    line_hint(text, &format!("\"{value}\""))
-                ));
+                return Err(Invalid {
+                    at: line_hint(text, &format!("\"{value}\"")),
+                    problem: Problem::Address {
+                        key,
+                        value: value.to_string(),
+                        why,
+                    },
+                });
             }
-        }
-        if let Some(s) = &self.smtp
-            && s.tls == SmtpTls::None
-            && !crate::net::is_loopback(&s.host)
-        {
-            return Err(format!(
-                "{}`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{}`",
-                line_hint(text, "tls"),
-                s.host
-            ));
         }
         Ok(())
     }
 
     /// A `[digest]` goes to someone: `recipients` or a route names an address, and every
     /// `[[digest.routes]]` names one (`recipients = []` would build a digest nobody gets).
-    fn check_digest_audience(&self, text: &str) -> Result<(), String> {
+    fn check_digest_audience(&self, text: &str) -> Result<(), Invalid> {
         let Some(d) = &self.digest else {
             return Ok(());
         };
@@ -972,23 +1027,21 @@ impl Config {
                 .nth(i)
                 .map(|(n, _)| format!("line {}: ", n + 1))
                 .unwrap_or_default();
-            return Err(format!(
-                "{at}`digest.routes.recipients` of route {} is empty: its digest would go to \
-                 nobody; name at least one address, e.g. recipients = [\"dmz@example.org\"]",
-                if d.routes[i].name.is_empty() {
-                    format!("#{}", i + 1)
-                } else {
-                    format!("`{}`", d.routes[i].name)
-                }
-            ));
+            let route = if d.routes[i].name.is_empty() {
+                format!("#{}", i + 1)
+            } else {
+                format!("`{}`", d.routes[i].name)
+            };
+            return Err(Invalid {
+                at,
+                problem: Problem::RouteToNobody(route),
+            });
         }
         if d.recipients.is_empty() && d.routes.is_empty() {
-            return Err(format!(
-                "{}`digest.recipients` is empty and there is no `[[digest.routes]]`: the digest \
-                 would go to nobody; name at least one address, e.g. \
-                 recipients = [\"noc@example.org\"]",
-                table_line_hint(text, "digest", "recipients")
-            ));
+            return Err(Invalid {
+                at: table_line_hint(text, "digest", "recipients"),
+                problem: Problem::DigestToNobody,
+            });
         }
         Ok(())
     }
