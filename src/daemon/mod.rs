@@ -241,6 +241,35 @@ fn remove_socket(path: &Path) {
     }
 }
 
+/// What the daemon's socket says in its `hello`: the protocol, this process, its jobs as the
+/// board has them now, and how it set each source up.
+fn hello_fn(
+    cfg: &Config,
+    env: &DaemonEnv,
+    board: &Board,
+    started: chrono::DateTime<chrono::Utc>,
+) -> socket::InfoFn {
+    let board = board.clone();
+    let data_dir = env.data_dir.display().to_string();
+    // How this process (its environment, its keys) sets the sources up: `status` from a
+    // shell without the keys shows this, not its own view.
+    let sources = crate::health::daemon_sources(cfg);
+    Arc::new(move || {
+        let hello = protocol::Hello {
+            version: protocol::PROTOCOL_VERSION,
+            revision: protocol::PROTOCOL_REVISION,
+            pid: std::process::id(),
+            started: Some(started),
+            data_dir: data_dir.clone(),
+            jobs: board.lock().map(|b| b.clone()).unwrap_or_default(),
+            sources: sources.clone(),
+            writes: true,
+            holder: "run".into(),
+        };
+        serde_json::to_value(hello).unwrap_or(Value::Null)
+    })
+}
+
 /// Runs the daemon on `store` (opened for writing) until SIGINT or SIGTERM.
 pub async fn run(
     env: &DaemonEnv,
@@ -256,27 +285,7 @@ pub async fn run(
     let shared = shared(env, cfg, store.clone()).await?;
     let board: Board = Arc::new(Mutex::new(Default::default()));
     let started = env.clock.now();
-    let info: socket::InfoFn = {
-        let board = board.clone();
-        let data_dir = env.data_dir.display().to_string();
-        // How this process (its environment, its keys) sets the sources up: `status` from a
-        // shell without the keys shows this, not its own view.
-        let sources = crate::health::daemon_sources(cfg);
-        Arc::new(move || {
-            let hello = protocol::Hello {
-                version: protocol::PROTOCOL_VERSION,
-                revision: protocol::PROTOCOL_REVISION,
-                pid: std::process::id(),
-                started: Some(started),
-                data_dir: data_dir.clone(),
-                jobs: board.lock().map(|b| b.clone()).unwrap_or_default(),
-                sources: sources.clone(),
-                writes: true,
-                holder: "run".into(),
-            };
-            serde_json::to_value(hello).unwrap_or(Value::Null)
-        })
-    };
+    let info = hello_fn(cfg, env, &board, started);
     let (srv_stop, srv_rx) = watch::channel(false);
     let server = tokio::spawn(socket::serve(
         listener,

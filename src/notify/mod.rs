@@ -363,22 +363,7 @@ pub async fn run(
         marked: 0,
         capped: None,
     };
-    let mailer = match mode {
-        Mode::Preview => None,
-        _ => {
-            let smtp = cfg.smtp.as_ref().ok_or_else(|| {
-                NotifyError::Failed(
-                    "no `[smtp]` server is configured: notifications are only sent over SMTP \
-                     (try `outwatch notify --preview`)"
-                        .into(),
-                )
-            })?;
-            Some(
-                crate::digest::send::Mailer::new(smtp)
-                    .map_err(|e| NotifyError::Failed(crate::text::chain(&e)))?,
-            )
-        }
-    };
+    let mailer = mailer_for(cfg, mode)?;
     let mut attempted = 0usize;
     // Addresses mailed in this run: the minimum interval holds within a run too (two contacts
     // sharing an address).
@@ -409,18 +394,7 @@ pub async fn run(
             .push(not_now(i, count, MailState::Failed, Some(why)));
     }
     for p in prep.mails {
-        let mut report = MailReport {
-            contact: p.contact.clone(),
-            to: p.to.clone(),
-            ticket: p.ticket.clone(),
-            subject: p.rendered.subject.clone(),
-            findings: p.fingerprints.len(),
-            more: p.more,
-            state: MailState::WouldSend,
-            detail: None,
-            body: p.rendered.text.clone(),
-            html: p.rendered.html.clone(),
-        };
+        let mut report = would_send(&p);
         if holds
             && !n.min_interval.0.is_zero()
             && let Some(a) =
@@ -473,29 +447,15 @@ pub async fn run(
                 out.sent += 1;
                 mailed.extend(p.to.iter().map(|a| a.to_ascii_lowercase()));
                 if *mode == Mode::Send {
-                    let sent = record::Sent {
-                        contact: p.contact.clone(),
-                        at: sent_at,
-                        ticket: p.ticket.clone(),
-                        to: p.to.clone(),
-                    };
-                    let (s, fps, c, t) = (store.clone(), p.fingerprints.clone(), p.contact, p.to);
-                    out.marked += fps.len();
-                    crate::store::bridge::run(move || -> Result<(), StoreError> {
-                        record::mark_sent(s.as_ref(), &fps, &sent)?;
-                        record::mark_mailed(s.as_ref(), &c, &t, sent_at)?;
-                        // The owner's digest names what went to whom.
-                        crate::digest::mail_log::record(
-                            s.as_ref(),
-                            &crate::digest::mail_log::Mailed {
-                                contact: c,
-                                to: t,
-                                at: sent_at,
-                                ticket: sent.ticket,
-                                findings: fps.len(),
-                            },
-                        )
-                    })
+                    out.marked += p.fingerprints.len();
+                    record_sent(
+                        store.clone(),
+                        p.contact,
+                        p.to,
+                        p.ticket,
+                        p.fingerprints,
+                        sent_at,
+                    )
                     .await?;
                 }
             }
@@ -514,44 +474,130 @@ pub async fn run(
         m.close().await;
     }
     if left > 0 {
-        out.capped = Some(format!(
-            "{} at the cap of {} mail(s) per run (`[notify] max_mails_per_run`): {left} \
-             contact(s) left for the next run",
-            if *mode == Mode::Preview {
-                "would stop"
-            } else {
-                "stopped"
-            },
-            n.max_mails_per_run
-        ));
+        out.capped = Some(cap_message(mode, n.max_mails_per_run, left));
     }
     if *mode == Mode::Send {
-        let entry = run_entry(&out, now, clock.now().max(now));
-        let s = store.clone();
-        let no_contact = crate::digest::mail_log::NoContact {
-            at: now,
-            findings: out.tally.no_contact,
-        };
-        let last = crate::digest::mail_log::LastRun {
-            started: now,
-            finished: entry.finished,
-            ok: out.failed == 0 && out.capped.is_none(),
-            sent: out.sent,
-            failed: out.failed,
-        };
-        crate::store::bridge::run(move || {
-            s.record_run(&entry)?;
-            crate::digest::mail_log::record_last_run(
-                s.as_ref(),
-                crate::digest::mail_log::NOTIFY_RUN,
-                &last,
-            )?;
-            // The owner's digest lists how many open findings reach no one.
-            crate::digest::mail_log::record_no_contact(s.as_ref(), &no_contact)
-        })
-        .await?;
+        record_run_end(store.clone(), &out, now, clock.now().max(now)).await?;
     }
     Ok(out)
+}
+
+/// The report of a prepared mail, before it goes.
+fn would_send(p: &Prepared) -> MailReport {
+    MailReport {
+        contact: p.contact.clone(),
+        to: p.to.clone(),
+        ticket: p.ticket.clone(),
+        subject: p.rendered.subject.clone(),
+        findings: p.fingerprints.len(),
+        more: p.more,
+        state: MailState::WouldSend,
+        detail: None,
+        body: p.rendered.text.clone(),
+        html: p.rendered.html.clone(),
+    }
+}
+
+/// The SMTP connection of a run that sends (none for a preview).
+fn mailer_for(
+    cfg: &Config,
+    mode: &Mode,
+) -> Result<Option<crate::digest::send::Mailer>, NotifyError> {
+    if *mode == Mode::Preview {
+        return Ok(None);
+    }
+    let smtp = cfg.smtp.as_ref().ok_or_else(|| {
+        NotifyError::Failed(
+            "no `[smtp]` server is configured: notifications are only sent over SMTP \
+             (try `outwatch notify --preview`)"
+                .into(),
+        )
+    })?;
+    crate::digest::send::Mailer::new(smtp)
+        .map(Some)
+        .map_err(|e| NotifyError::Failed(crate::text::chain(&e)))
+}
+
+/// Marks what a contact's accepted mail carried: the findings sent, the addresses mailed, and
+/// the mail in the log the owner's digest names.
+async fn record_sent(
+    store: Arc<dyn Store>,
+    contact: String,
+    to: Vec<String>,
+    ticket: String,
+    fps: Vec<String>,
+    sent_at: DateTime<Utc>,
+) -> Result<(), NotifyError> {
+    let sent = record::Sent {
+        contact: contact.clone(),
+        at: sent_at,
+        ticket: ticket.clone(),
+        to: to.clone(),
+    };
+    crate::store::bridge::run(move || -> Result<(), StoreError> {
+        record::mark_sent(store.as_ref(), &fps, &sent)?;
+        record::mark_mailed(store.as_ref(), &contact, &to, sent_at)?;
+        // The owner's digest names what went to whom.
+        crate::digest::mail_log::record(
+            store.as_ref(),
+            &crate::digest::mail_log::Mailed {
+                contact,
+                to,
+                at: sent_at,
+                ticket,
+                findings: fps.len(),
+            },
+        )
+    })
+    .await?;
+    Ok(())
+}
+
+/// Why a run stopped at its cap, and how many contacts wait.
+fn cap_message(mode: &Mode, max: usize, left: usize) -> String {
+    format!(
+        "{} at the cap of {max} mail(s) per run (`[notify] max_mails_per_run`): {left} \
+         contact(s) left for the next run",
+        if *mode == Mode::Preview {
+            "would stop"
+        } else {
+            "stopped"
+        }
+    )
+}
+
+/// The end of a sending run: its run-log entry, its result for the metrics and the count of
+/// findings without a contact.
+async fn record_run_end(
+    store: Arc<dyn Store>,
+    out: &NotifyOutcome,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+) -> Result<(), NotifyError> {
+    let entry = run_entry(out, started, finished);
+    let no_contact = crate::digest::mail_log::NoContact {
+        at: started,
+        findings: out.tally.no_contact,
+    };
+    let last = crate::digest::mail_log::LastRun {
+        started,
+        finished: entry.finished,
+        ok: out.failed == 0 && out.capped.is_none(),
+        sent: out.sent,
+        failed: out.failed,
+    };
+    crate::store::bridge::run(move || {
+        store.record_run(&entry)?;
+        crate::digest::mail_log::record_last_run(
+            store.as_ref(),
+            crate::digest::mail_log::NOTIFY_RUN,
+            &last,
+        )?;
+        // The owner's digest lists how many open findings reach no one.
+        crate::digest::mail_log::record_no_contact(store.as_ref(), &no_contact)
+    })
+    .await?;
+    Ok(())
 }
 
 /// The run-log entry of a sending run: `ok`, `partial` when a mail failed or the cap stopped
