@@ -493,8 +493,9 @@ pub fn config_candidates() -> Vec<PathBuf> {
 impl From<DaemonError> for CliError {
     fn from(e: DaemonError) -> Self {
         match e {
-            DaemonError::Store(m) => CliError::store(m),
-            DaemonError::Failure(m) => CliError::failure(m),
+            DaemonError::Store(e) => CliError::from(e),
+            e @ DaemonError::Flush(_) => CliError::store(crate::text::chain(&e)),
+            e => CliError::failure(crate::text::chain(&e)),
         }
     }
 }

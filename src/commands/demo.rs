@@ -66,7 +66,7 @@ pub async fn run(a: &DemoArgs) -> Result<ExitCode, CliError> {
     let (c, now) = (cfg.clone(), app.clock.now());
     let p = crate::store::bridge::run(move || digest::preview(&c, store.as_ref(), now))
         .await
-        .map_err(CliError::failure)?;
+        .map_err(|e| CliError::failure(crate::text::chain(&e)))?;
     let html = out.join("digest.html");
     let text = out.join("digest.txt");
     for (path, body) in [(&html, &p.rendered.html), (&text, &p.rendered.text)] {

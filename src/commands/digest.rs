@@ -29,7 +29,7 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
         let c = cfg.clone();
         let p = crate::store::bridge::run(move || digest::preview(&c, store.as_ref(), now))
             .await
-            .map_err(CliError::failure)?;
+            .map_err(|e| CliError::failure(crate::text::chain(&e)))?;
         let write = |path: &std::path::Path, body: &str| {
             crate::files::write_private(path, body)
                 .map_err(|e| CliError::failure(format!("cannot write {}: {e}", path.display())))
@@ -61,7 +61,7 @@ pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
     let store = app.open_store()?;
     let o = digest::deliver(cfg, store, &app.data_dir, now)
         .await
-        .map_err(CliError::failure)?;
+        .map_err(|e| CliError::failure(crate::text::chain(&e)))?;
     outln!(
         "digest: {} new, {} still open, {} resolved",
         o.new,

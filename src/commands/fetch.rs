@@ -60,7 +60,10 @@ pub async fn fetch_sources(
         .await?;
     bar.finish_and_clear();
     if let Some(w) = scope_warning {
-        eprintln!("warning: scope: {}", crate::text::Clean(&w));
+        eprintln!(
+            "warning: scope: {}",
+            crate::text::Clean(&crate::text::chain(&w))
+        );
     }
     Ok(reports)
 }

@@ -18,7 +18,10 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     }
     let report = daemon::run_once(&env, cfg, store).await?;
     if let Some(w) = &report.scope_warning {
-        eprintln!("warning: scope: {}", crate::text::Clean(w));
+        eprintln!(
+            "warning: scope: {}",
+            crate::text::Clean(&crate::text::chain(w))
+        );
     }
     // The same table and failure lines as `fetch`; the lines after it wrap at spaces only, to
     // the terminal or `$COLUMNS`, so a URL or an address is never cut.
@@ -27,17 +30,26 @@ pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     match &report.flows {
         None => {}
         Some(Ok(line)) => say(line, "flows: "),
-        Some(Err(e)) => say(&crate::text::sanitize(e), "flows: FAILED: "),
+        Some(Err(e)) => say(
+            &crate::text::sanitize(&crate::text::chain(e)),
+            "flows: FAILED: ",
+        ),
     }
     match &report.notify {
         None => {}
         Some(Ok(line)) => say(line, "notify: "),
-        Some(Err(e)) => say(&crate::text::sanitize(e), "notify: FAILED: "),
+        Some(Err(e)) => say(
+            &crate::text::sanitize(&crate::text::chain(e)),
+            "notify: FAILED: ",
+        ),
     }
     match &report.digest {
         None => say("not configured (no [digest] table)", "digest: "),
         Some(Ok(o)) => say(&tasks::digest_summary(o), "digest: "),
-        Some(Err(e)) => say(&crate::text::sanitize(&e.to_string()), "digest: FAILED: "),
+        Some(Err(e)) => say(
+            &crate::text::sanitize(&crate::text::chain(e)),
+            "digest: FAILED: ",
+        ),
     }
     let failed = report.failed();
     if failed.is_empty() {

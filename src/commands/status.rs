@@ -79,6 +79,51 @@ pub fn run(app: &App, a: &StatusArgs) -> Result<ExitCode, CliError> {
         }))?;
         return Ok(verdict(&sources));
     }
+    print_sources(&sources, &next)?;
+    indicator_sets::print_sets(&sets, now)?;
+    outln!(
+        "store: {findings} findings in {} ({})",
+        app.store_place(),
+        app.backend().as_str()
+    );
+    if let Some(h) = &holder {
+        outln!(
+            "  held by `outwatch {}` (pid {}) while it works, answering reads",
+            clip(&h.holder, 50),
+            h.pid
+        );
+    }
+    match &daemon {
+        Some(h) => {
+            outln!(
+                "daemon: running (pid {}), serving reads on its socket",
+                h.pid
+            );
+            for (name, j) in &h.jobs {
+                let next = j.next_run.map(rfc3339).unwrap_or_else(|| "-".into());
+                let running = if j.running { " (running now)" } else { "" };
+                outln!("  {name}: next {next}{running}");
+            }
+        }
+        None => outln!("daemon: not running"),
+    }
+    if let Some(d) = &digest {
+        outln!(
+            "digest: {} ({}), next {}",
+            d["schedule"].as_str().unwrap_or("-"),
+            d["timezone"].as_str().unwrap_or("UTC"),
+            d["next_run"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(verdict(&sources))
+}
+
+/// The sources' table, then each unhealthy source's warnings in full and the notes of the
+/// last runs.
+fn print_sources(
+    sources: &[health::SourceHealth],
+    next: &std::collections::HashMap<String, Option<chrono::DateTime<chrono::Utc>>>,
+) -> Result<(), CliError> {
     if sources.is_empty() {
         outln!(
             "no source is enabled and none has run yet: add [sources.NAME] tables to the config"
@@ -98,7 +143,7 @@ pub fn run(app: &App, a: &StatusArgs) -> Result<ExitCode, CliError> {
             "next run (UTC)",
         ]);
         crate::output::style_table(&mut t, colour);
-        for s in &sources {
+        for s in sources {
             let state = match s.state {
                 HealthState::Ok => "ok".to_string(),
                 other => other.as_str().to_uppercase(),
@@ -140,42 +185,7 @@ pub fn run(app: &App, a: &StatusArgs) -> Result<ExitCode, CliError> {
             }
         }
     }
-    indicator_sets::print_sets(&sets, now)?;
-    outln!(
-        "store: {findings} findings in {} ({})",
-        app.store_place(),
-        app.backend().as_str()
-    );
-    if let Some(h) = &holder {
-        outln!(
-            "  held by `outwatch {}` (pid {}) while it works, answering reads",
-            clip(&h.holder, 50),
-            h.pid
-        );
-    }
-    match &daemon {
-        Some(h) => {
-            outln!(
-                "daemon: running (pid {}), serving reads on its socket",
-                h.pid
-            );
-            for (name, j) in &h.jobs {
-                let next = j.next_run.map(rfc3339).unwrap_or_else(|| "-".into());
-                let running = if j.running { " (running now)" } else { "" };
-                outln!("  {name}: next {next}{running}");
-            }
-        }
-        None => outln!("daemon: not running"),
-    }
-    if let Some(d) = &digest {
-        outln!(
-            "digest: {} ({}), next {}",
-            d["schedule"].as_str().unwrap_or("-"),
-            d["timezone"].as_str().unwrap_or("UTC"),
-            d["next_run"].as_str().unwrap_or("-")
-        );
-    }
-    Ok(verdict(&sources))
+    Ok(())
 }
 
 /// The store to report on, the daemon's `hello` when it runs, a holding command's otherwise.

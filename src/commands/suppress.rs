@@ -66,14 +66,14 @@ fn add(app: &App, a: &SuppressAddArgs) -> Result<ExitCode, CliError> {
             until
         )));
     }
-    check_text("--reason", &a.reason, true).map_err(usage)?;
+    check_text("--reason", &a.reason, true).map_err(CliError::usage)?;
     for (k, v) in [
         ("--source", &a.source),
         ("--feed", &a.feed),
         ("--identifier", &a.identifier),
     ] {
         if let Some(v) = v {
-            check_text(k, v, true).map_err(usage)?;
+            check_text(k, v, true).map_err(CliError::usage)?;
         }
     }
     let by = author(a.by.as_deref())?;

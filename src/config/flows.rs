@@ -141,22 +141,54 @@ fn parse_net(s: &str) -> Option<IpNet> {
         .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-fn parse_port(s: &str) -> Result<u16, String> {
+/// An allow-list entry of `[flows]` that is no entry; `.0` as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowError {
+    #[error("`{0}` is not a port (0-65535)")]
+    Port(String),
+    #[error(
+        "`{0}` is not a peer: write an address or prefix with an optional port \
+         (\"192.0.2.10\", \"192.0.2.0/24:443\", \"[2001:db8::1]:443\", \"*:123\")"
+    )]
+    Peer(String),
+    #[error(
+        "`{0}` is not `service:port` or `host:service:port` (e.g. \"ssl:8443\", \
+         \"10.0.0.5:http:8080\")"
+    )]
+    Mismatch(String),
+}
+
+/// What is wrong with the `[flows]` table (the key is named).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FlowsConfigError {
+    #[error("`flows.top_talker_k` = {0} must be a number above 0 (e.g. 10)")]
+    TopTalkerK(f64),
+    #[error("`flows.long_connection` must be longer than 0 (e.g. \"1h\")")]
+    LongConnection,
+    #[error("`flows.port_mismatch_allow`: {0}")]
+    MismatchAllow(AllowError),
+    #[error("`flows.paths`: an empty path")]
+    EmptyPath,
+    /// `.0`: `flows.zones` or `flows.teams`.
+    #[error("`{0}.name` must not be empty")]
+    EmptyName(&'static str),
+    #[error("`{what}.prefixes` of `{name}` must name at least one prefix")]
+    NoPrefixes { what: &'static str, name: String },
+    #[error("`flows.zones.allow` of `{zone}`: {error}")]
+    ZoneAllow { zone: String, error: AllowError },
+}
+
+fn parse_port(s: &str) -> Result<u16, AllowError> {
     s.trim()
         .parse::<u16>()
-        .map_err(|_| format!("`{s}` is not a port (0-65535)"))
+        .map_err(|_| AllowError::Port(s.to_string()))
 }
 
 impl FromStr for PeerAllow {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = AllowError;
+    fn from_str(s: &str) -> Result<Self, AllowError> {
         let s = s.trim();
-        let bad = || {
-            format!(
-                "`{s}` is not a peer: write an address or prefix with an optional port \
-                 (\"192.0.2.10\", \"192.0.2.0/24:443\", \"[2001:db8::1]:443\", \"*:123\")"
-            )
-        };
+        let bad = || AllowError::Peer(s.to_string());
         if let Some(rest) = s.strip_prefix('[') {
             let (net, tail) = rest.split_once(']').ok_or_else(bad)?;
             let net = parse_net(net).ok_or_else(bad)?;
@@ -206,15 +238,10 @@ impl MismatchAllow {
 }
 
 impl FromStr for MismatchAllow {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = AllowError;
+    fn from_str(s: &str) -> Result<Self, AllowError> {
         let t = s.trim();
-        let bad = || {
-            format!(
-                "`{s}` is not `service:port` or `host:service:port` (e.g. \"ssl:8443\", \
-                 \"10.0.0.5:http:8080\")"
-            )
-        };
+        let bad = || AllowError::Mismatch(s.to_string());
         let mut parts = t.rsplitn(3, ':');
         let port = parse_port(parts.next().ok_or_else(bad)?)?;
         let service = parts.next().ok_or_else(bad)?.trim();
@@ -243,23 +270,20 @@ impl FromStr for MismatchAllow {
 impl FlowsConfig {
     /// Checks what serde cannot: the allow-list entries, `top_talker_k`, names, paths.
     /// Errors name the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FlowsConfigError> {
         if !(self.top_talker_k.is_finite() && self.top_talker_k > 0.0) {
-            return Err(format!(
-                "`flows.top_talker_k` = {} must be a number above 0 (e.g. 10)",
-                self.top_talker_k
-            ));
+            return Err(FlowsConfigError::TopTalkerK(self.top_talker_k));
         }
         if self.long_connection.0.is_zero() {
-            return Err("`flows.long_connection` must be longer than 0 (e.g. \"1h\")".into());
+            return Err(FlowsConfigError::LongConnection);
         }
         for e in &self.port_mismatch_allow {
             e.parse::<MismatchAllow>()
-                .map_err(|why| format!("`flows.port_mismatch_allow`: {why}"))?;
+                .map_err(FlowsConfigError::MismatchAllow)?;
         }
         for p in &self.paths {
             if p.trim().is_empty() {
-                return Err("`flows.paths`: an empty path".into());
+                return Err(FlowsConfigError::EmptyPath);
             }
         }
         for (what, name, prefixes) in self
@@ -273,18 +297,22 @@ impl FlowsConfig {
             )
         {
             if name.trim().is_empty() {
-                return Err(format!("`{what}.name` must not be empty"));
+                return Err(FlowsConfigError::EmptyName(what));
             }
             if prefixes.is_empty() {
-                return Err(format!(
-                    "`{what}.prefixes` of `{name}` must name at least one prefix"
-                ));
+                return Err(FlowsConfigError::NoPrefixes {
+                    what,
+                    name: name.clone(),
+                });
             }
         }
         for z in &self.zones {
             for a in &z.allow {
                 a.parse::<PeerAllow>()
-                    .map_err(|why| format!("`flows.zones.allow` of `{}`: {why}", z.name))?;
+                    .map_err(|error| FlowsConfigError::ZoneAllow {
+                        zone: z.name.clone(),
+                        error,
+                    })?;
             }
         }
         Ok(())
@@ -338,6 +366,11 @@ mod tests {
             top_talker_k: 0.0,
             ..FlowsConfig::default()
         };
-        assert!(c.validate().unwrap_err().contains("flows.top_talker_k"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("flows.top_talker_k")
+        );
     }
 }

@@ -42,6 +42,56 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// A check the config fails ([`Config::parse_own_tables`]): what, and where (`line L: `,
+/// empty when the line was not found).
+#[derive(Debug, thiserror::Error)]
+#[error("{at}{problem}")]
+pub struct Invalid {
+    pub at: String,
+    pub problem: Problem,
+}
+
+/// What a config check found wrong (the key and the value are named).
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error(transparent)]
+    Store(#[from] StoreConfigError),
+    #[error("`scope.ripestat_url` = `{url}`: {error}")]
+    RipestatUrl { url: String, error: UrlError },
+    #[error(transparent)]
+    Flows(#[from] flows::FlowsConfigError),
+    #[error(
+        "`digest.from` = `{0}` must be a mail address (a display name is allowed: \
+         \"outwatch <outwatch@example.org>\")"
+    )]
+    DigestFrom(String),
+    /// `.0`: the route's name in backquotes, or `#n`.
+    #[error(
+        "`digest.routes.recipients` of route {0} is empty: its digest would go to nobody; name \
+         at least one address, e.g. recipients = [\"dmz@example.org\"]"
+    )]
+    RouteToNobody(String),
+    #[error(
+        "`digest.recipients` is empty and there is no `[[digest.routes]]`: the digest would go \
+         to nobody; name at least one address, e.g. recipients = [\"noc@example.org\"]"
+    )]
+    DigestToNobody,
+    #[error(transparent)]
+    Suppress(#[from] suppress::RuleError),
+    #[error(transparent)]
+    Notify(#[from] notify::NotifyConfigError),
+    #[error("`{key}`: `{value}` is not a mail address ({why}); write it like noc@example.org")]
+    Address {
+        key: &'static str,
+        value: String,
+        why: MailAddressError,
+    },
+    #[error("`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{0}`")]
+    PlainSmtp(String),
+    #[error(transparent)]
+    Web(#[from] web::WebConfigError),
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -192,9 +242,31 @@ impl Backend {
 /// the same drop (`[store] max_resolve_share`).
 pub const DEFAULT_MAX_RESOLVE_SHARE: f64 = 0.5;
 
+/// What is wrong with the `[store]` table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreConfigError {
+    #[error(
+        "`store.{0}` is a PostgreSQL setting, but the store is sled (the default): add backend \
+         = \"postgres\", or remove `{0}`"
+    )]
+    PostgresKeyOnSled(&'static str),
+    #[error(
+        "`store.backend = \"postgres\"` needs `url = \"postgres://user@host/database\"` (or \
+         `url_env`, the environment variable holding it)"
+    )]
+    NoUrl,
+    #[error("`store.url` and `store.url_env` are both set: keep one")]
+    TwoUrls,
+    /// `.0`: the name as written, clipped for the message.
+    #[error("`store.schema` = `{0}` is no schema name (1 to 63 characters)")]
+    Schema(String),
+    #[error("`store.url_env` names an environment variable, e.g. \"OUTWATCH_PG_URL\"")]
+    UrlEnv,
+}
+
 impl StoreConfig {
     /// The PostgreSQL keys go with `backend = "postgres"`, which needs a URL.
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), StoreConfigError> {
         match self.backend {
             Backend::Sled => {
                 let pg_keys = [
@@ -204,39 +276,24 @@ impl StoreConfig {
                     ("schema", self.schema.is_some()),
                 ];
                 if let Some((k, _)) = pg_keys.iter().find(|(_, set)| *set) {
-                    return Err(format!(
-                        "`store.{k}` is a PostgreSQL setting, but the store is sled (the \
-                         default): add backend = \"postgres\", or remove `{k}`"
-                    ));
+                    return Err(StoreConfigError::PostgresKeyOnSled(k));
                 }
             }
             Backend::Postgres => match (&self.url, &self.url_env) {
-                (None, None) => {
-                    return Err("`store.backend = \"postgres\"` needs `url = \
-                                \"postgres://user@host/database\"` (or `url_env`, the \
-                                environment variable holding it)"
-                        .into());
-                }
-                (Some(_), Some(_)) => {
-                    return Err("`store.url` and `store.url_env` are both set: keep one".into());
-                }
+                (None, None) => return Err(StoreConfigError::NoUrl),
+                (Some(_), Some(_)) => return Err(StoreConfigError::TwoUrls),
                 _ => {}
             },
         }
         if let Some(s) = &self.schema
             && (s.is_empty() || s.len() > 63 || s.chars().any(char::is_control))
         {
-            return Err(format!(
-                "`store.schema` = `{}` is no schema name (1 to 63 characters)",
-                crate::text::clip(s, 80)
-            ));
+            return Err(StoreConfigError::Schema(crate::text::clip(s, 80)));
         }
         if let Some(v) = &self.url_env
             && (v.is_empty() || v.contains('='))
         {
-            return Err("`store.url_env` names an environment variable, e.g. \
-                        \"OUTWATCH_PG_URL\""
-                .into());
+            return Err(StoreConfigError::UrlEnv);
         }
         Ok(())
     }
@@ -494,9 +551,14 @@ pub enum SmtpTls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Asn(pub u32);
 
+/// Text that is no AS number; `.0` as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an AS number (write 64496 or \"AS64496\")")]
+pub struct BadAsn(pub String);
+
 impl FromStr for Asn {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = BadAsn;
+    fn from_str(s: &str) -> Result<Self, BadAsn> {
         let t = s.trim();
         let digits = t
             .strip_prefix("AS")
@@ -504,9 +566,7 @@ impl FromStr for Asn {
             .unwrap_or(t);
         match digits.parse::<u32>() {
             Ok(n) if n > 0 => Ok(Asn(n)),
-            _ => Err(format!(
-                "`{s}` is not an AS number (write 64496 or \"AS64496\")"
-            )),
+            _ => Err(BadAsn(s.to_string())),
         }
     }
 }
@@ -539,15 +599,17 @@ impl Serialize for Asn {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct DomainName(pub String);
 
+/// Text that is no domain name; `.0` as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a domain name (write it like example.org)")]
+pub struct BadDomain(pub String);
+
 impl FromStr for DomainName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(d) = crate::finding::domain_name(s) {
-            Ok(DomainName(d))
-        } else {
-            Err(format!(
-                "`{s}` is not a domain name (write it like example.org)"
-            ))
+    type Err = BadDomain;
+    fn from_str(s: &str) -> Result<Self, BadDomain> {
+        match crate::finding::domain_name(s) {
+            Some(d) => Ok(DomainName(d)),
+            None => Err(BadDomain(s.to_string())),
         }
     }
 }
@@ -597,16 +659,59 @@ impl CronSchedule {
 
 const WEEKDAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
+/// A crontab weekday field that cannot be read; the parts as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WeekdayError {
+    #[error("weekday `{0}` is out of range (0-7, 0 and 7 are Sunday)")]
+    OutOfRange(String),
+    #[error("`{0}` is not a weekday (0-7 with 0 and 7 Sunday, or sun, mon, ..., sat)")]
+    NotAWeekday(String),
+    #[error("`{step}` in `{part}` is not a step (1 or more)")]
+    BadStep { step: String, part: String },
+    #[error("weekday range `{0}` runs backwards (write e.g. `fri-sun` or `5-7`)")]
+    Backwards(String),
+}
+
+/// A schedule that is no crontab expression ([`crate_expression`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CronFieldsError {
+    #[error("{0} field(s) where five, or six with seconds first, are expected")]
+    Fields(usize),
+    #[error(transparent)]
+    Weekday(#[from] WeekdayError),
+}
+
+/// How a schedule is written, told after any error in one.
+const CRON_HINT: &str = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and \
+                         7 Sunday, or names), or six fields with seconds first; e.g. \
+                         \"0 7 * * *\" for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to \
+                         Friday";
+
+/// A `schedule` that cannot be used; `text` as written.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("`{text}` is not a cron expression ({error}); {CRON_HINT}")]
+    Fields {
+        text: String,
+        error: CronFieldsError,
+    },
+    #[error("`{text}` is not a cron expression ({error}); {CRON_HINT}")]
+    Cron {
+        text: String,
+        error: cron::error::Error,
+    },
+    #[error("cron expression `{0}` never fires")]
+    NeverFires(String),
+}
+
 /// One crontab weekday (`0`..`7` or a name) → 0 (Sunday) .. 7 (Sunday again, kept for ranges).
-fn crontab_weekday(s: &str) -> Result<u8, String> {
+fn crontab_weekday(s: &str) -> Result<u8, WeekdayError> {
     let t = s.trim();
     if let Ok(n) = t.parse::<u8>() {
         return if n <= 7 {
             Ok(n)
         } else {
-            Err(format!(
-                "weekday `{t}` is out of range (0-7, 0 and 7 are Sunday)"
-            ))
+            Err(WeekdayError::OutOfRange(t.to_string()))
         };
     }
     let lower = t.to_ascii_lowercase();
@@ -622,31 +727,31 @@ fn crontab_weekday(s: &str) -> Result<u8, String> {
     full.iter()
         .position(|f| lower.len() >= 3 && f.starts_with(&lower))
         .map(|i| i as u8)
-        .ok_or_else(|| {
-            format!("`{t}` is not a weekday (0-7 with 0 and 7 Sunday, or sun, mon, ..., sat)")
-        })
+        .ok_or_else(|| WeekdayError::NotAWeekday(t.to_string()))
 }
 
 /// Translates a crontab(5) weekday field into the `cron` crate's terms (a list of day names),
 /// e.g. `1-5` → `MON,TUE,WED,THU,FRI`, `0` / `7` / `sun` → `SUN`. `*` and `?` stay.
-pub fn translate_weekday_field(field: &str) -> Result<String, String> {
+pub fn translate_weekday_field(field: &str) -> Result<String, WeekdayError> {
     let f = field.trim();
     if f == "*" || f == "?" {
         return Ok(f.to_string());
     }
     let mut days = [false; 7];
     for part in f.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, st)) => {
-                let st: u8 = st
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| format!("`{st}` in `{part}` is not a step (1 or more)"))?;
-                (r, st)
-            }
-            None => (part, 1),
-        };
+        let (range, step) =
+            match part.split_once('/') {
+                Some((r, st)) => {
+                    let st: u8 = st.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                        WeekdayError::BadStep {
+                            step: st.to_string(),
+                            part: part.to_string(),
+                        }
+                    })?;
+                    (r, st)
+                }
+                None => (part, 1),
+            };
         let (lo, hi) = if range == "*" || range == "?" {
             (0, 6)
         } else if let Some((a, b)) = range.split_once('-') {
@@ -657,9 +762,7 @@ pub fn translate_weekday_field(field: &str) -> Result<String, String> {
                 b = 7;
             }
             if b < a {
-                return Err(format!(
-                    "weekday range `{range}` runs backwards (write e.g. `fri-sun` or `5-7`)"
-                ));
+                return Err(WeekdayError::Backwards(range.to_string()));
             }
             (a, b)
         } else {
@@ -684,7 +787,7 @@ pub fn translate_weekday_field(field: &str) -> Result<String, String> {
 
 /// A schedule in crontab's terms → the `cron` crate's expression (seconds first, weekday
 /// field translated). Shorthands (`@daily`) pass through.
-pub fn crate_expression(s: &str) -> Result<String, String> {
+pub fn crate_expression(s: &str) -> Result<String, CronFieldsError> {
     let t = s.trim();
     if t.starts_with('@') {
         return Ok(t.to_string());
@@ -693,28 +796,25 @@ pub fn crate_expression(s: &str) -> Result<String, String> {
     match fields.len() {
         5 => fields.insert(0, "0".into()),
         6 | 7 => {}
-        n => {
-            return Err(format!(
-                "{n} field(s) where five, or six with seconds first, are expected"
-            ));
-        }
+        n => return Err(CronFieldsError::Fields(n)),
     }
     fields[5] = translate_weekday_field(&fields[5])?;
     Ok(fields.join(" "))
 }
 
 impl FromStr for CronSchedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let hint = "write `min hour day month weekday` as in crontab (weekdays 0-7, 0 and 7 \
-                    Sunday, or names), or six fields with seconds first; e.g. \"0 7 * * *\" \
-                    for 07:00 daily, \"0 7 * * 1-5\" for 07:00 Monday to Friday";
-        let expr = crate_expression(s)
-            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
-        let schedule = cron::Schedule::from_str(&expr)
-            .map_err(|e| format!("`{s}` is not a cron expression ({e}); {hint}"))?;
+    type Err = ScheduleError;
+    fn from_str(s: &str) -> Result<Self, ScheduleError> {
+        let expr = crate_expression(s).map_err(|error| ScheduleError::Fields {
+            text: s.to_string(),
+            error,
+        })?;
+        let schedule = cron::Schedule::from_str(&expr).map_err(|error| ScheduleError::Cron {
+            text: s.to_string(),
+            error,
+        })?;
         if schedule.after(&Utc::now()).next().is_none() {
-            return Err(format!("cron expression `{s}` never fires"));
+            return Err(ScheduleError::NeverFires(s.to_string()));
         }
         Ok(CronSchedule {
             schedule,
@@ -806,7 +906,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         let mut cfg: Config = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
         cfg.base_dir = base_dir;
-        cfg.validate(text).map_err(&invalid)?;
+        cfg.validate(text).map_err(|e| invalid(e.to_string()))?;
         cfg.normalise_prefixes(text);
         Ok(cfg)
     }
@@ -865,40 +965,54 @@ impl Config {
 
     /// Checks what serde cannot: mail addresses, URLs, SMTP security. (The sources check
     /// their own tables.)
-    fn validate(&self, text: &str) -> Result<(), String> {
+    fn validate(&self, text: &str) -> Result<(), Invalid> {
+        let at = |hint: String| move |problem: Problem| Invalid { at: hint, problem };
         self.store
             .validate()
-            .map_err(|e| format!("{}{e}", line_hint(text, "[store]")))?;
+            .map_err(|e| at(line_hint(text, "[store]"))(e.into()))?;
         let ripestat = self.scope.ripestat_url.as_str();
-        if let Err(e) = check_url(ripestat, false) {
-            return Err(format!(
-                "{}`scope.ripestat_url` = `{ripestat}`: {e}",
-                table_line_hint(text, "scope", "ripestat_url")
+        if let Err(error) = check_url(ripestat, false) {
+            return Err(at(table_line_hint(text, "scope", "ripestat_url"))(
+                Problem::RipestatUrl {
+                    url: ripestat.to_string(),
+                    error,
+                },
             ));
         }
         self.flows
             .validate()
-            .map_err(|e| format!("{}{e}", line_hint(text, "[flows")))?;
+            .map_err(|e| at(line_hint(text, "[flows"))(e.into()))?;
         if let Some(d) = &self.digest
             && mail_address(&d.from).is_err()
         {
-            return Err(format!(
-                "{}`digest.from` = `{}` must be a mail address (a display name is allowed: \
-                 \"outwatch <outwatch@example.org>\")",
-                line_hint(text, "from"),
-                d.from
-            ));
+            return Err(at(line_hint(text, "from"))(Problem::DigestFrom(
+                d.from.clone(),
+            )));
         }
         self.check_digest_audience(text)?;
         for (i, r) in self.suppress.iter().enumerate() {
             r.check()
-                .map_err(|e| format!("{}{e}", nth_table_hint(text, "[[suppress]]", i)))?;
+                .map_err(|e| at(nth_table_hint(text, "[[suppress]]", i))(e.into()))?;
         }
         notify::validate(self, text)?;
         self.web
             .validate(&self.team_names())
-            .map_err(|e| format!("{}{e}", line_hint(text, "[[web.tokens]]")))?;
-        let mut addresses: Vec<(&str, &str)> = Vec::new();
+            .map_err(|e| at(line_hint(text, "[[web.tokens]]"))(e.into()))?;
+        self.check_addresses(text)?;
+        if let Some(s) = &self.smtp
+            && s.tls == SmtpTls::None
+            && !crate::net::is_loopback(&s.host)
+        {
+            return Err(at(line_hint(text, "tls"))(Problem::PlainSmtp(
+                s.host.clone(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every mail address of `[organisation]` and `[digest]` is one.
+    fn check_addresses(&self, text: &str) -> Result<(), Invalid> {
+        let mut addresses: Vec<(&'static str, &str)> = Vec::new();
         for e in &self.organisation.emails {
             addresses.push(("organisation.emails", e));
         }
@@ -914,29 +1028,22 @@ impl Config {
         }
         for (key, value) in addresses {
             if let Err(why) = mail_address(value) {
-                return Err(format!(
-                    "{}`{key}`: `{value}` is not a mail address ({why}); write it like \
-                     noc@example.org",
-                    line_hint(text, &format!("\"{value}\""))
-                ));
+                return Err(Invalid {
+                    at: line_hint(text, &format!("\"{value}\"")),
+                    problem: Problem::Address {
+                        key,
+                        value: value.to_string(),
+                        why,
+                    },
+                });
             }
-        }
-        if let Some(s) = &self.smtp
-            && s.tls == SmtpTls::None
-            && !crate::net::is_loopback(&s.host)
-        {
-            return Err(format!(
-                "{}`smtp.tls = \"none\"` is allowed only for a loopback host (testing), not `{}`",
-                line_hint(text, "tls"),
-                s.host
-            ));
         }
         Ok(())
     }
 
     /// A `[digest]` goes to someone: `recipients` or a route names an address, and every
     /// `[[digest.routes]]` names one (`recipients = []` would build a digest nobody gets).
-    fn check_digest_audience(&self, text: &str) -> Result<(), String> {
+    fn check_digest_audience(&self, text: &str) -> Result<(), Invalid> {
         let Some(d) = &self.digest else {
             return Ok(());
         };
@@ -948,23 +1055,21 @@ impl Config {
                 .nth(i)
                 .map(|(n, _)| format!("line {}: ", n + 1))
                 .unwrap_or_default();
-            return Err(format!(
-                "{at}`digest.routes.recipients` of route {} is empty: its digest would go to \
-                 nobody; name at least one address, e.g. recipients = [\"dmz@example.org\"]",
-                if d.routes[i].name.is_empty() {
-                    format!("#{}", i + 1)
-                } else {
-                    format!("`{}`", d.routes[i].name)
-                }
-            ));
+            let route = if d.routes[i].name.is_empty() {
+                format!("#{}", i + 1)
+            } else {
+                format!("`{}`", d.routes[i].name)
+            };
+            return Err(Invalid {
+                at,
+                problem: Problem::RouteToNobody(route),
+            });
         }
         if d.recipients.is_empty() && d.routes.is_empty() {
-            return Err(format!(
-                "{}`digest.recipients` is empty and there is no `[[digest.routes]]`: the digest \
-                 would go to nobody; name at least one address, e.g. \
-                 recipients = [\"noc@example.org\"]",
-                table_line_hint(text, "digest", "recipients")
-            ));
+            return Err(Invalid {
+                at: table_line_hint(text, "digest", "recipients"),
+                problem: Problem::DigestToNobody,
+            });
         }
         Ok(())
     }
@@ -1001,24 +1106,35 @@ impl Config {
 
 /// Checks a mail address as written in the config: `local@domain` (the domain a real domain
 /// name), optionally as `Display Name <local@domain>`. Returns the bare address.
-pub fn mail_address(s: &str) -> Result<&str, String> {
+pub fn mail_address(s: &str) -> Result<&str, MailAddressError> {
     let t = s.trim();
     let addr = match (t.rfind('<'), t.ends_with('>')) {
         (Some(i), true) => &t[i + 1..t.len() - 1],
         _ => t,
     };
-    let (local, domain) = addr.rsplit_once('@').ok_or_else(|| "no `@`".to_string())?;
+    let (local, domain) = addr.rsplit_once('@').ok_or(MailAddressError::NoAt)?;
     if local.is_empty()
         || local
             .chars()
             .any(|c| c.is_whitespace() || c == '<' || c == '>')
     {
-        return Err("the part before `@` is empty or holds spaces".into());
+        return Err(MailAddressError::LocalPart);
     }
     domain
         .parse::<DomainName>()
-        .map_err(|_| format!("`{domain}` is not a domain name"))?;
+        .map_err(|_| MailAddressError::Domain(domain.to_string()))?;
     Ok(addr)
+}
+
+/// Why text is no mail address ([`mail_address`]); said after the address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailAddressError {
+    #[error("no `@`")]
+    NoAt,
+    #[error("the part before `@` is empty or holds spaces")]
+    LocalPart,
+    #[error("`{0}` is not a domain name")]
+    Domain(String),
 }
 
 /// The closest of `names` to `name` (a typo's likely meaning), if any is close.
@@ -1059,21 +1175,29 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Checks one configured URL: `http` or `https`, and with `keyed`, `https` or a loopback host.
 /// The error says why, without the URL.
-pub fn check_url(url: &str, keyed: bool) -> Result<(), String> {
-    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+pub fn check_url(url: &str, keyed: bool) -> Result<(), UrlError> {
+    let u = reqwest::Url::parse(url).map_err(UrlError::NotAUrl)?;
     match u.scheme() {
         "https" => Ok(()),
         "http" if !keyed => Ok(()),
         "http" if u.host_str().is_some_and(crate::net::is_loopback) => Ok(()),
-        "http" => Err(
-            "a key is sent there, so it must be https:// (plain http is allowed only \
-             to a loopback host, or with `allow_plain_http = true` in the source's table)"
-                .into(),
-        ),
-        other => Err(format!(
-            "the scheme `{other}` is not supported (use https://)"
-        )),
+        "http" => Err(UrlError::KeyOverHttp),
+        other => Err(UrlError::Scheme(other.to_string())),
     }
+}
+
+/// A configured URL that cannot be used ([`check_url`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("not a URL ({0})")]
+    NotAUrl(<reqwest::Url as FromStr>::Err),
+    #[error(
+        "a key is sent there, so it must be https:// (plain http is allowed only to a loopback \
+         host, or with `allow_plain_http = true` in the source's table)"
+    )]
+    KeyOverHttp,
+    #[error("the scheme `{0}` is not supported (use https://)")]
+    Scheme(String),
 }
 
 /// `line N: ` for `key` inside the table `[table]` (or a dotted `table.key` line), else the
@@ -1326,7 +1450,7 @@ enabled = false
             "0 7 * * 1/0",
             "7 * *",
         ] {
-            let e = bad.parse::<CronSchedule>().unwrap_err();
+            let e = bad.parse::<CronSchedule>().unwrap_err().to_string();
             assert!(
                 e.contains("cron expression") && e.contains("crontab"),
                 "{e}"
@@ -1451,10 +1575,10 @@ enabled = false
     #[test]
     fn a_cron_error_reads_as_one_sentence() {
         for bad in ["bogus", "0 7 * * 8"] {
-            let e = bad.parse::<CronSchedule>().unwrap_err();
+            let e = bad.parse::<CronSchedule>().unwrap_err().to_string();
             assert!(!e.contains("  ") && !e.contains('\n'), "{e}");
         }
-        let e = "bogus".parse::<CronSchedule>().unwrap_err();
+        let e = "bogus".parse::<CronSchedule>().unwrap_err().to_string();
         assert!(e.contains("1 field(s) where five"), "{e}");
     }
 

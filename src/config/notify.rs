@@ -10,7 +10,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{Asn, Config, CronSchedule, DomainName, HumanDuration, line_hint, mail_address};
+use super::{
+    Asn, Config, CronSchedule, DomainName, HumanDuration, Invalid, Problem, line_hint, mail_address,
+};
 use crate::finding::Severity;
 
 /// `[notify]`: the notification run.
@@ -209,54 +211,120 @@ pub fn safe_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn check_policy(p: &PolicyConfig, key: &str) -> Result<(), String> {
+/// A template or language name that cannot name files; `key` the table it is in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "`{key}.template` = `{name}`: a template name is letters, digits, `-` and `_` (it names \
+         the files <template>.txt, .html and _subject.txt)"
+    )]
+    Template { key: &'static str, name: String },
+    #[error("`{key}.language` = `{name}`: write a language tag such as \"en\" or \"de\"")]
+    Language { key: &'static str, name: String },
+}
+
+/// What is wrong with one `[[contacts]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContactProblem {
+    #[error("`name` is empty; every contact needs a name")]
+    NoName,
+    #[error("the name is used twice; contact names must be unique")]
+    NameTwice,
+    #[error("`emails` is empty; name at least one address")]
+    NoEmails,
+    #[error("`emails`: `{address}` is not a mail address ({why})")]
+    Email {
+        address: String,
+        why: super::MailAddressError,
+    },
+    #[error("it owns nothing: give `prefixes`, `asns` or `domains` to route findings to it")]
+    OwnsNothing,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// What is wrong with `[notify]` or `[[contacts]]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyConfigError {
+    #[error("`{key}` = `{address}` is not a mail address ({why})")]
+    Address {
+        key: &'static str,
+        address: String,
+        why: super::MailAddressError,
+    },
+    #[error("`notify.max_mails_per_run` = 0 would never send anything; give at least 1")]
+    NoMails,
+    #[error(
+        "`notify.ripe_max_lookups` = 0 would never look an address up; give at least 1 or set \
+         `ripe_abuse_c = false`"
+    )]
+    NoRipeLookups,
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// `who`: `contact `name`` or `contact #n`.
+    #[error("`[[contacts]]` {who}: {problem}")]
+    Contact {
+        who: String,
+        problem: ContactProblem,
+    },
+}
+
+fn check_policy(p: &PolicyConfig, key: &'static str) -> Result<(), PolicyError> {
     if let Some(t) = &p.template
         && !safe_name(t)
     {
-        return Err(format!(
-            "`{key}.template` = `{t}`: a template name is letters, digits, `-` and `_` \
-             (it names the files <template>.txt, .html and _subject.txt)"
-        ));
+        return Err(PolicyError::Template {
+            key,
+            name: t.clone(),
+        });
     }
     if let Some(l) = &p.language
         && !safe_name(l)
     {
-        return Err(format!(
-            "`{key}.language` = `{l}`: write a language tag such as \"en\" or \"de\""
-        ));
+        return Err(PolicyError::Language {
+            key,
+            name: l.clone(),
+        });
     }
     Ok(())
 }
 
 /// Checks `[notify]` and every `[[contacts]]`: names present and unique, at least one mail
 /// address each (all valid), something owned, template and language names usable.
-pub fn validate(cfg: &Config, text: &str) -> Result<(), String> {
+pub fn validate(cfg: &Config, text: &str) -> Result<(), Invalid> {
+    let located = |at: String, e: NotifyConfigError| Invalid {
+        at,
+        problem: Problem::Notify(e),
+    };
     if let Some(n) = &cfg.notify {
         for (key, v) in [("notify.from", &n.from), ("notify.reply_to", &n.reply_to)] {
             if let Some(a) = v
                 && let Err(why) = mail_address(a)
             {
-                return Err(format!(
-                    "{}`{key}` = `{a}` is not a mail address ({why})",
-                    line_hint(text, &format!("\"{a}\""))
+                return Err(located(
+                    line_hint(text, &format!("\"{a}\"")),
+                    NotifyConfigError::Address {
+                        key,
+                        address: a.clone(),
+                        why,
+                    },
                 ));
             }
         }
         if n.max_mails_per_run == 0 {
-            return Err(format!(
-                "{}`notify.max_mails_per_run` = 0 would never send anything; give at least 1",
-                line_hint(text, "max_mails_per_run")
+            return Err(located(
+                line_hint(text, "max_mails_per_run"),
+                NotifyConfigError::NoMails,
             ));
         }
         if n.ripe_abuse_c && n.ripe_max_lookups == 0 {
-            return Err(format!(
-                "{}`notify.ripe_max_lookups` = 0 would never look an address up; give at least \
-                 1 or set `ripe_abuse_c = false`",
-                line_hint(text, "ripe_max_lookups")
+            return Err(located(
+                line_hint(text, "ripe_max_lookups"),
+                NotifyConfigError::NoRipeLookups,
             ));
         }
         check_policy(&n.defaults, "notify.defaults")
-            .map_err(|e| format!("{}{e}", line_hint(text, "[notify.defaults]")))?;
+            .map_err(|e| located(line_hint(text, "[notify.defaults]"), e.into()))?;
     }
     let headers: Vec<usize> = text
         .lines()
@@ -275,29 +343,38 @@ pub fn validate(cfg: &Config, text: &str) -> Result<(), String> {
         } else {
             format!("contact `{}`", c.name)
         };
-        let fail = |m: String| Err(format!("{at}`[[contacts]]` {who}: {m}"));
-        if c.name.trim().is_empty() {
-            return fail("`name` is empty; every contact needs a name".into());
-        }
-        if !names.insert(c.name.trim().to_string()) {
-            return fail("the name is used twice; contact names must be unique".into());
-        }
-        if c.emails.is_empty() {
-            return fail("`emails` is empty; name at least one address".into());
-        }
-        for e in &c.emails {
-            if let Err(why) = mail_address(e) {
-                return fail(format!("`emails`: `{e}` is not a mail address ({why})"));
-            }
-        }
-        if c.prefixes.is_empty() && c.asns.is_empty() && c.domains.is_empty() {
-            return fail(
-                "it owns nothing: give `prefixes`, `asns` or `domains` to route findings to it"
-                    .into(),
-            );
-        }
-        check_policy(&c.policy(), "contacts").or_else(fail)?;
+        contact_problem(c, &mut names)
+            .map_err(|problem| located(at, NotifyConfigError::Contact { who, problem }))?;
     }
+    Ok(())
+}
+
+/// What is wrong with one contact, if anything; `names` collects the names seen so far.
+fn contact_problem(
+    c: &ContactConfig,
+    names: &mut std::collections::HashSet<String>,
+) -> Result<(), ContactProblem> {
+    if c.name.trim().is_empty() {
+        return Err(ContactProblem::NoName);
+    }
+    if !names.insert(c.name.trim().to_string()) {
+        return Err(ContactProblem::NameTwice);
+    }
+    if c.emails.is_empty() {
+        return Err(ContactProblem::NoEmails);
+    }
+    for e in &c.emails {
+        if let Err(why) = mail_address(e) {
+            return Err(ContactProblem::Email {
+                address: e.clone(),
+                why,
+            });
+        }
+    }
+    if c.prefixes.is_empty() && c.asns.is_empty() && c.domains.is_empty() {
+        return Err(ContactProblem::OwnsNothing);
+    }
+    check_policy(&c.policy(), "contacts")?;
     Ok(())
 }
 
@@ -305,9 +382,9 @@ pub fn validate(cfg: &Config, text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parse(extra: &str) -> Result<Config, String> {
+    fn parse(extra: &str) -> Result<Config, crate::config::ConfigError> {
         let text = format!("[organisation]\nprefixes = [\"192.0.2.0/24\"]\n{extra}");
-        Config::parse_own_tables(&text, std::path::Path::new("x.toml")).map_err(|e| e.to_string())
+        Config::parse_own_tables(&text, std::path::Path::new("x.toml"))
     }
 
     #[test]
@@ -334,7 +411,9 @@ mod tests {
         assert!(n.ripe_abuse_c);
         assert_eq!(n.ripe_cache.0, Duration::from_secs(2 * 86400));
         assert_eq!(n.ripe_max_lookups, 50);
-        let e = parse("[notify]\nripe_abuse_c = true\nripe_max_lookups = 0\n").unwrap_err();
+        let e = parse("[notify]\nripe_abuse_c = true\nripe_max_lookups = 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("ripe_max_lookups") && e.contains("line 5"),
             "{e}"
@@ -347,18 +426,23 @@ mod tests {
             "[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\nasns = [1]\n\
              [[contacts]]\nname = \"B\"\nemails = [\"not an address\"]\nasns = [2]\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("line 7:") && e.contains("contact `B`"), "{e}");
-        let e = parse("[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\n").unwrap_err();
+        let e = parse("[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("owns nothing"), "{e}");
         let e = parse(
             "[[contacts]]\nname = \"A\"\nemails = [\"a@example.org\"]\nasns = [1]\n\
              template = \"../x\"\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("template"), "{e}");
-        let e =
-            parse("[[contacts]]\nname = \"A\"\nemails = [\"a@x.org\"]\ncolour = 1\n").unwrap_err();
+        let e = parse("[[contacts]]\nname = \"A\"\nemails = [\"a@x.org\"]\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("colour"), "{e}");
     }
 }

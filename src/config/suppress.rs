@@ -51,9 +51,43 @@ pub struct SuppressConfig {
     pub by: Option<String>,
 }
 
+/// A reason, note, author or name that cannot be kept ([`check_text`]); `.0` is its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("`{0}` is empty: say who or why")]
+    Empty(String),
+    #[error("`{0}` is longer than {MAX_TEXT} characters")]
+    TooLong(String),
+    #[error("`{0}` holds a control character")]
+    Control(String),
+}
+
+/// A `[[suppress]]` rule that cannot be kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("a `[[suppress]]` rule names exactly one of `cidr`, `asn` or `domain`")]
+    NotOneScope,
+    #[error(transparent)]
+    Text(#[from] TextError),
+}
+
+/// An end of a suppression that is no time ([`Until::parse`]); `text` as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UntilError {
+    #[error("`{0}` is too far ahead")]
+    TooFar(String),
+    #[error("`{0}` is too long")]
+    TooLong(String),
+    #[error(
+        "`{text}` is not a date: write YYYY-MM-DD (through that day, UTC), an RFC 3339 time{}",
+        if *.durations { " or a duration from now (30d, 2weeks)" } else { "" }
+    )]
+    NotADate { text: String, durations: bool },
+}
+
 impl SuppressConfig {
     /// What serde cannot check: exactly one of `cidr`, `asn`, `domain`; a reason; text sizes.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RuleError> {
         let n = [
             self.cidr.is_some(),
             self.asn.is_some(),
@@ -63,9 +97,7 @@ impl SuppressConfig {
         .filter(|b| **b)
         .count();
         if n != 1 {
-            return Err(
-                "a `[[suppress]]` rule names exactly one of `cidr`, `asn` or `domain`".into(),
-            );
+            return Err(RuleError::NotOneScope);
         }
         check_text("reason", &self.reason, true)?;
         if let Some(by) = &self.by {
@@ -86,15 +118,15 @@ impl SuppressConfig {
 
 /// A reason, note, author or name: not empty (when `required`), at most [`MAX_TEXT`]
 /// characters, no control characters but in a note's line breaks.
-pub fn check_text(key: &str, s: &str, required: bool) -> Result<(), String> {
+pub fn check_text(key: &str, s: &str, required: bool) -> Result<(), TextError> {
     if required && s.trim().is_empty() {
-        return Err(format!("`{key}` is empty: say who or why"));
+        return Err(TextError::Empty(key.to_string()));
     }
     if s.chars().count() > MAX_TEXT {
-        return Err(format!("`{key}` is longer than {MAX_TEXT} characters"));
+        return Err(TextError::TooLong(key.to_string()));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(format!("`{key}` holds a control character"));
+        return Err(TextError::Control(key.to_string()));
     }
     Ok(())
 }
@@ -107,7 +139,7 @@ impl Until {
     /// `YYYY-MM-DD` (through the end of that day, UTC: the rule ends at the next midnight) or
     /// an RFC 3339 time. `now` also allows a duration from now (`30d`, `2weeks`, `12h`: the
     /// command line; the config has no "now" to count from).
-    pub fn parse(s: &str, now: Option<DateTime<Utc>>) -> Result<Until, String> {
+    pub fn parse(s: &str, now: Option<DateTime<Utc>>) -> Result<Until, UntilError> {
         let t = s.trim();
         if let Ok(d) = DateTime::parse_from_rfc3339(t) {
             return Ok(Until(d.with_timezone(&Utc)));
@@ -116,26 +148,23 @@ impl Until {
             let end = d
                 .succ_opt()
                 .and_then(|n| n.and_hms_opt(0, 0, 0))
-                .ok_or_else(|| format!("`{t}` is too far ahead"))?;
+                .ok_or_else(|| UntilError::TooFar(t.to_string()))?;
             return Ok(Until(end.and_utc()));
         }
         if let Some(now) = now
             && let Ok(d) = humantime::parse_duration(t)
         {
-            let d = chrono::Duration::from_std(d).map_err(|_| format!("`{t}` is too long"))?;
+            let d =
+                chrono::Duration::from_std(d).map_err(|_| UntilError::TooLong(t.to_string()))?;
             return now
                 .checked_add_signed(d)
                 .map(Until)
-                .ok_or_else(|| format!("`{t}` is too long"));
+                .ok_or_else(|| UntilError::TooLong(t.to_string()));
         }
-        Err(format!(
-            "`{t}` is not a date: write YYYY-MM-DD (through that day, UTC), an RFC 3339 time{}",
-            if now.is_some() {
-                " or a duration from now (30d, 2weeks)"
-            } else {
-                ""
-            }
-        ))
+        Err(UntilError::NotADate {
+            text: t.to_string(),
+            durations: now.is_some(),
+        })
     }
 }
 

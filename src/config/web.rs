@@ -80,34 +80,47 @@ impl TokenConfig {
 impl WebConfig {
     /// Checks what serde cannot: each hash is 64 hex digits, names are unique and not empty,
     /// and a team a token names exists.
-    pub fn validate(&self, teams: &[&str]) -> Result<(), String> {
+    pub fn validate(&self, teams: &[&str]) -> Result<(), WebConfigError> {
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tokens {
             let name = t.name.trim();
             if name.is_empty() || name.chars().any(char::is_control) {
-                return Err(
-                    "`web.tokens.name` must be a name (not empty, no control characters)".into(),
-                );
+                return Err(WebConfigError::BadName);
             }
             if !seen.insert(name.to_string()) {
-                return Err(format!("`web.tokens`: two tokens are named `{name}`"));
+                return Err(WebConfigError::TwoNamed(name.to_string()));
             }
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "`web.tokens` `{name}`: `sha256` must be the SHA-256 of the token as 64 hex \
-                     digits (printf %s \"$TOKEN\" | sha256sum), not the token itself"
-                ));
+                return Err(WebConfigError::NotAHash(name.to_string()));
             }
             for team in &t.teams {
                 if !teams.contains(&team.as_str()) {
-                    return Err(format!(
-                        "`web.tokens` `{name}`: no [[flows.teams]], [[flows.zones]] or \
-                         [[digest.routes]] is named `{}`",
-                        crate::text::clip(team, 60)
-                    ));
+                    return Err(WebConfigError::NoSuchTeam {
+                        name: name.to_string(),
+                        team: crate::text::clip(team, 60),
+                    });
                 }
             }
         }
         Ok(())
     }
+}
+
+/// What `[[web.tokens]]` gets wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("`web.tokens.name` must be a name (not empty, no control characters)")]
+    BadName,
+    #[error("`web.tokens`: two tokens are named `{0}`")]
+    TwoNamed(String),
+    #[error(
+        "`web.tokens` `{0}`: `sha256` must be the SHA-256 of the token as 64 hex digits \
+         (printf %s \"$TOKEN\" | sha256sum), not the token itself"
+    )]
+    NotAHash(String),
+    #[error(
+        "`web.tokens` `{name}`: no [[flows.teams]], [[flows.zones]] or [[digest.routes]] is \
+         named `{team}`"
+    )]
+    NoSuchTeam { name: String, team: String },
 }

@@ -40,6 +40,7 @@ use crate::pipeline::SourceReport;
 use crate::scope::{self, ScopeMatcher};
 use crate::sources::{self, Source};
 use crate::store::bridge;
+pub use scheduler::TaskError;
 use scheduler::{Board, Job, JobKind, Settings};
 use tasks::{DigestTask, ScopeTask, Shared, SourceTask};
 
@@ -186,18 +187,26 @@ pub struct DaemonEnv {
 /// Why the daemon (or one round of it) could not run; the command maps it to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The store failed (exit code 4).
-    #[error("{0}")]
-    Store(String),
-    /// Anything else (exit code 1): signals, the socket.
-    #[error("{0}")]
-    Failure(String),
-}
-
-impl From<crate::store::StoreError> for DaemonError {
-    fn from(e: crate::store::StoreError) -> Self {
-        DaemonError::Store(e.to_string())
-    }
+    /// The store failed (exit code 4; a full disk 1).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The store could not be flushed at the end (exit code 4).
+    #[error("flushing the store failed")]
+    Flush(#[source] crate::store::StoreError),
+    /// Exit code 1.
+    #[error("cannot listen for signals")]
+    Signals(#[source] std::io::Error),
+    /// Exit code 1.
+    #[error("cannot create the socket {}", path.display())]
+    Socket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The web view cannot start (`[web] listen`): off loopback without a token, or the
+    /// address cannot be bound. Exit code 1.
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
 }
 
 /// How the daemon stopped.
@@ -236,23 +245,49 @@ fn remove_socket(path: &Path) {
     }
 }
 
+/// What the daemon's socket says in its `hello`: the protocol, this process, its jobs as the
+/// board has them now, and how it set each source up.
+fn hello_fn(
+    cfg: &Config,
+    env: &DaemonEnv,
+    board: &Board,
+    started: chrono::DateTime<chrono::Utc>,
+) -> socket::InfoFn {
+    let board = board.clone();
+    let data_dir = env.data_dir.display().to_string();
+    // How this process (its environment, its keys) sets the sources up: `status` from a
+    // shell without the keys shows this, not its own view.
+    let sources = crate::health::daemon_sources(cfg);
+    Arc::new(move || {
+        let hello = protocol::Hello {
+            version: protocol::PROTOCOL_VERSION,
+            revision: protocol::PROTOCOL_REVISION,
+            pid: std::process::id(),
+            started: Some(started),
+            data_dir: data_dir.clone(),
+            jobs: board.lock().map(|b| b.clone()).unwrap_or_default(),
+            sources: sources.clone(),
+            writes: true,
+            holder: "run".into(),
+        };
+        serde_json::to_value(hello).unwrap_or(Value::Null)
+    })
+}
+
 /// Runs the daemon on `store` (opened for writing) until SIGINT or SIGTERM.
 pub async fn run(
     env: &DaemonEnv,
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Stopped, DaemonError> {
-    let io = |e: std::io::Error| DaemonError::Failure(format!("cannot listen for signals: {e}"));
-    let mut term = signal(SignalKind::terminate()).map_err(io)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     if let Some(addr) = cfg.web.listen {
-        crate::web::check_listen(cfg, &addr).map_err(|e| DaemonError::Failure(e.to_string()))?;
+        crate::web::check_listen(cfg, &addr)?;
     }
-    let (listener, sock) = socket::bind(&env.data_dir).map_err(|e| {
-        DaemonError::Failure(format!(
-            "cannot create the socket {}: {e}",
-            socket::socket_path(&env.data_dir).display()
-        ))
+    let (listener, sock) = socket::bind(&env.data_dir).map_err(|source| DaemonError::Socket {
+        path: socket::socket_path(&env.data_dir),
+        source,
     })?;
     let shared = shared(env, cfg, store.clone()).await?;
     // The web view, when `[web] listen` is set: refused before anything runs when it would be
@@ -261,7 +296,7 @@ pub async fn run(
         Some(addr) => {
             let fail = |e: crate::web::WebError| {
                 remove_socket(&sock);
-                DaemonError::Failure(e.to_string())
+                DaemonError::Web(e)
             };
             let state = crate::web::Web::new(
                 Arc::new(cfg.clone()),
@@ -278,27 +313,7 @@ pub async fn run(
     };
     let board: Board = Arc::new(Mutex::new(Default::default()));
     let started = env.clock.now();
-    let info: socket::InfoFn = {
-        let board = board.clone();
-        let data_dir = env.data_dir.display().to_string();
-        // How this process (its environment, its keys) sets the sources up: `status` from a
-        // shell without the keys shows this, not its own view.
-        let sources = crate::health::daemon_sources(cfg);
-        Arc::new(move || {
-            let hello = protocol::Hello {
-                version: protocol::PROTOCOL_VERSION,
-                revision: protocol::PROTOCOL_REVISION,
-                pid: std::process::id(),
-                started: Some(started),
-                data_dir: data_dir.clone(),
-                jobs: board.lock().map(|b| b.clone()).unwrap_or_default(),
-                sources: sources.clone(),
-                writes: true,
-                holder: "run".into(),
-            };
-            serde_json::to_value(hello).unwrap_or(Value::Null)
-        })
-    };
+    let info = hello_fn(cfg, env, &board, started);
     let (srv_stop, srv_rx) = watch::channel(false);
     let server = tokio::spawn(socket::serve(
         listener,
@@ -329,7 +344,9 @@ pub async fn run(
     if !cfg.organisation.asns.is_empty() {
         match tasks::refresh_scope(&shared, false).await {
             Ok(s) => tracing::info!(summary = %s, "scope ready"),
-            Err(e) => tracing::warn!(error = %e, "scope refresh failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::text::Clean(&crate::text::chain(&e)), "scope refresh failed")
+            }
         }
     }
     // One line at start, whatever the log level: what runs, where, and when next.
@@ -410,9 +427,7 @@ pub async fn run(
     let flushed = bridge::blocking(&store, |s| s.flush()).await;
     remove_socket(&sock);
     if let Err(e) = flushed {
-        return Err(DaemonError::Store(format!(
-            "flushing the store failed: {e}"
-        )));
+        return Err(DaemonError::Flush(e));
     }
     tracing::info!("daemon stopped");
     eprintln!(
@@ -436,13 +451,13 @@ pub struct OnceReport {
     /// One per enabled source, in config order.
     pub sources: Vec<SourceReport>,
     /// Why the scope refresh failed (cached prefixes were used); not a failure of the run.
-    pub scope_warning: Option<String>,
+    pub scope_warning: Option<TaskError>,
     /// `None` when no `[digest]` is configured.
-    pub digest: Option<Result<DigestOutcome, String>>,
+    pub digest: Option<Result<DigestOutcome, crate::digest::DigestError>>,
     /// The flows job (`[flows] paths`): its log line, or what failed; `None` without paths.
-    pub flows: Option<Result<String, String>>,
+    pub flows: Option<Result<String, TaskError>>,
     /// The notifications (`[notify]` with contacts): its log line, or what failed.
-    pub notify: Option<Result<String, String>>,
+    pub notify: Option<Result<String, TaskError>>,
 }
 
 impl OnceReport {
@@ -476,14 +491,14 @@ pub async fn fetch_now(
     store: Arc<dyn crate::store::Store>,
     chosen: Vec<sources::BuiltSource>,
     done: &(dyn Fn(&SourceReport) + Sync),
-) -> Result<(Vec<SourceReport>, Option<String>), DaemonError> {
+) -> Result<(Vec<SourceReport>, Option<TaskError>), DaemonError> {
     let shared = shared(env, cfg, store).await?;
     let mut scope_warning = None;
     if !cfg.organisation.asns.is_empty()
         && let Err(e) = tasks::refresh_scope(&shared, false).await
     {
         // Reported once, by the caller (its `warning: scope:` line), not logged as well.
-        tracing::debug!(error = %crate::text::Clean(&e), "scope refresh failed");
+        tracing::debug!(error = %crate::text::Clean(&crate::text::chain(&e)), "scope refresh failed");
         scope_warning = Some(e);
     }
     let reports = shared.runner().run_all(chosen, done).await;
@@ -523,9 +538,7 @@ pub async fn run_once(
         report.notify = Some(scheduler::Task::run(&task, None).await);
     }
     if cfg.digest.is_some() {
-        let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now())
-            .await
-            .map_err(|e| e.to_string());
+        let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now()).await;
         report.digest = Some(r);
     }
     bridge::blocking(&store, |s| s.flush()).await?;

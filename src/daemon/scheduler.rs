@@ -24,7 +24,37 @@ pub trait Task: Send + Sync {
     /// Runs once for the schedule's `slot` (its fire time without jitter; `None` for a run
     /// outside the schedule: a catch-up at start-up, `run --once`); `Ok` carries a one-line
     /// summary, `Err` the reason (no secrets).
-    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String>;
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, TaskError>;
+}
+
+/// Why a job of the scheduler failed: logged with its causes ([`crate::text::chain`], through
+/// the sanitiser: it may quote feed content), counted on the board, printed by `run --once`.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The run failed: its run-log error (never a secret).
+    #[error("{0}")]
+    Run(String),
+    #[error("cannot take the turn")]
+    Turn(#[source] crate::store::StoreError),
+    #[error(transparent)]
+    Digest(#[from] crate::digest::DigestError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
+    /// The contacts file could not be read (its own words, with the line).
+    #[error("{0}")]
+    Contacts(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// ASNs whose refresh failed (`AS<n>: why`); their cached prefixes stay in use.
+    #[error("refresh failed (cached prefixes kept): {}", .0.join("; "))]
+    Scope(Vec<String>),
+    #[error(transparent)]
+    Flows(#[from] crate::flows::watch::WatchError),
+    #[error("the flows job stopped")]
+    FlowsStopped(#[source] tokio::task::JoinError),
+    /// The run's own task ended in a panic (a bug): a failed run, the schedule goes on.
+    #[error("the run panicked")]
+    Panicked(#[source] tokio::task::JoinError),
 }
 
 /// What a job does (served as `source`, `digest`, `scope`).
@@ -195,7 +225,7 @@ pub async fn run_job(
             let task = job.task.clone();
             let result = match tokio::spawn(async move { task.run(run_slot).await }).await {
                 Ok(r) => r,
-                Err(e) => Err(format!("the run panicked: {e}")),
+                Err(e) => Err(TaskError::Panicked(e)),
             };
             let finished = clock.now();
             update(&board, &name, |s| {
@@ -210,7 +240,7 @@ pub async fn run_job(
                     break;
                 }
                 // The error may quote feed content: logged through the sanitiser.
-                Err(e) => crate::text::sanitize(&e).into_owned(),
+                Err(e) => crate::text::sanitize(&crate::text::chain(&e)).into_owned(),
             };
             if *shutdown.borrow() {
                 tracing::warn!(job = %name, error = %err, "run failed; shutting down, no retry");

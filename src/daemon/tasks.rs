@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::scheduler::Task;
+use super::scheduler::{Task, TaskError};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::digest::{self, DigestOutcome};
@@ -86,10 +86,10 @@ pub struct SourceTask {
 
 /// Takes the turn at `name` among the nodes sharing the store ([`Store::try_turn`]); `None`
 /// when another node holds it.
-async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn>, String> {
+async fn take_turn(s: &Shared, name: String) -> Result<Option<crate::store::Turn>, TaskError> {
     crate::store::blocking(&s.store, move |st| st.try_turn(&name))
         .await
-        .map_err(|e| format!("cannot take the turn: {e}"))
+        .map_err(TaskError::Turn)
 }
 
 use crate::pipeline::ANOTHER_NODE;
@@ -112,9 +112,9 @@ async fn once_per_slot<F>(
     name: &str,
     slot: Option<DateTime<Utc>>,
     work: F,
-) -> Result<String, String>
+) -> Result<String, TaskError>
 where
-    F: std::future::Future<Output = Result<String, String>>,
+    F: std::future::Future<Output = Result<String, TaskError>>,
 {
     let Some(_turn) = take_turn(s, name.into()).await? else {
         return Ok(ANOTHER_NODE.into());
@@ -125,9 +125,7 @@ where
     let key = slot_done_key(name);
     let k = key.clone();
     let done: Option<DateTime<Utc>> =
-        crate::store::blocking(&s.store, move |st| crate::store::state_get_json(st, &k))
-            .await
-            .map_err(|e| format!("cannot read which slot was done: {e}"))?;
+        crate::store::blocking(&s.store, move |st| crate::store::state_get_json(st, &k)).await?;
     if done.is_some_and(|d| d >= slot) {
         tracing::info!(job = name, %slot, "{SLOT_DONE}");
         return Ok(SLOT_DONE.into());
@@ -148,12 +146,12 @@ where
 #[async_trait]
 impl Task for SourceTask {
     /// Once per slot among the nodes sharing the store: a unit is fetched by one of them.
-    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, TaskError> {
         let work = async {
             let r = self.shared.runner().run_source(self.source.as_ref()).await;
             match (&r.error, r.ok) {
                 (None, true) => Ok(source_summary(&r)),
-                (e, _) => Err(e.clone().unwrap_or_else(|| "failed".into())),
+                (e, _) => Err(TaskError::Run(e.clone().unwrap_or_else(|| "failed".into()))),
             }
         };
         let name = format!("source/{}", self.source.name());
@@ -168,13 +166,13 @@ pub struct DigestTask {
 
 #[async_trait]
 impl Task for DigestTask {
-    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, TaskError> {
         let s = &self.shared;
         let work = async {
             digest::deliver(&s.cfg, s.store.clone(), &s.data_dir, s.clock.now())
                 .await
                 .map(|o| digest_summary(&o))
-                .map_err(|e| e.to_string())
+                .map_err(TaskError::from)
         };
         once_per_slot(s, "digest", slot, work).await
     }
@@ -190,7 +188,7 @@ pub struct NotifyTask {
 
 #[async_trait]
 impl Task for NotifyTask {
-    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, String> {
+    async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, TaskError> {
         let s = &self.shared;
         once_per_slot(s, crate::notify::RUN_NAME, slot, self.send(s)).await
     }
@@ -198,15 +196,15 @@ impl Task for NotifyTask {
 
 impl NotifyTask {
     /// One run of `notify --send`.
-    async fn send(&self, s: &Shared) -> Result<String, String> {
+    async fn send(&self, s: &Shared) -> Result<String, TaskError> {
         use crate::notify::{self, Mode, contacts::Contacts};
         let contacts = {
             let mut held = self.contacts.lock().await;
             match held.as_mut() {
                 Some(c) => {
-                    c.reload_if_changed(&s.cfg)?;
+                    c.reload_if_changed(&s.cfg).map_err(TaskError::Contacts)?;
                 }
-                None => *held = Some(Contacts::load(&s.cfg)?),
+                None => *held = Some(Contacts::load(&s.cfg).map_err(TaskError::Contacts)?),
             }
             held.clone().unwrap_or_default()
         };
@@ -219,8 +217,7 @@ impl NotifyTask {
             s.clock.now(),
             &Mode::Send,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let mut line = format!(
             "{} mail(s) sent, {} failed, {} finding(s) marked",
             o.sent, o.failed, o.marked
@@ -250,10 +247,8 @@ pub struct ScopeTask {
 
 /// Refreshes what is due and installs the result; errors name the ASNs whose refresh failed
 /// (their cached prefixes stay in use).
-pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
-    let (snap, reports) = scope::refresh(&s.cfg, &s.store, &s.http, s.clock.now(), force)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, TaskError> {
+    let (snap, reports) = scope::refresh(&s.cfg, &s.store, &s.http, s.clock.now(), force).await?;
     if let Ok(mut m) = s.scope.write() {
         *m = Arc::new(ScopeMatcher::new(&snap));
     }
@@ -268,16 +263,13 @@ pub async fn refresh_scope(s: &Shared, force: bool) -> Result<String, String> {
             snap.all_prefixes().len()
         ))
     } else {
-        Err(format!(
-            "refresh failed (cached prefixes kept): {}",
-            failed.join("; ")
-        ))
+        Err(TaskError::Scope(failed))
     }
 }
 
 #[async_trait]
 impl Task for ScopeTask {
-    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, String> {
+    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, TaskError> {
         refresh_scope(&self.shared, false).await
     }
 }
@@ -289,7 +281,7 @@ pub struct FlowsTask {
 
 #[async_trait]
 impl Task for FlowsTask {
-    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, String> {
+    async fn run(&self, _slot: Option<DateTime<Utc>>) -> Result<String, TaskError> {
         let s = self.shared.clone();
         let scope = s
             .scope
@@ -299,9 +291,9 @@ impl Task for FlowsTask {
         crate::store::bridge::spawn(move || {
             let clock = s.clock.clone();
             crate::flows::watch::run_once(&s.cfg, &s.store, &scope, || clock.now())
-                .map_err(|e| e.to_string())
+                .map_err(TaskError::from)
         })
         .await
-        .map_err(|e| format!("the flows job stopped: {e}"))?
+        .map_err(TaskError::FlowsStopped)?
     }
 }

@@ -159,7 +159,7 @@ struct Input {
 
 impl Input {
     /// The next data line, waiting at most the stall limit.
-    fn next(&mut self) -> Result<Data, String> {
+    fn next(&mut self) -> Result<Data, InputError> {
         if let Some(d) = self.pending.pop_front() {
             return Ok(d);
         }
@@ -170,16 +170,28 @@ impl Input {
         {
             Ok(Some(batch)) => {
                 self.pending.extend(batch);
-                self.pending
-                    .pop_front()
-                    .ok_or_else(|| "an empty batch of data lines".to_string())
+                self.pending.pop_front().ok_or(InputError::EmptyBatch)
             }
-            Ok(None) => Err("the writing command went away before its data ended".into()),
-            Err(_) => Err(format!(
-                "the writing command sent nothing for {} s",
-                stall.as_secs()
-            )),
+            Ok(None) => Err(InputError::Gone),
+            Err(_) => Err(InputError::Stalled(stall.as_secs())),
         }
+    }
+}
+
+/// Why the writing command's data stopped coming.
+#[derive(Debug, thiserror::Error)]
+enum InputError {
+    #[error("an empty batch of data lines")]
+    EmptyBatch,
+    #[error("the writing command went away before its data ended")]
+    Gone,
+    #[error("the writing command sent nothing for {0} s")]
+    Stalled(u64),
+}
+
+impl From<InputError> for StoreError {
+    fn from(e: InputError) -> Self {
+        StoreError::Remote(e.into())
     }
 }
 
@@ -205,7 +217,7 @@ fn state_change(key: String, value: Option<String>) -> Result<StateChange, Store
 
 /// Waits for `end` (a request's data must be complete before it is done).
 fn expect_end(input: &RefCell<Input>) -> Result<(), StoreError> {
-    match input.borrow_mut().next().map_err(remote)? {
+    match input.borrow_mut().next()? {
         Data::End => Ok(()),
         Data::Abort(m) => Err(StoreError::Unread(ReadError::Unreadable(m))),
         _ => Err(remote("a data line where `end` was expected")),
@@ -229,7 +241,7 @@ fn run_write(
         Op::Modify => {
             let mut fps = Vec::new();
             loop {
-                match input.borrow_mut().next().map_err(remote)? {
+                match input.borrow_mut().next()? {
                     Data::Fingerprint(fp) if fps.len() < MAX_OWNED => fps.push(fp),
                     Data::Fingerprint(_) => {
                         return Err(remote(format!(
@@ -252,7 +264,7 @@ fn run_write(
                     .item(&json!({ "finding": &*cur }))
                     .and_then(|()| lines.send())
                     .map_err(|e| e.to_string());
-                match asked.and_then(|()| input.borrow_mut().next()) {
+                match asked.and_then(|()| input.borrow_mut().next().map_err(|e| e.to_string())) {
                     Ok(Data::Changed(f)) => {
                         *cur = *f;
                         true
@@ -281,7 +293,7 @@ fn run_write(
         } => to_value(store.resolve_stale(&source, feed.as_deref(), cutoff, now)?),
         Op::OpenAndStale { source, cutoff } => to_value(store.open_and_stale(&source, cutoff)?),
         Op::RecordRun => {
-            let run = match input.borrow_mut().next().map_err(remote)? {
+            let run = match input.borrow_mut().next()? {
                 Data::Run(r) => r,
                 _ => return Err(remote("a record_run without its run")),
             };
@@ -290,7 +302,7 @@ fn run_write(
             Ok(Value::Null)
         }
         Op::StatePut => {
-            let (key, value) = match input.borrow_mut().next().map_err(remote)? {
+            let (key, value) = match input.borrow_mut().next()? {
                 Data::State(k, v) => state_change(k, v)?,
                 _ => return Err(remote("a state_put without its state")),
             };
@@ -320,7 +332,7 @@ fn ingest(
 ) -> Result<Value, StoreError> {
     let mut state = Vec::new();
     let first = loop {
-        match input.borrow_mut().next().map_err(remote)? {
+        match input.borrow_mut().next()? {
             Data::State(k, v) => state.push(state_change(k, v)?),
             other => break other,
         }
@@ -341,7 +353,7 @@ fn ingest(
                     Data::Abort(m) => return Err(StoreError::Unread(ReadError::Unreadable(m))),
                     _ => return Err(remote("an unexpected data line in an ingest")),
                 }
-                next = input.borrow_mut().next().map_err(remote)?;
+                next = input.borrow_mut().next()?;
             }
             Findings::Owned(held)
         }
@@ -363,7 +375,10 @@ fn ingest(
                             ));
                         }
                     }
-                    next = input.borrow_mut().next().map_err(ReadError::Unreadable)?;
+                    next = input
+                        .borrow_mut()
+                        .next()
+                        .map_err(|e| ReadError::Unreadable(e.to_string()))?;
                 }
             };
             Findings::Streamed(Box::new(read), reading)
@@ -377,7 +392,7 @@ fn ingest(
                 .and_then(|()| lines.send());
             match asked
                 .map_err(|e| e.to_string())
-                .and_then(|()| input.borrow_mut().next())
+                .and_then(|()| input.borrow_mut().next().map_err(|e| e.to_string()))
             {
                 Ok(Data::Run(r)) => *r,
                 Ok(_) => unanswered(now, "the writing command sent no run-log entry"),

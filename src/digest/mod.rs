@@ -66,16 +66,57 @@ pub struct DigestOutcome {
     pub reported: usize,
 }
 
-/// Why a digest could not be delivered (nothing is marked for the audiences that failed).
+/// Why a digest could not be made or delivered (nothing is marked for the audiences that
+/// failed). Shown with its causes by [`crate::text::chain`]: `digest: <cause>`.
 #[derive(Debug, thiserror::Error)]
 pub enum DigestError {
-    #[error("digest: {0}")]
-    Failed(String),
+    #[error("digest")]
+    Store(#[from] StoreError),
+    #[error("digest")]
+    Templates(#[from] render::TemplateError),
+    #[error("digest")]
+    Remediation(#[from] remediation::RemediationError),
+    /// The `[smtp]` table cannot give a connection.
+    #[error("digest")]
+    Mailer(#[from] send::SendError),
+    #[error(
+        "digest: `digest.recipients` is empty and there are no `[[digest.routes]]`: nobody to \
+         send to"
+    )]
+    NobodyToSendTo,
+    #[error("digest: `digest.templates` names {}, which is not a folder", .0.display())]
+    NoTemplateFolder(PathBuf),
+    #[error("digest: nothing to preview")]
+    NothingToPreview,
+    /// Audiences whose message did not go out; `delivered` others did.
+    #[error("digest: {}{}", undelivered_text(.failed), delivered_text(*.delivered))]
+    Undelivered {
+        failed: Vec<Undelivered>,
+        delivered: usize,
+    },
 }
 
-impl From<StoreError> for DigestError {
-    fn from(e: StoreError) -> Self {
-        DigestError::Failed(e.to_string())
+/// An audience whose digest did not go out, and why.
+#[derive(Debug)]
+pub struct Undelivered {
+    /// `main digest` or the route's name.
+    pub audience: String,
+    pub error: send::SendError,
+}
+
+fn undelivered_text(failed: &[Undelivered]) -> String {
+    failed
+        .iter()
+        .map(|u| format!("{}: {}", u.audience, crate::text::chain(&u.error)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn delivered_text(delivered: usize) -> String {
+    if delivered > 0 {
+        format!(" (the other {delivered} message(s) were delivered)")
+    } else {
+        String::new()
     }
 }
 
@@ -161,13 +202,10 @@ pub fn prepare(
     if let Some(dir) = &tmpl_dir
         && !dir.is_dir()
     {
-        return Err(DigestError::Failed(format!(
-            "`digest.templates` names {}, which is not a folder",
-            dir.display()
-        )));
+        return Err(DigestError::NoTemplateFolder(dir.clone()));
     }
-    let renderer = Renderer::new(tmpl_dir.as_deref()).map_err(DigestError::Failed)?;
-    let rem = Remediation::load(tmpl_dir.as_deref()).map_err(DigestError::Failed)?;
+    let renderer = Renderer::new(tmpl_dir.as_deref())?;
+    let rem = Remediation::load(tmpl_dir.as_deref())?;
     let state = load_state(store)?;
     let plans = plans(&d, with_routes);
     let audiences: Vec<(Audience, Window)> = plans
@@ -228,7 +266,7 @@ pub fn prepare(
                 expiring: crate::triage::suppress::expiring_view(&supp),
                 notified: notified.clone(),
             };
-            let rendered = renderer.render(&mut view).map_err(DigestError::Failed)?;
+            let rendered = renderer.render(&mut view)?;
             match limits.smaller() {
                 Some(smaller) if rendered.html.len() > HTML_BUDGET => {
                     tracing::debug!(bytes = rendered.html.len(), ?limits, "digest over budget");
@@ -266,7 +304,7 @@ pub fn preview(
     prepare(cfg, store, now, false)?
         .into_iter()
         .next()
-        .ok_or_else(|| DigestError::Failed("nothing to preview".into()))
+        .ok_or(DigestError::NothingToPreview)
 }
 
 /// Builds the digest since the last one delivered, sends it (or writes an `.eml` under
@@ -305,39 +343,31 @@ pub async fn deliver(
     if let Err(e) = kept {
         tracing::warn!(error = %e, "digest: its result could not be kept for the metrics");
     }
-    let (outcome, failures) = result?;
-    if failures.is_empty() {
+    let (outcome, failed) = result?;
+    if failed.is_empty() {
         Ok(outcome)
     } else {
-        let mut msg = failures.join("; ");
-        if outcome.messages > 0 {
-            msg.push_str(&format!(
-                " (the other {} message(s) were delivered)",
-                outcome.messages
-            ));
-        }
-        Err(DigestError::Failed(msg))
+        Err(DigestError::Undelivered {
+            failed,
+            delivered: outcome.messages,
+        })
     }
 }
 
-/// [`deliver`] less its record: what was delivered, and the audiences that failed (`label:
-/// error`).
+/// [`deliver`] less its record: what was delivered, and the audiences that failed.
 async fn deliver_all(
     cfg: &Config,
     store: Arc<dyn Store>,
     data_dir: &Path,
     now: DateTime<Utc>,
-) -> Result<(DigestOutcome, Vec<String>), DigestError> {
+) -> Result<(DigestOutcome, Vec<Undelivered>), DigestError> {
     let d = digest_config(cfg);
     let mailer = match &cfg.smtp {
-        Some(s) => Some(send::Mailer::new(s).map_err(DigestError::Failed)?),
+        Some(s) => Some(send::Mailer::new(s)?),
         None => None,
     };
     if mailer.is_some() && d.recipients.is_empty() && d.routes.is_empty() {
-        return Err(DigestError::Failed(
-            "`digest.recipients` is empty and there are no `[[digest.routes]]`: nobody to send to"
-                .into(),
-        ));
+        return Err(DigestError::NobodyToSendTo);
     }
     let (prepared, mut state) = {
         let cfg = cfg.clone();
@@ -409,9 +439,13 @@ async fn deliver_all(
                 state_changed = true;
                 to_mark.extend(p.new_fingerprints);
             }
-            Err(e) => {
-                tracing::warn!(audience = %label, error = %e, "digest not delivered");
-                failures.push(format!("{label}: {e}"));
+            Err(error) => {
+                tracing::warn!(audience = %label, error = %crate::text::chain(&error),
+                    "digest not delivered");
+                failures.push(Undelivered {
+                    audience: label,
+                    error,
+                });
             }
         }
     }

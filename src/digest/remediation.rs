@@ -82,25 +82,50 @@ impl Details {
     }
 }
 
+/// Why the remediation table could not be read (shown with its causes by
+/// [`crate::text::chain`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RemediationError {
+    /// A file that is no remediation table (`name`: its path, or the built-in one).
+    #[error("{name}")]
+    Parse {
+        name: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 impl Remediation {
     /// Parses one remediation file; `name` is used in the error message.
-    pub fn parse(text: &str, name: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| format!("{name}: {e}"))
+    pub fn parse(text: &str, name: &str) -> Result<Self, RemediationError> {
+        toml::from_str(text).map_err(|source| RemediationError::Parse {
+            name: name.to_string(),
+            source,
+        })
     }
 
     /// The built-in table.
-    pub fn builtin() -> Result<Self, String> {
+    pub fn builtin() -> Result<Self, RemediationError> {
         Self::parse(BUILTIN, "built-in remediation.toml")
     }
 
     /// The built-in table with `<dir>/remediation.toml` (when present) laid over it.
-    pub fn load(dir: Option<&Path>) -> Result<Self, String> {
+    pub fn load(dir: Option<&Path>) -> Result<Self, RemediationError> {
         let mut r = Self::builtin()?;
         if let Some(dir) = dir {
             let p = dir.join("remediation.toml");
             if p.exists() {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                let text =
+                    std::fs::read_to_string(&p).map_err(|source| RemediationError::Read {
+                        path: p.clone(),
+                        source,
+                    })?;
                 let o = Self::parse(&text, &p.display().to_string())?;
                 if o.default.is_some() {
                     r.default = o.default;

@@ -163,6 +163,29 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// Why templates could not be loaded or filled (shown with its causes by
+/// [`crate::text::chain`]; a template's own error is written out in full, with its line).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the template syntax: {0}")]
+    Syntax(minijinja::Error),
+    #[error("cannot read template {}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A template that does not compile (`at`: its file, or `built-in NAME`).
+    #[error("template {at}: {error}")]
+    Compile { at: String, error: minijinja::Error },
+    /// A template that fails while it is filled.
+    #[error("template {name}: {error:#}")]
+    Render {
+        name: String,
+        error: minijinja::Error,
+    },
+}
+
 /// A template environment with outwatch's syntax (blocks trimmed, the trailing newline kept):
 /// the `builtin` templates, each replaced by a same-named file in `dir` when there is one, and
 /// the other files of `dir` loaded when asked for (`{% include %}`, other languages). The
@@ -170,28 +193,31 @@ pub struct Rendered {
 pub fn environment(
     builtin: &[(&'static str, &'static str)],
     dir: Option<&Path>,
-) -> Result<Environment<'static>, String> {
+) -> Result<Environment<'static>, TemplateError> {
     let mut env = Environment::new();
     let syntax = SyntaxConfig::builder()
         .trim_blocks(true)
         .lstrip_blocks(true)
         .keep_trailing_newline(true)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(TemplateError::Syntax)?;
     env.set_syntax(syntax);
     for &(name, text) in builtin {
         let over = dir.map(|d| d.join(name)).filter(|p| p.is_file());
         let source = match &over {
-            Some(p) => std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read template {}: {e}", p.display()))?,
+            Some(p) => std::fs::read_to_string(p).map_err(|source| TemplateError::Read {
+                path: p.clone(),
+                source,
+            })?,
             None => text.to_string(),
         };
-        env.add_template_owned(name, source).map_err(|e| {
-            let at = over
-                .as_ref()
-                .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string());
-            format!("template {at}: {e}")
-        })?;
+        env.add_template_owned(name, source)
+            .map_err(|error| TemplateError::Compile {
+                at: over
+                    .as_ref()
+                    .map_or_else(|| format!("built-in {name}"), |p| p.display().to_string()),
+                error,
+            })?;
     }
     if let Some(d) = dir {
         env.set_loader(path_loader(d));
@@ -207,19 +233,22 @@ pub struct Renderer {
 impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir` when present. Other
     /// files in `dir` can be `{% include %}`d.
-    pub fn new(dir: Option<&Path>) -> Result<Self, String> {
+    pub fn new(dir: Option<&Path>) -> Result<Self, TemplateError> {
         Ok(Renderer {
             env: environment(&BUILTIN, dir)?,
         })
     }
 
     /// Renders the subject (one line), the text part and the HTML part.
-    pub fn render(&self, view: &mut DigestView) -> Result<Rendered, String> {
-        let r = |name: &str, v: &DigestView| -> Result<String, String> {
+    pub fn render(&self, view: &mut DigestView) -> Result<Rendered, TemplateError> {
+        let r = |name: &str, v: &DigestView| -> Result<String, TemplateError> {
             self.env
                 .get_template(name)
                 .and_then(|t| t.render(Serde(v)))
-                .map_err(|e| format!("template {name}: {e:#}"))
+                .map_err(|error| TemplateError::Render {
+                    name: name.to_string(),
+                    error,
+                })
         };
         let subject = r("subject.txt", view)?;
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -11,12 +11,73 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::render::Rendered;
 use crate::config::{SmtpConfig, SmtpTls};
-use crate::secret::{self, Secret};
+use crate::secret::{self, Secret, SecretError};
 
-fn mailbox(addr: &str, key: &str) -> Result<Mailbox, String> {
+/// Why a mail could not be built, written or sent (shown with its causes by
+/// [`crate::text::chain`]). Never holds a secret: a server's answer is scrubbed of the SMTP
+/// password before it is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("`{key}`: `{addr}` is not a usable mail address")]
+    Address {
+        key: &'static str,
+        addr: String,
+        #[source]
+        source: lettre::address::AddressError,
+    },
+    #[error("cannot build the digest mail")]
+    Build(#[source] lettre::error::Error),
+    #[error("the SMTP password")]
+    Password(#[source] SecretError),
+    #[error(
+        "`smtp.username` is set but neither `smtp.password` nor `smtp.password_env` gives a \
+         password"
+    )]
+    NoPassword,
+    #[error("`smtp.password` is set but `smtp.username` is not")]
+    NoUsername,
+    #[error(
+        "`smtp.tls = \"none\"` sends the digest unencrypted and is allowed only for a loopback \
+         test server, not `{host}`: use \"starttls\" or \"tls\""
+    )]
+    PlainToRemote { host: String },
+    #[error(
+        "`smtp.tls = \"none\"` would send the password in clear text: remove \
+         `smtp.username`/`smtp.password` or use TLS"
+    )]
+    PlainWithPassword,
+    #[error("SMTP server {target}")]
+    Transport {
+        target: String,
+        #[source]
+        source: lettre::transport::smtp::Error,
+    },
+    /// The server refused the message or could not be reached; `detail` is its answer, the
+    /// password scrubbed from it.
+    #[error("SMTP server {target} did not accept the message: {detail}")]
+    Refused { target: String, detail: String },
+    #[error("cannot create {}", path.display())]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn mailbox(addr: &str, key: &'static str) -> Result<Mailbox, SendError> {
     addr.trim()
         .parse::<Mailbox>()
-        .map_err(|e| format!("`{key}`: `{addr}` is not a usable mail address ({e})"))
+        .map_err(|source| SendError::Address {
+            key,
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// A header lettre has no type for: `Auto-Submitted` (RFC 3834), `X-Auto-Response-Suppress`.
@@ -42,7 +103,7 @@ plain_header!(0, "Auto-Submitted");
 plain_header!(1, "X-Auto-Response-Suppress");
 
 /// The sender as shown: `from` as written, with the display name "outwatch" when it has none.
-fn sender(from: &str) -> Result<Mailbox, String> {
+fn sender(from: &str) -> Result<Mailbox, SendError> {
     let mut m = mailbox(from, "digest.from")?;
     if m.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         m.name = Some("outwatch".into());
@@ -69,7 +130,7 @@ pub fn build_message(
     to: &[String],
     r: &Rendered,
     now: DateTime<Utc>,
-) -> Result<Message, String> {
+) -> Result<Message, SendError> {
     let from = sender(from)?;
     let mut b = Message::builder()
         .message_id(Some(message_id(&from, now)))
@@ -85,21 +146,19 @@ pub fn build_message(
         r.text.clone(),
         r.html.clone(),
     ))
-    .map_err(|e| format!("cannot build the digest mail: {e}"))
+    .map_err(SendError::Build)
 }
 
 use crate::net::is_loopback;
 
 /// Checks the `[smtp]` table and resolves the password (inline or `password_env`).
-fn credentials(cfg: &SmtpConfig) -> Result<Option<(String, Secret)>, String> {
+fn credentials(cfg: &SmtpConfig) -> Result<Option<(String, Secret)>, SendError> {
     let pw = secret::resolve(&cfg.password, &cfg.password_env, "smtp.password")
-        .map_err(|e| e.to_string())?;
+        .map_err(SendError::Password)?;
     match (&cfg.username, pw) {
         (Some(u), Some(p)) => Ok(Some((u.clone(), p))),
-        (Some(_), None) => Err("`smtp.username` is set but neither `smtp.password` nor \
-             `smtp.password_env` gives a password"
-            .into()),
-        (None, Some(_)) => Err("`smtp.password` is set but `smtp.username` is not".into()),
+        (Some(_), None) => Err(SendError::NoPassword),
+        (None, Some(_)) => Err(SendError::NoUsername),
         (None, None) => Ok(None),
     }
 }
@@ -117,7 +176,7 @@ pub struct Mailer {
 impl Mailer {
     /// Prepares the transport. Refuses `tls = "none"` for anything but a loopback host, and
     /// credentials over a plain connection.
-    pub fn new(cfg: &SmtpConfig) -> Result<Self, String> {
+    pub fn new(cfg: &SmtpConfig) -> Result<Self, SendError> {
         let creds = credentials(cfg)?;
         let target = format!("{}:{}", cfg.host, cfg.port);
         let builder = match cfg.tls {
@@ -125,25 +184,22 @@ impl Mailer {
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host),
             SmtpTls::None => {
                 if !is_loopback(&cfg.host) {
-                    return Err(format!(
-                        "`smtp.tls = \"none\"` sends the digest unencrypted and is allowed only \
-                         for a loopback test server, not `{}`: use \"starttls\" or \"tls\"",
-                        cfg.host
-                    ));
+                    return Err(SendError::PlainToRemote {
+                        host: cfg.host.clone(),
+                    });
                 }
                 if creds.is_some() {
-                    return Err(
-                        "`smtp.tls = \"none\"` would send the password in clear text: \
-                         remove `smtp.username`/`smtp.password` or use TLS"
-                            .into(),
-                    );
+                    return Err(SendError::PlainWithPassword);
                 }
                 Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
                     cfg.host.clone(),
                 ))
             }
         }
-        .map_err(|e| format!("SMTP server {target}: {e}"))?;
+        .map_err(|source| SendError::Transport {
+            target: target.clone(),
+            source,
+        })?;
         let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout.0));
         let mut secret = None;
         if let Some((user, pw)) = creds {
@@ -159,23 +215,20 @@ impl Mailer {
     }
 
     /// Sends one message; `Ok` only when the server accepted it.
-    pub async fn send(&self, msg: Message) -> Result<(), String> {
+    pub async fn send(&self, msg: Message) -> Result<(), SendError> {
         let res = match tokio::time::timeout(self.deadline, self.transport.send(msg)).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
+            Ok(r) => r.map_err(|e| crate::text::chain(&e)),
             Err(_) => Err(format!(
                 "no complete answer within {}",
                 humantime::format_duration(self.deadline)
             )),
         };
-        res.map(|_| ()).map_err(|e| {
-            let text = format!(
-                "SMTP server {} did not accept the message: {e}",
-                self.target
-            );
-            match &self.secret {
-                Some(s) => s.scrub(&text),
-                None => text,
-            }
+        res.map(|_| ()).map_err(|detail| SendError::Refused {
+            target: self.target.clone(),
+            detail: match &self.secret {
+                Some(s) => s.scrub(&detail),
+                None => detail,
+            },
         })
     }
 
@@ -192,8 +245,11 @@ pub fn write_eml(
     msg: &Message,
     now: DateTime<Utc>,
     audience: Option<&str>,
-) -> Result<PathBuf, String> {
-    crate::files::private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+) -> Result<PathBuf, SendError> {
+    crate::files::private_dir(dir).map_err(|source| SendError::Folder {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let mut name = format!("digest-{}", now.format("%Y%m%dT%H%M%SZ"));
     if let Some(a) = audience {
         let safe: String = a
@@ -219,7 +275,10 @@ pub fn write_eml(
     let tmp = dir.join(format!(".{name}.eml.tmp"));
     crate::files::write_private(&tmp, msg.formatted())
         .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|source| SendError::Write {
+            path: path.clone(),
+            source,
+        })?;
     Ok(path)
 }
 
@@ -248,7 +307,8 @@ mod tests {
         assert!(Mailer::new(&smtp("::1", SmtpTls::None)).is_ok());
         let e = Mailer::new(&smtp("smtp.example.org", SmtpTls::None))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(e.contains("loopback"), "{e}");
         assert!(Mailer::new(&smtp("smtp.example.org", SmtpTls::Starttls)).is_ok());
     }
@@ -257,9 +317,21 @@ mod tests {
     async fn username_needs_password_and_tls() {
         let mut c = smtp("127.0.0.1", SmtpTls::None);
         c.username = Some("u".into());
-        assert!(Mailer::new(&c).err().unwrap().contains("password"));
+        assert!(
+            Mailer::new(&c)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("password")
+        );
         c.password = Some(Secret::new("pw"));
-        assert!(Mailer::new(&c).err().unwrap().contains("clear text"));
+        assert!(
+            Mailer::new(&c)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("clear text")
+        );
         c.tls = SmtpTls::Tls;
         assert!(Mailer::new(&c).is_ok());
     }

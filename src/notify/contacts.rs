@@ -192,7 +192,7 @@ fn row(rec: &csv::StringRecord, defaults: &Policy, line: usize) -> Result<Contac
     }
     let mut asns = Vec::new();
     for a in values(cell(3)) {
-        asns.push(a.parse::<Asn>()?.0);
+        asns.push(a.parse::<Asn>().map_err(|e| e.to_string())?.0);
     }
     let mut domains = Vec::new();
     for d in values(cell(4)) {

@@ -426,18 +426,7 @@ pub async fn run(
             .push(not_now(i, count, MailState::Failed, Some(why)));
     }
     for p in prep.mails {
-        let mut report = MailReport {
-            contact: p.contact.clone(),
-            to: p.to.clone(),
-            ticket: p.ticket.clone(),
-            subject: p.rendered.subject.clone(),
-            findings: p.fingerprints.len(),
-            more: p.more,
-            state: MailState::WouldSend,
-            detail: None,
-            body: p.rendered.text.clone(),
-            html: p.rendered.html.clone(),
-        };
+        let mut report = would_send(&p);
         if holds
             && !n.min_interval.0.is_zero()
             && let Some(a) =
@@ -481,7 +470,7 @@ pub async fn run(
         };
         // A mail that cannot be built (an address lettre refuses) fails this contact only.
         let sent = match mail::build(&env, &p.rendered, sent_at) {
-            Ok(msg) => mailer.send(msg).await,
+            Ok(msg) => mailer.send(msg).await.map_err(|e| crate::text::chain(&e)),
             Err(e) => Err(e),
         };
         match sent {
@@ -544,6 +533,22 @@ pub async fn run(
     Ok(out)
 }
 
+/// The report of a mail this run means to send.
+fn would_send(p: &Prepared) -> MailReport {
+    MailReport {
+        contact: p.contact.clone(),
+        to: p.to.clone(),
+        ticket: p.ticket.clone(),
+        subject: p.rendered.subject.clone(),
+        findings: p.fingerprints.len(),
+        more: p.more,
+        state: MailState::WouldSend,
+        detail: None,
+        body: p.rendered.text.clone(),
+        html: p.rendered.html.clone(),
+    }
+}
+
 /// What a run says when the cap stopped it with `left` contacts' mails not sent.
 fn capped(mode: &Mode, cap: usize, left: usize) -> String {
     format!(
@@ -569,9 +574,9 @@ fn mailer(cfg: &Config, mode: &Mode) -> Result<Option<crate::digest::send::Maile
                 .into(),
         )
     })?;
-    Ok(Some(
-        crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Failed)?,
-    ))
+    Ok(Some(crate::digest::send::Mailer::new(smtp).map_err(
+        |e| NotifyError::Failed(crate::text::chain(&e)),
+    )?))
 }
 
 /// After the server accepted `p`'s mail: its findings marked sent to the contact, the

@@ -81,7 +81,8 @@ impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir`; other files of
     /// `dir` (other templates and languages) are loaded when asked for.
     pub fn new(dir: Option<&Path>) -> Result<Self, String> {
-        let env = crate::digest::render::environment(&BUILTIN, dir)?;
+        let env = crate::digest::render::environment(&BUILTIN, dir)
+            .map_err(|e| crate::text::chain(&e))?;
         Ok(Renderer {
             env,
             dir: dir.map(Path::to_path_buf),

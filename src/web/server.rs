@@ -36,7 +36,7 @@ pub enum WebError {
         source: std::io::Error,
     },
     #[error("web templates: {0}")]
-    Templates(String),
+    Templates(crate::digest::render::TemplateError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("web server: {0}")]

@@ -83,7 +83,7 @@ pub async fn apply(
         "the reason"
     };
     let required = matches!(action, Action::Note);
-    check_text(what, text, required).map_err(Fail::BadRequest)?;
+    check_text(what, text, required).map_err(|e| Fail::BadRequest(e.to_string()))?;
     let fp = fp.trim().to_ascii_lowercase();
     if fp.len() != 32 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Fail::BadRequest("a fingerprint is 32 hex digits".into()));
@@ -204,9 +204,9 @@ pub fn rule_of(
             "until is not in the future: the rule would suppress nothing".into(),
         ));
     }
-    check_text("the reason", &form.reason, true).map_err(bad)?;
+    check_text("the reason", &form.reason, true).map_err(|e| bad(e.to_string()))?;
     for (k, v) in [("source", &form.source), ("feed", &form.feed)] {
-        check_text(k, v, false).map_err(bad)?;
+        check_text(k, v, false).map_err(|e| bad(e.to_string()))?;
     }
     if let Some(scope) = &caller.scope {
         let inside = cidr.is_some_and(|c| scope.nets.iter().any(|n| n.contains(&c)))

@@ -395,7 +395,10 @@ struct Probe {
 
 #[async_trait]
 impl Task for Probe {
-    async fn run(&self, _slot: Option<chrono::DateTime<chrono::Utc>>) -> Result<String, String> {
+    async fn run(
+        &self,
+        _slot: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<String, outwatch::daemon::TaskError> {
         let n = {
             let mut t = self.times.lock().unwrap();
             t.push(self.clock.now());
@@ -410,7 +413,7 @@ impl Task for Probe {
             let _ = self.stop.send(true);
         }
         if n <= self.fail_first {
-            Err(format!("failure {n}"))
+            Err(outwatch::daemon::TaskError::Run(format!("failure {n}")))
         } else {
             Ok("fine".into())
         }
@@ -512,7 +515,10 @@ struct Panics {
 
 #[async_trait]
 impl Task for Panics {
-    async fn run(&self, _slot: Option<chrono::DateTime<chrono::Utc>>) -> Result<String, String> {
+    async fn run(
+        &self,
+        _slot: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<String, outwatch::daemon::TaskError> {
         let n = {
             let mut t = self.times.lock().unwrap();
             t.push(self.clock.now());
@@ -1115,7 +1121,10 @@ struct Slow {
 
 #[async_trait]
 impl Task for Slow {
-    async fn run(&self, _slot: Option<chrono::DateTime<chrono::Utc>>) -> Result<String, String> {
+    async fn run(
+        &self,
+        _slot: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<String, outwatch::daemon::TaskError> {
         self.started.notify_one();
         self.release.notified().await;
         *self.finished.lock().unwrap() = true;
