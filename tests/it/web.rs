@@ -50,6 +50,7 @@ fn seed(s: &dyn Store) {
         finding("2001:db8::20", Severity::Medium, "vulnerable-system", 443),
     ];
     all[0].set_extra("tag", "<script>alert(1)</script>");
+    all[4].asn = Some(64496);
     let mut phish = Finding::new(
         "safebrowsing",
         "lookup",
@@ -655,6 +656,9 @@ async fn every_page_answers_in_html_and_json() {
         let v: Value = r.json().await.unwrap();
         assert!(v["title"].is_string(), "{path}: {v}");
     }
+    let v = s.json("/lookup/AS64496.json", TRIAGE).await;
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["kind"], "ASN");
     let (st, _) = s.get("/lookup/not%20a%20thing", TRIAGE).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = s.get("/no-such-page", TRIAGE).await;
