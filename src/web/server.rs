@@ -192,14 +192,19 @@ impl Web {
         }
     }
 
-    /// Who presents `token` (from a header when `by_header`).
-    pub fn caller(&self, token: Option<&str>, by_header: bool) -> Result<Caller, Refusal> {
-        self.inner.gate.caller(token, by_header)
+    /// Who presents `token` ([`Gate::caller`]).
+    pub fn caller(
+        &self,
+        token: Option<&str>,
+        by_header: bool,
+        local_name: bool,
+    ) -> Result<Caller, Refusal> {
+        self.inner.gate.caller(token, by_header, local_name)
     }
 
     /// Whether `token` is one of the configured tokens.
     pub fn knows(&self, token: &str) -> bool {
-        self.inner.gate.caller(Some(token), false).is_ok()
+        self.inner.gate.caller(Some(token), false, false).is_ok()
     }
 
     /// The overview's value for `key` when it is younger than [`OVERVIEW_TTL`].
