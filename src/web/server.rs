@@ -124,6 +124,11 @@ impl Web {
             .map_err(WebError::Templates)?;
         // `path`: a value as a URL path (a prefix keeps its `/`); `qs`: as a query value.
         env.add_filter("path", |s: String| super::view::path_escape(&s));
+        // `when`: an RFC 3339 time for people, `2026-12-07 14:13` (UTC).
+        env.add_filter("when", |s: String| match (s.get(..10), s.get(11..16)) {
+            (Some(d), Some(t)) if s.as_bytes().get(10) == Some(&b'T') => format!("{d} {t}"),
+            _ => s,
+        });
         env.add_filter("qs", |s: String| {
             form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
         });
