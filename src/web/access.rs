@@ -182,10 +182,17 @@ impl Gate {
         }
     }
 
-    /// Who presents `token` (from a header when `by_header`); `None` for no token.
-    pub fn caller(&self, token: Option<&str>, by_header: bool) -> Result<Caller, Refusal> {
+    /// Who presents `token` (from a header when `by_header`); `None` for no token, which is
+    /// `local` on a loopback listener when the request named the host by a loopback name
+    /// (`local_name`; another name is a page of another site pointed here: DNS rebinding).
+    pub fn caller(
+        &self,
+        token: Option<&str>,
+        by_header: bool,
+        local_name: bool,
+    ) -> Result<Caller, Refusal> {
         let Some(text) = token.map(str::trim).filter(|t| !t.is_empty()) else {
-            if !self.open_locally {
+            if !(self.open_locally && local_name) {
                 return Err(Refusal::NoToken);
             }
             return Ok(Caller {

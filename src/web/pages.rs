@@ -229,12 +229,25 @@ fn object(web: &Web, store: &dyn Store, caller: &Caller, q: &Query) -> Result<Ob
         ..Default::default()
     };
     let mut top = Top::new(Some(OBJECT_LIMIT), compare);
-    store.query_each(q, &opts, &mut |f| {
+    let mut take = |f: Finding| {
         if caller.sees(&f) {
             top.push(f);
         }
         Ok(ControlFlow::Continue(()))
-    })?;
+    };
+    if let Query::Asn(asn) = q {
+        // As `outwatch lookup AS…`: the findings that carry it and those inside the prefixes
+        // it announces (the cached scope snapshot).
+        let filter = Filter {
+            asn: vec![*asn],
+            status: crate::store::filter::Statuses::ALL,
+            suppressed: crate::store::filter::Suppressed::Include,
+            ..Default::default()
+        };
+        store.select(&resolved(web, store, filter)?, &mut take)?;
+    } else {
+        store.query_each(q, &opts, &mut take)?;
+    }
     let total = top.seen();
     let findings = top.into_sorted_vec();
     let supp = Suppressions::load(store, Some(web.cfg()), web.now())?;

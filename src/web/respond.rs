@@ -84,7 +84,7 @@ pub fn refused(web: &Web, wants: Format, why: &str) -> Response {
 }
 
 /// Headers of every HTML page: no external resource may load, the page is not framed.
-pub fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
+pub fn html_headers() -> [(header::HeaderName, HeaderValue); 5] {
     [
         (
             header::CONTENT_TYPE,
@@ -98,6 +98,10 @@ pub fn html_headers() -> [(header::HeaderName, HeaderValue); 4] {
             ),
         ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
         (
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),

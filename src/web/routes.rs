@@ -49,21 +49,37 @@ fn token_of(headers: &HeaderMap) -> (Option<String>, bool) {
     (cookie, false)
 }
 
+/// Whether the request names this host by a loopback name (`127.0.0.1`, `[::1]`,
+/// `localhost`, with any port): a page of another site whose name points here (DNS
+/// rebinding) names its own, and gets no `local` access.
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    crate::net::is_loopback(name)
+}
+
 impl FromRequestParts<Web> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, web: &Web) -> Result<Caller, Response> {
         let (token, by_header) = token_of(&parts.headers);
-        web.caller(token.as_deref(), by_header).map_err(|r| {
-            let wants = respond::Format::of(parts.uri.path(), &parts.headers);
-            let why = match r {
-                Refusal::NoToken => {
-                    "a token is needed: log in, or send Authorization: Bearer TOKEN"
-                }
-                Refusal::BadToken => "this token is not known here",
-            };
-            respond::refused(web, wants, why)
-        })
+        let local_name = loopback_host(&parts.headers);
+        web.caller(token.as_deref(), by_header, local_name)
+            .map_err(|r| {
+                let wants = respond::Format::of(parts.uri.path(), &parts.headers);
+                let why = match r {
+                    Refusal::NoToken => {
+                        "a token is needed: log in, or send Authorization: Bearer TOKEN"
+                    }
+                    Refusal::BadToken => "this token is not known here",
+                };
+                respond::refused(web, wants, why)
+            })
     }
 }
 

@@ -124,6 +124,11 @@ impl Web {
             .map_err(WebError::Templates)?;
         // `path`: a value as a URL path (a prefix keeps its `/`); `qs`: as a query value.
         env.add_filter("path", |s: String| super::view::path_escape(&s));
+        // `when`: an RFC 3339 time for people, `2026-12-07 14:13` (UTC).
+        env.add_filter("when", |s: String| match (s.get(..10), s.get(11..16)) {
+            (Some(d), Some(t)) if s.as_bytes().get(10) == Some(&b'T') => format!("{d} {t}"),
+            _ => s,
+        });
         env.add_filter("qs", |s: String| {
             form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
         });
@@ -192,14 +197,19 @@ impl Web {
         }
     }
 
-    /// Who presents `token` (from a header when `by_header`).
-    pub fn caller(&self, token: Option<&str>, by_header: bool) -> Result<Caller, Refusal> {
-        self.inner.gate.caller(token, by_header)
+    /// Who presents `token` ([`Gate::caller`]).
+    pub fn caller(
+        &self,
+        token: Option<&str>,
+        by_header: bool,
+        local_name: bool,
+    ) -> Result<Caller, Refusal> {
+        self.inner.gate.caller(token, by_header, local_name)
     }
 
     /// Whether `token` is one of the configured tokens.
     pub fn knows(&self, token: &str) -> bool {
-        self.inner.gate.caller(Some(token), false).is_ok()
+        self.inner.gate.caller(Some(token), false, false).is_ok()
     }
 
     /// The overview's value for `key` when it is younger than [`OVERVIEW_TTL`].

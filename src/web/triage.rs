@@ -278,8 +278,13 @@ pub struct LoginForm {
     pub token: String,
 }
 
-/// `POST /login`: a known token is kept in an HttpOnly, SameSite=Strict cookie.
-pub async fn login(State(web): State<Web>, Form(form): Form<LoginForm>) -> Response {
+/// `POST /login`: a known token is kept in an HttpOnly, SameSite=Strict cookie (`Secure`
+/// too when a proxy says the request came over HTTPS: `X-Forwarded-Proto: https`).
+pub async fn login(
+    State(web): State<Web>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let t = form.token.trim();
     let plain = !t.is_empty()
         && t.bytes()
@@ -288,10 +293,15 @@ pub async fn login(State(web): State<Web>, Form(form): Form<LoginForm>) -> Respo
     if !known {
         return respond::refused(&web, Format::Html, "this token is not known here");
     }
+    let https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let secure = if https { "; Secure" } else { "" };
     (
         [(
             header::SET_COOKIE,
-            format!("{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict"),
+            format!("{COOKIE}={t}; Path=/; HttpOnly; SameSite=Strict{secure}"),
         )],
         Redirect::to("/"),
     )

@@ -50,6 +50,7 @@ fn seed(s: &dyn Store) {
         finding("2001:db8::20", Severity::Medium, "vulnerable-system", 443),
     ];
     all[0].set_extra("tag", "<script>alert(1)</script>");
+    all[4].asn = Some(64496);
     let mut phish = Finding::new(
         "safebrowsing",
         "lookup",
@@ -116,12 +117,16 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_as("192.0.2.1:8080").await
+}
+
+/// A server on loopback, its gate set up as if it listened on `listen`.
+async fn start_as(listen: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let store: Arc<dyn Store> = Arc::new(store::open(&dir.path().join("data")).unwrap());
     seed(store.as_ref());
-    // Set up as if on a public address: every request needs a token.
-    let public: SocketAddr = "192.0.2.1:8080".parse().unwrap();
+    let public: SocketAddr = listen.parse().unwrap();
     let state = Web::new(
         Arc::new(cfg),
         store.clone(),
@@ -655,10 +660,47 @@ async fn every_page_answers_in_html_and_json() {
         let v: Value = r.json().await.unwrap();
         assert!(v["title"].is_string(), "{path}: {v}");
     }
+    let v = s.json("/lookup/AS64496.json", TRIAGE).await;
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["kind"], "ASN");
     let (st, _) = s.get("/lookup/not%20a%20thing", TRIAGE).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = s.get("/no-such-page", TRIAGE).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_needs_no_token_when_the_host_is_named_so() {
+    let s = start_as("127.0.0.1:8080").await;
+    let r = s
+        .http
+        .get(format!("{}/worklist.json", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["total"], 7);
+    // A page of another site whose name points here (DNS rebinding) gets nothing.
+    let r = s
+        .http
+        .get(format!("{}/worklist.json", s.base))
+        .header("host", "rebind.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A token still works by any name, with its own scope.
+    let r = s
+        .http
+        .get(format!("{}/worklist.json", s.base))
+        .header("host", "outwatch.example.org")
+        .bearer_auth(SCOPED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["total"], 3);
 }
 
 #[test]
