@@ -292,24 +292,12 @@ pub async fn run(
     let shared = shared(env, cfg, store.clone()).await?;
     // The web view, when `[web] listen` is set: refused before anything runs when it would be
     // open off loopback without a token.
-    let web = match cfg.web.listen {
-        Some(addr) => {
-            let fail = |e: crate::web::WebError| {
-                remove_socket(&sock);
-                DaemonError::Web(e)
-            };
-            let state = crate::web::Web::new(
-                Arc::new(cfg.clone()),
-                store.clone(),
-                env.clock.clone(),
-                addr,
-            )
-            .await
-            .map_err(fail)?;
-            let listener = crate::web::bind(cfg, addr).await.map_err(fail)?;
-            Some((state, listener))
+    let web = match web_view(env, cfg, &store).await {
+        Ok(w) => w,
+        Err(e) => {
+            remove_socket(&sock);
+            return Err(e);
         }
-        None => None,
     };
     let board: Board = Arc::new(Mutex::new(Default::default()));
     let started = env.clock.now();
@@ -349,44 +337,7 @@ pub async fn run(
             }
         }
     }
-    // One line at start, whatever the log level: what runs, where, and when next.
-    {
-        let now = env.clock.now();
-        let next: Vec<String> = jobs
-            .iter()
-            .map(|j| {
-                let at = if j.catch_up {
-                    "now (catching up)".to_string()
-                } else {
-                    schedule::next_fire(&j.schedule, j.tz, now, None)
-                        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                        .unwrap_or_else(|| "never".into())
-                };
-                format!("{} {at}", j.name)
-            })
-            .collect();
-        let sources: Vec<&str> = jobs
-            .iter()
-            .filter(|j| j.kind == JobKind::Source)
-            .map(|j| j.name.as_str())
-            .collect();
-        eprintln!(
-            "outwatch {} started (pid {}): store {}, sources: {}; next: {}",
-            env!("CARGO_PKG_VERSION"),
-            std::process::id(),
-            env.data_dir.display(),
-            if sources.is_empty() {
-                "none".to_string()
-            } else {
-                sources.join(", ")
-            },
-            if next.is_empty() {
-                "nothing scheduled".to_string()
-            } else {
-                next.join(", ")
-            }
-        );
-    }
+    eprintln!("{}", start_line(env, &jobs));
     for job in jobs {
         tracing::info!(job = %job.name, kind = %job.kind, schedule = %job.schedule.source, tz = %job.tz, "scheduled");
         set.spawn(scheduler::run_job(
@@ -443,6 +394,67 @@ pub async fn run(
     } else {
         Stopped::Finished
     })
+}
+
+/// The web view of `[web] listen` (its state and bound listener), if set: refused before
+/// anything runs when it would be open off loopback without a token.
+async fn web_view(
+    env: &DaemonEnv,
+    cfg: &Config,
+    store: &Arc<dyn crate::store::Store>,
+) -> Result<Option<(crate::web::Web, tokio::net::TcpListener)>, DaemonError> {
+    let Some(addr) = cfg.web.listen else {
+        return Ok(None);
+    };
+    let state = crate::web::Web::new(
+        Arc::new(cfg.clone()),
+        store.clone(),
+        env.clock.clone(),
+        addr,
+    )
+    .await?;
+    let listener = crate::web::bind(cfg, addr).await?;
+    Ok(Some((state, listener)))
+}
+
+/// The one line the daemon prints at start, whatever the log level: what runs, where, and
+/// when next.
+fn start_line(env: &DaemonEnv, jobs: &[Job]) -> String {
+    let now = env.clock.now();
+    let next: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            let at = if j.catch_up {
+                "now (catching up)".to_string()
+            } else {
+                schedule::next_fire(&j.schedule, j.tz, now, None)
+                    .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_else(|| "never".into())
+            };
+            format!("{} {at}", j.name)
+        })
+        .collect();
+    let sources: Vec<&str> = jobs
+        .iter()
+        .filter(|j| j.kind == JobKind::Source)
+        .map(|j| j.name.as_str())
+        .collect();
+    format!(
+        "outwatch {} started (pid {}): store {}, sources: {}; next: {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        env.data_dir.display(),
+        if sources.is_empty() {
+            "none".to_string()
+        } else {
+            sources.join(", ")
+        },
+        if next.is_empty() {
+            "nothing scheduled".to_string()
+        } else {
+            next.join(", ")
+        }
+    )
 }
 
 /// What `run --once` did.
