@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::notify::NotifyConfig;
+use crate::digest::mail_log::NoContactItem;
 use crate::store::{FetchRun, RunOutcome, Store, StoreError};
 use contacts::Contacts;
 use plan::{Batch, Planner, Tally};
@@ -501,36 +502,42 @@ pub async fn run(
         out.capped = Some(capped(mode, n.max_mails_per_run, left));
     }
     if *mode == Mode::Send {
-        let entry = run_entry(&out, now, clock.now().max(now));
-        let no_contact = crate::digest::mail_log::NoContact {
-            at: now,
-            findings: out.tally.no_contact,
-            listed: prep
-                .no_contact
-                .iter()
-                .map(crate::digest::mail_log::NoContactItem::of)
-                .collect(),
-        };
-        let last = crate::digest::mail_log::LastRun {
-            started: now,
-            finished: entry.finished,
-            ok: out.failed == 0 && out.capped.is_none(),
-            sent: out.sent,
-            failed: out.failed,
-        };
-        crate::store::bridge::run(move || {
-            store.record_run(&entry)?;
-            crate::digest::mail_log::record_last_run(
-                store.as_ref(),
-                crate::digest::mail_log::NOTIFY_RUN,
-                &last,
-            )?;
-            // The owner's digest lists the open findings that reach no one.
-            crate::digest::mail_log::record_no_contact(store.as_ref(), &no_contact)
-        })
-        .await?;
+        let listed = prep.no_contact.iter().map(NoContactItem::of).collect();
+        record_run_end(store, &out, listed, now, clock.now().max(now)).await?;
     }
     Ok(out)
+}
+
+/// What a `--send` run leaves in the store: its run-log entry, how it ended (for the
+/// metrics), and the findings without a contact (listed in the owner's digest).
+async fn record_run_end(
+    store: Arc<dyn Store>,
+    out: &NotifyOutcome,
+    no_contact_listed: Vec<NoContactItem>,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+) -> Result<(), NotifyError> {
+    use crate::digest::mail_log::{self, LastRun, NoContact};
+    let entry = run_entry(out, started, finished);
+    let no_contact = NoContact {
+        at: started,
+        findings: out.tally.no_contact,
+        listed: no_contact_listed,
+    };
+    let last = LastRun {
+        started,
+        finished: entry.finished,
+        ok: out.failed == 0 && out.capped.is_none(),
+        sent: out.sent,
+        failed: out.failed,
+    };
+    crate::store::bridge::run(move || {
+        store.record_run(&entry)?;
+        mail_log::record_last_run(store.as_ref(), mail_log::NOTIFY_RUN, &last)?;
+        mail_log::record_no_contact(store.as_ref(), &no_contact)
+    })
+    .await?;
+    Ok(())
 }
 
 /// The report of a mail this run means to send.
