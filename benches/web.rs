@@ -5,16 +5,19 @@
 //! The store is the shared synthetic one (`benches/common`): 1M findings, one per distinct
 //! address spread over all of IPv4, built once under `target/bench-store-1000000-internet`.
 //! The server (`outwatch::web::serve`, as `outwatch serve` runs it) listens on 127.0.0.1:0 in
-//! this process (loopback: no token); the clients are reqwest clients in the same process, on
-//! the same two cores, so every latency includes the client's share.
+//! this process on a runtime of its own (loopback: no token); the clients are reqwest clients
+//! on another runtime in the same process, on the same two cores, so every latency and the
+//! memory include the clients' share.
 //! 1. Reference: `Store::query` of a stored address, in process, without the server.
 //! 2. Overview (`/`, `/overview.json`): the first request after start (the counts' walk over
 //!    the store, unless the background refresh has them ready), then N sequential requests
 //!    (the counts cached for 60 s): median, p99.
 //! 3. An address page (`/lookup/IP`, `/lookup/IP.json`, `/api/v1/lookup/IP`) of random
 //!    stored addresses, N sequential requests each: median, p99.
-//! 4. 100 concurrent clients (one reqwest client, so one connection, each), each asking
-//!    `/api/v1/lookup/IP` of random stored addresses R times: p50, p99, max, requests/s.
+//! 4. 100 concurrent clients (one reqwest client, so one connection, each): each connects with
+//!    a first request (all at once, timed apart), then, all connected, asks
+//!    `/api/v1/lookup/IP` of random stored addresses 50 times back to back: median, p99, max,
+//!    requests/s.
 //!
 //! Memory: this process's `VmRSS` sampled every 5 ms during 4, and `VmHWM` after each step
 //! (the server, the store's cache and the clients together). Every latency is also given as a
@@ -104,7 +107,9 @@ fn line(label: &str, v: &mut [Duration], reference: f64) {
     );
 }
 
-async fn run(path: &Path, n: u64) {
+/// Measures; the server runs on `server_rt` (its own threads, as `outwatch serve` has), the
+/// clients on the caller's runtime.
+async fn run(path: &Path, n: u64, server_rt: tokio::runtime::Handle) {
     let cfg = config(path);
     let store: Arc<dyn Store> = Arc::new(store::open(path).expect("open the store"));
     let (r0, h0) = rss();
@@ -133,18 +138,18 @@ async fn run(path: &Path, n: u64) {
     // The server.
     let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let t = Instant::now();
-    let state = Web::new(
-        Arc::new(cfg.clone()),
-        store.clone(),
-        Arc::new(SystemClock),
-        listen,
-    )
-    .await
-    .expect("web state");
-    let listener = web::bind(&cfg, listen).await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(web::serve(listener, state, rx));
+    let (st, c) = (store.clone(), cfg.clone());
+    let started = server_rt.spawn(async move {
+        let state = Web::new(Arc::new(c.clone()), st, Arc::new(SystemClock), listen)
+            .await
+            .expect("web state");
+        let listener = web::bind(&c, listen).await.expect("bind");
+        let at = listener.local_addr().unwrap();
+        (at, tokio::spawn(web::serve(listener, state, rx)))
+    });
+    let (at, server) = started.await.expect("server start");
+    let base = format!("http://{at}");
     let http = reqwest::Client::new();
     let first = get(&http, &format!("{base}/overview.json")).await;
     println!(
@@ -198,26 +203,41 @@ async fn run(path: &Path, n: u64) {
             top
         })
     };
-    let t = Instant::now();
+    // Each client connects with a first request (timed apart), all wait for each other, then
+    // each sends its measured requests back to back.
+    let ready = Arc::new(tokio::sync::Barrier::new(CLIENTS + 1));
+    // The clients are built first: building one (its TLS roots) is not the server's time.
+    let clients: Vec<reqwest::Client> = (0..CLIENTS).map(|_| reqwest::Client::new()).collect();
     let mut tasks = Vec::with_capacity(CLIENTS);
-    for c in 0..CLIENTS {
-        let base = base.clone();
+    for (c, http) in clients.into_iter().enumerate() {
+        let (base, ready) = (base.clone(), ready.clone());
         let mut r = Rng(1_000 + c as u64);
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let url = format!("{base}/api/v1/lookup/{}", stored(&mut r, n));
+            let first = get(&http, &url).await;
+            ready.wait().await;
             let mut v = Vec::with_capacity(PER_CLIENT);
             for _ in 0..PER_CLIENT {
                 let url = format!("{base}/api/v1/lookup/{}", stored(&mut r, n));
                 v.push(get(&http, &url).await);
             }
-            v
+            (first, v)
         }));
     }
-    let mut all = Vec::with_capacity(CLIENTS * PER_CLIENT);
+    ready.wait().await;
+    let t = Instant::now();
+    let (mut firsts, mut all) = (Vec::new(), Vec::with_capacity(CLIENTS * PER_CLIENT));
     for task in tasks {
-        all.extend(task.await.expect("client"));
+        let (first, v) = task.await.expect("client");
+        firsts.push(first);
+        all.extend(v);
     }
     let wall = t.elapsed().as_secs_f64();
+    line(
+        &format!("`/api/v1/lookup/IP`, {CLIENTS} clients connecting at once (first request)"),
+        &mut firsts,
+        reference,
+    );
     sampling.store(false, Ordering::Relaxed);
     let top_rss = sampler.join().unwrap();
     line(
@@ -255,9 +275,12 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run(&path, n));
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let server_rt = runtime();
+    runtime().block_on(run(&path, n, server_rt.handle().clone()));
 }
