@@ -15,12 +15,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use outwatch::finding::{Classification, Finding, Severity};
 use outwatch::flows::sample::Rng;
 use outwatch::scope::{AsnPrefixes, ScopeMatcher, ScopeSnapshot};
-use outwatch::store::{self, IngestOptions, Query, QueryOptions, Store};
+use outwatch::store::{self, Query, QueryOptions, Store};
+
+mod common;
+use common::{Layout, build_store};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -75,58 +76,6 @@ fn bench_scope() {
     );
 }
 
-fn synthetic(i: u64, rng: &mut Rng) -> Finding {
-    let ip = Ipv4Addr::from(0x0A00_0000u32 | (i as u32 & 0x00FF_FFFF));
-    let feeds = [
-        "scan_http",
-        "scan_dns",
-        "scan_ssh",
-        "event4_sinkhole",
-        "blocklist",
-    ];
-    let mut f = Finding::new(
-        "shadowserver",
-        feeds[(i % 5) as usize],
-        Classification::new("", "vulnerable-system", "open-service"),
-        Severity::Medium,
-    );
-    f.ip = Some(IpAddr::V4(ip));
-    f.port = Some((rng.next() % 65535) as u16);
-    f.protocol = Some("tcp".into());
-    f.asn = Some(64496);
-    f.set_extra("tag", "http,cve-2024-1234");
-    f.set_extra("hostname", format!("host-{i}.example.net"));
-    f.seal();
-    f
-}
-
-fn build_store(path: &Path, n: u64) {
-    if path.join("complete").exists() {
-        return;
-    }
-    let _ = std::fs::remove_dir_all(path);
-    let s = store::open(path).expect("open bench store");
-    let now: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc);
-    let mut rng = Rng(42);
-    let t0 = Instant::now();
-    let mut i = 0;
-    while i < n {
-        let end = (i + 10_000).min(n);
-        let batch: Vec<Finding> = (i..end).map(|k| synthetic(k, &mut rng)).collect();
-        s.ingest(batch, vec![], &IngestOptions { now }).unwrap();
-        i = end;
-    }
-    s.flush().unwrap();
-    println!(
-        "store: ingested {n} findings in {:.1} s ({:.0} findings/s)",
-        t0.elapsed().as_secs_f64(),
-        n as f64 / t0.elapsed().as_secs_f64()
-    );
-    std::fs::write(path.join("complete"), b"").unwrap();
-}
-
 fn bench_lookup(path: &Path, n: u64) {
     let s = store::open(path).unwrap();
     let mut rng = Rng(7);
@@ -134,7 +83,7 @@ fn bench_lookup(path: &Path, n: u64) {
     let mut found = 0;
     for _ in 0..20_000 {
         let i = rng.next() % n;
-        let ip = IpAddr::V4(Ipv4Addr::from(0x0A00_0000u32 | (i as u32 & 0x00FF_FFFF)));
+        let ip = IpAddr::V4(common::address(i, Layout::Ten8));
         let t0 = Instant::now();
         let r = s.query(&Query::Ip(ip), &QueryOptions::default()).unwrap();
         lat.push(t0.elapsed());
@@ -196,8 +145,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-store-{n}"));
-    build_store(&path, n);
+    let path = common::store_path(n, Layout::Ten8);
+    build_store(&path, n, Layout::Ten8);
     bench_lookup(&path, n);
     bench_cli(&path);
 }

@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::compression::CompressionLayer;
@@ -132,6 +133,11 @@ pub async fn serve(
 ) -> Result<(), WebError> {
     tokio::spawn(pages::keep_overview_fresh(web.clone(), stop.clone()));
     let app = router(web);
+    // No Nagle: a streamed answer is several small writes, and with Nagle each one after the
+    // first waits for the client's delayed ACK (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*stop.borrow() {
