@@ -3,14 +3,11 @@
 //! Also: failed sends change nothing, success is not repeated, routes, `.eml` fallback, preview,
 //! template overrides and the `outwatch digest` command.
 
-use std::io;
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
 
 use outwatch::config::Config;
 use outwatch::digest::{self, DigestState};
@@ -19,82 +16,7 @@ use outwatch::store::{IngestOptions, SledStore, Store};
 
 const SCRIPT: &str = "<script>alert(1)</script>";
 
-// ---------- a real SMTP server on loopback ----------
-
-#[derive(Debug, Clone, Default)]
-struct Received {
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct Capture {
-    inbox: Arc<Mutex<Vec<Received>>>,
-    current: Received,
-    reject: bool,
-}
-
-impl Handler for Capture {
-    fn rcpt(&mut self, _to: &str) -> Response {
-        // A rejecting server refuses every recipient (550).
-        if self.reject {
-            response::NO_MAILBOX
-        } else {
-            response::OK
-        }
-    }
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.current = Received {
-            to: to.to_vec(),
-            data: Vec::new(),
-        };
-        response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.current.data.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        self.inbox
-            .lock()
-            .unwrap()
-            .push(std::mem::take(&mut self.current));
-        response::OK
-    }
-}
-
-struct Smtp {
-    port: u16,
-    inbox: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Smtp {
-    /// Starts a plain SMTP server on 127.0.0.1 and a random port; `reject` refuses recipients.
-    fn start(reject: bool) -> Smtp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let inbox = Arc::new(Mutex::new(Vec::new()));
-        let handler = Capture {
-            inbox: inbox.clone(),
-            current: Received::default(),
-            reject,
-        };
-        let mut server = Server::new(handler);
-        server
-            .with_name("localhost")
-            .with_ssl(SslConfig::None)
-            .unwrap()
-            .with_tcp_listener(listener);
-        std::thread::spawn(move || {
-            let _ = server.serve();
-        });
-        Smtp { port, inbox }
-    }
-
-    fn take(&self) -> Vec<Received> {
-        std::mem::take(&mut *self.inbox.lock().unwrap())
-    }
-}
+use crate::support::smtp::Smtp;
 
 /// A loopback port nobody listens on.
 fn dead_port() -> u16 {
@@ -244,7 +166,7 @@ async fn smtp_end_to_end_with_route_escaping_and_no_repeats() {
         vec![c2_with_script(), open_dns(), leak()],
         t(0),
     );
-    let server = Smtp::start(false);
+    let server = Smtp::start(None);
     let cfg = config(
         dir.path(),
         &format!("{DMZ_ROUTE}\n{}", smtp_table(server.port)),
@@ -409,7 +331,7 @@ async fn failed_send_changes_nothing_and_next_digest_has_the_same_findings() {
     assert!(state(store.as_ref()).last_sent.is_empty());
 
     // Server rejects the message.
-    let rejecting = Smtp::start(true);
+    let rejecting = Smtp::start(Some("@"));
     let cfg = config(dir.path(), &smtp_table(rejecting.port));
     let e = digest::deliver(&cfg, store.clone(), dir.path(), t(2))
         .await
@@ -431,7 +353,7 @@ async fn failed_send_changes_nothing_and_next_digest_has_the_same_findings() {
         .unwrap();
 
     // The next delivery carries the same findings.
-    let ok = Smtp::start(false);
+    let ok = Smtp::start(None);
     let cfg = config(dir.path(), &smtp_table(ok.port));
     let out = digest::deliver(&cfg, store.clone(), dir.path(), t(3))
         .await
@@ -463,7 +385,7 @@ async fn send_empty_false_skips_a_digest_without_changes() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
     ingest(store.as_ref(), vec![open_dns()], t(0));
-    let server = Smtp::start(false);
+    let server = Smtp::start(None);
     let cfg = config(
         dir.path(),
         &format!("send_empty = false\n{}", smtp_table(server.port)),
@@ -627,7 +549,7 @@ fn outwatch(dir: &Path, cfg: &Path) -> assert_cmd::Command {
 
 #[test]
 fn cli_digest_send_delivers_to_the_smtp_server() {
-    let server = Smtp::start(false);
+    let server = Smtp::start(None);
     let (dir, cfg) = cli_setup(&smtp_table(server.port));
     let out = outwatch(dir.path(), &cfg)
         .args(["digest", "--send"])
@@ -878,7 +800,7 @@ async fn two_nodes_send_one_digest_per_slot() {
     let Some(schema) = crate::store_contract::postgres::Schema::new() else {
         return;
     };
-    let server = Smtp::start(false);
+    let server = Smtp::start(None);
     let dir = tempfile::tempdir().unwrap();
     let cfg = std::sync::Arc::new(config(
         dir.path(),

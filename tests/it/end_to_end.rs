@@ -4,60 +4,26 @@
 //! which is parsed and checked: subject, both parts, and that a `<script>` planted in feed data
 //! arrives escaped. Then `lookup` and `status` show what was stored.
 
-use std::io;
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use mail_parser::{MessageParser, MimeHeaders};
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::backends::Backend;
+use crate::support::smtp::Smtp;
 
 const SCRIPT: &str = "<script>alert(1)</script>";
 
-#[derive(Clone)]
-struct Inbox(Arc<Mutex<Vec<Vec<u8>>>>, Vec<u8>);
-
-impl Handler for Inbox {
-    fn data_start(
-        &mut self,
-        _domain: &str,
-        _from: &str,
-        _is8bit: bool,
-        _to: &[String],
-    ) -> Response {
-        self.1.clear();
-        response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.1.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        self.0.lock().unwrap().push(std::mem::take(&mut self.1));
-        response::OK
-    }
+/// A plain SMTP server on 127.0.0.1 (random port).
+fn smtp() -> Smtp {
+    Smtp::start(None)
 }
 
-/// A plain SMTP server on 127.0.0.1 (random port); returns the port and the inbox.
-fn smtp() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let inbox = Arc::new(Mutex::new(Vec::new()));
-    let mut server = Server::new(Inbox(inbox.clone(), Vec::new()));
-    server
-        .with_name("localhost")
-        .with_ssl(SslConfig::None)
-        .unwrap()
-        .with_tcp_listener(l);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-    (port, inbox)
+/// The messages it accepted so far, as sent.
+fn accepted(server: &Smtp) -> Vec<Vec<u8>> {
+    server.received().into_iter().map(|r| r.data).collect()
 }
 
 fn fixture(p: &str) -> Vec<u8> {
@@ -202,7 +168,8 @@ async fn run_once_scenario(backend: Backend) {
     .await;
     mock_hibp(&mock).await;
     mock_snds(&mock).await;
-    let (port, inbox) = smtp();
+    let server = smtp();
+    let port = server.port;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_path_buf();
     let cfg = config_on(&dir, &mock.uri(), port, &backend);
@@ -226,7 +193,7 @@ async fn run_once_scenario(backend: Backend) {
     );
 
     // The digest arrived at the SMTP server.
-    let mails = inbox.lock().unwrap().clone();
+    let mails = accepted(&server);
     assert_eq!(mails.len(), 1, "one digest for the one audience");
     let m = MessageParser::default().parse(&mails[0]).unwrap();
     let ct = m.content_type().unwrap();
@@ -301,7 +268,7 @@ async fn run_once_scenario(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mails = inbox.lock().unwrap().clone();
+    let mails = accepted(&server);
     assert_eq!(mails.len(), 2);
     let m = MessageParser::default().parse(&mails[1]).unwrap();
     let subject = m.subject().unwrap_or_default().to_string();
@@ -337,7 +304,8 @@ async fn run_once_names_a_failed_source_and_still_mails() {
         .mount(&mock)
         .await;
     mock_snds(&mock).await;
-    let (port, inbox) = smtp();
+    let server = smtp();
+    let port = server.port;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_path_buf();
     let cfg = config(&dir, &mock.uri(), port);
@@ -350,7 +318,7 @@ async fn run_once_names_a_failed_source_and_still_mails() {
     assert!(stderr.contains("hibp"), "{stderr}");
     assert!(!stderr.contains("e2e-hibp-key"), "{stderr}");
     // The digest still went out, and it puts the failing feed first.
-    let mails = inbox.lock().unwrap().clone();
+    let mails = accepted(&server);
     assert_eq!(mails.len(), 1);
     let m = MessageParser::default().parse(&mails[0]).unwrap();
     let text = m.body_text(0).unwrap().into_owned();

@@ -3,14 +3,11 @@
 //! process) → each received message parsed with mail-parser (text, HTML, CSV attachment).
 //! Times come from a manual clock.
 
-use std::io;
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use mail_parser::{MessageParser, MimeHeaders};
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
 
 use outwatch::clock::ManualClock;
 use outwatch::config::Config;
@@ -18,80 +15,7 @@ use outwatch::finding::{Classification, Finding, Severity, Status};
 use outwatch::notify::{self, MailState, Mode, contacts::Contacts, record};
 use outwatch::store::{IngestOptions, RunOutcome, SledStore, Store};
 
-// ---------- a real SMTP server on loopback that may refuse one recipient ----------
-
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Received {
-    pub(crate) to: Vec<String>,
-    data: Vec<u8>,
-}
-
-#[derive(Clone)]
-struct Capture {
-    inbox: Arc<Mutex<Vec<Received>>>,
-    current: Received,
-    refuse: Option<String>,
-}
-
-impl Handler for Capture {
-    fn rcpt(&mut self, to: &str) -> Response {
-        if self.refuse.as_deref().is_some_and(|r| to.contains(r)) {
-            response::NO_MAILBOX
-        } else {
-            response::OK
-        }
-    }
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.current = Received {
-            to: to.to_vec(),
-            data: Vec::new(),
-        };
-        response::OK
-    }
-    fn data(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.current.data.extend_from_slice(buf);
-        Ok(())
-    }
-    fn data_end(&mut self) -> Response {
-        self.inbox
-            .lock()
-            .unwrap()
-            .push(std::mem::take(&mut self.current));
-        response::OK
-    }
-}
-
-pub(crate) struct Smtp {
-    pub(crate) port: u16,
-    inbox: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Smtp {
-    pub(crate) fn start(refuse: Option<&str>) -> Smtp {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let inbox = Arc::new(Mutex::new(Vec::new()));
-        let handler = Capture {
-            inbox: inbox.clone(),
-            current: Received::default(),
-            refuse: refuse.map(str::to_string),
-        };
-        let mut server = Server::new(handler);
-        server
-            .with_name("localhost")
-            .with_ssl(SslConfig::None)
-            .unwrap()
-            .with_tcp_listener(listener);
-        std::thread::spawn(move || {
-            let _ = server.serve();
-        });
-        Smtp { port, inbox }
-    }
-
-    pub(crate) fn take(&self) -> Vec<Received> {
-        std::mem::take(&mut *self.inbox.lock().unwrap())
-    }
-}
+pub(crate) use crate::support::smtp::{Received, Smtp};
 
 // ---------- findings, config ----------
 
