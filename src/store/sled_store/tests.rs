@@ -484,7 +484,16 @@ fn a_second_layout_store_is_migrated_on_open() {
         s.db.remove(keys::LAYOUT).unwrap();
         s.db.flush().unwrap();
     }
-    let s = SledStore::open(dir.path()).unwrap();
+    // sled's flusher thread lets go of the dropped database's file lock a moment later.
+    let mut opened = SledStore::open(dir.path());
+    for _ in 0..50 {
+        if opened.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        opened = SledStore::open(dir.path());
+    }
+    let s = opened.unwrap();
     assert!(
         dir.path().join("db.v2").is_dir(),
         "the old database is kept"
