@@ -43,7 +43,7 @@ enum Writer {
 
 /// How long a write waits for another command that holds the store (a `fetch` of every
 /// source, a large import) before it gives up: 30 minutes, or `$OUTWATCH_STORE_WAIT` seconds.
-pub const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+pub(crate) const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// The command as a person typed it, without the global options before it (`fetch`,
 /// `import shadowserver report.csv`, `run --once`), for the messages of those who wait.
@@ -473,7 +473,7 @@ impl App {
 /// Where a config is looked for when none is named, in order: `./outwatch.toml`,
 /// `$XDG_CONFIG_HOME/outwatch/outwatch.toml` (`~/.config/outwatch/outwatch.toml` when unset),
 /// `/etc/outwatch/outwatch.toml`.
-pub fn config_candidates() -> Vec<PathBuf> {
+pub(crate) fn config_candidates() -> Vec<PathBuf> {
     let mut out = vec![PathBuf::from(DEFAULT_CONFIG)];
     let xdg = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)

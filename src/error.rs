@@ -11,7 +11,7 @@
 use std::fmt;
 
 /// Every exit code and what it means (`--help` and the manual page print this table).
-pub const EXIT_CODES: [(u8, &str); 5] = [
+pub(crate) const EXIT_CODES: [(u8, &str); 5] = [
     (0, "success (also a lookup or list that finds nothing)"),
     (
         EXIT_FAILURE,
@@ -23,13 +23,13 @@ pub const EXIT_CODES: [(u8, &str); 5] = [
 ];
 
 /// Exit code: the work failed.
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Exit code: usage error or malformed input on the command line.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code: configuration missing or invalid.
-pub const EXIT_CONFIG: u8 = 3;
+pub(crate) const EXIT_CONFIG: u8 = 3;
 /// Exit code: store unavailable.
-pub const EXIT_STORE: u8 = 4;
+pub(crate) const EXIT_STORE: u8 = 4;
 
 /// An error that ends the command with `code`.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Creates `dir` (and missing parents) as 0700, or narrows an existing folder that others can
 /// reach to 0700. Parents that already exist are left as they are.
-pub fn private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     let mode = std::fs::metadata(dir)?.mode() & 0o777;
     if mode != 0o700 {
@@ -19,7 +19,7 @@ pub fn private_dir(dir: &Path) -> io::Result<()> {
 
 /// Makes every folder under `dir` 0700 and every file 0600 (for files another library created
 /// with the umask, like sled's). Sockets and symlinks are left alone.
-pub fn restrict_tree(dir: &Path) -> io::Result<()> {
+pub(crate) fn restrict_tree(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let ty = entry.file_type()?;
@@ -42,7 +42,7 @@ pub fn restrict_tree(dir: &Path) -> io::Result<()> {
 /// Opens `path` for writing (created or truncated) as 0600, also when it existed with another
 /// mode. A path that is no regular file (`/dev/stdout`, a named pipe) is written as it is, its
 /// mode left alone.
-pub fn create_private(path: &Path) -> io::Result<std::fs::File> {
+pub(crate) fn create_private(path: &Path) -> io::Result<std::fs::File> {
     let f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -57,7 +57,7 @@ pub fn create_private(path: &Path) -> io::Result<std::fs::File> {
 }
 
 /// Writes `body` to `path` as a 0600 file.
-pub fn write_private(path: &Path, body: impl AsRef<[u8]>) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, body: impl AsRef<[u8]>) -> io::Result<()> {
     let mut f = create_private(path)?;
     f.write_all(body.as_ref())?;
     f.flush()

@@ -3,35 +3,39 @@
 //!
 //! Start reading at `ARCHITECTURE.md`; the entry point is [`cli::main`].
 
-pub mod app;
+// Boundaries the compiler keeps: a module is `pub(crate)` unless another target (the binary,
+// tests/it, benches) uses it, and an item no other target can reach is `pub(crate)`, not `pub`.
+#![warn(unreachable_pub)]
+
+pub(crate) mod app;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
-pub mod demo;
+pub(crate) mod demo;
 pub mod digest;
 pub mod diskspace;
-pub mod error;
-pub mod files;
+pub(crate) mod error;
+pub(crate) mod files;
 pub mod finding;
 pub mod flows;
 pub mod health;
 pub mod http;
 pub mod indicators;
-pub mod logging;
+pub(crate) mod logging;
 pub mod mail;
 pub mod metrics;
-pub mod net;
+pub(crate) mod net;
 pub mod notify;
-pub mod output;
+pub(crate) mod output;
 pub mod pipeline;
 pub mod ripestat;
 pub mod scope;
 pub mod secret;
 pub mod sources;
 pub mod store;
-pub mod style;
+pub(crate) mod style;
 pub mod text;
 pub mod triage;
 pub mod web;

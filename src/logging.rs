@@ -9,15 +9,10 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Safe to call once per process.
-pub fn init(format: LogFormat, verbose: u8) {
-    init_for(format, verbose, false)
-}
-
-/// [`init`] for a command that reports each source's failures and rejected rows itself
+/// Installs the global subscriber (safe to call once per process). `reports_itself`: for a command that reports each source's failures and rejected rows itself
 /// (`fetch`, `run --once`): without `-v`, the pipeline's warnings about the same things are
 /// not logged as well, so each is said once (errors still are; `-v` or `RUST_LOG` shows all).
-pub fn init_for(format: LogFormat, verbose: u8, reports_itself: bool) {
+pub(crate) fn init_for(format: LogFormat, verbose: u8, reports_itself: bool) {
     let default = match (verbose, reports_itself) {
         (0, true) => "outwatch=warn,outwatch::pipeline=error",
         (0, false) => "outwatch=warn",

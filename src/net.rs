@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 /// Whether `host` names this machine's loopback interface (`localhost`, `127.0.0.0/8`, `::1`,
 /// with or without IPv6 brackets).
-pub fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let h = host.trim().trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }

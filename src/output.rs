@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::error::CliError;
 
 /// Prints `v` as pretty JSON on stdout (see [`line`] for a closed stdout).
-pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<(), CliError> {
+pub(crate) fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<(), CliError> {
     let s = serde_json::to_string_pretty(v).map_err(CliError::failure)?;
     line(format_args!("{s}"))
 }
@@ -14,7 +14,7 @@ pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<(), CliError> {
 /// Writes one line to stdout. When the reader has gone away (`outwatch lookup ... | head`),
 /// this is [`CliError::stdout_closed`]: the command ends quietly with exit code 0, as it has
 /// nothing left to do. (`println!` would panic.)
-pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
+pub(crate) fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
@@ -26,7 +26,7 @@ pub fn line(args: std::fmt::Arguments<'_>) -> Result<(), CliError> {
 
 /// Writes bytes to stdout as they are (completion scripts, the manual page); a closed stdout
 /// is [`CliError::stdout_closed`].
-pub fn write_all(bytes: &[u8]) -> Result<(), CliError> {
+pub(crate) fn write_all(bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
@@ -39,7 +39,7 @@ pub fn write_all(bytes: &[u8]) -> Result<(), CliError> {
 /// [`line`] for commands whose exit code reports work already done (fetch, run, import, demo):
 /// a line that cannot be printed (a closed stdout, mostly) is dropped, so that code still
 /// tells whether the work succeeded.
-pub fn line_after_work(args: std::fmt::Arguments<'_>) {
+pub(crate) fn line_after_work(args: std::fmt::Arguments<'_>) {
     let _ = line(args);
 }
 
@@ -66,7 +66,7 @@ macro_rules! workln {
 }
 
 /// A table with the house style.
-pub fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -76,7 +76,7 @@ pub fn table(header: &[&str]) -> Table {
 
 /// Colours on (`enforce_styling`) or off; without a terminal, the width from `$COLUMNS`
 /// when set (so `COLUMNS=80 outwatch lookup ... | less` lays out for 80 columns).
-pub fn style_table(t: &mut Table, colour: bool) {
+pub(crate) fn style_table(t: &mut Table, colour: bool) {
     if colour {
         t.enforce_styling();
     }
@@ -97,7 +97,7 @@ fn columns_env() -> Option<usize> {
 
 /// The width to lay text out for on stdout: a terminal's own width, else `$COLUMNS` when set
 /// (`COLUMNS=80 outwatch run --once | mail`), else none (one line per paragraph).
-pub fn width() -> Option<usize> {
+pub(crate) fn width() -> Option<usize> {
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         Some(textwrap::termwidth())
     } else {
@@ -108,7 +108,7 @@ pub fn width() -> Option<usize> {
 /// Columns whose cells are never broken (addresses, URLs, times): each is at least as wide as
 /// its widest cell, and the other columns wrap at spaces around them. Long values are
 /// shortened in the middle before they get here (`text::clip_middle`).
-pub fn keep_whole(t: &mut Table, columns: &[usize]) {
+pub(crate) fn keep_whole(t: &mut Table, columns: &[usize]) {
     let widths = t.column_max_content_widths();
     for &i in columns {
         // A constraint's width includes the cell's padding (one space each side).
@@ -122,23 +122,12 @@ pub fn keep_whole(t: &mut Table, columns: &[usize]) {
 }
 
 /// RFC 3339, UTC, seconds precision, `Z` suffix: every time a command prints.
-pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Writes a finding in its one serialised shape: the JSON of [`crate::finding::Finding`]'s
-/// `Serialize` (times RFC 3339 with the stored precision, `classification.type`, `history`...),
-/// on one line. `lookup --json`/`--jsonl`, `export --jsonl` and the daemon's socket all use it,
-/// and `restore` reads it back.
-pub fn write_finding<W: std::io::Write>(
-    w: &mut W,
-    f: &crate::finding::Finding,
-) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *w, f).map_err(std::io::Error::other)
-}
-
 /// A finding as the read commands show it (`lookup --json`, `list`, `export`): its one
-/// serialised shape ([`write_finding`]) plus what is derived for people, `observed` (when the
+/// serialised shape (the JSON of [`crate::finding::Finding`]'s `Serialize`) plus what is derived for people, `observed` (when the
 /// provider saw it, else when it was stored: [`crate::finding::rank::observed`]) and `contact`
 /// (the ports and peer, [`crate::finding::contact::contact`]), which `restore` ignores.
 #[derive(Serialize)]
@@ -154,7 +143,7 @@ struct Shown<'a> {
 }
 
 /// Writes a finding as the read commands show it (see [`Shown`]), on one line.
-pub fn write_shown<W: std::io::Write>(
+pub(crate) fn write_shown<W: std::io::Write>(
     w: &mut W,
     f: &crate::finding::Finding,
 ) -> std::io::Result<()> {
@@ -162,7 +151,7 @@ pub fn write_shown<W: std::io::Write>(
 }
 
 /// [`write_shown`] with the finding's notifications as a `notified` field (when given).
-pub fn write_shown_notified<W: std::io::Write>(
+pub(crate) fn write_shown_notified<W: std::io::Write>(
     w: &mut W,
     f: &crate::finding::Finding,
     notified: Option<&serde_json::Value>,
@@ -178,7 +167,7 @@ pub fn write_shown_notified<W: std::io::Write>(
 
 /// The error of a failed write to stdout: a reader gone away is
 /// [`CliError::stdout_closed`] (quiet, exit 0), anything else a failure.
-pub fn stdout_error(e: std::io::Error) -> CliError {
+pub(crate) fn stdout_error(e: std::io::Error) -> CliError {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         CliError::stdout_closed()
     } else {
@@ -189,7 +178,7 @@ pub fn stdout_error(e: std::io::Error) -> CliError {
 /// Buffered stdout for streamed output (one result per line, thousands of them). The first
 /// lines are flushed as soon as they are written, so a reader sees results at once; then the
 /// buffer fills before each write, not one system call per line.
-pub struct Stream<W: std::io::Write> {
+pub(crate) struct Stream<W: std::io::Write> {
     w: std::io::BufWriter<W>,
     lines: usize,
 }
@@ -199,13 +188,13 @@ const EAGER_LINES: usize = 2;
 
 impl Stream<std::io::StdoutLock<'static>> {
     /// A stream to stdout.
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         Stream::new(std::io::stdout().lock())
     }
 }
 
 impl<W: std::io::Write> Stream<W> {
-    pub fn new(w: W) -> Self {
+    pub(crate) fn new(w: W) -> Self {
         Stream {
             w: std::io::BufWriter::with_capacity(64 * 1024, w),
             lines: 0,
@@ -213,19 +202,23 @@ impl<W: std::io::Write> Stream<W> {
     }
 
     /// Writes `s` as it is.
-    pub fn text(&mut self, s: &str) -> std::io::Result<()> {
+    pub(crate) fn text(&mut self, s: &str) -> std::io::Result<()> {
         use std::io::Write;
         self.w.write_all(s.as_bytes())
     }
 
     /// Writes a finding as shown ([`write_shown`]), then `end`; flushes while the stream is
     /// young.
-    pub fn finding(&mut self, f: &crate::finding::Finding, end: &str) -> std::io::Result<()> {
+    pub(crate) fn finding(
+        &mut self,
+        f: &crate::finding::Finding,
+        end: &str,
+    ) -> std::io::Result<()> {
         self.finding_notified(f, None, end)
     }
 
     /// [`Stream::finding`] with its notifications ([`write_shown_notified`]).
-    pub fn finding_notified(
+    pub(crate) fn finding_notified(
         &mut self,
         f: &crate::finding::Finding,
         notified: Option<&serde_json::Value>,
@@ -242,24 +235,24 @@ impl<W: std::io::Write> Stream<W> {
     }
 
     /// Flushes what is left.
-    pub fn finish(mut self) -> std::io::Result<()> {
+    pub(crate) fn finish(mut self) -> std::io::Result<()> {
         use std::io::Write;
         self.w.flush()
     }
 }
 
-pub use crate::text::thousands;
+pub(crate) use crate::text::thousands;
 
 /// `text` as lines for stdout, `first` before the first line and `rest` before the others: for
 /// a [`width`] of 40 columns or more (a terminal's, or `$COLUMNS`) wrapped at spaces, never
 /// inside a word (an address or URL stays whole, on a line of its own when it is longer);
 /// otherwise one line.
-pub fn wrapped(text: &str, first: &str, rest: &str) -> Vec<String> {
+pub(crate) fn wrapped(text: &str, first: &str, rest: &str) -> Vec<String> {
     wrapped_to(width(), text, first, rest)
 }
 
 /// [`wrapped`] lines of a command that did work ([`line_after_work`]).
-pub fn work_wrapped(text: &str, first: &str, rest: &str) {
+pub(crate) fn work_wrapped(text: &str, first: &str, rest: &str) {
     for l in wrapped(text, first, rest) {
         line_after_work(format_args!("{l}"));
     }

@@ -112,7 +112,7 @@ fn merge_ranges<T: Copy + Ord + num_like::One>(mut v: Vec<(T, T)>) -> Vec<(T, T)
 }
 
 mod num_like {
-    pub trait One: Sized {
+    pub(super) trait One: Sized {
         fn succ(self) -> Option<Self>;
     }
     impl One for u32 {

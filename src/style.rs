@@ -13,7 +13,7 @@ use comfy_table::{Attribute, Cell, Color};
 use crate::finding::Severity;
 
 /// Whether to colour what goes to stdout.
-pub fn stdout_colour() -> bool {
+pub(crate) fn stdout_colour() -> bool {
     decide(
         std::env::var_os("NO_COLOR"),
         std::env::var_os("CLICOLOR_FORCE"),
@@ -22,7 +22,7 @@ pub fn stdout_colour() -> bool {
 }
 
 /// Whether to colour what goes to stderr.
-pub fn stderr_colour() -> bool {
+pub(crate) fn stderr_colour() -> bool {
     decide(
         std::env::var_os("NO_COLOR"),
         std::env::var_os("CLICOLOR_FORCE"),
@@ -76,23 +76,18 @@ fn cell(text: String, c: Option<(Color, bool)>, colour: bool) -> Cell {
 }
 
 /// A table cell naming a severity, coloured when `colour`.
-pub fn severity_cell(s: Severity, colour: bool) -> Cell {
+pub(crate) fn severity_cell(s: Severity, colour: bool) -> Cell {
     cell(s.to_string(), severity_colour(s), colour)
 }
 
 /// A table cell naming a health state, coloured when `colour`.
-pub fn health_cell(state: &str, colour: bool) -> Cell {
+pub(crate) fn health_cell(state: &str, colour: bool) -> Cell {
     cell(state.to_string(), health_colour(state), colour)
 }
 
 /// `text` in the colour of the health `state` as ANSI, when `colour` (for lines, not tables).
-pub fn health_word(state: &str, text: &str, colour: bool) -> String {
+pub(crate) fn health_word(state: &str, text: &str, colour: bool) -> String {
     paint(text, health_colour(state), colour)
-}
-
-/// `text` in the colour of severity `s` as ANSI, when `colour`.
-pub fn severity_word(s: Severity, text: &str, colour: bool) -> String {
-    paint(text, severity_colour(s), colour)
 }
 
 fn paint(text: &str, c: Option<(Color, bool)>, colour: bool) -> String {
@@ -126,10 +121,12 @@ mod tests {
         assert!(!decide(None, None, false));
         assert!(decide(None, None, true));
         assert_eq!(
-            severity_word(Severity::Critical, "critical", false),
+            paint("critical", severity_colour(Severity::Critical), false),
             "critical"
         );
-        assert!(severity_word(Severity::Critical, "critical", true).starts_with("\x1b[1;31m"));
+        assert!(
+            paint("critical", severity_colour(Severity::Critical), true).starts_with("\x1b[1;31m")
+        );
         assert_eq!(health_word("ok", "ok", true), "\x1b[32mok\x1b[0m");
     }
 }

@@ -13,7 +13,7 @@ use crate::error::CliError;
 use crate::output::print_json;
 use crate::sources;
 
-pub fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
+pub(crate) fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
     // Building the sources resolves credentials from env vars: a missing variable is an error.
     let mut problems = Vec::new();

@@ -13,7 +13,7 @@ use crate::error::CliError;
 
 /// Runs the demo. It reads no config of the user's (a broken `./outwatch.toml` does not stop
 /// it): it writes its own and works on it.
-pub async fn run(a: &DemoArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(a: &DemoArgs) -> Result<ExitCode, CliError> {
     let out: PathBuf = match &a.out {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!(

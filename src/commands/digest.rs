@@ -8,7 +8,7 @@ use crate::cli::DigestArgs;
 use crate::digest;
 use crate::error::CliError;
 
-pub async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError> {
     // Without a config file the digest still works: defaults, no SMTP, so `.eml` files.
     let fallback;
     let cfg = match app.config.as_ref() {

@@ -14,7 +14,7 @@ use crate::pipeline::{Apply, Ending, RunKind};
 use crate::sources::{ReadError, RowError, RowSink};
 use crate::store::Reading;
 
-pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
     let store = app.open_read()?;
     // To stdout, a reader that went away (`export --jsonl | head -1`) ends the export quietly
     // with 0, as for every read command ([`crate::output::line`]); to a file it is a failure.
@@ -61,7 +61,7 @@ pub fn export(app: &App, a: &ExportArgs) -> Result<ExitCode, CliError> {
 /// `outwatch restore FILE`: one unit of the apply path (run `restore`), all or nothing: a
 /// file that cannot be read to its end restores nothing. A line that is no finding is skipped
 /// and named (a rejected row); the others are written as given, life cycle included.
-pub fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn restore(app: &App, a: &RestoreArgs) -> Result<ExitCode, CliError> {
     let shown = a.file.display().to_string();
     // The input first: a mistyped file name creates no empty store.
     let reader: Box<dyn BufRead> = if a.file.as_os_str() == "-" {

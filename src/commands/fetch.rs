@@ -16,7 +16,7 @@ use crate::store::RunOutcome;
 
 /// Runs the chosen sources (all enabled ones when `names` is empty) one after another, after
 /// refreshing the ASN scope when it is due.
-pub async fn fetch_sources(
+pub(crate) async fn fetch_sources(
     app: &App,
     names: &[String],
     progress: bool,
@@ -71,7 +71,7 @@ pub async fn fetch_sources(
 /// Prints the per-source summary table (`fetch` and `run --once`), then each failure on stderr
 /// as one line. The table fits the terminal (or `$COLUMNS`): the source and its result are never
 /// broken, the summary wraps at spaces; no message (with its URLs) is squeezed into a cell.
-pub fn print_table(reports: &[SourceReport]) {
+pub(crate) fn print_table(reports: &[SourceReport]) {
     if reports.is_empty() {
         workln!("no source is enabled: add [sources.NAME] tables to the config");
         return;
@@ -127,7 +127,7 @@ pub fn print_table(reports: &[SourceReport]) {
     }
 }
 
-pub async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
     let reports = fetch_sources(app, &a.sources, !a.json).await?;
     if a.json {
         print_json(&json!({ "sources": reports }))?;

@@ -12,10 +12,10 @@ use crate::text::{clip, clip_middle, sanitize};
 use crate::triage::Suppressions;
 
 /// The one format of times in a table (UTC, to the minute), split over two lines.
-pub const TIME_FORMAT: &str = "%Y-%m-%d\n%H:%M";
+pub(crate) const TIME_FORMAT: &str = "%Y-%m-%d\n%H:%M";
 
 /// The footnote of a table with a `*` time ([`findings_table`]'s second value).
-pub const STORED_NOTE: &str =
+pub(crate) const STORED_NOTE: &str =
     "* the provider gave no time: when outwatch stored it (times are UTC)";
 
 /// The indicator, and under a URL or mail address the finding's address (with its port), as
@@ -41,7 +41,7 @@ fn indicator(f: &Finding) -> String {
 /// ([`observed`]), its count of observations and its status.
 /// `notes`: a line shown under a finding's "what" (by fingerprint): `list` names the
 /// notification there.
-pub fn findings_table(
+pub(crate) fn findings_table(
     findings: &[Finding],
     supp: &Suppressions,
     notes: &std::collections::HashMap<String, String>,

@@ -25,7 +25,7 @@ use crate::{outln, workln};
 /// Hosts named per kind in the text output.
 const HOSTS_SHOWN: usize = 3;
 
-pub fn run(app: &App, a: &FlowsArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn run(app: &App, a: &FlowsArgs) -> Result<ExitCode, CliError> {
     let files = expand(&a.files)?;
     let flows = app
         .config

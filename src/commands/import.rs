@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::cli::{ImportArgs, ImportSource};
 use crate::error::CliError;
 
-pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     match a.source {
         ImportSource::Shadowserver => super::import_shadowserver::run(app, a).await,
         ImportSource::Hibp => super::import_hibp::run(app, a).await,

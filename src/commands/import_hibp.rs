@@ -9,7 +9,7 @@ use crate::cli::ImportArgs;
 use crate::error::CliError;
 use crate::sources::hibp::notification;
 
-pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     let files = import_mail::expand(&a.files)?;
     let imp = import_mail::read_files(&files, |raw, shown| {
         let mail = crate::mail::parse(raw).ok_or("not an e-mail message")?;

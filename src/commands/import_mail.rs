@@ -17,11 +17,11 @@ use crate::scope::{self, ScopeMatcher};
 use crate::sources::{FetchOutput, RowError};
 
 /// Largest mail file read (alert mails are small; this only guards against mistakes).
-pub const MAX_MAIL_BYTES: u64 = 32 * 1024 * 1024;
+pub(crate) const MAX_MAIL_BYTES: u64 = 32 * 1024 * 1024;
 
 /// What the importer parsed from all files.
 #[derive(Debug, Default)]
-pub struct Imported {
+pub(crate) struct Imported {
     pub findings: Vec<Finding>,
     /// Bad records (the file still counts) and bad files (`whole file` in the message).
     pub rejected: Vec<RowError>,
@@ -36,7 +36,7 @@ pub struct Imported {
 }
 
 /// The files named on the command line; a folder stands for its (non-hidden) files, sorted.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -63,7 +63,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
 }
 
 /// Reads a file, refusing huge ones.
-pub fn read_file(p: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_file(p: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
     if meta.len() > MAX_MAIL_BYTES {
         return Err(format!(
@@ -77,7 +77,7 @@ pub fn read_file(p: &Path) -> Result<Vec<u8>, String> {
 
 /// What one file gave an importer.
 #[derive(Debug, Default)]
-pub struct FileRead {
+pub(crate) struct FileRead {
     pub records: usize,
     pub findings: Vec<Finding>,
     pub rejected: Vec<RowError>,
@@ -87,7 +87,7 @@ pub struct FileRead {
 /// Reads every file (size-capped) through `parse`, which gets the bytes and the file's shown
 /// name. A file that cannot be read, or that `parse` refuses whole, is a failed file, named in
 /// `rejected` as `whole file: ...`; the others go on.
-pub fn read_files(
+pub(crate) fn read_files(
     files: &[PathBuf],
     mut parse: impl FnMut(&[u8], &str) -> Result<FileRead, String>,
 ) -> Imported {
@@ -120,7 +120,7 @@ pub fn read_files(
 /// Stamps scope, applies the batch through the pipeline's apply path
 /// ([`crate::pipeline::apply_import`]: one atomic batch, the run logged as `import/<source>`)
 /// and prints the summary.
-pub async fn store_and_report(
+pub(crate) async fn store_and_report(
     app: &App,
     source: &str,
     mut imp: Imported,

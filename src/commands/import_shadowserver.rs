@@ -36,11 +36,11 @@ use crate::sources::shadowserver::schema::{SCHEMA_STATE_KEY, Schema};
 use crate::store::bridge;
 use indicatif::{ProgressBar, ProgressStyle};
 
-pub use crate::pipeline::import::{Imported, shadowserver_files};
-pub use crate::sources::shadowserver::importer::{Downloaded, ImportSummary, MAX_ERRORS};
+pub(crate) use crate::pipeline::import::{Imported, shadowserver_files};
+pub(crate) use crate::sources::shadowserver::importer::Downloaded;
 
 /// The progress line of an import on stderr: rows read, and the file being read.
-pub fn progress_bar(show: bool) -> ProgressBar {
+pub(crate) fn progress_bar(show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
@@ -53,7 +53,7 @@ pub fn progress_bar(show: bool) -> ProgressBar {
     b
 }
 
-pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
     // A mistyped file name: no store is created for nothing (as `import hibp` and the
     // others refuse it, through `import_mail::expand`).
     if let Some(missing) = a.files.iter().find(|f| !f.exists()) {

@@ -15,7 +15,7 @@ use crate::text::clip;
 use crate::text::thousands;
 
 /// The kept entries naming the looked-up address (none for other queries).
-pub fn listed_by(store: &dyn Store, q: &Query) -> Result<Vec<ListedBy>, CliError> {
+pub(crate) fn listed_by(store: &dyn Store, q: &Query) -> Result<Vec<ListedBy>, CliError> {
     match q {
         Query::Ip(ip) => Ok(indicators::listed_by(store, *ip)?),
         _ => Ok(Vec::new()),
@@ -23,7 +23,7 @@ pub fn listed_by(store: &dyn Store, q: &Query) -> Result<Vec<ListedBy>, CliError
 }
 
 /// `lookup --json`'s `listed_by` array.
-pub fn listed_json(listed: &[ListedBy]) -> Value {
+pub(crate) fn listed_json(listed: &[ListedBy]) -> Value {
     Value::Array(
         listed
             .iter()
@@ -41,7 +41,7 @@ pub fn listed_json(listed: &[ListedBy]) -> Value {
 }
 
 /// The "Listed by" block of `lookup` (nothing when no list names the address).
-pub fn print_listed(listed: &[ListedBy]) -> Result<(), CliError> {
+pub(crate) fn print_listed(listed: &[ListedBy]) -> Result<(), CliError> {
     if listed.is_empty() {
         return Ok(());
     }
@@ -72,7 +72,7 @@ pub fn print_listed(listed: &[ListedBy]) -> Result<(), CliError> {
 
 /// One feed's kept sets, summed over its units (URLs).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedSet {
+pub(crate) struct FeedSet {
     pub feed: String,
     pub units: usize,
     pub entries: usize,
@@ -84,7 +84,7 @@ pub struct FeedSet {
 }
 
 /// Every feed with a kept set, by name.
-pub fn feed_sets(store: &dyn Store) -> Result<Vec<FeedSet>, CliError> {
+pub(crate) fn feed_sets(store: &dyn Store) -> Result<Vec<FeedSet>, CliError> {
     let mut out: Vec<FeedSet> = Vec::new();
     for s in indicators::kept_sets(store)? {
         match out.iter_mut().find(|f| f.feed == s.feed) {
@@ -112,7 +112,7 @@ pub fn feed_sets(store: &dyn Store) -> Result<Vec<FeedSet>, CliError> {
 }
 
 /// `status --json`'s `indicator_sets` array.
-pub fn sets_json(sets: &[FeedSet], now: DateTime<Utc>) -> Value {
+pub(crate) fn sets_json(sets: &[FeedSet], now: DateTime<Utc>) -> Value {
     Value::Array(
         sets.iter()
             .map(|s| {
@@ -132,7 +132,7 @@ pub fn sets_json(sets: &[FeedSet], now: DateTime<Utc>) -> Value {
 }
 
 /// The text block of `status`: one line per feed.
-pub fn print_sets(sets: &[FeedSet], now: DateTime<Utc>) -> Result<(), CliError> {
+pub(crate) fn print_sets(sets: &[FeedSet], now: DateTime<Utc>) -> Result<(), CliError> {
     if sets.is_empty() {
         return Ok(());
     }

@@ -18,7 +18,7 @@ use crate::commands::findings_table::{STORED_NOTE, findings_table};
 use crate::commands::lookup::MAX_SORTED;
 use crate::error::CliError;
 use crate::finding::Finding;
-pub use crate::finding::csv::{CSV_HEADER, csv_cell};
+pub(crate) use crate::finding::csv::{CSV_HEADER, csv_cell};
 use crate::notify::contacts::Contacts;
 use crate::notify::record::{self, SentIndex, SentRecord};
 use crate::notify::route::Router;
@@ -31,10 +31,10 @@ use crate::text::sanitize;
 use crate::triage::Suppressions;
 
 /// Findings the table shows unless `--limit` says otherwise.
-pub const DEFAULT_LIMIT: usize = 50;
+pub(crate) const DEFAULT_LIMIT: usize = 50;
 
 /// The filter the flags give, in the one parser of filters ([`Filter::parse`]).
-pub fn filter_of(a: &ListArgs) -> Result<Filter, String> {
+pub(crate) fn filter_of(a: &ListArgs) -> Result<Filter, String> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for (flag, values) in [
         ("status", &a.status),
@@ -87,7 +87,7 @@ fn resolve(app: &App, store: &dyn Store, filter: &mut Filter) -> Result<(), CliE
     })
 }
 
-pub fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn run(app: &App, a: &ListArgs) -> Result<ExitCode, CliError> {
     let mut filter = filter_of(a).map_err(CliError::usage)?;
     let format = if a.json { ListFormat::Json } else { a.format };
     let store = app.open_read()?;
@@ -252,14 +252,15 @@ fn table(store: &Shown<'_>, filter: &Filter, limit: Option<usize>) -> Result<Exi
 
 /// The columns of `--format csv`: the finding's ([`crate::finding::csv::CSV_HEADER`]), then
 /// `notified_*`, the last sending by `outwatch notify` (contact, time, ticket), empty when none.
-pub const NOTIFIED_COLUMNS: [&str; 3] = ["notified_contact", "notified_at", "notified_ticket"];
+pub(crate) const NOTIFIED_COLUMNS: [&str; 3] =
+    ["notified_contact", "notified_at", "notified_ticket"];
 
 fn csv_header() -> impl Iterator<Item = &'static str> {
     CSV_HEADER.into_iter().chain(NOTIFIED_COLUMNS)
 }
 
 /// A finding's row under the columns of `--format csv`, with its notification record.
-pub fn csv_row(f: &Finding, notified: Option<&SentRecord>) -> Vec<String> {
+pub(crate) fn csv_row(f: &Finding, notified: Option<&SentRecord>) -> Vec<String> {
     let last = notified.and_then(|r| r.sent.last());
     let mut row = crate::finding::csv::csv_row(f);
     row.extend(

@@ -8,7 +8,7 @@ use roff::{Roff, bold, italic, roman};
 use crate::error::EXIT_CODES;
 
 /// The page as roff.
-pub fn render(mut cmd: Command) -> String {
+pub(crate) fn render(mut cmd: Command) -> String {
     cmd.build();
     let mut r = Roff::new();
     let version = format!("outwatch {}", env!("CARGO_PKG_VERSION"));

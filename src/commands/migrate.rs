@@ -15,7 +15,7 @@ use crate::output::print_json;
 use crate::store::postgres::{PgStore, Target, describe_target};
 use crate::store::{self, Store};
 
-pub fn run(app: &App, a: &MigrateArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn run(app: &App, a: &MigrateArgs) -> Result<ExitCode, CliError> {
     let pg = a.to.starts_with("postgres://") || a.to.starts_with("postgresql://");
     if !pg && a.to_schema.is_some() {
         return Err(CliError::usage(

@@ -32,7 +32,7 @@ pub struct NotifyArgs {
     pub json: bool,
 }
 
-pub async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
     let mode = match (&a.test_to, a.send) {
         (Some(addr), _) => {

@@ -6,7 +6,7 @@ use crate::cli::RunArgs;
 use crate::daemon::{self, tasks};
 use crate::error::{CliError, EXIT_FAILURE};
 
-pub async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
     let store = app.open_own_store(a.once)?;
     let env = app.daemon_env()?;

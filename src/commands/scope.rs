@@ -12,7 +12,7 @@ use crate::output::print_json;
 use crate::scope;
 use crate::store::bridge;
 
-pub async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &ScopeArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
     let now = app.clock.now();
     if !a.refresh {

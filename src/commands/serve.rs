@@ -33,7 +33,7 @@ fn web_error(e: WebError) -> CliError {
     }
 }
 
-pub async fn run(app: &App, a: &ServeArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &ServeArgs) -> Result<ExitCode, CliError> {
     if a.hash_token {
         let mut line = String::new();
         std::io::stdin()

@@ -14,7 +14,7 @@ use crate::output::print_json;
 use crate::sources::shadowserver::ShadowserverConfig;
 use crate::sources::shadowserver::schema::{self, SCHEMA_STATE_KEY, Schema};
 
-pub async fn run(app: &App, a: &ShadowserverArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(app: &App, a: &ShadowserverArgs) -> Result<ExitCode, CliError> {
     match &a.command {
         ShadowserverCommand::Ping(j) => ping(app, j.json).await,
         ShadowserverCommand::UpdateSchema { url } => update_schema(app, url.as_deref()).await,

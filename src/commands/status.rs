@@ -20,7 +20,7 @@ use crate::output::{print_json, table};
 use crate::store::Store;
 use crate::text::clip;
 
-pub fn run(app: &App, a: &StatusArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn run(app: &App, a: &StatusArgs) -> Result<ExitCode, CliError> {
     let json_out = a.json;
     let (store, daemon, holder) = connect(app)?;
     let now = app.clock.now();

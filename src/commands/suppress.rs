@@ -18,7 +18,7 @@ use crate::triage::suppress::{self, Origin, Rule, Suppressions};
 
 use super::triage::{author, when};
 
-pub fn run(app: &App, a: &SuppressArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn run(app: &App, a: &SuppressArgs) -> Result<ExitCode, CliError> {
     match &a.command {
         SuppressCommand::Add(a) => add(app, a),
         SuppressCommand::List(j) => list(app, j.json),

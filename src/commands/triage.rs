@@ -15,7 +15,7 @@ use crate::output::{print_json, thousands};
 use crate::text::{clip, clip_middle, sanitize};
 use crate::triage::actions::{self, Action, Selection, Target, TargetError};
 
-pub fn ack(app: &App, a: &AckArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn ack(app: &App, a: &AckArgs) -> Result<ExitCode, CliError> {
     let action = if a.undo { Action::Unack } else { Action::Ack };
     run(
         app,
@@ -26,21 +26,21 @@ pub fn ack(app: &App, a: &AckArgs) -> Result<ExitCode, CliError> {
     )
 }
 
-pub fn resolve(app: &App, a: &ResolveArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn resolve(app: &App, a: &ResolveArgs) -> Result<ExitCode, CliError> {
     run(app, &a.target, Action::Resolve, &a.reason, &a.common)
 }
 
-pub fn note(app: &App, a: &NoteArgs) -> Result<ExitCode, CliError> {
+pub(crate) fn note(app: &App, a: &NoteArgs) -> Result<ExitCode, CliError> {
     run(app, &a.target, Action::Note, &a.text, &a.common)
 }
 
 /// A time for people: `2027-02-01 00:00 UTC`.
-pub fn when(t: chrono::DateTime<chrono::Utc>) -> String {
+pub(crate) fn when(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// `--by`, else `$USER` / `$LOGNAME`, checked.
-pub fn author(by: Option<&str>) -> Result<String, CliError> {
+pub(crate) fn author(by: Option<&str>) -> Result<String, CliError> {
     let by = match by {
         Some(b) => b.trim().to_string(),
         None => crate::triage::default_author().ok_or_else(|| {
@@ -199,7 +199,7 @@ fn line_of(f: &Finding) -> String {
 
 /// What `lookup` prints under its table: for each shown finding that people triaged or a rule
 /// suppresses, the rule and every triage entry of its history (who, when, why), oldest first.
-pub fn print_triage(
+pub(crate) fn print_triage(
     findings: &[Finding],
     supp: &crate::triage::Suppressions,
 ) -> Result<(), CliError> {
@@ -258,7 +258,7 @@ pub fn print_triage(
 
 /// A finding as `lookup --json` writes it: its one serialised shape, plus `suppressed` (the
 /// rule) when a rule in force covers it.
-pub fn finding_json(f: &Finding, supp: &crate::triage::Suppressions) -> Option<String> {
+pub(crate) fn finding_json(f: &Finding, supp: &crate::triage::Suppressions) -> Option<String> {
     let r = supp.matches(f)?;
     // The finding's own JSON object, its fields in their order, with one more at its end.
     let mut s = serde_json::to_string(f).ok()?;

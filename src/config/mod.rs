@@ -8,10 +8,10 @@
 //! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
 
 pub mod flows;
-pub mod notify;
+pub(crate) mod notify;
 mod report;
-pub mod suppress;
-pub mod web;
+pub(crate) mod suppress;
+pub(crate) mod web;
 
 pub use report::toml_error;
 

@@ -204,7 +204,7 @@ impl ContactConfig {
 }
 
 /// A template or language name: letters, digits, `-`, `_` (it becomes part of a file name).
-pub fn safe_name(s: &str) -> bool {
+pub(crate) fn safe_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 40
         && s.bytes()
@@ -291,7 +291,7 @@ fn check_policy(p: &PolicyConfig, key: &'static str) -> Result<(), PolicyError> 
 
 /// Checks `[notify]` and every `[[contacts]]`: names present and unique, at least one mail
 /// address each (all valid), something owned, template and language names usable.
-pub fn validate(cfg: &Config, text: &str) -> Result<(), Invalid> {
+pub(crate) fn validate(cfg: &Config, text: &str) -> Result<(), Invalid> {
     let located = |at: String, e: NotifyConfigError| Invalid {
         at,
         problem: Problem::Notify(e),

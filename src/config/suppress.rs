@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{Asn, DomainName};
 
 /// Longest reason, note or author kept (longer text is refused, not cut).
-pub const MAX_TEXT: usize = 1000;
+pub(crate) const MAX_TEXT: usize = 1000;
 
 /// One `[[suppress]]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -118,7 +118,7 @@ impl SuppressConfig {
 
 /// A reason, note, author or name: not empty (when `required`), at most [`MAX_TEXT`]
 /// characters, no control characters but in a note's line breaks.
-pub fn check_text(key: &str, s: &str, required: bool) -> Result<(), TextError> {
+pub(crate) fn check_text(key: &str, s: &str, required: bool) -> Result<(), TextError> {
     if required && s.trim().is_empty() {
         return Err(TextError::Empty(key.to_string()));
     }

@@ -6,7 +6,7 @@
 //! and every shipped list feed. A config pointing every source's `base_url` at it is written
 //! next to a fresh store; the command then fetches everything and renders the digest to files.
 
-pub mod server;
+pub(crate) mod server;
 
 use std::collections::HashMap;
 
@@ -143,7 +143,7 @@ const RECORDED: &[Recorded] = &[
 ];
 
 /// The replay server's routing table.
-pub fn routes() -> HashMap<String, Reply> {
+pub(crate) fn routes() -> HashMap<String, Reply> {
     RECORDED
         .iter()
         .map(|(m, p, ct, body)| (format!("{m} {p}"), Reply::ok(ct, body.to_vec())))
@@ -152,7 +152,7 @@ pub fn routes() -> HashMap<String, Reply> {
 
 /// The demo's config: every source pointed at `base` (the replay server), demo keys, the store
 /// in `data/`, a digest without SMTP (so it is written as a file).
-pub fn config_text(base: &str) -> String {
+pub(crate) fn config_text(base: &str) -> String {
     format!(
         r#"# Written by `outwatch demo`: every source reads recorded data from {base}.
 [organisation]
@@ -214,4 +214,4 @@ recipients = ["noc@example.org"]
 }
 
 /// A recorded day of Zeek `conn.log` of the demo network, for `outwatch flows`.
-pub const CONN_LOG: &str = include_str!("../../feeds/demo/zeek-conn.log");
+pub(crate) const CONN_LOG: &str = include_str!("../../feeds/demo/zeek-conn.log");

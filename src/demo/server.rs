@@ -15,14 +15,14 @@ const MAX_REQUEST: usize = 1 << 20;
 
 /// A recorded response.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
 }
 
 impl Reply {
-    pub fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
         Reply {
             status: 200,
             content_type,
@@ -32,14 +32,14 @@ impl Reply {
 }
 
 /// A running replay server; stops when dropped.
-pub struct ReplayServer {
+pub(crate) struct ReplayServer {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
 impl ReplayServer {
     /// Binds 127.0.0.1 on a free port and serves `routes` (`"GET /path"` → reply).
-    pub async fn start(routes: HashMap<String, Reply>) -> std::io::Result<Self> {
+    pub(crate) async fn start(routes: HashMap<String, Reply>) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let routes = Arc::new(routes);
@@ -55,7 +55,7 @@ impl ReplayServer {
     }
 
     /// `http://127.0.0.1:PORT`
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }

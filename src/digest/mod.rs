@@ -13,12 +13,12 @@
 
 pub mod build;
 pub mod mail_log;
-pub mod more;
-pub mod remediation;
-pub mod render;
-pub mod section;
-pub mod send;
-pub mod traffic;
+pub(crate) mod more;
+pub(crate) mod remediation;
+pub(crate) mod render;
+pub(crate) mod section;
+pub(crate) mod send;
+pub(crate) mod traffic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

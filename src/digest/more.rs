@@ -12,7 +12,7 @@ use crate::finding::Severity;
 
 /// The filter of one digest group, as `outwatch list` takes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
+pub(crate) struct ListFilter {
     /// `new`, `open` or `resolved`; `None`: what `list` shows by default (not resolved).
     pub status: Option<&'static str>,
     pub severity: Option<Severity>,
@@ -32,7 +32,7 @@ pub struct ListFilter {
 }
 
 /// `outwatch list` with the flags of `f`, in rank order, each value shell-quoted.
-pub fn more_command(f: &ListFilter) -> String {
+pub(crate) fn more_command(f: &ListFilter) -> String {
     let mut out = String::from("outwatch list");
     let mut flag = |name: &str, value: &str| {
         out.push_str(" --");
@@ -77,7 +77,7 @@ pub fn more_command(f: &ListFilter) -> String {
 
 /// A word the shell reads back as `s`: bare when it holds only safe characters, else in single
 /// quotes (a quote inside written `'\''`). Control characters become `?`.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c);
     if !s.is_empty() && s.chars().all(safe) {
         return s.to_string();

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 /// The built-in remediation texts.
-pub const BUILTIN: &str = include_str!("../../templates/remediation.toml");
+pub(crate) const BUILTIN: &str = include_str!("../../templates/remediation.toml");
 
 /// A one-line meaning and what to do.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

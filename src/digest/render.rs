@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::build::{ActItem, HealthView, SectionView, TrendDay};
 
 /// The templates and their built-in text.
-pub const BUILTIN: [(&str, &str); 3] = [
+pub(crate) const BUILTIN: [(&str, &str); 3] = [
     ("subject.txt", include_str!("../../templates/subject.txt")),
     ("digest.txt", include_str!("../../templates/digest.txt")),
     ("digest.html", include_str!("../../templates/digest.html")),
@@ -31,7 +31,7 @@ pub struct Counts {
 
 /// Everything a template can use (documented in docs/digest.md).
 #[derive(Debug, Clone, Serialize)]
-pub struct DigestView {
+pub(crate) struct DigestView {
     /// `[organisation] name`.
     pub organisation: String,
     /// `[digest] subject`: the title / subject prefix.
@@ -72,7 +72,7 @@ pub struct DigestView {
 
 /// The mails to contacts since the last digest, as the templates show them.
 #[derive(Debug, Clone, Serialize)]
-pub struct NotifiedView {
+pub(crate) struct NotifiedView {
     pub mails: Vec<MailedView>,
     /// All of them (more than are listed when over `mail_log::SHOWN`).
     pub total: usize,
@@ -88,7 +88,7 @@ pub struct NotifiedView {
 
 /// One finding without a contact.
 #[derive(Debug, Clone, Serialize)]
-pub struct NoContactView {
+pub(crate) struct NoContactView {
     pub severity: String,
     pub what: String,
     #[serde(rename = "type")]
@@ -99,7 +99,7 @@ pub struct NoContactView {
 
 /// One mail to a contact.
 #[derive(Debug, Clone, Serialize)]
-pub struct MailedView {
+pub(crate) struct MailedView {
     pub contact: String,
     pub to: String,
     pub at: String,
@@ -110,7 +110,7 @@ pub struct MailedView {
 impl NotifiedView {
     /// The view of these mails and of the findings without a contact (`None` when there is
     /// neither).
-    pub fn of(
+    pub(crate) fn of(
         mails: &[super::mail_log::Mailed],
         total: usize,
         no_contact: Option<&super::mail_log::NoContact>,
@@ -190,7 +190,7 @@ pub enum TemplateError {
 /// the `builtin` templates, each replaced by a same-named file in `dir` when there is one, and
 /// the other files of `dir` loaded when asked for (`{% include %}`, other languages). The
 /// digest's and the notification mails' templates are read so.
-pub fn environment(
+pub(crate) fn environment(
     builtin: &[(&'static str, &'static str)],
     dir: Option<&Path>,
 ) -> Result<Environment<'static>, TemplateError> {
@@ -226,21 +226,21 @@ pub fn environment(
 }
 
 /// The template environment.
-pub struct Renderer {
+pub(crate) struct Renderer {
     env: Environment<'static>,
 }
 
 impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir` when present. Other
     /// files in `dir` can be `{% include %}`d.
-    pub fn new(dir: Option<&Path>) -> Result<Self, TemplateError> {
+    pub(crate) fn new(dir: Option<&Path>) -> Result<Self, TemplateError> {
         Ok(Renderer {
             env: environment(&BUILTIN, dir)?,
         })
     }
 
     /// Renders the subject (one line), the text part and the HTML part.
-    pub fn render(&self, view: &mut DigestView) -> Result<Rendered, TemplateError> {
+    pub(crate) fn render(&self, view: &mut DigestView) -> Result<Rendered, TemplateError> {
         let r = |name: &str, v: &DigestView| -> Result<String, TemplateError> {
             self.env
                 .get_template(name)
@@ -265,7 +265,7 @@ impl Renderer {
 /// line, indented two more than the line they continue; a word longer than a line is cut. A
 /// line that is an `outwatch` command is broken before a `--flag` only, with a trailing `\`,
 /// so it still pastes into a shell as one command.
-pub fn wrap_text(text: &str, width: usize) -> String {
+pub(crate) fn wrap_text(text: &str, width: usize) -> String {
     use textwrap::core::display_width;
     let mut out = String::with_capacity(text.len() + text.len() / 16);
     for line in text.split_inclusive('\n') {

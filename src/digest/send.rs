@@ -125,7 +125,7 @@ fn message_id(from: &Mailbox, now: DateTime<Utc>) -> String {
 /// Builds the multipart/alternative message (text first, then HTML) with Message-ID and Date,
 /// marked as automatic (`Auto-Submitted: auto-generated`, so vacation replies and other
 /// auto-responders stay quiet).
-pub fn build_message(
+pub(crate) fn build_message(
     from: &str,
     to: &[String],
     r: &Rendered,
@@ -164,7 +164,7 @@ fn credentials(cfg: &SmtpConfig) -> Result<Option<(String, Secret)>, SendError> 
 }
 
 /// A connection to the configured SMTP server.
-pub struct Mailer {
+pub(crate) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     secret: Option<Secret>,
     target: String,
@@ -176,7 +176,7 @@ pub struct Mailer {
 impl Mailer {
     /// Prepares the transport. Refuses `tls = "none"` for anything but a loopback host, and
     /// credentials over a plain connection.
-    pub fn new(cfg: &SmtpConfig) -> Result<Self, SendError> {
+    pub(crate) fn new(cfg: &SmtpConfig) -> Result<Self, SendError> {
         let creds = credentials(cfg)?;
         let target = format!("{}:{}", cfg.host, cfg.port);
         let builder = match cfg.tls {
@@ -215,7 +215,7 @@ impl Mailer {
     }
 
     /// Sends one message; `Ok` only when the server accepted it.
-    pub async fn send(&self, msg: Message) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, msg: Message) -> Result<(), SendError> {
         let res = match tokio::time::timeout(self.deadline, self.transport.send(msg)).await {
             Ok(r) => r.map_err(|e| crate::text::chain(&e)),
             Err(_) => Err(format!(
@@ -233,14 +233,14 @@ impl Mailer {
     }
 
     /// Closes pooled connections.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         let _ = tokio::time::timeout(self.deadline, self.transport.shutdown()).await;
     }
 }
 
 /// Writes a message as `<dir>/digest-<time>[-<audience>].eml` (write to a temporary name, then
 /// rename, so a half-written file never looks like a digest). Returns the path.
-pub fn write_eml(
+pub(crate) fn write_eml(
     dir: &Path,
     msg: &Message,
     now: DateTime<Utc>,

@@ -16,10 +16,10 @@ use crate::flows::analyse::group::Body;
 use crate::flows::analyse::rules::Kind;
 
 /// Most lines listed (the counts stay exact).
-pub const MAX_LISTED: usize = 20;
+pub(crate) const MAX_LISTED: usize = 20;
 /// Most (host, kind) lines gathered while the store is scanned; past that a line of a new
 /// host replaces the least severe, oldest one, which is then only counted.
-pub const MAX_LINES: usize = 5_000;
+pub(crate) const MAX_LINES: usize = 5_000;
 /// Peers (services) kept per line while days are merged: the line names three.
 const KEPT_ENTRIES: usize = 5;
 
@@ -109,7 +109,7 @@ impl Line {
 
 /// Gathers the section while the store is scanned.
 #[derive(Debug, Default)]
-pub struct TrafficCollector {
+pub(crate) struct TrafficCollector {
     findings: usize,
     /// (host, kind) → its line.
     lines: HashMap<(String, String), Line>,
@@ -127,7 +127,7 @@ fn day_of(f: &Finding) -> Option<String> {
 
 impl TrafficCollector {
     /// Takes a flow finding of the new or open section.
-    pub fn add(&mut self, f: &Finding, section: Section, last: String) {
+    pub(crate) fn add(&mut self, f: &Finding, section: Section, last: String) {
         self.findings += 1;
         let host = f.ip.map(|i| i.to_string()).unwrap_or_default();
         let key = (host, f.feed.clone());
@@ -205,7 +205,7 @@ impl TrafficCollector {
     }
 
     /// The section, listing at most `limit` lines; `more_command` shows them all.
-    pub fn view(&self, limit: usize, more_command: String) -> TrafficView {
+    pub(crate) fn view(&self, limit: usize, more_command: String) -> TrafficView {
         let mut kinds: HashMap<String, TrafficKind> = HashMap::new();
         let count_kind = |kinds: &mut HashMap<String, TrafficKind>, kind: &str, sev, n| {
             let k = kinds.entry(kind.to_string()).or_insert(TrafficKind {

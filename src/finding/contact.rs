@@ -29,7 +29,7 @@ fn text(f: &Finding, key: &str) -> Option<String> {
 /// subject's port kept as `extra.port`. When the peer is the source (`src_ip`/`src_port` in
 /// `extra`: the finding's address was contacted, as a DDoS target), the destination port is the
 /// finding's own port.
-pub fn contact(f: &Finding) -> Vec<(&'static str, String)> {
+pub(crate) fn contact(f: &Finding) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     let (dst_ip, dst_port) = (text(f, "dst_ip"), text(f, "dst_port"));
     let (src_ip, src_port) = (text(f, "src_ip"), text(f, "src_port"));
@@ -62,7 +62,7 @@ fn host_port(ip: &str, port: Option<&str>) -> String {
 
 /// [`contact`] in words for a table or a digest line, e.g. `src port 50100 → 203.0.113.80:80`
 /// or `from 203.0.113.9:61234 → port 443`; empty when there is none. Not sanitised.
-pub fn contact_text(f: &Finding) -> String {
+pub(crate) fn contact_text(f: &Finding) -> String {
     let c = contact(f);
     let get = |k: &str| c.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
     let mut s = String::new();

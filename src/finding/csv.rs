@@ -13,7 +13,7 @@ fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
 /// The columns of `--format csv`, one row per finding. Times are RFC 3339 UTC to the second;
 /// `observed` is when the provider saw it (else when stored), `stored` when outwatch last
 /// stored it.
-pub const CSV_HEADER: [&str; 26] = [
+pub(crate) const CSV_HEADER: [&str; 26] = [
     "observed",
     "severity",
     "status",
@@ -45,7 +45,7 @@ pub const CSV_HEADER: [&str; 26] = [
 /// A cell for a spreadsheet: control characters escaped ([`sanitize`]), and one that would
 /// start a formula (`= + - @`, tab, carriage return) prefixed with `'` (CSV injection: feed
 /// content is the attacker's).
-pub fn csv_cell(s: &str) -> String {
+pub(crate) fn csv_cell(s: &str) -> String {
     let s = sanitize(s);
     if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
@@ -55,7 +55,7 @@ pub fn csv_cell(s: &str) -> String {
 }
 
 /// A finding's row under [`CSV_HEADER`].
-pub fn csv_row(f: &Finding) -> Vec<String> {
+pub(crate) fn csv_row(f: &Finding) -> Vec<String> {
     let opt = |v: Option<String>| v.unwrap_or_default();
     let c = contact(f);
     let get = |k: &str| opt(c.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 /// Most history entries kept per finding (see the module's cap rule).
 pub const HISTORY_CAP: usize = 32;
 /// Life-cycle events kept at least when the history is full, before triage entries go.
-pub const LIFECYCLE_KEPT: usize = 8;
+pub(crate) const LIFECYCLE_KEPT: usize = 8;
 
 /// Who did a triage action, and why (or the note's text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +191,7 @@ impl From<EntryJson> for HistoryEntry {
 }
 
 /// Appends an entry and applies the cap rule (see the module).
-pub fn push(history: &mut Vec<HistoryEntry>, entry: HistoryEntry) {
+pub(crate) fn push(history: &mut Vec<HistoryEntry>, entry: HistoryEntry) {
     history.push(entry);
     while history.len() > HISTORY_CAP {
         let at = drop_at(history);
@@ -218,7 +218,7 @@ fn drop_at(h: &[HistoryEntry]) -> usize {
 
 /// The acknowledgement in force: the newest `ack`, unless an `unack`, a `resolved` or a
 /// `reopened` came after it. (A new observation of an open finding leaves it.)
-pub fn ack_in_force(h: &[HistoryEntry]) -> Option<&HistoryEntry> {
+pub(crate) fn ack_in_force(h: &[HistoryEntry]) -> Option<&HistoryEntry> {
     h.iter()
         .rev()
         .find(|e| {

@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-pub mod contact;
-pub mod csv;
-pub mod history;
-pub mod rank;
+pub(crate) mod contact;
+pub(crate) mod csv;
+pub(crate) mod history;
+pub(crate) mod rank;
 pub(crate) mod view;
 
 pub use history::{Event, HISTORY_CAP, HistoryEntry, Triage};

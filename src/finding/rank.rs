@@ -22,7 +22,7 @@ use super::{Classification, Finding, Status};
 
 /// The kind of threat a finding stands for, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Threat {
+pub(crate) enum Threat {
     /// Something of ours is compromised or serves harm: malicious code (C2, infected
     /// systems, malware distribution), intrusions, fraud (phishing), leaked data.
     Compromise,
@@ -36,7 +36,7 @@ pub enum Threat {
 
 impl Threat {
     /// The short word used in tables and the digest.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Threat::Compromise => "compromise",
             Threat::Abuse => "abuse",
@@ -48,7 +48,7 @@ impl Threat {
 
 /// The threat kind of a classification (by its RSIT taxonomy; a DDoS is abuse, other
 /// availability issues such as an open amplifier are exposure).
-pub fn threat(c: &Classification) -> Threat {
+pub(crate) fn threat(c: &Classification) -> Threat {
     match c.taxonomy.as_str() {
         "malicious-code" | "intrusions" | "fraud" | "information-content-security" => {
             Threat::Compromise
@@ -62,17 +62,17 @@ pub fn threat(c: &Classification) -> Threat {
 
 /// When the finding was last observed: the provider's time (`time_source`) where it gave one,
 /// else when outwatch last stored it.
-pub fn observed(f: &Finding) -> DateTime<Utc> {
+pub(crate) fn observed(f: &Finding) -> DateTime<Utc> {
     f.time_source.unwrap_or(f.last_seen)
 }
 
 /// The UTC day of [`observed`]: the recency step of the rank.
-pub fn observed_day(f: &Finding) -> chrono::NaiveDate {
+pub(crate) fn observed_day(f: &Finding) -> chrono::NaiveDate {
     observed(f).date_naive()
 }
 
 /// Orders two findings by the rank: the one to act on first is `Less`.
-pub fn compare(a: &Finding, b: &Finding) -> Ordering {
+pub(crate) fn compare(a: &Finding, b: &Finding) -> Ordering {
     a.severity
         .cmp(&b.severity)
         .then_with(|| threat(&a.classification).cmp(&threat(&b.classification)))
@@ -87,14 +87,14 @@ pub fn compare(a: &Finding, b: &Finding) -> Ordering {
 /// address, the wider one first), then findings without an address by domain, URL and mail
 /// address.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum AddressKey<'a> {
+pub(crate) enum AddressKey<'a> {
     Ip(u8, u128, u8),
     Name(&'a str),
     None,
 }
 
 /// The address key of a finding (see [`AddressKey`]).
-pub fn address_key(f: &Finding) -> AddressKey<'_> {
+pub(crate) fn address_key(f: &Finding) -> AddressKey<'_> {
     let ip = |ip: IpAddr, len: u8| match ip {
         IpAddr::V4(v4) => AddressKey::Ip(4, u32::from(v4) as u128, len),
         IpAddr::V6(v6) => AddressKey::Ip(6, u128::from(v6), len),
@@ -118,7 +118,7 @@ pub fn address_key(f: &Finding) -> AddressKey<'_> {
 
 /// Orders two findings by address, numerically (`192.0.2.54` before `192.0.2.200`), then by
 /// port.
-pub fn address_order(a: &Finding, b: &Finding) -> Ordering {
+pub(crate) fn address_order(a: &Finding, b: &Finding) -> Ordering {
     address_key(a)
         .cmp(&address_key(b))
         .then_with(|| a.port.cmp(&b.port))

@@ -12,7 +12,7 @@ pub mod analyse;
 /// `[flows]`: the settings live with the config file's own tables.
 pub use crate::config::flows as config;
 pub mod read;
-pub mod run;
+pub(crate) mod run;
 pub mod sample;
 pub mod watch;
 

@@ -20,7 +20,7 @@ use crate::sources::{FetchOutput, RowError};
 use crate::store::{FetchRun, IngestStats, Store, StoreError, UnitError};
 
 /// Most row errors carried into a summary (counts stay exact).
-pub const MAX_ERRORS: usize = 100;
+pub(crate) const MAX_ERRORS: usize = 100;
 
 /// What one file gave.
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +36,7 @@ pub struct FileOutcome {
 
 /// The files of a run and the analysis of all of them.
 #[derive(Debug, Clone)]
-pub struct Analysed {
+pub(crate) struct Analysed {
     pub files: Vec<FileOutcome>,
     pub report: FlowReport,
     /// What the owner should know that is no failure (no C2 list loaded; a rotated log whose
@@ -46,11 +46,11 @@ pub struct Analysed {
 
 impl Analysed {
     /// Files that could not be read.
-    pub fn failed_files(&self) -> usize {
+    pub(crate) fn failed_files(&self) -> usize {
         self.files.iter().filter(|f| f.error.is_some()).count()
     }
     /// Lines read, over all files.
-    pub fn lines(&self) -> u64 {
+    pub(crate) fn lines(&self) -> u64 {
         self.files
             .iter()
             .filter_map(|f| f.stats.as_ref())
@@ -58,7 +58,7 @@ impl Analysed {
             .sum()
     }
     /// Connections read, over all files.
-    pub fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         self.files
             .iter()
             .filter_map(|f| f.stats.as_ref())
@@ -66,7 +66,7 @@ impl Analysed {
             .sum()
     }
     /// Lines rejected, over all files.
-    pub fn rejected(&self) -> u64 {
+    pub(crate) fn rejected(&self) -> u64 {
         self.files
             .iter()
             .filter_map(|f| f.stats.as_ref())
@@ -74,7 +74,7 @@ impl Analysed {
             .sum()
     }
     /// Values kept although malformed, over all files.
-    pub fn warnings(&self) -> u64 {
+    pub(crate) fn warnings(&self) -> u64 {
         self.files
             .iter()
             .filter_map(|f| f.stats.as_ref())
@@ -82,7 +82,7 @@ impl Analysed {
             .sum()
     }
     /// The first [`MAX_ERRORS`] row errors (rejected lines and warnings), over all files.
-    pub fn row_errors(&self) -> Vec<RowError> {
+    pub(crate) fn row_errors(&self) -> Vec<RowError> {
         self.files
             .iter()
             .filter_map(|f| f.stats.as_ref())
@@ -91,7 +91,7 @@ impl Analysed {
             .collect()
     }
     /// [`Analysed::row_errors`], then one per unreadable file.
-    pub fn errors(&self) -> Vec<RowError> {
+    pub(crate) fn errors(&self) -> Vec<RowError> {
         let mut out = self.row_errors();
         out.extend(self.files.iter().filter_map(|f| {
             f.error.as_ref().map(|e| RowError {
@@ -106,7 +106,7 @@ impl Analysed {
 /// A part of a log file to read: the whole file, or (for a log the watch job read before) what
 /// follows the part it read, behind the log's own header lines.
 #[derive(Debug, Clone)]
-pub struct Piece {
+pub(crate) struct Piece {
     pub path: PathBuf,
     /// `None`: the whole file, gzip or plain.
     pub tail: Option<Tail>,
@@ -116,7 +116,7 @@ pub struct Piece {
 /// CSV; empty for JSON lines) and where the unread lines begin and end: a byte offset of a
 /// plain file, or of the decompressed stream of a gzip one.
 #[derive(Debug, Clone)]
-pub struct Tail {
+pub(crate) struct Tail {
     pub header: Vec<u8>,
     pub from: u64,
     /// The end of the last whole line of a log still written; `None`: the file's end.
@@ -125,7 +125,7 @@ pub struct Tail {
 
 /// Reads `files` in order into one analysis; a file that cannot be read is named and the
 /// others go on. `progress` hears of each file before it is read.
-pub fn analyse_files(
+pub(crate) fn analyse_files(
     flows: &FlowsConfig,
     scope: &ScopeMatcher,
     index: &IndicatorIndex,
@@ -143,7 +143,7 @@ pub fn analyse_files(
 }
 
 /// [`analyse_files`] of whole files and file tails.
-pub fn analyse_pieces(
+pub(crate) fn analyse_pieces(
     flows: &FlowsConfig,
     scope: &ScopeMatcher,
     index: &IndicatorIndex,
@@ -187,7 +187,7 @@ pub fn analyse_pieces(
 
 /// The notice of a run that had no C2 list to check peers against: `status` shows the flows
 /// entry as degraded while its last run says so ([`crate::health::FLOWS_NO_LISTS`]).
-pub fn no_lists_notice() -> String {
+pub(crate) fn no_lists_notice() -> String {
     format!(
         "{}: no C2 list is kept or enabled, so no peer was checked for C2 contact; fetch a \
          list feed (feodotracker, threatfox, ...) first",
@@ -201,7 +201,7 @@ pub fn no_lists_notice() -> String {
 /// ([`Body::merge`]; a top talker's newer measure of a service replaces the older). A stored
 /// finding of another shape (the one-per-peer findings of earlier versions have other
 /// fingerprints anyway) is left alone.
-pub fn add_stored_counts(
+pub(crate) fn add_stored_counts(
     store: &dyn Store,
     findings: &mut [crate::finding::Finding],
 ) -> Result<(), StoreError> {
@@ -253,7 +253,7 @@ pub fn add_stored_counts(
 /// findings no run added to for `resolve_after` are resolved, as a source's are when it no
 /// longer reports them (a day's finding stops growing when its day's logs are read); the run's
 /// entry counts them. (No suspicious-drop guard: flow findings end every day by design.)
-pub fn store_run(
+pub(crate) fn store_run(
     store: &Arc<dyn Store>,
     scope: &ScopeMatcher,
     run: &mut Analysed,
@@ -315,7 +315,7 @@ pub fn store_run(
 
 /// The indicator sets a flows run checks peers against: those of the list feeds `cfg`
 /// enables (a feed switched off no longer names C2s), or every kept set without a config.
-pub fn indicators(
+pub(crate) fn indicators(
     cfg: Option<&crate::config::Config>,
     store: &dyn Store,
 ) -> Result<crate::indicators::IndicatorIndex, crate::store::StoreError> {

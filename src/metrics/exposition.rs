@@ -12,14 +12,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// One metric family being filled: its samples, each with its labels (`name`, value). Every
 /// family here is a gauge: the values are read from the store's state as it is now.
 #[derive(Debug)]
-pub struct Family {
+pub(crate) struct Family {
     name: &'static str,
     help: &'static str,
     samples: Vec<(Vec<(&'static str, String)>, f64)>,
 }
 
 impl Family {
-    pub fn gauge(name: &'static str, help: &'static str) -> Family {
+    pub(crate) fn gauge(name: &'static str, help: &'static str) -> Family {
         Family {
             name,
             help,
@@ -28,13 +28,13 @@ impl Family {
     }
 
     /// Adds a sample without labels.
-    pub fn value(&mut self, v: f64) -> &mut Self {
+    pub(crate) fn value(&mut self, v: f64) -> &mut Self {
         self.samples.push((Vec::new(), v));
         self
     }
 
     /// Adds a sample with these labels (label names are ours: `[a-z_]+`).
-    pub fn sample(&mut self, labels: &[(&'static str, &str)], v: f64) -> &mut Self {
+    pub(crate) fn sample(&mut self, labels: &[(&'static str, &str)], v: f64) -> &mut Self {
         self.samples.push((
             labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
             v,
@@ -45,17 +45,17 @@ impl Family {
 
 /// The text being written, family after family.
 #[derive(Debug, Default)]
-pub struct Exposition {
+pub(crate) struct Exposition {
     out: String,
 }
 
 impl Exposition {
-    pub fn new() -> Exposition {
+    pub(crate) fn new() -> Exposition {
         Exposition::default()
     }
 
     /// Writes a family (nothing when it has no sample).
-    pub fn push(&mut self, f: Family) {
+    pub(crate) fn push(&mut self, f: Family) {
         if f.samples.is_empty() {
             return;
         }
@@ -84,13 +84,14 @@ impl Exposition {
     }
 
     /// The whole text.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }
 
 /// A label value as the format wants it: `\`, `"` and a line feed escaped.
-pub fn escape_label(v: &str) -> String {
+#[cfg(test)]
+fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     escape_label_into(&mut s, v);
     s

@@ -11,7 +11,7 @@
 //! Label values (source names, audiences) are escaped by [`exposition`]: feed names come from
 //! files anyone may edit, and no value may break a line of the format.
 
-pub mod exposition;
+pub(crate) mod exposition;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;

@@ -42,7 +42,7 @@ fn mailbox(addr: &str, key: &str) -> Result<Mailbox, String> {
 }
 
 /// What goes into one message besides its rendered parts.
-pub struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     pub from: &'a str,
     pub reply_to: Option<&'a str>,
     pub to: &'a [String],
@@ -54,7 +54,7 @@ pub struct Envelope<'a> {
 }
 
 /// Builds the message: multipart/mixed of (text | HTML) and the CSV attachment.
-pub fn build(e: &Envelope<'_>, r: &Rendered, now: DateTime<Utc>) -> Result<Message, String> {
+pub(crate) fn build(e: &Envelope<'_>, r: &Rendered, now: DateTime<Utc>) -> Result<Message, String> {
     let mut from = mailbox(e.from, "notify.from")?;
     if from.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         from.name = Some("outwatch".into());

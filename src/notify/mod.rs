@@ -10,10 +10,10 @@
 
 pub mod abuse_c;
 pub mod contacts;
-pub mod mail;
+pub(crate) mod mail;
 pub mod plan;
 pub mod record;
-pub mod render;
+pub(crate) mod render;
 pub mod route;
 
 use std::collections::HashMap;

@@ -17,7 +17,7 @@ use super::plan::Row;
 use crate::text::{clip_middle, sanitize};
 
 /// The built-in templates.
-pub const BUILTIN: [(&str, &str); 3] = [
+pub(crate) const BUILTIN: [(&str, &str); 3] = [
     (
         "notify_subject.txt",
         include_str!("../../templates/notify_subject.txt"),
@@ -27,11 +27,11 @@ pub const BUILTIN: [(&str, &str); 3] = [
 ];
 
 /// Largest HTML part; a mail over it lists fewer rows in the body (the CSV has them all).
-pub const MAX_HTML_BYTES: usize = 100 * 1024;
+pub(crate) const MAX_HTML_BYTES: usize = 100 * 1024;
 
 /// One row as templates see it: the row's fields plus `what` (address, network, domain...).
 #[derive(Debug, Clone, Serialize)]
-pub struct RowView<'a> {
+pub(crate) struct RowView<'a> {
     #[serde(flatten)]
     pub row: &'a Row,
     pub what: String,
@@ -39,7 +39,7 @@ pub struct RowView<'a> {
 
 /// Everything a notification template can use (documented in docs/notify.md).
 #[derive(Debug, Clone, Serialize)]
-pub struct NotifyView<'a> {
+pub(crate) struct NotifyView<'a> {
     /// `[organisation] name`.
     pub organisation: String,
     /// The contact's name.
@@ -72,7 +72,7 @@ pub struct Rendered {
 }
 
 /// The template environment.
-pub struct Renderer {
+pub(crate) struct Renderer {
     env: Environment<'static>,
     dir: Option<PathBuf>,
 }
@@ -80,7 +80,7 @@ pub struct Renderer {
 impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir`; other files of
     /// `dir` (other templates and languages) are loaded when asked for.
-    pub fn new(dir: Option<&Path>) -> Result<Self, String> {
+    pub(crate) fn new(dir: Option<&Path>) -> Result<Self, String> {
         let env = crate::digest::render::environment(&BUILTIN, dir)
             .map_err(|e| crate::text::chain(&e))?;
         Ok(Renderer {
@@ -105,7 +105,7 @@ impl Renderer {
     }
 
     /// Renders the subject (one line, the ticket in it), the text part and the HTML part.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         template: &str,
         language: &str,
@@ -133,7 +133,7 @@ impl Renderer {
 
 /// The findings as a fixed-width table for the text part (fits 80 columns; feed text
 /// sanitised, long addresses shortened in the middle).
-pub fn text_table(rows: &[RowView<'_>]) -> String {
+pub(crate) fn text_table(rows: &[RowView<'_>]) -> String {
     let mut out = format!(
         "{:<9} {:<22} {:<32} {}\n",
         "SEVERITY", "TYPE", "WHAT", "LAST SEEN"
@@ -152,7 +152,7 @@ pub fn text_table(rows: &[RowView<'_>]) -> String {
 
 /// A cell a spreadsheet would run as a formula (`= + - @`, or a tab / carriage return first)
 /// gets a leading `'`.
-pub fn neutralise(cell: &str) -> String {
+pub(crate) fn neutralise(cell: &str) -> String {
     match cell.chars().next() {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
         _ => cell.to_string(),
@@ -160,7 +160,7 @@ pub fn neutralise(cell: &str) -> String {
 }
 
 /// The columns of the CSV attachment.
-pub const CSV_COLUMNS: [&str; 20] = [
+pub(crate) const CSV_COLUMNS: [&str; 20] = [
     "ticket",
     "severity",
     "status",
@@ -184,7 +184,7 @@ pub const CSV_COLUMNS: [&str; 20] = [
 ];
 
 /// The rows as CSV (header line first), every cell neutralised.
-pub fn csv(ticket: &str, rows: &[Row]) -> Result<String, String> {
+pub(crate) fn csv(ticket: &str, rows: &[Row]) -> Result<String, String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();

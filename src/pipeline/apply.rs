@@ -83,7 +83,7 @@ pub struct Ending {
 
 /// The outcome of a run that read `fetched` rows and ended as `e` (the rule in the module's
 /// documentation).
-pub fn outcome(e: &Ending, fetched: usize) -> RunOutcome {
+pub(crate) fn outcome(e: &Ending, fetched: usize) -> RunOutcome {
     if e.error.is_some() {
         RunOutcome::Error
     } else if !e.failed.is_empty() {
@@ -568,7 +568,7 @@ impl FilesRead {
 }
 
 /// One line naming the failed units.
-pub fn summarise(failed: &[UnitError]) -> String {
+pub(crate) fn summarise(failed: &[UnitError]) -> String {
     let mut s = format!("{} unit(s) failed: ", failed.len());
     for (i, u) in failed.iter().enumerate() {
         if i > 0 {

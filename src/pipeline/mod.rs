@@ -6,7 +6,7 @@
 //! that fails as a whole writes only its run-log entry and what it had committed before. Store
 //! work runs on the store's bridge ([`crate::store::bridge`]), never on the async threads.
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod import;
 
 use std::path::PathBuf;

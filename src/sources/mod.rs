@@ -16,8 +16,8 @@
 pub mod cymru;
 pub mod hibp;
 pub mod lists;
-pub mod registration;
-pub mod registry;
+pub(crate) mod registration;
+pub(crate) mod registry;
 pub mod safebrowsing;
 pub mod shadowserver;
 pub mod snds;

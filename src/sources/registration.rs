@@ -34,7 +34,7 @@ pub trait Registration: Sync {
 }
 
 /// A configured URL to check: the key, the value, and whether a key is sent to it.
-pub type ConfiguredUrl<'a> = (&'static str, &'a str, bool);
+pub(crate) type ConfiguredUrl<'a> = (&'static str, &'a str, bool);
 
 /// A single source's `[sources.<NAME>]` table: its struct, its defaults, and how the source is
 /// built from it. [`Kind`] turns it into a [`Registration`].
@@ -148,11 +148,11 @@ macro_rules! source_kind {
 pub(crate) use source_kind;
 
 /// The [`Registration`] of a single source whose table is `T`.
-pub struct Kind<T>(PhantomData<fn() -> T>);
+pub(crate) struct Kind<T>(PhantomData<fn() -> T>);
 
 impl<T> Kind<T> {
     /// The registration (a constant, for `registry::REGISTRY`).
-    pub const NEW: Kind<T> = Kind(PhantomData);
+    pub(crate) const NEW: Kind<T> = Kind(PhantomData);
 }
 
 /// The table of source `T`, when the config has one.
@@ -205,7 +205,7 @@ impl<T: SourceKind> Registration for Kind<T> {
 
 /// Checks the URLs of table `[sources.<name>]`: `http(s)`, and `https` or loopback where a
 /// key is sent (unless `allow_plain_http`). The error names the key and its line.
-pub fn check_urls(
+pub(crate) fn check_urls(
     text: &str,
     name: &str,
     urls: &[ConfiguredUrl<'_>],
@@ -225,7 +225,7 @@ pub fn check_urls(
 
 /// Refuses a secret of table `[sources.<name>]` too short to be real
 /// ([`crate::secret::min_len`]); the error names the key and its line.
-pub fn check_secrets(
+pub(crate) fn check_secrets(
     text: &str,
     name: &str,
     secrets: &[(&'static str, &crate::secret::Secret)],
@@ -241,7 +241,7 @@ pub fn check_secrets(
 
 /// Every `[sources.NAME]` table of `text` whose NAME `pick` accepts, read as `T`, in file
 /// order. The document is read again so that an error names the line of its key.
-pub fn tables<T: DeserializeOwned>(
+pub(crate) fn tables<T: DeserializeOwned>(
     text: &str,
     pick: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<(String, T)>, String> {

@@ -10,14 +10,12 @@
 
 use std::path::Path;
 
-pub use super::registration::{
-    ConfiguredUrl, Kind, Registration, SourceKind, check_secrets, check_urls, table, tables,
-};
+pub(crate) use super::registration::{Kind, Registration};
 use super::{BuiltSource, cymru, hibp, lists, safebrowsing, shadowserver, snds};
 use crate::config::{Config, ConfigError, CronSchedule, closest, line_hint};
 
 /// Every kind of source, in the order `fetch` and `status` list them.
-pub static REGISTRY: &[&dyn Registration] = &[
+pub(crate) static REGISTRY: &[&dyn Registration] = &[
     &Kind::<shadowserver::ShadowserverConfig>::NEW,
     &Kind::<hibp::HibpConfig>::NEW,
     &Kind::<safebrowsing::SafeBrowsingConfig>::NEW,
@@ -27,7 +25,7 @@ pub static REGISTRY: &[&dyn Registration] = &[
 ];
 
 /// The names of the single sources (reserved: no list feed may take them).
-pub fn single_names() -> Vec<&'static str> {
+pub(crate) fn single_names() -> Vec<&'static str> {
     REGISTRY.iter().filter_map(|r| r.single()).collect()
 }
 
@@ -82,7 +80,7 @@ fn check_source_names(text: &str, cfg: &Config) -> Result<(), String> {
 }
 
 /// Has every registered source read and check its tables of `text` into `cfg.sources`.
-pub fn configure(cfg: &mut Config, text: &str) -> Result<(), String> {
+pub(crate) fn configure(cfg: &mut Config, text: &str) -> Result<(), String> {
     check_source_names(text, cfg)?;
     let singles = single_names();
     for r in REGISTRY {
@@ -128,7 +126,7 @@ pub fn configured_schedule(cfg: &Config, name: &str) -> Option<CronSchedule> {
 }
 
 /// Config keys that hold a secret written inline in the file, over every source.
-pub fn inline_secrets(cfg: &Config) -> Vec<String> {
+pub(crate) fn inline_secrets(cfg: &Config) -> Vec<String> {
     REGISTRY
         .iter()
         .flat_map(|r| r.inline_secrets(cfg))
@@ -138,6 +136,7 @@ pub fn inline_secrets(cfg: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::registration::{table, tables};
 
     #[test]
     fn list_feeds_cannot_take_a_single_source_name() {

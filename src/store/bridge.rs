@@ -27,7 +27,7 @@ where
 
 /// Runs `work`, which uses the store (and may return another error that a store error converts
 /// into), off the async threads and waits for it.
-pub async fn run<T, E, F>(work: F) -> std::result::Result<T, E>
+pub(crate) async fn run<T, E, F>(work: F) -> std::result::Result<T, E>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
@@ -40,7 +40,7 @@ where
 
 /// Starts `work` on the blocking pool without waiting (a streamed answer that sends what it
 /// reads through a channel); await the handle for its end.
-pub fn spawn<T, F>(work: F) -> tokio::task::JoinHandle<T>
+pub(crate) fn spawn<T, F>(work: F) -> tokio::task::JoinHandle<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,

@@ -10,7 +10,7 @@ use super::{Findings, ReadError, Reading, Result, Store, StoreError, Unit, Write
 
 /// What a copy moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Copied {
+pub(crate) struct Copied {
     pub findings: usize,
     pub runs: usize,
     pub state: usize,
@@ -20,7 +20,7 @@ pub struct Copied {
 /// The findings are one unit (all or nothing; streamed, in the target's bounded memory); the
 /// run log and the state follow (the state one entry at a time: kept indicator sets are some
 /// MB each). Fails with [`StoreError::Refused`] when a count differs at the end.
-pub fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
+pub(crate) fn copy(from: &dyn Store, to: &dyn Store) -> Result<Copied> {
     let (held, runs_held, state_held) = (to.count()?, to.runs(None, 1)?.len(), state_count(to)?);
     if held + runs_held + state_held > 0 {
         return Err(StoreError::Refused(format!(

@@ -255,7 +255,7 @@ pub struct Filter {
 }
 
 /// The flags a filter is written with, in the order [`Filter::to_command`] writes them.
-pub const FLAGS: [&str; 20] = [
+pub(crate) const FLAGS: [&str; 20] = [
     "status",
     "severity",
     "min-severity",
@@ -279,7 +279,7 @@ pub const FLAGS: [&str; 20] = [
 ];
 
 /// A date (midnight UTC) or an RFC 3339 time, as `--since` and its kin take.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
@@ -299,7 +299,7 @@ fn time_word(t: DateTime<Utc>) -> String {
 }
 
 /// `AS64496` or `64496`.
-pub fn parse_asn(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_asn(s: &str) -> Result<u32, String> {
     let t = s.trim();
     let digits = t
         .strip_prefix("AS")
@@ -375,7 +375,7 @@ fn name(flag: &str, s: &str) -> Result<String, String> {
 
 /// The host of a URL (`http://Host:8080/path` → `host`, `[2001:db8::1]` → `2001:db8::1`),
 /// lower-case, when it has one.
-pub fn url_host(url: &str) -> Option<String> {
+pub(crate) fn url_host(url: &str) -> Option<String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -685,7 +685,7 @@ impl Filter {
 
 /// `s` as one shell word: as it is when it is plain (letters, digits, `-_.,:/@%+=`), else in
 /// single quotes (a `'` inside written `'\''`).
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     let plain = !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));

@@ -24,15 +24,15 @@
 //! `pipeline/held-drop/<source>`, `digest/state`, `scope/...`); kept indicator sets live under
 //! [`INDICATOR_SETS`] and are read through [`Store::indicator_sets`].
 
-pub mod bridge;
-pub mod copy;
-pub mod filter;
+pub(crate) mod bridge;
+pub(crate) mod copy;
+pub(crate) mod filter;
 pub mod lifecycle;
 pub mod postgres;
 mod query;
 mod run;
 pub mod sled_store;
-pub mod top;
+pub(crate) mod top;
 
 use std::ops::ControlFlow;
 use std::path::Path;

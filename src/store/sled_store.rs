@@ -544,16 +544,16 @@ pub(crate) struct Encoded(prepared::PreparedBatch);
 
 #[cfg(test)]
 impl Encoded {
-    pub fn new(now: DateTime<Utc>) -> Self {
+    pub(crate) fn new(now: DateTime<Utc>) -> Self {
         Encoded(prepared::PreparedBatch::new(now))
     }
-    pub fn view(&mut self, f: &crate::finding::FindingView<'_>) -> Result<()> {
+    pub(crate) fn view(&mut self, f: &crate::finding::FindingView<'_>) -> Result<()> {
         self.0.push_view(f)
     }
-    pub fn finding(&mut self, f: &Finding) -> Result<()> {
+    pub(crate) fn finding(&mut self, f: &Finding) -> Result<()> {
         self.0.push(f)
     }
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 }

@@ -7,11 +7,11 @@ use std::collections::BinaryHeap;
 use crate::finding::Finding;
 
 /// An order of findings (`Less`: shown first).
-pub type Order = fn(&Finding, &Finding) -> Ordering;
+pub(crate) type Order = fn(&Finding, &Finding) -> Ordering;
 
 /// Newest `last_seen` first, then most severe, then by fingerprint: [`super::Store::query`]'s
 /// order.
-pub fn newest_first(a: &Finding, b: &Finding) -> Ordering {
+pub(crate) fn newest_first(a: &Finding, b: &Finding) -> Ordering {
     b.last_seen
         .cmp(&a.last_seen)
         .then_with(|| a.severity.cmp(&b.severity))
@@ -19,7 +19,7 @@ pub fn newest_first(a: &Finding, b: &Finding) -> Ordering {
 }
 
 /// Most severe first, then newest, then by fingerprint: the order shown to people.
-pub fn most_severe_first(a: &Finding, b: &Finding) -> Ordering {
+pub(crate) fn most_severe_first(a: &Finding, b: &Finding) -> Ordering {
     a.severity
         .cmp(&b.severity)
         .then_with(|| b.last_seen.cmp(&a.last_seen))
@@ -50,7 +50,7 @@ impl Ord for Ranked {
 
 /// Keeps the first `limit` findings pushed by `order` (all of them with no limit), and counts
 /// every finding pushed. Memory: `limit` findings, whatever the number pushed.
-pub struct Top {
+pub(crate) struct Top {
     limit: Option<usize>,
     order: Order,
     /// A max-heap by `order`: its top is the last finding kept, the first to go.
@@ -60,7 +60,7 @@ pub struct Top {
 
 impl Top {
     /// Keeps at most `limit` findings (`None`: all) by `order`.
-    pub fn new(limit: Option<usize>, order: Order) -> Top {
+    pub(crate) fn new(limit: Option<usize>, order: Order) -> Top {
         Top {
             limit,
             order,
@@ -70,7 +70,7 @@ impl Top {
     }
 
     /// Offers a finding: kept when fewer than `limit` are held or it comes before the last one.
-    pub fn push(&mut self, f: Finding) {
+    pub(crate) fn push(&mut self, f: Finding) {
         self.seen += 1;
         let order = self.order;
         match self.limit {
@@ -87,7 +87,7 @@ impl Top {
 
     /// Whether [`Top::push`] would keep `f` now (so a caller holding a borrowed finding clones
     /// only those).
-    pub fn admits(&self, f: &Finding) -> bool {
+    pub(crate) fn admits(&self, f: &Finding) -> bool {
         match self.limit {
             Some(0) => false,
             Some(n) if self.heap.len() >= n => self
@@ -99,12 +99,12 @@ impl Top {
     }
 
     /// How many findings were pushed (kept or not).
-    pub fn seen(&self) -> usize {
+    pub(crate) fn seen(&self) -> usize {
         self.seen
     }
 
     /// The findings kept, in order.
-    pub fn into_sorted_vec(self) -> Vec<Finding> {
+    pub(crate) fn into_sorted_vec(self) -> Vec<Finding> {
         self.heap
             .into_sorted_vec()
             .into_iter()

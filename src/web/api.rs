@@ -34,7 +34,7 @@ use crate::triage::Suppressions;
 /// Lines buffered between the store's walk and the socket.
 const STREAM_BUFFER: usize = 256;
 
-pub fn routes() -> Router<Web> {
+pub(super) fn routes() -> Router<Web> {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/overview", get(pages::overview))
@@ -48,7 +48,7 @@ pub fn routes() -> Router<Web> {
 }
 
 /// When a finding last changed: stored again, or a history entry (triage, life cycle).
-pub fn updated(f: &Finding) -> DateTime<Utc> {
+pub(super) fn updated(f: &Finding) -> DateTime<Utc> {
     f.history
         .iter()
         .map(|h| h.at)
@@ -166,7 +166,7 @@ async fn lookup(State(web): State<Web>, caller: Caller, Path(query): Path<String
 
 /// The body of a triage request.
 #[derive(Debug, Default, Deserialize)]
-pub struct TriageBody {
+pub(super) struct TriageBody {
     #[serde(default)]
     pub text: String,
 }
@@ -205,7 +205,7 @@ async fn openapi() -> Response {
 
 /// The OpenAPI 3.1 document of `/api/v1`: paths, the worklist filter's parameters (from
 /// [`crate::store::filter::FLAGS`]), and the finding's shape.
-pub fn openapi_document() -> Value {
+pub(super) fn openapi_document() -> Value {
     let filter_params: Vec<Value> = crate::store::filter::FLAGS
         .iter()
         .map(|f| {

@@ -13,7 +13,7 @@ use super::respond::{Format, fail};
 use super::server::Web;
 use crate::metrics::MetricsError;
 
-pub async fn metrics(
+pub(super) async fn metrics(
     State(web): State<Web>,
     caller: Caller,
     uri: Uri,

@@ -26,7 +26,7 @@ mod metrics;
 mod pages;
 mod respond;
 mod routes;
-pub mod server;
+pub(crate) mod server;
 mod triage;
 mod view;
 

@@ -23,18 +23,18 @@ use crate::store::{Filter, Query, QueryOptions, Store};
 use crate::triage::Suppressions;
 
 /// Findings on a page of the worklist unless `per` says otherwise.
-pub const PER_PAGE: usize = 50;
+pub(super) const PER_PAGE: usize = 50;
 /// Most findings on one page.
-pub const MAX_PER: usize = 500;
+pub(super) const MAX_PER: usize = 500;
 /// Most findings a list sorts in memory (the pages reach this far; `/api/v1/findings`
 /// streams them all).
-pub const MAX_WINDOW: usize = 10_000;
+pub(super) const MAX_WINDOW: usize = 10_000;
 /// Most findings an object page shows.
-pub const OBJECT_LIMIT: usize = 500;
+pub(super) const OBJECT_LIMIT: usize = 500;
 
 /// A worklist query: the filter's pairs (empty values left out, but the switches
 /// `suppressed` and `all`), and the page and its size.
-pub fn worklist_query(q: &str) -> Result<(Filter, usize, usize), String> {
+pub(super) fn worklist_query(q: &str) -> Result<(Filter, usize, usize), String> {
     let mut pairs = Vec::new();
     let (mut page, mut per) = (1usize, PER_PAGE);
     for (k, v) in form_urlencoded::parse(q.as_bytes()) {
@@ -65,7 +65,7 @@ fn resolved(web: &Web, store: &dyn Store, mut filter: Filter) -> Result<Filter, 
 }
 
 /// The first `limit` findings of `filter` the caller sees, by its order, and how many match.
-pub fn top_of(
+pub(super) fn top_of(
     web: &Web,
     store: &dyn Store,
     caller: &Caller,
@@ -86,7 +86,7 @@ pub fn top_of(
 }
 
 /// `GET /worklist[.json|.csv]`: the `outwatch list` filters as a form, sortable and paged.
-pub async fn worklist(
+pub(super) async fn worklist(
     State(web): State<Web>,
     caller: Caller,
     uri: Uri,
@@ -167,7 +167,7 @@ fn worklist_json(
 }
 
 /// `GET /lookup?q=...`: the search box's target, sent on to the object's page.
-pub async fn lookup_form(uri: Uri) -> Response {
+pub(super) async fn lookup_form(uri: Uri) -> Response {
     let q = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "q")
         .map(|(_, v)| v.trim().to_string())
@@ -178,7 +178,7 @@ pub async fn lookup_form(uri: Uri) -> Response {
 
 /// `GET /lookup/QUERY[.json|.csv]`: one object (address, prefix, ASN, domain, mail address):
 /// every finding about it the caller sees (resolved too), each whole.
-pub async fn lookup(
+pub(super) async fn lookup(
     State(web): State<Web>,
     caller: Caller,
     Path(query): Path<String>,
@@ -266,7 +266,7 @@ fn object(web: &Web, store: &dyn Store, caller: &Caller, q: &Query) -> Result<Ob
 }
 
 /// `GET /finding/FINGERPRINT[.json]`: one finding whole, with its triage forms.
-pub async fn finding(
+pub(super) async fn finding(
     State(web): State<Web>,
     caller: Caller,
     Path(fp): Path<String>,
@@ -310,7 +310,7 @@ pub async fn finding(
 
 /// `GET /` and `/overview.json`: open findings by severity × source, new since yesterday,
 /// feed health, a 30-day trend. The counts are a walk over the store, kept for a minute.
-pub async fn overview(
+pub(super) async fn overview(
     State(web): State<Web>,
     caller: Caller,
     uri: Uri,
@@ -353,11 +353,11 @@ pub async fn overview(
 
 /// How often the unscoped overview's counts are made again in the background, so that a
 /// request finds them ready (under [`crate::web::server::OVERVIEW_TTL`]).
-pub const OVERVIEW_REFRESH: std::time::Duration = std::time::Duration::from_secs(50);
+pub(super) const OVERVIEW_REFRESH: std::time::Duration = std::time::Duration::from_secs(50);
 
 /// Keeps the unscoped overview's counts fresh until `stop` turns true: a page never waits for
 /// the walk over the store (scoped tokens' counts are made on their first request).
-pub async fn keep_overview_fresh(web: Web, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub(super) async fn keep_overview_fresh(web: Web, mut stop: tokio::sync::watch::Receiver<bool>) {
     let everyone = Caller {
         name: String::new(),
         role: crate::config::web::Role::Read,
@@ -382,7 +382,7 @@ pub async fn keep_overview_fresh(web: Web, mut stop: tokio::sync::watch::Receive
 }
 
 /// Days the overview's trend covers.
-pub const TREND_DAYS: i64 = 30;
+pub(super) const TREND_DAYS: i64 = 30;
 
 fn counts(web: &Web, store: &dyn Store, caller: &Caller) -> Result<Value, Fail> {
     let now = web.now();
@@ -489,7 +489,7 @@ fn health_json(web: &Web, health: &[crate::health::SourceHealth]) -> Value {
 
 /// `GET /feeds[.json]`: per source its health, last success, error and next run; the kept
 /// indicator sets.
-pub async fn feeds(
+pub(super) async fn feeds(
     State(web): State<Web>,
     caller: Caller,
     uri: Uri,
@@ -521,10 +521,10 @@ pub async fn feeds(
 }
 
 /// Most host-and-kind groups the flows page lists.
-pub const FLOW_GROUPS: usize = 1_000;
+pub(super) const FLOW_GROUPS: usize = 1_000;
 
 /// `GET /flows[.json|.csv]`: the open flow findings per host and kind.
-pub async fn flows(
+pub(super) async fn flows(
     State(web): State<Web>,
     caller: Caller,
     uri: Uri,
@@ -578,7 +578,7 @@ pub async fn flows(
 }
 
 /// `GET /login`: the form that sets the token cookie.
-pub async fn login_form(State(web): State<Web>) -> Response {
+pub(super) async fn login_form(State(web): State<Web>) -> Response {
     let ctx = json!({ "title": "Log in", "message": "", "csrf": "" });
     match respond::render(&web, "login.html", &ctx) {
         Ok(body) => (respond::html_headers(), body).into_response(),

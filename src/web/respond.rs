@@ -7,14 +7,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::access::Caller;
-pub use super::fail::Fail;
+pub(super) use super::fail::Fail;
 use super::server::Web;
 use crate::finding::Finding;
 use crate::finding::csv::{CSV_HEADER, csv_row};
 
 /// What the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(super) enum Format {
     Html,
     Json,
     Csv,
@@ -22,7 +22,7 @@ pub enum Format {
 
 impl Format {
     /// By the path's suffix, else `Accept`.
-    pub fn of(path: &str, headers: &HeaderMap) -> Format {
+    pub(super) fn of(path: &str, headers: &HeaderMap) -> Format {
         if path.starts_with("/api/") || path.ends_with(".json") {
             return Format::Json;
         }
@@ -44,7 +44,7 @@ impl Format {
 }
 
 /// A failure as an answer.
-pub fn fail(web: &Web, wants: Format, f: Fail) -> Response {
+pub(super) fn fail(web: &Web, wants: Format, f: Fail) -> Response {
     let status = f.status();
     let message = f.message();
     match wants {
@@ -67,7 +67,7 @@ pub fn fail(web: &Web, wants: Format, f: Fail) -> Response {
 }
 
 /// A request without a (known) token: 401; a browser gets the login page.
-pub fn refused(web: &Web, wants: Format, why: &str) -> Response {
+pub(super) fn refused(web: &Web, wants: Format, why: &str) -> Response {
     match wants {
         Format::Html => {
             let ctx = json!({ "title": "Log in", "message": why, "csrf": "" });
@@ -84,7 +84,7 @@ pub fn refused(web: &Web, wants: Format, why: &str) -> Response {
 }
 
 /// Headers of every HTML page: no external resource may load, the page is not framed.
-pub fn html_headers() -> [(header::HeaderName, HeaderValue); 5] {
+pub(super) fn html_headers() -> [(header::HeaderName, HeaderValue); 5] {
     [
         (
             header::CONTENT_TYPE,
@@ -110,7 +110,7 @@ pub fn html_headers() -> [(header::HeaderName, HeaderValue); 5] {
 }
 
 /// Renders a template with `ctx` (the page's JSON).
-pub fn render(web: &Web, template: &str, ctx: &Value) -> Result<String, Fail> {
+pub(super) fn render(web: &Web, template: &str, ctx: &Value) -> Result<String, Fail> {
     let t = web
         .env()
         .get_template(template)
@@ -121,7 +121,13 @@ pub fn render(web: &Web, template: &str, ctx: &Value) -> Result<String, Fail> {
 
 /// A page: its JSON as JSON, else rendered with `template` (the caller's name and CSRF
 /// token added for the layout).
-pub fn page(web: &Web, caller: &Caller, wants: Format, template: &str, data: Value) -> Response {
+pub(super) fn page(
+    web: &Web,
+    caller: &Caller,
+    wants: Format,
+    template: &str,
+    data: Value,
+) -> Response {
     match wants {
         Format::Json | Format::Csv => axum::Json(data).into_response(),
         Format::Html => {
@@ -143,7 +149,7 @@ pub fn page(web: &Web, caller: &Caller, wants: Format, template: &str, data: Val
 }
 
 /// Findings as CSV (the columns of `outwatch list --format csv`).
-pub fn csv(findings: &[Finding], name: &str) -> Response {
+pub(super) fn csv(findings: &[Finding], name: &str) -> Response {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(CSV_HEADER);
     for f in findings {

@@ -22,10 +22,10 @@ use super::server::{Web, WebError};
 use super::{api, metrics, pages, triage};
 
 /// Largest request body taken (a triage form, a login).
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(super) const BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take before it is answered 408 (a streamed answer is exempt once it
 /// started).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The token a request carries: `Authorization: Bearer`, else the cookie.
 fn token_of(headers: &HeaderMap) -> (Option<String>, bool) {

@@ -17,7 +17,7 @@ use crate::config::{Config, CronSchedule};
 use crate::store::{Store, StoreError, bridge};
 
 /// How long the overview's counts (a walk over the store) are kept.
-pub const OVERVIEW_TTL: Duration = Duration::from_secs(60);
+pub(crate) const OVERVIEW_TTL: Duration = Duration::from_secs(60);
 
 /// Why the web server cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +61,7 @@ pub async fn bind(cfg: &Config, addr: SocketAddr) -> Result<TcpListener, WebErro
 
 /// The built-in templates (`templates/web/`), each replaced by a same-named file in
 /// `[web] templates`.
-pub const TEMPLATES: &[(&str, &str)] = &[
+pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/web/base.html")),
     (
         "macros.html",

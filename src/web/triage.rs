@@ -22,7 +22,7 @@ use crate::triage::suppress::{self, Origin, Rule};
 
 /// A triage form: the CSRF token and the reason or note.
 #[derive(Debug, Default, Deserialize)]
-pub struct TriageForm {
+pub(super) struct TriageForm {
     #[serde(default)]
     pub csrf: String,
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct TriageForm {
 }
 
 /// `back` when it is a path of this site (`/…`, not `//host`), else `default`.
-pub fn local_path(back: &str, default: String) -> String {
+pub(super) fn local_path(back: &str, default: String) -> String {
     let ok = back.starts_with('/')
         && !back.starts_with("//")
         && !back.contains(['\\', '\r', '\n'])
@@ -43,7 +43,7 @@ pub fn local_path(back: &str, default: String) -> String {
 }
 
 /// The action a path names.
-pub fn action_of(name: &str) -> Option<Action> {
+pub(super) fn action_of(name: &str) -> Option<Action> {
     match name {
         "ack" => Some(Action::Ack),
         "unack" => Some(Action::Unack),
@@ -54,7 +54,7 @@ pub fn action_of(name: &str) -> Option<Action> {
 }
 
 /// Whether the caller may change things (role, and the form's CSRF token).
-pub fn may_write(caller: &Caller, csrf: &str) -> Result<(), Fail> {
+pub(super) fn may_write(caller: &Caller, csrf: &str) -> Result<(), Fail> {
     if !caller.may_triage() {
         return Err(Fail::Forbidden(format!(
             "`{}` has the read role: triage needs a token with role = \"triage\"",
@@ -70,7 +70,7 @@ pub fn may_write(caller: &Caller, csrf: &str) -> Result<(), Fail> {
 }
 
 /// Applies `action` to the finding `fp` as the caller; how many changed (0: it did not apply).
-pub async fn apply(
+pub(super) async fn apply(
     web: &Web,
     caller: &Caller,
     fp: &str,
@@ -109,7 +109,7 @@ pub async fn apply(
 }
 
 /// `POST /finding/FP/ACTION` (a form): the action, then back to the finding's page.
-pub async fn act(
+pub(super) async fn act(
     State(web): State<Web>,
     caller: Caller,
     Path((fp, name)): Path<(String, String)>,
@@ -135,7 +135,7 @@ pub async fn act(
 
 /// A suppression form: one of `cidr`, `asn`, `domain`, optionally narrowed, until, why.
 #[derive(Debug, Default, Deserialize)]
-pub struct SuppressForm {
+pub(super) struct SuppressForm {
     #[serde(default)]
     pub csrf: String,
     #[serde(default)]
@@ -161,7 +161,7 @@ fn opt(s: &str) -> Option<String> {
 
 /// The rule a form asks for, checked as `outwatch suppress add` checks it; a scoped caller
 /// may suppress only inside its scope.
-pub fn rule_of(
+pub(super) fn rule_of(
     caller: &Caller,
     form: &SuppressForm,
     now: chrono::DateTime<chrono::Utc>,
@@ -241,7 +241,7 @@ pub fn rule_of(
 }
 
 /// `POST /suppress` (a form): adds the rule, then shows the worklist of what it suppresses.
-pub async fn suppress(
+pub(super) async fn suppress(
     State(web): State<Web>,
     caller: Caller,
     uri: Uri,
@@ -273,14 +273,14 @@ pub async fn suppress(
 
 /// The login form.
 #[derive(Debug, Default, Deserialize)]
-pub struct LoginForm {
+pub(super) struct LoginForm {
     #[serde(default)]
     pub token: String,
 }
 
 /// `POST /login`: a known token is kept in an HttpOnly, SameSite=Strict cookie (`Secure`
 /// too when a proxy says the request came over HTTPS: `X-Forwarded-Proto: https`).
-pub async fn login(
+pub(super) async fn login(
     State(web): State<Web>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
@@ -309,7 +309,7 @@ pub async fn login(
 }
 
 /// `POST /logout`: the cookie is cleared.
-pub async fn logout() -> Response {
+pub(super) async fn logout() -> Response {
     (
         [(
             header::SET_COOKIE,

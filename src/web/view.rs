@@ -15,13 +15,13 @@ use crate::store::Query;
 use crate::triage::Suppressions;
 
 /// RFC 3339 to the second.
-pub fn time(t: DateTime<Utc>) -> String {
+pub(super) fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The lookup query of a finding's object: its address, network, mail address, host name or
 /// URL host, or ASN; the path of its page is `/lookup/` and this.
-pub fn object_of(f: &Finding) -> Option<String> {
+pub(super) fn object_of(f: &Finding) -> Option<String> {
     if let Some(ip) = f.ip {
         return Some(ip.to_string());
     }
@@ -41,7 +41,7 @@ pub fn object_of(f: &Finding) -> Option<String> {
 }
 
 /// A finding as a row of a list.
-pub fn row(f: &Finding, supp: &Suppressions) -> Value {
+pub(super) fn row(f: &Finding, supp: &Suppressions) -> Value {
     let c = &f.classification;
     json!({
         "fingerprint": f.fingerprint,
@@ -80,7 +80,7 @@ fn history_entry(at: DateTime<Utc>, e: &Event) -> Value {
 /// Everything known about one finding: its row, times, history, notes, observations, fields,
 /// the rule that suppresses it, the notifications sent and (for an address) the lists that
 /// name it.
-pub fn detail(
+pub(super) fn detail(
     f: &Finding,
     supp: &Suppressions,
     sent: Option<&SentRecord>,
@@ -161,7 +161,7 @@ pub fn detail(
 
 /// A query as a path: each character a path may not hold percent-encoded (`/` kept, so a
 /// prefix reads `/lookup/192.0.2.0/24`).
-pub fn path_escape(s: &str) -> String {
+pub(super) fn path_escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:@/".contains(&b) {
@@ -174,7 +174,7 @@ pub fn path_escape(s: &str) -> String {
 }
 
 /// The kind of object a query names, for a page's title.
-pub fn kind_of(q: &Query) -> &'static str {
+pub(super) fn kind_of(q: &Query) -> &'static str {
     match q {
         Query::Ip(_) => "address",
         Query::Net(_) => "prefix",
@@ -185,7 +185,7 @@ pub fn kind_of(q: &Query) -> &'static str {
 }
 
 /// The address a query names, when it names one (its lists are shown).
-pub fn address_of(q: &Query) -> Option<IpAddr> {
+pub(super) fn address_of(q: &Query) -> Option<IpAddr> {
     match q {
         Query::Ip(ip) => Some(*ip),
         _ => None,

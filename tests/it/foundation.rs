@@ -1129,3 +1129,78 @@ fn proptest_reads_the_committed_regression_cases() {
         "no regression case is read for tests/it/properties.rs"
     );
 }
+
+/// Issue #26: the modules other targets (the binary, tests, benches) may use are the ones
+/// ARCHITECTURE.md names under "Visibility"; every other module is `pub(crate)`, and
+/// `#![warn(unreachable_pub)]` keeps the items inside them crate-private.
+#[test]
+fn the_public_modules_are_the_listed_ones() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut public = std::collections::BTreeSet::new();
+    let mut stack = vec![root.join("src")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            let rel = p.strip_prefix(root.join("src")).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel
+                .iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect();
+            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
+                parts.pop();
+            }
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                let Some(name) = line
+                    .trim_start()
+                    .strip_prefix("pub mod ")
+                    .and_then(|r| r.strip_suffix(';'))
+                else {
+                    continue;
+                };
+                let mut path = parts.clone();
+                path.push(name.to_string());
+                public.insert(path.join("::"));
+            }
+        }
+    }
+    let arch = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let section = arch
+        .split("\n## Visibility")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a Visibility section");
+    // The list is the section's bullet items ("- …" and their indented continuation lines).
+    let items: String = section
+        .lines()
+        .filter(|l| l.starts_with("- ") || l.starts_with("  "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let listed: std::collections::BTreeSet<String> = items
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    let unlisted: Vec<_> = public.difference(&listed).collect();
+    assert!(
+        unlisted.is_empty(),
+        "public modules not named in ARCHITECTURE.md's Visibility section: {unlisted:?}"
+    );
+    let private_listed: Vec<_> = listed.difference(&public).collect();
+    assert!(
+        private_listed.is_empty(),
+        "ARCHITECTURE.md names as public modules that are crate-private: {private_listed:?}"
+    );
+    let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+    assert!(
+        lib.contains("#![warn(unreachable_pub)]"),
+        "src/lib.rs keeps unreachable_pub"
+    );
+}

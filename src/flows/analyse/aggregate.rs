@@ -21,32 +21,32 @@ use super::rules::Kind;
 
 /// Most details (peers, service/port pairs) kept per host, kind and day (the finding lists
 /// the busiest of them, `MAX_LISTED` of `group.rs`).
-pub const MAX_DETAILS_PER_HOST: u32 = 32;
+pub(crate) const MAX_DETAILS_PER_HOST: u32 = 32;
 /// Most details kept in all. A group becomes one finding (about 2 KB, plus about 0.5 KB per
 /// listed detail), so this bounds the findings of one run to about 100 MB; more than this
 /// many in one run is more than anyone reads.
-pub const MAX_AGGREGATES: usize = 50_000;
+pub(crate) const MAX_AGGREGATES: usize = 50_000;
 /// Most listings named per c2-contact aggregate.
-pub const MAX_LISTINGS: usize = 8;
+pub(crate) const MAX_LISTINGS: usize = 8;
 /// Most distinct responder ports kept per detail (further ones are counted).
-pub const MAX_PORTS: usize = 8;
+pub(crate) const MAX_PORTS: usize = 8;
 /// Most distinct peers named per service/port pair (further ones are counted).
-pub const MAX_PEERS: usize = 8;
+pub(crate) const MAX_PEERS: usize = 8;
 
 /// What a detail is about besides its host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Detail {
+pub(crate) enum Detail {
     Peer(IpAddr),
     /// Interned service id and the responder port.
     Service(u16, u16),
 }
 
 /// The identity of a group: the finding.
-pub type GroupKey = (i32, Kind, IpAddr);
+pub(crate) type GroupKey = (i32, Kind, IpAddr);
 
 /// The identity of an aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
+pub(crate) struct Key {
     /// Days since the Unix epoch (UTC) of the connection's start.
     pub day: i32,
     pub kind: Kind,
@@ -56,14 +56,14 @@ pub struct Key {
 
 impl Key {
     /// The group (finding) of this detail.
-    pub fn group(&self) -> GroupKey {
+    pub(crate) fn group(&self) -> GroupKey {
         (self.day, self.kind, self.host)
     }
 }
 
 /// A C2 list entry that matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub feed: Arc<str>,
     pub threat: Option<Arc<str>>,
     pub port: Option<u16>,
@@ -71,7 +71,7 @@ pub struct Listed {
 
 /// The counts every aggregate and group keeps.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub packets: u64,
     pub bytes: u64,
     /// Longest connection, microseconds.
@@ -98,7 +98,7 @@ impl Counts {
 
 /// The counts of one aggregate.
 #[derive(Debug, Clone, Default)]
-pub struct Agg {
+pub(crate) struct Agg {
     /// The peers, in the order seen: the detail's (one), or for a service/port pair at most
     /// [`MAX_PEERS`].
     pub peers: Vec<IpAddr>,
@@ -123,7 +123,7 @@ pub struct Agg {
 /// One (day, kind, host): the finding-to-be. Its totals count every connection of the group;
 /// those of details past the caps only here.
 #[derive(Debug, Clone, Default)]
-pub struct Group {
+pub(crate) struct Group {
     pub details: u32,
     pub totals: Counts,
     pub more_connections: u64,
@@ -140,7 +140,7 @@ impl Group {
     }
 
     /// Estimated distinct peers beyond the kept ones (linear counting).
-    pub fn more_peers(&self) -> u64 {
+    pub(crate) fn more_peers(&self) -> u64 {
         let Some(bits) = &self.bits else { return 0 };
         let set: u32 = bits.iter().map(|w| w.count_ones()).sum();
         let zeros = 1024 - set;
@@ -155,7 +155,7 @@ impl Group {
 
 /// One connection's counts, as recorded.
 #[derive(Debug, Clone, Copy)]
-pub struct Obs {
+pub(crate) struct Obs {
     pub peer: IpAddr,
     /// The responder's port.
     pub resp_port: Option<u16>,
@@ -170,7 +170,7 @@ pub struct Obs {
 
 /// The bounded aggregates.
 #[derive(Debug, Default)]
-pub struct Aggregates {
+pub(crate) struct Aggregates {
     pub aggs: HashMap<Key, Agg>,
     pub groups: HashMap<GroupKey, Group>,
     /// Connections that would have opened a group past [`MAX_AGGREGATES`].
@@ -179,7 +179,7 @@ pub struct Aggregates {
 
 impl Aggregates {
     /// Counts `obs` under `key`; returns the aggregate when it was kept (to add listings).
-    pub fn record(&mut self, key: Key, obs: &Obs) -> Option<&mut Agg> {
+    pub(crate) fn record(&mut self, key: Key, obs: &Obs) -> Option<&mut Agg> {
         let full = self.aggs.len() >= MAX_AGGREGATES;
         let gk = key.group();
         if !self.aggs.contains_key(&key) {
@@ -233,14 +233,14 @@ impl Aggregates {
 
 impl Agg {
     /// Adds a listing unless it is known or the list is full.
-    pub fn add_listed(&mut self, l: Listed) {
+    pub(crate) fn add_listed(&mut self, l: Listed) {
         if self.listed.len() < MAX_LISTINGS && !self.listed.contains(&l) {
             self.listed.push(l);
         }
     }
 
     /// `outbound`, `inbound` or `both`: who started the connections.
-    pub fn direction(&self) -> &'static str {
+    pub(crate) fn direction(&self) -> &'static str {
         match (self.outbound, self.inbound) {
             (true, true) => "both",
             (false, true) => "inbound",

@@ -15,11 +15,11 @@
 //! and every zone and team prefix. A connection between two addresses that are not ours is
 //! counted (`not_ours`) and otherwise ignored.
 
-pub mod aggregate;
+pub(crate) mod aggregate;
 pub mod group;
 pub mod rules;
-pub mod talkers;
-pub mod zones;
+pub(crate) mod talkers;
+pub(crate) mod zones;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

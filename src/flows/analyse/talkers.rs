@@ -14,24 +14,24 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Hosts kept exactly per service and metric (the table grows to twice this before a cut).
-pub const TALKER_CAPACITY: usize = 1024;
+pub(crate) const TALKER_CAPACITY: usize = 1024;
 /// Fewest hosts a population needs before anyone in it can stand out (with three, the
 /// median is a host other than the outlier; a small lab network still gets its top talker).
-pub const MIN_PEERS: usize = 3;
+pub(crate) const MIN_PEERS: usize = 3;
 /// Least packets a top talker by packets has moved.
-pub const MIN_PACKETS: u64 = 1_000;
+pub(crate) const MIN_PACKETS: u64 = 1_000;
 /// Least bytes a top talker by bytes has moved.
-pub const MIN_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const MIN_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Which count a table ranks by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
+pub(crate) enum Metric {
     Packets,
     Bytes,
 }
 
 impl Metric {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Metric::Packets => "packets",
             Metric::Bytes => "bytes",
@@ -41,7 +41,7 @@ impl Metric {
 
 /// One host's traffic of one service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Talker {
+pub(crate) struct Talker {
     pub packets: u64,
     pub bytes: u64,
     pub connections: u64,
@@ -54,7 +54,7 @@ pub struct Talker {
 }
 
 impl Talker {
-    pub fn get(&self, m: Metric) -> u64 {
+    pub(crate) fn get(&self, m: Metric) -> u64 {
         match m {
             Metric::Packets => self.packets,
             Metric::Bytes => self.bytes,
@@ -62,7 +62,7 @@ impl Talker {
     }
 
     /// The overestimate bound of `m`.
-    pub fn error(&self, m: Metric) -> u64 {
+    pub(crate) fn error(&self, m: Metric) -> u64 {
         match m {
             Metric::Packets => self.error_packets,
             Metric::Bytes => self.error_bytes,
@@ -73,7 +73,7 @@ impl Talker {
 /// A Space-Saving table of one service's talkers, ranked by packets and by bytes: a cut keeps
 /// every host among the heaviest [`TALKER_CAPACITY`] by either count.
 #[derive(Debug, Clone, Default)]
-pub struct TalkerTable {
+pub(crate) struct TalkerTable {
     pub hosts: HashMap<IpAddr, Talker>,
     /// Largest counts cut away so far (a new host starts from them).
     floor_packets: u64,
@@ -89,12 +89,12 @@ fn nth_largest(v: &mut [u64], n: usize) -> u64 {
 }
 
 impl TalkerTable {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TalkerTable::default()
     }
 
     /// Counts one connection of `host`.
-    pub fn add(&mut self, host: IpAddr, packets: u64, bytes: u64, ts_us: i64) {
+    pub(crate) fn add(&mut self, host: IpAddr, packets: u64, bytes: u64, ts_us: i64) {
         let (fp, fb) = (self.floor_packets, self.floor_bytes);
         let t = self.hosts.entry(host).or_insert_with(|| Talker {
             packets: fp,
@@ -148,7 +148,7 @@ impl TalkerTable {
     }
 
     /// The hosts, heaviest by `m` first.
-    pub fn ranked(&self, m: Metric) -> Vec<(IpAddr, Talker)> {
+    pub(crate) fn ranked(&self, m: Metric) -> Vec<(IpAddr, Talker)> {
         let mut v: Vec<(IpAddr, Talker)> = self.hosts.iter().map(|(a, t)| (*a, *t)).collect();
         v.sort_unstable_by(|a, b| b.1.get(m).cmp(&a.1.get(m)).then(a.0.cmp(&b.0)));
         v
@@ -171,7 +171,7 @@ fn median(sorted: &[u64]) -> f64 {
 /// the MAD but at least a quarter of the median and at least 1 (so a flat population, whose
 /// MAD is 0, does not make every host a little above the median an outlier). `None` when the
 /// population is smaller than [`MIN_PEERS`].
-pub fn outlier_bar(population: &[u64], k: f64) -> Option<f64> {
+pub(crate) fn outlier_bar(population: &[u64], k: f64) -> Option<f64> {
     if population.len() < MIN_PEERS {
         return None;
     }
@@ -186,7 +186,7 @@ pub fn outlier_bar(population: &[u64], k: f64) -> Option<f64> {
 }
 
 /// The least a top talker by `m` has moved.
-pub fn minimum(m: Metric) -> u64 {
+pub(crate) fn minimum(m: Metric) -> u64 {
     match m {
         Metric::Packets => MIN_PACKETS,
         Metric::Bytes => MIN_BYTES,

@@ -9,7 +9,7 @@ use crate::scope::{ScopeMatcher, ScopeSnapshot};
 
 /// A zone, compiled.
 #[derive(Debug, Clone)]
-pub struct Zone {
+pub(crate) struct Zone {
     pub name: String,
     pub prefixes: Vec<IpNet>,
     pub outbound: bool,
@@ -18,14 +18,14 @@ pub struct Zone {
 
 /// A team, compiled.
 #[derive(Debug, Clone)]
-pub struct Team {
+pub(crate) struct Team {
     pub name: String,
     pub prefixes: Vec<IpNet>,
 }
 
 /// What is ours: the configured scope plus `[flows] internal`, zones and teams.
 #[derive(Debug, Clone)]
-pub struct Ours {
+pub(crate) struct Ours {
     scope: ScopeMatcher,
     local: ScopeMatcher,
     pub zones: Vec<Zone>,
@@ -45,7 +45,7 @@ fn best(prefixes: &[IpNet], ip: IpAddr) -> Option<u8> {
 
 impl Ours {
     /// Compiles `cfg` (already validated; a bad allow entry is skipped).
-    pub fn new(scope: ScopeMatcher, cfg: &FlowsConfig) -> Ours {
+    pub(crate) fn new(scope: ScopeMatcher, cfg: &FlowsConfig) -> Ours {
         let mut prefixes = cfg.internal.clone();
         let zones: Vec<Zone> = cfg
             .zones
@@ -83,12 +83,12 @@ impl Ours {
 
     /// Whether `ip` is ours.
     #[inline]
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         self.local.contains_ip(ip) || self.scope.contains_ip(ip)
     }
 
     /// The zone with `outbound = false` holding `ip` (the most specific), if any.
-    pub fn closed_zone(&self, ip: IpAddr) -> Option<&Zone> {
+    pub(crate) fn closed_zone(&self, ip: IpAddr) -> Option<&Zone> {
         if self.closed.is_empty() {
             return None;
         }
@@ -104,7 +104,7 @@ impl Ours {
     }
 
     /// The team of `ip` (the most specific), as its index.
-    pub fn team_of(&self, ip: IpAddr) -> Option<usize> {
+    pub(crate) fn team_of(&self, ip: IpAddr) -> Option<usize> {
         self.teams
             .iter()
             .enumerate()
@@ -115,7 +115,7 @@ impl Ours {
 }
 
 /// Whether a service/port pair between `a` and `b` is on the allow-list.
-pub fn mismatch_allowed(
+pub(crate) fn mismatch_allowed(
     allow: &[MismatchAllow],
     a: IpAddr,
     b: IpAddr,

@@ -7,7 +7,7 @@ use crate::flows::Proto;
 
 /// `[-]digits[.digits]` seconds → microseconds, exactly (digits past the sixth decimal are
 /// dropped, i.e. rounded towards zero). `None` for anything else or on overflow.
-pub fn decimal_us(s: &[u8]) -> Option<i64> {
+pub(super) fn decimal_us(s: &[u8]) -> Option<i64> {
     let (neg, s) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -46,7 +46,7 @@ pub fn decimal_us(s: &[u8]) -> Option<i64> {
 }
 
 /// An unsigned decimal count (`0`..`u64::MAX`).
-pub fn count(s: &[u8]) -> Option<u64> {
+pub(super) fn count(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
@@ -62,12 +62,12 @@ pub fn count(s: &[u8]) -> Option<u64> {
 }
 
 /// A port number `0`..`65535`.
-pub fn port(s: &[u8]) -> Option<u16> {
+pub(super) fn port(s: &[u8]) -> Option<u16> {
     count(s).and_then(|n| u16::try_from(n).ok())
 }
 
 /// An IPv4 or IPv6 address as text.
-pub fn addr(s: &[u8]) -> Option<IpAddr> {
+pub(super) fn addr(s: &[u8]) -> Option<IpAddr> {
     // The common case first, without the UTF-8 check: four dotted decimals.
     if let Some(v4) = ipv4(s) {
         return Some(IpAddr::V4(v4));
@@ -118,7 +118,7 @@ fn ipv4(s: &[u8]) -> Option<std::net::Ipv4Addr> {
 /// A protocol as Zeek (`tcp`, `udp`, `icmp`, `unknown_transport`) or nfdump (`TCP`, `ICMP6`,
 /// `6`, `17`) writes it. `None` when it is neither a known name nor a number 0..255. ICMPv6 is
 /// [`Proto::Icmp`], as Zeek counts it.
-pub fn proto(s: &[u8]) -> Option<Proto> {
+pub(super) fn proto(s: &[u8]) -> Option<Proto> {
     if let Some(n) = count(s) {
         let n = u8::try_from(n).ok()?;
         return Some(match n {
@@ -153,7 +153,7 @@ pub fn proto(s: &[u8]) -> Option<Proto> {
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM|±HHMM]` → microseconds since the epoch. Without a
 /// zone the time is taken as UTC. `None` for an impossible date (nfdump's
 /// `0000-00-00 00:00:00.000` for "no time" among them).
-pub fn calendar_us(s: &[u8]) -> Option<i64> {
+pub(super) fn calendar_us(s: &[u8]) -> Option<i64> {
     if s.len() < 19 {
         return None;
     }
@@ -219,7 +219,7 @@ pub fn calendar_us(s: &[u8]) -> Option<i64> {
 }
 
 /// `s` without spaces (and tabs) at either end.
-pub fn trim(s: &[u8]) -> &[u8] {
+pub(super) fn trim(s: &[u8]) -> &[u8] {
     let start = s
         .iter()
         .position(|b| !matches!(b, b' ' | b'\t'))

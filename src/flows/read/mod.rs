@@ -153,13 +153,13 @@ pub(crate) struct Problem<'a> {
 }
 
 impl<'a> Problem<'a> {
-    pub fn new(what: &'static str, value: &'a [u8]) -> Self {
+    pub(crate) fn new(what: &'static str, value: &'a [u8]) -> Self {
         Problem {
             what,
             value: Cow::Borrowed(value),
         }
     }
-    pub fn bare(what: &'static str) -> Self {
+    pub(crate) fn bare(what: &'static str) -> Self {
         Problem {
             what,
             value: Cow::Borrowed(&[]),
@@ -175,7 +175,7 @@ pub(crate) struct Warnings<'a> {
 }
 
 impl<'a> Warnings<'a> {
-    pub fn add(&mut self, p: Problem<'a>) {
+    pub(crate) fn add(&mut self, p: Problem<'a>) {
         self.count += 1;
         if self.first.is_none() {
             self.first = Some(p);

@@ -65,7 +65,7 @@ pub(crate) struct Nfdump {
 impl Nfdump {
     /// The parser for a header line, or `None` when `line` is not an nfdump CSV header (it
     /// must name the start time and both addresses).
-    pub fn from_header(line: &[u8]) -> Option<Nfdump> {
+    pub(super) fn from_header(line: &[u8]) -> Option<Nfdump> {
         let mut slot = Vec::new();
         let mut present = [false; SLOTS];
         let mut last_needed = 0;
@@ -87,7 +87,7 @@ impl Nfdump {
         })
     }
 
-    pub fn parse<'a>(&'a mut self, line: &'a [u8]) -> Parsed<'a> {
+    pub(super) fn parse<'a>(&'a mut self, line: &'a [u8]) -> Parsed<'a> {
         if trim(line) == b"Summary" {
             self.summary_left = SUMMARY_LINES;
             return Parsed::Skip;

@@ -162,14 +162,14 @@ pub(crate) struct ZeekJson {
 }
 
 impl ZeekJson {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         ZeekJson {
             service: String::new(),
             conn_state: String::new(),
         }
     }
 
-    pub fn parse<'a>(&'a mut self, line: &'a [u8]) -> Parsed<'a> {
+    pub(super) fn parse<'a>(&'a mut self, line: &'a [u8]) -> Parsed<'a> {
         let Ok(Rec(mut r)) = serde_json::from_slice::<Rec<'a>>(line) else {
             return Parsed::Reject(Problem::bare("not a JSON object"));
         };

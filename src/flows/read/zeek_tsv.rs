@@ -63,7 +63,7 @@ pub(crate) struct ZeekTsv {
 }
 
 impl ZeekTsv {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         ZeekTsv {
             sep: b"\t".to_vec(),
             unset: b"-".to_vec(),
@@ -77,7 +77,7 @@ impl ZeekTsv {
 
     /// The `#path` of the first header block, when it is not a conn log (the file is then no
     /// conn log at all).
-    pub fn first_block_not_conn(&self) -> Option<&[u8]> {
+    pub(super) fn first_block_not_conn(&self) -> Option<&[u8]> {
         if self.first_block_not_conn {
             self.not_conn.as_deref()
         } else {
@@ -85,7 +85,7 @@ impl ZeekTsv {
         }
     }
 
-    pub fn parse<'a>(&'a mut self, line: &'a [u8]) -> Parsed<'a> {
+    pub(super) fn parse<'a>(&'a mut self, line: &'a [u8]) -> Parsed<'a> {
         if line.first() == Some(&b'#') {
             self.header(line);
             return Parsed::Skip;

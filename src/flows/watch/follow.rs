@@ -35,7 +35,7 @@ use super::STATE_PREFIX;
 use crate::flows::run::{FileOutcome, Piece, Tail};
 
 /// Bytes of a log's start hashed into its mark.
-pub const HEAD: usize = 4096;
+pub(crate) const HEAD: usize = 4096;
 /// Most header bytes kept for a log (Zeek's header is well under 2 KiB).
 const MAX_HEADER: usize = 64 * 1024;
 /// Most files looked at when searching for a rotated log.
@@ -219,14 +219,14 @@ fn probe(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Probe> {
 
 /// One file to read, and the mark to write once it was read (`None` for a rotated copy
 /// outside the paths).
-pub struct ReadPart {
+pub(crate) struct ReadPart {
     pub piece: Piece,
     pub mark: Option<(String, FileMark)>,
 }
 
 /// What to do this run.
 #[derive(Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub reads: Vec<ReadPart>,
     /// Marks to write (or delete) whatever is read.
     pub state: Vec<(String, Option<Vec<u8>>)>,
@@ -240,7 +240,7 @@ fn encode(mark: &FileMark) -> Vec<u8> {
 
 /// Plans the run: which part of each file of `files` to read, given the marks of the last
 /// runs (see the module documentation).
-pub fn plan(files: &[PathBuf], marks: &BTreeMap<String, FileMark>) -> Plan {
+pub(crate) fn plan(files: &[PathBuf], marks: &BTreeMap<String, FileMark>) -> Plan {
     let mut plan = Plan::default();
     let mut claimed: HashSet<String> = HashSet::new();
     let mut probes = Vec::new();

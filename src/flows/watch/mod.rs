@@ -19,7 +19,7 @@
 //! (`flows/file/<path>`, [`STATE_PREFIX`]) are taken over by the first node that runs.
 
 mod expand;
-pub mod follow;
+pub(crate) mod follow;
 #[cfg(test)]
 mod tests;
 

@@ -20,7 +20,7 @@
 //! `{date}` stands for a day as `YYYYMMDD`: yesterday's and the day before's files are fetched,
 //! each a unit. Without `{date}` the URL is one file.
 
-pub mod config;
+pub(crate) mod config;
 
 pub use config::CymruConfig;
 

@@ -20,7 +20,7 @@
 //!
 //! The notification e-mails HIBP sends to domain owners are read by [`notification`].
 
-pub mod config;
+pub(crate) mod config;
 pub mod notification;
 
 pub use config::{DEFAULT_BASE_URL, HibpConfig};

@@ -8,7 +8,7 @@ use crate::sources::BuiltSource;
 use crate::sources::registration::{Registration, check_secrets, check_urls, tables};
 
 /// The [`Registration`] of the list feeds.
-pub struct ListFeeds;
+pub(crate) struct ListFeeds;
 
 impl Registration for ListFeeds {
     fn single(&self) -> Option<&'static str> {

@@ -13,7 +13,7 @@ use crate::config::{CronSchedule, HumanDuration};
 use crate::finding::Severity;
 
 /// Source names that are API sources, not list feeds (their `[sources.*]` tables are typed).
-pub const RESERVED: &[&str] = &["shadowserver", "hibp", "safebrowsing", "snds", "cymru"];
+pub(crate) const RESERVED: &[&str] = &["shadowserver", "hibp", "safebrowsing", "snds", "cymru"];
 
 /// One declarative list feed.
 #[derive(Debug, Clone, Deserialize)]

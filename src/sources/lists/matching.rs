@@ -95,7 +95,7 @@ pub fn process_body(
 
 /// An entry inside our scope, before it becomes a [`Finding`].
 #[derive(Debug)]
-pub struct Hit {
+pub(crate) struct Hit {
     ip: Option<IpAddr>,
     port: Option<u16>,
     network: Option<IpNet>,
@@ -182,7 +182,7 @@ impl Hit {
 /// role (`port`, `time`) and described in the hit's warnings; entries that are not ours are
 /// not checked beyond their identity. Every entry with a good identity goes into `kept` (its
 /// address or network, with port and threat), ours or not.
-pub fn entry(
+pub(crate) fn entry(
     def: &FeedDef,
     cols: &Cols,
     rec: &dyn Record,
@@ -532,7 +532,7 @@ fn keep_indicator<'a>(
 }
 
 /// `192.0.2.7`, `192.0.2.7:443`, `2001:db8::1`, `[2001:db8::1]:443`.
-pub fn parse_ip_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
+pub(crate) fn parse_ip_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
     if let Ok(a) = s.parse::<IpAddr>() {
         return Some((a, None));
     }
@@ -542,7 +542,7 @@ pub fn parse_ip_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
 }
 
 /// A CIDR, or a bare address as a host network.
-pub fn parse_net(s: &str) -> Option<IpNet> {
+pub(crate) fn parse_net(s: &str) -> Option<IpNet> {
     if let Ok(n) = s.parse::<IpNet>() {
         return Some(n);
     }
@@ -550,7 +550,7 @@ pub fn parse_net(s: &str) -> Option<IpNet> {
 }
 
 /// `64496` or `AS64496`.
-pub fn parse_asn(s: &str) -> Option<u32> {
+pub(crate) fn parse_asn(s: &str) -> Option<u32> {
     let t = s.trim();
     let d = t
         .strip_prefix("AS")
@@ -561,7 +561,7 @@ pub fn parse_asn(s: &str) -> Option<u32> {
 
 /// The host (without brackets) and explicit port of a URL, without allocating. A URL without
 /// a scheme is read as `http://` (lists often drop it).
-pub fn url_host(u: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn url_host(u: &str) -> Option<(&str, Option<u16>)> {
     let rest = match u.find("://") {
         Some(i) => &u[i + 3..],
         None => u,
@@ -600,7 +600,7 @@ fn plausible_host(s: &str) -> bool {
 }
 
 /// The kind of a free-form indicator.
-pub fn detect(s: &str) -> Option<IndicatorKind> {
+pub(crate) fn detect(s: &str) -> Option<IndicatorKind> {
     if parse_ip_port(s).is_some() {
         return Some(IndicatorKind::Ip);
     }

@@ -9,11 +9,11 @@
 //! - this file: the registry of feeds, the `[sources.NAME]` table and the fetch (conditional
 //!   GET, keys, HTML / error-body / empty-body checks).
 
-pub mod config;
-pub mod definition;
-pub mod matching;
+pub(crate) mod config;
+pub(crate) mod definition;
+pub(crate) mod matching;
 pub mod parse;
-pub mod time;
+pub(crate) mod time;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 /// Provider times: `2024-04-04 07:03:03` (UTC, optionally ` UTC` / ` (UTC)`), RFC 3339,
 /// `2024-04-04` (midnight) or Unix seconds.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     let t = s.trim();
     let t = t
         .strip_suffix("(UTC)")

@@ -16,7 +16,7 @@
 //! The "Safe Browsing Alerts for Network Administrators" e-mails are read by [`alerts`].
 
 pub mod alerts;
-pub mod config;
+pub(crate) mod config;
 
 pub use config::{DEFAULT_BASE_URL, SafeBrowsingConfig};
 

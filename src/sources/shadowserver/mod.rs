@@ -12,7 +12,7 @@
 //! run and tried again next run; the other reports go on.
 
 pub mod api;
-pub mod config;
+pub(crate) mod config;
 pub mod import;
 pub mod importer;
 pub mod normalize;

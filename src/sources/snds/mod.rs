@@ -17,7 +17,7 @@
 //! SNDS answers an expired or wrong key with an HTML page and status 200: that is an error, not
 //! an empty report. Activity times carry no time zone; they are taken as UTC.
 
-pub mod config;
+pub(crate) mod config;
 
 pub use config::{DEFAULT_BASE_URL, SndsConfig};
 

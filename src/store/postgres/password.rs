@@ -12,7 +12,10 @@ use crate::secret::Secret;
 
 /// The password for `config` from `named` (an error when it cannot be used) or the default
 /// file (skipped when absent or not owner-only); `None` when no line matches.
-pub fn lookup(config: &postgres::Config, named: Option<&Path>) -> Result<Option<Secret>, String> {
+pub(super) fn lookup(
+    config: &postgres::Config,
+    named: Option<&Path>,
+) -> Result<Option<Secret>, String> {
     let (path, explicit) = match named {
         Some(p) => (p.to_path_buf(), true),
         None => match default_file() {

@@ -20,7 +20,7 @@ use super::super::Result;
 const IDLE: usize = 4;
 
 /// Where and how to connect, the password held apart from the printable target.
-pub struct Pool {
+pub(super) struct Pool {
     config: Config,
     /// The schema every connection works in (`search_path`), when not the default.
     schema: Option<String>,
@@ -30,7 +30,7 @@ pub struct Pool {
 }
 
 /// A connection taken from the pool, given back when dropped.
-pub struct Conn<'a> {
+pub(super) struct Conn<'a> {
     pool: &'a Pool,
     client: Option<Client>,
 }
@@ -71,7 +71,7 @@ impl Drop for Pool {
 
 /// A connection that holds a session-level advisory lock until dropped (closing the session
 /// releases it).
-pub struct Held(pub Option<Client>);
+pub(super) struct Held(pub Option<Client>);
 
 impl Drop for Held {
     fn drop(&mut self) {
@@ -88,7 +88,7 @@ fn close(c: Client) {
 }
 
 impl Pool {
-    pub fn new(config: Config, schema: Option<String>, target: String) -> Self {
+    pub(super) fn new(config: Config, schema: Option<String>, target: String) -> Self {
         Pool {
             config,
             schema,
@@ -98,7 +98,7 @@ impl Pool {
     }
 
     /// A connection: an idle one, else a new one.
-    pub fn get(&self) -> Result<Conn<'_>> {
+    pub(super) fn get(&self) -> Result<Conn<'_>> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let client = match idle {
             Some(c) => c,
@@ -111,7 +111,7 @@ impl Pool {
     }
 
     /// A connection of its own, outside the pool (one that holds a session lock).
-    pub fn dedicated(&self) -> Result<Client> {
+    pub(super) fn dedicated(&self) -> Result<Client> {
         self.connect()
     }
 

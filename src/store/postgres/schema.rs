@@ -69,7 +69,7 @@ pub const CURRENT: i32 = MIGRATIONS.len() as i32;
 const MIGRATION_LOCK: i64 = 0x6f75_7477_6174_6368; // "outwatch"
 
 /// Brings the schema the connection works in up to [`CURRENT`], or refuses a newer one.
-pub fn migrate(c: &mut Client, target: &str) -> Result<()> {
+pub(super) fn migrate(c: &mut Client, target: &str) -> Result<()> {
     let open = |e: postgres::Error| super::open_error(target, e);
     let mut tx = c.transaction().map_err(open)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

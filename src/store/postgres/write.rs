@@ -18,14 +18,14 @@ use super::pg;
 use crate::finding::{Finding, FindingView, normalize_domain};
 
 /// Findings written per round trip.
-pub const BATCH: usize = 5_000;
+pub(super) const BATCH: usize = 5_000;
 
 /// The columns of `findings`, in table order (what [`encode`] writes).
 const COLUMNS: &str = "fingerprint, source, feed, status, severity, ip, network, asn, domain, \
                        domain_rev, email, email_rev, url, time_source, first_seen, last_seen, doc";
 
 /// Creates the unit's temporary tables (dropped at commit or rollback).
-pub fn begin(tx: &mut Transaction<'_>) -> Result<()> {
+pub(super) fn begin(tx: &mut Transaction<'_>) -> Result<()> {
     tx.batch_execute(
         "CREATE TEMP TABLE ow_stage (LIKE findings) ON COMMIT DROP;
          CREATE TEMP TABLE ow_seen (fingerprint text COLLATE \"C\" PRIMARY KEY) ON COMMIT DROP;",
@@ -34,7 +34,7 @@ pub fn begin(tx: &mut Transaction<'_>) -> Result<()> {
 }
 
 /// The bulk writer of one unit (or of a rewrite, under [`Write::Restore`]).
-pub struct Writer<'a, 't> {
+pub(super) struct Writer<'a, 't> {
     tx: &'a mut Transaction<'t>,
     write: Write,
     now: DateTime<Utc>,
@@ -46,7 +46,7 @@ pub struct Writer<'a, 't> {
 
 impl<'a, 't> Writer<'a, 't> {
     /// A writer in `tx`, whose temporary tables [`begin`] made.
-    pub fn new(tx: &'a mut Transaction<'t>, write: Write, now: DateTime<Utc>) -> Self {
+    pub(super) fn new(tx: &'a mut Transaction<'t>, write: Write, now: DateTime<Utc>) -> Self {
         Writer {
             tx,
             write,
@@ -58,7 +58,7 @@ impl<'a, 't> Writer<'a, 't> {
     }
 
     /// Takes one finding; writes a batch when it is full.
-    pub fn push(&mut self, f: Finding) -> Result<()> {
+    pub(super) fn push(&mut self, f: Finding) -> Result<()> {
         self.batch.push(sealed(f)?);
         if self.batch.len() >= BATCH {
             self.flush()?;
@@ -67,7 +67,7 @@ impl<'a, 't> Writer<'a, 't> {
     }
 
     /// Writes what is pending.
-    pub fn flush(&mut self) -> Result<()> {
+    pub(super) fn flush(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -202,7 +202,7 @@ fn last_of_each(batch: Vec<Finding>) -> Vec<Finding> {
 
 /// The finding sealed (when it was not) with a well-formed fingerprint, else the error that
 /// fails its unit.
-pub fn sealed(mut f: Finding) -> Result<Finding> {
+pub(super) fn sealed(mut f: Finding) -> Result<Finding> {
     if f.fingerprint.is_empty() {
         f.seal();
     }
@@ -220,12 +220,12 @@ pub fn sealed(mut f: Finding) -> Result<Finding> {
 }
 
 /// A stored finding from its `doc`.
-pub fn decode(doc: &str) -> Result<Finding> {
+pub(super) fn decode(doc: &str) -> Result<Finding> {
     serde_json::from_str(doc).map_err(|e| StoreError::corrupt("finding (PostgreSQL `doc`)", e))
 }
 
 /// A domain's labels reversed: `www.example.org` → `org.example.www`.
-pub fn reversed(domain: &str) -> String {
+pub(super) fn reversed(domain: &str) -> String {
     let d = normalize_domain(domain);
     let mut out = String::with_capacity(d.len());
     for (i, label) in d.rsplit('.').enumerate() {

@@ -40,23 +40,23 @@ use ipnet::IpNet;
 use super::record::FP_LEN;
 use crate::finding::FindingView;
 
-pub const BUCKET: u8 = b'B';
-pub const POSTING: u8 = b'P';
-pub const RUN: u8 = b'R';
-pub const STATE: u8 = b'M';
+pub(super) const BUCKET: u8 = b'B';
+pub(super) const POSTING: u8 = b'P';
+pub(super) const RUN: u8 = b'R';
+pub(super) const STATE: u8 = b'M';
 /// The key holding the layout version.
-pub const LAYOUT: &[u8] = b"Llayout";
+pub(super) const LAYOUT: &[u8] = b"Llayout";
 /// Layout of this version: range buckets and paged postings. 1 was one JSON record per
 /// finding (`legacy.rs`); 2 had a bucket per /24 (/48) and a posting list per (group, bucket).
-pub const LAYOUT_VERSION: u8 = 3;
+pub(super) const LAYOUT_VERSION: u8 = 3;
 
 /// Range buckets of addresses.
 const HOME_RANGE_V4: u8 = b'I';
 const HOME_RANGE_V6: u8 = b'J';
 /// Plain bytes of records above which a range bucket is split (about 250 scan findings).
-pub const RANGE_BUCKET_BYTES: usize = 64 << 10;
+pub(super) const RANGE_BUCKET_BYTES: usize = 64 << 10;
 /// Plain bytes of entries in one posting page (about 1,000 entries).
-pub const POSTING_PAGE_BYTES: usize = 64 << 10;
+pub(super) const POSTING_PAGE_BYTES: usize = 64 << 10;
 
 const HOME_V4: u8 = 4;
 const HOME_V6: u8 = 6;
@@ -66,7 +66,7 @@ const HOME_ASN: u8 = b'A';
 const HOME_NONE: u8 = b'Z';
 
 /// Decodes a hex fingerprint into its 16 bytes.
-pub fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
+pub(super) fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
     let mut out = [0u8; FP_LEN];
     hex::decode_to_slice(fp, &mut out).ok()?;
     Some(out)
@@ -74,7 +74,7 @@ pub fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
 
 /// `B I a b c d` / `B J` + 16 bytes: the home of an address (its bucket is the last range
 /// bucket key at or before it).
-pub fn ip_home(ip: IpAddr) -> Vec<u8> {
+pub(super) fn ip_home(ip: IpAddr) -> Vec<u8> {
     let mut k = Vec::with_capacity(18);
     push_ip_home(ip, &mut k);
     k
@@ -95,7 +95,7 @@ fn push_ip_home(ip: IpAddr, k: &mut Vec<u8>) {
 }
 
 /// The range-bucket prefix (`B I` or `B J`) a key lies under, if it is a range home or bucket.
-pub fn range_prefix(key: &[u8]) -> Option<&[u8]> {
+pub(super) fn range_prefix(key: &[u8]) -> Option<&[u8]> {
     match key {
         [BUCKET, HOME_RANGE_V4, ..] | [BUCKET, HOME_RANGE_V6, ..] => Some(&key[..2]),
         _ => None,
@@ -103,12 +103,12 @@ pub fn range_prefix(key: &[u8]) -> Option<&[u8]> {
 }
 
 /// The address (4 or 16 bytes) of a range home, as a record's header holds it.
-pub fn range_home_ip(home: &[u8]) -> Option<&[u8]> {
+pub(super) fn range_home_ip(home: &[u8]) -> Option<&[u8]> {
     range_prefix(home).map(|_| &home[2..])
 }
 
 /// The key of the range bucket whose first record has address `ip` (4 or 16 bytes).
-pub fn range_key_of(ip: &[u8], out: &mut Vec<u8>) {
+pub(super) fn range_key_of(ip: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.push(BUCKET);
     out.push(if ip.len() == 4 {
@@ -121,17 +121,17 @@ pub fn range_key_of(ip: &[u8], out: &mut Vec<u8>) {
 
 /// Whether a key is a bucket of layout 2 (`B 4 a b c` or `B 6` + 6 bytes: a /24 or /48).
 #[cfg(test)]
-pub fn is_old_ip_bucket(key: &[u8]) -> bool {
+pub(super) fn is_old_ip_bucket(key: &[u8]) -> bool {
     matches!(key, [BUCKET, HOME_V4 | HOME_V6, ..])
 }
 
 /// `B N fam len`: prefix of the buckets of all networks of one family and length.
-pub fn net_len_home(v6: bool, len: u8) -> Vec<u8> {
+pub(super) fn net_len_home(v6: bool, len: u8) -> Vec<u8> {
     vec![BUCKET, HOME_NET, if v6 { HOME_V6 } else { HOME_V4 }, len]
 }
 
 /// `B N fam len net`: the bucket of one network (truncated to its prefix).
-pub fn net_home(net: IpNet) -> Vec<u8> {
+pub(super) fn net_home(net: IpNet) -> Vec<u8> {
     let net = net.trunc();
     let mut k = net_len_home(net.network().is_ipv6(), net.prefix_len());
     match net.network() {
@@ -142,7 +142,7 @@ pub fn net_home(net: IpNet) -> Vec<u8> {
 }
 
 /// The last two labels of a domain (`a.b.example.org` → `example.org`): how domains are grouped.
-pub fn group(d: &str) -> &str {
+pub(super) fn group(d: &str) -> &str {
     match d.rmatch_indices('.').nth(1) {
         Some((i, _)) => &d[i + 1..],
         None => d,
@@ -151,7 +151,7 @@ pub fn group(d: &str) -> &str {
 
 /// Reverses a domain's labels: `www.example.org` → `org.example.www.`. NUL bytes are dropped
 /// (they end the domain part of a posting key).
-pub fn reversed_domain(d: &str) -> String {
+pub(super) fn reversed_domain(d: &str) -> String {
     let mut out = Vec::with_capacity(d.len() + 1);
     push_reversed(d, &mut out);
     // Dropping NUL bytes (one-byte characters) from a `str` leaves valid UTF-8.
@@ -171,7 +171,7 @@ fn push_reversed(d: &str, out: &mut Vec<u8>) {
 }
 
 /// `B D rev(group(d)) 0`: the bucket of findings about domain `d` (or e-mail on it).
-pub fn domain_home(d: &str) -> Vec<u8> {
+pub(super) fn domain_home(d: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(4 + d.len());
     k.push(BUCKET);
     k.push(HOME_DOMAIN);
@@ -181,34 +181,34 @@ pub fn domain_home(d: &str) -> Vec<u8> {
 }
 
 /// `B D rev(tld)`: prefix of every domain bucket under a one-label name.
-pub fn domain_home_prefix(tld: &str) -> Vec<u8> {
+pub(super) fn domain_home_prefix(tld: &str) -> Vec<u8> {
     let mut k = vec![BUCKET, HOME_DOMAIN];
     push_reversed(tld, &mut k);
     k
 }
 
 /// `B A asn`: the bucket of findings about an autonomous system only.
-pub fn asn_home(asn: u32) -> Vec<u8> {
+pub(super) fn asn_home(asn: u32) -> Vec<u8> {
     let mut k = vec![BUCKET, HOME_ASN];
     k.extend_from_slice(&asn.to_be_bytes());
     k
 }
 
 /// The domain part of an e-mail address.
-pub fn email_domain(e: &str) -> Option<&str> {
+pub(super) fn email_domain(e: &str) -> Option<&str> {
     e.rsplit_once('@').map(|(_, d)| d)
 }
 
 /// The home bucket of a (sealed) finding.
 #[cfg(test)]
-pub fn home(f: &crate::finding::Finding) -> Vec<u8> {
+pub(super) fn home(f: &crate::finding::Finding) -> Vec<u8> {
     let mut k = Vec::new();
     home_into(&f.view(), &mut k);
     k
 }
 
 /// [`home`] written into a reused buffer (the ingest hot path).
-pub fn home_into(f: &FindingView<'_>, k: &mut Vec<u8>) {
+pub(super) fn home_into(f: &FindingView<'_>, k: &mut Vec<u8>) {
     k.clear();
     if let Some(n) = f.network {
         k.extend_from_slice(&net_home(n));
@@ -229,7 +229,7 @@ fn is_domain_home(d: &str, home: &[u8]) -> bool {
 }
 
 /// The domains of `f` that need a posting: those whose group is not `f`'s home.
-pub fn posting_domains<'a>(
+pub(super) fn posting_domains<'a>(
     f: &FindingView<'a>,
     home: &'a [u8],
 ) -> impl Iterator<Item = &'a str> + use<'a> {
@@ -237,28 +237,28 @@ pub fn posting_domains<'a>(
 }
 
 /// Every domain a lookup must find this finding under: its domain and its e-mail's domain.
-pub fn domains<'a>(f: &FindingView<'a>) -> impl Iterator<Item = &'a str> + use<'a> {
+pub(super) fn domains<'a>(f: &FindingView<'a>) -> impl Iterator<Item = &'a str> + use<'a> {
     let d = f.domain;
     let e = f.email.and_then(email_domain).filter(|e| Some(*e) != d);
     d.into_iter().chain(e)
 }
 
 /// `P rev(group(d)) 0`: prefix of the posting pages of domain `d`'s group.
-pub fn posting_prefix(d: &str) -> Vec<u8> {
+pub(super) fn posting_prefix(d: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + d.len() + 8);
     posting_key_into(d, &mut k);
     k
 }
 
 /// `P rev(tld)`: prefix of every posting under a one-label name.
-pub fn posting_tld_prefix(tld: &str) -> Vec<u8> {
+pub(super) fn posting_tld_prefix(tld: &str) -> Vec<u8> {
     let mut k = vec![POSTING];
     push_reversed(tld, &mut k);
     k
 }
 
 /// `P rev(group(d)) 0`: the prefix of the posting pages of `d`'s group, into a reused buffer.
-pub fn posting_key_into(d: &str, k: &mut Vec<u8>) {
+pub(super) fn posting_key_into(d: &str, k: &mut Vec<u8>) {
     k.clear();
     k.push(POSTING);
     push_reversed(group(d), k);
@@ -266,7 +266,7 @@ pub fn posting_key_into(d: &str, k: &mut Vec<u8>) {
 }
 
 /// `prefix` + page number: the key of one posting page.
-pub fn posting_page_key(prefix: &[u8], page: u32) -> Vec<u8> {
+pub(super) fn posting_page_key(prefix: &[u8], page: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 4);
     k.extend_from_slice(prefix);
     k.extend_from_slice(&page.to_be_bytes());
@@ -274,7 +274,7 @@ pub fn posting_page_key(prefix: &[u8], page: u32) -> Vec<u8> {
 }
 
 /// The page number of a posting page key under `prefix`.
-pub fn posting_page_no(prefix: &[u8], key: &[u8]) -> Option<u32> {
+pub(super) fn posting_page_no(prefix: &[u8], key: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(
         key.get(prefix.len()..)?.try_into().ok()?,
     ))
@@ -282,7 +282,7 @@ pub fn posting_page_no(prefix: &[u8], key: &[u8]) -> Option<u32> {
 
 /// Appends a posting entry: `len`, reversed domain (at most 255 bytes), fingerprint, `len`,
 /// the finding's home (at most 255 bytes; homes are short).
-pub fn push_posting(d: &str, fp: &[u8; FP_LEN], home: &[u8], out: &mut Vec<u8>) {
+pub(super) fn push_posting(d: &str, fp: &[u8; FP_LEN], home: &[u8], out: &mut Vec<u8>) {
     let at = out.len();
     out.push(0);
     push_reversed(d, out);
@@ -297,7 +297,7 @@ pub fn push_posting(d: &str, fp: &[u8; FP_LEN], home: &[u8], out: &mut Vec<u8>) 
 
 /// One entry of a posting page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Posting<'a> {
+pub(super) struct Posting<'a> {
     /// The reversed domain.
     pub domain: &'a [u8],
     pub fp: [u8; FP_LEN],
@@ -308,7 +308,7 @@ pub struct Posting<'a> {
 }
 
 /// The entries of a posting page. Stops at a damaged entry.
-pub fn postings(v: &[u8]) -> impl Iterator<Item = Posting<'_>> {
+pub(super) fn postings(v: &[u8]) -> impl Iterator<Item = Posting<'_>> {
     let mut rest = v;
     std::iter::from_fn(move || {
         let n = *rest.first()? as usize;
@@ -329,18 +329,18 @@ pub fn postings(v: &[u8]) -> impl Iterator<Item = Posting<'_>> {
 }
 
 /// Order-preserving encoding of a time (microseconds, sign bit flipped).
-pub fn time_bytes(t: DateTime<Utc>) -> [u8; 8] {
+pub(super) fn time_bytes(t: DateTime<Utc>) -> [u8; 8] {
     ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub fn run(started: DateTime<Utc>, source: &str) -> Vec<u8> {
+pub(super) fn run(started: DateTime<Utc>, source: &str) -> Vec<u8> {
     let mut k = vec![RUN];
     k.extend_from_slice(&time_bytes(started));
     k.extend_from_slice(source.as_bytes());
     k
 }
 
-pub fn state(key: &str) -> Vec<u8> {
+pub(super) fn state(key: &str) -> Vec<u8> {
     let mut k = vec![STATE];
     k.extend_from_slice(key.as_bytes());
     k

@@ -3,13 +3,13 @@
 
 /// Namespaces of the first layout. None of them is used by the current one.
 #[cfg(test)]
-pub const PREFIXES: [u8; 7] = [b'F', b'V', b'I', b'N', b'D', b'E', b'A'];
+pub(super) const PREFIXES: [u8; 7] = [b'F', b'V', b'I', b'N', b'D', b'E', b'A'];
 
 /// Namespace of the records.
-pub const RECORD: u8 = b'V';
+pub(super) const RECORD: u8 = b'V';
 
 /// The JSON part of a first-layout record (after its binary header), or `None`.
-pub fn record_json(v: &[u8]) -> Option<&[u8]> {
+pub(super) fn record_json(v: &[u8]) -> Option<&[u8]> {
     const FIXED: usize = 10;
     if v.len() < FIXED + 2 || v[0] != 1 {
         return None;

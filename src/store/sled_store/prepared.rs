@@ -23,7 +23,7 @@ pub(crate) struct Item {
 /// `now` (the store merges it into its stored twin when there is one), or, for a restore,
 /// as given.
 #[derive(Debug)]
-pub struct PreparedBatch {
+pub(super) struct PreparedBatch {
     pub(crate) now: DateTime<Utc>,
     pub(crate) buf: Vec<u8>,
     pub(crate) items: Vec<Item>,
@@ -41,12 +41,12 @@ fn at(n: usize) -> u32 {
 
 impl PreparedBatch {
     /// An empty batch for findings observed at `now`.
-    pub fn new(now: DateTime<Utc>) -> Self {
+    pub(super) fn new(now: DateTime<Utc>) -> Self {
         Self::with_capacity(now, 1 << 20)
     }
 
     /// An empty batch with room for about `bytes` of prepared findings (see [`Self::bytes`]).
-    pub fn with_capacity(now: DateTime<Utc>, bytes: usize) -> Self {
+    pub(super) fn with_capacity(now: DateTime<Utc>, bytes: usize) -> Self {
         PreparedBatch {
             now,
             buf: Vec::with_capacity(bytes),
@@ -63,27 +63,27 @@ impl PreparedBatch {
     }
 
     /// A batch whose findings keep the life cycle they are given (a restore).
-    pub fn keeping_given(mut self) -> Self {
+    pub(super) fn keeping_given(mut self) -> Self {
         self.as_given = true;
         self
     }
 
     /// Findings in the batch.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.items.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
     /// Bytes held (to bound a batch by memory).
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.buf.len() + self.items.len() * std::mem::size_of::<Item>()
     }
 
     /// Appends `f` (sealed here when it is not): as a new finding's record, or as given.
-    pub fn push(&mut self, f: &Finding) -> Result<()> {
+    pub(super) fn push(&mut self, f: &Finding) -> Result<()> {
         let sealed;
         let f = if f.fingerprint.is_empty() {
             let mut g = f.clone();
@@ -111,7 +111,7 @@ impl PreparedBatch {
 
     /// Appends a sealed view (see [`FindingView`]) as a new finding (or as given), without an
     /// owned copy.
-    pub fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
+    pub(super) fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
         let fp = v.fingerprint();
         if self.as_given {
             return self.push_encoded_with(v, fp, |buf| record::encode(v, &fp, buf));

@@ -32,11 +32,11 @@ use crate::finding::{
 };
 
 /// Length of a binary fingerprint.
-pub const FP_LEN: usize = 16;
+pub(super) const FP_LEN: usize = 16;
 
 /// What is wrong with a stored value (or a finding that cannot be encoded).
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
+pub(super) enum RecordError {
     #[error("bad record header")]
     Header,
     #[error("bad record body: {0}")]
@@ -75,7 +75,7 @@ const BUCKET_HEAD: usize = 9;
 const MAX_PLAIN: usize = 1 << 30;
 
 /// Status codes in the record header.
-pub fn status_code(s: Status) -> u8 {
+pub(super) fn status_code(s: Status) -> u8 {
     match s {
         Status::New => 0,
         Status::Open => 1,
@@ -94,7 +94,7 @@ fn status_of(code: u8) -> Option<Status> {
 
 /// What a record's header tells without decoding its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header<'a> {
+pub(super) struct Header<'a> {
     pub fp: [u8; FP_LEN],
     pub status: u8,
     pub last_seen_micros: i64,
@@ -105,7 +105,7 @@ pub struct Header<'a> {
 }
 
 /// Splits a record into its header and its postcard body; `None` when the header is malformed.
-pub fn header(rec: &[u8]) -> Option<(Header<'_>, &[u8])> {
+pub(super) fn header(rec: &[u8]) -> Option<(Header<'_>, &[u8])> {
     let fp: [u8; FP_LEN] = rec.get(..FP_LEN)?.try_into().ok()?;
     let status = *rec.get(FP_LEN)?;
     let last_seen_micros = i64::from_be_bytes(rec.get(FP_LEN + 1..FP_LEN + 9)?.try_into().ok()?);
@@ -133,7 +133,7 @@ pub fn header(rec: &[u8]) -> Option<(Header<'_>, &[u8])> {
 }
 
 /// The address bytes a header stores for an IP.
-pub fn ip_bytes(ip: IpAddr) -> ([u8; 16], usize) {
+pub(super) fn ip_bytes(ip: IpAddr) -> ([u8; 16], usize) {
     let mut b = [0u8; 16];
     match ip {
         IpAddr::V4(a) => {
@@ -351,7 +351,7 @@ fn short(s: &str) -> &[u8] {
 }
 
 /// Appends the record of `f` (fingerprint `fp`) to `out`.
-pub fn encode(
+pub(super) fn encode(
     f: &FindingView<'_>,
     fp: &[u8; FP_LEN],
     out: &mut Vec<u8>,
@@ -399,7 +399,7 @@ pub fn encode(
 /// Appends the record of an owned finding: [`encode`], then its earlier observations when it
 /// has any (a trailing part that readers of records without it never see: a record of a
 /// finding without earlier observations is byte for byte what [`encode`] of its view writes).
-pub fn encode_finding(
+pub(super) fn encode_finding(
     f: &Finding,
     fp: &[u8; FP_LEN],
     out: &mut Vec<u8>,
@@ -484,7 +484,7 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Decodes a whole record.
-pub fn decode(rec: &[u8]) -> Result<Finding, RecordError> {
+pub(super) fn decode(rec: &[u8]) -> Result<Finding, RecordError> {
     let (h, body) = header(rec).ok_or(RecordError::Header)?;
     let (b, rest): (Body<'_>, &[u8]) =
         postcard::take_from_bytes(body).map_err(RecordError::Body)?;
@@ -562,7 +562,7 @@ pub fn decode(rec: &[u8]) -> Result<Finding, RecordError> {
 
 /// Builds a bucket value record by record.
 #[derive(Debug, Default)]
-pub struct BucketWriter {
+pub(super) struct BucketWriter {
     plain: Vec<u8>,
     count: u32,
     /// Where each record starts and its address, for records pushed with one
@@ -601,7 +601,7 @@ impl Addr {
 
 impl BucketWriter {
     /// A writer with room for about `bytes` of records.
-    pub fn with_capacity(bytes: usize) -> Self {
+    pub(super) fn with_capacity(bytes: usize) -> Self {
         BucketWriter {
             plain: Vec::with_capacity(bytes),
             // A scan finding's record is about 250 bytes.
@@ -611,7 +611,7 @@ impl BucketWriter {
     }
 
     /// Empties the writer, keeping its buffers.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.plain.clear();
         self.count = 0;
         self.addrs.clear();
@@ -619,7 +619,7 @@ impl BucketWriter {
     }
 
     /// Copies a record unchanged.
-    pub fn push_raw(&mut self, rec: &[u8]) {
+    pub(super) fn push_raw(&mut self, rec: &[u8]) {
         self.plain
             .extend_from_slice(&(rec.len() as u32).to_le_bytes());
         self.plain.extend_from_slice(rec);
@@ -628,7 +628,7 @@ impl BucketWriter {
 
     /// Copies a record unchanged, noting its address `ip` (the one in its header), so that
     /// [`Self::finish_split`] need not read the header again.
-    pub fn push_raw_at(&mut self, rec: &[u8], ip: &[u8]) {
+    pub(super) fn push_raw_at(&mut self, rec: &[u8], ip: &[u8]) {
         self.note_addr(ip);
         self.push_raw(rec);
     }
@@ -645,7 +645,7 @@ impl BucketWriter {
     }
 
     /// Encodes and appends a finding.
-    pub fn push(&mut self, f: &Finding, fp: &[u8; FP_LEN]) -> Result<(), RecordError> {
+    pub(super) fn push(&mut self, f: &Finding, fp: &[u8; FP_LEN]) -> Result<(), RecordError> {
         match f.ip {
             Some(ip) => {
                 let (b, n) = ip_bytes(ip);
@@ -667,13 +667,13 @@ impl BucketWriter {
     }
 
     /// The finished bucket value (compressed), written into `out` (cleared first).
-    pub fn finish_into(&self, out: &mut Vec<u8>) {
+    pub(super) fn finish_into(&self, out: &mut Vec<u8>) {
         pack_records(self.count, &self.plain, out);
     }
 
     /// Bytes of records held (uncompressed).
     #[cfg(test)]
-    pub fn plain_len(&self) -> usize {
+    pub(super) fn plain_len(&self) -> usize {
         self.plain.len()
     }
 
@@ -711,7 +711,7 @@ impl BucketWriter {
     /// piece, in address order. `out` is scratch space. Records already in address order (a
     /// report read in address order, a bucket appended to at its end) are compressed from
     /// where they lie, without a copy.
-    pub fn finish_split(
+    pub(super) fn finish_split(
         &self,
         max: usize,
         out: &mut Vec<u8>,
@@ -763,7 +763,7 @@ impl BucketWriter {
     }
 
     /// The finished bucket value (compressed).
-    pub fn finish(&self) -> Vec<u8> {
+    pub(super) fn finish(&self) -> Vec<u8> {
         let mut out = Vec::new();
         self.finish_into(&mut out);
         out
@@ -780,7 +780,7 @@ fn pack_records(count: u32, plain: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The number of records in a bucket value, read from its head without decompressing.
-pub fn bucket_count(v: &[u8]) -> Option<usize> {
+pub(super) fn bucket_count(v: &[u8]) -> Option<usize> {
     if v.len() < BUCKET_HEAD || v[0] != BUCKET_V2 {
         return None;
     }
@@ -788,7 +788,7 @@ pub fn bucket_count(v: &[u8]) -> Option<usize> {
 }
 
 /// Decompresses a bucket value into its run of records (read them with [`records`]).
-pub fn open_bucket(v: &[u8]) -> Result<Vec<u8>, RecordError> {
+pub(super) fn open_bucket(v: &[u8]) -> Result<Vec<u8>, RecordError> {
     if v.len() < BUCKET_HEAD || v[0] != BUCKET_V2 {
         return Err(RecordError::BucketHeader);
     }
@@ -832,7 +832,7 @@ fn decompress(block: &[u8], len: usize, what: &'static str) -> Result<Vec<u8>, R
 const POSTINGS_LZ4: [u8; 2] = [0xFF, 0x00];
 
 /// The plain entries of a posting value, compressed or plain.
-pub fn posting_entries(v: &[u8]) -> Result<Cow<'_, [u8]>, RecordError> {
+pub(super) fn posting_entries(v: &[u8]) -> Result<Cow<'_, [u8]>, RecordError> {
     let Some(rest) = v.strip_prefix(&POSTINGS_LZ4[..]) else {
         return Ok(Cow::Borrowed(v));
     };
@@ -844,7 +844,7 @@ pub fn posting_entries(v: &[u8]) -> Result<Cow<'_, [u8]>, RecordError> {
 }
 
 /// The compressed posting value holding `entries`.
-pub fn pack_postings(entries: &[u8]) -> Vec<u8> {
+pub(super) fn pack_postings(entries: &[u8]) -> Vec<u8> {
     let mut head = [0u8; 6];
     head[..2].copy_from_slice(&POSTINGS_LZ4);
     head[2..].copy_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -854,12 +854,12 @@ pub fn pack_postings(entries: &[u8]) -> Vec<u8> {
 }
 
 /// The records of a decompressed bucket.
-pub fn records(plain: &[u8]) -> Records<'_> {
+pub(super) fn records(plain: &[u8]) -> Records<'_> {
     Records { rest: plain }
 }
 
 /// Iterator over the records of a bucket; yields an error (once) on a truncated record.
-pub struct Records<'a> {
+pub(super) struct Records<'a> {
     rest: &'a [u8],
 }
 

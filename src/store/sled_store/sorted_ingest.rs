@@ -28,12 +28,12 @@ use crate::finding::{Finding, FindingView};
 use crate::store::{FetchRun, IngestStats, Result, StateChange, StoreError};
 
 /// Findings per ingest call (each call is atomic and bounded in memory).
-pub const CHUNK: usize = 10_000;
+pub(super) const CHUNK: usize = 10_000;
 /// Prepared bytes held in memory before a run ends (about 100,000 rows of a scan report).
-pub const RUN_BYTES: usize = 32 << 20;
+pub(super) const RUN_BYTES: usize = 32 << 20;
 
 /// Collects findings of one bulk import and ingests them in home order.
-pub struct SortedIngest<'s> {
+pub(super) struct SortedIngest<'s> {
     store: &'s SledStore,
     now: DateTime<Utc>,
     mode: Mode,
@@ -50,12 +50,17 @@ pub struct SortedIngest<'s> {
 impl<'s> SortedIngest<'s> {
     /// Findings written by `mode` (observed at `now` when it merges), spilled (when they must
     /// be) into `spill_dir`.
-    pub fn new(store: &'s SledStore, now: DateTime<Utc>, mode: Mode, spill_dir: &Path) -> Self {
+    pub(super) fn new(
+        store: &'s SledStore,
+        now: DateTime<Utc>,
+        mode: Mode,
+        spill_dir: &Path,
+    ) -> Self {
         Self::with_limits(store, now, mode, spill_dir, (RUN_BYTES, CHUNK))
     }
 
     /// [`SortedIngest::new`] with other run and chunk sizes (tests use tiny ones).
-    pub fn with_limits(
+    pub(super) fn with_limits(
         store: &'s SledStore,
         now: DateTime<Utc>,
         mode: Mode,
@@ -84,19 +89,19 @@ impl<'s> SortedIngest<'s> {
     /// Writes nothing to the store until [`SortedIngest::finish`]: every full run is spilled,
     /// so an import whose input turns out bad (a cut report) can be dropped having stored
     /// nothing. Same memory bound, somewhat slower for input in home order.
-    pub fn deferred(mut self) -> Self {
+    pub(super) fn deferred(mut self) -> Self {
         self.deferred = true;
         self
     }
 
     /// Adds a sealed finding.
-    pub fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
+    pub(super) fn push_view(&mut self, v: &FindingView<'_>) -> Result<()> {
         self.run.push_view(v)?;
         self.after_push()
     }
 
     /// Adds an owned finding (sealed here when it is not).
-    pub fn push(&mut self, f: &Finding) -> Result<()> {
+    pub(super) fn push(&mut self, f: &Finding) -> Result<()> {
         self.run.push(f)?;
         self.after_push()
     }
@@ -110,14 +115,14 @@ impl<'s> SortedIngest<'s> {
 
     /// Runs spilled to disk so far.
     #[cfg(test)]
-    pub fn spilled_runs(&self) -> usize {
+    pub(super) fn spilled_runs(&self) -> usize {
         self.spilled.len()
     }
 
     /// Ingests what is left, then writes `state` and the run-log entry `run` makes from the
     /// statistics in a batch of their own (so they land only once every finding did), and
     /// returns the statistics of the whole import.
-    pub fn finish_with(
+    pub(super) fn finish_with(
         self,
         state: Vec<StateChange>,
         run: Option<crate::store::RunEntry<'_>>,
@@ -138,7 +143,7 @@ impl<'s> SortedIngest<'s> {
     }
 
     /// Ingests what is left and returns the statistics of the whole import.
-    pub fn finish(mut self) -> Result<IngestStats> {
+    pub(super) fn finish(mut self) -> Result<IngestStats> {
         if self.spilled.is_empty() {
             if !self.run.is_sorted_by_home() {
                 self.run.sort_by_home();
