@@ -662,22 +662,15 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
             o.tally.no_contact
         ));
     }
-    FetchRun {
-        source: RUN_NAME.into(),
-        started,
-        finished,
-        outcome,
-        fetched: o.tally.considered,
-        accepted: o.marked,
-        rejected: 0,
-        warnings: o.contact_problems.len(),
-        in_scope: o.tally.considered,
-        new: 0,
-        updated: o.marked,
-        resolved: 0,
-        error: (!problems.is_empty()).then(|| problems.join("; ")),
-        failed_units: Vec::new(),
-        max_time_source: None,
-        notices,
-    }
+    let mut run = FetchRun::begun(RUN_NAME, started);
+    run.finished = finished;
+    run.outcome = outcome;
+    run.fetched = o.tally.considered;
+    run.accepted = o.marked;
+    run.warnings = o.contact_problems.len();
+    run.in_scope = o.tally.considered;
+    run.updated = o.marked;
+    run.error = (!problems.is_empty()).then(|| problems.join("; "));
+    run.notices = notices;
+    run
 }
