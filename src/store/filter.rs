@@ -20,7 +20,53 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::rank;
-use crate::finding::{Finding, Severity, Status, domain_name};
+use crate::finding::{Finding, Severity, Status, UnknownSeverity, domain_name};
+
+/// A filter that cannot be read ([`Filter::parse`]): the flag and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// A value of the flag `flag` (without `--`) that cannot be read.
+    #[error("--{flag}: {problem}")]
+    Value {
+        flag: String,
+        #[source]
+        problem: BadValue,
+    },
+    #[error("--{0} is given twice")]
+    Twice(String),
+    #[error("--{0} needs a name")]
+    NoName(String),
+    #[error("--suppressed and --all exclude each other")]
+    SuppressedAndAll,
+    #[error("--notified and --not-notified exclude each other")]
+    NotifiedAndNot,
+    #[error("unknown filter `{0}`")]
+    Unknown(String),
+}
+
+/// A value of a filter flag that cannot be read; `.0` as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("`{0}` is not a date (write YYYY-MM-DD or an RFC 3339 time)")]
+    Time(String),
+    #[error("`{0}` is not an AS number (write AS64496)")]
+    Asn(String),
+    #[error("`{0}` is not a prefix (write it like 192.0.2.0/24)")]
+    Prefix(String),
+    #[error(
+        "`{0}` is no classification (write TAXONOMY[/TYPE[/IDENTIFIER]], e.g. \
+         malicious-code/c2-server, `*` for any part)"
+    )]
+    Class(String),
+    #[error("unknown status `{0}` (expected new, open, resolved or all)")]
+    Status(String),
+    #[error(transparent)]
+    Severity(#[from] UnknownSeverity),
+    #[error("`{0}` is not a domain")]
+    Domain(String),
+    #[error("unknown order `{0}` (expected rank, severity, time or address)")]
+    Sort(String),
+}
 
 /// Which life-cycle states a filter lets through: new and open unless told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,14 +325,14 @@ pub const FLAGS: [&str; 20] = [
 ];
 
 /// A date (midnight UTC) or an RFC 3339 time, as `--since` and its kin take.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, BadValue> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        .map_err(|_| format!("`{s}` is not a date (write YYYY-MM-DD or an RFC 3339 time)"))
+        .map_err(|_| BadValue::Time(s.to_string()))
 }
 
 /// A time as [`parse_time`] reads it back: a date when it is midnight, else RFC 3339.
@@ -299,7 +345,7 @@ fn time_word(t: DateTime<Utc>) -> String {
 }
 
 /// `AS64496` or `64496`.
-pub fn parse_asn(s: &str) -> Result<u32, String> {
+pub fn parse_asn(s: &str) -> Result<u32, BadValue> {
     let t = s.trim();
     let digits = t
         .strip_prefix("AS")
@@ -308,30 +354,27 @@ pub fn parse_asn(s: &str) -> Result<u32, String> {
         .unwrap_or(t);
     match digits.parse::<u32>() {
         Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-        _ => Err(format!("`{t}` is not an AS number (write AS64496)")),
+        _ => Err(BadValue::Asn(t.to_string())),
     }
 }
 
 /// A prefix (host bits dropped) or a single address.
-fn parse_prefix(s: &str) -> Result<IpNet, String> {
+fn parse_prefix(s: &str) -> Result<IpNet, BadValue> {
     let t = s.trim();
     if let Ok(ip) = t.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
     t.parse::<IpNet>()
         .map(|n| n.trunc())
-        .map_err(|_| format!("`{t}` is not a prefix (write it like 192.0.2.0/24)"))
+        .map_err(|_| BadValue::Prefix(t.to_string()))
 }
 
-fn parse_class(s: &str) -> Result<ClassPattern, String> {
+fn parse_class(s: &str) -> Result<ClassPattern, BadValue> {
     let t = s.trim().to_ascii_lowercase();
     let mut parts = t.splitn(3, '/');
     let mut part = || match parts.next().map(str::trim) {
         None | Some("*") => Ok(None),
-        Some("") => Err(format!(
-            "`{t}` is no classification (write TAXONOMY[/TYPE[/IDENTIFIER]], e.g. \
-             malicious-code/c2-server, `*` for any part)"
-        )),
+        Some("") => Err(BadValue::Class(t.clone())),
         Some(p) => Ok(Some(p.to_string())),
     };
     Ok(ClassPattern {
@@ -341,18 +384,14 @@ fn parse_class(s: &str) -> Result<ClassPattern, String> {
     })
 }
 
-fn parse_statuses(s: &str, into: &mut Statuses) -> Result<(), String> {
+fn parse_statuses(s: &str, into: &mut Statuses) -> Result<(), BadValue> {
     for w in s.split(',') {
         match w.trim().to_ascii_lowercase().as_str() {
             "new" => into.new = true,
             "open" => into.open = true,
             "resolved" => into.resolved = true,
             "all" => *into = Statuses::ALL,
-            other => {
-                return Err(format!(
-                    "unknown status `{other}` (expected new, open, resolved or all)"
-                ));
-            }
+            other => return Err(BadValue::Status(other.to_string())),
         }
     }
     Ok(())
@@ -365,10 +404,10 @@ fn push_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
 }
 
 /// A name given to `--source`, `--feed` or `--team`: not empty, no white space at its ends.
-fn name(flag: &str, s: &str) -> Result<String, String> {
+fn name(flag: &str, s: &str) -> Result<String, FilterError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(format!("--{flag} needs a name"));
+        return Err(FilterError::NoName(flag.to_string()));
     }
     Ok(t.to_string())
 }
@@ -412,14 +451,17 @@ impl Filter {
     /// what is wrong, naming the flag.
     pub fn parse<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Filter, String> {
+    ) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
         let mut status: Option<Statuses> = None;
         for (flag, value) in pairs {
-            let at = |e: String| format!("--{flag}: {e}");
+            let at = |problem: BadValue| FilterError::Value {
+                flag: flag.to_string(),
+                problem,
+            };
             let once = |t: &Option<DateTime<Utc>>| {
                 if t.is_some() {
-                    Err(format!("--{flag} is given twice"))
+                    Err(FilterError::Twice(flag.to_string()))
                 } else {
                     Ok(())
                 }
@@ -432,16 +474,15 @@ impl Filter {
                     for w in value.split(',') {
                         push_sorted(
                             &mut f.severity,
-                            w.parse::<Severity>().map_err(|e| at(e.to_string()))?,
+                            w.parse::<Severity>().map_err(|e| at(e.into()))?,
                         );
                     }
                 }
                 "min-severity" => {
                     if f.min_severity.is_some() {
-                        return Err(format!("--{flag} is given twice"));
+                        return Err(FilterError::Twice(flag.to_string()));
                     }
-                    f.min_severity =
-                        Some(value.parse::<Severity>().map_err(|e| at(e.to_string()))?);
+                    f.min_severity = Some(value.parse::<Severity>().map_err(|e| at(e.into()))?);
                 }
                 "source" => push_sorted(&mut f.source, name(flag, value)?),
                 "feed" => push_sorted(&mut f.feed, name(flag, value)?),
@@ -459,7 +500,7 @@ impl Filter {
                 }
                 "domain" => {
                     let d = domain_name(value)
-                        .ok_or_else(|| at(format!("`{}` is not a domain", value.trim())))?;
+                        .ok_or_else(|| at(BadValue::Domain(value.trim().to_string())))?;
                     push_sorted(&mut f.domain, d);
                 }
                 "since" => {
@@ -482,12 +523,7 @@ impl Filter {
                     f.sort = Sort::ALL
                         .into_iter()
                         .find(|s| s.as_str().eq_ignore_ascii_case(value.trim()))
-                        .ok_or_else(|| {
-                            at(format!(
-                                "unknown order `{}` (expected rank, severity, time or address)",
-                                value.trim()
-                            ))
-                        })?;
+                        .ok_or_else(|| at(BadValue::Sort(value.trim().to_string())))?;
                 }
                 // Switches: a value (from a query string) is not read.
                 "suppressed" | "all" => {
@@ -497,19 +533,19 @@ impl Filter {
                         Suppressed::Only
                     };
                     if f.suppressed != Suppressed::Hide && f.suppressed != mode {
-                        return Err("--suppressed and --all exclude each other".into());
+                        return Err(FilterError::SuppressedAndAll);
                     }
                     f.suppressed = mode;
                 }
                 "notified" | "not-notified" => {
                     let want = flag == "notified";
                     if f.notified.is_some_and(|w| w != want) {
-                        return Err("--notified and --not-notified exclude each other".into());
+                        return Err(FilterError::NotifiedAndNot);
                     }
                     f.notified = Some(want);
                 }
                 "no-contact" => f.no_contact = true,
-                other => return Err(format!("unknown filter `{other}`")),
+                other => return Err(FilterError::Unknown(other.to_string())),
             }
         }
         if let Some(s) = status {
@@ -633,7 +669,7 @@ impl Filter {
     }
 
     /// A filter from a URL query string (with or without its leading `?`).
-    pub fn from_query_string(q: &str) -> Result<Filter, String> {
+    pub fn from_query_string(q: &str) -> Result<Filter, FilterError> {
         let pairs: Vec<(String, String)> =
             form_urlencoded::parse(q.strip_prefix('?').unwrap_or(q).as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
