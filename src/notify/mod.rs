@@ -52,6 +52,11 @@ pub enum Mode {
 pub enum NotifyError {
     #[error("notify: {0}")]
     Failed(String),
+    /// The templates cannot be loaded (`[notify] templates`).
+    #[error("notify: {}", crate::text::chain(.0))]
+    Templates(#[source] crate::digest::render::TemplateError),
+    #[error("notify: {0}")]
+    Attachment(#[from] render::AttachmentError),
 }
 
 impl From<StoreError> for NotifyError {
@@ -220,7 +225,7 @@ pub fn prepare(
 ) -> Result<Preparation, NotifyError> {
     let n = notify_config(cfg);
     let renderer = Renderer::new(n.templates.as_ref().map(|p| cfg.resolve_path(p)).as_deref())
-        .map_err(NotifyError::Failed)?;
+        .map_err(NotifyError::Templates)?;
     let sent = record::SentIndex::load(store)?;
     let mut why_held = HashMap::new();
     if holds {
@@ -323,7 +328,7 @@ fn render_one(
     let ticket = ticket(now);
     let attachment = format!("{ticket}.csv");
     let mut shown = batch.rows.len().min(MAX_ROWS_IN_BODY);
-    let csv = render::csv(&ticket, &batch.rows).map_err(NotifyError::Failed)?;
+    let csv = render::csv(&ticket, &batch.rows)?;
     let rendered = loop {
         let rows: Vec<RowView<'_>> = batch.rows[..shown]
             .iter()
@@ -472,7 +477,7 @@ pub async fn run(
         // A mail that cannot be built (an address lettre refuses) fails this contact only.
         let sent = match mail::build(&env, &p.rendered, sent_at) {
             Ok(msg) => mailer.send(msg).await.map_err(|e| crate::text::chain(&e)),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         match sent {
             Ok(()) => {
