@@ -147,8 +147,9 @@ pub enum RowError {
     /// More values of one kind (`addresses`, `prefixes`...) than a cell may hold.
     #[error("more than {MAX_VALUES} {0}")]
     TooMany(&'static str),
+    /// The address as written (clipped) and why it is none.
     #[error("`{0}` is not a mail address ({1})")]
-    Address(String, #[source] MailAddressError),
+    Address(String, MailAddressError),
     #[error("contact `{0}` has no mail address")]
     NoAddress(String),
     #[error("`{0}` is not a prefix (write 192.0.2.0/24)")]

@@ -36,15 +36,14 @@ plain_header!(2, "X-Outwatch-Ticket");
 plain_header!(3, "List-Id");
 
 /// A notification that cannot be made a message (the contact's mail fails, not the run).
-/// The cause is kept (`source()`) and its text is part of the message.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
-    #[error("`{key}`: `{addr}` is not a usable mail address ({source})")]
+    /// `error`: lettre's reason, written in the message.
+    #[error("`{key}`: `{addr}` is not a usable mail address ({error})")]
     Address {
         key: &'static str,
         addr: String,
-        #[source]
-        source: lettre::address::AddressError,
+        error: lettre::address::AddressError,
     },
     #[error("{0}")]
     ContentType(#[source] lettre::message::header::ContentTypeErr),
@@ -55,10 +54,10 @@ pub enum MessageError {
 fn mailbox(addr: &str, key: &'static str) -> Result<Mailbox, MessageError> {
     addr.trim()
         .parse::<Mailbox>()
-        .map_err(|source| MessageError::Address {
+        .map_err(|error| MessageError::Address {
             key,
             addr: addr.to_string(),
-            source,
+            error,
         })
 }
 

@@ -52,8 +52,9 @@ pub enum Mode {
 pub enum NotifyError {
     #[error("notify: {0}")]
     Failed(String),
-    /// The templates cannot be loaded (`[notify] templates`).
-    #[error("notify: {}", crate::text::chain(.0))]
+    /// The templates cannot be loaded (`[notify] templates`); the cause says why (written with
+    /// [`crate::text::chain`]).
+    #[error("notify")]
     Templates(#[source] crate::digest::render::TemplateError),
     #[error("notify: {0}")]
     Attachment(#[from] render::AttachmentError),
@@ -678,4 +679,33 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
     run.error = (!problems.is_empty()).then(|| problems.join("; "));
     run.notices = notices;
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a run's error meets text (the command's message, the daemon's run log) it is
+    /// written with its causes, each once.
+    #[test]
+    fn a_run_error_is_written_with_its_causes_once() {
+        let e = NotifyError::Templates(crate::digest::render::TemplateError::Read {
+            path: "/t/notify.txt".into(),
+            source: std::io::Error::other("gone"),
+        });
+        assert_eq!(
+            crate::text::chain(&e),
+            "notify: cannot read template /t/notify.txt: gone"
+        );
+        let e = contacts::ContactsFileError::Read {
+            path: "/t/contacts.csv".into(),
+            source: std::io::Error::other("gone"),
+        };
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            e.to_string(),
+            "cannot read the contacts file /t/contacts.csv: gone"
+        );
+        assert_eq!(crate::text::chain(&e), e.to_string());
+    }
 }

@@ -72,14 +72,13 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// A template that cannot be rendered: its file name, and minijinja's error in full (with
-/// its line), which is kept as the cause.
+/// A template that cannot be rendered: its file name, and minijinja's error written out in
+/// full (with its line), as the digest's `TemplateError::Render`.
 #[derive(Debug, thiserror::Error)]
-#[error("template {name}: {source:#}")]
+#[error("template {name}: {error:#}")]
 pub struct RenderError {
     pub name: String,
-    #[source]
-    pub source: minijinja::Error,
+    pub error: minijinja::Error,
 }
 
 /// The CSV attachment cannot be written (the cause is kept, and is the message).
@@ -137,7 +136,7 @@ impl Renderer {
             self.env
                 .get_template(&name)
                 .and_then(|t| t.render(Serde(view)))
-                .map_err(|source| RenderError { name, source })
+                .map_err(|error| RenderError { name, error })
         };
         let subject = r("_subject.txt")?;
         let mut subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");

@@ -238,3 +238,20 @@ proptest! {
         let _ = Filter::from_query_string(&v);
     }
 }
+
+#[test]
+fn a_bad_value_keeps_its_cause_and_is_said_once() {
+    let e = Filter::parse([("asn", "ASx")]).unwrap_err();
+    assert_eq!(
+        e,
+        FilterError::Value {
+            flag: "asn".into(),
+            problem: BadValue::Asn("ASx".into()),
+        }
+    );
+    assert!(std::error::Error::source(&e).is_some());
+    assert_eq!(
+        crate::text::chain(&e),
+        "--asn: `ASx` is not an AS number (write AS64496)"
+    );
+}
