@@ -34,7 +34,7 @@ use crate::triage::Suppressions;
 pub(crate) const DEFAULT_LIMIT: usize = 50;
 
 /// The filter the flags give, in the one parser of filters ([`Filter::parse`]).
-pub(crate) fn filter_of(a: &ListArgs) -> Result<Filter, String> {
+pub(crate) fn filter_of(a: &ListArgs) -> Result<Filter, crate::store::filter::FilterError> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     for (flag, values) in [
         ("status", &a.status),

@@ -231,7 +231,7 @@ fn each_finding(
 }
 
 /// The times and statuses a lookup asks for, as a worklist filter.
-fn base_filter(a: &LookupArgs) -> Result<Filter, String> {
+fn base_filter(a: &LookupArgs) -> Result<Filter, crate::store::filter::FilterError> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     if a.all {
         pairs.push(("status", "all"));

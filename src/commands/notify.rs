@@ -61,7 +61,7 @@ pub(crate) async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError>
     let http = app.http()?;
     let o = notify::run(cfg, &contacts, store, &http, app.clock.as_ref(), now, &mode)
         .await
-        .map_err(CliError::failure)?;
+        .map_err(|e| CliError::failure(crate::text::chain(&e)))?;
     if let Some(dir) = &a.html {
         crate::files::private_dir(dir)
             .map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;

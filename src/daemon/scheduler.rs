@@ -40,9 +40,9 @@ pub enum TaskError {
     Digest(#[from] crate::digest::DigestError),
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
-    /// The contacts file could not be read (its own words, with the line).
-    #[error("{0}")]
-    Contacts(String),
+    /// The contacts file could not be read.
+    #[error(transparent)]
+    Contacts(#[from] crate::notify::contacts::ContactsFileError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// ASNs whose refresh failed (`AS<n>: why`); their cached prefixes stay in use.

@@ -417,22 +417,8 @@ fn ingest(
 /// The run-log entry written when the client did not give one (it went away once its
 /// findings were in): the unit is stored, and the log says what happened.
 fn unanswered(now: chrono::DateTime<chrono::Utc>, why: &str) -> FetchRun {
-    FetchRun {
-        source: "import".into(),
-        started: now,
-        finished: now,
-        outcome: RunOutcome::Partial,
-        fetched: 0,
-        accepted: 0,
-        rejected: 0,
-        warnings: 0,
-        in_scope: 0,
-        new: 0,
-        updated: 0,
-        resolved: 0,
-        error: Some(why.to_string()),
-        failed_units: Vec::new(),
-        max_time_source: None,
-        notices: Vec::new(),
-    }
+    let mut run = FetchRun::begun("import", now);
+    run.outcome = RunOutcome::Partial;
+    run.error = Some(why.to_string());
+    run
 }

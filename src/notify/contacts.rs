@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 
 use crate::config::notify::{ContactConfig, Interval, PolicyConfig, safe_name};
-use crate::config::{Asn, Config, mail_address};
+use crate::config::{Asn, BadAsn, Config, MailAddressError, mail_address};
 use crate::finding::{Finding, Severity, domain_name};
 
 /// Most rows read from a contacts file; the rest are reported as one problem.
@@ -136,22 +136,63 @@ fn values(cell: &str) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A contacts-file row that is no contact (it is skipped and reported with its line); values
+/// as written, clipped.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("{0} columns; expected name,emails,prefixes,asns,domains")]
+    Columns(usize),
+    #[error("the name is empty")]
+    NoName,
+    /// More values of one kind (`addresses`, `prefixes`...) than a cell may hold.
+    #[error("more than {MAX_VALUES} {0}")]
+    TooMany(&'static str),
+    /// The address as written (clipped) and why it is none.
+    #[error("`{0}` is not a mail address ({1})")]
+    Address(String, MailAddressError),
+    #[error("contact `{0}` has no mail address")]
+    NoAddress(String),
+    #[error("`{0}` is not a prefix (write 192.0.2.0/24)")]
+    Prefix(String),
+    #[error(transparent)]
+    Asn(#[from] BadAsn),
+    #[error("`{0}` is not a domain name")]
+    Domain(String),
+    #[error("contact `{0}` owns nothing (no prefix, ASN or domain)")]
+    OwnsNothing(String),
+}
+
+/// A contacts file that cannot be read (its rows are not: a bad row is a [`RowError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ContactsFileError {
+    #[error("cannot read the contacts file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the contacts file {} is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    #[error(
+        "the contacts file {} is {len} bytes, more than the {MAX_FILE_BYTES} allowed",
+        path.display()
+    )]
+    TooLarge { path: PathBuf, len: u64 },
+}
+
 /// One CSV row → a contact, or what is wrong with it.
-fn row(rec: &csv::StringRecord, defaults: &Policy, line: usize) -> Result<Contact, String> {
+fn row(rec: &csv::StringRecord, defaults: &Policy, line: usize) -> Result<Contact, RowError> {
     if rec.len() > 5 {
-        return Err(format!(
-            "{} columns; expected name,emails,prefixes,asns,domains",
-            rec.len()
-        ));
+        return Err(RowError::Columns(rec.len()));
     }
     let cell = |i: usize| rec.get(i).unwrap_or("");
     let name = crate::text::clip(cell(0).trim(), 200);
     if name.is_empty() {
-        return Err("the name is empty".into());
+        return Err(RowError::NoName);
     }
-    let count = |i: usize, what: &str| {
+    let count = |i: usize, what: &'static str| {
         if values(cell(i)).count() > MAX_VALUES {
-            Err(format!("more than {MAX_VALUES} {what}"))
+            Err(RowError::TooMany(what))
         } else {
             Ok(())
         }
@@ -166,45 +207,30 @@ fn row(rec: &csv::StringRecord, defaults: &Policy, line: usize) -> Result<Contac
     }
     let mut emails = Vec::new();
     for e in values(cell(1)) {
-        let a = mail_address(e).map_err(|why| {
-            format!(
-                "`{}` is not a mail address ({why})",
-                crate::text::clip(e, 80)
-            )
-        })?;
+        let a = mail_address(e).map_err(|why| RowError::Address(crate::text::clip(e, 80), why))?;
         emails.push(a.to_ascii_lowercase());
     }
     if emails.is_empty() {
-        return Err(format!("contact `{name}` has no mail address"));
+        return Err(RowError::NoAddress(name));
     }
     let mut prefixes = Vec::new();
     for p in values(cell(2)) {
         let net = p
             .parse::<IpNet>()
             .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-            .map_err(|_| {
-                format!(
-                    "`{}` is not a prefix (write 192.0.2.0/24)",
-                    crate::text::clip(p, 80)
-                )
-            })?;
+            .map_err(|_| RowError::Prefix(crate::text::clip(p, 80)))?;
         prefixes.push(net.trunc());
     }
     let mut asns = Vec::new();
     for a in values(cell(3)) {
-        asns.push(a.parse::<Asn>().map_err(|e| e.to_string())?.0);
+        asns.push(a.parse::<Asn>()?.0);
     }
     let mut domains = Vec::new();
     for d in values(cell(4)) {
-        domains.push(
-            domain_name(d)
-                .ok_or_else(|| format!("`{}` is not a domain name", crate::text::clip(d, 80)))?,
-        );
+        domains.push(domain_name(d).ok_or_else(|| RowError::Domain(crate::text::clip(d, 80)))?);
     }
     if prefixes.is_empty() && asns.is_empty() && domains.is_empty() {
-        return Err(format!(
-            "contact `{name}` owns nothing (no prefix, ASN or domain)"
-        ));
+        return Err(RowError::OwnsNothing(name));
     }
     Ok(Contact {
         name,
@@ -264,7 +290,10 @@ pub fn parse_csv(input: impl Read, defaults: &Policy) -> (Vec<Contact>, Vec<RowP
         }
         match row(&rec, defaults, line) {
             Ok(c) => out.push(c),
-            Err(message) => problems.push(RowProblem { line, message }),
+            Err(e) => problems.push(RowProblem {
+                line,
+                message: e.to_string(),
+            }),
         }
     }
     (out, problems)
@@ -289,7 +318,7 @@ pub struct Contacts {
 impl Contacts {
     /// Reads the contacts of `cfg`. An unreadable contacts file is an error (a run would
     /// otherwise tell nobody and look fine); bad rows are not.
-    pub fn load(cfg: &Config) -> Result<Contacts, String> {
+    pub fn load(cfg: &Config) -> Result<Contacts, ContactsFileError> {
         let defaults = cfg
             .notify
             .as_ref()
@@ -329,7 +358,7 @@ impl Contacts {
 
     /// Reads the contacts again when the contacts file changed since it was read (its
     /// modification time); returns whether it did.
-    pub fn reload_if_changed(&mut self, cfg: &Config) -> Result<bool, String> {
+    pub fn reload_if_changed(&mut self, cfg: &Config) -> Result<bool, ContactsFileError> {
         let Some(path) = &self.file else {
             return Ok(false);
         };
@@ -372,24 +401,21 @@ impl Contacts {
 /// A contacts file's contacts, skipped rows and modification time.
 type FileRead = (Vec<Contact>, Vec<RowProblem>, Option<SystemTime>);
 
-fn read_file(path: &Path, policy: &Policy) -> Result<FileRead, String> {
-    let cannot =
-        |e: std::io::Error| format!("cannot read the contacts file {}: {e}", path.display());
+fn read_file(path: &Path, policy: &Policy) -> Result<FileRead, ContactsFileError> {
+    let cannot = |source| ContactsFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let f = std::fs::File::open(path).map_err(cannot)?;
     let meta = f.metadata().map_err(cannot)?;
     if !meta.is_file() {
-        return Err(format!(
-            "the contacts file {} is not a regular file",
-            path.display()
-        ));
+        return Err(ContactsFileError::NotAFile(path.to_path_buf()));
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "the contacts file {} is {} bytes, more than the {} allowed",
-            path.display(),
-            meta.len(),
-            MAX_FILE_BYTES
-        ));
+        return Err(ContactsFileError::TooLarge {
+            path: path.to_path_buf(),
+            len: meta.len(),
+        });
     }
     let (rows, problems) = parse_csv(std::io::BufReader::new(f.take(MAX_FILE_BYTES)), policy);
     Ok((rows, problems, meta.modified().ok()))

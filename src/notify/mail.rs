@@ -35,10 +35,30 @@ plain_header!(1, "X-Auto-Response-Suppress");
 plain_header!(2, "X-Outwatch-Ticket");
 plain_header!(3, "List-Id");
 
-fn mailbox(addr: &str, key: &str) -> Result<Mailbox, String> {
+/// A notification that cannot be made a message (the contact's mail fails, not the run).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MessageError {
+    /// `error`: lettre's reason, written in the message.
+    #[error("`{key}`: `{addr}` is not a usable mail address ({error})")]
+    Address {
+        key: &'static str,
+        addr: String,
+        error: lettre::address::AddressError,
+    },
+    #[error("{0}")]
+    ContentType(#[source] lettre::message::header::ContentTypeErr),
+    #[error("cannot build the notification: {0}")]
+    Build(#[source] lettre::error::Error),
+}
+
+fn mailbox(addr: &str, key: &'static str) -> Result<Mailbox, MessageError> {
     addr.trim()
         .parse::<Mailbox>()
-        .map_err(|e| format!("`{key}`: `{addr}` is not a usable mail address ({e})"))
+        .map_err(|error| MessageError::Address {
+            key,
+            addr: addr.to_string(),
+            error,
+        })
 }
 
 /// What goes into one message besides its rendered parts.
@@ -54,7 +74,11 @@ pub(crate) struct Envelope<'a> {
 }
 
 /// Builds the message: multipart/mixed of (text | HTML) and the CSV attachment.
-pub(crate) fn build(e: &Envelope<'_>, r: &Rendered, now: DateTime<Utc>) -> Result<Message, String> {
+pub(crate) fn build(
+    e: &Envelope<'_>,
+    r: &Rendered,
+    now: DateTime<Utc>,
+) -> Result<Message, MessageError> {
     let mut from = mailbox(e.from, "notify.from")?;
     if from.name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         from.name = Some("outwatch".into());
@@ -83,7 +107,8 @@ pub(crate) fn build(e: &Envelope<'_>, r: &Rendered, now: DateTime<Utc>) -> Resul
     for t in e.to {
         b = b.to(mailbox(t, "contact emails")?);
     }
-    let csv_type = ContentType::parse("text/csv; charset=utf-8").map_err(|e| e.to_string())?;
+    let csv_type =
+        ContentType::parse("text/csv; charset=utf-8").map_err(MessageError::ContentType)?;
     b.multipart(
         MultiPart::mixed()
             .multipart(MultiPart::alternative_plain_html(
@@ -94,5 +119,5 @@ pub(crate) fn build(e: &Envelope<'_>, r: &Rendered, now: DateTime<Utc>) -> Resul
                 Attachment::new(e.attachment_name.to_string()).body(e.csv.to_string(), csv_type),
             ),
     )
-    .map_err(|e| format!("cannot build the notification: {e}"))
+    .map_err(MessageError::Build)
 }

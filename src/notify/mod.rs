@@ -52,6 +52,12 @@ pub enum Mode {
 pub enum NotifyError {
     #[error("notify: {0}")]
     Failed(String),
+    /// The templates cannot be loaded (`[notify] templates`); the cause says why (written with
+    /// [`crate::text::chain`]).
+    #[error("notify")]
+    Templates(#[source] crate::digest::render::TemplateError),
+    #[error("notify: {0}")]
+    Attachment(#[from] render::AttachmentError),
 }
 
 impl From<StoreError> for NotifyError {
@@ -220,7 +226,7 @@ pub fn prepare(
 ) -> Result<Preparation, NotifyError> {
     let n = notify_config(cfg);
     let renderer = Renderer::new(n.templates.as_ref().map(|p| cfg.resolve_path(p)).as_deref())
-        .map_err(NotifyError::Failed)?;
+        .map_err(NotifyError::Templates)?;
     let sent = record::SentIndex::load(store)?;
     let mut why_held = HashMap::new();
     if holds {
@@ -323,7 +329,7 @@ fn render_one(
     let ticket = ticket(now);
     let attachment = format!("{ticket}.csv");
     let mut shown = batch.rows.len().min(MAX_ROWS_IN_BODY);
-    let csv = render::csv(&ticket, &batch.rows).map_err(NotifyError::Failed)?;
+    let csv = render::csv(&ticket, &batch.rows)?;
     let rendered = loop {
         let rows: Vec<RowView<'_>> = batch.rows[..shown]
             .iter()
@@ -472,7 +478,7 @@ pub async fn run(
         // A mail that cannot be built (an address lettre refuses) fails this contact only.
         let sent = match mail::build(&env, &p.rendered, sent_at) {
             Ok(msg) => mailer.send(msg).await.map_err(|e| crate::text::chain(&e)),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         match sent {
             Ok(()) => {
@@ -662,22 +668,44 @@ fn run_entry(o: &NotifyOutcome, started: DateTime<Utc>, finished: DateTime<Utc>)
             o.tally.no_contact
         ));
     }
-    FetchRun {
-        source: RUN_NAME.into(),
-        started,
-        finished,
-        outcome,
-        fetched: o.tally.considered,
-        accepted: o.marked,
-        rejected: 0,
-        warnings: o.contact_problems.len(),
-        in_scope: o.tally.considered,
-        new: 0,
-        updated: o.marked,
-        resolved: 0,
-        error: (!problems.is_empty()).then(|| problems.join("; ")),
-        failed_units: Vec::new(),
-        max_time_source: None,
-        notices,
+    let mut run = FetchRun::begun(RUN_NAME, started);
+    run.finished = finished;
+    run.outcome = outcome;
+    run.fetched = o.tally.considered;
+    run.accepted = o.marked;
+    run.warnings = o.contact_problems.len();
+    run.in_scope = o.tally.considered;
+    run.updated = o.marked;
+    run.error = (!problems.is_empty()).then(|| problems.join("; "));
+    run.notices = notices;
+    run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where a run's error meets text (the command's message, the daemon's run log) it is
+    /// written with its causes, each once.
+    #[test]
+    fn a_run_error_is_written_with_its_causes_once() {
+        let e = NotifyError::Templates(crate::digest::render::TemplateError::Read {
+            path: "/t/notify.txt".into(),
+            source: std::io::Error::other("gone"),
+        });
+        assert_eq!(
+            crate::text::chain(&e),
+            "notify: cannot read template /t/notify.txt: gone"
+        );
+        let e = contacts::ContactsFileError::Read {
+            path: "/t/contacts.csv".into(),
+            source: std::io::Error::other("gone"),
+        };
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            e.to_string(),
+            "cannot read the contacts file /t/contacts.csv: gone"
+        );
+        assert_eq!(crate::text::chain(&e), e.to_string());
     }
 }

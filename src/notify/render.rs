@@ -14,6 +14,7 @@ use minijinja::value::Serde;
 use serde::Serialize;
 
 use super::plan::Row;
+use crate::digest::render::TemplateError;
 use crate::text::{clip_middle, sanitize};
 
 /// The built-in templates.
@@ -71,6 +72,26 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// A template that cannot be rendered: its file name, and minijinja's error written out in
+/// full (with its line), as the digest's `TemplateError::Render`.
+#[derive(Debug, thiserror::Error)]
+#[error("template {name}: {error:#}")]
+pub(crate) struct RenderError {
+    pub name: String,
+    pub error: minijinja::Error,
+}
+
+/// The CSV attachment cannot be written (the cause is kept, and is the message).
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    #[error("{0}")]
+    Csv(#[from] csv::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Utf8(#[from] std::string::FromUtf8Error),
+}
+
 /// The template environment.
 pub(crate) struct Renderer {
     env: Environment<'static>,
@@ -80,9 +101,8 @@ pub(crate) struct Renderer {
 impl Renderer {
     /// Loads the built-in templates, replaced by same-named files in `dir`; other files of
     /// `dir` (other templates and languages) are loaded when asked for.
-    pub(crate) fn new(dir: Option<&Path>) -> Result<Self, String> {
-        let env = crate::digest::render::environment(&BUILTIN, dir)
-            .map_err(|e| crate::text::chain(&e))?;
+    pub(crate) fn new(dir: Option<&Path>) -> Result<Self, TemplateError> {
+        let env = crate::digest::render::environment(&BUILTIN, dir)?;
         Ok(Renderer {
             env,
             dir: dir.map(Path::to_path_buf),
@@ -110,13 +130,13 @@ impl Renderer {
         template: &str,
         language: &str,
         view: &NotifyView<'_>,
-    ) -> Result<Rendered, String> {
-        let r = |kind: &str| -> Result<String, String> {
+    ) -> Result<Rendered, RenderError> {
+        let r = |kind: &str| -> Result<String, RenderError> {
             let name = self.pick(template, language, kind);
             self.env
                 .get_template(&name)
                 .and_then(|t| t.render(Serde(view)))
-                .map_err(|e| format!("template {name}: {e:#}"))
+                .map_err(|error| RenderError { name, error })
         };
         let subject = r("_subject.txt")?;
         let mut subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -184,9 +204,9 @@ pub(crate) const CSV_COLUMNS: [&str; 20] = [
 ];
 
 /// The rows as CSV (header line first), every cell neutralised.
-pub(crate) fn csv(ticket: &str, rows: &[Row]) -> Result<String, String> {
+pub(crate) fn csv(ticket: &str, rows: &[Row]) -> Result<String, AttachmentError> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(CSV_COLUMNS).map_err(|e| e.to_string())?;
+    w.write_record(CSV_COLUMNS)?;
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     for r in rows {
         let cells = [
@@ -211,11 +231,10 @@ pub(crate) fn csv(ticket: &str, rows: &[Row]) -> Result<String, String> {
             r.last_seen.to_rfc3339(),
             r.fingerprint.clone(),
         ];
-        w.write_record(cells.iter().map(|c| neutralise(&sanitize(c))))
-            .map_err(|e| e.to_string())?;
+        w.write_record(cells.iter().map(|c| neutralise(&sanitize(c))))?;
     }
-    let bytes = w.into_inner().map_err(|e| e.to_string())?;
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8(bytes)?)
 }
 
 #[cfg(test)]

@@ -415,7 +415,9 @@ impl Apply {
 
 impl FetchRun {
     /// A run named `source` started at `started`: `ok` so far, nothing counted, finished at
-    /// once. The program fills it in only in [`Apply`]; tests make run logs with it.
+    /// once. The one construction of a run-log entry: [`Apply::entry`] fills it in for a unit
+    /// of work, the notify run (`notify::run_entry`) and the daemon's entry for an import whose
+    /// client went away start from it too; tests make run logs with it.
     pub fn begun(source: &str, started: DateTime<Utc>) -> Self {
         FetchRun {
             source: source.to_string(),

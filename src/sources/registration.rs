@@ -11,7 +11,51 @@ use serde::Serialize;
 use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use super::{BuiltSource, FetchError, Source};
-use crate::config::{Config, CronSchedule, HumanDuration, check_url, table_line_hint, toml_error};
+use crate::config::{
+    Config, CronSchedule, HumanDuration, UrlError, check_url, table_line_hint, toml_error,
+};
+use crate::secret::SecretError;
+
+/// A `[sources.*]` table that cannot be used. `at` is where (`line L: `, empty when the line
+/// was not found); the message names the key and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceTableError {
+    /// The tables cannot be read: TOML's error as [`crate::config::toml_error`] writes it (the
+    /// line quoted, a caret under the place).
+    #[error("{0}")]
+    Toml(String),
+    /// `[sources.NAME]` names no source; `hint` proposes the closest names (or is empty).
+    #[error(
+        "{at}unknown source `sources.{name}`: {hint}the sources are {singles} and the list \
+         feeds {feeds}"
+    )]
+    UnknownSource {
+        at: String,
+        name: String,
+        hint: String,
+        singles: String,
+        feeds: String,
+    },
+    #[error("{at}`{table}.{key}` = `{value}`: {error}")]
+    Url {
+        at: String,
+        table: String,
+        key: &'static str,
+        value: String,
+        #[source]
+        error: UrlError,
+    },
+    /// A secret written inline that is too short to be real.
+    #[error("{at}{error}")]
+    Secret {
+        at: String,
+        #[source]
+        error: SecretError,
+    },
+    /// A kind's own check failed (a list feed's definition file); its error, whole.
+    #[error(transparent)]
+    Kind(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// How a kind of source plugs in: which `[sources.*]` tables are its own, how they are read and
 /// checked, and how its sources are built.
@@ -24,7 +68,12 @@ pub trait Registration: Sync {
     /// Reads its tables out of the config `text` (an error names the line) into
     /// `cfg.sources`, and checks what serde cannot (URLs, feed files).
     /// `singles` are the names of every single source (reserved: no list feed may take them).
-    fn configure(&self, text: &str, cfg: &mut Config, singles: &[&str]) -> Result<(), String>;
+    fn configure(
+        &self,
+        text: &str,
+        cfg: &mut Config,
+        singles: &[&str],
+    ) -> Result<(), SourceTableError>;
     /// Builds its enabled sources; one that cannot be built is an error under its name.
     fn build_enabled(&self, cfg: &Config) -> Vec<BuiltSource>;
     /// The `schedule` set in the table of its source `name`, if any.
@@ -169,7 +218,12 @@ impl<T: SourceKind> Registration for Kind<T> {
         vec![T::NAME.to_string()]
     }
 
-    fn configure(&self, text: &str, cfg: &mut Config, _singles: &[&str]) -> Result<(), String> {
+    fn configure(
+        &self,
+        text: &str,
+        cfg: &mut Config,
+        _singles: &[&str],
+    ) -> Result<(), SourceTableError> {
         for (name, t) in tables::<T>(text, &|n| n == T::NAME)? {
             check_urls(text, &name, &t.urls(), t.allow_plain_http())?;
             check_secrets(text, &name, &t.inline_secret_values())?;
@@ -210,14 +264,17 @@ pub(crate) fn check_urls(
     name: &str,
     urls: &[ConfiguredUrl<'_>],
     allow_plain_http: bool,
-) -> Result<(), String> {
+) -> Result<(), SourceTableError> {
     let table = format!("sources.{name}");
     for &(key, value, keyed) in urls {
-        if let Err(e) = check_url(value, keyed && !allow_plain_http) {
-            return Err(format!(
-                "{}`{table}.{key}` = `{value}`: {e}",
-                table_line_hint(text, &table, key)
-            ));
+        if let Err(error) = check_url(value, keyed && !allow_plain_http) {
+            return Err(SourceTableError::Url {
+                at: table_line_hint(text, &table, key),
+                table,
+                key,
+                value: value.to_string(),
+                error,
+            });
         }
     }
     Ok(())
@@ -229,11 +286,14 @@ pub(crate) fn check_secrets(
     text: &str,
     name: &str,
     secrets: &[(&'static str, &crate::secret::Secret)],
-) -> Result<(), String> {
+) -> Result<(), SourceTableError> {
     let table = format!("sources.{name}");
     for &(key, value) in secrets {
-        if let Err(e) = crate::secret::check_len(&format!("{table}.{key}"), value, None) {
-            return Err(format!("{}{e}", table_line_hint(text, &table, key)));
+        if let Err(error) = crate::secret::check_len(&format!("{table}.{key}"), value, None) {
+            return Err(SourceTableError::Secret {
+                at: table_line_hint(text, &table, key),
+                error,
+            });
         }
     }
     Ok(())
@@ -244,14 +304,15 @@ pub(crate) fn check_secrets(
 pub(crate) fn tables<T: DeserializeOwned>(
     text: &str,
     pick: &dyn Fn(&str) -> bool,
-) -> Result<Vec<(String, T)>, String> {
-    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, &e))?;
+) -> Result<Vec<(String, T)>, SourceTableError> {
+    let toml = |e: toml::de::Error| SourceTableError::Toml(toml_error(text, &e));
+    let de = toml::Deserializer::parse(text).map_err(toml)?;
     Root::<T> {
         pick,
         t: PhantomData,
     }
     .deserialize(de)
-    .map_err(|e| toml_error(text, &e))
+    .map_err(toml)
 }
 
 /// The document: only its `sources` table is read.

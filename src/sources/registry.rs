@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-pub(crate) use super::registration::{Kind, Registration};
+pub(crate) use super::registration::{Kind, Registration, SourceTableError};
 use super::{BuiltSource, cymru, hibp, lists, safebrowsing, shadowserver, snds};
 use crate::config::{Config, ConfigError, CronSchedule, closest, line_hint};
 
@@ -32,7 +32,7 @@ pub(crate) fn single_names() -> Vec<&'static str> {
 /// Every `[sources.NAME]` must name a source (before any table is read: a typo such as
 /// `[sources.hipb]` would otherwise fail on its first key with another table's fields). The
 /// error names the line and the closest names.
-fn check_source_names(text: &str, cfg: &Config) -> Result<(), String> {
+fn check_source_names(text: &str, cfg: &Config) -> Result<(), SourceTableError> {
     let Ok(doc) = text.parse::<toml::Table>() else {
         return Ok(()); // the config's own parse named the syntax error
     };
@@ -70,17 +70,19 @@ fn check_source_names(text: &str, cfg: &Config) -> Result<(), String> {
                 l
             }
         };
-        return Err(format!(
-            "{at}unknown source `sources.{name}`: {hint}the sources are {} and the list feeds {}",
-            builtin.join(", "),
-            feeds.join(", ")
-        ));
+        return Err(SourceTableError::UnknownSource {
+            at,
+            name: name.clone(),
+            hint,
+            singles: builtin.join(", "),
+            feeds: feeds.join(", "),
+        });
     }
     Ok(())
 }
 
 /// Has every registered source read and check its tables of `text` into `cfg.sources`.
-pub(crate) fn configure(cfg: &mut Config, text: &str) -> Result<(), String> {
+pub(crate) fn configure(cfg: &mut Config, text: &str) -> Result<(), SourceTableError> {
     check_source_names(text, cfg)?;
     let singles = single_names();
     for r in REGISTRY {
@@ -94,9 +96,9 @@ impl Config {
     /// documentation). `path` is used in messages and to resolve relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg = Config::parse_own_tables(text, path)?;
-        configure(&mut cfg, text).map_err(|message| ConfigError::Invalid {
+        configure(&mut cfg, text).map_err(|e| ConfigError::Invalid {
             path: path.display().to_string(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(cfg)
     }
@@ -149,7 +151,9 @@ mod tests {
     fn tables_name_the_line_of_a_bad_key() {
         let text =
             "[organisation]\nname = \"x\"\n\n[sources.hibp]\napi_key_env = \"K\"\nbogus = 1\n";
-        let e = tables::<hibp::HibpConfig>(text, &|n| n == "hibp").unwrap_err();
+        let e = tables::<hibp::HibpConfig>(text, &|n| n == "hibp")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 6") && e.contains("bogus"), "{e}");
         let t =
             tables::<hibp::HibpConfig>("[sources.hibp]\napi_key_env = \"K\"\n", &|n| n == "hibp")

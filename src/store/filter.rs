@@ -20,7 +20,53 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::finding::rank;
-use crate::finding::{Finding, Severity, Status, domain_name};
+use crate::finding::{Finding, Severity, Status, UnknownSeverity, domain_name};
+
+/// A filter that cannot be read ([`Filter::parse`]): the flag and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// A value of the flag `flag` (without `--`) that cannot be read.
+    #[error("--{flag}: {problem}")]
+    Value {
+        flag: String,
+        #[source]
+        problem: BadValue,
+    },
+    #[error("--{0} is given twice")]
+    Twice(String),
+    #[error("--{0} needs a name")]
+    NoName(String),
+    #[error("--suppressed and --all exclude each other")]
+    SuppressedAndAll,
+    #[error("--notified and --not-notified exclude each other")]
+    NotifiedAndNot,
+    #[error("unknown filter `{0}`")]
+    Unknown(String),
+}
+
+/// A value of a filter flag that cannot be read; `.0` as written (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("`{0}` is not a date (write YYYY-MM-DD or an RFC 3339 time)")]
+    Time(String),
+    #[error("`{0}` is not an AS number (write AS64496)")]
+    Asn(String),
+    #[error("`{0}` is not a prefix (write it like 192.0.2.0/24)")]
+    Prefix(String),
+    #[error(
+        "`{0}` is no classification (write TAXONOMY[/TYPE[/IDENTIFIER]], e.g. \
+         malicious-code/c2-server, `*` for any part)"
+    )]
+    Class(String),
+    #[error("unknown status `{0}` (expected new, open, resolved or all)")]
+    Status(String),
+    #[error(transparent)]
+    Severity(#[from] UnknownSeverity),
+    #[error("`{0}` is not a domain")]
+    Domain(String),
+    #[error("unknown order `{0}` (expected rank, severity, time or address)")]
+    Sort(String),
+}
 
 /// Which life-cycle states a filter lets through: new and open unless told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,14 +325,14 @@ pub(crate) const FLAGS: [&str; 20] = [
 ];
 
 /// A date (midnight UTC) or an RFC 3339 time, as `--since` and its kin take.
-pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, BadValue> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
-        .map_err(|_| format!("`{s}` is not a date (write YYYY-MM-DD or an RFC 3339 time)"))
+        .map_err(|_| BadValue::Time(s.to_string()))
 }
 
 /// A time as [`parse_time`] reads it back: a date when it is midnight, else RFC 3339.
@@ -299,7 +345,7 @@ fn time_word(t: DateTime<Utc>) -> String {
 }
 
 /// `AS64496` or `64496`.
-pub(crate) fn parse_asn(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_asn(s: &str) -> Result<u32, BadValue> {
     let t = s.trim();
     let digits = t
         .strip_prefix("AS")
@@ -308,30 +354,27 @@ pub(crate) fn parse_asn(s: &str) -> Result<u32, String> {
         .unwrap_or(t);
     match digits.parse::<u32>() {
         Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-        _ => Err(format!("`{t}` is not an AS number (write AS64496)")),
+        _ => Err(BadValue::Asn(t.to_string())),
     }
 }
 
 /// A prefix (host bits dropped) or a single address.
-fn parse_prefix(s: &str) -> Result<IpNet, String> {
+fn parse_prefix(s: &str) -> Result<IpNet, BadValue> {
     let t = s.trim();
     if let Ok(ip) = t.parse::<IpAddr>() {
         return Ok(IpNet::from(ip));
     }
     t.parse::<IpNet>()
         .map(|n| n.trunc())
-        .map_err(|_| format!("`{t}` is not a prefix (write it like 192.0.2.0/24)"))
+        .map_err(|_| BadValue::Prefix(t.to_string()))
 }
 
-fn parse_class(s: &str) -> Result<ClassPattern, String> {
+fn parse_class(s: &str) -> Result<ClassPattern, BadValue> {
     let t = s.trim().to_ascii_lowercase();
     let mut parts = t.splitn(3, '/');
     let mut part = || match parts.next().map(str::trim) {
         None | Some("*") => Ok(None),
-        Some("") => Err(format!(
-            "`{t}` is no classification (write TAXONOMY[/TYPE[/IDENTIFIER]], e.g. \
-             malicious-code/c2-server, `*` for any part)"
-        )),
+        Some("") => Err(BadValue::Class(t.clone())),
         Some(p) => Ok(Some(p.to_string())),
     };
     Ok(ClassPattern {
@@ -341,18 +384,14 @@ fn parse_class(s: &str) -> Result<ClassPattern, String> {
     })
 }
 
-fn parse_statuses(s: &str, into: &mut Statuses) -> Result<(), String> {
+fn parse_statuses(s: &str, into: &mut Statuses) -> Result<(), BadValue> {
     for w in s.split(',') {
         match w.trim().to_ascii_lowercase().as_str() {
             "new" => into.new = true,
             "open" => into.open = true,
             "resolved" => into.resolved = true,
             "all" => *into = Statuses::ALL,
-            other => {
-                return Err(format!(
-                    "unknown status `{other}` (expected new, open, resolved or all)"
-                ));
-            }
+            other => return Err(BadValue::Status(other.to_string())),
         }
     }
     Ok(())
@@ -365,10 +404,10 @@ fn push_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
 }
 
 /// A name given to `--source`, `--feed` or `--team`: not empty, no white space at its ends.
-fn name(flag: &str, s: &str) -> Result<String, String> {
+fn name(flag: &str, s: &str) -> Result<String, FilterError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(format!("--{flag} needs a name"));
+        return Err(FilterError::NoName(flag.to_string()));
     }
     Ok(t.to_string())
 }
@@ -412,14 +451,17 @@ impl Filter {
     /// what is wrong, naming the flag.
     pub fn parse<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Filter, String> {
+    ) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
         let mut status: Option<Statuses> = None;
         for (flag, value) in pairs {
-            let at = |e: String| format!("--{flag}: {e}");
+            let at = |problem: BadValue| FilterError::Value {
+                flag: flag.to_string(),
+                problem,
+            };
             let once = |t: &Option<DateTime<Utc>>| {
                 if t.is_some() {
-                    Err(format!("--{flag} is given twice"))
+                    Err(FilterError::Twice(flag.to_string()))
                 } else {
                     Ok(())
                 }
@@ -432,16 +474,15 @@ impl Filter {
                     for w in value.split(',') {
                         push_sorted(
                             &mut f.severity,
-                            w.parse::<Severity>().map_err(|e| at(e.to_string()))?,
+                            w.parse::<Severity>().map_err(|e| at(e.into()))?,
                         );
                     }
                 }
                 "min-severity" => {
                     if f.min_severity.is_some() {
-                        return Err(format!("--{flag} is given twice"));
+                        return Err(FilterError::Twice(flag.to_string()));
                     }
-                    f.min_severity =
-                        Some(value.parse::<Severity>().map_err(|e| at(e.to_string()))?);
+                    f.min_severity = Some(value.parse::<Severity>().map_err(|e| at(e.into()))?);
                 }
                 "source" => push_sorted(&mut f.source, name(flag, value)?),
                 "feed" => push_sorted(&mut f.feed, name(flag, value)?),
@@ -459,7 +500,7 @@ impl Filter {
                 }
                 "domain" => {
                     let d = domain_name(value)
-                        .ok_or_else(|| at(format!("`{}` is not a domain", value.trim())))?;
+                        .ok_or_else(|| at(BadValue::Domain(value.trim().to_string())))?;
                     push_sorted(&mut f.domain, d);
                 }
                 "since" => {
@@ -482,12 +523,7 @@ impl Filter {
                     f.sort = Sort::ALL
                         .into_iter()
                         .find(|s| s.as_str().eq_ignore_ascii_case(value.trim()))
-                        .ok_or_else(|| {
-                            at(format!(
-                                "unknown order `{}` (expected rank, severity, time or address)",
-                                value.trim()
-                            ))
-                        })?;
+                        .ok_or_else(|| at(BadValue::Sort(value.trim().to_string())))?;
                 }
                 // Switches: a value (from a query string) is not read.
                 "suppressed" | "all" => {
@@ -497,19 +533,19 @@ impl Filter {
                         Suppressed::Only
                     };
                     if f.suppressed != Suppressed::Hide && f.suppressed != mode {
-                        return Err("--suppressed and --all exclude each other".into());
+                        return Err(FilterError::SuppressedAndAll);
                     }
                     f.suppressed = mode;
                 }
                 "notified" | "not-notified" => {
                     let want = flag == "notified";
                     if f.notified.is_some_and(|w| w != want) {
-                        return Err("--notified and --not-notified exclude each other".into());
+                        return Err(FilterError::NotifiedAndNot);
                     }
                     f.notified = Some(want);
                 }
                 "no-contact" => f.no_contact = true,
-                other => return Err(format!("unknown filter `{other}`")),
+                other => return Err(FilterError::Unknown(other.to_string())),
             }
         }
         if let Some(s) = status {
@@ -633,7 +669,7 @@ impl Filter {
     }
 
     /// A filter from a URL query string (with or without its leading `?`).
-    pub fn from_query_string(q: &str) -> Result<Filter, String> {
+    pub fn from_query_string(q: &str) -> Result<Filter, FilterError> {
         let pairs: Vec<(String, String)> =
             form_urlencoded::parse(q.strip_prefix('?').unwrap_or(q).as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -697,245 +733,4 @@ pub(crate) fn shell_quote(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::finding::Classification;
-    use chrono::TimeZone;
-    use proptest::prelude::*;
-
-    fn sinkhole() -> Finding {
-        let mut f = Finding::new(
-            "shadowserver",
-            "event4_sinkhole_http",
-            Classification::new("", "infected-system", "andromeda"),
-            Severity::Critical,
-        );
-        f.ip = Some("192.0.2.77".parse().unwrap());
-        f.asn = Some(64496);
-        f.domain = Some("pc77.office.example.org".into());
-        f.time_source = Some(Utc.with_ymd_and_hms(2016, 11, 20, 11, 5, 10).unwrap());
-        f.last_seen = Utc.with_ymd_and_hms(2026, 12, 7, 14, 13, 0).unwrap();
-        f.seal();
-        f
-    }
-
-    fn parse(args: &[(&str, &str)]) -> Filter {
-        Filter::parse(args.iter().copied()).unwrap()
-    }
-
-    #[test]
-    fn matches_by_every_flag() {
-        let f = sinkhole();
-        assert!(Filter::default().matches(&f));
-        for yes in [
-            vec![("severity", "high,critical")],
-            vec![("min-severity", "high")],
-            vec![("status", "new")],
-            vec![("source", "shadowserver"), ("feed", "event4_sinkhole_http")],
-            vec![("class", "malicious-code")],
-            vec![("class", "*/infected-system/andromeda")],
-            vec![("asn", "AS64496")],
-            vec![("prefix", "192.0.2.0/24")],
-            vec![("domain", "example.org")],
-            vec![("since", "2016-11-20"), ("until", "2016-11-21")],
-            vec![("stored-since", "2026-12-07")],
-        ] {
-            assert!(parse(&yes).matches(&f), "{yes:?}");
-        }
-        for no in [
-            vec![("severity", "low")],
-            vec![("status", "open,resolved")],
-            vec![("source", "hibp")],
-            vec![("class", "vulnerable")],
-            vec![("class", "malicious-code/c2-server")],
-            vec![("asn", "64497")],
-            vec![("team", "dmz")],
-            vec![("prefix", "192.0.3.0/24")],
-            vec![("domain", "ample.org")],
-            // Observed in 2016, stored in 2026: --since is about the observation.
-            vec![("since", "2026-01-01")],
-            vec![("stored-until", "2026-12-07")],
-        ] {
-            assert!(!parse(&no).matches(&f), "{no:?}");
-        }
-        let mut team = parse(&[("team", "office")]);
-        team.team_prefixes = vec!["192.0.2.64/26".parse().unwrap()];
-        assert!(team.matches(&f));
-        let mut by_prefix = parse(&[("asn", "64511")]);
-        by_prefix.asn_prefixes = vec!["192.0.2.0/24".parse().unwrap()];
-        assert!(by_prefix.matches(&f));
-    }
-
-    /// The switches the command applies (suppression, notifications, contacts) are written
-    /// back and read back, and exclude what they contradict.
-    #[test]
-    fn command_switches_read_back() {
-        let f = parse(&[("not-notified", ""), ("no-contact", ""), ("all", "")]);
-        assert_eq!(f.notified, Some(false));
-        assert!(f.no_contact);
-        assert_eq!(
-            f.to_command(),
-            "outwatch list --all --not-notified --no-contact"
-        );
-        assert_eq!(Filter::from_query_string(&f.to_query_string()), Ok(f));
-        assert_eq!(parse(&[("notified", "")]).notified, Some(true));
-        assert!(Filter::parse([("notified", ""), ("not-notified", "")]).is_err());
-    }
-
-    #[test]
-    fn bad_values_name_their_flag() {
-        for (flag, value, says) in [
-            ("severity", "urgent", "--severity: unknown severity"),
-            ("status", "closed", "--status: unknown status"),
-            ("asn", "ASx", "--asn: `ASx` is not an AS number"),
-            ("prefix", "192.0.2.0/33", "--prefix:"),
-            ("domain", "localhost", "--domain:"),
-            ("since", "yesterday", "--since:"),
-            ("sort", "random", "--sort: unknown order"),
-            ("class", "a//b", "--class:"),
-            ("bogus", "x", "unknown filter"),
-        ] {
-            let e = Filter::parse([(flag, value)]).unwrap_err();
-            assert!(e.starts_with(says), "{e}");
-        }
-        assert!(Filter::parse([("since", "2026-01-01"), ("since", "2026-02-01")]).is_err());
-    }
-
-    #[test]
-    fn the_command_and_query_string_read_back() {
-        let f = parse(&[
-            ("status", "all"),
-            ("severity", "high"),
-            ("severity", "critical"),
-            ("class", "fraud/phishing/o'reilly & co"),
-            ("asn", "64496"),
-            ("since", "2026-11-01"),
-            ("until", "2026-11-20T11:05:10.5Z"),
-            ("sort", "address"),
-        ]);
-        assert_eq!(
-            f.to_command(),
-            "outwatch list --status all --severity critical,high \
-             --class 'fraud/phishing/o'\\''reilly & co' --asn AS64496 --since 2026-11-01 \
-             --until 2026-11-20T11:05:10.500Z --sort address"
-        );
-        assert_eq!(Filter::from_query_string(&f.to_query_string()).unwrap(), f);
-        assert_eq!(Filter::default().to_command(), "outwatch list");
-        let built = Filter {
-            severity: vec![Severity::High, Severity::Critical, Severity::High],
-            status: Statuses {
-                new: true,
-                open: false,
-                resolved: false,
-            },
-            ..Default::default()
-        };
-        assert_eq!(
-            built.to_command(),
-            "outwatch list --status new --severity critical,high"
-        );
-        let built = built.normalized();
-        assert_eq!(
-            Filter::from_query_string(&built.to_query_string()).unwrap(),
-            built
-        );
-        assert_eq!(Filter::default().to_query_string(), "");
-    }
-
-    #[test]
-    fn url_hosts() {
-        assert_eq!(
-            url_host("https://User@WWW.Example.org:8443/a?b").as_deref(),
-            Some("www.example.org")
-        );
-        assert_eq!(
-            url_host("http://[2001:db8::1]:80/").as_deref(),
-            Some("2001:db8::1")
-        );
-        assert_eq!(url_host("example.org/x").as_deref(), Some("example.org"));
-        assert!(under("a.example.org", "example.org"));
-        assert!(!under("aexample.org", "example.org"));
-    }
-
-    fn word() -> impl Strategy<Value = String> {
-        // Names as feeds write them, quotes, spaces and `&=` included; no comma or slash (a
-        // class part), and not only white space.
-        "[a-z0-9-][a-z0-9 _.'&=%+-]{0,12}".prop_map(|s| s.trim_end().to_string())
-    }
-
-    fn time() -> impl Strategy<Value = Option<DateTime<Utc>>> {
-        proptest::option::of((
-            0i64..4_000_000_000,
-            prop_oneof![Just(0u32), 0u32..1_000_000_000],
-        ))
-        .prop_map(|t| t.map(|(s, n)| Utc.timestamp_opt(s, n).unwrap()))
-    }
-
-    prop_compose! {
-        fn filter()(
-            status in (any::<bool>(), any::<bool>(), any::<bool>()),
-            severity in proptest::collection::vec(0usize..5, 0..3),
-            min in proptest::option::of(0usize..5),
-            source in proptest::collection::vec(word(), 0..3),
-            feed in proptest::collection::vec(word(), 0..2),
-            class in proptest::collection::vec(
-                (proptest::option::of(word()), proptest::option::of(word()),
-                 proptest::option::of(word())), 0..2),
-            asn in proptest::collection::vec(1u32..u32::MAX, 0..3),
-            team in proptest::collection::vec(word(), 0..2),
-            prefix in proptest::collection::vec((any::<u32>(), 0u8..=32), 0..3),
-            times in (time(), time(), time(), time()),
-            sort in 0usize..4,
-        ) -> Filter {
-            let mut f = Filter::default();
-            let status = Statuses { new: status.0, open: status.1, resolved: status.2 };
-            if status != Statuses::NONE { f.status = status; }
-            for s in severity { push_sorted(&mut f.severity, Severity::ALL[s]); }
-            f.min_severity = min.map(|m| Severity::ALL[m]);
-            for s in source { push_sorted(&mut f.source, s); }
-            for s in feed { push_sorted(&mut f.feed, s); }
-            for (t, k, i) in class {
-                let c = ClassPattern { taxonomy: t, kind: k, identifier: i };
-                push_sorted(&mut f.class, c);
-            }
-            for a in asn { push_sorted(&mut f.asn, a); }
-            for s in team { push_sorted(&mut f.team, s); }
-            for (a, l) in prefix {
-                let n = IpNet::new(IpAddr::from(a.to_be_bytes()), l).unwrap().trunc();
-                push_sorted(&mut f.prefix, n);
-            }
-            (f.since, f.until, f.stored_since, f.stored_until) = times;
-            f.sort = Sort::ALL[sort];
-            f
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn every_filter_reads_back_from_its_command_and_query(f in filter()) {
-            let pairs: Vec<(String, String)> = {
-                let words = shlex::split(&f.to_command()).expect("a shell command");
-                prop_assert_eq!(&words[..2], &["outwatch", "list"]);
-                let mut pairs = Vec::new();
-                let mut rest = words[2..].iter();
-                while let Some(w) = rest.next() {
-                    let flag = w.trim_start_matches("--");
-                    match flag.split_once('=') {
-                        Some((k, v)) if v.starts_with('-') => pairs.push((k.into(), v.into())),
-                        _ => pairs.push((flag.into(), rest.next().unwrap().clone())),
-                    }
-                }
-                pairs
-            };
-            let back = Filter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            prop_assert_eq!(back.as_ref(), Ok(&f));
-            prop_assert_eq!(Filter::from_query_string(&f.to_query_string()), Ok(f));
-        }
-
-        #[test]
-        fn any_text_is_parsed_or_refused_without_panic(flag in 0usize..15, v in ".{0,40}") {
-            let _ = Filter::parse([(FLAGS[flag], v.as_str())]);
-            let _ = Filter::from_query_string(&v);
-        }
-    }
-}
+mod tests;

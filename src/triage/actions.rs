@@ -30,22 +30,26 @@ pub enum Target {
     Query(Query),
 }
 
+/// Text that is neither a fingerprint nor a lookup query: the query's own words, and how to
+/// give a fingerprint instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0}; or give a finding's fingerprint (at least {MIN_PREFIX} of its hex characters, as \
+     `lookup --json` prints it)"
+)]
+pub struct BadTarget(pub crate::store::BadQuery);
+
 impl FromStr for Target {
-    type Err = String;
+    type Err = BadTarget;
 
     /// Hex of [`MIN_PREFIX`] to 32 characters is a fingerprint (no address, domain or ASN
     /// looks like that); anything else a lookup query.
-    fn from_str(s: &str) -> Result<Target, String> {
+    fn from_str(s: &str) -> Result<Target, BadTarget> {
         let t = s.trim();
         if (MIN_PREFIX..=32).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(Target::Fingerprint(t.to_ascii_lowercase()));
         }
-        t.parse::<Query>().map(Target::Query).map_err(|e| {
-            format!(
-                "{e}; or give a finding's fingerprint (at least {MIN_PREFIX} of its hex \
-                 characters, as `lookup --json` prints it)"
-            )
-        })
+        t.parse::<Query>().map(Target::Query).map_err(BadTarget)
     }
 }
 

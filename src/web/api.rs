@@ -116,7 +116,7 @@ async fn findings(State(web): State<Web>, caller: Caller, uri: Uri) -> Response 
     }
     let (filter, _, _) = match worklist_query(&rest.finish()) {
         Ok(x) => x,
-        Err(e) => return fail(&web, Format::Json, Fail::BadRequest(e)),
+        Err(e) => return fail(&web, Format::Json, Fail::BadRequest(e.to_string())),
     };
     let cursor = web.now();
     let w = web.clone();

@@ -32,15 +32,26 @@ pub(super) const MAX_WINDOW: usize = 10_000;
 /// Most findings an object page shows.
 pub(super) const OBJECT_LIMIT: usize = 500;
 
+/// A worklist query that cannot be read: the page, its size, or the filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum WorklistQueryError {
+    #[error("page: not a number")]
+    Page,
+    #[error("per: not a number")]
+    Per,
+    #[error(transparent)]
+    Filter(#[from] crate::store::filter::FilterError),
+}
+
 /// A worklist query: the filter's pairs (empty values left out, but the switches
 /// `suppressed` and `all`), and the page and its size.
-pub(super) fn worklist_query(q: &str) -> Result<(Filter, usize, usize), String> {
+pub(super) fn worklist_query(q: &str) -> Result<(Filter, usize, usize), WorklistQueryError> {
     let mut pairs = Vec::new();
     let (mut page, mut per) = (1usize, PER_PAGE);
     for (k, v) in form_urlencoded::parse(q.as_bytes()) {
         match k.as_ref() {
-            "page" => page = v.trim().parse().map_err(|_| "page: not a number")?,
-            "per" => per = v.trim().parse().map_err(|_| "per: not a number")?,
+            "page" => page = v.trim().parse().map_err(|_| WorklistQueryError::Page)?,
+            "per" => per = v.trim().parse().map_err(|_| WorklistQueryError::Per)?,
             "suppressed" | "all" => pairs.push((k.into_owned(), String::new())),
             // The form's select for the two switches.
             "show" if v == "suppressed" || v == "all" => {
@@ -95,7 +106,7 @@ pub(super) async fn worklist(
     let wants = Format::of(uri.path(), &headers);
     let (filter, page_no, per) = match worklist_query(uri.query().unwrap_or("")) {
         Ok(x) => x,
-        Err(e) => return fail(&web, wants, Fail::BadRequest(e)),
+        Err(e) => return fail(&web, wants, Fail::BadRequest(e.to_string())),
     };
     let window = if wants == Format::Csv {
         MAX_WINDOW

@@ -1492,7 +1492,9 @@ identifier = "x"
         ),
     ];
     for (extra, want) in cases {
-        let e = FeedDef::parse(&format!("{base}{extra}"), "x.toml").unwrap_err();
+        let e = FeedDef::parse(&format!("{base}{extra}"), "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.toml") && e.contains(want), "{extra}: {e}");
     }
     let e = FeedDef::parse(
@@ -1502,7 +1504,8 @@ identifier = "x"
         ),
         "h.toml",
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("built-in API source"), "{e}");
 }
 

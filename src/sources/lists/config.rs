@@ -5,7 +5,9 @@
 use super::{ListSourceConfig, build_enabled, known_feed_names};
 use crate::config::{Config, CronSchedule};
 use crate::sources::BuiltSource;
-use crate::sources::registration::{Registration, check_secrets, check_urls, tables};
+use crate::sources::registration::{
+    Registration, SourceTableError, check_secrets, check_urls, tables,
+};
 
 /// The [`Registration`] of the list feeds.
 pub(crate) struct ListFeeds;
@@ -19,9 +21,14 @@ impl Registration for ListFeeds {
         known_feed_names(cfg)
     }
 
-    fn configure(&self, text: &str, cfg: &mut Config, singles: &[&str]) -> Result<(), String> {
+    fn configure(
+        &self,
+        text: &str,
+        cfg: &mut Config,
+        singles: &[&str],
+    ) -> Result<(), SourceTableError> {
         // The feed files first: a broken one is named by its file.
-        super::validate(cfg)?;
+        super::validate(cfg).map_err(|e| SourceTableError::Kind(Box::new(e)))?;
         for (name, t) in tables::<ListSourceConfig>(text, &|n| !singles.contains(&n))? {
             let keyed = t.auth_key.is_some() || t.auth_key_env.is_some();
             let mut urls = Vec::new();

@@ -318,40 +318,109 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
+/// A feed file, or the folder of feed files, that cannot be used; `origin` names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedFileError {
+    #[error("feed file {origin}: {source}")]
+    Toml {
+        origin: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("feed file {origin}: {problem}")]
+    Invalid {
+        origin: String,
+        #[source]
+        problem: DefProblem,
+    },
+    #[error("feed file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `[feeds] dir` cannot be listed.
+    #[error("[feeds] dir = {}: cannot read it: {source}", dir.display())]
+    Dir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a feed definition that parses gets wrong (the key is named).
+#[derive(Debug, thiserror::Error)]
+pub enum DefProblem {
+    #[error("`name = \"{0}\"`: use lower-case letters, digits, `_` and `-`")]
+    Name(String),
+    #[error("`name = \"{0}\"` is the name of a built-in API source")]
+    Reserved(String),
+    #[error("`url` must name at least one URL")]
+    NoUrl,
+    #[error("bad URL `{url}`: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: <reqwest::Url as FromStr>::Err,
+    },
+    #[error("`keyed_url` must list as many URLs as `url`")]
+    KeyedUrls,
+    #[error("[fields] names no indicator column (ip, network, url, domain, asn or indicator)")]
+    NoIndicator,
+    #[error("[fields] `indicator_type` needs `indicator`")]
+    TypeWithoutIndicator,
+    #[error("format.separator `{0}`: use one character, or \", \"")]
+    Separator(String),
+    #[error("format.comment must be one character for CSV")]
+    CsvComment,
+    #[error("format.header = \"none\": refer to columns by number")]
+    NamedWithoutHeader,
+    #[error("format.comment must not be empty")]
+    EmptyComment,
+    #[error("format.type = \"lines\": refer to columns by number")]
+    NamedInLines,
+    #[error("JSON feeds refer to fields by name, not number")]
+    NumberedInJson,
+}
+
 impl FeedDef {
     /// Parses and checks a feed file; `origin` names it in messages.
-    pub fn parse(text: &str, origin: &str) -> Result<FeedDef, String> {
-        let def: FeedDef = toml::from_str(text).map_err(|e| format!("feed file {origin}: {e}"))?;
-        def.check()
-            .map_err(|e| format!("feed file {origin}: {e}"))?;
+    pub fn parse(text: &str, origin: &str) -> Result<FeedDef, FeedFileError> {
+        let def: FeedDef = toml::from_str(text).map_err(|source| FeedFileError::Toml {
+            origin: origin.to_string(),
+            source,
+        })?;
+        def.check().map_err(|problem| FeedFileError::Invalid {
+            origin: origin.to_string(),
+            problem,
+        })?;
         Ok(def)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), DefProblem> {
         let n = &self.name;
         if n.is_empty()
             || !n
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         {
-            return Err(format!(
-                "`name = \"{n}\"`: use lower-case letters, digits, `_` and `-`"
-            ));
+            return Err(DefProblem::Name(n.clone()));
         }
         if RESERVED.contains(&n.as_str()) {
-            return Err(format!(
-                "`name = \"{n}\"` is the name of a built-in API source"
-            ));
+            return Err(DefProblem::Reserved(n.clone()));
         }
         if self.url.is_empty() {
-            return Err("`url` must name at least one URL".into());
+            return Err(DefProblem::NoUrl);
         }
         for u in self.url.iter().chain(&self.keyed_url) {
             let probe = u.replace("{auth_key}", "KEY").replace("{asn}", "64496");
-            reqwest::Url::parse(&probe).map_err(|e| format!("bad URL `{u}`: {e}"))?;
+            reqwest::Url::parse(&probe).map_err(|source| DefProblem::Url {
+                url: u.clone(),
+                source,
+            })?;
         }
         if !self.keyed_url.is_empty() && self.keyed_url.len() != self.url.len() {
-            return Err("`keyed_url` must list as many URLs as `url`".into());
+            return Err(DefProblem::KeyedUrls);
         }
         let f = &self.fields;
         if f.ip.is_none()
@@ -361,42 +430,36 @@ impl FeedDef {
             && f.asn.is_none()
             && f.indicator.is_none()
         {
-            return Err(
-                "[fields] names no indicator column (ip, network, url, domain, asn or indicator)"
-                    .into(),
-            );
+            return Err(DefProblem::NoIndicator);
         }
         if f.indicator_type.is_some() && f.indicator.is_none() {
-            return Err("[fields] `indicator_type` needs `indicator`".into());
+            return Err(DefProblem::TypeWithoutIndicator);
         }
         let named = self.columns().any(|c| matches!(c, ColumnRef::Name(_)));
         let numbered = self.columns().any(|c| matches!(c, ColumnRef::Number(_)));
         match &self.format {
             FormatDef::Csv(c) => {
                 if c.separator != ", " && c.separator.len() != 1 {
-                    return Err(format!(
-                        "format.separator `{}`: use one character, or \", \"",
-                        c.separator
-                    ));
+                    return Err(DefProblem::Separator(c.separator.clone()));
                 }
                 if c.comment.len() != 1 {
-                    return Err("format.comment must be one character for CSV".into());
+                    return Err(DefProblem::CsvComment);
                 }
                 if c.header == HeaderMode::None && named {
-                    return Err("format.header = \"none\": refer to columns by number".into());
+                    return Err(DefProblem::NamedWithoutHeader);
                 }
             }
             FormatDef::Lines(l) => {
                 if l.comment.is_empty() {
-                    return Err("format.comment must not be empty".into());
+                    return Err(DefProblem::EmptyComment);
                 }
                 if named {
-                    return Err("format.type = \"lines\": refer to columns by number".into());
+                    return Err(DefProblem::NamedInLines);
                 }
             }
             FormatDef::Json(_) | FormatDef::Jsonl(_) => {
                 if numbered {
-                    return Err("JSON feeds refer to fields by name, not number".into());
+                    return Err(DefProblem::NumberedInJson);
                 }
             }
         }
@@ -451,8 +514,8 @@ impl FeedDef {
 }
 
 impl FromStr for FeedDef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FeedFileError;
+    fn from_str(s: &str) -> Result<Self, FeedFileError> {
         FeedDef::parse(s, "(inline)")
     }
 }

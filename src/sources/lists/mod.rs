@@ -29,7 +29,7 @@ use crate::config::{Config, CronSchedule, HumanDuration};
 use crate::http::{self, Fetched, HttpError, Validators};
 use crate::indicators;
 use crate::secret::{self, Secret};
-pub use definition::FeedDef;
+pub use definition::{FeedDef, FeedFileError};
 pub use matching::{Processed, process_body};
 
 /// Names of the list feeds shipped with outwatch.
@@ -102,13 +102,15 @@ pub fn builtin_defs() -> Vec<FeedDef> {
 }
 
 /// A feed file's stem and its definition, or the error naming the file.
-pub type LoadedFile = (String, Result<FeedDef, String>);
+pub type LoadedFile = (String, Result<FeedDef, FeedFileError>);
 
 /// Reads every `*.toml` in `dir` (sorted by file name). Each entry is the file's stem and its
 /// parsed definition or the error naming the file.
-pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, String> {
-    let rd = std::fs::read_dir(dir)
-        .map_err(|e| format!("[feeds] dir = {}: cannot read it: {e}", dir.display()))?;
+pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, FeedFileError> {
+    let rd = std::fs::read_dir(dir).map_err(|source| FeedFileError::Dir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let mut paths: Vec<_> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
@@ -122,7 +124,10 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, String> {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let def = std::fs::read_to_string(&p)
-                .map_err(|e| format!("feed file {}: {e}", p.display()))
+                .map_err(|source| FeedFileError::Read {
+                    path: p.clone(),
+                    source,
+                })
                 .and_then(|t| FeedDef::parse(&t, &p.display().to_string()));
             (stem, def)
         })
@@ -132,8 +137,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, String> {
 /// Every feed this config can use: built-in ones, replaced or extended by `[feeds] dir` files
 /// (a user file with a built-in name overrides it). Broken user files come back as errors
 /// under their file stem.
-pub fn all_defs(cfg: &Config) -> Vec<(String, Result<Arc<FeedDef>, String>)> {
-    let mut m: BTreeMap<String, Result<Arc<FeedDef>, String>> = builtin_defs()
+pub fn all_defs(cfg: &Config) -> Vec<(String, Result<Arc<FeedDef>, FeedFileError>)> {
+    let mut m: BTreeMap<String, Result<Arc<FeedDef>, FeedFileError>> = builtin_defs()
         .into_iter()
         .map(|d| (d.name.clone(), Ok(Arc::new(d))))
         .collect();
@@ -174,7 +179,7 @@ pub fn known_feed_names(cfg: &Config) -> Vec<String> {
 }
 
 /// Checks the user's feed files (called by config validation): the first broken file's error.
-pub fn validate(cfg: &Config) -> Result<(), String> {
+pub fn validate(cfg: &Config) -> Result<(), FeedFileError> {
     for (_, d) in all_defs(cfg) {
         d?;
     }
@@ -189,7 +194,7 @@ pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
         let def = match def {
             Ok(d) => d,
             Err(e) => {
-                out.push((name, Err(FetchError::Config(e))));
+                out.push((name, Err(FetchError::Config(e.to_string()))));
                 continue;
             }
         };

@@ -10,12 +10,41 @@ use postgres::config::Host;
 
 use crate::secret::Secret;
 
+/// A password file that cannot be used (`path` as shown; never its content).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PasswordFileError {
+    /// A named file that is not owner-only, or not a file.
+    #[error("the password file {path} {problem}")]
+    Refused {
+        path: String,
+        #[source]
+        problem: NotOwnerOnly,
+    },
+    #[error("cannot read the password file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a password file is not readable by its owner alone.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NotOwnerOnly {
+    #[error("cannot be read: {0}")]
+    Unreadable(#[source] std::io::Error),
+    #[error("is not a regular file")]
+    NotAFile,
+    #[error("is readable by others: make it owner-only (chmod 600)")]
+    Shared,
+}
+
 /// The password for `config` from `named` (an error when it cannot be used) or the default
 /// file (skipped when absent or not owner-only); `None` when no line matches.
 pub(super) fn lookup(
     config: &postgres::Config,
     named: Option<&Path>,
-) -> Result<Option<Secret>, String> {
+) -> Result<Option<Secret>, PasswordFileError> {
     let (path, explicit) = match named {
         Some(p) => (p.to_path_buf(), true),
         None => match default_file() {
@@ -26,13 +55,18 @@ pub(super) fn lookup(
     let shown = path.display().to_string();
     if let Err(why) = owner_only(&path) {
         if explicit {
-            return Err(format!("the password file {shown} {why}"));
+            return Err(PasswordFileError::Refused {
+                path: shown,
+                problem: why,
+            });
         }
         tracing::warn!("ignoring the password file {shown}: it {why}");
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
+    let text = std::fs::read_to_string(&path).map_err(|source| PasswordFileError::Read {
+        path: shown,
+        source,
+    })?;
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         _ => "localhost".to_string(),
@@ -59,14 +93,14 @@ fn default_file() -> Option<PathBuf> {
 }
 
 /// Whether the file is readable by its owner alone (`Err` says what is wrong).
-fn owner_only(path: &Path) -> Result<(), String> {
+fn owner_only(path: &Path) -> Result<(), NotOwnerOnly> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(NotOwnerOnly::Unreadable)?;
     if !meta.is_file() {
-        return Err("is not a regular file".into());
+        return Err(NotOwnerOnly::NotAFile);
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err("is readable by others: make it owner-only (chmod 600)".into());
+        return Err(NotOwnerOnly::Shared);
     }
     Ok(())
 }
@@ -138,7 +172,7 @@ mod tests {
         std::fs::write(&p, "*:*:*:*:secretpw\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let c: postgres::Config = "postgres://u@h/d".parse().unwrap();
-        let e = lookup(&c, Some(&p)).unwrap_err();
+        let e = lookup(&c, Some(&p)).unwrap_err().to_string();
         assert!(e.contains("chmod 600") && !e.contains("secretpw"), "{e}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
