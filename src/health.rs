@@ -196,7 +196,7 @@ pub fn assess_as_seen_by(
 }
 
 /// Name of the health entry (and the source) of the flows watch job.
-pub const FLOWS_ENTRY: &str = "flows";
+pub const FLOWS_ENTRY: &str = crate::finding::SourceId::Flows.name();
 /// How a flows run's notice begins when no C2 list was loaded: the entry is then degraded.
 pub const FLOWS_NO_LISTS: &str = "checked against 0 lists";
 

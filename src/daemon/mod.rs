@@ -482,7 +482,7 @@ impl OnceReport {
             .map(|r| r.name.clone())
             .collect();
         if matches!(self.flows, Some(Err(_))) {
-            f.push("flows".into());
+            f.push(crate::finding::SourceId::Flows.into());
         }
         if matches!(self.notify, Some(Err(_))) {
             f.push("notify".into());

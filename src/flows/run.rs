@@ -13,6 +13,7 @@ use super::analyse::rules::Kind;
 use super::analyse::{Analyser, FlowReport, SOURCE, Settings};
 use super::config::FlowsConfig;
 use super::read::{self, ReadStats};
+use crate::finding::SourceId;
 use crate::indicators::IndicatorIndex;
 use crate::pipeline::{Apply, Ending, FilesRead, RunKind};
 use crate::scope::{self, ScopeMatcher};
@@ -223,7 +224,7 @@ pub(crate) fn add_stored_counts(
     };
     for h in hosts {
         store.query_each(&crate::store::Query::Ip(h), &opts, &mut |f| {
-            if f.source == SOURCE
+            if f.is_from(SourceId::Flows)
                 && let Some(&i) = wanted.get(&f.fingerprint)
                 && let Some(b) = Body::of(&f)
             {

@@ -38,7 +38,7 @@ use talkers::{Metric, TalkerTable};
 use zones::Ours;
 
 /// The source name of flow findings.
-pub const SOURCE: &str = crate::health::FLOWS_ENTRY;
+pub const SOURCE: &str = crate::finding::SourceId::Flows.name();
 /// Most distinct service names kept (the rest are counted under `other`).
 pub const MAX_SERVICES: usize = 128;
 /// Talkers listed per service and metric in the summary.

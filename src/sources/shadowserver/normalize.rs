@@ -33,7 +33,7 @@ use crate::scope::ScopeMark;
 use crate::scope::ScopeMatcher;
 
 /// Source name of every Shadowserver finding.
-pub const SOURCE: &str = "shadowserver";
+pub const SOURCE: &str = crate::finding::SourceId::Shadowserver.name();
 
 /// Columns holding a host name to use when a row has no address at all.
 const DOMAIN_FALLBACK: &[&str] = &["website", "request", "http_host", "host", "domain"];
