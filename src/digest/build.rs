@@ -760,7 +760,7 @@ impl Collector {
     /// The section "Your own traffic" (flow findings, new and open), at most `limit` lines.
     pub fn traffic(&self, limit: usize) -> super::traffic::TrafficView {
         let cmd = more_command(&ListFilter {
-            source: Some(crate::flows::analyse::SOURCE.to_string()),
+            source: Some(SourceId::Flows.to_string()),
             ..self.filter()
         });
         self.traffic.view(limit, cmd)

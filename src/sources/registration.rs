@@ -1,8 +1,8 @@
 //! How a kind of source plugs into the registry (`registry::REGISTRY`): the
 //! [`Registration`] trait, a single source's table ([`SourceTable`], written by the
 //! [`source_kind!`] macro) and how the source is built from it ([`SourceKind`], written by the
-//! source's `mod.rs`), [`Kind`], and the checks every table gets (URLs, inline secrets), read out of the config
-//! text so that an error names its line.
+//! source's `mod.rs`), [`Kind`], and the checks every table gets (URLs, inline secrets), read
+//! out of the config text so that an error names its line.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -90,10 +90,8 @@ pub(crate) type ConfiguredUrl<'a> = (&'static str, &'a str, bool);
 /// A single source's `[sources.<NAME>]` table: its struct and its defaults, implemented by the
 /// [`source_kind!`] macro. How the source is built from it is [`SourceKind`].
 pub trait SourceTable: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static {
-    /// Which source it is.
+    /// Which source it is; its name (`ID.name()`) is the table's and the source's.
     const ID: SourceId;
-    /// The table's and the source's name.
-    const NAME: &'static str = Self::ID.name();
     /// When the daemon runs it unless `schedule` says otherwise (a cron literal).
     const DEFAULT_SCHEDULE: &'static str;
     /// How long a finding stays open after the source stops reporting it, unless
@@ -135,9 +133,10 @@ pub trait SourceKind: SourceTable {
 
 /// Implements [`SourceTable`] for a `[sources.<name>]` table struct that has the common fields
 /// `enabled`, `schedule`, `resolve_after` and `allow_plain_http`. Each source states only what
-/// differs: which source it is (a [`SourceId`] variant), its default schedule and window, its URL fields (`Option<String>`, with
-/// whether a key is sent to them, in the order they are checked) and its inline-secret fields
-/// (`Option<Secret>`).
+/// differs: which source it is (`id:`, a [`SourceId`] variant), its default schedule and
+/// window, its URL fields (`Option<String>`, with whether a key is sent to them, in the order
+/// they are checked) and its inline-secret fields (`Option<Secret>`); its `mod.rs` implements
+/// [`SourceKind::build`].
 macro_rules! source_kind {
     (
         $ty:ty,
@@ -207,7 +206,7 @@ impl<T> Kind<T> {
 
 /// The table of source `T`, when the config has one.
 pub fn table<T: SourceTable>(cfg: &Config) -> Option<&T> {
-    cfg.sources.get::<T>(T::NAME)
+    cfg.sources.get::<T>(T::ID.name())
 }
 
 impl<T: SourceKind> Registration for Kind<T> {
@@ -216,7 +215,7 @@ impl<T: SourceKind> Registration for Kind<T> {
     }
 
     fn names(&self, _cfg: &Config) -> Vec<String> {
-        vec![T::NAME.to_string()]
+        vec![T::ID.name().to_string()]
     }
 
     fn configure(
@@ -225,7 +224,7 @@ impl<T: SourceKind> Registration for Kind<T> {
         cfg: &mut Config,
         _singles: &[&str],
     ) -> Result<(), SourceTableError> {
-        for (name, t) in tables::<T>(text, &|n| n == T::NAME)? {
+        for (name, t) in tables::<T>(text, &|n| T::ID.is(n))? {
             check_urls(text, &name, &t.urls(), t.allow_plain_http())?;
             check_secrets(text, &name, &t.inline_secret_values())?;
             cfg.sources.set(&name, t);
@@ -235,13 +234,14 @@ impl<T: SourceKind> Registration for Kind<T> {
 
     fn build_enabled(&self, cfg: &Config) -> Vec<BuiltSource> {
         match table::<T>(cfg) {
-            Some(t) if t.enabled() => vec![(T::NAME.to_string(), t.build(cfg))],
+            Some(t) if t.enabled() => vec![(T::ID.name().to_string(), t.build(cfg))],
             _ => Vec::new(),
         }
     }
 
     fn configured_schedule(&self, cfg: &Config, name: &str) -> Option<CronSchedule> {
-        (name == T::NAME)
+        T::ID
+            .is(name)
             .then(|| table::<T>(cfg).and_then(|t| t.schedule().cloned()))
             .flatten()
     }
@@ -251,7 +251,7 @@ impl<T: SourceKind> Registration for Kind<T> {
             .map(|t| {
                 t.inline_secrets()
                     .into_iter()
-                    .map(|k| format!("sources.{}.{k}", T::NAME))
+                    .map(|k| format!("sources.{}.{k}", T::ID.name()))
                     .collect()
             })
             .unwrap_or_default()
