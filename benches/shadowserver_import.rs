@@ -341,7 +341,8 @@ fn fetch(csv: &Path, dir: &Path, rows: usize, python: Option<f64>) {
     use outwatch::http::HttpClient;
     use outwatch::pipeline::Runner;
     use outwatch::secret::Secret;
-    use outwatch::sources::shadowserver::{ShadowserverConfig, build};
+    use outwatch::sources::SourceKind;
+    use outwatch::sources::shadowserver::ShadowserverConfig;
     use std::io::BufRead;
     use std::sync::Arc;
 
@@ -385,7 +386,7 @@ fn fetch(csv: &Path, dir: &Path, rows: usize, python: Option<f64>) {
     );
     // Downloads spill into the data folder, as the daemon's do.
     runner.temp_dir = dir.join("fetched");
-    let src = build(&cfg, &Config::default()).unwrap();
+    let src = SourceKind::build(&cfg, &Config::default()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let t = Instant::now();
     let rep = rt.block_on(runner.run_source(src.as_ref()));

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, CronSchedule};
+use crate::finding::SourceId;
 use crate::store::{FetchRun, RunOutcome, Store, StoreError};
 
 /// Runs of one source looked at to judge it (newest first).
@@ -169,7 +170,7 @@ pub fn assess_as_seen_by(
         names.push((name, facts));
     }
     if let Some(facts) = cfg.and_then(flows_facts) {
-        names.push((FLOWS_ENTRY.to_string(), facts));
+        names.push((SourceId::Flows.name().to_string(), facts));
     }
     let known: BTreeSet<String> = names.iter().map(|(n, _)| n.clone()).collect();
     let logged: BTreeSet<String> = store
@@ -182,7 +183,7 @@ pub fn assess_as_seen_by(
     let mut out = Vec::with_capacity(names.len());
     for (name, facts) in names {
         let runs = store.runs(Some(&name), RUNS_CONSIDERED)?;
-        if name == FLOWS_ENTRY {
+        if SourceId::Flows.is(&name) {
             out.push(judge_flows(&facts, &runs, now));
             continue;
         }
@@ -195,8 +196,6 @@ pub fn assess_as_seen_by(
     Ok(out)
 }
 
-/// Name of the health entry (and the source) of the flows watch job.
-pub const FLOWS_ENTRY: &str = "flows";
 /// How a flows run's notice begins when no C2 list was loaded: the entry is then degraded.
 pub const FLOWS_NO_LISTS: &str = "checked against 0 lists";
 
@@ -217,7 +216,7 @@ pub fn judge_flows(facts: &SourceFacts, runs: &[FetchRun], now: DateTime<Utc>) -
         .filter(|r| r.outcome != RunOutcome::NotModified)
         .cloned()
         .collect();
-    let mut h = judge(FLOWS_ENTRY, facts, &with_lines, now);
+    let mut h = judge(SourceId::Flows.name(), facts, &with_lines, now);
     h.last_run = runs.first().map(|r| r.finished);
     if with_lines.is_empty() && !runs.is_empty() {
         h.state = HealthState::Silent;
@@ -469,7 +468,7 @@ mod tests {
     use super::*;
 
     fn run_at(outcome: RunOutcome, at: DateTime<Utc>, fetched: usize) -> FetchRun {
-        let mut r = FetchRun::begun(FLOWS_ENTRY, at);
+        let mut r = FetchRun::begun(SourceId::Flows.name(), at);
         r.outcome = outcome;
         r.fetched = fetched;
         r

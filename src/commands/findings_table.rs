@@ -4,9 +4,9 @@
 
 use comfy_table::{Cell, Table};
 
-use crate::finding::Finding;
 use crate::finding::contact::contact_text;
 use crate::finding::rank::observed;
+use crate::finding::{Finding, SourceId};
 use crate::output::table;
 use crate::text::{clip, clip_middle, sanitize};
 use crate::triage::Suppressions;
@@ -52,7 +52,7 @@ pub(crate) fn findings_table(
     let mut stored = false;
     for f in findings {
         let d = sanitize(&f.distinguishing()).into_owned();
-        let source = if f.source == f.feed || f.source == "shadowserver" {
+        let source = if f.source == f.feed || f.is_from(SourceId::Shadowserver) {
             f.source.clone()
         } else {
             format!("{} {}", f.source, f.feed)

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::app::App;
 use crate::error::CliError;
-use crate::finding::Finding;
+use crate::finding::{Finding, SourceId};
 use crate::output::print_json;
 use crate::pipeline::{FilesRead, MAX_REPORTED_ERRORS, apply_import};
 use crate::scope::{self, ScopeMatcher};
@@ -122,7 +122,7 @@ pub(crate) fn read_files(
 /// and prints the summary.
 pub(crate) async fn store_and_report(
     app: &App,
-    source: &str,
+    source: SourceId,
     mut imp: Imported,
     json_out: bool,
 ) -> Result<ExitCode, CliError> {
@@ -151,11 +151,12 @@ pub(crate) async fn store_and_report(
         read: imp.files - imp.failed_files.len(),
         failed: imp.failed_files.clone(),
     };
-    let (run, rejected_rows) = apply_import(store, app.clock.clone(), source, unit, files).await?;
+    let (run, rejected_rows) =
+        apply_import(store, app.clock.clone(), source.name(), unit, files).await?;
     let (accepted, in_scope) = (run.accepted, run.in_scope);
     if json_out {
         print_json(&json!({
-            "source": source,
+            "source": source.name(),
             "files": imp.files,
             "failed_files": imp.failed_files.len(),
             "records": imp.records,

@@ -108,7 +108,7 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
         }
     }
     if !cfg.flows.paths.is_empty() {
-        let name = crate::flows::analyse::SOURCE.to_string();
+        let name = crate::finding::SourceId::Flows.to_string();
         let schedule = cfg.flows.schedule.clone();
         let catch_up = missed_a_slot(shared.store.as_ref(), &name, &schedule, now);
         out.push(Job {
@@ -482,7 +482,7 @@ impl OnceReport {
             .map(|r| r.name.clone())
             .collect();
         if matches!(self.flows, Some(Err(_))) {
-            f.push("flows".into());
+            f.push(crate::finding::SourceId::Flows.into());
         }
         if matches!(self.notify, Some(Err(_))) {
             f.push("notify".into());

@@ -18,7 +18,7 @@ use super::remediation::{Details, Remediation};
 pub use super::section::{LIST_NEW, LIST_OPEN, LIST_RESOLVED, LIST_TOTAL, Section, clean};
 use crate::config::DigestRoute;
 use crate::finding::rank::{self, Threat};
-use crate::finding::{Finding, Severity, Status};
+use crate::finding::{Finding, Severity, SourceId, Status};
 use crate::health::{HealthState, SourceHealth};
 use crate::store::{Result, Store};
 use crate::triage::{Suppressions, is_acked};
@@ -593,7 +593,7 @@ impl Collector {
         if act_on(f, section) {
             // A flow finding (one per host, kind and day) is one item per host and kind: the
             // best of its days.
-            let is_flow = f.source == crate::flows::analyse::SOURCE;
+            let is_flow = f.is_from(SourceId::Flows);
             let same =
                 |k: &Finding| is_flow && k.source == f.source && k.ip == f.ip && k.feed == f.feed;
             if !is_flow
@@ -640,7 +640,7 @@ impl Collector {
         if section == Section::New && f.status == Status::New {
             self.new_fingerprints.push(f.fingerprint.clone());
         }
-        if f.source == crate::flows::analyse::SOURCE && section != Section::Resolved {
+        if f.is_from(SourceId::Flows) && section != Section::Resolved {
             let last = fmt_time(rank::observed(f), self.tz);
             self.traffic.add(f, section, last);
             return;
@@ -760,7 +760,7 @@ impl Collector {
     /// The section "Your own traffic" (flow findings, new and open), at most `limit` lines.
     pub fn traffic(&self, limit: usize) -> super::traffic::TrafficView {
         let cmd = more_command(&ListFilter {
-            source: Some(crate::flows::analyse::SOURCE.to_string()),
+            source: Some(SourceId::Flows.to_string()),
             ..self.filter()
         });
         self.traffic.view(limit, cmd)

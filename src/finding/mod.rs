@@ -18,9 +18,11 @@ pub(crate) mod contact;
 pub(crate) mod csv;
 pub(crate) mod history;
 pub(crate) mod rank;
+pub(crate) mod source;
 pub(crate) mod view;
 
 pub use history::{Event, HISTORY_CAP, HistoryEntry, Triage};
+pub use source::SourceId;
 pub use view::{ExtraVal, ExtraView, FindingView};
 
 /// How bad a finding is. Ordered from most to least severe.
@@ -190,7 +192,8 @@ pub struct Finding {
     /// Stable identity (hex); see [`Finding::compute_fingerprint`]. Filled by [`Finding::seal`].
     #[serde(default)]
     pub fingerprint: String,
-    /// Source name as configured (`shadowserver`, `hibp`, `feodotracker`, ...).
+    /// Source name as configured (`shadowserver`, `hibp`, `feodotracker`, ...); which built-in
+    /// source it is: [`Finding::source_id`], [`Finding::is_from`].
     pub source: String,
     /// Feed within the source (Shadowserver report type, list name, ...).
     pub feed: String,
@@ -280,19 +283,33 @@ impl Finding {
                 _ => parts.push(format!("port {p}")),
             }
         }
-        if f.source == "shadowserver" {
+        let source = f.source_id();
+        if source == Some(SourceId::Shadowserver) {
             parts.push(format!("report {}", f.feed));
         }
-        if matches!(f.source.as_str(), "flows" | "shadowserver" | "cymru") {
+        if matches!(
+            source,
+            Some(SourceId::Flows | SourceId::Shadowserver | SourceId::Cymru)
+        ) {
             // Its identity parts say it: the day (flows); the destination, family, query or
             // sample (`dst_ip=…`, `family=…`); the time of a CAP line.
             parts.extend(f.identity.iter().cloned());
         }
-        if f.source == "flows" {
+        if source == Some(SourceId::Flows) {
             // Its summary names the peers (or services and ports).
             parts.extend(text("summary"));
         }
         parts.join(", ")
+    }
+
+    /// The built-in source it comes from; `None` for a list feed.
+    pub fn source_id(&self) -> Option<SourceId> {
+        SourceId::of(&self.source)
+    }
+
+    /// Whether it comes from the built-in source `s`.
+    pub fn is_from(&self, s: SourceId) -> bool {
+        s.is(&self.source)
     }
 
     /// A new observation with every optional field empty. `first_seen`/`last_seen` are set to the

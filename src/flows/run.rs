@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use super::analyse::group::Body;
 use super::analyse::rules::Kind;
-use super::analyse::{Analyser, FlowReport, SOURCE, Settings};
+use super::analyse::{Analyser, FlowReport, Settings};
 use super::config::FlowsConfig;
 use super::read::{self, ReadStats};
+use crate::finding::SourceId;
 use crate::indicators::IndicatorIndex;
 use crate::pipeline::{Apply, Ending, FilesRead, RunKind};
 use crate::scope::{self, ScopeMatcher};
@@ -223,7 +224,7 @@ pub(crate) fn add_stored_counts(
     };
     for h in hosts {
         store.query_each(&crate::store::Query::Ip(h), &opts, &mut |f| {
-            if f.source == SOURCE
+            if f.is_from(SourceId::Flows)
                 && let Some(&i) = wanted.get(&f.fingerprint)
                 && let Some(b) = Body::of(&f)
             {
@@ -282,7 +283,12 @@ pub(crate) fn store_run(
         read: run.files.len() - run.failed_files(),
         failed,
     };
-    let apply = Apply::new(store.clone(), RunKind::Source(SOURCE.into()), started).observed_at(now);
+    let apply = Apply::new(
+        store.clone(),
+        RunKind::Source(SourceId::Flows.into()),
+        started,
+    )
+    .observed_at(now);
     apply.count_problems(
         usize::try_from(run.rejected()).unwrap_or(usize::MAX),
         usize::try_from(run.warnings()).unwrap_or(usize::MAX),
@@ -300,7 +306,7 @@ pub(crate) fn store_run(
     let (mut fr, _) = apply.only_unit(unit, &ending, &|| now)?;
     if fr.error.is_none() && run.failed_files() == 0 && run.lines() > 0 {
         let cutoff = now.checked_sub_signed(resolve_after).unwrap_or(now);
-        fr.resolved = store.resolve_stale(SOURCE, None, cutoff, now)?;
+        fr.resolved = store.resolve_stale(SourceId::Flows.name(), None, cutoff, now)?;
         if fr.resolved > 0 {
             store.record_run(&fr)?;
         }

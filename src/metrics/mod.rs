@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::digest::mail_log::{self, LastRun};
-use crate::finding::Severity;
+use crate::finding::{Severity, SourceId};
 use crate::health::{self, DaemonSources, HealthState, SourceHealth};
 use crate::store::{FetchRun, Filter, RunOutcome, Store, StoreError};
 use crate::triage::suppress::Suppressions;
@@ -102,7 +102,7 @@ pub fn gather(i: &Inputs<'_>) -> Result<Snapshot, MetricsError> {
             last_runs.insert(s.name.clone(), r);
         }
     }
-    let flows = if last_runs.contains_key(health::FLOWS_ENTRY) {
+    let flows = if last_runs.contains_key(SourceId::Flows.name()) {
         Some(flows_lines(store)?)
     } else {
         None
@@ -147,7 +147,7 @@ fn open_counts(
 
 /// The flows job's latest run's lines, and when a run last read any.
 fn flows_lines(store: &dyn Store) -> Result<FlowsLines, StoreError> {
-    let runs = store.runs(Some(health::FLOWS_ENTRY), health::RUNS_CONSIDERED)?;
+    let runs = store.runs(Some(SourceId::Flows.name()), health::RUNS_CONSIDERED)?;
     let lines = |r: &FetchRun| (r.fetched as u64).saturating_add(r.rejected as u64);
     Ok(FlowsLines {
         last_run: runs.first().map(lines).unwrap_or(0),

@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 
 use super::apply::{Apply, FilesRead, RunKind};
 use crate::clock::Clock;
+use crate::finding::SourceId;
 use crate::sources::shadowserver::import::ImportOptions;
 use crate::sources::shadowserver::importer::{ImportSummary, Inputs, Read, read_inputs};
 use crate::sources::{FetchOutput, ReadError, RowError};
@@ -53,7 +54,7 @@ pub fn shadowserver_files(
     finished: &dyn Fn() -> DateTime<Utc>,
     bar: &ProgressBar,
 ) -> Result<Imported, StoreError> {
-    let apply = Apply::new(store, RunKind::Import("shadowserver".into()), now);
+    let apply = Apply::new(store, RunKind::Import(SourceId::Shadowserver.into()), now);
     let read = |sink: &mut dyn crate::sources::RowSink| read_inputs(sink, opts, inputs, bar);
     let ending = |r: &Read| {
         FilesRead {

@@ -38,7 +38,7 @@ use crate::scope::ScopeMatcher;
 use crate::secret::Secret;
 pub use crate::store::{ReadError, UnitError};
 use crate::store::{Store, StoreError, bridge};
-pub use registration::{Registration, SourceKind, table};
+pub use registration::{Registration, SourceKind, SourceTable, table};
 pub use registry::enabled_sources;
 
 /// Why a fetch failed. Messages never contain secrets.

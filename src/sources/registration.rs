@@ -1,7 +1,8 @@
 //! How a kind of source plugs into the registry (`registry::REGISTRY`): the
-//! [`Registration`] trait, a single source's table ([`SourceKind`], the [`source_kind!`] macro,
-//! [`Kind`]), and the checks every table gets (URLs, inline secrets), read out of the config
-//! text so that an error names its line.
+//! [`Registration`] trait, a single source's table ([`SourceTable`], written by the
+//! [`source_kind!`] macro) and how the source is built from it ([`SourceKind`], written by the
+//! source's `mod.rs`), [`Kind`], and the checks every table gets (URLs, inline secrets), read
+//! out of the config text so that an error names its line.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -14,6 +15,7 @@ use super::{BuiltSource, FetchError, Source};
 use crate::config::{
     Config, CronSchedule, HumanDuration, UrlError, check_url, table_line_hint, toml_error,
 };
+use crate::finding::SourceId;
 use crate::secret::SecretError;
 
 /// A `[sources.*]` table that cannot be used. `at` is where (`line L: `, empty when the line
@@ -60,8 +62,8 @@ pub enum SourceTableError {
 /// How a kind of source plugs in: which `[sources.*]` tables are its own, how they are read and
 /// checked, and how its sources are built.
 pub trait Registration: Sync {
-    /// The name of a single source (`hibp`), or `None` for a family (the list feeds).
-    fn single(&self) -> Option<&'static str>;
+    /// Which single source it is (`hibp`), or `None` for a family (the list feeds).
+    fn single(&self) -> Option<SourceId>;
     /// The `[sources.NAME]` names it answers to with this config (the list feeds: every feed
     /// defined, built in or in `[feeds] dir`).
     fn names(&self, cfg: &Config) -> Vec<String>;
@@ -85,11 +87,11 @@ pub trait Registration: Sync {
 /// A configured URL to check: the key, the value, and whether a key is sent to it.
 pub(crate) type ConfiguredUrl<'a> = (&'static str, &'a str, bool);
 
-/// A single source's `[sources.<NAME>]` table: its struct, its defaults, and how the source is
-/// built from it. [`Kind`] turns it into a [`Registration`].
-pub trait SourceKind: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static {
-    /// The table's and the source's name.
-    const NAME: &'static str;
+/// A single source's `[sources.<NAME>]` table: its struct and its defaults, implemented by the
+/// [`source_kind!`] macro. How the source is built from it is [`SourceKind`].
+pub trait SourceTable: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 'static {
+    /// Which source it is; its name (`ID.name()`) is the table's and the source's.
+    const ID: SourceId;
     /// When the daemon runs it unless `schedule` says otherwise (a cron literal).
     const DEFAULT_SCHEDULE: &'static str;
     /// How long a finding stays open after the source stops reporting it, unless
@@ -109,38 +111,43 @@ pub trait SourceKind: DeserializeOwned + Serialize + fmt::Debug + Send + Sync + 
     fn inline_secrets(&self) -> Vec<&'static str>;
     /// The secrets written inline, with their keys (checked for length when the file is read).
     fn inline_secret_values(&self) -> Vec<(&'static str, &crate::secret::Secret)>;
-    /// Builds the source (resolving keys from the environment).
-    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError>;
 
-    /// `schedule`, else [`SourceKind::DEFAULT_SCHEDULE`].
+    /// `schedule`, else [`SourceTable::DEFAULT_SCHEDULE`].
     fn run_schedule(&self) -> CronSchedule {
         self.schedule()
             .cloned()
             .unwrap_or_else(|| super::schedule(Self::DEFAULT_SCHEDULE))
     }
-    /// `resolve_after`, else [`SourceKind::default_resolve_after`].
+    /// `resolve_after`, else [`SourceTable::default_resolve_after`].
     fn resolve_window(&self) -> chrono::Duration {
         super::window_or(self.resolve_after(), Self::default_resolve_after())
     }
 }
 
-/// Implements [`SourceKind`] for a `[sources.<name>]` table struct that has the common fields
-/// `enabled`, `schedule`, `resolve_after` and `allow_plain_http`, and builds with
-/// `super::build(self, cfg)` (the source folder's `mod.rs`). Each source states only what
-/// differs: its name, default schedule and window, its URL fields (`Option<String>`, with
-/// whether a key is sent to them, in the order they are checked) and its inline-secret fields
-/// (`Option<Secret>`).
+/// A single source: its table, and how the source is built from it (each source's `mod.rs`
+/// implements it next to its fetcher). [`Kind`] turns it into a [`Registration`].
+pub trait SourceKind: SourceTable {
+    /// Builds the source (resolving keys from the environment).
+    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError>;
+}
+
+/// Implements [`SourceTable`] for a `[sources.<name>]` table struct that has the common fields
+/// `enabled`, `schedule`, `resolve_after` and `allow_plain_http`. Each source states only what
+/// differs: which source it is (`id:`, a [`SourceId`] variant), its default schedule and
+/// window, its URL fields (`Option<String>`, with whether a key is sent to them, in the order
+/// they are checked) and its inline-secret fields (`Option<Secret>`); its `mod.rs` implements
+/// [`SourceKind::build`].
 macro_rules! source_kind {
     (
         $ty:ty,
-        name: $name:literal,
+        id: $id:ident,
         schedule: $schedule:literal,
         resolve_after: $resolve_after:expr,
         urls: [$($url:ident: $keyed:literal),* $(,)?],
         secrets: [$($secret:ident),* $(,)?] $(,)?
     ) => {
-        impl $crate::sources::registration::SourceKind for $ty {
-            const NAME: &'static str = $name;
+        impl $crate::sources::registration::SourceTable for $ty {
+            const ID: $crate::finding::SourceId = $crate::finding::SourceId::$id;
             const DEFAULT_SCHEDULE: &'static str = $schedule;
             fn default_resolve_after() -> chrono::Duration {
                 $resolve_after
@@ -184,13 +191,6 @@ macro_rules! source_kind {
                 )*
                 out
             }
-            fn build(
-                &self,
-                cfg: &$crate::config::Config,
-            ) -> Result<std::sync::Arc<dyn $crate::sources::Source>, $crate::sources::FetchError>
-            {
-                super::build(self, cfg)
-            }
         }
     };
 }
@@ -205,17 +205,17 @@ impl<T> Kind<T> {
 }
 
 /// The table of source `T`, when the config has one.
-pub fn table<T: SourceKind>(cfg: &Config) -> Option<&T> {
-    cfg.sources.get::<T>(T::NAME)
+pub fn table<T: SourceTable>(cfg: &Config) -> Option<&T> {
+    cfg.sources.get::<T>(T::ID.name())
 }
 
 impl<T: SourceKind> Registration for Kind<T> {
-    fn single(&self) -> Option<&'static str> {
-        Some(T::NAME)
+    fn single(&self) -> Option<SourceId> {
+        Some(T::ID)
     }
 
     fn names(&self, _cfg: &Config) -> Vec<String> {
-        vec![T::NAME.to_string()]
+        vec![T::ID.name().to_string()]
     }
 
     fn configure(
@@ -224,7 +224,7 @@ impl<T: SourceKind> Registration for Kind<T> {
         cfg: &mut Config,
         _singles: &[&str],
     ) -> Result<(), SourceTableError> {
-        for (name, t) in tables::<T>(text, &|n| n == T::NAME)? {
+        for (name, t) in tables::<T>(text, &|n| T::ID.is(n))? {
             check_urls(text, &name, &t.urls(), t.allow_plain_http())?;
             check_secrets(text, &name, &t.inline_secret_values())?;
             cfg.sources.set(&name, t);
@@ -234,13 +234,14 @@ impl<T: SourceKind> Registration for Kind<T> {
 
     fn build_enabled(&self, cfg: &Config) -> Vec<BuiltSource> {
         match table::<T>(cfg) {
-            Some(t) if t.enabled() => vec![(T::NAME.to_string(), t.build(cfg))],
+            Some(t) if t.enabled() => vec![(T::ID.name().to_string(), t.build(cfg))],
             _ => Vec::new(),
         }
     }
 
     fn configured_schedule(&self, cfg: &Config, name: &str) -> Option<CronSchedule> {
-        (name == T::NAME)
+        T::ID
+            .is(name)
             .then(|| table::<T>(cfg).and_then(|t| t.schedule().cloned()))
             .flatten()
     }
@@ -250,7 +251,7 @@ impl<T: SourceKind> Registration for Kind<T> {
             .map(|t| {
                 t.inline_secrets()
                     .into_iter()
-                    .map(|k| format!("sources.{}.{k}", T::NAME))
+                    .map(|k| format!("sources.{}.{k}", T::ID.name()))
                     .collect()
             })
             .unwrap_or_default()

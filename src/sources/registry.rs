@@ -13,6 +13,7 @@ use std::path::Path;
 pub(crate) use super::registration::{Kind, Registration, SourceTableError};
 use super::{BuiltSource, cymru, hibp, lists, safebrowsing, shadowserver, snds};
 use crate::config::{Config, ConfigError, CronSchedule, closest, line_hint};
+use crate::finding::SourceId;
 
 /// Every kind of source, in the order `fetch` and `status` list them.
 pub(crate) static REGISTRY: &[&dyn Registration] = &[
@@ -26,7 +27,11 @@ pub(crate) static REGISTRY: &[&dyn Registration] = &[
 
 /// The names of the single sources (reserved: no list feed may take them).
 pub(crate) fn single_names() -> Vec<&'static str> {
-    REGISTRY.iter().filter_map(|r| r.single()).collect()
+    REGISTRY
+        .iter()
+        .filter_map(|r| r.single())
+        .map(SourceId::name)
+        .collect()
 }
 
 /// Every `[sources.NAME]` must name a source (before any table is read: a typo such as
@@ -141,10 +146,18 @@ mod tests {
     use crate::sources::registration::{table, tables};
 
     #[test]
-    fn list_feeds_cannot_take_a_single_source_name() {
-        // `lists::definition::RESERVED` refuses these names in feed files: it must follow the
-        // registry (a new source is one registry line, and this test names the other place).
-        assert_eq!(single_names(), lists::definition::RESERVED);
+    fn every_built_in_source_but_flows_is_registered_once() {
+        // A single source's name is its `SourceId`'s (the `source_kind!` line), and feed files
+        // may take none of them (`lists::definition`); flows is not fetched.
+        let mut got = single_names();
+        got.sort_unstable();
+        let mut want: Vec<_> = SourceId::ALL
+            .into_iter()
+            .filter(|s| *s != SourceId::Flows)
+            .map(SourceId::name)
+            .collect();
+        want.sort_unstable();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -543,7 +543,7 @@ pub(super) async fn flows(
 ) -> Response {
     let wants = Format::of(uri.path(), &headers);
     let filter = Filter {
-        source: vec![crate::flows::analyse::SOURCE.to_string()],
+        source: vec![crate::finding::SourceId::Flows.to_string()],
         sort: Sort::Time,
         ..Default::default()
     };

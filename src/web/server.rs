@@ -142,7 +142,7 @@ impl Web {
         }
         if !cfg.flows.paths.is_empty() {
             schedules.insert(
-                crate::flows::analyse::SOURCE.to_string(),
+                crate::finding::SourceId::Flows.to_string(),
                 cfg.flows.schedule.clone(),
             );
         }

@@ -7,6 +7,7 @@
 use crate::keyed_support::*;
 use crate::support::serve_cut;
 use outwatch::indicators;
+use outwatch::sources::SourceKind;
 use outwatch::sources::shadowserver::ShadowserverConfig;
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -163,7 +164,7 @@ async fn a_shadowserver_report_cut_at_a_line_end_is_not_remembered_and_comes_aga
     ))
     .unwrap();
     c.enabled = true;
-    let src = outwatch::sources::shadowserver::build(&c, &config("")).unwrap();
+    let src = SourceKind::build(&c, &config("")).unwrap();
     let e = env();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{r:?}");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::keyed_support::*;
 use base64::Engine;
 use outwatch::finding::Severity;
+use outwatch::sources::SourceKind;
 use outwatch::sources::{Source, cymru};
 use outwatch::store::{Query, RunOutcome};
 use wiremock::matchers::{header, method, path};
@@ -26,7 +27,7 @@ fn build(server: &MockServer) -> Arc<dyn Source> {
          password = \"{KEY}\"\n",
         server.uri()
     ));
-    cymru::build(
+    SourceKind::build(
         outwatch::sources::table::<cymru::CymruConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -227,7 +228,7 @@ fn plain_http_to_another_host_is_refused() {
         "[sources.cymru]\nurl = \"http://127.0.0.1:9/x_{date}.txt\"\nusername = \"u\"\npassword = \"p4ssw0rd-cap\"\n",
     );
     assert!(
-        cymru::build(
+        SourceKind::build(
             outwatch::sources::table::<cymru::CymruConfig>(&cfg).unwrap(),
             &cfg
         )

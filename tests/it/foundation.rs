@@ -1204,3 +1204,51 @@ fn the_public_modules_are_the_listed_ones() {
         "src/lib.rs keeps unreachable_pub"
     );
 }
+
+/// The built-in sources' names are written in `src/finding/source.rs` only (ARCHITECTURE.md,
+/// "A source's name is written once"): outside it, and outside tests and comments, no string
+/// literal is a source's name. Two literals are not a source: the OpenAPI text's and the flows
+/// page's CSV file name.
+#[test]
+fn a_source_name_is_written_once() {
+    use outwatch::finding::SourceId;
+    const NOT_A_SOURCE: &[(&str, &str)] = &[("web/api.rs", "flows"), ("web/pages.rs", "flows")];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            if !rel.ends_with(".rs") || rel.ends_with("tests.rs") || rel == "finding/source.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                for s in SourceId::ALL {
+                    if line.contains(&format!("\"{}\"", s.name()))
+                        && !NOT_A_SOURCE.contains(&(rel.as_str(), s.name()))
+                    {
+                        found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "source names written as literals (use finding::SourceId): {found:#?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::keyed_support::*;
 use outwatch::clock::Clock;
 use outwatch::finding::Severity;
+use outwatch::sources::SourceKind;
 use outwatch::sources::hibp;
 use outwatch::store::Query;
 use serde_json::Value;
@@ -64,7 +65,7 @@ async fn domain_search_gives_one_finding_per_address_and_breach() {
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -156,7 +157,7 @@ async fn a_pair_no_longer_listed_resolves_after_the_window() {
     .await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -195,7 +196,7 @@ async fn single_addresses_outside_the_domains_use_breachedaccount() {
         server.uri()
     ));
     let e = env();
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -241,7 +242,7 @@ async fn searches_only_the_domains_the_account_verified() {
         server.uri()
     ));
     let e = env();
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -270,7 +271,7 @@ async fn searches_only_the_domains_the_account_verified() {
         "[organisation]\ndomains = [\"example.org\", \"example.net\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\ndomains = [\"example.org\"]\n",
         server.uri()
     ));
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -295,7 +296,7 @@ async fn not_found_means_no_breaches() {
     mount_domain(&server, ResponseTemplate::new(404)).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -317,7 +318,7 @@ async fn unauthorised_key_is_a_clear_error_without_the_key() {
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -340,7 +341,7 @@ async fn forbidden_domain_search_says_what_to_check() {
     mount_domain(&server, ResponseTemplate::new(403)).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -369,7 +370,7 @@ async fn rate_limit_waits_for_retry_after_then_retries() {
     mount_domain(&server, json_body("hibp/breacheddomain-example.org.json")).await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -407,7 +408,7 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
     .await;
     let e = env();
     let cfg = hibp_config(&server);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -431,7 +432,7 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
     )
     .await;
     let cfg = hibp_config(&server2);
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -444,7 +445,7 @@ async fn malformed_bodies_fail_the_run_and_leave_the_store_alone() {
 #[test]
 fn missing_key_or_domains_are_config_errors() {
     let cfg = config("[organisation]\ndomains = [\"example.org\"]\n[sources.hibp]\n");
-    let e = hibp::build(
+    let e = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -454,7 +455,7 @@ fn missing_key_or_domains_are_config_errors() {
     // Without organisation domains the account's verified domains are searched.
     let cfg = config(&format!("[sources.hibp]\napi_key = \"{KEY}\"\n"));
     assert!(
-        hibp::build(
+        SourceKind::build(
             outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
             &cfg
         )
@@ -463,7 +464,7 @@ fn missing_key_or_domains_are_config_errors() {
     let cfg = config(&format!(
         "[sources.hibp]\napi_key = \"{KEY}\"\ndomains = []\n"
     ));
-    let e = hibp::build(
+    let e = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )
@@ -727,7 +728,7 @@ async fn a_refused_domain_costs_only_that_domain() {
         "[organisation]\ndomains = [\"example.org\", \"unverified.example\"]\n[sources.hibp]\napi_key = \"{KEY}\"\nbase_url = \"{}/api/v3\"\n",
         server.uri()
     ));
-    let src = hibp::build(
+    let src = SourceKind::build(
         outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
         &cfg,
     )

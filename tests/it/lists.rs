@@ -1506,7 +1506,21 @@ identifier = "x"
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("built-in API source"), "{e}");
+    assert!(e.contains("built-in source"), "{e}");
+    // flows is a built-in source too: a list feed of that name would mix with its findings.
+    let e = FeedDef::parse(
+        &format!(
+            "{}[format]\ntype = \"lines\"\n[fields]\nip = 1\n",
+            base.replace("\"x\"\nurl", "\"flows\"\nurl")
+        ),
+        "f.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`name = \"flows\"` is the name of a built-in source"),
+        "{e}"
+    );
 }
 
 #[tokio::test]

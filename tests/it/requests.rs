@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::keyed_support::*;
 use outwatch::http::{HttpClient, RetryPolicy};
 use outwatch::secret::Secret;
+use outwatch::sources::SourceKind;
 use outwatch::sources::shadowserver::ShadowserverConfig;
 use outwatch::sources::shadowserver::api::{LIST_LIMIT, sign};
 use outwatch::sources::{Source, cymru, enabled_sources, hibp, snds};
@@ -87,7 +88,7 @@ async fn shadowserver_lists_with_limit_and_one_type_per_request_then_downloads_b
         .await;
     let e = env();
     let c = ss_config(&server, &["scan_dns", "scan_rdp"]);
-    let src = outwatch::sources::shadowserver::build(&c, &config("")).unwrap();
+    let src = SourceKind::build(&c, &config("")).unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{r:?}");
     let reqs = server.received_requests().await.unwrap();
@@ -226,7 +227,11 @@ async fn hibp_sends_the_key_header_only_where_the_api_asks_for_it() {
          base_url = \"{}/api/v3\"\ndomains = [\"example.org\"]\n",
         server.uri()
     ));
-    let src = hibp::build(outwatch::sources::table(&cfg).unwrap(), &cfg).unwrap();
+    let src = SourceKind::build(
+        outwatch::sources::table::<hibp::HibpConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{r:?}");
     let reqs = server.received_requests().await.unwrap();
@@ -313,7 +318,11 @@ async fn snds_asks_two_days_of_data_then_ip_status_with_the_key_in_the_query() {
         "[sources.snds]\nkey = \"{KEY}\"\nbase_url = \"{}/snds\"\n",
         server.uri()
     ));
-    let src = snds::build(outwatch::sources::table(&cfg).unwrap(), &cfg).unwrap();
+    let src = SourceKind::build(
+        outwatch::sources::table::<snds::SndsConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     e.runner.run_source(src.as_ref()).await;
     assert_eq!(
         lines(&server).await,
@@ -338,7 +347,11 @@ async fn cymru_gets_each_day_with_basic_auth() {
         "[sources.cymru]\nurl = \"{}/cap/u_{{date}}.txt\"\nusername = \"u\"\npassword = \"{KEY}\"\n",
         server.uri()
     ));
-    let src = cymru::build(outwatch::sources::table(&cfg).unwrap(), &cfg).unwrap();
+    let src = SourceKind::build(
+        outwatch::sources::table::<cymru::CymruConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     e.runner.run_source(src.as_ref()).await;
     let reqs = server.received_requests().await.unwrap();
     assert_eq!(
@@ -495,8 +508,7 @@ async fn the_shadowserver_listing_and_download_wait_out_a_rate_limit() {
     )
     .await;
     let e = env();
-    let src =
-        outwatch::sources::shadowserver::build(&ss_config(&server, &[]), &config("")).unwrap();
+    let src = SourceKind::build(&ss_config(&server, &[]), &config("")).unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{r:?}");
     assert!(r.new > 0);
@@ -530,7 +542,11 @@ async fn cymru_lists_and_ripestat_wait_out_a_rate_limit() {
         "[sources.cymru]\nurl = \"{}/cap/u_{{date}}.txt\"\nusername = \"u\"\npassword = \"{KEY}\"\n",
         server.uri()
     ));
-    let src = cymru::build(outwatch::sources::table(&cfg).unwrap(), &cfg).unwrap();
+    let src = SourceKind::build(
+        outwatch::sources::table::<cymru::CymruConfig>(&cfg).unwrap(),
+        &cfg,
+    )
+    .unwrap();
     let r = e.runner.run_source(src.as_ref()).await;
     assert!(r.ok, "{r:?}");
     assert_eq!(e.clock.slept(), [Duration::from_secs(4)]);

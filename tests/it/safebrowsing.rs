@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::keyed_support::*;
 use outwatch::finding::Severity;
+use outwatch::sources::SourceKind;
 use outwatch::sources::safebrowsing::{self, alerts};
 use outwatch::store::Query;
 use serde_json::Value;
@@ -21,7 +22,7 @@ fn sb_config(server: &MockServer, extra: &str) -> outwatch::config::Config {
 }
 
 fn build(cfg: &outwatch::config::Config) -> Arc<dyn outwatch::sources::Source> {
-    safebrowsing::build(
+    SourceKind::build(
         outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(cfg).unwrap(),
         cfg,
     )
@@ -353,7 +354,7 @@ fn bad_settings_are_config_errors() {
     let c = config(&format!(
         "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\napi = \"v3\"\n"
     ));
-    let e = safebrowsing::build(
+    let e = SourceKind::build(
         outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
         &c,
     )
@@ -364,7 +365,7 @@ fn bad_settings_are_config_errors() {
         "[organisation]\ndomains = [\"example.org\"]\n[sources.safebrowsing]\napi_key = \"{KEY}\"\napi = \"v5\"\nbatch_size = 51\n"
     ));
     assert!(
-        safebrowsing::build(
+        SourceKind::build(
             outwatch::sources::table::<safebrowsing::SafeBrowsingConfig>(&c).unwrap(),
             &c
         )

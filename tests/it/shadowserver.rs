@@ -20,8 +20,9 @@ use outwatch::http::HttpClient;
 use outwatch::pipeline::Runner;
 use outwatch::scope::{ScopeMatcher, ScopeSnapshot};
 use outwatch::secret::Secret;
+use outwatch::sources::SourceKind;
 use outwatch::sources::shadowserver::api::sign;
-use outwatch::sources::shadowserver::{INGESTED_STATE_KEY, ShadowserverConfig, build};
+use outwatch::sources::shadowserver::{INGESTED_STATE_KEY, ShadowserverConfig};
 use outwatch::store::{Query, QueryOptions, RunOutcome, SledStore, Store};
 
 const KEY: &str = "test-api-key-0b5c";
@@ -648,7 +649,7 @@ async fn a_report_still_listed_past_the_memory_is_not_downloaded_again() {
     let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&dir.path().join("s")).unwrap());
     let clock = Arc::new(ManualClock::new(now()));
     let cfg = outwatch::config::Config::default();
-    let src = outwatch::sources::shadowserver::build(&config_for(&server), &cfg).unwrap();
+    let src = SourceKind::build(&config_for(&server), &cfg).unwrap();
     let run = runner(store.clone(), clock.clone());
     for _ in 0..3 {
         let rep = run.run_source(src.as_ref()).await;
@@ -686,7 +687,7 @@ async fn reports_filter_keeps_only_the_named_mailing_lists() {
     let mut c = config_for(&server);
     c.reports = vec!["example-asn".into()];
     let cfg = outwatch::config::Config::default();
-    let src = outwatch::sources::shadowserver::build(&c, &cfg).unwrap();
+    let src = SourceKind::build(&c, &cfg).unwrap();
     let rep = runner(store.clone(), clock).run_source(src.as_ref()).await;
     assert!(rep.ok, "{:?}", rep.error);
     let reqs: Vec<Request> = server.received_requests().await.unwrap();
@@ -898,7 +899,7 @@ async fn fetch_lists_downloads_and_skips_ingested_reports() {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
     let clock = Arc::new(ManualClock::new(now()));
     let r = runner(store.clone(), clock.clone());
-    let src = build(&config_for(&server), &Config::default()).unwrap();
+    let src = SourceKind::build(&config_for(&server), &Config::default()).unwrap();
 
     let rep = r.run_source(src.as_ref()).await;
     assert!(rep.ok, "{rep:?}");
@@ -971,7 +972,7 @@ async fn error_reply_and_html_download_leave_the_store_unchanged() {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
     let clock = Arc::new(ManualClock::new(now()));
     let r = runner(store.clone(), clock.clone());
-    let src = build(&config_for(&server), &Config::default()).unwrap();
+    let src = SourceKind::build(&config_for(&server), &Config::default()).unwrap();
 
     // A 200 reply carrying {"error": ...} is a failure.
     Mock::given(method("POST"))
@@ -1099,10 +1100,16 @@ fn missing_credentials_are_a_config_error() {
         schema_url: None,
         allow_plain_http: false,
     };
-    let e = build(&c, &Config::default()).err().unwrap().to_string();
+    let e = SourceKind::build(&c, &Config::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("OUTWATCH_TEST_SS_SECRET_UNSET"), "{e}");
     c.secret_env = None;
-    let e = build(&c, &Config::default()).err().unwrap().to_string();
+    let e = SourceKind::build(&c, &Config::default())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("secret"), "{e}");
     assert!(!e.contains(KEY));
 }
@@ -1305,7 +1312,7 @@ async fn a_failed_report_costs_only_itself_and_is_fetched_again() {
     let r = runner(store.clone(), clock.clone());
     let mut cfg = config_for(&server);
     cfg.download_url = Some(format!("{dl}/dl/"));
-    let src = build(&cfg, &Config::default()).unwrap();
+    let src = SourceKind::build(&cfg, &Config::default()).unwrap();
 
     let rep = r.run_source(src.as_ref()).await;
     assert!(!rep.ok);
@@ -1570,7 +1577,7 @@ async fn a_cut_gzip_report_stores_nothing_of_itself() {
     let r = runner(store.clone(), clock.clone());
     let mut cfg = config_for(&server);
     cfg.download_url = Some(format!("{dl}/dl/"));
-    let src = build(&cfg, &Config::default()).unwrap();
+    let src = SourceKind::build(&cfg, &Config::default()).unwrap();
     let files = || std::fs::read_dir(dir.path()).unwrap().count();
     let before = files();
 
@@ -1937,7 +1944,7 @@ async fn fetch_reads_a_retired_report_type() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(outwatch::store::open(&dir.path().join("s")).unwrap());
     let clock = Arc::new(ManualClock::new(now()));
-    let src = build(&config_for(&server), &Config::default()).unwrap();
+    let src = SourceKind::build(&config_for(&server), &Config::default()).unwrap();
     let rep = runner(store.clone(), clock).run_source(src.as_ref()).await;
     assert!(rep.ok, "{:?}", rep.error);
     assert_eq!((rep.new, rep.warnings), (2, 0), "{rep:?}");

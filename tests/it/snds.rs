@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::keyed_support::*;
 use outwatch::finding::Severity;
+use outwatch::sources::SourceKind;
 use outwatch::sources::snds;
 use outwatch::store::Query;
 use wiremock::matchers::{method, path, query_param};
@@ -16,7 +17,7 @@ fn build(server: &MockServer) -> Arc<dyn outwatch::sources::Source> {
         "[sources.snds]\nkey = \"{KEY}\"\nbase_url = \"{}/snds\"\n",
         server.uri()
     ));
-    snds::build(
+    SourceKind::build(
         outwatch::sources::table::<snds::SndsConfig>(&cfg).unwrap(),
         &cfg,
     )

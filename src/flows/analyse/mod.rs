@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use super::config::{FlowsConfig, MismatchAllow};
 use super::{Conn, Proto};
-use crate::finding::Finding;
+use crate::finding::{Finding, SourceId};
 use crate::indicators::{IndicatorIndex, Listing};
 use crate::scope::ScopeMatcher;
 use aggregate::{Aggregates, Detail, Key, Listed, Obs};
@@ -37,8 +37,6 @@ use rules::{Kind, Rules};
 use talkers::{Metric, TalkerTable};
 use zones::Ours;
 
-/// The source name of flow findings.
-pub const SOURCE: &str = crate::health::FLOWS_ENTRY;
 /// Most distinct service names kept (the rest are counted under `other`).
 pub const MAX_SERVICES: usize = 128;
 /// Talkers listed per service and metric in the summary.
@@ -516,7 +514,12 @@ impl<'a> Analyser<'a> {
     /// have it).
     fn base_finding(&self, kind: Kind, host: IpAddr, day: i32) -> Finding {
         let rule = self.rules.kind(kind);
-        let mut f = Finding::new(SOURCE, kind.as_str(), rule.classification(), rule.severity);
+        let mut f = Finding::new(
+            SourceId::Flows.name(),
+            kind.as_str(),
+            rule.classification(),
+            rule.severity,
+        );
         f.ip = Some(host);
         let date = chrono::NaiveDate::from_num_days_from_ce_opt(day.saturating_add(719_163))
             .map(|d| d.to_string())

@@ -31,9 +31,9 @@ use chrono::{DateTime, Utc};
 pub use expand::{ExpandError, expand, expand_all, wildcard_match};
 pub use follow::FileMark;
 
-use super::analyse::SOURCE;
 use super::run;
 use crate::config::Config;
+use crate::finding::SourceId;
 use crate::pipeline::{Apply, Ending, RunKind};
 use crate::scope::ScopeMatcher;
 use crate::sources::FetchOutput;
@@ -161,8 +161,12 @@ pub fn run_once_as(
             notices: plan.notices,
             ..Default::default()
         };
-        Apply::new(store.clone(), RunKind::Source(SOURCE.into()), started)
-            .only_unit(unit, &ending, &now)?;
+        Apply::new(
+            store.clone(),
+            RunKind::Source(SourceId::Flows.into()),
+            started,
+        )
+        .only_unit(unit, &ending, &now)?;
         return Ok(format!("no new lines in {} file(s)", files.len()));
     }
     let index = run::indicators(Some(cfg), store.as_ref())?;

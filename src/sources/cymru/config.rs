@@ -30,7 +30,7 @@ pub struct CymruConfig {
 
 source_kind!(
     CymruConfig,
-    name: "cymru",
+    id: Cymru,
     schedule: "0 50 6 * * *",
     resolve_after: chrono::Duration::days(3),
     urls: [url: true],

@@ -32,41 +32,44 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
-use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind, SourceTable};
 use crate::config::{Config, CronSchedule};
-use crate::finding::{Classification, Finding, Severity};
+use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::http::{self, Fetched};
 use crate::secret::{self, Secret};
 
-/// Builds the source: `url`, `username` and a password are required.
-pub fn build(c: &CymruConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-    let url = c.url.clone().ok_or_else(|| {
-        FetchError::Config(
-            "sources.cymru needs `url` (the CAP file's address, `{date}` for the day)".into(),
-        )
-    })?;
-    let username = c
-        .username
-        .clone()
-        .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
-    let password = secret::resolve(&c.password, &c.password_env, "sources.cymru.password")
-        .map_err(|e| FetchError::Config(e.to_string()))?
-        .ok_or_else(|| {
-            FetchError::Config("sources.cymru needs `password` or `password_env`".into())
+impl SourceKind for CymruConfig {
+    /// Builds the source: `url`, `username` and a password are required.
+    fn build(&self, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+        let url = self.url.clone().ok_or_else(|| {
+            FetchError::Config(
+                "sources.cymru needs `url` (the CAP file's address, `{date}` for the day)".into(),
+            )
         })?;
-    let probe = url.replace("{date}", "20260101");
-    crate::config::check_url(&probe, !c.allow_plain_http)
-        .map_err(|e| FetchError::Config(format!("sources.cymru.url `{url}`: {e}")))?;
-    // What goes on the wire is base64("user:password"); scrub that too, whatever echoes it.
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{username}:{}", password.expose()));
-    Ok(Arc::new(CymruSource {
-        url,
-        secrets: vec![password, Secret::new(basic)],
-        schedule: c.run_schedule(),
-        resolve_after: c.resolve_window(),
-    }))
+        let username = self
+            .username
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
+        let password =
+            secret::resolve(&self.password, &self.password_env, "sources.cymru.password")
+                .map_err(|e| FetchError::Config(e.to_string()))?
+                .ok_or_else(|| {
+                    FetchError::Config("sources.cymru needs `password` or `password_env`".into())
+                })?;
+        let probe = url.replace("{date}", "20260101");
+        crate::config::check_url(&probe, !self.allow_plain_http)
+            .map_err(|e| FetchError::Config(format!("sources.cymru.url `{url}`: {e}")))?;
+        // What goes on the wire is base64("user:password"); scrub that too, whatever echoes it.
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{username}:{}", password.expose()));
+        Ok(Arc::new(CymruSource {
+            url,
+            secrets: vec![password, Secret::new(basic)],
+            schedule: self.run_schedule(),
+            resolve_after: self.resolve_window(),
+        }))
+    }
 }
 
 /// The CAP source.
@@ -139,7 +142,7 @@ impl CymruSource {
         super::check_complete_lines(&body, false).map_err(|e| FetchError::unusable(url, e))?;
         let p = parse(&body, url);
         for c in &p.unknown_categories {
-            tracing::warn!(source = "cymru", category = %crate::text::Clean(c), "unknown CAP category kept as `other`");
+            tracing::warn!(source = SourceId::Cymru.name(), category = %crate::text::Clean(c), "unknown CAP category kept as `other`");
         }
         Ok(FetchOutput {
             findings: p.findings,
@@ -154,7 +157,7 @@ impl CymruSource {
 #[async_trait]
 impl Source for CymruSource {
     fn name(&self) -> &str {
-        "cymru"
+        SourceId::Cymru.name()
     }
     fn schedule(&self) -> CronSchedule {
         self.schedule.clone()
@@ -341,7 +344,7 @@ fn row(line: &str, loc: &str, p: &mut Parsed) -> Result<Finding, Rejected> {
         (None, None) => identifier,
     };
     let mut f = Finding::new(
-        "cymru",
+        SourceId::Cymru.name(),
         &cat,
         Classification::new("", kind, &identifier),
         severity,

@@ -34,7 +34,7 @@ pub struct HibpConfig {
 
 source_kind!(
     HibpConfig,
-    name: "hibp",
+    id: Hibp,
     schedule: "0 15 6 * * *",
     resolve_after: chrono::Duration::days(2),
     urls: [base_url: true],

@@ -35,9 +35,9 @@ use reqwest::Method;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind, SourceTable};
 use crate::config::{Config, CronSchedule};
-use crate::finding::{Classification, Finding, Severity};
+use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
@@ -58,60 +58,62 @@ enum Domains {
     Verified(Vec<String>),
 }
 
-/// Builds the source; the key and at least one domain are required.
-pub fn build(c: &HibpConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-    let key = secret::resolve(&c.api_key, &c.api_key_env, "sources.hibp.api_key")
-        .map_err(|e| FetchError::Config(e.to_string()))?
-        .ok_or_else(|| {
-            FetchError::Config(
-                "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)".into(),
-            )
-        })?;
-    let org: Vec<String> = cfg
-        .organisation
-        .domains
-        .iter()
-        .map(|d| d.0.trim().trim_end_matches('.').to_ascii_lowercase())
-        .collect();
-    let listed: Option<Vec<String>> = c.domains.as_ref().map(|l| {
-        l.iter()
-            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
-            .filter(|d| !d.is_empty())
-            .collect()
-    });
-    // Addresses are covered by the domains that may be searched.
-    let domains: Vec<String> = listed.clone().unwrap_or_else(|| org.clone());
-    // Single addresses outside the searched domains are looked up one by one.
-    let mut accounts: Vec<String> = Vec::new();
-    for e in &cfg.organisation.emails {
-        let e = e.trim().to_ascii_lowercase();
-        let covered = e
-            .rsplit_once('@')
-            .is_some_and(|(_, d)| domains.iter().any(|x| x == d));
-        if !e.is_empty() && !covered && !accounts.contains(&e) {
-            accounts.push(e);
+impl SourceKind for HibpConfig {
+    /// Builds the source; the key and at least one domain are required.
+    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+        let key = secret::resolve(&self.api_key, &self.api_key_env, "sources.hibp.api_key")
+            .map_err(|e| FetchError::Config(e.to_string()))?
+            .ok_or_else(|| {
+                FetchError::Config(
+                    "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)".into(),
+                )
+            })?;
+        let org: Vec<String> = cfg
+            .organisation
+            .domains
+            .iter()
+            .map(|d| d.0.trim().trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        let listed: Option<Vec<String>> = self.domains.as_ref().map(|l| {
+            l.iter()
+                .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect()
+        });
+        // Addresses are covered by the domains that may be searched.
+        let domains: Vec<String> = listed.clone().unwrap_or_else(|| org.clone());
+        // Single addresses outside the searched domains are looked up one by one.
+        let mut accounts: Vec<String> = Vec::new();
+        for e in &cfg.organisation.emails {
+            let e = e.trim().to_ascii_lowercase();
+            let covered = e
+                .rsplit_once('@')
+                .is_some_and(|(_, d)| domains.iter().any(|x| x == d));
+            if !e.is_empty() && !covered && !accounts.contains(&e) {
+                accounts.push(e);
+            }
         }
+        if listed.as_ref().is_some_and(|l| l.is_empty()) && accounts.is_empty() {
+            return Err(FetchError::Config(
+                "sources.hibp.domains is empty and `organisation.emails` names no address".into(),
+            ));
+        }
+        let domains = match listed {
+            Some(l) => Domains::Listed(l),
+            None => Domains::Verified(org),
+        };
+        Ok(Arc::new(HibpSource {
+            base_url: self
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            key,
+            domains,
+            accounts,
+            schedule: self.run_schedule(),
+            resolve_after: self.resolve_window(),
+        }))
     }
-    if listed.as_ref().is_some_and(|l| l.is_empty()) && accounts.is_empty() {
-        return Err(FetchError::Config(
-            "sources.hibp.domains is empty and `organisation.emails` names no address".into(),
-        ));
-    }
-    let domains = match listed {
-        Some(l) => Domains::Listed(l),
-        None => Domains::Verified(org),
-    };
-    Ok(Arc::new(HibpSource {
-        base_url: c
-            .base_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-        key,
-        domains,
-        accounts,
-        schedule: c.run_schedule(),
-        resolve_after: c.resolve_window(),
-    }))
 }
 
 /// The HIBP domain-search source.
@@ -249,7 +251,7 @@ fn account_finding(
         })
         .unwrap_or_default();
     let mut f = Finding::new(
-        "hibp",
+        SourceId::Hibp.name(),
         feed,
         classification(),
         severity(&classes, sensitive, spam),
@@ -589,7 +591,7 @@ fn map_error(e: HttpError, what: &str) -> FetchError {
 #[async_trait]
 impl Source for HibpSource {
     fn name(&self) -> &str {
-        "hibp"
+        SourceId::Hibp.name()
     }
     fn secrets(&self) -> Vec<&Secret> {
         vec![&self.key]

@@ -9,7 +9,7 @@
 use chrono::NaiveDate;
 
 use super::{classification, severity};
-use crate::finding::Finding;
+use crate::finding::{Finding, SourceId};
 use crate::mail::{Mail, html_to_text};
 
 /// What one notification says.
@@ -136,7 +136,7 @@ pub fn parse(mail: &Mail) -> Result<Notification, NotANotification> {
 /// The finding of a notification (about the domain; the mail does not list the addresses).
 pub fn finding(n: &Notification) -> Finding {
     let mut f = Finding::new(
-        "hibp",
+        SourceId::Hibp.name(),
         "notification",
         classification(),
         severity(&n.data_classes, false, n.spam_list),

@@ -4,6 +4,7 @@
 
 use super::{ListSourceConfig, build_enabled, known_feed_names};
 use crate::config::{Config, CronSchedule};
+use crate::finding::SourceId;
 use crate::sources::BuiltSource;
 use crate::sources::registration::{
     Registration, SourceTableError, check_secrets, check_urls, tables,
@@ -13,7 +14,7 @@ use crate::sources::registration::{
 pub(crate) struct ListFeeds;
 
 impl Registration for ListFeeds {
-    fn single(&self) -> Option<&'static str> {
+    fn single(&self) -> Option<SourceId> {
         None
     }
 

@@ -10,10 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{CronSchedule, HumanDuration};
-use crate::finding::Severity;
-
-/// Source names that are API sources, not list feeds (their `[sources.*]` tables are typed).
-pub(crate) const RESERVED: &[&str] = &["shadowserver", "hibp", "safebrowsing", "snds", "cymru"];
+use crate::finding::{Severity, SourceId};
 
 /// One declarative list feed.
 #[derive(Debug, Clone, Deserialize)]
@@ -353,7 +350,8 @@ pub enum FeedFileError {
 pub enum DefProblem {
     #[error("`name = \"{0}\"`: use lower-case letters, digits, `_` and `-`")]
     Name(String),
-    #[error("`name = \"{0}\"` is the name of a built-in API source")]
+    /// The name of a built-in source ([`SourceId`]: the API sources and `flows`).
+    #[error("`name = \"{0}\"` is the name of a built-in source")]
     Reserved(String),
     #[error("`url` must name at least one URL")]
     NoUrl,
@@ -406,7 +404,7 @@ impl FeedDef {
         {
             return Err(DefProblem::Name(n.clone()));
         }
-        if RESERVED.contains(&n.as_str()) {
+        if SourceId::of(n).is_some() {
             return Err(DefProblem::Reserved(n.clone()));
         }
         if self.url.is_empty() {

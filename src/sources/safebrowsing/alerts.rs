@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Host, url_host};
-use crate::finding::{Classification, Finding, Severity};
+use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::sources::RowError;
 
 /// What one alert mail produced.
@@ -206,7 +206,12 @@ pub fn parse_xml(
                 });
                 continue;
             }
-            let mut f = Finding::new("safebrowsing", "alerts", class.clone(), severity);
+            let mut f = Finding::new(
+                SourceId::SafeBrowsing.name(),
+                "alerts",
+                class.clone(),
+                severity,
+            );
             f.url = Some(url.to_string());
             f.ip = ip;
             match host {

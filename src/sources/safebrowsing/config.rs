@@ -49,7 +49,7 @@ fn default_api() -> String {
 
 source_kind!(
     SafeBrowsingConfig,
-    name: "safebrowsing",
+    id: SafeBrowsing,
     schedule: "0 5 * * * *",
     resolve_after: chrono::Duration::days(1),
     urls: [base_url: true],

@@ -31,9 +31,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{FetchContext, FetchError, FetchOutput, Source, SourceKind};
+use super::{FetchContext, FetchError, FetchOutput, Source, SourceKind, SourceTable};
 use crate::config::{Config, CronSchedule};
-use crate::finding::{Classification, Finding, Severity, normalize_domain};
+use crate::finding::{Classification, Finding, Severity, SourceId, normalize_domain};
 use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
@@ -68,77 +68,85 @@ impl Api {
     }
 }
 
-/// Builds the source; the key is required and `api` must be `v4` or `v5`.
-pub fn build(c: &SafeBrowsingConfig, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-    let key = secret::resolve(&c.api_key, &c.api_key_env, "sources.safebrowsing.api_key")
+impl SourceKind for SafeBrowsingConfig {
+    /// Builds the source; the key is required and `api` must be `v4` or `v5`.
+    fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+        let key = secret::resolve(
+            &self.api_key,
+            &self.api_key_env,
+            "sources.safebrowsing.api_key",
+        )
         .map_err(|e| FetchError::Config(e.to_string()))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
-                 with the Safe Browsing API enabled)"
+                     with the Safe Browsing API enabled)"
                     .into(),
             )
         })?;
-    let api = match c.api.trim().to_ascii_lowercase().as_str() {
-        "v4" => Api::V4,
-        "v5" => Api::V5,
-        other => {
+        let api = match self.api.trim().to_ascii_lowercase().as_str() {
+            "v4" => Api::V4,
+            "v5" => Api::V5,
+            other => {
+                return Err(FetchError::Config(format!(
+                    "sources.safebrowsing.api is `{other}`; write \"v4\" or \"v5\""
+                )));
+            }
+        };
+        let max = match api {
+            Api::V4 => V4_MAX_BATCH,
+            Api::V5 => V5_MAX_BATCH,
+        };
+        let batch = self.batch_size.unwrap_or(max);
+        if batch == 0 || batch > max {
             return Err(FetchError::Config(format!(
-                "sources.safebrowsing.api is `{other}`; write \"v4\" or \"v5\""
+                "sources.safebrowsing.batch_size must be between 1 and {max} for {}",
+                api.as_str()
             )));
         }
-    };
-    let max = match api {
-        Api::V4 => V4_MAX_BATCH,
-        Api::V5 => V5_MAX_BATCH,
-    };
-    let batch = c.batch_size.unwrap_or(max);
-    if batch == 0 || batch > max {
-        return Err(FetchError::Config(format!(
-            "sources.safebrowsing.batch_size must be between 1 and {max} for {}",
-            api.as_str()
-        )));
-    }
-    let mut targets = Vec::new();
-    for d in &cfg.organisation.domains {
-        targets.push(format!("http://{}/", d.0));
-        targets.push(format!("https://{}/", d.0));
-    }
-    for u in &c.urls {
-        let p = reqwest::Url::parse(u.trim()).map_err(|e| {
-            FetchError::Config(format!(
-                "sources.safebrowsing.urls: `{u}` is not a URL ({e})"
-            ))
-        })?;
-        if !matches!(p.scheme(), "http" | "https") {
-            return Err(FetchError::Config(format!(
-                "sources.safebrowsing.urls: `{u}` is not an http(s) URL"
-            )));
+        let mut targets = Vec::new();
+        for d in &cfg.organisation.domains {
+            targets.push(format!("http://{}/", d.0));
+            targets.push(format!("https://{}/", d.0));
         }
-        targets.push(u.trim().to_string());
+        for u in &self.urls {
+            let p = reqwest::Url::parse(u.trim()).map_err(|e| {
+                FetchError::Config(format!(
+                    "sources.safebrowsing.urls: `{u}` is not a URL ({e})"
+                ))
+            })?;
+            if !matches!(p.scheme(), "http" | "https") {
+                return Err(FetchError::Config(format!(
+                    "sources.safebrowsing.urls: `{u}` is not an http(s) URL"
+                )));
+            }
+            targets.push(u.trim().to_string());
+        }
+        let mut seen = BTreeSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
+        if targets.is_empty() && !self.reported_urls {
+            return Err(FetchError::Config(
+                "sources.safebrowsing has nothing to check: `organisation.domains` and \
+                 `sources.safebrowsing.urls` are both empty"
+                    .into(),
+            ));
+        }
+        Ok(Arc::new(SafeBrowsingSource {
+            base_url: self
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            key,
+            api,
+            batch,
+            targets,
+            reported: self
+                .reported_urls
+                .then(|| self.max_reported_urls.unwrap_or(2000)),
+            schedule: self.run_schedule(),
+            resolve_after: self.resolve_window(),
+        }))
     }
-    let mut seen = BTreeSet::new();
-    targets.retain(|t| seen.insert(t.clone()));
-    if targets.is_empty() && !c.reported_urls {
-        return Err(FetchError::Config(
-            "sources.safebrowsing has nothing to check: `organisation.domains` and \
-             `sources.safebrowsing.urls` are both empty"
-                .into(),
-        ));
-    }
-    Ok(Arc::new(SafeBrowsingSource {
-        base_url: c
-            .base_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-        key,
-        api,
-        batch,
-        targets,
-        reported: c.reported_urls.then(|| c.max_reported_urls.unwrap_or(2000)),
-        schedule: c.run_schedule(),
-        resolve_after: c.resolve_window(),
-    }))
 }
 
 /// The Safe Browsing lookup source.
@@ -319,7 +327,7 @@ pub fn parse_duration(s: &str) -> Option<chrono::Duration> {
 /// The finding of one match.
 pub fn match_finding(m: &ThreatMatch, api: &str, checked: &str) -> Finding {
     let (class, sev) = classify(&m.threat_type);
-    let mut f = Finding::new("safebrowsing", "lookup", class, sev);
+    let mut f = Finding::new(SourceId::SafeBrowsing.name(), "lookup", class, sev);
     f.url = Some(m.url.clone());
     match url_host(&m.url) {
         Some(Host::Domain(d)) => f.domain = Some(d),
@@ -641,7 +649,7 @@ impl SafeBrowsingSource {
             let mut seen: BTreeSet<String> = targets.iter().cloned().collect();
             let reported = ctx
                 .state
-                .reported_urls("safebrowsing", ctx.scope.clone(), max)
+                .reported_urls(SourceId::SafeBrowsing.name(), ctx.scope.clone(), max)
                 .await?;
             for r in reported {
                 if let Some(ip) = r.ip {
@@ -659,7 +667,7 @@ impl SafeBrowsingSource {
 #[async_trait]
 impl Source for SafeBrowsingSource {
     fn name(&self) -> &str {
-        "safebrowsing"
+        SourceId::SafeBrowsing.name()
     }
     fn secrets(&self) -> Vec<&Secret> {
         vec![&self.key]

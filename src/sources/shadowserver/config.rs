@@ -111,7 +111,7 @@ impl ShadowserverConfig {
 
 source_kind!(
     ShadowserverConfig,
-    name: "shadowserver",
+    id: Shadowserver,
     schedule: "0 20 */6 * * *",
     resolve_after: chrono::Duration::days(7),
     urls: [base_url: true, download_url: true, schema_url: false],

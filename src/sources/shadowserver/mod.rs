@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     FetchContext, FetchError, FetchOutput, LastGood, ReadError, RowReader, RowSink, Source,
-    SourceKind, StreamedUnit,
+    SourceKind, SourceTable, StreamedUnit,
 };
 use crate::config::{Config, CronSchedule};
+use crate::finding::SourceId;
 use crate::secret::Secret;
 use api::{ApiClient, ReportEntry};
 use import::RawNaming;
@@ -52,19 +53,21 @@ pub struct ShadowserverSource {
     secret: Secret,
 }
 
-/// Builds the source; fails when the credentials are missing.
-pub fn build(c: &ShadowserverConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-    let (api_key, secret) = c.credentials()?;
-    for t in &c.types {
-        if !Schema::bundled().knows(t) {
-            tracing::warn!(report_type = %t, "sources.shadowserver.types names a type the bundled schema does not know");
+impl SourceKind for ShadowserverConfig {
+    /// Builds the source; fails when the credentials are missing.
+    fn build(&self, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+        let (api_key, secret) = self.credentials()?;
+        for t in &self.types {
+            if !Schema::bundled().knows(t) {
+                tracing::warn!(report_type = %t, "sources.shadowserver.types names a type the bundled schema does not know");
+            }
         }
+        Ok(Arc::new(ShadowserverSource {
+            cfg: self.clone(),
+            api_key,
+            secret,
+        }))
     }
-    Ok(Arc::new(ShadowserverSource {
-        cfg: c.clone(),
-        api_key,
-        secret,
-    }))
 }
 
 /// Report names already ingested, with their report date.
@@ -90,7 +93,7 @@ fn remember_key(e: &ReportEntry) -> String {
 #[async_trait]
 impl Source for ShadowserverSource {
     fn name(&self) -> &str {
-        "shadowserver"
+        SourceId::Shadowserver.name()
     }
 
     fn secrets(&self) -> Vec<&Secret> {
@@ -168,7 +171,7 @@ impl Source for ShadowserverSource {
             };
             if let Some(w) = import::unknown_type_warning(&schema, schema.canonical(&report_type)) {
                 // Read all the same (every column kept); the run counts it as a warning.
-                tracing::warn!(source = "shadowserver", report = %entry, "{}", crate::text::Clean(&w));
+                tracing::warn!(source = SourceId::Shadowserver.name(), report = %entry, "{}", crate::text::Clean(&w));
             }
             let (read, plain) = match self
                 .fetch_report(ctx, &client, &entry, &report_type, &schema)
@@ -213,7 +216,7 @@ impl Source for ShadowserverSource {
             }
         }
         tracing::info!(
-            source = "shadowserver",
+            source = SourceId::Shadowserver.name(),
             downloaded,
             skipped,
             failed = out.failed.len(),

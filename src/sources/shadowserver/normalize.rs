@@ -32,9 +32,6 @@ use crate::finding::{Classification, ExtraVal, ExtraView, Finding, FindingView, 
 use crate::scope::ScopeMark;
 use crate::scope::ScopeMatcher;
 
-/// Source name of every Shadowserver finding.
-pub const SOURCE: &str = "shadowserver";
-
 /// Columns holding a host name to use when a row has no address at all.
 const DOMAIN_FALLBACK: &[&str] = &["website", "request", "http_host", "host", "domain"];
 
@@ -398,7 +395,7 @@ impl<'a> Normalizer<'a> {
         let cves = cves(&tags);
         self.tags_and_application(row, &mut extra, &tags, &cves, tag_text.as_deref());
         let mut view = FindingView {
-            source: SOURCE,
+            source: crate::finding::SourceId::Shadowserver.name(),
             feed: &self.report_type,
             classification: &c.classification,
             ip: s.ip,

@@ -31,7 +31,7 @@ pub struct SndsConfig {
 
 source_kind!(
     SndsConfig,
-    name: "snds",
+    id: Snds,
     schedule: "0 45 5 * * *",
     resolve_after: chrono::Duration::days(3),
     urls: [base_url: true],

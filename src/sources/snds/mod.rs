@@ -32,38 +32,40 @@ use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind};
+use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind, SourceTable};
 use crate::config::{Config, CronSchedule};
-use crate::finding::{Classification, Finding, Severity};
+use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::http::{self, Fetched, HttpError};
 use crate::secret::{self, Secret};
 
-/// Builds the source; the key is required.
-pub fn build(c: &SndsConfig, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-    let key = secret::resolve(&c.key, &c.key_env, "sources.snds.key")
-        .map_err(|e| FetchError::Config(e.to_string()))?
-        .ok_or_else(|| {
-            FetchError::Config(
-                "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
-                 Access\" page)"
-                    .into(),
-            )
-        })?;
-    let mut secrets = vec![key.clone()];
-    let encoded = encode_query_value(key.expose());
-    if encoded != key.expose() {
-        secrets.push(Secret::new(encoded));
+impl SourceKind for SndsConfig {
+    /// Builds the source; the key is required.
+    fn build(&self, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
+        let key = secret::resolve(&self.key, &self.key_env, "sources.snds.key")
+            .map_err(|e| FetchError::Config(e.to_string()))?
+            .ok_or_else(|| {
+                FetchError::Config(
+                    "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
+                     Access\" page)"
+                        .into(),
+                )
+            })?;
+        let mut secrets = vec![key.clone()];
+        let encoded = encode_query_value(key.expose());
+        if encoded != key.expose() {
+            secrets.push(Secret::new(encoded));
+        }
+        Ok(Arc::new(SndsSource {
+            base_url: self
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            key,
+            secrets,
+            schedule: self.run_schedule(),
+            resolve_after: self.resolve_window(),
+        }))
     }
-    Ok(Arc::new(SndsSource {
-        base_url: c
-            .base_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
-        key,
-        secrets,
-        schedule: c.run_schedule(),
-        resolve_after: c.resolve_window(),
-    }))
 }
 
 fn encode_query_value(v: &str) -> String {
@@ -380,7 +382,7 @@ fn data_row(
         Severity::Medium
     };
     let mut f = Finding::new(
-        "snds",
+        SourceId::Snds.name(),
         "data",
         Classification::new("abusive-content", "spam", "snds-activity"),
         severity,
@@ -553,7 +555,7 @@ pub fn parse_ip_status(body: &[u8], location: &str) -> (Vec<Finding>, Vec<RowErr
         }
         let reason = g(3);
         let mut f = Finding::new(
-            "snds",
+            SourceId::Snds.name(),
             "ipstatus",
             Classification::new("abusive-content", "spam", "snds-blocked"),
             Severity::High,
@@ -663,7 +665,7 @@ fn usable(body: &[u8], rows: usize, rejected: usize) -> Result<(), Refused> {
 #[async_trait]
 impl Source for SndsSource {
     fn name(&self) -> &str {
-        "snds"
+        SourceId::Snds.name()
     }
     fn secrets(&self) -> Vec<&Secret> {
         std::iter::once(&self.key).chain(&self.secrets).collect()
