@@ -32,6 +32,26 @@ mod write;
 
 pub use unit::bench_encoder;
 
+/// Appends one finding as a self-contained record (the layout of `record.rs`: a binary header,
+/// then postcard, uncompressed): the form the PostgreSQL backend keeps in `findings.rec`.
+pub fn encode_record(f: &Finding, out: &mut Vec<u8>) -> Result<()> {
+    let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
+        StoreError::corrupt(
+            "finding",
+            format!(
+                "bad fingerprint `{}`",
+                crate::text::clip(&f.fingerprint, 40)
+            ),
+        )
+    })?;
+    record::encode_finding(f, &fp, out).map_err(|e| StoreError::corrupt("finding", e))
+}
+
+/// The finding of a record [`encode_record`] wrote; `what` names where it was read, for errors.
+pub fn decode_record(rec: &[u8], what: &str) -> Result<Finding> {
+    record::decode(rec).map_err(|e| StoreError::corrupt(what, e))
+}
+
 /// Cache sled may use; sled's default of 1 GiB is far more than a store of this kind needs.
 const CACHE_BYTES: u64 = 64 << 20;
 /// sled's log segment size for new databases. sled writes a tree node larger than a quarter

@@ -157,14 +157,15 @@ fn two_run_nodes_fetch_each_slot_once_and_survive_one_killed_mid_unit() {
     let log = |n: &str| std::fs::read_to_string(d.path().join(n).join("log")).unwrap_or_default();
 
     // Node a in the middle of writing a unit (its session's transaction wrote, and its
-    // statement reads the staging or the unit's "seen" table: an import, or the digest
-    // marking findings reported), then killed.
+    // statement is the unit writer's upsert or its lookup of stored twins: an import, or the
+    // digest marking findings reported), then killed.
     let mut pg = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
     let a_app = app_name(&schema, "a");
     let writing = wait_for(30, || {
         pg.query_one(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND backend_xid IS NOT NULL AND query LIKE '%FROM ow_s%'",
+             AND backend_xid IS NOT NULL \
+             AND (query LIKE '%INSERT INTO findings%' OR query LIKE '%pg_current_xact_id%')",
             &[&a_app],
         )
         .map(|r| r.get::<_, i64>(0) > 0)

@@ -2,11 +2,12 @@
 //! Only this folder knows PostgreSQL (as only `sled_store*` knows sled).
 //!
 //! - **Tables** (`schema.rs`, versioned migrations applied at open): `findings` (the indexed
-//!   fields as columns: addresses as `inet`/`cidr` with GiST `inet_ops` indexes for
-//!   containment, domains as reversed labels for suffix ranges; the whole finding in `doc`),
+//!   fields as columns: an address as `inet` under a B-tree (equality and prefix ranges), a
+//!   network as `cidr` under GiST `inet_ops` (containment), domains as reversed labels for
+//!   suffix ranges; the whole finding in `rec`, sled's binary record),
 //!   `runs` (the run log), `state` (remembered state, kept indicator sets among it).
 //! - **A unit is one transaction** (`write.rs`): findings in batches, each merged with its
-//!   stored twins by [`lifecycle`](super::lifecycle), `COPY`ed into a staging table and upserted;
+//!   stored twins by [`lifecycle`](super::lifecycle) and upserted by one statement per batch;
 //!   then the state changes and the run entry; then commit. A reader that fails, or a node
 //!   that dies, leaves nothing of the unit.
 //! - **Streams are bounded**: queries run as a portal in a read transaction, fetched
@@ -250,7 +251,7 @@ impl PgStore {
         &self.pool.target
     }
 
-    /// Streams the rows of `sql` (one text column: a finding's `doc`) to `each`, [`PAGE`] at a
+    /// Streams the rows of `sql` to `each`, [`PAGE`] at a
     /// time; `each` stops the walk with `Break`.
     fn stream(
         &self,
@@ -277,7 +278,7 @@ impl PgStore {
         }
     }
 
-    /// Reads the findings `select` picks (`SELECT doc::text ...`), a batch at a time, lets
+    /// Reads the findings `select` picks (`SELECT rec ...`), a batch at a time, lets
     /// `change` rewrite them, and writes back those it changed, one transaction per batch;
     /// `select` takes the batch size as its last parameter. Returns how many were written.
     fn rewrite(
@@ -293,7 +294,6 @@ impl PgStore {
             let mut tx = c.transaction().map_err(pg)?;
             let rows = tx.query(sql, params).map_err(pg)?;
             let got = rows.len();
-            write::begin(&mut tx)?;
             let mut w = write::Writer::new(&mut tx, Write::Restore, Utc::now());
             for row in rows {
                 let mut f = write::decode(row.get(0))?;
@@ -331,7 +331,7 @@ impl PgStore {
         loop {
             let mut got = std::collections::HashSet::new();
             n += self.rewrite(
-                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) \
+                "SELECT rec FROM findings WHERE fingerprint = ANY($1) \
                  ORDER BY fingerprint FOR UPDATE SKIP LOCKED",
                 &[&left],
                 true,
@@ -573,7 +573,6 @@ impl Store for Direct<'_> {
     fn ingest_unit(&self, unit: Unit<'_>) -> Result<IngestStats> {
         let mut c = self.pool.get()?;
         let mut tx = c.transaction().map_err(pg)?;
-        write::begin(&mut tx)?;
         let mut w = write::Writer::new(&mut tx, unit.write, unit.now);
         match unit.findings {
             Findings::Owned(v) => {
@@ -607,7 +606,7 @@ impl Store for Direct<'_> {
     ) -> Result<usize> {
         let limit = REWRITE as i64;
         self.rewrite(
-            "SELECT doc::text FROM findings WHERE source = $1 \
+            "SELECT rec FROM findings WHERE source = $1 \
              AND ($2::text IS NULL OR feed = $2) AND status <> 'resolved' AND last_seen < $3 \
              ORDER BY fingerprint LIMIT $4 FOR UPDATE",
             &[&source, &feed, &cutoff, &limit],
@@ -651,7 +650,7 @@ impl Store for Direct<'_> {
             .pool
             .get()?
             .query(
-                "SELECT doc::text FROM findings WHERE fingerprint = $1",
+                "SELECT rec FROM findings WHERE fingerprint = $1",
                 &[&fingerprint],
             )
             .map_err(pg)?;
@@ -675,7 +674,7 @@ impl Store for Direct<'_> {
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
         let mut totals = QueryTotals::default();
         totals.stopped = self.stream(
-            &format!("SELECT doc::text FROM findings WHERE {cond}"),
+            &format!("SELECT rec FROM findings WHERE {cond}"),
             &refs,
             &mut |row| {
                 totals.handed += 1;
@@ -687,7 +686,7 @@ impl Store for Direct<'_> {
 
     fn for_each(&self, f: &mut dyn FnMut(Finding) -> Result<()>) -> Result<()> {
         self.stream(
-            "SELECT doc::text FROM findings ORDER BY fingerprint",
+            "SELECT rec FROM findings ORDER BY fingerprint",
             &[],
             &mut |row| {
                 f(write::decode(row.get(0))?)?;

@@ -1,18 +1,28 @@
 //! Writing findings: a unit's findings in batches, each batch merged with its stored twins by
-//! the life-cycle rule (`store::lifecycle`) and written by `COPY` into a staging table, then
-//! merged into `findings` with one upsert. Everything happens inside the caller's transaction,
-//! so a unit is all or nothing however many batches it takes.
+//! the life-cycle rule (`store::lifecycle`) and upserted into `findings` by one statement whose
+//! rows come as binary array parameters (`INSERT ... SELECT FROM unnest(...) ON CONFLICT`).
+//! Everything happens inside the caller's transaction, so a unit is all or nothing however
+//! many batches it takes.
 //!
-//! Memory is bounded by the batch ([`BATCH`] findings and their stored twins); which findings
-//! a unit already wrote (a repeat in a later batch is folded with [`lifecycle::repeat`], not
-//! merged as a new observation) is kept in a temporary table on the server, not in memory.
+//! A row holds the indexed fields as columns and the whole finding in `rec`: the binary record
+//! sled stores (`sled_store::encode_record`), LZ4-compressed when that pays (see [`pack`]),
+//! about a quarter of the finding's JSON.
+//!
+//! Memory is bounded by the batch ([`BATCH`] findings and their stored twins). Which findings
+//! the unit already wrote (a repeat in a later batch is folded with [`lifecycle::repeat`], not
+//! merged as a new observation) is read from the stored row itself: its `xmin` is this
+//! transaction's id exactly when this transaction wrote it.
 
-use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use postgres::Transaction;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Statement, Transaction};
 
+use super::super::sled_store::{decode_record, encode_record};
 use super::super::{FindingWriter, IngestStats, Result, StoreError, Write, lifecycle};
 use super::pg;
 use crate::finding::{Finding, FindingView, normalize_domain};
@@ -20,18 +30,31 @@ use crate::finding::{Finding, FindingView, normalize_domain};
 /// Findings written per round trip.
 pub(super) const BATCH: usize = 5_000;
 
-/// The columns of `findings`, in table order (what [`encode`] writes).
-const COLUMNS: &str = "fingerprint, source, feed, status, severity, ip, network, asn, domain, \
-                       domain_rev, email, email_rev, url, time_source, first_seen, last_seen, doc";
+/// The columns of `findings`, in table order (what [`Rows`] holds).
+pub(super) const COLUMNS: &str = "fingerprint, source, feed, status, severity, ip, network, asn, \
+                           domain, domain_rev, email, email_rev, url, time_source, first_seen, \
+                           last_seen, rec";
 
-/// Creates the unit's temporary tables (dropped at commit or rollback).
-pub(super) fn begin(tx: &mut Transaction<'_>) -> Result<()> {
-    tx.batch_execute(
-        "CREATE TEMP TABLE ow_stage (LIKE findings) ON COMMIT DROP;
-         CREATE TEMP TABLE ow_seen (fingerprint text COLLATE \"C\" PRIMARY KEY) ON COMMIT DROP;",
+/// The upsert of a batch: one array parameter per column, in [`COLUMNS`] order.
+fn upsert_sql() -> String {
+    let set: String = COLUMNS
+        .split(", ")
+        .skip(1)
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO findings ({COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], \
+         $3::text[], $4::text[], $5::text[], $6::inet[], $7::cidr[], $8::int8[], $9::text[], \
+         $10::text[], $11::text[], $12::text[], $13::text[], $14::timestamptz[], \
+         $15::timestamptz[], $16::timestamptz[], $17::bytea[]) \
+         ON CONFLICT (fingerprint) DO UPDATE SET {set}"
     )
-    .map_err(pg)
 }
+
+/// The batch's stored twins, locked, and whether this transaction wrote each.
+const TWINS: &str = "SELECT rec, xmin = pg_current_xact_id()::xid FROM findings \
+                     WHERE fingerprint = ANY($1) ORDER BY fingerprint FOR UPDATE";
 
 /// The bulk writer of one unit (or of a rewrite, under [`Write::Restore`]).
 pub(super) struct Writer<'a, 't> {
@@ -39,19 +62,22 @@ pub(super) struct Writer<'a, 't> {
     write: Write,
     now: DateTime<Utc>,
     batch: Vec<Finding>,
+    /// The prepared upsert and twin lookup, once the first batch needs them.
+    statements: Option<(Statement, Statement)>,
     pub stats: IngestStats,
     /// Findings written in all.
     pub written: usize,
 }
 
 impl<'a, 't> Writer<'a, 't> {
-    /// A writer in `tx`, whose temporary tables [`begin`] made.
+    /// A writer in `tx`.
     pub(super) fn new(tx: &'a mut Transaction<'t>, write: Write, now: DateTime<Utc>) -> Self {
         Writer {
             tx,
             write,
             now,
             batch: Vec::new(),
+            statements: None,
             stats: IngestStats::default(),
             written: 0,
         }
@@ -71,21 +97,20 @@ impl<'a, 't> Writer<'a, 't> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        if self.statements.is_none() {
+            let upsert = self.tx.prepare(&upsert_sql()).map_err(pg)?;
+            let twins = self.tx.prepare(TWINS).map_err(pg)?;
+            self.statements = Some((upsert, twins));
+        }
         let batch = std::mem::take(&mut self.batch);
         let out = match self.write {
             Write::Restore => last_of_each(batch),
             Write::Observe => self.observe(batch)?,
         };
         self.written += out.len();
-        self.put(&out)?;
-        if self.write == Write::Observe {
-            self.tx
-                .batch_execute(
-                    "INSERT INTO ow_seen SELECT fingerprint FROM ow_stage ON CONFLICT DO NOTHING",
-                )
-                .map_err(pg)?;
-        }
-        self.tx.batch_execute("TRUNCATE ow_stage").map_err(pg)?;
+        let rows = Rows::of(&out)?;
+        let (upsert, _) = self.statements.as_ref().expect("prepared above");
+        self.tx.execute(upsert, &rows.params()).map_err(pg)?;
         Ok(())
     }
 
@@ -93,29 +118,13 @@ impl<'a, 't> Writer<'a, 't> {
     /// fingerprint.
     fn observe(&mut self, batch: Vec<Finding>) -> Result<Vec<Finding>> {
         let fps: Vec<&str> = batch.iter().map(|f| f.fingerprint.as_str()).collect();
-        let mut stored: HashMap<String, Finding> = HashMap::new();
-        for row in self
-            .tx
-            .query(
-                "SELECT doc::text FROM findings WHERE fingerprint = ANY($1) \
-                 ORDER BY fingerprint FOR UPDATE",
-                &[&fps],
-            )
-            .map_err(pg)?
-        {
+        let (_, twins) = self.statements.as_ref().expect("prepared by flush");
+        // Stored twins, and whether this unit wrote them (in an earlier batch).
+        let mut stored: HashMap<String, (Finding, bool)> = HashMap::new();
+        for row in self.tx.query(twins, &[&fps]).map_err(pg)? {
             let f = decode(row.get(0))?;
-            stored.insert(f.fingerprint.clone(), f);
+            stored.insert(f.fingerprint.clone(), (f, row.get(1)));
         }
-        let seen: HashSet<String> = self
-            .tx
-            .query(
-                "SELECT fingerprint FROM ow_seen WHERE fingerprint = ANY($1)",
-                &[&fps],
-            )
-            .map_err(pg)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
         drop(fps);
         let mut out: Vec<Option<Finding>> = Vec::with_capacity(batch.len());
         let mut at: HashMap<String, usize> = HashMap::new();
@@ -127,11 +136,11 @@ impl<'a, 't> Writer<'a, 't> {
                 continue;
             }
             let next = match stored.remove(&f.fingerprint) {
-                Some(cur) if seen.contains(&f.fingerprint) => {
+                Some((cur, true)) => {
                     self.stats.duplicates += 1;
                     lifecycle::repeat(cur, f)
                 }
-                Some(cur) => lifecycle::merge(cur, f, self.now, &mut self.stats),
+                Some((cur, false)) => lifecycle::merge(cur, f, self.now, &mut self.stats),
                 None => {
                     let mut f = f;
                     lifecycle::stamp_new(&mut f, self.now);
@@ -144,34 +153,6 @@ impl<'a, 't> Writer<'a, 't> {
         }
         Ok(out.into_iter().flatten().collect())
     }
-
-    /// `COPY`s findings (one per fingerprint) into the staging table and merges them into
-    /// `findings`, replacing stored twins.
-    fn put(&mut self, findings: &[Finding]) -> Result<()> {
-        let mut text = String::with_capacity(findings.len() * 512);
-        for f in findings {
-            encode(f, &mut text)?;
-        }
-        let mut w = self
-            .tx
-            .copy_in(&format!("COPY ow_stage ({COLUMNS}) FROM STDIN"))
-            .map_err(pg)?;
-        w.write_all(text.as_bytes()).map_err(StoreError::backend)?;
-        w.finish().map_err(pg)?;
-        let set: String = COLUMNS
-            .split(", ")
-            .skip(1)
-            .map(|c| format!("{c} = EXCLUDED.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.tx
-            .batch_execute(&format!(
-                "INSERT INTO findings ({COLUMNS}) SELECT {COLUMNS} FROM ow_stage \
-                 ON CONFLICT (fingerprint) DO UPDATE SET {set}"
-            ))
-            .map_err(pg)?;
-        Ok(())
-    }
 }
 
 impl FindingWriter for Writer<'_, '_> {
@@ -181,6 +162,220 @@ impl FindingWriter for Writer<'_, '_> {
 
     fn finding(&mut self, f: &Finding) -> Result<()> {
         self.push(f.clone())
+    }
+}
+
+/// A batch of findings as the columns of `findings` (one array per column).
+pub(super) struct Rows<'a> {
+    fingerprint: Vec<&'a str>,
+    source: Vec<Cow<'a, str>>,
+    feed: Vec<Cow<'a, str>>,
+    status: Vec<&'static str>,
+    severity: Vec<&'static str>,
+    ip: Vec<Option<Inet>>,
+    network: Vec<Option<Inet>>,
+    asn: Vec<Option<i64>>,
+    domain: Vec<Option<Cow<'a, str>>>,
+    domain_rev: Vec<Option<Cow<'a, str>>>,
+    email: Vec<Option<Cow<'a, str>>>,
+    email_rev: Vec<Option<Cow<'a, str>>>,
+    url: Vec<Option<Cow<'a, str>>>,
+    time_source: Vec<Option<DateTime<Utc>>>,
+    first_seen: Vec<DateTime<Utc>>,
+    last_seen: Vec<DateTime<Utc>>,
+    rec: Vec<Vec<u8>>,
+}
+
+impl<'a> Rows<'a> {
+    /// The columns of `findings` (one finding per fingerprint), `rec` encoded.
+    pub(super) fn of(findings: &'a [Finding]) -> Result<Rows<'a>> {
+        let n = findings.len();
+        let mut r = Rows {
+            fingerprint: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            feed: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            severity: Vec::with_capacity(n),
+            ip: Vec::with_capacity(n),
+            network: Vec::with_capacity(n),
+            asn: Vec::with_capacity(n),
+            domain: Vec::with_capacity(n),
+            domain_rev: Vec::with_capacity(n),
+            email: Vec::with_capacity(n),
+            email_rev: Vec::with_capacity(n),
+            url: Vec::with_capacity(n),
+            time_source: Vec::with_capacity(n),
+            first_seen: Vec::with_capacity(n),
+            last_seen: Vec::with_capacity(n),
+            rec: Vec::with_capacity(n),
+        };
+        let mut plain = Vec::with_capacity(1024);
+        for f in findings {
+            r.fingerprint.push(&f.fingerprint);
+            r.source.push(no_nul(&f.source));
+            r.feed.push(no_nul(&f.feed));
+            r.status.push(f.status.as_str());
+            r.severity.push(f.severity.as_str());
+            r.ip.push(f.ip.map(Inet::host));
+            r.network.push(f.network.map(Inet::net));
+            r.asn.push(f.asn.map(i64::from));
+            r.domain.push(f.domain.as_deref().map(no_nul));
+            r.domain_rev
+                .push(f.domain.as_deref().map(|d| owned_no_nul(reversed(d))));
+            r.email.push(f.email.as_deref().map(no_nul));
+            r.email_rev.push(
+                f.email
+                    .as_deref()
+                    .and_then(|e| e.rsplit_once('@'))
+                    .map(|(_, d)| owned_no_nul(reversed(d))),
+            );
+            r.url.push(f.url.as_deref().map(no_nul));
+            r.time_source.push(f.time_source);
+            r.first_seen.push(f.first_seen);
+            r.last_seen.push(f.last_seen);
+            plain.clear();
+            encode_record(f, &mut plain)?;
+            r.rec.push(pack(&plain));
+        }
+        Ok(r)
+    }
+
+    /// The statement's parameters, in [`COLUMNS`] order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 17] {
+        [
+            &self.fingerprint,
+            &self.source,
+            &self.feed,
+            &self.status,
+            &self.severity,
+            &self.ip,
+            &self.network,
+            &self.asn,
+            &self.domain,
+            &self.domain_rev,
+            &self.email,
+            &self.email_rev,
+            &self.url,
+            &self.time_source,
+            &self.first_seen,
+            &self.last_seen,
+            &self.rec,
+        ]
+    }
+}
+
+/// `s` as PostgreSQL text, which holds no NUL: one (possible in feed content) becomes U+FFFD
+/// in the indexed columns; `rec` keeps it.
+fn no_nul(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// [`no_nul`] of an owned string.
+fn owned_no_nul(s: String) -> Cow<'static, str> {
+    match no_nul(&s) {
+        Cow::Borrowed(_) => Cow::Owned(s),
+        Cow::Owned(o) => Cow::Owned(o),
+    }
+}
+
+/// An address or network in PostgreSQL's binary `inet`/`cidr` form (the client's own support
+/// needs a feature and crate this project does not take for two columns).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Inet {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Inet {
+    fn host(addr: IpAddr) -> Inet {
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        Inet { addr, bits }
+    }
+
+    fn net(n: IpNet) -> Inet {
+        Inet {
+            addr: n.addr(),
+            bits: n.prefix_len(),
+        }
+    }
+}
+
+impl ToSql for Inet {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // family (PGSQL_AF_INET 2, PGSQL_AF_INET6 3), bits, is_cidr, length, address.
+        let cidr = u8::from(*ty == Type::CIDR);
+        match self.addr {
+            IpAddr::V4(a) => {
+                out.extend_from_slice(&[2, self.bits, cidr, 4]);
+                out.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                out.extend_from_slice(&[3, self.bits, cidr, 16]);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INET || *ty == Type::CIDR
+    }
+
+    to_sql_checked!();
+}
+
+/// `rec` starts with this byte when the record follows as it is.
+const PLAIN: u8 = 0;
+/// `rec` starts with this byte when an LZ4 block follows (its plain length first, u32 LE).
+const LZ4: u8 = 1;
+/// Records shorter than this are kept plain: LZ4 finds little to take out of them.
+const COMPRESS_FROM: usize = 384;
+/// Largest plain record accepted when reading (a corrupt length must not allocate GiBs).
+const MAX_PLAIN: usize = 1 << 28;
+
+/// The `rec` value of a record: plain, or LZ4-compressed when that saves an eighth or more.
+pub(super) fn pack(plain: &[u8]) -> Vec<u8> {
+    if plain.len() >= COMPRESS_FROM {
+        let mut out = Vec::with_capacity(plain.len());
+        out.push(LZ4);
+        out.extend_from_slice(&lz4_flex::block::compress_prepend_size(plain));
+        if out.len() <= plain.len() - plain.len() / 8 {
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(plain.len() + 1);
+    out.push(PLAIN);
+    out.extend_from_slice(plain);
+    out
+}
+
+/// A stored finding from its `rec`.
+pub(super) fn decode(rec: &[u8]) -> Result<Finding> {
+    const WHAT: &str = "finding (PostgreSQL `rec`)";
+    match rec.split_first() {
+        Some((&PLAIN, plain)) => decode_record(plain, WHAT),
+        Some((&LZ4, block)) => {
+            let len = block
+                .get(..4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .ok_or_else(|| StoreError::corrupt(WHAT, "truncated LZ4 block"))?;
+            if len > MAX_PLAIN {
+                return Err(StoreError::corrupt(WHAT, format!("claims {len} bytes")));
+            }
+            let plain = lz4_flex::block::decompress_size_prepended(block)
+                .map_err(|e| StoreError::corrupt(WHAT, e))?;
+            decode_record(&plain, WHAT)
+        }
+        Some((kind, _)) => Err(StoreError::corrupt(WHAT, format!("unknown kind {kind}"))),
+        None => Err(StoreError::corrupt(WHAT, "empty")),
     }
 }
 
@@ -219,11 +414,6 @@ pub(super) fn sealed(mut f: Finding) -> Result<Finding> {
     Ok(f)
 }
 
-/// A stored finding from its `doc`.
-pub(super) fn decode(doc: &str) -> Result<Finding> {
-    serde_json::from_str(doc).map_err(|e| StoreError::corrupt("finding (PostgreSQL `doc`)", e))
-}
-
 /// A domain's labels reversed: `www.example.org` → `org.example.www`.
 pub(super) fn reversed(domain: &str) -> String {
     let d = normalize_domain(domain);
@@ -237,68 +427,6 @@ pub(super) fn reversed(domain: &str) -> String {
     out
 }
 
-/// Appends one line of `COPY ... FROM STDIN` text for `f` (the columns of [`COLUMNS`]).
-fn encode(f: &Finding, out: &mut String) -> Result<()> {
-    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let mail_domain = f
-        .email
-        .as_deref()
-        .and_then(|e| e.rsplit_once('@'))
-        .map(|(_, d)| reversed(d));
-    let doc = serde_json::to_string(f).map_err(|e| StoreError::corrupt("finding", e))?;
-    let ip = f.ip.map(|a| a.to_string());
-    let network = f.network.map(|n| n.to_string());
-    let asn = f.asn.map(|a| a.to_string());
-    let domain_rev = f.domain.as_deref().map(reversed);
-    let time_source = f.time_source.map(time);
-    let (first, last) = (time(f.first_seen), time(f.last_seen));
-    let cols: [Option<&str>; 17] = [
-        Some(&f.fingerprint),
-        Some(&f.source),
-        Some(&f.feed),
-        Some(f.status.as_str()),
-        Some(f.severity.as_str()),
-        ip.as_deref(),
-        network.as_deref(),
-        asn.as_deref(),
-        f.domain.as_deref(),
-        domain_rev.as_deref(),
-        f.email.as_deref(),
-        mail_domain.as_deref(),
-        f.url.as_deref(),
-        time_source.as_deref(),
-        Some(&first),
-        Some(&last),
-        Some(&doc),
-    ];
-    for (i, c) in cols.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        match c {
-            None => out.push_str("\\N"),
-            Some(s) => escape(s, out),
-        }
-    }
-    out.push('\n');
-    Ok(())
-}
-
-/// `s` in `COPY` text format. PostgreSQL text holds no NUL: one (possible in feed content)
-/// becomes U+FFFD in the indexed columns; `doc` keeps it, escaped by JSON.
-fn escape(s: &str, out: &mut String) {
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\0' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,15 +438,7 @@ mod tests {
         assert_eq!(reversed("org"), "org");
     }
 
-    #[test]
-    fn copy_text_escapes_what_would_break_a_row() {
-        let mut out = String::new();
-        escape("a\tb\nc\\d\re\0f", &mut out);
-        assert_eq!(out, "a\\tb\\nc\\\\d\\re\u{FFFD}f");
-    }
-
-    #[test]
-    fn a_row_has_every_column_and_keeps_the_finding_whole() {
+    fn finding(extra: usize) -> Finding {
         let mut f = Finding::new(
             "test",
             "feed\twith tab",
@@ -326,17 +446,61 @@ mod tests {
             Severity::High,
         );
         f.email = Some("Alice@Mail.Example.org".into());
+        f.ip = Some("192.0.2.7".parse().unwrap());
         f.set_extra("note", "line\nbreak \\ and \u{0}");
+        for i in 0..extra {
+            f.set_extra(&format!("field_{i}"), "the same text again and again");
+        }
         f.seal();
-        let mut row = String::new();
-        encode(&f, &mut row).unwrap();
-        assert!(row.ends_with('\n') && row.matches('\n').count() == 1);
-        let cols: Vec<&str> = row.trim_end_matches('\n').split('\t').collect();
-        assert_eq!(cols.len(), COLUMNS.split(", ").count());
-        assert_eq!(cols[5], "\\N", "no address");
-        assert_eq!(cols[11], "org.example.mail", "the mail domain reversed");
-        // The doc column, unescaped as COPY would, is the finding.
-        let doc = cols[16].replace("\\\\", "\\");
-        assert_eq!(decode(&doc).unwrap(), f);
+        f
+    }
+
+    #[test]
+    fn a_record_comes_back_whole_plain_or_compressed() {
+        for (extra, kind) in [(0, PLAIN), (40, LZ4)] {
+            let f = finding(extra);
+            let mut plain = Vec::new();
+            encode_record(&f, &mut plain).unwrap();
+            let rec = pack(&plain);
+            assert_eq!(rec[0], kind, "{extra} extra fields");
+            assert_eq!(decode(&rec).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_not_a_panic() {
+        let f = finding(40);
+        let mut plain = Vec::new();
+        encode_record(&f, &mut plain).unwrap();
+        let rec = pack(&plain);
+        for bad in [&[][..], &[9, 1, 2][..], &rec[..3], &rec[..rec.len() / 2]] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+        let mut huge = vec![LZ4];
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&huge).is_err());
+    }
+
+    #[test]
+    fn a_row_has_every_column() {
+        let f = finding(0);
+        let rows = Rows::of(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(rows.params().len(), COLUMNS.split(", ").count());
+        assert_eq!(rows.email_rev[0].as_deref(), Some("org.example.mail"));
+        assert!(rows.network[0].is_none(), "no network");
+        let mut f = finding(0);
+        f.url = Some("http://a/\0b".into());
+        let rows = Rows::of(std::slice::from_ref(&f)).unwrap();
+        assert_eq!(
+            rows.url[0].as_deref(),
+            Some("http://a/\u{FFFD}b"),
+            "no NUL in text"
+        );
+        assert_eq!(
+            decode(&rows.rec[0]).unwrap().url,
+            f.url,
+            "the record keeps it"
+        );
+        assert_eq!(decode(&rows.rec[0]).unwrap(), f);
     }
 }

@@ -325,6 +325,131 @@ mod only_postgres {
         assert_eq!((st.new, other.count().unwrap()), (12_000, 12_000));
     }
 
+    /// Schema version 1 as an older outwatch created it (a fixture: an applied migration never
+    /// changes): findings kept as JSON in `doc`.
+    const SCHEMA_V1: &str = r#"
+        CREATE TABLE schema_version (version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now());
+        CREATE TABLE findings (
+            fingerprint text COLLATE "C" PRIMARY KEY, source text NOT NULL, feed text NOT NULL,
+            status text NOT NULL, severity text NOT NULL, ip inet, network cidr, asn bigint,
+            domain text, domain_rev text COLLATE "C", email text, email_rev text COLLATE "C",
+            url text, time_source timestamptz, first_seen timestamptz NOT NULL,
+            last_seen timestamptz NOT NULL, doc json NOT NULL);
+        CREATE INDEX findings_ip ON findings USING gist (ip inet_ops) WHERE ip IS NOT NULL;
+        CREATE INDEX findings_network ON findings USING gist (network inet_ops)
+            WHERE network IS NOT NULL;
+        CREATE INDEX findings_domain_rev ON findings (domain_rev) WHERE domain_rev IS NOT NULL;
+        CREATE INDEX findings_email ON findings (email) WHERE email IS NOT NULL;
+        CREATE INDEX findings_email_rev ON findings (email_rev) WHERE email_rev IS NOT NULL;
+        CREATE INDEX findings_asn ON findings (asn) WHERE asn IS NOT NULL;
+        CREATE INDEX findings_open ON findings (source, last_seen) WHERE status <> 'resolved';
+        CREATE INDEX findings_last_seen ON findings (last_seen);
+        CREATE TABLE runs (started timestamptz NOT NULL, source text COLLATE "C" NOT NULL,
+            doc json NOT NULL, PRIMARY KEY (started, source));
+        CREATE INDEX runs_source ON runs (source, started);
+        CREATE TABLE state (key text COLLATE "C" PRIMARY KEY, value bytea NOT NULL);
+        INSERT INTO schema_version (version) VALUES (1);
+    "#;
+
+    /// A store of schema version 1 (findings as JSON) opens, is migrated to the binary
+    /// records, and answers as before: every finding whole, queries by address, a new unit
+    /// merged into a converted finding.
+    #[test]
+    fn a_store_of_schema_version_1_is_migrated() {
+        let Some(schema) = Schema::new() else { return };
+        let mut c = postgres::Client::connect(&super::url(), postgres::NoTls).unwrap();
+        let q = outwatch::store::postgres::quote_ident(schema.name());
+        c.batch_execute(&format!("SET search_path TO {q}; {SCHEMA_V1}"))
+            .unwrap();
+        // More than one conversion batch (1,000), with history and extra fields.
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        let mut old = Vec::new();
+        for i in 0..2_500u32 {
+            let mut f = row(i);
+            f.first_seen = t0;
+            f.last_seen = t0;
+            f.set_extra("banner", format!("SSH-2.0-OpenSSH_{i} \u{0} \"quoted\""));
+            f.push_history(t0, "new");
+            c.execute(
+                "INSERT INTO findings (fingerprint, source, feed, status, severity, ip, \
+                 first_seen, last_seen, doc) \
+                 VALUES ($1, $2, $3, $4, $5, $6::text::inet, $7, $8, $9::text::json)",
+                &[
+                    &f.fingerprint,
+                    &f.source,
+                    &f.feed,
+                    &f.status.as_str(),
+                    &f.severity.as_str(),
+                    &f.ip.unwrap().to_string(),
+                    &f.first_seen,
+                    &f.last_seen,
+                    &serde_json::to_string(&f).unwrap(),
+                ],
+            )
+            .unwrap();
+            old.push(f);
+        }
+        let s = PgStore::open(&schema.target()).unwrap();
+        let version: i32 = c
+            .query_one(&format!("SELECT max(version) FROM {q}.schema_version"), &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(version, SCHEMA_VERSION);
+        let columns: Vec<String> = c
+            .query(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = 'findings'",
+                &[&schema.name()],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(columns.contains(&"rec".to_string()), "{columns:?}");
+        assert!(!columns.contains(&"doc".to_string()), "{columns:?}");
+        assert_eq!(s.count().unwrap(), old.len());
+        for f in [&old[0], &old[999], &old[1000], &old[2499]] {
+            assert_eq!(s.get(&f.fingerprint).unwrap().as_ref(), Some(f));
+        }
+        let mut got = Vec::new();
+        s.query_each(
+            &Query::Ip(old[1234].ip.unwrap()),
+            &QueryOptions::default(),
+            &mut |f| {
+                got.push(f);
+                Ok(ControlFlow::Continue(()))
+            },
+        )
+        .unwrap();
+        assert_eq!(got, vec![old[1234].clone()]);
+        // A new observation of a converted finding is merged into it.
+        let st = s
+            .ingest_unit(Unit {
+                now: t0 + chrono::Duration::days(1),
+                write: Write::Observe,
+                findings: Findings::Owned(vec![row(7)]),
+                state: vec![],
+                run: None,
+            })
+            .unwrap();
+        assert_eq!((st.new, st.updated), (0, 1));
+        let f = s.get(&old[7].fingerprint).unwrap().unwrap();
+        assert_eq!(
+            (f.first_seen, f.last_seen, f.status),
+            (
+                t0,
+                t0 + chrono::Duration::days(1),
+                outwatch::finding::Status::Open
+            )
+        );
+        // Opening again applies nothing.
+        drop(s);
+        drop(PgStore::open(&schema.target()).unwrap());
+    }
+
     /// Without a server: a clear error naming where, no password in it.
     #[test]
     fn an_absent_server_is_a_clear_error_without_the_password() {
