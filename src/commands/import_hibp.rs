@@ -23,5 +23,5 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             ..Default::default()
         })
     });
-    import_mail::store_and_report(app, "hibp", imp, a.json).await
+    import_mail::store_and_report(app, "hibp", imp, a.json, a.wait).await
 }

@@ -20,7 +20,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
             warnings: p.warnings,
         })
     });
-    import_mail::store_and_report(app, "safebrowsing", imp, a.json).await
+    import_mail::store_and_report(app, "safebrowsing", imp, a.json, a.wait).await
 }
 
 /// A mail (XML in any text body) or a bare XML document.

@@ -63,6 +63,7 @@ pub async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError> {
         )));
     }
     let store = app.open_store()?;
+    let _turn = super::source_turn::source_turn(&store, "shadowserver", a.wait).await?;
     let cfg = app.config.clone();
     let (snap, schema_override) = bridge::blocking(&store, move |s| {
         Ok((

@@ -24,6 +24,7 @@ pub mod run;
 pub mod scope;
 pub mod serve;
 pub mod shadowserver;
+pub mod source_turn;
 pub mod status;
 pub mod suppress;
 pub mod triage;

@@ -28,6 +28,7 @@ mod notify;
 mod notify_ripe;
 mod one_writer;
 mod postgres_cli;
+mod postgres_hand_runs;
 mod postgres_nodes;
 mod properties;
 mod requests;
