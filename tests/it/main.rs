@@ -30,6 +30,7 @@ mod one_writer;
 mod postgres_cli;
 mod postgres_hand_runs;
 mod postgres_nodes;
+mod postgres_tls;
 mod properties;
 mod requests;
 mod safebrowsing;
