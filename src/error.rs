@@ -23,8 +23,7 @@ pub const EXIT_CODES: [(u8, &str); 6] = [
     (EXIT_STORE, "store unavailable (locked, damaged or absent)"),
     (
         EXIT_SKIPPED,
-        "shared store: another node was running a source (or writing what an import is for); \
-         it was left to that node, nothing else failed",
+        "nothing failed, but another node sharing the store had some of the work",
     ),
 ];
 
