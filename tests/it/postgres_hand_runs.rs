@@ -286,3 +286,36 @@ fn an_import_while_another_node_writes_the_source_waits_or_gives_up_with_exit_5(
     let out = run(d.path(), &cfg, &["digest", "--send"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn run_once_sends_the_digest_in_its_turn() {
+    let Some(schema) = Schema::new() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("pg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
+             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
+             schema = \"{}\"\n\n[digest]\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\nsend_empty = true\n\n{}",
+            schema.name(),
+            crate::support::feeds_off()
+        ),
+    )
+    .unwrap();
+    let other = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
+    let turn = other.try_turn("digest").unwrap();
+    assert!(turn.is_some());
+    let out = run(d.path(), &cfg, &["run", "--once"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    assert!(
+        all.contains("digest: skipped: another node sharing the store is sending it"),
+        "{all}"
+    );
+    drop(turn);
+    let out = run(d.path(), &cfg, &["run", "--once"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("digest: written to"), "{all}");
+}
