@@ -93,8 +93,12 @@ pub enum Command {
     #[command(after_help = LIST_EXAMPLES)]
     List(Box<ListArgs>),
     /// Run sources once now and store what they report
+    ///
+    /// On a store shared by several nodes (PostgreSQL), a source another node is running right
+    /// now is skipped (named on stderr, exit code 5 when nothing failed): its data arrives
+    /// through that node. `--wait` waits for it instead, up to the time given.
     #[command(
-        after_help = "Examples:\n  outwatch fetch                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json"
+        after_help = "Examples:\n  outwatch fetch                 # every enabled source once\n  outwatch fetch --source urlhaus --source feodotracker\n  outwatch fetch --json\n  outwatch fetch --wait 2m       # wait for a source another node runs"
     )]
     Fetch(FetchArgs),
     /// Import files that arrived by mail or were downloaded by hand
@@ -517,6 +521,19 @@ pub struct FetchArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// On a shared (PostgreSQL) store: how long to wait for a source another node is running
+    /// (e.g. `30s`, `5m`) before skipping it (exit code 5); by default it is skipped at once
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "0s")]
+    pub wait: std::time::Duration,
+}
+
+/// A `--wait` duration (`humantime`: `30s`, `5m`, `1h`), at most a day.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 5m)"))?;
+    if d > std::time::Duration::from_secs(86_400) {
+        return Err("at most a day (24h)".into());
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -534,6 +551,11 @@ pub struct ImportArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// On a shared (PostgreSQL) store: how long to wait while another node is writing this
+    /// source (e.g. `30s`, `5m`) before giving up (exit code 5, nothing imported); by default
+    /// it gives up at once
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "0s")]
+    pub wait: std::time::Duration,
 }
 
 /// A name option whose known values shell completion offers (`fetch --source <TAB>`,
@@ -678,6 +700,11 @@ pub struct RunArgs {
     /// Run every enabled source once, then the digest, then exit (for system cron)
     #[arg(long)]
     pub once: bool,
+    /// With --once on a shared (PostgreSQL) store: how long to wait for a source (or the
+    /// digest) another node is running (e.g. `30s`) before skipping it (exit code 5); by
+    /// default it is skipped at once
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "0s", requires = "once")]
+    pub wait: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -735,7 +762,7 @@ pub fn main() -> ExitCode {
     let reports_itself = matches!(
         &cli.command,
         Command::Fetch(_)
-            | Command::Run(RunArgs { once: true })
+            | Command::Run(RunArgs { once: true, .. })
             | Command::Import(_)
             | Command::Restore(_)
             | Command::Demo(_)

@@ -7,11 +7,12 @@
 //! | 2 | bad command line or malformed query |
 //! | 3 | configuration missing or invalid |
 //! | 4 | the store cannot be opened (locked, damaged) |
+//! | 5 | nothing failed, but another node sharing the store was running a source (or the digest) and it was left to that node (`fetch`, `run --once`), or writing the source an `import` is for (nothing imported) |
 
 use std::fmt;
 
 /// Every exit code and what it means (`--help` and the manual page print this table).
-pub(crate) const EXIT_CODES: [(u8, &str); 5] = [
+pub(crate) const EXIT_CODES: [(u8, &str); 6] = [
     (0, "success (also a lookup or list that finds nothing)"),
     (
         EXIT_FAILURE,
@@ -20,6 +21,10 @@ pub(crate) const EXIT_CODES: [(u8, &str); 5] = [
     (EXIT_USAGE, "bad usage or malformed query"),
     (EXIT_CONFIG, "config missing or invalid"),
     (EXIT_STORE, "store unavailable (locked, damaged or absent)"),
+    (
+        EXIT_SKIPPED,
+        "nothing failed, but another node sharing the store had some of the work",
+    ),
 ];
 
 /// Exit code: the work failed.
@@ -30,6 +35,8 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 pub(crate) const EXIT_CONFIG: u8 = 3;
 /// Exit code: store unavailable.
 pub(crate) const EXIT_STORE: u8 = 4;
+/// Exit code: some work was skipped because another node sharing the store held its turn.
+pub(crate) const EXIT_SKIPPED: u8 = 5;
 
 /// An error that ends the command with `code`.
 #[derive(Debug)]

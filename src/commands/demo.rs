@@ -45,7 +45,7 @@ pub(crate) async fn run(a: &DemoArgs) -> Result<ExitCode, CliError> {
     workln!();
 
     let app = App::new(Some(&cfg_path), None)?;
-    let reports = super::fetch::fetch_sources(&app, &[], true).await?;
+    let reports = super::fetch::fetch_sources(&app, &[], true, std::time::Duration::ZERO).await?;
     super::fetch::print_table(&reports);
 
     // The network's own view: a day of its connection log, checked against the lists just kept.

@@ -59,6 +59,15 @@ pub(crate) async fn run(app: &App, a: &DigestArgs) -> Result<ExitCode, CliError>
     // A digest from a store that does not exist would be an empty all-clear.
     app.require_store()?;
     let store = app.open_store()?;
+    // In the digest's turn, as the daemons send it: never two at once on a shared store.
+    let turn = crate::pipeline::take_turn(&store, "digest", std::time::Duration::ZERO).await?;
+    let Some(_turn) = turn else {
+        return Err(CliError::new(
+            crate::error::EXIT_SKIPPED,
+            "digest: another node sharing the store is sending the digest right now; nothing \
+             was sent: run it again later",
+        ));
+    };
     let o = digest::deliver(cfg, store, &app.data_dir, now)
         .await
         .map_err(|e| CliError::failure(crate::text::chain(&e)))?;

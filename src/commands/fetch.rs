@@ -20,6 +20,7 @@ pub(crate) async fn fetch_sources(
     app: &App,
     names: &[String],
     progress: bool,
+    turn_wait: std::time::Duration,
 ) -> Result<Vec<SourceReport>, CliError> {
     let cfg = app.require_config()?;
     let all = sources::enabled_sources(cfg);
@@ -53,7 +54,7 @@ pub(crate) async fn fetch_sources(
         ProgressBar::hidden()
     };
     let (reports, scope_warning) =
-        crate::daemon::fetch_now(&app.daemon_env()?, cfg, store, chosen, &|r| {
+        crate::daemon::fetch_now(&app.daemon_env()?, cfg, store, chosen, turn_wait, &|r| {
             bar.set_message(format!("{} done", r.name));
             bar.inc(1);
         })
@@ -95,6 +96,9 @@ pub(crate) fn print_table(reports: &[SourceReport]) {
     crate::output::style_table(&mut t, false);
     workln!("{t}");
     for r in reports {
+        if let Some(why) = &r.skipped {
+            eprintln!("{}: {}", r.name, crate::text::Clean(why));
+        }
         match (&r.errors[..], &r.error) {
             ([], Some(e)) => eprintln!("{}: {}", r.name, crate::text::Clean(e)),
             ([one], _) if one.unit == r.name => {
@@ -128,7 +132,7 @@ pub(crate) fn print_table(reports: &[SourceReport]) {
 }
 
 pub(crate) async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> {
-    let reports = fetch_sources(app, &a.sources, !a.json).await?;
+    let reports = fetch_sources(app, &a.sources, !a.json, a.wait).await?;
     if a.json {
         print_json(&json!({ "sources": reports }))?;
     } else {
@@ -139,12 +143,25 @@ pub(crate) async fn run(app: &App, a: &FetchArgs) -> Result<ExitCode, CliError> 
         .filter(|r| !r.ok)
         .map(|r| r.name.as_str())
         .collect();
-    if failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    let skipped: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.skipped.is_some())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !failed.is_empty() {
         if a.json {
             eprintln!("failed: {}", failed.join(", "));
         }
         Ok(ExitCode::from(crate::error::EXIT_FAILURE))
+    } else if !skipped.is_empty() {
+        if a.json {
+            eprintln!(
+                "skipped (another node sharing the store is running it): {}",
+                skipped.join(", ")
+            );
+        }
+        Ok(ExitCode::from(crate::error::EXIT_SKIPPED))
+    } else {
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -22,5 +22,5 @@ pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError>
             warnings: p.warnings,
         })
     });
-    import_mail::store_and_report(app, crate::finding::SourceId::Cymru, imp, a.json).await
+    import_mail::store_and_report(app, crate::finding::SourceId::Cymru, imp, a.json, a.wait).await
 }

@@ -23,5 +23,5 @@ pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError>
             ..Default::default()
         })
     });
-    import_mail::store_and_report(app, crate::finding::SourceId::Hibp, imp, a.json).await
+    import_mail::store_and_report(app, crate::finding::SourceId::Hibp, imp, a.json, a.wait).await
 }

@@ -125,8 +125,10 @@ pub(crate) async fn store_and_report(
     source: SourceId,
     mut imp: Imported,
     json_out: bool,
+    wait: std::time::Duration,
 ) -> Result<ExitCode, CliError> {
     let store = app.open_store()?;
+    let _turn = super::source_turn::source_turn(&store, source.name(), wait).await?;
     let cfg = app.config.clone();
     let snap =
         crate::store::bridge::blocking(&store, move |s| scope::load(cfg.as_ref(), s)).await?;

@@ -20,7 +20,14 @@ pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError>
             warnings: p.warnings,
         })
     });
-    import_mail::store_and_report(app, crate::finding::SourceId::SafeBrowsing, imp, a.json).await
+    import_mail::store_and_report(
+        app,
+        crate::finding::SourceId::SafeBrowsing,
+        imp,
+        a.json,
+        a.wait,
+    )
+    .await
 }
 
 /// A mail (XML in any text body) or a bare XML document.

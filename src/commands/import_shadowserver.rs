@@ -63,6 +63,12 @@ pub(crate) async fn run(app: &App, a: &ImportArgs) -> Result<ExitCode, CliError>
         )));
     }
     let store = app.open_store()?;
+    let _turn = super::source_turn::source_turn(
+        &store,
+        crate::finding::SourceId::Shadowserver.name(),
+        a.wait,
+    )
+    .await?;
     let cfg = app.config.clone();
     let (snap, schema_override) = bridge::blocking(&store, move |s| {
         Ok((

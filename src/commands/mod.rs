@@ -24,6 +24,7 @@ pub(crate) mod run;
 pub(crate) mod scope;
 pub(crate) mod serve;
 pub(crate) mod shadowserver;
+pub(crate) mod source_turn;
 pub(crate) mod status;
 pub(crate) mod suppress;
 pub(crate) mod triage;

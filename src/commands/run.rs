@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use crate::app::App;
 use crate::cli::RunArgs;
 use crate::daemon::{self, tasks};
-use crate::error::{CliError, EXIT_FAILURE};
+use crate::error::{CliError, EXIT_FAILURE, EXIT_SKIPPED};
 
 pub(crate) async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
     let cfg = app.require_config()?;
@@ -16,7 +16,7 @@ pub(crate) async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
             daemon::Stopped::Forced => ExitCode::from(EXIT_FAILURE),
         });
     }
-    let report = daemon::run_once(&env, cfg, store).await?;
+    let report = daemon::run_once(&env, cfg, store, a.wait).await?;
     if let Some(w) = &report.scope_warning {
         eprintln!(
             "warning: scope: {}",
@@ -44,6 +44,10 @@ pub(crate) async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
         ),
     }
     match &report.digest {
+        None if report.digest_skipped => say(
+            "skipped: another node sharing the store is sending it",
+            "digest: ",
+        ),
         None => say("not configured (no [digest] table)", "digest: "),
         Some(Ok(o)) => say(&tasks::digest_summary(o), "digest: "),
         Some(Err(e)) => say(
@@ -51,11 +55,17 @@ pub(crate) async fn run(app: &App, a: &RunArgs) -> Result<ExitCode, CliError> {
             "digest: FAILED: ",
         ),
     }
-    let failed = report.failed();
-    if failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    let (failed, skipped) = (report.failed(), report.skipped());
+    if !failed.is_empty() {
         eprintln!("error: failed: {}", failed.join(", "));
         Ok(ExitCode::from(EXIT_FAILURE))
+    } else if !skipped.is_empty() {
+        eprintln!(
+            "skipped (another node sharing the store is running it): {}",
+            skipped.join(", ")
+        );
+        Ok(ExitCode::from(EXIT_SKIPPED))
+    } else {
+        Ok(ExitCode::SUCCESS)
     }
 }

@@ -470,6 +470,8 @@ pub struct OnceReport {
     pub flows: Option<Result<String, TaskError>>,
     /// The notifications (`[notify]` with contacts): its log line, or what failed.
     pub notify: Option<Result<String, TaskError>>,
+    /// The digest was not sent: another node sharing the store held its turn (sending it).
+    pub digest_skipped: bool,
 }
 
 impl OnceReport {
@@ -492,16 +494,38 @@ impl OnceReport {
         }
         f
     }
+
+    /// Names of what was left to another node sharing the store, which held its turn:
+    /// sources, then `notify` and `digest`.
+    pub fn skipped(&self) -> Vec<String> {
+        let mut s: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|r| r.skipped.is_some())
+            .map(|r| r.name.clone())
+            .collect();
+        if matches!(&self.notify, Some(Ok(line)) if line == crate::pipeline::ANOTHER_NODE) {
+            s.push("notify".into());
+        }
+        if self.digest_skipped {
+            s.push("digest".into());
+        }
+        s
+    }
 }
 
 /// The one path that runs sources now, for `fetch` and `run --once`: the scope refresh when
 /// due (a failure keeps the cached prefixes and comes back as a warning), then `chosen` once,
-/// concurrently, with `done` called as each finishes.
+/// concurrently, with `done` called as each finishes. Each source runs in its turn, waiting up to
+/// `turn_wait` for one another node holds, else skipped ([`Runner::run_source_in_turn`]).
+///
+/// [`Runner::run_source_in_turn`]: crate::pipeline::Runner::run_source_in_turn
 pub async fn fetch_now(
     env: &DaemonEnv,
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
     chosen: Vec<sources::BuiltSource>,
+    turn_wait: std::time::Duration,
     done: &(dyn Fn(&SourceReport) + Sync),
 ) -> Result<(Vec<SourceReport>, Option<TaskError>), DaemonError> {
     let shared = shared(env, cfg, store).await?;
@@ -513,7 +537,9 @@ pub async fn fetch_now(
         tracing::debug!(error = %crate::text::Clean(&crate::text::chain(&e)), "scope refresh failed");
         scope_warning = Some(e);
     }
-    let reports = shared.runner().run_all(chosen, done).await;
+    let mut runner = shared.runner();
+    runner.turn_wait = turn_wait;
+    let reports = runner.run_all(chosen, done).await;
     Ok((reports, scope_warning))
 }
 
@@ -523,6 +549,7 @@ pub async fn run_once(
     env: &DaemonEnv,
     cfg: &Config,
     store: Arc<dyn crate::store::Store>,
+    turn_wait: std::time::Duration,
 ) -> Result<OnceReport, DaemonError> {
     let mut report = OnceReport::default();
     (report.sources, report.scope_warning) = fetch_now(
@@ -530,6 +557,7 @@ pub async fn run_once(
         cfg,
         store.clone(),
         sources::enabled_sources(cfg),
+        turn_wait,
         &|_| {},
     )
     .await?;
@@ -549,9 +577,18 @@ pub async fn run_once(
         };
         report.notify = Some(scheduler::Task::run(&task, None).await);
     }
+    // In the digest's turn, as the daemons send it: never two at once. A hand run records no
+    // schedule slot as done (it is not the schedule's turn).
     if cfg.digest.is_some() {
-        let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, env.clock.now()).await;
-        report.digest = Some(r);
+        match crate::pipeline::take_turn(&store, "digest", turn_wait).await {
+            Ok(Some(_turn)) => {
+                let now = env.clock.now();
+                let r = crate::digest::deliver(cfg, store.clone(), &env.data_dir, now).await;
+                report.digest = Some(r);
+            }
+            Ok(None) => report.digest_skipped = true,
+            Err(e) => report.digest = Some(Err(e.into())),
+        }
     }
     bridge::blocking(&store, |s| s.flush()).await?;
     Ok(report)

@@ -11,6 +11,7 @@ pub mod import;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -70,6 +71,44 @@ pub struct SourceReport {
 /// What a run skipped because another node holds its turn says.
 pub const ANOTHER_NODE: &str = "skipped: another node sharing the store is running it";
 
+/// How often a hand run waiting for a turn asks again.
+const TURN_POLL: Duration = Duration::from_millis(250);
+
+/// Takes the turn at `name` ([`Store::try_turn`]), asking again every [`TURN_POLL`] for up to
+/// `wait` while another process holds it; `None` when it still does then. For the hand runs
+/// (`fetch`, `run --once`, `import`): the daemon's jobs never wait (another node is doing the
+/// slot).
+pub async fn take_turn(
+    store: &Arc<dyn Store>,
+    name: &str,
+    wait: Duration,
+) -> Result<Option<crate::store::Turn>, StoreError> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let n = name.to_string();
+        if let Some(t) = bridge::blocking(store, move |s| s.try_turn(&n)).await? {
+            return Ok(Some(t));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep((until - now).min(TURN_POLL)).await;
+    }
+}
+
+/// [`ANOTHER_NODE`], with how long the run waited for the turn when it did.
+pub fn skipped_because(waited: Duration) -> String {
+    if waited.is_zero() {
+        ANOTHER_NODE.to_string()
+    } else {
+        format!(
+            "{ANOTHER_NODE} (waited {})",
+            humantime::format_duration(waited)
+        )
+    }
+}
+
 impl SourceReport {
     /// A report for a source that could not even be set up.
     pub fn failed(name: &str, error: String) -> Self {
@@ -121,6 +160,9 @@ pub struct Runner {
     /// Where a fetch spills downloads (the data folder: the store is there, and /tmp may be
     /// memory).
     pub temp_dir: PathBuf,
+    /// How long [`Runner::run_source_in_turn`] waits for a turn another process holds before
+    /// it skips the source (`fetch --wait`); none by default.
+    pub turn_wait: Duration,
 }
 
 /// The pipeline's [`UnitSink`]: each unit a source commits goes through the run's [`Apply`],
@@ -175,25 +217,26 @@ impl Runner {
             clock,
             max_resolve_share: DEFAULT_MAX_RESOLVE_SHARE,
             temp_dir: std::env::temp_dir(),
+            turn_wait: Duration::ZERO,
         }
     }
 
-    /// Fetches one source unit by unit and applies the result. Never panics on bad data; what
-    /// arrived is kept when other units fail, and every failure is named in the run log.
     /// [`Runner::run_source`] while holding the source's turn (`source/<name>`) among the
-    /// processes sharing the store; a source whose turn another holds is skipped (reported
-    /// `ok`, with [`SourceReport::skipped`]), so nodes on one database fetch a unit once.
+    /// processes sharing the store; a source whose turn another holds (still, after
+    /// [`Runner::turn_wait`]) is skipped (reported `ok`, with [`SourceReport::skipped`]), so
+    /// nodes on one database never fetch a unit at the same time.
     pub async fn run_source_in_turn(&self, src: &dyn Source) -> SourceReport {
         let name = format!("source/{}", src.name());
-        match bridge::blocking(&self.store, move |s| s.try_turn(&name)).await {
+        match take_turn(&self.store, &name, self.turn_wait).await {
             Ok(Some(_turn)) => self.run_source(src).await,
             Ok(None) => {
-                tracing::info!(source = src.name(), "{ANOTHER_NODE}");
+                let why = skipped_because(self.turn_wait);
+                tracing::info!(source = src.name(), "{why}");
                 SourceReport {
                     name: src.name().to_string(),
                     ok: true,
                     outcome: RunOutcome::NotModified,
-                    skipped: Some(ANOTHER_NODE.into()),
+                    skipped: Some(why),
                     ..Default::default()
                 }
             }
@@ -201,6 +244,8 @@ impl Runner {
         }
     }
 
+    /// Fetches one source unit by unit and applies the result. Never panics on bad data; what
+    /// arrived is kept when other units fail, and every failure is named in the run log.
     pub async fn run_source(&self, src: &dyn Source) -> SourceReport {
         let started = self.clock.now();
         let apply = Arc::new(

@@ -335,7 +335,7 @@ fn migrate_moves_a_sled_store_to_postgres_and_back() {
 }
 
 /// A source whose turn another node holds is skipped by `fetch` (and `run --once`, the daemon):
-/// nothing is fetched here, and the run is no failure.
+/// nothing is fetched here, and the run is no failure, but exit code 5 says it was skipped.
 #[test]
 fn a_source_another_node_is_running_is_skipped() {
     use outwatch::store::Store;
@@ -360,7 +360,7 @@ fn a_source_another_node_is_running_is_skipped() {
     assert!(turn.is_some());
     let out = run(d.path(), Some(&cfg), &["fetch", "--source", "feodotracker"]);
     let all = text(&out.stdout) + &text(&out.stderr);
-    assert!(out.status.success(), "{all}");
+    assert_eq!(out.status.code(), Some(5), "{all}");
     assert!(
         all.contains("skipped") && all.contains("another node"),
         "{all}"

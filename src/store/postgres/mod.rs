@@ -18,12 +18,15 @@
 //!   one made on a worker of the program's multi-threaded runtime works rather than panics.
 //! - **Turns** ([`Store::try_turn`]): a session advisory lock per name and schema, on a
 //!   connection of its own, released when the turn is dropped or the process dies.
+//! - **TLS** (`tls.rs`): libpq's `sslmode` and `sslrootcert` taken out of the URL, rustls
+//!   with verifiers for `require`, `verify-ca` and `verify-full`.
 //! - **Passwords** never appear in messages: the target is described without it
 //!   ([`describe`]); `password.rs` reads `.pgpass`-style files.
 
 mod password;
 mod pool;
 mod schema;
+mod tls;
 mod write;
 
 use std::ops::ControlFlow;
@@ -146,11 +149,13 @@ fn refused(target: &str, why: impl Into<super::Cause>) -> StoreError {
     }
 }
 
-/// A parsed connection target, and how errors name it (never with the password).
-pub fn config(target: &Target) -> Result<(postgres::Config, String)> {
+/// A parsed connection target, how to connect (TLS, `tls.rs`), and how errors name it (never
+/// with the password).
+pub fn config(target: &Target) -> Result<(postgres::Config, tls::Connector, String)> {
+    let url_error = |why| refused("the PostgreSQL URL of [store]", why);
+    let (url, tls) = tls::split(&target.url).map_err(url_error)?;
     // The parser's errors quote no part of the URL (which may hold the password).
-    let mut c: postgres::Config = target
-        .url
+    let mut c: postgres::Config = url
         .parse()
         .map_err(|e| refused("the PostgreSQL URL of [store]", Failure::from(e)))?;
     let described = describe(&c, target.schema.as_deref());
@@ -168,20 +173,30 @@ pub fn config(target: &Target) -> Result<(postgres::Config, String)> {
     if c.get_application_name().is_none() {
         c.application_name("outwatch");
     }
-    Ok((c, described))
+    let hosts = c.get_hosts();
+    let unix_only = !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let (mode, connector) = tls
+        .connector(unix_only)
+        .map_err(|why| refused(&described, why))?;
+    c.ssl_mode(mode);
+    Ok((c, connector, described))
 }
 
 /// Checks `target` without connecting (the URL parses, a password file is usable); returns
 /// where it points, for people.
 pub fn check(target: &Target) -> Result<String> {
-    config(target).map(|(_, described)| described)
+    config(target).map(|(_, _, described)| described)
 }
 
 /// Where `target` points, for people (no password); the URL unparsed when it does not parse.
 pub fn describe_target(target: &Target) -> String {
-    match target.url.parse::<postgres::Config>() {
-        Ok(c) => describe(&c, target.schema.as_deref()),
-        Err(_) => "PostgreSQL (a URL that does not parse)".into(),
+    let url = tls::split(&target.url).map(|(url, _)| url);
+    match url.map(|u| u.parse::<postgres::Config>()) {
+        Ok(Ok(c)) => describe(&c, target.schema.as_deref()),
+        _ => "PostgreSQL (a URL that does not parse)".into(),
     }
 }
 
@@ -219,8 +234,8 @@ impl PgStore {
     }
 
     fn open_here(target: &Target, create: bool) -> Result<PgStore> {
-        let (config, described) = config(target)?;
-        let pool = Pool::new(config, target.schema.clone(), described.clone());
+        let (config, tls, described) = config(target)?;
+        let pool = Pool::new(config, tls, target.schema.clone(), described.clone());
         {
             let mut c = pool.get()?;
             if !create {

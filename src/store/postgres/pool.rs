@@ -14,6 +14,8 @@ use std::sync::Mutex;
 
 use postgres::{Client, Config, NoTls};
 
+use super::tls::Connector;
+
 use super::super::Result;
 
 /// Idle connections kept for the next call.
@@ -22,6 +24,8 @@ const IDLE: usize = 4;
 /// Where and how to connect, the password held apart from the printable target.
 pub(super) struct Pool {
     config: Config,
+    /// Plain, or TLS with rustls (`tls.rs`).
+    tls: Connector,
     /// The schema every connection works in (`search_path`), when not the default.
     schema: Option<String>,
     /// What errors name: the URL without its password.
@@ -88,9 +92,15 @@ fn close(c: Client) {
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, schema: Option<String>, target: String) -> Self {
+    pub(super) fn new(
+        config: Config,
+        tls: Connector,
+        schema: Option<String>,
+        target: String,
+    ) -> Self {
         Pool {
             config,
+            tls,
             schema,
             target,
             idle: Mutex::new(Vec::new()),
@@ -117,7 +127,11 @@ impl Pool {
 
     fn connect(&self) -> Result<Client> {
         let open = |e| super::open_error(&self.target, e);
-        let mut c = self.config.connect(NoTls).map_err(open)?;
+        let mut c = match &self.tls {
+            Connector::Plain => self.config.connect(NoTls),
+            Connector::Rustls(tls) => self.config.connect(tls.clone()),
+        }
+        .map_err(open)?;
         if let Some(s) = &self.schema {
             c.batch_execute(&format!("SET search_path TO {}", quote_ident(s)))
                 .map_err(open)?;

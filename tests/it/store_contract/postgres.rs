@@ -259,10 +259,13 @@ mod only_postgres {
         // (The forgotten guard's connection stays open in this process; a dead process's
         // would be closed by the server, which `pg_terminate_backend` stands for here.)
         let mut c = postgres::Client::connect(&super::url(), postgres::NoTls).unwrap();
-        c.batch_execute(
+        // Only this schema's `digest` turn: other tests' turns (other schemas) stay held.
+        c.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_locks \
              WHERE locktype = 'advisory' AND classid = x'6f777475'::int::oid \
+             AND objid = hashtext($1 || '/digest')::oid \
              AND pid <> pg_backend_pid() AND granted",
+            &[&schema.name()],
         )
         .unwrap();
         let mut free = false;
