@@ -13,7 +13,7 @@
 //! - `--dense FILE` (`--input dense`): the import, then `lookup 10.0.0.0/8 --jsonl` (a million
 //!   findings streamed): time to the first line, total, the CLI's peak RSS.
 //!
-//! `--pg` is the server (default `host=127.0.0.1 port=5432 user=postgres dbname=test`); each
+//! `--pg` is the server (default `host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable`); each
 //! run makes a schema `bench_<random>` and drops it. The server's own memory is not counted
 //! (it is not the client's). `--rounds N` repeats the imports, alternating the backends.
 //! Method and figures: docs/performance.md, "PostgreSQL beside sled".
@@ -264,7 +264,7 @@ fn main() {
         None::<PathBuf>,
         None::<PathBuf>,
         PathBuf::from("target/release/outwatch"),
-        "host=127.0.0.1 port=5432 user=postgres dbname=test".to_string(),
+        "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable".to_string(),
         30usize,
         1usize,
     );
