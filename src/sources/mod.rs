@@ -617,3 +617,31 @@ pub fn judge_size(
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FetchError;
+    use std::error::Error as _;
+
+    /// A kept cause reads as the flattened text did (`context: cause`) and stays reachable.
+    #[test]
+    fn a_kept_cause_reads_as_context_then_cause() {
+        type UrlParse = <reqwest::Url as std::str::FromStr>::Err;
+        let parse = reqwest::Url::parse("no url").unwrap_err();
+        let e = FetchError::config("sources.x.url `no url` is not a URL", parse);
+        assert_eq!(
+            crate::text::chain(&e),
+            format!("configuration: sources.x.url `no url` is not a URL: {parse}")
+        );
+        assert_eq!(
+            e.to_string(),
+            "configuration: sources.x.url `no url` is not a URL"
+        );
+        assert!(e.source().unwrap().downcast_ref::<UrlParse>().is_some());
+        let json = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+        let text = json.to_string();
+        let e = FetchError::data("", json);
+        assert_eq!(crate::text::chain(&e), format!("unexpected data: {text}"));
+        assert_eq!(e.to_string(), "unexpected data");
+    }
+}
