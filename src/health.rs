@@ -120,7 +120,7 @@ pub fn daemon_sources(cfg: &Config) -> DaemonSources {
             let (error, schedule) = match built {
                 Ok(s) => (None, Some(s.schedule().source)),
                 Err(e) => (
-                    Some(e.to_string()),
+                    Some(crate::text::chain(&e)),
                     configured_schedule(cfg, &name).map(|s| s.source),
                 ),
             };
@@ -164,7 +164,7 @@ pub fn assess_as_seen_by(
             },
             Err(e) => SourceFacts {
                 schedule: configured_schedule(cfg, &name),
-                build_error: Some(e.to_string()),
+                build_error: Some(crate::text::chain(&e)),
             },
         };
         names.push((name, facts));

@@ -21,7 +21,7 @@ pub(crate) fn run(app: &App, json: bool) -> Result<ExitCode, CliError> {
     for (name, s) in sources::enabled_sources(cfg) {
         match s {
             Ok(_) => enabled.push(name),
-            Err(e) => problems.push(format!("sources.{name}: {e}")),
+            Err(e) => problems.push(format!("sources.{name}: {}", crate::text::chain(&e))),
         }
     }
     // The store: a PostgreSQL target must resolve (URL, its variable, the password file);

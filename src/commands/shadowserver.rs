@@ -28,7 +28,7 @@ async fn ping(app: &App, json: bool) -> Result<ExitCode, CliError> {
     })?;
     let client = ss
         .client(app.http()?)
-        .map_err(|e| CliError::config(e.to_string()))?;
+        .map_err(|e| CliError::config(crate::text::chain(&e)))?;
     // What the API says is shown with the key and secret scrubbed, whatever it echoed.
     let secrets = [&client.api_key, &client.secret];
     let clean =

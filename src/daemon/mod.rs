@@ -103,7 +103,7 @@ pub fn jobs(shared: &Shared) -> Vec<Job> {
                 });
             }
             Err(e) => {
-                tracing::error!(source = %name, error = %e, "source cannot be set up and will not run (see `outwatch status`)");
+                tracing::error!(source = %name, error = %crate::text::chain(&e), "source cannot be set up and will not run (see `outwatch status`)");
             }
         }
     }

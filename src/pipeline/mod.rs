@@ -412,7 +412,10 @@ impl Runner {
         let runs = sources.into_iter().map(|(name, built)| async move {
             let r = match built {
                 Ok(src) => self.run_source_in_turn(src.as_ref()).await,
-                Err(e) => SourceReport::failed(&name, format!("cannot be set up: {e}")),
+                Err(e) => SourceReport::failed(
+                    &name,
+                    format!("cannot be set up: {}", crate::text::chain(&e)),
+                ),
             };
             done(&r);
             r

@@ -41,17 +41,37 @@ use crate::store::{Store, StoreError, bridge};
 pub use registration::{Registration, SourceKind, SourceTable, table};
 pub use registry::enabled_sources;
 
-/// Why a fetch failed. Messages never contain secrets.
+/// Why a fetch (or a source's set-up) failed. Messages never contain secrets. An underlying
+/// error is kept as the `#[source]`, not flattened into the text: show a `FetchError` with
+/// [`crate::text::chain`] (`context: cause`), never with its `Display` alone.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// A configuration that cannot be used, said in words (no underlying error).
     #[error("configuration: {0}")]
     Config(String),
+    /// A configuration that cannot be used, for `cause`; `what` says where (a key, a URL),
+    /// without the cause's text, and is empty when the cause says it all.
+    #[error("configuration{}", with_colon(.what))]
+    BadConfig {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("authentication failed: {0}")]
     Auth(String),
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// Data that cannot be used, said in words (no underlying error).
     #[error("unexpected data: {0}")]
     Format(String),
+    /// Data that cannot be used (or state that cannot be written), for `cause`; `what` says
+    /// which, without the cause's text, and is empty when the cause says it all.
+    #[error("unexpected data{}", with_colon(.what))]
+    BadData {
+        what: String,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A body that cannot be used as a whole, where the unit is named beside it.
     #[error("unexpected data")]
     Data(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -465,7 +485,41 @@ pub enum Incomplete {
     ReadBack(#[source] std::io::Error),
 }
 
+/// `: what`, or nothing when `what` is empty (the cause, chained by [`crate::text::chain`],
+/// then follows as `: cause`).
+fn with_colon(what: &str) -> String {
+    if what.is_empty() {
+        String::new()
+    } else {
+        format!(": {what}")
+    }
+}
+
 impl FetchError {
+    /// A configuration that cannot be used: `what` (where, without the cause's text), for
+    /// `cause`. Shown through [`crate::text::chain`] as `configuration: what: cause`.
+    pub fn config(
+        what: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        FetchError::BadConfig {
+            what: what.into(),
+            cause: cause.into(),
+        }
+    }
+
+    /// Data that cannot be used: `what` (which, without the cause's text), for `cause`.
+    /// Shown through [`crate::text::chain`] as `unexpected data: what: cause`.
+    pub fn data(
+        what: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        FetchError::BadData {
+            what: what.into(),
+            cause: cause.into(),
+        }
+    }
+
     /// Unit `unit` cannot be used as a whole, for `cause`.
     pub fn unusable(
         unit: impl Into<String>,
@@ -562,4 +616,32 @@ pub fn judge_size(
             refused: Some(entries),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FetchError;
+    use std::error::Error as _;
+
+    /// A kept cause reads as the flattened text did (`context: cause`) and stays reachable.
+    #[test]
+    fn a_kept_cause_reads_as_context_then_cause() {
+        type UrlParse = <reqwest::Url as std::str::FromStr>::Err;
+        let parse = reqwest::Url::parse("no url").unwrap_err();
+        let e = FetchError::config("sources.x.url `no url` is not a URL", parse);
+        assert_eq!(
+            crate::text::chain(&e),
+            format!("configuration: sources.x.url `no url` is not a URL: {parse}")
+        );
+        assert_eq!(
+            e.to_string(),
+            "configuration: sources.x.url `no url` is not a URL"
+        );
+        assert!(e.source().unwrap().downcast_ref::<UrlParse>().is_some());
+        let json = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+        let text = json.to_string();
+        let e = FetchError::data("", json);
+        assert_eq!(crate::text::chain(&e), format!("unexpected data: {text}"));
+        assert_eq!(e.to_string(), "unexpected data");
+    }
 }

@@ -1100,16 +1100,17 @@ fn missing_credentials_are_a_config_error() {
         schema_url: None,
         allow_plain_http: false,
     };
-    let e = SourceKind::build(&c, &Config::default())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(e.contains("OUTWATCH_TEST_SS_SECRET_UNSET"), "{e}");
+    // The unset variable is the cause, kept as the error's source; shown as a chain.
+    let err = SourceKind::build(&c, &Config::default()).err().unwrap();
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    let e = ::outwatch::text::chain(&err);
+    assert_eq!(
+        e,
+        "configuration: `sources.shadowserver.secret_env` names $OUTWATCH_TEST_SS_SECRET_UNSET, \
+         which is not set"
+    );
     c.secret_env = None;
-    let e = SourceKind::build(&c, &Config::default())
-        .err()
-        .unwrap()
-        .to_string();
+    let e = ::outwatch::text::chain(&SourceKind::build(&c, &Config::default()).err().unwrap());
     assert!(e.contains("secret"), "{e}");
     assert!(!e.contains(KEY));
 }

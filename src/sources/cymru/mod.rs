@@ -53,13 +53,13 @@ impl SourceKind for CymruConfig {
             .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
         let password =
             secret::resolve(&self.password, &self.password_env, "sources.cymru.password")
-                .map_err(|e| FetchError::Config(e.to_string()))?
+                .map_err(|e| FetchError::config("", e))?
                 .ok_or_else(|| {
                     FetchError::Config("sources.cymru needs `password` or `password_env`".into())
                 })?;
         let probe = url.replace("{date}", "20260101");
         crate::config::check_url(&probe, !self.allow_plain_http)
-            .map_err(|e| FetchError::Config(format!("sources.cymru.url `{url}`: {e}")))?;
+            .map_err(|e| FetchError::config(format!("sources.cymru.url `{url}`"), e))?;
         // What goes on the wire is base64("user:password"); scrub that too, whatever echoes it.
         let basic = base64::engine::general_purpose::STANDARD
             .encode(format!("{username}:{}", password.expose()));

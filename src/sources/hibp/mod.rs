@@ -62,7 +62,7 @@ impl SourceKind for HibpConfig {
     /// Builds the source; the key and at least one domain are required.
     fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
         let key = secret::resolve(&self.api_key, &self.api_key_env, "sources.hibp.api_key")
-            .map_err(|e| FetchError::Config(e.to_string()))?
+            .map_err(|e| FetchError::config("", e))?
             .ok_or_else(|| {
                 FetchError::Config(
                     "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)".into(),
@@ -453,7 +453,7 @@ impl HibpSource {
             Err(e) => match map_error(e, "subscription status") {
                 err @ FetchError::Auth(_) => Err(err),
                 other => {
-                    let other = http::scrub(&other.to_string(), &self.secrets());
+                    let other = http::scrub(&crate::text::chain(&other), &self.secrets());
                     tracing::warn!(
                         "{}; assuming {DEFAULT_RPM} requests/minute",
                         crate::text::Clean(&other)
@@ -488,7 +488,7 @@ impl HibpSource {
         let verified = match read {
             Ok(v) => v,
             Err(e) if !org.is_empty() => {
-                let e = http::scrub(&e.to_string(), &self.secrets());
+                let e = http::scrub(&crate::text::chain(&e), &self.secrets());
                 tracing::warn!(
                     "HIBP verified domains unreadable ({}); searching [organisation] domains",
                     crate::text::Clean(&e)
@@ -709,7 +709,7 @@ impl Source for HibpSource {
         }
         if refreshed {
             let bytes = serde_json::to_vec(&cache)
-                .map_err(|e| FetchError::Format(format!("cannot encode the breach cache: {e}")))?;
+                .map_err(|e| FetchError::data("cannot encode the breach cache", e))?;
             out.state.push((BREACHES_STATE.to_string(), Some(bytes)));
         }
         Ok(out)

@@ -194,7 +194,7 @@ pub fn build_enabled(cfg: &Config) -> Vec<super::BuiltSource> {
         let def = match def {
             Ok(d) => d,
             Err(e) => {
-                out.push((name, Err(FetchError::Config(e.to_string()))));
+                out.push((name, Err(FetchError::config("", e))));
                 continue;
             }
         };
@@ -263,7 +263,7 @@ impl ListSource {
                 &t.auth_key_env,
                 &format!("sources.{name}.auth_key"),
             )
-            .map_err(|e| FetchError::Config(e.to_string()))?,
+            .map_err(|e| FetchError::config("", e))?,
             None => None,
         };
         let key = match key {
@@ -274,7 +274,7 @@ impl ListSource {
                     Ok(v) if !v.trim().is_empty() => {
                         let k = Secret::new(v.trim());
                         secret::check_len(&format!("sources.{name}.auth_key"), &k, Some(var))
-                            .map_err(|e| FetchError::Config(e.to_string()))?;
+                            .map_err(|e| FetchError::config("", e))?;
                         Some(k)
                     }
                     _ => None,
@@ -306,7 +306,7 @@ impl ListSource {
         if let Some(t) = table {
             if let Some(u) = &t.url {
                 reqwest::Url::parse(&u.replace("{asn}", "64496")).map_err(|e| {
-                    FetchError::Config(format!("sources.{name}.url `{u}` is not a URL: {e}"))
+                    FetchError::config(format!("sources.{name}.url `{u}` is not a URL"), e)
                 })?;
                 urls = per_asn(std::slice::from_ref(u))?
                     .iter()
@@ -330,7 +330,7 @@ impl ListSource {
         for u in &urls {
             crate::config::check_url(u, keyed).map_err(|e| {
                 let shown = key.as_ref().map_or_else(|| u.clone(), |k| k.scrub(u));
-                FetchError::Config(format!("sources.{name}: feed URL `{shown}`: {e}"))
+                FetchError::config(format!("sources.{name}: feed URL `{shown}`"), e)
             })?;
         }
         Ok(ListSource {
@@ -468,17 +468,17 @@ fn unpack(body: &[u8], cap: u64, shown: &str) -> Result<Vec<u8>, FetchError> {
     };
     if body.starts_with(b"PK\x03\x04") {
         let mut z = zip::ZipArchive::new(std::io::Cursor::new(body))
-            .map_err(|e| FetchError::Format(format!("{shown}: broken zip archive: {e}")))?;
+            .map_err(|e| FetchError::data(format!("{shown}: broken zip archive"), e))?;
         if z.is_empty() {
             return Err(FetchError::Format(format!("{shown}: empty zip archive")));
         }
         let f = z
             .by_index(0)
-            .map_err(|e| FetchError::Format(format!("{shown}: broken zip archive: {e}")))?;
+            .map_err(|e| FetchError::data(format!("{shown}: broken zip archive"), e))?;
         let mut out = Vec::new();
         f.take(cap + 1)
             .read_to_end(&mut out)
-            .map_err(|e| FetchError::Format(format!("{shown}: broken zip archive: {e}")))?;
+            .map_err(|e| FetchError::data(format!("{shown}: broken zip archive"), e))?;
         if out.len() as u64 > cap {
             return Err(too_large());
         }
@@ -489,7 +489,7 @@ fn unpack(body: &[u8], cap: u64, shown: &str) -> Result<Vec<u8>, FetchError> {
         flate2::read::GzDecoder::new(body)
             .take(cap + 1)
             .read_to_end(&mut out)
-            .map_err(|e| FetchError::Format(format!("{shown}: broken gzip file: {e}")))?;
+            .map_err(|e| FetchError::data(format!("{shown}: broken gzip file"), e))?;
         if out.len() as u64 > cap {
             return Err(too_large());
         }
@@ -652,7 +652,7 @@ impl Source for ListSource {
             (!sizes.is_empty())
                 .then(|| serde_json::to_vec(&sizes))
                 .transpose()
-                .map_err(|e| FetchError::Format(e.to_string()))?,
+                .map_err(|e| FetchError::data("", e))?,
         ));
         validators.retain(|u, _| self.shown_urls().contains(u));
         // Sets of URLs this feed no longer fetches (a changed `url`, an ASN gone) go.
@@ -670,7 +670,7 @@ impl Source for ListSource {
         let state = if validators.is_empty() {
             None
         } else {
-            Some(serde_json::to_vec(&validators).map_err(|e| FetchError::Format(e.to_string()))?)
+            Some(serde_json::to_vec(&validators).map_err(|e| FetchError::data("", e))?)
         };
         out.state.push((state_key, state));
         Ok(out)
@@ -753,7 +753,7 @@ impl ListSource {
             Ok::<_, parse::BodyError>((p, kept))
         })
         .await
-        .map_err(|e| FetchError::Format(format!("parser task failed: {e}")))?
+        .map_err(|e| FetchError::data("parser task failed", e))?
         .map_err(|cause| FetchError::unusable(shown, cause))?;
         let last = sizes.get(shown).copied();
         let unchecked = !framed && !processed.counted;

@@ -76,7 +76,7 @@ impl SourceKind for SafeBrowsingConfig {
             &self.api_key_env,
             "sources.safebrowsing.api_key",
         )
-        .map_err(|e| FetchError::Config(e.to_string()))?
+        .map_err(|e| FetchError::config("", e))?
         .ok_or_else(|| {
             FetchError::Config(
                 "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
@@ -776,7 +776,7 @@ impl Source for SafeBrowsingSource {
             }
         }
         let bytes = serde_json::to_vec(&cache)
-            .map_err(|e| FetchError::Format(format!("cannot encode the verdict cache: {e}")))?;
+            .map_err(|e| FetchError::data("cannot encode the verdict cache", e))?;
         out.state.push((CACHE_STATE.to_string(), Some(bytes)));
         Ok(out)
     }

@@ -137,8 +137,8 @@ impl ApiClient {
             "apikey".into(),
             Value::String(self.api_key.expose().to_string()),
         );
-        let body = serde_json::to_vec(&Value::Object(params))
-            .map_err(|e| FetchError::Format(e.to_string()))?;
+        let body =
+            serde_json::to_vec(&Value::Object(params)).map_err(|e| FetchError::data("", e))?;
         let sig = sign(self.secret.expose(), &body);
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -173,7 +173,7 @@ impl ApiClient {
             )));
         }
         let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| FetchError::Format(format!("{method}: the reply is not JSON: {e}")))?;
+            .map_err(|e| FetchError::data(format!("{method}: the reply is not JSON"), e))?;
         if let Some(err) = v.as_object().and_then(|o| o.get("error")) {
             let text = err
                 .as_str()
@@ -269,7 +269,7 @@ impl ApiClient {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.into_iter().enumerate() {
                     let e: ReportEntry = serde_json::from_value(item).map_err(|e| {
-                        FetchError::Format(format!("reports/list entry {}: {e}", i + 1))
+                        FetchError::data(format!("reports/list entry {}", i + 1), e)
                     })?;
                     out.push(e);
                 }
@@ -296,7 +296,7 @@ impl ApiClient {
             .http
             .get(&url, HeaderMap::new(), None, &secrets)
             .await
-            .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
+            .map_err(|e| FetchError::data(format!("downloading report {entry} failed"), e))?;
         let Fetched::Body { body, .. } = reply else {
             return Err(FetchError::Format(format!(
                 "downloading report {entry}: unexpected 304 reply"
@@ -335,7 +335,7 @@ impl ApiClient {
             .http
             .get_to_file(&url, &secrets, file)
             .await
-            .map_err(|e| FetchError::Format(format!("downloading report {entry} failed: {e}")))?;
+            .map_err(|e| FetchError::data(format!("downloading report {entry} failed"), e))?;
         let Some(got) = got else {
             return Err(FetchError::Format(format!(
                 "downloading report {entry}: unexpected 304 reply"
@@ -343,7 +343,7 @@ impl ApiClient {
         };
         let n = got.bytes;
         let io = |e: std::io::Error| {
-            FetchError::Format(format!("downloading report {entry}: temporary file: {e}"))
+            FetchError::data(format!("downloading report {entry}: temporary file"), e)
         };
         file.rewind().map_err(io)?;
         let mut head = vec![0u8; 4096.min(n as usize)];

@@ -69,13 +69,13 @@ impl ShadowserverConfig {
             &self.api_key_env,
             "sources.shadowserver.api_key",
         )
-        .map_err(|e| FetchError::Config(e.to_string()))?;
+        .map_err(|e| FetchError::config("", e))?;
         let sec = secret::resolve(
             &self.secret,
             &self.secret_env,
             "sources.shadowserver.secret",
         )
-        .map_err(|e| FetchError::Config(e.to_string()))?;
+        .map_err(|e| FetchError::config("", e))?;
         match (key, sec) {
             (Some(k), Some(s)) => Ok((k, s)),
             _ => Err(FetchError::Config(
@@ -94,9 +94,7 @@ impl ShadowserverConfig {
             ("download_url", self.download_url()),
         ] {
             reqwest::Url::parse(u).map_err(|e| {
-                FetchError::Config(format!(
-                    "sources.shadowserver.{name} `{u}` is not a URL: {e}"
-                ))
+                FetchError::config(format!("sources.shadowserver.{name} `{u}` is not a URL"), e)
             })?;
         }
         Ok(ApiClient {

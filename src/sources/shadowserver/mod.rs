@@ -197,8 +197,7 @@ impl Source for ShadowserverSource {
                 .unwrap_or(today);
             let mut remembered = seen.clone();
             remembered.reports.insert(key, date);
-            let state =
-                serde_json::to_vec(&remembered).map_err(|e| FetchError::Format(e.to_string()))?;
+            let state = serde_json::to_vec(&remembered).map_err(|e| FetchError::data("", e))?;
             let unit = StreamedUnit {
                 read,
                 state: vec![
@@ -223,7 +222,7 @@ impl Source for ShadowserverSource {
             "reports fetched"
         );
         // Names older than the memory go even when nothing new arrived.
-        let state = serde_json::to_vec(&seen).map_err(|e| FetchError::Format(e.to_string()))?;
+        let state = serde_json::to_vec(&seen).map_err(|e| FetchError::data("", e))?;
         out.state
             .push((INGESTED_STATE_KEY.to_string(), Some(state)));
         // Sizes refused this run are kept too (see `judge_size`).
@@ -264,7 +263,7 @@ fn size_key(report_type: &str, entry: &ReportEntry) -> String {
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, FetchError> {
-    serde_json::to_vec(v).map_err(|e| FetchError::Format(e.to_string()))
+    serde_json::to_vec(v).map_err(|e| FetchError::data("", e))
 }
 
 impl ShadowserverSource {
@@ -332,14 +331,11 @@ impl ShadowserverSource {
             let mut file = file;
             use std::io::{Read, Seek};
             let mut magic = [0u8; 2];
-            let n = file
-                .read(&mut magic)
-                .map_err(|e| FetchError::Format(e.to_string()))?;
+            let n = file.read(&mut magic).map_err(|e| FetchError::data("", e))?;
             if n < 2 {
                 magic = [0, 0];
             }
-            file.rewind()
-                .map_err(|e| FetchError::Format(e.to_string()))?;
+            file.rewind().map_err(|e| FetchError::data("", e))?;
             let gz = magic == [0x1f, 0x8b];
             let plain = if gz {
                 None
@@ -351,7 +347,7 @@ impl ShadowserverSource {
             Ok::<_, FetchError>((file, plain))
         })
         .await
-        .map_err(|e| FetchError::Format(format!("reading the report back failed: {e}")))??;
+        .map_err(|e| FetchError::data("reading the report back failed", e))??;
         let gz = plain.is_none();
         let naming = RawNaming {
             prefix: format!("report {entry}"),

@@ -42,7 +42,7 @@ impl SourceKind for SndsConfig {
     /// Builds the source; the key is required.
     fn build(&self, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
         let key = secret::resolve(&self.key, &self.key_env, "sources.snds.key")
-            .map_err(|e| FetchError::Config(e.to_string()))?
+            .map_err(|e| FetchError::config("", e))?
             .ok_or_else(|| {
                 FetchError::Config(
                     "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
@@ -759,7 +759,7 @@ impl Source for SndsSource {
                 }
             }
         };
-        let mem = serde_json::to_vec(&memory).map_err(|e| FetchError::Format(e.to_string()))?;
+        let mem = serde_json::to_vec(&memory).map_err(|e| FetchError::data("", e))?;
         out.state.push((MEMORY_STATE.to_string(), Some(mem)));
         for mut f in per_ip.into_values().map(|h| h.finding).chain(blocked) {
             crate::scope::mark_scope(&mut f, &ctx.scope);
