@@ -35,15 +35,7 @@ pub use unit::bench_encoder;
 /// Appends one finding as a self-contained record (the layout of `record.rs`: a binary header,
 /// then postcard, uncompressed): the form the PostgreSQL backend keeps in `findings.rec`.
 pub fn encode_record(f: &Finding, out: &mut Vec<u8>) -> Result<()> {
-    let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
-        StoreError::corrupt(
-            "finding",
-            format!(
-                "bad fingerprint `{}`",
-                crate::text::clip(&f.fingerprint, 40)
-            ),
-        )
-    })?;
+    let fp = keys::fp_checked(&f.fingerprint)?;
     record::encode_finding(f, &fp, out).map_err(|e| StoreError::corrupt("finding", e))
 }
 

@@ -72,6 +72,17 @@ pub(super) fn fp_bytes(fp: &str) -> Option<[u8; FP_LEN]> {
     Some(out)
 }
 
+/// [`fp_bytes`] of a finding's fingerprint, or the store's error naming the bad one (a finding
+/// to be written must carry a fingerprint of 32 hex digits).
+pub(super) fn fp_checked(fp: &str) -> crate::store::Result<[u8; FP_LEN]> {
+    fp_bytes(fp).ok_or_else(|| {
+        crate::store::StoreError::corrupt(
+            "finding",
+            format!("bad fingerprint `{}`", crate::text::clip(fp, 40)),
+        )
+    })
+}
+
 /// `B I a b c d` / `B J` + 16 bytes: the home of an address (its bucket is the last range
 /// bucket key at or before it).
 pub(super) fn ip_home(ip: IpAddr) -> Vec<u8> {

@@ -93,15 +93,7 @@ impl PreparedBatch {
         } else {
             f
         };
-        let fp = keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
-            StoreError::corrupt(
-                "finding",
-                format!(
-                    "bad fingerprint `{}`",
-                    crate::text::clip(&f.fingerprint, 40)
-                ),
-            )
-        })?;
+        let fp = keys::fp_checked(&f.fingerprint)?;
         if self.as_given {
             return self
                 .push_encoded_with(&f.view(), fp, |buf| record::encode_finding(f, &fp, buf));

@@ -12,20 +12,10 @@ use super::prepared::PreparedBatch;
 use super::record::{self, BucketWriter, FP_LEN};
 use super::{LayoutError, REWRITE_BATCH_BYTES, SledStore, corrupt, engine};
 use crate::finding::Finding;
-use crate::store::{
-    FetchRun, IngestStats, RUN_LOG_DAYS, Result, RunEntry, StateChange, StoreError, lifecycle,
-};
+use crate::store::{FetchRun, IngestStats, RUN_LOG_DAYS, Result, RunEntry, StateChange, lifecycle};
 
 fn fp_of(f: &Finding) -> Result<[u8; FP_LEN]> {
-    keys::fp_bytes(&f.fingerprint).ok_or_else(|| {
-        StoreError::corrupt(
-            "finding",
-            format!(
-                "bad fingerprint `{}`",
-                crate::text::clip(&f.fingerprint, 40)
-            ),
-        )
-    })
+    keys::fp_checked(&f.fingerprint)
 }
 
 /// The new posting entries of one batch, by domain group (posting prefix). Entries of one
