@@ -50,6 +50,56 @@ pub enum Connector {
     Rustls(MakeRustlsConnect),
 }
 
+/// Why the URL's TLS settings cannot be used (never quoting the URL: it may hold the password).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TlsError {
+    #[error(
+        "sslmode `{}` is none of disable, allow, prefer, require, verify-ca, verify-full",
+        crate::text::Clean(.0)
+    )]
+    Mode(String),
+    #[error(
+        "`{0}` is not supported: outwatch does not log in with a client certificate nor read \
+         revocation lists (use a password, see docs/postgres.md)"
+    )]
+    Unsupported(String),
+    #[error("the value of `{0}` misses its closing quote")]
+    Unquoted(String),
+    #[error(
+        "sslmode=verify-ca and verify-full need the CA's certificate: sslrootcert=FILE (PEM), \
+         or ~/.postgresql/root.crt"
+    )]
+    NoRootCert,
+    #[error("sslrootcert {path} cannot be read: {source}")]
+    RootUnreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sslrootcert {path}: not a PEM certificate: {source}")]
+    RootNotPem {
+        path: String,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("sslrootcert {path}: {source}")]
+    RootRefused {
+        path: String,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("sslrootcert {path}: {source}")]
+    Verifier {
+        path: String,
+        #[source]
+        source: rustls::client::VerifierBuilderError,
+    },
+    #[error("sslrootcert {0} holds no certificate (a PEM file of the CA's is needed)")]
+    RootEmpty(String),
+    #[error("TLS: {0}")]
+    Protocol(#[source] rustls::Error),
+}
+
 /// The parameters taken out of the URL (the others stay for the `postgres` crate).
 const TAKEN: [&str; 2] = ["sslmode", "sslrootcert"];
 /// libpq parameters of client certificates and revocation, which this client does not do.
@@ -57,7 +107,7 @@ const REFUSED: [&str; 5] = ["sslcert", "sslkey", "sslpassword", "sslcrl", "sslcr
 
 /// Splits the TLS parameters off `url` (a `postgres://` URL or a `key=value` string): the rest
 /// for the `postgres` crate, and the settings. Errors name the parameter, never the URL.
-pub(super) fn split(url: &str) -> Result<(String, Settings), String> {
+pub(super) fn split(url: &str) -> Result<(String, Settings), TlsError> {
     let (rest, params) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         split_url(url)
     } else {
@@ -76,22 +126,11 @@ pub(super) fn split(url: &str) -> Result<(String, Settings), String> {
                     "require" => Mode::Require,
                     "verify-ca" => Mode::VerifyCa,
                     "verify-full" => Mode::VerifyFull,
-                    _ => {
-                        return Err(format!(
-                            "sslmode `{}` is none of disable, allow, prefer, require, \
-                             verify-ca, verify-full",
-                            crate::text::Clean(&v)
-                        ));
-                    }
+                    _ => return Err(TlsError::Mode(v)),
                 }
             }
             "sslrootcert" => s.root_cert = Some(PathBuf::from(v)),
-            k => {
-                return Err(format!(
-                    "`{k}` is not supported: outwatch does not log in with a client \
-                     certificate nor read revocation lists (use a password, see docs/postgres.md)"
-                ));
-            }
+            _ => return Err(TlsError::Unsupported(k)),
         }
     }
     Ok((rest, s))
@@ -122,7 +161,7 @@ fn split_url(url: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// A `key=value ...` string's TLS pairs out (values may be `'quoted'` with `\` escapes).
-fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> {
+fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), TlsError> {
     let (mut rest, mut params) = (String::new(), Vec::new());
     let mut chars = s.char_indices().peekable();
     loop {
@@ -147,7 +186,7 @@ fn split_key_values(s: &str) -> Result<(String, Vec<(String, String)>), String> 
                     Some((_, '\'')) => break,
                     Some((_, '\\')) => value.extend(chars.next().map(|(_, c)| c)),
                     Some((_, c)) => value.push(c),
-                    None => return Err(format!("the value of `{key}` misses its closing quote")),
+                    None => return Err(TlsError::Unquoted(key)),
                 }
             }
         } else {
@@ -170,17 +209,16 @@ impl Settings {
     /// The `postgres` crate's mode and the connector for these settings; `unix_only`: every
     /// host is a Unix socket (no TLS there). Reads `sslrootcert` now, so a bad file is an
     /// error of the configuration, not of some later connection.
-    pub(super) fn connector(&self, unix_only: bool) -> Result<(SslMode, Connector), String> {
+    pub(super) fn connector(&self, unix_only: bool) -> Result<(SslMode, Connector), TlsError> {
         if self.mode == Mode::Disable || unix_only {
             return Ok((SslMode::Disable, Connector::Plain));
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let root = match (&self.root_cert, self.mode) {
             (Some(p), _) => Some(p.clone()),
-            (None, Mode::VerifyCa | Mode::VerifyFull) => Some(default_root().ok_or(
-                "sslmode=verify-ca and verify-full need the CA's certificate: sslrootcert=FILE \
-                 (PEM), or ~/.postgresql/root.crt",
-            )?),
+            (None, Mode::VerifyCa | Mode::VerifyFull) => {
+                Some(default_root().ok_or(TlsError::NoRootCert)?)
+            }
             (None, _) => None,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match root {
@@ -192,7 +230,10 @@ impl Settings {
                     provider.clone(),
                 )
                 .build()
-                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+                .map_err(|source| TlsError::Verifier {
+                    path: path.display().to_string(),
+                    source,
+                })?;
                 Arc::new(Verified {
                     webpki,
                     host_too: self.mode == Mode::VerifyFull,
@@ -201,7 +242,7 @@ impl Settings {
         };
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
+            .map_err(TlsError::Protocol)?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
@@ -220,21 +261,25 @@ fn default_root() -> Option<PathBuf> {
 }
 
 /// The CA certificates of a PEM file; an error names the file and what is wrong.
-fn read_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
-    let shown = path.display();
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("sslrootcert {shown} cannot be read: {e}"))?;
+fn read_roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let shown = || path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| TlsError::RootUnreadable {
+        path: shown(),
+        source,
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| format!("sslrootcert {shown}: not a PEM certificate: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+        let cert = cert.map_err(|source| TlsError::RootNotPem {
+            path: shown(),
+            source,
+        })?;
+        roots.add(cert).map_err(|source| TlsError::RootRefused {
+            path: shown(),
+            source,
+        })?;
     }
     if roots.is_empty() {
-        return Err(format!(
-            "sslrootcert {shown} holds no certificate (a PEM file of the CA's is needed)"
-        ));
+        return Err(TlsError::RootEmpty(shown()));
     }
     Ok(roots)
 }
@@ -369,18 +414,22 @@ mod tests {
 
     #[test]
     fn bad_tls_parameters_are_named_without_the_url() {
-        let e = split("postgres://u:Sekr1t@db/x?sslmode=verify-everything").unwrap_err();
+        let e = split("postgres://u:Sekr1t@db/x?sslmode=verify-everything")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("verify-everything") && !e.contains("Sekr1t"),
             "{e}"
         );
-        let e = split("postgres://u:Sekr1t@db/x?sslcert=/c.pem").unwrap_err();
+        let e = split("postgres://u:Sekr1t@db/x?sslcert=/c.pem")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sslcert") && !e.contains("Sekr1t"), "{e}");
         let s = Settings {
             mode: Mode::VerifyFull,
             root_cert: Some("/nonexistent/ca.pem".into()),
         };
-        let e = s.connector(false).err().unwrap();
+        let e = s.connector(false).err().unwrap().to_string();
         assert!(
             e.contains("sslrootcert /nonexistent/ca.pem cannot be read"),
             "{e}"
@@ -392,7 +441,7 @@ mod tests {
             mode: Mode::VerifyCa,
             root_cert: Some(p),
         };
-        let e = s.connector(false).err().unwrap();
+        let e = s.connector(false).err().unwrap().to_string();
         assert!(e.contains("holds no certificate"), "{e}");
         // Unix sockets never use TLS, whatever the mode.
         let s = Settings {
