@@ -1252,3 +1252,40 @@ fn a_source_name_is_written_once() {
         "source names written as literals (use finding::SourceId): {found:#?}"
     );
 }
+
+/// Issue #26: errors stay typed below the command line: no `Result<_, String>` outside
+/// `src/cli.rs` and `src/commands/` (a string is where a cause gets lost).
+#[test]
+fn no_string_errors_below_the_command_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if p.is_dir() {
+                if rel != "commands" {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if rel == "cli.rs" || p.extension().is_none_or(|x| x != "rs") {
+                continue;
+            }
+            for (n, line) in std::fs::read_to_string(&p).unwrap().lines().enumerate() {
+                let Some(at) = line.find("Result<") else {
+                    continue;
+                };
+                if line[at..].contains(", String>") {
+                    found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "string errors:\n{}", found.join("\n"));
+}
