@@ -18,59 +18,11 @@
 //! (it is not the client's). `--rounds N` repeats the imports, alternating the backends.
 //! Method and figures: docs/performance.md, "PostgreSQL beside sled".
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-/// One whole CLI run.
-struct Run {
-    first_ms: Option<f64>,
-    total_ms: f64,
-    lines: usize,
-    peak_mib: f64,
-    ok: bool,
-}
-
-/// Runs the CLI with its stdout read as it comes; the child is reaped by `libc::wait4`, which
-/// also gives its peak RSS.
-#[allow(clippy::zombie_processes)]
-fn run_cli(bin: &Path, cfg: &Path, args: &[&str]) -> Run {
-    let start = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run outwatch");
-    let mut out = child.stdout.take().expect("piped");
-    let mut buf = vec![0u8; 1 << 16];
-    let (mut lines, mut first_ms) = (0usize, None);
-    loop {
-        let n = out.read(&mut buf).expect("read stdout");
-        if n == 0 {
-            break;
-        }
-        if first_ms.is_none() && n > 0 {
-            first_ms = Some(start.elapsed().as_secs_f64() * 1e3);
-        }
-        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
-    }
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, whose pid std has not reaped.
-    unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut ru) };
-    Run {
-        first_ms,
-        total_ms: start.elapsed().as_secs_f64() * 1e3,
-        lines,
-        peak_mib: ru.ru_maxrss as f64 / 1024.0,
-        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-    }
-}
+mod common;
+use common::run_cli;
 
 /// A store of one backend: its config file, and the schema to drop for PostgreSQL.
 struct Backend {
@@ -165,6 +117,7 @@ fn import_both(bin: &Path, url: &str, csv: &Path, label: &str) -> (Backend, Back
             bin,
             &b.cfg,
             &["import", "shadowserver", "--type", "scan_dns", csv],
+            1,
         );
         let secs = r.total_ms / 1e3;
         println!(
@@ -213,7 +166,7 @@ fn ip_lookups(bin: &Path, stores: &[&Backend], n: usize) {
             // Alternated per address, so both backends see the same load.
             let mut times: Vec<f64> = set
                 .iter()
-                .map(|ip| run_cli(bin, &b.cfg, &["lookup", ip, "--json"]).total_ms)
+                .map(|ip| run_cli(bin, &b.cfg, &["lookup", ip, "--json"], 1).total_ms)
                 .collect();
             if times.is_empty() {
                 continue;
@@ -238,7 +191,7 @@ fn ip_lookups(bin: &Path, stores: &[&Backend], n: usize) {
 fn stream_slash8(bin: &Path, stores: &[&Backend]) {
     let mut totals = Vec::new();
     for b in stores {
-        let r = run_cli(bin, &b.cfg, &["lookup", "10.0.0.0/8", "--jsonl"]);
+        let r = run_cli(bin, &b.cfg, &["lookup", "10.0.0.0/8", "--jsonl"], 1);
         println!(
             "| `lookup 10.0.0.0/8 --jsonl` | {} | first line {:.0} ms, total {:.2} s, {} lines | | {:.0} MiB |{}",
             b.name,

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // each bench uses a part
 
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -90,4 +92,55 @@ pub fn build_store(path: &Path, n: u64, layout: Layout) {
         n as f64 / t0.elapsed().as_secs_f64()
     );
     std::fs::write(path.join("complete"), b"").unwrap();
+}
+
+/// One whole CLI run.
+pub struct Run {
+    pub first_ms: Option<f64>,
+    pub total_ms: f64,
+    pub lines: usize,
+    pub peak_mib: f64,
+    pub ok: bool,
+}
+
+/// Runs the CLI; `first_at` is the line number (1-based) whose end counts as the first finding.
+/// The child is reaped by `libc::wait4` (which also gives its peak RSS), not `Child::wait`.
+#[allow(clippy::zombie_processes)]
+pub fn run_cli(bin: &Path, cfg: &Path, args: &[&str], first_at: usize) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run outwatch");
+    let mut out = child.stdout.take().expect("piped");
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut lines, mut first_ms) = (0usize, None);
+    loop {
+        let n = out.read(&mut buf).expect("read stdout");
+        if n == 0 {
+            break;
+        }
+        let nl = buf[..n].iter().filter(|&&b| b == b'\n').count();
+        if first_ms.is_none() && lines + nl >= first_at {
+            first_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        }
+        lines += nl;
+    }
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waits for our own child, whose pid std has not reaped (no wait() was called).
+    unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    Run {
+        first_ms,
+        total_ms: start.elapsed().as_secs_f64() * 1e3,
+        lines,
+        peak_mib: ru.ru_maxrss as f64 / 1024.0,
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    }
 }
