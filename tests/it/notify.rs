@@ -28,6 +28,20 @@ pub(crate) fn t(h: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::hours(h)
 }
 
+/// The real binary on the store `setup` made in `dir`: exit code, stdout, stderr.
+pub(crate) fn run_cli(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = crate::support::cli(dir)
+        .args(["--data-dir", "store"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A: by prefix (config), B: by domain (file), C: by ASN (file); a fourth finding has no contact.
 fn findings() -> Vec<Finding> {
     let mut a = Finding::new(
@@ -578,18 +592,7 @@ fn cli_preview_send_and_lookup_show_the_notification() {
         store.flush().unwrap();
         fs
     });
-    let run = |args: &[&str]| {
-        let out = crate::support::cli(dir.path())
-            .args(["--data-dir", "store"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_cli(dir.path(), args);
     let (code, out, err) = run(&["notify", "--preview"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(

@@ -313,18 +313,7 @@ async fn the_command_and_status_name_a_failed_lookup() {
         );
         store.flush().unwrap();
     }
-    let run = |args: &[&str]| {
-        let out = crate::support::cli(dir.path())
-            .args(["--data-dir", "store"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| crate::notify::run_cli(dir.path(), args);
     let (code, out, err) = run(&["notify", "--send"]);
     assert_eq!(code, Some(1), "{out}\n{err}");
     assert!(
