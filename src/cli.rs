@@ -157,7 +157,7 @@ pub enum Command {
     Digest(DigestArgs),
     /// Tell the owners of our addresses (contacts) about the findings on what they own
     #[command(
-        after_help = "Examples:\n  outwatch notify --preview           # what would go to whom\n  outwatch notify --test-to me@example.org\n  outwatch notify --send              # send, mark as sent\n\n--preview and --test-to send nothing to the contacts and mark nothing.\nContacts, routing and policies: docs/notify.md."
+        after_help = "Examples:\n  outwatch notify --preview           # what would go to whom\n  outwatch notify --test-to me@example.org\n  outwatch notify --send              # send, mark as sent\n\n--preview and --test-to send nothing to the contacts and mark nothing.\nOn a store shared by several nodes, --send exits 5 and sends nothing while\nanother node sends the notifications.\nContacts, routing and policies: docs/notify.md."
     )]
     Notify(crate::commands::notify::NotifyArgs),
     /// See outwatch work without keys: replay recorded feeds from a local server into a

@@ -57,6 +57,22 @@ pub(crate) async fn run(app: &App, a: &NotifyArgs) -> Result<ExitCode, CliError>
     } else {
         app.open_read()?
     };
+    // Sent in the notifications' turn, as the daemons send them: never two senders at once on
+    // a store shared by several nodes (the second would mail the same findings again).
+    let _turn = if mode == Mode::Send {
+        let turn =
+            crate::pipeline::take_turn(&store, notify::RUN_NAME, std::time::Duration::ZERO).await?;
+        if turn.is_none() {
+            return Err(CliError::new(
+                crate::error::EXIT_SKIPPED,
+                "notify: another node sharing the store is sending the notifications right \
+                 now; nothing was sent: run it again later",
+            ));
+        }
+        turn
+    } else {
+        None
+    };
     let now = app.clock.now();
     let http = app.http()?;
     let o = notify::run(cfg, &contacts, store, &http, app.clock.as_ref(), now, &mode)

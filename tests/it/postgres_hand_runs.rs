@@ -319,3 +319,55 @@ fn run_once_sends_the_digest_in_its_turn() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("digest: written to"), "{all}");
 }
+
+/// `notify --send` by hand sends in the notifications' turn (`notify`, as the daemons and
+/// `run --once` send them): while another node sends, it sends nothing and exits 5; after, it
+/// mails the contact once.
+#[test]
+fn notify_by_hand_sends_in_its_turn() {
+    let Some(schema) = Schema::new() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let smtp = crate::support::smtp::Smtp::start(None);
+    let cfg = d.path().join("pg.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
+             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
+             schema = \"{}\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             timeout = \"10s\"\n\n[notify]\nfrom = \"abuse@isp.example\"\npace = \"0s\"\n\n\
+             [[contacts]]\nname = \"Customer\"\nemails = [\"noc@customer.example\"]\n\
+             prefixes = [\"192.0.2.0/24\"]\n\n{}",
+            schema.name(),
+            smtp.port,
+            crate::support::feeds_off()
+        ),
+    )
+    .unwrap();
+    let file = fixture_path("cymru/cap_20261122.txt");
+    let out = run(d.path(), &cfg, &["import", "cymru", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let other = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
+    let turn = other.try_turn("notify").unwrap();
+    assert!(turn.is_some());
+    let out = run(d.path(), &cfg, &["notify", "--send"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    assert!(
+        all.contains("another node sharing the store is sending the notifications"),
+        "{all}"
+    );
+    assert!(smtp.received().is_empty(), "mailed while another node sent");
+
+    drop(turn);
+    let out = run(d.path(), &cfg, &["notify", "--send"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mails = smtp.take();
+    assert_eq!(mails.len(), 1, "{}", text(&out));
+    assert_eq!(mails[0].to, ["noc@customer.example"]);
+    // Sent once: a second run finds nothing due.
+    let out = run(d.path(), &cfg, &["notify", "--send"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(smtp.received().is_empty());
+}
