@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Run, run_cli};
+use common::{Run, lookup_addresses, run_cli};
 
 fn print_run(label: &str, r: &Run) {
     let first = r.first_ms.map_or("-".to_string(), |m| format!("{m:.0} ms"));
@@ -143,26 +143,7 @@ fn main() {
         let q = queries
             .first()
             .expect("--ips needs a --query to take addresses from");
-        let out = Command::new(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["lookup", q, "--jsonl", "--limit", &ips.to_string()])
-            .output()
-            .expect("lookup");
-        let hits: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["ip"].as_str().map(str::to_string))
-            .collect();
-        let mut x: u32 = 0x2545_f491;
-        let misses: Vec<String> = (0..ips)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                std::net::Ipv4Addr::from(x).to_string()
-            })
-            .collect();
+        let (hits, misses) = lookup_addresses(&bin, &cfg, q, ips);
         for (label, set) in [("hits", hits), ("random addresses", misses)] {
             let mut times: Vec<f64> = set
                 .iter()

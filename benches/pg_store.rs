@@ -19,10 +19,9 @@
 //! Method and figures: docs/performance.md, "PostgreSQL beside sled".
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
-use common::run_cli;
+use common::{lookup_addresses, run_cli};
 
 /// A store of one backend: its config file, and the schema to drop for PostgreSQL.
 struct Backend {
@@ -140,26 +139,7 @@ fn import_both(bin: &Path, url: &str, csv: &Path, label: &str) -> (Backend, Back
 }
 
 fn ip_lookups(bin: &Path, stores: &[&Backend], n: usize) {
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&stores[0].cfg)
-        .args(["lookup", "90.0.0.0/8", "--jsonl", "--limit", &n.to_string()])
-        .output()
-        .expect("lookup");
-    let hits: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["ip"].as_str().map(str::to_string))
-        .collect();
-    let mut x: u32 = 0x2545_f491;
-    let misses: Vec<String> = (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            std::net::Ipv4Addr::from(x).to_string()
-        })
-        .collect();
+    let (hits, misses) = lookup_addresses(bin, &stores[0].cfg, "90.0.0.0/8", n);
     for (label, set) in [("hits", &hits), ("random addresses", &misses)] {
         let mut medians = Vec::new();
         for b in stores {

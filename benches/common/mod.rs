@@ -144,3 +144,34 @@ pub fn run_cli(bin: &Path, cfg: &Path, args: &[&str], first_at: usize) -> Run {
         ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
     }
 }
+
+/// Addresses for `lookup IP` timings: up to `n` of the findings `query` finds on the store of
+/// `cfg` (hits), and `n` pseudo-random IPv4 addresses (mostly misses; the same in every run).
+pub fn lookup_addresses(
+    bin: &Path,
+    cfg: &Path,
+    query: &str,
+    n: usize,
+) -> (Vec<String>, Vec<String>) {
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(cfg)
+        .args(["lookup", query, "--jsonl", "--limit", &n.to_string()])
+        .output()
+        .expect("lookup");
+    let hits: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["ip"].as_str().map(str::to_string))
+        .collect();
+    let mut x: u32 = 0x2545_f491;
+    let misses: Vec<String> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            std::net::Ipv4Addr::from(x).to_string()
+        })
+        .collect();
+    (hits, misses)
+}
