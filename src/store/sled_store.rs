@@ -58,6 +58,8 @@ const REWRITE_BATCH_BYTES: usize = 4 << 20;
 /// A store backed by sled.
 pub struct SledStore {
     db: sled::Db,
+    /// Dropped after `db` (fields drop in order): waits until sled let go of its file lock.
+    _released: LockRelease,
     path: PathBuf,
     /// Serialises read-modify-write cycles (sled batches are atomic but not compare-and-swap).
     write_lock: Mutex<()>,
@@ -174,23 +176,9 @@ impl SledStore {
         Self::open_db(path, "db")
     }
 
-    /// Opens the sled database in `path/name`. sled releases its file lock only when its
-    /// flusher thread lets go of the last handle, up to `flush_every_ms` after the store was
-    /// dropped, so a store this process closed a moment ago may still look locked: then the
-    /// open is retried until [`LOCK_LINGER`] after that drop. A lock held by another process
-    /// (the daemon) is reported at once.
+    /// Opens the sled database in `path/name`; a lock held by another process (the daemon) is
+    /// reported at once.
     fn open_db(path: &Path, name: &str) -> Result<Self> {
-        loop {
-            match Self::open_db_once(path, name) {
-                Err(StoreError::Locked { .. }) if lingering(path) => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => return r,
-            }
-        }
-    }
-
-    fn open_db_once(path: &Path, name: &str) -> Result<Self> {
         let dir = path.join(name);
         remove_unfinished_snapshots(&dir);
         let cfg = sled::Config::new()
@@ -212,6 +200,7 @@ impl SledStore {
         })?;
         Ok(SledStore {
             db,
+            _released: LockRelease(dir.join("db")),
             path: path.to_path_buf(),
             write_lock: Mutex::new(()),
         })
@@ -522,30 +511,32 @@ fn remove_unfinished_snapshots(dir: &Path) {
     }
 }
 
-/// How long a lock may linger after its store was dropped (sled flushes every 500 ms).
+/// How long sled's file lock may outlive its database handle: its background threads let go
+/// of the last reference up to a flush interval (500 ms) later.
 const LOCK_LINGER: std::time::Duration = std::time::Duration::from_millis(1500);
 
-/// Store folders this process closed, and when: their lock may linger a moment.
-static DROPPED: Mutex<Vec<(PathBuf, std::time::Instant)>> = Mutex::new(Vec::new());
+/// Waits, when dropped, until sled's database file is no longer locked (at most
+/// [`LOCK_LINGER`]), so that a store closed here can be opened at once, by this process or by
+/// one it starts next (a test's CLI run after it seeded the store).
+struct LockRelease(PathBuf);
 
-/// Whether this process closed the store at `path` less than [`LOCK_LINGER`] ago.
-fn lingering(path: &Path) -> bool {
-    let mut d = DROPPED.lock().unwrap_or_else(|p| p.into_inner());
-    d.retain(|(_, t)| t.elapsed() < LOCK_LINGER);
-    d.iter().any(|(p, _)| p == path)
+impl Drop for LockRelease {
+    fn drop(&mut self) {
+        wait_released(&self.0);
+    }
 }
 
-/// Notes that this process just closed a sled database in the store folder `path`.
-fn note_dropped(path: &Path) {
-    let mut d = DROPPED.lock().unwrap_or_else(|p| p.into_inner());
-    d.retain(|(_, t)| t.elapsed() < LOCK_LINGER);
-    d.push((path.to_path_buf(), std::time::Instant::now()));
+/// Waits until sled's database file `file` is unlocked, or [`LOCK_LINGER`] has passed.
+pub(super) fn wait_released(file: &Path) {
+    let until = std::time::Instant::now() + LOCK_LINGER;
+    while locked(file) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 impl Drop for SledStore {
     fn drop(&mut self) {
         let _ = flush_bounded(&self.db, &self.path);
-        note_dropped(&self.path);
     }
 }
 

@@ -280,7 +280,7 @@ fn stores_keep_the_segment_size_they_were_created_with() {
         db.flush().unwrap();
     }
     // Closed a moment ago in this process: its lock may linger (seen once under load).
-    note_dropped(dir.path());
+    wait_released(&dir.path().join("db/db"));
     assert_eq!(segment_size(&dir.path().join("db")), 512 << 10);
     let s = SledStore::open(dir.path()).unwrap();
     assert_eq!(s.state_get("k").unwrap().as_deref(), Some(&b"v"[..]));
@@ -599,4 +599,42 @@ fn a_full_disk_is_told_through_the_causes_of_typed_errors() {
     let damaged =
         StoreError::corrupt("bucket", "no space left in the header").or_disk_full(d.path());
     assert!(matches!(damaged, StoreError::Corrupt { .. }), "{damaged}");
+}
+
+/// A store this process dropped is unlocked when the drop returns, so a command started right
+/// after (a test's CLI run on the store it seeded) opens it: sled's threads let go of the lock
+/// later, most often under load, which the busy threads here make.
+#[test]
+fn a_dropped_store_is_unlocked_when_the_drop_returns() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut lingered = 0;
+    for i in 0..30 {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let fs: Vec<Finding> = (0..200)
+            .map(|n| {
+                finding(
+                    "feed",
+                    Some(&format!("192.0.2.{}", n % 250)),
+                    Some(&format!("d{i}-{n}.example")),
+                )
+            })
+            .collect();
+        s.ingest(fs, vec![], &IngestOptions { now: at(0) }).unwrap();
+        drop(s);
+        lingered += usize::from(locked(&dir.path().join("db/db")));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(lingered, 0);
 }
