@@ -78,7 +78,7 @@ fn config(store: &Path) -> Config {
     let dir = tempfile::tempdir().unwrap().keep();
     let path = dir.join("outwatch.toml");
     std::fs::write(&path, &text).unwrap();
-    Config::parse(&text, &path).expect("bench config")
+    Config::parse(&text, &path, &outwatch::sources::Registry).expect("bench config")
 }
 
 /// A random stored address.

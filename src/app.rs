@@ -104,7 +104,7 @@ impl App {
             },
         };
         let cfg = if explicit || path.is_file() {
-            Some(Config::load(&path).map_err(CliError::config)?)
+            Some(Config::load(&path, &crate::sources::Registry).map_err(CliError::config)?)
         } else {
             None
         };

@@ -2,10 +2,13 @@
 //!
 //! Every table denies unknown keys, and values are parsed into their real types while the TOML
 //! is read, so an error names the key and its line. Secrets are [`Secret`]s: `check-config`
-//! prints them redacted. The `[sources.*]` tables are not read here: each source's table is a
-//! struct in that source's folder (`src/sources/<name>/config.rs`), parsed and checked by the
-//! source registry (`src/sources/registry.rs`) once this file's own tables are read. That is
-//! why [`Config::parse`] and [`Config::load`] are defined there: this module knows no source.
+//! prints them redacted.
+//!
+//! [`Config::parse`] reads a document in two steps: this module's own tables, then the
+//! `[sources.*]` tables through a [`SourceTables`] reader it is given. Each source's table is a
+//! struct in that source's folder (`src/sources/<name>/config.rs`), and the reader is the
+//! source registry (`sources::registry::Registry`): this module knows no source, since the
+//! sources depend on it.
 
 pub mod flows;
 pub(crate) mod notify;
@@ -40,6 +43,38 @@ pub enum ConfigError {
     Read { path: String, reason: String },
     #[error("invalid config file {path}: {message}")]
     Invalid { path: String, message: String },
+    /// A `[sources.*]` table its [`SourceTables`] reader refused.
+    #[error("invalid config file {path}: {error}")]
+    Source {
+        path: String,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Reads the `[sources.*]` tables of a config document into [`Config::sources`] and checks
+/// them (errors name the line). Implemented by the source registry
+/// (`sources::registry::Registry`), which knows every source; [`Config::parse`] calls it once
+/// the config's own tables are read.
+pub trait SourceTables {
+    fn read(
+        &self,
+        text: &str,
+        cfg: &mut Config,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// Reads no source table (a document without `[sources.*]`, or a test of the own tables).
+pub struct NoSources;
+
+impl SourceTables for NoSources {
+    fn read(
+        &self,
+        _: &str,
+        _: &mut Config,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
 }
 
 /// A check the config fails ([`Config::parse_own_tables`]): what, and where (`line L: `,
@@ -886,10 +921,36 @@ impl Config {
         teams.chain(zones).chain(routes).collect()
     }
 
+    /// Parses a config document: its own tables, then the `[sources.*]` tables through
+    /// `sources` (see the module documentation). `path` is used in messages and to resolve
+    /// relative paths.
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        sources: &dyn SourceTables,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = Config::parse_own_tables(text, path)?;
+        sources
+            .read(text, &mut cfg)
+            .map_err(|error| ConfigError::Source {
+                path: path.display().to_string(),
+                error,
+            })?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses the config file at `path` (see [`Config::parse`]). A file must name
+    /// something as ours (see [`Config::require_something_ours`]).
+    pub fn load(path: &Path, sources: &dyn SourceTables) -> Result<Config, ConfigError> {
+        let text = Config::read_text(path)?;
+        let cfg = Config::parse(&text, path, sources)?;
+        cfg.require_something_ours(&text, path)?;
+        Ok(cfg)
+    }
+
     /// Parses the document's own tables (everything but what is inside `[sources.*]`) and
-    /// checks them. [`Config::parse`] (in `src/sources/registry.rs`) then has the sources
-    /// read their tables. `path` is used in messages and to resolve relative paths.
-    pub fn parse_own_tables(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    /// checks them.
+    fn parse_own_tables(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid {
             path: path.display().to_string(),
             message,

@@ -384,7 +384,11 @@ mod tests {
 
     fn parse(extra: &str) -> Result<Config, crate::config::ConfigError> {
         let text = format!("[organisation]\nprefixes = [\"192.0.2.0/24\"]\n{extra}");
-        Config::parse_own_tables(&text, std::path::Path::new("x.toml"))
+        Config::parse(
+            &text,
+            std::path::Path::new("x.toml"),
+            &crate::config::NoSources,
+        )
     }
 
     #[test]

@@ -1,7 +1,11 @@
 use super::*;
 
 fn parse(s: &str) -> Result<Config, ConfigError> {
-    Config::parse(s, Path::new("/etc/outwatch/outwatch.toml"))
+    Config::parse(
+        s,
+        Path::new("/etc/outwatch/outwatch.toml"),
+        &crate::sources::Registry,
+    )
 }
 
 #[test]
@@ -248,7 +252,9 @@ fn mistakes_are_named() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("outwatch.toml");
     std::fs::write(&p, "[organisation]\nname = \"Example Org\"\n").unwrap();
-    let e = Config::load(&p).unwrap_err().to_string();
+    let e = Config::load(&p, &crate::sources::Registry)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("names nothing") && e.contains("line 1"), "{e}");
 }
 

@@ -323,7 +323,12 @@ mod tests {
         let text = "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n\
                     [digest]\nfrom = \"outwatch@isp.example\"\nrecipients = [\"noc@isp.example\"]\n\
                     [notify]\nfrom = \"Abuse <abuse@isp.example>\"\nripe_abuse_c = true\n";
-        Config::parse_own_tables(text, std::path::Path::new("x.toml")).unwrap()
+        Config::parse(
+            text,
+            std::path::Path::new("x.toml"),
+            &crate::config::NoSources,
+        )
+        .unwrap()
     }
 
     /// One contact per set of abuse addresses, routed by address; our own addresses are never

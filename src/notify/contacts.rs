@@ -502,7 +502,7 @@ mod tests {
         let text = "[organisation]\nprefixes = [\"192.0.2.0/24\"]\n[notify]\ncontacts_file = \"c.csv\"\n\
                     [[contacts]]\nname = \"A\"\nemails = [\"x@a.example\"]\nasns = [1]\n";
         let cfg_path = dir.path().join("o.toml");
-        let cfg = Config::parse_own_tables(text, &cfg_path).unwrap();
+        let cfg = Config::parse(text, &cfg_path, &crate::config::NoSources).unwrap();
         let mut c = Contacts::load(&cfg).unwrap();
         // The config's `A` wins; the file's `A` is reported.
         assert_eq!(c.list.len(), 1);

@@ -39,7 +39,7 @@ use crate::secret::Secret;
 pub use crate::store::{ReadError, UnitError};
 use crate::store::{Store, StoreError, bridge};
 pub use registration::{Registration, SourceKind, SourceTable, table};
-pub use registry::enabled_sources;
+pub use registry::{Registry, enabled_sources};
 
 /// Why a fetch (or a source's set-up) failed. Messages never contain secrets. An underlying
 /// error is kept as the `#[source]`, not flattened into the text: show a `FetchError` with

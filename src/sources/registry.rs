@@ -1,18 +1,17 @@
 //! The registry of sources: each kind of source registers once, in [`REGISTRY`], and whatever
 //! must find every source asks here: reading the `[sources.*]` tables of the config file
-//! ([`Config::parse`], [`Config::load`]), [`enabled_sources`], `check-config`, feed health and
-//! `status`. Adding a source is one folder (`src/sources/<name>/`, its `config.rs` implementing
+//! ([`Registry`], the reader `Config::parse` is given), [`enabled_sources`], `check-config`,
+//! feed health and `status`. Adding a source is one folder (`src/sources/<name>/`, its `config.rs` implementing
 //! [`SourceKind`]) and one line in [`REGISTRY`].
 //!
 //! The config file is read in two steps, so that `config` knows no source: `config` parses its
-//! own tables, then each registration parses its `[sources.<name>]` tables out of the same text
-//! (errors name the line) and checks them, and leaves them in [`Config::sources`].
-
-use std::path::Path;
+//! own tables, then, through [`Registry`], each registration parses its `[sources.<name>]`
+//! tables out of the same text (errors name the line) and checks them, and leaves them in
+//! [`Config::sources`].
 
 pub(crate) use super::registration::{Kind, Registration, SourceTableError};
 use super::{BuiltSource, cymru, hibp, lists, safebrowsing, shadowserver, snds};
-use crate::config::{Config, ConfigError, CronSchedule, closest, line_hint};
+use crate::config::{Config, CronSchedule, SourceTables, closest, line_hint};
 use crate::finding::SourceId;
 
 /// Every kind of source, in the order `fetch` and `status` list them.
@@ -96,25 +95,17 @@ pub(crate) fn configure(cfg: &mut Config, text: &str) -> Result<(), SourceTableE
     Ok(())
 }
 
-impl Config {
-    /// Parses a config document: the config's own tables, then each source's (see the module
-    /// documentation). `path` is used in messages and to resolve relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut cfg = Config::parse_own_tables(text, path)?;
-        configure(&mut cfg, text).map_err(|e| ConfigError::Invalid {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(cfg)
-    }
+/// The `[sources.*]` tables' reader of `Config::parse`: every registered source reads and
+/// checks its tables ([`configure`]).
+pub struct Registry;
 
-    /// Reads and parses the config file at `path`. A file must name something as ours (see
-    /// [`Config::require_something_ours`]).
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = Config::read_text(path)?;
-        let cfg = Config::parse(&text, path)?;
-        cfg.require_something_ours(&text, path)?;
-        Ok(cfg)
+impl SourceTables for Registry {
+    fn read(
+        &self,
+        text: &str,
+        cfg: &mut Config,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(configure(cfg, text)?)
     }
 }
 
@@ -144,6 +135,7 @@ pub(crate) fn inline_secrets(cfg: &Config) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::sources::registration::{table, tables};
+    use std::path::Path;
 
     #[test]
     fn every_built_in_source_but_flows_is_registered_once() {
@@ -187,6 +179,7 @@ mod tests {
              [sources.snds]\nkey = \"1b4e28ba-2fa1-11d2-883f-0016d3cca427\"\nschedule = \"0 9 * * *\"\n\
              [sources.feodotracker]\nschedule = \"0 8 * * *\"\n",
             Path::new("/x/outwatch.toml"),
+            &Registry,
         )
         .unwrap();
         let names: Vec<String> = enabled_sources(&cfg).into_iter().map(|(n, _)| n).collect();
@@ -212,6 +205,7 @@ mod tests {
             "[organisation]\nname = \"x\"\nprefixes = [\"192.0.2.0/24\"]\n\
              [sources.hibp]\napi_key = \"hunter2hunter2hunter2hunter2hunter2\"\n[sources.urlhaus]\nenabled = false\n",
             Path::new("/x/outwatch.toml"),
+            &Registry,
         )
         .unwrap();
         let text = toml::to_string_pretty(&cfg).unwrap();

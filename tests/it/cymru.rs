@@ -237,6 +237,7 @@ fn plain_http_to_another_host_is_refused() {
     let e = outwatch::config::Config::parse(
         "[sources.cymru]\nurl = \"http://cap.example.net/x.txt\"\nusername = \"u\"\npassword = \"p4ssw0rd-cap\"\n",
         std::path::Path::new("outwatch.toml"),
+        &outwatch::sources::Registry,
     )
     .unwrap_err()
     .to_string();

@@ -206,6 +206,7 @@ fn assess_reads_the_run_log_of_the_store() {
     let cfg = outwatch::config::Config::parse(
         &crate::support::feeds_off(),
         &d.path().join("outwatch.toml"),
+        &outwatch::sources::Registry,
     )
     .unwrap();
     let hs = health::assess(&cfg, &s, t("2026-11-23T07:00:00Z")).unwrap();
@@ -1190,6 +1191,7 @@ async fn jobs_follow_the_config() {
             crate::support::feeds_off()
         ),
         &d.path().join("outwatch.toml"),
+        &outwatch::sources::Registry,
     )
     .unwrap();
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(t("2026-11-23T10:00:00Z")));

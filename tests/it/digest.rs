@@ -94,7 +94,7 @@ recipients = ["noc@example.org"]
     );
     let p = dir.join("outwatch.toml");
     std::fs::write(&p, text).unwrap();
-    Config::load(&p).unwrap()
+    Config::load(&p, &outwatch::sources::Registry).unwrap()
 }
 
 fn smtp_table(port: u16) -> String {
@@ -412,7 +412,9 @@ async fn plain_smtp_to_a_remote_host_is_refused() {
          [smtp]\nhost = \"smtp.example.org\"\ntls = \"none\"\n",
     )
     .unwrap();
-    let e = Config::load(&p).unwrap_err().to_string();
+    let e = Config::load(&p, &outwatch::sources::Registry)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("loopback") && e.contains("line 6"), "{e}");
 }
 

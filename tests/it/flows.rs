@@ -48,7 +48,7 @@ fn config_text(extra: &str) -> String {
 fn config(dir: &Path, extra: &str) -> Config {
     let p = dir.join("outwatch.toml");
     std::fs::write(&p, config_text(extra)).unwrap();
-    Config::load(&p).unwrap()
+    Config::load(&p, &outwatch::sources::Registry).unwrap()
 }
 
 fn c2_index() -> IndicatorIndex {
@@ -219,7 +219,9 @@ fn a_bad_config_names_the_key() {
             feeds_off()
         );
         std::fs::write(&p, text).unwrap();
-        let e = Config::load(&p).unwrap_err().to_string();
+        let e = Config::load(&p, &outwatch::sources::Registry)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(key), "{extra}: {e}");
     }
 }
@@ -687,7 +689,7 @@ async fn run_has_a_flows_job_that_reads_the_paths() {
         ),
     )
     .unwrap();
-    let cfg = Config::load(&p).unwrap();
+    let cfg = Config::load(&p, &outwatch::sources::Registry).unwrap();
     assert_eq!(cfg.flows.paths, ["logs/conn.*"]);
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(
         "2026-12-01T07:00:00Z".parse::<DateTime<Utc>>().unwrap(),

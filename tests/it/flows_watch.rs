@@ -64,7 +64,7 @@ impl Watch {
             ),
         )
         .unwrap();
-        let cfg = Config::load(&p).unwrap();
+        let cfg = Config::load(&p, &outwatch::sources::Registry).unwrap();
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("store")).unwrap());
         Watch {
             dir,

@@ -84,7 +84,12 @@ async fn ripestat_replies_become_prefixes_and_failures_keep_the_cache() {
         "[organisation]\nasns = [64496]\nprefixes = [\"203.0.113.0/24\"]\n[scope]\nripestat_url = \"{}\"\n",
         server.uri()
     );
-    let cfg = Config::parse(&text, Path::new("outwatch.toml")).unwrap();
+    let cfg = Config::parse(
+        &text,
+        Path::new("outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap();
     let d = tempfile::tempdir().unwrap();
     let s: Arc<dyn Store> = Arc::new(open(d.path()));
     let clock = Arc::new(ManualClock::new(t("2026-11-23T06:00:00Z")));
@@ -403,7 +408,7 @@ fn read_command_on_a_locked_store_explains() {
 #[test]
 fn config_example_is_valid() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-    let cfg = Config::load(&p).unwrap();
+    let cfg = Config::load(&p, &outwatch::sources::Registry).unwrap();
     assert_eq!(cfg.organisation.asns[0].0, 64496);
     assert!(cfg.digest.is_some());
 }

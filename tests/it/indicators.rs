@@ -362,7 +362,12 @@ async fn a_url_no_longer_fetched_loses_its_set() {
         "[sources.feodotracker]\nurl = \"{}/mirror/ipblocklist.csv\"\n",
         server.uri()
     );
-    let c = Config::parse(&text, Path::new("/nonexistent/outwatch.toml")).unwrap();
+    let c = Config::parse(
+        &text,
+        Path::new("/nonexistent/outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap();
     let (_, moved) = lists::build_enabled(&c)
         .into_iter()
         .find(|(n, _)| n == "feodotracker")

@@ -76,7 +76,12 @@ pub fn env_with(now: DateTime<Utc>, snap: &ScopeSnapshot) -> Env {
 
 /// The list feed `name` built from config `text` (it must be enabled there).
 pub fn list_source(text: &str, name: &str) -> Arc<dyn Source> {
-    let c = Config::parse(text, Path::new("/nonexistent/outwatch.toml")).unwrap();
+    let c = Config::parse(
+        text,
+        Path::new("/nonexistent/outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap();
     let (_, built) = lists::build_enabled(&c)
         .into_iter()
         .find(|(n, _)| n == name)
@@ -110,7 +115,12 @@ pub async fn serve(server: &MockServer, p: &str, body: Vec<u8>) {
 }
 
 pub fn config(text: &str) -> Config {
-    Config::parse(text, Path::new("outwatch.toml")).unwrap()
+    Config::parse(
+        text,
+        Path::new("outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap()
 }
 
 pub fn all_findings(s: &dyn Store) -> Vec<Finding> {

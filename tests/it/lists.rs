@@ -890,7 +890,12 @@ fn per_asn_feed_expands_one_url_per_asn_and_needs_asns() {
     let e = lists::ListSource::with_asns(d, None, &[]).unwrap_err();
     assert!(e.to_string().contains("asns"), "{e}");
     // On by default only when there is an ASN to ask about.
-    let c = Config::parse("", Path::new("/nonexistent/outwatch.toml")).unwrap();
+    let c = Config::parse(
+        "",
+        Path::new("/nonexistent/outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap();
     assert!(
         !lists::build_enabled(&c)
             .iter()
@@ -937,6 +942,7 @@ async fn user_feed_file_adds_a_list_without_code() {
     let c = Config::parse(
         &cfg.replace("{base}", "http://x"),
         Path::new("/nonexistent/outwatch.toml"),
+        &outwatch::sources::Registry,
     )
     .unwrap();
     assert!(lists::known_feed_names(&c).contains(&"my_blocklist".to_string()));
@@ -957,15 +963,24 @@ fn broken_user_feed_file_fails_the_config_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.toml"), "name = \"bad\"\nurl = 7\n").unwrap();
     let cfg = format!("[feeds]\ndir = \"{}\"\n", dir.path().display());
-    let e = Config::parse(&cfg, Path::new("/x/outwatch.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = Config::parse(
+        &cfg,
+        Path::new("/x/outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("bad.toml"), "{e}");
 }
 
 #[test]
 fn builtin_feeds_are_enabled_by_default_and_can_be_switched_off() {
-    let c = Config::parse("", Path::new("/x/outwatch.toml")).unwrap();
+    let c = Config::parse(
+        "",
+        Path::new("/x/outwatch.toml"),
+        &outwatch::sources::Registry,
+    )
+    .unwrap();
     let names: Vec<String> = lists::build_enabled(&c)
         .into_iter()
         .map(|(n, _)| n)
@@ -980,6 +995,7 @@ fn builtin_feeds_are_enabled_by_default_and_can_be_switched_off() {
     let c = Config::parse(
         "[sources.sslbl]\nenabled = false\n",
         Path::new("/x/outwatch.toml"),
+        &outwatch::sources::Registry,
     )
     .unwrap();
     let names: Vec<String> = lists::build_enabled(&c)

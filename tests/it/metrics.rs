@@ -195,6 +195,7 @@ fn metrics_parse_and_tell_the_store() {
     let cfg = outwatch::config::Config::parse(
         &format!("{}{CONFIG_SUPPRESS}", feeds_off()),
         &d.path().join("outwatch.toml"),
+        &outwatch::sources::Registry,
     )
     .unwrap();
     let now = t("2026-12-07T12:00:00Z");

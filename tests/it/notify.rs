@@ -130,7 +130,7 @@ prefixes = ["203.0.113.0/25"]
     );
     let p = dir.join("outwatch.toml");
     std::fs::write(&p, text).unwrap();
-    let cfg = Config::load(&p).unwrap();
+    let cfg = Config::load(&p, &outwatch::sources::Registry).unwrap();
     let contacts = Contacts::load(&cfg).unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("store")).unwrap());
     let mut fs = findings();

@@ -80,7 +80,7 @@ async fn a_suppressed_prefix_leaves_the_digest_until_its_rule_ends() {
         "[[suppress]]\ncidr = \"203.0.113.0/24\"\nuntil = 2026-12-10\nreason = \"lab network\"\n\
          by = \"noc\"\n",
     );
-    let cfg = Config::load(&cfg_path).unwrap();
+    let cfg = Config::load(&cfg_path, &outwatch::sources::Registry).unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
     store
         .ingest(findings(), vec![], &IngestOptions { now: clock.now() })
@@ -386,7 +386,11 @@ fn the_example_suppress_table_is_valid() {
         .map(|l| format!("{l}\n"))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config::load(&write_config(dir.path(), &table)).unwrap();
+    let cfg = Config::load(
+        &write_config(dir.path(), &table),
+        &outwatch::sources::Registry,
+    )
+    .unwrap();
     assert_eq!(cfg.suppress.len(), 1);
     let rule = outwatch::triage::Rule::from_config(0, &cfg.suppress[0]);
     assert_eq!(rule.id, "config-1");

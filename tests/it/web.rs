@@ -105,7 +105,7 @@ prefixes = ["192.0.2.0/25"]
     );
     let path = dir.join("outwatch.toml");
     std::fs::write(&path, &text).unwrap();
-    Config::parse(&text, &path).unwrap()
+    Config::parse(&text, &path, &outwatch::sources::Registry).unwrap()
 }
 
 struct Server {
