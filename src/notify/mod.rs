@@ -51,19 +51,33 @@ pub enum Mode {
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("notify: {0}")]
-    Failed(String),
+    Store(#[from] StoreError),
+    #[error(
+        "notify: no sender: set `[notify] from` (or `[digest] from`) to the address the \
+         notifications come from"
+    )]
+    NoSender,
+    #[error(
+        "notify: no `[smtp]` server is configured: notifications are only sent over SMTP \
+         (try `outwatch notify --preview`)"
+    )]
+    NoSmtp,
+    /// A contact's mail cannot be rendered from its template.
+    #[error("notify: contact `{contact}`: {error}")]
+    Render {
+        contact: String,
+        #[source]
+        error: render::RenderError,
+    },
+    /// The SMTP client cannot be set up (`[smtp]`); the cause says why.
+    #[error("notify")]
+    Smtp(#[source] crate::digest::send::SendError),
     /// The templates cannot be loaded (`[notify] templates`); the cause says why (written with
     /// [`crate::text::chain`]).
     #[error("notify")]
     Templates(#[source] crate::digest::render::TemplateError),
     #[error("notify: {0}")]
     Attachment(#[from] render::AttachmentError),
-}
-
-impl From<StoreError> for NotifyError {
-    fn from(e: StoreError) -> Self {
-        NotifyError::Failed(e.to_string())
-    }
 }
 
 /// What became of one contact's mail.
@@ -179,13 +193,7 @@ fn sender(cfg: &Config) -> Result<String, NotifyError> {
         .as_ref()
         .and_then(|n| n.from.clone())
         .or_else(|| cfg.digest.as_ref().map(|d| d.from.clone()))
-        .ok_or_else(|| {
-            NotifyError::Failed(
-                "no sender: set `[notify] from` (or `[digest] from`) to the address the \
-                 notifications come from"
-                    .into(),
-            )
-        })
+        .ok_or(NotifyError::NoSender)
 }
 
 /// A ticket id: `OW-YYYYMMDD-` and 8 random hex digits.
@@ -354,7 +362,10 @@ fn render_one(
         };
         let r = renderer
             .render(&c.policy.template, &c.policy.language, &view)
-            .map_err(|e| NotifyError::Failed(format!("contact `{}`: {e}", c.name)))?;
+            .map_err(|error| NotifyError::Render {
+                contact: c.name.clone(),
+                error,
+            })?;
         // Keep the HTML part under 100 KB: fewer rows in the body (the CSV has them all).
         if r.html.len() <= render::MAX_HTML_BYTES || shown <= 10 {
             break r;
@@ -580,16 +591,10 @@ fn mailer(cfg: &Config, mode: &Mode) -> Result<Option<crate::digest::send::Maile
     if *mode == Mode::Preview {
         return Ok(None);
     }
-    let smtp = cfg.smtp.as_ref().ok_or_else(|| {
-        NotifyError::Failed(
-            "no `[smtp]` server is configured: notifications are only sent over SMTP \
-             (try `outwatch notify --preview`)"
-                .into(),
-        )
-    })?;
-    Ok(Some(crate::digest::send::Mailer::new(smtp).map_err(
-        |e| NotifyError::Failed(crate::text::chain(&e)),
-    )?))
+    let smtp = cfg.smtp.as_ref().ok_or(NotifyError::NoSmtp)?;
+    Ok(Some(
+        crate::digest::send::Mailer::new(smtp).map_err(NotifyError::Smtp)?,
+    ))
 }
 
 /// After the server accepted `p`'s mail: its findings marked sent to the contact, the

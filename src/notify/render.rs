@@ -76,7 +76,7 @@ pub struct Rendered {
 /// full (with its line), as the digest's `TemplateError::Render`.
 #[derive(Debug, thiserror::Error)]
 #[error("template {name}: {error:#}")]
-pub(crate) struct RenderError {
+pub struct RenderError {
     pub name: String,
     pub error: minijinja::Error,
 }

@@ -1172,3 +1172,28 @@ fn list_streams_the_notification_of_a_large_selection() {
     );
     assert_eq!(text.matches("OW-20260301-0000ABCD").count(), 1);
 }
+
+/// A config that cannot send names what is missing: the mail server, the sender.
+#[test]
+fn sending_without_a_server_or_a_sender_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_, _, store, _) = setup(dir.path(), 1, "pace = \"0s\"");
+        store.flush().unwrap();
+    });
+    let p = dir.path().join("outwatch.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let (smtp_at, notify_at) = (text.find("[smtp]").unwrap(), text.find("[notify]").unwrap());
+    std::fs::write(&p, format!("{}{}", &text[..smtp_at], &text[notify_at..])).unwrap();
+    let (code, out, err) = run_cli(dir.path(), &["notify", "--send"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        err.contains("no `[smtp]` server is configured") && err.contains("notify --preview"),
+        "{err}"
+    );
+    std::fs::write(&p, text.replace("from = \"abuse@isp.example\"", "")).unwrap();
+    let (code, out, err) = run_cli(dir.path(), &["notify", "--send"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(err.contains("no sender: set `[notify] from`"), "{err}");
+}
