@@ -700,9 +700,9 @@ pub struct RunArgs {
     /// Run every enabled source once, then the digest, then exit (for system cron)
     #[arg(long)]
     pub once: bool,
-    /// With --once on a shared (PostgreSQL) store: how long to wait for a source (or the
-    /// digest) another node is running (e.g. `30s`) before skipping it (exit code 5); by
-    /// default it is skipped at once
+    /// With --once on a shared (PostgreSQL) store: how long to wait for a source, the
+    /// notifications or the digest another node is running (e.g. `30s`) before skipping it
+    /// (exit code 5); by default it is skipped at once
     #[arg(long, value_name = "DURATION", value_parser = parse_wait, default_value = "0s", requires = "once")]
     pub wait: std::time::Duration,
 }

@@ -569,13 +569,20 @@ pub async fn run_once(
         };
         report.flows = Some(scheduler::Task::run(&task, None).await);
     }
-    // The contacts' notifications after the fetches, before the digest.
+    // The contacts' notifications after the fetches, before the digest, in their turn (waited
+    // for up to `turn_wait`, as the sources' and the digest's are).
     if crate::notify::configured(cfg) {
         let task = tasks::NotifyTask {
             shared: shared(env, cfg, store.clone()).await?,
             contacts: Default::default(),
         };
-        report.notify = Some(scheduler::Task::run(&task, None).await);
+        report.notify = Some(
+            match crate::pipeline::take_turn(&store, crate::notify::RUN_NAME, turn_wait).await {
+                Ok(Some(_turn)) => task.send(&task.shared).await,
+                Ok(None) => Ok(crate::pipeline::ANOTHER_NODE.into()),
+                Err(e) => Err(scheduler::TaskError::Turn(e)),
+            },
+        );
     }
     // In the digest's turn, as the daemons send it: never two at once. A hand run records no
     // schedule slot as done (it is not the schedule's turn).

@@ -195,8 +195,8 @@ impl Task for NotifyTask {
 }
 
 impl NotifyTask {
-    /// One run of `notify --send`.
-    async fn send(&self, s: &Shared) -> Result<String, TaskError> {
+    /// One run of `notify --send`, in a turn the caller holds.
+    pub(crate) async fn send(&self, s: &Shared) -> Result<String, TaskError> {
         use crate::notify::{self, Mode, contacts::Contacts};
         let contacts = {
             let mut held = self.contacts.lock().await;

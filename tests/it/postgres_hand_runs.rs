@@ -337,7 +337,8 @@ fn notify_by_hand_sends_in_its_turn() {
              schema = \"{}\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
              timeout = \"10s\"\n\n[notify]\nfrom = \"abuse@isp.example\"\npace = \"0s\"\n\n\
              [[contacts]]\nname = \"Customer\"\nemails = [\"noc@customer.example\"]\n\
-             prefixes = [\"192.0.2.0/24\"]\n\n{}",
+             prefixes = [\"192.0.2.0/24\"]\n\n[[contacts]]\nname = \"Lab\"\n\
+             emails = [\"soc@lab.example\"]\nprefixes = [\"192.0.2.40/29\"]\n\n{}",
             schema.name(),
             smtp.port,
             crate::support::feeds_off()
@@ -370,4 +371,27 @@ fn notify_by_hand_sends_in_its_turn() {
     let out = run(d.path(), &cfg, &["notify", "--send"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(smtp.received().is_empty());
+
+    // `run --once` sends the notifications in the same turn: skipped (exit 5) while another
+    // node holds it, sent after the other node let go with `--wait` (new findings of the
+    // second contact, who has had no mail yet).
+    let file = fixture_path("cymru/infected_20261121.txt");
+    let out = run(d.path(), &cfg, &["import", "cymru", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let turn = other.try_turn("notify").unwrap();
+    assert!(turn.is_some());
+    let out = run(d.path(), &cfg, &["run", "--once"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    assert!(all.contains("notify"), "{all}");
+    assert!(smtp.received().is_empty(), "mailed while another node sent");
+    let once = node(d.path(), &cfg, &["run", "--once", "--wait", "2m"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(smtp.received().is_empty(), "mailed while another node sent");
+    drop(turn);
+    let out = once.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mails = smtp.take();
+    assert_eq!(mails.len(), 1, "{}", text(&out));
+    assert_eq!(mails[0].to, ["soc@lab.example"]);
 }
