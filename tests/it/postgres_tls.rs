@@ -306,3 +306,69 @@ fn the_test_server_over_tls_when_it_offers_it() {
         assert!(!encrypted(&store, &app), "prefer goes on without");
     }
 }
+
+/// `sslrootcert=system`: the system's CAs (here `SSL_CERT_FILE`, as OpenSSL reads it), with
+/// the host name checked; a weaker `sslmode` with it is refused before connecting.
+#[test]
+fn sslrootcert_system_trusts_the_system_cas_and_checks_the_host() {
+    let d = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(&["localhost"]);
+    let ca = write_ca(d.path(), &ca);
+    let (other_ca, _, _) = certificates(&["localhost"]);
+    let other = d.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_ca = write_ca(&other, &other_ca);
+    let empty = d.path().join("no-more-cas");
+    std::fs::create_dir(&empty).unwrap();
+    let port = fake_server(Some((cert, key)));
+    let status = |host: &str, query: &str, cas: &str| {
+        let cfg = d.path().join("pg.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
+                 [store]\npath = \"data\"\nbackend = \"postgres\"\n\
+                 url = \"postgres://outwatch:Sekr1tPassw0rd@{host}:{port}/x?{query}\"\n"
+            ),
+        )
+        .unwrap();
+        let out = crate::support::cli(d.path())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("status")
+            .env("SSL_CERT_FILE", cas)
+            .env("SSL_CERT_DIR", &empty)
+            .output()
+            .unwrap();
+        let all = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{all}");
+        assert!(!all.contains("Sekr1t"), "{all}");
+        all
+    };
+    // Signed by a CA the system trusts, for this host: the handshake is done.
+    for query in [
+        "sslrootcert=system",
+        "sslmode=verify-full&sslrootcert=system",
+    ] {
+        let all = status("localhost", query, &ca);
+        assert!(all.contains(FAKE_DONE), "{query}: {all}");
+    }
+    // A CA the system does not trust, or another host name: refused.
+    let all = status("localhost", "sslrootcert=system", &other_ca);
+    assert!(
+        all.contains("TLS") && all.contains("certificate") && !all.contains(FAKE_DONE),
+        "{all}"
+    );
+    let all = status("127.0.0.1", "sslrootcert=system", &ca);
+    assert!(
+        all.contains("TLS") && all.contains("not valid for name") && !all.contains(FAKE_DONE),
+        "{all}"
+    );
+    // Encryption without checking the server is not what `system` is for.
+    let all = status("localhost", "sslmode=require&sslrootcert=system", &ca);
+    assert!(
+        all.contains("sslmode `require` may not be used with sslrootcert=system"),
+        "{all}"
+    );
+}

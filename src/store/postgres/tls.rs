@@ -11,8 +11,10 @@
 //! | `verify-full` | always | as `verify-ca`, and issued for the host of the URL |
 //!
 //! `sslrootcert` is a PEM file of CA certificates (default for the `verify-*` modes:
-//! `~/.postgresql/root.crt`, as libpq). A Unix-socket host never uses TLS (libpq ignores
-//! `sslmode` there too). Client certificates (`sslcert`, `sslkey`) are refused with a message.
+//! `~/.postgresql/root.crt`, as libpq), or `system`: the operating system's trusted CAs (a
+//! managed service whose certificate a public CA signed), which, as in libpq 16, makes
+//! `verify-full` the default and any weaker `sslmode` an error. A Unix-socket host never uses
+//! TLS (libpq ignores `sslmode` there too). Client certificates (`sslcert`, `sslkey`) are refused with a message.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +37,33 @@ pub(super) enum Mode {
     VerifyFull,
 }
 
+impl Mode {
+    /// The `sslmode` value.
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Disable => "disable",
+            Mode::Prefer => "prefer",
+            Mode::Require => "require",
+            Mode::VerifyCa => "verify-ca",
+            Mode::VerifyFull => "verify-full",
+        }
+    }
+}
+
 /// What the URL says about TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Settings {
     pub mode: Mode,
-    /// `sslrootcert`: the CA certificates (PEM) the server's must be signed by.
-    pub root_cert: Option<PathBuf>,
+    /// `sslrootcert`: the CA certificates the server's must be signed by.
+    pub root_cert: Option<Root>,
+}
+
+/// `sslrootcert`: a PEM file, or `system`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Root {
+    File(PathBuf),
+    /// The operating system's trusted CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR` name others).
+    System,
 }
 
 /// How connections are made: without TLS, or with rustls.
@@ -67,7 +90,7 @@ pub(super) enum TlsError {
     Unquoted(String),
     #[error(
         "sslmode=verify-ca and verify-full need the CA's certificate: sslrootcert=FILE (PEM), \
-         or ~/.postgresql/root.crt"
+         ~/.postgresql/root.crt, or sslrootcert=system for the system's CAs"
     )]
     NoRootCert,
     #[error("sslrootcert {path} cannot be read: {source}")]
@@ -98,6 +121,13 @@ pub(super) enum TlsError {
     RootEmpty(String),
     #[error("TLS: {0}")]
     Protocol(#[source] rustls::Error),
+    #[error(
+        "sslmode `{0}` may not be used with sslrootcert=system: the system's CAs sign \
+         certificates for anyone, so only verify-full (the default with it) checks the server"
+    )]
+    WeakWithSystem(&'static str),
+    #[error("sslrootcert=system: the system's CA certificates: {0}")]
+    System(#[source] rustls::Error),
 }
 
 /// The parameters taken out of the URL (the others stay for the `postgres` crate).
@@ -113,27 +143,32 @@ pub(super) fn split(url: &str) -> Result<(String, Settings), TlsError> {
     } else {
         split_key_values(url)?
     };
-    let mut s = Settings {
-        mode: Mode::Prefer,
-        root_cert: None,
-    };
+    let (mut mode, mut root_cert) = (None, None);
     for (k, v) in params {
         match k.as_str() {
             "sslmode" => {
-                s.mode = match v.as_str() {
+                mode = Some(match v.as_str() {
                     "disable" => Mode::Disable,
                     "allow" | "prefer" => Mode::Prefer,
                     "require" => Mode::Require,
                     "verify-ca" => Mode::VerifyCa,
                     "verify-full" => Mode::VerifyFull,
                     _ => return Err(TlsError::Mode(v)),
-                }
+                })
             }
-            "sslrootcert" => s.root_cert = Some(PathBuf::from(v)),
+            "sslrootcert" if v == "system" => root_cert = Some(Root::System),
+            "sslrootcert" => root_cert = Some(Root::File(PathBuf::from(v))),
             _ => return Err(TlsError::Unsupported(k)),
         }
     }
-    Ok((rest, s))
+    let mode = match (mode, &root_cert) {
+        (None, Some(Root::System)) => Mode::VerifyFull,
+        (Some(m), Some(Root::System)) if m != Mode::VerifyFull => {
+            return Err(TlsError::WeakWithSystem(m.name()));
+        }
+        (m, _) => m.unwrap_or(Mode::Prefer),
+    };
+    Ok((rest, Settings { mode, root_cert }))
 }
 
 /// A URL's query parameters: those of [`TAKEN`] and [`REFUSED`] out, the others kept.
@@ -215,15 +250,20 @@ impl Settings {
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let root = match (&self.root_cert, self.mode) {
-            (Some(p), _) => Some(p.clone()),
+            (Some(r), _) => Some(r.clone()),
             (None, Mode::VerifyCa | Mode::VerifyFull) => {
-                Some(default_root().ok_or(TlsError::NoRootCert)?)
+                Some(Root::File(default_root().ok_or(TlsError::NoRootCert)?))
             }
             (None, _) => None,
         };
         let verifier: Arc<dyn ServerCertVerifier> = match root {
             None => Arc::new(Unchecked(provider.clone())),
-            Some(path) => {
+            // Checks the host name too: `split` allows only verify-full with it.
+            Some(Root::System) => Arc::new(
+                rustls_platform_verifier::Verifier::new(provider.clone())
+                    .map_err(TlsError::System)?,
+            ),
+            Some(Root::File(path)) => {
                 let roots = read_roots(&path)?;
                 let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                     Arc::new(roots),
@@ -399,7 +439,7 @@ mod tests {
                 .unwrap();
         assert_eq!(rest, "postgres://u:pw@db:5432/x?application_name=a");
         assert_eq!(s.mode, Mode::VerifyFull);
-        assert_eq!(s.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(s.root_cert, Some(Root::File("/etc/ca.pem".into())));
         let (rest, s) = split("postgres://u@db/x").unwrap();
         assert_eq!((rest.as_str(), s.mode), ("postgres://u@db/x", Mode::Prefer));
         let (rest, s) =
@@ -407,9 +447,37 @@ mod tests {
                 .unwrap();
         assert_eq!(rest, "host=db dbname=x user=u");
         assert_eq!(s.mode, Mode::Require);
-        assert_eq!(s.root_cert.as_deref(), Some(Path::new("/a b/c's.pem")));
+        assert_eq!(s.root_cert, Some(Root::File("/a b/c's.pem".into())));
         assert_eq!(split("sslmode=disable").unwrap().1.mode, Mode::Disable);
         assert_eq!(split("host=h sslmode=allow").unwrap().1.mode, Mode::Prefer);
+        // `system`: the system's CAs, verify-full by default (as libpq 16).
+        let (_, s) = split("postgres://u@db/x?sslrootcert=system").unwrap();
+        assert_eq!(
+            (s.mode, s.root_cert),
+            (Mode::VerifyFull, Some(Root::System))
+        );
+        let (_, s) = split("sslrootcert=system sslmode=verify-full host=db").unwrap();
+        assert_eq!(
+            (s.mode, s.root_cert),
+            (Mode::VerifyFull, Some(Root::System))
+        );
+    }
+
+    #[test]
+    fn a_weak_sslmode_with_the_system_cas_is_refused() {
+        for mode in ["disable", "prefer", "require", "verify-ca"] {
+            let e = split(&format!(
+                "postgres://u:Sekr1t@db/x?sslmode={mode}&sslrootcert=system"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains(&format!(
+                    "sslmode `{mode}` may not be used with sslrootcert=system"
+                )) && !e.contains("Sekr1t"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -427,7 +495,7 @@ mod tests {
         assert!(e.contains("sslcert") && !e.contains("Sekr1t"), "{e}");
         let s = Settings {
             mode: Mode::VerifyFull,
-            root_cert: Some("/nonexistent/ca.pem".into()),
+            root_cert: Some(Root::File("/nonexistent/ca.pem".into())),
         };
         let e = s.connector(false).err().unwrap().to_string();
         assert!(
@@ -439,7 +507,7 @@ mod tests {
         std::fs::write(&p, "not a certificate\n").unwrap();
         let s = Settings {
             mode: Mode::VerifyCa,
-            root_cert: Some(p),
+            root_cert: Some(Root::File(p)),
         };
         let e = s.connector(false).err().unwrap().to_string();
         assert!(e.contains("holds no certificate"), "{e}");
