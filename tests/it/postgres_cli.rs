@@ -20,9 +20,8 @@ fn config(d: &Path, schema: &Schema) -> std::path::PathBuf {
         &cfg,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\", \"198.51.100.0/24\"]\n\n\
-             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
-             schema = \"{}\"\n\n{}",
-            schema.name(),
+             {}\n{}",
+            schema.store_table("data"),
             feeds_off()
         ),
     )
@@ -347,10 +346,9 @@ fn a_source_another_node_is_running_is_skipped() {
         &cfg,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
-             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
-             schema = \"{}\"\n\n[sources.feodotracker]\nbase_url = \"http://127.0.0.1:1\"\n\
+             {}\n[sources.feodotracker]\nbase_url = \"http://127.0.0.1:1\"\n\
              auth_key = \"0123456789abcdef0123\"\n\n{}",
-            schema.name(),
+            schema.store_table("data"),
             crate::support::feeds_off_but(&["feodotracker"])
         ),
     )
@@ -486,13 +484,7 @@ fn the_demo_store_migrated_to_postgres_answers_lookups_the_same() {
 
     // The demo's own config, its store in the schema.
     let sled_text = std::fs::read_to_string(&sled_cfg).unwrap();
-    let pg_text = sled_text.replace(
-        "[store]\npath = \"data\"\n",
-        &format!(
-            "[store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\nschema = \"{}\"\n",
-            schema.name()
-        ),
-    );
+    let pg_text = sled_text.replace("[store]\npath = \"data\"\n", &schema.store_table("data"));
     assert_ne!(pg_text, sled_text, "the demo config names its store");
     let pg_cfg = demo.join("pg.toml");
     std::fs::write(&pg_cfg, pg_text).unwrap();

@@ -107,10 +107,9 @@ fn config(d: &Path, schema: &Schema, mock: &str) -> PathBuf {
         &cfg,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"10.0.0.0/8\", \"192.0.2.0/24\"]\n\n\
-             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
-             schema = \"{}\"\n\n[sources.feodotracker]\nbase_url = \"{mock}\"\n\
+             {}\n[sources.feodotracker]\nbase_url = \"{mock}\"\n\
              auth_key = \"0123456789abcdef0123\"\n\n{}",
-            schema.name(),
+            schema.store_table("data"),
             feeds_off_but(&["feodotracker"])
         ),
     )
@@ -296,9 +295,8 @@ fn run_once_sends_the_digest_in_its_turn() {
         &cfg,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
-             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
-             schema = \"{}\"\n\n[digest]\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\nsend_empty = true\n\n{}",
-            schema.name(),
+             {}\n[digest]\nfrom = \"outwatch@example.org\"\nrecipients = [\"noc@example.org\"]\nsend_empty = true\n\n{}",
+            schema.store_table("data"),
             crate::support::feeds_off()
         ),
     )
@@ -333,13 +331,12 @@ fn notify_by_hand_sends_in_its_turn() {
         &cfg,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"192.0.2.0/24\"]\n\n\
-             [store]\npath = \"data\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
-             schema = \"{}\"\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+             {}\n[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
              timeout = \"10s\"\n\n[notify]\nfrom = \"abuse@isp.example\"\npace = \"0s\"\n\n\
              [[contacts]]\nname = \"Customer\"\nemails = [\"noc@customer.example\"]\n\
              prefixes = [\"192.0.2.0/24\"]\n\n[[contacts]]\nname = \"Lab\"\n\
              emails = [\"soc@lab.example\"]\nprefixes = [\"192.0.2.40/29\"]\n\n{}",
-            schema.name(),
+            schema.store_table("data"),
             smtp.port,
             crate::support::feeds_off()
         ),

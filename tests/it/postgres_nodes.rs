@@ -80,15 +80,13 @@ fn start_node(d: &Path, name: &str, schema: &Schema, mock: &str, smtp_port: u16)
         &cfg,
         format!(
             "[organisation]\nname = \"Test\"\nprefixes = [\"10.0.0.0/8\"]\n\n\
-             [store]\npath = \"{}\"\nbackend = \"postgres\"\nurl_env = \"OUTWATCH_TEST_STORE_URL\"\n\
-             schema = \"{}\"\n\n\
+             {}\n\
              [sources.feodotracker]\nbase_url = \"{mock}\"\nauth_key = \"0123456789abcdef0123\"\n\
              schedule = \"*/2 * * * * *\"\n\n\
              [digest]\nschedule = \"*/3 * * * * *\"\nfrom = \"outwatch@example.org\"\n\
              recipients = [\"noc@example.org\"]\nsend_empty = true\n\n\
              [smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\ntimeout = \"10s\"\n\n{}",
-            dir.join("data").display(),
-            schema.name(),
+            schema.store_table(&dir.join("data").display().to_string()),
             crate::support::feeds_off_but(&["feodotracker"])
         ),
     )

@@ -51,6 +51,16 @@ impl Schema {
         &self.name
     }
 
+    /// The `[store]` table of a config whose store is this schema, its files in `path`; the
+    /// URL comes from `$OUTWATCH_TEST_STORE_URL` (set it to [`url`] for the binary).
+    pub fn store_table(&self, path: &str) -> String {
+        format!(
+            "[store]\npath = \"{path}\"\nbackend = \"postgres\"\n\
+             url_env = \"OUTWATCH_TEST_STORE_URL\"\nschema = \"{}\"\n",
+            self.name
+        )
+    }
+
     /// Where a store in this schema lives.
     pub fn target(&self) -> Target {
         Target {
