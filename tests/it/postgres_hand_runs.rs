@@ -14,7 +14,8 @@ use std::process::{Child, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use outwatch::store::Store;
+use outwatch::store::postgres::PgStore;
+use outwatch::store::{Store, Turn};
 
 use crate::store_contract::postgres::{Schema, url};
 use crate::support::{feeds_off_but, fixture_path, isolated};
@@ -134,6 +135,22 @@ fn run(d: &Path, cfg: &Path, args: &[&str]) -> Output {
     node(d, cfg, args).wait_with_output().unwrap()
 }
 
+/// Takes the turn `turn` as another node would and runs `args`, which must skip its work for
+/// it (exit 5): the turn, still held, and the run's output.
+fn skipped_while_held(
+    other: &PgStore,
+    turn: &str,
+    d: &Path,
+    cfg: &Path,
+    args: &[&str],
+) -> (Turn, String) {
+    let held = other.try_turn(turn).unwrap().expect("the turn is free");
+    let out = run(d, cfg, args);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}");
+    (held, all)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}--- stderr\n{}",
@@ -214,7 +231,7 @@ fn a_hand_fetch_while_another_node_fetches_the_source_skips_it_or_waits_for_it()
 
     // A hand run is not the schedule's: no slot is recorded as done, so the daemons' next
     // slot is fetched as usual.
-    let store = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
+    let store = PgStore::open(&schema.target()).unwrap();
     let key = outwatch::daemon::tasks::slot_done_key("source/feodotracker");
     assert_eq!(store.state_get(&key).unwrap(), None);
     assert!(
@@ -231,13 +248,14 @@ fn an_import_while_another_node_writes_the_source_waits_or_gives_up_with_exit_5(
     let file = fixture_path("cymru/cap_20261122.txt");
     let file = file.to_str().unwrap();
     // Another node (this test's own session) runs the source `cymru`.
-    let other = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
-    let turn = other.try_turn("source/cymru").unwrap();
-    assert!(turn.is_some());
-
-    let out = run(d.path(), &cfg, &["import", "cymru", file]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(5), "{all}");
+    let other = PgStore::open(&schema.target()).unwrap();
+    let (turn, all) = skipped_while_held(
+        &other,
+        "source/cymru",
+        d.path(),
+        &cfg,
+        &["import", "cymru", file],
+    );
     assert!(
         all.contains("import cymru: another node sharing the store is writing source `cymru`")
             && all.contains("nothing was imported"),
@@ -260,23 +278,21 @@ fn an_import_while_another_node_writes_the_source_waits_or_gives_up_with_exit_5(
     assert!(other.count().unwrap() > 0);
 
     // A bounded wait that ends while the other node still writes: exit 5, saying so.
-    let turn = other.try_turn("source/cymru").unwrap();
-    assert!(turn.is_some());
     let before = other.count().unwrap();
-    let out = run(d.path(), &cfg, &["import", "cymru", "--wait", "1s", file]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(5), "{all}");
+    let (turn, all) = skipped_while_held(
+        &other,
+        "source/cymru",
+        d.path(),
+        &cfg,
+        &["import", "cymru", "--wait", "1s", file],
+    );
     assert!(all.contains("(waited 1s)"), "{all}");
     assert_eq!(other.count().unwrap(), before);
 
     drop(turn);
 
     // `digest --send` by hand in the digest's turn: not while a daemon sends it.
-    let turn = other.try_turn("digest").unwrap();
-    assert!(turn.is_some());
-    let out = run(d.path(), &cfg, &["digest", "--send"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(5), "{all}");
+    let (turn, all) = skipped_while_held(&other, "digest", d.path(), &cfg, &["digest", "--send"]);
     assert!(
         all.contains("another node sharing the store is sending the digest"),
         "{all}"
@@ -301,12 +317,8 @@ fn run_once_sends_the_digest_in_its_turn() {
         ),
     )
     .unwrap();
-    let other = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
-    let turn = other.try_turn("digest").unwrap();
-    assert!(turn.is_some());
-    let out = run(d.path(), &cfg, &["run", "--once"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(5), "{all}");
+    let other = PgStore::open(&schema.target()).unwrap();
+    let (turn, all) = skipped_while_held(&other, "digest", d.path(), &cfg, &["run", "--once"]);
     assert!(
         all.contains("digest: skipped: another node sharing the store is sending it"),
         "{all}"
@@ -346,12 +358,8 @@ fn notify_by_hand_sends_in_its_turn() {
     let out = run(d.path(), &cfg, &["import", "cymru", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 
-    let other = outwatch::store::postgres::PgStore::open(&schema.target()).unwrap();
-    let turn = other.try_turn("notify").unwrap();
-    assert!(turn.is_some());
-    let out = run(d.path(), &cfg, &["notify", "--send"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(5), "{all}");
+    let other = PgStore::open(&schema.target()).unwrap();
+    let (turn, all) = skipped_while_held(&other, "notify", d.path(), &cfg, &["notify", "--send"]);
     assert!(
         all.contains("another node sharing the store is sending the notifications"),
         "{all}"
@@ -375,11 +383,7 @@ fn notify_by_hand_sends_in_its_turn() {
     let file = fixture_path("cymru/infected_20261121.txt");
     let out = run(d.path(), &cfg, &["import", "cymru", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    let turn = other.try_turn("notify").unwrap();
-    assert!(turn.is_some());
-    let out = run(d.path(), &cfg, &["run", "--once"]);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(5), "{all}");
+    let (turn, all) = skipped_while_held(&other, "notify", d.path(), &cfg, &["run", "--once"]);
     assert!(all.contains("notify"), "{all}");
     assert!(smtp.received().is_empty(), "mailed while another node sent");
     let once = node(d.path(), &cfg, &["run", "--once", "--wait", "2m"]);
