@@ -1142,37 +1142,22 @@ fn proptest_reads_the_committed_regression_cases() {
 fn the_public_modules_are_the_listed_ones() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut public = std::collections::BTreeSet::new();
-    let mut stack = vec![root.join("src")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
+    for (rel, text) in src_files() {
+        let mut parts: Vec<&str> = rel.trim_end_matches(".rs").split('/').collect();
+        if matches!(parts.last(), Some(&("mod" | "lib"))) {
+            parts.pop();
+        }
+        for line in text.lines() {
+            let Some(name) = line
+                .trim_start()
+                .strip_prefix("pub mod ")
+                .and_then(|r| r.strip_suffix(';'))
+            else {
                 continue;
-            }
-            if p.extension().is_none_or(|x| x != "rs") {
-                continue;
-            }
-            let rel = p.strip_prefix(root.join("src")).unwrap().with_extension("");
-            let mut parts: Vec<String> = rel
-                .iter()
-                .map(|s| s.to_string_lossy().into_owned())
-                .collect();
-            if matches!(parts.last().map(String::as_str), Some("mod" | "lib")) {
-                parts.pop();
-            }
-            for line in std::fs::read_to_string(&p).unwrap().lines() {
-                let Some(name) = line
-                    .trim_start()
-                    .strip_prefix("pub mod ")
-                    .and_then(|r| r.strip_suffix(';'))
-                else {
-                    continue;
-                };
-                let mut path = parts.clone();
-                path.push(name.to_string());
-                public.insert(path.join("::"));
-            }
+            };
+            let mut path = parts.clone();
+            path.push(name);
+            public.insert(path.join("::"));
         }
     }
     let arch = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
@@ -1218,36 +1203,21 @@ fn the_public_modules_are_the_listed_ones() {
 fn a_source_name_is_written_once() {
     use outwatch::finding::SourceId;
     const NOT_A_SOURCE: &[(&str, &str)] = &[("web/api.rs", "flows"), ("web/pages.rs", "flows")];
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
-    let mut stack = vec![src.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
+    for (rel, text) in src_files() {
+        if rel.ends_with("tests.rs") || rel == "finding/source.rs" {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
                 continue;
             }
-            let rel = p
-                .strip_prefix(&src)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/");
-            if !rel.ends_with(".rs") || rel.ends_with("tests.rs") || rel == "finding/source.rs" {
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            for (n, line) in code.lines().enumerate() {
-                if line.trim_start().starts_with("//") {
-                    continue;
-                }
-                for s in SourceId::ALL {
-                    if line.contains(&format!("\"{}\"", s.name()))
-                        && !NOT_A_SOURCE.contains(&(rel.as_str(), s.name()))
-                    {
-                        found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
-                    }
+            for s in SourceId::ALL {
+                if line.contains(&format!("\"{}\"", s.name()))
+                    && !NOT_A_SOURCE.contains(&(rel.as_str(), s.name()))
+                {
+                    found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
                 }
             }
         }
@@ -1262,35 +1232,42 @@ fn a_source_name_is_written_once() {
 /// `src/cli.rs` and `src/commands/` (a string is where a cause gets lost).
 #[test]
 fn no_string_errors_below_the_command_line() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if p.is_dir() {
-                if rel != "commands" {
-                    stack.push(p);
-                }
+    for (rel, text) in src_files() {
+        if rel == "cli.rs" || rel.starts_with("commands/") {
+            continue;
+        }
+        for (n, line) in text.lines().enumerate() {
+            let Some(at) = line.find("Result<") else {
                 continue;
-            }
-            if rel == "cli.rs" || p.extension().is_none_or(|x| x != "rs") {
-                continue;
-            }
-            for (n, line) in std::fs::read_to_string(&p).unwrap().lines().enumerate() {
-                let Some(at) = line.find("Result<") else {
-                    continue;
-                };
-                if line[at..].contains(", String>") {
-                    found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
-                }
+            };
+            if line[at..].contains(", String>") {
+                found.push(format!("src/{rel}:{}: {}", n + 1, line.trim()));
             }
         }
     }
     assert!(found.is_empty(), "string errors:\n{}", found.join("\n"));
+}
+
+/// Every `.rs` file under `src/`: its path from there (`/`-separated) and its text.
+fn src_files() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p
+                    .strip_prefix(&src)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                files.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    files
 }
