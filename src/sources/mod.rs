@@ -532,6 +532,20 @@ impl FetchError {
     }
 }
 
+/// A credential a source cannot run without, given inline or by environment variable
+/// ([`crate::secret::resolve`]; `name` is its config key); `missing` says what to set when
+/// neither is.
+pub(crate) fn required_secret(
+    inline: &Option<crate::secret::Secret>,
+    env: &Option<String>,
+    name: &str,
+    missing: &str,
+) -> Result<crate::secret::Secret, FetchError> {
+    crate::secret::resolve(inline, env, name)
+        .map_err(|e| FetchError::config("", e))?
+        .ok_or_else(|| FetchError::Config(missing.into()))
+}
+
 /// [`check_complete_lines`] of a body spilled to a file (read in chunks, then rewound).
 /// Returns the body's records: its lines that are not blank, header included (for CSV, line
 /// ends inside quotes do not count).

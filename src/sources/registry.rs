@@ -172,6 +172,45 @@ mod tests {
         );
     }
 
+    /// A source without its credential is built as an error that says what to set.
+    #[test]
+    fn a_missing_credential_names_what_to_set() {
+        let cfg = Config::parse(
+            "[organisation]\nname = \"x\"\nprefixes = [\"192.0.2.0/24\"]\n\
+             [sources.hibp]\n[sources.snds]\n[sources.safebrowsing]\nurls = [\"https://x.example/\"]\n\
+             [sources.cymru]\nusername = \"u\"\nurl = \"https://cap.example/{date}.txt\"\n",
+            Path::new("/x/outwatch.toml"),
+            &Registry,
+        )
+        .unwrap();
+        let built: std::collections::HashMap<String, String> = enabled_sources(&cfg)
+            .into_iter()
+            .filter_map(|(n, r)| Some((n, r.err()?.to_string())))
+            .collect();
+        for (name, says) in [
+            (
+                "hibp",
+                "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)",
+            ),
+            (
+                "snds",
+                "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
+                 Access\" page)",
+            ),
+            (
+                "safebrowsing",
+                "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
+                 with the Safe Browsing API enabled)",
+            ),
+            ("cymru", "sources.cymru needs `password` or `password_env`"),
+        ] {
+            let e = built
+                .get(name)
+                .unwrap_or_else(|| panic!("{name}: {built:?}"));
+            assert!(e.contains(says), "{name}: {e}");
+        }
+    }
+
     #[test]
     fn every_source_is_found_through_the_registry() {
         let cfg = Config::parse(

@@ -36,7 +36,7 @@ use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind,
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::http::{self, Fetched};
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 impl SourceKind for CymruConfig {
     /// Builds the source: `url`, `username` and a password are required.
@@ -51,12 +51,12 @@ impl SourceKind for CymruConfig {
             .clone()
             .filter(|u| !u.trim().is_empty())
             .ok_or_else(|| FetchError::Config("sources.cymru needs `username`".into()))?;
-        let password =
-            secret::resolve(&self.password, &self.password_env, "sources.cymru.password")
-                .map_err(|e| FetchError::config("", e))?
-                .ok_or_else(|| {
-                    FetchError::Config("sources.cymru needs `password` or `password_env`".into())
-                })?;
+        let password = super::required_secret(
+            &self.password,
+            &self.password_env,
+            "sources.cymru.password",
+            "sources.cymru needs `password` or `password_env`",
+        )?;
         let probe = url.replace("{date}", "20260101");
         crate::config::check_url(&probe, !self.allow_plain_http)
             .map_err(|e| FetchError::config(format!("sources.cymru.url `{url}`"), e))?;

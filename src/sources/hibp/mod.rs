@@ -39,7 +39,7 @@ use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind,
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::http::{self, Fetched, HttpError};
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 /// State key of the cached breach metadata.
 pub const BREACHES_STATE: &str = "hibp/breaches";
@@ -61,13 +61,12 @@ enum Domains {
 impl SourceKind for HibpConfig {
     /// Builds the source; the key and at least one domain are required.
     fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        let key = secret::resolve(&self.api_key, &self.api_key_env, "sources.hibp.api_key")
-            .map_err(|e| FetchError::config("", e))?
-            .ok_or_else(|| {
-                FetchError::Config(
-                    "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)".into(),
-                )
-            })?;
+        let key = super::required_secret(
+            &self.api_key,
+            &self.api_key_env,
+            "sources.hibp.api_key",
+            "sources.hibp needs `api_key` or `api_key_env` (a paid HIBP API key)",
+        )?;
         let org: Vec<String> = cfg
             .organisation
             .domains

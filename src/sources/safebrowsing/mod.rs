@@ -35,7 +35,7 @@ use super::{FetchContext, FetchError, FetchOutput, Source, SourceKind, SourceTab
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, SourceId, normalize_domain};
 use crate::http::{self, Fetched, HttpError};
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 /// State key of the verdict cache.
 pub const CACHE_STATE: &str = "safebrowsing/cache";
@@ -71,19 +71,13 @@ impl Api {
 impl SourceKind for SafeBrowsingConfig {
     /// Builds the source; the key is required and `api` must be `v4` or `v5`.
     fn build(&self, cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        let key = secret::resolve(
+        let key = super::required_secret(
             &self.api_key,
             &self.api_key_env,
             "sources.safebrowsing.api_key",
-        )
-        .map_err(|e| FetchError::config("", e))?
-        .ok_or_else(|| {
-            FetchError::Config(
-                "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
-                     with the Safe Browsing API enabled)"
-                    .into(),
-            )
-        })?;
+            "sources.safebrowsing needs `api_key` or `api_key_env` (a Google Cloud API key \
+             with the Safe Browsing API enabled)",
+        )?;
         let api = match self.api.trim().to_ascii_lowercase().as_str() {
             "v4" => Api::V4,
             "v5" => Api::V5,

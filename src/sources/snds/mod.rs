@@ -36,20 +36,18 @@ use super::{FetchContext, FetchError, FetchOutput, RowError, Source, SourceKind,
 use crate::config::{Config, CronSchedule};
 use crate::finding::{Classification, Finding, Severity, SourceId};
 use crate::http::{self, Fetched, HttpError};
-use crate::secret::{self, Secret};
+use crate::secret::Secret;
 
 impl SourceKind for SndsConfig {
     /// Builds the source; the key is required.
     fn build(&self, _cfg: &Config) -> Result<Arc<dyn Source>, FetchError> {
-        let key = secret::resolve(&self.key, &self.key_env, "sources.snds.key")
-            .map_err(|e| FetchError::config("", e))?
-            .ok_or_else(|| {
-                FetchError::Config(
-                    "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
-                     Access\" page)"
-                        .into(),
-                )
-            })?;
+        let key = super::required_secret(
+            &self.key,
+            &self.key_env,
+            "sources.snds.key",
+            "sources.snds needs `key` or `key_env` (the key from the SNDS \"Automated Data \
+             Access\" page)",
+        )?;
         let mut secrets = vec![key.clone()];
         let encoded = encode_query_value(key.expose());
         if encoded != key.expose() {
