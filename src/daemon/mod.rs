@@ -578,7 +578,7 @@ pub async fn run_once(
         };
         report.notify = Some(
             match crate::pipeline::take_turn(&store, crate::notify::RUN_NAME, turn_wait).await {
-                Ok(Some(_turn)) => task.send(&task.shared).await,
+                Ok(Some(_turn)) => task.send().await,
                 Ok(None) => Ok(crate::pipeline::ANOTHER_NODE.into()),
                 Err(e) => Err(scheduler::TaskError::Turn(e)),
             },

@@ -190,13 +190,14 @@ pub struct NotifyTask {
 impl Task for NotifyTask {
     async fn run(&self, slot: Option<DateTime<Utc>>) -> Result<String, TaskError> {
         let s = &self.shared;
-        once_per_slot(s, crate::notify::RUN_NAME, slot, self.send(s)).await
+        once_per_slot(s, crate::notify::RUN_NAME, slot, self.send()).await
     }
 }
 
 impl NotifyTask {
     /// One run of `notify --send`, in a turn the caller holds.
-    pub(crate) async fn send(&self, s: &Shared) -> Result<String, TaskError> {
+    pub(crate) async fn send(&self) -> Result<String, TaskError> {
+        let s = &self.shared;
         use crate::notify::{self, Mode, contacts::Contacts};
         let contacts = {
             let mut held = self.contacts.lock().await;
