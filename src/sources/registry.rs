@@ -1,8 +1,8 @@
 //! The registry of sources: each kind of source registers once, in [`REGISTRY`], and whatever
 //! must find every source asks here: reading the `[sources.*]` tables of the config file
 //! ([`Registry`], the reader `Config::parse` is given), [`enabled_sources`], `check-config`,
-//! feed health and `status`. Adding a source is one folder (`src/sources/<name>/`, its `config.rs` implementing
-//! [`SourceKind`]) and one line in [`REGISTRY`].
+//! feed health and `status`. Adding a source is one folder (`src/sources/<name>/`, its
+//! `config.rs` implementing [`SourceKind`]) and one line in [`REGISTRY`].
 //!
 //! The config file is read in two steps, so that `config` knows no source: `config` parses its
 //! own tables, then, through [`Registry`], each registration parses its `[sources.<name>]`
